@@ -1,0 +1,268 @@
+import fastifyCookie from '@fastify/cookie';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyServerOptions } from 'fastify';
+import type { Config } from './config.ts';
+import { type Clock, systemClock } from './core/clock.ts';
+import { Sealer, TokenHasher } from './core/crypto.ts';
+import { AppError, ServiceUnavailableError } from './core/errors.ts';
+import { ulid } from './core/ids.ts';
+import type { Database } from './db/client.ts';
+import { registerAuth } from './http/auth.ts';
+import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
+import type { App } from './http/types.ts';
+import { validatorCompiler } from './http/validation.ts';
+import { registerAgentRoutes } from './modules/agents/routes.ts';
+import { AgentsService } from './modules/agents/service.ts';
+import { registerApprovalRoutes } from './modules/approvals/routes.ts';
+import { ApprovalsService } from './modules/approvals/service.ts';
+import { EventsService } from './modules/events/service.ts';
+import { ProviderHealthRegistry } from './modules/gateway/circuit-breaker.ts';
+import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
+import { ApiKeysService } from './modules/identity/api-keys-service.ts';
+import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
+import { AuthService } from './modules/identity/service.ts';
+import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
+import { TeamsService } from './modules/identity/teams-service.ts';
+import { registerPolicyRoutes } from './modules/policies/routes.ts';
+import { PoliciesService } from './modules/policies/service.ts';
+import { registerProviderRoutes } from './modules/providers/routes.ts';
+import { ProvidersService } from './modules/providers/service.ts';
+import { registerRunRoutes } from './modules/runs/routes.ts';
+import { RunsService } from './modules/runs/service.ts';
+import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
+import { VERSION } from './version.ts';
+
+export interface AppOptions {
+  config: Config;
+  database: Database;
+  masterKey: Buffer;
+  clock?: Clock;
+  /** Fastify's logger setting; tests pass false. */
+  logger?: FastifyServerOptions['logger'];
+  /** Set when the caller has already applied migrations. */
+  migrated?: boolean;
+}
+
+export interface Services {
+  auth: AuthService;
+  teams: TeamsService;
+  apiKeys: ApiKeysService;
+  policies: PoliciesService;
+  agents: AgentsService;
+  events: EventsService;
+  sealer: Sealer;
+  hasher: TokenHasher;
+  clock: Clock;
+  providers: ProvidersService;
+  runs: RunsService;
+  approvals: ApprovalsService;
+}
+
+export interface BuiltApp {
+  app: App;
+  services: Services;
+  readiness: Readiness;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+/** One place wires everything: the context, the services, and the routes on top. */
+export async function buildApp(options: AppOptions): Promise<BuiltApp> {
+  const { config, database } = options;
+  const clock = options.clock ?? systemClock;
+  const sealer = new Sealer(options.masterKey);
+  const hasher = new TokenHasher(options.masterKey);
+  const db = database.db;
+
+  const events = new EventsService(clock);
+  const teams = new TeamsService(db, clock, hasher, events);
+  const auth = new AuthService(db, clock, hasher, events, teams, config.signup);
+  const apiKeys = new ApiKeysService(db, clock, hasher, events);
+  // Policies ask agents which of them use a policy; agents ask policies whether one exists.
+  const policies: PoliciesService = new PoliciesService(db, clock, events, (tx, teamId, policyId) =>
+    agents.idsUsingPolicy(tx, teamId, policyId),
+  );
+  // Agents ask providers whether a key exists (providers is made below).
+  const providerKeyExists = (teamId: string, keyId: string, provider: string) =>
+    providers.exists(teamId, keyId, provider);
+  const agents: AgentsService = new AgentsService(db, clock, hasher, events, policies, providerKeyExists);
+  // -- module services (add new modules here) --
+  const runs = new RunsService(
+    db,
+    clock,
+    events,
+    async (agentId) => (await agents.getForCall(agentId))?.status === 'active',
+  );
+  const approvals = new ApprovalsService(db, clock, events);
+  const providerHealth = new ProviderHealthRegistry(clock);
+  const providers: ProvidersService = new ProvidersService(db, clock, sealer, events, providerHealth);
+  const services: Services = {
+    auth,
+    teams,
+    apiKeys,
+    policies,
+    agents,
+    events,
+    sealer,
+    hasher,
+    clock,
+    providers,
+    runs,
+    approvals,
+  };
+
+  const app = Fastify({
+    logger:
+      options.logger ??
+      ({
+        level: config.logLevel,
+        redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+        serializers: {
+          // Paths only: query strings can carry tokens (invitation lookups).
+          req: (req: { method: string; url: string; id: string }) => ({
+            method: req.method,
+            path: req.url.split('?')[0],
+            request_id: req.id,
+          }),
+        },
+      } as FastifyServerOptions['logger']),
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${ulid()}`;
+    },
+    forceCloseConnections: 'idle',
+    // The router answers a broken URL or an over-long path segment before any
+    // hook runs; answer those in the error shape too.
+    frameworkErrors: answerFrameworkError,
+    ajv: { customOptions: { strict: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  registerErrorHandling(app, config.bodyLimitBytes);
+
+  // JSON bodies: an empty body is "no body" (POST /v1/auth/logout with a
+  // Content-Type header), and broken JSON is a 400 that says where.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    // Fastify's own parser refuses prototype-poisoning keys; so does this one. The
+    // reviver is slower, so it runs only when such a key could be there (\u escapes too).
+    const guarded = text.includes('__proto__') || text.includes('prototype') || text.includes('\\u');
+    const refusePoisonedKeys = (key: string, value: unknown) => {
+      if (
+        key === '__proto__' ||
+        (key === 'constructor' &&
+          typeof value === 'object' &&
+          value !== null &&
+          Object.hasOwn(value, 'prototype'))
+      ) {
+        throw new SyntaxError(`"${key}" is not allowed as a key`);
+      }
+      return value;
+    };
+    try {
+      done(null, JSON.parse(text, guarded ? refusePoisonedKeys : undefined));
+    } catch (err) {
+      done(
+        new AppError(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`),
+        undefined,
+      );
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  const readiness: Readiness = {
+    migrated: options.migrated ?? false,
+    ping: () => database.ping(),
+    dbKind: database.kind,
+    startedAt: Date.now(),
+  };
+  app.addHook('onRequest', async (request) => {
+    if (!readiness.migrated && request.url.startsWith('/v1/')) {
+      throw new ServiceUnavailableError(
+        'not_ready',
+        'the server is still starting (applying migrations); retry shortly',
+      );
+    }
+  });
+
+  await app.register(fastifyCookie);
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Paddock API',
+        version: VERSION,
+        description:
+          'Define, run, govern and record AI agents. Errors: {"error": {"code", "message", "details"}}.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'pdk_ team API key or pds_ session token' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          session: { type: 'apiKey', in: 'cookie', name: 'paddock_session' },
+        },
+      },
+    },
+    transform: ({ schema, url, route }) => {
+      const auth = route.config?.auth;
+      const security: Array<Record<string, string[]>> =
+        auth === undefined || auth === 'public' ? [] : [{ bearer: [] }, { apiKey: [] }, { session: [] }];
+      return { schema: { ...schema, security } as typeof schema, url };
+    },
+  });
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true },
+  });
+
+  registerAuth(app, {
+    authenticators: {
+      pds: (token) => auth.authenticateSession(token),
+      pdk: (token) => apiKeys.authenticate(token),
+      pda: (token) => agents.authenticate(token),
+      // -- more token kinds (add here) --
+    },
+    onApiKeyResponse: (principal, request, reply) => {
+      apiKeys
+        .recordUsage(principal, {
+          method: request.method,
+          path: request.routeOptions.url ?? request.url.split('?')[0]!,
+          statusCode: reply.statusCode,
+          ipAddress: request.ip ?? null,
+        })
+        .catch((err: unknown) => request.log.warn({ err }, 'could not record API key usage'));
+    },
+  });
+
+  const cookies = { secure: config.publicUrl?.startsWith('https://') ?? false };
+  registerSystemRoutes(app, readiness);
+  registerAuthRoutes(app, auth, cookies);
+  registerTeamRoutes(app, teams, auth, cookies);
+  registerApiKeyRoutes(app, apiKeys);
+  registerPolicyRoutes(app, policies);
+  registerAgentRoutes(app, agents);
+  registerProviderRoutes(app, providers);
+  // -- module routes (add new modules here) --
+  registerRunRoutes(app, runs);
+  registerApprovalRoutes(app, approvals);
+  // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
+  runs.useLog(app.log);
+  app.addHook('onReady', () => runs.startSweeps());
+  app.addHook('onClose', () => runs.shutdown());
+
+  app.get('/v1/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () =>
+    app.swagger(),
+  );
+
+  return { app, services, readiness };
+}

@@ -1,0 +1,129 @@
+import path from 'node:path';
+
+/** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
+export interface Config {
+  host: string;
+  port: number;
+  /** Where PGlite keeps its data and where the master key file lives. */
+  dataDir: string;
+  /** Real Postgres when set; embedded PGlite otherwise. */
+  databaseUrl: string | undefined;
+  pgPoolMax: number;
+  /** 32 bytes from PADDOCK_MASTER_KEY; undefined means "use or create the key file". */
+  masterKey: Buffer | undefined;
+  signup: 'open' | 'invite';
+  bodyLimitBytes: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** The address users reach the server at; drives the Secure cookie flag. */
+  publicUrl: string | undefined;
+  trustProxy: boolean;
+}
+
+export interface ConfigFlags {
+  port?: string;
+  host?: string;
+  dataDir?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFlags = {}): Config {
+  const problems: string[] = [];
+
+  const int = (name: string, raw: string | undefined, fallback: number, min: number, max: number): number => {
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name}=${JSON.stringify(raw)} must be a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const oneOf = <T extends string>(
+    name: string,
+    raw: string | undefined,
+    allowed: readonly T[],
+    fallback: T,
+  ): T => {
+    if (raw === undefined || raw === '') return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    problems.push(`${name}=${JSON.stringify(raw)} must be one of ${allowed.join(', ')}`);
+    return fallback;
+  };
+
+  const bool = (name: string, raw: string | undefined, fallback: boolean): boolean => {
+    if (raw === undefined || raw === '') return fallback;
+    if (['1', 'true', 'yes'].includes(raw.toLowerCase())) return true;
+    if (['0', 'false', 'no'].includes(raw.toLowerCase())) return false;
+    problems.push(`${name}=${JSON.stringify(raw)} must be true or false`);
+    return fallback;
+  };
+
+  const port = int(
+    flags.port !== undefined ? '--port' : 'PADDOCK_PORT',
+    flags.port ?? env.PADDOCK_PORT,
+    8080,
+    0,
+    65535,
+  );
+  const host = flags.host ?? env.PADDOCK_HOST ?? '127.0.0.1';
+  const dataDir = path.resolve(flags.dataDir ?? env.PADDOCK_DATA_DIR ?? '.paddock');
+
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+
+  let masterKey: Buffer | undefined;
+  const rawKey = env.PADDOCK_MASTER_KEY;
+  if (rawKey !== undefined && rawKey !== '') {
+    masterKey = parseMasterKey(rawKey);
+    if (masterKey === undefined) {
+      problems.push(
+        'PADDOCK_MASTER_KEY must be 32 bytes as 64 hex characters or base64 (try: openssl rand -hex 32)',
+      );
+    }
+  }
+
+  const publicUrl = env.PADDOCK_PUBLIC_URL || undefined;
+  if (publicUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(publicUrl)) {
+    problems.push('PADDOCK_PUBLIC_URL must be an http:// or https:// URL');
+  }
+
+  const config: Config = {
+    host,
+    port,
+    dataDir,
+    databaseUrl,
+    pgPoolMax: int('PADDOCK_PG_POOL_MAX', env.PADDOCK_PG_POOL_MAX, 10, 1, 500),
+    masterKey,
+    signup: oneOf('PADDOCK_SIGNUP', env.PADDOCK_SIGNUP, ['open', 'invite'] as const, 'invite'),
+    bodyLimitBytes: int(
+      'PADDOCK_BODY_LIMIT_BYTES',
+      env.PADDOCK_BODY_LIMIT_BYTES,
+      1024 * 1024,
+      1024,
+      1024 ** 3,
+    ),
+    logLevel: oneOf('PADDOCK_LOG_LEVEL', env.PADDOCK_LOG_LEVEL, LOG_LEVELS, 'info'),
+    publicUrl,
+    trustProxy: bool('PADDOCK_TRUST_PROXY', env.PADDOCK_TRUST_PROXY, false),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function parseMasterKey(raw: string): Buffer | undefined {
+  const trimmed = raw.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return Buffer.from(trimmed, 'hex');
+  const b = Buffer.from(trimmed, 'base64');
+  return b.length === 32 ? b : undefined;
+}

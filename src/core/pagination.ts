@@ -1,0 +1,54 @@
+import { BadRequestError } from './errors.ts';
+
+export const DEFAULT_PAGE_LIMIT = 50;
+export const MAX_PAGE_LIMIT = 200;
+
+export interface PageQuery {
+  limit?: number;
+  cursor?: string;
+}
+
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+/** Cursors are opaque to clients: base64url of the last row's sort key. */
+export function encodeCursor(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined || cursor === '') return undefined;
+  const key = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^[A-Za-z0-9_:.-]{1,200}$/.test(key)) {
+    throw new BadRequestError(
+      'invalid_cursor',
+      'cursor is not one this server issued; start again without it',
+    );
+  }
+  return key;
+}
+
+export function pageLimit(limit: number | undefined): number {
+  return Math.min(Math.max(limit ?? DEFAULT_PAGE_LIMIT, 1), MAX_PAGE_LIMIT);
+}
+
+/**
+ * Builds a page from rows fetched with `limit + 1`: the extra row only says
+ * there is more, and the cursor is the key of the last row returned.
+ */
+export function toPage<R, T>(
+  rows: R[],
+  limit: number,
+  keyOf: (row: R) => string,
+  map: (row: R) => T,
+): Page<T> {
+  const more = rows.length > limit;
+  const slice = more ? rows.slice(0, limit) : rows;
+  const last = slice.at(-1);
+  return {
+    data: slice.map(map),
+    next_cursor: more && last !== undefined ? encodeCursor(keyOf(last)) : null,
+  };
+}

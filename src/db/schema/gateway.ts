@@ -1,0 +1,302 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
+import { teams } from './identity.ts';
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+/** Money is stored as integer micro-dollars (1 USD = 1_000_000), so sums are exact. */
+const micros = (name: string) => bigint(name, { mode: 'number' });
+const tokens = (name: string) => bigint(name, { mode: 'number' }).notNull().default(0);
+
+export const providerKeys = pgTable(
+  'provider_keys',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id),
+    name: text('name').notNull(),
+    provider: text('provider', { enum: ['anthropic', 'openai', 'openai_compatible'] }).notNull(),
+    baseUrl: text('base_url'),
+    /** The sealed secret; null once deleted (scrubbed). */
+    sealedKey: text('sealed_key'),
+    /** The last 4 characters, for the masked form. */
+    keyHint: text('key_hint'),
+    status: text('status', { enum: ['active', 'disabled', 'deleted'] }).notNull(),
+    /** Per-model price overrides: { "<model glob>": { input, output, cache_read, cache_write } } USD per Mtok. */
+    priceOverrides: jsonb('price_overrides').$type<Record<string, Record<string, number>>>(),
+    lastUsedAt: ts('last_used_at'),
+    rotatedAt: ts('rotated_at'),
+    createdAt: ts('created_at').notNull(),
+    updatedAt: ts('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('provider_keys_team_name_key').on(t.teamId, t.name).where(sql`status <> 'deleted'`),
+    index('provider_keys_team_idx').on(t.teamId, t.id),
+  ],
+);
+
+export const policies = pgTable(
+  'policies',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id),
+    name: text('name').notNull(),
+    /** The whole policy document (budget, models, tools, rate limits, routing …), defaults applied. */
+    spec: jsonb('spec').$type<Record<string, unknown>>().notNull(),
+    version: integer('version').notNull(),
+    createdBy: text('created_by'),
+    updatedBy: text('updated_by'),
+    createdAt: ts('created_at').notNull(),
+    updatedAt: ts('updated_at').notNull(),
+    deletedAt: ts('deleted_at'),
+  },
+  (t) => [
+    uniqueIndex('policies_team_name_key').on(t.teamId, t.name).where(sql`deleted_at is null`),
+    index('policies_team_idx').on(t.teamId, t.id),
+  ],
+);
+
+export const policyVersions = pgTable(
+  'policy_versions',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id').notNull(),
+    policyId: text('policy_id')
+      .notNull()
+      .references(() => policies.id),
+    version: integer('version').notNull(),
+    snapshot: jsonb('snapshot').$type<Record<string, unknown>>().notNull(),
+    changedBy: text('changed_by'),
+    changedFields: jsonb('changed_fields').$type<string[]>().notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [uniqueIndex('policy_versions_policy_version_key').on(t.policyId, t.version)],
+);
+
+export const agents = pgTable(
+  'agents',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id),
+    name: text('name').notNull(),
+    description: text('description'),
+    status: text('status', { enum: ['active', 'disabled'] }).notNull(),
+    policyId: text('policy_id')
+      .notNull()
+      .references(() => policies.id),
+    /** Policy ids this agent may pick per run; null = any. */
+    allowedPolicies: jsonb('allowed_policies').$type<string[] | null>(),
+    /** provider → key id, or [{key_id, weight}] for load balancing. */
+    providerKeys: jsonb('provider_keys')
+      .$type<Record<string, string | Array<{ key_id: string; weight: number }>>>()
+      .notNull(),
+    routingOverride: jsonb('routing_override').$type<Record<string, unknown> | null>(),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull(),
+    keyPrefix: text('key_prefix').notNull(),
+    keyHash: text('key_hash').notNull(),
+    // The agent's definition, filled in by the task runner's issue (prompt,
+    // model, tools, environment); the gateway identity works without it.
+    definition: jsonb('definition').$type<Record<string, unknown> | null>(),
+    environmentId: text('environment_id'),
+    currentVersion: integer('current_version').notNull().default(1),
+    createdBy: text('created_by'),
+    createdAt: ts('created_at').notNull(),
+    updatedAt: ts('updated_at').notNull(),
+    deletedAt: ts('deleted_at'),
+  },
+  (t) => [
+    uniqueIndex('agents_team_name_key').on(t.teamId, t.name).where(sql`deleted_at is null`),
+    uniqueIndex('agents_key_hash_key').on(t.keyHash),
+    index('agents_team_idx').on(t.teamId, t.id),
+    index('agents_policy_idx').on(t.policyId),
+  ],
+);
+
+export const runs = pgTable(
+  'runs',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id').notNull(),
+    agentId: text('agent_id')
+      .notNull()
+      .references(() => agents.id),
+    policyId: text('policy_id').notNull(),
+    policyName: text('policy_name').notNull(),
+    /** The policy as it was when the run started: a live run is governed by it. */
+    policySnapshot: jsonb('policy_snapshot').$type<Record<string, unknown>>().notNull(),
+    name: text('name'),
+    status: text('status', {
+      enum: ['running', 'completed', 'failed', 'budget_exceeded', 'force_stopped'],
+    }).notNull(),
+    creationMethod: text('creation_method', { enum: ['explicit', 'implicit', 'sdk'] }).notNull(),
+    endedReason: text('ended_reason'),
+    completionReason: text('completion_reason'),
+    outcome: text('outcome', { enum: ['success', 'partial', 'failed'] }),
+    outcomeReason: text('outcome_reason'),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull(),
+    hardLimitMicros: micros('hard_limit_micros'),
+    hardLimitTokens: bigint('hard_limit_tokens', { mode: 'number' }),
+    alertThresholdMicros: micros('alert_threshold_micros'),
+    alertThresholdTokens: bigint('alert_threshold_tokens', { mode: 'number' }),
+    alertThresholdExceeded: boolean('alert_threshold_exceeded').notNull().default(false),
+    alertSentAt: ts('alert_sent_at'),
+    costMicros: micros('cost_micros').notNull().default(0),
+    /** Outstanding reservations: admitted calls whose cost is not settled yet. */
+    reservedMicros: micros('reserved_micros').notNull().default(0),
+    reservedTokens: tokens('reserved_tokens'),
+    inputTokens: tokens('input_tokens'),
+    outputTokens: tokens('output_tokens'),
+    cacheReadTokens: tokens('cache_read_tokens'),
+    cacheCreationTokens: tokens('cache_creation_tokens'),
+    stepCount: integer('step_count').notNull().default(0),
+    primaryModel: text('primary_model'),
+    hasGovernanceBlock: boolean('has_governance_block').notNull().default(false),
+    hadFailover: boolean('had_failover').notNull().default(false),
+    forceStopLiftedAt: ts('force_stop_lifted_at'),
+    /** The task this run belongs to, when Paddock's own runner made it. */
+    taskId: text('task_id'),
+    lastStepAt: ts('last_step_at'),
+    startedAt: ts('started_at').notNull(),
+    endedAt: ts('ended_at'),
+    updatedAt: ts('updated_at').notNull(),
+  },
+  (t) => [
+    index('runs_team_idx').on(t.teamId, t.id),
+    index('runs_agent_status_idx').on(t.agentId, t.status, t.id),
+    index('runs_running_idx').on(t.status, t.lastStepAt).where(sql`status = 'running'`),
+  ],
+);
+
+export const steps = pgTable(
+  'steps',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id').notNull(),
+    runId: text('run_id')
+      .notNull()
+      .references(() => runs.id),
+    agentId: text('agent_id').notNull(),
+    type: text('type', {
+      enum: ['llm_call', 'tool_call', 'retry', 'dry_run', 'post_completion_sweep', 'failover_transition'],
+    }).notNull(),
+    status: text('status', {
+      enum: ['success', 'error', 'timeout', 'budget_blocked', 'policy_blocked'],
+    }).notNull(),
+    /** The tool's name on tool_call steps. */
+    name: text('name'),
+    provider: text('provider'),
+    model: text('model'),
+    providerKeyId: text('provider_key_id'),
+    streaming: boolean('streaming').notNull().default(false),
+    request: jsonb('request').$type<unknown>(),
+    response: jsonb('response').$type<unknown>(),
+    inputTokens: tokens('input_tokens'),
+    outputTokens: tokens('output_tokens'),
+    cacheReadTokens: tokens('cache_read_tokens'),
+    cacheCreationTokens: tokens('cache_creation_tokens'),
+    costMicros: micros('cost_micros').notNull().default(0),
+    latencyMs: integer('latency_ms'),
+    routedFrom: text('routed_from'),
+    failoverAttempts: integer('failover_attempts').notNull().default(0),
+    failoverContext: jsonb('failover_context').$type<Record<string, unknown> | null>(),
+    errorKind: text('error_kind'),
+    errorMessage: text('error_message'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('steps_run_idx').on(t.runId, t.id), index('steps_team_idx').on(t.teamId, t.id)],
+);
+
+/** Immutable cost record, one per charged step. */
+export const ledgerEntries = pgTable(
+  'ledger_entries',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id').notNull(),
+    runId: text('run_id').notNull(),
+    stepId: text('step_id').notNull(),
+    agentId: text('agent_id').notNull(),
+    provider: text('provider'),
+    model: text('model'),
+    providerKeyId: text('provider_key_id'),
+    inputTokens: tokens('input_tokens'),
+    outputTokens: tokens('output_tokens'),
+    cacheReadTokens: tokens('cache_read_tokens'),
+    cacheCreationTokens: tokens('cache_creation_tokens'),
+    costMicros: micros('cost_micros').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('ledger_run_idx').on(t.runId, t.id), index('ledger_team_idx').on(t.teamId, t.createdAt)],
+);
+
+/**
+ * A call admitted against a budget and not settled yet. Written in the same
+ * statement that reserves the money, deleted when the call settles; one left
+ * behind by a crash is charged in full by the sweep (fail closed on money).
+ */
+export const budgetReservations = pgTable(
+  'budget_reservations',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id').notNull(),
+    runId: text('run_id').notNull(),
+    agentId: text('agent_id').notNull(),
+    policyId: text('policy_id').notNull(),
+    hourStart: ts('hour_start').notNull(),
+    amountMicros: micros('amount_micros').notNull(),
+    tokens: bigint('tokens', { mode: 'number' }).notNull(),
+    model: text('model'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('budget_reservations_created_idx').on(t.createdAt)],
+);
+
+/** Spend per agent, policy and clock hour, for max_cost_per_hour_usd. */
+export const hourlySpend = pgTable(
+  'hourly_spend',
+  {
+    teamId: text('team_id').notNull(),
+    agentId: text('agent_id').notNull(),
+    policyId: text('policy_id').notNull(),
+    hourStart: ts('hour_start').notNull(),
+    costMicros: micros('cost_micros').notNull().default(0),
+    reservedMicros: micros('reserved_micros').notNull().default(0),
+  },
+  (t) => [uniqueIndex('hourly_spend_key').on(t.agentId, t.policyId, t.hourStart)],
+);
+
+export const approvals = pgTable(
+  'approvals',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id').notNull(),
+    runId: text('run_id').notNull(),
+    stepId: text('step_id'),
+    agentId: text('agent_id').notNull(),
+    policyId: text('policy_id').notNull(),
+    toolName: text('tool_name').notNull(),
+    /** Fingerprint of the request, so only the approved request is let through. */
+    requestHash: text('request_hash').notNull(),
+    requestSnapshot: jsonb('request_snapshot').$type<unknown>(),
+    status: text('status', { enum: ['pending', 'approved', 'rejected', 'consumed'] }).notNull(),
+    decidedBy: text('decided_by'),
+    reason: text('reason'),
+    decidedAt: ts('decided_at'),
+    expiresAt: ts('expires_at').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('approvals_team_idx').on(t.teamId, t.id), index('approvals_run_idx').on(t.runId)],
+);

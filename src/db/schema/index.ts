@@ -1,0 +1,3 @@
+export * from './events.ts';
+export * from './gateway.ts';
+export * from './identity.ts';

@@ -1,0 +1,17 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+
+/** The Fastify instance every module registers its routes on. */
+export type App = FastifyInstance<
+  Server,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export function requestMeta(request: FastifyRequest): { userAgent: string | null; ipAddress: string | null } {
+  const ua = request.headers['user-agent'];
+  return { userAgent: typeof ua === 'string' ? ua : null, ipAddress: request.ip ?? null };
+}

@@ -1,0 +1,59 @@
+import { Ajv, type ErrorObject, type Options } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { FastifySchemaCompiler } from 'fastify';
+
+const base: Options = {
+  allErrors: true,
+  // Unknown fields are refused rather than silently dropped: a typo in a
+  // field name should be an error the caller sees, not a setting ignored.
+  removeAdditional: false,
+  useDefaults: true,
+  strict: false,
+};
+
+function makeAjv(options: Options): Ajv {
+  const ajv = new Ajv({ ...base, ...options });
+  addFormats.default(ajv);
+  return ajv;
+}
+
+// Bodies are JSON: a wrong type is an error, never coerced ("1" is not 1).
+// Query strings, params and headers are text, so they are coerced.
+const bodyAjv = makeAjv({ coerceTypes: false });
+const textAjv = makeAjv({ coerceTypes: 'array' });
+
+export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
+  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object);
+
+/** `{"name": "must be a string", "email": "is required"}` from Ajv's errors. */
+export function fieldErrors(errors: ErrorObject[], context: string | undefined): Record<string, string> {
+  // No prototype: a field named "__proto__" must be listed, not swallowed by the setter.
+  const fields: Record<string, string> = Object.create(null);
+  for (const e of errors) {
+    let field = e.instancePath.replace(/^\//, '').replaceAll('/', '.');
+    let message = e.message ?? 'is invalid';
+    if (e.keyword === 'required') {
+      field = [field, String(e.params.missingProperty)].filter(Boolean).join('.');
+      message = 'is required';
+    } else if (e.keyword === 'additionalProperties') {
+      field = [field, String(e.params.additionalProperty)].filter(Boolean).join('.');
+      message = 'is not a known field';
+    } else if (e.keyword === 'enum') {
+      message = `must be one of ${(e.params.allowedValues as unknown[]).map(String).join(', ')}`;
+    } else if (e.keyword === 'const') {
+      // A union of literals (TypeBox's enums) fails once per literal: list them all.
+      const allowed = new Set(
+        errors
+          .filter((o) => o.keyword === 'const' && o.instancePath === e.instancePath)
+          .map((o) => String(o.params.allowedValue)),
+      );
+      message = `must be one of ${[...allowed].join(', ')}`;
+    } else if (e.keyword === 'type') {
+      message = `must be ${e.params.type}`;
+    }
+    const key = field === '' ? (context ?? 'body') : field;
+    // Keep the first message per field: later ones (anyOf branches) say less.
+    fields[key] ??= message;
+  }
+  return fields;
+}

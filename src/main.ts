@@ -1,0 +1,134 @@
+import { parseArgs } from 'node:util';
+import { buildApp } from './app.ts';
+import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
+import { resolveMasterKey } from './core/master-key.ts';
+import { type Database, DataDirLockedError, openPglite, openPostgres } from './db/client.ts';
+import { VERSION } from './version.ts';
+
+const HELP = `paddock ${VERSION}: a self-hosted control plane for AI agents
+
+Usage:
+  paddock serve [--port N] [--host ADDR] [--data-dir DIR]   run the server (applies migrations first)
+  paddock migrate [--data-dir DIR]                          apply database migrations and exit
+  paddock --help | --version
+
+Configuration comes from flags and environment variables:
+  PADDOCK_PORT (8080)  PADDOCK_HOST (127.0.0.1)  PADDOCK_DATA_DIR (./.paddock)
+  DATABASE_URL         use this Postgres instead of the embedded database
+  PADDOCK_MASTER_KEY   32 bytes (64 hex chars) sealing secrets; else <data-dir>/master.key
+  PADDOCK_SIGNUP       open | invite (default invite: after the first user, by invitation)
+  PADDOCK_BODY_LIMIT_BYTES (1048576)  PADDOCK_LOG_LEVEL (info)  PADDOCK_PUBLIC_URL
+  PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false)
+See docs/operations.md.`;
+
+function fail(message: string): never {
+  process.stderr.write(`paddock: ${message}\n`);
+  process.exit(1);
+}
+
+async function openDatabase(config: Config): Promise<Database> {
+  return config.databaseUrl
+    ? openPostgres(config.databaseUrl, config.pgPoolMax)
+    : openPglite({ dataDir: config.dataDir });
+}
+
+function describe(config: Config): string {
+  return config.databaseUrl ? 'Postgres (DATABASE_URL)' : `embedded PGlite in ${config.dataDir}`;
+}
+
+async function serve(config: Config): Promise<void> {
+  const started = Date.now();
+  const database = await openDatabase(config);
+  const masterKey = resolveMasterKey(config.masterKey, config.dataDir, (m) =>
+    process.stderr.write(`paddock: warning: ${m}\n`),
+  );
+  const { app, services, readiness } = await buildApp({ config, database, masterKey });
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    try {
+      await app.close();
+    } finally {
+      await database.close();
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  const address = await app.listen({ port: config.port, host: config.host });
+  await database.migrate();
+  readiness.migrated = true;
+  const url = config.publicUrl ?? address;
+  process.stdout.write(
+    `Paddock ${VERSION} listening on ${url} (${describe(config)}), ready in ${Date.now() - started} ms\n`,
+  );
+  process.stdout.write(`  API reference: ${url}/docs   OpenAPI: ${url}/v1/openapi.json\n`);
+  if (await services.auth.isEmpty()) {
+    process.stdout.write(
+      '  No users yet. Create the first one (it becomes the platform admin):\n' +
+        `    curl -s ${url}/v1/auth/signup -H 'content-type: application/json' \\\n` +
+        `      -d '{"email":"you@example.com","password":"a long password","name":"You"}'\n`,
+    );
+  }
+}
+
+async function migrate(config: Config): Promise<void> {
+  const database = await openDatabase(config);
+  try {
+    await database.migrate();
+    process.stdout.write(`migrations applied (${describe(config)})\n`);
+  } finally {
+    await database.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
+        'data-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n\n${HELP}`);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const flags: ConfigFlags = {};
+  if (typeof values.port === 'string') flags.port = values.port;
+  if (typeof values.host === 'string') flags.host = values.host;
+  if (typeof values['data-dir'] === 'string') flags.dataDir = values['data-dir'];
+
+  try {
+    const config = loadConfig(process.env, flags);
+    if (command === 'serve') return await serve(config);
+    if (command === 'migrate') return await migrate(config);
+    fail(`unknown command "${command}"\n\n${HELP}`);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof DataDirLockedError) fail(err.message);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE')
+      fail(`the port is already in use: ${(err as Error).message}; choose another with --port`);
+    if (code === 'ECONNREFUSED') fail(`cannot reach the database: ${(err as Error).message}`);
+    throw err;
+  }
+}

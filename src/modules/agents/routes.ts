@@ -1,0 +1,120 @@
+import { Type } from 'typebox';
+import { principalOf } from '../../http/auth.ts';
+import { errorResponses, IdParams } from '../../http/schemas.ts';
+import type { App } from '../../http/types.ts';
+import * as s from './schemas.ts';
+import type { AgentsService } from './service.ts';
+
+export function registerAgentRoutes(app: App, agents: AgentsService): void {
+  const tags = ['agents'];
+  const read = { auth: { scope: 'read' } as const };
+  const write = { auth: { scope: 'write' } as const };
+
+  app.post(
+    '/v1/agents',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Create an agent and its key (the key is shown only in this response)',
+        description: 'A name already used in the team gets a suffix ("my-agent-2"); `note` then says so.',
+        body: s.CreateAgentBody,
+        response: { 201: s.AgentWithKey, ...errorResponses() },
+      },
+    },
+    async (request, reply) => reply.status(201).send(await agents.create(principalOf(request), request.body)),
+  );
+
+  app.get(
+    '/v1/agents',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: "The team's agents, newest first",
+        querystring: s.AgentListQuery,
+        response: { 200: s.Agents, ...errorResponses() },
+      },
+    },
+    async (request) => agents.list(principalOf(request), request.query),
+  );
+
+  app.put(
+    '/v1/agents/by-name/:name',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Create (201, with its key) or update (200) the agent of this name',
+        params: s.AgentNameParams,
+        body: s.UpsertAgentBody,
+        response: { 200: s.Agent, 201: s.AgentWithKey, ...errorResponses(409) },
+      },
+    },
+    async (request, reply) => {
+      const result = await agents.upsertByName(principalOf(request), request.params.name, request.body);
+      return reply.status(result.created ? 201 : 200).send(result.agent);
+    },
+  );
+
+  app.get(
+    '/v1/agents/:id',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'One agent',
+        params: IdParams,
+        response: { 200: s.Agent, ...errorResponses(404) },
+      },
+    },
+    async (request) => agents.get(principalOf(request), request.params.id),
+  );
+
+  app.patch(
+    '/v1/agents/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary:
+          'Change the fields sent (status active/disabled; a disabled agent is refused by the gateway)',
+        params: IdParams,
+        body: s.UpdateAgentBody,
+        response: { 200: s.Agent, ...errorResponses(404, 409) },
+      },
+    },
+    async (request) => agents.update(principalOf(request), request.params.id, request.body),
+  );
+
+  app.delete(
+    '/v1/agents/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Delete an agent (soft: its key stops working and it leaves lists)',
+        params: IdParams,
+        response: { 204: Type.Null(), ...errorResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      await agents.remove(principalOf(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/agents/:id/rotate-key',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'A new agent key, shown only here; the old key stops working at once',
+        params: IdParams,
+        response: { 200: s.RotatedKey, ...errorResponses(404) },
+      },
+    },
+    async (request) => agents.rotateKey(principalOf(request), request.params.id),
+  );
+}

@@ -1,0 +1,134 @@
+import { Type } from 'typebox';
+import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+import {
+  Chain,
+  FORBIDDEN_KEYS,
+  LoadBalancing,
+  ModelRoutes,
+  RoutingPreference,
+  TimeoutMs,
+} from '../policies/spec.ts';
+
+/** Names travel in URLs (/by-name/{name}): no slashes, no blank ends. */
+export const AgentName = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[^\\s/](?:[^/]*[^\\s/])?$',
+  description: 'unique among the team’s live agents; no "/"',
+});
+const Description = Nullable(Type.String({ maxLength: 2000 }));
+const Id = Type.String({ minLength: 1, maxLength: 100 });
+export const AgentStatus = Type.Enum(['active', 'disabled']);
+
+const KeyBinding = Type.Union([
+  Type.String({ minLength: 1, maxLength: 100, description: 'one provider key id' }),
+  Type.Array(
+    Type.Object(
+      { key_id: Id, weight: Type.Integer({ minimum: 1, maximum: 100 }) },
+      { additionalProperties: false },
+    ),
+    { minItems: 1, maxItems: 20, description: 'several keys, for load balancing (weighted or round robin)' },
+  ),
+]);
+export const ProviderKeys = Type.Object(
+  {
+    anthropic: Type.Optional(KeyBinding),
+    openai: Type.Optional(KeyBinding),
+    openai_compatible: Type.Optional(KeyBinding),
+  },
+  { additionalProperties: false, description: 'provider → key id, or [{key_id, weight 1..100}]' },
+);
+
+export const RoutingOverride = Nullable(
+  Type.Object(
+    {
+      default_chain: Type.Optional(Chain),
+      model_routes: Type.Optional(ModelRoutes),
+      load_balancing: Type.Optional(LoadBalancing),
+      routing_preference: Type.Optional(RoutingPreference),
+      timeout_ms: Type.Optional(TimeoutMs),
+    },
+    { additionalProperties: false, description: "beats the policy's routing for this agent's calls" },
+  ),
+);
+
+const Metadata = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
+  maxProperties: 100,
+  propertyNames: { not: { enum: FORBIDDEN_KEYS } },
+  description: 'free-form; replaced as a whole on update',
+} as Record<string, unknown>);
+
+const AllowedPolicies = Nullable(
+  Type.Array(Id, {
+    maxItems: 100,
+    description: 'policy ids the agent may choose per run; null = any (its own policy is always allowed)',
+  }),
+);
+
+const fields = {
+  description: Type.Optional(Description),
+  allowed_policies: Type.Optional(AllowedPolicies),
+  provider_keys: Type.Optional(ProviderKeys),
+  routing_override: Type.Optional(RoutingOverride),
+  metadata: Type.Optional(Metadata),
+};
+
+export const CreateAgentBody = Body({
+  name: AgentName,
+  policy_id: Id,
+  ...fields,
+});
+export const UpdateAgentBody = Body({
+  name: Type.Optional(AgentName),
+  policy_id: Type.Optional(Id),
+  status: Type.Optional(AgentStatus),
+  ...fields,
+});
+export const UpsertAgentBody = Body(
+  {
+    policy_id: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: 'required when the agent is created' }),
+    ),
+    status: Type.Optional(AgentStatus),
+    ...fields,
+  },
+  'creates the agent (policy_id required; status ignored, always active) or updates the fields sent',
+);
+
+export const Agent = Type.Object({
+  id: Type.String(),
+  team_id: Type.String(),
+  name: Type.String(),
+  description: Description,
+  status: AgentStatus,
+  policy_id: Type.String(),
+  allowed_policies: AllowedPolicies,
+  provider_keys: ProviderKeys,
+  routing_override: RoutingOverride,
+  metadata: Type.Record(Type.String(), Type.Unknown()),
+  api_key_prefix: Type.String({ description: 'the first characters of the agent key, for recognising it' }),
+  created_by: Nullable(Type.String()),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+});
+export const AgentWithKey = Type.Object({
+  ...Agent.properties,
+  api_key: Type.String({ description: 'pda_…: shown only in this response' }),
+  note: Type.Optional(Type.String({ description: 'set when the name was taken and a suffix was added' })),
+});
+export const Agents = Paginated(Agent);
+export const RotatedKey = Type.Object({
+  api_key: Type.String({ description: 'pda_…: shown only here; the old key stopped working' }),
+  api_key_prefix: Type.String(),
+});
+
+export const AgentListQuery = Type.Object(
+  {
+    status: Type.Optional(AgentStatus),
+    policy_id: Type.Optional(Id),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
+    cursor: Type.Optional(Type.String({ maxLength: 400 })),
+  },
+  { additionalProperties: false },
+);
+export const AgentNameParams = Type.Object({ name: AgentName });

@@ -1,0 +1,444 @@
+import type { Static } from 'typebox';
+import type { Clock } from '../../core/clock.ts';
+import { generateToken, type TokenHasher, tokenDisplayPrefix } from '../../core/crypto.ts';
+import {
+  BadRequestError,
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  UnauthorizedError,
+  ValidationError,
+} from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
+import type { EventsService } from '../events/service.ts';
+import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import type { PoliciesService } from '../policies/service.ts';
+import { actorLabel } from '../policies/service.ts';
+import { type ProviderName, sameJson } from '../policies/spec.ts';
+import * as repo from './repo.ts';
+import type * as s from './schemas.ts';
+import { type AgentView, agentView, COLUMN_FIELDS, columnsOf } from './views.ts';
+
+export type AgentRow = repo.AgentRow;
+export type CreateAgentInput = Static<typeof s.CreateAgentBody>;
+export type UpdateAgentInput = Static<typeof s.UpdateAgentBody>;
+export type UpsertAgentInput = Static<typeof s.UpsertAgentBody>;
+type ProviderKeys = Static<typeof s.ProviderKeys>;
+
+export { type AgentView, agentView } from './views.ts';
+
+/** Whether `keyId` is a usable provider key of the team for `provider` (the providers module answers). */
+export type ProviderKeyExists = (teamId: string, keyId: string, provider: ProviderName) => Promise<boolean>;
+
+/** What agents need from the policies module. */
+export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies'>;
+
+/** The proxy reads the agent on every call: trust a read this long; changes here clear it at once. */
+const CACHE_TTL_MS = 2000;
+const CACHE_MAX = 10_000;
+
+function nameTaken(name: string): ConflictError {
+  return new ConflictError('agent_name_taken', `an agent named "${name}" already exists in this team`, {
+    name,
+  });
+}
+
+export class AgentsService {
+  private readonly agentCache = new Map<string, { row: AgentRow | undefined; expiresAt: number }>();
+  private readonly keyCache = new Map<string, { row: AgentRow; expiresAt: number }>();
+  /** Bumped by every change made here, so a read that raced a change does not refill a cache. */
+  private generation = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly hasher: TokenHasher,
+    private readonly events: EventsService,
+    private readonly policies: PolicyReferences,
+    private readonly providerKeyExists: ProviderKeyExists,
+  ) {}
+
+  /** Agents are managed by people and team keys; an agent key cannot manage agents. */
+  private team(principal: Principal, need: Scope): string {
+    if (principal.kind === 'agent') {
+      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage agents');
+    }
+    const teamId = activeTeam(principal);
+    requireScope(principal, need);
+    return teamId;
+  }
+
+  // -- the proxy's side --------------------------------------------------
+
+  /**
+   * Resolves a `pda_` key to its agent's principal. A disabled agent still
+   * authenticates: the gateway answers it 403 agent_disabled.
+   */
+  async authenticate(token: string): Promise<Principal> {
+    const hash = this.hasher.hash(token);
+    const nowMs = Date.now();
+    let row = this.keyCache.get(hash);
+    if (!row || row.expiresAt <= nowMs) {
+      const generation = this.generation;
+      const found = await repo.findAgentByKeyHash(this.db, hash);
+      if (!found) throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
+      row = { row: found, expiresAt: nowMs + CACHE_TTL_MS };
+      if (generation === this.generation) {
+        this.remember(this.keyCache, hash, row);
+        this.remember(this.agentCache, found.id, row);
+      }
+    }
+    return {
+      kind: 'agent',
+      teamId: row.row.teamId,
+      agentId: row.row.id,
+      userId: null,
+      role: null,
+      scope: 'write',
+      isPlatformAdmin: false,
+    };
+  }
+
+  /** The live agent's full row for the proxy (cached briefly), or undefined when deleted. */
+  async getForCall(agentId: string): Promise<AgentRow | undefined> {
+    const nowMs = Date.now();
+    const hit = this.agentCache.get(agentId);
+    if (hit && hit.expiresAt > nowMs) return hit.row;
+    const generation = this.generation;
+    const row = await repo.findLiveAgent(this.db, agentId);
+    if (generation === this.generation)
+      this.remember(this.agentCache, agentId, { row, expiresAt: nowMs + CACHE_TTL_MS });
+    return row;
+  }
+
+  private remember<V>(cache: Map<string, V>, key: string, value: V): void {
+    if (cache.size >= CACHE_MAX) cache.clear();
+    cache.set(key, value);
+  }
+
+  private forget(agentId: string): void {
+    this.generation++;
+    this.agentCache.delete(agentId);
+    for (const [hash, entry] of this.keyCache) if (entry.row.id === agentId) this.keyCache.delete(hash);
+  }
+
+  /** For the policies module: live agents whose policy is `policyId`, inside its transaction. */
+  idsUsingPolicy(tx: DbOrTx, teamId: string, policyId: string): Promise<string[]> {
+    return repo.idsUsingPolicy(tx, teamId, policyId);
+  }
+
+  // -- references ----------------------------------------------------------
+
+  /** Provider keys must exist for their provider, and appear once per provider. */
+  private async checkProviderKeys(teamId: string, keys: ProviderKeys | undefined): Promise<void> {
+    if (!keys) return;
+    const fields: Record<string, string> = {};
+    const unknown: Array<{ provider: string; key_id: string }> = [];
+    for (const [provider, binding] of Object.entries(keys)) {
+      if (binding === undefined) continue;
+      const ids = typeof binding === 'string' ? [binding] : binding.map((b) => b.key_id);
+      if (new Set(ids).size !== ids.length)
+        fields[`provider_keys.${provider}`] = 'lists a key more than once';
+      for (const keyId of new Set(ids)) {
+        if (!(await this.providerKeyExists(teamId, keyId, provider as ProviderName)))
+          unknown.push({ provider, key_id: keyId });
+      }
+    }
+    if (Object.keys(fields).length > 0) {
+      throw new ValidationError(
+        `the request body is invalid: ${Object.entries(fields)
+          .map(([f, m]) => `${f} ${m}`)
+          .join('; ')}`,
+        fields,
+      );
+    }
+    if (unknown.length > 0) {
+      throw new BadRequestError(
+        'invalid_provider_key',
+        `${unknown.map((u) => `${u.key_id} (${u.provider})`).join(', ')} is not a provider key of this team for that provider`,
+        { provider_keys: unknown },
+      );
+    }
+  }
+
+  /** Inside the change's transaction: the policies exist, and the default one stays until commit. */
+  private async checkPolicies(
+    tx: DbOrTx,
+    teamId: string,
+    policyId: string | undefined,
+    allowed: string[] | null | undefined,
+  ): Promise<void> {
+    if (policyId !== undefined && !(await this.policies.holdForReference(tx, teamId, policyId))) {
+      throw new BadRequestError('invalid_policy', `policy ${policyId} is not a policy of this team`, {
+        policy_id: policyId,
+      });
+    }
+    if (allowed) {
+      const missing = await this.policies.missingPolicies(tx, teamId, allowed);
+      if (missing.length > 0) {
+        throw new BadRequestError(
+          'invalid_policy',
+          `allowed_policies names policies that are not policies of this team: ${missing.join(', ')}`,
+          { allowed_policies: missing },
+        );
+      }
+    }
+  }
+
+  // -- the admin side --------------------------------------------------------
+
+  /**
+   * Creates an agent and its key (shown only in this answer). Rungate: a name
+   * already used in the team gets the first free suffix ("my-agent-2") and
+   * the answer says so in `note`.
+   */
+  async create(principal: Principal, input: CreateAgentInput) {
+    const teamId = this.team(principal, 'write');
+    await this.checkProviderKeys(teamId, input.provider_keys);
+    const wanted = input.name;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { row, apiKey } = await this.db.transaction(async (tx) => {
+          await this.checkPolicies(tx, teamId, input.policy_id, input.allowed_policies);
+          const taken = await repo.namesLike(tx, teamId, wanted);
+          let name = wanted;
+          for (let n = 2; taken.has(name); n++) name = `${wanted}-${n}`;
+          return this.insert(tx, principal, teamId, { ...input, name });
+        });
+        const note =
+          row.name === wanted
+            ? undefined
+            : `the name "${wanted}" is already used by an agent of this team, so this agent is named "${row.name}"`;
+        return { ...agentView(row), api_key: apiKey, ...(note ? { note } : {}) };
+      } catch (err) {
+        // Another create took the same name between our look and our insert: look again.
+        if (!repo.isUniqueViolation(err) || attempt >= 4) throw err;
+      }
+    }
+  }
+
+  private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateAgentInput) {
+    const apiKey = generateToken('pda');
+    const now = this.clock.now();
+    const row = await repo.insertAgent(tx, {
+      id: newId('agt'),
+      teamId,
+      name: input.name,
+      description: input.description ?? null,
+      status: 'active',
+      policyId: input.policy_id,
+      allowedPolicies: input.allowed_policies ? [...new Set(input.allowed_policies)] : null,
+      providerKeys: input.provider_keys ?? {},
+      routingOverride: input.routing_override ?? null,
+      metadata: input.metadata ?? {},
+      // The key is stored only as its HMAC; the prefix lets people recognise it.
+      keyPrefix: tokenDisplayPrefix(apiKey),
+      keyHash: this.hasher.hash(apiKey),
+      createdBy: actorLabel(principal),
+      createdAt: now,
+      updatedAt: now,
+    });
+    await this.events.record(tx, {
+      teamId,
+      type: 'agent.created',
+      ...actorOf(principal),
+      subjectId: row.id,
+      data: { name: row.name, policy_id: row.policyId },
+    });
+    return { row, apiKey };
+  }
+
+  async list(
+    principal: Principal,
+    query: PageQuery & { status?: 'active' | 'disabled'; policy_id?: string },
+  ) {
+    const teamId = this.team(principal, 'read');
+    const limit = pageLimit(query.limit);
+    const rows = await repo.listAgents(
+      this.db,
+      teamId,
+      {
+        ...(query.status ? { status: query.status } : {}),
+        ...(query.policy_id ? { policyId: query.policy_id } : {}),
+      },
+      decodeCursor(query.cursor),
+      limit + 1,
+    );
+    return toPage(rows, limit, (r) => r.id, agentView);
+  }
+
+  async get(principal: Principal, id: string) {
+    const row = await repo.findAgent(this.db, this.team(principal, 'read'), id);
+    if (!row) throw new NotFoundError('agent', id);
+    return agentView(row);
+  }
+
+  /** PATCH: the fields sent replace the agent's (objects included); the others are kept. */
+  async update(principal: Principal, id: string, input: UpdateAgentInput) {
+    const teamId = this.team(principal, 'write');
+    return agentView(await this.applyUpdate(principal, teamId, { id }, input));
+  }
+
+  private async applyUpdate(
+    principal: Principal,
+    teamId: string,
+    which: { id: string } | { name: string },
+    input: UpdateAgentInput,
+  ): Promise<AgentRow> {
+    await this.checkProviderKeys(teamId, input.provider_keys);
+    let agentId: string | undefined;
+    try {
+      return await this.db.transaction(async (tx) => {
+        const row =
+          'id' in which
+            ? await repo.findAgent(tx, teamId, which.id, 'update')
+            : await repo.findAgentByName(tx, teamId, which.name, 'update');
+        if (!row) throw new NotFoundError('agent', 'id' in which ? which.id : which.name);
+        agentId = row.id;
+        const patch = columnsOf(input);
+        const changed = COLUMN_FIELDS.filter(([col]) => col in patch && !sameJson(patch[col], row[col])).map(
+          ([, field]) => field,
+        );
+        if (changed.length === 0) return row;
+        await this.checkPolicies(
+          tx,
+          teamId,
+          changed.includes('policy_id') ? input.policy_id : undefined,
+          changed.includes('allowed_policies') ? input.allowed_policies : undefined,
+        );
+        if (patch.name !== undefined && patch.name !== row.name) {
+          if (await repo.findAgentByName(tx, teamId, patch.name)) throw nameTaken(patch.name);
+        }
+        const updated = (await repo.updateAgent(tx, teamId, row.id, {
+          ...patch,
+          updatedAt: this.clock.now(),
+        }))!;
+        const disabled = row.status === 'active' && updated.status === 'disabled';
+        const actor = actorOf(principal);
+        if (disabled) {
+          await this.events.record(tx, {
+            teamId,
+            type: 'agent.disabled',
+            ...actor,
+            subjectId: row.id,
+            data: { name: updated.name },
+          });
+        }
+        // A pure disable is the one event; anything else is an update as well.
+        if (!(disabled && changed.length === 1)) {
+          await this.events.record(tx, {
+            teamId,
+            type: 'agent.updated',
+            ...actor,
+            subjectId: row.id,
+            data: { name: updated.name, changed_fields: changed },
+          });
+        }
+        return updated;
+      });
+    } catch (err) {
+      if (repo.isUniqueViolation(err) && input.name !== undefined) throw nameTaken(input.name);
+      throw err;
+    } finally {
+      if (agentId) this.forget(agentId);
+    }
+  }
+
+  /**
+   * PUT /by-name/{name}: creates the agent with exactly this name (201, with
+   * its key; status ignored — a new agent is active) or updates the fields
+   * sent (200, no key). Never suffixes the name.
+   */
+  async upsertByName(
+    principal: Principal,
+    name: string,
+    input: UpsertAgentInput,
+  ): Promise<
+    { created: true; agent: AgentView & { api_key: string } } | { created: false; agent: AgentView }
+  > {
+    const teamId = this.team(principal, 'write');
+    for (let attempt = 0; ; attempt++) {
+      const existing = await repo.findAgentByName(this.db, teamId, name);
+      try {
+        if (existing) {
+          return {
+            created: false,
+            agent: agentView(await this.applyUpdate(principal, teamId, { name }, input)),
+          };
+        }
+        if (input.policy_id === undefined) {
+          throw new ValidationError(
+            `the request body is invalid: policy_id is required to create the agent "${name}"`,
+            { policy_id: 'is required when the agent is created' },
+          );
+        }
+        const { status: _ignored, ...fields } = input;
+        await this.checkProviderKeys(teamId, fields.provider_keys);
+        const policyId = input.policy_id;
+        const { row, apiKey } = await this.db.transaction(async (tx) => {
+          await this.checkPolicies(tx, teamId, policyId, fields.allowed_policies);
+          if (await repo.findAgentByName(tx, teamId, name)) throw nameTaken(name);
+          return this.insert(tx, principal, teamId, { ...fields, name, policy_id: policyId });
+        });
+        return { created: true, agent: { ...agentView(row), api_key: apiKey } };
+      } catch (err) {
+        // A concurrent upsert of the same name won (or deleted it): look again.
+        const raced =
+          repo.isUniqueViolation(err) ||
+          (err instanceof ConflictError && err.code === 'agent_name_taken' && !existing) ||
+          (err instanceof NotFoundError && existing !== undefined);
+        if (!raced || attempt >= 2) throw err;
+      }
+    }
+  }
+
+  /** Soft delete: the agent leaves lists and its key stops working at once. */
+  async remove(principal: Principal, id: string): Promise<void> {
+    const teamId = this.team(principal, 'write');
+    try {
+      await this.db.transaction(async (tx) => {
+        const now = this.clock.now();
+        const row = await repo.updateAgent(tx, teamId, id, { deletedAt: now, updatedAt: now });
+        if (!row) throw new NotFoundError('agent', id);
+        await this.events.record(tx, {
+          teamId,
+          type: 'agent.deleted',
+          ...actorOf(principal),
+          subjectId: id,
+          data: { name: row.name },
+        });
+      });
+    } finally {
+      this.forget(id);
+    }
+  }
+
+  /** Rungate: a new key, shown once; the old key is invalid at once. */
+  async rotateKey(principal: Principal, id: string): Promise<{ api_key: string; api_key_prefix: string }> {
+    const teamId = this.team(principal, 'write');
+    const apiKey = generateToken('pda');
+    const prefix = tokenDisplayPrefix(apiKey);
+    try {
+      await this.db.transaction(async (tx) => {
+        const row = await repo.updateAgent(tx, teamId, id, {
+          keyHash: this.hasher.hash(apiKey),
+          keyPrefix: prefix,
+          updatedAt: this.clock.now(),
+        });
+        if (!row) throw new NotFoundError('agent', id);
+        await this.events.record(tx, {
+          teamId,
+          type: 'agent.key_rotated',
+          ...actorOf(principal),
+          subjectId: id,
+          data: { name: row.name, key_prefix: prefix },
+        });
+      });
+    } finally {
+      this.forget(id);
+    }
+    return { api_key: apiKey, api_key_prefix: prefix };
+  }
+}

@@ -1,0 +1,103 @@
+import type { Clock } from '../../core/clock.ts';
+import { newId } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
+import { events } from '../../db/schema/index.ts';
+
+/** Event names (`noun.verb`) and their payloads: producers and consumers share this map. */
+export interface EventMap {
+  'user.signed_up': { email: string };
+  'team.created': { name: string };
+  'team.updated': { name: string };
+  'team.deleted': Record<string, never>;
+  'member.added': { user_id: string; role: string };
+  'member.role_changed': { user_id: string; from: string; to: string };
+  'member.removed': { user_id: string };
+  'member.ownership_transferred': { from_user_id: string; to_user_id: string };
+  'invitation.created': { email: string; role: string };
+  'invitation.resent': { email: string };
+  'invitation.revoked': { email: string };
+  'invitation.accepted': { email: string; user_id: string };
+  'api_key.created': { name: string; scopes: string[] };
+  'api_key.updated': { name: string };
+  'api_key.revoked': { name: string };
+  'api_key.rotated': { name: string; grace_hours: number };
+  'api_key.rolled': { name: string };
+  'api_key.deleted': { name: string };
+  'policy.created': { name: string; version: number };
+  'policy.updated': { name: string; version: number; changed_fields: string[] };
+  'policy.deleted': { name: string; version: number };
+  'policy.version_created': { name: string; version: number; changed_fields: string[] };
+  'agent.created': { name: string; policy_id: string };
+  'agent.updated': { name: string; changed_fields: string[] };
+  'agent.disabled': { name: string };
+  'agent.key_rotated': { name: string; key_prefix: string };
+  'agent.deleted': { name: string };
+  // Provider keys: never the secret, sealed or not.
+  'provider_key.created': { name: string; provider: string };
+  'provider_key.updated': { name: string; changed_fields: string[] };
+  'provider_key.rotated': { name: string };
+  'provider_key.disabled': { name: string };
+  'provider_key.enabled': { name: string };
+  'provider_key.deleted': { name: string; remapped_to: string | null; remapped_agents: number };
+  // Runs (subject: the run). Money in USD.
+  'run.started': { agent_id: string; policy_id: string; name: string | null; creation_method: string };
+  'run.completed': {
+    agent_id: string;
+    ended_reason: string;
+    completion_reason: string | null;
+    outcome: string | null;
+    cost_usd: number;
+    step_count: number;
+  };
+  'run.budget_exceeded': {
+    agent_id: string;
+    ended_reason: string;
+    outcome: string | null;
+    cost_usd: number;
+    hard_limit_usd: number | null;
+    tokens_used: number;
+    hard_limit_tokens: number | null;
+  };
+  'run.force_stopped': { agent_id: string; policy_id: string; outcome: string | null; cost_usd: number };
+  'run.alert_threshold': {
+    agent_id: string;
+    cost_usd: number;
+    alert_threshold_usd: number | null;
+    tokens_used: number;
+    alert_threshold_tokens: number | null;
+    action: string;
+  };
+  'run.unblocked': { agent_id: string; policy_id: string; lifted_at: string };
+  // Approvals (subject: the approval).
+  'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };
+  'approval.approved': { run_id: string; agent_id: string; tool_name: string };
+  'approval.rejected': { run_id: string; agent_id: string; tool_name: string; reason: string | null };
+}
+export type EventType = keyof EventMap;
+
+export interface EventInput<T extends EventType> {
+  teamId: string | null;
+  type: T;
+  actorKind: string;
+  actorId: string | null;
+  subjectId?: string | null;
+  data: EventMap[T];
+}
+
+export class EventsService {
+  constructor(private readonly clock: Clock) {}
+
+  /** Writes one outbox row; call it with the transaction that made the change. */
+  async record<T extends EventType>(tx: DbOrTx, event: EventInput<T>): Promise<void> {
+    await tx.insert(events).values({
+      id: newId('evt'),
+      teamId: event.teamId,
+      type: event.type,
+      actorKind: event.actorKind,
+      actorId: event.actorId,
+      subjectId: event.subjectId ?? null,
+      data: event.data as Record<string, unknown>,
+      createdAt: this.clock.now(),
+    });
+  }
+}

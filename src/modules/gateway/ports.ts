@@ -1,0 +1,187 @@
+import type { Provider } from './provider-call.ts';
+import type { FailureKind } from './upstream.ts';
+import type { Usage } from './usage.ts';
+
+// What the proxy needs from the other modules. app.ts adapts each module's
+// service to these, so the gateway depends on no other module's internals.
+
+export interface AgentForCall {
+  id: string;
+  teamId: string;
+  name: string;
+  status: 'active' | 'disabled';
+  policyId: string;
+  allowedPolicies: string[] | null;
+  providerKeys: Record<string, string | Array<{ key_id: string; weight: number }>>;
+  routingOverride: Record<string, unknown> | null;
+}
+
+/** The parts of a policy document the proxy reads (see modules/policies). */
+export interface PolicyRules {
+  budget?: {
+    hard_limit_usd?: number | null;
+    hard_limit_tokens?: number | null;
+    alert_threshold_usd?: number | null;
+    alert_threshold_tokens?: number | null;
+    max_cost_per_hour_usd?: number | null;
+  } | null;
+  allowed_models?: string[] | null;
+  blocked_models?: string[] | null;
+  allowed_tools?: string[] | null;
+  blocked_tools?: string[] | null;
+  require_approval?: string[] | null;
+  approval_expiry_ms?: number | null;
+  rate_limits?: { max_requests_per_minute?: number | null; max_tokens_per_minute?: number | null } | null;
+  routing?: Record<string, unknown> | null;
+  model_mapping?: Record<string, Record<string, string>> | null;
+  default_model?: string | null;
+  model_override?: string | null;
+  runaway_prevention?: { enabled?: boolean; max_steps_per_run?: number | null } | null;
+  dry_run?: boolean | null;
+  content_logging?: 'default' | 'enabled' | 'disabled' | null;
+}
+
+export interface PolicyForCall {
+  id: string;
+  name: string;
+  spec: PolicyRules;
+}
+
+export interface KeyForCall {
+  id: string;
+  provider: Provider;
+  baseUrl: string;
+  apiKey: string;
+  priceOverrides: Record<string, Record<string, number>> | null;
+}
+
+export interface RunForCall {
+  id: string;
+  stepCount: number;
+}
+
+export type ReserveResult =
+  | { ok: true; reservationId: string; remainingMicros: number | null; remainingTokens: number | null }
+  | { ok: false; reason: 'budget_exceeded' | 'hourly_budget_exceeded' | 'run_not_running'; message: string };
+
+export interface StepOutcome {
+  stepId: string;
+  type: 'llm_call' | 'dry_run';
+  status: 'success' | 'error' | 'timeout';
+  provider: string | null;
+  model: string | null;
+  providerKeyId: string | null;
+  streaming: boolean;
+  request: unknown;
+  response: unknown;
+  usage: Usage;
+  costMicros: number;
+  latencyMs: number;
+  routedFrom: string | null;
+  failoverAttempts: number;
+  errorKind: FailureKind | null;
+  errorMessage: string | null;
+}
+
+export interface AttemptRecord {
+  provider: string;
+  provider_key_id: string;
+  status: number | null;
+  error: string;
+  kind: FailureKind;
+}
+
+export interface Attempt {
+  provider: Provider;
+  keyId: string;
+  model: string;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export interface AttemptPlan {
+  attempts: Attempt[];
+  retryOn: number[];
+  onRateLimit: 'failover_first' | 'backoff_first';
+}
+
+export interface GatewayPorts {
+  agent(agentId: string): Promise<AgentForCall | undefined>;
+  policy(teamId: string, idOrName: string): Promise<PolicyForCall | undefined>;
+  key(teamId: string, keyId: string): Promise<KeyForCall | undefined>;
+  runs: {
+    resolve(args: {
+      teamId: string;
+      agent: AgentForCall;
+      policy: PolicyForCall;
+      runId?: string;
+      newRun: boolean;
+      runName?: string;
+      runMetadata?: Record<string, unknown>;
+    }): Promise<RunForCall>;
+    reserve(args: {
+      teamId: string;
+      runId: string;
+      agentId: string;
+      policyId: string;
+      amountMicros: number;
+      tokens: number;
+      model: string;
+      maxCostPerHourMicros: number | null;
+    }): Promise<ReserveResult>;
+    release(reservationId: string): Promise<void>;
+    /** Settles after the response went out: never loses the step (write-behind). */
+    settleLater(reservationId: string, runId: string, outcome: StepOutcome): void;
+    recordBlocked(args: {
+      teamId: string;
+      runId: string;
+      agentId: string;
+      status: 'budget_blocked' | 'policy_blocked';
+      code: string;
+      message: string;
+      model: string | null;
+    }): void;
+    recordFailover(args: {
+      teamId: string;
+      runId: string;
+      agentId: string;
+      attempted: AttemptRecord[];
+      resolvedProvider: string | null;
+      resolvedModel: string | null;
+      originalModel: string;
+    }): void;
+  };
+  approvals: {
+    request(args: {
+      teamId: string;
+      runId: string;
+      agentId: string;
+      policyId: string;
+      tools: string[];
+      requestHash: string;
+      requestSnapshot: unknown;
+      expiryMs: number;
+    }): Promise<Array<{ id: string; tool: string }>>;
+    consume(args: {
+      teamId: string;
+      approvalId: string;
+      agentId: string;
+      requestHash: string;
+    }): Promise<{ ok: true } | { ok: false; message: string }>;
+  };
+  plan(args: { agent: AgentForCall; policy: PolicyForCall; model: string }): AttemptPlan;
+  health: {
+    success(keyId: string, latencyMs: number): void;
+    failure(keyId: string, kind: FailureKind): void;
+  };
+  price: {
+    /** The most a call can cost: estimated input plus max_tokens of output, in micro-USD. */
+    maxCostMicros(
+      model: string,
+      inputTokens: number,
+      maxOutputTokens: number,
+      overrides: KeyForCall['priceOverrides'],
+    ): number;
+    costMicros(model: string, usage: Usage, overrides: KeyForCall['priceOverrides']): number;
+  };
+}

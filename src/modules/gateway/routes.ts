@@ -1,0 +1,95 @@
+import { once } from 'node:events';
+import { Type } from 'typebox';
+import { principalOf } from '../../http/auth.ts';
+import type { App } from '../../http/types.ts';
+import { proxyErrorRenderer } from './errors.ts';
+import type { WireFormat } from './provider-call.ts';
+import type { GatewayService } from './service.ts';
+
+const ProxyBody = Type.Object(
+  {
+    model: Type.Optional(Type.String({ maxLength: 200 })),
+    messages: Type.Array(Type.Unknown(), { description: 'the conversation, in the endpoint’s wire format' }),
+    stream: Type.Optional(Type.Boolean()),
+  },
+  {
+    additionalProperties: true,
+    description: 'a provider-format request; x-paddock-* run controls may ride as top-level fields',
+  },
+);
+
+const ROUTES: Array<{ path: string; format: WireFormat; summary: string }> = [
+  {
+    path: '/v1/chat/completions',
+    format: 'openai',
+    summary: 'OpenAI Chat Completions through governance (agent key)',
+  },
+  { path: '/v1/messages', format: 'anthropic', summary: 'Anthropic Messages through governance (agent key)' },
+];
+
+export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLimitBytes: number): void {
+  for (const { path, format, summary } of ROUTES) {
+    app.post(
+      path,
+      {
+        bodyLimit: bodyLimitBytes,
+        config: { auth: { scope: 'write', agent: 'only' }, renderError: proxyErrorRenderer(format) },
+        schema: {
+          tags: ['gateway'],
+          summary,
+          body: ProxyBody,
+          response: {
+            200: Type.Unknown({
+              description: 'the provider-format response, or an SSE stream when stream is true',
+            }),
+            202: Type.Object({
+              status: Type.Literal('awaiting_approval'),
+              approval_requests: Type.Array(Type.Object({ id: Type.String(), tool: Type.String() })),
+              run_id: Type.String(),
+              message: Type.String(),
+            }),
+          },
+        },
+      },
+      async (request, reply) => {
+        const controller = new AbortController();
+        // The response closing before it finished means the client went away.
+        reply.raw.on('close', () => {
+          if (!reply.raw.writableFinished) controller.abort();
+        });
+        const result = await gateway.handle({
+          format,
+          agentId: principalOf(request).agentId!,
+          headers: request.headers,
+          body: request.body as Record<string, unknown>,
+          signal: controller.signal,
+        });
+        if (result.kind === 'json')
+          return reply
+            .status(result.status as 200)
+            .headers(result.headers)
+            .send(result.body);
+
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          ...result.headers,
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-request-id': request.id,
+        });
+        try {
+          for await (const chunk of result.chunks) {
+            if (raw.destroyed) break;
+            if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
+          }
+        } finally {
+          // Ends the generator (and settles the step) if the loop stopped early.
+          await result.chunks.return(undefined);
+          if (!raw.destroyed) raw.end();
+        }
+      },
+    );
+  }
+}

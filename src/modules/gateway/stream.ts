@@ -1,0 +1,135 @@
+import type { WireFormat } from './provider-call.ts';
+import type { SseEvent } from './sse.ts';
+import { estimateTokens, type Usage, usageFromAnthropic, usageFromOpenAi } from './usage.ts';
+
+/**
+ * Follows a provider's stream (in the provider's own format) to learn what it
+ * produced: the usage it reported, the text it sent (to estimate output when
+ * the stream is cut before its usage event), and whether it finished.
+ */
+export class StreamTracker {
+  private reported: Partial<Usage> = {};
+  private textChars = 0;
+  private text: string[] = [];
+  completed = false;
+  /** An error event sent by the provider inside the stream. */
+  errorMessage: string | undefined;
+
+  constructor(
+    private readonly format: WireFormat,
+    private readonly keepText: boolean,
+  ) {}
+
+  observe(event: SseEvent): void {
+    if (this.format === 'openai') {
+      if (event.data === '[DONE]') {
+        this.completed = true;
+        return;
+      }
+      const chunk = parse(event.data);
+      if (!chunk) return;
+      if (chunk.error) this.errorMessage = messageOf(chunk.error);
+      const usage = usageFromOpenAi(chunk.usage);
+      if (usage) this.reported = usage;
+      for (const choice of (chunk.choices as Array<Record<string, unknown>> | undefined) ?? []) {
+        const delta = choice.delta as Record<string, unknown> | undefined;
+        if (typeof delta?.content === 'string') this.addText(delta.content);
+        for (const call of (delta?.tool_calls as Array<Record<string, unknown>> | undefined) ?? []) {
+          const args = (call.function as Record<string, unknown> | undefined)?.arguments;
+          if (typeof args === 'string') this.addText(args);
+        }
+      }
+      return;
+    }
+    const data = parse(event.data);
+    if (!data) return;
+    switch (event.event ?? data.type) {
+      case 'message_start': {
+        const u = usageFromAnthropic((data.message as Record<string, unknown> | undefined)?.usage);
+        if (u) this.reported = { ...u, output: u.output };
+        break;
+      }
+      case 'message_delta': {
+        const raw = data.usage as Record<string, unknown> | undefined;
+        const u = usageFromAnthropic(raw);
+        if (u && raw) {
+          this.reported.output = u.output;
+          // Later API versions repeat the input buckets here; keep them when present.
+          if (raw.input_tokens !== undefined) this.reported.input = u.input;
+          if (raw.cache_read_input_tokens !== undefined) this.reported.cacheRead = u.cacheRead;
+          if (raw.cache_creation_input_tokens !== undefined) this.reported.cacheCreation = u.cacheCreation;
+        }
+        break;
+      }
+      case 'content_block_delta': {
+        const delta = data.delta as Record<string, unknown> | undefined;
+        const piece = delta?.text ?? delta?.partial_json ?? delta?.thinking;
+        if (typeof piece === 'string') this.addText(piece);
+        break;
+      }
+      case 'message_stop':
+        this.completed = true;
+        break;
+      case 'error':
+        this.errorMessage = messageOf(data.error);
+        break;
+    }
+  }
+
+  private addText(piece: string): void {
+    this.textChars += piece.length;
+    if (this.keepText) this.text.push(piece);
+  }
+
+  producedText(): string {
+    return this.text.join('');
+  }
+
+  /**
+   * What to charge: the provider's own figures when it reported them; for a
+   * stream cut short, the input estimate and the output actually sent (never zero).
+   */
+  usage(estimatedInputTokens: number): Usage {
+    const producedOutput = Math.ceil(this.textChars / 4);
+    const hasInput = this.reported.input !== undefined || this.reported.cacheRead !== undefined;
+    return {
+      input: hasInput ? (this.reported.input ?? 0) : estimatedInputTokens,
+      output: Math.max(this.reported.output ?? 0, this.completed ? 0 : producedOutput),
+      cacheRead: this.reported.cacheRead ?? 0,
+      cacheCreation: this.reported.cacheCreation ?? 0,
+    };
+  }
+}
+
+function parse(data: string): Record<string, unknown> | undefined {
+  try {
+    const v = JSON.parse(data);
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
+    return (error as { message: string }).message;
+  }
+  return 'the provider reported an error in the stream';
+}
+
+/** An error event in the client's format, which the official SDKs raise as an error. */
+export function streamErrorEvent(format: WireFormat, code: string, message: string, runId: string): SseEvent {
+  const error = { type: 'provider_error', code, message, run_id: runId };
+  return format === 'anthropic'
+    ? { event: 'error', data: JSON.stringify({ type: 'error', error }) }
+    : { event: undefined, data: JSON.stringify({ error }) };
+}
+
+/** Is this OpenAI chunk the usage-only chunk (no choices) that the client did not ask for? */
+export function isUsageOnlyChunk(event: SseEvent): boolean {
+  if (event.data === '[DONE]' || !event.data.includes('"usage"')) return false;
+  const chunk = parse(event.data);
+  return !!chunk && Array.isArray(chunk.choices) && chunk.choices.length === 0 && chunk.usage != null;
+}
+
+export { estimateTokens };

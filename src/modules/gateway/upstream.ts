@@ -1,0 +1,145 @@
+import type { Dispatcher } from 'undici';
+import { Agent, request, errors as undiciErrors } from 'undici';
+
+/** Why an attempt at a provider failed (Rungate's step error kinds). */
+export type FailureKind =
+  | 'tcp_connect_timeout'
+  | 'request_timeout'
+  | 'network_error'
+  | 'http_error'
+  | 'empty_stream'
+  | 'first_events_timeout'
+  | 'first_events_error'
+  | 'mid_stream_error'
+  | 'client_disconnect'
+  | 'stream_processing_error'
+  | 'unknown';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    message: string,
+    readonly status?: number,
+    readonly body?: string,
+    readonly retryAfterSec?: number,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface UpstreamCall {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  connectTimeoutMs: number;
+  /** The whole call after connecting: first byte and body. */
+  timeoutMs: number;
+  /** Fails an attempt that sends no response headers within this time. */
+  firstByteTimeoutMs: number;
+  /** Aborts the call (a client that went away). */
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+// One connection pool per connect timeout (the policy's connect_timeout_ms);
+// undici keeps connections alive between calls.
+const agents = new Map<number, Agent>();
+function agentFor(connectTimeoutMs: number): Agent {
+  let agent = agents.get(connectTimeoutMs);
+  if (!agent) {
+    agent = new Agent({
+      connect: { timeout: connectTimeoutMs },
+      keepAliveTimeout: 30_000,
+      connections: 256,
+      pipelining: 1,
+    });
+    agents.set(connectTimeoutMs, agent);
+  }
+  return agent;
+}
+
+export async function closeUpstreamAgents(): Promise<void> {
+  const all = [...agents.values()];
+  agents.clear();
+  await Promise.all(all.map((a) => a.close()));
+}
+
+function flatHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out;
+}
+
+/**
+ * Sends one attempt to a provider. Resolves once response headers arrived
+ * (any status); rejects with an UpstreamError saying which limit was hit.
+ * The caller reads (or discards) the body.
+ */
+export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse> {
+  const deadline = AbortSignal.timeout(call.timeoutMs);
+  const signal = call.signal ? AbortSignal.any([call.signal, deadline]) : deadline;
+  try {
+    const res = await request(call.url, {
+      method: 'POST',
+      headers: call.headers,
+      body: call.body,
+      dispatcher: agentFor(call.connectTimeoutMs),
+      signal,
+      headersTimeout: Math.min(call.firstByteTimeoutMs, call.timeoutMs),
+      bodyTimeout: call.timeoutMs,
+    });
+    return { status: res.statusCode, headers: flatHeaders(res.headers), body: res.body };
+  } catch (err) {
+    throw classify(err, call);
+  }
+}
+
+export function classify(err: unknown, call: { signal?: AbortSignal }): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  if (call.signal?.aborted) return new UpstreamError('client_disconnect', 'the client went away');
+  if (err instanceof undiciErrors.ConnectTimeoutError) {
+    return new UpstreamError('tcp_connect_timeout', 'connecting to the provider timed out');
+  }
+  if (err instanceof undiciErrors.HeadersTimeoutError) {
+    return new UpstreamError('first_events_timeout', 'the provider sent no response in time');
+  }
+  if (err instanceof undiciErrors.BodyTimeoutError) {
+    return new UpstreamError('request_timeout', 'the provider stalled while sending the response');
+  }
+  const name = (err as Error)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') {
+    return new UpstreamError('request_timeout', 'the provider did not finish within the request timeout');
+  }
+  const code =
+    (err as NodeJS.ErrnoException)?.code ?? (err as { cause?: NodeJS.ErrnoException })?.cause?.code;
+  return new UpstreamError('network_error', `could not reach the provider${code ? ` (${code})` : ''}`);
+}
+
+/** Reads a whole (non-streaming) body as text, within the call's deadline. */
+export async function readBody(
+  body: UpstreamResponse['body'],
+  limitBytes = 32 * 1024 * 1024,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limitBytes) {
+      body.destroy();
+      throw new UpstreamError(
+        'stream_processing_error',
+        `the provider's response is larger than ${limitBytes} bytes`,
+      );
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

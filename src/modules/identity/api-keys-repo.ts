@@ -1,0 +1,97 @@
+import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.ts';
+import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+export async function insertApiKey(db: DbOrTx, row: typeof apiKeys.$inferInsert): Promise<ApiKeyRow> {
+  const [inserted] = await db.insert(apiKeys).values(row).returning();
+  return inserted!;
+}
+
+/** A key, not deleted, of a live team, whose current or previous secret hashes to `hash`. */
+export async function findApiKeyByHash(db: DbOrTx, hash: string) {
+  const [row] = await db
+    .select({ key: apiKeys })
+    .from(apiKeys)
+    .innerJoin(teams, eq(teams.id, apiKeys.teamId))
+    .where(
+      and(
+        or(eq(apiKeys.keyHash, hash), eq(apiKeys.previousKeyHash, hash)),
+        isNull(apiKeys.deletedAt),
+        isNull(teams.deletedAt),
+      ),
+    )
+    .limit(1);
+  return row?.key;
+}
+
+export async function findApiKey(db: DbOrTx, teamId: string, id: string): Promise<ApiKeyRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)));
+  return row;
+}
+
+export async function listApiKeys(db: DbOrTx, teamId: string, beforeId: string | undefined, limit: number) {
+  return db
+    .select()
+    .from(apiKeys)
+    .where(
+      and(
+        eq(apiKeys.teamId, teamId),
+        isNull(apiKeys.deletedAt),
+        beforeId ? lt(apiKeys.id, beforeId) : undefined,
+      ),
+    )
+    .orderBy(desc(apiKeys.id))
+    .limit(limit);
+}
+
+export async function updateApiKey(
+  db: DbOrTx,
+  teamId: string,
+  id: string,
+  patch: Partial<Omit<ApiKeyRow, 'id' | 'teamId' | 'createdAt'>>,
+): Promise<ApiKeyRow | undefined> {
+  const [row] = await db
+    .update(apiKeys)
+    .set(patch)
+    .where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)))
+    .returning();
+  return row;
+}
+
+export async function insertUsage(db: DbOrTx, row: typeof apiKeyUsage.$inferInsert): Promise<void> {
+  await db.insert(apiKeyUsage).values(row);
+}
+
+/** Moves last_used_at forward only (concurrent requests may finish out of order). */
+export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
+  await db
+    .update(apiKeys)
+    .set({ lastUsedAt: at })
+    .where(and(eq(apiKeys.id, id), sql`(${apiKeys.lastUsedAt} is null or ${apiKeys.lastUsedAt} < ${at})`));
+}
+
+export async function listUsage(
+  db: DbOrTx,
+  teamId: string,
+  keyId: string,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(apiKeyUsage)
+    .where(
+      and(
+        eq(apiKeyUsage.teamId, teamId),
+        eq(apiKeyUsage.apiKeyId, keyId),
+        beforeId ? lt(apiKeyUsage.id, beforeId) : undefined,
+      ),
+    )
+    .orderBy(desc(apiKeyUsage.id))
+    .limit(limit);
+}

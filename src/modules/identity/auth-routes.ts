@@ -1,0 +1,163 @@
+import { Type } from 'typebox';
+import {
+  clearSessionCookies,
+  principalOf,
+  type SessionCookieOptions,
+  setSessionCookies,
+} from '../../http/auth.ts';
+import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
+import { type App, requestMeta } from '../../http/types.ts';
+import * as s from './schemas.ts';
+import type { AuthService, SignedIn } from './service.ts';
+
+const tags = ['auth'];
+
+function body(signedIn: SignedIn) {
+  const { expiresAt: _cookieOnly, ...rest } = signedIn;
+  return rest;
+}
+
+export function registerAuthRoutes(app: App, auth: AuthService, cookies: SessionCookieOptions): void {
+  const signIn = (reply: Parameters<typeof setSessionCookies>[0], result: SignedIn) => {
+    setSessionCookies(
+      reply,
+      { token: result.session_token, csrfToken: result.csrf_token, expiresAt: result.expiresAt },
+      cookies,
+    );
+    return body(result);
+  };
+
+  app.post(
+    '/v1/auth/signup',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: 'Create an account (open signup, the first user, or with an invitation token)',
+        body: s.SignupBody,
+        response: { 201: s.SignedIn, ...errorResponses(409) },
+      },
+    },
+    async (request, reply) => {
+      const result = await auth.signup(request.body, requestMeta(request));
+      return reply.status(201).send(signIn(reply, result));
+    },
+  );
+
+  app.post(
+    '/v1/auth/login',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: 'Sign in with email and password',
+        body: s.LoginBody,
+        response: { 200: s.SignedIn, ...errorResponses() },
+      },
+    },
+    async (request, reply) => signIn(reply, await auth.login(request.body, requestMeta(request))),
+  );
+
+  app.post(
+    '/v1/auth/logout',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: { tags, summary: 'End this session', response: { 204: Type.Null(), ...errorResponses() } },
+    },
+    async (request, reply) => {
+      await auth.logout(principalOf(request));
+      clearSessionCookies(reply, cookies);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/auth/logout-all',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags,
+        summary: "End all of this user's sessions, this one included",
+        response: { 204: Type.Null(), ...errorResponses() },
+      },
+    },
+    async (request, reply) => {
+      await auth.logoutAll(principalOf(request));
+      clearSessionCookies(reply, cookies);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/auth/switch-team',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags,
+        summary: 'Make another of your teams the active one (rotates the session token)',
+        body: s.SwitchTeamBody,
+        response: { 200: s.SignedIn, ...errorResponses(404) },
+      },
+    },
+    async (request, reply) =>
+      signIn(reply, await auth.switchTeam(principalOf(request), request.body.team_id)),
+  );
+
+  app.get(
+    '/v1/me',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags: ['me'],
+        summary: 'The signed-in user, active team and role',
+        response: { 200: s.Me, ...errorResponses() },
+      },
+    },
+    async (request) => auth.me(principalOf(request)),
+  );
+
+  app.patch(
+    '/v1/me',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags: ['me'],
+        summary: 'Change your name or password (a password change ends your other sessions)',
+        body: s.UpdateMeBody,
+        response: { 200: s.Me, ...errorResponses() },
+      },
+    },
+    async (request) => auth.updateMe(principalOf(request), request.body),
+  );
+
+  app.get(
+    '/v1/me/sessions',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags: ['me'],
+        summary: 'Your live sessions',
+        querystring: PageQuery,
+        response: { 200: s.Sessions, ...errorResponses() },
+      },
+    },
+    async (request) => auth.listSessions(principalOf(request), request.query),
+  );
+
+  app.delete(
+    '/v1/me/sessions/:id',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags: ['me'],
+        summary: 'End one of your sessions',
+        params: IdParams,
+        response: { 204: Type.Null(), ...errorResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      await auth.revokeSession(principalOf(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,71 @@
+import { ForbiddenError } from '../../core/errors.ts';
+
+export const ROLES = ['owner', 'admin', 'member', 'viewer'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const SCOPES = ['read', 'write', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+const SCOPE_RANK: Record<Scope, number> = { read: 1, write: 2, admin: 3 };
+
+/** A member's role grants a scope: viewers read, members write, admins and owners administer. */
+export function scopeOfRole(role: Role): Scope {
+  return role === 'viewer' ? 'read' : role === 'member' ? 'write' : 'admin';
+}
+
+/** Scopes are hierarchical (read < write < admin): a key's scope is its highest. */
+export function highestScope(scopes: readonly Scope[]): Scope {
+  return scopes.reduce<Scope>((best, s) => (SCOPE_RANK[s] > SCOPE_RANK[best] ? s : best), 'read');
+}
+
+export function scopeAllows(have: Scope, need: Scope): boolean {
+  return SCOPE_RANK[have] >= SCOPE_RANK[need];
+}
+
+/** Who is calling. Built by authentication, read by every service. */
+export interface Principal {
+  /** `agent`: a gateway agent key (pda_), which reaches only agent-side routes. */
+  kind: 'session' | 'api_key' | 'agent';
+  userId: string | null;
+  /** The team the call acts in: the session's active team or the key's team. */
+  teamId: string | null;
+  /** The user's role in `teamId` (sessions only). */
+  role: Role | null;
+  /** What this principal may do in `teamId`. */
+  scope: Scope;
+  isPlatformAdmin: boolean;
+  sessionId?: string;
+  apiKeyId?: string;
+  apiKeyVersion?: 'current' | 'previous';
+  agentId?: string;
+}
+
+export function requireScope(principal: Principal, need: Scope): void {
+  if (!scopeAllows(principal.scope, need)) {
+    const who =
+      principal.kind === 'session'
+        ? `your role (${principal.role})`
+        : `this ${principal.kind.replace('_', ' ')} key`;
+    throw new ForbiddenError('insufficient_scope', `${who} does not allow this: it needs the ${need} scope`, {
+      required_scope: need,
+      scope: principal.scope,
+    });
+  }
+}
+
+/** The active team, or a 403 telling the caller how to get one. */
+export function activeTeam(principal: Principal): string {
+  if (principal.teamId === null) {
+    throw new ForbiddenError(
+      'no_active_team',
+      'this session has no active team; join or create one, then POST /v1/auth/switch-team',
+    );
+  }
+  return principal.teamId;
+}
+
+export function actorOf(principal: Principal): { actorKind: string; actorId: string | null } {
+  if (principal.kind === 'api_key') return { actorKind: 'api_key', actorId: principal.apiKeyId ?? null };
+  if (principal.kind === 'agent') return { actorKind: 'agent', actorId: principal.agentId ?? null };
+  return { actorKind: 'user', actorId: principal.userId };
+}

@@ -1,0 +1,348 @@
+import { and, asc, count, desc, eq, gt, isNull, lt, ne, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.ts';
+import { invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
+import type { Role } from './principal.ts';
+
+// SQL only. Every team-owned row is read through its team id.
+
+export type UserRow = typeof users.$inferSelect;
+export type TeamRow = typeof teams.$inferSelect;
+export type SessionRow = typeof sessions.$inferSelect;
+export type InvitationRow = typeof invitations.$inferSelect;
+
+/** Serialises signups so "the first user is platform admin" holds under concurrency. */
+export async function lockSignups(tx: DbOrTx): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(727001)`);
+}
+
+export async function countUsers(db: DbOrTx): Promise<number> {
+  const [row] = await db.select({ n: count() }).from(users);
+  return row?.n ?? 0;
+}
+
+export async function findUserByEmail(db: DbOrTx, email: string): Promise<UserRow | undefined> {
+  const [row] = await db.select().from(users).where(eq(users.email, email));
+  return row;
+}
+
+export async function findUserById(db: DbOrTx, id: string): Promise<UserRow | undefined> {
+  const [row] = await db.select().from(users).where(eq(users.id, id));
+  return row;
+}
+
+export async function insertUser(db: DbOrTx, row: typeof users.$inferInsert): Promise<UserRow> {
+  const [inserted] = await db.insert(users).values(row).returning();
+  return inserted!;
+}
+
+export async function updateUser(
+  db: DbOrTx,
+  id: string,
+  patch: Partial<Pick<UserRow, 'name' | 'passwordHash' | 'updatedAt'>>,
+): Promise<UserRow> {
+  const [row] = await db.update(users).set(patch).where(eq(users.id, id)).returning();
+  return row!;
+}
+
+export async function insertTeam(db: DbOrTx, row: typeof teams.$inferInsert): Promise<TeamRow> {
+  const [inserted] = await db.insert(teams).values(row).returning();
+  return inserted!;
+}
+
+export async function findLiveTeam(db: DbOrTx, id: string): Promise<TeamRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(teams)
+    .where(and(eq(teams.id, id), isNull(teams.deletedAt)));
+  return row;
+}
+
+export async function updateTeam(
+  db: DbOrTx,
+  id: string,
+  patch: Partial<Pick<TeamRow, 'name' | 'updatedAt' | 'deletedAt'>>,
+) {
+  const [row] = await db.update(teams).set(patch).where(eq(teams.id, id)).returning();
+  return row!;
+}
+
+/** A user's membership in a live team, or undefined. */
+export async function findMembership(
+  db: DbOrTx,
+  teamId: string,
+  userId: string,
+): Promise<{ team: TeamRow; role: Role; joinedAt: Date } | undefined> {
+  const [row] = await db
+    .select({ team: teams, role: teamMembers.role, joinedAt: teamMembers.createdAt })
+    .from(teamMembers)
+    .innerJoin(teams, eq(teams.id, teamMembers.teamId))
+    .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId), isNull(teams.deletedAt)));
+  return row;
+}
+
+export async function listUserTeams(
+  db: DbOrTx,
+  userId: string,
+  afterTeamId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select({ team: teams, role: teamMembers.role })
+    .from(teamMembers)
+    .innerJoin(teams, eq(teams.id, teamMembers.teamId))
+    .where(
+      and(
+        eq(teamMembers.userId, userId),
+        isNull(teams.deletedAt),
+        afterTeamId ? gt(teams.id, afterTeamId) : undefined,
+      ),
+    )
+    .orderBy(asc(teams.id))
+    .limit(limit);
+}
+
+/** The team a fresh session starts in: the earliest joined. */
+export async function firstTeamOf(
+  db: DbOrTx,
+  userId: string,
+  exceptTeamId?: string,
+): Promise<string | undefined> {
+  const [row] = await db
+    .select({ id: teams.id })
+    .from(teamMembers)
+    .innerJoin(teams, eq(teams.id, teamMembers.teamId))
+    .where(
+      and(
+        eq(teamMembers.userId, userId),
+        isNull(teams.deletedAt),
+        exceptTeamId ? ne(teams.id, exceptTeamId) : undefined,
+      ),
+    )
+    .orderBy(asc(teamMembers.createdAt), asc(teams.id))
+    .limit(1);
+  return row?.id;
+}
+
+export async function insertMember(db: DbOrTx, row: typeof teamMembers.$inferInsert): Promise<void> {
+  await db.insert(teamMembers).values(row);
+}
+
+/**
+ * Locks the team's row until the transaction ends. Role changes, removals and
+ * ownership transfers take it first, so none of them acts on a role that a
+ * concurrent one has just changed (which could leave a team without an owner).
+ */
+export async function lockTeamMembers(tx: DbOrTx, teamId: string): Promise<void> {
+  await tx.select({ id: teams.id }).from(teams).where(eq(teams.id, teamId)).for('update');
+}
+
+/** Adds a member unless they already are one; false when they were (a concurrent add won). */
+export async function insertMemberIfAbsent(
+  db: DbOrTx,
+  row: typeof teamMembers.$inferInsert,
+): Promise<boolean> {
+  const inserted = await db
+    .insert(teamMembers)
+    .values(row)
+    .onConflictDoNothing({ target: [teamMembers.teamId, teamMembers.userId] })
+    .returning({ userId: teamMembers.userId });
+  return inserted.length > 0;
+}
+
+export async function setMemberRole(db: DbOrTx, teamId: string, userId: string, role: Role): Promise<void> {
+  await db
+    .update(teamMembers)
+    .set({ role })
+    .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)));
+}
+
+export async function deleteMember(db: DbOrTx, teamId: string, userId: string): Promise<void> {
+  await db.delete(teamMembers).where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)));
+}
+
+export async function listMembers(
+  db: DbOrTx,
+  teamId: string,
+  afterUserId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select({ user: users, role: teamMembers.role, joinedAt: teamMembers.createdAt })
+    .from(teamMembers)
+    .innerJoin(users, eq(users.id, teamMembers.userId))
+    .where(and(eq(teamMembers.teamId, teamId), afterUserId ? gt(users.id, afterUserId) : undefined))
+    .orderBy(asc(users.id))
+    .limit(limit);
+}
+
+// Sessions
+
+export async function insertSession(db: DbOrTx, row: typeof sessions.$inferInsert): Promise<SessionRow> {
+  const [inserted] = await db.insert(sessions).values(row).returning();
+  return inserted!;
+}
+
+export async function findSessionByTokenHash(db: DbOrTx, tokenHash: string) {
+  const [row] = await db
+    .select({ session: sessions, user: users })
+    .from(sessions)
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(eq(sessions.tokenHash, tokenHash));
+  return row;
+}
+
+export async function updateSession(
+  db: DbOrTx,
+  id: string,
+  patch: Partial<Pick<SessionRow, 'lastSeenAt' | 'teamId' | 'tokenHash' | 'revokedAt'>>,
+): Promise<void> {
+  await db.update(sessions).set(patch).where(eq(sessions.id, id));
+}
+
+export async function revokeUserSessions(
+  db: DbOrTx,
+  userId: string,
+  at: Date,
+  exceptSessionId?: string,
+): Promise<void> {
+  await db
+    .update(sessions)
+    .set({ revokedAt: at })
+    .where(
+      and(
+        eq(sessions.userId, userId),
+        isNull(sessions.revokedAt),
+        exceptSessionId ? ne(sessions.id, exceptSessionId) : undefined,
+      ),
+    );
+}
+
+export async function revokeSession(
+  db: DbOrTx,
+  userId: string,
+  sessionId: string,
+  at: Date,
+): Promise<boolean> {
+  const rows = await db
+    .update(sessions)
+    .set({ revokedAt: at })
+    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+    .returning({ id: sessions.id });
+  return rows.length > 0;
+}
+
+/** Live sessions of a user: not revoked, before the absolute end, inside the idle window. */
+export async function listLiveSessions(
+  db: DbOrTx,
+  userId: string,
+  now: Date,
+  idleSince: Date,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(sessions)
+    .where(
+      and(
+        eq(sessions.userId, userId),
+        isNull(sessions.revokedAt),
+        gt(sessions.expiresAt, now),
+        gt(sessions.lastSeenAt, idleSince),
+        beforeId ? lt(sessions.id, beforeId) : undefined,
+      ),
+    )
+    .orderBy(desc(sessions.id))
+    .limit(limit);
+}
+
+// Invitations
+
+export async function insertInvitation(
+  db: DbOrTx,
+  row: typeof invitations.$inferInsert,
+): Promise<InvitationRow> {
+  const [inserted] = await db.insert(invitations).values(row).returning();
+  return inserted!;
+}
+
+export async function findInvitation(
+  db: DbOrTx,
+  teamId: string,
+  id: string,
+): Promise<InvitationRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(invitations)
+    .where(and(eq(invitations.teamId, teamId), eq(invitations.id, id)));
+  return row;
+}
+
+export async function findInvitationByTokenHash(db: DbOrTx, tokenHash: string) {
+  const [row] = await db
+    .select({ invitation: invitations, team: teams })
+    .from(invitations)
+    .innerJoin(teams, eq(teams.id, invitations.teamId))
+    .where(eq(invitations.tokenHash, tokenHash));
+  return row;
+}
+
+/**
+ * Serialises invitation writes for one email in one team until the transaction
+ * ends, so two concurrent invitations cannot both pass the "none pending" check.
+ */
+export async function lockInvitationEmail(tx: DbOrTx, teamId: string, email: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(727002, hashtext(${`${teamId}:${email}`}))`);
+}
+
+export async function findPendingInvitationForEmail(db: DbOrTx, teamId: string, email: string, now: Date) {
+  const [row] = await db
+    .select()
+    .from(invitations)
+    .where(
+      and(
+        eq(invitations.teamId, teamId),
+        eq(invitations.email, email),
+        eq(invitations.status, 'pending'),
+        gt(invitations.expiresAt, now),
+      ),
+    );
+  return row;
+}
+
+export async function updateInvitation(
+  db: DbOrTx,
+  id: string,
+  patch: Partial<Omit<InvitationRow, 'id' | 'teamId' | 'createdAt'>>,
+): Promise<InvitationRow> {
+  const [row] = await db.update(invitations).set(patch).where(eq(invitations.id, id)).returning();
+  return row!;
+}
+
+export type InvitationStatusFilter = 'pending' | 'accepted' | 'revoked' | 'expired';
+
+export async function listInvitations(
+  db: DbOrTx,
+  teamId: string,
+  status: InvitationStatusFilter | undefined,
+  now: Date,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  const statusCond =
+    status === undefined
+      ? undefined
+      : status === 'expired'
+        ? and(eq(invitations.status, 'pending'), sql`${invitations.expiresAt} <= ${now}`)
+        : status === 'pending'
+          ? and(eq(invitations.status, 'pending'), gt(invitations.expiresAt, now))
+          : eq(invitations.status, status);
+  return db
+    .select()
+    .from(invitations)
+    .where(
+      and(eq(invitations.teamId, teamId), statusCond, beforeId ? lt(invitations.id, beforeId) : undefined),
+    )
+    .orderBy(desc(invitations.id))
+    .limit(limit);
+}

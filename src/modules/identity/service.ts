@@ -1,0 +1,312 @@
+import { type Clock, HOUR_MS, MINUTE_MS } from '../../core/clock.ts';
+import { generateToken, hashPassword, type TokenHasher, verifyPassword } from '../../core/crypto.ts';
+import {
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  UnauthorizedError,
+  ValidationError,
+} from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import { decodeCursor, type Page, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
+import type { EventsService } from '../events/service.ts';
+import { type Principal, type Role, scopeOfRole } from './principal.ts';
+import * as repo from './repo.ts';
+import type { TeamsService } from './teams-service.ts';
+import { sessionView, type TeamView, teamView, type UserView, userView } from './views.ts';
+
+/** Wrenn: sessions end after 6 h without use, and 24 h after sign-in whatever happens. */
+export const SESSION_IDLE_MS = 6 * HOUR_MS;
+export const SESSION_ABSOLUTE_MS = 24 * HOUR_MS;
+/** last_seen_at is written at most this often per session, not on every request. */
+const LAST_SEEN_WRITE_EVERY_MS = MINUTE_MS;
+
+export interface RequestMeta {
+  userAgent: string | null;
+  ipAddress: string | null;
+}
+
+export interface SignedIn {
+  user: UserView;
+  team: TeamView | null;
+  role: Role | null;
+  session_token: string;
+  csrf_token: string;
+  expires_at: string;
+  /** For the cookie; not part of the JSON body. */
+  expiresAt: Date;
+}
+
+// A real hash to compare against when the email is unknown, so a login for an
+// unknown address takes as long as one with a wrong password.
+const DUMMY_HASH = hashPassword('paddock-timing-equaliser');
+
+export function normaliseEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export class AuthService {
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly hasher: TokenHasher,
+    private readonly events: EventsService,
+    private readonly teams: TeamsService,
+    private readonly signupMode: 'open' | 'invite',
+  ) {}
+
+  /** Whether anyone has signed up yet: the CLI prints first-user instructions when not. */
+  async isEmpty(): Promise<boolean> {
+    return (await repo.countUsers(this.db)) === 0;
+  }
+
+  async signup(
+    input: { email: string; password: string; name: string; invitation_token?: string },
+    meta: RequestMeta,
+  ): Promise<SignedIn> {
+    const email = normaliseEmail(input.email);
+    const passwordHash = await hashPassword(input.password);
+    return this.db.transaction(async (tx) => {
+      await repo.lockSignups(tx);
+      const first = (await repo.countUsers(tx)) === 0;
+      const invitation =
+        input.invitation_token !== undefined
+          ? await this.teams.pendingInvitationByToken(tx, input.invitation_token, email)
+          : undefined;
+      if (!first && this.signupMode === 'invite' && invitation === undefined) {
+        throw new ForbiddenError(
+          'signup_closed',
+          'signup on this server is by invitation: ask a team admin for an invitation and sign up with its token',
+        );
+      }
+      if (await repo.findUserByEmail(tx, email)) {
+        throw new ConflictError(
+          'email_taken',
+          `an account with the email ${email} already exists; log in instead`,
+        );
+      }
+      const now = this.clock.now();
+      const user = await repo.insertUser(tx, {
+        id: newId('usr'),
+        email,
+        name: input.name.trim(),
+        passwordHash,
+        isAdmin: first,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await this.events.record(tx, {
+        teamId: null,
+        type: 'user.signed_up',
+        actorKind: 'user',
+        actorId: user.id,
+        subjectId: user.id,
+        data: { email },
+      });
+      // Wrenn: every account gets a team of its own, as owner.
+      const personal = await this.teams.createTeamFor(tx, user, `${user.name}'s team`);
+      let activeTeamId = personal.id;
+      if (invitation !== undefined) {
+        await this.teams.acceptInvitationFor(tx, invitation, user);
+        activeTeamId = invitation.teamId;
+      }
+      return this.startSession(tx, user, activeTeamId, meta);
+    });
+  }
+
+  /**
+   * Accepts an invitation: a signed-in user joins the team; without a session
+   * the invitee signs up (name and password) and joins in the same step.
+   */
+  async acceptInvitation(
+    principal: Principal | null,
+    input: { token: string; name?: string; password?: string },
+    meta: RequestMeta,
+  ): Promise<{ team: TeamView; session: SignedIn | null }> {
+    if (principal?.kind === 'session') {
+      return { team: await this.teams.acceptInvitation(principal, input.token), session: null };
+    }
+    const email = await this.teams.invitationEmail(input.token);
+    if (await repo.findUserByEmail(this.db, email)) {
+      throw new ConflictError(
+        'account_exists',
+        `${email} already has an account: log in, then accept the invitation`,
+      );
+    }
+    if (input.name === undefined || input.password === undefined) {
+      throw new ValidationError('to accept without an account, send name and password to create one', {
+        ...(input.name === undefined ? { name: 'is required' } : {}),
+        ...(input.password === undefined ? { password: 'is required' } : {}),
+      });
+    }
+    const session = await this.signup(
+      { email, name: input.name, password: input.password, invitation_token: input.token },
+      meta,
+    );
+    return { team: session.team!, session };
+  }
+
+  async login(input: { email: string; password: string }, meta: RequestMeta): Promise<SignedIn> {
+    const user = await repo.findUserByEmail(this.db, normaliseEmail(input.email));
+    const ok = await verifyPassword(input.password, user?.passwordHash ?? (await DUMMY_HASH));
+    if (!user || !ok) throw new UnauthorizedError('invalid_credentials', 'the email or password is wrong');
+    const teamId = await repo.firstTeamOf(this.db, user.id);
+    return this.startSession(this.db, user, teamId ?? null, meta);
+  }
+
+  private async startSession(
+    db: DbOrTx,
+    user: repo.UserRow,
+    teamId: string | null,
+    meta: RequestMeta,
+  ): Promise<SignedIn> {
+    const now = this.clock.now();
+    const token = generateToken('pds');
+    const expiresAt = new Date(now.getTime() + SESSION_ABSOLUTE_MS);
+    await repo.insertSession(db, {
+      id: newId('ses'),
+      userId: user.id,
+      teamId,
+      tokenHash: this.hasher.hash(token),
+      userAgent: meta.userAgent?.slice(0, 500) ?? null,
+      ipAddress: meta.ipAddress,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt,
+    });
+    return this.signedIn(db, user, teamId, token, expiresAt);
+  }
+
+  private async signedIn(
+    db: DbOrTx,
+    user: repo.UserRow,
+    teamId: string | null,
+    token: string,
+    expiresAt: Date,
+  ): Promise<SignedIn> {
+    const membership = teamId ? await repo.findMembership(db, teamId, user.id) : undefined;
+    return {
+      user: userView(user),
+      team: membership ? teamView(membership.team, membership.role) : null,
+      role: membership?.role ?? null,
+      session_token: token,
+      csrf_token: generateToken('csrf'),
+      expires_at: expiresAt.toISOString(),
+      expiresAt,
+    };
+  }
+
+  /** Resolves a `pds_` token to its principal, or says why it no longer works. */
+  async authenticateSession(token: string): Promise<Principal> {
+    const found = await repo.findSessionByTokenHash(this.db, this.hasher.hash(token));
+    if (!found || found.session.revokedAt !== null) {
+      throw new UnauthorizedError('session_invalid', 'this session has ended; log in again');
+    }
+    const { session, user } = found;
+    const now = this.clock.now();
+    if (session.expiresAt <= now || now.getTime() - session.lastSeenAt.getTime() >= SESSION_IDLE_MS) {
+      throw new UnauthorizedError('session_expired', 'this session has expired; log in again');
+    }
+    if (now.getTime() - session.lastSeenAt.getTime() >= LAST_SEEN_WRITE_EVERY_MS) {
+      await repo.updateSession(this.db, session.id, { lastSeenAt: now });
+    }
+    // Membership is read on every request, so removal from a team takes effect at once.
+    const membership = session.teamId
+      ? await repo.findMembership(this.db, session.teamId, user.id)
+      : undefined;
+    return {
+      kind: 'session',
+      userId: user.id,
+      teamId: membership ? session.teamId : null,
+      role: membership?.role ?? null,
+      scope: membership ? scopeOfRole(membership.role) : 'read',
+      isPlatformAdmin: user.isAdmin,
+      sessionId: session.id,
+    };
+  }
+
+  async logout(principal: Principal): Promise<void> {
+    await repo.revokeSession(this.db, principal.userId!, principal.sessionId!, this.clock.now());
+  }
+
+  async logoutAll(principal: Principal): Promise<void> {
+    await repo.revokeUserSessions(this.db, principal.userId!, this.clock.now());
+  }
+
+  /** Wrenn: switching team rotates the session token, so the old one stops working. */
+  async switchTeam(principal: Principal, teamId: string): Promise<SignedIn> {
+    const userId = principal.userId!;
+    const membership = await repo.findMembership(this.db, teamId, userId);
+    if (!membership) throw new NotFoundError('team', teamId);
+    const user = (await repo.findUserById(this.db, userId))!;
+    const token = generateToken('pds');
+    await repo.updateSession(this.db, principal.sessionId!, { teamId, tokenHash: this.hasher.hash(token) });
+    const found = await repo.findSessionByTokenHash(this.db, this.hasher.hash(token));
+    return this.signedIn(this.db, user, teamId, token, found!.session.expiresAt);
+  }
+
+  async me(principal: Principal) {
+    const user = await repo.findUserById(this.db, principal.userId!);
+    if (!user) throw new NotFoundError('user', principal.userId!);
+    const membership = principal.teamId
+      ? await repo.findMembership(this.db, principal.teamId, user.id)
+      : undefined;
+    return {
+      user: userView(user),
+      team: membership ? teamView(membership.team, membership.role) : null,
+      role: membership?.role ?? null,
+    };
+  }
+
+  async updateMe(
+    principal: Principal,
+    input: { name?: string; password?: string; current_password?: string },
+  ) {
+    const user = await repo.findUserById(this.db, principal.userId!);
+    if (!user) throw new NotFoundError('user', principal.userId!);
+    const now = this.clock.now();
+    const patch: Parameters<typeof repo.updateUser>[2] = { updatedAt: now };
+    if (input.name !== undefined) patch.name = input.name.trim();
+    if (input.password !== undefined) {
+      if (
+        input.current_password === undefined ||
+        !(await verifyPassword(input.current_password, user.passwordHash))
+      ) {
+        throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
+      }
+      patch.passwordHash = await hashPassword(input.password);
+    }
+    await this.db.transaction(async (tx) => {
+      await repo.updateUser(tx, user.id, patch);
+      // Wrenn: a password change signs out every other session.
+      if (input.password !== undefined) await repo.revokeUserSessions(tx, user.id, now, principal.sessionId);
+    });
+    return this.me(principal);
+  }
+
+  async listSessions(principal: Principal, page: PageQuery): Promise<Page<ReturnType<typeof sessionView>>> {
+    const limit = pageLimit(page.limit);
+    const now = this.clock.now();
+    const rows = await repo.listLiveSessions(
+      this.db,
+      principal.userId!,
+      now,
+      new Date(now.getTime() - SESSION_IDLE_MS),
+      decodeCursor(page.cursor),
+      limit + 1,
+    );
+    return toPage(
+      rows,
+      limit,
+      (s) => s.id,
+      (s) => sessionView(s, principal.sessionId),
+    );
+  }
+
+  async revokeSession(principal: Principal, sessionId: string): Promise<void> {
+    if (!(await repo.revokeSession(this.db, principal.userId!, sessionId, this.clock.now()))) {
+      throw new NotFoundError('session', sessionId);
+    }
+  }
+}

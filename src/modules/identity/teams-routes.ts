@@ -1,0 +1,314 @@
+import { Type } from 'typebox';
+import { principalOf, type SessionCookieOptions, setSessionCookies } from '../../http/auth.ts';
+import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
+import { type App, requestMeta } from '../../http/types.ts';
+import * as s from './schemas.ts';
+import type { AuthService } from './service.ts';
+import type { TeamsService } from './teams-service.ts';
+
+// Team routes check membership of the team in the path themselves (the
+// service), so they run without requiring an active team.
+const anyTeam = (scope: 'read' | 'write' | 'admin') => ({ auth: { scope, team: false } as const });
+
+export function registerTeamRoutes(
+  app: App,
+  teams: TeamsService,
+  auth: AuthService,
+  cookies: SessionCookieOptions,
+): void {
+  const tags = ['teams'];
+
+  app.post(
+    '/v1/teams',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags,
+        summary: 'Create a team; you become its owner',
+        body: s.CreateTeamBody,
+        response: { 201: s.Team, ...errorResponses() },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await teams.createTeam(principalOf(request), request.body)),
+  );
+
+  app.get(
+    '/v1/teams',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: 'Your teams (an API key sees its own team)',
+        querystring: PageQuery,
+        response: { 200: s.Teams, ...errorResponses() },
+      },
+    },
+    async (request) => teams.listTeams(principalOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/teams/:id',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: 'A team you belong to',
+        params: s.TeamParams,
+        response: { 200: s.Team, ...errorResponses(404) },
+      },
+    },
+    async (request) => teams.getTeam(principalOf(request), request.params.id),
+  );
+
+  app.patch(
+    '/v1/teams/:id',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: 'Rename a team (admin or owner)',
+        params: s.TeamParams,
+        body: s.UpdateTeamBody,
+        response: { 200: s.Team, ...errorResponses(404) },
+      },
+    },
+    async (request) => teams.updateTeam(principalOf(request), request.params.id, request.body),
+  );
+
+  app.delete(
+    '/v1/teams/:id',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: 'Delete a team (owner only; soft delete)',
+        params: s.TeamParams,
+        response: { 204: Type.Null(), ...errorResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      await teams.deleteTeam(principalOf(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/v1/teams/:id/members',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: "A team's members",
+        params: s.TeamParams,
+        querystring: PageQuery,
+        response: { 200: s.Members, ...errorResponses(404) },
+      },
+    },
+    async (request) => teams.listMembers(principalOf(request), request.params.id, request.query),
+  );
+
+  app.post(
+    '/v1/teams/:id/members',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: 'Add an existing account by email (admin or owner); invite people without one',
+        params: s.TeamParams,
+        body: s.AddMemberBody,
+        response: { 201: s.Member, ...errorResponses(404, 409) },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await teams.addMember(principalOf(request), request.params.id, request.body)),
+  );
+
+  app.patch(
+    '/v1/teams/:id/members/:user_id',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: "Change a member's role (admin or owner; the owner's role is fixed)",
+        params: s.MemberParams,
+        body: s.UpdateMemberBody,
+        response: { 200: s.Member, ...errorResponses(404, 409) },
+      },
+    },
+    async (request) =>
+      teams.updateMemberRole(
+        principalOf(request),
+        request.params.id,
+        request.params.user_id,
+        request.body.role,
+      ),
+  );
+
+  app.delete(
+    '/v1/teams/:id/members/:user_id',
+    {
+      config: anyTeam('read'),
+      schema: {
+        tags,
+        summary: 'Remove a member (admin or owner), or yourself; the owner cannot be removed',
+        params: s.MemberParams,
+        response: { 204: Type.Null(), ...errorResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await teams.removeMember(principalOf(request), request.params.id, request.params.user_id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/teams/:id/leave',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags,
+        summary: 'Leave a team (the owner must transfer ownership first)',
+        params: s.TeamParams,
+        response: { 204: Type.Null(), ...errorResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      await teams.removeMember(principal, request.params.id, principal.userId!);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/teams/:id/transfer-ownership',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags,
+        summary: 'Make another member the owner; you become an admin (owner only)',
+        params: s.TeamParams,
+        body: s.TransferOwnershipBody,
+        response: { 200: s.Member, ...errorResponses(404) },
+      },
+    },
+    async (request) => teams.transferOwnership(principalOf(request), request.params.id, request.body.user_id),
+  );
+
+  const itags = ['invitations'];
+
+  app.post(
+    '/v1/invitations',
+    {
+      config: { auth: { scope: 'admin' } },
+      schema: {
+        tags: itags,
+        summary: 'Invite someone to the active team (7-day token, shown once)',
+        body: s.CreateInvitationBody,
+        response: { 201: s.InvitationWithToken, ...errorResponses(409) },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await teams.createInvitation(principalOf(request), request.body)),
+  );
+
+  app.get(
+    '/v1/invitations',
+    {
+      config: { auth: { scope: 'read' } },
+      schema: {
+        tags: itags,
+        summary: "The active team's invitations",
+        querystring: s.InvitationListQuery,
+        response: { 200: s.Invitations, ...errorResponses() },
+      },
+    },
+    async (request) => teams.listInvitations(principalOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/invitations/lookup',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags: itags,
+        summary: 'What an invitation token is for, without using it up',
+        querystring: Type.Object(
+          { token: Type.String({ minLength: 1, maxLength: 200 }) },
+          { additionalProperties: false },
+        ),
+        response: { 200: s.InvitationLookup, ...errorResponses(404, 409, 410) },
+      },
+    },
+    async (request) => teams.lookupInvitation(request.query.token),
+  );
+
+  app.post(
+    '/v1/invitations/accept',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags: itags,
+        summary: 'Accept an invitation: signed in, join the team; otherwise sign up with name and password',
+        body: s.AcceptInvitationBody,
+        response: { 200: s.AcceptedInvitation, ...errorResponses(404, 409, 410) },
+      },
+    },
+    async (request, reply) => {
+      const result = await auth.acceptInvitation(request.principal, request.body, requestMeta(request));
+      if (result.session) {
+        const { session } = result;
+        setSessionCookies(
+          reply,
+          { token: session.session_token, csrfToken: session.csrf_token, expiresAt: session.expiresAt },
+          cookies,
+        );
+        const { expiresAt: _cookieOnly, ...sessionBody } = session;
+        return { team: result.team, session: sessionBody };
+      }
+      return { team: result.team, session: null };
+    },
+  );
+
+  app.get(
+    '/v1/invitations/:id',
+    {
+      config: { auth: { scope: 'read' } },
+      schema: {
+        tags: itags,
+        summary: 'One invitation of the active team',
+        params: IdParams,
+        response: { 200: s.Invitation, ...errorResponses(404) },
+      },
+    },
+    async (request) => teams.getInvitation(principalOf(request), request.params.id),
+  );
+
+  app.post(
+    '/v1/invitations/:id/revoke',
+    {
+      config: { auth: { scope: 'admin' } },
+      schema: {
+        tags: itags,
+        summary: 'Revoke a pending invitation',
+        params: IdParams,
+        response: { 200: s.Invitation, ...errorResponses(404, 409) },
+      },
+    },
+    async (request) => teams.revokeInvitation(principalOf(request), request.params.id),
+  );
+
+  app.post(
+    '/v1/invitations/:id/resend',
+    {
+      config: { auth: { scope: 'admin' } },
+      schema: {
+        tags: itags,
+        summary: 'A new token and 7 more days for a pending invitation (the old token stops working)',
+        params: IdParams,
+        response: { 200: s.InvitationWithToken, ...errorResponses(404, 409) },
+      },
+    },
+    async (request) => teams.resendInvitation(principalOf(request), request.params.id),
+  );
+}

@@ -1,0 +1,446 @@
+import type { Clock } from '../../core/clock.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import { newId, ulid } from '../../core/ids.ts';
+import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
+import type { EventsService } from '../events/service.ts';
+import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import * as repo from './repo.ts';
+import {
+  applyDefaults,
+  changedFields,
+  deepFreeze,
+  type PolicyInput,
+  type PolicySpec,
+  validatePolicyInput,
+  validatePolicySpec,
+} from './spec.ts';
+import {
+  actorLabel,
+  iso,
+  type PolicyView,
+  policyView,
+  snapshotOf,
+  toNumber,
+  usd,
+  versionView,
+} from './views.ts';
+
+export type { PolicySpec } from './spec.ts';
+export { actorLabel, type PolicyView, policyView } from './views.ts';
+
+/** Which live agents use a policy as their default; given by the agents module (see app.ts). */
+export type AgentIdsUsingPolicy = (tx: DbOrTx, teamId: string, policyId: string) => Promise<string[]>;
+
+export interface ResolvedPolicy {
+  id: string;
+  name: string;
+  spec: PolicySpec;
+  version: number;
+}
+
+export const DEFAULT_COST_TREND_LIMIT = 100;
+export const MAX_COST_TREND_LIMIT = 500;
+/** How long findForTeam trusts what it read; changes made in this process clear it at once. */
+const POLICY_CACHE_TTL_MS = 2000;
+const POLICY_CACHE_MAX = 5000;
+
+function splitInput<T extends { name?: string }>(input: T): { name?: string; fields: PolicyInput } {
+  const { name, ...fields } = input;
+  validatePolicyInput(fields);
+  return name === undefined ? { fields } : { name: name.trim(), fields };
+}
+
+function nameTaken(name: string): ConflictError {
+  return new ConflictError('policy_name_taken', `a policy named "${name}" already exists in this team`, {
+    name,
+  });
+}
+
+export class PoliciesService {
+  private cache = new Map<string, { value: ResolvedPolicy | undefined; expiresAt: number }>();
+  /** Bumped by every change made here, so a read that raced a change does not refill the cache. */
+  private generation = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly events: EventsService,
+    private readonly agentIdsUsingPolicy: AgentIdsUsingPolicy,
+  ) {}
+
+  /** Policies are team resources managed by people and team keys, never by agent keys. */
+  private team(principal: Principal, need: Scope): string {
+    if (principal.kind === 'agent') {
+      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage policies');
+    }
+    const teamId = activeTeam(principal);
+    requireScope(principal, need);
+    return teamId;
+  }
+
+  private invalidate(): void {
+    this.generation++;
+    this.cache.clear();
+  }
+
+  /** Runs a change in one transaction and clears the cache once it committed. */
+  private async change<T>(work: (tx: DbOrTx) => Promise<T>): Promise<T> {
+    try {
+      return await this.db.transaction((tx) => work(tx));
+    } finally {
+      this.invalidate();
+    }
+  }
+
+  async create(principal: Principal, input: { name: string } & PolicyInput) {
+    const teamId = this.team(principal, 'write');
+    const { name, fields } = splitInput(input);
+    const row = await this.createRow(principal, teamId, name!, fields);
+    return policyView(row);
+  }
+
+  private async createRow(principal: Principal, teamId: string, name: string, fields: PolicyInput) {
+    const spec = applyDefaults(fields);
+    validatePolicySpec(spec);
+    const now = this.clock.now();
+    const actor = actorLabel(principal);
+    try {
+      return await this.change(async (tx) => {
+        if (await repo.findPolicyByName(tx, teamId, name)) throw nameTaken(name);
+        const row = await repo.insertPolicy(tx, {
+          id: newId('pol'),
+          teamId,
+          name,
+          spec: spec as unknown as Record<string, unknown>,
+          // Paddock writes version 1 at creation (Rungate is silent): the
+          // history then holds every state the policy was ever in.
+          version: 1,
+          createdBy: actor,
+          updatedBy: actor,
+          createdAt: now,
+          updatedAt: now,
+        });
+        await this.writeVersion(tx, principal, row, spec, ['_created']);
+        await this.events.record(tx, {
+          teamId,
+          type: 'policy.created',
+          ...actorOf(principal),
+          subjectId: row.id,
+          data: { name, version: 1 },
+        });
+        return row;
+      });
+    } catch (err) {
+      if (repo.isUniqueViolation(err)) throw nameTaken(name);
+      throw err;
+    }
+  }
+
+  private async writeVersion(
+    tx: DbOrTx,
+    principal: Principal,
+    row: repo.PolicyRow,
+    spec: PolicySpec,
+    changed: string[],
+  ): Promise<void> {
+    await repo.insertVersion(tx, {
+      // No typed prefix is registered for versions; `polv_` keeps them apart from policies.
+      id: `polv_${ulid()}`,
+      teamId: row.teamId,
+      policyId: row.id,
+      version: row.version,
+      snapshot: snapshotOf(row.name, spec),
+      changedBy: actorLabel(principal),
+      changedFields: changed,
+      createdAt: this.clock.now(),
+    });
+    await this.events.record(tx, {
+      teamId: row.teamId,
+      type: 'policy.version_created',
+      ...actorOf(principal),
+      subjectId: row.id,
+      data: { name: row.name, version: row.version, changed_fields: changed },
+    });
+  }
+
+  async list(principal: Principal, query: PageQuery & { name?: string }) {
+    const teamId = this.team(principal, 'read');
+    const limit = pageLimit(query.limit);
+    const rows = await repo.listPolicies(
+      this.db,
+      teamId,
+      { ...(query.name ? { name: query.name } : {}) },
+      decodeCursor(query.cursor),
+      limit + 1,
+    );
+    return toPage(rows, limit, (r) => r.id, policyView);
+  }
+
+  private async policyOrNotFound(teamId: string, id: string) {
+    const row = await repo.findPolicy(this.db, teamId, id);
+    if (!row) throw new NotFoundError('policy', id);
+    return row;
+  }
+
+  async get(principal: Principal, id: string) {
+    return policyView(await this.policyOrNotFound(this.team(principal, 'read'), id));
+  }
+
+  /** PUT: deep-merges the fields sent into the policy; omitted fields are kept. */
+  async update(principal: Principal, id: string, input: { name?: string } & PolicyInput) {
+    const teamId = this.team(principal, 'write');
+    const { name, fields } = splitInput(input);
+    const row = await this.mergeInto(principal, teamId, { id }, fields, name);
+    return policyView(row);
+  }
+
+  /**
+   * Applies a deep-merge patch to one policy: a new version when anything
+   * changed, nothing at all when the patch changes nothing (so a declarative
+   * tool re-applying the same policy does not pile up versions).
+   */
+  private async mergeInto(
+    principal: Principal,
+    teamId: string,
+    which: { id: string } | { name: string },
+    fields: PolicyInput,
+    rename?: string,
+  ): Promise<repo.PolicyRow> {
+    try {
+      return await this.change(async (tx) => {
+        // The row lock orders concurrent updates, so versions are never skipped or reused.
+        const row =
+          'id' in which
+            ? await repo.findPolicy(tx, teamId, which.id, 'update')
+            : await repo.findPolicyByName(tx, teamId, which.name, 'update');
+        if (!row) throw new NotFoundError('policy', 'id' in which ? which.id : which.name);
+        const before = applyDefaults(row.spec);
+        const spec = applyDefaults(fields, before);
+        validatePolicySpec(spec);
+        const name = rename ?? row.name;
+        const changed = changedFields(snapshotOf(row.name, before), snapshotOf(name, spec));
+        if (changed.length === 0) return row;
+        if (name !== row.name && (await repo.findPolicyByName(tx, teamId, name))) throw nameTaken(name);
+        const updated = await repo.updatePolicy(tx, teamId, row.id, {
+          name,
+          spec: spec as unknown as Record<string, unknown>,
+          version: row.version + 1,
+          updatedBy: actorLabel(principal),
+          updatedAt: this.clock.now(),
+        });
+        await this.writeVersion(tx, principal, updated!, spec, changed);
+        await this.events.record(tx, {
+          teamId,
+          type: 'policy.updated',
+          ...actorOf(principal),
+          subjectId: row.id,
+          data: { name, version: updated!.version, changed_fields: changed },
+        });
+        return updated!;
+      });
+    } catch (err) {
+      if (rename !== undefined && repo.isUniqueViolation(err)) throw nameTaken(rename);
+      throw err;
+    }
+  }
+
+  /** PUT /by-name/{name}: created with defaults (201) or deep-merged (200). */
+  async upsertByName(
+    principal: Principal,
+    name: string,
+    input: PolicyInput,
+  ): Promise<{ created: boolean; policy: PolicyView }> {
+    const teamId = this.team(principal, 'write');
+    const { fields } = splitInput(input as PolicyInput & { name?: string });
+    const trimmed = name.trim();
+    for (let attempt = 0; ; attempt++) {
+      const existing = await repo.findPolicyByName(this.db, teamId, trimmed);
+      try {
+        if (existing) {
+          return {
+            created: false,
+            policy: policyView(await this.mergeInto(principal, teamId, { name: trimmed }, fields)),
+          };
+        }
+        return {
+          created: true,
+          policy: policyView(await this.createRow(principal, teamId, trimmed, fields)),
+        };
+      } catch (err) {
+        // Lost a race with a concurrent create or delete of the same name: look again.
+        const raced =
+          (err instanceof ConflictError && err.code === 'policy_name_taken') || err instanceof NotFoundError;
+        if (!raced || attempt >= 2) throw err;
+      }
+    }
+  }
+
+  /** Soft delete, refused while a live agent has this as its policy; the history stays readable. */
+  async remove(principal: Principal, id: string): Promise<void> {
+    const teamId = this.team(principal, 'write');
+    await this.change(async (tx) => {
+      // FOR UPDATE: an agent being pointed at this policy meanwhile (which
+      // takes the row FOR SHARE) either finishes first and is seen below, or
+      // waits and then finds the policy gone.
+      const row = await repo.findPolicy(tx, teamId, id, 'update');
+      if (!row) throw new NotFoundError('policy', id);
+      const agentIds = await this.agentIdsUsingPolicy(tx, teamId, id);
+      if (agentIds.length > 0) {
+        throw new ConflictError(
+          'policy_in_use',
+          `policy ${id} is the policy of ${agentIds.length} agent(s); move them to another policy first`,
+          { agent_ids: agentIds.slice(0, 100), agent_count: agentIds.length },
+        );
+      }
+      const now = this.clock.now();
+      const deleted = await repo.updatePolicy(tx, teamId, id, {
+        deletedAt: now,
+        updatedAt: now,
+        version: row.version + 1,
+        updatedBy: actorLabel(principal),
+      });
+      await this.writeVersion(tx, principal, deleted!, applyDefaults(row.spec), ['_deleted']);
+      await this.events.record(tx, {
+        teamId,
+        type: 'policy.deleted',
+        ...actorOf(principal),
+        subjectId: id,
+        data: { name: row.name, version: deleted!.version },
+      });
+    });
+  }
+
+  /** Oldest first; works after the policy was deleted (versions are audit records). */
+  async versions(principal: Principal, id: string, page: PageQuery) {
+    const teamId = this.team(principal, 'read');
+    if (!(await repo.findPolicyWithDeleted(this.db, teamId, id))) throw new NotFoundError('policy', id);
+    const limit = pageLimit(page.limit);
+    const after = decodeCursor(page.cursor);
+    const afterVersion = after === undefined ? undefined : Number(after);
+    if (afterVersion !== undefined && !Number.isInteger(afterVersion)) {
+      throw new BadRequestError(
+        'invalid_cursor',
+        'cursor is not one this server issued; start again without it',
+      );
+    }
+    const rows = await repo.listVersions(this.db, teamId, id, afterVersion, limit + 1);
+    return toPage(rows, limit, (r) => String(r.version), versionView);
+  }
+
+  async version(principal: Principal, id: string, version: number) {
+    const teamId = this.team(principal, 'read');
+    if (!Number.isInteger(version) || version < 1) {
+      throw new BadRequestError('invalid_version', 'the version number must be an integer ≥ 1');
+    }
+    if (!(await repo.findPolicyWithDeleted(this.db, teamId, id))) throw new NotFoundError('policy', id);
+    const row = await repo.findVersion(this.db, teamId, id, version);
+    if (!row) throw new NotFoundError('policy_version', `${id} v${version}`);
+    return versionView(row);
+  }
+
+  private window(since?: string, until?: string): repo.RunWindow {
+    const w: repo.RunWindow = {};
+    if (since) w.since = new Date(since);
+    if (until) w.until = new Date(until);
+    if (w.since && w.until && w.since > w.until) {
+      throw new BadRequestError('validation_failed', 'since must be before until', {
+        fields: { since: 'must be before until' },
+      });
+    }
+    return w;
+  }
+
+  /** Spend and outcomes of the policy's runs started in [since, until). Averages are null with no runs. */
+  async stats(principal: Principal, id: string, query: { since?: string; until?: string }) {
+    const teamId = this.team(principal, 'read');
+    await this.policyOrNotFound(teamId, id);
+    const s = await repo.runStats(this.db, teamId, id, this.window(query.since, query.until));
+    const totalRuns = Number(s.totalRuns);
+    const totalMicros = Number(s.totalMicros);
+    const endedRuns = Number(s.endedRuns);
+    const avgSteps = toNumber(s.avgSteps);
+    const avgDuration = toNumber(s.avgDurationMs);
+    const utilization = toNumber(s.utilization);
+    return {
+      total_runs: totalRuns,
+      total_spend_usd: usd(totalMicros),
+      avg_cost_per_run_usd: totalRuns > 0 ? usd(totalMicros / totalRuns) : null,
+      avg_steps_per_run: avgSteps === null ? null : Math.round(avgSteps),
+      avg_duration_ms: avgDuration === null ? null : Math.round(avgDuration),
+      success_rate: endedRuns > 0 ? Number(s.succeeded) / endedRuns : null,
+      budget_utilization: utilization,
+    };
+  }
+
+  /**
+   * One entry per ended run started in the window, oldest first. With more
+   * than `limit` such runs the most recent `limit` are returned (a trend
+   * reads up to now); `total` counts them all.
+   */
+  async costTrend(
+    principal: Principal,
+    id: string,
+    query: { since?: string; until?: string; limit?: number },
+  ) {
+    const teamId = this.team(principal, 'read');
+    await this.policyOrNotFound(teamId, id);
+    const limit = Math.min(Math.max(query.limit ?? DEFAULT_COST_TREND_LIMIT, 1), MAX_COST_TREND_LIMIT);
+    const { rows, total } = await repo.endedRuns(
+      this.db,
+      teamId,
+      id,
+      this.window(query.since, query.until),
+      limit,
+    );
+    return {
+      data: rows.reverse().map((r) => ({
+        run_id: r.id,
+        name: r.name,
+        cost_usd: usd(r.costMicros),
+        step_count: r.stepCount,
+        started_at: iso(r.startedAt)!,
+      })),
+      total,
+    };
+  }
+
+  /**
+   * A live policy of the team by id or by name, defaults applied (the gateway
+   * and agents use this). The document is frozen: it is shared with other callers.
+   */
+  async findForTeam(teamId: string, idOrName: string): Promise<ResolvedPolicy | undefined> {
+    const key = `${teamId}\u0000${idOrName}`;
+    const hit = this.cache.get(key);
+    const nowMs = Date.now();
+    if (hit && hit.expiresAt > nowMs) return hit.value;
+    const generation = this.generation;
+    const row =
+      (await repo.findPolicy(this.db, teamId, idOrName)) ??
+      (await repo.findPolicyByName(this.db, teamId, idOrName));
+    const value = row
+      ? deepFreeze({ id: row.id, name: row.name, spec: applyDefaults(row.spec), version: row.version })
+      : undefined;
+    if (generation === this.generation) {
+      if (this.cache.size >= POLICY_CACHE_MAX) this.cache.clear();
+      this.cache.set(key, { value, expiresAt: nowMs + POLICY_CACHE_TTL_MS });
+    }
+    return value;
+  }
+
+  /**
+   * For the agents module, inside its transaction: true when the policy is a
+   * live policy of the team, and holds it (FOR SHARE) so it cannot be deleted
+   * before that transaction commits.
+   */
+  async holdForReference(tx: DbOrTx, teamId: string, policyId: string): Promise<boolean> {
+    return (await repo.findPolicy(tx, teamId, policyId, 'share')) !== undefined;
+  }
+
+  /** Of `ids`, those that are not live policies of the team. */
+  async missingPolicies(tx: DbOrTx, teamId: string, ids: string[]): Promise<string[]> {
+    const missing: string[] = [];
+    for (const id of new Set(ids)) if (!(await repo.findPolicy(tx, teamId, id))) missing.push(id);
+    return missing;
+  }
+}

@@ -1,0 +1,496 @@
+import { Ajv, type ErrorObject } from 'ajv';
+import { type Static, type TSchema, Type } from 'typebox';
+import { ValidationError } from '../../core/errors.ts';
+
+/**
+ * The policy document (Rungate's full policy, notes/rungate.md §3): its input
+ * schema, its defaults, the rules that span fields, and the deep merge that
+ * PUT applies. Stored whole, defaults applied, in `policies.spec`.
+ */
+
+const Optional = Type.Optional;
+function Nullable<T extends TSchema>(schema: T) {
+  return Type.Union([schema, Type.Null()]);
+}
+function Obj<T extends Record<string, TSchema>>(properties: T, description?: string) {
+  return Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
+}
+
+/** Keys that would reach an object's prototype if merged naively. */
+export const FORBIDDEN_KEYS = ['__proto__', 'constructor', 'prototype'];
+const SafeKey = { not: { enum: FORBIDDEN_KEYS } };
+
+export const PROVIDERS = ['anthropic', 'openai', 'openai_compatible'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+export const ProviderSchema = Type.Enum(PROVIDERS);
+
+const Glob = Type.String({ minLength: 1, maxLength: 200 });
+const Globs = (description: string) => Type.Array(Glob, { maxItems: 500, description });
+const Usd = (description: string) => Nullable(Type.Number({ minimum: 0, description }));
+const TokenCount = (description: string) => Nullable(Type.Integer({ minimum: 0, description }));
+const PerMinute = (description: string) => Nullable(Type.Integer({ minimum: 1, description }));
+
+export const Chain = Type.Array(ProviderSchema, {
+  maxItems: 10,
+  description:
+    'ordered provider names for failover; empty = the providers the agent has keys for, in its provider_keys order',
+});
+export const TimeoutMs = Type.Integer({ minimum: 1000, maximum: 3_600_000 });
+export const ModelRoute = Obj({
+  pattern: Type.String({ minLength: 1, maxLength: 200, description: 'model name or glob (gpt-*, claude-*)' }),
+  chain: Chain,
+  timeout_ms: Optional(TimeoutMs),
+});
+export const ModelRoutes = Type.Array(ModelRoute, {
+  maxItems: 100,
+  description: 'first matching pattern wins; falls back to default_chain',
+});
+export const LoadBalancing = Type.Enum(['failover', 'round_robin', 'weighted']);
+export const RoutingPreference = Type.Enum(['default', 'cost', 'latency']);
+
+const Budget = Obj(
+  {
+    alert_threshold_tokens: Optional(TokenCount('per run; null = none')),
+    alert_threshold_usd: Optional(Usd('per run; null = none')),
+    hard_limit_tokens: Optional(TokenCount('per run; null = none')),
+    hard_limit_usd: Optional(Usd('per run; null = none')),
+    max_cost_per_hour_usd: Optional(Usd('rolling cap per agent and policy; null = none')),
+    on_alert_threshold: Optional(
+      Type.Enum(['continue_and_alert', 'stop_and_alert', 'continue_and_block_new'], {
+        description: 'default continue_and_alert',
+      }),
+    ),
+  },
+  'budget limits (per run) and the hourly cap',
+);
+
+const RateLimits = Obj(
+  {
+    max_requests_per_minute: Optional(PerMinute('per agent per policy; null = none')),
+    max_tokens_per_minute: Optional(PerMinute('per agent per policy; null = none')),
+  },
+  'counted per agent per policy',
+);
+
+const CircuitBreaker = Obj({
+  failure_threshold: Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 1000,
+      description: 'consecutive failures before the circuit opens; 0 disables; default 5',
+    }),
+  ),
+  recovery_timeout_ms: Optional(
+    Type.Integer({
+      minimum: 1000,
+      maximum: 86_400_000,
+      description: 'first cooldown before a half-open probe; doubles on each failed probe; default 30000',
+    }),
+  ),
+  max_recovery_timeout_ms: Optional(
+    Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'cap of the doubling; default 600000' }),
+  ),
+});
+
+const Routing = Obj({
+  default_chain: Optional(Chain),
+  model_routes: Optional(ModelRoutes),
+  timeout_ms: Optional(
+    Type.Integer({
+      minimum: 1000,
+      maximum: 3_600_000,
+      description: 'time to first byte plus body, after connect; default 120000',
+    }),
+  ),
+  connect_timeout_ms: Optional(
+    Type.Integer({
+      minimum: 1000,
+      maximum: 600_000,
+      description: 'TCP+TLS handshake only; default 10000; must be ≤ timeout_ms',
+    }),
+  ),
+  retry_on: Optional(
+    Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), {
+      maxItems: 50,
+      description: 'provider statuses that move on to the next attempt; default [429,500,502,503,504]',
+    }),
+  ),
+  max_retries: Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 20,
+      description: 'TOTAL attempts, not retries after the first; default 3',
+    }),
+  ),
+  on_rate_limit: Optional(
+    Type.Enum(['failover_first', 'backoff_first'], {
+      description: 'default failover_first',
+    }),
+  ),
+  load_balancing: Optional(LoadBalancing),
+  circuit_breaker: Optional(CircuitBreaker),
+  routing_preference: Optional(RoutingPreference),
+});
+
+const ModelMapping = Type.Record(
+  Type.String({ minLength: 1, maxLength: 200 }),
+  Nullable(
+    Type.Record(Type.String(), Nullable(Type.String({ minLength: 1, maxLength: 200 })), {
+      propertyNames: { enum: [...PROVIDERS] },
+    } as Record<string, unknown>),
+  ),
+  {
+    propertyNames: SafeKey,
+    description:
+      '{ source model: { provider: model on that provider } }; on PUT a null entry removes that mapping',
+  } as Record<string, unknown>,
+);
+
+const RunawayPrevention = Obj({
+  enabled: Optional(Type.Boolean()),
+  max_steps_per_run: Optional(
+    Nullable(Type.Integer({ minimum: 1, description: 'required when enabled; default null' })),
+  ),
+});
+
+const ImplicitRunGrouping = Obj({
+  time_window_seconds: Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'default 300' })),
+  run_idle_timeout_seconds: Optional(
+    Type.Integer({ minimum: 1, maximum: 86_400, description: 'default 300' }),
+  ),
+  force_stop_cooldown_minutes: Optional(
+    Type.Integer({ minimum: 0, maximum: 1440, description: 'default 60' }),
+  ),
+});
+
+export const ENDED_REASONS = [
+  'agent_signaled',
+  'agent_complete_all',
+  'cost_limit',
+  'token_limit',
+  'alert_threshold_stop',
+  'idle_auto_complete',
+  'idle_timeout',
+  'new_run_requested',
+  'admin_stopped',
+  'admin_completed',
+] as const;
+export type EndedReason = (typeof ENDED_REASONS)[number];
+const Outcome = Nullable(Type.Enum(['success', 'partial', 'failed']));
+const OptionalOutcome = Optional(Outcome);
+const OutcomeDefaults = Nullable(
+  Obj(
+    Object.fromEntries(ENDED_REASONS.map((r) => [r, OptionalOutcome])) as Record<
+      EndedReason,
+      typeof OptionalOutcome
+    >,
+    'the outcome a run gets by ended_reason when the agent set none; null = none',
+  ),
+);
+
+/** Every field of the document, each optional: the body of POST/PUT (besides name). */
+export const PolicyFields = {
+  budget: Optional(Budget),
+  allowed_models: Optional(Globs('globs; empty = every model')),
+  blocked_models: Optional(Globs('globs; wins over allowed_models')),
+  allowed_tools: Optional(Globs('globs; empty = every tool')),
+  blocked_tools: Optional(Globs('globs; wins over allowed_tools')),
+  require_approval: Optional(Globs('tool globs that need a human approval')),
+  approval_expiry_ms: Optional(
+    Type.Integer({ minimum: 60_000, maximum: 604_800_000, description: 'default 28800000 (8 h)' }),
+  ),
+  rate_limits: Optional(RateLimits),
+  routing: Optional(Routing),
+  model_mapping: Optional(ModelMapping),
+  default_model: Optional(Nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+  model_override: Optional(
+    Nullable(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'replaces every request’s model and skips the model rules',
+      }),
+    ),
+  ),
+  runaway_prevention: Optional(RunawayPrevention),
+  implicit_run_grouping: Optional(ImplicitRunGrouping),
+  outcome_defaults: Optional(OutcomeDefaults),
+  dry_run: Optional(Type.Boolean({ description: 'record, never forward; default false' })),
+  content_logging: Optional(
+    Type.Enum(['default', 'enabled', 'disabled'], {
+      description: 'default: the server setting',
+    }),
+  ),
+};
+export const PolicyInputSchema = Obj(PolicyFields);
+/** What a caller may send: any subset of the document. */
+export type PolicyInput = Static<typeof PolicyInputSchema>;
+
+export type OutcomeValue = 'success' | 'partial' | 'failed' | null;
+
+/** The stored policy document: complete, defaults applied. The gateway reads this. */
+export interface PolicySpec {
+  budget: {
+    alert_threshold_tokens: number | null;
+    alert_threshold_usd: number | null;
+    hard_limit_tokens: number | null;
+    hard_limit_usd: number | null;
+    max_cost_per_hour_usd: number | null;
+    on_alert_threshold: 'continue_and_alert' | 'stop_and_alert' | 'continue_and_block_new';
+  };
+  allowed_models: string[];
+  blocked_models: string[];
+  allowed_tools: string[];
+  blocked_tools: string[];
+  require_approval: string[];
+  approval_expiry_ms: number;
+  rate_limits: { max_requests_per_minute: number | null; max_tokens_per_minute: number | null };
+  routing: {
+    default_chain: ProviderName[];
+    model_routes: Array<{ pattern: string; chain: ProviderName[]; timeout_ms?: number }>;
+    timeout_ms: number;
+    connect_timeout_ms: number;
+    retry_on: number[];
+    /** Total attempts, the first included. */
+    max_retries: number;
+    on_rate_limit: 'failover_first' | 'backoff_first';
+    load_balancing: 'failover' | 'round_robin' | 'weighted';
+    circuit_breaker: {
+      failure_threshold: number;
+      recovery_timeout_ms: number;
+      max_recovery_timeout_ms: number;
+    };
+    routing_preference: 'default' | 'cost' | 'latency';
+  };
+  model_mapping: Record<string, Partial<Record<ProviderName, string>>>;
+  default_model: string | null;
+  model_override: string | null;
+  runaway_prevention: { enabled: boolean; max_steps_per_run: number | null };
+  implicit_run_grouping: {
+    time_window_seconds: number;
+    run_idle_timeout_seconds: number;
+    force_stop_cooldown_minutes: number;
+  };
+  outcome_defaults: Partial<Record<EndedReason, OutcomeValue>> | null;
+  dry_run: boolean;
+  content_logging: 'default' | 'enabled' | 'disabled';
+}
+
+/**
+ * Defaults. Stated by Rungate: approval_expiry_ms, timeout_ms,
+ * connect_timeout_ms, the circuit breaker, load_balancing, the cooldown,
+ * dry_run, content_logging, idle timeout (300 s). The rest are Paddock's
+ * choices: empty rule lists (= no restriction), no limits, alert and continue,
+ * retry on 429/5xx, 3 attempts, fail over first on a 429, a 300 s grouping window.
+ */
+export const POLICY_DEFAULTS: PolicySpec = {
+  budget: {
+    alert_threshold_tokens: null,
+    alert_threshold_usd: null,
+    hard_limit_tokens: null,
+    hard_limit_usd: null,
+    max_cost_per_hour_usd: null,
+    on_alert_threshold: 'continue_and_alert',
+  },
+  allowed_models: [],
+  blocked_models: [],
+  allowed_tools: [],
+  blocked_tools: [],
+  require_approval: [],
+  approval_expiry_ms: 28_800_000,
+  rate_limits: { max_requests_per_minute: null, max_tokens_per_minute: null },
+  routing: {
+    default_chain: [],
+    model_routes: [],
+    timeout_ms: 120_000,
+    connect_timeout_ms: 10_000,
+    retry_on: [429, 500, 502, 503, 504],
+    max_retries: 3,
+    on_rate_limit: 'failover_first',
+    load_balancing: 'failover',
+    circuit_breaker: { failure_threshold: 5, recovery_timeout_ms: 30_000, max_recovery_timeout_ms: 600_000 },
+    routing_preference: 'default',
+  },
+  model_mapping: {},
+  default_model: null,
+  model_override: null,
+  runaway_prevention: { enabled: false, max_steps_per_run: null },
+  implicit_run_grouping: {
+    time_window_seconds: 300,
+    run_idle_timeout_seconds: 300,
+    force_stop_cooldown_minutes: 60,
+  },
+  outcome_defaults: null,
+  dry_run: false,
+  content_logging: 'default',
+};
+
+export const POLICY_FIELD_NAMES = Object.keys(POLICY_DEFAULTS) as Array<keyof PolicySpec>;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * Deep merge for PUT: objects merge key by key, recursively; arrays, scalars
+ * and null replace (null clears a nullable field — the schema refuses it
+ * elsewhere). Keys that could reach a prototype are refused, not skipped.
+ */
+export function deepMerge(base: unknown, patch: unknown, path = ''): unknown {
+  if (!isPlainObject(patch) || !isPlainObject(base)) return structuredClone(patch);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(base)) out[k] = v;
+  for (const [k, v] of Object.entries(patch)) {
+    const where = path ? `${path}.${k}` : k;
+    if (FORBIDDEN_KEYS.includes(k)) {
+      throw new ValidationError(`the request body is invalid: ${where} is not an allowed key`, {
+        [where]: 'is not an allowed key',
+      });
+    }
+    if (v === undefined) continue;
+    out[k] = deepMerge(base[k], v, where);
+  }
+  return out;
+}
+
+/** model_mapping: a null entry (source or provider) means "remove this mapping". */
+function pruneMapping(mapping: unknown): PolicySpec['model_mapping'] {
+  const out: PolicySpec['model_mapping'] = {};
+  if (!isPlainObject(mapping)) return out;
+  for (const [src, targets] of Object.entries(mapping)) {
+    if (!isPlainObject(targets)) continue;
+    const kept = Object.entries(targets).filter(([, m]) => typeof m === 'string');
+    if (kept.length > 0) out[src] = Object.fromEntries(kept);
+  }
+  return out;
+}
+
+/** Cached documents are shared between callers: freezing stops one caller changing another's. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Applies `input` over `base` (the defaults when creating) and returns a complete document. */
+export function applyDefaults(
+  input: PolicyInput | Record<string, unknown>,
+  base: PolicySpec = POLICY_DEFAULTS,
+) {
+  const merged = deepMerge(base, input) as Record<string, unknown>;
+  const spec: Record<string, unknown> = {};
+  // Only known fields survive: a stored document from an older version keeps working.
+  for (const field of POLICY_FIELD_NAMES) spec[field] = merged[field];
+  for (const field of POLICY_FIELD_NAMES) {
+    if (spec[field] === undefined) spec[field] = structuredClone(POLICY_DEFAULTS[field]);
+  }
+  spec.model_mapping = pruneMapping(spec.model_mapping);
+  return spec as unknown as PolicySpec;
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
+const checkInput = ajv.compile(PolicyInputSchema);
+
+function errorFields(errors: ErrorObject[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const e of errors) {
+    let field = e.instancePath.replace(/^\//, '').replaceAll('/', '.');
+    let message = e.message ?? 'is invalid';
+    if (e.keyword === 'additionalProperties') {
+      field = [field, String(e.params.additionalProperty)].filter(Boolean).join('.');
+      message = 'is not a known field';
+    } else if (e.keyword === 'propertyNames') {
+      field = [field, String(e.params.propertyName)].filter(Boolean).join('.');
+      message = 'is not an allowed key';
+    } else if (e.keyword === 'enum' || e.keyword === 'const') {
+      const allowed = (e.params.allowedValues as unknown[] | undefined) ?? [e.params.allowedValue];
+      message = `must be one of ${allowed.map(String).join(', ')}`;
+    } else if (e.keyword === 'type') {
+      message = `must be ${e.params.type}`;
+    }
+    fields[field || 'body'] ??= message;
+  }
+  return fields;
+}
+
+function fail(fields: Record<string, string>): never {
+  const summary = Object.entries(fields)
+    .map(([f, m]) => `${f} ${m}`)
+    .join('; ');
+  throw new ValidationError(`the policy is invalid: ${summary}`, fields);
+}
+
+/** The shape and ranges of a (partial) document; the HTTP schema checks the same for request bodies. */
+export function validatePolicyInput(input: unknown): asserts input is PolicyInput {
+  if (!checkInput(input)) fail(errorFields(checkInput.errors ?? []));
+}
+
+/** The rules that span fields, checked on the complete document (after defaults or a merge). */
+export function validatePolicySpec(spec: PolicySpec): void {
+  validatePolicyInput(spec);
+  const fields: Record<string, string> = {};
+  const r = spec.routing;
+  if (r.connect_timeout_ms > r.timeout_ms) {
+    fields['routing.connect_timeout_ms'] = `must be ≤ routing.timeout_ms (${r.timeout_ms})`;
+  }
+  r.model_routes.forEach((route, i) => {
+    if (route.timeout_ms !== undefined && r.connect_timeout_ms > route.timeout_ms) {
+      fields[`routing.model_routes.${i}.timeout_ms`] =
+        `must be ≥ routing.connect_timeout_ms (${r.connect_timeout_ms})`;
+    }
+  });
+  const cb = r.circuit_breaker;
+  if (cb.recovery_timeout_ms > cb.max_recovery_timeout_ms) {
+    fields['routing.circuit_breaker.recovery_timeout_ms'] =
+      `must be ≤ routing.circuit_breaker.max_recovery_timeout_ms (${cb.max_recovery_timeout_ms})`;
+  }
+  if (spec.runaway_prevention.enabled && spec.runaway_prevention.max_steps_per_run === null) {
+    fields['runaway_prevention.max_steps_per_run'] = 'is required when runaway_prevention.enabled is true';
+  }
+  if (Object.keys(fields).length > 0) fail(fields);
+}
+
+/** Top-level fields whose value differs between two documents (for a version's changed_fields). */
+export function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...keys].filter((k) => !sameJson(before[k], after[k])).sort();
+}
+
+/** Equality of JSON values, ignoring object key order (jsonb does not keep it). */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return (
+      Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameJson(v, b[i]))
+    );
+  }
+  if (isPlainObject(a) && isPlainObject(b)) {
+    const ka = Object.keys(a).filter((k) => a[k] !== undefined);
+    const kb = Object.keys(b).filter((k) => b[k] !== undefined);
+    return ka.length === kb.length && ka.every((k) => sameJson(a[k], b[k]));
+  }
+  return false;
+}
+
+/**
+ * The document's JSON schema with every defaulted field marked required, for
+ * responses (serialisation and OpenAPI): a stored document is always complete.
+ */
+function requireDefaulted(schema: unknown, defaults: unknown): unknown {
+  if (!isPlainObject(schema)) return schema;
+  const out: Record<string, unknown> = { ...schema };
+  if (isPlainObject(schema.properties) && isPlainObject(defaults)) {
+    const props: Record<string, unknown> = {};
+    for (const [k, s] of Object.entries(schema.properties)) props[k] = requireDefaulted(s, defaults[k]);
+    out.properties = props;
+    out.required = Object.keys(defaults).filter((k) => k in props);
+  }
+  return out;
+}
+export const PolicyDocumentProperties = (
+  requireDefaulted(JSON.parse(JSON.stringify(PolicyInputSchema)), POLICY_DEFAULTS) as {
+    properties: Record<string, TSchema>;
+  }
+).properties;

@@ -1,0 +1,126 @@
+import type { Sealer } from '../../core/crypto.ts';
+import type { Db } from '../../db/client.ts';
+import * as repo from './repo.ts';
+import type { PriceOverrides } from './views.ts';
+
+// The proxy's side of provider keys: opening secrets for calls (cached) and
+// recording their use (batched). Both sit on the hot path of every model call.
+
+/** Where a key without base_url sends its calls. openai_compatible keys always carry one. */
+export const DEFAULT_BASE_URLS: Partial<Record<repo.ProviderName, string>> = {
+  anthropic: 'https://api.anthropic.com',
+  openai: 'https://api.openai.com',
+};
+
+/** A key opened for one provider call. Holds the plaintext secret: never log or return it. */
+export interface KeyForCall {
+  id: string;
+  provider: repo.ProviderName;
+  baseUrl: string;
+  apiKey: string;
+  priceOverrides: PriceOverrides | null;
+}
+
+/** The sealing context binds a sealed secret to its row: copied to another row, it does not open. */
+export function sealContext(keyId: string): string {
+  return `provider_key:${keyId}`;
+}
+
+const SECRET_CACHE_MAX = 10_000;
+const USAGE_FLUSH_MS = 1000;
+
+/**
+ * Opened secrets by key id, each valid while its row's updated_at is
+ * unchanged: every read still asks the database (one indexed query, so a
+ * disable or rotation on another server counts at once), but AES-GCM runs
+ * only when the row changed.
+ */
+export class OpenedKeys {
+  private readonly cache = new Map<string, { version: number; key: KeyForCall }>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly sealer: Sealer,
+  ) {}
+
+  async open(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+    const out = new Map<string, KeyForCall>();
+    const rows = await repo.activeKeysForCall(this.db, teamId, [...new Set(keyIds)]);
+    for (const row of rows) {
+      const version = row.updatedAt.getTime();
+      const hit = this.cache.get(row.id);
+      if (hit && hit.version === version) {
+        out.set(row.id, hit.key);
+        continue;
+      }
+      const baseUrl = row.baseUrl ?? DEFAULT_BASE_URLS[row.provider];
+      if (baseUrl === undefined || row.sealedKey === null) continue;
+      let apiKey: string;
+      try {
+        apiKey = this.sealer.open(row.sealedKey, sealContext(row.id));
+      } catch {
+        // Sealed under another master key or tampered with: unusable, so not routable.
+        continue;
+      }
+      const key: KeyForCall = {
+        id: row.id,
+        provider: row.provider,
+        baseUrl,
+        apiKey,
+        priceOverrides: (row.priceOverrides ?? null) as PriceOverrides | null,
+      };
+      if (this.cache.size >= SECRET_CACHE_MAX) this.cache.clear();
+      this.cache.set(row.id, { version, key });
+      out.set(row.id, key);
+    }
+    return out;
+  }
+
+  /** Drops a key's plaintext as soon as it changed here (it would not be served anyway). */
+  forget(keyId: string): void {
+    this.cache.delete(keyId);
+  }
+}
+
+/**
+ * last_used_at writes, batched: at most one per key per second, off the
+ * caller's path; last_used_at only moves forward. A failed write is dropped
+ * (the value is informational).
+ */
+export class UsageBatcher {
+  private readonly pending = new Map<string, Date>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly onError?: (err: unknown) => void,
+  ) {}
+
+  mark(keyId: string, at: Date): void {
+    const seen = this.pending.get(keyId);
+    if (seen === undefined || seen < at) this.pending.set(keyId, at);
+    if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        void this.flush();
+      }, USAGE_FLUSH_MS);
+      this.timer.unref();
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const batch = [...this.pending];
+    this.pending.clear();
+    for (const [keyId, at] of batch) {
+      try {
+        await repo.touchLastUsed(this.db, keyId, at);
+      } catch (err) {
+        this.onError?.(err);
+      }
+    }
+  }
+}

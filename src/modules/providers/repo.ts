@@ -1,0 +1,215 @@
+import { and, countDistinct, desc, eq, gte, inArray, isNotNull, isNull, lt, ne, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.ts';
+import { agents, providerKeys, runs, steps } from '../../db/schema/index.ts';
+
+export type ProviderKeyRow = typeof providerKeys.$inferSelect;
+export type ProviderKeyPatch = Partial<Omit<ProviderKeyRow, 'id' | 'teamId' | 'createdAt'>>;
+export type ProviderName = ProviderKeyRow['provider'];
+export type KeyStatus = ProviderKeyRow['status'];
+export type Bindings = (typeof agents.$inferSelect)['providerKeys'];
+
+/** Postgres unique_violation, as either driver reports it (drizzle wraps the driver's error). */
+export function isUniqueViolation(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; i++) {
+    if (e.code === '23505') return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
+export async function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInsert): Promise<ProviderKeyRow> {
+  const [inserted] = await db.insert(providerKeys).values(row).returning();
+  return inserted!;
+}
+
+/** A key of the team in any status (deleted ones are tombstones, still readable). */
+export async function findKey(
+  db: DbOrTx,
+  teamId: string,
+  id: string,
+  lock?: 'update' | 'share',
+): Promise<ProviderKeyRow | undefined> {
+  const q = db
+    .select()
+    .from(providerKeys)
+    .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)));
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+/** The team's key of this name that is not deleted (deleted ones free their name). */
+export async function findLiveKeyByName(
+  db: DbOrTx,
+  teamId: string,
+  name: string,
+  lock?: 'update',
+): Promise<ProviderKeyRow | undefined> {
+  const q = db
+    .select()
+    .from(providerKeys)
+    .where(
+      and(eq(providerKeys.teamId, teamId), eq(providerKeys.name, name), ne(providerKeys.status, 'deleted')),
+    );
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+export async function listKeys(
+  db: DbOrTx,
+  teamId: string,
+  filter: { provider?: ProviderName; status?: KeyStatus },
+  beforeId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(providerKeys)
+    .where(
+      and(
+        eq(providerKeys.teamId, teamId),
+        filter.status ? eq(providerKeys.status, filter.status) : ne(providerKeys.status, 'deleted'),
+        filter.provider ? eq(providerKeys.provider, filter.provider) : undefined,
+        beforeId ? lt(providerKeys.id, beforeId) : undefined,
+      ),
+    )
+    .orderBy(desc(providerKeys.id))
+    .limit(limit);
+}
+
+/** The team's keys that are not deleted (for the health view). */
+export async function liveKeys(db: DbOrTx, teamId: string) {
+  return db
+    .select({ id: providerKeys.id, name: providerKeys.name, provider: providerKeys.provider })
+    .from(providerKeys)
+    .where(and(eq(providerKeys.teamId, teamId), ne(providerKeys.status, 'deleted')))
+    .orderBy(providerKeys.id);
+}
+
+export async function updateKey(
+  db: DbOrTx,
+  teamId: string,
+  id: string,
+  patch: ProviderKeyPatch,
+): Promise<ProviderKeyRow | undefined> {
+  const [row] = await db
+    .update(providerKeys)
+    .set(patch)
+    .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)))
+    .returning();
+  return row;
+}
+
+/** What the proxy needs of the team's active keys among `ids`: one indexed read. */
+export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[]) {
+  if (ids.length === 0) return [];
+  return db
+    .select({
+      id: providerKeys.id,
+      provider: providerKeys.provider,
+      baseUrl: providerKeys.baseUrl,
+      sealedKey: providerKeys.sealedKey,
+      priceOverrides: providerKeys.priceOverrides,
+      updatedAt: providerKeys.updatedAt,
+    })
+    .from(providerKeys)
+    .where(
+      and(
+        eq(providerKeys.teamId, teamId),
+        ids.length === 1 ? eq(providerKeys.id, ids[0]!) : inArray(providerKeys.id, ids),
+        eq(providerKeys.status, 'active'),
+        isNotNull(providerKeys.sealedKey),
+      ),
+    );
+}
+
+/**
+ * Moves last_used_at forward only (calls finish out of order), and leaves
+ * updated_at alone: it versions the cached secret.
+ */
+export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
+  await db
+    .update(providerKeys)
+    .set({ lastUsedAt: at })
+    .where(
+      and(
+        eq(providerKeys.id, id),
+        sql`(${providerKeys.lastUsedAt} is null or ${providerKeys.lastUsedAt} < ${at})`,
+      ),
+    );
+}
+
+// -- agents bound to a key (the agents table, read and rewritten here) --------
+
+/** JSON text of a key id as it appears inside agents.provider_keys. */
+function jsonText(keyId: string): string {
+  return JSON.stringify(keyId);
+}
+
+/**
+ * Live agents of the team whose provider_keys name the key, in either form.
+ * The text match narrows the rows; `bindingsUse` decides exactly.
+ */
+export async function agentsBoundTo(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
+  const escaped = jsonText(keyId).replace(/[\\%_]/g, (c) => `\\${c}`);
+  const q = db
+    .select({ id: agents.id, name: agents.name, providerKeys: agents.providerKeys })
+    .from(agents)
+    .where(
+      and(
+        eq(agents.teamId, teamId),
+        isNull(agents.deletedAt),
+        sql`${agents.providerKeys}::text like ${`%${escaped}%`}`,
+      ),
+    )
+    .orderBy(agents.id);
+  const rows = lock ? await q.for(lock) : await q;
+  return rows.filter((r) => bindingsUse(r.providerKeys, keyId).length > 0);
+}
+
+/** The providers under which `bindings` names the key. */
+export function bindingsUse(bindings: Bindings, keyId: string): string[] {
+  const providers: string[] = [];
+  for (const [provider, b] of Object.entries(bindings ?? {})) {
+    if (typeof b === 'string' ? b === keyId : Array.isArray(b) && b.some((k) => k.key_id === keyId))
+      providers.push(provider);
+  }
+  return providers;
+}
+
+export async function setAgentBindings(
+  db: DbOrTx,
+  teamId: string,
+  agentId: string,
+  bindings: Bindings,
+  at: Date,
+): Promise<void> {
+  await db
+    .update(agents)
+    .set({ providerKeys: bindings, updatedAt: at })
+    .where(and(eq(agents.teamId, teamId), eq(agents.id, agentId)));
+}
+
+// -- runs (the runs and steps tables, read here) ------------------------------
+
+export async function runningRunCount(db: DbOrTx, teamId: string, agentIds: string[]): Promise<number> {
+  if (agentIds.length === 0) return 0;
+  const [row] = await db
+    .select({ n: sql<number>`count(*)::int` })
+    .from(runs)
+    .where(and(eq(runs.teamId, teamId), inArray(runs.agentId, agentIds), eq(runs.status, 'running')));
+  return Number(row?.n ?? 0);
+}
+
+/** Runs with at least one step made with the key since `since`. */
+export async function runsUsingKeySince(
+  db: DbOrTx,
+  teamId: string,
+  keyId: string,
+  since: Date,
+): Promise<number> {
+  const [row] = await db
+    .select({ n: countDistinct(steps.runId) })
+    .from(steps)
+    .where(and(eq(steps.teamId, teamId), eq(steps.providerKeyId, keyId), gte(steps.createdAt, since)));
+  return Number(row?.n ?? 0);
+}

@@ -1,0 +1,495 @@
+import type { Static } from 'typebox';
+import { type Clock, DAY_MS } from '../../core/clock.ts';
+import type { Sealer } from '../../core/crypto.ts';
+import {
+  BadRequestError,
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  ValidationError,
+} from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
+import type { EventsService } from '../events/service.ts';
+import type { ProviderHealthRegistry } from '../gateway/circuit-breaker.ts';
+import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { type KeyForCall, OpenedKeys, sealContext, UsageBatcher } from './call-keys.ts';
+import * as repo from './repo.ts';
+import type * as s from './schemas.ts';
+import { keyHintOf, providerKeyView } from './views.ts';
+
+export type ProviderName = repo.ProviderName;
+export type CreateProviderKeyInput = Static<typeof s.CreateProviderKeyBody>;
+export type UpdateProviderKeyInput = Static<typeof s.UpdateProviderKeyBody>;
+export type UpsertProviderKeyInput = Static<typeof s.UpsertProviderKeyBody>;
+export { DEFAULT_BASE_URLS, type KeyForCall, sealContext } from './call-keys.ts';
+export { type PriceOverrides, type ProviderKeyView, providerKeyView } from './views.ts';
+
+export interface ProvidersServiceOptions {
+  /** Called after a remap rewrote agents' bindings (the agents module may cache them). */
+  onAgentsRemapped?: (agentIds: string[]) => void;
+  /** Called when a batched last_used_at write fails (dropped: last_used_at is informational). */
+  onUsageFlushError?: (err: unknown) => void;
+}
+
+function requiredFor(fields: Record<string, string>): ValidationError {
+  return new ValidationError(
+    `the request body is invalid: ${Object.entries(fields)
+      .map(([f, m]) => `${f} ${m}`)
+      .join('; ')}`,
+    fields,
+  );
+}
+
+function nameTaken(name: string): ConflictError {
+  return new ConflictError(
+    'provider_key_name_taken',
+    `a provider key named "${name}" already exists in this team`,
+    { name },
+  );
+}
+
+function deletedKey(id: string): ConflictError {
+  return new ConflictError(
+    'provider_key_deleted',
+    `provider key ${id} is deleted; create a new key instead`,
+    { id },
+  );
+}
+
+/**
+ * Rewrites every reference to `from` into `to`, in both binding forms. When the
+ * weighted list already holds `to`, the two entries merge (weights add, up to
+ * the maximum of 100) so that the list still names each key once.
+ */
+export function remapBindings(bindings: repo.Bindings, from: string, to: string): repo.Bindings {
+  const out: repo.Bindings = {};
+  for (const [provider, b] of Object.entries(bindings ?? {})) {
+    if (typeof b === 'string') {
+      out[provider] = b === from ? to : b;
+      continue;
+    }
+    const merged: Array<{ key_id: string; weight: number }> = [];
+    for (const k of b) {
+      const keyId = k.key_id === from ? to : k.key_id;
+      const same = merged.find((m) => m.key_id === keyId);
+      if (same) same.weight = Math.min(100, same.weight + k.weight);
+      else merged.push({ key_id: keyId, weight: k.weight });
+    }
+    out[provider] = merged;
+  }
+  return out;
+}
+
+/**
+ * Provider keys: the team's credentials for Anthropic, OpenAI and
+ * OpenAI-compatible endpoints. The secret is sealed at rest (bound to its row)
+ * and shown only masked; the proxy opens it through `keyForCall`.
+ */
+export class ProvidersService {
+  private readonly callKeys: OpenedKeys;
+  private readonly usage: UsageBatcher;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly sealer: Sealer,
+    private readonly events: EventsService,
+    readonly healthRegistry: ProviderHealthRegistry,
+    private readonly options: ProvidersServiceOptions = {},
+  ) {
+    this.callKeys = new OpenedKeys(db, sealer);
+    this.usage = new UsageBatcher(db, options.onUsageFlushError);
+  }
+
+  /** Provider keys are credentials: people and team keys manage them, agent keys never. */
+  private team(principal: Principal, need: Scope): string {
+    if (principal.kind === 'agent') {
+      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage provider keys');
+    }
+    const teamId = activeTeam(principal);
+    requireScope(principal, need);
+    return teamId;
+  }
+
+  private async keyOrNotFound(db: DbOrTx, teamId: string, id: string, lock?: 'update') {
+    const row = await repo.findKey(db, teamId, id, lock);
+    if (!row) throw new NotFoundError('provider_key', id);
+    return row;
+  }
+
+  // -- the admin side --------------------------------------------------------
+
+  async create(principal: Principal, input: CreateProviderKeyInput) {
+    const teamId = this.team(principal, 'admin');
+    try {
+      const row = await this.db.transaction(async (tx) => {
+        if (await repo.findLiveKeyByName(tx, teamId, input.name)) throw nameTaken(input.name);
+        return this.insert(tx, principal, teamId, input);
+      });
+      return providerKeyView(row);
+    } catch (err) {
+      if (repo.isUniqueViolation(err)) throw nameTaken(input.name);
+      throw err;
+    }
+  }
+
+  private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateProviderKeyInput) {
+    const baseUrl = input.base_url ?? null;
+    if (input.provider === 'openai_compatible' && baseUrl === null)
+      throw requiredFor({ base_url: 'is required for an openai_compatible key' });
+    const id = newId('pkey');
+    const now = this.clock.now();
+    const row = await repo.insertKey(tx, {
+      id,
+      teamId,
+      name: input.name,
+      provider: input.provider,
+      baseUrl,
+      sealedKey: this.sealer.seal(input.api_key, sealContext(id)),
+      keyHint: keyHintOf(input.api_key),
+      status: 'active',
+      priceOverrides: input.price_overrides ?? null,
+      lastUsedAt: null,
+      rotatedAt: null,
+      createdAt: now,
+      updatedAt: now,
+    });
+    await this.events.record(tx, {
+      teamId,
+      type: 'provider_key.created',
+      ...actorOf(principal),
+      subjectId: id,
+      data: { name: row.name, provider: row.provider },
+    });
+    return row;
+  }
+
+  async list(principal: Principal, query: PageQuery & { provider?: ProviderName; status?: repo.KeyStatus }) {
+    const teamId = this.team(principal, 'read');
+    const limit = pageLimit(query.limit);
+    const rows = await repo.listKeys(
+      this.db,
+      teamId,
+      {
+        ...(query.provider ? { provider: query.provider } : {}),
+        ...(query.status ? { status: query.status } : {}),
+      },
+      decodeCursor(query.cursor),
+      limit + 1,
+    );
+    return toPage(rows, limit, (r) => r.id, providerKeyView);
+  }
+
+  async get(principal: Principal, id: string) {
+    return providerKeyView(await this.keyOrNotFound(this.db, this.team(principal, 'read'), id));
+  }
+
+  /** PUT: the fields sent replace the key's; a new api_key is a rotation (rotated_at). */
+  async update(principal: Principal, id: string, input: UpdateProviderKeyInput) {
+    const teamId = this.team(principal, 'admin');
+    try {
+      const row = await this.db.transaction(async (tx) => {
+        const existing = await this.keyOrNotFound(tx, teamId, id, 'update');
+        return this.applyChanges(tx, principal, existing, input);
+      });
+      return providerKeyView(row);
+    } catch (err) {
+      if (repo.isUniqueViolation(err) && input.name !== undefined) throw nameTaken(input.name);
+      throw err;
+    }
+  }
+
+  /**
+   * PUT /by-name/{name}: creates the key (provider and api_key required, 201)
+   * or updates the one of that name (200; provider, when sent, must match).
+   * Deleted keys free their name, so a deleted key of that name is ignored.
+   */
+  async upsertByName(principal: Principal, name: string, input: UpsertProviderKeyInput) {
+    const teamId = this.team(principal, 'admin');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await this.db.transaction(async (tx) => {
+          const existing = await repo.findLiveKeyByName(tx, teamId, name, 'update');
+          if (!existing) {
+            const missing: Record<string, string> = {};
+            if (input.provider === undefined) missing.provider = 'is required to create a key';
+            if (input.api_key === undefined) missing.api_key = 'is required to create a key';
+            if (Object.keys(missing).length > 0) throw requiredFor(missing);
+            const row = await this.insert(tx, principal, teamId, {
+              name,
+              provider: input.provider!,
+              api_key: input.api_key!,
+              ...(input.base_url !== undefined ? { base_url: input.base_url } : {}),
+              ...(input.price_overrides !== undefined ? { price_overrides: input.price_overrides } : {}),
+            });
+            return { created: true, row };
+          }
+          if (input.provider !== undefined && input.provider !== existing.provider) {
+            throw new ConflictError(
+              'provider_mismatch',
+              `provider key "${name}" is for ${existing.provider}, not ${input.provider}; delete it or pick another name`,
+              { provider: existing.provider },
+            );
+          }
+          const { provider: _provider, ...changes } = input;
+          return { created: false, row: await this.applyChanges(tx, principal, existing, changes) };
+        });
+        return { created: result.created, key: providerKeyView(result.row) };
+      } catch (err) {
+        // Another upsert created the name between our look and our insert: look again (it updates).
+        if (!repo.isUniqueViolation(err) || attempt >= 2) throw err;
+      }
+    }
+  }
+
+  /** Applies an update to a locked row and records its events. Returns the row (unchanged when nothing was). */
+  private async applyChanges(
+    tx: DbOrTx,
+    principal: Principal,
+    existing: repo.ProviderKeyRow,
+    input: UpdateProviderKeyInput,
+  ): Promise<repo.ProviderKeyRow> {
+    if (existing.status === 'deleted') throw deletedKey(existing.id);
+    const teamId = existing.teamId;
+    const patch: repo.ProviderKeyPatch = {};
+    const changed: string[] = [];
+    if (input.name !== undefined && input.name !== existing.name) {
+      if (await repo.findLiveKeyByName(tx, teamId, input.name)) throw nameTaken(input.name);
+      patch.name = input.name;
+      changed.push('name');
+    }
+    if (input.base_url !== undefined && input.base_url !== existing.baseUrl) {
+      if (input.base_url === null && existing.provider === 'openai_compatible')
+        throw requiredFor({ base_url: 'is required for an openai_compatible key' });
+      patch.baseUrl = input.base_url;
+      changed.push('base_url');
+    }
+    if (
+      input.price_overrides !== undefined &&
+      JSON.stringify(input.price_overrides) !== JSON.stringify(existing.priceOverrides ?? null)
+    ) {
+      patch.priceOverrides = input.price_overrides;
+      changed.push('price_overrides');
+    }
+    const now = this.clock.now();
+    if (input.api_key !== undefined) {
+      patch.sealedKey = this.sealer.seal(input.api_key, sealContext(existing.id));
+      patch.keyHint = keyHintOf(input.api_key);
+      patch.rotatedAt = now;
+    }
+    if (changed.length === 0 && input.api_key === undefined) return existing;
+    const row = (await repo.updateKey(tx, teamId, existing.id, { ...patch, updatedAt: now }))!;
+    this.callKeys.forget(existing.id);
+    const actor = actorOf(principal);
+    if (changed.length > 0) {
+      await this.events.record(tx, {
+        teamId,
+        type: 'provider_key.updated',
+        ...actor,
+        subjectId: row.id,
+        data: { name: row.name, changed_fields: changed },
+      });
+    }
+    if (input.api_key !== undefined) {
+      await this.events.record(tx, {
+        teamId,
+        type: 'provider_key.rotated',
+        ...actor,
+        subjectId: row.id,
+        data: { name: row.name },
+      });
+    }
+    return row;
+  }
+
+  /** Rungate: disable and enable are idempotent (200 when already so); bindings are kept. */
+  async setEnabled(principal: Principal, id: string, enabled: boolean) {
+    const teamId = this.team(principal, 'admin');
+    const row = await this.db.transaction(async (tx) => {
+      const existing = await this.keyOrNotFound(tx, teamId, id, 'update');
+      if (existing.status === 'deleted') throw deletedKey(id);
+      const status = enabled ? 'active' : 'disabled';
+      if (existing.status === status) return existing;
+      const updated = (await repo.updateKey(tx, teamId, id, { status, updatedAt: this.clock.now() }))!;
+      this.callKeys.forget(id);
+      await this.events.record(tx, {
+        teamId,
+        type: enabled ? 'provider_key.enabled' : 'provider_key.disabled',
+        ...actorOf(principal),
+        subjectId: id,
+        data: { name: updated.name },
+      });
+      return updated;
+    });
+    return providerKeyView(row);
+  }
+
+  /**
+   * Deletes a key: a tombstone (status deleted, listable with ?status=deleted)
+   * whose sealed secret is scrubbed. With `remapTo` (an active key of the same
+   * team and provider), every agent bound to the key is rebound to it in the
+   * same transaction. Deleting a deleted key again is allowed, so its
+   * leftover bindings can still be remapped.
+   */
+  async remove(principal: Principal, id: string, remapTo?: string) {
+    const teamId = this.team(principal, 'admin');
+    const result = await this.db.transaction(async (tx) => {
+      const invalid = (why: string) =>
+        new BadRequestError('invalid_remap_target', `remap_to ${remapTo} ${why}`, { remap_to: remapTo });
+      if (remapTo === id) throw invalid('is the key being deleted');
+      // Lock both rows in id order, so two deletes remapping onto each other cannot deadlock.
+      const ids = remapTo === undefined ? [id] : [id, remapTo].sort();
+      const locked = new Map<string, repo.ProviderKeyRow | undefined>();
+      for (const k of ids) locked.set(k, await repo.findKey(tx, teamId, k, 'update'));
+      const key = locked.get(id);
+      if (!key) throw new NotFoundError('provider_key', id);
+      const target = remapTo === undefined ? undefined : locked.get(remapTo);
+      if (remapTo !== undefined) {
+        if (!target) throw invalid('is not a provider key of this team');
+        if (target.status !== 'active') throw invalid(`is ${target.status}; the target must be active`);
+        if (target.provider !== key.provider)
+          throw invalid(`is a ${target.provider} key; the target must be a ${key.provider} key`);
+      }
+      const actor = actorOf(principal);
+      const now = this.clock.now();
+      if (key.status !== 'deleted') {
+        await repo.updateKey(tx, teamId, id, {
+          status: 'deleted',
+          sealedKey: null,
+          keyHint: null,
+          updatedAt: now,
+        });
+      }
+      const remapped: string[] = [];
+      if (target) {
+        for (const agent of await repo.agentsBoundTo(tx, teamId, id, 'update')) {
+          await repo.setAgentBindings(
+            tx,
+            teamId,
+            agent.id,
+            remapBindings(agent.providerKeys, id, target.id),
+            now,
+          );
+          await this.events.record(tx, {
+            teamId,
+            type: 'agent.updated',
+            ...actor,
+            subjectId: agent.id,
+            data: { name: agent.name, changed_fields: ['provider_keys'] },
+          });
+          remapped.push(agent.id);
+        }
+      }
+      if (key.status !== 'deleted') {
+        await this.events.record(tx, {
+          teamId,
+          type: 'provider_key.deleted',
+          ...actor,
+          subjectId: id,
+          data: { name: key.name, remapped_to: target?.id ?? null, remapped_agents: remapped.length },
+        });
+      }
+      return { name: key.name, remapped };
+    });
+    this.callKeys.forget(id);
+    this.healthRegistry.forget(id);
+    if (result.remapped.length > 0) this.options.onAgentsRemapped?.(result.remapped);
+    const moved = remapTo === undefined ? '' : `; ${result.remapped.length} agent(s) now use ${remapTo}`;
+    return {
+      message: `provider key "${result.name}" is deleted and its secret scrubbed${moved}`,
+      remapped_agents: result.remapped.length,
+    };
+  }
+
+  /** Rungate: the impact of a disable or delete, before doing it. */
+  async dependents(principal: Principal, id: string) {
+    const teamId = this.team(principal, 'read');
+    const key = await this.keyOrNotFound(this.db, teamId, id);
+    const bound = await repo.agentsBoundTo(this.db, teamId, id);
+    // The other keys those agents hold: a disabled or deleted one is no fallback.
+    const others = new Set<string>();
+    for (const a of bound)
+      for (const b of Object.values(a.providerKeys ?? {}))
+        for (const k of typeof b === 'string' ? [b] : b) {
+          const keyId = typeof k === 'string' ? k : k.key_id;
+          if (keyId !== id) others.add(keyId);
+        }
+    const active = new Set((await repo.activeKeysForCall(this.db, teamId, [...others])).map((r) => r.id));
+    const agents = bound.map((a) => {
+      const providers = repo.bindingsUse(a.providerKeys, id);
+      const onlyKey = providers.some((p) => {
+        const b = a.providerKeys[p]!;
+        const ids = typeof b === 'string' ? [b] : b.map((k) => k.key_id);
+        return !ids.some((k) => k !== id && active.has(k));
+      });
+      return { id: a.id, name: a.name, is_only_key_for_provider: onlyKey };
+    });
+    const since = new Date(this.clock.now().getTime() - 30 * DAY_MS);
+    const [activeRuns, recentRuns] = await Promise.all([
+      repo.runningRunCount(
+        this.db,
+        teamId,
+        bound.map((a) => a.id),
+      ),
+      repo.runsUsingKeySince(this.db, teamId, id, since),
+    ]);
+    return {
+      agents,
+      active_run_count: activeRuns,
+      runs_last_30_days: recentRuns,
+      last_used_at: key.lastUsedAt?.toISOString() ?? null,
+    };
+  }
+
+  /** GET /v1/providers/health: the circuit and latency of each of the team's keys, as this process sees them. */
+  async health(principal: Principal) {
+    const teamId = this.team(principal, 'read');
+    const keys = await repo.liveKeys(this.db, teamId);
+    const byId = new Map(keys.map((k) => [k.id, k]));
+    const data = this.healthRegistry.snapshot(keys).map((h) => {
+      const k = byId.get(h.provider_key_id)!;
+      return { ...h, name: k.name, provider: k.provider };
+    });
+    return { data };
+  }
+
+  // -- for other modules (the proxy, agents) -----------------------------------
+
+  /** Whether `keyId` is a key of the team (not deleted), for `provider` when given. Disabled keys count. */
+  async exists(teamId: string, keyId: string, provider?: string): Promise<boolean> {
+    const row = await repo.findKey(this.db, teamId, keyId);
+    return (
+      row !== undefined && row.status !== 'deleted' && (provider === undefined || row.provider === provider)
+    );
+  }
+
+  /**
+   * The team's active keys among `keyIds`, opened for a call (one query; the
+   * secret is decrypted only when the row changed since it was last opened).
+   * Keys that are disabled, deleted, of another team or unknown are absent.
+   */
+  keysForCall(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+    return this.callKeys.open(teamId, keyIds);
+  }
+
+  /** One active key opened for a call, or undefined unless it is an active key of the team. */
+  async keyForCall(teamId: string, keyId: string): Promise<KeyForCall | undefined> {
+    return (await this.callKeys.open(teamId, [keyId])).get(keyId);
+  }
+
+  /** Notes that a key was used: batched, off the caller's path (see UsageBatcher). */
+  markUsed(keyId: string, at: Date = this.clock.now()): void {
+    this.usage.mark(keyId, at);
+  }
+
+  /** Writes the batched last_used_at values now (tests, shutdown). */
+  flushUsage(): Promise<void> {
+    return this.usage.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.usage.flush();
+  }
+}

@@ -1,0 +1,282 @@
+import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.ts';
+import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
+
+// Runs, steps and the ledger: SQL only. Budget reservations are in budget-repo.ts.
+
+export type RunRow = typeof runs.$inferSelect;
+export type StepRow = typeof steps.$inferSelect;
+export type LedgerRow = typeof ledgerEntries.$inferSelect;
+export type RunStatus = RunRow['status'];
+
+export async function insertRun(db: DbOrTx, row: typeof runs.$inferInsert): Promise<RunRow> {
+  const [inserted] = await db.insert(runs).values(row).returning();
+  return inserted!;
+}
+
+export async function findRun(db: DbOrTx, teamId: string, id: string): Promise<RunRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.teamId, teamId), eq(runs.id, id)));
+  return row;
+}
+
+/** The agent's newest running run under `policyId` (implicit grouping joins it). */
+export async function latestRunningRun(
+  db: DbOrTx,
+  agentId: string,
+  policyId: string,
+): Promise<RunRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.agentId, agentId), eq(runs.status, 'running'), eq(runs.policyId, policyId)))
+    .orderBy(desc(runs.id))
+    .limit(1);
+  return row;
+}
+
+/** The agent's newest running run under any policy (GET /v1/runs/current). */
+export async function latestRunningRunOfAgent(
+  db: DbOrTx,
+  teamId: string,
+  agentId: string,
+): Promise<RunRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.teamId, teamId), eq(runs.agentId, agentId), eq(runs.status, 'running')))
+    .orderBy(desc(runs.id))
+    .limit(1);
+  return row;
+}
+
+/** A force-stop of this agent+policy that ended after `since` and was not lifted: it blocks implicit runs. */
+export async function blockingForceStop(
+  db: DbOrTx,
+  agentId: string,
+  policyId: string,
+  since: Date,
+): Promise<RunRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(runs)
+    .where(
+      and(
+        eq(runs.agentId, agentId),
+        eq(runs.status, 'force_stopped'),
+        eq(runs.policyId, policyId),
+        isNull(runs.forceStopLiftedAt),
+        gt(runs.endedAt, since),
+      ),
+    )
+    .orderBy(desc(runs.endedAt))
+    .limit(1);
+  return row;
+}
+
+export interface RunEnding {
+  status: Exclude<RunStatus, 'running'>;
+  endedReason: string;
+  completionReason: 'explicit' | 'idle_timeout' | 'server_restart' | null;
+  /** Set by the caller (completion body); wins over everything. */
+  outcome?: 'success' | 'partial' | 'failed' | null;
+  outcomeReason?: string | null;
+  /** The outcome when neither the caller, the run, nor the policy's outcome_defaults give one. */
+  fallbackOutcome: 'success' | null;
+  metadata?: Record<string, unknown>;
+  at: Date;
+}
+
+/**
+ * Ends the running runs matching `where`, in one statement. The outcome is
+ * Rungate's COALESCE: the caller's, else one already set on the run (an agent's
+ * PATCH), else the run's policy outcome_defaults[ended_reason], else the fallback.
+ */
+export async function endRunningRuns(db: DbOrTx, where: SQL, e: RunEnding): Promise<RunRow[]> {
+  const byPolicy = sql`(${runs.policySnapshot} -> 'outcome_defaults' ->> ${e.endedReason})`;
+  return db
+    .update(runs)
+    .set({
+      status: e.status,
+      endedAt: e.at,
+      endedReason: e.endedReason,
+      completionReason: e.completionReason,
+      outcome: sql`coalesce(${e.outcome ?? null}::text, ${runs.outcome}, ${byPolicy}, ${e.fallbackOutcome}::text)`,
+      outcomeReason: sql`coalesce(${e.outcomeReason ?? null}::text, ${runs.outcomeReason})`,
+      ...(e.metadata ? { metadata: sql`${runs.metadata} || ${JSON.stringify(e.metadata)}::jsonb` } : {}),
+      updatedAt: e.at,
+    })
+    .where(and(where, eq(runs.status, 'running')))
+    .returning();
+}
+
+export const runIs = (teamId: string, id: string) => and(eq(runs.teamId, teamId), eq(runs.id, id))!;
+export const runsOfAgent = (teamId: string, agentId: string) =>
+  and(eq(runs.teamId, teamId), eq(runs.agentId, agentId))!;
+
+/**
+ * Running runs idle past their policy's run_idle_timeout_seconds (default 300)
+ * and with nothing in flight: an outstanding reservation means a call is still
+ * going (a stuck one is charged by the reservation sweep first).
+ */
+export function idleRunsBefore(now: Date, defaultTimeoutSec: number): SQL {
+  const timeout = sql`coalesce((${runs.policySnapshot} -> 'implicit_run_grouping' ->> 'run_idle_timeout_seconds')::int, ${defaultTimeoutSec})`;
+  return and(
+    eq(runs.status, 'running'),
+    eq(runs.reservedMicros, 0),
+    eq(runs.reservedTokens, 0),
+    sql`coalesce(${runs.lastStepAt}, ${runs.startedAt}) + make_interval(secs => ${timeout}) < ${now.toISOString()}::timestamptz`,
+  )!;
+}
+
+export async function mergeRunMetadata(
+  db: DbOrTx,
+  runId: string,
+  metadata: Record<string, unknown>,
+  at: Date,
+): Promise<void> {
+  await db
+    .update(runs)
+    .set({ metadata: sql`${runs.metadata} || ${JSON.stringify(metadata)}::jsonb`, updatedAt: at })
+    .where(eq(runs.id, runId));
+}
+
+export async function updateRun(
+  db: DbOrTx,
+  where: SQL,
+  patch: Partial<Omit<RunRow, 'id' | 'teamId'>>,
+): Promise<RunRow | undefined> {
+  const [row] = await db.update(runs).set(patch).where(where).returning();
+  return row;
+}
+
+export interface RunFilters {
+  agentId?: string;
+  status?: RunStatus;
+  policyId?: string;
+  since?: Date;
+  until?: Date;
+  hadGovernanceBlock?: boolean;
+  hadFailover?: boolean;
+}
+
+/** Newest first; `beforeId` is the cursor (ids sort by creation time). */
+export async function listRuns(
+  db: DbOrTx,
+  teamId: string,
+  f: RunFilters,
+  beforeId: string | undefined,
+  limit: number,
+): Promise<RunRow[]> {
+  return db
+    .select()
+    .from(runs)
+    .where(
+      and(
+        eq(runs.teamId, teamId),
+        f.agentId !== undefined ? eq(runs.agentId, f.agentId) : undefined,
+        f.status !== undefined ? eq(runs.status, f.status) : undefined,
+        f.policyId !== undefined ? eq(runs.policyId, f.policyId) : undefined,
+        f.since !== undefined ? gte(runs.startedAt, f.since) : undefined,
+        f.until !== undefined ? lt(runs.startedAt, f.until) : undefined,
+        f.hadGovernanceBlock !== undefined ? eq(runs.hasGovernanceBlock, f.hadGovernanceBlock) : undefined,
+        f.hadFailover !== undefined ? eq(runs.hadFailover, f.hadFailover) : undefined,
+        beforeId !== undefined ? lt(runs.id, beforeId) : undefined,
+      ),
+    )
+    .orderBy(desc(runs.id))
+    .limit(limit);
+}
+
+export async function insertStep(db: DbOrTx, row: typeof steps.$inferInsert): Promise<StepRow | undefined> {
+  // A retried write (the first one committed but its answer was lost) must not duplicate the step.
+  const [inserted] = await db.insert(steps).values(row).onConflictDoNothing({ target: steps.id }).returning();
+  return inserted;
+}
+
+export async function stepExists(db: DbOrTx, id: string): Promise<boolean> {
+  const [row] = await db.select({ id: steps.id }).from(steps).where(eq(steps.id, id));
+  return row !== undefined;
+}
+
+export async function insertLedgerEntry(db: DbOrTx, row: typeof ledgerEntries.$inferInsert): Promise<void> {
+  await db.insert(ledgerEntries).values(row);
+}
+
+/** Oldest first by id (ids sort by the time they were minted); `afterId` is the cursor. */
+export async function listSteps(
+  db: DbOrTx,
+  teamId: string,
+  runId: string,
+  afterId: string | undefined,
+  limit: number,
+): Promise<StepRow[]> {
+  return db
+    .select()
+    .from(steps)
+    .where(
+      and(
+        eq(steps.teamId, teamId),
+        eq(steps.runId, runId),
+        afterId !== undefined ? gt(steps.id, afterId) : undefined,
+      ),
+    )
+    .orderBy(asc(steps.id))
+    .limit(limit);
+}
+
+export async function listLedger(
+  db: DbOrTx,
+  teamId: string,
+  runId: string,
+  afterId: string | undefined,
+  limit: number,
+): Promise<LedgerRow[]> {
+  return db
+    .select()
+    .from(ledgerEntries)
+    .where(
+      and(
+        eq(ledgerEntries.teamId, teamId),
+        eq(ledgerEntries.runId, runId),
+        afterId !== undefined ? gt(ledgerEntries.id, afterId) : undefined,
+      ),
+    )
+    .orderBy(asc(ledgerEntries.id))
+    .limit(limit);
+}
+
+/** The model used by most llm_call steps of the run (ties: the one used last). */
+export async function mostUsedModel(db: DbOrTx, runId: string): Promise<string | null> {
+  const [row] = await db
+    .select({ model: steps.model })
+    .from(steps)
+    .where(
+      and(
+        eq(steps.runId, runId),
+        inArray(steps.type, ['llm_call', 'dry_run']),
+        inArray(steps.status, ['success', 'error', 'timeout']),
+        isNotNull(steps.model),
+      ),
+    )
+    .groupBy(steps.model)
+    .orderBy(desc(sql`count(*)`), desc(sql`max(${steps.id})`))
+    .limit(1);
+  return row?.model ?? null;
+}
+
+/** Governance blocks of the run by code, most frequent first. */
+export async function governanceEvents(
+  db: DbOrTx,
+  runId: string,
+): Promise<Array<{ type: string; count: number }>> {
+  const rows = await db
+    .select({ type: steps.errorKind, count: sql<string>`count(*)` })
+    .from(steps)
+    .where(and(eq(steps.runId, runId), inArray(steps.status, ['budget_blocked', 'policy_blocked'])))
+    .groupBy(steps.errorKind)
+    .orderBy(desc(sql`count(*)`), asc(steps.errorKind));
+  return rows.map((r) => ({ type: r.type ?? 'unknown', count: Number(r.count) }));
+}

@@ -1,0 +1,491 @@
+import { type Clock, MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
+import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import type { Db } from '../../db/client.ts';
+import type { EventsService } from '../events/service.ts';
+import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
+import {
+  BudgetSystem,
+  type ReserveInput,
+  type ReserveResult,
+  type SettleResult,
+  type StepRecord,
+} from './budget.ts';
+import { type Actor, endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
+import { type RecorderLog, StepRecorder } from './recorder.ts';
+import {
+  type BlockedRequest,
+  type FailoverTransition,
+  writeBlockedStep,
+  writeFailoverStep,
+} from './recording.ts';
+import * as repo from './repo.ts';
+import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
+import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
+import { completionView, ledgerView, microsOf, runView, stepView } from './views.ts';
+
+export type { ReserveInput, ReserveResult, SettleResult, StepRecord, TokenUsage } from './budget.ts';
+export type { BlockedRequest, FailoverTransition } from './recording.ts';
+export type { ResolvedRun, ResolveRunInput } from './resolver.ts';
+
+export interface RunsOptions {
+  /** A reservation older than this is charged in full by the sweep (its call is presumed lost). */
+  staleReservationMs: number;
+  /** How often the sweeps run. */
+  sweepIntervalMs: number;
+  /** run_idle_timeout_seconds for a run whose policy snapshot has none (Rungate: 300 s). */
+  defaultIdleTimeoutSec: number;
+}
+
+export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
+  // Longer than any one provider attempt is allowed to take by default (routing.timeout_ms 120 s).
+  staleReservationMs: 15 * MINUTE_MS,
+  // Rungate: "background idle sweep (60s interval, 300s default timeout)".
+  sweepIntervalMs: 60 * SECOND_MS,
+  defaultIdleTimeoutSec: 300,
+};
+
+/**
+ * Runs, steps and the ledger. The proxy's side (resolve, reserve, settle,
+ * record) sits over three systems — RunResolver, BudgetSystem, StepRecorder —
+ * and the HTTP side (admin and agent routes) is below.
+ */
+export class RunsService {
+  readonly resolver: RunResolver;
+  readonly budget: BudgetSystem;
+  readonly recorder: StepRecorder;
+  private readonly options: RunsOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private log: RecorderLog = { warn: () => {}, error: (obj, msg) => console.error(msg, obj) };
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly events: EventsService,
+    /** Agent-side writes refuse a disabled agent (403 agent_disabled); given by the agents module. */
+    private readonly isAgentActive: (agentId: string) => Promise<boolean> = async () => true,
+    options: Partial<RunsOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_RUNS_OPTIONS, ...options };
+    this.resolver = new RunResolver(db, clock, events);
+    this.budget = new BudgetSystem(db, clock, events, (run) => this.resolver.note(run));
+    this.recorder = new StepRecorder();
+  }
+
+  useLog(log: RecorderLog): void {
+    this.log = log;
+    this.recorder.useLog(log);
+  }
+
+  // -- the proxy's side --------------------------------------------------
+
+  /** Which run this request belongs to (Rungate §2.6); throws 404 / 403 / 409 with the run codes. */
+  resolveRun(input: ResolveRunInput): Promise<ResolvedRun> {
+    return this.resolver.resolve(input);
+  }
+
+  reserve(input: ReserveInput): Promise<ReserveResult> {
+    return this.budget.reserve(input);
+  }
+
+  release(reservationId: string): Promise<boolean> {
+    return this.budget.release(reservationId);
+  }
+
+  settle(reservationId: string, record: StepRecord): Promise<SettleResult> {
+    return this.budget.settle(reservationId, record);
+  }
+
+  /** Write-behind settle: returns at once; the recorder writes it in order and retries. */
+  settleLater(reservationId: string, record: StepRecord): void {
+    const at = record.at ?? this.clock.now();
+    this.recorder.enqueue(`settle ${reservationId}`, async () => {
+      const result = await this.budget.settle(reservationId, { ...record, at });
+      if (result.kind === 'missing') {
+        // Only the sweep takes reservations that were not settled: it already charged this one in full.
+        this.log.warn(
+          { reservation_id: reservationId, step_id: record.stepId },
+          'late settlement: the reservation was already charged in full by the stale-reservation sweep',
+        );
+      }
+    });
+  }
+
+  /** Records a request refused by governance as a step, and flags the run (write-behind). */
+  recordBlocked(b: BlockedRequest): void {
+    const at = b.at ?? this.clock.now();
+    this.recorder.enqueue(`blocked ${b.runId}`, () => writeBlockedStep(this.db, b, at));
+  }
+
+  /** A failover_transition step with Rungate's failover_context, and had_failover on the run (write-behind). */
+  recordFailoverTransition(f: FailoverTransition): void {
+    const at = f.at ?? this.clock.now();
+    this.recorder.enqueue(`failover ${f.runId}`, () => writeFailoverStep(this.db, f, at));
+  }
+
+  /** Waits until every write handed to the recorder is done (tests, shutdown). */
+  flush(): Promise<void> {
+    return this.recorder.flush();
+  }
+
+  // -- sweeps --------------------------------------------------------------
+
+  /** Ends running runs idle past their run_idle_timeout_seconds (idle_timeout). */
+  async sweepIdleRuns(now: Date = this.clock.now()): Promise<string[]> {
+    const ended = await this.db.transaction((tx) =>
+      endRuns(
+        tx,
+        this.events,
+        repo.idleRunsBefore(now, this.options.defaultIdleTimeoutSec),
+        {
+          status: 'completed',
+          endedReason: 'idle_timeout',
+          completionReason: 'idle_timeout',
+          fallbackOutcome: null,
+          at: now,
+        },
+        SYSTEM_ACTOR,
+      ),
+    );
+    for (const r of ended) this.resolver.forget(r.id);
+    return ended.map((r) => r.id);
+  }
+
+  /** Charges reservations older than the stale bound in full (fail closed on money). */
+  chargeStaleReservations(now: Date = this.clock.now()): Promise<number> {
+    return this.budget.chargeStaleReservations(
+      new Date(now.getTime() - this.options.staleReservationMs),
+      now,
+    );
+  }
+
+  /**
+   * At start: stale reservations are charged now (a crash left them), but
+   * running runs are left alone — their agents may carry on. Then both sweeps
+   * run on a timer until `stopSweeps`.
+   */
+  async startSweeps(): Promise<void> {
+    await this.sweepOnce();
+    this.timer = setInterval(() => {
+      if (!this.sweeping) this.sweeping = this.sweepOnce().finally(() => (this.sweeping = undefined));
+    }, this.options.sweepIntervalMs);
+    this.timer.unref();
+  }
+
+  private async sweepOnce(): Promise<void> {
+    try {
+      await this.chargeStaleReservations();
+      await this.sweepIdleRuns();
+    } catch (err) {
+      this.log.error({ err }, 'runs sweep failed');
+    }
+  }
+
+  /** Stops the timer and drains the write-behind queue. */
+  async shutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.sweeping;
+    await this.recorder.flush();
+  }
+
+  // -- the HTTP side ------------------------------------------------------
+
+  /** The run if the caller may see it: the team's, and for an agent key its own; else 404. */
+  private async visibleRun(principal: Principal, id: string): Promise<repo.RunRow> {
+    const run = await repo.findRun(this.db, activeTeam(principal), id);
+    if (!run || (principal.kind === 'agent' && run.agentId !== principal.agentId))
+      throw new NotFoundError('run', id);
+    return run;
+  }
+
+  private agentOf(principal: Principal): string {
+    if (principal.kind !== 'agent' || principal.agentId === undefined) {
+      throw new ForbiddenError(
+        'agent_key_required',
+        'this route is for agents: authenticate with the agent key (pda_)',
+      );
+    }
+    return principal.agentId;
+  }
+
+  private async activeAgentOf(principal: Principal): Promise<string> {
+    const agentId = this.agentOf(principal);
+    if (!(await this.isAgentActive(agentId))) {
+      throw new ForbiddenError('agent_disabled', `agent ${agentId} is disabled`, {
+        error_type: 'governance_block',
+      });
+    }
+    return agentId;
+  }
+
+  async list(principal: Principal, q: RunListQueryType) {
+    const limit = pageLimit(q.limit);
+    const rows = await repo.listRuns(
+      this.db,
+      activeTeam(principal),
+      {
+        ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
+        ...(q.status !== undefined ? { status: q.status } : {}),
+        ...(q.policy_id !== undefined ? { policyId: q.policy_id } : {}),
+        ...(q.since !== undefined ? { since: new Date(q.since) } : {}),
+        ...(q.until !== undefined ? { until: new Date(q.until) } : {}),
+        ...(q.had_governance_block !== undefined ? { hadGovernanceBlock: q.had_governance_block } : {}),
+        ...(q.had_failover !== undefined ? { hadFailover: q.had_failover } : {}),
+      },
+      decodeCursor(q.cursor),
+      limit + 1,
+    );
+    return toPage(rows, limit, (r) => r.id, runView);
+  }
+
+  async get(principal: Principal, id: string) {
+    return runView(await this.visibleRun(principal, id));
+  }
+
+  /** Rename or set the outcome, in any status; null clears. No event (Rungate: PATCH fires none). */
+  async update(principal: Principal, id: string, input: UpdateRunInput) {
+    const run = await this.visibleRun(principal, id);
+    return runView(await this.patch(run, input));
+  }
+
+  private async patch(run: repo.RunRow, input: UpdateRunInput): Promise<repo.RunRow> {
+    const patch: Partial<repo.RunRow> = {};
+    if (input.name !== undefined) patch.name = input.name;
+    if (input.outcome !== undefined) patch.outcome = input.outcome;
+    if (input.outcome_reason !== undefined) patch.outcomeReason = input.outcome_reason;
+    if (Object.keys(patch).length === 0) return run;
+    patch.updatedAt = this.clock.now();
+    return (await repo.updateRun(this.db, repo.runIs(run.teamId, run.id), patch)) ?? run;
+  }
+
+  async steps(principal: Principal, id: string, page: PageQuery) {
+    const run = await this.visibleRun(principal, id);
+    const limit = pageLimit(page.limit);
+    const rows = await repo.listSteps(this.db, run.teamId, run.id, decodeCursor(page.cursor), limit + 1);
+    return toPage(rows, limit, (s) => s.id, stepView);
+  }
+
+  async ledger(principal: Principal, id: string, page: PageQuery) {
+    const run = await this.visibleRun(principal, id);
+    const limit = pageLimit(page.limit);
+    const rows = await repo.listLedger(this.db, run.teamId, run.id, decodeCursor(page.cursor), limit + 1);
+    return toPage(rows, limit, (l) => l.id, ledgerView);
+  }
+
+  private notRunning(run: repo.RunRow): ConflictError {
+    return new ConflictError('run_not_running', `run ${run.id} is ${run.status}, not running`, {
+      run_id: run.id,
+      status: run.status,
+    });
+  }
+
+  /** Ends one running run; 409 when it is not running (any more). */
+  private async endOne(run: repo.RunRow, ending: repo.RunEnding, actor: Actor): Promise<repo.RunRow> {
+    if (run.status !== 'running') throw this.notRunning(run);
+    const [ended] = await this.db.transaction((tx) =>
+      endRuns(tx, this.events, repo.runIs(run.teamId, run.id), ending, actor),
+    );
+    if (!ended) throw this.notRunning((await repo.findRun(this.db, run.teamId, run.id)) ?? run);
+    this.resolver.forget(ended.id);
+    return ended;
+  }
+
+  /** Admin completion: ended_reason `reason` (default admin_completed), completion_reason explicit. */
+  async completeAsAdmin(principal: Principal, id: string, input: CompleteRunInput) {
+    const run = await this.visibleRun(principal, id);
+    const ended = await this.endOne(
+      run,
+      {
+        status: 'completed',
+        endedReason: input.reason ?? input.ended_reason ?? 'admin_completed',
+        completionReason: 'explicit',
+        outcome: input.outcome ?? null,
+        outcomeReason: input.outcome_reason ?? null,
+        fallbackOutcome: 'success',
+        ...(input.metadata ? { metadata: input.metadata } : {}),
+        at: this.clock.now(),
+      },
+      actorOf(principal),
+    );
+    return runView(ended);
+  }
+
+  /** Agent completion of its run (`current` = its latest running run); answers the completion summary. */
+  async completeAsAgent(principal: Principal, idOrCurrent: string, input: CompleteRunInput) {
+    const agentId = await this.activeAgentOf(principal);
+    const run =
+      idOrCurrent === 'current'
+        ? await this.currentRun(principal, agentId)
+        : await this.visibleRun(principal, idOrCurrent);
+    const ended = await this.endOne(
+      run,
+      {
+        status: 'completed',
+        endedReason: input.ended_reason ?? input.reason ?? 'agent_signaled',
+        completionReason: 'explicit',
+        outcome: input.outcome ?? null,
+        outcomeReason: input.outcome_reason ?? null,
+        fallbackOutcome: 'success',
+        ...(input.metadata ? { metadata: input.metadata } : {}),
+        at: this.clock.now(),
+      },
+      actorOf(principal),
+    );
+    return completionView(ended, await repo.governanceEvents(this.db, ended.id));
+  }
+
+  /** Both sides share POST /v1/runs/{id}/complete: the principal decides which one this is. */
+  complete(principal: Principal, id: string, input: CompleteRunInput) {
+    return principal.kind === 'agent'
+      ? this.completeAsAgent(principal, id, input)
+      : this.completeAsAdmin(principal, id, input);
+  }
+
+  /** Every running run of the calling agent; idempotent (0 when none). */
+  async completeAll(principal: Principal, input: { ended_reason?: string }) {
+    const agentId = await this.activeAgentOf(principal);
+    const ended = await this.db.transaction((tx) =>
+      endRuns(
+        tx,
+        this.events,
+        repo.runsOfAgent(activeTeam(principal), agentId),
+        {
+          status: 'completed',
+          endedReason: input.ended_reason ?? 'agent_complete_all',
+          completionReason: 'explicit',
+          fallbackOutcome: 'success',
+          at: this.clock.now(),
+        },
+        actorOf(principal),
+      ),
+    );
+    for (const r of ended) this.resolver.forget(r.id);
+    return { completed_count: ended.length, completed_run_ids: ended.map((r) => r.id) };
+  }
+
+  /** Force-stop (admin_stopped): implicit runs of this agent+policy then wait out the cooldown. */
+  async forceStop(principal: Principal, id: string) {
+    const run = await this.visibleRun(principal, id);
+    const ended = await this.endOne(
+      run,
+      {
+        status: 'force_stopped',
+        endedReason: 'admin_stopped',
+        completionReason: 'explicit',
+        fallbackOutcome: null,
+        at: this.clock.now(),
+      },
+      actorOf(principal),
+    );
+    return runView(ended);
+  }
+
+  /** Lifts the force-stop cooldown; the run stays force_stopped. Idempotent once lifted. */
+  async unblock(principal: Principal, id: string) {
+    const run = await this.visibleRun(principal, id);
+    if (run.status !== 'force_stopped') {
+      throw new ConflictError('run_not_force_stopped', `run ${run.id} is ${run.status}, not force_stopped`, {
+        run_id: run.id,
+        status: run.status,
+      });
+    }
+    if (run.forceStopLiftedAt !== null) return runView(run);
+    const now = this.clock.now();
+    const lifted = await this.db.transaction(async (tx) => {
+      const row = await repo.updateRun(tx, repo.runIs(run.teamId, run.id), {
+        forceStopLiftedAt: now,
+        updatedAt: now,
+      });
+      await this.events.record(tx, {
+        teamId: run.teamId,
+        ...actorOf(principal),
+        subjectId: run.id,
+        type: 'run.unblocked',
+        data: { agent_id: run.agentId, policy_id: run.policyId, lifted_at: now.toISOString() },
+      });
+      return row;
+    });
+    return runView(lifted ?? run);
+  }
+
+  private async currentRun(principal: Principal, agentId: string): Promise<repo.RunRow> {
+    const run = await repo.latestRunningRunOfAgent(this.db, activeTeam(principal), agentId);
+    if (!run) throw new NotFoundError('running run of this agent');
+    return run;
+  }
+
+  async current(principal: Principal) {
+    return runView(await this.currentRun(principal, this.agentOf(principal)));
+  }
+
+  async updateCurrent(principal: Principal, input: UpdateRunInput) {
+    const run = await this.currentRun(principal, await this.activeAgentOf(principal));
+    return runView(await this.patch(run, input));
+  }
+
+  /**
+   * A tool call the agent reports (Rungate POST /v1/runs/{id}/steps). Its cost
+   * goes through reserve + settle like a model call's, so it counts against
+   * the run's hard limits and the hourly cap; a refusal is 402 and recorded as
+   * a budget_blocked step.
+   */
+  async addToolStep(principal: Principal, id: string, input: ToolStepInput) {
+    const agentId = await this.activeAgentOf(principal);
+    const run = await this.visibleRun(principal, id);
+    if (run.status !== 'running') throw this.notRunning(run);
+    const usage = {
+      input: input.tokens?.input ?? 0,
+      output: input.tokens?.output ?? 0,
+      cacheRead: input.tokens?.cache_read ?? 0,
+      cacheCreation: input.tokens?.cache_creation ?? 0,
+    };
+    const costMicros = microsOf(input.cost_usd) ?? 0;
+    const budget = (run.policySnapshot.budget ?? {}) as { max_cost_per_hour_usd?: number | null };
+    const reservation = await this.budget.reserve({
+      teamId: run.teamId,
+      runId: run.id,
+      agentId,
+      policyId: run.policyId,
+      amountMicros: costMicros,
+      tokens: usage.input + usage.output + usage.cacheRead + usage.cacheCreation,
+      model: null,
+      maxCostPerHourMicros: microsOf(budget.max_cost_per_hour_usd),
+    });
+    if (!reservation.ok) {
+      if (reservation.reason === 'run_not_running') {
+        throw this.notRunning((await repo.findRun(this.db, run.teamId, run.id)) ?? run);
+      }
+      await writeBlockedStep(
+        this.db,
+        {
+          teamId: run.teamId,
+          runId: run.id,
+          agentId,
+          status: 'budget_blocked',
+          code: reservation.reason,
+          message: reservation.message,
+          provider: input.provider ?? 'sdk',
+        },
+        this.clock.now(),
+      );
+      throw new AppError(402, reservation.reason, reservation.message, { run_id: run.id });
+    }
+    const settled = await this.budget.settle(reservation.reservationId, {
+      type: 'tool_call',
+      status: input.status,
+      name: input.name,
+      provider: input.provider ?? 'sdk',
+      model: null,
+      request: input.request ?? null,
+      response: input.response ?? null,
+      usage,
+      costMicros,
+      latencyMs: input.latency_ms ?? null,
+      errorMessage: input.error_message ?? null,
+    });
+    if (!settled.step) throw new Error(`tool step for run ${run.id} was not written (${settled.kind})`);
+    return stepView(settled.step);
+  }
+}

@@ -1,0 +1,327 @@
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HOUR_MS, MINUTE_MS } from '../../src/core/clock.ts';
+import { events } from '../../src/db/schema/index.ts';
+import type { ReserveResult, StepRecord } from '../../src/modules/runs/service.ts';
+import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
+import {
+  agentWithPolicy,
+  type GatewayAgent,
+  hourRows,
+  ledgerRows,
+  reservationRows,
+  runRow,
+  stepRows,
+  usage,
+} from './setup.ts';
+
+let t: TestApp;
+let u: SignedUpUser;
+beforeAll(async () => {
+  t = await createTestApp();
+  u = await t.signup();
+});
+afterAll(() => t.close());
+
+const runs = () => t.services.runs;
+
+async function newRun(g: GatewayAgent) {
+  return runs().resolveRun({ teamId: g.teamId, agent: g.agent, policy: g.policy, newRun: true });
+}
+
+function reserveFor(
+  g: GatewayAgent,
+  runId: string,
+  amountMicros: number,
+  extra: { tokens?: number; cap?: number } = {},
+) {
+  return runs().reserve({
+    teamId: g.teamId,
+    runId,
+    agentId: g.agent.id,
+    policyId: g.policy.id,
+    amountMicros,
+    tokens: extra.tokens ?? 100,
+    model: 'claude-sonnet-4-5',
+    maxCostPerHourMicros: extra.cap ?? null,
+  });
+}
+
+function llmStep(costMicros: number, tokens = usage(60, 40)): StepRecord {
+  return {
+    type: 'llm_call',
+    status: 'success',
+    provider: 'anthropic',
+    model: 'claude-sonnet-4-5',
+    providerKeyId: 'pkey_test',
+    usage: tokens,
+    costMicros,
+  };
+}
+
+const okIds = (results: ReserveResult[]) => results.flatMap((r) => (r.ok ? [r.reservationId] : []));
+
+describe('reserve under concurrency (the budget holds)', () => {
+  it('admits exactly what fits when 200 calls reserve at once, and the settled cost stays within the limit', async () => {
+    // $1.01 hard limit, each call may cost up to $0.02: exactly 50 fit (51 × 0.02 = 1.02).
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1.01 } });
+    const run = await newRun(g);
+    const perCall = 20_000;
+    const results = await Promise.all(Array.from({ length: 200 }, () => reserveFor(g, run.id, perCall)));
+    const admitted = okIds(results);
+    const refused = results.filter((r) => !r.ok);
+    expect(admitted).toHaveLength(50);
+    expect(refused).toHaveLength(150);
+    for (const r of refused) expect(r).toMatchObject({ ok: false, reason: 'budget_exceeded' });
+
+    const reserving = await runRow(t, run.id);
+    expect(reserving.reservedMicros).toBe(50 * perCall);
+    expect(await reservationRows(t, run.id)).toHaveLength(50);
+
+    // Settle every admitted call concurrently at its full maximum.
+    await Promise.all(admitted.map((id) => runs().settle(id, llmStep(perCall))));
+    const settled = await runRow(t, run.id);
+    console.log(
+      `[concurrency] ${t.database.kind}: 200 reserves of $0.02 against $1.01 → ${admitted.length} admitted, ` +
+        `${refused.length} refused; settled cost $${settled.costMicros / 1e6} (limit $1.01)`,
+    );
+    expect(settled.costMicros).toBe(1_000_000);
+    expect(settled.costMicros).toBeLessThanOrEqual(settled.hardLimitMicros!);
+    expect(settled.reservedMicros).toBe(0);
+    expect(settled.reservedTokens).toBe(0);
+    expect(settled.stepCount).toBe(50);
+    expect(settled.inputTokens).toBe(50 * 60);
+    expect(settled.outputTokens).toBe(50 * 40);
+    expect(settled.primaryModel).toBe('claude-sonnet-4-5');
+    expect(await reservationRows(t, run.id)).toHaveLength(0);
+    const ledger = await ledgerRows(t, run.id);
+    expect(ledger).toHaveLength(50);
+    expect(ledger.reduce((sum, l) => sum + l.costMicros, 0)).toBe(settled.costMicros);
+    const [hour] = await hourRows(t, g.agent.id);
+    expect(hour).toMatchObject({ costMicros: 1_000_000, reservedMicros: 0 });
+
+    // What is left ($0.01) is less than one more call's maximum.
+    expect(await reserveFor(g, run.id, perCall)).toMatchObject({ ok: false, reason: 'budget_exceeded' });
+    const small = await reserveFor(g, run.id, 10_000);
+    expect(small).toMatchObject({ ok: true, remainingMicros: 0 });
+  });
+
+  it('keeps the recorded spend within the limit when calls reserve and settle interleaved', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1 } });
+    const run = await newRun(g);
+    const maxMicros = 30_000;
+    let admittedCount = 0;
+    await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        // Each worker keeps calling until it is refused; settlements free money for the others.
+        for (let call = 0; ; call++) {
+          const r = await reserveFor(g, run.id, maxMicros);
+          if (!r.ok) return;
+          admittedCount++;
+          // Real usage: anywhere from a third of the maximum to all of it.
+          await runs().settle(r.reservationId, llmStep(10_000 + (((i + 1) * (call + 3) * 7919) % 20_001)));
+        }
+      }),
+    );
+    const row = await runRow(t, run.id);
+    console.log(
+      `[concurrency] ${t.database.kind}: interleaved reserve+settle, $0.03 max per call against $1 → ` +
+        `${admittedCount} admitted, spent $${row.costMicros / 1e6}, status ${row.status}`,
+    );
+    expect(row.costMicros).toBeLessThanOrEqual(1_000_000);
+    expect(admittedCount).toBeGreaterThan(1_000_000 / maxMicros);
+    expect(row.reservedMicros).toBe(0);
+    expect(row.stepCount).toBe(admittedCount);
+    const ledger = await ledgerRows(t, run.id);
+    expect(ledger.reduce((sum, l) => sum + l.costMicros, 0)).toBe(row.costMicros);
+  });
+
+  it('holds the hourly cap: a refusal by the hour leaves nothing reserved on the run', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 10, max_cost_per_hour_usd: 0.5 } });
+    const run = await newRun(g);
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () => reserveFor(g, run.id, 20_000, { cap: 500_000 })),
+    );
+    const admitted = okIds(results);
+    expect(admitted).toHaveLength(25);
+    for (const r of results.filter((x) => !x.ok))
+      expect(r).toMatchObject({ reason: 'hourly_budget_exceeded' });
+    expect((await runRow(t, run.id)).reservedMicros).toBe(25 * 20_000);
+    expect(await reservationRows(t, run.id)).toHaveLength(25);
+    const [hour] = await hourRows(t, g.agent.id);
+    expect(hour).toMatchObject({ reservedMicros: 500_000, costMicros: 0 });
+
+    // Settling for less frees the difference for the hour; the next hour starts empty.
+    await Promise.all(admitted.map((id) => runs().settle(id, llmStep(10_000))));
+    expect((await hourRows(t, g.agent.id))[0]).toMatchObject({ reservedMicros: 0, costMicros: 250_000 });
+    expect(await reserveFor(g, run.id, 300_000, { cap: 500_000 })).toMatchObject({ ok: false });
+    expect(await reserveFor(g, run.id, 250_000, { cap: 500_000 })).toMatchObject({ ok: true });
+    const later = await runs().reserve({
+      teamId: g.teamId,
+      runId: run.id,
+      agentId: g.agent.id,
+      policyId: g.policy.id,
+      amountMicros: 400_000,
+      tokens: 10,
+      maxCostPerHourMicros: 500_000,
+      now: new Date(t.clock.now().getTime() + HOUR_MS),
+    });
+    expect(later.ok).toBe(true);
+  });
+
+  it('refuses by the token limit too', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_tokens: 1000 } });
+    const run = await newRun(g);
+    expect(await reserveFor(g, run.id, 0, { tokens: 600 })).toMatchObject({ ok: true, remainingTokens: 400 });
+    const refused = await reserveFor(g, run.id, 0, { tokens: 600 });
+    expect(refused).toMatchObject({ ok: false, reason: 'budget_exceeded' });
+    expect(refused.ok === false && refused.message).toContain('token limit');
+  });
+
+  it('refuses a run that is not running, and a run of another agent', async () => {
+    const g = await agentWithPolicy(t, u);
+    const other = await agentWithPolicy(t, u);
+    const run = await newRun(g);
+    expect(
+      await runs().reserve({
+        teamId: g.teamId,
+        runId: run.id,
+        agentId: other.agent.id,
+        policyId: g.policy.id,
+        amountMicros: 1,
+        tokens: 1,
+      }),
+    ).toMatchObject({ ok: false, reason: 'run_not_running' });
+    await newRun(g); // ends the first run (new_run_requested)
+    expect(await reserveFor(g, run.id, 1)).toMatchObject({
+      ok: false,
+      reason: 'run_not_running',
+      message: `run ${run.id} is completed`,
+    });
+  });
+});
+
+describe('settle and release', () => {
+  it('release gives the money back and leaves no step', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1 } });
+    const run = await newRun(g);
+    const r = await reserveFor(g, run.id, 400_000);
+    if (!r.ok) throw new Error('refused');
+    expect(await runs().release(r.reservationId)).toBe(true);
+    expect(await runs().release(r.reservationId)).toBe(false);
+    const row = await runRow(t, run.id);
+    expect(row).toMatchObject({ reservedMicros: 0, reservedTokens: 0, costMicros: 0, stepCount: 0 });
+    expect(await stepRows(t, run.id)).toHaveLength(0);
+    expect((await hourRows(t, g.agent.id))[0]).toMatchObject({ reservedMicros: 0, costMicros: 0 });
+  });
+
+  it('ends the run at its hard limit (cost_limit) with run.budget_exceeded, outcome from outcome_defaults', async () => {
+    const g = await agentWithPolicy(t, u, {
+      budget: { hard_limit_usd: 0.05 },
+      outcome_defaults: { cost_limit: 'partial' },
+    });
+    const run = await newRun(g);
+    const r = await reserveFor(g, run.id, 50_000);
+    if (!r.ok) throw new Error('refused');
+    const settled = await runs().settle(r.reservationId, llmStep(50_000));
+    expect(settled.kind).toBe('settled');
+    const row = await runRow(t, run.id);
+    expect(row).toMatchObject({
+      status: 'budget_exceeded',
+      endedReason: 'cost_limit',
+      outcome: 'partial',
+      costMicros: 50_000,
+    });
+    const evs = await t.database.db.select().from(events).where(eq(events.subjectId, run.id));
+    expect(evs.map((e) => e.type)).toContain('run.budget_exceeded');
+    // A retried settle of the same step writes nothing twice.
+    expect(
+      await runs().settle(r.reservationId, { ...llmStep(50_000), stepId: settled.step!.id }),
+    ).toMatchObject({
+      kind: 'duplicate',
+    });
+  });
+
+  it('ends the run at its token limit (token_limit)', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_tokens: 100 } });
+    const run = await newRun(g);
+    const r = await reserveFor(g, run.id, 0, { tokens: 100 });
+    if (!r.ok) throw new Error('refused');
+    await runs().settle(r.reservationId, llmStep(0, usage(50, 40, 10)));
+    expect(await runRow(t, run.id)).toMatchObject({ status: 'budget_exceeded', endedReason: 'token_limit' });
+  });
+
+  it('flags the alert threshold once (run.alert_threshold); stop_and_alert ends the run', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { alert_threshold_usd: 0.01 } });
+    const run = await newRun(g);
+    for (let i = 0; i < 3; i++) {
+      const r = await reserveFor(g, run.id, 10_000);
+      if (!r.ok) throw new Error('refused');
+      await runs().settle(r.reservationId, llmStep(6_000));
+    }
+    const row = await runRow(t, run.id);
+    expect(row).toMatchObject({ status: 'running', alertThresholdExceeded: true });
+    expect(row.alertSentAt).not.toBeNull();
+    const alerts = await t.database.db.select().from(events).where(eq(events.subjectId, run.id));
+    expect(alerts.filter((e) => e.type === 'run.alert_threshold')).toHaveLength(1);
+
+    const s = await agentWithPolicy(t, u, {
+      budget: { alert_threshold_usd: 0.01, on_alert_threshold: 'stop_and_alert' },
+    });
+    const stopped = await newRun(s);
+    const r = await reserveFor(s, stopped.id, 20_000);
+    if (!r.ok) throw new Error('refused');
+    await runs().settle(r.reservationId, llmStep(15_000));
+    expect(await runRow(t, stopped.id)).toMatchObject({
+      status: 'budget_exceeded',
+      endedReason: 'alert_threshold_stop',
+      alertThresholdExceeded: true,
+    });
+  });
+
+  it('a call that finishes after its run was completed is still charged to it', async () => {
+    const g = await agentWithPolicy(t, u);
+    const run = await newRun(g);
+    const r = await reserveFor(g, run.id, 5_000);
+    if (!r.ok) throw new Error('refused');
+    await newRun(g); // completes the first run while the call is in flight
+    await runs().settle(r.reservationId, llmStep(4_000));
+    expect(await runRow(t, run.id)).toMatchObject({
+      status: 'completed',
+      costMicros: 4_000,
+      reservedMicros: 0,
+    });
+  });
+});
+
+describe('crash safety', () => {
+  it('charges a reservation that was never settled in full, as an error step with a ledger entry', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1 } });
+    const run = await newRun(g);
+    const lost = await reserveFor(g, run.id, 70_000);
+    const live = await reserveFor(g, run.id, 30_000, { tokens: 50 });
+    if (!lost.ok || !live.ok) throw new Error('refused');
+    // The lost call is 16 minutes old; the live one was admitted a minute ago.
+    await t.database.db.execute(
+      sql`update budget_reservations set created_at = created_at - interval '16 minutes' where id = ${lost.reservationId}`,
+    );
+    expect(await runs().chargeStaleReservations(new Date(t.clock.now().getTime() + MINUTE_MS))).toBe(1);
+    const row = await runRow(t, run.id);
+    expect(row).toMatchObject({ costMicros: 70_000, reservedMicros: 30_000, reservedTokens: 50 });
+    const charged = await stepRows(t, run.id);
+    expect(charged).toHaveLength(1);
+    expect(charged[0]).toMatchObject({
+      status: 'error',
+      errorKind: 'unsettled_reservation',
+      costMicros: 70_000,
+      model: 'claude-sonnet-4-5',
+    });
+    const ledger = await ledgerRows(t, run.id);
+    expect(ledger).toHaveLength(1);
+    expect(ledger[0]).toMatchObject({ stepId: charged[0]!.id, costMicros: 70_000 });
+    // The late settlement of the charged call finds nothing to take; the live call settles normally.
+    expect(await runs().settle(lost.reservationId, llmStep(10_000))).toMatchObject({ kind: 'missing' });
+    expect(await runs().settle(live.reservationId, llmStep(20_000))).toMatchObject({ kind: 'settled' });
+    expect(await runRow(t, run.id)).toMatchObject({ costMicros: 90_000, reservedMicros: 0 });
+  });
+});

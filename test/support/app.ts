@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
+import { type Config, loadConfig } from '../../src/config.ts';
+import { ManualClock } from '../../src/core/clock.ts';
+import type { Database } from '../../src/db/client.ts';
+import type { App } from '../../src/http/types.ts';
+import { freshDatabase } from './db.ts';
+
+export interface CallOptions {
+  token?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  query?: Record<string, string>;
+}
+
+/** What a test reads a response body as: any field, no narrowing. */
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are read field by field in tests
+type Loose = any;
+
+export interface CallResult<T = Loose> {
+  status: number;
+  body: T;
+  headers: Record<string, string | string[] | number | undefined>;
+  cookies: Array<{ name: string; value: string }>;
+}
+
+export interface SignedUpUser {
+  token: string;
+  csrf: string;
+  user: { id: string; email: string; name: string; is_admin: boolean };
+  team: { id: string; name: string; slug: string };
+}
+
+export interface TestApp {
+  app: App;
+  services: Services;
+  clock: ManualClock;
+  database: Database;
+  config: Config;
+  call<T = Loose>(method: string, url: string, options?: CallOptions): Promise<CallResult<T>>;
+  /** Signs up a new user (open signup), returning its session token and personal team. */
+  signup(overrides?: { email?: string; name?: string; password?: string }): Promise<SignedUpUser>;
+  /** Creates a team API key with the given scopes, as `token`'s active team. */
+  apiKey(token: string, scopes?: Array<'read' | 'write' | 'admin'>): Promise<{ id: string; key: string }>;
+  close(): Promise<void>;
+}
+
+let counter = 0;
+export function uniqueEmail(label = 'user'): string {
+  counter += 1;
+  return `${label}-${counter}-${randomBytes(3).toString('hex')}@example.com`;
+}
+
+/**
+ * A Paddock app on a fresh database with a clock the test moves. Requests go
+ * through `inject()` (the full Fastify pipeline, no socket); call
+ * `app.listen()` for tests that need a real port.
+ */
+export async function createTestApp(
+  options: { config?: Partial<Config>; env?: NodeJS.ProcessEnv; start?: Date } = {},
+): Promise<TestApp> {
+  const database = await freshDatabase();
+  const config: Config = { ...loadConfig({ PADDOCK_SIGNUP: 'open', ...options.env }), ...options.config };
+  const clock = new ManualClock(options.start ?? new Date('2026-01-05T09:00:00Z'));
+  const built: BuiltApp = await buildApp({
+    config,
+    database,
+    clock,
+    masterKey: randomBytes(32),
+    logger: false,
+    migrated: true,
+  });
+  await built.app.ready();
+
+  const call: TestApp['call'] = async (method, url, opts = {}) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    const res = await built.app.inject({
+      method: method as 'GET',
+      url,
+      query: opts.query,
+      headers,
+      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
+    });
+    let body: unknown = res.body;
+    if (res.headers['content-type']?.toString().includes('application/json') && res.body !== '')
+      body = res.json();
+    return {
+      status: res.statusCode,
+      body: body as Loose,
+      headers: res.headers,
+      cookies: res.cookies.map((c) => ({ name: c.name, value: c.value })),
+    };
+  };
+
+  const t: TestApp = {
+    app: built.app,
+    services: built.services,
+    clock,
+    database,
+    config,
+    call,
+    async signup(overrides = {}) {
+      const res = await call('POST', '/v1/auth/signup', {
+        body: {
+          email: overrides.email ?? uniqueEmail(),
+          name: overrides.name ?? 'Test User',
+          password: overrides.password ?? 'correct horse battery',
+        },
+      });
+      if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return {
+        token: res.body.session_token,
+        csrf: res.body.csrf_token,
+        user: res.body.user,
+        team: res.body.team,
+      };
+    },
+    async apiKey(token, scopes = ['write']) {
+      const res = await call('POST', '/v1/api-keys', {
+        token,
+        body: { name: `key ${scopes.join('+')}`, scopes },
+      });
+      if (res.status !== 201) throw new Error(`api key failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return { id: res.body.id, key: res.body.key };
+    },
+    async close() {
+      await built.app.close();
+      await database.close();
+    },
+  };
+  return t;
+}

@@ -1,0 +1,37 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { type Database, openPglite, openPostgres } from '../../src/db/client.ts';
+
+let pgliteTemplate: Blob | undefined;
+
+/** A fresh, migrated database for one test file (or one test), dropped on close. */
+export async function freshDatabase(): Promise<Database> {
+  const url = process.env.PADDOCK_TEST_DATABASE_URL;
+  const template = inject('postgresTemplate');
+  if (url && template) {
+    const name = `paddock_t_${process.ppid}_${Math.random().toString(36).slice(2, 10)}`;
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`create database ${name} template ${template}`);
+    } finally {
+      await admin.end();
+    }
+    const u = new URL(url);
+    u.pathname = `/${name}`;
+    const database = await openPostgres(u.toString(), 5);
+    return {
+      ...database,
+      close: async () => {
+        await database.close();
+        const drop = new pg.Client({ connectionString: url });
+        await drop.connect();
+        await drop.query(`drop database if exists ${name} with (force)`);
+        await drop.end();
+      },
+    };
+  }
+  pgliteTemplate ??= new Blob([readFileSync(inject('pgliteTemplate'))]);
+  return openPglite({ loadDataDir: pgliteTemplate });
+}

@@ -1,0 +1,60 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { openPglite, openPostgres } from '../../src/db/client.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgliteTemplate: string;
+    postgresTemplate: string;
+  }
+}
+
+const ARTIFACTS = path.resolve('.test-artifacts');
+
+function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/**
+ * Migrates one template database per run; each test file then starts from a
+ * copy of it (PGlite: a restored dump; Postgres: CREATE DATABASE … TEMPLATE).
+ */
+export default async function setup(project: TestProject) {
+  const pgUrl = process.env.PADDOCK_TEST_DATABASE_URL;
+  if (pgUrl) {
+    const template = `paddock_tpl_${process.pid}`;
+    const admin = new pg.Client({ connectionString: pgUrl });
+    await admin.connect();
+    await admin.query(`drop database if exists ${template}`);
+    await admin.query(`create database ${template}`);
+    const database = await openPostgres(withDatabase(pgUrl, template), 2);
+    await database.migrate();
+    await database.close();
+    project.provide('postgresTemplate', template);
+    project.provide('pgliteTemplate', '');
+    return async () => {
+      const leftovers = await admin.query<{ datname: string }>(
+        `select datname from pg_database where datname like 'paddock_t_${process.pid}_%' or datname = $1`,
+        [template],
+      );
+      for (const row of leftovers.rows)
+        await admin.query(`drop database if exists ${row.datname} with (force)`);
+      await admin.end();
+    };
+  }
+  const database = await openPglite();
+  await database.migrate();
+  const client = (database.db as unknown as { $client: import('@electric-sql/pglite').PGlite }).$client;
+  const dump = await client.dumpDataDir('none');
+  await database.close();
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `pglite-template-${process.pid}.tar`);
+  writeFileSync(file, Buffer.from(await dump.arrayBuffer()));
+  project.provide('pgliteTemplate', file);
+  project.provide('postgresTemplate', '');
+  return undefined;
+}
