@@ -14,11 +14,19 @@ import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
+import { AgentMe } from './modules/agents/schemas.ts';
 import { AgentsService } from './modules/agents/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
 import { EventsService } from './modules/events/service.ts';
 import { ProviderHealthRegistry } from './modules/gateway/circuit-breaker.ts';
+import { PriceTable } from './modules/gateway/pricing.ts';
+import { RateLimiter } from './modules/gateway/rate-limit.ts';
+import { registerGatewayRoutes } from './modules/gateway/routes.ts';
+import { GatewayService } from './modules/gateway/service.ts';
+import { WireTranslator } from './modules/gateway/translation.ts';
+import { closeUpstreamAgents } from './modules/gateway/upstream.ts';
+import { gatewayPorts } from './modules/gateway/wiring.ts';
 import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
 import { ApiKeysService } from './modules/identity/api-keys-service.ts';
 import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
@@ -58,6 +66,7 @@ export interface Services {
   providers: ProvidersService;
   runs: RunsService;
   approvals: ApprovalsService;
+  gateway: GatewayService;
 }
 
 export interface BuiltApp {
@@ -98,6 +107,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const approvals = new ApprovalsService(db, clock, events);
   const providerHealth = new ProviderHealthRegistry(clock);
   const providers: ProvidersService = new ProvidersService(db, clock, sealer, events, providerHealth);
+  const gateway = new GatewayService(
+    gatewayPorts(
+      { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
+      () => clock.now(),
+    ),
+    new WireTranslator(),
+    new RateLimiter(() => clock.now().getTime()),
+    { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
+  );
   const services: Services = {
     auth,
     teams,
@@ -111,6 +129,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     providers,
     runs,
     approvals,
+    gateway,
   };
 
   const app = Fastify({
@@ -246,7 +265,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
 
   const cookies = { secure: config.publicUrl?.startsWith('https://') ?? false };
   registerSystemRoutes(app, readiness);
-  registerAuthRoutes(app, auth, cookies);
+  registerAuthRoutes(app, auth, cookies, { schema: AgentMe, handler: (p) => agents.me(p) });
   registerTeamRoutes(app, teams, auth, cookies);
   registerApiKeyRoutes(app, apiKeys);
   registerPolicyRoutes(app, policies);
@@ -255,10 +274,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);
+  registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
   app.addHook('onReady', () => runs.startSweeps());
-  app.addHook('onClose', () => runs.shutdown());
+  app.addHook('onClose', async () => {
+    await runs.shutdown();
+    await providers.close();
+    await closeUpstreamAgents();
+  });
 
   app.get('/v1/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () =>
     app.swagger(),

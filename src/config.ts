@@ -17,6 +17,12 @@ export interface Config {
   /** The address users reach the server at; drives the Secure cookie flag. */
   publicUrl: string | undefined;
   trustProxy: boolean;
+  /** Body limit of the LLM proxy endpoints (conversations with images are large). */
+  proxyBodyLimitBytes: number;
+  /** max_tokens assumed when a proxied request sets none (budget reservation; Anthropic requires one). */
+  defaultMaxTokens: number;
+  /** Store prompts and completions on steps when a policy's content_logging is "default". */
+  contentLogging: boolean;
 }
 
 export interface ConfigFlags {
@@ -116,6 +122,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     logLevel: oneOf('PADDOCK_LOG_LEVEL', env.PADDOCK_LOG_LEVEL, LOG_LEVELS, 'info'),
     publicUrl,
     trustProxy: bool('PADDOCK_TRUST_PROXY', env.PADDOCK_TRUST_PROXY, false),
+    proxyBodyLimitBytes: int(
+      'PADDOCK_PROXY_BODY_LIMIT_BYTES',
+      env.PADDOCK_PROXY_BODY_LIMIT_BYTES,
+      32 * 1024 * 1024,
+      1024,
+      1024 ** 3,
+    ),
+    defaultMaxTokens: int('PADDOCK_DEFAULT_MAX_TOKENS', env.PADDOCK_DEFAULT_MAX_TOKENS, 4096, 1, 1_000_000),
+    contentLogging: bool('PADDOCK_CONTENT_LOGGING', env.PADDOCK_CONTENT_LOGGING, false),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

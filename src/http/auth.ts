@@ -10,7 +10,8 @@ export const CSRF_HEADER = 'x-csrf-token';
 /**
  * Every route says who may call it. `public` routes still see a principal when
  * one is presented. `session: true` routes refuse API keys; `team: false`
- * routes work without an active team (the service checks the team itself).
+ * routes work without an active team (the service checks the team itself);
+ * with `agent` set as well, a session route also takes agent keys.
  * Agent keys (`pda_`) reach only routes that say `agent: 'also'` or
  * `agent: 'only'` (the latter refuses everything but agent keys).
  */
@@ -120,7 +121,7 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
         'this route is for agents: authenticate with the agent key (pda_)',
       );
     }
-    if (rule.session && principal.kind !== 'session') {
+    if (rule.session && principal.kind !== 'session' && !(principal.kind === 'agent' && rule.agent)) {
       throw new ForbiddenError(
         'session_required',
         'this route needs a signed-in user session, not an API key',

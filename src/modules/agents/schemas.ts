@@ -132,3 +132,23 @@ export const AgentListQuery = Type.Object(
   { additionalProperties: false },
 );
 export const AgentNameParams = Type.Object({ name: AgentName });
+
+export const AgentMe = Type.Object(
+  {
+    kind: Type.Literal('agent'),
+    id: Type.String(),
+    team_id: Type.String(),
+    name: Type.String(),
+    description: Nullable(Type.String()),
+    status: AgentStatus,
+    policy_id: Type.String(),
+    policy_name: Nullable(Type.String()),
+    hourly_cost_limit_usd: Nullable(Type.Number()),
+    budget_hard_limit_usd: Nullable(Type.Number()),
+    budget_hard_limit_tokens: Nullable(Type.Number()),
+    max_steps_per_run: Nullable(Type.Integer()),
+    allowed_models: Nullable(Type.Array(Type.String())),
+    model_override: Nullable(Type.String()),
+  },
+  { description: 'GET /v1/me with an agent key: the agent and its default policy’s limits' },
+);

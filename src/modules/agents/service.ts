@@ -33,7 +33,7 @@ export { type AgentView, agentView } from './views.ts';
 export type ProviderKeyExists = (teamId: string, keyId: string, provider: ProviderName) => Promise<boolean>;
 
 /** What agents need from the policies module. */
-export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies'>;
+export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies' | 'findForTeam'>;
 
 /** The proxy reads the agent on every call: trust a read this long; changes here clear it at once. */
 const CACHE_TTL_MS = 2000;
@@ -122,6 +122,34 @@ export class AgentsService {
     this.generation++;
     this.agentCache.delete(agentId);
     for (const [hash, entry] of this.keyCache) if (entry.row.id === agentId) this.keyCache.delete(hash);
+  }
+
+  /**
+   * GET /v1/me with an agent key (Rungate): who the agent is and the limits
+   * its default policy sets, so an agent can plan within them.
+   */
+  async me(principal: Principal) {
+    const row =
+      principal.kind === 'agent' && principal.agentId ? await this.getForCall(principal.agentId) : undefined;
+    if (!row) throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
+    const policy = await this.policies.findForTeam(row.teamId, row.policyId);
+    const spec = policy?.spec;
+    return {
+      kind: 'agent' as const,
+      id: row.id,
+      team_id: row.teamId,
+      name: row.name,
+      description: row.description,
+      status: row.status,
+      policy_id: row.policyId,
+      policy_name: policy?.name ?? null,
+      hourly_cost_limit_usd: spec?.budget?.max_cost_per_hour_usd ?? null,
+      budget_hard_limit_usd: spec?.budget?.hard_limit_usd ?? null,
+      budget_hard_limit_tokens: spec?.budget?.hard_limit_tokens ?? null,
+      max_steps_per_run: spec?.runaway_prevention?.max_steps_per_run ?? null,
+      allowed_models: spec?.allowed_models ?? null,
+      model_override: spec?.model_override ?? null,
+    };
   }
 
   /** For the policies module: live agents whose policy is `policyId`, inside its transaction. */

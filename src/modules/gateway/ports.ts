@@ -1,3 +1,4 @@
+import type { PriceOverrides } from './pricing.ts';
 import type { Provider } from './provider-call.ts';
 import type { FailureKind } from './upstream.ts';
 import type { Usage } from './usage.ts';
@@ -52,7 +53,7 @@ export interface KeyForCall {
   provider: Provider;
   baseUrl: string;
   apiKey: string;
-  priceOverrides: Record<string, Record<string, number>> | null;
+  priceOverrides: PriceOverrides | null;
 }
 
 export interface RunForCall {
@@ -108,7 +109,8 @@ export interface AttemptPlan {
 export interface GatewayPorts {
   agent(agentId: string): Promise<AgentForCall | undefined>;
   policy(teamId: string, idOrName: string): Promise<PolicyForCall | undefined>;
-  key(teamId: string, keyId: string): Promise<KeyForCall | undefined>;
+  /** The team's usable keys among `keyIds` (enabled, secret opened); one lookup per call. */
+  keys(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>>;
   runs: {
     resolve(args: {
       teamId: string;
@@ -169,7 +171,12 @@ export interface GatewayPorts {
       requestHash: string;
     }): Promise<{ ok: true } | { ok: false; message: string }>;
   };
-  plan(args: { agent: AgentForCall; policy: PolicyForCall; model: string }): AttemptPlan;
+  plan(args: {
+    agent: AgentForCall;
+    policy: PolicyForCall;
+    model: string;
+    isKeyUsable: (keyId: string) => boolean;
+  }): AttemptPlan;
   health: {
     success(keyId: string, latencyMs: number): void;
     failure(keyId: string, kind: FailureKind): void;
@@ -177,11 +184,17 @@ export interface GatewayPorts {
   price: {
     /** The most a call can cost: estimated input plus max_tokens of output, in micro-USD. */
     maxCostMicros(
+      provider: Provider,
       model: string,
       inputTokens: number,
       maxOutputTokens: number,
       overrides: KeyForCall['priceOverrides'],
     ): number;
-    costMicros(model: string, usage: Usage, overrides: KeyForCall['priceOverrides']): number;
+    costMicros(
+      provider: Provider,
+      model: string,
+      usage: Usage,
+      overrides: KeyForCall['priceOverrides'],
+    ): number;
   };
 }

@@ -161,14 +161,13 @@ export class GatewayService {
       firstNumber(req.body.max_tokens, req.body.max_completion_tokens) ?? this.options.defaultMaxTokens;
 
     // Budget: reserve the most this call can cost, on every attempt the plan may make.
-    const plan = this.ports.plan({ agent, policy, model });
-    const keys = new Map<string, KeyForCall | undefined>();
-    for (const a of plan.attempts)
-      if (!keys.has(a.keyId)) keys.set(a.keyId, await this.ports.key(agent.teamId, a.keyId));
+    const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
+    const plan = this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) });
     const maxCost = Math.max(
       0,
       ...plan.attempts.map((a) =>
         this.ports.price.maxCostMicros(
+          keys.get(a.keyId)?.provider ?? a.provider,
           a.model,
           inputEstimate,
           maxOut,
@@ -254,7 +253,9 @@ export class GatewayService {
         }
       }
       if (spec.dry_run) return this.dryRun(admitted);
-      return await this.execute(admitted, plan.attempts, plan.retryOn, keys);
+      // Returned, not awaited, so the catch below never sees execute's errors: from here the
+      // reservation is execute's to settle, and a release here would beat its queued settlement.
+      return this.execute(admitted, plan.attempts, plan.retryOn, keys);
     } catch (err) {
       // Nothing reached a provider on these paths: free the money now.
       if (!(err instanceof ProviderFailure)) await this.ports.runs.release(admitted.reservationId);
@@ -362,11 +363,15 @@ export class GatewayService {
     };
   }
 
+  /**
+   * Tries the plan in order. Every path out of here settles the reservation
+   * (written behind) or releases it; the caller must not release it again.
+   */
   private async execute(
     a: Admitted,
     attempts: Attempt[],
     retryOn: number[],
-    keys: Map<string, KeyForCall | undefined>,
+    keys: Map<string, KeyForCall>,
   ): Promise<ProxyResult> {
     const attempted: AttemptRecord[] = [];
     const fail = (at: Attempt, kind: FailureKind, status: number | null, message: string) => {
@@ -387,7 +392,14 @@ export class GatewayService {
         continue;
       }
       const providerFormat = formatOf(key.provider);
-      const body = this.upstreamBody(a, providerFormat, at.model);
+      let body: Record<string, unknown>;
+      try {
+        body = this.upstreamBody(a, providerFormat, at.model);
+      } catch (err) {
+        // Nothing was settled and nothing reached a provider: free the money.
+        await this.ports.runs.release(a.reservationId);
+        throw err;
+      }
       const callStarted = performance.now();
       try {
         const res = await callUpstream({
@@ -398,6 +410,7 @@ export class GatewayService {
           timeoutMs: at.timeoutMs,
           firstByteTimeoutMs: at.timeoutMs,
           signal: a.req.signal,
+          stream: a.stream,
         });
         if (res.status >= 400) {
           const text = await readBody(res.body, 1024 * 1024).catch(() => '');
@@ -408,6 +421,7 @@ export class GatewayService {
           }
           // Not retryable (the request itself is wrong): the client hears the provider.
           this.ports.health.success(at.keyId, performance.now() - callStarted);
+          this.noteFailover(a, attempted, key.provider, at.model);
           this.settle(a, {
             status: 'error',
             provider: key.provider,
@@ -434,15 +448,16 @@ export class GatewayService {
         if (!a.stream) return await this.finishJson(a, at, key, res.body, attempted, callStarted);
         const opened = await this.openStream(a, key, res.body);
         if ('failure' in opened) {
+          if (opened.failure.kind === 'client_disconnect') this.clientLeft(a, at, key, attempted);
           fail(at, opened.failure.kind, res.status, opened.failure.message);
           continue;
         }
-        this.ports.health.success(at.keyId, performance.now() - callStarted);
         this.noteFailover(a, attempted, key.provider, at.model);
-        return this.relay(a, at, key, opened, attempted);
+        return this.relay(a, at, key, opened, attempted, performance.now() - callStarted);
       } catch (err) {
         if (err instanceof AppError) throw err;
         const e = classify(err, { signal: a.req.signal });
+        if (e.kind === 'client_disconnect') this.clientLeft(a, at, key, attempted);
         fail(at, e.kind, e.status ?? null, e.message);
       }
     }
@@ -466,6 +481,30 @@ export class GatewayService {
       a.runId,
       attempted.map((t) => ({ provider: t.provider, status: t.status, message: `${t.kind}: ${t.error}` })),
     );
+  }
+
+  /**
+   * The client went away while an attempt was out. That is no failure of the
+   * provider's (no failover row, no exhaustion), but the provider had the
+   * prompt: its input is charged, as for any disconnect (never zero).
+   */
+  private clientLeft(a: Admitted, at: Attempt, key: KeyForCall, attempted: AttemptRecord[]): never {
+    this.noteFailover(a, attempted, key.provider, at.model);
+    const usage: Usage = { ...ZERO, input: a.inputEstimate };
+    const message = 'the client went away before the provider answered';
+    this.settle(a, {
+      status: 'error',
+      provider: key.provider,
+      model: at.model,
+      keyId: key.id,
+      usage,
+      costMicros: this.ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides),
+      errorKind: 'client_disconnect',
+      errorMessage: message,
+      attempted,
+    });
+    // Nobody reads this answer; 499 is the usual "client closed the request".
+    throw new AppError(499, 'client_disconnect', message, { run_id: a.runId });
   }
 
   private upstreamBody(a: Admitted, providerFormat: WireFormat, model: string): Record<string, unknown> {
@@ -510,7 +549,7 @@ export class GatewayService {
       cacheRead: 0,
       cacheCreation: 0,
     };
-    const costMicros = this.ports.price.costMicros(at.model, usage, key.priceOverrides);
+    const costMicros = this.ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);
     const body =
       providerFormat === a.req.format ? json : this.translator.response(providerFormat, a.req.format, json);
     this.noteFailover(a, attempted, key.provider, at.model);
@@ -554,17 +593,20 @@ export class GatewayService {
       }
     } catch (err) {
       raw.destroy();
-      return { failure: classify(err, { signal: a.req.signal }) };
+      return { failure: classify(err, { signal: a.req.signal, stream: true }) };
     }
-    for (const e of first) tracker.observe(e);
     if (first.length === 0) {
       raw.destroy();
       return { failure: new UpstreamError('empty_stream', 'the provider ended the stream without an event') };
     }
+    // Only the very first event decides: the events after it may or may not have come in the
+    // same read, and whether a call fails over must not depend on how its bytes were split.
+    tracker.observe(first[0]!);
     if (tracker.errorMessage !== undefined) {
       raw.destroy();
       return { failure: new UpstreamError('first_events_error', tracker.errorMessage) };
     }
+    for (const e of first.slice(1)) tracker.observe(e);
     return { iterator, parser, decoder, tracker, first, raw };
   }
 
@@ -574,6 +616,7 @@ export class GatewayService {
     key: KeyForCall,
     s: OpenedStream,
     attempted: AttemptRecord[],
+    firstEventMs: number,
   ): ProxyResult {
     const providerFormat = formatOf(key.provider);
     const translate =
@@ -584,10 +627,14 @@ export class GatewayService {
       a.req.format === 'anthropic' ||
       (a.req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
     const self = this;
+    // The usage chunk was asked for on the client's behalf (budgets settle from it): pass it on only if wanted.
+    const send = (out: SseEvent) => (clientWantsUsage || !isUsageOnlyChunk(out) ? formatSse(out) : '');
     function* emit(events: SseEvent[]): Generator<string> {
       for (const e of events) {
-        if (!translate && !clientWantsUsage && isUsageOnlyChunk(e)) continue;
-        for (const out of translate ? translate.push(e) : [e]) yield formatSse(out);
+        for (const out of translate ? translate.push(e) : [e]) {
+          const text = send(out);
+          if (text !== '') yield text;
+        }
       }
     }
     async function* chunks(): AsyncGenerator<string, void, undefined> {
@@ -605,7 +652,11 @@ export class GatewayService {
         const tail = s.parser.end();
         for (const e of tail) s.tracker.observe(e);
         yield* emit(tail);
-        if (translate) for (const out of translate.end()) yield formatSse(out);
+        if (translate)
+          for (const out of translate.end()) {
+            const text = send(out);
+            if (text !== '') yield text;
+          }
         if (s.tracker.errorMessage !== undefined || !s.tracker.completed) {
           errorKind = 'mid_stream_error';
           errorMessage = s.tracker.errorMessage ?? 'the provider ended the stream before it finished';
@@ -614,15 +665,19 @@ export class GatewayService {
       } catch (err) {
         const e = classify(err, { signal: a.req.signal });
         errorKind = e.kind === 'client_disconnect' ? 'client_disconnect' : 'mid_stream_error';
-        errorMessage = e.message;
+        errorMessage = errorKind === 'client_disconnect' ? e.message : `the stream broke off: ${e.message}`;
         if (errorKind !== 'client_disconnect')
           yield formatSse(streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId));
       } finally {
         // Runs on completion, on error, and when the client disconnects (return()).
         s.raw.destroy();
         if (errorKind === null && a.req.signal.aborted) errorKind = 'client_disconnect';
+        // Judged when the stream ends, not at its first event: a key that keeps breaking its
+        // streams midway must open its circuit, which a success per first event would prevent.
+        if (errorKind === 'mid_stream_error') self.ports.health.failure(key.id, errorKind);
+        else self.ports.health.success(key.id, firstEventMs);
         const usage = s.tracker.usage(a.inputEstimate);
-        const costMicros = self.ports.price.costMicros(at.model, usage, key.priceOverrides);
+        const costMicros = self.ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);
         self.settle(a, {
           status: errorKind === null ? 'success' : 'error',
           provider: key.provider,
@@ -725,6 +780,15 @@ export class GatewayService {
 }
 
 const ZERO: Usage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };
+
+function boundKeyIds(bindings: AgentForCall['providerKeys']): string[] {
+  const ids: string[] = [];
+  for (const b of Object.values(bindings)) {
+    if (typeof b === 'string') ids.push(b);
+    else for (const k of b) ids.push(k.key_id);
+  }
+  return ids;
+}
 
 function firstNumber(...values: unknown[]): number | undefined {
   for (const v of values) if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v);

@@ -39,6 +39,8 @@ export interface UpstreamCall {
   firstByteTimeoutMs: number;
   /** Aborts the call (a client that went away). */
   signal?: AbortSignal;
+  /** A streamed call: running out of time before its first event is first_events_timeout. */
+  stream?: boolean;
 }
 
 export interface UpstreamResponse {
@@ -102,25 +104,36 @@ export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse
   }
 }
 
-export function classify(err: unknown, call: { signal?: AbortSignal }): UpstreamError {
+/**
+ * Names a failed attempt. The headers timeout, the body timeout and the
+ * whole-call deadline are all timeout_ms long and race each other, so the
+ * kind depends on what the call was (a stream still waiting for its first
+ * event, or not), never on which timer fired first.
+ */
+export function classify(err: unknown, call: { signal?: AbortSignal; stream?: boolean }): UpstreamError {
   if (err instanceof UpstreamError) return err;
   if (call.signal?.aborted) return new UpstreamError('client_disconnect', 'the client went away');
   if (err instanceof undiciErrors.ConnectTimeoutError) {
     return new UpstreamError('tcp_connect_timeout', 'connecting to the provider timed out');
   }
+  const timeout = call.stream ? 'first_events_timeout' : 'request_timeout';
   if (err instanceof undiciErrors.HeadersTimeoutError) {
-    return new UpstreamError('first_events_timeout', 'the provider sent no response in time');
+    return new UpstreamError(timeout, 'the provider sent no response within the timeout');
   }
   if (err instanceof undiciErrors.BodyTimeoutError) {
-    return new UpstreamError('request_timeout', 'the provider stalled while sending the response');
+    return new UpstreamError(timeout, 'the provider stalled while sending the response');
   }
   const name = (err as Error)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') {
-    return new UpstreamError('request_timeout', 'the provider did not finish within the request timeout');
+    return new UpstreamError(timeout, 'the provider did not finish within the request timeout');
   }
   const code =
     (err as NodeJS.ErrnoException)?.code ?? (err as { cause?: NodeJS.ErrnoException })?.cause?.code;
-  return new UpstreamError('network_error', `could not reach the provider${code ? ` (${code})` : ''}`);
+  // Also raised after the response began (a socket cut mid-body), so it does not say "could not reach".
+  return new UpstreamError(
+    'network_error',
+    `the connection to the provider failed${code ? ` (${code})` : ''}`,
+  );
 }
 
 /** Reads a whole (non-streaming) body as text, within the call's deadline. */

@@ -1,4 +1,4 @@
-import { Type } from 'typebox';
+import { type TSchema, Type } from 'typebox';
 import {
   clearSessionCookies,
   principalOf,
@@ -7,6 +7,7 @@ import {
 } from '../../http/auth.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import { type App, requestMeta } from '../../http/types.ts';
+import type { Principal } from './principal.ts';
 import * as s from './schemas.ts';
 import type { AuthService, SignedIn } from './service.ts';
 
@@ -17,7 +18,18 @@ function body(signedIn: SignedIn) {
   return rest;
 }
 
-export function registerAuthRoutes(app: App, auth: AuthService, cookies: SessionCookieOptions): void {
+/** GET /v1/me for agent keys, answered by the agents module. */
+export interface AgentMeRoute {
+  schema: TSchema;
+  handler: (principal: Principal) => Promise<unknown>;
+}
+
+export function registerAuthRoutes(
+  app: App,
+  auth: AuthService,
+  cookies: SessionCookieOptions,
+  agentMe?: AgentMeRoute,
+): void {
   const signIn = (reply: Parameters<typeof setSessionCookies>[0], result: SignedIn) => {
     setSessionCookies(
       reply,
@@ -106,14 +118,17 @@ export function registerAuthRoutes(app: App, auth: AuthService, cookies: Session
   app.get(
     '/v1/me',
     {
-      config: { auth: { scope: 'read', session: true, team: false } },
+      config: { auth: { scope: 'read', session: true, team: false, agent: agentMe ? 'also' : undefined } },
       schema: {
         tags: ['me'],
-        summary: 'The signed-in user, active team and role',
-        response: { 200: s.Me, ...errorResponses() },
+        summary: 'The signed-in user, active team and role; with an agent key, the agent and its limits',
+        response: { 200: agentMe ? Type.Union([s.Me, agentMe.schema]) : s.Me, ...errorResponses() },
       },
     },
-    async (request) => auth.me(principalOf(request)),
+    async (request) => {
+      const principal = principalOf(request);
+      return principal.kind === 'agent' && agentMe ? agentMe.handler(principal) : auth.me(principal);
+    },
   );
 
   app.patch(

@@ -201,6 +201,9 @@ export class BudgetSystem {
     }
     const state = await budgetRepo.runBudgetState(this.db, input.teamId, input.runId, input.agentId);
     if (!state) return { ok: false, reason: 'run_not_running', message: `run ${input.runId} was not found` };
+    if (state.status === 'budget_exceeded') {
+      return { ok: false, reason: 'budget_exceeded', message: `run ${input.runId} reached its budget` };
+    }
     if (state.status !== 'running') {
       return { ok: false, reason: 'run_not_running', message: `run ${input.runId} is ${state.status}` };
     }

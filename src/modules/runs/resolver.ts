@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { type Clock, MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
-import { ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -182,6 +182,13 @@ export class RunResolver {
     if (!run || run.agentId !== input.agent.id) throw new NotFoundError('run', runId);
     if (run.status === 'force_stopped') {
       throw new ForbiddenError('run_force_stopped', `run ${run.id} was force-stopped; start a new run`, {
+        run_id: run.id,
+        error_type: 'governance_block',
+      });
+    }
+    if (run.status === 'budget_exceeded') {
+      // The run's money is spent: the caller hears the budget (402), as the calls that used it up did.
+      throw new AppError(402, 'budget_exceeded', `run ${run.id} reached its budget; start a new run`, {
         run_id: run.id,
         error_type: 'governance_block',
       });

@@ -1,0 +1,379 @@
+// Prints the latency Paddock's governed proxy adds on top of the provider: the
+// mock LLM upstream and Paddock each in a process of their own, load sent
+// straight to the mock (baseline) and through Paddock with governance on
+// (budget, rate limits, model rules, runs and steps recorded).
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { unusedPortUrl } from '../test/support/mock-llm.ts';
+import { type LoadFigures, type OpenLoopFigures, runAutocannon, runOpenLoop, type Target } from './load.ts';
+import { type Child, spawnChild, stopChild } from './processes.ts';
+
+const BIN = path.resolve('bin/paddock.js');
+const MOCK_UPSTREAM = path.resolve('bench/mock-upstream.ts');
+const DURATION_SEC = positive('BENCH_DURATION_SEC', 10);
+const WARMUP_SEC = positive('BENCH_WARMUP_SEC', 3);
+const DATABASE_URL = process.env.BENCH_DATABASE_URL || undefined;
+/** When set, Paddock runs with --cpu-prof and writes its profile here on exit. */
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR || undefined;
+const CONNECTIONS = 50;
+const RATES = [500, 1000];
+/** 100 rps is below what Paddock on PGlite sustains on a small machine: its overhead without a queue. */
+const OPEN_LOOP_RATES = [100, 500];
+const PROVIDER_SECRET = 'sk-bench-upstream';
+const BODY = JSON.stringify({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'Say hello to the benchmark in one short sentence.' }],
+  max_tokens: 64,
+});
+
+function positive(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new Error(`${name}=${JSON.stringify(raw)} must be a positive number`);
+  return n;
+}
+
+type Json = Record<string, unknown>;
+
+async function api(base: string, method: string, route: string, token?: string, body?: Json): Promise<Json> {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${route} answered ${res.status}: ${text}`);
+  return JSON.parse(text) as Json;
+}
+
+function str(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw new Error(`${what} is missing from the response`);
+  return value;
+}
+
+async function waitForReady(base: string, child: Child, timeoutMs: number): Promise<void> {
+  const started = performance.now();
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`paddock exited with ${child.exitCode} before it was ready`);
+    const res = await fetch(`${base}/ready`).catch(() => undefined);
+    if (res?.status === 200) return;
+    if (performance.now() - started > timeoutMs) throw new Error(`paddock not ready after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** VmRSS of a process, in MB (Linux). */
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+  return kb === undefined ? Number.NaN : Number(kb) / 1024;
+}
+
+interface Governed {
+  base: string;
+  token: string;
+  agentId: string;
+  agentKey: string;
+}
+
+/** Signs up, and creates the provider key, the governing policy and the agent, through the HTTP API. */
+async function setUpAgent(base: string, mockUrl: string): Promise<Governed> {
+  const tag = randomBytes(4).toString('hex');
+  const signup = await api(base, 'POST', '/v1/auth/signup', undefined, {
+    email: `bench-${tag}@example.com`,
+    password: 'a long benchmark password',
+    name: 'Bench',
+  });
+  const token = str(signup.session_token, 'session_token');
+  const key = await api(base, 'POST', '/v1/provider-keys', token, {
+    name: `bench-openai-${tag}`,
+    provider: 'openai',
+    api_key: PROVIDER_SECRET,
+    base_url: mockUrl,
+  });
+  // Every check on and none that could trigger: a refusal would measure the refusal, not the proxy.
+  const policy = await api(base, 'POST', '/v1/policies', token, {
+    name: `bench-${tag}`,
+    budget: { hard_limit_usd: 1e6, max_cost_per_hour_usd: 1e6 },
+    rate_limits: { max_requests_per_minute: 100_000_000, max_tokens_per_minute: 1_000_000_000 },
+    allowed_models: ['gpt-4o*'],
+    blocked_models: ['gpt-3.5*'],
+    runaway_prevention: { enabled: false },
+  });
+  const agent = await api(base, 'POST', '/v1/agents', token, {
+    name: `bench-agent-${tag}`,
+    policy_id: str(policy.id, 'policy id'),
+    provider_keys: { openai: str(key.id, 'provider key id') },
+  });
+  return { base, token, agentId: str(agent.id, 'agent id'), agentKey: str(agent.api_key, 'agent api_key') };
+}
+
+/** One allowed and one blocked call, so the output shows that governance answers. */
+async function checkGovernance(paddock: Target): Promise<string[]> {
+  const allowed = await fetch(paddock.url, { method: 'POST', headers: paddock.headers, body: paddock.body });
+  await allowed.arrayBuffer();
+  if (allowed.status !== 200) throw new Error(`a call through Paddock answered ${allowed.status}`);
+  const h = (name: string) => allowed.headers.get(name) ?? '(none)';
+  const blocked = await fetch(paddock.url, {
+    method: 'POST',
+    headers: paddock.headers,
+    body: JSON.stringify({ ...(JSON.parse(paddock.body) as Json), model: 'gpt-3.5-turbo' }),
+  });
+  const refusal = (await blocked.json()) as { error?: { code?: string } };
+  if (blocked.status !== 403) throw new Error(`a blocked model answered ${blocked.status}, not 403`);
+  return [
+    `  allowed call: 200, run ${h('x-paddock-run-id')}, cost $${h('x-paddock-cost-usd')}, ` +
+      `budget remaining $${h('x-paddock-budget-remaining-usd')}`,
+    `  blocked model gpt-3.5-turbo: ${blocked.status} ${refusal.error?.code ?? '(no code)'}`,
+  ];
+}
+
+interface RunsSummary {
+  steps: number;
+  runs: number;
+  costUsd: number;
+}
+
+async function recordedSteps(g: Governed): Promise<RunsSummary> {
+  const page = await api(g.base, 'GET', `/v1/runs?agent_id=${g.agentId}&limit=200`, g.token);
+  const runs = (page.data ?? []) as Array<{ step_count: number; cost_usd: number }>;
+  return {
+    steps: runs.reduce((n, r) => n + r.step_count, 0),
+    runs: runs.length,
+    costUsd: runs.reduce((n, r) => n + r.cost_usd, 0),
+  };
+}
+
+/** Waits until the write-behind queue has recorded `atLeast` steps, or stops making progress. */
+async function drain(g: Governed, atLeast: number, timeoutMs = 60_000): Promise<RunsSummary> {
+  const started = performance.now();
+  let last = await recordedSteps(g);
+  let lastChangeAt = performance.now();
+  while (last.steps < atLeast && performance.now() - started < timeoutMs) {
+    await sleep(250);
+    const now = await recordedSteps(g);
+    if (now.steps !== last.steps) lastChangeAt = performance.now();
+    else if (performance.now() - lastChangeAt > 5_000) break;
+    last = now;
+  }
+  return last;
+}
+
+interface Row {
+  scenario: string;
+  via: 'direct' | 'paddock';
+  method: 'autocannon' | 'undici open loop';
+  rate: number | undefined;
+  figures: LoadFigures;
+  rssMb: number;
+}
+
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f3 = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : 'n/a');
+
+function table(rows: Row[]): string {
+  const lines = [
+    '| scenario | method | target rps | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | errors / non-2xx | Paddock RSS MB |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const fmt = r.method === 'autocannon' ? (n: number) => String(n) : f3;
+    const base =
+      r.via === 'paddock' && r.rate !== undefined
+        ? rows.find((d) => d.via === 'direct' && d.method === r.method && d.rate === r.rate)
+        : undefined;
+    const added = (pick: (x: LoadFigures) => number) =>
+      base ? fmt(pick(r.figures) - pick(base.figures)) : '—';
+    lines.push(
+      `| ${r.scenario} | ${r.method} | ${r.rate ?? 'max'} | ${f1(r.figures.completed / r.figures.durationSec)} ` +
+        `| ${fmt(r.figures.p50Ms)} | ${fmt(r.figures.p99Ms)} | ${added((x) => x.p50Ms)} | ${added((x) => x.p99Ms)} ` +
+        `| ${r.figures.errors} / ${r.figures.non2xx} | ${f1(r.rssMb)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<number> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-gateway-'));
+  const children: Child[] = [];
+  const onSignal = () => {
+    void Promise.all(children.map((c) => stopChild(c))).finally(() => {
+      rmSync(dataDir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const mock = spawnChild(
+      'mock-upstream',
+      process.execPath,
+      ['--import', 'tsx', MOCK_UPSTREAM],
+      process.env,
+    );
+    children.push(mock);
+    const mockUrl = (await mock.firstLine(15_000)).trim();
+    if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(mockUrl)) throw new Error(`mock upstream printed ${mockUrl}`);
+
+    const port = new URL(await unusedPortUrl()).port;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PADDOCK_SIGNUP: 'open',
+      PADDOCK_LOG_LEVEL: 'warn',
+      // A throwaway key for a throwaway data dir (spares the "back up the key file" warning).
+      PADDOCK_MASTER_KEY: randomBytes(32).toString('hex'),
+    };
+    delete env.DATABASE_URL;
+    delete env.PADDOCK_PUBLIC_URL;
+    if (DATABASE_URL) env.DATABASE_URL = DATABASE_URL;
+    const profArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
+    const paddock = spawnChild(
+      'paddock',
+      process.execPath,
+      [...profArgs, BIN, 'serve', '--host', '127.0.0.1', '--port', port, '--data-dir', dataDir],
+      env,
+    );
+    children.push(paddock);
+    const base = `http://127.0.0.1:${port}`;
+    await waitForReady(base, paddock, 60_000);
+    const g = await setUpAgent(base, mockUrl);
+
+    const direct: Target = {
+      url: `${mockUrl}/v1/chat/completions`,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${PROVIDER_SECRET}` },
+      body: BODY,
+    };
+    const proxied: Target = {
+      url: `${base}/v1/chat/completions`,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${g.agentKey}` },
+      body: BODY,
+    };
+    const governance = await checkGovernance(proxied);
+    // Both checks above were answered, and each is a step.
+    let answeredByPaddock = 2;
+    const count = (via: Row['via'], figures: LoadFigures) => {
+      if (via === 'paddock') answeredByPaddock += figures.completed;
+    };
+
+    const cores = os.cpus();
+    console.log(
+      `gateway benchmark: ${DURATION_SEC} s a scenario after ${WARMUP_SEC} s of warm-up per target`,
+    );
+    console.log(
+      `  machine: ${cores.length} × ${cores[0]?.model ?? 'unknown CPU'}, ${f1(os.totalmem() / 2 ** 30)} GB, ` +
+        `Node ${process.version}, load average ${os.loadavg().map(f1).join(' ')} at start`,
+    );
+    console.log(`  database: ${DATABASE_URL ? 'Postgres (BENCH_DATABASE_URL)' : 'PGlite (embedded)'}`);
+    console.log(
+      `  upstream: mock LLM at ${mockUrl} (pid ${mock.pid}); Paddock at ${base} (pid ${paddock.pid})`,
+    );
+    for (const line of governance) console.log(line);
+
+    for (const [via, target] of [
+      ['direct', direct],
+      ['paddock', proxied],
+    ] as const) {
+      const warm = await runAutocannon(target, {
+        ratePerSec: RATES[0],
+        durationSec: WARMUP_SEC,
+        connections: CONNECTIONS,
+      });
+      count(via, warm);
+    }
+    await drain(g, answeredByPaddock);
+
+    const rows: Row[] = [];
+    const record = async (row: Omit<Row, 'rssMb' | 'figures'>, figures: LoadFigures | OpenLoopFigures) => {
+      const rss = rssMb(paddock.pid);
+      count(row.via, figures);
+      rows.push({ ...row, figures, rssMb: rss });
+      const lag = 'sendLagP99Ms' in figures ? `, send lag p99 ${f3(figures.sendLagP99Ms)} ms` : '';
+      console.log(
+        `  ${row.scenario} (${row.method}): ${f1(figures.completed / figures.durationSec)} rps, ` +
+          `p50 ${f3(figures.p50Ms)} ms, p99 ${f3(figures.p99Ms)} ms, ${figures.completed} answered, ` +
+          `${figures.errors} errors, ` +
+          `${figures.non2xx} non-2xx${lag}`,
+      );
+      // The next scenario starts with Paddock's write-behind queue empty.
+      if (row.via === 'paddock') await drain(g, answeredByPaddock);
+    };
+
+    for (const rate of [...RATES, undefined]) {
+      for (const [via, target] of [
+        ['direct', direct],
+        ['paddock', proxied],
+      ] as const) {
+        const figures = await runAutocannon(target, {
+          ratePerSec: rate,
+          durationSec: DURATION_SEC,
+          connections: CONNECTIONS,
+        });
+        await record(
+          { scenario: `${via} @ ${rate ?? 'saturation'}`, via, method: 'autocannon', rate },
+          figures,
+        );
+      }
+    }
+    for (const rate of OPEN_LOOP_RATES) {
+      for (const [via, target] of [
+        ['direct', direct],
+        ['paddock', proxied],
+      ] as const) {
+        const figures = await runOpenLoop(target, {
+          ratePerSec: rate,
+          durationSec: DURATION_SEC,
+          connections: CONNECTIONS,
+        });
+        await record({ scenario: `${via} @ ${rate}`, via, method: 'undici open loop', rate }, figures);
+      }
+    }
+
+    await sleep(1_000);
+    const recorded = await drain(g, answeredByPaddock);
+    console.log('');
+    console.log(
+      `governance: ${recorded.steps} steps recorded in ${recorded.runs} run(s) of the agent ` +
+        `(cost $${recorded.costUsd.toFixed(4)}) for ${answeredByPaddock} requests answered by Paddock ` +
+        '(warm-up and the two checks included; each autocannon run also leaves up to ' +
+        `${CONNECTIONS} requests in flight when it stops, which Paddock answers and records)`,
+    );
+    console.log('');
+    console.log(table(rows));
+    console.log('');
+    console.log(
+      'autocannon: whole-millisecond latencies; its fixed rate sends each connection’s share of a second back to back. ' +
+        'undici open loop: one request every 1/rate s regardless of answers, each timed with process.hrtime.bigint(), exact percentiles.',
+    );
+    console.log(
+      `added = Paddock − direct at the same rate and method. The load generator, Paddock and the mock share ` +
+        `${cores.length} cores; load average ${os.loadavg().map(f1).join(' ')} at the end.`,
+    );
+    const stderr = paddock.stderrTail();
+    if (stderr.length > 0)
+      console.log(`\nPaddock stderr (last ${stderr.length} lines):\n${stderr.join('\n')}`);
+    return 0;
+  } catch (err) {
+    console.error(`gateway benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+    for (const c of children) {
+      const tail = c.stderrTail();
+      if (tail.length > 0) console.error(`${c.name} stderr:\n${tail.join('\n')}`);
+    }
+    return 1;
+  } finally {
+    await Promise.all(children.map((c) => stopChild(c)));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,84 @@
+// Child processes for benchmarks: started with piped output, the last lines of
+// stderr kept for the report, and stopped by their own pid.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+
+const STDERR_LINES = 40;
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number;
+  /** null while it runs. */
+  readonly exitCode: number | null;
+  /** The first line it prints on stdout. */
+  firstLine(timeoutMs: number): Promise<string>;
+  stderrTail(): string[];
+  readonly process: ChildProcess;
+}
+
+export function spawnChild(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): Child {
+  // stdin stays a pipe: a child that watches it notices when the benchmark dies.
+  const proc = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  if (proc.pid === undefined) throw new Error(`could not start ${name}`);
+  const pid = proc.pid;
+  const tail: string[] = [];
+  let stdout = '';
+  let firstLineWaiter: ((line: string) => void) | undefined;
+  proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    const nl = stdout.indexOf('\n');
+    if (nl !== -1 && firstLineWaiter) firstLineWaiter(stdout.slice(0, nl));
+    // Only the first line is read; the rest is let go so the pipe never fills.
+    if (stdout.length > 65_536) stdout = stdout.slice(0, 65_536);
+  });
+  let partial = '';
+  proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    tail.push(...lines);
+    if (tail.length > STDERR_LINES) tail.splice(0, tail.length - STDERR_LINES);
+  });
+  let exitCode: number | null = null;
+  proc.on('exit', (code, signal) => {
+    exitCode = code ?? (signal ? 128 : 1);
+  });
+  return {
+    name,
+    pid,
+    process: proc,
+    get exitCode() {
+      return exitCode;
+    },
+    firstLine(timeoutMs) {
+      const nl = stdout.indexOf('\n');
+      if (nl !== -1) return Promise.resolve(stdout.slice(0, nl));
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${name} printed nothing in ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        const onExit = () => reject(new Error(`${name} exited before printing a line`));
+        proc.once('exit', onExit);
+        firstLineWaiter = (line) => {
+          clearTimeout(timer);
+          proc.off('exit', onExit);
+          firstLineWaiter = undefined;
+          resolve(line);
+        };
+      });
+    },
+    stderrTail: () => (partial ? [...tail, partial] : [...tail]),
+  };
+}
+
+/** SIGTERM, then SIGKILL when it has not exited after `graceMs`. */
+export async function stopChild(child: Child, graceMs = 15_000): Promise<void> {
+  const proc = child.process;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+  proc.stdin?.destroy();
+}

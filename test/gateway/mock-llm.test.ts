@@ -1,0 +1,443 @@
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type MockLlm,
+  mockPromptTokens,
+  mockTextTokens,
+  startMockLlm,
+  unusedPortUrl,
+} from '../support/mock-llm.ts';
+
+// The official clients prove the wire formats: whatever they parse, the gateway will meet for real.
+
+let mock: MockLlm;
+let openai: OpenAI;
+let anthropic: Anthropic;
+
+const openAiClient = (baseURL: string, apiKey = 'sk-test', timeout = 5_000) =>
+  new OpenAI({ baseURL: `${baseURL}/v1`, apiKey, maxRetries: 0, timeout });
+const anthropicClient = (baseURL: string, apiKey = 'sk-test', timeout = 5_000) =>
+  new Anthropic({ baseURL, apiKey, maxRetries: 0, timeout });
+
+const chat = { model: 'gpt-4o', messages: [{ role: 'user' as const, content: 'What is the weather?' }] };
+const msg = {
+  model: 'claude-sonnet-4-6',
+  max_tokens: 100,
+  messages: [{ role: 'user' as const, content: 'Hi' }],
+};
+const weather = { toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris', days: [1, 2] } }] };
+
+/** Reads an OpenAI stream to its end or its failure, keeping what arrived before. */
+async function drain<T>(stream: AsyncIterable<T>): Promise<{ items: T[]; error: unknown }> {
+  const items: T[] = [];
+  try {
+    for await (const item of stream) items.push(item);
+    return { items, error: undefined };
+  } catch (error) {
+    return { items, error };
+  }
+}
+
+beforeAll(async () => {
+  mock = await startMockLlm();
+  openai = openAiClient(mock.url);
+  anthropic = anthropicClient(mock.url);
+});
+afterAll(() => mock.close());
+beforeEach(() => mock.reset());
+
+describe('OpenAI chat completions', () => {
+  it('answers JSON with the model echoed and cached tokens inside prompt_tokens', async () => {
+    mock.reply({ text: 'hello', usage: { input: 12, output: 5, cacheRead: 3 } });
+    const res = await openai.chat.completions.create(chat);
+    expect(res.id).toMatch(/^chatcmpl-\w{29}$/);
+    expect(res.object).toBe('chat.completion');
+    expect(res.model).toBe('gpt-4o');
+    expect(res.choices[0]).toMatchObject({
+      message: { role: 'assistant', content: 'hello' },
+      finish_reason: 'stop',
+    });
+    expect(res.usage).toMatchObject({
+      prompt_tokens: 15,
+      completion_tokens: 5,
+      total_tokens: 20,
+      prompt_tokens_details: { cached_tokens: 3 },
+    });
+    const [req] = mock.requests;
+    expect(req).toMatchObject({
+      path: '/v1/chat/completions',
+      format: 'openai',
+      apiKey: 'sk-test',
+      stream: false,
+    });
+    expect(req!.headers.authorization).toBe('Bearer sk-test');
+    expect(req!.body).toMatchObject(chat);
+  });
+
+  it('streams the given deltas, and usage only in a last choices: [] chunk when asked', async () => {
+    mock.reply({ chunks: ['Hel', 'lo'], usage: { input: 20, output: 2, cacheRead: 8, cacheCreation: 4 } });
+    const stream = await openai.chat.completions.create({
+      ...chat,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const { items, error } = await drain(stream);
+    expect(error).toBeUndefined();
+    expect(items.map((c) => c.choices[0]?.delta.content)).toEqual(['', 'Hel', 'lo', undefined, undefined]);
+    expect(items.at(-2)!.choices[0]!.finish_reason).toBe('stop');
+    expect(items.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+    const last = items.at(-1)!;
+    expect(last.choices).toEqual([]);
+    // No cache-write bucket on OpenAI: those tokens are plain prompt tokens.
+    expect(last.usage).toMatchObject({
+      prompt_tokens: 32,
+      completion_tokens: 2,
+      prompt_tokens_details: { cached_tokens: 8 },
+    });
+    expect(new Set(items.map((c) => c.id)).size).toBe(1);
+
+    mock.reply({ text: 'no usage please' });
+    const plain = await drain(await openai.chat.completions.create({ ...chat, stream: true }));
+    expect(plain.items.some((c) => c.usage)).toBe(false);
+    expect(plain.items.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('no usage please');
+  });
+
+  it('derives default usage from the prompt and the text, the same every time', async () => {
+    const a = await openai.chat.completions.create(chat);
+    const b = await openai.chat.completions.create(chat);
+    const text = a.choices[0]!.message.content!;
+    expect(text.length).toBeGreaterThan(0);
+    expect(a.usage).toMatchObject({
+      prompt_tokens: mockPromptTokens(chat),
+      completion_tokens: mockTextTokens(text),
+    });
+    expect(mockPromptTokens(chat)).toBe(Math.ceil('What is the weather?'.length / 4));
+    expect(b.usage).toEqual(a.usage);
+    expect(a.id).not.toBe(b.id);
+  });
+
+  it('calls tools with JSON-string arguments, whole and streamed', async () => {
+    mock.reply(weather);
+    const res = await openai.chat.completions.create(chat);
+    const choice = res.choices[0]!;
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    const call = choice.message.tool_calls![0]!;
+    expect(call.type === 'function' && call.id.startsWith('call_')).toBe(true);
+    if (call.type !== 'function') throw new Error('expected a function call');
+    expect(call.function.name).toBe('get_weather');
+    expect(JSON.parse(call.function.arguments)).toEqual({ city: 'Paris', days: [1, 2] });
+
+    mock.reply({ ...weather, text: 'Checking.' });
+    const streamed = await openai.chat.completions.stream(chat).finalChatCompletion();
+    const s = streamed.choices[0]!;
+    expect(s.finish_reason).toBe('tool_calls');
+    expect(s.message.content).toBe('Checking.');
+    const sc = s.message.tool_calls![0]!;
+    if (sc.type !== 'function') throw new Error('expected a function call');
+    expect(sc.function.name).toBe('get_weather');
+    expect(JSON.parse(sc.function.arguments)).toEqual({ city: 'Paris', days: [1, 2] });
+  });
+});
+
+describe('Anthropic messages', () => {
+  it('answers JSON with input_tokens apart from both cache buckets', async () => {
+    mock.reply({ text: 'hello', usage: { input: 12, output: 5, cacheRead: 3, cacheCreation: 2 } });
+    const res = await anthropic.messages.create(msg);
+    expect(res.id).toMatch(/^msg_01\w{22}$/);
+    expect(res).toMatchObject({
+      type: 'message',
+      role: 'assistant',
+      model: 'claude-sonnet-4-6',
+      stop_reason: 'end_turn',
+      content: [{ type: 'text', text: 'hello' }],
+      usage: {
+        input_tokens: 12,
+        output_tokens: 5,
+        cache_read_input_tokens: 3,
+        cache_creation_input_tokens: 2,
+      },
+    });
+    const [req] = mock.requests;
+    expect(req).toMatchObject({ path: '/v1/messages', format: 'anthropic', apiKey: 'sk-test' });
+    // The 1.x SDK sends its key as a Bearer token; the gateway sends x-api-key (see the raw test below).
+    expect(req!.headers.authorization).toBe('Bearer sk-test');
+    expect(req!.headers['anthropic-version']).toBeTruthy();
+  });
+
+  it('streams message_start … message_stop, which the SDK assembles with the usage', async () => {
+    mock.reply({ chunks: ['Hel', 'lo'], usage: { input: 12, output: 5, cacheRead: 3, cacheCreation: 2 } });
+    const stream = anthropic.messages.stream(msg);
+    const deltas: string[] = [];
+    stream.on('text', (t) => deltas.push(t));
+    const final = await stream.finalMessage();
+    expect(deltas).toEqual(['Hel', 'lo']);
+    expect(final).toMatchObject({
+      content: [{ type: 'text', text: 'Hello' }],
+      stop_reason: 'end_turn',
+      usage: {
+        input_tokens: 12,
+        output_tokens: 5,
+        cache_read_input_tokens: 3,
+        cache_creation_input_tokens: 2,
+      },
+    });
+
+    mock.reply({ chunks: ['a', 'b'] });
+    const raw = await anthropic.messages.create({ ...msg, stream: true });
+    const { items } = await drain(raw);
+    expect(items.map((e) => e.type)).toEqual([
+      'message_start',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+  });
+
+  it('names every SSE event after its data type (the SDK drops unnamed ones), ping included', async () => {
+    const res = await fetch(`${mock.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-api-key': 'sk-raw',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({ ...msg, stream: true }),
+    });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(mock.requests[0]!.apiKey).toBe('sk-raw');
+    const blocks = (await res.text()).split('\n\n').filter((b) => b !== '');
+    const names = blocks.map((b) => {
+      const [event, data] = b.split('\n');
+      const type = (JSON.parse(data!.replace(/^data: /, '')) as { type: string }).type;
+      expect(event).toBe(`event: ${type}`);
+      return type;
+    });
+    expect(names.slice(0, 3)).toEqual(['message_start', 'content_block_start', 'ping']);
+    expect(names.at(-1)).toBe('message_stop');
+  });
+
+  it('calls tools as tool_use blocks, whole and streamed with input_json_delta', async () => {
+    mock.reply(weather);
+    const res = await anthropic.messages.create(msg);
+    expect(res.stop_reason).toBe('tool_use');
+    expect(res.content).toHaveLength(1);
+    expect(res.content[0]).toMatchObject({
+      type: 'tool_use',
+      name: 'get_weather',
+      input: { city: 'Paris', days: [1, 2] },
+    });
+    expect((res.content[0] as Anthropic.ToolUseBlock).id).toMatch(/^toolu_01/);
+
+    mock.reply({ ...weather, text: 'Checking.' });
+    const final = await anthropic.messages.stream(msg).finalMessage();
+    expect(final.stop_reason).toBe('tool_use');
+    expect(final.content).toMatchObject([
+      { type: 'text', text: 'Checking.' },
+      { type: 'tool_use', name: 'get_weather', input: { city: 'Paris', days: [1, 2] } },
+    ]);
+  });
+
+  it('refuses what the real API refuses: no max_tokens, a system role in messages, no version header', async () => {
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${mock.url}/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-api-key': 'k',
+          'anthropic-version': '2023-06-01',
+          ...headers,
+        },
+        body: JSON.stringify(body),
+      });
+    const noMax = await post({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] });
+    expect(noMax.status).toBe(400);
+    expect(await noMax.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect((await post({ ...msg, messages: [{ role: 'system', content: 'x' }] })).status).toBe(400);
+    const res = await fetch(`${mock.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': 'k' },
+      body: JSON.stringify(msg),
+    });
+    expect(res.status).toBe(400);
+  });
+});
+
+describe('failures the SDKs observe', () => {
+  it('429 raises RateLimitError with retry-after, in each provider’s error shape', async () => {
+    mock.reply([
+      { status: 429, retryAfterSec: 1 },
+      { status: 429, retryAfterSec: 2, message: 'slow down' },
+    ]);
+    const o = await openai.chat.completions.create(chat).catch((e: unknown) => e);
+    expect(o).toBeInstanceOf(OpenAI.RateLimitError);
+    const oe = o as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(oe.headers.get('retry-after')).toBe('1');
+    expect(oe.code).toBe('rate_limit_exceeded');
+    const a = await anthropic.messages.create(msg).catch((e: unknown) => e);
+    expect(a).toBeInstanceOf(Anthropic.RateLimitError);
+    const ae = a as InstanceType<typeof Anthropic.RateLimitError>;
+    expect(ae.headers.get('retry-after')).toBe('2');
+    expect(ae.type).toBe('rate_limit_error');
+    expect(ae.apiMessage).toBe('slow down');
+  });
+
+  it('5xx raises InternalServerError; 400 BadRequestError; a body may replace the error', async () => {
+    mock.reply([
+      { status: 500 },
+      { status: 503 },
+      { status: 400 },
+      { status: 502, body: '<html>bad gateway</html>' },
+    ]);
+    await expect(openai.chat.completions.create(chat)).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    const a = await anthropic.messages.create(msg).catch((e: unknown) => e);
+    expect(a).toBeInstanceOf(Anthropic.InternalServerError);
+    expect(a).toMatchObject({ status: 503, type: 'overloaded_error' });
+    await expect(openai.chat.completions.create(chat)).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    const html = await anthropic.messages.create(msg).catch((e: unknown) => e);
+    expect(html).toMatchObject({ status: 502 });
+    expect(String(html)).toContain('bad gateway');
+  });
+
+  it('requireKey answers 401 to any other key, in each shape', async () => {
+    const strict = await startMockLlm({ requireKey: 'sk-right' });
+    try {
+      await expect(openAiClient(strict.url, 'sk-wrong').chat.completions.create(chat)).rejects.toBeInstanceOf(
+        OpenAI.AuthenticationError,
+      );
+      await expect(anthropicClient(strict.url, 'sk-wrong').messages.create(msg)).rejects.toBeInstanceOf(
+        Anthropic.AuthenticationError,
+      );
+      await expect(anthropicClient(strict.url, 'sk-right').messages.create(msg)).resolves.toMatchObject({
+        type: 'message',
+      });
+      expect(strict.requests.map((r) => r.apiKey)).toEqual(['sk-wrong', 'sk-wrong', 'sk-right']);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('replyFor fails one provider key and not the other; times repeats a step', async () => {
+    mock.replyFor({ apiKey: 'sk-a' }, { status: 500, times: Number.POSITIVE_INFINITY });
+    mock.replyFor({ path: '/v1/messages' }, { text: 'only anthropic' });
+    const a = openAiClient(mock.url, 'sk-a');
+    const b = openAiClient(mock.url, 'sk-b');
+    for (let i = 0; i < 3; i++)
+      await expect(a.chat.completions.create(chat)).rejects.toBeInstanceOf(OpenAI.APIError);
+    const ok = await b.chat.completions.create(chat);
+    expect(ok.choices[0]!.message.content).not.toBe('only anthropic');
+    const an = await anthropic.messages.create(msg);
+    expect(an.content).toMatchObject([{ text: 'only anthropic' }]);
+    expect(mock.queued).toBe(Number.POSITIVE_INFINITY);
+    expect(mock.requests.map((r) => r.apiKey)).toEqual(['sk-a', 'sk-a', 'sk-a', 'sk-b', 'sk-test']);
+  });
+
+  it('a cut stream keeps the deltas sent before it and then fails', async () => {
+    // OpenAI events: role, 'Hel' | cut.
+    mock.reply({ chunks: ['Hel', 'lo', ' world'], cutAfterEvents: 2 });
+    const o = await drain(await openai.chat.completions.create({ ...chat, stream: true }));
+    expect(o.items.map((c) => c.choices[0]?.delta.content)).toEqual(['', 'Hel']);
+    expect(o.error).toBeInstanceOf(Error);
+
+    // Anthropic events: message_start, block start, ping, 'Hel' | cut.
+    mock.reply({ chunks: ['Hel', 'lo', ' world'], cutAfterEvents: 4 });
+    const stream = anthropic.messages.stream(msg);
+    const deltas: string[] = [];
+    stream.on('text', (t) => deltas.push(t));
+    await expect(stream.finalMessage()).rejects.toBeInstanceOf(Error);
+    expect(deltas).toEqual(['Hel']);
+
+    mock.reply({ cutAfterEvents: 1 });
+    await expect(openai.chat.completions.create(chat)).rejects.toBeInstanceOf(Error);
+  });
+
+  it('an empty stream ends with nothing: no chunks for OpenAI, an error from the Anthropic helper', async () => {
+    mock.reply([{ emptyStream: true }, { emptyStream: true }]);
+    const o = await drain(await openai.chat.completions.create({ ...chat, stream: true }));
+    expect(o).toEqual({ items: [], error: undefined });
+    await expect(anthropic.messages.stream(msg).finalMessage()).rejects.toThrow(/without sending any chunks/);
+  });
+
+  it('an in-stream error event raises APIError in both SDKs', async () => {
+    mock.reply([{ errorEventAfter: 2 }, { errorEventAfter: 3, message: 'Overloaded right now' }]);
+    const o = await drain(await openai.chat.completions.create({ ...chat, stream: true }));
+    expect(o.items).toHaveLength(2);
+    expect(o.error).toBeInstanceOf(OpenAI.APIError);
+    const a = await anthropic.messages
+      .stream(msg)
+      .finalMessage()
+      .catch((e: unknown) => e);
+    expect(a).toBeInstanceOf(Anthropic.APIError);
+    expect(a).toMatchObject({ type: 'overloaded_error', apiMessage: 'Overloaded right now' });
+  });
+
+  it('hang never answers: the SDK times out; the request was still received', async () => {
+    mock.reply([{ hang: true }, { hang: true }]);
+    const started = Date.now();
+    await expect(openAiClient(mock.url, 'sk-test', 300).chat.completions.create(chat)).rejects.toBeInstanceOf(
+      OpenAI.APIConnectionTimeoutError,
+    );
+    await expect(anthropicClient(mock.url, 'sk-test', 300).messages.create(msg)).rejects.toBeInstanceOf(
+      Anthropic.APIConnectionTimeoutError,
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(550);
+    expect(mock.requests).toHaveLength(2);
+  });
+
+  it('delayMs holds the headers; stalls pause mid-stream', async () => {
+    mock.reply({ delayMs: 200 });
+    let t = Date.now();
+    await openai.chat.completions.create(chat);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(190);
+
+    mock.reply({ chunks: ['a', 'b', 'c'], stallAfterEvents: 2, stallMs: 300 });
+    const stamps: number[] = [];
+    t = Date.now();
+    for await (const _ of await openai.chat.completions.create({ ...chat, stream: true }))
+      stamps.push(Date.now() - t);
+    // Events 1 and 2 at once, then the pause before the third.
+    expect(stamps[2]! - stamps[1]!).toBeGreaterThanOrEqual(280);
+
+    mock.reply({ chunks: ['a', 'b'], stallBetweenEventsMs: 60 });
+    t = Date.now();
+    const final = await anthropic.messages.stream(msg).finalMessage();
+    expect(final.content).toMatchObject([{ text: 'ab' }]);
+    // Seven events with ping: six pauses.
+    expect(Date.now() - t).toBeGreaterThanOrEqual(6 * 55);
+  });
+
+  it('destroy and a refused connection are connection errors', async () => {
+    mock.reply([{ destroy: true }, { destroy: true }]);
+    await expect(openai.chat.completions.create(chat)).rejects.toBeInstanceOf(OpenAI.APIConnectionError);
+    await expect(anthropic.messages.create(msg)).rejects.toBeInstanceOf(Anthropic.APIConnectionError);
+    const nowhere = await unusedPortUrl();
+    await expect(openAiClient(nowhere).chat.completions.create(chat)).rejects.toBeInstanceOf(
+      OpenAI.APIConnectionError,
+    );
+    await expect(anthropicClient(nowhere).messages.create(msg)).rejects.toBeInstanceOf(
+      Anthropic.APIConnectionError,
+    );
+  });
+
+  it('close() drops hanging requests at once', async () => {
+    const other = await startMockLlm({ defaultStep: { hang: true } });
+    const pending = openAiClient(other.url).chat.completions.create(chat);
+    const caught = pending.catch((e: unknown) => e);
+    while (other.requestCount === 0) await new Promise((r) => setTimeout(r, 5));
+    const t = Date.now();
+    await other.close();
+    expect(await caught).toBeInstanceOf(OpenAI.APIConnectionError);
+    expect(Date.now() - t).toBeLessThan(1_000);
+  });
+
+  it('rejects contradictory steps when they are queued', () => {
+    expect(() => mock.reply({ text: 'ab', chunks: ['a'] })).toThrow(TypeError);
+    expect(() => mock.reply({ stallAfterEvents: 1 })).toThrow(TypeError);
+    expect(() => mock.reply({ status: 200 })).toThrow(TypeError);
+    expect(mock.queued).toBe(0);
+  });
+});
