@@ -103,6 +103,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     clock,
     events,
     async (agentId) => (await agents.getForCall(agentId))?.status === 'active',
+    { exclusiveDatabase: database.kind === 'pglite' },
   );
   const approvals = new ApprovalsService(db, clock, events);
   const providerHealth = new ProviderHealthRegistry(clock);

@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
@@ -9,6 +9,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { RemotePglite } from './pglite-remote.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -25,6 +26,8 @@ export interface Database {
   kind: 'pglite' | 'postgres';
   migrate(): Promise<void>;
   ping(): Promise<boolean>;
+  /** The embedded database's data dir as a tarball (PGlite only; test templates). */
+  dump?(): Promise<Blob>;
   close(): Promise<void>;
 }
 
@@ -92,24 +95,30 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
     release = lockDataDir(options.dataDir);
     dir = path.join(options.dataDir, 'pgdata');
   }
-  let client: PGlite;
+  let client: RemotePglite;
   try {
-    client = await PGlite.create(dir, options.loadDataDir ? { loadDataDir: options.loadDataDir } : {});
+    client = await RemotePglite.create({
+      ...(dir !== undefined ? { dataDir: dir } : {}),
+      ...(options.loadDataDir ? { loadDataDir: options.loadDataDir } : {}),
+    });
   } catch (err) {
     release?.();
     throw err;
   }
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  // drizzle speaks to the remote as it would to PGlite itself (query, exec, transaction).
+  const asPglite = client as unknown as PGlite;
+  const db = drizzlePglite(asPglite, { schema }) as unknown as Db;
   return {
     db,
     kind: 'pglite',
     migrate: async () => {
-      await migratePglite(drizzlePglite(client, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+      await migratePglite(drizzlePglite(asPglite, { schema }), { migrationsFolder: MIGRATIONS_DIR });
     },
     ping: () => ping(db),
+    dump: () => client.dumpDataDir(),
     close: async () => {
       try {
-        if (!client.closed) await client.close();
+        await client.close();
       } finally {
         release?.();
       }

@@ -5,7 +5,7 @@ import type { AppError } from '../../src/core/errors.ts';
 import { events } from '../../src/db/schema/index.ts';
 import { RunsService } from '../../src/modules/runs/service.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
-import { agentWithPolicy, type GatewayAgent, reservationRows, runRow, stepRows } from './setup.ts';
+import { agentWithPolicy, type GatewayAgent, leaseRows, runRow, stepRows } from './setup.ts';
 
 let t: TestApp;
 let u: SignedUpUser;
@@ -276,7 +276,7 @@ describe('sweeps', () => {
     expect((await resolve(g)).id).not.toBe(idleRun.id);
   });
 
-  it('at start, charges stale reservations but leaves running runs alone', async () => {
+  it('at start on an exclusive database, charges the leases left by the dead process but leaves running runs alone', async () => {
     const g = await agentWithPolicy(t, u);
     const run = await resolve(g, { newRun: true });
     const r = await runs().reserve({
@@ -293,16 +293,22 @@ describe('sweeps', () => {
     await t.database.db.execute(
       sql`update runs set last_step_at = ${t.clock.now().toISOString()}::timestamptz where id = ${run.id}`,
     );
-    const restarted = new RunsService(t.database.db, t.clock, t.services.events);
+    const [lease] = await leaseRows(t, run.id);
+    const restarted = new RunsService(t.database.db, t.clock, t.services.events, async () => true, {
+      exclusiveDatabase: true,
+    });
     await restarted.startSweeps();
     await restarted.shutdown();
-    expect(await reservationRows(t, run.id)).toHaveLength(0);
+    expect(await leaseRows(t, run.id)).toHaveLength(0);
+    // The whole lease is charged: at least the call in flight, at most a tenth of a limit more (none here).
+    expect(lease!.amountMicros).toBeGreaterThanOrEqual(42_000);
     expect(await runRow(t, run.id)).toMatchObject({
       status: 'running',
-      costMicros: 42_000,
+      costMicros: lease!.amountMicros,
       reservedMicros: 0,
     });
     const [charged] = await stepRows(t, run.id);
-    expect(charged).toMatchObject({ errorKind: 'unsettled_reservation', costMicros: 42_000 });
+    expect(charged).toMatchObject({ errorKind: 'unsettled_reservation', costMicros: lease!.amountMicros });
+    await runs().budget.renew();
   });
 });

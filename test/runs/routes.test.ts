@@ -448,6 +448,7 @@ describe('agent routes', () => {
       body: { type: 'tool_call', name: 'scrape', status: 'success', cost_usd: 0.07 },
     });
     expect([over.status, over.body.error.code]).toEqual([402, 'budget_exceeded']);
+    await t.services.runs.flush();
     expect(await runRow(t, run.id)).toMatchObject({ costMicros: 40_000, hasGovernanceBlock: true });
 
     const foreign = await t.call('POST', `/v1/runs/${run.id}/steps`, {

@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import { budgetReservations, hourlySpend, ledgerEntries, runs, steps } from '../../src/db/schema/index.ts';
+import { budgetLeases, hourlySpend, ledgerEntries, runs, steps } from '../../src/db/schema/index.ts';
 import type { ResolveRunInput } from '../../src/modules/runs/service.ts';
 import type { SignedUpUser, TestApp } from '../support/app.ts';
 import { createAgent, createPolicy } from '../support/factories.ts';
@@ -44,8 +44,8 @@ export async function ledgerRows(t: TestApp, runId: string) {
   return t.database.db.select().from(ledgerEntries).where(eq(ledgerEntries.runId, runId));
 }
 
-export async function reservationRows(t: TestApp, runId: string) {
-  return t.database.db.select().from(budgetReservations).where(eq(budgetReservations.runId, runId));
+export async function leaseRows(t: TestApp, runId: string) {
+  return t.database.db.select().from(budgetLeases).where(eq(budgetLeases.runId, runId));
 }
 
 export async function hourRows(t: TestApp, agentId: string) {

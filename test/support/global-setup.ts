@@ -48,8 +48,7 @@ export default async function setup(project: TestProject) {
   }
   const database = await openPglite();
   await database.migrate();
-  const client = (database.db as unknown as { $client: import('@electric-sql/pglite').PGlite }).$client;
-  const dump = await client.dumpDataDir('none');
+  const dump = await database.dump!();
   await database.close();
   mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `pglite-template-${process.pid}.tar`);

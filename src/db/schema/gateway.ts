@@ -155,7 +155,7 @@ export const runs = pgTable(
     alertThresholdExceeded: boolean('alert_threshold_exceeded').notNull().default(false),
     alertSentAt: ts('alert_sent_at'),
     costMicros: micros('cost_micros').notNull().default(0),
-    /** Outstanding reservations: admitted calls whose cost is not settled yet. */
+    /** Held by budget leases (admitted calls in flight and headroom); see budget_leases. */
     reservedMicros: micros('reserved_micros').notNull().default(0),
     reservedTokens: tokens('reserved_tokens'),
     inputTokens: tokens('input_tokens'),
@@ -243,25 +243,30 @@ export const ledgerEntries = pgTable(
 );
 
 /**
- * A call admitted against a budget and not settled yet. Written in the same
- * statement that reserves the money, deleted when the call settles; one left
- * behind by a crash is charged in full by the sweep (fail closed on money).
+ * A share of a budget held by one server process (the holder): the run's
+ * (scope "run") or the hour's (scope "hour") remaining money and tokens,
+ * taken in one atomic statement and counted in the run's or hour's
+ * reserved_*. The holder admits calls against it in memory and gives back
+ * what it did not spend. A lease whose holder stopped renewing it is charged
+ * in full by the sweep: calls it covered may have cost up to that much.
  */
-export const budgetReservations = pgTable(
-  'budget_reservations',
+export const budgetLeases = pgTable(
+  'budget_leases',
   {
     id: text('id').primaryKey(),
+    holder: text('holder').notNull(),
+    scope: text('scope', { enum: ['run', 'hour'] }).notNull(),
     teamId: text('team_id').notNull(),
-    runId: text('run_id').notNull(),
+    runId: text('run_id'),
     agentId: text('agent_id').notNull(),
     policyId: text('policy_id').notNull(),
-    hourStart: ts('hour_start').notNull(),
+    hourStart: ts('hour_start'),
     amountMicros: micros('amount_micros').notNull(),
     tokens: bigint('tokens', { mode: 'number' }).notNull(),
-    model: text('model'),
     createdAt: ts('created_at').notNull(),
+    renewedAt: ts('renewed_at').notNull(),
   },
-  (t) => [index('budget_reservations_created_idx').on(t.createdAt)],
+  (t) => [index('budget_leases_holder_idx').on(t.holder), index('budget_leases_renewed_idx').on(t.renewedAt)],
 );
 
 /** Spend per agent, policy and clock hour, for max_cost_per_hour_usd. */

@@ -28,15 +28,21 @@ export function sealContext(keyId: string): string {
 
 const SECRET_CACHE_MAX = 10_000;
 const USAGE_FLUSH_MS = 1000;
+const LOOKUP_TTL_MS = 2000;
+const LOOKUP_CACHE_MAX = 10_000;
 
 /**
  * Opened secrets by key id, each valid while its row's updated_at is
- * unchanged: every read still asks the database (one indexed query, so a
- * disable or rotation on another server counts at once), but AES-GCM runs
- * only when the row changed.
+ * unchanged (AES-GCM runs only when the row changed), and the answer for a
+ * team's set of keys trusted for LOOKUP_TTL_MS: the proxy asks on every
+ * call, and a change made here (disable, rotate, delete) clears it at once;
+ * one made on another server counts within that time.
  */
 export class OpenedKeys {
   private readonly cache = new Map<string, { version: number; key: KeyForCall }>();
+  private readonly lookups = new Map<string, { expiresAt: number; keys: Map<string, KeyForCall> }>();
+  /** Bumped by every local change, so a lookup that raced one does not refill the cache. */
+  private generation = 0;
 
   constructor(
     private readonly db: Db,
@@ -44,6 +50,20 @@ export class OpenedKeys {
   ) {}
 
   async open(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+    const lookupKey = `${teamId}\u0000${keyIds.join('\u0000')}`;
+    const nowMs = Date.now();
+    const hit = this.lookups.get(lookupKey);
+    if (hit && hit.expiresAt > nowMs) return hit.keys;
+    const generation = this.generation;
+    const keys = await this.openNow(teamId, keyIds);
+    if (generation === this.generation) {
+      if (this.lookups.size >= LOOKUP_CACHE_MAX) this.lookups.clear();
+      this.lookups.set(lookupKey, { expiresAt: nowMs + LOOKUP_TTL_MS, keys });
+    }
+    return keys;
+  }
+
+  private async openNow(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
     const out = new Map<string, KeyForCall>();
     const rows = await repo.activeKeysForCall(this.db, teamId, [...new Set(keyIds)]);
     for (const row of rows) {
@@ -79,6 +99,8 @@ export class OpenedKeys {
   /** Drops a key's plaintext as soon as it changed here (it would not be served anyway). */
   forget(keyId: string): void {
     this.cache.delete(keyId);
+    this.generation++;
+    this.lookups.clear();
   }
 }
 

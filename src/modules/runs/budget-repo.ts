@@ -1,86 +1,103 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
-import { budgetReservations, hourlySpend, runs } from '../../db/schema/index.ts';
+import { budgetLeases, hourlySpend, runs } from '../../db/schema/index.ts';
 
-// Budget reservations: the statements that make budgets hold under concurrency.
+// Budget leases: the statements that make budgets hold under concurrency
+// while calls are admitted in memory (see leases.ts).
 
-export type ReservationRow = typeof budgetReservations.$inferSelect;
+export type LeaseRow = typeof budgetLeases.$inferSelect;
 
-export interface ReserveStatement {
-  reservationId: string;
+export interface LeaseRequest {
+  leaseId: string;
+  holder: string;
   teamId: string;
-  runId: string;
   agentId: string;
   policyId: string;
-  hourStart: Date;
-  amountMicros: number;
-  tokens: number;
-  model: string | null;
+  /** The least that must be granted, or nothing is. */
+  needMicros: number;
+  needTokens: number;
+  /** The most to take (headroom for the calls that will follow). */
+  wantMicros: number;
+  wantTokens: number;
   at: Date;
-  /** Also count the amount into the hour's reserved spend (unconditionally). */
-  countHour: boolean;
 }
 
-export interface ReservedRun {
+export interface RunGrant {
+  grantedMicros: number;
+  grantedTokens: number;
   hardLimitMicros: number | null;
   hardLimitTokens: number | null;
+  /** The run's totals after the grant. */
   costMicros: number;
   reservedMicros: number;
   usedTokens: number;
   reservedTokens: number;
 }
 
-const num = (v: unknown): number => Number(v);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+type Rows = { rows: Array<Record<string, unknown>> };
 
 /**
- * Reserves against the run in ONE statement: the conditional UPDATE adds the
- * amount only while the run is running and spent + outstanding + amount fits
- * under the hard limits; the reservation row (and, when asked, the hour's
- * reserved spend) is written from the UPDATE's RETURNING, so either all of it
- * happens or none of it does. Concurrent callers queue on the run's row lock
- * and each re-checks the condition against the committed totals of the ones
- * before it (READ COMMITTED re-evaluates the WHERE on the locked row), so no
- * interleaving admits more than the limit.
+ * A lease takes at most a tenth of what a limit has left (or what the call
+ * needs, if more): a process that dies is charged its leases in full, so
+ * this bounds what a crash can overcharge, and leaves the rest to others.
  */
-export async function reserveOnRun(db: DbOrTx, s: ReserveStatement): Promise<ReservedRun | undefined> {
-  const hour = s.hourStart.toISOString();
-  const at = s.at.toISOString();
-  const hourCte = s.countHour
-    ? sql`, h as (
-        insert into hourly_spend (team_id, agent_id, policy_id, hour_start, cost_micros, reserved_micros)
-        select r.team_id, ${s.agentId}, ${s.policyId}, ${hour}::timestamptz, 0, ${s.amountMicros}::bigint from r
-        on conflict (agent_id, policy_id, hour_start)
-        do update set reserved_micros = hourly_spend.reserved_micros + excluded.reserved_micros
-        returning 1
-      )`
-    : sql``;
+const SHARE_DIVISOR = sql.raw('10');
+const num = (v: unknown): number => Number(v);
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const first = (result: unknown) => (result as Rows).rows[0];
+
+/**
+ * Takes between `need` and `want` of the run's remaining budget in ONE
+ * statement, or nothing: the run row is locked (FOR UPDATE re-reads the
+ * latest committed version after waiting), the grant is computed from it,
+ * added to the run's reserved totals and to this holder's lease row. Only a
+ * running run grants. Concurrent holders queue on the row lock, so the sum
+ * of spent and held never passes a hard limit.
+ */
+export async function leaseOnRun(db: DbOrTx, runId: string, r: LeaseRequest): Promise<RunGrant | undefined> {
+  const at = r.at.toISOString();
   const result = await db.execute(sql`
-    with r as (
-      update runs set
-        reserved_micros = reserved_micros + ${s.amountMicros}::bigint,
-        reserved_tokens = reserved_tokens + ${s.tokens}::bigint
-      where id = ${s.runId} and team_id = ${s.teamId} and agent_id = ${s.agentId} and status = 'running'
-        and (hard_limit_micros is null
-             or cost_micros + reserved_micros + ${s.amountMicros}::bigint <= hard_limit_micros)
-        and (hard_limit_tokens is null
-             or input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens
-                + reserved_tokens + ${s.tokens}::bigint <= hard_limit_tokens)
-      returning team_id, hard_limit_micros, hard_limit_tokens, cost_micros, reserved_micros, reserved_tokens,
+    with cur as (
+      select id, hard_limit_micros, hard_limit_tokens, cost_micros, reserved_micros, reserved_tokens,
         input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens as used_tokens
-    )${hourCte}, ins as (
-      insert into budget_reservations
-        (id, team_id, run_id, agent_id, policy_id, hour_start, amount_micros, tokens, model, created_at)
-      select ${s.reservationId}, r.team_id, ${s.runId}, ${s.agentId}, ${s.policyId}, ${hour}::timestamptz,
-        ${s.amountMicros}::bigint, ${s.tokens}::bigint, ${s.model}, ${at}::timestamptz
-      from r
-      returning id
+      from runs
+      where id = ${runId} and team_id = ${r.teamId} and agent_id = ${r.agentId} and status = 'running'
+      for update
+    ), g as (
+      select id,
+        case when hard_limit_micros is null then ${r.wantMicros}::bigint
+          else least(${r.wantMicros}::bigint,
+            greatest(${r.needMicros}::bigint, (hard_limit_micros - cost_micros - reserved_micros) / ${SHARE_DIVISOR})) end as micros,
+        case when hard_limit_tokens is null then ${r.wantTokens}::bigint
+          else least(${r.wantTokens}::bigint,
+            greatest(${r.needTokens}::bigint, (hard_limit_tokens - used_tokens - reserved_tokens) / ${SHARE_DIVISOR})) end as tokens
+      from cur
+      where (hard_limit_micros is null or cost_micros + reserved_micros + ${r.needMicros}::bigint <= hard_limit_micros)
+        and (hard_limit_tokens is null or used_tokens + reserved_tokens + ${r.needTokens}::bigint <= hard_limit_tokens)
+    ), u as (
+      update runs set reserved_micros = runs.reserved_micros + g.micros,
+        reserved_tokens = runs.reserved_tokens + g.tokens
+      from g where runs.id = g.id
+      returning runs.hard_limit_micros, runs.hard_limit_tokens, runs.cost_micros, runs.reserved_micros,
+        runs.reserved_tokens,
+        runs.input_tokens + runs.output_tokens + runs.cache_read_tokens + runs.cache_creation_tokens as used_tokens,
+        g.micros as granted_micros, g.tokens as granted_tokens
+    ), l as (
+      insert into budget_leases (id, holder, scope, team_id, run_id, agent_id, policy_id, hour_start,
+        amount_micros, tokens, created_at, renewed_at)
+      select ${r.leaseId}, ${r.holder}, 'run', ${r.teamId}, ${runId}, ${r.agentId}, ${r.policyId}, null,
+        granted_micros, granted_tokens, ${at}::timestamptz, ${at}::timestamptz
+      from u
+      on conflict (id) do update set amount_micros = budget_leases.amount_micros + excluded.amount_micros,
+        tokens = budget_leases.tokens + excluded.tokens, renewed_at = excluded.renewed_at
+      returning 1
     )
-    select r.*, (select count(*) from ins) as inserted${s.countHour ? sql`, (select count(*) from h) as hour_rows` : sql``}
-    from r`);
-  const row = (result as unknown as { rows: Array<Record<string, unknown>> }).rows[0];
+    select u.*, (select count(*) from l) as leased from u`);
+  const row = first(result);
   if (!row) return undefined;
   return {
+    grantedMicros: num(row.granted_micros),
+    grantedTokens: num(row.granted_tokens),
     hardLimitMicros: numOrNull(row.hard_limit_micros),
     hardLimitTokens: numOrNull(row.hard_limit_tokens),
     costMicros: num(row.cost_micros),
@@ -91,35 +108,52 @@ export async function reserveOnRun(db: DbOrTx, s: ReserveStatement): Promise<Res
 }
 
 /**
- * Adds `amountMicros` to the hour's reserved spend only if spent + reserved +
- * amount stays within `capMicros`. The upsert takes the row's lock (or the
- * unique index's, for a new hour) and evaluates the condition on the latest
- * committed version, so concurrent reservers of one agent+policy+hour queue.
+ * The same for an hour's cap (max_cost_per_hour_usd per agent+policy+clock
+ * hour): the hour's row is made first if missing (idempotent), then locked
+ * and granted from. Returns the micro-dollars granted, or undefined.
  */
-export async function reserveOnHour(
+export async function leaseOnHour(
   db: DbOrTx,
-  s: {
-    teamId: string;
-    agentId: string;
-    policyId: string;
-    hourStart: Date;
-    amountMicros: number;
-    capMicros: number;
-  },
-): Promise<{ costMicros: number; reservedMicros: number } | undefined> {
-  const result = await db.execute(sql`
+  hourStart: Date,
+  capMicros: number,
+  r: LeaseRequest,
+): Promise<number | undefined> {
+  const hour = hourStart.toISOString();
+  const at = r.at.toISOString();
+  await db.execute(sql`
     insert into hourly_spend (team_id, agent_id, policy_id, hour_start, cost_micros, reserved_micros)
-    select ${s.teamId}, ${s.agentId}, ${s.policyId}, ${s.hourStart.toISOString()}::timestamptz, 0, ${s.amountMicros}::bigint
-    where ${s.amountMicros}::bigint <= ${s.capMicros}::bigint
-    on conflict (agent_id, policy_id, hour_start)
-    do update set reserved_micros = hourly_spend.reserved_micros + excluded.reserved_micros
-    where hourly_spend.cost_micros + hourly_spend.reserved_micros + excluded.reserved_micros <= ${s.capMicros}::bigint
-    returning cost_micros, reserved_micros`);
-  const row = (result as unknown as { rows: Array<Record<string, unknown>> }).rows[0];
-  return row ? { costMicros: num(row.cost_micros), reservedMicros: num(row.reserved_micros) } : undefined;
+    values (${r.teamId}, ${r.agentId}, ${r.policyId}, ${hour}::timestamptz, 0, 0)
+    on conflict (agent_id, policy_id, hour_start) do nothing`);
+  const result = await db.execute(sql`
+    with cur as (
+      select agent_id, policy_id, hour_start, cost_micros, reserved_micros from hourly_spend
+      where agent_id = ${r.agentId} and policy_id = ${r.policyId} and hour_start = ${hour}::timestamptz
+      for update
+    ), g as (
+      select agent_id, policy_id, hour_start,
+        least(${r.wantMicros}::bigint,
+          greatest(${r.needMicros}::bigint, (${capMicros}::bigint - cost_micros - reserved_micros) / ${SHARE_DIVISOR})) as micros
+      from cur where cost_micros + reserved_micros + ${r.needMicros}::bigint <= ${capMicros}::bigint
+    ), u as (
+      update hourly_spend h set reserved_micros = h.reserved_micros + g.micros from g
+      where h.agent_id = g.agent_id and h.policy_id = g.policy_id and h.hour_start = g.hour_start
+      returning g.micros as granted_micros
+    ), l as (
+      insert into budget_leases (id, holder, scope, team_id, run_id, agent_id, policy_id, hour_start,
+        amount_micros, tokens, created_at, renewed_at)
+      select ${r.leaseId}, ${r.holder}, 'hour', ${r.teamId}, null, ${r.agentId}, ${r.policyId},
+        ${hour}::timestamptz, granted_micros, 0, ${at}::timestamptz, ${at}::timestamptz
+      from u
+      on conflict (id) do update set amount_micros = budget_leases.amount_micros + excluded.amount_micros,
+        renewed_at = excluded.renewed_at
+      returning 1
+    )
+    select u.granted_micros, (select count(*) from l) as leased from u`);
+  const row = first(result);
+  return row ? num(row.granted_micros) : undefined;
 }
 
-/** What the run looks like now, to say why a reservation was refused. */
+/** What the run looks like now, to say why a lease was refused. */
 export async function runBudgetState(db: DbOrTx, teamId: string, runId: string, agentId: string) {
   const [row] = await db
     .select({
@@ -136,24 +170,100 @@ export async function runBudgetState(db: DbOrTx, teamId: string, runId: string, 
   return row ? { ...row, usedTokens: Number(row.usedTokens) } : undefined;
 }
 
-/** Takes the reservation out (the delete is the claim: a settle and a sweep cannot both get it). */
-export async function takeReservation(db: DbOrTx, id: string): Promise<ReservationRow | undefined> {
-  const [row] = await db.delete(budgetReservations).where(eq(budgetReservations.id, id)).returning();
+export interface LeaseTarget {
+  scope: 'run' | 'hour';
+  runId: string | null;
+  agentId: string;
+  policyId: string;
+  hourStart: Date | null;
+}
+
+/**
+ * Takes `micros`/`tokens` out of what a run or an hour holds for leases:
+ * spent money moving to cost (the caller adds that), or headroom given back.
+ * Never below zero.
+ */
+export async function releaseHeld(
+  db: DbOrTx,
+  target: LeaseTarget,
+  micros: number,
+  tokens: number,
+): Promise<void> {
+  if (micros <= 0 && tokens <= 0) return;
+  if (target.scope === 'run' && target.runId !== null) {
+    await db
+      .update(runs)
+      .set({
+        reservedMicros: sql`greatest(${runs.reservedMicros} - ${micros}::bigint, 0)`,
+        reservedTokens: sql`greatest(${runs.reservedTokens} - ${tokens}::bigint, 0)`,
+      })
+      .where(eq(runs.id, target.runId));
+  } else if (target.hourStart !== null) {
+    await db
+      .update(hourlySpend)
+      .set({ reservedMicros: sql`greatest(${hourlySpend.reservedMicros} - ${micros}::bigint, 0)` })
+      .where(
+        and(
+          eq(hourlySpend.agentId, target.agentId),
+          eq(hourlySpend.policyId, target.policyId),
+          eq(hourlySpend.hourStart, target.hourStart),
+        ),
+      );
+  }
+}
+
+/** The lease shrinks by what was spent from it (never below zero). */
+export async function shrinkLease(db: DbOrTx, leaseId: string, micros: number, tokens: number, at: Date) {
+  if (micros <= 0 && tokens <= 0) return;
+  await db
+    .update(budgetLeases)
+    .set({
+      amountMicros: sql`greatest(${budgetLeases.amountMicros} - ${micros}::bigint, 0)`,
+      tokens: sql`greatest(${budgetLeases.tokens} - ${tokens}::bigint, 0)`,
+      renewedAt: at,
+    })
+    .where(eq(budgetLeases.id, leaseId));
+}
+
+/** Gives a whole lease back: what it held leaves its run's or hour's reserved totals, the row goes. */
+export async function dropLease(db: DbOrTx, leaseId: string): Promise<LeaseRow | undefined> {
+  const [row] = await db.delete(budgetLeases).where(eq(budgetLeases.id, leaseId)).returning();
+  if (row) await releaseHeld(db, row, row.amountMicros, row.tokens);
   return row;
 }
 
-/** Reservations created before `before`, oldest first. */
-export async function staleReservationIds(db: DbOrTx, before: Date, limit: number): Promise<string[]> {
+/** Marks this holder alive (its leases are not charged as abandoned); returns the ids it still has. */
+export async function renewLeases(db: DbOrTx, holder: string, at: Date): Promise<string[]> {
   const rows = await db
-    .select({ id: budgetReservations.id })
-    .from(budgetReservations)
-    .where(sql`${budgetReservations.createdAt} < ${before.toISOString()}::timestamptz`)
-    .orderBy(budgetReservations.createdAt)
-    .limit(limit);
+    .update(budgetLeases)
+    .set({ renewedAt: at })
+    .where(eq(budgetLeases.holder, holder))
+    .returning({ id: budgetLeases.id });
   return rows.map((r) => r.id);
 }
 
-/** Moves a reservation's amount out of the hour's reserved spend and `costMicros` into its spent. */
+/** Leases of holders that stopped renewing before `before` (all but `except`'s), oldest first. */
+export async function abandonedLeases(
+  db: DbOrTx,
+  before: Date,
+  except: string,
+  limit: number,
+): Promise<LeaseRow[]> {
+  return db
+    .select()
+    .from(budgetLeases)
+    .where(and(lt(budgetLeases.renewedAt, before), sql`${budgetLeases.holder} <> ${except}`))
+    .orderBy(budgetLeases.renewedAt)
+    .limit(limit);
+}
+
+/** Deletes the given leases, returning those this call took (a lease is charged by one sweeper only). */
+export async function takeLeases(db: DbOrTx, ids: string[]): Promise<LeaseRow[]> {
+  if (ids.length === 0) return [];
+  return db.delete(budgetLeases).where(inArray(budgetLeases.id, ids)).returning();
+}
+
+/** Adds spend to the hour's row (made when missing) and takes `releasedMicros` out of its reserved. */
 export async function settleHour(
   db: DbOrTx,
   r: { teamId: string; agentId: string; policyId: string; hourStart: Date },
@@ -177,16 +287,4 @@ export async function settleHour(
         reservedMicros: sql`greatest(${hourlySpend.reservedMicros} - ${releasedMicros}::bigint, 0)`,
       },
     });
-}
-
-/** Gives a reservation's amount back to the run (a call that never reached a provider). */
-export async function releaseOnRun(db: DbOrTx, r: ReservationRow, at: Date): Promise<void> {
-  await db
-    .update(runs)
-    .set({
-      reservedMicros: sql`greatest(${runs.reservedMicros} - ${r.amountMicros}::bigint, 0)`,
-      reservedTokens: sql`greatest(${runs.reservedTokens} - ${r.tokens}::bigint, 0)`,
-      updatedAt: at,
-    })
-    .where(eq(runs.id, r.runId));
 }

@@ -1,21 +1,19 @@
 import { eq, sql } from 'drizzle-orm';
-import { type Clock, HOUR_MS } from '../../core/clock.ts';
+import { type Clock, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import { newId, ulid } from '../../core/ids.ts';
-import type { Db, DbOrTx } from '../../db/client.ts';
-import { runs } from '../../db/schema/index.ts';
+import type { Db } from '../../db/client.ts';
+import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import * as budgetRepo from './budget-repo.ts';
-import { endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
+import { type Account, available, LeaseBook } from './leases.ts';
+import { enforceLimits } from './limits.ts';
 import * as repo from './repo.ts';
+import type { RunProgress } from './resolver.ts';
+import { type Note, StepWriter, type TokenUsage, type WriterOptions } from './step-writer.ts';
+import type { RecorderLog } from './transient.ts';
 import { usdOf } from './views.ts';
 
-/** Tokens in Rungate's four buckets. */
-export interface TokenUsage {
-  input: number;
-  output: number;
-  cacheRead: number;
-  cacheCreation: number;
-}
+export type { TokenUsage } from './step-writer.ts';
 
 export const NO_TOKENS: TokenUsage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };
 
@@ -41,11 +39,12 @@ export interface StepRecord {
   latencyMs?: number | null;
   routedFrom?: string | null;
   failoverAttempts?: number;
+  failoverContext?: Record<string, unknown> | null;
   errorKind?: string | null;
   errorMessage?: string | null;
   /** Write a ledger entry; by default when the step cost money or used tokens. */
   ledger?: boolean;
-  /** When the step happened (default: the clock at write time). */
+  /** When the step happened (default: the clock at settle time). */
   at?: Date;
 }
 
@@ -71,28 +70,34 @@ export type ReserveResult =
   | { ok: false; reason: ReserveRefusal; message: string };
 
 export interface SettleResult {
-  /** `settled`: charged now; `duplicate`: an earlier attempt already wrote it; `missing`: no such reservation. */
-  kind: 'settled' | 'duplicate' | 'missing';
+  /** `settled`: charged; `missing`: no such reservation (already settled or released). */
+  kind: 'settled' | 'missing';
   run?: repo.RunRow;
   step?: repo.StepRow;
 }
 
-/** What a settlement moves: the reservation's amounts back out, the step's cost in. */
-interface Target {
+export interface BudgetOptions {
+  /** A lease unused this long goes back to its run or hour. */
+  leaseIdleMs: number;
+  /** How often this process marks its leases alive. */
+  renewEveryMs: number;
+  writer?: WriterOptions;
+}
+
+export const DEFAULT_BUDGET_OPTIONS: BudgetOptions = {
+  leaseIdleMs: 2 * SECOND_MS,
+  renewEveryMs: 10 * SECOND_MS,
+};
+
+interface Reservation {
+  run: Account;
+  hour: Account | null;
+  hourStart: Date;
+  amountMicros: number;
+  tokens: number;
   teamId: string;
   runId: string;
   agentId: string;
-  policyId: string;
-  hourStart: Date | null;
-  releasedMicros: number;
-  releasedTokens: number;
-}
-
-/** Refused inside the transaction: throwing rolls back whatever was reserved before. */
-class Refused extends Error {
-  constructor(readonly where: 'run' | 'hour') {
-    super(`refused on the ${where}`);
-  }
 }
 
 export function hourStartOf(at: Date): Date {
@@ -106,114 +111,136 @@ export function totalOf(u: TokenUsage): number {
   return u.input + u.output + u.cacheRead + u.cacheCreation;
 }
 
+/** Several reservers can keep taking what a lease just brought in; past this many rounds, refuse. */
+const MAX_RESERVE_ROUNDS = 50;
+
 /**
- * Budgets that hold under concurrency: reserve the most a call can cost
- * before it goes out, settle to what it really cost, and never let a
- * reservation vanish uncharged (DESIGN.md principle 7).
+ * Budgets that hold under concurrency, at memory speed: a call reserves the
+ * most it can cost against this process's lease on its run (and hour), which
+ * the database granted atomically within the hard limits; it settles to what
+ * it really cost, in memory, and the step and the charge are written in a
+ * batch moments later. A lease is never more than the budget left, so no
+ * number of processes and calls can spend past a limit by more than what
+ * calls cost beyond their reservations. When the process dies, its leases are
+ * charged in full (DESIGN.md principle 7: fail closed on money).
  */
 export class BudgetSystem {
+  readonly book: LeaseBook;
+  readonly writer: StepWriter;
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly options: BudgetOptions;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private log: RecorderLog = { warn: () => {}, error: (obj, msg) => console.error(msg, obj) };
+
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
     private readonly events: EventsService,
     /** Told after commit about runs whose state changed (the resolver's cache listens). */
-    private readonly onRunChanged: (run: repo.RunRow) => void,
-  ) {}
+    private readonly onRunChanged: (run: RunProgress) => void,
+    options: Partial<BudgetOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_BUDGET_OPTIONS, ...options };
+    this.book = new LeaseBook(db, `hld_${ulid()}`, () => this.clock.now().getTime());
+    this.writer = new StepWriter(
+      db,
+      events,
+      (run) => {
+        if (run.status !== 'running') this.book.close(run.id);
+        this.onRunChanged(run);
+      },
+      this.options.writer,
+    );
+  }
+
+  useLog(log: RecorderLog): void {
+    this.log = log;
+    this.writer.useLog(log);
+  }
+
+  get holder(): string {
+    return this.book.holder;
+  }
 
   /**
    * Admits a call against the run's hard limits and the hour's cap, or says
-   * why not. Without an hourly cap this is one statement (budget-repo
-   * reserveOnRun). With one it is two statements in one transaction — the run
-   * row, then the hour row, the same lock order as settle and release — and a
-   * refusal by the hour throws, rolling back the run's part: nothing is left
-   * reserved. Both rows stay locked until commit, so concurrent reservers see
-   * each other's amounts and never jointly pass a limit.
+   * why not. In memory while the leases hold enough; otherwise one statement
+   * per account leases more (or learns there is no more).
    */
   async reserve(input: ReserveInput): Promise<ReserveResult> {
     const now = input.now ?? this.clock.now();
-    // Reservations never leave the server (proxy ↔ runs), so they need no public prefix.
-    const reservationId = `res_${ulid()}`;
-    const statement: budgetRepo.ReserveStatement = {
-      reservationId,
-      teamId: input.teamId,
-      runId: input.runId,
-      agentId: input.agentId,
-      policyId: input.policyId,
-      hourStart: hourStartOf(now),
-      amountMicros: whole(input.amountMicros),
-      tokens: whole(input.tokens),
-      model: input.model ?? null,
-      at: now,
-      countHour: true,
-    };
-    const cap = input.maxCostPerHourMicros;
-    let reserved: budgetRepo.ReservedRun | undefined;
-    if (cap === null || cap === undefined) {
-      reserved = await budgetRepo.reserveOnRun(this.db, statement);
-      if (!reserved) return this.refusal(input, 'run', statement.amountMicros);
-    } else {
-      try {
-        reserved = await this.db.transaction(async (tx) => {
-          const onRun = await budgetRepo.reserveOnRun(tx, { ...statement, countHour: false });
-          if (!onRun) throw new Refused('run');
-          const onHour = await budgetRepo.reserveOnHour(tx, {
-            teamId: input.teamId,
-            agentId: input.agentId,
-            policyId: input.policyId,
-            hourStart: statement.hourStart,
-            amountMicros: statement.amountMicros,
-            capMicros: whole(cap),
-          });
-          if (!onHour) throw new Refused('hour');
-          return onRun;
-        });
-      } catch (err) {
-        if (err instanceof Refused) return this.refusal(input, err.where, statement.amountMicros, cap);
-        throw err;
-      }
+    const amount = whole(input.amountMicros);
+    const tokens = whole(input.tokens);
+    const ref = { teamId: input.teamId, agentId: input.agentId, policyId: input.policyId };
+    const run = this.book.runAccount(ref, input.runId);
+    if (run.runId !== input.runId || run.agentId !== input.agentId || run.teamId !== input.teamId) {
+      return { ok: false, reason: 'run_not_running', message: `run ${input.runId} was not found` };
     }
-    return {
-      ok: true,
-      reservationId,
-      remainingMicros:
-        reserved.hardLimitMicros === null
-          ? null
-          : reserved.hardLimitMicros - reserved.costMicros - reserved.reservedMicros,
-      remainingTokens:
-        reserved.hardLimitTokens === null
-          ? null
-          : reserved.hardLimitTokens - reserved.usedTokens - reserved.reservedTokens,
-    };
+    const hourStart = hourStartOf(now);
+    const cap = input.maxCostPerHourMicros;
+    const hour = cap === null || cap === undefined ? null : this.book.hourAccount(ref, hourStart, whole(cap));
+    for (let round = 0; round < MAX_RESERVE_ROUNDS; round++) {
+      if (!(await this.book.ensure(run, amount, tokens))) return this.refusal(input, run, 'run', amount);
+      if (hour && !(await this.book.ensure(hour, amount, 0))) return this.refusal(input, run, 'hour', amount);
+      // Checked and taken in one synchronous step: no other call runs in between.
+      const free = available(run);
+      if (free.micros < amount || free.tokens < tokens || (hour && available(hour).micros < amount)) continue;
+      this.book.take(run, amount, tokens);
+      if (hour) this.book.take(hour, amount, 0);
+      const reservationId = `res_${ulid()}`;
+      this.reservations.set(reservationId, {
+        run,
+        hour,
+        hourStart,
+        amountMicros: amount,
+        tokens,
+        teamId: input.teamId,
+        runId: input.runId,
+        agentId: input.agentId,
+      });
+      const remaining = this.book.remaining(run);
+      return {
+        ok: true,
+        reservationId,
+        remainingMicros: remaining.micros,
+        remainingTokens: remaining.tokens,
+      };
+    }
+    return this.refusal(input, run, 'run', amount);
   }
 
   private async refusal(
     input: ReserveInput,
+    run: Account,
     where: 'run' | 'hour',
     amountMicros: number,
-    capMicros?: number,
   ): Promise<ReserveResult> {
+    this.book.dropIfEmpty(run);
     if (where === 'hour') {
       return {
         ok: false,
         reason: 'hourly_budget_exceeded',
-        message: `the policy's hourly cap of ${usd(whole(capMicros ?? 0))} for this agent would be exceeded by this call (up to ${usd(amountMicros)})`,
+        message: `the policy's hourly cap of ${usd(whole(input.maxCostPerHourMicros ?? 0))} for this agent would be exceeded by this call (up to ${usd(amountMicros)})`,
       };
     }
     const state = await budgetRepo.runBudgetState(this.db, input.teamId, input.runId, input.agentId);
     if (!state) return { ok: false, reason: 'run_not_running', message: `run ${input.runId} was not found` };
     if (state.status === 'budget_exceeded') {
+      run.closed = true;
       return { ok: false, reason: 'budget_exceeded', message: `run ${input.runId} reached its budget` };
     }
     if (state.status !== 'running') {
+      run.closed = true;
       return { ok: false, reason: 'run_not_running', message: `run ${input.runId} is ${state.status}` };
     }
     if (state.hardLimitMicros !== null) {
-      const left = state.hardLimitMicros - state.costMicros - state.reservedMicros;
+      const left = state.hardLimitMicros - state.costMicros - state.reservedMicros + available(run).micros;
       if (amountMicros > left) {
         return {
           ok: false,
           reason: 'budget_exceeded',
-          message: `the run's hard limit of ${usd(state.hardLimitMicros)} leaves ${usd(Math.max(0, left))} (spent ${usd(state.costMicros)}, in flight ${usd(state.reservedMicros)}); this call may cost up to ${usd(amountMicros)}`,
+          message: `the run's hard limit of ${usd(state.hardLimitMicros)} leaves ${usd(Math.max(0, left))} (spent ${usd(state.costMicros)}, in flight ${usd(Math.max(0, state.reservedMicros - available(run).micros))}); this call may cost up to ${usd(amountMicros)}`,
         };
       }
     }
@@ -226,107 +253,46 @@ export class BudgetSystem {
 
   /** Gives the reservation back (the call never reached a provider). False when it was already gone. */
   async release(reservationId: string): Promise<boolean> {
-    const now = this.clock.now();
-    return this.db.transaction(async (tx) => {
-      const r = await budgetRepo.takeReservation(tx, reservationId);
-      if (!r) return false;
-      await budgetRepo.releaseOnRun(tx, r, now);
-      await budgetRepo.settleHour(tx, r, r.amountMicros, 0);
-      return true;
-    });
+    const r = this.reservations.get(reservationId);
+    if (!r) return false;
+    this.reservations.delete(reservationId);
+    this.book.finish(r.run, r.amountMicros, r.tokens, 0, 0);
+    if (r.hour) this.book.finish(r.hour, r.amountMicros, 0, 0, 0);
+    return true;
   }
 
   /**
-   * Charges a finished call, in one transaction: takes the reservation, moves
-   * reserved → spent on the run and the hour, adds the tokens and the step
-   * (and its ledger entry), and ends the run if a hard limit is now reached.
-   * Safe to retry: a step already written is not written twice.
+   * Charges a finished call: at once in memory (the money it did not use is
+   * free for the next call), and into the database with the next batch.
+   * Returns at once; `settle` waits for the write.
    */
+  settleLater(reservationId: string, record: StepRecord): boolean {
+    return this.charge(reservationId, record) !== undefined;
+  }
+
+  /** Charges a finished call and waits until its step is written. */
   async settle(reservationId: string, record: StepRecord): Promise<SettleResult> {
-    const changed: repo.RunRow[] = [];
-    const result = await this.db.transaction(async (tx): Promise<SettleResult> => {
-      const r = await budgetRepo.takeReservation(tx, reservationId);
-      if (!r) {
-        if (record.stepId !== undefined && (await repo.stepExists(tx, record.stepId)))
-          return { kind: 'duplicate' };
-        return { kind: 'missing' };
-      }
-      const out = await this.apply(
-        tx,
-        {
-          teamId: r.teamId,
-          runId: r.runId,
-          agentId: r.agentId,
-          policyId: r.policyId,
-          hourStart: r.hourStart,
-          releasedMicros: r.amountMicros,
-          releasedTokens: r.tokens,
-        },
-        record,
-        changed,
-      );
-      return { kind: 'settled', ...out };
+    let resolve!: (stepId: string | undefined) => void;
+    const written = new Promise<string | undefined>((r) => {
+      resolve = r;
     });
-    for (const run of changed) this.onRunChanged(run);
-    return result;
+    if (!this.charge(reservationId, record, resolve)) return { kind: 'missing' };
+    await this.writer.flush();
+    const stepId = await written;
+    const step = stepId === undefined ? undefined : await repo.findStep(this.db, stepId);
+    if (!step) return { kind: 'missing' };
+    const run = await repo.findRun(this.db, step.teamId, step.runId);
+    return { kind: 'settled', step, ...(run ? { run } : {}) };
   }
 
-  /**
-   * Charges reservations older than `before` in full, each as an error step
-   * with a ledger entry: a call whose settlement never came (a crash, a lost
-   * write) may have cost up to its reservation, so it is charged, not dropped.
-   */
-  async chargeStaleReservations(before: Date, now: Date = this.clock.now(), batch = 500): Promise<number> {
-    let charged = 0;
-    for (;;) {
-      const ids = await budgetRepo.staleReservationIds(this.db, before, batch);
-      for (const id of ids) {
-        const changed: repo.RunRow[] = [];
-        const done = await this.db.transaction(async (tx) => {
-          const r = await budgetRepo.takeReservation(tx, id);
-          if (!r) return false;
-          await this.apply(
-            tx,
-            {
-              teamId: r.teamId,
-              runId: r.runId,
-              agentId: r.agentId,
-              policyId: r.policyId,
-              hourStart: r.hourStart,
-              releasedMicros: r.amountMicros,
-              releasedTokens: r.tokens,
-            },
-            {
-              type: 'llm_call',
-              status: 'error',
-              provider: null,
-              model: r.model,
-              usage: NO_TOKENS,
-              costMicros: r.amountMicros,
-              errorKind: 'unsettled_reservation',
-              errorMessage: `the call admitted at ${r.createdAt.toISOString()} was never settled (the server stopped or lost it); charged its full reservation`,
-              ledger: true,
-              at: now,
-            },
-            changed,
-          );
-          return true;
-        });
-        if (done) charged++;
-        for (const run of changed) this.onRunChanged(run);
-      }
-      if (ids.length < batch) return charged;
-    }
-  }
-
-  /** The settlement proper, inside the caller's transaction. Runs it ends go to `changed`. */
-  async apply(
-    tx: DbOrTx,
-    t: Target,
+  private charge(
+    reservationId: string,
     record: StepRecord,
-    changed: repo.RunRow[],
-  ): Promise<{ run?: repo.RunRow; step?: repo.StepRow }> {
-    const at = record.at ?? this.clock.now();
+    done?: (stepId: string | undefined) => void,
+  ): true | undefined {
+    const r = this.reservations.get(reservationId);
+    if (!r) return undefined;
+    this.reservations.delete(reservationId);
     const cost = whole(record.costMicros);
     const u: TokenUsage = {
       input: whole(record.usage.input),
@@ -334,42 +300,37 @@ export class BudgetSystem {
       cacheRead: whole(record.usage.cacheRead),
       cacheCreation: whole(record.usage.cacheCreation),
     };
+    this.book.finish(r.run, r.amountMicros, r.tokens, cost, totalOf(u));
+    if (r.hour) this.book.finish(r.hour, r.amountMicros, 0, cost, 0);
     // step_count counts work done: blocked requests and failover bookkeeping rows are not steps of work.
-    const isWork =
+    const work =
       record.type !== 'failover_transition' &&
       record.status !== 'budget_blocked' &&
       record.status !== 'policy_blocked';
-    const [run] = await tx
-      .update(runs)
-      .set({
-        reservedMicros: sql`greatest(${runs.reservedMicros} - ${t.releasedMicros}::bigint, 0)`,
-        reservedTokens: sql`greatest(${runs.reservedTokens} - ${t.releasedTokens}::bigint, 0)`,
-        costMicros: sql`${runs.costMicros} + ${cost}::bigint`,
-        inputTokens: sql`${runs.inputTokens} + ${u.input}::bigint`,
-        outputTokens: sql`${runs.outputTokens} + ${u.output}::bigint`,
-        cacheReadTokens: sql`${runs.cacheReadTokens} + ${u.cacheRead}::bigint`,
-        cacheCreationTokens: sql`${runs.cacheCreationTokens} + ${u.cacheCreation}::bigint`,
-        stepCount: sql`${runs.stepCount} + ${isWork ? 1 : 0}`,
-        lastStepAt: sql`greatest(coalesce(${runs.lastStepAt}, ${at.toISOString()}::timestamptz), ${at.toISOString()}::timestamptz)`,
-        updatedAt: at,
-      })
-      .where(eq(runs.id, t.runId))
-      .returning();
-    if (!run) return {};
-    if (t.hourStart !== null) {
-      await budgetRepo.settleHour(
-        tx,
-        { teamId: t.teamId, agentId: t.agentId, policyId: t.policyId, hourStart: t.hourStart },
-        t.releasedMicros,
-        cost,
-      );
-    }
-    const stepId = record.stepId ?? newId('stp');
-    const step = await repo.insertStep(tx, {
-      id: stepId,
-      teamId: t.teamId,
-      runId: t.runId,
-      agentId: t.agentId,
+    this.writer.push({
+      kind: 'charge',
+      run: r.run,
+      hour: r.hour,
+      hourStart: r.hourStart,
+      step: this.stepRow(r, record, u, cost),
+      ledger: record.ledger ?? (cost > 0 || totalOf(u) > 0),
+      work,
+      ...(done ? { done } : {}),
+    });
+    return true;
+  }
+
+  private stepRow(
+    r: { teamId: string; runId: string; agentId: string },
+    record: StepRecord,
+    u: TokenUsage,
+    cost: number,
+  ) {
+    return {
+      id: record.stepId ?? newId('stp'),
+      teamId: r.teamId,
+      runId: r.runId,
+      agentId: r.agentId,
       type: record.type,
       status: record.status,
       name: record.name ?? null,
@@ -387,101 +348,137 @@ export class BudgetSystem {
       latencyMs: record.latencyMs ?? null,
       routedFrom: record.routedFrom ?? null,
       failoverAttempts: record.failoverAttempts ?? 0,
+      failoverContext: record.failoverContext ?? null,
       errorKind: record.errorKind ?? null,
       errorMessage: record.errorMessage ?? null,
-      createdAt: at,
+      createdAt: record.at ?? this.clock.now(),
+    };
+  }
+
+  /** A step that moves no money (blocked request, failover bookkeeping), written with the next batch. */
+  note(r: { teamId: string; runId: string; agentId: string }, record: StepRecord, flag: Note['flag']): void {
+    this.writer.push({ kind: 'note', step: this.stepRow(r, record, NO_TOKENS, 0), flag });
+  }
+
+  /** The run ended in this process: admit nothing more on it. */
+  runEnded(runId: string): void {
+    this.book.close(runId);
+  }
+
+  /** Writes every queued step, then gives back the leases nothing uses (tests, shutdown). */
+  async flush(): Promise<void> {
+    await this.writer.flush();
+    await this.returnIdleLeases(0);
+  }
+
+  /** Gives back leases idle for `idleMs`: their headroom leaves the runs' and hours' reserved totals. */
+  async returnIdleLeases(idleMs = this.options.leaseIdleMs): Promise<void> {
+    const idle = this.book.takeIdle(idleMs);
+    if (idle.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      for (const a of idle) await budgetRepo.dropLease(tx, a.leaseId);
     });
-    if (record.ledger ?? (cost > 0 || totalOf(u) > 0)) {
-      await repo.insertLedgerEntry(tx, {
-        id: newId('led'),
-        teamId: t.teamId,
-        runId: t.runId,
-        stepId,
-        agentId: t.agentId,
-        provider: record.provider,
-        model: record.model,
-        providerKeyId: record.providerKeyId ?? null,
-        inputTokens: u.input,
-        outputTokens: u.output,
-        cacheReadTokens: u.cacheRead,
-        cacheCreationTokens: u.cacheCreation,
-        costMicros: cost,
-        createdAt: at,
-      });
+  }
+
+  /** Marks this process's leases alive, and notices any a sweeper took from it. */
+  async renew(): Promise<void> {
+    const renewed = await budgetRepo.renewLeases(this.db, this.holder, this.clock.now());
+    const lost = this.book.lost(new Set(renewed));
+    if (lost.length > 0) {
+      this.log.warn(
+        { leases: lost.map((a) => a.leaseId) },
+        'budget leases of this process were charged as abandoned (it stalled past the renewal deadline)',
+      );
     }
-    let current = run;
-    // Most runs use one model: only a step with another model pays for the recount.
-    if (isWork && record.model !== null && record.model !== current.primaryModel) {
-      const primary = await repo.mostUsedModel(tx, t.runId);
-      if (primary !== current.primaryModel) {
-        current = (await repo.updateRun(tx, eq(runs.id, t.runId), { primaryModel: primary })) ?? current;
-      }
-    }
-    current = await this.enforceLimits(tx, current, at, changed);
-    changed.push(current);
-    return { run: current, step: step ?? undefined };
+  }
+
+  /** Starts renewing this process's leases and returning idle ones. */
+  start(): void {
+    this.renewTimer = setInterval(() => {
+      this.renew().catch((err: unknown) => this.log.warn({ err }, 'could not renew budget leases'));
+    }, this.options.renewEveryMs);
+    this.renewTimer.unref();
+    this.idleTimer = setInterval(() => {
+      this.returnIdleLeases().catch((err: unknown) => this.log.warn({ err }, 'could not return idle leases'));
+    }, this.options.leaseIdleMs);
+    this.idleTimer.unref();
+  }
+
+  /** Writes what is queued and gives every unused lease back; leases with calls in flight stay (charged later). */
+  async shutdown(): Promise<void> {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.renewTimer = undefined;
+    this.idleTimer = undefined;
+    await this.flush();
   }
 
   /**
-   * After a charge: alert thresholds flag the run once (run.alert_threshold);
-   * a reached hard limit ends it as budget_exceeded (cost_limit / token_limit);
-   * on_alert_threshold stop_and_alert ends it at the alert (alert_threshold_stop).
+   * Charges leases whose holder stopped renewing them before `before`, each
+   * in full as an error step with a ledger entry: the calls they covered may
+   * have cost up to that much and their settlements never came.
    */
-  private async enforceLimits(
-    tx: DbOrTx,
-    run: repo.RunRow,
-    at: Date,
-    changed: repo.RunRow[],
-  ): Promise<repo.RunRow> {
-    let current = run;
-    const used = run.inputTokens + run.outputTokens + run.cacheReadTokens + run.cacheCreationTokens;
-    const costHit = run.hardLimitMicros !== null && run.costMicros >= run.hardLimitMicros;
-    const tokenHit = run.hardLimitTokens !== null && used >= run.hardLimitTokens;
-    const alertHit =
-      (run.alertThresholdMicros !== null && run.costMicros >= run.alertThresholdMicros) ||
-      (run.alertThresholdTokens !== null && used >= run.alertThresholdTokens);
-    const budget = (run.policySnapshot.budget ?? {}) as { on_alert_threshold?: string };
-    const action = budget.on_alert_threshold ?? 'continue_and_alert';
-    let alertedNow = false;
-    if (alertHit && !run.alertThresholdExceeded) {
-      const flagged = await repo.updateRun(
-        tx,
-        sql`${runs.id} = ${run.id} and ${runs.alertThresholdExceeded} = false`,
-        { alertThresholdExceeded: true, alertSentAt: at, updatedAt: at },
-      );
-      if (flagged) {
-        alertedNow = true;
-        current = flagged;
-        await this.events.record(tx, {
-          teamId: run.teamId,
-          ...SYSTEM_ACTOR,
-          subjectId: run.id,
-          type: 'run.alert_threshold',
-          data: {
-            agent_id: run.agentId,
-            cost_usd: usdOf(run.costMicros),
-            alert_threshold_usd: run.alertThresholdMicros === null ? null : usdOf(run.alertThresholdMicros),
-            tokens_used: used,
-            alert_threshold_tokens: run.alertThresholdTokens,
-            action,
-          },
-        });
-      }
+  async chargeAbandonedLeases(before: Date, now: Date = this.clock.now(), batch = 200): Promise<number> {
+    let charged = 0;
+    for (;;) {
+      const stale = await budgetRepo.abandonedLeases(this.db, before, this.holder, batch);
+      if (stale.length === 0) return charged;
+      const changed: repo.RunRow[] = [];
+      await this.db.transaction(async (tx) => {
+        for (const lease of await budgetRepo.takeLeases(
+          tx,
+          stale.map((l) => l.id),
+        )) {
+          charged++;
+          const micros = lease.amountMicros;
+          if (lease.scope === 'hour' || lease.runId === null) {
+            if (lease.hourStart)
+              await budgetRepo.settleHour(tx, { ...lease, hourStart: lease.hourStart }, micros, micros);
+            continue;
+          }
+          const [run] = await tx
+            .update(runs)
+            .set({
+              reservedMicros: sql`greatest(${runs.reservedMicros} - ${micros}::bigint, 0)`,
+              reservedTokens: sql`greatest(${runs.reservedTokens} - ${lease.tokens}::bigint, 0)`,
+              costMicros: sql`${runs.costMicros} + ${micros}::bigint`,
+              updatedAt: now,
+            })
+            .where(eq(runs.id, lease.runId))
+            .returning();
+          if (!run || micros === 0) continue;
+          const stepId = newId('stp');
+          await tx.insert(steps).values({
+            id: stepId,
+            teamId: lease.teamId,
+            runId: lease.runId,
+            agentId: lease.agentId,
+            type: 'llm_call',
+            status: 'error',
+            provider: null,
+            model: null,
+            costMicros: micros,
+            errorKind: 'unsettled_reservation',
+            errorMessage: `a server stopped with ${usd(micros)} of this run's budget leased for calls it had admitted (taken ${lease.createdAt.toISOString()}); charged in full`,
+            createdAt: now,
+          });
+          await tx.insert(ledgerEntries).values({
+            id: newId('led'),
+            teamId: lease.teamId,
+            runId: lease.runId,
+            stepId,
+            agentId: lease.agentId,
+            provider: null,
+            model: null,
+            providerKeyId: null,
+            costMicros: micros,
+            createdAt: now,
+          });
+          changed.push(await enforceLimits(tx, this.events, run, now, changed));
+        }
+      });
+      for (const run of changed) this.onRunChanged(run);
+      if (stale.length < batch) return charged;
     }
-    if (current.status !== 'running') return current;
-    let endedReason: string | undefined;
-    if (costHit) endedReason = 'cost_limit';
-    else if (tokenHit) endedReason = 'token_limit';
-    else if (alertedNow && action === 'stop_and_alert') endedReason = 'alert_threshold_stop';
-    if (endedReason === undefined) return current;
-    const [ended] = await endRuns(
-      tx,
-      this.events,
-      repo.runIs(run.teamId, run.id),
-      { status: 'budget_exceeded', endedReason, completionReason: null, fallbackOutcome: null, at },
-      SYSTEM_ACTOR,
-    );
-    if (ended) changed.push(ended);
-    return ended ?? current;
   }
 }

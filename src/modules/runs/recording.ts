@@ -1,8 +1,4 @@
-import { eq } from 'drizzle-orm';
-import { newId } from '../../core/ids.ts';
-import type { Db } from '../../db/client.ts';
-import { runs } from '../../db/schema/index.ts';
-import * as repo from './repo.ts';
+import { NO_TOKENS, type StepRecord } from './budget.ts';
 
 // Steps that move no money: requests refused by governance and failover bookkeeping.
 
@@ -42,31 +38,24 @@ export interface FailoverTransition {
 /** Rungate caps a failover attempt's error text at 1000 characters. */
 const MAX_ATTEMPT_ERROR = 1000;
 
-/** A refused request as a step (status budget_blocked / policy_blocked, error_kind = the code); flags the run. */
-export async function writeBlockedStep(db: Db, b: BlockedRequest, now: Date): Promise<void> {
-  const at = b.at ?? now;
-  await db.transaction(async (tx) => {
-    await repo.insertStep(tx, {
-      id: newId('stp'),
-      teamId: b.teamId,
-      runId: b.runId,
-      agentId: b.agentId,
-      type: 'llm_call',
-      status: b.status,
-      provider: b.provider ?? null,
-      model: b.model ?? null,
-      request: b.request ?? null,
-      errorKind: b.code,
-      errorMessage: b.message,
-      createdAt: at,
-    });
-    await repo.updateRun(tx, eq(runs.id, b.runId), { hasGovernanceBlock: true, updatedAt: at });
-  });
+/** A refused request as a step (status budget_blocked / policy_blocked, error_kind = the code). */
+export function blockedStep(b: BlockedRequest, at: Date): StepRecord {
+  return {
+    type: 'llm_call',
+    status: b.status,
+    provider: b.provider ?? null,
+    model: b.model ?? null,
+    request: b.request ?? null,
+    usage: NO_TOKENS,
+    costMicros: 0,
+    errorKind: b.code,
+    errorMessage: b.message,
+    at,
+  };
 }
 
-/** A failover_transition step with Rungate's failover_context; sets had_failover on the run. */
-export async function writeFailoverStep(db: Db, f: FailoverTransition, now: Date): Promise<void> {
-  const at = f.at ?? now;
+/** A failover_transition step with Rungate's failover_context. */
+export function failoverStep(f: FailoverTransition, at: Date): StepRecord {
   const attempted = f.attempted.map((a) => ({
     provider: a.provider,
     provider_key_id: a.provider_key_id,
@@ -74,25 +63,20 @@ export async function writeFailoverStep(db: Db, f: FailoverTransition, now: Date
     error: a.error.slice(0, MAX_ATTEMPT_ERROR),
     ...(a.kind !== undefined ? { kind: a.kind } : {}),
   }));
-  await db.transaction(async (tx) => {
-    await repo.insertStep(tx, {
-      id: newId('stp'),
-      teamId: f.teamId,
-      runId: f.runId,
-      agentId: f.agentId,
-      type: 'failover_transition',
-      status: f.resolvedProvider === null ? 'error' : 'success',
-      provider: f.resolvedProvider,
-      model: f.resolvedModel,
-      failoverAttempts: f.failoverAttempts ?? attempted.length,
-      failoverContext: {
-        attempted,
-        resolved_provider: f.resolvedProvider,
-        resolved_model: f.resolvedModel,
-        original_model: f.originalModel,
-      },
-      createdAt: at,
-    });
-    await repo.updateRun(tx, eq(runs.id, f.runId), { hadFailover: true, updatedAt: at });
-  });
+  return {
+    type: 'failover_transition',
+    status: f.resolvedProvider === null ? 'error' : 'success',
+    provider: f.resolvedProvider,
+    model: f.resolvedModel,
+    usage: NO_TOKENS,
+    costMicros: 0,
+    failoverAttempts: f.failoverAttempts ?? attempted.length,
+    failoverContext: {
+      attempted,
+      resolved_provider: f.resolvedProvider,
+      resolved_model: f.resolvedModel,
+      original_model: f.originalModel,
+    },
+    at,
+  };
 }

@@ -14,6 +14,12 @@ export async function insertRun(db: DbOrTx, row: typeof runs.$inferInsert): Prom
   return inserted!;
 }
 
+/** Any team's run by id, locked for the caller's transaction (internal writers only). */
+export async function findRunById(db: DbOrTx, id: string): Promise<RunRow | undefined> {
+  const [row] = await db.select().from(runs).where(eq(runs.id, id)).for('update');
+  return row;
+}
+
 export async function findRun(db: DbOrTx, teamId: string, id: string): Promise<RunRow | undefined> {
   const [row] = await db
     .select()
@@ -194,6 +200,11 @@ export async function insertStep(db: DbOrTx, row: typeof steps.$inferInsert): Pr
   // A retried write (the first one committed but its answer was lost) must not duplicate the step.
   const [inserted] = await db.insert(steps).values(row).onConflictDoNothing({ target: steps.id }).returning();
   return inserted;
+}
+
+export async function findStep(db: DbOrTx, id: string): Promise<StepRow | undefined> {
+  const [row] = await db.select().from(steps).where(eq(steps.id, id));
+  return row;
 }
 
 export async function stepExists(db: DbOrTx, id: string): Promise<boolean> {

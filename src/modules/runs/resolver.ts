@@ -71,8 +71,14 @@ interface CachedRun {
 
 const agentActor = (agentId: string): Actor => ({ actorKind: 'agent', actorId: agentId });
 
+/** What a change to a run tells the cache. */
+export type RunProgress = Pick<
+  repo.RunRow,
+  'id' | 'status' | 'agentId' | 'policyId' | 'stepCount' | 'lastStepAt' | 'startedAt'
+>;
+
 /** Last activity: the last step, else the start. */
-function lastActivityMs(run: repo.RunRow): number {
+function lastActivityMs(run: Pick<repo.RunRow, 'lastStepAt' | 'startedAt'>): number {
   return Math.max(run.lastStepAt?.getTime() ?? 0, run.startedAt.getTime());
 }
 
@@ -93,6 +99,12 @@ export class RunResolver {
     private readonly db: Db,
     private readonly clock: Clock,
     private readonly events: EventsService,
+    /**
+     * Gives back this process's idle budget leases before activity is judged:
+     * a run's reserved money means a lease is held, and a held lease means a
+     * call was in flight moments ago (see joinable).
+     */
+    private readonly returnIdleLeases: () => Promise<void> = async () => {},
   ) {}
 
   async resolve(input: ResolveRunInput): Promise<ResolvedRun> {
@@ -103,7 +115,7 @@ export class RunResolver {
   }
 
   /** The run changed (stepped, ended) in this process: keep the cache in line. */
-  note(run: repo.RunRow): void {
+  note(run: RunProgress): void {
     if (run.status !== 'running') {
       this.forget(run.id);
       return;
@@ -240,12 +252,14 @@ export class RunResolver {
   }
 
   private joinable(run: repo.RunRow, nowMs: number, windowMs: number): boolean {
-    // A call in flight is activity too: its step is not written yet.
+    // A call in flight is activity too: its step is not written yet, but its lease holds money
+    // (leases go back within seconds of their last call).
     return run.reservedMicros > 0 || run.reservedTokens > 0 || nowMs - lastActivityMs(run) <= windowMs;
   }
 
   private async joinOrStartInDb(input: ResolveRunInput, now: Date, windowMs: number): Promise<ResolvedRun> {
     const nowMs = now.getTime();
+    await this.returnIdleLeases();
     const current = await repo.latestRunningRun(this.db, input.agent.id, input.policy.id);
     if (current && current.teamId === input.teamId && this.joinable(current, nowMs, windowMs)) {
       await this.mergeMetadata(input, current.id, now);

@@ -12,16 +12,12 @@ import {
   type StepRecord,
 } from './budget.ts';
 import { type Actor, endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
-import { type RecorderLog, StepRecorder } from './recorder.ts';
-import {
-  type BlockedRequest,
-  type FailoverTransition,
-  writeBlockedStep,
-  writeFailoverStep,
-} from './recording.ts';
+import type { BlockedRequest, FailoverTransition } from './recording.ts';
+import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
+import type { RecorderLog } from './transient.ts';
 import { completionView, ledgerView, microsOf, runView, stepView } from './views.ts';
 
 export type { ReserveInput, ReserveResult, SettleResult, StepRecord, TokenUsage } from './budget.ts';
@@ -29,8 +25,13 @@ export type { BlockedRequest, FailoverTransition } from './recording.ts';
 export type { ResolvedRun, ResolveRunInput } from './resolver.ts';
 
 export interface RunsOptions {
-  /** A reservation older than this is charged in full by the sweep (its call is presumed lost). */
-  staleReservationMs: number;
+  /** A lease not renewed for this long is charged in full by the sweep (its holder is presumed dead). */
+  abandonedLeaseMs: number;
+  /**
+   * Only this process uses the database (embedded PGlite, guarded by its
+   * lockfile): every lease left at start belongs to a process that died.
+   */
+  exclusiveDatabase: boolean;
   /** How often the sweeps run. */
   sweepIntervalMs: number;
   /** run_idle_timeout_seconds for a run whose policy snapshot has none (Rungate: 300 s). */
@@ -38,8 +39,9 @@ export interface RunsOptions {
 }
 
 export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
-  // Longer than any one provider attempt is allowed to take by default (routing.timeout_ms 120 s).
-  staleReservationMs: 15 * MINUTE_MS,
+  // Six missed renewals (every 10 s): a live server is never taken for dead.
+  abandonedLeaseMs: MINUTE_MS,
+  exclusiveDatabase: false,
   // Rungate: "background idle sweep (60s interval, 300s default timeout)".
   sweepIntervalMs: 60 * SECOND_MS,
   defaultIdleTimeoutSec: 300,
@@ -53,7 +55,6 @@ export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
 export class RunsService {
   readonly resolver: RunResolver;
   readonly budget: BudgetSystem;
-  readonly recorder: StepRecorder;
   private readonly options: RunsOptions;
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
@@ -68,14 +69,13 @@ export class RunsService {
     options: Partial<RunsOptions> = {},
   ) {
     this.options = { ...DEFAULT_RUNS_OPTIONS, ...options };
-    this.resolver = new RunResolver(db, clock, events);
+    this.resolver = new RunResolver(db, clock, events, () => this.budget.returnIdleLeases());
     this.budget = new BudgetSystem(db, clock, events, (run) => this.resolver.note(run));
-    this.recorder = new StepRecorder();
   }
 
   useLog(log: RecorderLog): void {
     this.log = log;
-    this.recorder.useLog(log);
+    this.budget.useLog(log);
   }
 
   // -- the proxy's side --------------------------------------------------
@@ -97,42 +97,37 @@ export class RunsService {
     return this.budget.settle(reservationId, record);
   }
 
-  /** Write-behind settle: returns at once; the recorder writes it in order and retries. */
+  /** Write-behind settle: charged in memory at once, written with the next batch. */
   settleLater(reservationId: string, record: StepRecord): void {
-    const at = record.at ?? this.clock.now();
-    this.recorder.enqueue(`settle ${reservationId}`, async () => {
-      const result = await this.budget.settle(reservationId, { ...record, at });
-      if (result.kind === 'missing') {
-        // Only the sweep takes reservations that were not settled: it already charged this one in full.
-        this.log.warn(
-          { reservation_id: reservationId, step_id: record.stepId },
-          'late settlement: the reservation was already charged in full by the stale-reservation sweep',
-        );
-      }
-    });
+    if (!this.budget.settleLater(reservationId, { ...record, at: record.at ?? this.clock.now() })) {
+      this.log.warn(
+        { reservation_id: reservationId, step_id: record.stepId },
+        'settlement for a reservation this process no longer holds (released or settled already)',
+      );
+    }
   }
 
   /** Records a request refused by governance as a step, and flags the run (write-behind). */
   recordBlocked(b: BlockedRequest): void {
-    const at = b.at ?? this.clock.now();
-    this.recorder.enqueue(`blocked ${b.runId}`, () => writeBlockedStep(this.db, b, at));
+    this.budget.note(b, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
   }
 
   /** A failover_transition step with Rungate's failover_context, and had_failover on the run (write-behind). */
   recordFailoverTransition(f: FailoverTransition): void {
-    const at = f.at ?? this.clock.now();
-    this.recorder.enqueue(`failover ${f.runId}`, () => writeFailoverStep(this.db, f, at));
+    this.budget.note(f, failoverStep(f, f.at ?? this.clock.now()), 'failover');
   }
 
-  /** Waits until every write handed to the recorder is done (tests, shutdown). */
+  /** Waits until every queued step is written and unused leases are back (tests, shutdown). */
   flush(): Promise<void> {
-    return this.recorder.flush();
+    return this.budget.flush();
   }
 
   // -- sweeps --------------------------------------------------------------
 
   /** Ends running runs idle past their run_idle_timeout_seconds (idle_timeout). */
   async sweepIdleRuns(now: Date = this.clock.now()): Promise<string[]> {
+    // Held leases count as activity (idleRunsBefore): give back the ones nothing uses first.
+    await this.budget.returnIdleLeases();
     const ended = await this.db.transaction((tx) =>
       endRuns(
         tx,
@@ -148,25 +143,41 @@ export class RunsService {
         SYSTEM_ACTOR,
       ),
     );
-    for (const r of ended) this.resolver.forget(r.id);
+    for (const r of ended) this.forgetRun(r.id);
     return ended.map((r) => r.id);
   }
 
-  /** Charges reservations older than the stale bound in full (fail closed on money). */
-  chargeStaleReservations(now: Date = this.clock.now()): Promise<number> {
-    return this.budget.chargeStaleReservations(
-      new Date(now.getTime() - this.options.staleReservationMs),
+  private forgetRun(runId: string): void {
+    this.resolver.forget(runId);
+    this.budget.runEnded(runId);
+  }
+
+  /** Charges leases whose holders stopped renewing them (fail closed on money). */
+  chargeAbandonedLeases(now: Date = this.clock.now(), before?: Date): Promise<number> {
+    return this.budget.chargeAbandonedLeases(
+      before ?? new Date(now.getTime() - this.options.abandonedLeaseMs),
       now,
     );
   }
 
   /**
-   * At start: stale reservations are charged now (a crash left them), but
-   * running runs are left alone — their agents may carry on. Then both sweeps
-   * run on a timer until `stopSweeps`.
+   * At start: leases left by a dead process are charged (on an exclusive
+   * database, every lease there is: only this process can use it), but
+   * running runs are left alone — their agents may carry on. Then the sweeps
+   * run on a timer until `shutdown`.
    */
   async startSweeps(): Promise<void> {
+    const now = this.clock.now();
+    try {
+      await this.chargeAbandonedLeases(
+        now,
+        this.options.exclusiveDatabase ? new Date(now.getTime() + 1) : undefined,
+      );
+    } catch (err) {
+      this.log.error({ err }, 'charging abandoned budget leases failed');
+    }
     await this.sweepOnce();
+    this.budget.start();
     this.timer = setInterval(() => {
       if (!this.sweeping) this.sweeping = this.sweepOnce().finally(() => (this.sweeping = undefined));
     }, this.options.sweepIntervalMs);
@@ -175,19 +186,19 @@ export class RunsService {
 
   private async sweepOnce(): Promise<void> {
     try {
-      await this.chargeStaleReservations();
+      await this.chargeAbandonedLeases();
       await this.sweepIdleRuns();
     } catch (err) {
       this.log.error({ err }, 'runs sweep failed');
     }
   }
 
-  /** Stops the timer and drains the write-behind queue. */
+  /** Stops the timers, writes what is queued and gives unused leases back. */
   async shutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.sweeping;
-    await this.recorder.flush();
+    await this.budget.shutdown();
   }
 
   // -- the HTTP side ------------------------------------------------------
@@ -288,7 +299,7 @@ export class RunsService {
       endRuns(tx, this.events, repo.runIs(run.teamId, run.id), ending, actor),
     );
     if (!ended) throw this.notRunning((await repo.findRun(this.db, run.teamId, run.id)) ?? run);
-    this.resolver.forget(ended.id);
+    this.forgetRun(ended.id);
     return ended;
   }
 
@@ -361,7 +372,7 @@ export class RunsService {
         actorOf(principal),
       ),
     );
-    for (const r of ended) this.resolver.forget(r.id);
+    for (const r of ended) this.forgetRun(r.id);
     return { completed_count: ended.length, completed_run_ids: ended.map((r) => r.id) };
   }
 
@@ -457,19 +468,15 @@ export class RunsService {
       if (reservation.reason === 'run_not_running') {
         throw this.notRunning((await repo.findRun(this.db, run.teamId, run.id)) ?? run);
       }
-      await writeBlockedStep(
-        this.db,
-        {
-          teamId: run.teamId,
-          runId: run.id,
-          agentId,
-          status: 'budget_blocked',
-          code: reservation.reason,
-          message: reservation.message,
-          provider: input.provider ?? 'sdk',
-        },
-        this.clock.now(),
-      );
+      this.recordBlocked({
+        teamId: run.teamId,
+        runId: run.id,
+        agentId,
+        status: 'budget_blocked',
+        code: reservation.reason,
+        message: reservation.message,
+        provider: input.provider ?? 'sdk',
+      });
       throw new AppError(402, reservation.reason, reservation.message, { run_id: run.id });
     }
     const settled = await this.budget.settle(reservation.reservationId, {

@@ -1,0 +1,166 @@
+import { Worker } from 'node:worker_threads';
+
+// The server's side of the embedded database: a PGlite on its own thread
+// (pglite-worker.ts), spoken to in messages. It offers the part of PGlite's
+// interface that drizzle uses — query, exec, transaction — so the rest of
+// Paddock does not know the database lives elsewhere.
+
+export type WorkerRequest =
+  | {
+      id: number;
+      op: 'query';
+      sql: string;
+      params: unknown[] | undefined;
+      rowMode: 'array' | 'object' | undefined;
+      /** Type oids to answer as text, unparsed. */
+      rawTypes: number[] | undefined;
+      tx: number | undefined;
+    }
+  | { id: number; op: 'exec'; sql: string; tx: number | undefined }
+  | { id: number; op: 'begin'; tx: number }
+  | { id: number; op: 'end'; tx: number; commit: boolean }
+  | { id: number; op: 'dump' }
+  | { id: number; op: 'close' };
+
+export type WorkerReply =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: Record<string, unknown> };
+
+type Op = WorkerRequest extends infer R ? (R extends { op: infer O } ? O : never) : never;
+type Payload<O extends Op> = Omit<Extract<WorkerRequest, { op: O }>, 'id' | 'op'>;
+
+interface QueryOptions {
+  rowMode?: 'array' | 'object';
+  parsers?: Record<number, unknown>;
+}
+
+export interface Results {
+  rows: unknown[];
+  fields: Array<{ name: string; dataTypeID: number }>;
+  affectedRows?: number;
+}
+
+/** A database error from the worker, with the fields Postgres gave it (code, detail, constraint …). */
+export class PgliteRemoteError extends Error {
+  constructor(fields: Record<string, unknown>) {
+    super(String(fields.message ?? 'database error'));
+    Object.assign(this, fields);
+    this.name = String(fields.name ?? 'DatabaseError');
+  }
+}
+
+interface Querier {
+  query(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results>;
+  exec(sql: string): Promise<Results[]>;
+}
+
+// A plain module that registers tsx, then imports pglite-worker.ts.
+const WORKER_BOOT = new URL('./pglite-worker-boot.mjs', import.meta.url);
+
+export class RemotePglite implements Querier {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private nextTx = 1;
+  private failure: Error | undefined;
+  closed = false;
+
+  private constructor(options: { dataDir?: string; loadDataDir?: ArrayBuffer }) {
+    this.worker = new Worker(WORKER_BOOT, {
+      workerData: options,
+      transferList: options.loadDataDir ? [options.loadDataDir] : [],
+    });
+    this.worker.on('message', (reply: WorkerReply) => {
+      const waiter = this.pending.get(reply.id);
+      if (!waiter) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) waiter.resolve(reply.result);
+      else waiter.reject(new PgliteRemoteError(reply.error));
+    });
+    const fail = (err: Error) => {
+      this.failure = err;
+      for (const waiter of this.pending.values()) waiter.reject(err);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => {
+      if (!this.closed) fail(new Error(`the embedded database thread exited (code ${code})`));
+    });
+  }
+
+  /** Starts the thread and waits until the database answers (PGlite opened, data dir loaded). */
+  static async create(options: { dataDir?: string; loadDataDir?: Blob } = {}): Promise<RemotePglite> {
+    const remote = new RemotePglite({
+      ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
+      ...(options.loadDataDir ? { loadDataDir: await options.loadDataDir.arrayBuffer() } : {}),
+    });
+    try {
+      await remote.query('select 1');
+    } catch (err) {
+      await remote.worker.terminate();
+      throw err;
+    }
+    return remote;
+  }
+
+  private call<O extends Op>(op: O, payload: Payload<O>): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, ...payload });
+    });
+  }
+
+  private querier(tx: number | undefined): Querier {
+    return {
+      query: async (sql, params, options) =>
+        (await this.call('query', {
+          sql,
+          params,
+          rowMode: options?.rowMode,
+          rawTypes: options?.parsers ? Object.keys(options.parsers).map(Number) : undefined,
+          tx,
+        })) as Results,
+      exec: async (sql) => (await this.call('exec', { sql, tx })) as Results[],
+    };
+  }
+
+  query(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results> {
+    return this.querier(undefined).query(sql, params, options);
+  }
+
+  exec(sql: string): Promise<Results[]> {
+    return this.querier(undefined).exec(sql);
+  }
+
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  async transaction<T>(fn: (tx: Querier) => Promise<T>): Promise<T> {
+    const tx = this.nextTx++;
+    await this.call('begin', { tx });
+    let result: T;
+    try {
+      result = await fn(this.querier(tx));
+    } catch (err) {
+      await this.call('end', { tx, commit: false }).catch(() => undefined);
+      throw err;
+    }
+    await this.call('end', { tx, commit: true });
+    return result;
+  }
+
+  /** The whole data dir as a tarball (test templates). */
+  async dumpDataDir(): Promise<Blob> {
+    return new Blob([(await this.call('dump', {})) as ArrayBuffer]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.call('close', {});
+    } finally {
+      this.closed = true;
+      await this.worker.terminate();
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import type { WorkerReply, WorkerRequest } from './pglite-remote.ts';
+
+// The embedded database's own thread: PGlite runs Postgres compiled to
+// WebAssembly synchronously, so on the server's thread every statement would
+// stop request handling for its duration. Here it blocks only this thread.
+// Messages are handled as they come; PGlite's own lock orders statements, and
+// statements of an open transaction run on it.
+
+const port = parentPort;
+if (!port) throw new Error('pglite-worker must run as a worker thread');
+
+const options = workerData as { dataDir?: string; loadDataDir?: ArrayBuffer };
+const ready = PGlite.create(
+  options.dataDir,
+  options.loadDataDir ? { loadDataDir: new Blob([options.loadDataDir]) } : {},
+);
+
+interface OpenTransaction {
+  tx: Transaction;
+  finish: (commit: boolean) => void;
+  done: Promise<void>;
+}
+const transactions = new Map<number, OpenTransaction>();
+const ROLLBACK = new Error('rollback');
+
+/** Identity parsers for the types the caller wants as text (drizzle keeps timestamps as strings). */
+function queryOptions(raw: readonly number[] | undefined, rowMode: 'array' | 'object' | undefined) {
+  const parsers: Record<number, (value: string) => string> = {};
+  for (const oid of raw ?? []) parsers[oid] = (value) => value;
+  return { rowMode: rowMode ?? 'object', parsers };
+}
+
+function errorFields(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const fields: Record<string, unknown> = { message: err.message, name: err.name };
+  for (const [key, value] of Object.entries(err)) {
+    if (typeof value === 'string' || typeof value === 'number') fields[key] = value;
+  }
+  return fields;
+}
+
+async function handle(req: WorkerRequest): Promise<unknown> {
+  const db = await ready;
+  switch (req.op) {
+    case 'query': {
+      const target = req.tx === undefined ? db : transactions.get(req.tx)?.tx;
+      if (!target) throw new Error(`transaction ${req.tx} is not open`);
+      const result = await target.query(req.sql, req.params, queryOptions(req.rawTypes, req.rowMode));
+      return { rows: result.rows, fields: result.fields, affectedRows: result.affectedRows };
+    }
+    case 'exec': {
+      const target = req.tx === undefined ? db : transactions.get(req.tx)?.tx;
+      if (!target) throw new Error(`transaction ${req.tx} is not open`);
+      return (await target.exec(req.sql)).map((r) => ({ rows: r.rows, fields: r.fields }));
+    }
+    case 'begin': {
+      let opened!: (tx: Transaction) => void;
+      const open = new Promise<Transaction>((resolve) => {
+        opened = resolve;
+      });
+      let finish!: (commit: boolean) => void;
+      const decided = new Promise<boolean>((resolve) => {
+        finish = resolve;
+      });
+      const done = db
+        .transaction(async (tx) => {
+          opened(tx);
+          // Throwing makes PGlite roll back and release its lock.
+          if (!(await decided)) throw ROLLBACK;
+        })
+        .catch((err: unknown) => {
+          if (err !== ROLLBACK) throw err;
+        });
+      transactions.set(req.tx, { tx: await open, finish, done });
+      return null;
+    }
+    case 'end': {
+      const t = transactions.get(req.tx);
+      if (!t) return null;
+      transactions.delete(req.tx);
+      t.finish(req.commit);
+      await t.done;
+      return null;
+    }
+    case 'dump': {
+      const blob = (await db.dumpDataDir('none')) as Blob;
+      return await blob.arrayBuffer();
+    }
+    case 'close':
+      if (!db.closed) await db.close();
+      return null;
+  }
+}
+
+port.on('message', (req: WorkerRequest) => {
+  handle(req).then(
+    (result) => {
+      const reply: WorkerReply = { id: req.id, ok: true, result };
+      port.postMessage(reply, result instanceof ArrayBuffer ? [result] : []);
+    },
+    (err: unknown) => {
+      const reply: WorkerReply = { id: req.id, ok: false, error: errorFields(err) };
+      port.postMessage(reply);
+    },
+  );
+});

@@ -1,0 +1,160 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db } from '../../src/db/client.ts';
+import { BudgetSystem } from '../../src/modules/runs/budget.ts';
+import { isTransientDbError } from '../../src/modules/runs/transient.ts';
+import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
+import { agentWithPolicy, ledgerRows, runRow, stepRows, usage } from './setup.ts';
+
+let t: TestApp;
+let u: SignedUpUser;
+beforeAll(async () => {
+  t = await createTestApp();
+  u = await t.signup();
+});
+afterAll(() => t.close());
+
+const quiet = { warn: () => {}, error: () => {} };
+
+/** A database whose next `failures.left` statements fail with `error`, then behave. */
+function flaky(db: Db, failures: { left: number }, error: unknown): Db {
+  return new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop === 'execute') {
+        return (...args: Parameters<Db['execute']>) => {
+          if (failures.left > 0) {
+            failures.left--;
+            return Promise.reject(error);
+          }
+          return target.execute(...args);
+        };
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+}
+
+async function calls(
+  budget: BudgetSystem,
+  runId: string,
+  g: Awaited<ReturnType<typeof agentWithPolicy>>,
+  n: number,
+) {
+  for (let i = 0; i < n; i++) {
+    const r = await budget.reserve({
+      teamId: g.teamId,
+      runId,
+      agentId: g.agent.id,
+      policyId: g.policy.id,
+      amountMicros: 2_000,
+      tokens: 100,
+    });
+    if (!r.ok) throw new Error(r.message);
+    budget.settleLater(r.reservationId, {
+      type: 'llm_call',
+      status: 'success',
+      provider: 'openai',
+      model: 'gpt-4o',
+      usage: usage(10, 5),
+      costMicros: 1_000 + i,
+    });
+  }
+}
+
+describe('the step writer', () => {
+  it('writes every call of a burst, with run totals and ledger entries that add up', async () => {
+    const g = await agentWithPolicy(t, u);
+    const run = await t.services.runs.resolveRun({
+      teamId: g.teamId,
+      agent: g.agent,
+      policy: g.policy,
+      newRun: true,
+    });
+    await calls(t.services.runs.budget, run.id, g, 300);
+    // Nothing waited for the database: the burst is still queued, then written in a few batches.
+    expect(t.services.runs.budget.writer.pending).toBeGreaterThan(0);
+    await t.services.runs.flush();
+    const row = await runRow(t, run.id);
+    const expectedCost = 300 * 1_000 + (299 * 300) / 2;
+    expect(row).toMatchObject({
+      stepCount: 300,
+      inputTokens: 3000,
+      outputTokens: 1500,
+      costMicros: expectedCost,
+      reservedMicros: 0,
+      primaryModel: 'gpt-4o',
+    });
+    expect(await stepRows(t, run.id)).toHaveLength(300);
+    const ledger = await ledgerRows(t, run.id);
+    expect(ledger).toHaveLength(300);
+    expect(ledger.reduce((s, l) => s + l.costMicros, 0)).toBe(expectedCost);
+  });
+
+  it('retries a batch after a transient error, and writes it once', async () => {
+    const g = await agentWithPolicy(t, u);
+    const failures = { left: 0 };
+    const budget = new BudgetSystem(
+      flaky(t.database.db, failures, Object.assign(new Error('serialization failure'), { code: '40001' })),
+      t.clock,
+      t.services.events,
+      () => {},
+      { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 1 } },
+    );
+    budget.useLog(quiet);
+    const run = await t.services.runs.resolveRun({
+      teamId: g.teamId,
+      agent: g.agent,
+      policy: g.policy,
+      newRun: true,
+    });
+    await calls(budget, run.id, g, 5);
+    // The leases are taken; the batch write fails twice, then goes through.
+    failures.left = 2;
+    await budget.flush();
+    expect(failures.left).toBe(0);
+    expect(await stepRows(t, run.id)).toHaveLength(5);
+    expect((await runRow(t, run.id)).stepCount).toBe(5);
+  });
+
+  it('keeps the good steps of a batch when one of them cannot be written', async () => {
+    const g = await agentWithPolicy(t, u);
+    const run = await t.services.runs.resolveRun({
+      teamId: g.teamId,
+      agent: g.agent,
+      policy: g.policy,
+      newRun: true,
+    });
+    const errors: string[] = [];
+    const budget = t.services.runs.budget;
+    budget.useLog({ warn: () => {}, error: (_obj, msg) => errors.push(msg) });
+    await calls(budget, run.id, g, 3);
+    // A step for a run that does not exist fails its statement; the batch is retried row by row.
+    budget.note(
+      { teamId: g.teamId, runId: 'run_missing', agentId: g.agent.id },
+      {
+        type: 'llm_call',
+        status: 'policy_blocked',
+        provider: null,
+        model: null,
+        usage: usage(0, 0),
+        costMicros: 0,
+      },
+      'governance_block',
+    );
+    await calls(budget, run.id, g, 2);
+    await budget.flush();
+    budget.useLog(quiet);
+    expect(await stepRows(t, run.id)).toHaveLength(5);
+    expect(errors).toEqual(['step write failed; giving up']);
+  });
+});
+
+describe('isTransientDbError', () => {
+  it('knows lost connections and serialization failures, through drizzle’s wrapping', () => {
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: '40001' }))).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: 'ECONNRESET' }))).toBe(true);
+    expect(isTransientDbError(new Error('wrapped', { cause: { code: '57P01' } }))).toBe(true);
+    expect(isTransientDbError(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: '23505' }))).toBe(false);
+    expect(isTransientDbError(new Error('syntax error'))).toBe(false);
+  });
+});
