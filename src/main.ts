@@ -127,10 +127,21 @@ export async function main(argv: string[]): Promise<void> {
     fail(`unknown command "${command}"\n\n${HELP}`);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof DataDirLockedError) fail(err.message);
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE')
-      fail(`the port is already in use: ${(err as Error).message}; choose another with --port`);
-    if (code === 'ECONNREFUSED') fail(`cannot reach the database: ${(err as Error).message}`);
+    // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError, pg's AggregateError): find the cause.
+    const cause = rootCause(err);
+    if (cause.code === 'EADDRINUSE')
+      fail(`the port is already in use: ${cause.message}; choose another with --port`);
+    if (cause.code === 'ECONNREFUSED' || cause.code === 'ENOTFOUND' || cause.code === '3D000')
+      fail(`cannot reach the database: ${cause.message}`);
     throw err;
   }
+}
+
+function rootCause(err: unknown): { code?: string; message: string } {
+  let e = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown[] } | undefined;
+  for (let depth = 0; e && depth < 6; depth++) {
+    if (typeof e.code === 'string') return { code: e.code, message: String(e.message ?? '') };
+    e = (e.cause ?? e.errors?.[0]) as typeof e;
+  }
+  return { message: String((err as Error)?.message ?? err) };
 }

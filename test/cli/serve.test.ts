@@ -49,6 +49,22 @@ describe('paddock CLI', () => {
     expect(res.stderr).toContain('PADDOCK_MASTER_KEY');
   });
 
+  it('says when the database cannot be reached, without a stack trace, and exits 1', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const probe = http.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    const res = await runPaddock(
+      ['migrate'],
+      childEnv({ DATABASE_URL: `postgres://postgres@127.0.0.1:${closed}/x` }),
+    );
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('cannot reach the database');
+    expect(res.stderr).not.toContain('    at ');
+  });
+
   it('serves on an empty data dir, keeps data across a restart, and locks the dir', async () => {
     const dataDir = tempDir('serve');
     const first = await serve(['--data-dir', dataDir]);

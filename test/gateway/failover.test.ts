@@ -526,6 +526,39 @@ describe('streams', () => {
 });
 
 describe('the plan as a whole', () => {
+  it('backoff_first waits out a short Retry-After and retries the same key before failing over', async () => {
+    const a = await providerKey('openai', 'a');
+    const b = await providerKey('openai', 'b');
+    const lane = await agentOn([a, b], { on_rate_limit: 'backoff_first', max_retries: 3 });
+    fails(a, { status: 429, retryAfterSec: 1 });
+    const started = performance.now();
+    const res = await lane.openai.chat.completions.create(chat);
+    expect(res.choices[0]!.message.content).toBeTruthy();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(900);
+    // a, a again after the wait: b was never needed.
+    expect(heard()).toEqual(secrets(a, a));
+
+    // failover_first (the default) moves on to the next key at once.
+    const c = await providerKey('openai', 'c');
+    const d = await providerKey('openai', 'd');
+    const quick = await agentOn([c, d]);
+    g.mock.reset();
+    fails(c, { status: 429, retryAfterSec: 1 });
+    await quick.openai.chat.completions.create(chat);
+    expect(heard()).toEqual(secrets(c, d));
+  });
+
+  it('backoff_first fails over at once when the Retry-After is too long to wait', async () => {
+    const a = await providerKey('openai', 'a');
+    const b = await providerKey('openai', 'b');
+    const lane = await agentOn([a, b], { on_rate_limit: 'backoff_first' });
+    fails(a, { status: 429, retryAfterSec: 120 });
+    const started = performance.now();
+    await lane.openai.chat.completions.create(chat);
+    expect(performance.now() - started).toBeLessThan(900);
+    expect(heard()).toEqual(secrets(a, b));
+  });
+
   it('every key failing: 502 provider_error listing each attempt', async () => {
     const a = await providerKey('openai', 'a');
     const b = await providerKey('openai', 'b');
@@ -539,6 +572,8 @@ describe('the plan as a whole', () => {
     const e = err as InstanceType<typeof OpenAI.InternalServerError>;
     expect(e.status).toBe(502);
     expect(e.code).toBe('provider_error');
+    // The run is named in the headers too, as on every proxied answer.
+    expect(e.headers.get('x-paddock-run-id')).toBe((e.error as Json).run_id);
     expect(e.type).toBe('provider_error');
     const body = e.error as Json;
     expect(body.details.attempts).toEqual([
@@ -569,8 +604,8 @@ describe('the plan as a whole', () => {
 
   it('every key failing through the Anthropic SDK: a 502 it raises with the attempts', async () => {
     const a = await providerKey('anthropic', 'a');
-    // Anthropic's 529 "overloaded" is not in the default retry_on; a policy can add it.
-    const lane = await agentOn([a], { max_retries: 1, retry_on: [429, 500, 502, 503, 504, 529] });
+    // Anthropic's 529 "overloaded" is in the default retry_on.
+    const lane = await agentOn([a], { max_retries: 1 });
     fails(a, { status: 529, message: 'Overloaded' });
 
     const err = await rejection(lane.anthropic.messages.create(msg));

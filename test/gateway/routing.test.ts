@@ -365,7 +365,7 @@ describe('the attempt budget', () => {
     expect(p.retryOn).toEqual([429, 503]);
     expect(p.onRateLimit).toBe('backoff_first');
     const d = plan({ routing: null });
-    expect(d.retryOn).toEqual([429, 500, 502, 503, 504]);
+    expect(d.retryOn).toEqual([429, 500, 502, 503, 504, 529]);
     expect(d.maxAttempts).toBe(3);
     expect(d.onRateLimit).toBe('failover_first');
   });

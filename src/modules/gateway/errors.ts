@@ -25,8 +25,9 @@ export class ProviderFailure extends AppError {
     message: string,
     runId: string | null,
     attempts: Array<{ provider: string; status: number | null; message: string }>,
+    headers?: Record<string, string>,
   ) {
-    super(502, 'provider_error', message, { run_id: runId, error_type: 'provider_error', attempts });
+    super(502, 'provider_error', message, { run_id: runId, error_type: 'provider_error', attempts }, headers);
   }
 }
 

@@ -53,7 +53,7 @@ export const ROUTING_DEFAULTS: RoutingConfig = {
   model_routes: [],
   timeout_ms: 120_000,
   connect_timeout_ms: 10_000,
-  retry_on: [429, 500, 502, 503, 504],
+  retry_on: [429, 500, 502, 503, 504, 529],
   max_retries: 3,
   on_rate_limit: 'failover_first',
   load_balancing: 'failover',

@@ -8,6 +8,7 @@ import { checkModel, checkTools, promptText, requestHash, toolNames } from './go
 import type {
   AgentForCall,
   Attempt,
+  AttemptPlan,
   AttemptRecord,
   GatewayPorts,
   KeyForCall,
@@ -255,7 +256,7 @@ export class GatewayService {
       if (spec.dry_run) return this.dryRun(admitted);
       // Returned, not awaited, so the catch below never sees execute's errors: from here the
       // reservation is execute's to settle, and a release here would beat its queued settlement.
-      return this.execute(admitted, plan.attempts, plan.retryOn, keys);
+      return this.execute(admitted, plan, keys);
     } catch (err) {
       // Nothing reached a provider on these paths: free the money now.
       if (!(err instanceof ProviderFailure)) await this.ports.runs.release(admitted.reservationId);
@@ -367,12 +368,9 @@ export class GatewayService {
    * Tries the plan in order. Every path out of here settles the reservation
    * (written behind) or releases it; the caller must not release it again.
    */
-  private async execute(
-    a: Admitted,
-    attempts: Attempt[],
-    retryOn: number[],
-    keys: Map<string, KeyForCall>,
-  ): Promise<ProxyResult> {
+  private async execute(a: Admitted, plan: AttemptPlan, keys: Map<string, KeyForCall>): Promise<ProxyResult> {
+    const attempts = [...plan.attempts];
+    const retryOn = plan.retryOn;
     const attempted: AttemptRecord[] = [];
     const fail = (at: Attempt, kind: FailureKind, status: number | null, message: string) => {
       attempted.push({
@@ -384,7 +382,8 @@ export class GatewayService {
       });
       this.ports.health.failure(at.keyId, kind);
     };
-    for (const at of attempts) {
+    for (let i = 0; i < attempts.length; i++) {
+      const at = attempts[i]!;
       if (a.req.signal.aborted) break;
       const key = keys.get(at.keyId);
       if (!key) {
@@ -417,6 +416,14 @@ export class GatewayService {
           const message = providerMessage(text) ?? `HTTP ${res.status}`;
           if (retryOn.includes(res.status)) {
             fail(at, 'http_error', res.status, message);
+            // backoff_first: a rate-limited key is waited for (Retry-After, bounded) and tried
+            // again before the plan moves on; the retry takes the place of the plan's last attempt.
+            const waitMs =
+              res.status === 429 && plan.onRateLimit === 'backoff_first' ? backoffMs(res.headers) : 0;
+            if (waitMs > 0 && i + 1 < attempts.length && (await sleepUnlessAborted(waitMs, a.req.signal))) {
+              attempts.splice(i + 1, 0, at);
+              attempts.pop();
+            }
             continue;
           }
           // Not retryable (the request itself is wrong): the client hears the provider.
@@ -443,6 +450,7 @@ export class GatewayService {
               provider: key.provider,
               provider_status: res.status,
             },
+            this.resultHeaders(a, key.provider, at.model, undefined, undefined),
           );
         }
         if (!a.stream) return await this.finishJson(a, at, key, res.body, attempted, callStarted);
@@ -480,6 +488,7 @@ export class GatewayService {
         : 'every provider in the routing chain failed',
       a.runId,
       attempted.map((t) => ({ provider: t.provider, status: t.status, message: `${t.kind}: ${t.error}` })),
+      { ...a.headers, 'x-paddock-step-id': a.stepId },
     );
   }
 
@@ -780,6 +789,37 @@ export class GatewayService {
 }
 
 const ZERO: Usage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };
+
+/** The longest a rate-limited attempt waits before its retry (a longer Retry-After fails over instead). */
+const MAX_BACKOFF_MS = 10_000;
+
+/** Retry-After (seconds or an HTTP date) in ms; 1 s when absent; 0 when longer than MAX_BACKOFF_MS. */
+function backoffMs(headers: Record<string, string>): number {
+  const raw = headers['retry-after'];
+  let ms = 1000;
+  if (raw !== undefined) {
+    const seconds = Number(raw);
+    ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(raw) - Date.now();
+    if (!Number.isFinite(ms)) ms = 1000;
+  }
+  return ms > MAX_BACKOFF_MS ? 0 : Math.max(0, ms);
+}
+
+/** True after `ms`; false at once if the client went away meanwhile. */
+function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 function boundKeyIds(bindings: AgentForCall['providerKeys']): string[] {
   const ids: string[] = [];

@@ -112,7 +112,8 @@ const Routing = Obj({
   retry_on: Optional(
     Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), {
       maxItems: 50,
-      description: 'provider statuses that move on to the next attempt; default [429,500,502,503,504]',
+      description:
+        'provider statuses that move on to the next attempt; default [429,500,502,503,504,529] (529: Anthropic overloaded)',
     }),
   ),
   max_retries: Optional(
@@ -304,7 +305,7 @@ export const POLICY_DEFAULTS: PolicySpec = {
     model_routes: [],
     timeout_ms: 120_000,
     connect_timeout_ms: 10_000,
-    retry_on: [429, 500, 502, 503, 504],
+    retry_on: [429, 500, 502, 503, 504, 529],
     max_retries: 3,
     on_rate_limit: 'failover_first',
     load_balancing: 'failover',
