@@ -30,6 +30,8 @@ export interface Account {
   inFlight: number;
   /** One lease statement at a time per account; callers that need more wait for it. */
   busy: Promise<unknown> | null;
+  /** Calls waiting for that statement: a burst sizes the next lease. */
+  waiting: number;
   lastActivityMs: number;
   /** Admissions this second and the last, to size the next lease. */
   second: number;
@@ -50,11 +52,12 @@ export interface Account {
 export type AccountRef = Pick<Account, 'teamId' | 'agentId' | 'policyId'>;
 
 /** A lease covers about this much of an account's recent traffic, within these bounds (× the call's amount). */
-const LEASE_SECONDS = 0.5;
+const LEASE_SECONDS = 1;
 const MIN_CALLS_PER_LEASE = 2;
-const MAX_CALLS_PER_LEASE = 64;
-/** Lease ahead when fewer than this many calls of the last size fit. */
+const MAX_CALLS_PER_LEASE = 256;
+/** Lease ahead when fewer than this many calls of the last size fit, or less than this share of traffic. */
 const LEASE_AHEAD_CALLS = 4;
+const LEASE_AHEAD_SECONDS = 0.4;
 
 export function available(a: Account): { micros: number; tokens: number } {
   return { micros: a.heldMicros - a.usedMicros, tokens: a.heldTokens - a.usedTokens };
@@ -113,6 +116,7 @@ export class LeaseBook {
         usedTokens: 0,
         inFlight: 0,
         busy: null,
+        waiting: 0,
         lastActivityMs: this.nowMs(),
         second: 0,
         admittedThisSecond: 0,
@@ -139,7 +143,12 @@ export class LeaseBook {
       const free = available(a);
       if (free.micros >= micros && free.tokens >= tokens) return true;
       if (a.busy) {
-        await a.busy.catch(() => undefined);
+        a.waiting++;
+        try {
+          await a.busy.catch(() => undefined);
+        } finally {
+          a.waiting--;
+        }
         continue;
       }
       const needMicros = Math.max(0, micros - free.micros);
@@ -158,11 +167,15 @@ export class LeaseBook {
     void this.leaseMore(a, needMicros, needTokens, micros * calls, tokens * calls).catch(() => false);
   }
 
+  /** Calls' worth left at which to lease ahead: enough to cover the statement's round trip at the current rate. */
+  private aheadCalls(a: Account): number {
+    return Math.max(LEASE_AHEAD_CALLS, Math.ceil(this.recentRate(a) * LEASE_AHEAD_SECONDS));
+  }
+
   private callsPerLease(a: Account): number {
-    return Math.min(
-      MAX_CALLS_PER_LEASE,
-      Math.max(MIN_CALLS_PER_LEASE, Math.round(this.recentRate(a) * LEASE_SECONDS)),
-    );
+    // The recent rate, or the burst waiting right now (twice over), whichever asks more.
+    const calls = Math.max(Math.round(this.recentRate(a) * LEASE_SECONDS), 2 * a.waiting);
+    return Math.min(MAX_CALLS_PER_LEASE, Math.max(MIN_CALLS_PER_LEASE, calls));
   }
 
   private async leaseMore(
@@ -236,7 +249,7 @@ export class LeaseBook {
       !a.busy &&
       !a.closed &&
       !a.capped &&
-      (free.micros < micros * LEASE_AHEAD_CALLS || free.tokens < tokens * LEASE_AHEAD_CALLS)
+      (free.micros < micros * this.aheadCalls(a) || free.tokens < tokens * this.aheadCalls(a))
     ) {
       this.topUp(a, micros, tokens);
     }

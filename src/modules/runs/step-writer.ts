@@ -71,7 +71,7 @@ export interface WriterOptions {
 }
 
 export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
-  flushDelayMs: 40,
+  flushDelayMs: 50,
   maxBatch: 500,
   maxAttempts: 8,
   baseRetryMs: 50,
@@ -163,17 +163,22 @@ export class StepWriter {
         continue;
       }
       if (this.queue.length === 0) return;
-      this.writing = this.drain().finally(() => {
+      this.writing = this.drain(true).finally(() => {
         this.writing = undefined;
       });
     }
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
+  /**
+   * Writes what is queued. What arrives meanwhile waits for the next round
+   * (kick, after flushDelayMs) so batches stay full — unless a full batch is
+   * already waiting, or flush() wants everything now.
+   */
+  private async drain(all = false): Promise<void> {
+    do {
       const batch = this.queue.splice(0, this.options.maxBatch);
       await this.writeWithRetry(batch);
-    }
+    } while (this.queue.length > 0 && (all || this.queue.length >= this.options.maxBatch));
   }
 
   private async writeWithRetry(batch: Pending[]): Promise<void> {
