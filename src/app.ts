@@ -1,7 +1,9 @@
 import fastifyCookie from '@fastify/cookie';
+import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
 import { type Clock, systemClock } from './core/clock.ts';
@@ -39,6 +41,10 @@ import { registerProviderRoutes } from './modules/providers/routes.ts';
 import { ProvidersService } from './modules/providers/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
 import { RunsService } from './modules/runs/service.ts';
+import { createLocalHost, registerLocalHost } from './modules/sandboxes/local-setup.ts';
+import { registerCapsuleRoutes } from './modules/sandboxes/routes.ts';
+import { CapsulesService } from './modules/sandboxes/service.ts';
+import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import { VERSION } from './version.ts';
 
@@ -67,12 +73,15 @@ export interface Services {
   runs: RunsService;
   approvals: ApprovalsService;
   gateway: GatewayService;
+  capsules: CapsulesService;
 }
 
 export interface BuiltApp {
   app: App;
   services: Services;
   readiness: Readiness;
+  /** Starts the sweeps and the local sandbox host; call once migrations ran (buildApp does it when told they had). */
+  start(): Promise<void>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
@@ -117,6 +126,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     new RateLimiter(() => clock.now().getTime()),
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
   );
+  const localHost = await createLocalHost({ sandboxDir: config.sandboxDir, driver: config.sandboxDriver });
+  const capsules = new CapsulesService(db, clock, events, new Map([[localHost.id, localHost]]));
   const services: Services = {
     auth,
     teams,
@@ -131,6 +142,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     runs,
     approvals,
     gateway,
+    capsules,
   };
 
   const app = Fastify({
@@ -216,6 +228,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   });
 
   await app.register(fastifyCookie);
+  // Uploads stream through to the capsule; the service bounds their size (the capsule's disk).
+  await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(fastifyMultipart, {
+    limits: { files: 1, fields: 10, fieldSize: 8192, fileSize: 6 * 1024 ** 3 },
+  });
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -276,10 +293,25 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);
   registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
+  registerCapsuleRoutes(app, capsules);
+  registerCapsuleStreamRoutes(app, capsules);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
-  app.addHook('onReady', () => runs.startSweeps());
+  capsules.useLog(app.log);
+  for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
+  // Background work that needs the schema: at once when the caller migrated first, else after start().
+  let started = false;
+  const start = async () => {
+    if (started) return;
+    started = true;
+    await registerLocalHost(db, clock, localHost);
+    await runs.startSweeps();
+    await capsules.recover();
+    capsules.start();
+  };
+  if (options.migrated) app.addHook('onReady', start);
   app.addHook('onClose', async () => {
+    await capsules.shutdown();
     await runs.shutdown();
     await providers.close();
     await closeUpstreamAgents();
@@ -289,5 +321,5 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     app.swagger(),
   );
 
-  return { app, services, readiness };
+  return { app, services, readiness, start };
 }

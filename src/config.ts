@@ -23,6 +23,10 @@ export interface Config {
   defaultMaxTokens: number;
   /** Store prompts and completions on steps when a policy's content_logging is "default". */
   contentLogging: boolean;
+  /** Where the local sandbox host keeps capsules and templates. */
+  sandboxDir: string;
+  /** auto: bubblewrap when it works here, else plain processes (not isolated). */
+  sandboxDriver: 'auto' | 'bwrap' | 'process';
 }
 
 export interface ConfigFlags {
@@ -131,6 +135,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     ),
     defaultMaxTokens: int('PADDOCK_DEFAULT_MAX_TOKENS', env.PADDOCK_DEFAULT_MAX_TOKENS, 4096, 1, 1_000_000),
     contentLogging: bool('PADDOCK_CONTENT_LOGGING', env.PADDOCK_CONTENT_LOGGING, false),
+    sandboxDir: path.resolve(env.PADDOCK_SANDBOX_DIR || path.join(dataDir, 'sandboxes')),
+    sandboxDriver: oneOf(
+      'PADDOCK_SANDBOX_DRIVER',
+      env.PADDOCK_SANDBOX_DRIVER,
+      ['auto', 'bwrap', 'process'] as const,
+      'auto',
+    ),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -21,6 +21,7 @@ Configuration comes from flags and environment variables:
   PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false)
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
+  PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -44,7 +45,7 @@ async function serve(config: Config): Promise<void> {
   const masterKey = resolveMasterKey(config.masterKey, config.dataDir, (m) =>
     process.stderr.write(`paddock: warning: ${m}\n`),
   );
-  const { app, services, readiness } = await buildApp({ config, database, masterKey });
+  const { app, services, readiness, start } = await buildApp({ config, database, masterKey });
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -63,6 +64,7 @@ async function serve(config: Config): Promise<void> {
 
   const address = await app.listen({ port: config.port, host: config.host });
   await database.migrate();
+  await start();
   readiness.migrated = true;
   const url = config.publicUrl ?? address;
   process.stdout.write(

@@ -1,7 +1,8 @@
-import { Worker } from 'node:worker_threads';
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
-// The server's side of the embedded database: a PGlite on its own thread
-// (pglite-worker.ts), spoken to in messages. It offers the part of PGlite's
+// The server's side of the embedded database: a PGlite in a process of its
+// own (pglite-worker.ts), spoken to in messages over the IPC channel. It offers the part of PGlite's
 // interface that drizzle uses — query, exec, transaction — so the rest of
 // Paddock does not know the database lives elsewhere.
 
@@ -20,7 +21,8 @@ export type WorkerRequest =
   | { id: number; op: 'begin'; tx: number }
   | { id: number; op: 'end'; tx: number; commit: boolean }
   | { id: number; op: 'dump' }
-  | { id: number; op: 'close' };
+  | { id: number; op: 'close' }
+  | { id: number; op: 'init'; dataDir: string | undefined; loadDataDir: Uint8Array | undefined };
 
 export type WorkerReply =
   | { id: number; ok: true; result: unknown }
@@ -58,17 +60,19 @@ interface Querier {
 const WORKER_BOOT = new URL('./pglite-worker-boot.mjs', import.meta.url);
 
 export class RemotePglite implements Querier {
-  private readonly worker: Worker;
+  private readonly worker: ChildProcess;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private nextTx = 1;
   private failure: Error | undefined;
   closed = false;
 
-  private constructor(options: { dataDir?: string; loadDataDir?: ArrayBuffer }) {
-    this.worker = new Worker(WORKER_BOOT, {
-      workerData: options,
-      transferList: options.loadDataDir ? [options.loadDataDir] : [],
+  private constructor() {
+    // Structured clone over the channel, as between threads: rows keep their types.
+    this.worker = fork(fileURLToPath(WORKER_BOOT), [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: [],
     });
     this.worker.on('message', (reply: WorkerReply) => {
       const waiter = this.pending.get(reply.id);
@@ -83,21 +87,24 @@ export class RemotePglite implements Querier {
       this.pending.clear();
     };
     this.worker.on('error', fail);
-    this.worker.on('exit', (code) => {
-      if (!this.closed) fail(new Error(`the embedded database thread exited (code ${code})`));
+    this.worker.on('exit', (code, signal) => {
+      if (!this.closed) fail(new Error(`the embedded database process exited (${signal ?? `code ${code}`})`));
     });
   }
 
-  /** Starts the thread and waits until the database answers (PGlite opened, data dir loaded). */
+  /** Starts the database's process and waits until it answers (PGlite opened, data dir loaded). */
   static async create(options: { dataDir?: string; loadDataDir?: Blob } = {}): Promise<RemotePglite> {
-    const remote = new RemotePglite({
-      ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
-      ...(options.loadDataDir ? { loadDataDir: await options.loadDataDir.arrayBuffer() } : {}),
-    });
+    const remote = new RemotePglite();
     try {
+      await remote.call('init', {
+        dataDir: options.dataDir,
+        loadDataDir: options.loadDataDir
+          ? new Uint8Array(await options.loadDataDir.arrayBuffer())
+          : undefined,
+      });
       await remote.query('select 1');
     } catch (err) {
-      await remote.worker.terminate();
+      remote.worker.kill('SIGKILL');
       throw err;
     }
     return remote;
@@ -108,7 +115,7 @@ export class RemotePglite implements Querier {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, ...payload });
+      this.worker.send({ id, op, ...payload });
     });
   }
 
@@ -151,7 +158,7 @@ export class RemotePglite implements Querier {
 
   /** The whole data dir as a tarball (test templates). */
   async dumpDataDir(): Promise<Blob> {
-    return new Blob([(await this.call('dump', {})) as ArrayBuffer]);
+    return new Blob([(await this.call('dump', {})) as Uint8Array]);
   }
 
   async close(): Promise<void> {
@@ -160,7 +167,10 @@ export class RemotePglite implements Querier {
       await this.call('close', {});
     } finally {
       this.closed = true;
-      await this.worker.terminate();
+      const exited = new Promise((resolve) => this.worker.once('exit', resolve));
+      this.worker.disconnect();
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000))]);
+      if (this.worker.exitCode === null) this.worker.kill('SIGKILL');
     }
   }
 }

@@ -1,4 +1,4 @@
-// Starts the embedded database's thread: TypeScript runs through tsx, as in
+// Starts the embedded database's process: TypeScript runs through tsx, as in
 // bin/paddock.js, then the worker module takes over.
 import { register } from 'tsx/esm/api';
 

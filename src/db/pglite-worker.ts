@@ -1,21 +1,24 @@
-import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { WorkerReply, WorkerRequest } from './pglite-remote.ts';
 
-// The embedded database's own thread: PGlite runs Postgres compiled to
-// WebAssembly synchronously, so on the server's thread every statement would
-// stop request handling for its duration. Here it blocks only this thread.
-// Messages are handled as they come; PGlite's own lock orders statements, and
-// statements of an open transaction run on it.
+// The embedded database's own process. PGlite runs Postgres compiled to
+// WebAssembly synchronously, so in the server's process every statement would
+// stop request handling for its duration; and its ~600 MB of WebAssembly
+// memory would make every fork of the server (each capsule command is one)
+// copy page tables for it. Here it has a process to itself, spoken to over
+// the IPC channel. Messages are handled as they come; PGlite's own lock
+// orders statements, and statements of an open transaction run on it.
 
-const port = parentPort;
-if (!port) throw new Error('pglite-worker must run as a worker thread');
+const send = process.send?.bind(process);
+if (!send) throw new Error('pglite-worker must run as a child process with an IPC channel');
 
-const options = workerData as { dataDir?: string; loadDataDir?: ArrayBuffer };
-const ready = PGlite.create(
-  options.dataDir,
-  options.loadDataDir ? { loadDataDir: new Blob([options.loadDataDir]) } : {},
-);
+let ready: Promise<PGlite> | undefined;
+// The server went away (exit or crash): close the database and go too.
+process.on('disconnect', () => {
+  void (ready ?? Promise.resolve(undefined))
+    .then((db) => (db && !db.closed ? db.close() : undefined))
+    .finally(() => process.exit(0));
+});
 
 interface OpenTransaction {
   tx: Transaction;
@@ -42,6 +45,12 @@ function errorFields(err: unknown): Record<string, unknown> {
 }
 
 async function handle(req: WorkerRequest): Promise<unknown> {
+  if (req.op === 'init') {
+    ready = PGlite.create(req.dataDir, req.loadDataDir ? { loadDataDir: new Blob([req.loadDataDir]) } : {});
+    await ready;
+    return null;
+  }
+  if (!ready) throw new Error('the database is not open yet');
   const db = await ready;
   switch (req.op) {
     case 'query': {
@@ -86,7 +95,7 @@ async function handle(req: WorkerRequest): Promise<unknown> {
     }
     case 'dump': {
       const blob = (await db.dumpDataDir('none')) as Blob;
-      return await blob.arrayBuffer();
+      return new Uint8Array(await blob.arrayBuffer());
     }
     case 'close':
       if (!db.closed) await db.close();
@@ -94,15 +103,15 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   }
 }
 
-port.on('message', (req: WorkerRequest) => {
+process.on('message', (req: WorkerRequest) => {
   handle(req).then(
     (result) => {
       const reply: WorkerReply = { id: req.id, ok: true, result };
-      port.postMessage(reply, result instanceof ArrayBuffer ? [result] : []);
+      send(reply);
     },
     (err: unknown) => {
       const reply: WorkerReply = { id: req.id, ok: false, error: errorFields(err) };
-      port.postMessage(reply);
+      send(reply);
     },
   );
 });

@@ -54,7 +54,14 @@ const fillParams = (path: string) => path.replace(/\{[^}]+\}/g, FAKE_ID);
 const WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
 
 /** Hidden on purpose: the document does not describe itself. */
-const UNDOCUMENTED = new Set(['GET /v1/openapi.json']);
+// The document itself, and the WebSocket routes (@fastify/websocket hides them: OpenAPI cannot
+// describe a frame protocol; docs/sandboxes.md does).
+const UNDOCUMENTED = new Set([
+  'GET /v1/openapi.json',
+  'GET /v1/capsules/{id}/exec/stream',
+  'GET /v1/capsules/{id}/processes/{selector}/stream',
+  'GET /v1/capsules/{id}/pty',
+]);
 
 beforeAll(async () => {
   t = await createTestApp();
@@ -148,7 +155,9 @@ describe('GET /v1/openapi.json', () => {
     for (const { method, path, op } of operations) {
       if (!WITH_BODY.has(method)) continue;
       if (op.requestBody) {
-        const schema = op.requestBody.content?.['application/json']?.schema;
+        // JSON bodies, or uploads described as multipart forms.
+        const content = op.requestBody.content ?? {};
+        const schema = (content['application/json'] ?? content['multipart/form-data'])?.schema;
         if (schema?.type !== 'object')
           problems.push(`${method} ${path}: requestBody without an object schema`);
         continue;

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
@@ -37,6 +40,7 @@ export interface TestApp {
   clock: ManualClock;
   database: Database;
   config: Config;
+  masterKey: Buffer;
   call<T = Loose>(method: string, url: string, options?: CallOptions): Promise<CallResult<T>>;
   /** Signs up a new user (open signup), returning its session token and personal team. */
   signup(overrides?: { email?: string; name?: string; password?: string }): Promise<SignedUpUser>;
@@ -57,16 +61,29 @@ export function uniqueEmail(label = 'user'): string {
  * `app.listen()` for tests that need a real port.
  */
 export async function createTestApp(
-  options: { config?: Partial<Config>; env?: NodeJS.ProcessEnv; start?: Date } = {},
+  options: {
+    config?: Partial<Config>;
+    env?: NodeJS.ProcessEnv;
+    start?: Date;
+    /** A second server on another app's database and sandbox host directory (a restart, another node). */
+    shareWith?: TestApp;
+  } = {},
 ): Promise<TestApp> {
-  const database = await freshDatabase();
-  const config: Config = { ...loadConfig({ PADDOCK_SIGNUP: 'open', ...options.env }), ...options.config };
-  const clock = new ManualClock(options.start ?? new Date('2026-01-05T09:00:00Z'));
+  const shared = options.shareWith;
+  const database = shared ? shared.database : await freshDatabase();
+  // Each app its own sandbox host directory (capsules, templates, host id).
+  const sandboxDir = shared ? shared.config.sandboxDir : mkdtempSync(path.join(tmpdir(), 'paddock-sandbox-'));
+  const config: Config = {
+    ...loadConfig({ PADDOCK_SIGNUP: 'open', PADDOCK_SANDBOX_DIR: sandboxDir, ...options.env }),
+    ...options.config,
+  };
+  const clock = shared ? shared.clock : new ManualClock(options.start ?? new Date('2026-01-05T09:00:00Z'));
+  const masterKey = shared ? shared.masterKey : randomBytes(32);
   const built: BuiltApp = await buildApp({
     config,
     database,
     clock,
-    masterKey: randomBytes(32),
+    masterKey,
     logger: false,
     migrated: true,
   });
@@ -99,6 +116,7 @@ export async function createTestApp(
     clock,
     database,
     config,
+    masterKey,
     call,
     async signup(overrides = {}) {
       const res = await call('POST', '/v1/auth/signup', {
@@ -126,7 +144,9 @@ export async function createTestApp(
     },
     async close() {
       await built.app.close();
+      if (shared) return;
       await database.close();
+      rmSync(sandboxDir, { recursive: true, force: true });
     },
   };
   return t;

@@ -1,3 +1,4 @@
 export * from './events.ts';
 export * from './gateway.ts';
 export * from './identity.ts';
+export * from './sandboxes.ts';

@@ -72,6 +72,12 @@ export interface EventMap {
   'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };
   'approval.approved': { run_id: string; agent_id: string; tool_name: string };
   'approval.rejected': { run_id: string; agent_id: string; tool_name: string; reason: string | null };
+  // Capsules (subject: the capsule). Wrenn's capsule.state.changed carries from/to and a reason.
+  'capsule.created': { template: string; host_id: string | null };
+  'capsule.state_changed': { from: string; to: string; reason: string | null };
+  'capsule.deleted': { active_seconds: number };
+  'snapshot.created': { name: string; source_capsule_id: string; size_bytes: number };
+  'snapshot.deleted': { name: string };
 }
 export type EventType = keyof EventMap;
 

@@ -1,0 +1,197 @@
+// Prints how fast a capsule is usable and how many idle ones fit in 4 GB.
+// `paddock serve` runs as a child process on a fresh data dir; everything goes
+// through its HTTP API, as a user's would:
+//   create → first exec: POST /v1/capsules, poll GET until running, POST …/exec
+// The density figure creates idle capsules and reads the memory they take
+// from the host (MemAvailable), then scales it to 4 GB.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { unusedPortUrl } from '../test/support/mock-llm.ts';
+import { spawnChild, stopChild } from './processes.ts';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 50);
+const IDLE = Number(process.env.BENCH_IDLE_CAPSULES ?? 100);
+const BIN = path.resolve('bin/paddock.js');
+
+type Json = Record<string, unknown>;
+
+async function api(base: string, method: string, route: string, token: string | undefined, body?: Json) {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: {
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  const json = text ? (JSON.parse(text) as Json) : {};
+  if (res.status >= 400) throw new Error(`${method} ${route}: ${res.status} ${text}`);
+  return json;
+}
+
+async function untilRunning(base: string, token: string, id: string): Promise<void> {
+  for (;;) {
+    const c = await api(base, 'GET', `/v1/capsules/${id}`, token);
+    if (c.status === 'running') return;
+    if (c.status === 'error') throw new Error(`capsule ${id} failed: ${String(c.status_reason)}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/**
+ * Memory the capsules take: what their cgroups charge (processes, page cache
+ * and their tmpfs layers), where the driver made cgroups; else the resident
+ * memory of the host processes running as capsule users.
+ */
+function capsuleMemoryMb(): number | undefined {
+  for (const root of ['/sys/fs/cgroup/memory', '/sys/fs/cgroup']) {
+    const found: string[] = [];
+    const walk = (dir: string, depth: number) => {
+      if (depth > 4) return;
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        if (/^cap_/.test(n)) found.push(path.join(dir, n));
+        else if (
+          n === 'paddock' ||
+          (depth < 3 && statSync(path.join(dir, n), { throwIfNoEntry: false })?.isDirectory())
+        )
+          walk(path.join(dir, n), depth + 1);
+      }
+    };
+    walk(root, 0);
+    if (found.length === 0) continue;
+    let bytes = 0;
+    for (const dir of found) {
+      for (const f of ['memory.usage_in_bytes', 'memory.current']) {
+        try {
+          bytes += Number(readFileSync(path.join(dir, f), 'utf8').trim());
+          break;
+        } catch {
+          // the other cgroup version's file
+        }
+      }
+    }
+    return bytes / 1024 / 1024;
+  }
+  return undefined;
+}
+
+function memAvailableMb(): number {
+  const line = readFileSync('/proc/meminfo', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('MemAvailable:'));
+  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+async function main() {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-sandbox-'));
+  const port = new URL(await unusedPortUrl()).port;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PADDOCK_SIGNUP: 'open',
+    PADDOCK_LOG_LEVEL: 'warn',
+    PADDOCK_MASTER_KEY: randomBytes(32).toString('hex'),
+  };
+  delete env.DATABASE_URL;
+  const paddock = spawnChild(
+    'paddock',
+    process.execPath,
+    [BIN, 'serve', '--port', port, '--data-dir', dataDir],
+    env,
+  );
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    for (let i = 0; ; i++) {
+      const ready = await fetch(`${base}/ready`).catch(() => undefined);
+      if (ready?.status === 200) break;
+      if (i > 3000) throw new Error('paddock never became ready');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const signup = await api(base, 'POST', '/v1/auth/signup', undefined, {
+      email: 'bench@example.com',
+      password: 'a long password',
+      name: 'Bench',
+    });
+    const token = String(signup.session_token);
+    const spec = { memory_mb: 256, disk_size_mb: 64 };
+
+    const total: number[] = [];
+    const toRunning: number[] = [];
+    const firstExec: number[] = [];
+    let isolation = '';
+    for (let i = 0; i < RUNS + 3; i++) {
+      const t0 = performance.now();
+      const c = await api(base, 'POST', '/v1/capsules', token, spec);
+      const id = String(c.id);
+      await untilRunning(base, token, id);
+      const t1 = performance.now();
+      const out = await api(base, 'POST', `/v1/capsules/${id}/exec`, token, { cmd: 'true', args: [] });
+      const t2 = performance.now();
+      if (out.exit_code !== 0) throw new Error(`first exec exited ${String(out.exit_code)}`);
+      isolation = String(c.isolation);
+      // The first few warm the server's code paths; they are not counted.
+      if (i >= 3) {
+        total.push(t2 - t0);
+        toRunning.push(t1 - t0);
+        firstExec.push(t2 - t1);
+      }
+      await api(base, 'DELETE', `/v1/capsules/${id}`, token);
+    }
+
+    const before = memAvailableMb();
+    const idle: string[] = [];
+    for (let i = 0; i < IDLE; i++) {
+      const c = await api(base, 'POST', '/v1/capsules', token, spec);
+      idle.push(String(c.id));
+    }
+    for (const id of idle) await untilRunning(base, token, id);
+    await new Promise((r) => setTimeout(r, 1000));
+    const charged = capsuleMemoryMb();
+    const usedMb = charged ?? Math.max(0, before - memAvailableMb());
+    const perCapsuleMb = usedMb / IDLE;
+    const source = charged !== undefined ? 'their memory cgroups' : 'the drop in MemAvailable';
+    for (const id of idle) await api(base, 'DELETE', `/v1/capsules/${id}`, token);
+
+    const f = (x: number) => x.toFixed(1);
+    console.log(
+      `sandbox benchmark: ${RUNS} capsules one after another, isolation ${isolation}, ${os.cpus().length} cores`,
+    );
+    console.log('');
+    console.log('| figure | p50 ms | p95 ms |');
+    console.log('|---|---|---|');
+    console.log(
+      `| create → first exec (POST, poll until running, exec) | ${f(pct(total, 50))} | ${f(pct(total, 95))} |`,
+    );
+    console.log(`| create → running | ${f(pct(toRunning, 50))} | ${f(pct(toRunning, 95))} |`);
+    console.log(`| first exec (\`true\`) | ${f(pct(firstExec, 50))} | ${f(pct(firstExec, 95))} |`);
+    console.log('');
+    console.log(
+      `idle capsules: ${IDLE} running took ${f(usedMb)} MB (${source}; ${f(perCapsuleMb)} MB each): ` +
+        `${perCapsuleMb > 0 ? Math.floor(4096 / perCapsuleMb) : 'more than'} fit in 4 GB`,
+    );
+  } finally {
+    await stopChild(paddock);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,110 @@
+import type { Readable } from 'node:stream';
+import type { CapsuleLimits, CapsuleUsage, FileEntry, Isolation } from './drivers/types.ts';
+
+// What the control plane asks of a sandbox host. The local host (in the
+// server's process) implements it over a driver; a remote `paddock host`
+// implements it over HTTP. The capsules service knows only this.
+
+export interface HostCapsuleSpec {
+  id: string;
+  teamId: string;
+  /** The template's tree on this host; null = minimal (empty). */
+  templatePath: string | null;
+  limits: CapsuleLimits;
+  envs: Record<string, string>;
+  /** Hosts reachable through the egress proxy; null = no network. */
+  networkAllow: string[] | null;
+}
+
+export interface ExecRequest {
+  cmd: string;
+  args?: string[];
+  envs?: Record<string, string>;
+  cwd?: string;
+  timeoutSec: number;
+  /** Per stream; past it the output is cut and `truncated` says so. */
+  maxOutputBytes: number;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** 124 when the command ran out of time (as coreutils' timeout), 128 + n when killed by signal n. */
+  exit_code: number;
+  duration_ms: number;
+  encoding: 'utf-8' | 'base64';
+  truncated: boolean;
+  timed_out: boolean;
+}
+
+export interface BackgroundRequest {
+  cmd: string;
+  args?: string[];
+  envs?: Record<string, string>;
+  cwd?: string;
+  tag?: string;
+}
+
+export interface HostProcess {
+  pid: number;
+  /** Set for processes started through the API (background exec, PTY). */
+  tag: string | null;
+  cmd: string;
+  args: string[];
+}
+
+/** A process the host started, whose output can be followed (exec/stream, processes/{selector}/stream). */
+export interface FollowedProcess {
+  pid: number;
+  tag: string | null;
+  /** Output so far (bounded), then live output until exit. */
+  follow(onOutput: (stream: 'stdout' | 'stderr', data: Buffer) => void): () => void;
+  write(data: Buffer | string): void;
+  resize(cols: number, rows: number): void;
+  kill(signal?: NodeJS.Signals): void;
+  /** null while running. */
+  readonly exitCode: number | null;
+  readonly exited: Promise<number>;
+  readonly pty: boolean;
+}
+
+export interface StartRequest {
+  cmd: string;
+  args?: string[];
+  envs?: Record<string, string>;
+  cwd?: string;
+  tag?: string;
+  pty?: { cols: number; rows: number };
+}
+
+export interface SandboxHost {
+  readonly id: string;
+  readonly isolation: Isolation;
+  readonly warnings: string[];
+  create(spec: HostCapsuleSpec): Promise<void>;
+  destroy(capsuleId: string): Promise<void>;
+  /** Whether the host still runs the capsule (false after a crash or a restart of the host). */
+  has(capsuleId: string): boolean;
+  pause(capsuleId: string): Promise<void>;
+  resume(capsuleId: string): Promise<void>;
+  exec(capsuleId: string, req: ExecRequest): Promise<ExecResult>;
+  start(capsuleId: string, req: StartRequest): Promise<FollowedProcess>;
+  /** A process started through the API, by pid or tag. */
+  followed(capsuleId: string, selector: string): FollowedProcess | undefined;
+  processes(capsuleId: string): Promise<HostProcess[]>;
+  /** By pid (any process of the capsule) or tag; false when there is no such process. */
+  kill(capsuleId: string, selector: string, signal: NodeJS.Signals): Promise<boolean>;
+  readFile(capsuleId: string, path: string, maxBytes: number): Promise<Buffer>;
+  readStream(capsuleId: string, path: string): Promise<Readable>;
+  writeFile(capsuleId: string, path: string, data: Readable | Buffer, maxBytes: number): Promise<void>;
+  list(capsuleId: string, path: string, depth: number): Promise<FileEntry[]>;
+  mkdir(capsuleId: string, path: string): Promise<FileEntry>;
+  remove(capsuleId: string, path: string): Promise<void>;
+  usage(capsuleId: string): Promise<CapsuleUsage>;
+  /** Copies the capsule's filesystem into a new template tree on this host. */
+  snapshot(capsuleId: string, templateId: string): Promise<{ path: string; sizeBytes: number }>;
+  removeTemplate(path: string): Promise<void>;
+  /** Told when a capsule ended by itself (its init died). */
+  onEnded(listener: (capsuleId: string, reason: string) => void): void;
+  close(): Promise<void>;
+}

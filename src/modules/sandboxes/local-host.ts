@@ -1,0 +1,343 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from './drivers/types.ts';
+import type {
+  ExecRequest,
+  ExecResult,
+  FollowedProcess,
+  HostCapsuleSpec,
+  HostProcess,
+  SandboxHost,
+  StartRequest,
+} from './host.ts';
+
+/** Output of a followed process kept for late followers (exec/stream attach after the start). */
+const REPLAY_BYTES = 256 * 1024;
+/** Finished processes stay visible (exit code, output) for this long. */
+const KEEP_FINISHED_MS = 10 * 60_000;
+const MAX_FOLLOWED_PER_CAPSULE = 200;
+
+interface Live {
+  handle: CapsuleHandle;
+  followed: Map<string, Followed>;
+}
+
+class Followed implements FollowedProcess {
+  private readonly chunks: Array<{ stream: 'stdout' | 'stderr'; data: Buffer }> = [];
+  private bytes = 0;
+  private readonly listeners = new Set<(stream: 'stdout' | 'stderr', data: Buffer) => void>();
+  exitCode: number | null = null;
+  finishedAt: number | null = null;
+  readonly exited: Promise<number>;
+
+  constructor(
+    private readonly proc: CapsuleProcess,
+    readonly tag: string,
+    readonly pty: boolean,
+  ) {
+    const take = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
+      this.chunks.push({ stream, data });
+      this.bytes += data.length;
+      while (this.bytes > REPLAY_BYTES && this.chunks.length > 1)
+        this.bytes -= this.chunks.shift()!.data.length;
+      for (const l of this.listeners) l(stream, data);
+    };
+    proc.stdout.on('data', take('stdout'));
+    proc.stderr.on('data', take('stderr'));
+    this.exited = proc.exited.then((code) => {
+      this.exitCode = code;
+      this.finishedAt = Date.now();
+      return code;
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  follow(onOutput: (stream: 'stdout' | 'stderr', data: Buffer) => void): () => void {
+    for (const c of this.chunks) onOutput(c.stream, c.data);
+    this.listeners.add(onOutput);
+    return () => this.listeners.delete(onOutput);
+  }
+
+  write(data: Buffer | string): void {
+    this.proc.write(data);
+  }
+
+  resize(cols: number, rows: number): void {
+    this.proc.resize(cols, rows);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.proc.kill(signal);
+  }
+}
+
+/** Decodes as UTF-8 when the bytes are valid UTF-8; otherwise says base64 (Wrenn). */
+function encodeOutput(stdout: Buffer, stderr: Buffer): Pick<ExecResult, 'stdout' | 'stderr' | 'encoding'> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  try {
+    return { stdout: decoder.decode(stdout), stderr: decoder.decode(stderr), encoding: 'utf-8' };
+  } catch {
+    return { stdout: stdout.toString('base64'), stderr: stderr.toString('base64'), encoding: 'base64' };
+  }
+}
+
+/**
+ * The sandbox host of `paddock serve`: capsules on this machine through a
+ * driver. It keeps what only a host knows — the capsules' handles and the
+ * processes it started (tags, output for followers) — in memory; the
+ * control plane keeps everything else in the database.
+ */
+export class LocalHost implements SandboxHost {
+  private readonly capsules = new Map<string, Live>();
+  private readonly endedListeners: Array<(capsuleId: string, reason: string) => void> = [];
+  private readonly destroying = new Set<string>();
+
+  constructor(
+    readonly id: string,
+    private readonly driver: Driver,
+    /** Where capsules' and templates' trees live on this machine. */
+    private readonly baseDir: string,
+  ) {}
+
+  get isolation() {
+    return this.driver.isolation;
+  }
+
+  get warnings() {
+    return this.driver.warnings;
+  }
+
+  private capsuleDir(capsuleId: string): string {
+    return path.join(this.baseDir, 'capsules', capsuleId);
+  }
+
+  private live(capsuleId: string): Live {
+    const live = this.capsules.get(capsuleId);
+    if (!live) throw new DriverError('not_found', `capsule ${capsuleId} is not running on this host`);
+    return live;
+  }
+
+  /** Clears what a previous server process left of capsules this host no longer runs. */
+  async cleanupLeftovers(capsuleIds: string[]): Promise<void> {
+    for (const id of capsuleIds) {
+      if (this.capsules.has(id)) continue;
+      await this.driver.cleanup(this.capsuleDir(id)).catch(() => undefined);
+    }
+  }
+
+  async create(spec: HostCapsuleSpec): Promise<void> {
+    await mkdir(path.join(this.baseDir, 'capsules'), { recursive: true });
+    const handle = await this.driver.create({
+      id: spec.id,
+      dir: this.capsuleDir(spec.id),
+      templateDir: spec.templatePath,
+      limits: spec.limits,
+      envs: spec.envs,
+      network: null,
+    });
+    this.capsules.set(spec.id, { handle, followed: new Map() });
+    handle.ended.then(() => {
+      if (this.destroying.has(spec.id) || !this.capsules.has(spec.id)) return;
+      this.capsules.delete(spec.id);
+      for (const l of this.endedListeners) l(spec.id, 'capsule_exited');
+    });
+  }
+
+  has(capsuleId: string): boolean {
+    return this.capsules.has(capsuleId);
+  }
+
+  async destroy(capsuleId: string): Promise<void> {
+    const live = this.capsules.get(capsuleId);
+    this.destroying.add(capsuleId);
+    try {
+      if (live) await live.handle.destroy();
+      else await this.driver.cleanup(this.capsuleDir(capsuleId));
+    } finally {
+      this.capsules.delete(capsuleId);
+      this.destroying.delete(capsuleId);
+    }
+  }
+
+  async pause(capsuleId: string): Promise<void> {
+    await this.live(capsuleId).handle.pause();
+  }
+
+  async resume(capsuleId: string): Promise<void> {
+    await this.live(capsuleId).handle.resume();
+  }
+
+  async exec(capsuleId: string, req: ExecRequest): Promise<ExecResult> {
+    const { handle } = this.live(capsuleId);
+    const started = performance.now();
+    const proc = handle.spawn(this.command(req));
+    proc.end();
+    const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const size = { stdout: 0, stderr: 0 };
+    let truncated = false;
+    const collect = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
+      const room = req.maxOutputBytes - size[stream];
+      if (room <= 0) {
+        truncated = true;
+        return;
+      }
+      const piece = data.length > room ? data.subarray(0, room) : data;
+      if (piece.length < data.length) truncated = true;
+      out[stream].push(piece);
+      size[stream] += piece.length;
+    };
+    proc.stdout.on('data', collect('stdout'));
+    proc.stderr.on('data', collect('stderr'));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      proc.kill('SIGKILL');
+    }, req.timeoutSec * 1000);
+    let code: number;
+    try {
+      code = await proc.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+    return {
+      ...encodeOutput(Buffer.concat(out.stdout), Buffer.concat(out.stderr)),
+      exit_code: timedOut ? 124 : code,
+      duration_ms: Math.round(performance.now() - started),
+      truncated,
+      timed_out: timedOut,
+    };
+  }
+
+  /**
+   * Wrenn's cmd + args: with args (even an empty list) the command runs as
+   * given; without, the line runs through /bin/sh -c, so agents can use
+   * pipes and redirection.
+   */
+  private command(req: { cmd: string; args?: string[]; envs?: Record<string, string>; cwd?: string }) {
+    const direct = req.args !== undefined;
+    return {
+      cmd: direct ? req.cmd : '/bin/sh',
+      args: direct ? req.args! : ['-c', req.cmd],
+      ...(req.envs ? { envs: req.envs } : {}),
+      ...(req.cwd ? { cwd: req.cwd } : {}),
+    };
+  }
+
+  async start(capsuleId: string, req: StartRequest): Promise<FollowedProcess> {
+    const live = this.live(capsuleId);
+    this.prune(live);
+    const tag = req.tag ?? `${req.pty ? 'pty' : 'proc'}-${randomBytes(4).toString('hex')}`;
+    const existing = live.followed.get(tag);
+    if (existing && existing.exitCode === null) {
+      throw new DriverError('exists', `a running process already has the tag "${tag}"`);
+    }
+    const proc = live.handle.spawn({ ...this.command(req), ...(req.pty ? { pty: req.pty } : {}) });
+    const followed = new Followed(proc, tag, req.pty !== undefined);
+    live.followed.set(tag, followed);
+    // The capsule-side pid is known once the command runs inside (what callers select it by).
+    await proc.started;
+    return followed;
+  }
+
+  private prune(live: Live): void {
+    const now = Date.now();
+    for (const [tag, f] of live.followed) {
+      if (f.finishedAt !== null && now - f.finishedAt > KEEP_FINISHED_MS) live.followed.delete(tag);
+    }
+    if (live.followed.size >= MAX_FOLLOWED_PER_CAPSULE) {
+      for (const [tag, f] of live.followed) {
+        if (f.finishedAt !== null) live.followed.delete(tag);
+        if (live.followed.size < MAX_FOLLOWED_PER_CAPSULE) break;
+      }
+    }
+  }
+
+  followed(capsuleId: string, selector: string): FollowedProcess | undefined {
+    const live = this.capsules.get(capsuleId);
+    if (!live) return undefined;
+    if (/^\d+$/.test(selector)) {
+      const pid = Number(selector);
+      for (const f of live.followed.values()) if (f.pid === pid && f.exitCode === null) return f;
+      return undefined;
+    }
+    return live.followed.get(selector);
+  }
+
+  async processes(capsuleId: string): Promise<HostProcess[]> {
+    const live = this.live(capsuleId);
+    const tags = new Map<number, string>();
+    for (const f of live.followed.values()) if (f.exitCode === null) tags.set(f.pid, f.tag);
+    return (await live.handle.processes()).map((p) => ({ ...p, tag: tags.get(p.pid) ?? null }));
+  }
+
+  async kill(capsuleId: string, selector: string, signal: NodeJS.Signals): Promise<boolean> {
+    const live = this.live(capsuleId);
+    if (/^\d+$/.test(selector)) return live.handle.signal(Number(selector), signal);
+    const f = live.followed.get(selector);
+    if (!f || f.exitCode !== null) return false;
+    return live.handle.signal(f.pid, signal);
+  }
+
+  readFile(capsuleId: string, p: string, maxBytes: number): Promise<Buffer> {
+    return this.live(capsuleId).handle.readFile(p, maxBytes);
+  }
+
+  readStream(capsuleId: string, p: string): Promise<Readable> {
+    return this.live(capsuleId).handle.readStream(p);
+  }
+
+  writeFile(capsuleId: string, p: string, data: Readable | Buffer, maxBytes: number): Promise<void> {
+    return this.live(capsuleId).handle.writeFile(p, data, maxBytes);
+  }
+
+  list(capsuleId: string, p: string, depth: number) {
+    return this.live(capsuleId).handle.list(p, depth);
+  }
+
+  mkdir(capsuleId: string, p: string) {
+    return this.live(capsuleId).handle.mkdir(p);
+  }
+
+  remove(capsuleId: string, p: string): Promise<void> {
+    return this.live(capsuleId).handle.remove(p);
+  }
+
+  usage(capsuleId: string) {
+    return this.live(capsuleId).handle.usage();
+  }
+
+  async snapshot(capsuleId: string, templateId: string): Promise<{ path: string; sizeBytes: number }> {
+    const dest = path.join(this.baseDir, 'templates', templateId);
+    await mkdir(dest, { recursive: true });
+    try {
+      const { sizeBytes } = await this.live(capsuleId).handle.snapshot(dest);
+      return { path: dest, sizeBytes };
+    } catch (err) {
+      await rm(dest, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async removeTemplate(p: string): Promise<void> {
+    // Only trees this host made: a path from the database must not point anywhere else.
+    const root = path.join(this.baseDir, 'templates');
+    const resolved = path.resolve(p);
+    if (!resolved.startsWith(`${root}${path.sep}`)) return;
+    await rm(resolved, { recursive: true, force: true });
+  }
+
+  onEnded(listener: (capsuleId: string, reason: string) => void): void {
+    this.endedListeners.push(listener);
+  }
+
+  /** The server is stopping: its capsules die with it (their records say so at the next start). */
+  async close(): Promise<void> {
+    const ids = [...this.capsules.keys()];
+    await Promise.all(ids.map((id) => this.destroy(id).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,223 @@
+import { and, desc, eq, inArray, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.ts';
+import { type CapsuleStatus, capsules, capsuleUsage, hosts, templates } from '../../db/schema/index.ts';
+
+export type CapsuleRow = typeof capsules.$inferSelect;
+export type HostRow = typeof hosts.$inferSelect;
+export type TemplateRow = typeof templates.$inferSelect;
+
+/** Statuses in which a capsule still holds (or is getting, or giving back) a place on a host. */
+export const LIVE_STATUSES: CapsuleStatus[] = [
+  'pending',
+  'starting',
+  'running',
+  'pausing',
+  'paused',
+  'resuming',
+  'stopping',
+];
+
+export async function insertCapsule(db: DbOrTx, row: typeof capsules.$inferInsert): Promise<CapsuleRow> {
+  const [inserted] = await db.insert(capsules).values(row).returning();
+  return inserted!;
+}
+
+export async function findCapsule(db: DbOrTx, teamId: string, id: string): Promise<CapsuleRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(capsules)
+    .where(and(eq(capsules.teamId, teamId), eq(capsules.id, id)));
+  return row;
+}
+
+export async function findCapsuleById(db: DbOrTx, id: string): Promise<CapsuleRow | undefined> {
+  const [row] = await db.select().from(capsules).where(eq(capsules.id, id));
+  return row;
+}
+
+export async function listCapsules(
+  db: DbOrTx,
+  teamId: string,
+  q: { status?: CapsuleStatus; before?: string; limit: number },
+): Promise<CapsuleRow[]> {
+  const where: SQL[] = [eq(capsules.teamId, teamId)];
+  if (q.status) where.push(eq(capsules.status, q.status));
+  if (q.before) where.push(lt(capsules.id, q.before));
+  return db
+    .select()
+    .from(capsules)
+    .where(and(...where))
+    .orderBy(desc(capsules.id))
+    .limit(q.limit + 1);
+}
+
+/**
+ * Moves a capsule from one of `from` to `to` in one statement, or not at all
+ * (another request moved it first): the state machine's guard.
+ */
+export async function transition(
+  db: DbOrTx,
+  id: string,
+  from: CapsuleStatus[],
+  to: CapsuleStatus,
+  patch: Partial<typeof capsules.$inferInsert>,
+): Promise<CapsuleRow | undefined> {
+  const [row] = await db
+    .update(capsules)
+    .set({ ...patch, status: to })
+    .where(and(eq(capsules.id, id), inArray(capsules.status, from)))
+    .returning();
+  return row;
+}
+
+export async function touch(db: DbOrTx, id: string, at: Date): Promise<void> {
+  await db
+    .update(capsules)
+    .set({ lastActiveAt: at })
+    .where(and(eq(capsules.id, id), eq(capsules.status, 'running')));
+}
+
+/** Running capsules with a timeout whose last activity is older than it (the auto-pause sweep). */
+export async function idleCapsules(db: DbOrTx, hostIds: string[], now: Date): Promise<CapsuleRow[]> {
+  if (hostIds.length === 0) return [];
+  return db
+    .select()
+    .from(capsules)
+    .where(
+      and(
+        eq(capsules.status, 'running'),
+        inArray(capsules.hostId, hostIds),
+        sql`${capsules.timeoutSec} > 0`,
+        sql`coalesce(${capsules.lastActiveAt}, ${capsules.startedAt}, ${capsules.createdAt}) + make_interval(secs => ${capsules.timeoutSec}) < ${now.toISOString()}::timestamptz`,
+      ),
+    );
+}
+
+export async function liveCapsulesOnHost(db: DbOrTx, hostId: string): Promise<CapsuleRow[]> {
+  return db
+    .select()
+    .from(capsules)
+    .where(and(eq(capsules.hostId, hostId), inArray(capsules.status, LIVE_STATUSES)));
+}
+
+export async function countLiveByHost(db: DbOrTx): Promise<Map<string, number>> {
+  const rows = await db
+    .select({ hostId: capsules.hostId, n: sql<string>`count(*)` })
+    .from(capsules)
+    .where(inArray(capsules.status, LIVE_STATUSES))
+    .groupBy(capsules.hostId);
+  return new Map(rows.flatMap((r) => (r.hostId ? [[r.hostId, Number(r.n)]] : [])));
+}
+
+// -- hosts ------------------------------------------------------------------
+
+export async function upsertLocalHost(db: DbOrTx, row: typeof hosts.$inferInsert): Promise<HostRow> {
+  const [out] = await db
+    .insert(hosts)
+    .values(row)
+    .onConflictDoUpdate({
+      target: hosts.id,
+      set: {
+        status: row.status,
+        isolation: row.isolation,
+        cpuCores: row.cpuCores,
+        memoryMb: row.memoryMb,
+        arch: row.arch,
+        lastHeartbeatAt: row.lastHeartbeatAt,
+        updatedAt: row.updatedAt,
+      },
+    })
+    .returning();
+  return out!;
+}
+
+export async function onlineHosts(db: DbOrTx, teamId: string): Promise<HostRow[]> {
+  return db
+    .select()
+    .from(hosts)
+    .where(and(eq(hosts.status, 'online'), or(isNull(hosts.teamId), eq(hosts.teamId, teamId))));
+}
+
+// -- templates --------------------------------------------------------------
+
+/** A template the team may start from: its own snapshot or a platform template. */
+export async function findTemplate(
+  db: DbOrTx,
+  teamId: string,
+  name: string,
+): Promise<TemplateRow | undefined> {
+  const rows = await db
+    .select()
+    .from(templates)
+    .where(and(eq(templates.name, name), or(eq(templates.teamId, teamId), isNull(templates.teamId))));
+  // The team's own wins over a platform template of the same name.
+  return rows.find((r) => r.teamId === teamId) ?? rows[0];
+}
+
+export async function insertTemplate(db: DbOrTx, row: typeof templates.$inferInsert): Promise<TemplateRow> {
+  const [inserted] = await db.insert(templates).values(row).returning();
+  return inserted!;
+}
+
+export async function listTemplates(
+  db: DbOrTx,
+  teamId: string,
+  type?: 'base' | 'snapshot',
+): Promise<TemplateRow[]> {
+  const where: SQL[] = [or(eq(templates.teamId, teamId), isNull(templates.teamId))!];
+  if (type) where.push(eq(templates.type, type));
+  return db
+    .select()
+    .from(templates)
+    .where(and(...where))
+    .orderBy(templates.name);
+}
+
+export async function deleteTeamTemplate(
+  db: DbOrTx,
+  teamId: string,
+  name: string,
+): Promise<TemplateRow | undefined> {
+  const [row] = await db
+    .delete(templates)
+    .where(and(eq(templates.teamId, teamId), eq(templates.name, name)))
+    .returning();
+  return row;
+}
+
+export async function ensurePlatformTemplate(db: DbOrTx, row: typeof templates.$inferInsert): Promise<void> {
+  await db.insert(templates).values(row).onConflictDoNothing();
+}
+
+// -- usage --------------------------------------------------------------------
+
+/** Adds a running period's seconds to the team's day rows. */
+export async function addUsage(
+  db: DbOrTx,
+  teamId: string,
+  days: Array<{ day: string; seconds: number }>,
+  vcpus: number,
+  memoryMb: number,
+): Promise<void> {
+  for (const d of days) {
+    if (d.seconds <= 0) continue;
+    await db
+      .insert(capsuleUsage)
+      .values({ teamId, day: d.day, vcpuSeconds: d.seconds * vcpus, ramMbSeconds: d.seconds * memoryMb })
+      .onConflictDoUpdate({
+        target: [capsuleUsage.teamId, capsuleUsage.day],
+        set: {
+          vcpuSeconds: sql`${capsuleUsage.vcpuSeconds} + ${d.seconds * vcpus}`,
+          ramMbSeconds: sql`${capsuleUsage.ramMbSeconds} + ${d.seconds * memoryMb}`,
+        },
+      });
+  }
+}
+
+export async function usageBetween(db: DbOrTx, teamId: string, from: string, to: string) {
+  return db
+    .select()
+    .from(capsuleUsage)
+    .where(and(eq(capsuleUsage.teamId, teamId), sql`${capsuleUsage.day} between ${from} and ${to}`))
+    .orderBy(capsuleUsage.day);
+}

@@ -1,0 +1,189 @@
+import { type Static, Type } from 'typebox';
+import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+
+export const CapsuleStatusSchema = Type.Enum([
+  'pending',
+  'starting',
+  'running',
+  'pausing',
+  'paused',
+  'resuming',
+  'stopping',
+  'stopped',
+  'missing',
+  'error',
+]);
+
+const Hostname = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$',
+  description: 'a host name, or *.domain for its subdomains',
+});
+const Labels = Type.Record(Type.String({ minLength: 1, maxLength: 100 }), Type.String({ maxLength: 1000 }), {
+  maxProperties: 50,
+  propertyNames: { not: { enum: ['__proto__', 'constructor', 'prototype'] } },
+} as Record<string, unknown>);
+export const TemplateName = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[a-z0-9][a-z0-9._-]*$',
+  description: 'lower case letters, digits, ".", "_" and "-"',
+});
+
+export const CreateCapsuleBody = Body({
+  template: Type.Optional(TemplateName),
+  vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1 })),
+  memory_mb: Type.Optional(Type.Integer({ minimum: 64, maximum: 262_144, default: 512 })),
+  disk_size_mb: Type.Optional(
+    Type.Integer({
+      minimum: 16,
+      maximum: 5120,
+      default: 5120,
+      description: 'the writable layer; capped at 5 GB',
+    }),
+  ),
+  timeout_sec: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 30 * 86_400,
+      default: 0,
+      description: 'auto-pause after this much inactivity; 0 = never; 1–59 are raised to 60',
+    }),
+  ),
+  metadata: Type.Optional(Labels),
+  network: Type.Optional(
+    Nullable(
+      Type.Object(
+        { allow: Type.Array(Hostname, { maxItems: 100 }) },
+        {
+          additionalProperties: false,
+          description: 'hosts reachable through the egress proxy; absent = no network',
+        },
+      ),
+    ),
+  ),
+});
+export type CreateCapsuleInput = Static<typeof CreateCapsuleBody>;
+
+export const Capsule = Type.Object({
+  id: Type.String(),
+  team_id: Type.String(),
+  status: CapsuleStatusSchema,
+  status_reason: Nullable(Type.String()),
+  template: Type.String(),
+  vcpus: Type.Integer(),
+  memory_mb: Type.Integer(),
+  disk_size_mb: Type.Integer(),
+  timeout_sec: Type.Integer(),
+  network: Nullable(Type.Object({ allow: Type.Array(Type.String()) })),
+  metadata: Type.Record(Type.String(), Type.String()),
+  isolation: Nullable(Type.Enum(['bwrap', 'none'])),
+  host_id: Nullable(Type.String()),
+  active_seconds: Type.Integer({ description: 'seconds spent running so far (container-seconds)' }),
+  created_at: Timestamp,
+  started_at: Nullable(Timestamp),
+  last_active_at: Nullable(Timestamp),
+  ended_at: Nullable(Timestamp),
+});
+
+export const CapsuleList = Paginated(Capsule);
+export const CapsuleListQuery = Type.Object(
+  {
+    status: Type.Optional(CapsuleStatusSchema),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 400 })),
+  },
+  { additionalProperties: false },
+);
+
+const EnvName = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
+const Envs = Type.Record(EnvName, Type.String({ maxLength: 32_768 }), { maxProperties: 200 });
+const InsidePath = Type.String({
+  minLength: 1,
+  maxLength: 4096,
+  pattern: '^/',
+  description: 'absolute, inside the capsule',
+});
+
+export const ExecBody = Body({
+  cmd: Type.String({ minLength: 1, maxLength: 100_000, description: 'without args, run by /bin/sh -c' }),
+  args: Type.Optional(Type.Array(Type.String({ maxLength: 100_000 }), { maxItems: 1000 })),
+  timeout_sec: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'foreground only' }),
+  ),
+  background: Type.Optional(Type.Boolean({ default: false })),
+  tag: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._-]+$' })),
+  envs: Type.Optional(Envs),
+  cwd: Type.Optional(InsidePath),
+});
+export type ExecInput = Static<typeof ExecBody>;
+
+export const ExecResponse = Type.Object({
+  sandbox_id: Type.String(),
+  cmd: Type.String(),
+  stdout: Type.String(),
+  stderr: Type.String(),
+  exit_code: Type.Integer({ description: '124 when the timeout ended it; 128 + n when killed by signal n' }),
+  duration_ms: Type.Integer(),
+  encoding: Type.Enum(['utf-8', 'base64']),
+  truncated: Type.Boolean({ description: 'output past the limit was cut' }),
+  timed_out: Type.Boolean(),
+});
+
+export const BackgroundExecResponse = Type.Object({
+  sandbox_id: Type.String(),
+  cmd: Type.String(),
+  pid: Type.Integer(),
+  tag: Type.String(),
+});
+
+export const ProcessList = Type.Object({
+  data: Type.Array(
+    Type.Object({
+      pid: Type.Integer(),
+      tag: Nullable(Type.String()),
+      cmd: Type.String(),
+      args: Type.Array(Type.String()),
+    }),
+  ),
+  next_cursor: Type.Null(),
+});
+
+export const ProcessParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 100 }),
+  selector: Type.String({ minLength: 1, maxLength: 100, description: 'a pid (digits) or a tag' }),
+});
+export const KillQuery = Type.Object(
+  {
+    signal: Type.Optional(
+      Type.Enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'], {
+        default: 'SIGKILL',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const PathBody = Body({ path: InsidePath });
+export const ListBody = Body({
+  path: InsidePath,
+  depth: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: 10, default: 1, description: '0 and 1: the entries of path' }),
+  ),
+});
+
+export const FileEntrySchema = Type.Object({
+  name: Type.String(),
+  path: Type.String(),
+  type: Type.Enum(['file', 'directory', 'symlink']),
+  size: Type.Integer(),
+  mode: Type.Integer(),
+  permissions: Type.String(),
+  owner: Type.String(),
+  group: Type.String(),
+  modified_at: Type.Integer({ description: 'Unix seconds' }),
+  symlink_target: Nullable(Type.String()),
+});
+export const ListDirResponse = Type.Object({ entries: Type.Array(FileEntrySchema) });
+export const MakeDirResponse = Type.Object({ entry: FileEntrySchema });

@@ -1,0 +1,592 @@
+import type { Readable } from 'node:stream';
+import { type Clock, DAY_MS, SECOND_MS } from '../../core/clock.ts';
+import {
+  AppError,
+  BadRequestError,
+  ConflictError,
+  NotFoundError,
+  PayloadTooLargeError,
+  ServiceUnavailableError,
+} from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
+import type { Db } from '../../db/client.ts';
+import type { CapsuleStatus } from '../../db/schema/index.ts';
+import type { EventsService } from '../events/service.ts';
+import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { DriverError } from './drivers/types.ts';
+import type { SandboxHost } from './host.ts';
+import * as repo from './repo.ts';
+import type { CreateCapsuleInput, ExecInput } from './schemas.ts';
+
+export interface SandboxOptions {
+  /** Per stream of a foreground exec. */
+  execOutputLimitBytes: number;
+  /** files/read and files/write; the stream routes go up to the capsule's disk. */
+  fileLimitBytes: number;
+  /** How often running capsules are checked against their timeout_sec. */
+  sweepIntervalMs: number;
+}
+
+export const DEFAULT_SANDBOX_OPTIONS: SandboxOptions = {
+  execOutputLimitBytes: 1024 * 1024,
+  fileLimitBytes: 100 * 1024 * 1024,
+  sweepIntervalMs: 5 * SECOND_MS,
+};
+
+/** Wrenn: "positive values below 60 are silently clamped to 60". */
+export function effectiveTimeoutSec(requested: number | undefined): number {
+  const t = requested ?? 0;
+  return t > 0 && t < 60 ? 60 : t;
+}
+
+/** Activity is written at most this often per capsule (auto-pause works in whole seconds anyway). */
+const TOUCH_EVERY_MS = 2 * SECOND_MS;
+
+/** A running period split into UTC days (usage is kept per day). */
+export function splitByDay(from: Date, to: Date): Array<{ day: string; seconds: number }> {
+  const out: Array<{ day: string; seconds: number }> = [];
+  let start = from.getTime();
+  const end = to.getTime();
+  while (start < end) {
+    const dayStart = Math.floor(start / DAY_MS) * DAY_MS;
+    const stop = Math.min(end, dayStart + DAY_MS);
+    out.push({
+      day: new Date(dayStart).toISOString().slice(0, 10),
+      seconds: Math.round((stop - start) / 1000),
+    });
+    start = stop;
+  }
+  return out;
+}
+
+function view(c: repo.CapsuleRow, now: Date) {
+  const running = c.runningSince ? Math.floor((now.getTime() - c.runningSince.getTime()) / 1000) : 0;
+  return {
+    id: c.id,
+    team_id: c.teamId,
+    status: c.status,
+    status_reason: c.statusReason,
+    template: c.template,
+    vcpus: c.vcpus,
+    memory_mb: c.memoryMb,
+    disk_size_mb: c.diskSizeMb,
+    timeout_sec: c.timeoutSec,
+    network: c.networkAllow ? { allow: c.networkAllow } : null,
+    metadata: c.metadata,
+    isolation: c.isolation,
+    host_id: c.hostId,
+    active_seconds: c.activeSeconds + Math.max(0, running),
+    created_at: c.createdAt.toISOString(),
+    started_at: c.startedAt?.toISOString() ?? null,
+    last_active_at: c.lastActiveAt?.toISOString() ?? null,
+    ended_at: c.endedAt?.toISOString() ?? null,
+  };
+}
+export type CapsuleView = ReturnType<typeof view>;
+
+/** A driver's refusal as the error a user can act on. */
+function fromDriver(err: unknown, path?: string): never {
+  if (err instanceof DriverError) {
+    switch (err.code) {
+      case 'not_found':
+        throw new NotFoundError(path ? 'file' : 'capsule', path ?? 'capsule');
+      case 'too_large':
+        throw new PayloadTooLargeError(err.message);
+      case 'no_space':
+        throw new AppError(507, 'no_space', err.message);
+      case 'invalid_path':
+        throw new BadRequestError('invalid_path', err.message, path ? { path } : undefined);
+      case 'exists':
+        throw new ConflictError('already_exists', err.message, path ? { path } : undefined);
+      case 'not_a_directory':
+        throw new BadRequestError('not_a_directory', err.message, path ? { path } : undefined);
+      default:
+        throw new AppError(502, 'host_error', err.message);
+    }
+  }
+  throw err;
+}
+
+/**
+ * Capsules (Wrenn's lifecycle) over sandbox hosts: the database holds each
+ * capsule's truth; a host holds its processes. Slow transitions answer 202
+ * at once and finish in the background; a server that stops midway leaves a
+ * record the next start sets right.
+ */
+export class CapsulesService {
+  private readonly options: SandboxOptions;
+  private readonly touchedAt = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private readonly background = new Set<Promise<unknown>>();
+  private log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void } = {
+    warn: () => {},
+    error: (obj, msg) => console.error(msg, obj),
+  };
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly events: EventsService,
+    /** The hosts this control plane runs capsules on (the local one, for now). */
+    private readonly hosts: Map<string, SandboxHost>,
+    options: Partial<SandboxOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_SANDBOX_OPTIONS, ...options };
+    for (const host of hosts.values()) {
+      host.onEnded((capsuleId, reason) => {
+        this.later(this.ended(capsuleId, reason));
+      });
+    }
+  }
+
+  useLog(log: CapsulesService['log']): void {
+    this.log = log;
+  }
+
+  private team(principal: Principal, need: Scope): string {
+    const teamId = activeTeam(principal);
+    requireScope(principal, need);
+    return teamId;
+  }
+
+  private later(work: Promise<unknown>): void {
+    const p = work.catch((err: unknown) => this.log.error({ err }, 'capsule transition failed'));
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+
+  /** Waits for transitions started in the background (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.background.size > 0) await Promise.all([...this.background]);
+  }
+
+  private async find(principal: Principal, id: string, need: Scope): Promise<repo.CapsuleRow> {
+    const c = await repo.findCapsule(this.db, this.team(principal, need), id);
+    if (!c) throw new NotFoundError('capsule', id);
+    return c;
+  }
+
+  private hostOf(c: repo.CapsuleRow): SandboxHost {
+    const host = c.hostId ? this.hosts.get(c.hostId) : undefined;
+    if (!host)
+      throw new ServiceUnavailableError('host_unavailable', `the host of capsule ${c.id} is not available`);
+    return host;
+  }
+
+  /** In-capsule operations need a running capsule (Wrenn: 409 "Capsule not running"). */
+  private async running(principal: Principal, id: string, need: Scope) {
+    const c = await this.find(principal, id, need);
+    if (c.status !== 'running') {
+      throw new ConflictError('capsule_not_running', `capsule ${c.id} is ${c.status}`, { status: c.status });
+    }
+    const host = this.hostOf(c);
+    if (!host.has(c.id)) {
+      this.later(this.ended(c.id, 'capsule_exited'));
+      throw new ConflictError('capsule_not_running', `capsule ${c.id} is no longer running on its host`, {
+        status: 'stopped',
+      });
+    }
+    this.touch(c.id);
+    return { c, host };
+  }
+
+  /** Activity that keeps a capsule from auto-pausing: exec, ping, files, PTY (not its own processes). */
+  private touch(id: string): void {
+    const nowMs = this.clock.now().getTime();
+    const last = this.touchedAt.get(id) ?? 0;
+    if (nowMs - last < TOUCH_EVERY_MS) return;
+    this.touchedAt.set(id, nowMs);
+    if (this.touchedAt.size > 50_000) this.touchedAt.clear();
+    this.later(repo.touch(this.db, id, new Date(nowMs)));
+  }
+
+  /** Moves a capsule between statuses, with its event and its running time, in one transaction. */
+  private async move(
+    id: string,
+    from: CapsuleStatus[],
+    to: CapsuleStatus,
+    reason: string | null,
+    actor: { actorKind: string; actorId: string | null } = { actorKind: 'system', actorId: null },
+  ): Promise<repo.CapsuleRow | undefined> {
+    const now = this.clock.now();
+    return this.db.transaction(async (tx) => {
+      const before = await repo.findCapsuleById(tx, id);
+      if (!before || !from.includes(before.status)) return undefined;
+      const leavingRun = before.status === 'running' && to !== 'running' && before.runningSince !== null;
+      const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
+      if (to === 'running') {
+        patch.runningSince = now;
+        patch.lastActiveAt = now;
+        if (!before.startedAt) patch.startedAt = now;
+      }
+      if (leavingRun) {
+        patch.runningSince = null;
+        patch.activeSeconds =
+          before.activeSeconds +
+          Math.max(0, Math.round((now.getTime() - before.runningSince!.getTime()) / 1000));
+        await repo.addUsage(
+          tx,
+          before.teamId,
+          splitByDay(before.runningSince!, now),
+          before.vcpus,
+          before.memoryMb,
+        );
+      }
+      if (to === 'stopped' || to === 'missing' || to === 'error') patch.endedAt = now;
+      const after = await repo.transition(tx, id, [before.status], to, patch);
+      if (!after) return undefined;
+      await this.events.record(tx, {
+        teamId: before.teamId,
+        ...actor,
+        subjectId: id,
+        type: 'capsule.state_changed',
+        data: { from: before.status, to, reason },
+      });
+      return after;
+    });
+  }
+
+  // -- lifecycle -----------------------------------------------------------
+
+  async create(principal: Principal, input: CreateCapsuleInput) {
+    const teamId = this.team(principal, 'write');
+    const templateName = input.template ?? 'minimal';
+    const template = await repo.findTemplate(this.db, teamId, templateName);
+    if (!template) {
+      throw new NotFoundError('template', templateName);
+    }
+    const host = this.place();
+    if (template.hostId && template.path && template.hostId !== host.id) {
+      throw new ServiceUnavailableError(
+        'template_unavailable',
+        `template ${templateName} lives on another host`,
+      );
+    }
+    const now = this.clock.now();
+    const id = newId('cap');
+    const c = await this.db.transaction(async (tx) => {
+      const row = await repo.insertCapsule(tx, {
+        id,
+        teamId,
+        hostId: host.id,
+        status: 'starting',
+        template: templateName,
+        vcpus: input.vcpus ?? 1,
+        memoryMb: input.memory_mb ?? 512,
+        diskSizeMb: input.disk_size_mb ?? 5120,
+        timeoutSec: effectiveTimeoutSec(input.timeout_sec),
+        networkAllow: input.network?.allow ?? null,
+        metadata: input.metadata ?? {},
+        isolation: host.isolation,
+        createdBy: principal.userId,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await this.events.record(tx, {
+        teamId,
+        ...actorOf(principal),
+        subjectId: id,
+        type: 'capsule.created',
+        data: { template: templateName, host_id: host.id },
+      });
+      return row;
+    });
+    this.later(this.boot(c, template.path, host));
+    return view(c, now);
+  }
+
+  /** The host for a new capsule: the least loaded online one (only the local host, for now). */
+  private place(): SandboxHost {
+    const host = this.hosts.values().next().value;
+    if (!host) throw new ServiceUnavailableError('no_host', 'no sandbox host is available');
+    return host;
+  }
+
+  private async boot(c: repo.CapsuleRow, templatePath: string | null, host: SandboxHost): Promise<void> {
+    try {
+      await host.create({
+        id: c.id,
+        teamId: c.teamId,
+        templatePath,
+        limits: {
+          memoryMb: c.memoryMb,
+          vcpus: c.vcpus,
+          diskMb: c.diskSizeMb,
+          maxProcesses: 512,
+          maxOpenFiles: 4096,
+        },
+        envs: {},
+        networkAllow: c.networkAllow,
+      });
+    } catch (err) {
+      this.log.error({ err, capsule_id: c.id }, 'capsule could not start');
+      await this.move(c.id, ['starting'], 'error', `start_failed: ${(err as Error).message}`.slice(0, 500));
+      return;
+    }
+    const moved = await this.move(c.id, ['starting'], 'running', null);
+    // Deleted while starting: the delete is waiting for us to finish.
+    if (!moved) await host.destroy(c.id).catch(() => undefined);
+  }
+
+  async list(principal: Principal, q: { status?: CapsuleStatus; limit?: number; cursor?: string }) {
+    const teamId = this.team(principal, 'read');
+    const limit = pageLimit(q.limit);
+    const before = decodeCursor(q.cursor);
+    const rows = await repo.listCapsules(this.db, teamId, {
+      ...(q.status ? { status: q.status } : {}),
+      ...(before ? { before } : {}),
+      limit,
+    });
+    const now = this.clock.now();
+    return toPage(
+      rows,
+      limit,
+      (r) => r.id,
+      (r) => view(r, now),
+    );
+  }
+
+  async get(principal: Principal, id: string) {
+    return view(await this.find(principal, id, 'read'), this.clock.now());
+  }
+
+  async remove(principal: Principal, id: string) {
+    const c = await this.find(principal, id, 'write');
+    if (c.status === 'stopped' || c.status === 'missing' || c.status === 'error')
+      return view(c, this.clock.now());
+    const stopping = await this.move(c.id, repo.LIVE_STATUSES, 'stopping', 'deleted', actorOf(principal));
+    if (!stopping) return view((await repo.findCapsuleById(this.db, c.id)) ?? c, this.clock.now());
+    this.later(this.finishStop(stopping));
+    return view(stopping, this.clock.now());
+  }
+
+  private async finishStop(c: repo.CapsuleRow): Promise<void> {
+    const host = c.hostId ? this.hosts.get(c.hostId) : undefined;
+    try {
+      await host?.destroy(c.id);
+    } catch (err) {
+      this.log.error({ err, capsule_id: c.id }, 'capsule could not be destroyed cleanly');
+    }
+    this.touchedAt.delete(c.id);
+    const stopped = await this.move(c.id, ['stopping'], 'stopped', 'deleted');
+    if (stopped) {
+      await this.events.record(this.db, {
+        teamId: c.teamId,
+        actorKind: 'system',
+        actorId: null,
+        subjectId: c.id,
+        type: 'capsule.deleted',
+        data: { active_seconds: stopped.activeSeconds },
+      });
+    }
+  }
+
+  async pause(principal: Principal, id: string, reason: string | null = null) {
+    const c = await this.find(principal, id, 'write');
+    if (c.status !== 'running') {
+      throw new ConflictError('capsule_not_running', `capsule ${c.id} is ${c.status}`, { status: c.status });
+    }
+    const pausing = await this.move(c.id, ['running'], 'pausing', reason, actorOf(principal));
+    if (!pausing) throw new ConflictError('capsule_not_running', `capsule ${c.id} changed meanwhile`);
+    this.later(this.finishPause(pausing, reason));
+    return view(pausing, this.clock.now());
+  }
+
+  private async finishPause(c: repo.CapsuleRow, reason: string | null): Promise<void> {
+    try {
+      await this.hostOf(c).pause(c.id);
+    } catch (err) {
+      this.log.error({ err, capsule_id: c.id }, 'capsule could not be paused');
+      await this.move(c.id, ['pausing'], 'running', 'pause_failed');
+      return;
+    }
+    await this.move(c.id, ['pausing'], 'paused', reason);
+  }
+
+  async resume(principal: Principal, id: string) {
+    const c = await this.find(principal, id, 'write');
+    if (c.status !== 'paused') {
+      throw new ConflictError('capsule_not_paused', `capsule ${c.id} is ${c.status}`, { status: c.status });
+    }
+    const resuming = await this.move(c.id, ['paused'], 'resuming', null, actorOf(principal));
+    if (!resuming) throw new ConflictError('capsule_not_paused', `capsule ${c.id} changed meanwhile`);
+    this.later(this.finishResume(resuming));
+    return view(resuming, this.clock.now());
+  }
+
+  private async finishResume(c: repo.CapsuleRow): Promise<void> {
+    try {
+      await this.hostOf(c).resume(c.id);
+    } catch (err) {
+      this.log.error({ err, capsule_id: c.id }, 'capsule could not be resumed');
+      await this.move(c.id, ['resuming'], 'error', 'resume_failed');
+      return;
+    }
+    this.touchedAt.delete(c.id);
+    await this.move(c.id, ['resuming'], 'running', null);
+  }
+
+  async ping(principal: Principal, id: string): Promise<void> {
+    await this.running(principal, id, 'write');
+    // A ping is the activity itself: write it now, not throttled.
+    const now = this.clock.now();
+    this.touchedAt.set(id, now.getTime());
+    await repo.touch(this.db, id, now);
+  }
+
+  /** The capsule's init died on its own (crash, OOM of the init, host trouble). */
+  private async ended(capsuleId: string, reason: string): Promise<void> {
+    await this.move(capsuleId, ['running', 'pausing', 'paused', 'resuming', 'starting'], 'stopped', reason);
+  }
+
+  // -- exec and processes ----------------------------------------------------
+
+  async exec(principal: Principal, id: string, input: ExecInput) {
+    const { c, host } = await this.running(principal, id, 'write');
+    try {
+      if (input.background) {
+        const started = await host.start(c.id, {
+          cmd: input.cmd,
+          ...(input.args ? { args: input.args } : {}),
+          ...(input.envs ? { envs: input.envs } : {}),
+          ...(input.cwd ? { cwd: input.cwd } : {}),
+          ...(input.tag ? { tag: input.tag } : {}),
+        });
+        return {
+          background: true as const,
+          body: { sandbox_id: c.id, cmd: input.cmd, pid: started.pid, tag: started.tag! },
+        };
+      }
+      const result = await host.exec(c.id, {
+        cmd: input.cmd,
+        ...(input.args ? { args: input.args } : {}),
+        ...(input.envs ? { envs: input.envs } : {}),
+        ...(input.cwd ? { cwd: input.cwd } : {}),
+        timeoutSec: input.timeout_sec ?? 30,
+        maxOutputBytes: this.options.execOutputLimitBytes,
+      });
+      return { background: false as const, body: { sandbox_id: c.id, cmd: input.cmd, ...result } };
+    } catch (err) {
+      if (err instanceof DriverError && err.code === 'exists') {
+        throw new ConflictError('tag_taken', err.message, { tag: input.tag });
+      }
+      return fromDriver(err);
+    }
+  }
+
+  async processes(principal: Principal, id: string) {
+    const { c, host } = await this.running(principal, id, 'read');
+    return { data: await host.processes(c.id).catch(fromDriver), next_cursor: null };
+  }
+
+  async kill(principal: Principal, id: string, selector: string, signal: NodeJS.Signals): Promise<void> {
+    const { c, host } = await this.running(principal, id, 'write');
+    const found = await host.kill(c.id, selector, signal).catch(fromDriver);
+    if (!found) throw new NotFoundError('process', selector);
+  }
+
+  // -- files -------------------------------------------------------------------
+
+  async readFile(principal: Principal, id: string, path: string): Promise<Buffer> {
+    const { c, host } = await this.running(principal, id, 'read');
+    return host.readFile(c.id, path, this.options.fileLimitBytes).catch((err) => fromDriver(err, path));
+  }
+
+  async readStream(principal: Principal, id: string, path: string): Promise<Readable> {
+    const { c, host } = await this.running(principal, id, 'read');
+    return host.readStream(c.id, path).catch((err) => fromDriver(err, path));
+  }
+
+  async writeFile(principal: Principal, id: string, path: string, data: Readable | Buffer, stream: boolean) {
+    const { c, host } = await this.running(principal, id, 'write');
+    // Streamed uploads are bounded by the capsule's disk (its writable layer) rather than a request limit.
+    const max = stream ? c.diskSizeMb * 1024 * 1024 : this.options.fileLimitBytes;
+    await host.writeFile(c.id, path, data, max).catch((err) => fromDriver(err, path));
+  }
+
+  async listFiles(principal: Principal, id: string, path: string, depth: number) {
+    const { c, host } = await this.running(principal, id, 'read');
+    return { entries: await host.list(c.id, path, depth).catch((err) => fromDriver(err, path)) };
+  }
+
+  async mkdir(principal: Principal, id: string, path: string) {
+    const { c, host } = await this.running(principal, id, 'write');
+    return { entry: await host.mkdir(c.id, path).catch((err) => fromDriver(err, path)) };
+  }
+
+  async removeFile(principal: Principal, id: string, path: string): Promise<void> {
+    const { c, host } = await this.running(principal, id, 'write');
+    await host.remove(c.id, path).catch((err) => fromDriver(err, path));
+  }
+
+  /** A check in the capsule's state for a WebSocket route before it upgrades (404 / 409 are HTTP answers). */
+  async forStream(principal: Principal, id: string, need: Scope) {
+    return this.running(principal, id, need);
+  }
+
+  // -- sweeps and restarts -----------------------------------------------------
+
+  /**
+   * At start: capsules this server's hosts no longer run (their processes
+   * died with the previous server) are stopped with a reason, and what they
+   * left on disk is cleared; none is forgotten.
+   */
+  async recover(): Promise<void> {
+    for (const host of this.hosts.values()) {
+      const rows = await repo.liveCapsulesOnHost(this.db, host.id);
+      const gone = rows.filter((c) => !host.has(c.id));
+      for (const c of gone) {
+        await this.move(
+          c.id,
+          repo.LIVE_STATUSES,
+          'stopped',
+          c.status === 'stopping' ? 'deleted' : 'server_restarted',
+        );
+      }
+      if ('cleanupLeftovers' in host && typeof host.cleanupLeftovers === 'function') {
+        await (host as { cleanupLeftovers(ids: string[]): Promise<void> }).cleanupLeftovers(
+          gone.map((c) => c.id),
+        );
+      }
+    }
+  }
+
+  /** Pauses running capsules idle past their timeout_sec (Wrenn's TTL reaper: reason ttl_expired). */
+  async sweepIdle(now: Date = this.clock.now()): Promise<string[]> {
+    const idle = await repo.idleCapsules(this.db, [...this.hosts.keys()], now);
+    const paused: string[] = [];
+    for (const c of idle) {
+      const pausing = await this.move(c.id, ['running'], 'pausing', 'ttl_expired');
+      if (!pausing) continue;
+      await this.finishPause(pausing, 'ttl_expired');
+      paused.push(c.id);
+    }
+    return paused;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.sweeping) return;
+      this.sweeping = this.sweepIdle()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.error({ err }, 'capsule sweep failed'))
+        .finally(() => (this.sweeping = undefined));
+    }, this.options.sweepIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the sweep; the capsules of this server's local host die with it and are recorded as stopped. */
+  async shutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.sweeping;
+    await this.settled();
+    for (const host of this.hosts.values()) {
+      const rows = await repo.liveCapsulesOnHost(this.db, host.id);
+      await host.close();
+      for (const c of rows) await this.move(c.id, repo.LIVE_STATUSES, 'stopped', 'server_stopped');
+    }
+  }
+}

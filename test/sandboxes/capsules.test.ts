@@ -1,0 +1,359 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SECOND_MS } from '../../src/core/clock.ts';
+import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
+import type { Json } from '../support/factories.ts';
+
+// Capsules through the HTTP API, on the machine's real driver (bubblewrap
+// in CI): Wrenn's lifecycle, exec, processes, files, auto-pause, and records
+// that stay truthful across a server restart.
+
+let t: TestApp;
+let u: SignedUpUser;
+let other: SignedUpUser;
+beforeAll(async () => {
+  t = await createTestApp({ start: new Date(), env: { PADDOCK_SANDBOX_DRIVER: 'bwrap' } });
+  u = await t.signup();
+  other = await t.signup();
+});
+afterAll(() => t.close());
+
+async function api(method: string, url: string, body?: unknown, token = u.token) {
+  return t.call(method, url, { token, ...(body !== undefined ? { body } : {}) });
+}
+
+/** Waits (real time) until the capsule reaches `status`, and returns it. */
+async function waitFor(id: string, status: string, timeoutMs = 10_000): Promise<Json> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    await t.services.capsules.settled();
+    const res = await api('GET', `/v1/capsules/${id}`);
+    if (res.body.status === status) return res.body;
+    if (res.body.status === 'error') throw new Error(`capsule ${id} failed: ${res.body.status_reason}`);
+    if (Date.now() > until) throw new Error(`capsule ${id} is ${res.body.status}, not ${status}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function runningCapsule(body: Record<string, unknown> = {}): Promise<Json> {
+  const res = await api('POST', '/v1/capsules', { memory_mb: 256, disk_size_mb: 64, ...body });
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  expect(res.body.status).toBe('starting');
+  return waitFor(res.body.id, 'running');
+}
+
+async function exec(id: string, cmd: string, extra: Record<string, unknown> = {}) {
+  const res = await api('POST', `/v1/capsules/${id}/exec`, { cmd, ...extra });
+  return res;
+}
+
+describe('lifecycle', () => {
+  it('creates (202 starting → running), lists, and deletes (202 stopping → stopped)', async () => {
+    const c = await runningCapsule({ metadata: { purpose: 'test' } });
+    expect(c).toMatchObject({
+      id: expect.stringMatching(/^cap_/),
+      team_id: u.team.id,
+      template: 'minimal',
+      vcpus: 1,
+      memory_mb: 256,
+      disk_size_mb: 64,
+      timeout_sec: 0,
+      network: null,
+      metadata: { purpose: 'test' },
+      isolation: expect.stringMatching(/^(bwrap|none)$/),
+    });
+    expect(c.started_at).not.toBeNull();
+    const list = await api('GET', '/v1/capsules');
+    expect(list.body.data.map((x: Json) => x.id)).toContain(c.id);
+
+    const del = await api('DELETE', `/v1/capsules/${c.id}`);
+    expect(del.status).toBe(202);
+    expect(del.body.status).toBe('stopping');
+    const stopped = await waitFor(c.id, 'stopped');
+    expect(stopped.status_reason).toBe('deleted');
+    expect(stopped.ended_at).not.toBeNull();
+    // In-capsule operations on a capsule that is not running: 409.
+    const late = await exec(c.id, 'echo hi');
+    expect(late.status).toBe(409);
+    expect(late.body.error.code).toBe('capsule_not_running');
+    expect((await api('POST', `/v1/capsules/${c.id}/ping`)).status).toBe(409);
+  });
+
+  it('raises a timeout of 1–59 s to 60, and refuses unknown templates and bad sizes', async () => {
+    const res = await api('POST', '/v1/capsules', { timeout_sec: 5, disk_size_mb: 32 });
+    expect(res.status).toBe(202);
+    expect(res.body.timeout_sec).toBe(60);
+    await waitFor(res.body.id, 'running');
+    await api('DELETE', `/v1/capsules/${res.body.id}`);
+    const unknown = await api('POST', '/v1/capsules', { template: 'no-such-template' });
+    expect(unknown.status).toBe(404);
+    const huge = await api('POST', '/v1/capsules', { disk_size_mb: 999_999 });
+    expect(huge.status).toBe(400);
+    expect(huge.body.error.code).toBe('validation_failed');
+  });
+
+  it('pause keeps a background process’s state: a counter stops while paused and goes on after resume', async () => {
+    const c = await runningCapsule();
+    const bg = await exec(c.id, 'i=0; while :; do i=$((i+1)); echo $i > /home/user/n; sleep 0.05; done', {
+      background: true,
+      tag: 'counter',
+    });
+    expect(bg.status).toBe(202);
+    expect(bg.body).toMatchObject({ sandbox_id: c.id, tag: 'counter', pid: expect.any(Number) });
+    await new Promise((r) => setTimeout(r, 300));
+    const read = async () => Number((await exec(c.id, 'cat /home/user/n')).body.stdout.trim());
+    expect(await read()).toBeGreaterThan(0);
+
+    const pause = await api('POST', `/v1/capsules/${c.id}/pause`);
+    expect(pause.status).toBe(202);
+    expect(pause.body.status).toBe('pausing');
+    await waitFor(c.id, 'paused');
+    expect((await exec(c.id, 'true')).status).toBe(409);
+    // Files on the host side are readable while paused? No: in-capsule operations need it running (Wrenn).
+    expect((await api('POST', `/v1/capsules/${c.id}/pause`)).status).toBe(409);
+    await new Promise((r) => setTimeout(r, 400));
+
+    expect((await api('POST', `/v1/capsules/${c.id}/resume`)).status).toBe(202);
+    await waitFor(c.id, 'running');
+    const afterResume = await read();
+    await new Promise((r) => setTimeout(r, 300));
+    const later = await read();
+    expect(later).toBeGreaterThan(afterResume);
+    // Frozen, it made no progress: about 0.3 s of counting before, then only what ran after resume.
+    expect(afterResume).toBeLessThan(40);
+    await api('DELETE', `/v1/capsules/${c.id}`);
+  });
+
+  it('auto-pauses after timeout_sec of inactivity; exec and ping count as activity, paused time does not', async () => {
+    const c = await runningCapsule({ timeout_sec: 60 });
+    t.clock.advance(50 * SECOND_MS);
+    expect(await t.services.capsules.sweepIdle()).toEqual([]);
+    expect((await api('POST', `/v1/capsules/${c.id}/ping`)).status).toBe(204);
+    t.clock.advance(50 * SECOND_MS);
+    expect(await t.services.capsules.sweepIdle()).toEqual([]);
+    t.clock.advance(11 * SECOND_MS);
+    expect(await t.services.capsules.sweepIdle()).toEqual([c.id]);
+    const paused = await waitFor(c.id, 'paused');
+    expect(paused.status_reason).toBe('ttl_expired');
+    await api('POST', `/v1/capsules/${c.id}/resume`);
+    const resumed = await waitFor(c.id, 'running');
+    // The clock restarts at resume: a sweep right after does not pause it again.
+    expect(await t.services.capsules.sweepIdle()).toEqual([]);
+    expect(resumed.active_seconds).toBeGreaterThanOrEqual(110);
+    await api('DELETE', `/v1/capsules/${c.id}`);
+  });
+});
+
+describe('exec and processes', () => {
+  let c: Json;
+  beforeAll(async () => {
+    c = await runningCapsule();
+  });
+  afterAll(async () => {
+    await api('DELETE', `/v1/capsules/${c.id}`);
+  });
+
+  it('runs a command line through sh, or a command with args as given', async () => {
+    const shell = await exec(c.id, 'echo out; echo err >&2; exit 3');
+    expect(shell.status).toBe(200);
+    expect(shell.body).toMatchObject({
+      sandbox_id: c.id,
+      stdout: 'out\n',
+      stderr: 'err\n',
+      exit_code: 3,
+      encoding: 'utf-8',
+      truncated: false,
+      timed_out: false,
+    });
+    const direct = await exec(c.id, 'printf', { args: ['%s|%s', 'a b', '$HOME'] });
+    expect(direct.body.stdout).toBe('a b|$HOME');
+    const env = await exec(c.id, 'echo $GREETING; pwd', { envs: { GREETING: 'hi' }, cwd: '/tmp' });
+    expect(env.body.stdout).toBe('hi\n/tmp\n');
+    expect((await exec(c.id, 'no-such-command')).body.exit_code).toBe(127);
+  });
+
+  it('ends a command at its timeout, caps floods, and returns binary output as base64', async () => {
+    const slow = await exec(c.id, 'sleep 30', { timeout_sec: 1 });
+    expect(slow.body).toMatchObject({ timed_out: true, exit_code: 124 });
+    expect(slow.body.duration_ms).toBeLessThan(5000);
+    const flood = await exec(c.id, 'yes | head -c 5000000');
+    expect(flood.body.truncated).toBe(true);
+    expect(flood.body.stdout.length).toBeLessThanOrEqual(1024 * 1024);
+    const binary = await exec(c.id, "printf '\\377\\376\\000binary'");
+    expect(binary.body.encoding).toBe('base64');
+    expect(Buffer.from(binary.body.stdout, 'base64')).toEqual(
+      Buffer.from([0xff, 0xfe, 0, ...Buffer.from('binary')]),
+    );
+  });
+
+  it('lists processes with their tags and kills them by tag or pid', async () => {
+    const a = await exec(c.id, 'sleep 300', { background: true, tag: 'sleeper' });
+    const b = await exec(c.id, 'sleep 301', { background: true });
+    expect(b.body.tag).toMatch(/^proc-[0-9a-f]{8}$/);
+    const dup = await exec(c.id, 'sleep 1', { background: true, tag: 'sleeper' });
+    expect(dup.status).toBe(409);
+    expect(dup.body.error.code).toBe('tag_taken');
+    const list = await api('GET', `/v1/capsules/${c.id}/processes`);
+    expect(list.status).toBe(200);
+    const tags = list.body.data.map((p: Json) => p.tag);
+    expect(tags).toEqual(expect.arrayContaining(['sleeper', b.body.tag]));
+    expect(list.body.data.find((p: Json) => p.tag === 'sleeper').pid).toBe(a.body.pid);
+
+    expect((await api('DELETE', `/v1/capsules/${c.id}/processes/sleeper`)).status).toBe(204);
+    expect((await api('DELETE', `/v1/capsules/${c.id}/processes/${b.body.pid}?signal=SIGTERM`)).status).toBe(
+      204,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const after = await api('GET', `/v1/capsules/${c.id}/processes`);
+    expect(after.body.data.map((p: Json) => p.tag)).not.toContain('sleeper');
+    expect((await api('DELETE', `/v1/capsules/${c.id}/processes/nobody-here`)).status).toBe(404);
+    expect((await api('DELETE', `/v1/capsules/${c.id}/processes/999999`)).status).toBe(404);
+  });
+});
+
+describe('files', () => {
+  let c: Json;
+  beforeAll(async () => {
+    c = await runningCapsule();
+  });
+  afterAll(async () => {
+    await api('DELETE', `/v1/capsules/${c.id}`);
+  });
+
+  async function upload(path: string, data: Buffer, route = 'files/write') {
+    const form = new FormData();
+    form.append('path', path);
+    form.append('file', new Blob([data]), 'upload.bin');
+    const req = new Request('http://local/', { method: 'POST', body: form });
+    const body = Buffer.from(await req.arrayBuffer());
+    return t.app.inject({
+      method: 'POST',
+      url: `/v1/capsules/${c.id}/${route}`,
+      headers: { authorization: `Bearer ${u.token}`, 'content-type': req.headers.get('content-type')! },
+      payload: body,
+    });
+  }
+
+  it('writes, reads, lists, makes and removes, binary intact', async () => {
+    const data = Buffer.from([0, 1, 2, 255, 254, 10, 13]);
+    const w = await upload('/home/user/dir/blob.bin', data);
+    expect(w.statusCode, w.body).toBe(204);
+    const r = await t.app.inject({
+      method: 'POST',
+      url: `/v1/capsules/${c.id}/files/read`,
+      headers: { authorization: `Bearer ${u.token}` },
+      payload: { path: '/home/user/dir/blob.bin' },
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toContain('application/octet-stream');
+    expect(r.rawPayload).toEqual(data);
+    // The capsule's processes see what was uploaded, as its own user.
+    const seen = await exec(c.id, 'stat -c "%U %s" /home/user/dir/blob.bin');
+    expect(seen.body.stdout.trim()).toMatch(/^(user|\S+) 7$/);
+
+    const list = await api('POST', `/v1/capsules/${c.id}/files/list`, { path: '/home/user', depth: 2 });
+    expect(list.status).toBe(200);
+    const paths = list.body.entries.map((e: Json) => e.path);
+    expect(paths).toEqual(expect.arrayContaining(['/home/user/dir', '/home/user/dir/blob.bin']));
+    const file = list.body.entries.find((e: Json) => e.path === '/home/user/dir/blob.bin');
+    expect(file).toMatchObject({ name: 'blob.bin', type: 'file', size: 7 });
+
+    const mk = await api('POST', `/v1/capsules/${c.id}/files/mkdir`, { path: '/home/user/a/b/c' });
+    expect(mk.status).toBe(200);
+    expect(mk.body.entry).toMatchObject({ type: 'directory', path: '/home/user/a/b/c' });
+    const again = await api('POST', `/v1/capsules/${c.id}/files/mkdir`, { path: '/home/user/a/b/c' });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('already_exists');
+
+    expect((await api('POST', `/v1/capsules/${c.id}/files/remove`, { path: '/home/user/a' })).status).toBe(
+      204,
+    );
+    const gone = await api('POST', `/v1/capsules/${c.id}/files/read`, { path: '/home/user/a/b' });
+    expect(gone.status).toBe(404);
+  });
+
+  it('keeps paths inside the capsule: no .. or symlink escape to the host', async () => {
+    // A secret on the host, outside every capsule.
+    const dir = mkdtempSync(path.join(tmpdir(), 'paddock-host-secret-'));
+    const secretFile = path.join(dir, 'secret.txt');
+    writeFileSync(secretFile, 'host-secret-4b1d');
+    try {
+      const read = (p: string) =>
+        t.app.inject({
+          method: 'POST',
+          url: `/v1/capsules/${c.id}/files/read`,
+          headers: { authorization: `Bearer ${u.token}` },
+          payload: { path: p },
+        });
+      const depth = '/..'.repeat(12);
+      await exec(
+        c.id,
+        `ln -s ${secretFile} /home/user/abs; ln -s ../../../../../../..${secretFile} /home/user/rel`,
+      );
+      for (const p of [secretFile, `${depth}${secretFile}`, '/home/user/abs', '/home/user/rel']) {
+        const res = await read(p);
+        expect(res.body, p).not.toContain('host-secret-4b1d');
+        expect([400, 404], p).toContain(res.statusCode);
+      }
+      const relative = await api('POST', `/v1/capsules/${c.id}/files/read`, { path: 'relative/path' });
+      expect(relative.status).toBe(400);
+      // Writing through a symlink does not land on the host either.
+      const w = await upload('/home/user/abs', Buffer.from('overwritten'));
+      expect(readFileSync(secretFile, 'utf8')).toBe('host-secret-4b1d');
+      expect([204, 400, 404]).toContain(w.statusCode);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an upload past the size limit with 413', async () => {
+    const svc = t.services.capsules as unknown as { options: { fileLimitBytes: number } };
+    const before = svc.options.fileLimitBytes;
+    svc.options.fileLimitBytes = 1024;
+    try {
+      const res = await upload('/home/user/big.bin', Buffer.alloc(4096, 1));
+      expect(res.statusCode).toBe(413);
+      expect(
+        (await api('POST', `/v1/capsules/${c.id}/files/read`, { path: '/home/user/big.bin' })).status,
+      ).toBe(404);
+    } finally {
+      svc.options.fileLimitBytes = before;
+    }
+  });
+});
+
+describe('tenancy', () => {
+  it("another team's capsule is 404 everywhere and never listed", async () => {
+    const c = await runningCapsule();
+    for (const [method, url, body] of [
+      ['GET', `/v1/capsules/${c.id}`],
+      ['DELETE', `/v1/capsules/${c.id}`],
+      ['POST', `/v1/capsules/${c.id}/pause`],
+      ['POST', `/v1/capsules/${c.id}/exec`, { cmd: 'id' }],
+      ['GET', `/v1/capsules/${c.id}/processes`],
+      ['POST', `/v1/capsules/${c.id}/files/list`, { path: '/' }],
+    ] as const) {
+      const res = await api(method, url, body, other.token);
+      expect(res.status, `${method} ${url}`).toBe(404);
+    }
+    expect((await api('GET', '/v1/capsules', undefined, other.token)).body.data).toEqual([]);
+    await api('DELETE', `/v1/capsules/${c.id}`);
+  });
+});
+
+describe('a server restart', () => {
+  it('marks capsules whose processes are gone as stopped, with a reason', async () => {
+    const c = await runningCapsule();
+    // A second server on the same database and host directory finds the capsule without its processes.
+    const restarted = await createTestApp({ shareWith: t });
+    try {
+      const res = await restarted.call('GET', `/v1/capsules/${c.id}`, { token: u.token });
+      expect(res.body).toMatchObject({ status: 'stopped', status_reason: 'server_restarted' });
+      expect(res.body.ended_at).not.toBeNull();
+    } finally {
+      await restarted.close();
+    }
+  });
+});
