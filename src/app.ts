@@ -41,9 +41,12 @@ import { registerProviderRoutes } from './modules/providers/routes.ts';
 import { ProvidersService } from './modules/providers/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
 import { RunsService } from './modules/runs/service.ts';
+import type { SandboxHost } from './modules/sandboxes/host.ts';
 import { createLocalHost, registerLocalHost } from './modules/sandboxes/local-setup.ts';
 import { registerCapsuleRoutes } from './modules/sandboxes/routes.ts';
 import { CapsulesService } from './modules/sandboxes/service.ts';
+import { registerSnapshotRoutes } from './modules/sandboxes/snapshot-routes.ts';
+import { SnapshotsService } from './modules/sandboxes/snapshots.ts';
 import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import { VERSION } from './version.ts';
@@ -74,6 +77,7 @@ export interface Services {
   approvals: ApprovalsService;
   gateway: GatewayService;
   capsules: CapsulesService;
+  snapshots: SnapshotsService;
 }
 
 export interface BuiltApp {
@@ -126,8 +130,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     new RateLimiter(() => clock.now().getTime()),
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
   );
-  const localHost = await createLocalHost({ sandboxDir: config.sandboxDir, driver: config.sandboxDriver });
-  const capsules = new CapsulesService(db, clock, events, new Map([[localHost.id, localHost]]));
+  const localHost = await createLocalHost({
+    sandboxDir: config.sandboxDir,
+    driver: config.sandboxDriver,
+    egressPrivate: config.sandboxEgressPrivate,
+  });
+  const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
+  const capsules = new CapsulesService(db, clock, events, sandboxHosts);
+  const snapshots = new SnapshotsService(db, clock, events, capsules, sandboxHosts);
   const services: Services = {
     auth,
     teams,
@@ -143,6 +153,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     approvals,
     gateway,
     capsules,
+    snapshots,
   };
 
   const app = Fastify({
@@ -295,6 +306,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules);
+  registerSnapshotRoutes(app, snapshots);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
   capsules.useLog(app.log);

@@ -27,6 +27,8 @@ export interface Config {
   sandboxDir: string;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
   sandboxDriver: 'auto' | 'bwrap' | 'process';
+  /** Capsules' allow-listed names may resolve to private and loopback addresses (off: refused). */
+  sandboxEgressPrivate: boolean;
 }
 
 export interface ConfigFlags {
@@ -142,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ['auto', 'bwrap', 'process'] as const,
       'auto',
     ),
+    sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -22,6 +22,7 @@ Configuration comes from flags and environment variables:
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
+  PADDOCK_SANDBOX_EGRESS_PRIVATE (false)
 See docs/operations.md.`;
 
 function fail(message: string): never {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -321,6 +321,82 @@ describe('files', () => {
     } finally {
       svc.options.fileLimitBytes = before;
     }
+  });
+});
+
+describe('snapshots and templates', () => {
+  it('snapshots a running capsule into a template a new capsule starts from; the source runs on', async () => {
+    const src = await runningCapsule();
+    expect(
+      (await exec(src.id, 'mkdir -p /home/user/proj && echo kept > /home/user/proj/notes.txt')).body
+        .exit_code,
+    ).toBe(0);
+    await exec(src.id, 'sleep 300', { background: true, tag: 'sleeper' });
+
+    const snap = await api('POST', '/v1/snapshots', { sandbox_id: src.id, name: 'proj-v1' });
+    expect(snap.status, JSON.stringify(snap.body)).toBe(201);
+    expect(snap.body).toMatchObject({
+      name: 'proj-v1',
+      type: 'snapshot',
+      platform: false,
+      source_capsule_id: src.id,
+    });
+    expect(snap.body.size_bytes).toBeGreaterThan(0);
+    // The source was frozen only for the copy: it is running, its process still there.
+    expect((await api('GET', `/v1/capsules/${src.id}`)).body.status).toBe('running');
+    const procs = await api('GET', `/v1/capsules/${src.id}/processes`);
+    expect(procs.body.data.map((p: Json) => p.tag)).toContain('sleeper');
+    expect((await exec(src.id, 'echo alive')).body.stdout).toBe('alive\n');
+
+    // Names are immutable, and the platform's are taken.
+    expect((await api('POST', '/v1/snapshots', { sandbox_id: src.id, name: 'proj-v1' })).status).toBe(409);
+    expect((await api('POST', '/v1/snapshots', { sandbox_id: src.id, name: 'minimal' })).status).toBe(409);
+    const auto = await api('POST', '/v1/snapshots', { sandbox_id: src.id });
+    expect(auto.status).toBe(201);
+    expect(auto.body.name).toMatch(/^snap-[0-9a-z]+$/);
+
+    const child = await runningCapsule({ template: 'proj-v1' });
+    expect(child.template).toBe('proj-v1');
+    expect((await exec(child.id, 'cat /home/user/proj/notes.txt')).body.stdout).toBe('kept\n');
+    // Copies: what the child writes is not in the source, nor in the template.
+    await exec(child.id, 'echo child > /home/user/proj/notes.txt');
+    expect((await exec(src.id, 'cat /home/user/proj/notes.txt')).body.stdout).toBe('kept\n');
+
+    const list = await api('GET', '/v1/snapshots');
+    expect(list.body.data.map((x: Json) => x.name)).toEqual(
+      expect.arrayContaining(['minimal', 'proj-v1', auto.body.name]),
+    );
+    expect((await api('GET', '/v1/snapshots?type=base')).body.data.map((x: Json) => x.name)).toEqual([
+      'minimal',
+    ]);
+    expect((await api('GET', '/v1/snapshots/proj-v1')).body.name).toBe('proj-v1');
+
+    // Another team sees neither the template nor can start from it.
+    expect((await api('GET', '/v1/snapshots/proj-v1', undefined, other.token)).status).toBe(404);
+    expect((await api('POST', '/v1/capsules', { template: 'proj-v1' }, other.token)).status).toBe(404);
+    expect((await api('DELETE', '/v1/snapshots/proj-v1', undefined, other.token)).status).toBe(404);
+    expect(
+      (await api('GET', '/v1/snapshots', undefined, other.token)).body.data.map((x: Json) => x.name),
+    ).toEqual(['minimal']);
+
+    // Delete removes record and files; a capsule started from it keeps its copy.
+    const trees = () => readdirSync(path.join(t.config.sandboxDir, 'templates')).length;
+    const before = trees();
+    expect(before).toBe(2);
+    expect((await api('DELETE', '/v1/snapshots/proj-v1')).status).toBe(204);
+    expect(trees()).toBe(before - 1);
+    expect((await api('GET', '/v1/snapshots/proj-v1')).status).toBe(404);
+    expect((await api('DELETE', '/v1/snapshots/proj-v1')).status).toBe(404);
+    expect((await api('DELETE', '/v1/snapshots/minimal')).status).toBe(403);
+    expect((await exec(child.id, 'cat /home/user/proj/notes.txt')).body.stdout).toBe('child\n');
+
+    // A capsule that is not running cannot be snapshotted.
+    await api('POST', `/v1/capsules/${child.id}/pause`);
+    await waitFor(child.id, 'paused');
+    expect((await api('POST', '/v1/snapshots', { sandbox_id: child.id })).status).toBe(409);
+    expect((await api('POST', '/v1/snapshots', { sandbox_id: 'cap_nope' })).status).toBe(404);
+    expect((await api('POST', '/v1/snapshots', { sandbox_id: src.id, name: '../etc' })).status).toBe(400);
+    for (const id of [src.id, child.id]) await api('DELETE', `/v1/capsules/${id}`);
   });
 });
 

@@ -1,18 +1,12 @@
 import { and, desc, eq, isNull, like, lt, or } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
+
+export { isUniqueViolation } from '../../db/errors.ts';
+
 import { agents, teams } from '../../db/schema/index.ts';
 
 export type AgentRow = typeof agents.$inferSelect;
 export type AgentPatch = Partial<Omit<AgentRow, 'id' | 'teamId' | 'createdAt'>>;
-
-/** Postgres unique_violation, as either driver reports it (drizzle wraps the driver's error). */
-export function isUniqueViolation(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; i++) {
-    if (e.code === '23505') return true;
-    e = e.cause as typeof e;
-  }
-  return false;
-}
 
 export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): Promise<AgentRow> {
   const [inserted] = await db.insert(agents).values(row).returning();

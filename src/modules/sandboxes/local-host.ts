@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from './drivers/types.ts';
+import type { EgressListener, EgressProxy } from './egress.ts';
 import type {
   ExecRequest,
   ExecResult,
@@ -22,6 +23,7 @@ const MAX_FOLLOWED_PER_CAPSULE = 200;
 interface Live {
   handle: CapsuleHandle;
   followed: Map<string, Followed>;
+  egress: EgressListener | null;
 }
 
 class Followed implements FollowedProcess {
@@ -102,6 +104,8 @@ export class LocalHost implements SandboxHost {
     private readonly driver: Driver,
     /** Where capsules' and templates' trees live on this machine. */
     private readonly baseDir: string,
+    /** Serves capsules created with a network allow list (none: such capsules are refused). */
+    private readonly egress: EgressProxy | null = null,
   ) {}
 
   get isolation() {
@@ -132,18 +136,31 @@ export class LocalHost implements SandboxHost {
 
   async create(spec: HostCapsuleSpec): Promise<void> {
     await mkdir(path.join(this.baseDir, 'capsules'), { recursive: true });
-    const handle = await this.driver.create({
-      id: spec.id,
-      dir: this.capsuleDir(spec.id),
-      templateDir: spec.templatePath,
-      limits: spec.limits,
-      envs: spec.envs,
-      network: null,
-    });
-    this.capsules.set(spec.id, { handle, followed: new Map() });
+    let listener: EgressListener | null = null;
+    if (spec.networkAllow) {
+      if (!this.egress)
+        throw new DriverError('failed', 'this host has no egress proxy: capsules here have no network');
+      listener = await this.egress.open(spec.networkAllow);
+    }
+    let handle: CapsuleHandle;
+    try {
+      handle = await this.driver.create({
+        id: spec.id,
+        dir: this.capsuleDir(spec.id),
+        templateDir: spec.templatePath,
+        limits: spec.limits,
+        envs: spec.envs,
+        network: listener ? { proxyUrl: listener.url } : null,
+      });
+    } catch (err) {
+      listener?.close();
+      throw err;
+    }
+    this.capsules.set(spec.id, { handle, followed: new Map(), egress: listener });
     handle.ended.then(() => {
       if (this.destroying.has(spec.id) || !this.capsules.has(spec.id)) return;
       this.capsules.delete(spec.id);
+      listener?.close();
       for (const l of this.endedListeners) l(spec.id, 'capsule_exited');
     });
   }
@@ -159,6 +176,7 @@ export class LocalHost implements SandboxHost {
       if (live) await live.handle.destroy();
       else await this.driver.cleanup(this.capsuleDir(capsuleId));
     } finally {
+      live?.egress?.close();
       this.capsules.delete(capsuleId);
       this.destroying.delete(capsuleId);
     }

@@ -5,6 +5,7 @@ import type { Clock } from '../../core/clock.ts';
 import { newId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import { detectDriver } from './drivers/index.ts';
+import { EgressProxy } from './egress.ts';
 import { LocalHost } from './local-host.ts';
 import * as repo from './repo.ts';
 
@@ -30,9 +31,12 @@ function localHostId(sandboxDir: string): string {
 export async function createLocalHost(options: {
   sandboxDir: string;
   driver: 'auto' | 'bwrap' | 'process';
+  /** Let allow-listed names reach private and loopback addresses. */
+  egressPrivate: boolean;
 }): Promise<LocalHost> {
   const driver = await detectDriver({ prefer: options.driver, baseDir: options.sandboxDir });
-  return new LocalHost(localHostId(options.sandboxDir), driver, options.sandboxDir);
+  const egress = new EgressProxy({ allowPrivate: options.egressPrivate });
+  return new LocalHost(localHostId(options.sandboxDir), driver, options.sandboxDir, egress);
 }
 
 /** Registers the local host as a host row (online), and the built-in minimal template. Needs the schema. */

@@ -187,3 +187,26 @@ export const FileEntrySchema = Type.Object({
 });
 export const ListDirResponse = Type.Object({ entries: Type.Array(FileEntrySchema) });
 export const MakeDirResponse = Type.Object({ entry: FileEntrySchema });
+
+export const Template = Type.Object({
+  name: Type.String(),
+  type: Type.Enum(['base', 'snapshot']),
+  vcpus: Nullable(Type.Integer()),
+  memory_mb: Nullable(Type.Integer()),
+  size_bytes: Type.Integer(),
+  platform: Type.Boolean({ description: 'platform-managed, visible to every team (minimal)' }),
+  source_capsule_id: Nullable(Type.String()),
+  host_id: Nullable(Type.String({ description: 'the host that holds its files (null for minimal)' })),
+  metadata: Type.Record(Type.String(), Type.String()),
+  created_at: Timestamp,
+});
+export const TemplateList = Type.Object({ data: Type.Array(Template), next_cursor: Type.Null() });
+export const CreateSnapshotBody = Body({
+  sandbox_id: Type.String({ minLength: 1, maxLength: 100, description: 'the running capsule to snapshot' }),
+  name: Type.Optional(TemplateName),
+});
+export const TemplateListQuery = Type.Object(
+  { type: Type.Optional(Type.Enum(['base', 'snapshot'])) },
+  { additionalProperties: false },
+);
+export const TemplateParams = Type.Object({ name: TemplateName });

@@ -521,8 +521,8 @@ export class CapsulesService {
     await host.remove(c.id, path).catch((err) => fromDriver(err, path));
   }
 
-  /** A check in the capsule's state for a WebSocket route before it upgrades (404 / 409 are HTTP answers). */
-  async forStream(principal: Principal, id: string, need: Scope) {
+  /** A running capsule of the caller's team and its host (WebSocket pre-upgrade checks, snapshots); 404 / 409 otherwise. */
+  async runningCapsule(principal: Principal, id: string, need: Scope) {
     return this.running(principal, id, need);
   }
 
