@@ -400,6 +400,113 @@ describe('snapshots and templates', () => {
   });
 });
 
+describe('metrics, stats and usage', () => {
+  it('samples CPU, memory and disk of a capsule into its metrics; kept while paused, gone once stopped', async () => {
+    const c = await runningCapsule({ vcpus: 1 });
+    await exec(c.id, 'while :; do :; done', { background: true, tag: 'burn' });
+    await exec(c.id, 'head -c 4000000 /dev/zero > /home/user/blob');
+    let points: Json[] = [];
+    const until = Date.now() + 15_000;
+    while (Date.now() < until) {
+      const res = await api('GET', `/v1/capsules/${c.id}/metrics?range=5m`);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ sandbox_id: c.id, range: '5m' });
+      points = res.body.points;
+      if (points.length >= 2 && points.at(-1)!.cpu_pct > 50) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const last = points.at(-1)!;
+    expect(last.cpu_pct).toBeGreaterThan(50);
+    expect(last.cpu_pct).toBeLessThanOrEqual(100);
+    expect(last.mem_bytes).toBeGreaterThan(0);
+    expect(last.disk_bytes).toBeGreaterThanOrEqual(4_000_000);
+    expect(points.map((p) => p.timestamp_unix)).toEqual([...points.map((p) => p.timestamp_unix)].sort());
+    // Coarser tiers average the same samples.
+    const hour = await api('GET', `/v1/capsules/${c.id}/metrics?range=1h`);
+    expect(hour.body.points.length).toBeGreaterThanOrEqual(1);
+    expect((await api('GET', `/v1/capsules/${c.id}/metrics?range=3h`)).status).toBe(400);
+    expect((await api('GET', `/v1/capsules/${c.id}/metrics`, undefined, other.token)).status).toBe(404);
+
+    await api('POST', `/v1/capsules/${c.id}/pause`);
+    await waitFor(c.id, 'paused');
+    const paused = await api('GET', `/v1/capsules/${c.id}/metrics?range=10m`);
+    expect(paused.status).toBe(200);
+    expect(paused.body.points.length).toBeGreaterThanOrEqual(points.length);
+    await api('DELETE', `/v1/capsules/${c.id}`);
+    await waitFor(c.id, 'stopped');
+    expect((await api('GET', `/v1/capsules/${c.id}/metrics`)).status).toBe(404);
+  });
+
+  it("reports the team's live capsules now, its peaks and a series, from per-minute samples", async () => {
+    const v = await t.signup();
+    const made: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await api('POST', '/v1/capsules', { vcpus: 2, memory_mb: 256, disk_size_mb: 32 }, v.token);
+      made.push(res.body.id);
+    }
+    await t.services.capsules.settled();
+    await t.services.capsules.sampleTeams(t.clock.now());
+    const stats = await api('GET', '/v1/capsules/stats?range=1h', undefined, v.token);
+    expect(stats.status).toBe(200);
+    expect(stats.body.current).toMatchObject({
+      running_count: 2,
+      vcpus_reserved: 4,
+      memory_mb_reserved: 512,
+    });
+    expect(stats.body.peaks).toEqual({ running_count: 2, vcpus: 4, memory_mb: 512 });
+    expect(stats.body.series.labels).toHaveLength(stats.body.series.running.length);
+    expect(Math.max(...stats.body.series.running)).toBe(2);
+    // One deleted: now shows one, the peak stays.
+    await api('DELETE', `/v1/capsules/${made[0]}`, undefined, v.token);
+    await t.services.capsules.settled();
+    t.clock.advance(61 * SECOND_MS);
+    await t.services.capsules.sampleTeams(t.clock.now());
+    const after = await api('GET', '/v1/capsules/stats', undefined, v.token);
+    expect(after.body.range).toBe('1h');
+    expect(after.body.current.running_count).toBe(1);
+    expect(after.body.peaks.running_count).toBe(2);
+    expect(after.body.series.running.at(-1)).toBe(1);
+    expect((await api('GET', '/v1/capsules/stats?range=2d', undefined, v.token)).status).toBe(400);
+    // Another team sees only its own.
+    expect((await api('GET', '/v1/capsules/stats', undefined, other.token)).body.current.running_count).toBe(
+      0,
+    );
+    await api('DELETE', `/v1/capsules/${made[1]}`, undefined, v.token);
+  });
+
+  it('counts reserved vCPU- and RAM-minutes per day while running, not while paused', async () => {
+    const v = await t.signup();
+    const res = await api('POST', '/v1/capsules', { vcpus: 2, memory_mb: 128, disk_size_mb: 32 }, v.token);
+    await t.services.capsules.settled();
+    const sum = async () => {
+      const u = await api('GET', '/v1/capsules/usage', undefined, v.token);
+      expect(u.status).toBe(200);
+      return u.body.points.reduce(
+        (a: { cpu: number; ram: number }, p: Json) => ({
+          cpu: a.cpu + p.cpu_minutes,
+          ram: a.ram + p.ram_mb_minutes,
+        }),
+        { cpu: 0, ram: 0 },
+      );
+    };
+    t.clock.advance(10 * 60 * SECOND_MS);
+    expect(await sum()).toEqual({ cpu: 20, ram: 1280 }); // still running: counted up to now
+    await api('POST', `/v1/capsules/${res.body.id}/pause`, undefined, v.token);
+    await t.services.capsules.settled();
+    t.clock.advance(30 * 60 * SECOND_MS);
+    expect(await sum()).toEqual({ cpu: 20, ram: 1280 }); // paused time is not counted
+    await api('DELETE', `/v1/capsules/${res.body.id}`, undefined, v.token);
+    await t.services.capsules.settled();
+    expect(await sum()).toEqual({ cpu: 20, ram: 1280 });
+    expect((await api('GET', '/v1/capsules/usage?from=2026-13-01', undefined, v.token)).status).toBe(400);
+    expect(
+      (await api('GET', '/v1/capsules/usage?from=2026-02-02&to=2026-02-01', undefined, v.token)).status,
+    ).toBe(400);
+    const empty = await api('GET', '/v1/capsules/usage?from=2020-01-01&to=2020-01-31', undefined, v.token);
+    expect(empty.body).toEqual({ from: '2020-01-01', to: '2020-01-31', points: [] });
+  });
+});
+
 describe('tenancy', () => {
   it("another team's capsule is 404 everywhere and never listed", async () => {
     const c = await runningCapsule();

@@ -126,3 +126,19 @@ export const capsuleUsage = pgTable(
   },
   (t) => [uniqueIndex('capsule_usage_key').on(t.teamId, t.day)],
 );
+
+/** What each team had live, sampled every minute: GET /v1/capsules/stats (series and 30-day peaks). */
+export const capsuleSamples = pgTable(
+  'capsule_samples',
+  {
+    teamId: text('team_id').notNull(),
+    sampledAt: ts('sampled_at').notNull(),
+    running: integer('running').notNull(),
+    vcpus: integer('vcpus').notNull(),
+    memoryMb: integer('memory_mb').notNull(),
+  },
+  (t) => [
+    uniqueIndex('capsule_samples_key').on(t.teamId, t.sampledAt),
+    index('capsule_samples_at_idx').on(t.sampledAt),
+  ],
+);

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { CapsuleLimits, CapsuleUsage, FileEntry, Isolation } from './drivers/types.ts';
+import type { MetricPoint, MetricRange } from './metrics.ts';
 
 // What the control plane asks of a sandbox host. The local host (in the
 // server's process) implements it over a driver; a remote `paddock host`
@@ -101,6 +102,8 @@ export interface SandboxHost {
   mkdir(capsuleId: string, path: string): Promise<FileEntry>;
   remove(capsuleId: string, path: string): Promise<void>;
   usage(capsuleId: string): Promise<CapsuleUsage>;
+  /** The capsule's sampled CPU, memory and disk over `range` (kept while it is paused). */
+  metrics(capsuleId: string, range: MetricRange): MetricPoint[] | Promise<MetricPoint[]>;
   /** Copies the capsule's filesystem into a new template tree on this host. */
   snapshot(capsuleId: string, templateId: string): Promise<{ path: string; sizeBytes: number }>;
   removeTemplate(path: string): Promise<void>;

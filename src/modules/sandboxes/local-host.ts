@@ -13,6 +13,7 @@ import type {
   SandboxHost,
   StartRequest,
 } from './host.ts';
+import { CapsuleMetrics, type MetricPoint, type MetricRange, SAMPLE_EVERY_MS } from './metrics.ts';
 
 /** Output of a followed process kept for late followers (exec/stream attach after the start). */
 const REPLAY_BYTES = 256 * 1024;
@@ -24,6 +25,7 @@ interface Live {
   handle: CapsuleHandle;
   followed: Map<string, Followed>;
   egress: EgressListener | null;
+  metrics: CapsuleMetrics;
 }
 
 class Followed implements FollowedProcess {
@@ -98,6 +100,8 @@ export class LocalHost implements SandboxHost {
   private readonly capsules = new Map<string, Live>();
   private readonly endedListeners: Array<(capsuleId: string, reason: string) => void> = [];
   private readonly destroying = new Set<string>();
+  private sampler: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     readonly id: string,
@@ -106,7 +110,46 @@ export class LocalHost implements SandboxHost {
     private readonly baseDir: string,
     /** Serves capsules created with a network allow list (none: such capsules are refused). */
     private readonly egress: EgressProxy | null = null,
-  ) {}
+  ) {
+    this.scheduleSampling();
+  }
+
+  /**
+   * Reads every running capsule's counters into its metrics, a few at a
+   * time; the next round starts a sample interval after this one ends, so a
+   * host with thousands of capsules samples less often rather than falling
+   * behind.
+   */
+  private scheduleSampling(): void {
+    if (this.closed) return;
+    this.sampler = setTimeout(() => {
+      void this.sampleAll().finally(() => this.scheduleSampling());
+    }, SAMPLE_EVERY_MS);
+    this.sampler.unref();
+  }
+
+  private async sampleAll(): Promise<void> {
+    const queue = [...this.capsules.values()];
+    const worker = async () => {
+      for (let live = queue.shift(); live; live = queue.shift()) {
+        if (live.handle.paused) {
+          live.metrics.gap();
+          continue;
+        }
+        try {
+          const usage = await live.handle.usage();
+          live.metrics.record(Date.now(), usage);
+        } catch {
+          // A capsule that ended meanwhile: its record goes with it.
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+  }
+
+  metrics(capsuleId: string, range: MetricRange): MetricPoint[] {
+    return this.live(capsuleId).metrics.points(range, Date.now());
+  }
 
   get isolation() {
     return this.driver.isolation;
@@ -156,7 +199,13 @@ export class LocalHost implements SandboxHost {
       listener?.close();
       throw err;
     }
-    this.capsules.set(spec.id, { handle, followed: new Map(), egress: listener });
+    const metrics = new CapsuleMetrics(spec.limits.vcpus);
+    this.capsules.set(spec.id, { handle, followed: new Map(), egress: listener, metrics });
+    // A first reading at once, so a capsule has a point before the next round.
+    void handle
+      .usage()
+      .then((u) => metrics.record(Date.now(), u))
+      .catch(() => undefined);
     handle.ended.then(() => {
       if (this.destroying.has(spec.id) || !this.capsules.has(spec.id)) return;
       this.capsules.delete(spec.id);
@@ -187,7 +236,9 @@ export class LocalHost implements SandboxHost {
   }
 
   async resume(capsuleId: string): Promise<void> {
-    await this.live(capsuleId).handle.resume();
+    const live = this.live(capsuleId);
+    await live.handle.resume();
+    live.metrics.gap();
   }
 
   async exec(capsuleId: string, req: ExecRequest): Promise<ExecResult> {
@@ -355,6 +406,8 @@ export class LocalHost implements SandboxHost {
 
   /** The server is stopping: its capsules die with it (their records say so at the next start). */
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.sampler);
     const ids = [...this.capsules.keys()];
     await Promise.all(ids.map((id) => this.destroy(id).catch(() => undefined)));
   }

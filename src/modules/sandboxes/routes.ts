@@ -74,6 +74,50 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
   );
 
   app.get(
+    '/v1/capsules/stats',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: "The team's live capsules now, its 30-day peaks and a series for charts",
+        querystring: s.StatsQuery,
+        response: { 200: s.CapsuleStats },
+      },
+    },
+    async (request) => capsules.stats(principalOf(request), request.query.range ?? '1h'),
+  );
+
+  app.get(
+    '/v1/capsules/usage',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'Reserved vCPU-minutes and RAM MB-minutes per UTC day while running',
+        querystring: s.UsageQuery,
+        response: { 200: s.CapsuleUsageResponse, ...errorResponses(400) },
+      },
+    },
+    async (request) => capsules.usage(principalOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/capsules/:id/metrics',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'CPU, memory and disk of a running or paused capsule over a range',
+        params: IdParams,
+        querystring: s.MetricsQuery,
+        response: { 200: s.CapsuleMetrics, ...errorResponses(404) },
+      },
+    },
+    async (request) =>
+      capsules.metrics(principalOf(request), request.params.id, request.query.range ?? '10m'),
+  );
+
+  app.get(
     '/v1/capsules',
     {
       config: read,

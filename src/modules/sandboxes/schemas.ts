@@ -210,3 +210,64 @@ export const TemplateListQuery = Type.Object(
   { additionalProperties: false },
 );
 export const TemplateParams = Type.Object({ name: TemplateName });
+
+export const MetricsQuery = Type.Object(
+  { range: Type.Optional(Type.Enum(['5m', '10m', '1h', '2h', '6h', '12h', '24h'], { default: '10m' })) },
+  { additionalProperties: false },
+);
+export const CapsuleMetrics = Type.Object({
+  sandbox_id: Type.String(),
+  range: Type.String(),
+  points: Type.Array(
+    Type.Object({
+      timestamp_unix: Type.Integer({ description: 'Unix milliseconds' }),
+      cpu_pct: Type.Number({ description: '0–100, normalised to the capsule’s vCPUs' }),
+      mem_bytes: Type.Integer(),
+      disk_bytes: Type.Integer({ description: 'bytes used in the writable layer' }),
+    }),
+  ),
+});
+
+export const StatsQuery = Type.Object(
+  { range: Type.Optional(Type.Enum(['5m', '1h', '6h', '24h', '30d'], { default: '1h' })) },
+  { additionalProperties: false },
+);
+export const CapsuleStats = Type.Object({
+  range: Type.String(),
+  current: Type.Object({
+    running_count: Type.Integer(),
+    vcpus_reserved: Type.Integer({ description: 'over every live capsule (paused ones hold theirs)' }),
+    memory_mb_reserved: Type.Integer(),
+    sampled_at: Timestamp,
+  }),
+  peaks: Type.Object(
+    { running_count: Type.Integer(), vcpus: Type.Integer(), memory_mb: Type.Integer() },
+    { description: 'the highest values over the last 30 days' },
+  ),
+  series: Type.Object({
+    labels: Type.Array(Timestamp),
+    running: Type.Array(Type.Integer()),
+    vcpus: Type.Array(Type.Integer()),
+    memory_mb: Type.Array(Type.Integer()),
+  }),
+  last_sample_at: Nullable(Timestamp),
+});
+
+export const UsageQuery = Type.Object(
+  {
+    from: Type.Optional(Type.String({ description: 'YYYY-MM-DD (UTC), included; default 30 days ago' })),
+    to: Type.Optional(Type.String({ description: 'YYYY-MM-DD (UTC), included; default today' })),
+  },
+  { additionalProperties: false },
+);
+export const CapsuleUsageResponse = Type.Object({
+  from: Type.String(),
+  to: Type.String(),
+  points: Type.Array(
+    Type.Object({
+      date: Type.String(),
+      cpu_minutes: Type.Number({ description: 'vCPU-minutes reserved while running' }),
+      ram_mb_minutes: Type.Number({ description: 'MB-minutes reserved while running' }),
+    }),
+  ),
+});

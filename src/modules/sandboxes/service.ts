@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { type Clock, DAY_MS, SECOND_MS } from '../../core/clock.ts';
+import { type Clock, SECOND_MS } from '../../core/clock.ts';
 import {
   AppError,
   BadRequestError,
@@ -16,8 +16,17 @@ import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
 import { DriverError } from './drivers/types.ts';
 import type { SandboxHost } from './host.ts';
+import type { MetricRange } from './metrics.ts';
 import * as repo from './repo.ts';
 import type { CreateCapsuleInput, ExecInput } from './schemas.ts';
+import {
+  SAMPLE_TEAMS_EVERY_MS,
+  type StatsRange,
+  sampleTeams,
+  splitByDay,
+  teamStats,
+  teamUsage,
+} from './stats.ts';
 
 export interface SandboxOptions {
   /** Per stream of a foreground exec. */
@@ -42,23 +51,6 @@ export function effectiveTimeoutSec(requested: number | undefined): number {
 
 /** Activity is written at most this often per capsule (auto-pause works in whole seconds anyway). */
 const TOUCH_EVERY_MS = 2 * SECOND_MS;
-
-/** A running period split into UTC days (usage is kept per day). */
-export function splitByDay(from: Date, to: Date): Array<{ day: string; seconds: number }> {
-  const out: Array<{ day: string; seconds: number }> = [];
-  let start = from.getTime();
-  const end = to.getTime();
-  while (start < end) {
-    const dayStart = Math.floor(start / DAY_MS) * DAY_MS;
-    const stop = Math.min(end, dayStart + DAY_MS);
-    out.push({
-      day: new Date(dayStart).toISOString().slice(0, 10),
-      seconds: Math.round((stop - start) / 1000),
-    });
-    start = stop;
-  }
-  return out;
-}
 
 function view(c: repo.CapsuleRow, now: Date) {
   const running = c.runningSince ? Math.floor((now.getTime() - c.runningSince.getTime()) / 1000) : 0;
@@ -119,6 +111,7 @@ export class CapsulesService {
   private readonly touchedAt = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
+  private lastTeamSample = 0;
   private readonly background = new Set<Promise<unknown>>();
   private log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void } = {
     warn: () => {},
@@ -526,6 +519,37 @@ export class CapsulesService {
     return this.running(principal, id, need);
   }
 
+  // -- metrics, stats and usage ---------------------------------------------------
+
+  /** Sampled CPU, memory and disk of a running or paused capsule; a capsule that ended has none (404). */
+  async metrics(principal: Principal, id: string, range: MetricRange) {
+    const c = await this.find(principal, id, 'read');
+    const host = c.hostId ? this.hosts.get(c.hostId) : undefined;
+    if (!host?.has(c.id) || ['stopped', 'missing', 'error'].includes(c.status)) {
+      throw new NotFoundError('metrics', c.id);
+    }
+    const points = await Promise.resolve(host.metrics(c.id, range)).catch(fromDriver);
+    return { sandbox_id: c.id, range, points };
+  }
+
+  async stats(principal: Principal, range: StatsRange) {
+    return teamStats(this.db, this.team(principal, 'read'), range, this.clock.now());
+  }
+
+  async usage(principal: Principal, q: { from?: string; to?: string }) {
+    return teamUsage(this.db, this.team(principal, 'read'), q, this.clock.now());
+  }
+
+  /** Every team's live capsules, once a minute (stats series and peaks). */
+  async sampleTeams(now: Date = this.clock.now()): Promise<void> {
+    if (now.getTime() - this.lastTeamSample < SAMPLE_TEAMS_EVERY_MS) return;
+    this.lastTeamSample = now.getTime();
+    await sampleTeams(
+      this.db,
+      new Date(Math.floor(now.getTime() / SAMPLE_TEAMS_EVERY_MS) * SAMPLE_TEAMS_EVERY_MS),
+    );
+  }
+
   // -- sweeps and restarts -----------------------------------------------------
 
   /**
@@ -570,7 +594,7 @@ export class CapsulesService {
     this.timer = setInterval(() => {
       if (this.sweeping) return;
       this.sweeping = this.sweepIdle()
-        .then(() => undefined)
+        .then(() => this.sampleTeams())
         .catch((err: unknown) => this.log.error({ err }, 'capsule sweep failed'))
         .finally(() => (this.sweeping = undefined));
     }, this.options.sweepIntervalMs);
