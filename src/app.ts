@@ -42,6 +42,8 @@ import { ProvidersService } from './modules/providers/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
 import { RunsService } from './modules/runs/service.ts';
 import type { SandboxHost } from './modules/sandboxes/host.ts';
+import { registerHostRoutes } from './modules/sandboxes/host-routes.ts';
+import { HostsService } from './modules/sandboxes/hosts.ts';
 import { createLocalHost, registerLocalHost } from './modules/sandboxes/local-setup.ts';
 import { registerCapsuleRoutes } from './modules/sandboxes/routes.ts';
 import { CapsulesService } from './modules/sandboxes/service.ts';
@@ -78,6 +80,7 @@ export interface Services {
   gateway: GatewayService;
   capsules: CapsulesService;
   snapshots: SnapshotsService;
+  hosts: HostsService;
 }
 
 export interface BuiltApp {
@@ -138,6 +141,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
   const capsules = new CapsulesService(db, clock, events, sandboxHosts);
   const snapshots = new SnapshotsService(db, clock, events, capsules, sandboxHosts);
+  const hosts = new HostsService(db, clock, hasher, sealer, events, capsules);
   const services: Services = {
     auth,
     teams,
@@ -154,6 +158,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     gateway,
     capsules,
     snapshots,
+    hosts,
   };
 
   const app = Fastify({
@@ -258,13 +263,22 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
           bearer: { type: 'http', scheme: 'bearer', description: 'pdk_ team API key or pds_ session token' },
           apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
           session: { type: 'apiKey', in: 'cookie', name: 'paddock_session' },
+          hostToken: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'X-Host-Token',
+            description: 'a sandbox host (pdh_)',
+          },
         },
       },
     },
     transform: ({ schema, url, route }) => {
       const auth = route.config?.auth;
-      const security: Array<Record<string, string[]>> =
-        auth === undefined || auth === 'public' ? [] : [{ bearer: [] }, { apiKey: [] }, { session: [] }];
+      const security: Array<Record<string, string[]>> = route.config?.hostToken
+        ? [{ hostToken: [] }]
+        : auth === undefined || auth === 'public'
+          ? []
+          : [{ bearer: [] }, { apiKey: [] }, { session: [] }];
       return { schema: { ...schema, security } as typeof schema, url };
     },
   });
@@ -307,6 +321,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules);
   registerSnapshotRoutes(app, snapshots);
+  registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
   capsules.useLog(app.log);
@@ -319,10 +334,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await registerLocalHost(db, clock, localHost);
     await runs.startSweeps();
     await capsules.recover();
+    await hosts.load();
     capsules.start();
+    hosts.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('onClose', async () => {
+    hosts.stop();
     await capsules.shutdown();
     await runs.shutdown();
     await providers.close();

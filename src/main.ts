@@ -3,6 +3,7 @@ import { buildApp } from './app.ts';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
 import { resolveMasterKey } from './core/master-key.ts';
 import { type Database, DataDirLockedError, openPglite, openPostgres } from './db/client.ts';
+import { HostAgentError, runHostAgent } from './modules/sandboxes/agent.ts';
 import { VERSION } from './version.ts';
 
 const HELP = `paddock ${VERSION}: a self-hosted control plane for AI agents
@@ -10,6 +11,9 @@ const HELP = `paddock ${VERSION}: a self-hosted control plane for AI agents
 Usage:
   paddock serve [--port N] [--host ADDR] [--data-dir DIR]   run the server (applies migrations first)
   paddock migrate [--data-dir DIR]                          apply database migrations and exit
+  paddock host --control-plane URL [--token T] [--port N] [--host ADDR] [--advertise HOST:PORT]
+               [--data-dir DIR]   run a sandbox host for a control plane (--token: the one-time
+                                  registration token of POST /v1/hosts; not needed once registered)
   paddock --help | --version
 
 Configuration comes from flags and environment variables:
@@ -81,6 +85,52 @@ async function serve(config: Config): Promise<void> {
   }
 }
 
+async function host(
+  config: Config,
+  flags: { controlPlane?: string; token?: string; advertise?: string; port?: string; listen?: string },
+): Promise<void> {
+  if (!flags.controlPlane) fail('paddock host needs --control-plane URL (the Paddock server to serve)');
+  let url: URL;
+  try {
+    url = new URL(flags.controlPlane);
+  } catch {
+    fail(`--control-plane must be a URL, got "${flags.controlPlane}"`);
+  }
+  const port = flags.port === undefined ? 0 : Number(flags.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    fail(`--port must be a port number, got "${flags.port}"`);
+  let agent: Awaited<ReturnType<typeof runHostAgent>>;
+  try {
+    agent = await runHostAgent({
+      controlPlane: url.toString(),
+      ...(flags.token ? { token: flags.token } : {}),
+      ...(flags.advertise ? { advertise: flags.advertise } : {}),
+      listen: flags.listen ?? config.host,
+      port,
+      sandboxDir: config.sandboxDir,
+      driver: config.sandboxDriver,
+      egressPrivate: config.sandboxEgressPrivate,
+      heartbeatMs: Number(process.env.PADDOCK_HOST_HEARTBEAT_MS ?? 5000),
+      log: (line) => process.stderr.write(`paddock host: ${line}\n`),
+    });
+  } catch (err) {
+    if (err instanceof HostAgentError) fail(err.message);
+    throw err;
+  }
+  let closing = false;
+  const shutdown = async () => {
+    if (closing) return;
+    closing = true;
+    await agent.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGINT', () => void shutdown());
+  process.stdout.write(
+    `Paddock host ${agent.hostId} serving ${url.origin} at ${agent.address} (isolation: ${agent.isolation})\n`,
+  );
+}
+
 async function migrate(config: Config): Promise<void> {
   const database = await openDatabase(config);
   try {
@@ -103,6 +153,9 @@ export async function main(argv: string[]): Promise<void> {
         'data-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
+        'control-plane': { type: 'string' },
+        token: { type: 'string' },
+        advertise: { type: 'string' },
       },
     });
   } catch (err) {
@@ -127,6 +180,15 @@ export async function main(argv: string[]): Promise<void> {
     const config = loadConfig(process.env, flags);
     if (command === 'serve') return await serve(config);
     if (command === 'migrate') return await migrate(config);
+    if (command === 'host') {
+      return await host(config, {
+        ...(typeof values['control-plane'] === 'string' ? { controlPlane: values['control-plane'] } : {}),
+        ...(typeof values.token === 'string' ? { token: values.token } : {}),
+        ...(typeof values.advertise === 'string' ? { advertise: values.advertise } : {}),
+        ...(typeof values.port === 'string' ? { port: values.port } : {}),
+        ...(typeof values.host === 'string' ? { listen: values.host } : {}),
+      });
+    }
     fail(`unknown command "${command}"\n\n${HELP}`);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof DataDirLockedError) fail(err.message);

@@ -79,7 +79,9 @@ export function randomBase62(length: number): string {
 }
 
 /** A bearer token: prefix + 43 base62 characters (~256 bits). */
-export function generateToken(prefix: 'pdk' | 'pda' | 'pdh' | 'pds' | 'pdi' | 'pdr' | 'csrf'): string {
+export function generateToken(
+  prefix: 'pdk' | 'pda' | 'pdh' | 'pdhg' | 'pdc' | 'pds' | 'pdi' | 'pdr' | 'csrf',
+): string {
   return `${prefix}_${randomBase62(43)}`;
 }
 

@@ -20,6 +20,7 @@ export const ID_PREFIXES = [
   'cap',
   'tpl',
   'hst',
+  'htk',
   'env',
   'envv',
   'agtv',

@@ -24,6 +24,8 @@ export type Authenticator = (token: string) => Promise<Principal>;
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: AuthRule;
+    /** A public route that its handler authenticates by X-Host-Token (a sandbox host's own calls). */
+    hostToken?: boolean;
   }
   interface FastifyRequest {
     principal: Principal | null;

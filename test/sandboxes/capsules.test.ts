@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SECOND_MS } from '../../src/core/clock.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
+import { waitForCapsule } from '../support/capsules.ts';
 import type { Json } from '../support/factories.ts';
 
 // Capsules through the HTTP API, on the machine's real driver (bubblewrap
@@ -24,18 +25,7 @@ async function api(method: string, url: string, body?: unknown, token = u.token)
   return t.call(method, url, { token, ...(body !== undefined ? { body } : {}) });
 }
 
-/** Waits (real time) until the capsule reaches `status`, and returns it. */
-async function waitFor(id: string, status: string, timeoutMs = 10_000): Promise<Json> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    await t.services.capsules.settled();
-    const res = await api('GET', `/v1/capsules/${id}`);
-    if (res.body.status === status) return res.body;
-    if (res.body.status === 'error') throw new Error(`capsule ${id} failed: ${res.body.status_reason}`);
-    if (Date.now() > until) throw new Error(`capsule ${id} is ${res.body.status}, not ${status}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const waitFor = (id: string, status: string) => waitForCapsule(t, u.token, id, status);
 
 async function runningCapsule(body: Record<string, unknown> = {}): Promise<Json> {
   const res = await api('POST', '/v1/capsules', { memory_mb: 256, disk_size_mb: 64, ...body });

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EgressProxy, hostAllowed } from '../../src/modules/sandboxes/egress.ts';
 import { createTestApp } from '../support/app.ts';
+import { waitForCapsule } from '../support/capsules.ts';
 import type { Json } from '../support/factories.ts';
 
 // Capsules created with network.allow reach the network only through
@@ -56,14 +57,7 @@ async function capsuleApp(env: NodeJS.ProcessEnv = {}) {
   const running = async (body: Record<string, unknown>): Promise<Json> => {
     const res = await api('POST', '/v1/capsules', { memory_mb: 256, disk_size_mb: 64, ...body });
     expect(res.status, JSON.stringify(res.body)).toBe(202);
-    for (let i = 0; i < 500; i++) {
-      await t.services.capsules.settled();
-      const c = await api('GET', `/v1/capsules/${res.body.id}`);
-      if (c.body.status === 'running') return c.body;
-      if (c.body.status === 'error') throw new Error(String(c.body.status_reason));
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error('capsule did not start');
+    return waitForCapsule(t, u.token, res.body.id, 'running');
   };
   const sh = async (id: string, cmd: string) => (await api('POST', `/v1/capsules/${id}/exec`, { cmd })).body;
   return { t, u, api, running, sh };

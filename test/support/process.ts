@@ -30,10 +30,23 @@ export async function startServer(
   env: NodeJS.ProcessEnv,
   timeoutMs = 20_000,
 ): Promise<RunningServer> {
-  const child = spawn(process.execPath, [PADDOCK_BIN, 'serve', '--port', '0', ...args], {
+  const { match, ...rest } = await startPaddock(
+    ['serve', '--port', '0', ...args],
     env,
-    stdio: 'pipe',
-  });
+    /listening on (http:\/\/[^\s]+)/,
+    timeoutMs,
+  );
+  return { ...rest, url: match[1]! };
+}
+
+/** Starts a long-running paddock command and waits until its output matches `ready`. */
+export async function startPaddock(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+  timeoutMs = 20_000,
+): Promise<Omit<RunningServer, 'url'> & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, [PADDOCK_BIN, ...args], { env, stdio: 'pipe' });
   let out = '';
   child.stdout.on('data', (d) => {
     out += d;
@@ -42,27 +55,27 @@ export async function startServer(
     out += d;
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
+  const match = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)),
+      () => reject(new Error(`paddock ${args[0]} was not ready in ${timeoutMs} ms:\n${out}`)),
       timeoutMs,
     );
     const check = () => {
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
+      const m = ready.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]!);
+        resolve(m);
       }
     };
     child.stdout.on('data', check);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before listening:\n${out}`));
+      reject(new Error(`paddock ${args[0]} exited with ${code} before it was ready:\n${out}`));
     });
   });
   return {
     child,
-    url,
+    match,
     output: () => out,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');

@@ -37,6 +37,8 @@ export const hosts = pgTable(
     address: text('address'),
     isolation: text('isolation', { enum: ['bwrap', 'none'] }),
     tags: jsonb('tags').$type<string[]>().notNull(),
+    /** What the control plane presents to a remote host's agent API (sealed). */
+    controlToken: text('control_token'),
     lastHeartbeatAt: ts('last_heartbeat_at'),
     createdBy: text('created_by'),
     createdAt: ts('created_at').notNull(),
@@ -141,4 +143,22 @@ export const capsuleSamples = pgTable(
     uniqueIndex('capsule_samples_key').on(t.teamId, t.sampledAt),
     index('capsule_samples_at_idx').on(t.sampledAt),
   ],
+);
+
+/** A remote host's credentials: its one-time registration token, access tokens and refresh tokens (hashed). */
+export const hostTokens = pgTable(
+  'host_tokens',
+  {
+    id: text('id').primaryKey(),
+    hostId: text('host_id')
+      .notNull()
+      .references(() => hosts.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: ['registration', 'access', 'refresh'] }).notNull(),
+    hash: text('hash').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    /** Used (registration, refresh: one use each) or revoked. */
+    usedAt: ts('used_at'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [uniqueIndex('host_tokens_hash_key').on(t.hash), index('host_tokens_host_idx').on(t.hostId)],
 );

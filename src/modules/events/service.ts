@@ -78,6 +78,10 @@ export interface EventMap {
   'capsule.deleted': { active_seconds: number };
   'snapshot.created': { name: string; source_capsule_id: string; size_bytes: number };
   'snapshot.deleted': { name: string };
+  // Hosts (subject: the host; team: a BYOC host's team, else none).
+  'host.up': { address?: string; from?: string };
+  'host.down': { reason?: string; from?: string };
+  'host.deleted': { destroyed: number };
 }
 export type EventType = keyof EventMap;
 

@@ -90,8 +90,13 @@ export interface SandboxHost {
   resume(capsuleId: string): Promise<void>;
   exec(capsuleId: string, req: ExecRequest): Promise<ExecResult>;
   start(capsuleId: string, req: StartRequest): Promise<FollowedProcess>;
+  /** Starts a background process nobody follows yet (background exec). */
+  launch(capsuleId: string, req: StartRequest): Promise<{ pid: number; tag: string }>;
   /** A process started through the API, by pid or tag. */
-  followed(capsuleId: string, selector: string): FollowedProcess | undefined;
+  followed(
+    capsuleId: string,
+    selector: string,
+  ): FollowedProcess | undefined | Promise<FollowedProcess | undefined>;
   processes(capsuleId: string): Promise<HostProcess[]>;
   /** By pid (any process of the capsule) or tag; false when there is no such process. */
   kill(capsuleId: string, selector: string, signal: NodeJS.Signals): Promise<boolean>;

@@ -218,6 +218,11 @@ export class LocalHost implements SandboxHost {
     return this.capsules.has(capsuleId);
   }
 
+  /** The capsules this host runs (a remote host's heartbeat). */
+  ids(): string[] {
+    return [...this.capsules.keys()];
+  }
+
   async destroy(capsuleId: string): Promise<void> {
     const live = this.capsules.get(capsuleId);
     this.destroying.add(capsuleId);
@@ -311,6 +316,11 @@ export class LocalHost implements SandboxHost {
     // The capsule-side pid is known once the command runs inside (what callers select it by).
     await proc.started;
     return followed;
+  }
+
+  async launch(capsuleId: string, req: StartRequest): Promise<{ pid: number; tag: string }> {
+    const f = await this.start(capsuleId, req);
+    return { pid: f.pid, tag: f.tag ?? '' };
   }
 
   private prune(live: Live): void {

@@ -52,6 +52,12 @@ export const CreateCapsuleBody = Body({
     }),
   ),
   metadata: Type.Optional(Labels),
+  host_tags: Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+      maxItems: 20,
+      description: 'place the capsule only on a host that has every one of these tags',
+    }),
+  ),
   network: Type.Optional(
     Nullable(
       Type.Object(

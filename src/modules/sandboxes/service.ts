@@ -127,10 +127,51 @@ export class CapsulesService {
     options: Partial<SandboxOptions> = {},
   ) {
     this.options = { ...DEFAULT_SANDBOX_OPTIONS, ...options };
-    for (const host of hosts.values()) {
-      host.onEnded((capsuleId, reason) => {
-        this.later(this.ended(capsuleId, reason));
-      });
+    for (const host of hosts.values()) this.listen(host);
+    this.localHostIds = new Set(hosts.keys());
+  }
+
+  private readonly localHostIds: Set<string>;
+
+  private listen(host: SandboxHost): void {
+    host.onEnded((capsuleId, reason) => {
+      this.later(this.ended(capsuleId, reason));
+    });
+  }
+
+  /** A remote host that registered (or was registered before this start). */
+  addHost(host: SandboxHost): void {
+    if (this.hosts.has(host.id)) return;
+    this.hosts.set(host.id, host);
+    this.listen(host);
+  }
+
+  host(id: string): SandboxHost | undefined {
+    return this.hosts.get(id);
+  }
+
+  async removeHost(id: string): Promise<void> {
+    const host = this.hosts.get(id);
+    if (!host || this.localHostIds.has(id)) return;
+    this.hosts.delete(id);
+    await host.close();
+  }
+
+  /** Destroys every live capsule of a host (a forced host delete). */
+  async destroyOnHost(hostId: string, reason: string): Promise<void> {
+    const host = this.hosts.get(hostId);
+    for (const c of await repo.liveCapsulesOnHost(this.db, hostId)) {
+      await host?.destroy(c.id).catch(() => undefined);
+      await this.move(c.id, repo.LIVE_STATUSES, 'stopped', reason);
+    }
+  }
+
+  /** A host stopped answering: its capsules are missing (their processes may still run there, unreachable). */
+  async hostLost(hostId: string, reason: string): Promise<void> {
+    const host = this.hosts.get(hostId);
+    if (host && 'lost' in host && typeof host.lost === 'function') host.lost();
+    for (const c of await repo.liveCapsulesOnHost(this.db, hostId)) {
+      await this.move(c.id, repo.LIVE_STATUSES, 'missing', reason);
     }
   }
 
@@ -250,13 +291,7 @@ export class CapsulesService {
     if (!template) {
       throw new NotFoundError('template', templateName);
     }
-    const host = this.place();
-    if (template.hostId && template.path && template.hostId !== host.id) {
-      throw new ServiceUnavailableError(
-        'template_unavailable',
-        `template ${templateName} lives on another host`,
-      );
-    }
+    const host = await this.place(teamId, input.host_tags ?? [], template.path ? template.hostId : null);
     const now = this.clock.now();
     const id = newId('cap');
     const c = await this.db.transaction(async (tx) => {
@@ -290,11 +325,31 @@ export class CapsulesService {
     return view(c, now);
   }
 
-  /** The host for a new capsule: the least loaded online one (only the local host, for now). */
-  private place(): SandboxHost {
-    const host = this.hosts.values().next().value;
-    if (!host) throw new ServiceUnavailableError('no_host', 'no sandbox host is available');
-    return host;
+  /**
+   * The host for a new capsule: among the online hosts this team may use
+   * (shared ones and its own BYOC hosts) that carry every requested tag and
+   * that this server can reach, the one with the fewest live capsules. A
+   * capsule from a snapshot goes where the snapshot's files are.
+   */
+  private async place(teamId: string, tags: string[], pinned: string | null): Promise<SandboxHost> {
+    const candidates = (await repo.onlineHosts(this.db, teamId)).filter(
+      (h) => this.hosts.has(h.id) && tags.every((t) => h.tags.includes(t)) && (!pinned || h.id === pinned),
+    );
+    if (candidates.length === 0) {
+      if (pinned) {
+        throw new ServiceUnavailableError(
+          'template_unavailable',
+          'the host that holds this template is not online',
+        );
+      }
+      throw new ServiceUnavailableError(
+        'no_host',
+        tags.length > 0 ? `no online host has the tags ${tags.join(', ')}` : 'no sandbox host is online',
+      );
+    }
+    const load = await repo.countLiveByHost(this.db);
+    candidates.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || a.id.localeCompare(b.id));
+    return this.hosts.get(candidates[0]!.id)!;
   }
 
   private async boot(c: repo.CapsuleRow, templatePath: string | null, host: SandboxHost): Promise<void> {
@@ -440,7 +495,7 @@ export class CapsulesService {
     const { c, host } = await this.running(principal, id, 'write');
     try {
       if (input.background) {
-        const started = await host.start(c.id, {
+        const started = await host.launch(c.id, {
           cmd: input.cmd,
           ...(input.args ? { args: input.args } : {}),
           ...(input.envs ? { envs: input.envs } : {}),
@@ -449,7 +504,7 @@ export class CapsulesService {
         });
         return {
           background: true as const,
-          body: { sandbox_id: c.id, cmd: input.cmd, pid: started.pid, tag: started.tag! },
+          body: { sandbox_id: c.id, cmd: input.cmd, pid: started.pid, tag: started.tag },
         };
       }
       const result = await host.exec(c.id, {
@@ -540,9 +595,9 @@ export class CapsulesService {
     return teamUsage(this.db, this.team(principal, 'read'), q, this.clock.now());
   }
 
-  /** Every team's live capsules, once a minute (stats series and peaks). */
-  async sampleTeams(now: Date = this.clock.now()): Promise<void> {
-    if (now.getTime() - this.lastTeamSample < SAMPLE_TEAMS_EVERY_MS) return;
+  /** Every team's live capsules, once a minute from the sweep (stats series and peaks); `force` samples now. */
+  async sampleTeams(now: Date = this.clock.now(), force = true): Promise<void> {
+    if (!force && now.getTime() - this.lastTeamSample < SAMPLE_TEAMS_EVERY_MS) return;
     this.lastTeamSample = now.getTime();
     await sampleTeams(
       this.db,
@@ -558,7 +613,7 @@ export class CapsulesService {
    * left on disk is cleared; none is forgotten.
    */
   async recover(): Promise<void> {
-    for (const host of this.hosts.values()) {
+    for (const host of this.localHosts()) {
       const rows = await repo.liveCapsulesOnHost(this.db, host.id);
       const gone = rows.filter((c) => !host.has(c.id));
       for (const c of gone) {
@@ -575,6 +630,10 @@ export class CapsulesService {
         );
       }
     }
+  }
+
+  private localHosts(): SandboxHost[] {
+    return [...this.hosts.values()].filter((h) => this.localHostIds.has(h.id));
   }
 
   /** Pauses running capsules idle past their timeout_sec (Wrenn's TTL reaper: reason ttl_expired). */
@@ -594,7 +653,7 @@ export class CapsulesService {
     this.timer = setInterval(() => {
       if (this.sweeping) return;
       this.sweeping = this.sweepIdle()
-        .then(() => this.sampleTeams())
+        .then(() => this.sampleTeams(this.clock.now(), false))
         .catch((err: unknown) => this.log.error({ err }, 'capsule sweep failed'))
         .finally(() => (this.sweeping = undefined));
     }, this.options.sweepIntervalMs);
@@ -607,7 +666,12 @@ export class CapsulesService {
     this.timer = undefined;
     await this.sweeping;
     await this.settled();
-    for (const host of this.hosts.values()) {
+    for (const host of [...this.hosts.values()]) {
+      if (!this.localHostIds.has(host.id)) {
+        // A remote host's capsules live on without this server.
+        await host.close();
+        continue;
+      }
       const rows = await repo.liveCapsulesOnHost(this.db, host.id);
       await host.close();
       for (const c of rows) await this.move(c.id, repo.LIVE_STATUSES, 'stopped', 'server_stopped');

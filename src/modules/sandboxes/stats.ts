@@ -42,7 +42,15 @@ export async function sampleTeams(db: DbOrTx, at: Date): Promise<void> {
     await db
       .insert(capsuleSamples)
       .values(rows.map((r) => ({ ...r, sampledAt: at })))
-      .onConflictDoNothing();
+      // Several samples in one minute keep the highest of each (what a bucket shows).
+      .onConflictDoUpdate({
+        target: [capsuleSamples.teamId, capsuleSamples.sampledAt],
+        set: {
+          running: sql`greatest(${capsuleSamples.running}, excluded.running)`,
+          vcpus: sql`greatest(${capsuleSamples.vcpus}, excluded.vcpus)`,
+          memoryMb: sql`greatest(${capsuleSamples.memoryMb}, excluded.memory_mb)`,
+        },
+      });
   }
   await db
     .delete(capsuleSamples)

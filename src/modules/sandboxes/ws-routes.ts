@@ -143,13 +143,20 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
     (ws, request) => {
       const { capsuleId, host } = request.capsuleStream!;
       const { selector } = request.params as { selector: string };
-      const proc = host.followed(capsuleId, selector);
-      if (!proc) {
-        send(ws, { type: 'error', data: `no process ${selector} started through the API` });
-        ws.close(1008, 'no such process');
-        return;
-      }
-      relayExec(ws, proc);
+      void Promise.resolve(host.followed(capsuleId, selector)).then(
+        (proc) => {
+          if (!proc) {
+            send(ws, { type: 'error', data: `no process ${selector} started through the API` });
+            ws.close(1008, 'no such process');
+            return;
+          }
+          relayExec(ws, proc);
+        },
+        (err: unknown) => {
+          send(ws, { type: 'error', data: (err as Error).message });
+          ws.close(1011, 'host error');
+        },
+      );
     },
   );
 
@@ -199,10 +206,16 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
         if (!session) {
           clearTimeout(first);
           if (msg.type === 'connect') {
-            const s = typeof msg.tag === 'string' ? host.followed(capsuleId, msg.tag) : undefined;
-            if (!s?.pty || s.exitCode !== null)
-              return fatal(`no running terminal with tag ${String(msg.tag)}`);
-            return attach(s, false);
+            const tag = msg.tag;
+            if (typeof tag !== 'string') return fatal('connect needs the tag of a running terminal');
+            void Promise.resolve(host.followed(capsuleId, tag)).then(
+              (s) => {
+                if (!s?.pty || s.exitCode !== null) return fatal(`no running terminal with tag ${tag}`);
+                attach(s, false);
+              },
+              () => fatal(`no running terminal with tag ${tag}`),
+            );
+            return;
           }
           if (msg.type !== 'start')
             return fatal('the first message is {"type":"start"} or {"type":"connect","tag":…}');

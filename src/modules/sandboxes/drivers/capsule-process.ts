@@ -27,7 +27,7 @@ export interface ProcessHooks {
 }
 
 /** After the exit, how long to wait for the pipes to drain when a background child keeps them open. */
-const DRAIN_GRACE_MS = 250;
+const DRAIN_GRACE_MS = 500;
 
 abstract class BaseProcess implements CapsuleProcess {
   pid = 0;
@@ -110,7 +110,12 @@ class PipedProcess extends BaseProcess {
     });
     child.on('exit', (code, signal) => {
       exitCode = code ?? 128 + signalNumber(signal);
-      timer = setTimeout(() => this.finish(exitCode!), DRAIN_GRACE_MS);
+      // The timer may fire in the same loop turn as output still waiting in the pipes (a busy
+      // loop runs timers before I/O): let that I/O be read first, then give up on the pipes.
+      timer = setTimeout(
+        () => setImmediate(() => setImmediate(() => this.finish(exitCode!))),
+        DRAIN_GRACE_MS,
+      );
     });
     child.on('close', () => {
       clearTimeout(timer);

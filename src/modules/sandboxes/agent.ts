@@ -1,0 +1,168 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { serveAgentApi } from './agent-api.ts';
+import { detectDriver } from './drivers/index.ts';
+import { EgressProxy } from './egress.ts';
+import { LocalHost } from './local-host.ts';
+
+// `paddock host`: a sandbox host on another machine (or another port of
+// this one). It registers with the control plane once (one-time token),
+// keeps its credentials beside its capsules so a restart needs no new token,
+// serves the agent API the control plane drives it through, and heartbeats
+// which capsules it runs.
+
+export interface HostAgentOptions {
+  controlPlane: string;
+  /** The one-time registration token; not needed once the credentials file exists. */
+  token?: string;
+  listen: string;
+  port: number;
+  /** host:port the control plane reaches this host at (default: listen:port). */
+  advertise?: string;
+  sandboxDir: string;
+  driver: 'auto' | 'bwrap' | 'process';
+  egressPrivate: boolean;
+  heartbeatMs: number;
+  log: (line: string) => void;
+}
+
+interface Credentials {
+  host_id: string;
+  token: string;
+  refresh_token: string;
+  control_token: string;
+}
+
+export class HostAgentError extends Error {}
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = text ? JSON.parse(text) : {};
+  } catch {
+    // not JSON: reported below by status
+  }
+  return { status: res.status, body: parsed };
+}
+
+function message(body: Record<string, unknown>): string {
+  const e = body.error as { message?: string } | undefined;
+  return e?.message ?? JSON.stringify(body);
+}
+
+export async function runHostAgent(o: HostAgentOptions) {
+  mkdirSync(o.sandboxDir, { recursive: true });
+  const base = o.controlPlane.replace(/\/$/, '');
+  const credsFile = path.join(o.sandboxDir, 'host-credentials.json');
+  const driver = await detectDriver({ prefer: o.driver, baseDir: o.sandboxDir });
+  let host: LocalHost | undefined;
+  let creds: Credentials | undefined;
+  const server = await serveAgentApi(
+    () => host,
+    () => creds?.control_token,
+    { host: o.listen, port: o.port },
+  );
+  const address = o.advertise ?? `${o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen}:${server.port}`;
+  const save = () => writeFileSync(credsFile, `${JSON.stringify(creds)}\n`, { mode: 0o600 });
+
+  const refresh = async () => {
+    const res = await post(`${base}/v1/hosts/auth/refresh`, { refresh_token: creds!.refresh_token });
+    if (res.status !== 200) throw new HostAgentError(`cannot refresh the host token: ${message(res.body)}`);
+    creds = { ...creds!, token: String(res.body.token), refresh_token: String(res.body.refresh_token) };
+    save();
+  };
+
+  try {
+    if (existsSync(credsFile)) {
+      creds = JSON.parse(readFileSync(credsFile, 'utf8')) as Credentials;
+      await refresh();
+    } else {
+      if (!o.token)
+        throw new HostAgentError('this host is not registered yet: pass --token with a registration token');
+      const res = await post(`${base}/v1/hosts/register`, {
+        token: o.token,
+        address,
+        arch: os.arch(),
+        cpu_cores: os.cpus().length,
+        memory_mb: Math.round(os.totalmem() / 1024 / 1024),
+        isolation: driver.isolation,
+      });
+      if (res.status !== 201)
+        throw new HostAgentError(`registration refused (${res.status}): ${message(res.body)}`);
+      creds = {
+        host_id: String((res.body.host as { id: string }).id),
+        token: String(res.body.token),
+        refresh_token: String(res.body.refresh_token),
+        control_token: String(res.body.control_token),
+      };
+      save();
+    }
+  } catch (err) {
+    await server.close();
+    if (err instanceof HostAgentError) throw err;
+    throw new HostAgentError(`cannot reach the control plane at ${base}: ${(err as Error).message}`);
+  }
+
+  const local = new LocalHost(
+    creds!.host_id,
+    driver,
+    o.sandboxDir,
+    new EgressProxy({ allowPrivate: o.egressPrivate }),
+  );
+  // What a previous run of this host left on disk: its capsules died with it.
+  const leftovers = existsSync(path.join(o.sandboxDir, 'capsules'))
+    ? readdirSync(path.join(o.sandboxDir, 'capsules'))
+    : [];
+  await local.cleanupLeftovers(leftovers);
+  host = local;
+
+  const beat = async (stopping = false) => {
+    const send = () =>
+      post(
+        `${base}/v1/hosts/${creds!.host_id}/heartbeat`,
+        { address, capsule_ids: stopping ? [] : local.ids(), ...(stopping ? { stopping } : {}) },
+        { 'x-host-token': creds!.token },
+      );
+    let res = await send();
+    if (res.status === 401) {
+      await refresh();
+      res = await send();
+    }
+    if (res.status !== 204)
+      throw new HostAgentError(`heartbeat refused (${res.status}): ${message(res.body)}`);
+  };
+  await beat();
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const loop = () => {
+    timer = setTimeout(() => {
+      beat()
+        .catch((err: unknown) => o.log(`heartbeat failed: ${(err as Error).message}`))
+        .finally(() => {
+          if (!stopped) loop();
+        });
+    }, o.heartbeatMs);
+  };
+  loop();
+  for (const w of driver.warnings) o.log(`warning: ${w}`);
+
+  return {
+    hostId: creds!.host_id,
+    address,
+    isolation: driver.isolation,
+    async stop(): Promise<void> {
+      stopped = true;
+      clearTimeout(timer);
+      await local.close();
+      await beat(true).catch(() => undefined);
+      await server.close();
+    },
+  };
+}

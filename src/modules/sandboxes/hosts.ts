@@ -1,0 +1,429 @@
+import { and, eq, inArray, isNull, lt, ne, or, sql } from 'drizzle-orm';
+import { type Clock, DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
+import { generateToken, type Sealer, type TokenHasher } from '../../core/crypto.ts';
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import type { Db } from '../../db/client.ts';
+import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
+import type { EventsService } from '../events/service.ts';
+import { actorOf, type Principal } from '../identity/principal.ts';
+import { RemoteHost } from './remote-host.ts';
+import { type HostRow, LIVE_STATUSES } from './repo.ts';
+import type { CapsulesService } from './service.ts';
+
+// Wrenn's hosts: a `paddock host` is created here (a one-time registration
+// token, 1 h), registers itself with that token (an access token for 7 days
+// and a refresh token for 60, rotated on use), heartbeats, and is reached by
+// the control plane with a control token it was given at registration.
+
+const REGISTRATION_TTL_MS = HOUR_MS;
+const ACCESS_TTL_MS = 7 * DAY_MS;
+const REFRESH_TTL_MS = 60 * DAY_MS;
+const CONTROL_CONTEXT = 'host-control-token';
+
+export interface HostsOptions {
+  /** A host with no heartbeat for this long is unreachable and its capsules missing. */
+  unreachableAfterMs: number;
+}
+
+export function hostView(h: HostRow) {
+  return {
+    id: h.id,
+    type: h.type,
+    team_id: h.teamId,
+    status: h.status,
+    provider: h.provider,
+    availability_zone: h.availabilityZone,
+    arch: h.arch,
+    cpu_cores: h.cpuCores,
+    memory_mb: h.memoryMb,
+    disk_gb: h.diskGb,
+    address: h.address,
+    isolation: h.isolation,
+    tags: h.tags,
+    last_heartbeat_at: h.lastHeartbeatAt?.toISOString() ?? null,
+    created_by: h.createdBy,
+    created_at: h.createdAt.toISOString(),
+    updated_at: h.updatedAt.toISOString(),
+  };
+}
+
+export interface RegisterInput {
+  token: string;
+  address: string;
+  arch?: string;
+  cpu_cores?: number;
+  memory_mb?: number;
+  disk_gb?: number;
+  isolation?: 'bwrap' | 'none';
+}
+
+export class HostsService {
+  private readonly options: HostsOptions;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly hasher: TokenHasher,
+    private readonly sealer: Sealer,
+    private readonly events: EventsService,
+    private readonly capsules: CapsulesService,
+    options: Partial<HostsOptions> = {},
+  ) {
+    this.options = { unreachableAfterMs: 30 * SECOND_MS, ...options };
+  }
+
+  // -- who may see and manage which host ------------------------------------
+
+  /** Admins see every host; others only their team's BYOC hosts. */
+  private async visible(principal: Principal, id: string): Promise<HostRow> {
+    const [h] = await this.db.select().from(hosts).where(eq(hosts.id, id));
+    if (!h || !(principal.isPlatformAdmin || (h.type === 'byoc' && h.teamId === principal.teamId))) {
+      throw new NotFoundError('host', id);
+    }
+    return h;
+  }
+
+  private async manageable(principal: Principal, id: string): Promise<HostRow> {
+    const h = await this.visible(principal, id);
+    if (h.type === 'local')
+      throw new ForbiddenError('local_host', "the server's own host is managed by the server");
+    if (!principal.isPlatformAdmin && !(principal.role === 'owner' || principal.role === 'admin')) {
+      throw new ForbiddenError(
+        'forbidden',
+        "only platform admins and the team's owners and admins manage hosts",
+      );
+    }
+    return h;
+  }
+
+  private async issue(hostId: string, kind: 'registration' | 'access' | 'refresh', ttlMs: number) {
+    const prefix = kind === 'registration' ? 'pdhg' : kind === 'access' ? 'pdh' : 'pdr';
+    const token = generateToken(prefix);
+    const now = this.clock.now();
+    await this.db.insert(hostTokens).values({
+      id: newId('htk'),
+      hostId,
+      kind,
+      hash: this.hasher.hash(token),
+      expiresAt: new Date(now.getTime() + ttlMs),
+      createdAt: now,
+    });
+    return token;
+  }
+
+  // -- management (sessions) -------------------------------------------------
+
+  async create(
+    principal: Principal,
+    input: {
+      type: 'regular' | 'byoc';
+      team_id?: string;
+      provider?: string;
+      availability_zone?: string;
+      tags?: string[];
+    },
+  ) {
+    if (input.type === 'regular' && !principal.isPlatformAdmin) {
+      throw new ForbiddenError('forbidden', 'only platform admins create regular (shared) hosts');
+    }
+    const teamId = input.type === 'byoc' ? (input.team_id ?? principal.teamId) : null;
+    if (input.type === 'byoc' && !principal.isPlatformAdmin) {
+      if (teamId !== principal.teamId || principal.role !== 'owner') {
+        throw new ForbiddenError('forbidden', 'BYOC hosts are created by platform admins or the team owner');
+      }
+    }
+    const now = this.clock.now();
+    const id = newId('hst');
+    const [row] = await this.db
+      .insert(hosts)
+      .values({
+        id,
+        type: input.type,
+        teamId,
+        status: 'pending',
+        provider: input.provider ?? null,
+        availabilityZone: input.availability_zone ?? null,
+        tags: [...new Set(input.tags ?? [])],
+        createdBy: principal.userId,
+        createdAt: now,
+        updatedAt: now,
+      })
+      .returning();
+    const registration_token = await this.issue(id, 'registration', REGISTRATION_TTL_MS);
+    return { host: hostView(row!), registration_token };
+  }
+
+  async list(principal: Principal) {
+    const where = principal.isPlatformAdmin
+      ? undefined
+      : and(eq(hosts.type, 'byoc'), eq(hosts.teamId, principal.teamId ?? ''));
+    const rows = await this.db.select().from(hosts).where(where).orderBy(hosts.createdAt);
+    return { data: rows.map(hostView), next_cursor: null };
+  }
+
+  async get(principal: Principal, id: string) {
+    return hostView(await this.visible(principal, id));
+  }
+
+  /** A fresh registration token while the host is still pending (the first one was used by a failed attempt). */
+  async regenerateToken(principal: Principal, id: string) {
+    const h = await this.manageable(principal, id);
+    if (h.status !== 'pending') {
+      throw new ConflictError(
+        'host_not_pending',
+        `host ${id} is ${h.status}; only a pending host gets a new token`,
+      );
+    }
+    await this.db
+      .update(hostTokens)
+      .set({ usedAt: this.clock.now() })
+      .where(and(eq(hostTokens.hostId, id), eq(hostTokens.kind, 'registration'), isNull(hostTokens.usedAt)));
+    return {
+      host: hostView(h),
+      registration_token: await this.issue(id, 'registration', REGISTRATION_TTL_MS),
+    };
+  }
+
+  private async liveCapsuleIds(hostId: string): Promise<string[]> {
+    const rows = await this.db
+      .select({ id: capsules.id })
+      .from(capsules)
+      .where(and(eq(capsules.hostId, hostId), inArray(capsules.status, LIVE_STATUSES)));
+    return rows.map((r) => r.id);
+  }
+
+  async deletePreview(principal: Principal, id: string) {
+    const h = await this.manageable(principal, id);
+    return { host: hostView(h), sandbox_ids: await this.liveCapsuleIds(id) };
+  }
+
+  async remove(principal: Principal, id: string, force: boolean): Promise<void> {
+    const h = await this.manageable(principal, id);
+    const live = await this.liveCapsuleIds(id);
+    if (live.length > 0 && !force) {
+      throw new ConflictError(
+        'host_has_sandboxes',
+        `host ${id} has ${live.length} live capsules; pass ?force=true`,
+        {
+          sandbox_ids: live,
+        },
+      );
+    }
+    await this.capsules.destroyOnHost(id, 'host_deleted');
+    await this.capsules.removeHost(id);
+    await this.db.update(capsules).set({ hostId: null }).where(eq(capsules.hostId, id));
+    await this.db.delete(hosts).where(eq(hosts.id, id));
+    await this.events.record(this.db, {
+      teamId: h.teamId,
+      ...actorOf(principal),
+      subjectId: id,
+      type: 'host.deleted',
+      data: { destroyed: live.length },
+    });
+  }
+
+  async setDraining(principal: Principal, id: string, draining: boolean) {
+    const h = await this.manageable(principal, id);
+    const to = draining ? 'draining' : 'online';
+    if (draining ? h.status !== 'online' : h.status !== 'draining') {
+      throw new ConflictError('host_state', `host ${id} is ${h.status}`, { status: h.status });
+    }
+    const [row] = await this.db
+      .update(hosts)
+      .set({ status: to, updatedAt: this.clock.now() })
+      .where(eq(hosts.id, id))
+      .returning();
+    return hostView(row!);
+  }
+
+  async tags(principal: Principal, id: string): Promise<string[]> {
+    return (await this.visible(principal, id)).tags;
+  }
+
+  async tag(principal: Principal, id: string, tag: string, add: boolean): Promise<void> {
+    const h = await this.manageable(principal, id);
+    const tags = add ? [...new Set([...h.tags, tag])] : h.tags.filter((t) => t !== tag);
+    if (!add && tags.length === h.tags.length) throw new NotFoundError('tag', tag);
+    await this.db.update(hosts).set({ tags, updatedAt: this.clock.now() }).where(eq(hosts.id, id));
+  }
+
+  // -- the host's side (its tokens) --------------------------------------------
+
+  private async consume(token: string, kind: 'registration' | 'refresh') {
+    const now = this.clock.now();
+    const [row] = await this.db
+      .update(hostTokens)
+      .set({ usedAt: now })
+      .where(
+        and(
+          eq(hostTokens.hash, this.hasher.hash(token)),
+          eq(hostTokens.kind, kind),
+          isNull(hostTokens.usedAt),
+        ),
+      )
+      .returning();
+    if (!row || row.expiresAt <= now) {
+      throw new UnauthorizedError(`invalid_${kind}_token`, `invalid, used or expired ${kind} token`);
+    }
+    return row.hostId;
+  }
+
+  private async credentials(hostId: string) {
+    return {
+      token: await this.issue(hostId, 'access', ACCESS_TTL_MS),
+      refresh_token: await this.issue(hostId, 'refresh', REFRESH_TTL_MS),
+    };
+  }
+
+  async register(input: RegisterInput) {
+    const hostId = await this.consume(input.token, 'registration');
+    const controlToken = generateToken('pdc');
+    const now = this.clock.now();
+    const [row] = await this.db
+      .update(hosts)
+      .set({
+        status: 'online',
+        address: input.address,
+        arch: input.arch ?? null,
+        cpuCores: input.cpu_cores ?? null,
+        memoryMb: input.memory_mb ?? null,
+        diskGb: input.disk_gb ?? null,
+        isolation: input.isolation ?? null,
+        controlToken: this.sealer.seal(controlToken, CONTROL_CONTEXT),
+        lastHeartbeatAt: now,
+        updatedAt: now,
+      })
+      .where(eq(hosts.id, hostId))
+      .returning();
+    await this.attach(row!, []);
+    await this.events.record(this.db, {
+      teamId: row!.teamId,
+      actorKind: 'host',
+      actorId: hostId,
+      subjectId: hostId,
+      type: 'host.up',
+      data: { address: input.address },
+    });
+    return { host: hostView(row!), ...(await this.credentials(hostId)), control_token: controlToken };
+  }
+
+  async refresh(refreshToken: string) {
+    const hostId = await this.consume(refreshToken, 'refresh');
+    const [row] = await this.db.select().from(hosts).where(eq(hosts.id, hostId));
+    if (!row) throw new UnauthorizedError('invalid_refresh_token', 'the host no longer exists');
+    return { host: hostView(row), ...(await this.credentials(hostId)) };
+  }
+
+  /** The host an access token belongs to (X-Host-Token), or 401. */
+  async authenticate(token: string | undefined): Promise<string> {
+    if (!token) throw new UnauthorizedError('host_token_required', 'send the host token as X-Host-Token');
+    const [row] = await this.db
+      .select()
+      .from(hostTokens)
+      .where(and(eq(hostTokens.hash, this.hasher.hash(token)), eq(hostTokens.kind, 'access')));
+    if (!row || row.usedAt || row.expiresAt <= this.clock.now()) {
+      throw new UnauthorizedError('invalid_host_token', 'invalid or expired host token');
+    }
+    return row.hostId;
+  }
+
+  async heartbeat(
+    hostId: string,
+    urlId: string,
+    body: { address?: string; capsule_ids?: string[]; stopping?: boolean },
+  ): Promise<void> {
+    if (hostId !== urlId)
+      throw new ForbiddenError('host_mismatch', 'the host id does not match the host token');
+    const now = this.clock.now();
+    const [before] = await this.db.select().from(hosts).where(eq(hosts.id, hostId));
+    if (!before) throw new NotFoundError('host', hostId);
+    // The status is decided in the statement: a drain or activate that lands meanwhile is not undone.
+    const status = body.stopping
+      ? sql`'offline'`
+      : sql`case when ${hosts.status} = 'draining' then 'draining' else 'online' end`;
+    const [row] = await this.db
+      .update(hosts)
+      .set({
+        status: status as unknown as HostRow['status'],
+        lastHeartbeatAt: now,
+        updatedAt: now,
+        ...(body.address ? { address: body.address } : {}),
+      })
+      .where(eq(hosts.id, hostId))
+      .returning();
+    const remote = this.capsules.host(hostId);
+    if (remote instanceof RemoteHost)
+      remote.report(row!.address ?? '', body.capsule_ids ?? [], body.stopping);
+    else await this.attach(row!, body.capsule_ids ?? []);
+    const after = row!.status;
+    if (before.status !== after && (after === 'online' || after === 'offline')) {
+      await this.events.record(this.db, {
+        teamId: row!.teamId,
+        actorKind: 'host',
+        actorId: hostId,
+        subjectId: hostId,
+        type: after === 'online' ? 'host.up' : 'host.down',
+        data: { from: before.status },
+      });
+    }
+  }
+
+  // -- the control plane's view -------------------------------------------------
+
+  private async attach(row: HostRow, capsuleIds: string[]): Promise<void> {
+    if (!row.address || !row.controlToken || this.capsules.host(row.id)) return;
+    const token = this.sealer.open(row.controlToken, CONTROL_CONTEXT);
+    const known = capsuleIds.length > 0 ? capsuleIds : await this.liveCapsuleIds(row.id);
+    this.capsules.addHost(new RemoteHost(row.id, row.address, token, row.isolation ?? 'none', known));
+  }
+
+  /** At start: every registered remote host, so its capsules are reachable again. */
+  async load(): Promise<void> {
+    const rows = await this.db
+      .select()
+      .from(hosts)
+      .where(and(ne(hosts.type, 'local'), ne(hosts.status, 'pending')));
+    for (const row of rows) await this.attach(row, []);
+  }
+
+  private timer: NodeJS.Timeout | undefined;
+
+  start(everyMs = 5 * SECOND_MS): void {
+    this.timer = setInterval(() => {
+      this.sweepUnreachable().catch(() => undefined);
+    }, everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Hosts whose heartbeats stopped: unreachable, their capsules missing. */
+  async sweepUnreachable(now: Date = this.clock.now()): Promise<string[]> {
+    const stale = await this.db
+      .update(hosts)
+      .set({ status: 'unreachable', updatedAt: now })
+      .where(
+        and(
+          ne(hosts.type, 'local'),
+          or(eq(hosts.status, 'online'), eq(hosts.status, 'draining')),
+          lt(hosts.lastHeartbeatAt, new Date(now.getTime() - this.options.unreachableAfterMs)),
+        ),
+      )
+      .returning();
+    for (const h of stale) {
+      await this.events.record(this.db, {
+        teamId: h.teamId,
+        actorKind: 'system',
+        actorId: null,
+        subjectId: h.id,
+        type: 'host.down',
+        data: { reason: 'no_heartbeat' },
+      });
+      await this.capsules.hostLost(h.id, 'host_unreachable');
+    }
+    return stale.map((h) => h.id);
+  }
+}
