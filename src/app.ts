@@ -137,6 +137,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     sandboxDir: config.sandboxDir,
     driver: config.sandboxDriver,
     egressPrivate: config.sandboxEgressPrivate,
+    warm: config.sandboxWarm,
   });
   const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
   const capsules = new CapsulesService(db, clock, events, sandboxHosts);

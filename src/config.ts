@@ -29,6 +29,8 @@ export interface Config {
   sandboxDriver: 'auto' | 'bwrap' | 'process';
   /** Capsules' allow-listed names may resolve to private and loopback addresses (off: refused). */
   sandboxEgressPrivate: boolean;
+  /** Capsules each host keeps started ahead for the next create of the last shape asked for. */
+  sandboxWarm: number;
 }
 
 export interface ConfigFlags {
@@ -144,6 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ['auto', 'bwrap', 'process'] as const,
       'auto',
     ),
+    sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -26,7 +26,7 @@ Configuration comes from flags and environment variables:
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
-  PADDOCK_SANDBOX_EGRESS_PRIVATE (false)
+  PADDOCK_SANDBOX_EGRESS_PRIVATE (false)  PADDOCK_SANDBOX_WARM (2)
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -110,6 +110,7 @@ async function host(
       sandboxDir: config.sandboxDir,
       driver: config.sandboxDriver,
       egressPrivate: config.sandboxEgressPrivate,
+      warm: config.sandboxWarm,
       heartbeatMs: Number(process.env.PADDOCK_HOST_HEARTBEAT_MS ?? 5000),
       log: (line) => process.stderr.write(`paddock host: ${line}\n`),
     });

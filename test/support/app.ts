@@ -74,7 +74,13 @@ export async function createTestApp(
   // Each app its own sandbox host directory (capsules, templates, host id).
   const sandboxDir = shared ? shared.config.sandboxDir : mkdtempSync(path.join(tmpdir(), 'paddock-sandbox-'));
   const config: Config = {
-    ...loadConfig({ PADDOCK_SIGNUP: 'open', PADDOCK_SANDBOX_DIR: sandboxDir, ...options.env }),
+    ...loadConfig({
+      PADDOCK_SIGNUP: 'open',
+      PADDOCK_SANDBOX_DIR: sandboxDir,
+      // No capsules started ahead unless a test is about them: they would only compete for the CPU.
+      PADDOCK_SANDBOX_WARM: '0',
+      ...options.env,
+    }),
     ...options.config,
   };
   const clock = shared ? shared.clock : new ManualClock(options.start ?? new Date('2026-01-05T09:00:00Z'));

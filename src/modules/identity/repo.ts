@@ -182,11 +182,14 @@ export async function insertSession(db: DbOrTx, row: typeof sessions.$inferInser
   return inserted!;
 }
 
+/** A session with its user and the user's role in the session's team (null: not a member of a live team). */
 export async function findSessionByTokenHash(db: DbOrTx, tokenHash: string) {
   const [row] = await db
-    .select({ session: sessions, user: users })
+    .select({ session: sessions, user: users, role: teamMembers.role })
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
+    .leftJoin(teams, and(eq(teams.id, sessions.teamId), isNull(teams.deletedAt)))
+    .leftJoin(teamMembers, and(eq(teamMembers.teamId, teams.id), eq(teamMembers.userId, sessions.userId)))
     .where(eq(sessions.tokenHash, tokenHash));
   return row;
 }

@@ -211,16 +211,14 @@ export class AuthService {
     if (now.getTime() - session.lastSeenAt.getTime() >= LAST_SEEN_WRITE_EVERY_MS) {
       await repo.updateSession(this.db, session.id, { lastSeenAt: now });
     }
-    // Membership is read on every request, so removal from a team takes effect at once.
-    const membership = session.teamId
-      ? await repo.findMembership(this.db, session.teamId, user.id)
-      : undefined;
+    // Membership is read on every request (in the same query), so removal from a team takes effect at once.
+    const role = session.teamId ? found.role : null;
     return {
       kind: 'session',
       userId: user.id,
-      teamId: membership ? session.teamId : null,
-      role: membership?.role ?? null,
-      scope: membership ? scopeOfRole(membership.role) : 'read',
+      teamId: role ? session.teamId : null,
+      role,
+      scope: role ? scopeOfRole(role) : 'read',
       isPlatformAdmin: user.isAdmin,
       sessionId: session.id,
     };

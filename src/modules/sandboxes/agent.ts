@@ -23,6 +23,8 @@ export interface HostAgentOptions {
   sandboxDir: string;
   driver: 'auto' | 'bwrap' | 'process';
   egressPrivate: boolean;
+  /** Capsules kept started ahead. */
+  warm: number;
   heartbeatMs: number;
   log: (line: string) => void;
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from './drivers/types.ts';
@@ -20,6 +20,8 @@ const REPLAY_BYTES = 256 * 1024;
 /** Finished processes stay visible (exit code, output) for this long. */
 const KEEP_FINISHED_MS = 10 * 60_000;
 const MAX_FOLLOWED_PER_CAPSULE = 200;
+/** How long after handing out a spare the next one starts. */
+const REFILL_DELAY_MS = 100;
 
 interface Live {
   handle: CapsuleHandle;
@@ -102,6 +104,11 @@ export class LocalHost implements SandboxHost {
   private readonly destroying = new Set<string>();
   private sampler: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Each capsule's directory (a capsule started from a spare keeps the spare's). */
+  private readonly dirs = new Map<string, string>();
+  private readonly spares: Array<{ shape: string; handle: CapsuleHandle; dir: string }> = [];
+  private lastShape: { key: string; limits: HostCapsuleSpec['limits'] } | undefined;
+  private filling = false;
 
   constructor(
     readonly id: string,
@@ -110,6 +117,8 @@ export class LocalHost implements SandboxHost {
     private readonly baseDir: string,
     /** Serves capsules created with a network allow list (none: such capsules are refused). */
     private readonly egress: EgressProxy | null = null,
+    /** Capsules kept started ahead for the next create of the last shape asked for (0: none). */
+    private readonly warm = 0,
   ) {
     this.scheduleSampling();
   }
@@ -169,16 +178,98 @@ export class LocalHost implements SandboxHost {
     return live;
   }
 
-  /** Clears what a previous server process left of capsules this host no longer runs. */
+  /**
+   * Clears what a previous server process left: the trees of capsules this
+   * host no longer runs, and any other capsule directory no live capsule or
+   * spare of this process owns (spares of the previous process among them).
+   */
   async cleanupLeftovers(capsuleIds: string[]): Promise<void> {
-    for (const id of capsuleIds) {
-      if (this.capsules.has(id)) continue;
-      await this.driver.cleanup(this.capsuleDir(id)).catch(() => undefined);
+    const owned = new Set([...this.dirs.values(), ...this.spares.map((sp) => sp.dir)]);
+    for (const id of this.capsules.keys()) owned.add(this.capsuleDir(id));
+    const root = path.join(this.baseDir, 'capsules');
+    const present = await readdir(root).catch(() => [] as string[]);
+    const candidates = new Set([
+      ...capsuleIds.map((id) => this.capsuleDir(id)),
+      ...present.map((n) => path.join(root, n)),
+    ]);
+    for (const dir of candidates) {
+      if (owned.has(dir)) continue;
+      await this.driver.cleanup(dir).catch(() => undefined);
     }
+  }
+
+  /** How many capsules are started ahead now. */
+  warmSpares(): number {
+    return this.spares.length;
+  }
+
+  /** Spares of this shape (minimal template, no network, no envs) can stand in for a new capsule. */
+  private shapeOf(spec: HostCapsuleSpec): string | null {
+    if (spec.templatePath || spec.networkAllow || Object.keys(spec.envs).length > 0) return null;
+    return JSON.stringify(spec.limits);
+  }
+
+  /**
+   * Keeps `warm` capsules of the shape last asked for started ahead, so a
+   * create of that shape takes one at once instead of waiting for namespaces,
+   * a layer and cgroups. Spares of other shapes give way.
+   */
+  private refill(): void {
+    if (this.filling || this.closed || this.warm === 0 || !this.lastShape) return;
+    this.filling = true;
+    void (async () => {
+      // A moment's delay: the capsule just handed out gets the CPU for its first commands.
+      await new Promise((r) => setTimeout(r, REFILL_DELAY_MS));
+      try {
+        for (;;) {
+          const shape = this.lastShape;
+          if (this.closed || !shape) return;
+          const same = this.spares.filter((sp) => sp.shape === shape.key).length;
+          if (same >= this.warm) return;
+          if (this.spares.length >= this.warm) {
+            const other = this.spares.findIndex((sp) => sp.shape !== shape.key);
+            const [gone] = this.spares.splice(other, 1);
+            await gone?.handle.destroy().catch(() => undefined);
+            continue;
+          }
+          const id = `spare_${randomBytes(8).toString('hex')}`;
+          const dir = this.capsuleDir(id);
+          this.dirs.set(id, dir);
+          const handle = await this.driver
+            .create({ id, dir, templateDir: null, limits: shape.limits, envs: {}, network: null })
+            .finally(() => this.dirs.delete(id));
+          if (this.closed) {
+            await handle.destroy().catch(() => undefined);
+            return;
+          }
+          const spare = { shape: shape.key, handle, dir };
+          this.spares.push(spare);
+          void handle.ended.then(() => {
+            const i = this.spares.indexOf(spare);
+            if (i >= 0) this.spares.splice(i, 1);
+          });
+        }
+      } catch {
+        // A spare that could not start: the next create starts its capsule the slow way.
+      } finally {
+        this.filling = false;
+      }
+    })();
   }
 
   async create(spec: HostCapsuleSpec): Promise<void> {
     await mkdir(path.join(this.baseDir, 'capsules'), { recursive: true });
+    const shape = this.shapeOf(spec);
+    if (shape) {
+      this.lastShape = { key: shape, limits: spec.limits };
+      const i = this.spares.findIndex((sp) => sp.shape === shape);
+      if (i >= 0) {
+        const [spare] = this.spares.splice(i, 1);
+        this.adopt(spec, spare!.handle, spare!.dir, null);
+        this.refill();
+        return;
+      }
+    }
     let listener: EgressListener | null = null;
     if (spec.networkAllow) {
       if (!this.egress)
@@ -186,10 +277,12 @@ export class LocalHost implements SandboxHost {
       listener = await this.egress.open(spec.networkAllow);
     }
     let handle: CapsuleHandle;
+    const dir = this.capsuleDir(spec.id);
+    this.dirs.set(spec.id, dir);
     try {
       handle = await this.driver.create({
         id: spec.id,
-        dir: this.capsuleDir(spec.id),
+        dir,
         templateDir: spec.templatePath,
         limits: spec.limits,
         envs: spec.envs,
@@ -197,10 +290,22 @@ export class LocalHost implements SandboxHost {
       });
     } catch (err) {
       listener?.close();
+      this.dirs.delete(spec.id);
       throw err;
     }
+    this.adopt(spec, handle, dir, listener);
+    if (shape) this.refill();
+  }
+
+  private adopt(
+    spec: HostCapsuleSpec,
+    handle: CapsuleHandle,
+    dir: string,
+    listener: EgressListener | null,
+  ): void {
     const metrics = new CapsuleMetrics(spec.limits.vcpus);
     this.capsules.set(spec.id, { handle, followed: new Map(), egress: listener, metrics });
+    this.dirs.set(spec.id, dir);
     // A first reading at once, so a capsule has a point before the next round.
     void handle
       .usage()
@@ -228,8 +333,9 @@ export class LocalHost implements SandboxHost {
     this.destroying.add(capsuleId);
     try {
       if (live) await live.handle.destroy();
-      else await this.driver.cleanup(this.capsuleDir(capsuleId));
+      else await this.driver.cleanup(this.dirs.get(capsuleId) ?? this.capsuleDir(capsuleId));
     } finally {
+      this.dirs.delete(capsuleId);
       live?.egress?.close();
       this.capsules.delete(capsuleId);
       this.destroying.delete(capsuleId);
@@ -419,6 +525,10 @@ export class LocalHost implements SandboxHost {
     this.closed = true;
     clearTimeout(this.sampler);
     const ids = [...this.capsules.keys()];
-    await Promise.all(ids.map((id) => this.destroy(id).catch(() => undefined)));
+    const spares = this.spares.splice(0);
+    await Promise.all([
+      ...ids.map((id) => this.destroy(id).catch(() => undefined)),
+      ...spares.map((sp) => sp.handle.destroy().catch(() => undefined)),
+    ]);
   }
 }

@@ -33,10 +33,12 @@ export async function createLocalHost(options: {
   driver: 'auto' | 'bwrap' | 'process';
   /** Let allow-listed names reach private and loopback addresses. */
   egressPrivate: boolean;
+  /** Capsules kept started ahead (see LocalHost). */
+  warm: number;
 }): Promise<LocalHost> {
   const driver = await detectDriver({ prefer: options.driver, baseDir: options.sandboxDir });
   const egress = new EgressProxy({ allowPrivate: options.egressPrivate });
-  return new LocalHost(localHostId(options.sandboxDir), driver, options.sandboxDir, egress);
+  return new LocalHost(localHostId(options.sandboxDir), driver, options.sandboxDir, egress, options.warm);
 }
 
 /** Registers the local host as a host row (online), and the built-in minimal template. Needs the schema. */

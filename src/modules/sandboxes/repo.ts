@@ -185,6 +185,10 @@ export async function deleteTeamTemplate(
   return row;
 }
 
+export async function listPlatformTemplates(db: DbOrTx): Promise<TemplateRow[]> {
+  return db.select().from(templates).where(isNull(templates.teamId));
+}
+
 export async function ensurePlatformTemplate(db: DbOrTx, row: typeof templates.$inferInsert): Promise<void> {
   await db.insert(templates).values(row).onConflictDoNothing();
 }

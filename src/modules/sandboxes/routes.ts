@@ -2,6 +2,7 @@ import type { MultipartFile } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { BadRequestError } from '../../core/errors.ts';
+import type { CapsuleStatus } from '../../db/schema/index.ts';
 import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
@@ -137,12 +138,21 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       config: read,
       schema: {
         tags,
-        summary: 'A capsule',
+        summary:
+          'A capsule; with ?wait_for=running (or other statuses) it answers once the capsule gets there',
         params: IdParams,
+        querystring: s.GetCapsuleQuery,
         response: { 200: s.Capsule, ...errorResponses(404) },
       },
     },
-    async (request) => capsules.get(principalOf(request), request.params.id),
+    async (request) => {
+      const { wait_for, timeout_ms } = request.query;
+      const statuses = wait_for ? (wait_for.split(',') as CapsuleStatus[]) : [];
+      return capsules.get(principalOf(request), request.params.id, {
+        statuses,
+        timeoutMs: timeout_ms ?? 30_000,
+      });
+    },
   );
 
   app.delete(

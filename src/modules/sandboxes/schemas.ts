@@ -94,6 +94,26 @@ export const Capsule = Type.Object({
 });
 
 export const CapsuleList = Paginated(Capsule);
+const STATUS_LIST = '(pending|starting|running|pausing|paused|resuming|stopping|stopped|missing|error)';
+export const GetCapsuleQuery = Type.Object(
+  {
+    wait_for: Type.Optional(
+      Type.String({
+        pattern: `^${STATUS_LIST}(,${STATUS_LIST})*$`,
+        description: 'comma-separated statuses: answer once the capsule is in one (or has ended)',
+      }),
+    ),
+    timeout_ms: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 60_000,
+        default: 30_000,
+        description: 'the longest wait_for waits',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
 export const CapsuleListQuery = Type.Object(
   {
     status: Type.Optional(CapsuleStatusSchema),

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { sql } from 'drizzle-orm';
 import { type Clock, SECOND_MS } from '../../core/clock.ts';
 import {
   AppError,
@@ -11,7 +12,7 @@ import {
 import { newId } from '../../core/ids.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
-import type { CapsuleStatus } from '../../db/schema/index.ts';
+import { type CapsuleStatus, capsules } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
 import { DriverError } from './drivers/types.ts';
@@ -112,6 +113,11 @@ export class CapsulesService {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private lastTeamSample = 0;
+  /**
+   * Platform templates (minimal) by name: made at start, never changed, and
+   * no team template may take their names, so a create from one needs no read.
+   */
+  private readonly platformTemplates = new Map<string, repo.TemplateRow>();
   private readonly background = new Set<Promise<unknown>>();
   private log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void } = {
     warn: () => {},
@@ -245,7 +251,31 @@ export class CapsulesService {
     actor: { actorKind: string; actorId: string | null } = { actorKind: 'system', actorId: null },
   ): Promise<repo.CapsuleRow | undefined> {
     const now = this.clock.now();
-    return this.db.transaction(async (tx) => {
+    if (from.length === 1 && from[0] !== 'running' && to === 'running') {
+      // Into running from one known status (a start or a resume): nothing to account, so no read first.
+      const moved = await this.db.transaction(async (tx) => {
+        const after = await repo.transition(tx, id, from, to, {
+          statusReason: reason,
+          updatedAt: now,
+          runningSince: now,
+          lastActiveAt: now,
+          startedAt:
+            sql`coalesce(${capsules.startedAt}, ${now.toISOString()}::timestamptz)` as unknown as Date,
+        });
+        if (!after) return undefined;
+        await this.events.record(tx, {
+          teamId: after.teamId,
+          ...actor,
+          subjectId: id,
+          type: 'capsule.state_changed',
+          data: { from: from[0]!, to, reason },
+        });
+        return after;
+      });
+      if (moved) this.wake(id);
+      return moved;
+    }
+    const moved = await this.db.transaction(async (tx) => {
       const before = await repo.findCapsuleById(tx, id);
       if (!before || !from.includes(before.status)) return undefined;
       const leavingRun = before.status === 'running' && to !== 'running' && before.runningSince !== null;
@@ -280,6 +310,34 @@ export class CapsulesService {
       });
       return after;
     });
+    if (moved) this.wake(id);
+    return moved;
+  }
+
+  /** Callers waiting for a capsule's status to change (GET …?wait_for=). */
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  private wake(id: string): void {
+    const set = this.waiters.get(id);
+    if (!set) return;
+    this.waiters.delete(id);
+    for (const w of set) w();
+  }
+
+  /** Resolves at the next status change of this capsule on this server, or after `ms`. */
+  private changed(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiters.get(id) ?? new Set();
+      this.waiters.set(id, set);
+      const done = () => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0 && this.waiters.get(id) === set) this.waiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
   }
 
   // -- lifecycle -----------------------------------------------------------
@@ -287,7 +345,8 @@ export class CapsulesService {
   async create(principal: Principal, input: CreateCapsuleInput) {
     const teamId = this.team(principal, 'write');
     const templateName = input.template ?? 'minimal';
-    const template = await repo.findTemplate(this.db, teamId, templateName);
+    const template =
+      this.platformTemplates.get(templateName) ?? (await repo.findTemplate(this.db, teamId, templateName));
     if (!template) {
       throw new NotFoundError('template', templateName);
     }
@@ -347,6 +406,7 @@ export class CapsulesService {
         tags.length > 0 ? `no online host has the tags ${tags.join(', ')}` : 'no sandbox host is online',
       );
     }
+    if (candidates.length === 1) return this.hosts.get(candidates[0]!.id)!;
     const load = await repo.countLiveByHost(this.db);
     candidates.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || a.id.localeCompare(b.id));
     return this.hosts.get(candidates[0]!.id)!;
@@ -396,8 +456,27 @@ export class CapsulesService {
     );
   }
 
-  async get(principal: Principal, id: string) {
-    return view(await this.find(principal, id, 'read'), this.clock.now());
+  /**
+   * A capsule; with `waitFor`, answers once it is in one of those statuses
+   * (or has ended) or when `timeoutMs` passed, whichever is first — so a
+   * client need not poll for `running`. Transitions on this server wake the
+   * wait at once; those made by another server node are seen within 250 ms.
+   */
+  async get(principal: Principal, id: string, wait?: { statuses: CapsuleStatus[]; timeoutMs: number }) {
+    let c = await this.find(principal, id, 'read');
+    if (wait && wait.statuses.length > 0) {
+      const until = Date.now() + wait.timeoutMs;
+      const final = (x: repo.CapsuleRow) =>
+        wait.statuses.includes(x.status) ||
+        x.status === 'stopped' ||
+        x.status === 'missing' ||
+        x.status === 'error';
+      while (!final(c) && Date.now() < until) {
+        await this.changed(c.id, Math.min(250, until - Date.now()));
+        c = (await repo.findCapsuleById(this.db, c.id)) ?? c;
+      }
+    }
+    return view(c, this.clock.now());
   }
 
   async remove(principal: Principal, id: string) {
@@ -613,6 +692,7 @@ export class CapsulesService {
    * left on disk is cleared; none is forgotten.
    */
   async recover(): Promise<void> {
+    for (const t of await repo.listPlatformTemplates(this.db)) this.platformTemplates.set(t.name, t);
     for (const host of this.localHosts()) {
       const rows = await repo.liveCapsulesOnHost(this.db, host.id);
       const gone = rows.filter((c) => !host.has(c.id));
