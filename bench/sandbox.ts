@@ -195,6 +195,7 @@ async function main() {
         `${perCapsuleMb > 0 ? Math.floor(4096 / perCapsuleMb) : 'more than'} fit in 4 GB`,
     );
   } finally {
+    if (process.env.BENCH_TRACE) console.log(paddock.stderrTail().join('\n'));
     await stopChild(paddock);
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -113,6 +113,8 @@ export class CapsulesService {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private lastTeamSample = 0;
+  /** Capsules running on this process's local hosts, as move() left them. */
+  private readonly runningHere = new Map<string, repo.CapsuleRow>();
   /**
    * Platform templates (minimal) by name: made at start, never changed, and
    * no team template may take their names, so a create from one needs no read.
@@ -217,6 +219,16 @@ export class CapsulesService {
 
   /** In-capsule operations need a running capsule (Wrenn: 409 "Capsule not running"). */
   private async running(principal: Principal, id: string, need: Scope) {
+    // A capsule running on this server's own host changes status only through this process
+    // (no other node can reach its host), so its row is known without a read.
+    const known = this.runningHere.get(id);
+    if (known && known.teamId === this.team(principal, need)) {
+      const host = this.hosts.get(known.hostId!);
+      if (host?.has(id)) {
+        this.touch(id);
+        return { c: known, host };
+      }
+    }
     const c = await this.find(principal, id, need);
     if (c.status !== 'running') {
       throw new ConflictError('capsule_not_running', `capsule ${c.id} is ${c.status}`, { status: c.status });
@@ -272,7 +284,7 @@ export class CapsulesService {
         });
         return after;
       });
-      if (moved) this.wake(id);
+      if (moved) this.moved(moved);
       return moved;
     }
     const moved = await this.db.transaction(async (tx) => {
@@ -310,8 +322,14 @@ export class CapsulesService {
       });
       return after;
     });
-    if (moved) this.wake(id);
+    if (moved) this.moved(moved);
     return moved;
+  }
+
+  private moved(c: repo.CapsuleRow): void {
+    if (c.status === 'running' && c.hostId && this.localHostIds.has(c.hostId)) this.runningHere.set(c.id, c);
+    else this.runningHere.delete(c.id);
+    this.wake(c.id);
   }
 
   /** Callers waiting for a capsule's status to change (GET …?wait_for=). */
