@@ -75,11 +75,21 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** VmRSS of a process, in MB (Linux). */
+/** VmRSS of a process and all its descendants (the embedded database runs in a child), in MB (Linux). */
 function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
-  return kb === undefined ? Number.NaN : Number(kb) / 1024;
+  let kb = 0;
+  const visit = (p: number) => {
+    try {
+      const status = readFileSync(`/proc/${p}/status`, 'utf8');
+      kb += Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      for (const c of children ? children.split(/\s+/) : []) visit(Number(c));
+    } catch {
+      // gone meanwhile
+    }
+  };
+  visit(pid);
+  return kb === 0 ? Number.NaN : kb / 1024;
 }
 
 interface Governed {
@@ -186,7 +196,7 @@ const f3 = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : 'n/a');
 
 function table(rows: Row[]): string {
   const lines = [
-    '| scenario | method | target rps | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | errors / non-2xx | Paddock RSS MB |',
+    '| scenario | method | target rps | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | errors / non-2xx | Paddock RSS MB (with its database child) |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {

@@ -31,6 +31,8 @@ export interface Config {
   sandboxEgressPrivate: boolean;
   /** Capsules each host keeps started ahead for the next create of the last shape asked for. */
   sandboxWarm: number;
+  /** `paddock host`: how often it heartbeats to its control plane. */
+  hostHeartbeatMs: number;
 }
 
 export interface ConfigFlags {
@@ -146,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ['auto', 'bwrap', 'process'] as const,
       'auto',
     ),
+    hostHeartbeatMs: int('PADDOCK_HOST_HEARTBEAT_MS', env.PADDOCK_HOST_HEARTBEAT_MS, 5000, 100, 60_000),
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
   };

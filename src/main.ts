@@ -27,6 +27,7 @@ Configuration comes from flags and environment variables:
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
   PADDOCK_SANDBOX_EGRESS_PRIVATE (false)  PADDOCK_SANDBOX_WARM (2)
+  PADDOCK_HOST_HEARTBEAT_MS (5000, paddock host)
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -111,7 +112,7 @@ async function host(
       driver: config.sandboxDriver,
       egressPrivate: config.sandboxEgressPrivate,
       warm: config.sandboxWarm,
-      heartbeatMs: Number(process.env.PADDOCK_HOST_HEARTBEAT_MS ?? 5000),
+      heartbeatMs: config.hostHeartbeatMs,
       log: (line) => process.stderr.write(`paddock host: ${line}\n`),
     });
   } catch (err) {
