@@ -340,6 +340,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     hosts.start();
   };
   if (options.migrated) app.addHook('onReady', start);
+  app.addHook('preClose', async () => {
+    capsules.stopWaiting();
+  });
   app.addHook('onClose', async () => {
     hosts.stop();
     await capsules.shutdown();

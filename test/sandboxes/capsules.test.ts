@@ -71,6 +71,27 @@ describe('lifecycle', () => {
     expect((await api('POST', `/v1/capsules/${c.id}/ping`)).status).toBe(409);
   });
 
+  it('answers GET ?wait_for= once the capsule gets there, or at the timeout with its status then', async () => {
+    const res = await api('POST', '/v1/capsules', { memory_mb: 256, disk_size_mb: 64 });
+    const waited = await api('GET', `/v1/capsules/${res.body.id}?wait_for=running`);
+    expect(waited.status).toBe(200);
+    expect(waited.body.status).toBe('running');
+    const started = Date.now();
+    const timedOut = await api('GET', `/v1/capsules/${res.body.id}?wait_for=paused&timeout_ms=300`);
+    expect(timedOut.body.status).toBe('running');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    // An ended capsule answers at once: it will never get there.
+    await api('DELETE', `/v1/capsules/${res.body.id}`);
+    const ended = await api('GET', `/v1/capsules/${res.body.id}?wait_for=paused&timeout_ms=10000`);
+    expect(['stopping', 'stopped']).toContain(ended.body.status);
+    const gone = await api('GET', `/v1/capsules/${res.body.id}?wait_for=running,paused`);
+    expect(gone.body.status).toBe('stopped');
+    expect((await api('GET', `/v1/capsules/${res.body.id}?wait_for=sleeping`)).status).toBe(400);
+    expect((await api('GET', `/v1/capsules/${res.body.id}?wait_for=running&timeout_ms=999999`)).status).toBe(
+      400,
+    );
+  });
+
   it('raises a timeout of 1–59 s to 60, and refuses unknown templates and bad sizes', async () => {
     const res = await api('POST', '/v1/capsules', { timeout_sec: 5, disk_size_mb: 32 });
     expect(res.status).toBe(202);

@@ -113,6 +113,7 @@ export class CapsulesService {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private lastTeamSample = 0;
+  private closing = false;
   /** Capsules running on this process's local hosts, as move() left them. */
   private readonly runningHere = new Map<string, repo.CapsuleRow>();
   /**
@@ -489,7 +490,7 @@ export class CapsulesService {
         x.status === 'stopped' ||
         x.status === 'missing' ||
         x.status === 'error';
-      while (!final(c) && Date.now() < until) {
+      while (!final(c) && Date.now() < until && !this.closing) {
         await this.changed(c.id, Math.min(250, until - Date.now()));
         c = (await repo.findCapsuleById(this.db, c.id)) ?? c;
       }
@@ -759,7 +760,14 @@ export class CapsulesService {
   }
 
   /** Stops the sweep; the capsules of this server's local host die with it and are recorded as stopped. */
+  /** Long polls (GET …?wait_for=) answer now with what they have, so a stopping server need not wait for them. */
+  stopWaiting(): void {
+    this.closing = true;
+    for (const id of [...this.waiters.keys()]) this.wake(id);
+  }
+
   async shutdown(): Promise<void> {
+    this.stopWaiting();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.sweeping;
