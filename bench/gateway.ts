@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { unusedPortUrl } from '../test/support/mock-llm.ts';
 import { type LoadFigures, type OpenLoopFigures, runAutocannon, runOpenLoop, type Target } from './load.ts';
-import { type Child, spawnChild, stopChild } from './processes.ts';
+import { type Child, paddockEnv, spawnChild, stopChild } from './processes.ts';
 
 const BIN = path.resolve('bin/paddock.js');
 const MOCK_UPSTREAM = path.resolve('bench/mock-upstream.ts');
@@ -239,16 +239,7 @@ async function main(): Promise<number> {
     if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(mockUrl)) throw new Error(`mock upstream printed ${mockUrl}`);
 
     const port = new URL(await unusedPortUrl()).port;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      PADDOCK_SIGNUP: 'open',
-      PADDOCK_LOG_LEVEL: 'warn',
-      // A throwaway key for a throwaway data dir (spares the "back up the key file" warning).
-      PADDOCK_MASTER_KEY: randomBytes(32).toString('hex'),
-    };
-    delete env.DATABASE_URL;
-    delete env.PADDOCK_PUBLIC_URL;
-    if (DATABASE_URL) env.DATABASE_URL = DATABASE_URL;
+    const env = paddockEnv(DATABASE_URL ? { DATABASE_URL } : {});
     const profArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
     const paddock = spawnChild(
       'paddock',

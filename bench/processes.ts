@@ -1,6 +1,7 @@
 // Child processes for benchmarks: started with piped output, the last lines of
 // stderr kept for the report, and stopped by their own pid.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 
 const STDERR_LINES = 40;
@@ -81,4 +82,18 @@ export async function stopChild(child: Child, graceMs = 15_000): Promise<void> {
   await exited;
   clearTimeout(timer);
   proc.stdin?.destroy();
+}
+
+/** The environment a benchmark's `paddock serve` child runs with: open signup, quiet logs, a throwaway key. */
+export function paddockEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PADDOCK_SIGNUP: 'open',
+    PADDOCK_LOG_LEVEL: 'warn',
+    // A throwaway key for a throwaway data dir (spares the "back up the key file" warning).
+    PADDOCK_MASTER_KEY: randomBytes(32).toString('hex'),
+  };
+  delete env.DATABASE_URL;
+  delete env.PADDOCK_PUBLIC_URL;
+  return { ...env, ...extra };
 }

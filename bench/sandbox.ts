@@ -5,12 +5,11 @@
 // Runs are one after another with a pause between them (BENCH_SETTLE_MS, 300 ms): each
 // measures a create on a settled host. The density figure creates idle capsules and reads the memory they take
 // from the host (MemAvailable), then scales it to 4 GB.
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { unusedPortUrl } from '../test/support/mock-llm.ts';
-import { spawnChild, stopChild } from './processes.ts';
+import { paddockEnv, spawnChild, stopChild } from './processes.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const IDLE = Number(process.env.BENCH_IDLE_CAPSULES ?? 100);
@@ -105,13 +104,7 @@ const pct = (xs: number[], p: number) => {
 async function main() {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-sandbox-'));
   const port = new URL(await unusedPortUrl()).port;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PADDOCK_SIGNUP: 'open',
-    PADDOCK_LOG_LEVEL: 'warn',
-    PADDOCK_MASTER_KEY: randomBytes(32).toString('hex'),
-  };
-  delete env.DATABASE_URL;
+  const env = paddockEnv();
   const paddock = spawnChild(
     'paddock',
     process.execPath,

@@ -17,6 +17,8 @@ export const CAPSULE_STATUSES = [
   'error',
 ] as const;
 export type CapsuleStatus = (typeof CAPSULE_STATUSES)[number];
+/** Where a capsule ends: nothing runs, nothing will again. */
+export const ENDED_STATUSES: readonly CapsuleStatus[] = ['stopped', 'missing', 'error'];
 
 /** A machine that runs capsules: the local one in `paddock serve`, or a registered `paddock host`. */
 export const hosts = pgTable(

@@ -112,6 +112,10 @@ export interface SandboxHost {
   /** Copies the capsule's filesystem into a new template tree on this host. */
   snapshot(capsuleId: string, templateId: string): Promise<{ path: string; sizeBytes: number }>;
   removeTemplate(path: string): Promise<void>;
+  /** Clears what an earlier run of this host left on disk of capsules it no longer runs (local hosts). */
+  cleanupLeftovers?(capsuleIds: string[]): Promise<void>;
+  /** The host stopped answering: forget what it ran, and say what that was (remote hosts). */
+  lost?(): string[];
   /** Told when a capsule ended by itself (its init died). */
   onEnded(listener: (capsuleId: string, reason: string) => void): void;
   close(): Promise<void>;

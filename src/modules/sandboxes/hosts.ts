@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, lt, ne, or, sql } from 'drizzle-orm';
+import { and, eq, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { type Clock, DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import { generateToken, type Sealer, type TokenHasher } from '../../core/crypto.ts';
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../core/errors.ts';
@@ -8,7 +8,7 @@ import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, type Principal } from '../identity/principal.ts';
 import { RemoteHost } from './remote-host.ts';
-import { type HostRow, LIVE_STATUSES } from './repo.ts';
+import { type HostRow, liveCapsulesOnHost } from './repo.ts';
 import type { CapsulesService } from './service.ts';
 
 // Wrenn's hosts: a `paddock host` is created here (a one-time registration
@@ -186,11 +186,7 @@ export class HostsService {
   }
 
   private async liveCapsuleIds(hostId: string): Promise<string[]> {
-    const rows = await this.db
-      .select({ id: capsules.id })
-      .from(capsules)
-      .where(and(eq(capsules.hostId, hostId), inArray(capsules.status, LIVE_STATUSES)));
-    return rows.map((r) => r.id);
+    return (await liveCapsulesOnHost(this.db, hostId)).map((c) => c.id);
   }
 
   async deletePreview(principal: Principal, id: string) {

@@ -1,18 +1,8 @@
 import { type Static, Type } from 'typebox';
+import { CAPSULE_STATUSES } from '../../db/schema/index.ts';
 import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
 
-export const CapsuleStatusSchema = Type.Enum([
-  'pending',
-  'starting',
-  'running',
-  'pausing',
-  'paused',
-  'resuming',
-  'stopping',
-  'stopped',
-  'missing',
-  'error',
-]);
+export const CapsuleStatusSchema = Type.Enum([...CAPSULE_STATUSES]);
 
 const Hostname = Type.String({
   minLength: 1,
@@ -94,7 +84,7 @@ export const Capsule = Type.Object({
 });
 
 export const CapsuleList = Paginated(Capsule);
-const STATUS_LIST = '(pending|starting|running|pausing|paused|resuming|stopping|stopped|missing|error)';
+const STATUS_LIST = `(${CAPSULE_STATUSES.join('|')})`;
 export const GetCapsuleQuery = Type.Object(
   {
     wait_for: Type.Optional(

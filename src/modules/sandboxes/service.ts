@@ -12,7 +12,7 @@ import {
 import { newId } from '../../core/ids.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
-import { type CapsuleStatus, capsules } from '../../db/schema/index.ts';
+import { type CapsuleStatus, capsules, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
 import { DriverError } from './drivers/types.ts';
@@ -178,7 +178,7 @@ export class CapsulesService {
   /** A host stopped answering: its capsules are missing (their processes may still run there, unreachable). */
   async hostLost(hostId: string, reason: string): Promise<void> {
     const host = this.hosts.get(hostId);
-    if (host && 'lost' in host && typeof host.lost === 'function') host.lost();
+    host?.lost?.();
     for (const c of await repo.liveCapsulesOnHost(this.db, hostId)) {
       await this.move(c.id, repo.LIVE_STATUSES, 'missing', reason);
     }
@@ -264,62 +264,40 @@ export class CapsulesService {
     actor: { actorKind: string; actorId: string | null } = { actorKind: 'system', actorId: null },
   ): Promise<repo.CapsuleRow | undefined> {
     const now = this.clock.now();
-    if (from.length === 1 && from[0] !== 'running' && to === 'running') {
-      // Into running from one known status (a start or a resume): nothing to account, so no read first.
-      const moved = await this.db.transaction(async (tx) => {
-        const after = await repo.transition(tx, id, from, to, {
-          statusReason: reason,
-          updatedAt: now,
-          runningSince: now,
-          lastActiveAt: now,
-          startedAt:
-            sql`coalesce(${capsules.startedAt}, ${now.toISOString()}::timestamptz)` as unknown as Date,
-        });
-        if (!after) return undefined;
-        await this.events.record(tx, {
-          teamId: after.teamId,
-          ...actor,
-          subjectId: id,
-          type: 'capsule.state_changed',
-          data: { from: from[0]!, to, reason },
-        });
-        return after;
-      });
-      if (moved) this.moved(moved);
-      return moved;
-    }
+    // Into running from one known status (a start or a resume) there is nothing to account: no read first.
+    const intoRunning = from.length === 1 && from[0] !== 'running' && to === 'running';
     const moved = await this.db.transaction(async (tx) => {
-      const before = await repo.findCapsuleById(tx, id);
-      if (!before || !from.includes(before.status)) return undefined;
-      const leavingRun = before.status === 'running' && to !== 'running' && before.runningSince !== null;
+      const before = intoRunning ? undefined : await repo.findCapsuleById(tx, id);
+      if (!intoRunning && (!before || !from.includes(before.status))) return undefined;
       const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
       if (to === 'running') {
         patch.runningSince = now;
         patch.lastActiveAt = now;
-        if (!before.startedAt) patch.startedAt = now;
+        patch.startedAt =
+          sql`coalesce(${capsules.startedAt}, ${now.toISOString()}::timestamptz)` as unknown as Date;
       }
-      if (leavingRun) {
+      if (before?.status === 'running' && to !== 'running' && before.runningSince !== null) {
         patch.runningSince = null;
         patch.activeSeconds =
           before.activeSeconds +
-          Math.max(0, Math.round((now.getTime() - before.runningSince!.getTime()) / 1000));
+          Math.max(0, Math.round((now.getTime() - before.runningSince.getTime()) / 1000));
         await repo.addUsage(
           tx,
           before.teamId,
-          splitByDay(before.runningSince!, now),
+          splitByDay(before.runningSince, now),
           before.vcpus,
           before.memoryMb,
         );
       }
-      if (to === 'stopped' || to === 'missing' || to === 'error') patch.endedAt = now;
-      const after = await repo.transition(tx, id, [before.status], to, patch);
+      if (ENDED_STATUSES.includes(to)) patch.endedAt = now;
+      const after = await repo.transition(tx, id, before ? [before.status] : from, to, patch);
       if (!after) return undefined;
       await this.events.record(tx, {
-        teamId: before.teamId,
+        teamId: after.teamId,
         ...actor,
         subjectId: id,
         type: 'capsule.state_changed',
-        data: { from: before.status, to, reason },
+        data: { from: before?.status ?? from[0]!, to, reason },
       });
       return after;
     });
@@ -486,10 +464,7 @@ export class CapsulesService {
     if (wait && wait.statuses.length > 0) {
       const until = Date.now() + wait.timeoutMs;
       const final = (x: repo.CapsuleRow) =>
-        wait.statuses.includes(x.status) ||
-        x.status === 'stopped' ||
-        x.status === 'missing' ||
-        x.status === 'error';
+        wait.statuses.includes(x.status) || ENDED_STATUSES.includes(x.status);
       while (!final(c) && Date.now() < until && !this.closing) {
         await this.changed(c.id, Math.min(250, until - Date.now()));
         c = (await repo.findCapsuleById(this.db, c.id)) ?? c;
@@ -500,8 +475,7 @@ export class CapsulesService {
 
   async remove(principal: Principal, id: string) {
     const c = await this.find(principal, id, 'write');
-    if (c.status === 'stopped' || c.status === 'missing' || c.status === 'error')
-      return view(c, this.clock.now());
+    if (ENDED_STATUSES.includes(c.status)) return view(c, this.clock.now());
     const stopping = await this.move(c.id, repo.LIVE_STATUSES, 'stopping', 'deleted', actorOf(principal));
     if (!stopping) return view((await repo.findCapsuleById(this.db, c.id)) ?? c, this.clock.now());
     this.later(this.finishStop(stopping));
@@ -678,7 +652,7 @@ export class CapsulesService {
   async metrics(principal: Principal, id: string, range: MetricRange) {
     const c = await this.find(principal, id, 'read');
     const host = c.hostId ? this.hosts.get(c.hostId) : undefined;
-    if (!host?.has(c.id) || ['stopped', 'missing', 'error'].includes(c.status)) {
+    if (!host?.has(c.id) || ENDED_STATUSES.includes(c.status)) {
       throw new NotFoundError('metrics', c.id);
     }
     const points = await Promise.resolve(host.metrics(c.id, range)).catch(fromDriver);
@@ -723,11 +697,7 @@ export class CapsulesService {
           c.status === 'stopping' ? 'deleted' : 'server_restarted',
         );
       }
-      if ('cleanupLeftovers' in host && typeof host.cleanupLeftovers === 'function') {
-        await (host as { cleanupLeftovers(ids: string[]): Promise<void> }).cleanupLeftovers(
-          gone.map((c) => c.id),
-        );
-      }
+      await host.cleanupLeftovers?.(gone.map((c) => c.id));
     }
   }
 

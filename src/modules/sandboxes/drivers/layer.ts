@@ -224,6 +224,16 @@ export async function layerUsage(root: string, tmpfs: boolean): Promise<number> 
     const st = await statfs(root);
     return (st.blocks - st.bfree) * st.bsize;
   }
+  // Without a tmpfs the size is a walk of the tree (du): metrics read it every few seconds, so a
+  // reading is reused for a while rather than walking every capsule's tree each round.
+  const cached = duCache.get(root);
+  if (cached && Date.now() - cached.at < DU_REUSE_MS) return cached.bytes;
   const du = await runCommand('du', ['-s', '-B1', '-x', root]);
-  return Number(du.stdout.split(/\s/)[0]) || 0;
+  const bytes = Number(du.stdout.split(/\s/)[0]) || 0;
+  if (duCache.size > 10_000) duCache.clear();
+  duCache.set(root, { at: Date.now(), bytes });
+  return bytes;
 }
+
+const DU_REUSE_MS = 30_000;
+const duCache = new Map<string, { at: number; bytes: number }>();
