@@ -240,7 +240,9 @@ async function main(): Promise<number> {
 
     const port = new URL(await unusedPortUrl()).port;
     const env = paddockEnv(DATABASE_URL ? { DATABASE_URL } : {});
-    const profArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
+    const profArgs = CPU_PROF_DIR
+      ? ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`]
+      : [];
     const paddock = spawnChild(
       'paddock',
       process.execPath,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /** Prefixes of every typed id (DESIGN.md "IDs"). */
 export const ID_PREFIXES = [
@@ -38,42 +38,57 @@ export type IdPrefix = (typeof ID_PREFIXES)[number];
 
 // Crockford base32, as in ULID: sorts lexically in time order.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const CODES = Array.from(ALPHABET, (c) => c.charCodeAt(0));
 
+// Ids are made on every proxied call, several times: they are built without
+// intermediate strings or BigInts, from random bytes drawn in blocks.
+const POOL_BYTES = 4096;
+const pool = Buffer.alloc(POOL_BYTES);
+let poolOffset = POOL_BYTES;
+const RANDOM_BYTES = 10;
+const lastRandom = new Uint8Array(RANDOM_BYTES);
 let lastMs = -1;
-let lastRandom: Uint8Array = new Uint8Array(10);
+const chars = new Array<number>(26).fill(0);
 
-function encodeTime(ms: number): string {
-  let out = '';
+function drawRandom(into: Uint8Array): void {
+  if (poolOffset + RANDOM_BYTES > POOL_BYTES) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  for (let i = 0; i < RANDOM_BYTES; i++) into[i] = pool[poolOffset + i]!;
+  poolOffset += RANDOM_BYTES;
+}
+
+/** Adds one to the 80-bit random part (a carry out of the top byte wraps, as the spec allows no more). */
+function incrementRandom(bytes: Uint8Array): void {
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if (bytes[i]! < 255) {
+      bytes[i]!++;
+      return;
+    }
+    bytes[i] = 0;
+  }
+}
+
+/** Five base32 digits per 5 bytes: 40 bits fit a double exactly. */
+function encodeForty(bytes: Uint8Array, from: number, at: number): void {
+  let v = 0;
+  for (let i = 0; i < 5; i++) v = v * 256 + bytes[from + i]!;
+  for (let i = 7; i >= 0; i--) {
+    chars[at + i] = CODES[v % 32]!;
+    v = Math.floor(v / 32);
+  }
+}
+
+function encode(ms: number, random: Uint8Array): string {
   let rest = ms;
-  for (let i = 0; i < 10; i++) {
-    out = ALPHABET[rest % 32] + out;
+  for (let i = 9; i >= 0; i--) {
+    chars[i] = CODES[rest % 32]!;
     rest = Math.floor(rest / 32);
   }
-  return out;
-}
-
-function encodeRandom(bytes: Uint8Array): string {
-  // 80 bits -> 16 base32 characters.
-  let bits = 0n;
-  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
-  let out = '';
-  for (let i = 0; i < 16; i++) {
-    out = ALPHABET[Number(bits & 31n)] + out;
-    bits >>= 5n;
-  }
-  return out;
-}
-
-function incrementRandom(bytes: Uint8Array): Uint8Array {
-  const next = new Uint8Array(bytes);
-  for (let i = next.length - 1; i >= 0; i--) {
-    if (next[i]! < 255) {
-      next[i]!++;
-      return next;
-    }
-    next[i] = 0;
-  }
-  return next;
+  encodeForty(random, 0, 10);
+  encodeForty(random, 5, 18);
+  return String.fromCharCode.apply(null, chars);
 }
 
 /**
@@ -82,12 +97,12 @@ function incrementRandom(bytes: Uint8Array): Uint8Array {
  */
 export function ulid(nowMs = Date.now()): string {
   if (nowMs <= lastMs) {
-    lastRandom = incrementRandom(lastRandom);
-    return encodeTime(lastMs) + encodeRandom(lastRandom);
+    incrementRandom(lastRandom);
+    return encode(lastMs, lastRandom);
   }
   lastMs = nowMs;
-  lastRandom = new Uint8Array(randomBytes(10));
-  return encodeTime(nowMs) + encodeRandom(lastRandom);
+  drawRandom(lastRandom);
+  return encode(nowMs, lastRandom);
 }
 
 export function newId(prefix: IdPrefix): string {

@@ -150,3 +150,23 @@ async function ping(db: Db): Promise<boolean> {
     return false;
   }
 }
+
+interface RawClient {
+  query(text: string, params: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/**
+ * One statement whose text is built once, sent to the driver as it is
+ * (`$1`… placeholders): for statements on the hot path, where building the
+ * query through drizzle each time costs more than running it. Both drivers'
+ * clients (PGlite's remote and node-postgres' pool) take text and params.
+ */
+export async function rawQuery(
+  db: Db,
+  text: string,
+  params: unknown[],
+): Promise<Array<Record<string, unknown>>> {
+  const client = (db as unknown as { $client: RawClient }).$client;
+  const result = await client.query(text, params);
+  return result.rows as Array<Record<string, unknown>>;
+}

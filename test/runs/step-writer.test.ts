@@ -16,17 +16,28 @@ afterAll(() => t.close());
 const quiet = { warn: () => {}, error: () => {} };
 
 /** A database whose next `failures.left` statements fail with `error`, then behave. */
+/** The database, with the next `failures.left` statements failing (drizzle's and raw ones alike). */
 function flaky(db: Db, failures: { left: number }, error: unknown): Db {
+  const failOr =
+    <A extends unknown[], R>(run: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> => {
+      if (failures.left > 0) {
+        failures.left--;
+        return Promise.reject(error);
+      }
+      return run(...args);
+    };
   return new Proxy(db, {
     get(target, prop, receiver) {
-      if (prop === 'execute') {
-        return (...args: Parameters<Db['execute']>) => {
-          if (failures.left > 0) {
-            failures.left--;
-            return Promise.reject(error);
-          }
-          return target.execute(...args);
+      if (prop === 'execute') return failOr((...args: Parameters<Db['execute']>) => target.execute(...args));
+      if (prop === '$client') {
+        const client = Reflect.get(target, prop, receiver) as {
+          query: (...args: unknown[]) => Promise<unknown>;
         };
+        return new Proxy(client, {
+          get: (c, p, r) =>
+            p === 'query' ? failOr((...args: unknown[]) => c.query(...args)) : Reflect.get(c, p, r),
+        });
       }
       return Reflect.get(target, prop, receiver);
     },

@@ -1,6 +1,6 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { newId } from '../../core/ids.ts';
-import type { Db } from '../../db/client.ts';
+import { type Db, rawQuery } from '../../db/client.ts';
 import { type ledgerEntries, runs, type steps } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import type { Account } from './leases.ts';
@@ -102,6 +102,162 @@ interface HourGroup {
   costMicros: number;
   releasedMicros: number;
 }
+
+type LedgerRow = typeof ledgerEntries.$inferInsert & { createdAt: Date };
+type LeaseRow = readonly [id: string, micros: number, tokens: number];
+/** One column of a batch: its name, its SQL type and how to read it off a row (sent as one array per column). */
+type Column<T> = readonly [name: string, type: string, read: (row: T) => unknown];
+
+const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+const RUN_COLUMNS: ReadonlyArray<Column<RunGroup>> = [
+  ['id', 'text', (g) => g.runId],
+  ['cost', 'bigint', (g) => g.costMicros],
+  ['released_micros', 'bigint', (g) => g.releasedMicros],
+  ['released_tokens', 'bigint', (g) => g.releasedTokens],
+  ['input', 'bigint', (g) => g.usage.input],
+  ['output', 'bigint', (g) => g.usage.output],
+  ['cache_read', 'bigint', (g) => g.usage.cacheRead],
+  ['cache_creation', 'bigint', (g) => g.usage.cacheCreation],
+  ['work', 'int', (g) => g.work],
+  ['at', 'timestamptz', (g) => iso(g.lastAt)],
+  ['block', 'boolean', (g) => g.governanceBlock],
+  ['failover', 'boolean', (g) => g.failover],
+];
+const LEASE_COLUMNS: ReadonlyArray<Column<LeaseRow>> = [
+  ['id', 'text', (x) => x[0]],
+  ['micros', 'bigint', (x) => x[1]],
+  ['tokens', 'bigint', (x) => x[2]],
+];
+const HOUR_COLUMNS: ReadonlyArray<Column<HourGroup>> = [
+  ['team_id', 'text', (h) => h.teamId],
+  ['agent_id', 'text', (h) => h.agentId],
+  ['policy_id', 'text', (h) => h.policyId],
+  ['hour_start', 'timestamptz', (h) => iso(h.hourStart)],
+  ['cost_micros', 'bigint', (h) => h.costMicros],
+  ['reserved_micros', 'bigint', (h) => -h.releasedMicros],
+];
+const STEP_COLUMNS: ReadonlyArray<Column<StepInsert>> = [
+  ['id', 'text', (x) => x.id],
+  ['team_id', 'text', (x) => x.teamId],
+  ['run_id', 'text', (x) => x.runId],
+  ['agent_id', 'text', (x) => x.agentId],
+  ['type', 'text', (x) => x.type],
+  ['status', 'text', (x) => x.status],
+  ['name', 'text', (x) => x.name ?? null],
+  ['provider', 'text', (x) => x.provider ?? null],
+  ['model', 'text', (x) => x.model ?? null],
+  ['provider_key_id', 'text', (x) => x.providerKeyId ?? null],
+  ['streaming', 'boolean', (x) => x.streaming ?? false],
+  ['request', 'text', (x) => json(x.request)],
+  ['response', 'text', (x) => json(x.response)],
+  ['input_tokens', 'bigint', (x) => x.inputTokens ?? 0],
+  ['output_tokens', 'bigint', (x) => x.outputTokens ?? 0],
+  ['cache_read_tokens', 'bigint', (x) => x.cacheReadTokens ?? 0],
+  ['cache_creation_tokens', 'bigint', (x) => x.cacheCreationTokens ?? 0],
+  ['cost_micros', 'bigint', (x) => x.costMicros ?? 0],
+  ['latency_ms', 'int', (x) => x.latencyMs ?? null],
+  ['routed_from', 'text', (x) => x.routedFrom ?? null],
+  ['failover_attempts', 'int', (x) => x.failoverAttempts ?? 0],
+  ['failover_context', 'text', (x) => json(x.failoverContext)],
+  ['error_kind', 'text', (x) => x.errorKind ?? null],
+  ['error_message', 'text', (x) => x.errorMessage ?? null],
+  ['created_at', 'timestamptz', (x) => iso(x.createdAt)],
+];
+const LEDGER_COLUMNS: ReadonlyArray<Column<LedgerRow>> = [
+  ['id', 'text', (x) => x.id],
+  ['team_id', 'text', (x) => x.teamId],
+  ['run_id', 'text', (x) => x.runId],
+  ['step_id', 'text', (x) => x.stepId],
+  ['agent_id', 'text', (x) => x.agentId],
+  ['provider', 'text', (x) => x.provider ?? null],
+  ['model', 'text', (x) => x.model ?? null],
+  ['provider_key_id', 'text', (x) => x.providerKeyId ?? null],
+  ['input_tokens', 'bigint', (x) => x.inputTokens ?? 0],
+  ['output_tokens', 'bigint', (x) => x.outputTokens ?? 0],
+  ['cache_read_tokens', 'bigint', (x) => x.cacheReadTokens ?? 0],
+  ['cache_creation_tokens', 'bigint', (x) => x.cacheCreationTokens ?? 0],
+  ['cost_micros', 'bigint', (x) => x.costMicros],
+  ['created_at', 'timestamptz', (x) => iso(x.createdAt)],
+];
+
+/**
+ * The whole batch in ONE statement: per-column arrays unnested into the run
+ * totals, the leases, the hours, the steps and the ledger (data-modifying
+ * CTEs run once each and atomically). A statement is the unit of work the
+ * database charges for — here, not per row — which is what lets one process
+ * record hundreds of calls a second on embedded PGlite. Its text is built
+ * once; a batch only fills in the arrays.
+ */
+const WRITE_BATCH = (() => {
+  let n = 0;
+  /** `unnest($1::text[], …) as alias(name, …)`: one parameter per column. */
+  const unnest = <T>(columns: ReadonlyArray<Column<T>>, alias: string) =>
+    `unnest(${columns.map(([, type]) => `$${++n}::${type}[]`).join(', ')}) as ${alias}(${names(columns)})`;
+  const names = <T>(columns: ReadonlyArray<Column<T>>) => columns.map(([name]) => name).join(', ');
+  const runs = unnest(RUN_COLUMNS, 'g');
+  const leases = unnest(LEASE_COLUMNS, 'x');
+  const hours = unnest(HOUR_COLUMNS, 'x');
+  const steps = unnest(STEP_COLUMNS, 'x');
+  const ledger = unnest(LEDGER_COLUMNS, 'x');
+  const now = `$${++n}::timestamptz`;
+  // The step's JSON columns travel as text.
+  const stepSelect = STEP_COLUMNS.map(([name]) =>
+    ['request', 'response', 'failover_context'].includes(name) ? `${name}::jsonb` : name,
+  ).join(', ');
+  const text = `
+      with g as (
+        select * from ${runs}
+      ), r as (
+        update runs set
+          reserved_micros = greatest(runs.reserved_micros - g.released_micros, 0),
+          reserved_tokens = greatest(runs.reserved_tokens - g.released_tokens, 0),
+          cost_micros = runs.cost_micros + g.cost,
+          input_tokens = runs.input_tokens + g.input,
+          output_tokens = runs.output_tokens + g.output,
+          cache_read_tokens = runs.cache_read_tokens + g.cache_read,
+          cache_creation_tokens = runs.cache_creation_tokens + g.cache_creation,
+          step_count = runs.step_count + g.work,
+          last_step_at = case when g.work > 0 then greatest(coalesce(runs.last_step_at, g.at), g.at) else runs.last_step_at end,
+          has_governance_block = runs.has_governance_block or g.block,
+          had_failover = runs.had_failover or g.failover,
+          updated_at = g.at
+        from g where runs.id = g.id
+        returning runs.id, runs.status, runs.agent_id, runs.policy_id, runs.step_count, runs.last_step_at,
+          runs.started_at, runs.primary_model, runs.cost_micros, runs.hard_limit_micros, runs.hard_limit_tokens,
+          runs.alert_threshold_micros, runs.alert_threshold_tokens, runs.alert_threshold_exceeded,
+          runs.input_tokens + runs.output_tokens + runs.cache_read_tokens + runs.cache_creation_tokens as used_tokens
+      ), l as (
+        update budget_leases set amount_micros = greatest(budget_leases.amount_micros - x.micros, 0),
+          tokens = greatest(budget_leases.tokens - x.tokens, 0), renewed_at = ${now}
+        from ${leases}
+        where budget_leases.id = x.id
+        returning 1
+      ), h as (
+        -- A held hour always has its row (leasing made it), so a fresh row never has anything to release.
+        insert into hourly_spend (${names(HOUR_COLUMNS)})
+        select * from ${hours}
+        on conflict (agent_id, policy_id, hour_start) do update set
+          cost_micros = hourly_spend.cost_micros + excluded.cost_micros,
+          reserved_micros = greatest(hourly_spend.reserved_micros + excluded.reserved_micros, 0)
+        returning 1
+      ), s as (
+        insert into steps (${names(STEP_COLUMNS)})
+        select ${stepSelect} from ${steps}
+        returning 1
+      ), e as (
+        insert into ledger_entries (${names(LEDGER_COLUMNS)})
+        select * from ${ledger}
+        returning 1
+      )
+      select r.*, (select count(*) from s) as steps_written from r`;
+  return {
+    text,
+    params: <T>(columns: ReadonlyArray<Column<T>>, rows: readonly T[]) =>
+      columns.map(([, , read]) => rows.map(read)),
+  };
+})();
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -214,13 +370,7 @@ export class StepWriter {
     }
   }
 
-  /**
-   * The whole batch in ONE statement: per-column arrays unnested into the
-   * run totals, the leases, the hours, the steps and the ledger (data-
-   * modifying CTEs run once each and atomically). A statement is the unit
-   * of work the database charges for — here, not per row — which is what
-   * lets one process record hundreds of calls a second on embedded PGlite.
-   */
+  /** Writes a batch in one statement (WRITE_BATCH), then tells the accounts and runs what changed. */
   private async write(batch: Pending[]): Promise<void> {
     const { groups, hours, ledger } = this.group(batch);
     const stepRows = batch.map((item) => item.step);
@@ -231,101 +381,21 @@ export class StepWriter {
     const leases = [
       ...runList.flatMap((g) =>
         g.account && (g.releasedMicros > 0 || g.releasedTokens > 0)
-          ? [[g.account.leaseId, g.releasedMicros, g.releasedTokens] as const]
+          ? [[g.account.leaseId, g.releasedMicros, g.releasedTokens] as LeaseRow]
           : [],
       ),
       ...hourList.flatMap((h) =>
-        h.account && h.releasedMicros > 0 ? [[h.account.leaseId, h.releasedMicros, 0] as const] : [],
+        h.account && h.releasedMicros > 0 ? [[h.account.leaseId, h.releasedMicros, 0] as LeaseRow] : [],
       ),
     ];
-    const col = <T, V>(rows: readonly T[], f: (row: T) => V) => sql.param(rows.map(f));
-    const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
-    const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
-    const result = await this.db.execute(sql`
-      with g as (
-        select * from unnest(${col(runList, (g) => g.runId)}::text[], ${col(runList, (g) => g.costMicros)}::bigint[],
-          ${col(runList, (g) => g.releasedMicros)}::bigint[], ${col(runList, (g) => g.releasedTokens)}::bigint[],
-          ${col(runList, (g) => g.usage.input)}::bigint[], ${col(runList, (g) => g.usage.output)}::bigint[],
-          ${col(runList, (g) => g.usage.cacheRead)}::bigint[], ${col(runList, (g) => g.usage.cacheCreation)}::bigint[],
-          ${col(runList, (g) => g.work)}::int[], ${col(runList, (g) => iso(g.lastAt))}::timestamptz[],
-          ${col(runList, (g) => g.governanceBlock)}::boolean[], ${col(runList, (g) => g.failover)}::boolean[])
-          as g(id, cost, released_micros, released_tokens, input, output, cache_read, cache_creation, work, at, block, failover)
-      ), r as (
-        update runs set
-          reserved_micros = greatest(runs.reserved_micros - g.released_micros, 0),
-          reserved_tokens = greatest(runs.reserved_tokens - g.released_tokens, 0),
-          cost_micros = runs.cost_micros + g.cost,
-          input_tokens = runs.input_tokens + g.input,
-          output_tokens = runs.output_tokens + g.output,
-          cache_read_tokens = runs.cache_read_tokens + g.cache_read,
-          cache_creation_tokens = runs.cache_creation_tokens + g.cache_creation,
-          step_count = runs.step_count + g.work,
-          last_step_at = case when g.work > 0 then greatest(coalesce(runs.last_step_at, g.at), g.at) else runs.last_step_at end,
-          has_governance_block = runs.has_governance_block or g.block,
-          had_failover = runs.had_failover or g.failover,
-          updated_at = g.at
-        from g where runs.id = g.id
-        returning runs.id, runs.status, runs.agent_id, runs.policy_id, runs.step_count, runs.last_step_at,
-          runs.started_at, runs.primary_model, runs.cost_micros, runs.hard_limit_micros, runs.hard_limit_tokens,
-          runs.alert_threshold_micros, runs.alert_threshold_tokens, runs.alert_threshold_exceeded,
-          runs.input_tokens + runs.output_tokens + runs.cache_read_tokens + runs.cache_creation_tokens as used_tokens
-      ), l as (
-        update budget_leases set amount_micros = greatest(budget_leases.amount_micros - x.micros, 0),
-          tokens = greatest(budget_leases.tokens - x.tokens, 0), renewed_at = ${now}::timestamptz
-        from unnest(${col(leases, (x) => x[0])}::text[], ${col(leases, (x) => x[1])}::bigint[],
-          ${col(leases, (x) => x[2])}::bigint[]) as x(id, micros, tokens)
-        where budget_leases.id = x.id
-        returning 1
-      ), h as (
-        -- A held hour always has its row (leasing made it), so a fresh row never has anything to release.
-        insert into hourly_spend (team_id, agent_id, policy_id, hour_start, cost_micros, reserved_micros)
-        select * from unnest(${col(hourList, (h) => h.teamId)}::text[], ${col(hourList, (h) => h.agentId)}::text[],
-          ${col(hourList, (h) => h.policyId)}::text[], ${col(hourList, (h) => iso(h.hourStart))}::timestamptz[],
-          ${col(hourList, (h) => h.costMicros)}::bigint[], ${col(hourList, (h) => -h.releasedMicros)}::bigint[])
-        on conflict (agent_id, policy_id, hour_start) do update set
-          cost_micros = hourly_spend.cost_micros + excluded.cost_micros,
-          reserved_micros = greatest(hourly_spend.reserved_micros + excluded.reserved_micros, 0)
-        returning 1
-      ), s as (
-        insert into steps (id, team_id, run_id, agent_id, type, status, name, provider, model, provider_key_id,
-          streaming, request, response, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
-          cost_micros, latency_ms, routed_from, failover_attempts, failover_context, error_kind, error_message,
-          created_at)
-        select id, team_id, run_id, agent_id, type, status, name, provider, model, provider_key_id, streaming,
-          request::jsonb, response::jsonb, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
-          cost_micros, latency_ms, routed_from, failover_attempts, failover_context::jsonb, error_kind,
-          error_message, created_at
-        from unnest(${col(stepRows, (x) => x.id)}::text[], ${col(stepRows, (x) => x.teamId)}::text[],
-          ${col(stepRows, (x) => x.runId)}::text[], ${col(stepRows, (x) => x.agentId)}::text[],
-          ${col(stepRows, (x) => x.type)}::text[], ${col(stepRows, (x) => x.status)}::text[],
-          ${col(stepRows, (x) => x.name ?? null)}::text[], ${col(stepRows, (x) => x.provider ?? null)}::text[],
-          ${col(stepRows, (x) => x.model ?? null)}::text[], ${col(stepRows, (x) => x.providerKeyId ?? null)}::text[],
-          ${col(stepRows, (x) => x.streaming ?? false)}::boolean[], ${col(stepRows, (x) => json(x.request))}::text[],
-          ${col(stepRows, (x) => json(x.response))}::text[], ${col(stepRows, (x) => x.inputTokens ?? 0)}::bigint[],
-          ${col(stepRows, (x) => x.outputTokens ?? 0)}::bigint[], ${col(stepRows, (x) => x.cacheReadTokens ?? 0)}::bigint[],
-          ${col(stepRows, (x) => x.cacheCreationTokens ?? 0)}::bigint[], ${col(stepRows, (x) => x.costMicros ?? 0)}::bigint[],
-          ${col(stepRows, (x) => x.latencyMs ?? null)}::int[], ${col(stepRows, (x) => x.routedFrom ?? null)}::text[],
-          ${col(stepRows, (x) => x.failoverAttempts ?? 0)}::int[], ${col(stepRows, (x) => json(x.failoverContext))}::text[],
-          ${col(stepRows, (x) => x.errorKind ?? null)}::text[], ${col(stepRows, (x) => x.errorMessage ?? null)}::text[],
-          ${col(stepRows, (x) => iso(x.createdAt))}::timestamptz[])
-          as x(id, team_id, run_id, agent_id, type, status, name, provider, model, provider_key_id, streaming,
-            request, response, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cost_micros,
-            latency_ms, routed_from, failover_attempts, failover_context, error_kind, error_message, created_at)
-        returning 1
-      ), e as (
-        insert into ledger_entries (id, team_id, run_id, step_id, agent_id, provider, model, provider_key_id,
-          input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cost_micros, created_at)
-        select * from unnest(${col(ledger, (x) => x.id)}::text[], ${col(ledger, (x) => x.teamId)}::text[],
-          ${col(ledger, (x) => x.runId)}::text[], ${col(ledger, (x) => x.stepId)}::text[],
-          ${col(ledger, (x) => x.agentId)}::text[], ${col(ledger, (x) => x.provider ?? null)}::text[],
-          ${col(ledger, (x) => x.model ?? null)}::text[], ${col(ledger, (x) => x.providerKeyId ?? null)}::text[],
-          ${col(ledger, (x) => x.inputTokens ?? 0)}::bigint[], ${col(ledger, (x) => x.outputTokens ?? 0)}::bigint[],
-          ${col(ledger, (x) => x.cacheReadTokens ?? 0)}::bigint[], ${col(ledger, (x) => x.cacheCreationTokens ?? 0)}::bigint[],
-          ${col(ledger, (x) => x.costMicros)}::bigint[], ${col(ledger, (x) => iso(x.createdAt))}::timestamptz[])
-        returning 1
-      )
-      select r.*, (select count(*) from s) as steps_written from r`);
-    const rows = (result as unknown as { rows: Array<Record<string, unknown>> }).rows;
+    const rows = await rawQuery(this.db, WRITE_BATCH.text, [
+      ...WRITE_BATCH.params(RUN_COLUMNS, runList),
+      ...WRITE_BATCH.params(LEASE_COLUMNS, leases),
+      ...WRITE_BATCH.params(HOUR_COLUMNS, hourList),
+      ...WRITE_BATCH.params(STEP_COLUMNS, stepRows),
+      ...WRITE_BATCH.params(LEDGER_COLUMNS, ledger),
+      now,
+    ]);
     const progress = rows.map((row) => ({
       id: String(row.id),
       status: row.status as repo.RunRow['status'],
@@ -422,7 +492,7 @@ export class StepWriter {
   private group(batch: Pending[]) {
     const groups = new Map<string, RunGroup>();
     const hours = new Map<string, HourGroup>();
-    const ledger: Array<typeof ledgerEntries.$inferInsert & { createdAt: Date }> = [];
+    const ledger: LedgerRow[] = [];
     for (const item of batch) {
       const s = item.step;
       const at = s.createdAt;
