@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import { buildApp } from './app.ts';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
 import { resolveMasterKey } from './core/master-key.ts';
@@ -45,8 +46,20 @@ function describe(config: Config): string {
   return config.databaseUrl ? 'Postgres (DATABASE_URL)' : `embedded PGlite in ${config.dataDir}`;
 }
 
+/**
+ * Each proxied call leaves a little garbage that lives long enough to reach
+ * V8's old generation. Letting that generation grow to three times what
+ * survived its last collection (V8 picks 1.1–4× by itself, often the low
+ * end on a small heap) makes its collections — a pause of 5–15 ms each on
+ * two cores, felt by every call in flight — a few a minute instead of one
+ * every few seconds under steady traffic, for a heap up to twice the live
+ * size larger between them.
+ */
+const OLD_GENERATION_GROWTH = '--heap-growing-percent=200';
+
 async function serve(config: Config): Promise<void> {
   const started = Date.now();
+  v8.setFlagsFromString(OLD_GENERATION_GROWTH);
   const database = await openDatabase(config);
   const masterKey = resolveMasterKey(config.masterKey, config.dataDir, (m) =>
     process.stderr.write(`paddock: warning: ${m}\n`),

@@ -11,6 +11,7 @@ import {
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
@@ -35,9 +36,11 @@ export type ProviderKeyExists = (teamId: string, keyId: string, provider: Provid
 /** What agents need from the policies module. */
 export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies' | 'findForTeam'>;
 
-/** The proxy reads the agent on every call: trust a read this long; changes here clear it at once. */
-const CACHE_TTL_MS = 2000;
-const CACHE_MAX = 10_000;
+/**
+ * The proxy reads the agent on every call: trust a read this long (reloaded
+ * in the background in its last half second); changes here clear it at once.
+ */
+const CACHE = { ttlMs: 2000, refreshAheadMs: 500, max: 10_000 };
 
 function nameTaken(name: string): ConflictError {
   return new ConflictError('agent_name_taken', `an agent named "${name}" already exists in this team`, {
@@ -46,10 +49,8 @@ function nameTaken(name: string): ConflictError {
 }
 
 export class AgentsService {
-  private readonly agentCache = new Map<string, { row: AgentRow | undefined; expiresAt: number }>();
-  private readonly keyCache = new Map<string, { row: AgentRow; expiresAt: number }>();
-  /** Bumped by every change made here, so a read that raced a change does not refill a cache. */
-  private generation = 0;
+  private readonly agentCache = new ReadThroughCache<AgentRow | undefined>(CACHE);
+  private readonly keyCache = new ReadThroughCache<AgentRow>(CACHE);
 
   constructor(
     private readonly db: Db,
@@ -78,22 +79,16 @@ export class AgentsService {
    */
   async authenticate(token: string): Promise<Principal> {
     const hash = this.hasher.hash(token);
-    const nowMs = Date.now();
-    let row = this.keyCache.get(hash);
-    if (!row || row.expiresAt <= nowMs) {
-      const generation = this.generation;
+    // An unknown key is not cached: the load throws, and the next call asks again.
+    const row = await this.keyCache.get(hash, async () => {
       const found = await repo.findAgentByKeyHash(this.db, hash);
       if (!found) throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
-      row = { row: found, expiresAt: nowMs + CACHE_TTL_MS };
-      if (generation === this.generation) {
-        this.remember(this.keyCache, hash, row);
-        this.remember(this.agentCache, found.id, row);
-      }
-    }
+      return found;
+    });
     return {
       kind: 'agent',
-      teamId: row.row.teamId,
-      agentId: row.row.id,
+      teamId: row.teamId,
+      agentId: row.id,
       userId: null,
       role: null,
       scope: 'write',
@@ -102,26 +97,14 @@ export class AgentsService {
   }
 
   /** The live agent's full row for the proxy (cached briefly), or undefined when deleted. */
-  async getForCall(agentId: string): Promise<AgentRow | undefined> {
-    const nowMs = Date.now();
-    const hit = this.agentCache.get(agentId);
-    if (hit && hit.expiresAt > nowMs) return hit.row;
-    const generation = this.generation;
-    const row = await repo.findLiveAgent(this.db, agentId);
-    if (generation === this.generation)
-      this.remember(this.agentCache, agentId, { row, expiresAt: nowMs + CACHE_TTL_MS });
-    return row;
+  getForCall(agentId: string): Promise<AgentRow | undefined> {
+    return this.agentCache.get(agentId, () => repo.findLiveAgent(this.db, agentId));
   }
 
-  private remember<V>(cache: Map<string, V>, key: string, value: V): void {
-    if (cache.size >= CACHE_MAX) cache.clear();
-    cache.set(key, value);
-  }
-
-  private forget(agentId: string): void {
-    this.generation++;
-    this.agentCache.delete(agentId);
-    for (const [hash, entry] of this.keyCache) if (entry.row.id === agentId) this.keyCache.delete(hash);
+  /** Any change to an agent or its key: the proxy's next read goes to the database. */
+  private forget(): void {
+    this.agentCache.clear();
+    this.keyCache.clear();
   }
 
   /**
@@ -370,7 +353,7 @@ export class AgentsService {
       if (repo.isUniqueViolation(err) && input.name !== undefined) throw nameTaken(input.name);
       throw err;
     } finally {
-      if (agentId) this.forget(agentId);
+      if (agentId) this.forget();
     }
   }
 
@@ -439,7 +422,7 @@ export class AgentsService {
         });
       });
     } finally {
-      this.forget(id);
+      this.forget();
     }
   }
 
@@ -465,7 +448,7 @@ export class AgentsService {
         });
       });
     } finally {
-      this.forget(id);
+      this.forget();
     }
     return { api_key: apiKey, api_key_prefix: prefix };
   }

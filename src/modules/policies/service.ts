@@ -2,6 +2,7 @@ import type { Clock } from '../../core/clock.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { newId, ulid } from '../../core/ids.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
@@ -42,8 +43,7 @@ export interface ResolvedPolicy {
 export const DEFAULT_COST_TREND_LIMIT = 100;
 export const MAX_COST_TREND_LIMIT = 500;
 /** How long findForTeam trusts what it read; changes made in this process clear it at once. */
-const POLICY_CACHE_TTL_MS = 2000;
-const POLICY_CACHE_MAX = 5000;
+const POLICY_CACHE = { ttlMs: 2000, refreshAheadMs: 500, max: 5000 };
 
 function splitInput<T extends { name?: string }>(input: T): { name?: string; fields: PolicyInput } {
   const { name, ...fields } = input;
@@ -58,9 +58,7 @@ function nameTaken(name: string): ConflictError {
 }
 
 export class PoliciesService {
-  private cache = new Map<string, { value: ResolvedPolicy | undefined; expiresAt: number }>();
-  /** Bumped by every change made here, so a read that raced a change does not refill the cache. */
-  private generation = 0;
+  private readonly cache = new ReadThroughCache<ResolvedPolicy | undefined>(POLICY_CACHE);
 
   constructor(
     private readonly db: Db,
@@ -80,7 +78,6 @@ export class PoliciesService {
   }
 
   private invalidate(): void {
-    this.generation++;
     this.cache.clear();
   }
 
@@ -409,23 +406,15 @@ export class PoliciesService {
    * A live policy of the team by id or by name, defaults applied (the gateway
    * and agents use this). The document is frozen: it is shared with other callers.
    */
-  async findForTeam(teamId: string, idOrName: string): Promise<ResolvedPolicy | undefined> {
-    const key = `${teamId}\u0000${idOrName}`;
-    const hit = this.cache.get(key);
-    const nowMs = Date.now();
-    if (hit && hit.expiresAt > nowMs) return hit.value;
-    const generation = this.generation;
-    const row =
-      (await repo.findPolicy(this.db, teamId, idOrName)) ??
-      (await repo.findPolicyByName(this.db, teamId, idOrName));
-    const value = row
-      ? deepFreeze({ id: row.id, name: row.name, spec: applyDefaults(row.spec), version: row.version })
-      : undefined;
-    if (generation === this.generation) {
-      if (this.cache.size >= POLICY_CACHE_MAX) this.cache.clear();
-      this.cache.set(key, { value, expiresAt: nowMs + POLICY_CACHE_TTL_MS });
-    }
-    return value;
+  findForTeam(teamId: string, idOrName: string): Promise<ResolvedPolicy | undefined> {
+    return this.cache.get(`${teamId}\u0000${idOrName}`, async () => {
+      const row =
+        (await repo.findPolicy(this.db, teamId, idOrName)) ??
+        (await repo.findPolicyByName(this.db, teamId, idOrName));
+      return row
+        ? deepFreeze({ id: row.id, name: row.name, spec: applyDefaults(row.spec), version: row.version })
+        : undefined;
+    });
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Sealer } from '../../core/crypto.ts';
+import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db } from '../../db/client.ts';
 import * as repo from './repo.ts';
 import type { PriceOverrides } from './views.ts';
@@ -28,39 +29,27 @@ export function sealContext(keyId: string): string {
 
 const SECRET_CACHE_MAX = 10_000;
 const USAGE_FLUSH_MS = 1000;
-const LOOKUP_TTL_MS = 2000;
-const LOOKUP_CACHE_MAX = 10_000;
+const LOOKUPS = { ttlMs: 2000, refreshAheadMs: 500, max: 10_000 };
 
 /**
  * Opened secrets by key id, each valid while its row's updated_at is
  * unchanged (AES-GCM runs only when the row changed), and the answer for a
- * team's set of keys trusted for LOOKUP_TTL_MS: the proxy asks on every
+ * team's set of keys trusted for two seconds (reloaded in the background in
+ * the last half second): the proxy asks on every
  * call, and a change made here (disable, rotate, delete) clears it at once;
  * one made on another server counts within that time.
  */
 export class OpenedKeys {
   private readonly cache = new Map<string, { version: number; key: KeyForCall }>();
-  private readonly lookups = new Map<string, { expiresAt: number; keys: Map<string, KeyForCall> }>();
-  /** Bumped by every local change, so a lookup that raced one does not refill the cache. */
-  private generation = 0;
+  private readonly lookups = new ReadThroughCache<Map<string, KeyForCall>>(LOOKUPS);
 
   constructor(
     private readonly db: Db,
     private readonly sealer: Sealer,
   ) {}
 
-  async open(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
-    const lookupKey = `${teamId}\u0000${keyIds.join('\u0000')}`;
-    const nowMs = Date.now();
-    const hit = this.lookups.get(lookupKey);
-    if (hit && hit.expiresAt > nowMs) return hit.keys;
-    const generation = this.generation;
-    const keys = await this.openNow(teamId, keyIds);
-    if (generation === this.generation) {
-      if (this.lookups.size >= LOOKUP_CACHE_MAX) this.lookups.clear();
-      this.lookups.set(lookupKey, { expiresAt: nowMs + LOOKUP_TTL_MS, keys });
-    }
-    return keys;
+  open(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+    return this.lookups.get(`${teamId}\u0000${keyIds.join('\u0000')}`, () => this.openNow(teamId, keyIds));
   }
 
   private async openNow(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
@@ -99,7 +88,6 @@ export class OpenedKeys {
   /** Drops a key's plaintext as soon as it changed here (it would not be served anyway). */
   forget(keyId: string): void {
     this.cache.delete(keyId);
-    this.generation++;
     this.lookups.clear();
   }
 }

@@ -1,0 +1,28 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { RemotePglite } from '../../src/db/pglite-remote.ts';
+
+const SCHED_OTHER = 0;
+const SCHED_BATCH = 3;
+const hasChrt = ['/usr/bin/chrt', '/bin/chrt'].some((p) => existsSync(p));
+
+/** The scheduling policy of a process (field 41 of /proc/<pid>/stat). */
+function policyOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[41 - 3]);
+}
+
+describe('the embedded database process', () => {
+  it('answers statements, and runs under SCHED_BATCH where chrt can set it', async () => {
+    const db = await RemotePglite.create();
+    try {
+      const result = await db.query('select $1::int + 1 as n', [41]);
+      expect(result.rows).toEqual([{ n: 42 }]);
+      expect(db.pid).toBeGreaterThan(0);
+      expect(policyOf(db.pid!)).toBe(hasChrt ? SCHED_BATCH : SCHED_OTHER);
+    } finally {
+      await db.close();
+    }
+  });
+});
