@@ -365,10 +365,20 @@ export class BudgetSystem {
     this.book.close(runId);
   }
 
-  /** Writes every queued step, then gives back the leases nothing uses (tests, shutdown). */
+  /**
+   * Writes every queued step, then gives back the leases nothing uses (tests,
+   * shutdown); lease statements still running (a top-up taken ahead) finish
+   * first, so their leases go back too.
+   */
   async flush(): Promise<void> {
+    await this.book.settled();
     await this.writer.flush();
     await this.returnIdleLeases(0);
+  }
+
+  /** Resolves once no lease statement is running (a top-up taken ahead of a call has landed). */
+  leasesSettled(): Promise<void> {
+    return this.book.settled();
   }
 
   /** Gives back leases idle for `idleMs`: their headroom leaves the runs' and hours' reserved totals. */

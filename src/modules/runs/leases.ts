@@ -321,6 +321,15 @@ export class LeaseBook {
    * (or closed): their leases can go back. They leave the book now, so a new
    * call starts a new lease rather than using one being returned.
    */
+  /** Resolves once no account has a lease statement running (one started meanwhile is waited for too). */
+  async settled(): Promise<void> {
+    for (;;) {
+      const running = [...this.accounts.values()].flatMap((a) => (a.busy ? [a.busy] : []));
+      if (running.length === 0) return;
+      await Promise.allSettled(running);
+    }
+  }
+
   takeIdle(idleMs: number): Account[] {
     const nowMs = this.nowMs();
     const idle: Account[] = [];
