@@ -316,11 +316,6 @@ export class LeaseBook {
     return lost;
   }
 
-  /**
-   * Accounts with nothing in flight and nothing unwritten, idle for `idleMs`
-   * (or closed): their leases can go back. They leave the book now, so a new
-   * call starts a new lease rather than using one being returned.
-   */
   /** Resolves once no account has a lease statement running (one started meanwhile is waited for too). */
   async settled(): Promise<void> {
     for (;;) {
@@ -330,6 +325,11 @@ export class LeaseBook {
     }
   }
 
+  /**
+   * Accounts with nothing in flight and nothing unwritten, idle for `idleMs`
+   * (or closed): their leases can go back. They leave the book now, so a new
+   * call starts a new lease rather than using one being returned.
+   */
   takeIdle(idleMs: number): Account[] {
     const nowMs = this.nowMs();
     const idle: Account[] = [];

@@ -252,10 +252,26 @@ const WRITE_BATCH = (() => {
         returning 1
       )
       select r.*, (select count(*) from s) as steps_written from r`;
+  const arraysOf = <T>(columns: ReadonlyArray<Column<T>>, rows: readonly T[]) =>
+    columns.map(([, , read]) => rows.map(read));
   return {
     text,
-    params: <T>(columns: ReadonlyArray<Column<T>>, rows: readonly T[]) =>
-      columns.map(([, , read]) => rows.map(read)),
+    /** The parameters, in the order the text numbers them. */
+    params: (b: {
+      runs: readonly RunGroup[];
+      leases: readonly LeaseRow[];
+      hours: readonly HourGroup[];
+      steps: readonly StepInsert[];
+      ledger: readonly LedgerRow[];
+      now: string;
+    }): unknown[] => [
+      ...arraysOf(RUN_COLUMNS, b.runs),
+      ...arraysOf(LEASE_COLUMNS, b.leases),
+      ...arraysOf(HOUR_COLUMNS, b.hours),
+      ...arraysOf(STEP_COLUMNS, b.steps),
+      ...arraysOf(LEDGER_COLUMNS, b.ledger),
+      b.now,
+    ],
   };
 })();
 
@@ -388,14 +404,11 @@ export class StepWriter {
         h.account && h.releasedMicros > 0 ? [[h.account.leaseId, h.releasedMicros, 0] as LeaseRow] : [],
       ),
     ];
-    const rows = await rawQuery(this.db, WRITE_BATCH.text, [
-      ...WRITE_BATCH.params(RUN_COLUMNS, runList),
-      ...WRITE_BATCH.params(LEASE_COLUMNS, leases),
-      ...WRITE_BATCH.params(HOUR_COLUMNS, hourList),
-      ...WRITE_BATCH.params(STEP_COLUMNS, stepRows),
-      ...WRITE_BATCH.params(LEDGER_COLUMNS, ledger),
-      now,
-    ]);
+    const rows = await rawQuery(
+      this.db,
+      WRITE_BATCH.text,
+      WRITE_BATCH.params({ runs: runList, leases, hours: hourList, steps: stepRows, ledger, now }),
+    );
     const progress = rows.map((row) => ({
       id: String(row.id),
       status: row.status as repo.RunRow['status'],

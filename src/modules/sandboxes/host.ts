@@ -55,6 +55,38 @@ export interface HostProcess {
 }
 
 /** A process the host started, whose output can be followed (exec/stream, processes/{selector}/stream). */
+export type OutputListener = (stream: 'stdout' | 'stderr', data: Buffer) => void;
+
+/** Output of a followed process kept for followers that attach late (exec/stream attach after the start). */
+const REPLAY_BYTES = 256 * 1024;
+
+/**
+ * A followed process's output: the last REPLAY_BYTES kept (whole chunks, the
+ * newest always), replayed to each follower before the live output.
+ */
+export class OutputReplay {
+  private readonly chunks: Array<{ stream: 'stdout' | 'stderr'; data: Buffer }> = [];
+  private bytes = 0;
+  private readonly listeners = new Set<OutputListener>();
+
+  push(stream: 'stdout' | 'stderr', data: Buffer): void {
+    this.chunks.push({ stream, data });
+    this.bytes += data.length;
+    while (this.bytes > REPLAY_BYTES && this.chunks.length > 1)
+      this.bytes -= this.chunks.shift()!.data.length;
+    for (const l of this.listeners) l(stream, data);
+  }
+
+  /** Replays what is kept, then passes on live output until the returned function is called. */
+  follow(onOutput: OutputListener): () => void {
+    for (const c of this.chunks) onOutput(c.stream, c.data);
+    this.listeners.add(onOutput);
+    return () => {
+      this.listeners.delete(onOutput);
+    };
+  }
+}
+
 export interface FollowedProcess {
   pid: number;
   tag: string | null;

@@ -4,19 +4,19 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from './drivers/types.ts';
 import type { EgressListener, EgressProxy } from './egress.ts';
-import type {
-  ExecRequest,
-  ExecResult,
-  FollowedProcess,
-  HostCapsuleSpec,
-  HostProcess,
-  SandboxHost,
-  StartRequest,
+import {
+  type ExecRequest,
+  type ExecResult,
+  type FollowedProcess,
+  type HostCapsuleSpec,
+  type HostProcess,
+  type OutputListener,
+  OutputReplay,
+  type SandboxHost,
+  type StartRequest,
 } from './host.ts';
 import { CapsuleMetrics, type MetricPoint, type MetricRange, SAMPLE_EVERY_MS } from './metrics.ts';
 
-/** Output of a followed process kept for late followers (exec/stream attach after the start). */
-const REPLAY_BYTES = 256 * 1024;
 /** Finished processes stay visible (exit code, output) for this long. */
 const KEEP_FINISHED_MS = 10 * 60_000;
 const MAX_FOLLOWED_PER_CAPSULE = 200;
@@ -31,9 +31,7 @@ interface Live {
 }
 
 class Followed implements FollowedProcess {
-  private readonly chunks: Array<{ stream: 'stdout' | 'stderr'; data: Buffer }> = [];
-  private bytes = 0;
-  private readonly listeners = new Set<(stream: 'stdout' | 'stderr', data: Buffer) => void>();
+  private readonly output = new OutputReplay();
   exitCode: number | null = null;
   finishedAt: number | null = null;
   readonly exited: Promise<number>;
@@ -43,13 +41,7 @@ class Followed implements FollowedProcess {
     readonly tag: string,
     readonly pty: boolean,
   ) {
-    const take = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
-      this.chunks.push({ stream, data });
-      this.bytes += data.length;
-      while (this.bytes > REPLAY_BYTES && this.chunks.length > 1)
-        this.bytes -= this.chunks.shift()!.data.length;
-      for (const l of this.listeners) l(stream, data);
-    };
+    const take = (stream: 'stdout' | 'stderr') => (data: Buffer) => this.output.push(stream, data);
     proc.stdout.on('data', take('stdout'));
     proc.stderr.on('data', take('stderr'));
     this.exited = proc.exited.then((code) => {
@@ -63,10 +55,8 @@ class Followed implements FollowedProcess {
     return this.proc.pid;
   }
 
-  follow(onOutput: (stream: 'stdout' | 'stderr', data: Buffer) => void): () => void {
-    for (const c of this.chunks) onOutput(c.stream, c.data);
-    this.listeners.add(onOutput);
-    return () => this.listeners.delete(onOutput);
+  follow(onOutput: OutputListener): () => void {
+    return this.output.follow(onOutput);
   }
 
   write(data: Buffer | string): void {

@@ -2,19 +2,18 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import { WebSocket } from 'ws';
 import { type CapsuleUsage, DriverError, type FileEntry, type Isolation } from './drivers/types.ts';
-import type {
-  ExecRequest,
-  ExecResult,
-  FollowedProcess,
-  HostCapsuleSpec,
-  HostProcess,
-  SandboxHost,
-  StartRequest,
+import {
+  type ExecRequest,
+  type ExecResult,
+  type FollowedProcess,
+  type HostCapsuleSpec,
+  type HostProcess,
+  type OutputListener,
+  OutputReplay,
+  type SandboxHost,
+  type StartRequest,
 } from './host.ts';
 import type { MetricPoint, MetricRange } from './metrics.ts';
-
-/** Output a follower gets on attaching (as the host's own replay). */
-const REPLAY_BYTES = 256 * 1024;
 
 /**
  * A process on a remote host, followed through one WebSocket to its agent
@@ -29,9 +28,8 @@ class RemoteFollowed implements FollowedProcess {
   exitCode: number | null = null;
   readonly exited: Promise<number>;
   private resolveExit!: (code: number) => void;
-  private readonly chunks: Array<{ stream: 'stdout' | 'stderr'; data: Buffer }> = [];
-  private bytes = 0;
-  private readonly listeners = new Set<(stream: 'stdout' | 'stderr', data: Buffer) => void>();
+  /** What a follower gets on attaching, as the host's own replay. */
+  private readonly replay = new OutputReplay();
 
   private constructor(private readonly ws: WebSocket) {
     this.exited = new Promise((resolve) => {
@@ -87,11 +85,7 @@ class RemoteFollowed implements FollowedProcess {
   }
 
   private output(stream: 'stdout' | 'stderr', data: Buffer): void {
-    this.chunks.push({ stream, data });
-    this.bytes += data.length;
-    while (this.bytes > REPLAY_BYTES && this.chunks.length > 1)
-      this.bytes -= this.chunks.shift()!.data.length;
-    for (const l of this.listeners) l(stream, data);
+    this.replay.push(stream, data);
   }
 
   private finish(code: number): void {
@@ -101,12 +95,8 @@ class RemoteFollowed implements FollowedProcess {
     this.ws.close();
   }
 
-  follow(onOutput: (stream: 'stdout' | 'stderr', data: Buffer) => void): () => void {
-    for (const c of this.chunks) onOutput(c.stream, c.data);
-    this.listeners.add(onOutput);
-    return () => {
-      this.listeners.delete(onOutput);
-    };
+  follow(onOutput: OutputListener): () => void {
+    return this.replay.follow(onOutput);
   }
 
   private send(frame: Record<string, unknown>): void {
