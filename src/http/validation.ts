@@ -9,6 +9,8 @@ const base: Options = {
   removeAdditional: false,
   useDefaults: true,
   strict: false,
+  // Errors carry their schema: a refused key is explained by its schema's description.
+  verbose: true,
 };
 
 function makeAjv(options: Options): Ajv {
@@ -32,7 +34,13 @@ export function fieldErrors(errors: ErrorObject[], context: string | undefined):
   for (const e of errors) {
     let field = e.instancePath.replace(/^\//, '').replaceAll('/', '.');
     let message = e.message ?? 'is invalid';
-    if (e.keyword === 'required') {
+    if (e.propertyName !== undefined) {
+      // A key refused by propertyNames: name it, and say what keys may be.
+      if (e.keyword === 'propertyNames') continue;
+      field = [field, e.propertyName].filter(Boolean).join('.');
+      const rule = (e.parentSchema as { description?: unknown } | undefined)?.description;
+      message = typeof rule === 'string' ? `is not an allowed name: ${rule}` : 'is not an allowed name';
+    } else if (e.keyword === 'required') {
       field = [field, String(e.params.missingProperty)].filter(Boolean).join('.');
       message = 'is required';
     } else if (e.keyword === 'additionalProperties') {

@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { CAPSULE_STATUSES } from '../../db/schema/index.ts';
 import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+import { EnvsSchema } from './envs.ts';
 
 export const CapsuleStatusSchema = Type.Enum([...CAPSULE_STATUSES]);
 
@@ -113,8 +114,6 @@ export const CapsuleListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const EnvName = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
-const Envs = Type.Record(EnvName, Type.String({ maxLength: 32_768 }), { maxProperties: 200 });
 const InsidePath = Type.String({
   minLength: 1,
   maxLength: 4096,
@@ -130,7 +129,7 @@ export const ExecBody = Body({
   ),
   background: Type.Optional(Type.Boolean({ default: false })),
   tag: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._-]+$' })),
-  envs: Type.Optional(Envs),
+  envs: Type.Optional(EnvsSchema),
   cwd: Type.Optional(InsidePath),
 });
 export type ExecInput = Static<typeof ExecBody>;

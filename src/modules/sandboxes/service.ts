@@ -8,6 +8,7 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   ServiceUnavailableError,
+  ValidationError,
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
@@ -16,6 +17,7 @@ import { type CapsuleStatus, capsules, ENDED_STATUSES } from '../../db/schema/in
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
 import { DriverError } from './drivers/types.ts';
+import { envProblems } from './envs.ts';
 import type { SandboxHost } from './host.ts';
 import type { MetricRange } from './metrics.ts';
 import * as repo from './repo.ts';
@@ -94,11 +96,26 @@ function fromDriver(err: unknown, path?: string): never {
         throw new ConflictError('already_exists', err.message, path ? { path } : undefined);
       case 'not_a_directory':
         throw new BadRequestError('not_a_directory', err.message, path ? { path } : undefined);
+      case 'invalid':
+        throw new ValidationError(err.message);
       default:
         throw new AppError(502, 'host_error', err.message);
     }
   }
   throw err;
+}
+
+/** The environment rules (envs.ts) past the schema's: the total size. */
+export function checkEnvs(envs: Record<string, string> | undefined): void {
+  const refused = envs && envProblems(envs);
+  if (refused) {
+    throw new ValidationError(
+      `envs are not allowed: ${Object.entries(refused)
+        .map((e) => e.join(' '))
+        .join('; ')}`,
+      refused,
+    );
+  }
 }
 
 /**
@@ -564,6 +581,7 @@ export class CapsulesService {
   // -- exec and processes ----------------------------------------------------
 
   async exec(principal: Principal, id: string, input: ExecInput) {
+    checkEnvs(input.envs);
     const { c, host } = await this.running(principal, id, 'write');
     try {
       if (input.background) {

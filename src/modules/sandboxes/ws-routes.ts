@@ -5,6 +5,7 @@ import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { DriverError } from './drivers/types.ts';
+import { envProblems } from './envs.ts';
 import type { FollowedProcess, SandboxHost } from './host.ts';
 import { ProcessParams } from './schemas.ts';
 import type { CapsulesService } from './service.ts';
@@ -47,13 +48,24 @@ function parse(raw: unknown): Record<string, unknown> | undefined {
 
 const strings = (v: unknown): string[] | undefined =>
   Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined;
-const envsOf = (v: unknown): Record<string, string> | undefined => {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(v))
-    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) && typeof val === 'string') out[k] = val;
-  return out;
-};
+/**
+ * A start frame's envs by the same rule as the HTTP API's (envs.ts): the
+ * variables, or the problems to answer with (validation_failed, by field).
+ */
+function envsOf(v: unknown): { envs?: Record<string, string>; refused?: Record<string, string> } {
+  if (v === undefined) return {};
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return { refused: { envs: 'must be an object' } };
+  const refused = envProblems(v as Record<string, unknown>);
+  return refused ? { refused } : { envs: v as Record<string, string> };
+}
+
+/** The error frame for a refused frame, shaped like the HTTP API's validation_failed. */
+function refusal(fields: Record<string, string>): Record<string, unknown> {
+  const summary = Object.entries(fields)
+    .map(([field, problem]) => `${field} ${problem}`)
+    .join('; ');
+  return { type: 'error', code: 'validation_failed', data: `the start frame is invalid: ${summary}`, fields };
+}
 const size = (v: unknown, fallback: number) =>
   typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 1000 ? v : fallback;
 
@@ -103,7 +115,11 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
         if (typeof msg.cmd !== 'string' || msg.cmd === '')
           return send(ws, { type: 'error', data: 'cmd is required' });
         const args = strings(msg.args);
-        const envs = envsOf(msg.envs);
+        const { envs, refused } = envsOf(msg.envs);
+        if (refused) {
+          send(ws, refusal(refused));
+          return ws.close(1008, 'invalid start frame');
+        }
         host
           .start(capsuleId, {
             cmd: msg.cmd,
@@ -220,7 +236,12 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
           if (msg.type !== 'start')
             return fatal('the first message is {"type":"start"} or {"type":"connect","tag":…}');
           const args = strings(msg.args) ?? [];
-          const envs = { TERM: 'xterm-256color', ...envsOf(msg.envs) };
+          const { envs: given, refused } = envsOf(msg.envs);
+          if (refused) {
+            send(ws, { ...refusal(refused), fatal: true });
+            return ws.close(1008, 'invalid start frame');
+          }
+          const envs = { TERM: 'xterm-256color', ...given };
           host
             .start(capsuleId, {
               cmd: typeof msg.cmd === 'string' && msg.cmd !== '' ? msg.cmd : '/bin/bash',

@@ -4,13 +4,14 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import pty from '@lydell/node-pty';
+import { envProblems } from '../envs.ts';
 import type { CapsuleFs } from './capsule-fs.ts';
 import { pipedProcess, ptyProcess } from './capsule-process.ts';
 import { type CapsuleState, removeCapsule } from './capsule-state.ts';
 import type { CapsuleCgroups } from './cgroups.ts';
 import { layerUsage } from './layer.ts';
 import type { ProxyForwarder } from './network.ts';
-import { enterCapsule, type HostTools, joinThenExec, locateForked } from './nsproc.ts';
+import { enterCapsule, type HostTools, joinThenExec, launcherEnv, locateForked } from './nsproc.ts';
 import {
   allPids,
   allPidsSync,
@@ -45,6 +46,7 @@ import {
 /** bwrap outside, its reaper, the init: processes of the driver's, not the user's. */
 export const DRIVER_PIDS = 3;
 const UNSTICK_INTERVAL_MS = 250;
+const TERMINAL_TYPE = 'xterm-256color';
 /** Mount points bound over the layer; a snapshot leaves them out. */
 const NOT_IN_SNAPSHOT = new Set(['usr', 'proc', 'dev', 'run']);
 
@@ -68,6 +70,8 @@ export interface BwrapCapsuleParts {
   /** Environment every process starts from (before the capsule's and its own envs). */
   baseEnv: Record<string, string>;
   envs: Record<string, string>;
+  /** The filter every process runs under (null: none for this architecture). */
+  seccomp: Buffer | null;
   forwarder: ProxyForwarder | null;
   ended: Promise<void>;
   /** Called once the capsule is gone (its uid may be handed out again). */
@@ -137,11 +141,20 @@ export class BwrapCapsule implements CapsuleHandle {
 
   spawn(options: SpawnOptions): CapsuleProcess {
     if (this.destroying) throw new DriverError('failed', `capsule ${this.id} is destroyed`);
-    const env: Record<string, string> = { ...this.p.baseEnv, ...this.p.envs, ...(options.envs ?? {}) };
-    if (options.pty && !options.envs?.TERM) env.TERM = 'xterm-256color';
+    const callerEnv = { ...this.p.envs, ...(options.envs ?? {}) };
+    const refused = envProblems(callerEnv);
+    if (refused)
+      throw new DriverError(
+        'invalid',
+        Object.entries(refused)
+          .map((e) => e.join(' '))
+          .join('; '),
+      );
+    const env: Record<string, string> = { ...this.p.baseEnv, ...callerEnv };
+    if (options.pty && !callerEnv.TERM) env.TERM = TERMINAL_TYPE;
     const command = enterCapsule(
       this.p.tools,
-      this.p.initPid,
+      { initHostPid: this.p.initPid, seccomp: this.p.seccomp },
       { cwd: options.cwd ?? '/home/user', cmd: options.cmd, args: options.args ?? [] },
       { terminal: options.pty !== undefined, asRoot: this.p.asRoot },
     );
@@ -164,12 +177,13 @@ export class BwrapCapsule implements CapsuleHandle {
     let proc: CapsuleProcess;
     try {
       if (options.pty) {
+        // The launchers see a fixed terminal type; the caller's TERM is in the carried environment.
         const term = pty.spawn(this.p.tools.sh, argv, {
-          name: env.TERM ?? 'xterm-256color',
+          name: TERMINAL_TYPE,
           cols: options.pty.cols,
           rows: options.pty.rows,
           cwd: '/',
-          env,
+          env: launcherEnv(env),
           encoding: null,
           ...ids,
         });
@@ -178,7 +192,13 @@ export class BwrapCapsule implements CapsuleHandle {
       } else {
         // detached: a session of its own, so no process of the capsule has the
         // host's controlling terminal (TIOCSTI could type into it).
-        const child = spawn(this.p.tools.sh, argv, { env, stdio: 'pipe', detached: true, ...ids });
+        const child = spawn(this.p.tools.sh, argv, {
+          env: launcherEnv(env),
+          cwd: '/',
+          stdio: 'pipe',
+          detached: true,
+          ...ids,
+        });
         launcher = child.pid ?? 0;
         proc = pipedProcess(child, hooks);
       }

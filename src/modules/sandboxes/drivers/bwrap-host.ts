@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type CgroupSupport, detectCgroups } from './cgroup-detect.ts';
@@ -31,6 +31,8 @@ export interface BwrapHost {
   portalBase: string | null;
   cgroups: CgroupSupport | null;
   layout: HostLayout;
+  /** The seccomp filter every capsule process runs under (seccomp/); null where none is built for this architecture. */
+  seccomp: Buffer | null;
   warnings: string[];
 }
 
@@ -52,20 +54,21 @@ export const currentGid = () => process.getgid?.() ?? -1;
 /** Checks that bwrap works here (throws with the reason when it does not) and what can be enforced. */
 export async function probeBwrapHost(baseDir?: string): Promise<BwrapHost> {
   if (process.platform !== 'linux') throw new Error('bwrap needs Linux');
-  const [bwrap, nsenter, setpriv, setsid, sh] = await Promise.all(
-    ['bwrap', 'nsenter', 'setpriv', 'setsid', 'sh'].map(findTool),
+  const [bwrap, nsenter, setpriv, setsid, sh, perl] = await Promise.all(
+    ['bwrap', 'nsenter', 'setpriv', 'setsid', 'sh', 'perl'].map(findTool),
   );
   if (!bwrap) throw new Error('bwrap is not installed (install the bubblewrap package)');
   if (!nsenter || !setpriv || !setsid) {
     throw new Error('nsenter, setpriv and setsid are needed (install util-linux)');
   }
+  if (!perl) throw new Error('perl is needed for the last step into a capsule (install perl-base)');
   // Capsules see the host's /usr: the tools run inside must be found there.
-  for (const tool of [setpriv, setsid, nsenter]) {
+  for (const tool of [setsid, nsenter, perl]) {
     if (!tool.startsWith('/usr/')) {
       throw new Error(`${tool} is not under /usr, which is all a capsule sees of the host`);
     }
   }
-  const tools: HostTools = { bwrap, nsenter, setpriv, setsid, sh: sh ?? '/bin/sh' };
+  const tools: HostTools = { bwrap, nsenter, setpriv, setsid, sh: sh ?? '/bin/sh', perl };
   const asRoot = currentUid() === 0;
 
   // The same namespaces a capsule gets, as an unprivileged uid (nobody) when root.
@@ -91,12 +94,18 @@ export async function probeBwrapHost(baseDir?: string): Promise<BwrapHost> {
   }
 
   const warnings: string[] = [];
-  const [cg, layout, tmpfs, portalBase] = await Promise.all([
+  const [cg, layout, tmpfs, portalBase, seccomp] = await Promise.all([
     detectCgroups(),
     detectHostLayout(),
     asRoot ? probeTmpfs(baseDir) : false,
     asRoot ? makePortalBase() : null,
+    loadSeccompFilter(),
   ]);
+  if (!seccomp) {
+    warnings.push(
+      `no seccomp filter for ${process.arch}: capsule processes may make every system call their namespaces allow`,
+    );
+  }
   if (!asRoot) {
     warnings.push(
       "Paddock is not running as root: every capsule runs as Paddock's own uid, so only the namespaces keep capsules from each other and from Paddock's files; run as root for a uid per capsule",
@@ -122,8 +131,21 @@ export async function probeBwrapHost(baseDir?: string): Promise<BwrapHost> {
     portalBase: tmpfs ? portalBase : null,
     cgroups: cg.support,
     layout,
+    seccomp,
     warnings,
   };
+}
+
+/** The committed filters (seccomp/generate.py), by Node's name for the architecture. */
+const SECCOMP_FILES: Record<string, string> = { x64: 'x86_64.bpf', arm64: 'aarch64.bpf' };
+
+async function loadSeccompFilter(): Promise<Buffer | null> {
+  const file = SECCOMP_FILES[process.arch];
+  if (!file) return null;
+  const bpf = await readFile(new URL(`./seccomp/${file}`, import.meta.url));
+  // A BPF program is a whole number of 8-byte instructions.
+  if (bpf.length === 0 || bpf.length % 8 !== 0) throw new Error(`seccomp/${file} is not a BPF program`);
+  return bpf;
 }
 
 /**

@@ -9,7 +9,7 @@ import { type CapsuleState, readState, removeCapsule, writeState } from './capsu
 import { CapsuleCgroups } from './cgroups.ts';
 import { fillLayer, mountLayer, systemMounts } from './layer.ts';
 import { openProxyForwarder, type ProxyForwarder } from './network.ts';
-import { joinThenExec } from './nsproc.ts';
+import { joinThenExec, LAUNCHER_PATH } from './nsproc.ts';
 import { childrenOf, pidNamespaceOf, startTimeOf, waitFor } from './proc.ts';
 import type { CapsuleHandle, CapsuleSpec, Driver } from './types.ts';
 import { DriverError } from './types.ts';
@@ -144,6 +144,7 @@ export class BwrapDriver implements Driver {
         pidNs,
         baseEnv,
         envs: spec.envs,
+        seccomp: host.seccomp,
         forwarder,
         ended: started.ended,
         onDestroyed: () => this.uids.release(allocated),
@@ -204,6 +205,8 @@ export class BwrapDriver implements Driver {
       '--setenv',
       'PATH',
       '/usr/bin:/bin',
+      // The init runs under the filter too (processes started later get it in their final step).
+      ...(host.seccomp ? ['--seccomp', '4'] : []),
     ];
     const setpriv = host.asRoot
       ? [host.tools.setpriv, `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--']
@@ -218,12 +221,16 @@ export class BwrapDriver implements Driver {
       'sleep',
       'infinity',
     ]);
+    // A fixed environment and "/" as the working directory: bwrap's reaper is
+    // pid 1 inside, and its environment (/proc/1/environ) is readable there.
     const bwrap = spawn(host.tools.sh, argv, {
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-      env: { PATH: '/usr/bin:/bin' },
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+      env: { PATH: LAUNCHER_PATH },
+      cwd: '/',
       ...(host.asRoot ? { uid: 0, gid: 0 } : {}),
     });
     (bwrap.stdio[3] as Writable).end(`${bwrapArgs.join('\0')}\0`);
+    (bwrap.stdio[4] as Writable).end(host.seccomp ?? Buffer.alloc(0));
     let stderr = '';
     bwrap.stderr?.setEncoding('utf8').on('data', (d: string) => {
       if (stderr.length < 4096) stderr += d;

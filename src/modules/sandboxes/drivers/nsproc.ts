@@ -18,8 +18,11 @@ export interface HostTools {
   sh: string;
   bwrap: string;
   nsenter: string;
+  /** Starts bwrap as the capsule's uid (root hosts). */
   setpriv: string;
   setsid: string;
+  /** Runs the last step inside the capsule (FINAL_STEP); under /usr, so the capsule sees it too. */
+  perl: string;
 }
 
 /** argv (after /bin/sh) that joins the cgroups, sets the open-files limit and execs `command`. */
@@ -35,13 +38,92 @@ export function joinThenExec(procsFiles: string[], maxOpenFiles: number, command
   ];
 }
 
-/** Inside the capsule: cd, then exec the command (a missing command exits 127, as in a shell). */
-const CD_THEN_EXEC = 'cd "$1" && shift && exec "$@"';
+/** The search path of every launcher; nothing else of the host's environment reaches one. */
+export const LAUNCHER_PATH = '/usr/bin:/bin';
+/** Launcher variables that carry the capsule process's environment, hex-encoded, in pieces. */
+const CARRIER = 'PADDOCK_ENV_';
+/** Below the kernel's limit on one environment string (MAX_ARG_STRLEN, 128 KiB). */
+const CARRIER_PIECE = 100_000;
+
+/**
+ * The environment a launcher starts with. Launchers are host processes (root
+ * when Paddock is): the shell that joins the cgroups, nsenter, setsid. A
+ * variable the caller names (LD_PRELOAD, GCONV_PATH, LOCPATH …) would be read
+ * by them or by the C library they load, so the caller's environment travels
+ * only as data, in variables none of them reads, and becomes an environment
+ * in FINAL_STEP, inside the capsule, after privileges are gone.
+ */
+export function launcherEnv(
+  capsuleEnv: Record<string, string>,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const env: Record<string, string> = { ...extra, PATH: LAUNCHER_PATH };
+  const flat = Object.entries(capsuleEnv)
+    .map(([name, value]) => `${name}=${value}\0`)
+    .join('');
+  const hex = Buffer.from(flat, 'utf8').toString('hex');
+  for (let i = 0, at = 0; at < hex.length; i++, at += CARRIER_PIECE) {
+    env[`${CARRIER}${i}`] = hex.slice(at, at + CARRIER_PIECE);
+  }
+  return env;
+}
+
+/** System call numbers FINAL_STEP needs, by Node's name for the architecture. */
+const SYSCALLS: Record<string, { prctl: number; capset: number }> = {
+  x64: { prctl: 157, capset: 126 },
+  arm64: { prctl: 167, capset: 91 },
+};
+
+/**
+ * The last step before the command, in the capsule as its user: no privilege
+ * gain from here on (no_new_privs), no capability left in any set, the
+ * seccomp filter (argument 1, hex; empty for none), then the environment
+ * carried by launcherEnv, cd (argument 2) and exec. Perl, because it makes
+ * these system calls without a compiler and perl-base is part of every
+ * Debian and Ubuntu system. Exits as a shell would: 2 when the directory
+ * cannot be entered, 127 for a command not found, 126 otherwise.
+ */
+const finalSteps = new Map<string, string>();
+function finalStep(arch: string): string {
+  let script = finalSteps.get(arch);
+  if (script === undefined) {
+    script = writeFinalStep(arch);
+    finalSteps.set(arch, script);
+  }
+  return script;
+}
+
+function writeFinalStep(arch: string): string {
+  const nr = SYSCALLS[arch];
+  if (!nr) throw new Error(`no system call table for ${arch}`);
+  return [
+    'my ($f, $d) = (pack("H*", shift), shift);',
+    'sub fail { print STDERR "paddock: $_[0]: $!\\n"; exit 126 }',
+    `syscall(${nr.prctl}, 38, 1, 0, 0, 0) == 0 or fail("no_new_privs");`,
+    // In variables: a constant pack() is folded into a read-only value, which syscall() refuses.
+    'my ($h, $c) = (pack("Ll", 0x20080522, 0), pack("L6", (0) x 6));',
+    `syscall(${nr.capset}, $h, $c) == 0 or fail("capset");`,
+    `!length($f) or syscall(${nr.prctl}, 22, 2, pack("S x![P] P", length($f) / 8, $f)) == 0 or fail("seccomp");`,
+    `my $e = join "", map { $ENV{"${CARRIER}$_"} } grep { exists $ENV{"${CARRIER}$_"} } 0 .. 99;`,
+    '%ENV = map { split /=/, $_, 2 } grep { length } split /\\0/, pack("H*", $e);',
+    'chdir $d or do { print STDERR "cd: $d: $!\\n"; exit 2 };',
+    'exec { $ARGV[0] } @ARGV;',
+    'print STDERR "$ARGV[0]: ", ($!{ENOENT} ? "not found" : "$!"), "\\n";',
+    'exit($!{ENOENT} ? 127 : 126);',
+  ].join('\n');
+}
+
+export interface CapsuleEntry {
+  /** Host pid of the capsule's init, whose namespaces the process joins. */
+  initHostPid: number;
+  /** The seccomp filter (BPF) the process runs under; null for none. */
+  seccomp: Buffer | null;
+}
 
 /**
  * nsenter into every namespace of the capsule's init (with -p it forks, so
  * the process is born inside the pid namespace), become the capsule user,
- * forbid privilege gains for good, cd and exec.
+ * then FINAL_STEP.
  *
  * On a terminal, the launcher (made session leader by the pty spawn) owns
  * it, and from inside the capsule that session is out of sight: a shell's
@@ -56,26 +138,22 @@ const CD_THEN_EXEC = 'cd "$1" && shift && exec "$@"';
  */
 export function enterCapsule(
   tools: HostTools,
-  initHostPid: number,
+  entry: CapsuleEntry,
   command: { cwd: string; cmd: string; args: string[] },
   mode: { terminal: boolean; asRoot: boolean },
 ): string[] {
   const asUser = mode.asRoot ? ['-S', '1000', '-G', '1000', '--'] : ['--preserve-credentials', '--'];
   const run = [
     // Resolved inside the capsule: its /usr is the host's, read-only.
-    tools.setpriv,
-    '--no-new-privs',
-    '--inh-caps=-all',
-    '--',
-    '/bin/sh',
-    '-c',
-    CD_THEN_EXEC,
-    'sh',
+    tools.perl,
+    '-e',
+    finalStep(process.arch),
+    entry.seccomp?.toString('hex') ?? '',
     command.cwd,
     command.cmd,
     ...command.args,
   ];
-  const target = ['-t', String(initHostPid)];
+  const target = ['-t', String(entry.initHostPid)];
   const namespaces = ['-m', '-u', '-i', '-n', '-p', '-r', '-w'];
   if (!(mode.terminal && mode.asRoot)) {
     return [tools.nsenter, ...target, '-U', ...namespaces, ...asUser, ...run];
@@ -101,8 +179,7 @@ function onTheWay(tools: HostTools, argv: string[]): boolean {
   // Read in the middle of an exec, the command line can come back empty.
   if (argv.length === 0) return true;
   const first = argv[0];
-  if (first === tools.setpriv || first === tools.setsid || first === tools.nsenter) return true;
-  return argv[1] === '-c' && argv[2] === CD_THEN_EXEC;
+  return first === tools.perl || first === tools.setsid || first === tools.nsenter;
 }
 
 /**
@@ -124,7 +201,7 @@ export async function locateForked(
         const capsulePid = status ? innermostPid(status) : null;
         if (capsulePid === null) continue;
         // Started means running the command itself, not still on the way to
-        // it (setpriv, then the cd): what processes() lists and what signals hit.
+        // it (the final step): what processes() lists and what signals hit.
         const gone = /^State:\s*Z/m.test(status!);
         if (gone || !onTheWay(tools, await cmdlineOf(child))) return { hostPid: child, capsulePid };
       }

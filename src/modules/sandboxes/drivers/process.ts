@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import pty from '@lydell/node-pty';
+import { envProblems } from '../envs.ts';
 import { CapsuleFs } from './capsule-fs.ts';
 import { lexicalHostPath } from './capsule-path.ts';
 import { pipedProcess, ptyProcess } from './capsule-process.ts';
@@ -20,6 +21,7 @@ import type {
   ProcessInfo,
   SpawnOptions,
 } from './types.ts';
+import { DriverError } from './types.ts';
 
 // The process driver: for machines without bubblewrap (a laptop, CI without
 // it). A capsule is a directory, and its processes are Paddock's own
@@ -127,6 +129,14 @@ class ProcessCapsule implements CapsuleHandle {
 
   spawn(options: SpawnOptions): CapsuleProcess {
     if (this.destroying) throw new Error(`capsule ${this.id} is destroyed`);
+    const refused = envProblems({ ...this.spec.envs, ...(options.envs ?? {}) });
+    if (refused)
+      throw new DriverError(
+        'invalid',
+        Object.entries(refused)
+          .map((e) => e.join(' '))
+          .join('; '),
+      );
     const home = path.join(this.root, 'home/user');
     const env: Record<string, string> = {
       HOME: home,

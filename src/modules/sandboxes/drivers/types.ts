@@ -109,6 +109,8 @@ export class DriverError extends Error {
       | 'invalid_path'
       | 'exists'
       | 'not_a_directory'
+      /** The request itself is refused (an environment variable the rules do not allow). */
+      | 'invalid'
       | 'failed',
     message: string,
   ) {
