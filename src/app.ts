@@ -289,12 +289,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   });
 
   registerAuth(app, {
-    authenticators: {
-      pds: (token) => auth.authenticateSession(token),
-      pdk: (token) => apiKeys.authenticate(token),
-      pda: (token) => agents.authenticate(token),
+    authenticators: new Map([
+      ['pds', (token: string) => auth.authenticateSession(token)],
+      ['pdk', (token: string) => apiKeys.authenticate(token)],
+      ['pda', (token: string) => agents.authenticate(token)],
       // -- more token kinds (add here) --
-    },
+    ]),
+    csrfTokenOf: (principal, sessionToken) => auth.csrfTokenOf(principal, sessionToken),
+    allowedOrigins: config.allowedOrigins,
     onApiKeyResponse: (principal, request, reply) => {
       apiKeys
         .recordUsage(principal, {

@@ -16,6 +16,12 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The address users reach the server at; drives the Secure cookie flag. */
   publicUrl: string | undefined;
+  /**
+   * Origins (`scheme://host[:port]`) whose pages may open WebSockets with the
+   * session cookie, besides the server's own address as the browser reached
+   * it: PADDOCK_PUBLIC_URL's origin and each of PADDOCK_ALLOWED_ORIGINS.
+   */
+  allowedOrigins: string[];
   trustProxy: boolean;
   /** Body limit of the LLM proxy endpoints (conversations with images are large). */
   proxyBodyLimitBytes: number;
@@ -110,8 +116,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
   }
 
   const publicUrl = env.PADDOCK_PUBLIC_URL || undefined;
-  if (publicUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(publicUrl)) {
-    problems.push('PADDOCK_PUBLIC_URL must be an http:// or https:// URL');
+  const allowedOrigins: string[] = [];
+  if (publicUrl !== undefined) {
+    const origin = /^https?:\/\/[^\s]+$/.test(publicUrl) ? originOf(publicUrl, 'any') : undefined;
+    if (origin === undefined) problems.push('PADDOCK_PUBLIC_URL must be an http:// or https:// URL');
+    else allowedOrigins.push(origin);
+  }
+  for (const entry of (env.PADDOCK_ALLOWED_ORIGINS ?? '').split(',')) {
+    const given = entry.trim();
+    if (given === '') continue;
+    const origin = originOf(given, 'bare');
+    if (origin === undefined) {
+      problems.push(
+        `PADDOCK_ALLOWED_ORIGINS entry ${JSON.stringify(given)} must be an origin: http:// or https://, a host and an optional port, nothing after (e.g. https://paddock.example.com)`,
+      );
+    } else if (!allowedOrigins.includes(origin)) allowedOrigins.push(origin);
   }
 
   const config: Config = {
@@ -131,6 +150,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     ),
     logLevel: oneOf('PADDOCK_LOG_LEVEL', env.PADDOCK_LOG_LEVEL, LOG_LEVELS, 'info'),
     publicUrl,
+    allowedOrigins,
     trustProxy: bool('PADDOCK_TRUST_PROXY', env.PADDOCK_TRUST_PROXY, false),
     proxyBodyLimitBytes: int(
       'PADDOCK_PROXY_BODY_LIMIT_BYTES',
@@ -154,6 +174,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The origin of an http(s) URL as browsers send it (lower-case host, no
+ * default port). `bare`: the URL must be an origin alone, since a path, query
+ * or credentials would say its author expects more of it to be matched.
+ */
+function originOf(url: string, accept: 'any' | 'bare'): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return undefined;
+  const bare =
+    parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
+  return accept === 'any' || bare ? parsed.origin : undefined;
 }
 
 function parseMasterKey(raw: string): Buffer | undefined {

@@ -24,6 +24,8 @@ Configuration comes from flags and environment variables:
   PADDOCK_SIGNUP       open | invite (default invite: after the first user, by invitation)
   PADDOCK_BODY_LIMIT_BYTES (1048576)  PADDOCK_LOG_LEVEL (info)  PADDOCK_PUBLIC_URL
   PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false)
+  PADDOCK_ALLOWED_ORIGINS  comma-separated origins (https://host[:port]) whose pages may open
+                       WebSockets with the session cookie, besides this server's own and PADDOCK_PUBLIC_URL's
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)

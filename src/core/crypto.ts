@@ -54,13 +54,26 @@ export class Sealer {
  */
 export class TokenHasher {
   private readonly key: Buffer;
+  private readonly csrfKey: Buffer;
 
   constructor(masterKey: Buffer) {
     this.key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'paddock token hmac v1', 32));
+    this.csrfKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'paddock csrf v1', 32));
   }
 
   hash(token: string): string {
     return createHmac('sha256', this.key).update(token).digest('hex');
+  }
+
+  /**
+   * The CSRF token of a session as it is now: a MAC of its id and current
+   * token, so nobody without the master key can make one that passes, one
+   * session's token fails for every other, and it changes whenever the
+   * session token does (switch-team). Nothing is stored.
+   */
+  csrfToken(sessionId: string, sessionToken: string): string {
+    const mac = createHmac('sha256', this.csrfKey).update(`${sessionId}\n${sessionToken}`).digest();
+    return `csrf_${base62Of(mac, TOKEN_SECRET_LENGTH)}`;
   }
 }
 
@@ -78,11 +91,25 @@ export function randomBase62(length: number): string {
   return out;
 }
 
+/** Base62 characters after a token's prefix: 62^43 > 2^256. */
+const TOKEN_SECRET_LENGTH = 43;
+
+/** `bytes` as a big-endian number written in `length` base62 digits (leading zeros kept). */
+function base62Of(bytes: Buffer, length: number): string {
+  let n = BigInt(`0x${bytes.toString('hex')}`);
+  let out = '';
+  for (let i = 0; i < length; i++) {
+    out = BASE62[Number(n % 62n)] + out;
+    n /= 62n;
+  }
+  return out;
+}
+
 /** A bearer token: prefix + 43 base62 characters (~256 bits). */
 export function generateToken(
-  prefix: 'pdk' | 'pda' | 'pdh' | 'pdhg' | 'pdc' | 'pds' | 'pdi' | 'pdr' | 'csrf',
+  prefix: 'pdk' | 'pda' | 'pdh' | 'pdhg' | 'pdc' | 'pds' | 'pdi' | 'pdr',
 ): string {
-  return `${prefix}_${randomBase62(43)}`;
+  return `${prefix}_${randomBase62(TOKEN_SECRET_LENGTH)}`;
 }
 
 /** What a masked key shows: the prefix and its first 8 secret characters. */

@@ -6,6 +6,8 @@ import { activeTeam, type Principal, requireScope, type Scope } from '../modules
 export const SESSION_COOKIE = 'paddock_session';
 export const CSRF_COOKIE = 'paddock_csrf';
 export const CSRF_HEADER = 'x-csrf-token';
+/** Where a cookie-authenticated WebSocket upgrade carries the CSRF token: it has no other place a browser can set. */
+export const CSRF_QUERY = 'csrf_token';
 
 /**
  * Every route says who may call it. `public` routes still see a principal when
@@ -33,8 +35,15 @@ declare module 'fastify' {
 }
 
 export interface AuthOptions {
-  /** By token prefix: `pds` sessions, `pdk` team API keys, and more as modules add them. */
-  authenticators: Record<string, Authenticator>;
+  /**
+   * By token prefix: `pds` sessions, `pdk` team API keys, and more as modules
+   * add them. A Map, so a made-up prefix (`constructor_…`) finds nothing.
+   */
+  authenticators: ReadonlyMap<string, Authenticator>;
+  /** The CSRF token a session principal's cookie-authenticated requests must carry; undefined for others. */
+  csrfTokenOf: (principal: Principal, sessionToken: string) => string | undefined;
+  /** Origins besides the server's own whose pages may open WebSockets with the session cookie. */
+  allowedOrigins: readonly string[];
   /** Called after each response to a request made with an API key. */
   onApiKeyResponse?: (principal: Principal, request: FastifyRequest, reply: FastifyReply) => void;
 }
@@ -59,8 +68,85 @@ function presentedToken(request: FastifyRequest): { token: string; viaCookie: bo
   return undefined;
 }
 
+/** Why a request authenticated by the session cookie is refused, if it is: reads pass, writes and upgrades need more. */
+function cookieRefusal(
+  request: FastifyRequest,
+  expectedCsrfToken: () => string | undefined,
+  allowedOrigins: ReadonlySet<string>,
+): ForbiddenError | undefined {
+  if (isUpgrade(request)) return upgradeRefusal(request, expectedCsrfToken(), allowedOrigins);
+  if (SAFE_METHODS.has(request.method)) return undefined;
+  return writeRefusal(request, expectedCsrfToken());
+}
+
+function writeRefusal(request: FastifyRequest, expected: string | undefined): ForbiddenError | undefined {
+  const header = request.headers[CSRF_HEADER];
+  if (expected !== undefined && typeof header === 'string' && safeEqual(header, expected)) return undefined;
+  return new ForbiddenError(
+    'csrf_failed',
+    `requests authenticated by cookie must send this session's CSRF token (csrf_token from sign-in, also in the ${CSRF_COOKIE} cookie) in the ${CSRF_HEADER} header`,
+  );
+}
+
+// Any Upgrade header counts: a browser cannot set one itself, and whatever asks for one is held to the stricter rule.
+function isUpgrade(request: FastifyRequest): boolean {
+  return request.headers.upgrade !== undefined;
+}
+
+/**
+ * A browser opens a WebSocket to any address a page names, with the cookie
+ * and without a CORS check, so a cookie-authenticated upgrade must come from
+ * an allowed page and carry the CSRF token, which other sites cannot read.
+ */
+function upgradeRefusal(
+  request: FastifyRequest,
+  expected: string | undefined,
+  allowedOrigins: ReadonlySet<string>,
+): ForbiddenError | undefined {
+  const origin = request.headers.origin;
+  if (!originAllowed(request, origin, allowedOrigins)) {
+    return new ForbiddenError(
+      'origin_not_allowed',
+      'a WebSocket authenticated by cookie must be opened by a page of this server (its own address, PADDOCK_PUBLIC_URL or PADDOCK_ALLOWED_ORIGINS); other clients authenticate with "Authorization: Bearer <token>"',
+      { origin: origin ?? null },
+    );
+  }
+  const given = (request.query as Record<string, unknown> | undefined)?.[CSRF_QUERY];
+  if (expected !== undefined && typeof given === 'string' && safeEqual(given, expected)) return undefined;
+  return new ForbiddenError(
+    'csrf_failed',
+    `a WebSocket authenticated by cookie must carry this session's CSRF token (csrf_token from sign-in, also in the ${CSRF_COOKIE} cookie) as the ${CSRF_QUERY} query parameter`,
+  );
+}
+
+function originAllowed(
+  request: FastifyRequest,
+  origin: string | undefined,
+  allowedOrigins: ReadonlySet<string>,
+): boolean {
+  // Browsers always send Origin on a WebSocket; without one (or with "null") the page cannot be told apart.
+  if (origin === undefined) return false;
+  let page: URL;
+  try {
+    page = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (page.protocol !== 'http:' && page.protocol !== 'https:') return false;
+  if (allowedOrigins.has(page.origin)) return true;
+  // Same origin: the browser sets Origin and Host itself, so they agree only for a page of the
+  // address it is talking to (a rebound DNS name agrees too, but carries that name's cookies, not ours).
+  try {
+    return new URL(`${page.protocol}//${request.host}`).host === page.host;
+  } catch {
+    return false;
+  }
+}
+
 /** The token is the credential; the routes say what each principal may do. */
 export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
+  const authenticators = new Map(options.authenticators);
+  const allowedOrigins = new Set(options.allowedOrigins);
   app.decorateRequest('principal', null);
 
   // Fail closed: a /v1 route that forgot to declare its rule does not start.
@@ -81,13 +167,14 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
         'authentication required: send "Authorization: Bearer <token>" with an API key or session token',
       );
     }
-    const prefix = presented.token.slice(0, presented.token.indexOf('_'));
-    const authenticate = options.authenticators[prefix];
-    if (authenticate === undefined) {
-      throw new UnauthorizedError('invalid_token', 'the token is not one this server issued');
-    }
     let principal: Principal;
     try {
+      const underscore = presented.token.indexOf('_');
+      const authenticate =
+        underscore > 0 ? authenticators.get(presented.token.slice(0, underscore)) : undefined;
+      if (authenticate === undefined) {
+        throw new UnauthorizedError('invalid_token', 'the token is not one this server issued');
+      }
       principal = await authenticate(presented.token);
     } catch (err) {
       // A stale cookie on a public route (login, signup) must not block it.
@@ -95,18 +182,15 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
         return;
       throw err;
     }
-    // Cookies ride along on cross-site requests; the CSRF token does not.
-    if (presented.viaCookie && !SAFE_METHODS.has(request.method)) {
-      const header = request.headers[CSRF_HEADER];
-      const cookie = request.cookies?.[CSRF_COOKIE];
-      if (typeof header !== 'string' || !cookie || !safeEqual(header, cookie)) {
+    // Cookies ride along on requests that other sites' pages make; the CSRF token does not.
+    if (presented.viaCookie) {
+      const expected = () => options.csrfTokenOf(principal, presented.token);
+      const refusal = cookieRefusal(request, expected, allowedOrigins);
+      if (refusal !== undefined) {
         // A public route (login, signup) works signed out: there the unchecked
         // cookie is ignored rather than used, so a live one cannot block it.
         if (rule === 'public') return;
-        throw new ForbiddenError(
-          'csrf_failed',
-          `requests authenticated by cookie must send the ${CSRF_HEADER} header matching the ${CSRF_COOKIE} cookie`,
-        );
+        throw refusal;
       }
     }
     request.principal = principal;

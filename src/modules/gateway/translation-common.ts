@@ -72,30 +72,31 @@ export function newToolCallId(): string {
   return `call_${randomSuffix()}`;
 }
 
-const FINISH_REASON_OF_STOP_REASON: Record<string, string> = {
-  end_turn: 'stop',
-  stop_sequence: 'stop',
-  pause_turn: 'stop',
-  max_tokens: 'length',
-  model_context_window_exceeded: 'length',
-  tool_use: 'tool_calls',
-  refusal: 'content_filter',
-};
+// Maps, not object literals: the reason is the provider's text, and "constructor" must not find Object.
+const FINISH_REASON_OF_STOP_REASON = new Map([
+  ['end_turn', 'stop'],
+  ['stop_sequence', 'stop'],
+  ['pause_turn', 'stop'],
+  ['max_tokens', 'length'],
+  ['model_context_window_exceeded', 'length'],
+  ['tool_use', 'tool_calls'],
+  ['refusal', 'content_filter'],
+]);
 
-const STOP_REASON_OF_FINISH_REASON: Record<string, string> = {
-  stop: 'end_turn',
-  length: 'max_tokens',
-  tool_calls: 'tool_use',
-  function_call: 'tool_use',
-  content_filter: 'refusal',
-};
+const STOP_REASON_OF_FINISH_REASON = new Map([
+  ['stop', 'end_turn'],
+  ['length', 'max_tokens'],
+  ['tool_calls', 'tool_use'],
+  ['function_call', 'tool_use'],
+  ['content_filter', 'refusal'],
+]);
 
 export function finishReasonOf(stopReason: unknown): string {
-  return FINISH_REASON_OF_STOP_REASON[asString(stopReason) ?? ''] ?? 'stop';
+  return FINISH_REASON_OF_STOP_REASON.get(asString(stopReason) ?? '') ?? 'stop';
 }
 
 export function stopReasonOf(finishReason: unknown): string {
-  return STOP_REASON_OF_FINISH_REASON[asString(finishReason) ?? ''] ?? 'end_turn';
+  return STOP_REASON_OF_FINISH_REASON.get(asString(finishReason) ?? '') ?? 'end_turn';
 }
 
 /** OpenAI's prompt_tokens includes the cached part; cache writes have no OpenAI bucket, so they count as prompt. */

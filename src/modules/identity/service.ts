@@ -164,8 +164,9 @@ export class AuthService {
     const now = this.clock.now();
     const token = generateToken('pds');
     const expiresAt = new Date(now.getTime() + SESSION_ABSOLUTE_MS);
+    const sessionId = newId('ses');
     await repo.insertSession(db, {
-      id: newId('ses'),
+      id: sessionId,
       userId: user.id,
       teamId,
       tokenHash: this.hasher.hash(token),
@@ -175,26 +176,34 @@ export class AuthService {
       lastSeenAt: now,
       expiresAt,
     });
-    return this.signedIn(db, user, teamId, token, expiresAt);
+    return this.signedIn(db, user, teamId, { id: sessionId, token, expiresAt });
   }
 
   private async signedIn(
     db: DbOrTx,
     user: repo.UserRow,
     teamId: string | null,
-    token: string,
-    expiresAt: Date,
+    session: { id: string; token: string; expiresAt: Date },
   ): Promise<SignedIn> {
     const membership = teamId ? await repo.findMembership(db, teamId, user.id) : undefined;
     return {
       user: userView(user),
       team: membership ? teamView(membership.team, membership.role) : null,
       role: membership?.role ?? null,
-      session_token: token,
-      csrf_token: generateToken('csrf'),
-      expires_at: expiresAt.toISOString(),
-      expiresAt,
+      session_token: session.token,
+      csrf_token: this.hasher.csrfToken(session.id, session.token),
+      expires_at: session.expiresAt.toISOString(),
+      expiresAt: session.expiresAt,
     };
+  }
+
+  /**
+   * What a cookie-authenticated write must echo in X-CSRF-Token: derived from
+   * the session, so a value planted in the CSRF cookie by anyone else fails.
+   */
+  csrfTokenOf(principal: Principal, sessionToken: string): string | undefined {
+    if (principal.kind !== 'session' || principal.sessionId === undefined) return undefined;
+    return this.hasher.csrfToken(principal.sessionId, sessionToken);
   }
 
   /** Resolves a `pds_` token to its principal, or says why it no longer works. */
@@ -232,7 +241,10 @@ export class AuthService {
     await repo.revokeUserSessions(this.db, principal.userId!, this.clock.now());
   }
 
-  /** Wrenn: switching team rotates the session token, so the old one stops working. */
+  /**
+   * Wrenn: switching team rotates the session token, so the old one stops
+   * working; the CSRF token, derived from it, rotates with it.
+   */
   async switchTeam(principal: Principal, teamId: string): Promise<SignedIn> {
     const userId = principal.userId!;
     const membership = await repo.findMembership(this.db, teamId, userId);
@@ -241,7 +253,8 @@ export class AuthService {
     const token = generateToken('pds');
     await repo.updateSession(this.db, principal.sessionId!, { teamId, tokenHash: this.hasher.hash(token) });
     const found = await repo.findSessionByTokenHash(this.db, this.hasher.hash(token));
-    return this.signedIn(this.db, user, teamId, token, found!.session.expiresAt);
+    const { id, expiresAt } = found!.session;
+    return this.signedIn(this.db, user, teamId, { id, token, expiresAt });
   }
 
   async me(principal: Principal) {

@@ -125,7 +125,9 @@ export async function serveAgentApi(
         if (!ops || ops.host !== h) ops = { host: h, table: operations(h) };
         const url = new URL(req.url ?? '/', 'http://host');
         if (req.method === 'POST' && url.pathname.startsWith('/host/rpc/')) {
-          const op = ops.table[url.pathname.slice('/host/rpc/'.length)];
+          const name = url.pathname.slice('/host/rpc/'.length);
+          // Own names only: "constructor" or "valueOf" must not reach Object.prototype's.
+          const op = Object.hasOwn(ops.table, name) ? ops.table[name] : undefined;
           if (!op) return sendJson(res, 404, { error: { code: 'not_found', message: 'no such operation' } });
           return sendJson(res, 200, { result: (await op(await readJson(req))) ?? null });
         }
