@@ -247,6 +247,18 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   await app.register(fastifyCookie);
   // Uploads stream through to the capsule; the service bounds their size (the capsule's disk).
   await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
+  // The plugin would upgrade a request to any route and then close the socket, logging the URL
+  // with its query (a csrf_token among them): refuse an upgrade to a route that is not a
+  // WebSocket over HTTP instead, before it happens.
+  const socketRoutes = new Set<string>();
+  app.addHook('onRoute', (route) => {
+    if (route.websocket) socketRoutes.add(route.url);
+  });
+  app.addHook('onRequest', async (request) => {
+    if (request.ws && !socketRoutes.has(request.routeOptions.url ?? '')) {
+      throw new AppError(404, 'route_not_found', `there is no WebSocket at ${request.url.split('?')[0]}`);
+    }
+  });
   await app.register(fastifyMultipart, {
     limits: { files: 1, fields: 10, fieldSize: 8192, fileSize: 6 * 1024 ** 3 },
   });

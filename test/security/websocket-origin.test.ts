@@ -244,6 +244,17 @@ describe('WebSocket upgrades authenticated by the session cookie', () => {
   });
 });
 
+describe('an upgrade to a route that is no WebSocket', () => {
+  it('is a 404 over HTTP before any upgrade, so the socket (and the URL with its token) never reaches the plugin', async () => {
+    for (const path of ['/v1/teams', '/v1/me', `/v1/capsules/${capsule.id}`]) {
+      const res = await upgrade(base, path, { bearer: u.token, csrf: u.csrf });
+      expect(res.status, path).toBe(404);
+      if ('ws' in res) res.ws.close();
+      expect((res as { body: Json }).body.error.code).toBe('route_not_found');
+    }
+  });
+});
+
 describe('WebSocket upgrades authenticated by a bearer token or API key', () => {
   it('need neither an Origin nor a CSRF token, whatever Origin they carry (the cookie alone would not do)', async () => {
     const path = `/v1/capsules/${capsule.id}/exec/stream`;
