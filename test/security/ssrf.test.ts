@@ -21,6 +21,9 @@ let mock: MockLlm;
 /** No allow-list; DNS scripted (this machine has none for the internet). */
 let strict: TestApp;
 let admin: SignedUpUser;
+/** The platform admin allows the mock's loopback address and 10.0.0.0/8. */
+let lenient: TestApp;
+let lenientUser: SignedUpUser;
 const dns = scriptedDns({
   // Public when the key is saved, private when the proxy connects (DNS rebinding).
   'llm.rebind.test': [['93.184.216.34'], ['127.0.0.1']],
@@ -35,13 +38,22 @@ const dns = scriptedDns({
   'public.example': [['93.184.216.34']],
 });
 
+/** Hooks that start apps: each start takes a while on a loaded two-core machine. */
+const APP_START_MS = 90_000;
+
 beforeAll(async () => {
   mock = await startMockLlm();
   strict = await createTestApp({ start: new Date(), resolveHost: dns.resolve });
   admin = await strict.signup(); // the first user: platform admin
-});
+  lenient = await createTestApp({
+    start: new Date(),
+    env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1,10.0.0.0/8' },
+  });
+  lenientUser = await lenient.signup();
+}, 2 * APP_START_MS);
 afterAll(async () => {
   await strict.close();
+  await lenient.close();
   await mock.close();
 });
 
@@ -183,35 +195,28 @@ describe('provider key base URLs', () => {
 describe('keys saved while a private address was allowed', () => {
   // Keys made on a server whose admin allowed the mock's address (or before the guard existed),
   // then called through a server that does not allow it: refused at connect time.
-  let lenient: TestApp;
-  let user: SignedUpUser;
   let server: TestApp;
   let url: string;
   let agent: Json & { api_key: string };
 
   beforeAll(async () => {
-    lenient = await createTestApp({
-      start: new Date(),
-      env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1' },
-    });
-    user = await lenient.signup();
     const keys = {
-      openai: await createProviderKey(lenient, user.token, { provider: 'openai', base_url: mock.url }),
-      anthropic: await createProviderKey(lenient, user.token, { provider: 'anthropic', base_url: mock.url }),
+      openai: await createProviderKey(lenient, lenientUser.token, { provider: 'openai', base_url: mock.url }),
+      anthropic: await createProviderKey(lenient, lenientUser.token, {
+        provider: 'anthropic',
+        base_url: mock.url,
+      }),
     };
-    const policy = await createPolicy(lenient, user.token, { routing: { max_retries: 3 } });
-    agent = await createAgent(lenient, user.token, {
+    const policy = await createPolicy(lenient, lenientUser.token, { routing: { max_retries: 3 } });
+    agent = await createAgent(lenient, lenientUser.token, {
       policy_id: policy.id,
       provider_keys: { openai: keys.openai.id, anthropic: keys.anthropic.id },
     });
     server = await createTestApp({ shareWith: lenient });
     await server.app.listen({ port: 0, host: '127.0.0.1' });
     url = `http://127.0.0.1:${(server.app.server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => {
-    await server.close();
-    await lenient.close();
-  });
+  }, APP_START_MS);
+  afterAll(() => server.close());
 
   it('answers the agent in the SDK’s error shape, records the step, and relays nothing', async () => {
     const before = mock.requestCount;
@@ -234,7 +239,7 @@ describe('keys saved while a private address was allowed', () => {
     expect(mock.requestCount).toBe(before);
 
     await server.services.runs.flush();
-    const steps = await server.call('GET', `/v1/runs/${body.run_id}/steps`, { token: user.token });
+    const steps = await server.call('GET', `/v1/runs/${body.run_id}/steps`, { token: lenientUser.token });
     expect(steps.body.data.find((s: Json) => s.type === 'llm_call')).toMatchObject({
       status: 'error',
       error_kind: 'address_refused',
@@ -246,7 +251,7 @@ describe('keys saved while a private address was allowed', () => {
     const port = (lenient.app.server.address() as AddressInfo).port;
     for (const base_url of [`http://127.0.0.1:${port}/v1`, `http://localhost:${port}`]) {
       const res = await lenient.call('POST', '/v1/provider-keys', {
-        token: user.token,
+        token: lenientUser.token,
         body: { name: `self-${Math.random()}`, provider: 'openai', api_key: 'sk-x', base_url },
       });
       expect(res.status, base_url).toBe(400);
@@ -254,7 +259,7 @@ describe('keys saved while a private address was allowed', () => {
     }
     // The allow-list admits its address on other ports.
     const other = await lenient.call('POST', '/v1/provider-keys', {
-      token: user.token,
+      token: lenientUser.token,
       body: { name: 'ollama', provider: 'openai_compatible', api_key: 'sk-x', base_url: mock.url },
     });
     expect(other.status).toBe(201);
@@ -376,22 +381,16 @@ describe('BYOC host addresses', () => {
     });
     expect(registered.status).toBe(201);
 
-    const lenient = await createTestApp({ env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '10.0.0.0/8' } });
-    try {
-      const owner = await lenient.signup();
-      const allowed = await byocHost(lenient, owner.token);
-      const ok = await lenient.call('POST', '/v1/hosts/register', {
-        body: { token: allowed.registration, address: '10.0.0.5:7000' },
-      });
-      expect(ok.status, JSON.stringify(ok.body)).toBe(201);
-      const refused = await byocHost(lenient, owner.token);
-      const no = await lenient.call('POST', '/v1/hosts/register', {
-        body: { token: refused.registration, address: '192.168.0.5:7000' },
-      });
-      expect(no.status).toBe(400);
-    } finally {
-      await lenient.close();
-    }
+    const allowed = await byocHost(lenient, lenientUser.token);
+    const ok = await lenient.call('POST', '/v1/hosts/register', {
+      body: { token: allowed.registration, address: '10.0.0.5:7000' },
+    });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+    const refused = await byocHost(lenient, lenientUser.token);
+    const no = await lenient.call('POST', '/v1/hosts/register', {
+      body: { token: refused.registration, address: '192.168.0.5:7000' },
+    });
+    expect(no.status).toBe(400);
   });
 
   describe('the control plane’s connections to a BYOC host', () => {
@@ -439,44 +438,39 @@ describe('BYOC host addresses', () => {
       seen.length = 0;
     });
 
-    it('a host registered while its address was allowed is not reached once it is not', async () => {
-      const lenient = await createTestApp({
-        start: new Date(),
-        env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1' },
-      });
-      try {
-        const owner = await lenient.signup();
-        const host = await byocHost(lenient, owner.token);
+    describe('a host registered while its address was allowed', () => {
+      let hostId: string;
+      let server: TestApp;
+      beforeAll(async () => {
+        const host = await byocHost(lenient, lenientUser.token);
+        hostId = host.id;
         const registered = await lenient.call('POST', '/v1/hosts/register', {
           body: { token: host.registration, address: `127.0.0.1:${port}` },
         });
         expect(registered.status, JSON.stringify(registered.body)).toBe(201);
         const tagged = await lenient.call('POST', `/v1/hosts/${host.id}/tags`, {
-          token: owner.token,
+          token: lenientUser.token,
           body: { tag: 'team-box' },
         });
         expect(tagged.status).toBe(204);
+        // The same database, served without the allow-list (started after the host registered).
+        server = await createTestApp({ shareWith: lenient });
+      }, APP_START_MS);
+      afterAll(() => server.close());
 
-        // The same database, served without the allow-list: the host's capsules cannot start.
-        const server = await createTestApp({ shareWith: lenient });
-        try {
-          const res = await server.call('POST', '/v1/capsules', {
-            token: owner.token,
-            body: { host_tags: ['team-box'] },
-          });
-          expect(res.status, JSON.stringify(res.body)).toBe(202);
-          expect(res.body.host_id).toBe(host.id);
-          await server.services.capsules.settled();
-          const capsule = await server.call('GET', `/v1/capsules/${res.body.id}`, { token: owner.token });
-          expect(capsule.body).toMatchObject({ status: 'error' });
-          expect(capsule.body.status_reason).toMatch(/127\.0\.0\.1 is a loopback address/);
-        } finally {
-          await server.close();
-        }
+      it('is not reached once it is not: its capsules cannot start', async () => {
+        const res = await server.call('POST', '/v1/capsules', {
+          token: lenientUser.token,
+          body: { host_tags: ['team-box'] },
+        });
+        expect(res.status, JSON.stringify(res.body)).toBe(202);
+        expect(res.body.host_id).toBe(hostId);
+        await server.services.capsules.settled();
+        const capsule = await server.call('GET', `/v1/capsules/${res.body.id}`, { token: lenientUser.token });
+        expect(capsule.body).toMatchObject({ status: 'error' });
+        expect(capsule.body.status_reason).toMatch(/127\.0\.0\.1 is a loopback address/);
         expect(seen).toEqual([]);
-      } finally {
-        await lenient.close();
-      }
+      });
     });
   });
 });
