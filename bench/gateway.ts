@@ -239,7 +239,11 @@ async function main(): Promise<number> {
     if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(mockUrl)) throw new Error(`mock upstream printed ${mockUrl}`);
 
     const port = new URL(await unusedPortUrl()).port;
-    const env = paddockEnv(DATABASE_URL ? { DATABASE_URL } : {});
+    // The mock upstream listens on loopback, which the outbound-address guard refuses unless allowed.
+    const env = paddockEnv({
+      PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1',
+      ...(DATABASE_URL ? { DATABASE_URL } : {}),
+    });
     const profArgs = CPU_PROF_DIR
       ? ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`]
       : [];

@@ -10,6 +10,7 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { ulid } from './core/ids.ts';
+import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import type { Database } from './db/client.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
@@ -27,7 +28,7 @@ import { RateLimiter } from './modules/gateway/rate-limit.ts';
 import { registerGatewayRoutes } from './modules/gateway/routes.ts';
 import { GatewayService } from './modules/gateway/service.ts';
 import { WireTranslator } from './modules/gateway/translation.ts';
-import { closeUpstreamAgents } from './modules/gateway/upstream.ts';
+import { UpstreamClient } from './modules/gateway/upstream.ts';
 import { gatewayPorts } from './modules/gateway/wiring.ts';
 import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
 import { ApiKeysService } from './modules/identity/api-keys-service.ts';
@@ -62,6 +63,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
   /** Set when the caller has already applied migrations. */
   migrated?: boolean;
+  /** DNS for the outbound-address guard (tests answer for themselves); the system resolver by default. */
+  resolveHost?: HostResolver;
 }
 
 export interface Services {
@@ -101,6 +104,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const hasher = new TokenHasher(options.masterKey);
   const db = database.db;
 
+  // Every connection to a user-given address (provider base URLs, BYOC hosts) passes this guard.
+  const outbound = new OutboundGuard({
+    allow: AllowList.parse(config.allowPrivateUpstreams).list,
+    ...(options.resolveHost ? { resolve: options.resolveHost } : {}),
+  });
+  const upstream = new UpstreamClient(outbound);
+
   const events = new EventsService(clock);
   const teams = new TeamsService(db, clock, hasher, events);
   const auth = new AuthService(db, clock, hasher, events, teams, config.signup);
@@ -123,7 +133,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   );
   const approvals = new ApprovalsService(db, clock, events);
   const providerHealth = new ProviderHealthRegistry(clock);
-  const providers: ProvidersService = new ProvidersService(db, clock, sealer, events, providerHealth);
+  const providers: ProvidersService = new ProvidersService(
+    db,
+    clock,
+    sealer,
+    events,
+    providerHealth,
+    outbound,
+  );
   const gateway = new GatewayService(
     gatewayPorts(
       { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
@@ -132,6 +149,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     new WireTranslator(),
     new RateLimiter(() => clock.now().getTime()),
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
+    upstream,
   );
   const localHost = await createLocalHost({
     sandboxDir: config.sandboxDir,
@@ -142,7 +160,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
   const capsules = new CapsulesService(db, clock, events, sandboxHosts);
   const snapshots = new SnapshotsService(db, clock, events, capsules, sandboxHosts);
-  const hosts = new HostsService(db, clock, hasher, sealer, events, capsules);
+  const hosts = new HostsService(db, clock, hasher, sealer, events, capsules, outbound);
   const services: Services = {
     auth,
     teams,
@@ -227,6 +245,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // A provider key or host pointed at this server itself would have it call itself.
+  app.addHook('onListen', async () => {
+    const address = app.server.address();
+    if (address !== null && typeof address === 'object') outbound.protectOwnPort(address.port);
   });
 
   const readiness: Readiness = {
@@ -362,7 +385,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await capsules.shutdown();
     await runs.shutdown();
     await providers.close();
-    await closeUpstreamAgents();
+    await upstream.close();
   });
 
   app.get('/v1/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () =>

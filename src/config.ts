@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { AllowList } from './core/outbound-guard.ts';
 
 /** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
 export interface Config {
@@ -39,6 +40,12 @@ export interface Config {
   sandboxWarm: number;
   /** `paddock host`: how often it heartbeats to its control plane. */
   hostHeartbeatMs: number;
+  /**
+   * Hosts, IP addresses and CIDRs that Paddock may connect to on users' behalf
+   * (provider base URLs, BYOC hosts) although they are loopback, private or
+   * reserved. Empty: none.
+   */
+  allowPrivateUpstreams: string[];
 }
 
 export interface ConfigFlags {
@@ -133,6 +140,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     } else if (!allowedOrigins.includes(origin)) allowedOrigins.push(origin);
   }
 
+  // Outbound-address guard exceptions: comma- or space-separated hosts, IPs and CIDRs.
+  const allowPrivateUpstreams = (env.PADDOCK_ALLOW_PRIVATE_UPSTREAMS ?? '').split(/[\s,]+/).filter(Boolean);
+  for (const entry of AllowList.parse(allowPrivateUpstreams).problems) {
+    problems.push(
+      `PADDOCK_ALLOW_PRIVATE_UPSTREAMS: ${JSON.stringify(entry)} is not a host name, an IP address or a CIDR`,
+    );
+  }
+
   const config: Config = {
     host,
     port,
@@ -171,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     hostHeartbeatMs: int('PADDOCK_HOST_HEARTBEAT_MS', env.PADDOCK_HOST_HEARTBEAT_MS, 5000, 100, 60_000),
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
+    allowPrivateUpstreams,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

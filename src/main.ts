@@ -28,6 +28,8 @@ Configuration comes from flags and environment variables:
                        WebSockets with the session cookie, besides this server's own and PADDOCK_PUBLIC_URL's
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
+  PADDOCK_ALLOW_PRIVATE_UPSTREAMS  hosts, IPs and CIDRs (comma-separated) that provider base URLs
+                       and BYOC hosts may use although loopback, private or reserved (default: none)
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
   PADDOCK_SANDBOX_EGRESS_PRIVATE (false)  PADDOCK_SANDBOX_WARM (2)
   PADDOCK_HOST_HEARTBEAT_MS (5000, paddock host)

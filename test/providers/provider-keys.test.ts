@@ -16,7 +16,9 @@ const secrets: string[] = [];
 const responses: string[] = [];
 
 beforeAll(async () => {
-  t = await createTestApp();
+  // Keys for a self-hosted model server on this machine (127.0.0.1, localhost) need the platform
+  // admin's allow-list; test/security/ssrf.test.ts covers the guard without it.
+  t = await createTestApp({ env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1' } });
   u = await t.signup({ name: 'Pat Owner' });
   other = await t.signup({ name: 'Olga Other' });
 });
@@ -261,19 +263,18 @@ describe('reading keys', () => {
 });
 
 describe('changing a key', () => {
-  it('PUT renames and changes base_url and prices; a new api_key is a rotation', async () => {
+  it('PUT renames and changes prices; a new api_key is a rotation, and base_url changes with one', async () => {
     const k = await createKey({ provider: 'openai' });
     const renamed = await call('PUT', `/v1/provider-keys/${k.id}`, {
       body: {
         name: `${k.name}-b`,
-        base_url: 'https://openai.example.com',
         price_overrides: { 'gpt-4o': { input: 1, output: 2 } },
       },
     });
     expect(renamed.status, JSON.stringify(renamed.body)).toBe(200);
     expect(renamed.body).toMatchObject({
       name: `${k.name}-b`,
-      base_url: 'https://openai.example.com',
+      base_url: null,
       price_overrides: { 'gpt-4o': { input: 1, output: 2 } },
       rotated_at: null,
       api_key: k.api_key,
@@ -292,8 +293,15 @@ describe('changing a key', () => {
     expect(types).toEqual(['provider_key.created', 'provider_key.updated', 'provider_key.rotated']);
     for (const e of await eventsOf(k.id)) expect(JSON.stringify(e.data)).not.toContain(newSecret);
 
+    // A new base_url takes the secret for it in the same request (test/security/ssrf.test.ts).
+    const moved = await call('PUT', `/v1/provider-keys/${k.id}`, {
+      body: { base_url: 'https://openai.example.com', api_key: secret('moved') },
+    });
+    expect(moved.status, JSON.stringify(moved.body)).toBe(200);
+    expect(moved.body.base_url).toBe('https://openai.example.com');
+
     const cleared = await call('PUT', `/v1/provider-keys/${k.id}`, {
-      body: { base_url: null, price_overrides: null },
+      body: { base_url: null, price_overrides: null, api_key: secret('cleared') },
     });
     expect(cleared.body).toMatchObject({ base_url: null, price_overrides: null });
   });
@@ -354,12 +362,12 @@ describe('upsert by name', () => {
     expect(created.body).toMatchObject({ name: 'upserted', provider: 'openai', status: 'active' });
 
     const updated = await call('PUT', '/v1/provider-keys/by-name/upserted', {
-      body: { base_url: 'https://proxy.example.com/v1' },
+      body: { price_overrides: { 'gpt-4o': { input: 1, output: 2 } } },
     });
     expect(updated.status).toBe(200);
     expect(updated.body).toMatchObject({
       id: created.body.id,
-      base_url: 'https://proxy.example.com/v1',
+      price_overrides: { 'gpt-4o': { input: 1, output: 2 } },
       rotated_at: null,
     });
 
@@ -379,6 +387,12 @@ describe('upsert by name', () => {
     expect(rotated.status).toBe(200);
     expect(rotated.body.rotated_at).not.toBeNull();
     expect((await t.services.providers.keyForCall(u.team.id, created.body.id))?.apiKey).toBe(rotatedSecret);
+
+    const moved = await call('PUT', '/v1/provider-keys/by-name/upserted', {
+      body: { base_url: 'https://proxy.example.com/v1', api_key: secret('up-moved') },
+    });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ id: created.body.id, base_url: 'https://proxy.example.com/v1' });
   });
 
   it('ignores a deleted key of that name and creates a new one', async () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
+import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
 import type { App } from '../../src/http/types.ts';
 import { freshDatabase } from './db.ts';
@@ -67,6 +68,8 @@ export async function createTestApp(
     start?: Date;
     /** A second server on another app's database and sandbox host directory (a restart, another node). */
     shareWith?: TestApp;
+    /** DNS answers for the outbound-address guard (see support/dns.ts); the system's by default. */
+    resolveHost?: HostResolver;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -92,6 +95,7 @@ export async function createTestApp(
     masterKey,
     logger: false,
     migrated: true,
+    ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
   });
   await built.app.ready();
 

@@ -39,7 +39,11 @@ export async function startGateway(
     env?: NodeJS.ProcessEnv;
   } = {},
 ): Promise<GatewayFixture> {
-  const t = await createTestApp({ env: options.env, start: new Date() });
+  // The mock provider listens on loopback, which the outbound-address guard refuses unless allowed.
+  const t = await createTestApp({
+    env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1', ...options.env },
+    start: new Date(),
+  });
   const user = await t.signup();
   const mock = await startMockLlm();
   await t.app.listen({ port: 0, host: '127.0.0.1' });

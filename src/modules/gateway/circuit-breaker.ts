@@ -20,10 +20,11 @@ export const CIRCUIT_BREAKER_DEFAULTS: CircuitBreakerConfig = {
 };
 
 /**
- * Failures that say nothing about the provider: the client went away. They
- * neither count towards opening the circuit nor reset it.
+ * Failures that say nothing about the provider: the client went away, or the
+ * key's base_url is an address Paddock refuses (a configuration problem that
+ * every call names). They neither count towards opening the circuit nor reset it.
  */
-const NOT_THE_PROVIDERS_FAULT = new Set(['client_disconnect']);
+const NOT_THE_PROVIDERS_FAULT = new Set(['client_disconnect', 'address_refused']);
 
 /** How many recent latencies each key keeps for its p50. */
 const LATENCY_SAMPLES = 64;

@@ -20,7 +20,7 @@ import type { RateLimiter } from './rate-limit.ts';
 import { formatSse, type SseEvent, SseParser } from './sse.ts';
 import { isUsageOnlyChunk, StreamTracker, streamErrorEvent } from './stream.ts';
 import type { Translator } from './translation.ts';
-import { callUpstream, classify, type FailureKind, readBody, UpstreamError } from './upstream.ts';
+import { classify, type FailureKind, readBody, type UpstreamClient, UpstreamError } from './upstream.ts';
 import { estimateTokens, totalTokens, type Usage, usageFromAnthropic, usageFromOpenAi } from './usage.ts';
 
 export interface ProxyRequest {
@@ -86,6 +86,7 @@ export class GatewayService {
     private readonly translator: Translator,
     private readonly limiter: RateLimiter,
     private readonly options: GatewayOptions,
+    private readonly upstream: UpstreamClient,
   ) {}
 
   async handle(req: ProxyRequest): Promise<ProxyResult> {
@@ -372,6 +373,9 @@ export class GatewayService {
     const attempts = [...plan.attempts];
     const retryOn = plan.retryOn;
     const attempted: AttemptRecord[] = [];
+    // Keys whose base_url the outbound guard refused: a configuration problem, so never tried
+    // again in this call (other keys of the plan still are).
+    const refusedKeys = new Set<string>();
     const fail = (at: Attempt, kind: FailureKind, status: number | null, message: string) => {
       attempted.push({
         provider: at.provider,
@@ -380,11 +384,13 @@ export class GatewayService {
         error: message.slice(0, 1000),
         kind,
       });
+      if (kind === 'address_refused') refusedKeys.add(at.keyId);
       this.ports.health.failure(at.keyId, kind);
     };
     for (let i = 0; i < attempts.length; i++) {
       const at = attempts[i]!;
       if (a.req.signal.aborted) break;
+      if (refusedKeys.has(at.keyId)) continue;
       const key = keys.get(at.keyId);
       if (!key) {
         fail(at, 'unknown', null, 'the provider key is disabled or gone');
@@ -401,7 +407,7 @@ export class GatewayService {
       }
       const callStarted = performance.now();
       try {
-        const res = await callUpstream({
+        const res = await this.upstream.call({
           url: endpointOf(key.provider, key.baseUrl),
           headers: headersFor(key.provider, key.apiKey, a.stream),
           body: JSON.stringify(body),
@@ -485,7 +491,9 @@ export class GatewayService {
     throw new ProviderFailure(
       attempted.length === 0
         ? 'no provider is available for this model'
-        : 'every provider in the routing chain failed',
+        : attempted.every((t) => t.kind === 'address_refused')
+          ? "the routing chain's provider keys point at addresses Paddock does not connect to (see details.attempts)"
+          : 'every provider in the routing chain failed',
       a.runId,
       attempted.map((t) => ({ provider: t.provider, status: t.status, message: `${t.kind}: ${t.error}` })),
       { ...a.headers, 'x-paddock-step-id': a.stepId },

@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { Agent, request, errors as undiciErrors } from 'undici';
+import { type OutboundGuard, outboundRefusal } from '../../core/outbound-guard.ts';
 
 /** Why an attempt at a provider failed (Rungate's step error kinds). */
 export type FailureKind =
@@ -12,6 +13,8 @@ export type FailureKind =
   | 'first_events_error'
   | 'mid_stream_error'
   | 'client_disconnect'
+  /** The key's base_url leads to an address the outbound guard refuses: not tried again. */
+  | 'address_refused'
   | 'stream_processing_error'
   | 'unknown';
 
@@ -49,29 +52,6 @@ export interface UpstreamResponse {
   body: Dispatcher.ResponseData['body'];
 }
 
-// One connection pool per connect timeout (the policy's connect_timeout_ms);
-// undici keeps connections alive between calls.
-const agents = new Map<number, Agent>();
-function agentFor(connectTimeoutMs: number): Agent {
-  let agent = agents.get(connectTimeoutMs);
-  if (!agent) {
-    agent = new Agent({
-      connect: { timeout: connectTimeoutMs },
-      keepAliveTimeout: 30_000,
-      connections: 256,
-      pipelining: 1,
-    });
-    agents.set(connectTimeoutMs, agent);
-  }
-  return agent;
-}
-
-export async function closeUpstreamAgents(): Promise<void> {
-  const all = [...agents.values()];
-  agents.clear();
-  await Promise.all(all.map((a) => a.close()));
-}
-
 function flatHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) {
@@ -81,38 +61,70 @@ function flatHeaders(headers: Record<string, string | string[] | undefined>): Re
 }
 
 /**
- * Sends one attempt to a provider. Resolves once response headers arrived
- * (any status); rejects with an UpstreamError saying which limit was hit.
- * The caller reads (or discards) the body.
+ * How the proxy reaches providers: every connection goes through the
+ * outbound-address guard (a key's base_url is user input), one connection
+ * pool per connect timeout (the policy's connect_timeout_ms), kept alive
+ * between calls.
  */
-export async function callUpstream(call: UpstreamCall): Promise<UpstreamResponse> {
-  // One controller and one timer per call, both let go when the body ends: AbortSignal.timeout
-  // would keep a timer (and AbortSignal.any a listener) alive for the whole timeout_ms after the
-  // call is long done — at hundreds of calls a second, tens of thousands of them.
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(deadlineError()), call.timeoutMs);
-  const onClientAbort = () => controller.abort(call.signal?.reason);
-  call.signal?.addEventListener('abort', onClientAbort, { once: true });
-  if (call.signal?.aborted) onClientAbort();
-  const done = () => {
-    clearTimeout(timer);
-    call.signal?.removeEventListener('abort', onClientAbort);
-  };
-  try {
-    const res = await request(call.url, {
-      method: 'POST',
-      headers: call.headers,
-      body: call.body,
-      dispatcher: agentFor(call.connectTimeoutMs),
-      signal: controller.signal,
-      headersTimeout: Math.min(call.firstByteTimeoutMs, call.timeoutMs),
-      bodyTimeout: call.timeoutMs,
-    });
-    res.body.once('close', done);
-    return { status: res.statusCode, headers: flatHeaders(res.headers), body: res.body };
-  } catch (err) {
-    done();
-    throw classify(err, call);
+export class UpstreamClient {
+  private readonly agents = new Map<number, Agent>();
+
+  constructor(private readonly guard: OutboundGuard) {}
+
+  private agentFor(connectTimeoutMs: number): Agent {
+    let agent = this.agents.get(connectTimeoutMs);
+    if (!agent) {
+      agent = new Agent({
+        connect: this.guard.undiciConnector({ timeoutMs: connectTimeoutMs }),
+        keepAliveTimeout: 30_000,
+        connections: 256,
+        pipelining: 1,
+      });
+      this.agents.set(connectTimeoutMs, agent);
+    }
+    return agent;
+  }
+
+  /**
+   * Sends one attempt to a provider. Resolves once response headers arrived
+   * (any status); rejects with an UpstreamError saying which limit was hit.
+   * The caller reads (or discards) the body.
+   */
+  async call(call: UpstreamCall): Promise<UpstreamResponse> {
+    // One controller and one timer per call, both let go when the body ends: AbortSignal.timeout
+    // would keep a timer (and AbortSignal.any a listener) alive for the whole timeout_ms after the
+    // call is long done — at hundreds of calls a second, tens of thousands of them.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(deadlineError()), call.timeoutMs);
+    const onClientAbort = () => controller.abort(call.signal?.reason);
+    call.signal?.addEventListener('abort', onClientAbort, { once: true });
+    if (call.signal?.aborted) onClientAbort();
+    const done = () => {
+      clearTimeout(timer);
+      call.signal?.removeEventListener('abort', onClientAbort);
+    };
+    try {
+      const res = await request(call.url, {
+        method: 'POST',
+        headers: call.headers,
+        body: call.body,
+        dispatcher: this.agentFor(call.connectTimeoutMs),
+        signal: controller.signal,
+        headersTimeout: Math.min(call.firstByteTimeoutMs, call.timeoutMs),
+        bodyTimeout: call.timeoutMs,
+      });
+      res.body.once('close', done);
+      return { status: res.statusCode, headers: flatHeaders(res.headers), body: res.body };
+    } catch (err) {
+      done();
+      throw classify(err, call);
+    }
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.agents.values()];
+    this.agents.clear();
+    await Promise.all(all.map((a) => a.close()));
   }
 }
 
@@ -131,6 +143,8 @@ function deadlineError(): Error {
 export function classify(err: unknown, call: { signal?: AbortSignal; stream?: boolean }): UpstreamError {
   if (err instanceof UpstreamError) return err;
   if (call.signal?.aborted) return new UpstreamError('client_disconnect', 'the client went away');
+  const refused = outboundRefusal(err);
+  if (refused) return new UpstreamError('address_refused', `the provider key's base_url: ${refused.message}`);
   if (err instanceof undiciErrors.ConnectTimeoutError) {
     return new UpstreamError('tcp_connect_timeout', 'connecting to the provider timed out');
   }

@@ -9,6 +9,7 @@ import {
   ValidationError,
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
+import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -33,7 +34,7 @@ export interface ProvidersServiceOptions {
   onUsageFlushError?: (err: unknown) => void;
 }
 
-function requiredFor(fields: Record<string, string>): ValidationError {
+function invalidBody(fields: Record<string, string>): ValidationError {
   return new ValidationError(
     `the request body is invalid: ${Object.entries(fields)
       .map(([f, m]) => `${f} ${m}`)
@@ -97,6 +98,8 @@ export class ProvidersService {
     private readonly sealer: Sealer,
     private readonly events: EventsService,
     readonly healthRegistry: ProviderHealthRegistry,
+    /** Checks base URLs when they are saved (the proxy checks them again at every connection). */
+    private readonly outbound: OutboundGuard,
     private readonly options: ProvidersServiceOptions = {},
   ) {
     this.callKeys = new OpenedKeys(db, sealer);
@@ -119,10 +122,22 @@ export class ProvidersService {
     return row;
   }
 
+  /**
+   * A base_url whose address is known now to be one Paddock refuses (an IP
+   * literal, localhost, a name that resolves only to such addresses) is a 400
+   * at once; a name that does not resolve yet is left to connect time.
+   */
+  private async checkBaseUrl(baseUrl: string | null | undefined): Promise<void> {
+    if (baseUrl === null || baseUrl === undefined) return;
+    const refusal = await this.outbound.checkUrl(baseUrl);
+    if (refusal !== undefined) throw invalidBody({ base_url: `is refused: ${refusal}` });
+  }
+
   // -- the admin side --------------------------------------------------------
 
   async create(principal: Principal, input: CreateProviderKeyInput) {
     const teamId = this.team(principal, 'admin');
+    await this.checkBaseUrl(input.base_url);
     try {
       const row = await this.db.transaction(async (tx) => {
         if (await repo.findLiveKeyByName(tx, teamId, input.name)) throw nameTaken(input.name);
@@ -138,7 +153,7 @@ export class ProvidersService {
   private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateProviderKeyInput) {
     const baseUrl = input.base_url ?? null;
     if (input.provider === 'openai_compatible' && baseUrl === null)
-      throw requiredFor({ base_url: 'is required for an openai_compatible key' });
+      throw invalidBody({ base_url: 'is required for an openai_compatible key' });
     const id = newId('pkey');
     const now = this.clock.now();
     const row = await repo.insertKey(tx, {
@@ -189,6 +204,7 @@ export class ProvidersService {
   /** PUT: the fields sent replace the key's; a new api_key is a rotation (rotated_at). */
   async update(principal: Principal, id: string, input: UpdateProviderKeyInput) {
     const teamId = this.team(principal, 'admin');
+    await this.checkBaseUrl(input.base_url);
     try {
       const row = await this.db.transaction(async (tx) => {
         const existing = await this.keyOrNotFound(tx, teamId, id, 'update');
@@ -208,6 +224,7 @@ export class ProvidersService {
    */
   async upsertByName(principal: Principal, name: string, input: UpsertProviderKeyInput) {
     const teamId = this.team(principal, 'admin');
+    await this.checkBaseUrl(input.base_url);
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await this.db.transaction(async (tx) => {
@@ -216,7 +233,7 @@ export class ProvidersService {
             const missing: Record<string, string> = {};
             if (input.provider === undefined) missing.provider = 'is required to create a key';
             if (input.api_key === undefined) missing.api_key = 'is required to create a key';
-            if (Object.keys(missing).length > 0) throw requiredFor(missing);
+            if (Object.keys(missing).length > 0) throw invalidBody(missing);
             const row = await this.insert(tx, principal, teamId, {
               name,
               provider: input.provider!,
@@ -262,7 +279,12 @@ export class ProvidersService {
     }
     if (input.base_url !== undefined && input.base_url !== existing.baseUrl) {
       if (input.base_url === null && existing.provider === 'openai_compatible')
-        throw requiredFor({ base_url: 'is required for an openai_compatible key' });
+        throw invalidBody({ base_url: 'is required for an openai_compatible key' });
+      // Else whoever may edit the key could send its stored secret to a host of their choosing.
+      if (input.api_key === undefined)
+        throw invalidBody({
+          api_key: 'is required when base_url changes: the stored secret is never sent to a new address',
+        });
       patch.baseUrl = input.base_url;
       changed.push('base_url');
     }

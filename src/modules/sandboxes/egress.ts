@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
 import net from 'node:net';
+import { OutboundGuard } from '../../core/outbound-guard.ts';
 
 // The one way out of a capsule that was given a network: an HTTP proxy
 // (CONNECT for TLS and anything else, absolute-URI requests for plain HTTP)
@@ -11,34 +12,10 @@ import net from 'node:net';
 // link-local or other special range is refused even when its name is
 // allowed (a DNS name pointed at 127.0.0.1 or at a cloud metadata service
 // must not open the host to the capsule), unless the operator allows private
-// addresses.
-
-/** Ranges a capsule never reaches by default. */
-function specialRanges(): net.BlockList {
-  const list = new net.BlockList();
-  const v4: Array<[string, number]> = [
-    ['0.0.0.0', 8],
-    ['10.0.0.0', 8],
-    ['100.64.0.0', 10],
-    ['127.0.0.0', 8],
-    ['169.254.0.0', 16],
-    ['172.16.0.0', 12],
-    ['192.0.0.0', 24],
-    ['192.168.0.0', 16],
-    ['198.18.0.0', 15],
-    ['224.0.0.0', 3],
-  ];
-  for (const [a, p] of v4) list.addSubnet(a, p, 'ipv4');
-  const v6: Array<[string, number]> = [
-    ['::', 128],
-    ['::1', 128],
-    ['fc00::', 7],
-    ['fe80::', 10],
-    ['ff00::', 8],
-  ];
-  for (const [a, p] of v6) list.addSubnet(a, p, 'ipv6');
-  return list;
-}
+// addresses. "Private" is the outbound-address guard's definition, the one
+// Paddock uses for its own connections (core/outbound-guard.ts), with no
+// exceptions: PADDOCK_ALLOW_PRIVATE_UPSTREAMS is for Paddock's connections,
+// not capsules'.
 
 /** Whether `host` is on the allow list: an exact name, or `*.domain` for its subdomains. */
 export function hostAllowed(allow: readonly string[], host: string): boolean {
@@ -66,7 +43,7 @@ type Decision = { ok: true; address: string; family: number } | { ok: false; sta
 
 export class EgressProxy {
   private readonly options: EgressOptions;
-  private readonly blocked = specialRanges();
+  private readonly guard = new OutboundGuard();
 
   constructor(options: Partial<EgressOptions> = {}) {
     this.options = { allowPrivate: false, connectTimeoutMs: 10_000, ...options };
@@ -88,13 +65,13 @@ export class EgressProxy {
     }
     const usable = this.options.allowPrivate
       ? addresses
-      : addresses.filter((a) => !this.blocked.check(a.address, a.family === 6 ? 'ipv6' : 'ipv4'));
+      : addresses.filter((a) => this.guard.refusal(a.address) === undefined);
     const first = usable[0];
     if (!first) {
       return {
         ok: false,
         status: 403,
-        reason: `${name} resolves to a loopback, private or reserved address`,
+        reason: `${name} resolves to a loopback, private or reserved address, or one of this machine's`,
       };
     }
     return { ok: true, address: first.address, family: first.family };

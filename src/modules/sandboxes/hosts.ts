@@ -1,13 +1,20 @@
 import { and, eq, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { type Clock, DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import { generateToken, type Sealer, type TokenHasher } from '../../core/crypto.ts';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../core/errors.ts';
+import {
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  UnauthorizedError,
+  ValidationError,
+} from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
+import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import type { Db } from '../../db/client.ts';
 import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, type Principal } from '../identity/principal.ts';
-import { RemoteHost } from './remote-host.ts';
+import { RemoteHost, splitAddress } from './remote-host.ts';
 import { type HostRow, liveCapsulesOnHost } from './repo.ts';
 import type { CapsulesService } from './service.ts';
 
@@ -68,6 +75,8 @@ export class HostsService {
     private readonly sealer: Sealer,
     private readonly events: EventsService,
     private readonly capsules: CapsulesService,
+    /** Guards BYOC hosts' addresses (see `guardFor`). */
+    private readonly outbound: OutboundGuard,
     options: Partial<HostsOptions> = {},
   ) {
     this.options = { unreachableAfterMs: 30 * SECOND_MS, ...options };
@@ -272,7 +281,50 @@ export class HostsService {
     };
   }
 
+  /**
+   * A team's (BYOC) host reports its own address, so the control plane would
+   * connect, with the host's control token, wherever a team owner says: it
+   * passes the outbound-address guard like any user-given URL. Shared
+   * (`regular`) hosts are the platform admin's own machines, typically on a
+   * private network with the control plane (docs/sandboxes.md): trusted.
+   */
+  private guardFor(host: Pick<HostRow, 'type'>): OutboundGuard | undefined {
+    return host.type === 'byoc' ? this.outbound : undefined;
+  }
+
+  /** 400 when a BYOC host's reported address is known now to be one the guard refuses. */
+  private async checkAddress(host: Pick<HostRow, 'type'>, address: string): Promise<void> {
+    const guard = this.guardFor(host);
+    if (!guard) return;
+    const [name, port] = splitAddress(address);
+    const refusal = await guard.checkHost(name, port);
+    if (refusal !== undefined) {
+      throw new ValidationError(`the request body is invalid: address is refused: ${refusal}`, {
+        address: `is refused: ${refusal}`,
+      });
+    }
+  }
+
+  /** The pending host a registration token is for, without using the token up. */
+  private async hostOfRegistrationToken(token: string): Promise<HostRow | undefined> {
+    const [row] = await this.db
+      .select({ host: hosts })
+      .from(hostTokens)
+      .innerJoin(hosts, eq(hosts.id, hostTokens.hostId))
+      .where(
+        and(
+          eq(hostTokens.hash, this.hasher.hash(token)),
+          eq(hostTokens.kind, 'registration'),
+          isNull(hostTokens.usedAt),
+        ),
+      );
+    return row?.host;
+  }
+
   async register(input: RegisterInput) {
+    // Checked before the one-time token is used, so a refused address does not burn it.
+    const pending = await this.hostOfRegistrationToken(input.token);
+    if (pending) await this.checkAddress(pending, input.address);
     const hostId = await this.consume(input.token, 'registration');
     const controlToken = generateToken('pdc');
     const now = this.clock.now();
@@ -334,6 +386,7 @@ export class HostsService {
     const now = this.clock.now();
     const [before] = await this.db.select().from(hosts).where(eq(hosts.id, hostId));
     if (!before) throw new NotFoundError('host', hostId);
+    if (body.address && body.address !== before.address) await this.checkAddress(before, body.address);
     // The status is decided in the statement: a drain or activate that lands meanwhile is not undone.
     const status = body.stopping
       ? sql`'offline'`
@@ -371,7 +424,10 @@ export class HostsService {
     if (!row.address || !row.controlToken || this.capsules.host(row.id)) return;
     const token = this.sealer.open(row.controlToken, CONTROL_CONTEXT);
     const known = capsuleIds.length > 0 ? capsuleIds : await this.liveCapsuleIds(row.id);
-    this.capsules.addHost(new RemoteHost(row.id, row.address, token, row.isolation ?? 'none', known));
+    const guard = this.guardFor(row);
+    this.capsules.addHost(
+      new RemoteHost(row.id, row.address, token, row.isolation ?? 'none', known, guard ? { guard } : {}),
+    );
   }
 
   /** At start: every registered remote host, so its capsules are reachable again. */

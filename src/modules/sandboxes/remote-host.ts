@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { WebSocket } from 'ws';
+import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type CapsuleUsage, DriverError, type FileEntry, type Isolation } from './drivers/types.ts';
 import {
   type ExecRequest,
@@ -37,10 +38,11 @@ class RemoteFollowed implements FollowedProcess {
     });
   }
 
-  static open(url: string, token: string): Promise<RemoteFollowed | undefined> {
+  static open(url: string, token: string, agent?: http.Agent): Promise<RemoteFollowed | undefined> {
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${token}` },
       maxPayload: 4 * 1024 * 1024,
+      ...(agent ? { agent } : {}),
     });
     const f = new RemoteFollowed(ws);
     return new Promise((resolve, reject) => {
@@ -138,17 +140,28 @@ export class RemoteHost implements SandboxHost {
   private readonly known = new Map<string, number>();
   private readonly endedListeners: Array<(capsuleId: string, reason: string) => void> = [];
   private readonly agent: http.Agent;
+  /** For the WebSocket follow connections; undefined: ws's own connections. */
+  private readonly followAgent: http.Agent | undefined;
+  private readonly timeoutMs: number;
 
+  /**
+   * `guard`: the outbound-address guard, for a host whose address a team
+   * reported (BYOC): every HTTP and WebSocket connection to it goes to an
+   * address the guard checked, whatever its name resolves to meanwhile.
+   */
   constructor(
     readonly id: string,
     private address: string,
     private readonly controlToken: string,
     readonly isolation: Isolation,
     capsuleIds: string[] = [],
-    private readonly timeoutMs = 60_000,
+    options: { guard?: OutboundGuard; timeoutMs?: number } = {},
   ) {
     for (const c of capsuleIds) this.known.set(c, 0);
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    const pooled = { keepAlive: true, maxSockets: 64 };
+    this.agent = options.guard ? options.guard.httpAgent(pooled) : new http.Agent(pooled);
+    this.followAgent = options.guard?.httpAgent();
   }
 
   /** A heartbeat: where the host listens now, and which capsules it runs; the others ended. */
@@ -283,7 +296,7 @@ export class RemoteHost implements SandboxHost {
 
   followed(capsuleId: string, selector: string): Promise<FollowedProcess | undefined> {
     const q = new URLSearchParams({ capsule: capsuleId, selector });
-    return RemoteFollowed.open(`ws://${this.address}/host/follow?${q}`, this.controlToken);
+    return RemoteFollowed.open(`ws://${this.address}/host/follow?${q}`, this.controlToken, this.followAgent);
   }
 
   processes(capsuleId: string): Promise<HostProcess[]> {
@@ -354,10 +367,12 @@ export class RemoteHost implements SandboxHost {
   /** The control plane lets go of the host; its capsules run on. */
   async close(): Promise<void> {
     this.agent.destroy();
+    this.followAgent?.destroy();
   }
 }
 
-function splitAddress(address: string): [string, number] {
+/** `host:port` or `[v6]:port` → host (unbracketed) and port. */
+export function splitAddress(address: string): [string, number] {
   const i = address.lastIndexOf(':');
   return [address.slice(0, i).replace(/^\[|\]$/g, ''), Number(address.slice(i + 1))];
 }
