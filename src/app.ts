@@ -13,6 +13,7 @@ import { ulid } from './core/ids.ts';
 import type { Database } from './db/client.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
+import { loggerOptions } from './http/logger.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
@@ -58,7 +59,7 @@ export interface AppOptions {
   database: Database;
   masterKey: Buffer;
   clock?: Clock;
-  /** Fastify's logger setting; tests pass false. */
+  /** Fastify's logger setting (default: loggerOptions(config)); tests pass false or their own destination. */
   logger?: FastifyServerOptions['logger'];
   /** Set when the caller has already applied migrations. */
   migrated?: boolean;
@@ -163,20 +164,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   };
 
   const app = Fastify({
-    logger:
-      options.logger ??
-      ({
-        level: config.logLevel,
-        redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
-        serializers: {
-          // Paths only: query strings can carry tokens (invitation lookups).
-          req: (req: { method: string; url: string; id: string }) => ({
-            method: req.method,
-            path: req.url.split('?')[0],
-            request_id: req.id,
-          }),
-        },
-      } as FastifyServerOptions['logger']),
+    logger: options.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     requestIdHeader: false,

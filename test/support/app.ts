@@ -6,6 +6,7 @@ import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { Database } from '../../src/db/client.ts';
+import { type LogDestination, loggerOptions } from '../../src/http/logger.ts';
 import type { App } from '../../src/http/types.ts';
 import { freshDatabase } from './db.ts';
 
@@ -67,6 +68,8 @@ export async function createTestApp(
     start?: Date;
     /** A second server on another app's database and sandbox host directory (a restart, another node). */
     shareWith?: TestApp;
+    /** Log as production does (loggerOptions), into this instead of nowhere. */
+    logDestination?: LogDestination;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -90,7 +93,7 @@ export async function createTestApp(
     database,
     clock,
     masterKey,
-    logger: false,
+    logger: options.logDestination ? loggerOptions(config, options.logDestination) : false,
     migrated: true,
   });
   await built.app.ready();
