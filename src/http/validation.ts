@@ -9,6 +9,8 @@ const base: Options = {
   removeAdditional: false,
   useDefaults: true,
   strict: false,
+  // strict: false would let Infinity (JSON's 1e999, a query's "1e999") pass as a number.
+  strictNumbers: true,
 };
 
 function makeAjv(options: Options): Ajv {
