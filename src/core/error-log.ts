@@ -31,7 +31,9 @@ export function serializeError(err: unknown, depth = 0, parentStatement?: string
     return { type: err === null ? 'null' : typeof err, message: 'a non-Error value was thrown' };
   }
   const fields = err as Error & Record<string, unknown>;
-  const type = err.name || err.constructor?.name || 'Error';
+  // Some classes (drizzle's DrizzleQueryError) keep the generic name: their class says more.
+  const className = err.constructor?.name;
+  const type = err.name && err.name !== 'Error' ? err.name : className || 'Error';
   // One line, however the statement was written; drivers repeat it on the cause.
   const statement =
     typeof fields.query === 'string'
