@@ -14,6 +14,8 @@ import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-gua
 import type { Database } from './db/client.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
+import { registerInputGuards } from './http/input-guards.ts';
+import { loggerOptions } from './http/logger.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
@@ -59,7 +61,7 @@ export interface AppOptions {
   database: Database;
   masterKey: Buffer;
   clock?: Clock;
-  /** Fastify's logger setting; tests pass false. */
+  /** Fastify's logger setting (default: loggerOptions(config)); tests pass false or their own destination. */
   logger?: FastifyServerOptions['logger'];
   /** Set when the caller has already applied migrations. */
   migrated?: boolean;
@@ -181,20 +183,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   };
 
   const app = Fastify({
-    logger:
-      options.logger ??
-      ({
-        level: config.logLevel,
-        redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
-        serializers: {
-          // Paths only: query strings can carry tokens (invitation lookups).
-          req: (req: { method: string; url: string; id: string }) => ({
-            method: req.method,
-            path: req.url.split('?')[0],
-            request_id: req.id,
-          }),
-        },
-      } as FastifyServerOptions['logger']),
+    logger: options.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     requestIdHeader: false,
@@ -212,36 +201,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app, config.bodyLimitBytes);
 
-  // JSON bodies: an empty body is "no body" (POST /v1/auth/logout with a
-  // Content-Type header), and broken JSON is a 400 that says where.
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-    const text = body as string;
-    if (text.trim() === '') return done(null, undefined);
-    // Fastify's own parser refuses prototype-poisoning keys; so does this one. The
-    // reviver is slower, so it runs only when such a key could be there (\u escapes too).
-    const guarded = text.includes('__proto__') || text.includes('prototype') || text.includes('\\u');
-    const refusePoisonedKeys = (key: string, value: unknown) => {
-      if (
-        key === '__proto__' ||
-        (key === 'constructor' &&
-          typeof value === 'object' &&
-          value !== null &&
-          Object.hasOwn(value, 'prototype'))
-      ) {
-        throw new SyntaxError(`"${key}" is not allowed as a key`);
-      }
-      return value;
-    };
-    try {
-      done(null, JSON.parse(text, guarded ? refusePoisonedKeys : undefined));
-    } catch (err) {
-      done(
-        new AppError(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`),
-        undefined,
-      );
-    }
-  });
+  registerInputGuards(app);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { buildApp } from './app.ts';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
+import { describeError, serializeError } from './core/error-log.ts';
 import { resolveMasterKey } from './core/master-key.ts';
 import { type Database, DataDirLockedError, openPglite, openPostgres } from './db/client.ts';
 import { HostAgentError, runHostAgent } from './modules/sandboxes/agent.ts';
@@ -38,6 +39,15 @@ See docs/operations.md.`;
 function fail(message: string): never {
   process.stderr.write(`paddock: ${message}\n`);
   process.exit(1);
+}
+
+/**
+ * Anything unforeseen ends the process with what serializeError lets through:
+ * Node's own report would print every property (a failed statement's parameters too).
+ */
+function crash(err: unknown): never {
+  const frames = serializeError(err).stack?.split('\n').slice(1).join('\n');
+  fail(`unexpected error: ${describeError(err)}${frames ? `\n${frames}` : ''}`);
 }
 
 async function openDatabase(config: Config): Promise<Database> {
@@ -181,6 +191,7 @@ export async function main(argv: string[]): Promise<void> {
     fail(`${(err as Error).message}\n\n${HELP}`);
   }
   const { values, positionals } = parsed;
+  process.on('uncaughtException', crash);
   if (values.version) {
     process.stdout.write(`${VERSION}\n`);
     return;
@@ -217,7 +228,7 @@ export async function main(argv: string[]): Promise<void> {
       fail(`the port is already in use: ${cause.message}; choose another with --port`);
     if (cause.code === 'ECONNREFUSED' || cause.code === 'ENOTFOUND' || cause.code === '3D000')
       fail(`cannot reach the database: ${cause.message}`);
-    throw err;
+    crash(err);
   }
 }
 

@@ -18,6 +18,14 @@ const FASTIFY_ERRORS: Record<string, [number, string, string?]> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'invalid_json', 'the body is empty; send a JSON object'],
   FST_ERR_CTP_INVALID_JSON_BODY: [400, 'invalid_json'],
   FST_ERR_INVALID_URL: [400, 'invalid_url'],
+  // @fastify/multipart's limits and refusals.
+  FST_PARTS_LIMIT: [413, 'too_many_parts', 'the upload has more parts than allowed'],
+  FST_FILES_LIMIT: [413, 'too_many_parts', 'the upload has more than one file'],
+  FST_FIELDS_LIMIT: [413, 'too_many_parts', 'the upload has more fields than allowed'],
+  FST_REQ_FILE_TOO_LARGE: [413, 'file_too_large', 'the uploaded file is larger than allowed'],
+  FST_PROTO_VIOLATION: [400, 'invalid_multipart', 'a multipart field is named like a prototype property'],
+  FST_INVALID_MULTIPART_CONTENT_TYPE: [415, 'unsupported_media_type', 'send the body as multipart/form-data'],
+  FST_MP_PREMATURE_CLOSE: [400, 'invalid_multipart', 'the upload ended before its multipart body did'],
 };
 
 /**

@@ -11,6 +11,8 @@ const base: Options = {
   strict: false,
   // Errors carry their schema: a refused key is explained by its schema's description.
   verbose: true,
+  // strict: false would let Infinity (JSON's 1e999, a query's "1e999") pass as a number.
+  strictNumbers: true,
 };
 
 function makeAjv(options: Options): Ajv {

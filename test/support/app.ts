@@ -7,6 +7,7 @@ import { type Config, loadConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
+import { type LogDestination, loggerOptions } from '../../src/http/logger.ts';
 import type { App } from '../../src/http/types.ts';
 import { freshDatabase } from './db.ts';
 
@@ -70,6 +71,8 @@ export async function createTestApp(
     shareWith?: TestApp;
     /** DNS answers for the outbound-address guard (see support/dns.ts); the system's by default. */
     resolveHost?: HostResolver;
+    /** Log as production does (loggerOptions), into this instead of nowhere. */
+    logDestination?: LogDestination;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -93,7 +96,7 @@ export async function createTestApp(
     database,
     clock,
     masterKey,
-    logger: false,
+    logger: options.logDestination ? loggerOptions(config, options.logDestination) : false,
     migrated: true,
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
   });

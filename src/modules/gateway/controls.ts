@@ -1,3 +1,5 @@
+import { jsonNestingExceeds, MAX_JSON_DEPTH, unsafeTextFields } from '../../core/input-guard.ts';
+
 /**
  * Run controls ride as `x-paddock-*` headers or as top-level body fields of
  * the same name (Rungate). Headers win; the body fields are removed before
@@ -33,6 +35,10 @@ function metadata(v: unknown): Record<string, unknown> | undefined {
   if (v === undefined || v === null || v === '') return undefined;
   let parsed = v;
   if (typeof v === 'string') {
+    // JSON inside a header (or a body string) passed no body check: the same rules apply here.
+    if (jsonNestingExceeds(v, MAX_JSON_DEPTH)) {
+      throw new ControlError(`${NAMES.runMetadata} nests deeper than ${MAX_JSON_DEPTH} levels`);
+    }
     try {
       parsed = JSON.parse(v);
     } catch {
@@ -41,6 +47,10 @@ function metadata(v: unknown): Record<string, unknown> | undefined {
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ControlError(`${NAMES.runMetadata} must be a JSON object`);
+  }
+  const unsafe = Object.entries(unsafeTextFields(parsed, NAMES.runMetadata));
+  if (unsafe.length > 0) {
+    throw new ControlError(`${NAMES.runMetadata}: ${unsafe.map(([f, m]) => `${f} ${m}`).join('; ')}`);
   }
   return parsed as Record<string, unknown>;
 }

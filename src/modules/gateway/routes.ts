@@ -1,16 +1,26 @@
 import { once } from 'node:events';
 import { Type } from 'typebox';
 import { principalOf } from '../../http/auth.ts';
+import { Nullable } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { proxyErrorRenderer } from './errors.ts';
 import type { WireFormat } from './provider-call.ts';
 import type { GatewayService } from './service.ts';
+
+// PADDOCK_DEFAULT_MAX_TOKENS has the same ceiling.
+const MaxTokens = Type.Integer({ minimum: 1, maximum: 1_000_000 });
 
 const ProxyBody = Type.Object(
   {
     model: Type.Optional(Type.String({ maxLength: 200 })),
     messages: Type.Array(Type.Unknown(), { description: 'the conversation, in the endpoint’s wire format' }),
     stream: Type.Optional(Type.Boolean()),
+    // Paddock reserves budget from max_tokens, so it must be a sane whole number; the provider
+    // checks the rest of the request itself.
+    max_tokens: Type.Optional(Nullable(MaxTokens)),
+    max_completion_tokens: Type.Optional(Nullable(MaxTokens)),
+    temperature: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 2 }))),
+    top_p: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 1 }))),
   },
   {
     additionalProperties: true,

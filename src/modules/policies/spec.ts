@@ -26,9 +26,15 @@ export const ProviderSchema = Type.Enum(PROVIDERS);
 
 const Glob = Type.String({ minLength: 1, maxLength: 200 });
 const Globs = (description: string) => Type.Array(Glob, { maxItems: 500, description });
-const Usd = (description: string) => Nullable(Type.Number({ minimum: 0, description }));
-const TokenCount = (description: string) => Nullable(Type.Integer({ minimum: 0, description }));
-const PerMinute = (description: string) => Nullable(Type.Integer({ minimum: 1, description }));
+// Upper bounds far past any real limit, so a limit's arithmetic (micro-USD in bigint columns,
+// token sums) stays exact: 1e300 is a typo or an attack, never a budget.
+const MAX_USD = 1_000_000_000;
+const MAX_TOKENS = 1_000_000_000_000;
+const Usd = (description: string) => Nullable(Type.Number({ minimum: 0, maximum: MAX_USD, description }));
+const TokenCount = (description: string) =>
+  Nullable(Type.Integer({ minimum: 0, maximum: MAX_TOKENS, description }));
+const PerMinute = (description: string) =>
+  Nullable(Type.Integer({ minimum: 1, maximum: MAX_TOKENS, description }));
 
 export const Chain = Type.Array(ProviderSchema, {
   maxItems: 10,
@@ -150,7 +156,13 @@ const ModelMapping = Type.Record(
 const RunawayPrevention = Obj({
   enabled: Optional(Type.Boolean()),
   max_steps_per_run: Optional(
-    Nullable(Type.Integer({ minimum: 1, description: 'required when enabled; default null' })),
+    Nullable(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000_000,
+        description: 'required when enabled; default null',
+      }),
+    ),
   ),
 });
 
@@ -391,7 +403,13 @@ export function applyDefaults(
   return spec as unknown as PolicySpec;
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
+const ajv = new Ajv({
+  allErrors: true,
+  strict: false,
+  strictNumbers: true,
+  coerceTypes: false,
+  useDefaults: false,
+});
 const checkInput = ajv.compile(PolicyInputSchema);
 
 function errorFields(errors: ErrorObject[]): Record<string, string> {

@@ -200,6 +200,9 @@ export type CompleteRunInput = Static<typeof CompleteRunBody>;
 
 export const CompleteAllBody = Body({ ended_reason: Type.Optional(EndedReason) });
 
+// A step's token counts are summed into the run's bigint totals: bounded so the sums stay exact.
+const StepTokenCount = Type.Integer({ minimum: 0, maximum: 1_000_000_000 });
+
 export const ToolStepBody = Body({
   type: Type.Literal('tool_call'),
   name: Type.String({ minLength: 1, maxLength: 255 }),
@@ -209,10 +212,10 @@ export const ToolStepBody = Body({
   response: Type.Optional(Type.Unknown()),
   tokens: Type.Optional(
     Body({
-      input: Type.Optional(Type.Integer({ minimum: 0 })),
-      output: Type.Optional(Type.Integer({ minimum: 0 })),
-      cache_read: Type.Optional(Type.Integer({ minimum: 0 })),
-      cache_creation: Type.Optional(Type.Integer({ minimum: 0 })),
+      input: Type.Optional(StepTokenCount),
+      output: Type.Optional(StepTokenCount),
+      cache_read: Type.Optional(StepTokenCount),
+      cache_creation: Type.Optional(StepTokenCount),
     }),
   ),
   cost_usd: Type.Optional(Type.Number({ minimum: 0, maximum: 1_000_000 })),

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { describeError } from '../../core/error-log.ts';
 import { serveAgentApi } from './agent-api.ts';
 import { detectDriver } from './drivers/index.ts';
 import { EgressProxy } from './egress.ts';
@@ -146,7 +147,7 @@ export async function runHostAgent(o: HostAgentOptions) {
   const loop = () => {
     timer = setTimeout(() => {
       beat()
-        .catch((err: unknown) => o.log(`heartbeat failed: ${(err as Error).message}`))
+        .catch((err: unknown) => o.log(`heartbeat failed: ${describeError(err)}`))
         .finally(() => {
           if (!stopped) loop();
         });

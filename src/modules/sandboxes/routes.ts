@@ -1,7 +1,8 @@
 import type { MultipartFile } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { BadRequestError } from '../../core/errors.ts';
+import { AppError, BadRequestError, ValidationError } from '../../core/errors.ts';
+import { unsafeTextReason } from '../../core/input-guard.ts';
 import type { CapsuleStatus } from '../../db/schema/index.ts';
 import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
@@ -38,21 +39,41 @@ async function uploadOf(request: FastifyRequest): Promise<{ path: string; file: 
       'send the file as multipart/form-data (fields: path, file)',
     );
   }
-  for await (const part of request.parts()) {
-    if (part.type === 'field') {
-      if (part.fieldname === 'path' && typeof part.value === 'string') path = part.value;
-      continue;
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'field') {
+        if (part.fieldname === 'path' && typeof part.value === 'string') path = part.value;
+        continue;
+      }
+      if (path === undefined || !path.startsWith('/')) {
+        part.file.resume();
+        throw new BadRequestError(
+          'path_required',
+          'give the absolute destination as ?path= or as a "path" field sent before the file',
+        );
+      }
+      const unsafe = unsafeTextReason(path);
+      if (unsafe) {
+        part.file.resume();
+        throw new ValidationError(`the path field ${unsafe}`, { path: unsafe });
+      }
+      return { path, file: part };
     }
-    if (path === undefined || !path.startsWith('/')) {
-      part.file.resume();
-      throw new BadRequestError(
-        'path_required',
-        'give the absolute destination as ?path= or as a "path" field sent before the file',
-      );
-    }
-    return { path, file: part };
+  } catch (err) {
+    throw malformedUpload(err);
   }
   throw new BadRequestError('file_required', 'the upload has no file part');
+}
+
+/**
+ * The multipart parser fails on the body the client sent (no boundary, cut
+ * short, a broken part header) with plain errors: those are the client's 400.
+ * Its limit errors carry their own 4xx status and stay as they are.
+ */
+function malformedUpload(err: unknown): unknown {
+  if (err instanceof AppError || (err instanceof Error && 'statusCode' in err)) return err;
+  const reason = err instanceof Error ? err.message : 'unreadable';
+  return new BadRequestError('invalid_multipart', `the multipart/form-data body is malformed: ${reason}`);
 }
 
 /** Wrenn's capsule API under Paddock's conventions. Multipart and binary routes skip JSON validation. */
@@ -293,7 +314,12 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
       async (request, reply) => {
         const { path, file } = await uploadOf(request);
-        await capsules.writeFile(principalOf(request), request.params.id, path, file.file, stream);
+        await capsules
+          .writeFile(principalOf(request), request.params.id, path, file.file, stream)
+          .catch((err: unknown) => {
+            // The body ending mid-file fails the write through the file stream.
+            throw file.file.errored ? malformedUpload(err) : err;
+          });
         return reply.status(204).send(null);
       },
     );
