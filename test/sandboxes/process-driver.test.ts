@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectDriver } from '../../src/modules/sandboxes/drivers/index.ts';
@@ -145,6 +145,19 @@ describe('process driver', () => {
     );
     await capsule.remove('/home/user/a');
     expect((await driverError(capsule.list('/home/user/a', 1))).code).toBe('not_found');
+  });
+
+  it('closes the file a stream read opened once it is read (no descriptor left behind)', async () => {
+    await capsule.writeFile('/home/user/streamed.txt', Buffer.from('streamed'), 100);
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    for (let i = 0; i < 20; i++) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await capsule.readStream('/home/user/streamed.txt'))
+        chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe('streamed');
+    }
+    await eventually(async () => openFds() <= before + 2);
   });
 
   it('snapshots, and destroy kills its processes and removes the directory', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, type Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import {
   type FileHandle,
   lstat,
@@ -94,9 +94,8 @@ export class CapsuleFs {
 
   async readStream(capsulePath: string): Promise<Readable> {
     const { handle } = await this.openRegular(capsulePath);
-    return createReadStream('', { fd: handle.fd, autoClose: false }).on('close', () => {
-      handle.close().catch(() => {});
-    });
+    // The stream owns the handle: it closes it at the end, on an error, or when destroyed.
+    return handle.createReadStream();
   }
 
   async writeFile(capsulePath: string, data: Readable | Buffer, maxBytes: number): Promise<void> {
