@@ -140,6 +140,25 @@ describe('a caller-supplied environment never reaches a privileged process', () 
     expect(output(s.frames)).toBe('');
   });
 
+  it('frames are held to the HTTP input rules: NUL, lone surrogates and deep nesting are refused, nothing starts', async () => {
+    const s = await connectWs(`${wsBase}/v1/capsules/${capsuleId}/exec/stream`, u.token);
+    s.ws.send('{"type":"start","cmd":"echo","args":["a\\u0000b"]}');
+    const nul = await s.next((f) => f.type === 'error');
+    expect(nul).toMatchObject({
+      code: 'validation_failed',
+      fields: { 'args.0': expect.stringMatching(/NUL/) },
+    });
+    s.ws.send('{"type":"start","cmd":"echo","args":["\\ud800"]}');
+    await s.next((f) => f.type === 'error' && f.fields?.['args.0']?.includes('surrogate'));
+    s.ws.send(`{"type":"start","cmd":"echo","x":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+    await s.next((f) => f.type === 'error' && f.fields?.frame?.includes('deeper'));
+    expect(s.frames.some((f) => f.type === 'start')).toBe(false);
+    // The socket still takes a good frame afterwards.
+    s.send({ type: 'start', cmd: 'echo', args: ['fine'] });
+    await s.next((f) => f.type === 'exit');
+    expect(output(s.frames)).toBe('fine\n');
+  });
+
   it('names must be upper case, digits and "_", and never LD_*: 400 naming each', async () => {
     for (const name of ['lower', 'LD_LIBRARY_PATH', '1ABC', 'A=B', 'A-B', 'A B', '']) {
       const res = await api('POST', `/v1/capsules/${capsuleId}/exec`, {

@@ -1,6 +1,12 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
+import {
+  jsonMayHoldUnsafeText,
+  jsonNestingExceeds,
+  MAX_JSON_DEPTH,
+  unsafeTextFields,
+} from '../../core/input-guard.ts';
 import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
@@ -35,15 +41,27 @@ function send(ws: WebSocket, frame: Record<string, unknown>): void {
   if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
 }
 
-function parse(raw: unknown): Record<string, unknown> | undefined {
+/**
+ * A frame as a JSON object, held to the HTTP API's input rules (input-guard.ts):
+ * bounded nesting, no NUL or lone surrogate in any string. `refused` names
+ * what is wrong; neither set: not a JSON object.
+ */
+function parse(raw: unknown): { msg?: Record<string, unknown>; refused?: Record<string, string> } {
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : String(raw);
+  if (text.length > MAX_FRAME_BYTES) return {};
+  if (jsonNestingExceeds(text)) return { refused: { frame: `nests deeper than ${MAX_JSON_DEPTH} levels` } };
+  let v: unknown;
   try {
-    const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : String(raw);
-    if (text.length > MAX_FRAME_BYTES) return undefined;
-    const v = JSON.parse(text);
-    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+    v = JSON.parse(text);
   } catch {
-    return undefined;
+    return {};
   }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return {};
+  if (jsonMayHoldUnsafeText(text)) {
+    const refused = unsafeTextFields(v, 'frame');
+    if (Object.keys(refused).length > 0) return { refused };
+  }
+  return { msg: v as Record<string, unknown> };
 }
 
 const strings = (v: unknown): string[] | undefined =>
@@ -64,7 +82,7 @@ function refusal(fields: Record<string, string>): Record<string, unknown> {
   const summary = Object.entries(fields)
     .map(([field, problem]) => `${field} ${problem}`)
     .join('; ');
-  return { type: 'error', code: 'validation_failed', data: `the start frame is invalid: ${summary}`, fields };
+  return { type: 'error', code: 'validation_failed', data: `the frame is invalid: ${summary}`, fields };
 }
 const size = (v: unknown, fallback: number) =>
   typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 1000 ? v : fallback;
@@ -107,7 +125,8 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
       const { capsuleId, host } = request.capsuleStream!;
       let proc: FollowedProcess | undefined;
       ws.on('message', (raw) => {
-        const msg = parse(raw);
+        const { msg, refused: badFrame } = parse(raw);
+        if (badFrame) return send(ws, refusal(badFrame));
         if (!msg) return send(ws, { type: 'error', data: 'frames are JSON objects' });
         if (msg.type === 'stop') return proc?.kill('SIGKILL');
         if (msg.type !== 'start' || proc)
@@ -217,7 +236,8 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
         detach?.();
       });
       ws.on('message', (raw) => {
-        const msg = parse(raw);
+        const { msg, refused: badFrame } = parse(raw);
+        if (badFrame) return send(ws, { ...refusal(badFrame), fatal: false });
         if (!msg) return send(ws, { type: 'error', data: 'frames are JSON objects', fatal: false });
         if (!session) {
           clearTimeout(first);
