@@ -10,7 +10,9 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { ulid } from './core/ids.ts';
+import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import type { Database } from './db/client.ts';
+import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import type { App } from './http/types.ts';
@@ -35,6 +37,7 @@ import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
 import { AuthService } from './modules/identity/service.ts';
 import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
+import { Throttles } from './modules/identity/throttles.ts';
 import { registerPolicyRoutes } from './modules/policies/routes.ts';
 import { PoliciesService } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
@@ -102,8 +105,24 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const db = database.db;
 
   const events = new EventsService(clock);
+  const nowMs = () => clock.now().getTime();
+  // One process on embedded PGlite: memory is exact and costs nothing. On a Postgres server
+  // there may be several: counting in the database makes every limit hold across them.
+  const sharedRateLimits =
+    config.rateLimitStore === 'postgres' || (config.rateLimitStore === 'auto' && database.kind === 'postgres')
+      ? new PostgresRateLimitStore(db, nowMs)
+      : undefined;
+  const rateLimits: RateLimitStore = sharedRateLimits ?? new MemoryRateLimitStore(nowMs);
   const teams = new TeamsService(db, clock, hasher, events);
-  const auth = new AuthService(db, clock, hasher, events, teams, config.signup);
+  const auth = new AuthService(
+    db,
+    clock,
+    hasher,
+    events,
+    teams,
+    config.signup,
+    new Throttles(rateLimits, hasher, config.throttles),
+  );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
   const policies: PoliciesService = new PoliciesService(db, clock, events, (tx, teamId, policyId) =>
@@ -124,13 +143,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const approvals = new ApprovalsService(db, clock, events);
   const providerHealth = new ProviderHealthRegistry(clock);
   const providers: ProvidersService = new ProvidersService(db, clock, sealer, events, providerHealth);
+  const gatewayRateLimiter = new RateLimiter(rateLimits);
   const gateway = new GatewayService(
     gatewayPorts(
       { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
       () => clock.now(),
     ),
     new WireTranslator(),
-    new RateLimiter(() => clock.now().getTime()),
+    gatewayRateLimiter,
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
   );
   const localHost = await createLocalHost({
@@ -326,6 +346,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
   capsules.useLog(app.log);
+  gatewayRateLimiter.useLog(app.log);
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
   let started = false;
@@ -334,6 +355,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     started = true;
     await registerLocalHost(db, clock, localHost);
     await runs.startSweeps();
+    sharedRateLimits?.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
     await capsules.recover();
     await hosts.load();
     capsules.start();
@@ -345,6 +367,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   });
   app.addHook('onClose', async () => {
     hosts.stop();
+    sharedRateLimits?.stop();
     await capsules.shutdown();
     await runs.shutdown();
     await providers.close();

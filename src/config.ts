@@ -33,7 +33,39 @@ export interface Config {
   sandboxWarm: number;
   /** `paddock host`: how often it heartbeats to its control plane. */
   hostHeartbeatMs: number;
+  /** Where rate limits and throttles count: auto is memory on embedded PGlite, postgres on a Postgres server. */
+  rateLimitStore: 'auto' | 'memory' | 'postgres';
+  /** Sign-in, signup and invitation throttles (modules/identity/throttles.ts). */
+  throttles: ThrottleLimits;
 }
+
+/** At most `limit` in any `windowSec`. */
+export interface ThrottleLimit {
+  limit: number;
+  windowSec: number;
+}
+
+export interface ThrottleLimits {
+  /** Failed sign-ins per client address (an IPv6 client: per /64). */
+  loginIp: ThrottleLimit;
+  /** Failed sign-ins per e-mail address, and per trusted browser of that account. */
+  loginAccount: ThrottleLimit;
+  /** Signups per client address. */
+  signupIp: ThrottleLimit;
+  /** Failed invitation lookups and accepts per client address. */
+  invitationIp: ThrottleLimit;
+  /** Lookups and accepts per invitation token. */
+  invitationToken: ThrottleLimit;
+}
+
+/** The throttle variables, their settings and defaults (docs/operations.md lists the same). */
+export const THROTTLE_VARIABLES: Record<keyof ThrottleLimits, [string, string]> = {
+  loginIp: ['PADDOCK_THROTTLE_LOGIN_IP', '30/15m'],
+  loginAccount: ['PADDOCK_THROTTLE_LOGIN_ACCOUNT', '10/15m'],
+  signupIp: ['PADDOCK_THROTTLE_SIGNUP_IP', '10/1h'],
+  invitationIp: ['PADDOCK_THROTTLE_INVITATION_IP', '20/15m'],
+  invitationToken: ['PADDOCK_THROTTLE_INVITATION_TOKEN', '10/15m'],
+};
 
 export interface ConfigFlags {
   port?: string;
@@ -151,9 +183,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     hostHeartbeatMs: int('PADDOCK_HOST_HEARTBEAT_MS', env.PADDOCK_HOST_HEARTBEAT_MS, 5000, 100, 60_000),
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
+    rateLimitStore: oneOf(
+      'PADDOCK_RATE_LIMIT_STORE',
+      env.PADDOCK_RATE_LIMIT_STORE,
+      ['auto', 'memory', 'postgres'] as const,
+      'auto',
+    ),
+    throttles: throttleLimits(env, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+const WINDOW_UNIT_SEC = { s: 1, m: 60, h: 3600 } as const;
+const MAX_THROTTLE_WINDOW_SEC = 24 * 3600;
+
+/** `<count>/<window>`, the window in s, m or h: `30/15m`. */
+function throttleLimits(env: NodeJS.ProcessEnv, problems: string[]): ThrottleLimits {
+  const limits = {} as ThrottleLimits;
+  for (const [field, [name, fallback]] of Object.entries(THROTTLE_VARIABLES)) {
+    const raw = env[name] || fallback;
+    const match = /^(\d{1,7})\/(\d{1,5})([smh])$/.exec(raw.trim());
+    const limit = match ? Number(match[1]) : 0;
+    const windowSec = match ? Number(match[2]) * WINDOW_UNIT_SEC[match[3] as 's' | 'm' | 'h'] : 0;
+    if (limit < 1 || windowSec < 1 || windowSec > MAX_THROTTLE_WINDOW_SEC) {
+      problems.push(
+        `${name}=${JSON.stringify(raw)} must be <count>/<window>, e.g. ${fallback}: a count of at least 1 and a window of 1s to 24h (s, m or h)`,
+      );
+    }
+    limits[field as keyof ThrottleLimits] = { limit, windowSec };
+  }
+  return limits;
 }
 
 function parseMasterKey(raw: string): Buffer | undefined {
