@@ -154,6 +154,22 @@ describe('sign-in', { timeout: 120_000 }, () => {
   });
 });
 
+describe('password change', { timeout: 120_000 }, () => {
+  it('counts wrong current passwords with the account’s failed sign-ins', async () => {
+    const email = await account('10.14.0.1');
+    const session = (await login(t, email, PASSWORD, '10.14.0.1')).body.session_token;
+    const change = (current: string) =>
+      t.call('PATCH', '/v1/me', {
+        token: session,
+        body: { password: 'a brand new password', current_password: current },
+        remoteAddress: '10.14.0.1',
+      });
+    for (let i = 0; i < 10; i++) expect((await change(WRONG)).status).toBe(401);
+    expectRateLimited(await change(PASSWORD), 'login_account');
+    expectRateLimited(await login(t, email, PASSWORD, '10.14.1.1'), 'login_account');
+  });
+});
+
 // Which address a client has is the same for every throttle; invitation lookups are the cheapest to count with.
 describe('client addresses', () => {
   let guesses = 0;
