@@ -106,13 +106,19 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
 
   const events = new EventsService(clock);
   const nowMs = () => clock.now().getTime();
-  // One process on embedded PGlite: memory is exact and costs nothing. On a Postgres server
-  // there may be several: counting in the database makes every limit hold across them.
-  const sharedRateLimits =
-    config.rateLimitStore === 'postgres' || (config.rateLimitStore === 'auto' && database.kind === 'postgres')
-      ? new PostgresRateLimitStore(db, nowMs)
-      : undefined;
-  const rateLimits: RateLimitStore = sharedRateLimits ?? new MemoryRateLimitStore(nowMs);
+  const memoryRateLimits = new MemoryRateLimitStore(nowMs);
+  const sharedRateLimits = new PostgresRateLimitStore(db, nowMs);
+  // One process on embedded PGlite: memory is exact and costs nothing. On a Postgres server there
+  // may be several, and the throttles are few and slow (scrypt): counting in the database makes
+  // them hold across servers. The gateway's limits stay in memory unless asked: on its hot path
+  // the database costs about a millisecond a call (docs/gateway.md).
+  const throttleStore: RateLimitStore =
+    config.throttleStore === 'postgres' || (config.throttleStore === 'auto' && database.kind === 'postgres')
+      ? sharedRateLimits
+      : memoryRateLimits;
+  const gatewayStore: RateLimitStore =
+    config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
+  const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
   const teams = new TeamsService(db, clock, hasher, events);
   const auth = new AuthService(
     db,
@@ -121,7 +127,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     events,
     teams,
     config.signup,
-    new Throttles(rateLimits, hasher, config.throttles),
+    new Throttles(throttleStore, hasher, config.throttles),
   );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
@@ -143,7 +149,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const approvals = new ApprovalsService(db, clock, events);
   const providerHealth = new ProviderHealthRegistry(clock);
   const providers: ProvidersService = new ProvidersService(db, clock, sealer, events, providerHealth);
-  const gatewayRateLimiter = new RateLimiter(rateLimits);
+  const gatewayRateLimiter = new RateLimiter(gatewayStore);
   const gateway = new GatewayService(
     gatewayPorts(
       { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
@@ -355,7 +361,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     started = true;
     await registerLocalHost(db, clock, localHost);
     await runs.startSweeps();
-    sharedRateLimits?.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
+    if (sweepRateLimits) sharedRateLimits.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
     await capsules.recover();
     await hosts.load();
     capsules.start();
@@ -367,7 +373,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   });
   app.addHook('onClose', async () => {
     hosts.stop();
-    sharedRateLimits?.stop();
+    sharedRateLimits.stop();
     await capsules.shutdown();
     await runs.shutdown();
     await providers.close();

@@ -33,8 +33,10 @@ export interface Config {
   sandboxWarm: number;
   /** `paddock host`: how often it heartbeats to its control plane. */
   hostHeartbeatMs: number;
-  /** Where rate limits and throttles count: auto is memory on embedded PGlite, postgres on a Postgres server. */
-  rateLimitStore: 'auto' | 'memory' | 'postgres';
+  /** Where the throttles count: auto is memory on embedded PGlite, postgres on a Postgres server. */
+  throttleStore: 'auto' | 'memory' | 'postgres';
+  /** Where the gateway's requests and tokens per minute count (memory: per server, on the hot path at no cost). */
+  gatewayRateLimitStore: 'memory' | 'postgres';
   /** Sign-in, signup and invitation throttles (modules/identity/throttles.ts). */
   throttles: ThrottleLimits;
 }
@@ -183,11 +185,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     hostHeartbeatMs: int('PADDOCK_HOST_HEARTBEAT_MS', env.PADDOCK_HOST_HEARTBEAT_MS, 5000, 100, 60_000),
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
-    rateLimitStore: oneOf(
-      'PADDOCK_RATE_LIMIT_STORE',
-      env.PADDOCK_RATE_LIMIT_STORE,
+    throttleStore: oneOf(
+      'PADDOCK_THROTTLE_STORE',
+      env.PADDOCK_THROTTLE_STORE,
       ['auto', 'memory', 'postgres'] as const,
       'auto',
+    ),
+    gatewayRateLimitStore: oneOf(
+      'PADDOCK_GATEWAY_RATE_LIMIT_STORE',
+      env.PADDOCK_GATEWAY_RATE_LIMIT_STORE,
+      ['memory', 'postgres'] as const,
+      'memory',
     ),
     throttles: throttleLimits(env, problems),
   };

@@ -29,7 +29,8 @@ Configuration comes from flags and environment variables:
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
   PADDOCK_SANDBOX_EGRESS_PRIVATE (false)  PADDOCK_SANDBOX_WARM (2)
   PADDOCK_HOST_HEARTBEAT_MS (5000, paddock host)
-  PADDOCK_RATE_LIMIT_STORE auto | memory | postgres (auto: memory on PGlite, postgres with DATABASE_URL)
+  PADDOCK_THROTTLE_STORE auto | memory | postgres (auto: postgres with DATABASE_URL, else memory)
+  PADDOCK_GATEWAY_RATE_LIMIT_STORE memory | postgres (memory: each server counts its own calls)
   PADDOCK_THROTTLE_LOGIN_IP (30/15m)  PADDOCK_THROTTLE_LOGIN_ACCOUNT (10/15m)
   PADDOCK_THROTTLE_SIGNUP_IP (10/1h)  PADDOCK_THROTTLE_INVITATION_IP (20/15m)
   PADDOCK_THROTTLE_INVITATION_TOKEN (10/15m)   <count>/<window in s, m or h>

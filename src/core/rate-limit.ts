@@ -17,7 +17,7 @@ export interface RateWindow {
   bucketSec: number;
 }
 
-/** A sliding window of `windowSec` in about 60 buckets (1 s buckets up to a minute). */
+/** A sliding window of `windowSec`: 60 buckets when it is whole minutes, else one-second buckets. */
 export function slidingWindow(windowSec: number): RateWindow {
   return { windowSec, bucketSec: windowSec % 60 === 0 ? windowSec / 60 : 1 };
 }
@@ -38,7 +38,8 @@ export interface RateLimitStore {
    * both limits — or when the window holds nothing of that kind yet, so a
    * single oversized hit is not refused forever. Otherwise counts nothing and
    * says which limit refused and how long until enough of the window expires.
-   * Atomic per key: concurrent hits never together pass a limit.
+   * Atomic per key: concurrent hits never together pass a limit (the
+   * database store: but for hits in flight across a bucket boundary).
    */
   hit(key: string, window: RateWindow, limits: HitLimits, units: number): MaybePromise<HitDecision>;
   /**

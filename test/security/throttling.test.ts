@@ -263,13 +263,13 @@ describe('invitations', () => {
 });
 
 // Two more servers on the first one's database, both counting in it.
-describe('several servers on one database, counting in it (PADDOCK_RATE_LIMIT_STORE=postgres)', {
+describe('several servers on one database, counting in it (the postgres store)', {
   timeout: 120_000,
 }, () => {
   let a: TestApp;
   let b: TestApp;
   beforeAll(async () => {
-    const env = { PADDOCK_RATE_LIMIT_STORE: 'postgres' };
+    const env = { PADDOCK_THROTTLE_STORE: 'postgres', PADDOCK_GATEWAY_RATE_LIMIT_STORE: 'postgres' };
     a = await createTestApp({ realThrottles: true, env, shareWith: t });
     b = await createTestApp({ realThrottles: true, env, shareWith: t });
   });
@@ -330,14 +330,16 @@ describe('settings', () => {
     expect(config.throttles.loginIp).toEqual({ limit: 5, windowSec: 90 });
     expect(config.throttles.signupIp).toEqual({ limit: 3, windowSec: 7200 });
     expect(config.throttles.loginAccount).toEqual({ limit: 10, windowSec: 900 });
-    expect(config.rateLimitStore).toBe('auto');
+    expect(config.throttleStore).toBe('auto');
+    expect(config.gatewayRateLimitStore).toBe('memory');
     let error: ConfigError | undefined;
     try {
       loadConfig({
         PADDOCK_THROTTLE_LOGIN_ACCOUNT: '0/15m',
         PADDOCK_THROTTLE_INVITATION_IP: 'lots',
         PADDOCK_THROTTLE_INVITATION_TOKEN: '10/25h',
-        PADDOCK_RATE_LIMIT_STORE: 'redis',
+        PADDOCK_THROTTLE_STORE: 'redis',
+        PADDOCK_GATEWAY_RATE_LIMIT_STORE: 'auto',
       });
     } catch (err) {
       error = err as ConfigError;
@@ -346,7 +348,8 @@ describe('settings', () => {
     expect(error!.problems.join('\n')).toMatch(/PADDOCK_THROTTLE_LOGIN_ACCOUNT="0\/15m"/);
     expect(error!.problems.join('\n')).toMatch(/PADDOCK_THROTTLE_INVITATION_IP="lots"/);
     expect(error!.problems.join('\n')).toMatch(/PADDOCK_THROTTLE_INVITATION_TOKEN="10\/25h"/);
-    expect(error!.problems.join('\n')).toMatch(/PADDOCK_RATE_LIMIT_STORE="redis"/);
+    expect(error!.problems.join('\n')).toMatch(/PADDOCK_THROTTLE_STORE="redis"/);
+    expect(error!.problems.join('\n')).toMatch(/PADDOCK_GATEWAY_RATE_LIMIT_STORE="auto"/);
   });
 
   it('counts IPv6 addresses by their /64 and IPv4-mapped ones as IPv4', () => {

@@ -9,8 +9,8 @@ import {
 /**
  * Requests and tokens per minute, counted per agent per policy (Rungate) over
  * a sliding 60-second window of one-second buckets, in the configured store
- * (PADDOCK_RATE_LIMIT_STORE): this process's memory — synchronous, so an
- * admitted call takes no extra microtask — or the database shared by every
+ * (PADDOCK_GATEWAY_RATE_LIMIT_STORE): this process's memory — synchronous, so
+ * an admitted call takes no extra microtask — or the database shared by every
  * server (docs/gateway.md).
  */
 const WINDOW: RateWindow = slidingWindow(60);
