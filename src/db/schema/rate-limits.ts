@@ -2,7 +2,9 @@ import { bigint, index, integer, pgTable, primaryKey, text, timestamp } from 'dr
 
 /**
  * The database rate-limit store (db/rate-limit-store.ts): one row per key per
- * bucket of its sliding window. Rows past `expires_at` no longer count and are swept.
+ * bucket of its sliding window. Rows past `expires_at` no longer count and are
+ * swept. UNLOGGED (migration 0007, which drizzle cannot express): the counts
+ * are transient, and a crash that empties the table only restarts the windows.
  */
 export const rateLimitBuckets = pgTable(
   'rate_limit_buckets',
