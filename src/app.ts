@@ -204,7 +204,10 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
         },
       } as FastifyServerOptions['logger']),
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    // true: the peer is the one proxy, and the client is the last address it appended to
+    // X-Forwarded-For. Fastify's own `true` believes every hop, so the first address, which
+    // the client writes itself, would be the client's own choice (and so its throttles).
+    trustProxy: config.trustProxy === true ? (_address: string, hop: number) => hop === 0 : config.trustProxy,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];

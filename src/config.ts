@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 
 /** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
@@ -16,7 +17,11 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The address users reach the server at; drives the Secure cookie flag. */
   publicUrl: string | undefined;
-  trustProxy: boolean;
+  /**
+   * Whose X-Forwarded-For to believe: no one (false), the one proxy in front
+   * (true: whoever connects), or proxies at these addresses or CIDRs.
+   */
+  trustProxy: boolean | string[];
   /** Body limit of the LLM proxy endpoints (conversations with images are large). */
   proxyBodyLimitBytes: number;
   /** max_tokens assumed when a proxied request sets none (budget reservation; Anthropic requires one). */
@@ -165,7 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     ),
     logLevel: oneOf('PADDOCK_LOG_LEVEL', env.PADDOCK_LOG_LEVEL, LOG_LEVELS, 'info'),
     publicUrl,
-    trustProxy: bool('PADDOCK_TRUST_PROXY', env.PADDOCK_TRUST_PROXY, false),
+    trustProxy: trustedProxies(env.PADDOCK_TRUST_PROXY, problems),
     proxyBodyLimitBytes: int(
       'PADDOCK_PROXY_BODY_LIMIT_BYTES',
       env.PADDOCK_PROXY_BODY_LIMIT_BYTES,
@@ -201,6 +206,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+function trustedProxies(raw: string | undefined, problems: string[]): boolean | string[] {
+  const value = raw?.trim().toLowerCase() ?? '';
+  if (['', '0', 'false', 'no'].includes(value)) return false;
+  if (['1', 'true', 'yes'].includes(value)) return true;
+  const proxies = value.split(',').map((p) => p.trim());
+  const valid = (p: string) => {
+    const [address = '', prefix, extra] = p.split('/');
+    const family = isIP(address);
+    if (family === 0 || extra !== undefined) return false;
+    return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+  };
+  if (proxies.every(valid)) return proxies;
+  problems.push(
+    `PADDOCK_TRUST_PROXY=${JSON.stringify(raw)} must be true, false, or the proxies' addresses or CIDRs separated by commas`,
+  );
+  return false;
 }
 
 const WINDOW_UNIT_SEC = { s: 1, m: 60, h: 3600 } as const;

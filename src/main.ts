@@ -23,7 +23,7 @@ Configuration comes from flags and environment variables:
   PADDOCK_MASTER_KEY   32 bytes (64 hex chars) sealing secrets; else <data-dir>/master.key
   PADDOCK_SIGNUP       open | invite (default invite: after the first user, by invitation)
   PADDOCK_BODY_LIMIT_BYTES (1048576)  PADDOCK_LOG_LEVEL (info)  PADDOCK_PUBLIC_URL
-  PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false)
+  PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false; true: one proxy in front; or the proxies' addresses/CIDRs)
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
   PADDOCK_CONTENT_LOGGING (false: steps keep no prompts or completions unless a policy says so)
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)

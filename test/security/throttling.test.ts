@@ -187,24 +187,31 @@ describe('client addresses', () => {
     expect((await lookup('2001:db8:6:2::1')).status).toBe(404);
   });
 
-  it('ignores X-Forwarded-For unless PADDOCK_TRUST_PROXY is on', async () => {
+  it('takes the socket’s address, or behind a trusted proxy the address the proxy appended', async () => {
     for (let i = 0; i < 20; i++) {
       expect((await lookup('10.7.0.1', { 'x-forwarded-for': `10.7.1.${i}` })).status).toBe(404);
     }
     expectRateLimited(await lookup('10.7.0.1', { 'x-forwarded-for': '10.7.2.1' }), 'invitation_ip');
 
-    const behindProxy = await createTestApp({
-      realThrottles: true,
-      shareWith: t,
-      env: { PADDOCK_TRUST_PROXY: 'true' },
-    });
-    try {
-      const from = (client: string) => lookup('10.7.9.9', { 'x-forwarded-for': client }, behindProxy);
-      for (let i = 0; i < 20; i++) expect((await from('10.7.3.1')).status).toBe(404);
-      expectRateLimited(await from('10.7.3.1'), 'invitation_ip');
-      expect((await from('10.7.3.2')).status).toBe(404);
-    } finally {
-      await behindProxy.close();
+    // Behind a proxy, the client is the address the proxy appended, not one the client wrote before it.
+    for (const [setting, client, other] of [
+      ['true', '10.7.3.1', '10.7.3.2'],
+      ['10.7.9.0/24, 10.7.8.8', '10.7.4.1', '10.7.4.2'],
+    ] as const) {
+      const behindProxy = await createTestApp({
+        realThrottles: true,
+        shareWith: t,
+        env: { PADDOCK_TRUST_PROXY: setting },
+      });
+      try {
+        const from = (forwarded: string) => lookup('10.7.9.9', { 'x-forwarded-for': forwarded }, behindProxy);
+        for (let i = 0; i < 20; i++) expect((await from(`10.7.5.${i}, ${client}`)).status).toBe(404);
+        expectRateLimited(await from(`10.7.6.1, ${client}`), 'invitation_ip');
+        expectRateLimited(await from(client), 'invitation_ip');
+        expect((await from(other)).status).toBe(404);
+      } finally {
+        await behindProxy.close();
+      }
     }
   });
 });
@@ -350,6 +357,19 @@ describe('settings', () => {
     expect(error!.problems.join('\n')).toMatch(/PADDOCK_THROTTLE_INVITATION_TOKEN="10\/25h"/);
     expect(error!.problems.join('\n')).toMatch(/PADDOCK_THROTTLE_STORE="redis"/);
     expect(error!.problems.join('\n')).toMatch(/PADDOCK_GATEWAY_RATE_LIMIT_STORE="auto"/);
+  });
+
+  it('reads which proxies to believe', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ PADDOCK_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ PADDOCK_TRUST_PROXY: '10.0.0.1, 10.1.0.0/16, fd00::/8' }).trustProxy).toEqual([
+      '10.0.0.1',
+      '10.1.0.0/16',
+      'fd00::/8',
+    ]);
+    for (const bad of ['maybe', '10.0.0.1/33', '10.0.0.0/8/1', '2']) {
+      expect(() => loadConfig({ PADDOCK_TRUST_PROXY: bad })).toThrow(/PADDOCK_TRUST_PROXY/);
+    }
   });
 
   it('counts IPv6 addresses by their /64 and IPv4-mapped ones as IPv4', () => {
