@@ -11,7 +11,9 @@ import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
+import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import type { Database } from './db/client.ts';
+import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
@@ -38,6 +40,7 @@ import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
 import { AuthService } from './modules/identity/service.ts';
 import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
+import { Throttles } from './modules/identity/throttles.ts';
 import { registerPolicyRoutes } from './modules/policies/routes.ts';
 import { PoliciesService } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
@@ -114,8 +117,30 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const upstream = new UpstreamClient(outbound);
 
   const events = new EventsService(clock);
+  const nowMs = () => clock.now().getTime();
+  const memoryRateLimits = new MemoryRateLimitStore(nowMs);
+  const sharedRateLimits = new PostgresRateLimitStore(db, nowMs);
+  // One process on embedded PGlite: memory is exact and costs nothing. On a Postgres server there
+  // may be several, and the throttles are few and slow (scrypt): counting in the database makes
+  // them hold across servers. The gateway's limits stay in memory unless asked: on its hot path
+  // the database costs about a millisecond a call (docs/gateway.md).
+  const throttleStore: RateLimitStore =
+    config.throttleStore === 'postgres' || (config.throttleStore === 'auto' && database.kind === 'postgres')
+      ? sharedRateLimits
+      : memoryRateLimits;
+  const gatewayStore: RateLimitStore =
+    config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
+  const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
   const teams = new TeamsService(db, clock, hasher, events);
-  const auth = new AuthService(db, clock, hasher, events, teams, config.signup);
+  const auth = new AuthService(
+    db,
+    clock,
+    hasher,
+    events,
+    teams,
+    config.signup,
+    new Throttles(throttleStore, hasher, config.throttles),
+  );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
   const policies: PoliciesService = new PoliciesService(db, clock, events, (tx, teamId, policyId) =>
@@ -143,13 +168,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     providerHealth,
     outbound,
   );
+  const gatewayRateLimiter = new RateLimiter(gatewayStore);
   const gateway = new GatewayService(
     gatewayPorts(
       { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
       () => clock.now(),
     ),
     new WireTranslator(),
-    new RateLimiter(() => clock.now().getTime()),
+    gatewayRateLimiter,
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
     upstream,
   );
@@ -185,7 +211,10 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const app = Fastify({
     logger: options.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    // true: the peer is the one proxy, and the client is the last address it appended to
+    // X-Forwarded-For. Fastify's own `true` believes every hop, so the first address, which
+    // the client writes itself, would be the client's own choice (and so its throttles).
+    trustProxy: config.trustProxy === true ? (_address: string, hop: number) => hop === 0 : config.trustProxy,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -323,6 +352,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
   capsules.useLog(app.log);
+  gatewayRateLimiter.useLog(app.log);
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
   let started = false;
@@ -331,6 +361,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     started = true;
     await registerLocalHost(db, clock, localHost);
     await runs.startSweeps();
+    if (sweepRateLimits) sharedRateLimits.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
     await capsules.recover();
     await hosts.load();
     capsules.start();
@@ -342,6 +373,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   });
   app.addHook('onClose', async () => {
     hosts.stop();
+    sharedRateLimits.stop();
     await capsules.shutdown();
     await runs.shutdown();
     await providers.close();

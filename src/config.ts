@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { AllowList } from './core/outbound-guard.ts';
 
@@ -23,7 +24,11 @@ export interface Config {
    * it: PADDOCK_PUBLIC_URL's origin and each of PADDOCK_ALLOWED_ORIGINS.
    */
   allowedOrigins: string[];
-  trustProxy: boolean;
+  /**
+   * Whose X-Forwarded-For to believe: no one (false), the one proxy in front
+   * (true: whoever connects), or proxies at these addresses or CIDRs.
+   */
+  trustProxy: boolean | string[];
   /** Body limit of the LLM proxy endpoints (conversations with images are large). */
   proxyBodyLimitBytes: number;
   /** max_tokens assumed when a proxied request sets none (budget reservation; Anthropic requires one). */
@@ -46,7 +51,41 @@ export interface Config {
    * reserved. Empty: none.
    */
   allowPrivateUpstreams: string[];
+  /** Where the throttles count: auto is memory on embedded PGlite, postgres on a Postgres server. */
+  throttleStore: 'auto' | 'memory' | 'postgres';
+  /** Where the gateway's requests and tokens per minute count (memory: per server, on the hot path at no cost). */
+  gatewayRateLimitStore: 'memory' | 'postgres';
+  /** Sign-in, signup and invitation throttles (modules/identity/throttles.ts). */
+  throttles: ThrottleLimits;
 }
+
+/** At most `limit` in any `windowSec`. */
+export interface ThrottleLimit {
+  limit: number;
+  windowSec: number;
+}
+
+export interface ThrottleLimits {
+  /** Failed sign-ins per client address (an IPv6 client: per /64). */
+  loginIp: ThrottleLimit;
+  /** Failed sign-ins per e-mail address, and per trusted browser of that account. */
+  loginAccount: ThrottleLimit;
+  /** Signups per client address. */
+  signupIp: ThrottleLimit;
+  /** Failed invitation lookups and accepts per client address. */
+  invitationIp: ThrottleLimit;
+  /** Lookups and accepts per invitation token. */
+  invitationToken: ThrottleLimit;
+}
+
+/** The throttle variables, their settings and defaults (docs/operations.md lists the same). */
+export const THROTTLE_VARIABLES: Record<keyof ThrottleLimits, [string, string]> = {
+  loginIp: ['PADDOCK_THROTTLE_LOGIN_IP', '30/15m'],
+  loginAccount: ['PADDOCK_THROTTLE_LOGIN_ACCOUNT', '10/15m'],
+  signupIp: ['PADDOCK_THROTTLE_SIGNUP_IP', '10/1h'],
+  invitationIp: ['PADDOCK_THROTTLE_INVITATION_IP', '20/15m'],
+  invitationToken: ['PADDOCK_THROTTLE_INVITATION_TOKEN', '10/15m'],
+};
 
 export interface ConfigFlags {
   port?: string;
@@ -166,7 +205,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     logLevel: oneOf('PADDOCK_LOG_LEVEL', env.PADDOCK_LOG_LEVEL, LOG_LEVELS, 'info'),
     publicUrl,
     allowedOrigins,
-    trustProxy: bool('PADDOCK_TRUST_PROXY', env.PADDOCK_TRUST_PROXY, false),
+    trustProxy: trustedProxies(env.PADDOCK_TRUST_PROXY, problems),
     proxyBodyLimitBytes: int(
       'PADDOCK_PROXY_BODY_LIMIT_BYTES',
       env.PADDOCK_PROXY_BODY_LIMIT_BYTES,
@@ -187,6 +226,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
     allowPrivateUpstreams,
+    throttleStore: oneOf(
+      'PADDOCK_THROTTLE_STORE',
+      env.PADDOCK_THROTTLE_STORE,
+      ['auto', 'memory', 'postgres'] as const,
+      'auto',
+    ),
+    gatewayRateLimitStore: oneOf(
+      'PADDOCK_GATEWAY_RATE_LIMIT_STORE',
+      env.PADDOCK_GATEWAY_RATE_LIMIT_STORE,
+      ['memory', 'postgres'] as const,
+      'memory',
+    ),
+    throttles: throttleLimits(env, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -208,6 +260,45 @@ function originOf(url: string, accept: 'any' | 'bare'): string | undefined {
   const bare =
     parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
   return accept === 'any' || bare ? parsed.origin : undefined;
+}
+
+function trustedProxies(raw: string | undefined, problems: string[]): boolean | string[] {
+  const value = raw?.trim().toLowerCase() ?? '';
+  if (['', '0', 'false', 'no'].includes(value)) return false;
+  if (['1', 'true', 'yes'].includes(value)) return true;
+  const proxies = value.split(',').map((p) => p.trim());
+  const valid = (p: string) => {
+    const [address = '', prefix, extra] = p.split('/');
+    const family = isIP(address);
+    if (family === 0 || extra !== undefined) return false;
+    return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+  };
+  if (proxies.every(valid)) return proxies;
+  problems.push(
+    `PADDOCK_TRUST_PROXY=${JSON.stringify(raw)} must be true, false, or the proxies' addresses or CIDRs separated by commas`,
+  );
+  return false;
+}
+
+const WINDOW_UNIT_SEC = { s: 1, m: 60, h: 3600 } as const;
+const MAX_THROTTLE_WINDOW_SEC = 24 * 3600;
+
+/** `<count>/<window>`, the window in s, m or h: `30/15m`. */
+function throttleLimits(env: NodeJS.ProcessEnv, problems: string[]): ThrottleLimits {
+  const limits = {} as ThrottleLimits;
+  for (const [field, [name, fallback]] of Object.entries(THROTTLE_VARIABLES)) {
+    const raw = env[name] || fallback;
+    const match = /^(\d{1,7})\/(\d{1,5})([smh])$/.exec(raw.trim());
+    const limit = match ? Number(match[1]) : 0;
+    const windowSec = match ? Number(match[2]) * WINDOW_UNIT_SEC[match[3] as 's' | 'm' | 'h'] : 0;
+    if (limit < 1 || windowSec < 1 || windowSec > MAX_THROTTLE_WINDOW_SEC) {
+      problems.push(
+        `${name}=${JSON.stringify(raw)} must be <count>/<window>, e.g. ${fallback}: a count of at least 1 and a window of 1s to 24h (s, m or h)`,
+      );
+    }
+    limits[field as keyof ThrottleLimits] = { limit, windowSec };
+  }
+  return limits;
 }
 
 function parseMasterKey(raw: string): Buffer | undefined {

@@ -24,7 +24,7 @@ Configuration comes from flags and environment variables:
   PADDOCK_MASTER_KEY   32 bytes (64 hex chars) sealing secrets; else <data-dir>/master.key
   PADDOCK_SIGNUP       open | invite (default invite: after the first user, by invitation)
   PADDOCK_BODY_LIMIT_BYTES (1048576)  PADDOCK_LOG_LEVEL (info)  PADDOCK_PUBLIC_URL
-  PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false)
+  PADDOCK_PG_POOL_MAX (10)  PADDOCK_TRUST_PROXY (false; true: one proxy in front; or the proxies' addresses/CIDRs)
   PADDOCK_ALLOWED_ORIGINS  comma-separated origins (https://host[:port]) whose pages may open
                        WebSockets with the session cookie, besides this server's own and PADDOCK_PUBLIC_URL's
   PADDOCK_PROXY_BODY_LIMIT_BYTES (33554432)  PADDOCK_DEFAULT_MAX_TOKENS (4096)
@@ -34,6 +34,11 @@ Configuration comes from flags and environment variables:
   PADDOCK_SANDBOX_DRIVER auto | bwrap | process (auto)  PADDOCK_SANDBOX_DIR (<data-dir>/sandboxes)
   PADDOCK_SANDBOX_EGRESS_PRIVATE (false)  PADDOCK_SANDBOX_WARM (2)
   PADDOCK_HOST_HEARTBEAT_MS (5000, paddock host)
+  PADDOCK_THROTTLE_STORE auto | memory | postgres (auto: postgres with DATABASE_URL, else memory)
+  PADDOCK_GATEWAY_RATE_LIMIT_STORE memory | postgres (memory: each server counts its own calls)
+  PADDOCK_THROTTLE_LOGIN_IP (30/15m)  PADDOCK_THROTTLE_LOGIN_ACCOUNT (10/15m)
+  PADDOCK_THROTTLE_SIGNUP_IP (10/1h)  PADDOCK_THROTTLE_INVITATION_IP (20/15m)
+  PADDOCK_THROTTLE_INVITATION_TOKEN (10/15m)   <count>/<window in s, m or h>
 See docs/operations.md.`;
 
 function fail(message: string): never {

@@ -66,13 +66,14 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+/** 429 with Retry-After in seconds; `details` names the limit (`{limit: "login_ip"}`). */
 export class RateLimitedError extends AppError {
-  constructor(message: string, retryAfterSec: number) {
+  constructor(message: string, retryAfterSec: number, details?: Record<string, unknown>) {
     super(
       429,
       'rate_limited',
       message,
-      { retry_after_sec: retryAfterSec },
+      { ...details, retry_after_sec: retryAfterSec },
       {
         'retry-after': String(retryAfterSec),
       },

@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import { deviceCookieOf } from './device-cookie.ts';
 
 /** The Fastify instance every module registers its routes on. */
 export type App = FastifyInstance<
@@ -11,7 +12,15 @@ export type App = FastifyInstance<
   TypeBoxTypeProvider
 >;
 
-export function requestMeta(request: FastifyRequest): { userAgent: string | null; ipAddress: string | null } {
+export function requestMeta(request: FastifyRequest): {
+  userAgent: string | null;
+  ipAddress: string | null;
+  deviceToken: string | null;
+} {
   const ua = request.headers['user-agent'];
-  return { userAgent: typeof ua === 'string' ? ua : null, ipAddress: request.ip ?? null };
+  return {
+    userAgent: typeof ua === 'string' ? ua : null,
+    ipAddress: request.ip ?? null,
+    deviceToken: deviceCookieOf(request),
+  };
 }

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
-import { type Config, loadConfig } from '../../src/config.ts';
+import { type Config, loadConfig, THROTTLE_VARIABLES } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
@@ -16,6 +16,8 @@ export interface CallOptions {
   body?: unknown;
   headers?: Record<string, string>;
   query?: Record<string, string>;
+  /** The client's address as the socket shows it (inject's default: 127.0.0.1). */
+  remoteAddress?: string;
 }
 
 /** What a test reads a response body as: any field, no narrowing. */
@@ -51,6 +53,10 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+const RAISED_THROTTLES = Object.fromEntries(
+  Object.values(THROTTLE_VARIABLES).map(([name]) => [name, '1000000/1s']),
+);
+
 let counter = 0;
 export function uniqueEmail(label = 'user'): string {
   counter += 1;
@@ -73,6 +79,8 @@ export async function createTestApp(
     resolveHost?: HostResolver;
     /** Log as production does (loggerOptions), into this instead of nowhere. */
     logDestination?: LogDestination;
+    /** Keep the sign-in, signup and invitation throttles at their defaults (else raised out of the way). */
+    realThrottles?: boolean;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -85,6 +93,8 @@ export async function createTestApp(
       PADDOCK_SANDBOX_DIR: sandboxDir,
       // No capsules started ahead unless a test is about them: they would only compete for the CPU.
       PADDOCK_SANDBOX_WARM: '0',
+      // Test files sign up and sign in many users from one inject address.
+      ...(options.realThrottles ? {} : RAISED_THROTTLES),
       ...options.env,
     }),
     ...options.config,
@@ -110,6 +120,7 @@ export async function createTestApp(
       url,
       query: opts.query,
       headers,
+      ...(opts.remoteAddress !== undefined ? { remoteAddress: opts.remoteAddress } : {}),
       ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
     });
     let body: unknown = res.body;

@@ -1,16 +1,19 @@
+import {
+  type HitDecision,
+  type MaybePromise,
+  type RateLimitStore,
+  type RateWindow,
+  slidingWindow,
+} from '../../core/rate-limit.ts';
+
 /**
  * Requests and tokens per minute, counted per agent per policy (Rungate) over
- * a sliding 60-second window of one-second buckets. In-process: with several
- * API servers each enforces the limit on the traffic it sees (docs/gateway.md).
+ * a sliding 60-second window of one-second buckets, in the configured store
+ * (PADDOCK_GATEWAY_RATE_LIMIT_STORE): this process's memory — synchronous, so
+ * an admitted call takes no extra microtask — or the database shared by every
+ * server (docs/gateway.md).
  */
-const WINDOW_SEC = 60;
-
-interface Window {
-  /** Per second slot: the second it holds, requests and tokens. */
-  seconds: Float64Array;
-  requests: Float64Array;
-  tokens: Float64Array;
-}
+const WINDOW: RateWindow = slidingWindow(60);
 
 export interface RateLimits {
   maxRequestsPerMinute: number | null;
@@ -19,86 +22,52 @@ export interface RateLimits {
 
 export type RateDecision = { ok: true } | { ok: false; limit: 'requests' | 'tokens'; retryAfterSec: number };
 
+const OK: RateDecision = Object.freeze({ ok: true });
+
+function inGatewayTerms(decision: HitDecision): RateDecision {
+  if (decision.ok) return OK;
+  return {
+    ok: false,
+    limit: decision.limit === 'hits' ? 'requests' : 'tokens',
+    retryAfterSec: decision.retryAfterSec,
+  };
+}
+
+interface WarnLog {
+  warn(obj: object, msg: string): void;
+}
+
 export class RateLimiter {
-  private readonly windows = new Map<string, Window>();
+  private log: WarnLog | undefined;
 
-  constructor(private readonly nowMs: () => number) {}
+  constructor(private readonly store: RateLimitStore) {}
 
-  private window(key: string): Window {
-    let w = this.windows.get(key);
-    if (!w) {
-      w = {
-        seconds: new Float64Array(WINDOW_SEC).fill(-1),
-        requests: new Float64Array(WINDOW_SEC),
-        tokens: new Float64Array(WINDOW_SEC),
-      };
-      this.windows.set(key, w);
-    }
-    return w;
+  useLog(log: WarnLog): void {
+    this.log = log;
   }
 
   /** Admits one request of `tokens` estimated tokens, or says how long to wait. */
-  admit(key: string, limits: RateLimits, tokens: number): RateDecision {
-    if (limits.maxRequestsPerMinute === null && limits.maxTokensPerMinute === null) return { ok: true };
-    const now = Math.floor(this.nowMs() / 1000);
-    const w = this.window(key);
-    let requests = 0;
-    let used = 0;
-    for (let i = 0; i < WINDOW_SEC; i++) {
-      if (w.seconds[i]! > now - WINDOW_SEC) {
-        requests += w.requests[i]!;
-        used += w.tokens[i]!;
-      }
-    }
-    if (limits.maxRequestsPerMinute !== null && requests + 1 > limits.maxRequestsPerMinute) {
-      return {
-        ok: false,
-        limit: 'requests',
-        retryAfterSec: this.retryAfter(w, now, 'requests', requests + 1 - limits.maxRequestsPerMinute),
-      };
-    }
-    if (limits.maxTokensPerMinute !== null && used + tokens > limits.maxTokensPerMinute && used > 0) {
-      return {
-        ok: false,
-        limit: 'tokens',
-        retryAfterSec: this.retryAfter(w, now, 'tokens', used + tokens - limits.maxTokensPerMinute),
-      };
-    }
-    this.add(w, now, 1, tokens);
-    return { ok: true };
+  admit(key: string, limits: RateLimits, tokens: number): MaybePromise<RateDecision> {
+    if (limits.maxRequestsPerMinute === null && limits.maxTokensPerMinute === null) return OK;
+    const decision = this.store.hit(
+      `gateway:${key}`,
+      WINDOW,
+      { maxHits: limits.maxRequestsPerMinute, maxUnits: limits.maxTokensPerMinute },
+      tokens,
+    );
+    return decision instanceof Promise ? decision.then(inGatewayTerms) : inGatewayTerms(decision);
   }
 
-  /** Corrects the token count once the real usage is known. */
-  adjustTokens(key: string, deltaTokens: number): void {
-    const w = this.windows.get(key);
-    if (!w || deltaTokens === 0) return;
-    this.add(w, Math.floor(this.nowMs() / 1000), 0, deltaTokens);
-  }
-
-  private add(w: Window, now: number, requests: number, tokens: number): void {
-    const slot = now % WINDOW_SEC;
-    if (w.seconds[slot] !== now) {
-      w.seconds[slot] = now;
-      w.requests[slot] = 0;
-      w.tokens[slot] = 0;
-    }
-    w.requests[slot]! += requests;
-    w.tokens[slot] = Math.max(0, w.tokens[slot]! + tokens);
-  }
-
-  /** Seconds until enough of the oldest buckets leave the window to free `excess`. */
-  private retryAfter(w: Window, now: number, what: 'requests' | 'tokens', excess: number): number {
-    const live: Array<[number, number]> = [];
-    for (let i = 0; i < WINDOW_SEC; i++) {
-      if (w.seconds[i]! > now - WINDOW_SEC)
-        live.push([w.seconds[i]!, what === 'requests' ? w.requests[i]! : w.tokens[i]!]);
-    }
-    live.sort((a, b) => a[0] - b[0]);
-    let freed = 0;
-    for (const [second, amount] of live) {
-      freed += amount;
-      if (freed >= excess) return Math.max(1, second + WINDOW_SEC - now);
-    }
-    return WINDOW_SEC;
+  /**
+   * Corrects the token count once the real usage is known. Never fails (the
+   * gateway does not wait for it): a lost correction leaves the window
+   * counting the estimate, no reason to fail a call already answered.
+   */
+  adjustTokens(key: string, deltaTokens: number): MaybePromise<void> {
+    const adjusted = this.store.adjust(`gateway:${key}`, WINDOW, 0, deltaTokens);
+    if (!(adjusted instanceof Promise)) return;
+    return adjusted.catch((err: unknown) =>
+      this.log?.warn({ err }, 'could not correct a rate-limit token count'),
+    );
   }
 }

@@ -58,6 +58,8 @@ interface Admitted {
   reservedMicros: number;
   remainingMicros: number | null;
   rateKey: string;
+  /** Whether the call was counted against rate limits (and its token count needs correcting). */
+  rateCounted: boolean;
   logContent: boolean;
   headers: Record<string, string>;
   started: number;
@@ -209,6 +211,7 @@ export class GatewayService {
       reservedMicros: maxCost,
       remainingMicros: reservation.remainingMicros,
       rateKey: `${agent.id}:${policy.id}`,
+      rateCounted: false,
       logContent:
         spec.content_logging === 'enabled' ||
         (spec.content_logging !== 'disabled' && this.options.logContentByDefault),
@@ -216,14 +219,13 @@ export class GatewayService {
       started: performance.now(),
     };
     try {
-      const rl = this.limiter.admit(
-        admitted.rateKey,
-        {
-          maxRequestsPerMinute: spec.rate_limits?.max_requests_per_minute ?? null,
-          maxTokensPerMinute: spec.rate_limits?.max_tokens_per_minute ?? null,
-        },
-        inputEstimate,
-      );
+      const limits = {
+        maxRequestsPerMinute: spec.rate_limits?.max_requests_per_minute ?? null,
+        maxTokensPerMinute: spec.rate_limits?.max_tokens_per_minute ?? null,
+      };
+      const pending = this.limiter.admit(admitted.rateKey, limits, inputEstimate);
+      // The memory store answers synchronously: awaiting only a promise keeps the hot path free of a microtask.
+      const rl = pending instanceof Promise ? await pending : pending;
       if (!rl.ok) {
         throw block(
           429,
@@ -236,6 +238,7 @@ export class GatewayService {
           { limit: rl.limit, retry_after_sec: rl.retryAfterSec },
         );
       }
+      admitted.rateCounted = limits.maxRequestsPerMinute !== null || limits.maxTokensPerMinute !== null;
       if (!spec.model_override) {
         const ruling = checkModel(spec, model);
         if (!ruling.ok) throw block(403, 'model_not_allowed', ruling.message, model, undefined, { model });
@@ -774,7 +777,7 @@ export class GatewayService {
       attempted?: AttemptRecord[];
     },
   ): void {
-    this.limiter.adjustTokens(a.rateKey, totalTokens(r.usage) - a.inputEstimate);
+    if (a.rateCounted) this.limiter.adjustTokens(a.rateKey, totalTokens(r.usage) - a.inputEstimate);
     this.ports.runs.settleLater(a.reservationId, a.runId, {
       stepId: a.stepId,
       type: r.type ?? 'llm_call',

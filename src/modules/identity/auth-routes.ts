@@ -5,6 +5,7 @@ import {
   type SessionCookieOptions,
   setSessionCookies,
 } from '../../http/auth.ts';
+import { setDeviceCookie } from '../../http/device-cookie.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import { type App, requestMeta } from '../../http/types.ts';
 import type { Principal } from './principal.ts';
@@ -14,7 +15,7 @@ import type { AuthService, SignedIn } from './service.ts';
 const tags = ['auth'];
 
 function body(signedIn: SignedIn) {
-  const { expiresAt: _cookieOnly, ...rest } = signedIn;
+  const { expiresAt: _cookieOnly, deviceToken: _deviceCookieOnly, ...rest } = signedIn;
   return rest;
 }
 
@@ -36,6 +37,7 @@ export function registerAuthRoutes(
       { token: result.session_token, csrfToken: result.csrf_token, expiresAt: result.expiresAt },
       cookies,
     );
+    setDeviceCookie(reply, result.deviceToken, cookies);
     return body(result);
   };
 
@@ -47,7 +49,7 @@ export function registerAuthRoutes(
         tags,
         summary: 'Create an account (open signup, the first user, or with an invitation token)',
         body: s.SignupBody,
-        response: { 201: s.SignedIn, ...errorResponses(409) },
+        response: { 201: s.SignedIn, ...errorResponses(409, 429) },
       },
     },
     async (request, reply) => {
@@ -64,7 +66,7 @@ export function registerAuthRoutes(
         tags,
         summary: 'Sign in with email and password',
         body: s.LoginBody,
-        response: { 200: s.SignedIn, ...errorResponses() },
+        response: { 200: s.SignedIn, ...errorResponses(429) },
       },
     },
     async (request, reply) => signIn(reply, await auth.login(request.body, requestMeta(request))),

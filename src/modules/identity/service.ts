@@ -14,6 +14,7 @@ import type { EventsService } from '../events/service.ts';
 import { type Principal, type Role, scopeOfRole } from './principal.ts';
 import * as repo from './repo.ts';
 import type { TeamsService } from './teams-service.ts';
+import type { Throttles } from './throttles.ts';
 import { sessionView, type TeamView, teamView, type UserView, userView } from './views.ts';
 
 /** Wrenn: sessions end after 6 h without use, and 24 h after sign-in whatever happens. */
@@ -25,6 +26,8 @@ const LAST_SEEN_WRITE_EVERY_MS = MINUTE_MS;
 export interface RequestMeta {
   userAgent: string | null;
   ipAddress: string | null;
+  /** The browser's `paddock_device` cookie, if any (throttles.ts, deviceToken). */
+  deviceToken?: string | null;
 }
 
 export interface SignedIn {
@@ -36,6 +39,8 @@ export interface SignedIn {
   expires_at: string;
   /** For the cookie; not part of the JSON body. */
   expiresAt: Date;
+  /** For the `paddock_device` cookie; not part of the JSON body. */
+  deviceToken: string;
 }
 
 // A real hash to compare against when the email is unknown, so a login for an
@@ -54,6 +59,7 @@ export class AuthService {
     private readonly events: EventsService,
     private readonly teams: TeamsService,
     private readonly signupMode: 'open' | 'invite',
+    private readonly throttles: Throttles,
   ) {}
 
   /** Whether anyone has signed up yet: the CLI prints first-user instructions when not. */
@@ -65,6 +71,9 @@ export class AuthService {
     input: { email: string; password: string; name: string; invitation_token?: string },
     meta: RequestMeta,
   ): Promise<SignedIn> {
+    // Before the password hash: refused signups cost no scrypt. Counts every signup,
+    // so the 409 email_taken below answers a bounded number of questions (docs/api.md).
+    await this.throttles.take('signup_ip', meta.ipAddress);
     const email = normaliseEmail(input.email);
     const passwordHash = await hashPassword(input.password);
     return this.db.transaction(async (tx) => {
@@ -124,8 +133,12 @@ export class AuthService {
     input: { token: string; name?: string; password?: string },
     meta: RequestMeta,
   ): Promise<{ team: TeamView; session: SignedIn | null }> {
+    const fromAddress = await this.throttles.take('invitation_ip', meta.ipAddress);
+    await this.throttles.take('invitation_token', input.token);
     if (principal?.kind === 'session') {
-      return { team: await this.teams.acceptInvitation(principal, input.token), session: null };
+      const team = await this.teams.acceptInvitation(principal, input.token);
+      await fromAddress.refund();
+      return { team, session: null };
     }
     const email = await this.teams.invitationEmail(input.token);
     if (await repo.findUserByEmail(this.db, email)) {
@@ -144,13 +157,37 @@ export class AuthService {
       { email, name: input.name, password: input.password, invitation_token: input.token },
       meta,
     );
+    await fromAddress.refund();
     return { team: session.team!, session };
   }
 
+  /** The public preview of an invitation token (throttled like accepting it). */
+  async lookupInvitation(token: string, meta: RequestMeta) {
+    const fromAddress = await this.throttles.take('invitation_ip', meta.ipAddress);
+    await this.throttles.take('invitation_token', token);
+    const preview = await this.teams.lookupInvitation(token);
+    await fromAddress.refund();
+    return preview;
+  }
+
+  /**
+   * Failed sign-ins are counted per client address and per e-mail address
+   * (known or not, so a 429 says nothing about whether an account exists); a
+   * browser that signed in to the account before counts apart from the
+   * e-mail. Attempts are counted before the password is checked, so parallel
+   * guesses cannot slip past the limit, and given back when they succeed.
+   */
   async login(input: { email: string; password: string }, meta: RequestMeta): Promise<SignedIn> {
-    const user = await repo.findUserByEmail(this.db, normaliseEmail(input.email));
+    const email = normaliseEmail(input.email);
+    const fromAddress = await this.throttles.take('login_ip', meta.ipAddress);
+    const device = this.throttles.deviceOf(meta.deviceToken, email);
+    const forAccount = device
+      ? await this.throttles.take('login_device', device)
+      : await this.throttles.take('login_account', email);
+    const user = await repo.findUserByEmail(this.db, email);
     const ok = await verifyPassword(input.password, user?.passwordHash ?? (await DUMMY_HASH));
     if (!user || !ok) throw new UnauthorizedError('invalid_credentials', 'the email or password is wrong');
+    await Promise.all([fromAddress.refund(), forAccount.refund()]);
     const teamId = await repo.firstTeamOf(this.db, user.id);
     return this.startSession(this.db, user, teamId ?? null, meta);
   }
@@ -194,6 +231,7 @@ export class AuthService {
       csrf_token: this.hasher.csrfToken(session.id, session.token),
       expires_at: session.expiresAt.toISOString(),
       expiresAt: session.expiresAt,
+      deviceToken: this.throttles.deviceToken(user.email),
     };
   }
 
@@ -280,12 +318,15 @@ export class AuthService {
     const patch: Parameters<typeof repo.updateUser>[2] = { updatedAt: now };
     if (input.name !== undefined) patch.name = input.name.trim();
     if (input.password !== undefined) {
-      if (
-        input.current_password === undefined ||
-        !(await verifyPassword(input.current_password, user.passwordHash))
-      ) {
+      if (input.current_password === undefined) {
         throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
       }
+      // Another way to test guesses of the password (with a stolen session): the same count as sign-in's.
+      const guess = await this.throttles.take('login_account', user.email);
+      if (!(await verifyPassword(input.current_password, user.passwordHash))) {
+        throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
+      }
+      await guess.refund();
       patch.passwordHash = await hashPassword(input.password);
     }
     await this.db.transaction(async (tx) => {

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { principalOf, type SessionCookieOptions, setSessionCookies } from '../../http/auth.ts';
+import { setDeviceCookie } from '../../http/device-cookie.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import { type App, requestMeta } from '../../http/types.ts';
 import * as s from './schemas.ts';
@@ -237,10 +238,10 @@ export function registerTeamRoutes(
           { token: Type.String({ minLength: 1, maxLength: 200 }) },
           { additionalProperties: false },
         ),
-        response: { 200: s.InvitationLookup, ...errorResponses(404, 409, 410) },
+        response: { 200: s.InvitationLookup, ...errorResponses(404, 409, 410, 429) },
       },
     },
-    async (request) => teams.lookupInvitation(request.query.token),
+    async (request) => auth.lookupInvitation(request.query.token, requestMeta(request)),
   );
 
   app.post(
@@ -251,7 +252,7 @@ export function registerTeamRoutes(
         tags: itags,
         summary: 'Accept an invitation: signed in, join the team; otherwise sign up with name and password',
         body: s.AcceptInvitationBody,
-        response: { 200: s.AcceptedInvitation, ...errorResponses(404, 409, 410) },
+        response: { 200: s.AcceptedInvitation, ...errorResponses(404, 409, 410, 429) },
       },
     },
     async (request, reply) => {
@@ -263,7 +264,8 @@ export function registerTeamRoutes(
           { token: session.session_token, csrfToken: session.csrf_token, expiresAt: session.expiresAt },
           cookies,
         );
-        const { expiresAt: _cookieOnly, ...sessionBody } = session;
+        setDeviceCookie(reply, session.deviceToken, cookies);
+        const { expiresAt: _cookieOnly, deviceToken: _deviceCookieOnly, ...sessionBody } = session;
         return { team: result.team, session: sessionBody };
       }
       return { team: result.team, session: null };
