@@ -54,3 +54,12 @@ export function envProblems(envs: Record<string, unknown>, field = 'envs'): Reco
   if (bytes > MAX_ENVS_BYTES) problems[field] = `must be at most ${MAX_ENVS_BYTES / 1024} KiB in all`;
   return Object.keys(problems).length > 0 ? problems : null;
 }
+
+/** envProblems as one line ("envs.X is not …; envs …"), or null when there are none. */
+export function envRefusal(envs: Record<string, unknown>): string | null {
+  const problems = envProblems(envs);
+  if (!problems) return null;
+  return Object.entries(problems)
+    .map(([field, problem]) => `${field} ${problem}`)
+    .join('; ');
+}

@@ -4,7 +4,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import pty from '@lydell/node-pty';
-import { envProblems } from '../envs.ts';
+import { envRefusal } from '../envs.ts';
 import type { CapsuleFs } from './capsule-fs.ts';
 import { pipedProcess, ptyProcess } from './capsule-process.ts';
 import { type CapsuleState, removeCapsule } from './capsule-state.ts';
@@ -142,14 +142,8 @@ export class BwrapCapsule implements CapsuleHandle {
   spawn(options: SpawnOptions): CapsuleProcess {
     if (this.destroying) throw new DriverError('failed', `capsule ${this.id} is destroyed`);
     const callerEnv = { ...this.p.envs, ...(options.envs ?? {}) };
-    const refused = envProblems(callerEnv);
-    if (refused)
-      throw new DriverError(
-        'invalid',
-        Object.entries(refused)
-          .map((e) => e.join(' '))
-          .join('; '),
-      );
+    const refused = envRefusal(callerEnv);
+    if (refused) throw new DriverError('invalid', refused);
     const env: Record<string, string> = { ...this.p.baseEnv, ...callerEnv };
     if (options.pty && !callerEnv.TERM) env.TERM = TERMINAL_TYPE;
     const command = enterCapsule(

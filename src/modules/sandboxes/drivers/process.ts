@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import pty from '@lydell/node-pty';
-import { envProblems } from '../envs.ts';
+import { envRefusal } from '../envs.ts';
 import { CapsuleFs } from './capsule-fs.ts';
 import { lexicalHostPath } from './capsule-path.ts';
 import { pipedProcess, ptyProcess } from './capsule-process.ts';
@@ -129,14 +129,8 @@ class ProcessCapsule implements CapsuleHandle {
 
   spawn(options: SpawnOptions): CapsuleProcess {
     if (this.destroying) throw new Error(`capsule ${this.id} is destroyed`);
-    const refused = envProblems({ ...this.spec.envs, ...(options.envs ?? {}) });
-    if (refused)
-      throw new DriverError(
-        'invalid',
-        Object.entries(refused)
-          .map((e) => e.join(' '))
-          .join('; '),
-      );
+    const refused = envRefusal({ ...this.spec.envs, ...(options.envs ?? {}) });
+    if (refused) throw new DriverError('invalid', refused);
     const home = path.join(this.root, 'home/user');
     const env: Record<string, string> = {
       HOME: home,
