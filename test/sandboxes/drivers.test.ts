@@ -638,24 +638,14 @@ describe('bwrap driver: lifecycle', () => {
     await c.destroy();
   });
 
-  it('creates and runs a first command fast', async () => {
-    const times: number[] = [];
+  // How fast is bench/sandbox.ts's to say (a timed test fails on a busy machine, not on a slow driver).
+  it('creates, runs a first command and is destroyed, over and over', async () => {
     for (let i = 0; i < 15; i++) {
-      const started = performance.now();
       const c = await capsules.create();
-      const r = await run(c, 'true');
-      times.push(performance.now() - started);
-      expect(r.code).toBe(0);
+      const r = await run(c, 'echo', [String(i)]);
+      expect(r).toMatchObject({ code: 0, stdout: `${i}\n` });
       await c.destroy();
     }
-    times.sort((a, b) => a - b);
-    const p50 = times[Math.floor(times.length / 2)]!;
-    const p90 = times[Math.floor(times.length * 0.9)]!;
-    console.log(
-      `bwrap create → first exec: p50 ${p50.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms, min ${times[0]!.toFixed(1)} ms`,
-    );
-    // The target is 50 ms; the bound leaves room for a loaded CI machine.
-    expect(p50).toBeLessThan(150);
   });
 });
 

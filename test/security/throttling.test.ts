@@ -276,7 +276,12 @@ describe('several servers on one database, counting in it (the postgres store)',
   let a: TestApp;
   let b: TestApp;
   beforeAll(async () => {
-    const env = { PADDOCK_THROTTLE_STORE: 'postgres', PADDOCK_GATEWAY_RATE_LIMIT_STORE: 'postgres' };
+    const env = {
+      PADDOCK_THROTTLE_STORE: 'postgres',
+      PADDOCK_GATEWAY_RATE_LIMIT_STORE: 'postgres',
+      // The mock provider listens on loopback.
+      PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1',
+    };
     a = await createTestApp({ realThrottles: true, env, shareWith: t });
     b = await createTestApp({ realThrottles: true, env, shareWith: t });
   });

@@ -108,8 +108,10 @@ function writeFinalStep(arch: string): string {
     '%ENV = map { split /=/, $_, 2 } grep { length } split /\\0/, pack("H*", $e);',
     'chdir $d or do { print STDERR "cd: $d: $!\\n"; exit 2 };',
     'exec { $ARGV[0] } @ARGV;',
-    'print STDERR "$ARGV[0]: ", ($!{ENOENT} ? "not found" : "$!"), "\\n";',
-    'exit($!{ENOENT} ? 127 : 126);',
+    // ENOENT is 2 on Linux; naming it through %! would load Errno.pm on every start.
+    'my $missing = $! == 2;',
+    'print STDERR "$ARGV[0]: ", ($missing ? "not found" : "$!"), "\\n";',
+    'exit($missing ? 127 : 126);',
   ].join('\n');
 }
 
