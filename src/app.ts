@@ -4,9 +4,10 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
 import { type Clock, systemClock } from './core/clock.ts';
+import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { ulid } from './core/ids.ts';
@@ -17,7 +18,7 @@ import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
-import { loggerOptions } from './http/logger.ts';
+import { createLogger, loggerOptions } from './http/logger.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
@@ -64,6 +65,8 @@ export interface AppOptions {
   database: Database;
   masterKey: Buffer;
   clock?: Clock;
+  /** Timers for background work and backoffs (tests pass ManualTimers to drive them). */
+  timers?: Timers;
   /** Fastify's logger setting (default: loggerOptions(config)); tests pass false or their own destination. */
   logger?: FastifyServerOptions['logger'];
   /** Set when the caller has already applied migrations. */
@@ -82,6 +85,7 @@ export interface Services {
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
+  ctx: Context;
   providers: ProvidersService;
   runs: RunsService;
   approvals: ApprovalsService;
@@ -105,6 +109,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const { config, database } = options;
   const clock = options.clock ?? systemClock;
+  const log = createLogger(options.logger ?? loggerOptions(config));
+  const ctx: Context = { clock, timers: options.timers ?? systemTimers, log };
   const sealer = new Sealer(options.masterKey);
   const hasher = new TokenHasher(options.masterKey);
   const db = database.db;
@@ -199,6 +205,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     sealer,
     hasher,
     clock,
+    ctx,
     providers,
     runs,
     approvals,
@@ -209,7 +216,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   };
 
   const app = Fastify({
-    logger: options.logger ?? loggerOptions(config),
+    loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
     // true: the peer is the one proxy, and the client is the last address it appended to
     // X-Forwarded-For. Fastify's own `true` believes every hop, so the first address, which

@@ -1,4 +1,5 @@
 import type { FastifyServerOptions } from 'fastify';
+import { type Logger, pino } from 'pino';
 import type { Config } from '../config.ts';
 import { serializeError } from '../core/error-log.ts';
 
@@ -37,4 +38,16 @@ export function loggerOptions(config: Pick<Config, 'logLevel'>, destination?: Lo
     },
     ...(destination ? { stream: destination } : {}),
   } as unknown as FastifyServerOptions['logger'];
+}
+
+/**
+ * The one logger a server writes through, made before anything else so every
+ * service gets it in its context (Fastify uses the same instance): `false`
+ * is silent, options as loggerOptions gives them.
+ */
+export function createLogger(setting: FastifyServerOptions['logger']): Logger {
+  if (setting === false || setting === undefined) return pino({ enabled: false });
+  if (setting === true) return pino();
+  const { stream, ...options } = setting as { stream?: LogDestination } & Record<string, unknown>;
+  return stream ? pino(options, stream as never) : pino(options);
 }
