@@ -36,6 +36,22 @@ export const ID_PREFIXES = [
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 
+/**
+ * An id of one kind: `Id<'run'>` is `run_…`, so passing an agent id where a
+ * run id is wanted does not compile. Columns that hold ids say so with
+ * drizzle's `.$type<Id<'run'>>()`; a string from outside becomes one only
+ * through isId().
+ */
+export type Id<P extends IdPrefix> = `${P}_${string}`;
+export type RunId = Id<'run'>;
+export type AgentId = Id<'agt'>;
+export type TeamId = Id<'team'>;
+export type CapsuleId = Id<'cap'>;
+export type HostId = Id<'hst'>;
+export type StepId = Id<'stp'>;
+export type PolicyId = Id<'pol'>;
+export type ProviderKeyId = Id<'pkey'>;
+
 // Crockford base32, as in ULID: sorts lexically in time order.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const CODES = Array.from(ALPHABET, (c) => c.charCodeAt(0));
@@ -105,12 +121,14 @@ export function ulid(nowMs = Date.now()): string {
   return encode(nowMs, lastRandom);
 }
 
-export function newId(prefix: IdPrefix): string {
+export function newId<P extends IdPrefix>(prefix: P): Id<P> {
   return `${prefix}_${ulid()}`;
 }
 
 const ID_PATTERN = /^[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$/;
 
+export function isId<P extends IdPrefix>(value: string, prefix: P): value is Id<P>;
+export function isId(value: string): boolean;
 export function isId(value: string, prefix?: IdPrefix): boolean {
   if (!ID_PATTERN.test(value)) return false;
   return prefix === undefined || value.startsWith(`${prefix}_`);

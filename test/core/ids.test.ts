@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isId, newId, ulid } from '../../src/core/ids.ts';
+import { isId, newId, type RunId, ulid } from '../../src/core/ids.ts';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -37,5 +37,17 @@ describe('ids', () => {
     const base = Date.now() + 20_000_000;
     const randoms = new Set(Array.from({ length: 1_000 }, (_, i) => ulid(base + i).slice(10)));
     expect(randoms.size).toBe(1_000);
+  });
+});
+
+describe('typed ids', () => {
+  it('keep each kind apart at compile time (npm run typecheck fails if they do not)', () => {
+    const run: RunId = newId('run');
+    const agent = newId('agt');
+    // @ts-expect-error an agent id is not a run id
+    const wrong: RunId = agent;
+    const given: string = run;
+    expect(isId(given, 'run') && given.startsWith('run_')).toBe(true);
+    expect(isId(wrong, 'run')).toBe(false);
   });
 });
