@@ -294,8 +294,8 @@ describe('body size', () => {
       body: 'name=x',
       headers: { 'content-type': 'text/plain' },
     });
-    expect([400, 415]).toContain(text.status);
-    expectError(text, text.status, text.status === 415 ? 'unsupported_media_type' : 'validation_failed');
+    // Fastify reads text/plain as a string, which is not the object the route takes.
+    expectError(text, 400, 'validation_failed');
   });
 });
 
