@@ -1,4 +1,3 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
@@ -9,6 +8,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { lockDataDir } from './data-dir-lock.ts';
 import { RemotePglite } from './pglite-remote.ts';
 import * as schema from './schema/index.ts';
 
@@ -29,56 +29,6 @@ export interface Database {
   /** The embedded database's data dir as a tarball (PGlite only; test templates). */
   dump?(): Promise<Blob>;
   close(): Promise<void>;
-}
-
-export class DataDirLockedError extends Error {
-  constructor(dir: string, pid: number) {
-    super(
-      `the data dir ${dir} is in use by another Paddock process (pid ${pid}). ` +
-        'Stop that process, or give this one its own --data-dir.',
-    );
-    this.name = 'DataDirLockedError';
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Takes `<dataDir>/paddock.lock` for this process. PGlite is single-process:
- * two servers on one data dir would corrupt it, so the second gets a clear
- * error. A lock left by a dead process is taken over.
- */
-export function lockDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true });
-  const lockPath = path.join(dataDir, 'paddock.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        rmSync(lockPath, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(lockPath, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new DataDirLockedError(dataDir, pid);
-      }
-      rmSync(lockPath, { force: true });
-    }
-  }
-  throw new Error(`could not take the lock on ${dataDir}`);
 }
 
 export interface PgliteOptions {
