@@ -1,3 +1,4 @@
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
@@ -10,6 +11,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { lockDataDir } from './data-dir-lock.ts';
 import { RemotePglite } from './pglite-remote.ts';
+import { seedFromTemplate } from './pglite-template.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -38,6 +40,10 @@ export interface PgliteOptions {
   loadDataDir?: Blob;
 }
 
+function isEmptyDir(dir: string): boolean {
+  return !existsSync(dir) || readdirSync(dir).length === 0;
+}
+
 export async function openPglite(options: PgliteOptions = {}): Promise<Database> {
   let release: (() => void) | undefined;
   let dir: string | undefined;
@@ -47,10 +53,18 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
   }
   let client: RemotePglite;
   try {
+    const fresh = dir !== undefined && !options.loadDataDir && isEmptyDir(dir);
+    const seeded = fresh && dir !== undefined && seedFromTemplate(dir);
     client = await RemotePglite.create({
       ...(dir !== undefined ? { dataDir: dir } : {}),
       ...(options.loadDataDir ? { loadDataDir: options.loadDataDir } : {}),
     });
+    if (fresh && !seeded) {
+      // The process that ran initdb keeps initdb's peak (WebAssembly memory never
+      // shrinks, about 850 MB against 300): a new process serves the new cluster.
+      await client.close();
+      client = await RemotePglite.create({ dataDir: dir });
+    }
   } catch (err) {
     release?.();
     throw err;
