@@ -26,8 +26,7 @@ export function templateDir(): string {
  * false when there is none (the database then runs initdb itself). The copy
  * is made beside it and renamed, so a copy cut short is never taken for a cluster.
  */
-export function seedFromTemplate(pgdata: string): boolean {
-  const template = templateDir();
+export function seedFromTemplate(pgdata: string, template = templateDir()): boolean {
   if (!existsSync(path.join(template, 'PG_VERSION'))) return false;
   const partial = `${pgdata}.${process.pid}.partial`;
   rmSync(partial, { recursive: true, force: true });
