@@ -8,18 +8,18 @@
 // copied and nothing goes stale. Code that must know it runs compiled tests
 // `typeof PADDOCK_COMPILED` (defined here).
 //
-// `node bin/build.js` also runs initdb once into dist/pgdata-<PGlite version>/,
-// which an empty data dir starts from (src/db/pglite-template.ts): seconds
-// saved at the first start, and no initdb peak in the database's memory.
+// `node bin/build.js` also makes dist/pgdata-<PGlite version>-<migrations>/,
+// initdb and the migrations done once, which an empty data dir starts from
+// (src/db/pglite-template.ts): seconds saved at the first start, and no
+// initdb peak in the database's memory.
 //
 // dist/build.json records each input's mtime and size; ensureBuilt() (called
 // by bin/paddock.js on every start, a few milliseconds) rebuilds when any of
 // them changed, so a clone never runs code older than its src/.
 //
 //   node bin/build.js   build now (the prepare script: `npm ci` runs it)
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -79,7 +79,11 @@ export async function build() {
   await mkdir(DIST, { recursive: true });
   const result = await esbuild.build({
     absWorkingDir: ROOT,
-    entryPoints: { main: 'src/main.ts', 'pglite-worker': 'src/db/pglite-worker.ts' },
+    entryPoints: {
+      main: 'src/main.ts',
+      'pglite-worker': 'src/db/pglite-worker.ts',
+      'pglite-template': 'src/db/pglite-template.ts',
+    },
     outdir: DIST,
     bundle: true,
     splitting: true,
@@ -116,42 +120,6 @@ export async function build() {
   return Math.round(performance.now() - started);
 }
 
-/** The installed PGlite's version (as src/db/pglite-template.ts reads it). */
-function pgliteVersion() {
-  let dir = path.dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
-  while (!existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
-  return JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
-}
-
-/**
- * Runs initdb into dist/pgdata-<version>/ unless it is there; removes the
- * templates of other versions. Returns how long it took in ms, or undefined.
- */
-export async function buildTemplate() {
-  const name = `pgdata-${pgliteVersion()}`;
-  const dir = path.join(DIST, name);
-  if (existsSync(path.join(dir, 'PG_VERSION'))) return undefined;
-  const started = performance.now();
-  await mkdir(DIST, { recursive: true });
-  const partial = `${dir}.${process.pid}.partial`;
-  rmSync(partial, { recursive: true, force: true });
-  const { PGlite } = await import('@electric-sql/pglite');
-  const db = await PGlite.create(partial);
-  await db.close();
-  try {
-    renameSync(partial, dir);
-  } catch (err) {
-    // Another build got there first: its template is the same.
-    rmSync(partial, { recursive: true, force: true });
-    if (!existsSync(path.join(dir, 'PG_VERSION'))) throw err;
-  }
-  for (const other of readdirSync(DIST)) {
-    if (/^pgdata-[^.]+(\.\d+)*$/.test(other) && other !== name)
-      rmSync(path.join(DIST, other), { recursive: true, force: true });
-  }
-  return Math.round(performance.now() - started);
-}
-
 /** The URL of dist/main.js, built first when missing or older than its sources. */
 export async function ensureBuilt() {
   const reason = staleReason();
@@ -177,9 +145,10 @@ function describeBuildError(err) {
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     console.log(`dist/ built in ${await build()} ms`);
-    const initdb = await buildTemplate();
-    if (initdb !== undefined)
-      console.log(`dist/pgdata-${pgliteVersion()}/ (initdb for empty data dirs) made in ${initdb} ms`);
+    const { makeTemplate } = await import(pathToFileURL(path.join(DIST, 'pglite-template.js')).href);
+    const made = await makeTemplate(path.join(SRC, 'db', 'migrations'));
+    if (made !== undefined)
+      console.log(`dist/pgdata-…/ (a migrated cluster for empty data dirs) made in ${made} ms`);
   } catch (err) {
     console.error(`could not build dist/ from src/:\n${describeBuildError(err)}`);
     process.exit(1);

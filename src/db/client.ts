@@ -11,7 +11,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { lockDataDir } from './data-dir-lock.ts';
 import { RemotePglite } from './pglite-remote.ts';
-import { seedFromTemplate } from './pglite-template.ts';
+import { seedFromTemplate, templateDir } from './pglite-template.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -54,7 +54,7 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
   let client: RemotePglite;
   try {
     const fresh = dir !== undefined && !options.loadDataDir && isEmptyDir(dir);
-    const seeded = fresh && dir !== undefined && seedFromTemplate(dir);
+    const seeded = fresh && dir !== undefined && seedFromTemplate(dir, templateDir(MIGRATIONS_DIR));
     client = await RemotePglite.create({
       ...(dir !== undefined ? { dataDir: dir } : {}),
       ...(options.loadDataDir ? { loadDataDir: options.loadDataDir } : {}),
