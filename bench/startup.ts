@@ -62,7 +62,7 @@ async function serveOnce(dataDir: string, port: number): Promise<Sample> {
       const res = await fetch(`http://127.0.0.1:${port}/ready`).catch(() => undefined);
       if (res?.status === 200) readyMs = performance.now() - started;
       else if (child.exitCode !== null) throw new Error(`paddock serve exited with ${child.exitCode}`);
-      else if (performance.now() - started > 60_000) throw new Error('not ready after 60 s');
+      else if (performance.now() - started > 300_000) throw new Error('not ready after 300 s');
       else await sleep(10);
     }
     await sleep(IDLE_MS);
