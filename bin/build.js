@@ -77,29 +77,32 @@ export async function build() {
   const started = performance.now();
   const esbuild = await import('esbuild');
   await mkdir(DIST, { recursive: true });
-  const result = await esbuild.build({
-    absWorkingDir: ROOT,
-    entryPoints: {
-      main: 'src/main.ts',
-      'pglite-worker': 'src/db/pglite-worker.ts',
-      'pglite-template': 'src/db/pglite-template.ts',
-    },
-    outdir: DIST,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    keepNames: true,
-    sourcemap: 'linked',
-    chunkNames: 'chunk-[hash]',
-    define: { PADDOCK_COMPILED: 'true' },
-    plugins: [sourceUrls],
-    metafile: true,
-    write: false,
-    logLevel: 'silent',
-  });
+  // esbuild's service process would otherwise live on in the server that called this.
+  const result = await esbuild
+    .build({
+      absWorkingDir: ROOT,
+      entryPoints: {
+        main: 'src/main.ts',
+        'pglite-worker': 'src/db/pglite-worker.ts',
+        'pglite-template': 'src/db/pglite-template.ts',
+      },
+      outdir: DIST,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      packages: 'external',
+      keepNames: true,
+      sourcemap: 'linked',
+      chunkNames: 'chunk-[hash]',
+      define: { PADDOCK_COMPILED: 'true' },
+      plugins: [sourceUrls],
+      metafile: true,
+      write: false,
+      logLevel: 'silent',
+    })
+    .finally(() => esbuild.stop());
   // Chunks first, entries next, the stamp last: whoever reads an entry finds its chunks.
   const files = [...result.outputFiles].sort(
     (a, b) =>
