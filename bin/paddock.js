@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// The CLI runs the TypeScript sources directly through tsx's loader, so a fresh
-// clone needs no build step between `npm ci` and `paddock serve`.
-import { register } from 'tsx/esm/api';
+// The CLI runs the compiled server in dist/ (bin/build.js; `npm ci` builds it
+// through the prepare script). When a source changed since that build, it is
+// rebuilt first — well under a second — so a clone never runs stale code.
+import { ensureBuilt } from './build.js';
 
-register();
-const { main } = await import('../src/main.ts');
+const { main } = await import(await ensureBuilt());
 await main(process.argv.slice(2));

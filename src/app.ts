@@ -19,6 +19,7 @@ import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
 import { createLogger, loggerOptions } from './http/logger.ts';
+import { buildLazySerializer } from './http/serialization.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
@@ -232,6 +233,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     // hook runs; answer those in the error shape too.
     frameworkErrors: answerFrameworkError,
     ajv: { customOptions: { strict: false } },
+    schemaController: { compilersFactory: { buildSerializer: buildLazySerializer } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);

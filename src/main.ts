@@ -1,12 +1,17 @@
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
-import { buildApp } from './app.ts';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
 import { describeError, serializeError } from './core/error-log.ts';
 import { resolveMasterKey } from './core/master-key.ts';
-import { type Database, DataDirLockedError, openPglite, openPostgres } from './db/client.ts';
-import { HostAgentError, runHostAgent } from './modules/sandboxes/agent.ts';
+import type { Database } from './db/client.ts';
+import { DataDirLockedError } from './db/data-dir-lock.ts';
+import type { runHostAgent } from './modules/sandboxes/agent.ts';
 import { VERSION } from './version.ts';
+
+// What a command needs is imported when it runs (`await import`): `--help`
+// loads none of it, and `serve` starts the database's process before it loads
+// the app's modules, so the two overlap (the compiled server in dist/ keeps
+// these as chunks loaded on demand).
 
 const HELP = `paddock ${VERSION}: a self-hosted control plane for AI agents
 
@@ -56,6 +61,7 @@ function crash(err: unknown): never {
 }
 
 async function openDatabase(config: Config): Promise<Database> {
+  const { openPglite, openPostgres } = await import('./db/client.ts');
   return config.databaseUrl
     ? openPostgres(config.databaseUrl, config.pgPoolMax)
     : openPglite({ dataDir: config.dataDir });
@@ -79,7 +85,8 @@ const OLD_GENERATION_GROWTH = '--heap-growing-percent=200';
 async function serve(config: Config): Promise<void> {
   const started = Date.now();
   v8.setFlagsFromString(OLD_GENERATION_GROWTH);
-  const database = await openDatabase(config);
+  // The embedded database boots in its own process while this one loads the app.
+  const [database, { buildApp }] = await Promise.all([openDatabase(config), import('./app.ts')]);
   const masterKey = resolveMasterKey(config.masterKey, config.dataDir, (m) =>
     process.stderr.write(`paddock: warning: ${m}\n`),
   );
@@ -132,9 +139,10 @@ async function host(
   const port = flags.port === undefined ? 0 : Number(flags.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     fail(`--port must be a port number, got "${flags.port}"`);
+  const { HostAgentError, runHostAgent: run } = await import('./modules/sandboxes/agent.ts');
   let agent: Awaited<ReturnType<typeof runHostAgent>>;
   try {
-    agent = await runHostAgent({
+    agent = await run({
       controlPlane: url.toString(),
       ...(flags.token ? { token: flags.token } : {}),
       ...(flags.advertise ? { advertise: flags.advertise } : {}),

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
@@ -9,7 +9,9 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { lockDataDir } from './data-dir-lock.ts';
 import { RemotePglite } from './pglite-remote.ts';
+import { seedFromTemplate, templateDir } from './pglite-template.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -31,61 +33,15 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export class DataDirLockedError extends Error {
-  constructor(dir: string, pid: number) {
-    super(
-      `the data dir ${dir} is in use by another Paddock process (pid ${pid}). ` +
-        'Stop that process, or give this one its own --data-dir.',
-    );
-    this.name = 'DataDirLockedError';
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Takes `<dataDir>/paddock.lock` for this process. PGlite is single-process:
- * two servers on one data dir would corrupt it, so the second gets a clear
- * error. A lock left by a dead process is taken over.
- */
-export function lockDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true });
-  const lockPath = path.join(dataDir, 'paddock.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        rmSync(lockPath, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(lockPath, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new DataDirLockedError(dataDir, pid);
-      }
-      rmSync(lockPath, { force: true });
-    }
-  }
-  throw new Error(`could not take the lock on ${dataDir}`);
-}
-
 export interface PgliteOptions {
   /** A directory, or undefined for an in-memory database. */
   dataDir?: string;
   /** A dump made by `dumpDataDir()` to start from (test templates). */
   loadDataDir?: Blob;
+}
+
+function isEmptyDir(dir: string): boolean {
+  return !existsSync(dir) || readdirSync(dir).length === 0;
 }
 
 export async function openPglite(options: PgliteOptions = {}): Promise<Database> {
@@ -97,10 +53,18 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
   }
   let client: RemotePglite;
   try {
+    const fresh = dir !== undefined && !options.loadDataDir && isEmptyDir(dir);
+    const seeded = fresh && dir !== undefined && seedFromTemplate(dir, templateDir(MIGRATIONS_DIR));
     client = await RemotePglite.create({
       ...(dir !== undefined ? { dataDir: dir } : {}),
       ...(options.loadDataDir ? { loadDataDir: options.loadDataDir } : {}),
     });
+    if (fresh && !seeded) {
+      // The process that ran initdb keeps initdb's peak (WebAssembly memory never
+      // shrinks, about 850 MB against 300): a new process serves the new cluster.
+      await client.close();
+      client = await RemotePglite.create({ dataDir: dir });
+    }
   } catch (err) {
     release?.();
     throw err;

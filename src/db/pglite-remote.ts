@@ -57,8 +57,16 @@ interface Querier {
   exec(sql: string): Promise<Results[]>;
 }
 
-// A plain module that registers tsx, then imports pglite-worker.ts.
-const WORKER_BOOT = new URL('./pglite-worker-boot.mjs', import.meta.url);
+/** Defined (true) by bin/build.js in the compiled server in dist/; undeclared when the sources run. */
+declare const PADDOCK_COMPILED: boolean | undefined;
+
+// Compiled, the worker is its own bundle in dist/ (this module's import.meta.url
+// is its source file's there too: see bin/build.js). From the sources (tests),
+// a plain module registers tsx, then imports pglite-worker.ts.
+const WORKER =
+  typeof PADDOCK_COMPILED === 'boolean'
+    ? new URL('../../dist/pglite-worker.js', import.meta.url)
+    : new URL('./pglite-worker-boot.mjs', import.meta.url);
 
 const CHRT = ['/usr/bin/chrt', '/bin/chrt'].find((p) => process.platform === 'linux' && existsSync(p));
 
@@ -85,7 +93,7 @@ export class RemotePglite implements Querier {
 
   private constructor(batch: boolean) {
     // Structured clone over the channel, as between threads: rows keep their types.
-    this.worker = fork(fileURLToPath(WORKER_BOOT), [], {
+    this.worker = fork(fileURLToPath(WORKER), [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       ...launcher(batch),

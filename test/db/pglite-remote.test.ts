@@ -14,7 +14,10 @@ function policyOf(pid: number): number {
 }
 
 describe('the embedded database process', () => {
-  it('answers statements, and runs under SCHED_BATCH where chrt can set it', async () => {
+  // A cold initdb: seconds, or tens of them on a busy machine; only a hang reaches this bound.
+  it('answers statements, and runs under SCHED_BATCH where chrt can set it', {
+    timeout: 180_000,
+  }, async () => {
     const db = await RemotePglite.create();
     try {
       const result = await db.query('select $1::int + 1 as n', [41]);

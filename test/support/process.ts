@@ -56,10 +56,11 @@ export async function startPaddock(
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`paddock ${args[0]} was not ready in ${timeoutMs} ms:\n${out}`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => {
+      // Not left running (with its database's process) after the test gave up on it.
+      child.kill('SIGKILL');
+      reject(new Error(`paddock ${args[0]} was not ready in ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
     const check = () => {
       const m = ready.exec(out);
       if (m) {

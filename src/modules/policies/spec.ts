@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { type Static, type TSchema, Type } from 'typebox';
 import { ValidationError } from '../../core/errors.ts';
 
@@ -410,7 +410,8 @@ const ajv = new Ajv({
   coerceTypes: false,
   useDefaults: false,
 });
-const checkInput = ajv.compile(PolicyInputSchema);
+// Compiled on first use: at module load it cost the server's start a few hundred ms.
+let checkInput: ValidateFunction | undefined;
 
 function errorFields(errors: ErrorObject[]): Record<string, string> {
   const fields: Record<string, string> = {};
@@ -443,6 +444,7 @@ function fail(fields: Record<string, string>): never {
 
 /** The shape and ranges of a (partial) document; the HTTP schema checks the same for request bodies. */
 export function validatePolicyInput(input: unknown): asserts input is PolicyInput {
+  checkInput ??= ajv.compile(PolicyInputSchema);
   if (!checkInput(input)) fail(errorFields(checkInput.errors ?? []));
 }
 
