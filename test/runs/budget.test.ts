@@ -313,7 +313,7 @@ describe('crash safety', () => {
     await t.database.db.execute(
       sql`update budget_leases set renewed_at = renewed_at - interval '2 minutes' where run_id = ${run.id}`,
     );
-    const other = new RunsService(t.database.db, t.clock, t.services.events);
+    const other = new RunsService(t.database.db, t.services.ctx, t.services.events);
     expect(await other.chargeAbandonedLeases(t.clock.now())).toBe(1);
     const row = await runRow(t, run.id);
     expect(row).toMatchObject({ costMicros: lease!.amountMicros, reservedMicros: 0, reservedTokens: 0 });
@@ -340,10 +340,10 @@ describe('crash safety', () => {
     const run = await newRun(g);
     const r = await reserveFor(g, run.id, 40_000);
     if (!r.ok) throw new Error('refused');
-    const other = new RunsService(t.database.db, t.clock, t.services.events);
+    const other = new RunsService(t.database.db, t.services.ctx, t.services.events);
     expect(await other.chargeAbandonedLeases(t.clock.now())).toBe(0);
     // PGlite: only one process can open the data dir, so at start every lease is a dead one's.
-    const restarted = new RunsService(t.database.db, t.clock, t.services.events, async () => true, {
+    const restarted = new RunsService(t.database.db, t.services.ctx, t.services.events, async () => true, {
       exclusiveDatabase: true,
     });
     await restarted.startSweeps();

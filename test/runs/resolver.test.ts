@@ -296,7 +296,7 @@ describe('sweeps', () => {
       sql`update runs set last_step_at = ${t.clock.now().toISOString()}::timestamptz where id = ${run.id}`,
     );
     const [lease] = await leaseRows(t, run.id);
-    const restarted = new RunsService(t.database.db, t.clock, t.services.events, async () => true, {
+    const restarted = new RunsService(t.database.db, t.services.ctx, t.services.events, async () => true, {
       exclusiveDatabase: true,
     });
     await restarted.startSweeps();

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Context, type Log, silentLog } from '../../src/core/context.ts';
 import type { Db } from '../../src/db/client.ts';
 import { BudgetSystem } from '../../src/modules/runs/budget.ts';
 import { isTransientDbError } from '../../src/modules/runs/transient.ts';
@@ -13,7 +14,11 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const quiet = { warn: () => {}, error: () => {} };
+/** The app's context, logging into `errors` (messages at error level). */
+function contextLogging(errors: string[] = []): Context {
+  const log: Log = { ...silentLog, error: (_obj, msg) => errors.push(msg ?? ''), child: () => log };
+  return { ...t.services.ctx, log };
+}
 
 /** A database whose next `failures.left` statements fail with `error`, then behave. */
 /** The database, with the next `failures.left` statements failing (drizzle's and raw ones alike). */
@@ -105,12 +110,11 @@ describe('the step writer', () => {
     const failures = { left: 0 };
     const budget = new BudgetSystem(
       flaky(t.database.db, failures, Object.assign(new Error('serialization failure'), { code: '40001' })),
-      t.clock,
+      contextLogging(),
       t.services.events,
       () => {},
       { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 1 } },
     );
-    budget.useLog(quiet);
     const run = await t.services.runs.resolveRun({
       teamId: g.teamId,
       agent: g.agent,
@@ -135,8 +139,7 @@ describe('the step writer', () => {
       newRun: true,
     });
     const errors: string[] = [];
-    const budget = t.services.runs.budget;
-    budget.useLog({ warn: () => {}, error: (_obj, msg) => errors.push(msg) });
+    const budget = new BudgetSystem(t.database.db, contextLogging(errors), t.services.events, () => {});
     await calls(budget, run.id, g, 3);
     // A step for a run that does not exist fails its statement; the batch is retried row by row.
     budget.note(
@@ -153,7 +156,6 @@ describe('the step writer', () => {
     );
     await calls(budget, run.id, g, 2);
     await budget.flush();
-    budget.useLog(quiet);
     expect(await stepRows(t, run.id)).toHaveLength(5);
     expect(errors).toEqual(['step write failed; giving up']);
   });

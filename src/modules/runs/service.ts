@@ -1,10 +1,13 @@
-import { type Clock, MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
+import { MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
+import type { Context, Log, Timer } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import { isId, type RunId } from '../../core/ids.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
 import {
+  type BudgetOptions,
   BudgetSystem,
   type ReserveInput,
   type ReserveResult,
@@ -17,7 +20,6 @@ import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
-import type { RecorderLog } from './transient.ts';
 import { completionView, ledgerView, microsOf, runView, stepView } from './views.ts';
 
 export type { ReserveInput, ReserveResult, SettleResult, StepRecord, TokenUsage } from './budget.ts';
@@ -36,6 +38,8 @@ export interface RunsOptions {
   sweepIntervalMs: number;
   /** run_idle_timeout_seconds for a run whose policy snapshot has none (Rungate: 300 s). */
   defaultIdleTimeoutSec: number;
+  /** Lease timings and the step writer's batching (tests shorten them). */
+  budget?: Partial<BudgetOptions>;
 }
 
 export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
@@ -56,26 +60,26 @@ export class RunsService {
   readonly resolver: RunResolver;
   readonly budget: BudgetSystem;
   private readonly options: RunsOptions;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private sweeping: Promise<void> | undefined;
-  private log: RecorderLog = { warn: () => {}, error: (obj, msg) => console.error(msg, obj) };
+  private readonly log: Log;
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly events: EventsService,
     /** Agent-side writes refuse a disabled agent (403 agent_disabled); given by the agents module. */
     private readonly isAgentActive: (agentId: string) => Promise<boolean> = async () => true,
     options: Partial<RunsOptions> = {},
   ) {
     this.options = { ...DEFAULT_RUNS_OPTIONS, ...options };
-    this.resolver = new RunResolver(db, clock, events, () => this.budget.returnIdleLeases());
-    this.budget = new BudgetSystem(db, clock, events, (run) => this.resolver.note(run));
+    this.log = ctx.log;
+    this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
+    this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), this.options.budget);
   }
 
-  useLog(log: RecorderLog): void {
-    this.log = log;
-    this.budget.useLog(log);
+  private get clock() {
+    return this.ctx.clock;
   }
 
   // -- the proxy's side --------------------------------------------------
@@ -109,12 +113,24 @@ export class RunsService {
 
   /** Records a request refused by governance as a step, and flags the run (write-behind). */
   recordBlocked(b: BlockedRequest): void {
-    this.budget.note(b, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
+    const owner = this.stepOwner(b);
+    if (owner) this.budget.note(owner, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
   }
 
   /** A failover_transition step with Rungate's failover_context, and had_failover on the run (write-behind). */
   recordFailoverTransition(f: FailoverTransition): void {
-    this.budget.note(f, failoverStep(f, f.at ?? this.clock.now()), 'failover');
+    const owner = this.stepOwner(f);
+    if (owner) this.budget.note(owner, failoverStep(f, f.at ?? this.clock.now()), 'failover');
+  }
+
+  /** The run a step from the proxy is for; a step for something that is not a run id is logged and dropped. */
+  private stepOwner(s: { teamId: string; runId: string; agentId: string }) {
+    if (isId(s.runId, 'run')) return { teamId: s.teamId, runId: s.runId, agentId: s.agentId };
+    this.log.warn(
+      { run_id: s.runId, agent_id: s.agentId },
+      'a step for something that is not a run id was dropped',
+    );
+    return undefined;
   }
 
   /** Waits until every queued step is written and unused leases are back (tests, shutdown). */
@@ -132,7 +148,7 @@ export class RunsService {
       endRuns(
         tx,
         this.events,
-        repo.idleRunsBefore(now, this.options.defaultIdleTimeoutSec),
+        { idleBefore: now, defaultIdleTimeoutSec: this.options.defaultIdleTimeoutSec },
         {
           status: 'completed',
           endedReason: 'idle_timeout',
@@ -147,7 +163,7 @@ export class RunsService {
     return ended.map((r) => r.id);
   }
 
-  private forgetRun(runId: string): void {
+  private forgetRun(runId: RunId): void {
     this.resolver.forget(runId);
     this.budget.runEnded(runId);
   }
@@ -174,28 +190,42 @@ export class RunsService {
         this.options.exclusiveDatabase ? new Date(now.getTime() + 1) : undefined,
       );
     } catch (err) {
-      this.log.error({ err }, 'charging abandoned budget leases failed');
+      this.log.error(
+        { err, sweep: 'abandoned_leases', exclusive_database: this.options.exclusiveDatabase },
+        'charging abandoned budget leases at start failed',
+      );
     }
     await this.sweepOnce();
     this.budget.start();
-    this.timer = setInterval(() => {
+    this.timer = this.ctx.timers.every(this.options.sweepIntervalMs, () => {
       if (!this.sweeping) this.sweeping = this.sweepOnce().finally(() => (this.sweeping = undefined));
-    }, this.options.sweepIntervalMs);
-    this.timer.unref();
+    });
   }
 
+  /** One round of both sweeps; one failing is logged and does not stop the other. */
   private async sweepOnce(): Promise<void> {
+    const abandonedBefore = new Date(this.clock.now().getTime() - this.options.abandonedLeaseMs);
     try {
       await this.chargeAbandonedLeases();
+    } catch (err) {
+      this.log.error(
+        { err, sweep: 'abandoned_leases', abandoned_before: abandonedBefore.toISOString() },
+        'charging abandoned budget leases failed',
+      );
+    }
+    try {
       await this.sweepIdleRuns();
     } catch (err) {
-      this.log.error({ err }, 'runs sweep failed');
+      this.log.error(
+        { err, sweep: 'idle_runs', default_idle_timeout_sec: this.options.defaultIdleTimeoutSec },
+        'ending idle runs failed',
+      );
     }
   }
 
   /** Stops the timers, writes what is queued and gives unused leases back. */
   async shutdown(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     await this.sweeping;
     await this.budget.shutdown();
@@ -205,7 +235,7 @@ export class RunsService {
 
   /** The run if the caller may see it: the team's, and for an agent key its own; else 404. */
   private async visibleRun(principal: Principal, id: string): Promise<repo.RunRow> {
-    const run = await repo.findRun(this.db, activeTeam(principal), id);
+    const run = isId(id, 'run') ? await repo.findRun(this.db, activeTeam(principal), id) : undefined;
     if (!run || (principal.kind === 'agent' && run.agentId !== principal.agentId))
       throw new NotFoundError('run', id);
     return run;
@@ -262,13 +292,12 @@ export class RunsService {
   }
 
   private async patch(run: repo.RunRow, input: UpdateRunInput): Promise<repo.RunRow> {
-    const patch: Partial<repo.RunRow> = {};
-    if (input.name !== undefined) patch.name = input.name;
-    if (input.outcome !== undefined) patch.outcome = input.outcome;
-    if (input.outcome_reason !== undefined) patch.outcomeReason = input.outcome_reason;
-    if (Object.keys(patch).length === 0) return run;
-    patch.updatedAt = this.clock.now();
-    return (await repo.updateRun(this.db, repo.runIs(run.teamId, run.id), patch)) ?? run;
+    const details: repo.RunDetails = {};
+    if (input.name !== undefined) details.name = input.name;
+    if (input.outcome !== undefined) details.outcome = input.outcome;
+    if (input.outcome_reason !== undefined) details.outcomeReason = input.outcome_reason;
+    if (Object.keys(details).length === 0) return run;
+    return (await repo.updateRunDetails(this.db, run.teamId, run.id, details, this.clock.now())) ?? run;
   }
 
   async steps(principal: Principal, id: string, page: PageQuery) {
@@ -296,7 +325,7 @@ export class RunsService {
   private async endOne(run: repo.RunRow, ending: repo.RunEnding, actor: Actor): Promise<repo.RunRow> {
     if (run.status !== 'running') throw this.notRunning(run);
     const [ended] = await this.db.transaction((tx) =>
-      endRuns(tx, this.events, repo.runIs(run.teamId, run.id), ending, actor),
+      endRuns(tx, this.events, { run: run.id, teamId: run.teamId }, ending, actor),
     );
     if (!ended) throw this.notRunning((await repo.findRun(this.db, run.teamId, run.id)) ?? run);
     this.forgetRun(ended.id);
@@ -344,7 +373,7 @@ export class RunsService {
       },
       actorOf(principal),
     );
-    return completionView(ended, await repo.governanceEvents(this.db, ended.id));
+    return completionView(ended, await repo.governanceEvents(this.db, ended.teamId, ended.id));
   }
 
   /** Both sides share POST /v1/runs/{id}/complete: the principal decides which one this is. */
@@ -361,7 +390,7 @@ export class RunsService {
       endRuns(
         tx,
         this.events,
-        repo.runsOfAgent(activeTeam(principal), agentId),
+        { agentId, teamId: activeTeam(principal) },
         {
           status: 'completed',
           endedReason: input.ended_reason ?? 'agent_complete_all',
@@ -405,10 +434,7 @@ export class RunsService {
     if (run.forceStopLiftedAt !== null) return runView(run);
     const now = this.clock.now();
     const lifted = await this.db.transaction(async (tx) => {
-      const row = await repo.updateRun(tx, repo.runIs(run.teamId, run.id), {
-        forceStopLiftedAt: now,
-        updatedAt: now,
-      });
+      const row = await repo.liftForceStop(tx, run.teamId, run.id, now);
       await this.events.record(tx, {
         teamId: run.teamId,
         ...actorOf(principal),
