@@ -49,6 +49,45 @@ function flaky(db: Db, failures: { left: number }, error: unknown): Db {
   });
 }
 
+/**
+ * The database, where the next `lost.left` raw statements (the step writer's
+ * batch) commit but their answer never arrives: the connection drops after
+ * the commit, so the writer cannot tell the write happened.
+ */
+function losingAnswers(db: Db, lost: { left: number }): Db {
+  return new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop !== '$client') return Reflect.get(target, prop, receiver);
+      const client = Reflect.get(target, prop, receiver) as {
+        query: (...args: unknown[]) => Promise<unknown>;
+      };
+      return new Proxy(client, {
+        get: (c, p, r) =>
+          p === 'query'
+            ? async (...args: unknown[]) => {
+                const answer = await c.query(...args);
+                if (lost.left <= 0) return answer;
+                lost.left--;
+                throw Object.assign(new Error('Connection terminated unexpectedly'), { code: '08006' });
+              }
+            : Reflect.get(c, p, r),
+      });
+    },
+  });
+}
+
+/** An agent under a fresh policy, with a new run. */
+async function agentWithRun() {
+  const g = await agentWithPolicy(t, u);
+  const run = await t.services.runs.resolveRun({
+    teamId: g.teamId,
+    agent: g.agent,
+    policy: g.policy,
+    newRun: true,
+  });
+  return { g, run };
+}
+
 async function calls(
   budget: BudgetSystem,
   runId: string,
@@ -78,13 +117,7 @@ async function calls(
 
 describe('the step writer', () => {
   it('writes every call of a burst, with run totals and ledger entries that add up', async () => {
-    const g = await agentWithPolicy(t, u);
-    const run = await t.services.runs.resolveRun({
-      teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
-    });
+    const { g, run } = await agentWithRun();
     await calls(t.services.runs.budget, run.id, g, 300);
     // Nothing waited for the database: the burst is still queued, then written in a few batches.
     expect(t.services.runs.budget.writer.pending).toBeGreaterThan(0);
@@ -130,14 +163,59 @@ describe('the step writer', () => {
     expect((await runRow(t, run.id)).stepCount).toBe(5);
   });
 
-  it('keeps the good steps of a batch when one of them cannot be written', async () => {
-    const g = await agentWithPolicy(t, u);
-    const run = await t.services.runs.resolveRun({
+  it('counts a batch whose commit answer was lost once: no duplicate steps or ledger rows, and the caller hears it was written', async () => {
+    const { g, run } = await agentWithRun();
+    const errors: string[] = [];
+    const lost = { left: 0 };
+    const budget = new BudgetSystem(
+      losingAnswers(t.database.db, lost),
+      contextLogging(errors),
+      t.services.events,
+      () => {},
+      { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 0 } },
+    );
+    await calls(budget, run.id, g, 3);
+    const r = await budget.reserve({
       teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
+      runId: run.id,
+      agentId: g.agent.id,
+      policyId: g.policy.id,
+      amountMicros: 2_000,
+      tokens: 100,
     });
+    if (!r.ok) throw new Error(r.message);
+    lost.left = 1;
+    const settled = await budget.settle(r.reservationId, {
+      type: 'llm_call',
+      status: 'success',
+      provider: 'openai',
+      model: 'gpt-4o',
+      usage: usage(10, 5),
+      costMicros: 1_500,
+    });
+    expect(lost.left).toBe(0);
+    expect(settled.kind).toBe('settled');
+    expect(settled.step).toMatchObject({ runId: run.id, costMicros: 1_500 });
+    expect(errors).toEqual([]);
+    const written = await stepRows(t, run.id);
+    expect(written).toHaveLength(4);
+    expect(new Set(written.map((s) => s.id)).size).toBe(4);
+    const ledger = await ledgerRows(t, run.id);
+    expect(ledger).toHaveLength(4);
+    const cost = 1_000 + 1_001 + 1_002 + 1_500;
+    expect(ledger.reduce((sum, l) => sum + l.costMicros, 0)).toBe(cost);
+    // The process knows its spend is written: the leases go back whole, nothing is charged twice.
+    await budget.flush();
+    expect(await runRow(t, run.id)).toMatchObject({
+      stepCount: 4,
+      costMicros: cost,
+      reservedMicros: 0,
+      reservedTokens: 0,
+    });
+  });
+
+  it('keeps the good steps of a batch when one of them cannot be written', async () => {
+    const { g, run } = await agentWithRun();
     const errors: string[] = [];
     const budget = new BudgetSystem(t.database.db, contextLogging(errors), t.services.events, () => {});
     await calls(budget, run.id, g, 3);
