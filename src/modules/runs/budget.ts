@@ -1,50 +1,17 @@
 import { HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context, Log, Timer } from '../../core/context.ts';
-import { type AgentId, isId, newId, type RunId, type StepId, ulid } from '../../core/ids.ts';
+import { type AgentId, isId, type RunId, type StepId, ulid } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import * as budgetRepo from './budget-repo.ts';
 import { type Account, available, LeaseBook } from './leases.ts';
-import { enforceLimits } from './limits.ts';
+import { NO_TOKENS, type StepOwner, type StepRecord, stepRowOf } from './recording.ts';
 import * as repo from './repo.ts';
-import type { StepInsert } from './step-batch-repo.ts';
 import { type Note, StepWriter, type TokenUsage, type WriterOptions } from './step-writer.ts';
 import { usdOf } from './views.ts';
 
+export type { StepOwner, StepRecord, StepStatus, StepType } from './recording.ts';
 export type { TokenUsage } from './step-writer.ts';
-
-export const NO_TOKENS: TokenUsage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };
-
-export type StepType = repo.StepRow['type'];
-export type StepStatus = repo.StepRow['status'];
-
-/** One step to write: what a call (or a tool) did and what it cost. */
-export interface StepRecord {
-  /** Given by the proxy at admission (so response headers can name it); made here when absent (or not a step id). */
-  stepId?: StepId | string;
-  type: StepType;
-  status: StepStatus;
-  /** The tool's name (tool_call steps). */
-  name?: string | null;
-  provider: string | null;
-  model: string | null;
-  providerKeyId?: string | null;
-  streaming?: boolean;
-  request?: unknown;
-  response?: unknown;
-  usage: TokenUsage;
-  costMicros: number;
-  latencyMs?: number | null;
-  routedFrom?: string | null;
-  failoverAttempts?: number;
-  failoverContext?: Record<string, unknown> | null;
-  errorKind?: string | null;
-  errorMessage?: string | null;
-  /** Write a ledger entry; by default when the step cost money or used tokens. */
-  ledger?: boolean;
-  /** When the step happened (default: the clock at settle time). */
-  at?: Date;
-}
 
 export interface ReserveInput {
   teamId: string;
@@ -111,13 +78,6 @@ interface Reservation {
   agentId: string;
 }
 
-/** Who a step is for. */
-export interface StepOwner {
-  teamId: string;
-  runId: RunId;
-  agentId: string;
-}
-
 export function hourStartOf(at: Date): Date {
   return new Date(Math.floor(at.getTime() / HOUR_MS) * HOUR_MS);
 }
@@ -156,7 +116,8 @@ export class BudgetSystem {
   constructor(
     private readonly db: Db,
     private readonly ctx: Context,
-    private readonly events: EventsService,
+    /** For the events a batch sets off (limits reached), written in its transaction. */
+    events: EventsService,
     /** Told after commit about runs whose state changed (the resolver's cache listens). */
     private readonly onRunChanged: (run: repo.RunProgress) => void,
     options: Partial<BudgetOptions> = {},
@@ -164,16 +125,13 @@ export class BudgetSystem {
     this.options = { ...DEFAULT_BUDGET_OPTIONS, ...options };
     this.log = ctx.log;
     this.book = new LeaseBook(db, ctx, `hld_${ulid()}`);
-    this.writer = new StepWriter(
-      db,
-      ctx,
-      events,
-      (run) => {
-        if (run.status !== 'running') this.book.close(run.id);
-        this.onRunChanged(run);
-      },
-      this.options.writer,
-    );
+    this.writer = new StepWriter(db, ctx, events, (run) => this.runChanged(run), this.options.writer);
+  }
+
+  /** A run changed (a batch was written, a limit ended it, a sweep charged it): an ended run admits nothing more. */
+  runChanged(run: repo.RunProgress): void {
+    if (run.status !== 'running') this.book.close(run.id);
+    this.onRunChanged(run);
   }
 
   get holder(): string {
@@ -333,7 +291,7 @@ export class BudgetSystem {
       run: r.run,
       hour: r.hour,
       hourStart: r.hourStart,
-      step: this.stepRow(r, record, u, cost),
+      step: stepRowOf(r, record, u, cost, record.at ?? this.ctx.clock.now()),
       ledger: record.ledger ?? (cost > 0 || totalOf(u) > 0),
       work,
       ...(done ? { done } : {}),
@@ -341,44 +299,13 @@ export class BudgetSystem {
     return true;
   }
 
-  private stepRow(
-    r: StepOwner,
-    record: StepRecord,
-    u: TokenUsage,
-    cost: number,
-  ): StepInsert & { id: StepId } {
-    return {
-      id: record.stepId !== undefined && isId(record.stepId, 'stp') ? record.stepId : newId('stp'),
-      teamId: r.teamId,
-      runId: r.runId,
-      agentId: r.agentId,
-      type: record.type,
-      status: record.status,
-      name: record.name ?? null,
-      provider: record.provider,
-      model: record.model,
-      providerKeyId: record.providerKeyId ?? null,
-      streaming: record.streaming ?? false,
-      request: record.request ?? null,
-      response: record.response ?? null,
-      inputTokens: u.input,
-      outputTokens: u.output,
-      cacheReadTokens: u.cacheRead,
-      cacheCreationTokens: u.cacheCreation,
-      costMicros: cost,
-      latencyMs: record.latencyMs ?? null,
-      routedFrom: record.routedFrom ?? null,
-      failoverAttempts: record.failoverAttempts ?? 0,
-      failoverContext: record.failoverContext ?? null,
-      errorKind: record.errorKind ?? null,
-      errorMessage: record.errorMessage ?? null,
-      createdAt: record.at ?? this.ctx.clock.now(),
-    };
-  }
-
   /** A step that moves no money (blocked request, failover bookkeeping), written with the next batch. */
   note(r: StepOwner, record: StepRecord, flag: Note['flag']): void {
-    this.writer.push({ kind: 'note', step: this.stepRow(r, record, NO_TOKENS, 0), flag });
+    this.writer.push({
+      kind: 'note',
+      step: stepRowOf(r, record, NO_TOKENS, 0, record.at ?? this.ctx.clock.now()),
+      flag,
+    });
   }
 
   /** The run ended in this process: admit nothing more on it. */
@@ -456,65 +383,5 @@ export class BudgetSystem {
     this.idleTimer = undefined;
     await this.backgroundSettled();
     await this.flush();
-  }
-
-  /**
-   * Charges leases whose holder stopped renewing them before `before`, each
-   * in full as an error step with a ledger entry: the calls they covered may
-   * have cost up to that much and their settlements never came.
-   */
-  async chargeAbandonedLeases(before: Date, now: Date = this.ctx.clock.now(), batch = 200): Promise<number> {
-    let charged = 0;
-    for (;;) {
-      const stale = await budgetRepo.abandonedLeases(this.db, before, this.holder, batch);
-      if (stale.length === 0) return charged;
-      const changed: repo.RunRow[] = [];
-      await this.db.transaction(async (tx) => {
-        for (const lease of await budgetRepo.takeLeases(
-          tx,
-          stale.map((l) => l.id),
-        )) {
-          charged++;
-          const micros = lease.amountMicros;
-          if (lease.scope === 'hour' || lease.runId === null) {
-            if (lease.hourStart)
-              await budgetRepo.settleHour(tx, { ...lease, hourStart: lease.hourStart }, micros, micros);
-            continue;
-          }
-          const run = await budgetRepo.chargeLeaseToRun(tx, { ...lease, runId: lease.runId }, now);
-          if (!run || micros === 0) continue;
-          const stepId = newId('stp');
-          await repo.insertStep(tx, {
-            id: stepId,
-            teamId: lease.teamId,
-            runId: lease.runId,
-            agentId: lease.agentId,
-            type: 'llm_call',
-            status: 'error',
-            provider: null,
-            model: null,
-            costMicros: micros,
-            errorKind: 'unsettled_reservation',
-            errorMessage: `a server stopped with ${usd(micros)} of this run's budget leased for calls it had admitted (taken ${lease.createdAt.toISOString()}); charged in full`,
-            createdAt: now,
-          });
-          await repo.insertLedgerEntry(tx, {
-            id: newId('led'),
-            teamId: lease.teamId,
-            runId: lease.runId,
-            stepId,
-            agentId: lease.agentId,
-            provider: null,
-            model: null,
-            providerKeyId: null,
-            costMicros: micros,
-            createdAt: now,
-          });
-          changed.push(await enforceLimits(tx, this.events, run, now, changed));
-        }
-      });
-      for (const run of changed) this.onRunChanged(run);
-      if (stale.length < batch) return charged;
-    }
   }
 }

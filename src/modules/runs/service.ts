@@ -1,5 +1,9 @@
-import { MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
-import type { Context, Log, Timer } from '../../core/context.ts';
+// One file over ~400 lines: RunsService is the runs module's one façade. The
+// proxy's side is a line each over RunResolver, BudgetSystem and RunSweeps;
+// the HTTP side's operations share the visibility and ending rules below
+// (visibleRun, activeAgentOf, endOne), so splitting it would export those.
+
+import type { Context, Log } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { isId, type RunId } from '../../core/ids.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
@@ -14,42 +18,23 @@ import {
   type SettleResult,
   type StepRecord,
 } from './budget.ts';
-import { type Actor, endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
+import { type Actor, endRuns } from './lifecycle.ts';
 import type { BlockedRequest, FailoverTransition } from './recording.ts';
 import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
+import { DEFAULT_SWEEP_OPTIONS, RunSweeps, type SweepOptions } from './sweeps.ts';
 import { completionView, ledgerView, microsOf, runView, stepView } from './views.ts';
 
 export type { ReserveInput, ReserveResult, SettleResult, StepRecord, TokenUsage } from './budget.ts';
 export type { BlockedRequest, FailoverTransition } from './recording.ts';
 export type { ResolvedRun, ResolveRunInput } from './resolver.ts';
 
-export interface RunsOptions {
-  /** A lease not renewed for this long is charged in full by the sweep (its holder is presumed dead). */
-  abandonedLeaseMs: number;
-  /**
-   * Only this process uses the database (embedded PGlite, guarded by its
-   * lockfile): every lease left at start belongs to a process that died.
-   */
-  exclusiveDatabase: boolean;
-  /** How often the sweeps run. */
-  sweepIntervalMs: number;
-  /** run_idle_timeout_seconds for a run whose policy snapshot has none (Rungate: 300 s). */
-  defaultIdleTimeoutSec: number;
+export interface RunsOptions extends SweepOptions {
   /** Lease timings and the step writer's batching (tests shorten them). */
   budget?: Partial<BudgetOptions>;
 }
-
-export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
-  // Six missed renewals (every 10 s): a live server is never taken for dead.
-  abandonedLeaseMs: MINUTE_MS,
-  exclusiveDatabase: false,
-  // Rungate: "background idle sweep (60s interval, 300s default timeout)".
-  sweepIntervalMs: 60 * SECOND_MS,
-  defaultIdleTimeoutSec: 300,
-};
 
 /**
  * Runs, steps and the ledger. The proxy's side (resolve, reserve, settle,
@@ -59,9 +44,7 @@ export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
 export class RunsService {
   readonly resolver: RunResolver;
   readonly budget: BudgetSystem;
-  private readonly options: RunsOptions;
-  private timer: Timer | undefined;
-  private sweeping: Promise<void> | undefined;
+  private readonly sweeps: RunSweeps;
   private readonly log: Log;
 
   constructor(
@@ -72,10 +55,14 @@ export class RunsService {
     private readonly isAgentActive: (agentId: string) => Promise<boolean> = async () => true,
     options: Partial<RunsOptions> = {},
   ) {
-    this.options = { ...DEFAULT_RUNS_OPTIONS, ...options };
+    const { budget, ...sweeps } = options;
     this.log = ctx.log;
     this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
-    this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), this.options.budget);
+    this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), budget);
+    this.sweeps = new RunSweeps(db, ctx, events, this.budget, (runId) => this.forgetRun(runId), {
+      ...DEFAULT_SWEEP_OPTIONS,
+      ...sweeps,
+    });
   }
 
   private get clock() {
@@ -141,26 +128,19 @@ export class RunsService {
   // -- sweeps --------------------------------------------------------------
 
   /** Ends running runs idle past their run_idle_timeout_seconds (idle_timeout). */
-  async sweepIdleRuns(now: Date = this.clock.now()): Promise<string[]> {
-    // Held leases count as activity (idleRunsBefore): give back the ones nothing uses first.
-    await this.budget.returnIdleLeases();
-    const ended = await this.db.transaction((tx) =>
-      endRuns(
-        tx,
-        this.events,
-        { idleBefore: now, defaultIdleTimeoutSec: this.options.defaultIdleTimeoutSec },
-        {
-          status: 'completed',
-          endedReason: 'idle_timeout',
-          completionReason: 'idle_timeout',
-          fallbackOutcome: null,
-          at: now,
-        },
-        SYSTEM_ACTOR,
-      ),
-    );
-    for (const r of ended) this.forgetRun(r.id);
-    return ended.map((r) => r.id);
+  sweepIdleRuns(now?: Date): Promise<RunId[]> {
+    return this.sweeps.endIdleRuns(now);
+  }
+
+  /** Charges leases whose holders stopped renewing them before `before` (fail closed on money). */
+  chargeAbandonedLeases(now?: Date, before?: Date): Promise<number> {
+    return this.sweeps.chargeAbandonedLeases(now, before);
+  }
+
+  /** Charges what dead processes left, then runs the sweeps and lease renewals on timers until `shutdown`. */
+  async startSweeps(): Promise<void> {
+    await this.sweeps.start();
+    this.budget.start();
   }
 
   private forgetRun(runId: RunId): void {
@@ -168,66 +148,9 @@ export class RunsService {
     this.budget.runEnded(runId);
   }
 
-  /** Charges leases whose holders stopped renewing them (fail closed on money). */
-  chargeAbandonedLeases(now: Date = this.clock.now(), before?: Date): Promise<number> {
-    return this.budget.chargeAbandonedLeases(
-      before ?? new Date(now.getTime() - this.options.abandonedLeaseMs),
-      now,
-    );
-  }
-
-  /**
-   * At start: leases left by a dead process are charged (on an exclusive
-   * database, every lease there is: only this process can use it), but
-   * running runs are left alone — their agents may carry on. Then the sweeps
-   * run on a timer until `shutdown`.
-   */
-  async startSweeps(): Promise<void> {
-    const now = this.clock.now();
-    try {
-      await this.chargeAbandonedLeases(
-        now,
-        this.options.exclusiveDatabase ? new Date(now.getTime() + 1) : undefined,
-      );
-    } catch (err) {
-      this.log.error(
-        { err, sweep: 'abandoned_leases', exclusive_database: this.options.exclusiveDatabase },
-        'charging abandoned budget leases at start failed',
-      );
-    }
-    await this.sweepOnce();
-    this.budget.start();
-    this.timer = this.ctx.timers.every(this.options.sweepIntervalMs, () => {
-      if (!this.sweeping) this.sweeping = this.sweepOnce().finally(() => (this.sweeping = undefined));
-    });
-  }
-
-  /** One round of both sweeps; one failing is logged and does not stop the other. */
-  private async sweepOnce(): Promise<void> {
-    const abandonedBefore = new Date(this.clock.now().getTime() - this.options.abandonedLeaseMs);
-    try {
-      await this.chargeAbandonedLeases();
-    } catch (err) {
-      this.log.error(
-        { err, sweep: 'abandoned_leases', abandoned_before: abandonedBefore.toISOString() },
-        'charging abandoned budget leases failed',
-      );
-    }
-    try {
-      await this.sweepIdleRuns();
-    } catch (err) {
-      this.log.error(
-        { err, sweep: 'idle_runs', default_idle_timeout_sec: this.options.defaultIdleTimeoutSec },
-        'ending idle runs failed',
-      );
-    }
-  }
-
   /** Stops the timers, writes what is queued and gives unused leases back. */
   async shutdown(): Promise<void> {
-    this.timer?.cancel();
-    this.timer = undefined;
-    await this.sweeping;
+    await this.sweeps.stop();
     await this.budget.shutdown();
   }
 
