@@ -1,6 +1,8 @@
+import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, type Log, silentLog } from '../../src/core/context.ts';
 import type { Db } from '../../src/db/client.ts';
+import { events } from '../../src/db/schema/index.ts';
 import { BudgetSystem } from '../../src/modules/runs/budget.ts';
 import { isTransientDbError } from '../../src/modules/runs/transient.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
@@ -74,6 +76,37 @@ function losingAnswers(db: Db, lost: { left: number }): Db {
       });
     },
   });
+}
+
+/** Reserves `amountMicros` for one call, then settles it at `costMicros` with its batch's commit answer lost. */
+async function settleLosingAnswer(
+  budget: BudgetSystem,
+  lost: { left: number },
+  g: Awaited<ReturnType<typeof agentWithPolicy>>,
+  runId: string,
+  amountMicros: number,
+  costMicros: number,
+) {
+  const r = await budget.reserve({
+    teamId: g.teamId,
+    runId,
+    agentId: g.agent.id,
+    policyId: g.policy.id,
+    amountMicros,
+    tokens: 100,
+  });
+  if (!r.ok) throw new Error(r.message);
+  lost.left = 1;
+  const settled = await budget.settle(r.reservationId, {
+    type: 'llm_call',
+    status: 'success',
+    provider: 'openai',
+    model: 'gpt-4o',
+    usage: usage(10, 5),
+    costMicros,
+  });
+  expect(lost.left).toBe(0);
+  return settled;
 }
 
 /** An agent under a fresh policy, with a new run. */
@@ -175,25 +208,7 @@ describe('the step writer', () => {
       { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 0 } },
     );
     await calls(budget, run.id, g, 3);
-    const r = await budget.reserve({
-      teamId: g.teamId,
-      runId: run.id,
-      agentId: g.agent.id,
-      policyId: g.policy.id,
-      amountMicros: 2_000,
-      tokens: 100,
-    });
-    if (!r.ok) throw new Error(r.message);
-    lost.left = 1;
-    const settled = await budget.settle(r.reservationId, {
-      type: 'llm_call',
-      status: 'success',
-      provider: 'openai',
-      model: 'gpt-4o',
-      usage: usage(10, 5),
-      costMicros: 1_500,
-    });
-    expect(lost.left).toBe(0);
+    const settled = await settleLosingAnswer(budget, lost, g, run.id, 2_000, 1_500);
     expect(settled.kind).toBe('settled');
     expect(settled.step).toMatchObject({ runId: run.id, costMicros: 1_500 });
     expect(errors).toEqual([]);
@@ -212,6 +227,38 @@ describe('the step writer', () => {
       reservedMicros: 0,
       reservedTokens: 0,
     });
+  });
+
+  it('acts on what a batch whose answer was lost set off: the run it took past its hard limit ends, with its event', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 0.01 } });
+    const run = await t.services.runs.resolveRun({
+      teamId: g.teamId,
+      agent: g.agent,
+      policy: g.policy,
+      newRun: true,
+    });
+    const lost = { left: 0 };
+    const budget = new BudgetSystem(
+      losingAnswers(t.database.db, lost),
+      contextLogging(),
+      t.services.events,
+      () => {},
+      { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 0 } },
+    );
+    // The provider charged more than the reservation: this call alone passes the $0.01 limit.
+    const settled = await settleLosingAnswer(budget, lost, g, run.id, 900, 12_000);
+    expect(settled.kind).toBe('settled');
+    expect(await runRow(t, run.id)).toMatchObject({
+      status: 'budget_exceeded',
+      endedReason: 'cost_limit',
+      costMicros: 12_000,
+    });
+    const ended = await t.database.db
+      .select()
+      .from(events)
+      .where(and(eq(events.subjectId, run.id), eq(events.type, 'run.budget_exceeded')));
+    expect(ended).toHaveLength(1);
+    await budget.flush();
   });
 
   it('keeps the good steps of a batch when one of them cannot be written', async () => {

@@ -1,6 +1,7 @@
+import { and, eq, or, sql } from 'drizzle-orm';
 import type { RunId } from '../../core/ids.ts';
-import { type Db, rawQuery } from '../../db/client.ts';
-import type { ledgerEntries, steps } from '../../db/schema/index.ts';
+import { type Db, type DbOrTx, rawQuery } from '../../db/client.ts';
+import { type ledgerEntries, runs, type steps } from '../../db/schema/index.ts';
 import type { RunProgress, RunStatus } from './repo.ts';
 
 // The step writer's one statement (see step-writer.ts): SQL only.
@@ -254,4 +255,37 @@ export async function writeStepBatch(db: Db, batch: StepBatch): Promise<RunProgr
     alertThresholdTokens: numOrNull(row.alert_threshold_tokens),
     alertThresholdExceeded: row.alert_threshold_exceeded === true,
   }));
+}
+
+/**
+ * The runs' state as writeStepBatch answers it, read afresh: for a batch
+ * that turns out to be written already (its commit's answer was lost), so
+ * what it set off (a limit reached, a new primary model) is still acted on.
+ */
+export async function readRunProgress(
+  db: DbOrTx,
+  owned: ReadonlyArray<{ teamId: string; runId: RunId }>,
+): Promise<RunProgressRow[]> {
+  if (owned.length === 0) return [];
+  const rows = await db
+    .select({
+      id: runs.id,
+      status: runs.status,
+      agentId: runs.agentId,
+      policyId: runs.policyId,
+      stepCount: runs.stepCount,
+      lastStepAt: runs.lastStepAt,
+      startedAt: runs.startedAt,
+      primaryModel: runs.primaryModel,
+      costMicros: runs.costMicros,
+      usedTokens: sql<string>`${runs.inputTokens} + ${runs.outputTokens} + ${runs.cacheReadTokens} + ${runs.cacheCreationTokens}`,
+      hardLimitMicros: runs.hardLimitMicros,
+      hardLimitTokens: runs.hardLimitTokens,
+      alertThresholdMicros: runs.alertThresholdMicros,
+      alertThresholdTokens: runs.alertThresholdTokens,
+      alertThresholdExceeded: runs.alertThresholdExceeded,
+    })
+    .from(runs)
+    .where(or(...owned.map((o) => and(eq(runs.teamId, o.teamId), eq(runs.id, o.runId)))));
+  return rows.map((r) => ({ ...r, usedTokens: Number(r.usedTokens) }));
 }

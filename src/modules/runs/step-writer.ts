@@ -11,6 +11,7 @@ import {
   type LedgerInsert,
   type RunProgressRow,
   type RunTotals,
+  readRunProgress,
   type StepInsert,
   writeStepBatch,
 } from './step-batch-repo.ts';
@@ -67,6 +68,7 @@ export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
 
 /** A run's share of a batch; its released amounts are what leave the account's lease (≤ what it holds). */
 interface RunGroup extends RunTotals {
+  teamId: string;
   account: Account | null;
   models: Set<string>;
 }
@@ -182,7 +184,11 @@ export class StepWriter {
   private async write(batch: Pending[]): Promise<void> {
     const { groups, hours, ledger } = this.group(batch);
     const stepRows = batch.map((item) => item.step);
-    if (await this.alreadyWritten(stepRows)) return this.committed(batch, groups, hours, []);
+    if (await this.alreadyWritten(stepRows)) {
+      const progress = await readRunProgress(this.db, [...groups.values()]);
+      this.committed(batch, groups, hours, progress);
+      return this.afterCommit(groups, progress);
+    }
     const runList = [...groups.values()];
     const hourList = [...hours.values()];
     const leases: LeaseRelease[] = [
@@ -289,6 +295,7 @@ export class StepWriter {
       let g = groups.get(s.runId);
       if (!g) {
         g = {
+          teamId: s.teamId,
           runId: s.runId,
           account: null,
           costMicros: 0,
