@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, type Log, silentLog } from '../../src/core/context.ts';
+import { type Context, type Log, ManualTimers, silentLog } from '../../src/core/context.ts';
 import type { Db } from '../../src/db/client.ts';
 import { events } from '../../src/db/schema/index.ts';
 import { BudgetSystem } from '../../src/modules/runs/budget.ts';
@@ -22,14 +22,26 @@ function contextLogging(errors: string[] = []): Context {
   return { ...t.services.ctx, log };
 }
 
-/** A database whose next `failures.left` statements fail with `error`, then behave. */
+/** How many statements are still to fail, and who to tell when one does. */
+interface Failures {
+  left: number;
+  failed?: () => void;
+}
+
+/** Resolves when the next injected failure happens. */
+const nextFailure = (failures: Failures) =>
+  new Promise<void>((resolve) => {
+    failures.failed = resolve;
+  });
+
 /** The database, with the next `failures.left` statements failing (drizzle's and raw ones alike). */
-function flaky(db: Db, failures: { left: number }, error: unknown): Db {
+function flaky(db: Db, failures: Failures, error: unknown): Db {
   const failOr =
     <A extends unknown[], R>(run: (...args: A) => Promise<R>) =>
     (...args: A): Promise<R> => {
       if (failures.left > 0) {
         failures.left--;
+        failures.failed?.();
         return Promise.reject(error);
       }
       return run(...args);
@@ -171,27 +183,35 @@ describe('the step writer', () => {
     expect(ledger.reduce((s, l) => s + l.costMicros, 0)).toBe(expectedCost);
   });
 
-  it('retries a batch after a transient error, and writes it once', async () => {
-    const g = await agentWithPolicy(t, u);
-    const failures = { left: 0 };
+  it('retries a batch after a transient error, backing off on the clock, and writes it once', async () => {
+    const { g, run } = await agentWithRun();
+    const failures: Failures = { left: 0 };
+    const timers = new ManualTimers(t.clock);
     const budget = new BudgetSystem(
       flaky(t.database.db, failures, Object.assign(new Error('serialization failure'), { code: '40001' })),
-      contextLogging(),
+      { ...contextLogging(), timers },
       t.services.events,
       () => {},
-      { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 1 } },
+      { writer: { flushDelayMs: 60_000, maxBatch: 500, maxAttempts: 5, baseRetryMs: 1_000 } },
     );
-    const run = await t.services.runs.resolveRun({
-      teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
-    });
     await calls(budget, run.id, g, 5);
+    await budget.leasesSettled();
     // The leases are taken; the batch write fails twice, then goes through.
     failures.left = 2;
-    await budget.flush();
+    let failed = nextFailure(failures);
+    const flushed = budget.flush();
+    await failed;
+    // Backing off: 1 s after the first failure, 2 s after the second.
+    failed = nextFailure(failures);
+    await timers.advance(999);
+    expect(failures.left).toBe(1);
+    await timers.advance(1);
+    await failed;
     expect(failures.left).toBe(0);
+    await timers.advance(1_999);
+    expect(await stepRows(t, run.id)).toHaveLength(0);
+    await timers.advance(1);
+    await flushed;
     expect(await stepRows(t, run.id)).toHaveLength(5);
     expect((await runRow(t, run.id)).stepCount).toBe(5);
   });
