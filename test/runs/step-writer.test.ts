@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, type Log, ManualTimers, silentLog } from '../../src/core/context.ts';
 import type { Db } from '../../src/db/client.ts';
 import { events } from '../../src/db/schema/index.ts';
-import { BudgetSystem } from '../../src/modules/runs/budget.ts';
+import { BudgetSystem, type StepRecord } from '../../src/modules/runs/budget.ts';
 import { isTransientDbError } from '../../src/modules/runs/transient.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { agentWithPolicy, ledgerRows, runRow, stepRows, usage } from './setup.ts';
@@ -90,14 +90,22 @@ function losingAnswers(db: Db, lost: { left: number }): Db {
   });
 }
 
-/** Reserves `amountMicros` for one call, then settles it at `costMicros` with its batch's commit answer lost. */
-async function settleLosingAnswer(
+/** A gpt-4o call's step, 10 tokens in and 5 out. */
+const gptStep = (costMicros: number): StepRecord => ({
+  type: 'llm_call',
+  status: 'success',
+  provider: 'openai',
+  model: 'gpt-4o',
+  usage: usage(10, 5),
+  costMicros,
+});
+
+/** One call's reservation of `amountMicros` (and 100 tokens). */
+async function reserveOne(
   budget: BudgetSystem,
-  lost: { left: number },
   g: Awaited<ReturnType<typeof agentWithPolicy>>,
   runId: string,
   amountMicros: number,
-  costMicros: number,
 ) {
   const r = await budget.reserve({
     teamId: g.teamId,
@@ -108,22 +116,28 @@ async function settleLosingAnswer(
     tokens: 100,
   });
   if (!r.ok) throw new Error(r.message);
+  return r;
+}
+
+/** Reserves `amountMicros` for one call, then settles it at `costMicros` with its batch's commit answer lost. */
+async function settleLosingAnswer(
+  budget: BudgetSystem,
+  lost: { left: number },
+  g: Awaited<ReturnType<typeof agentWithPolicy>>,
+  runId: string,
+  amountMicros: number,
+  costMicros: number,
+) {
+  const r = await reserveOne(budget, g, runId, amountMicros);
   lost.left = 1;
-  const settled = await budget.settle(r.reservationId, {
-    type: 'llm_call',
-    status: 'success',
-    provider: 'openai',
-    model: 'gpt-4o',
-    usage: usage(10, 5),
-    costMicros,
-  });
+  const settled = await budget.settle(r.reservationId, gptStep(costMicros));
   expect(lost.left).toBe(0);
   return settled;
 }
 
 /** An agent under a fresh policy, with a new run. */
-async function agentWithRun() {
-  const g = await agentWithPolicy(t, u);
+async function agentWithRun(policyBody: Record<string, unknown> = {}) {
+  const g = await agentWithPolicy(t, u, policyBody);
   const run = await t.services.runs.resolveRun({
     teamId: g.teamId,
     agent: g.agent,
@@ -149,14 +163,7 @@ async function calls(
       tokens: 100,
     });
     if (!r.ok) throw new Error(r.message);
-    budget.settleLater(r.reservationId, {
-      type: 'llm_call',
-      status: 'success',
-      provider: 'openai',
-      model: 'gpt-4o',
-      usage: usage(10, 5),
-      costMicros: 1_000 + i,
-    });
+    budget.settleLater(r.reservationId, gptStep(1_000 + i));
   }
 }
 
@@ -250,13 +257,7 @@ describe('the step writer', () => {
   });
 
   it('acts on what a batch whose answer was lost set off: the run it took past its hard limit ends, with its event', async () => {
-    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 0.01 } });
-    const run = await t.services.runs.resolveRun({
-      teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
-    });
+    const { g, run } = await agentWithRun({ budget: { hard_limit_usd: 0.01 } });
     const lost = { left: 0 };
     const budget = new BudgetSystem(
       losingAnswers(t.database.db, lost),
@@ -278,6 +279,33 @@ describe('the step writer', () => {
       .from(events)
       .where(and(eq(events.subjectId, run.id), eq(events.type, 'run.budget_exceeded')));
     expect(ended).toHaveLength(1);
+    await budget.flush();
+  });
+
+  it('logs a failed check after a written batch, without writing the batch again or failing its callers', async () => {
+    const { g, run } = await agentWithRun({ budget: { alert_threshold_usd: 0.001 } });
+    const failing = { left: 0 };
+    const db = new Proxy(t.database.db, {
+      get(target, prop, receiver) {
+        if (prop === 'transaction' && failing.left > 0) {
+          failing.left--;
+          return () => Promise.reject(Object.assign(new Error('connection lost'), { code: '08006' }));
+        }
+        return Reflect.get(target, prop, receiver);
+      },
+    }) as Db;
+    const errors: string[] = [];
+    const budget = new BudgetSystem(db, contextLogging(errors), t.services.events, () => {});
+    const r = await reserveOne(budget, g, run.id, 2_000);
+    // The alert threshold is reached: the check after the batch runs, in a transaction that fails.
+    failing.left = 1;
+    const settled = await budget.settle(r.reservationId, gptStep(1_500));
+    expect(failing.left).toBe(0);
+    expect(settled.kind).toBe('settled');
+    expect(errors).toEqual(['checking the limits and primary model of runs after a step batch failed']);
+    expect(await stepRows(t, run.id)).toHaveLength(1);
+    expect(await ledgerRows(t, run.id)).toHaveLength(1);
+    expect((await runRow(t, run.id)).costMicros).toBe(1_500);
     await budget.flush();
   });
 

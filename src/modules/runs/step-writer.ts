@@ -187,7 +187,7 @@ export class StepWriter {
     if (await this.alreadyWritten(stepRows)) {
       const progress = await readRunProgress(this.db, [...groups.values()]);
       this.committed(batch, groups, hours, progress);
-      return this.afterCommit(groups, progress);
+      return this.afterCommitLogged(groups, progress);
     }
     const runList = [...groups.values()];
     const hourList = [...hours.values()];
@@ -210,7 +210,23 @@ export class StepWriter {
       at: this.ctx.clock.now(),
     });
     this.committed(batch, groups, hours, progress);
-    await this.afterCommit(groups, progress);
+    await this.afterCommitLogged(groups, progress);
+  }
+
+  /**
+   * The batch is written: a failure of what follows must not send it round
+   * the retry again (it would be written twice, or its callers told twice).
+   * The next batch of the same run checks its limits again.
+   */
+  private async afterCommitLogged(groups: Map<string, RunGroup>, progress: RunProgressRow[]): Promise<void> {
+    try {
+      await this.afterCommit(groups, progress);
+    } catch (err) {
+      this.log.error(
+        { err, run_ids: progress.map((p) => p.id) },
+        'checking the limits and primary model of runs after a step batch failed',
+      );
+    }
   }
 
   /** A retry after a lost answer must not charge twice: the batch is one statement, so one id tells. */
