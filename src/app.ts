@@ -160,7 +160,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // -- module services (add new modules here) --
   const runs = new RunsService(
     db,
-    clock,
+    ctx,
     events,
     async (agentId) => (await agents.getForCall(agentId))?.status === 'active',
     { exclusiveDatabase: database.kind === 'pglite' },
@@ -359,7 +359,6 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerSnapshotRoutes(app, snapshots);
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
-  runs.useLog(app.log);
   capsules.useLog(app.log);
   gatewayRateLimiter.useLog(app.log);
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);

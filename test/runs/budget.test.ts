@@ -1,7 +1,9 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOUR_MS } from '../../src/core/clock.ts';
+import { ManualTimers, silentLog } from '../../src/core/context.ts';
 import { events } from '../../src/db/schema/index.ts';
+import { BudgetSystem } from '../../src/modules/runs/budget.ts';
 import { type ReserveResult, RunsService, type StepRecord } from '../../src/modules/runs/service.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import {
@@ -313,7 +315,7 @@ describe('crash safety', () => {
     await t.database.db.execute(
       sql`update budget_leases set renewed_at = renewed_at - interval '2 minutes' where run_id = ${run.id}`,
     );
-    const other = new RunsService(t.database.db, t.clock, t.services.events);
+    const other = new RunsService(t.database.db, t.services.ctx, t.services.events);
     expect(await other.chargeAbandonedLeases(t.clock.now())).toBe(1);
     const row = await runRow(t, run.id);
     expect(row).toMatchObject({ costMicros: lease!.amountMicros, reservedMicros: 0, reservedTokens: 0 });
@@ -340,10 +342,10 @@ describe('crash safety', () => {
     const run = await newRun(g);
     const r = await reserveFor(g, run.id, 40_000);
     if (!r.ok) throw new Error('refused');
-    const other = new RunsService(t.database.db, t.clock, t.services.events);
+    const other = new RunsService(t.database.db, t.services.ctx, t.services.events);
     expect(await other.chargeAbandonedLeases(t.clock.now())).toBe(0);
     // PGlite: only one process can open the data dir, so at start every lease is a dead one's.
-    const restarted = new RunsService(t.database.db, t.clock, t.services.events, async () => true, {
+    const restarted = new RunsService(t.database.db, t.services.ctx, t.services.events, async () => true, {
       exclusiveDatabase: true,
     });
     await restarted.startSweeps();
@@ -352,5 +354,47 @@ describe('crash safety', () => {
     expect(lease).toBeUndefined();
     expect((await runRow(t, run.id)).costMicros).toBeGreaterThanOrEqual(40_000);
     await runs().budget.renew();
+  });
+});
+
+describe('unused leases', () => {
+  it('go back within two seconds of their last call, as docs/gateway.md says', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1 } });
+    const run = await newRun(g);
+    const timers = new ManualTimers(t.clock);
+    const budget = new BudgetSystem(
+      t.database.db,
+      { clock: t.clock, timers, log: silentLog },
+      t.services.events,
+      () => {},
+    );
+    budget.start();
+    // The call lands just after a look for idle leases (the worst case for when the next finds it idle).
+    await timers.advance(100);
+    const r = await budget.reserve({
+      teamId: g.teamId,
+      runId: run.id,
+      agentId: g.agent.id,
+      policyId: g.policy.id,
+      amountMicros: 20_000,
+      tokens: 100,
+    });
+    if (!r.ok) throw new Error(r.message);
+    await budget.settle(r.reservationId, llmStep(5_000));
+    await budget.leasesSettled();
+    const [held] = await leaseRows(t, run.id);
+    expect(held!.amountMicros).toBeGreaterThan(0);
+    expect((await runRow(t, run.id)).reservedMicros).toBe(held!.amountMicros);
+
+    await timers.advance(2_000);
+    await budget.backgroundSettled();
+    expect(await leaseRows(t, run.id)).toHaveLength(0);
+    expect(await runRow(t, run.id)).toMatchObject({
+      reservedMicros: 0,
+      reservedTokens: 0,
+      costMicros: 5_000,
+    });
+    await budget.shutdown();
+    expect(timers.pending).toBe(0);
   });
 });

@@ -1,7 +1,9 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MINUTE_MS, SECOND_MS } from '../../src/core/clock.ts';
+import { type Log, ManualTimers, silentLog } from '../../src/core/context.ts';
 import type { AppError } from '../../src/core/errors.ts';
+import type { Db } from '../../src/db/client.ts';
 import { events } from '../../src/db/schema/index.ts';
 import { RunsService } from '../../src/modules/runs/service.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
@@ -296,7 +298,7 @@ describe('sweeps', () => {
       sql`update runs set last_step_at = ${t.clock.now().toISOString()}::timestamptz where id = ${run.id}`,
     );
     const [lease] = await leaseRows(t, run.id);
-    const restarted = new RunsService(t.database.db, t.clock, t.services.events, async () => true, {
+    const restarted = new RunsService(t.database.db, t.services.ctx, t.services.events, async () => true, {
       exclusiveDatabase: true,
     });
     await restarted.startSweeps();
@@ -312,5 +314,49 @@ describe('sweeps', () => {
     const [charged] = await stepRows(t, run.id);
     expect(charged).toMatchObject({ errorKind: 'unsettled_reservation', costMicros: lease!.amountMicros });
     await runs().budget.renew();
+  });
+});
+
+describe('the sweeps on their timer', () => {
+  it('log a failed round with what it swept, and the next round still ends the idle run', async () => {
+    const g = await agentWithPolicy(t, u, { implicit_run_grouping: { run_idle_timeout_seconds: 120 } });
+    const run = await resolve(g, { newRun: true });
+    await runs().flush();
+    t.clock.advance(130 * SECOND_MS);
+    // The next transaction fails: the idle sweep's, on the first round.
+    const failing = { left: 0 };
+    const db = new Proxy(t.database.db, {
+      get(target, prop, receiver) {
+        if (prop === 'transaction' && failing.left > 0) {
+          failing.left--;
+          return () => Promise.reject(new Error('the database went away'));
+        }
+        return Reflect.get(target, prop, receiver);
+      },
+    }) as Db;
+    const errors: Array<{ obj: Record<string, unknown>; msg: string | undefined }> = [];
+    const log: Log = {
+      ...silentLog,
+      error: (obj, msg) => errors.push({ obj: obj as never, msg }),
+      child: () => log,
+    };
+    const timers = new ManualTimers(t.clock);
+    const swept = new RunsService(db, { clock: t.clock, timers, log }, t.services.events, async () => true, {
+      sweepIntervalMs: 60 * SECOND_MS,
+    });
+    failing.left = 1;
+    await swept.startSweeps();
+    expect(failing.left).toBe(0);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.msg).toBe('ending idle runs failed');
+    expect(errors[0]!.obj).toMatchObject({ sweep: 'idle_runs', default_idle_timeout_sec: 300 });
+    expect(errors[0]!.obj.err).toBeInstanceOf(Error);
+    expect((await runRow(t, run.id)).status).toBe('running');
+
+    await timers.advance(60 * SECOND_MS);
+    await swept.shutdown();
+    expect(await runRow(t, run.id)).toMatchObject({ status: 'completed', endedReason: 'idle_timeout' });
+    expect(errors).toHaveLength(1);
+    expect(timers.pending).toBe(0);
   });
 });

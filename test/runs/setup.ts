@@ -1,4 +1,5 @@
 import { eq } from 'drizzle-orm';
+import type { RunId } from '../../src/core/ids.ts';
 import { budgetLeases, hourlySpend, ledgerEntries, runs, steps } from '../../src/db/schema/index.ts';
 import type { ResolveRunInput } from '../../src/modules/runs/service.ts';
 import type { SignedUpUser, TestApp } from '../support/app.ts';
@@ -31,21 +32,34 @@ export async function agentWithPolicy(
 
 /** Direct reads for assertions (the state, not the API's view of it). */
 export async function runRow(t: TestApp, id: string) {
-  const [row] = await t.database.db.select().from(runs).where(eq(runs.id, id));
+  const [row] = await t.database.db
+    .select()
+    .from(runs)
+    .where(eq(runs.id, id as RunId));
   if (!row) throw new Error(`run ${id} not found`);
   return row;
 }
 
 export async function stepRows(t: TestApp, runId: string) {
-  return t.database.db.select().from(steps).where(eq(steps.runId, runId)).orderBy(steps.id);
+  return t.database.db
+    .select()
+    .from(steps)
+    .where(eq(steps.runId, runId as RunId))
+    .orderBy(steps.id);
 }
 
 export async function ledgerRows(t: TestApp, runId: string) {
-  return t.database.db.select().from(ledgerEntries).where(eq(ledgerEntries.runId, runId));
+  return t.database.db
+    .select()
+    .from(ledgerEntries)
+    .where(eq(ledgerEntries.runId, runId as RunId));
 }
 
 export async function leaseRows(t: TestApp, runId: string) {
-  return t.database.db.select().from(budgetLeases).where(eq(budgetLeases.runId, runId));
+  return t.database.db
+    .select()
+    .from(budgetLeases)
+    .where(eq(budgetLeases.runId, runId as RunId));
 }
 
 export async function hourRows(t: TestApp, agentId: string) {

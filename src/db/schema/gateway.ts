@@ -10,7 +10,10 @@ import {
   timestamp,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
+import type { Id, RunId, StepId } from '../../core/ids.ts';
 import { teams } from './identity.ts';
+
+type LedgerEntryId = Id<'led'>;
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 /** Money is stored as integer micro-dollars (1 USD = 1_000_000), so sums are exact. */
@@ -129,7 +132,7 @@ export const agents = pgTable(
 export const runs = pgTable(
   'runs',
   {
-    id: text('id').primaryKey(),
+    id: text('id').$type<RunId>().primaryKey(),
     teamId: text('team_id').notNull(),
     agentId: text('agent_id')
       .notNull()
@@ -184,9 +187,10 @@ export const runs = pgTable(
 export const steps = pgTable(
   'steps',
   {
-    id: text('id').primaryKey(),
+    id: text('id').$type<StepId>().primaryKey(),
     teamId: text('team_id').notNull(),
     runId: text('run_id')
+      .$type<RunId>()
       .notNull()
       .references(() => runs.id),
     agentId: text('agent_id').notNull(),
@@ -224,10 +228,10 @@ export const steps = pgTable(
 export const ledgerEntries = pgTable(
   'ledger_entries',
   {
-    id: text('id').primaryKey(),
+    id: text('id').$type<LedgerEntryId>().primaryKey(),
     teamId: text('team_id').notNull(),
-    runId: text('run_id').notNull(),
-    stepId: text('step_id').notNull(),
+    runId: text('run_id').$type<RunId>().notNull(),
+    stepId: text('step_id').$type<StepId>().notNull(),
     agentId: text('agent_id').notNull(),
     provider: text('provider'),
     model: text('model'),
@@ -257,7 +261,7 @@ export const budgetLeases = pgTable(
     holder: text('holder').notNull(),
     scope: text('scope', { enum: ['run', 'hour'] }).notNull(),
     teamId: text('team_id').notNull(),
-    runId: text('run_id'),
+    runId: text('run_id').$type<RunId>(),
     agentId: text('agent_id').notNull(),
     policyId: text('policy_id').notNull(),
     hourStart: ts('hour_start'),

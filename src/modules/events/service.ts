@@ -1,7 +1,7 @@
 import type { Clock } from '../../core/clock.ts';
 import { newId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { events } from '../../db/schema/index.ts';
+import { insertEvent } from './repo.ts';
 
 /** Event names (`noun.verb`) and their payloads: producers and consumers share this map. */
 export interface EventMap {
@@ -99,7 +99,7 @@ export class EventsService {
 
   /** Writes one outbox row; call it with the transaction that made the change. */
   async record<T extends EventType>(tx: DbOrTx, event: EventInput<T>): Promise<void> {
-    await tx.insert(events).values({
+    await insertEvent(tx, {
       id: newId('evt'),
       teamId: event.teamId,
       type: event.type,

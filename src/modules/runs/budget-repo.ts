@@ -1,9 +1,14 @@
 import { and, eq, inArray, lt, sql } from 'drizzle-orm';
+import type { RunId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { budgetLeases, hourlySpend, runs } from '../../db/schema/index.ts';
+import type { RunRow } from './repo.ts';
 
 // Budget leases: the statements that make budgets hold under concurrency
-// while calls are admitted in memory (see leases.ts).
+// while calls are admitted in memory (see leases.ts). A lease is this
+// process's own object, addressed by the id it minted (or, in the sweep, by
+// ids it just read): lease statements are system-only and not scoped by team;
+// the rows they grant from are (the run's team and agent are in each lease).
 
 export type LeaseRow = typeof budgetLeases.$inferSelect;
 
@@ -54,7 +59,7 @@ const first = (result: unknown) => (result as Rows).rows[0];
  * running run grants. Concurrent holders queue on the row lock, so the sum
  * of spent and held never passes a hard limit.
  */
-export async function leaseOnRun(db: DbOrTx, runId: string, r: LeaseRequest): Promise<RunGrant | undefined> {
+export async function leaseOnRun(db: DbOrTx, runId: RunId, r: LeaseRequest): Promise<RunGrant | undefined> {
   const at = r.at.toISOString();
   const result = await db.execute(sql`
     with cur as (
@@ -154,7 +159,7 @@ export async function leaseOnHour(
 }
 
 /** What the run looks like now, to say why a lease was refused. */
-export async function runBudgetState(db: DbOrTx, teamId: string, runId: string, agentId: string) {
+export async function runBudgetState(db: DbOrTx, teamId: string, runId: RunId, agentId: string) {
   const [row] = await db
     .select({
       status: runs.status,
@@ -172,7 +177,8 @@ export async function runBudgetState(db: DbOrTx, teamId: string, runId: string, 
 
 export interface LeaseTarget {
   scope: 'run' | 'hour';
-  runId: string | null;
+  teamId: string;
+  runId: RunId | null;
   agentId: string;
   policyId: string;
   hourStart: Date | null;
@@ -197,32 +203,20 @@ export async function releaseHeld(
         reservedMicros: sql`greatest(${runs.reservedMicros} - ${micros}::bigint, 0)`,
         reservedTokens: sql`greatest(${runs.reservedTokens} - ${tokens}::bigint, 0)`,
       })
-      .where(eq(runs.id, target.runId));
+      .where(and(eq(runs.teamId, target.teamId), eq(runs.id, target.runId)));
   } else if (target.hourStart !== null) {
     await db
       .update(hourlySpend)
       .set({ reservedMicros: sql`greatest(${hourlySpend.reservedMicros} - ${micros}::bigint, 0)` })
       .where(
         and(
+          eq(hourlySpend.teamId, target.teamId),
           eq(hourlySpend.agentId, target.agentId),
           eq(hourlySpend.policyId, target.policyId),
           eq(hourlySpend.hourStart, target.hourStart),
         ),
       );
   }
-}
-
-/** The lease shrinks by what was spent from it (never below zero). */
-export async function shrinkLease(db: DbOrTx, leaseId: string, micros: number, tokens: number, at: Date) {
-  if (micros <= 0 && tokens <= 0) return;
-  await db
-    .update(budgetLeases)
-    .set({
-      amountMicros: sql`greatest(${budgetLeases.amountMicros} - ${micros}::bigint, 0)`,
-      tokens: sql`greatest(${budgetLeases.tokens} - ${tokens}::bigint, 0)`,
-      renewedAt: at,
-    })
-    .where(eq(budgetLeases.id, leaseId));
 }
 
 /** Gives a whole lease back: what it held leaves its run's or hour's reserved totals, the row goes. */
@@ -287,4 +281,27 @@ export async function settleHour(
         reservedMicros: sql`greatest(${hourlySpend.reservedMicros} - ${releasedMicros}::bigint, 0)`,
       },
     });
+}
+
+/**
+ * An abandoned lease charged to its run in full: what it held moves from the
+ * run's reserved totals to its cost (the calls it covered may have cost that
+ * much). Answers the run after the charge.
+ */
+export async function chargeLeaseToRun(
+  db: DbOrTx,
+  lease: Pick<LeaseRow, 'teamId' | 'amountMicros' | 'tokens'> & { runId: RunId },
+  at: Date,
+): Promise<RunRow | undefined> {
+  const [run] = await db
+    .update(runs)
+    .set({
+      reservedMicros: sql`greatest(${runs.reservedMicros} - ${lease.amountMicros}::bigint, 0)`,
+      reservedTokens: sql`greatest(${runs.reservedTokens} - ${lease.tokens}::bigint, 0)`,
+      costMicros: sql`${runs.costMicros} + ${lease.amountMicros}::bigint`,
+      updatedAt: at,
+    })
+    .where(and(eq(runs.teamId, lease.teamId), eq(runs.id, lease.runId)))
+    .returning();
+  return run;
 }

@@ -1,4 +1,5 @@
-import { ulid } from '../../core/ids.ts';
+import type { Context } from '../../core/context.ts';
+import { type RunId, ulid } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import * as budgetRepo from './budget-repo.ts';
 
@@ -15,7 +16,7 @@ export interface Account {
   readonly teamId: string;
   readonly agentId: string;
   readonly policyId: string;
-  readonly runId: string | null;
+  readonly runId: RunId | null;
   readonly hourStart: Date | null;
   /** The hour's cap, in micro-USD (hour accounts). */
   capMicros: number | null;
@@ -68,12 +69,16 @@ export class LeaseBook {
 
   constructor(
     private readonly db: Db,
+    private readonly ctx: Context,
     /** This process: its leases are renewed while it lives. */
     readonly holder: string,
-    private readonly nowMs: () => number,
   ) {}
 
-  runAccount(ref: AccountRef, runId: string): Account {
+  private nowMs(): number {
+    return this.ctx.clock.now().getTime();
+  }
+
+  runAccount(ref: AccountRef, runId: RunId): Account {
     return this.account(`run:${runId}`, 'run', ref, runId, null, null);
   }
 
@@ -94,7 +99,7 @@ export class LeaseBook {
     key: string,
     scope: 'run' | 'hour',
     ref: AccountRef,
-    runId: string | null,
+    runId: RunId | null,
     hourStart: Date | null,
     capMicros: number | null,
   ): Account {
@@ -164,7 +169,13 @@ export class LeaseBook {
     const calls = this.callsPerLease(a);
     const needMicros = micros > 0 ? 1 : 0;
     const needTokens = micros === 0 && tokens > 0 ? 1 : 0;
-    void this.leaseMore(a, needMicros, needTokens, micros * calls, tokens * calls).catch(() => false);
+    // Nothing waits for it: a failure is logged, and the next call that runs short leases on its own path.
+    void this.leaseMore(a, needMicros, needTokens, micros * calls, tokens * calls).catch((err: unknown) =>
+      this.ctx.log.warn(
+        { err, lease_id: a.leaseId, scope: a.scope, run_id: a.runId, agent_id: a.agentId },
+        'leasing budget ahead failed',
+      ),
+    );
   }
 
   /** Calls' worth left at which to lease ahead: enough to cover the statement's round trip at the current rate. */
@@ -343,7 +354,7 @@ export class LeaseBook {
   }
 
   /** The run ended: admit nothing more on it (what is in flight still settles). */
-  close(runId: string): void {
+  close(runId: RunId): void {
     const a = this.accounts.get(`run:${runId}`);
     if (a) a.closed = true;
   }

@@ -1,7 +1,6 @@
-import type { SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { endRunningRuns, type RunEnding, type RunRow } from './repo.ts';
+import { endRunningRuns, type RunEnding, type RunRow, type RunsToEnd } from './repo.ts';
 import { usdOf } from './views.ts';
 
 /** Who made a change, for the event outbox. */
@@ -15,18 +14,18 @@ export const SYSTEM_ACTOR: Actor = { actorKind: 'system', actorId: null };
 const usedTokens = (r: RunRow) => r.inputTokens + r.outputTokens + r.cacheReadTokens + r.cacheCreationTokens;
 
 /**
- * Ends the running runs matching `where` and records one event per ended run,
+ * Ends the running runs `which` names and records one event per ended run,
  * in the caller's transaction: run.completed, run.budget_exceeded or
  * run.force_stopped by the new status.
  */
 export async function endRuns(
   tx: DbOrTx,
   events: EventsService,
-  where: SQL,
+  which: RunsToEnd,
   ending: RunEnding,
   actor: Actor,
 ): Promise<RunRow[]> {
-  const ended = await endRunningRuns(tx, where, ending);
+  const ended = await endRunningRuns(tx, which, ending);
   for (const r of ended) {
     const common = { teamId: r.teamId, ...actor, subjectId: r.id };
     if (r.status === 'budget_exceeded') {

@@ -1,6 +1,4 @@
-import { sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
-import { runs } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
 import * as repo from './repo.ts';
@@ -30,11 +28,7 @@ export async function enforceLimits(
   const action = budget.on_alert_threshold ?? 'continue_and_alert';
   let alertedNow = false;
   if (alertHit && !run.alertThresholdExceeded) {
-    const flagged = await repo.updateRun(
-      tx,
-      sql`${runs.id} = ${run.id} and ${runs.alertThresholdExceeded} = false`,
-      { alertThresholdExceeded: true, alertSentAt: at, updatedAt: at },
-    );
+    const flagged = await repo.flagAlertThreshold(tx, run.teamId, run.id, at);
     if (flagged) {
       alertedNow = true;
       current = flagged;
@@ -63,7 +57,7 @@ export async function enforceLimits(
   const [ended] = await endRuns(
     tx,
     events,
-    repo.runIs(run.teamId, run.id),
+    { run: run.id, teamId: run.teamId },
     { status: 'budget_exceeded', endedReason, completionReason: null, fallbackOutcome: null, at },
     SYSTEM_ACTOR,
   );

@@ -1,6 +1,87 @@
-import { NO_TOKENS, type StepRecord } from './budget.ts';
+import { isId, newId, type RunId, type StepId } from '../../core/ids.ts';
+import type * as repo from './repo.ts';
+import type { StepInsert, TokenUsage } from './step-batch-repo.ts';
 
-// Steps that move no money: requests refused by governance and failover bookkeeping.
+// What a call did, as a step: the record the proxy and the tool route hand
+// in, the row it is written as, and the steps that move no money (requests
+// refused by governance, failover bookkeeping).
+
+export const NO_TOKENS: TokenUsage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };
+
+export type StepType = repo.StepRow['type'];
+export type StepStatus = repo.StepRow['status'];
+
+/** One step to write: what a call (or a tool) did and what it cost. */
+export interface StepRecord {
+  /** Given by the proxy at admission (so response headers can name it); made here when absent (or not a step id). */
+  stepId?: StepId | string;
+  type: StepType;
+  status: StepStatus;
+  /** The tool's name (tool_call steps). */
+  name?: string | null;
+  provider: string | null;
+  model: string | null;
+  providerKeyId?: string | null;
+  streaming?: boolean;
+  request?: unknown;
+  response?: unknown;
+  usage: TokenUsage;
+  costMicros: number;
+  latencyMs?: number | null;
+  routedFrom?: string | null;
+  failoverAttempts?: number;
+  failoverContext?: Record<string, unknown> | null;
+  errorKind?: string | null;
+  errorMessage?: string | null;
+  /** Write a ledger entry; by default when the step cost money or used tokens. */
+  ledger?: boolean;
+  /** When the step happened (default: the clock at settle time). */
+  at?: Date;
+}
+
+/** Who a step is for. */
+export interface StepOwner {
+  teamId: string;
+  runId: RunId;
+  agentId: string;
+}
+
+/** The row a step is written as (its id: the proxy's when it gave one, else a new one). */
+export function stepRowOf(
+  r: StepOwner,
+  record: StepRecord,
+  u: TokenUsage,
+  cost: number,
+  at: Date,
+): StepInsert & { id: StepId } {
+  return {
+    id: record.stepId !== undefined && isId(record.stepId, 'stp') ? record.stepId : newId('stp'),
+    teamId: r.teamId,
+    runId: r.runId,
+    agentId: r.agentId,
+    type: record.type,
+    status: record.status,
+    name: record.name ?? null,
+    provider: record.provider,
+    model: record.model,
+    providerKeyId: record.providerKeyId ?? null,
+    streaming: record.streaming ?? false,
+    request: record.request ?? null,
+    response: record.response ?? null,
+    inputTokens: u.input,
+    outputTokens: u.output,
+    cacheReadTokens: u.cacheRead,
+    cacheCreationTokens: u.cacheCreation,
+    costMicros: cost,
+    latencyMs: record.latencyMs ?? null,
+    routedFrom: record.routedFrom ?? null,
+    failoverAttempts: record.failoverAttempts ?? 0,
+    failoverContext: record.failoverContext ?? null,
+    errorKind: record.errorKind ?? null,
+    errorMessage: record.errorMessage ?? null,
+    createdAt: at,
+  };
+}
 
 export interface BlockedRequest {
   teamId: string;

@@ -1,26 +1,38 @@
 import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm';
+import type { AgentId, RunId, StepId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
 
-// Runs, steps and the ledger: SQL only. Budget reservations are in budget-repo.ts.
+// Runs, steps and the ledger: SQL only, scoped by team. Budget leases are in
+// budget-repo.ts, the step writer's batch statement in step-batch-repo.ts.
 
 export type RunRow = typeof runs.$inferSelect;
 export type StepRow = typeof steps.$inferSelect;
 export type LedgerRow = typeof ledgerEntries.$inferSelect;
 export type RunStatus = RunRow['status'];
 
+/** What a change to a run tells the caches (the resolver's, the lease book's). */
+export type RunProgress = Pick<
+  RunRow,
+  'id' | 'status' | 'agentId' | 'policyId' | 'stepCount' | 'lastStepAt' | 'startedAt'
+>;
+
 export async function insertRun(db: DbOrTx, row: typeof runs.$inferInsert): Promise<RunRow> {
   const [inserted] = await db.insert(runs).values(row).returning();
   return inserted!;
 }
 
-/** Any team's run by id, locked for the caller's transaction (internal writers only). */
-export async function findRunById(db: DbOrTx, id: string): Promise<RunRow | undefined> {
+/**
+ * System-only: any team's run by id, locked for the caller's transaction. For
+ * the step writer's after-commit checks, whose ids come from the rows the
+ * batch statement itself just updated, never from a caller.
+ */
+export async function lockRunForSystem(db: DbOrTx, id: RunId): Promise<RunRow | undefined> {
   const [row] = await db.select().from(runs).where(eq(runs.id, id)).for('update');
   return row;
 }
 
-export async function findRun(db: DbOrTx, teamId: string, id: string): Promise<RunRow | undefined> {
+export async function findRun(db: DbOrTx, teamId: string, id: RunId): Promise<RunRow | undefined> {
   const [row] = await db
     .select()
     .from(runs)
@@ -31,13 +43,21 @@ export async function findRun(db: DbOrTx, teamId: string, id: string): Promise<R
 /** The agent's newest running run under `policyId` (implicit grouping joins it). */
 export async function latestRunningRun(
   db: DbOrTx,
+  teamId: string,
   agentId: string,
   policyId: string,
 ): Promise<RunRow | undefined> {
   const [row] = await db
     .select()
     .from(runs)
-    .where(and(eq(runs.agentId, agentId), eq(runs.status, 'running'), eq(runs.policyId, policyId)))
+    .where(
+      and(
+        eq(runs.teamId, teamId),
+        eq(runs.agentId, agentId),
+        eq(runs.status, 'running'),
+        eq(runs.policyId, policyId),
+      ),
+    )
     .orderBy(desc(runs.id))
     .limit(1);
   return row;
@@ -61,6 +81,7 @@ export async function latestRunningRunOfAgent(
 /** A force-stop of this agent+policy that ended after `since` and was not lifted: it blocks implicit runs. */
 export async function blockingForceStop(
   db: DbOrTx,
+  teamId: string,
   agentId: string,
   policyId: string,
   since: Date,
@@ -70,6 +91,7 @@ export async function blockingForceStop(
     .from(runs)
     .where(
       and(
+        eq(runs.teamId, teamId),
         eq(runs.agentId, agentId),
         eq(runs.status, 'force_stopped'),
         eq(runs.policyId, policyId),
@@ -95,12 +117,38 @@ export interface RunEnding {
   at: Date;
 }
 
+/** Which running runs to end: one run, every run of an agent, or the idle ones of every team (a sweep). */
+export type RunsToEnd =
+  | { run: RunId; teamId: string }
+  | { agentId: AgentId | string; teamId: string }
+  | { idleBefore: Date; defaultIdleTimeoutSec: number };
+
+function runsToEnd(which: RunsToEnd): SQL {
+  if ('run' in which) return and(eq(runs.teamId, which.teamId), eq(runs.id, which.run))!;
+  if ('agentId' in which) return and(eq(runs.teamId, which.teamId), eq(runs.agentId, which.agentId))!;
+  return idleRunsBefore(which.idleBefore, which.defaultIdleTimeoutSec);
+}
+
 /**
- * Ends the running runs matching `where`, in one statement. The outcome is
+ * Running runs idle past their policy's run_idle_timeout_seconds (default 300)
+ * and with nothing in flight: an outstanding reservation means a call is still
+ * going (a stuck one is charged by the reservation sweep first).
+ */
+function idleRunsBefore(now: Date, defaultTimeoutSec: number): SQL {
+  const timeout = sql`coalesce((${runs.policySnapshot} -> 'implicit_run_grouping' ->> 'run_idle_timeout_seconds')::int, ${defaultTimeoutSec})`;
+  return and(
+    eq(runs.reservedMicros, 0),
+    eq(runs.reservedTokens, 0),
+    sql`coalesce(${runs.lastStepAt}, ${runs.startedAt}) + make_interval(secs => ${timeout}) < ${now.toISOString()}::timestamptz`,
+  )!;
+}
+
+/**
+ * Ends the running runs `which` names, in one statement. The outcome is
  * Rungate's COALESCE: the caller's, else one already set on the run (an agent's
  * PATCH), else the run's policy outcome_defaults[ended_reason], else the fallback.
  */
-export async function endRunningRuns(db: DbOrTx, where: SQL, e: RunEnding): Promise<RunRow[]> {
+export async function endRunningRuns(db: DbOrTx, which: RunsToEnd, e: RunEnding): Promise<RunRow[]> {
   const byPolicy = sql`(${runs.policySnapshot} -> 'outcome_defaults' ->> ${e.endedReason})`;
   return db
     .update(runs)
@@ -114,48 +162,69 @@ export async function endRunningRuns(db: DbOrTx, where: SQL, e: RunEnding): Prom
       ...(e.metadata ? { metadata: sql`${runs.metadata} || ${JSON.stringify(e.metadata)}::jsonb` } : {}),
       updatedAt: e.at,
     })
-    .where(and(where, eq(runs.status, 'running')))
+    .where(and(runsToEnd(which), eq(runs.status, 'running')))
     .returning();
-}
-
-export const runIs = (teamId: string, id: string) => and(eq(runs.teamId, teamId), eq(runs.id, id))!;
-export const runsOfAgent = (teamId: string, agentId: string) =>
-  and(eq(runs.teamId, teamId), eq(runs.agentId, agentId))!;
-
-/**
- * Running runs idle past their policy's run_idle_timeout_seconds (default 300)
- * and with nothing in flight: an outstanding reservation means a call is still
- * going (a stuck one is charged by the reservation sweep first).
- */
-export function idleRunsBefore(now: Date, defaultTimeoutSec: number): SQL {
-  const timeout = sql`coalesce((${runs.policySnapshot} -> 'implicit_run_grouping' ->> 'run_idle_timeout_seconds')::int, ${defaultTimeoutSec})`;
-  return and(
-    eq(runs.status, 'running'),
-    eq(runs.reservedMicros, 0),
-    eq(runs.reservedTokens, 0),
-    sql`coalesce(${runs.lastStepAt}, ${runs.startedAt}) + make_interval(secs => ${timeout}) < ${now.toISOString()}::timestamptz`,
-  )!;
 }
 
 export async function mergeRunMetadata(
   db: DbOrTx,
-  runId: string,
+  teamId: string,
+  runId: RunId,
   metadata: Record<string, unknown>,
   at: Date,
 ): Promise<void> {
   await db
     .update(runs)
     .set({ metadata: sql`${runs.metadata} || ${JSON.stringify(metadata)}::jsonb`, updatedAt: at })
-    .where(eq(runs.id, runId));
+    .where(and(eq(runs.teamId, teamId), eq(runs.id, runId)));
 }
 
-export async function updateRun(
+/** What a run's owner may change in any status (PATCH): its name and outcome; null clears. */
+export interface RunDetails {
+  name?: string | null;
+  outcome?: RunRow['outcome'];
+  outcomeReason?: string | null;
+}
+
+/** The one run's row after `set`; only this file builds the change (callers name what they change). */
+async function updateOneRun(
   db: DbOrTx,
-  where: SQL,
-  patch: Partial<Omit<RunRow, 'id' | 'teamId'>>,
+  teamId: string,
+  runId: RunId,
+  set: Partial<Omit<RunRow, 'id' | 'teamId'>>,
+  /** Only when this also holds. */
+  onlyIf?: SQL,
 ): Promise<RunRow | undefined> {
-  const [row] = await db.update(runs).set(patch).where(where).returning();
+  const [row] = await db
+    .update(runs)
+    .set(set)
+    .where(and(eq(runs.teamId, teamId), eq(runs.id, runId), onlyIf))
+    .returning();
   return row;
+}
+
+export function updateRunDetails(db: DbOrTx, teamId: string, runId: RunId, details: RunDetails, at: Date) {
+  return updateOneRun(db, teamId, runId, { ...details, updatedAt: at });
+}
+
+/** Lifts a force-stop's cooldown (the run stays force_stopped). */
+export function liftForceStop(db: DbOrTx, teamId: string, runId: RunId, at: Date) {
+  return updateOneRun(db, teamId, runId, { forceStopLiftedAt: at, updatedAt: at });
+}
+
+/** Flags the run's alert threshold as reached; undefined when it already was (the alert goes out once). */
+export function flagAlertThreshold(db: DbOrTx, teamId: string, runId: RunId, at: Date) {
+  return updateOneRun(
+    db,
+    teamId,
+    runId,
+    { alertThresholdExceeded: true, alertSentAt: at, updatedAt: at },
+    eq(runs.alertThresholdExceeded, false),
+  );
+}
+
+export function setPrimaryModel(db: DbOrTx, teamId: string, runId: RunId, model: string | null) {
+  return updateOneRun(db, teamId, runId, { primaryModel: model });
 }
 
 export interface RunFilters {
@@ -189,7 +258,8 @@ export async function listRuns(
         f.until !== undefined ? lt(runs.startedAt, f.until) : undefined,
         f.hadGovernanceBlock !== undefined ? eq(runs.hasGovernanceBlock, f.hadGovernanceBlock) : undefined,
         f.hadFailover !== undefined ? eq(runs.hadFailover, f.hadFailover) : undefined,
-        beforeId !== undefined ? lt(runs.id, beforeId) : undefined,
+        // A cursor is any string: ids order as text.
+        beforeId !== undefined ? lt(runs.id, beforeId as RunId) : undefined,
       ),
     )
     .orderBy(desc(runs.id))
@@ -202,13 +272,19 @@ export async function insertStep(db: DbOrTx, row: typeof steps.$inferInsert): Pr
   return inserted;
 }
 
-export async function findStep(db: DbOrTx, id: string): Promise<StepRow | undefined> {
-  const [row] = await db.select().from(steps).where(eq(steps.id, id));
+export async function findStep(db: DbOrTx, teamId: string, id: StepId): Promise<StepRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(steps)
+    .where(and(eq(steps.teamId, teamId), eq(steps.id, id)));
   return row;
 }
 
-export async function stepExists(db: DbOrTx, id: string): Promise<boolean> {
-  const [row] = await db.select({ id: steps.id }).from(steps).where(eq(steps.id, id));
+export async function stepExists(db: DbOrTx, teamId: string, id: StepId): Promise<boolean> {
+  const [row] = await db
+    .select({ id: steps.id })
+    .from(steps)
+    .where(and(eq(steps.teamId, teamId), eq(steps.id, id)));
   return row !== undefined;
 }
 
@@ -220,7 +296,7 @@ export async function insertLedgerEntry(db: DbOrTx, row: typeof ledgerEntries.$i
 export async function listSteps(
   db: DbOrTx,
   teamId: string,
-  runId: string,
+  runId: RunId,
   afterId: string | undefined,
   limit: number,
 ): Promise<StepRow[]> {
@@ -231,7 +307,7 @@ export async function listSteps(
       and(
         eq(steps.teamId, teamId),
         eq(steps.runId, runId),
-        afterId !== undefined ? gt(steps.id, afterId) : undefined,
+        afterId !== undefined ? gt(steps.id, afterId as StepId) : undefined,
       ),
     )
     .orderBy(asc(steps.id))
@@ -241,7 +317,7 @@ export async function listSteps(
 export async function listLedger(
   db: DbOrTx,
   teamId: string,
-  runId: string,
+  runId: RunId,
   afterId: string | undefined,
   limit: number,
 ): Promise<LedgerRow[]> {
@@ -252,7 +328,7 @@ export async function listLedger(
       and(
         eq(ledgerEntries.teamId, teamId),
         eq(ledgerEntries.runId, runId),
-        afterId !== undefined ? gt(ledgerEntries.id, afterId) : undefined,
+        afterId !== undefined ? gt(ledgerEntries.id, afterId as LedgerRow['id']) : undefined,
       ),
     )
     .orderBy(asc(ledgerEntries.id))
@@ -260,12 +336,13 @@ export async function listLedger(
 }
 
 /** The model used by most llm_call steps of the run (ties: the one used last). */
-export async function mostUsedModel(db: DbOrTx, runId: string): Promise<string | null> {
+export async function mostUsedModel(db: DbOrTx, teamId: string, runId: RunId): Promise<string | null> {
   const [row] = await db
     .select({ model: steps.model })
     .from(steps)
     .where(
       and(
+        eq(steps.teamId, teamId),
         eq(steps.runId, runId),
         inArray(steps.type, ['llm_call', 'dry_run']),
         inArray(steps.status, ['success', 'error', 'timeout']),
@@ -281,13 +358,34 @@ export async function mostUsedModel(db: DbOrTx, runId: string): Promise<string |
 /** Governance blocks of the run by code, most frequent first. */
 export async function governanceEvents(
   db: DbOrTx,
-  runId: string,
+  teamId: string,
+  runId: RunId,
 ): Promise<Array<{ type: string; count: number }>> {
   const rows = await db
     .select({ type: steps.errorKind, count: sql<string>`count(*)` })
     .from(steps)
-    .where(and(eq(steps.runId, runId), inArray(steps.status, ['budget_blocked', 'policy_blocked'])))
+    .where(
+      and(
+        eq(steps.teamId, teamId),
+        eq(steps.runId, runId),
+        inArray(steps.status, ['budget_blocked', 'policy_blocked']),
+      ),
+    )
     .groupBy(steps.errorKind)
     .orderBy(desc(sql`count(*)`), asc(steps.errorKind));
   return rows.map((r) => ({ type: r.type ?? 'unknown', count: Number(r.count) }));
+}
+
+/**
+ * Serialises starting a run for one agent+policy across processes: a
+ * transaction-scoped advisory lock, held until the caller's transaction ends.
+ */
+export async function lockAgentPolicyForRunStart(
+  tx: DbOrTx,
+  agentId: string,
+  policyId: string,
+): Promise<void> {
+  await tx.execute(
+    sql`select pg_advisory_xact_lock(hashtextextended(${`paddock.run:${agentId}:${policyId}`}, 0))`,
+  );
 }

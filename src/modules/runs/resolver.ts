@@ -1,7 +1,7 @@
-import { sql } from 'drizzle-orm';
-import { type Clock, MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
+import { MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
+import type { Context } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { isId, newId, type RunId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { type Actor, endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
@@ -30,8 +30,8 @@ export interface ResolveRunInput {
   agent: { id: string; name?: string; policyId?: string; allowedPolicies?: string[] | null };
   /** The policy this request runs under (already chosen by the proxy). */
   policy: { id: string; name: string; spec: RunPolicySpec };
-  /** x-paddock-run-id: attach to this run. */
-  runId?: string;
+  /** x-paddock-run-id: attach to this run (anything but a run id is not found). */
+  runId?: RunId | string;
   /** x-paddock-new-run: complete the agent's running runs and start a new one. */
   newRun?: boolean;
   /** Used only when this request creates the run. */
@@ -42,7 +42,7 @@ export interface ResolveRunInput {
 }
 
 export interface ResolvedRun {
-  id: string;
+  id: RunId;
   /** Steps of work so far (possibly a few behind: steps are written after the response). */
   stepCount: number;
   policyId: string;
@@ -59,7 +59,7 @@ const CACHE_VERIFY_MS = 5 * SECOND_MS;
 const CACHE_MAX = 20_000;
 
 interface CachedRun {
-  runId: string;
+  runId: RunId;
   teamId: string;
   agentId: string;
   policyId: string;
@@ -71,11 +71,7 @@ interface CachedRun {
 
 const agentActor = (agentId: string): Actor => ({ actorKind: 'agent', actorId: agentId });
 
-/** What a change to a run tells the cache. */
-export type RunProgress = Pick<
-  repo.RunRow,
-  'id' | 'status' | 'agentId' | 'policyId' | 'stepCount' | 'lastStepAt' | 'startedAt'
->;
+export type { RunProgress } from './repo.ts';
 
 /** Last activity: the last step, else the start. */
 function lastActivityMs(run: Pick<repo.RunRow, 'lastStepAt' | 'startedAt'>): number {
@@ -92,12 +88,12 @@ function lastActivityMs(run: Pick<repo.RunRow, 'lastStepAt' | 'startedAt'>): num
  */
 export class RunResolver {
   private readonly implicit = new Map<string, CachedRun>();
-  private readonly byId = new Map<string, CachedRun>();
+  private readonly byId = new Map<RunId, CachedRun>();
   private readonly inflight = new Map<string, Promise<ResolvedRun>>();
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly events: EventsService,
     /**
      * Gives back this process's idle budget leases before activity is judged:
@@ -108,14 +104,14 @@ export class RunResolver {
   ) {}
 
   async resolve(input: ResolveRunInput): Promise<ResolvedRun> {
-    const now = input.now ?? this.clock.now();
+    const now = input.now ?? this.ctx.clock.now();
     if (input.newRun) return this.startNewRun(input, now);
     if (input.runId !== undefined) return this.attach(input, input.runId, now);
     return this.joinOrStart(input, now);
   }
 
   /** The run changed (stepped, ended) in this process: keep the cache in line. */
-  note(run: RunProgress): void {
+  note(run: repo.RunProgress): void {
     if (run.status !== 'running') {
       this.forget(run.id);
       return;
@@ -128,7 +124,7 @@ export class RunResolver {
     }
   }
 
-  forget(runId: string): void {
+  forget(runId: RunId): void {
     const c = this.byId.get(runId);
     this.byId.delete(runId);
     if (c) {
@@ -177,13 +173,14 @@ export class RunResolver {
     };
   }
 
-  private async mergeMetadata(input: ResolveRunInput, runId: string, now: Date): Promise<void> {
+  private async mergeMetadata(input: ResolveRunInput, runId: RunId, now: Date): Promise<void> {
     if (input.runMetadata && Object.keys(input.runMetadata).length > 0) {
-      await repo.mergeRunMetadata(this.db, runId, input.runMetadata, now);
+      await repo.mergeRunMetadata(this.db, input.teamId, runId, input.runMetadata, now);
     }
   }
 
   private async attach(input: ResolveRunInput, runId: string, now: Date): Promise<ResolvedRun> {
+    if (!isId(runId, 'run')) throw new NotFoundError('run', runId);
     const nowMs = now.getTime();
     const hit = this.byId.get(runId);
     if (hit && hit.teamId === input.teamId && hit.agentId === input.agent.id && this.fresh(hit, nowMs)) {
@@ -260,18 +257,18 @@ export class RunResolver {
   private async joinOrStartInDb(input: ResolveRunInput, now: Date, windowMs: number): Promise<ResolvedRun> {
     const nowMs = now.getTime();
     await this.returnIdleLeases();
-    const current = await repo.latestRunningRun(this.db, input.agent.id, input.policy.id);
+    const current = await repo.latestRunningRun(this.db, input.teamId, input.agent.id, input.policy.id);
     if (current && current.teamId === input.teamId && this.joinable(current, nowMs, windowMs)) {
       await this.mergeMetadata(input, current.id, now);
       return this.resolved(this.remember(current, nowMs, true), false);
     }
     const ended: repo.RunRow[] = [];
     const result = await this.db.transaction(async (tx) => {
-      await this.lockAgentPolicy(tx, input.agent.id, input.policy.id);
+      await repo.lockAgentPolicyForRunStart(tx, input.agent.id, input.policy.id);
       // Another process may have started (or ended) the run meanwhile.
-      const run = await repo.latestRunningRun(tx, input.agent.id, input.policy.id);
+      const run = await repo.latestRunningRun(tx, input.teamId, input.agent.id, input.policy.id);
       if (run && run.teamId === input.teamId && this.joinable(run, nowMs, windowMs)) {
-        if (input.runMetadata) await repo.mergeRunMetadata(tx, run.id, input.runMetadata, now);
+        if (input.runMetadata) await repo.mergeRunMetadata(tx, input.teamId, run.id, input.runMetadata, now);
         return { run, created: false };
       }
       if (run) {
@@ -280,7 +277,7 @@ export class RunResolver {
           ...(await endRuns(
             tx,
             this.events,
-            repo.runIs(run.teamId, run.id),
+            { run: run.id, teamId: run.teamId },
             {
               status: 'completed',
               endedReason: 'idle_auto_complete',
@@ -306,6 +303,7 @@ export class RunResolver {
     if (minutes <= 0) return;
     const stopped = await repo.blockingForceStop(
       tx,
+      input.teamId,
       input.agent.id,
       input.policy.id,
       new Date(now.getTime() - minutes * MINUTE_MS),
@@ -329,12 +327,12 @@ export class RunResolver {
   private async startNewRun(input: ResolveRunInput, now: Date): Promise<ResolvedRun> {
     const ended: repo.RunRow[] = [];
     const run = await this.db.transaction(async (tx) => {
-      await this.lockAgentPolicy(tx, input.agent.id, input.policy.id);
+      await repo.lockAgentPolicyForRunStart(tx, input.agent.id, input.policy.id);
       ended.push(
         ...(await endRuns(
           tx,
           this.events,
-          repo.runsOfAgent(input.teamId, input.agent.id),
+          { agentId: input.agent.id, teamId: input.teamId },
           {
             status: 'completed',
             endedReason: 'new_run_requested',
@@ -349,13 +347,6 @@ export class RunResolver {
     });
     for (const r of ended) this.forget(r.id);
     return this.resolved(this.remember(run, now.getTime(), true), true);
-  }
-
-  /** Serialises run creation for one agent+policy across processes (held until the transaction ends). */
-  private async lockAgentPolicy(tx: DbOrTx, agentId: string, policyId: string): Promise<void> {
-    await tx.execute(
-      sql`select pg_advisory_xact_lock(hashtextextended(${`paddock.run:${agentId}:${policyId}`}, 0))`,
-    );
   }
 
   /** A new run with the policy and its budget as they are now: the run is governed by this snapshot. */

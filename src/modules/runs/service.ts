@@ -1,51 +1,40 @@
-import { type Clock, MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
+// One file over ~400 lines: RunsService is the runs module's one façade. The
+// proxy's side is a line each over RunResolver, BudgetSystem and RunSweeps;
+// the HTTP side's operations share the visibility and ending rules below
+// (visibleRun, activeAgentOf, endOne), so splitting it would export those.
+
+import type { Context, Log } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import { isId, type RunId } from '../../core/ids.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
 import {
+  type BudgetOptions,
   BudgetSystem,
   type ReserveInput,
   type ReserveResult,
   type SettleResult,
   type StepRecord,
 } from './budget.ts';
-import { type Actor, endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
+import { type Actor, endRuns } from './lifecycle.ts';
 import type { BlockedRequest, FailoverTransition } from './recording.ts';
 import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
-import type { RecorderLog } from './transient.ts';
+import { DEFAULT_SWEEP_OPTIONS, RunSweeps, type SweepOptions } from './sweeps.ts';
 import { completionView, ledgerView, microsOf, runView, stepView } from './views.ts';
 
 export type { ReserveInput, ReserveResult, SettleResult, StepRecord, TokenUsage } from './budget.ts';
 export type { BlockedRequest, FailoverTransition } from './recording.ts';
 export type { ResolvedRun, ResolveRunInput } from './resolver.ts';
 
-export interface RunsOptions {
-  /** A lease not renewed for this long is charged in full by the sweep (its holder is presumed dead). */
-  abandonedLeaseMs: number;
-  /**
-   * Only this process uses the database (embedded PGlite, guarded by its
-   * lockfile): every lease left at start belongs to a process that died.
-   */
-  exclusiveDatabase: boolean;
-  /** How often the sweeps run. */
-  sweepIntervalMs: number;
-  /** run_idle_timeout_seconds for a run whose policy snapshot has none (Rungate: 300 s). */
-  defaultIdleTimeoutSec: number;
+export interface RunsOptions extends SweepOptions {
+  /** Lease timings and the step writer's batching (tests shorten them). */
+  budget?: Partial<BudgetOptions>;
 }
-
-export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
-  // Six missed renewals (every 10 s): a live server is never taken for dead.
-  abandonedLeaseMs: MINUTE_MS,
-  exclusiveDatabase: false,
-  // Rungate: "background idle sweep (60s interval, 300s default timeout)".
-  sweepIntervalMs: 60 * SECOND_MS,
-  defaultIdleTimeoutSec: 300,
-};
 
 /**
  * Runs, steps and the ledger. The proxy's side (resolve, reserve, settle,
@@ -55,27 +44,29 @@ export const DEFAULT_RUNS_OPTIONS: RunsOptions = {
 export class RunsService {
   readonly resolver: RunResolver;
   readonly budget: BudgetSystem;
-  private readonly options: RunsOptions;
-  private timer: NodeJS.Timeout | undefined;
-  private sweeping: Promise<void> | undefined;
-  private log: RecorderLog = { warn: () => {}, error: (obj, msg) => console.error(msg, obj) };
+  private readonly sweeps: RunSweeps;
+  private readonly log: Log;
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly events: EventsService,
     /** Agent-side writes refuse a disabled agent (403 agent_disabled); given by the agents module. */
     private readonly isAgentActive: (agentId: string) => Promise<boolean> = async () => true,
     options: Partial<RunsOptions> = {},
   ) {
-    this.options = { ...DEFAULT_RUNS_OPTIONS, ...options };
-    this.resolver = new RunResolver(db, clock, events, () => this.budget.returnIdleLeases());
-    this.budget = new BudgetSystem(db, clock, events, (run) => this.resolver.note(run));
+    const { budget, ...sweeps } = options;
+    this.log = ctx.log;
+    this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
+    this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), budget);
+    this.sweeps = new RunSweeps(db, ctx, events, this.budget, (runId) => this.forgetRun(runId), {
+      ...DEFAULT_SWEEP_OPTIONS,
+      ...sweeps,
+    });
   }
 
-  useLog(log: RecorderLog): void {
-    this.log = log;
-    this.budget.useLog(log);
+  private get clock() {
+    return this.ctx.clock;
   }
 
   // -- the proxy's side --------------------------------------------------
@@ -109,12 +100,24 @@ export class RunsService {
 
   /** Records a request refused by governance as a step, and flags the run (write-behind). */
   recordBlocked(b: BlockedRequest): void {
-    this.budget.note(b, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
+    const owner = this.stepOwner(b);
+    if (owner) this.budget.note(owner, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
   }
 
   /** A failover_transition step with Rungate's failover_context, and had_failover on the run (write-behind). */
   recordFailoverTransition(f: FailoverTransition): void {
-    this.budget.note(f, failoverStep(f, f.at ?? this.clock.now()), 'failover');
+    const owner = this.stepOwner(f);
+    if (owner) this.budget.note(owner, failoverStep(f, f.at ?? this.clock.now()), 'failover');
+  }
+
+  /** The run a step from the proxy is for; a step for something that is not a run id is logged and dropped. */
+  private stepOwner(s: { teamId: string; runId: string; agentId: string }) {
+    if (isId(s.runId, 'run')) return { teamId: s.teamId, runId: s.runId, agentId: s.agentId };
+    this.log.warn(
+      { run_id: s.runId, agent_id: s.agentId },
+      'a step for something that is not a run id was dropped',
+    );
+    return undefined;
   }
 
   /** Waits until every queued step is written and unused leases are back (tests, shutdown). */
@@ -125,79 +128,29 @@ export class RunsService {
   // -- sweeps --------------------------------------------------------------
 
   /** Ends running runs idle past their run_idle_timeout_seconds (idle_timeout). */
-  async sweepIdleRuns(now: Date = this.clock.now()): Promise<string[]> {
-    // Held leases count as activity (idleRunsBefore): give back the ones nothing uses first.
-    await this.budget.returnIdleLeases();
-    const ended = await this.db.transaction((tx) =>
-      endRuns(
-        tx,
-        this.events,
-        repo.idleRunsBefore(now, this.options.defaultIdleTimeoutSec),
-        {
-          status: 'completed',
-          endedReason: 'idle_timeout',
-          completionReason: 'idle_timeout',
-          fallbackOutcome: null,
-          at: now,
-        },
-        SYSTEM_ACTOR,
-      ),
-    );
-    for (const r of ended) this.forgetRun(r.id);
-    return ended.map((r) => r.id);
+  sweepIdleRuns(now?: Date): Promise<RunId[]> {
+    return this.sweeps.endIdleRuns(now);
   }
 
-  private forgetRun(runId: string): void {
+  /** Charges leases whose holders stopped renewing them before `before` (fail closed on money). */
+  chargeAbandonedLeases(now?: Date, before?: Date): Promise<number> {
+    return this.sweeps.chargeAbandonedLeases(now, before);
+  }
+
+  /** Charges what dead processes left, then runs the sweeps and lease renewals on timers until `shutdown`. */
+  async startSweeps(): Promise<void> {
+    await this.sweeps.start();
+    this.budget.start();
+  }
+
+  private forgetRun(runId: RunId): void {
     this.resolver.forget(runId);
     this.budget.runEnded(runId);
   }
 
-  /** Charges leases whose holders stopped renewing them (fail closed on money). */
-  chargeAbandonedLeases(now: Date = this.clock.now(), before?: Date): Promise<number> {
-    return this.budget.chargeAbandonedLeases(
-      before ?? new Date(now.getTime() - this.options.abandonedLeaseMs),
-      now,
-    );
-  }
-
-  /**
-   * At start: leases left by a dead process are charged (on an exclusive
-   * database, every lease there is: only this process can use it), but
-   * running runs are left alone — their agents may carry on. Then the sweeps
-   * run on a timer until `shutdown`.
-   */
-  async startSweeps(): Promise<void> {
-    const now = this.clock.now();
-    try {
-      await this.chargeAbandonedLeases(
-        now,
-        this.options.exclusiveDatabase ? new Date(now.getTime() + 1) : undefined,
-      );
-    } catch (err) {
-      this.log.error({ err }, 'charging abandoned budget leases failed');
-    }
-    await this.sweepOnce();
-    this.budget.start();
-    this.timer = setInterval(() => {
-      if (!this.sweeping) this.sweeping = this.sweepOnce().finally(() => (this.sweeping = undefined));
-    }, this.options.sweepIntervalMs);
-    this.timer.unref();
-  }
-
-  private async sweepOnce(): Promise<void> {
-    try {
-      await this.chargeAbandonedLeases();
-      await this.sweepIdleRuns();
-    } catch (err) {
-      this.log.error({ err }, 'runs sweep failed');
-    }
-  }
-
   /** Stops the timers, writes what is queued and gives unused leases back. */
   async shutdown(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.sweeping;
+    await this.sweeps.stop();
     await this.budget.shutdown();
   }
 
@@ -205,7 +158,7 @@ export class RunsService {
 
   /** The run if the caller may see it: the team's, and for an agent key its own; else 404. */
   private async visibleRun(principal: Principal, id: string): Promise<repo.RunRow> {
-    const run = await repo.findRun(this.db, activeTeam(principal), id);
+    const run = isId(id, 'run') ? await repo.findRun(this.db, activeTeam(principal), id) : undefined;
     if (!run || (principal.kind === 'agent' && run.agentId !== principal.agentId))
       throw new NotFoundError('run', id);
     return run;
@@ -262,13 +215,12 @@ export class RunsService {
   }
 
   private async patch(run: repo.RunRow, input: UpdateRunInput): Promise<repo.RunRow> {
-    const patch: Partial<repo.RunRow> = {};
-    if (input.name !== undefined) patch.name = input.name;
-    if (input.outcome !== undefined) patch.outcome = input.outcome;
-    if (input.outcome_reason !== undefined) patch.outcomeReason = input.outcome_reason;
-    if (Object.keys(patch).length === 0) return run;
-    patch.updatedAt = this.clock.now();
-    return (await repo.updateRun(this.db, repo.runIs(run.teamId, run.id), patch)) ?? run;
+    const details: repo.RunDetails = {};
+    if (input.name !== undefined) details.name = input.name;
+    if (input.outcome !== undefined) details.outcome = input.outcome;
+    if (input.outcome_reason !== undefined) details.outcomeReason = input.outcome_reason;
+    if (Object.keys(details).length === 0) return run;
+    return (await repo.updateRunDetails(this.db, run.teamId, run.id, details, this.clock.now())) ?? run;
   }
 
   async steps(principal: Principal, id: string, page: PageQuery) {
@@ -296,7 +248,7 @@ export class RunsService {
   private async endOne(run: repo.RunRow, ending: repo.RunEnding, actor: Actor): Promise<repo.RunRow> {
     if (run.status !== 'running') throw this.notRunning(run);
     const [ended] = await this.db.transaction((tx) =>
-      endRuns(tx, this.events, repo.runIs(run.teamId, run.id), ending, actor),
+      endRuns(tx, this.events, { run: run.id, teamId: run.teamId }, ending, actor),
     );
     if (!ended) throw this.notRunning((await repo.findRun(this.db, run.teamId, run.id)) ?? run);
     this.forgetRun(ended.id);
@@ -344,7 +296,7 @@ export class RunsService {
       },
       actorOf(principal),
     );
-    return completionView(ended, await repo.governanceEvents(this.db, ended.id));
+    return completionView(ended, await repo.governanceEvents(this.db, ended.teamId, ended.id));
   }
 
   /** Both sides share POST /v1/runs/{id}/complete: the principal decides which one this is. */
@@ -361,7 +313,7 @@ export class RunsService {
       endRuns(
         tx,
         this.events,
-        repo.runsOfAgent(activeTeam(principal), agentId),
+        { agentId, teamId: activeTeam(principal) },
         {
           status: 'completed',
           endedReason: input.ended_reason ?? 'agent_complete_all',
@@ -405,10 +357,7 @@ export class RunsService {
     if (run.forceStopLiftedAt !== null) return runView(run);
     const now = this.clock.now();
     const lifted = await this.db.transaction(async (tx) => {
-      const row = await repo.updateRun(tx, repo.runIs(run.teamId, run.id), {
-        forceStopLiftedAt: now,
-        updatedAt: now,
-      });
+      const row = await repo.liftForceStop(tx, run.teamId, run.id, now);
       await this.events.record(tx, {
         teamId: run.teamId,
         ...actorOf(principal),

@@ -1,13 +1,21 @@
-import { eq } from 'drizzle-orm';
-import { newId } from '../../core/ids.ts';
-import { type Db, rawQuery } from '../../db/client.ts';
-import { type ledgerEntries, runs, type steps } from '../../db/schema/index.ts';
+import type { Context, Log, Timer } from '../../core/context.ts';
+import { newId, type StepId } from '../../core/ids.ts';
+import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import type { Account } from './leases.ts';
 import { enforceLimits } from './limits.ts';
 import * as repo from './repo.ts';
-import type { RunProgress } from './resolver.ts';
-import { isTransientDbError, type RecorderLog } from './transient.ts';
+import {
+  type HourTotals,
+  type LeaseRelease,
+  type LedgerInsert,
+  type RunProgressRow,
+  type RunTotals,
+  readRunProgress,
+  type StepInsert,
+  writeStepBatch,
+} from './step-batch-repo.ts';
+import { isTransientDbError } from './transient.ts';
 
 // Write-behind for steps and charges: calls are answered first, and what
 // they did is written in batches — one transaction for everything queued in
@@ -16,14 +24,7 @@ import { isTransientDbError, type RecorderLog } from './transient.ts';
 // still held by the process's lease, and a lease left by a dead process is
 // charged in full by the sweep.
 
-export interface TokenUsage {
-  input: number;
-  output: number;
-  cacheRead: number;
-  cacheCreation: number;
-}
-
-type StepInsert = typeof steps.$inferInsert;
+export type { RunProgressRow, TokenUsage } from './step-batch-repo.ts';
 
 /** A step that cost (or may have cost) money: it settles a reservation taken from these accounts. */
 export interface Charge {
@@ -37,7 +38,7 @@ export interface Charge {
   /** Counts as a step of work (not a blocked request or failover bookkeeping). */
   work: boolean;
   /** Called with the step's id once it is written, or undefined when it could not be. */
-  done?: (stepId: string | undefined) => void;
+  done?: (stepId: StepId | undefined) => void;
 }
 
 /** A step that moves no money (a blocked request, a failover transition); flags its run. */
@@ -48,18 +49,6 @@ export interface Note {
 }
 
 export type Pending = Charge | Note;
-
-/** What a batch learns of each run it charged: enough for the caches and the limit checks. */
-export interface RunProgressRow extends RunProgress {
-  primaryModel: string | null;
-  costMicros: number;
-  usedTokens: number;
-  hardLimitMicros: number | null;
-  hardLimitTokens: number | null;
-  alertThresholdMicros: number | null;
-  alertThresholdTokens: number | null;
-  alertThresholdExceeded: boolean;
-}
 
 export interface WriterOptions {
   /** How long a first queued write waits for company before its batch goes. */
@@ -77,227 +66,34 @@ export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
   baseRetryMs: 50,
 };
 
-interface RunGroup {
+/** A run's share of a batch; its released amounts are what leave the account's lease (≤ what it holds). */
+interface RunGroup extends RunTotals {
   teamId: string;
-  runId: string;
   account: Account | null;
-  costMicros: number;
-  usage: TokenUsage;
-  work: number;
-  lastAt: Date;
-  governanceBlock: boolean;
-  failover: boolean;
   models: Set<string>;
-  /** Taken out of the account's lease (≤ what it holds). */
-  releasedMicros: number;
-  releasedTokens: number;
 }
 
-interface HourGroup {
-  teamId: string;
-  agentId: string;
-  policyId: string;
-  hourStart: Date;
+interface HourGroup extends HourTotals {
   account: Account | null;
-  costMicros: number;
-  releasedMicros: number;
 }
-
-type LedgerRow = typeof ledgerEntries.$inferInsert & { createdAt: Date };
-type LeaseRow = readonly [id: string, micros: number, tokens: number];
-/** One column of a batch: its name, its SQL type and how to read it off a row (sent as one array per column). */
-type Column<T> = readonly [name: string, type: string, read: (row: T) => unknown];
-
-const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
-const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
-
-const RUN_COLUMNS: ReadonlyArray<Column<RunGroup>> = [
-  ['id', 'text', (g) => g.runId],
-  ['cost', 'bigint', (g) => g.costMicros],
-  ['released_micros', 'bigint', (g) => g.releasedMicros],
-  ['released_tokens', 'bigint', (g) => g.releasedTokens],
-  ['input', 'bigint', (g) => g.usage.input],
-  ['output', 'bigint', (g) => g.usage.output],
-  ['cache_read', 'bigint', (g) => g.usage.cacheRead],
-  ['cache_creation', 'bigint', (g) => g.usage.cacheCreation],
-  ['work', 'int', (g) => g.work],
-  ['at', 'timestamptz', (g) => iso(g.lastAt)],
-  ['block', 'boolean', (g) => g.governanceBlock],
-  ['failover', 'boolean', (g) => g.failover],
-];
-const LEASE_COLUMNS: ReadonlyArray<Column<LeaseRow>> = [
-  ['id', 'text', (x) => x[0]],
-  ['micros', 'bigint', (x) => x[1]],
-  ['tokens', 'bigint', (x) => x[2]],
-];
-const HOUR_COLUMNS: ReadonlyArray<Column<HourGroup>> = [
-  ['team_id', 'text', (h) => h.teamId],
-  ['agent_id', 'text', (h) => h.agentId],
-  ['policy_id', 'text', (h) => h.policyId],
-  ['hour_start', 'timestamptz', (h) => iso(h.hourStart)],
-  ['cost_micros', 'bigint', (h) => h.costMicros],
-  ['reserved_micros', 'bigint', (h) => -h.releasedMicros],
-];
-const STEP_COLUMNS: ReadonlyArray<Column<StepInsert>> = [
-  ['id', 'text', (x) => x.id],
-  ['team_id', 'text', (x) => x.teamId],
-  ['run_id', 'text', (x) => x.runId],
-  ['agent_id', 'text', (x) => x.agentId],
-  ['type', 'text', (x) => x.type],
-  ['status', 'text', (x) => x.status],
-  ['name', 'text', (x) => x.name ?? null],
-  ['provider', 'text', (x) => x.provider ?? null],
-  ['model', 'text', (x) => x.model ?? null],
-  ['provider_key_id', 'text', (x) => x.providerKeyId ?? null],
-  ['streaming', 'boolean', (x) => x.streaming ?? false],
-  ['request', 'text', (x) => json(x.request)],
-  ['response', 'text', (x) => json(x.response)],
-  ['input_tokens', 'bigint', (x) => x.inputTokens ?? 0],
-  ['output_tokens', 'bigint', (x) => x.outputTokens ?? 0],
-  ['cache_read_tokens', 'bigint', (x) => x.cacheReadTokens ?? 0],
-  ['cache_creation_tokens', 'bigint', (x) => x.cacheCreationTokens ?? 0],
-  ['cost_micros', 'bigint', (x) => x.costMicros ?? 0],
-  ['latency_ms', 'int', (x) => x.latencyMs ?? null],
-  ['routed_from', 'text', (x) => x.routedFrom ?? null],
-  ['failover_attempts', 'int', (x) => x.failoverAttempts ?? 0],
-  ['failover_context', 'text', (x) => json(x.failoverContext)],
-  ['error_kind', 'text', (x) => x.errorKind ?? null],
-  ['error_message', 'text', (x) => x.errorMessage ?? null],
-  ['created_at', 'timestamptz', (x) => iso(x.createdAt)],
-];
-const LEDGER_COLUMNS: ReadonlyArray<Column<LedgerRow>> = [
-  ['id', 'text', (x) => x.id],
-  ['team_id', 'text', (x) => x.teamId],
-  ['run_id', 'text', (x) => x.runId],
-  ['step_id', 'text', (x) => x.stepId],
-  ['agent_id', 'text', (x) => x.agentId],
-  ['provider', 'text', (x) => x.provider ?? null],
-  ['model', 'text', (x) => x.model ?? null],
-  ['provider_key_id', 'text', (x) => x.providerKeyId ?? null],
-  ['input_tokens', 'bigint', (x) => x.inputTokens ?? 0],
-  ['output_tokens', 'bigint', (x) => x.outputTokens ?? 0],
-  ['cache_read_tokens', 'bigint', (x) => x.cacheReadTokens ?? 0],
-  ['cache_creation_tokens', 'bigint', (x) => x.cacheCreationTokens ?? 0],
-  ['cost_micros', 'bigint', (x) => x.costMicros],
-  ['created_at', 'timestamptz', (x) => iso(x.createdAt)],
-];
-
-/**
- * The whole batch in ONE statement: per-column arrays unnested into the run
- * totals, the leases, the hours, the steps and the ledger (data-modifying
- * CTEs run once each and atomically). A statement is the unit of work the
- * database charges for — here, not per row — which is what lets one process
- * record hundreds of calls a second on embedded PGlite. Its text is built
- * once; a batch only fills in the arrays.
- */
-const WRITE_BATCH = (() => {
-  let n = 0;
-  /** `unnest($1::text[], …) as alias(name, …)`: one parameter per column. */
-  const unnest = <T>(columns: ReadonlyArray<Column<T>>, alias: string) =>
-    `unnest(${columns.map(([, type]) => `$${++n}::${type}[]`).join(', ')}) as ${alias}(${names(columns)})`;
-  const names = <T>(columns: ReadonlyArray<Column<T>>) => columns.map(([name]) => name).join(', ');
-  const runs = unnest(RUN_COLUMNS, 'g');
-  const leases = unnest(LEASE_COLUMNS, 'x');
-  const hours = unnest(HOUR_COLUMNS, 'x');
-  const steps = unnest(STEP_COLUMNS, 'x');
-  const ledger = unnest(LEDGER_COLUMNS, 'x');
-  const now = `$${++n}::timestamptz`;
-  // The step's JSON columns travel as text.
-  const stepSelect = STEP_COLUMNS.map(([name]) =>
-    ['request', 'response', 'failover_context'].includes(name) ? `${name}::jsonb` : name,
-  ).join(', ');
-  const text = `
-      with g as (
-        select * from ${runs}
-      ), r as (
-        update runs set
-          reserved_micros = greatest(runs.reserved_micros - g.released_micros, 0),
-          reserved_tokens = greatest(runs.reserved_tokens - g.released_tokens, 0),
-          cost_micros = runs.cost_micros + g.cost,
-          input_tokens = runs.input_tokens + g.input,
-          output_tokens = runs.output_tokens + g.output,
-          cache_read_tokens = runs.cache_read_tokens + g.cache_read,
-          cache_creation_tokens = runs.cache_creation_tokens + g.cache_creation,
-          step_count = runs.step_count + g.work,
-          last_step_at = case when g.work > 0 then greatest(coalesce(runs.last_step_at, g.at), g.at) else runs.last_step_at end,
-          has_governance_block = runs.has_governance_block or g.block,
-          had_failover = runs.had_failover or g.failover,
-          updated_at = g.at
-        from g where runs.id = g.id
-        returning runs.id, runs.status, runs.agent_id, runs.policy_id, runs.step_count, runs.last_step_at,
-          runs.started_at, runs.primary_model, runs.cost_micros, runs.hard_limit_micros, runs.hard_limit_tokens,
-          runs.alert_threshold_micros, runs.alert_threshold_tokens, runs.alert_threshold_exceeded,
-          runs.input_tokens + runs.output_tokens + runs.cache_read_tokens + runs.cache_creation_tokens as used_tokens
-      ), l as (
-        update budget_leases set amount_micros = greatest(budget_leases.amount_micros - x.micros, 0),
-          tokens = greatest(budget_leases.tokens - x.tokens, 0), renewed_at = ${now}
-        from ${leases}
-        where budget_leases.id = x.id
-        returning 1
-      ), h as (
-        -- A held hour always has its row (leasing made it), so a fresh row never has anything to release.
-        insert into hourly_spend (${names(HOUR_COLUMNS)})
-        select * from ${hours}
-        on conflict (agent_id, policy_id, hour_start) do update set
-          cost_micros = hourly_spend.cost_micros + excluded.cost_micros,
-          reserved_micros = greatest(hourly_spend.reserved_micros + excluded.reserved_micros, 0)
-        returning 1
-      ), s as (
-        insert into steps (${names(STEP_COLUMNS)})
-        select ${stepSelect} from ${steps}
-        returning 1
-      ), e as (
-        insert into ledger_entries (${names(LEDGER_COLUMNS)})
-        select * from ${ledger}
-        returning 1
-      )
-      select r.*, (select count(*) from s) as steps_written from r`;
-  const arraysOf = <T>(columns: ReadonlyArray<Column<T>>, rows: readonly T[]) =>
-    columns.map(([, , read]) => rows.map(read));
-  return {
-    text,
-    /** The parameters, in the order the text numbers them. */
-    params: (b: {
-      runs: readonly RunGroup[];
-      leases: readonly LeaseRow[];
-      hours: readonly HourGroup[];
-      steps: readonly StepInsert[];
-      ledger: readonly LedgerRow[];
-      now: string;
-    }): unknown[] => [
-      ...arraysOf(RUN_COLUMNS, b.runs),
-      ...arraysOf(LEASE_COLUMNS, b.leases),
-      ...arraysOf(HOUR_COLUMNS, b.hours),
-      ...arraysOf(STEP_COLUMNS, b.steps),
-      ...arraysOf(LEDGER_COLUMNS, b.ledger),
-      b.now,
-    ],
-  };
-})();
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class StepWriter {
   private queue: Pending[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private writing: Promise<void> | undefined;
   /** Set while a batch is retried after an error (its first attempt may have committed). */
   private retrying = false;
-  private log: RecorderLog = {
-    warn: (obj, msg) => console.warn(msg, obj),
-    error: (obj, msg) => console.error(msg, obj),
-  };
+  private readonly log: Log;
 
   constructor(
     private readonly db: Db,
+    private readonly ctx: Context,
     private readonly events: EventsService,
     /** Told after commit about every run a batch changed. */
-    private readonly onRunChanged: (run: RunProgress) => void,
+    private readonly onRunChanged: (run: repo.RunProgress) => void,
     private readonly options: WriterOptions = DEFAULT_WRITER_OPTIONS,
-  ) {}
-
-  useLog(log: RecorderLog): void {
-    this.log = log;
+  ) {
+    this.log = ctx.log;
   }
 
   get pending(): number {
@@ -313,23 +109,21 @@ export class StepWriter {
   private kick(delayMs: number): void {
     if (this.writing) return;
     if (this.timer && delayMs > 0) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
+    this.timer?.cancel();
+    this.timer = this.ctx.timers.after(delayMs, () => {
       this.timer = undefined;
       this.writing = this.drain().finally(() => {
         this.writing = undefined;
         if (this.queue.length > 0) this.kick(this.options.flushDelayMs);
       });
-    }, delayMs);
+    });
   }
 
   /** Resolves once everything queued so far is written (or given up on). */
   async flush(): Promise<void> {
     for (;;) {
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-      }
+      this.timer?.cancel();
+      this.timer = undefined;
       if (this.writing) {
         await this.writing;
         continue;
@@ -366,7 +160,7 @@ export class StepWriter {
             { err, steps: batch.length, attempt, retry_in_ms: delayMs },
             'step write failed; retrying',
           );
-          await sleep(delayMs);
+          await this.ctx.timers.sleep(delayMs);
           continue;
         }
         if (batch.length > 1) {
@@ -386,55 +180,60 @@ export class StepWriter {
     }
   }
 
-  /** Writes a batch in one statement (WRITE_BATCH), then tells the accounts and runs what changed. */
+  /** Writes a batch in one statement (writeStepBatch), then tells the accounts and runs what changed. */
   private async write(batch: Pending[]): Promise<void> {
     const { groups, hours, ledger } = this.group(batch);
     const stepRows = batch.map((item) => item.step);
-    if (await this.alreadyWritten(stepRows)) return this.committed(batch, groups, hours, []);
-    const now = new Date().toISOString();
+    if (await this.alreadyWritten(stepRows)) {
+      const progress = await readRunProgress(this.db, [...groups.values()]);
+      this.committed(batch, groups, hours, progress);
+      return this.afterCommitLogged(groups, progress);
+    }
     const runList = [...groups.values()];
     const hourList = [...hours.values()];
-    const leases = [
-      ...runList.flatMap((g) =>
+    const leases: LeaseRelease[] = [
+      ...runList.flatMap((g): LeaseRelease[] =>
         g.account && (g.releasedMicros > 0 || g.releasedTokens > 0)
-          ? [[g.account.leaseId, g.releasedMicros, g.releasedTokens] as LeaseRow]
+          ? [[g.account.leaseId, g.releasedMicros, g.releasedTokens]]
           : [],
       ),
-      ...hourList.flatMap((h) =>
-        h.account && h.releasedMicros > 0 ? [[h.account.leaseId, h.releasedMicros, 0] as LeaseRow] : [],
+      ...hourList.flatMap((h): LeaseRelease[] =>
+        h.account && h.releasedMicros > 0 ? [[h.account.leaseId, h.releasedMicros, 0]] : [],
       ),
     ];
-    const rows = await rawQuery(
-      this.db,
-      WRITE_BATCH.text,
-      WRITE_BATCH.params({ runs: runList, leases, hours: hourList, steps: stepRows, ledger, now }),
-    );
-    const progress = rows.map((row) => ({
-      id: String(row.id),
-      status: row.status as repo.RunRow['status'],
-      agentId: String(row.agent_id),
-      policyId: String(row.policy_id),
-      stepCount: Number(row.step_count),
-      lastStepAt: row.last_step_at === null ? null : new Date(row.last_step_at as string),
-      startedAt: new Date(row.started_at as string),
-      primaryModel: (row.primary_model as string | null) ?? null,
-      costMicros: Number(row.cost_micros),
-      usedTokens: Number(row.used_tokens),
-      hardLimitMicros: row.hard_limit_micros === null ? null : Number(row.hard_limit_micros),
-      hardLimitTokens: row.hard_limit_tokens === null ? null : Number(row.hard_limit_tokens),
-      alertThresholdMicros: row.alert_threshold_micros === null ? null : Number(row.alert_threshold_micros),
-      alertThresholdTokens: row.alert_threshold_tokens === null ? null : Number(row.alert_threshold_tokens),
-      alertThresholdExceeded: row.alert_threshold_exceeded === true,
-    }));
+    const progress = await writeStepBatch(this.db, {
+      runs: runList,
+      leases,
+      hours: hourList,
+      steps: stepRows,
+      ledger,
+      at: this.ctx.clock.now(),
+    });
     this.committed(batch, groups, hours, progress);
-    await this.afterCommit(groups, progress);
+    await this.afterCommitLogged(groups, progress);
+  }
+
+  /**
+   * The batch is written: a failure of what follows must not send it round
+   * the retry again (it would be written twice, or its callers told twice).
+   * The next batch of the same run checks its limits again.
+   */
+  private async afterCommitLogged(groups: Map<string, RunGroup>, progress: RunProgressRow[]): Promise<void> {
+    try {
+      await this.afterCommit(groups, progress);
+    } catch (err) {
+      this.log.error(
+        { err, run_ids: progress.map((p) => p.id) },
+        'checking the limits and primary model of runs after a step batch failed',
+      );
+    }
   }
 
   /** A retry after a lost answer must not charge twice: the batch is one statement, so one id tells. */
   private async alreadyWritten(rows: StepInsert[]): Promise<boolean> {
-    const probe = rows[0]?.id;
-    if (!probe || !this.retrying) return false;
-    return repo.stepExists(this.db, probe);
+    const probe = rows[0];
+    if (!probe?.id || !this.retrying) return false;
+    return repo.stepExists(this.db, probe.teamId, probe.id);
   }
 
   /** Written: the leases shrank by what moved to cost; the accounts stop counting it as unwritten. */
@@ -488,15 +287,15 @@ export class StepWriter {
     const changed: repo.RunRow[] = [];
     await this.db.transaction(async (tx) => {
       for (const p of due) {
-        let run = await repo.findRunById(tx, p.id);
+        let run = await repo.lockRunForSystem(tx, p.id);
         if (!run) continue;
         const g = groups.get(p.id);
         if (g && [...g.models].some((m) => m !== run!.primaryModel)) {
-          const primary = await repo.mostUsedModel(tx, p.id);
+          const primary = await repo.mostUsedModel(tx, run.teamId, p.id);
           if (primary !== run.primaryModel)
-            run = (await repo.updateRun(tx, eq(runs.id, p.id), { primaryModel: primary })) ?? run;
+            run = (await repo.setPrimaryModel(tx, run.teamId, p.id, primary)) ?? run;
         }
-        changed.push(await enforceLimits(tx, this.events, run, g?.lastAt ?? new Date(), changed));
+        changed.push(await enforceLimits(tx, this.events, run, g?.lastAt ?? this.ctx.clock.now(), changed));
       }
     });
     for (const run of changed) this.onRunChanged(run);
@@ -505,7 +304,7 @@ export class StepWriter {
   private group(batch: Pending[]) {
     const groups = new Map<string, RunGroup>();
     const hours = new Map<string, HourGroup>();
-    const ledger: LedgerRow[] = [];
+    const ledger: LedgerInsert[] = [];
     for (const item of batch) {
       const s = item.step;
       const at = s.createdAt;

@@ -1,9 +1,3 @@
-/** Where background writers report what they could not write. */
-export interface RecorderLog {
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
 const TRANSIENT_PG_CLASSES = ['08', '40', '53', '57', '58'];
 const TRANSIENT_NODE_CODES = new Set([
   'ECONNRESET',
