@@ -5,7 +5,7 @@ import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config
 import { describeError, serializeError } from './core/error-log.ts';
 import { resolveMasterKey } from './core/master-key.ts';
 import { type Database, DataDirLockedError, openPglite, openPostgres } from './db/client.ts';
-import { HostAgentError, runHostAgent } from './modules/sandboxes/agent.ts';
+import { HostAgentError, runHostAgent } from './modules/sandboxes/host-side/host-daemon.ts';
 import { VERSION } from './version.ts';
 
 const HELP = `paddock ${VERSION}: a self-hosted control plane for AI agents

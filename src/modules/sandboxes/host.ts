@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { CapsuleLimits, CapsuleUsage, FileEntry, Isolation } from './drivers/types.ts';
-import type { MetricPoint, MetricRange } from './metrics.ts';
+import type { MetricPoint, MetricRange } from './host-side/metrics.ts';
 
 // What the control plane asks of a sandbox host. The local host (in the
 // server's process) implements it over a driver; a remote `paddock host`

@@ -5,8 +5,8 @@ import type { Clock } from '../../core/clock.ts';
 import { newId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import { detectDriver } from './drivers/index.ts';
-import { EgressProxy } from './egress.ts';
-import { LocalHost } from './local-host.ts';
+import { EgressProxy } from './host-side/egress.ts';
+import { LocalHost } from './host-side/local-host.ts';
 import * as repo from './repo.ts';
 
 /**

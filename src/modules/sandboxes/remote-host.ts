@@ -14,7 +14,7 @@ import {
   type SandboxHost,
   type StartRequest,
 } from './host.ts';
-import type { MetricPoint, MetricRange } from './metrics.ts';
+import type { MetricPoint, MetricRange } from './host-side/metrics.ts';
 
 /**
  * A process on a remote host, followed through one WebSocket to its agent

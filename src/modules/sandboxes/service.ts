@@ -19,7 +19,7 @@ import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '.
 import { DriverError } from './drivers/types.ts';
 import { envProblems } from './envs.ts';
 import type { SandboxHost } from './host.ts';
-import type { MetricRange } from './metrics.ts';
+import type { MetricRange } from './host-side/metrics.ts';
 import * as repo from './repo.ts';
 import type { CreateCapsuleInput, ExecInput } from './schemas.ts';
 import {

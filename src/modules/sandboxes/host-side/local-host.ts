@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from './drivers/types.ts';
-import type { EgressListener, EgressProxy } from './egress.ts';
+import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from '../drivers/types.ts';
 import {
   type ExecRequest,
   type ExecResult,
@@ -14,7 +13,8 @@ import {
   OutputReplay,
   type SandboxHost,
   type StartRequest,
-} from './host.ts';
+} from '../host.ts';
+import type { EgressListener, EgressProxy } from './egress.ts';
 import { CapsuleMetrics, type MetricPoint, type MetricRange, SAMPLE_EVERY_MS } from './metrics.ts';
 
 /** Finished processes stay visible (exit code, output) for this long. */

@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describeError } from '../../core/error-log.ts';
-import { serveAgentApi } from './agent-api.ts';
-import { detectDriver } from './drivers/index.ts';
+import { describeError } from '../../../core/error-log.ts';
+import { detectDriver } from '../drivers/index.ts';
 import { EgressProxy } from './egress.ts';
+import { serveAgentApi } from './host-api.ts';
 import { LocalHost } from './local-host.ts';
 
 // `paddock host`: a sandbox host on another machine (or another port of
