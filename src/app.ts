@@ -192,9 +192,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     warm: config.sandboxWarm,
   });
   const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
-  const capsules = new CapsulesService(db, clock, events, sandboxHosts);
-  const snapshots = new SnapshotsService(db, clock, events, capsules, sandboxHosts);
-  const hosts = new HostsService(db, clock, hasher, sealer, events, capsules, outbound);
+  const capsules = new CapsulesService(db, ctx, events, sandboxHosts);
+  const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
+  const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
   const services: Services = {
     auth,
     teams,
@@ -358,7 +358,6 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   runs.useLog(app.log);
-  capsules.useLog(app.log);
   gatewayRateLimiter.useLog(app.log);
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
@@ -379,7 +378,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     capsules.stopWaiting();
   });
   app.addHook('onClose', async () => {
-    hosts.stop();
+    await hosts.stop();
     sharedRateLimits.stop();
     await capsules.shutdown();
     await runs.shutdown();

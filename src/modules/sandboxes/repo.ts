@@ -30,7 +30,12 @@ export async function findCapsule(db: DbOrTx, teamId: string, id: string): Promi
   return row;
 }
 
-export async function findCapsuleById(db: DbOrTx, id: string): Promise<CapsuleRow | undefined> {
+/**
+ * System-only: a capsule whatever its team. For the state machine, whose ids
+ * come from rows already read within a team or from a host's own report;
+ * never with an id a caller typed.
+ */
+export async function findCapsuleAnyTeam(db: DbOrTx, id: string): Promise<CapsuleRow | undefined> {
   const [row] = await db.select().from(capsules).where(eq(capsules.id, id));
   return row;
 }
@@ -60,11 +65,19 @@ export async function transition(
   id: string,
   from: CapsuleStatus[],
   to: CapsuleStatus,
-  patch: Partial<typeof capsules.$inferInsert>,
+  patch: Partial<Omit<typeof capsules.$inferInsert, 'startedAt'>>,
+  /** Sets started_at to this unless the capsule started before (a resume keeps its first start). */
+  firstStartAt?: Date,
 ): Promise<CapsuleRow | undefined> {
   const [row] = await db
     .update(capsules)
-    .set({ ...patch, status: to })
+    .set({
+      ...patch,
+      status: to,
+      ...(firstStartAt
+        ? { startedAt: sql`coalesce(${capsules.startedAt}, ${firstStartAt.toISOString()}::timestamptz)` }
+        : {}),
+    })
     .where(and(eq(capsules.id, id), inArray(capsules.status, from)))
     .returning();
   return row;

@@ -247,7 +247,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
     },
     async (request, reply) => {
-      const result = await capsules.exec(principalOf(request), request.params.id, request.body);
+      const result = await capsules.io.exec(principalOf(request), request.params.id, request.body);
       return reply.status(result.background ? 202 : 200).send(result.body);
     },
   );
@@ -263,7 +263,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
         response: { 200: s.ProcessList, ...errorResponses(404, 409) },
       },
     },
-    async (request) => capsules.processes(principalOf(request), request.params.id),
+    async (request) => capsules.io.processes(principalOf(request), request.params.id),
   );
 
   app.delete(
@@ -279,7 +279,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
     },
     async (request, reply) => {
-      await capsules.kill(
+      await capsules.io.kill(
         principalOf(request),
         request.params.id,
         request.params.selector,
@@ -314,7 +314,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
       async (request, reply) => {
         const { path, file } = await uploadOf(request);
-        await capsules
+        await capsules.io
           .writeFile(principalOf(request), request.params.id, path, file.file, stream)
           .catch((err: unknown) => {
             // The body ending mid-file fails the write through the file stream.
@@ -338,7 +338,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
     },
     async (request, reply) => {
-      const data = await capsules.readFile(principalOf(request), request.params.id, request.body.path);
+      const data = await capsules.io.readFile(principalOf(request), request.params.id, request.body.path);
       // Raw bytes, not JSON: past the response schema's serializer.
       return reply
         .type('application/octet-stream')
@@ -360,7 +360,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
     },
     async (request, reply) => {
-      const stream = await capsules.readStream(principalOf(request), request.params.id, request.body.path);
+      const stream = await capsules.io.readStream(principalOf(request), request.params.id, request.body.path);
       return reply.type('application/octet-stream').send(stream as unknown as string);
     },
   );
@@ -378,7 +378,12 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
     },
     async (request) =>
-      capsules.listFiles(principalOf(request), request.params.id, request.body.path, request.body.depth ?? 1),
+      capsules.io.listFiles(
+        principalOf(request),
+        request.params.id,
+        request.body.path,
+        request.body.depth ?? 1,
+      ),
   );
 
   app.post(
@@ -393,7 +398,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
         response: { 200: s.MakeDirResponse, ...errorResponses(404, 409) },
       },
     },
-    async (request) => capsules.mkdir(principalOf(request), request.params.id, request.body.path),
+    async (request) => capsules.io.mkdir(principalOf(request), request.params.id, request.body.path),
   );
 
   app.post(
@@ -409,7 +414,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
       },
     },
     async (request, reply) => {
-      await capsules.removeFile(principalOf(request), request.params.id, request.body.path);
+      await capsules.io.removeFile(principalOf(request), request.params.id, request.body.path);
       return reply.status(204).send(null);
     },
   );

@@ -103,7 +103,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
   /** The pre-upgrade checks: 404 / 409 are answered over HTTP, before any WebSocket exists. */
   const running = (need: 'read' | 'write') => async (request: FastifyRequest) => {
     const { id } = request.params as { id: string };
-    const { c, host } = await capsules.runningCapsule(principalOf(request), id, need);
+    const { c, host } = await capsules.states.running(principalOf(request), id, need);
     request.capsuleStream = { capsuleId: c.id, host };
   };
   const upgrade = { 101: Type.Null({ description: 'Switching Protocols: the WebSocket' }) };

@@ -1,0 +1,97 @@
+import type { Readable } from 'node:stream';
+import { ConflictError, NotFoundError } from '../../core/errors.ts';
+import type { Principal } from '../identity/principal.ts';
+import type { CapsuleStates } from './capsule-states.ts';
+import { checkEnvs, fromDriver } from './capsule-view.ts';
+import { DriverError } from './drivers/types.ts';
+import type { ExecInput } from './schemas.ts';
+import type { SandboxOptions } from './service.ts';
+
+/**
+ * What runs inside a running capsule: commands (foreground, background),
+ * its processes, and its files. Each call finds the capsule within the
+ * caller's team, running (409 otherwise), and counts as activity.
+ */
+export class CapsuleIo {
+  constructor(
+    private readonly states: CapsuleStates,
+    private readonly options: Pick<SandboxOptions, 'execOutputLimitBytes' | 'fileLimitBytes'>,
+  ) {}
+
+  async exec(principal: Principal, id: string, input: ExecInput) {
+    checkEnvs(input.envs);
+    const { c, host } = await this.states.running(principal, id, 'write');
+    try {
+      if (input.background) {
+        const started = await host.launch(c.id, {
+          cmd: input.cmd,
+          ...(input.args ? { args: input.args } : {}),
+          ...(input.envs ? { envs: input.envs } : {}),
+          ...(input.cwd ? { cwd: input.cwd } : {}),
+          ...(input.tag ? { tag: input.tag } : {}),
+        });
+        return {
+          background: true as const,
+          body: { sandbox_id: c.id, cmd: input.cmd, pid: started.pid, tag: started.tag },
+        };
+      }
+      const result = await host.exec(c.id, {
+        cmd: input.cmd,
+        ...(input.args ? { args: input.args } : {}),
+        ...(input.envs ? { envs: input.envs } : {}),
+        ...(input.cwd ? { cwd: input.cwd } : {}),
+        timeoutSec: input.timeout_sec ?? 30,
+        maxOutputBytes: this.options.execOutputLimitBytes,
+      });
+      return { background: false as const, body: { sandbox_id: c.id, cmd: input.cmd, ...result } };
+    } catch (err) {
+      if (err instanceof DriverError && err.code === 'exists') {
+        throw new ConflictError('tag_taken', err.message, { tag: input.tag });
+      }
+      return fromDriver(err);
+    }
+  }
+
+  async processes(principal: Principal, id: string) {
+    const { c, host } = await this.states.running(principal, id, 'read');
+    return { data: await host.processes(c.id).catch(fromDriver), next_cursor: null };
+  }
+
+  async kill(principal: Principal, id: string, selector: string, signal: NodeJS.Signals): Promise<void> {
+    const { c, host } = await this.states.running(principal, id, 'write');
+    const found = await host.kill(c.id, selector, signal).catch(fromDriver);
+    if (!found) throw new NotFoundError('process', selector);
+  }
+
+  async readFile(principal: Principal, id: string, path: string): Promise<Buffer> {
+    const { c, host } = await this.states.running(principal, id, 'read');
+    return host.readFile(c.id, path, this.options.fileLimitBytes).catch((err) => fromDriver(err, path));
+  }
+
+  async readStream(principal: Principal, id: string, path: string): Promise<Readable> {
+    const { c, host } = await this.states.running(principal, id, 'read');
+    return host.readStream(c.id, path).catch((err) => fromDriver(err, path));
+  }
+
+  async writeFile(principal: Principal, id: string, path: string, data: Readable | Buffer, stream: boolean) {
+    const { c, host } = await this.states.running(principal, id, 'write');
+    // Streamed uploads are bounded by the capsule's disk (its writable layer) rather than a request limit.
+    const max = stream ? c.diskSizeMb * 1024 * 1024 : this.options.fileLimitBytes;
+    await host.writeFile(c.id, path, data, max).catch((err) => fromDriver(err, path));
+  }
+
+  async listFiles(principal: Principal, id: string, path: string, depth: number) {
+    const { c, host } = await this.states.running(principal, id, 'read');
+    return { entries: await host.list(c.id, path, depth).catch((err) => fromDriver(err, path)) };
+  }
+
+  async mkdir(principal: Principal, id: string, path: string) {
+    const { c, host } = await this.states.running(principal, id, 'write');
+    return { entry: await host.mkdir(c.id, path).catch((err) => fromDriver(err, path)) };
+  }
+
+  async removeFile(principal: Principal, id: string, path: string): Promise<void> {
+    const { c, host } = await this.states.running(principal, id, 'write');
+    await host.remove(c.id, path).catch((err) => fromDriver(err, path));
+  }
+}
