@@ -46,7 +46,10 @@ export class CapsuleSweeps {
           c.status === 'stopping' ? 'deleted' : 'server_restarted',
         );
       }
-      await host.cleanupLeftovers?.(gone.map((c) => c.id));
+      await host.cleanupLeftovers?.(
+        gone.map((c) => c.id),
+        this.states.ctx.log,
+      );
     }
   }
 

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Log } from '../../../core/context.ts';
 import { describeError } from '../../../core/error-log.ts';
 import { detectDriver } from '../drivers/index.ts';
 import { EgressProxy } from './egress.ts';
@@ -38,6 +39,23 @@ interface Credentials {
 }
 
 export class HostAgentError extends Error {}
+
+/** The daemon's line log in pino's call shape (what the local host's clean-up reports through). */
+function lineLog(line: (text: string) => void): Log {
+  const write = (level: string) => (obj: object, msg?: string) => {
+    const { err, ...rest } = obj as { err?: unknown };
+    const about = Object.keys(rest).length > 0 ? ` ${JSON.stringify(rest)}` : '';
+    line(`${level}: ${msg ?? ''}${about}${err === undefined ? '' : `: ${describeError(err)}`}`);
+  };
+  const log: Log = {
+    debug: () => {},
+    info: write('info'),
+    warn: write('warning'),
+    error: write('error'),
+    child: () => log,
+  };
+  return log;
+}
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(url, {
@@ -123,7 +141,7 @@ export async function runHostAgent(o: HostAgentOptions) {
   const leftovers = existsSync(path.join(o.sandboxDir, 'capsules'))
     ? readdirSync(path.join(o.sandboxDir, 'capsules'))
     : [];
-  await local.cleanupLeftovers(leftovers);
+  await local.cleanupLeftovers(leftovers, lineLog(o.log));
   host = local;
 
   const beat = async (stopping = false) => {
