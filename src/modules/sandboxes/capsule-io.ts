@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
-import type { Principal } from '../identity/principal.ts';
+import type { Principal, Scope } from '../identity/principal.ts';
 import type { CapsuleStates } from './capsule-states.ts';
 import { checkEnvs, fromDriver } from './capsule-view.ts';
 import { DriverError } from './drivers/types.ts';
+import type { FollowedProcess, StartRequest } from './host.ts';
 import type { ExecInput } from './schemas.ts';
 import type { SandboxOptions } from './service.ts';
 
@@ -93,5 +94,30 @@ export class CapsuleIo {
   async removeFile(principal: Principal, id: string, path: string): Promise<void> {
     const { c, host } = await this.states.running(principal, id, 'write');
     await host.remove(c.id, path).catch((err) => fromDriver(err, path));
+  }
+
+  // -- followed processes (the WebSocket routes) -----------------------------------
+
+  /** Before a WebSocket upgrade: the capsule is the caller's team's and running (404 / 409 answered over HTTP). */
+  async checkRunning(principal: Principal, id: string, need: Scope): Promise<void> {
+    await this.states.running(principal, id, need);
+  }
+
+  /** Starts a process whose output a WebSocket follows (exec/stream, PTY); its envs by exec's rules. */
+  async startFollowed(principal: Principal, id: string, req: StartRequest): Promise<FollowedProcess> {
+    checkEnvs(req.envs);
+    const { c, host } = await this.states.running(principal, id, 'write');
+    return host.start(c.id, req);
+  }
+
+  /** A process started through the API (by tag or pid) to attach to; undefined when there is none. */
+  async followed(
+    principal: Principal,
+    id: string,
+    selector: string,
+    need: Scope,
+  ): Promise<FollowedProcess | undefined> {
+    const { c, host } = await this.states.running(principal, id, need);
+    return host.followed(c.id, selector);
   }
 }
