@@ -10,7 +10,7 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
-import { ulid } from './core/ids.ts';
+import { type HostId, ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import type { Database } from './db/client.ts';
@@ -191,7 +191,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     egressPrivate: config.sandboxEgressPrivate,
     warm: config.sandboxWarm,
   });
-  const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
+  const sandboxHosts = new Map<HostId, SandboxHost>([[localHost.id, localHost]]);
   const capsules = new CapsulesService(db, ctx, events, sandboxHosts);
   const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
+import type { CapsuleId } from '../../core/ids.ts';
 import type { Principal, Scope } from '../identity/principal.ts';
 import type { CapsuleStates } from './capsule-states.ts';
 import { checkEnvs, fromDriver } from './capsule-view.ts';
@@ -19,7 +20,7 @@ export class CapsuleIo {
     private readonly options: Pick<SandboxOptions, 'execOutputLimitBytes' | 'fileLimitBytes'>,
   ) {}
 
-  async exec(principal: Principal, id: string, input: ExecInput) {
+  async exec(principal: Principal, id: CapsuleId, input: ExecInput) {
     checkEnvs(input.envs);
     const { c, host } = await this.states.running(principal, id, 'write');
     try {
@@ -53,45 +54,51 @@ export class CapsuleIo {
     }
   }
 
-  async processes(principal: Principal, id: string) {
+  async processes(principal: Principal, id: CapsuleId) {
     const { c, host } = await this.states.running(principal, id, 'read');
     return { data: await host.processes(c.id).catch(fromDriver), next_cursor: null };
   }
 
-  async kill(principal: Principal, id: string, selector: string, signal: NodeJS.Signals): Promise<void> {
+  async kill(principal: Principal, id: CapsuleId, selector: string, signal: NodeJS.Signals): Promise<void> {
     const { c, host } = await this.states.running(principal, id, 'write');
     const found = await host.kill(c.id, selector, signal).catch(fromDriver);
     if (!found) throw new NotFoundError('process', selector);
   }
 
-  async readFile(principal: Principal, id: string, path: string): Promise<Buffer> {
+  async readFile(principal: Principal, id: CapsuleId, path: string): Promise<Buffer> {
     const { c, host } = await this.states.running(principal, id, 'read');
     return host.readFile(c.id, path, this.options.fileLimitBytes).catch((err) => fromDriver(err, path));
   }
 
-  async readStream(principal: Principal, id: string, path: string): Promise<Readable> {
+  async readStream(principal: Principal, id: CapsuleId, path: string): Promise<Readable> {
     const { c, host } = await this.states.running(principal, id, 'read');
     return host.readStream(c.id, path).catch((err) => fromDriver(err, path));
   }
 
-  async writeFile(principal: Principal, id: string, path: string, data: Readable | Buffer, stream: boolean) {
+  async writeFile(
+    principal: Principal,
+    id: CapsuleId,
+    path: string,
+    data: Readable | Buffer,
+    stream: boolean,
+  ) {
     const { c, host } = await this.states.running(principal, id, 'write');
     // Streamed uploads are bounded by the capsule's disk (its writable layer) rather than a request limit.
     const max = stream ? c.diskSizeMb * 1024 * 1024 : this.options.fileLimitBytes;
     await host.writeFile(c.id, path, data, max).catch((err) => fromDriver(err, path));
   }
 
-  async listFiles(principal: Principal, id: string, path: string, depth: number) {
+  async listFiles(principal: Principal, id: CapsuleId, path: string, depth: number) {
     const { c, host } = await this.states.running(principal, id, 'read');
     return { entries: await host.list(c.id, path, depth).catch((err) => fromDriver(err, path)) };
   }
 
-  async mkdir(principal: Principal, id: string, path: string) {
+  async mkdir(principal: Principal, id: CapsuleId, path: string) {
     const { c, host } = await this.states.running(principal, id, 'write');
     return { entry: await host.mkdir(c.id, path).catch((err) => fromDriver(err, path)) };
   }
 
-  async removeFile(principal: Principal, id: string, path: string): Promise<void> {
+  async removeFile(principal: Principal, id: CapsuleId, path: string): Promise<void> {
     const { c, host } = await this.states.running(principal, id, 'write');
     await host.remove(c.id, path).catch((err) => fromDriver(err, path));
   }
@@ -99,12 +106,12 @@ export class CapsuleIo {
   // -- followed processes (the WebSocket routes) -----------------------------------
 
   /** Before a WebSocket upgrade: the capsule is the caller's team's and running (404 / 409 answered over HTTP). */
-  async checkRunning(principal: Principal, id: string, need: Scope): Promise<void> {
+  async checkRunning(principal: Principal, id: CapsuleId, need: Scope): Promise<void> {
     await this.states.running(principal, id, need);
   }
 
   /** Starts a process whose output a WebSocket follows (exec/stream, PTY); its envs by exec's rules. */
-  async startFollowed(principal: Principal, id: string, req: StartRequest): Promise<FollowedProcess> {
+  async startFollowed(principal: Principal, id: CapsuleId, req: StartRequest): Promise<FollowedProcess> {
     checkEnvs(req.envs);
     const { c, host } = await this.states.running(principal, id, 'write');
     return host.start(c.id, req);
@@ -113,7 +120,7 @@ export class CapsuleIo {
   /** A process started through the API (by tag or pid) to attach to; undefined when there is none. */
   async followed(
     principal: Principal,
-    id: string,
+    id: CapsuleId,
     selector: string,
     need: Scope,
   ): Promise<FollowedProcess | undefined> {

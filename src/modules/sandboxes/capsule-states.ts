@@ -1,6 +1,7 @@
 import { SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError, ServiceUnavailableError } from '../../core/errors.ts';
+import { type CapsuleId, type HostId, isId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
@@ -28,10 +29,10 @@ const SYSTEM: Actor = { actorKind: 'system', actorId: null };
  */
 export class CapsuleStates {
   readonly waiters: StatusWaiters;
-  readonly localHostIds: ReadonlySet<string>;
-  private readonly touchedAt = new Map<string, number>();
+  readonly localHostIds: ReadonlySet<HostId>;
+  private readonly touchedAt = new Map<CapsuleId, number>();
   /** Capsules running on this process's local hosts, as move() left them. */
-  private readonly runningHere = new Map<string, repo.CapsuleRow>();
+  private readonly runningHere = new Map<CapsuleId, repo.CapsuleRow>();
   private readonly background = new Set<Promise<unknown>>();
 
   constructor(
@@ -39,7 +40,7 @@ export class CapsuleStates {
     readonly ctx: Context,
     private readonly events: EventsService,
     /** The hosts this control plane runs capsules on: its local one, and remote ones as they register. */
-    private readonly hosts: Map<string, SandboxHost>,
+    private readonly hosts: Map<HostId, SandboxHost>,
   ) {
     this.waiters = new StatusWaiters(ctx.timers);
     this.localHostIds = new Set(hosts.keys());
@@ -49,7 +50,10 @@ export class CapsuleStates {
   // -- hosts -----------------------------------------------------------------
 
   private listen(host: SandboxHost): void {
-    host.onEnded((capsuleId, reason) => this.later(this.ended(capsuleId, reason), { capsule_id: capsuleId }));
+    host.onEnded((capsuleId, reason) => {
+      // A spare's end (not a capsule yet) is no capsule's business.
+      if (isId(capsuleId, 'cap')) this.later(this.ended(capsuleId, reason), { capsule_id: capsuleId });
+    });
   }
 
   addHost(host: SandboxHost): void {
@@ -58,7 +62,7 @@ export class CapsuleStates {
     this.listen(host);
   }
 
-  host(id: string): SandboxHost | undefined {
+  host(id: HostId): SandboxHost | undefined {
     return this.hosts.get(id);
   }
 
@@ -66,12 +70,12 @@ export class CapsuleStates {
     return [...this.hosts.values()];
   }
 
-  hostIds(): string[] {
+  hostIds(): HostId[] {
     return [...this.hosts.keys()];
   }
 
   /** Forgets a remote host (deleted); this server's own hosts stay. */
-  async removeHost(id: string): Promise<void> {
+  async removeHost(id: HostId): Promise<void> {
     const host = this.hosts.get(id);
     if (!host || this.localHostIds.has(id)) return;
     this.hosts.delete(id);
@@ -106,7 +110,7 @@ export class CapsuleStates {
     return teamId;
   }
 
-  async find(principal: Principal, id: string, need: Scope): Promise<repo.CapsuleRow> {
+  async find(principal: Principal, id: CapsuleId, need: Scope): Promise<repo.CapsuleRow> {
     const c = await repo.findCapsule(this.db, this.team(principal, need), id);
     if (!c) throw new NotFoundError('capsule', id);
     return c;
@@ -120,7 +124,7 @@ export class CapsuleStates {
   }
 
   /** In-capsule operations need a running capsule (Wrenn: 409 "Capsule not running"). */
-  async running(principal: Principal, id: string, need: Scope) {
+  async running(principal: Principal, id: CapsuleId, need: Scope) {
     // A capsule running on this server's own host changes status only through this process
     // (no other node can reach its host), so its row is known without a read.
     const known = this.runningHere.get(id);
@@ -149,7 +153,7 @@ export class CapsuleStates {
   // -- activity ----------------------------------------------------------------------
 
   /** Activity that keeps a capsule from auto-pausing: exec, ping, files, PTY (not its own processes). */
-  touch(id: string): void {
+  touch(id: CapsuleId): void {
     const nowMs = this.ctx.clock.now().getTime();
     const last = this.touchedAt.get(id) ?? 0;
     if (nowMs - last < TOUCH_EVERY_MS) return;
@@ -159,14 +163,14 @@ export class CapsuleStates {
   }
 
   /** A ping is the activity itself: written now, not throttled. */
-  async touchNow(id: string): Promise<void> {
+  async touchNow(id: CapsuleId): Promise<void> {
     const now = this.ctx.clock.now();
     this.touchedAt.set(id, now.getTime());
     await repo.touch(this.db, id, now);
   }
 
   /** The next activity is written whenever it comes (the capsule stopped or resumed). */
-  forgetActivity(id: string): void {
+  forgetActivity(id: CapsuleId): void {
     this.touchedAt.delete(id);
   }
 
@@ -178,7 +182,7 @@ export class CapsuleStates {
    * (the event of a delete). Undefined when the capsule was not in `from`.
    */
   async move(
-    id: string,
+    id: CapsuleId,
     from: CapsuleStatus[],
     to: CapsuleStatus,
     reason: string | null,
@@ -240,7 +244,7 @@ export class CapsuleStates {
   }
 
   /** The capsule's init died on its own (crash, OOM of the init, host trouble). */
-  async ended(capsuleId: string, reason: string): Promise<void> {
+  async ended(capsuleId: CapsuleId, reason: string): Promise<void> {
     await this.move(capsuleId, ['running', 'pausing', 'paused', 'resuming', 'starting'], 'stopped', reason);
   }
 }

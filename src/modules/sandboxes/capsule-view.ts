@@ -6,6 +6,7 @@ import {
   PayloadTooLargeError,
   ValidationError,
 } from '../../core/errors.ts';
+import { type CapsuleId, type HostId, isId } from '../../core/ids.ts';
 import { DriverError } from './drivers/types.ts';
 import { envProblems } from './envs.ts';
 import type * as repo from './repo.ts';
@@ -80,4 +81,16 @@ export function checkEnvs(envs: Record<string, string> | undefined): void {
       refused,
     );
   }
+}
+
+/** A capsule id from a path or a body; anything else names no capsule (404, as an unknown id). */
+export function capsuleIdOf(raw: string): CapsuleId {
+  if (!isId(raw, 'cap')) throw new NotFoundError('capsule', raw);
+  return raw;
+}
+
+/** A host id from a path; anything else names no host (404, as an unknown id). */
+export function hostIdOf(raw: string): HostId {
+  if (!isId(raw, 'hst')) throw new NotFoundError('host', raw);
+  return raw;
 }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Log } from '../../core/context.ts';
+import type { HostId } from '../../core/ids.ts';
 import type { CapsuleLimits, CapsuleUsage, FileEntry, Isolation } from './drivers/types.ts';
 import type { MetricPoint, MetricRange } from './host-side/metrics.ts';
 
@@ -112,7 +113,7 @@ export interface StartRequest {
 }
 
 export interface SandboxHost {
-  readonly id: string;
+  readonly id: HostId;
   readonly isolation: Isolation;
   readonly warnings: string[];
   create(spec: HostCapsuleSpec): Promise<void>;

@@ -1,4 +1,5 @@
 import { and, eq, isNull, lt, ne, or, sql } from 'drizzle-orm';
+import type { HostId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
 import type { HostRow } from './repo.ts';
@@ -16,7 +17,7 @@ export async function insertHost(db: DbOrTx, row: typeof hosts.$inferInsert): Pr
 }
 
 /** System-only: a host whatever its team (the service decides who may see it). */
-export async function findHostAnyTeam(db: DbOrTx, id: string): Promise<HostRow | undefined> {
+export async function findHostAnyTeam(db: DbOrTx, id: HostId): Promise<HostRow | undefined> {
   const [row] = await db.select().from(hosts).where(eq(hosts.id, id));
   return row;
 }
@@ -37,7 +38,7 @@ export async function registeredRemoteHosts(db: DbOrTx): Promise<HostRow[]> {
 
 export async function updateHost(
   db: DbOrTx,
-  id: string,
+  id: HostId,
   patch: Partial<typeof hosts.$inferInsert>,
 ): Promise<HostRow | undefined> {
   const [row] = await db.update(hosts).set(patch).where(eq(hosts.id, id)).returning();
@@ -50,7 +51,7 @@ export async function updateHost(
  */
 export async function recordHeartbeat(
   db: DbOrTx,
-  id: string,
+  id: HostId,
   at: Date,
   report: { stopping: boolean; address?: string },
 ): Promise<HostRow | undefined> {
@@ -81,7 +82,7 @@ export async function markSilentHostsUnreachable(db: DbOrTx, cutoff: Date, at: D
 }
 
 /** Deletes a host; its capsules' records stay, without a host. */
-export async function deleteHost(db: DbOrTx, id: string): Promise<void> {
+export async function deleteHost(db: DbOrTx, id: HostId): Promise<void> {
   await db.update(capsules).set({ hostId: null }).where(eq(capsules.hostId, id));
   await db.delete(hosts).where(eq(hosts.id, id));
 }
@@ -93,7 +94,7 @@ export async function insertHostToken(db: DbOrTx, row: typeof hostTokens.$inferI
 }
 
 /** Marks the host's unused registration tokens used (a new one replaces them). */
-export async function retireRegistrationTokens(db: DbOrTx, hostId: string, at: Date): Promise<void> {
+export async function retireRegistrationTokens(db: DbOrTx, hostId: HostId, at: Date): Promise<void> {
   await db
     .update(hostTokens)
     .set({ usedAt: at })

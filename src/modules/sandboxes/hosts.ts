@@ -8,7 +8,7 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { type CapsuleId, type HostId, newId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -87,7 +87,7 @@ export class HostsService {
   // -- who may see and manage which host ------------------------------------
 
   /** Admins see every host; others only their team's BYOC hosts. */
-  private async visible(principal: Principal, id: string): Promise<HostRow> {
+  private async visible(principal: Principal, id: HostId): Promise<HostRow> {
     const h = await hostsRepo.findHostAnyTeam(this.db, id);
     if (!h || !(principal.isPlatformAdmin || (h.type === 'byoc' && h.teamId === principal.teamId))) {
       throw new NotFoundError('host', id);
@@ -95,7 +95,7 @@ export class HostsService {
     return h;
   }
 
-  private async manageable(principal: Principal, id: string): Promise<HostRow> {
+  private async manageable(principal: Principal, id: HostId): Promise<HostRow> {
     const h = await this.visible(principal, id);
     if (h.type === 'local')
       throw new ForbiddenError('local_host', "the server's own host is managed by the server");
@@ -108,7 +108,7 @@ export class HostsService {
     return h;
   }
 
-  private async issue(hostId: string, kind: 'registration' | 'access' | 'refresh', ttlMs: number) {
+  private async issue(hostId: HostId, kind: 'registration' | 'access' | 'refresh', ttlMs: number) {
     const prefix = kind === 'registration' ? 'pdhg' : kind === 'access' ? 'pdh' : 'pdr';
     const token = generateToken(prefix);
     const now = this.ctx.clock.now();
@@ -170,12 +170,12 @@ export class HostsService {
     return { data: rows.map(hostView), next_cursor: null };
   }
 
-  async get(principal: Principal, id: string) {
+  async get(principal: Principal, id: HostId) {
     return hostView(await this.visible(principal, id));
   }
 
   /** A fresh registration token while the host is still pending (the first one was used by a failed attempt). */
-  async regenerateToken(principal: Principal, id: string) {
+  async regenerateToken(principal: Principal, id: HostId) {
     const h = await this.manageable(principal, id);
     if (h.status !== 'pending') {
       throw new ConflictError(
@@ -190,16 +190,16 @@ export class HostsService {
     };
   }
 
-  private async liveCapsuleIds(hostId: string): Promise<string[]> {
+  private async liveCapsuleIds(hostId: HostId): Promise<CapsuleId[]> {
     return (await liveCapsulesOnHost(this.db, hostId)).map((c) => c.id);
   }
 
-  async deletePreview(principal: Principal, id: string) {
+  async deletePreview(principal: Principal, id: HostId) {
     const h = await this.manageable(principal, id);
     return { host: hostView(h), sandbox_ids: await this.liveCapsuleIds(id) };
   }
 
-  async remove(principal: Principal, id: string, force: boolean): Promise<void> {
+  async remove(principal: Principal, id: HostId, force: boolean): Promise<void> {
     const h = await this.manageable(principal, id);
     const live = await this.liveCapsuleIds(id);
     if (live.length > 0 && !force) {
@@ -225,7 +225,7 @@ export class HostsService {
     });
   }
 
-  async setDraining(principal: Principal, id: string, draining: boolean) {
+  async setDraining(principal: Principal, id: HostId, draining: boolean) {
     const h = await this.manageable(principal, id);
     const to = draining ? 'draining' : 'online';
     if (draining ? h.status !== 'online' : h.status !== 'draining') {
@@ -236,11 +236,11 @@ export class HostsService {
     return hostView(row);
   }
 
-  async tags(principal: Principal, id: string): Promise<string[]> {
+  async tags(principal: Principal, id: HostId): Promise<string[]> {
     return (await this.visible(principal, id)).tags;
   }
 
-  async tag(principal: Principal, id: string, tag: string, add: boolean): Promise<void> {
+  async tag(principal: Principal, id: HostId, tag: string, add: boolean): Promise<void> {
     const h = await this.manageable(principal, id);
     const tags = add ? [...new Set([...h.tags, tag])] : h.tags.filter((t) => t !== tag);
     if (!add && tags.length === h.tags.length) throw new NotFoundError('tag', tag);
@@ -258,7 +258,7 @@ export class HostsService {
     return row.hostId;
   }
 
-  private async credentials(hostId: string) {
+  private async credentials(hostId: HostId) {
     return {
       token: await this.issue(hostId, 'access', ACCESS_TTL_MS),
       refresh_token: await this.issue(hostId, 'refresh', REFRESH_TTL_MS),
@@ -337,7 +337,7 @@ export class HostsService {
   }
 
   /** The host an access token belongs to (X-Host-Token), or 401. */
-  async authenticate(token: string | undefined): Promise<string> {
+  async authenticate(token: string | undefined): Promise<HostId> {
     if (!token) throw new UnauthorizedError('host_token_required', 'send the host token as X-Host-Token');
     const row = await hostsRepo.findAccessToken(this.db, this.hasher.hash(token));
     if (!row || row.usedAt || row.expiresAt <= this.ctx.clock.now()) {
@@ -347,7 +347,7 @@ export class HostsService {
   }
 
   async heartbeat(
-    hostId: string,
+    hostId: HostId,
     urlId: string,
     body: { address?: string; capsule_ids?: string[]; stopping?: boolean },
   ): Promise<void> {

@@ -1,4 +1,5 @@
 import { ServiceUnavailableError } from '../../core/errors.ts';
+import type { HostId } from '../../core/ids.ts';
 import type { CapsuleStates } from './capsule-states.ts';
 import type { SandboxHost } from './host.ts';
 import * as repo from './repo.ts';
@@ -13,7 +14,7 @@ export async function placeCapsule(
   states: CapsuleStates,
   teamId: string,
   tags: string[],
-  pinned: string | null,
+  pinned: HostId | null,
 ): Promise<SandboxHost> {
   const candidates = (await repo.onlineHosts(states.db, teamId)).filter(
     (h) => states.host(h.id) && tags.every((t) => h.tags.includes(t)) && (!pinned || h.id === pinned),

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { WebSocket } from 'ws';
+import type { HostId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type CapsuleUsage, DriverError, type FileEntry, type Isolation } from './drivers/types.ts';
 import {
@@ -150,7 +151,7 @@ export class RemoteHost implements SandboxHost {
    * address the guard checked, whatever its name resolves to meanwhile.
    */
   constructor(
-    readonly id: string,
+    readonly id: HostId,
     private address: string,
     private readonly controlToken: string,
     readonly isolation: Isolation,

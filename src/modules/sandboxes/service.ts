@@ -1,7 +1,7 @@
 import { SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { type CapsuleId, type HostId, newId } from '../../core/ids.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
@@ -57,7 +57,7 @@ export class CapsulesService {
     private readonly ctx: Context,
     private readonly events: EventsService,
     /** The hosts this control plane runs capsules on (the local one; remote ones join as they register). */
-    hosts: Map<string, SandboxHost>,
+    hosts: Map<HostId, SandboxHost>,
     options: Partial<SandboxOptions> = {},
   ) {
     this.options = { ...DEFAULT_SANDBOX_OPTIONS, ...options };
@@ -72,16 +72,16 @@ export class CapsulesService {
     this.states.addHost(host);
   }
 
-  host(id: string): SandboxHost | undefined {
+  host(id: HostId): SandboxHost | undefined {
     return this.states.host(id);
   }
 
-  async removeHost(id: string): Promise<void> {
+  async removeHost(id: HostId): Promise<void> {
     await this.states.removeHost(id);
   }
 
   /** Destroys every live capsule of a host (a forced host delete). */
-  async destroyOnHost(hostId: string, reason: string): Promise<void> {
+  async destroyOnHost(hostId: HostId, reason: string): Promise<void> {
     const host = this.states.host(hostId);
     for (const c of await repo.liveCapsulesOnHost(this.db, hostId)) {
       await host
@@ -97,7 +97,7 @@ export class CapsulesService {
   }
 
   /** A host stopped answering: its capsules are missing (their processes may still run there, unreachable). */
-  async hostLost(hostId: string, reason: string): Promise<void> {
+  async hostLost(hostId: HostId, reason: string): Promise<void> {
     this.states.host(hostId)?.lost?.();
     for (const c of await repo.liveCapsulesOnHost(this.db, hostId)) {
       await this.states.move(c.id, repo.LIVE_STATUSES, 'missing', reason);
@@ -223,7 +223,7 @@ export class CapsulesService {
    * client need not poll for `running`. Transitions on this server wake the
    * wait at once; those made by another server node are seen within 250 ms.
    */
-  async get(principal: Principal, id: string, wait?: { statuses: CapsuleStatus[]; timeoutMs: number }) {
+  async get(principal: Principal, id: CapsuleId, wait?: { statuses: CapsuleStatus[]; timeoutMs: number }) {
     let c = await this.states.find(principal, id, 'read');
     if (wait && wait.statuses.length > 0) {
       // The deadline is a timer, so it runs on the same time as the waits (ManualTimers in a test).
@@ -247,7 +247,7 @@ export class CapsulesService {
     return view(c, this.ctx.clock.now());
   }
 
-  async remove(principal: Principal, id: string) {
+  async remove(principal: Principal, id: CapsuleId) {
     const c = await this.states.find(principal, id, 'write');
     if (ENDED_STATUSES.includes(c.status)) return view(c, this.ctx.clock.now());
     const stopping = await this.states.move(
@@ -283,7 +283,7 @@ export class CapsulesService {
     );
   }
 
-  async pause(principal: Principal, id: string, reason: string | null = null) {
+  async pause(principal: Principal, id: CapsuleId, reason: string | null = null) {
     const c = await this.states.find(principal, id, 'write');
     if (c.status !== 'running') {
       throw new ConflictError('capsule_not_running', `capsule ${c.id} is ${c.status}`, { status: c.status });
@@ -305,7 +305,7 @@ export class CapsulesService {
     await this.states.move(c.id, ['pausing'], 'paused', reason);
   }
 
-  async resume(principal: Principal, id: string) {
+  async resume(principal: Principal, id: CapsuleId) {
     const c = await this.states.find(principal, id, 'write');
     if (c.status !== 'paused') {
       throw new ConflictError('capsule_not_paused', `capsule ${c.id} is ${c.status}`, { status: c.status });
@@ -328,7 +328,7 @@ export class CapsulesService {
     await this.states.move(c.id, ['resuming'], 'running', null);
   }
 
-  async ping(principal: Principal, id: string): Promise<void> {
+  async ping(principal: Principal, id: CapsuleId): Promise<void> {
     const { c } = await this.states.running(principal, id, 'write');
     await this.states.touchNow(c.id);
   }
@@ -336,7 +336,7 @@ export class CapsulesService {
   // -- metrics, stats and usage ---------------------------------------------------
 
   /** Sampled CPU, memory and disk of a running or paused capsule; a capsule that ended has none (404). */
-  async metrics(principal: Principal, id: string, range: MetricRange) {
+  async metrics(principal: Principal, id: CapsuleId, range: MetricRange) {
     const c = await this.states.find(principal, id, 'read');
     const host = c.hostId ? this.states.host(c.hostId) : undefined;
     if (!host?.has(c.id) || ENDED_STATUSES.includes(c.status)) {

@@ -6,6 +6,7 @@ import { isUniqueViolation } from '../../db/errors.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope } from '../identity/principal.ts';
 import type { CapsuleStates } from './capsule-states.ts';
+import { capsuleIdOf } from './capsule-view.ts';
 import * as repo from './repo.ts';
 
 export function templateView(t: repo.TemplateRow) {
@@ -44,7 +45,7 @@ export class SnapshotsService {
   ) {}
 
   async create(principal: Principal, input: { sandbox_id: string; name?: string }) {
-    const { c, host } = await this.states.running(principal, input.sandbox_id, 'write');
+    const { c, host } = await this.states.running(principal, capsuleIdOf(input.sandbox_id), 'write');
     const name = input.name ?? autoName();
     if (await repo.findTemplate(this.db, c.teamId, name)) {
       throw new ConflictError('name_taken', `a template named ${name} exists; snapshot names are immutable`, {

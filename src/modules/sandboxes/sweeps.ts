@@ -1,4 +1,5 @@
 import type { Timer } from '../../core/context.ts';
+import type { CapsuleId } from '../../core/ids.ts';
 import type { CapsuleStates } from './capsule-states.ts';
 import * as repo from './repo.ts';
 import type { SandboxOptions } from './service.ts';
@@ -54,9 +55,9 @@ export class CapsuleSweeps {
   }
 
   /** Pauses running capsules idle past their timeout_sec (Wrenn's TTL reaper: reason ttl_expired). */
-  async sweepIdle(now: Date = this.states.ctx.clock.now()): Promise<string[]> {
+  async sweepIdle(now: Date = this.states.ctx.clock.now()): Promise<CapsuleId[]> {
     const idle = await repo.idleCapsules(this.states.db, this.states.hostIds(), now);
-    const paused: string[] = [];
+    const paused: CapsuleId[] = [];
     for (const c of idle) {
       const pausing = await this.states.move(c.id, ['running'], 'pausing', 'ttl_expired');
       if (!pausing) continue;

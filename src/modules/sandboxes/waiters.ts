@@ -1,4 +1,5 @@
 import type { Timers } from '../../core/context.ts';
+import type { CapsuleId } from '../../core/ids.ts';
 
 /**
  * Callers waiting for a capsule's status to change on this server (GET
@@ -6,7 +7,7 @@ import type { Timers } from '../../core/context.ts';
  * after its time (on the context's timers), or at once when the server stops.
  */
 export class StatusWaiters {
-  private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly waiting = new Map<CapsuleId, Set<() => void>>();
   private stopped = false;
 
   constructor(private readonly timers: Timers) {}
@@ -16,7 +17,7 @@ export class StatusWaiters {
     return this.stopped;
   }
 
-  wake(id: string): void {
+  wake(id: CapsuleId): void {
     const set = this.waiting.get(id);
     if (!set) return;
     this.waiting.delete(id);
@@ -24,7 +25,7 @@ export class StatusWaiters {
   }
 
   /** Resolves at the next status change of this capsule on this server, or after `ms`. */
-  changed(id: string, ms: number): Promise<void> {
+  changed(id: CapsuleId, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const set = this.waiting.get(id) ?? new Set();
       this.waiting.set(id, set);

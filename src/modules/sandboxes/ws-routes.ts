@@ -13,6 +13,7 @@ import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { fieldErrors, validatorCompiler } from '../../http/validation.ts';
+import { capsuleIdOf } from './capsule-view.ts';
 import { DriverError } from './drivers/types.ts';
 import type { FollowedProcess } from './host.ts';
 import {
@@ -112,7 +113,7 @@ function relayExec(ws: WebSocket, proc: FollowedProcess): void {
 export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService): void {
   /** The pre-upgrade checks: 404 / 409 are answered over HTTP, before any WebSocket exists. */
   const running = (need: 'read' | 'write') => async (request: FastifyRequest) => {
-    const { id } = request.params as { id: string };
+    const id = capsuleIdOf((request.params as { id: string }).id);
     await capsules.io.checkRunning(principalOf(request), id, need);
   };
   const upgrade = { 101: Type.Null({ description: 'Switching Protocols: the WebSocket' }) };
@@ -133,7 +134,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
     },
     (ws, request) => {
       const principal = principalOf(request);
-      const { id } = request.params as { id: string };
+      const id = capsuleIdOf((request.params as { id: string }).id);
       let proc: FollowedProcess | undefined;
       let starting = false;
       ws.on('message', (raw) => {
@@ -191,7 +192,8 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
       },
     },
     (ws, request) => {
-      const { id, selector } = request.params as { id: string; selector: string };
+      const { id: raw, selector } = request.params as { id: string; selector: string };
+      const id = capsuleIdOf(raw);
       capsules.io.followed(principalOf(request), id, selector, 'read').then(
         (proc) => {
           if (!proc) {
@@ -225,7 +227,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
     },
     (ws, request) => {
       const principal = principalOf(request);
-      const { id } = request.params as { id: string };
+      const id = capsuleIdOf((request.params as { id: string }).id);
       let session: FollowedProcess | undefined;
       let opening = false;
       let detach: (() => void) | undefined;

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Log } from '../../../core/context.ts';
 import { describeError } from '../../../core/error-log.ts';
+import { type HostId, isId } from '../../../core/ids.ts';
 import { detectDriver } from '../drivers/index.ts';
 import { EgressProxy } from './egress.ts';
 import { serveAgentApi } from './host-api.ts';
@@ -32,7 +33,7 @@ export interface HostAgentOptions {
 }
 
 interface Credentials {
-  host_id: string;
+  host_id: HostId;
   token: string;
   refresh_token: string;
   control_token: string;
@@ -117,8 +118,10 @@ export async function runHostAgent(o: HostAgentOptions) {
       });
       if (res.status !== 201)
         throw new HostAgentError(`registration refused (${res.status}): ${message(res.body)}`);
+      const hostId = String((res.body.host as { id?: unknown } | undefined)?.id);
+      if (!isId(hostId, 'hst')) throw new HostAgentError('the control plane answered without a host id');
       creds = {
-        host_id: String((res.body.host as { id: string }).id),
+        host_id: hostId,
         token: String(res.body.token),
         refresh_token: String(res.body.refresh_token),
         control_token: String(res.body.control_token),

@@ -3,6 +3,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Log } from '../../../core/context.ts';
+import type { HostId } from '../../../core/ids.ts';
 import { detectCgroups } from '../drivers/cgroup-detect.ts';
 import { removeAbandonedCgroups } from '../drivers/cgroups.ts';
 import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from '../drivers/types.ts';
@@ -111,7 +112,7 @@ export class LocalHost implements SandboxHost {
   private filling = false;
 
   constructor(
-    readonly id: string,
+    readonly id: HostId,
     private readonly driver: Driver,
     /** Where capsules' and templates' trees live on this machine. */
     private readonly baseDir: string,
