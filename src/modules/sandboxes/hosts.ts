@@ -1,3 +1,7 @@
+// One file over 400 lines: a host's whole life as the control plane sees it
+// (created, registered with its tokens, heartbeating, drained, swept,
+// deleted) in one service whose steps share the address guard and the
+// attach to a RemoteHost. The tokens could go to a file of their own next.
 import { DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context, Timer } from '../../core/context.ts';
 import { generateToken, type Sealer, type TokenHasher } from '../../core/crypto.ts';

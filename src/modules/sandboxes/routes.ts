@@ -1,3 +1,6 @@
+// One file over 400 lines: the capsule HTTP surface (Wrenn's /v1/sandboxes
+// as /v1/capsules), one thin route per operation around the same upload and
+// error helpers; split by file it would only scatter one table of routes.
 import type { MultipartFile } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';

@@ -1,3 +1,6 @@
+// One file over 400 lines: the host in this process owns capsule handles,
+// their directories, spares and followed processes in one set of maps that
+// create, adopt, destroy and clean-up must change together.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
