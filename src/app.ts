@@ -10,7 +10,7 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
-import { ulid } from './core/ids.ts';
+import { type HostId, ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import type { Database } from './db/client.ts';
@@ -192,10 +192,10 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     egressPrivate: config.sandboxEgressPrivate,
     warm: config.sandboxWarm,
   });
-  const sandboxHosts = new Map<string, SandboxHost>([[localHost.id, localHost]]);
-  const capsules = new CapsulesService(db, clock, events, sandboxHosts);
-  const snapshots = new SnapshotsService(db, clock, events, capsules, sandboxHosts);
-  const hosts = new HostsService(db, clock, hasher, sealer, events, capsules, outbound);
+  const sandboxHosts = new Map<HostId, SandboxHost>([[localHost.id, localHost]]);
+  const capsules = new CapsulesService(db, ctx, events, sandboxHosts);
+  const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
+  const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
   const services: Services = {
     auth,
     teams,
@@ -359,7 +359,6 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerSnapshotRoutes(app, snapshots);
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
-  capsules.useLog(app.log);
   gatewayRateLimiter.useLog(app.log);
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
@@ -380,7 +379,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     capsules.stopWaiting();
   });
   app.addHook('onClose', async () => {
-    hosts.stop();
+    await hosts.stop();
     sharedRateLimits.stop();
     await capsules.shutdown();
     await runs.shutdown();

@@ -5,7 +5,7 @@ import { describeError, serializeError } from './core/error-log.ts';
 import { resolveMasterKey } from './core/master-key.ts';
 import type { Database } from './db/client.ts';
 import { DataDirLockedError } from './db/data-dir-lock.ts';
-import type { runHostAgent } from './modules/sandboxes/agent.ts';
+import type { runHostAgent } from './modules/sandboxes/host-side/host-daemon.ts';
 import { VERSION } from './version.ts';
 
 // What a command needs is imported when it runs (`await import`): `--help`
@@ -139,7 +139,7 @@ async function host(
   const port = flags.port === undefined ? 0 : Number(flags.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     fail(`--port must be a port number, got "${flags.port}"`);
-  const { HostAgentError, runHostAgent: run } = await import('./modules/sandboxes/agent.ts');
+  const { HostAgentError, runHostAgent: run } = await import('./modules/sandboxes/host-side/host-daemon.ts');
   let agent: Awaited<ReturnType<typeof runHostAgent>>;
   try {
     agent = await run({

@@ -15,7 +15,12 @@ let t: TestApp;
 let u: SignedUpUser;
 let other: SignedUpUser;
 beforeAll(async () => {
-  t = await createTestApp({ start: new Date(), env: { PADDOCK_SANDBOX_DRIVER: 'bwrap' } });
+  // Manual timers: the server's sweeps and long-poll timeouts run when a test advances them.
+  t = await createTestApp({
+    start: new Date(),
+    env: { PADDOCK_SANDBOX_DRIVER: 'bwrap' },
+    manualTimers: true,
+  });
   u = await t.signup();
   other = await t.signup();
 });
@@ -76,10 +81,18 @@ describe('lifecycle', () => {
     const waited = await api('GET', `/v1/capsules/${res.body.id}?wait_for=running`);
     expect(waited.status).toBe(200);
     expect(waited.body.status).toBe('running');
-    const started = Date.now();
-    const timedOut = await api('GET', `/v1/capsules/${res.body.id}?wait_for=paused&timeout_ms=300`);
-    expect(timedOut.body.status).toBe('running');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    const timers = t.timers!;
+    const idle = timers.pending;
+    let answered = false;
+    const waiting = api('GET', `/v1/capsules/${res.body.id}?wait_for=paused&timeout_ms=300`).finally(
+      () => (answered = true),
+    );
+    // Its deadline and its first wait are set: then only time moving on answers it.
+    while (timers.pending < idle + 2) await new Promise((r) => setTimeout(r, 5));
+    await timers.advance(299);
+    expect(answered).toBe(false);
+    await timers.advance(1);
+    expect((await waiting).body.status).toBe('running');
     // An ended capsule answers at once: it will never get there.
     await api('DELETE', `/v1/capsules/${res.body.id}`);
     const ended = await api('GET', `/v1/capsules/${res.body.id}?wait_for=paused&timeout_ms=10000`);
@@ -140,19 +153,28 @@ describe('lifecycle', () => {
   it('auto-pauses after timeout_sec of inactivity; exec and ping count as activity, paused time does not', async () => {
     const c = await runningCapsule({ timeout_sec: 60 });
     t.clock.advance(50 * SECOND_MS);
-    expect(await t.services.capsules.sweepIdle()).toEqual([]);
+    expect(await t.services.capsules.sweeps.sweepIdle()).toEqual([]);
     expect((await api('POST', `/v1/capsules/${c.id}/ping`)).status).toBe(204);
     t.clock.advance(50 * SECOND_MS);
-    expect(await t.services.capsules.sweepIdle()).toEqual([]);
+    expect(await t.services.capsules.sweeps.sweepIdle()).toEqual([]);
     t.clock.advance(11 * SECOND_MS);
-    expect(await t.services.capsules.sweepIdle()).toEqual([c.id]);
+    expect(await t.services.capsules.sweeps.sweepIdle()).toEqual([c.id]);
     const paused = await waitFor(c.id, 'paused');
     expect(paused.status_reason).toBe('ttl_expired');
     await api('POST', `/v1/capsules/${c.id}/resume`);
     const resumed = await waitFor(c.id, 'running');
     // The clock restarts at resume: a sweep right after does not pause it again.
-    expect(await t.services.capsules.sweepIdle()).toEqual([]);
+    expect(await t.services.capsules.sweeps.sweepIdle()).toEqual([]);
     expect(resumed.active_seconds).toBeGreaterThanOrEqual(110);
+
+    // The server's own sweep (every 5 s on its timers) does the same once time passes the timeout.
+    await t.timers!.advance(55 * SECOND_MS);
+    expect((await api('GET', `/v1/capsules/${c.id}`)).body.status).toBe('running');
+    for (let i = 0; i < 20 && (await api('GET', `/v1/capsules/${c.id}`)).body.status === 'running'; i++) {
+      await t.timers!.advance(5 * SECOND_MS);
+      await t.services.capsules.settled();
+    }
+    expect((await waitFor(c.id, 'paused')).status_reason).toBe('ttl_expired');
     await api('DELETE', `/v1/capsules/${c.id}`);
   });
 });
@@ -457,7 +479,7 @@ describe('metrics, stats and usage', () => {
       made.push(res.body.id);
     }
     await t.services.capsules.settled();
-    await t.services.capsules.sampleTeams(t.clock.now());
+    await t.services.capsules.sweeps.sampleTeams(t.clock.now());
     const stats = await api('GET', '/v1/capsules/stats?range=1h', undefined, v.token);
     expect(stats.status).toBe(200);
     expect(stats.body.current).toMatchObject({
@@ -472,7 +494,7 @@ describe('metrics, stats and usage', () => {
     await api('DELETE', `/v1/capsules/${made[0]}`, undefined, v.token);
     await t.services.capsules.settled();
     t.clock.advance(61 * SECOND_MS);
-    await t.services.capsules.sampleTeams(t.clock.now());
+    await t.services.capsules.sweeps.sampleTeams(t.clock.now());
     const after = await api('GET', '/v1/capsules/stats', undefined, v.token);
     expect(after.body.range).toBe('1h');
     expect(after.body.current.running_count).toBe(1);

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EgressProxy, hostAllowed } from '../../src/modules/sandboxes/egress.ts';
+import { EgressProxy, hostAllowed } from '../../src/modules/sandboxes/host-side/egress.ts';
 import { createTestApp } from '../support/app.ts';
 import { waitForCapsule } from '../support/capsules.ts';
 import type { Json } from '../support/factories.ts';

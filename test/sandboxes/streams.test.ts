@@ -57,6 +57,22 @@ describe('exec/stream', () => {
     expect(output(s.frames, 'stderr')).toBe('two\n');
   });
 
+  it("holds a start frame to the exec body's schema: the same fields refused, and nothing starts", async () => {
+    const s = await connect(`/v1/capsules/${capsule.id}/exec/stream`);
+    s.send({ type: 'start', cmd: 'echo', args: [1], cwd: 'relative', shell: true });
+    const err = await s.next((f) => f.type === 'error');
+    expect(err.code).toBe('validation_failed');
+    const http = await t.call('POST', `/v1/capsules/${capsule.id}/exec`, {
+      token: u.token,
+      body: { cmd: 'echo', args: [1], cwd: 'relative', shell: true },
+    });
+    expect(http.status).toBe(400);
+    expect(err.fields).toEqual(http.body.error.details.fields);
+    expect(Object.keys(err.fields).sort()).toEqual(['args.0', 'cwd', 'shell']);
+    await s.closedNow();
+    expect(s.frames.some((f) => f.type === 'start')).toBe(false);
+  });
+
   it('stops the process on {"type":"stop"}', async () => {
     const s = await connect(`/v1/capsules/${capsule.id}/exec/stream`);
     s.send({ type: 'start', cmd: 'sleep', args: ['60'] });

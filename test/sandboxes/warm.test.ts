@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalHost } from '../../src/modules/sandboxes/local-host.ts';
+import type { LocalHost } from '../../src/modules/sandboxes/host-side/local-host.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { waitForCapsule } from '../support/capsules.ts';
 import type { Json } from '../support/factories.ts';

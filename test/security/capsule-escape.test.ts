@@ -133,8 +133,9 @@ describe('a caller-supplied environment never reaches a privileged process', () 
     const s = await connectWs(`${wsBase}/v1/capsules/${capsuleId}/exec/stream`, u.token);
     s.send({ type: 'start', cmd: 'echo', args: ['ran'], envs: { LD_AUDIT: '/tmp/mark.so' } });
     const err = await s.next((f) => f.type === 'error');
+    // The same validator and answer as the HTTP body's (exec, above).
     expect(err.code).toBe('validation_failed');
-    expect(Object.keys(err.fields)).toEqual(['envs.LD_AUDIT']);
+    expect(Object.keys(err.fields)).toContain('envs.LD_AUDIT');
     await s.closedNow();
     expect(s.frames.some((f) => f.type === 'start')).toBe(false);
     expect(output(s.frames)).toBe('');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { classifyAddress } from '../../src/core/ip-address.ts';
 import { AllowList, OutboundGuard, OutboundRefusedError } from '../../src/core/outbound-guard.ts';
-import { EgressProxy } from '../../src/modules/sandboxes/egress.ts';
+import { EgressProxy } from '../../src/modules/sandboxes/host-side/egress.ts';
 import { scriptedDns } from '../support/dns.ts';
 
 // The outbound-address guard on its own: the address classifier over every

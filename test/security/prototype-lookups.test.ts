@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { SseEvent } from '../../src/modules/gateway/sse.ts';
 import { WireTranslator } from '../../src/modules/gateway/translation.ts';
-import { type AgentServer, serveAgentApi } from '../../src/modules/sandboxes/agent-api.ts';
 import type { SandboxHost } from '../../src/modules/sandboxes/host.ts';
+import { type AgentServer, serveAgentApi } from '../../src/modules/sandboxes/host-side/host-api.ts';
 
 // Issue 9 asked for an audit of lookups of outside strings on plain objects,
 // where a name such as "constructor" finds a member of Object.prototype. Two

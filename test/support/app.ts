@@ -5,6 +5,7 @@ import path from 'node:path';
 import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
 import { type Config, loadConfig, THROTTLE_VARIABLES } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
+import { ManualTimers } from '../../src/core/context.ts';
 import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
 import { type LogDestination, loggerOptions } from '../../src/http/logger.ts';
@@ -42,6 +43,8 @@ export interface TestApp {
   app: App;
   services: Services;
   clock: ManualClock;
+  /** With `manualTimers`: the server's timers (sweeps, intervals), run only when the test advances them. */
+  timers: ManualTimers | undefined;
   database: Database;
   config: Config;
   masterKey: Buffer;
@@ -81,6 +84,8 @@ export async function createTestApp(
     logDestination?: LogDestination;
     /** Keep the sign-in, signup and invitation throttles at their defaults (else raised out of the way). */
     realThrottles?: boolean;
+    /** The server's timers on the test's clock: its background sweeps run only when the test advances them. */
+    manualTimers?: boolean;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -101,6 +106,7 @@ export async function createTestApp(
   };
   const clock = shared ? shared.clock : new ManualClock(options.start ?? new Date('2026-01-05T09:00:00Z'));
   const masterKey = shared ? shared.masterKey : randomBytes(32);
+  const timers = options.manualTimers ? new ManualTimers(clock) : undefined;
   const built: BuiltApp = await buildApp({
     config,
     database,
@@ -108,6 +114,7 @@ export async function createTestApp(
     masterKey,
     logger: options.logDestination ? loggerOptions(config, options.logDestination) : false,
     migrated: true,
+    ...(timers ? { timers } : {}),
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
   });
   await built.app.ready();
@@ -138,6 +145,7 @@ export async function createTestApp(
     app: built.app,
     services: built.services,
     clock,
+    timers,
     database,
     config,
     masterKey,

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import type { CapsuleId, HostId } from '../../core/ids.ts';
 import { teams } from './identity.ts';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
@@ -24,7 +25,7 @@ export const ENDED_STATUSES: readonly CapsuleStatus[] = ['stopped', 'missing', '
 export const hosts = pgTable(
   'hosts',
   {
-    id: text('id').primaryKey(),
+    id: text('id').primaryKey().$type<HostId>(),
     type: text('type', { enum: ['regular', 'byoc', 'local'] }).notNull(),
     /** BYOC hosts belong to a team; regular and local hosts serve every team. */
     teamId: text('team_id').references(() => teams.id),
@@ -52,11 +53,13 @@ export const hosts = pgTable(
 export const capsules = pgTable(
   'capsules',
   {
-    id: text('id').primaryKey(),
+    id: text('id').primaryKey().$type<CapsuleId>(),
     teamId: text('team_id')
       .notNull()
       .references(() => teams.id),
-    hostId: text('host_id').references(() => hosts.id),
+    hostId: text('host_id')
+      .$type<HostId>()
+      .references(() => hosts.id),
     status: text('status', { enum: CAPSULE_STATUSES }).notNull(),
     /** Why it is in its status, when that is not the obvious (ttl_expired, host_failure, server_restarted …). */
     statusReason: text('status_reason'),
@@ -99,12 +102,14 @@ export const templates = pgTable(
     teamId: text('team_id').references(() => teams.id),
     name: text('name').notNull(),
     type: text('type', { enum: ['base', 'snapshot'] }).notNull(),
-    sourceCapsuleId: text('source_capsule_id'),
+    sourceCapsuleId: text('source_capsule_id').$type<CapsuleId>(),
     vcpus: integer('vcpus'),
     memoryMb: integer('memory_mb'),
     sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
     /** Where its tree lives on the host that holds it (null for minimal: an empty tree). */
-    hostId: text('host_id').references(() => hosts.id),
+    hostId: text('host_id')
+      .$type<HostId>()
+      .references(() => hosts.id),
     path: text('path'),
     metadata: jsonb('metadata').$type<Record<string, string>>().notNull(),
     createdAt: ts('created_at').notNull(),
@@ -153,6 +158,7 @@ export const hostTokens = pgTable(
   {
     id: text('id').primaryKey(),
     hostId: text('host_id')
+      .$type<HostId>()
       .notNull()
       .references(() => hosts.id, { onDelete: 'cascade' }),
     kind: text('kind', { enum: ['registration', 'access', 'refresh'] }).notNull(),

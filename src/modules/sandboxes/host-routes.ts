@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { principalOf } from '../../http/auth.ts';
 import { Body, errorResponses, IdParams, Nullable, Timestamp } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
+import { hostIdOf } from './capsule-view.ts';
 import type { HostsService } from './hosts.ts';
 
 const tags = ['hosts'];
@@ -86,7 +87,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
       config: reader,
       schema: { tags, summary: 'A host', params: IdParams, response: { 200: Host, ...errorResponses(404) } },
     },
-    async (request) => hosts.get(principalOf(request), request.params.id),
+    async (request) => hosts.get(principalOf(request), hostIdOf(request.params.id)),
   );
 
   app.delete(
@@ -103,7 +104,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
       },
     },
     async (request, reply) => {
-      await hosts.remove(principalOf(request), request.params.id, request.query.force === true);
+      await hosts.remove(principalOf(request), hostIdOf(request.params.id), request.query.force === true);
       return reply.status(204).send(null);
     },
   );
@@ -122,7 +123,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
         },
       },
     },
-    async (request) => hosts.deletePreview(principalOf(request), request.params.id),
+    async (request) => hosts.deletePreview(principalOf(request), hostIdOf(request.params.id)),
   );
 
   app.post(
@@ -137,7 +138,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
       },
     },
     async (request, reply) =>
-      reply.status(201).send(await hosts.regenerateToken(principalOf(request), request.params.id)),
+      reply.status(201).send(await hosts.regenerateToken(principalOf(request), hostIdOf(request.params.id))),
   );
 
   for (const [action, draining, summary] of [
@@ -155,7 +156,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
           response: { 200: Host, ...errorResponses(403, 404, 409) },
         },
       },
-      async (request) => hosts.setDraining(principalOf(request), request.params.id, draining),
+      async (request) => hosts.setDraining(principalOf(request), hostIdOf(request.params.id), draining),
     );
   }
 
@@ -170,7 +171,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
         response: { 200: Type.Array(Type.String()), ...errorResponses(404) },
       },
     },
-    async (request) => hosts.tags(principalOf(request), request.params.id),
+    async (request) => hosts.tags(principalOf(request), hostIdOf(request.params.id)),
   );
 
   app.post(
@@ -186,7 +187,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
       },
     },
     async (request, reply) => {
-      await hosts.tag(principalOf(request), request.params.id, request.body.tag, true);
+      await hosts.tag(principalOf(request), hostIdOf(request.params.id), request.body.tag, true);
       return reply.status(204).send(null);
     },
   );
@@ -203,7 +204,7 @@ export function registerHostRoutes(app: App, hosts: HostsService): void {
       },
     },
     async (request, reply) => {
-      await hosts.tag(principalOf(request), request.params.id, request.params.tag, false);
+      await hosts.tag(principalOf(request), hostIdOf(request.params.id), request.params.tag, false);
       return reply.status(204).send(null);
     },
   );

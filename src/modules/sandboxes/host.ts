@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
+import type { Log } from '../../core/context.ts';
+import type { HostId } from '../../core/ids.ts';
 import type { CapsuleLimits, CapsuleUsage, FileEntry, Isolation } from './drivers/types.ts';
-import type { MetricPoint, MetricRange } from './metrics.ts';
+import type { MetricPoint, MetricRange } from './host-side/metrics.ts';
 
 // What the control plane asks of a sandbox host. The local host (in the
 // server's process) implements it over a driver; a remote `paddock host`
@@ -111,7 +113,7 @@ export interface StartRequest {
 }
 
 export interface SandboxHost {
-  readonly id: string;
+  readonly id: HostId;
   readonly isolation: Isolation;
   readonly warnings: string[];
   create(spec: HostCapsuleSpec): Promise<void>;
@@ -144,8 +146,12 @@ export interface SandboxHost {
   /** Copies the capsule's filesystem into a new template tree on this host. */
   snapshot(capsuleId: string, templateId: string): Promise<{ path: string; sizeBytes: number }>;
   removeTemplate(path: string): Promise<void>;
-  /** Clears what an earlier run of this host left on disk of capsules it no longer runs (local hosts). */
-  cleanupLeftovers?(capsuleIds: string[]): Promise<void>;
+  /**
+   * Clears what an earlier run of this host left of capsules it no longer
+   * runs: their trees, and cgroups a killed host left empty (local hosts).
+   * What cannot be cleared is logged with the directory.
+   */
+  cleanupLeftovers?(capsuleIds: string[], log: Log): Promise<void>;
   /** The host stopped answering: forget what it ran, and say what that was (remote hosts). */
   lost?(): string[];
   /** Told when a capsule ended by itself (its init died). */

@@ -1,5 +1,9 @@
-import { and, eq, isNull, lt, ne, or, sql } from 'drizzle-orm';
-import { type Clock, DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
+// One file over 400 lines: a host's whole life as the control plane sees it
+// (created, registered with its tokens, heartbeating, drained, swept,
+// deleted) in one service whose steps share the address guard and the
+// attach to a RemoteHost. The tokens could go to a file of their own next.
+import { DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
+import type { Context, Timer } from '../../core/context.ts';
 import { generateToken, type Sealer, type TokenHasher } from '../../core/crypto.ts';
 import {
   ConflictError,
@@ -8,12 +12,12 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { type CapsuleId, type HostId, newId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import type { Db } from '../../db/client.ts';
-import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, type Principal } from '../identity/principal.ts';
+import * as hostsRepo from './hosts-repo.ts';
 import { RemoteHost, splitAddress } from './remote-host.ts';
 import { type HostRow, liveCapsulesOnHost } from './repo.ts';
 import type { CapsulesService } from './service.ts';
@@ -31,6 +35,8 @@ const CONTROL_CONTEXT = 'host-control-token';
 export interface HostsOptions {
   /** A host with no heartbeat for this long is unreachable and its capsules missing. */
   unreachableAfterMs: number;
+  /** How often the control plane looks for such hosts. */
+  sweepEveryMs: number;
 }
 
 export function hostView(h: HostRow) {
@@ -70,7 +76,7 @@ export class HostsService {
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly hasher: TokenHasher,
     private readonly sealer: Sealer,
     private readonly events: EventsService,
@@ -79,21 +85,21 @@ export class HostsService {
     private readonly outbound: OutboundGuard,
     options: Partial<HostsOptions> = {},
   ) {
-    this.options = { unreachableAfterMs: 30 * SECOND_MS, ...options };
+    this.options = { unreachableAfterMs: 30 * SECOND_MS, sweepEveryMs: 5 * SECOND_MS, ...options };
   }
 
   // -- who may see and manage which host ------------------------------------
 
   /** Admins see every host; others only their team's BYOC hosts. */
-  private async visible(principal: Principal, id: string): Promise<HostRow> {
-    const [h] = await this.db.select().from(hosts).where(eq(hosts.id, id));
+  private async visible(principal: Principal, id: HostId): Promise<HostRow> {
+    const h = await hostsRepo.findHostAnyTeam(this.db, id);
     if (!h || !(principal.isPlatformAdmin || (h.type === 'byoc' && h.teamId === principal.teamId))) {
       throw new NotFoundError('host', id);
     }
     return h;
   }
 
-  private async manageable(principal: Principal, id: string): Promise<HostRow> {
+  private async manageable(principal: Principal, id: HostId): Promise<HostRow> {
     const h = await this.visible(principal, id);
     if (h.type === 'local')
       throw new ForbiddenError('local_host', "the server's own host is managed by the server");
@@ -106,11 +112,11 @@ export class HostsService {
     return h;
   }
 
-  private async issue(hostId: string, kind: 'registration' | 'access' | 'refresh', ttlMs: number) {
+  private async issue(hostId: HostId, kind: 'registration' | 'access' | 'refresh', ttlMs: number) {
     const prefix = kind === 'registration' ? 'pdhg' : kind === 'access' ? 'pdh' : 'pdr';
     const token = generateToken(prefix);
-    const now = this.clock.now();
-    await this.db.insert(hostTokens).values({
+    const now = this.ctx.clock.now();
+    await hostsRepo.insertHostToken(this.db, {
       id: newId('htk'),
       hostId,
       kind,
@@ -142,41 +148,38 @@ export class HostsService {
         throw new ForbiddenError('forbidden', 'BYOC hosts are created by platform admins or the team owner');
       }
     }
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     const id = newId('hst');
-    const [row] = await this.db
-      .insert(hosts)
-      .values({
-        id,
-        type: input.type,
-        teamId,
-        status: 'pending',
-        provider: input.provider ?? null,
-        availabilityZone: input.availability_zone ?? null,
-        tags: [...new Set(input.tags ?? [])],
-        createdBy: principal.userId,
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning();
+    const row = await hostsRepo.insertHost(this.db, {
+      id,
+      type: input.type,
+      teamId,
+      status: 'pending',
+      provider: input.provider ?? null,
+      availabilityZone: input.availability_zone ?? null,
+      tags: [...new Set(input.tags ?? [])],
+      createdBy: principal.userId,
+      createdAt: now,
+      updatedAt: now,
+    });
     const registration_token = await this.issue(id, 'registration', REGISTRATION_TTL_MS);
-    return { host: hostView(row!), registration_token };
+    return { host: hostView(row), registration_token };
   }
 
   async list(principal: Principal) {
-    const where = principal.isPlatformAdmin
-      ? undefined
-      : and(eq(hosts.type, 'byoc'), eq(hosts.teamId, principal.teamId ?? ''));
-    const rows = await this.db.select().from(hosts).where(where).orderBy(hosts.createdAt);
+    const rows = await hostsRepo.listHosts(
+      this.db,
+      principal.isPlatformAdmin ? null : (principal.teamId ?? ''),
+    );
     return { data: rows.map(hostView), next_cursor: null };
   }
 
-  async get(principal: Principal, id: string) {
+  async get(principal: Principal, id: HostId) {
     return hostView(await this.visible(principal, id));
   }
 
   /** A fresh registration token while the host is still pending (the first one was used by a failed attempt). */
-  async regenerateToken(principal: Principal, id: string) {
+  async regenerateToken(principal: Principal, id: HostId) {
     const h = await this.manageable(principal, id);
     if (h.status !== 'pending') {
       throw new ConflictError(
@@ -184,26 +187,23 @@ export class HostsService {
         `host ${id} is ${h.status}; only a pending host gets a new token`,
       );
     }
-    await this.db
-      .update(hostTokens)
-      .set({ usedAt: this.clock.now() })
-      .where(and(eq(hostTokens.hostId, id), eq(hostTokens.kind, 'registration'), isNull(hostTokens.usedAt)));
+    await hostsRepo.retireRegistrationTokens(this.db, id, this.ctx.clock.now());
     return {
       host: hostView(h),
       registration_token: await this.issue(id, 'registration', REGISTRATION_TTL_MS),
     };
   }
 
-  private async liveCapsuleIds(hostId: string): Promise<string[]> {
+  private async liveCapsuleIds(hostId: HostId): Promise<CapsuleId[]> {
     return (await liveCapsulesOnHost(this.db, hostId)).map((c) => c.id);
   }
 
-  async deletePreview(principal: Principal, id: string) {
+  async deletePreview(principal: Principal, id: HostId) {
     const h = await this.manageable(principal, id);
     return { host: hostView(h), sandbox_ids: await this.liveCapsuleIds(id) };
   }
 
-  async remove(principal: Principal, id: string, force: boolean): Promise<void> {
+  async remove(principal: Principal, id: HostId, force: boolean): Promise<void> {
     const h = await this.manageable(principal, id);
     const live = await this.liveCapsuleIds(id);
     if (live.length > 0 && !force) {
@@ -217,64 +217,52 @@ export class HostsService {
     }
     await this.capsules.destroyOnHost(id, 'host_deleted');
     await this.capsules.removeHost(id);
-    await this.db.update(capsules).set({ hostId: null }).where(eq(capsules.hostId, id));
-    await this.db.delete(hosts).where(eq(hosts.id, id));
-    await this.events.record(this.db, {
-      teamId: h.teamId,
-      ...actorOf(principal),
-      subjectId: id,
-      type: 'host.deleted',
-      data: { destroyed: live.length },
+    await this.db.transaction(async (tx) => {
+      await hostsRepo.deleteHost(tx, id);
+      await this.events.record(tx, {
+        teamId: h.teamId,
+        ...actorOf(principal),
+        subjectId: id,
+        type: 'host.deleted',
+        data: { destroyed: live.length },
+      });
     });
   }
 
-  async setDraining(principal: Principal, id: string, draining: boolean) {
+  async setDraining(principal: Principal, id: HostId, draining: boolean) {
     const h = await this.manageable(principal, id);
     const to = draining ? 'draining' : 'online';
     if (draining ? h.status !== 'online' : h.status !== 'draining') {
       throw new ConflictError('host_state', `host ${id} is ${h.status}`, { status: h.status });
     }
-    const [row] = await this.db
-      .update(hosts)
-      .set({ status: to, updatedAt: this.clock.now() })
-      .where(eq(hosts.id, id))
-      .returning();
-    return hostView(row!);
+    const row = await hostsRepo.updateHost(this.db, id, { status: to, updatedAt: this.ctx.clock.now() });
+    if (!row) throw new NotFoundError('host', id);
+    return hostView(row);
   }
 
-  async tags(principal: Principal, id: string): Promise<string[]> {
+  async tags(principal: Principal, id: HostId): Promise<string[]> {
     return (await this.visible(principal, id)).tags;
   }
 
-  async tag(principal: Principal, id: string, tag: string, add: boolean): Promise<void> {
+  async tag(principal: Principal, id: HostId, tag: string, add: boolean): Promise<void> {
     const h = await this.manageable(principal, id);
     const tags = add ? [...new Set([...h.tags, tag])] : h.tags.filter((t) => t !== tag);
     if (!add && tags.length === h.tags.length) throw new NotFoundError('tag', tag);
-    await this.db.update(hosts).set({ tags, updatedAt: this.clock.now() }).where(eq(hosts.id, id));
+    await hostsRepo.updateHost(this.db, id, { tags, updatedAt: this.ctx.clock.now() });
   }
 
   // -- the host's side (its tokens) --------------------------------------------
 
   private async consume(token: string, kind: 'registration' | 'refresh') {
-    const now = this.clock.now();
-    const [row] = await this.db
-      .update(hostTokens)
-      .set({ usedAt: now })
-      .where(
-        and(
-          eq(hostTokens.hash, this.hasher.hash(token)),
-          eq(hostTokens.kind, kind),
-          isNull(hostTokens.usedAt),
-        ),
-      )
-      .returning();
+    const now = this.ctx.clock.now();
+    const row = await hostsRepo.useToken(this.db, this.hasher.hash(token), kind, now);
     if (!row || row.expiresAt <= now) {
       throw new UnauthorizedError(`invalid_${kind}_token`, `invalid, used or expired ${kind} token`);
     }
     return row.hostId;
   }
 
-  private async credentials(hostId: string) {
+  private async credentials(hostId: HostId) {
     return {
       token: await this.issue(hostId, 'access', ACCESS_TTL_MS),
       refresh_token: await this.issue(hostId, 'refresh', REFRESH_TTL_MS),
@@ -307,18 +295,7 @@ export class HostsService {
 
   /** The pending host a registration token is for, without using the token up. */
   private async hostOfRegistrationToken(token: string): Promise<HostRow | undefined> {
-    const [row] = await this.db
-      .select({ host: hosts })
-      .from(hostTokens)
-      .innerJoin(hosts, eq(hosts.id, hostTokens.hostId))
-      .where(
-        and(
-          eq(hostTokens.hash, this.hasher.hash(token)),
-          eq(hostTokens.kind, 'registration'),
-          isNull(hostTokens.usedAt),
-        ),
-      );
-    return row?.host;
+    return hostsRepo.hostOfUnusedRegistration(this.db, this.hasher.hash(token));
   }
 
   async register(input: RegisterInput) {
@@ -327,10 +304,9 @@ export class HostsService {
     if (pending) await this.checkAddress(pending, input.address);
     const hostId = await this.consume(input.token, 'registration');
     const controlToken = generateToken('pdc');
-    const now = this.clock.now();
-    const [row] = await this.db
-      .update(hosts)
-      .set({
+    const now = this.ctx.clock.now();
+    const row = await this.db.transaction(async (tx) => {
+      const updated = await hostsRepo.updateHost(tx, hostId, {
         status: 'online',
         address: input.address,
         arch: input.arch ?? null,
@@ -341,81 +317,72 @@ export class HostsService {
         controlToken: this.sealer.seal(controlToken, CONTROL_CONTEXT),
         lastHeartbeatAt: now,
         updatedAt: now,
-      })
-      .where(eq(hosts.id, hostId))
-      .returning();
-    await this.attach(row!, []);
-    await this.events.record(this.db, {
-      teamId: row!.teamId,
-      actorKind: 'host',
-      actorId: hostId,
-      subjectId: hostId,
-      type: 'host.up',
-      data: { address: input.address },
+      });
+      if (!updated) throw new UnauthorizedError('invalid_registration_token', 'the host no longer exists');
+      await this.events.record(tx, {
+        teamId: updated.teamId,
+        actorKind: 'host',
+        actorId: hostId,
+        subjectId: hostId,
+        type: 'host.up',
+        data: { address: input.address },
+      });
+      return updated;
     });
-    return { host: hostView(row!), ...(await this.credentials(hostId)), control_token: controlToken };
+    await this.attach(row, []);
+    return { host: hostView(row), ...(await this.credentials(hostId)), control_token: controlToken };
   }
 
   async refresh(refreshToken: string) {
     const hostId = await this.consume(refreshToken, 'refresh');
-    const [row] = await this.db.select().from(hosts).where(eq(hosts.id, hostId));
+    const row = await hostsRepo.findHostAnyTeam(this.db, hostId);
     if (!row) throw new UnauthorizedError('invalid_refresh_token', 'the host no longer exists');
     return { host: hostView(row), ...(await this.credentials(hostId)) };
   }
 
   /** The host an access token belongs to (X-Host-Token), or 401. */
-  async authenticate(token: string | undefined): Promise<string> {
+  async authenticate(token: string | undefined): Promise<HostId> {
     if (!token) throw new UnauthorizedError('host_token_required', 'send the host token as X-Host-Token');
-    const [row] = await this.db
-      .select()
-      .from(hostTokens)
-      .where(and(eq(hostTokens.hash, this.hasher.hash(token)), eq(hostTokens.kind, 'access')));
-    if (!row || row.usedAt || row.expiresAt <= this.clock.now()) {
+    const row = await hostsRepo.findAccessToken(this.db, this.hasher.hash(token));
+    if (!row || row.usedAt || row.expiresAt <= this.ctx.clock.now()) {
       throw new UnauthorizedError('invalid_host_token', 'invalid or expired host token');
     }
     return row.hostId;
   }
 
   async heartbeat(
-    hostId: string,
+    hostId: HostId,
     urlId: string,
     body: { address?: string; capsule_ids?: string[]; stopping?: boolean },
   ): Promise<void> {
     if (hostId !== urlId)
       throw new ForbiddenError('host_mismatch', 'the host id does not match the host token');
-    const now = this.clock.now();
-    const [before] = await this.db.select().from(hosts).where(eq(hosts.id, hostId));
-    if (!before) throw new NotFoundError('host', hostId);
-    if (body.address && body.address !== before.address) await this.checkAddress(before, body.address);
-    // The status is decided in the statement: a drain or activate that lands meanwhile is not undone.
-    const status = body.stopping
-      ? sql`'offline'`
-      : sql`case when ${hosts.status} = 'draining' then 'draining' else 'online' end`;
-    const [row] = await this.db
-      .update(hosts)
-      .set({
-        status: status as unknown as HostRow['status'],
-        lastHeartbeatAt: now,
-        updatedAt: now,
+    const now = this.ctx.clock.now();
+    const known = await hostsRepo.findHostAnyTeam(this.db, hostId);
+    if (!known) throw new NotFoundError('host', hostId);
+    if (body.address && body.address !== known.address) await this.checkAddress(known, body.address);
+    const row = await this.db.transaction(async (tx) => {
+      const before = await hostsRepo.findHostAnyTeam(tx, hostId);
+      const after = await hostsRepo.recordHeartbeat(tx, hostId, now, {
+        stopping: body.stopping === true,
         ...(body.address ? { address: body.address } : {}),
-      })
-      .where(eq(hosts.id, hostId))
-      .returning();
-    const remote = this.capsules.host(hostId);
-    if (remote instanceof RemoteHost)
-      remote.report(row!.address ?? '', body.capsule_ids ?? [], body.stopping);
-    else await this.attach(row!, body.capsule_ids ?? []);
-    const after = row!.status;
-    if (before.status !== after && (after === 'online' || after === 'offline')) {
-      await this.events.record(this.db, {
-        teamId: row!.teamId,
-        actorKind: 'host',
-        actorId: hostId,
-        subjectId: hostId,
-        type: after === 'online' ? 'host.up' : 'host.down',
-        data: { from: before.status },
       });
-    }
+      if (!before || !after) throw new NotFoundError('host', hostId);
+      if (before.status !== after.status && (after.status === 'online' || after.status === 'offline')) {
+        await this.events.record(tx, {
+          teamId: after.teamId,
+          actorKind: 'host',
+          actorId: hostId,
+          subjectId: hostId,
+          type: after.status === 'online' ? 'host.up' : 'host.down',
+          data: { from: before.status },
+        });
+      }
+      return after;
+    });
+    const remote = this.capsules.host(hostId);
+    if (remote instanceof RemoteHost) remote.report(row.address ?? '', body.capsule_ids ?? [], body.stopping);
+    else await this.attach(row, body.capsule_ids ?? []);
   }
 
   // -- the control plane's view -------------------------------------------------
@@ -432,49 +399,54 @@ export class HostsService {
 
   /** At start: every registered remote host, so its capsules are reachable again. */
   async load(): Promise<void> {
-    const rows = await this.db
-      .select()
-      .from(hosts)
-      .where(and(ne(hosts.type, 'local'), ne(hosts.status, 'pending')));
-    for (const row of rows) await this.attach(row, []);
+    for (const row of await hostsRepo.registeredRemoteHosts(this.db)) await this.attach(row, []);
   }
 
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
+  private sweeping: Promise<unknown> | undefined;
 
-  start(everyMs = 5 * SECOND_MS): void {
-    this.timer = setInterval(() => {
-      this.sweepUnreachable().catch(() => undefined);
-    }, everyMs);
-    this.timer.unref();
+  /** Looks for silent hosts every sweepEveryMs (on ctx.timers: a test's ManualTimers run it only when time moves). */
+  start(): void {
+    this.timer = this.ctx.timers.every(this.options.sweepEveryMs, () => {
+      if (this.sweeping) return;
+      this.sweeping = this.sweepUnreachable()
+        .catch((err: unknown) => this.ctx.log.error({ err }, 'host sweep failed'))
+        .finally(() => (this.sweeping = undefined));
+    });
   }
 
-  stop(): void {
-    clearInterval(this.timer);
+  async stop(): Promise<void> {
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.sweeping;
   }
 
-  /** Hosts whose heartbeats stopped: unreachable, their capsules missing. */
-  async sweepUnreachable(now: Date = this.clock.now()): Promise<string[]> {
-    const stale = await this.db
-      .update(hosts)
-      .set({ status: 'unreachable', updatedAt: now })
-      .where(
-        and(
-          ne(hosts.type, 'local'),
-          or(eq(hosts.status, 'online'), eq(hosts.status, 'draining')),
-          lt(hosts.lastHeartbeatAt, new Date(now.getTime() - this.options.unreachableAfterMs)),
-        ),
-      )
-      .returning();
+  /** Hosts whose heartbeats stopped: unreachable (with their events, in one transaction), their capsules missing. */
+  async sweepUnreachable(now: Date = this.ctx.clock.now()): Promise<string[]> {
+    const cutoff = new Date(now.getTime() - this.options.unreachableAfterMs);
+    const stale = await this.db.transaction(async (tx) => {
+      const marked = await hostsRepo.markSilentHostsUnreachable(tx, cutoff, now);
+      for (const h of marked) {
+        await this.events.record(tx, {
+          teamId: h.teamId,
+          actorKind: 'system',
+          actorId: null,
+          subjectId: h.id,
+          type: 'host.down',
+          data: { reason: 'no_heartbeat' },
+        });
+      }
+      return marked;
+    });
     for (const h of stale) {
-      await this.events.record(this.db, {
-        teamId: h.teamId,
-        actorKind: 'system',
-        actorId: null,
-        subjectId: h.id,
-        type: 'host.down',
-        data: { reason: 'no_heartbeat' },
-      });
-      await this.capsules.hostLost(h.id, 'host_unreachable');
+      try {
+        await this.capsules.hostLost(h.id, 'host_unreachable');
+      } catch (err) {
+        this.ctx.log.error(
+          { err, host_id: h.id },
+          "an unreachable host's capsules could not be marked missing",
+        );
+      }
     }
     return stale.map((h) => h.id);
   }

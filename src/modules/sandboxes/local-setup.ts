@@ -2,23 +2,23 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Clock } from '../../core/clock.ts';
-import { newId } from '../../core/ids.ts';
+import { type HostId, isId, newId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import { detectDriver } from './drivers/index.ts';
-import { EgressProxy } from './egress.ts';
-import { LocalHost } from './local-host.ts';
+import { EgressProxy } from './host-side/egress.ts';
+import { LocalHost } from './host-side/local-host.ts';
 import * as repo from './repo.ts';
 
 /**
  * This server's own host id, kept beside its capsules so a restart knows
  * which capsule records were its (and are now gone).
  */
-function localHostId(sandboxDir: string): string {
+function localHostId(sandboxDir: string): HostId {
   mkdirSync(sandboxDir, { recursive: true });
   const file = path.join(sandboxDir, 'host-id');
   try {
     const id = readFileSync(file, 'utf8').trim();
-    if (/^hst_[0-9A-Z]{26}$/.test(id)) return id;
+    if (/^hst_[0-9A-Z]{26}$/.test(id) && isId(id, 'hst')) return id;
   } catch {
     // first start
   }

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { WebSocket } from 'ws';
+import type { HostId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type CapsuleUsage, DriverError, type FileEntry, type Isolation } from './drivers/types.ts';
 import {
@@ -14,7 +15,7 @@ import {
   type SandboxHost,
   type StartRequest,
 } from './host.ts';
-import type { MetricPoint, MetricRange } from './metrics.ts';
+import type { MetricPoint, MetricRange } from './host-side/metrics.ts';
 
 /**
  * A process on a remote host, followed through one WebSocket to its agent
@@ -150,7 +151,7 @@ export class RemoteHost implements SandboxHost {
    * address the guard checked, whatever its name resolves to meanwhile.
    */
   constructor(
-    readonly id: string,
+    readonly id: HostId,
     private address: string,
     private readonly controlToken: string,
     readonly isolation: Isolation,

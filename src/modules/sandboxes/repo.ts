@@ -1,4 +1,5 @@
-import { and, desc, eq, inArray, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, or, type SQL, sql } from 'drizzle-orm';
+import type { CapsuleId, HostId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { type CapsuleStatus, capsules, capsuleUsage, hosts, templates } from '../../db/schema/index.ts';
 
@@ -22,7 +23,11 @@ export async function insertCapsule(db: DbOrTx, row: typeof capsules.$inferInser
   return inserted!;
 }
 
-export async function findCapsule(db: DbOrTx, teamId: string, id: string): Promise<CapsuleRow | undefined> {
+export async function findCapsule(
+  db: DbOrTx,
+  teamId: string,
+  id: CapsuleId,
+): Promise<CapsuleRow | undefined> {
   const [row] = await db
     .select()
     .from(capsules)
@@ -30,7 +35,12 @@ export async function findCapsule(db: DbOrTx, teamId: string, id: string): Promi
   return row;
 }
 
-export async function findCapsuleById(db: DbOrTx, id: string): Promise<CapsuleRow | undefined> {
+/**
+ * System-only: a capsule whatever its team. For the state machine, whose ids
+ * come from rows already read within a team or from a host's own report;
+ * never with an id a caller typed.
+ */
+export async function findCapsuleAnyTeam(db: DbOrTx, id: CapsuleId): Promise<CapsuleRow | undefined> {
   const [row] = await db.select().from(capsules).where(eq(capsules.id, id));
   return row;
 }
@@ -42,7 +52,8 @@ export async function listCapsules(
 ): Promise<CapsuleRow[]> {
   const where: SQL[] = [eq(capsules.teamId, teamId)];
   if (q.status) where.push(eq(capsules.status, q.status));
-  if (q.before) where.push(lt(capsules.id, q.before));
+  // A cursor is any id string: compared as text, it need not be a capsule's.
+  if (q.before) where.push(sql`${capsules.id} < ${q.before}`);
   return db
     .select()
     .from(capsules)
@@ -57,20 +68,28 @@ export async function listCapsules(
  */
 export async function transition(
   db: DbOrTx,
-  id: string,
+  id: CapsuleId,
   from: CapsuleStatus[],
   to: CapsuleStatus,
-  patch: Partial<typeof capsules.$inferInsert>,
+  patch: Partial<Omit<typeof capsules.$inferInsert, 'startedAt'>>,
+  /** Sets started_at to this unless the capsule started before (a resume keeps its first start). */
+  firstStartAt?: Date,
 ): Promise<CapsuleRow | undefined> {
   const [row] = await db
     .update(capsules)
-    .set({ ...patch, status: to })
+    .set({
+      ...patch,
+      status: to,
+      ...(firstStartAt
+        ? { startedAt: sql`coalesce(${capsules.startedAt}, ${firstStartAt.toISOString()}::timestamptz)` }
+        : {}),
+    })
     .where(and(eq(capsules.id, id), inArray(capsules.status, from)))
     .returning();
   return row;
 }
 
-export async function touch(db: DbOrTx, id: string, at: Date): Promise<void> {
+export async function touch(db: DbOrTx, id: CapsuleId, at: Date): Promise<void> {
   await db
     .update(capsules)
     .set({ lastActiveAt: at })
@@ -78,7 +97,7 @@ export async function touch(db: DbOrTx, id: string, at: Date): Promise<void> {
 }
 
 /** Running capsules with a timeout whose last activity is older than it (the auto-pause sweep). */
-export async function idleCapsules(db: DbOrTx, hostIds: string[], now: Date): Promise<CapsuleRow[]> {
+export async function idleCapsules(db: DbOrTx, hostIds: HostId[], now: Date): Promise<CapsuleRow[]> {
   if (hostIds.length === 0) return [];
   return db
     .select()
@@ -93,14 +112,14 @@ export async function idleCapsules(db: DbOrTx, hostIds: string[], now: Date): Pr
     );
 }
 
-export async function liveCapsulesOnHost(db: DbOrTx, hostId: string): Promise<CapsuleRow[]> {
+export async function liveCapsulesOnHost(db: DbOrTx, hostId: HostId): Promise<CapsuleRow[]> {
   return db
     .select()
     .from(capsules)
     .where(and(eq(capsules.hostId, hostId), inArray(capsules.status, LIVE_STATUSES)));
 }
 
-export async function countLiveByHost(db: DbOrTx): Promise<Map<string, number>> {
+export async function countLiveByHost(db: DbOrTx): Promise<Map<HostId, number>> {
   const rows = await db
     .select({ hostId: capsules.hostId, n: sql<string>`count(*)` })
     .from(capsules)

@@ -134,6 +134,39 @@ export const ExecBody = Body({
 });
 export type ExecInput = Static<typeof ExecBody>;
 
+// WebSocket frames (ws-routes.ts), held to the same schemas as the HTTP bodies.
+const TerminalSize = Type.Integer({ minimum: 1, maximum: 1000 });
+const { cmd: ExecCmd, args: ExecArgs, envs: ExecEnvs, cwd: ExecCwd } = ExecBody.properties;
+export const ExecStartFrame = Body({
+  type: Type.Literal('start'),
+  cmd: ExecCmd,
+  args: ExecArgs,
+  envs: ExecEnvs,
+  cwd: ExecCwd,
+});
+export type ExecStart = Static<typeof ExecStartFrame>;
+export const StopFrame = Body({ type: Type.Literal('stop') });
+export const PtyStartFrame = Body({
+  type: Type.Literal('start'),
+  cmd: Type.Optional(ExecCmd),
+  args: ExecArgs,
+  envs: ExecEnvs,
+  cwd: ExecCwd,
+  cols: Type.Optional(TerminalSize),
+  rows: Type.Optional(TerminalSize),
+});
+export type PtyStart = Static<typeof PtyStartFrame>;
+export const PtyConnectFrame = Body({
+  type: Type.Literal('connect'),
+  tag: Type.String({ minLength: 1, maxLength: 100 }),
+});
+export const PtyInputFrame = Body({
+  type: Type.Literal('input'),
+  data: Type.String({ contentEncoding: 'base64' }),
+});
+export const PtyResizeFrame = Body({ type: Type.Literal('resize'), cols: TerminalSize, rows: TerminalSize });
+export const PtyKillFrame = Body({ type: Type.Literal('kill') });
+
 export const ExecResponse = Type.Object({
   sandbox_id: Type.String(),
   cmd: Type.String(),

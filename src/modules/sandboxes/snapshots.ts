@@ -1,13 +1,13 @@
-import type { Clock } from '../../core/clock.ts';
+import type { Context } from '../../core/context.ts';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import { isUniqueViolation } from '../../db/errors.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope } from '../identity/principal.ts';
-import type { SandboxHost } from './host.ts';
+import type { CapsuleStates } from './capsule-states.ts';
+import { capsuleIdOf } from './capsule-view.ts';
 import * as repo from './repo.ts';
-import type { CapsulesService } from './service.ts';
 
 export function templateView(t: repo.TemplateRow) {
   return {
@@ -38,14 +38,14 @@ function autoName(): string {
 export class SnapshotsService {
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly events: EventsService,
-    private readonly capsules: CapsulesService,
-    private readonly hosts: Map<string, SandboxHost>,
+    /** The capsules' shared state: a running capsule within a team, and the hosts. */
+    private readonly states: CapsuleStates,
   ) {}
 
   async create(principal: Principal, input: { sandbox_id: string; name?: string }) {
-    const { c, host } = await this.capsules.runningCapsule(principal, input.sandbox_id, 'write');
+    const { c, host } = await this.states.running(principal, capsuleIdOf(input.sandbox_id), 'write');
     const name = input.name ?? autoName();
     if (await repo.findTemplate(this.db, c.teamId, name)) {
       throw new ConflictError('name_taken', `a template named ${name} exists; snapshot names are immutable`, {
@@ -68,7 +68,7 @@ export class SnapshotsService {
           hostId: host.id,
           path: tree.path,
           metadata: {},
-          createdAt: this.clock.now(),
+          createdAt: this.ctx.clock.now(),
         });
         await this.events.record(tx, {
           teamId: c.teamId,
@@ -81,7 +81,14 @@ export class SnapshotsService {
       });
       return templateView(row);
     } catch (err) {
-      await host.removeTemplate(tree.path).catch(() => undefined);
+      await host
+        .removeTemplate(tree.path)
+        .catch((cleanup: unknown) =>
+          this.ctx.log.warn(
+            { err: cleanup, capsule_id: c.id, template_id: id },
+            "a failed snapshot's files could not be removed",
+          ),
+        );
       if (isUniqueViolation(err)) {
         throw new ConflictError('name_taken', `a template named ${name} exists`, { name });
       }
@@ -127,7 +134,7 @@ export class SnapshotsService {
       return deleted;
     });
     if (!row) throw new NotFoundError('template', name);
-    const host = row.hostId ? this.hosts.get(row.hostId) : undefined;
+    const host = row.hostId ? this.states.host(row.hostId) : undefined;
     if (host && row.path) await host.removeTemplate(row.path);
   }
 }

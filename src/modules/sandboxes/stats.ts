@@ -1,9 +1,8 @@
-import { and, eq, gte, inArray, lt, sql } from 'drizzle-orm';
 import { DAY_MS, MINUTE_MS } from '../../core/clock.ts';
 import { BadRequestError } from '../../core/errors.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { capsuleSamples, capsules } from '../../db/schema/index.ts';
-import { LIVE_STATUSES, usageBetween } from './repo.ts';
+import { usageBetween } from './repo.ts';
+import { currentLoad, insertTeamSamples, peakLoad, runningCapsules, samplesSince } from './stats-repo.ts';
 
 // Team-level figures: what a team holds now, its 30-day peaks and a series
 // for charts (from a per-minute sample of every team's live capsules), and
@@ -24,65 +23,18 @@ const RANGE: Record<StatsRange, { spanMs: number; bucketMs: number }> = {
   '30d': { spanMs: 30 * DAY_MS, bucketMs: 6 * 60 * MINUTE_MS },
 };
 
-/** A running capsule counts in running_count; every live one holds its vCPUs and memory on its host (paused ones too). */
-const aggregate = {
-  running: sql<number>`count(*) filter (where ${capsules.status} = 'running')::int`,
-  vcpus: sql<number>`coalesce(sum(${capsules.vcpus}), 0)::int`,
-  memoryMb: sql<number>`coalesce(sum(${capsules.memoryMb}), 0)::int`,
-};
-
-/** One row per team with live capsules, at `at`; old samples pruned. */
+/** Every team's live capsules at `at`, into the samples; old samples pruned. */
 export async function sampleTeams(db: DbOrTx, at: Date): Promise<void> {
-  const rows = await db
-    .select({ teamId: capsules.teamId, ...aggregate })
-    .from(capsules)
-    .where(inArray(capsules.status, LIVE_STATUSES))
-    .groupBy(capsules.teamId);
-  if (rows.length > 0) {
-    await db
-      .insert(capsuleSamples)
-      .values(rows.map((r) => ({ ...r, sampledAt: at })))
-      // Several samples in one minute keep the highest of each (what a bucket shows).
-      .onConflictDoUpdate({
-        target: [capsuleSamples.teamId, capsuleSamples.sampledAt],
-        set: {
-          running: sql`greatest(${capsuleSamples.running}, excluded.running)`,
-          vcpus: sql`greatest(${capsuleSamples.vcpus}, excluded.vcpus)`,
-          memoryMb: sql`greatest(${capsuleSamples.memoryMb}, excluded.memory_mb)`,
-        },
-      });
-  }
-  await db
-    .delete(capsuleSamples)
-    .where(lt(capsuleSamples.sampledAt, new Date(at.getTime() - KEEP_SAMPLES_MS)));
+  await insertTeamSamples(db, at, new Date(at.getTime() - KEEP_SAMPLES_MS));
 }
 
 export async function teamStats(db: DbOrTx, teamId: string, range: StatsRange, now: Date) {
-  const [current] = await db
-    .select(aggregate)
-    .from(capsules)
-    .where(and(eq(capsules.teamId, teamId), inArray(capsules.status, LIVE_STATUSES)));
-  const cur = current ?? { running: 0, vcpus: 0, memoryMb: 0 };
-  const [peak] = await db
-    .select({
-      running: sql<number>`coalesce(max(${capsuleSamples.running}), 0)::int`,
-      vcpus: sql<number>`coalesce(max(${capsuleSamples.vcpus}), 0)::int`,
-      memoryMb: sql<number>`coalesce(max(${capsuleSamples.memoryMb}), 0)::int`,
-    })
-    .from(capsuleSamples)
-    .where(
-      and(
-        eq(capsuleSamples.teamId, teamId),
-        gte(capsuleSamples.sampledAt, new Date(now.getTime() - 30 * DAY_MS)),
-      ),
-    );
+  const cur = await currentLoad(db, teamId);
+  const peak = await peakLoad(db, teamId, new Date(now.getTime() - 30 * DAY_MS));
 
   const { spanMs, bucketMs } = RANGE[range];
   const first = Math.floor((now.getTime() - spanMs) / bucketMs) * bucketMs + bucketMs;
-  const samples = await db
-    .select()
-    .from(capsuleSamples)
-    .where(and(eq(capsuleSamples.teamId, teamId), gte(capsuleSamples.sampledAt, new Date(first))));
+  const samples = await samplesSince(db, teamId, new Date(first));
   // Each bucket shows its highest sample; a bucket with none had nothing live.
   const n = Math.max(1, Math.ceil((now.getTime() - first + 1) / bucketMs));
   const series = {
@@ -114,9 +66,9 @@ export async function teamStats(db: DbOrTx, teamId: string, range: StatsRange, n
       sampled_at: now.toISOString(),
     },
     peaks: {
-      running_count: Math.max(peak?.running ?? 0, cur.running),
-      vcpus: Math.max(peak?.vcpus ?? 0, cur.vcpus),
-      memory_mb: Math.max(peak?.memoryMb ?? 0, cur.memoryMb),
+      running_count: Math.max(peak.running, cur.running),
+      vcpus: Math.max(peak.vcpus, cur.vcpus),
+      memory_mb: Math.max(peak.memoryMb, cur.memoryMb),
     },
     series,
     last_sample_at: last?.toISOString() ?? null,
@@ -172,10 +124,7 @@ export async function teamUsage(db: DbOrTx, teamId: string, q: { from?: string; 
     totals.set(day, t);
   };
   for (const row of await usageBetween(db, teamId, from, to)) add(row.day, row.vcpuSeconds, row.ramMbSeconds);
-  const running = await db
-    .select()
-    .from(capsules)
-    .where(and(eq(capsules.teamId, teamId), eq(capsules.status, 'running')));
+  const running = await runningCapsules(db, teamId);
   for (const c of running) {
     if (!c.runningSince) continue;
     for (const d of splitByDay(c.runningSince, now)) add(d.day, d.seconds * c.vcpus, d.seconds * c.memoryMb);

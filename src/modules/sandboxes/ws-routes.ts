@@ -1,6 +1,8 @@
+import type { ErrorObject } from 'ajv';
 import type { FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { type Static, type TSchema, Type } from 'typebox';
 import type { WebSocket } from 'ws';
+import { ValidationError } from '../../core/errors.ts';
 import {
   jsonMayHoldUnsafeText,
   jsonNestingExceeds,
@@ -10,10 +12,20 @@ import {
 import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
+import { fieldErrors, validatorCompiler } from '../../http/validation.ts';
+import { capsuleIdOf } from './capsule-view.ts';
 import { DriverError } from './drivers/types.ts';
-import { envProblems } from './envs.ts';
-import type { FollowedProcess, SandboxHost } from './host.ts';
-import { ProcessParams } from './schemas.ts';
+import type { FollowedProcess } from './host.ts';
+import {
+  ExecStartFrame,
+  ProcessParams,
+  PtyConnectFrame,
+  PtyInputFrame,
+  PtyKillFrame,
+  PtyResizeFrame,
+  PtyStartFrame,
+  StopFrame,
+} from './schemas.ts';
 import type { CapsulesService } from './service.ts';
 
 // Wrenn's WebSocket protocols. exec/stream and processes/{selector}/stream
@@ -26,16 +38,6 @@ const tags = ['capsules'];
 const FIRST_MESSAGE_MS = 10_000;
 const PING_EVERY_MS = 25_000;
 const MAX_FRAME_BYTES = 1024 * 1024;
-
-interface Streamable {
-  capsuleId: string;
-  host: SandboxHost;
-}
-declare module 'fastify' {
-  interface FastifyRequest {
-    capsuleStream?: Streamable;
-  }
-}
 
 function send(ws: WebSocket, frame: Record<string, unknown>): void {
   if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
@@ -64,19 +66,6 @@ function parse(raw: unknown): { msg?: Record<string, unknown>; refused?: Record<
   return { msg: v as Record<string, unknown> };
 }
 
-const strings = (v: unknown): string[] | undefined =>
-  Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined;
-/**
- * A start frame's envs by the same rule as the HTTP API's (envs.ts): the
- * variables, or the problems to answer with (validation_failed, by field).
- */
-function envsOf(v: unknown): { envs?: Record<string, string>; refused?: Record<string, string> } {
-  if (v === undefined) return {};
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return { refused: { envs: 'must be an object' } };
-  const refused = envProblems(v as Record<string, unknown>);
-  return refused ? { refused } : { envs: v as Record<string, string> };
-}
-
 /** The error frame for a refused frame, shaped like the HTTP API's validation_failed. */
 function refusal(fields: Record<string, string>): Record<string, unknown> {
   const summary = Object.entries(fields)
@@ -84,8 +73,30 @@ function refusal(fields: Record<string, string>): Record<string, unknown> {
     .join('; ');
   return { type: 'error', code: 'validation_failed', data: `the frame is invalid: ${summary}`, fields };
 }
-const size = (v: unknown, fallback: number) =>
-  typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 1000 ? v : fallback;
+
+type Checked<T> = { frame: T; refused?: undefined } | { frame?: undefined; refused: Record<string, string> };
+
+/** A frame checked by the validator the HTTP bodies go through (strict JSON: no coercion, no unknown field). */
+function frameCheck<T extends TSchema>(schema: T): (msg: Record<string, unknown>) => Checked<Static<T>> {
+  const check = validatorCompiler({ schema, method: 'GET', url: '/', httpPart: 'body' }) as ((
+    data: unknown,
+  ) => boolean) & { errors?: ErrorObject[] | null };
+  return (msg) =>
+    check(msg) ? { frame: msg as Static<T> } : { refused: fieldErrors(check.errors ?? [], 'frame') };
+}
+const execStart = frameCheck(ExecStartFrame);
+const stop = frameCheck(StopFrame);
+const ptyStart = frameCheck(PtyStartFrame);
+const ptyConnect = frameCheck(PtyConnectFrame);
+const ptyInput = frameCheck(PtyInputFrame);
+const ptyResize = frameCheck(PtyResizeFrame);
+const ptyKill = frameCheck(PtyKillFrame);
+
+/** A refused start (the envs rule past the schema's) as its error frame; anything else as its message. */
+function startRefusal(err: unknown): Record<string, unknown> | undefined {
+  if (err instanceof ValidationError) return refusal((err.details?.fields as Record<string, string>) ?? {});
+  return undefined;
+}
 
 /** Streams a process's output as Wrenn's exec frames until it exits, then closes. */
 function relayExec(ws: WebSocket, proc: FollowedProcess): void {
@@ -102,9 +113,8 @@ function relayExec(ws: WebSocket, proc: FollowedProcess): void {
 export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService): void {
   /** The pre-upgrade checks: 404 / 409 are answered over HTTP, before any WebSocket exists. */
   const running = (need: 'read' | 'write') => async (request: FastifyRequest) => {
-    const { id } = request.params as { id: string };
-    const { c, host } = await capsules.runningCapsule(principalOf(request), id, need);
-    request.capsuleStream = { capsuleId: c.id, host };
+    const id = capsuleIdOf((request.params as { id: string }).id);
+    await capsules.io.checkRunning(principalOf(request), id, need);
   };
   const upgrade = { 101: Type.Null({ description: 'Switching Protocols: the WebSocket' }) };
 
@@ -116,35 +126,40 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
       preHandler: running('write'),
       schema: {
         tags,
-        summary: 'WebSocket: {type:"start", cmd, args?} then stdout/stderr/exit frames; {type:"stop"} kills',
+        summary:
+          'WebSocket: {type:"start", cmd, args?, envs?, cwd?} then stdout/stderr/exit frames; {type:"stop"} kills',
         params: IdParams,
         response: { ...upgrade, ...errorResponses(404, 409) },
       },
     },
     (ws, request) => {
-      const { capsuleId, host } = request.capsuleStream!;
+      const principal = principalOf(request);
+      const id = capsuleIdOf((request.params as { id: string }).id);
       let proc: FollowedProcess | undefined;
+      let starting = false;
       ws.on('message', (raw) => {
         const { msg, refused: badFrame } = parse(raw);
         if (badFrame) return send(ws, refusal(badFrame));
         if (!msg) return send(ws, { type: 'error', data: 'frames are JSON objects' });
-        if (msg.type === 'stop') return proc?.kill('SIGKILL');
-        if (msg.type !== 'start' || proc)
+        if (msg.type === 'stop') {
+          const checked = stop(msg);
+          if (checked.refused) return send(ws, refusal(checked.refused));
+          return proc?.kill('SIGKILL');
+        }
+        if (msg.type !== 'start' || proc || starting)
           return send(ws, { type: 'error', data: 'send one {"type":"start","cmd":…}' });
-        if (typeof msg.cmd !== 'string' || msg.cmd === '')
-          return send(ws, { type: 'error', data: 'cmd is required' });
-        const args = strings(msg.args);
-        const { envs, refused } = envsOf(msg.envs);
+        const { frame, refused } = execStart(msg);
         if (refused) {
           send(ws, refusal(refused));
           return ws.close(1008, 'invalid start frame');
         }
-        host
-          .start(capsuleId, {
-            cmd: msg.cmd,
-            ...(args ? { args } : {}),
-            ...(envs ? { envs } : {}),
-            ...(typeof msg.cwd === 'string' && msg.cwd.startsWith('/') ? { cwd: msg.cwd } : {}),
+        starting = true;
+        capsules.io
+          .startFollowed(principal, id, {
+            cmd: frame.cmd,
+            ...(frame.args ? { args: frame.args } : {}),
+            ...(frame.envs ? { envs: frame.envs } : {}),
+            ...(frame.cwd ? { cwd: frame.cwd } : {}),
           })
           .then((started) => {
             proc = started;
@@ -155,8 +170,9 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
             });
           })
           .catch((err: unknown) => {
-            send(ws, { type: 'error', data: (err as Error).message });
-            ws.close(1011, 'could not start');
+            const refusedStart = startRefusal(err);
+            send(ws, refusedStart ?? { type: 'error', data: (err as Error).message });
+            ws.close(refusedStart ? 1008 : 1011, refusedStart ? 'invalid start frame' : 'could not start');
           });
       });
     },
@@ -176,9 +192,9 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
       },
     },
     (ws, request) => {
-      const { capsuleId, host } = request.capsuleStream!;
-      const { selector } = request.params as { selector: string };
-      void Promise.resolve(host.followed(capsuleId, selector)).then(
+      const { id: raw, selector } = request.params as { id: string; selector: string };
+      const id = capsuleIdOf(raw);
+      capsules.io.followed(principalOf(request), id, selector, 'read').then(
         (proc) => {
           if (!proc) {
             send(ws, { type: 'error', data: `no process ${selector} started through the API` });
@@ -210,8 +226,10 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
       },
     },
     (ws, request) => {
-      const { capsuleId, host } = request.capsuleStream!;
+      const principal = principalOf(request);
+      const id = capsuleIdOf((request.params as { id: string }).id);
       let session: FollowedProcess | undefined;
+      let opening = false;
       let detach: (() => void) | undefined;
       const fatal = (data: string) => {
         send(ws, { type: 'error', data, fatal: true });
@@ -235,61 +253,71 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
         // Sessions outlive the socket: the terminal keeps running for a later connect.
         detach?.();
       });
+      const open = (msg: Record<string, unknown>) => {
+        clearTimeout(first);
+        if (msg.type === 'connect') {
+          const { frame, refused } = ptyConnect(msg);
+          if (refused) return fatal('connect needs the tag of a running terminal');
+          opening = true;
+          capsules.io.followed(principal, id, frame.tag, 'write').then(
+            (s) => {
+              if (!s?.pty || s.exitCode !== null) return fatal(`no running terminal with tag ${frame.tag}`);
+              attach(s, false);
+            },
+            () => fatal(`no running terminal with tag ${frame.tag}`),
+          );
+          return;
+        }
+        if (msg.type !== 'start')
+          return fatal('the first message is {"type":"start"} or {"type":"connect","tag":…}');
+        const { frame, refused } = ptyStart(msg);
+        if (refused) {
+          send(ws, { ...refusal(refused), fatal: true });
+          return ws.close(1008, 'invalid start frame');
+        }
+        opening = true;
+        capsules.io
+          .startFollowed(principal, id, {
+            cmd: frame.cmd ?? '/bin/bash',
+            // A terminal's command runs as given (no sh -c): an empty args list is still "args".
+            args: frame.args ?? [],
+            envs: { TERM: 'xterm-256color', ...frame.envs },
+            ...(frame.cwd ? { cwd: frame.cwd } : {}),
+            pty: { cols: frame.cols ?? 80, rows: frame.rows ?? 24 },
+          })
+          .then((s) => attach(s, true))
+          .catch((err: unknown) => {
+            const refusedStart = startRefusal(err);
+            if (!refusedStart)
+              return fatal(err instanceof DriverError ? err.message : 'could not start the terminal');
+            send(ws, { ...refusedStart, fatal: true });
+            ws.close(1008, 'invalid start frame');
+          });
+      };
       ws.on('message', (raw) => {
         const { msg, refused: badFrame } = parse(raw);
         if (badFrame) return send(ws, { ...refusal(badFrame), fatal: false });
         if (!msg) return send(ws, { type: 'error', data: 'frames are JSON objects', fatal: false });
         if (!session) {
-          clearTimeout(first);
-          if (msg.type === 'connect') {
-            const tag = msg.tag;
-            if (typeof tag !== 'string') return fatal('connect needs the tag of a running terminal');
-            void Promise.resolve(host.followed(capsuleId, tag)).then(
-              (s) => {
-                if (!s?.pty || s.exitCode !== null) return fatal(`no running terminal with tag ${tag}`);
-                attach(s, false);
-              },
-              () => fatal(`no running terminal with tag ${tag}`),
-            );
-            return;
-          }
-          if (msg.type !== 'start')
-            return fatal('the first message is {"type":"start"} or {"type":"connect","tag":…}');
-          const args = strings(msg.args) ?? [];
-          const { envs: given, refused } = envsOf(msg.envs);
-          if (refused) {
-            send(ws, { ...refusal(refused), fatal: true });
-            return ws.close(1008, 'invalid start frame');
-          }
-          const envs = { TERM: 'xterm-256color', ...given };
-          host
-            .start(capsuleId, {
-              cmd: typeof msg.cmd === 'string' && msg.cmd !== '' ? msg.cmd : '/bin/bash',
-              // A terminal's command runs as given (no sh -c): an empty args list is still "args".
-              args,
-              envs,
-              ...(typeof msg.cwd === 'string' && msg.cwd.startsWith('/') ? { cwd: msg.cwd } : {}),
-              pty: { cols: size(msg.cols, 80), rows: size(msg.rows, 24) },
-            })
-            .then((s) => attach(s, true))
-            .catch((err: unknown) =>
-              fatal(err instanceof DriverError ? err.message : 'could not start the terminal'),
-            );
-          return;
+          if (opening)
+            return send(ws, { type: 'error', data: 'the terminal is still opening', fatal: false });
+          return open(msg);
         }
-        switch (msg.type) {
-          case 'input':
-            if (typeof msg.data === 'string') session.write(Buffer.from(msg.data, 'base64'));
-            return;
-          case 'resize':
-            session.resize(size(msg.cols, 80), size(msg.rows, 24));
-            return;
-          case 'kill':
-            session.kill('SIGKILL');
-            return;
-          default:
-            send(ws, { type: 'error', data: `unknown message type ${String(msg.type)}`, fatal: false });
-        }
+        const checked =
+          msg.type === 'input'
+            ? ptyInput(msg)
+            : msg.type === 'resize'
+              ? ptyResize(msg)
+              : msg.type === 'kill'
+                ? ptyKill(msg)
+                : null;
+        if (!checked)
+          return send(ws, { type: 'error', data: `unknown message type ${String(msg.type)}`, fatal: false });
+        if (checked.refused) return send(ws, { ...refusal(checked.refused), fatal: false });
+        const frame = checked.frame;
+        if (frame.type === 'input') session.write(Buffer.from(frame.data, 'base64'));
+        else if (frame.type === 'resize') session.resize(frame.cols, frame.rows);
+        else session.kill('SIGKILL');
       });
     },
   );

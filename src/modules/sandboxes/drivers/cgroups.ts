@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rmdir } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CgroupSupport } from './cgroup-detect.ts';
 import { sleep, waitFor } from './proc.ts';
@@ -254,4 +254,44 @@ export class CapsuleCgroups {
 
 function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== 'ENOENT') throw err;
+}
+
+/** A capsule's or a spare's cgroup directory name (the capsule id, or `spare_` and hex). */
+const CAPSULE_CGROUP = /^(cap_[0-9A-Z]{26}|spare_[0-9a-f]{16})$/;
+
+/**
+ * Removes the capsule cgroups under `bases` that hold no process and have not
+ * changed for `idleMs`: what a host killed before it could destroy its
+ * capsules leaves behind (cleanup() finds a capsule's cgroups through its
+ * directory; these outlived theirs). The bases may be shared with other
+ * Paddock processes on the machine, so nothing else is taken: a live capsule
+ * always holds its init, and one being created is younger than `idleMs`. A
+ * cgroup that gains a member meanwhile refuses the rmdir (EBUSY) and stays.
+ * Returns the directories removed.
+ */
+export async function removeAbandonedCgroups(
+  bases: string[],
+  options: { idleMs: number; nowMs: number },
+): Promise<string[]> {
+  const removed: string[] = [];
+  for (const base of new Set(bases)) {
+    const names = await readdir(base).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!CAPSULE_CGROUP.test(name)) continue;
+      const dir = path.join(base, name);
+      const changed = await stat(dir).catch(() => null);
+      if (!changed?.isDirectory() || options.nowMs - changed.mtimeMs < options.idleMs) continue;
+      const procs = await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => null);
+      if (procs === null || procs.trim() !== '') continue;
+      try {
+        await rmdir(dir);
+        removed.push(dir);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // Busy (a member or a child cgroup) or gone meanwhile: not abandoned, or not ours to take.
+        if (code !== 'EBUSY' && code !== 'ENOENT' && code !== 'ENOTEMPTY') throw err;
+      }
+    }
+  }
+  return removed;
 }

@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { OutboundGuard } from '../../core/outbound-guard.ts';
+import { OutboundGuard } from '../../../core/outbound-guard.ts';
 
 // The one way out of a capsule that was given a network: an HTTP proxy
 // (CONNECT for TLS and anything else, absolute-URI requests for plain HTTP)

@@ -1,9 +1,15 @@
+// One file over 400 lines: the host in this process owns capsule handles,
+// their directories, spares and followed processes in one set of maps that
+// create, adopt, destroy and clean-up must change together.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from './drivers/types.ts';
-import type { EgressListener, EgressProxy } from './egress.ts';
+import type { Log } from '../../../core/context.ts';
+import type { HostId } from '../../../core/ids.ts';
+import { detectCgroups } from '../drivers/cgroup-detect.ts';
+import { removeAbandonedCgroups } from '../drivers/cgroups.ts';
+import { type CapsuleHandle, type CapsuleProcess, type Driver, DriverError } from '../drivers/types.ts';
 import {
   type ExecRequest,
   type ExecResult,
@@ -14,12 +20,20 @@ import {
   OutputReplay,
   type SandboxHost,
   type StartRequest,
-} from './host.ts';
+} from '../host.ts';
+import type { EgressListener, EgressProxy } from './egress.ts';
 import { CapsuleMetrics, type MetricPoint, type MetricRange, SAMPLE_EVERY_MS } from './metrics.ts';
 
 /** Finished processes stay visible (exit code, output) for this long. */
 const KEEP_FINISHED_MS = 10 * 60_000;
 const MAX_FOLLOWED_PER_CAPSULE = 200;
+/**
+ * An empty capsule cgroup unchanged this long is abandoned: a capsule being
+ * created (by this or another host on the machine) has its init in its
+ * cgroup well within it.
+ */
+const ABANDONED_CGROUP_MS = 60_000;
+
 /** How long after handing out a spare the next one starts. */
 const REFILL_DELAY_MS = 100;
 
@@ -101,7 +115,7 @@ export class LocalHost implements SandboxHost {
   private filling = false;
 
   constructor(
-    readonly id: string,
+    readonly id: HostId,
     private readonly driver: Driver,
     /** Where capsules' and templates' trees live on this machine. */
     private readonly baseDir: string,
@@ -170,10 +184,11 @@ export class LocalHost implements SandboxHost {
 
   /**
    * Clears what a previous server process left: the trees of capsules this
-   * host no longer runs, and any other capsule directory no live capsule or
-   * spare of this process owns (spares of the previous process among them).
+   * host no longer runs, any other capsule directory no live capsule or
+   * spare of this process owns (spares of the previous process among them),
+   * and capsule cgroups a killed host left empty (their directories gone).
    */
-  async cleanupLeftovers(capsuleIds: string[]): Promise<void> {
+  async cleanupLeftovers(capsuleIds: string[], log: Log): Promise<void> {
     const owned = new Set([...this.dirs.values(), ...this.spares.map((sp) => sp.dir)]);
     for (const id of this.capsules.keys()) owned.add(this.capsuleDir(id));
     const root = path.join(this.baseDir, 'capsules');
@@ -184,7 +199,24 @@ export class LocalHost implements SandboxHost {
     ]);
     for (const dir of candidates) {
       if (owned.has(dir)) continue;
-      await this.driver.cleanup(dir).catch(() => undefined);
+      await this.driver
+        .cleanup(dir)
+        .catch((err: unknown) =>
+          log.warn({ err, dir }, "a leftover capsule's directory could not be cleared"),
+        );
+    }
+    if (this.driver.isolation !== 'bwrap') return;
+    try {
+      const { support } = await detectCgroups();
+      if (!support) return;
+      const removed = await removeAbandonedCgroups(Object.values(support.bases), {
+        idleMs: ABANDONED_CGROUP_MS,
+        nowMs: Date.now(),
+      });
+      if (removed.length > 0)
+        log.info({ removed: removed.length }, 'removed empty cgroups a stopped host left');
+    } catch (err) {
+      log.warn({ err }, 'the sweep for abandoned cgroups failed');
     }
   }
 

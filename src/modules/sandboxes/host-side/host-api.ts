@@ -2,9 +2,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { WebSocketServer } from 'ws';
-import { safeEqual } from '../../core/crypto.ts';
-import { DriverError } from './drivers/types.ts';
-import type { SandboxHost } from './host.ts';
+import { safeEqual } from '../../../core/crypto.ts';
+import { DriverError } from '../drivers/types.ts';
+import type { SandboxHost } from '../host.ts';
 import type { MetricRange } from './metrics.ts';
 
 // The API a `paddock host` serves to its control plane: the SandboxHost

@@ -1,10 +1,12 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describeError } from '../../core/error-log.ts';
-import { serveAgentApi } from './agent-api.ts';
-import { detectDriver } from './drivers/index.ts';
+import type { Log } from '../../../core/context.ts';
+import { describeError } from '../../../core/error-log.ts';
+import { type HostId, isId } from '../../../core/ids.ts';
+import { detectDriver } from '../drivers/index.ts';
 import { EgressProxy } from './egress.ts';
+import { serveAgentApi } from './host-api.ts';
 import { LocalHost } from './local-host.ts';
 
 // `paddock host`: a sandbox host on another machine (or another port of
@@ -31,13 +33,30 @@ export interface HostAgentOptions {
 }
 
 interface Credentials {
-  host_id: string;
+  host_id: HostId;
   token: string;
   refresh_token: string;
   control_token: string;
 }
 
 export class HostAgentError extends Error {}
+
+/** The daemon's line log in pino's call shape (what the local host's clean-up reports through). */
+function lineLog(line: (text: string) => void): Log {
+  const write = (level: string) => (obj: object, msg?: string) => {
+    const { err, ...rest } = obj as { err?: unknown };
+    const about = Object.keys(rest).length > 0 ? ` ${JSON.stringify(rest)}` : '';
+    line(`${level}: ${msg ?? ''}${about}${err === undefined ? '' : `: ${describeError(err)}`}`);
+  };
+  const log: Log = {
+    debug: () => {},
+    info: write('info'),
+    warn: write('warning'),
+    error: write('error'),
+    child: () => log,
+  };
+  return log;
+}
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(url, {
@@ -99,8 +118,10 @@ export async function runHostAgent(o: HostAgentOptions) {
       });
       if (res.status !== 201)
         throw new HostAgentError(`registration refused (${res.status}): ${message(res.body)}`);
+      const hostId = String((res.body.host as { id?: unknown } | undefined)?.id);
+      if (!isId(hostId, 'hst')) throw new HostAgentError('the control plane answered without a host id');
       creds = {
-        host_id: String((res.body.host as { id: string }).id),
+        host_id: hostId,
         token: String(res.body.token),
         refresh_token: String(res.body.refresh_token),
         control_token: String(res.body.control_token),
@@ -123,7 +144,7 @@ export async function runHostAgent(o: HostAgentOptions) {
   const leftovers = existsSync(path.join(o.sandboxDir, 'capsules'))
     ? readdirSync(path.join(o.sandboxDir, 'capsules'))
     : [];
-  await local.cleanupLeftovers(leftovers);
+  await local.cleanupLeftovers(leftovers, lineLog(o.log));
   host = local;
 
   const beat = async (stopping = false) => {

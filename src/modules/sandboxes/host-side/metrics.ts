@@ -1,4 +1,4 @@
-import type { CapsuleUsage } from './drivers/types.ts';
+import type { CapsuleUsage } from '../drivers/types.ts';
 
 // Per-capsule metrics kept by the host in memory, in three tiers (Wrenn's):
 // raw samples over the last 10 minutes, 30-second averages over 2 hours and
