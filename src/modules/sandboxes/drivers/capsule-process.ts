@@ -1,5 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
-import { PassThrough, Readable } from 'node:stream';
+import type { EventEmitter } from 'node:events';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import type { IPty } from '@lydell/node-pty';
 import { signalNumber } from './proc.ts';
 import type { CapsuleProcess } from './types.ts';
@@ -26,6 +26,19 @@ export interface ProcessHooks {
   onExit?(): void;
 }
 
+/**
+ * A host process with piped stdio: a ChildProcess, or a launcher the spawner
+ * started (whose pid comes a moment later: `pidKnown`).
+ */
+export interface PipedLauncher extends EventEmitter {
+  readonly pid?: number | undefined;
+  readonly pidKnown?: Promise<number | undefined>;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
 /** After the exit, how long to wait for the pipes to drain when a background child keeps them open. */
 const DRAIN_GRACE_MS = 500;
 
@@ -37,16 +50,19 @@ abstract class BaseProcess implements CapsuleProcess {
   protected done = false;
   private resolveExit!: (code: number) => void;
 
+  protected launcherPid: number | undefined;
+
   constructor(
-    protected readonly launcherPid: number | undefined,
+    launcherPid: number | undefined | Promise<number | undefined>,
     protected readonly hooks: ProcessHooks,
   ) {
     this.exited = new Promise<number>((resolve) => {
       this.resolveExit = resolve;
     });
     this.started = (async () => {
-      if (launcherPid === undefined) return;
-      const found = await hooks.locate(launcherPid).catch(() => null);
+      this.launcherPid = await launcherPid;
+      if (this.launcherPid === undefined) return;
+      const found = await hooks.locate(this.launcherPid).catch(() => null);
       if (found && !this.done) {
         this.located = found;
         this.pid = found.capsulePid;
@@ -83,7 +99,7 @@ abstract class BaseProcess implements CapsuleProcess {
       }
       if (!target) this.killLauncher(signal);
     };
-    if (this.located || this.launcherPid === undefined) send();
+    if (this.located) send();
     else void this.started.then(send);
   }
 }
@@ -93,10 +109,10 @@ class PipedProcess extends BaseProcess {
   readonly stderr: Readable;
 
   constructor(
-    private readonly child: ChildProcess,
+    private readonly child: PipedLauncher,
     hooks: ProcessHooks,
   ) {
-    super(child.pid, hooks);
+    super(child.pidKnown ?? child.pid, hooks);
     this.stdout = child.stdout ?? Readable.from([]);
     this.stderr = child.stderr ?? Readable.from([]);
     // A write after the process is gone must not crash the host (EPIPE).
@@ -180,7 +196,7 @@ class PtyProcess extends BaseProcess {
   }
 }
 
-export function pipedProcess(child: ChildProcess, hooks: ProcessHooks): CapsuleProcess {
+export function pipedProcess(child: PipedLauncher, hooks: ProcessHooks): CapsuleProcess {
   return new PipedProcess(child, hooks);
 }
 
