@@ -247,19 +247,23 @@ export class LocalHost implements SandboxHost {
     })();
   }
 
+  /** Hands out a spare of the spec's shape, if one is ready: synchronous, so the control plane can record the capsule running at once. */
+  claimSpare(spec: HostCapsuleSpec): boolean {
+    const shape = this.shapeOf(spec);
+    if (!shape) return false;
+    this.lastShape = { key: shape, limits: spec.limits };
+    const i = this.spares.findIndex((sp) => sp.shape === shape);
+    if (i < 0) return false;
+    const [spare] = this.spares.splice(i, 1);
+    this.adopt(spec, spare!.handle, spare!.dir, null);
+    this.refill();
+    return true;
+  }
+
   async create(spec: HostCapsuleSpec): Promise<void> {
+    if (this.claimSpare(spec)) return;
     await mkdir(path.join(this.baseDir, 'capsules'), { recursive: true });
     const shape = this.shapeOf(spec);
-    if (shape) {
-      this.lastShape = { key: shape, limits: spec.limits };
-      const i = this.spares.findIndex((sp) => sp.shape === shape);
-      if (i >= 0) {
-        const [spare] = this.spares.splice(i, 1);
-        this.adopt(spec, spare!.handle, spare!.dir, null);
-        this.refill();
-        return;
-      }
-    }
     let listener: EgressListener | null = null;
     if (spec.networkAllow) {
       if (!this.egress)

@@ -12,13 +12,13 @@ import {
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import { type CapsuleStatus, capsules, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
 import { DriverError } from './drivers/types.ts';
 import { envProblems } from './envs.ts';
-import type { SandboxHost } from './host.ts';
+import type { HostCapsuleSpec, SandboxHost } from './host.ts';
 import type { MetricRange } from './metrics.ts';
 import * as repo from './repo.ts';
 import type { CreateCapsuleInput, ExecInput } from './schemas.ts';
@@ -50,6 +50,24 @@ export const DEFAULT_SANDBOX_OPTIONS: SandboxOptions = {
 export function effectiveTimeoutSec(requested: number | undefined): number {
   const t = requested ?? 0;
   return t > 0 && t < 60 ? 60 : t;
+}
+
+/** What the host is asked to start (every capsule process gets at most these). */
+function hostSpec(
+  id: string,
+  teamId: string,
+  templatePath: string | null,
+  limits: { memoryMb: number; vcpus: number; diskMb: number },
+  networkAllow: string[] | null,
+): HostCapsuleSpec {
+  return {
+    id,
+    teamId,
+    templatePath,
+    limits: { ...limits, maxProcesses: 512, maxOpenFiles: 4096 },
+    envs: {},
+    networkAllow,
+  };
 }
 
 /** Activity is written at most this often per capsule (auto-pause works in whole seconds anyway). */
@@ -280,46 +298,56 @@ export class CapsulesService {
     reason: string | null,
     actor: { actorKind: string; actorId: string | null } = { actorKind: 'system', actorId: null },
   ): Promise<repo.CapsuleRow | undefined> {
+    const moved = await this.db.transaction((tx) => this.moveIn(tx, id, from, to, reason, actor));
+    if (moved) this.moved(moved);
+    return moved;
+  }
+
+  /** move() inside the caller's transaction; the caller calls moved() once it commits. */
+  private async moveIn(
+    tx: DbOrTx,
+    id: string,
+    from: CapsuleStatus[],
+    to: CapsuleStatus,
+    reason: string | null,
+    actor: { actorKind: string; actorId: string | null } = { actorKind: 'system', actorId: null },
+  ): Promise<repo.CapsuleRow | undefined> {
     const now = this.clock.now();
     // Into running from one known status (a start or a resume) there is nothing to account: no read first.
     const intoRunning = from.length === 1 && from[0] !== 'running' && to === 'running';
-    const moved = await this.db.transaction(async (tx) => {
-      const before = intoRunning ? undefined : await repo.findCapsuleById(tx, id);
-      if (!intoRunning && (!before || !from.includes(before.status))) return undefined;
-      const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
-      if (to === 'running') {
-        patch.runningSince = now;
-        patch.lastActiveAt = now;
-        patch.startedAt =
-          sql`coalesce(${capsules.startedAt}, ${now.toISOString()}::timestamptz)` as unknown as Date;
-      }
-      if (before?.status === 'running' && to !== 'running' && before.runningSince !== null) {
-        patch.runningSince = null;
-        patch.activeSeconds =
-          before.activeSeconds +
-          Math.max(0, Math.round((now.getTime() - before.runningSince.getTime()) / 1000));
-        await repo.addUsage(
-          tx,
-          before.teamId,
-          splitByDay(before.runningSince, now),
-          before.vcpus,
-          before.memoryMb,
-        );
-      }
-      if (ENDED_STATUSES.includes(to)) patch.endedAt = now;
-      const after = await repo.transition(tx, id, before ? [before.status] : from, to, patch);
-      if (!after) return undefined;
-      await this.events.record(tx, {
-        teamId: after.teamId,
-        ...actor,
-        subjectId: id,
-        type: 'capsule.state_changed',
-        data: { from: before?.status ?? from[0]!, to, reason },
-      });
-      return after;
+    const before = intoRunning ? undefined : await repo.findCapsuleById(tx, id);
+    if (!intoRunning && (!before || !from.includes(before.status))) return undefined;
+    const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
+    if (to === 'running') {
+      patch.runningSince = now;
+      patch.lastActiveAt = now;
+      patch.startedAt =
+        sql`coalesce(${capsules.startedAt}, ${now.toISOString()}::timestamptz)` as unknown as Date;
+    }
+    if (before?.status === 'running' && to !== 'running' && before.runningSince !== null) {
+      patch.runningSince = null;
+      patch.activeSeconds =
+        before.activeSeconds +
+        Math.max(0, Math.round((now.getTime() - before.runningSince.getTime()) / 1000));
+      await repo.addUsage(
+        tx,
+        before.teamId,
+        splitByDay(before.runningSince, now),
+        before.vcpus,
+        before.memoryMb,
+      );
+    }
+    if (ENDED_STATUSES.includes(to)) patch.endedAt = now;
+    const after = await repo.transition(tx, id, before ? [before.status] : from, to, patch);
+    if (!after) return undefined;
+    await this.events.record(tx, {
+      teamId: after.teamId,
+      ...actor,
+      subjectId: id,
+      type: 'capsule.state_changed',
+      data: { from: before?.status ?? from[0]!, to, reason },
     });
-    if (moved) this.moved(moved);
-    return moved;
+    return after;
   }
 
   private moved(c: repo.CapsuleRow): void {
@@ -367,34 +395,52 @@ export class CapsulesService {
     const host = await this.place(teamId, input.host_tags ?? [], template.path ? template.hostId : null);
     const now = this.clock.now();
     const id = newId('cap');
-    const c = await this.db.transaction(async (tx) => {
-      const row = await repo.insertCapsule(tx, {
-        id,
-        teamId,
-        hostId: host.id,
-        status: 'starting',
-        template: templateName,
-        vcpus: input.vcpus ?? 1,
-        memoryMb: input.memory_mb ?? 512,
-        diskSizeMb: input.disk_size_mb ?? 5120,
-        timeoutSec: effectiveTimeoutSec(input.timeout_sec),
-        networkAllow: input.network?.allow ?? null,
-        metadata: input.metadata ?? {},
-        isolation: host.isolation,
-        createdBy: principal.userId,
-        createdAt: now,
-        updatedAt: now,
+    const limits = {
+      memoryMb: input.memory_mb ?? 512,
+      vcpus: input.vcpus ?? 1,
+      diskMb: input.disk_size_mb ?? 5120,
+    };
+    const networkAllow = input.network?.allow ?? null;
+    // A spare started ahead is this capsule at once: it is running when the row is written,
+    // so the start and its move to running are one transaction (and no wait for a later one).
+    const spec = hostSpec(id, teamId, template.path, limits, networkAllow);
+    const fromSpare = host.claimSpare?.(spec) ?? false;
+    let running: repo.CapsuleRow | undefined;
+    const c = await this.db
+      .transaction(async (tx) => {
+        const row = await repo.insertCapsule(tx, {
+          id,
+          teamId,
+          hostId: host.id,
+          status: 'starting',
+          template: templateName,
+          vcpus: limits.vcpus,
+          memoryMb: limits.memoryMb,
+          diskSizeMb: limits.diskMb,
+          timeoutSec: effectiveTimeoutSec(input.timeout_sec),
+          networkAllow,
+          metadata: input.metadata ?? {},
+          isolation: host.isolation,
+          createdBy: principal.userId,
+          createdAt: now,
+          updatedAt: now,
+        });
+        await this.events.record(tx, {
+          teamId,
+          ...actorOf(principal),
+          subjectId: id,
+          type: 'capsule.created',
+          data: { template: templateName, host_id: host.id },
+        });
+        if (fromSpare) running = await this.moveIn(tx, id, ['starting'], 'running', null);
+        return row;
+      })
+      .catch(async (err: unknown) => {
+        if (fromSpare) await host.destroy(id).catch(() => undefined);
+        throw err;
       });
-      await this.events.record(tx, {
-        teamId,
-        ...actorOf(principal),
-        subjectId: id,
-        type: 'capsule.created',
-        data: { template: templateName, host_id: host.id },
-      });
-      return row;
-    });
-    this.later(this.boot(c, template.path, host));
+    if (running) this.moved(running);
+    else this.later(this.boot(c, spec, host));
     return view(c, now);
   }
 
@@ -426,22 +472,9 @@ export class CapsulesService {
     return this.hosts.get(candidates[0]!.id)!;
   }
 
-  private async boot(c: repo.CapsuleRow, templatePath: string | null, host: SandboxHost): Promise<void> {
+  private async boot(c: repo.CapsuleRow, spec: HostCapsuleSpec, host: SandboxHost): Promise<void> {
     try {
-      await host.create({
-        id: c.id,
-        teamId: c.teamId,
-        templatePath,
-        limits: {
-          memoryMb: c.memoryMb,
-          vcpus: c.vcpus,
-          diskMb: c.diskSizeMb,
-          maxProcesses: 512,
-          maxOpenFiles: 4096,
-        },
-        envs: {},
-        networkAllow: c.networkAllow,
-      });
+      await host.create(spec);
     } catch (err) {
       this.log.error({ err, capsule_id: c.id }, 'capsule could not start');
       await this.move(c.id, ['starting'], 'error', `start_failed: ${(err as Error).message}`.slice(0, 500));

@@ -44,30 +44,37 @@ const DRAIN_GRACE_MS = 500;
 
 abstract class BaseProcess implements CapsuleProcess {
   pid = 0;
-  readonly started: Promise<void>;
   readonly exited: Promise<number>;
   protected located: Located | null = null;
   protected done = false;
   private resolveExit!: (code: number) => void;
-
-  protected launcherPid: number | undefined;
+  private locating: Promise<void> | null = null;
 
   constructor(
-    launcherPid: number | undefined | Promise<number | undefined>,
+    private readonly launcherPid: number | undefined | Promise<number | undefined>,
     protected readonly hooks: ProcessHooks,
   ) {
     this.exited = new Promise<number>((resolve) => {
       this.resolveExit = resolve;
     });
-    this.started = (async () => {
-      this.launcherPid = await launcherPid;
-      if (this.launcherPid === undefined) return;
-      const found = await hooks.locate(this.launcherPid).catch(() => null);
+  }
+
+  /**
+   * Finding the process in the capsule polls /proc: done only when someone
+   * needs its pid (a background process, a kill), not for every exec, whose
+   * polling would take the event loop from the requests meanwhile.
+   */
+  get started(): Promise<void> {
+    this.locating ??= (async () => {
+      const launcherPid = await this.launcherPid;
+      if (launcherPid === undefined || this.done) return;
+      const found = await this.hooks.locate(launcherPid).catch(() => null);
       if (found && !this.done) {
         this.located = found;
         this.pid = found.capsulePid;
       }
     })();
+    return this.locating;
   }
 
   protected finish(code: number): void {
