@@ -5,7 +5,7 @@
 // Beside each run, the baseline: a bare `bwrap … true` spawned from this process and
 // waited for (the namespaces every capsule gets, none of its layer, uid, cgroups or
 // filter), so the ratio create → first exec / baseline holds on a machine of any speed.
-// Runs are one after another with a pause between them (BENCH_SETTLE_MS, 300 ms): each
+// Runs are one after another with a pause between them (BENCH_SETTLE_MS, 1.5 s: past the spare refill's delay and its start): each
 // measures a create on a settled host. The density figure creates idle capsules and reads the memory they take
 // from the host (MemAvailable), then scales it to 4 GB.
 import { spawn } from 'node:child_process';
@@ -18,7 +18,7 @@ import { paddockEnv, spawnChild, stopChild } from './processes.ts';
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const IDLE = Number(process.env.BENCH_IDLE_CAPSULES ?? 100);
 /** Pause between runs, so one run's cleanup and spare refill do not land in the next run's figures. */
-const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 300);
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 1_500);
 const BIN = path.resolve('bin/paddock.js');
 
 type Json = Record<string, unknown>;

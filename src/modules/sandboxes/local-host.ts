@@ -20,8 +20,12 @@ import { CapsuleMetrics, type MetricPoint, type MetricRange, SAMPLE_EVERY_MS } f
 /** Finished processes stay visible (exit code, output) for this long. */
 const KEEP_FINISHED_MS = 10 * 60_000;
 const MAX_FOLLOWED_PER_CAPSULE = 200;
-/** How long after handing out a spare the next one starts. */
-const REFILL_DELAY_MS = 100;
+/**
+ * How long after handing out a spare the next one starts: a start forks the
+ * server and scans /proc, which the capsule just handed out would feel in its
+ * first commands (at 100 ms it landed on the first exec; docs/sandboxes.md).
+ */
+const REFILL_DELAY_MS = 1_000;
 
 interface Live {
   handle: CapsuleHandle;
