@@ -240,15 +240,19 @@ export class Spawner {
     if (!launcher) return;
     if (op === 'P') {
       const [pid, stdin, stdout, stderr] = rest.map(Number);
+      const opened: net.Socket[] = [];
       try {
-        launcher.attach(
-          pid!,
-          openHeld(this.helper.pid!, stdin!, true),
-          openHeld(this.helper.pid!, stdout!, false),
-          openHeld(this.helper.pid!, stderr!, false),
-        );
+        opened.push(openHeld(this.helper.pid!, stdin!, true));
+        opened.push(openHeld(this.helper.pid!, stdout!, false));
+        opened.push(openHeld(this.helper.pid!, stderr!, false));
+        launcher.attach(pid!, opened[0]!, opened[1]!, opened[2]!);
       } catch (err) {
-        launcher.kill('SIGKILL');
+        for (const socket of opened) socket.destroy();
+        try {
+          process.kill(pid!, 'SIGKILL');
+        } catch {
+          // gone already
+        }
         this.pending.delete(id!);
         launcher.fail(`the launcher's pipes could not be opened: ${(err as Error).message}`);
       } finally {
