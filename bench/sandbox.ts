@@ -2,9 +2,13 @@
 // `paddock serve` runs as a child process on a fresh data dir; everything goes
 // through its HTTP API, as a user's would:
 //   create → first exec: POST /v1/capsules, GET …?wait_for=running (answers once running), POST …/exec
-// Runs are one after another with a pause between them (BENCH_SETTLE_MS, 300 ms): each
+// Beside each run, the baseline: a bare `bwrap … true` spawned from this process and
+// waited for (the namespaces every capsule gets, none of its layer, uid, cgroups or
+// filter), so the ratio create → first exec / baseline holds on a machine of any speed.
+// Runs are one after another with a pause between them (BENCH_SETTLE_MS, 1.5 s: past the spare refill's delay and its start): each
 // measures a create on a settled host. The density figure creates idle capsules and reads the memory they take
 // from the host (MemAvailable), then scales it to 4 GB.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +18,7 @@ import { paddockEnv, spawnChild, stopChild } from './processes.ts';
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const IDLE = Number(process.env.BENCH_IDLE_CAPSULES ?? 100);
 /** Pause between runs, so one run's cleanup and spare refill do not land in the next run's figures. */
-const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 300);
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 1_500);
 const BIN = path.resolve('bin/paddock.js');
 
 type Json = Record<string, unknown>;
@@ -96,6 +100,39 @@ function memAvailableMb(): number {
   return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
 }
 
+/** A bare bwrap spawn with the namespaces of a capsule (as root, nothing bound but the host's / read-only). */
+function bareBwrapArgs(): string[] {
+  const root = process.getuid?.() === 0;
+  return [
+    '--unshare-all',
+    '--unshare-user',
+    ...(root ? ['--disable-userns'] : []),
+    '--die-with-parent',
+    '--new-session',
+    '--ro-bind',
+    '/',
+    '/',
+    '--proc',
+    '/proc',
+    ...(root ? ['--dev', '/dev'] : ['--dev-bind', '/dev', '/dev']),
+    '--',
+    'true',
+  ];
+}
+
+/** Milliseconds from spawning a bare bwrap to its exit. */
+function bareBwrapMs(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn('bwrap', bareBwrapArgs(), { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`bare bwrap exited ${String(code)}`));
+      else resolve(performance.now() - t0);
+    });
+  });
+}
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
@@ -130,8 +167,11 @@ async function main() {
     const total: number[] = [];
     const toRunning: number[] = [];
     const firstExec: number[] = [];
+    const bare: number[] = [];
     let isolation = '';
     for (let i = 0; i < RUNS + 3; i++) {
+      // The baseline, on the settled host just before the run.
+      const bareMs = await bareBwrapMs();
       const t0 = performance.now();
       const c = await api(base, 'POST', '/v1/capsules', token, spec);
       const id = String(c.id);
@@ -146,6 +186,7 @@ async function main() {
         total.push(t2 - t0);
         toRunning.push(t1 - t0);
         firstExec.push(t2 - t1);
+        bare.push(bareMs);
       }
       await api(base, 'DELETE', `/v1/capsules/${id}`, token);
       // Each run measures one create on a settled host: the deleted capsule is gone and the
@@ -182,6 +223,11 @@ async function main() {
     );
     console.log(`| create → running | ${f(pct(toRunning, 50))} | ${f(pct(toRunning, 95))} |`);
     console.log(`| first exec (\`true\`) | ${f(pct(firstExec, 50))} | ${f(pct(firstExec, 95))} |`);
+    console.log(`| baseline: bare \`bwrap … true\` spawn | ${f(pct(bare, 50))} | ${f(pct(bare, 95))} |`);
+    console.log('');
+    console.log(
+      `create → first exec / baseline (p50s): ${(pct(total, 50) / pct(bare, 50)).toFixed(2)} (target under 2)`,
+    );
     console.log('');
     console.log(
       `idle capsules: ${counted} running (${IDLE} asked for, the rest spares) took ${f(usedMb)} MB (${source}; ${f(perCapsuleMb)} MB each): ` +

@@ -1,6 +1,8 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { events } from '../../src/db/schema/index.ts';
 import type { LocalHost } from '../../src/modules/sandboxes/host-side/local-host.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { waitForCapsule } from '../support/capsules.ts';
@@ -49,7 +51,17 @@ describe('capsules started ahead', () => {
     await spares(1); // started after the first create of this shape
 
     const dir = path.join(t.config.sandboxDir, 'capsules');
-    const second = await create(shape);
+    // A spare is handed out at once: running at the first read after the create, and its
+    // record says so as for any capsule (created, then starting → running).
+    const taken = await api('POST', '/v1/capsules', shape);
+    expect(taken.status).toBe(202);
+    expect((await api('GET', `/v1/capsules/${taken.body.id}`)).body.status).toBe('running');
+    const recorded = await t.database.db.select().from(events).where(eq(events.subjectId, taken.body.id));
+    expect(recorded.map((e) => [e.type, e.data])).toEqual([
+      ['capsule.created', { template: 'minimal', host_id: taken.body.host_id }],
+      ['capsule.state_changed', { from: 'starting', to: 'running', reason: null }],
+    ]);
+    const second = taken.body as Json;
     // It runs in the spare's directory: none was made for it.
     expect(readdirSync(dir)).toContain(first.id);
     expect(readdirSync(dir)).not.toContain(second.id);

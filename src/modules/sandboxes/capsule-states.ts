@@ -189,55 +189,67 @@ export class CapsuleStates {
     actor: Actor = SYSTEM,
     also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
   ): Promise<repo.CapsuleRow | undefined> {
-    const now = this.ctx.clock.now();
-    // Into running from one known status (a start or a resume) there is nothing to account: no read first.
-    const intoRunning = from.length === 1 && from[0] !== 'running' && to === 'running';
-    const moved = await this.db.transaction(async (tx) => {
-      const before = intoRunning ? undefined : await repo.findCapsuleAnyTeam(tx, id);
-      if (!intoRunning && (!before || !from.includes(before.status))) return undefined;
-      const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
-      if (to === 'running') {
-        patch.runningSince = now;
-        patch.lastActiveAt = now;
-      }
-      if (before?.status === 'running' && to !== 'running' && before.runningSince !== null) {
-        patch.runningSince = null;
-        patch.activeSeconds =
-          before.activeSeconds +
-          Math.max(0, Math.round((now.getTime() - before.runningSince.getTime()) / 1000));
-        await repo.addUsage(
-          tx,
-          before.teamId,
-          splitByDay(before.runningSince, now),
-          before.vcpus,
-          before.memoryMb,
-        );
-      }
-      if (ENDED_STATUSES.includes(to)) patch.endedAt = now;
-      const after = await repo.transition(
-        tx,
-        id,
-        before ? [before.status] : from,
-        to,
-        patch,
-        to === 'running' ? now : undefined,
-      );
-      if (!after) return undefined;
-      await this.events.record(tx, {
-        teamId: after.teamId,
-        ...actor,
-        subjectId: id,
-        type: 'capsule.state_changed',
-        data: { from: before?.status ?? from[0]!, to, reason },
-      });
-      if (also) await also(tx, after);
-      return after;
-    });
+    const moved = await this.db.transaction((tx) => this.moveIn(tx, id, from, to, reason, actor, also));
     if (moved) this.moved(moved);
     return moved;
   }
 
-  private moved(c: repo.CapsuleRow): void {
+  /** move() inside the caller's transaction; the caller calls moved() once it commits. */
+  async moveIn(
+    tx: DbOrTx,
+    id: CapsuleId,
+    from: CapsuleStatus[],
+    to: CapsuleStatus,
+    reason: string | null,
+    actor: Actor = SYSTEM,
+    also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
+  ): Promise<repo.CapsuleRow | undefined> {
+    const now = this.ctx.clock.now();
+    // Into running from one known status (a start or a resume) there is nothing to account: no read first.
+    const intoRunning = from.length === 1 && from[0] !== 'running' && to === 'running';
+    const before = intoRunning ? undefined : await repo.findCapsuleAnyTeam(tx, id);
+    if (!intoRunning && (!before || !from.includes(before.status))) return undefined;
+    const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
+    if (to === 'running') {
+      patch.runningSince = now;
+      patch.lastActiveAt = now;
+    }
+    if (before?.status === 'running' && to !== 'running' && before.runningSince !== null) {
+      patch.runningSince = null;
+      patch.activeSeconds =
+        before.activeSeconds +
+        Math.max(0, Math.round((now.getTime() - before.runningSince.getTime()) / 1000));
+      await repo.addUsage(
+        tx,
+        before.teamId,
+        splitByDay(before.runningSince, now),
+        before.vcpus,
+        before.memoryMb,
+      );
+    }
+    if (ENDED_STATUSES.includes(to)) patch.endedAt = now;
+    const after = await repo.transition(
+      tx,
+      id,
+      before ? [before.status] : from,
+      to,
+      patch,
+      to === 'running' ? now : undefined,
+    );
+    if (!after) return undefined;
+    await this.events.record(tx, {
+      teamId: after.teamId,
+      ...actor,
+      subjectId: id,
+      type: 'capsule.state_changed',
+      data: { from: before?.status ?? from[0]!, to, reason },
+    });
+    if (also) await also(tx, after);
+    return after;
+  }
+
+  /** After a move's transaction committed: the running-here cache and the waiters. */
+  moved(c: repo.CapsuleRow): void {
     if (c.status === 'running' && c.hostId && this.localHostIds.has(c.hostId)) this.runningHere.set(c.id, c);
     else this.runningHere.delete(c.id);
     this.waiters.wake(c.id);

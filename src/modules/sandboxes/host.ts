@@ -117,6 +117,8 @@ export interface SandboxHost {
   readonly isolation: Isolation;
   readonly warnings: string[];
   create(spec: HostCapsuleSpec): Promise<void>;
+  /** Starts the capsule from a spare started ahead, when one of its shape is ready: at once (local hosts). */
+  claimSpare?(spec: HostCapsuleSpec): boolean;
   destroy(capsuleId: string): Promise<void>;
   /** Whether the host still runs the capsule (false after a crash or a restart of the host). */
   has(capsuleId: string): boolean;

@@ -1,7 +1,7 @@
 import { ServiceUnavailableError } from '../../core/errors.ts';
-import type { HostId } from '../../core/ids.ts';
+import type { CapsuleId, HostId } from '../../core/ids.ts';
 import type { CapsuleStates } from './capsule-states.ts';
-import type { SandboxHost } from './host.ts';
+import type { HostCapsuleSpec, SandboxHost } from './host.ts';
 import * as repo from './repo.ts';
 
 /**
@@ -36,4 +36,22 @@ export async function placeCapsule(
     candidates.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || a.id.localeCompare(b.id));
   }
   return states.host(candidates[0]!.id)!;
+}
+
+/** What the host is asked to start (every capsule process gets at most these). */
+export function hostSpec(
+  id: CapsuleId,
+  teamId: string,
+  templatePath: string | null,
+  limits: { memoryMb: number; vcpus: number; diskMb: number },
+  networkAllow: string[] | null,
+): HostCapsuleSpec {
+  return {
+    id,
+    teamId,
+    templatePath,
+    limits: { ...limits, maxProcesses: 512, maxOpenFiles: 4096 },
+    envs: {},
+    networkAllow,
+  };
 }

@@ -10,9 +10,9 @@ import { actorOf, type Principal } from '../identity/principal.ts';
 import { CapsuleIo } from './capsule-io.ts';
 import { CapsuleStates } from './capsule-states.ts';
 import { effectiveTimeoutSec, fromDriver, view } from './capsule-view.ts';
-import type { SandboxHost } from './host.ts';
+import type { HostCapsuleSpec, SandboxHost } from './host.ts';
 import type { MetricRange } from './host-side/metrics.ts';
-import { placeCapsule } from './placement.ts';
+import { hostSpec, placeCapsule } from './placement.ts';
 import * as repo from './repo.ts';
 import type { CreateCapsuleInput } from './schemas.ts';
 import { type StatsRange, teamStats, teamUsage } from './stats.ts';
@@ -128,53 +128,67 @@ export class CapsulesService {
     );
     const now = this.ctx.clock.now();
     const id = newId('cap');
-    const c = await this.db.transaction(async (tx) => {
-      const row = await repo.insertCapsule(tx, {
-        id,
-        teamId,
-        hostId: host.id,
-        status: 'starting',
-        template: templateName,
-        vcpus: input.vcpus ?? 1,
-        memoryMb: input.memory_mb ?? 512,
-        diskSizeMb: input.disk_size_mb ?? 5120,
-        timeoutSec: effectiveTimeoutSec(input.timeout_sec),
-        networkAllow: input.network?.allow ?? null,
-        metadata: input.metadata ?? {},
-        isolation: host.isolation,
-        createdBy: principal.userId,
-        createdAt: now,
-        updatedAt: now,
+    const limits = {
+      memoryMb: input.memory_mb ?? 512,
+      vcpus: input.vcpus ?? 1,
+      diskMb: input.disk_size_mb ?? 5120,
+    };
+    const networkAllow = input.network?.allow ?? null;
+    // A spare started ahead is this capsule at once: it is running when the row is written,
+    // so the start and its move to running are one transaction (and no wait for a later one).
+    const spec = hostSpec(id, teamId, template.path, limits, networkAllow);
+    const fromSpare = host.claimSpare?.(spec) ?? false;
+    let running: repo.CapsuleRow | undefined;
+    const c = await this.db
+      .transaction(async (tx) => {
+        const row = await repo.insertCapsule(tx, {
+          id,
+          teamId,
+          hostId: host.id,
+          status: 'starting',
+          template: templateName,
+          vcpus: limits.vcpus,
+          memoryMb: limits.memoryMb,
+          diskSizeMb: limits.diskMb,
+          timeoutSec: effectiveTimeoutSec(input.timeout_sec),
+          networkAllow,
+          metadata: input.metadata ?? {},
+          isolation: host.isolation,
+          createdBy: principal.userId,
+          createdAt: now,
+          updatedAt: now,
+        });
+        await this.events.record(tx, {
+          teamId,
+          ...actorOf(principal),
+          subjectId: id,
+          type: 'capsule.created',
+          data: { template: templateName, host_id: host.id },
+        });
+        if (fromSpare) running = await this.states.moveIn(tx, id, ['starting'], 'running', null);
+        return row;
+      })
+      .catch(async (err: unknown) => {
+        if (fromSpare) {
+          await host
+            .destroy(id)
+            .catch((cause: unknown) =>
+              this.ctx.log.warn(
+                { err: cause, capsule_id: id },
+                'a spare for a failed create could not be destroyed',
+              ),
+            );
+        }
+        throw err;
       });
-      await this.events.record(tx, {
-        teamId,
-        ...actorOf(principal),
-        subjectId: id,
-        type: 'capsule.created',
-        data: { template: templateName, host_id: host.id },
-      });
-      return row;
-    });
-    this.states.later(this.boot(c, template.path, host), { capsule_id: id });
+    if (running) this.states.moved(running);
+    else this.states.later(this.boot(c, spec, host), { capsule_id: id });
     return view(c, now);
   }
 
-  private async boot(c: repo.CapsuleRow, templatePath: string | null, host: SandboxHost): Promise<void> {
+  private async boot(c: repo.CapsuleRow, spec: HostCapsuleSpec, host: SandboxHost): Promise<void> {
     try {
-      await host.create({
-        id: c.id,
-        teamId: c.teamId,
-        templatePath,
-        limits: {
-          memoryMb: c.memoryMb,
-          vcpus: c.vcpus,
-          diskMb: c.diskSizeMb,
-          maxProcesses: 512,
-          maxOpenFiles: 4096,
-        },
-        envs: {},
-        networkAllow: c.networkAllow,
-      });
+      await host.create(spec);
     } catch (err) {
       this.ctx.log.error({ err, capsule_id: c.id }, 'capsule could not start');
       await this.states.move(

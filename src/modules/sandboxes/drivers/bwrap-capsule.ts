@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -27,6 +27,7 @@ import {
   statusOf,
   statusOfSync,
 } from './proc.ts';
+import type { SpawnedLauncher } from './spawner.ts';
 import {
   type CapsuleHandle,
   type CapsuleLimits,
@@ -41,7 +42,8 @@ import {
 // One running bwrap capsule. Host processes of the capsule: bwrap (outside,
 // waiting), bwrap's reaper (pid 1 inside), the init (`sleep infinity`, pid 2
 // inside) and one nsenter launcher per process the host started (outside,
-// waiting for its child). Everything else is the capsule's own.
+// waiting for its child; started by the driver's spawner, whose waiter for it
+// stays outside the capsule's cgroups). Everything else is the capsule's own.
 
 /** bwrap outside, its reaper, the init: processes of the driver's, not the user's. */
 export const DRIVER_PIDS = 3;
@@ -76,6 +78,8 @@ export interface BwrapCapsuleParts {
   ended: Promise<void>;
   /** Called once the capsule is gone (its uid may be handed out again). */
   onDestroyed(): void;
+  /** Starts a launcher with piped stdio, from the driver's spawner (see spawner.ts). */
+  launch(argv: string[], env: Record<string, string>): SpawnedLauncher;
 }
 
 export class BwrapCapsule implements CapsuleHandle {
@@ -85,6 +89,8 @@ export class BwrapCapsule implements CapsuleHandle {
   private pausedNow = false;
   /** Host pids of the nsenter launchers still waiting for their process. */
   private readonly launchers = new Set<number>();
+  /** Launchers being started, whose pids are not known yet. */
+  private launching = 0;
   private unstickTimer: NodeJS.Timeout | null = null;
   private destroying: Promise<void> | null = null;
 
@@ -101,7 +107,7 @@ export class BwrapCapsule implements CapsuleHandle {
     // The launchers wait in the capsule's cgroup (they joined it before
     // forking): counted here so that maxProcesses is the user's alone.
     void this.p.cgroups
-      ?.setPidsMax(this.p.limits.maxProcesses + DRIVER_PIDS + this.launchers.size)
+      ?.setPidsMax(this.p.limits.maxProcesses + DRIVER_PIDS + this.launchers.size + this.launching)
       .catch(() => {});
   }
 
@@ -153,15 +159,27 @@ export class BwrapCapsule implements CapsuleHandle {
       { terminal: options.pty !== undefined, asRoot: this.p.asRoot },
     );
     const argv = joinThenExec(this.p.cgroups?.procsFiles ?? [], this.p.limits.maxOpenFiles, command);
-    // Counted before the spawn (0 stands for it until its pid is known): its
-    // fork into the capsule must find room under pids.max.
-    this.launchers.add(0);
+    // Counted before the spawn, until its pid is known: its fork into the
+    // capsule must find room under pids.max.
+    this.launching += 1;
     this.updatePidsMax();
     let launcher = 0;
+    let counted = true;
+    const known = (pid: number) => {
+      if (counted) this.launching -= 1;
+      counted = false;
+      if (pid > 0) {
+        launcher = pid;
+        this.launchers.add(pid);
+        this.watchLaunchers();
+      }
+    };
     const hooks = {
       locate: (launcherPid: number) => locateForked(launcherPid, this.p.pidNs, this.p.tools),
       owns: (hostPid: number) => pidNamespaceOfSync(hostPid) === this.p.pidNs,
       onExit: () => {
+        if (counted) this.launching -= 1;
+        counted = false;
         this.launchers.delete(launcher);
         this.updatePidsMax();
       },
@@ -181,27 +199,18 @@ export class BwrapCapsule implements CapsuleHandle {
           encoding: null,
           ...ids,
         });
-        launcher = term.pid;
+        known(term.pid);
         proc = ptyProcess(term, hooks);
       } else {
-        // detached: a session of its own, so no process of the capsule has the
-        // host's controlling terminal (TIOCSTI could type into it).
-        const child = spawn(this.p.tools.sh, argv, {
-          env: launcherEnv(env),
-          cwd: '/',
-          stdio: 'pipe',
-          detached: true,
-          ...ids,
-        });
-        launcher = child.pid ?? 0;
+        // In a session of its own (the spawner's setsid), so no process of the
+        // capsule has the host's controlling terminal (TIOCSTI could type into it).
+        const child = this.p.launch([this.p.tools.sh, ...argv], launcherEnv(env));
+        void child.pidKnown.then((pid) => known(pid ?? 0));
         proc = pipedProcess(child, hooks);
       }
-    } finally {
-      this.launchers.delete(0);
-    }
-    if (launcher > 0) {
-      this.launchers.add(launcher);
-      this.watchLaunchers();
+    } catch (err) {
+      known(0);
+      throw err;
     }
     return proc;
   }

@@ -11,6 +11,7 @@ import { fillLayer, mountLayer, systemMounts } from './layer.ts';
 import { openProxyForwarder, type ProxyForwarder } from './network.ts';
 import { joinThenExec, LAUNCHER_PATH } from './nsproc.ts';
 import { childrenOf, pidNamespaceOf, startTimeOf, waitFor } from './proc.ts';
+import { Spawner } from './spawner.ts';
 import type { CapsuleHandle, CapsuleSpec, Driver } from './types.ts';
 import { DriverError } from './types.ts';
 import { UidAllocator } from './uids.ts';
@@ -29,10 +30,17 @@ export class BwrapDriver implements Driver {
   readonly isolation = 'bwrap' as const;
   readonly warnings: string[];
   private readonly uids = new UidAllocator();
+  private spawner: Spawner | null = null;
 
   constructor(private readonly host: BwrapHost) {
     this.warnings = host.warnings;
   }
+
+  /** Launchers come from the spawner (started at the first, and again should it die). */
+  private readonly launch = (argv: string[], env: Record<string, string>) => {
+    if (!this.spawner?.alive) this.spawner = Spawner.start(this.host.tools.perl, this.host.asRoot);
+    return this.spawner.spawn(argv, env);
+  };
 
   /** Checks that bwrap works here (throws with the reason when it does not) and what can be enforced. */
   static probe(baseDir?: string): Promise<BwrapHost> {
@@ -148,6 +156,7 @@ export class BwrapDriver implements Driver {
         forwarder,
         ended: started.ended,
         onDestroyed: () => this.uids.release(allocated),
+        launch: this.launch,
       });
     } catch (err) {
       forwarder?.close();

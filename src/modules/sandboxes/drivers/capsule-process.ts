@@ -1,5 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
-import { PassThrough, Readable } from 'node:stream';
+import type { EventEmitter } from 'node:events';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import type { IPty } from '@lydell/node-pty';
 import { signalNumber } from './proc.ts';
 import type { CapsuleProcess } from './types.ts';
@@ -26,32 +26,55 @@ export interface ProcessHooks {
   onExit?(): void;
 }
 
+/**
+ * A host process with piped stdio: a ChildProcess, or a launcher the spawner
+ * started (whose pid comes a moment later: `pidKnown`).
+ */
+export interface PipedLauncher extends EventEmitter {
+  readonly pid?: number | undefined;
+  readonly pidKnown?: Promise<number | undefined>;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
 /** After the exit, how long to wait for the pipes to drain when a background child keeps them open. */
 const DRAIN_GRACE_MS = 500;
 
 abstract class BaseProcess implements CapsuleProcess {
   pid = 0;
-  readonly started: Promise<void>;
   readonly exited: Promise<number>;
   protected located: Located | null = null;
   protected done = false;
   private resolveExit!: (code: number) => void;
+  private locating: Promise<void> | null = null;
 
   constructor(
-    protected readonly launcherPid: number | undefined,
+    private readonly launcherPid: number | undefined | Promise<number | undefined>,
     protected readonly hooks: ProcessHooks,
   ) {
     this.exited = new Promise<number>((resolve) => {
       this.resolveExit = resolve;
     });
-    this.started = (async () => {
-      if (launcherPid === undefined) return;
-      const found = await hooks.locate(launcherPid).catch(() => null);
+  }
+
+  /**
+   * Finding the process in the capsule polls /proc: done only when someone
+   * needs its pid (a background process, a kill), not for every exec, whose
+   * polling would take the event loop from the requests meanwhile.
+   */
+  get started(): Promise<void> {
+    this.locating ??= (async () => {
+      const launcherPid = await this.launcherPid;
+      if (launcherPid === undefined || this.done) return;
+      const found = await this.hooks.locate(launcherPid).catch(() => null);
       if (found && !this.done) {
         this.located = found;
         this.pid = found.capsulePid;
       }
     })();
+    return this.locating;
   }
 
   protected finish(code: number): void {
@@ -83,7 +106,7 @@ abstract class BaseProcess implements CapsuleProcess {
       }
       if (!target) this.killLauncher(signal);
     };
-    if (this.located || this.launcherPid === undefined) send();
+    if (this.located) send();
     else void this.started.then(send);
   }
 }
@@ -93,10 +116,10 @@ class PipedProcess extends BaseProcess {
   readonly stderr: Readable;
 
   constructor(
-    private readonly child: ChildProcess,
+    private readonly child: PipedLauncher,
     hooks: ProcessHooks,
   ) {
-    super(child.pid, hooks);
+    super(child.pidKnown ?? child.pid, hooks);
     this.stdout = child.stdout ?? Readable.from([]);
     this.stderr = child.stderr ?? Readable.from([]);
     // A write after the process is gone must not crash the host (EPIPE).
@@ -180,7 +203,7 @@ class PtyProcess extends BaseProcess {
   }
 }
 
-export function pipedProcess(child: ChildProcess, hooks: ProcessHooks): CapsuleProcess {
+export function pipedProcess(child: PipedLauncher, hooks: ProcessHooks): CapsuleProcess {
   return new PipedProcess(child, hooks);
 }
 

@@ -50,7 +50,8 @@ export interface CapsuleProcess {
   readonly pid: number;
   /**
    * Resolves once the process runs in the capsule and `pid` is set (a driver
-   * may start it through a launcher that forks it in, which takes a moment).
+   * may start it through a launcher that forks it in, which takes a moment;
+   * it looks only once this is asked for).
    * Never rejects: a process that could not start keeps pid 0, and `exited`
    * tells how it ended.
    */

@@ -34,8 +34,12 @@ const MAX_FOLLOWED_PER_CAPSULE = 200;
  */
 const ABANDONED_CGROUP_MS = 60_000;
 
-/** How long after handing out a spare the next one starts. */
-const REFILL_DELAY_MS = 100;
+/**
+ * How long after handing out a spare the next one starts: a start forks the
+ * server and scans /proc, which the capsule just handed out would feel in its
+ * first commands (at 100 ms it landed on the first exec; docs/sandboxes.md).
+ */
+const REFILL_DELAY_MS = 1_000;
 
 interface Live {
   handle: CapsuleHandle;
@@ -279,19 +283,23 @@ export class LocalHost implements SandboxHost {
     })();
   }
 
+  /** Hands out a spare of the spec's shape, if one is ready: synchronous, so the control plane can record the capsule running at once. */
+  claimSpare(spec: HostCapsuleSpec): boolean {
+    const shape = this.shapeOf(spec);
+    if (!shape) return false;
+    this.lastShape = { key: shape, limits: spec.limits };
+    const i = this.spares.findIndex((sp) => sp.shape === shape);
+    if (i < 0) return false;
+    const [spare] = this.spares.splice(i, 1);
+    this.adopt(spec, spare!.handle, spare!.dir, null);
+    this.refill();
+    return true;
+  }
+
   async create(spec: HostCapsuleSpec): Promise<void> {
+    if (this.claimSpare(spec)) return;
     await mkdir(path.join(this.baseDir, 'capsules'), { recursive: true });
     const shape = this.shapeOf(spec);
-    if (shape) {
-      this.lastShape = { key: shape, limits: spec.limits };
-      const i = this.spares.findIndex((sp) => sp.shape === shape);
-      if (i >= 0) {
-        const [spare] = this.spares.splice(i, 1);
-        this.adopt(spec, spare!.handle, spare!.dir, null);
-        this.refill();
-        return;
-      }
-    }
     let listener: EgressListener | null = null;
     if (spec.networkAllow) {
       if (!this.egress)
