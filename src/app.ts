@@ -176,11 +176,12 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   );
   const gatewayRateLimiter = new RateLimiter(gatewayStore);
   const gateway = new GatewayService(
+    ctx,
     gatewayPorts(
       { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
       () => clock.now(),
     ),
-    new WireTranslator(),
+    new WireTranslator(clock),
     gatewayRateLimiter,
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
     upstream,

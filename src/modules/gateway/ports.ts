@@ -132,8 +132,8 @@ export interface GatewayPorts {
       maxCostPerHourMicros: number | null;
     }): Promise<ReserveResult>;
     release(reservationId: string): Promise<void>;
-    /** Settles after the response went out: never loses the step (write-behind). */
-    settleLater(reservationId: string, runId: string, outcome: StepOutcome): void;
+    /** Settles after the response went out: never loses the step (write-behind). The reservation knows its run. */
+    settleLater(reservationId: string, outcome: StepOutcome): void;
     recordBlocked(args: {
       teamId: string;
       runId: string;

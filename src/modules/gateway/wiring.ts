@@ -71,7 +71,7 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
       release: async (reservationId) => {
         await m.runs.release(reservationId);
       },
-      settleLater: (reservationId, _runId, outcome) => m.runs.settleLater(reservationId, outcome),
+      settleLater: (reservationId, outcome) => m.runs.settleLater(reservationId, outcome),
       recordBlocked: (b) => m.runs.recordBlocked(b),
       recordFailover: (f) => m.runs.recordFailoverTransition(f),
     },
