@@ -1,6 +1,5 @@
 import { BadRequestError, UnauthorizedError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { POLICY_DEFAULTS } from '../policies/spec.ts';
 import type { Admitted, ProxyRequest, ProxyResult } from './call.ts';
 import { ControlError, type RunControls, takeControls } from './controls.ts';
 import { GovernanceBlock } from './errors.ts';
@@ -278,7 +277,7 @@ export class Admissions {
       tools,
       requestHash: hash,
       requestSnapshot: a.logContent ? a.req.body : { redacted: true },
-      expiryMs: a.policy.spec.approval_expiry_ms ?? POLICY_DEFAULTS.approval_expiry_ms,
+      expiryMs: a.policy.spec.approval_expiry_ms,
     });
     return {
       kind: 'json',

@@ -1,5 +1,8 @@
+import type { PolicySpec } from '../policies/spec.ts';
+import type { ReserveResult } from '../runs/service.ts';
 import type { PriceOverrides } from './pricing.ts';
 import type { Provider } from './provider-call.ts';
+import type { RoutingOverride } from './routing.ts';
 import type { FailureKind } from './upstream.ts';
 import type { Usage } from './usage.ts';
 
@@ -14,38 +17,14 @@ export interface AgentForCall {
   policyId: string;
   allowedPolicies: string[] | null;
   providerKeys: Record<string, string | Array<{ key_id: string; weight: number }>>;
-  routingOverride: Record<string, unknown> | null;
-}
-
-/** The parts of a policy document the proxy reads (see modules/policies). */
-export interface PolicyRules {
-  budget?: {
-    hard_limit_usd?: number | null;
-    hard_limit_tokens?: number | null;
-    alert_threshold_usd?: number | null;
-    alert_threshold_tokens?: number | null;
-    max_cost_per_hour_usd?: number | null;
-  } | null;
-  allowed_models?: string[] | null;
-  blocked_models?: string[] | null;
-  allowed_tools?: string[] | null;
-  blocked_tools?: string[] | null;
-  require_approval?: string[] | null;
-  approval_expiry_ms?: number | null;
-  rate_limits?: { max_requests_per_minute?: number | null; max_tokens_per_minute?: number | null } | null;
-  routing?: Record<string, unknown> | null;
-  model_mapping?: Record<string, Record<string, string>> | null;
-  default_model?: string | null;
-  model_override?: string | null;
-  runaway_prevention?: { enabled?: boolean; max_steps_per_run?: number | null } | null;
-  dry_run?: boolean | null;
-  content_logging?: 'default' | 'enabled' | 'disabled' | null;
+  routingOverride: RoutingOverride | null;
 }
 
 export interface PolicyForCall {
   id: string;
   name: string;
-  spec: PolicyRules;
+  /** The complete document, defaults applied (modules/policies owns its schema). */
+  spec: PolicySpec;
 }
 
 export interface KeyForCall {
@@ -60,10 +39,6 @@ export interface RunForCall {
   id: string;
   stepCount: number;
 }
-
-export type ReserveResult =
-  | { ok: true; reservationId: string; remainingMicros: number | null; remainingTokens: number | null }
-  | { ok: false; reason: 'budget_exceeded' | 'hourly_budget_exceeded' | 'run_not_running'; message: string };
 
 export interface StepOutcome {
   stepId: string;

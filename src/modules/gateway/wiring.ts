@@ -4,9 +4,9 @@ import type { PoliciesService } from '../policies/service.ts';
 import type { ProvidersService } from '../providers/service.ts';
 import type { RunsService } from '../runs/service.ts';
 import type { ProviderHealthRegistry } from './circuit-breaker.ts';
-import type { GatewayPorts, PolicyRules } from './ports.ts';
+import type { GatewayPorts } from './ports.ts';
 import type { PriceTable } from './pricing.ts';
-import { type ModelMapping, type ProviderBindings, Router, type RoutingConfig } from './routing.ts';
+import { Router } from './routing.ts';
 
 export interface GatewayModules {
   agents: AgentsService;
@@ -48,7 +48,7 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
     },
     async policy(teamId, idOrName) {
       const p = await m.policies.findForTeam(teamId, idOrName);
-      return p ? { id: p.id, name: p.name, spec: p.spec as PolicyRules } : undefined;
+      return p ? { id: p.id, name: p.name, spec: p.spec } : undefined;
     },
     keys: (teamId, keyIds) => m.providers.keysForCall(teamId, keyIds),
     runs: {
@@ -61,7 +61,7 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
             policyId: args.agent.policyId,
             allowedPolicies: args.agent.allowedPolicies,
           },
-          policy: args.policy as Parameters<RunsService['resolveRun']>[0]['policy'],
+          policy: args.policy,
           ...(args.runId !== undefined ? { runId: args.runId } : {}),
           newRun: args.newRun,
           ...(args.runName !== undefined ? { runName: args.runName } : {}),
@@ -91,11 +91,11 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
     },
     plan: ({ agent, policy, model, isKeyUsable }) =>
       router.plan({
-        routing: (policy.spec.routing ?? null) as Partial<RoutingConfig> | null,
-        override: agent.routingOverride as Parameters<Router['plan']>[0]['override'],
-        bindings: agent.providerKeys as ProviderBindings,
+        routing: policy.spec.routing,
+        override: agent.routingOverride,
+        bindings: agent.providerKeys,
         model,
-        modelMapping: (policy.spec.model_mapping ?? null) as ModelMapping | null,
+        modelMapping: policy.spec.model_mapping,
         agentId: agent.id,
         isKeyUsable,
       }),
