@@ -113,7 +113,7 @@ function gateway(p: GatewayPorts, translator: Translator = new WireTranslator())
     systemContext(silentLog),
     p,
     translator,
-    new RateLimiter(new MemoryRateLimitStore(() => Date.now())),
+    new RateLimiter(new MemoryRateLimitStore(() => Date.now()), silentLog),
     { defaultMaxTokens: 100, logContentByDefault: false },
     new UpstreamClient(guard),
   );
