@@ -106,8 +106,12 @@ export async function findAgentByKeyHash(db: DbOrTx, hash: string): Promise<Agen
   return row?.agent;
 }
 
-/** A live agent of a live team, by id alone (the proxy already knows the team from the key). */
-export async function findLiveAgent(db: DbOrTx, id: string): Promise<AgentRow | undefined> {
+/**
+ * System-only: a live agent of a live team by id alone, for the proxy, whose
+ * caller was authenticated by that agent's own key (so the id is no user input
+ * that could name another team's agent). Never call it with an id from a request.
+ */
+export async function systemFindLiveAgent(db: DbOrTx, id: string): Promise<AgentRow | undefined> {
   const [row] = await db
     .select({ agent: agents })
     .from(agents)

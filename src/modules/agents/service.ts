@@ -121,9 +121,12 @@ export class AgentsService {
     };
   }
 
-  /** The live agent's full row for the proxy (cached briefly), or undefined when deleted. */
+  /**
+   * System-only: the live agent's full row for the proxy (cached briefly), or
+   * undefined when deleted. The id is the authenticated agent key's own.
+   */
   getForCall(agentId: string): Promise<AgentRow | undefined> {
-    return this.agentCache.get(agentId, () => repo.findLiveAgent(this.db, agentId));
+    return this.agentCache.get(agentId, () => repo.systemFindLiveAgent(this.db, agentId));
   }
 
   /** Any change to an agent or its key: the proxy's next read goes to the database. */

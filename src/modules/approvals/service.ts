@@ -145,6 +145,7 @@ export class ApprovalsService {
         }
         const consumed = await repo.consumeBatch(
           tx,
+          teamId,
           batch.map((b) => b.id),
           now,
         );

@@ -132,7 +132,7 @@ export class UsageBatcher {
     this.pending.clear();
     for (const [keyId, at] of batch) {
       try {
-        await repo.touchLastUsed(this.db, keyId, at);
+        await repo.systemTouchLastUsed(this.db, keyId, at);
       } catch (err) {
         this.ctx.log.warn(
           { err, provider_key_id: keyId },

@@ -115,10 +115,12 @@ export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[
 }
 
 /**
- * Moves last_used_at forward only (calls finish out of order), and leaves
- * updated_at alone: it versions the cached secret.
+ * System-only (by id alone): the id is of a key the proxy opened for its own
+ * team a moment ago, never one from a request. Moves last_used_at forward only
+ * (calls finish out of order), and leaves updated_at alone: it versions the
+ * cached secret.
  */
-export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
+export async function systemTouchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
   await db
     .update(providerKeys)
     .set({ lastUsedAt: at })
