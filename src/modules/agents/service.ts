@@ -1,3 +1,6 @@
+// One file over ~400 lines: the agent's use cases (create, update, upsert with its races,
+// key rotation, delete) and the other modules' side (the proxy's cached read, policy and
+// provider-key references) share the team check, the caches and the insert path.
 import type { Static } from 'typebox';
 import type { Context } from '../../core/context.ts';
 import { generateToken, type TokenHasher, tokenDisplayPrefix } from '../../core/crypto.ts';

@@ -1,3 +1,4 @@
+import type { AgentId, RunId, StepId } from '../../core/ids.ts';
 import type { AgentForCall, AttemptRecord, PolicyForCall, StepOutcome } from './ports.ts';
 import type { WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -7,7 +8,7 @@ import { totalTokens, type Usage } from './usage.ts';
 
 export interface ProxyRequest {
   format: WireFormat;
-  agentId: string;
+  agentId: AgentId;
   headers: Record<string, string | string[] | undefined>;
   body: Record<string, unknown>;
   /** Aborts when the client goes away. */
@@ -23,8 +24,8 @@ export interface Admitted {
   req: ProxyRequest;
   agent: AgentForCall;
   policy: PolicyForCall;
-  runId: string;
-  stepId: string;
+  runId: RunId;
+  stepId: StepId;
   model: string;
   routedFrom: string | null;
   stream: boolean;

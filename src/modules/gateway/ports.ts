@@ -1,3 +1,4 @@
+import type { AgentId, PolicyId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { PolicySpec } from '../policies/spec.ts';
 import type { ReserveResult } from '../runs/service.ts';
 import type { PriceOverrides } from './pricing.ts';
@@ -10,18 +11,18 @@ import type { Usage } from './usage.ts';
 // service to these, so the gateway depends on no other module's internals.
 
 export interface AgentForCall {
-  id: string;
-  teamId: string;
+  id: AgentId;
+  teamId: TeamId;
   name: string;
   status: 'active' | 'disabled';
-  policyId: string;
+  policyId: PolicyId;
   allowedPolicies: string[] | null;
   providerKeys: Record<string, string | Array<{ key_id: string; weight: number }>>;
   routingOverride: RoutingOverride | null;
 }
 
 export interface PolicyForCall {
-  id: string;
+  id: PolicyId;
   name: string;
   /** The complete document, defaults applied (modules/policies owns its schema). */
   spec: PolicySpec;
@@ -36,12 +37,12 @@ export interface KeyForCall {
 }
 
 export interface RunForCall {
-  id: string;
+  id: RunId;
   stepCount: number;
 }
 
 export interface StepOutcome {
-  stepId: string;
+  stepId: StepId;
   type: 'llm_call' | 'dry_run';
   status: 'success' | 'error' | 'timeout';
   provider: string | null;
@@ -82,13 +83,13 @@ export interface AttemptPlan {
 }
 
 export interface GatewayPorts {
-  agent(agentId: string): Promise<AgentForCall | undefined>;
-  policy(teamId: string, idOrName: string): Promise<PolicyForCall | undefined>;
+  agent(agentId: AgentId): Promise<AgentForCall | undefined>;
+  policy(teamId: TeamId, idOrName: string): Promise<PolicyForCall | undefined>;
   /** The team's usable keys among `keyIds` (enabled, secret opened); one lookup per call. */
-  keys(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>>;
+  keys(teamId: TeamId, keyIds: readonly string[]): Promise<Map<string, KeyForCall>>;
   runs: {
     resolve(args: {
-      teamId: string;
+      teamId: TeamId;
       agent: AgentForCall;
       policy: PolicyForCall;
       runId?: string;
@@ -97,10 +98,10 @@ export interface GatewayPorts {
       runMetadata?: Record<string, unknown>;
     }): Promise<RunForCall>;
     reserve(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
-      policyId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
+      policyId: PolicyId;
       amountMicros: number;
       tokens: number;
       model: string;
@@ -110,18 +111,18 @@ export interface GatewayPorts {
     /** Settles after the response went out: never loses the step (write-behind). The reservation knows its run. */
     settleLater(reservationId: string, outcome: StepOutcome): void;
     recordBlocked(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
       status: 'budget_blocked' | 'policy_blocked';
       code: string;
       message: string;
       model: string | null;
     }): void;
     recordFailover(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
       attempted: AttemptRecord[];
       resolvedProvider: string | null;
       resolvedModel: string | null;
@@ -130,19 +131,19 @@ export interface GatewayPorts {
   };
   approvals: {
     request(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
-      policyId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
+      policyId: PolicyId;
       tools: string[];
       requestHash: string;
       requestSnapshot: unknown;
       expiryMs: number;
     }): Promise<Array<{ id: string; tool: string }>>;
     consume(args: {
-      teamId: string;
+      teamId: TeamId;
       approvalId: string;
-      agentId: string;
+      agentId: AgentId;
       requestHash: string;
     }): Promise<{ ok: true } | { ok: false; message: string }>;
   };

@@ -1,3 +1,4 @@
+import { type Id, type IdPrefix, isId } from '../../core/ids.ts';
 import type { AgentsService } from '../agents/service.ts';
 import type { ApprovalsService } from '../approvals/service.ts';
 import type { PoliciesService } from '../policies/service.ts';
@@ -7,6 +8,12 @@ import type { ProviderHealthRegistry } from './circuit-breaker.ts';
 import type { GatewayPorts } from './ports.ts';
 import type { PriceTable } from './pricing.ts';
 import { Router } from './routing.ts';
+
+/** A stored id as its typed kind; one that is not is corrupt data, not a caller's mistake. */
+function storedId<P extends IdPrefix>(prefix: P, value: string): Id<P> {
+  if (!isId(value, prefix)) throw new Error(`stored id ${JSON.stringify(value)} is not a ${prefix} id`);
+  return value;
+}
 
 export interface GatewayModules {
   agents: AgentsService;
@@ -36,11 +43,11 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
       const row = await m.agents.getForCall(agentId);
       if (!row) return undefined;
       return {
-        id: row.id,
-        teamId: row.teamId,
+        id: storedId('agt', row.id),
+        teamId: storedId('team', row.teamId),
         name: row.name,
         status: row.status,
-        policyId: row.policyId,
+        policyId: storedId('pol', row.policyId),
         allowedPolicies: row.allowedPolicies ?? null,
         providerKeys: row.providerKeys,
         routingOverride: row.routingOverride ?? null,
@@ -48,12 +55,12 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
     },
     async policy(teamId, idOrName) {
       const p = await m.policies.findForTeam(teamId, idOrName);
-      return p ? { id: p.id, name: p.name, spec: p.spec } : undefined;
+      return p ? { id: storedId('pol', p.id), name: p.name, spec: p.spec } : undefined;
     },
     keys: (teamId, keyIds) => m.providers.keysForCall(teamId, keyIds),
     runs: {
-      resolve: (args) =>
-        m.runs.resolveRun({
+      resolve: async (args) => {
+        const run = await m.runs.resolveRun({
           teamId: args.teamId,
           agent: {
             id: args.agent.id,
@@ -66,7 +73,9 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
           newRun: args.newRun,
           ...(args.runName !== undefined ? { runName: args.runName } : {}),
           ...(args.runMetadata !== undefined ? { runMetadata: args.runMetadata } : {}),
-        }),
+        });
+        return { id: storedId('run', run.id), stepCount: run.stepCount };
+      },
       reserve: (args) => m.runs.reserve(args),
       release: async (reservationId) => {
         await m.runs.release(reservationId);

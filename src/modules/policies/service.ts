@@ -1,3 +1,6 @@
+// One file over ~400 lines: every use case of a policy (create, update, upsert with its
+// races, delete, versions, stats) shares the team check, the cache and the version writer;
+// split by concern if it grows further.
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { newId, ulid } from '../../core/ids.ts';

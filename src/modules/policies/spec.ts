@@ -6,7 +6,9 @@ import { PROVIDERS, type Provider } from '../gateway/provider-call.ts';
 /**
  * The policy document (Rungate's full policy, notes/rungate.md §3): its input
  * schema, its defaults, the rules that span fields, and the deep merge that
- * PUT applies. Stored whole, defaults applied, in `policies.spec`.
+ * PUT applies. Stored whole, defaults applied, in `policies.spec`. One file
+ * (over ~400 lines) so that the schema, the types derived from it and the
+ * defaults cannot drift apart.
  */
 
 const Optional = Type.Optional;

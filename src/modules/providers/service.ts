@@ -1,3 +1,6 @@
+// One file over ~400 lines: the key's use cases (create, update, rotate, disable, delete
+// with remap, dependents, health) share the team check, the opened-key cache and the
+// transaction helpers; the proxy's side already lives in call-keys.ts.
 import type { Static } from 'typebox';
 import { DAY_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
