@@ -1,7 +1,7 @@
 import type { AgentId, PolicyId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { PolicySpec } from '../policies/spec.ts';
+import type { KeyForCall } from '../providers/service.ts';
 import type { ReserveResult } from '../runs/service.ts';
-import type { PriceOverrides } from './pricing.ts';
 import type { Provider } from './provider-call.ts';
 import type { RoutingOverride } from './routing.ts';
 import type { FailureKind } from './upstream.ts';
@@ -28,13 +28,8 @@ export interface PolicyForCall {
   spec: PolicySpec;
 }
 
-export interface KeyForCall {
-  id: string;
-  provider: Provider;
-  baseUrl: string;
-  apiKey: string;
-  priceOverrides: PriceOverrides | null;
-}
+/** A provider key opened for one call (modules/providers declares it; it holds the plaintext secret). */
+export type { KeyForCall } from '../providers/service.ts';
 
 export interface RunForCall {
   id: RunId;
