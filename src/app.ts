@@ -150,13 +150,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
-  const policies: PoliciesService = new PoliciesService(db, clock, events, (tx, teamId, policyId) =>
+  const policies: PoliciesService = new PoliciesService(db, ctx, events, (tx, teamId, policyId) =>
     agents.idsUsingPolicy(tx, teamId, policyId),
   );
   // Agents ask providers whether a key exists (providers is made below).
   const providerKeyExists = (teamId: string, keyId: string, provider: string) =>
     providers.exists(teamId, keyId, provider);
-  const agents: AgentsService = new AgentsService(db, clock, hasher, events, policies, providerKeyExists);
+  const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, providerKeyExists);
   // -- module services (add new modules here) --
   const runs = new RunsService(
     db,
@@ -165,23 +165,25 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     async (agentId) => (await agents.getForCall(agentId))?.status === 'active',
     { exclusiveDatabase: database.kind === 'pglite' },
   );
-  const approvals = new ApprovalsService(db, clock, events);
+  const approvals = new ApprovalsService(db, ctx, events);
   const providerHealth = new ProviderHealthRegistry(clock);
   const providers: ProvidersService = new ProvidersService(
     db,
-    clock,
+    ctx,
     sealer,
     events,
     providerHealth,
     outbound,
+    agents,
   );
-  const gatewayRateLimiter = new RateLimiter(gatewayStore);
+  const gatewayRateLimiter = new RateLimiter(gatewayStore, log);
   const gateway = new GatewayService(
+    ctx,
     gatewayPorts(
       { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
       () => clock.now(),
     ),
-    new WireTranslator(),
+    new WireTranslator(clock),
     gatewayRateLimiter,
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
     upstream,
@@ -359,7 +361,6 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerSnapshotRoutes(app, snapshots);
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
-  gatewayRateLimiter.useLog(app.log);
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
   let started = false;

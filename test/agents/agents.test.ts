@@ -187,7 +187,7 @@ describe('creating an agent', () => {
     const known = new Set(['openai:pkey_ok']);
     const service = new AgentsService(
       t.database.db,
-      t.clock,
+      t.services.ctx,
       t.services.hasher,
       t.services.events,
       t.services.policies,

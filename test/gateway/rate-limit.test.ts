@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLog } from '../../src/core/context.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from '../../src/core/rate-limit.ts';
 import type { Database } from '../../src/db/client.ts';
 import { PostgresRateLimitStore } from '../../src/db/rate-limit-store.ts';
@@ -25,7 +26,10 @@ describe.each(stores)('RateLimiter on the %s store', (_name, makeStore) => {
 
   it('admits up to the requests-per-minute limit and says when to retry', async () => {
     let now = 1_000_000;
-    const rl = new RateLimiter(makeStore(() => now));
+    const rl = new RateLimiter(
+      makeStore(() => now),
+      silentLog,
+    );
     const [a, b] = [key('a'), key('b')];
     const limits = { maxRequestsPerMinute: 3, maxTokensPerMinute: null };
     expect((await rl.admit(a, limits, 10)).ok).toBe(true);
@@ -44,7 +48,10 @@ describe.each(stores)('RateLimiter on the %s store', (_name, makeStore) => {
 
   it('limits tokens per minute and takes corrections from real usage', async () => {
     let now = 5_000_000;
-    const rl = new RateLimiter(makeStore(() => now));
+    const rl = new RateLimiter(
+      makeStore(() => now),
+      silentLog,
+    );
     const a = key('a');
     const limits = { maxRequestsPerMinute: null, maxTokensPerMinute: 1000 };
     expect((await rl.admit(a, limits, 600)).ok).toBe(true);
@@ -57,7 +64,10 @@ describe.each(stores)('RateLimiter on the %s store', (_name, makeStore) => {
   });
 
   it('admits a single request larger than the token limit when nothing else is in the window', async () => {
-    const rl = new RateLimiter(makeStore(() => 0));
+    const rl = new RateLimiter(
+      makeStore(() => 0),
+      silentLog,
+    );
     expect((await rl.admit(key('a'), { maxRequestsPerMinute: null, maxTokensPerMinute: 100 }, 500)).ok).toBe(
       true,
     );
@@ -66,7 +76,7 @@ describe.each(stores)('RateLimiter on the %s store', (_name, makeStore) => {
 
 describe('RateLimiter on the memory store', () => {
   it('answers synchronously, so an admitted proxy call takes no extra microtask', () => {
-    const rl = new RateLimiter(new MemoryRateLimitStore(() => 0));
+    const rl = new RateLimiter(new MemoryRateLimitStore(() => 0), silentLog);
     const limits = { maxRequestsPerMinute: 1, maxTokensPerMinute: null };
     expect(rl.admit('a', limits, 1)).toEqual({ ok: true });
     expect(rl.admit('a', limits, 1)).toEqual({ ok: false, limit: 'requests', retryAfterSec: 60 });

@@ -1,4 +1,4 @@
-import { and, desc, eq, isNull, like, lt, or } from 'drizzle-orm';
+import { and, desc, eq, isNull, like, lt, or, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
@@ -6,6 +6,7 @@ export { isUniqueViolation } from '../../db/errors.ts';
 import { agents, teams } from '../../db/schema/index.ts';
 
 export type AgentRow = typeof agents.$inferSelect;
+export type Bindings = AgentRow['providerKeys'];
 export type AgentPatch = Partial<Omit<AgentRow, 'id' | 'teamId' | 'createdAt'>>;
 
 export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): Promise<AgentRow> {
@@ -105,8 +106,12 @@ export async function findAgentByKeyHash(db: DbOrTx, hash: string): Promise<Agen
   return row?.agent;
 }
 
-/** A live agent of a live team, by id alone (the proxy already knows the team from the key). */
-export async function findLiveAgent(db: DbOrTx, id: string): Promise<AgentRow | undefined> {
+/**
+ * System-only: a live agent of a live team by id alone, for the proxy, whose
+ * caller was authenticated by that agent's own key (so the id is no user input
+ * that could name another team's agent). Never call it with an id from a request.
+ */
+export async function systemFindLiveAgent(db: DbOrTx, id: string): Promise<AgentRow | undefined> {
   const [row] = await db
     .select({ agent: agents })
     .from(agents)
@@ -123,4 +128,55 @@ export async function idsUsingPolicy(db: DbOrTx, teamId: string, policyId: strin
     .where(and(eq(agents.teamId, teamId), eq(agents.policyId, policyId), isNull(agents.deletedAt)))
     .orderBy(agents.id);
   return rows.map((r) => r.id);
+}
+
+// -- agents bound to a provider key (for the providers module, through the service) --
+
+/** JSON text of a key id as it appears inside agents.provider_keys. */
+function jsonText(keyId: string): string {
+  return JSON.stringify(keyId);
+}
+
+/**
+ * Live agents of the team whose provider_keys name the key, in either form.
+ * The text match narrows the rows; `bindingsUse` decides exactly.
+ */
+export async function agentsBoundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
+  const escaped = jsonText(keyId).replace(/[\\%_]/g, (c) => `\\${c}`);
+  const q = db
+    .select({ id: agents.id, name: agents.name, providerKeys: agents.providerKeys })
+    .from(agents)
+    .where(
+      and(
+        eq(agents.teamId, teamId),
+        isNull(agents.deletedAt),
+        sql`${agents.providerKeys}::text like ${`%${escaped}%`}`,
+      ),
+    )
+    .orderBy(agents.id);
+  const rows = lock ? await q.for(lock) : await q;
+  return rows.filter((r) => bindingsUse(r.providerKeys, keyId).length > 0);
+}
+
+/** The providers under which `bindings` names the key. */
+export function bindingsUse(bindings: Bindings, keyId: string): string[] {
+  const providers: string[] = [];
+  for (const [provider, b] of Object.entries(bindings ?? {})) {
+    if (typeof b === 'string' ? b === keyId : Array.isArray(b) && b.some((k) => k.key_id === keyId))
+      providers.push(provider);
+  }
+  return providers;
+}
+
+export async function setAgentBindings(
+  db: DbOrTx,
+  teamId: string,
+  agentId: string,
+  bindings: Bindings,
+  at: Date,
+): Promise<void> {
+  await db
+    .update(agents)
+    .set({ providerKeys: bindings, updatedAt: at })
+    .where(and(eq(agents.teamId, teamId), eq(agents.id, agentId)));
 }

@@ -1,5 +1,8 @@
+// One file over ~400 lines: the agent's use cases (create, update, upsert with its races,
+// key rotation, delete) and the other modules' side (the proxy's cached read, policy and
+// provider-key references) share the team check, the caches and the insert path.
 import type { Static } from 'typebox';
-import type { Clock } from '../../core/clock.ts';
+import type { Context } from '../../core/context.ts';
 import { generateToken, type TokenHasher, tokenDisplayPrefix } from '../../core/crypto.ts';
 import {
   BadRequestError,
@@ -28,6 +31,7 @@ export type UpdateAgentInput = Static<typeof s.UpdateAgentBody>;
 export type UpsertAgentInput = Static<typeof s.UpsertAgentBody>;
 type ProviderKeys = Static<typeof s.ProviderKeys>;
 
+export { bindingsUse } from './repo.ts';
 export { type AgentView, agentView } from './views.ts';
 
 /** Whether `keyId` is a usable provider key of the team for `provider` (the providers module answers). */
@@ -48,13 +52,37 @@ function nameTaken(name: string): ConflictError {
   });
 }
 
+/**
+ * Rewrites every reference to `from` into `to`, in both binding forms. When the
+ * weighted list already holds `to`, the two entries merge (weights add, up to
+ * the maximum of 100) so that the list still names each key once.
+ */
+export function remapBindings(bindings: repo.Bindings, from: string, to: string): repo.Bindings {
+  const out: repo.Bindings = {};
+  for (const [provider, b] of Object.entries(bindings ?? {})) {
+    if (typeof b === 'string') {
+      out[provider] = b === from ? to : b;
+      continue;
+    }
+    const merged: Array<{ key_id: string; weight: number }> = [];
+    for (const k of b) {
+      const keyId = k.key_id === from ? to : k.key_id;
+      const same = merged.find((m) => m.key_id === keyId);
+      if (same) same.weight = Math.min(100, same.weight + k.weight);
+      else merged.push({ key_id: keyId, weight: k.weight });
+    }
+    out[provider] = merged;
+  }
+  return out;
+}
+
 export class AgentsService {
   private readonly agentCache = new ReadThroughCache<AgentRow | undefined>(CACHE);
   private readonly keyCache = new ReadThroughCache<AgentRow>(CACHE);
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly hasher: TokenHasher,
     private readonly events: EventsService,
     private readonly policies: PolicyReferences,
@@ -96,13 +124,21 @@ export class AgentsService {
     };
   }
 
-  /** The live agent's full row for the proxy (cached briefly), or undefined when deleted. */
+  /**
+   * System-only: the live agent's full row for the proxy (cached briefly), or
+   * undefined when deleted. The id is the authenticated agent key's own.
+   */
   getForCall(agentId: string): Promise<AgentRow | undefined> {
-    return this.agentCache.get(agentId, () => repo.findLiveAgent(this.db, agentId));
+    return this.agentCache.get(agentId, () => repo.systemFindLiveAgent(this.db, agentId));
   }
 
   /** Any change to an agent or its key: the proxy's next read goes to the database. */
   private forget(): void {
+    this.forgetCached();
+  }
+
+  /** For the providers module, after its transaction rewrote agents' bindings (a key's remap). */
+  forgetCached(): void {
     this.agentCache.clear();
     this.keyCache.clear();
   }
@@ -133,6 +169,41 @@ export class AgentsService {
       allowed_models: spec?.allowed_models ?? null,
       model_override: spec?.model_override ?? null,
     };
+  }
+
+  /** For the providers module: the team's live agents whose provider_keys name the key (in its transaction when given one). */
+  boundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
+    return repo.agentsBoundToKey(db, teamId, keyId, lock);
+  }
+
+  /**
+   * For the providers module, inside its transaction (a key deleted with
+   * remap_to): every live agent bound to `fromKeyId` is bound to `toKeyId`
+   * instead, each change with its agent.updated event. Returns their ids.
+   */
+  async remapProviderKey(
+    tx: DbOrTx,
+    r: { teamId: string; fromKeyId: string; toKeyId: string; actor: ReturnType<typeof actorOf>; at: Date },
+  ): Promise<string[]> {
+    const remapped: string[] = [];
+    for (const agent of await repo.agentsBoundToKey(tx, r.teamId, r.fromKeyId, 'update')) {
+      await repo.setAgentBindings(
+        tx,
+        r.teamId,
+        agent.id,
+        remapBindings(agent.providerKeys, r.fromKeyId, r.toKeyId),
+        r.at,
+      );
+      await this.events.record(tx, {
+        teamId: r.teamId,
+        type: 'agent.updated',
+        ...r.actor,
+        subjectId: agent.id,
+        data: { name: agent.name, changed_fields: ['provider_keys'] },
+      });
+      remapped.push(agent.id);
+    }
+    return remapped;
   }
 
   /** For the policies module: live agents whose policy is `policyId`, inside its transaction. */
@@ -232,7 +303,7 @@ export class AgentsService {
 
   private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateAgentInput) {
     const apiKey = generateToken('pda');
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     const row = await repo.insertAgent(tx, {
       id: newId('agt'),
       teamId,
@@ -324,7 +395,7 @@ export class AgentsService {
         }
         const updated = (await repo.updateAgent(tx, teamId, row.id, {
           ...patch,
-          updatedAt: this.clock.now(),
+          updatedAt: this.ctx.clock.now(),
         }))!;
         const disabled = row.status === 'active' && updated.status === 'disabled';
         const actor = actorOf(principal);
@@ -410,7 +481,7 @@ export class AgentsService {
     const teamId = this.team(principal, 'write');
     try {
       await this.db.transaction(async (tx) => {
-        const now = this.clock.now();
+        const now = this.ctx.clock.now();
         const row = await repo.updateAgent(tx, teamId, id, { deletedAt: now, updatedAt: now });
         if (!row) throw new NotFoundError('agent', id);
         await this.events.record(tx, {
@@ -436,7 +507,7 @@ export class AgentsService {
         const row = await repo.updateAgent(tx, teamId, id, {
           keyHash: this.hasher.hash(apiKey),
           keyPrefix: prefix,
-          updatedAt: this.clock.now(),
+          updatedAt: this.ctx.clock.now(),
         });
         if (!row) throw new NotFoundError('agent', id);
         await this.events.record(tx, {

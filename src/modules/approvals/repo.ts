@@ -115,11 +115,18 @@ export async function decide(
  * approved → consumed for every approval of the batch, in one statement, only
  * if each is approved and unexpired: single use even when two replays race.
  */
-export async function consumeBatch(db: DbOrTx, ids: string[], now: Date): Promise<number> {
+export async function consumeBatch(db: DbOrTx, teamId: string, ids: string[], now: Date): Promise<number> {
   const rows = await db
     .update(approvals)
     .set({ status: 'consumed' })
-    .where(and(inArray(approvals.id, ids), eq(approvals.status, 'approved'), gt(approvals.expiresAt, now)))
+    .where(
+      and(
+        eq(approvals.teamId, teamId),
+        inArray(approvals.id, ids),
+        eq(approvals.status, 'approved'),
+        gt(approvals.expiresAt, now),
+      ),
+    )
     .returning({ id: approvals.id });
   return rows.length;
 }

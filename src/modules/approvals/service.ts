@@ -1,4 +1,4 @@
-import type { Clock } from '../../core/clock.ts';
+import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
@@ -43,7 +43,7 @@ class LostRace extends Error {}
 export class ApprovalsService {
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly events: EventsService,
   ) {}
 
@@ -56,7 +56,7 @@ export class ApprovalsService {
   async request(input: ApprovalRequestInput): Promise<Array<{ id: string; tool: string }>> {
     const tools = [...new Set(input.toolNames)];
     if (tools.length === 0) return [];
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     return this.db.transaction(async (tx) => {
       const pending = await repo.pendingForRequest(tx, input.teamId, input.agentId, input.requestHash, now);
       const latest = pending.filter(
@@ -114,7 +114,7 @@ export class ApprovalsService {
     agentId: string,
     requestHash: string,
   ): Promise<ConsumeResult> {
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     const refuse = (reason: ConsumeRefusal, message: string): ConsumeResult => ({
       ok: false,
       reason,
@@ -145,6 +145,7 @@ export class ApprovalsService {
         }
         const consumed = await repo.consumeBatch(
           tx,
+          teamId,
           batch.map((b) => b.id),
           now,
         );
@@ -161,7 +162,7 @@ export class ApprovalsService {
 
   async list(principal: Principal, q: ApprovalListQueryType) {
     const limit = pageLimit(q.limit);
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     const rows = await repo.listApprovals(
       this.db,
       activeTeam(principal),
@@ -185,7 +186,7 @@ export class ApprovalsService {
   async get(principal: Principal, id: string) {
     const a = await repo.findApproval(this.db, activeTeam(principal), id);
     if (!a) throw new NotFoundError('approval', id);
-    return approvalView(a, this.clock.now());
+    return approvalView(a, this.ctx.clock.now());
   }
 
   approve(principal: Principal, id: string) {
@@ -203,7 +204,7 @@ export class ApprovalsService {
     reason: string | null,
   ) {
     const teamId = activeTeam(principal);
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     const actor = actorOf(principal);
     const decided = await this.db.transaction(async (tx) => {
       const row = await repo.decide(tx, teamId, id, {

@@ -1,23 +1,10 @@
 import type { Clock } from '../../core/clock.ts';
+import { POLICY_DEFAULTS, type PolicySpec } from '../policies/spec.ts';
+import type { Provider } from './provider-call.ts';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
-export type KeyProvider = 'anthropic' | 'openai' | 'openai_compatible';
-
-export interface CircuitBreakerConfig {
-  /** Consecutive failures before the circuit opens; 0 disables the breaker. */
-  failure_threshold: number;
-  /** First cooldown before a half-open probe; doubles on each failed probe. */
-  recovery_timeout_ms: number;
-  /** Cap of the doubling. */
-  max_recovery_timeout_ms: number;
-}
-
-/** Rungate's stated defaults (policy routing.circuit_breaker). */
-export const CIRCUIT_BREAKER_DEFAULTS: CircuitBreakerConfig = {
-  failure_threshold: 5,
-  recovery_timeout_ms: 30_000,
-  max_recovery_timeout_ms: 600_000,
-};
+/** A policy's routing.circuit_breaker (modules/policies owns its schema and defaults). */
+export type CircuitBreakerConfig = PolicySpec['routing']['circuit_breaker'];
 
 /**
  * Failures that say nothing about the provider: the client went away, or the
@@ -171,14 +158,14 @@ class LatencyWindow {
 }
 
 interface KeyHealthEntry {
-  provider: KeyProvider | null;
+  provider: Provider | null;
   breaker: CircuitBreaker;
   latency: LatencyWindow;
 }
 
 export interface ProviderHealth {
   provider_key_id: string;
-  provider: KeyProvider | null;
+  provider: Provider | null;
   state: CircuitState;
   failure_count: number;
   last_failure_at: string | null;
@@ -202,7 +189,7 @@ export class ProviderHealthRegistry {
 
   constructor(
     private readonly clock: Clock,
-    private readonly defaults: CircuitBreakerConfig = CIRCUIT_BREAKER_DEFAULTS,
+    private readonly defaults: CircuitBreakerConfig = POLICY_DEFAULTS.routing.circuit_breaker,
   ) {}
 
   private entry(keyId: string): KeyHealthEntry {
@@ -219,7 +206,7 @@ export class ProviderHealthRegistry {
   }
 
   /** Tells the registry which provider a key is for and the breaker settings to apply to it. */
-  track(keyId: string, provider: KeyProvider, config?: CircuitBreakerConfig): void {
+  track(keyId: string, provider: Provider, config?: CircuitBreakerConfig): void {
     const e = this.entry(keyId);
     e.provider = provider;
     if (config) e.breaker.configure(config);
@@ -265,7 +252,7 @@ export class ProviderHealthRegistry {
    * The health of the given keys (a key never called is closed with no
    * history), or of every key this process knows when none are given.
    */
-  snapshot(keys?: Iterable<{ id: string; provider: KeyProvider }>): ProviderHealth[] {
+  snapshot(keys?: Iterable<{ id: string; provider: Provider }>): ProviderHealth[] {
     const nowMs = this.nowMs();
     const wanted = keys
       ? [...keys]

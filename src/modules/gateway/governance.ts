@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
+import type { PolicySpec } from '../policies/spec.ts';
 import { matchesAny } from './glob.ts';
-import type { PolicyRules } from './ports.ts';
 import type { WireFormat } from './provider-call.ts';
 
 /** Tool names a request offers the model, in either wire format. */
@@ -23,7 +23,7 @@ export function toolNames(format: WireFormat, body: Record<string, unknown>): st
 export type ModelRuling = { ok: true } | { ok: false; message: string };
 
 /** Rungate: blocked_models wins; a non-empty allowed_models list admits only its globs. */
-export function checkModel(spec: PolicyRules, model: string): ModelRuling {
+export function checkModel(spec: PolicySpec, model: string): ModelRuling {
   if (matchesAny(spec.blocked_models, model))
     return { ok: false, message: `model ${model} is blocked by the policy` };
   const allowed = spec.allowed_models ?? [];
@@ -38,7 +38,7 @@ export interface ToolRuling {
   needApproval: string[];
 }
 
-export function checkTools(spec: PolicyRules, tools: string[]): ToolRuling {
+export function checkTools(spec: PolicySpec, tools: string[]): ToolRuling {
   const blocked: ToolRuling['blocked'] = [];
   const needApproval: string[] = [];
   const allowed = spec.allowed_tools ?? [];

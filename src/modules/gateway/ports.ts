@@ -1,5 +1,9 @@
-import type { PriceOverrides } from './pricing.ts';
+import type { AgentId, PolicyId, RunId, StepId, TeamId } from '../../core/ids.ts';
+import type { PolicySpec } from '../policies/spec.ts';
+import type { KeyForCall } from '../providers/service.ts';
+import type { ReserveResult } from '../runs/service.ts';
 import type { Provider } from './provider-call.ts';
+import type { RoutingOverride } from './routing.ts';
 import type { FailureKind } from './upstream.ts';
 import type { Usage } from './usage.ts';
 
@@ -7,66 +11,33 @@ import type { Usage } from './usage.ts';
 // service to these, so the gateway depends on no other module's internals.
 
 export interface AgentForCall {
-  id: string;
-  teamId: string;
+  id: AgentId;
+  teamId: TeamId;
   name: string;
   status: 'active' | 'disabled';
-  policyId: string;
+  policyId: PolicyId;
   allowedPolicies: string[] | null;
   providerKeys: Record<string, string | Array<{ key_id: string; weight: number }>>;
-  routingOverride: Record<string, unknown> | null;
-}
-
-/** The parts of a policy document the proxy reads (see modules/policies). */
-export interface PolicyRules {
-  budget?: {
-    hard_limit_usd?: number | null;
-    hard_limit_tokens?: number | null;
-    alert_threshold_usd?: number | null;
-    alert_threshold_tokens?: number | null;
-    max_cost_per_hour_usd?: number | null;
-  } | null;
-  allowed_models?: string[] | null;
-  blocked_models?: string[] | null;
-  allowed_tools?: string[] | null;
-  blocked_tools?: string[] | null;
-  require_approval?: string[] | null;
-  approval_expiry_ms?: number | null;
-  rate_limits?: { max_requests_per_minute?: number | null; max_tokens_per_minute?: number | null } | null;
-  routing?: Record<string, unknown> | null;
-  model_mapping?: Record<string, Record<string, string>> | null;
-  default_model?: string | null;
-  model_override?: string | null;
-  runaway_prevention?: { enabled?: boolean; max_steps_per_run?: number | null } | null;
-  dry_run?: boolean | null;
-  content_logging?: 'default' | 'enabled' | 'disabled' | null;
+  routingOverride: RoutingOverride | null;
 }
 
 export interface PolicyForCall {
-  id: string;
+  id: PolicyId;
   name: string;
-  spec: PolicyRules;
+  /** The complete document, defaults applied (modules/policies owns its schema). */
+  spec: PolicySpec;
 }
 
-export interface KeyForCall {
-  id: string;
-  provider: Provider;
-  baseUrl: string;
-  apiKey: string;
-  priceOverrides: PriceOverrides | null;
-}
+/** A provider key opened for one call (modules/providers declares it; it holds the plaintext secret). */
+export type { KeyForCall } from '../providers/service.ts';
 
 export interface RunForCall {
-  id: string;
+  id: RunId;
   stepCount: number;
 }
 
-export type ReserveResult =
-  | { ok: true; reservationId: string; remainingMicros: number | null; remainingTokens: number | null }
-  | { ok: false; reason: 'budget_exceeded' | 'hourly_budget_exceeded' | 'run_not_running'; message: string };
-
 export interface StepOutcome {
-  stepId: string;
+  stepId: StepId;
   type: 'llm_call' | 'dry_run';
   status: 'success' | 'error' | 'timeout';
   provider: string | null;
@@ -107,13 +78,13 @@ export interface AttemptPlan {
 }
 
 export interface GatewayPorts {
-  agent(agentId: string): Promise<AgentForCall | undefined>;
-  policy(teamId: string, idOrName: string): Promise<PolicyForCall | undefined>;
+  agent(agentId: AgentId): Promise<AgentForCall | undefined>;
+  policy(teamId: TeamId, idOrName: string): Promise<PolicyForCall | undefined>;
   /** The team's usable keys among `keyIds` (enabled, secret opened); one lookup per call. */
-  keys(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>>;
+  keys(teamId: TeamId, keyIds: readonly string[]): Promise<Map<string, KeyForCall>>;
   runs: {
     resolve(args: {
-      teamId: string;
+      teamId: TeamId;
       agent: AgentForCall;
       policy: PolicyForCall;
       runId?: string;
@@ -122,31 +93,31 @@ export interface GatewayPorts {
       runMetadata?: Record<string, unknown>;
     }): Promise<RunForCall>;
     reserve(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
-      policyId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
+      policyId: PolicyId;
       amountMicros: number;
       tokens: number;
       model: string;
       maxCostPerHourMicros: number | null;
     }): Promise<ReserveResult>;
     release(reservationId: string): Promise<void>;
-    /** Settles after the response went out: never loses the step (write-behind). */
-    settleLater(reservationId: string, runId: string, outcome: StepOutcome): void;
+    /** Settles after the response went out: never loses the step (write-behind). The reservation knows its run. */
+    settleLater(reservationId: string, outcome: StepOutcome): void;
     recordBlocked(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
       status: 'budget_blocked' | 'policy_blocked';
       code: string;
       message: string;
       model: string | null;
     }): void;
     recordFailover(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
       attempted: AttemptRecord[];
       resolvedProvider: string | null;
       resolvedModel: string | null;
@@ -155,19 +126,19 @@ export interface GatewayPorts {
   };
   approvals: {
     request(args: {
-      teamId: string;
-      runId: string;
-      agentId: string;
-      policyId: string;
+      teamId: TeamId;
+      runId: RunId;
+      agentId: AgentId;
+      policyId: PolicyId;
       tools: string[];
       requestHash: string;
       requestSnapshot: unknown;
       expiryMs: number;
     }): Promise<Array<{ id: string; tool: string }>>;
     consume(args: {
-      teamId: string;
+      teamId: TeamId;
       approvalId: string;
-      agentId: string;
+      agentId: AgentId;
       requestHash: string;
     }): Promise<{ ok: true } | { ok: false; message: string }>;
   };

@@ -1,12 +1,8 @@
-/** The providers Paddock can call and the wire format each speaks. */
-export type Provider = 'anthropic' | 'openai' | 'openai_compatible';
+/** The providers Paddock can call (the one list: policies, provider keys and routing import it). */
+export const PROVIDERS = ['anthropic', 'openai', 'openai_compatible'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+/** The wire format each provider speaks. */
 export type WireFormat = 'openai' | 'anthropic';
-
-export const DEFAULT_BASE_URLS: Record<Provider, string> = {
-  anthropic: 'https://api.anthropic.com',
-  openai: 'https://api.openai.com',
-  openai_compatible: 'http://127.0.0.1:11434',
-};
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 

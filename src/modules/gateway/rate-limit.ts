@@ -1,3 +1,4 @@
+import type { Log } from '../../core/context.ts';
 import {
   type HitDecision,
   type MaybePromise,
@@ -33,18 +34,11 @@ function inGatewayTerms(decision: HitDecision): RateDecision {
   };
 }
 
-interface WarnLog {
-  warn(obj: object, msg: string): void;
-}
-
 export class RateLimiter {
-  private log: WarnLog | undefined;
-
-  constructor(private readonly store: RateLimitStore) {}
-
-  useLog(log: WarnLog): void {
-    this.log = log;
-  }
+  constructor(
+    private readonly store: RateLimitStore,
+    private readonly log: Log,
+  ) {}
 
   /** Admits one request of `tokens` estimated tokens, or says how long to wait. */
   admit(key: string, limits: RateLimits, tokens: number): MaybePromise<RateDecision> {
@@ -67,7 +61,7 @@ export class RateLimiter {
     const adjusted = this.store.adjust(`gateway:${key}`, WINDOW, 0, deltaTokens);
     if (!(adjusted instanceof Promise)) return;
     return adjusted.catch((err: unknown) =>
-      this.log?.warn({ err }, 'could not correct a rate-limit token count'),
+      this.log.warn({ err, key }, 'could not correct a rate-limit token count'),
     );
   }
 }

@@ -1,5 +1,7 @@
 import { once } from 'node:events';
 import { Type } from 'typebox';
+import { UnauthorizedError } from '../../core/errors.ts';
+import { isId } from '../../core/ids.ts';
 import { principalOf } from '../../http/auth.ts';
 import { Nullable } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
@@ -67,9 +69,12 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
         reply.raw.on('close', () => {
           if (!reply.raw.writableFinished) controller.abort();
         });
+        const agentId = principalOf(request).agentId;
+        if (!agentId || !isId(agentId, 'agt'))
+          throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
         const result = await gateway.handle({
           format,
-          agentId: principalOf(request).agentId!,
+          agentId,
           headers: request.headers,
           body: request.body as Record<string, unknown>,
           signal: controller.signal,

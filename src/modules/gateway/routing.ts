@@ -1,45 +1,22 @@
-import { CIRCUIT_BREAKER_DEFAULTS, type CircuitBreakerConfig, type CircuitState } from './circuit-breaker.ts';
+import type { Static } from 'typebox';
+import type { RoutingOverride as AgentRoutingOverride } from '../agents/schemas.ts';
+import { POLICY_DEFAULTS, type PolicySpec } from '../policies/spec.ts';
+import type { CircuitBreakerConfig, CircuitState } from './circuit-breaker.ts';
 import { globMatch } from './glob.ts';
+import { PROVIDERS, type Provider } from './provider-call.ts';
 
 // The attempt plan for one proxied call: which provider, key and model to try,
 // in which order, with which timeouts. Pure and synchronous (no database): the
 // proxy calls it on every request with what it already holds in memory.
 
-export type ProviderName = 'anthropic' | 'openai' | 'openai_compatible';
-export const PROVIDER_NAMES: readonly ProviderName[] = ['anthropic', 'openai', 'openai_compatible'];
-
-export interface ModelRoute {
-  pattern: string;
-  chain: ProviderName[];
-  timeout_ms?: number;
-}
-
-export type LoadBalancing = 'failover' | 'round_robin' | 'weighted';
-export type RoutingPreference = 'default' | 'cost' | 'latency';
-
-/** A policy's `routing` object. */
-export interface RoutingConfig {
-  default_chain: ProviderName[];
-  model_routes: ModelRoute[];
-  timeout_ms: number;
-  connect_timeout_ms: number;
-  retry_on: number[];
-  /** TOTAL attempts, the first included (Rungate). */
-  max_retries: number;
-  on_rate_limit: 'failover_first' | 'backoff_first';
-  load_balancing: LoadBalancing;
-  circuit_breaker: CircuitBreakerConfig;
-  routing_preference: RoutingPreference;
-}
+/** A policy's `routing` object (modules/policies owns its schema and defaults). */
+export type RoutingConfig = PolicySpec['routing'];
+export type ModelRoute = RoutingConfig['model_routes'][number];
+export type LoadBalancing = RoutingConfig['load_balancing'];
+export type RoutingPreference = RoutingConfig['routing_preference'];
 
 /** An agent's `routing_override`: each field it sets beats the policy's. */
-export interface RoutingOverride {
-  default_chain?: ProviderName[];
-  model_routes?: ModelRoute[];
-  load_balancing?: LoadBalancing;
-  routing_preference?: RoutingPreference;
-  timeout_ms?: number;
-}
+export type RoutingOverride = NonNullable<Static<typeof AgentRoutingOverride>>;
 
 /** An agent's `provider_keys`: provider → key id, or `[{key_id, weight}]`. */
 export type ProviderBindings = Partial<Record<string, string | Array<{ key_id: string; weight: number }>>>;
@@ -47,22 +24,10 @@ export type ProviderBindings = Partial<Record<string, string | Array<{ key_id: s
 /** `{ sourceModel (or glob): { provider: targetModel } }`. */
 export type ModelMapping = Record<string, Partial<Record<string, string | null>> | null>;
 
-/** Rungate's stated defaults (timeouts, breaker, failover) plus Paddock's (retry_on, 3 attempts). */
-export const ROUTING_DEFAULTS: RoutingConfig = {
-  default_chain: [],
-  model_routes: [],
-  timeout_ms: 120_000,
-  connect_timeout_ms: 10_000,
-  retry_on: [429, 500, 502, 503, 504, 529],
-  max_retries: 3,
-  on_rate_limit: 'failover_first',
-  load_balancing: 'failover',
-  circuit_breaker: CIRCUIT_BREAKER_DEFAULTS,
-  routing_preference: 'default',
-};
+const ROUTING_DEFAULTS: RoutingConfig = POLICY_DEFAULTS.routing;
 
 export interface Attempt {
-  provider: ProviderName;
+  provider: Provider;
   keyId: string;
   model: string;
   timeoutMs: number;
@@ -89,11 +54,11 @@ export interface KeyHealthView {
   isAvailable(keyId: string): boolean;
   state(keyId: string): CircuitState;
   p50LatencyMs(keyId: string): number | null;
-  track?(keyId: string, provider: ProviderName, config: CircuitBreakerConfig): void;
+  track?(keyId: string, provider: Provider, config: CircuitBreakerConfig): void;
 }
 
 /** USD per million tokens (any consistent unit) of `model` on `provider` with `keyId`; undefined = unknown. */
-export type PriceOf = (provider: ProviderName, model: string, keyId: string) => number | undefined;
+export type PriceOf = (provider: Provider, model: string, keyId: string) => number | undefined;
 
 export interface PlanInput {
   /** The policy's routing (missing fields take ROUTING_DEFAULTS). */
@@ -148,7 +113,7 @@ function effectiveConfig(routing: Partial<RoutingConfig> | null | undefined): Ro
     max_retries: r.max_retries ?? ROUTING_DEFAULTS.max_retries,
     on_rate_limit: r.on_rate_limit ?? ROUTING_DEFAULTS.on_rate_limit,
     load_balancing: r.load_balancing ?? ROUTING_DEFAULTS.load_balancing,
-    circuit_breaker: { ...CIRCUIT_BREAKER_DEFAULTS, ...r.circuit_breaker },
+    circuit_breaker: { ...ROUTING_DEFAULTS.circuit_breaker, ...r.circuit_breaker },
     routing_preference: r.routing_preference ?? ROUTING_DEFAULTS.routing_preference,
   };
 }
@@ -168,7 +133,7 @@ export function resolveChain(
   model: string,
   bindings: ProviderBindings,
   mapping: ModelMapping | null | undefined,
-): { chain: ProviderName[]; timeoutMs: number } {
+): { chain: Provider[]; timeoutMs: number } {
   const routes = override?.model_routes ?? config.model_routes;
   // First matching pattern wins (Rungate).
   const route = routes.find((r) => globMatch(r.pattern, model));
@@ -177,7 +142,7 @@ export function resolveChain(
     override?.model_routes && route?.timeout_ms !== undefined
       ? route.timeout_ms
       : (override?.timeout_ms ?? route?.timeout_ms ?? config.timeout_ms);
-  let chain: ProviderName[] = route ? route.chain : (override?.default_chain ?? config.default_chain);
+  let chain: Provider[] = route ? route.chain : (override?.default_chain ?? config.default_chain);
   if (chain.length === 0) chain = impliedChain(model, bindings, mapping);
   return { chain: [...new Set(chain)], timeoutMs };
 }
@@ -193,9 +158,9 @@ function impliedChain(
   model: string,
   bindings: ProviderBindings,
   mapping: ModelMapping | null | undefined,
-): ProviderName[] {
+): Provider[] {
   const bound = Object.keys(bindings).filter(
-    (p): p is ProviderName => (PROVIDER_NAMES as readonly string[]).includes(p) && bindings[p] !== undefined,
+    (p): p is Provider => (PROVIDERS as readonly string[]).includes(p) && bindings[p] !== undefined,
   );
   const family = modelFamily(model);
   if (family === null || !bound.includes(family)) return bound;
@@ -228,7 +193,7 @@ function mappedModel(mapping: ModelMapping | null | undefined, model: string, pr
  * is configured to); otherwise undefined and the provider is skipped.
  */
 export function modelFor(
-  provider: ProviderName,
+  provider: Provider,
   model: string,
   mapping: ModelMapping | null | undefined,
 ): string | undefined {
@@ -257,7 +222,7 @@ function weightedOrder<T extends { weight: number }>(items: T[], random: () => n
 }
 
 interface ProviderCandidates {
-  provider: ProviderName;
+  provider: Provider;
   model: string;
   keys: string[];
 }

@@ -1,12 +1,19 @@
+import { type Id, type IdPrefix, isId } from '../../core/ids.ts';
 import type { AgentsService } from '../agents/service.ts';
 import type { ApprovalsService } from '../approvals/service.ts';
 import type { PoliciesService } from '../policies/service.ts';
 import type { ProvidersService } from '../providers/service.ts';
 import type { RunsService } from '../runs/service.ts';
 import type { ProviderHealthRegistry } from './circuit-breaker.ts';
-import type { GatewayPorts, PolicyRules } from './ports.ts';
+import type { GatewayPorts } from './ports.ts';
 import type { PriceTable } from './pricing.ts';
-import { type ModelMapping, type ProviderBindings, Router, type RoutingConfig } from './routing.ts';
+import { Router } from './routing.ts';
+
+/** A stored id as its typed kind; one that is not is corrupt data, not a caller's mistake. */
+function storedId<P extends IdPrefix>(prefix: P, value: string): Id<P> {
+  if (!isId(value, prefix)) throw new Error(`stored id ${JSON.stringify(value)} is not a ${prefix} id`);
+  return value;
+}
 
 export interface GatewayModules {
   agents: AgentsService;
@@ -36,11 +43,11 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
       const row = await m.agents.getForCall(agentId);
       if (!row) return undefined;
       return {
-        id: row.id,
-        teamId: row.teamId,
+        id: storedId('agt', row.id),
+        teamId: storedId('team', row.teamId),
         name: row.name,
         status: row.status,
-        policyId: row.policyId,
+        policyId: storedId('pol', row.policyId),
         allowedPolicies: row.allowedPolicies ?? null,
         providerKeys: row.providerKeys,
         routingOverride: row.routingOverride ?? null,
@@ -48,12 +55,12 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
     },
     async policy(teamId, idOrName) {
       const p = await m.policies.findForTeam(teamId, idOrName);
-      return p ? { id: p.id, name: p.name, spec: p.spec as PolicyRules } : undefined;
+      return p ? { id: storedId('pol', p.id), name: p.name, spec: p.spec } : undefined;
     },
     keys: (teamId, keyIds) => m.providers.keysForCall(teamId, keyIds),
     runs: {
-      resolve: (args) =>
-        m.runs.resolveRun({
+      resolve: async (args) => {
+        const run = await m.runs.resolveRun({
           teamId: args.teamId,
           agent: {
             id: args.agent.id,
@@ -61,17 +68,19 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
             policyId: args.agent.policyId,
             allowedPolicies: args.agent.allowedPolicies,
           },
-          policy: args.policy as Parameters<RunsService['resolveRun']>[0]['policy'],
+          policy: args.policy,
           ...(args.runId !== undefined ? { runId: args.runId } : {}),
           newRun: args.newRun,
           ...(args.runName !== undefined ? { runName: args.runName } : {}),
           ...(args.runMetadata !== undefined ? { runMetadata: args.runMetadata } : {}),
-        }),
+        });
+        return { id: storedId('run', run.id), stepCount: run.stepCount };
+      },
       reserve: (args) => m.runs.reserve(args),
       release: async (reservationId) => {
         await m.runs.release(reservationId);
       },
-      settleLater: (reservationId, _runId, outcome) => m.runs.settleLater(reservationId, outcome),
+      settleLater: (reservationId, outcome) => m.runs.settleLater(reservationId, outcome),
       recordBlocked: (b) => m.runs.recordBlocked(b),
       recordFailover: (f) => m.runs.recordFailoverTransition(f),
     },
@@ -91,11 +100,11 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
     },
     plan: ({ agent, policy, model, isKeyUsable }) =>
       router.plan({
-        routing: (policy.spec.routing ?? null) as Partial<RoutingConfig> | null,
-        override: agent.routingOverride as Parameters<Router['plan']>[0]['override'],
-        bindings: agent.providerKeys as ProviderBindings,
+        routing: policy.spec.routing,
+        override: agent.routingOverride,
+        bindings: agent.providerKeys,
         model,
-        modelMapping: (policy.spec.model_mapping ?? null) as ModelMapping | null,
+        modelMapping: policy.spec.model_mapping,
         agentId: agent.id,
         isKeyUsable,
       }),

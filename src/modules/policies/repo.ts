@@ -5,14 +5,7 @@ import { policies, policyVersions, runs } from '../../db/schema/index.ts';
 export type PolicyRow = typeof policies.$inferSelect;
 export type PolicyVersionRow = typeof policyVersions.$inferSelect;
 
-/** Postgres unique_violation, as either driver reports it (drizzle wraps the driver's error). */
-export function isUniqueViolation(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; i++) {
-    if (e.code === '23505') return true;
-    e = e.cause as typeof e;
-  }
-  return false;
-}
+export { isUniqueViolation } from '../../db/errors.ts';
 
 export async function insertPolicy(db: DbOrTx, row: typeof policies.$inferInsert): Promise<PolicyRow> {
   const [inserted] = await db.insert(policies).values(row).returning();

@@ -1,11 +1,14 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { type Static, type TSchema, Type } from 'typebox';
 import { ValidationError } from '../../core/errors.ts';
+import { PROVIDERS, type Provider } from '../gateway/provider-call.ts';
 
 /**
  * The policy document (Rungate's full policy, notes/rungate.md §3): its input
  * schema, its defaults, the rules that span fields, and the deep merge that
- * PUT applies. Stored whole, defaults applied, in `policies.spec`.
+ * PUT applies. Stored whole, defaults applied, in `policies.spec`. One file
+ * (over ~400 lines) so that the schema, the types derived from it and the
+ * defaults cannot drift apart.
  */
 
 const Optional = Type.Optional;
@@ -20,8 +23,7 @@ function Obj<T extends Record<string, TSchema>>(properties: T, description?: str
 export const FORBIDDEN_KEYS = ['__proto__', 'constructor', 'prototype'];
 const SafeKey = { not: { enum: FORBIDDEN_KEYS } };
 
-export const PROVIDERS = ['anthropic', 'openai', 'openai_compatible'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
+export type ProviderName = Provider;
 export const ProviderSchema = Type.Enum(PROVIDERS);
 
 const Glob = Type.String({ minLength: 1, maxLength: 200 });
@@ -241,53 +243,26 @@ export type PolicyInput = Static<typeof PolicyInputSchema>;
 
 export type OutcomeValue = 'success' | 'partial' | 'failed' | null;
 
-/** The stored policy document: complete, defaults applied. The gateway reads this. */
-export interface PolicySpec {
-  budget: {
-    alert_threshold_tokens: number | null;
-    alert_threshold_usd: number | null;
-    hard_limit_tokens: number | null;
-    hard_limit_usd: number | null;
-    max_cost_per_hour_usd: number | null;
-    on_alert_threshold: 'continue_and_alert' | 'stop_and_alert' | 'continue_and_block_new';
-  };
-  allowed_models: string[];
-  blocked_models: string[];
-  allowed_tools: string[];
-  blocked_tools: string[];
-  require_approval: string[];
-  approval_expiry_ms: number;
-  rate_limits: { max_requests_per_minute: number | null; max_tokens_per_minute: number | null };
-  routing: {
-    default_chain: ProviderName[];
-    model_routes: Array<{ pattern: string; chain: ProviderName[]; timeout_ms?: number }>;
-    timeout_ms: number;
-    connect_timeout_ms: number;
-    retry_on: number[];
-    /** Total attempts, the first included. */
-    max_retries: number;
-    on_rate_limit: 'failover_first' | 'backoff_first';
-    load_balancing: 'failover' | 'round_robin' | 'weighted';
-    circuit_breaker: {
-      failure_threshold: number;
-      recovery_timeout_ms: number;
-      max_recovery_timeout_ms: number;
-    };
-    routing_preference: 'default' | 'cost' | 'latency';
-  };
-  model_mapping: Record<string, Partial<Record<ProviderName, string>>>;
-  default_model: string | null;
-  model_override: string | null;
-  runaway_prevention: { enabled: boolean; max_steps_per_run: number | null };
-  implicit_run_grouping: {
-    time_window_seconds: number;
-    run_idle_timeout_seconds: number;
-    force_stop_cooldown_minutes: number;
-  };
-  outcome_defaults: Partial<Record<EndedReason, OutcomeValue>> | null;
-  dry_run: boolean;
-  content_logging: 'default' | 'enabled' | 'disabled';
-}
+/**
+ * Every field present: optional fields become required, down through the
+ * document's fixed sub-objects (budget, routing, its circuit_breaker…). Lists,
+ * maps and nullable objects are kept as the schema says: their entries are
+ * the caller's, not defaulted.
+ */
+type Complete<T> = {
+  [K in keyof T]-?: Exclude<T[K], undefined> extends infer V
+    ? [V] extends [readonly unknown[]]
+      ? V
+      : [V] extends [Record<string, unknown>]
+        ? string extends keyof V
+          ? V
+          : Complete<V>
+        : V
+    : never;
+};
+
+/** The stored policy document: complete, defaults applied. The gateway and runs read this. */
+export type PolicySpec = Complete<PolicyInput>;
 
 /**
  * Defaults. Stated by Rungate: approval_expiry_ms, timeout_ms,
@@ -372,7 +347,7 @@ function pruneMapping(mapping: unknown): PolicySpec['model_mapping'] {
   if (!isPlainObject(mapping)) return out;
   for (const [src, targets] of Object.entries(mapping)) {
     if (!isPlainObject(targets)) continue;
-    const kept = Object.entries(targets).filter(([, m]) => typeof m === 'string');
+    const kept = Object.entries(targets).filter((e): e is [string, string] => typeof e[1] === 'string');
     if (kept.length > 0) out[src] = Object.fromEntries(kept);
   }
   return out;

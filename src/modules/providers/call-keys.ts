@@ -1,3 +1,4 @@
+import type { Context, Timer } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db } from '../../db/client.ts';
@@ -44,6 +45,7 @@ export class OpenedKeys {
   private readonly lookups = new ReadThroughCache<Map<string, KeyForCall>>(LOOKUPS);
 
   constructor(
+    private readonly ctx: Context,
     private readonly db: Db,
     private readonly sealer: Sealer,
   ) {}
@@ -67,8 +69,12 @@ export class OpenedKeys {
       let apiKey: string;
       try {
         apiKey = this.sealer.open(row.sealedKey, sealContext(row.id));
-      } catch {
+      } catch (err) {
         // Sealed under another master key or tampered with: unusable, so not routable.
+        this.ctx.log.warn(
+          { err, provider_key_id: row.id, team_id: teamId },
+          'a provider key does not open with this master key; it is left out of routing',
+        );
         continue;
       }
       const key: KeyForCall = {
@@ -94,42 +100,44 @@ export class OpenedKeys {
 
 /**
  * last_used_at writes, batched: at most one per key per second, off the
- * caller's path; last_used_at only moves forward. A failed write is dropped
- * (the value is informational).
+ * caller's path; last_used_at only moves forward. A failed write is logged
+ * and dropped (the value is informational).
  */
 export class UsageBatcher {
   private readonly pending = new Map<string, Date>();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
 
   constructor(
+    private readonly ctx: Context,
     private readonly db: Db,
-    private readonly onError?: (err: unknown) => void,
   ) {}
 
   mark(keyId: string, at: Date): void {
     const seen = this.pending.get(keyId);
     if (seen === undefined || seen < at) this.pending.set(keyId, at);
     if (this.timer === null) {
-      this.timer = setTimeout(() => {
+      this.timer = this.ctx.timers.after(USAGE_FLUSH_MS, () => {
         this.timer = null;
         void this.flush();
-      }, USAGE_FLUSH_MS);
-      this.timer.unref();
+      });
     }
   }
 
   async flush(): Promise<void> {
     if (this.timer !== null) {
-      clearTimeout(this.timer);
+      this.timer.cancel();
       this.timer = null;
     }
     const batch = [...this.pending];
     this.pending.clear();
     for (const [keyId, at] of batch) {
       try {
-        await repo.touchLastUsed(this.db, keyId, at);
+        await repo.systemTouchLastUsed(this.db, keyId, at);
       } catch (err) {
-        this.onError?.(err);
+        this.ctx.log.warn(
+          { err, provider_key_id: keyId },
+          'could not record when a provider key was last used',
+        );
       }
     }
   }

@@ -1,21 +1,13 @@
-import { and, countDistinct, desc, eq, gte, inArray, isNotNull, isNull, lt, ne, sql } from 'drizzle-orm';
+import { and, countDistinct, desc, eq, gte, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
-import { agents, providerKeys, runs, steps } from '../../db/schema/index.ts';
+import { providerKeys, runs, steps } from '../../db/schema/index.ts';
 
 export type ProviderKeyRow = typeof providerKeys.$inferSelect;
 export type ProviderKeyPatch = Partial<Omit<ProviderKeyRow, 'id' | 'teamId' | 'createdAt'>>;
 export type ProviderName = ProviderKeyRow['provider'];
 export type KeyStatus = ProviderKeyRow['status'];
-export type Bindings = (typeof agents.$inferSelect)['providerKeys'];
 
-/** Postgres unique_violation, as either driver reports it (drizzle wraps the driver's error). */
-export function isUniqueViolation(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; i++) {
-    if (e.code === '23505') return true;
-    e = e.cause as typeof e;
-  }
-  return false;
-}
+export { isUniqueViolation } from '../../db/errors.ts';
 
 export async function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInsert): Promise<ProviderKeyRow> {
   const [inserted] = await db.insert(providerKeys).values(row).returning();
@@ -123,10 +115,12 @@ export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[
 }
 
 /**
- * Moves last_used_at forward only (calls finish out of order), and leaves
- * updated_at alone: it versions the cached secret.
+ * System-only (by id alone): the id is of a key the proxy opened for its own
+ * team a moment ago, never one from a request. Moves last_used_at forward only
+ * (calls finish out of order), and leaves updated_at alone: it versions the
+ * cached secret.
  */
-export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
+export async function systemTouchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
   await db
     .update(providerKeys)
     .set({ lastUsedAt: at })
@@ -136,57 +130,6 @@ export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<v
         sql`(${providerKeys.lastUsedAt} is null or ${providerKeys.lastUsedAt} < ${at})`,
       ),
     );
-}
-
-// -- agents bound to a key (the agents table, read and rewritten here) --------
-
-/** JSON text of a key id as it appears inside agents.provider_keys. */
-function jsonText(keyId: string): string {
-  return JSON.stringify(keyId);
-}
-
-/**
- * Live agents of the team whose provider_keys name the key, in either form.
- * The text match narrows the rows; `bindingsUse` decides exactly.
- */
-export async function agentsBoundTo(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
-  const escaped = jsonText(keyId).replace(/[\\%_]/g, (c) => `\\${c}`);
-  const q = db
-    .select({ id: agents.id, name: agents.name, providerKeys: agents.providerKeys })
-    .from(agents)
-    .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
-        sql`${agents.providerKeys}::text like ${`%${escaped}%`}`,
-      ),
-    )
-    .orderBy(agents.id);
-  const rows = lock ? await q.for(lock) : await q;
-  return rows.filter((r) => bindingsUse(r.providerKeys, keyId).length > 0);
-}
-
-/** The providers under which `bindings` names the key. */
-export function bindingsUse(bindings: Bindings, keyId: string): string[] {
-  const providers: string[] = [];
-  for (const [provider, b] of Object.entries(bindings ?? {})) {
-    if (typeof b === 'string' ? b === keyId : Array.isArray(b) && b.some((k) => k.key_id === keyId))
-      providers.push(provider);
-  }
-  return providers;
-}
-
-export async function setAgentBindings(
-  db: DbOrTx,
-  teamId: string,
-  agentId: string,
-  bindings: Bindings,
-  at: Date,
-): Promise<void> {
-  await db
-    .update(agents)
-    .set({ providerKeys: bindings, updatedAt: at })
-    .where(and(eq(agents.teamId, teamId), eq(agents.id, agentId)));
 }
 
 // -- runs (the runs and steps tables, read here) ------------------------------

@@ -1,7 +1,8 @@
 import { Type } from 'typebox';
 import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 
-export const PROVIDERS = ['anthropic', 'openai', 'openai_compatible'] as const;
+import { PROVIDERS } from '../gateway/provider-call.ts';
+
 export const Provider = Type.Enum(PROVIDERS);
 export const KeyStatus = Type.Enum(['active', 'disabled', 'deleted']);
 

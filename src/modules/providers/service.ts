@@ -1,5 +1,9 @@
+// One file over ~400 lines: the key's use cases (create, update, rotate, disable, delete
+// with remap, dependents, health) share the team check, the opened-key cache and the
+// transaction helpers; the proxy's side already lives in call-keys.ts.
 import type { Static } from 'typebox';
-import { type Clock, DAY_MS } from '../../core/clock.ts';
+import { DAY_MS } from '../../core/clock.ts';
+import type { Context } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
 import {
   BadRequestError,
@@ -12,6 +16,7 @@ import { newId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
+import { type AgentsService, bindingsUse } from '../agents/service.ts';
 import type { EventsService } from '../events/service.ts';
 import type { ProviderHealthRegistry } from '../gateway/circuit-breaker.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
@@ -27,12 +32,8 @@ export type UpsertProviderKeyInput = Static<typeof s.UpsertProviderKeyBody>;
 export { DEFAULT_BASE_URLS, type KeyForCall, sealContext } from './call-keys.ts';
 export { type PriceOverrides, type ProviderKeyView, providerKeyView } from './views.ts';
 
-export interface ProvidersServiceOptions {
-  /** Called after a remap rewrote agents' bindings (the agents module may cache them). */
-  onAgentsRemapped?: (agentIds: string[]) => void;
-  /** Called when a batched last_used_at write fails (dropped: last_used_at is informational). */
-  onUsageFlushError?: (err: unknown) => void;
-}
+/** What providers need from the agents module: the agents bound to a key, and their rewrite on a remap. */
+export type AgentBindingsPort = Pick<AgentsService, 'boundToKey' | 'remapProviderKey' | 'forgetCached'>;
 
 function invalidBody(fields: Record<string, string>): ValidationError {
   return new ValidationError(
@@ -60,30 +61,6 @@ function deletedKey(id: string): ConflictError {
 }
 
 /**
- * Rewrites every reference to `from` into `to`, in both binding forms. When the
- * weighted list already holds `to`, the two entries merge (weights add, up to
- * the maximum of 100) so that the list still names each key once.
- */
-export function remapBindings(bindings: repo.Bindings, from: string, to: string): repo.Bindings {
-  const out: repo.Bindings = {};
-  for (const [provider, b] of Object.entries(bindings ?? {})) {
-    if (typeof b === 'string') {
-      out[provider] = b === from ? to : b;
-      continue;
-    }
-    const merged: Array<{ key_id: string; weight: number }> = [];
-    for (const k of b) {
-      const keyId = k.key_id === from ? to : k.key_id;
-      const same = merged.find((m) => m.key_id === keyId);
-      if (same) same.weight = Math.min(100, same.weight + k.weight);
-      else merged.push({ key_id: keyId, weight: k.weight });
-    }
-    out[provider] = merged;
-  }
-  return out;
-}
-
-/**
  * Provider keys: the team's credentials for Anthropic, OpenAI and
  * OpenAI-compatible endpoints. The secret is sealed at rest (bound to its row)
  * and shown only masked; the proxy opens it through `keyForCall`.
@@ -94,16 +71,16 @@ export class ProvidersService {
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    private readonly ctx: Context,
     private readonly sealer: Sealer,
     private readonly events: EventsService,
     readonly healthRegistry: ProviderHealthRegistry,
     /** Checks base URLs when they are saved (the proxy checks them again at every connection). */
     private readonly outbound: OutboundGuard,
-    private readonly options: ProvidersServiceOptions = {},
+    private readonly agents: AgentBindingsPort,
   ) {
-    this.callKeys = new OpenedKeys(db, sealer);
-    this.usage = new UsageBatcher(db, options.onUsageFlushError);
+    this.callKeys = new OpenedKeys(ctx, db, sealer);
+    this.usage = new UsageBatcher(ctx, db);
   }
 
   /** Provider keys are credentials: people and team keys manage them, agent keys never. */
@@ -155,7 +132,7 @@ export class ProvidersService {
     if (input.provider === 'openai_compatible' && baseUrl === null)
       throw invalidBody({ base_url: 'is required for an openai_compatible key' });
     const id = newId('pkey');
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     const row = await repo.insertKey(tx, {
       id,
       teamId,
@@ -295,7 +272,7 @@ export class ProvidersService {
       patch.priceOverrides = input.price_overrides;
       changed.push('price_overrides');
     }
-    const now = this.clock.now();
+    const now = this.ctx.clock.now();
     if (input.api_key !== undefined) {
       patch.sealedKey = this.sealer.seal(input.api_key, sealContext(existing.id));
       patch.keyHint = keyHintOf(input.api_key);
@@ -334,7 +311,7 @@ export class ProvidersService {
       if (existing.status === 'deleted') throw deletedKey(id);
       const status = enabled ? 'active' : 'disabled';
       if (existing.status === status) return existing;
-      const updated = (await repo.updateKey(tx, teamId, id, { status, updatedAt: this.clock.now() }))!;
+      const updated = (await repo.updateKey(tx, teamId, id, { status, updatedAt: this.ctx.clock.now() }))!;
       this.callKeys.forget(id);
       await this.events.record(tx, {
         teamId,
@@ -375,7 +352,7 @@ export class ProvidersService {
           throw invalid(`is a ${target.provider} key; the target must be a ${key.provider} key`);
       }
       const actor = actorOf(principal);
-      const now = this.clock.now();
+      const now = this.ctx.clock.now();
       if (key.status !== 'deleted') {
         await repo.updateKey(tx, teamId, id, {
           status: 'deleted',
@@ -384,26 +361,15 @@ export class ProvidersService {
           updatedAt: now,
         });
       }
-      const remapped: string[] = [];
-      if (target) {
-        for (const agent of await repo.agentsBoundTo(tx, teamId, id, 'update')) {
-          await repo.setAgentBindings(
-            tx,
+      const remapped = target
+        ? await this.agents.remapProviderKey(tx, {
             teamId,
-            agent.id,
-            remapBindings(agent.providerKeys, id, target.id),
-            now,
-          );
-          await this.events.record(tx, {
-            teamId,
-            type: 'agent.updated',
-            ...actor,
-            subjectId: agent.id,
-            data: { name: agent.name, changed_fields: ['provider_keys'] },
-          });
-          remapped.push(agent.id);
-        }
-      }
+            fromKeyId: id,
+            toKeyId: target.id,
+            actor,
+            at: now,
+          })
+        : [];
       if (key.status !== 'deleted') {
         await this.events.record(tx, {
           teamId,
@@ -417,7 +383,7 @@ export class ProvidersService {
     });
     this.callKeys.forget(id);
     this.healthRegistry.forget(id);
-    if (result.remapped.length > 0) this.options.onAgentsRemapped?.(result.remapped);
+    if (result.remapped.length > 0) this.agents.forgetCached();
     const moved = remapTo === undefined ? '' : `; ${result.remapped.length} agent(s) now use ${remapTo}`;
     return {
       message: `provider key "${result.name}" is deleted and its secret scrubbed${moved}`,
@@ -429,7 +395,7 @@ export class ProvidersService {
   async dependents(principal: Principal, id: string) {
     const teamId = this.team(principal, 'read');
     const key = await this.keyOrNotFound(this.db, teamId, id);
-    const bound = await repo.agentsBoundTo(this.db, teamId, id);
+    const bound = await this.agents.boundToKey(this.db, teamId, id);
     // The other keys those agents hold: a disabled or deleted one is no fallback.
     const others = new Set<string>();
     for (const a of bound)
@@ -440,7 +406,7 @@ export class ProvidersService {
         }
     const active = new Set((await repo.activeKeysForCall(this.db, teamId, [...others])).map((r) => r.id));
     const agents = bound.map((a) => {
-      const providers = repo.bindingsUse(a.providerKeys, id);
+      const providers = bindingsUse(a.providerKeys, id);
       const onlyKey = providers.some((p) => {
         const b = a.providerKeys[p]!;
         const ids = typeof b === 'string' ? [b] : b.map((k) => k.key_id);
@@ -448,7 +414,7 @@ export class ProvidersService {
       });
       return { id: a.id, name: a.name, is_only_key_for_provider: onlyKey };
     });
-    const since = new Date(this.clock.now().getTime() - 30 * DAY_MS);
+    const since = new Date(this.ctx.clock.now().getTime() - 30 * DAY_MS);
     const [activeRuns, recentRuns] = await Promise.all([
       repo.runningRunCount(
         this.db,
@@ -502,7 +468,7 @@ export class ProvidersService {
   }
 
   /** Notes that a key was used: batched, off the caller's path (see UsageBatcher). */
-  markUsed(keyId: string, at: Date = this.clock.now()): void {
+  markUsed(keyId: string, at: Date = this.ctx.clock.now()): void {
     this.usage.mark(keyId, at);
   }
 

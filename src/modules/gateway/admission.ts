@@ -1,0 +1,308 @@
+import { BadRequestError, UnauthorizedError } from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import type { Admitted, ProxyRequest, ProxyResult } from './call.ts';
+import { ControlError, type RunControls, takeControls } from './controls.ts';
+import { GovernanceBlock } from './errors.ts';
+import { checkModel, checkTools, promptText, requestHash, toolNames } from './governance.ts';
+import type { AgentForCall, AttemptPlan, GatewayPorts, KeyForCall, PolicyForCall } from './ports.ts';
+import type { RateLimiter } from './rate-limit.ts';
+import { Reservation } from './reservation.ts';
+import { estimateTokens } from './usage.ts';
+
+export interface AdmissionOptions {
+  /** max_tokens assumed for the budget reservation when a request sets none. */
+  defaultMaxTokens: number;
+  /** Content logging when a policy says "default". */
+  logContentByDefault: boolean;
+}
+
+/** An admitted call, its routing plan and the keys the plan may use. */
+export interface Admission {
+  call: Admitted;
+  plan: AttemptPlan;
+  keys: Map<string, KeyForCall>;
+}
+
+/**
+ * Who may call and what the call may cost, in the order auth → policy → run
+ * state → budget → rate limits → model rules → tool rules/approval. `admit`
+ * ends with the budget reserved; `check` runs the rules after it, and its
+ * caller holds the reservation (and releases it) whatever `check` throws.
+ */
+export class Admissions {
+  constructor(
+    private readonly ports: Omit<GatewayPorts, 'health'>,
+    private readonly limiter: RateLimiter,
+    private readonly options: AdmissionOptions,
+  ) {}
+
+  /** Auth, policy, run state and the budget reservation; throws the block when refused. */
+  async admit(req: ProxyRequest): Promise<Admission> {
+    const agent = await this.ports.agent(req.agentId);
+    if (!agent) throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
+    if (agent.status === 'disabled') {
+      throw new GovernanceBlock(403, 'agent_disabled', `agent ${agent.name} is disabled`, null);
+    }
+    let controls: RunControls;
+    try {
+      controls = takeControls(req.headers, req.body);
+    } catch (err) {
+      if (err instanceof ControlError) throw new BadRequestError('invalid_run_control', err.message);
+      throw err;
+    }
+    const headers: Record<string, string> = {};
+    const policy = await this.choosePolicy(agent, controls, headers);
+    const spec = policy.spec;
+
+    const run = await this.ports.runs.resolve({
+      teamId: agent.teamId,
+      agent,
+      policy,
+      ...(controls.runId ? { runId: controls.runId } : {}),
+      newRun: controls.newRun,
+      ...(controls.runName ? { runName: controls.runName } : {}),
+      ...(controls.runMetadata ? { runMetadata: controls.runMetadata } : {}),
+    });
+    headers['x-paddock-run-id'] = run.id;
+
+    const runaway = spec.runaway_prevention;
+    if (runaway?.enabled && runaway.max_steps_per_run != null && run.stepCount >= runaway.max_steps_per_run) {
+      throw this.block(
+        { agent, runId: run.id, headers },
+        403,
+        'runaway_prevention',
+        `the run reached max_steps_per_run (${runaway.max_steps_per_run})`,
+        null,
+      );
+    }
+
+    const requested =
+      typeof req.body.model === 'string' && req.body.model !== '' ? req.body.model : spec.default_model;
+    if (!requested)
+      throw new BadRequestError(
+        'model_required',
+        'the request names no model and the policy has no default_model',
+      );
+    const model = spec.model_override ?? requested;
+    const routedFrom = spec.model_override && spec.model_override !== requested ? requested : null;
+    if (routedFrom) headers['x-paddock-model-override'] = routedFrom;
+
+    const inputEstimate = estimateTokens(promptText(req.body));
+    const maxOut =
+      firstNumber(req.body.max_tokens, req.body.max_completion_tokens) ?? this.options.defaultMaxTokens;
+
+    // Budget: reserve the most this call can cost, on every attempt the plan may make.
+    const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
+    const plan = this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) });
+    const maxCost = Math.max(
+      0,
+      ...plan.attempts.map((a) =>
+        this.ports.price.maxCostMicros(
+          keys.get(a.keyId)?.provider ?? a.provider,
+          a.model,
+          inputEstimate,
+          maxOut,
+          keys.get(a.keyId)?.priceOverrides ?? null,
+        ),
+      ),
+    );
+    const hourCap = spec.budget?.max_cost_per_hour_usd;
+    const reserved = await this.ports.runs.reserve({
+      teamId: agent.teamId,
+      runId: run.id,
+      agentId: agent.id,
+      policyId: policy.id,
+      amountMicros: maxCost,
+      tokens: inputEstimate + maxOut,
+      model,
+      maxCostPerHourMicros: hourCap != null ? Math.round(hourCap * 1_000_000) : null,
+    });
+    if (!reserved.ok) {
+      if (reserved.reason === 'run_not_running') {
+        throw new GovernanceBlock(403, 'run_not_running', reserved.message, run.id, undefined, headers);
+      }
+      throw this.block({ agent, runId: run.id, headers }, 402, reserved.reason, reserved.message, model);
+    }
+
+    const call: Admitted = {
+      req,
+      agent,
+      policy,
+      runId: run.id,
+      stepId: newId('stp'),
+      model,
+      routedFrom,
+      stream: req.body.stream === true,
+      inputEstimate,
+      reservation: new Reservation(
+        this.ports.runs,
+        reserved.reservationId,
+        maxCost,
+        reserved.remainingMicros,
+      ),
+      rateKey: `${agent.id}:${policy.id}`,
+      rateCounted: false,
+      logContent:
+        spec.content_logging === 'enabled' ||
+        (spec.content_logging !== 'disabled' && this.options.logContentByDefault),
+      headers,
+      started: performance.now(),
+    };
+    return { call, plan, keys };
+  }
+
+  /**
+   * Rate limits, model rules and tool rules on an admitted call. Throws the
+   * block, returns the 202 awaiting-approval answer, or undefined to go on.
+   */
+  async check(a: Admitted): Promise<ProxyResult | undefined> {
+    const spec = a.policy.spec;
+    const limits = {
+      maxRequestsPerMinute: spec.rate_limits?.max_requests_per_minute ?? null,
+      maxTokensPerMinute: spec.rate_limits?.max_tokens_per_minute ?? null,
+    };
+    const pending = this.limiter.admit(a.rateKey, limits, a.inputEstimate);
+    // The memory store answers synchronously: awaiting only a promise keeps the hot path free of a microtask.
+    const rl = pending instanceof Promise ? await pending : pending;
+    if (!rl.ok) {
+      throw this.block(
+        a,
+        429,
+        'rate_limited',
+        `the policy allows no more ${rl.limit} this minute; retry in ${rl.retryAfterSec} s`,
+        a.model,
+        { 'retry-after': String(rl.retryAfterSec) },
+        { limit: rl.limit, retry_after_sec: rl.retryAfterSec },
+      );
+    }
+    a.rateCounted = limits.maxRequestsPerMinute !== null || limits.maxTokensPerMinute !== null;
+    if (!spec.model_override) {
+      const ruling = checkModel(spec, a.model);
+      if (!ruling.ok)
+        throw this.block(a, 403, 'model_not_allowed', ruling.message, a.model, undefined, { model: a.model });
+    }
+    const tools = checkTools(spec, toolNames(a.req.format, a.req.body));
+    if (tools.blocked.length > 0) {
+      const names = tools.blocked.map((b) => b.tool).join(', ');
+      throw this.block(
+        a,
+        403,
+        'tool_blocked',
+        `the policy does not allow the tool(s) ${names}`,
+        a.model,
+        undefined,
+        {
+          tools: tools.blocked,
+        },
+      );
+    }
+    if (tools.needApproval.length > 0) return this.approve(a, tools.needApproval);
+    return undefined;
+  }
+
+  /** Records the refusal on the run and returns the error to throw. */
+  private block(
+    a: Pick<Admitted, 'agent' | 'runId' | 'headers'>,
+    status: 402 | 403 | 429,
+    code: string,
+    message: string,
+    model: string | null,
+    extra?: Record<string, string>,
+    details?: Record<string, unknown>,
+  ): GovernanceBlock {
+    this.ports.runs.recordBlocked({
+      teamId: a.agent.teamId,
+      runId: a.runId,
+      agentId: a.agent.id,
+      status: status === 402 ? 'budget_blocked' : 'policy_blocked',
+      code,
+      message,
+      model,
+    });
+    return new GovernanceBlock(status, code, message, a.runId, details, { ...a.headers, ...extra });
+  }
+
+  private async choosePolicy(
+    agent: AgentForCall,
+    controls: RunControls,
+    headers: Record<string, string>,
+  ): Promise<PolicyForCall> {
+    const fallback = await this.ports.policy(agent.teamId, agent.policyId);
+    if (!fallback)
+      throw new GovernanceBlock(403, 'policy_missing', `agent ${agent.name} has no usable policy`, null);
+    if (!controls.runPolicy) return fallback;
+    const chosen = await this.ports.policy(agent.teamId, controls.runPolicy);
+    let reason: string | undefined;
+    if (!chosen) reason = 'not_found';
+    else if (
+      chosen.id !== agent.policyId &&
+      agent.allowedPolicies !== null &&
+      !agent.allowedPolicies.includes(chosen.id)
+    ) {
+      reason = 'not_allowed';
+    }
+    if (reason === undefined && chosen) return chosen;
+    headers['x-paddock-policy-fallback'] = fallback.name;
+    headers['x-paddock-policy-fallback-reason'] = reason ?? 'not_found';
+    return fallback;
+  }
+
+  /** Returns the 202 awaiting-approval answer, or undefined when a valid approval lets the call through. */
+  private async approve(a: Admitted, tools: string[]): Promise<ProxyResult | undefined> {
+    const hash = requestHash(a.req.body);
+    const approvalId = a.req.headers['x-paddock-approval-id'];
+    const given = typeof approvalId === 'string' ? approvalId : undefined;
+    if (given) {
+      const consumed = await this.ports.approvals.consume({
+        teamId: a.agent.teamId,
+        approvalId: given,
+        agentId: a.agent.id,
+        requestHash: hash,
+      });
+      if (consumed.ok) return undefined;
+      throw new GovernanceBlock(
+        403,
+        'approval_invalid',
+        consumed.message,
+        a.runId,
+        { approval_id: given },
+        a.headers,
+      );
+    }
+    const requests = await this.ports.approvals.request({
+      teamId: a.agent.teamId,
+      runId: a.runId,
+      agentId: a.agent.id,
+      policyId: a.policy.id,
+      tools,
+      requestHash: hash,
+      requestSnapshot: a.logContent ? a.req.body : { redacted: true },
+      expiryMs: a.policy.spec.approval_expiry_ms,
+    });
+    return {
+      kind: 'json',
+      status: 202,
+      headers: a.headers,
+      body: {
+        status: 'awaiting_approval',
+        approval_requests: requests,
+        run_id: a.runId,
+        message: `the tool(s) ${tools.join(', ')} need approval; approve, then resend this request with x-paddock-approval-id`,
+      },
+    };
+  }
+}
+
+function boundKeyIds(bindings: AgentForCall['providerKeys']): string[] {
+  const ids: string[] = [];
+  for (const b of Object.values(bindings)) {
+    if (typeof b === 'string') ids.push(b);
+    else for (const k of b) ids.push(k.key_id);
+  }
+  return ids;
+}
+
+function firstNumber(...values: unknown[]): number | undefined {
+  for (const v of values) if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v);
+  return undefined;
+}

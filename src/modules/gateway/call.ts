@@ -1,0 +1,105 @@
+import type { AgentId, RunId, StepId } from '../../core/ids.ts';
+import type { AgentForCall, AttemptRecord, PolicyForCall, StepOutcome } from './ports.ts';
+import type { WireFormat } from './provider-call.ts';
+import type { RateLimiter } from './rate-limit.ts';
+import type { Reservation } from './reservation.ts';
+import type { FailureKind } from './upstream.ts';
+import { totalTokens, type Usage } from './usage.ts';
+
+export interface ProxyRequest {
+  format: WireFormat;
+  agentId: AgentId;
+  headers: Record<string, string | string[] | undefined>;
+  body: Record<string, unknown>;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+}
+
+export type ProxyResult =
+  | { kind: 'json'; status: number; headers: Record<string, string>; body: unknown }
+  | { kind: 'stream'; headers: Record<string, string>; chunks: AsyncGenerator<string, void, undefined> };
+
+/** Everything decided about a call before it goes to a provider. */
+export interface Admitted {
+  req: ProxyRequest;
+  agent: AgentForCall;
+  policy: PolicyForCall;
+  runId: RunId;
+  stepId: StepId;
+  model: string;
+  routedFrom: string | null;
+  stream: boolean;
+  inputEstimate: number;
+  reservation: Reservation;
+  rateKey: string;
+  /** Whether the call was counted against rate limits (and its token count needs correcting). */
+  rateCounted: boolean;
+  logContent: boolean;
+  headers: Record<string, string>;
+  started: number;
+}
+
+export const ZERO: Usage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };
+
+export const usd = (micros: number) => (micros / 1_000_000).toFixed(6);
+
+export interface CallEnd {
+  status: StepOutcome['status'];
+  provider: string | null;
+  model: string | null;
+  keyId: string | null;
+  usage: Usage;
+  costMicros: number;
+  type?: StepOutcome['type'];
+  errorKind?: FailureKind | null;
+  errorMessage?: string | null;
+  response?: unknown;
+  attempted?: AttemptRecord[];
+}
+
+/** Settles the call's reservation with its step, and corrects the rate limit's token count. */
+export function settleCall(a: Admitted, limiter: RateLimiter, r: CallEnd): void {
+  if (a.rateCounted) limiter.adjustTokens(a.rateKey, totalTokens(r.usage) - a.inputEstimate);
+  a.reservation.settle({
+    stepId: a.stepId,
+    type: r.type ?? 'llm_call',
+    status: r.status,
+    provider: r.provider,
+    model: r.model,
+    providerKeyId: r.keyId,
+    streaming: a.stream,
+    request: a.logContent ? a.req.body : { redacted: true },
+    response: r.status === 'success' && !a.logContent ? { redacted: true } : (r.response ?? null),
+    usage: r.usage,
+    costMicros: r.costMicros,
+    latencyMs: Math.round(performance.now() - a.started),
+    routedFrom: a.routedFrom,
+    failoverAttempts: r.attempted?.length ?? 0,
+    errorKind: r.errorKind ?? null,
+    errorMessage: r.errorMessage ?? null,
+  });
+}
+
+/** The x-paddock-* headers of an answer that a provider (or the dry run) produced. */
+export function resultHeaders(
+  a: Admitted,
+  provider: string,
+  model: string,
+  usage: Usage | undefined,
+  costMicros: number | undefined,
+): Record<string, string> {
+  const h: Record<string, string> = {
+    ...a.headers,
+    'x-paddock-step-id': a.stepId,
+    'x-paddock-provider': provider,
+    'x-paddock-model': model,
+  };
+  if (usage && costMicros !== undefined) {
+    h['x-paddock-tokens-used'] = String(totalTokens(usage));
+    h['x-paddock-cost-usd'] = usd(costMicros);
+    const { remainingMicros, reservedMicros } = a.reservation;
+    if (remainingMicros !== null)
+      h['x-paddock-budget-remaining-usd'] = usd(Math.max(0, remainingMicros + reservedMicros - costMicros));
+  }
+  return h;
+}
