@@ -4,7 +4,7 @@ import { AppError, BadRequestError, UnauthorizedError } from '../../core/errors.
 import { newId } from '../../core/ids.ts';
 import { ControlError, type RunControls, takeControls } from './controls.ts';
 import { GovernanceBlock, ProviderFailure } from './errors.ts';
-import { checkModel, checkTools, promptText, requestHash, toolNames } from './governance.ts';
+import { checkModel, checkTools, requestHash, toolNames } from './governance.ts';
 import type {
   AgentForCall,
   Attempt,
@@ -16,9 +16,11 @@ import type {
   StepOutcome,
 } from './ports.ts';
 import { endpointOf, formatOf, headersFor, type WireFormat } from './provider-call.ts';
+import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { formatSse, type SseEvent, SseParser } from './sse.ts';
-import { isUsageOnlyChunk, StreamTracker, streamErrorEvent } from './stream.ts';
+import { isUsageOnlyChunk, MALFORMED_EVENT_MESSAGE, StreamTracker, streamErrorEvent } from './stream.ts';
+import { PromptTokens } from './tokens.ts';
 import type { Translator } from './translation.ts';
 import { classify, type FailureKind, readBody, type UpstreamClient, UpstreamError } from './upstream.ts';
 import { estimateTokens, totalTokens, type Usage, usageFromAnthropic, usageFromOpenAi } from './usage.ts';
@@ -160,25 +162,29 @@ export class GatewayService {
     if (routedFrom) headers['x-paddock-model-override'] = routedFrom;
 
     const stream = req.body.stream === true;
-    const inputEstimate = estimateTokens(promptText(req.body));
+    const prompt = new PromptTokens(req.body);
     const maxOut =
       firstNumber(req.body.max_tokens, req.body.max_completion_tokens) ?? this.options.defaultMaxTokens;
 
     // Budget: reserve the most this call can cost, on every attempt the plan may make.
     const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
     const plan = this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) });
+    const providerOf = (a: Attempt) => keys.get(a.keyId)?.provider ?? a.provider;
+    const loading = prompt.load(plan.attempts.map((a) => ({ provider: providerOf(a), model: a.model })));
+    if (loading) await loading;
     const maxCost = Math.max(
       0,
       ...plan.attempts.map((a) =>
         this.ports.price.maxCostMicros(
-          keys.get(a.keyId)?.provider ?? a.provider,
+          providerOf(a),
           a.model,
-          inputEstimate,
+          prompt.for(providerOf(a), a.model),
           maxOut,
           keys.get(a.keyId)?.priceOverrides ?? null,
         ),
       ),
     );
+    const inputEstimate = prompt.max();
     const hourCap = spec.budget?.max_cost_per_hour_usd;
     const reservation = await this.ports.runs.reserve({
       teamId: agent.teamId,
@@ -449,16 +455,11 @@ export class GatewayService {
             errorMessage: message,
             attempted,
           });
-          throw new AppError(
-            res.status >= 500 ? 502 : res.status,
-            'upstream_error',
-            `${key.provider} answered ${res.status}: ${message}`,
-            {
-              run_id: a.runId,
-              error_type: 'provider_error',
-              provider: key.provider,
-              provider_status: res.status,
-            },
+          throw upstreamHttpError(
+            key.provider,
+            res.status,
+            text,
+            a.runId,
             this.resultHeaders(a, key.provider, at.model, undefined, undefined),
           );
         }
@@ -622,11 +623,15 @@ export class GatewayService {
     // Only the very first event decides: the events after it may or may not have come in the
     // same read, and whether a call fails over must not depend on how its bytes were split.
     tracker.observe(first[0]!);
+    if (tracker.malformed) {
+      raw.destroy();
+      return { failure: new UpstreamError('stream_processing_error', MALFORMED_EVENT_MESSAGE) };
+    }
     if (tracker.errorMessage !== undefined) {
       raw.destroy();
       return { failure: new UpstreamError('first_events_error', tracker.errorMessage) };
     }
-    for (const e of first.slice(1)) tracker.observe(e);
+    first.length = 1 + tracker.observeAll(first.slice(1)).length;
     return { iterator, parser, decoder, tracker, first, raw };
   }
 
@@ -662,24 +667,25 @@ export class GatewayService {
       let errorMessage: string | null = null;
       try {
         yield* emit(s.first);
-        for (;;) {
+        // A malformed event ends the stream: what came before it goes on, then an error event.
+        while (!s.tracker.malformed) {
           const next = await s.iterator.next();
           if (next.done) break;
-          const events = s.parser.push(s.decoder.decode(next.value as Buffer, { stream: true }));
-          for (const e of events) s.tracker.observe(e);
-          yield* emit(events);
+          yield* emit(
+            s.tracker.observeAll(s.parser.push(s.decoder.decode(next.value as Buffer, { stream: true }))),
+          );
         }
-        const tail = s.parser.end();
-        for (const e of tail) s.tracker.observe(e);
-        yield* emit(tail);
-        if (translate)
+        if (!s.tracker.malformed) yield* emit(s.tracker.observeAll(s.parser.end()));
+        if (translate && !s.tracker.malformed)
           for (const out of translate.end()) {
             const text = send(out);
             if (text !== '') yield text;
           }
-        if (s.tracker.errorMessage !== undefined || !s.tracker.completed) {
-          errorKind = 'mid_stream_error';
-          errorMessage = s.tracker.errorMessage ?? 'the provider ended the stream before it finished';
+        if (s.tracker.malformed || s.tracker.errorMessage !== undefined || !s.tracker.completed) {
+          errorKind = s.tracker.malformed ? 'stream_processing_error' : 'mid_stream_error';
+          errorMessage = s.tracker.malformed
+            ? MALFORMED_EVENT_MESSAGE
+            : (s.tracker.errorMessage ?? 'the provider ended the stream before it finished');
           yield formatSse(streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId));
         }
       } catch (err) {
@@ -694,7 +700,8 @@ export class GatewayService {
         if (errorKind === null && a.req.signal.aborted) errorKind = 'client_disconnect';
         // Judged when the stream ends, not at its first event: a key that keeps breaking its
         // streams midway must open its circuit, which a success per first event would prevent.
-        if (errorKind === 'mid_stream_error') self.ports.health.failure(key.id, errorKind);
+        if (errorKind === 'mid_stream_error' || errorKind === 'stream_processing_error')
+          self.ports.health.failure(key.id, errorKind);
         else self.ports.health.success(key.id, firstEventMs);
         const usage = s.tracker.usage(a.inputEstimate);
         const costMicros = self.ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);
