@@ -59,9 +59,9 @@ export function encodingOf(provider: Provider, model: string): Encoding | undefi
   return undefined;
 }
 
-/** Strings at least this long are cached by content. */
-const CACHE_MIN_CHARS = 256;
-/** The cache is dropped when it holds this many characters of keys. */
+/** Strings shorter than this are tokenized on the request's path whatever the budget. */
+const SHORT_CHARS = 256;
+/** The cache is dropped when it holds this many characters of keys (and 32 more an entry). */
 const CACHE_MAX_CHARS = 16 * 1024 * 1024;
 /** Characters of new (uncached) long strings one request may tokenize on its own path. */
 const SYNC_CHARS = 8 * 1024;
@@ -94,7 +94,7 @@ function remember(encoding: Encoding, text: string, n: number): void {
     cachedChars = 0;
   }
   caches[encoding].set(text, n);
-  cachedChars += text.length;
+  cachedChars += text.length + 32;
 }
 
 /**
@@ -146,19 +146,16 @@ interface Tally {
 }
 
 function countText(encoding: Encoding, text: string, t: Tally): void {
-  const count = counters[encoding]!;
-  if (text.length < CACHE_MIN_CHARS) {
-    t.exact += tokenize(count, text);
-    return;
-  }
+  // Cached by content, short strings too: an agent resends the same system prompt, tool
+  // definitions and earlier turns with every call, and a lookup costs a fraction of a count.
   const cached = caches[encoding].get(text);
   if (cached !== undefined) {
     t.exact += cached;
     return;
   }
-  if (text.length <= t.syncLeft) {
-    t.syncLeft -= text.length;
-    const n = tokenize(count, text);
+  if (text.length < SHORT_CHARS || text.length <= t.syncLeft) {
+    if (text.length >= SHORT_CHARS) t.syncLeft -= text.length;
+    const n = tokenize(counters[encoding]!, text);
     remember(encoding, text, n);
     t.exact += n;
     return;
