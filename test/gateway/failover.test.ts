@@ -5,6 +5,7 @@ import type { Json } from '../support/factories.ts';
 import { createProviderKey } from '../support/factories.ts';
 import { type GatewayFixture, startGateway } from '../support/gateway.ts';
 import { type MockStep, unusedPortUrl } from '../support/mock-llm.ts';
+import { drain, rejection } from '../support/sdk.ts';
 
 // Every way a provider can fail, seen from three sides: what the official SDK
 // raised or returned, the step rows Paddock wrote, and the requests the mock
@@ -79,26 +80,6 @@ const fails = (key: Key, step: MockStep | readonly MockStep[]) =>
 /** The provider secrets the mock heard, one per request received, in order. */
 const heard = () => g.mock.requests.map((r) => r.apiKey);
 const secrets = (...keys: Key[]) => keys.map((k) => k.secret);
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Reads a stream to its end or its failure, keeping what arrived before. */
-async function drain<T>(stream: AsyncIterable<T>): Promise<{ items: T[]; error: unknown }> {
-  const items: T[] = [];
-  try {
-    for await (const item of stream) items.push(item);
-    return { items, error: undefined };
-  } catch (error) {
-    return { items, error };
-  }
-}
 
 const textOf = (chunks: OpenAI.ChatCompletionChunk[]) =>
   chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');

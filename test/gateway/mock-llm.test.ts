@@ -8,6 +8,7 @@ import {
   startMockLlm,
   unusedPortUrl,
 } from '../support/mock-llm.ts';
+import { drain } from '../support/sdk.ts';
 
 // The official clients prove the wire formats: whatever they parse, the gateway will meet for real.
 
@@ -27,17 +28,6 @@ const msg = {
   messages: [{ role: 'user' as const, content: 'Hi' }],
 };
 const weather = { toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris', days: [1, 2] } }] };
-
-/** Reads an OpenAI stream to its end or its failure, keeping what arrived before. */
-async function drain<T>(stream: AsyncIterable<T>): Promise<{ items: T[]; error: unknown }> {
-  const items: T[] = [];
-  try {
-    for await (const item of stream) items.push(item);
-    return { items, error: undefined };
-  } catch (error) {
-    return { items, error };
-  }
-}
 
 beforeAll(async () => {
   mock = await startMockLlm();

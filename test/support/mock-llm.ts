@@ -70,6 +70,12 @@ export interface MockStep {
   stallMs?: number;
   /** Send this many events, then the provider's in-stream error event, then end. Streams only. */
   errorEventAfter?: number;
+  /**
+   * Send this many events, then one whose data no SDK can parse (`malformedData`, default
+   * `{not json`), then the rest of the stream. Streams only.
+   */
+  malformedEventAfter?: number;
+  malformedData?: string;
   /** How many requests this step answers (default 1; Infinity until reset()). */
   times?: number;
 }
@@ -368,6 +374,7 @@ async function answer(
     step.stallBetweenEventsMs === undefined &&
     step.stallAfterEvents === undefined &&
     step.errorEventAfter === undefined &&
+    step.malformedEventAfter === undefined &&
     !step.emptyStream;
 
   if (!stream) {
@@ -408,6 +415,13 @@ async function answer(
       return void req.socket.destroy();
     }
     if (i === step.errorEventAfter) return void res.end(errorEvent(format, step.message));
+    if (i === step.malformedEventAfter) {
+      const data = step.malformedData ?? '{not json';
+      await write(
+        res,
+        format === 'openai' ? `data: ${data}\n\n` : `event: content_block_delta\ndata: ${data}\n\n`,
+      );
+    }
     if (i > 0 && step.stallBetweenEventsMs && !(await pause(step.stallBetweenEventsMs, res))) return;
     if (i === step.stallAfterEvents && !(await pause(step.stallMs ?? 0, res))) return;
     const event = events[i];
@@ -728,6 +742,8 @@ function checkStep(step: MockStep): MockStep {
   ];
   if (counts.some((n) => n !== undefined && !(n >= 0))) fail('counts and durations must be ≥ 0');
   if (step.errorEventAfter !== undefined && !(step.errorEventAfter >= 0)) fail('errorEventAfter must be ≥ 0');
+  if (step.malformedEventAfter !== undefined && !(step.malformedEventAfter >= 0))
+    fail('malformedEventAfter must be ≥ 0');
   if (step.times !== undefined && !(step.times >= 1)) fail('times must be ≥ 1');
   return step;
 }

@@ -3,11 +3,11 @@ import { newId } from '../../core/ids.ts';
 import type { Admitted, ProxyRequest, ProxyResult } from './call.ts';
 import { ControlError, type RunControls, takeControls } from './controls.ts';
 import { GovernanceBlock } from './errors.ts';
-import { checkModel, checkTools, promptText, requestHash, toolNames } from './governance.ts';
-import type { AgentForCall, AttemptPlan, GatewayPorts, KeyForCall, PolicyForCall } from './ports.ts';
+import { checkModel, checkTools, requestHash, toolNames } from './governance.ts';
+import type { AgentForCall, Attempt, AttemptPlan, GatewayPorts, KeyForCall, PolicyForCall } from './ports.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { Reservation } from './reservation.ts';
-import { estimateTokens } from './usage.ts';
+import { PromptTokens } from './tokens.ts';
 
 export interface AdmissionOptions {
   /** max_tokens assumed for the budget reservation when a request sets none. */
@@ -87,25 +87,29 @@ export class Admissions {
     const routedFrom = spec.model_override && spec.model_override !== requested ? requested : null;
     if (routedFrom) headers['x-paddock-model-override'] = routedFrom;
 
-    const inputEstimate = estimateTokens(promptText(req.body));
+    const prompt = new PromptTokens(req.body);
     const maxOut =
       firstNumber(req.body.max_tokens, req.body.max_completion_tokens) ?? this.options.defaultMaxTokens;
 
     // Budget: reserve the most this call can cost, on every attempt the plan may make.
     const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
     const plan = this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) });
+    const providerOf = (a: Attempt) => keys.get(a.keyId)?.provider ?? a.provider;
+    const loading = prompt.load(plan.attempts.map((a) => ({ provider: providerOf(a), model: a.model })));
+    if (loading) await loading;
     const maxCost = Math.max(
       0,
       ...plan.attempts.map((a) =>
         this.ports.price.maxCostMicros(
-          keys.get(a.keyId)?.provider ?? a.provider,
+          providerOf(a),
           a.model,
-          inputEstimate,
+          prompt.for(providerOf(a), a.model),
           maxOut,
           keys.get(a.keyId)?.priceOverrides ?? null,
         ),
       ),
     );
+    const inputEstimate = prompt.max();
     const hourCap = spec.budget?.max_cost_per_hour_usd;
     const reserved = await this.ports.runs.reserve({
       teamId: agent.teamId,

@@ -4,6 +4,7 @@ import { type Admitted, type ProxyResult, resultHeaders, settleCall, ZERO } from
 import { ProviderFailure } from './errors.ts';
 import type { Attempt, AttemptPlan, AttemptRecord, GatewayPorts, KeyForCall } from './ports.ts';
 import { endpointOf, formatOf, headersFor, type WireFormat } from './provider-call.ts';
+import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Relay } from './relay.ts';
 import type { Translator } from './translation.ts';
@@ -104,16 +105,11 @@ export class Attempts {
             errorMessage: message,
             attempted,
           });
-          throw new AppError(
-            res.status >= 500 ? 502 : res.status,
-            'upstream_error',
-            `${key.provider} answered ${res.status}: ${message}`,
-            {
-              run_id: a.runId,
-              error_type: 'provider_error',
-              provider: key.provider,
-              provider_status: res.status,
-            },
+          throw upstreamHttpError(
+            key.provider,
+            res.status,
+            text,
+            a.runId,
             resultHeaders(a, key.provider, at.model, undefined, undefined),
           );
         }

@@ -69,8 +69,3 @@ export function requestHash(body: Record<string, unknown>): string {
     .update(JSON.stringify(stable(body)))
     .digest('hex');
 }
-
-/** The text a request sends, for estimating its input tokens before the provider counts them. */
-export function promptText(body: Record<string, unknown>): string {
-  return JSON.stringify([body.system ?? null, body.messages ?? null, body.tools ?? null]);
-}

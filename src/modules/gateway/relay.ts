@@ -4,7 +4,7 @@ import type { Attempt, AttemptRecord, GatewayPorts, KeyForCall } from './ports.t
 import { formatOf } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { formatSse, type SseEvent, SseParser } from './sse.ts';
-import { isUsageOnlyChunk, StreamTracker, streamErrorEvent } from './stream.ts';
+import { isUsageOnlyChunk, MALFORMED_EVENT_MESSAGE, StreamTracker, streamErrorEvent } from './stream.ts';
 import type { Translator } from './translation.ts';
 import { classify, type FailureKind, readBody, UpstreamError } from './upstream.ts';
 import { estimateTokens, usageFromAnthropic, usageFromOpenAi } from './usage.ts';
@@ -112,11 +112,15 @@ export class Relay {
     // Only the very first event decides: the events after it may or may not have come in the
     // same read, and whether a call fails over must not depend on how its bytes were split.
     tracker.observe(first[0]!);
+    if (tracker.malformed) {
+      raw.destroy();
+      return { failure: new UpstreamError('stream_processing_error', MALFORMED_EVENT_MESSAGE) };
+    }
     if (tracker.errorMessage !== undefined) {
       raw.destroy();
       return { failure: new UpstreamError('first_events_error', tracker.errorMessage) };
     }
-    for (const e of first.slice(1)) tracker.observe(e);
+    first.length = 1 + tracker.observeAll(first.slice(1)).length;
     return { iterator, parser, decoder, tracker, first, raw };
   }
 
@@ -159,24 +163,25 @@ export class Relay {
       let errorMessage: string | null = null;
       try {
         yield* emit(s.first);
-        for (;;) {
+        // A malformed event ends the stream: what came before it goes on, then an error event.
+        while (!s.tracker.malformed) {
           const next = await s.iterator.next();
           if (next.done) break;
-          const events = s.parser.push(s.decoder.decode(next.value as Buffer, { stream: true }));
-          for (const e of events) s.tracker.observe(e);
-          yield* emit(events);
+          yield* emit(
+            s.tracker.observeAll(s.parser.push(s.decoder.decode(next.value as Buffer, { stream: true }))),
+          );
         }
-        const tail = s.parser.end();
-        for (const e of tail) s.tracker.observe(e);
-        yield* emit(tail);
-        if (translate)
+        if (!s.tracker.malformed) yield* emit(s.tracker.observeAll(s.parser.end()));
+        if (translate && !s.tracker.malformed)
           for (const out of translate.end()) {
             const text = send(out);
             if (text !== '') yield text;
           }
-        if (s.tracker.errorMessage !== undefined || !s.tracker.completed) {
-          errorKind = 'mid_stream_error';
-          errorMessage = s.tracker.errorMessage ?? 'the provider ended the stream before it finished';
+        if (s.tracker.malformed || s.tracker.errorMessage !== undefined || !s.tracker.completed) {
+          errorKind = s.tracker.malformed ? 'stream_processing_error' : 'mid_stream_error';
+          errorMessage = s.tracker.malformed
+            ? MALFORMED_EVENT_MESSAGE
+            : (s.tracker.errorMessage ?? 'the provider ended the stream before it finished');
           yield formatSse(streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId));
         }
       } catch (err) {
@@ -191,7 +196,8 @@ export class Relay {
         if (errorKind === null && a.req.signal.aborted) errorKind = 'client_disconnect';
         // Judged when the stream ends, not at its first event: a key that keeps breaking its
         // streams midway must open its circuit, which a success per first event would prevent.
-        if (errorKind === 'mid_stream_error') ports.health.failure(key.id, errorKind);
+        if (errorKind === 'mid_stream_error' || errorKind === 'stream_processing_error')
+          ports.health.failure(key.id, errorKind);
         else ports.health.success(key.id, firstEventMs);
         const usage = s.tracker.usage(a.inputEstimate);
         const costMicros = ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);

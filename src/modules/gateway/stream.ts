@@ -14,6 +14,11 @@ export class StreamTracker {
   completed = false;
   /** An error event sent by the provider inside the stream. */
   errorMessage: string | undefined;
+  /**
+   * The provider sent an event whose data is not a JSON object (nor OpenAI's `[DONE]`): the
+   * official SDKs would throw a SyntaxError on it, so it is never passed on.
+   */
+  malformed = false;
 
   constructor(
     private readonly format: WireFormat,
@@ -27,7 +32,10 @@ export class StreamTracker {
         return;
       }
       const chunk = parse(event.data);
-      if (!chunk) return;
+      if (!chunk) {
+        this.malformed = true;
+        return;
+      }
       if (chunk.error) this.errorMessage = messageOf(chunk.error);
       const usage = usageFromOpenAi(chunk.usage);
       if (usage) this.reported = usage;
@@ -42,7 +50,10 @@ export class StreamTracker {
       return;
     }
     const data = parse(event.data);
-    if (!data) return;
+    if (!data) {
+      this.malformed = true;
+      return;
+    }
     switch (event.event ?? data.type) {
       case 'message_start': {
         const u = usageFromAnthropic((data.message as Record<string, unknown> | undefined)?.usage);
@@ -74,6 +85,18 @@ export class StreamTracker {
         this.errorMessage = messageOf(data.error);
         break;
     }
+  }
+
+  /**
+   * Observes `events` in order up to the first malformed one and returns those
+   * before it: what may go on to the client.
+   */
+  observeAll(events: SseEvent[]): SseEvent[] {
+    for (let i = 0; i < events.length; i++) {
+      this.observe(events[i]!);
+      if (this.malformed) return events.slice(0, i);
+    }
+    return events;
   }
 
   private addText(piece: string): void {
@@ -116,6 +139,9 @@ function messageOf(error: unknown): string {
   }
   return 'the provider reported an error in the stream';
 }
+
+/** What the client is told when the provider sent an event it could not have parsed. */
+export const MALFORMED_EVENT_MESSAGE = 'the provider sent a stream event that is not valid JSON';
 
 /** An error event in the client's format, which the official SDKs raise as an error. */
 export function streamErrorEvent(format: WireFormat, code: string, message: string, runId: string): SseEvent {

@@ -1,0 +1,247 @@
+import type { Provider } from './provider-call.ts';
+
+/**
+ * Input tokens of a request, counted before it is sent, for the budget
+ * reservation and the rate limit. The reservation must not fall short of what
+ * the provider will count, or concurrent calls together pass a hard limit:
+ *
+ * - OpenAI models are counted with OpenAI's own BPE tokenizers (gpt-tokenizer,
+ *   pure JS): o200k_base for the GPT-4o/4.1/4.5/5 and o-series families,
+ *   cl100k_base for GPT-4 and GPT-3.5. Every string of the system prompt,
+ *   messages, tools and response format is counted, plus a token for each key,
+ *   value and element of their JSON structure — more than the few tokens a
+ *   message costs the provider, so the count errs high.
+ * - Every other model (Anthropic's tokenizers for Claude 3 and later are not
+ *   published; self-hosted models have their own) is counted as
+ *   CONSERVATIVE_FACTOR times the o200k count (see docs/gateway.md).
+ * - Base64 payloads (images, files) keep the old rule of 4 characters a token,
+ *   far above what an image costs, so no tokenizer runs over megabytes of base64.
+ *
+ * The encoders load on first use (about 250 ms, ~60 MB for o200k; the first
+ * proxied call waits for it) and stay loaded. Tokenizing is about a microsecond
+ * a character for text it has not seen, so a request tokenizes at most SYNC_CHARS
+ * of new long strings on its own path; longer new strings count as their UTF-8
+ * bytes (a byte-level BPE token is at least one byte, so never too few) and are
+ * tokenized in the background, a slice per turn of the event loop, into a cache
+ * by content — an agent resends its whole conversation with every call, and its
+ * next call finds the count. Runs of 65+ characters without whitespace are
+ * counted in 64-character pieces: BPE is quadratic in one pre-token's length
+ * (100 000 `a`s took 42 s in one piece).
+ */
+
+/** Other models' tokens per o200k token, rounded up: see docs/gateway.md. */
+export const CONSERVATIVE_FACTOR = 2;
+
+type Encoding = 'o200k_base' | 'cl100k_base';
+type Count = (text: string) => number;
+
+const counters: Partial<Record<Encoding, Count>> = {};
+const loading: Partial<Record<Encoding, Promise<void>>> = {};
+
+function load(encoding: Encoding): Promise<void> | undefined {
+  if (counters[encoding]) return undefined;
+  loading[encoding] ??= (
+    encoding === 'o200k_base'
+      ? import('gpt-tokenizer/encoding/o200k_base')
+      : import('gpt-tokenizer/encoding/cl100k_base')
+  ).then((m) => {
+    counters[encoding] = m.countTokens;
+  });
+  return loading[encoding];
+}
+
+/** The tokenizer of an OpenAI model by its name (a router's `openai/gpt-4o` too); undefined for others. */
+export function encodingOf(provider: Provider, model: string): Encoding | undefined {
+  if (provider === 'anthropic') return undefined;
+  const name = (model.includes('/') ? model.slice(model.lastIndexOf('/') + 1) : model).toLowerCase();
+  if (/^(gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o[1-9](-|$))/.test(name)) return 'o200k_base';
+  if (/^(gpt-4|gpt-3\.5)/.test(name)) return 'cl100k_base';
+  return undefined;
+}
+
+/** Strings shorter than this are tokenized on the request's path whatever the budget. */
+const SHORT_CHARS = 256;
+/** The cache is dropped when it holds this many characters of keys (and 32 more an entry). */
+const CACHE_MAX_CHARS = 16 * 1024 * 1024;
+/** Characters of new (uncached) long strings one request may tokenize on its own path. */
+const SYNC_CHARS = 8 * 1024;
+/** Longer strings are never tokenized: they count as their UTF-8 bytes. */
+const MAX_TOKENIZED_CHARS = 256 * 1024;
+/** Tokenized in the background per turn of the event loop. */
+const SLICE_CHARS = 8 * 1024;
+/** BPE is quadratic in the length of one pre-token: longer runs without a space are cut. */
+const LONG_RUN = /\S{65,}/g;
+const caches: Record<Encoding, Map<string, number>> = { o200k_base: new Map(), cl100k_base: new Map() };
+let cachedChars = 0;
+
+/** Tokens of `text`, a run of 65+ characters without whitespace counted in 64-character pieces (one more each, for the cut). */
+function tokenize(count: Count, text: string): number {
+  LONG_RUN.lastIndex = 0;
+  if (!LONG_RUN.test(text)) return count(text);
+  let n = 0;
+  let last = 0;
+  for (const m of text.matchAll(LONG_RUN)) {
+    n += count(text.slice(last, m.index));
+    for (let i = 0; i < m[0].length; i += 64) n += count(m[0].slice(i, i + 64)) + 1;
+    last = m.index + m[0].length;
+  }
+  return n + count(text.slice(last));
+}
+
+function remember(encoding: Encoding, text: string, n: number): void {
+  if (cachedChars + text.length > CACHE_MAX_CHARS) {
+    for (const c of Object.values(caches)) c.clear();
+    cachedChars = 0;
+  }
+  caches[encoding].set(text, n);
+  cachedChars += text.length + 32;
+}
+
+/**
+ * Long strings a request had no time for, tokenized between requests a slice at a time (cut
+ * at whitespace), so the agent's next call — which resends them — finds their count.
+ */
+const backlog: Array<{ encoding: Encoding; text: string; at: number; n: number }> = [];
+let backlogChars = 0;
+let draining = false;
+
+function later(encoding: Encoding, text: string): void {
+  if (text.length > MAX_TOKENIZED_CHARS || backlogChars + text.length > 4 * MAX_TOKENIZED_CHARS) return;
+  if (backlog.some((b) => b.encoding === encoding && b.text === text)) return;
+  backlog.push({ encoding, text, at: 0, n: 0 });
+  backlogChars += text.length;
+  if (!draining) {
+    draining = true;
+    setImmediate(drainSlice);
+  }
+}
+
+function drainSlice(): void {
+  const job = backlog[0];
+  if (!job) {
+    draining = false;
+    return;
+  }
+  let end = Math.min(job.text.length, job.at + SLICE_CHARS);
+  if (end < job.text.length) {
+    const space = job.text.lastIndexOf(' ', end);
+    if (space > job.at) end = space;
+  }
+  job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
+  job.at = end;
+  if (job.at >= job.text.length) {
+    backlog.shift();
+    backlogChars -= job.text.length;
+    remember(job.encoding, job.text, job.n);
+  }
+  setImmediate(drainSlice);
+}
+
+/** What one request counts: exactly (a tokenizer), and as an upper bound (UTF-8 bytes; base64 at 4 characters). */
+interface Tally {
+  exact: number;
+  bound: number;
+  /** Characters of new long strings this request may still tokenize. */
+  syncLeft: number;
+}
+
+function countText(encoding: Encoding, text: string, t: Tally): void {
+  // Cached by content, short strings too: an agent resends the same system prompt, tool
+  // definitions and earlier turns with every call, and a lookup costs a fraction of a count.
+  const cached = caches[encoding].get(text);
+  if (cached !== undefined) {
+    t.exact += cached;
+    return;
+  }
+  if (text.length < SHORT_CHARS || text.length <= t.syncLeft) {
+    if (text.length >= SHORT_CHARS) t.syncLeft -= text.length;
+    const n = tokenize(counters[encoding]!, text);
+    remember(encoding, text, n);
+    t.exact += n;
+    return;
+  }
+  // A byte-level BPE token is at least one byte: never fewer tokens than this.
+  t.bound += Buffer.byteLength(text, 'utf8');
+  later(encoding, text);
+}
+
+const BLOB_KEYS = new Set(['data', 'file_data']);
+
+/** Tokens of a JSON value: its strings tokenized, one token per key, value and element besides. */
+function countValue(encoding: Encoding, value: unknown, key: string | undefined, t: Tally): void {
+  if (typeof value === 'string') {
+    if ((key !== undefined && BLOB_KEYS.has(key)) || value.startsWith('data:'))
+      t.bound += Math.ceil(value.length / 4);
+    else countText(encoding, value, t);
+    t.exact += 1;
+    return;
+  }
+  t.exact += 1;
+  if (Array.isArray(value)) {
+    for (const v of value) countValue(encoding, v, undefined, t);
+  } else if (value !== null && typeof value === 'object') {
+    for (const k in value as Record<string, unknown>) {
+      countText(encoding, k, t);
+      t.exact += 1;
+      countValue(encoding, (value as Record<string, unknown>)[k], k, t);
+    }
+  }
+}
+
+/** The input tokens of one request, per tokenizer, counted once each. */
+export class PromptTokens {
+  private readonly counted: Partial<Record<Encoding, Tally>> = {};
+  private highest = 0;
+
+  constructor(private readonly body: Record<string, unknown>) {}
+
+  /** Loads the tokenizers these attempts need; undefined (no await) once they are loaded. */
+  load(targets: Iterable<{ provider: Provider; model: string }>): Promise<unknown> | undefined {
+    const pending: Array<Promise<void>> = [];
+    const need = (e: Encoding) => {
+      const p = load(e);
+      if (p) pending.push(p);
+    };
+    need('o200k_base');
+    for (const t of targets) {
+      const e = encodingOf(t.provider, t.model);
+      if (e && e !== 'o200k_base') need(e);
+    }
+    return pending.length > 0 ? Promise.all(pending) : undefined;
+  }
+
+  /** The tokens `provider` will count for `model` at most (its tokenizer, or the conservative factor). */
+  for(provider: Provider, model: string): number {
+    const encoding = encodingOf(provider, model);
+    let n: number;
+    if (encoding) {
+      const t = this.with(encoding);
+      n = t.exact + t.bound;
+    } else {
+      // The factor applies to what was tokenized; a bound in bytes already holds for any byte-level BPE.
+      const t = this.with('o200k_base');
+      n = Math.ceil(CONSERVATIVE_FACTOR * t.exact) + t.bound;
+    }
+    if (n > this.highest) this.highest = n;
+    return n;
+  }
+
+  /** The most any attempt counted (the conservative count when none was asked). */
+  max(): number {
+    return this.highest > 0 ? this.highest : this.for('anthropic', '');
+  }
+
+  private with(encoding: Encoding): Tally {
+    let t = this.counted[encoding];
+    if (t === undefined) {
+      t = { exact: 0, bound: 0, syncLeft: SYNC_CHARS };
+      const b = this.body;
+      countValue(encoding, b.system ?? null, undefined, t);
+      countValue(encoding, b.messages ?? null, undefined, t);
+      countValue(encoding, b.tools ?? null, undefined, t);
+      if (b.response_format !== undefined) countValue(encoding, b.response_format, undefined, t);
+      this.counted[encoding] = t;
+    }
+    return t;
+  }
+}

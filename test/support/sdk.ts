@@ -1,0 +1,22 @@
+// Helpers for tests that drive Paddock through the official SDKs.
+
+/** The error a call failed with (and a test failure when it did not fail). */
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected the call to fail');
+}
+
+/** Reads a stream to its end or its failure, keeping what arrived before. */
+export async function drain<T>(stream: AsyncIterable<T>): Promise<{ items: T[]; error: unknown }> {
+  const items: T[] = [];
+  try {
+    for await (const item of stream) items.push(item);
+    return { items, error: undefined };
+  } catch (error) {
+    return { items, error };
+  }
+}
