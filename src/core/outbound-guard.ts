@@ -1,3 +1,6 @@
+// One file over ~400 lines: the one outbound-address guard (docs/security.md).
+// Resolution, classification, the pinned connect and the socket's remote-end
+// check are one security boundary, read and reviewed together.
 import { lookup as dnsLookup } from 'node:dns/promises';
 import http from 'node:http';
 import net from 'node:net';

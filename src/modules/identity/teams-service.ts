@@ -1,3 +1,6 @@
+// One file over ~400 lines for now: teams, members and invitations share the
+// owner/admin access checks and the member rows an accepted invitation writes.
+// Invitations are the part to move out next (their own service) when it grows.
 import { randomBytes } from 'node:crypto';
 import { type Clock, DAY_MS } from '../../core/clock.ts';
 import { generateToken, type TokenHasher } from '../../core/crypto.ts';
