@@ -81,4 +81,20 @@ describe('the spawner', () => {
     );
     expect(results.map((r) => r.stdout)).toEqual(results.map((_, i) => `in-${i}\n${i}\n`));
   });
+
+  it("ends a command's input when the server closes it, while another launcher runs", async () => {
+    // Both start lines reach the helper before it is told the first one's
+    // ends were taken: the second's waiter must not keep the first's stdin.
+    const reader = spawner.spawn(['/bin/sh', '-c', 'cat; echo done'], { PATH: '/usr/bin:/bin' });
+    const sleeper = spawner.spawn(['/bin/sleep', '30'], { PATH: '/usr/bin:/bin' });
+    await sleeper.pidKnown;
+    let sleeperExited = false;
+    sleeper.on('exit', () => {
+      sleeperExited = true;
+    });
+    expect(await run(reader, 'line\n')).toMatchObject({ code: 0, stdout: 'line\ndone\n' });
+    expect(sleeperExited).toBe(false);
+    sleeper.kill('SIGKILL');
+    expect(await run(sleeper)).toMatchObject({ signal: 'SIGKILL' });
+  });
 });

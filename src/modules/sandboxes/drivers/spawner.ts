@@ -46,7 +46,9 @@ while (my $line = <STDIN>) {
   if (!defined $waiter) { say("E $id fork: $!"); next }
   if ($waiter == 0) {
     $SIG{CHLD} = 'DEFAULT';
-    close $_ for $in_w, $out_r, $err_r;
+    # The other processes' server ends: a waiter keeping them would hold
+    # their stdin open after the server closed it.
+    close $_ for $in_w, $out_r, $err_r, map { @$_ } values %held;
     my $pid = fork;
     if (!defined $pid) { say("E $id fork: $!"); POSIX::_exit(0) }
     if ($pid == 0) {
@@ -262,6 +264,8 @@ export class Spawner {
       this.pending.delete(id!);
       launcher.finish(Number(rest[0]));
     } else if (op === 'E') {
+      // A waiter that could not fork leaves the pipes held: let them go.
+      this.helper.stdin!.write(`C ${id}\n`);
       this.pending.delete(id!);
       launcher.fail(rest.join(' '));
     }
