@@ -329,6 +329,26 @@ describe('run controls', () => {
     expect(unknown.headers.get('x-paddock-policy-fallback-reason')).toBe('not_found');
   });
 
+  it('names a fallback policy outside ASCII in its header, streamed or not', async () => {
+    const name = `бюджет-预算-${Date.now()}`;
+    const agent = await g.newAgent({ name });
+    const plain = await proxy(agent, hello(), { 'x-paddock-run-policy': 'no-such-policy' });
+    expect(plain.status).toBe(200);
+    expect(decodeURIComponent(plain.headers.get('x-paddock-policy-fallback')!)).toBe(name);
+    const streamed = await fetch(`${g.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${agent.api_key}`,
+        'x-paddock-run-policy': 'no-such-policy',
+      },
+      body: JSON.stringify(hello('gpt-4o', { stream: true })),
+    });
+    expect(streamed.status).toBe(200);
+    expect(decodeURIComponent(streamed.headers.get('x-paddock-policy-fallback')!)).toBe(name);
+    expect(await streamed.text()).toContain('data: [DONE]');
+  });
+
   it('a force-stopped run refuses calls until it is unblocked', async () => {
     const agent = await g.newAgent();
     const first = await proxy(agent, hello());

@@ -82,19 +82,19 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
         if (result.kind === 'json')
           return reply
             .status(result.status as 200)
-            .headers(result.headers)
+            .headers(headerSafe(result.headers))
             .send(result.body);
 
         reply.hijack();
         const raw = reply.raw;
-        raw.writeHead(200, {
-          ...result.headers,
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-request-id': request.id,
-        });
         try {
+          raw.writeHead(200, {
+            ...headerSafe(result.headers),
+            'content-type': 'text/event-stream; charset=utf-8',
+            'cache-control': 'no-cache',
+            connection: 'keep-alive',
+            'x-request-id': request.id,
+          });
           for await (const chunk of result.chunks) {
             if (raw.destroyed) break;
             if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
@@ -107,4 +107,23 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
       },
     );
   }
+}
+
+/**
+ * Header values carry names a caller chose (a policy's, a model's); Node
+ * refuses a value outside visible ASCII, which would fail the answer after
+ * the call was charged. Such characters go as percent-encoded UTF-8.
+ */
+export function headerSafe(headers: Record<string, string>): Record<string, string> {
+  let safe: Record<string, string> | undefined;
+  for (const [name, value] of Object.entries(headers)) {
+    if (/^[\x20-\x7e]*$/.test(value)) continue;
+    safe ??= { ...headers };
+    safe[name] = value.replace(/[^\x20-\x7e]+/gu, (run) =>
+      Array.from(Buffer.from(run, 'utf8'), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(
+        '',
+      ),
+    );
+  }
+  return safe ?? headers;
 }
