@@ -181,8 +181,11 @@ export class CapsulesService {
         }
         throw err;
       });
-    if (running) this.states.moved(running);
-    else this.states.later(this.boot(c, spec, host), { capsule_id: id });
+    if (running) {
+      this.states.moved(running);
+      // A spare whose init died before this row committed was told to a move that found no row.
+      if (!host.has(id)) this.states.later(this.states.ended(id, 'capsule_exited'), { capsule_id: id });
+    } else this.states.later(this.boot(c, spec, host), { capsule_id: id });
     return view(c, now);
   }
 
