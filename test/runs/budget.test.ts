@@ -397,4 +397,58 @@ describe('unused leases', () => {
     await budget.shutdown();
     expect(timers.pending).toBe(0);
   });
+
+  it('go back on the next look when returning them failed once', async () => {
+    const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1 } });
+    const run = await newRun(g);
+    const timers = new ManualTimers(t.clock);
+    // The database, except that one transaction fails as a lost connection would.
+    let failNextTransaction = false;
+    const db = new Proxy(t.database.db, {
+      get(target, name) {
+        if (name === 'transaction' && failNextTransaction) {
+          failNextTransaction = false;
+          return async () => {
+            throw new Error('connection lost');
+          };
+        }
+        const value = Reflect.get(target, name);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const budget = new BudgetSystem(
+      db,
+      { clock: t.clock, timers, log: silentLog },
+      t.services.events,
+      () => {},
+    );
+    budget.start();
+    const r = await budget.reserve({
+      teamId: g.teamId,
+      runId: run.id,
+      agentId: g.agent.id,
+      policyId: g.policy.id,
+      amountMicros: 20_000,
+      tokens: 100,
+    });
+    if (!r.ok) throw new Error(r.message);
+    await budget.settle(r.reservationId, llmStep(5_000));
+    await budget.leasesSettled();
+    expect(await leaseRows(t, run.id)).toHaveLength(1);
+
+    // Step to the look that finds the lease idle: its return fails.
+    failNextTransaction = true;
+    for (let waited = 0; failNextTransaction && waited < 2_000; waited += 250) {
+      await timers.advance(250);
+      await budget.backgroundSettled();
+    }
+    expect(failNextTransaction).toBe(false);
+    expect(await leaseRows(t, run.id)).toHaveLength(1);
+
+    await timers.advance(250);
+    await budget.backgroundSettled();
+    expect(await leaseRows(t, run.id)).toHaveLength(0);
+    expect(await runRow(t, run.id)).toMatchObject({ reservedMicros: 0, costMicros: 5_000 });
+    await budget.shutdown();
+  });
 });

@@ -109,6 +109,8 @@ export class BudgetSystem {
   private readonly options: BudgetOptions;
   private renewTimer: Timer | undefined;
   private idleTimer: Timer | undefined;
+  /** Idle leases whose return failed: tried again with the next ones. */
+  private readonly unreturned: Account[] = [];
   /** A background lease renewal or return still running (shutdown waits for it). */
   private background: Promise<void> | undefined;
   private readonly log: Log;
@@ -331,11 +333,18 @@ export class BudgetSystem {
 
   /** Gives back leases idle for `idleMs`: their headroom leaves the runs' and hours' reserved totals. */
   async returnIdleLeases(idleMs = this.options.leaseIdleMs): Promise<void> {
-    const idle = this.book.takeIdle(idleMs);
+    // Leases a failed return left behind go first: they have left the book, and
+    // the renewals would keep their money held until a restart.
+    const idle = [...this.unreturned.splice(0), ...this.book.takeIdle(idleMs)];
     if (idle.length === 0) return;
-    await this.db.transaction(async (tx) => {
-      for (const a of idle) await budgetRepo.dropLease(tx, a.leaseId);
-    });
+    try {
+      await this.db.transaction(async (tx) => {
+        for (const a of idle) await budgetRepo.dropLease(tx, a.leaseId);
+      });
+    } catch (err) {
+      this.unreturned.push(...idle);
+      throw err;
+    }
   }
 
   /** Marks this process's leases alive, and notices any a sweeper took from it. */
