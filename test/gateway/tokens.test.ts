@@ -41,6 +41,31 @@ describe('input tokens before the call', () => {
     expect(next).toBeLessThan(first);
   });
 
+  it('many short new strings share the per-request budget: past it they count as bytes, and are learnt', async () => {
+    // Distinct strings, so no cache helps: tokenizing them all would hold the server's thread.
+    const lines = Array.from({ length: 400 }, (_, i) => `line ${i}: ${'the quick brown fox '.repeat(9)}${i}`);
+    const body = { messages: lines.map((content) => ({ role: 'user', content })) };
+    const exact = lines.reduce((n, l) => n + countTokens(l), 0);
+    const bytes = lines.reduce((n, l) => n + Buffer.byteLength(l), 0);
+    const first = (await counted(body)).for('openai', 'gpt-4o');
+    expect(first).toBeGreaterThanOrEqual(exact);
+    // Most of them were not tokenized on the request's path.
+    expect(first).toBeGreaterThan(exact + (bytes - exact) / 2);
+    for (let i = 0; i < 500; i++) await new Promise((r) => setImmediate(r));
+    const next = (await counted(body)).for('openai', 'gpt-4o');
+    expect(next).toBeGreaterThanOrEqual(exact);
+    // Each message adds its JSON around the text: a few tokens for role, user and content.
+    expect(next).toBeLessThan(exact + 10 * lines.length);
+    expect(next).toBeLessThan(first);
+  });
+
+  it('counts the legacy functions too', async () => {
+    const functions = [{ name: 'lookup', description: 'Looks a word up. '.repeat(50), parameters: {} }];
+    const without = (await counted({ messages: [] })).for('openai', 'gpt-4o');
+    const withFunctions = (await counted({ messages: [], functions })).for('openai', 'gpt-4o');
+    expect(withFunctions - without).toBeGreaterThanOrEqual(countTokens(functions[0]!.description));
+  });
+
   it('a run without spaces is counted in pieces, not as one pre-token', async () => {
     const run = 'ab'.repeat(2000);
     const p = await counted({ messages: [{ role: 'user', content: run }] });

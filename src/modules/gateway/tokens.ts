@@ -20,7 +20,7 @@ import type { Provider } from './provider-call.ts';
  * The encoders load on first use (about 250 ms, ~60 MB for o200k; the first
  * proxied call waits for it) and stay loaded. Tokenizing is about a microsecond
  * a character for text it has not seen, so a request tokenizes at most SYNC_CHARS
- * of new long strings on its own path; longer new strings count as their UTF-8
+ * of new strings on its own path; new strings past that count as their UTF-8
  * bytes (a byte-level BPE token is at least one byte, so never too few) and are
  * tokenized in the background, a slice per turn of the event loop, into a cache
  * by content — an agent resends its whole conversation with every call, and its
@@ -59,11 +59,9 @@ export function encodingOf(provider: Provider, model: string): Encoding | undefi
   return undefined;
 }
 
-/** Strings shorter than this are tokenized on the request's path whatever the budget. */
-const SHORT_CHARS = 256;
 /** The cache is dropped when it holds this many characters of keys (and 32 more an entry). */
 const CACHE_MAX_CHARS = 16 * 1024 * 1024;
-/** Characters of new (uncached) long strings one request may tokenize on its own path. */
+/** Characters of new (uncached) strings one request may tokenize on its own path. */
 const SYNC_CHARS = 8 * 1024;
 /** Longer strings are never tokenized: they count as their UTF-8 bytes. */
 const MAX_TOKENIZED_CHARS = 256 * 1024;
@@ -102,13 +100,18 @@ function remember(encoding: Encoding, text: string, n: number): void {
  * at whitespace), so the agent's next call — which resends them — finds their count.
  */
 const backlog: Array<{ encoding: Encoding; text: string; at: number; n: number }> = [];
+let backlogHead = 0;
 let backlogChars = 0;
+const queued: Record<Encoding, Set<string>> = { o200k_base: new Set(), cl100k_base: new Set() };
+/** Strings waiting at most: a request of a hundred thousand short strings queues only these. */
+const MAX_BACKLOG = 4096;
 let draining = false;
 
 function later(encoding: Encoding, text: string): void {
   if (text.length > MAX_TOKENIZED_CHARS || backlogChars + text.length > 4 * MAX_TOKENIZED_CHARS) return;
-  if (backlog.some((b) => b.encoding === encoding && b.text === text)) return;
+  if (backlog.length - backlogHead >= MAX_BACKLOG || queued[encoding].has(text)) return;
   backlog.push({ encoding, text, at: 0, n: 0 });
+  queued[encoding].add(text);
   backlogChars += text.length;
   if (!draining) {
     draining = true;
@@ -117,21 +120,27 @@ function later(encoding: Encoding, text: string): void {
 }
 
 function drainSlice(): void {
-  const job = backlog[0];
-  if (!job) {
-    draining = false;
-    return;
-  }
-  let end = Math.min(job.text.length, job.at + SLICE_CHARS);
-  if (end < job.text.length) {
-    const space = job.text.lastIndexOf(' ', end);
-    if (space > job.at) end = space;
-  }
-  job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
-  job.at = end;
-  if (job.at >= job.text.length) {
-    backlog.shift();
+  // About SLICE_CHARS a turn: a piece of a long string, or several short ones.
+  for (let budget = SLICE_CHARS; budget > 0; ) {
+    const job = backlog[backlogHead];
+    if (!job) {
+      backlog.length = 0;
+      backlogHead = 0;
+      draining = false;
+      return;
+    }
+    let end = Math.min(job.text.length, job.at + budget);
+    if (end < job.text.length) {
+      const space = job.text.lastIndexOf(' ', end);
+      if (space > job.at) end = space;
+    }
+    job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
+    budget -= end - job.at;
+    job.at = end;
+    if (job.at < job.text.length) break;
+    backlogHead += 1;
     backlogChars -= job.text.length;
+    queued[job.encoding].delete(job.text);
     remember(job.encoding, job.text, job.n);
   }
   setImmediate(drainSlice);
@@ -141,7 +150,7 @@ function drainSlice(): void {
 interface Tally {
   exact: number;
   bound: number;
-  /** Characters of new long strings this request may still tokenize. */
+  /** Characters of new strings this request may still tokenize. */
   syncLeft: number;
 }
 
@@ -153,8 +162,10 @@ function countText(encoding: Encoding, text: string, t: Tally): void {
     t.exact += cached;
     return;
   }
-  if (text.length < SHORT_CHARS || text.length <= t.syncLeft) {
-    if (text.length >= SHORT_CHARS) t.syncLeft -= text.length;
+  // Short strings count against the request's budget too: a body of a hundred thousand
+  // distinct short strings must not hold the event loop for seconds.
+  if (text.length <= t.syncLeft) {
+    t.syncLeft -= text.length;
     const n = tokenize(counters[encoding]!, text);
     remember(encoding, text, n);
     t.exact += n;
@@ -239,6 +250,7 @@ export class PromptTokens {
       countValue(encoding, b.system ?? null, undefined, t);
       countValue(encoding, b.messages ?? null, undefined, t);
       countValue(encoding, b.tools ?? null, undefined, t);
+      if (b.functions !== undefined) countValue(encoding, b.functions, undefined, t);
       if (b.response_format !== undefined) countValue(encoding, b.response_format, undefined, t);
       this.counted[encoding] = t;
     }
