@@ -8,7 +8,7 @@ import type { Provider } from './provider-call.ts';
  * - OpenAI models are counted with OpenAI's own BPE tokenizers (gpt-tokenizer,
  *   pure JS): o200k_base for the GPT-4o/4.1/4.5/5 and o-series families,
  *   cl100k_base for GPT-4 and GPT-3.5. Every string of the system prompt,
- *   messages, tools and response format is counted, plus a token for each key,
+ *   messages, tools, legacy functions and response format is counted, plus a token for each key,
  *   value and element of their JSON structure — more than the few tokens a
  *   message costs the provider, so the count errs high.
  * - Every other model (Anthropic's tokenizers for Claude 3 and later are not
