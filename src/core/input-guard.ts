@@ -94,3 +94,39 @@ export function unsafeTextFields(value: unknown, root = 'body'): Record<string, 
   visit(value, '');
   return fields;
 }
+
+const UNSAFE_ALL = new RegExp(UNSAFE.source, 'g');
+
+/**
+ * `value` with NUL and lone surrogates replaced by U+FFFD in every string and
+ * key, for a jsonb column (Postgres refuses both); the same object when it
+ * holds none. For content Paddock passes on but did not refuse: a prompt or a
+ * provider's answer.
+ */
+export function storableText<T>(value: T): T {
+  if (typeof value === 'string')
+    return (UNSAFE.test(value) ? value.replace(UNSAFE_ALL, '\uFFFD') : value) as T;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = storableText(value[i]);
+      if (v === value[i]) continue;
+      copy ??= [...value];
+      copy[i] = v;
+    }
+    return (copy ?? value) as T;
+  }
+  if (value !== null && typeof value === 'object') {
+    let copy: Record<string, unknown> | undefined;
+    for (const [key, child] of Object.entries(value)) {
+      const k = storableText(key);
+      const v = storableText(child);
+      if (k === key && v === child) continue;
+      copy ??= { ...(value as Record<string, unknown>) };
+      if (k !== key) delete copy[key];
+      copy[k] = v;
+    }
+    return (copy ?? value) as T;
+  }
+  return value;
+}

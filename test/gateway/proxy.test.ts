@@ -389,4 +389,18 @@ describe('content logging', () => {
     // Never the provider's secret, whatever is logged.
     expect(JSON.stringify(step)).not.toContain('sk-openai-test');
   });
+
+  it('records an answer holding NUL or a lone surrogate (which a database column refuses), and passes it on as sent', async () => {
+    const logged = await g.newAgent({ content_logging: 'enabled' });
+    const odd = 'bytes \u0000 and half an emoji \ud83d.';
+    g.mock.reply({ text: odd });
+    const res = await g
+      .openai({ apiKey: logged.api_key })
+      .chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'cat the file' }] })
+      .withResponse();
+    expect(res.data.choices[0]!.message.content).toBe(odd);
+    const step = last(await g.steps(res.response.headers.get('x-paddock-run-id')!));
+    expect(step.status).toBe('success');
+    expect(JSON.stringify(step.response)).toContain('bytes \uFFFD and half an emoji \uFFFD.');
+  });
 });

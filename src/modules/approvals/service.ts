@@ -1,6 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
+import { storableText } from '../../core/input-guard.ts';
 import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -77,7 +78,7 @@ export class ApprovalsService {
           policyId: input.policyId,
           toolName: tool,
           requestHash: input.requestHash,
-          requestSnapshot: input.requestSnapshot ?? null,
+          requestSnapshot: storableText(input.requestSnapshot ?? null),
           status: 'pending' as const,
           expiresAt: input.expiresAt,
           // One timestamp for the batch: consume() finds the siblings by it.

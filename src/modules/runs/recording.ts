@@ -1,4 +1,5 @@
 import { isId, newId, type RunId, type StepId } from '../../core/ids.ts';
+import { storableText } from '../../core/input-guard.ts';
 import type * as repo from './repo.ts';
 import type { StepInsert, TokenUsage } from './step-batch-repo.ts';
 
@@ -66,8 +67,8 @@ export function stepRowOf(
     model: record.model,
     providerKeyId: record.providerKeyId ?? null,
     streaming: record.streaming ?? false,
-    request: record.request ?? null,
-    response: record.response ?? null,
+    request: storableText(record.request ?? null),
+    response: storableText(record.response ?? null),
     inputTokens: u.input,
     outputTokens: u.output,
     cacheReadTokens: u.cacheRead,
@@ -126,7 +127,7 @@ export function blockedStep(b: BlockedRequest, at: Date): StepRecord {
     status: b.status,
     provider: b.provider ?? null,
     model: b.model ?? null,
-    request: b.request ?? null,
+    request: storableText(b.request ?? null),
     usage: NO_TOKENS,
     costMicros: 0,
     errorKind: b.code,
