@@ -187,6 +187,7 @@ export async function serveAgentApi(
   const live = () => host()!;
   const ops = operations(live);
   for (const name of Object.keys(HOST_RPC) as HostRpcName[]) {
+    // The route's body schema is this operation's own request: what reaches op has its type.
     const op = ops[name] as (a: unknown) => Promise<unknown>;
     app.post(`/host/rpc/${name}`, { schema: { body: HOST_RPC[name].request } }, async (request) => ({
       result: await op(request.body),
@@ -195,9 +196,9 @@ export async function serveAgentApi(
 
   app.get('/host/files', { schema: { querystring: FilesQuery } }, async (request, reply) => {
     const { capsule, path, max = 0 } = request.query;
-    reply.type('application/octet-stream');
-    if (max > 0) return reply.send(await live().readFile(capsule, path, max));
-    return reply.send(await live().readStream(capsule, path));
+    const contents =
+      max > 0 ? await live().readFile(capsule, path, max) : await live().readStream(capsule, path);
+    return reply.type('application/octet-stream').send(contents);
   });
   app.put('/host/files', { schema: { querystring: FilesQuery } }, async (request) => {
     const { capsule, path, max = 0 } = request.query;
