@@ -14,10 +14,13 @@ import {
  * parameters and query strings. Register before the routes.
  */
 export function registerInputGuards(app: FastifyInstance): void {
-  // An empty body is "no body" (POST /v1/auth/logout with a Content-Type header),
-  // and broken JSON is a 400 that says where.
+  // Fastify's own JSON parser (secure-json-parse: "__proto__" and "constructor.prototype" keys
+  // refused, escaped or not) under our rules: an empty body is "no body" (POST /v1/auth/logout
+  // with a Content-Type header), nesting is bounded before anything parses, and broken JSON is
+  // a 400 that says where.
+  const fastifyJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);
     if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
@@ -31,20 +34,14 @@ export function registerInputGuards(app: FastifyInstance): void {
         undefined,
       );
     }
-    let parsed: unknown;
-    try {
-      parsed = parseRefusingPoisonedKeys(text);
-    } catch (err) {
-      return done(
-        new AppError(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`),
-        undefined,
-      );
-    }
-    if (jsonMayHoldUnsafeText(text)) {
-      const fields = unsafeTextFields(parsed);
-      if (Object.keys(fields).length > 0) return done(invalidText('the request body', fields), undefined);
-    }
-    done(null, parsed);
+    fastifyJson(request, text, (err, parsed) => {
+      if (err) return done(invalidJson(text), undefined);
+      if (jsonMayHoldUnsafeText(text)) {
+        const fields = unsafeTextFields(parsed);
+        if (Object.keys(fields).length > 0) return done(invalidText('the request body', fields), undefined);
+      }
+      done(null, parsed);
+    });
   });
 
   // Path parameters and query strings arrive percent-decoded: %00 is a NUL by now.
@@ -67,21 +64,19 @@ function invalidText(where: string, fields: Record<string, string>): ValidationE
   return new ValidationError(`${where} is invalid: ${summary}`, fields);
 }
 
-/** Fastify's own parser refuses prototype-poisoning keys; so does this one. */
-function parseRefusingPoisonedKeys(text: string): unknown {
-  // The reviver is slower, so it runs only when such a key could be there (\u escapes too).
-  const guarded = text.includes('__proto__') || text.includes('prototype') || text.includes('\\u');
-  if (!guarded) return JSON.parse(text);
-  return JSON.parse(text, (key: string, value: unknown) => {
-    if (
-      key === '__proto__' ||
-      (key === 'constructor' &&
-        typeof value === 'object' &&
-        value !== null &&
-        Object.hasOwn(value, 'prototype'))
-    ) {
-      throw new SyntaxError(`"${key}" is not allowed as a key`);
-    }
-    return value;
-  });
+/**
+ * Fastify's parser says only "invalid JSON": parse again (on this failure path only) for where
+ * it broke, or, when plain JSON.parse takes it, name the prototype key that was refused.
+ */
+function invalidJson(text: string): AppError {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    return new AppError(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
+  }
+  return new AppError(
+    400,
+    'invalid_json',
+    'the request body is not valid JSON: a "__proto__" key, or a "constructor" key holding "prototype", is not allowed',
+  );
 }

@@ -402,7 +402,19 @@ describe('BYOC host addresses', () => {
       target = http.createServer((req, res) => {
         seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ result: { exitCode: 0, stdout: '', stderr: '' } }));
+        res.end(
+          JSON.stringify({
+            result: {
+              stdout: '',
+              stderr: '',
+              exit_code: 0,
+              duration_ms: 1,
+              encoding: 'utf-8',
+              truncated: false,
+              timed_out: false,
+            },
+          }),
+        );
       });
       target.on('upgrade', (req, socket) => {
         seen.push(`upgrade ${req.url} ${req.headers.authorization}`);

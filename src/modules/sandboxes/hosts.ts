@@ -393,7 +393,10 @@ export class HostsService {
     const known = capsuleIds.length > 0 ? capsuleIds : await this.liveCapsuleIds(row.id);
     const guard = this.guardFor(row);
     this.capsules.addHost(
-      new RemoteHost(row.id, row.address, token, row.isolation ?? 'none', known, guard ? { guard } : {}),
+      new RemoteHost(row.id, row.address, token, row.isolation ?? 'none', known, {
+        clock: this.ctx.clock,
+        ...(guard ? { guard } : {}),
+      }),
     );
   }
 

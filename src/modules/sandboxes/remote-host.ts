@@ -1,167 +1,96 @@
-import http from 'node:http';
+import type http from 'node:http';
 import { Readable } from 'node:stream';
-import { WebSocket } from 'ws';
+import { Agent, type Dispatcher, errors as undiciErrors } from 'undici';
+import { type Clock, systemClock } from '../../core/clock.ts';
 import type { HostId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type CapsuleUsage, DriverError, type FileEntry, type Isolation } from './drivers/types.ts';
-import {
-  type ExecRequest,
-  type ExecResult,
-  type FollowedProcess,
-  type HostCapsuleSpec,
-  type HostProcess,
-  type OutputListener,
-  OutputReplay,
-  type SandboxHost,
-  type StartRequest,
+import type {
+  ExecRequest,
+  ExecResult,
+  FollowedProcess,
+  HostCapsuleSpec,
+  HostProcess,
+  SandboxHost,
+  StartRequest,
 } from './host.ts';
+import {
+  type Checked,
+  checker,
+  DRIVER_ERROR_CODES,
+  HOST_RPC,
+  HostErrorBody,
+  type HostRpcName,
+  type HostRpcRequest,
+  type HostRpcResponse,
+  KILL_SIGNALS,
+} from './host-rpc-schemas.ts';
 import type { MetricPoint, MetricRange } from './host-side/metrics.ts';
-
-/**
- * A process on a remote host, followed through one WebSocket to its agent
- * API: the host replays the output so far, then streams it live; input,
- * resize and kill travel back. A socket that drops without an exit frame
- * (the host gone) ends the process as 255 for its followers.
- */
-class RemoteFollowed implements FollowedProcess {
-  pid = 0;
-  tag: string | null = null;
-  pty = false;
-  exitCode: number | null = null;
-  readonly exited: Promise<number>;
-  private resolveExit!: (code: number) => void;
-  /** What a follower gets on attaching, as the host's own replay. */
-  private readonly replay = new OutputReplay();
-
-  private constructor(private readonly ws: WebSocket) {
-    this.exited = new Promise((resolve) => {
-      this.resolveExit = resolve;
-    });
-  }
-
-  static open(url: string, token: string, agent?: http.Agent): Promise<RemoteFollowed | undefined> {
-    const ws = new WebSocket(url, {
-      headers: { authorization: `Bearer ${token}` },
-      maxPayload: 4 * 1024 * 1024,
-      ...(agent ? { agent } : {}),
-    });
-    const f = new RemoteFollowed(ws);
-    return new Promise((resolve, reject) => {
-      let attached = false;
-      ws.on('message', (raw) => {
-        let msg: {
-          type?: string;
-          pid?: number;
-          tag?: string;
-          pty?: boolean;
-          stream?: string;
-          data?: string;
-          code?: number;
-        };
-        try {
-          msg = JSON.parse(String(raw));
-        } catch {
-          return;
-        }
-        if (msg.type === 'missing') return resolve(undefined);
-        if (msg.type === 'attached') {
-          attached = true;
-          f.pid = msg.pid ?? 0;
-          f.tag = msg.tag ?? null;
-          f.pty = msg.pty === true;
-          return resolve(f);
-        }
-        if (msg.type === 'out' && typeof msg.data === 'string') {
-          f.output(msg.stream === 'stderr' ? 'stderr' : 'stdout', Buffer.from(msg.data, 'base64'));
-        }
-        if (msg.type === 'exit') f.finish(typeof msg.code === 'number' ? msg.code : 255);
-      });
-      ws.on('error', (err) => {
-        if (!attached)
-          reject(new DriverError('failed', `cannot follow the process on its host: ${err.message}`));
-      });
-      ws.on('close', () => {
-        if (!attached) resolve(undefined);
-        f.finish(255);
-      });
-    });
-  }
-
-  private output(stream: 'stdout' | 'stderr', data: Buffer): void {
-    this.replay.push(stream, data);
-  }
-
-  private finish(code: number): void {
-    if (this.exitCode !== null) return;
-    this.exitCode = code;
-    this.resolveExit(code);
-    this.ws.close();
-  }
-
-  follow(onOutput: OutputListener): () => void {
-    return this.replay.follow(onOutput);
-  }
-
-  private send(frame: Record<string, unknown>): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
-  }
-
-  write(data: Buffer | string): void {
-    this.send({ type: 'input', data: Buffer.from(data).toString('base64') });
-  }
-
-  resize(cols: number, rows: number): void {
-    this.send({ type: 'resize', cols, rows });
-  }
-
-  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    this.send({ type: 'kill', signal });
-  }
-}
+import { RemoteFollowed } from './remote-followed.ts';
 
 /** A capsule this new is not judged missing from a heartbeat (the report may predate it). */
 const REPORT_GRACE_MS = 15_000;
-const DRIVER_CODES = new Set([
-  'not_found',
-  'too_large',
-  'no_space',
-  'invalid_path',
-  'exists',
-  'not_a_directory',
-]);
+const DRIVER_CODES: ReadonlySet<string> = new Set(DRIVER_ERROR_CODES);
+
+type Answers = { [N in HostRpcName]: (value: unknown) => Checked<HostRpcResponse<N>> };
+/** Each operation's answer checked against the shared schema, compiled on first use. */
+const ANSWERS = Object.fromEntries(
+  Object.entries(HOST_RPC).map(([name, { response }]) => [name, checker(response)]),
+) as Answers;
+const checkError = checker(HostErrorBody);
+
+export interface RemoteHostOptions {
+  /**
+   * The outbound-address guard, for a host whose address a team reported
+   * (BYOC): every HTTP and WebSocket connection to it goes to an address the
+   * guard checked, whatever its name resolves to meanwhile.
+   */
+  guard?: OutboundGuard;
+  /** How long the host may take to answer, and to send the next chunk of a body. */
+  timeoutMs?: number;
+  /** For when capsules were handed to it (a heartbeat may predate a new one). */
+  clock?: Clock;
+}
 
 /**
  * A `paddock host` on another machine (or port), seen from the control
- * plane: every operation is a call to its agent API. Which capsules it runs
- * is learnt from its own answers and from its heartbeats, so `has()` answers
- * without a round trip.
+ * plane: every operation is a call to its agent API (host-side/host-api.ts)
+ * over undici, its answer checked against host-rpc-schemas.ts. Which
+ * capsules it runs is learnt from its own answers and from its heartbeats,
+ * so `has()` answers without a round trip.
  */
 export class RemoteHost implements SandboxHost {
   readonly warnings: string[] = [];
+  /** Capsule id → when it was handed to this host (unix ms; 0: learnt from a report). */
   private readonly known = new Map<string, number>();
   private readonly endedListeners: Array<(capsuleId: string, reason: string) => void> = [];
-  private readonly agent: http.Agent;
+  private readonly dispatcher: Agent;
   /** For the WebSocket follow connections; undefined: ws's own connections. */
   private readonly followAgent: http.Agent | undefined;
   private readonly timeoutMs: number;
+  private readonly clock: Clock;
 
-  /**
-   * `guard`: the outbound-address guard, for a host whose address a team
-   * reported (BYOC): every HTTP and WebSocket connection to it goes to an
-   * address the guard checked, whatever its name resolves to meanwhile.
-   */
   constructor(
     readonly id: HostId,
     private address: string,
     private readonly controlToken: string,
     readonly isolation: Isolation,
     capsuleIds: string[] = [],
-    options: { guard?: OutboundGuard; timeoutMs?: number } = {},
+    options: RemoteHostOptions = {},
   ) {
     for (const c of capsuleIds) this.known.set(c, 0);
     this.timeoutMs = options.timeoutMs ?? 60_000;
-    const pooled = { keepAlive: true, maxSockets: 64 };
-    this.agent = options.guard ? options.guard.httpAgent(pooled) : new http.Agent(pooled);
+    this.clock = options.clock ?? systemClock;
+    const connectTimeoutMs = Math.min(this.timeoutMs, 10_000);
+    this.dispatcher = new Agent({
+      connections: 64,
+      keepAliveTimeout: 30_000,
+      // The guard's connector resolves, refuses what it must, dials the checked address and
+      // checks the socket's remote end before undici writes the request (token included) to it.
+      connect: options.guard
+        ? options.guard.undiciConnector({ timeoutMs: connectTimeoutMs })
+        : { timeout: connectTimeoutMs },
+    });
     this.followAgent = options.guard?.httpAgent();
   }
 
@@ -169,7 +98,7 @@ export class RemoteHost implements SandboxHost {
   report(address: string, capsuleIds: string[], stopping = false): void {
     this.address = address;
     const live = new Set(capsuleIds);
-    const now = Date.now();
+    const now = this.clock.now().getTime();
     for (const [id, since] of this.known) {
       if (live.has(id) || (!stopping && now - since < REPORT_GRACE_MS)) continue;
       this.known.delete(id);
@@ -185,72 +114,82 @@ export class RemoteHost implements SandboxHost {
     return ids;
   }
 
-  private request(
-    method: string,
+  private async request(
+    method: 'GET' | 'POST' | 'PUT',
     path: string,
-    body?: Buffer | Readable,
-  ): Promise<{ status: number; res: http.IncomingMessage }> {
+    body?: { json: unknown } | { stream: Readable },
+  ): Promise<Dispatcher.ResponseData> {
     const [hostname, port] = splitAddress(this.address);
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          agent: this.agent,
-          hostname,
-          port,
-          method,
-          path,
-          timeout: this.timeoutMs,
-          headers: {
-            authorization: `Bearer ${this.controlToken}`,
-            ...(Buffer.isBuffer(body)
-              ? { 'content-type': 'application/json', 'content-length': body.length }
-              : {}),
-          },
-        },
-        (res) => resolve({ status: res.statusCode ?? 0, res }),
-      );
-      req.on('timeout', () =>
-        req.destroy(new Error(`host ${this.id} did not answer in ${this.timeoutMs} ms`)),
-      );
-      req.on('error', (err) =>
-        reject(new DriverError('failed', `host ${this.id} unreachable: ${err.message}`)),
-      );
-      if (body instanceof Readable) {
-        body.on('error', (err) => req.destroy(err));
-        body.pipe(req);
-      } else req.end(body);
-    });
-  }
-
-  private async json<T>(status: number, res: http.IncomingMessage): Promise<T> {
-    const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
-    let parsed: { result?: T; error?: { code: string; message: string } };
+    const origin = `http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${port}`;
     try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new DriverError('failed', `host ${this.id} answered ${status} without JSON`);
+      return await this.dispatcher.request({
+        origin,
+        path,
+        method,
+        headers: {
+          authorization: `Bearer ${this.controlToken}`,
+          ...(body
+            ? { 'content-type': 'json' in body ? 'application/json' : 'application/octet-stream' }
+            : {}),
+        },
+        ...(body ? { body: 'json' in body ? JSON.stringify(body.json) : body.stream } : {}),
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (err) {
+      if (err instanceof undiciErrors.HeadersTimeoutError)
+        throw new DriverError('failed', `host ${this.id} did not answer in ${this.timeoutMs} ms`);
+      throw new DriverError('failed', `host ${this.id} unreachable: ${(err as Error).message}`);
     }
-    if (status === 200) return parsed.result as T;
-    const code = parsed.error?.code ?? 'failed';
-    throw new DriverError(
-      (DRIVER_CODES.has(code) ? code : 'failed') as DriverError['code'],
-      parsed.error?.message ?? `host ${this.id} answered ${status}`,
-    );
   }
 
-  private async rpc<T>(method: string, args: Record<string, unknown>): Promise<T> {
-    const { status, res } = await this.request(
-      'POST',
-      `/host/rpc/${method}`,
-      Buffer.from(JSON.stringify(args)),
-    );
-    return this.json<T>(status, res);
+  /** The answer's JSON, or a DriverError saying what the host answered instead. */
+  private async answerJson(what: string, res: Dispatcher.ResponseData): Promise<unknown> {
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw new DriverError(
+        'failed',
+        `host ${this.id} broke off its answer to ${what}: ${(err as Error).message}`,
+      );
+    }
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new DriverError('failed', `host ${this.id} answered ${what} with ${res.statusCode} without JSON`);
+    }
+  }
+
+  /** A refusal (any status but 200) as the DriverError it crossed the wire as. */
+  private async refusal(what: string, res: Dispatcher.ResponseData): Promise<never> {
+    const checked = checkError(await this.answerJson(what, res));
+    if (!checked.ok) {
+      throw new DriverError(
+        'failed',
+        `host ${this.id} answered ${what} with ${res.statusCode} without an error: ${checked.problems}`,
+      );
+    }
+    const { code, message } = checked.value.error;
+    throw new DriverError(DRIVER_CODES.has(code) ? (code as DriverError['code']) : 'failed', message);
+  }
+
+  private async rpc<N extends HostRpcName>(name: N, args: HostRpcRequest<N>): Promise<HostRpcResponse<N>> {
+    const res = await this.request('POST', `/host/rpc/${name}`, { json: args });
+    if (res.statusCode !== 200) return this.refusal(name, res);
+    const answer = await this.answerJson(name, res);
+    const result =
+      answer !== null && typeof answer === 'object' && Object.hasOwn(answer, 'result')
+        ? (answer as { result: unknown }).result
+        : undefined;
+    const checked = ANSWERS[name](result);
+    if (!checked.ok)
+      throw new DriverError('failed', `host ${this.id} answered ${name} wrongly: ${checked.problems}`);
+    return checked.value as HostRpcResponse<N>;
   }
 
   async create(spec: HostCapsuleSpec): Promise<void> {
-    this.known.set(spec.id, Date.now());
+    this.known.set(spec.id, this.clock.now().getTime());
     try {
       await this.rpc('create', { spec });
     } catch (err) {
@@ -284,7 +223,7 @@ export class RemoteHost implements SandboxHost {
   }
 
   async start(capsuleId: string, req: StartRequest): Promise<FollowedProcess> {
-    const { tag } = await this.rpc<{ pid: number; tag: string }>('start', { capsuleId, req });
+    const { tag } = await this.launch(capsuleId, req);
     // The host keeps a finished process's output for a while, so a fast one is still there to follow.
     const f = await this.followed(capsuleId, tag);
     if (!f) throw new DriverError('failed', `the process ${tag} vanished on its host`);
@@ -305,7 +244,9 @@ export class RemoteHost implements SandboxHost {
   }
 
   async kill(capsuleId: string, selector: string, signal: NodeJS.Signals): Promise<boolean> {
-    return (await this.rpc<{ found: boolean }>('kill', { capsuleId, selector, signal })).found;
+    const known = KILL_SIGNALS.find((s) => s === signal);
+    if (!known) throw new DriverError('invalid', `${signal} is not a signal a capsule's process may be sent`);
+    return (await this.rpc('kill', { capsuleId, selector, signal: known })).found;
   }
 
   private filesPath(capsuleId: string, path: string, max: number): string {
@@ -314,23 +255,22 @@ export class RemoteHost implements SandboxHost {
   }
 
   async readFile(capsuleId: string, path: string, maxBytes: number): Promise<Buffer> {
-    const { status, res } = await this.request('GET', this.filesPath(capsuleId, path, maxBytes));
-    if (status !== 200) return this.json(status, res);
-    const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+    const res = await this.request('GET', this.filesPath(capsuleId, path, maxBytes));
+    if (res.statusCode !== 200) return this.refusal('readFile', res);
+    return Buffer.from(await res.body.arrayBuffer());
   }
 
   async readStream(capsuleId: string, path: string): Promise<Readable> {
-    const { status, res } = await this.request('GET', this.filesPath(capsuleId, path, 0));
-    if (status !== 200) return this.json(status, res);
-    return res;
+    const res = await this.request('GET', this.filesPath(capsuleId, path, 0));
+    if (res.statusCode !== 200) return this.refusal('readStream', res);
+    return res.body;
   }
 
   async writeFile(capsuleId: string, path: string, data: Readable | Buffer, maxBytes: number): Promise<void> {
-    const body = Buffer.isBuffer(data) ? Readable.from([data]) : data;
-    const { status, res } = await this.request('PUT', this.filesPath(capsuleId, path, maxBytes), body);
-    await this.json(status, res);
+    const stream = Buffer.isBuffer(data) ? Readable.from([data]) : data;
+    const res = await this.request('PUT', this.filesPath(capsuleId, path, maxBytes), { stream });
+    if (res.statusCode !== 200) return this.refusal('writeFile', res);
+    await res.body.dump();
   }
 
   list(capsuleId: string, path: string, depth: number): Promise<FileEntry[]> {
@@ -367,7 +307,7 @@ export class RemoteHost implements SandboxHost {
 
   /** The control plane lets go of the host; its capsules run on. */
   async close(): Promise<void> {
-    this.agent.destroy();
+    await this.dispatcher.destroy();
     this.followAgent?.destroy();
   }
 }

@@ -291,7 +291,7 @@ export function registerCapsuleRoutes(app: App, capsules: CapsulesService): void
         principalOf(request),
         capsuleIdOf(request.params.id),
         request.params.selector,
-        (request.query.signal ?? 'SIGKILL') as NodeJS.Signals,
+        request.query.signal ?? 'SIGKILL',
       );
       return reply.status(204).send(null);
     },

@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox';
 import { CAPSULE_STATUSES } from '../../db/schema/index.ts';
 import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
 import { EnvsSchema } from './envs.ts';
+import { KILL_SIGNALS } from './host-rpc-schemas.ts';
 
 export const CapsuleStatusSchema = Type.Enum([...CAPSULE_STATUSES]);
 
@@ -204,11 +205,7 @@ export const ProcessParams = Type.Object({
 });
 export const KillQuery = Type.Object(
   {
-    signal: Type.Optional(
-      Type.Enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'], {
-        default: 'SIGKILL',
-      }),
-    ),
+    signal: Type.Optional(Type.Enum([...KILL_SIGNALS], { default: 'SIGKILL' })),
   },
   { additionalProperties: false },
 );

@@ -1,105 +1,120 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream/promises';
-import { WebSocketServer } from 'ws';
+import type { Readable } from 'node:stream';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyError } from 'fastify';
+import type { WebSocket } from 'ws';
 import { safeEqual } from '../../../core/crypto.ts';
+import { AppError } from '../../../core/errors.ts';
+import { errorBody } from '../../../http/errors.ts';
+import { registerInputGuards } from '../../../http/input-guards.ts';
+import { fieldErrors, validatorCompiler } from '../../../http/validation.ts';
 import { DriverError } from '../drivers/types.ts';
 import type { SandboxHost } from '../host.ts';
-import type { MetricRange } from './metrics.ts';
+import {
+  checker,
+  FilesQuery,
+  FollowCommand,
+  type FollowEvent,
+  FollowQuery,
+  HOST_RPC,
+  type HostRpcName,
+  type HostRpcRequest,
+  type HostRpcResponse,
+} from '../host-rpc-schemas.ts';
 
 // The API a `paddock host` serves to its control plane: the SandboxHost
 // operations as JSON calls (POST /host/rpc/<method>), file contents as raw
-// streams (GET and PUT /host/files), every call authenticated by the control
-// token the control plane gave this host at registration. RemoteHost is its
-// client. A driver's refusal crosses as {error: {code, message}} and becomes
+// streams (GET and PUT /host/files), a WebSocket per followed process
+// (GET /host/follow), every call authenticated by the control token the
+// control plane gave this host at registration. Requests are checked against
+// host-rpc-schemas.ts, the contract RemoteHost (the client) checks answers
+// against. A driver's refusal crosses as {error: {code, message}} and becomes
 // the same DriverError on the other side.
 
 const JSON_LIMIT_BYTES = 4 * 1024 * 1024;
 
-type Args = Record<string, unknown>;
-const str = (a: Args, k: string) => {
-  const v = a[k];
-  if (typeof v !== 'string') throw new DriverError('failed', `missing ${k}`);
-  return v;
-};
+type Operations = { [N in HostRpcName]: (a: HostRpcRequest<N>) => Promise<HostRpcResponse<N>> };
 
-/** The JSON operations, by name. */
-function operations(host: SandboxHost): Record<string, (a: Args) => Promise<unknown>> {
+/** The JSON operations, by name: each checked by the compiler against the shared schemas. */
+function operations(h: () => SandboxHost): Operations {
   return {
     create: async (a) => {
-      await host.create(a.spec as Parameters<SandboxHost['create']>[0]);
+      await h().create(a.spec);
       return {};
     },
     destroy: async (a) => {
-      await host.destroy(str(a, 'capsuleId'));
+      await h().destroy(a.capsuleId);
       return {};
     },
     pause: async (a) => {
-      await host.pause(str(a, 'capsuleId'));
+      await h().pause(a.capsuleId);
       return {};
     },
     resume: async (a) => {
-      await host.resume(str(a, 'capsuleId'));
+      await h().resume(a.capsuleId);
       return {};
     },
-    exec: (a) => host.exec(str(a, 'capsuleId'), a.req as Parameters<SandboxHost['exec']>[1]),
-    start: async (a) => {
-      const p = await host.start(str(a, 'capsuleId'), a.req as Parameters<SandboxHost['start']>[1]);
-      return { pid: p.pid, tag: p.tag };
-    },
-    processes: (a) => host.processes(str(a, 'capsuleId')),
-    kill: async (a) => ({
-      found: await host.kill(str(a, 'capsuleId'), str(a, 'selector'), str(a, 'signal') as NodeJS.Signals),
-    }),
-    list: (a) => host.list(str(a, 'capsuleId'), str(a, 'path'), Number(a.depth ?? 1)),
-    mkdir: (a) => host.mkdir(str(a, 'capsuleId'), str(a, 'path')),
+    exec: (a) => h().exec(a.capsuleId, a.req),
+    start: (a) => h().launch(a.capsuleId, a.req),
+    processes: (a) => h().processes(a.capsuleId),
+    kill: async (a) => ({ found: await h().kill(a.capsuleId, a.selector, a.signal) }),
+    list: (a) => h().list(a.capsuleId, a.path, a.depth ?? 1),
+    mkdir: (a) => h().mkdir(a.capsuleId, a.path),
     remove: async (a) => {
-      await host.remove(str(a, 'capsuleId'), str(a, 'path'));
+      await h().remove(a.capsuleId, a.path);
       return {};
     },
-    usage: (a) => host.usage(str(a, 'capsuleId')),
-    metrics: async (a) => host.metrics(str(a, 'capsuleId'), str(a, 'range') as MetricRange),
-    snapshot: (a) => host.snapshot(str(a, 'capsuleId'), str(a, 'templateId')),
+    usage: (a) => h().usage(a.capsuleId),
+    metrics: async (a) => h().metrics(a.capsuleId, a.range),
+    snapshot: (a) => h().snapshot(a.capsuleId, a.templateId),
     removeTemplate: async (a) => {
-      await host.removeTemplate(str(a, 'path'));
+      await h().removeTemplate(a.path);
       return {};
     },
   };
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function sendError(res: http.ServerResponse, err: unknown): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const code = err instanceof DriverError ? err.code : 'failed';
-  sendJson(res, err instanceof DriverError ? 422 : 500, {
-    error: { code, message: (err as Error)?.message ?? String(err) },
-  });
-}
-
-async function readJson(req: http.IncomingMessage): Promise<Args> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > JSON_LIMIT_BYTES) throw new DriverError('too_large', 'request body too large');
-    chunks.push(chunk as Buffer);
-  }
-  const v = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-  if (!v || typeof v !== 'object') throw new DriverError('failed', 'expected a JSON object');
-  return v as Args;
-}
-
 export interface AgentServer {
   port: number;
   close(): Promise<void>;
+}
+
+const checkCommand = checker(FollowCommand);
+
+/** Relays one followed process over its socket (the protocol in host-rpc-schemas.ts). */
+async function follow(ws: WebSocket, host: SandboxHost, capsuleId: string, selector: string): Promise<void> {
+  const send = (event: FollowEvent) => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(event));
+  };
+  const f = await host.followed(capsuleId, selector);
+  if (!f) {
+    send({ type: 'missing' });
+    ws.close(1000);
+    return;
+  }
+  send({ type: 'attached', pid: f.pid, tag: f.tag, pty: f.pty });
+  const stop = f.follow((stream, data) => send({ type: 'out', stream, data: data.toString('base64') }));
+  void f.exited.then((code) => {
+    stop();
+    send({ type: 'exit', code });
+    ws.close(1000);
+  });
+  ws.on('close', stop);
+  ws.on('message', (raw) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(String(raw));
+    } catch {
+      return;
+    }
+    // A frame this host does not understand is dropped, as a broken one.
+    const checked = checkCommand(parsed);
+    if (!checked.ok) return;
+    const command = checked.value;
+    if (command.type === 'input') f.write(Buffer.from(command.data, 'base64'));
+    else if (command.type === 'resize') f.resize(command.cols, command.rows);
+    else f.kill(command.signal ?? 'SIGKILL');
+  });
 }
 
 /**
@@ -111,112 +126,97 @@ export async function serveAgentApi(
   controlToken: () => string | undefined,
   listen: { host: string; port: number },
 ): Promise<AgentServer> {
-  let ops: { host: SandboxHost; table: ReturnType<typeof operations> } | undefined;
-  const server = http.createServer((req, res) => {
-    void (async () => {
-      try {
-        const expected = controlToken();
-        const presented = (req.headers.authorization ?? '').replace(/^Bearer /, '');
-        if (!expected || !presented || !safeEqual(presented, expected)) {
-          return sendJson(res, 401, { error: { code: 'unauthorized', message: 'bad control token' } });
-        }
-        const h = host();
-        if (!h) return sendJson(res, 503, { error: { code: 'starting', message: 'the host is starting' } });
-        if (!ops || ops.host !== h) ops = { host: h, table: operations(h) };
-        const url = new URL(req.url ?? '/', 'http://host');
-        if (req.method === 'POST' && url.pathname.startsWith('/host/rpc/')) {
-          const name = url.pathname.slice('/host/rpc/'.length);
-          // Own names only: "constructor" or "valueOf" must not reach Object.prototype's.
-          const op = Object.hasOwn(ops.table, name) ? ops.table[name] : undefined;
-          if (!op) return sendJson(res, 404, { error: { code: 'not_found', message: 'no such operation' } });
-          return sendJson(res, 200, { result: (await op(await readJson(req))) ?? null });
-        }
-        if (url.pathname === '/host/files') {
-          const capsuleId = url.searchParams.get('capsule') ?? '';
-          const path = url.searchParams.get('path') ?? '';
-          const max = Number(url.searchParams.get('max') ?? '0');
-          if (req.method === 'GET') {
-            const stream =
-              max > 0
-                ? await h.readFile(capsuleId, path, max).then((b) => {
-                    res.setHeader('content-length', b.length);
-                    return [b];
-                  })
-                : await h.readStream(capsuleId, path);
-            res.writeHead(200, { 'content-type': 'application/octet-stream' });
-            await pipeline(stream, res);
-            return;
-          }
-          if (req.method === 'PUT') {
-            await h.writeFile(capsuleId, path, req, max);
-            return sendJson(res, 200, { result: {} });
-          }
-        }
-        sendJson(res, 404, { error: { code: 'not_found', message: 'no such route' } });
-      } catch (err) {
-        sendError(res, err);
-      }
-    })();
-  });
-  server.keepAliveTimeout = 30_000;
-  // Following a process (exec/stream, processes/{selector}/stream, PTY): one WebSocket per follower.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * 1024 * 1024 });
-  server.on('upgrade', (req, socket, head) => {
-    const expected = controlToken();
-    const presented = (req.headers.authorization ?? '').replace(/^Bearer /, '');
-    const url = new URL(req.url ?? '/', 'http://host');
-    const h = host();
-    if (!expected || !presented || !safeEqual(presented, expected) || !h || url.pathname !== '/host/follow') {
-      socket.end('HTTP/1.1 401 Unauthorized\r\nconnection: close\r\n\r\n');
-      return;
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      void (async () => {
-        const f = await h.followed(
-          url.searchParams.get('capsule') ?? '',
-          url.searchParams.get('selector') ?? '',
+  const app = Fastify({
+    bodyLimit: JSON_LIMIT_BYTES,
+    keepAliveTimeout: 30_000,
+    // close() ends the control plane's pooled connections and followers at once.
+    forceCloseConnections: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  registerInputGuards(app);
+  app.setErrorHandler((error: FastifyError | Error, _request, reply) => {
+    if (error instanceof DriverError) return reply.status(422).send(errorBody(error.code, error.message));
+    if (error instanceof AppError)
+      return reply.status(error.statusCode).send(errorBody(error.code, error.message, error.details));
+    const fe = error as FastifyError;
+    if (fe.validation) {
+      const fields = fieldErrors(fe.validation as never, fe.validationContext);
+      const summary = Object.entries(fields)
+        .map(([f, m]) => `${f} ${m}`)
+        .join('; ');
+      return reply
+        .status(400)
+        .send(
+          errorBody('validation_failed', `the ${fe.validationContext ?? 'request'} is invalid: ${summary}`),
         );
-        if (!f) {
-          ws.send(JSON.stringify({ type: 'missing' }));
-          ws.close(1000);
-          return;
-        }
-        ws.send(JSON.stringify({ type: 'attached', pid: f.pid, tag: f.tag, pty: f.pty }));
-        const stop = f.follow((stream, data) => {
-          if (ws.readyState === ws.OPEN)
-            ws.send(JSON.stringify({ type: 'out', stream, data: data.toString('base64') }));
-        });
-        void f.exited.then((code) => {
-          stop();
-          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'exit', code }));
-          ws.close(1000);
-        });
-        ws.on('close', stop);
-        ws.on('message', (raw) => {
-          let msg: { type?: string; data?: string; cols?: number; rows?: number; signal?: string };
-          try {
-            msg = JSON.parse(String(raw));
-          } catch {
-            return;
-          }
-          if (msg.type === 'input' && typeof msg.data === 'string') f.write(Buffer.from(msg.data, 'base64'));
-          else if (msg.type === 'resize') f.resize(Number(msg.cols) || 80, Number(msg.rows) || 24);
-          else if (msg.type === 'kill') f.kill((msg.signal as NodeJS.Signals) ?? 'SIGKILL');
-        });
-      })();
-    });
+    }
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return reply.status(413).send(errorBody('too_large', 'request body too large'));
+    if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500)
+      return reply.status(fe.statusCode).send(errorBody('bad_request', fe.message));
+    // The control plane is this API's one caller: it reports the host's failure to its user.
+    return reply.status(500).send(errorBody('failed', error.message));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => resolve());
+  app.setNotFoundHandler((request, reply) => {
+    const rpc = request.url.startsWith('/host/rpc/');
+    reply.status(404).send(errorBody('not_found', rpc ? 'no such operation' : 'no such route'));
   });
+
+  // First: its hooks mark an upgrade (request.ws) for ours, and close a refused one's socket.
+  await app.register(fastifyWebsocket, {
+    options: { maxPayload: 2 * 1024 * 1024 },
+    // Followers are cut at close, not asked to agree: the host is stopping.
+    preClose: (done) => {
+      for (const ws of app.websocketServer.clients) ws.terminate();
+      app.websocketServer.close(() => done());
+    },
+  });
+  // Every request, the follow socket's upgrade included: the control token first, then a host to serve.
+  app.addHook('onRequest', async (request) => {
+    const expected = controlToken();
+    const presented = (request.headers.authorization ?? '').replace(/^Bearer /, '');
+    if (!expected || !presented || !safeEqual(presented, expected))
+      throw new AppError(401, 'unauthorized', 'bad control token');
+    if (!host()) throw new AppError(503, 'starting', 'the host is starting');
+    if (request.ws && request.url.split('?')[0] !== '/host/follow')
+      throw new AppError(404, 'not_found', 'no such route');
+  });
+  // File contents pass through as the request stream, never buffered whole (the host bounds their size).
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+
+  const live = () => host()!;
+  const ops = operations(live);
+  for (const name of Object.keys(HOST_RPC) as HostRpcName[]) {
+    // The route's body schema is this operation's own request: what reaches op has its type.
+    const op = ops[name] as (a: unknown) => Promise<unknown>;
+    app.post(`/host/rpc/${name}`, { schema: { body: HOST_RPC[name].request } }, async (request) => ({
+      result: await op(request.body),
+    }));
+  }
+
+  app.get('/host/files', { schema: { querystring: FilesQuery } }, async (request, reply) => {
+    const { capsule, path, max = 0 } = request.query;
+    const contents =
+      max > 0 ? await live().readFile(capsule, path, max) : await live().readStream(capsule, path);
+    return reply.type('application/octet-stream').send(contents);
+  });
+  app.put('/host/files', { schema: { querystring: FilesQuery } }, async (request) => {
+    const { capsule, path, max = 0 } = request.query;
+    if (request.headers['content-type'] !== 'application/octet-stream')
+      throw new AppError(415, 'unsupported_media_type', 'send the file as application/octet-stream');
+    await live().writeFile(capsule, path, request.body as Readable, max);
+    return { result: {} };
+  });
+
+  app.get('/host/follow', { websocket: true, schema: { querystring: FollowQuery } }, (socket, request) => {
+    const { capsule, selector } = request.query as { capsule: string; selector: string };
+    follow(socket, live(), capsule, selector).catch(() => socket.close(1011));
+  });
+
+  await app.listen({ host: listen.host, port: listen.port });
+  const address = app.server.address();
   return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const ws of wss.clients) ws.terminate();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    port: typeof address === 'object' && address !== null ? address.port : listen.port,
+    close: () => app.close(),
   };
 }

@@ -1,10 +1,12 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { type Static, Type } from 'typebox';
 import type { Log } from '../../../core/context.ts';
 import { describeError } from '../../../core/error-log.ts';
 import { type HostId, isId } from '../../../core/ids.ts';
 import { detectDriver } from '../drivers/index.ts';
+import { checker } from '../host-rpc-schemas.ts';
 import { EgressProxy } from './egress.ts';
 import { serveAgentApi } from './host-api.ts';
 import { LocalHost } from './local-host.ts';
@@ -32,14 +34,50 @@ export interface HostAgentOptions {
   log: (line: string) => void;
 }
 
-interface Credentials {
-  host_id: HostId;
-  token: string;
-  refresh_token: string;
-  control_token: string;
-}
+const Token = Type.String({ minLength: 1 });
+/** What the host keeps in <sandbox-dir>/host-credentials.json (mode 600) once registered. */
+const CredentialsFile = Type.Object({
+  host_id: Type.String({ pattern: '^hst_' }),
+  token: Token,
+  refresh_token: Token,
+  control_token: Token,
+});
+type Credentials = Omit<Static<typeof CredentialsFile>, 'host_id'> & { host_id: HostId };
+const checkCredentials = checker(CredentialsFile, 'file');
+/** The control plane's answers to a registration and to a refresh (hosts routes). */
+const checkRegistered = checker(
+  Type.Object({
+    host: Type.Object({ id: Type.String() }),
+    token: Token,
+    refresh_token: Token,
+    control_token: Token,
+  }),
+);
+const checkRefreshed = checker(Type.Object({ token: Token, refresh_token: Token }));
 
 export class HostAgentError extends Error {}
+
+/** The credentials a previous run saved; a file that is not theirs stops the host, naming it. */
+function readCredentials(file: string): Credentials {
+  const advice = 'delete it and register this host again with --token';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new HostAgentError(
+      `the credentials file ${file} cannot be read as JSON (${(err as Error).message}); ${advice}`,
+    );
+  }
+  const checked = checkCredentials(parsed);
+  if (!checked.ok)
+    throw new HostAgentError(`the credentials file ${file} is malformed: ${checked.problems}; ${advice}`);
+  const { host_id, token, refresh_token, control_token } = checked.value;
+  if (!isId(host_id, 'hst'))
+    throw new HostAgentError(
+      `the credentials file ${file} is malformed: host_id is not a host id; ${advice}`,
+    );
+  return { host_id, token, refresh_token, control_token };
+}
 
 /** The daemon's line log in pino's call shape (what the local host's clean-up reports through). */
 function lineLog(line: (text: string) => void): Log {
@@ -97,13 +135,16 @@ export async function runHostAgent(o: HostAgentOptions) {
   const refresh = async () => {
     const res = await post(`${base}/v1/hosts/auth/refresh`, { refresh_token: creds!.refresh_token });
     if (res.status !== 200) throw new HostAgentError(`cannot refresh the host token: ${message(res.body)}`);
-    creds = { ...creds!, token: String(res.body.token), refresh_token: String(res.body.refresh_token) };
+    const answer = checkRefreshed(res.body);
+    if (!answer.ok)
+      throw new HostAgentError(`the control plane answered a refresh wrongly: ${answer.problems}`);
+    creds = { ...creds!, token: answer.value.token, refresh_token: answer.value.refresh_token };
     save();
   };
 
   try {
     if (existsSync(credsFile)) {
-      creds = JSON.parse(readFileSync(credsFile, 'utf8')) as Credentials;
+      creds = readCredentials(credsFile);
       await refresh();
     } else {
       if (!o.token)
@@ -118,14 +159,12 @@ export async function runHostAgent(o: HostAgentOptions) {
       });
       if (res.status !== 201)
         throw new HostAgentError(`registration refused (${res.status}): ${message(res.body)}`);
-      const hostId = String((res.body.host as { id?: unknown } | undefined)?.id);
-      if (!isId(hostId, 'hst')) throw new HostAgentError('the control plane answered without a host id');
-      creds = {
-        host_id: hostId,
-        token: String(res.body.token),
-        refresh_token: String(res.body.refresh_token),
-        control_token: String(res.body.control_token),
-      };
+      const answer = checkRegistered(res.body);
+      if (!answer.ok)
+        throw new HostAgentError(`the control plane answered the registration wrongly: ${answer.problems}`);
+      const { host, token, refresh_token, control_token } = answer.value;
+      if (!isId(host.id, 'hst')) throw new HostAgentError('the control plane answered without a host id');
+      creds = { host_id: host.id, token, refresh_token, control_token };
       save();
     }
   } catch (err) {
