@@ -4,13 +4,25 @@ import {
   jsonMayHoldUnsafeText,
   jsonNestingExceeds,
   MAX_JSON_DEPTH,
+  storableText,
   unsafeTextFields,
 } from '../core/input-guard.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A body Paddock passes on (a model call): NUL and lone surrogates in it are
+     * replaced with U+FFFD instead of refused — an agent's tool output may hold them.
+     */
+    repairText?: boolean;
+  }
+}
 
 /**
  * What every request's input passes before validation: JSON bodies parsed
  * strictly (nesting bounded first, prototype keys refused, no NUL or lone
- * surrogate in any key or value) and the same text rule for path
+ * surrogate in any key or value, or replaced on routes that pass bodies on)
+ * and the same text rule for path
  * parameters and query strings. Register before the routes.
  */
 export function registerInputGuards(app: FastifyInstance): void {
@@ -37,6 +49,7 @@ export function registerInputGuards(app: FastifyInstance): void {
     fastifyJson(request, text, (err, parsed) => {
       if (err) return done(invalidJson(text), undefined);
       if (jsonMayHoldUnsafeText(text)) {
+        if (request.routeOptions.config?.repairText) return done(null, storableText(parsed));
         const fields = unsafeTextFields(parsed);
         if (Object.keys(fields).length > 0) return done(invalidText('the request body', fields), undefined);
       }

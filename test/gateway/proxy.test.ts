@@ -390,6 +390,22 @@ describe('content logging', () => {
     expect(JSON.stringify(step)).not.toContain('sk-openai-test');
   });
 
+  it('passes on a prompt holding NUL or a lone surrogate (tool output of a binary file) with U+FFFD in their place', async () => {
+    const logged = await g.newAgent({ content_logging: 'enabled' });
+    const res = await g
+      .openai({ apiKey: logged.api_key })
+      .chat.completions.create({
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'ELF\u0000\u0001 and \ud83d' }],
+      })
+      .withResponse();
+    expect(res.response.status).toBe(200);
+    const sent = g.mock.requests.at(-1)!.body as { messages: Array<{ content: string }> };
+    expect(sent.messages[0]!.content).toBe('ELF\uFFFD\u0001 and \uFFFD');
+    const step = last(await g.steps(res.response.headers.get('x-paddock-run-id')!));
+    expect(JSON.stringify(step.request)).toContain('ELF\uFFFD');
+  });
+
   it('records an answer holding NUL or a lone surrogate (which a database column refuses), and passes it on as sent', async () => {
     const logged = await g.newAgent({ content_logging: 'enabled' });
     const odd = 'bytes \u0000 and half an emoji \ud83d.';

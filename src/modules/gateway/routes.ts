@@ -45,7 +45,11 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
       path,
       {
         bodyLimit: bodyLimitBytes,
-        config: { auth: { scope: 'write', agent: 'only' }, renderError: proxyErrorRenderer(format) },
+        config: {
+          auth: { scope: 'write', agent: 'only' },
+          renderError: proxyErrorRenderer(format),
+          repairText: true,
+        },
         schema: {
           tags: ['gateway'],
           summary,
