@@ -1,3 +1,4 @@
+import type { Timers } from '../../core/context.ts';
 import type { Provider } from './provider-call.ts';
 
 /**
@@ -22,7 +23,7 @@ import type { Provider } from './provider-call.ts';
  * a character for text it has not seen, so a request tokenizes at most SYNC_CHARS
  * of new long strings on its own path; longer new strings count as their UTF-8
  * bytes (a byte-level BPE token is at least one byte, so never too few) and are
- * tokenized in the background, a slice per turn of the event loop, into a cache
+ * tokenized in the background (TokenBacklog, on the injected timers), into a cache
  * by content — an agent resends its whole conversation with every call, and its
  * next call finds the count. Runs of 65+ characters without whitespace are
  * counted in 64-character pieces: BPE is quadratic in one pre-token's length
@@ -99,42 +100,47 @@ function remember(encoding: Encoding, text: string, n: number): void {
 
 /**
  * Long strings a request had no time for, tokenized between requests a slice at a time (cut
- * at whitespace), so the agent's next call — which resends them — finds their count.
+ * at whitespace) on the injected timers, so the agent's next call — which resends them —
+ * finds their count. One per gateway; the counts go to the shared cache by content.
  */
-const backlog: Array<{ encoding: Encoding; text: string; at: number; n: number }> = [];
-let backlogChars = 0;
-let draining = false;
+export class TokenBacklog {
+  private readonly jobs: Array<{ encoding: Encoding; text: string; at: number; n: number }> = [];
+  private chars = 0;
+  private draining = false;
 
-function later(encoding: Encoding, text: string): void {
-  if (text.length > MAX_TOKENIZED_CHARS || backlogChars + text.length > 4 * MAX_TOKENIZED_CHARS) return;
-  if (backlog.some((b) => b.encoding === encoding && b.text === text)) return;
-  backlog.push({ encoding, text, at: 0, n: 0 });
-  backlogChars += text.length;
-  if (!draining) {
-    draining = true;
-    setImmediate(drainSlice);
-  }
-}
+  constructor(private readonly timers: Pick<Timers, 'after'>) {}
 
-function drainSlice(): void {
-  const job = backlog[0];
-  if (!job) {
-    draining = false;
-    return;
+  add(encoding: Encoding, text: string): void {
+    if (text.length > MAX_TOKENIZED_CHARS || this.chars + text.length > 4 * MAX_TOKENIZED_CHARS) return;
+    if (this.jobs.some((b) => b.encoding === encoding && b.text === text)) return;
+    this.jobs.push({ encoding, text, at: 0, n: 0 });
+    this.chars += text.length;
+    if (!this.draining) {
+      this.draining = true;
+      this.timers.after(0, this.drainSlice);
+    }
   }
-  let end = Math.min(job.text.length, job.at + SLICE_CHARS);
-  if (end < job.text.length) {
-    const space = job.text.lastIndexOf(' ', end);
-    if (space > job.at) end = space;
-  }
-  job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
-  job.at = end;
-  if (job.at >= job.text.length) {
-    backlog.shift();
-    backlogChars -= job.text.length;
-    remember(job.encoding, job.text, job.n);
-  }
-  setImmediate(drainSlice);
+
+  private readonly drainSlice = (): void => {
+    const job = this.jobs[0];
+    if (!job) {
+      this.draining = false;
+      return;
+    }
+    let end = Math.min(job.text.length, job.at + SLICE_CHARS);
+    if (end < job.text.length) {
+      const space = job.text.lastIndexOf(' ', end);
+      if (space > job.at) end = space;
+    }
+    job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
+    job.at = end;
+    if (job.at >= job.text.length) {
+      this.jobs.shift();
+      this.chars -= job.text.length;
+      remember(job.encoding, job.text, job.n);
+    }
+    this.timers.after(0, this.drainSlice);
+  };
 }
 
 /** What one request counts: exactly (a tokenizer), and as an upper bound (UTF-8 bytes; base64 at 4 characters). */
@@ -143,6 +149,7 @@ interface Tally {
   bound: number;
   /** Characters of new long strings this request may still tokenize. */
   syncLeft: number;
+  backlog: TokenBacklog;
 }
 
 function countText(encoding: Encoding, text: string, t: Tally): void {
@@ -162,7 +169,7 @@ function countText(encoding: Encoding, text: string, t: Tally): void {
   }
   // A byte-level BPE token is at least one byte: never fewer tokens than this.
   t.bound += Buffer.byteLength(text, 'utf8');
-  later(encoding, text);
+  t.backlog.add(encoding, text);
 }
 
 const BLOB_KEYS = new Set(['data', 'file_data']);
@@ -193,7 +200,10 @@ export class PromptTokens {
   private readonly counted: Partial<Record<Encoding, Tally>> = {};
   private highest = 0;
 
-  constructor(private readonly body: Record<string, unknown>) {}
+  constructor(
+    private readonly body: Record<string, unknown>,
+    private readonly backlog: TokenBacklog,
+  ) {}
 
   /** Loads the tokenizers these attempts need; undefined (no await) once they are loaded. */
   load(targets: Iterable<{ provider: Provider; model: string }>): Promise<unknown> | undefined {
@@ -234,7 +244,7 @@ export class PromptTokens {
   private with(encoding: Encoding): Tally {
     let t = this.counted[encoding];
     if (t === undefined) {
-      t = { exact: 0, bound: 0, syncLeft: SYNC_CHARS };
+      t = { exact: 0, bound: 0, syncLeft: SYNC_CHARS, backlog: this.backlog };
       const b = this.body;
       countValue(encoding, b.system ?? null, undefined, t);
       countValue(encoding, b.messages ?? null, undefined, t);
