@@ -87,20 +87,20 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
 
         reply.hijack();
         const raw = reply.raw;
-        raw.writeHead(200, {
-          ...result.headers,
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-request-id': request.id,
-        });
         try {
+          raw.writeHead(200, {
+            ...result.headers,
+            'content-type': 'text/event-stream; charset=utf-8',
+            'cache-control': 'no-cache',
+            connection: 'keep-alive',
+            'x-request-id': request.id,
+          });
           for await (const chunk of result.chunks) {
             if (raw.destroyed) break;
             if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
           }
         } finally {
-          // Ends the generator (and settles the step) if the loop stopped early.
+          // Ends the generator (and settles the step) if the loop stopped early or never started.
           await result.chunks.return(undefined);
           if (!raw.destroyed) raw.end();
         }
