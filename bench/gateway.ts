@@ -12,11 +12,15 @@ import { type Child, paddockEnv, spawnChild, stopChild } from './processes.ts';
 
 const BIN = path.resolve('bin/paddock.js');
 const MOCK_UPSTREAM = path.resolve('bench/mock-upstream.ts');
+/** Preloaded into Paddock: GC pauses, event-loop delay and CPU, a line a second (paddock-probe.cjs). */
+const PROBE = path.resolve('bench/paddock-probe.cjs');
 const DURATION_SEC = positive('BENCH_DURATION_SEC', 10);
 const WARMUP_SEC = positive('BENCH_WARMUP_SEC', 3);
 const DATABASE_URL = process.env.BENCH_DATABASE_URL || undefined;
 /** When set, Paddock runs with --cpu-prof and writes its profile here on exit. */
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR || undefined;
+/** Extra Node flags for the Paddock process, space-separated (A/B runs of V8 flags), e.g. --trace-gc. */
+const PADDOCK_NODE_FLAGS = (process.env.BENCH_PADDOCK_NODE_FLAGS || '').split(' ').filter((f) => f !== '');
 const CONNECTIONS = 50;
 const RATES = [500, 1000];
 /**
@@ -125,6 +129,50 @@ function cpuMs(pid: number): number {
   };
   visit(pid);
   return ticks * 10;
+}
+
+interface ProbeLine {
+  at: number;
+  cpuMs: number;
+  delayP99Ms: number;
+  delayMaxMs: number;
+  gc: Array<[string, number]>;
+}
+
+/**
+ * What the probe saw in Paddock between `from` and `to` (epoch ms): CPU a
+ * second, garbage collection pauses by kind, and how late its event loop ran
+ * (a timer's lateness, sampled every 20 ms: stalls, not the median).
+ */
+function probeSummary(file: string, from: number, to: number): string {
+  let lines: ProbeLine[];
+  try {
+    lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as ProbeLine)
+      // Each line covers the second before its time.
+      .filter((l) => l.at > from + 1000 && l.at <= to + 1000);
+  } catch {
+    return 'no probe figures';
+  }
+  if (lines.length === 0) return 'no probe figures';
+  const secs = lines.length;
+  const pauses = new Map<string, number[]>();
+  for (const l of lines) for (const [kind, ms] of l.gc) pauses.set(kind, [...(pauses.get(kind) ?? []), ms]);
+  const gc = [...pauses]
+    .map(([kind, ms]) => {
+      const total = ms.reduce((a, b) => a + b, 0);
+      return `${kind} ${f1(ms.length / secs)}/s, ${f1(total / secs)} ms/s, max ${f1(Math.max(...ms))} ms`;
+    })
+    .join('; ');
+  const cpu = lines.reduce((a, l) => a + l.cpuMs, 0) / secs;
+  const delayP99 = lines.map((l) => l.delayP99Ms).sort((a, b) => a - b);
+  return (
+    `CPU ${f1(cpu)} ms/s; GC: ${gc || 'none'}; event loop late: per-second p99 median ` +
+    `${f1(delayP99[Math.floor(secs / 2)]!)} ms, worst ${f1(delayP99[secs - 1]!)} ms, max ` +
+    `${f1(Math.max(...lines.map((l) => l.delayMaxMs)))} ms (${secs} s)`
+  );
 }
 
 interface Governed {
@@ -277,8 +325,10 @@ async function main(): Promise<number> {
 
     const port = new URL(await unusedPortUrl()).port;
     // The mock upstream listens on loopback, which the outbound-address guard refuses unless allowed.
+    const probeFile = path.join(dataDir, 'probe.jsonl');
     const env = paddockEnv({
       PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1',
+      BENCH_PROBE_FILE: probeFile,
       ...(DATABASE_URL ? { DATABASE_URL } : {}),
     });
     const profArgs = CPU_PROF_DIR
@@ -287,7 +337,20 @@ async function main(): Promise<number> {
     const paddock = spawnChild(
       'paddock',
       process.execPath,
-      [...profArgs, BIN, 'serve', '--host', '127.0.0.1', '--port', port, '--data-dir', dataDir],
+      [
+        '--require',
+        PROBE,
+        ...PADDOCK_NODE_FLAGS,
+        ...profArgs,
+        BIN,
+        'serve',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        port,
+        '--data-dir',
+        dataDir,
+      ],
       env,
     );
     children.push(paddock);
@@ -340,6 +403,7 @@ async function main(): Promise<number> {
     await drain(g, answeredByPaddock);
 
     const rows: Row[] = [];
+    const probes: string[] = [];
     // Paddock's CPU time when the scenario being measured began.
     let cpuMark = 0;
     const record = async (
@@ -395,12 +459,19 @@ async function main(): Promise<number> {
         });
         count(via, warm);
         cpuMark = cpuMs(paddock.pid);
+        const from = Date.now();
         const figures = await runOpenLoop(target, {
           ratePerSec: rate,
           durationSec: DURATION_SEC,
           connections: CONNECTIONS,
         });
+        const to = Date.now();
         await record({ scenario: `${via} @ ${rate}`, via, method: 'undici open loop', rate }, figures);
+        if (via === 'paddock') {
+          // The probe writes a line a second: wait for the one that covers the scenario's end.
+          await sleep(1_100);
+          probes.push(`  paddock @ ${rate}: ${probeSummary(probeFile, from, to)}`);
+        }
       }
     }
 
@@ -428,6 +499,13 @@ async function main(): Promise<number> {
           `added p99 ${f3(p99)} ms (< ${TARGET.addedP99Ms}): ${held ? 'met' : 'NOT met'}` +
           `${DATABASE_URL ? ' (on Postgres; the target is set on PGlite)' : ''}`,
       );
+      console.log('');
+    }
+    if (probes.length > 0) {
+      console.log(
+        'Paddock itself during each open-loop scenario (bench/paddock-probe.cjs, its server process only):',
+      );
+      for (const line of probes) console.log(line);
       console.log('');
     }
     console.log(

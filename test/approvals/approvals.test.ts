@@ -81,6 +81,17 @@ describe('the proxy’s side', () => {
       reason: 'not_found',
     });
     expect(await consume(g, deploy!.id, 'hash-two')).toEqual({ ok: true });
+    // Each approval of the request is consumed with its event, by the agent.
+    for (const a of [deploy!, migrate!]) {
+      const evs = await t.database.db.select().from(events).where(eq(events.subjectId, a.id));
+      expect(evs.filter((e) => e.type === 'approval.consumed')).toEqual([
+        expect.objectContaining({
+          actorKind: 'agent',
+          actorId: g.agent.id,
+          data: { run_id: expect.any(String), agent_id: g.agent.id, tool_name: a.tool },
+        }),
+      ]);
+    }
     expect(await consume(g, deploy!.id, 'hash-two')).toMatchObject({ ok: false, reason: 'consumed' });
     expect(await consume(g, migrate!.id, 'hash-two')).toMatchObject({ ok: false, reason: 'consumed' });
     const listed = await t.call('GET', '/v1/approvals', { token: u.token, query: { agent_id: g.agent.id } });
@@ -95,6 +106,9 @@ describe('the proxy’s side', () => {
       Array.from({ length: 10 }, () => consume(g, requested[0]!.id, 'hash-race')),
     );
     expect(results.filter((r) => r.ok)).toHaveLength(1);
+    // One event: the replays that lost the race rolled back with theirs.
+    const evs = await t.database.db.select().from(events).where(eq(events.subjectId, requested[0]!.id));
+    expect(evs.filter((e) => e.type === 'approval.consumed')).toHaveLength(1);
   });
 
   it('refuses rejected and expired approvals', async () => {

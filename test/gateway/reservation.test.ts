@@ -202,6 +202,20 @@ describe('every reservation ends exactly once', () => {
     expect(ledger.settled.size).toBe(1);
   });
 
+  it('settles a stream the client abandons before reading it, as a disconnect', async () => {
+    const g = gateway(ports({}, [key('openai')]));
+    const result = await g.handle(request({ stream: true }));
+    if (result.kind !== 'stream') throw new Error('expected a stream');
+    await result.chunks.return(undefined);
+    expectBalanced();
+    expect([...ledger.settled.values()].map((o) => [o.status, o.errorKind])).toEqual([
+      ['error', 'client_disconnect'],
+    ]);
+    // Ended once: reading it afterwards changes nothing.
+    expect(await result.chunks.next()).toEqual({ done: true, value: undefined });
+    expectBalanced();
+  });
+
   it('settles a JSON answer, and one cut off halfway fails over and settles once', async () => {
     mock.reply({ cutAfterEvents: 1 });
     const g = gateway(ports({}, [key('openai')]));

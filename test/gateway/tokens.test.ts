@@ -1,9 +1,18 @@
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { describe, expect, it } from 'vitest';
-import { CONSERVATIVE_FACTOR, encodingOf, PromptTokens } from '../../src/modules/gateway/tokens.ts';
+import { ManualTimers } from '../../src/core/context.ts';
+import {
+  CONSERVATIVE_FACTOR,
+  encodingOf,
+  PromptTokens,
+  TokenBacklog,
+} from '../../src/modules/gateway/tokens.ts';
+
+const timers = new ManualTimers();
+const backlog = new TokenBacklog(timers);
 
 async function counted(body: Record<string, unknown>) {
-  const p = new PromptTokens(body);
+  const p = new PromptTokens(body, backlog);
   await p.load([{ provider: 'openai', model: 'gpt-4' }]);
   return p;
 }
@@ -34,8 +43,11 @@ describe('input tokens before the call', () => {
     const text = 'déjà vu '.repeat(4000);
     const first = (await counted({ messages: [{ role: 'user', content: text }] })).for('openai', 'gpt-4o');
     expect(first).toBeGreaterThanOrEqual(Buffer.byteLength(text));
-    // Tokenized in the background, a slice per turn of the event loop.
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    // Tokenized in the background, a slice per timer turn: nothing until the timers run.
+    expect((await counted({ messages: [{ role: 'user', content: text }] })).for('openai', 'gpt-4o')).toBe(
+      first,
+    );
+    await timers.advance(0);
     const next = (await counted({ messages: [{ role: 'user', content: text }] })).for('openai', 'gpt-4o');
     expect(next).toBeGreaterThanOrEqual(countTokens(text));
     expect(next).toBeLessThan(first);
@@ -51,7 +63,7 @@ describe('input tokens before the call', () => {
     expect(first).toBeGreaterThanOrEqual(exact);
     // Most of them were not tokenized on the request's path.
     expect(first).toBeGreaterThan(exact + (bytes - exact) / 2);
-    for (let i = 0; i < 500; i++) await new Promise((r) => setImmediate(r));
+    await timers.advance(0);
     const next = (await counted(body)).for('openai', 'gpt-4o');
     expect(next).toBeGreaterThanOrEqual(exact);
     // Each message adds its JSON around the text: a few tokens for role, user and content.

@@ -107,7 +107,8 @@ export class ApprovalsService {
   /**
    * Uses an approval for the replayed request: it must be this agent's, for
    * this exact request, approved and unexpired — and so must every approval
-   * asked for in the same request (one per tool). All become consumed at once.
+   * asked for in the same request (one per tool). All become consumed at once,
+   * each with an approval.consumed event in the same transaction.
    */
   async consume(
     teamId: string,
@@ -151,6 +152,16 @@ export class ApprovalsService {
           now,
         );
         if (consumed !== batch.length) throw new LostRace();
+        for (const b of batch) {
+          await this.events.record(tx, {
+            teamId,
+            actorKind: 'agent',
+            actorId: agentId,
+            subjectId: b.id,
+            type: 'approval.consumed',
+            data: { run_id: b.runId, agent_id: b.agentId, tool_name: b.toolName },
+          });
+        }
         return { ok: true } as const;
       });
     } catch (err) {

@@ -72,6 +72,8 @@ export interface EventMap {
   'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };
   'approval.approved': { run_id: string; agent_id: string; tool_name: string };
   'approval.rejected': { run_id: string; agent_id: string; tool_name: string; reason: string | null };
+  /** Used by the replayed request (every approval of that request at once). */
+  'approval.consumed': { run_id: string; agent_id: string; tool_name: string };
   // Capsules (subject: the capsule). Wrenn's capsule.state.changed carries from/to and a reason.
   'capsule.created': { template: string; host_id: string | null };
   'capsule.state_changed': { from: string; to: string; reason: string | null };

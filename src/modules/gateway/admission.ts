@@ -7,7 +7,7 @@ import { checkModel, checkTools, requestHash, toolNames } from './governance.ts'
 import type { AgentForCall, Attempt, AttemptPlan, GatewayPorts, KeyForCall, PolicyForCall } from './ports.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { Reservation } from './reservation.ts';
-import { PromptTokens } from './tokens.ts';
+import { PromptTokens, type TokenBacklog } from './tokens.ts';
 
 export interface AdmissionOptions {
   /** max_tokens assumed for the budget reservation when a request sets none. */
@@ -34,6 +34,7 @@ export class Admissions {
     private readonly ports: Omit<GatewayPorts, 'health'>,
     private readonly limiter: RateLimiter,
     private readonly options: AdmissionOptions,
+    private readonly backlog: TokenBacklog,
   ) {}
 
   /** Auth, policy, run state and the budget reservation; throws the block when refused. */
@@ -87,7 +88,7 @@ export class Admissions {
     const routedFrom = spec.model_override && spec.model_override !== requested ? requested : null;
     if (routedFrom) headers['x-paddock-model-override'] = routedFrom;
 
-    const prompt = new PromptTokens(req.body);
+    const prompt = new PromptTokens(req.body, this.backlog);
     const maxOut =
       firstNumber(req.body.max_tokens, req.body.max_completion_tokens) ?? this.options.defaultMaxTokens;
 

@@ -21,6 +21,44 @@ export interface OpenedStream {
   raw: UpstreamBody;
 }
 
+const ABANDONED = 'the client went away before reading the stream';
+
+/**
+ * A generator's `finally` does not run when return() comes before the first
+ * next(): the stream was never started. This one calls `unread` then, so a
+ * stream its client gave up on before reading still settles its reservation.
+ */
+function settlesUnread(
+  gen: AsyncGenerator<string, void, undefined>,
+  unread: () => void,
+): AsyncGenerator<string, void, undefined> {
+  let started = false;
+  const wrapped: AsyncGenerator<string, void, undefined> = {
+    next() {
+      started = true;
+      return gen.next();
+    },
+    return(value) {
+      if (!started) {
+        started = true;
+        unread();
+      }
+      return gen.return(value);
+    },
+    throw(err) {
+      if (!started) {
+        started = true;
+        unread();
+      }
+      return gen.throw(err);
+    },
+    [Symbol.asyncIterator]() {
+      return wrapped;
+    },
+  };
+  return wrapped;
+}
+
 /**
  * A provider's answer back to the client, in the client's wire format: a JSON
  * body at once, or an SSE stream that settles the call's reservation when it
@@ -192,34 +230,40 @@ export class Relay {
           yield formatSse(streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId));
       } finally {
         // Runs on completion, on error, and when the client disconnects (return()).
-        s.raw.destroy();
-        if (errorKind === null && a.req.signal.aborted) errorKind = 'client_disconnect';
-        // Judged when the stream ends, not at its first event: a key that keeps breaking its
-        // streams midway must open its circuit, which a success per first event would prevent.
-        if (errorKind === 'mid_stream_error' || errorKind === 'stream_processing_error')
-          ports.health.failure(key.id, errorKind);
-        else ports.health.success(key.id, firstEventMs);
-        const usage = s.tracker.usage(a.inputEstimate);
-        const costMicros = ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);
-        settleCall(a, limiter, {
-          status: errorKind === null ? 'success' : 'error',
-          provider: key.provider,
-          model: at.model,
-          keyId: key.id,
-          usage,
-          costMicros,
-          errorKind,
-          errorMessage,
-          response: { streamed: true, ...(a.logContent ? { text: s.tracker.producedText() } : {}) },
-          attempted,
-        });
+        finish(errorKind, errorMessage);
       }
+    }
+    let ended = false;
+    function finish(kind: FailureKind | null, message: string | null): void {
+      if (ended) return;
+      ended = true;
+      s.raw.destroy();
+      const errorKind = kind === null && a.req.signal.aborted ? 'client_disconnect' : kind;
+      // Judged when the stream ends, not at its first event: a key that keeps breaking its
+      // streams midway must open its circuit, which a success per first event would prevent.
+      if (errorKind === 'mid_stream_error' || errorKind === 'stream_processing_error')
+        ports.health.failure(key.id, errorKind);
+      else ports.health.success(key.id, firstEventMs);
+      const usage = s.tracker.usage(a.inputEstimate);
+      const costMicros = ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);
+      settleCall(a, limiter, {
+        status: errorKind === null ? 'success' : 'error',
+        provider: key.provider,
+        model: at.model,
+        keyId: key.id,
+        usage,
+        costMicros,
+        errorKind,
+        errorMessage: message,
+        response: { streamed: true, ...(a.logContent ? { text: s.tracker.producedText() } : {}) },
+        attempted,
+      });
     }
     a.reservation.handToStream();
     return {
       kind: 'stream',
       headers: resultHeaders(a, key.provider, at.model, undefined, undefined),
-      chunks: chunks(),
+      chunks: settlesUnread(chunks(), () => finish('client_disconnect', ABANDONED)),
     };
   }
 

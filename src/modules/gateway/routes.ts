@@ -104,7 +104,7 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
             if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
           }
         } finally {
-          // Ends the generator (and settles the step) if the loop stopped early.
+          // Ends the generator (and settles the step) if the loop stopped early or never started.
           await result.chunks.return(undefined);
           if (!raw.destroyed) raw.end();
         }

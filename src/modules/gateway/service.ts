@@ -6,6 +6,7 @@ import type { GatewayPorts } from './ports.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { Relay } from './relay.ts';
 import { dryRunAnswer } from './synthetic.ts';
+import { TokenBacklog } from './tokens.ts';
 import type { Translator } from './translation.ts';
 import type { UpstreamClient } from './upstream.ts';
 
@@ -30,7 +31,7 @@ export class GatewayService {
     options: GatewayOptions,
     upstream: UpstreamClient,
   ) {
-    this.admissions = new Admissions(ports, limiter, options);
+    this.admissions = new Admissions(ports, limiter, options, new TokenBacklog(ctx.timers));
     const relay = new Relay(ports, translator, limiter);
     this.attempts = new Attempts(ctx, ports, translator, limiter, upstream, relay, options.defaultMaxTokens);
   }

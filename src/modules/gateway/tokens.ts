@@ -1,3 +1,4 @@
+import type { Timers } from '../../core/context.ts';
 import type { Provider } from './provider-call.ts';
 
 /**
@@ -22,7 +23,7 @@ import type { Provider } from './provider-call.ts';
  * a character for text it has not seen, so a request tokenizes at most SYNC_CHARS
  * of new strings on its own path; new strings past that count as their UTF-8
  * bytes (a byte-level BPE token is at least one byte, so never too few) and are
- * tokenized in the background, a slice per turn of the event loop, into a cache
+ * tokenized in the background (TokenBacklog, on the injected timers), into a cache
  * by content — an agent resends its whole conversation with every call, and its
  * next call finds the count. Runs of 65+ characters without whitespace are
  * counted in 64-character pieces: BPE is quadratic in one pre-token's length
@@ -95,55 +96,62 @@ function remember(encoding: Encoding, text: string, n: number): void {
   cachedChars += text.length + 32;
 }
 
-/**
- * Long strings a request had no time for, tokenized between requests a slice at a time (cut
- * at whitespace), so the agent's next call — which resends them — finds their count.
- */
-const backlog: Array<{ encoding: Encoding; text: string; at: number; n: number }> = [];
-let backlogHead = 0;
-let backlogChars = 0;
-const queued: Record<Encoding, Set<string>> = { o200k_base: new Set(), cl100k_base: new Set() };
 /** Strings waiting at most: a request of a hundred thousand short strings queues only these. */
 const MAX_BACKLOG = 4096;
-let draining = false;
 
-function later(encoding: Encoding, text: string): void {
-  if (text.length > MAX_TOKENIZED_CHARS || backlogChars + text.length > 4 * MAX_TOKENIZED_CHARS) return;
-  if (backlog.length - backlogHead >= MAX_BACKLOG || queued[encoding].has(text)) return;
-  backlog.push({ encoding, text, at: 0, n: 0 });
-  queued[encoding].add(text);
-  backlogChars += text.length;
-  if (!draining) {
-    draining = true;
-    setImmediate(drainSlice);
-  }
-}
+/**
+ * Strings a request had no time for, tokenized between requests a slice at a time (cut
+ * at whitespace) on the injected timers, so the agent's next call — which resends them —
+ * finds their count. One per gateway; the counts go to the shared cache by content.
+ */
 
-function drainSlice(): void {
-  // About SLICE_CHARS a turn: a piece of a long string, or several short ones.
-  for (let budget = SLICE_CHARS; budget > 0; ) {
-    const job = backlog[backlogHead];
-    if (!job) {
-      backlog.length = 0;
-      backlogHead = 0;
-      draining = false;
-      return;
+export class TokenBacklog {
+  private readonly jobs: Array<{ encoding: Encoding; text: string; at: number; n: number }> = [];
+  private head = 0;
+  private chars = 0;
+  private readonly queued: Record<Encoding, Set<string>> = { o200k_base: new Set(), cl100k_base: new Set() };
+  private draining = false;
+
+  constructor(private readonly timers: Pick<Timers, 'after'>) {}
+
+  add(encoding: Encoding, text: string): void {
+    if (text.length > MAX_TOKENIZED_CHARS || this.chars + text.length > 4 * MAX_TOKENIZED_CHARS) return;
+    if (this.jobs.length - this.head >= MAX_BACKLOG || this.queued[encoding].has(text)) return;
+    this.jobs.push({ encoding, text, at: 0, n: 0 });
+    this.queued[encoding].add(text);
+    this.chars += text.length;
+    if (!this.draining) {
+      this.draining = true;
+      this.timers.after(0, this.drainSlice);
     }
-    let end = Math.min(job.text.length, job.at + budget);
-    if (end < job.text.length) {
-      const space = job.text.lastIndexOf(' ', end);
-      if (space > job.at) end = space;
-    }
-    job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
-    budget -= end - job.at;
-    job.at = end;
-    if (job.at < job.text.length) break;
-    backlogHead += 1;
-    backlogChars -= job.text.length;
-    queued[job.encoding].delete(job.text);
-    remember(job.encoding, job.text, job.n);
   }
-  setImmediate(drainSlice);
+
+  private readonly drainSlice = (): void => {
+    // About SLICE_CHARS a turn: a piece of a long string, or several short ones.
+    for (let budget = SLICE_CHARS; budget > 0; ) {
+      const job = this.jobs[this.head];
+      if (!job) {
+        this.jobs.length = 0;
+        this.head = 0;
+        this.draining = false;
+        return;
+      }
+      let end = Math.min(job.text.length, job.at + budget);
+      if (end < job.text.length) {
+        const space = job.text.lastIndexOf(' ', end);
+        if (space > job.at) end = space;
+      }
+      job.n += tokenize(counters[job.encoding]!, job.text.slice(job.at, end));
+      budget -= end - job.at;
+      job.at = end;
+      if (job.at < job.text.length) break;
+      this.head += 1;
+      this.chars -= job.text.length;
+      this.queued[job.encoding].delete(job.text);
+      remember(job.encoding, job.text, job.n);
+    }
+    this.timers.after(0, this.drainSlice);
+  };
 }
 
 /** What one request counts: exactly (a tokenizer), and as an upper bound (UTF-8 bytes; base64 at 4 characters). */
@@ -152,6 +160,7 @@ interface Tally {
   bound: number;
   /** Characters of new strings this request may still tokenize. */
   syncLeft: number;
+  backlog: TokenBacklog;
 }
 
 function countText(encoding: Encoding, text: string, t: Tally): void {
@@ -173,7 +182,7 @@ function countText(encoding: Encoding, text: string, t: Tally): void {
   }
   // A byte-level BPE token is at least one byte: never fewer tokens than this.
   t.bound += Buffer.byteLength(text, 'utf8');
-  later(encoding, text);
+  t.backlog.add(encoding, text);
 }
 
 const BLOB_KEYS = new Set(['data', 'file_data']);
@@ -204,7 +213,10 @@ export class PromptTokens {
   private readonly counted: Partial<Record<Encoding, Tally>> = {};
   private highest = 0;
 
-  constructor(private readonly body: Record<string, unknown>) {}
+  constructor(
+    private readonly body: Record<string, unknown>,
+    private readonly backlog: TokenBacklog,
+  ) {}
 
   /** Loads the tokenizers these attempts need; undefined (no await) once they are loaded. */
   load(targets: Iterable<{ provider: Provider; model: string }>): Promise<unknown> | undefined {
@@ -245,7 +257,7 @@ export class PromptTokens {
   private with(encoding: Encoding): Tally {
     let t = this.counted[encoding];
     if (t === undefined) {
-      t = { exact: 0, bound: 0, syncLeft: SYNC_CHARS };
+      t = { exact: 0, bound: 0, syncLeft: SYNC_CHARS, backlog: this.backlog };
       const b = this.body;
       countValue(encoding, b.system ?? null, undefined, t);
       countValue(encoding, b.messages ?? null, undefined, t);
