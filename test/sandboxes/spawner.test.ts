@@ -57,8 +57,10 @@ describe('the spawner', () => {
 
   it('puts each launcher in a session of its own and reports its pid', async () => {
     const launcher = spawner.spawn(['/bin/sh', '-c', 'cat /proc/self/stat'], { PATH: '/usr/bin:/bin' });
+    // Listening from the start, as the drivers do: its exit may come in the same read as its pid.
+    const ran = run(launcher);
     const pid = await launcher.pidKnown;
-    const { stdout } = await run(launcher);
+    const { stdout } = await ran;
     // Fields after the command name: state, ppid, pgrp, session.
     const [, , pgrp, session] = stdout.slice(stdout.lastIndexOf(')') + 2).split(' ');
     expect(Number(session)).toBe(pid);
@@ -87,11 +89,11 @@ describe('the spawner', () => {
     // ends were taken: the second's waiter must not keep the first's stdin.
     const reader = spawner.spawn(['/bin/sh', '-c', 'cat; echo done'], { PATH: '/usr/bin:/bin' });
     const sleeper = spawner.spawn(['/bin/sleep', '30'], { PATH: '/usr/bin:/bin' });
-    await sleeper.pidKnown;
     let sleeperExited = false;
     sleeper.on('exit', () => {
       sleeperExited = true;
     });
+    await sleeper.pidKnown;
     expect(await run(reader, 'line\n')).toMatchObject({ code: 0, stdout: 'line\ndone\n' });
     expect(sleeperExited).toBe(false);
     sleeper.kill('SIGKILL');
