@@ -268,6 +268,8 @@ export class LocalHost implements SandboxHost {
             await handle.destroy().catch(() => undefined);
             return;
           }
+          // Its first command, whenever it comes, finds a launcher in the capsule already.
+          handle.standBy?.();
           const spare = { shape: shape.key, handle, dir };
           this.spares.push(spare);
           void handle.ended.then(() => {
