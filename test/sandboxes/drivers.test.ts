@@ -234,6 +234,12 @@ describe('bwrap driver: a launcher started ahead (a spare’s first command)', (
     c.standBy?.();
     await waitingLauncher(c);
     expect((await run(c, 'no-such-command-here')).code).toBe(127);
+    // Let go unused (a spare idle after its hand-out), it ends and the next command is launched as usual.
+    c.standBy?.();
+    const unused = await waitingLauncher(c);
+    c.standDown?.();
+    await eventually(async () => gone(unused), 5_000, 'the launcher to go');
+    expect((await run(c, 'echo', ['later'])).stdout).toBe('later\n');
     await c.destroy();
   });
 

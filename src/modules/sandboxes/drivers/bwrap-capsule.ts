@@ -213,12 +213,17 @@ export class BwrapCapsule implements CapsuleHandle {
     this.updatePidsMax();
   }
 
+  standDown(): void {
+    this.takeStandby(true);
+  }
+
   /** The standby launcher for a piped process; a terminal's spawn lets it go (it cannot serve one). */
-  private takeStandby(terminal: boolean): SpawnedLauncher | null {
+  private takeStandby(letGo: boolean): SpawnedLauncher | null {
     const standby = this.standby;
     if (!standby) return null;
     this.standby = null;
-    if (terminal || standby.exited) {
+    this.updatePidsMax();
+    if (letGo || standby.exited) {
       // End of input before a command: it exits.
       standby.launcher.stdin.end();
       return null;

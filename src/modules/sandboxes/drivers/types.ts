@@ -129,6 +129,8 @@ export interface CapsuleHandle {
    * more than the command itself (a spare's first command; bwrap.ts).
    */
   standBy?(): void;
+  /** Lets a launcher started by standBy() go unused (it holds memory while it waits). */
+  standDown?(): void;
   /** Every process in the capsule, the ones it started itself included. */
   processes(): Promise<ProcessInfo[]>;
   /** Signals a process by its capsule pid; false when there is none. */
