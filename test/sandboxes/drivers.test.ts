@@ -180,6 +180,91 @@ describe('bwrap driver: processes', () => {
   });
 });
 
+describe('bwrap driver: a launcher started ahead (a spare’s first command)', () => {
+  const statusOf = (pid: number) => readFileSync(`/proc/${pid}/status`, 'utf8');
+  const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^State:\s*Z/m.test(statusOf(pid));
+
+  /** Host pid of the launcher's last step, waiting in the capsule (as the capsule's uid) for its command. */
+  function waitingLauncher(c: CapsuleHandle): Promise<number> {
+    const uid = layerUid(path.join(capsules.base, c.id));
+    return eventually(
+      async () =>
+        hostPidsOfUid(uid, false).find(
+          (pid) =>
+            readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/perl\0') &&
+            /^Seccomp:\s*2/m.test(statusOf(pid)),
+        ),
+      5_000,
+      'the launcher to wait in the capsule',
+    );
+  }
+
+  it('runs the next piped command as any launch would: args, environment, directory, stdin, exit code', async () => {
+    const c = await capsules.create({ envs: { CAP_ENV: 'from-capsule', OVERRIDE: 'capsule' } });
+    c.standBy?.();
+    const waiting = await waitingLauncher(c);
+    // While it waits it is none of the user's processes.
+    expect(await c.processes()).toEqual([]);
+    expect(c.signal(3, 'SIGKILL')).toBe(false);
+    const proc = c.spawn({
+      cmd: 'sh',
+      args: ['-c', 'printf "[%s]" "$@"; echo; env; pwd; cat; echo "pid $$"', 'sh', 'a b', '', ''],
+      envs: { OVERRIDE: 'process' },
+      cwd: '/tmp',
+    });
+    proc.write('from stdin\n');
+    proc.end();
+    const r = await collect(proc);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe('[a b][][]');
+    expect(lines).toContain('CAP_ENV=from-capsule');
+    expect(lines).toContain('OVERRIDE=process');
+    expect(lines).toContain('HOME=/home/user');
+    expect(r.stdout).not.toMatch(/VITEST|NODE_OPTIONS|PADDOCK_ENV_/);
+    // It was the waiting launcher that ran it: the capsule's first process after its init.
+    expect(lines.slice(-4, -1)).toEqual(['/tmp', 'from stdin', 'pid 3']);
+    expect(gone(waiting)).toBe(true);
+    // The next ones are launched as usual; the exit codes a shell would give hold either way.
+    expect((await run(c, 'no-such-command-here')).code).toBe(127);
+    c.standBy?.();
+    await waitingLauncher(c);
+    const badDir = await collect(c.spawn({ cmd: 'true', args: [], cwd: '/no/such/dir' }));
+    expect(badDir).toMatchObject({ code: 2, stderr: expect.stringMatching(/cd: \/no\/such\/dir/) });
+    c.standBy?.();
+    await waitingLauncher(c);
+    expect((await run(c, 'no-such-command-here')).code).toBe(127);
+    // Let go unused (a spare idle after its hand-out), it ends and the next command is launched as usual.
+    c.standBy?.();
+    const unused = await waitingLauncher(c);
+    c.standDown?.();
+    await eventually(async () => gone(unused), 5_000, 'the launcher to go');
+    expect((await run(c, 'echo', ['later'])).stdout).toBe('later\n');
+    await c.destroy();
+  });
+
+  it('waits as the capsule user without privileges or the caller’s environment; a terminal lets it go', async () => {
+    const c = await capsules.create();
+    c.standBy?.();
+    const waiting = await waitingLauncher(c);
+    const status = statusOf(waiting);
+    expect(status).toMatch(/^NoNewPrivs:\s*1$/m);
+    expect(status).toMatch(/^CapEff:\s*0+$/m);
+    expect(status).toMatch(/^CapPrm:\s*0+$/m);
+    // The launchers' fixed environment (the joining shell adds PWD): nothing of a caller's yet.
+    const environ = readFileSync(`/proc/${waiting}/environ`, 'utf8').split('\0').filter(Boolean);
+    expect(environ.sort()).toEqual(['PATH=/usr/bin:/bin', 'PWD=/']);
+    // A terminal cannot use it: it goes, and the terminal runs as always.
+    const term = c.spawn({ cmd: 'sh', args: ['-c', 'echo term-ok'], pty: { cols: 80, rows: 24 } });
+    term.stdout.resume();
+    await waitForOutput(term, /term-ok/);
+    await term.exited;
+    await eventually(async () => gone(waiting), 5_000, 'the launcher to go');
+    expect((await run(c, 'echo', ['after'])).stdout).toBe('after\n');
+    await c.destroy();
+  });
+});
+
 describe('bwrap driver: isolation', () => {
   let secretFile: string;
   const secret = `secret-${randomBytes(8).toString('hex')}`;

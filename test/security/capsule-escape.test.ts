@@ -97,6 +97,26 @@ async function until<T>(probe: () => T | undefined, timeoutMs = 5_000): Promise<
   }
 }
 
+/** A background exec whose process holds `PADDOCK_PROBE=value` while it runs. */
+const probe = (value: string) => ({
+  cmd: 'sleep',
+  args: ['30'],
+  background: true,
+  tag: 'env-probe',
+  envs: { PADDOCK_PROBE: value },
+});
+
+/** Waits for the process given `PADDOCK_PROBE=value` to run, and checks that no root process holds the variable. */
+async function onlyUnprivilegedHold(value: string): Promise<void> {
+  const holders = await until(() => {
+    const found = holdersOf('PADDOCK_PROBE', value);
+    return found.length > 0 ? found : undefined;
+  });
+  // The process itself has it, as the capsule's own uid: the scan sees what it looks for.
+  expect(holders.some((h) => /(^|\/)sleep$/.test(h.cmd))).toBe(true);
+  for (const h of holders) expect(h.uid, `${h.cmd} (pid ${h.pid})`).not.toBe(0);
+}
+
 describe('a caller-supplied environment never reaches a privileged process', () => {
   it('exec: LD_PRELOAD naming a library on the host is refused, and nothing runs it as root', async () => {
     const marker = path.join(scratch, 'exec-marker');
@@ -176,13 +196,7 @@ describe('a caller-supplied environment never reaches a privileged process', () 
 
   it('the launchers (host root) never hold a caller variable; only the process in the capsule does', async () => {
     const canary = `canary-${Date.now()}`;
-    const started = await api('POST', `/v1/capsules/${capsuleId}/exec`, {
-      cmd: 'sleep',
-      args: ['30'],
-      background: true,
-      tag: 'env-probe',
-      envs: { PADDOCK_PROBE: canary },
-    });
+    const started = await api('POST', `/v1/capsules/${capsuleId}/exec`, probe(canary));
     expect(started.status, JSON.stringify(started.body)).toBe(202);
     const terminal = await connectWs(`${wsBase}/v1/capsules/${capsuleId}/pty`, u.token);
     terminal.send({
@@ -193,18 +207,75 @@ describe('a caller-supplied environment never reaches a privileged process', () 
     });
     await terminal.next((f) => f.type === 'started');
     try {
-      for (const value of [canary, `${canary}-pty`]) {
-        const holders = await until(() => {
-          const found = holdersOf('PADDOCK_PROBE', value);
-          return found.length > 0 ? found : undefined;
-        });
-        // The process itself has it, as the capsule's own uid: the scan sees what it looks for.
-        expect(holders.some((h) => /(^|\/)sleep$/.test(h.cmd))).toBe(true);
-        for (const h of holders) expect(h.uid, `${h.cmd} (pid ${h.pid})`).not.toBe(0);
-      }
+      for (const value of [canary, `${canary}-pty`]) await onlyUnprivilegedHold(value);
     } finally {
       terminal.send({ type: 'kill' });
       await api('DELETE', `/v1/capsules/${capsuleId}/processes/env-probe`);
+    }
+  });
+});
+
+describe('a spare’s first command, through the launcher started ahead', () => {
+  // A spare waits with a launcher already in the capsule (its privileges dropped); the first
+  // command's environment travels to it on a pipe. The same invariant must hold.
+  let warm: TestApp;
+  let owner: SignedUpUser;
+  const call = (method: string, url: string, body?: unknown) =>
+    warm.call(method, url, { token: owner.token, ...(body !== undefined ? { body } : {}) });
+  async function fromSpare(): Promise<string> {
+    const host = warm.services.capsules.host((await call('GET', '/v1/hosts')).body.data[0].id) as unknown as {
+      warmSpares(): number;
+    };
+    await until(() => (host.warmSpares() === 1 ? true : undefined), 20_000);
+    const created = await call('POST', '/v1/capsules', { memory_mb: 256, disk_size_mb: 64 });
+    expect(created.status).toBe(202);
+    // Running at the first read: it was a spare.
+    expect((await call('GET', `/v1/capsules/${created.body.id}`)).body.status).toBe('running');
+    return created.body.id;
+  }
+  beforeAll(async () => {
+    warm = await createTestApp({
+      start: new Date(),
+      env: { PADDOCK_SANDBOX_DRIVER: 'bwrap', PADDOCK_SANDBOX_WARM: '1' },
+    });
+    owner = await warm.signup();
+    // The first create of a shape starts the spares of that shape.
+    const first = await call('POST', '/v1/capsules', { memory_mb: 256, disk_size_mb: 64 });
+    await waitForCapsule(warm, owner.token, first.body.id, 'running');
+  });
+  afterAll(async () => {
+    await warm.services.capsules.settled();
+    await warm.close();
+  });
+
+  it('runs with no privileges, under the filter, with exactly its own environment', async () => {
+    const id = await fromSpare();
+    const res = await call('POST', `/v1/capsules/${id}/exec`, {
+      cmd: 'sh',
+      args: ['-c', 'grep -E "^(Seccomp|NoNewPrivs|CapEff):" /proc/self/status; env | cut -d= -f1 | sort'],
+      envs: { GIVEN: 'yes' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.stdout).toBe(
+      'CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nGIVEN\nHOME\nLANG\nLOGNAME\nPATH\nPWD\nSHELL\nUSER\n',
+    );
+  });
+
+  it('no host root process ever holds its variables; LD_PRELOAD is refused as for any exec', async () => {
+    const id = await fromSpare();
+    const refused = await call('POST', `/v1/capsules/${id}/exec`, {
+      cmd: 'true',
+      envs: { LD_PRELOAD: library, PWN_MARK: path.join(scratch, 'spare-marker') },
+    });
+    expect(refused.status).toBe(400);
+    expect(existsSync(path.join(scratch, 'spare-marker'))).toBe(false);
+    const canary = `canary-spare-${Date.now()}`;
+    const started = await call('POST', `/v1/capsules/${id}/exec`, probe(canary));
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    try {
+      await onlyUnprivilegedHold(canary);
+    } finally {
+      await call('DELETE', `/v1/capsules/${id}/processes/env-probe`);
     }
   });
 });

@@ -1,7 +1,8 @@
+import type { WithSubquery } from 'drizzle-orm';
 import type { Clock } from '../../core/clock.ts';
 import { newId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { insertEvent } from './repo.ts';
+import { type EventInsert, eventsAlongside, insertEvent } from './repo.ts';
 
 /** Event names (`noun.verb`) and their payloads: producers and consumers share this map. */
 export interface EventMap {
@@ -101,7 +102,23 @@ export class EventsService {
 
   /** Writes one outbox row; call it with the transaction that made the change. */
   async record<T extends EventType>(tx: DbOrTx, event: EventInput<T>): Promise<void> {
-    await insertEvent(tx, {
+    await insertEvent(tx, this.row(event));
+  }
+
+  /**
+   * Outbox rows for the statement that makes the change, as a common table
+   * expression of it (its repository's `db.with(…)`): one statement, so the
+   * change and its events commit together without a transaction. In order.
+   */
+  alongside(db: DbOrTx, events: Array<EventInput<EventType>>): WithSubquery {
+    return eventsAlongside(
+      db,
+      events.map((e) => this.row(e)),
+    );
+  }
+
+  private row<T extends EventType>(event: EventInput<T>): EventInsert {
+    return {
       id: newId('evt'),
       teamId: event.teamId,
       type: event.type,
@@ -110,6 +127,6 @@ export class EventsService {
       subjectId: event.subjectId ?? null,
       data: event.data as Record<string, unknown>,
       createdAt: this.clock.now(),
-    });
+    };
   }
 }

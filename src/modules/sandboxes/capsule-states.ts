@@ -18,7 +18,7 @@ export interface Actor {
   actorKind: string;
   actorId: string | null;
 }
-const SYSTEM: Actor = { actorKind: 'system', actorId: null };
+export const SYSTEM_ACTOR: Actor = { actorKind: 'system', actorId: null };
 
 /**
  * The capsule state machine and what every capsule service shares: the
@@ -186,7 +186,7 @@ export class CapsuleStates {
     from: CapsuleStatus[],
     to: CapsuleStatus,
     reason: string | null,
-    actor: Actor = SYSTEM,
+    actor: Actor = SYSTEM_ACTOR,
     also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
   ): Promise<repo.CapsuleRow | undefined> {
     const moved = await this.db.transaction((tx) => this.moveIn(tx, id, from, to, reason, actor, also));
@@ -201,7 +201,7 @@ export class CapsuleStates {
     from: CapsuleStatus[],
     to: CapsuleStatus,
     reason: string | null,
-    actor: Actor = SYSTEM,
+    actor: Actor = SYSTEM_ACTOR,
     also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
   ): Promise<repo.CapsuleRow | undefined> {
     const now = this.ctx.clock.now();
@@ -252,6 +252,8 @@ export class CapsuleStates {
   moved(c: repo.CapsuleRow): void {
     if (c.status === 'running' && c.hostId && this.localHostIds.has(c.hostId)) this.runningHere.set(c.id, c);
     else this.runningHere.delete(c.id);
+    // The move into running wrote its activity: a command right after it need not write it again.
+    if (c.status === 'running' && c.lastActiveAt) this.touchedAt.set(c.id, c.lastActiveAt.getTime());
     this.waiters.wake(c.id);
   }
 

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, isNull, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
 import type { CapsuleId, HostId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { type CapsuleStatus, capsules, capsuleUsage, hosts, templates } from '../../db/schema/index.ts';
@@ -18,8 +18,13 @@ export const LIVE_STATUSES: CapsuleStatus[] = [
   'stopping',
 ];
 
-export async function insertCapsule(db: DbOrTx, row: typeof capsules.$inferInsert): Promise<CapsuleRow> {
-  const [inserted] = await db.insert(capsules).values(row).returning();
+/** A new capsule, with the events of its start written by the same statement (EventsService.alongside). */
+export async function insertCapsule(
+  db: DbOrTx,
+  row: typeof capsules.$inferInsert,
+  recorded: WithSubquery,
+): Promise<CapsuleRow> {
+  const [inserted] = await db.with(recorded).insert(capsules).values(row).returning();
   return inserted!;
 }
 

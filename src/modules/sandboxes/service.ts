@@ -8,7 +8,7 @@ import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, type Principal } from '../identity/principal.ts';
 import { CapsuleIo } from './capsule-io.ts';
-import { CapsuleStates } from './capsule-states.ts';
+import { CapsuleStates, SYSTEM_ACTOR } from './capsule-states.ts';
 import { effectiveTimeoutSec, fromDriver, view } from './capsule-view.ts';
 import type { HostCapsuleSpec, SandboxHost } from './host.ts';
 import type { MetricRange } from './host-side/metrics.ts';
@@ -135,58 +135,72 @@ export class CapsulesService {
     };
     const networkAllow = input.network?.allow ?? null;
     // A spare started ahead is this capsule at once: it is running when the row is written,
-    // so the start and its move to running are one transaction (and no wait for a later one).
+    // so its start and its move to running are one statement (and no wait for a later one).
     const spec = hostSpec(id, teamId, template.path, limits, networkAllow);
     const fromSpare = host.claimSpare?.(spec) ?? false;
-    let running: repo.CapsuleRow | undefined;
-    const c = await this.db
-      .transaction(async (tx) => {
-        const row = await repo.insertCapsule(tx, {
-          id,
-          teamId,
-          hostId: host.id,
-          status: 'starting',
-          template: templateName,
-          vcpus: limits.vcpus,
-          memoryMb: limits.memoryMb,
-          diskSizeMb: limits.diskMb,
-          timeoutSec: effectiveTimeoutSec(input.timeout_sec),
-          networkAllow,
-          metadata: input.metadata ?? {},
-          isolation: host.isolation,
-          createdBy: principal.userId,
-          createdAt: now,
-          updatedAt: now,
-        });
-        await this.events.record(tx, {
-          teamId,
-          ...actorOf(principal),
-          subjectId: id,
-          type: 'capsule.created',
-          data: { template: templateName, host_id: host.id },
-        });
-        if (fromSpare) running = await this.states.moveIn(tx, id, ['starting'], 'running', null);
-        return row;
-      })
-      .catch(async (err: unknown) => {
-        if (fromSpare) {
-          await host
-            .destroy(id)
-            .catch((cause: unknown) =>
-              this.ctx.log.warn(
-                { err: cause, capsule_id: id },
-                'a spare for a failed create could not be destroyed',
-              ),
-            );
-        }
-        throw err;
-      });
-    if (running) {
-      this.states.moved(running);
-      // A spare whose init died before this row committed was told to a move that found no row.
-      if (!host.has(id)) this.states.later(this.states.ended(id, 'capsule_exited'), { capsule_id: id });
-    } else this.states.later(this.boot(c, spec, host), { capsule_id: id });
-    return view(c, now);
+    const starting = {
+      id,
+      teamId,
+      hostId: host.id,
+      status: 'starting' as const,
+      template: templateName,
+      vcpus: limits.vcpus,
+      memoryMb: limits.memoryMb,
+      diskSizeMb: limits.diskMb,
+      timeoutSec: effectiveTimeoutSec(input.timeout_sec),
+      networkAllow,
+      metadata: input.metadata ?? {},
+      isolation: host.isolation,
+      createdBy: principal.userId,
+      createdAt: now,
+      updatedAt: now,
+    };
+    // The events a start through `starting` records (the same for a spare, moved at once).
+    const recorded = this.events.alongside(this.db, [
+      {
+        teamId,
+        ...actorOf(principal),
+        subjectId: id,
+        type: 'capsule.created',
+        data: { template: templateName, host_id: host.id },
+      },
+      ...(fromSpare
+        ? [
+            {
+              teamId,
+              ...SYSTEM_ACTOR,
+              subjectId: id,
+              type: 'capsule.state_changed' as const,
+              data: { from: 'starting', to: 'running', reason: null },
+            },
+          ]
+        : []),
+    ]);
+    const row = fromSpare
+      ? { ...starting, status: 'running' as const, startedAt: now, runningSince: now, lastActiveAt: now }
+      : starting;
+    const c = await repo.insertCapsule(this.db, row, recorded).catch(async (err: unknown) => {
+      if (fromSpare) {
+        await host
+          .destroy(id)
+          .catch((cause: unknown) =>
+            this.ctx.log.warn(
+              { err: cause, capsule_id: id },
+              'a spare for a failed create could not be destroyed',
+            ),
+          );
+      }
+      throw err;
+    });
+    if (!fromSpare) {
+      this.states.later(this.boot(c, spec, host), { capsule_id: id });
+      return view(c, now);
+    }
+    this.states.moved(c);
+    // A spare whose init died before this row committed was told to a move that found no row.
+    if (!host.has(id)) this.states.later(this.states.ended(id, 'capsule_exited'), { capsule_id: id });
+    // The answer is the capsule as created (202 starting); its first read finds it running.
+    return view({ ...c, status: 'starting', startedAt: null, runningSince: null, lastActiveAt: null }, now);
   }
 
   private async boot(c: repo.CapsuleRow, spec: HostCapsuleSpec, host: SandboxHost): Promise<void> {

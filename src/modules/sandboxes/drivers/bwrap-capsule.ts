@@ -11,7 +11,15 @@ import { type CapsuleState, removeCapsule } from './capsule-state.ts';
 import type { CapsuleCgroups } from './cgroups.ts';
 import { layerUsage } from './layer.ts';
 import type { ProxyForwarder } from './network.ts';
-import { enterCapsule, type HostTools, joinThenExec, launcherEnv, locateForked } from './nsproc.ts';
+import {
+  commandFrame,
+  enterCapsule,
+  forkedChild,
+  type HostTools,
+  joinThenExec,
+  launcherEnv,
+  locateForked,
+} from './nsproc.ts';
 import {
   allPids,
   allPidsSync,
@@ -43,12 +51,15 @@ import {
 // waiting), bwrap's reaper (pid 1 inside), the init (`sleep infinity`, pid 2
 // inside) and one nsenter launcher per process the host started (outside,
 // waiting for its child; started by the driver's spawner, whose waiter for it
-// stays outside the capsule's cgroups). Everything else is the capsule's own.
+// stays outside the capsule's cgroups). Everything else is the capsule's own,
+// except a standby launcher's last step while it waits (see standBy).
 
 /** bwrap outside, its reaper, the init: processes of the driver's, not the user's. */
 export const DRIVER_PIDS = 3;
 const UNSTICK_INTERVAL_MS = 250;
 const TERMINAL_TYPE = 'xterm-256color';
+/** A standby launcher waiting: nsenter outside and its last step inside, both in the cgroups. */
+const STANDBY_PIDS = 2;
 /** Mount points bound over the layer; a snapshot leaves them out. */
 const NOT_IN_SNAPSHOT = new Set(['usr', 'proc', 'dev', 'run']);
 
@@ -82,6 +93,15 @@ export interface BwrapCapsuleParts {
   launch(argv: string[], env: Record<string, string>): SpawnedLauncher;
 }
 
+/** A launcher started ahead, waiting in the capsule for a command (see BwrapCapsule.standBy). */
+interface Standby {
+  launcher: SpawnedLauncher;
+  exited: boolean;
+  /** Host pid of its last step in the capsule, once found: not one of the user's processes yet. */
+  insidePid: number | null;
+  found: Promise<number | null>;
+}
+
 export class BwrapCapsule implements CapsuleHandle {
   readonly isolation = 'bwrap' as const;
   readonly id: string;
@@ -93,6 +113,7 @@ export class BwrapCapsule implements CapsuleHandle {
   private launching = 0;
   private unstickTimer: NodeJS.Timeout | null = null;
   private destroying: Promise<void> | null = null;
+  private standby: Standby | null = null;
 
   constructor(private readonly p: BwrapCapsuleParts) {
     this.id = p.id;
@@ -107,7 +128,13 @@ export class BwrapCapsule implements CapsuleHandle {
     // The launchers wait in the capsule's cgroup (they joined it before
     // forking): counted here so that maxProcesses is the user's alone.
     void this.p.cgroups
-      ?.setPidsMax(this.p.limits.maxProcesses + DRIVER_PIDS + this.launchers.size + this.launching)
+      ?.setPidsMax(
+        this.p.limits.maxProcesses +
+          DRIVER_PIDS +
+          this.launchers.size +
+          this.launching +
+          (this.standby ? STANDBY_PIDS : 0),
+      )
       .catch(() => {});
   }
 
@@ -145,6 +172,65 @@ export class BwrapCapsule implements CapsuleHandle {
     }
   }
 
+  /**
+   * Starts the launcher of the next piped process ahead (a spare's first
+   * command): it joins the cgroups, enters the namespaces and drops its
+   * privileges now, then waits in the capsule, as the capsule's user, for its
+   * command on stdin. Its environment is the launchers' fixed one; the
+   * caller's environment reaches it only with the command, after the drop
+   * (nsproc.ts). The next piped spawn takes it; a terminal lets it go.
+   */
+  standBy(): void {
+    if (this.standby || this.destroying) return;
+    const command = enterCapsule(
+      this.p.tools,
+      { initHostPid: this.p.initPid, seccomp: this.p.seccomp },
+      null,
+      { terminal: false, asRoot: this.p.asRoot },
+    );
+    const argv = joinThenExec(this.p.cgroups?.procsFiles ?? [], this.p.limits.maxOpenFiles, command);
+    const launcher = this.p.launch([this.p.tools.sh, ...argv], launcherEnv({}));
+    const standby: Standby = {
+      launcher,
+      exited: false,
+      insidePid: null,
+      found: launcher.pidKnown.then((pid) =>
+        pid === undefined ? null : forkedChild(pid, this.p.pidNs).catch(() => null),
+      ),
+    };
+    void standby.found.then((pid) => {
+      standby.insidePid = pid;
+    });
+    const gone = () => {
+      standby.exited = true;
+      if (this.standby !== standby) return;
+      this.standby = null;
+      this.updatePidsMax();
+    };
+    launcher.on('exit', gone);
+    launcher.on('error', gone);
+    this.standby = standby;
+    this.updatePidsMax();
+  }
+
+  standDown(): void {
+    this.takeStandby(true);
+  }
+
+  /** The standby launcher for a piped process; a terminal's spawn lets it go (it cannot serve one). */
+  private takeStandby(letGo: boolean): SpawnedLauncher | null {
+    const standby = this.standby;
+    if (!standby) return null;
+    this.standby = null;
+    this.updatePidsMax();
+    if (letGo || standby.exited) {
+      // End of input before a command: it exits.
+      standby.launcher.stdin.end();
+      return null;
+    }
+    return standby.launcher;
+  }
+
   spawn(options: SpawnOptions): CapsuleProcess {
     if (this.destroying) throw new DriverError('failed', `capsule ${this.id} is destroyed`);
     const callerEnv = { ...this.p.envs, ...(options.envs ?? {}) };
@@ -152,13 +238,8 @@ export class BwrapCapsule implements CapsuleHandle {
     if (refused) throw new DriverError('invalid', refused);
     const env: Record<string, string> = { ...this.p.baseEnv, ...callerEnv };
     if (options.pty && !callerEnv.TERM) env.TERM = TERMINAL_TYPE;
-    const command = enterCapsule(
-      this.p.tools,
-      { initHostPid: this.p.initPid, seccomp: this.p.seccomp },
-      { cwd: options.cwd ?? '/home/user', cmd: options.cmd, args: options.args ?? [] },
-      { terminal: options.pty !== undefined, asRoot: this.p.asRoot },
-    );
-    const argv = joinThenExec(this.p.cgroups?.procsFiles ?? [], this.p.limits.maxOpenFiles, command);
+    const command = { cwd: options.cwd ?? '/home/user', cmd: options.cmd, args: options.args ?? [] };
+    const standby = this.takeStandby(options.pty !== undefined);
     // Counted before the spawn, until its pid is known: its fork into the
     // capsule must find room under pids.max.
     this.launching += 1;
@@ -186,11 +267,20 @@ export class BwrapCapsule implements CapsuleHandle {
     };
     // uid/gid 0 for root makes the spawn drop supplementary groups before exec.
     const ids = this.p.asRoot ? { uid: 0, gid: 0 } : {};
+    const launch = () =>
+      joinThenExec(
+        this.p.cgroups?.procsFiles ?? [],
+        this.p.limits.maxOpenFiles,
+        enterCapsule(this.p.tools, { initHostPid: this.p.initPid, seccomp: this.p.seccomp }, command, {
+          terminal: options.pty !== undefined,
+          asRoot: this.p.asRoot,
+        }),
+      );
     let proc: CapsuleProcess;
     try {
       if (options.pty) {
         // The launchers see a fixed terminal type; the caller's TERM is in the carried environment.
-        const term = pty.spawn(this.p.tools.sh, argv, {
+        const term = pty.spawn(this.p.tools.sh, launch(), {
           name: TERMINAL_TYPE,
           cols: options.pty.cols,
           rows: options.pty.rows,
@@ -202,9 +292,16 @@ export class BwrapCapsule implements CapsuleHandle {
         known(term.pid);
         proc = ptyProcess(term, hooks);
       } else {
-        // In a session of its own (the spawner's setsid), so no process of the
-        // capsule has the host's controlling terminal (TIOCSTI could type into it).
-        const child = this.p.launch([this.p.tools.sh, ...argv], launcherEnv(env));
+        let child: SpawnedLauncher;
+        if (standby) {
+          // Already in the capsule and past the privilege drop: only the command is missing.
+          standby.stdin.write(commandFrame(env, command));
+          child = standby;
+        } else {
+          // In a session of its own (the spawner's setsid), so no process of the
+          // capsule has the host's controlling terminal (TIOCSTI could type into it).
+          child = this.p.launch([this.p.tools.sh, ...launch()], launcherEnv(env));
+        }
         void child.pidKnown.then((pid) => known(pid ?? 0));
         proc = pipedProcess(child, hooks);
       }
@@ -235,8 +332,9 @@ export class BwrapCapsule implements CapsuleHandle {
 
   async processes(): Promise<ProcessInfo[]> {
     const out: ProcessInfo[] = [];
+    const standby = this.standby ? await this.standby.found : null;
     for (const { hostPid, status } of await this.members()) {
-      if (this.isDriverPid(hostPid)) continue;
+      if (this.isDriverPid(hostPid) || hostPid === standby) continue;
       const pid = innermostPid(status);
       const argv = await cmdlineOf(hostPid);
       // A zombie has no cmdline: its name is all there is.
@@ -270,7 +368,8 @@ export class BwrapCapsule implements CapsuleHandle {
       candidates = allPidsSync();
     }
     for (const hostPid of candidates) {
-      if (this.isDriverPid(hostPid) || pidNamespaceOfSync(hostPid) !== this.p.pidNs) continue;
+      if (this.isDriverPid(hostPid) || hostPid === this.standby?.insidePid) continue;
+      if (pidNamespaceOfSync(hostPid) !== this.p.pidNs) continue;
       const status = statusOfSync(hostPid);
       if (status && innermostPid(status) === capsulePid) return hostPid;
     }
@@ -290,7 +389,8 @@ export class BwrapCapsule implements CapsuleHandle {
     else {
       await this.signalAll('SIGCONT');
       // They stopped themselves with their processes (see watchLaunchers).
-      for (const launcher of this.launchers) {
+      const standby = this.standby?.launcher.pid;
+      for (const launcher of standby ? [...this.launchers, standby] : this.launchers) {
         try {
           process.kill(launcher, 'SIGCONT');
         } catch {

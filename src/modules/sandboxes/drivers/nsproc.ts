@@ -82,30 +82,55 @@ const SYSCALLS: Record<string, { prctl: number; capset: number }> = {
  * these system calls without a compiler and perl-base is part of every
  * Debian and Ubuntu system. Exits as a shell would: 2 when the directory
  * cannot be entered, 127 for a command not found, 126 otherwise.
+ *
+ * The standby form (a launcher started ahead, see BwrapCapsule.standBy)
+ * drops its privileges alike, then waits for its command on stdin:
+ * `commandFrame()`, which it reads exactly, so the command's own input stays
+ * in the pipe for it. A frame is read only after the drop: the caller's data
+ * reaches no process that still holds a privilege, as in the other form.
  */
+/** Hex digits of a command frame's length. */
+const FRAME_LENGTH_DIGITS = 8;
+
 const finalSteps = new Map<string, string>();
-function finalStep(arch: string): string {
-  let script = finalSteps.get(arch);
+function finalStep(arch: string, standby: boolean): string {
+  const key = `${arch}:${standby ? 'standby' : 'argv'}`;
+  let script = finalSteps.get(key);
   if (script === undefined) {
-    script = writeFinalStep(arch);
-    finalSteps.set(arch, script);
+    script = writeFinalStep(arch, standby);
+    finalSteps.set(key, script);
   }
   return script;
 }
 
-function writeFinalStep(arch: string): string {
+function writeFinalStep(arch: string, standby: boolean): string {
   const nr = SYSCALLS[arch];
   if (!nr) throw new Error(`no system call table for ${arch}`);
-  return [
-    'my ($f, $d) = (pack("H*", shift), shift);',
+  const dropPrivileges = [
+    'my $f = pack("H*", shift);',
     'sub fail { print STDERR "paddock: $_[0]: $!\\n"; exit 126 }',
     `syscall(${nr.prctl}, 38, 1, 0, 0, 0) == 0 or fail("no_new_privs");`,
     // In variables: a constant pack() is folded into a read-only value, which syscall() refuses.
     'my ($h, $c) = (pack("Ll", 0x20080522, 0), pack("L6", (0) x 6));',
     `syscall(${nr.capset}, $h, $c) == 0 or fail("capset");`,
     `!length($f) or syscall(${nr.prctl}, 22, 2, pack("S x![P] P", length($f) / 8, $f)) == 0 or fail("seccomp");`,
-    `my $e = join "", map { $ENV{"${CARRIER}$_"} } grep { exists $ENV{"${CARRIER}$_"} } 0 .. 99;`,
-    '%ENV = map { split /=/, $_, 2 } grep { length } split /\\0/, pack("H*", $e);',
+  ];
+  const command = standby
+    ? [
+        // Exactly the frame's bytes (its length first): the rest of stdin is the command's.
+        // End of input before a whole frame: the launcher was let go unused.
+        'sub take { my ($want, $got) = (shift, ""); while (length($got) < $want) { sysread(STDIN, $got, $want - length($got), length($got)) or exit 0 } $got }',
+        `my ($d, $e, @cmd) = map { pack("H*", $_) } split / /, take(hex(take(${FRAME_LENGTH_DIGITS}))), -1;`,
+        '@ARGV = @cmd;',
+      ]
+    : [
+        'my $d = shift;',
+        `my $e = pack("H*", join "", map { $ENV{"${CARRIER}$_"} } grep { exists $ENV{"${CARRIER}$_"} } 0 .. 99);`,
+      ];
+  return [
+    ...dropPrivileges,
+    ...command,
+    '%ENV = map { split /=/, $_, 2 } grep { length } split /\\0/, $e;',
     'chdir $d or do { print STDERR "cd: $d: $!\\n"; exit 2 };',
     'exec { $ARGV[0] } @ARGV;',
     // ENOENT is 2 on Linux; naming it through %! would load Errno.pm on every start.
@@ -113,6 +138,22 @@ function writeFinalStep(arch: string): string {
     'print STDERR "$ARGV[0]: ", ($missing ? "not found" : "$!"), "\\n";',
     'exit($missing ? 127 : 126);',
   ].join('\n');
+}
+
+/**
+ * What a standby launcher runs (see finalStep): the directory, the
+ * environment and the command, each hex-encoded, after the frame's length.
+ */
+export function commandFrame(
+  env: Record<string, string>,
+  command: { cwd: string; cmd: string; args: string[] },
+): string {
+  const flat = Object.entries(env)
+    .map(([name, value]) => `${name}=${value}\0`)
+    .join('');
+  const hex = (text: string) => Buffer.from(text, 'utf8').toString('hex');
+  const body = [hex(command.cwd), hex(flat), hex(command.cmd), ...command.args.map(hex)].join(' ');
+  return `${body.length.toString(16).padStart(FRAME_LENGTH_DIGITS, '0')}${body}`;
 }
 
 export interface CapsuleEntry {
@@ -141,7 +182,8 @@ export interface CapsuleEntry {
 export function enterCapsule(
   tools: HostTools,
   entry: CapsuleEntry,
-  command: { cwd: string; cmd: string; args: string[] },
+  /** null: a standby launcher, whose command comes later on its stdin (commandFrame). */
+  command: { cwd: string; cmd: string; args: string[] } | null,
   mode: { terminal: boolean; asRoot: boolean },
 ): string[] {
   const asUser = mode.asRoot ? ['-S', '1000', '-G', '1000', '--'] : ['--preserve-credentials', '--'];
@@ -149,11 +191,9 @@ export function enterCapsule(
     // Resolved inside the capsule: its /usr is the host's, read-only.
     tools.perl,
     '-e',
-    finalStep(process.arch),
+    finalStep(process.arch, command === null),
     entry.seccomp?.toString('hex') ?? '',
-    command.cwd,
-    command.cmd,
-    ...command.args,
+    ...(command ? [command.cwd, command.cmd, ...command.args] : []),
   ];
   const target = ['-t', String(entry.initHostPid)];
   const namespaces = ['-m', '-u', '-i', '-n', '-p', '-r', '-w'];
@@ -185,34 +225,60 @@ function onTheWay(tools: HostTools, argv: string[]): boolean {
 }
 
 /**
- * Waits for the launcher (nsenter, host pid given) to fork the process into
- * the pid namespace `pidNs`, and answers its host pid and capsule pid; null
- * when the launcher exits first (it could not enter the capsule).
+ * Waits for the launcher (nsenter, host pid given) to fork a process into the
+ * pid namespace `pidNs` that `accept` takes (answering what to return, or
+ * null to look again); null when the launcher exits first (it could not
+ * enter the capsule).
  */
-export async function locateForked(
+async function forkedInto<T>(
+  launcherPid: number,
+  pidNs: string,
+  accept: (child: number) => Promise<T | null>,
+  timeoutMs: number,
+  what: string,
+): Promise<T | null> {
+  return waitFor(
+    async () => {
+      for (const child of await childrenOf(launcherPid)) {
+        if ((await pidNamespaceOf(child)) !== pidNs) continue;
+        const found = await accept(child);
+        if (found !== null) return found;
+      }
+      // Gone before it forked: say so instead of waiting out the timeout.
+      const launcher = await statusOf(launcherPid);
+      if (launcher === null || /^State:\s*Z/m.test(launcher)) return false as const;
+      return null;
+    },
+    timeoutMs,
+    what,
+  ).then((found) => (found === false ? null : found));
+}
+
+/** The process a launcher forked into the capsule, once it runs its command: its host pid and capsule pid. */
+export function locateForked(
   launcherPid: number,
   pidNs: string,
   tools: HostTools,
   timeoutMs = 5_000,
 ): Promise<{ hostPid: number; capsulePid: number } | null> {
-  return waitFor(
-    async () => {
-      for (const child of await childrenOf(launcherPid)) {
-        if ((await pidNamespaceOf(child)) !== pidNs) continue;
-        const status = await statusOf(child);
-        const capsulePid = status ? innermostPid(status) : null;
-        if (capsulePid === null) continue;
-        // Started means running the command itself, not still on the way to
-        // it (the final step): what processes() lists and what signals hit.
-        const gone = /^State:\s*Z/m.test(status!);
-        if (gone || !onTheWay(tools, await cmdlineOf(child))) return { hostPid: child, capsulePid };
-      }
-      // Gone before it forked: say so instead of waiting out the timeout.
-      const launcher = await statusOf(launcherPid);
-      if (launcher === null || /^State:\s*Z/m.test(launcher)) return false;
-      return null;
+  return forkedInto(
+    launcherPid,
+    pidNs,
+    async (child) => {
+      const status = await statusOf(child);
+      const capsulePid = status ? innermostPid(status) : null;
+      if (capsulePid === null) return null;
+      // Started means running the command itself, not still on the way to
+      // it (the final step): what processes() lists and what signals hit.
+      const gone = /^State:\s*Z/m.test(status!);
+      return gone || !onTheWay(tools, await cmdlineOf(child)) ? { hostPid: child, capsulePid } : null;
     },
     timeoutMs,
     'the process to start in the capsule',
-  ).then((found) => found || null);
+  );
+}
+
+/** The host pid of the process a launcher forked into the capsule, at whatever step it is (a standby's). */
+export function forkedChild(launcherPid: number, pidNs: string, timeoutMs = 10_000): Promise<number | null> {
+  return forkedInto(launcherPid, pidNs, async (child) => child, timeoutMs, 'a launcher to enter the capsule');
 }

@@ -124,6 +124,13 @@ export interface CapsuleHandle {
   readonly id: string;
   readonly isolation: Isolation;
   spawn(options: SpawnOptions): CapsuleProcess;
+  /**
+   * Optional: prepares the next piped spawn ahead, so that it costs little
+   * more than the command itself (a spare's first command; bwrap.ts).
+   */
+  standBy?(): void;
+  /** Lets a launcher started by standBy() go unused (it holds memory while it waits). */
+  standDown?(): void;
   /** Every process in the capsule, the ones it started itself included. */
   processes(): Promise<ProcessInfo[]>;
   /** Signals a process by its capsule pid; false when there is none. */

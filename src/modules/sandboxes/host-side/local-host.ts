@@ -40,6 +40,12 @@ const ABANDONED_CGROUP_MS = 60_000;
  * first commands (at 100 ms it landed on the first exec; docs/sandboxes.md).
  */
 const REFILL_DELAY_MS = 1_000;
+/**
+ * How long a spare's launcher started ahead waits for the first command
+ * after the hand-out: first commands come at once, and a capsule left idle
+ * should not hold it (about 0.7 MB); a later command is launched as usual.
+ */
+const STANDBY_AFTER_HANDOUT_MS = 1_000;
 
 interface Live {
   handle: CapsuleHandle;
@@ -268,6 +274,8 @@ export class LocalHost implements SandboxHost {
             await handle.destroy().catch(() => undefined);
             return;
           }
+          // Its first command, whenever it comes, finds a launcher in the capsule already.
+          handle.standBy?.();
           const spare = { shape: shape.key, handle, dir };
           this.spares.push(spare);
           void handle.ended.then(() => {
@@ -292,6 +300,7 @@ export class LocalHost implements SandboxHost {
     if (i < 0) return false;
     const [spare] = this.spares.splice(i, 1);
     this.adopt(spec, spare!.handle, spare!.dir, null);
+    setTimeout(() => spare!.handle.standDown?.(), STANDBY_AFTER_HANDOUT_MS).unref();
     this.refill();
     return true;
   }
