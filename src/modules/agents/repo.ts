@@ -1,5 +1,6 @@
 import { and, desc, eq, isNull, like, lt, or, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
@@ -87,12 +88,12 @@ export async function updateAgent(
   id: string,
   patch: AgentPatch,
 ): Promise<AgentRow | undefined> {
-  const [row] = await db
-    .update(agents)
-    .set(patch)
-    .where(and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)))
-    .returning();
-  return row;
+  return updateOne(
+    db,
+    agents,
+    and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)),
+    patch,
+  );
 }
 
 /** The live agent, of a live team, whose current key hashes to `hash`. */

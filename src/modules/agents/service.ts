@@ -13,7 +13,7 @@ import {
   ValidationError,
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -337,18 +337,11 @@ export class AgentsService {
     query: PageQuery & { status?: 'active' | 'disabled'; policy_id?: string },
   ) {
     const teamId = this.team(principal, 'read');
-    const limit = pageLimit(query.limit);
-    const rows = await repo.listAgents(
-      this.db,
-      teamId,
-      {
-        ...(query.status ? { status: query.status } : {}),
-        ...(query.policy_id ? { policyId: query.policy_id } : {}),
-      },
-      decodeCursor(query.cursor),
-      limit + 1,
-    );
-    return toPage(rows, limit, (r) => r.id, agentView);
+    const filter = {
+      ...(query.status ? { status: query.status } : {}),
+      ...(query.policy_id ? { policyId: query.policy_id } : {}),
+    };
+    return pageOf(query, (cursor, rows) => repo.listAgents(this.db, teamId, filter, cursor, rows), agentView);
   }
 
   async get(principal: Principal, id: string) {

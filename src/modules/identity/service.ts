@@ -8,7 +8,7 @@ import {
   ValidationError,
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { decodeCursor, type Page, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type Page, type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { type Principal, type Role, scopeOfRole } from './principal.ts';
@@ -338,20 +338,11 @@ export class AuthService {
   }
 
   async listSessions(principal: Principal, page: PageQuery): Promise<Page<ReturnType<typeof sessionView>>> {
-    const limit = pageLimit(page.limit);
     const now = this.clock.now();
-    const rows = await repo.listLiveSessions(
-      this.db,
-      principal.userId!,
-      now,
-      new Date(now.getTime() - SESSION_IDLE_MS),
-      decodeCursor(page.cursor),
-      limit + 1,
-    );
-    return toPage(
-      rows,
-      limit,
-      (s) => s.id,
+    const idleSince = new Date(now.getTime() - SESSION_IDLE_MS);
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listLiveSessions(this.db, principal.userId!, now, idleSince, cursor, rows),
       (s) => sessionView(s, principal.sessionId),
     );
   }

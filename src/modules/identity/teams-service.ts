@@ -6,7 +6,7 @@ import { type Clock, DAY_MS } from '../../core/clock.ts';
 import { generateToken, type TokenHasher } from '../../core/crypto.ts';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import {
@@ -103,17 +103,15 @@ export class TeamsService {
   }
 
   async listTeams(principal: Principal, page: PageQuery) {
-    const limit = pageLimit(page.limit);
     if (principal.kind === 'api_key') {
       const team = await repo.findLiveTeam(this.db, activeTeam(principal));
       return { data: team ? [teamView(team, null)] : [], next_cursor: null };
     }
-    const rows = await repo.listUserTeams(this.db, principal.userId!, decodeCursor(page.cursor), limit + 1);
-    return toPage(
-      rows,
-      limit,
-      (r) => r.team.id,
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listUserTeams(this.db, principal.userId!, cursor, rows),
       (r) => teamView(r.team, r.role),
+      (r) => r.team.id,
     );
   }
 
@@ -158,9 +156,12 @@ export class TeamsService {
 
   async listMembers(principal: Principal, teamId: string, page: PageQuery) {
     await this.access(principal, teamId, 'read');
-    const limit = pageLimit(page.limit);
-    const rows = await repo.listMembers(this.db, teamId, decodeCursor(page.cursor), limit + 1);
-    return toPage(rows, limit, (r) => r.user.id, memberView);
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listMembers(this.db, teamId, cursor, rows),
+      memberView,
+      (r) => r.user.id,
+    );
   }
 
   private async memberOrNotFound(db: DbOrTx, teamId: string, userId: string) {
@@ -331,20 +332,10 @@ export class TeamsService {
   async listInvitations(principal: Principal, query: PageQuery & { status?: repo.InvitationStatusFilter }) {
     const teamId = activeTeam(principal);
     await this.access(principal, teamId, 'read');
-    const limit = pageLimit(query.limit);
     const now = this.clock.now();
-    const rows = await repo.listInvitations(
-      this.db,
-      teamId,
-      query.status,
-      now,
-      decodeCursor(query.cursor),
-      limit + 1,
-    );
-    return toPage(
-      rows,
-      limit,
-      (r) => r.id,
+    return pageOf(
+      query,
+      (cursor, rows) => repo.listInvitations(this.db, teamId, query.status, now, cursor, rows),
       (r) => invitationView(r, now),
     );
   }

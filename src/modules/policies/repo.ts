@@ -1,6 +1,7 @@
-import { and, asc, desc, eq, gt, gte, ilike, isNull, lt, ne, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, ilike, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import { policies, policyVersions, runs } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export type PolicyRow = typeof policies.$inferSelect;
 export type PolicyVersionRow = typeof policyVersions.$inferSelect;
@@ -16,33 +17,28 @@ export async function insertVersion(db: DbOrTx, row: typeof policyVersions.$infe
   await db.insert(policyVersions).values(row);
 }
 
-/** A live policy of the team; `lock` takes the row for the rest of the transaction. */
-export async function findPolicy(
+/** The team's live policy that `which` picks out; `lock` takes the row for the rest of the transaction. */
+async function findLivePolicy(
   db: DbOrTx,
   teamId: string,
-  id: string,
+  which: SQL,
   lock?: 'update' | 'share',
 ): Promise<PolicyRow | undefined> {
   const q = db
     .select()
     .from(policies)
-    .where(and(eq(policies.teamId, teamId), eq(policies.id, id), isNull(policies.deletedAt)));
+    .where(and(eq(policies.teamId, teamId), which, isNull(policies.deletedAt)));
   const [row] = lock ? await q.for(lock) : await q;
   return row;
 }
 
-export async function findPolicyByName(
-  db: DbOrTx,
-  teamId: string,
-  name: string,
-  lock?: 'update',
-): Promise<PolicyRow | undefined> {
-  const q = db
-    .select()
-    .from(policies)
-    .where(and(eq(policies.teamId, teamId), eq(policies.name, name), isNull(policies.deletedAt)));
-  const [row] = lock ? await q.for(lock) : await q;
-  return row;
+/** A live policy of the team; `lock` takes the row for the rest of the transaction. */
+export function findPolicy(db: DbOrTx, teamId: string, id: string, lock?: 'update' | 'share') {
+  return findLivePolicy(db, teamId, eq(policies.id, id), lock);
+}
+
+export function findPolicyByName(db: DbOrTx, teamId: string, name: string, lock?: 'update') {
+  return findLivePolicy(db, teamId, eq(policies.name, name), lock);
 }
 
 /** A policy of the team even when deleted (version history outlives it). */
@@ -86,12 +82,17 @@ export async function updatePolicy(
   id: string,
   patch: Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<PolicyRow | undefined> {
-  const [row] = await db
-    .update(policies)
-    .set(patch)
-    .where(and(eq(policies.teamId, teamId), eq(policies.id, id), isNull(policies.deletedAt)))
-    .returning();
-  return row;
+  return updateOne(
+    db,
+    policies,
+    and(eq(policies.teamId, teamId), eq(policies.id, id), isNull(policies.deletedAt)),
+    patch,
+  );
+}
+
+/** The policy's versions, where `also` holds too. */
+function versionsOf(teamId: string, policyId: string, also: SQL | undefined) {
+  return and(eq(policyVersions.teamId, teamId), eq(policyVersions.policyId, policyId), also);
 }
 
 export async function listVersions(
@@ -105,9 +106,9 @@ export async function listVersions(
     .select()
     .from(policyVersions)
     .where(
-      and(
-        eq(policyVersions.teamId, teamId),
-        eq(policyVersions.policyId, policyId),
+      versionsOf(
+        teamId,
+        policyId,
         afterVersion !== undefined ? gt(policyVersions.version, afterVersion) : undefined,
       ),
     )
@@ -119,13 +120,7 @@ export async function findVersion(db: DbOrTx, teamId: string, policyId: string, 
   const [row] = await db
     .select()
     .from(policyVersions)
-    .where(
-      and(
-        eq(policyVersions.teamId, teamId),
-        eq(policyVersions.policyId, policyId),
-        eq(policyVersions.version, version),
-      ),
-    );
+    .where(versionsOf(teamId, policyId, eq(policyVersions.version, version)));
   return row;
 }
 

@@ -4,7 +4,7 @@
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { newId, ulid } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -166,15 +166,12 @@ export class PoliciesService {
 
   async list(principal: Principal, query: PageQuery & { name?: string }) {
     const teamId = this.team(principal, 'read');
-    const limit = pageLimit(query.limit);
-    const rows = await repo.listPolicies(
-      this.db,
-      teamId,
-      { ...(query.name ? { name: query.name } : {}) },
-      decodeCursor(query.cursor),
-      limit + 1,
+    const filter = query.name ? { name: query.name } : {};
+    return pageOf(
+      query,
+      (cursor, rows) => repo.listPolicies(this.db, teamId, filter, cursor, rows),
+      policyView,
     );
-    return toPage(rows, limit, (r) => r.id, policyView);
   }
 
   private async policyOrNotFound(teamId: string, id: string) {
@@ -315,17 +312,21 @@ export class PoliciesService {
   async versions(principal: Principal, id: string, page: PageQuery) {
     const teamId = this.team(principal, 'read');
     if (!(await repo.findPolicyWithDeleted(this.db, teamId, id))) throw new NotFoundError('policy', id);
-    const limit = pageLimit(page.limit);
-    const after = decodeCursor(page.cursor);
-    const afterVersion = after === undefined ? undefined : Number(after);
-    if (afterVersion !== undefined && !Number.isInteger(afterVersion)) {
-      throw new BadRequestError(
-        'invalid_cursor',
-        'cursor is not one this server issued; start again without it',
-      );
-    }
-    const rows = await repo.listVersions(this.db, teamId, id, afterVersion, limit + 1);
-    return toPage(rows, limit, (r) => String(r.version), versionView);
+    return pageOf(
+      page,
+      (after, rows) => {
+        const afterVersion = after === undefined ? undefined : Number(after);
+        if (afterVersion !== undefined && !Number.isInteger(afterVersion)) {
+          throw new BadRequestError(
+            'invalid_cursor',
+            'cursor is not one this server issued; start again without it',
+          );
+        }
+        return repo.listVersions(this.db, teamId, id, afterVersion, rows);
+      },
+      versionView,
+      (r) => String(r.version),
+    );
   }
 
   async version(principal: Principal, id: string, version: number) {

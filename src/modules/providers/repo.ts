@@ -1,6 +1,7 @@
 import { and, countDistinct, desc, eq, gte, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import { providerKeys, runs, steps } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export type ProviderKeyRow = typeof providerKeys.$inferSelect;
 export type ProviderKeyPatch = Partial<Omit<ProviderKeyRow, 'id' | 'teamId' | 'createdAt'>>;
@@ -83,12 +84,7 @@ export async function updateKey(
   id: string,
   patch: ProviderKeyPatch,
 ): Promise<ProviderKeyRow | undefined> {
-  const [row] = await db
-    .update(providerKeys)
-    .set(patch)
-    .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)))
-    .returning();
-  return row;
+  return updateOne(db, providerKeys, and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)), patch);
 }
 
 /** What the proxy needs of the team's active keys among `ids`: one indexed read. */

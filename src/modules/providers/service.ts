@@ -14,7 +14,7 @@ import {
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { type AgentsService, bindingsUse } from '../agents/service.ts';
 import type { EventsService } from '../events/service.ts';
@@ -160,18 +160,15 @@ export class ProvidersService {
 
   async list(principal: Principal, query: PageQuery & { provider?: ProviderName; status?: repo.KeyStatus }) {
     const teamId = this.team(principal, 'read');
-    const limit = pageLimit(query.limit);
-    const rows = await repo.listKeys(
-      this.db,
-      teamId,
-      {
-        ...(query.provider ? { provider: query.provider } : {}),
-        ...(query.status ? { status: query.status } : {}),
-      },
-      decodeCursor(query.cursor),
-      limit + 1,
+    const filter = {
+      ...(query.provider ? { provider: query.provider } : {}),
+      ...(query.status ? { status: query.status } : {}),
+    };
+    return pageOf(
+      query,
+      (cursor, rows) => repo.listKeys(this.db, teamId, filter, cursor, rows),
+      providerKeyView,
     );
-    return toPage(rows, limit, (r) => r.id, providerKeyView);
   }
 
   async get(principal: Principal, id: string) {
