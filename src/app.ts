@@ -39,6 +39,8 @@ import { gatewayPorts } from './modules/gateway/wiring.ts';
 import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
 import { ApiKeysService } from './modules/identity/api-keys-service.ts';
 import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
+import { registerInvitationRoutes } from './modules/identity/invitations-routes.ts';
+import { InvitationsService } from './modules/identity/invitations-service.ts';
 import { AuthService } from './modules/identity/service.ts';
 import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
@@ -79,6 +81,7 @@ export interface AppOptions {
 export interface Services {
   auth: AuthService;
   teams: TeamsService;
+  invitations: InvitationsService;
   apiKeys: ApiKeysService;
   policies: PoliciesService;
   agents: AgentsService;
@@ -138,13 +141,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const gatewayStore: RateLimitStore =
     config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
   const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
-  const teams = new TeamsService(db, clock, hasher, events);
+  const teams = new TeamsService(db, clock, events);
+  const invitations = new InvitationsService(db, clock, hasher, events);
   const auth = new AuthService(
     db,
     clock,
     hasher,
     events,
     teams,
+    invitations,
     config.signup,
     new Throttles(throttleStore, hasher, config.throttles),
   );
@@ -201,6 +206,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const services: Services = {
     auth,
     teams,
+    invitations,
     apiKeys,
     policies,
     agents,
@@ -348,6 +354,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerSystemRoutes(app, readiness);
   registerAuthRoutes(app, auth, cookies, { schema: AgentMe, handler: (p) => agents.me(p) });
   registerTeamRoutes(app, teams, auth, cookies);
+  registerInvitationRoutes(app, invitations, auth, cookies);
   registerApiKeyRoutes(app, apiKeys);
   registerPolicyRoutes(app, policies);
   registerAgentRoutes(app, agents);
