@@ -46,7 +46,7 @@ import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
 import { Throttles } from './modules/identity/throttles.ts';
 import { registerPolicyRoutes } from './modules/policies/routes.ts';
-import { PoliciesService } from './modules/policies/service.ts';
+import { PoliciesService, type PolicyRunsPort } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
 import { ProvidersService } from './modules/providers/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
@@ -155,8 +155,18 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
-  const policies: PoliciesService = new PoliciesService(db, ctx, events, (tx, teamId, policyId) =>
-    agents.idsUsingPolicy(tx, teamId, policyId),
+  // Policies read their runs' stats from the runs module (made below).
+  const policyRuns: PolicyRunsPort = {
+    policyStats: (teamId, policyId, window) => runs.reports.policyStats(teamId, policyId, window),
+    endedRunsOfPolicy: (teamId, policyId, window, limit) =>
+      runs.reports.endedRunsOfPolicy(teamId, policyId, window, limit),
+  };
+  const policies: PoliciesService = new PoliciesService(
+    db,
+    ctx,
+    events,
+    (tx, teamId, policyId) => agents.idsUsingPolicy(tx, teamId, policyId),
+    policyRuns,
   );
   // Agents ask providers whether a key exists (providers is made below).
   const providerKeyExists = (teamId: string, keyId: string, provider: string) =>
@@ -180,6 +190,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     providerHealth,
     outbound,
     agents,
+    runs.reports,
   );
   const gatewayRateLimiter = new RateLimiter(gatewayStore, log);
   const gateway = new GatewayService(

@@ -1,6 +1,6 @@
-import { and, asc, desc, eq, gt, gte, ilike, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, ilike, isNull, lt, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
-import { policies, policyVersions, runs } from '../../db/schema/index.ts';
+import { policies, policyVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type PolicyRow = typeof policies.$inferSelect;
@@ -122,65 +122,4 @@ export async function findVersion(db: DbOrTx, teamId: string, policyId: string, 
     .from(policyVersions)
     .where(versionsOf(teamId, policyId, eq(policyVersions.version, version)));
   return row;
-}
-
-export interface RunWindow {
-  since?: Date;
-  until?: Date;
-}
-
-function runFilter(teamId: string, policyId: string, window: RunWindow) {
-  return and(
-    eq(runs.teamId, teamId),
-    eq(runs.policyId, policyId),
-    window.since ? gte(runs.startedAt, window.since) : undefined,
-    window.until ? lt(runs.startedAt, window.until) : undefined,
-  );
-}
-
-/** Aggregates over the policy's runs started in the window; money in micro-dollars. */
-export async function runStats(db: DbOrTx, teamId: string, policyId: string, window: RunWindow) {
-  const ended = sql`${runs.status} <> 'running'`;
-  const [row] = await db
-    .select({
-      totalRuns: sql<string>`count(*)`,
-      totalMicros: sql<string>`coalesce(sum(${runs.costMicros}), 0)`,
-      avgSteps: sql<string | null>`avg(${runs.stepCount})`,
-      endedRuns: sql<string>`count(*) filter (where ${ended})`,
-      avgDurationMs: sql<string | null>`avg(extract(epoch from (${runs.endedAt} - ${runs.startedAt})) * 1000)
-        filter (where ${ended} and ${runs.endedAt} is not null)`,
-      // Success: the outcome says so, or the run completed and no outcome was set.
-      succeeded: sql<string>`count(*) filter (where ${ended} and (${runs.outcome} = 'success'
-        or (${runs.outcome} is null and ${runs.status} = 'completed')))`,
-      utilization: sql<string | null>`avg(${runs.costMicros}::float8 / ${runs.hardLimitMicros})
-        filter (where ${runs.hardLimitMicros} > 0)`,
-    })
-    .from(runs)
-    .where(runFilter(teamId, policyId, window));
-  return row!;
-}
-
-/** The latest `limit` ended runs in the window (the caller orders them oldest first), and how many there are. */
-export async function endedRuns(
-  db: DbOrTx,
-  teamId: string,
-  policyId: string,
-  window: RunWindow,
-  limit: number,
-) {
-  const where = and(runFilter(teamId, policyId, window), ne(runs.status, 'running'));
-  const rows = await db
-    .select({
-      id: runs.id,
-      name: runs.name,
-      costMicros: runs.costMicros,
-      stepCount: runs.stepCount,
-      startedAt: runs.startedAt,
-    })
-    .from(runs)
-    .where(where)
-    .orderBy(desc(runs.startedAt), desc(runs.id))
-    .limit(limit);
-  const [count] = await db.select({ n: sql<string>`count(*)` }).from(runs).where(where);
-  return { rows, total: Number(count?.n ?? 0) };
 }

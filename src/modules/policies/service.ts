@@ -9,6 +9,7 @@ import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import type { RunReports, RunWindow } from '../runs/reports.ts';
 import * as repo from './repo.ts';
 import {
   applyDefaults,
@@ -34,6 +35,9 @@ export type { PolicySpec } from './spec.ts';
 export { actorLabel, type PolicyView, policyView } from './views.ts';
 
 /** Which live agents use a policy as their default; given by the agents module (see app.ts). */
+/** What the policy's stats and cost trend read from the runs module. */
+export type PolicyRunsPort = Pick<RunReports, 'policyStats' | 'endedRunsOfPolicy'>;
+
 export type AgentIdsUsingPolicy = (tx: DbOrTx, teamId: string, policyId: string) => Promise<string[]>;
 
 export interface ResolvedPolicy {
@@ -68,6 +72,7 @@ export class PoliciesService {
     private readonly ctx: Context,
     private readonly events: EventsService,
     private readonly agentIdsUsingPolicy: AgentIdsUsingPolicy,
+    private readonly runs: PolicyRunsPort,
   ) {}
 
   /** Policies are team resources managed by people and team keys, never by agent keys. */
@@ -340,8 +345,8 @@ export class PoliciesService {
     return versionView(row);
   }
 
-  private window(since?: string, until?: string): repo.RunWindow {
-    const w: repo.RunWindow = {};
+  private window(since?: string, until?: string): RunWindow {
+    const w: RunWindow = {};
     if (since) w.since = new Date(since);
     if (until) w.until = new Date(until);
     if (w.since && w.until && w.since > w.until) {
@@ -356,7 +361,7 @@ export class PoliciesService {
   async stats(principal: Principal, id: string, query: { since?: string; until?: string }) {
     const teamId = this.team(principal, 'read');
     await this.policyOrNotFound(teamId, id);
-    const s = await repo.runStats(this.db, teamId, id, this.window(query.since, query.until));
+    const s = await this.runs.policyStats(teamId, id, this.window(query.since, query.until));
     const totalRuns = Number(s.totalRuns);
     const totalMicros = Number(s.totalMicros);
     const endedRuns = Number(s.endedRuns);
@@ -387,8 +392,7 @@ export class PoliciesService {
     const teamId = this.team(principal, 'read');
     await this.policyOrNotFound(teamId, id);
     const limit = Math.min(Math.max(query.limit ?? DEFAULT_COST_TREND_LIMIT, 1), MAX_COST_TREND_LIMIT);
-    const { rows, total } = await repo.endedRuns(
-      this.db,
+    const { rows, total } = await this.runs.endedRunsOfPolicy(
       teamId,
       id,
       this.window(query.since, query.until),

@@ -20,6 +20,7 @@ import { type AgentsService, bindingsUse } from '../agents/service.ts';
 import type { EventsService } from '../events/service.ts';
 import type { ProviderHealthRegistry } from '../gateway/circuit-breaker.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import type { RunReports } from '../runs/reports.ts';
 import { type KeyForCall, OpenedKeys, sealContext, UsageBatcher } from './call-keys.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
@@ -33,6 +34,9 @@ export { DEFAULT_BASE_URLS, type KeyForCall, sealContext } from './call-keys.ts'
 export { type PriceOverrides, type ProviderKeyView, providerKeyView } from './views.ts';
 
 /** What providers need from the agents module: the agents bound to a key, and their rewrite on a remap. */
+/** What a key's usage report reads from the runs module. */
+export type KeyRunsPort = Pick<RunReports, 'runningRunCount' | 'runsUsingKeySince'>;
+
 export type AgentBindingsPort = Pick<AgentsService, 'boundToKey' | 'remapProviderKey' | 'forgetCached'>;
 
 function invalidBody(fields: Record<string, string>): ValidationError {
@@ -78,6 +82,7 @@ export class ProvidersService {
     /** Checks base URLs when they are saved (the proxy checks them again at every connection). */
     private readonly outbound: OutboundGuard,
     private readonly agents: AgentBindingsPort,
+    private readonly runs: KeyRunsPort,
   ) {
     this.callKeys = new OpenedKeys(ctx, db, sealer);
     this.usage = new UsageBatcher(ctx, db);
@@ -413,12 +418,11 @@ export class ProvidersService {
     });
     const since = new Date(this.ctx.clock.now().getTime() - 30 * DAY_MS);
     const [activeRuns, recentRuns] = await Promise.all([
-      repo.runningRunCount(
-        this.db,
+      this.runs.runningRunCount(
         teamId,
         bound.map((a) => a.id),
       ),
-      repo.runsUsingKeySince(this.db, teamId, id, since),
+      this.runs.runsUsingKeySince(teamId, id, since),
     ]);
     return {
       agents,

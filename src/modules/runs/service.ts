@@ -22,6 +22,7 @@ import { type Actor, endRuns } from './lifecycle.ts';
 import type { BlockedRequest, FailoverTransition } from './recording.ts';
 import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
+import { RunReports } from './reports.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
 import { DEFAULT_SWEEP_OPTIONS, RunSweeps, type SweepOptions } from './sweeps.ts';
@@ -39,11 +40,14 @@ export interface RunsOptions extends SweepOptions {
 /**
  * Runs, steps and the ledger. The proxy's side (resolve, reserve, settle,
  * record) sits over three systems — RunResolver, BudgetSystem, StepRecorder —
- * and the HTTP side (admin and agent routes) is below.
+ * and the HTTP side (admin and agent routes) is below; RunReports answers
+ * other modules' questions about runs.
  */
 export class RunsService {
   readonly resolver: RunResolver;
   readonly budget: BudgetSystem;
+  /** What other modules read about runs (policy stats, a key's usage), through their ports. */
+  readonly reports: RunReports;
   private readonly sweeps: RunSweeps;
   private readonly log: Log;
 
@@ -57,6 +61,7 @@ export class RunsService {
   ) {
     const { budget, ...sweeps } = options;
     this.log = ctx.log;
+    this.reports = new RunReports(db);
     this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
     this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), budget);
     this.sweeps = new RunSweeps(db, ctx, events, this.budget, (runId) => this.forgetRun(runId), {
