@@ -375,7 +375,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerApprovalRoutes(app, approvals);
   registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
-  registerCapsuleStreamRoutes(app, capsules);
+  registerCapsuleStreamRoutes(app, capsules, ctx.timers);
   registerSnapshotRoutes(app, snapshots);
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
