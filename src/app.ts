@@ -10,7 +10,7 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
-import { type HostId, ulid } from './core/ids.ts';
+import { type HostId, isId, ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import type { Database } from './db/client.ts';
@@ -177,7 +177,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     db,
     ctx,
     events,
-    async (agentId) => (await agents.getForCall(agentId))?.status === 'active',
+    async (agentId) => isId(agentId, 'agt') && (await agents.getForCall(agentId))?.status === 'active',
     { exclusiveDatabase: database.kind === 'pglite' },
   );
   const approvals = new ApprovalsService(db, ctx, events);

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import type { Id, RunId, StepId } from '../../core/ids.ts';
+import type { AgentId, Id, RunId, StepId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { namedTeamRow } from './identity.ts';
 
@@ -71,7 +71,7 @@ export const policyVersions = pgTable(
 export const agents = pgTable(
   'agents',
   {
-    ...namedTeamRow(),
+    ...namedTeamRow<AgentId>(),
     description: text('description'),
     status: text('status', { enum: ['active', 'disabled'] }).notNull(),
     policyId: text('policy_id')

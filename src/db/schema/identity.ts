@@ -35,9 +35,9 @@ export const teamIdColumn = () =>
     .notNull()
     .references(() => teams.id);
 
-/** The first columns of a named row a team owns: its id, its team, its name. */
-export const namedTeamRow = () => ({
-  id: text('id').primaryKey(),
+/** The first columns of a named row a team owns: its id (typed, e.g. AgentId), its team, its name. */
+export const namedTeamRow = <RowId extends string = string>() => ({
+  id: text('id').primaryKey().$type<RowId>(),
   teamId: teamIdColumn(),
   name: text('name').notNull(),
 });
