@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import type { AgentId, Id, RunId, StepId } from '../../core/ids.ts';
+import type { AgentId, Id, PolicyId, RunId, StepId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { namedTeamRow } from './identity.ts';
 
@@ -36,7 +36,7 @@ export const providerKeys = pgTable(
 export const policies = pgTable(
   'policies',
   {
-    ...namedTeamRow(),
+    ...namedTeamRow<PolicyId>(),
     /** The whole policy document (budget, models, tools, rate limits, routing …), defaults applied. */
     spec: jsonb('spec').$type<Record<string, unknown>>().notNull(),
     version: integer('version').notNull(),

@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, gt, ilike, isNull, lt, type SQL } from 'drizzle-orm';
+import type { PolicyId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -33,7 +34,7 @@ async function findLivePolicy(
 }
 
 /** A live policy of the team; `lock` takes the row for the rest of the transaction. */
-export function findPolicy(db: DbOrTx, teamId: string, id: string, lock?: 'update' | 'share') {
+export function findPolicy(db: DbOrTx, teamId: string, id: PolicyId, lock?: 'update' | 'share') {
   return findLivePolicy(db, teamId, eq(policies.id, id), lock);
 }
 
@@ -42,7 +43,7 @@ export function findPolicyByName(db: DbOrTx, teamId: string, name: string, lock?
 }
 
 /** A policy of the team even when deleted (version history outlives it). */
-export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: string) {
+export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: PolicyId) {
   const [row] = await db
     .select()
     .from(policies)
@@ -69,7 +70,8 @@ export async function listPolicies(
         eq(policies.teamId, teamId),
         isNull(policies.deletedAt),
         filter.name ? ilike(policies.name, `%${escapeLike(filter.name)}%`) : undefined,
-        beforeId ? lt(policies.id, beforeId) : undefined,
+        // A cursor is any string: ids order as text.
+        beforeId ? lt(policies.id, beforeId as PolicyId) : undefined,
       ),
     )
     .orderBy(desc(policies.id))
@@ -79,7 +81,7 @@ export async function listPolicies(
 export async function updatePolicy(
   db: DbOrTx,
   teamId: string,
-  id: string,
+  id: PolicyId,
   patch: Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<PolicyRow | undefined> {
   return updateOne(

@@ -3,7 +3,7 @@
 // split by concern if it grows further.
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { newId, ulid } from '../../core/ids.ts';
+import { isId, newId, type PolicyId, ulid } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -49,6 +49,12 @@ export interface ResolvedPolicy {
 
 export const DEFAULT_COST_TREND_LIMIT = 100;
 export const MAX_COST_TREND_LIMIT = 500;
+/** A policy id from a path; anything else names no policy (404, as an unknown id). */
+export function policyIdOf(raw: string): PolicyId {
+  if (!isId(raw, 'pol')) throw new NotFoundError('policy', raw);
+  return raw;
+}
+
 /** How long findForTeam trusts what it read; changes made in this process clear it at once. */
 const POLICY_CACHE = { ttlMs: 2000, refreshAheadMs: 500, max: 5000 };
 
@@ -179,18 +185,18 @@ export class PoliciesService {
     );
   }
 
-  private async policyOrNotFound(teamId: string, id: string) {
+  private async policyOrNotFound(teamId: string, id: PolicyId) {
     const row = await repo.findPolicy(this.db, teamId, id);
     if (!row) throw new NotFoundError('policy', id);
     return row;
   }
 
-  async get(principal: Principal, id: string) {
+  async get(principal: Principal, id: PolicyId) {
     return policyView(await this.policyOrNotFound(this.team(principal, 'read'), id));
   }
 
   /** PUT: deep-merges the fields sent into the policy; omitted fields are kept. */
-  async update(principal: Principal, id: string, input: { name?: string } & PolicyInput) {
+  async update(principal: Principal, id: PolicyId, input: { name?: string } & PolicyInput) {
     const teamId = this.team(principal, 'write');
     const { name, fields } = splitInput(input);
     const row = await this.mergeInto(principal, teamId, { id }, fields, name);
@@ -205,7 +211,7 @@ export class PoliciesService {
   private async mergeInto(
     principal: Principal,
     teamId: string,
-    which: { id: string } | { name: string },
+    which: { id: PolicyId } | { name: string },
     fields: PolicyInput,
     rename?: string,
   ): Promise<repo.PolicyRow> {
@@ -279,7 +285,7 @@ export class PoliciesService {
   }
 
   /** Soft delete, refused while a live agent has this as its policy; the history stays readable. */
-  async remove(principal: Principal, id: string): Promise<void> {
+  async remove(principal: Principal, id: PolicyId): Promise<void> {
     const teamId = this.team(principal, 'write');
     await this.change(async (tx) => {
       // FOR UPDATE: an agent being pointed at this policy meanwhile (which
@@ -314,7 +320,7 @@ export class PoliciesService {
   }
 
   /** Oldest first; works after the policy was deleted (versions are audit records). */
-  async versions(principal: Principal, id: string, page: PageQuery) {
+  async versions(principal: Principal, id: PolicyId, page: PageQuery) {
     const teamId = this.team(principal, 'read');
     if (!(await repo.findPolicyWithDeleted(this.db, teamId, id))) throw new NotFoundError('policy', id);
     return pageOf(
@@ -334,7 +340,7 @@ export class PoliciesService {
     );
   }
 
-  async version(principal: Principal, id: string, version: number) {
+  async version(principal: Principal, id: PolicyId, version: number) {
     const teamId = this.team(principal, 'read');
     if (!Number.isInteger(version) || version < 1) {
       throw new BadRequestError('invalid_version', 'the version number must be an integer ≥ 1');
@@ -358,7 +364,7 @@ export class PoliciesService {
   }
 
   /** Spend and outcomes of the policy's runs started in [since, until). Averages are null with no runs. */
-  async stats(principal: Principal, id: string, query: { since?: string; until?: string }) {
+  async stats(principal: Principal, id: PolicyId, query: { since?: string; until?: string }) {
     const teamId = this.team(principal, 'read');
     await this.policyOrNotFound(teamId, id);
     const s = await this.runs.policyStats(teamId, id, this.window(query.since, query.until));
@@ -386,7 +392,7 @@ export class PoliciesService {
    */
   async costTrend(
     principal: Principal,
-    id: string,
+    id: PolicyId,
     query: { since?: string; until?: string; limit?: number },
   ) {
     const teamId = this.team(principal, 'read');
@@ -417,7 +423,7 @@ export class PoliciesService {
   findForTeam(teamId: string, idOrName: string): Promise<ResolvedPolicy | undefined> {
     return this.cache.get(`${teamId}\u0000${idOrName}`, async () => {
       const row =
-        (await repo.findPolicy(this.db, teamId, idOrName)) ??
+        (isId(idOrName, 'pol') ? await repo.findPolicy(this.db, teamId, idOrName) : undefined) ??
         (await repo.findPolicyByName(this.db, teamId, idOrName));
       return row
         ? deepFreeze({ id: row.id, name: row.name, spec: applyDefaults(row.spec), version: row.version })
@@ -431,13 +437,14 @@ export class PoliciesService {
    * before that transaction commits.
    */
   async holdForReference(tx: DbOrTx, teamId: string, policyId: string): Promise<boolean> {
-    return (await repo.findPolicy(tx, teamId, policyId, 'share')) !== undefined;
+    return isId(policyId, 'pol') && (await repo.findPolicy(tx, teamId, policyId, 'share')) !== undefined;
   }
 
   /** Of `ids`, those that are not live policies of the team. */
   async missingPolicies(tx: DbOrTx, teamId: string, ids: string[]): Promise<string[]> {
     const missing: string[] = [];
-    for (const id of new Set(ids)) if (!(await repo.findPolicy(tx, teamId, id))) missing.push(id);
+    for (const id of new Set(ids))
+      if (!isId(id, 'pol') || !(await repo.findPolicy(tx, teamId, id))) missing.push(id);
     return missing;
   }
 }
