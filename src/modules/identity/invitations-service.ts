@@ -111,17 +111,31 @@ export class InvitationsService {
           `the invitation is ${current?.status}, not pending`,
         );
       }
-      const r = await repo.updateInvitation(tx, id, { status: 'revoked', updatedAt: now });
-      await this.events.record(tx, {
-        teamId: row.teamId,
-        type: 'invitation.revoked',
-        ...actorOf(principal),
-        subjectId: id,
-        data: { email: row.email },
+      return this.changeInvitation(tx, principal, row, 'invitation.revoked', {
+        status: 'revoked',
+        updatedAt: now,
       });
-      return r;
     });
     return invitationView(updated, now);
+  }
+
+  /** An admin's change to an invitation, with its event, in the caller's transaction. */
+  private async changeInvitation(
+    tx: DbOrTx,
+    principal: Principal,
+    row: repo.InvitationRow,
+    type: 'invitation.revoked' | 'invitation.resent',
+    patch: Parameters<typeof repo.updateInvitation>[2],
+  ) {
+    const updated = await repo.updateInvitation(tx, row.id, patch);
+    await this.events.record(tx, {
+      teamId: row.teamId,
+      type,
+      ...actorOf(principal),
+      subjectId: row.id,
+      data: { email: row.email },
+    });
+    return updated;
   }
 
   /** A new token and 7 more days; the old token stops working. */
@@ -143,19 +157,11 @@ export class InvitationsService {
           { invitation_id: live.id },
         );
       }
-      const r = await repo.updateInvitation(tx, id, {
+      return this.changeInvitation(tx, principal, row, 'invitation.resent', {
         tokenHash: this.hasher.hash(token),
         expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
         updatedAt: now,
       });
-      await this.events.record(tx, {
-        teamId: row.teamId,
-        type: 'invitation.resent',
-        ...actorOf(principal),
-        subjectId: id,
-        data: { email: row.email },
-      });
-      return r;
     });
     return { ...invitationView(updated, now), token };
   }
