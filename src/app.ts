@@ -10,7 +10,7 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
-import { type HostId, ulid } from './core/ids.ts';
+import { type HostId, isId, ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import type { Database } from './db/client.ts';
@@ -39,12 +39,14 @@ import { gatewayPorts } from './modules/gateway/wiring.ts';
 import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
 import { ApiKeysService } from './modules/identity/api-keys-service.ts';
 import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
+import { registerInvitationRoutes } from './modules/identity/invitations-routes.ts';
+import { InvitationsService } from './modules/identity/invitations-service.ts';
 import { AuthService } from './modules/identity/service.ts';
 import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
 import { Throttles } from './modules/identity/throttles.ts';
 import { registerPolicyRoutes } from './modules/policies/routes.ts';
-import { PoliciesService } from './modules/policies/service.ts';
+import { PoliciesService, type PolicyRunsPort } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
 import { ProvidersService } from './modules/providers/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
@@ -79,6 +81,7 @@ export interface AppOptions {
 export interface Services {
   auth: AuthService;
   teams: TeamsService;
+  invitations: InvitationsService;
   apiKeys: ApiKeysService;
   policies: PoliciesService;
   agents: AgentsService;
@@ -138,20 +141,32 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const gatewayStore: RateLimitStore =
     config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
   const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
-  const teams = new TeamsService(db, clock, hasher, events);
+  const teams = new TeamsService(db, clock, events);
+  const invitations = new InvitationsService(db, clock, hasher, events);
   const auth = new AuthService(
     db,
     clock,
     hasher,
     events,
     teams,
+    invitations,
     config.signup,
     new Throttles(throttleStore, hasher, config.throttles),
   );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
-  const policies: PoliciesService = new PoliciesService(db, ctx, events, (tx, teamId, policyId) =>
-    agents.idsUsingPolicy(tx, teamId, policyId),
+  // Policies read their runs' stats from the runs module (made below).
+  const policyRuns: PolicyRunsPort = {
+    policyStats: (teamId, policyId, window) => runs.reports.policyStats(teamId, policyId, window),
+    endedRunsOfPolicy: (teamId, policyId, window, limit) =>
+      runs.reports.endedRunsOfPolicy(teamId, policyId, window, limit),
+  };
+  const policies: PoliciesService = new PoliciesService(
+    db,
+    ctx,
+    events,
+    (tx, teamId, policyId) => agents.idsUsingPolicy(tx, teamId, policyId),
+    policyRuns,
   );
   // Agents ask providers whether a key exists (providers is made below).
   const providerKeyExists = (teamId: string, keyId: string, provider: string) =>
@@ -162,7 +177,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     db,
     ctx,
     events,
-    async (agentId) => (await agents.getForCall(agentId))?.status === 'active',
+    async (agentId) => isId(agentId, 'agt') && (await agents.getForCall(agentId))?.status === 'active',
     { exclusiveDatabase: database.kind === 'pglite' },
   );
   const approvals = new ApprovalsService(db, ctx, events);
@@ -175,6 +190,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     providerHealth,
     outbound,
     agents,
+    runs.reports,
   );
   const gatewayRateLimiter = new RateLimiter(gatewayStore, log);
   const gateway = new GatewayService(
@@ -201,6 +217,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const services: Services = {
     auth,
     teams,
+    invitations,
     apiKeys,
     policies,
     agents,
@@ -348,6 +365,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerSystemRoutes(app, readiness);
   registerAuthRoutes(app, auth, cookies, { schema: AgentMe, handler: (p) => agents.me(p) });
   registerTeamRoutes(app, teams, auth, cookies);
+  registerInvitationRoutes(app, invitations, auth, cookies);
   registerApiKeyRoutes(app, apiKeys);
   registerPolicyRoutes(app, policies);
   registerAgentRoutes(app, agents);
@@ -357,7 +375,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerApprovalRoutes(app, approvals);
   registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
-  registerCapsuleStreamRoutes(app, capsules);
+  registerCapsuleStreamRoutes(app, capsules, ctx.timers);
   registerSnapshotRoutes(app, snapshots);
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.

@@ -52,3 +52,28 @@ export function toPage<R, T>(
     next_cursor: more && last !== undefined ? encodeCursor(keyOf(last)) : null,
   };
 }
+
+/**
+ * One page of a list: `fetch` gets the decoded cursor and how many rows to
+ * read (the page's limit plus the one that says there is more).
+ */
+export function pageOf<R extends { id: string }, T>(
+  query: PageQuery,
+  fetch: (cursor: string | undefined, rows: number) => Promise<R[]>,
+  map: (row: R) => T,
+): Promise<Page<T>>;
+export function pageOf<R, T>(
+  query: PageQuery,
+  fetch: (cursor: string | undefined, rows: number) => Promise<R[]>,
+  map: (row: R) => T,
+  keyOf: (row: R) => string,
+): Promise<Page<T>>;
+export async function pageOf<R, T>(
+  query: PageQuery,
+  fetch: (cursor: string | undefined, rows: number) => Promise<R[]>,
+  map: (row: R) => T,
+  keyOf: (row: R) => string = (row) => (row as { id: string }).id,
+): Promise<Page<T>> {
+  const limit = pageLimit(query.limit);
+  return toPage(await fetch(decodeCursor(query.cursor), limit + 1), limit, keyOf, map);
+}

@@ -418,10 +418,9 @@ describe('failures the SDKs observe', () => {
     const pending = openAiClient(other.url).chat.completions.create(chat);
     const caught = pending.catch((e: unknown) => e);
     while (other.requestCount === 0) await new Promise((r) => setTimeout(r, 5));
-    const t = Date.now();
+    // The request hangs for ever: close() ends only because it drops it.
     await other.close();
     expect(await caught).toBeInstanceOf(OpenAI.APIConnectionError);
-    expect(Date.now() - t).toBeLessThan(1_000);
   });
 
   it('rejects contradictory steps when they are queued', () => {

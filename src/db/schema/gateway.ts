@@ -1,21 +1,11 @@
 import { sql } from 'drizzle-orm';
-import {
-  bigint,
-  boolean,
-  index,
-  integer,
-  jsonb,
-  pgTable,
-  text,
-  timestamp,
-  uniqueIndex,
-} from 'drizzle-orm/pg-core';
-import type { Id, RunId, StepId } from '../../core/ids.ts';
-import { teams } from './identity.ts';
+import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import type { AgentId, Id, PolicyId, RunId, StepId } from '../../core/ids.ts';
+import { timestamps, ts } from './columns.ts';
+import { namedTeamRow } from './identity.ts';
 
 type LedgerEntryId = Id<'led'>;
 
-const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 /** Money is stored as integer micro-dollars (1 USD = 1_000_000), so sums are exact. */
 const micros = (name: string) => bigint(name, { mode: 'number' });
 const tokens = (name: string) => bigint(name, { mode: 'number' }).notNull().default(0);
@@ -23,11 +13,7 @@ const tokens = (name: string) => bigint(name, { mode: 'number' }).notNull().defa
 export const providerKeys = pgTable(
   'provider_keys',
   {
-    id: text('id').primaryKey(),
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
-    name: text('name').notNull(),
+    ...namedTeamRow(),
     provider: text('provider', { enum: ['anthropic', 'openai', 'openai_compatible'] }).notNull(),
     baseUrl: text('base_url'),
     /** The sealed secret; null once deleted (scrubbed). */
@@ -39,8 +25,7 @@ export const providerKeys = pgTable(
     priceOverrides: jsonb('price_overrides').$type<Record<string, Record<string, number>>>(),
     lastUsedAt: ts('last_used_at'),
     rotatedAt: ts('rotated_at'),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
   },
   (t) => [
     uniqueIndex('provider_keys_team_name_key').on(t.teamId, t.name).where(sql`status <> 'deleted'`),
@@ -51,18 +36,13 @@ export const providerKeys = pgTable(
 export const policies = pgTable(
   'policies',
   {
-    id: text('id').primaryKey(),
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
-    name: text('name').notNull(),
+    ...namedTeamRow<PolicyId>(),
     /** The whole policy document (budget, models, tools, rate limits, routing …), defaults applied. */
     spec: jsonb('spec').$type<Record<string, unknown>>().notNull(),
     version: integer('version').notNull(),
     createdBy: text('created_by'),
     updatedBy: text('updated_by'),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
     deletedAt: ts('deleted_at'),
   },
   (t) => [
@@ -91,11 +71,7 @@ export const policyVersions = pgTable(
 export const agents = pgTable(
   'agents',
   {
-    id: text('id').primaryKey(),
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
-    name: text('name').notNull(),
+    ...namedTeamRow<AgentId>(),
     description: text('description'),
     status: text('status', { enum: ['active', 'disabled'] }).notNull(),
     policyId: text('policy_id')
@@ -117,8 +93,7 @@ export const agents = pgTable(
     environmentId: text('environment_id'),
     currentVersion: integer('current_version').notNull().default(1),
     createdBy: text('created_by'),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
     deletedAt: ts('deleted_at'),
   },
   (t) => [

@@ -1,17 +1,6 @@
 import { sql } from 'drizzle-orm';
-import {
-  boolean,
-  index,
-  integer,
-  jsonb,
-  pgTable,
-  primaryKey,
-  text,
-  timestamp,
-  uniqueIndex,
-} from 'drizzle-orm/pg-core';
-
-const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+import { boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { timestamps, ts } from './columns.ts';
 
 export const users = pgTable(
   'users',
@@ -22,8 +11,7 @@ export const users = pgTable(
     name: text('name').notNull(),
     passwordHash: text('password_hash').notNull(),
     isAdmin: boolean('is_admin').notNull().default(false),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
   },
   (t) => [uniqueIndex('users_email_key').on(t.email)],
 );
@@ -35,19 +23,29 @@ export const teams = pgTable(
     name: text('name').notNull(),
     /** Immutable; reserved forever, even after the team is deleted (Wrenn). */
     slug: text('slug').notNull(),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
     deletedAt: ts('deleted_at'),
   },
   (t) => [uniqueIndex('teams_slug_key').on(t.slug)],
 );
 
+/** A team-owned row's team: required, and the team must exist. */
+export const teamIdColumn = () =>
+  text('team_id')
+    .notNull()
+    .references(() => teams.id);
+
+/** The first columns of a named row a team owns: its id (typed, e.g. AgentId), its team, its name. */
+export const namedTeamRow = <RowId extends string = string>() => ({
+  id: text('id').primaryKey().$type<RowId>(),
+  teamId: teamIdColumn(),
+  name: text('name').notNull(),
+});
+
 export const teamMembers = pgTable(
   'team_members',
   {
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
+    teamId: teamIdColumn(),
     userId: text('user_id')
       .notNull()
       .references(() => users.id),
@@ -87,9 +85,7 @@ export const invitations = pgTable(
   'invitations',
   {
     id: text('id').primaryKey(),
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
+    teamId: teamIdColumn(),
     email: text('email').notNull(),
     role: text('role', { enum: ['admin', 'member', 'viewer'] }).notNull(),
     tokenHash: text('token_hash').notNull(),
@@ -98,8 +94,7 @@ export const invitations = pgTable(
     expiresAt: ts('expires_at').notNull(),
     acceptedAt: ts('accepted_at'),
     acceptedBy: text('accepted_by'),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
   },
   (t) => [
     uniqueIndex('invitations_token_hash_key').on(t.tokenHash),
@@ -110,11 +105,7 @@ export const invitations = pgTable(
 export const apiKeys = pgTable(
   'api_keys',
   {
-    id: text('id').primaryKey(),
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
-    name: text('name').notNull(),
+    ...namedTeamRow(),
     description: text('description'),
     keyPrefix: text('key_prefix').notNull(),
     keyHash: text('key_hash').notNull(),
@@ -128,8 +119,7 @@ export const apiKeys = pgTable(
     deletedAt: ts('deleted_at'),
     createdBy: text('created_by'),
     lastUsedAt: ts('last_used_at'),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
   },
   (t) => [
     uniqueIndex('api_keys_key_hash_key').on(t.keyHash),

@@ -1,9 +1,8 @@
 import { sql } from 'drizzle-orm';
-import { bigint, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { CapsuleId, HostId } from '../../core/ids.ts';
-import { teams } from './identity.ts';
-
-const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+import { timestamps, ts } from './columns.ts';
+import { teamIdColumn, teams } from './identity.ts';
 
 export const CAPSULE_STATUSES = [
   'pending',
@@ -44,8 +43,7 @@ export const hosts = pgTable(
     controlToken: text('control_token'),
     lastHeartbeatAt: ts('last_heartbeat_at'),
     createdBy: text('created_by'),
-    createdAt: ts('created_at').notNull(),
-    updatedAt: ts('updated_at').notNull(),
+    ...timestamps(),
   },
   (t) => [index('hosts_status_idx').on(t.status)],
 );
@@ -54,9 +52,7 @@ export const capsules = pgTable(
   'capsules',
   {
     id: text('id').primaryKey().$type<CapsuleId>(),
-    teamId: text('team_id')
-      .notNull()
-      .references(() => teams.id),
+    teamId: teamIdColumn(),
     hostId: text('host_id')
       .$type<HostId>()
       .references(() => hosts.id),

@@ -1,5 +1,7 @@
 import { and, desc, eq, isNull, like, lt, or, sql } from 'drizzle-orm';
+import type { AgentId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
@@ -17,7 +19,7 @@ export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): 
 export async function findAgent(
   db: DbOrTx,
   teamId: string,
-  id: string,
+  id: AgentId,
   lock?: 'update',
 ): Promise<AgentRow | undefined> {
   const q = db
@@ -74,7 +76,8 @@ export async function listAgents(
         isNull(agents.deletedAt),
         filter.status ? eq(agents.status, filter.status) : undefined,
         filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
-        beforeId ? lt(agents.id, beforeId) : undefined,
+        // A cursor is any string: ids order as text.
+        beforeId ? lt(agents.id, beforeId as AgentId) : undefined,
       ),
     )
     .orderBy(desc(agents.id))
@@ -84,15 +87,15 @@ export async function listAgents(
 export async function updateAgent(
   db: DbOrTx,
   teamId: string,
-  id: string,
+  id: AgentId,
   patch: AgentPatch,
 ): Promise<AgentRow | undefined> {
-  const [row] = await db
-    .update(agents)
-    .set(patch)
-    .where(and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)))
-    .returning();
-  return row;
+  return updateOne(
+    db,
+    agents,
+    and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)),
+    patch,
+  );
 }
 
 /** The live agent, of a live team, whose current key hashes to `hash`. */
@@ -111,7 +114,7 @@ export async function findAgentByKeyHash(db: DbOrTx, hash: string): Promise<Agen
  * caller was authenticated by that agent's own key (so the id is no user input
  * that could name another team's agent). Never call it with an id from a request.
  */
-export async function systemFindLiveAgent(db: DbOrTx, id: string): Promise<AgentRow | undefined> {
+export async function systemFindLiveAgent(db: DbOrTx, id: AgentId): Promise<AgentRow | undefined> {
   const [row] = await db
     .select({ agent: agents })
     .from(agents)
@@ -171,7 +174,7 @@ export function bindingsUse(bindings: Bindings, keyId: string): string[] {
 export async function setAgentBindings(
   db: DbOrTx,
   teamId: string,
-  agentId: string,
+  agentId: AgentId,
   bindings: Bindings,
   at: Date,
 ): Promise<void> {

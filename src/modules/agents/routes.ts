@@ -3,7 +3,7 @@ import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import * as s from './schemas.ts';
-import type { AgentsService } from './service.ts';
+import { type AgentsService, agentIdOf } from './service.ts';
 
 export function registerAgentRoutes(app: App, agents: AgentsService): void {
   const tags = ['agents'];
@@ -68,7 +68,7 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
         response: { 200: s.Agent, ...errorResponses(404) },
       },
     },
-    async (request) => agents.get(principalOf(request), request.params.id),
+    async (request) => agents.get(principalOf(request), agentIdOf(request.params.id)),
   );
 
   app.patch(
@@ -84,7 +84,7 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
         response: { 200: s.Agent, ...errorResponses(404, 409) },
       },
     },
-    async (request) => agents.update(principalOf(request), request.params.id, request.body),
+    async (request) => agents.update(principalOf(request), agentIdOf(request.params.id), request.body),
   );
 
   app.delete(
@@ -99,7 +99,7 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
       },
     },
     async (request, reply) => {
-      await agents.remove(principalOf(request), request.params.id);
+      await agents.remove(principalOf(request), agentIdOf(request.params.id));
       return reply.status(204).send(null);
     },
   );
@@ -115,6 +115,6 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
         response: { 200: s.RotatedKey, ...errorResponses(404) },
       },
     },
-    async (request) => agents.rotateKey(principalOf(request), request.params.id),
+    async (request) => agents.rotateKey(principalOf(request), agentIdOf(request.params.id)),
   );
 }

@@ -12,8 +12,8 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type AgentId, isId, newId } from '../../core/ids.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -50,6 +50,12 @@ function nameTaken(name: string): ConflictError {
   return new ConflictError('agent_name_taken', `an agent named "${name}" already exists in this team`, {
     name,
   });
+}
+
+/** An agent id from a path; anything else names no agent (404, as an unknown id). */
+export function agentIdOf(raw: string): AgentId {
+  if (!isId(raw, 'agt')) throw new NotFoundError('agent', raw);
+  return raw;
 }
 
 /**
@@ -128,7 +134,7 @@ export class AgentsService {
    * System-only: the live agent's full row for the proxy (cached briefly), or
    * undefined when deleted. The id is the authenticated agent key's own.
    */
-  getForCall(agentId: string): Promise<AgentRow | undefined> {
+  getForCall(agentId: AgentId): Promise<AgentRow | undefined> {
     return this.agentCache.get(agentId, () => repo.systemFindLiveAgent(this.db, agentId));
   }
 
@@ -149,7 +155,9 @@ export class AgentsService {
    */
   async me(principal: Principal) {
     const row =
-      principal.kind === 'agent' && principal.agentId ? await this.getForCall(principal.agentId) : undefined;
+      principal.kind === 'agent' && principal.agentId && isId(principal.agentId, 'agt')
+        ? await this.getForCall(principal.agentId)
+        : undefined;
     if (!row) throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
     const policy = await this.policies.findForTeam(row.teamId, row.policyId);
     const spec = policy?.spec;
@@ -337,28 +345,21 @@ export class AgentsService {
     query: PageQuery & { status?: 'active' | 'disabled'; policy_id?: string },
   ) {
     const teamId = this.team(principal, 'read');
-    const limit = pageLimit(query.limit);
-    const rows = await repo.listAgents(
-      this.db,
-      teamId,
-      {
-        ...(query.status ? { status: query.status } : {}),
-        ...(query.policy_id ? { policyId: query.policy_id } : {}),
-      },
-      decodeCursor(query.cursor),
-      limit + 1,
-    );
-    return toPage(rows, limit, (r) => r.id, agentView);
+    const filter = {
+      ...(query.status ? { status: query.status } : {}),
+      ...(query.policy_id ? { policyId: query.policy_id } : {}),
+    };
+    return pageOf(query, (cursor, rows) => repo.listAgents(this.db, teamId, filter, cursor, rows), agentView);
   }
 
-  async get(principal: Principal, id: string) {
+  async get(principal: Principal, id: AgentId) {
     const row = await repo.findAgent(this.db, this.team(principal, 'read'), id);
     if (!row) throw new NotFoundError('agent', id);
     return agentView(row);
   }
 
   /** PATCH: the fields sent replace the agent's (objects included); the others are kept. */
-  async update(principal: Principal, id: string, input: UpdateAgentInput) {
+  async update(principal: Principal, id: AgentId, input: UpdateAgentInput) {
     const teamId = this.team(principal, 'write');
     return agentView(await this.applyUpdate(principal, teamId, { id }, input));
   }
@@ -366,7 +367,7 @@ export class AgentsService {
   private async applyUpdate(
     principal: Principal,
     teamId: string,
-    which: { id: string } | { name: string },
+    which: { id: AgentId } | { name: string },
     input: UpdateAgentInput,
   ): Promise<AgentRow> {
     await this.checkProviderKeys(teamId, input.provider_keys);
@@ -477,7 +478,7 @@ export class AgentsService {
   }
 
   /** Soft delete: the agent leaves lists and its key stops working at once. */
-  async remove(principal: Principal, id: string): Promise<void> {
+  async remove(principal: Principal, id: AgentId): Promise<void> {
     const teamId = this.team(principal, 'write');
     try {
       await this.db.transaction(async (tx) => {
@@ -498,7 +499,7 @@ export class AgentsService {
   }
 
   /** Rungate: a new key, shown once; the old key is invalid at once. */
-  async rotateKey(principal: Principal, id: string): Promise<{ api_key: string; api_key_prefix: string }> {
+  async rotateKey(principal: Principal, id: AgentId): Promise<{ api_key: string; api_key_prefix: string }> {
     const teamId = this.team(principal, 'write');
     const apiKey = generateToken('pda');
     const prefix = tokenDisplayPrefix(apiKey);

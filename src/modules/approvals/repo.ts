@@ -1,6 +1,7 @@
 import { and, desc, eq, gt, inArray, lt, lte, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import { approvals } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export type ApprovalRow = typeof approvals.$inferSelect;
 /** As answered: `expired` is a pending approval past its expiry (computed, never stored). */
@@ -13,11 +14,16 @@ export async function insertApprovals(
   return rows.length === 0 ? [] : db.insert(approvals).values(rows).returning();
 }
 
-export async function findApproval(db: DbOrTx, teamId: string, id: string): Promise<ApprovalRow | undefined> {
-  const [row] = await db
+/** The team's approvals where every one of `conditions` holds. */
+function teamApprovals(db: DbOrTx, teamId: string, ...conditions: Array<SQL | undefined>) {
+  return db
     .select()
     .from(approvals)
-    .where(and(eq(approvals.teamId, teamId), eq(approvals.id, id)));
+    .where(and(eq(approvals.teamId, teamId), ...conditions));
+}
+
+export async function findApproval(db: DbOrTx, teamId: string, id: string): Promise<ApprovalRow | undefined> {
+  const [row] = await teamApprovals(db, teamId, eq(approvals.id, id));
   return row;
 }
 
@@ -29,34 +35,26 @@ export async function pendingForRequest(
   requestHash: string,
   now: Date,
 ): Promise<ApprovalRow[]> {
-  return db
-    .select()
-    .from(approvals)
-    .where(
-      and(
-        eq(approvals.teamId, teamId),
-        eq(approvals.agentId, agentId),
-        eq(approvals.requestHash, requestHash),
-        eq(approvals.status, 'pending'),
-        gt(approvals.expiresAt, now),
-      ),
-    );
+  return teamApprovals(
+    db,
+    teamId,
+    eq(approvals.agentId, agentId),
+    eq(approvals.requestHash, requestHash),
+    eq(approvals.status, 'pending'),
+    gt(approvals.expiresAt, now),
+  );
 }
 
 /** The approvals asked for in the same request as `a` (one per tool): all must be approved to use any. */
 export async function batchOf(db: DbOrTx, a: ApprovalRow): Promise<ApprovalRow[]> {
-  return db
-    .select()
-    .from(approvals)
-    .where(
-      and(
-        eq(approvals.teamId, a.teamId),
-        eq(approvals.agentId, a.agentId),
-        eq(approvals.runId, a.runId),
-        eq(approvals.requestHash, a.requestHash),
-        eq(approvals.createdAt, a.createdAt),
-      ),
-    );
+  return teamApprovals(
+    db,
+    a.teamId,
+    eq(approvals.agentId, a.agentId),
+    eq(approvals.runId, a.runId),
+    eq(approvals.requestHash, a.requestHash),
+    eq(approvals.createdAt, a.createdAt),
+  );
 }
 
 export function statusIs(status: ApprovalStatus, now: Date): SQL {
@@ -73,18 +71,14 @@ export async function listApprovals(
   beforeId: string | undefined,
   limit: number,
 ): Promise<ApprovalRow[]> {
-  return db
-    .select()
-    .from(approvals)
-    .where(
-      and(
-        eq(approvals.teamId, teamId),
-        f.status !== undefined ? statusIs(f.status, now) : undefined,
-        f.runId !== undefined ? eq(approvals.runId, f.runId) : undefined,
-        f.agentId !== undefined ? eq(approvals.agentId, f.agentId) : undefined,
-        beforeId !== undefined ? lt(approvals.id, beforeId) : undefined,
-      ),
-    )
+  return teamApprovals(
+    db,
+    teamId,
+    f.status !== undefined ? statusIs(f.status, now) : undefined,
+    f.runId !== undefined ? eq(approvals.runId, f.runId) : undefined,
+    f.agentId !== undefined ? eq(approvals.agentId, f.agentId) : undefined,
+    beforeId !== undefined ? lt(approvals.id, beforeId) : undefined,
+  )
     .orderBy(desc(approvals.id))
     .limit(limit);
 }
@@ -96,19 +90,17 @@ export async function decide(
   id: string,
   d: { status: 'approved' | 'rejected'; decidedBy: string | null; reason: string | null; at: Date },
 ): Promise<ApprovalRow | undefined> {
-  const [row] = await db
-    .update(approvals)
-    .set({ status: d.status, decidedBy: d.decidedBy, reason: d.reason, decidedAt: d.at })
-    .where(
-      and(
-        eq(approvals.teamId, teamId),
-        eq(approvals.id, id),
-        eq(approvals.status, 'pending'),
-        gt(approvals.expiresAt, d.at),
-      ),
-    )
-    .returning();
-  return row;
+  return updateOne(
+    db,
+    approvals,
+    and(
+      eq(approvals.teamId, teamId),
+      eq(approvals.id, id),
+      eq(approvals.status, 'pending'),
+      gt(approvals.expiresAt, d.at),
+    ),
+    { status: d.status, decidedBy: d.decidedBy, reason: d.reason, decidedAt: d.at },
+  );
 }
 
 /**

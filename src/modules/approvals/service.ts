@@ -2,7 +2,7 @@ import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
-import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
+import { pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
@@ -173,24 +173,15 @@ export class ApprovalsService {
   // -- the HTTP side ------------------------------------------------------
 
   async list(principal: Principal, q: ApprovalListQueryType) {
-    const limit = pageLimit(q.limit);
     const now = this.ctx.clock.now();
-    const rows = await repo.listApprovals(
-      this.db,
-      activeTeam(principal),
-      {
-        ...(q.status !== undefined ? { status: q.status } : {}),
-        ...(q.run_id !== undefined ? { runId: q.run_id } : {}),
-        ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
-      },
-      now,
-      decodeCursor(q.cursor),
-      limit + 1,
-    );
-    return toPage(
-      rows,
-      limit,
-      (a) => a.id,
+    const filter = {
+      ...(q.status !== undefined ? { status: q.status } : {}),
+      ...(q.run_id !== undefined ? { runId: q.run_id } : {}),
+      ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
+    };
+    return pageOf(
+      q,
+      (cursor, rows) => repo.listApprovals(this.db, activeTeam(principal), filter, now, cursor, rows),
       (a) => approvalView(a, now),
     );
   }

@@ -3,7 +3,7 @@ import type { PolicySpec } from '../policies/spec.ts';
 import type { KeyForCall } from '../providers/service.ts';
 import type { ReserveResult } from '../runs/service.ts';
 import type { Provider } from './provider-call.ts';
-import type { RoutingOverride } from './routing.ts';
+import type { Attempt as RoutingAttempt, RoutingOverride, AttemptPlan as RoutingPlan } from './routing.ts';
 import type { FailureKind } from './upstream.ts';
 import type { Usage } from './usage.ts';
 
@@ -63,18 +63,11 @@ export interface AttemptRecord {
   kind: FailureKind;
 }
 
-export interface Attempt {
-  provider: Provider;
-  keyId: string;
-  model: string;
-  timeoutMs: number;
-  connectTimeoutMs: number;
-}
+/** One attempt of routing's plan, as the proxy carries it out. */
+export type Attempt = Omit<RoutingAttempt, 'repeat'>;
 
-export interface AttemptPlan {
+export interface AttemptPlan extends Pick<RoutingPlan, 'retryOn' | 'onRateLimit'> {
   attempts: Attempt[];
-  retryOn: number[];
-  onRateLimit: 'failover_first' | 'backoff_first';
 }
 
 export interface GatewayPorts {

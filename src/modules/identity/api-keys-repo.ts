@@ -1,6 +1,7 @@
 import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 
@@ -55,12 +56,12 @@ export async function updateApiKey(
   id: string,
   patch: Partial<Omit<ApiKeyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<ApiKeyRow | undefined> {
-  const [row] = await db
-    .update(apiKeys)
-    .set(patch)
-    .where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)))
-    .returning();
-  return row;
+  return updateOne(
+    db,
+    apiKeys,
+    and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)),
+    patch,
+  );
 }
 
 export async function insertUsage(db: DbOrTx, row: typeof apiKeyUsage.$inferInsert): Promise<void> {

@@ -2,7 +2,7 @@ import { type Clock, HOUR_MS } from '../../core/clock.ts';
 import { generateToken, type TokenHasher, tokenDisplayPrefix } from '../../core/crypto.ts';
 import { BadRequestError, NotFoundError, UnauthorizedError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import * as repo from './api-keys-repo.ts';
@@ -131,13 +131,10 @@ export class ApiKeysService {
   }
 
   async list(principal: Principal, page: PageQuery) {
-    const limit = pageLimit(page.limit);
     const now = this.clock.now();
-    const rows = await repo.listApiKeys(this.db, activeTeam(principal), decodeCursor(page.cursor), limit + 1);
-    return toPage(
-      rows,
-      limit,
-      (r) => r.id,
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listApiKeys(this.db, activeTeam(principal), cursor, rows),
       (r) => apiKeyView(r, now),
     );
   }
@@ -261,12 +258,9 @@ export class ApiKeysService {
 
   async usage(principal: Principal, id: string, page: PageQuery) {
     const key = await this.keyOrNotFound(principal, id);
-    const limit = pageLimit(page.limit);
-    const rows = await repo.listUsage(this.db, key.teamId, id, decodeCursor(page.cursor), limit + 1);
-    return toPage(
-      rows,
-      limit,
-      (r) => r.id,
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listUsage(this.db, key.teamId, id, cursor, rows),
       (r) => ({
         id: r.id,
         method: r.method,

@@ -1,6 +1,7 @@
-import { and, asc, count, desc, eq, gt, isNull, lt, ne, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import { invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 import type { Role } from './principal.ts';
 
 // SQL only. Every team-owned row is read through its team id.
@@ -40,8 +41,7 @@ export async function updateUser(
   id: string,
   patch: Partial<Pick<UserRow, 'name' | 'passwordHash' | 'updatedAt'>>,
 ): Promise<UserRow> {
-  const [row] = await db.update(users).set(patch).where(eq(users.id, id)).returning();
-  return row!;
+  return (await updateOne(db, users, eq(users.id, id), patch))!;
 }
 
 export async function insertTeam(db: DbOrTx, row: typeof teams.$inferInsert): Promise<TeamRow> {
@@ -62,8 +62,7 @@ export async function updateTeam(
   id: string,
   patch: Partial<Pick<TeamRow, 'name' | 'updatedAt' | 'deletedAt'>>,
 ) {
-  const [row] = await db.update(teams).set(patch).where(eq(teams.id, id)).returning();
-  return row!;
+  return (await updateOne(db, teams, eq(teams.id, id), patch))!;
 }
 
 /** A user's membership in a live team, or undefined. */
@@ -80,6 +79,11 @@ export async function findMembership(
   return row;
 }
 
+/** The user's memberships of live teams, where `also` holds too (over teamMembers joined to teams). */
+function inLiveTeamsOf(userId: string, also: SQL | undefined) {
+  return and(eq(teamMembers.userId, userId), isNull(teams.deletedAt), also);
+}
+
 export async function listUserTeams(
   db: DbOrTx,
   userId: string,
@@ -90,13 +94,7 @@ export async function listUserTeams(
     .select({ team: teams, role: teamMembers.role })
     .from(teamMembers)
     .innerJoin(teams, eq(teams.id, teamMembers.teamId))
-    .where(
-      and(
-        eq(teamMembers.userId, userId),
-        isNull(teams.deletedAt),
-        afterTeamId ? gt(teams.id, afterTeamId) : undefined,
-      ),
-    )
+    .where(inLiveTeamsOf(userId, afterTeamId ? gt(teams.id, afterTeamId) : undefined))
     .orderBy(asc(teams.id))
     .limit(limit);
 }
@@ -111,13 +109,7 @@ export async function firstTeamOf(
     .select({ id: teams.id })
     .from(teamMembers)
     .innerJoin(teams, eq(teams.id, teamMembers.teamId))
-    .where(
-      and(
-        eq(teamMembers.userId, userId),
-        isNull(teams.deletedAt),
-        exceptTeamId ? ne(teams.id, exceptTeamId) : undefined,
-      ),
-    )
+    .where(inLiveTeamsOf(userId, exceptTeamId ? ne(teams.id, exceptTeamId) : undefined))
     .orderBy(asc(teamMembers.createdAt), asc(teams.id))
     .limit(1);
   return row?.id;
@@ -318,8 +310,7 @@ export async function updateInvitation(
   id: string,
   patch: Partial<Omit<InvitationRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<InvitationRow> {
-  const [row] = await db.update(invitations).set(patch).where(eq(invitations.id, id)).returning();
-  return row!;
+  return (await updateOne(db, invitations, eq(invitations.id, id), patch))!;
 }
 
 export type InvitationStatusFilter = 'pending' | 'accepted' | 'revoked' | 'expired';

@@ -8,9 +8,10 @@ import {
   ValidationError,
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { decodeCursor, type Page, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type Page, type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
+import type { InvitationsService } from './invitations-service.ts';
 import { type Principal, type Role, scopeOfRole } from './principal.ts';
 import * as repo from './repo.ts';
 import type { TeamsService } from './teams-service.ts';
@@ -58,6 +59,7 @@ export class AuthService {
     private readonly hasher: TokenHasher,
     private readonly events: EventsService,
     private readonly teams: TeamsService,
+    private readonly invitations: InvitationsService,
     private readonly signupMode: 'open' | 'invite',
     private readonly throttles: Throttles,
   ) {}
@@ -81,7 +83,7 @@ export class AuthService {
       const first = (await repo.countUsers(tx)) === 0;
       const invitation =
         input.invitation_token !== undefined
-          ? await this.teams.pendingInvitationByToken(tx, input.invitation_token, email)
+          ? await this.invitations.pendingInvitationByToken(tx, input.invitation_token, email)
           : undefined;
       if (!first && this.signupMode === 'invite' && invitation === undefined) {
         throw new ForbiddenError(
@@ -117,7 +119,7 @@ export class AuthService {
       const personal = await this.teams.createTeamFor(tx, user, `${user.name}'s team`);
       let activeTeamId = personal.id;
       if (invitation !== undefined) {
-        await this.teams.acceptInvitationFor(tx, invitation, user);
+        await this.invitations.acceptInvitationFor(tx, invitation, user);
         activeTeamId = invitation.teamId;
       }
       return this.startSession(tx, user, activeTeamId, meta);
@@ -136,11 +138,11 @@ export class AuthService {
     const fromAddress = await this.throttles.take('invitation_ip', meta.ipAddress);
     await this.throttles.take('invitation_token', input.token);
     if (principal?.kind === 'session') {
-      const team = await this.teams.acceptInvitation(principal, input.token);
+      const team = await this.invitations.acceptInvitation(principal, input.token);
       await fromAddress.refund();
       return { team, session: null };
     }
-    const email = await this.teams.invitationEmail(input.token);
+    const email = await this.invitations.invitationEmail(input.token);
     if (await repo.findUserByEmail(this.db, email)) {
       throw new ConflictError(
         'account_exists',
@@ -165,7 +167,7 @@ export class AuthService {
   async lookupInvitation(token: string, meta: RequestMeta) {
     const fromAddress = await this.throttles.take('invitation_ip', meta.ipAddress);
     await this.throttles.take('invitation_token', token);
-    const preview = await this.teams.lookupInvitation(token);
+    const preview = await this.invitations.lookupInvitation(token);
     await fromAddress.refund();
     return preview;
   }
@@ -338,20 +340,11 @@ export class AuthService {
   }
 
   async listSessions(principal: Principal, page: PageQuery): Promise<Page<ReturnType<typeof sessionView>>> {
-    const limit = pageLimit(page.limit);
     const now = this.clock.now();
-    const rows = await repo.listLiveSessions(
-      this.db,
-      principal.userId!,
-      now,
-      new Date(now.getTime() - SESSION_IDLE_MS),
-      decodeCursor(page.cursor),
-      limit + 1,
-    );
-    return toPage(
-      rows,
-      limit,
-      (s) => s.id,
+    const idleSince = new Date(now.getTime() - SESSION_IDLE_MS);
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listLiveSessions(this.db, principal.userId!, now, idleSince, cursor, rows),
       (s) => sessionView(s, principal.sessionId),
     );
   }

@@ -1,30 +1,15 @@
-// One file over ~400 lines for now: teams, members and invitations share the
-// owner/admin access checks and the member rows an accepted invitation writes.
-// Invitations are the part to move out next (their own service) when it grows.
 import { randomBytes } from 'node:crypto';
-import { type Clock, DAY_MS } from '../../core/clock.ts';
-import { generateToken, type TokenHasher } from '../../core/crypto.ts';
-import { ConflictError, ForbiddenError, GoneError, NotFoundError } from '../../core/errors.ts';
+import type { Clock } from '../../core/clock.ts';
+import { ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import {
-  activeTeam,
-  actorOf,
-  type Principal,
-  type Role,
-  requireScope,
-  type Scope,
-  scopeOfRole,
-} from './principal.ts';
+import type { InvitableRole } from './invitations-service.ts';
+import { activeTeam, actorOf, type Principal, type Scope } from './principal.ts';
 import * as repo from './repo.ts';
-import { invitationStatus, invitationView, memberView, teamView } from './views.ts';
-
-/** Rungate: invitations last 7 days; a resend starts the 7 days again. */
-export const INVITATION_TTL_MS = 7 * DAY_MS;
-
-type InvitableRole = 'admin' | 'member' | 'viewer';
+import { teamAccess } from './team-access.ts';
+import { memberView, teamView } from './views.ts';
 
 function newSlug(): string {
   const hex = randomBytes(6).toString('hex');
@@ -35,34 +20,11 @@ export class TeamsService {
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
-    private readonly hasher: TokenHasher,
     private readonly events: EventsService,
   ) {}
 
-  /**
-   * What `principal` may do in `teamId`. Another team's object is a 404, never
-   * a 403: a caller outside the team learns nothing about it.
-   */
-  private async access(
-    principal: Principal,
-    teamId: string,
-    need: Scope,
-  ): Promise<{ team: repo.TeamRow; role: Role | null }> {
-    let team: repo.TeamRow | undefined;
-    let role: Role | null = null;
-    let scope: Scope;
-    if (principal.kind === 'session') {
-      const membership = await repo.findMembership(this.db, teamId, principal.userId!);
-      team = membership?.team;
-      role = membership?.role ?? null;
-      scope = role ? scopeOfRole(role) : 'read';
-    } else {
-      team = principal.teamId === teamId ? await repo.findLiveTeam(this.db, teamId) : undefined;
-      scope = principal.scope;
-    }
-    if (!team) throw new NotFoundError('team', teamId);
-    requireScope({ ...principal, role, scope }, need);
-    return { team, role };
+  private access(principal: Principal, teamId: string, need: Scope) {
+    return teamAccess(this.db, principal, teamId, need);
   }
 
   private async requireOwner(principal: Principal, teamId: string, action: string): Promise<repo.TeamRow> {
@@ -103,17 +65,15 @@ export class TeamsService {
   }
 
   async listTeams(principal: Principal, page: PageQuery) {
-    const limit = pageLimit(page.limit);
     if (principal.kind === 'api_key') {
       const team = await repo.findLiveTeam(this.db, activeTeam(principal));
       return { data: team ? [teamView(team, null)] : [], next_cursor: null };
     }
-    const rows = await repo.listUserTeams(this.db, principal.userId!, decodeCursor(page.cursor), limit + 1);
-    return toPage(
-      rows,
-      limit,
-      (r) => r.team.id,
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listUserTeams(this.db, principal.userId!, cursor, rows),
       (r) => teamView(r.team, r.role),
+      (r) => r.team.id,
     );
   }
 
@@ -158,9 +118,12 @@ export class TeamsService {
 
   async listMembers(principal: Principal, teamId: string, page: PageQuery) {
     await this.access(principal, teamId, 'read');
-    const limit = pageLimit(page.limit);
-    const rows = await repo.listMembers(this.db, teamId, decodeCursor(page.cursor), limit + 1);
-    return toPage(rows, limit, (r) => r.user.id, memberView);
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listMembers(this.db, teamId, cursor, rows),
+      memberView,
+      (r) => r.user.id,
+    );
   }
 
   private async memberOrNotFound(db: DbOrTx, teamId: string, userId: string) {
@@ -277,232 +240,5 @@ export class TeamsService {
       });
     });
     return this.memberResult(teamId, toUserId);
-  }
-
-  // Invitations (in the caller's active team)
-
-  async createInvitation(principal: Principal, input: { email: string; role?: InvitableRole }) {
-    const teamId = activeTeam(principal);
-    await this.access(principal, teamId, 'admin');
-    const email = input.email.trim().toLowerCase();
-    const role = input.role ?? 'member';
-    const now = this.clock.now();
-    const token = generateToken('pdi');
-    const invitation = await this.db.transaction(async (tx) => {
-      await repo.lockInvitationEmail(tx, teamId, email);
-      const existing = await repo.findUserByEmail(tx, email);
-      if (existing && (await repo.findMembership(tx, teamId, existing.id))) {
-        throw new ConflictError('already_member', `${email} is already a member of this team`);
-      }
-      const pending = await repo.findPendingInvitationForEmail(tx, teamId, email, now);
-      if (pending) {
-        throw new ConflictError(
-          'invitation_pending',
-          `${email} already has a pending invitation; resend it instead`,
-          {
-            invitation_id: pending.id,
-          },
-        );
-      }
-      const row = await repo.insertInvitation(tx, {
-        id: newId('inv'),
-        teamId,
-        email,
-        role,
-        tokenHash: this.hasher.hash(token),
-        invitedBy: principal.kind === 'session' ? principal.userId! : `api_key:${principal.apiKeyId}`,
-        status: 'pending',
-        expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
-        createdAt: now,
-        updatedAt: now,
-      });
-      await this.events.record(tx, {
-        teamId,
-        type: 'invitation.created',
-        ...actorOf(principal),
-        subjectId: row.id,
-        data: { email, role },
-      });
-      return row;
-    });
-    return { ...invitationView(invitation, now), token };
-  }
-
-  async listInvitations(principal: Principal, query: PageQuery & { status?: repo.InvitationStatusFilter }) {
-    const teamId = activeTeam(principal);
-    await this.access(principal, teamId, 'read');
-    const limit = pageLimit(query.limit);
-    const now = this.clock.now();
-    const rows = await repo.listInvitations(
-      this.db,
-      teamId,
-      query.status,
-      now,
-      decodeCursor(query.cursor),
-      limit + 1,
-    );
-    return toPage(
-      rows,
-      limit,
-      (r) => r.id,
-      (r) => invitationView(r, now),
-    );
-  }
-
-  private async invitationOrNotFound(principal: Principal, id: string, need: Scope) {
-    const teamId = activeTeam(principal);
-    await this.access(principal, teamId, need);
-    const row = await repo.findInvitation(this.db, teamId, id);
-    if (!row) throw new NotFoundError('invitation', id);
-    return row;
-  }
-
-  async getInvitation(principal: Principal, id: string) {
-    return invitationView(await this.invitationOrNotFound(principal, id, 'read'), this.clock.now());
-  }
-
-  async revokeInvitation(principal: Principal, id: string) {
-    const row = await this.invitationOrNotFound(principal, id, 'admin');
-    const now = this.clock.now();
-    const updated = await this.db.transaction(async (tx) => {
-      // Conditional on still pending, so a concurrent accept cannot be revoked.
-      const current = await repo.findInvitation(tx, row.teamId, id);
-      if (current?.status !== 'pending') {
-        throw new ConflictError(
-          'invitation_not_pending',
-          `the invitation is ${current?.status}, not pending`,
-        );
-      }
-      const r = await repo.updateInvitation(tx, id, { status: 'revoked', updatedAt: now });
-      await this.events.record(tx, {
-        teamId: row.teamId,
-        type: 'invitation.revoked',
-        ...actorOf(principal),
-        subjectId: id,
-        data: { email: row.email },
-      });
-      return r;
-    });
-    return invitationView(updated, now);
-  }
-
-  /** A new token and 7 more days; the old token stops working. */
-  async resendInvitation(principal: Principal, id: string) {
-    const row = await this.invitationOrNotFound(principal, id, 'admin');
-    if (row.status !== 'pending') {
-      throw new ConflictError('invitation_not_pending', `the invitation is ${row.status}, not pending`);
-    }
-    const now = this.clock.now();
-    const token = generateToken('pdi');
-    const updated = await this.db.transaction(async (tx) => {
-      // Reviving an expired invitation must not leave two live ones for one email.
-      await repo.lockInvitationEmail(tx, row.teamId, row.email);
-      const live = await repo.findPendingInvitationForEmail(tx, row.teamId, row.email, now);
-      if (live && live.id !== id) {
-        throw new ConflictError(
-          'invitation_pending',
-          `${row.email} already has a newer pending invitation; resend that one instead`,
-          { invitation_id: live.id },
-        );
-      }
-      const r = await repo.updateInvitation(tx, id, {
-        tokenHash: this.hasher.hash(token),
-        expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
-        updatedAt: now,
-      });
-      await this.events.record(tx, {
-        teamId: row.teamId,
-        type: 'invitation.resent',
-        ...actorOf(principal),
-        subjectId: id,
-        data: { email: row.email },
-      });
-      return r;
-    });
-    return { ...invitationView(updated, now), token };
-  }
-
-  /** The invitation a token names, if it can still be accepted; otherwise the reason. */
-  async usableInvitation(db: DbOrTx, token: string) {
-    const found = await repo.findInvitationByTokenHash(db, this.hasher.hash(token));
-    const now = this.clock.now();
-    if (!found) throw new NotFoundError('invitation');
-    const status = invitationStatus(found.invitation, now);
-    if (status === 'accepted')
-      throw new ConflictError('invitation_accepted', 'this invitation was already accepted');
-    if (status !== 'pending') throw new NotFoundError('invitation');
-    if (found.team.deletedAt !== null)
-      throw new GoneError('team_gone', 'the team of this invitation no longer exists');
-    return found;
-  }
-
-  /** Public preview of an invitation; does not consume it. */
-  async lookupInvitation(token: string) {
-    const { invitation, team } = await this.usableInvitation(this.db, token);
-    const inviter = invitation.invitedBy.startsWith('usr_')
-      ? await repo.findUserById(this.db, invitation.invitedBy)
-      : undefined;
-    const accountExists = (await repo.findUserByEmail(this.db, invitation.email)) !== undefined;
-    return {
-      team: { id: team.id, name: team.name },
-      email: invitation.email,
-      role: invitation.role,
-      invited_by: inviter ? { name: inviter.name, email: inviter.email } : null,
-      expires_at: invitation.expiresAt.toISOString(),
-      account_exists: accountExists,
-    };
-  }
-
-  async pendingInvitationByToken(tx: DbOrTx, token: string, email: string): Promise<repo.InvitationRow> {
-    const { invitation } = await this.usableInvitation(tx, token);
-    if (invitation.email !== email) {
-      throw new ForbiddenError('invitation_email_mismatch', `this invitation is for ${invitation.email}`);
-    }
-    return invitation;
-  }
-
-  async acceptInvitationFor(tx: DbOrTx, invitation: repo.InvitationRow, user: repo.UserRow): Promise<void> {
-    const now = this.clock.now();
-    const added = await repo.insertMemberIfAbsent(tx, {
-      teamId: invitation.teamId,
-      userId: user.id,
-      role: invitation.role,
-      createdAt: now,
-    });
-    if (!added) {
-      throw new ConflictError('already_member', 'you are already a member of this team');
-    }
-    await repo.updateInvitation(tx, invitation.id, {
-      status: 'accepted',
-      acceptedAt: now,
-      acceptedBy: user.id,
-      updatedAt: now,
-    });
-    await this.events.record(tx, {
-      teamId: invitation.teamId,
-      type: 'invitation.accepted',
-      actorKind: 'user',
-      actorId: user.id,
-      subjectId: invitation.id,
-      data: { email: invitation.email, user_id: user.id },
-    });
-  }
-
-  /** A signed-in user accepts an invitation addressed to their email. */
-  async acceptInvitation(principal: Principal, token: string) {
-    const user = await repo.findUserById(this.db, principal.userId!);
-    if (!user) throw new NotFoundError('user', principal.userId!);
-    const teamId = await this.db.transaction(async (tx) => {
-      const invitation = await this.pendingInvitationByToken(tx, token, user.email);
-      await this.acceptInvitationFor(tx, invitation, user);
-      return invitation.teamId;
-    });
-    const membership = (await repo.findMembership(this.db, teamId, user.id))!;
-    return teamView(membership.team, membership.role);
-  }
-
-  /** For signup through an invitation: the email the token is for. */
-  async invitationEmail(token: string): Promise<string> {
-    return (await this.usableInvitation(this.db, token)).invitation.email;
   }
 }

@@ -3,7 +3,7 @@ import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import * as s from './schemas.ts';
-import type { PoliciesService } from './service.ts';
+import { type PoliciesService, policyIdOf } from './service.ts';
 
 export function registerPolicyRoutes(app: App, policies: PoliciesService): void {
   const tags = ['policies'];
@@ -68,7 +68,7 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
         response: { 200: s.Policy, ...errorResponses(404) },
       },
     },
-    async (request) => policies.get(principalOf(request), request.params.id),
+    async (request) => policies.get(principalOf(request), policyIdOf(request.params.id)),
   );
 
   app.put(
@@ -83,7 +83,7 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
         response: { 200: s.Policy, ...errorResponses(404, 409) },
       },
     },
-    async (request) => policies.update(principalOf(request), request.params.id, request.body),
+    async (request) => policies.update(principalOf(request), policyIdOf(request.params.id), request.body),
   );
 
   app.delete(
@@ -98,7 +98,7 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
       },
     },
     async (request, reply) => {
-      await policies.remove(principalOf(request), request.params.id);
+      await policies.remove(principalOf(request), policyIdOf(request.params.id));
       return reply.status(204).send(null);
     },
   );
@@ -115,7 +115,7 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
         response: { 200: s.PolicyVersions, ...errorResponses(404) },
       },
     },
-    async (request) => policies.versions(principalOf(request), request.params.id, request.query),
+    async (request) => policies.versions(principalOf(request), policyIdOf(request.params.id), request.query),
   );
 
   app.get(
@@ -129,7 +129,8 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
         response: { 200: s.PolicyVersion, ...errorResponses(404) },
       },
     },
-    async (request) => policies.version(principalOf(request), request.params.id, request.params.n),
+    async (request) =>
+      policies.version(principalOf(request), policyIdOf(request.params.id), request.params.n),
   );
 
   app.get(
@@ -144,7 +145,7 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
         response: { 200: s.PolicyStats, ...errorResponses(404) },
       },
     },
-    async (request) => policies.stats(principalOf(request), request.params.id, request.query),
+    async (request) => policies.stats(principalOf(request), policyIdOf(request.params.id), request.query),
   );
 
   app.get(
@@ -159,6 +160,6 @@ export function registerPolicyRoutes(app: App, policies: PoliciesService): void 
         response: { 200: s.CostTrend, ...errorResponses(404) },
       },
     },
-    async (request) => policies.costTrend(principalOf(request), request.params.id, request.query),
+    async (request) => policies.costTrend(principalOf(request), policyIdOf(request.params.id), request.query),
   );
 }

@@ -3,12 +3,13 @@
 // split by concern if it grows further.
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { newId, ulid } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { isId, newId, type PolicyId, ulid } from '../../core/ids.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import type { RunReports, RunWindow } from '../runs/reports.ts';
 import * as repo from './repo.ts';
 import {
   applyDefaults,
@@ -34,6 +35,9 @@ export type { PolicySpec } from './spec.ts';
 export { actorLabel, type PolicyView, policyView } from './views.ts';
 
 /** Which live agents use a policy as their default; given by the agents module (see app.ts). */
+/** What the policy's stats and cost trend read from the runs module. */
+export type PolicyRunsPort = Pick<RunReports, 'policyStats' | 'endedRunsOfPolicy'>;
+
 export type AgentIdsUsingPolicy = (tx: DbOrTx, teamId: string, policyId: string) => Promise<string[]>;
 
 export interface ResolvedPolicy {
@@ -45,6 +49,12 @@ export interface ResolvedPolicy {
 
 export const DEFAULT_COST_TREND_LIMIT = 100;
 export const MAX_COST_TREND_LIMIT = 500;
+/** A policy id from a path; anything else names no policy (404, as an unknown id). */
+export function policyIdOf(raw: string): PolicyId {
+  if (!isId(raw, 'pol')) throw new NotFoundError('policy', raw);
+  return raw;
+}
+
 /** How long findForTeam trusts what it read; changes made in this process clear it at once. */
 const POLICY_CACHE = { ttlMs: 2000, refreshAheadMs: 500, max: 5000 };
 
@@ -68,6 +78,7 @@ export class PoliciesService {
     private readonly ctx: Context,
     private readonly events: EventsService,
     private readonly agentIdsUsingPolicy: AgentIdsUsingPolicy,
+    private readonly runs: PolicyRunsPort,
   ) {}
 
   /** Policies are team resources managed by people and team keys, never by agent keys. */
@@ -166,29 +177,26 @@ export class PoliciesService {
 
   async list(principal: Principal, query: PageQuery & { name?: string }) {
     const teamId = this.team(principal, 'read');
-    const limit = pageLimit(query.limit);
-    const rows = await repo.listPolicies(
-      this.db,
-      teamId,
-      { ...(query.name ? { name: query.name } : {}) },
-      decodeCursor(query.cursor),
-      limit + 1,
+    const filter = query.name ? { name: query.name } : {};
+    return pageOf(
+      query,
+      (cursor, rows) => repo.listPolicies(this.db, teamId, filter, cursor, rows),
+      policyView,
     );
-    return toPage(rows, limit, (r) => r.id, policyView);
   }
 
-  private async policyOrNotFound(teamId: string, id: string) {
+  private async policyOrNotFound(teamId: string, id: PolicyId) {
     const row = await repo.findPolicy(this.db, teamId, id);
     if (!row) throw new NotFoundError('policy', id);
     return row;
   }
 
-  async get(principal: Principal, id: string) {
+  async get(principal: Principal, id: PolicyId) {
     return policyView(await this.policyOrNotFound(this.team(principal, 'read'), id));
   }
 
   /** PUT: deep-merges the fields sent into the policy; omitted fields are kept. */
-  async update(principal: Principal, id: string, input: { name?: string } & PolicyInput) {
+  async update(principal: Principal, id: PolicyId, input: { name?: string } & PolicyInput) {
     const teamId = this.team(principal, 'write');
     const { name, fields } = splitInput(input);
     const row = await this.mergeInto(principal, teamId, { id }, fields, name);
@@ -203,7 +211,7 @@ export class PoliciesService {
   private async mergeInto(
     principal: Principal,
     teamId: string,
-    which: { id: string } | { name: string },
+    which: { id: PolicyId } | { name: string },
     fields: PolicyInput,
     rename?: string,
   ): Promise<repo.PolicyRow> {
@@ -277,7 +285,7 @@ export class PoliciesService {
   }
 
   /** Soft delete, refused while a live agent has this as its policy; the history stays readable. */
-  async remove(principal: Principal, id: string): Promise<void> {
+  async remove(principal: Principal, id: PolicyId): Promise<void> {
     const teamId = this.team(principal, 'write');
     await this.change(async (tx) => {
       // FOR UPDATE: an agent being pointed at this policy meanwhile (which
@@ -312,23 +320,27 @@ export class PoliciesService {
   }
 
   /** Oldest first; works after the policy was deleted (versions are audit records). */
-  async versions(principal: Principal, id: string, page: PageQuery) {
+  async versions(principal: Principal, id: PolicyId, page: PageQuery) {
     const teamId = this.team(principal, 'read');
     if (!(await repo.findPolicyWithDeleted(this.db, teamId, id))) throw new NotFoundError('policy', id);
-    const limit = pageLimit(page.limit);
-    const after = decodeCursor(page.cursor);
-    const afterVersion = after === undefined ? undefined : Number(after);
-    if (afterVersion !== undefined && !Number.isInteger(afterVersion)) {
-      throw new BadRequestError(
-        'invalid_cursor',
-        'cursor is not one this server issued; start again without it',
-      );
-    }
-    const rows = await repo.listVersions(this.db, teamId, id, afterVersion, limit + 1);
-    return toPage(rows, limit, (r) => String(r.version), versionView);
+    return pageOf(
+      page,
+      (after, rows) => {
+        const afterVersion = after === undefined ? undefined : Number(after);
+        if (afterVersion !== undefined && !Number.isInteger(afterVersion)) {
+          throw new BadRequestError(
+            'invalid_cursor',
+            'cursor is not one this server issued; start again without it',
+          );
+        }
+        return repo.listVersions(this.db, teamId, id, afterVersion, rows);
+      },
+      versionView,
+      (r) => String(r.version),
+    );
   }
 
-  async version(principal: Principal, id: string, version: number) {
+  async version(principal: Principal, id: PolicyId, version: number) {
     const teamId = this.team(principal, 'read');
     if (!Number.isInteger(version) || version < 1) {
       throw new BadRequestError('invalid_version', 'the version number must be an integer ≥ 1');
@@ -339,8 +351,8 @@ export class PoliciesService {
     return versionView(row);
   }
 
-  private window(since?: string, until?: string): repo.RunWindow {
-    const w: repo.RunWindow = {};
+  private window(since?: string, until?: string): RunWindow {
+    const w: RunWindow = {};
     if (since) w.since = new Date(since);
     if (until) w.until = new Date(until);
     if (w.since && w.until && w.since > w.until) {
@@ -352,10 +364,10 @@ export class PoliciesService {
   }
 
   /** Spend and outcomes of the policy's runs started in [since, until). Averages are null with no runs. */
-  async stats(principal: Principal, id: string, query: { since?: string; until?: string }) {
+  async stats(principal: Principal, id: PolicyId, query: { since?: string; until?: string }) {
     const teamId = this.team(principal, 'read');
     await this.policyOrNotFound(teamId, id);
-    const s = await repo.runStats(this.db, teamId, id, this.window(query.since, query.until));
+    const s = await this.runs.policyStats(teamId, id, this.window(query.since, query.until));
     const totalRuns = Number(s.totalRuns);
     const totalMicros = Number(s.totalMicros);
     const endedRuns = Number(s.endedRuns);
@@ -380,14 +392,13 @@ export class PoliciesService {
    */
   async costTrend(
     principal: Principal,
-    id: string,
+    id: PolicyId,
     query: { since?: string; until?: string; limit?: number },
   ) {
     const teamId = this.team(principal, 'read');
     await this.policyOrNotFound(teamId, id);
     const limit = Math.min(Math.max(query.limit ?? DEFAULT_COST_TREND_LIMIT, 1), MAX_COST_TREND_LIMIT);
-    const { rows, total } = await repo.endedRuns(
-      this.db,
+    const { rows, total } = await this.runs.endedRunsOfPolicy(
       teamId,
       id,
       this.window(query.since, query.until),
@@ -412,7 +423,7 @@ export class PoliciesService {
   findForTeam(teamId: string, idOrName: string): Promise<ResolvedPolicy | undefined> {
     return this.cache.get(`${teamId}\u0000${idOrName}`, async () => {
       const row =
-        (await repo.findPolicy(this.db, teamId, idOrName)) ??
+        (isId(idOrName, 'pol') ? await repo.findPolicy(this.db, teamId, idOrName) : undefined) ??
         (await repo.findPolicyByName(this.db, teamId, idOrName));
       return row
         ? deepFreeze({ id: row.id, name: row.name, spec: applyDefaults(row.spec), version: row.version })
@@ -426,13 +437,14 @@ export class PoliciesService {
    * before that transaction commits.
    */
   async holdForReference(tx: DbOrTx, teamId: string, policyId: string): Promise<boolean> {
-    return (await repo.findPolicy(tx, teamId, policyId, 'share')) !== undefined;
+    return isId(policyId, 'pol') && (await repo.findPolicy(tx, teamId, policyId, 'share')) !== undefined;
   }
 
   /** Of `ids`, those that are not live policies of the team. */
   async missingPolicies(tx: DbOrTx, teamId: string, ids: string[]): Promise<string[]> {
     const missing: string[] = [];
-    for (const id of new Set(ids)) if (!(await repo.findPolicy(tx, teamId, id))) missing.push(id);
+    for (const id of new Set(ids))
+      if (!isId(id, 'pol') || !(await repo.findPolicy(tx, teamId, id))) missing.push(id);
     return missing;
   }
 }

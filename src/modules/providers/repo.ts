@@ -1,6 +1,7 @@
-import { and, countDistinct, desc, eq, gte, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
-import { providerKeys, runs, steps } from '../../db/schema/index.ts';
+import { providerKeys } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 export type ProviderKeyRow = typeof providerKeys.$inferSelect;
 export type ProviderKeyPatch = Partial<Omit<ProviderKeyRow, 'id' | 'teamId' | 'createdAt'>>;
@@ -83,12 +84,7 @@ export async function updateKey(
   id: string,
   patch: ProviderKeyPatch,
 ): Promise<ProviderKeyRow | undefined> {
-  const [row] = await db
-    .update(providerKeys)
-    .set(patch)
-    .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)))
-    .returning();
-  return row;
+  return updateOne(db, providerKeys, and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)), patch);
 }
 
 /** What the proxy needs of the team's active keys among `ids`: one indexed read. */
@@ -130,29 +126,4 @@ export async function systemTouchLastUsed(db: DbOrTx, id: string, at: Date): Pro
         sql`(${providerKeys.lastUsedAt} is null or ${providerKeys.lastUsedAt} < ${at})`,
       ),
     );
-}
-
-// -- runs (the runs and steps tables, read here) ------------------------------
-
-export async function runningRunCount(db: DbOrTx, teamId: string, agentIds: string[]): Promise<number> {
-  if (agentIds.length === 0) return 0;
-  const [row] = await db
-    .select({ n: sql<number>`count(*)::int` })
-    .from(runs)
-    .where(and(eq(runs.teamId, teamId), inArray(runs.agentId, agentIds), eq(runs.status, 'running')));
-  return Number(row?.n ?? 0);
-}
-
-/** Runs with at least one step made with the key since `since`. */
-export async function runsUsingKeySince(
-  db: DbOrTx,
-  teamId: string,
-  keyId: string,
-  since: Date,
-): Promise<number> {
-  const [row] = await db
-    .select({ n: countDistinct(steps.runId) })
-    .from(steps)
-    .where(and(eq(steps.teamId, teamId), eq(steps.providerKeyId, keyId), gte(steps.createdAt, since)));
-  return Number(row?.n ?? 0);
 }

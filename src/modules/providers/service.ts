@@ -14,12 +14,13 @@ import {
 } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { type AgentsService, bindingsUse } from '../agents/service.ts';
 import type { EventsService } from '../events/service.ts';
 import type { ProviderHealthRegistry } from '../gateway/circuit-breaker.ts';
 import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import type { RunReports } from '../runs/reports.ts';
 import { type KeyForCall, OpenedKeys, sealContext, UsageBatcher } from './call-keys.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
@@ -33,6 +34,9 @@ export { DEFAULT_BASE_URLS, type KeyForCall, sealContext } from './call-keys.ts'
 export { type PriceOverrides, type ProviderKeyView, providerKeyView } from './views.ts';
 
 /** What providers need from the agents module: the agents bound to a key, and their rewrite on a remap. */
+/** What a key's usage report reads from the runs module. */
+export type KeyRunsPort = Pick<RunReports, 'runningRunCount' | 'runsUsingKeySince'>;
+
 export type AgentBindingsPort = Pick<AgentsService, 'boundToKey' | 'remapProviderKey' | 'forgetCached'>;
 
 function invalidBody(fields: Record<string, string>): ValidationError {
@@ -78,6 +82,7 @@ export class ProvidersService {
     /** Checks base URLs when they are saved (the proxy checks them again at every connection). */
     private readonly outbound: OutboundGuard,
     private readonly agents: AgentBindingsPort,
+    private readonly runs: KeyRunsPort,
   ) {
     this.callKeys = new OpenedKeys(ctx, db, sealer);
     this.usage = new UsageBatcher(ctx, db);
@@ -160,18 +165,15 @@ export class ProvidersService {
 
   async list(principal: Principal, query: PageQuery & { provider?: ProviderName; status?: repo.KeyStatus }) {
     const teamId = this.team(principal, 'read');
-    const limit = pageLimit(query.limit);
-    const rows = await repo.listKeys(
-      this.db,
-      teamId,
-      {
-        ...(query.provider ? { provider: query.provider } : {}),
-        ...(query.status ? { status: query.status } : {}),
-      },
-      decodeCursor(query.cursor),
-      limit + 1,
+    const filter = {
+      ...(query.provider ? { provider: query.provider } : {}),
+      ...(query.status ? { status: query.status } : {}),
+    };
+    return pageOf(
+      query,
+      (cursor, rows) => repo.listKeys(this.db, teamId, filter, cursor, rows),
+      providerKeyView,
     );
-    return toPage(rows, limit, (r) => r.id, providerKeyView);
   }
 
   async get(principal: Principal, id: string) {
@@ -416,12 +418,11 @@ export class ProvidersService {
     });
     const since = new Date(this.ctx.clock.now().getTime() - 30 * DAY_MS);
     const [activeRuns, recentRuns] = await Promise.all([
-      repo.runningRunCount(
-        this.db,
+      this.runs.runningRunCount(
         teamId,
         bound.map((a) => a.id),
       ),
-      repo.runsUsingKeySince(this.db, teamId, id, since),
+      this.runs.runsUsingKeySince(teamId, id, since),
     ]);
     return {
       agents,

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, type SQL, 
 import type { AgentId, RunId, StepId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 
 // Runs, steps and the ledger: SQL only, scoped by team. Budget leases are in
 // budget-repo.ts, the step writer's batch statement in step-batch-repo.ts.
@@ -40,68 +41,53 @@ export async function findRun(db: DbOrTx, teamId: string, id: RunId): Promise<Ru
   return row;
 }
 
-/** The agent's newest running run under `policyId` (implicit grouping joins it). */
-export async function latestRunningRun(
+/** The agent's newest run (by `newestBy`) of those where every one of `conditions` holds. */
+async function newestRunOfAgent(
   db: DbOrTx,
   teamId: string,
   agentId: string,
-  policyId: string,
+  conditions: SQL[],
+  newestBy: typeof runs.id | typeof runs.endedAt = runs.id,
 ): Promise<RunRow | undefined> {
   const [row] = await db
     .select()
     .from(runs)
-    .where(
-      and(
-        eq(runs.teamId, teamId),
-        eq(runs.agentId, agentId),
-        eq(runs.status, 'running'),
-        eq(runs.policyId, policyId),
-      ),
-    )
-    .orderBy(desc(runs.id))
+    .where(and(eq(runs.teamId, teamId), eq(runs.agentId, agentId), ...conditions))
+    .orderBy(desc(newestBy))
     .limit(1);
   return row;
+}
+
+/** The agent's newest running run under `policyId` (implicit grouping joins it). */
+export function latestRunningRun(db: DbOrTx, teamId: string, agentId: string, policyId: string) {
+  return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running'), eq(runs.policyId, policyId)]);
 }
 
 /** The agent's newest running run under any policy (GET /v1/runs/current). */
-export async function latestRunningRunOfAgent(
-  db: DbOrTx,
-  teamId: string,
-  agentId: string,
-): Promise<RunRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.teamId, teamId), eq(runs.agentId, agentId), eq(runs.status, 'running')))
-    .orderBy(desc(runs.id))
-    .limit(1);
-  return row;
+export function latestRunningRunOfAgent(db: DbOrTx, teamId: string, agentId: string) {
+  return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running')]);
 }
 
 /** A force-stop of this agent+policy that ended after `since` and was not lifted: it blocks implicit runs. */
-export async function blockingForceStop(
+export function blockingForceStop(
   db: DbOrTx,
   teamId: string,
   agentId: string,
   policyId: string,
   since: Date,
-): Promise<RunRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(runs)
-    .where(
-      and(
-        eq(runs.teamId, teamId),
-        eq(runs.agentId, agentId),
-        eq(runs.status, 'force_stopped'),
-        eq(runs.policyId, policyId),
-        isNull(runs.forceStopLiftedAt),
-        gt(runs.endedAt, since),
-      ),
-    )
-    .orderBy(desc(runs.endedAt))
-    .limit(1);
-  return row;
+) {
+  return newestRunOfAgent(
+    db,
+    teamId,
+    agentId,
+    [
+      eq(runs.status, 'force_stopped'),
+      eq(runs.policyId, policyId),
+      isNull(runs.forceStopLiftedAt),
+      gt(runs.endedAt, since),
+    ],
+    runs.endedAt,
+  );
 }
 
 export interface RunEnding {
@@ -195,12 +181,7 @@ async function updateOneRun(
   /** Only when this also holds. */
   onlyIf?: SQL,
 ): Promise<RunRow | undefined> {
-  const [row] = await db
-    .update(runs)
-    .set(set)
-    .where(and(eq(runs.teamId, teamId), eq(runs.id, runId), onlyIf))
-    .returning();
-  return row;
+  return updateOne(db, runs, and(eq(runs.teamId, teamId), eq(runs.id, runId), onlyIf), set);
 }
 
 export function updateRunDetails(db: DbOrTx, teamId: string, runId: RunId, details: RunDetails, at: Date) {

@@ -6,7 +6,7 @@
 import type { Context, Log } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { isId, type RunId } from '../../core/ids.ts';
-import { decodeCursor, type PageQuery, pageLimit, toPage } from '../../core/pagination.ts';
+import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
@@ -22,6 +22,7 @@ import { type Actor, endRuns } from './lifecycle.ts';
 import type { BlockedRequest, FailoverTransition } from './recording.ts';
 import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
+import { RunReports } from './reports.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
 import { DEFAULT_SWEEP_OPTIONS, RunSweeps, type SweepOptions } from './sweeps.ts';
@@ -39,11 +40,14 @@ export interface RunsOptions extends SweepOptions {
 /**
  * Runs, steps and the ledger. The proxy's side (resolve, reserve, settle,
  * record) sits over three systems — RunResolver, BudgetSystem, StepRecorder —
- * and the HTTP side (admin and agent routes) is below.
+ * and the HTTP side (admin and agent routes) is below; RunReports answers
+ * other modules' questions about runs.
  */
 export class RunsService {
   readonly resolver: RunResolver;
   readonly budget: BudgetSystem;
+  /** What other modules read about runs (policy stats, a key's usage), through their ports. */
+  readonly reports: RunReports;
   private readonly sweeps: RunSweeps;
   private readonly log: Log;
 
@@ -57,6 +61,7 @@ export class RunsService {
   ) {
     const { budget, ...sweeps } = options;
     this.log = ctx.log;
+    this.reports = new RunReports(db);
     this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
     this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), budget);
     this.sweeps = new RunSweeps(db, ctx, events, this.budget, (runId) => this.forgetRun(runId), {
@@ -185,23 +190,20 @@ export class RunsService {
   }
 
   async list(principal: Principal, q: RunListQueryType) {
-    const limit = pageLimit(q.limit);
-    const rows = await repo.listRuns(
-      this.db,
-      activeTeam(principal),
-      {
-        ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
-        ...(q.status !== undefined ? { status: q.status } : {}),
-        ...(q.policy_id !== undefined ? { policyId: q.policy_id } : {}),
-        ...(q.since !== undefined ? { since: new Date(q.since) } : {}),
-        ...(q.until !== undefined ? { until: new Date(q.until) } : {}),
-        ...(q.had_governance_block !== undefined ? { hadGovernanceBlock: q.had_governance_block } : {}),
-        ...(q.had_failover !== undefined ? { hadFailover: q.had_failover } : {}),
-      },
-      decodeCursor(q.cursor),
-      limit + 1,
+    const filter = {
+      ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
+      ...(q.status !== undefined ? { status: q.status } : {}),
+      ...(q.policy_id !== undefined ? { policyId: q.policy_id } : {}),
+      ...(q.since !== undefined ? { since: new Date(q.since) } : {}),
+      ...(q.until !== undefined ? { until: new Date(q.until) } : {}),
+      ...(q.had_governance_block !== undefined ? { hadGovernanceBlock: q.had_governance_block } : {}),
+      ...(q.had_failover !== undefined ? { hadFailover: q.had_failover } : {}),
+    };
+    return pageOf(
+      q,
+      (cursor, rows) => repo.listRuns(this.db, activeTeam(principal), filter, cursor, rows),
+      runView,
     );
-    return toPage(rows, limit, (r) => r.id, runView);
   }
 
   async get(principal: Principal, id: string) {
@@ -225,16 +227,20 @@ export class RunsService {
 
   async steps(principal: Principal, id: string, page: PageQuery) {
     const run = await this.visibleRun(principal, id);
-    const limit = pageLimit(page.limit);
-    const rows = await repo.listSteps(this.db, run.teamId, run.id, decodeCursor(page.cursor), limit + 1);
-    return toPage(rows, limit, (s) => s.id, stepView);
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listSteps(this.db, run.teamId, run.id, cursor, rows),
+      stepView,
+    );
   }
 
   async ledger(principal: Principal, id: string, page: PageQuery) {
     const run = await this.visibleRun(principal, id);
-    const limit = pageLimit(page.limit);
-    const rows = await repo.listLedger(this.db, run.teamId, run.id, decodeCursor(page.cursor), limit + 1);
-    return toPage(rows, limit, (l) => l.id, ledgerView);
+    return pageOf(
+      page,
+      (cursor, rows) => repo.listLedger(this.db, run.teamId, run.id, cursor, rows),
+      ledgerView,
+    );
   }
 
   private notRunning(run: repo.RunRow): ConflictError {
@@ -255,24 +261,26 @@ export class RunsService {
     return ended;
   }
 
+  /** An explicit completion (admin's or agent's): the caller's outcome, else success. */
+  private completeOne(principal: Principal, run: repo.RunRow, endedReason: string, input: CompleteRunInput) {
+    const ending: repo.RunEnding = {
+      status: 'completed',
+      endedReason,
+      completionReason: 'explicit',
+      outcome: input.outcome ?? null,
+      outcomeReason: input.outcome_reason ?? null,
+      fallbackOutcome: 'success',
+      ...(input.metadata ? { metadata: input.metadata } : {}),
+      at: this.clock.now(),
+    };
+    return this.endOne(run, ending, actorOf(principal));
+  }
+
   /** Admin completion: ended_reason `reason` (default admin_completed), completion_reason explicit. */
   async completeAsAdmin(principal: Principal, id: string, input: CompleteRunInput) {
     const run = await this.visibleRun(principal, id);
-    const ended = await this.endOne(
-      run,
-      {
-        status: 'completed',
-        endedReason: input.reason ?? input.ended_reason ?? 'admin_completed',
-        completionReason: 'explicit',
-        outcome: input.outcome ?? null,
-        outcomeReason: input.outcome_reason ?? null,
-        fallbackOutcome: 'success',
-        ...(input.metadata ? { metadata: input.metadata } : {}),
-        at: this.clock.now(),
-      },
-      actorOf(principal),
-    );
-    return runView(ended);
+    const endedReason = input.reason ?? input.ended_reason ?? 'admin_completed';
+    return runView(await this.completeOne(principal, run, endedReason, input));
   }
 
   /** Agent completion of its run (`current` = its latest running run); answers the completion summary. */
@@ -282,20 +290,8 @@ export class RunsService {
       idOrCurrent === 'current'
         ? await this.currentRun(principal, agentId)
         : await this.visibleRun(principal, idOrCurrent);
-    const ended = await this.endOne(
-      run,
-      {
-        status: 'completed',
-        endedReason: input.ended_reason ?? input.reason ?? 'agent_signaled',
-        completionReason: 'explicit',
-        outcome: input.outcome ?? null,
-        outcomeReason: input.outcome_reason ?? null,
-        fallbackOutcome: 'success',
-        ...(input.metadata ? { metadata: input.metadata } : {}),
-        at: this.clock.now(),
-      },
-      actorOf(principal),
-    );
+    const endedReason = input.ended_reason ?? input.reason ?? 'agent_signaled';
+    const ended = await this.completeOne(principal, run, endedReason, input);
     return completionView(ended, await repo.governanceEvents(this.db, ended.teamId, ended.id));
   }
 

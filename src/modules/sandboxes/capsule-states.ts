@@ -21,6 +21,20 @@ export interface Actor {
 export const SYSTEM_ACTOR: Actor = { actorKind: 'system', actorId: null };
 
 /**
+ * A guarded move: the capsule, the statuses it must be in, the one it goes
+ * to and why, who moved it (the system by default), and what else the move's
+ * transaction holds once the move held.
+ */
+type Move = [
+  id: CapsuleId,
+  from: CapsuleStatus[],
+  to: CapsuleStatus,
+  reason: string | null,
+  actor?: Actor,
+  also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
+];
+
+/**
  * The capsule state machine and what every capsule service shares: the
  * hosts this control plane drives, the guarded move between statuses (with
  * its event and its running time, in one transaction), the capsules running
@@ -181,15 +195,8 @@ export class CapsuleStates {
    * one transaction; `also` adds more to that transaction once the move held
    * (the event of a delete). Undefined when the capsule was not in `from`.
    */
-  async move(
-    id: CapsuleId,
-    from: CapsuleStatus[],
-    to: CapsuleStatus,
-    reason: string | null,
-    actor: Actor = SYSTEM_ACTOR,
-    also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
-  ): Promise<repo.CapsuleRow | undefined> {
-    const moved = await this.db.transaction((tx) => this.moveIn(tx, id, from, to, reason, actor, also));
+  async move(...move: Move): Promise<repo.CapsuleRow | undefined> {
+    const moved = await this.db.transaction((tx) => this.moveIn(tx, ...move));
     if (moved) this.moved(moved);
     return moved;
   }
@@ -197,12 +204,7 @@ export class CapsuleStates {
   /** move() inside the caller's transaction; the caller calls moved() once it commits. */
   async moveIn(
     tx: DbOrTx,
-    id: CapsuleId,
-    from: CapsuleStatus[],
-    to: CapsuleStatus,
-    reason: string | null,
-    actor: Actor = SYSTEM_ACTOR,
-    also?: (tx: DbOrTx, after: repo.CapsuleRow) => Promise<void>,
+    ...[id, from, to, reason, actor = SYSTEM_ACTOR, also]: Move
   ): Promise<repo.CapsuleRow | undefined> {
     const now = this.ctx.clock.now();
     // Into running from one known status (a start or a resume) there is nothing to account: no read first.

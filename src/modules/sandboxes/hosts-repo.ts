@@ -2,6 +2,7 @@ import { and, eq, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import type { HostId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
 import type { HostRow } from './repo.ts';
 
 // Hosts and their tokens. Hosts belong to the platform (regular, local) or
@@ -41,8 +42,7 @@ export async function updateHost(
   id: HostId,
   patch: Partial<typeof hosts.$inferInsert>,
 ): Promise<HostRow | undefined> {
-  const [row] = await db.update(hosts).set(patch).where(eq(hosts.id, id)).returning();
-  return row;
+  return updateOne(db, hosts, eq(hosts.id, id), patch);
 }
 
 /**

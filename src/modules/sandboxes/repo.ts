@@ -1,22 +1,22 @@
 import { and, desc, eq, inArray, isNull, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
 import type { CapsuleId, HostId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { type CapsuleStatus, capsules, capsuleUsage, hosts, templates } from '../../db/schema/index.ts';
+import {
+  CAPSULE_STATUSES,
+  type CapsuleStatus,
+  capsules,
+  capsuleUsage,
+  ENDED_STATUSES,
+  hosts,
+  templates,
+} from '../../db/schema/index.ts';
 
 export type CapsuleRow = typeof capsules.$inferSelect;
 export type HostRow = typeof hosts.$inferSelect;
 export type TemplateRow = typeof templates.$inferSelect;
 
 /** Statuses in which a capsule still holds (or is getting, or giving back) a place on a host. */
-export const LIVE_STATUSES: CapsuleStatus[] = [
-  'pending',
-  'starting',
-  'running',
-  'pausing',
-  'paused',
-  'resuming',
-  'stopping',
-];
+export const LIVE_STATUSES: CapsuleStatus[] = CAPSULE_STATUSES.filter((s) => !ENDED_STATUSES.includes(s));
 
 /** A new capsule, with the events of its start written by the same statement (EventsService.alongside). */
 export async function insertCapsule(
@@ -53,7 +53,7 @@ export async function findCapsuleAnyTeam(db: DbOrTx, id: CapsuleId): Promise<Cap
 export async function listCapsules(
   db: DbOrTx,
   teamId: string,
-  q: { status?: CapsuleStatus; before?: string; limit: number },
+  q: { status?: CapsuleStatus; before?: string; rows: number },
 ): Promise<CapsuleRow[]> {
   const where: SQL[] = [eq(capsules.teamId, teamId)];
   if (q.status) where.push(eq(capsules.status, q.status));
@@ -64,7 +64,7 @@ export async function listCapsules(
     .from(capsules)
     .where(and(...where))
     .orderBy(desc(capsules.id))
-    .limit(q.limit + 1);
+    .limit(q.rows);
 }
 
 /**

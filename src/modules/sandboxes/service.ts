@@ -2,7 +2,7 @@ import { SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import { type CapsuleId, type HostId, newId } from '../../core/ids.ts';
-import { decodeCursor, pageLimit, toPage } from '../../core/pagination.ts';
+import { pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
@@ -232,18 +232,15 @@ export class CapsulesService {
 
   async list(principal: Principal, q: { status?: CapsuleStatus; limit?: number; cursor?: string }) {
     const teamId = this.states.team(principal, 'read');
-    const limit = pageLimit(q.limit);
-    const before = decodeCursor(q.cursor);
-    const rows = await repo.listCapsules(this.db, teamId, {
-      ...(q.status ? { status: q.status } : {}),
-      ...(before ? { before } : {}),
-      limit,
-    });
     const now = this.ctx.clock.now();
-    return toPage(
-      rows,
-      limit,
-      (r) => r.id,
+    return pageOf(
+      q,
+      (before, rows) =>
+        repo.listCapsules(this.db, teamId, {
+          ...(q.status ? { status: q.status } : {}),
+          ...(before ? { before } : {}),
+          rows,
+        }),
       (r) => view(r, now),
     );
   }

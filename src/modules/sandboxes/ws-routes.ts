@@ -2,6 +2,7 @@ import type { ErrorObject } from 'ajv';
 import type { FastifyRequest } from 'fastify';
 import { type Static, type TSchema, Type } from 'typebox';
 import type { WebSocket } from 'ws';
+import type { Timers } from '../../core/context.ts';
 import { ValidationError } from '../../core/errors.ts';
 import {
   jsonMayHoldUnsafeText,
@@ -110,7 +111,8 @@ function relayExec(ws: WebSocket, proc: FollowedProcess): void {
   ws.on('close', stop);
 }
 
-export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService): void {
+/** `timers` drive the terminal's first-message deadline and its keep-alive pings (the context's, like every timer). */
+export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService, timers: Timers): void {
   /** The pre-upgrade checks: 404 / 409 are answered over HTTP, before any WebSocket exists. */
   const running = (need: 'read' | 'write') => async (request: FastifyRequest) => {
     const id = capsuleIdOf((request.params as { id: string }).id);
@@ -235,8 +237,8 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
         send(ws, { type: 'error', data, fatal: true });
         ws.close(1008, data.slice(0, 100));
       };
-      const first = setTimeout(() => fatal('no start or connect message in time'), FIRST_MESSAGE_MS);
-      const ping = setInterval(() => send(ws, { type: 'ping' }), PING_EVERY_MS);
+      const first = timers.after(FIRST_MESSAGE_MS, () => fatal('no start or connect message in time'));
+      const ping = timers.every(PING_EVERY_MS, () => send(ws, { type: 'ping' }));
       const attach = (s: FollowedProcess, started: boolean) => {
         session = s;
         if (started) send(ws, { type: 'started', tag: s.tag, pid: s.pid });
@@ -248,13 +250,13 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService)
         });
       };
       ws.on('close', () => {
-        clearTimeout(first);
-        clearInterval(ping);
+        first.cancel();
+        ping.cancel();
         // Sessions outlive the socket: the terminal keeps running for a later connect.
         detach?.();
       });
       const open = (msg: Record<string, unknown>) => {
-        clearTimeout(first);
+        first.cancel();
         if (msg.type === 'connect') {
           const { frame, refused } = ptyConnect(msg);
           if (refused) return fatal('connect needs the tag of a running terminal');
