@@ -1,3 +1,6 @@
+// One file over 400 lines: which host processes are the driver's (bwrap, its
+// reaper, the init, the launchers and the standby) is known only here, and
+// spawn, the process list, signals, pause and destroy must all agree on it.
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
