@@ -357,6 +357,21 @@ describe('crash safety', () => {
   });
 });
 
+/** One call that reserves 20 000 µ$ and costs 5 000, its lease statements landed. */
+async function spendOnce(budget: BudgetSystem, g: GatewayAgent, runId: string): Promise<void> {
+  const r = await budget.reserve({
+    teamId: g.teamId,
+    runId,
+    agentId: g.agent.id,
+    policyId: g.policy.id,
+    amountMicros: 20_000,
+    tokens: 100,
+  });
+  if (!r.ok) throw new Error(r.message);
+  await budget.settle(r.reservationId, llmStep(5_000));
+  await budget.leasesSettled();
+}
+
 describe('unused leases', () => {
   it('go back within two seconds of their last call, as docs/gateway.md says', async () => {
     const g = await agentWithPolicy(t, u, { budget: { hard_limit_usd: 1 } });
@@ -371,17 +386,7 @@ describe('unused leases', () => {
     budget.start();
     // The call lands just after a look for idle leases (the worst case for when the next finds it idle).
     await timers.advance(100);
-    const r = await budget.reserve({
-      teamId: g.teamId,
-      runId: run.id,
-      agentId: g.agent.id,
-      policyId: g.policy.id,
-      amountMicros: 20_000,
-      tokens: 100,
-    });
-    if (!r.ok) throw new Error(r.message);
-    await budget.settle(r.reservationId, llmStep(5_000));
-    await budget.leasesSettled();
+    await spendOnce(budget, g, run.id);
     const [held] = await leaseRows(t, run.id);
     expect(held!.amountMicros).toBeGreaterThan(0);
     expect((await runRow(t, run.id)).reservedMicros).toBe(held!.amountMicros);
@@ -423,17 +428,7 @@ describe('unused leases', () => {
       () => {},
     );
     budget.start();
-    const r = await budget.reserve({
-      teamId: g.teamId,
-      runId: run.id,
-      agentId: g.agent.id,
-      policyId: g.policy.id,
-      amountMicros: 20_000,
-      tokens: 100,
-    });
-    if (!r.ok) throw new Error(r.message);
-    await budget.settle(r.reservationId, llmStep(5_000));
-    await budget.leasesSettled();
+    await spendOnce(budget, g, run.id);
     expect(await leaseRows(t, run.id)).toHaveLength(1);
 
     // Step to the look that finds the lease idle: its return fails.
