@@ -110,13 +110,15 @@ async function serve(config: Config): Promise<void> {
   const address = await app.listen({ port: config.port, host: config.host });
   await database.migrate();
   await start();
+  // Asked before /ready answers, so whoever waits for ready finds the whole banner printed.
+  const noUsers = await services.auth.isEmpty();
   readiness.migrated = true;
   const url = config.publicUrl ?? address;
   process.stdout.write(
     `Paddock ${VERSION} listening on ${url} (${describe(config)}), ready in ${Date.now() - started} ms\n`,
   );
   process.stdout.write(`  API reference: ${url}/docs   OpenAPI: ${url}/v1/openapi.json\n`);
-  if (await services.auth.isEmpty()) {
+  if (noUsers) {
     process.stdout.write(
       '  No users yet. Create the first one (it becomes the platform admin):\n' +
         `    curl -s ${url}/v1/auth/signup -H 'content-type: application/json' \\\n` +
