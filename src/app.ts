@@ -60,6 +60,8 @@ import { CapsulesService } from './modules/sandboxes/service.ts';
 import { registerSnapshotRoutes } from './modules/sandboxes/snapshot-routes.ts';
 import { SnapshotsService } from './modules/sandboxes/snapshots.ts';
 import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
+import { registerSecretRoutes } from './modules/secrets/routes.ts';
+import { SecretsService } from './modules/secrets/service.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import { VERSION } from './version.ts';
 
@@ -91,6 +93,7 @@ export interface Services {
   clock: Clock;
   ctx: Context;
   providers: ProvidersService;
+  secrets: SecretsService;
   runs: RunsService;
   approvals: ApprovalsService;
   gateway: GatewayService;
@@ -192,6 +195,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     agents,
     runs.reports,
   );
+  const secrets = new SecretsService(db, ctx, sealer, events, (tx, teamId, ids) =>
+    agents.unknownAgentIds(tx, teamId, ids),
+  );
   const gatewayRateLimiter = new RateLimiter(gatewayStore, log);
   const gateway = new GatewayService(
     ctx,
@@ -227,6 +233,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     clock,
     ctx,
     providers,
+    secrets,
     runs,
     approvals,
     gateway,
@@ -370,6 +377,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerPolicyRoutes(app, policies);
   registerAgentRoutes(app, agents);
   registerProviderRoutes(app, providers);
+  registerSecretRoutes(app, secrets);
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);

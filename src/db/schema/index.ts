@@ -3,3 +3,4 @@ export * from './gateway.ts';
 export * from './identity.ts';
 export * from './rate-limits.ts';
 export * from './sandboxes.ts';
+export * from './secrets.ts';

@@ -1,5 +1,5 @@
-import { and, desc, eq, isNull, like, lt, or, sql } from 'drizzle-orm';
-import type { AgentId } from '../../core/ids.ts';
+import { and, desc, eq, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
+import { type AgentId, isId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -131,6 +131,17 @@ export async function idsUsingPolicy(db: DbOrTx, teamId: string, policyId: strin
     .where(and(eq(agents.teamId, teamId), eq(agents.policyId, policyId), isNull(agents.deletedAt)))
     .orderBy(agents.id);
   return rows.map((r) => r.id);
+}
+
+/** Which of `ids` are live agents of the team. */
+export async function liveAgentIdsAmong(db: DbOrTx, teamId: string, ids: string[]): Promise<Set<string>> {
+  const agentIds = ids.filter((id): id is AgentId => isId(id, 'agt'));
+  if (agentIds.length === 0) return new Set();
+  const rows = await db
+    .select({ id: agents.id })
+    .from(agents)
+    .where(and(eq(agents.teamId, teamId), inArray(agents.id, agentIds), isNull(agents.deletedAt)));
+  return new Set(rows.map((r) => r.id));
 }
 
 // -- agents bound to a provider key (for the providers module, through the service) --

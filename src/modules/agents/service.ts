@@ -219,6 +219,12 @@ export class AgentsService {
     return repo.idsUsingPolicy(tx, teamId, policyId);
   }
 
+  /** For modules that name agents (secrets): the ids among `ids` that are no live agent of the team. */
+  async unknownAgentIds(tx: DbOrTx, teamId: string, ids: readonly string[]): Promise<string[]> {
+    const live = await repo.liveAgentIdsAmong(tx, teamId, [...ids]);
+    return ids.filter((id) => !live.has(id));
+  }
+
   // -- references ----------------------------------------------------------
 
   /** Provider keys must exist for their provider, and appear once per provider. */

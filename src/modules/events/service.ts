@@ -40,6 +40,10 @@ export interface EventMap {
   'provider_key.disabled': { name: string };
   'provider_key.enabled': { name: string };
   'provider_key.deleted': { name: string; remapped_to: string | null; remapped_agents: number };
+  // Secrets: never the value, sealed or not.
+  'secret.created': { name: string; scope: 'all' | 'agents'; agent_ids: string[] };
+  'secret.updated': { name: string; changed_fields: string[] };
+  'secret.deleted': { name: string };
   // Runs (subject: the run). Money in USD.
   'run.started': { agent_id: string; policy_id: string; name: string | null; creation_method: string };
   'run.completed': {

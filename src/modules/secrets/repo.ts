@@ -1,0 +1,96 @@
+import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import type { AgentId, Id } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
+import { secrets } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
+
+export type SecretId = Id<'sec'>;
+export type SecretRow = typeof secrets.$inferSelect;
+export type SecretPatch = Partial<
+  Pick<SecretRow, 'name' | 'sealedValue' | 'scope' | 'agentIds' | 'updatedAt'>
+>;
+
+export { isUniqueViolation } from '../../db/errors.ts';
+
+export async function insertSecret(db: DbOrTx, row: typeof secrets.$inferInsert): Promise<SecretRow> {
+  const [inserted] = await db.insert(secrets).values(row).returning();
+  return inserted!;
+}
+
+export async function findSecret(
+  db: DbOrTx,
+  teamId: string,
+  id: SecretId,
+  lock?: 'update',
+): Promise<SecretRow | undefined> {
+  const q = db
+    .select()
+    .from(secrets)
+    .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id)));
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+export async function findSecretByName(
+  db: DbOrTx,
+  teamId: string,
+  name: string,
+): Promise<SecretRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(secrets)
+    .where(and(eq(secrets.teamId, teamId), eq(secrets.name, name)));
+  return row;
+}
+
+export async function listSecrets(
+  db: DbOrTx,
+  teamId: string,
+  filter: { agentId?: AgentId },
+  beforeId: string | undefined,
+  limit: number,
+): Promise<SecretRow[]> {
+  return db
+    .select()
+    .from(secrets)
+    .where(
+      and(
+        eq(secrets.teamId, teamId),
+        filter.agentId ? givenTo(filter.agentId) : undefined,
+        // A cursor is any string: ids order as text.
+        beforeId ? lt(secrets.id, beforeId as SecretId) : undefined,
+      ),
+    )
+    .orderBy(desc(secrets.id))
+    .limit(limit);
+}
+
+/** The team's secrets an agent gets: every `all` one, and the `agents` ones that list it. */
+export async function secretsForAgent(db: DbOrTx, teamId: string, agentId: AgentId): Promise<SecretRow[]> {
+  return db
+    .select()
+    .from(secrets)
+    .where(and(eq(secrets.teamId, teamId), givenTo(agentId)))
+    .orderBy(secrets.name);
+}
+
+function givenTo(agentId: AgentId) {
+  return sql`(${secrets.scope} = 'all' or ${secrets.agentIds} @> ${JSON.stringify([agentId])}::jsonb)`;
+}
+
+export async function updateSecret(
+  db: DbOrTx,
+  teamId: string,
+  id: SecretId,
+  patch: SecretPatch,
+): Promise<SecretRow | undefined> {
+  return updateOne(db, secrets, and(eq(secrets.teamId, teamId), eq(secrets.id, id)), patch);
+}
+
+export async function deleteSecret(db: DbOrTx, teamId: string, id: SecretId): Promise<SecretRow | undefined> {
+  const [row] = await db
+    .delete(secrets)
+    .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id)))
+    .returning();
+  return row;
+}

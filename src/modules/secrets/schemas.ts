@@ -1,0 +1,69 @@
+import { Type } from 'typebox';
+import { Body, Paginated, Timestamp } from '../../http/schemas.ts';
+
+/** Env-var-shaped, as the tool processes receive them (Vonzio's rule). */
+export const SecretName = Type.String({
+  minLength: 1,
+  maxLength: 128,
+  pattern: '^[A-Z_][A-Z0-9_]*$',
+  description: 'the environment variable the value is set as, e.g. DATABASE_URL',
+});
+
+/**
+ * At least 4 characters: the runner replaces every value it finds in tool
+ * output, and a shorter one would blank out ordinary text.
+ */
+export const SecretValue = Type.String({
+  minLength: 4,
+  maxLength: 65_536,
+  description:
+    'sealed at rest; never shown again, and replaced by [secret:NAME] wherever it appears in tool output',
+});
+
+export const SecretScope = Type.Enum(['all', 'agents'], {
+  description: 'all: every agent of the team; agents: only the agents in agent_ids',
+});
+
+const AgentIds = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+  maxItems: 200,
+  uniqueItems: true,
+  description: 'with scope agents: the agents that get the secret (at least one)',
+});
+
+export const CreateSecretBody = Body({
+  name: SecretName,
+  value: SecretValue,
+  scope: Type.Optional(SecretScope),
+  agent_ids: Type.Optional(AgentIds),
+});
+
+export const UpdateSecretBody = Body({
+  name: Type.Optional(SecretName),
+  value: Type.Optional(SecretValue),
+  scope: Type.Optional(SecretScope),
+  agent_ids: Type.Optional(AgentIds),
+});
+
+export const SecretListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 400 })),
+    agent_id: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: 'only the secrets this agent gets' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const Secret = Type.Object({
+  id: Type.String(),
+  team_id: Type.String(),
+  name: Type.String(),
+  value: Type.Literal('••••••••', { description: 'always redacted' }),
+  scope: SecretScope,
+  agent_ids: Type.Array(Type.String()),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+});
+
+export const Secrets = Paginated(Secret);
