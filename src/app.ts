@@ -1,3 +1,4 @@
+import path from 'node:path';
 import fastifyCookie from '@fastify/cookie';
 import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
@@ -28,6 +29,10 @@ import { AgentsService } from './modules/agents/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
 import { EventsService } from './modules/events/service.ts';
+import { DatabaseStore } from './modules/files/database-store.ts';
+import { registerFileRoutes } from './modules/files/routes.ts';
+import { FilesService } from './modules/files/service.ts';
+import { DataDirStore } from './modules/files/store.ts';
 import { ProviderHealthRegistry } from './modules/gateway/circuit-breaker.ts';
 import { PriceTable } from './modules/gateway/pricing.ts';
 import { RateLimiter } from './modules/gateway/rate-limit.ts';
@@ -94,6 +99,7 @@ export interface Services {
   ctx: Context;
   providers: ProvidersService;
   secrets: SecretsService;
+  files: FilesService;
   runs: RunsService;
   approvals: ApprovalsService;
   gateway: GatewayService;
@@ -198,6 +204,25 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const secrets = new SecretsService(db, ctx, sealer, events, (tx, teamId, ids) =>
     agents.unknownAgentIds(tx, teamId, ids),
   );
+  const files = new FilesService(
+    db,
+    ctx,
+    hasher,
+    events,
+    {
+      current:
+        config.fileStore === 'auto'
+          ? database.kind === 'pglite'
+            ? 'data_dir'
+            : 'database'
+          : config.fileStore,
+      all: {
+        data_dir: new DataDirStore(path.join(config.dataDir, 'files')),
+        database: new DatabaseStore(db),
+      },
+    },
+    { maxBytes: config.fileMaxBytes, uploadTtlMs: 60 * 60 * 1000 },
+  );
   const gatewayRateLimiter = new RateLimiter(gatewayStore, log);
   const gateway = new GatewayService(
     ctx,
@@ -234,6 +259,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     ctx,
     providers,
     secrets,
+    files,
     runs,
     approvals,
     gateway,
@@ -378,6 +404,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerAgentRoutes(app, agents);
   registerProviderRoutes(app, providers);
   registerSecretRoutes(app, secrets);
+  registerFileRoutes(app, files, config.publicUrl);
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);
@@ -400,6 +427,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await hosts.load();
     capsules.start();
     hosts.start();
+    files.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
@@ -411,6 +439,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await capsules.shutdown();
     await runs.shutdown();
     await providers.close();
+    files.close();
     await upstream.close();
   });
 

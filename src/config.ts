@@ -37,6 +37,10 @@ export interface Config {
   contentLogging: boolean;
   /** Where the local sandbox host keeps capsules and templates. */
   sandboxDir: string;
+  /** The largest file /v1/files accepts, in bytes. */
+  fileMaxBytes: number;
+  /** Where files' bytes live: auto is the data dir on embedded PGlite, the database on a Postgres server. */
+  fileStore: 'auto' | 'data_dir' | 'database';
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
   sandboxDriver: 'auto' | 'bwrap' | 'process';
   /** Capsules' allow-listed names may resolve to private and loopback addresses (off: refused). */
@@ -216,6 +220,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     defaultMaxTokens: int('PADDOCK_DEFAULT_MAX_TOKENS', env.PADDOCK_DEFAULT_MAX_TOKENS, 4096, 1, 1_000_000),
     contentLogging: bool('PADDOCK_CONTENT_LOGGING', env.PADDOCK_CONTENT_LOGGING, false),
     sandboxDir: path.resolve(env.PADDOCK_SANDBOX_DIR || path.join(dataDir, 'sandboxes')),
+    fileMaxBytes: int(
+      'PADDOCK_FILE_MAX_BYTES',
+      env.PADDOCK_FILE_MAX_BYTES,
+      256 * 1024 ** 2,
+      1024,
+      5 * 1024 ** 3,
+    ),
+    fileStore: oneOf(
+      'PADDOCK_FILE_STORE',
+      env.PADDOCK_FILE_STORE,
+      ['auto', 'data_dir', 'database'] as const,
+      'auto',
+    ),
     sandboxDriver: oneOf(
       'PADDOCK_SANDBOX_DRIVER',
       env.PADDOCK_SANDBOX_DRIVER,

@@ -440,6 +440,32 @@ beforeAll(async () => {
   expect([200, 201, 202], JSON.stringify(snapshot.body)).toContain(snapshot.status);
   ids.snapshot = 'fuzz-snap';
 
+  // A secret, and a file that came in through a prepared upload (PUT with its token, then complete).
+  ids.secret = must(
+    await t.call('POST', '/v1/secrets', {
+      ...token(),
+      body: { name: 'FUZZ_SECRET', value: 'fuzz-value-1234' },
+    }),
+    201,
+    'secret',
+  ).id;
+  const prepared = must(
+    await t.call('POST', '/v1/files/uploads', { ...token(), body: { filename: 'fuzz.txt' } }),
+    201,
+    'prepared upload',
+  );
+  const put = await t.app.inject({
+    method: 'PUT',
+    url: prepared.upload_url.slice(prepared.upload_url.indexOf('/v1/')),
+    payload: 'fuzz bytes',
+  });
+  expect(put.statusCode, put.body).toBe(200);
+  ids.file = must(
+    await t.call('POST', `/v1/files/uploads/${prepared.upload_id}/complete`, token()),
+    201,
+    'completed upload',
+  ).id;
+
   // A registered remote host (unreachable, which is fine) with a tag.
   const host = must(
     await t.call('POST', '/v1/hosts', { ...token(), body: { type: 'regular', tags: ['fuzz-tag'] } }),
@@ -504,6 +530,8 @@ function pathValue(path: string, name: string): string {
     approvals: ids.approval,
     capsules: ids.capsule,
     hosts: ids.host,
+    secrets: ids.secret,
+    files: ids.file,
   };
   const value = byResource[resource ?? ''];
   if (value === undefined) throw new Error(`no value for {${name}} of ${path}: add one`);

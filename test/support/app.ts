@@ -92,10 +92,13 @@ export async function createTestApp(
   const database = shared ? shared.database : await freshDatabase();
   // Each app its own sandbox host directory (capsules, templates, host id).
   const sandboxDir = shared ? shared.config.sandboxDir : mkdtempSync(path.join(tmpdir(), 'paddock-sandbox-'));
+  // And its own data dir (the file store's bytes; the database is the test's own).
+  const dataDir = shared ? shared.config.dataDir : mkdtempSync(path.join(tmpdir(), 'paddock-data-'));
   const config: Config = {
     ...loadConfig({
       PADDOCK_SIGNUP: 'open',
       PADDOCK_SANDBOX_DIR: sandboxDir,
+      PADDOCK_DATA_DIR: dataDir,
       // No capsules started ahead unless a test is about them: they would only compete for the CPU.
       PADDOCK_SANDBOX_WARM: '0',
       // Test files sign up and sign in many users from one inject address.
@@ -179,6 +182,7 @@ export async function createTestApp(
       if (shared) return;
       await database.close();
       rmSync(sandboxDir, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
   return t;

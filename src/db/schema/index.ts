@@ -1,4 +1,5 @@
 export * from './events.ts';
+export * from './files.ts';
 export * from './gateway.ts';
 export * from './identity.ts';
 export * from './rate-limits.ts';

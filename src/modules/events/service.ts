@@ -44,6 +44,9 @@ export interface EventMap {
   'secret.created': { name: string; scope: 'all' | 'agents'; agent_ids: string[] };
   'secret.updated': { name: string; changed_fields: string[] };
   'secret.deleted': { name: string };
+  // Files: names and sizes, never the bytes.
+  'file.created': { filename: string; size_bytes: number };
+  'file.deleted': { filename: string };
   // Runs (subject: the run). Money in USD.
   'run.started': { agent_id: string; policy_id: string; name: string | null; creation_method: string };
   'run.completed': {

@@ -4,10 +4,11 @@
 import type { MultipartFile } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { AppError, BadRequestError, ValidationError } from '../../core/errors.ts';
+import { BadRequestError, ValidationError } from '../../core/errors.ts';
 import { unsafeTextReason } from '../../core/input-guard.ts';
 import type { CapsuleStatus } from '../../db/schema/index.ts';
 import { principalOf } from '../../http/auth.ts';
+import { firstFilePart, malformedUpload, requireMultipart } from '../../http/multipart.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { capsuleIdOf } from './capsule-view.ts';
@@ -36,48 +37,23 @@ const UploadQuery = Type.Object(
  * destination must be known when it starts).
  */
 async function uploadOf(request: FastifyRequest): Promise<{ path: string; file: MultipartFile }> {
-  let path = (request.query as { path?: string }).path;
-  if (!request.isMultipart()) {
+  requireMultipart(request, 'path, file');
+  const { fields, part } = await firstFilePart(request);
+  if (part === undefined) throw new BadRequestError('file_required', 'the upload has no file part');
+  const path = (request.query as { path?: string }).path ?? fields.get('path');
+  if (path === undefined || !path.startsWith('/')) {
+    part.file.resume();
     throw new BadRequestError(
-      'multipart_required',
-      'send the file as multipart/form-data (fields: path, file)',
+      'path_required',
+      'give the absolute destination as ?path= or as a "path" field sent before the file',
     );
   }
-  try {
-    for await (const part of request.parts()) {
-      if (part.type === 'field') {
-        if (part.fieldname === 'path' && typeof part.value === 'string') path = part.value;
-        continue;
-      }
-      if (path === undefined || !path.startsWith('/')) {
-        part.file.resume();
-        throw new BadRequestError(
-          'path_required',
-          'give the absolute destination as ?path= or as a "path" field sent before the file',
-        );
-      }
-      const unsafe = unsafeTextReason(path);
-      if (unsafe) {
-        part.file.resume();
-        throw new ValidationError(`the path field ${unsafe}`, { path: unsafe });
-      }
-      return { path, file: part };
-    }
-  } catch (err) {
-    throw malformedUpload(err);
+  const unsafe = unsafeTextReason(path);
+  if (unsafe) {
+    part.file.resume();
+    throw new ValidationError(`the path field ${unsafe}`, { path: unsafe });
   }
-  throw new BadRequestError('file_required', 'the upload has no file part');
-}
-
-/**
- * The multipart parser fails on the body the client sent (no boundary, cut
- * short, a broken part header) with plain errors: those are the client's 400.
- * Its limit errors carry their own 4xx status and stay as they are.
- */
-function malformedUpload(err: unknown): unknown {
-  if (err instanceof AppError || (err instanceof Error && 'statusCode' in err)) return err;
-  const reason = err instanceof Error ? err.message : 'unreadable';
-  return new BadRequestError('invalid_multipart', `the multipart/form-data body is malformed: ${reason}`);
+  return { path, file: part };
 }
 
 /** Wrenn's capsule API under Paddock's conventions. Multipart and binary routes skip JSON validation. */

@@ -1,0 +1,89 @@
+import { and, desc, eq, inArray, lt } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.ts';
+import { files } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
+import type { FileId } from './store.ts';
+
+export type FileRow = typeof files.$inferSelect;
+export type FilePatch = Partial<Omit<FileRow, 'id' | 'teamId' | 'createdAt' | 'store'>>;
+
+export async function insertFile(db: DbOrTx, row: typeof files.$inferInsert): Promise<FileRow> {
+  const [inserted] = await db.insert(files).values(row).returning();
+  return inserted!;
+}
+
+export async function findFile(
+  db: DbOrTx,
+  teamId: string,
+  id: FileId,
+  lock?: 'update',
+): Promise<FileRow | undefined> {
+  const q = db
+    .select()
+    .from(files)
+    .where(and(eq(files.teamId, teamId), eq(files.id, id)));
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+/**
+ * System-only (by id alone): a prepared upload's PUT carries no team, only
+ * the upload's id and token; the caller checks the token before anything else.
+ */
+export async function systemFindUpload(
+  db: DbOrTx,
+  id: FileId,
+  lock?: 'update',
+): Promise<FileRow | undefined> {
+  const q = db.select().from(files).where(eq(files.id, id));
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+/** The team's ready files among `ids` (for references from tasks and agents). */
+export async function readyFilesAmong(db: DbOrTx, teamId: string, ids: FileId[]): Promise<FileRow[]> {
+  if (ids.length === 0) return [];
+  return db
+    .select()
+    .from(files)
+    .where(and(eq(files.teamId, teamId), inArray(files.id, ids), eq(files.status, 'ready')));
+}
+
+export async function listReadyFiles(
+  db: DbOrTx,
+  teamId: string,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(files)
+    .where(
+      and(
+        eq(files.teamId, teamId),
+        eq(files.status, 'ready'),
+        // A cursor is any string: ids order as text.
+        beforeId ? lt(files.id, beforeId as FileId) : undefined,
+      ),
+    )
+    .orderBy(desc(files.id))
+    .limit(limit);
+}
+
+export async function updateFile(db: DbOrTx, id: FileId, patch: FilePatch): Promise<FileRow | undefined> {
+  return updateOne(db, files, eq(files.id, id), patch);
+}
+
+export async function deleteFile(db: DbOrTx, id: FileId): Promise<void> {
+  await db.delete(files).where(eq(files.id, id));
+}
+
+/** System-only: files never completed whose last change is older than `before` (the sweep's). */
+export async function systemAbandonedUploads(db: DbOrTx, before: Date, limit: number): Promise<FileRow[]> {
+  return db
+    .select()
+    .from(files)
+    .where(and(inArray(files.status, ['pending', 'uploaded']), lt(files.updatedAt, before)))
+    .orderBy(files.updatedAt)
+    .limit(limit);
+}
