@@ -9,6 +9,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import type { SqlClient } from '../jobs/boss.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { RemotePglite } from './pglite-remote.ts';
 import { seedFromTemplate, templateDir } from './pglite-template.ts';
@@ -77,6 +78,7 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
     kind: 'pglite',
     migrate: async () => {
       await migratePglite(drizzlePglite(asPglite, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+      await installJobs(client);
     },
     ping: () => ping(db),
     dump: () => client.dumpDataDir(),
@@ -100,10 +102,17 @@ export async function openPostgres(url: string, poolMax = 10): Promise<Database>
     kind: 'postgres',
     migrate: async () => {
       await migratePg(drizzlePg(pool, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+      await installJobs(pool);
     },
     ping: () => ping(db),
     close: () => pool.end(),
   };
+}
+
+/** pg-boss's schema is part of the migrations; loaded only when migrating. */
+async function installJobs(client: SqlClient): Promise<void> {
+  const { installJobsSchema } = await import('../jobs/boss.ts');
+  await installJobsSchema(client);
 }
 
 async function ping(db: Db): Promise<boolean> {
@@ -115,8 +124,9 @@ async function ping(db: Db): Promise<boolean> {
   }
 }
 
-interface RawClient {
-  query(text: string, params: unknown[]): Promise<{ rows: unknown[] }>;
+/** The driver's own client under drizzle (PGlite's remote, or the node-postgres pool), for pg-boss and raw statements. */
+export function sqlClient(db: Db): SqlClient {
+  return (db as unknown as { $client: SqlClient }).$client;
 }
 
 /**
@@ -130,7 +140,6 @@ export async function rawQuery(
   text: string,
   params: unknown[],
 ): Promise<Array<Record<string, unknown>>> {
-  const client = (db as unknown as { $client: RawClient }).$client;
-  const result = await client.query(text, params);
+  const result = await sqlClient(db).query(text, params);
   return result.rows as Array<Record<string, unknown>>;
 }

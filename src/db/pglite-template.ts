@@ -8,12 +8,12 @@ import { fileURLToPath } from 'node:url';
 // (bin/build.js calls makeTemplate): initdb and the migrations take seconds,
 // and initdb's peak would stay in the database process's WebAssembly memory
 // for as long as it runs (that memory never shrinks). The template's name
-// holds the PGlite version and a digest of the migrations it applied, so a
-// template made by another PGlite or for other migrations is never used.
+// holds the PGlite and pg-boss versions and a digest of the migrations it
+// applied, so a template made by another PGlite or for other migrations is never used.
 
-/** The installed PGlite's version. */
-function pgliteVersion(): string {
-  let dir = path.dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+/** An installed package's version (PGlite's, pg-boss's: the template holds both's work). */
+function packageVersion(name: string): string {
+  let dir = path.dirname(createRequire(import.meta.url).resolve(name));
   while (!existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
   return (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version;
 }
@@ -34,9 +34,12 @@ function digest(folder: string): string {
   return hash.digest('hex').slice(0, 12);
 }
 
-/** dist/pgdata-<PGlite version>-<migrations digest> (this module's source is in src/db/: see bin/build.js). */
+/**
+ * dist/pgdata-<PGlite version>-<pg-boss version>-<migrations digest> (this
+ * module's source is in src/db/: see bin/build.js).
+ */
 export function templateDir(migrationsFolder: string): string {
-  const name = `pgdata-${pgliteVersion()}-${digest(migrationsFolder)}`;
+  const name = `pgdata-${packageVersion('@electric-sql/pglite')}-${packageVersion('pg-boss')}-${digest(migrationsFolder)}`;
   return fileURLToPath(new URL(`../../dist/${name}`, import.meta.url));
 }
 
@@ -69,9 +72,11 @@ export async function makeTemplate(migrationsFolder: string): Promise<number | u
   const { PGlite } = await import('@electric-sql/pglite');
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
+  const { installJobsSchema } = await import('../jobs/boss.ts');
   const db = await PGlite.create(partial);
   try {
     await migrate(drizzle(db), { migrationsFolder });
+    await installJobsSchema(db);
   } finally {
     await db.close();
   }

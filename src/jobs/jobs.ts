@@ -1,0 +1,126 @@
+import PgBoss from 'pg-boss';
+import type { Log } from '../core/context.ts';
+import { bossDatabase, JOBS_SCHEMA, type SqlClient } from './boss.ts';
+
+/** How a queue's jobs are retried and when a job a worker holds is given up on. */
+export interface QueuePolicy {
+  /** Attempts after the first (0: none). */
+  retryLimit: number;
+  /** Seconds before a retry. */
+  retryDelaySec: number;
+  /**
+   * How long a worker may hold a job before it counts as lost (the worker
+   * died or hung) and the job is retried, as pg-boss's expiration.
+   */
+  expireInSec: number;
+}
+
+export interface JobsOptions {
+  /** How often idle workers look for jobs other servers sent (this server's own wake them at once). */
+  pollingIntervalSec: number;
+  /** How often (at most, across all servers) expired jobs are found and retried, and old ones archived. */
+  maintenanceIntervalSec: number;
+}
+
+/**
+ * A job's handler. When the job's time (the queue's `expireInSec`) runs out,
+ * pg-boss stops waiting for the handler and retries the job; `signal` aborts
+ * then, and the handler must stop, since the job may already run elsewhere.
+ */
+export type JobHandler<T> = (job: {
+  id: string;
+  data: T;
+  retryCount: number;
+  signal: AbortSignal;
+}) => Promise<void>;
+
+/**
+ * Durable background jobs (task runs, webhook deliveries, builds) on pg-boss,
+ * in the application's own database: a job survives a restart, is held by one
+ * worker at a time (SKIP LOCKED), and is retried after a failure or after its
+ * worker vanished. A job sent by this server wakes this server's worker at
+ * once instead of waiting for the next poll.
+ */
+export class Jobs {
+  private readonly boss: PgBoss;
+  private readonly workers = new Map<string, string[]>();
+  private started: Promise<void> | undefined;
+
+  constructor(
+    client: SqlClient,
+    private readonly log: Log,
+    private readonly options: JobsOptions,
+  ) {
+    this.boss = new PgBoss({
+      db: bossDatabase(client),
+      schema: JOBS_SCHEMA,
+      // The schema comes with Paddock's migrations.
+      migrate: false,
+      supervise: true,
+      schedule: false,
+      maintenanceIntervalSeconds: options.maintenanceIntervalSec,
+    } as PgBoss.ConstructorOptions);
+    this.boss.on('error', (err) => this.log.warn({ err }, 'background jobs: pg-boss reported an error'));
+  }
+
+  private start(): Promise<void> {
+    this.started ??= this.boss.start().then(() => undefined);
+    return this.started;
+  }
+
+  /** Declares a queue and works it on this server, one job at a time per call of `work`. */
+  async work<T extends object>(name: string, policy: QueuePolicy, handler: JobHandler<T>): Promise<void> {
+    await this.start();
+    await this.boss.createQueue(name, {
+      name,
+      retryLimit: policy.retryLimit,
+      retryDelay: policy.retryDelaySec,
+      expireInSeconds: policy.expireInSec,
+    });
+    const id = await this.boss.work<T>(
+      name,
+      { pollingIntervalSeconds: this.options.pollingIntervalSec, batchSize: 1, includeMetadata: true },
+      async ([job]) => {
+        if (job === undefined) return;
+        const timeUp = new AbortController();
+        const timer = setTimeout(
+          () => timeUp.abort(new Error(`job ${job.id} of ${name} ran past its ${policy.expireInSec} s`)),
+          policy.expireInSec * 1000,
+        );
+        timer.unref();
+        try {
+          await handler({ id: job.id, data: job.data, retryCount: job.retryCount, signal: timeUp.signal });
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    );
+    this.workers.set(name, [...(this.workers.get(name) ?? []), id]);
+  }
+
+  /** Sends a job; resolves with its id once it is stored. This server's workers of the queue wake at once. */
+  async send<T extends object>(
+    name: string,
+    data: T,
+    options: { singletonKey?: string } = {},
+  ): Promise<string | null> {
+    await this.start();
+    const id = await this.boss.send(name, data, options);
+    for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
+    return id;
+  }
+
+  /** A job's state, for tests and the operators' view. */
+  async state(name: string, id: string): Promise<string | undefined> {
+    await this.start();
+    return (await this.boss.getJobById(name, id))?.state;
+  }
+
+  /** Stops taking jobs; waits for the ones in hand unless `graceful` is false. */
+  async stop(graceful = true): Promise<void> {
+    if (this.started === undefined) return;
+    await this.started.catch(() => undefined);
+    await this.boss.stop({ graceful, wait: true, close: false, timeout: 10_000 });
+    this.started = undefined;
+  }
+}

@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLog } from '../../src/core/context.ts';
+import type { Database } from '../../src/db/client.ts';
+import { sqlClient } from '../../src/db/client.ts';
+import { Jobs } from '../../src/jobs/jobs.ts';
+import { freshDatabase } from '../support/db.ts';
+
+let database: Database;
+const running: Jobs[] = [];
+
+beforeAll(async () => {
+  database = await freshDatabase();
+});
+afterAll(async () => {
+  for (const jobs of running) await jobs.stop(false);
+  await database.close();
+});
+
+/** A Jobs on the test database; the supervisor looks for lost jobs every second. */
+function jobsOnDatabase(): Jobs {
+  const jobs = new Jobs(sqlClient(database.db), silentLog, {
+    pollingIntervalSec: 0.5,
+    maintenanceIntervalSec: 1,
+  });
+  running.push(jobs);
+  return jobs;
+}
+
+/** Resolves when `check` holds, looking every 20 ms, or fails after `ms`. */
+async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('background jobs (pg-boss in the application database)', () => {
+  it('hands a sent job to this server’s worker with its data', async () => {
+    const jobs = jobsOnDatabase();
+    const seen: unknown[] = [];
+    await jobs.work<{ n: number }>(
+      'test-hand',
+      { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 },
+      async (job) => {
+        seen.push(job.data);
+      },
+    );
+    const id = await jobs.send('test-hand', { n: 1 });
+    expect(id).toEqual(expect.any(String));
+    await until(() => seen.length === 1);
+    expect(seen).toEqual([{ n: 1 }]);
+    await until(async () => (await jobs.state('test-hand', id!)) === 'completed');
+  });
+
+  it('retries a job whose handler fails, up to the limit, then records it failed', async () => {
+    const jobs = jobsOnDatabase();
+    const attempts: number[] = [];
+    await jobs.work('test-retry', { retryLimit: 2, retryDelaySec: 0, expireInSec: 60 }, async (job) => {
+      attempts.push(job.retryCount);
+      throw new Error('the handler failed');
+    });
+    const id = await jobs.send('test-retry', {});
+    await until(async () => (await jobs.state('test-retry', id!)) === 'failed');
+    expect(attempts).toEqual([0, 1, 2]);
+  });
+
+  it('gives the job of a worker that died to another worker once the job expires', async () => {
+    const first = jobsOnDatabase();
+    let heldBy = '';
+    await first.work('test-lost', { retryLimit: 1, retryDelaySec: 0, expireInSec: 1 }, async () => {
+      heldBy = 'first';
+      await new Promise(() => {});
+    });
+    const id = await first.send('test-lost', { task: 'x' });
+    await until(() => heldBy === 'first');
+    // The first server goes away with the job in hand, as a process killed mid-job does.
+    await first.stop(false);
+    const second = jobsOnDatabase();
+    const done: Array<{ id: string; retryCount: number }> = [];
+    await second.work('test-lost', { retryLimit: 1, retryDelaySec: 0, expireInSec: 1 }, async (job) => {
+      done.push({ id: job.id, retryCount: job.retryCount });
+    });
+    await until(() => done.length === 1, 30_000);
+    expect(done).toEqual([{ id, retryCount: 1 }]);
+  }, 40_000);
+
+  it('aborts a handler’s signal when its job runs out of time (the job is retried meanwhile)', async () => {
+    const jobs = jobsOnDatabase();
+    const reasons: string[] = [];
+    await jobs.work('test-time', { retryLimit: 0, retryDelaySec: 0, expireInSec: 1 }, async (job) => {
+      await new Promise<void>((resolve) =>
+        job.signal.addEventListener('abort', () => {
+          reasons.push(String((job.signal.reason as Error).message));
+          resolve();
+        }),
+      );
+    });
+    const id = await jobs.send('test-time', {});
+    await until(() => reasons.length === 1);
+    expect(reasons[0]).toBe(`job ${id} of test-time ran past its 1 s`);
+  });
+
+  it('keeps a job sent while no worker runs, for the worker that starts later', async () => {
+    const sender = jobsOnDatabase();
+    await sender.work('test-later', { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 }, async () => {
+      throw new Error('not this one');
+    });
+    await sender.stop();
+    const id = await jobsOnDatabase().send('test-later', { kept: true });
+    const worker = jobsOnDatabase();
+    const seen: unknown[] = [];
+    await worker.work('test-later', { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 }, async (job) => {
+      seen.push(job.data);
+    });
+    await until(() => seen.length === 1);
+    expect(seen).toEqual([{ kept: true }]);
+    expect(id).toEqual(expect.any(String));
+  });
+});
