@@ -14,7 +14,7 @@ import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { type HostId, isId, ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
-import type { Database } from './db/client.ts';
+import { type Database, sqlClient } from './db/client.ts';
 import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
@@ -23,11 +23,17 @@ import { createLogger, loggerOptions } from './http/logger.ts';
 import { buildLazySerializer } from './http/serialization.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
+import { Jobs } from './jobs/jobs.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
 import { AgentMe } from './modules/agents/schemas.ts';
 import { AgentsService } from './modules/agents/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
+import { BUILD_QUEUE, BUILD_TIME_LIMIT_SEC, EnvironmentBuilder } from './modules/environments/builder.ts';
+import type { EnvironmentVersionId } from './modules/environments/repo.ts';
+import { registerEnvironmentRoutes } from './modules/environments/routes.ts';
+import { EnvironmentsService } from './modules/environments/service.ts';
+import { buildCapsules, templateExists } from './modules/environments/wiring.ts';
 import { EventsService } from './modules/events/service.ts';
 import { DatabaseStore } from './modules/files/database-store.ts';
 import { registerFileRoutes } from './modules/files/routes.ts';
@@ -105,6 +111,9 @@ export interface Services {
   gateway: GatewayService;
   capsules: CapsulesService;
   snapshots: SnapshotsService;
+  environments: EnvironmentsService;
+  environmentBuilder: EnvironmentBuilder;
+  jobs: Jobs;
   hosts: HostsService;
 }
 
@@ -244,6 +253,21 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const sandboxHosts = new Map<HostId, SandboxHost>([[localHost.id, localHost]]);
   const capsules = new CapsulesService(db, ctx, events, sandboxHosts);
   const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
+  const jobs = new Jobs(sqlClient(db), log, { pollingIntervalSec: 2, maintenanceIntervalSec: 30 });
+  const queueBuild = async (versionId: string) => {
+    await jobs.send(BUILD_QUEUE, { version_id: versionId }, { singletonKey: versionId });
+  };
+  const environments = new EnvironmentsService(db, ctx, events, {
+    templateExists: templateExists(snapshots),
+    queueBuild,
+  });
+  const environmentBuilder = new EnvironmentBuilder(
+    db,
+    ctx,
+    events,
+    buildCapsules(capsules, snapshots),
+    queueBuild,
+  );
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
   const services: Services = {
     auth,
@@ -265,6 +289,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     gateway,
     capsules,
     snapshots,
+    environments,
+    environmentBuilder,
+    jobs,
     hosts,
   };
 
@@ -412,6 +439,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules, ctx.timers);
   registerSnapshotRoutes(app, snapshots);
+  registerEnvironmentRoutes(app, environments);
   registerHostRoutes(app, hosts);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
@@ -428,12 +456,22 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     capsules.start();
     hosts.start();
     files.start();
+    await jobs.work<{ version_id: EnvironmentVersionId }>(
+      BUILD_QUEUE,
+      // One retry: a build whose worker vanished starts again from its base.
+      { retryLimit: 1, retryDelaySec: 5, expireInSec: BUILD_TIME_LIMIT_SEC },
+      (job) => environmentBuilder.build(job.data.version_id, job.signal),
+    );
+    environmentBuilder.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
     capsules.stopWaiting();
   });
   app.addHook('onClose', async () => {
+    // Jobs first: a build in hand is told to stop while its capsule can still be removed.
+    environmentBuilder.close();
+    await jobs.stop();
     await hosts.stop();
     sharedRateLimits.stop();
     await capsules.shutdown();

@@ -27,6 +27,13 @@ export interface JobsOptions {
  * pg-boss stops waiting for the handler and retries the job; `signal` aborts
  * then, and the handler must stop, since the job may already run elsewhere.
  */
+/** The reason a handler's signal aborts when its server stops: the job goes back to be retried. */
+export class JobsStopping extends Error {
+  constructor() {
+    super('the server is stopping; the job will be retried');
+  }
+}
+
 export type JobHandler<T> = (job: {
   id: string;
   data: T;
@@ -45,6 +52,8 @@ export class Jobs {
   private readonly boss: PgBoss;
   private readonly workers = new Map<string, string[]>();
   private started: Promise<void> | undefined;
+  /** The signals of the handlers running now, aborted when the server stops. */
+  private readonly inHand = new Set<AbortController>();
 
   constructor(
     client: SqlClient,
@@ -88,10 +97,12 @@ export class Jobs {
           policy.expireInSec * 1000,
         );
         timer.unref();
+        this.inHand.add(timeUp);
         try {
           await handler({ id: job.id, data: job.data, retryCount: job.retryCount, signal: timeUp.signal });
         } finally {
           clearTimeout(timer);
+          this.inHand.delete(timeUp);
         }
       },
     );
@@ -116,10 +127,15 @@ export class Jobs {
     return (await this.boss.getJobById(name, id))?.state;
   }
 
-  /** Stops taking jobs; waits for the ones in hand unless `graceful` is false. */
+  /**
+   * Stops taking jobs. Handlers in hand see their signal abort (JobsStopping)
+   * and have 10 s to give the job back (throw: it is retried); with
+   * `graceful` false nothing is waited for, as when a process dies.
+   */
   async stop(graceful = true): Promise<void> {
     if (this.started === undefined) return;
     await this.started.catch(() => undefined);
+    if (graceful) for (const held of this.inHand) held.abort(new JobsStopping());
     await this.boss.stop({ graceful, wait: true, close: false, timeout: 10_000 });
     this.started = undefined;
   }

@@ -1,3 +1,4 @@
+export * from './environments.ts';
 export * from './events.ts';
 export * from './files.ts';
 export * from './gateway.ts';

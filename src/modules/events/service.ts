@@ -47,6 +47,12 @@ export interface EventMap {
   // Files: names and sizes, never the bytes.
   'file.created': { filename: string; size_bytes: number };
   'file.deleted': { filename: string };
+  // Environments (subject: the environment) and their builds (subject: the version).
+  'environment.created': { name: string; version: number; forked_from: string | null };
+  'environment.updated': { name: string; changed_fields: string[]; version: number };
+  'environment.archived': { name: string };
+  'environment.build_succeeded': { environment_id: string; version: number; template: string };
+  'environment.build_failed': { environment_id: string; version: number; code: string; message: string };
   // Runs (subject: the run). Money in USD.
   'run.started': { agent_id: string; policy_id: string; name: string | null; creation_method: string };
   'run.completed': {

@@ -24,8 +24,12 @@ export function scopeAllows(have: Scope, need: Scope): boolean {
 
 /** Who is calling. Built by authentication, read by every service. */
 export interface Principal {
-  /** `agent`: a gateway agent key (pda_), which reaches only agent-side routes. */
-  kind: 'session' | 'api_key' | 'agent';
+  /**
+   * `agent`: a gateway agent key (pda_), which reaches only agent-side routes.
+   * `system`: Paddock acting for a team on its own (an environment build, a
+   * task's capsule); never made from a request.
+   */
+  kind: 'session' | 'api_key' | 'agent' | 'system';
   userId: string | null;
   /** The team the call acts in: the session's active team or the key's team. */
   teamId: string | null;
@@ -38,6 +42,21 @@ export interface Principal {
   apiKeyId?: string;
   apiKeyVersion?: 'current' | 'previous';
   agentId?: string;
+  /** For `system`: what is acting, e.g. `environment_build:envv_…`. */
+  systemActor?: string;
+}
+
+/** Paddock acting inside a team on its own account, with write scope; recorded as actor kind `system`. */
+export function systemPrincipal(teamId: string, actor: string): Principal {
+  return {
+    kind: 'system',
+    userId: null,
+    teamId,
+    role: null,
+    scope: 'write',
+    isPlatformAdmin: false,
+    systemActor: actor,
+  };
 }
 
 export function requireScope(principal: Principal, need: Scope): void {
@@ -67,5 +86,6 @@ export function activeTeam(principal: Principal): string {
 export function actorOf(principal: Principal): { actorKind: string; actorId: string | null } {
   if (principal.kind === 'api_key') return { actorKind: 'api_key', actorId: principal.apiKeyId ?? null };
   if (principal.kind === 'agent') return { actorKind: 'agent', actorId: principal.agentId ?? null };
+  if (principal.kind === 'system') return { actorKind: 'system', actorId: principal.systemActor ?? null };
   return { actorKind: 'user', actorId: principal.userId };
 }

@@ -6,7 +6,7 @@ import { KILL_SIGNALS } from './host-rpc-schemas.ts';
 
 export const CapsuleStatusSchema = Type.Enum([...CAPSULE_STATUSES]);
 
-const Hostname = Type.String({
+export const Hostname = Type.String({
   minLength: 1,
   maxLength: 253,
   pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$',

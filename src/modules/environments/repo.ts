@@ -1,0 +1,169 @@
+import { and, desc, eq, inArray, isNull, lt, max } from 'drizzle-orm';
+import type { Id } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
+import { environments, environmentVersions } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
+
+export type EnvironmentId = Id<'env'>;
+export type EnvironmentVersionId = Id<'envv'>;
+export type EnvironmentRow = typeof environments.$inferSelect;
+export type VersionRow = typeof environmentVersions.$inferSelect;
+export type VersionPatch = Partial<
+  Pick<
+    VersionRow,
+    'status' | 'templateName' | 'buildLog' | 'error' | 'buildStartedAt' | 'buildFinishedAt' | 'updatedAt'
+  >
+>;
+
+export { isUniqueViolation } from '../../db/errors.ts';
+
+export async function insertEnvironment(
+  db: DbOrTx,
+  row: typeof environments.$inferInsert,
+): Promise<EnvironmentRow> {
+  const [inserted] = await db.insert(environments).values(row).returning();
+  return inserted!;
+}
+
+export async function insertVersion(
+  db: DbOrTx,
+  row: typeof environmentVersions.$inferInsert,
+): Promise<VersionRow> {
+  const [inserted] = await db.insert(environmentVersions).values(row).returning();
+  return inserted!;
+}
+
+export async function findEnvironment(
+  db: DbOrTx,
+  teamId: string,
+  id: EnvironmentId,
+  lock?: 'update',
+): Promise<EnvironmentRow | undefined> {
+  const q = db
+    .select()
+    .from(environments)
+    .where(and(eq(environments.teamId, teamId), eq(environments.id, id)));
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+export async function findLiveEnvironmentByName(
+  db: DbOrTx,
+  teamId: string,
+  name: string,
+): Promise<EnvironmentRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(environments)
+    .where(
+      and(eq(environments.teamId, teamId), eq(environments.name, name), isNull(environments.archivedAt)),
+    );
+  return row;
+}
+
+export async function listEnvironments(
+  db: DbOrTx,
+  teamId: string,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(environments)
+    .where(
+      and(
+        eq(environments.teamId, teamId),
+        isNull(environments.archivedAt),
+        // A cursor is any string: ids order as text.
+        beforeId ? lt(environments.id, beforeId as EnvironmentId) : undefined,
+      ),
+    )
+    .orderBy(desc(environments.id))
+    .limit(limit);
+}
+
+export async function updateEnvironment(
+  db: DbOrTx,
+  teamId: string,
+  id: EnvironmentId,
+  patch: Partial<
+    Pick<EnvironmentRow, 'name' | 'description' | 'currentVersion' | 'archivedAt' | 'updatedAt'>
+  >,
+): Promise<EnvironmentRow | undefined> {
+  return updateOne(db, environments, and(eq(environments.teamId, teamId), eq(environments.id, id)), patch);
+}
+
+export async function findVersion(
+  db: DbOrTx,
+  teamId: string,
+  environmentId: EnvironmentId,
+  version: number,
+): Promise<VersionRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(environmentVersions)
+    .where(
+      and(
+        eq(environmentVersions.teamId, teamId),
+        eq(environmentVersions.environmentId, environmentId),
+        eq(environmentVersions.version, version),
+      ),
+    );
+  return row;
+}
+
+/** The versions of an environment, newest first; `before` is a version number. */
+export async function listVersions(
+  db: DbOrTx,
+  teamId: string,
+  environmentId: EnvironmentId,
+  before: number | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(environmentVersions)
+    .where(
+      and(
+        eq(environmentVersions.teamId, teamId),
+        eq(environmentVersions.environmentId, environmentId),
+        before !== undefined ? lt(environmentVersions.version, before) : undefined,
+      ),
+    )
+    .orderBy(desc(environmentVersions.version))
+    .limit(limit);
+}
+
+export async function latestVersionNumber(db: DbOrTx, environmentId: EnvironmentId): Promise<number> {
+  const [row] = await db
+    .select({ n: max(environmentVersions.version) })
+    .from(environmentVersions)
+    .where(eq(environmentVersions.environmentId, environmentId));
+  return row?.n ?? 0;
+}
+
+/** System-only (by id alone): the build job carries the id of a version it was sent for. */
+export async function systemFindVersion(db: DbOrTx, id: EnvironmentVersionId, lock?: 'update') {
+  const q = db.select().from(environmentVersions).where(eq(environmentVersions.id, id));
+  const [row] = lock ? await q.for(lock) : await q;
+  return row;
+}
+
+export async function systemUpdateVersion(db: DbOrTx, id: EnvironmentVersionId, patch: VersionPatch) {
+  return updateOne(db, environmentVersions, eq(environmentVersions.id, id), patch);
+}
+
+/** System-only: versions in these statuses whose last change is older than `before` (the sweep's). */
+export async function systemStaleVersions(
+  db: DbOrTx,
+  statuses: Array<VersionRow['status']>,
+  before: Date,
+  limit: number,
+): Promise<VersionRow[]> {
+  return db
+    .select()
+    .from(environmentVersions)
+    .where(and(inArray(environmentVersions.status, statuses), lt(environmentVersions.updatedAt, before)))
+    .orderBy(environmentVersions.updatedAt)
+    .limit(limit);
+}
