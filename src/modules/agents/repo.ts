@@ -1,6 +1,7 @@
 import { and, desc, eq, isNull, like, lt, or, sql } from 'drizzle-orm';
 import type { AgentId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { escapeLike, liveInTeam } from '../../db/team-scope.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
@@ -25,7 +26,7 @@ export async function findAgent(
   const q = db
     .select()
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)));
+    .where(liveInTeam(agents, teamId, eq(agents.id, id)));
   const [row] = lock ? await q.for(lock) : await q;
   return row;
 }
@@ -39,24 +40,17 @@ export async function findAgentByName(
   const q = db
     .select()
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), eq(agents.name, name), isNull(agents.deletedAt)));
+    .where(liveInTeam(agents, teamId, eq(agents.name, name)));
   const [row] = lock ? await q.for(lock) : await q;
   return row;
 }
 
 /** Live names in the team equal to `base` or of the form `base-…` (for the auto-suffix). */
 export async function namesLike(db: DbOrTx, teamId: string, base: string): Promise<Set<string>> {
-  const escaped = base.replace(/[\\%_]/g, (c) => `\\${c}`);
   const rows = await db
     .select({ name: agents.name })
     .from(agents)
-    .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
-        or(eq(agents.name, base), like(agents.name, `${escaped}-%`)),
-      ),
-    );
+    .where(liveInTeam(agents, teamId, or(eq(agents.name, base), like(agents.name, `${escapeLike(base)}-%`))));
   return new Set(rows.map((r) => r.name));
 }
 
@@ -71,9 +65,9 @@ export async function listAgents(
     .select()
     .from(agents)
     .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
+      liveInTeam(
+        agents,
+        teamId,
         filter.status ? eq(agents.status, filter.status) : undefined,
         filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
         // A cursor is any string: ids order as text.
@@ -90,12 +84,7 @@ export async function updateAgent(
   id: AgentId,
   patch: AgentPatch,
 ): Promise<AgentRow | undefined> {
-  return updateOne(
-    db,
-    agents,
-    and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)),
-    patch,
-  );
+  return updateOne(db, agents, liveInTeam(agents, teamId, eq(agents.id, id)), patch);
 }
 
 /** The live agent, of a live team, whose current key hashes to `hash`. */
@@ -128,7 +117,7 @@ export async function idsUsingPolicy(db: DbOrTx, teamId: string, policyId: strin
   const rows = await db
     .select({ id: agents.id })
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), eq(agents.policyId, policyId), isNull(agents.deletedAt)))
+    .where(liveInTeam(agents, teamId, eq(agents.policyId, policyId)))
     .orderBy(agents.id);
   return rows.map((r) => r.id);
 }
@@ -145,15 +134,14 @@ function jsonText(keyId: string): string {
  * The text match narrows the rows; `bindingsUse` decides exactly.
  */
 export async function agentsBoundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
-  const escaped = jsonText(keyId).replace(/[\\%_]/g, (c) => `\\${c}`);
   const q = db
     .select({ id: agents.id, name: agents.name, providerKeys: agents.providerKeys })
     .from(agents)
     .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
-        sql`${agents.providerKeys}::text like ${`%${escaped}%`}`,
+      liveInTeam(
+        agents,
+        teamId,
+        sql`${agents.providerKeys}::text like ${`%${escapeLike(jsonText(keyId))}%`}`,
       ),
     )
     .orderBy(agents.id);

@@ -1,6 +1,7 @@
 import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
+import { liveInTeam } from '../../db/team-scope.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
@@ -31,7 +32,7 @@ export async function findApiKey(db: DbOrTx, teamId: string, id: string): Promis
   const [row] = await db
     .select()
     .from(apiKeys)
-    .where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)));
+    .where(liveInTeam(apiKeys, teamId, eq(apiKeys.id, id)));
   return row;
 }
 
@@ -39,13 +40,7 @@ export async function listApiKeys(db: DbOrTx, teamId: string, beforeId: string |
   return db
     .select()
     .from(apiKeys)
-    .where(
-      and(
-        eq(apiKeys.teamId, teamId),
-        isNull(apiKeys.deletedAt),
-        beforeId ? lt(apiKeys.id, beforeId) : undefined,
-      ),
-    )
+    .where(liveInTeam(apiKeys, teamId, beforeId ? lt(apiKeys.id, beforeId) : undefined))
     .orderBy(desc(apiKeys.id))
     .limit(limit);
 }
@@ -56,12 +51,7 @@ export async function updateApiKey(
   id: string,
   patch: Partial<Omit<ApiKeyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<ApiKeyRow | undefined> {
-  return updateOne(
-    db,
-    apiKeys,
-    and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)),
-    patch,
-  );
+  return updateOne(db, apiKeys, liveInTeam(apiKeys, teamId, eq(apiKeys.id, id)), patch);
 }
 
 export async function insertUsage(db: DbOrTx, row: typeof apiKeyUsage.$inferInsert): Promise<void> {

@@ -1,7 +1,8 @@
-import { and, asc, desc, eq, gt, ilike, isNull, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, ilike, lt, type SQL } from 'drizzle-orm';
 import type { PolicyId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
+import { escapeLike, liveInTeam } from '../../db/team-scope.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type PolicyRow = typeof policies.$inferSelect;
@@ -28,7 +29,7 @@ async function findLivePolicy(
   const q = db
     .select()
     .from(policies)
-    .where(and(eq(policies.teamId, teamId), which, isNull(policies.deletedAt)));
+    .where(liveInTeam(policies, teamId, which));
   const [row] = lock ? await q.for(lock) : await q;
   return row;
 }
@@ -51,10 +52,6 @@ export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: Poli
   return row;
 }
 
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
 export async function listPolicies(
   db: DbOrTx,
   teamId: string,
@@ -66,9 +63,9 @@ export async function listPolicies(
     .select()
     .from(policies)
     .where(
-      and(
-        eq(policies.teamId, teamId),
-        isNull(policies.deletedAt),
+      liveInTeam(
+        policies,
+        teamId,
         filter.name ? ilike(policies.name, `%${escapeLike(filter.name)}%`) : undefined,
         // A cursor is any string: ids order as text.
         beforeId ? lt(policies.id, beforeId as PolicyId) : undefined,
@@ -84,12 +81,7 @@ export async function updatePolicy(
   id: PolicyId,
   patch: Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<PolicyRow | undefined> {
-  return updateOne(
-    db,
-    policies,
-    and(eq(policies.teamId, teamId), eq(policies.id, id), isNull(policies.deletedAt)),
-    patch,
-  );
+  return updateOne(db, policies, liveInTeam(policies, teamId, eq(policies.id, id)), patch);
 }
 
 /** The policy's versions, where `also` holds too. */

@@ -1,0 +1,22 @@
+import { and, eq, isNull, type SQL } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
+
+/** A table whose rows belong to a team and are deleted softly (by setting deleted_at). */
+interface SoftDeletedTeamTable {
+  teamId: AnyPgColumn;
+  deletedAt: AnyPgColumn;
+}
+
+/**
+ * The team's rows that are not deleted and for which every condition in
+ * `also` holds (undefined ones are skipped, as in drizzle's `and`): the scope
+ * of every lookup, list and update of a soft-deleted table.
+ */
+export function liveInTeam(table: SoftDeletedTeamTable, teamId: string, ...also: (SQL | undefined)[]): SQL {
+  return and(eq(table.teamId, teamId), isNull(table.deletedAt), ...also) as SQL;
+}
+
+/** `text` with LIKE's wildcards and its escape character escaped, to match literally. */
+export function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
