@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import type { AgentId, Id, PolicyId, RunId, StepId } from '../../core/ids.ts';
+import type { AgentId, Id, PolicyId, ProviderKeyId, RunId, StepId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { namedTeamRow } from './identity.ts';
 
@@ -13,7 +13,7 @@ const tokens = (name: string) => bigint(name, { mode: 'number' }).notNull().defa
 export const providerKeys = pgTable(
   'provider_keys',
   {
-    ...namedTeamRow(),
+    ...namedTeamRow<ProviderKeyId>(),
     provider: text('provider', { enum: ['anthropic', 'openai', 'openai_compatible'] }).notNull(),
     baseUrl: text('base_url'),
     /** The sealed secret; null once deleted (scrubbed). */
@@ -81,7 +81,7 @@ export const agents = pgTable(
     allowedPolicies: jsonb('allowed_policies').$type<string[] | null>(),
     /** provider → key id, or [{key_id, weight}] for load balancing. */
     providerKeys: jsonb('provider_keys')
-      .$type<Record<string, string | Array<{ key_id: string; weight: number }>>>()
+      .$type<Record<string, ProviderKeyId | Array<{ key_id: ProviderKeyId; weight: number }>>>()
       .notNull(),
     routingOverride: jsonb('routing_override').$type<Record<string, unknown> | null>(),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull(),
@@ -179,7 +179,7 @@ export const steps = pgTable(
     name: text('name'),
     provider: text('provider'),
     model: text('model'),
-    providerKeyId: text('provider_key_id'),
+    providerKeyId: text('provider_key_id').$type<ProviderKeyId>(),
     streaming: boolean('streaming').notNull().default(false),
     request: jsonb('request').$type<unknown>(),
     response: jsonb('response').$type<unknown>(),
@@ -210,7 +210,7 @@ export const ledgerEntries = pgTable(
     agentId: text('agent_id').notNull(),
     provider: text('provider'),
     model: text('model'),
-    providerKeyId: text('provider_key_id'),
+    providerKeyId: text('provider_key_id').$type<ProviderKeyId>(),
     inputTokens: tokens('input_tokens'),
     outputTokens: tokens('output_tokens'),
     cacheReadTokens: tokens('cache_read_tokens'),

@@ -10,6 +10,9 @@ import { agents, teams } from '../../db/schema/index.ts';
 
 export type AgentRow = typeof agents.$inferSelect;
 export type Bindings = AgentRow['providerKeys'];
+export type Binding = Bindings[string];
+/** A request's input whose provider_keys were checked, and so are typed (the service checks them). */
+export type WithBindings<T> = Omit<T, 'provider_keys'> & { provider_keys?: Bindings };
 export type AgentPatch = Partial<Omit<AgentRow, 'id' | 'teamId' | 'createdAt'>>;
 
 export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): Promise<AgentRow> {

@@ -12,7 +12,7 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { type AgentId, isId, newId } from '../../core/ids.ts';
+import { type AgentId, isId, newId, type ProviderKeyId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -35,7 +35,11 @@ export { bindingsUse } from './repo.ts';
 export { type AgentView, agentView } from './views.ts';
 
 /** Whether `keyId` is a usable provider key of the team for `provider` (the providers module answers). */
-export type ProviderKeyExists = (teamId: string, keyId: string, provider: ProviderName) => Promise<boolean>;
+export type ProviderKeyExists = (
+  teamId: string,
+  keyId: ProviderKeyId,
+  provider: ProviderName,
+) => Promise<boolean>;
 
 /** What agents need from the policies module. */
 export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies' | 'findForTeam'>;
@@ -58,19 +62,34 @@ export function agentIdOf(raw: string): AgentId {
   return raw;
 }
 
+/** A binding from a request with its key ids typed; undefined when one of them is no provider key id. */
+function typedBinding(binding: NonNullable<ProviderKeys[keyof ProviderKeys]>): repo.Binding | undefined {
+  if (typeof binding === 'string') return isId(binding, 'pkey') ? binding : undefined;
+  const typed: Array<{ key_id: ProviderKeyId; weight: number }> = [];
+  for (const b of binding) {
+    if (!isId(b.key_id, 'pkey')) return undefined;
+    typed.push({ key_id: b.key_id, weight: b.weight });
+  }
+  return typed;
+}
+
 /**
  * Rewrites every reference to `from` into `to`, in both binding forms. When the
  * weighted list already holds `to`, the two entries merge (weights add, up to
  * the maximum of 100) so that the list still names each key once.
  */
-export function remapBindings(bindings: repo.Bindings, from: string, to: string): repo.Bindings {
+export function remapBindings(
+  bindings: repo.Bindings,
+  from: ProviderKeyId,
+  to: ProviderKeyId,
+): repo.Bindings {
   const out: repo.Bindings = {};
   for (const [provider, b] of Object.entries(bindings ?? {})) {
     if (typeof b === 'string') {
       out[provider] = b === from ? to : b;
       continue;
     }
-    const merged: Array<{ key_id: string; weight: number }> = [];
+    const merged: Array<{ key_id: ProviderKeyId; weight: number }> = [];
     for (const k of b) {
       const keyId = k.key_id === from ? to : k.key_id;
       const same = merged.find((m) => m.key_id === keyId);
@@ -180,7 +199,7 @@ export class AgentsService {
   }
 
   /** For the providers module: the team's live agents whose provider_keys name the key (in its transaction when given one). */
-  boundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
+  boundToKey(db: DbOrTx, teamId: string, keyId: ProviderKeyId, lock?: 'update') {
     return repo.agentsBoundToKey(db, teamId, keyId, lock);
   }
 
@@ -191,7 +210,13 @@ export class AgentsService {
    */
   async remapProviderKey(
     tx: DbOrTx,
-    r: { teamId: string; fromKeyId: string; toKeyId: string; actor: ReturnType<typeof actorOf>; at: Date },
+    r: {
+      teamId: string;
+      fromKeyId: ProviderKeyId;
+      toKeyId: ProviderKeyId;
+      actor: ReturnType<typeof actorOf>;
+      at: Date;
+    },
   ): Promise<string[]> {
     const remapped: string[] = [];
     for (const agent of await repo.agentsBoundToKey(tx, r.teamId, r.fromKeyId, 'update')) {
@@ -221,9 +246,18 @@ export class AgentsService {
 
   // -- references ----------------------------------------------------------
 
-  /** Provider keys must exist for their provider, and appear once per provider. */
-  private async checkProviderKeys(teamId: string, keys: ProviderKeys | undefined): Promise<void> {
-    if (!keys) return;
+  /**
+   * The input with its provider_keys checked, and so typed: each key must be a
+   * provider key of the team for its provider (an id that is no `pkey_` id is
+   * none) and appear once per provider.
+   */
+  private async withCheckedBindings<T extends { provider_keys?: ProviderKeys }>(
+    teamId: string,
+    input: T,
+  ): Promise<repo.WithBindings<T>> {
+    const { provider_keys: keys, ...rest } = input;
+    if (!keys) return rest;
+    const checked: repo.Bindings = {};
     const fields: Record<string, string> = {};
     const unknown: Array<{ provider: string; key_id: string }> = [];
     for (const [provider, binding] of Object.entries(keys)) {
@@ -232,9 +266,11 @@ export class AgentsService {
       if (new Set(ids).size !== ids.length)
         fields[`provider_keys.${provider}`] = 'lists a key more than once';
       for (const keyId of new Set(ids)) {
-        if (!(await this.providerKeyExists(teamId, keyId, provider as ProviderName)))
+        if (!isId(keyId, 'pkey') || !(await this.providerKeyExists(teamId, keyId, provider as ProviderName)))
           unknown.push({ provider, key_id: keyId });
       }
+      const typed = typedBinding(binding);
+      if (typed !== undefined) checked[provider] = typed;
     }
     if (Object.keys(fields).length > 0) {
       throw new ValidationError(
@@ -251,6 +287,7 @@ export class AgentsService {
         { provider_keys: unknown },
       );
     }
+    return { ...rest, provider_keys: checked };
   }
 
   /** Inside the change's transaction: the policies exist, and the default one stays until commit. */
@@ -286,7 +323,7 @@ export class AgentsService {
    */
   async create(principal: Principal, input: CreateAgentInput) {
     const teamId = this.team(principal, 'write');
-    await this.checkProviderKeys(teamId, input.provider_keys);
+    const checked = await this.withCheckedBindings(teamId, input);
     const wanted = input.name;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -295,7 +332,7 @@ export class AgentsService {
           const taken = await repo.namesLike(tx, teamId, wanted);
           let name = wanted;
           for (let n = 2; taken.has(name); n++) name = `${wanted}-${n}`;
-          return this.insert(tx, principal, teamId, { ...input, name });
+          return this.insert(tx, principal, teamId, { ...checked, name });
         });
         const note =
           row.name === wanted
@@ -309,7 +346,12 @@ export class AgentsService {
     }
   }
 
-  private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateAgentInput) {
+  private async insert(
+    tx: DbOrTx,
+    principal: Principal,
+    teamId: string,
+    input: repo.WithBindings<CreateAgentInput>,
+  ) {
     const apiKey = generateToken('pda');
     const now = this.ctx.clock.now();
     const row = await repo.insertAgent(tx, {
@@ -368,9 +410,9 @@ export class AgentsService {
     principal: Principal,
     teamId: string,
     which: { id: AgentId } | { name: string },
-    input: UpdateAgentInput,
+    sent: UpdateAgentInput,
   ): Promise<AgentRow> {
-    await this.checkProviderKeys(teamId, input.provider_keys);
+    const input = await this.withCheckedBindings(teamId, sent);
     let agentId: string | undefined;
     try {
       return await this.db.transaction(async (tx) => {
@@ -457,8 +499,8 @@ export class AgentsService {
             { policy_id: 'is required when the agent is created' },
           );
         }
-        const { status: _ignored, ...fields } = input;
-        await this.checkProviderKeys(teamId, fields.provider_keys);
+        const { status: _ignored, ...sent } = input;
+        const fields = await this.withCheckedBindings(teamId, sent);
         const policyId = input.policy_id;
         const { row, apiKey } = await this.db.transaction(async (tx) => {
           await this.checkPolicies(tx, teamId, policyId, fields.allowed_policies);

@@ -1,4 +1,5 @@
 import { and, desc, eq, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
+import type { ProviderKeyId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { providerKeys } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -19,7 +20,7 @@ export async function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInser
 export async function findKey(
   db: DbOrTx,
   teamId: string,
-  id: string,
+  id: ProviderKeyId,
   lock?: 'update' | 'share',
 ): Promise<ProviderKeyRow | undefined> {
   const q = db
@@ -62,7 +63,8 @@ export async function listKeys(
         eq(providerKeys.teamId, teamId),
         filter.status ? eq(providerKeys.status, filter.status) : ne(providerKeys.status, 'deleted'),
         filter.provider ? eq(providerKeys.provider, filter.provider) : undefined,
-        beforeId ? lt(providerKeys.id, beforeId) : undefined,
+        // A cursor is any string: ids order as text.
+        beforeId ? lt(providerKeys.id, beforeId as ProviderKeyId) : undefined,
       ),
     )
     .orderBy(desc(providerKeys.id))
@@ -81,14 +83,14 @@ export async function liveKeys(db: DbOrTx, teamId: string) {
 export async function updateKey(
   db: DbOrTx,
   teamId: string,
-  id: string,
+  id: ProviderKeyId,
   patch: ProviderKeyPatch,
 ): Promise<ProviderKeyRow | undefined> {
   return updateOne(db, providerKeys, and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)), patch);
 }
 
 /** What the proxy needs of the team's active keys among `ids`: one indexed read. */
-export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[]) {
+export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: ProviderKeyId[]) {
   if (ids.length === 0) return [];
   return db
     .select({
@@ -116,7 +118,7 @@ export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[
  * (calls finish out of order), and leaves updated_at alone: it versions the
  * cached secret.
  */
-export async function systemTouchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
+export async function systemTouchLastUsed(db: DbOrTx, id: ProviderKeyId, at: Date): Promise<void> {
   await db
     .update(providerKeys)
     .set({ lastUsedAt: at })

@@ -1,4 +1,4 @@
-import { isId, newId, type RunId, type StepId } from '../../core/ids.ts';
+import { isId, newId, type ProviderKeyId, type RunId, type StepId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import type * as repo from './repo.ts';
 import type { StepInsert, TokenUsage } from './step-batch-repo.ts';
@@ -22,7 +22,7 @@ export interface StepRecord {
   name?: string | null;
   provider: string | null;
   model: string | null;
-  providerKeyId?: string | null;
+  providerKeyId?: ProviderKeyId | null;
   streaming?: boolean;
   request?: unknown;
   response?: unknown;

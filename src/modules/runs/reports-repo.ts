@@ -1,4 +1,5 @@
 import { and, countDistinct, desc, eq, gte, inArray, lt, ne, sql } from 'drizzle-orm';
+import type { ProviderKeyId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { runs, steps } from '../../db/schema/index.ts';
 
@@ -79,7 +80,7 @@ export async function runningRunCount(db: DbOrTx, teamId: string, agentIds: stri
 export async function runsUsingKeySince(
   db: DbOrTx,
   teamId: string,
-  keyId: string,
+  keyId: ProviderKeyId,
   since: Date,
 ): Promise<number> {
   const [row] = await db

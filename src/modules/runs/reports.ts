@@ -1,3 +1,4 @@
+import type { ProviderKeyId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import * as repo from './reports-repo.ts';
 
@@ -27,7 +28,7 @@ export class RunReports {
   }
 
   /** Runs with at least one step made with the key since `since`. */
-  runsUsingKeySince(teamId: string, keyId: string, since: Date) {
+  runsUsingKeySince(teamId: string, keyId: ProviderKeyId, since: Date) {
     return repo.runsUsingKeySince(this.db, teamId, keyId, since);
   }
 }
