@@ -1,7 +1,7 @@
-import { and, desc, eq, isNull, like, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, like, or, sql } from 'drizzle-orm';
 import type { AgentId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { escapeLike, liveInTeam } from '../../db/team-scope.ts';
+import { beforeCursor, escapeLike, liveInTeam } from '../../db/conditions.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
@@ -73,8 +73,7 @@ export async function listAgents(
         teamId,
         filter.status ? eq(agents.status, filter.status) : undefined,
         filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(agents.id, beforeId as AgentId) : undefined,
+        beforeCursor(agents.id, beforeId),
       ),
     )
     .orderBy(desc(agents.id))

@@ -1,7 +1,7 @@
-import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, liveInTeam } from '../../db/conditions.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
-import { liveInTeam } from '../../db/team-scope.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
@@ -40,7 +40,7 @@ export async function listApiKeys(db: DbOrTx, teamId: string, beforeId: string |
   return db
     .select()
     .from(apiKeys)
-    .where(liveInTeam(apiKeys, teamId, beforeId ? lt(apiKeys.id, beforeId) : undefined))
+    .where(liveInTeam(apiKeys, teamId, beforeCursor(apiKeys.id, beforeId)))
     .orderBy(desc(apiKeys.id))
     .limit(limit);
 }
@@ -80,7 +80,7 @@ export async function listUsage(
       and(
         eq(apiKeyUsage.teamId, teamId),
         eq(apiKeyUsage.apiKeyId, keyId),
-        beforeId ? lt(apiKeyUsage.id, beforeId) : undefined,
+        beforeCursor(apiKeyUsage.id, beforeId),
       ),
     )
     .orderBy(desc(apiKeyUsage.id))

@@ -1,5 +1,6 @@
-import { and, asc, count, desc, eq, gt, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, isNull, ne, type SQL, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor } from '../../db/conditions.ts';
 import { invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 import type { Role } from './principal.ts';
@@ -244,7 +245,7 @@ export async function listLiveSessions(
         isNull(sessions.revokedAt),
         gt(sessions.expiresAt, now),
         gt(sessions.lastSeenAt, idleSince),
-        beforeId ? lt(sessions.id, beforeId) : undefined,
+        beforeCursor(sessions.id, beforeId),
       ),
     )
     .orderBy(desc(sessions.id))
@@ -334,9 +335,7 @@ export async function listInvitations(
   return db
     .select()
     .from(invitations)
-    .where(
-      and(eq(invitations.teamId, teamId), statusCond, beforeId ? lt(invitations.id, beforeId) : undefined),
-    )
+    .where(and(eq(invitations.teamId, teamId), statusCond, beforeCursor(invitations.id, beforeId)))
     .orderBy(desc(invitations.id))
     .limit(limit);
 }

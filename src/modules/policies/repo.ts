@@ -1,8 +1,8 @@
-import { and, asc, desc, eq, gt, ilike, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, ilike, type SQL } from 'drizzle-orm';
 import type { PolicyId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, escapeLike, liveInTeam } from '../../db/conditions.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
-import { escapeLike, liveInTeam } from '../../db/team-scope.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type PolicyRow = typeof policies.$inferSelect;
@@ -67,8 +67,7 @@ export async function listPolicies(
         policies,
         teamId,
         filter.name ? ilike(policies.name, `%${escapeLike(filter.name)}%`) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(policies.id, beforeId as PolicyId) : undefined,
+        beforeCursor(policies.id, beforeId),
       ),
     )
     .orderBy(desc(policies.id))

@@ -1,6 +1,7 @@
-import { and, desc, eq, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { ProviderKeyId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor } from '../../db/conditions.ts';
 import { providerKeys } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -63,8 +64,7 @@ export async function listKeys(
         eq(providerKeys.teamId, teamId),
         filter.status ? eq(providerKeys.status, filter.status) : ne(providerKeys.status, 'deleted'),
         filter.provider ? eq(providerKeys.provider, filter.provider) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(providerKeys.id, beforeId as ProviderKeyId) : undefined,
+        beforeCursor(providerKeys.id, beforeId),
       ),
     )
     .orderBy(desc(providerKeys.id))

@@ -1,5 +1,7 @@
-import { and, eq, isNull, type SQL } from 'drizzle-orm';
+import { and, eq, isNull, lt, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
+
+// Conditions every repository's queries share (the repositories still hold all the SQL).
 
 /** A table whose rows belong to a team and are deleted softly (by setting deleted_at). */
 interface SoftDeletedTeamTable {
@@ -19,4 +21,13 @@ export function liveInTeam(table: SoftDeletedTeamTable, teamId: string, ...also:
 /** `text` with LIKE's wildcards and its escape character escaped, to match literally. */
 export function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/**
+ * The rows before a page's cursor (the last id of the page before), or every
+ * row when there is none: pages run newest first. A cursor is any string, as
+ * ids order as text.
+ */
+export function beforeCursor(id: AnyPgColumn, cursor: string | undefined): SQL | undefined {
+  return cursor ? lt(id, cursor) : undefined;
 }
