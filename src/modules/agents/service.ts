@@ -7,7 +7,6 @@ import { generateToken, type TokenHasher, tokenDisplayPrefix } from '../../core/
 import {
   BadRequestError,
   ConflictError,
-  ForbiddenError,
   NotFoundError,
   UnauthorizedError,
   ValidationError,
@@ -17,7 +16,7 @@ import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import type { PoliciesService } from '../policies/service.ts';
 import { actorLabel } from '../policies/service.ts';
 import { type ProviderName, sameJson } from '../policies/spec.ts';
@@ -116,12 +115,7 @@ export class AgentsService {
 
   /** Agents are managed by people and team keys; an agent key cannot manage agents. */
   private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage agents');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+    return managedTeam(principal, need, 'agents');
   }
 
   // -- the proxy's side --------------------------------------------------

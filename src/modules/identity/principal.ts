@@ -69,3 +69,17 @@ export function actorOf(principal: Principal): { actorKind: string; actorId: str
   if (principal.kind === 'agent') return { actorKind: 'agent', actorId: principal.agentId ?? null };
   return { actorKind: 'user', actorId: principal.userId };
 }
+
+/**
+ * The active team, where a person or a team key holding `need` manages
+ * `what`. Agent keys call the gateway; they never manage the team's
+ * resources (403 agent_key_not_allowed).
+ */
+export function managedTeam(principal: Principal, need: Scope, what: string): string {
+  if (principal.kind === 'agent') {
+    throw new ForbiddenError('agent_key_not_allowed', `agent keys cannot manage ${what}`);
+  }
+  const teamId = activeTeam(principal);
+  requireScope(principal, need);
+  return teamId;
+}

@@ -2,13 +2,13 @@
 // races, delete, versions, stats) shares the team check, the cache and the version writer;
 // split by concern if it grows further.
 import type { Context } from '../../core/context.ts';
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { isId, newId, type PolicyId, ulid } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import type { RunReports, RunWindow } from '../runs/reports.ts';
 import * as repo from './repo.ts';
 import {
@@ -83,12 +83,7 @@ export class PoliciesService {
 
   /** Policies are team resources managed by people and team keys, never by agent keys. */
   private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage policies');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+    return managedTeam(principal, need, 'policies');
   }
 
   private invalidate(): void {

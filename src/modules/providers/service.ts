@@ -5,13 +5,7 @@ import type { Static } from 'typebox';
 import { DAY_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
-import {
-  BadRequestError,
-  ConflictError,
-  ForbiddenError,
-  NotFoundError,
-  ValidationError,
-} from '../../core/errors.ts';
+import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../../core/errors.ts';
 import { isId, newId, type ProviderKeyId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
@@ -19,7 +13,7 @@ import type { Db, DbOrTx } from '../../db/client.ts';
 import { type AgentsService, bindingsUse } from '../agents/service.ts';
 import type { EventsService } from '../events/service.ts';
 import type { ProviderHealthRegistry } from '../gateway/circuit-breaker.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import type { RunReports } from '../runs/reports.ts';
 import { type KeyForCall, OpenedKeys, sealContext, UsageBatcher } from './call-keys.ts';
 import * as repo from './repo.ts';
@@ -96,12 +90,7 @@ export class ProvidersService {
 
   /** Provider keys are credentials: people and team keys manage them, agent keys never. */
   private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage provider keys');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+    return managedTeam(principal, need, 'provider keys');
   }
 
   private async keyOrNotFound(db: DbOrTx, teamId: string, id: ProviderKeyId, lock?: 'update') {
