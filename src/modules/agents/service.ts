@@ -11,7 +11,7 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { type AgentId, isId, newId, type ProviderKeyId } from '../../core/ids.ts';
+import { type AgentId, idOrNotFound, isId, newId, type ProviderKeyId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -57,8 +57,7 @@ function nameTaken(name: string): ConflictError {
 
 /** An agent id from a path; anything else names no agent (404, as an unknown id). */
 export function agentIdOf(raw: string): AgentId {
-  if (!isId(raw, 'agt')) throw new NotFoundError('agent', raw);
-  return raw;
+  return idOrNotFound(raw, 'agt', 'agent');
 }
 
 /** A binding from a request with its key ids typed; undefined when one of them is no provider key id. */

@@ -3,7 +3,7 @@
 // split by concern if it grows further.
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
-import { isId, newId, type PolicyId, ulid } from '../../core/ids.ts';
+import { idOrNotFound, isId, newId, type PolicyId, ulid } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -51,8 +51,7 @@ export const DEFAULT_COST_TREND_LIMIT = 100;
 export const MAX_COST_TREND_LIMIT = 500;
 /** A policy id from a path; anything else names no policy (404, as an unknown id). */
 export function policyIdOf(raw: string): PolicyId {
-  if (!isId(raw, 'pol')) throw new NotFoundError('policy', raw);
-  return raw;
+  return idOrNotFound(raw, 'pol', 'policy');
 }
 
 /** How long findForTeam trusts what it read; changes made in this process clear it at once. */

@@ -6,7 +6,7 @@ import { DAY_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
 import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../../core/errors.ts';
-import { isId, newId, type ProviderKeyId } from '../../core/ids.ts';
+import { idOrNotFound, isId, newId, type ProviderKeyId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -52,8 +52,7 @@ function nameTaken(name: string): ConflictError {
 
 /** A provider key id from a request; anything else names no key (404, as an unknown id). */
 export function providerKeyIdOf(raw: string): ProviderKeyId {
-  if (!isId(raw, 'pkey')) throw new NotFoundError('provider_key', raw);
-  return raw;
+  return idOrNotFound(raw, 'pkey', 'provider_key');
 }
 
 function deletedKey(id: string): ConflictError {
