@@ -1,5 +1,6 @@
 import { and, eq, isNull, lt, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
+import type { TeamId } from '../core/ids.ts';
 
 // Conditions every repository's queries share (the repositories still hold all the SQL).
 
@@ -14,7 +15,7 @@ interface SoftDeletedTeamTable {
  * `also` holds (undefined ones are skipped, as in drizzle's `and`): the scope
  * of every lookup, list and update of a soft-deleted table.
  */
-export function liveInTeam(table: SoftDeletedTeamTable, teamId: string, ...also: (SQL | undefined)[]): SQL {
+export function liveInTeam(table: SoftDeletedTeamTable, teamId: TeamId, ...also: (SQL | undefined)[]): SQL {
   return and(eq(table.teamId, teamId), isNull(table.deletedAt), ...also) as SQL;
 }
 

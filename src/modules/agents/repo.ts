@@ -1,5 +1,5 @@
 import { and, desc, eq, isNull, like, or, sql } from 'drizzle-orm';
-import type { AgentId } from '../../core/ids.ts';
+import type { AgentId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike, liveInTeam } from '../../db/conditions.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -22,7 +22,7 @@ export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): 
 
 export async function findAgent(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: AgentId,
   lock?: 'update',
 ): Promise<AgentRow | undefined> {
@@ -36,7 +36,7 @@ export async function findAgent(
 
 export async function findAgentByName(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
   lock?: 'update',
 ): Promise<AgentRow | undefined> {
@@ -49,7 +49,7 @@ export async function findAgentByName(
 }
 
 /** Live names in the team equal to `base` or of the form `base-…` (for the auto-suffix). */
-export async function namesLike(db: DbOrTx, teamId: string, base: string): Promise<Set<string>> {
+export async function namesLike(db: DbOrTx, teamId: TeamId, base: string): Promise<Set<string>> {
   const rows = await db
     .select({ name: agents.name })
     .from(agents)
@@ -59,7 +59,7 @@ export async function namesLike(db: DbOrTx, teamId: string, base: string): Promi
 
 export async function listAgents(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { status?: 'active' | 'disabled'; policyId?: string },
   beforeId: string | undefined,
   limit: number,
@@ -82,7 +82,7 @@ export async function listAgents(
 
 export async function updateAgent(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: AgentId,
   patch: AgentPatch,
 ): Promise<AgentRow | undefined> {
@@ -115,7 +115,7 @@ export async function systemFindLiveAgent(db: DbOrTx, id: AgentId): Promise<Agen
   return row?.agent;
 }
 
-export async function idsUsingPolicy(db: DbOrTx, teamId: string, policyId: string): Promise<string[]> {
+export async function idsUsingPolicy(db: DbOrTx, teamId: TeamId, policyId: string): Promise<string[]> {
   const rows = await db
     .select({ id: agents.id })
     .from(agents)
@@ -135,7 +135,7 @@ function jsonText(keyId: string): string {
  * Live agents of the team whose provider_keys name the key, in either form.
  * The text match narrows the rows; `bindingsUse` decides exactly.
  */
-export async function agentsBoundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
+export async function agentsBoundToKey(db: DbOrTx, teamId: TeamId, keyId: string, lock?: 'update') {
   const q = db
     .select({ id: agents.id, name: agents.name, providerKeys: agents.providerKeys })
     .from(agents)
@@ -163,7 +163,7 @@ export function bindingsUse(bindings: Bindings, keyId: string): string[] {
 
 export async function setAgentBindings(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   agentId: AgentId,
   bindings: Bindings,
   at: Date,

@@ -11,7 +11,7 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { type AgentId, idOrNotFound, isId, newId, type ProviderKeyId } from '../../core/ids.ts';
+import { type AgentId, idOrNotFound, isId, newId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -35,7 +35,7 @@ export { type AgentView, agentView } from './views.ts';
 
 /** Whether `keyId` is a usable provider key of the team for `provider` (the providers module answers). */
 export type ProviderKeyExists = (
-  teamId: string,
+  teamId: TeamId,
   keyId: ProviderKeyId,
   provider: ProviderName,
 ) => Promise<boolean>;
@@ -113,7 +113,7 @@ export class AgentsService {
   ) {}
 
   /** Agents are managed by people and team keys; an agent key cannot manage agents. */
-  private team(principal: Principal, need: Scope): string {
+  private team(principal: Principal, need: Scope): TeamId {
     return managedTeam(principal, need, 'agents');
   }
 
@@ -192,7 +192,7 @@ export class AgentsService {
   }
 
   /** For the providers module: the team's live agents whose provider_keys name the key (in its transaction when given one). */
-  boundToKey(db: DbOrTx, teamId: string, keyId: ProviderKeyId, lock?: 'update') {
+  boundToKey(db: DbOrTx, teamId: TeamId, keyId: ProviderKeyId, lock?: 'update') {
     return repo.agentsBoundToKey(db, teamId, keyId, lock);
   }
 
@@ -204,7 +204,7 @@ export class AgentsService {
   async remapProviderKey(
     tx: DbOrTx,
     r: {
-      teamId: string;
+      teamId: TeamId;
       fromKeyId: ProviderKeyId;
       toKeyId: ProviderKeyId;
       actor: ReturnType<typeof actorOf>;
@@ -233,7 +233,7 @@ export class AgentsService {
   }
 
   /** For the policies module: live agents whose policy is `policyId`, inside its transaction. */
-  idsUsingPolicy(tx: DbOrTx, teamId: string, policyId: string): Promise<string[]> {
+  idsUsingPolicy(tx: DbOrTx, teamId: TeamId, policyId: string): Promise<string[]> {
     return repo.idsUsingPolicy(tx, teamId, policyId);
   }
 
@@ -245,7 +245,7 @@ export class AgentsService {
    * none) and appear once per provider.
    */
   private async withCheckedBindings<T extends { provider_keys?: ProviderKeys }>(
-    teamId: string,
+    teamId: TeamId,
     input: T,
   ): Promise<repo.WithBindings<T>> {
     const { provider_keys: keys, ...rest } = input;
@@ -286,7 +286,7 @@ export class AgentsService {
   /** Inside the change's transaction: the policies exist, and the default one stays until commit. */
   private async checkPolicies(
     tx: DbOrTx,
-    teamId: string,
+    teamId: TeamId,
     policyId: string | undefined,
     allowed: string[] | null | undefined,
   ): Promise<void> {
@@ -342,7 +342,7 @@ export class AgentsService {
   private async insert(
     tx: DbOrTx,
     principal: Principal,
-    teamId: string,
+    teamId: TeamId,
     input: repo.WithBindings<CreateAgentInput>,
   ) {
     const apiKey = generateToken('pda');
@@ -401,7 +401,7 @@ export class AgentsService {
 
   private async applyUpdate(
     principal: Principal,
-    teamId: string,
+    teamId: TeamId,
     which: { id: AgentId } | { name: string },
     sent: UpdateAgentInput,
   ): Promise<AgentRow> {

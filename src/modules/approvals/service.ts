@@ -1,7 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import { statusAt } from '../../core/expiry.ts';
-import { newId } from '../../core/ids.ts';
+import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import { pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
@@ -12,7 +12,7 @@ import type { ApprovalListQueryType } from './schemas.ts';
 import { approvalView } from './views.ts';
 
 export interface ApprovalRequestInput {
-  teamId: string;
+  teamId: TeamId;
   runId: string;
   agentId: string;
   policyId: string;
@@ -112,7 +112,7 @@ export class ApprovalsService {
    * each with an approval.consumed event in the same transaction.
    */
   async consume(
-    teamId: string,
+    teamId: TeamId,
     approvalId: string,
     agentId: string,
     requestHash: string,

@@ -1,4 +1,5 @@
 import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, liveInTeam } from '../../db/conditions.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
@@ -28,7 +29,7 @@ export async function findApiKeyByHash(db: DbOrTx, hash: string) {
   return row?.key;
 }
 
-export async function findApiKey(db: DbOrTx, teamId: string, id: string): Promise<ApiKeyRow | undefined> {
+export async function findApiKey(db: DbOrTx, teamId: TeamId, id: string): Promise<ApiKeyRow | undefined> {
   const [row] = await db
     .select()
     .from(apiKeys)
@@ -36,7 +37,7 @@ export async function findApiKey(db: DbOrTx, teamId: string, id: string): Promis
   return row;
 }
 
-export async function listApiKeys(db: DbOrTx, teamId: string, beforeId: string | undefined, limit: number) {
+export async function listApiKeys(db: DbOrTx, teamId: TeamId, beforeId: string | undefined, limit: number) {
   return db
     .select()
     .from(apiKeys)
@@ -47,7 +48,7 @@ export async function listApiKeys(db: DbOrTx, teamId: string, beforeId: string |
 
 export async function updateApiKey(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: string,
   patch: Partial<Omit<ApiKeyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<ApiKeyRow | undefined> {
@@ -68,7 +69,7 @@ export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<v
 
 export async function listUsage(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   keyId: string,
   beforeId: string | undefined,
   limit: number,

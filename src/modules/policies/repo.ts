@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, ilike, type SQL } from 'drizzle-orm';
-import type { PolicyId } from '../../core/ids.ts';
+import type { PolicyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike, liveInTeam } from '../../db/conditions.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
@@ -22,7 +22,7 @@ export async function insertVersion(db: DbOrTx, row: typeof policyVersions.$infe
 /** The team's live policy that `which` picks out; `lock` takes the row for the rest of the transaction. */
 async function findLivePolicy(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   which: SQL,
   lock?: 'update' | 'share',
 ): Promise<PolicyRow | undefined> {
@@ -35,16 +35,16 @@ async function findLivePolicy(
 }
 
 /** A live policy of the team; `lock` takes the row for the rest of the transaction. */
-export function findPolicy(db: DbOrTx, teamId: string, id: PolicyId, lock?: 'update' | 'share') {
+export function findPolicy(db: DbOrTx, teamId: TeamId, id: PolicyId, lock?: 'update' | 'share') {
   return findLivePolicy(db, teamId, eq(policies.id, id), lock);
 }
 
-export function findPolicyByName(db: DbOrTx, teamId: string, name: string, lock?: 'update') {
+export function findPolicyByName(db: DbOrTx, teamId: TeamId, name: string, lock?: 'update') {
   return findLivePolicy(db, teamId, eq(policies.name, name), lock);
 }
 
 /** A policy of the team even when deleted (version history outlives it). */
-export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: PolicyId) {
+export async function findPolicyWithDeleted(db: DbOrTx, teamId: TeamId, id: PolicyId) {
   const [row] = await db
     .select()
     .from(policies)
@@ -54,7 +54,7 @@ export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: Poli
 
 export async function listPolicies(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { name?: string },
   beforeId: string | undefined,
   limit: number,
@@ -76,7 +76,7 @@ export async function listPolicies(
 
 export async function updatePolicy(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: PolicyId,
   patch: Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<PolicyRow | undefined> {
@@ -84,13 +84,13 @@ export async function updatePolicy(
 }
 
 /** The policy's versions, where `also` holds too. */
-function versionsOf(teamId: string, policyId: string, also: SQL | undefined) {
+function versionsOf(teamId: TeamId, policyId: string, also: SQL | undefined) {
   return and(eq(policyVersions.teamId, teamId), eq(policyVersions.policyId, policyId), also);
 }
 
 export async function listVersions(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   policyId: string,
   afterVersion: number | undefined,
   limit: number,
@@ -109,7 +109,7 @@ export async function listVersions(
     .limit(limit);
 }
 
-export async function findVersion(db: DbOrTx, teamId: string, policyId: string, version: number) {
+export async function findVersion(db: DbOrTx, teamId: TeamId, policyId: string, version: number) {
   const [row] = await db
     .select()
     .from(policyVersions)

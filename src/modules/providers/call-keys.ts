@@ -1,6 +1,6 @@
 import type { Context, Timer } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
-import type { ProviderKeyId } from '../../core/ids.ts';
+import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db } from '../../db/client.ts';
 import * as repo from './repo.ts';
@@ -51,11 +51,11 @@ export class OpenedKeys {
     private readonly sealer: Sealer,
   ) {}
 
-  open(teamId: string, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
+  open(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     return this.lookups.get(`${teamId}\u0000${keyIds.join('\u0000')}`, () => this.openNow(teamId, keyIds));
   }
 
-  private async openNow(teamId: string, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
+  private async openNow(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     const out = new Map<string, KeyForCall>();
     const rows = await repo.activeKeysForCall(this.db, teamId, [...new Set(keyIds)]);
     for (const row of rows) {

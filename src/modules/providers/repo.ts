@@ -1,5 +1,5 @@
 import { and, desc, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
-import type { ProviderKeyId } from '../../core/ids.ts';
+import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor } from '../../db/conditions.ts';
 import { providerKeys } from '../../db/schema/index.ts';
@@ -20,7 +20,7 @@ export async function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInser
 /** A key of the team in any status (deleted ones are tombstones, still readable). */
 export async function findKey(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: ProviderKeyId,
   lock?: 'update' | 'share',
 ): Promise<ProviderKeyRow | undefined> {
@@ -35,7 +35,7 @@ export async function findKey(
 /** The team's key of this name that is not deleted (deleted ones free their name). */
 export async function findLiveKeyByName(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
   lock?: 'update',
 ): Promise<ProviderKeyRow | undefined> {
@@ -51,7 +51,7 @@ export async function findLiveKeyByName(
 
 export async function listKeys(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { provider?: ProviderName; status?: KeyStatus },
   beforeId: string | undefined,
   limit: number,
@@ -72,7 +72,7 @@ export async function listKeys(
 }
 
 /** The team's keys that are not deleted (for the health view). */
-export async function liveKeys(db: DbOrTx, teamId: string) {
+export async function liveKeys(db: DbOrTx, teamId: TeamId) {
   return db
     .select({ id: providerKeys.id, name: providerKeys.name, provider: providerKeys.provider })
     .from(providerKeys)
@@ -82,7 +82,7 @@ export async function liveKeys(db: DbOrTx, teamId: string) {
 
 export async function updateKey(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: ProviderKeyId,
   patch: ProviderKeyPatch,
 ): Promise<ProviderKeyRow | undefined> {
@@ -90,7 +90,7 @@ export async function updateKey(
 }
 
 /** What the proxy needs of the team's active keys among `ids`: one indexed read. */
-export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: ProviderKeyId[]) {
+export async function activeKeysForCall(db: DbOrTx, teamId: TeamId, ids: ProviderKeyId[]) {
   if (ids.length === 0) return [];
   return db
     .select({

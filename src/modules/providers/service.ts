@@ -6,7 +6,7 @@ import { DAY_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
 import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../../core/errors.ts';
-import { idOrNotFound, isId, newId, type ProviderKeyId } from '../../core/ids.ts';
+import { idOrNotFound, isId, newId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -88,11 +88,11 @@ export class ProvidersService {
   }
 
   /** Provider keys are credentials: people and team keys manage them, agent keys never. */
-  private team(principal: Principal, need: Scope): string {
+  private team(principal: Principal, need: Scope): TeamId {
     return managedTeam(principal, need, 'provider keys');
   }
 
-  private async keyOrNotFound(db: DbOrTx, teamId: string, id: ProviderKeyId, lock?: 'update') {
+  private async keyOrNotFound(db: DbOrTx, teamId: TeamId, id: ProviderKeyId, lock?: 'update') {
     const row = await repo.findKey(db, teamId, id, lock);
     if (!row) throw new NotFoundError('provider_key', id);
     return row;
@@ -126,7 +126,7 @@ export class ProvidersService {
     }
   }
 
-  private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateProviderKeyInput) {
+  private async insert(tx: DbOrTx, principal: Principal, teamId: TeamId, input: CreateProviderKeyInput) {
     const baseUrl = input.base_url ?? null;
     if (input.provider === 'openai_compatible' && baseUrl === null)
       throw invalidBody({ base_url: 'is required for an openai_compatible key' });
@@ -443,7 +443,7 @@ export class ProvidersService {
   // -- for other modules (the proxy, agents) -----------------------------------
 
   /** Whether `keyId` is a key of the team (not deleted), for `provider` when given. Disabled keys count. */
-  async exists(teamId: string, keyId: ProviderKeyId, provider?: string): Promise<boolean> {
+  async exists(teamId: TeamId, keyId: ProviderKeyId, provider?: string): Promise<boolean> {
     const row = await repo.findKey(this.db, teamId, keyId);
     return (
       row !== undefined && row.status !== 'deleted' && (provider === undefined || row.provider === provider)
@@ -455,12 +455,12 @@ export class ProvidersService {
    * secret is decrypted only when the row changed since it was last opened).
    * Keys that are disabled, deleted, of another team or unknown are absent.
    */
-  keysForCall(teamId: string, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
+  keysForCall(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     return this.callKeys.open(teamId, keyIds);
   }
 
   /** One active key opened for a call, or undefined unless it is an active key of the team. */
-  async keyForCall(teamId: string, keyId: ProviderKeyId): Promise<KeyForCall | undefined> {
+  async keyForCall(teamId: TeamId, keyId: ProviderKeyId): Promise<KeyForCall | undefined> {
     return (await this.callKeys.open(teamId, [keyId])).get(keyId);
   }
 
