@@ -1,7 +1,7 @@
 import { and, desc, eq, isNull, like, or, sql } from 'drizzle-orm';
 import type { AgentId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, escapeLike, liveInTeam } from '../../db/conditions.ts';
+import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
@@ -30,7 +30,7 @@ export async function findAgent(
     .select()
     .from(agents)
     .where(liveInTeam(agents, teamId, eq(agents.id, id)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
@@ -44,7 +44,7 @@ export async function findAgentByName(
     .select()
     .from(agents)
     .where(liveInTeam(agents, teamId, eq(agents.name, name)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
@@ -147,7 +147,7 @@ export async function agentsBoundToKey(db: DbOrTx, teamId: TeamId, keyId: string
       ),
     )
     .orderBy(agents.id);
-  const rows = lock ? await q.for(lock) : await q;
+  const rows = await rowsLocked(q, lock);
   return rows.filter((r) => bindingsUse(r.providerKeys, keyId).length > 0);
 }
 

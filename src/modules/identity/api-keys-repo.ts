@@ -1,7 +1,7 @@
 import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, liveInTeam } from '../../db/conditions.ts';
+import { beforeCursor, liveInTeam } from '../../db/query-parts.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 

@@ -1,7 +1,7 @@
 import { and, asc, count, desc, eq, gt, isNull, ne, type SQL, sql } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor } from '../../db/conditions.ts';
+import { beforeCursor } from '../../db/query-parts.ts';
 import { invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 import type { Role } from './principal.ts';

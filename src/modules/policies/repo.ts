@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, gt, ilike, type SQL } from 'drizzle-orm';
 import type { PolicyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, escapeLike, liveInTeam } from '../../db/conditions.ts';
+import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -30,7 +30,7 @@ async function findLivePolicy(
     .select()
     .from(policies)
     .where(liveInTeam(policies, teamId, which));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 

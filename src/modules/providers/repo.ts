@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor } from '../../db/conditions.ts';
+import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { providerKeys } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -28,7 +28,7 @@ export async function findKey(
     .select()
     .from(providerKeys)
     .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
@@ -45,7 +45,7 @@ export async function findLiveKeyByName(
     .where(
       and(eq(providerKeys.teamId, teamId), eq(providerKeys.name, name), ne(providerKeys.status, 'deleted')),
     );
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 

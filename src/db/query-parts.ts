@@ -2,7 +2,8 @@ import { and, eq, isNull, lt, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../core/ids.ts';
 
-// Conditions every repository's queries share (the repositories still hold all the SQL).
+// Pieces every repository's queries share: the team's live rows, the page cursor, LIKE
+// escaping, optional row locks (the repositories still hold all the SQL).
 
 /** A table whose rows belong to a team and are deleted softly (by setting deleted_at). */
 interface SoftDeletedTeamTable {
@@ -31,4 +32,14 @@ export function escapeLike(text: string): string {
  */
 export function beforeCursor(id: AnyPgColumn, cursor: string | undefined): SQL | undefined {
   return cursor ? lt(id, cursor) : undefined;
+}
+
+/** A select that can also take its rows' locks (drizzle's `.for`). */
+interface LockableSelect<T> extends PromiseLike<T[]> {
+  for(strength: 'update' | 'share'): PromiseLike<T[]>;
+}
+
+/** The rows a select finds; with `lock`, they stay locked for the rest of the transaction. */
+export async function rowsLocked<T>(query: LockableSelect<T>, lock?: 'update' | 'share'): Promise<T[]> {
+  return lock ? await query.for(lock) : await query;
 }
