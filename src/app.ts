@@ -26,7 +26,7 @@ import { validatorCompiler } from './http/validation.ts';
 import { Jobs } from './jobs/jobs.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
 import { AgentMe } from './modules/agents/schemas.ts';
-import { AgentsService } from './modules/agents/service.ts';
+import { AgentsService, type ProviderKeyExists } from './modules/agents/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
 import { BUILD_QUEUE, BUILD_TIME_LIMIT_SEC, EnvironmentBuilder } from './modules/environments/builder.ts';
@@ -187,7 +187,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     policyRuns,
   );
   // Agents ask providers whether a key exists (providers is made below).
-  const providerKeyExists = (teamId: string, keyId: string, provider: string) =>
+  const providerKeyExists: ProviderKeyExists = (teamId, keyId, provider) =>
     providers.exists(teamId, keyId, provider);
   const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, providerKeyExists);
   // -- module services (add new modules here) --

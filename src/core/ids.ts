@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { NotFoundError } from './errors.ts';
 
 /** Prefixes of every typed id (DESIGN.md "IDs"). */
 export const ID_PREFIXES = [
@@ -132,4 +133,13 @@ export function isId(value: string): boolean;
 export function isId(value: string, prefix?: IdPrefix): boolean {
   if (!ID_PATTERN.test(value)) return false;
   return prefix === undefined || value.startsWith(`${prefix}_`);
+}
+
+/**
+ * An id of one kind from a request (a path, a query, a body): anything else
+ * names no `kind` either, so it is answered as an unknown id is (404).
+ */
+export function idOrNotFound<P extends IdPrefix>(raw: string, prefix: P, kind: string): Id<P> {
+  if (!isId(raw, prefix)) throw new NotFoundError(kind, raw);
+  return raw;
 }

@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppError } from '../../src/core/errors.ts';
+import { newId } from '../../src/core/ids.ts';
 import { agents, events } from '../../src/db/schema/index.ts';
 import { AgentsService } from '../../src/modules/agents/service.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
@@ -184,34 +185,45 @@ describe('creating an agent', () => {
   });
 
   it('checks provider key ids through the function it was given', async () => {
-    const known = new Set(['openai:pkey_ok']);
+    const okKey = newId('pkey');
+    const known = new Set([`openai:${okKey}`]);
+    const asked: string[] = [];
     const service = new AgentsService(
       t.database.db,
       t.services.ctx,
       t.services.hasher,
       t.services.events,
       t.services.policies,
-      async (_team, keyId, provider) => known.has(`${provider}:${keyId}`),
+      async (_team, keyId, provider) => {
+        asked.push(keyId);
+        return known.has(`${provider}:${keyId}`);
+      },
     );
     const principal = await t.services.auth.authenticateSession(u.token);
     const ok = await service.create(principal, {
       name: 'keyed',
       policy_id: policy.id,
-      provider_keys: { openai: 'pkey_ok' },
+      provider_keys: { openai: okKey },
     });
-    expect(ok.provider_keys).toEqual({ openai: 'pkey_ok' });
+    expect(ok.provider_keys).toEqual({ openai: okKey });
     await expect(
       service.create(principal, {
         name: 'keyed',
         policy_id: policy.id,
-        provider_keys: { anthropic: 'pkey_ok' },
+        provider_keys: { anthropic: okKey },
       }),
     ).rejects.toMatchObject({ statusCode: 400, code: 'invalid_provider_key' });
     await expect(
       service.update(principal, ok.id, {
-        provider_keys: { openai: [{ key_id: 'pkey_missing', weight: 5 }] },
+        provider_keys: { openai: [{ key_id: newId('pkey'), weight: 5 }] },
       }),
     ).rejects.toMatchObject({ statusCode: 400, code: 'invalid_provider_key' });
+    // A string that is no provider key id is refused the same way, without asking.
+    asked.length = 0;
+    await expect(
+      service.update(principal, ok.id, { provider_keys: { openai: 'pkey_ok' } }),
+    ).rejects.toMatchObject({ statusCode: 400, code: 'invalid_provider_key' });
+    expect(asked).toEqual([]);
   });
 });
 

@@ -81,7 +81,7 @@ async function leftovers(id: `file_${string}`) {
   return { rows: rows.length, chunks: chunks.length, onDisk: onDisk.length };
 }
 
-async function allFileIdsOfTeam(teamId: string): Promise<string[]> {
+async function allFileIdsOfTeam(teamId: `team_${string}`): Promise<string[]> {
   const rows = await t.database.db.select().from(filesTable).where(eq(filesTable.teamId, teamId));
   return rows.map((r) => r.id);
 }

@@ -6,6 +6,7 @@ import {
   modelFamily,
   modelFor,
   type PlanInput,
+  type ProviderBindings,
   planAttempts,
   RoundRobinCounters,
   Router,
@@ -82,7 +83,7 @@ describe('choosing the chain', () => {
     });
     expect(route(local.attempts)).toEqual(['openai_compatible:pkey_l:llama3.1:8b']);
     // With a key for the implied provider, other providers need a mapping to follow it.
-    const both = { anthropic: 'pkey_a', openai_compatible: 'pkey_l' };
+    const both: ProviderBindings = { anthropic: 'pkey_a', openai_compatible: 'pkey_l' };
     expect(route(plan({ bindings: both, routing: { max_retries: 2 } }).attempts)).toEqual([
       'anthropic:pkey_a:claude-sonnet-4-5',
       'anthropic:pkey_a:claude-sonnet-4-5',
@@ -230,17 +231,17 @@ describe('skipping keys', () => {
 });
 
 describe('choosing keys within a provider', () => {
-  const bindings = {
+  const bindings: ProviderBindings = {
     anthropic: [
-      { key_id: 'k1', weight: 70 },
-      { key_id: 'k2', weight: 20 },
-      { key_id: 'k3', weight: 10 },
+      { key_id: 'pkey_k1', weight: 70 },
+      { key_id: 'pkey_k2', weight: 20 },
+      { key_id: 'pkey_k3', weight: 10 },
     ],
   };
 
   it('failover: keys in their bound order', () => {
     const p = plan({ bindings, routing: { load_balancing: 'failover', max_retries: 3 } });
-    expect(p.attempts.map((a) => a.keyId)).toEqual(['k1', 'k2', 'k3']);
+    expect(p.attempts.map((a) => a.keyId)).toEqual(['pkey_k1', 'pkey_k2', 'pkey_k3']);
   });
 
   it('round robin: rotates the first key per agent and provider, the rest follow as failover', () => {
@@ -255,10 +256,10 @@ describe('choosing keys within a provider', () => {
       firsts.push(p.attempts.map((a) => a.keyId));
     }
     expect(firsts).toEqual([
-      ['k1', 'k2', 'k3'],
-      ['k2', 'k3', 'k1'],
-      ['k3', 'k1', 'k2'],
-      ['k1', 'k2', 'k3'],
+      ['pkey_k1', 'pkey_k2', 'pkey_k3'],
+      ['pkey_k2', 'pkey_k3', 'pkey_k1'],
+      ['pkey_k3', 'pkey_k1', 'pkey_k2'],
+      ['pkey_k1', 'pkey_k2', 'pkey_k3'],
     ]);
     // Another agent has its own turn.
     const other = plan({
@@ -267,15 +268,15 @@ describe('choosing keys within a provider', () => {
       roundRobin: rr,
       routing: { load_balancing: 'round_robin', max_retries: 1 },
     });
-    expect(other.attempts.map((a) => a.keyId)).toEqual(['k1']);
+    expect(other.attempts.map((a) => a.keyId)).toEqual(['pkey_k1']);
     // A disabled key is passed over without moving the others' turns.
     const skip = plan({
       bindings,
       roundRobin: rr,
-      isKeyUsable: (id) => id !== 'k2',
+      isKeyUsable: (id) => id !== 'pkey_k2',
       routing: { load_balancing: 'round_robin', max_retries: 2 },
     });
-    expect(skip.attempts.map((a) => a.keyId)).toEqual(['k3', 'k1']);
+    expect(skip.attempts.map((a) => a.keyId)).toEqual(['pkey_k3', 'pkey_k1']);
   });
 
   it('the agent override picks the load balancing', () => {
@@ -287,12 +288,12 @@ describe('choosing keys within a provider', () => {
         routing: { load_balancing: 'failover', max_retries: 1 },
         override: { load_balancing: 'round_robin' },
       }).attempts[0]!.keyId;
-    expect([keys(), keys(), keys()]).toEqual(['k1', 'k2', 'k3']);
+    expect([keys(), keys(), keys()]).toEqual(['pkey_k1', 'pkey_k2', 'pkey_k3']);
   });
 
   it('weighted: the first key is drawn by weight, over many draws', () => {
     const random = seeded(42);
-    const counts: Record<string, number> = { k1: 0, k2: 0, k3: 0 };
+    const counts: Record<string, number> = { pkey_k1: 0, pkey_k2: 0, pkey_k3: 0 };
     const draws = 20_000;
     for (let i = 0; i < draws; i++) {
       const p = plan({ bindings, random, routing: { load_balancing: 'weighted', max_retries: 3 } });
@@ -300,11 +301,11 @@ describe('choosing keys within a provider', () => {
       // The others follow as failover, each key once.
       expect(new Set(p.attempts.map((a) => a.keyId)).size).toBe(3);
     }
-    expect(counts.k1! / draws).toBeCloseTo(0.7, 1);
-    expect(counts.k2! / draws).toBeCloseTo(0.2, 1);
-    expect(counts.k3! / draws).toBeCloseTo(0.1, 1);
-    expect(Math.abs(counts.k1! / draws - 0.7)).toBeLessThan(0.015);
-    expect(Math.abs(counts.k3! / draws - 0.1)).toBeLessThan(0.015);
+    expect(counts.pkey_k1! / draws).toBeCloseTo(0.7, 1);
+    expect(counts.pkey_k2! / draws).toBeCloseTo(0.2, 1);
+    expect(counts.pkey_k3! / draws).toBeCloseTo(0.1, 1);
+    expect(Math.abs(counts.pkey_k1! / draws - 0.7)).toBeLessThan(0.015);
+    expect(Math.abs(counts.pkey_k3! / draws - 0.1)).toBeLessThan(0.015);
   });
 
   it('weighted: an excluded key takes no share', () => {
@@ -313,22 +314,22 @@ describe('choosing keys within a provider', () => {
       const p = plan({
         bindings,
         random,
-        isKeyUsable: (id) => id !== 'k1',
+        isKeyUsable: (id) => id !== 'pkey_k1',
         routing: { load_balancing: 'weighted', max_retries: 1 },
       });
-      expect(p.attempts[0]!.keyId).not.toBe('k1');
+      expect(p.attempts[0]!.keyId).not.toBe('pkey_k1');
     }
   });
 });
 
 describe('the attempt budget', () => {
   it('max_retries is the total number of attempts across the plan', () => {
-    const bindings = {
+    const bindings: ProviderBindings = {
       anthropic: [
-        { key_id: 'a1', weight: 1 },
-        { key_id: 'a2', weight: 1 },
+        { key_id: 'pkey_a1', weight: 1 },
+        { key_id: 'pkey_a2', weight: 1 },
       ],
-      openai: 'o1',
+      openai: 'pkey_o1',
     };
     const mapping = { 'claude-sonnet-4-5': { openai: 'gpt-4o' } };
     const two = plan({
@@ -336,14 +337,14 @@ describe('the attempt budget', () => {
       modelMapping: mapping,
       routing: { default_chain: ['anthropic', 'openai'], max_retries: 2 },
     });
-    expect(two.attempts.map((a) => a.keyId)).toEqual(['a1', 'a2']);
+    expect(two.attempts.map((a) => a.keyId)).toEqual(['pkey_a1', 'pkey_a2']);
     expect(two.maxAttempts).toBe(2);
     const three = plan({
       bindings,
       modelMapping: mapping,
       routing: { default_chain: ['anthropic', 'openai'], max_retries: 3 },
     });
-    expect(three.attempts.map((a) => a.keyId)).toEqual(['a1', 'a2', 'o1']);
+    expect(three.attempts.map((a) => a.keyId)).toEqual(['pkey_a1', 'pkey_a2', 'pkey_o1']);
     expect(three.attempts.every((a) => !a.repeat)).toBe(true);
   });
 
@@ -372,7 +373,7 @@ describe('the attempt budget', () => {
 });
 
 describe('routing preference', () => {
-  const bindings = { anthropic: 'pkey_a', openai: 'pkey_o', openai_compatible: 'pkey_c' };
+  const bindings: ProviderBindings = { anthropic: 'pkey_a', openai: 'pkey_o', openai_compatible: 'pkey_c' };
   const routing = {
     default_chain: ['anthropic' as const, 'openai' as const, 'openai_compatible' as const],
     max_retries: 3,
@@ -535,18 +536,18 @@ describe('the circuit breaker', () => {
       },
       bindings: {
         openai: [
-          { key_id: 'x', weight: 1 },
-          { key_id: 'y', weight: 1 },
+          { key_id: 'pkey_x' as const, weight: 1 },
+          { key_id: 'pkey_y' as const, weight: 1 },
         ],
       },
       model: 'gpt-4o',
       agentId: 'agt_r',
     };
-    expect(router.plan(input).attempts[0]!.keyId).toBe('x');
-    expect(router.plan(input).attempts[0]!.keyId).toBe('y');
+    expect(router.plan(input).attempts[0]!.keyId).toBe('pkey_x');
+    expect(router.plan(input).attempts[0]!.keyId).toBe('pkey_y');
     // The plan told the registry the policy's breaker settings: one failure opens x.
-    health.recordFailure('x', 'http_error');
-    expect(router.plan(input).attempts[0]!.keyId).toBe('y');
-    expect(router.plan(input).attempts[0]!.keyId).toBe('y');
+    health.recordFailure('pkey_x', 'http_error');
+    expect(router.plan(input).attempts[0]!.keyId).toBe('pkey_y');
+    expect(router.plan(input).attempts[0]!.keyId).toBe('pkey_y');
   });
 });

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '../../src/core/ids.ts';
+import { newId, type TeamId } from '../../src/core/ids.ts';
 import { events, runs } from '../../src/db/schema/index.ts';
 import { POLICY_DEFAULTS } from '../../src/modules/policies/spec.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
@@ -520,7 +520,7 @@ describe('stats and cost trend', () => {
       outcome?: 'success' | 'partial' | 'failed';
       hardLimitMicros?: number;
       name?: string;
-      teamId?: string;
+      teamId?: TeamId;
     },
   ) {
     const started = new Date(run.startedAt);

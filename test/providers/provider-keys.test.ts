@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAY_MS } from '../../src/core/clock.ts';
-import { newId } from '../../src/core/ids.ts';
+import { newId, type ProviderKeyId, type TeamId } from '../../src/core/ids.ts';
 import { events, providerKeys, runs, steps } from '../../src/db/schema/index.ts';
 import { type CallOptions, createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { createAgent, type Json } from '../support/factories.ts';
@@ -50,7 +50,7 @@ async function createKey(body: Record<string, unknown> = {}, token = u.token): P
   return res.body;
 }
 
-async function sealedRow(id: string) {
+async function sealedRow(id: ProviderKeyId) {
   const [row] = await t.database.db.select().from(providerKeys).where(eq(providerKeys.id, id));
   return row!;
 }
@@ -64,11 +64,11 @@ async function eventsOf(subjectId: string) {
  * helper writes the rows straight through drizzle, only for the dependents counts.
  */
 async function insertRunRowsForTest(args: {
-  teamId: string;
+  teamId: TeamId;
   agentId: string;
   policyId: string;
   status: 'running' | 'completed';
-  stepKeyId?: string;
+  stepKeyId?: ProviderKeyId;
   stepAt?: Date;
 }): Promise<string> {
   const now = t.clock.now();

@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import type { RunId } from '../../src/core/ids.ts';
+import type { RunId, TeamId } from '../../src/core/ids.ts';
 import { budgetLeases, hourlySpend, ledgerEntries, runs, steps } from '../../src/db/schema/index.ts';
 import type { ResolveRunInput } from '../../src/modules/runs/service.ts';
 import type { SignedUpUser, TestApp } from '../support/app.ts';
@@ -7,7 +7,7 @@ import { createAgent, createPolicy } from '../support/factories.ts';
 
 /** An agent under a fresh policy of `user`'s team, in the shapes the runs service takes. */
 export interface GatewayAgent {
-  teamId: string;
+  teamId: TeamId;
   agent: ResolveRunInput['agent'];
   policy: ResolveRunInput['policy'];
   agentKey: string;

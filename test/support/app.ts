@@ -6,6 +6,7 @@ import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
 import { type Config, loadConfig, THROTTLE_VARIABLES } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import { ManualTimers } from '../../src/core/context.ts';
+import type { TeamId } from '../../src/core/ids.ts';
 import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
 import { type LogDestination, loggerOptions } from '../../src/http/logger.ts';
@@ -36,7 +37,7 @@ export interface SignedUpUser {
   token: string;
   csrf: string;
   user: { id: string; email: string; name: string; is_admin: boolean };
-  team: { id: string; name: string; slug: string };
+  team: { id: TeamId; name: string; slug: string };
 }
 
 export interface TestApp {

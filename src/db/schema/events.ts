@@ -1,4 +1,5 @@
 import { index, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import type { TeamId } from '../../core/ids.ts';
 
 /**
  * The outbox: one row per state change of note, written in the same
@@ -8,7 +9,7 @@ export const events = pgTable(
   'events',
   {
     id: text('id').primaryKey(),
-    teamId: text('team_id'),
+    teamId: text('team_id').$type<TeamId>(),
     type: text('type').notNull(),
     actorKind: text('actor_kind').notNull(),
     actorId: text('actor_id'),

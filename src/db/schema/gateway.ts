@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import type { AgentId, Id, PolicyId, RunId, StepId } from '../../core/ids.ts';
+import type { AgentId, Id, PolicyId, ProviderKeyId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { namedTeamRow } from './identity.ts';
 
@@ -13,7 +13,7 @@ const tokens = (name: string) => bigint(name, { mode: 'number' }).notNull().defa
 export const providerKeys = pgTable(
   'provider_keys',
   {
-    ...namedTeamRow(),
+    ...namedTeamRow<ProviderKeyId>(),
     provider: text('provider', { enum: ['anthropic', 'openai', 'openai_compatible'] }).notNull(),
     baseUrl: text('base_url'),
     /** The sealed secret; null once deleted (scrubbed). */
@@ -55,7 +55,7 @@ export const policyVersions = pgTable(
   'policy_versions',
   {
     id: text('id').primaryKey(),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     policyId: text('policy_id')
       .notNull()
       .references(() => policies.id),
@@ -81,7 +81,7 @@ export const agents = pgTable(
     allowedPolicies: jsonb('allowed_policies').$type<string[] | null>(),
     /** provider → key id, or [{key_id, weight}] for load balancing. */
     providerKeys: jsonb('provider_keys')
-      .$type<Record<string, string | Array<{ key_id: string; weight: number }>>>()
+      .$type<Record<string, ProviderKeyId | Array<{ key_id: ProviderKeyId; weight: number }>>>()
       .notNull(),
     routingOverride: jsonb('routing_override').$type<Record<string, unknown> | null>(),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull(),
@@ -108,7 +108,7 @@ export const runs = pgTable(
   'runs',
   {
     id: text('id').$type<RunId>().primaryKey(),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     agentId: text('agent_id')
       .notNull()
       .references(() => agents.id),
@@ -163,7 +163,7 @@ export const steps = pgTable(
   'steps',
   {
     id: text('id').$type<StepId>().primaryKey(),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     runId: text('run_id')
       .$type<RunId>()
       .notNull()
@@ -179,7 +179,7 @@ export const steps = pgTable(
     name: text('name'),
     provider: text('provider'),
     model: text('model'),
-    providerKeyId: text('provider_key_id'),
+    providerKeyId: text('provider_key_id').$type<ProviderKeyId>(),
     streaming: boolean('streaming').notNull().default(false),
     request: jsonb('request').$type<unknown>(),
     response: jsonb('response').$type<unknown>(),
@@ -204,13 +204,13 @@ export const ledgerEntries = pgTable(
   'ledger_entries',
   {
     id: text('id').$type<LedgerEntryId>().primaryKey(),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     runId: text('run_id').$type<RunId>().notNull(),
     stepId: text('step_id').$type<StepId>().notNull(),
     agentId: text('agent_id').notNull(),
     provider: text('provider'),
     model: text('model'),
-    providerKeyId: text('provider_key_id'),
+    providerKeyId: text('provider_key_id').$type<ProviderKeyId>(),
     inputTokens: tokens('input_tokens'),
     outputTokens: tokens('output_tokens'),
     cacheReadTokens: tokens('cache_read_tokens'),
@@ -235,7 +235,7 @@ export const budgetLeases = pgTable(
     id: text('id').primaryKey(),
     holder: text('holder').notNull(),
     scope: text('scope', { enum: ['run', 'hour'] }).notNull(),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     runId: text('run_id').$type<RunId>(),
     agentId: text('agent_id').notNull(),
     policyId: text('policy_id').notNull(),
@@ -252,7 +252,7 @@ export const budgetLeases = pgTable(
 export const hourlySpend = pgTable(
   'hourly_spend',
   {
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     agentId: text('agent_id').notNull(),
     policyId: text('policy_id').notNull(),
     hourStart: ts('hour_start').notNull(),
@@ -266,7 +266,7 @@ export const approvals = pgTable(
   'approvals',
   {
     id: text('id').primaryKey(),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     runId: text('run_id').notNull(),
     stepId: text('step_id'),
     agentId: text('agent_id').notNull(),

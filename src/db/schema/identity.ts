@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import type { TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 
 export const users = pgTable(
@@ -19,7 +20,7 @@ export const users = pgTable(
 export const teams = pgTable(
   'teams',
   {
-    id: text('id').primaryKey(),
+    id: text('id').primaryKey().$type<TeamId>(),
     name: text('name').notNull(),
     /** Immutable; reserved forever, even after the team is deleted (Wrenn). */
     slug: text('slug').notNull(),
@@ -32,6 +33,7 @@ export const teams = pgTable(
 /** A team-owned row's team: required, and the team must exist. */
 export const teamIdColumn = () =>
   text('team_id')
+    .$type<TeamId>()
     .notNull()
     .references(() => teams.id);
 
@@ -68,7 +70,9 @@ export const sessions = pgTable(
       .notNull()
       .references(() => users.id),
     /** The session's active team; null only when the user belongs to no team. */
-    teamId: text('team_id').references(() => teams.id),
+    teamId: text('team_id')
+      .$type<TeamId>()
+      .references(() => teams.id),
     tokenHash: text('token_hash').notNull(),
     userAgent: text('user_agent'),
     ipAddress: text('ip_address'),
@@ -136,7 +140,7 @@ export const apiKeyUsage = pgTable(
     apiKeyId: text('api_key_id')
       .notNull()
       .references(() => apiKeys.id),
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     method: text('method').notNull(),
     path: text('path').notNull(),
     statusCode: integer('status_code').notNull(),

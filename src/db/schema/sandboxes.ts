@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import type { CapsuleId, HostId } from '../../core/ids.ts';
+import type { CapsuleId, HostId, TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { teamIdColumn, teams } from './identity.ts';
 
@@ -27,7 +27,9 @@ export const hosts = pgTable(
     id: text('id').primaryKey().$type<HostId>(),
     type: text('type', { enum: ['regular', 'byoc', 'local'] }).notNull(),
     /** BYOC hosts belong to a team; regular and local hosts serve every team. */
-    teamId: text('team_id').references(() => teams.id),
+    teamId: text('team_id')
+      .$type<TeamId>()
+      .references(() => teams.id),
     status: text('status', { enum: ['pending', 'online', 'offline', 'draining', 'unreachable'] }).notNull(),
     provider: text('provider'),
     availabilityZone: text('availability_zone'),
@@ -95,7 +97,9 @@ export const templates = pgTable(
   {
     id: text('id').primaryKey(),
     /** null: a platform template, visible to every team. */
-    teamId: text('team_id').references(() => teams.id),
+    teamId: text('team_id')
+      .$type<TeamId>()
+      .references(() => teams.id),
     name: text('name').notNull(),
     type: text('type', { enum: ['base', 'snapshot'] }).notNull(),
     sourceCapsuleId: text('source_capsule_id').$type<CapsuleId>(),
@@ -121,7 +125,7 @@ export const templates = pgTable(
 export const capsuleUsage = pgTable(
   'capsule_usage',
   {
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     day: text('day').notNull(),
     cpuSeconds: bigint('cpu_seconds', { mode: 'number' }).notNull().default(0),
     /** vcpus × seconds running. */
@@ -136,7 +140,7 @@ export const capsuleUsage = pgTable(
 export const capsuleSamples = pgTable(
   'capsule_samples',
   {
-    teamId: text('team_id').notNull(),
+    teamId: text('team_id').$type<TeamId>().notNull(),
     sampledAt: ts('sampled_at').notNull(),
     running: integer('running').notNull(),
     vcpus: integer('vcpus').notNull(),

@@ -1,6 +1,7 @@
-import { and, desc, eq, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
-import { type AgentId, isId } from '../../core/ids.ts';
+import { and, desc, eq, inArray, isNull, like, or, sql } from 'drizzle-orm';
+import { type AgentId, isId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
@@ -9,6 +10,9 @@ import { agents, teams } from '../../db/schema/index.ts';
 
 export type AgentRow = typeof agents.$inferSelect;
 export type Bindings = AgentRow['providerKeys'];
+export type Binding = Bindings[string];
+/** A request's input whose provider_keys were checked, and so are typed (the service checks them). */
+export type WithBindings<T> = Omit<T, 'provider_keys'> & { provider_keys?: Bindings };
 export type AgentPatch = Partial<Omit<AgentRow, 'id' | 'teamId' | 'createdAt'>>;
 
 export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): Promise<AgentRow> {
@@ -18,51 +22,44 @@ export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): 
 
 export async function findAgent(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: AgentId,
   lock?: 'update',
 ): Promise<AgentRow | undefined> {
   const q = db
     .select()
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)));
-  const [row] = lock ? await q.for(lock) : await q;
+    .where(liveInTeam(agents, teamId, eq(agents.id, id)));
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
 export async function findAgentByName(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
   lock?: 'update',
 ): Promise<AgentRow | undefined> {
   const q = db
     .select()
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), eq(agents.name, name), isNull(agents.deletedAt)));
-  const [row] = lock ? await q.for(lock) : await q;
+    .where(liveInTeam(agents, teamId, eq(agents.name, name)));
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
 /** Live names in the team equal to `base` or of the form `base-…` (for the auto-suffix). */
-export async function namesLike(db: DbOrTx, teamId: string, base: string): Promise<Set<string>> {
-  const escaped = base.replace(/[\\%_]/g, (c) => `\\${c}`);
+export async function namesLike(db: DbOrTx, teamId: TeamId, base: string): Promise<Set<string>> {
   const rows = await db
     .select({ name: agents.name })
     .from(agents)
-    .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
-        or(eq(agents.name, base), like(agents.name, `${escaped}-%`)),
-      ),
-    );
+    .where(liveInTeam(agents, teamId, or(eq(agents.name, base), like(agents.name, `${escapeLike(base)}-%`))));
   return new Set(rows.map((r) => r.name));
 }
 
 export async function listAgents(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { status?: 'active' | 'disabled'; policyId?: string },
   beforeId: string | undefined,
   limit: number,
@@ -71,13 +68,12 @@ export async function listAgents(
     .select()
     .from(agents)
     .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
+      liveInTeam(
+        agents,
+        teamId,
         filter.status ? eq(agents.status, filter.status) : undefined,
         filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(agents.id, beforeId as AgentId) : undefined,
+        beforeCursor(agents.id, beforeId),
       ),
     )
     .orderBy(desc(agents.id))
@@ -86,16 +82,11 @@ export async function listAgents(
 
 export async function updateAgent(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: AgentId,
   patch: AgentPatch,
 ): Promise<AgentRow | undefined> {
-  return updateOne(
-    db,
-    agents,
-    and(eq(agents.teamId, teamId), eq(agents.id, id), isNull(agents.deletedAt)),
-    patch,
-  );
+  return updateOne(db, agents, liveInTeam(agents, teamId, eq(agents.id, id)), patch);
 }
 
 /** The live agent, of a live team, whose current key hashes to `hash`. */
@@ -124,23 +115,23 @@ export async function systemFindLiveAgent(db: DbOrTx, id: AgentId): Promise<Agen
   return row?.agent;
 }
 
-export async function idsUsingPolicy(db: DbOrTx, teamId: string, policyId: string): Promise<string[]> {
+export async function idsUsingPolicy(db: DbOrTx, teamId: TeamId, policyId: string): Promise<string[]> {
   const rows = await db
     .select({ id: agents.id })
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), eq(agents.policyId, policyId), isNull(agents.deletedAt)))
+    .where(liveInTeam(agents, teamId, eq(agents.policyId, policyId)))
     .orderBy(agents.id);
   return rows.map((r) => r.id);
 }
 
 /** Which of `ids` are live agents of the team. */
-export async function liveAgentIdsAmong(db: DbOrTx, teamId: string, ids: string[]): Promise<Set<string>> {
+export async function liveAgentIdsAmong(db: DbOrTx, teamId: TeamId, ids: string[]): Promise<Set<string>> {
   const agentIds = ids.filter((id): id is AgentId => isId(id, 'agt'));
   if (agentIds.length === 0) return new Set();
   const rows = await db
     .select({ id: agents.id })
     .from(agents)
-    .where(and(eq(agents.teamId, teamId), inArray(agents.id, agentIds), isNull(agents.deletedAt)));
+    .where(liveInTeam(agents, teamId, inArray(agents.id, agentIds)));
   return new Set(rows.map((r) => r.id));
 }
 
@@ -155,20 +146,19 @@ function jsonText(keyId: string): string {
  * Live agents of the team whose provider_keys name the key, in either form.
  * The text match narrows the rows; `bindingsUse` decides exactly.
  */
-export async function agentsBoundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
-  const escaped = jsonText(keyId).replace(/[\\%_]/g, (c) => `\\${c}`);
+export async function agentsBoundToKey(db: DbOrTx, teamId: TeamId, keyId: string, lock?: 'update') {
   const q = db
     .select({ id: agents.id, name: agents.name, providerKeys: agents.providerKeys })
     .from(agents)
     .where(
-      and(
-        eq(agents.teamId, teamId),
-        isNull(agents.deletedAt),
-        sql`${agents.providerKeys}::text like ${`%${escaped}%`}`,
+      liveInTeam(
+        agents,
+        teamId,
+        sql`${agents.providerKeys}::text like ${`%${escapeLike(jsonText(keyId))}%`}`,
       ),
     )
     .orderBy(agents.id);
-  const rows = lock ? await q.for(lock) : await q;
+  const rows = await rowsLocked(q, lock);
   return rows.filter((r) => bindingsUse(r.providerKeys, keyId).length > 0);
 }
 
@@ -184,7 +174,7 @@ export function bindingsUse(bindings: Bindings, keyId: string): string[] {
 
 export async function setAgentBindings(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   agentId: AgentId,
   bindings: Bindings,
   at: Date,

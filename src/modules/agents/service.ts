@@ -7,17 +7,16 @@ import { generateToken, type TokenHasher, tokenDisplayPrefix } from '../../core/
 import {
   BadRequestError,
   ConflictError,
-  ForbiddenError,
   NotFoundError,
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { type AgentId, isId, newId } from '../../core/ids.ts';
+import { type AgentId, idOrNotFound, isId, newId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import type { PoliciesService } from '../policies/service.ts';
 import { actorLabel } from '../policies/service.ts';
 import { type ProviderName, sameJson } from '../policies/spec.ts';
@@ -35,7 +34,11 @@ export { bindingsUse } from './repo.ts';
 export { type AgentView, agentView } from './views.ts';
 
 /** Whether `keyId` is a usable provider key of the team for `provider` (the providers module answers). */
-export type ProviderKeyExists = (teamId: string, keyId: string, provider: ProviderName) => Promise<boolean>;
+export type ProviderKeyExists = (
+  teamId: TeamId,
+  keyId: ProviderKeyId,
+  provider: ProviderName,
+) => Promise<boolean>;
 
 /** What agents need from the policies module. */
 export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies' | 'findForTeam'>;
@@ -54,8 +57,18 @@ function nameTaken(name: string): ConflictError {
 
 /** An agent id from a path; anything else names no agent (404, as an unknown id). */
 export function agentIdOf(raw: string): AgentId {
-  if (!isId(raw, 'agt')) throw new NotFoundError('agent', raw);
-  return raw;
+  return idOrNotFound(raw, 'agt', 'agent');
+}
+
+/** A binding from a request with its key ids typed; undefined when one of them is no provider key id. */
+function typedBinding(binding: NonNullable<ProviderKeys[keyof ProviderKeys]>): repo.Binding | undefined {
+  if (typeof binding === 'string') return isId(binding, 'pkey') ? binding : undefined;
+  const typed: Array<{ key_id: ProviderKeyId; weight: number }> = [];
+  for (const b of binding) {
+    if (!isId(b.key_id, 'pkey')) return undefined;
+    typed.push({ key_id: b.key_id, weight: b.weight });
+  }
+  return typed;
 }
 
 /**
@@ -63,14 +76,18 @@ export function agentIdOf(raw: string): AgentId {
  * weighted list already holds `to`, the two entries merge (weights add, up to
  * the maximum of 100) so that the list still names each key once.
  */
-export function remapBindings(bindings: repo.Bindings, from: string, to: string): repo.Bindings {
+export function remapBindings(
+  bindings: repo.Bindings,
+  from: ProviderKeyId,
+  to: ProviderKeyId,
+): repo.Bindings {
   const out: repo.Bindings = {};
   for (const [provider, b] of Object.entries(bindings ?? {})) {
     if (typeof b === 'string') {
       out[provider] = b === from ? to : b;
       continue;
     }
-    const merged: Array<{ key_id: string; weight: number }> = [];
+    const merged: Array<{ key_id: ProviderKeyId; weight: number }> = [];
     for (const k of b) {
       const keyId = k.key_id === from ? to : k.key_id;
       const same = merged.find((m) => m.key_id === keyId);
@@ -96,13 +113,8 @@ export class AgentsService {
   ) {}
 
   /** Agents are managed by people and team keys; an agent key cannot manage agents. */
-  private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage agents');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+  private team(principal: Principal, need: Scope): TeamId {
+    return managedTeam(principal, need, 'agents');
   }
 
   // -- the proxy's side --------------------------------------------------
@@ -180,7 +192,7 @@ export class AgentsService {
   }
 
   /** For the providers module: the team's live agents whose provider_keys name the key (in its transaction when given one). */
-  boundToKey(db: DbOrTx, teamId: string, keyId: string, lock?: 'update') {
+  boundToKey(db: DbOrTx, teamId: TeamId, keyId: ProviderKeyId, lock?: 'update') {
     return repo.agentsBoundToKey(db, teamId, keyId, lock);
   }
 
@@ -191,7 +203,13 @@ export class AgentsService {
    */
   async remapProviderKey(
     tx: DbOrTx,
-    r: { teamId: string; fromKeyId: string; toKeyId: string; actor: ReturnType<typeof actorOf>; at: Date },
+    r: {
+      teamId: TeamId;
+      fromKeyId: ProviderKeyId;
+      toKeyId: ProviderKeyId;
+      actor: ReturnType<typeof actorOf>;
+      at: Date;
+    },
   ): Promise<string[]> {
     const remapped: string[] = [];
     for (const agent of await repo.agentsBoundToKey(tx, r.teamId, r.fromKeyId, 'update')) {
@@ -215,21 +233,30 @@ export class AgentsService {
   }
 
   /** For the policies module: live agents whose policy is `policyId`, inside its transaction. */
-  idsUsingPolicy(tx: DbOrTx, teamId: string, policyId: string): Promise<string[]> {
+  idsUsingPolicy(tx: DbOrTx, teamId: TeamId, policyId: string): Promise<string[]> {
     return repo.idsUsingPolicy(tx, teamId, policyId);
   }
 
   /** For modules that name agents (secrets): the ids among `ids` that are no live agent of the team. */
-  async unknownAgentIds(tx: DbOrTx, teamId: string, ids: readonly string[]): Promise<string[]> {
+  async unknownAgentIds(tx: DbOrTx, teamId: TeamId, ids: readonly string[]): Promise<string[]> {
     const live = await repo.liveAgentIdsAmong(tx, teamId, [...ids]);
     return ids.filter((id) => !live.has(id));
   }
 
   // -- references ----------------------------------------------------------
 
-  /** Provider keys must exist for their provider, and appear once per provider. */
-  private async checkProviderKeys(teamId: string, keys: ProviderKeys | undefined): Promise<void> {
-    if (!keys) return;
+  /**
+   * The input with its provider_keys checked, and so typed: each key must be a
+   * provider key of the team for its provider (an id that is no `pkey_` id is
+   * none) and appear once per provider.
+   */
+  private async withCheckedBindings<T extends { provider_keys?: ProviderKeys }>(
+    teamId: TeamId,
+    input: T,
+  ): Promise<repo.WithBindings<T>> {
+    const { provider_keys: keys, ...rest } = input;
+    if (!keys) return rest;
+    const checked: repo.Bindings = {};
     const fields: Record<string, string> = {};
     const unknown: Array<{ provider: string; key_id: string }> = [];
     for (const [provider, binding] of Object.entries(keys)) {
@@ -238,9 +265,11 @@ export class AgentsService {
       if (new Set(ids).size !== ids.length)
         fields[`provider_keys.${provider}`] = 'lists a key more than once';
       for (const keyId of new Set(ids)) {
-        if (!(await this.providerKeyExists(teamId, keyId, provider as ProviderName)))
+        if (!isId(keyId, 'pkey') || !(await this.providerKeyExists(teamId, keyId, provider as ProviderName)))
           unknown.push({ provider, key_id: keyId });
       }
+      const typed = typedBinding(binding);
+      if (typed !== undefined) checked[provider] = typed;
     }
     if (Object.keys(fields).length > 0) {
       throw new ValidationError(
@@ -257,12 +286,13 @@ export class AgentsService {
         { provider_keys: unknown },
       );
     }
+    return { ...rest, provider_keys: checked };
   }
 
   /** Inside the change's transaction: the policies exist, and the default one stays until commit. */
   private async checkPolicies(
     tx: DbOrTx,
-    teamId: string,
+    teamId: TeamId,
     policyId: string | undefined,
     allowed: string[] | null | undefined,
   ): Promise<void> {
@@ -292,7 +322,7 @@ export class AgentsService {
    */
   async create(principal: Principal, input: CreateAgentInput) {
     const teamId = this.team(principal, 'write');
-    await this.checkProviderKeys(teamId, input.provider_keys);
+    const checked = await this.withCheckedBindings(teamId, input);
     const wanted = input.name;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -301,7 +331,7 @@ export class AgentsService {
           const taken = await repo.namesLike(tx, teamId, wanted);
           let name = wanted;
           for (let n = 2; taken.has(name); n++) name = `${wanted}-${n}`;
-          return this.insert(tx, principal, teamId, { ...input, name });
+          return this.insert(tx, principal, teamId, { ...checked, name });
         });
         const note =
           row.name === wanted
@@ -315,7 +345,12 @@ export class AgentsService {
     }
   }
 
-  private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateAgentInput) {
+  private async insert(
+    tx: DbOrTx,
+    principal: Principal,
+    teamId: TeamId,
+    input: repo.WithBindings<CreateAgentInput>,
+  ) {
     const apiKey = generateToken('pda');
     const now = this.ctx.clock.now();
     const row = await repo.insertAgent(tx, {
@@ -372,11 +407,11 @@ export class AgentsService {
 
   private async applyUpdate(
     principal: Principal,
-    teamId: string,
+    teamId: TeamId,
     which: { id: AgentId } | { name: string },
-    input: UpdateAgentInput,
+    sent: UpdateAgentInput,
   ): Promise<AgentRow> {
-    await this.checkProviderKeys(teamId, input.provider_keys);
+    const input = await this.withCheckedBindings(teamId, sent);
     let agentId: string | undefined;
     try {
       return await this.db.transaction(async (tx) => {
@@ -463,8 +498,8 @@ export class AgentsService {
             { policy_id: 'is required when the agent is created' },
           );
         }
-        const { status: _ignored, ...fields } = input;
-        await this.checkProviderKeys(teamId, fields.provider_keys);
+        const { status: _ignored, ...sent } = input;
+        const fields = await this.withCheckedBindings(teamId, sent);
         const policyId = input.policy_id;
         const { row, apiKey } = await this.db.transaction(async (tx) => {
           await this.checkPolicies(tx, teamId, policyId, fields.allowed_policies);

@@ -1,5 +1,5 @@
 import type { Static } from 'typebox';
-import type { AgentPatch, AgentRow } from './repo.ts';
+import type { AgentPatch, AgentRow, WithBindings } from './repo.ts';
 import type * as s from './schemas.ts';
 
 // The JSON an agent is answered as, and how an input maps onto its columns.
@@ -28,7 +28,7 @@ export function agentView(a: AgentRow) {
 export type AgentView = ReturnType<typeof agentView>;
 
 /** The fields of an input that map to columns (undefined = not sent). */
-export function columnsOf(input: UpdateAgentInput): AgentPatch {
+export function columnsOf(input: WithBindings<UpdateAgentInput>): AgentPatch {
   const patch: AgentPatch = {};
   if (input.name !== undefined) patch.name = input.name;
   if (input.description !== undefined) patch.description = input.description;

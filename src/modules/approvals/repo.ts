@@ -1,4 +1,5 @@
 import { and, desc, eq, gt, inArray, lt, lte, type SQL } from 'drizzle-orm';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { approvals } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -15,14 +16,14 @@ export async function insertApprovals(
 }
 
 /** The team's approvals where every one of `conditions` holds. */
-function teamApprovals(db: DbOrTx, teamId: string, ...conditions: Array<SQL | undefined>) {
+function teamApprovals(db: DbOrTx, teamId: TeamId, ...conditions: Array<SQL | undefined>) {
   return db
     .select()
     .from(approvals)
     .where(and(eq(approvals.teamId, teamId), ...conditions));
 }
 
-export async function findApproval(db: DbOrTx, teamId: string, id: string): Promise<ApprovalRow | undefined> {
+export async function findApproval(db: DbOrTx, teamId: TeamId, id: string): Promise<ApprovalRow | undefined> {
   const [row] = await teamApprovals(db, teamId, eq(approvals.id, id));
   return row;
 }
@@ -30,7 +31,7 @@ export async function findApproval(db: DbOrTx, teamId: string, id: string): Prom
 /** Pending, unexpired approvals already asked for this agent's request (a client re-sending it gets them again). */
 export async function pendingForRequest(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   agentId: string,
   requestHash: string,
   now: Date,
@@ -65,7 +66,7 @@ export function statusIs(status: ApprovalStatus, now: Date): SQL {
 
 export async function listApprovals(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   f: { status?: ApprovalStatus; runId?: string; agentId?: string },
   now: Date,
   beforeId: string | undefined,
@@ -86,7 +87,7 @@ export async function listApprovals(
 /** pending → approved/rejected, only while pending and unexpired: one decision wins. */
 export async function decide(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: string,
   d: { status: 'approved' | 'rejected'; decidedBy: string | null; reason: string | null; at: Date },
 ): Promise<ApprovalRow | undefined> {
@@ -107,7 +108,7 @@ export async function decide(
  * approved → consumed for every approval of the batch, in one statement, only
  * if each is approved and unexpired: single use even when two replays race.
  */
-export async function consumeBatch(db: DbOrTx, teamId: string, ids: string[], now: Date): Promise<number> {
+export async function consumeBatch(db: DbOrTx, teamId: TeamId, ids: string[], now: Date): Promise<number> {
   const rows = await db
     .update(approvals)
     .set({ status: 'consumed' })

@@ -1,6 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { statusAt } from '../../core/expiry.ts';
+import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import { pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
@@ -8,10 +9,10 @@ import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
 import * as repo from './repo.ts';
 import type { ApprovalListQueryType } from './schemas.ts';
-import { approvalStatus, approvalView } from './views.ts';
+import { approvalView } from './views.ts';
 
 export interface ApprovalRequestInput {
-  teamId: string;
+  teamId: TeamId;
   runId: string;
   agentId: string;
   policyId: string;
@@ -111,7 +112,7 @@ export class ApprovalsService {
    * each with an approval.consumed event in the same transaction.
    */
   async consume(
-    teamId: string,
+    teamId: TeamId,
     approvalId: string,
     agentId: string,
     requestHash: string,
@@ -134,7 +135,7 @@ export class ApprovalsService {
         }
         const batch = await repo.batchOf(tx, a);
         for (const b of batch) {
-          const status = b.status === 'approved' && b.expiresAt <= now ? 'expired' : approvalStatus(b, now);
+          const status = b.status === 'approved' && b.expiresAt <= now ? 'expired' : statusAt(b, now);
           if (status === 'approved') continue;
           const which =
             b.id === a.id ? `approval ${b.id}` : `approval ${b.id} (tool ${b.toolName}) of the same request`;
@@ -240,7 +241,7 @@ export class ApprovalsService {
     if (decided) return approvalView(decided, now);
     const current = await repo.findApproval(this.db, teamId, id);
     if (!current) throw new NotFoundError('approval', id);
-    const state = approvalStatus(current, now);
+    const state = statusAt(current, now);
     throw new ConflictError(
       'approval_not_pending',
       `approval ${id} is ${state}; only a pending approval can be decided`,

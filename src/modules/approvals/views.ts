@@ -1,8 +1,5 @@
-import type { ApprovalRow, ApprovalStatus } from './repo.ts';
-
-export function approvalStatus(a: ApprovalRow, now: Date): ApprovalStatus {
-  return a.status === 'pending' && a.expiresAt <= now ? 'expired' : a.status;
-}
+import { statusAt } from '../../core/expiry.ts';
+import type { ApprovalRow } from './repo.ts';
 
 export function approvalView(a: ApprovalRow, now: Date) {
   return {
@@ -13,7 +10,7 @@ export function approvalView(a: ApprovalRow, now: Date) {
     agent_id: a.agentId,
     policy_id: a.policyId,
     tool_name: a.toolName,
-    status: approvalStatus(a, now),
+    status: statusAt(a, now),
     request_snapshot: a.requestSnapshot ?? null,
     decided_by: a.decidedBy,
     reason: a.reason,

@@ -1,6 +1,7 @@
 import { and, desc, eq, inArray, isNull, lt, max } from 'drizzle-orm';
-import type { Id } from '../../core/ids.ts';
+import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { environments, environmentVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -35,21 +36,23 @@ export async function insertVersion(
 
 export async function findEnvironment(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: EnvironmentId,
   lock?: 'update',
 ): Promise<EnvironmentRow | undefined> {
-  const q = db
-    .select()
-    .from(environments)
-    .where(and(eq(environments.teamId, teamId), eq(environments.id, id)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(
+    db
+      .select()
+      .from(environments)
+      .where(and(eq(environments.teamId, teamId), eq(environments.id, id))),
+    lock,
+  );
   return row;
 }
 
 export async function findLiveEnvironmentByName(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
 ): Promise<EnvironmentRow | undefined> {
   const [row] = await db
@@ -63,7 +66,7 @@ export async function findLiveEnvironmentByName(
 
 export async function listEnvironments(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   beforeId: string | undefined,
   limit: number,
 ) {
@@ -74,8 +77,7 @@ export async function listEnvironments(
       and(
         eq(environments.teamId, teamId),
         isNull(environments.archivedAt),
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(environments.id, beforeId as EnvironmentId) : undefined,
+        beforeCursor(environments.id, beforeId),
       ),
     )
     .orderBy(desc(environments.id))
@@ -84,7 +86,7 @@ export async function listEnvironments(
 
 export async function updateEnvironment(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: EnvironmentId,
   patch: Partial<
     Pick<EnvironmentRow, 'name' | 'description' | 'currentVersion' | 'archivedAt' | 'updatedAt'>
@@ -95,7 +97,7 @@ export async function updateEnvironment(
 
 export async function findVersion(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   environmentId: EnvironmentId,
   version: number,
 ): Promise<VersionRow | undefined> {
@@ -115,7 +117,7 @@ export async function findVersion(
 /** The versions of an environment, newest first; `before` is a version number. */
 export async function listVersions(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   environmentId: EnvironmentId,
   before: number | undefined,
   limit: number,
@@ -144,8 +146,10 @@ export async function latestVersionNumber(db: DbOrTx, environmentId: Environment
 
 /** System-only (by id alone): the build job carries the id of a version it was sent for. */
 export async function systemFindVersion(db: DbOrTx, id: EnvironmentVersionId, lock?: 'update') {
-  const q = db.select().from(environmentVersions).where(eq(environmentVersions.id, id));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(
+    db.select().from(environmentVersions).where(eq(environmentVersions.id, id)),
+    lock,
+  );
   return row;
 }
 

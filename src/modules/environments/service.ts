@@ -1,11 +1,11 @@
 import type { Static } from 'typebox';
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { isId, newId } from '../../core/ids.ts';
+import { isId, newId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
 import { type EnvironmentView, environmentView, PLATFORM_ENVIRONMENTS, versionView } from './views.ts';
@@ -22,7 +22,7 @@ type Spec = Pick<
 
 /** What environments need from elsewhere: whether a base template exists, and a way to start a build. */
 export interface EnvironmentPorts {
-  templateExists(teamId: string, name: string): Promise<boolean>;
+  templateExists(teamId: TeamId, name: string): Promise<boolean>;
   /** Queues the build of a version (the builder's job). */
   queueBuild(versionId: repo.EnvironmentVersionId): Promise<void>;
 }
@@ -78,16 +78,12 @@ export class EnvironmentsService {
     private readonly ports: EnvironmentPorts,
   ) {}
 
-  private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot read or manage environments');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+  /** Agent keys never read or manage environments: 403 agent_key_not_allowed. */
+  private team(principal: Principal, need: Scope): TeamId {
+    return managedTeam(principal, need, 'environments');
   }
 
-  private async checkBase(teamId: string, base: string): Promise<void> {
+  private async checkBase(teamId: TeamId, base: string): Promise<void> {
     if (PLATFORM_ENVIRONMENTS.some((e) => e.current_version.template === base)) return;
     if (!(await this.ports.templateExists(teamId, base)))
       throw new BadRequestError(
@@ -99,7 +95,7 @@ export class EnvironmentsService {
       );
   }
 
-  private async found(db: DbOrTx, teamId: string, id: string, lock?: 'update') {
+  private async found(db: DbOrTx, teamId: TeamId, id: string, lock?: 'update') {
     const env = isId(id, 'env') ? await repo.findEnvironment(db, teamId, id, lock) : undefined;
     if (!env) throw new NotFoundError('environment', id);
     return env;
@@ -134,7 +130,7 @@ export class EnvironmentsService {
 
   private async insertEnvironment(
     principal: Principal,
-    teamId: string,
+    teamId: TeamId,
     fields: { name: string; description: string | null; forkedFrom: string | null },
     spec: Spec,
   ) {
@@ -284,7 +280,7 @@ export class EnvironmentsService {
     );
   }
 
-  private async freeName(teamId: string, base: string): Promise<string> {
+  private async freeName(teamId: TeamId, base: string): Promise<string> {
     for (let i = 1; ; i++) {
       const name = i === 1 ? base : `${base}-${i}`;
       if (!(await repo.findLiveEnvironmentByName(this.db, teamId, name))) return name;

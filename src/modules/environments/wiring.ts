@@ -1,5 +1,5 @@
 import { NotFoundError } from '../../core/errors.ts';
-import { isId } from '../../core/ids.ts';
+import { isId, type TeamId } from '../../core/ids.ts';
 import { systemPrincipal } from '../identity/principal.ts';
 import type { CapsulesService } from '../sandboxes/service.ts';
 import type { SnapshotsService } from '../sandboxes/snapshots.ts';
@@ -52,7 +52,7 @@ export function buildCapsules(capsules: CapsulesService, snapshots: SnapshotsSer
 
 /** Whether `name` is a template the team may start a capsule from. */
 export function templateExists(snapshots: SnapshotsService) {
-  return async (teamId: string, name: string): Promise<boolean> => {
+  return async (teamId: TeamId, name: string): Promise<boolean> => {
     try {
       await snapshots.get(systemPrincipal(teamId, 'environments'), name);
       return true;

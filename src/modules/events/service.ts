@@ -1,6 +1,6 @@
 import type { WithSubquery } from 'drizzle-orm';
 import type { Clock } from '../../core/clock.ts';
-import { newId } from '../../core/ids.ts';
+import { newId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { type EventInsert, eventsAlongside, insertEvent } from './repo.ts';
 
@@ -102,7 +102,7 @@ export interface EventMap {
 export type EventType = keyof EventMap;
 
 export interface EventInput<T extends EventType> {
-  teamId: string | null;
+  teamId: TeamId | null;
   type: T;
   actorKind: string;
   actorId: string | null;

@@ -1,5 +1,7 @@
 import { and, desc, eq, inArray, lt } from 'drizzle-orm';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { files } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 import type { FileId } from './store.ts';
@@ -14,15 +16,17 @@ export async function insertFile(db: DbOrTx, row: typeof files.$inferInsert): Pr
 
 export async function findFile(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: FileId,
   lock?: 'update',
 ): Promise<FileRow | undefined> {
-  const q = db
-    .select()
-    .from(files)
-    .where(and(eq(files.teamId, teamId), eq(files.id, id)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(
+    db
+      .select()
+      .from(files)
+      .where(and(eq(files.teamId, teamId), eq(files.id, id))),
+    lock,
+  );
   return row;
 }
 
@@ -35,13 +39,12 @@ export async function systemFindUpload(
   id: FileId,
   lock?: 'update',
 ): Promise<FileRow | undefined> {
-  const q = db.select().from(files).where(eq(files.id, id));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(db.select().from(files).where(eq(files.id, id)), lock);
   return row;
 }
 
 /** The team's ready files among `ids` (for references from tasks and agents). */
-export async function readyFilesAmong(db: DbOrTx, teamId: string, ids: FileId[]): Promise<FileRow[]> {
+export async function readyFilesAmong(db: DbOrTx, teamId: TeamId, ids: FileId[]): Promise<FileRow[]> {
   if (ids.length === 0) return [];
   return db
     .select()
@@ -51,21 +54,14 @@ export async function readyFilesAmong(db: DbOrTx, teamId: string, ids: FileId[])
 
 export async function listReadyFiles(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   beforeId: string | undefined,
   limit: number,
 ) {
   return db
     .select()
     .from(files)
-    .where(
-      and(
-        eq(files.teamId, teamId),
-        eq(files.status, 'ready'),
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(files.id, beforeId as FileId) : undefined,
-      ),
-    )
+    .where(and(eq(files.teamId, teamId), eq(files.status, 'ready'), beforeCursor(files.id, beforeId)))
     .orderBy(desc(files.id))
     .limit(limit);
 }

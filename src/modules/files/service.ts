@@ -6,16 +6,15 @@ import { safeEqual, type TokenHasher } from '../../core/crypto.ts';
 import {
   BadRequestError,
   ConflictError,
-  ForbiddenError,
   GoneError,
   NotFoundError,
   ValidationError,
 } from '../../core/errors.ts';
-import { isId, newId } from '../../core/ids.ts';
+import { idOrNotFound, isId, newId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
 import { type FileId, type FileStore, FileTooLargeError, type StoreKind } from './store.ts';
@@ -44,8 +43,7 @@ export interface FileDownload {
 }
 
 function fileId(raw: string, kind = 'file'): FileId {
-  if (!isId(raw, 'file')) throw new NotFoundError(kind, raw);
-  return raw;
+  return idOrNotFound(raw, 'file', kind);
 }
 
 /**
@@ -68,14 +66,9 @@ export class FilesService {
     readonly options: FilesOptions,
   ) {}
 
-  /** Files belong to the team's people and keys; agent keys have none. */
-  private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot read or manage files');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+  /** Agent keys never read or manage files: 403 agent_key_not_allowed. */
+  private team(principal: Principal, need: Scope): TeamId {
+    return managedTeam(principal, need, 'files');
   }
 
   /** A multipart upload: the row first (so an abandoned write is swept), then the bytes, then ready. */
@@ -105,7 +98,7 @@ export class FilesService {
   /** A file's row before its bytes: pending, in this server's store. */
   private async insertPending(
     principal: Principal,
-    teamId: string,
+    teamId: TeamId,
     fields: Pick<repo.FileRow, 'filename' | 'contentType'> &
       Partial<Pick<repo.FileRow, 'expectedBytes' | 'uploadTokenHash' | 'uploadExpiresAt'>>,
   ): Promise<FileId> {
@@ -267,7 +260,7 @@ export class FilesService {
     return pageOf(query, (cursor, rows) => repo.listReadyFiles(this.db, teamId, cursor, rows), fileView);
   }
 
-  private async readyFile(teamId: string, rawId: string): Promise<repo.FileRow> {
+  private async readyFile(teamId: TeamId, rawId: string): Promise<repo.FileRow> {
     const row = await repo.findFile(this.db, teamId, fileId(rawId));
     if (row?.status !== 'ready') throw new NotFoundError('file', rawId);
     return row;
@@ -283,7 +276,7 @@ export class FilesService {
   }
 
   /** For modules that reference files (tasks, agents): the ids among `ids` that are no ready file of the team. */
-  async unknownFileIds(teamId: string, ids: readonly string[]): Promise<string[]> {
+  async unknownFileIds(teamId: TeamId, ids: readonly string[]): Promise<string[]> {
     const valid = ids.filter((id): id is FileId => isId(id, 'file'));
     const found = new Set((await repo.readyFilesAmong(this.db, teamId, valid)).map((f) => f.id as string));
     return ids.filter((id) => !found.has(id));

@@ -1,5 +1,5 @@
 import { BadRequestError, UnauthorizedError } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { newId, type ProviderKeyId } from '../../core/ids.ts';
 import type { Admitted, ProxyRequest, ProxyResult } from './call.ts';
 import { ControlError, type RunControls, takeControls } from './controls.ts';
 import { GovernanceBlock } from './errors.ts';
@@ -298,8 +298,8 @@ export class Admissions {
   }
 }
 
-function boundKeyIds(bindings: AgentForCall['providerKeys']): string[] {
-  const ids: string[] = [];
+function boundKeyIds(bindings: AgentForCall['providerKeys']): ProviderKeyId[] {
+  const ids: ProviderKeyId[] = [];
   for (const b of Object.values(bindings)) {
     if (typeof b === 'string') ids.push(b);
     else for (const k of b) ids.push(k.key_id);

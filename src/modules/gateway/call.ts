@@ -1,4 +1,4 @@
-import type { AgentId, RunId, StepId } from '../../core/ids.ts';
+import type { AgentId, ProviderKeyId, RunId, StepId } from '../../core/ids.ts';
 import type { AgentForCall, AttemptRecord, PolicyForCall, StepOutcome } from './ports.ts';
 import type { WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -47,7 +47,7 @@ export interface CallEnd {
   status: StepOutcome['status'];
   provider: string | null;
   model: string | null;
-  keyId: string | null;
+  keyId: ProviderKeyId | null;
   usage: Usage;
   costMicros: number;
   type?: StepOutcome['type'];

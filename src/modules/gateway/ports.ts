@@ -1,4 +1,4 @@
-import type { AgentId, PolicyId, RunId, StepId, TeamId } from '../../core/ids.ts';
+import type { AgentId, PolicyId, ProviderKeyId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { PolicySpec } from '../policies/spec.ts';
 import type { KeyForCall } from '../providers/service.ts';
 import type { ReserveResult } from '../runs/service.ts';
@@ -17,7 +17,7 @@ export interface AgentForCall {
   status: 'active' | 'disabled';
   policyId: PolicyId;
   allowedPolicies: string[] | null;
-  providerKeys: Record<string, string | Array<{ key_id: string; weight: number }>>;
+  providerKeys: Record<string, ProviderKeyId | Array<{ key_id: ProviderKeyId; weight: number }>>;
   routingOverride: RoutingOverride | null;
 }
 
@@ -42,7 +42,7 @@ export interface StepOutcome {
   status: 'success' | 'error' | 'timeout';
   provider: string | null;
   model: string | null;
-  providerKeyId: string | null;
+  providerKeyId: ProviderKeyId | null;
   streaming: boolean;
   request: unknown;
   response: unknown;
@@ -57,7 +57,7 @@ export interface StepOutcome {
 
 export interface AttemptRecord {
   provider: string;
-  provider_key_id: string;
+  provider_key_id: ProviderKeyId;
   status: number | null;
   error: string;
   kind: FailureKind;
@@ -74,7 +74,7 @@ export interface GatewayPorts {
   agent(agentId: AgentId): Promise<AgentForCall | undefined>;
   policy(teamId: TeamId, idOrName: string): Promise<PolicyForCall | undefined>;
   /** The team's usable keys among `keyIds` (enabled, secret opened); one lookup per call. */
-  keys(teamId: TeamId, keyIds: readonly string[]): Promise<Map<string, KeyForCall>>;
+  keys(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>>;
   runs: {
     resolve(args: {
       teamId: TeamId;
@@ -139,11 +139,11 @@ export interface GatewayPorts {
     agent: AgentForCall;
     policy: PolicyForCall;
     model: string;
-    isKeyUsable: (keyId: string) => boolean;
+    isKeyUsable: (keyId: ProviderKeyId) => boolean;
   }): AttemptPlan;
   health: {
-    success(keyId: string, latencyMs: number): void;
-    failure(keyId: string, kind: FailureKind): void;
+    success(keyId: ProviderKeyId, latencyMs: number): void;
+    failure(keyId: ProviderKeyId, kind: FailureKind): void;
   };
   price: {
     /** The most a call can cost: estimated input plus max_tokens of output, in micro-USD. */

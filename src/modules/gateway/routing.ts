@@ -1,4 +1,5 @@
 import type { Static } from 'typebox';
+import type { ProviderKeyId } from '../../core/ids.ts';
 import type { RoutingOverride as AgentRoutingOverride } from '../agents/schemas.ts';
 import { POLICY_DEFAULTS, type PolicySpec } from '../policies/spec.ts';
 import type { CircuitBreakerConfig, CircuitState } from './circuit-breaker.ts';
@@ -19,7 +20,9 @@ export type RoutingPreference = RoutingConfig['routing_preference'];
 export type RoutingOverride = NonNullable<Static<typeof AgentRoutingOverride>>;
 
 /** An agent's `provider_keys`: provider → key id, or `[{key_id, weight}]`. */
-export type ProviderBindings = Partial<Record<string, string | Array<{ key_id: string; weight: number }>>>;
+export type ProviderBindings = Partial<
+  Record<string, ProviderKeyId | Array<{ key_id: ProviderKeyId; weight: number }>>
+>;
 
 /** `{ sourceModel (or glob): { provider: targetModel } }`. */
 export type ModelMapping = Record<string, Partial<Record<string, string | null>> | null>;
@@ -28,7 +31,7 @@ const ROUTING_DEFAULTS: RoutingConfig = POLICY_DEFAULTS.routing;
 
 export interface Attempt {
   provider: Provider;
-  keyId: string;
+  keyId: ProviderKeyId;
   model: string;
   timeoutMs: number;
   connectTimeoutMs: number;
@@ -49,16 +52,16 @@ export interface AttemptPlan {
 /** What routing reads from the health registry (ProviderHealthRegistry implements it). */
 export interface KeyHealthView {
   /** Claims the attempt (the half-open probe, when due); false while the circuit is open. */
-  canAttempt(keyId: string): boolean;
+  canAttempt(keyId: ProviderKeyId): boolean;
   /** The same question without claiming anything. */
-  isAvailable(keyId: string): boolean;
-  state(keyId: string): CircuitState;
-  p50LatencyMs(keyId: string): number | null;
-  track?(keyId: string, provider: Provider, config: CircuitBreakerConfig): void;
+  isAvailable(keyId: ProviderKeyId): boolean;
+  state(keyId: ProviderKeyId): CircuitState;
+  p50LatencyMs(keyId: ProviderKeyId): number | null;
+  track?(keyId: ProviderKeyId, provider: Provider, config: CircuitBreakerConfig): void;
 }
 
 /** USD per million tokens (any consistent unit) of `model` on `provider` with `keyId`; undefined = unknown. */
-export type PriceOf = (provider: Provider, model: string, keyId: string) => number | undefined;
+export type PriceOf = (provider: Provider, model: string, keyId: ProviderKeyId) => number | undefined;
 
 export interface PlanInput {
   /** The policy's routing (missing fields take ROUTING_DEFAULTS). */
@@ -70,7 +73,7 @@ export interface PlanInput {
   /** Round robin rotates per agent and provider. */
   agentId: string;
   /** False for keys that are disabled, deleted or unknown. Default: every key is usable. */
-  isKeyUsable?: (keyId: string) => boolean;
+  isKeyUsable?: (keyId: ProviderKeyId) => boolean;
   health?: KeyHealthView;
   /** [0, 1), for weighted choice; Math.random by default. */
   random?: () => number;
@@ -119,10 +122,13 @@ function effectiveConfig(routing: Partial<RoutingConfig> | null | undefined): Ro
 }
 
 /** The keys bound for a provider, as [{keyId, weight}] (a single id weighs 1). */
-function boundKeys(bindings: ProviderBindings, provider: string): Array<{ keyId: string; weight: number }> {
+function boundKeys(
+  bindings: ProviderBindings,
+  provider: string,
+): Array<{ keyId: ProviderKeyId; weight: number }> {
   const b = bindings[provider];
   if (b === undefined) return [];
-  if (typeof b === 'string') return b === '' ? [] : [{ keyId: b, weight: 1 }];
+  if (typeof b === 'string') return b.length === 0 ? [] : [{ keyId: b, weight: 1 }];
   return b.filter((k) => k.weight > 0).map((k) => ({ keyId: k.key_id, weight: k.weight }));
 }
 
@@ -224,7 +230,7 @@ function weightedOrder<T extends { weight: number }>(items: T[], random: () => n
 interface ProviderCandidates {
   provider: Provider;
   model: string;
-  keys: string[];
+  keys: ProviderKeyId[];
 }
 
 /** The plan: providers in chain order (re-ordered by preference), keys per load balancing, cut to the budget. */

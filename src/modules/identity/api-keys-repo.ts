@@ -1,5 +1,7 @@
-import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, liveInTeam } from '../../db/query-parts.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -27,41 +29,30 @@ export async function findApiKeyByHash(db: DbOrTx, hash: string) {
   return row?.key;
 }
 
-export async function findApiKey(db: DbOrTx, teamId: string, id: string): Promise<ApiKeyRow | undefined> {
+export async function findApiKey(db: DbOrTx, teamId: TeamId, id: string): Promise<ApiKeyRow | undefined> {
   const [row] = await db
     .select()
     .from(apiKeys)
-    .where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)));
+    .where(liveInTeam(apiKeys, teamId, eq(apiKeys.id, id)));
   return row;
 }
 
-export async function listApiKeys(db: DbOrTx, teamId: string, beforeId: string | undefined, limit: number) {
+export async function listApiKeys(db: DbOrTx, teamId: TeamId, beforeId: string | undefined, limit: number) {
   return db
     .select()
     .from(apiKeys)
-    .where(
-      and(
-        eq(apiKeys.teamId, teamId),
-        isNull(apiKeys.deletedAt),
-        beforeId ? lt(apiKeys.id, beforeId) : undefined,
-      ),
-    )
+    .where(liveInTeam(apiKeys, teamId, beforeCursor(apiKeys.id, beforeId)))
     .orderBy(desc(apiKeys.id))
     .limit(limit);
 }
 
 export async function updateApiKey(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: string,
   patch: Partial<Omit<ApiKeyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<ApiKeyRow | undefined> {
-  return updateOne(
-    db,
-    apiKeys,
-    and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id), isNull(apiKeys.deletedAt)),
-    patch,
-  );
+  return updateOne(db, apiKeys, liveInTeam(apiKeys, teamId, eq(apiKeys.id, id)), patch);
 }
 
 export async function insertUsage(db: DbOrTx, row: typeof apiKeyUsage.$inferInsert): Promise<void> {
@@ -78,7 +69,7 @@ export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<v
 
 export async function listUsage(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   keyId: string,
   beforeId: string | undefined,
   limit: number,
@@ -90,7 +81,7 @@ export async function listUsage(
       and(
         eq(apiKeyUsage.teamId, teamId),
         eq(apiKeyUsage.apiKeyId, keyId),
-        beforeId ? lt(apiKeyUsage.id, beforeId) : undefined,
+        beforeCursor(apiKeyUsage.id, beforeId),
       ),
     )
     .orderBy(desc(apiKeyUsage.id))

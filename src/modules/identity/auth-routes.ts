@@ -8,7 +8,7 @@ import {
 import { setDeviceCookie } from '../../http/device-cookie.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import { type App, requestMeta } from '../../http/types.ts';
-import type { Principal } from './principal.ts';
+import { type Principal, teamIdOf } from './principal.ts';
 import * as s from './schemas.ts';
 import type { AuthService, SignedIn } from './service.ts';
 
@@ -114,7 +114,7 @@ export function registerAuthRoutes(
       },
     },
     async (request, reply) =>
-      signIn(reply, await auth.switchTeam(principalOf(request), request.body.team_id)),
+      signIn(reply, await auth.switchTeam(principalOf(request), teamIdOf(request.body.team_id))),
   );
 
   app.get(

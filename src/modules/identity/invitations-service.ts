@@ -1,6 +1,7 @@
 import { type Clock, DAY_MS } from '../../core/clock.ts';
 import { generateToken, type TokenHasher } from '../../core/crypto.ts';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError } from '../../core/errors.ts';
+import { statusAt } from '../../core/expiry.ts';
 import { newId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -8,7 +9,7 @@ import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal, type Scope } from './principal.ts';
 import * as repo from './repo.ts';
 import { teamAccess } from './team-access.ts';
-import { invitationStatus, invitationView, teamView } from './views.ts';
+import { invitationView, teamView } from './views.ts';
 
 /** Rungate: invitations last 7 days; a resend starts the 7 days again. */
 export const INVITATION_TTL_MS = 7 * DAY_MS;
@@ -171,7 +172,7 @@ export class InvitationsService {
     const found = await repo.findInvitationByTokenHash(db, this.hasher.hash(token));
     const now = this.clock.now();
     if (!found) throw new NotFoundError('invitation');
-    const status = invitationStatus(found.invitation, now);
+    const status = statusAt(found.invitation, now);
     if (status === 'accepted')
       throw new ConflictError('invitation_accepted', 'this invitation was already accepted');
     if (status !== 'pending') throw new NotFoundError('invitation');

@@ -1,4 +1,5 @@
 import { ForbiddenError } from '../../core/errors.ts';
+import { idOrNotFound, type TeamId } from '../../core/ids.ts';
 
 export const ROLES = ['owner', 'admin', 'member', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
@@ -32,7 +33,7 @@ export interface Principal {
   kind: 'session' | 'api_key' | 'agent' | 'system';
   userId: string | null;
   /** The team the call acts in: the session's active team or the key's team. */
-  teamId: string | null;
+  teamId: TeamId | null;
   /** The user's role in `teamId` (sessions only). */
   role: Role | null;
   /** What this principal may do in `teamId`. */
@@ -47,7 +48,7 @@ export interface Principal {
 }
 
 /** Paddock acting inside a team on its own account, with write scope; recorded as actor kind `system`. */
-export function systemPrincipal(teamId: string, actor: string): Principal {
+export function systemPrincipal(teamId: TeamId, actor: string): Principal {
   return {
     kind: 'system',
     userId: null,
@@ -73,7 +74,7 @@ export function requireScope(principal: Principal, need: Scope): void {
 }
 
 /** The active team, or a 403 telling the caller how to get one. */
-export function activeTeam(principal: Principal): string {
+export function activeTeam(principal: Principal): TeamId {
   if (principal.teamId === null) {
     throw new ForbiddenError(
       'no_active_team',
@@ -88,4 +89,23 @@ export function actorOf(principal: Principal): { actorKind: string; actorId: str
   if (principal.kind === 'agent') return { actorKind: 'agent', actorId: principal.agentId ?? null };
   if (principal.kind === 'system') return { actorKind: 'system', actorId: principal.systemActor ?? null };
   return { actorKind: 'user', actorId: principal.userId };
+}
+
+/**
+ * The active team, where a person or a team key holding `need` manages
+ * `what`. Agent keys call the gateway; they never manage the team's
+ * resources (403 agent_key_not_allowed).
+ */
+export function managedTeam(principal: Principal, need: Scope, what: string): TeamId {
+  if (principal.kind === 'agent') {
+    throw new ForbiddenError('agent_key_not_allowed', `agent keys cannot manage ${what}`);
+  }
+  const teamId = activeTeam(principal);
+  requireScope(principal, need);
+  return teamId;
+}
+
+/** A team id from a request; anything else names no team (404, as an unknown id). */
+export function teamIdOf(raw: string): TeamId {
+  return idOrNotFound(raw, 'team', 'team');
 }

@@ -1,5 +1,7 @@
-import { and, asc, count, desc, eq, gt, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, isNull, ne, type SQL, sql } from 'drizzle-orm';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor } from '../../db/query-parts.ts';
 import { invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 import type { Role } from './principal.ts';
@@ -49,7 +51,7 @@ export async function insertTeam(db: DbOrTx, row: typeof teams.$inferInsert): Pr
   return inserted!;
 }
 
-export async function findLiveTeam(db: DbOrTx, id: string): Promise<TeamRow | undefined> {
+export async function findLiveTeam(db: DbOrTx, id: TeamId): Promise<TeamRow | undefined> {
   const [row] = await db
     .select()
     .from(teams)
@@ -59,7 +61,7 @@ export async function findLiveTeam(db: DbOrTx, id: string): Promise<TeamRow | un
 
 export async function updateTeam(
   db: DbOrTx,
-  id: string,
+  id: TeamId,
   patch: Partial<Pick<TeamRow, 'name' | 'updatedAt' | 'deletedAt'>>,
 ) {
   return (await updateOne(db, teams, eq(teams.id, id), patch))!;
@@ -68,7 +70,7 @@ export async function updateTeam(
 /** A user's membership in a live team, or undefined. */
 export async function findMembership(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   userId: string,
 ): Promise<{ team: TeamRow; role: Role; joinedAt: Date } | undefined> {
   const [row] = await db
@@ -90,21 +92,24 @@ export async function listUserTeams(
   afterTeamId: string | undefined,
   limit: number,
 ) {
-  return db
-    .select({ team: teams, role: teamMembers.role })
-    .from(teamMembers)
-    .innerJoin(teams, eq(teams.id, teamMembers.teamId))
-    .where(inLiveTeamsOf(userId, afterTeamId ? gt(teams.id, afterTeamId) : undefined))
-    .orderBy(asc(teams.id))
-    .limit(limit);
+  return (
+    db
+      .select({ team: teams, role: teamMembers.role })
+      .from(teamMembers)
+      .innerJoin(teams, eq(teams.id, teamMembers.teamId))
+      // A cursor is any string: ids order as text.
+      .where(inLiveTeamsOf(userId, afterTeamId ? gt(teams.id, afterTeamId as TeamId) : undefined))
+      .orderBy(asc(teams.id))
+      .limit(limit)
+  );
 }
 
 /** The team a fresh session starts in: the earliest joined. */
 export async function firstTeamOf(
   db: DbOrTx,
   userId: string,
-  exceptTeamId?: string,
-): Promise<string | undefined> {
+  exceptTeamId?: TeamId,
+): Promise<TeamId | undefined> {
   const [row] = await db
     .select({ id: teams.id })
     .from(teamMembers)
@@ -124,7 +129,7 @@ export async function insertMember(db: DbOrTx, row: typeof teamMembers.$inferIns
  * ownership transfers take it first, so none of them acts on a role that a
  * concurrent one has just changed (which could leave a team without an owner).
  */
-export async function lockTeamMembers(tx: DbOrTx, teamId: string): Promise<void> {
+export async function lockTeamMembers(tx: DbOrTx, teamId: TeamId): Promise<void> {
   await tx.select({ id: teams.id }).from(teams).where(eq(teams.id, teamId)).for('update');
 }
 
@@ -141,20 +146,20 @@ export async function insertMemberIfAbsent(
   return inserted.length > 0;
 }
 
-export async function setMemberRole(db: DbOrTx, teamId: string, userId: string, role: Role): Promise<void> {
+export async function setMemberRole(db: DbOrTx, teamId: TeamId, userId: string, role: Role): Promise<void> {
   await db
     .update(teamMembers)
     .set({ role })
     .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)));
 }
 
-export async function deleteMember(db: DbOrTx, teamId: string, userId: string): Promise<void> {
+export async function deleteMember(db: DbOrTx, teamId: TeamId, userId: string): Promise<void> {
   await db.delete(teamMembers).where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)));
 }
 
 export async function listMembers(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   afterUserId: string | undefined,
   limit: number,
 ) {
@@ -244,7 +249,7 @@ export async function listLiveSessions(
         isNull(sessions.revokedAt),
         gt(sessions.expiresAt, now),
         gt(sessions.lastSeenAt, idleSince),
-        beforeId ? lt(sessions.id, beforeId) : undefined,
+        beforeCursor(sessions.id, beforeId),
       ),
     )
     .orderBy(desc(sessions.id))
@@ -263,7 +268,7 @@ export async function insertInvitation(
 
 export async function findInvitation(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: string,
 ): Promise<InvitationRow | undefined> {
   const [row] = await db
@@ -286,11 +291,11 @@ export async function findInvitationByTokenHash(db: DbOrTx, tokenHash: string) {
  * Serialises invitation writes for one email in one team until the transaction
  * ends, so two concurrent invitations cannot both pass the "none pending" check.
  */
-export async function lockInvitationEmail(tx: DbOrTx, teamId: string, email: string): Promise<void> {
+export async function lockInvitationEmail(tx: DbOrTx, teamId: TeamId, email: string): Promise<void> {
   await tx.execute(sql`select pg_advisory_xact_lock(727002, hashtext(${`${teamId}:${email}`}))`);
 }
 
-export async function findPendingInvitationForEmail(db: DbOrTx, teamId: string, email: string, now: Date) {
+export async function findPendingInvitationForEmail(db: DbOrTx, teamId: TeamId, email: string, now: Date) {
   const [row] = await db
     .select()
     .from(invitations)
@@ -317,7 +322,7 @@ export type InvitationStatusFilter = 'pending' | 'accepted' | 'revoked' | 'expir
 
 export async function listInvitations(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   status: InvitationStatusFilter | undefined,
   now: Date,
   beforeId: string | undefined,
@@ -334,9 +339,7 @@ export async function listInvitations(
   return db
     .select()
     .from(invitations)
-    .where(
-      and(eq(invitations.teamId, teamId), statusCond, beforeId ? lt(invitations.id, beforeId) : undefined),
-    )
+    .where(and(eq(invitations.teamId, teamId), statusCond, beforeCursor(invitations.id, beforeId)))
     .orderBy(desc(invitations.id))
     .limit(limit);
 }

@@ -7,7 +7,7 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { newId, type TeamId } from '../../core/ids.ts';
 import { type Page, type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -197,7 +197,7 @@ export class AuthService {
   private async startSession(
     db: DbOrTx,
     user: repo.UserRow,
-    teamId: string | null,
+    teamId: TeamId | null,
     meta: RequestMeta,
   ): Promise<SignedIn> {
     const now = this.clock.now();
@@ -221,7 +221,7 @@ export class AuthService {
   private async signedIn(
     db: DbOrTx,
     user: repo.UserRow,
-    teamId: string | null,
+    teamId: TeamId | null,
     session: { id: string; token: string; expiresAt: Date },
   ): Promise<SignedIn> {
     const membership = teamId ? await repo.findMembership(db, teamId, user.id) : undefined;
@@ -285,7 +285,7 @@ export class AuthService {
    * Wrenn: switching team rotates the session token, so the old one stops
    * working; the CSRF token, derived from it, rotates with it.
    */
-  async switchTeam(principal: Principal, teamId: string): Promise<SignedIn> {
+  async switchTeam(principal: Principal, teamId: TeamId): Promise<SignedIn> {
     const userId = principal.userId!;
     const membership = await repo.findMembership(this.db, teamId, userId);
     if (!membership) throw new NotFoundError('team', teamId);

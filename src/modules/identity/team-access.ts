@@ -1,4 +1,5 @@
 import { NotFoundError } from '../../core/errors.ts';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { type Principal, type Role, requireScope, type Scope, scopeOfRole } from './principal.ts';
 import * as repo from './repo.ts';
@@ -11,7 +12,7 @@ import * as repo from './repo.ts';
 export async function teamAccess(
   db: DbOrTx,
   principal: Principal,
-  teamId: string,
+  teamId: TeamId,
   need: Scope,
 ): Promise<{ team: repo.TeamRow; role: Role | null }> {
   let team: repo.TeamRow | undefined;

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { principalOf, type SessionCookieOptions } from '../../http/auth.ts';
 import { errorResponses, PageQuery } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
+import { teamIdOf } from './principal.ts';
 import * as s from './schemas.ts';
 import type { AuthService } from './service.ts';
 import type { TeamsService } from './teams-service.ts';
@@ -58,7 +59,7 @@ export function registerTeamRoutes(
         response: { 200: s.Team, ...errorResponses(404) },
       },
     },
-    async (request) => teams.getTeam(principalOf(request), request.params.id),
+    async (request) => teams.getTeam(principalOf(request), teamIdOf(request.params.id)),
   );
 
   app.patch(
@@ -73,7 +74,7 @@ export function registerTeamRoutes(
         response: { 200: s.Team, ...errorResponses(404) },
       },
     },
-    async (request) => teams.updateTeam(principalOf(request), request.params.id, request.body),
+    async (request) => teams.updateTeam(principalOf(request), teamIdOf(request.params.id), request.body),
   );
 
   app.delete(
@@ -88,7 +89,7 @@ export function registerTeamRoutes(
       },
     },
     async (request, reply) => {
-      await teams.deleteTeam(principalOf(request), request.params.id);
+      await teams.deleteTeam(principalOf(request), teamIdOf(request.params.id));
       return reply.status(204).send(null);
     },
   );
@@ -105,7 +106,7 @@ export function registerTeamRoutes(
         response: { 200: s.Members, ...errorResponses(404) },
       },
     },
-    async (request) => teams.listMembers(principalOf(request), request.params.id, request.query),
+    async (request) => teams.listMembers(principalOf(request), teamIdOf(request.params.id), request.query),
   );
 
   app.post(
@@ -121,7 +122,9 @@ export function registerTeamRoutes(
       },
     },
     async (request, reply) =>
-      reply.status(201).send(await teams.addMember(principalOf(request), request.params.id, request.body)),
+      reply
+        .status(201)
+        .send(await teams.addMember(principalOf(request), teamIdOf(request.params.id), request.body)),
   );
 
   app.patch(
@@ -139,7 +142,7 @@ export function registerTeamRoutes(
     async (request) =>
       teams.updateMemberRole(
         principalOf(request),
-        request.params.id,
+        teamIdOf(request.params.id),
         request.params.user_id,
         request.body.role,
       ),
@@ -157,7 +160,7 @@ export function registerTeamRoutes(
       },
     },
     async (request, reply) => {
-      await teams.removeMember(principalOf(request), request.params.id, request.params.user_id);
+      await teams.removeMember(principalOf(request), teamIdOf(request.params.id), request.params.user_id);
       return reply.status(204).send(null);
     },
   );
@@ -175,7 +178,7 @@ export function registerTeamRoutes(
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      await teams.removeMember(principal, request.params.id, principal.userId!);
+      await teams.removeMember(principal, teamIdOf(request.params.id), principal.userId!);
       return reply.status(204).send(null);
     },
   );
@@ -192,6 +195,7 @@ export function registerTeamRoutes(
         response: { 200: s.Member, ...errorResponses(404) },
       },
     },
-    async (request) => teams.transferOwnership(principalOf(request), request.params.id, request.body.user_id),
+    async (request) =>
+      teams.transferOwnership(principalOf(request), teamIdOf(request.params.id), request.body.user_id),
   );
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../core/clock.ts';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { newId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -23,11 +23,11 @@ export class TeamsService {
     private readonly events: EventsService,
   ) {}
 
-  private access(principal: Principal, teamId: string, need: Scope) {
+  private access(principal: Principal, teamId: TeamId, need: Scope) {
     return teamAccess(this.db, principal, teamId, need);
   }
 
-  private async requireOwner(principal: Principal, teamId: string, action: string): Promise<repo.TeamRow> {
+  private async requireOwner(principal: Principal, teamId: TeamId, action: string): Promise<repo.TeamRow> {
     const { team, role } = await this.access(principal, teamId, 'read');
     if (principal.kind !== 'session' || role !== 'owner') {
       throw new ForbiddenError('owner_required', `only the team's owner may ${action}`);
@@ -77,12 +77,12 @@ export class TeamsService {
     );
   }
 
-  async getTeam(principal: Principal, teamId: string) {
+  async getTeam(principal: Principal, teamId: TeamId) {
     const { team, role } = await this.access(principal, teamId, 'read');
     return teamView(team, role);
   }
 
-  async updateTeam(principal: Principal, teamId: string, input: { name?: string }) {
+  async updateTeam(principal: Principal, teamId: TeamId, input: { name?: string }) {
     const { team, role } = await this.access(principal, teamId, 'admin');
     if (input.name === undefined) return teamView(team, role);
     const name = input.name.trim();
@@ -101,7 +101,7 @@ export class TeamsService {
   }
 
   /** Wrenn: owner only; a soft delete, and the slug stays reserved. */
-  async deleteTeam(principal: Principal, teamId: string): Promise<void> {
+  async deleteTeam(principal: Principal, teamId: TeamId): Promise<void> {
     await this.requireOwner(principal, teamId, 'delete it');
     const now = this.clock.now();
     await this.db.transaction(async (tx) => {
@@ -116,7 +116,7 @@ export class TeamsService {
     });
   }
 
-  async listMembers(principal: Principal, teamId: string, page: PageQuery) {
+  async listMembers(principal: Principal, teamId: TeamId, page: PageQuery) {
     await this.access(principal, teamId, 'read');
     return pageOf(
       page,
@@ -126,20 +126,20 @@ export class TeamsService {
     );
   }
 
-  private async memberOrNotFound(db: DbOrTx, teamId: string, userId: string) {
+  private async memberOrNotFound(db: DbOrTx, teamId: TeamId, userId: string) {
     const membership = await repo.findMembership(db, teamId, userId);
     if (!membership) throw new NotFoundError('member', userId);
     return membership;
   }
 
-  private async memberResult(teamId: string, userId: string) {
+  private async memberResult(teamId: TeamId, userId: string) {
     const user = (await repo.findUserById(this.db, userId))!;
     const membership = await this.memberOrNotFound(this.db, teamId, userId);
     return memberView({ user, role: membership.role, joinedAt: membership.joinedAt });
   }
 
   /** Wrenn: an admin adds an existing account by email, at once. */
-  async addMember(principal: Principal, teamId: string, input: { email: string; role?: InvitableRole }) {
+  async addMember(principal: Principal, teamId: TeamId, input: { email: string; role?: InvitableRole }) {
     await this.access(principal, teamId, 'admin');
     const email = input.email.trim().toLowerCase();
     const role = input.role ?? 'member';
@@ -168,7 +168,7 @@ export class TeamsService {
     return this.memberResult(teamId, user.id);
   }
 
-  async updateMemberRole(principal: Principal, teamId: string, userId: string, role: InvitableRole) {
+  async updateMemberRole(principal: Principal, teamId: TeamId, userId: string, role: InvitableRole) {
     await this.access(principal, teamId, 'admin');
     await this.db.transaction(async (tx) => {
       await repo.lockTeamMembers(tx, teamId);
@@ -193,7 +193,7 @@ export class TeamsService {
   }
 
   /** Admins remove members; anyone may remove themselves (leave). The owner stays. */
-  async removeMember(principal: Principal, teamId: string, userId: string): Promise<void> {
+  async removeMember(principal: Principal, teamId: TeamId, userId: string): Promise<void> {
     const self = principal.kind === 'session' && principal.userId === userId;
     await this.access(principal, teamId, self ? 'read' : 'admin');
     await this.db.transaction(async (tx) => {
@@ -217,7 +217,7 @@ export class TeamsService {
   }
 
   /** Rungate: the target becomes owner and the old owner an admin. */
-  async transferOwnership(principal: Principal, teamId: string, toUserId: string) {
+  async transferOwnership(principal: Principal, teamId: TeamId, toUserId: string) {
     await this.requireOwner(principal, teamId, 'transfer ownership');
     const fromUserId = principal.userId!;
     await this.db.transaction(async (tx) => {

@@ -1,3 +1,4 @@
+import { statusAt } from '../../core/expiry.ts';
 import type { Role } from './principal.ts';
 import type { InvitationRow, SessionRow, TeamRow, UserRow } from './repo.ts';
 
@@ -49,20 +50,13 @@ export function sessionView(s: SessionRow, currentId: string | undefined) {
   };
 }
 
-export function invitationStatus(
-  i: InvitationRow,
-  now: Date,
-): 'pending' | 'accepted' | 'revoked' | 'expired' {
-  return i.status === 'pending' && i.expiresAt <= now ? 'expired' : i.status;
-}
-
 export function invitationView(i: InvitationRow, now: Date) {
   return {
     id: i.id,
     team_id: i.teamId,
     email: i.email,
     role: i.role,
-    status: invitationStatus(i, now),
+    status: statusAt(i, now),
     invited_by: i.invitedBy,
     expires_at: iso(i.expiresAt),
     accepted_at: iso(i.acceptedAt),

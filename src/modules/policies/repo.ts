@@ -1,6 +1,7 @@
-import { and, asc, desc, eq, gt, ilike, isNull, lt, type SQL } from 'drizzle-orm';
-import type { PolicyId } from '../../core/ids.ts';
+import { and, asc, desc, eq, gt, ilike, type SQL } from 'drizzle-orm';
+import type { PolicyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -21,29 +22,29 @@ export async function insertVersion(db: DbOrTx, row: typeof policyVersions.$infe
 /** The team's live policy that `which` picks out; `lock` takes the row for the rest of the transaction. */
 async function findLivePolicy(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   which: SQL,
   lock?: 'update' | 'share',
 ): Promise<PolicyRow | undefined> {
   const q = db
     .select()
     .from(policies)
-    .where(and(eq(policies.teamId, teamId), which, isNull(policies.deletedAt)));
-  const [row] = lock ? await q.for(lock) : await q;
+    .where(liveInTeam(policies, teamId, which));
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
 /** A live policy of the team; `lock` takes the row for the rest of the transaction. */
-export function findPolicy(db: DbOrTx, teamId: string, id: PolicyId, lock?: 'update' | 'share') {
+export function findPolicy(db: DbOrTx, teamId: TeamId, id: PolicyId, lock?: 'update' | 'share') {
   return findLivePolicy(db, teamId, eq(policies.id, id), lock);
 }
 
-export function findPolicyByName(db: DbOrTx, teamId: string, name: string, lock?: 'update') {
+export function findPolicyByName(db: DbOrTx, teamId: TeamId, name: string, lock?: 'update') {
   return findLivePolicy(db, teamId, eq(policies.name, name), lock);
 }
 
 /** A policy of the team even when deleted (version history outlives it). */
-export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: PolicyId) {
+export async function findPolicyWithDeleted(db: DbOrTx, teamId: TeamId, id: PolicyId) {
   const [row] = await db
     .select()
     .from(policies)
@@ -51,13 +52,9 @@ export async function findPolicyWithDeleted(db: DbOrTx, teamId: string, id: Poli
   return row;
 }
 
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
 export async function listPolicies(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { name?: string },
   beforeId: string | undefined,
   limit: number,
@@ -66,12 +63,11 @@ export async function listPolicies(
     .select()
     .from(policies)
     .where(
-      and(
-        eq(policies.teamId, teamId),
-        isNull(policies.deletedAt),
+      liveInTeam(
+        policies,
+        teamId,
         filter.name ? ilike(policies.name, `%${escapeLike(filter.name)}%`) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(policies.id, beforeId as PolicyId) : undefined,
+        beforeCursor(policies.id, beforeId),
       ),
     )
     .orderBy(desc(policies.id))
@@ -80,26 +76,21 @@ export async function listPolicies(
 
 export async function updatePolicy(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: PolicyId,
   patch: Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>,
 ): Promise<PolicyRow | undefined> {
-  return updateOne(
-    db,
-    policies,
-    and(eq(policies.teamId, teamId), eq(policies.id, id), isNull(policies.deletedAt)),
-    patch,
-  );
+  return updateOne(db, policies, liveInTeam(policies, teamId, eq(policies.id, id)), patch);
 }
 
 /** The policy's versions, where `also` holds too. */
-function versionsOf(teamId: string, policyId: string, also: SQL | undefined) {
+function versionsOf(teamId: TeamId, policyId: string, also: SQL | undefined) {
   return and(eq(policyVersions.teamId, teamId), eq(policyVersions.policyId, policyId), also);
 }
 
 export async function listVersions(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   policyId: string,
   afterVersion: number | undefined,
   limit: number,
@@ -118,7 +109,7 @@ export async function listVersions(
     .limit(limit);
 }
 
-export async function findVersion(db: DbOrTx, teamId: string, policyId: string, version: number) {
+export async function findVersion(db: DbOrTx, teamId: TeamId, policyId: string, version: number) {
   const [row] = await db
     .select()
     .from(policyVersions)

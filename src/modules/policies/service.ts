@@ -2,13 +2,13 @@
 // races, delete, versions, stats) shares the team check, the cache and the version writer;
 // split by concern if it grows further.
 import type { Context } from '../../core/context.ts';
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { isId, newId, type PolicyId, ulid } from '../../core/ids.ts';
+import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
+import { idOrNotFound, isId, newId, type PolicyId, type TeamId, ulid } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import type { RunReports, RunWindow } from '../runs/reports.ts';
 import * as repo from './repo.ts';
 import {
@@ -38,7 +38,7 @@ export { actorLabel, type PolicyView, policyView } from './views.ts';
 /** What the policy's stats and cost trend read from the runs module. */
 export type PolicyRunsPort = Pick<RunReports, 'policyStats' | 'endedRunsOfPolicy'>;
 
-export type AgentIdsUsingPolicy = (tx: DbOrTx, teamId: string, policyId: string) => Promise<string[]>;
+export type AgentIdsUsingPolicy = (tx: DbOrTx, teamId: TeamId, policyId: string) => Promise<string[]>;
 
 export interface ResolvedPolicy {
   id: string;
@@ -51,8 +51,7 @@ export const DEFAULT_COST_TREND_LIMIT = 100;
 export const MAX_COST_TREND_LIMIT = 500;
 /** A policy id from a path; anything else names no policy (404, as an unknown id). */
 export function policyIdOf(raw: string): PolicyId {
-  if (!isId(raw, 'pol')) throw new NotFoundError('policy', raw);
-  return raw;
+  return idOrNotFound(raw, 'pol', 'policy');
 }
 
 /** How long findForTeam trusts what it read; changes made in this process clear it at once. */
@@ -82,13 +81,8 @@ export class PoliciesService {
   ) {}
 
   /** Policies are team resources managed by people and team keys, never by agent keys. */
-  private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage policies');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+  private team(principal: Principal, need: Scope): TeamId {
+    return managedTeam(principal, need, 'policies');
   }
 
   private invalidate(): void {
@@ -111,7 +105,7 @@ export class PoliciesService {
     return policyView(row);
   }
 
-  private async createRow(principal: Principal, teamId: string, name: string, fields: PolicyInput) {
+  private async createRow(principal: Principal, teamId: TeamId, name: string, fields: PolicyInput) {
     const spec = applyDefaults(fields);
     validatePolicySpec(spec);
     const now = this.ctx.clock.now();
@@ -185,7 +179,7 @@ export class PoliciesService {
     );
   }
 
-  private async policyOrNotFound(teamId: string, id: PolicyId) {
+  private async policyOrNotFound(teamId: TeamId, id: PolicyId) {
     const row = await repo.findPolicy(this.db, teamId, id);
     if (!row) throw new NotFoundError('policy', id);
     return row;
@@ -210,7 +204,7 @@ export class PoliciesService {
    */
   private async mergeInto(
     principal: Principal,
-    teamId: string,
+    teamId: TeamId,
     which: { id: PolicyId } | { name: string },
     fields: PolicyInput,
     rename?: string,
@@ -420,7 +414,7 @@ export class PoliciesService {
    * A live policy of the team by id or by name, defaults applied (the gateway
    * and agents use this). The document is frozen: it is shared with other callers.
    */
-  findForTeam(teamId: string, idOrName: string): Promise<ResolvedPolicy | undefined> {
+  findForTeam(teamId: TeamId, idOrName: string): Promise<ResolvedPolicy | undefined> {
     return this.cache.get(`${teamId}\u0000${idOrName}`, async () => {
       const row =
         (isId(idOrName, 'pol') ? await repo.findPolicy(this.db, teamId, idOrName) : undefined) ??
@@ -436,12 +430,12 @@ export class PoliciesService {
    * live policy of the team, and holds it (FOR SHARE) so it cannot be deleted
    * before that transaction commits.
    */
-  async holdForReference(tx: DbOrTx, teamId: string, policyId: string): Promise<boolean> {
+  async holdForReference(tx: DbOrTx, teamId: TeamId, policyId: string): Promise<boolean> {
     return isId(policyId, 'pol') && (await repo.findPolicy(tx, teamId, policyId, 'share')) !== undefined;
   }
 
   /** Of `ids`, those that are not live policies of the team. */
-  async missingPolicies(tx: DbOrTx, teamId: string, ids: string[]): Promise<string[]> {
+  async missingPolicies(tx: DbOrTx, teamId: TeamId, ids: string[]): Promise<string[]> {
     const missing: string[] = [];
     for (const id of new Set(ids))
       if (!isId(id, 'pol') || !(await repo.findPolicy(tx, teamId, id))) missing.push(id);

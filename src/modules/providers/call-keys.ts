@@ -1,5 +1,6 @@
 import type { Context, Timer } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
+import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import { ReadThroughCache } from '../../core/read-through-cache.ts';
 import type { Db } from '../../db/client.ts';
 import * as repo from './repo.ts';
@@ -16,7 +17,7 @@ export const DEFAULT_BASE_URLS: Partial<Record<repo.ProviderName, string>> = {
 
 /** A key opened for one provider call. Holds the plaintext secret: never log or return it. */
 export interface KeyForCall {
-  id: string;
+  id: ProviderKeyId;
   provider: repo.ProviderName;
   baseUrl: string;
   apiKey: string;
@@ -50,11 +51,11 @@ export class OpenedKeys {
     private readonly sealer: Sealer,
   ) {}
 
-  open(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+  open(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     return this.lookups.get(`${teamId}\u0000${keyIds.join('\u0000')}`, () => this.openNow(teamId, keyIds));
   }
 
-  private async openNow(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+  private async openNow(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     const out = new Map<string, KeyForCall>();
     const rows = await repo.activeKeysForCall(this.db, teamId, [...new Set(keyIds)]);
     for (const row of rows) {
@@ -104,7 +105,7 @@ export class OpenedKeys {
  * and dropped (the value is informational).
  */
 export class UsageBatcher {
-  private readonly pending = new Map<string, Date>();
+  private readonly pending = new Map<ProviderKeyId, Date>();
   private timer: Timer | null = null;
 
   constructor(
@@ -112,7 +113,7 @@ export class UsageBatcher {
     private readonly db: Db,
   ) {}
 
-  mark(keyId: string, at: Date): void {
+  mark(keyId: ProviderKeyId, at: Date): void {
     const seen = this.pending.get(keyId);
     if (seen === undefined || seen < at) this.pending.set(keyId, at);
     if (this.timer === null) {

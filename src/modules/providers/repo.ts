@@ -1,5 +1,7 @@
-import { and, desc, eq, inArray, isNotNull, lt, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
+import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { providerKeys } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -18,22 +20,22 @@ export async function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInser
 /** A key of the team in any status (deleted ones are tombstones, still readable). */
 export async function findKey(
   db: DbOrTx,
-  teamId: string,
-  id: string,
+  teamId: TeamId,
+  id: ProviderKeyId,
   lock?: 'update' | 'share',
 ): Promise<ProviderKeyRow | undefined> {
   const q = db
     .select()
     .from(providerKeys)
     .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
 /** The team's key of this name that is not deleted (deleted ones free their name). */
 export async function findLiveKeyByName(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
   lock?: 'update',
 ): Promise<ProviderKeyRow | undefined> {
@@ -43,13 +45,13 @@ export async function findLiveKeyByName(
     .where(
       and(eq(providerKeys.teamId, teamId), eq(providerKeys.name, name), ne(providerKeys.status, 'deleted')),
     );
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(q, lock);
   return row;
 }
 
 export async function listKeys(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { provider?: ProviderName; status?: KeyStatus },
   beforeId: string | undefined,
   limit: number,
@@ -62,7 +64,7 @@ export async function listKeys(
         eq(providerKeys.teamId, teamId),
         filter.status ? eq(providerKeys.status, filter.status) : ne(providerKeys.status, 'deleted'),
         filter.provider ? eq(providerKeys.provider, filter.provider) : undefined,
-        beforeId ? lt(providerKeys.id, beforeId) : undefined,
+        beforeCursor(providerKeys.id, beforeId),
       ),
     )
     .orderBy(desc(providerKeys.id))
@@ -70,7 +72,7 @@ export async function listKeys(
 }
 
 /** The team's keys that are not deleted (for the health view). */
-export async function liveKeys(db: DbOrTx, teamId: string) {
+export async function liveKeys(db: DbOrTx, teamId: TeamId) {
   return db
     .select({ id: providerKeys.id, name: providerKeys.name, provider: providerKeys.provider })
     .from(providerKeys)
@@ -80,15 +82,15 @@ export async function liveKeys(db: DbOrTx, teamId: string) {
 
 export async function updateKey(
   db: DbOrTx,
-  teamId: string,
-  id: string,
+  teamId: TeamId,
+  id: ProviderKeyId,
   patch: ProviderKeyPatch,
 ): Promise<ProviderKeyRow | undefined> {
   return updateOne(db, providerKeys, and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)), patch);
 }
 
 /** What the proxy needs of the team's active keys among `ids`: one indexed read. */
-export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[]) {
+export async function activeKeysForCall(db: DbOrTx, teamId: TeamId, ids: ProviderKeyId[]) {
   if (ids.length === 0) return [];
   return db
     .select({
@@ -116,7 +118,7 @@ export async function activeKeysForCall(db: DbOrTx, teamId: string, ids: string[
  * (calls finish out of order), and leaves updated_at alone: it versions the
  * cached secret.
  */
-export async function systemTouchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
+export async function systemTouchLastUsed(db: DbOrTx, id: ProviderKeyId, at: Date): Promise<void> {
   await db
     .update(providerKeys)
     .set({ lastUsedAt: at })

@@ -2,7 +2,7 @@ import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import * as s from './schemas.ts';
-import type { ProvidersService } from './service.ts';
+import { type ProvidersService, providerKeyIdOf } from './service.ts';
 
 export function registerProviderRoutes(app: App, providers: ProvidersService): void {
   const tags = ['provider-keys'];
@@ -71,7 +71,7 @@ export function registerProviderRoutes(app: App, providers: ProvidersService): v
         response: { 200: s.ProviderKey, ...errorResponses(404) },
       },
     },
-    async (request) => providers.get(principalOf(request), request.params.id),
+    async (request) => providers.get(principalOf(request), providerKeyIdOf(request.params.id)),
   );
 
   app.put(
@@ -86,7 +86,8 @@ export function registerProviderRoutes(app: App, providers: ProvidersService): v
         response: { 200: s.ProviderKey, ...errorResponses(404, 409) },
       },
     },
-    async (request) => providers.update(principalOf(request), request.params.id, request.body),
+    async (request) =>
+      providers.update(principalOf(request), providerKeyIdOf(request.params.id), request.body),
   );
 
   app.post(
@@ -100,7 +101,7 @@ export function registerProviderRoutes(app: App, providers: ProvidersService): v
         response: { 200: s.ProviderKey, ...errorResponses(404, 409) },
       },
     },
-    async (request) => providers.setEnabled(principalOf(request), request.params.id, false),
+    async (request) => providers.setEnabled(principalOf(request), providerKeyIdOf(request.params.id), false),
   );
 
   app.post(
@@ -114,7 +115,7 @@ export function registerProviderRoutes(app: App, providers: ProvidersService): v
         response: { 200: s.ProviderKey, ...errorResponses(404, 409) },
       },
     },
-    async (request) => providers.setEnabled(principalOf(request), request.params.id, true),
+    async (request) => providers.setEnabled(principalOf(request), providerKeyIdOf(request.params.id), true),
   );
 
   app.delete(
@@ -131,7 +132,8 @@ export function registerProviderRoutes(app: App, providers: ProvidersService): v
         response: { 200: s.Deleted, ...errorResponses(404) },
       },
     },
-    async (request) => providers.remove(principalOf(request), request.params.id, request.query.remap_to),
+    async (request) =>
+      providers.remove(principalOf(request), providerKeyIdOf(request.params.id), request.query.remap_to),
   );
 
   app.get(
@@ -145,7 +147,7 @@ export function registerProviderRoutes(app: App, providers: ProvidersService): v
         response: { 200: s.Dependents, ...errorResponses(404) },
       },
     },
-    async (request) => providers.dependents(principalOf(request), request.params.id),
+    async (request) => providers.dependents(principalOf(request), providerKeyIdOf(request.params.id)),
   );
 
   app.get(

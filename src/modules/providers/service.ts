@@ -5,21 +5,15 @@ import type { Static } from 'typebox';
 import { DAY_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
-import {
-  BadRequestError,
-  ConflictError,
-  ForbiddenError,
-  NotFoundError,
-  ValidationError,
-} from '../../core/errors.ts';
-import { newId } from '../../core/ids.ts';
+import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../../core/errors.ts';
+import { idOrNotFound, isId, newId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { type AgentsService, bindingsUse } from '../agents/service.ts';
 import type { EventsService } from '../events/service.ts';
 import type { ProviderHealthRegistry } from '../gateway/circuit-breaker.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import type { RunReports } from '../runs/reports.ts';
 import { type KeyForCall, OpenedKeys, sealContext, UsageBatcher } from './call-keys.ts';
 import * as repo from './repo.ts';
@@ -56,6 +50,11 @@ function nameTaken(name: string): ConflictError {
   );
 }
 
+/** A provider key id from a request; anything else names no key (404, as an unknown id). */
+export function providerKeyIdOf(raw: string): ProviderKeyId {
+  return idOrNotFound(raw, 'pkey', 'provider_key');
+}
+
 function deletedKey(id: string): ConflictError {
   return new ConflictError(
     'provider_key_deleted',
@@ -89,16 +88,11 @@ export class ProvidersService {
   }
 
   /** Provider keys are credentials: people and team keys manage them, agent keys never. */
-  private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot manage provider keys');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+  private team(principal: Principal, need: Scope): TeamId {
+    return managedTeam(principal, need, 'provider keys');
   }
 
-  private async keyOrNotFound(db: DbOrTx, teamId: string, id: string, lock?: 'update') {
+  private async keyOrNotFound(db: DbOrTx, teamId: TeamId, id: ProviderKeyId, lock?: 'update') {
     const row = await repo.findKey(db, teamId, id, lock);
     if (!row) throw new NotFoundError('provider_key', id);
     return row;
@@ -132,7 +126,7 @@ export class ProvidersService {
     }
   }
 
-  private async insert(tx: DbOrTx, principal: Principal, teamId: string, input: CreateProviderKeyInput) {
+  private async insert(tx: DbOrTx, principal: Principal, teamId: TeamId, input: CreateProviderKeyInput) {
     const baseUrl = input.base_url ?? null;
     if (input.provider === 'openai_compatible' && baseUrl === null)
       throw invalidBody({ base_url: 'is required for an openai_compatible key' });
@@ -176,12 +170,12 @@ export class ProvidersService {
     );
   }
 
-  async get(principal: Principal, id: string) {
+  async get(principal: Principal, id: ProviderKeyId) {
     return providerKeyView(await this.keyOrNotFound(this.db, this.team(principal, 'read'), id));
   }
 
   /** PUT: the fields sent replace the key's; a new api_key is a rotation (rotated_at). */
-  async update(principal: Principal, id: string, input: UpdateProviderKeyInput) {
+  async update(principal: Principal, id: ProviderKeyId, input: UpdateProviderKeyInput) {
     const teamId = this.team(principal, 'admin');
     await this.checkBaseUrl(input.base_url);
     try {
@@ -306,7 +300,7 @@ export class ProvidersService {
   }
 
   /** Rungate: disable and enable are idempotent (200 when already so); bindings are kept. */
-  async setEnabled(principal: Principal, id: string, enabled: boolean) {
+  async setEnabled(principal: Principal, id: ProviderKeyId, enabled: boolean) {
     const teamId = this.team(principal, 'admin');
     const row = await this.db.transaction(async (tx) => {
       const existing = await this.keyOrNotFound(tx, teamId, id, 'update');
@@ -334,19 +328,21 @@ export class ProvidersService {
    * same transaction. Deleting a deleted key again is allowed, so its
    * leftover bindings can still be remapped.
    */
-  async remove(principal: Principal, id: string, remapTo?: string) {
+  async remove(principal: Principal, id: ProviderKeyId, remapTo?: string) {
     const teamId = this.team(principal, 'admin');
     const result = await this.db.transaction(async (tx) => {
       const invalid = (why: string) =>
         new BadRequestError('invalid_remap_target', `remap_to ${remapTo} ${why}`, { remap_to: remapTo });
       if (remapTo === id) throw invalid('is the key being deleted');
+      // A remap_to that is no key id is no key of this team either (said below, after the key's 404).
+      const targetId = remapTo !== undefined && isId(remapTo, 'pkey') ? remapTo : undefined;
       // Lock both rows in id order, so two deletes remapping onto each other cannot deadlock.
-      const ids = remapTo === undefined ? [id] : [id, remapTo].sort();
-      const locked = new Map<string, repo.ProviderKeyRow | undefined>();
+      const ids = targetId === undefined ? [id] : [id, targetId].sort();
+      const locked = new Map<ProviderKeyId, repo.ProviderKeyRow | undefined>();
       for (const k of ids) locked.set(k, await repo.findKey(tx, teamId, k, 'update'));
       const key = locked.get(id);
       if (!key) throw new NotFoundError('provider_key', id);
-      const target = remapTo === undefined ? undefined : locked.get(remapTo);
+      const target = targetId === undefined ? undefined : locked.get(targetId);
       if (remapTo !== undefined) {
         if (!target) throw invalid('is not a provider key of this team');
         if (target.status !== 'active') throw invalid(`is ${target.status}; the target must be active`);
@@ -394,12 +390,12 @@ export class ProvidersService {
   }
 
   /** Rungate: the impact of a disable or delete, before doing it. */
-  async dependents(principal: Principal, id: string) {
+  async dependents(principal: Principal, id: ProviderKeyId) {
     const teamId = this.team(principal, 'read');
     const key = await this.keyOrNotFound(this.db, teamId, id);
     const bound = await this.agents.boundToKey(this.db, teamId, id);
     // The other keys those agents hold: a disabled or deleted one is no fallback.
-    const others = new Set<string>();
+    const others = new Set<ProviderKeyId>();
     for (const a of bound)
       for (const b of Object.values(a.providerKeys ?? {}))
         for (const k of typeof b === 'string' ? [b] : b) {
@@ -436,7 +432,7 @@ export class ProvidersService {
   async health(principal: Principal) {
     const teamId = this.team(principal, 'read');
     const keys = await repo.liveKeys(this.db, teamId);
-    const byId = new Map(keys.map((k) => [k.id, k]));
+    const byId = new Map<string, (typeof keys)[number]>(keys.map((k) => [k.id, k]));
     const data = this.healthRegistry.snapshot(keys).map((h) => {
       const k = byId.get(h.provider_key_id)!;
       return { ...h, name: k.name, provider: k.provider };
@@ -447,7 +443,7 @@ export class ProvidersService {
   // -- for other modules (the proxy, agents) -----------------------------------
 
   /** Whether `keyId` is a key of the team (not deleted), for `provider` when given. Disabled keys count. */
-  async exists(teamId: string, keyId: string, provider?: string): Promise<boolean> {
+  async exists(teamId: TeamId, keyId: ProviderKeyId, provider?: string): Promise<boolean> {
     const row = await repo.findKey(this.db, teamId, keyId);
     return (
       row !== undefined && row.status !== 'deleted' && (provider === undefined || row.provider === provider)
@@ -459,17 +455,17 @@ export class ProvidersService {
    * secret is decrypted only when the row changed since it was last opened).
    * Keys that are disabled, deleted, of another team or unknown are absent.
    */
-  keysForCall(teamId: string, keyIds: readonly string[]): Promise<Map<string, KeyForCall>> {
+  keysForCall(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     return this.callKeys.open(teamId, keyIds);
   }
 
   /** One active key opened for a call, or undefined unless it is an active key of the team. */
-  async keyForCall(teamId: string, keyId: string): Promise<KeyForCall | undefined> {
+  async keyForCall(teamId: TeamId, keyId: ProviderKeyId): Promise<KeyForCall | undefined> {
     return (await this.callKeys.open(teamId, [keyId])).get(keyId);
   }
 
   /** Notes that a key was used: batched, off the caller's path (see UsageBatcher). */
-  markUsed(keyId: string, at: Date = this.ctx.clock.now()): void {
+  markUsed(keyId: ProviderKeyId, at: Date = this.ctx.clock.now()): void {
     this.usage.mark(keyId, at);
   }
 

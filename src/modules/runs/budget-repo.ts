@@ -1,5 +1,5 @@
 import { and, eq, inArray, lt, sql } from 'drizzle-orm';
-import type { RunId } from '../../core/ids.ts';
+import type { RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { budgetLeases, hourlySpend, runs } from '../../db/schema/index.ts';
 import type { RunRow } from './repo.ts';
@@ -15,7 +15,7 @@ export type LeaseRow = typeof budgetLeases.$inferSelect;
 export interface LeaseRequest {
   leaseId: string;
   holder: string;
-  teamId: string;
+  teamId: TeamId;
   agentId: string;
   policyId: string;
   /** The least that must be granted, or nothing is. */
@@ -159,7 +159,7 @@ export async function leaseOnHour(
 }
 
 /** What the run looks like now, to say why a lease was refused. */
-export async function runBudgetState(db: DbOrTx, teamId: string, runId: RunId, agentId: string) {
+export async function runBudgetState(db: DbOrTx, teamId: TeamId, runId: RunId, agentId: string) {
   const [row] = await db
     .select({
       status: runs.status,
@@ -177,7 +177,7 @@ export async function runBudgetState(db: DbOrTx, teamId: string, runId: RunId, a
 
 export interface LeaseTarget {
   scope: 'run' | 'hour';
-  teamId: string;
+  teamId: TeamId;
   runId: RunId | null;
   agentId: string;
   policyId: string;
@@ -260,7 +260,7 @@ export async function takeLeases(db: DbOrTx, ids: string[]): Promise<LeaseRow[]>
 /** Adds spend to the hour's row (made when missing) and takes `releasedMicros` out of its reserved. */
 export async function settleHour(
   db: DbOrTx,
-  r: { teamId: string; agentId: string; policyId: string; hourStart: Date },
+  r: { teamId: TeamId; agentId: string; policyId: string; hourStart: Date },
   releasedMicros: number,
   costMicros: number,
 ): Promise<void> {

@@ -1,6 +1,6 @@
 import { HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context, Log, Timer } from '../../core/context.ts';
-import { type AgentId, isId, type RunId, type StepId, ulid } from '../../core/ids.ts';
+import { type AgentId, isId, type RunId, type StepId, type TeamId, ulid } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import * as budgetRepo from './budget-repo.ts';
@@ -14,7 +14,7 @@ export type { StepOwner, StepRecord, StepStatus, StepType } from './recording.ts
 export type { TokenUsage } from './step-writer.ts';
 
 export interface ReserveInput {
-  teamId: string;
+  teamId: TeamId;
   /** As the proxy has it; anything but a run id is refused as not found. */
   runId: RunId | string;
   agentId: AgentId | string;
@@ -73,7 +73,7 @@ interface Reservation {
   hourStart: Date;
   amountMicros: number;
   tokens: number;
-  teamId: string;
+  teamId: TeamId;
   runId: RunId;
   agentId: string;
 }

@@ -1,5 +1,5 @@
 import type { Context } from '../../core/context.ts';
-import { type RunId, ulid } from '../../core/ids.ts';
+import { type RunId, type TeamId, ulid } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import * as budgetRepo from './budget-repo.ts';
 
@@ -13,7 +13,7 @@ import * as budgetRepo from './budget-repo.ts';
 export interface Account {
   readonly key: string;
   readonly scope: 'run' | 'hour';
-  readonly teamId: string;
+  readonly teamId: TeamId;
   readonly agentId: string;
   readonly policyId: string;
   readonly runId: RunId | null;

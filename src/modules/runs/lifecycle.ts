@@ -1,5 +1,5 @@
 import type { DbOrTx } from '../../db/client.ts';
-import type { EventsService } from '../events/service.ts';
+import type { EventMap, EventsService } from '../events/service.ts';
 import { endRunningRuns, type RunEnding, type RunRow, type RunsToEnd } from './repo.ts';
 import { usdOf } from './views.ts';
 
@@ -12,6 +12,37 @@ export interface Actor {
 export const SYSTEM_ACTOR: Actor = { actorKind: 'system', actorId: null };
 
 const usedTokens = (r: RunRow) => r.inputTokens + r.outputTokens + r.cacheReadTokens + r.cacheCreationTokens;
+
+type RunEndType = 'run.completed' | 'run.budget_exceeded' | 'run.force_stopped';
+type RunEndEvent = { [T in RunEndType]: { type: T; data: EventMap[T] } }[RunEndType];
+
+/** The event that tells of a run's end, by its new status. */
+function endEvent(r: RunRow, ending: RunEnding): RunEndEvent {
+  const common = { agent_id: r.agentId, outcome: r.outcome, cost_usd: usdOf(r.costMicros) };
+  const endedReason = r.endedReason ?? ending.endedReason;
+  if (r.status === 'budget_exceeded')
+    return {
+      type: 'run.budget_exceeded',
+      data: {
+        ...common,
+        ended_reason: endedReason,
+        hard_limit_usd: r.hardLimitMicros === null ? null : usdOf(r.hardLimitMicros),
+        tokens_used: usedTokens(r),
+        hard_limit_tokens: r.hardLimitTokens,
+      },
+    };
+  if (r.status === 'force_stopped')
+    return { type: 'run.force_stopped', data: { ...common, policy_id: r.policyId } };
+  return {
+    type: 'run.completed',
+    data: {
+      ...common,
+      ended_reason: endedReason,
+      completion_reason: r.completionReason,
+      step_count: r.stepCount,
+    },
+  };
+}
 
 /**
  * Ends the running runs `which` names and records one event per ended run,
@@ -26,47 +57,7 @@ export async function endRuns(
   actor: Actor,
 ): Promise<RunRow[]> {
   const ended = await endRunningRuns(tx, which, ending);
-  for (const r of ended) {
-    const common = { teamId: r.teamId, ...actor, subjectId: r.id };
-    if (r.status === 'budget_exceeded') {
-      await events.record(tx, {
-        ...common,
-        type: 'run.budget_exceeded',
-        data: {
-          agent_id: r.agentId,
-          ended_reason: r.endedReason ?? ending.endedReason,
-          outcome: r.outcome,
-          cost_usd: usdOf(r.costMicros),
-          hard_limit_usd: r.hardLimitMicros === null ? null : usdOf(r.hardLimitMicros),
-          tokens_used: usedTokens(r),
-          hard_limit_tokens: r.hardLimitTokens,
-        },
-      });
-    } else if (r.status === 'force_stopped') {
-      await events.record(tx, {
-        ...common,
-        type: 'run.force_stopped',
-        data: {
-          agent_id: r.agentId,
-          policy_id: r.policyId,
-          outcome: r.outcome,
-          cost_usd: usdOf(r.costMicros),
-        },
-      });
-    } else {
-      await events.record(tx, {
-        ...common,
-        type: 'run.completed',
-        data: {
-          agent_id: r.agentId,
-          ended_reason: r.endedReason ?? ending.endedReason,
-          completion_reason: r.completionReason,
-          outcome: r.outcome,
-          cost_usd: usdOf(r.costMicros),
-          step_count: r.stepCount,
-        },
-      });
-    }
-  }
+  for (const r of ended)
+    await events.record(tx, { teamId: r.teamId, ...actor, subjectId: r.id, ...endEvent(r, ending) });
   return ended;
 }

@@ -1,4 +1,4 @@
-import { isId, newId, type RunId, type StepId } from '../../core/ids.ts';
+import { isId, newId, type ProviderKeyId, type RunId, type StepId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import type * as repo from './repo.ts';
 import type { StepInsert, TokenUsage } from './step-batch-repo.ts';
@@ -22,7 +22,7 @@ export interface StepRecord {
   name?: string | null;
   provider: string | null;
   model: string | null;
-  providerKeyId?: string | null;
+  providerKeyId?: ProviderKeyId | null;
   streaming?: boolean;
   request?: unknown;
   response?: unknown;
@@ -42,7 +42,7 @@ export interface StepRecord {
 
 /** Who a step is for. */
 export interface StepOwner {
-  teamId: string;
+  teamId: TeamId;
   runId: RunId;
   agentId: string;
 }
@@ -85,7 +85,7 @@ export function stepRowOf(
 }
 
 export interface BlockedRequest {
-  teamId: string;
+  teamId: TeamId;
   runId: string;
   agentId: string;
   status: 'budget_blocked' | 'policy_blocked';
@@ -99,7 +99,7 @@ export interface BlockedRequest {
 }
 
 export interface FailoverTransition {
-  teamId: string;
+  teamId: TeamId;
   runId: string;
   agentId: string;
   attempted: Array<{

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm';
-import type { AgentId, RunId, StepId } from '../../core/ids.ts';
+import type { AgentId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -33,7 +33,7 @@ export async function lockRunForSystem(db: DbOrTx, id: RunId): Promise<RunRow | 
   return row;
 }
 
-export async function findRun(db: DbOrTx, teamId: string, id: RunId): Promise<RunRow | undefined> {
+export async function findRun(db: DbOrTx, teamId: TeamId, id: RunId): Promise<RunRow | undefined> {
   const [row] = await db
     .select()
     .from(runs)
@@ -44,7 +44,7 @@ export async function findRun(db: DbOrTx, teamId: string, id: RunId): Promise<Ru
 /** The agent's newest run (by `newestBy`) of those where every one of `conditions` holds. */
 async function newestRunOfAgent(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   agentId: string,
   conditions: SQL[],
   newestBy: typeof runs.id | typeof runs.endedAt = runs.id,
@@ -59,19 +59,19 @@ async function newestRunOfAgent(
 }
 
 /** The agent's newest running run under `policyId` (implicit grouping joins it). */
-export function latestRunningRun(db: DbOrTx, teamId: string, agentId: string, policyId: string) {
+export function latestRunningRun(db: DbOrTx, teamId: TeamId, agentId: string, policyId: string) {
   return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running'), eq(runs.policyId, policyId)]);
 }
 
 /** The agent's newest running run under any policy (GET /v1/runs/current). */
-export function latestRunningRunOfAgent(db: DbOrTx, teamId: string, agentId: string) {
+export function latestRunningRunOfAgent(db: DbOrTx, teamId: TeamId, agentId: string) {
   return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running')]);
 }
 
 /** A force-stop of this agent+policy that ended after `since` and was not lifted: it blocks implicit runs. */
 export function blockingForceStop(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   agentId: string,
   policyId: string,
   since: Date,
@@ -105,8 +105,8 @@ export interface RunEnding {
 
 /** Which running runs to end: one run, every run of an agent, or the idle ones of every team (a sweep). */
 export type RunsToEnd =
-  | { run: RunId; teamId: string }
-  | { agentId: AgentId | string; teamId: string }
+  | { run: RunId; teamId: TeamId }
+  | { agentId: AgentId | string; teamId: TeamId }
   | { idleBefore: Date; defaultIdleTimeoutSec: number };
 
 function runsToEnd(which: RunsToEnd): SQL {
@@ -154,7 +154,7 @@ export async function endRunningRuns(db: DbOrTx, which: RunsToEnd, e: RunEnding)
 
 export async function mergeRunMetadata(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   runId: RunId,
   metadata: Record<string, unknown>,
   at: Date,
@@ -175,7 +175,7 @@ export interface RunDetails {
 /** The one run's row after `set`; only this file builds the change (callers name what they change). */
 async function updateOneRun(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   runId: RunId,
   set: Partial<Omit<RunRow, 'id' | 'teamId'>>,
   /** Only when this also holds. */
@@ -184,17 +184,17 @@ async function updateOneRun(
   return updateOne(db, runs, and(eq(runs.teamId, teamId), eq(runs.id, runId), onlyIf), set);
 }
 
-export function updateRunDetails(db: DbOrTx, teamId: string, runId: RunId, details: RunDetails, at: Date) {
+export function updateRunDetails(db: DbOrTx, teamId: TeamId, runId: RunId, details: RunDetails, at: Date) {
   return updateOneRun(db, teamId, runId, { ...details, updatedAt: at });
 }
 
 /** Lifts a force-stop's cooldown (the run stays force_stopped). */
-export function liftForceStop(db: DbOrTx, teamId: string, runId: RunId, at: Date) {
+export function liftForceStop(db: DbOrTx, teamId: TeamId, runId: RunId, at: Date) {
   return updateOneRun(db, teamId, runId, { forceStopLiftedAt: at, updatedAt: at });
 }
 
 /** Flags the run's alert threshold as reached; undefined when it already was (the alert goes out once). */
-export function flagAlertThreshold(db: DbOrTx, teamId: string, runId: RunId, at: Date) {
+export function flagAlertThreshold(db: DbOrTx, teamId: TeamId, runId: RunId, at: Date) {
   return updateOneRun(
     db,
     teamId,
@@ -204,7 +204,7 @@ export function flagAlertThreshold(db: DbOrTx, teamId: string, runId: RunId, at:
   );
 }
 
-export function setPrimaryModel(db: DbOrTx, teamId: string, runId: RunId, model: string | null) {
+export function setPrimaryModel(db: DbOrTx, teamId: TeamId, runId: RunId, model: string | null) {
   return updateOneRun(db, teamId, runId, { primaryModel: model });
 }
 
@@ -221,7 +221,7 @@ export interface RunFilters {
 /** Newest first; `beforeId` is the cursor (ids sort by creation time). */
 export async function listRuns(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   f: RunFilters,
   beforeId: string | undefined,
   limit: number,
@@ -253,7 +253,7 @@ export async function insertStep(db: DbOrTx, row: typeof steps.$inferInsert): Pr
   return inserted;
 }
 
-export async function findStep(db: DbOrTx, teamId: string, id: StepId): Promise<StepRow | undefined> {
+export async function findStep(db: DbOrTx, teamId: TeamId, id: StepId): Promise<StepRow | undefined> {
   const [row] = await db
     .select()
     .from(steps)
@@ -261,7 +261,7 @@ export async function findStep(db: DbOrTx, teamId: string, id: StepId): Promise<
   return row;
 }
 
-export async function stepExists(db: DbOrTx, teamId: string, id: StepId): Promise<boolean> {
+export async function stepExists(db: DbOrTx, teamId: TeamId, id: StepId): Promise<boolean> {
   const [row] = await db
     .select({ id: steps.id })
     .from(steps)
@@ -276,7 +276,7 @@ export async function insertLedgerEntry(db: DbOrTx, row: typeof ledgerEntries.$i
 /** Oldest first by id (ids sort by the time they were minted); `afterId` is the cursor. */
 export async function listSteps(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   runId: RunId,
   afterId: string | undefined,
   limit: number,
@@ -297,7 +297,7 @@ export async function listSteps(
 
 export async function listLedger(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   runId: RunId,
   afterId: string | undefined,
   limit: number,
@@ -317,7 +317,7 @@ export async function listLedger(
 }
 
 /** The model used by most llm_call steps of the run (ties: the one used last). */
-export async function mostUsedModel(db: DbOrTx, teamId: string, runId: RunId): Promise<string | null> {
+export async function mostUsedModel(db: DbOrTx, teamId: TeamId, runId: RunId): Promise<string | null> {
   const [row] = await db
     .select({ model: steps.model })
     .from(steps)
@@ -339,7 +339,7 @@ export async function mostUsedModel(db: DbOrTx, teamId: string, runId: RunId): P
 /** Governance blocks of the run by code, most frequent first. */
 export async function governanceEvents(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   runId: RunId,
 ): Promise<Array<{ type: string; count: number }>> {
   const rows = await db

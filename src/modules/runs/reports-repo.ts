@@ -1,4 +1,5 @@
 import { and, countDistinct, desc, eq, gte, inArray, lt, ne, sql } from 'drizzle-orm';
+import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { runs, steps } from '../../db/schema/index.ts';
 
@@ -10,7 +11,7 @@ export interface RunWindow {
   until?: Date;
 }
 
-function policyRunsIn(teamId: string, policyId: string, window: RunWindow) {
+function policyRunsIn(teamId: TeamId, policyId: string, window: RunWindow) {
   return and(
     eq(runs.teamId, teamId),
     eq(runs.policyId, policyId),
@@ -20,7 +21,7 @@ function policyRunsIn(teamId: string, policyId: string, window: RunWindow) {
 }
 
 /** Aggregates over the policy's runs started in the window; money in micro-dollars. */
-export async function policyRunStats(db: DbOrTx, teamId: string, policyId: string, window: RunWindow) {
+export async function policyRunStats(db: DbOrTx, teamId: TeamId, policyId: string, window: RunWindow) {
   const ended = sql`${runs.status} <> 'running'`;
   const [row] = await db
     .select({
@@ -44,7 +45,7 @@ export async function policyRunStats(db: DbOrTx, teamId: string, policyId: strin
 /** The latest `limit` ended runs in the window (the caller orders them oldest first), and how many there are. */
 export async function endedRunsOfPolicy(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   policyId: string,
   window: RunWindow,
   limit: number,
@@ -66,7 +67,7 @@ export async function endedRunsOfPolicy(
   return { rows, total: Number(count?.n ?? 0) };
 }
 
-export async function runningRunCount(db: DbOrTx, teamId: string, agentIds: string[]): Promise<number> {
+export async function runningRunCount(db: DbOrTx, teamId: TeamId, agentIds: string[]): Promise<number> {
   if (agentIds.length === 0) return 0;
   const [row] = await db
     .select({ n: sql<number>`count(*)::int` })
@@ -78,8 +79,8 @@ export async function runningRunCount(db: DbOrTx, teamId: string, agentIds: stri
 /** Runs with at least one step made with the key since `since`. */
 export async function runsUsingKeySince(
   db: DbOrTx,
-  teamId: string,
-  keyId: string,
+  teamId: TeamId,
+  keyId: ProviderKeyId,
   since: Date,
 ): Promise<number> {
   const [row] = await db

@@ -1,3 +1,4 @@
+import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import * as repo from './reports-repo.ts';
 
@@ -12,22 +13,22 @@ export class RunReports {
   constructor(private readonly db: Db) {}
 
   /** Aggregates over the policy's runs started in the window; money in micro-dollars. */
-  policyStats(teamId: string, policyId: string, window: repo.RunWindow) {
+  policyStats(teamId: TeamId, policyId: string, window: repo.RunWindow) {
     return repo.policyRunStats(this.db, teamId, policyId, window);
   }
 
   /** The latest `limit` ended runs of the policy in the window, and how many there are. */
-  endedRunsOfPolicy(teamId: string, policyId: string, window: repo.RunWindow, limit: number) {
+  endedRunsOfPolicy(teamId: TeamId, policyId: string, window: repo.RunWindow, limit: number) {
     return repo.endedRunsOfPolicy(this.db, teamId, policyId, window, limit);
   }
 
   /** How many of these agents' runs are running. */
-  runningRunCount(teamId: string, agentIds: string[]) {
+  runningRunCount(teamId: TeamId, agentIds: string[]) {
     return repo.runningRunCount(this.db, teamId, agentIds);
   }
 
   /** Runs with at least one step made with the key since `since`. */
-  runsUsingKeySince(teamId: string, keyId: string, since: Date) {
+  runsUsingKeySince(teamId: TeamId, keyId: ProviderKeyId, since: Date) {
     return repo.runsUsingKeySince(this.db, teamId, keyId, since);
   }
 }

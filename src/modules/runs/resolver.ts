@@ -1,7 +1,7 @@
 import { MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { isId, newId, type RunId } from '../../core/ids.ts';
+import { isId, newId, type RunId, type TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { type Actor, endRuns, SYSTEM_ACTOR } from './lifecycle.ts';
@@ -26,7 +26,7 @@ export interface RunPolicySpec {
 }
 
 export interface ResolveRunInput {
-  teamId: string;
+  teamId: TeamId;
   agent: { id: string; name?: string; policyId?: string; allowedPolicies?: string[] | null };
   /** The policy this request runs under (already chosen by the proxy). */
   policy: { id: string; name: string; spec: RunPolicySpec };
@@ -60,7 +60,7 @@ const CACHE_MAX = 20_000;
 
 interface CachedRun {
   runId: RunId;
-  teamId: string;
+  teamId: TeamId;
   agentId: string;
   policyId: string;
   creationMethod: repo.RunRow['creationMethod'];

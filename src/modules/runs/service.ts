@@ -5,7 +5,7 @@
 
 import type { Context, Log } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import { isId, type RunId } from '../../core/ids.ts';
+import { isId, type RunId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -116,7 +116,7 @@ export class RunsService {
   }
 
   /** The run a step from the proxy is for; a step for something that is not a run id is logged and dropped. */
-  private stepOwner(s: { teamId: string; runId: string; agentId: string }) {
+  private stepOwner(s: { teamId: TeamId; runId: string; agentId: string }) {
     if (isId(s.runId, 'run')) return { teamId: s.teamId, runId: s.runId, agentId: s.agentId };
     this.log.warn(
       { run_id: s.runId, agent_id: s.agentId },

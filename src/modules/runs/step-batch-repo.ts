@@ -1,5 +1,5 @@
 import { and, eq, or, sql } from 'drizzle-orm';
-import type { RunId } from '../../core/ids.ts';
+import type { RunId, TeamId } from '../../core/ids.ts';
 import { type Db, type DbOrTx, rawQuery } from '../../db/client.ts';
 import { type ledgerEntries, runs, type steps } from '../../db/schema/index.ts';
 import type { RunProgress, RunStatus } from './repo.ts';
@@ -33,7 +33,7 @@ export interface RunTotals {
 
 /** What a batch adds to one agent+policy+hour. */
 export interface HourTotals {
-  teamId: string;
+  teamId: TeamId;
   agentId: string;
   policyId: string;
   hourStart: Date;
@@ -264,7 +264,7 @@ export async function writeStepBatch(db: Db, batch: StepBatch): Promise<RunProgr
  */
 export async function readRunProgress(
   db: DbOrTx,
-  owned: ReadonlyArray<{ teamId: string; runId: RunId }>,
+  owned: ReadonlyArray<{ teamId: TeamId; runId: RunId }>,
 ): Promise<RunProgressRow[]> {
   if (owned.length === 0) return [];
   const rows = await db

@@ -1,5 +1,5 @@
 import type { Context, Log, Timer } from '../../core/context.ts';
-import { newId, type StepId } from '../../core/ids.ts';
+import { newId, type StepId, type TeamId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import type { Account } from './leases.ts';
@@ -68,7 +68,7 @@ export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
 
 /** A run's share of a batch; its released amounts are what leave the account's lease (≤ what it holds). */
 interface RunGroup extends RunTotals {
-  teamId: string;
+  teamId: TeamId;
   account: Account | null;
   models: Set<string>;
 }

@@ -1,7 +1,7 @@
 import { SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError, ServiceUnavailableError } from '../../core/errors.ts';
-import { type CapsuleId, type HostId, isId } from '../../core/ids.ts';
+import { type CapsuleId, type HostId, isId, type TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
@@ -118,7 +118,7 @@ export class CapsuleStates {
 
   // -- lookups within a team -------------------------------------------------------
 
-  team(principal: Principal, need: Scope): string {
+  team(principal: Principal, need: Scope): TeamId {
     const teamId = activeTeam(principal);
     requireScope(principal, need);
     return teamId;

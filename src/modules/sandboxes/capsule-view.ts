@@ -6,7 +6,7 @@ import {
   PayloadTooLargeError,
   ValidationError,
 } from '../../core/errors.ts';
-import { type CapsuleId, type HostId, isId } from '../../core/ids.ts';
+import { type CapsuleId, type HostId, idOrNotFound } from '../../core/ids.ts';
 import { DriverError } from './drivers/types.ts';
 import { envProblems } from './envs.ts';
 import type * as repo from './repo.ts';
@@ -85,12 +85,10 @@ export function checkEnvs(envs: Record<string, string> | undefined): void {
 
 /** A capsule id from a path or a body; anything else names no capsule (404, as an unknown id). */
 export function capsuleIdOf(raw: string): CapsuleId {
-  if (!isId(raw, 'cap')) throw new NotFoundError('capsule', raw);
-  return raw;
+  return idOrNotFound(raw, 'cap', 'capsule');
 }
 
 /** A host id from a path; anything else names no host (404, as an unknown id). */
 export function hostIdOf(raw: string): HostId {
-  if (!isId(raw, 'hst')) throw new NotFoundError('host', raw);
-  return raw;
+  return idOrNotFound(raw, 'hst', 'host');
 }

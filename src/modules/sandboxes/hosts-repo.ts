@@ -1,5 +1,5 @@
 import { and, eq, isNull, lt, ne, or, sql } from 'drizzle-orm';
-import type { HostId } from '../../core/ids.ts';
+import type { HostId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { capsules, hosts, hostTokens } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -24,7 +24,7 @@ export async function findHostAnyTeam(db: DbOrTx, id: HostId): Promise<HostRow |
 }
 
 /** Every host (platform admins), or one team's BYOC hosts. */
-export async function listHosts(db: DbOrTx, byocOfTeam: string | null): Promise<HostRow[]> {
+export async function listHosts(db: DbOrTx, byocOfTeam: TeamId | null): Promise<HostRow[]> {
   const where = byocOfTeam === null ? undefined : and(eq(hosts.type, 'byoc'), eq(hosts.teamId, byocOfTeam));
   return db.select().from(hosts).where(where).orderBy(hosts.createdAt);
 }

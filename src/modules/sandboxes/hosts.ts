@@ -16,7 +16,7 @@ import { type CapsuleId, type HostId, newId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { actorOf, type Principal } from '../identity/principal.ts';
+import { actorOf, type Principal, teamIdOf } from '../identity/principal.ts';
 import * as hostsRepo from './hosts-repo.ts';
 import { RemoteHost, splitAddress } from './remote-host.ts';
 import { type HostRow, liveCapsulesOnHost } from './repo.ts';
@@ -142,12 +142,13 @@ export class HostsService {
     if (input.type === 'regular' && !principal.isPlatformAdmin) {
       throw new ForbiddenError('forbidden', 'only platform admins create regular (shared) hosts');
     }
-    const teamId = input.type === 'byoc' ? (input.team_id ?? principal.teamId) : null;
+    const requested = input.type === 'byoc' ? (input.team_id ?? principal.teamId) : null;
     if (input.type === 'byoc' && !principal.isPlatformAdmin) {
-      if (teamId !== principal.teamId || principal.role !== 'owner') {
+      if (requested !== principal.teamId || principal.role !== 'owner') {
         throw new ForbiddenError('forbidden', 'BYOC hosts are created by platform admins or the team owner');
       }
     }
+    const teamId = requested === null ? null : teamIdOf(requested);
     const now = this.ctx.clock.now();
     const id = newId('hst');
     const row = await hostsRepo.insertHost(this.db, {
@@ -167,10 +168,12 @@ export class HostsService {
   }
 
   async list(principal: Principal) {
-    const rows = await hostsRepo.listHosts(
-      this.db,
-      principal.isPlatformAdmin ? null : (principal.teamId ?? ''),
-    );
+    // Platform admins see every host; others their team's BYOC hosts (none without an active team).
+    const rows = principal.isPlatformAdmin
+      ? await hostsRepo.listHosts(this.db, null)
+      : principal.teamId === null
+        ? []
+        : await hostsRepo.listHosts(this.db, principal.teamId);
     return { data: rows.map(hostView), next_cursor: null };
   }
 

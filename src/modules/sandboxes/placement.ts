@@ -1,5 +1,5 @@
 import { ServiceUnavailableError } from '../../core/errors.ts';
-import type { CapsuleId, HostId } from '../../core/ids.ts';
+import type { CapsuleId, HostId, TeamId } from '../../core/ids.ts';
 import type { CapsuleStates } from './capsule-states.ts';
 import type { HostCapsuleSpec, SandboxHost } from './host.ts';
 import * as repo from './repo.ts';
@@ -12,7 +12,7 @@ import * as repo from './repo.ts';
  */
 export async function placeCapsule(
   states: CapsuleStates,
-  teamId: string,
+  teamId: TeamId,
   tags: string[],
   pinned: HostId | null,
 ): Promise<SandboxHost> {
@@ -41,7 +41,7 @@ export async function placeCapsule(
 /** What the host is asked to start (every capsule process gets at most these). */
 export function hostSpec(
   id: CapsuleId,
-  teamId: string,
+  teamId: TeamId,
   templatePath: string | null,
   limits: { memoryMb: number; vcpus: number; diskMb: number },
   networkAllow: string[] | null,

@@ -1,5 +1,5 @@
 import { and, desc, eq, inArray, isNull, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
-import type { CapsuleId, HostId } from '../../core/ids.ts';
+import type { CapsuleId, HostId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import {
   CAPSULE_STATUSES,
@@ -30,7 +30,7 @@ export async function insertCapsule(
 
 export async function findCapsule(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: CapsuleId,
 ): Promise<CapsuleRow | undefined> {
   const [row] = await db
@@ -52,7 +52,7 @@ export async function findCapsuleAnyTeam(db: DbOrTx, id: CapsuleId): Promise<Cap
 
 export async function listCapsules(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   q: { status?: CapsuleStatus; before?: string; rows: number },
 ): Promise<CapsuleRow[]> {
   const where: SQL[] = [eq(capsules.teamId, teamId)];
@@ -155,7 +155,7 @@ export async function upsertLocalHost(db: DbOrTx, row: typeof hosts.$inferInsert
   return out!;
 }
 
-export async function onlineHosts(db: DbOrTx, teamId: string): Promise<HostRow[]> {
+export async function onlineHosts(db: DbOrTx, teamId: TeamId): Promise<HostRow[]> {
   return db
     .select()
     .from(hosts)
@@ -167,7 +167,7 @@ export async function onlineHosts(db: DbOrTx, teamId: string): Promise<HostRow[]
 /** A template the team may start from: its own snapshot or a platform template. */
 export async function findTemplate(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
 ): Promise<TemplateRow | undefined> {
   const rows = await db
@@ -185,7 +185,7 @@ export async function insertTemplate(db: DbOrTx, row: typeof templates.$inferIns
 
 export async function listTemplates(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   type?: 'base' | 'snapshot',
 ): Promise<TemplateRow[]> {
   const where: SQL[] = [or(eq(templates.teamId, teamId), isNull(templates.teamId))!];
@@ -199,7 +199,7 @@ export async function listTemplates(
 
 export async function deleteTeamTemplate(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
 ): Promise<TemplateRow | undefined> {
   const [row] = await db
@@ -222,7 +222,7 @@ export async function ensurePlatformTemplate(db: DbOrTx, row: typeof templates.$
 /** Adds a running period's seconds to the team's day rows. */
 export async function addUsage(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   days: Array<{ day: string; seconds: number }>,
   vcpus: number,
   memoryMb: number,
@@ -242,7 +242,7 @@ export async function addUsage(
   }
 }
 
-export async function usageBetween(db: DbOrTx, teamId: string, from: string, to: string) {
+export async function usageBetween(db: DbOrTx, teamId: TeamId, from: string, to: string) {
   return db
     .select()
     .from(capsuleUsage)

@@ -1,4 +1,5 @@
 import { and, eq, gte, inArray, lt, sql } from 'drizzle-orm';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { capsuleSamples, capsules } from '../../db/schema/index.ts';
 import { type CapsuleRow, LIVE_STATUSES } from './repo.ts';
@@ -47,7 +48,7 @@ export async function insertTeamSamples(db: DbOrTx, at: Date, pruneBefore: Date)
 }
 
 /** What the team's live capsules hold now. */
-export async function currentLoad(db: DbOrTx, teamId: string): Promise<Load> {
+export async function currentLoad(db: DbOrTx, teamId: TeamId): Promise<Load> {
   const [current] = await db
     .select(aggregate)
     .from(capsules)
@@ -56,7 +57,7 @@ export async function currentLoad(db: DbOrTx, teamId: string): Promise<Load> {
 }
 
 /** The team's highest sampled figures since `since`. */
-export async function peakLoad(db: DbOrTx, teamId: string, since: Date): Promise<Load> {
+export async function peakLoad(db: DbOrTx, teamId: TeamId, since: Date): Promise<Load> {
   const [peak] = await db
     .select({
       running: sql<number>`coalesce(max(${capsuleSamples.running}), 0)::int`,
@@ -68,14 +69,14 @@ export async function peakLoad(db: DbOrTx, teamId: string, since: Date): Promise
   return peak ?? { running: 0, vcpus: 0, memoryMb: 0 };
 }
 
-export async function samplesSince(db: DbOrTx, teamId: string, since: Date): Promise<SampleRow[]> {
+export async function samplesSince(db: DbOrTx, teamId: TeamId, since: Date): Promise<SampleRow[]> {
   return db
     .select()
     .from(capsuleSamples)
     .where(and(eq(capsuleSamples.teamId, teamId), gte(capsuleSamples.sampledAt, since)));
 }
 
-export async function runningCapsules(db: DbOrTx, teamId: string): Promise<CapsuleRow[]> {
+export async function runningCapsules(db: DbOrTx, teamId: TeamId): Promise<CapsuleRow[]> {
   return db
     .select()
     .from(capsules)

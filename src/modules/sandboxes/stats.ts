@@ -1,5 +1,6 @@
 import { DAY_MS, MINUTE_MS } from '../../core/clock.ts';
 import { BadRequestError } from '../../core/errors.ts';
+import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { usageBetween } from './repo.ts';
 import { currentLoad, insertTeamSamples, peakLoad, runningCapsules, samplesSince } from './stats-repo.ts';
@@ -28,7 +29,7 @@ export async function sampleTeams(db: DbOrTx, at: Date): Promise<void> {
   await insertTeamSamples(db, at, new Date(at.getTime() - KEEP_SAMPLES_MS));
 }
 
-export async function teamStats(db: DbOrTx, teamId: string, range: StatsRange, now: Date) {
+export async function teamStats(db: DbOrTx, teamId: TeamId, range: StatsRange, now: Date) {
   const cur = await currentLoad(db, teamId);
   const peak = await peakLoad(db, teamId, new Date(now.getTime() - 30 * DAY_MS));
 
@@ -108,7 +109,7 @@ function dayOf(raw: string | undefined, fallback: Date, field: string): string {
  * included; running time only (paused time is not billed). The periods still
  * running count up to now.
  */
-export async function teamUsage(db: DbOrTx, teamId: string, q: { from?: string; to?: string }, now: Date) {
+export async function teamUsage(db: DbOrTx, teamId: TeamId, q: { from?: string; to?: string }, now: Date) {
   const to = dayOf(q.to, now, 'to');
   const from = dayOf(q.from, new Date(now.getTime() - 30 * DAY_MS), 'from');
   if (from > to) throw new BadRequestError('invalid_range', 'from must not be after to', { from, to });

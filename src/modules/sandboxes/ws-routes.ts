@@ -113,27 +113,35 @@ function relayExec(ws: WebSocket, proc: FollowedProcess): void {
 
 /** `timers` drive the terminal's first-message deadline and its keep-alive pings (the context's, like every timer). */
 export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService, timers: Timers): void {
-  /** The pre-upgrade checks: 404 / 409 are answered over HTTP, before any WebSocket exists. */
-  const running = (need: 'read' | 'write') => async (request: FastifyRequest) => {
-    const id = capsuleIdOf((request.params as { id: string }).id);
-    await capsules.io.checkRunning(principalOf(request), id, need);
-  };
-  const upgrade = { 101: Type.Null({ description: 'Switching Protocols: the WebSocket' }) };
+  /**
+   * The options of a WebSocket route on a running capsule that takes the scope
+   * `need`: its 404 / 409 are answered over HTTP, before any WebSocket exists.
+   */
+  const onRunningCapsule = (need: 'read' | 'write', summary: string, params: TSchema) => ({
+    websocket: true as const,
+    config: { auth: { scope: need } },
+    preHandler: async (request: FastifyRequest) => {
+      const id = capsuleIdOf((request.params as { id: string }).id);
+      await capsules.io.checkRunning(principalOf(request), id, need);
+    },
+    schema: {
+      tags,
+      summary,
+      params,
+      response: {
+        101: Type.Null({ description: 'Switching Protocols: the WebSocket' }),
+        ...errorResponses(404, 409),
+      },
+    },
+  });
 
   app.get(
     '/v1/capsules/:id/exec/stream',
-    {
-      websocket: true,
-      config: { auth: { scope: 'write' } },
-      preHandler: running('write'),
-      schema: {
-        tags,
-        summary:
-          'WebSocket: {type:"start", cmd, args?, envs?, cwd?} then stdout/stderr/exit frames; {type:"stop"} kills',
-        params: IdParams,
-        response: { ...upgrade, ...errorResponses(404, 409) },
-      },
-    },
+    onRunningCapsule(
+      'write',
+      'WebSocket: {type:"start", cmd, args?, envs?, cwd?} then stdout/stderr/exit frames; {type:"stop"} kills',
+      IdParams,
+    ),
     (ws, request) => {
       const principal = principalOf(request);
       const id = capsuleIdOf((request.params as { id: string }).id);
@@ -182,17 +190,11 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService,
 
   app.get(
     '/v1/capsules/:id/processes/:selector/stream',
-    {
-      websocket: true,
-      config: { auth: { scope: 'read' } },
-      preHandler: running('read'),
-      schema: {
-        tags,
-        summary: 'WebSocket: attach to a process started through the API (its recent output, then live)',
-        params: ProcessParams,
-        response: { ...upgrade, ...errorResponses(404, 409) },
-      },
-    },
+    onRunningCapsule(
+      'read',
+      'WebSocket: attach to a process started through the API (its recent output, then live)',
+      ProcessParams,
+    ),
     (ws, request) => {
       const { id: raw, selector } = request.params as { id: string; selector: string };
       const id = capsuleIdOf(raw);
@@ -215,18 +217,11 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService,
 
   app.get(
     '/v1/capsules/:id/pty',
-    {
-      websocket: true,
-      config: { auth: { scope: 'write' } },
-      preHandler: running('write'),
-      schema: {
-        tags,
-        summary:
-          'WebSocket terminal: {type:"start"|"connect"} then input/resize/kill; started/output/exit/error/ping (base64 data)',
-        params: IdParams,
-        response: { ...upgrade, ...errorResponses(404, 409) },
-      },
-    },
+    onRunningCapsule(
+      'write',
+      'WebSocket terminal: {type:"start"|"connect"} then input/resize/kill; started/output/exit/error/ping (base64 data)',
+      IdParams,
+    ),
     (ws, request) => {
       const principal = principalOf(request);
       const id = capsuleIdOf((request.params as { id: string }).id);

@@ -1,6 +1,7 @@
-import { and, desc, eq, lt, sql } from 'drizzle-orm';
-import type { AgentId, Id } from '../../core/ids.ts';
+import { and, desc, eq, sql } from 'drizzle-orm';
+import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { secrets } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -19,21 +20,23 @@ export async function insertSecret(db: DbOrTx, row: typeof secrets.$inferInsert)
 
 export async function findSecret(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: SecretId,
   lock?: 'update',
 ): Promise<SecretRow | undefined> {
-  const q = db
-    .select()
-    .from(secrets)
-    .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id)));
-  const [row] = lock ? await q.for(lock) : await q;
+  const [row] = await rowsLocked(
+    db
+      .select()
+      .from(secrets)
+      .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id))),
+    lock,
+  );
   return row;
 }
 
 export async function findSecretByName(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   name: string,
 ): Promise<SecretRow | undefined> {
   const [row] = await db
@@ -45,7 +48,7 @@ export async function findSecretByName(
 
 export async function listSecrets(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   filter: { agentId?: AgentId },
   beforeId: string | undefined,
   limit: number,
@@ -57,8 +60,7 @@ export async function listSecrets(
       and(
         eq(secrets.teamId, teamId),
         filter.agentId ? givenTo(filter.agentId) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId ? lt(secrets.id, beforeId as SecretId) : undefined,
+        beforeCursor(secrets.id, beforeId),
       ),
     )
     .orderBy(desc(secrets.id))
@@ -66,7 +68,7 @@ export async function listSecrets(
 }
 
 /** The team's secrets an agent gets: every `all` one, and the `agents` ones that list it. */
-export async function secretsForAgent(db: DbOrTx, teamId: string, agentId: AgentId): Promise<SecretRow[]> {
+export async function secretsForAgent(db: DbOrTx, teamId: TeamId, agentId: AgentId): Promise<SecretRow[]> {
   return db
     .select()
     .from(secrets)
@@ -80,14 +82,14 @@ function givenTo(agentId: AgentId) {
 
 export async function updateSecret(
   db: DbOrTx,
-  teamId: string,
+  teamId: TeamId,
   id: SecretId,
   patch: SecretPatch,
 ): Promise<SecretRow | undefined> {
   return updateOne(db, secrets, and(eq(secrets.teamId, teamId), eq(secrets.id, id)), patch);
 }
 
-export async function deleteSecret(db: DbOrTx, teamId: string, id: SecretId): Promise<SecretRow | undefined> {
+export async function deleteSecret(db: DbOrTx, teamId: TeamId, id: SecretId): Promise<SecretRow | undefined> {
   const [row] = await db
     .delete(secrets)
     .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id)))

@@ -1,18 +1,12 @@
 import type { Static } from 'typebox';
 import type { Context } from '../../core/context.ts';
 import type { Sealer } from '../../core/crypto.ts';
-import {
-  BadRequestError,
-  ConflictError,
-  ForbiddenError,
-  NotFoundError,
-  ValidationError,
-} from '../../core/errors.ts';
-import { type AgentId, isId, newId } from '../../core/ids.ts';
+import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../../core/errors.ts';
+import { type AgentId, idOrNotFound, isId, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
-import { activeTeam, actorOf, type Principal, requireScope, type Scope } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
 import { secretView } from './views.ts';
@@ -23,7 +17,7 @@ export type SecretListInput = Static<typeof s.SecretListQuery>;
 export type { SecretView } from './views.ts';
 
 /** What secrets need from the agents module: which named agents are not live agents of the team. */
-export type SecretAgentsPort = (tx: DbOrTx, teamId: string, ids: readonly string[]) => Promise<string[]>;
+export type SecretAgentsPort = (tx: DbOrTx, teamId: TeamId, ids: readonly string[]) => Promise<string[]>;
 
 /** A secret as a task's tool processes get it. */
 export interface OpenedSecret {
@@ -43,8 +37,7 @@ function nameTaken(name: string): ConflictError {
 }
 
 function secretId(raw: string): repo.SecretId {
-  if (!isId(raw, 'sec')) throw new NotFoundError('secret', raw);
-  return raw;
+  return idOrNotFound(raw, 'sec', 'secret');
 }
 
 /**
@@ -61,18 +54,13 @@ export class SecretsService {
     private readonly unknownAgents: SecretAgentsPort,
   ) {}
 
-  /** Secrets are credentials: people and team keys manage them, agent keys never see them. */
-  private team(principal: Principal, need: Scope): string {
-    if (principal.kind === 'agent') {
-      throw new ForbiddenError('agent_key_not_allowed', 'agent keys cannot read or manage secrets');
-    }
-    const teamId = activeTeam(principal);
-    requireScope(principal, need);
-    return teamId;
+  /** Agent keys never read or manage secrets: 403 agent_key_not_allowed. */
+  private team(principal: Principal, need: Scope): TeamId {
+    return managedTeam(principal, need, 'secrets');
   }
 
   /** scope agents names at least one live agent of the team; scope all names none. */
-  private async checkScope(tx: DbOrTx, teamId: string, scope: 'all' | 'agents', agentIds: readonly string[]) {
+  private async checkScope(tx: DbOrTx, teamId: TeamId, scope: 'all' | 'agents', agentIds: readonly string[]) {
     if (scope === 'all' && agentIds.length > 0)
       throw new ValidationError('the request body is invalid: agent_ids is only for scope agents', {
         agent_ids: 'is only for scope agents',
@@ -217,7 +205,7 @@ export class SecretsService {
    * For the task runner only: the opened values an agent's tool processes get,
    * by name. Never call it to answer a request.
    */
-  async forAgent(teamId: string, agentId: AgentId): Promise<OpenedSecret[]> {
+  async forAgent(teamId: TeamId, agentId: AgentId): Promise<OpenedSecret[]> {
     const rows = await repo.secretsForAgent(this.db, teamId, agentId);
     return rows.map((r) => ({
       name: r.name,
