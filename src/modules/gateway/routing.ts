@@ -38,7 +38,8 @@ export interface Attempt {
 
 export interface AttemptPlan {
   attempts: Attempt[];
-  retryOn: number[];
+  /** Shared by every plan of the same routing: read, never changed. */
+  retryOn: readonly number[];
   onRateLimit: 'failover_first' | 'backoff_first';
   /** routing.max_retries: total attempts. */
   maxAttempts: number;
@@ -101,6 +102,33 @@ export class RoundRobinCounters {
 }
 
 const defaultRoundRobin = new RoundRobinCounters();
+
+/** What a routing object settles for every call it plans, worked out once per object. */
+interface Settled {
+  config: RoutingConfig;
+  retryOn: readonly number[];
+  shouldRetry: (status: number) => boolean;
+}
+
+// Keyed by the policy's routing object, which the proxy's policy cache hands out unchanged until it
+// reloads the policy: planning runs on every call, and this part of it does not depend on the call.
+const settledByRouting = new WeakMap<object, Settled>();
+let settledDefault: Settled | undefined;
+
+function settle(routing: Partial<RoutingConfig> | null | undefined): Settled {
+  const cached = routing ? settledByRouting.get(routing) : settledDefault;
+  if (cached) return cached;
+  const config = effectiveConfig(routing);
+  const retrySet = new Set(config.retry_on);
+  const settled: Settled = {
+    config,
+    retryOn: Object.freeze([...config.retry_on]),
+    shouldRetry: (status) => retrySet.has(status),
+  };
+  if (routing) settledByRouting.set(routing, settled);
+  else settledDefault = settled;
+  return settled;
+}
 
 function effectiveConfig(routing: Partial<RoutingConfig> | null | undefined): RoutingConfig {
   const r = routing ?? {};
@@ -229,7 +257,8 @@ interface ProviderCandidates {
 
 /** The plan: providers in chain order (re-ordered by preference), keys per load balancing, cut to the budget. */
 export function planAttempts(input: PlanInput): AttemptPlan {
-  const config = effectiveConfig(input.routing);
+  const settled = settle(input.routing);
+  const config = settled.config;
   const override = input.override ?? null;
   const loadBalancing = override?.load_balancing ?? config.load_balancing;
   const preference = override?.routing_preference ?? config.routing_preference;
@@ -301,14 +330,12 @@ export function planAttempts(input: PlanInput): AttemptPlan {
     attempts.push({ ...firstPass[i % firstPass.length]!, repeat: true });
   }
 
-  const retryOn = [...config.retry_on];
-  const retrySet = new Set(retryOn);
   return {
     attempts,
-    retryOn,
+    retryOn: settled.retryOn,
     onRateLimit: config.on_rate_limit,
     maxAttempts,
-    shouldRetry: (status) => retrySet.has(status),
+    shouldRetry: settled.shouldRetry,
   };
 }
 
@@ -336,6 +363,20 @@ export class Router {
   ) {}
 
   plan(input: Omit<PlanInput, 'health' | 'random' | 'priceOf' | 'roundRobin'>): AttemptPlan {
-    return planAttempts({ ...this.deps, ...input, roundRobin: this.roundRobin });
+    // Field by field rather than spreading both objects: this runs on every proxied call.
+    const { health, random, priceOf } = this.deps;
+    return planAttempts({
+      routing: input.routing,
+      override: input.override,
+      bindings: input.bindings,
+      model: input.model,
+      modelMapping: input.modelMapping,
+      agentId: input.agentId,
+      isKeyUsable: input.isKeyUsable,
+      health,
+      random,
+      priceOf,
+      roundRobin: this.roundRobin,
+    });
   }
 }
