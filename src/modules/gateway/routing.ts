@@ -255,6 +255,64 @@ interface ProviderCandidates {
   keys: string[];
 }
 
+/** What a plan takes from the agent's and policy's settings alone: the same for every call until they change. */
+interface Route {
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  /** Providers in chain order that can serve the model, with the model asked of each and the keys bound. */
+  providers: Array<{ provider: Provider; model: string; bound: Array<{ keyId: string; weight: number }> }>;
+}
+
+/**
+ * Routes by the agent's bindings object (which the agent cache hands out unchanged until it reloads
+ * the agent), then by model; an entry holds the routing, override and mapping it was made from and
+ * is remade when any of them is another object.
+ */
+interface CachedRoute extends Route {
+  routing: PlanInput['routing'];
+  override: RoutingOverride | null;
+  mapping: PlanInput['modelMapping'];
+}
+const routesByBindings = new WeakMap<object, Map<string, CachedRoute>>();
+const MAX_ROUTES_PER_BINDINGS = 100;
+
+function routeFor(input: PlanInput, settled: Settled, override: RoutingOverride | null): Route {
+  const cacheable = typeof input.bindings === 'object' && input.bindings !== null;
+  let byModel = cacheable ? routesByBindings.get(input.bindings) : undefined;
+  const hit = byModel?.get(input.model);
+  if (hit && hit.routing === input.routing && hit.override === override && hit.mapping === input.modelMapping)
+    return hit;
+  const config = settled.config;
+  const { chain, timeoutMs } = resolveChain(
+    config,
+    override,
+    input.model,
+    input.bindings,
+    input.modelMapping,
+  );
+  const route: CachedRoute = {
+    routing: input.routing,
+    override,
+    mapping: input.modelMapping,
+    timeoutMs,
+    connectTimeoutMs: Math.min(config.connect_timeout_ms, timeoutMs),
+    providers: [],
+  };
+  for (const provider of chain) {
+    const model = modelFor(provider, input.model, input.modelMapping);
+    if (model !== undefined)
+      route.providers.push({ provider, model, bound: boundKeys(input.bindings, provider) });
+  }
+  if (!cacheable) return route;
+  if (!byModel) {
+    byModel = new Map();
+    routesByBindings.set(input.bindings, byModel);
+  }
+  if (byModel.size >= MAX_ROUTES_PER_BINDINGS) byModel.clear();
+  byModel.set(input.model, route);
+  return route;
+}
+
 /** The plan: providers in chain order (re-ordered by preference), keys per load balancing, cut to the budget. */
 export function planAttempts(input: PlanInput): AttemptPlan {
   const settled = settle(input.routing);
@@ -266,20 +324,10 @@ export function planAttempts(input: PlanInput): AttemptPlan {
   const health = input.health;
   const usable = input.isKeyUsable ?? (() => true);
   const maxAttempts = Math.max(1, Math.floor(config.max_retries));
-  const { chain, timeoutMs } = resolveChain(
-    config,
-    override,
-    input.model,
-    input.bindings,
-    input.modelMapping,
-  );
-  const connectTimeoutMs = Math.min(config.connect_timeout_ms, timeoutMs);
+  const { timeoutMs, connectTimeoutMs, providers } = routeFor(input, settled, override);
 
   const candidates: ProviderCandidates[] = [];
-  for (const provider of chain) {
-    const model = modelFor(provider, input.model, input.modelMapping);
-    if (model === undefined) continue;
-    const bound = boundKeys(input.bindings, provider);
+  for (const { provider, model, bound } of providers) {
     for (const k of bound) health?.track?.(k.keyId, provider, config.circuit_breaker);
     const open = bound.filter((k) => usable(k.keyId) && (health?.isAvailable(k.keyId) ?? true));
     if (open.length === 0) continue;
@@ -327,7 +375,15 @@ export function planAttempts(input: PlanInput): AttemptPlan {
   }
   // Fewer keys than the attempt budget: try them again, in the same order (never a half-open probe twice).
   for (let i = 0; attempts.length < maxAttempts && firstPass.length > 0; i++) {
-    attempts.push({ ...firstPass[i % firstPass.length]!, repeat: true });
+    const again = firstPass[i % firstPass.length]!;
+    attempts.push({
+      provider: again.provider,
+      keyId: again.keyId,
+      model: again.model,
+      timeoutMs: again.timeoutMs,
+      connectTimeoutMs: again.connectTimeoutMs,
+      repeat: true,
+    });
   }
 
   return {
