@@ -29,12 +29,7 @@ app.post('/v1/chat/completions', async (req, reply) => {
 await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`http://127.0.0.1:${app.server.address().port}\n`);
 
-const stop = () => {
-  void app.close().then(() => process.exit(0));
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
-// The parent holds our stdin open; when it dies without killing us, we go too.
-process.stdin.on('end', stop);
-process.stdin.on('close', stop);
+// SIGTERM and SIGINT end it as they end any Node process. The parent holds our stdin open;
+// when it dies without killing us, we go too.
+process.stdin.on('close', () => process.exit(0));
 process.stdin.resume();
