@@ -1,7 +1,10 @@
 // Prints the latency Paddock's governed proxy adds on top of the provider: the
 // mock LLM upstream and Paddock each in a process of their own, load sent
 // straight to the mock (baseline) and through Paddock with governance on
-// (budget, rate limits, model rules, runs and steps recorded).
+// (budget, rate limits, model rules, runs and steps recorded). In the open loop
+// a third target, the floor, is a bare proxy in a process of its own (Fastify
+// and undici like Paddock, no governance: bench/floor-proxy.mjs), so the output
+// shows what governance costs above the least any such proxy adds.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -12,6 +15,8 @@ import { type Child, paddockEnv, spawnChild, stopChild } from './processes.ts';
 
 const BIN = path.resolve('bin/paddock.js');
 const MOCK_UPSTREAM = path.resolve('bench/mock-upstream.ts');
+/** Parse the body, forward it, parse the answer, reply: the floor under Paddock's added latency. */
+const FLOOR_PROXY = path.resolve('bench/floor-proxy.mjs');
 /** Preloaded into Paddock: GC pauses, event-loop delay and CPU, a line a second (paddock-probe.cjs). */
 const PROBE = path.resolve('bench/paddock-probe.cjs');
 const DURATION_SEC = positive('BENCH_DURATION_SEC', 10);
@@ -267,12 +272,12 @@ async function drain(g: Governed, atLeast: number, timeoutMs = 60_000): Promise<
 
 interface Row {
   scenario: string;
-  via: 'direct' | 'paddock';
+  via: 'direct' | 'floor' | 'paddock';
   method: 'autocannon' | 'undici open loop';
   rate: number | undefined;
   figures: LoadFigures;
   rssMb: number;
-  /** Paddock's CPU time (with its database child) per request answered in the scenario, µs. */
+  /** The proxy's CPU time (Paddock with its database child, or the floor) per request answered, µs. */
   cpuUsPerRequest: number | undefined;
 }
 
@@ -281,21 +286,24 @@ const f3 = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : 'n/a');
 
 function table(rows: Row[]): string {
   const lines = [
-    '| scenario | method | target rps | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | errors / non-2xx | Paddock CPU µs/request | Paddock RSS MB (with its database child) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | method | target rps | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | Paddock over floor p50 / p99 ms | errors / non-2xx | proxy CPU µs/request | Paddock RSS MB (with its database child) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const fmt = r.method === 'autocannon' ? (n: number) => String(n) : f3;
-    const base =
-      r.via === 'paddock' && r.rate !== undefined
-        ? rows.find((d) => d.via === 'direct' && d.method === r.method && d.rate === r.rate)
+    const same = (via: Row['via']) =>
+      r.via !== via && r.via !== 'direct' && r.rate !== undefined
+        ? rows.find((d) => d.via === via && d.method === r.method && d.rate === r.rate)
         : undefined;
-    const added = (pick: (x: LoadFigures) => number) =>
+    const diff = (base: Row | undefined, pick: (x: LoadFigures) => number) =>
       base ? fmt(pick(r.figures) - pick(base.figures)) : '—';
+    const [direct, floor] = [same('direct'), same('floor')];
+    const overFloor = floor ? `${diff(floor, (x) => x.p50Ms)} / ${diff(floor, (x) => x.p99Ms)}` : '—';
     lines.push(
       `| ${r.scenario} | ${r.method} | ${r.rate ?? 'max'} | ${f1(r.figures.completed / r.figures.durationSec)} ` +
-        `| ${fmt(r.figures.p50Ms)} | ${fmt(r.figures.p99Ms)} | ${added((x) => x.p50Ms)} | ${added((x) => x.p99Ms)} ` +
-        `| ${r.figures.errors} / ${r.figures.non2xx} | ${r.cpuUsPerRequest === undefined ? '—' : f1(r.cpuUsPerRequest)} | ${f1(r.rssMb)} |`,
+        `| ${fmt(r.figures.p50Ms)} | ${fmt(r.figures.p99Ms)} | ${diff(direct, (x) => x.p50Ms)} | ${diff(direct, (x) => x.p99Ms)} ` +
+        `| ${overFloor} | ${r.figures.errors} / ${r.figures.non2xx} ` +
+        `| ${r.cpuUsPerRequest === undefined ? '—' : f1(r.cpuUsPerRequest)} | ${r.via === 'floor' ? '—' : f1(r.rssMb)} |`,
     );
   }
   return lines.join('\n');
@@ -322,6 +330,10 @@ async function main(): Promise<number> {
     children.push(mock);
     const mockUrl = (await mock.firstLine(15_000)).trim();
     if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(mockUrl)) throw new Error(`mock upstream printed ${mockUrl}`);
+    const floor = spawnChild('floor-proxy', process.execPath, [FLOOR_PROXY, mockUrl], process.env);
+    children.push(floor);
+    const floorUrl = (await floor.firstLine(15_000)).trim();
+    if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(floorUrl)) throw new Error(`floor proxy printed ${floorUrl}`);
 
     const port = new URL(await unusedPortUrl()).port;
     // The mock upstream listens on loopback, which the outbound-address guard refuses unless allowed.
@@ -368,6 +380,8 @@ async function main(): Promise<number> {
       headers: { 'content-type': 'application/json', authorization: `Bearer ${g.agentKey}` },
       body: BODY,
     };
+    // The same request as Paddock's; the floor ignores the key and sends the provider's own.
+    const bare: Target = { ...proxied, url: `${floorUrl}/v1/chat/completions` };
     const governance = await checkGovernance(proxied);
     // Both checks above were answered, and each is a step.
     let answeredByPaddock = 2;
@@ -385,12 +399,14 @@ async function main(): Promise<number> {
     );
     console.log(`  database: ${DATABASE_URL ? 'Postgres (BENCH_DATABASE_URL)' : 'PGlite (embedded)'}`);
     console.log(
-      `  upstream: mock LLM at ${mockUrl} (pid ${mock.pid}); Paddock at ${base} (pid ${paddock.pid})`,
+      `  upstream: mock LLM at ${mockUrl} (pid ${mock.pid}); Paddock at ${base} (pid ${paddock.pid}); ` +
+        `floor proxy at ${floorUrl} (pid ${floor.pid})`,
     );
     for (const line of governance) console.log(line);
 
     for (const [via, target] of [
       ['direct', direct],
+      ['floor', bare],
       ['paddock', proxied],
     ] as const) {
       const warm = await runAutocannon(target, {
@@ -404,16 +420,17 @@ async function main(): Promise<number> {
 
     const rows: Row[] = [];
     const probes: string[] = [];
-    // Paddock's CPU time when the scenario being measured began.
+    // The measured proxy's CPU time when the scenario being measured began.
     let cpuMark = 0;
+    const proxyPid = (via: Row['via']) => (via === 'floor' ? floor.pid : paddock.pid);
     const record = async (
       row: Omit<Row, 'rssMb' | 'figures' | 'cpuUsPerRequest'>,
       figures: LoadFigures | OpenLoopFigures,
     ) => {
       const rss = rssMb(paddock.pid);
       const cpuUsPerRequest =
-        row.via === 'paddock' && figures.completed > 0
-          ? ((cpuMs(paddock.pid) - cpuMark) * 1000) / figures.completed
+        row.via !== 'direct' && figures.completed > 0
+          ? ((cpuMs(proxyPid(row.via)) - cpuMark) * 1000) / figures.completed
           : undefined;
       count(row.via, figures);
       rows.push({ ...row, figures, rssMb: rss, cpuUsPerRequest });
@@ -448,6 +465,7 @@ async function main(): Promise<number> {
     for (const rate of METHODS.has('open') ? OPEN_LOOP_RATES : []) {
       for (const [via, target] of [
         ['direct', direct],
+        ['floor', bare],
         ['paddock', proxied],
       ] as const) {
         // Steady state: the same rate for a moment first (Paddock sizes its budget leases to the
@@ -458,7 +476,7 @@ async function main(): Promise<number> {
           connections: CONNECTIONS,
         });
         count(via, warm);
-        cpuMark = cpuMs(paddock.pid);
+        cpuMark = cpuMs(proxyPid(via));
         const from = Date.now();
         const figures = await runOpenLoop(target, {
           ratePerSec: rate,
@@ -489,7 +507,7 @@ async function main(): Promise<number> {
     console.log('');
     const at = (via: Row['via']) =>
       rows.find((r) => r.via === via && r.method === 'undici open loop' && r.rate === TARGET.ratePerSec);
-    const [viaPaddock, viaDirect] = [at('paddock'), at('direct')];
+    const [viaPaddock, viaDirect, viaFloor] = [at('paddock'), at('direct'), at('floor')];
     if (viaPaddock && viaDirect) {
       const p50 = viaPaddock.figures.p50Ms - viaDirect.figures.p50Ms;
       const p99 = viaPaddock.figures.p99Ms - viaDirect.figures.p99Ms;
@@ -499,6 +517,20 @@ async function main(): Promise<number> {
           `added p99 ${f3(p99)} ms (< ${TARGET.addedP99Ms}): ${held ? 'met' : 'NOT met'}` +
           `${DATABASE_URL ? ' (on Postgres; the target is set on PGlite)' : ''}`,
       );
+      if (viaFloor) {
+        const cpu = (r: Row) => (r.cpuUsPerRequest === undefined ? 'n/a' : f1(r.cpuUsPerRequest));
+        console.log(
+          `floor at ${TARGET.ratePerSec} rps (a bare Fastify + undici proxy, no governance): added p50 ` +
+            `${f3(viaFloor.figures.p50Ms - viaDirect.figures.p50Ms)} ms, added p99 ` +
+            `${f3(viaFloor.figures.p99Ms - viaDirect.figures.p99Ms)} ms, ${cpu(viaFloor)} µs CPU/request`,
+        );
+        console.log(
+          `Paddock over floor at ${TARGET.ratePerSec} rps (what governance costs): p50 ` +
+            `${f3(viaPaddock.figures.p50Ms - viaFloor.figures.p50Ms)} ms, p99 ` +
+            `${f3(viaPaddock.figures.p99Ms - viaFloor.figures.p99Ms)} ms, ${cpu(viaPaddock)} µs CPU/request ` +
+            '(with its database child)',
+        );
+      }
       console.log('');
     }
     if (probes.length > 0) {
@@ -513,8 +545,11 @@ async function main(): Promise<number> {
         'undici open loop: one request every 1/rate s regardless of answers, each timed with process.hrtime.bigint(), exact percentiles.',
     );
     console.log(
-      `added = Paddock − direct at the same rate and method. The load generator, Paddock and the mock share ` +
-        `${cores.length} cores; load average ${os.loadavg().map(f1).join(' ')} at the end.`,
+      `added = proxy − direct at the same rate and method. The floor (open loop only) is a bare proxy in a ` +
+        'process of its own, Fastify and undici like Paddock with no governance (bench/floor-proxy.mjs: parse the ' +
+        'body, forward it, parse the answer, reply): the least a proxy of this build adds on this machine. ' +
+        `The load generator, Paddock, the floor and the mock share ${cores.length} cores; load average ` +
+        `${os.loadavg().map(f1).join(' ')} at the end.`,
     );
     const stderr = paddock.stderrTail();
     if (stderr.length > 0)

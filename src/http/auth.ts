@@ -221,8 +221,10 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
 
   if (options.onApiKeyResponse) {
     const onUse = options.onApiKeyResponse;
-    app.addHook('onResponse', async (request, reply) => {
+    // A callback hook: it runs after every response and never waits.
+    app.addHook('onResponse', (request, reply, done) => {
       if (request.principal?.kind === 'api_key') onUse(request.principal, request, reply);
+      done();
     });
   }
 }

@@ -55,14 +55,15 @@ export class Admissions {
     const policy = await this.choosePolicy(agent, controls, headers);
     const spec = policy.spec;
 
+    // Unset controls go as undefined (no spreads on the hot path); the resolver reads them so.
     const run = await this.ports.runs.resolve({
       teamId: agent.teamId,
       agent,
       policy,
-      ...(controls.runId ? { runId: controls.runId } : {}),
+      runId: controls.runId || undefined,
       newRun: controls.newRun,
-      ...(controls.runName ? { runName: controls.runName } : {}),
-      ...(controls.runMetadata ? { runMetadata: controls.runMetadata } : {}),
+      runName: controls.runName || undefined,
+      runMetadata: controls.runMetadata || undefined,
     });
     headers['x-paddock-run-id'] = run.id;
 

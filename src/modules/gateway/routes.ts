@@ -120,7 +120,9 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
  */
 export function headerSafe(headers: Record<string, string>): Record<string, string> {
   let safe: Record<string, string> | undefined;
-  for (const [name, value] of Object.entries(headers)) {
+  // for…in rather than Object.entries: no pair array per header, on every proxied answer.
+  for (const name in headers) {
+    const value = headers[name]!;
     if (/^[\x20-\x7e]*$/.test(value)) continue;
     safe ??= { ...headers };
     safe[name] = value.replace(/[^\x20-\x7e]+/gu, (run) =>

@@ -41,7 +41,8 @@ export interface Attempt {
 
 export interface AttemptPlan {
   attempts: Attempt[];
-  retryOn: number[];
+  /** Shared by every plan of the same routing: read, never changed. */
+  retryOn: readonly number[];
   onRateLimit: 'failover_first' | 'backoff_first';
   /** routing.max_retries: total attempts. */
   maxAttempts: number;
@@ -104,6 +105,33 @@ export class RoundRobinCounters {
 }
 
 const defaultRoundRobin = new RoundRobinCounters();
+
+/** What a routing object settles for every call it plans, worked out once per object. */
+interface Settled {
+  config: RoutingConfig;
+  retryOn: readonly number[];
+  shouldRetry: (status: number) => boolean;
+}
+
+// Keyed by the policy's routing object, which the proxy's policy cache hands out unchanged until it
+// reloads the policy: planning runs on every call, and this part of it does not depend on the call.
+const settledByRouting = new WeakMap<object, Settled>();
+let settledDefault: Settled | undefined;
+
+function settle(routing: Partial<RoutingConfig> | null | undefined): Settled {
+  const cached = routing ? settledByRouting.get(routing) : settledDefault;
+  if (cached) return cached;
+  const config = effectiveConfig(routing);
+  const retrySet = new Set(config.retry_on);
+  const settled: Settled = {
+    config,
+    retryOn: Object.freeze([...config.retry_on]),
+    shouldRetry: (status) => retrySet.has(status),
+  };
+  if (routing) settledByRouting.set(routing, settled);
+  else settledDefault = settled;
+  return settled;
+}
 
 function effectiveConfig(routing: Partial<RoutingConfig> | null | undefined): RoutingConfig {
   const r = routing ?? {};
@@ -233,16 +261,34 @@ interface ProviderCandidates {
   keys: ProviderKeyId[];
 }
 
-/** The plan: providers in chain order (re-ordered by preference), keys per load balancing, cut to the budget. */
-export function planAttempts(input: PlanInput): AttemptPlan {
-  const config = effectiveConfig(input.routing);
-  const override = input.override ?? null;
-  const loadBalancing = override?.load_balancing ?? config.load_balancing;
-  const preference = override?.routing_preference ?? config.routing_preference;
-  const random = input.random ?? Math.random;
-  const health = input.health;
-  const usable = input.isKeyUsable ?? (() => true);
-  const maxAttempts = Math.max(1, Math.floor(config.max_retries));
+/** What a plan takes from the agent's and policy's settings alone: the same for every call until they change. */
+interface Route {
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  /** Providers in chain order that can serve the model, with the model asked of each and the keys bound. */
+  providers: Array<{ provider: Provider; model: string; bound: Array<{ keyId: string; weight: number }> }>;
+}
+
+/**
+ * Routes by the agent's bindings object (which the agent cache hands out unchanged until it reloads
+ * the agent), then by model; an entry holds the routing, override and mapping it was made from and
+ * is remade when any of them is another object.
+ */
+interface CachedRoute extends Route {
+  routing: PlanInput['routing'];
+  override: RoutingOverride | null;
+  mapping: PlanInput['modelMapping'];
+}
+const routesByBindings = new WeakMap<object, Map<string, CachedRoute>>();
+const MAX_ROUTES_PER_BINDINGS = 100;
+
+function routeFor(input: PlanInput, settled: Settled, override: RoutingOverride | null): Route {
+  const cacheable = typeof input.bindings === 'object' && input.bindings !== null;
+  let byModel = cacheable ? routesByBindings.get(input.bindings) : undefined;
+  const hit = byModel?.get(input.model);
+  if (hit && hit.routing === input.routing && hit.override === override && hit.mapping === input.modelMapping)
+    return hit;
+  const config = settled.config;
   const { chain, timeoutMs } = resolveChain(
     config,
     override,
@@ -250,13 +296,44 @@ export function planAttempts(input: PlanInput): AttemptPlan {
     input.bindings,
     input.modelMapping,
   );
-  const connectTimeoutMs = Math.min(config.connect_timeout_ms, timeoutMs);
-
-  const candidates: ProviderCandidates[] = [];
+  const route: CachedRoute = {
+    routing: input.routing,
+    override,
+    mapping: input.modelMapping,
+    timeoutMs,
+    connectTimeoutMs: Math.min(config.connect_timeout_ms, timeoutMs),
+    providers: [],
+  };
   for (const provider of chain) {
     const model = modelFor(provider, input.model, input.modelMapping);
-    if (model === undefined) continue;
-    const bound = boundKeys(input.bindings, provider);
+    if (model !== undefined)
+      route.providers.push({ provider, model, bound: boundKeys(input.bindings, provider) });
+  }
+  if (!cacheable) return route;
+  if (!byModel) {
+    byModel = new Map();
+    routesByBindings.set(input.bindings, byModel);
+  }
+  if (byModel.size >= MAX_ROUTES_PER_BINDINGS) byModel.clear();
+  byModel.set(input.model, route);
+  return route;
+}
+
+/** The plan: providers in chain order (re-ordered by preference), keys per load balancing, cut to the budget. */
+export function planAttempts(input: PlanInput): AttemptPlan {
+  const settled = settle(input.routing);
+  const config = settled.config;
+  const override = input.override ?? null;
+  const loadBalancing = override?.load_balancing ?? config.load_balancing;
+  const preference = override?.routing_preference ?? config.routing_preference;
+  const random = input.random ?? Math.random;
+  const health = input.health;
+  const usable = input.isKeyUsable ?? (() => true);
+  const maxAttempts = Math.max(1, Math.floor(config.max_retries));
+  const { timeoutMs, connectTimeoutMs, providers } = routeFor(input, settled, override);
+
+  const candidates: ProviderCandidates[] = [];
+  for (const { provider, model, bound } of providers) {
     for (const k of bound) health?.track?.(k.keyId, provider, config.circuit_breaker);
     const open = bound.filter((k) => usable(k.keyId) && (health?.isAvailable(k.keyId) ?? true));
     if (open.length === 0) continue;
@@ -304,17 +381,23 @@ export function planAttempts(input: PlanInput): AttemptPlan {
   }
   // Fewer keys than the attempt budget: try them again, in the same order (never a half-open probe twice).
   for (let i = 0; attempts.length < maxAttempts && firstPass.length > 0; i++) {
-    attempts.push({ ...firstPass[i % firstPass.length]!, repeat: true });
+    const again = firstPass[i % firstPass.length]!;
+    attempts.push({
+      provider: again.provider,
+      keyId: again.keyId,
+      model: again.model,
+      timeoutMs: again.timeoutMs,
+      connectTimeoutMs: again.connectTimeoutMs,
+      repeat: true,
+    });
   }
 
-  const retryOn = [...config.retry_on];
-  const retrySet = new Set(retryOn);
   return {
     attempts,
-    retryOn,
+    retryOn: settled.retryOn,
     onRateLimit: config.on_rate_limit,
     maxAttempts,
-    shouldRetry: (status) => retrySet.has(status),
+    shouldRetry: settled.shouldRetry,
   };
 }
 
@@ -342,6 +425,20 @@ export class Router {
   ) {}
 
   plan(input: Omit<PlanInput, 'health' | 'random' | 'priceOf' | 'roundRobin'>): AttemptPlan {
-    return planAttempts({ ...this.deps, ...input, roundRobin: this.roundRobin });
+    // Field by field rather than spreading both objects: this runs on every proxied call.
+    const { health, random, priceOf } = this.deps;
+    return planAttempts({
+      routing: input.routing,
+      override: input.override,
+      bindings: input.bindings,
+      model: input.model,
+      modelMapping: input.modelMapping,
+      agentId: input.agentId,
+      isKeyUsable: input.isKeyUsable,
+      health,
+      random,
+      priceOf,
+      roundRobin: this.roundRobin,
+    });
   }
 }

@@ -5,7 +5,7 @@ import type { PoliciesService } from '../policies/service.ts';
 import type { ProvidersService } from '../providers/service.ts';
 import type { RunsService } from '../runs/service.ts';
 import type { ProviderHealthRegistry } from './circuit-breaker.ts';
-import type { GatewayPorts } from './ports.ts';
+import type { AgentForCall, GatewayPorts, PolicyForCall } from './ports.ts';
 import type { PriceTable } from './pricing.ts';
 import { Router } from './routing.ts';
 
@@ -38,42 +38,45 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
       return p.input + p.output;
     },
   });
+  // The services' caches hand out the same row object until they reload it, so each row's view
+  // for the proxy is made (and its ids checked) once per load, not on every call.
+  const agentViews = new WeakMap<object, AgentForCall>();
+  const policyViews = new WeakMap<object, PolicyForCall>();
   return {
     async agent(agentId) {
       const row = await m.agents.getForCall(agentId);
       if (!row) return undefined;
-      return {
-        id: storedId('agt', row.id),
-        teamId: storedId('team', row.teamId),
-        name: row.name,
-        status: row.status,
-        policyId: storedId('pol', row.policyId),
-        allowedPolicies: row.allowedPolicies ?? null,
-        providerKeys: row.providerKeys,
-        routingOverride: row.routingOverride ?? null,
-      };
+      let view = agentViews.get(row);
+      if (!view) {
+        view = {
+          id: storedId('agt', row.id),
+          teamId: storedId('team', row.teamId),
+          name: row.name,
+          status: row.status,
+          policyId: storedId('pol', row.policyId),
+          allowedPolicies: row.allowedPolicies ?? null,
+          providerKeys: row.providerKeys,
+          routingOverride: row.routingOverride ?? null,
+        };
+        agentViews.set(row, view);
+      }
+      return view;
     },
     async policy(teamId, idOrName) {
       const p = await m.policies.findForTeam(teamId, idOrName);
-      return p ? { id: storedId('pol', p.id), name: p.name, spec: p.spec } : undefined;
+      if (!p) return undefined;
+      let view = policyViews.get(p);
+      if (!view) {
+        view = { id: storedId('pol', p.id), name: p.name, spec: p.spec };
+        policyViews.set(p, view);
+      }
+      return view;
     },
     keys: (teamId, keyIds) => m.providers.keysForCall(teamId, keyIds),
     runs: {
       resolve: async (args) => {
-        const run = await m.runs.resolveRun({
-          teamId: args.teamId,
-          agent: {
-            id: args.agent.id,
-            name: args.agent.name,
-            policyId: args.agent.policyId,
-            allowedPolicies: args.agent.allowedPolicies,
-          },
-          policy: args.policy,
-          ...(args.runId !== undefined ? { runId: args.runId } : {}),
-          newRun: args.newRun,
-          ...(args.runName !== undefined ? { runName: args.runName } : {}),
-          ...(args.runMetadata !== undefined ? { runMetadata: args.runMetadata } : {}),
-        });
+        // The proxy's arguments are the resolver's (an unset option is undefined, as the resolver reads it).
+        const run = await m.runs.resolveRun(args);
         return { id: storedId('run', run.id), stepCount: run.stepCount };
       },
       reserve: (args) => m.runs.reserve(args),

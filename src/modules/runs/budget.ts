@@ -161,8 +161,12 @@ export class BudgetSystem {
     const cap = input.maxCostPerHourMicros;
     const hour = cap === null || cap === undefined ? null : this.book.hourAccount(ref, hourStart, whole(cap));
     for (let round = 0; round < MAX_RESERVE_ROUNDS; round++) {
-      if (!(await this.book.ensure(run, amount, tokens))) return this.refusal(input, run, 'run', amount);
-      if (hour && !(await this.book.ensure(hour, amount, 0))) return this.refusal(input, run, 'hour', amount);
+      // ensure answers synchronously when the lease holds enough: only a lease statement is awaited.
+      const runOk = this.book.ensure(run, amount, tokens);
+      if (!(runOk instanceof Promise ? await runOk : runOk)) return this.refusal(input, run, 'run', amount);
+      const hourOk = hour ? this.book.ensure(hour, amount, 0) : true;
+      if (!(hourOk instanceof Promise ? await hourOk : hourOk))
+        return this.refusal(input, run, 'hour', amount);
       // Checked and taken in one synchronous step: no other call runs in between.
       const free = available(run);
       if (free.micros < amount || free.tokens < tokens || (hour && available(hour).micros < amount)) continue;

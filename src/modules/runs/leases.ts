@@ -141,8 +141,17 @@ export class LeaseBook {
   /**
    * Makes the account hold at least `micros`/`tokens` more than it uses,
    * leasing more when short. False when the budget cannot give that much.
+   * Answers synchronously when the lease already holds enough (nearly every
+   * call), so the caller awaits only a real wait.
    */
-  async ensure(a: Account, micros: number, tokens: number): Promise<boolean> {
+  ensure(a: Account, micros: number, tokens: number): boolean | Promise<boolean> {
+    if (a.closed) return false;
+    const free = available(a);
+    if (free.micros >= micros && free.tokens >= tokens) return true;
+    return this.ensureSlowly(a, micros, tokens);
+  }
+
+  private async ensureSlowly(a: Account, micros: number, tokens: number): Promise<boolean> {
     for (;;) {
       if (a.closed) return false;
       const free = available(a);

@@ -93,9 +93,9 @@ export class RunsService {
     return this.budget.settle(reservationId, record);
   }
 
-  /** Write-behind settle: charged in memory at once, written with the next batch. */
+  /** Write-behind settle: charged in memory at once, written with the next batch (a step without `at` is stamped now). */
   settleLater(reservationId: string, record: StepRecord): void {
-    if (!this.budget.settleLater(reservationId, { ...record, at: record.at ?? this.clock.now() })) {
+    if (!this.budget.settleLater(reservationId, record)) {
       this.log.warn(
         { reservation_id: reservationId, step_id: record.stepId },
         'settlement for a reservation this process no longer holds (released or settled already)',
