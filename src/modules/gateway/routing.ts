@@ -266,7 +266,11 @@ interface Route {
   timeoutMs: number;
   connectTimeoutMs: number;
   /** Providers in chain order that can serve the model, with the model asked of each and the keys bound. */
-  providers: Array<{ provider: Provider; model: string; bound: Array<{ keyId: string; weight: number }> }>;
+  providers: Array<{
+    provider: Provider;
+    model: string;
+    bound: Array<{ keyId: ProviderKeyId; weight: number }>;
+  }>;
 }
 
 /**
