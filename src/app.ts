@@ -29,7 +29,7 @@ import { AgentMe } from './modules/agents/schemas.ts';
 import { AgentsService, type ProviderKeyExists } from './modules/agents/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
-import { BUILD_QUEUE, BUILD_TIME_LIMIT_SEC, EnvironmentBuilder } from './modules/environments/builder.ts';
+import { BUILD_POLICY, BUILD_QUEUE, EnvironmentBuilder } from './modules/environments/builder.ts';
 import type { EnvironmentVersionId } from './modules/environments/repo.ts';
 import { registerEnvironmentRoutes } from './modules/environments/routes.ts';
 import { EnvironmentsService } from './modules/environments/service.ts';
@@ -255,7 +255,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
   const jobs = new Jobs(sqlClient(db), log, { pollingIntervalSec: 2, maintenanceIntervalSec: 30 });
   const queueBuild = async (versionId: string) => {
-    await jobs.send(BUILD_QUEUE, { version_id: versionId }, { singletonKey: versionId });
+    await jobs.declare(BUILD_QUEUE, BUILD_POLICY);
+    await jobs.send(BUILD_QUEUE, { version_id: versionId });
   };
   const environments = new EnvironmentsService(db, ctx, events, {
     templateExists: templateExists(snapshots),
@@ -465,22 +466,19 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     capsules.start();
     hosts.start();
     files.start();
-    await jobs.work<{ version_id: EnvironmentVersionId }>(
-      BUILD_QUEUE,
-      // One retry: a build whose worker vanished starts again from its base.
-      { retryLimit: 1, retryDelaySec: 5, expireInSec: BUILD_TIME_LIMIT_SEC },
-      (job) => environmentBuilder.build(job.data.version_id, job.signal),
+    await jobs.work<{ version_id: EnvironmentVersionId }>(BUILD_QUEUE, BUILD_POLICY, (job) =>
+      environmentBuilder.build(job.data.version_id, job.id, job.signal),
     );
     environmentBuilder.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
+    // Jobs first: a build in hand is told to stop (and its capsule removed) before waits end early.
+    environmentBuilder.close();
+    await jobs.stop();
     capsules.stopWaiting();
   });
   app.addHook('onClose', async () => {
-    // Jobs first: a build in hand is told to stop while its capsule can still be removed.
-    environmentBuilder.close();
-    await jobs.stop();
     await hosts.stop();
     sharedRateLimits.stop();
     await capsules.shutdown();

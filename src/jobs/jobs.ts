@@ -22,11 +22,6 @@ export interface JobsOptions {
   maintenanceIntervalSec: number;
 }
 
-/**
- * A job's handler. When the job's time (the queue's `expireInSec`) runs out,
- * pg-boss stops waiting for the handler and retries the job; `signal` aborts
- * then, and the handler must stop, since the job may already run elsewhere.
- */
 /** The reason a handler's signal aborts when its server stops: the job goes back to be retried. */
 export class JobsStopping extends Error {
   constructor() {
@@ -34,6 +29,11 @@ export class JobsStopping extends Error {
   }
 }
 
+/**
+ * A job's handler. When the job's time (the queue's `expireInSec`) runs out,
+ * pg-boss stops waiting for the handler and retries the job; `signal` aborts
+ * then, and the handler must stop, since the job may already run elsewhere.
+ */
 export type JobHandler<T> = (job: {
   id: string;
   data: T;
@@ -51,6 +51,7 @@ export type JobHandler<T> = (job: {
 export class Jobs {
   private readonly boss: PgBoss;
   private readonly workers = new Map<string, string[]>();
+  private readonly declared = new Set<string>();
   private started: Promise<void> | undefined;
   /** The signals of the handlers running now, aborted when the server stops. */
   private readonly inHand = new Set<AbortController>();
@@ -77,15 +78,25 @@ export class Jobs {
     return this.started;
   }
 
-  /** Declares a queue and works it on this server, one job at a time per call of `work`. */
-  async work<T extends object>(name: string, policy: QueuePolicy, handler: JobHandler<T>): Promise<void> {
+  /**
+   * Declares a queue with its policy (idempotent). A job sent to a queue not
+   * declared yet would be dropped by pg-boss: `send` refuses instead.
+   */
+  async declare(name: string, policy: QueuePolicy): Promise<void> {
     await this.start();
+    if (this.declared.has(name)) return;
     await this.boss.createQueue(name, {
       name,
       retryLimit: policy.retryLimit,
       retryDelay: policy.retryDelaySec,
       expireInSeconds: policy.expireInSec,
     });
+    this.declared.add(name);
+  }
+
+  /** Declares the queue and works it on this server, one job at a time per call of `work`. */
+  async work<T extends object>(name: string, policy: QueuePolicy, handler: JobHandler<T>): Promise<void> {
+    await this.declare(name, policy);
     const id = await this.boss.work<T>(
       name,
       { pollingIntervalSeconds: this.options.pollingIntervalSec, batchSize: 1, includeMetadata: true },
@@ -109,14 +120,15 @@ export class Jobs {
     this.workers.set(name, [...(this.workers.get(name) ?? []), id]);
   }
 
-  /** Sends a job; resolves with its id once it is stored. This server's workers of the queue wake at once. */
-  async send<T extends object>(
-    name: string,
-    data: T,
-    options: { singletonKey?: string } = {},
-  ): Promise<string | null> {
+  /**
+   * Sends a job to a queue this server declared; resolves with its id once it
+   * is stored. This server's workers of the queue wake at once.
+   */
+  async send<T extends object>(name: string, data: T): Promise<string> {
     await this.start();
-    const id = await this.boss.send(name, data, options);
+    if (!this.declared.has(name)) throw new Error(`queue ${name} is not declared on this server`);
+    const id = await this.boss.send(name, data);
+    if (id === null) throw new Error(`pg-boss did not store the job for ${name}`);
     for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
     return id;
   }

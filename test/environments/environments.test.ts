@@ -192,6 +192,8 @@ describe('environments and their versions', () => {
       [{ npm_packages: ['--registry=http://evil.test'] }, 400, 'validation_failed'],
       [{ npm_packages: ['git+https://evil.test/x.git'] }, 400, 'validation_failed'],
       [{ npm_packages: ['../x'] }, 400, 'validation_failed'],
+      [{ pip_packages: ['evil-1.0-py3-none-any.whl'] }, 400, 'validation_failed'],
+      [{ npm_packages: ['evil.tgz'] }, 400, 'validation_failed'],
       [{ env_vars: { LD_PRELOAD: '/tmp/x.so' } }, 400, 'validation_failed'],
       [{ network_allow: ['http://x.test'] }, 400, 'validation_failed'],
     ] as const;
@@ -228,6 +230,7 @@ describe('environments and their versions', () => {
       ['PATCH', `/v1/environments/${env.id}`],
       ['DELETE', `/v1/environments/${env.id}`],
       ['POST', `/v1/environments/${env.id}/fork`],
+      ['GET', `/v1/environments/${env.id}/versions`],
       ['GET', `/v1/environments/${env.id}/versions/1`],
       ['GET', `/v1/environments/${env.id}/versions/1/build-log`],
     ] as const) {
@@ -240,6 +243,59 @@ describe('environments and their versions', () => {
     const agent = await createAgent(t, u.token);
     expect((await t.call('GET', '/v1/environments', { token: agent.api_key })).status).toBe(403);
     await built(env.id, 1);
+  }, 90_000);
+});
+
+describe('build jobs and lists', () => {
+  it('lets only the job that took a version build it: a second job for it does nothing', async () => {
+    const env = await createEnv({ setup_commands: ['echo once >> "$HOME/count"'] });
+    const v = await built(env.id, 1);
+    expect(v.status).toBe('ready');
+    // A duplicate job (a re-send) arrives after the build: the version is not taken again.
+    await t.services.environmentBuilder.build(v.id, 'some-other-job', new AbortController().signal);
+    const after = (await t.call('GET', `/v1/environments/${env.id}/versions/1`, { token: u.token })).body;
+    expect(after).toMatchObject({
+      status: 'ready',
+      template: v.template,
+      build_finished_at: v.build_finished_at,
+    });
+  }, 90_000);
+
+  it('refuses a versions cursor it did not give (400), and pages versions newest first', async () => {
+    const env = await createEnv();
+    for (const cursor of ['YWJj', Buffer.from('1e999').toString('base64url')]) {
+      const res = await t.call('GET', `/v1/environments/${env.id}/versions`, {
+        token: u.token,
+        query: { cursor },
+      });
+      expect(res.status, cursor).toBe(400);
+      expect(res.body.error.code).toBe('invalid_cursor');
+    }
+    await t.call('PATCH', `/v1/environments/${env.id}`, {
+      token: u.token,
+      body: { setup_commands: ['true'] },
+    });
+    const first = await t.call('GET', `/v1/environments/${env.id}/versions`, {
+      token: u.token,
+      query: { limit: '1' },
+    });
+    expect(first.body.data.map((v: Json) => v.version)).toEqual([2]);
+    const next = await t.call('GET', `/v1/environments/${env.id}/versions`, {
+      token: u.token,
+      query: { limit: '1', cursor: first.body.next_cursor },
+    });
+    expect(next.body.data.map((v: Json) => v.version)).toEqual([1]);
+    await built(env.id, 1);
+    await built(env.id, 2);
+  }, 90_000);
+
+  it('keeps a fork’s default name within the name limit', async () => {
+    const env = await createEnv({ name: 'n'.repeat(100) });
+    const fork = await t.call('POST', `/v1/environments/${env.id}/fork`, { token: u.token, body: {} });
+    expect(fork.status).toBe(201);
+    expect(fork.body.name).toBe(`${'n'.repeat(85)}-fork`);
+    await built(env.id, 1);
+    await built(fork.body.id, 1);
   }, 90_000);
 });
 

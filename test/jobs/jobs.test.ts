@@ -85,7 +85,7 @@ describe('background jobs (pg-boss in the application database)', () => {
     expect(done).toEqual([{ id, retryCount: 1 }]);
   }, 40_000);
 
-  it('aborts a handler’s signal when its job runs out of time (the job is retried meanwhile)', async () => {
+  it('aborts a handler’s signal when its job runs out of time', async () => {
     const jobs = jobsOnDatabase();
     const reasons: string[] = [];
     await jobs.work('test-time', { retryLimit: 0, retryDelaySec: 0, expireInSec: 1 }, async (job) => {
@@ -107,7 +107,9 @@ describe('background jobs (pg-boss in the application database)', () => {
       throw new Error('not this one');
     });
     await sender.stop();
-    const id = await jobsOnDatabase().send('test-later', { kept: true });
+    const sender2 = jobsOnDatabase();
+    await sender2.declare('test-later', { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 });
+    const id = await sender2.send('test-later', { kept: true });
     const worker = jobsOnDatabase();
     const seen: unknown[] = [];
     await worker.work('test-later', { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 }, async (job) => {
@@ -116,5 +118,10 @@ describe('background jobs (pg-boss in the application database)', () => {
     await until(() => seen.length === 1);
     expect(seen).toEqual([{ kept: true }]);
     expect(id).toEqual(expect.any(String));
+  });
+
+  it('refuses to send to a queue this server has not declared, rather than drop the job', async () => {
+    const jobs = jobsOnDatabase();
+    await expect(jobs.send('test-undeclared', {})).rejects.toThrow(/not declared/);
   });
 });

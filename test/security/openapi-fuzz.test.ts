@@ -466,6 +466,13 @@ beforeAll(async () => {
     'completed upload',
   ).id;
 
+  // An environment (its build runs in the background while the fuzzer works).
+  ids.environment = must(
+    await t.call('POST', '/v1/environments', { ...token(), body: { name: 'fuzz-env' } }),
+    201,
+    'environment',
+  ).id;
+
   // A registered remote host (unreachable, which is fine) with a tag.
   const host = must(
     await t.call('POST', '/v1/hosts', { ...token(), body: { type: 'regular', tags: ['fuzz-tag'] } }),
@@ -532,6 +539,7 @@ function pathValue(path: string, name: string): string {
     hosts: ids.host,
     secrets: ids.secret,
     files: ids.file,
+    environments: ids.environment,
   };
   const value = byResource[resource ?? ''];
   if (value === undefined) throw new Error(`no value for {${name}} of ${path}: add one`);

@@ -47,6 +47,8 @@ export const environmentVersions = pgTable(
     /** The template the build made (ready only). */
     templateName: text('template_name'),
     buildLog: text('build_log').notNull().default(''),
+    /** The job building it now: only that job (or its retry) may write the outcome. */
+    buildJobId: text('build_job_id'),
     error: jsonb('error').$type<{ code: string; message: string } | null>(),
     buildStartedAt: ts('build_started_at'),
     buildFinishedAt: ts('build_finished_at'),

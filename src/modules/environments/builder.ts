@@ -1,4 +1,5 @@
 import type { Context, Timer } from '../../core/context.ts';
+import { AppError } from '../../core/errors.ts';
 import type { Db } from '../../db/client.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
@@ -26,6 +27,8 @@ export interface BuildCapsules {
 /** The queue builds run on, and how long one may take before it counts as lost. */
 export const BUILD_QUEUE = 'environment-build';
 export const BUILD_TIME_LIMIT_SEC = 3600;
+/** One retry: a build whose worker vanished (or whose server stopped) starts again from its base. */
+export const BUILD_POLICY = { retryLimit: 1, retryDelaySec: 5, expireInSec: BUILD_TIME_LIMIT_SEC };
 const COMMAND_TIMEOUT_SEC = 1800;
 const LOG_LIMIT_BYTES = 1024 * 1024;
 const SWEEP_EVERY_MS = 60_000;
@@ -121,20 +124,12 @@ export class EnvironmentBuilder {
     private readonly queueBuild: (versionId: repo.EnvironmentVersionId) => Promise<void>,
   ) {}
 
-  /** The job's handler: builds the version unless it is built or failed already. */
-  async build(versionId: repo.EnvironmentVersionId, signal: AbortSignal): Promise<void> {
-    const v = await this.db.transaction(async (tx) => {
-      const row = await repo.systemFindVersion(tx, versionId, 'update');
-      if (!row || row.status === 'ready' || row.status === 'failed') return undefined;
-      const now = this.ctx.clock.now();
-      return repo.systemUpdateVersion(tx, row.id, {
-        status: 'building',
-        buildStartedAt: now,
-        buildLog: '',
-        error: null,
-        updatedAt: now,
-      });
-    });
+  /**
+   * The job's handler: builds the version if this job may take it (a queued
+   * version, or the one this job was building before its worker vanished).
+   */
+  async build(versionId: repo.EnvironmentVersionId, jobId: string, signal: AbortSignal): Promise<void> {
+    const v = await repo.systemClaimBuild(this.db, versionId, jobId, this.ctx.clock.now());
     if (!v) return;
     const principal = systemPrincipal(v.teamId, `environment_build:${v.id}`);
     const log = new BuildLog();
@@ -146,24 +141,17 @@ export class EnvironmentBuilder {
     signal.addEventListener('abort', stopStep, { once: true });
     try {
       log.add(`building ${v.environmentId} version ${v.version} from ${v.base}`);
-      capsuleId = await this.capsules
-        .create(principal, {
-          template: v.base,
-          networkAllow: v.networkAllow,
-          metadata: { environment_version_id: v.id },
-        })
-        .catch((err: unknown) => {
-          throw new BuildFailure(
-            'capsule_failed',
-            `the build capsule could not be created: ${(err as Error).message}`,
-          );
-        });
+      capsuleId = await this.capsules.create(principal, {
+        template: v.base,
+        networkAllow: v.networkAllow,
+        metadata: { environment_version_id: v.id },
+      });
       const status = await this.capsules.waitRunning(principal, capsuleId, 60_000);
+      if (signal.aborted) throw signal.reason;
       if (status !== 'running')
         throw new BuildFailure('capsule_failed', `the build capsule is ${status}, not running`);
       for (const [i, step] of stepsOf(v).entries()) {
-        if (signal.aborted)
-          throw new BuildFailure('build_timed_out', `the build ran past ${BUILD_TIME_LIMIT_SEC} s`);
+        if (signal.aborted) throw signal.reason;
         log.add(`$ ${step.label}`);
         const r = await this.capsules.exec(principal, capsuleId, {
           cmd: step.cmd,
@@ -174,61 +162,35 @@ export class EnvironmentBuilder {
         if (r.stdout) log.add(r.stdout);
         if (r.stderr) log.add(r.stderr);
         log.add(`[exit ${r.exit_code}]`);
-        if (r.exit_code !== 0 && (await this.capsules.waitRunning(principal, capsuleId, 1)) !== 'running') {
+        if (r.exit_code === 0) continue;
+        if (signal.aborted) throw signal.reason;
+        if ((await this.capsules.waitRunning(principal, capsuleId, 1)) !== 'running') {
           // The capsule went away under the step (its host restarted): not the step's fault. The
           // version stays building and the job's retry builds it again.
           throw new CapsuleLost(`the build capsule ${capsuleId} ended during step ${i + 1}`);
         }
-        if (r.exit_code !== 0) {
-          const which =
-            step.code === 'setup_failed' ? `setup command ${i + 1 - packageSteps(v)}` : 'installing packages';
-          throw new BuildFailure(
-            step.code,
-            `${which} (${step.label.slice(0, 200)}) exited with ${r.exit_code}`,
-          );
-        }
+        const which =
+          step.code === 'setup_failed' ? `setup command ${i + 1 - packageSteps(v)}` : 'installing packages';
+        throw new BuildFailure(
+          step.code,
+          `${which} (${step.label.slice(0, 200)}) exited with ${r.exit_code}`,
+        );
       }
       const template = `env-${v.id.toLowerCase()}`;
       await this.capsules.snapshot(principal, capsuleId, template);
       log.add(`ready: template ${template}`);
-      await this.finish(
-        v,
-        { status: 'ready', templateName: template, buildLog: log.toString() },
-        {
-          type: 'environment.build_succeeded',
-          data: { environment_id: v.environmentId, version: v.version, template },
-        },
-      );
+      await this.finish(v, jobId, { status: 'ready', templateName: template, buildLog: log.toString() });
     } catch (err) {
-      // The server is stopping, or the capsule was lost: the version stays building, and the job's retry builds it again.
+      // The server is stopping, or the capsule was lost: the version stays building for the job's retry.
       if (signal.reason instanceof JobsStopping) throw signal.reason;
-      if (err instanceof CapsuleLost) throw err;
-      const timedOut =
-        signal.aborted && err === signal.reason
-          ? new BuildFailure('build_timed_out', `the build ran past ${BUILD_TIME_LIMIT_SEC} s`)
-          : err;
-      const failure =
-        timedOut instanceof BuildFailure
-          ? timedOut
-          : new BuildFailure('build_error', `the build failed: ${(err as Error).message}`);
+      if (err instanceof CapsuleLost && !signal.aborted) throw err;
+      const failure = this.failureOf(err, signal, v.id);
       log.add(`failed: ${failure.message}`);
-      await this.finish(
-        v,
-        {
-          status: 'failed',
-          error: { code: failure.code, message: failure.message },
-          buildLog: log.toString(),
-        },
-        {
-          type: 'environment.build_failed',
-          data: {
-            environment_id: v.environmentId,
-            version: v.version,
-            code: failure.code,
-            message: failure.message,
-          },
-        },
-      );
+      await this.finish(v, jobId, {
+        status: 'failed',
+        error: { code: failure.code, message: failure.message },
+        buildLog: log.toString(),
+      });
     } finally {
       signal.removeEventListener('abort', stopStep);
       if (capsuleId !== undefined) {
@@ -241,70 +203,79 @@ export class EnvironmentBuilder {
     }
   }
 
+  /** What a failed build says: its own failure, the time limit, a refusal with its message, or a plain "failed". */
+  private failureOf(err: unknown, signal: AbortSignal, versionId: string): BuildFailure {
+    if (signal.aborted)
+      return new BuildFailure('build_timed_out', `the build ran past ${BUILD_TIME_LIMIT_SEC} s`);
+    if (err instanceof BuildFailure) return err;
+    if (err instanceof AppError)
+      return new BuildFailure('capsule_failed', `the build capsule: ${err.message}`);
+    // Anything else is the server's own trouble: logged, never shown (its text may name internals).
+    this.ctx.log.error({ err, environment_version_id: versionId }, 'an environment build failed');
+    return new BuildFailure('build_error', 'the build failed on the server; see the server log');
+  }
+
+  /** Writes the outcome and its event in one transaction, if the version is still this job's building. */
   private async finish(
     v: repo.VersionRow,
-    patch: repo.VersionPatch,
-    event:
-      | {
-          type: 'environment.build_succeeded';
-          data: { environment_id: string; version: number; template: string };
-        }
-      | {
-          type: 'environment.build_failed';
-          data: { environment_id: string; version: number; code: string; message: string };
-        },
+    jobId: string | null,
+    patch: Pick<repo.VersionPatch, 'status' | 'templateName' | 'buildLog' | 'error'>,
   ): Promise<void> {
     const now = this.ctx.clock.now();
     await this.db.transaction(async (tx) => {
-      await repo.systemUpdateVersion(tx, v.id, { ...patch, buildFinishedAt: now, updatedAt: now });
-      await this.events.record(tx, {
+      const done = await repo.systemFinishBuild(tx, v.id, jobId, {
+        ...patch,
+        buildFinishedAt: now,
+        updatedAt: now,
+      });
+      if (!done) return;
+      const actor = {
         teamId: v.teamId,
         actorKind: 'system',
         actorId: `environment_build:${v.id}`,
         subjectId: v.id,
-        ...event,
-      } as Parameters<EventsService['record']>[1]);
-    });
-  }
-
-  /**
-   * Builds that outlived their time (their worker died twice, or the server
-   * stopped for good mid-build) fail as `build_interrupted`; versions queued
-   * for a while are sent again (a lost send), at most once each in the queue.
-   */
-  async sweep(): Promise<void> {
-    const now = this.ctx.clock.now().getTime();
-    const lost = await repo.systemStaleVersions(
-      this.db,
-      ['building'],
-      new Date(now - (2 * BUILD_TIME_LIMIT_SEC + 60) * 1000),
-      100,
-    );
-    for (const v of lost) {
-      await this.finish(
-        v,
-        {
-          status: 'failed',
-          error: { code: 'build_interrupted', message: 'the build stopped without an outcome' },
-        },
-        {
+      };
+      if (done.status === 'ready') {
+        await this.events.record(tx, {
+          ...actor,
+          type: 'environment.build_succeeded',
+          data: { environment_id: v.environmentId, version: v.version, template: done.templateName ?? '' },
+        });
+      } else {
+        await this.events.record(tx, {
+          ...actor,
           type: 'environment.build_failed',
           data: {
             environment_id: v.environmentId,
             version: v.version,
-            code: 'build_interrupted',
-            message: 'the build stopped without an outcome',
+            code: done.error?.code ?? 'build_error',
+            message: done.error?.message ?? '',
           },
-        },
-      );
+        });
+      }
+    });
+  }
+
+  /**
+   * Builds that outlived their time twice over (their worker died, and so
+   * did its retry's) fail as `build_interrupted`. A version queued for a
+   * while is sent again (the send after its commit may have been lost), at
+   * most once per REQUEUE_AFTER_MS: a second job for it finds it taken.
+   */
+  async sweep(): Promise<void> {
+    const now = this.ctx.clock.now();
+    const lostBefore = new Date(now.getTime() - (2 * BUILD_TIME_LIMIT_SEC + 60) * 1000);
+    for (const v of await repo.systemStaleVersions(this.db, ['building'], lostBefore, 100)) {
+      await this.finish(v, null, {
+        status: 'failed',
+        error: { code: 'build_interrupted', message: 'the build stopped without an outcome' },
+      });
     }
-    for (const v of await repo.systemStaleVersions(
-      this.db,
-      ['queued'],
-      new Date(now - REQUEUE_AFTER_MS),
-      100,
-    ))
+    const queuedBefore = new Date(now.getTime() - REQUEUE_AFTER_MS);
+    for (const v of await repo.systemStaleVersions(this.db, ['queued'], queuedBefore, 100)) {
+      await repo.systemUpdateVersion(this.db, v.id, { updatedAt: now });
       await this.queueBuild(v.id);
+    }
   }
 
   start(): void {

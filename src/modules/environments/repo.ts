@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, isNull, lt, max } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, lt, max, or } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
@@ -155,6 +155,50 @@ export async function systemFindVersion(db: DbOrTx, id: EnvironmentVersionId, lo
 
 export async function systemUpdateVersion(db: DbOrTx, id: EnvironmentVersionId, patch: VersionPatch) {
   return updateOne(db, environmentVersions, eq(environmentVersions.id, id), patch);
+}
+
+/**
+ * System-only: the build job `jobId` takes the version — a queued one, or one
+ * it was building already (its own retry after its worker vanished). Any other
+ * job finds nothing, so two jobs for one version never build it together.
+ */
+export async function systemClaimBuild(
+  db: DbOrTx,
+  id: EnvironmentVersionId,
+  jobId: string,
+  now: Date,
+): Promise<VersionRow | undefined> {
+  return updateOne(
+    db,
+    environmentVersions,
+    and(
+      eq(environmentVersions.id, id),
+      or(
+        eq(environmentVersions.status, 'queued'),
+        and(eq(environmentVersions.status, 'building'), eq(environmentVersions.buildJobId, jobId)),
+      ),
+    ),
+    { status: 'building', buildJobId: jobId, buildStartedAt: now, buildLog: '', error: null, updatedAt: now },
+  );
+}
+
+/** System-only: writes a build's outcome, if the version is still the building of `jobId`. */
+export async function systemFinishBuild(
+  db: DbOrTx,
+  id: EnvironmentVersionId,
+  jobId: string | null,
+  patch: VersionPatch,
+): Promise<VersionRow | undefined> {
+  return updateOne(
+    db,
+    environmentVersions,
+    and(
+      eq(environmentVersions.id, id),
+      eq(environmentVersions.status, 'building'),
+      jobId === null ? undefined : eq(environmentVersions.buildJobId, jobId),
+    ),
+    patch,
+  );
 }
 
 /** System-only: versions in these statuses whose last change is older than `before` (the sweep's). */

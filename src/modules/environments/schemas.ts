@@ -28,6 +28,8 @@ const SetupCommands = Type.Array(Type.String({ minLength: 1, maxLength: 10_000 }
 const PipPackage = Type.String({
   minLength: 1,
   maxLength: 200,
+  // Not a file name either (a wheel or an archive would be read from the build's directory).
+  not: { pattern: '\\.(whl|zip|tar|tgz|gz|bz2|xz)$' },
   pattern:
     '^[A-Za-z0-9][A-Za-z0-9._-]*(\\[[A-Za-z0-9._,-]+\\])?([<>=!~]=?[A-Za-z0-9.*+!-]+(,[<>=!~]=?[A-Za-z0-9.*+!-]+)*)?$',
 });
@@ -36,6 +38,7 @@ const PipPackage = Type.String({
 const NpmPackage = Type.String({
   minLength: 1,
   maxLength: 214,
+  not: { pattern: '\\.(tgz|tar|gz|zip)$' },
   pattern: '^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(@[A-Za-z0-9.^~<>=*+ |-]+)?$',
 });
 

@@ -59,6 +59,17 @@ function specOf(input: Partial<CreateEnvironmentInput>, from?: Spec): Spec {
   };
 }
 
+/** A versions page's cursor is a version number; anything else is the client's mistake. */
+function versionCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return undefined;
+  if (!/^\d{1,7}$/.test(cursor))
+    throw new BadRequestError(
+      'invalid_cursor',
+      'cursor is not one this server issued; start again without it',
+    );
+  return Number(cursor);
+}
+
 function sameSpec(a: Spec, b: Spec): boolean {
   return JSON.stringify(specOf({}, a)) === JSON.stringify(specOf({}, b));
 }
@@ -271,7 +282,7 @@ export class EnvironmentsService {
       const current = (await repo.findVersion(this.db, teamId, env.id, env.currentVersion))!;
       source = { id: env.id, name: env.name, description: env.description, spec: current };
     }
-    const name = input.name ?? (await this.freeName(teamId, `${source.name}-fork`));
+    const name = input.name ?? (await this.freeName(teamId, source.name));
     return this.insertEnvironment(
       principal,
       teamId,
@@ -280,11 +291,14 @@ export class EnvironmentsService {
     );
   }
 
-  private async freeName(teamId: TeamId, base: string): Promise<string> {
-    for (let i = 1; ; i++) {
+  /** `<name>-fork`, then `-fork-2` …, within the name's 100 characters; past 50 tries a random suffix. */
+  private async freeName(teamId: TeamId, source: string): Promise<string> {
+    const base = `${source.slice(0, 85)}-fork`;
+    for (let i = 1; i <= 50; i++) {
       const name = i === 1 ? base : `${base}-${i}`;
       if (!(await repo.findLiveEnvironmentByName(this.db, teamId, name))) return name;
     }
+    return `${base}-${newId('env').slice(-8).toLowerCase()}`;
   }
 
   /** Archives the environment: it leaves lists and takes no new versions; its versions stay for what pins them. */
@@ -316,8 +330,7 @@ export class EnvironmentsService {
     const env = await this.found(this.db, teamId, id);
     return pageOf(
       query,
-      (cursor, rows) =>
-        repo.listVersions(this.db, teamId, env.id, cursor === undefined ? undefined : Number(cursor), rows),
+      (cursor, rows) => repo.listVersions(this.db, teamId, env.id, versionCursor(cursor), rows),
       versionView,
       (v) => String(v.version),
     );

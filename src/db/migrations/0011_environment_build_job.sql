@@ -1,0 +1,1 @@
+ALTER TABLE "environment_versions" ADD COLUMN "build_job_id" text;
