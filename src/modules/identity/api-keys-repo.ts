@@ -1,6 +1,7 @@
-import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
-import type { DbOrTx } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
+import { preparedPerDb } from '../../db/prepared.ts';
 import { beforeCursor, liveInTeam } from '../../db/query-parts.ts';
 import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -12,20 +13,28 @@ export async function insertApiKey(db: DbOrTx, row: typeof apiKeys.$inferInsert)
   return inserted!;
 }
 
-/** A key, not deleted, of a live team, whose current or previous secret hashes to `hash`. */
-export async function findApiKeyByHash(db: DbOrTx, hash: string) {
-  const [row] = await db
+const apiKeyByHash = preparedPerDb((db) =>
+  db
     .select({ key: apiKeys })
     .from(apiKeys)
     .innerJoin(teams, eq(teams.id, apiKeys.teamId))
     .where(
       and(
-        or(eq(apiKeys.keyHash, hash), eq(apiKeys.previousKeyHash, hash)),
+        or(
+          eq(apiKeys.keyHash, sql.placeholder('hash')),
+          eq(apiKeys.previousKeyHash, sql.placeholder('hash')),
+        ),
         isNull(apiKeys.deletedAt),
         isNull(teams.deletedAt),
       ),
     )
-    .limit(1);
+    .limit(1)
+    .prepare('identity_api_key_by_hash'),
+);
+
+/** A key, not deleted, of a live team, whose current or previous secret hashes to `hash` (each request with a key reads it). */
+export async function findApiKeyByHash(db: Db, hash: string): Promise<ApiKeyRow | undefined> {
+  const [row] = await apiKeyByHash(db).execute({ hash });
   return row?.key;
 }
 

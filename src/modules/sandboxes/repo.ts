@@ -1,6 +1,7 @@
 import { and, desc, eq, inArray, isNull, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
 import type { CapsuleId, HostId, TeamId } from '../../core/ids.ts';
-import type { DbOrTx } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
+import { preparedPerDb } from '../../db/prepared.ts';
 import {
   CAPSULE_STATUSES,
   type CapsuleStatus,
@@ -28,15 +29,17 @@ export async function insertCapsule(
   return inserted!;
 }
 
-export async function findCapsule(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: CapsuleId,
-): Promise<CapsuleRow | undefined> {
-  const [row] = await db
+const capsuleOfTeam = preparedPerDb((db) =>
+  db
     .select()
     .from(capsules)
-    .where(and(eq(capsules.teamId, teamId), eq(capsules.id, id)));
+    .where(and(eq(capsules.teamId, sql.placeholder('teamId')), eq(capsules.id, sql.placeholder('id'))))
+    .prepare('sandboxes_capsule_of_team'),
+);
+
+/** A capsule of the team (each request about one capsule reads it: a statement built once). */
+export async function findCapsule(db: Db, teamId: TeamId, id: CapsuleId): Promise<CapsuleRow | undefined> {
+  const [row] = await capsuleOfTeam(db).execute({ teamId, id });
   return row;
 }
 
@@ -155,11 +158,19 @@ export async function upsertLocalHost(db: DbOrTx, row: typeof hosts.$inferInsert
   return out!;
 }
 
-export async function onlineHosts(db: DbOrTx, teamId: TeamId): Promise<HostRow[]> {
-  return db
+const onlineHostsOf = preparedPerDb((db) =>
+  db
     .select()
     .from(hosts)
-    .where(and(eq(hosts.status, 'online'), or(isNull(hosts.teamId), eq(hosts.teamId, teamId))));
+    .where(
+      and(eq(hosts.status, 'online'), or(isNull(hosts.teamId), eq(hosts.teamId, sql.placeholder('teamId')))),
+    )
+    .prepare('sandboxes_online_hosts'),
+);
+
+/** The online hosts a team may place capsules on (each create reads them: a statement built once). */
+export async function onlineHosts(db: Db, teamId: TeamId): Promise<HostRow[]> {
+  return onlineHostsOf(db).execute({ teamId });
 }
 
 // -- templates --------------------------------------------------------------
