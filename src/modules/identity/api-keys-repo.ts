@@ -1,4 +1,4 @@
-import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
