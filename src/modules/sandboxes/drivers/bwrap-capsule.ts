@@ -117,6 +117,8 @@ export class BwrapCapsule implements CapsuleHandle {
   private unstickTimer: NodeJS.Timeout | null = null;
   private destroying: Promise<void> | null = null;
   private standby: Standby | null = null;
+  /** The pids.max writes, one after another (updatePidsMax). */
+  private pidsWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly p: BwrapCapsuleParts) {
     this.id = p.id;
@@ -128,15 +130,21 @@ export class BwrapCapsule implements CapsuleHandle {
   }
 
   private updatePidsMax(): void {
+    const cgroups = this.p.cgroups;
+    if (!cgroups) return;
     // The launchers wait in the capsule's cgroup (they joined it before
-    // forking): counted here so that maxProcesses is the user's alone.
-    void this.p.cgroups
-      ?.setPidsMax(
-        this.p.limits.maxProcesses +
-          DRIVER_PIDS +
-          this.launchers.size +
-          this.launching +
-          (this.standby ? STANDBY_PIDS : 0),
+    // forking): counted here so that maxProcesses is the user's alone. The
+    // writes go one after another, each with the count as it is when it
+    // runs, so two changes close together cannot land out of order.
+    this.pidsWrites = this.pidsWrites
+      .then(() =>
+        cgroups.setPidsMax(
+          this.p.limits.maxProcesses +
+            DRIVER_PIDS +
+            this.launchers.size +
+            this.launching +
+            (this.standby ? STANDBY_PIDS : 0),
+        ),
       )
       .catch(() => {});
   }
