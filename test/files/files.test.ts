@@ -156,7 +156,15 @@ describe('files: multipart upload', () => {
       expect(res.statusCode, sent).toBe(201);
       expect(res.json().filename, sent).toBe(kept);
     }
-    for (const filename of ['..', '.', 'tab\there', `${'n'.repeat(256)}`]) {
+    // C0, C1 (U+0085, next line) and format characters (U+202E: "report<U+202E>txt.exe" reads "reportexe.txt").
+    for (const filename of [
+      '..',
+      '.',
+      'tab\there',
+      'next\u0085line',
+      'report\u202Etxt.exe',
+      'n'.repeat(256),
+    ]) {
       const res = await upload(Buffer.from('x'), filename);
       expect(res.statusCode, filename).toBe(400);
       expect(res.json().error.code, filename).toBe('validation_failed');
@@ -278,6 +286,14 @@ describe('files: prepare → PUT → complete', () => {
     const empty = await inject('PUT', pathOf(p2.upload_url), undefined);
     expect(empty.statusCode).toBe(200);
     expect(empty.json().size_bytes).toBe(0);
+  });
+
+  it('refuses a prepared name with control or format characters (400)', async () => {
+    for (const filename of ['next\u0085line', 'report\u202Etxt.exe', 'del\u007f', 'tab\there']) {
+      const res = await t.call('POST', '/v1/files/uploads', { token: u.token, body: { filename } });
+      expect(res.status, JSON.stringify(filename)).toBe(400);
+      expect(res.body.error.code).toBe('validation_failed');
+    }
   });
 
   it('answers a wrong token like an unknown upload (404), and an expired one with 410', async () => {
