@@ -156,7 +156,15 @@ describe('files: multipart upload', () => {
       expect(res.statusCode, sent).toBe(201);
       expect(res.json().filename, sent).toBe(kept);
     }
-    for (const filename of ['..', '.', 'tab\there', `${'n'.repeat(256)}`]) {
+    // C0, C1 (U+0085, next line) and format characters (U+202E: "report<U+202E>txt.exe" reads "reportexe.txt").
+    for (const filename of [
+      '..',
+      '.',
+      'tab\there',
+      'next\u0085line',
+      'report\u202Etxt.exe',
+      'n'.repeat(256),
+    ]) {
       const res = await upload(Buffer.from('x'), filename);
       expect(res.statusCode, filename).toBe(400);
       expect(res.json().error.code, filename).toBe('validation_failed');
@@ -280,6 +288,106 @@ describe('files: prepare → PUT → complete', () => {
     expect(empty.json().size_bytes).toBe(0);
   });
 
+  it('refuses a prepared name with control or format characters (400)', async () => {
+    for (const filename of ['next\u0085line', 'report\u202Etxt.exe', 'del\u007f', 'tab\there']) {
+      const res = await t.call('POST', '/v1/files/uploads', { token: u.token, body: { filename } });
+      expect(res.status, JSON.stringify(filename)).toBe(400);
+      expect(res.body.error.code).toBe('validation_failed');
+    }
+  });
+
+  /** A PUT's body that sends `first`, then waits until `end` gives its last bytes (or fails, as a client gone away). */
+  function heldBody(first: Buffer) {
+    let end!: (last: Buffer | Error) => void;
+    const last = new Promise<Buffer | Error>((resolve) => {
+      end = resolve;
+    });
+    let firstTaken!: () => void;
+    const writing = new Promise<void>((resolve) => {
+      firstTaken = resolve;
+    });
+    async function* source() {
+      yield first;
+      firstTaken();
+      const rest = await last;
+      if (rest instanceof Error) throw rest;
+      yield rest;
+    }
+    return { source: source(), writing, end };
+  }
+  const tokenOf = (url: string) => new URL(url).searchParams.get('token')!;
+
+  it('lets one PUT at a time write an upload, on any server; complete meanwhile is 409 upload_in_progress', async () => {
+    const p = await prepare();
+    const first = await inject('PUT', pathOf(p.upload_url), undefined, Buffer.from('first bytes'));
+    expect(first.statusCode).toBe(200);
+
+    const held = heldBody(Buffer.from('second '));
+    const second = t.services.files.receive(p.upload_id, tokenOf(p.upload_url), held.source);
+    await held.writing;
+    const early = await t.call('POST', `/v1/files/uploads/${p.upload_id}/complete`, { token: u.token });
+    expect(early.status).toBe(409);
+    expect(early.body.error.code).toBe('upload_in_progress');
+    const here = await inject('PUT', pathOf(p.upload_url), undefined, Buffer.from('third'));
+    expect(here.statusCode).toBe(409);
+    expect(here.json().error.code).toBe('upload_in_progress');
+    // Another server on the same database: it has no memory of this PUT, only the row.
+    const next = await createTestApp({ shareWith: t });
+    try {
+      const there = await next.app.inject({
+        method: 'PUT',
+        url: pathOf(p.upload_url),
+        payload: Buffer.from('from elsewhere'),
+      });
+      expect(there.statusCode).toBe(409);
+      expect(there.json().error.code).toBe('upload_in_progress');
+    } finally {
+      await next.close();
+    }
+    // A wrong token still learns nothing.
+    const wrong = pathOf(p.upload_url).replace(/token=pdu_./, 'token=pdu_X');
+    expect((await inject('PUT', wrong, undefined, Buffer.from('x'))).statusCode).toBe(404);
+
+    held.end(Buffer.from('bytes'));
+    expect(await second).toMatchObject({ size_bytes: 'second bytes'.length });
+    const done = await t.call('POST', `/v1/files/uploads/${p.upload_id}/complete`, { token: u.token });
+    expect(done.status).toBe(201);
+    const dl = await inject('GET', `/v1/files/${p.upload_id}/content`, u.token);
+    expect(dl.body).toBe('second bytes');
+  });
+
+  it('keeps no bytes of a PUT that fails after one that succeeded: complete is 409 upload_incomplete until a retry', async () => {
+    const p = await prepare();
+    expect((await inject('PUT', pathOf(p.upload_url), undefined, randomBytes(1000))).statusCode).toBe(200);
+    // Uploaded but not complete: not downloadable.
+    expect((await inject('GET', `/v1/files/${p.upload_id}/content`, u.token)).statusCode).toBe(404);
+    const big = await inject('PUT', pathOf(p.upload_url), undefined, randomBytes(MAX + 1));
+    expect(big.statusCode).toBe(413);
+    expect(await leftovers(p.upload_id)).toEqual({ rows: 1, chunks: 0, onDisk: 0 });
+    const complete = await t.call('POST', `/v1/files/uploads/${p.upload_id}/complete`, { token: u.token });
+    expect(complete.status).toBe(409);
+    expect(complete.body.error.code).toBe('upload_incomplete');
+    expect((await inject('GET', `/v1/files/${p.upload_id}/content`, u.token)).statusCode).toBe(404);
+
+    // A client that goes away mid-PUT, after a PUT that succeeded: the same.
+    expect((await inject('PUT', pathOf(p.upload_url), undefined, randomBytes(1000))).statusCode).toBe(200);
+    const held = heldBody(randomBytes(500));
+    const aborted = t.services.files.receive(p.upload_id, tokenOf(p.upload_url), held.source);
+    await held.writing;
+    held.end(new Error('the client went away'));
+    await expect(aborted).rejects.toThrow('the client went away');
+    const again = await t.call('POST', `/v1/files/uploads/${p.upload_id}/complete`, { token: u.token });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('upload_incomplete');
+
+    const data = randomBytes(2000);
+    expect((await inject('PUT', pathOf(p.upload_url), undefined, data)).statusCode).toBe(200);
+    const done = await t.call('POST', `/v1/files/uploads/${p.upload_id}/complete`, { token: u.token });
+    expect(done.status).toBe(201);
+    const dl = await inject('GET', `/v1/files/${p.upload_id}/content`, u.token);
+    expect(dl.rawPayload.equals(data)).toBe(true);
+  });
+
   it('answers a wrong token like an unknown upload (404), and an expired one with 410', async () => {
     const p = await prepare();
     const wrong = p.upload_url.replace(/token=pdu_./, 'token=pdu_X');
@@ -334,13 +442,19 @@ describe('files: prepare → PUT → complete', () => {
   it('sweeps uploads never completed a day after their last change, bytes and all', async () => {
     const p = await prepare();
     await inject('PUT', pathOf(p.upload_url), undefined, randomBytes(300));
+    // One whose PUT never ended (its server stopped mid-write): still 'writing'.
+    const q = await prepare();
+    await inject('PUT', pathOf(q.upload_url), undefined, randomBytes(300));
+    await t.database.db.update(filesTable).set({ status: 'writing' }).where(eq(filesTable.id, q.upload_id));
     expect(await leftovers(p.upload_id)).toMatchObject({ rows: 1 });
     t.clock.advance(23 * 3600_000);
     await t.services.files.sweepAbandoned();
     expect(await leftovers(p.upload_id)).toMatchObject({ rows: 1 });
+    expect(await leftovers(q.upload_id)).toMatchObject({ rows: 1 });
     t.clock.advance(2 * 3600_000);
     await t.services.files.sweepAbandoned();
     expect(await leftovers(p.upload_id)).toEqual({ rows: 0, chunks: 0, onDisk: 0 });
+    expect(await leftovers(q.upload_id)).toEqual({ rows: 0, chunks: 0, onDisk: 0 });
   });
 });
 

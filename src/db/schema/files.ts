@@ -21,8 +21,11 @@ export const files = pgTable(
     teamId: teamIdColumn(),
     filename: text('filename').notNull(),
     contentType: text('content_type').notNull(),
-    /** pending: prepared, waiting for its bytes; uploaded: bytes in, waiting for complete; ready: usable. */
-    status: text('status', { enum: ['pending', 'uploaded', 'ready'] }).notNull(),
+    /**
+     * pending: prepared, waiting for its bytes; writing: one PUT is storing them;
+     * uploaded: bytes in, waiting for complete; ready: usable.
+     */
+    status: text('status', { enum: ['pending', 'writing', 'uploaded', 'ready'] }).notNull(),
     store: text('store', { enum: ['data_dir', 'database'] }).notNull(),
     sizeBytes: bigint('size_bytes', { mode: 'number' }),
     /** With a prepared upload: the size the client announced, checked when the bytes arrive. */

@@ -66,12 +66,39 @@ export async function listReadyFiles(
     .limit(limit);
 }
 
-export async function updateFile(db: DbOrTx, id: FileId, patch: FilePatch): Promise<FileRow | undefined> {
+/** System-only (by id alone): callers hold a row they read with its team, or made themselves. */
+export async function systemUpdateFile(
+  db: DbOrTx,
+  id: FileId,
+  patch: FilePatch,
+): Promise<FileRow | undefined> {
   return updateOne(db, files, eq(files.id, id), patch);
 }
 
-export async function deleteFile(db: DbOrTx, id: FileId): Promise<void> {
+/** System-only (by id alone): callers hold a row they read with its team, or made themselves. */
+export async function systemDeleteFile(db: DbOrTx, id: FileId): Promise<void> {
   await db.delete(files).where(eq(files.id, id));
+}
+
+/**
+ * System-only (by id alone): claims a prepared upload for one PUT, in one
+ * statement, so that of two PUTs (on any servers) or a PUT and a complete
+ * only one proceeds. Undefined when the upload is not pending or uploaded.
+ */
+export async function systemClaimUpload(db: DbOrTx, id: FileId, now: Date): Promise<FileRow | undefined> {
+  return updateOne(db, files, and(eq(files.id, id), inArray(files.status, ['pending', 'uploaded'])), {
+    status: 'writing',
+    updatedAt: now,
+  });
+}
+
+/** System-only (by id alone): ends the PUT that claimed the upload (only while it is still 'writing'). */
+export async function systemReleaseUpload(
+  db: DbOrTx,
+  id: FileId,
+  patch: FilePatch & { status: 'pending' | 'uploaded' },
+): Promise<FileRow | undefined> {
+  return updateOne(db, files, and(eq(files.id, id), eq(files.status, 'writing')), patch);
 }
 
 /** System-only: files never completed whose last change is older than `before` (the sweep's). */
@@ -79,7 +106,7 @@ export async function systemAbandonedUploads(db: DbOrTx, before: Date, limit: nu
   return db
     .select()
     .from(files)
-    .where(and(inArray(files.status, ['pending', 'uploaded']), lt(files.updatedAt, before)))
+    .where(and(inArray(files.status, ['pending', 'writing', 'uploaded']), lt(files.updatedAt, before)))
     .orderBy(files.updatedAt)
     .limit(limit);
 }

@@ -3,9 +3,11 @@ import { Body, Paginated, Timestamp } from '../../http/schemas.ts';
 
 /**
  * A file's name, as it will be called in a capsule's /workspace: one path
- * segment, no control characters, not "." or "..".
+ * segment, no control characters (C0, DEL, C1: \p{Cc}) or invisible format
+ * characters (\p{Cf}, such as U+202E, which makes a name read backwards),
+ * not "." or "..". A Unicode pattern: Ajv compiles patterns with the u flag too.
  */
-const FILENAME_PATTERN = '^(?!\\.{1,2}$)[^/\\\\\\u0000-\\u001f\\u007f]+$';
+const FILENAME_PATTERN = '^(?!\\.{1,2}$)[^/\\\\\\p{Cc}\\p{Cf}]+$';
 const FILENAME = new RegExp(FILENAME_PATTERN, 'u');
 const CONTENT_TYPE_PATTERN = '^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\\s*;[\\x20-\\x7e]*)?$';
 const CONTENT_TYPE = new RegExp(CONTENT_TYPE_PATTERN);
@@ -15,7 +17,7 @@ export function filenameProblem(name: string): string | undefined {
   if (name.length === 0) return 'is missing: give the file part a filename';
   if (name.length > 255) return 'is longer than 255 characters';
   if (!FILENAME.test(name))
-    return 'must be one path segment: no "/", "\\" or control characters, not "." or ".."';
+    return 'must be one path segment: no "/", "\\", control or format characters, not "." or ".."';
   return undefined;
 }
 
@@ -27,7 +29,7 @@ export const Filename = Type.String({
   minLength: 1,
   maxLength: 255,
   pattern: FILENAME_PATTERN,
-  description: 'one path segment: no "/", "\\" or control characters, not "." or ".."',
+  description: 'one path segment: no "/", "\\", control or format characters, not "." or ".."',
 });
 
 export const ContentType = Type.String({

@@ -17,7 +17,7 @@ import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
-import { type FileId, type FileStore, FileTooLargeError, type StoreKind } from './store.ts';
+import { type FileId, type FileStore, FileTooLargeError, type StoredBytes, type StoreKind } from './store.ts';
 import { fileView } from './views.ts';
 
 export type PrepareUploadInput = Static<typeof s.PrepareUploadBody>;
@@ -53,8 +53,6 @@ function fileId(raw: string, kind = 'file'): FileId {
  */
 export class FilesService {
   private sweepTimer: Timer | undefined;
-  /** Uploads being written by this process: a second PUT to the same one waits its turn (409). */
-  private readonly receiving = new Set<FileId>();
 
   constructor(
     private readonly db: Db,
@@ -83,7 +81,7 @@ export class FilesService {
     });
     const stored = await this.writeOrForget(id, input.source);
     const row = await this.db.transaction(async (tx) => {
-      const ready = await repo.updateFile(tx, id, {
+      const ready = await repo.systemUpdateFile(tx, id, {
         status: 'ready',
         sizeBytes: stored.sizeBytes,
         sha256: stored.sha256,
@@ -133,7 +131,7 @@ export class FilesService {
 
   private async forget(id: FileId, kind: StoreKind = this.stores.current): Promise<void> {
     await this.storeOf(kind).remove(id);
-    await repo.deleteFile(this.db, id);
+    await repo.systemDeleteFile(this.db, id);
   }
 
   private async recordCreated(
@@ -177,50 +175,73 @@ export class FilesService {
   /**
    * The PUT of a prepared upload's bytes. The token is checked before
    * anything else is said about the upload: a wrong one is a 404, as an
-   * unknown id is. A second PUT before complete replaces the bytes.
+   * unknown id is. The PUT claims the upload in the database ('writing'), so
+   * a second PUT or a complete meanwhile, on any server, is a 409. A later
+   * PUT before complete replaces the bytes; a PUT that fails leaves none
+   * (the upload is pending again, open for a retry).
    */
   async receive(rawId: string, token: string, source: AsyncIterable<Uint8Array>) {
     const id = fileId(rawId, 'upload');
-    const row = await repo.systemFindUpload(this.db, id);
-    if (!row || row.uploadTokenHash === null || !safeEqual(row.uploadTokenHash, this.hasher.hash(token)))
-      throw new NotFoundError('upload', rawId);
-    if (row.status === 'ready')
-      throw new ConflictError('upload_completed', `upload ${id} is completed; prepare a new one`);
-    if (row.uploadExpiresAt !== null && row.uploadExpiresAt <= this.ctx.clock.now())
-      throw new GoneError('upload_expired', `upload ${id} expired at ${row.uploadExpiresAt.toISOString()}`);
-    if (this.receiving.has(id))
-      throw new ConflictError(
-        'upload_in_progress',
-        `upload ${id} is receiving its bytes from another request`,
-      );
-    this.receiving.add(id);
+    const tokenHash = this.hasher.hash(token);
+    const row = this.checkUpload(await repo.systemFindUpload(this.db, id), rawId, tokenHash);
+    if (!(await repo.systemClaimUpload(this.db, id, this.ctx.clock.now()))) {
+      // Changed since it was read: explain it as it is now.
+      this.checkUpload(await repo.systemFindUpload(this.db, id), rawId, tokenHash);
+      throw uploadInProgress(id);
+    }
+    const store = this.storeOf(row.store);
+    let stored: StoredBytes;
     try {
-      const store = this.storeOf(row.store);
-      const stored = await store.write(id, source, this.options.maxBytes);
-      if (row.expectedBytes !== null && stored.sizeBytes !== row.expectedBytes) {
-        await store.remove(id);
-        await repo.updateFile(this.db, id, { status: 'pending', sizeBytes: null, sha256: null });
+      stored = await store.write(id, source, this.options.maxBytes);
+      if (row.expectedBytes !== null && stored.sizeBytes !== row.expectedBytes)
         throw new BadRequestError(
           'size_mismatch',
           `upload ${id} was prepared for ${row.expectedBytes} bytes but ${stored.sizeBytes} arrived`,
           { expected_bytes: row.expectedBytes, received_bytes: stored.sizeBytes },
         );
-      }
-      await repo.updateFile(this.db, id, {
-        status: 'uploaded',
-        sizeBytes: stored.sizeBytes,
-        sha256: stored.sha256,
+    } catch (err) {
+      // Whatever this or an earlier PUT stored goes: complete answers upload_incomplete until a PUT succeeds.
+      await store.remove(id);
+      await repo.systemReleaseUpload(this.db, id, {
+        status: 'pending',
+        sizeBytes: null,
+        sha256: null,
         updatedAt: this.ctx.clock.now(),
       });
-      return {
-        upload_id: id,
-        status: 'uploaded' as const,
-        size_bytes: stored.sizeBytes,
-        sha256: stored.sha256,
-      };
-    } finally {
-      this.receiving.delete(id);
+      throw err;
     }
+    const released = await repo.systemReleaseUpload(this.db, id, {
+      status: 'uploaded',
+      sizeBytes: stored.sizeBytes,
+      sha256: stored.sha256,
+      updatedAt: this.ctx.clock.now(),
+    });
+    if (!released) {
+      // Swept while it was written (a PUT that ran for over a day): nothing to keep the bytes for.
+      await store.remove(id);
+      throw new NotFoundError('upload', rawId);
+    }
+    return {
+      upload_id: id,
+      status: 'uploaded' as const,
+      size_bytes: stored.sizeBytes,
+      sha256: stored.sha256,
+    };
+  }
+
+  /** A prepared upload a PUT may write, or the error to answer (token first, so a wrong one learns nothing). */
+  private checkUpload(row: repo.FileRow | undefined, rawId: string, tokenHash: string): repo.FileRow {
+    if (!row || row.uploadTokenHash === null || !safeEqual(row.uploadTokenHash, tokenHash))
+      throw new NotFoundError('upload', rawId);
+    if (row.status === 'ready')
+      throw new ConflictError('upload_completed', `upload ${row.id} is completed; prepare a new one`);
+    if (row.uploadExpiresAt !== null && row.uploadExpiresAt <= this.ctx.clock.now())
+      throw new GoneError(
+        'upload_expired',
+        `upload ${row.id} expired at ${row.uploadExpiresAt.toISOString()}`,
+      );
+    if (row.status === 'writing') throw uploadInProgress(row.id);
+    return row;
   }
 
   /** Completes an upload whose bytes arrived: 201 with the file; again, 200 with the same file. */
@@ -235,6 +256,7 @@ export class FilesService {
       // A prepared upload keeps its expiry after completion; a file uploaded in one request has none.
       if (!row || row.uploadExpiresAt === null) throw new NotFoundError('upload', rawId);
       if (row.status === 'ready') return { created: false, file: fileView(row) };
+      if (row.status === 'writing') throw uploadInProgress(id);
       if (row.status === 'pending') {
         if (row.uploadExpiresAt !== null && row.uploadExpiresAt <= this.ctx.clock.now())
           throw new GoneError('upload_expired', `upload ${id} expired before its bytes arrived`);
@@ -243,7 +265,7 @@ export class FilesService {
           `upload ${id} has no bytes yet: PUT them to its upload_url first`,
         );
       }
-      const ready = await repo.updateFile(tx, id, {
+      const ready = await repo.systemUpdateFile(tx, id, {
         status: 'ready',
         uploadTokenHash: null,
         updatedAt: this.ctx.clock.now(),
@@ -286,7 +308,7 @@ export class FilesService {
     const teamId = this.team(principal, 'write');
     const row = await this.readyFile(teamId, rawId);
     await this.db.transaction(async (tx) => {
-      await repo.deleteFile(tx, row.id);
+      await repo.systemDeleteFile(tx, row.id);
       await this.events.record(tx, {
         teamId,
         type: 'file.deleted',
@@ -301,12 +323,11 @@ export class FilesService {
 
   // -- the sweep --------------------------------------------------------------
 
-  /** Removes uploads never completed (and their bytes) a day after their last change. */
+  /** Removes uploads never completed (and their bytes, even a PUT still writing) a day after their last change. */
   async sweepAbandoned(): Promise<number> {
     const before = new Date(this.ctx.clock.now().getTime() - ABANDONED_AFTER_MS);
     let removed = 0;
     for (const row of await repo.systemAbandonedUploads(this.db, before, 500)) {
-      if (this.receiving.has(row.id)) continue;
       await this.forget(row.id, row.store);
       removed += 1;
     }
@@ -325,6 +346,10 @@ export class FilesService {
     this.sweepTimer?.cancel();
     this.sweepTimer = undefined;
   }
+}
+
+function uploadInProgress(id: FileId): ConflictError {
+  return new ConflictError('upload_in_progress', `upload ${id} is receiving its bytes from another request`);
 }
 
 export function invalidFilename(reason: string): ValidationError {
