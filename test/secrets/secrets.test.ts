@@ -70,12 +70,26 @@ describe('secrets', () => {
     expect(got.body.value).toBe('••••••••');
   });
 
+  it('takes a name of 200 characters and a value of 32 768', async () => {
+    const name = `N${secretName()}`.padEnd(200, 'X');
+    const v = value('long').padEnd(32_768, 'z');
+    const res = await call('POST', '/v1/secrets', { body: { name, value: v } });
+    expect(res.status).toBe(201);
+    const opened = await t.services.secrets.forAgent(u.team.id as never, 'agt_none' as never);
+    expect(opened).toContainEqual({ name, value: v });
+  });
+
   it('refuses names that are not env-var-shaped, short values and unknown fields with 400', async () => {
     for (const body of [
       { name: 'lower_case', value: 'abcdef' },
       { name: '9LIVES', value: 'abcdef' },
       { name: 'HAS-DASH', value: 'abcdef' },
       { name: 'OK_NAME', value: 'abc' },
+      // The capsule's rule (sandboxes/envs.ts): the loader reads LD_*; names up to 200, values up to 32 768.
+      { name: 'LD_PRELOAD', value: 'abcdef' },
+      { name: `N${'A'.repeat(200)}`, value: 'abcdef' },
+      { name: 'OK_NAME', value: 'v'.repeat(32_769) },
+      { name: 'OK_NAME', value: 'nul\u0000here' },
       { name: 'OK_NAME', value: 'abcdef', extra: 1 },
       { name: 'OK_NAME' },
     ]) {
