@@ -135,6 +135,18 @@ describe('secrets', () => {
     expect(listedNames).not.toContain(onlyB.name);
   });
 
+  it('answers ?agent_id= that is no live agent of the team with 404, malformed or unknown', async () => {
+    await createSecret();
+    const theirs = await createAgent(t, other.token);
+    const gone = await createAgent(t, u.token);
+    expect((await call('DELETE', `/v1/agents/${gone.id}`)).status).toBe(204);
+    for (const agentId of ['not-an-id', 'agt_00000000000000000000000000', theirs.id, gone.id]) {
+      const res = await call('GET', '/v1/secrets', { query: { agent_id: agentId } });
+      expect(res.status, agentId).toBe(404);
+      expect(res.body.error).toMatchObject({ code: 'not_found', details: { kind: 'agent', id: agentId } });
+    }
+  });
+
   it('refuses agent_ids that name no agent of the team, and scope rules that contradict', async () => {
     const mine = await createAgent(t, u.token);
     const theirs = await createAgent(t, other.token);
