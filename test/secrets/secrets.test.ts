@@ -275,7 +275,29 @@ describe('secrets', () => {
       .orderBy(events.id);
     expect(rows.map((e) => e.type)).toEqual(['secret.created', 'secret.updated', 'secret.deleted']);
     expect(rows[1]!.data).toMatchObject({ changed_fields: ['value'] });
-    const everything = JSON.stringify(rows) + responses.join('\n');
+    // Every event row of the test database, and every response of this file.
+    const all = await t.database.db.select().from(events);
+    expect(all.length).toBeGreaterThan(rows.length);
+    const everything = JSON.stringify(all) + responses.join('\n');
     for (const v of values) expect(everything).not.toContain(v);
+  });
+
+  it('binds a sealed value to its row: copied into another secret, it does not open', async () => {
+    const team = await t.signup({ name: 'Sealer' });
+    const from = await call('POST', '/v1/secrets', {
+      token: team.token,
+      body: { name: secretName(), value: value('moved') },
+    });
+    const to = await call('POST', '/v1/secrets', {
+      token: team.token,
+      body: { name: secretName(), value: value('kept') },
+    });
+    const db = t.database.db;
+    const [source] = await db.select().from(secretsTable).where(eq(secretsTable.id, from.body.id));
+    await db
+      .update(secretsTable)
+      .set({ sealedValue: source!.sealedValue })
+      .where(eq(secretsTable.id, to.body.id));
+    await expect(t.services.secrets.forAgent(team.team.id as never, 'agt_none' as never)).rejects.toThrow();
   });
 });
