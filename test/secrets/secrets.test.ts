@@ -70,12 +70,26 @@ describe('secrets', () => {
     expect(got.body.value).toBe('••••••••');
   });
 
+  it('takes a name of 200 characters and a value of 32 768', async () => {
+    const name = `N${secretName()}`.padEnd(200, 'X');
+    const v = value('long').padEnd(32_768, 'z');
+    const res = await call('POST', '/v1/secrets', { body: { name, value: v } });
+    expect(res.status).toBe(201);
+    const opened = await t.services.secrets.forAgent(u.team.id as never, 'agt_none' as never);
+    expect(opened).toContainEqual({ name, value: v });
+  });
+
   it('refuses names that are not env-var-shaped, short values and unknown fields with 400', async () => {
     for (const body of [
       { name: 'lower_case', value: 'abcdef' },
       { name: '9LIVES', value: 'abcdef' },
       { name: 'HAS-DASH', value: 'abcdef' },
       { name: 'OK_NAME', value: 'abc' },
+      // The capsule's rule (sandboxes/envs.ts): the loader reads LD_*; names up to 200, values up to 32 768.
+      { name: 'LD_PRELOAD', value: 'abcdef' },
+      { name: `N${'A'.repeat(200)}`, value: 'abcdef' },
+      { name: 'OK_NAME', value: 'v'.repeat(32_769) },
+      { name: 'OK_NAME', value: 'nul\u0000here' },
       { name: 'OK_NAME', value: 'abcdef', extra: 1 },
       { name: 'OK_NAME' },
     ]) {
@@ -119,6 +133,18 @@ describe('secrets', () => {
     const listedNames = listed.body.data.map((s: Json) => s.name);
     expect(listedNames).toEqual(expect.arrayContaining([shared.name, onlyA.name]));
     expect(listedNames).not.toContain(onlyB.name);
+  });
+
+  it('answers ?agent_id= that is no live agent of the team with 404, malformed or unknown', async () => {
+    await createSecret();
+    const theirs = await createAgent(t, other.token);
+    const gone = await createAgent(t, u.token);
+    expect((await call('DELETE', `/v1/agents/${gone.id}`)).status).toBe(204);
+    for (const agentId of ['not-an-id', 'agt_00000000000000000000000000', theirs.id, gone.id]) {
+      const res = await call('GET', '/v1/secrets', { query: { agent_id: agentId } });
+      expect(res.status, agentId).toBe(404);
+      expect(res.body.error).toMatchObject({ code: 'not_found', details: { kind: 'agent', id: agentId } });
+    }
   });
 
   it('refuses agent_ids that name no agent of the team, and scope rules that contradict', async () => {
@@ -249,7 +275,29 @@ describe('secrets', () => {
       .orderBy(events.id);
     expect(rows.map((e) => e.type)).toEqual(['secret.created', 'secret.updated', 'secret.deleted']);
     expect(rows[1]!.data).toMatchObject({ changed_fields: ['value'] });
-    const everything = JSON.stringify(rows) + responses.join('\n');
+    // Every event row of the test database, and every response of this file.
+    const all = await t.database.db.select().from(events);
+    expect(all.length).toBeGreaterThan(rows.length);
+    const everything = JSON.stringify(all) + responses.join('\n');
     for (const v of values) expect(everything).not.toContain(v);
+  });
+
+  it('binds a sealed value to its row: copied into another secret, it does not open', async () => {
+    const team = await t.signup({ name: 'Sealer' });
+    const from = await call('POST', '/v1/secrets', {
+      token: team.token,
+      body: { name: secretName(), value: value('moved') },
+    });
+    const to = await call('POST', '/v1/secrets', {
+      token: team.token,
+      body: { name: secretName(), value: value('kept') },
+    });
+    const db = t.database.db;
+    const [source] = await db.select().from(secretsTable).where(eq(secretsTable.id, from.body.id));
+    await db
+      .update(secretsTable)
+      .set({ sealedValue: source!.sealedValue })
+      .where(eq(secretsTable.id, to.body.id));
+    await expect(t.services.secrets.forAgent(team.team.id as never, 'agt_none' as never)).rejects.toThrow();
   });
 });

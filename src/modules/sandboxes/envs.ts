@@ -11,15 +11,15 @@ import { Type } from 'typebox';
  * the dynamic loader reads LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT … in every
  * process it starts, so no caller may set them anywhere.
  */
-const ENV_NAME_PATTERN = '^(?!LD_)[A-Z_][A-Z0-9_]*$';
+export const ENV_NAME_PATTERN = '^(?!LD_)[A-Z_][A-Z0-9_]*$';
 const ENV_NAME = new RegExp(ENV_NAME_PATTERN);
-const MAX_NAME_LENGTH = 200;
-const MAX_VALUE_LENGTH = 32_768;
+export const MAX_NAME_LENGTH = 200;
+export const MAX_VALUE_LENGTH = 32_768;
 const MAX_ENVS = 200;
 /** Names and values together: the kernel refuses to start a process whose environment is much larger. */
 export const MAX_ENVS_BYTES = 256 * 1024;
 
-const NAME_RULE = 'upper-case letters, digits and "_", not starting with a digit, and not LD_*';
+export const NAME_RULE = 'upper-case letters, digits and "_", not starting with a digit, and not LD_*';
 
 export const EnvsSchema = Type.Record(Type.String(), Type.String({ maxLength: MAX_VALUE_LENGTH }), {
   maxProperties: MAX_ENVS,

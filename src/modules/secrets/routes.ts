@@ -34,7 +34,7 @@ export function registerSecretRoutes(app: App, secrets: SecretsService): void {
         tags,
         summary: "The team's secrets, newest first, values redacted (?agent_id= the ones that agent gets)",
         querystring: s.SecretListQuery,
-        response: { 200: s.Secrets, ...errorResponses() },
+        response: { 200: s.Secrets, ...errorResponses(404) },
       },
     },
     async (request) => secrets.list(principalOf(request), request.query),

@@ -1,21 +1,24 @@
 import { Type } from 'typebox';
 import { Body, Paginated, Timestamp } from '../../http/schemas.ts';
+import { ENV_NAME_PATTERN, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, NAME_RULE } from '../sandboxes/envs.ts';
 
-/** Env-var-shaped, as the tool processes receive them (Vonzio's rule). */
+/** The capsule's rule for environment variables, as the tool processes receive them. */
 export const SecretName = Type.String({
   minLength: 1,
-  maxLength: 128,
-  pattern: '^[A-Z_][A-Z0-9_]*$',
-  description: 'the environment variable the value is set as, e.g. DATABASE_URL',
+  maxLength: MAX_NAME_LENGTH,
+  pattern: ENV_NAME_PATTERN,
+  description: `the environment variable the value is set as, e.g. DATABASE_URL: ${NAME_RULE}`,
 });
 
 /**
  * At least 4 characters: the runner replaces every value it finds in tool
- * output, and a shorter one would blank out ordinary text.
+ * output, and a shorter one would blank out ordinary text. At most what a
+ * capsule process may be given in one variable, and no NUL (envs.ts).
  */
 export const SecretValue = Type.String({
   minLength: 4,
-  maxLength: 65_536,
+  maxLength: MAX_VALUE_LENGTH,
+  pattern: '^[^\\u0000]*$',
   description:
     'sealed at rest; never shown again, and replaced by [secret:NAME] wherever it appears in tool output',
 });

@@ -119,8 +119,13 @@ export class SecretsService {
   async list(principal: Principal, query: SecretListInput) {
     const teamId = this.team(principal, 'read');
     const agentId = query.agent_id;
-    // An id that is no agent id gets no secrets, as an unknown agent does.
-    if (agentId !== undefined && !isId(agentId, 'agt')) return { data: [], next_cursor: null };
+    // An id that is no live agent of the team (malformed, unknown, another
+    // team's or deleted) is a 404, rather than the list of `all` secrets.
+    if (
+      agentId !== undefined &&
+      (!isId(agentId, 'agt') || (await this.unknownAgents(this.db, teamId, [agentId])).length > 0)
+    )
+      throw new NotFoundError('agent', agentId);
     return pageOf(
       query,
       (cursor, rows) => repo.listSecrets(this.db, teamId, agentId ? { agentId } : {}, cursor, rows),
