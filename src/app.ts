@@ -1,3 +1,6 @@
+// One file over 400 lines: the composition root. It builds every module's
+// service with the ports it needs, in the one order their dependencies allow,
+// then registers routes and lifecycle hooks; split, that order would be scattered.
 import path from 'node:path';
 import fastifyCookie from '@fastify/cookie';
 import fastifyMultipart from '@fastify/multipart';

@@ -1,3 +1,6 @@
+// One file over 400 lines: the routing plan is one algorithm over one settled
+// config (the chain per model, the route cached per bindings, keys ordered by
+// load balancing and preference, the plan cut to the retry budget).
 import type { Static } from 'typebox';
 import type { ProviderKeyId } from '../../core/ids.ts';
 import type { RoutingOverride as AgentRoutingOverride } from '../agents/schemas.ts';

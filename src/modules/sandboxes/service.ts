@@ -1,3 +1,6 @@
+// One file over 400 lines: CapsulesService is the sandboxes module's façade;
+// create (placement, spares), the lifecycle moves, reads, waits and recovery
+// all go through the same state machine and host map.
 import { SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
