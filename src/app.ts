@@ -192,7 +192,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // Agents ask providers whether a key exists (providers is made below).
   const providerKeyExists: ProviderKeyExists = (teamId, keyId, provider) =>
     providers.exists(teamId, keyId, provider);
-  const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, providerKeyExists);
+  // Agents' definitions pin environment versions and name files (both made below).
+  const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, providerKeyExists, {
+    pinEnvironment: (teamId, asked) => environments.pin(teamId, asked),
+    unknownFiles: (teamId, ids) => files.unknownFileIds(teamId, ids),
+  });
   // -- module services (add new modules here) --
   const runs = new RunsService(
     db,

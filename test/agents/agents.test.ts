@@ -198,6 +198,10 @@ describe('creating an agent', () => {
         asked.push(keyId);
         return known.has(`${provider}:${keyId}`);
       },
+      {
+        pinEnvironment: (teamId, asked) => t.services.environments.pin(teamId, asked),
+        unknownFiles: (teamId, ids) => t.services.files.unknownFileIds(teamId, ids),
+      },
     );
     const principal = await t.services.auth.authenticateSession(u.token);
     const ok = await service.create(principal, {

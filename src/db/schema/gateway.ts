@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { AgentId, Id, PolicyId, ProviderKeyId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
-import { namedTeamRow } from './identity.ts';
+import { namedTeamRow, teamIdColumn } from './identity.ts';
 
 type LedgerEntryId = Id<'led'>;
 
@@ -283,4 +283,27 @@ export const approvals = pgTable(
     createdAt: ts('created_at').notNull(),
   },
   (t) => [index('approvals_team_idx').on(t.teamId, t.id), index('approvals_run_idx').on(t.runId)],
+);
+
+/**
+ * An agent's definition as it was at one version: immutable, numbered per
+ * agent. A change to what the agent runs (model, prompt, tools, limits,
+ * environment …) makes the next one; tasks run a version.
+ */
+export const agentVersions = pgTable(
+  'agent_versions',
+  {
+    id: text('id').primaryKey().$type<Id<'agtv'>>(),
+    agentId: text('agent_id')
+      .notNull()
+      .references(() => agents.id)
+      .$type<AgentId>(),
+    teamId: teamIdColumn(),
+    version: integer('version').notNull(),
+    /** The definition (snake_case, as the API shows it), its environment version pinned. */
+    definition: jsonb('definition').$type<Record<string, unknown>>().notNull(),
+    createdBy: text('created_by'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [uniqueIndex('agent_versions_agent_version_key').on(t.agentId, t.version)],
 );

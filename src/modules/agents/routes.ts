@@ -117,4 +117,72 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
     },
     async (request) => agents.rotateKey(principalOf(request), agentIdOf(request.params.id)),
   );
+
+  app.get(
+    '/v1/agents/:id/versions',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'The versions of the agent’s definition, newest first',
+        params: IdParams,
+        querystring: s.VersionsQuery,
+        response: { 200: s.AgentVersions, ...errorResponses(404) },
+      },
+    },
+    async (request) => agents.versionList(principalOf(request), agentIdOf(request.params.id), request.query),
+  );
+
+  app.get(
+    '/v1/agents/:id/versions/diff',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'What changed between two versions: each field that differs, with both values',
+        params: IdParams,
+        querystring: s.DiffQuery,
+        response: { 200: s.AgentVersionDiff, ...errorResponses(404) },
+      },
+    },
+    async (request) =>
+      agents.versionDiff(
+        principalOf(request),
+        agentIdOf(request.params.id),
+        Number(request.query.from),
+        Number(request.query.to),
+      ),
+  );
+
+  app.get(
+    '/v1/agents/:id/versions/:n',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'One version of the agent’s definition, its environment version pinned',
+        params: s.AgentVersionParams,
+        response: { 200: s.AgentVersion, ...errorResponses(404) },
+      },
+    },
+    async (request) => agents.version(principalOf(request), agentIdOf(request.params.id), request.params.n),
+  );
+
+  app.post(
+    '/v1/agents/:id/fork',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'A new agent with this one’s policy, bindings and current definition, and a key of its own',
+        params: IdParams,
+        body: Type.Optional(s.ForkAgentBody),
+        response: { 201: s.AgentWithKey, ...errorResponses(404) },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .status(201)
+        .send(await agents.fork(principalOf(request), agentIdOf(request.params.id), request.body ?? {})),
+  );
 }

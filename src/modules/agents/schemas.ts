@@ -8,6 +8,7 @@ import {
   RoutingPreference,
   TimeoutMs,
 } from '../policies/spec.ts';
+import { DefinitionFields, DefinitionSchema } from './definition.ts';
 
 /** Names travel in URLs (/by-name/{name}): no slashes, no blank ends. */
 export const AgentName = Type.String({
@@ -66,6 +67,7 @@ const AllowedPolicies = Nullable(
 );
 
 const fields = {
+  ...DefinitionFields,
   description: Type.Optional(Description),
   allowed_policies: Type.Optional(AllowedPolicies),
   provider_keys: Type.Optional(ProviderKeys),
@@ -107,6 +109,8 @@ export const Agent = Type.Object({
   routing_override: RoutingOverride,
   metadata: Type.Record(Type.String(), Type.Unknown()),
   api_key_prefix: Type.String({ description: 'the first characters of the agent key, for recognising it' }),
+  version: Type.Integer({ description: 'the current version of its definition' }),
+  ...DefinitionSchema.properties,
   created_by: Nullable(Type.String()),
   created_at: Timestamp,
   updated_at: Timestamp,
@@ -132,6 +136,40 @@ export const AgentListQuery = Type.Object(
   { additionalProperties: false },
 );
 export const AgentNameParams = Type.Object({ name: AgentName });
+
+export const AgentVersionParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 100 }),
+  n: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+});
+export const AgentVersion = Type.Object({
+  agent_id: Type.String(),
+  version: Type.Integer(),
+  ...DefinitionSchema.properties,
+  created_by: Nullable(Type.String()),
+  created_at: Timestamp,
+});
+export const AgentVersions = Paginated(AgentVersion);
+export const VersionsQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
+    cursor: Type.Optional(Type.String({ maxLength: 400 })),
+  },
+  { additionalProperties: false },
+);
+export const DiffQuery = Type.Object(
+  {
+    from: Type.String({ pattern: '^[1-9][0-9]{0,6}$', description: 'a version number' }),
+    to: Type.String({ pattern: '^[1-9][0-9]{0,6}$', description: 'a version number' }),
+  },
+  { additionalProperties: false },
+);
+export const AgentVersionDiff = Type.Object({
+  agent_id: Type.String(),
+  from: Type.Integer(),
+  to: Type.Integer(),
+  changes: Type.Array(Type.Object({ field: Type.String(), from: Type.Unknown(), to: Type.Unknown() })),
+});
+export const ForkAgentBody = Body({ name: Type.Optional(AgentName) });
 
 export const AgentMe = Type.Object(
   {

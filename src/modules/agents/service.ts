@@ -20,8 +20,16 @@ import { actorOf, managedTeam, type Principal, type Scope } from '../identity/pr
 import type { PoliciesService } from '../policies/service.ts';
 import { actorLabel } from '../policies/service.ts';
 import { type ProviderName, sameJson } from '../policies/spec.ts';
+import { changedFields, sendsDefinition } from './definition.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
+import {
+  AgentVersions,
+  composeDefinition,
+  type DefinitionPorts,
+  definitionOf,
+  type PinnedEnvironment,
+} from './versions.ts';
 import { type AgentView, agentView, COLUMN_FIELDS, columnsOf } from './views.ts';
 
 export type AgentRow = repo.AgentRow;
@@ -102,6 +110,7 @@ export function remapBindings(
 export class AgentsService {
   private readonly agentCache = new ReadThroughCache<AgentRow | undefined>(CACHE);
   private readonly keyCache = new ReadThroughCache<AgentRow>(CACHE);
+  private readonly versions: AgentVersions;
 
   constructor(
     private readonly db: Db,
@@ -110,7 +119,10 @@ export class AgentsService {
     private readonly events: EventsService,
     private readonly policies: PolicyReferences,
     private readonly providerKeyExists: ProviderKeyExists,
-  ) {}
+    definitionPorts: DefinitionPorts,
+  ) {
+    this.versions = new AgentVersions(db, definitionPorts);
+  }
 
   /** Agents are managed by people and team keys; an agent key cannot manage agents. */
   private team(principal: Principal, need: Scope): TeamId {
@@ -325,6 +337,7 @@ export class AgentsService {
   async create(principal: Principal, input: CreateAgentInput) {
     const teamId = this.team(principal, 'write');
     const checked = await this.withCheckedBindings(teamId, input);
+    const pinned = await this.versions.references(teamId, input);
     const wanted = input.name;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -333,7 +346,7 @@ export class AgentsService {
           const taken = await repo.namesLike(tx, teamId, wanted);
           let name = wanted;
           for (let n = 2; taken.has(name); n++) name = `${wanted}-${n}`;
-          return this.insert(tx, principal, teamId, { ...checked, name });
+          return this.insert(tx, principal, teamId, { ...checked, name }, pinned);
         });
         const note =
           row.name === wanted
@@ -352,9 +365,11 @@ export class AgentsService {
     principal: Principal,
     teamId: TeamId,
     input: repo.WithBindings<CreateAgentInput>,
+    pinned: PinnedEnvironment | undefined,
   ) {
     const apiKey = generateToken('pda');
     const now = this.ctx.clock.now();
+    const definition = composeDefinition(input, undefined, pinned);
     const row = await repo.insertAgent(tx, {
       id: newId('agt'),
       teamId,
@@ -369,10 +384,14 @@ export class AgentsService {
       // The key is stored only as its HMAC; the prefix lets people recognise it.
       keyPrefix: tokenDisplayPrefix(apiKey),
       keyHash: this.hasher.hash(apiKey),
+      definition: definition as unknown as Record<string, unknown>,
+      environmentId: definition.environment_id,
+      currentVersion: 1,
       createdBy: actorLabel(principal),
       createdAt: now,
       updatedAt: now,
     });
+    await this.versions.write(tx, principal, row, 1, definition);
     await this.events.record(tx, {
       teamId,
       type: 'agent.created',
@@ -414,6 +433,7 @@ export class AgentsService {
     sent: UpdateAgentInput,
   ): Promise<AgentRow> {
     const input = await this.withCheckedBindings(teamId, sent);
+    const pinned = await this.versions.references(teamId, sent);
     let agentId: string | undefined;
     try {
       return await this.db.transaction(async (tx) => {
@@ -424,9 +444,19 @@ export class AgentsService {
         if (!row) throw new NotFoundError('agent', 'id' in which ? which.id : which.name);
         agentId = row.id;
         const patch = columnsOf(input);
-        const changed = COLUMN_FIELDS.filter(([col]) => col in patch && !sameJson(patch[col], row[col])).map(
-          ([, field]) => field,
-        );
+        const changed: string[] = COLUMN_FIELDS.filter(
+          ([col]) => col in patch && !sameJson(patch[col], row[col]),
+        ).map(([, field]) => field);
+        // A change to what the agent runs makes its next version.
+        const current = definitionOf(row);
+        const next = sendsDefinition(sent) ? composeDefinition(sent, current, pinned) : current;
+        const defChanged = changedFields(current, next);
+        if (defChanged.length > 0) {
+          patch.definition = next as unknown as Record<string, unknown>;
+          patch.environmentId = next.environment_id;
+          patch.currentVersion = row.currentVersion + 1;
+          changed.push(...defChanged);
+        }
         if (changed.length === 0) return row;
         await this.checkPolicies(
           tx,
@@ -441,6 +471,10 @@ export class AgentsService {
           ...patch,
           updatedAt: this.ctx.clock.now(),
         }))!;
+        if (defChanged.length > 0) {
+          await this.versions.backfillFirst(tx, row);
+          await this.versions.write(tx, principal, updated, updated.currentVersion, next);
+        }
         const disabled = row.status === 'active' && updated.status === 'disabled';
         const actor = actorOf(principal);
         if (disabled) {
@@ -502,11 +536,12 @@ export class AgentsService {
         }
         const { status: _ignored, ...sent } = input;
         const fields = await this.withCheckedBindings(teamId, sent);
+        const pinned = await this.versions.references(teamId, sent);
         const policyId = input.policy_id;
         const { row, apiKey } = await this.db.transaction(async (tx) => {
           await this.checkPolicies(tx, teamId, policyId, fields.allowed_policies);
           if (await repo.findAgentByName(tx, teamId, name)) throw nameTaken(name);
-          return this.insert(tx, principal, teamId, { ...fields, name, policy_id: policyId });
+          return this.insert(tx, principal, teamId, { ...fields, name, policy_id: policyId }, pinned);
         });
         return { created: true, agent: { ...agentView(row), api_key: apiKey } };
       } catch (err) {
@@ -518,6 +553,52 @@ export class AgentsService {
         if (!raced || attempt >= 2) throw err;
       }
     }
+  }
+
+  // -- versions and forks ------------------------------------------------------
+
+  private async live(principal: Principal, id: AgentId): Promise<AgentRow> {
+    const row = await repo.findAgent(this.db, this.team(principal, 'read'), id);
+    if (!row) throw new NotFoundError('agent', id);
+    return row;
+  }
+
+  async versionList(principal: Principal, id: AgentId, query: PageQuery) {
+    return this.versions.list(await this.live(principal, id), query);
+  }
+
+  async version(principal: Principal, id: AgentId, n: number) {
+    return this.versions.get(await this.live(principal, id), n);
+  }
+
+  async versionDiff(principal: Principal, id: AgentId, from: number, to: number) {
+    return this.versions.diff(await this.live(principal, id), from, to);
+  }
+
+  /**
+   * A new agent of the team with this one's policy, bindings, routing,
+   * metadata and current definition (its version 1), and a key of its own.
+   * The name defaults to "<name>-fork" (suffixed like a create when taken).
+   */
+  async fork(principal: Principal, id: AgentId, input: { name?: string }) {
+    const teamId = this.team(principal, 'write');
+    const source = await repo.findAgent(this.db, teamId, id);
+    if (!source) throw new NotFoundError('agent', id);
+    const definition = definitionOf(source);
+    const wanted = input.name ?? `${source.name.slice(0, 95)}-fork`;
+    const { environment_id, environment_version_id, environment_version, ...copied } = definition;
+    return this.create(principal, {
+      name: wanted,
+      policy_id: source.policyId,
+      description: source.description,
+      allowed_policies: source.allowedPolicies,
+      provider_keys: source.providerKeys as ProviderKeys,
+      routing_override: source.routingOverride as Static<typeof s.RoutingOverride>,
+      metadata: source.metadata,
+      ...copied,
+      // The fork pins what the source pins.
+      environment_version_id,
+    });
   }
 
   /** Soft delete: the agent leaves lists and its key stops working at once. */

@@ -1,6 +1,7 @@
 import type { Static } from 'typebox';
 import type { AgentPatch, AgentRow, WithBindings } from './repo.ts';
 import type * as s from './schemas.ts';
+import { definitionOf } from './versions.ts';
 
 // The JSON an agent is answered as, and how an input maps onto its columns.
 
@@ -20,6 +21,8 @@ export function agentView(a: AgentRow) {
     routing_override: (a.routingOverride ?? null) as Static<typeof s.RoutingOverride>,
     metadata: a.metadata,
     api_key_prefix: a.keyPrefix,
+    version: a.currentVersion,
+    ...definitionOf(a),
     created_by: a.createdBy,
     created_at: a.createdAt.toISOString(),
     updated_at: a.updatedAt.toISOString(),

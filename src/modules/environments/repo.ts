@@ -114,6 +114,18 @@ export async function findVersion(
   return row;
 }
 
+export async function findVersionById(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: EnvironmentVersionId,
+): Promise<VersionRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(environmentVersions)
+    .where(and(eq(environmentVersions.teamId, teamId), eq(environmentVersions.id, id)));
+  return row;
+}
+
 /** The versions of an environment, newest first; `before` is a version number. */
 export async function listVersions(
   db: DbOrTx,

@@ -321,6 +321,61 @@ export class EnvironmentsService {
     });
   }
 
+  /**
+   * For agents: the environment version a definition pins — the version named
+   * (`environment_version_id`), or the current version of the environment
+   * named. An archived environment takes no new pins; a 400 names what is wrong.
+   */
+  async pin(
+    teamId: TeamId,
+    asked: { environment_id?: string; environment_version_id?: string },
+  ): Promise<{ environment_id: string; environment_version_id: string; environment_version: number }> {
+    const invalid = (message: string) =>
+      new BadRequestError('invalid_environment', message, {
+        ...(asked.environment_id !== undefined ? { environment_id: asked.environment_id } : {}),
+        ...(asked.environment_version_id !== undefined
+          ? { environment_version_id: asked.environment_version_id }
+          : {}),
+      });
+    const platformPin = (p: EnvironmentView) => ({
+      environment_id: p.id,
+      environment_version_id: p.current_version.id,
+      environment_version: 1,
+    });
+    if (asked.environment_version_id !== undefined) {
+      const vid = asked.environment_version_id;
+      const platform = PLATFORM_ENVIRONMENTS.find((e) => e.current_version.id === vid);
+      let pinned: { environment_id: string; environment_version_id: string; environment_version: number };
+      if (platform) pinned = platformPin(platform);
+      else {
+        const v = isId(vid, 'envv') ? await repo.findVersionById(this.db, teamId, vid) : undefined;
+        if (!v) throw invalid(`${vid} is not an environment version of this team`);
+        const env = await repo.findEnvironment(this.db, teamId, v.environmentId);
+        if (!env || env.archivedAt) throw invalid(`the environment of ${vid} is archived`);
+        pinned = {
+          environment_id: v.environmentId,
+          environment_version_id: v.id,
+          environment_version: v.version,
+        };
+      }
+      if (asked.environment_id !== undefined && asked.environment_id !== pinned.environment_id)
+        throw invalid(`${vid} is a version of ${pinned.environment_id}, not of ${asked.environment_id}`);
+      return pinned;
+    }
+    const id = asked.environment_id ?? 'env_minimal';
+    const platform = platformEnvironment(id);
+    if (platform) return platformPin(platform);
+    const env = isId(id, 'env') ? await repo.findEnvironment(this.db, teamId, id) : undefined;
+    if (!env) throw invalid(`${id} is not an environment of this team`);
+    if (env.archivedAt) throw invalid(`environment ${id} is archived`);
+    const current = (await repo.findVersion(this.db, teamId, env.id, env.currentVersion))!;
+    return {
+      environment_id: env.id,
+      environment_version_id: current.id,
+      environment_version: current.version,
+    };
+  }
+
   // -- versions -----------------------------------------------------------------
 
   async versions(principal: Principal, id: string, query: PageQuery) {

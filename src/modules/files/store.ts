@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -81,15 +81,17 @@ export class DataDirStore implements FileStore {
     // Its own temporary name: two uploads to one prepared file never write into the same file.
     const partial = `${target}.${randomBytes(6).toString('hex')}.part`;
     const m = meter();
+    // Opened here, before the stream: a stream destroyed while its own open
+    // was still pending would create the file after the rm below.
+    const handle = await open(partial, 'w');
     try {
-      await pipeline(
-        Readable.from(metered(source, maxBytes, m)),
-        createWriteStream(partial, { flush: true }),
-      );
+      await pipeline(Readable.from(metered(source, maxBytes, m)), handle.createWriteStream());
       await rename(partial, target);
     } catch (err) {
       await rm(partial, { force: true });
       throw err;
+    } finally {
+      await handle.close().catch(() => undefined);
     }
     return { sizeBytes: m.sizeBytes, sha256: m.hash.digest('hex') };
   }

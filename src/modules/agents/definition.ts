@@ -1,0 +1,183 @@
+import { type Static, Type } from 'typebox';
+import { Nullable } from '../../http/schemas.ts';
+import { Hostname } from '../sandboxes/schemas.ts';
+
+// What an agent runs: its definition. A change to any of these fields makes
+// the agent's next immutable version (versions.ts); name, description,
+// metadata, policy and provider keys are the gateway identity and change in place.
+
+/** The built-in tools a task's agent may be given (they run in its capsule). */
+export const BUILT_IN_TOOLS = [
+  'bash',
+  'read_file',
+  'write_file',
+  'edit_file',
+  'list_files',
+  'grep',
+  'submit_result',
+] as const;
+
+const OutputPolicy = Type.Union(
+  [
+    Type.Object({ mode: Type.Literal('any') }, { additionalProperties: false }),
+    Type.Object({ mode: Type.Literal('none') }, { additionalProperties: false }),
+    Type.Object({ mode: Type.Literal('at_least_one') }, { additionalProperties: false }),
+    Type.Object(
+      {
+        mode: Type.Literal('named'),
+        files: Type.Array(
+          Type.Object(
+            {
+              name: Type.String({ minLength: 1, maxLength: 255, pattern: '^(?!\\.{1,2}$)[^/\\\\]+$' }),
+              description: Type.Optional(Type.String({ maxLength: 1000 })),
+            },
+            { additionalProperties: false },
+          ),
+          { minItems: 1, maxItems: 50 },
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  {
+    description:
+      'which files the task must leave in /workspace/outputs: any, none, at least one, or these names',
+  },
+);
+
+/** The definition's fields as a request sends them (all optional: defaults fill the rest). */
+export const DefinitionFields = {
+  model: Type.Optional(
+    Nullable(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        pattern: '^[A-Za-z0-9][A-Za-z0-9._:/@-]*$',
+        description:
+          'a full model id, or a family alias (sonnet, opus, haiku, gpt-…) resolved when a task runs',
+      }),
+    ),
+  ),
+  system_prompt: Type.Optional(Nullable(Type.String({ maxLength: 200_000 }))),
+  effort: Type.Optional(Nullable(Type.Enum(['low', 'medium', 'high', 'max']))),
+  tools: Type.Optional(
+    Type.Array(Type.Enum([...BUILT_IN_TOOLS]), {
+      uniqueItems: true,
+      description: 'the built-in tools the agent may use (default: all)',
+    }),
+  ),
+  max_turns: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  max_budget_usd: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 100_000 }))),
+  timeout_sec: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400 })),
+  concurrency_limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  setup_commands: Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 10_000 }), { maxItems: 50 }),
+  ),
+  egress: Type.Optional(
+    Type.Array(Hostname, { maxItems: 100, uniqueItems: true, description: 'hosts its capsule may reach' }),
+  ),
+  environment_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  environment_version_id: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description: 'pins this version instead of the current one',
+    }),
+  ),
+  output_policy: Type.Optional(OutputPolicy),
+  reference_file_ids: Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 100, uniqueItems: true }),
+  ),
+};
+
+type DefinitionInput = { [K in keyof typeof DefinitionFields]?: Static<(typeof DefinitionFields)[K]> };
+
+/** The definition as stored on a version and shown: every field set, the environment version pinned. */
+export interface Definition {
+  model: string | null;
+  system_prompt: string | null;
+  effort: 'low' | 'medium' | 'high' | 'max' | null;
+  tools: Array<(typeof BUILT_IN_TOOLS)[number]>;
+  max_turns: number;
+  max_budget_usd: number | null;
+  timeout_sec: number;
+  concurrency_limit: number;
+  setup_commands: string[];
+  egress: string[];
+  environment_id: string;
+  environment_version_id: string;
+  environment_version: number;
+  output_policy: Static<typeof OutputPolicy>;
+  reference_file_ids: string[];
+}
+
+/** The JSON schema of a stored definition, for responses. */
+export const DefinitionSchema = Type.Object({
+  model: Nullable(Type.String()),
+  system_prompt: Nullable(Type.String()),
+  effort: Nullable(Type.Enum(['low', 'medium', 'high', 'max'])),
+  tools: Type.Array(Type.String()),
+  max_turns: Type.Integer(),
+  max_budget_usd: Nullable(Type.Number()),
+  timeout_sec: Type.Integer(),
+  concurrency_limit: Type.Integer(),
+  setup_commands: Type.Array(Type.String()),
+  egress: Type.Array(Type.String()),
+  environment_id: Type.String(),
+  environment_version_id: Type.String(),
+  environment_version: Type.Integer(),
+  output_policy: OutputPolicy,
+  reference_file_ids: Type.Array(Type.String()),
+});
+
+export const DEFINITION_DEFAULTS = {
+  model: null,
+  system_prompt: null,
+  effort: null,
+  tools: [...BUILT_IN_TOOLS],
+  max_turns: 50,
+  max_budget_usd: null,
+  timeout_sec: 1800,
+  concurrency_limit: 5,
+  setup_commands: [],
+  egress: [],
+  output_policy: { mode: 'any' as const },
+  reference_file_ids: [],
+};
+
+/** Whether the request sends any definition field (a create always makes version 1 anyway). */
+export function sendsDefinition(input: object): boolean {
+  return Object.keys(DefinitionFields).some((k) => (input as Record<string, unknown>)[k] !== undefined);
+}
+
+/**
+ * The definition a request asks for, on top of `from` (or the defaults),
+ * before its environment is pinned (the caller resolves the environment).
+ */
+export function mergeDefinition(
+  input: DefinitionInput,
+  from: Definition | undefined,
+): Omit<Definition, 'environment_id' | 'environment_version_id' | 'environment_version'> {
+  const base = from ?? DEFINITION_DEFAULTS;
+  return {
+    model: input.model !== undefined ? input.model : base.model,
+    system_prompt: input.system_prompt !== undefined ? input.system_prompt : base.system_prompt,
+    effort: input.effort !== undefined ? input.effort : base.effort,
+    tools: input.tools ?? base.tools,
+    max_turns: input.max_turns ?? base.max_turns,
+    max_budget_usd: input.max_budget_usd !== undefined ? input.max_budget_usd : base.max_budget_usd,
+    timeout_sec: input.timeout_sec ?? base.timeout_sec,
+    concurrency_limit: input.concurrency_limit ?? base.concurrency_limit,
+    setup_commands: input.setup_commands ?? base.setup_commands,
+    egress: input.egress ?? base.egress,
+    output_policy: input.output_policy ?? base.output_policy,
+    reference_file_ids: input.reference_file_ids ?? base.reference_file_ids,
+  };
+}
+
+/** The fields whose values differ between two definitions, in schema order (for a version's diff). */
+export function changedFields(a: Definition, b: Definition): Array<keyof Definition> {
+  return (Object.keys(DefinitionSchema.properties) as Array<keyof Definition>).filter(
+    (k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]),
+  );
+}
