@@ -77,3 +77,11 @@ export async function pageOf<R, T>(
   const limit = pageLimit(query.limit);
   return toPage(await fetch(decodeCursor(query.cursor), limit + 1), limit, keyOf, map);
 }
+
+/** A page cursor that is a version number (lists of versions); anything else is the client's mistake. */
+export function versionCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return undefined;
+  if (!/^\d{1,7}$/.test(cursor))
+    throw new BadRequestError('invalid_cursor', 'cursor is not one this server issued; start again without it');
+  return Number(cursor);
+}

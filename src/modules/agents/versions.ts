@@ -1,6 +1,6 @@
 import { BadRequestError, NotFoundError } from '../../core/errors.ts';
 import { type AgentId, newId, type TeamId } from '../../core/ids.ts';
-import { type PageQuery, pageOf } from '../../core/pagination.ts';
+import { type PageQuery, pageOf, versionCursor } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { Principal } from '../identity/principal.ts';
 import { actorLabel } from '../policies/service.ts';
@@ -172,13 +172,3 @@ export class AgentVersions {
   }
 }
 
-/** A versions page's cursor is a version number; anything else is the client's mistake. */
-function versionCursor(cursor: string | undefined): number | undefined {
-  if (cursor === undefined) return undefined;
-  if (!/^\d{1,7}$/.test(cursor))
-    throw new BadRequestError(
-      'invalid_cursor',
-      'cursor is not one this server issued; start again without it',
-    );
-  return Number(cursor);
-}

@@ -2,7 +2,7 @@ import type { Static } from 'typebox';
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { isId, newId, type TeamId } from '../../core/ids.ts';
-import { type PageQuery, pageOf } from '../../core/pagination.ts';
+import { type PageQuery, pageOf, versionCursor } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
@@ -59,16 +59,6 @@ function specOf(input: Partial<CreateEnvironmentInput>, from?: Spec): Spec {
   };
 }
 
-/** A versions page's cursor is a version number; anything else is the client's mistake. */
-function versionCursor(cursor: string | undefined): number | undefined {
-  if (cursor === undefined) return undefined;
-  if (!/^\d{1,7}$/.test(cursor))
-    throw new BadRequestError(
-      'invalid_cursor',
-      'cursor is not one this server issued; start again without it',
-    );
-  return Number(cursor);
-}
 
 function sameSpec(a: Spec, b: Spec): boolean {
   return JSON.stringify(specOf({}, a)) === JSON.stringify(specOf({}, b));
