@@ -82,6 +82,9 @@ export async function pageOf<R, T>(
 export function versionCursor(cursor: string | undefined): number | undefined {
   if (cursor === undefined) return undefined;
   if (!/^\d{1,7}$/.test(cursor))
-    throw new BadRequestError('invalid_cursor', 'cursor is not one this server issued; start again without it');
+    throw new BadRequestError(
+      'invalid_cursor',
+      'cursor is not one this server issued; start again without it',
+    );
   return Number(cursor);
 }

@@ -171,4 +171,3 @@ export class AgentVersions {
     return { agent_id: agent.id, from, to, changes };
   }
 }
-

@@ -59,7 +59,6 @@ function specOf(input: Partial<CreateEnvironmentInput>, from?: Spec): Spec {
   };
 }
 
-
 function sameSpec(a: Spec, b: Spec): boolean {
   return JSON.stringify(specOf({}, a)) === JSON.stringify(specOf({}, b));
 }
