@@ -390,7 +390,11 @@ describe('files: prepare → PUT → complete', () => {
 
   it('answers a wrong token like an unknown upload (404), and an expired one with 410', async () => {
     const p = await prepare();
-    const wrong = p.upload_url.replace(/token=pdu_./, 'token=pdu_X');
+    // A token one character off (never the same token: the character is changed, not overwritten).
+    const wrong = p.upload_url.replace(
+      /token=pdu_(.)/,
+      (_m: string, c: string) => `token=pdu_${c === 'X' ? 'Y' : 'X'}`,
+    );
     expect((await inject('PUT', pathOf(wrong), undefined, Buffer.from('x'))).statusCode).toBe(404);
     const noToken = await inject('PUT', `/v1/files/uploads/${p.upload_id}`, undefined, Buffer.from('x'));
     expect(noToken.statusCode).toBe(400);
