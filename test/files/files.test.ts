@@ -70,6 +70,11 @@ async function upload(data: Buffer, filename = 'data.bin', contentType?: string,
   return inject('POST', '/v1/files', token, body.payload, body.contentType);
 }
 
+/** The upload URL with its token one character off: never the same token (the character is changed, not overwritten). */
+function withWrongToken(url: string): string {
+  return url.replace(/token=pdu_(.)/, (_m: string, c: string) => `token=pdu_${c === 'X' ? 'Y' : 'X'}`);
+}
+
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Every row of the file in any status, and its bytes wherever the store keeps them. */
@@ -345,7 +350,7 @@ describe('files: prepare → PUT → complete', () => {
       await next.close();
     }
     // A wrong token still learns nothing.
-    const wrong = pathOf(p.upload_url).replace(/token=pdu_./, 'token=pdu_X');
+    const wrong = pathOf(withWrongToken(p.upload_url));
     expect((await inject('PUT', wrong, undefined, Buffer.from('x'))).statusCode).toBe(404);
 
     held.end(Buffer.from('bytes'));
@@ -390,11 +395,7 @@ describe('files: prepare → PUT → complete', () => {
 
   it('answers a wrong token like an unknown upload (404), and an expired one with 410', async () => {
     const p = await prepare();
-    // A token one character off (never the same token: the character is changed, not overwritten).
-    const wrong = p.upload_url.replace(
-      /token=pdu_(.)/,
-      (_m: string, c: string) => `token=pdu_${c === 'X' ? 'Y' : 'X'}`,
-    );
+    const wrong = withWrongToken(p.upload_url);
     expect((await inject('PUT', pathOf(wrong), undefined, Buffer.from('x'))).statusCode).toBe(404);
     const noToken = await inject('PUT', `/v1/files/uploads/${p.upload_id}`, undefined, Buffer.from('x'));
     expect(noToken.statusCode).toBe(400);
