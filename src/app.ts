@@ -77,6 +77,10 @@ import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
 import { registerSecretRoutes } from './modules/secrets/routes.ts';
 import { SecretsService } from './modules/secrets/service.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
+import { registerTaskRoutes } from './modules/tasks/routes.ts';
+import { type RunnerOptions, TaskRunner } from './modules/tasks/runner.ts';
+import { TasksService } from './modules/tasks/service.ts';
+import { taskPorts } from './modules/tasks/wiring.ts';
 import { VERSION } from './version.ts';
 
 export interface AppOptions {
@@ -92,6 +96,8 @@ export interface AppOptions {
   migrated?: boolean;
   /** DNS for the outbound-address guard (tests answer for themselves); the system resolver by default. */
   resolveHost?: HostResolver;
+  /** The task runner's timings and limits (tests shorten the heartbeat). */
+  taskRunner?: Partial<RunnerOptions>;
 }
 
 export interface Services {
@@ -118,6 +124,8 @@ export interface Services {
   environmentBuilder: EnvironmentBuilder;
   jobs: Jobs;
   hosts: HostsService;
+  tasks: TasksService;
+  taskRunner: TaskRunner;
 }
 
 export interface BuiltApp {
@@ -277,6 +285,12 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     queueBuild,
   );
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
+  const taskModules = { agents, policies, providers, environments, files, secrets, gateway, runs, capsules, approvals };
+  const tasks = new TasksService(db, ctx, events, taskPorts(taskModules));
+  const taskRunner = new TaskRunner(db, ctx, events, tasks, taskPorts(taskModules), jobs, {
+    concurrency: config.taskConcurrency,
+    ...options.taskRunner,
+  });
   const services: Services = {
     auth,
     teams,
@@ -301,6 +315,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     environmentBuilder,
     jobs,
     hosts,
+    tasks,
+    taskRunner,
   };
 
   const app = Fastify({
@@ -458,6 +474,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerSnapshotRoutes(app, snapshots);
   registerEnvironmentRoutes(app, environments);
   registerHostRoutes(app, hosts);
+  registerTaskRoutes(app, tasks, ctx.timers);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
@@ -477,11 +494,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
       environmentBuilder.build(job.data.version_id, job.id, job.signal),
     );
     environmentBuilder.start();
+    await taskRunner.declare();
+    await taskRunner.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
     // Jobs first: a build in hand is told to stop (and its capsule removed) before waits end early.
     environmentBuilder.close();
+    taskRunner.stopSweeps();
     await jobs.stop();
     capsules.stopWaiting();
   });

@@ -41,6 +41,8 @@ export interface Config {
   fileMaxBytes: number;
   /** Where files' bytes live: auto is the data dir on embedded PGlite, the database on a Postgres server. */
   fileStore: 'auto' | 'data_dir' | 'database';
+  /** Tasks this server runs at once (each holds a capsule while it runs). */
+  taskConcurrency: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
   sandboxDriver: 'auto' | 'bwrap' | 'process';
   /** Capsules' allow-listed names may resolve to private and loopback addresses (off: refused). */
@@ -233,6 +235,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ['auto', 'data_dir', 'database'] as const,
       'auto',
     ),
+    taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 8, 1, 256),
     sandboxDriver: oneOf(
       'PADDOCK_SANDBOX_DRIVER',
       env.PADDOCK_SANDBOX_DRIVER,

@@ -121,15 +121,19 @@ export class Jobs {
   }
 
   /**
-   * Sends a job to a queue this server declared; resolves with its id once it
-   * is stored. This server's workers of the queue wake at once.
+   * Sends a job to a queue this server declared (to start now, or after
+   * `startAfterSec`); resolves with its id once it is stored. This server's
+   * workers of the queue wake at once.
    */
-  async send<T extends object>(name: string, data: T): Promise<string> {
+  async send<T extends object>(name: string, data: T, options?: { startAfterSec?: number }): Promise<string> {
     await this.start();
     if (!this.declared.has(name)) throw new Error(`queue ${name} is not declared on this server`);
-    const id = await this.boss.send(name, data);
+    const id = options?.startAfterSec
+      ? await this.boss.send(name, data, { startAfter: options.startAfterSec })
+      : await this.boss.send(name, data);
     if (id === null) throw new Error(`pg-boss did not store the job for ${name}`);
-    for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
+    // A job for later wakes nobody now; the workers' polling finds it when it is due.
+    if (!options?.startAfterSec) for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
     return id;
   }
 

@@ -9,6 +9,7 @@ import { ManualTimers } from '../../src/core/context.ts';
 import type { TeamId } from '../../src/core/ids.ts';
 import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
+import type { RunnerOptions } from '../../src/modules/tasks/runner.ts';
 import { type LogDestination, loggerOptions } from '../../src/http/logger.ts';
 import type { App } from '../../src/http/types.ts';
 import { freshDatabase } from './db.ts';
@@ -87,6 +88,8 @@ export async function createTestApp(
     realThrottles?: boolean;
     /** The server's timers on the test's clock: its background sweeps run only when the test advances them. */
     manualTimers?: boolean;
+    /** The task runner's timings and limits. */
+    taskRunner?: Partial<RunnerOptions>;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -120,6 +123,7 @@ export async function createTestApp(
     migrated: true,
     ...(timers ? { timers } : {}),
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
+    ...(options.taskRunner ? { taskRunner: options.taskRunner } : {}),
   });
   await built.app.ready();
 

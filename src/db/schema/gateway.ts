@@ -120,7 +120,8 @@ export const runs = pgTable(
     status: text('status', {
       enum: ['running', 'completed', 'failed', 'budget_exceeded', 'force_stopped'],
     }).notNull(),
-    creationMethod: text('creation_method', { enum: ['explicit', 'implicit', 'sdk'] }).notNull(),
+    /** task: a task's own run, which the task runner starts and ends (never joined implicitly). */
+    creationMethod: text('creation_method', { enum: ['explicit', 'implicit', 'sdk', 'task'] }).notNull(),
     endedReason: text('ended_reason'),
     completionReason: text('completion_reason'),
     outcome: text('outcome', { enum: ['success', 'partial', 'failed'] }),

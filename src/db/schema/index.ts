@@ -6,3 +6,4 @@ export * from './identity.ts';
 export * from './rate-limits.ts';
 export * from './sandboxes.ts';
 export * from './secrets.ts';
+export * from './tasks.ts';

@@ -20,9 +20,10 @@ import { actorOf, managedTeam, type Principal, type Scope } from '../identity/pr
 import type { PoliciesService } from '../policies/service.ts';
 import { actorLabel } from '../policies/service.ts';
 import { type ProviderName, sameJson } from '../policies/spec.ts';
-import { changedFields, sendsDefinition } from './definition.ts';
+import { changedFields, type Definition, sendsDefinition } from './definition.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
+import * as versionsRepo from './versions-repo.ts';
 import {
   AgentVersions,
   composeDefinition,
@@ -561,6 +562,26 @@ export class AgentsService {
     const row = await repo.findAgent(this.db, this.team(principal, 'read'), id);
     if (!row) throw new NotFoundError('agent', id);
     return row;
+  }
+
+  /**
+   * For the tasks module: the team's agent and its definition at `version`
+   * (default: the current one); undefined when either is not the team's.
+   */
+  async forTask(
+    teamId: TeamId,
+    id: string,
+    version?: number,
+  ): Promise<{ row: AgentRow; version: number; definition: Definition } | undefined> {
+    if (!isId(id, 'agt')) return undefined;
+    const row = await repo.findAgent(this.db, teamId, id);
+    if (!row) return undefined;
+    const n = version ?? row.currentVersion;
+    if (n === row.currentVersion || (row.definition === null && n === 1))
+      return { row, version: n, definition: definitionOf(row) };
+    if (n > row.currentVersion) return undefined;
+    const v = await versionsRepo.findVersion(this.db, teamId, row.id as AgentId, n);
+    return v ? { row, version: n, definition: v.definition as unknown as Definition } : undefined;
   }
 
   async versionList(principal: Principal, id: AgentId, query: PageQuery) {

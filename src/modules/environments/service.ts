@@ -365,6 +365,28 @@ export class EnvironmentsService {
     };
   }
 
+  /**
+   * For the tasks module: what a task's capsule starts from at an environment
+   * version of the team (or the platform's), as its build left it.
+   */
+  async forTask(teamId: TeamId, versionId: string) {
+    const platform = PLATFORM_ENVIRONMENTS.find((e) => e.current_version.id === versionId);
+    if (platform) {
+      const v = platform.current_version;
+      return { id: v.id, status: v.status, template: v.template, envVars: v.env_vars, networkAllow: v.network_allow, error: null };
+    }
+    const v = isId(versionId, 'envv') ? await repo.findVersionById(this.db, teamId, versionId) : undefined;
+    if (!v) return undefined;
+    return {
+      id: v.id,
+      status: v.status,
+      template: v.templateName,
+      envVars: v.envVars,
+      networkAllow: v.networkAllow,
+      error: v.error ?? null,
+    };
+  }
+
   // -- versions -----------------------------------------------------------------
 
   async versions(principal: Principal, id: string, query: PageQuery) {

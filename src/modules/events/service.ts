@@ -82,6 +82,13 @@ export interface EventMap {
     action: string;
   };
   'run.unblocked': { agent_id: string; policy_id: string; lifted_at: string };
+  // Tasks (subject: the task). Never the prompt, the result or a tool's output.
+  'task.created': { agent_id: string; agent_version: number; model: string };
+  'task.started': { agent_id: string; attempt: number; run_id: string };
+  'task.completed': { agent_id: string; run_id: string | null; cost_usd: number; turns: number };
+  'task.failed': { agent_id: string; run_id: string | null; code: string; cost_usd: number; turns: number };
+  'task.cancelled': { agent_id: string; from: string };
+  'task.retried': { agent_id: string; attempt: number; reason: string };
   // Approvals (subject: the approval).
   'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };
   'approval.approved': { run_id: string; agent_id: string; tool_name: string };

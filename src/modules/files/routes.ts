@@ -1,12 +1,13 @@
 import { Readable } from 'node:stream';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { principalOf } from '../../http/auth.ts';
 import { firstFilePart, malformedUpload, requireMultipart } from '../../http/multipart.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import * as s from './schemas.ts';
-import { type FilesService, invalidFilename } from './service.ts';
+import { type FileDownload, type FilesService, invalidFilename } from './service.ts';
 
 const tags = ['files'];
 const read = { auth: { scope: 'read' } as const };
@@ -19,6 +20,17 @@ const write = { auth: { scope: 'write' } as const };
 function attachment(filename: string): string {
   const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
+/** A file's bytes as a download, never a page of this origin: no sniffing, no scripts, even for text/html. */
+export function sendDownload(reply: FastifyReply, { file, body }: FileDownload) {
+  return reply
+    .header('content-type', file.contentType)
+    .header('content-length', String(file.sizeBytes ?? 0))
+    .header('content-disposition', attachment(file.filename))
+    .header('x-content-type-options', 'nosniff')
+    .header('content-security-policy', "sandbox; default-src 'none'")
+    .send(body as unknown as string);
 }
 
 export function registerFileRoutes(app: App, files: FilesService, publicUrl: string | undefined): void {
@@ -99,17 +111,7 @@ export function registerFileRoutes(app: App, files: FilesService, publicUrl: str
         response: { 200: Type.String({ format: 'binary' }), ...errorResponses(404) },
       },
     },
-    async (request, reply) => {
-      const { file, body } = await files.download(principalOf(request), request.params.id);
-      // A download, never a page of this origin: no sniffing, no scripts, even for text/html.
-      return reply
-        .header('content-type', file.contentType)
-        .header('content-length', String(file.sizeBytes ?? 0))
-        .header('content-disposition', attachment(file.filename))
-        .header('x-content-type-options', 'nosniff')
-        .header('content-security-policy', "sandbox; default-src 'none'")
-        .send(body as unknown as string);
-    },
+    async (request, reply) => sendDownload(reply, await files.download(principalOf(request), request.params.id)),
   );
 
   app.delete(

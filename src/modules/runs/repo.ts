@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
@@ -58,14 +58,21 @@ async function newestRunOfAgent(
   return row;
 }
 
+/** Runs the agent's own calls may join or end: all but tasks' runs, which their runner owns. */
+const notATaskRun = ne(runs.creationMethod, 'task');
+
 /** The agent's newest running run under `policyId` (implicit grouping joins it). */
 export function latestRunningRun(db: DbOrTx, teamId: TeamId, agentId: string, policyId: string) {
-  return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running'), eq(runs.policyId, policyId)]);
+  return newestRunOfAgent(db, teamId, agentId, [
+    eq(runs.status, 'running'),
+    eq(runs.policyId, policyId),
+    notATaskRun,
+  ]);
 }
 
 /** The agent's newest running run under any policy (GET /v1/runs/current). */
 export function latestRunningRunOfAgent(db: DbOrTx, teamId: TeamId, agentId: string) {
-  return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running')]);
+  return newestRunOfAgent(db, teamId, agentId, [eq(runs.status, 'running'), notATaskRun]);
 }
 
 /** A force-stop of this agent+policy that ended after `since` and was not lifted: it blocks implicit runs. */
@@ -103,7 +110,10 @@ export interface RunEnding {
   at: Date;
 }
 
-/** Which running runs to end: one run, every run of an agent, or the idle ones of every team (a sweep). */
+/**
+ * Which running runs to end: one run, every run of an agent (but its tasks'),
+ * or the idle ones of every team (a sweep; tasks' runs end with their task).
+ */
 export type RunsToEnd =
   | { run: RunId; teamId: TeamId }
   | { agentId: AgentId | string; teamId: TeamId }
@@ -111,7 +121,8 @@ export type RunsToEnd =
 
 function runsToEnd(which: RunsToEnd): SQL {
   if ('run' in which) return and(eq(runs.teamId, which.teamId), eq(runs.id, which.run))!;
-  if ('agentId' in which) return and(eq(runs.teamId, which.teamId), eq(runs.agentId, which.agentId))!;
+  if ('agentId' in which)
+    return and(eq(runs.teamId, which.teamId), eq(runs.agentId, which.agentId), notATaskRun)!;
   return idleRunsBefore(which.idleBefore, which.defaultIdleTimeoutSec);
 }
 
@@ -123,6 +134,7 @@ function runsToEnd(which: RunsToEnd): SQL {
 function idleRunsBefore(now: Date, defaultTimeoutSec: number): SQL {
   const timeout = sql`coalesce((${runs.policySnapshot} -> 'implicit_run_grouping' ->> 'run_idle_timeout_seconds')::int, ${defaultTimeoutSec})`;
   return and(
+    notATaskRun,
     eq(runs.reservedMicros, 0),
     eq(runs.reservedTokens, 0),
     sql`coalesce(${runs.lastStepAt}, ${runs.startedAt}) + make_interval(secs => ${timeout}) < ${now.toISOString()}::timestamptz`,

@@ -349,14 +349,28 @@ export class RunResolver {
     return this.resolved(this.remember(run, now.getTime(), true), true);
   }
 
+  /**
+   * A task's own run, started by its runner: never joined implicitly and never
+   * ended by the agent's other runs' rules; its hard limit is the lower of the
+   * policy's and the task's.
+   */
+  async startTaskRun(input: ResolveRunInput & { maxBudgetMicros: number | null }): Promise<RunId> {
+    const now = input.now ?? this.ctx.clock.now();
+    const run = await this.db.transaction((tx) => this.create(tx, input, 'task', now, input.maxBudgetMicros));
+    this.remember(run, now.getTime(), false);
+    return run.id;
+  }
+
   /** A new run with the policy and its budget as they are now: the run is governed by this snapshot. */
   private async create(
     tx: DbOrTx,
     input: ResolveRunInput,
     creationMethod: repo.RunRow['creationMethod'],
     now: Date,
+    capMicros: number | null = null,
   ): Promise<repo.RunRow> {
     const budget = input.policy.spec.budget ?? {};
+    const policyLimit = microsOf(budget.hard_limit_usd);
     const run = await repo.insertRun(tx, {
       id: newId('run'),
       teamId: input.teamId,
@@ -368,7 +382,8 @@ export class RunResolver {
       status: 'running',
       creationMethod,
       metadata: input.runMetadata ?? {},
-      hardLimitMicros: microsOf(budget.hard_limit_usd),
+      hardLimitMicros:
+        capMicros === null ? policyLimit : policyLimit === null ? capMicros : Math.min(policyLimit, capMicros),
       hardLimitTokens: budget.hard_limit_tokens ?? null,
       alertThresholdMicros: microsOf(budget.alert_threshold_usd),
       alertThresholdTokens: budget.alert_threshold_tokens ?? null,

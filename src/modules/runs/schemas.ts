@@ -27,7 +27,7 @@ export const Run = Type.Object(
     agent_id: Type.String(),
     name: Nullable(Type.String()),
     status: RunStatus,
-    creation_method: Type.Enum(['explicit', 'implicit', 'sdk']),
+    creation_method: Type.Enum(['explicit', 'implicit', 'sdk', 'task']),
     ended_reason: Nullable(Type.String()),
     completion_reason: Nullable(Type.String({ description: 'explicit | idle_timeout | server_restart' })),
     outcome: NullableOutcome,

@@ -125,6 +125,40 @@ export class RunsService {
     return undefined;
   }
 
+  // -- tasks' runs ----------------------------------------------------------
+
+  /** A task's own run (see RunResolver.startTaskRun). */
+  startTaskRun(input: ResolveRunInput & { maxBudgetMicros: number | null }): Promise<RunId> {
+    return this.resolver.startTaskRun(input);
+  }
+
+  /**
+   * Ends a task's run with its task (completed, the task's outcome); a run
+   * that already ended (budget, force-stop) stays as it is. Answers the run
+   * as it is after, its steps written.
+   */
+  async endTaskRun(
+    teamId: TeamId,
+    runId: RunId,
+    outcome: 'success' | 'failed',
+    endedReason: string,
+  ): Promise<repo.RunRow | undefined> {
+    await this.flush();
+    const ending: repo.RunEnding = {
+      status: 'completed',
+      endedReason,
+      completionReason: 'explicit',
+      outcome,
+      fallbackOutcome: null,
+      at: this.clock.now(),
+    };
+    await this.db.transaction((tx) =>
+      endRuns(tx, this.events, { run: runId, teamId }, ending, { actorKind: 'system', actorId: 'task_runner' }),
+    );
+    this.forgetRun(runId);
+    return repo.findRun(this.db, teamId, runId);
+  }
+
   /** Waits until every queued step is written and unused leases are back (tests, shutdown). */
   flush(): Promise<void> {
     return this.budget.flush();

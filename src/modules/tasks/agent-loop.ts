@@ -1,0 +1,364 @@
+import type { Context } from '../../core/context.ts';
+import { AppError } from '../../core/errors.ts';
+import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
+import type { Definition } from '../agents/definition.ts';
+import type { SecretRedactor } from '../secrets/redact.ts';
+import type { TaskEventType } from './event-log.ts';
+import { validateResult } from './output-schema.ts';
+import type { TaskPorts } from './ports.ts';
+import { runTool, type ToolCapsule, toolDefinitions } from './tools.ts';
+
+/** Why a task ended other than by its answer: the code becomes the task's error code. */
+export class TaskEnd extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: 'failed' | 'cancelled' = 'failed',
+  ) {
+    super(message);
+  }
+}
+
+/** How many bad tool calls in a row (malformed arguments, unknown tools) a model gets before the task fails. */
+const MAX_BAD_CALLS_IN_A_ROW = 3;
+/** How many results submit_result may refuse (they do not match output_schema) before the task fails. */
+const MAX_RESULT_RETRIES = 2;
+/** How long a rate-limited call waits before it is tried again, at most. */
+const MAX_RATE_LIMIT_WAIT_MS = 60_000;
+
+interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string | null;
+  tool_calls?: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }>;
+  tool_call_id?: string;
+}
+
+interface Completion {
+  text: string;
+  toolCalls: NonNullable<ChatMessage['tool_calls']>;
+  inputTokens: number;
+  outputTokens: number;
+  headers: Record<string, string>;
+  finishReason: string | null;
+}
+
+export interface LoopInput {
+  teamId: TeamId;
+  taskId: string;
+  agentId: AgentId;
+  runId: RunId;
+  model: string;
+  prompt: string;
+  definition: Definition;
+  maxTurns: number;
+  outputSchema: Record<string, unknown> | null;
+  inputFiles: string[];
+  /** The capsule, once it runs (the first model call does not wait for it). */
+  capsule: () => Promise<ToolCapsule>;
+  envs: Record<string, string>;
+  redactor: SecretRedactor;
+  /** Seconds left before the task's timeout (a tool's timeout is capped by it). */
+  secondsLeft: () => number;
+  signal: AbortSignal;
+}
+
+export interface LoopHooks {
+  event(type: TaskEventType, payload: Record<string, unknown>): Promise<void>;
+  /** A tool output too long for the event log: stored whole as a file; answers its id. */
+  storeOutput(name: string, text: string): Promise<string>;
+  turn(turns: number): void;
+  /** awaiting_approval while `wait` runs, running again after. */
+  awaitingApproval(approvalIds: string[], tools: string[]): Promise<void>;
+  resumed(): Promise<void>;
+}
+
+export interface LoopResult {
+  result: unknown;
+  turns: number;
+}
+
+/** Characters of a tool output an event carries; the whole output goes to a file. */
+export const EVENT_OUTPUT_CHARS = 4000;
+
+function systemPrompt(def: Definition, inputFiles: string[], hasSchema: boolean): string {
+  const lines = [
+    'You are working inside a sandbox (a Linux capsule) through the tools you are given.',
+    'Your working directory is /workspace.',
+  ];
+  if (inputFiles.length > 0) lines.push(`Input files in /workspace: ${inputFiles.join(', ')}.`);
+  lines.push('Put any files you produce for the user in /workspace/outputs/.');
+  lines.push(
+    hasSchema
+      ? 'When you are done, call submit_result with a result that matches the required schema.'
+      : 'When you are done, call submit_result with your result, or answer without a tool call.',
+  );
+  return def.system_prompt ? `${def.system_prompt}\n\n${lines.join('\n')}` : lines.join('\n');
+}
+
+/**
+ * One attempt of a task: the agent loop. Each turn is a model call through
+ * the gateway's governed path (OpenAI wire format; the gateway translates for
+ * an Anthropic key), then the tool calls it asked for, run in the capsule.
+ * Tool output is redacted of every secret before it is stored, streamed or
+ * sent back to the model.
+ */
+export class AgentLoop {
+  private readonly messages: ChatMessage[];
+  private badCalls = 0;
+  private resultRetries = 0;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly ports: Pick<TaskPorts, 'callModel' | 'approvals'>,
+    private readonly input: LoopInput,
+    private readonly hooks: LoopHooks,
+  ) {
+    this.messages = [
+      { role: 'system', content: systemPrompt(input.definition, input.inputFiles, input.outputSchema !== null) },
+      { role: 'user', content: input.prompt },
+    ];
+  }
+
+  async run(): Promise<LoopResult> {
+    const tools = toolDefinitions(this.input.definition.tools, this.input.outputSchema ?? undefined);
+    for (let turn = 1; turn <= this.input.maxTurns; turn++) {
+      this.hooks.turn(turn);
+      const answer = await this.call(tools, turn);
+      if (answer.text !== '') await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
+      if (answer.toolCalls.length === 0) return { result: answer.text, turns: turn };
+      this.messages.push({ role: 'assistant', content: answer.text || null, tool_calls: answer.toolCalls });
+      const submitted = await this.runToolCalls(answer.toolCalls, turn);
+      if (submitted) return { result: submitted.result, turns: turn };
+    }
+    throw new TaskEnd('max_turns', `the task reached its max_turns (${this.input.maxTurns}) without a result`);
+  }
+
+  /** Runs the turn's tool calls in order; answers the result when one was submit_result and it was accepted. */
+  private async runToolCalls(
+    calls: NonNullable<ChatMessage['tool_calls']>,
+    turn: number,
+  ): Promise<{ result: unknown } | undefined> {
+    let submitted: { result: unknown } | undefined;
+    for (const call of calls) {
+      const { name } = call.function;
+      const args = this.input.redactor.redact(call.function.arguments);
+      await this.hooks.event('tool_call', { turn, id: call.id, name, arguments: parsedOrRaw(args) });
+      let ok: boolean;
+      let output: string;
+      let full: string | undefined;
+      let exitCode: number | undefined;
+      if (submitted) {
+        ok = false;
+        output = 'the result was already submitted; this call was not run';
+      } else if (!this.input.definition.tools.includes(name as never)) {
+        ok = false;
+        output = `there is no tool named ${JSON.stringify(name)}; use one of: ${this.input.definition.tools.join(', ')}`;
+      } else if (name === 'submit_result') {
+        const verdict = this.submit(call.function.arguments);
+        ok = verdict.ok;
+        output = verdict.ok ? 'result accepted' : verdict.message;
+        if (verdict.ok) submitted = { result: verdict.result };
+      } else {
+        const capsule = await this.input.capsule();
+        const outcome = await runTool(
+          capsule,
+          { name, arguments: call.function.arguments },
+          { envs: this.input.envs, maxTimeoutSec: Math.max(1, Math.floor(this.input.secondsLeft())) },
+        );
+        ok = outcome.ok;
+        output = this.input.redactor.redact(outcome.output);
+        full = outcome.full === undefined ? undefined : this.input.redactor.redact(outcome.full);
+        exitCode = outcome.exitCode;
+      }
+      this.badCalls = ok || name === 'bash' || name === 'submit_result' ? 0 : this.badCalls + 1;
+      await this.recordResult(turn, call.id, name, ok, output, full, exitCode);
+      this.messages.push({ role: 'tool', tool_call_id: call.id, content: output });
+      if (this.badCalls >= MAX_BAD_CALLS_IN_A_ROW)
+        throw new TaskEnd(
+          'malformed_tool_calls',
+          `the model made ${MAX_BAD_CALLS_IN_A_ROW} tool calls in a row that could not run; the last: ${output}`,
+        );
+    }
+    return submitted;
+  }
+
+  private async recordResult(
+    turn: number,
+    id: string,
+    name: string,
+    ok: boolean,
+    output: string,
+    full: string | undefined,
+    exitCode: number | undefined,
+  ): Promise<void> {
+    const whole = full ?? output;
+    const payload: Record<string, unknown> = { turn, id, name, ok, output: whole };
+    if (exitCode !== undefined) payload.exit_code = exitCode;
+    if (whole.length > EVENT_OUTPUT_CHARS) {
+      const fileId = await this.hooks.storeOutput(`${name}-${id}.txt`, whole);
+      payload.output = `${whole.slice(0, EVENT_OUTPUT_CHARS)}\n[cut at ${EVENT_OUTPUT_CHARS} of ${whole.length} characters; the whole output is file ${fileId}]`;
+      payload.truncated = true;
+      payload.output_file_id = fileId;
+    }
+    await this.hooks.event('tool_result', payload);
+  }
+
+  private submit(rawArgs: string): { ok: true; result: unknown } | { ok: false; message: string } {
+    let args: unknown;
+    try {
+      args = JSON.parse(rawArgs);
+    } catch {
+      return this.refuseResult('the arguments of submit_result are not valid JSON');
+    }
+    if (args === null || typeof args !== 'object' || !('result' in args))
+      return this.refuseResult('submit_result needs {"result": …}');
+    const result = (args as { result: unknown }).result;
+    if (this.input.outputSchema) {
+      const verdict = validateResult(this.input.outputSchema, result);
+      if (!verdict.ok) return this.refuseResult(`the result does not match the output schema: ${verdict.message}`);
+    }
+    return { ok: true, result };
+  }
+
+  private refuseResult(message: string): { ok: false; message: string } {
+    this.resultRetries++;
+    if (this.resultRetries > MAX_RESULT_RETRIES)
+      throw new TaskEnd('invalid_result', `submit_result was refused ${this.resultRetries} times; the last: ${message}`);
+    return { ok: false, message };
+  }
+
+  /** One model call through the gateway, waiting out approvals and rate limits. */
+  private async call(tools: unknown[], turn: number): Promise<Completion> {
+    let approvalId: string | undefined;
+    for (;;) {
+      const headers: Record<string, string> = { 'x-paddock-run-id': this.input.runId };
+      if (approvalId) headers['x-paddock-approval-id'] = approvalId;
+      let result: Awaited<ReturnType<TaskPorts['callModel']>>;
+      try {
+        result = await this.ports.callModel({
+          format: 'openai',
+          agentId: this.input.agentId,
+          headers,
+          body: this.body(tools),
+          signal: this.input.signal,
+        });
+      } catch (err) {
+        if (this.input.signal.aborted) throw this.input.signal.reason;
+        const wait = rateLimitWait(err);
+        if (wait !== undefined && wait / 1000 < this.input.secondsLeft()) {
+          await this.ctx.timers.sleep(wait, this.input.signal);
+          continue;
+        }
+        throw modelCallEnd(err);
+      }
+      if (result.kind !== 'json') throw new TaskEnd('model_error', 'the gateway answered a stream to a call that asked for none');
+      if (result.status === 202) {
+        const ids = await this.waitForApproval(result.body);
+        approvalId = ids[0];
+        continue;
+      }
+      if (result.status >= 400) throw modelAnswerEnd(result.status, result.body);
+      const completion = parseCompletion(result.body, result.headers);
+      await this.hooks.event('model_call', {
+        turn,
+        step_id: completion.headers['x-paddock-step-id'] ?? null,
+        provider: completion.headers['x-paddock-provider'] ?? null,
+        model: completion.headers['x-paddock-model'] ?? null,
+        input_tokens: completion.inputTokens,
+        output_tokens: completion.outputTokens,
+        cost_usd: Number(completion.headers['x-paddock-cost-usd'] ?? 0),
+        finish_reason: completion.finishReason,
+        tool_calls: completion.toolCalls.length,
+      });
+      return completion;
+    }
+  }
+
+  private body(tools: unknown[]): Record<string, unknown> {
+    // A new object each time: the gateway takes its controls out of the body, and an
+    // approval's replay must be the very request that was approved.
+    return structuredClone({
+      model: this.input.model,
+      messages: this.messages,
+      ...(tools.length > 0 ? { tools, tool_choice: 'auto' } : {}),
+    });
+  }
+
+  /** awaiting_approval until every approval asked for is decided; answers them when approved. */
+  private async waitForApproval(body: unknown): Promise<string[]> {
+    const requests = ((body as { approval_requests?: Array<{ id: string; tool: string }> }).approval_requests ?? []);
+    const ids = requests.map((r) => r.id);
+    if (ids.length === 0) throw new TaskEnd('approval_error', 'the gateway asked for an approval but named none');
+    await this.hooks.awaitingApproval(
+      ids,
+      requests.map((r) => r.tool),
+    );
+    for (;;) {
+      const statuses = await Promise.all(ids.map((id) => this.ports.approvals.status(this.input.teamId, id)));
+      if (statuses.some((s) => s === 'rejected'))
+        throw new TaskEnd('approval_rejected', `a tool call of the task was rejected (${requests.map((r) => r.tool).join(', ')})`);
+      if (statuses.some((s) => s === 'expired' || s === undefined))
+        throw new TaskEnd('approval_expired', 'an approval the task waited for expired');
+      if (statuses.every((s) => s === 'approved')) break;
+      await this.ctx.timers.sleep(APPROVAL_POLL_MS, this.input.signal);
+    }
+    await this.hooks.resumed();
+    return ids;
+  }
+}
+
+/** How often a task waiting for an approval looks again. */
+export const APPROVAL_POLL_MS = 500;
+
+function parsedOrRaw(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function parseCompletion(body: unknown, headers: Record<string, string>): Completion {
+  const b = body as {
+    choices?: Array<{ message?: ChatMessage; finish_reason?: string | null }>;
+    usage?: { prompt_tokens?: number; completion_tokens?: number };
+  };
+  const choice = b.choices?.[0];
+  if (!choice?.message) throw new TaskEnd('model_error', 'the model’s answer had no message');
+  const calls = choice.message.tool_calls ?? [];
+  for (const c of calls) {
+    if (typeof c?.id !== 'string' || typeof c.function?.name !== 'string')
+      throw new TaskEnd('malformed_tool_calls', 'the model’s answer had a tool call without an id or a name');
+    if (typeof c.function.arguments !== 'string') c.function.arguments = JSON.stringify(c.function.arguments ?? {});
+  }
+  return {
+    text: typeof choice.message.content === 'string' ? choice.message.content : '',
+    toolCalls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } })),
+    inputTokens: b.usage?.prompt_tokens ?? 0,
+    outputTokens: b.usage?.completion_tokens ?? 0,
+    headers,
+    finishReason: choice.finish_reason ?? null,
+  };
+}
+
+/** A refused call's wait, when it was a rate limit worth waiting for. */
+function rateLimitWait(err: unknown): number | undefined {
+  if (!(err instanceof AppError) || err.statusCode !== 429) return undefined;
+  const sec = Number(err.details?.retry_after_sec ?? err.headers?.['retry-after'] ?? 1);
+  const ms = Math.max(100, (Number.isFinite(sec) ? sec : 1) * 1000);
+  return ms <= MAX_RATE_LIMIT_WAIT_MS ? ms : undefined;
+}
+
+/** What ends a task whose model call the gateway refused or could not make. */
+function modelCallEnd(err: unknown): TaskEnd {
+  if (err instanceof TaskEnd) return err;
+  if (err instanceof AppError) return new TaskEnd(err.code, err.message);
+  return new TaskEnd('model_error', 'the model call failed unexpectedly');
+}
+
+function modelAnswerEnd(status: number, body: unknown): TaskEnd {
+  const e = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  const code = typeof e?.code === 'string' ? e.code : status >= 500 ? 'provider_error' : 'model_error';
+  const message = typeof e?.message === 'string' ? e.message : `the model call answered ${status}`;
+  return new TaskEnd(code, message);
+}

@@ -1,0 +1,104 @@
+import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
+import type { Definition } from '../agents/definition.ts';
+import type { FileDownload } from '../files/service.ts';
+import type { ProxyRequest, ProxyResult } from '../gateway/service.ts';
+import type { ToolCapsule } from './tools.ts';
+
+/** The agent version a task runs. */
+export interface AgentForTask {
+  id: AgentId;
+  name: string;
+  status: 'active' | 'disabled';
+  policyId: string;
+  version: number;
+  definition: Definition;
+}
+
+/** The environment version a task's capsule starts from. */
+export interface EnvironmentForTask {
+  id: string;
+  status: 'queued' | 'building' | 'ready' | 'failed';
+  /** The template its build made (ready only). */
+  template: string | null;
+  envVars: Record<string, string>;
+  networkAllow: string[];
+  error: { code: string; message: string } | null;
+}
+
+/** A running capsule the runner drives, and how to end it. */
+export interface TaskCapsule {
+  id: string;
+  tools: ToolCapsule;
+  /** vCPUs and memory, for pricing its time. */
+  vcpus: number;
+  memoryMb: number;
+}
+
+/**
+ * What the tasks module needs from the others: each port is one call of
+ * another module's service (wired in app.ts), so tasks depend on no other
+ * module's tables.
+ */
+export interface TaskPorts {
+  /** The agent and the version asked (default: its current one); undefined when either is not the team's. */
+  agent(teamId: TeamId, agentId: string, version?: number): Promise<AgentForTask | undefined>;
+  /** The provider keys the agent can call through now (none: a task could make no model call). */
+  usableKeyCount(teamId: TeamId, agentId: AgentId): Promise<number>;
+  environment(teamId: TeamId, versionId: string): Promise<EnvironmentForTask | undefined>;
+  /** The ids among `ids` that are no ready file of the team. */
+  unknownFiles(teamId: TeamId, ids: readonly string[]): Promise<string[]>;
+  /** A ready file's name and bytes. */
+  readFile(teamId: TeamId, fileId: string): Promise<{ name: string; data: Buffer }>;
+  /** A file of the team as the files module serves it. */
+  openFile(teamId: TeamId, fileId: string): Promise<FileDownload>;
+  /** Stores bytes as a new file of the team; answers its id. */
+  writeFile(teamId: TeamId, actor: string, file: { name: string; data: Buffer }): Promise<string>;
+  /** The agent's secrets, opened, for its tool processes' environment only. */
+  secrets(teamId: TeamId, agentId: AgentId): Promise<Array<{ name: string; value: string }>>;
+  /** A family alias (sonnet, gpt-…) as the full model id it stands for now; a full id as it is. */
+  resolveModel(model: string): string;
+  policy(teamId: TeamId, policyId: string): Promise<{ id: string; name: string; spec: object } | undefined>;
+  /** The gateway's governed path: the same one an agent's own HTTP call takes after its key is checked. */
+  callModel(req: ProxyRequest): Promise<ProxyResult>;
+  runs: {
+    start(input: {
+      teamId: TeamId;
+      agent: { id: string; name: string };
+      policy: { id: string; name: string; spec: object };
+      name: string;
+      metadata: Record<string, unknown>;
+      maxBudgetMicros: number | null;
+    }): Promise<RunId>;
+    /** Ends the run with its task; answers its totals with every step written. */
+    end(
+      teamId: TeamId,
+      runId: RunId,
+      outcome: 'success' | 'failed',
+      reason: string,
+    ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number; status: string } | undefined>;
+    /** Charges capsule time to the run's ledger (a sandbox entry). */
+    chargeSandbox(input: {
+      teamId: TeamId;
+      runId: RunId;
+      agentId: string;
+      capsuleId: string;
+      seconds: number;
+      vcpus: number;
+      memoryMb: number;
+    }): Promise<void>;
+  };
+  capsules: {
+    /** Starts a capsule from a template and waits until it runs. */
+    start(
+      teamId: TeamId,
+      actor: string,
+      input: { template: string; networkAllow: string[]; metadata: Record<string, string>; timeoutMs: number },
+    ): Promise<TaskCapsule>;
+    /** Stops it (its processes with it); a capsule already gone is fine. */
+    destroy(teamId: TeamId, actor: string, id: string): Promise<void>;
+  };
+  approvals: {
+    /** pending | approved | rejected | expired | consumed; undefined when not found. */
+    status(teamId: TeamId, approvalId: string): Promise<string | undefined>;
+  };
+}

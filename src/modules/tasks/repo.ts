@@ -1,0 +1,243 @@
+import { and, asc, desc, eq, gt, gte, inArray, lt, lte, sql } from 'drizzle-orm';
+import type { Id, TeamId } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor } from '../../db/query-parts.ts';
+import { type TaskStatus, taskEvents, taskFiles, tasks } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
+
+export type TaskId = Id<'task'>;
+export type TaskRow = typeof tasks.$inferSelect;
+export type TaskEventRow = typeof taskEvents.$inferSelect;
+export type TaskFileRow = typeof taskFiles.$inferSelect;
+export type TaskPatch = Partial<Omit<TaskRow, 'id' | 'teamId' | 'createdAt' | 'eventSeq'>>;
+
+/** The statuses a task ends in: nothing changes it after one of them. */
+export const FINAL_STATUSES = ['completed', 'failed', 'cancelled'] as const satisfies readonly TaskStatus[];
+/** The statuses of a task a worker holds. */
+export const HELD_STATUSES = ['running', 'awaiting_approval'] as const satisfies readonly TaskStatus[];
+
+export interface NewEvent {
+  type: string;
+  payload: Record<string, unknown>;
+}
+
+export async function insertTask(db: DbOrTx, row: typeof tasks.$inferInsert): Promise<TaskRow> {
+  const [inserted] = await db.insert(tasks).values(row).returning();
+  return inserted!;
+}
+
+export async function findTask(db: DbOrTx, teamId: TeamId, id: TaskId): Promise<TaskRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(tasks)
+    .where(and(eq(tasks.teamId, teamId), eq(tasks.id, id)));
+  return row;
+}
+
+export interface TaskFilter {
+  agentId?: string;
+  status?: TaskStatus;
+  createdAfter?: Date;
+  createdBefore?: Date;
+}
+
+export function listTasks(db: DbOrTx, teamId: TeamId, f: TaskFilter, beforeId: string | undefined, limit: number) {
+  return db
+    .select()
+    .from(tasks)
+    .where(
+      and(
+        eq(tasks.teamId, teamId),
+        f.agentId !== undefined ? eq(tasks.agentId, f.agentId) : undefined,
+        f.status !== undefined ? eq(tasks.status, f.status) : undefined,
+        f.createdAfter !== undefined ? gte(tasks.createdAt, f.createdAfter) : undefined,
+        f.createdBefore !== undefined ? lte(tasks.createdAt, f.createdBefore) : undefined,
+        beforeCursor(tasks.id, beforeId),
+      ),
+    )
+    .orderBy(desc(tasks.id))
+    .limit(limit);
+}
+
+/** Serialises claims of the agent's tasks (its concurrency limit), until the transaction ends. */
+export async function lockAgentTasks(tx: DbOrTx, teamId: TeamId, agentId: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`tasks:${teamId}:${agentId}`}))`);
+}
+
+/** The totals of an attempt whose task already ended (a cancel): written whatever its status. */
+export async function updateTotals(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: TaskId,
+  attempt: number,
+  patch: Pick<TaskPatch, 'turns' | 'inputTokens' | 'outputTokens' | 'costMicros' | 'sandboxMs' | 'updatedAt'>,
+): Promise<void> {
+  await db
+    .update(tasks)
+    .set(patch)
+    .where(and(eq(tasks.teamId, teamId), eq(tasks.id, id), eq(tasks.attempt, attempt)));
+}
+
+/** How many of the agent's tasks a worker holds now (its concurrency limit counts them). */
+export async function countHeldOfAgent(db: DbOrTx, teamId: TeamId, agentId: string): Promise<number> {
+  const [row] = await db
+    .select({ n: sql<number>`count(*)::int` })
+    .from(tasks)
+    .where(and(eq(tasks.teamId, teamId), eq(tasks.agentId, agentId), inArray(tasks.status, HELD_STATUSES)));
+  return row?.n ?? 0;
+}
+
+/**
+ * Changes a task that is not finished yet (and, with `onlyIf`, is as that
+ * says): the row after the change, or undefined when it had ended (or did not
+ * match). Every write after submission goes through here, so an ended task
+ * stays as it ended.
+ */
+export function updateUnfinished(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: TaskId,
+  patch: TaskPatch,
+  onlyIf?: { statuses?: readonly TaskStatus[]; attempt?: number },
+): Promise<TaskRow | undefined> {
+  return updateOne(
+    db,
+    tasks,
+    and(
+      eq(tasks.teamId, teamId),
+      eq(tasks.id, id),
+      inArray(tasks.status, onlyIf?.statuses ?? ['queued', ...HELD_STATUSES]),
+      onlyIf?.attempt !== undefined ? eq(tasks.attempt, onlyIf.attempt) : undefined,
+    ),
+    patch,
+  );
+}
+
+/**
+ * A worker takes the task: queued → running, its attempt counted. Undefined
+ * when it is not queued (cancelled, or taken by another worker).
+ */
+export function claimTask(db: DbOrTx, teamId: TeamId, id: TaskId, now: Date): Promise<TaskRow | undefined> {
+  return updateOne(db, tasks, and(eq(tasks.teamId, teamId), eq(tasks.id, id), eq(tasks.status, 'queued')), {
+    status: 'running',
+    attempt: sql`${tasks.attempt} + 1`,
+    heartbeatAt: now,
+    startedAt: sql`coalesce(${tasks.startedAt}, ${now.toISOString()}::timestamptz)`,
+    updatedAt: now,
+  });
+}
+
+/** The worker of this attempt is alive: its heartbeat. False when the task is no longer its own. */
+export async function beat(db: DbOrTx, teamId: TeamId, id: TaskId, attempt: number, now: Date): Promise<boolean> {
+  const row = await updateUnfinished(db, teamId, id, { heartbeatAt: now }, { statuses: HELD_STATUSES, attempt });
+  return row !== undefined;
+}
+
+/** System-only: tasks whose worker stopped beating before `before` (the sweep's). */
+export function systemStaleTasks(db: DbOrTx, before: Date, limit: number): Promise<TaskRow[]> {
+  return db
+    .select()
+    .from(tasks)
+    .where(and(inArray(tasks.status, HELD_STATUSES), lt(tasks.heartbeatAt, before)))
+    .orderBy(asc(tasks.heartbeatAt))
+    .limit(limit);
+}
+
+/** System-only: queued tasks last touched before `before` (their job may have been lost: sent again). */
+export function systemQueuedBefore(db: DbOrTx, before: Date, limit: number): Promise<TaskRow[]> {
+  return db
+    .select()
+    .from(tasks)
+    .where(and(eq(tasks.status, 'queued'), lt(tasks.updatedAt, before)))
+    .orderBy(asc(tasks.updatedAt))
+    .limit(limit);
+}
+
+/**
+ * Appends events to the task's log in one statement: the task row hands out
+ * the next numbers (its lock orders concurrent writers), the events take
+ * them in order. Answers the rows as stored.
+ */
+interface StoredEvent {
+  task_id: TaskId;
+  seq: number;
+  team_id: TeamId;
+  type: string;
+  payload: Record<string, unknown>;
+  created_at: string | Date;
+}
+
+export async function appendEvents(
+  db: DbOrTx,
+  teamId: TeamId,
+  taskId: TaskId,
+  events: readonly NewEvent[],
+  at: Date,
+): Promise<TaskEventRow[]> {
+  if (events.length === 0) return [];
+  const rows = JSON.stringify(events.map((e, i) => ({ i: i + 1, type: e.type, payload: e.payload })));
+  const result = await db.execute(sql`
+    with numbered as (
+      update tasks set event_seq = event_seq + ${events.length}
+      where team_id = ${teamId} and id = ${taskId}
+      returning event_seq
+    )
+    insert into task_events (task_id, seq, team_id, type, payload, created_at)
+    select ${taskId}, numbered.event_seq - ${events.length} + e.i, ${teamId}, e.type, e.payload, ${at.toISOString()}::timestamptz
+    from numbered, jsonb_to_recordset(${rows}::jsonb) as e(i int, type text, payload jsonb)
+    order by e.i
+    returning task_id, seq, team_id, type, payload, created_at`);
+  const stored = (result as unknown as { rows: StoredEvent[] }).rows;
+  return stored
+    .map((r) => ({
+      taskId: r.task_id,
+      seq: Number(r.seq),
+      teamId: r.team_id,
+      type: r.type,
+      payload: r.payload,
+      createdAt: new Date(r.created_at),
+    }))
+    .sort((a, b) => a.seq - b.seq);
+}
+
+export function eventsAfter(
+  db: DbOrTx,
+  teamId: TeamId,
+  taskId: TaskId,
+  afterSeq: number,
+  limit: number,
+): Promise<TaskEventRow[]> {
+  return db
+    .select()
+    .from(taskEvents)
+    .where(and(eq(taskEvents.teamId, teamId), eq(taskEvents.taskId, taskId), gt(taskEvents.seq, afterSeq)))
+    .orderBy(asc(taskEvents.seq))
+    .limit(limit);
+}
+
+export async function insertTaskFile(db: DbOrTx, row: typeof taskFiles.$inferInsert): Promise<void> {
+  await db.insert(taskFiles).values(row);
+}
+
+export function listTaskFiles(db: DbOrTx, teamId: TeamId, taskId: TaskId, kind: TaskFileRow['kind']) {
+  return db
+    .select()
+    .from(taskFiles)
+    .where(and(eq(taskFiles.teamId, teamId), eq(taskFiles.taskId, taskId), eq(taskFiles.kind, kind)))
+    .orderBy(asc(taskFiles.path));
+}
+
+export async function findTaskFile(
+  db: DbOrTx,
+  teamId: TeamId,
+  taskId: TaskId,
+  fileId: string,
+): Promise<TaskFileRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(taskFiles)
+    .where(
+      and(eq(taskFiles.teamId, teamId), eq(taskFiles.taskId, taskId), eq(taskFiles.fileId, fileId as Id<'file'>)),
+    );
+  return row;
+}

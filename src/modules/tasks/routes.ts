@@ -1,0 +1,160 @@
+import { once } from 'node:events';
+import { Type } from 'typebox';
+import type { Timers } from '../../core/context.ts';
+import { BadRequestError } from '../../core/errors.ts';
+import { principalOf } from '../../http/auth.ts';
+import { errorResponses, IdParams } from '../../http/schemas.ts';
+import type { App } from '../../http/types.ts';
+import { sendDownload } from '../files/routes.ts';
+import * as s from './schemas.ts';
+import type { TasksService } from './service.ts';
+
+const tags = ['tasks'];
+const read = { auth: { scope: 'read' } as const };
+const write = { auth: { scope: 'write' } as const };
+/** A comment line this often keeps proxies from closing a quiet event stream. */
+const KEEPALIVE_MS = 15_000;
+
+/** Last-Event-ID (a seq this server sent) wins over after_seq: a reconnecting EventSource sends it. */
+function resumeFrom(header: string | string[] | undefined, afterSeq: number | undefined): number {
+  const raw = Array.isArray(header) ? header[0] : header;
+  if (raw === undefined || raw === '') return afterSeq ?? 0;
+  if (!/^\d{1,9}$/.test(raw))
+    throw new BadRequestError('invalid_last_event_id', 'Last-Event-ID must be the seq of an event of this task');
+  return Number(raw);
+}
+
+export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers): void {
+  app.post(
+    '/v1/tasks',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Hand an agent a task; it is queued and runs in a capsule',
+        body: s.CreateTaskBody,
+        response: { 202: s.Task, ...errorResponses(404, 409) },
+      },
+    },
+    async (request, reply) => reply.status(202).send(await tasks.submit(principalOf(request), request.body)),
+  );
+
+  app.get(
+    '/v1/tasks',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'The team’s tasks, newest first (filters: agent, status, created range)',
+        querystring: s.TaskListQuery,
+        response: { 200: s.Tasks, ...errorResponses() },
+      },
+    },
+    async (request) => tasks.list(principalOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/tasks/:id',
+    {
+      config: read,
+      schema: { tags, summary: 'A task', params: IdParams, response: { 200: s.Task, ...errorResponses(404) } },
+    },
+    async (request) => tasks.get(principalOf(request), request.params.id),
+  );
+
+  app.post(
+    '/v1/tasks/:id/cancel',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Cancel a queued or running task (its capsule’s processes stop); an ended task is a 409',
+        params: IdParams,
+        response: { 200: s.Task, ...errorResponses(404, 409) },
+      },
+    },
+    async (request) => tasks.cancel(principalOf(request), request.params.id),
+  );
+
+  app.get(
+    '/v1/tasks/:id/events',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary:
+          'The task’s event log after after_seq; with Accept: text/event-stream, the same as a stream that follows the task until it ends (resumable with Last-Event-ID)',
+        params: IdParams,
+        querystring: s.TaskEventsQuery,
+        response: { 200: s.TaskEvents, ...errorResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const accept = request.headers.accept ?? '';
+      if (!accept.includes('text/event-stream'))
+        return tasks.events(principal, request.params.id, request.query.after_seq ?? 0, request.query.limit ?? 200);
+
+      const after = resumeFrom(request.headers['last-event-id'], request.query.after_seq);
+      const closed = new AbortController();
+      // Access is checked (and a 404 answered) before the stream starts.
+      const events = await tasks.follow(principal, request.params.id, after, closed.signal);
+      reply.hijack();
+      const raw = reply.raw;
+      raw.on('close', () => closed.abort());
+      raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+        'x-request-id': request.id,
+      });
+      const write = async (chunk: string) => {
+        if (raw.destroyed) return;
+        if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
+      };
+      const keepalive = timers.every(KEEPALIVE_MS, () => void write(': keepalive\n\n'));
+      try {
+        await write('retry: 2000\n\n');
+        for await (const e of events) {
+          await write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+        }
+        if (!closed.signal.aborted) await write('event: end\ndata: {}\n\n');
+      } catch (err) {
+        request.log.warn({ err }, 'a task event stream ended with an error');
+      } finally {
+        keepalive.cancel();
+        if (!raw.destroyed) raw.end();
+      }
+    },
+  );
+
+  app.get(
+    '/v1/tasks/:id/files',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'The files the task left in /workspace/outputs',
+        params: IdParams,
+        response: { 200: s.TaskFiles, ...errorResponses(404) },
+      },
+    },
+    async (request) => tasks.files(principalOf(request), request.params.id),
+  );
+
+  app.get(
+    '/v1/tasks/:id/files/:file_id',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'An output file of the task (or a tool output its event log cut), as a download',
+        params: s.TaskFileParams,
+        response: { 200: Type.String({ format: 'binary' }), ...errorResponses(404) },
+      },
+    },
+    async (request, reply) =>
+      sendDownload(reply, await tasks.file(principalOf(request), request.params.id, request.params.file_id)),
+  );
+}

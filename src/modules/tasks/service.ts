@@ -1,0 +1,251 @@
+import type { Context } from '../../core/context.ts';
+import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
+import { idOrNotFound, newId, type TeamId } from '../../core/ids.ts';
+import { pageOf } from '../../core/pagination.ts';
+import type { Db } from '../../db/client.ts';
+import type { EventsService } from '../events/service.ts';
+import type { FileDownload } from '../files/service.ts';
+import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
+import { TaskEventLog } from './event-log.ts';
+import { checkOutputSchema } from './output-schema.ts';
+import type { TaskPorts } from './ports.ts';
+import * as repo from './repo.ts';
+import type { CreateTaskInput, TaskListQueryType } from './schemas.ts';
+import { taskEventView, taskFileView, taskView } from './views.ts';
+
+/** What the runner gives the service: a way to tell it about a cancel, and to start work. */
+export interface TaskWorkers {
+  /** Sends the task's job (after its row committed). */
+  enqueue(teamId: TeamId, taskId: repo.TaskId): Promise<void>;
+  /** A task this server may be running was cancelled: stop it now. */
+  cancelled(taskId: string): void;
+}
+
+const taskId = (raw: string) => idOrNotFound(raw, 'task', 'task');
+
+/**
+ * Tasks (Vonzio, AgentContainer): a prompt handed to an agent version, run by
+ * the runner (runner.ts) in a capsule. Submission checks everything a worker
+ * would trip on later (the agent, its keys, its environment's build, the
+ * files, the output schema), so bad input is a 4xx now, not a failed task.
+ */
+export class TasksService {
+  readonly log: TaskEventLog;
+  private workers: TaskWorkers | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly ctx: Context,
+    private readonly outbox: EventsService,
+    private readonly ports: TaskPorts,
+  ) {
+    this.log = new TaskEventLog(db, ctx);
+  }
+
+  /** The runner, once built (it needs this service too). */
+  attach(workers: TaskWorkers): void {
+    this.workers = workers;
+  }
+
+  private team(principal: Principal, need: 'read' | 'write'): TeamId {
+    return managedTeam(principal, need, 'tasks');
+  }
+
+  async submit(principal: Principal, input: CreateTaskInput) {
+    const teamId = this.team(principal, 'write');
+    const agent = await this.ports.agent(teamId, input.agent_id, input.agent_version);
+    if (!agent) {
+      if (input.agent_version !== undefined && (await this.ports.agent(teamId, input.agent_id)))
+        throw new NotFoundError('agent version', `${input.agent_id} v${input.agent_version}`);
+      throw new NotFoundError('agent', input.agent_id);
+    }
+    if (agent.status === 'disabled')
+      throw new ConflictError('agent_disabled', `agent ${agent.name} is disabled; enable it to give it tasks`, {
+        agent_id: agent.id,
+      });
+    const def = agent.definition;
+    const model = input.model ?? def.model;
+    if (!model)
+      throw new BadRequestError(
+        'model_required',
+        `version ${agent.version} of agent ${agent.name} names no model; set the agent's model or give one with the task`,
+      );
+    if ((await this.ports.usableKeyCount(teamId, agent.id)) === 0)
+      throw new ConflictError(
+        'no_provider_key',
+        `agent ${agent.name} has no usable provider key; bind an active one to it`,
+        { agent_id: agent.id },
+      );
+    const env = await this.ports.environment(teamId, def.environment_version_id);
+    if (env?.status !== 'ready') {
+      const which = `version ${def.environment_version} of environment ${def.environment_id}`;
+      const details = {
+        environment_id: def.environment_id,
+        environment_version_id: def.environment_version_id,
+        status: env?.status ?? 'missing',
+      };
+      if (env?.status === 'failed')
+        throw new ConflictError(
+          'environment_build_failed',
+          `${which} failed to build (${env.error?.code ?? 'unknown'}); fix it and pin a version that builds`,
+          details,
+        );
+      throw new ConflictError(
+        'environment_not_ready',
+        env ? `${which} is ${env.status}; wait for its build` : `${which} no longer exists`,
+        details,
+      );
+    }
+    if (input.output_schema !== undefined) {
+      const problem = checkOutputSchema(input.output_schema);
+      if (problem)
+        throw new BadRequestError('invalid_output_schema', `output_schema is not a valid JSON Schema: ${problem}`);
+    }
+    const fileIds = input.input_file_ids ?? [];
+    const unknown = await this.ports.unknownFiles(teamId, fileIds);
+    if (unknown.length > 0)
+      throw new BadRequestError('invalid_file', `${unknown.join(', ')} is not a file of this team`, {
+        input_file_ids: unknown,
+      });
+
+    const now = this.ctx.clock.now();
+    const actor = actorOf(principal);
+    const maxBudget = input.max_budget_usd ?? def.max_budget_usd;
+    const task = await this.db.transaction(async (tx) => {
+      const row = await repo.insertTask(tx, {
+        id: newId('task'),
+        teamId,
+        agentId: agent.id,
+        agentVersion: agent.version,
+        environmentVersionId: def.environment_version_id,
+        model,
+        prompt: input.prompt,
+        status: 'queued',
+        maxTurns: input.max_turns ?? def.max_turns,
+        maxBudgetMicros: maxBudget === null ? null : Math.round(maxBudget * 1_000_000),
+        timeoutSec: input.timeout_sec ?? def.timeout_sec,
+        outputSchema: input.output_schema ?? null,
+        inputFileIds: fileIds,
+        metadata: input.metadata ?? {},
+        createdBy: actor.actorId,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await this.log.append(tx, teamId, row.id, [{ type: 'status', payload: { status: 'queued' } }]);
+      await this.outbox.record(tx, {
+        teamId,
+        ...actor,
+        subjectId: row.id,
+        type: 'task.created',
+        data: { agent_id: agent.id, agent_version: agent.version, model },
+      });
+      return row;
+    });
+    // A lost send is not a lost task: the runner's sweep sends queued tasks again.
+    await this.workers?.enqueue(teamId, task.id).catch((err: unknown) =>
+      this.ctx.log.warn({ err, task_id: task.id }, 'sending a task’s job failed; the sweep sends it again'),
+    );
+    return taskView(task);
+  }
+
+  async list(principal: Principal, q: TaskListQueryType) {
+    const teamId = this.team(principal, 'read');
+    const filter: repo.TaskFilter = {
+      ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
+      ...(q.status !== undefined ? { status: q.status } : {}),
+      ...(q.created_after !== undefined ? { createdAfter: new Date(q.created_after) } : {}),
+      ...(q.created_before !== undefined ? { createdBefore: new Date(q.created_before) } : {}),
+    };
+    return pageOf(q, (cursor, rows) => repo.listTasks(this.db, teamId, filter, cursor, rows), taskView);
+  }
+
+  private async found(teamId: TeamId, raw: string): Promise<repo.TaskRow> {
+    const row = await repo.findTask(this.db, teamId, taskId(raw));
+    if (!row) throw new NotFoundError('task', raw);
+    return row;
+  }
+
+  async get(principal: Principal, id: string) {
+    return taskView(await this.found(this.team(principal, 'read'), id));
+  }
+
+  /** Queued or running → cancelled, its capsule's processes stopped; an ended task is a 409. */
+  async cancel(principal: Principal, id: string) {
+    const teamId = this.team(principal, 'write');
+    const before = await this.found(teamId, id);
+    const now = this.ctx.clock.now();
+    const actor = actorOf(principal);
+    const cancelled = await this.db.transaction(async (tx) => {
+      const row = await repo.updateUnfinished(tx, teamId, before.id, {
+        status: 'cancelled',
+        error: { code: 'cancelled', message: `cancelled by ${actor.actorKind} ${actor.actorId ?? ''}`.trim() },
+        finishedAt: now,
+        updatedAt: now,
+      });
+      if (!row) return undefined;
+      await this.log.append(tx, teamId, row.id, [
+        { type: 'status', payload: { status: 'cancelled', error: row.error } },
+      ]);
+      await this.outbox.record(tx, {
+        teamId,
+        ...actor,
+        subjectId: row.id,
+        type: 'task.cancelled',
+        data: { agent_id: row.agentId, from: before.status },
+      });
+      return row;
+    });
+    if (!cancelled) {
+      const now = await this.found(teamId, id);
+      throw new ConflictError('task_finished', `task ${now.id} is ${now.status}; only a queued or running task can be cancelled`, {
+        status: now.status,
+      });
+    }
+    this.log.wake(cancelled.id);
+    this.workers?.cancelled(cancelled.id);
+    return taskView(cancelled);
+  }
+
+  async events(principal: Principal, id: string, afterSeq: number, limit: number) {
+    const teamId = this.team(principal, 'read');
+    const task = await this.found(teamId, id);
+    const rows = await this.log.read(teamId, task.id, afterSeq, limit);
+    return {
+      data: rows.map(taskEventView),
+      next_after_seq: rows.at(-1)?.seq ?? afterSeq,
+      done: isFinal(task.status) && (rows.at(-1)?.seq ?? afterSeq) >= task.eventSeq,
+    };
+  }
+
+  /** The task's events after `afterSeq` as they come, until it has ended (SSE). Checks access first. */
+  async follow(principal: Principal, id: string, afterSeq: number, signal: AbortSignal) {
+    const teamId = this.team(principal, 'read');
+    const task = await this.found(teamId, id);
+    const ended = async () => isFinal((await this.found(teamId, task.id)).status);
+    const log = this.log;
+    return (async function* () {
+      for await (const row of log.follow(teamId, task.id, afterSeq, ended, signal)) yield taskEventView(row);
+    })();
+  }
+
+  /** The task's output files (at most the output limit's count: one page). */
+  async files(principal: Principal, id: string) {
+    const teamId = this.team(principal, 'read');
+    const task = await this.found(teamId, id);
+    const rows = await repo.listTaskFiles(this.db, teamId, task.id, 'output');
+    return { data: rows.map(taskFileView), next_cursor: null };
+  }
+
+  /** An output file of the task (or a tool output the event log cut), as the files module serves it. */
+  async file(principal: Principal, id: string, fileId: string): Promise<FileDownload> {
+    const teamId = this.team(principal, 'read');
+    const task = await this.found(teamId, id);
+    const row = await repo.findTaskFile(this.db, teamId, task.id, fileId);
+    if (!row) throw new NotFoundError('task file', fileId);
+    return this.ports.openFile(teamId, row.fileId);
+  }
+}
+
+export function isFinal(status: string): boolean {
+  return (repo.FINAL_STATUSES as readonly string[]).includes(status);
+}

@@ -1,0 +1,139 @@
+import { Readable } from 'node:stream';
+import { NotFoundError } from '../../core/errors.ts';
+import { isId } from '../../core/ids.ts';
+import type { AgentsService } from '../agents/service.ts';
+import type { ApprovalsService } from '../approvals/service.ts';
+import type { EnvironmentsService } from '../environments/service.ts';
+import type { FilesService } from '../files/service.ts';
+import type { GatewayService } from '../gateway/service.ts';
+import { systemPrincipal } from '../identity/principal.ts';
+import type { PoliciesService } from '../policies/service.ts';
+import { resolveModelAlias } from '../providers/model-aliases.ts';
+import type { ProvidersService } from '../providers/service.ts';
+import type { RunsService } from '../runs/service.ts';
+import type { CapsulesService } from '../sandboxes/service.ts';
+import type { SecretsService } from '../secrets/service.ts';
+import type { TaskPorts } from './ports.ts';
+import { toolCapsule } from './tool-capsule.ts';
+
+export interface TaskModules {
+  agents: AgentsService;
+  policies: PoliciesService;
+  providers: ProvidersService;
+  environments: EnvironmentsService;
+  files: FilesService;
+  secrets: SecretsService;
+  gateway: GatewayService;
+  runs: RunsService;
+  capsules: CapsulesService;
+  approvals: ApprovalsService;
+}
+
+function capsuleId(id: string) {
+  if (!isId(id, 'cap')) throw new NotFoundError('capsule', id);
+  return id;
+}
+
+async function bytesOf(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The tasks module's view of the others: each port calls one service
+ * method, as the team's system principal where a principal is asked for.
+ */
+export function taskPorts(m: TaskModules): TaskPorts {
+  return {
+    async agent(teamId, agentId, version) {
+      const found = await m.agents.forTask(teamId, agentId, version);
+      if (!found) return undefined;
+      const { row } = found;
+      return {
+        id: row.id as never,
+        name: row.name,
+        status: row.status,
+        policyId: row.policyId,
+        version: found.version,
+        definition: found.definition,
+      };
+    },
+    usableKeyCount: async (teamId, agentId) => (await m.providers.usableProviderKeys(teamId, agentId)).length,
+    environment: (teamId, versionId) => m.environments.forTask(teamId, versionId),
+    unknownFiles: (teamId, ids) => m.files.unknownFileIds(teamId, ids),
+    async readFile(teamId, fileId) {
+      const { file, body } = await m.files.download(systemPrincipal(teamId, 'tasks'), fileId);
+      return { name: file.filename, data: await bytesOf(body) };
+    },
+    openFile: (teamId, fileId) => m.files.download(systemPrincipal(teamId, 'tasks'), fileId),
+    async writeFile(teamId, actor, file) {
+      const stored = await m.files.upload(systemPrincipal(teamId, actor), {
+        filename: file.name,
+        contentType: undefined,
+        source: Readable.from([file.data]),
+      });
+      return stored.id;
+    },
+    secrets: (teamId, agentId) => m.secrets.forAgent(teamId, agentId),
+    resolveModel: (model) => resolveModelAlias(model).model,
+    policy: (teamId, policyId) => m.policies.findForTeam(teamId, policyId),
+    callModel: (req) => m.gateway.handle(req),
+    runs: {
+      start: (input) =>
+        m.runs.startTaskRun({
+          teamId: input.teamId,
+          agent: input.agent,
+          policy: input.policy as never,
+          runName: input.name,
+          runMetadata: input.metadata,
+          maxBudgetMicros: input.maxBudgetMicros,
+        }),
+      async end(teamId, runId, outcome, reason) {
+        const run = await m.runs.endTaskRun(teamId, runId, outcome, reason);
+        if (!run) return undefined;
+        return {
+          costMicros: run.costMicros,
+          inputTokens: run.inputTokens + run.cacheReadTokens + run.cacheCreationTokens,
+          outputTokens: run.outputTokens,
+          status: run.status,
+        };
+      },
+      async chargeSandbox(input) {
+        await m.runs.recordSandboxUsage(input);
+      },
+    },
+    capsules: {
+      async start(teamId, actor, input) {
+        const principal = systemPrincipal(teamId, actor);
+        const c = await m.capsules.create(principal, {
+          template: input.template,
+          ...(input.networkAllow.length > 0 ? { network: { allow: input.networkAllow } } : {}),
+          metadata: input.metadata,
+        });
+        const id = capsuleId(c.id);
+        const ready = await m.capsules.get(principal, id, { statuses: ['running'], timeoutMs: input.timeoutMs });
+        if (ready.status !== 'running') {
+          await m.capsules.remove(principal, id).catch(() => undefined);
+          throw new Error(`capsule ${id} is ${ready.status}, not running`);
+        }
+        return { id, tools: toolCapsule(m.capsules, principal, id), vcpus: c.vcpus, memoryMb: c.memory_mb };
+      },
+      async destroy(teamId, actor, id) {
+        await m.capsules.remove(systemPrincipal(teamId, actor), capsuleId(id)).catch((err: unknown) => {
+          if (!(err instanceof NotFoundError)) throw err;
+        });
+      },
+    },
+    approvals: {
+      async status(teamId, approvalId) {
+        try {
+          return (await m.approvals.get(systemPrincipal(teamId, 'tasks'), approvalId)).status;
+        } catch (err) {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        }
+      },
+    },
+  };
+}

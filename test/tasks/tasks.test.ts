@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Json } from '../support/factories.ts';
+import { startTasks, type TaskFixture } from '../support/tasks.ts';
+
+let f: TaskFixture;
+
+beforeAll(async () => {
+  f = await startTasks();
+});
+afterAll(async () => {
+  await f?.close();
+});
+
+const SECRET = 'tok-9f8e7d6c5b4a39281706';
+
+async function secret(name: string, value: string, agentIds?: string[]) {
+  const res = await f.t.call('POST', '/v1/secrets', {
+    token: f.user.token,
+    body: { name, value, ...(agentIds ? { agent_ids: agentIds } : {}) },
+  });
+  expect(res.status, JSON.stringify(res.body)).toBe(201);
+}
+
+async function download(taskId: string, fileId: string): Promise<string> {
+  const res = await f.t.call('GET', `/v1/tasks/${taskId}/files/${fileId}`, { token: f.user.token });
+  expect(res.status).toBe(200);
+  return String(res.body);
+}
+
+describe('a task end to end', () => {
+  it('runs bash (which echoes a secret), write_file and submit_result, and records everything', async () => {
+    const agent = await f.agent({ policy: { content_logging: 'enabled' } });
+    await secret('DEPLOY_TOKEN', SECRET, [agent.id]);
+    f.mock.reset();
+    f.script([
+      {
+        tool: 'bash',
+        args: { command: 'echo "token=$DEPLOY_TOKEN"; mkdir -p outputs && echo from-bash > outputs/a.txt' },
+      },
+      { tool: 'write_file', args: { path: 'outputs/b.txt', content: 'from write_file\n' } },
+      { tool: 'submit_result', args: { result: { answer: 42 } } },
+    ]);
+    const submitted = await f.submit({ agent_id: agent.id, prompt: 'do the thing' });
+    expect(submitted).toMatchObject({ status: 'queued', agent_id: agent.id, agent_version: 1 });
+
+    const { task, streamed } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'completed', result: { answer: 42 }, error: null, turns: 3 });
+    expect(task.run_id).toMatch(/^run_/);
+
+    // Both output files, with their content.
+    const files = await f.t.call('GET', `/v1/tasks/${task.id}/files`, { token: f.user.token });
+    expect(files.body.data.map((x: Json) => x.path).sort()).toEqual(['a.txt', 'b.txt']);
+    const byPath = Object.fromEntries(files.body.data.map((x: Json) => [x.path, x.file_id]));
+    expect(await download(task.id, byPath['a.txt'])).toBe('from-bash\n');
+    expect(await download(task.id, byPath['b.txt'])).toBe('from write_file\n');
+
+    // The events: each tool call and its result, in order; the stream carried the same log.
+    const events = await f.events(task.id);
+    expect(streamed.map((e) => e.seq)).toEqual(events.map((e) => e.seq));
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    const tools = events.filter((e) => e.type === 'tool_call' || e.type === 'tool_result');
+    expect(tools.map((e) => `${e.type}:${e.payload.name}`)).toEqual([
+      'tool_call:bash',
+      'tool_result:bash',
+      'tool_call:write_file',
+      'tool_result:write_file',
+      'tool_call:submit_result',
+      'tool_result:submit_result',
+    ]);
+    const bash = tools[1]!.payload;
+    expect(bash).toMatchObject({ ok: true, exit_code: 0 });
+    expect(bash.output).toContain('token=[secret:DEPLOY_TOKEN]');
+    expect(events.at(0)).toMatchObject({ type: 'status', payload: { status: 'queued' } });
+    expect(events.at(-1)).toMatchObject({ type: 'status', payload: { status: 'completed' } });
+
+    // The secret is in no event, no stored step and no request the provider received.
+    expect(JSON.stringify(events)).not.toContain(SECRET);
+    await f.t.services.runs.flush();
+    const steps = await f.t.call('GET', `/v1/runs/${task.run_id}/steps`, {
+      token: f.user.token,
+      query: { limit: '200' },
+    });
+    const llmSteps = steps.body.data.filter((s: Json) => s.type === 'llm_call');
+    expect(llmSteps).toHaveLength(3);
+    expect(JSON.stringify(steps.body)).toContain('[secret:DEPLOY_TOKEN]');
+    expect(JSON.stringify(steps.body)).not.toContain(SECRET);
+    expect(f.mock.requests).toHaveLength(3);
+    expect(JSON.stringify(f.mock.requests.map((r) => r.body))).not.toContain(SECRET);
+
+    // cost_usd is the run's ledger sum, and the ledger has the capsule's time.
+    const ledger = await f.t.call('GET', `/v1/runs/${task.run_id}/ledger`, {
+      token: f.user.token,
+      query: { limit: '200' },
+    });
+    const entries: Json[] = ledger.body.data;
+    expect(entries.some((e) => e.kind === 'sandbox')).toBe(true);
+    const sum = entries.reduce((acc, e) => acc + Math.round(Number(e.cost_usd) * 1e6), 0);
+    expect(Math.round(task.cost_usd * 1e6)).toBe(sum);
+    expect(task.sandbox_seconds).toBeGreaterThan(0);
+    expect(task.input_tokens).toBeGreaterThan(0);
+  });
+
+  it('ends with the answer text when the model answers without a tool call', async () => {
+    const agent = await f.agent();
+    f.mock.reset();
+    f.script([{ text: 'All done: nothing to run.' }]);
+    const submitted = await f.submit({ agent_id: agent.id, prompt: 'say done' });
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'completed', result: 'All done: nothing to run.', turns: 1 });
+  });
+});
