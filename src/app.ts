@@ -29,7 +29,7 @@ import { validatorCompiler } from './http/validation.ts';
 import { Jobs } from './jobs/jobs.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
 import { AgentMe } from './modules/agents/schemas.ts';
-import { AgentsService, type ProviderKeyExists } from './modules/agents/service.ts';
+import { AgentsService, type ProviderKeyPorts } from './modules/agents/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
 import { BUILD_POLICY, BUILD_QUEUE, EnvironmentBuilder } from './modules/environments/builder.ts';
@@ -43,6 +43,7 @@ import { registerFileRoutes } from './modules/files/routes.ts';
 import { FilesService } from './modules/files/service.ts';
 import { DataDirStore } from './modules/files/store.ts';
 import { ProviderHealthRegistry } from './modules/gateway/circuit-breaker.ts';
+import { ModelLists } from './modules/gateway/models.ts';
 import { PriceTable } from './modules/gateway/pricing.ts';
 import { RateLimiter } from './modules/gateway/rate-limit.ts';
 import { registerGatewayRoutes } from './modules/gateway/routes.ts';
@@ -118,6 +119,8 @@ export interface Services {
   runs: RunsService;
   approvals: ApprovalsService;
   gateway: GatewayService;
+  /** The provider keys' model lists (GET /v1/agents/{id}/models), cached in this process. */
+  models: ModelLists;
   capsules: CapsulesService;
   snapshots: SnapshotsService;
   environments: EnvironmentsService;
@@ -197,11 +200,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     (tx, teamId, policyId) => agents.idsUsingPolicy(tx, teamId, policyId),
     policyRuns,
   );
-  // Agents ask providers whether a key exists (providers is made below).
-  const providerKeyExists: ProviderKeyExists = (teamId, keyId, provider) =>
-    providers.exists(teamId, keyId, provider);
+  // Agents ask providers whether a key exists and which they can use, and the gateway's model
+  // lists what those keys can call (all made below).
+  const agentProviderKeys: ProviderKeyPorts = {
+    exists: (teamId, keyId, provider) => providers.exists(teamId, keyId, provider),
+    usable: (teamId, keyIds) => providers.usableKeys(teamId, keyIds),
+    models: (teamId, keys) => models.list(teamId, keys),
+  };
   // Agents' definitions pin environment versions and name files (both made below).
-  const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, providerKeyExists, {
+  const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, agentProviderKeys, {
     pinEnvironment: (teamId, asked) => environments.pin(teamId, asked),
     unknownFiles: (teamId, ids) => files.unknownFileIds(teamId, ids),
   });
@@ -247,12 +254,16 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     },
     { maxBytes: config.fileMaxBytes, uploadTtlMs: 60 * 60 * 1000 },
   );
+  const prices = new PriceTable();
+  const models = new ModelLists(ctx, upstream, {
+    open: (teamId, keyId) => providers.keyForCall(teamId, keyId),
+    prices,
+  });
   const gatewayRateLimiter = new RateLimiter(gatewayStore, log);
   const gateway = new GatewayService(
     ctx,
-    gatewayPorts(
-      { agents, policies, providers, runs, approvals, health: providerHealth, prices: new PriceTable() },
-      () => clock.now(),
+    gatewayPorts({ agents, policies, providers, runs, approvals, health: providerHealth, prices }, () =>
+      clock.now(),
     ),
     new WireTranslator(clock),
     gatewayRateLimiter,
@@ -285,7 +296,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     queueBuild,
   );
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
-  const taskModules = { agents, policies, providers, environments, files, secrets, gateway, runs, capsules, approvals };
+  const taskModules = { agents, policies, environments, files, secrets, gateway, runs, capsules, approvals };
   const tasks = new TasksService(db, ctx, events, taskPorts(taskModules));
   const taskRunner = new TaskRunner(db, ctx, events, tasks, taskPorts(taskModules), jobs, {
     concurrency: config.taskConcurrency,
@@ -309,6 +320,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     runs,
     approvals,
     gateway,
+    models,
     capsules,
     snapshots,
     environments,
@@ -512,6 +524,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await runs.shutdown();
     await providers.close();
     files.close();
+    await models.close();
     await upstream.close();
   });
 

@@ -194,9 +194,13 @@ describe('creating an agent', () => {
       t.services.hasher,
       t.services.events,
       t.services.policies,
-      async (_team, keyId, provider) => {
-        asked.push(keyId);
-        return known.has(`${provider}:${keyId}`);
+      {
+        exists: async (_team, keyId, provider) => {
+          asked.push(keyId);
+          return known.has(`${provider}:${keyId}`);
+        },
+        usable: async () => [],
+        models: async () => [],
       },
       {
         pinEnvironment: (teamId, asked) => t.services.environments.pin(teamId, asked),

@@ -257,6 +257,72 @@ describe('Anthropic messages', () => {
   });
 });
 
+describe('model lists', () => {
+  it('lists models in each provider’s shape, which both SDKs page through', async () => {
+    const ids = Array.from({ length: 45 }, (_, i) => `model-${String(i).padStart(2, '0')}`);
+    const other = await startMockLlm({ models: ids, requireKey: 'sk-list' });
+    try {
+      const fromOpenAi = [];
+      for await (const m of openAiClient(other.url, 'sk-list').models.list()) fromOpenAi.push(m);
+      expect(fromOpenAi.map((m) => m.id)).toEqual(ids);
+      expect(fromOpenAi[0]).toMatchObject({ object: 'model', owned_by: 'system' });
+      expect(fromOpenAi[0]!.created).toBeTypeOf('number');
+
+      // Anthropic pages 20 at a time by default: the SDK follows last_id while has_more.
+      const fromAnthropic = [];
+      for await (const m of anthropicClient(other.url, 'sk-list').models.list()) fromAnthropic.push(m);
+      expect(fromAnthropic.map((m) => m.id)).toEqual(ids);
+      expect(fromAnthropic[0]).toMatchObject({ type: 'model', display_name: 'model-00' });
+      expect(other.requests.filter((r) => r.format === 'anthropic').map((r) => r.path)).toEqual([
+        '/v1/models',
+        '/v1/models',
+        '/v1/models',
+      ]);
+
+      const page = await anthropicClient(other.url, 'sk-list').models.list({
+        limit: 5,
+        after_id: 'model-40',
+      });
+      expect(page.data.map((m) => m.id)).toEqual(['model-41', 'model-42', 'model-43', 'model-44']);
+      expect(page.has_more).toBe(false);
+      expect(page.last_id).toBe('model-44');
+
+      // Another key is refused, in each shape; without /v1 the list is there too.
+      await expect(openAiClient(other.url, 'sk-other').models.list()).rejects.toBeInstanceOf(
+        OpenAI.AuthenticationError,
+      );
+      await expect(anthropicClient(other.url, 'sk-other').models.list()).rejects.toBeInstanceOf(
+        Anthropic.AuthenticationError,
+      );
+      const bare = await fetch(`${other.url}/models`, { headers: { authorization: 'Bearer sk-list' } });
+      expect(((await bare.json()) as { data: unknown[] }).data).toHaveLength(45);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('setModels changes the list per format; a step queued for the path fails it', async () => {
+    const other = await startMockLlm();
+    try {
+      other.setModels(['gpt-x']);
+      other.setModels(['claude-x'], 'anthropic');
+      const openAiIds = async () => (await openAiClient(other.url).models.list()).data.map((m) => m.id);
+      expect(await openAiIds()).toEqual(['gpt-x']);
+      expect((await anthropicClient(other.url).models.list()).data.map((m) => m.id)).toEqual(['claude-x']);
+
+      // A step with no path is for completions: the list ignores it, and a completion still takes it.
+      other.reply({ text: 'for the chat' });
+      other.replyFor({ path: '/v1/models' }, { status: 503, message: 'listing is down' });
+      await expect(openAiIds()).rejects.toBeInstanceOf(OpenAI.APIError);
+      expect(await openAiIds()).toEqual(['gpt-x']);
+      const res = await openAiClient(other.url).chat.completions.create(chat);
+      expect(res.choices[0]!.message.content).toBe('for the chat');
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe('failures the SDKs observe', () => {
   it('429 raises RateLimitError with retry-after, in each provider’s error shape', async () => {
     mock.reply([

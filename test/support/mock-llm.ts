@@ -7,8 +7,9 @@ import type OpenAI from 'openai';
 /**
  * The one stand-in for model providers in Paddock's tests and benchmarks: a
  * real HTTP server speaking the OpenAI Chat Completions and Anthropic
- * Messages wire formats (JSON and SSE) as the official SDKs parse them, with
- * scripted failures. Payloads are checked against the SDKs' own types.
+ * Messages wire formats (JSON and SSE) as the official SDKs parse them, and
+ * both providers' model lists (`GET /v1/models`), with scripted failures.
+ * Payloads are checked against the SDKs' own types.
  */
 
 export type MockFormat = 'openai' | 'anthropic';
@@ -80,7 +81,13 @@ export interface MockStep {
   times?: number;
 }
 
-/** Which requests a queued step may answer; all given fields must match. */
+/**
+ * Which requests a queued step may answer; all given fields must match. A
+ * model list (`GET /v1/models`, `/models`) takes only steps queued for its
+ * path, e.g. `replyFor({ path: '/v1/models' }, { status: 503 })`, of which
+ * it honours the failures (status, message, body, headers, retryAfterSec,
+ * delayMs, hang, destroy).
+ */
 export interface MockMatch {
   path?: string;
   format?: MockFormat;
@@ -114,6 +121,8 @@ export interface MockLlmOptions {
   record?: boolean;
   /** The answer when no queued step matches (default: a normal text answer). */
   defaultStep?: MockStep;
+  /** The ids `GET /v1/models` lists, in both formats (default: a few of each provider's; see setModels). */
+  models?: readonly string[];
 }
 
 export interface MockLlm {
@@ -129,6 +138,8 @@ export interface MockLlm {
   reply(steps: MockStep | readonly MockStep[]): void;
   /** Queue steps only for requests that match, e.g. `{ apiKey: 'sk-a' }`. */
   replyFor(match: MockMatch, steps: MockStep | readonly MockStep[]): void;
+  /** The ids the model list answers with from now on: in one format, or both when none is named. */
+  setModels(ids: readonly string[], format?: MockFormat): void;
   /** Forget queued steps and recorded requests. */
   reset(): void;
   /** Stop listening and drop every connection, hanging ones included. */
@@ -139,6 +150,13 @@ const FORMAT_BY_PATH = new Map<string, MockFormat>([
   ['/v1/chat/completions', 'openai'],
   ['/v1/messages', 'anthropic'],
 ]);
+const MODEL_LIST_PATHS = new Set(['/v1/models', '/models']);
+const DEFAULT_MODELS: Record<MockFormat, readonly string[]> = {
+  openai: ['gpt-4o', 'gpt-4o-2024-08-06', 'gpt-4o-mini'],
+  anthropic: ['claude-sonnet-4-6', 'claude-haiku-4-5-20251001'],
+};
+/** When every listed model was "released" (a fixed instant keeps answers comparable). */
+const MODELS_CREATED_AT = new Date('2025-01-01T00:00:00Z');
 const DEFAULT_TEXT = 'This is the mock model answering.';
 const FINGERPRINT = 'fp_mock';
 const ARG_SLICE = 8;
@@ -178,14 +196,23 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
   const record = options.record ?? true;
   const keys = options.requireKey === undefined ? undefined : new Set([options.requireKey].flat());
   const defaultStep = checkStep(options.defaultStep ?? {});
+  const models: Record<MockFormat, readonly string[]> = options.models
+    ? { openai: [...options.models], anthropic: [...options.models] }
+    : { ...DEFAULT_MODELS };
   let requestCount = 0;
   let closed = false;
 
-  const take = (path: string, format: MockFormat, apiKey: string | undefined, model: string | undefined) => {
+  const take = (
+    path: string,
+    format: MockFormat,
+    apiKey: string | undefined,
+    model: string | undefined,
+    listing = false,
+  ) => {
     for (let i = 0; i < queue.length; i++) {
       const q = queue[i]!;
       const m = q.match;
-      if (m?.path !== undefined && m.path !== path) continue;
+      if (listing ? m?.path !== path : m?.path !== undefined && m.path !== path) continue;
       if (m?.format !== undefined && m.format !== format) continue;
       if (m?.apiKey !== undefined && m.apiKey !== apiKey) continue;
       if (m?.model !== undefined && m.model !== model) continue;
@@ -203,7 +230,13 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const method = req.method ?? 'GET';
-    const format = method === 'POST' ? FORMAT_BY_PATH.get(path) : undefined;
+    const listing = method === 'GET' && MODEL_LIST_PATHS.has(path);
+    // Both providers list models at the same path: Anthropic's clients send its version header.
+    const format = listing
+      ? guessFormat(req.headers)
+      : method === 'POST'
+        ? FORMAT_BY_PATH.get(path)
+        : undefined;
     const body = parseJson(raw);
     const obj = isRecord(body) ? body : undefined;
     const apiKey = keyOf(format, req.headers);
@@ -226,8 +259,18 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
     if (entry) requests.push(entry);
 
     if (format === undefined) {
-      const guess = req.headers['x-api-key'] !== undefined ? 'anthropic' : 'openai';
-      return sendError(res, guess, { status: 404, message: `No such endpoint: ${method} ${path}` });
+      return sendError(res, guessFormat(req.headers), {
+        status: 404,
+        message: `No such endpoint: ${method} ${path}`,
+      });
+    }
+    if (listing) {
+      const refused = checkAuth(format, req.headers, apiKey, keys);
+      if (refused) return sendError(res, format, refused);
+      const step = take(path, format, apiKey, undefined, true);
+      if (entry) entry.step = step;
+      if (step && (await failAsScripted(req, res, format, step))) return;
+      return listModels(res, format, models[format], new URLSearchParams(q === -1 ? '' : url.slice(q + 1)));
     }
     const refusal = checkAuth(format, req.headers, apiKey, keys) ?? checkBody(format, obj);
     if (refusal) return sendError(res, format, refusal);
@@ -267,6 +310,9 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
     },
     reply: (steps) => enqueue(undefined, steps),
     replyFor: (match, steps) => enqueue(match, steps),
+    setModels(ids, format) {
+      for (const f of format ? [format] : (['openai', 'anthropic'] as const)) models[f] = [...ids];
+    },
     reset() {
       queue.length = 0;
       requests.length = 0;
@@ -333,6 +379,12 @@ function checkBody(format: MockFormat, body: Record<string, unknown> | undefined
   return undefined;
 }
 
+function guessFormat(headers: IncomingHttpHeaders): MockFormat {
+  return headers['x-api-key'] !== undefined || headers['anthropic-version'] !== undefined
+    ? 'anthropic'
+    : 'openai';
+}
+
 function keyOf(format: MockFormat | undefined, headers: IncomingHttpHeaders): string | undefined {
   const xKey = headers['x-api-key'];
   const bearer = /^Bearer (.*)$/i.exec(headers.authorization ?? '')?.[1];
@@ -360,11 +412,7 @@ async function answer(
   body: Record<string, unknown>,
   step: MockStep,
 ): Promise<void> {
-  if (step.delayMs && !(await pause(step.delayMs, res))) return;
-  if (step.destroy) return void req.socket.destroy();
-  if (step.hang) return;
-  if (step.status !== undefined)
-    return sendError(res, format, { status: step.status, message: step.message }, step);
+  if (await failAsScripted(req, res, format, step)) return;
 
   const a = buildAnswer(format, body, step);
   const headers = { ...requestIdHeader(format), ...step.headers };
@@ -431,6 +479,24 @@ async function answer(
     if (res.destroyed) return;
   }
   res.end();
+}
+
+/** A step's delay, then its failure (dropped socket, no answer, error status); true when it failed. */
+async function failAsScripted(
+  req: IncomingMessage,
+  res: ServerResponse,
+  format: MockFormat,
+  step: MockStep,
+): Promise<boolean> {
+  if (step.delayMs && !(await pause(step.delayMs, res))) return true;
+  if (step.destroy) {
+    req.socket.destroy();
+    return true;
+  }
+  if (step.hang) return true;
+  if (step.status === undefined) return false;
+  sendError(res, format, { status: step.status, message: step.message }, step);
+  return true;
 }
 
 function buildAnswer(format: MockFormat, body: Record<string, unknown>, step: MockStep): Answer {
@@ -652,6 +718,71 @@ function anthropicEvents(a: Answer): string[] {
   );
   out.push(sse({ type: 'message_stop' }));
   return out;
+}
+
+// --- model lists ---------------------------------------------------------------------------------
+
+/**
+ * OpenAI answers every model at once (`object: "list"`); Anthropic pages by
+ * id (`limit` 1–1000, default 20; `after_id` / `before_id`) with `has_more`,
+ * `first_id` and `last_id`.
+ */
+function listModels(
+  res: ServerResponse,
+  format: MockFormat,
+  ids: readonly string[],
+  query: URLSearchParams,
+): void {
+  let json: string;
+  if (format === 'openai') {
+    const data: OpenAI.Model[] = ids.map((id) => ({
+      id,
+      object: 'model',
+      created: Math.floor(MODELS_CREATED_AT.getTime() / 1000),
+      owned_by: 'system',
+    }));
+    json = JSON.stringify({ object: 'list', data });
+  } else {
+    const limit = Number(query.get('limit') ?? 20);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      return void sendError(res, format, {
+        status: 400,
+        message: 'limit: Input should be between 1 and 1000',
+      });
+    const after = query.get('after_id');
+    const before = query.get('before_id');
+    let start = after === null ? 0 : ids.indexOf(after) + 1;
+    let end = before === null ? ids.length : Math.max(0, ids.indexOf(before));
+    if (before !== null && after === null) start = Math.max(0, end - limit);
+    end = Math.min(end, start + limit);
+    const page = ids.slice(start, end);
+    const data: Anthropic.ModelInfo[] = page.map((id) => ({
+      type: 'model',
+      id,
+      display_name: id,
+      created_at: MODELS_CREATED_AT.toISOString(),
+      capabilities: null,
+      deprecated_at: null,
+      lifecycle: 'active',
+      line: null,
+      max_input_tokens: null,
+      max_tokens: null,
+      retires_at: null,
+    }));
+    const hasMore = before !== null && after === null ? start > 0 : end < ids.length;
+    json = JSON.stringify({
+      data,
+      has_more: hasMore,
+      first_id: page[0] ?? null,
+      last_id: page.at(-1) ?? null,
+    });
+  }
+  res.writeHead(200, {
+    ...requestIdHeader(format),
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(json),
+  });
+  res.end(json);
 }
 
 // --- errors --------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { and, desc, eq, inArray, isNull, like, or, sql } from 'drizzle-orm';
-import { type AgentId, isId, type TeamId } from '../../core/ids.ts';
+import { type AgentId, isId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { updateOne } from '../../db/update-one.ts';
@@ -170,6 +170,17 @@ export function bindingsUse(bindings: Bindings, keyId: string): string[] {
       providers.push(provider);
   }
   return providers;
+}
+
+/**
+ * Every key id the bindings name, each once: by provider name (jsonb keeps no
+ * key order), then in the order of a provider's list.
+ */
+export function boundKeyIds(bindings: Bindings): ProviderKeyId[] {
+  const ids = Object.entries(bindings ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .flatMap(([, b]) => (typeof b === 'string' ? [b] : b.map((k) => k.key_id)));
+  return [...new Set(ids)];
 }
 
 export async function setAgentBindings(

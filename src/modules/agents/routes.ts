@@ -119,6 +119,24 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
   );
 
   app.get(
+    '/v1/agents/:id/models',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'The models the agent’s usable provider keys can call, with the aliases that name them',
+        description:
+          'Each usable key’s own model list (`GET /v1/models` of its provider), cached for 10 minutes and ' +
+          'refreshed in the background; while a list cannot be fetched, the price table’s models for the ' +
+          'provider (`source: catalog`). One page: `next_cursor` is always null.',
+        params: IdParams,
+        response: { 200: s.AgentModels, ...errorResponses(404) },
+      },
+    },
+    async (request) => agents.models(principalOf(request), agentIdOf(request.params.id)),
+  );
+
+  app.get(
     '/v1/agents/:id/versions',
     {
       config: read,

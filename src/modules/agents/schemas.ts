@@ -5,6 +5,7 @@ import {
   FORBIDDEN_KEYS,
   LoadBalancing,
   ModelRoutes,
+  ProviderSchema,
   RoutingPreference,
   TimeoutMs,
 } from '../policies/spec.ts';
@@ -190,3 +191,17 @@ export const AgentMe = Type.Object(
   },
   { description: 'GET /v1/me with an agent key: the agent and its default policy’s limits' },
 );
+
+export const AgentModel = Type.Object({
+  id: Type.String({ description: 'the full model id, as the provider names it' }),
+  provider: ProviderSchema,
+  provider_key_id: Type.String({ description: 'the agent’s provider key that can call it' }),
+  aliases: Type.Array(Type.String(), {
+    description: 'the family aliases (sonnet, gpt-4o, …) an agent definition may name for this id',
+  }),
+  source: Type.Enum(['provider', 'catalog'], {
+    description:
+      'provider: from the provider’s own model list; catalog: the price table’s models, served while that list cannot be fetched',
+  }),
+});
+export const AgentModels = Paginated(AgentModel);

@@ -20,6 +20,7 @@ import { actorOf, managedTeam, type Principal, type Scope } from '../identity/pr
 import type { PoliciesService } from '../policies/service.ts';
 import { actorLabel } from '../policies/service.ts';
 import { type ProviderName, sameJson } from '../policies/spec.ts';
+import type { UsableKey } from '../providers/service.ts';
 import { changedFields, type Definition, sendsDefinition } from './definition.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
@@ -48,6 +49,17 @@ export type ProviderKeyExists = (
   keyId: ProviderKeyId,
   provider: ProviderName,
 ) => Promise<boolean>;
+
+export type AgentModel = Static<typeof s.AgentModel>;
+
+/** What agents ask about provider keys: the providers module and the gateway's model lists answer. */
+export interface ProviderKeyPorts {
+  exists: ProviderKeyExists;
+  /** Which of `keyIds` the team's calls can use now, in that order. */
+  usable(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<UsableKey[]>;
+  /** The models those keys can use, sorted. */
+  models(teamId: TeamId, keys: readonly UsableKey[]): Promise<AgentModel[]>;
+}
 
 /** What agents need from the policies module. */
 export type PolicyReferences = Pick<PoliciesService, 'holdForReference' | 'missingPolicies' | 'findForTeam'>;
@@ -119,7 +131,7 @@ export class AgentsService {
     private readonly hasher: TokenHasher,
     private readonly events: EventsService,
     private readonly policies: PolicyReferences,
-    private readonly providerKeyExists: ProviderKeyExists,
+    private readonly providerKeys: ProviderKeyPorts,
     definitionPorts: DefinitionPorts,
   ) {
     this.versions = new AgentVersions(db, definitionPorts);
@@ -247,6 +259,24 @@ export class AgentsService {
     return remapped;
   }
 
+  /**
+   * For the tasks module: the provider keys the agent (a live agent of the
+   * team) can use now — bound to it, active, and opening with this server's
+   * master key — as `{id, provider, name}`, by provider name, then in the order of its list.
+   */
+  async usableProviderKeys(teamId: TeamId, agentId: AgentId): Promise<UsableKey[]> {
+    const row = await repo.findAgent(this.db, teamId, agentId);
+    if (!row) throw new NotFoundError('agent', agentId);
+    return this.providerKeys.usable(teamId, repo.boundKeyIds(row.providerKeys));
+  }
+
+  /** GET /v1/agents/{id}/models: what the agent's usable keys can call (one page: every model). */
+  async models(principal: Principal, id: AgentId): Promise<{ data: AgentModel[]; next_cursor: null }> {
+    const teamId = this.team(principal, 'read');
+    const keys = await this.usableProviderKeys(teamId, id);
+    return { data: keys.length === 0 ? [] : await this.providerKeys.models(teamId, keys), next_cursor: null };
+  }
+
   /** For the policies module: live agents whose policy is `policyId`, inside its transaction. */
   idsUsingPolicy(tx: DbOrTx, teamId: TeamId, policyId: string): Promise<string[]> {
     return repo.idsUsingPolicy(tx, teamId, policyId);
@@ -280,7 +310,10 @@ export class AgentsService {
       if (new Set(ids).size !== ids.length)
         fields[`provider_keys.${provider}`] = 'lists a key more than once';
       for (const keyId of new Set(ids)) {
-        if (!isId(keyId, 'pkey') || !(await this.providerKeyExists(teamId, keyId, provider as ProviderName)))
+        if (
+          !isId(keyId, 'pkey') ||
+          !(await this.providerKeys.exists(teamId, keyId, provider as ProviderName))
+        )
           unknown.push({ provider, key_id: keyId });
       }
       const typed = typedBinding(binding);

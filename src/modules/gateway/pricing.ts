@@ -17,6 +17,8 @@ interface TableEntry {
   output: number;
   cache_read?: number;
   cache_write?: number;
+  /** Ids the provider serves that this entry prices (the catalog offered when a key's list cannot be fetched). */
+  models?: string[];
 }
 
 /** A provider key's `price_overrides`: model name or glob → USD per million tokens. */
@@ -49,6 +51,7 @@ function toPrice(e: { input: number; output: number; cache_read?: number; cache_
 export class PriceTable {
   private readonly ceiling: Record<'anthropic' | 'openai', Price>;
   private readonly memo = new Map<string, Price>();
+  private readonly catalog: Record<'anthropic' | 'openai', readonly string[]>;
 
   constructor(private readonly table: PriceTableData = builtIn as PriceTableData) {
     const max = (entries: TableEntry[] | undefined): Price =>
@@ -62,6 +65,19 @@ export class PriceTable {
         FREE,
       );
     this.ceiling = { anthropic: max(table.anthropic), openai: max(table.openai) };
+    const listed = (entries: TableEntry[] | undefined) => [
+      ...new Set((entries ?? []).flatMap((e) => e.models ?? [])),
+    ];
+    this.catalog = { anthropic: listed(table.anthropic), openai: listed(table.openai) };
+  }
+
+  /**
+   * The model ids the table lists for a provider: what a key of it can most
+   * likely call. An openai_compatible endpoint serves whatever it hosts, so
+   * the table knows none.
+   */
+  catalogModels(provider: Provider): readonly string[] {
+    return provider === 'openai_compatible' ? [] : this.catalog[provider];
   }
 
   priceOf(provider: Provider, model: string, overrides: PriceOverrides | null): Price {

@@ -15,8 +15,16 @@ export function formatOf(provider: Provider): WireFormat {
  * and vLLM are usually configured as ".../v1"): both work.
  */
 export function endpointOf(provider: Provider, baseUrl: string): string {
+  return underV1(baseUrl, formatOf(provider) === 'anthropic' ? 'messages' : 'chat/completions');
+}
+
+/** The provider's model list (`GET`): `/v1/models` in both wire formats. */
+export function modelsEndpointOf(baseUrl: string): string {
+  return underV1(baseUrl, 'models');
+}
+
+function underV1(baseUrl: string, path: string): string {
   const base = baseUrl.replace(/\/+$/, '');
-  const path = formatOf(provider) === 'anthropic' ? 'messages' : 'chat/completions';
   return base.endsWith('/v1') ? `${base}/${path}` : `${base}/v1/${path}`;
 }
 

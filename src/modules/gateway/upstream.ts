@@ -34,8 +34,10 @@ export class UpstreamError extends Error {
 
 export interface UpstreamCall {
   url: string;
+  /** POST (a model call) unless given; GET has no body (a provider's model list). */
+  method?: 'GET' | 'POST';
   headers: Record<string, string>;
-  body: string;
+  body?: string;
   connectTimeoutMs: number;
   /** The whole call after connecting: first byte and body. */
   timeoutMs: number;
@@ -108,7 +110,7 @@ export class UpstreamClient {
     };
     try {
       const res = await request(call.url, {
-        method: 'POST',
+        method: call.method ?? 'POST',
         headers: call.headers,
         body: call.body,
         dispatcher: this.agentFor(call.connectTimeoutMs),

@@ -27,10 +27,17 @@ export type UpsertProviderKeyInput = Static<typeof s.UpsertProviderKeyBody>;
 export { DEFAULT_BASE_URLS, type KeyForCall, sealContext } from './call-keys.ts';
 export { type PriceOverrides, type ProviderKeyView, providerKeyView } from './views.ts';
 
-/** What providers need from the agents module: the agents bound to a key, and their rewrite on a remap. */
+/** A provider key an agent's calls can use now (no secret). */
+export interface UsableKey {
+  id: ProviderKeyId;
+  provider: ProviderName;
+  name: string;
+}
+
 /** What a key's usage report reads from the runs module. */
 export type KeyRunsPort = Pick<RunReports, 'runningRunCount' | 'runsUsingKeySince'>;
 
+/** What providers need from the agents module: the agents bound to a key, and their rewrite on a remap. */
 export type AgentBindingsPort = Pick<AgentsService, 'boundToKey' | 'remapProviderKey' | 'forgetCached'>;
 
 function invalidBody(fields: Record<string, string>): ValidationError {
@@ -457,6 +464,27 @@ export class ProvidersService {
    */
   keysForCall(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<Map<string, KeyForCall>> {
     return this.callKeys.open(teamId, keyIds);
+  }
+
+  /**
+   * Which of `keyIds` the team's calls can use now (active, and its secret
+   * opens with this server's master key), in the order given, each once:
+   * what the gateway would route to, without the secrets.
+   */
+  async usableKeys(teamId: TeamId, keyIds: readonly ProviderKeyId[]): Promise<UsableKey[]> {
+    if (keyIds.length === 0) return [];
+    const [opened, live] = await Promise.all([
+      this.callKeys.open(teamId, keyIds),
+      repo.liveKeys(this.db, teamId),
+    ]);
+    const names = new Map<string, string>(live.map((k) => [k.id, k.name]));
+    const out: UsableKey[] = [];
+    for (const id of new Set(keyIds)) {
+      const key = opened.get(id);
+      const name = names.get(id);
+      if (key && name !== undefined) out.push({ id, provider: key.provider, name });
+    }
+    return out;
   }
 
   /** One active key opened for a call, or undefined unless it is an active key of the team. */

@@ -5,11 +5,10 @@ import type { AgentsService } from '../agents/service.ts';
 import type { ApprovalsService } from '../approvals/service.ts';
 import type { EnvironmentsService } from '../environments/service.ts';
 import type { FilesService } from '../files/service.ts';
+import { resolveModelAlias } from '../gateway/model-aliases.ts';
 import type { GatewayService } from '../gateway/service.ts';
 import { systemPrincipal } from '../identity/principal.ts';
 import type { PoliciesService } from '../policies/service.ts';
-import { resolveModelAlias } from '../providers/model-aliases.ts';
-import type { ProvidersService } from '../providers/service.ts';
 import type { RunsService } from '../runs/service.ts';
 import type { CapsulesService } from '../sandboxes/service.ts';
 import type { SecretsService } from '../secrets/service.ts';
@@ -19,7 +18,6 @@ import { toolCapsule } from './tool-capsule.ts';
 export interface TaskModules {
   agents: AgentsService;
   policies: PoliciesService;
-  providers: ProvidersService;
   environments: EnvironmentsService;
   files: FilesService;
   secrets: SecretsService;
@@ -59,7 +57,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
         definition: found.definition,
       };
     },
-    usableKeyCount: async (teamId, agentId) => (await m.providers.usableProviderKeys(teamId, agentId)).length,
+    usableKeyCount: async (teamId, agentId) => (await m.agents.usableProviderKeys(teamId, agentId)).length,
     environment: (teamId, versionId) => m.environments.forTask(teamId, versionId),
     unknownFiles: (teamId, ids) => m.files.unknownFileIds(teamId, ids),
     async readFile(teamId, fileId) {
