@@ -258,6 +258,32 @@ describe('recordSandboxUsage', () => {
     });
   });
 
+  it('counts against the alert threshold and the policy’s hourly cap like model spend', async () => {
+    const g = await agentWithPolicy(t, u, {
+      budget: { alert_threshold_usd: 0.001, max_cost_per_hour_usd: 0.003 },
+    });
+    const run = await newRun(g);
+    await runs().recordSandboxUsage(usageOf(g, run.id));
+    expect(await runRow(t, run.id)).toMatchObject({ alertThresholdExceeded: true, status: 'running' });
+    const alerts = await t.database.db
+      .select()
+      .from(events)
+      .where(and(eq(events.subjectId, run.id), eq(events.type, 'run.alert_threshold')));
+    expect(alerts).toHaveLength(1);
+    await runs().recordSandboxUsage(usageOf(g, run.id));
+    // 2520 µ$ of the hour's $0.003 are sandbox time: a call that may cost $0.001 no longer fits.
+    const next = await runs().reserve({
+      teamId: g.teamId,
+      runId: run.id,
+      agentId: g.agent.id,
+      policyId: g.policy.id,
+      amountMicros: 1000,
+      tokens: 10,
+      maxCostPerHourMicros: 3000,
+    });
+    expect(next).toMatchObject({ ok: false, reason: 'hourly_budget_exceeded' });
+  });
+
   it('refuses bad usage (400), and an unknown run, another agent’s or another team’s run (404)', async () => {
     const g = await agentWithPolicy(t, u);
     const run = await newRun(g);
@@ -282,6 +308,7 @@ describe('recordSandboxUsage', () => {
     ]);
     expect(await refusal(usageOf(g, run.id, { seconds: Number.NaN }))).toMatchObject({ status: 400 });
     expect(await refusal(usageOf(g, run.id, { capsuleId: '' }))).toMatchObject({ status: 400 });
+    expect(await refusal(usageOf(g, run.id, { at: new Date(Number.NaN) }))).toMatchObject({ status: 400 });
 
     const notFound = { status: 404, code: 'not_found' };
     expect(await refusal(usageOf(g, 'run_01JUNKNOWNUNKNOWNUNKNOWNUN'))).toMatchObject(notFound);

@@ -47,6 +47,7 @@ export function checkSandboxUsage(input: SandboxUsageInput): void {
     fields.vcpus = `must be more than 0 and at most ${MAX_VCPUS}`;
   if (!Number.isInteger(input.memoryMb) || !within(input.memoryMb, MAX_MEMORY_MB))
     fields.memory_mb = `must be a whole number of MB from 0 to ${MAX_MEMORY_MB}`;
+  if (input.at !== undefined && !Number.isFinite(input.at.getTime())) fields.at = 'must be a valid time';
   if (input.capsuleId.length === 0 || input.capsuleId.length > 100)
     fields.capsule_id = 'must be 1 to 100 characters';
   if (Object.keys(fields).length > 0) throw new ValidationError('invalid sandbox usage', fields);
