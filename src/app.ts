@@ -218,7 +218,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     ctx,
     events,
     async (agentId) => isId(agentId, 'agt') && (await agents.getForCall(agentId))?.status === 'active',
-    { exclusiveDatabase: database.kind === 'pglite' },
+    { exclusiveDatabase: database.kind === 'pglite', sandboxPrices: config.sandboxPrices },
   );
   const approvals = new ApprovalsService(db, ctx, events);
   const providerHealth = new ProviderHealthRegistry(clock);

@@ -63,7 +63,24 @@ export interface Config {
   gatewayRateLimitStore: 'memory' | 'postgres';
   /** Sign-in, signup and invitation throttles (modules/identity/throttles.ts). */
   throttles: ThrottleLimits;
+  /** What a task's capsule running time costs, charged to its run's ledger (modules/runs/sandbox-usage.ts). */
+  sandboxPrices: SandboxPrices;
 }
+
+/** USD per vCPU-second and per GiB-second of a capsule's memory; 0 is free. */
+export interface SandboxPrices {
+  usdPerVcpuSec: number;
+  usdPerGbSec: number;
+}
+
+/**
+ * Public cloud sandbox list prices (docs/operations.md): about $0.000014 per
+ * vCPU-second and $0.0000045 per GiB-second.
+ */
+export const DEFAULT_SANDBOX_PRICES: SandboxPrices = { usdPerVcpuSec: 0.000014, usdPerGbSec: 0.0000045 };
+
+/** A price above this per second is a typo (a unit mix-up), not a price. */
+const MAX_USD_PER_SEC = 1;
 
 /** At most `limit` in any `windowSec`. */
 export interface ThrottleLimit {
@@ -131,6 +148,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     if ((allowed as readonly string[]).includes(raw)) return raw as T;
     problems.push(`${name}=${JSON.stringify(raw)} must be one of ${allowed.join(', ')}`);
     return fallback;
+  };
+
+  const usdPerSec = (name: string, raw: string | undefined, fallback: number): number => {
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!/^\s*[0-9.eE+-]+\s*$/.test(raw) || !Number.isFinite(n) || n < 0 || n > MAX_USD_PER_SEC) {
+      problems.push(
+        `${name}=${JSON.stringify(raw)} must be a price in USD from 0 (free) to ${MAX_USD_PER_SEC}, e.g. ${fallback}`,
+      );
+      return fallback;
+    }
+    return n;
   };
 
   const bool = (name: string, raw: string | undefined, fallback: boolean): boolean => {
@@ -259,6 +288,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'memory',
     ),
     throttles: throttleLimits(env, problems),
+    sandboxPrices: {
+      usdPerVcpuSec: usdPerSec(
+        'PADDOCK_SANDBOX_USD_PER_VCPU_SEC',
+        env.PADDOCK_SANDBOX_USD_PER_VCPU_SEC,
+        DEFAULT_SANDBOX_PRICES.usdPerVcpuSec,
+      ),
+      usdPerGbSec: usdPerSec(
+        'PADDOCK_SANDBOX_USD_PER_GB_SEC',
+        env.PADDOCK_SANDBOX_USD_PER_GB_SEC,
+        DEFAULT_SANDBOX_PRICES.usdPerGbSec,
+      ),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -1,5 +1,15 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  boolean,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
 import type { AgentId, Id, PolicyId, ProviderKeyId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { namedTeamRow, teamIdColumn } from './identity.ts';
@@ -133,7 +143,10 @@ export const runs = pgTable(
     alertThresholdTokens: bigint('alert_threshold_tokens', { mode: 'number' }),
     alertThresholdExceeded: boolean('alert_threshold_exceeded').notNull().default(false),
     alertSentAt: ts('alert_sent_at'),
+    /** Every charge: model calls, reported tool costs, sandbox time (and abandoned leases, in full). */
     costMicros: micros('cost_micros').notNull().default(0),
+    /** The part of cost_micros that is sandbox time (ledger entries of kind sandbox). */
+    sandboxCostMicros: micros('sandbox_cost_micros').notNull().default(0),
     /** Held by budget leases (admitted calls in flight and headroom); see budget_leases. */
     reservedMicros: micros('reserved_micros').notNull().default(0),
     reservedTokens: tokens('reserved_tokens'),
@@ -160,6 +173,17 @@ export const runs = pgTable(
   ],
 );
 
+/** What a step is: a model call, a tool call …, or an interval of a task's sandbox time (sandbox). */
+export const STEP_TYPES = [
+  'llm_call',
+  'tool_call',
+  'retry',
+  'dry_run',
+  'post_completion_sweep',
+  'failover_transition',
+  'sandbox',
+] as const;
+
 export const steps = pgTable(
   'steps',
   {
@@ -170,9 +194,7 @@ export const steps = pgTable(
       .notNull()
       .references(() => runs.id),
     agentId: text('agent_id').notNull(),
-    type: text('type', {
-      enum: ['llm_call', 'tool_call', 'retry', 'dry_run', 'post_completion_sweep', 'failover_transition'],
-    }).notNull(),
+    type: text('type', { enum: STEP_TYPES }).notNull(),
     status: text('status', {
       enum: ['success', 'error', 'timeout', 'budget_blocked', 'policy_blocked'],
     }).notNull(),
@@ -200,7 +222,11 @@ export const steps = pgTable(
   (t) => [index('steps_run_idx').on(t.runId, t.id), index('steps_team_idx').on(t.teamId, t.id)],
 );
 
-/** Immutable cost record, one per charged step. */
+/**
+ * Immutable cost record, one per charged step: a model call or reported tool
+ * cost (kind model), or an interval of a task's capsule running time (kind
+ * sandbox, with the facts it was priced from; its step has type sandbox).
+ */
 export const ledgerEntries = pgTable(
   'ledger_entries',
   {
@@ -209,6 +235,14 @@ export const ledgerEntries = pgTable(
     runId: text('run_id').$type<RunId>().notNull(),
     stepId: text('step_id').$type<StepId>().notNull(),
     agentId: text('agent_id').notNull(),
+    kind: text('kind', { enum: ['model', 'sandbox'] })
+      .notNull()
+      .default('model'),
+    /** Sandbox entries: the capsule, the interval's length and the capsule's size it was priced at. */
+    capsuleId: text('capsule_id'),
+    sandboxSeconds: doublePrecision('sandbox_seconds'),
+    vcpus: doublePrecision('vcpus'),
+    memoryMb: integer('memory_mb'),
     provider: text('provider'),
     model: text('model'),
     providerKeyId: text('provider_key_id').$type<ProviderKeyId>(),

@@ -287,9 +287,10 @@ export class BudgetSystem {
     };
     this.book.finish(r.run, r.amountMicros, r.tokens, cost, totalOf(u));
     if (r.hour) this.book.finish(r.hour, r.amountMicros, 0, cost, 0);
-    // step_count counts work done: blocked requests and failover bookkeeping rows are not steps of work.
+    // step_count counts work done: blocked requests, failover bookkeeping and sandbox time are not steps of work.
     const work =
       record.type !== 'failover_transition' &&
+      record.type !== 'sandbox' &&
       record.status !== 'budget_blocked' &&
       record.status !== 'policy_blocked';
     this.writer.push({
@@ -300,9 +301,49 @@ export class BudgetSystem {
       step: stepRowOf(r, record, u, cost, record.at ?? this.ctx.clock.now()),
       ledger: record.ledger ?? (cost > 0 || totalOf(u) > 0),
       work,
+      ...(record.sandbox ? { sandbox: record.sandbox } : {}),
       ...(done ? { done } : {}),
     });
     return true;
+  }
+
+  /**
+   * Charges a cost already incurred (a capsule's running time) and waits for
+   * its write. It is never refused — the money is spent — whatever the run's
+   * limits or status. It settles like a call that reserved nothing: the
+   * writer pays it from this process's lease on the run (and hour) first, so
+   * money already held for other calls is not counted twice, and the rest
+   * adds to the run's cost; the limit check after the write then ends a run
+   * that reached its hard limit (budget_exceeded, cost_limit), as a model
+   * call's charge would, and the next call is refused.
+   */
+  chargeIncurred(
+    owner: StepOwner & { policyId: string },
+    record: StepRecord,
+    maxCostPerHourMicros: number | null,
+  ): Promise<SettleResult> {
+    const ref = { teamId: owner.teamId, agentId: owner.agentId, policyId: owner.policyId };
+    const run = this.book.runAccount(ref, owner.runId);
+    const hourStart = hourStartOf(this.ctx.clock.now());
+    const hour =
+      maxCostPerHourMicros === null
+        ? null
+        : this.book.hourAccount(ref, hourStart, whole(maxCostPerHourMicros));
+    // A reservation of nothing: take() and charge()'s finish() keep the account's in-flight count and unwritten spend true.
+    this.book.take(run, 0, 0);
+    if (hour) this.book.take(hour, 0, 0);
+    const reservationId = `res_${ulid()}`;
+    this.reservations.set(reservationId, {
+      run,
+      hour,
+      hourStart,
+      amountMicros: 0,
+      tokens: 0,
+      teamId: owner.teamId,
+      runId: owner.runId,
+      agentId: owner.agentId,
+    });
+    return this.settle(reservationId, record);
   }
 
   /** A step that moves no money (blocked request, failover bookkeeping), written with the next batch. */

@@ -34,10 +34,20 @@ export interface StepRecord {
   failoverContext?: Record<string, unknown> | null;
   errorKind?: string | null;
   errorMessage?: string | null;
+  /** Sandbox steps: what the interval was priced from (its ledger entry is of kind sandbox). */
+  sandbox?: SandboxFacts;
   /** Write a ledger entry; by default when the step cost money or used tokens. */
   ledger?: boolean;
   /** When the step happened (default: the clock at settle time). */
   at?: Date;
+}
+
+/** A sandbox charge's facts: the capsule, the interval's length and the size it ran at. */
+export interface SandboxFacts {
+  capsuleId: string;
+  seconds: number;
+  vcpus: number;
+  memoryMb: number;
 }
 
 /** Who a step is for. */

@@ -285,6 +285,22 @@ export async function insertLedgerEntry(db: DbOrTx, row: typeof ledgerEntries.$i
   await db.insert(ledgerEntries).values(row);
 }
 
+/** The ledger entry a charged step was written with. */
+export async function findLedgerEntryOfStep(
+  db: DbOrTx,
+  teamId: TeamId,
+  runId: RunId,
+  stepId: StepId,
+): Promise<LedgerRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(ledgerEntries)
+    .where(
+      and(eq(ledgerEntries.teamId, teamId), eq(ledgerEntries.runId, runId), eq(ledgerEntries.stepId, stepId)),
+    );
+  return row;
+}
+
 /** Oldest first by id (ids sort by the time they were minted); `afterId` is the cursor. */
 export async function listSteps(
   db: DbOrTx,

@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox';
+import { STEP_TYPES } from '../../db/schema/index.ts';
 import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 
 export const RunStatus = Type.Enum(['running', 'completed', 'failed', 'budget_exceeded', 'force_stopped']);
@@ -46,7 +47,8 @@ export const Run = Type.Object(
     }),
     alert_threshold_exceeded: Type.Boolean(),
     alert_sent_at: NullableTimestamp,
-    cost_usd: Type.Number(),
+    cost_usd: Type.Number({ description: 'everything charged: model calls, tool costs and sandbox time' }),
+    sandbox_cost_usd: Type.Number({ description: 'the part of cost_usd that is sandbox time' }),
     reserved_usd: Type.Number({ description: 'admitted calls not settled yet (their most possible cost)' }),
     tokens_used: RunTokens,
     step_count: Type.Integer(),
@@ -69,16 +71,9 @@ export const Step = Type.Object(
     id: Type.String(),
     run_id: Type.String(),
     agent_id: Type.String(),
-    type: Type.Enum([
-      'llm_call',
-      'tool_call',
-      'retry',
-      'dry_run',
-      'post_completion_sweep',
-      'failover_transition',
-    ]),
+    type: Type.Enum([...STEP_TYPES]),
     status: Type.Enum(['success', 'error', 'timeout', 'budget_blocked', 'policy_blocked']),
-    name: Nullable(Type.String({ description: 'the tool (tool_call steps)' })),
+    name: Nullable(Type.String({ description: 'the tool (tool_call steps); the capsule (sandbox steps)' })),
     provider: Nullable(Type.String()),
     model: Nullable(Type.String()),
     provider_key_id: Nullable(Type.String()),
@@ -99,7 +94,7 @@ export const Step = Type.Object(
     error_message: Nullable(Type.String()),
     created_at: Timestamp,
   },
-  { description: 'one model call, tool call, blocked request or failover' },
+  { description: 'one model call, tool call, blocked request, failover or interval of sandbox time' },
 );
 export const Steps = Paginated(Step);
 
@@ -109,14 +104,32 @@ export const LedgerEntry = Type.Object(
     run_id: Type.String(),
     step_id: Type.String(),
     agent_id: Type.String(),
+    kind: Type.Enum(['model', 'sandbox'], {
+      description:
+        'model: a model call or reported tool cost; sandbox: an interval of a task capsule’s running time',
+    }),
     provider: Nullable(Type.String()),
     model: Nullable(Type.String()),
     provider_key_id: Nullable(Type.String()),
-    tokens: StepTokens,
+    tokens: Type.Union([StepTokens, Type.Null()], { description: 'null on sandbox entries' }),
+    sandbox: Type.Union(
+      [
+        Type.Object({
+          capsule_id: Type.String(),
+          seconds: Type.Number({ description: 'the interval charged' }),
+          vcpus: Type.Number(),
+          memory_mb: Type.Integer(),
+          vcpu_seconds: Type.Number({ description: 'seconds × vcpus' }),
+          gb_seconds: Type.Number({ description: 'seconds × memory in GiB (memory_mb / 1024)' }),
+        }),
+        Type.Null(),
+      ],
+      { description: 'sandbox entries only: what the charge was priced from' },
+    ),
     cost_usd: Type.Number(),
     created_at: Timestamp,
   },
-  { description: 'the immutable cost record of one charged step' },
+  { description: 'the immutable cost record of one charged step: the run’s cost is the sum of its entries' },
 );
 export const Ledger = Paginated(LedgerEntry);
 

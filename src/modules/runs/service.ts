@@ -24,6 +24,15 @@ import { blockedStep, failoverStep } from './recording.ts';
 import * as repo from './repo.ts';
 import { RunReports } from './reports.ts';
 import { type ResolvedRun, type ResolveRunInput, RunResolver } from './resolver.ts';
+import {
+  checkSandboxUsage,
+  DEFAULT_SANDBOX_PRICES,
+  type SandboxCharge,
+  type SandboxPrices,
+  type SandboxUsageInput,
+  sandboxCostMicros,
+  sandboxStep,
+} from './sandbox-usage.ts';
 import type { CompleteRunInput, RunListQueryType, ToolStepInput, UpdateRunInput } from './schemas.ts';
 import { DEFAULT_SWEEP_OPTIONS, RunSweeps, type SweepOptions } from './sweeps.ts';
 import { completionView, ledgerView, microsOf, runView, stepView } from './views.ts';
@@ -31,10 +40,19 @@ import { completionView, ledgerView, microsOf, runView, stepView } from './views
 export type { ReserveInput, ReserveResult, SettleResult, StepRecord, TokenUsage } from './budget.ts';
 export type { BlockedRequest, FailoverTransition } from './recording.ts';
 export type { ResolvedRun, ResolveRunInput } from './resolver.ts';
+export type { SandboxCharge, SandboxPrices, SandboxUsageInput } from './sandbox-usage.ts';
 
 export interface RunsOptions extends SweepOptions {
   /** Lease timings and the step writer's batching (tests shorten them). */
   budget?: Partial<BudgetOptions>;
+  /** What sandbox time costs (config: PADDOCK_SANDBOX_USD_PER_VCPU_SEC / _PER_GB_SEC). */
+  sandboxPrices: SandboxPrices;
+}
+
+/** The run's policy's max_cost_per_hour_usd in micro-USD (null: no cap), as the run was started under it. */
+function hourlyCapMicros(run: repo.RunRow): number | null {
+  const budget = (run.policySnapshot.budget ?? {}) as { max_cost_per_hour_usd?: number | null };
+  return microsOf(budget.max_cost_per_hour_usd);
 }
 
 /**
@@ -49,6 +67,7 @@ export class RunsService {
   /** What other modules read about runs (policy stats, a key's usage), through their ports. */
   readonly reports: RunReports;
   private readonly sweeps: RunSweeps;
+  private readonly sandboxPrices: SandboxPrices;
   private readonly log: Log;
 
   constructor(
@@ -59,8 +78,9 @@ export class RunsService {
     private readonly isAgentActive: (agentId: string) => Promise<boolean> = async () => true,
     options: Partial<RunsOptions> = {},
   ) {
-    const { budget, ...sweeps } = options;
+    const { budget, sandboxPrices, ...sweeps } = options;
     this.log = ctx.log;
+    this.sandboxPrices = sandboxPrices ?? DEFAULT_SANDBOX_PRICES;
     this.reports = new RunReports(db);
     this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
     this.budget = new BudgetSystem(db, ctx, events, (run) => this.resolver.note(run), budget);
@@ -157,6 +177,32 @@ export class RunsService {
     );
     this.forgetRun(runId);
     return repo.findRun(this.db, teamId, runId);
+  }
+
+  /**
+   * Charges an interval of a task's capsule running time to the task's run:
+   * a step of type sandbox and a ledger entry of kind sandbox, written with
+   * the run's totals in one statement. The task runner calls it when the
+   * capsule stops, and may call it for intervals of a long task: each call
+   * charges the interval it is given. Sandbox time is spent money, so it is
+   * charged whatever the run's status or budget; a charge that reaches the
+   * hard limit ends the run as budget_exceeded, and the next call is refused.
+   */
+  async recordSandboxUsage(input: SandboxUsageInput): Promise<SandboxCharge> {
+    checkSandboxUsage(input);
+    const run = isId(input.runId, 'run') ? await repo.findRun(this.db, input.teamId, input.runId) : undefined;
+    if (!run || run.agentId !== input.agentId) throw new NotFoundError('run', input.runId);
+    const costMicros = sandboxCostMicros(this.sandboxPrices, input);
+    const settled = await this.budget.chargeIncurred(
+      { teamId: run.teamId, runId: run.id, agentId: run.agentId, policyId: run.policyId },
+      sandboxStep(input, costMicros, input.at ?? this.clock.now()),
+      hourlyCapMicros(run),
+    );
+    const entry = settled.step
+      ? await repo.findLedgerEntryOfStep(this.db, run.teamId, run.id, settled.step.id)
+      : undefined;
+    if (!settled.step || !entry) throw new Error(`sandbox charge for run ${run.id} was not written`);
+    return { costMicros, ledgerEntryId: entry.id, stepId: settled.step.id };
   }
 
   /** Waits until every queued step is written and unused leases are back (tests, shutdown). */
@@ -432,7 +478,6 @@ export class RunsService {
       cacheCreation: input.tokens?.cache_creation ?? 0,
     };
     const costMicros = microsOf(input.cost_usd) ?? 0;
-    const budget = (run.policySnapshot.budget ?? {}) as { max_cost_per_hour_usd?: number | null };
     const reservation = await this.budget.reserve({
       teamId: run.teamId,
       runId: run.id,
@@ -441,7 +486,7 @@ export class RunsService {
       amountMicros: costMicros,
       tokens: usage.input + usage.output + usage.cacheRead + usage.cacheCreation,
       model: null,
-      maxCostPerHourMicros: microsOf(budget.max_cost_per_hour_usd),
+      maxCostPerHourMicros: hourlyCapMicros(run),
     });
     if (!reservation.ok) {
       if (reservation.reason === 'run_not_running') {

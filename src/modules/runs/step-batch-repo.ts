@@ -20,6 +20,8 @@ export type LedgerInsert = typeof ledgerEntries.$inferInsert & { createdAt: Date
 export interface RunTotals {
   runId: RunId;
   costMicros: number;
+  /** The part of costMicros that is sandbox time. */
+  sandboxCostMicros: number;
   usage: TokenUsage;
   /** Steps of work (blocked requests and failover bookkeeping are not). */
   work: number;
@@ -74,6 +76,7 @@ const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 const RUN_COLUMNS: ReadonlyArray<Column<RunTotals>> = [
   ['id', 'text', (g) => g.runId],
   ['cost', 'bigint', (g) => g.costMicros],
+  ['sandbox_cost', 'bigint', (g) => g.sandboxCostMicros],
   ['released_micros', 'bigint', (g) => g.releasedMicros],
   ['released_tokens', 'bigint', (g) => g.releasedTokens],
   ['input', 'bigint', (g) => g.usage.input],
@@ -131,6 +134,11 @@ const LEDGER_COLUMNS: ReadonlyArray<Column<LedgerInsert>> = [
   ['run_id', 'text', (x) => x.runId],
   ['step_id', 'text', (x) => x.stepId],
   ['agent_id', 'text', (x) => x.agentId],
+  ['kind', 'text', (x) => x.kind ?? 'model'],
+  ['capsule_id', 'text', (x) => x.capsuleId ?? null],
+  ['sandbox_seconds', 'float8', (x) => x.sandboxSeconds ?? null],
+  ['vcpus', 'float8', (x) => x.vcpus ?? null],
+  ['memory_mb', 'int', (x) => x.memoryMb ?? null],
   ['provider', 'text', (x) => x.provider ?? null],
   ['model', 'text', (x) => x.model ?? null],
   ['provider_key_id', 'text', (x) => x.providerKeyId ?? null],
@@ -175,6 +183,7 @@ const WRITE_BATCH = (() => {
           reserved_micros = greatest(runs.reserved_micros - g.released_micros, 0),
           reserved_tokens = greatest(runs.reserved_tokens - g.released_tokens, 0),
           cost_micros = runs.cost_micros + g.cost,
+          sandbox_cost_micros = runs.sandbox_cost_micros + g.sandbox_cost,
           input_tokens = runs.input_tokens + g.input,
           output_tokens = runs.output_tokens + g.output,
           cache_read_tokens = runs.cache_read_tokens + g.cache_read,

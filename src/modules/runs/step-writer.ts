@@ -4,6 +4,7 @@ import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import type { Account } from './leases.ts';
 import { enforceLimits } from './limits.ts';
+import type { SandboxFacts } from './recording.ts';
 import * as repo from './repo.ts';
 import {
   type HourTotals,
@@ -33,8 +34,10 @@ export interface Charge {
   hour: Account | null;
   hourStart: Date;
   step: StepInsert;
-  /** Write a ledger entry (a step that cost money or used tokens). */
+  /** Write a ledger entry (a step that cost money or used tokens, or sandbox time). */
   ledger: boolean;
+  /** A charge for sandbox time: its ledger entry is of kind sandbox, with these facts. */
+  sandbox?: SandboxFacts;
   /** Counts as a step of work (not a blocked request or failover bookkeeping). */
   work: boolean;
   /** Called with the step's id once it is written, or undefined when it could not be. */
@@ -315,6 +318,7 @@ export class StepWriter {
           runId: s.runId,
           account: null,
           costMicros: 0,
+          sandboxCostMicros: 0,
           usage: { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 },
           work: 0,
           lastAt: at,
@@ -335,6 +339,7 @@ export class StepWriter {
       g.account = item.run;
       const cost = s.costMicros ?? 0;
       g.costMicros += cost;
+      if (item.sandbox) g.sandboxCostMicros += cost;
       g.usage.input += s.inputTokens ?? 0;
       g.usage.output += s.outputTokens ?? 0;
       g.usage.cacheRead += s.cacheReadTokens ?? 0;
@@ -364,6 +369,11 @@ export class StepWriter {
           runId: s.runId,
           stepId: s.id!,
           agentId: s.agentId,
+          kind: item.sandbox ? 'sandbox' : 'model',
+          capsuleId: item.sandbox?.capsuleId ?? null,
+          sandboxSeconds: item.sandbox?.seconds ?? null,
+          vcpus: item.sandbox?.vcpus ?? null,
+          memoryMb: item.sandbox?.memoryMb ?? null,
           provider: s.provider ?? null,
           model: s.model ?? null,
           providerKeyId: s.providerKeyId ?? null,

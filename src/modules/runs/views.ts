@@ -52,6 +52,7 @@ export function runView(r: RunRow) {
     alert_threshold_exceeded: r.alertThresholdExceeded,
     alert_sent_at: iso(r.alertSentAt),
     cost_usd: usdOf(r.costMicros),
+    sandbox_cost_usd: usdOf(r.sandboxCostMicros),
     reserved_usd: usdOf(r.reservedMicros),
     tokens_used: runTokens(r),
     step_count: r.stepCount,
@@ -105,17 +106,37 @@ export function ledgerView(l: LedgerRow) {
     run_id: l.runId,
     step_id: l.stepId,
     agent_id: l.agentId,
+    kind: l.kind,
     provider: l.provider,
     model: l.model,
     provider_key_id: l.providerKeyId,
-    tokens: {
-      input: l.inputTokens,
-      output: l.outputTokens,
-      cache_read: l.cacheReadTokens,
-      cache_creation: l.cacheCreationTokens,
-    },
+    tokens:
+      l.kind === 'sandbox'
+        ? null
+        : {
+            input: l.inputTokens,
+            output: l.outputTokens,
+            cache_read: l.cacheReadTokens,
+            cache_creation: l.cacheCreationTokens,
+          },
+    sandbox: sandboxOf(l),
     cost_usd: usdOf(l.costMicros),
     created_at: l.createdAt.toISOString(),
+  };
+}
+
+function sandboxOf(l: LedgerRow) {
+  if (l.kind !== 'sandbox') return null;
+  const seconds = l.sandboxSeconds ?? 0;
+  const vcpus = l.vcpus ?? 0;
+  const memoryMb = l.memoryMb ?? 0;
+  return {
+    capsule_id: l.capsuleId ?? '',
+    seconds,
+    vcpus,
+    memory_mb: memoryMb,
+    vcpu_seconds: seconds * vcpus,
+    gb_seconds: (seconds * memoryMb) / 1024,
   };
 }
 
