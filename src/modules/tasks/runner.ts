@@ -10,8 +10,8 @@ import { checkOutputs } from './output-policy.ts';
 import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
 import type { TasksService } from './service.ts';
-import type { ToolCapsule } from './tools.ts';
-import { collectOutputs, prepareWorkspace } from './workspace.ts';
+import { CapsuleGone, type ToolCapsule } from './tools.ts';
+import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
 
 export const TASK_QUEUE = 'task-run';
 /**
@@ -440,8 +440,10 @@ class Attempt {
           status: reason.status,
           error: { code: reason.code, message: reason.message },
         };
-      if (isCapsuleGone(reason))
-        return { status: 'failed', error: { code: 'capsule_lost', message: 'the task’s capsule stopped running' } };
+      if (reason instanceof CapsuleGone)
+        return { status: 'failed', error: { code: 'capsule_lost', message: `the task’s capsule stopped running: ${reason.message}` } };
+      if (reason instanceof WorkspaceError)
+        return { status: 'failed', error: { code: reason.code, message: reason.message } };
       throw reason;
     }
   }
@@ -581,10 +583,6 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
-}
-
-function isCapsuleGone(err: unknown): boolean {
-  return err instanceof Error && err.name === 'CapsuleGone';
 }
 
 function messageOf(err: unknown): string {
