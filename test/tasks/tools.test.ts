@@ -275,7 +275,14 @@ describe('grep', () => {
     expect(bad.output).toMatch(/^grep failed \(exit code 2\): .*(parenthes|\()/);
     const missing = await call('grep', { pattern: 'x', path: 'nowhere' });
     expect(missing.ok).toBe(false);
-    expect(missing.output).toContain('No such file or directory');
+    expect(missing.output).toBe(
+      'grep failed (exit code 2): grep: /workspace/nowhere: No such file or directory',
+    );
+    const outside = await call('grep', { pattern: '^user:', path: '/etc' });
+    expect(outside.output).toContain('/etc/passwd:2:user:x:1000:1000::/home/user:/bin/bash');
+    // A FIFO is skipped, not read (which would wait for a writer until the timeout).
+    await sh('mkfifo src/pipe');
+    expect((await call('grep', { pattern: 'x', path: 'src/pipe' })).exitCode).toBe(1);
   });
 
   it('shows at most 200 matching lines and says how many there were', async () => {
@@ -377,6 +384,33 @@ describe('workspace', () => {
       code: 'outputs_not_a_directory',
     });
     await sh('rm outputs && mv real-outputs outputs');
+  });
+});
+
+describe('on the process driver (nothing isolated)', () => {
+  it('prepares the workspace, searches it and collects the outputs (paths given to commands are relative)', async () => {
+    const p = await createTestApp({ env: { PADDOCK_SANDBOX_DRIVER: 'process' } });
+    try {
+      const u = await p.signup();
+      const owner = systemPrincipal(u.team.id, 'task:test');
+      const c = await p.services.capsules.create(owner, { memory_mb: 256, disk_size_mb: 64 });
+      const id = c.id as CapsuleId;
+      await p.services.capsules.get(owner, id, { statuses: ['running'], timeoutMs: 15_000 });
+      const unisolated = toolCapsule(p.services.capsules, owner, id);
+      await prepareWorkspace(unisolated, [{ name: 'in.txt', data: Buffer.from('needle\n') }]);
+      const run = (name: string, args: unknown) =>
+        runTool(unisolated, { name, arguments: JSON.stringify(args) }, ctx);
+      expect(await run('grep', { pattern: 'needle' })).toEqual({
+        ok: true,
+        exitCode: 0,
+        output: '/workspace/in.txt:1:needle',
+      });
+      expect((await run('bash', { command: 'cat in.txt && echo out > outputs/o.txt' })).ok).toBe(true);
+      const files = await collectOutputs(unisolated, { maxFiles: 5, maxBytes: 100 });
+      expect(files.map((f) => f.path)).toEqual(['o.txt']);
+    } finally {
+      await p.close();
+    }
   });
 });
 

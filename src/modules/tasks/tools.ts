@@ -390,14 +390,21 @@ async function listFilesTool(capsule: ToolCapsule, args: Static<typeof ARGUMENTS
 async function grepTool(capsule: ToolCapsule, args: Static<typeof ARGUMENTS.grep>, ctx: ToolContext) {
   const target = inWorkspace(args.path);
   const timeoutSec = Math.max(1, Math.min(GREP_TIMEOUT_SEC, ctx.maxTimeoutSec));
-  // The pattern after -e and the path after --: neither is ever taken as an option.
+  // Run from the capsule's root with the path relative to it (the process driver, which does not
+  // isolate, maps a cwd into the capsule but not an argument), then shown absolute again. The
+  // pattern goes after -e and the path after --: neither is ever taken as an option.
+  const relative = target === '/' ? '.' : target.slice(1);
   const r = await capsule.exec({
     cmd: 'grep',
-    args: ['-rnIH', '-E', '--exclude-dir=.git', '-e', args.pattern, '--', target],
-    cwd: WORKSPACE,
+    // -D skip: a FIFO named as the path would block grep until its timeout.
+    args: ['-rnIH', '-E', '-D', 'skip', '--exclude-dir=.git', '-e', args.pattern, '--', relative],
+    cwd: '/',
     timeoutSec,
   });
-  const { stdout, stderr } = decodeOutput(r);
+  const decoded = decodeOutput(r);
+  const stdout = decoded.stdout;
+  const stderr =
+    relative === '.' ? decoded.stderr : decoded.stderr.replaceAll(`grep: ${relative}`, `grep: ${target}`);
   if (r.timed_out) {
     return {
       ok: false,
@@ -405,7 +412,11 @@ async function grepTool(capsule: ToolCapsule, args: Static<typeof ARGUMENTS.grep
       output: `grep timed out after ${timeoutSec} s: search a smaller path`,
     };
   }
-  const lines = stdout.split('\n').filter((l) => l !== '');
+  // Each line starts with the path as given (`workspace/src/a.c:3:…`, `./etc/hosts:1:…`).
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => `/${l.startsWith('./') ? l.slice(2) : l}`);
   // grep: 0 found, 1 nothing found, 2 an error (a bad pattern, a missing path), maybe with matches too.
   if (lines.length === 0) {
     if (r.exit_code === 1)

@@ -77,9 +77,10 @@ export async function prepareWorkspace(
   await ensureDir(capsule, WORKSPACE);
   await ensureDir(capsule, OUTPUTS_DIR);
   // A template made from another capsule may have a /workspace of root's: the agent could not write there.
+  // Paths relative to the capsule's root: the process driver maps a cwd into the capsule, not an argument.
   const probe = await capsule.exec({
     cmd: 'test',
-    args: ['-w', WORKSPACE, '-a', '-w', OUTPUTS_DIR],
+    args: ['-w', WORKSPACE.slice(1), '-a', '-w', OUTPUTS_DIR.slice(1)],
     cwd: '/',
     timeoutSec: 30,
   });
