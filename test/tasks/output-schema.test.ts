@@ -5,6 +5,7 @@ import {
   checkOutputSchema,
   MAX_SCHEMA_BYTES,
   MAX_SCHEMA_DEPTH,
+  VALIDATE_TIMEOUT_MS,
   validateResult,
 } from '../../src/modules/tasks/output-schema.ts';
 import { toolDefinitions } from '../../src/modules/tasks/tools.ts';
@@ -125,6 +126,23 @@ describe('validateResult', () => {
     );
     expect(r.ok).toBe(false);
     expect((r as { message: string }).message).toContain('result[9] must be integer; and 5 more.');
+  });
+
+  it('gives up on a pattern that backtracks without end, rather than holding the server', () => {
+    const schema = { type: 'string', pattern: '^(a+)+$' };
+    expect(checkOutputSchema(schema)).toBeNull();
+    const started = Date.now();
+    const r = validateResult(schema, `${'a'.repeat(40)}b`);
+    expect(Date.now() - started).toBeLessThan(VALIDATE_TIMEOUT_MS + 2000);
+    expect(r).toEqual({
+      ok: false,
+      message: expect.stringMatching(
+        /^The result could not be checked against the task's output schema within 1000 ms/,
+      ),
+    });
+    // The same schema checks other results as before.
+    expect(validateResult(schema, 'aaaa')).toEqual({ ok: true });
+    expect(validateResult(schema, 'ab').ok).toBe(false);
   });
 });
 

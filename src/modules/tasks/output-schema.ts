@@ -1,3 +1,4 @@
+import vm from 'node:vm';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
@@ -13,6 +14,8 @@ export const MAX_SCHEMA_BYTES = 64 * 1024;
 export const MAX_SCHEMA_DEPTH = 32;
 const MAX_REPORTED_ERRORS = 10;
 const CACHE_SIZE = 500;
+/** The longest one result's check may take (see checkBounded). */
+export const VALIDATE_TIMEOUT_MS = 1000;
 
 const ajv = new Ajv2020({
   allErrors: true,
@@ -133,6 +136,27 @@ function resultProblem(e: ErrorObject): string {
   }
 }
 
+// A schema's `pattern` is the task author's regular expression and the
+// result the model's string: one that backtracks badly (`^(a+)+$` against
+// "aaa…b") would hold the server's thread for minutes. The check runs under
+// a vm timeout, which interrupts any JavaScript running on the thread.
+const bounded = vm.createContext({ validate: null, value: null });
+const runCheck = new vm.Script('validate(value)');
+
+function checkBounded(validate: ValidateFunction, value: unknown): boolean | 'timeout' {
+  bounded.validate = validate;
+  bounded.value = value;
+  try {
+    return runCheck.runInContext(bounded, { timeout: VALIDATE_TIMEOUT_MS }) === true;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return 'timeout';
+    throw err;
+  } finally {
+    bounded.validate = null;
+    bounded.value = null;
+  }
+}
+
 /**
  * Whether `value` matches `schema` (one checkOutputSchema accepted); when
  * not, which fields are wrong and how, for the model to submit again.
@@ -143,7 +167,14 @@ export function validateResult(
 ): { ok: true } | { ok: false; message: string } {
   const key = JSON.stringify(schema);
   const validate = compiled.get(key) ?? remember(key, compile(structuredClone(schema)));
-  if (validate(value)) return { ok: true };
+  const valid = checkBounded(validate, value);
+  if (valid === 'timeout') {
+    return {
+      ok: false,
+      message: `The result could not be checked against the task's output schema within ${VALIDATE_TIMEOUT_MS} ms (a pattern in the schema takes too long on it). Submit a shorter or simpler result.`,
+    };
+  }
+  if (valid) return { ok: true };
   const all = [...new Set((validate.errors ?? []).map(resultProblem))];
   const shown = all.slice(0, MAX_REPORTED_ERRORS);
   const more = all.length > shown.length ? `; and ${all.length - shown.length} more` : '';
