@@ -130,16 +130,15 @@ const DESCRIPTIONS: Record<BuiltInTool, string> = {
 };
 
 /** The tools `names` in OpenAI Chat Completions' `tools` format; submit_result's `result` takes `outputSchema` when given. */
-export function toolDefinitions(
-  names: readonly BuiltInTool[],
-  outputSchema?: Record<string, unknown> | null,
-) {
+export function toolDefinitions(names: readonly BuiltInTool[], outputSchema?: object | null) {
   return names.map((name) => {
     let parameters: object = ARGUMENTS[name];
     if (name === 'submit_result' && outputSchema) {
       parameters = {
         type: 'object',
-        properties: { result: toolParameterSchema(outputSchema, '/properties/result') },
+        properties: {
+          result: toolParameterSchema(outputSchema as Record<string, unknown>, '/properties/result'),
+        },
         required: ['result'],
         additionalProperties: false,
       };
