@@ -133,7 +133,8 @@ export class Jobs {
       : await this.boss.send(name, data);
     if (id === null) throw new Error(`pg-boss did not store the job for ${name}`);
     // A job for later wakes nobody now; the workers' polling finds it when it is due.
-    if (!options?.startAfterSec) for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
+    if (!options?.startAfterSec)
+      for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
     return id;
   }
 

@@ -9,9 +9,9 @@ import { ManualTimers } from '../../src/core/context.ts';
 import type { TeamId } from '../../src/core/ids.ts';
 import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { Database } from '../../src/db/client.ts';
-import type { RunnerOptions } from '../../src/modules/tasks/runner.ts';
 import { type LogDestination, loggerOptions } from '../../src/http/logger.ts';
 import type { App } from '../../src/http/types.ts';
+import type { RunnerOptions } from '../../src/modules/tasks/runner.ts';
 import { freshDatabase } from './db.ts';
 
 export interface CallOptions {

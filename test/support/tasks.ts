@@ -42,7 +42,11 @@ export async function startTasks(
   const user = await t.signup();
   const mock = await startMockLlm();
   const keys = {
-    openai: await createProviderKey(t, user.token, { provider: 'openai', api_key: 'sk-openai-test', base_url: mock.url }),
+    openai: await createProviderKey(t, user.token, {
+      provider: 'openai',
+      api_key: 'sk-openai-test',
+      base_url: mock.url,
+    }),
     anthropic: await createProviderKey(t, user.token, {
       provider: 'anthropic',
       api_key: 'sk-ant-test',

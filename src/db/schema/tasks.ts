@@ -56,10 +56,7 @@ export const tasks = pgTable(
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
   },
-  (t) => [
-    index('tasks_team_idx').on(t.teamId, t.id),
-    index('tasks_status_idx').on(t.status, t.heartbeatAt),
-  ],
+  (t) => [index('tasks_team_idx').on(t.teamId, t.id), index('tasks_status_idx').on(t.status, t.heartbeatAt)],
 );
 
 /** The task's event log: status changes, model calls, text, tool calls and results, in `seq` order. */

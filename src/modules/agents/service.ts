@@ -24,7 +24,6 @@ import type { UsableKey } from '../providers/service.ts';
 import { changedFields, type Definition, sendsDefinition } from './definition.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
-import * as versionsRepo from './versions-repo.ts';
 import {
   AgentVersions,
   composeDefinition,
@@ -32,6 +31,7 @@ import {
   definitionOf,
   type PinnedEnvironment,
 } from './versions.ts';
+import * as versionsRepo from './versions-repo.ts';
 import { type AgentView, agentView, COLUMN_FIELDS, columnsOf } from './views.ts';
 
 export type AgentRow = repo.AgentRow;

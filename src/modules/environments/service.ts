@@ -373,7 +373,14 @@ export class EnvironmentsService {
     const platform = PLATFORM_ENVIRONMENTS.find((e) => e.current_version.id === versionId);
     if (platform) {
       const v = platform.current_version;
-      return { id: v.id, status: v.status, template: v.template, envVars: v.env_vars, networkAllow: v.network_allow, error: null };
+      return {
+        id: v.id,
+        status: v.status,
+        template: v.template,
+        envVars: v.env_vars,
+        networkAllow: v.network_allow,
+        error: null,
+      };
     }
     const v = isId(versionId, 'envv') ? await repo.findVersionById(this.db, teamId, versionId) : undefined;
     if (!v) return undefined;

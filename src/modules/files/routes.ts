@@ -111,7 +111,8 @@ export function registerFileRoutes(app: App, files: FilesService, publicUrl: str
         response: { 200: Type.String({ format: 'binary' }), ...errorResponses(404) },
       },
     },
-    async (request, reply) => sendDownload(reply, await files.download(principalOf(request), request.params.id)),
+    async (request, reply) =>
+      sendDownload(reply, await files.download(principalOf(request), request.params.id)),
   );
 
   app.delete(

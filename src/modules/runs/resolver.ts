@@ -383,7 +383,11 @@ export class RunResolver {
       creationMethod,
       metadata: input.runMetadata ?? {},
       hardLimitMicros:
-        capMicros === null ? policyLimit : policyLimit === null ? capMicros : Math.min(policyLimit, capMicros),
+        capMicros === null
+          ? policyLimit
+          : policyLimit === null
+            ? capMicros
+            : Math.min(policyLimit, capMicros),
       hardLimitTokens: budget.hard_limit_tokens ?? null,
       alertThresholdMicros: microsOf(budget.alert_threshold_usd),
       alertThresholdTokens: budget.alert_threshold_tokens ?? null,

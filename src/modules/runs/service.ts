@@ -173,7 +173,10 @@ export class RunsService {
       at: this.clock.now(),
     };
     await this.db.transaction((tx) =>
-      endRuns(tx, this.events, { run: runId, teamId }, ending, { actorKind: 'system', actorId: 'task_runner' }),
+      endRuns(tx, this.events, { run: runId, teamId }, ending, {
+        actorKind: 'system',
+        actorId: 'task_runner',
+      }),
     );
     this.forgetRun(runId);
     return repo.findRun(this.db, teamId, runId);

@@ -114,7 +114,10 @@ export class AgentLoop {
     private readonly hooks: LoopHooks,
   ) {
     this.messages = [
-      { role: 'system', content: systemPrompt(input.definition, input.inputFiles, input.outputSchema !== null) },
+      {
+        role: 'system',
+        content: systemPrompt(input.definition, input.inputFiles, input.outputSchema !== null),
+      },
       { role: 'user', content: input.prompt },
     ];
   }
@@ -124,13 +127,17 @@ export class AgentLoop {
     for (let turn = 1; turn <= this.input.maxTurns; turn++) {
       this.hooks.turn(turn);
       const answer = await this.call(tools, turn);
-      if (answer.text !== '') await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
+      if (answer.text !== '')
+        await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
       if (answer.toolCalls.length === 0) return { result: answer.text, turns: turn };
       this.messages.push({ role: 'assistant', content: answer.text || null, tool_calls: answer.toolCalls });
       const submitted = await this.runToolCalls(answer.toolCalls, turn);
       if (submitted) return { result: submitted.result, turns: turn };
     }
-    throw new TaskEnd('max_turns', `the task reached its max_turns (${this.input.maxTurns}) without a result`);
+    throw new TaskEnd(
+      'max_turns',
+      `the task reached its max_turns (${this.input.maxTurns}) without a result`,
+    );
   }
 
   /** Runs the turn's tool calls in order; answers the result when one was submit_result and it was accepted. */
@@ -215,7 +222,8 @@ export class AgentLoop {
     const result = (args as { result: unknown }).result;
     if (this.input.outputSchema) {
       const verdict = validateResult(this.input.outputSchema, result);
-      if (!verdict.ok) return this.refuseResult(`the result does not match the output schema: ${verdict.message}`);
+      if (!verdict.ok)
+        return this.refuseResult(`the result does not match the output schema: ${verdict.message}`);
     }
     return { ok: true, result };
   }
@@ -223,7 +231,10 @@ export class AgentLoop {
   private refuseResult(message: string): { ok: false; message: string } {
     this.resultRetries++;
     if (this.resultRetries > MAX_RESULT_RETRIES)
-      throw new TaskEnd('invalid_result', `submit_result was refused ${this.resultRetries} times; the last: ${message}`);
+      throw new TaskEnd(
+        'invalid_result',
+        `submit_result was refused ${this.resultRetries} times; the last: ${message}`,
+      );
     return { ok: false, message };
   }
 
@@ -251,7 +262,8 @@ export class AgentLoop {
         }
         throw modelCallEnd(err);
       }
-      if (result.kind !== 'json') throw new TaskEnd('model_error', 'the gateway answered a stream to a call that asked for none');
+      if (result.kind !== 'json')
+        throw new TaskEnd('model_error', 'the gateway answered a stream to a call that asked for none');
       if (result.status === 202) {
         const ids = await this.waitForApproval(result.body);
         approvalId = ids[0];
@@ -286,9 +298,11 @@ export class AgentLoop {
 
   /** awaiting_approval until every approval asked for is decided; answers them when approved. */
   private async waitForApproval(body: unknown): Promise<string[]> {
-    const requests = ((body as { approval_requests?: Array<{ id: string; tool: string }> }).approval_requests ?? []);
+    const requests =
+      (body as { approval_requests?: Array<{ id: string; tool: string }> }).approval_requests ?? [];
     const ids = requests.map((r) => r.id);
-    if (ids.length === 0) throw new TaskEnd('approval_error', 'the gateway asked for an approval but named none');
+    if (ids.length === 0)
+      throw new TaskEnd('approval_error', 'the gateway asked for an approval but named none');
     await this.hooks.awaitingApproval(
       ids,
       requests.map((r) => r.tool),
@@ -296,7 +310,10 @@ export class AgentLoop {
     for (;;) {
       const statuses = await Promise.all(ids.map((id) => this.ports.approvals.status(this.input.teamId, id)));
       if (statuses.some((s) => s === 'rejected'))
-        throw new TaskEnd('approval_rejected', `a tool call of the task was rejected (${requests.map((r) => r.tool).join(', ')})`);
+        throw new TaskEnd(
+          'approval_rejected',
+          `a tool call of the task was rejected (${requests.map((r) => r.tool).join(', ')})`,
+        );
       if (statuses.some((s) => s === 'expired' || s === undefined))
         throw new TaskEnd('approval_expired', 'an approval the task waited for expired');
       if (statuses.every((s) => s === 'approved')) break;
@@ -329,11 +346,16 @@ function parseCompletion(body: unknown, headers: Record<string, string>): Comple
   for (const c of calls) {
     if (typeof c?.id !== 'string' || typeof c.function?.name !== 'string')
       throw new TaskEnd('malformed_tool_calls', 'the model’s answer had a tool call without an id or a name');
-    if (typeof c.function.arguments !== 'string') c.function.arguments = JSON.stringify(c.function.arguments ?? {});
+    if (typeof c.function.arguments !== 'string')
+      c.function.arguments = JSON.stringify(c.function.arguments ?? {});
   }
   return {
     text: typeof choice.message.content === 'string' ? choice.message.content : '',
-    toolCalls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } })),
+    toolCalls: calls.map((c) => ({
+      id: c.id,
+      type: 'function',
+      function: { name: c.function.name, arguments: c.function.arguments },
+    })),
     inputTokens: b.usage?.prompt_tokens ?? 0,
     outputTokens: b.usage?.completion_tokens ?? 0,
     headers,

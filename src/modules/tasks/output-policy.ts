@@ -5,7 +5,10 @@ import type { Definition } from '../agents/definition.ts';
  * satisfy its agent's output policy; a message naming what is wrong, or
  * undefined when they do.
  */
-export function checkOutputs(policy: Definition['output_policy'], paths: readonly string[]): string | undefined {
+export function checkOutputs(
+  policy: Definition['output_policy'],
+  paths: readonly string[],
+): string | undefined {
   switch (policy.mode) {
     case 'any':
       return undefined;

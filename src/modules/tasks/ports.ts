@@ -92,7 +92,12 @@ export interface TaskPorts {
     start(
       teamId: TeamId,
       actor: string,
-      input: { template: string; networkAllow: string[]; metadata: Record<string, string>; timeoutMs: number },
+      input: {
+        template: string;
+        networkAllow: string[];
+        metadata: Record<string, string>;
+        timeoutMs: number;
+      },
     ): Promise<TaskCapsule>;
     /** Stops it (its processes with it); a capsule already gone is fine. */
     destroy(teamId: TeamId, actor: string, id: string): Promise<void>;

@@ -41,7 +41,13 @@ export interface TaskFilter {
   createdBefore?: Date;
 }
 
-export function listTasks(db: DbOrTx, teamId: TeamId, f: TaskFilter, beforeId: string | undefined, limit: number) {
+export function listTasks(
+  db: DbOrTx,
+  teamId: TeamId,
+  f: TaskFilter,
+  beforeId: string | undefined,
+  limit: number,
+) {
   return db
     .select()
     .from(tasks)
@@ -128,8 +134,20 @@ export function claimTask(db: DbOrTx, teamId: TeamId, id: TaskId, now: Date): Pr
 }
 
 /** The worker of this attempt is alive: its heartbeat. False when the task is no longer its own. */
-export async function beat(db: DbOrTx, teamId: TeamId, id: TaskId, attempt: number, now: Date): Promise<boolean> {
-  const row = await updateUnfinished(db, teamId, id, { heartbeatAt: now }, { statuses: HELD_STATUSES, attempt });
+export async function beat(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: TaskId,
+  attempt: number,
+  now: Date,
+): Promise<boolean> {
+  const row = await updateUnfinished(
+    db,
+    teamId,
+    id,
+    { heartbeatAt: now },
+    { statuses: HELD_STATUSES, attempt },
+  );
   return row !== undefined;
 }
 
@@ -237,7 +255,11 @@ export async function findTaskFile(
     .select()
     .from(taskFiles)
     .where(
-      and(eq(taskFiles.teamId, teamId), eq(taskFiles.taskId, taskId), eq(taskFiles.fileId, fileId as Id<'file'>)),
+      and(
+        eq(taskFiles.teamId, teamId),
+        eq(taskFiles.taskId, taskId),
+        eq(taskFiles.fileId, fileId as Id<'file'>),
+      ),
     );
   return row;
 }

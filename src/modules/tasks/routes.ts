@@ -20,7 +20,10 @@ function resumeFrom(header: string | string[] | undefined, afterSeq: number | un
   const raw = Array.isArray(header) ? header[0] : header;
   if (raw === undefined || raw === '') return afterSeq ?? 0;
   if (!/^\d{1,9}$/.test(raw))
-    throw new BadRequestError('invalid_last_event_id', 'Last-Event-ID must be the seq of an event of this task');
+    throw new BadRequestError(
+      'invalid_last_event_id',
+      'Last-Event-ID must be the seq of an event of this task',
+    );
   return Number(raw);
 }
 
@@ -57,7 +60,12 @@ export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers
     '/v1/tasks/:id',
     {
       config: read,
-      schema: { tags, summary: 'A task', params: IdParams, response: { 200: s.Task, ...errorResponses(404) } },
+      schema: {
+        tags,
+        summary: 'A task',
+        params: IdParams,
+        response: { 200: s.Task, ...errorResponses(404) },
+      },
     },
     async (request) => tasks.get(principalOf(request), request.params.id),
   );
@@ -93,7 +101,12 @@ export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers
       const principal = principalOf(request);
       const accept = request.headers.accept ?? '';
       if (!accept.includes('text/event-stream'))
-        return tasks.events(principal, request.params.id, request.query.after_seq ?? 0, request.query.limit ?? 200);
+        return tasks.events(
+          principal,
+          request.params.id,
+          request.query.after_seq ?? 0,
+          request.query.limit ?? 200,
+        );
 
       const after = resumeFrom(request.headers['last-event-id'], request.query.after_seq);
       const closed = new AbortController();

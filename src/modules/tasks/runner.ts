@@ -1,7 +1,7 @@
 import type { Context, Timer } from '../../core/context.ts';
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
-import { JobsStopping, type Jobs, type QueuePolicy } from '../../jobs/jobs.ts';
+import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
 import { SecretRedactor } from '../secrets/redact.ts';
 import { AgentLoop, TaskEnd } from './agent-loop.ts';
@@ -16,10 +16,12 @@ import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts
 export const TASK_QUEUE = 'task-run';
 /**
  * No pg-boss retry: the runner's own heartbeat finds a lost worker's task
- * (sweepLost) and starts it once more. The job's expiry only frees the slot
- * of a worker that hangs past the longest timeout a task may have.
+ * (sweep) and starts it once more. The job's expiry (pg-boss allows just
+ * under 24 h) only frees a hung worker's slot; a task's own timeout ends it
+ * first (a 24 h timeout_sec is held to a minute before the job's expiry).
  */
-export const TASK_POLICY: QueuePolicy = { retryLimit: 0, retryDelaySec: 0, expireInSec: 86_400 + 600 };
+export const TASK_POLICY: QueuePolicy = { retryLimit: 0, retryDelaySec: 0, expireInSec: 86_340 };
+const LONGEST_TIMEOUT_SEC = TASK_POLICY.expireInSec - 60;
 
 export interface RunnerOptions {
   /** Tasks one server runs at once. */
@@ -85,7 +87,8 @@ export class TaskRunner {
     this.options = { ...DEFAULT_RUNNER_OPTIONS, ...options };
     tasks.attach({
       enqueue: (teamId, taskId) => this.enqueue(teamId, taskId),
-      cancelled: (taskId) => this.inHand.get(taskId)?.abort(new TaskEnd('cancelled', 'cancelled', 'cancelled')),
+      cancelled: (taskId) =>
+        this.inHand.get(taskId)?.abort(new TaskEnd('cancelled', 'cancelled', 'cancelled')),
     });
   }
 
@@ -142,12 +145,16 @@ export class TaskRunner {
   }
 
   /** One attempt of the task, from its start; whatever happens, it ends in a final status or is left for the sweep. */
-  private async run(task: repo.TaskRow, agent: AgentForTask | undefined, jobSignal: AbortSignal): Promise<void> {
+  private async run(
+    task: repo.TaskRow,
+    agent: AgentForTask | undefined,
+    jobSignal: AbortSignal,
+  ): Promise<void> {
     const abort = new AbortController();
     const onJob = () => abort.abort(jobSignal.reason);
     jobSignal.addEventListener('abort', onJob, { once: true });
     this.inHand.set(task.id, abort);
-    const timeout = this.ctx.timers.after(task.timeoutSec * 1000, () =>
+    const timeout = this.ctx.timers.after(Math.min(task.timeoutSec, LONGEST_TIMEOUT_SEC) * 1000, () =>
       abort.abort(new TaskEnd('timeout', `the task ran past its timeout_sec (${task.timeoutSec})`)),
     );
     const heartbeat = this.ctx.timers.every(this.options.heartbeatMs, () => {
@@ -234,7 +241,12 @@ export class TaskRunner {
           actorId: 'task_runner',
           subjectId: task.id,
           type: 'task.completed',
-          data: { agent_id: task.agentId, run_id: attempt.runId ?? null, cost_usd: cost, turns: attempt.turns },
+          data: {
+            agent_id: task.agentId,
+            run_id: attempt.runId ?? null,
+            cost_usd: cost,
+            turns: attempt.turns,
+          },
         });
       else if (ending.status === 'failed')
         await this.events.record(tx, {
@@ -261,12 +273,18 @@ export class TaskRunner {
    * whose job was lost (a send after commit that never happened) are sent again.
    */
   async sweep(now = this.ctx.clock.now()): Promise<void> {
-    const stale = await repo.systemStaleTasks(this.db, new Date(now.getTime() - this.options.lostAfterMs), 50);
+    const stale = await repo.systemStaleTasks(
+      this.db,
+      new Date(now.getTime() - this.options.lostAfterMs),
+      50,
+    );
     for (const t of stale) {
       if (this.inHand.has(t.id)) continue;
       const retry = t.attempt < this.options.maxAttempts;
-      if (t.runId) await this.ports.runs.end(t.teamId, t.runId, 'failed', 'worker_lost').catch(() => undefined);
-      if (t.capsuleId) await this.ports.capsules.destroy(t.teamId, `task:${t.id}`, t.capsuleId).catch(() => undefined);
+      if (t.runId)
+        await this.ports.runs.end(t.teamId, t.runId, 'failed', 'worker_lost').catch(() => undefined);
+      if (t.capsuleId)
+        await this.ports.capsules.destroy(t.teamId, `task:${t.id}`, t.capsuleId).catch(() => undefined);
       const error = {
         code: 'worker_lost',
         message: `the worker running the task stopped responding (attempt ${t.attempt} of ${this.options.maxAttempts})`,
@@ -283,7 +301,12 @@ export class TaskRunner {
         );
         if (!row) return undefined;
         await this.tasks.log.append(tx, t.teamId, t.id, [
-          { type: 'status', payload: retry ? { status: 'queued', retry_of_attempt: t.attempt, reason: 'worker_lost' } : { status: 'failed', error } },
+          {
+            type: 'status',
+            payload: retry
+              ? { status: 'queued', retry_of_attempt: t.attempt, reason: 'worker_lost' }
+              : { status: 'failed', error },
+          },
         ]);
         await this.events.record(
           tx,
@@ -302,7 +325,13 @@ export class TaskRunner {
                 actorId: 'task_runner',
                 subjectId: t.id,
                 type: 'task.failed',
-                data: { agent_id: t.agentId, run_id: t.runId, code: 'worker_lost', cost_usd: t.costMicros / 1e6, turns: t.turns },
+                data: {
+                  agent_id: t.agentId,
+                  run_id: t.runId,
+                  code: 'worker_lost',
+                  cost_usd: t.costMicros / 1e6,
+                  turns: t.turns,
+                },
               },
         );
         return row;
@@ -310,7 +339,11 @@ export class TaskRunner {
       if (changed && retry) await this.enqueue(t.teamId, t.id);
       this.tasks.log.wake(t.id);
     }
-    const queued = await repo.systemQueuedBefore(this.db, new Date(now.getTime() - 2 * this.options.lostAfterMs), 50);
+    const queued = await repo.systemQueuedBefore(
+      this.db,
+      new Date(now.getTime() - 2 * this.options.lostAfterMs),
+      50,
+    );
     for (const t of queued) {
       await repo.updateUnfinished(this.db, t.teamId, t.id, { updatedAt: now }, { statuses: ['queued'] });
       await this.enqueue(t.teamId, t.id);
@@ -356,7 +389,10 @@ class Attempt {
     await this.p.log.append(this.p.db, this.task.teamId, this.task.id, [{ type, payload }]);
   }
 
-  private async setStatus(status: 'running' | 'awaiting_approval', payload: Record<string, unknown>): Promise<void> {
+  private async setStatus(
+    status: 'running' | 'awaiting_approval',
+    payload: Record<string, unknown>,
+  ): Promise<void> {
     const { db, ctx, log } = this.p;
     await db.transaction(async (tx) => {
       const row = await repo.updateUnfinished(
@@ -367,7 +403,9 @@ class Attempt {
         { statuses: repo.HELD_STATUSES, attempt: this.task.attempt },
       );
       if (!row) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
-      await log.append(tx, this.task.teamId, this.task.id, [{ type: 'status', payload: { status, ...payload } }]);
+      await log.append(tx, this.task.teamId, this.task.id, [
+        { type: 'status', payload: { status, ...payload } },
+      ]);
     });
   }
 
@@ -376,7 +414,8 @@ class Attempt {
     const t = this.task;
     try {
       const agent = this.agent;
-      if (!agent) throw new TaskEnd('agent_missing', `agent ${t.agentId} version ${t.agentVersion} no longer exists`);
+      if (!agent)
+        throw new TaskEnd('agent_missing', `agent ${t.agentId} version ${t.agentVersion} no longer exists`);
       const policy = await ports.policy(t.teamId, agent.policyId);
       if (!policy) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
       this.runId = await ports.runs.start({
@@ -389,12 +428,21 @@ class Attempt {
       });
       await this.recordStart();
       const secrets = await ports.secrets(t.teamId, agent.id);
-      const env = t.environmentVersionId ? await ports.environment(t.teamId, t.environmentVersionId) : undefined;
+      const env = t.environmentVersionId
+        ? await ports.environment(t.teamId, t.environmentVersionId)
+        : undefined;
       if (!env || env.status !== 'ready' || !env.template)
-        throw new TaskEnd('environment_not_ready', `environment version ${t.environmentVersionId} is not ready`);
+        throw new TaskEnd(
+          'environment_not_ready',
+          `environment version ${t.environmentVersionId} is not ready`,
+        );
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       // The capsule starts now, beside the first model call; the first tool call waits for it.
-      this.capsule = this.startCapsule(env.template, [...new Set([...env.networkAllow, ...agent.definition.egress])], inputs);
+      this.capsule = this.startCapsule(
+        env.template,
+        [...new Set([...env.networkAllow, ...agent.definition.egress])],
+        inputs,
+      );
       this.capsule.catch(() => undefined);
       const tools: () => Promise<ToolCapsule> = async () => (await this.capsule!).tools;
       const loop = new AgentLoop(
@@ -441,7 +489,10 @@ class Attempt {
           error: { code: reason.code, message: reason.message },
         };
       if (reason instanceof CapsuleGone)
-        return { status: 'failed', error: { code: 'capsule_lost', message: `the task’s capsule stopped running: ${reason.message}` } };
+        return {
+          status: 'failed',
+          error: { code: 'capsule_lost', message: `the task’s capsule stopped running: ${reason.message}` },
+        };
       if (reason instanceof WorkspaceError)
         return { status: 'failed', error: { code: reason.code, message: reason.message } };
       throw reason;
@@ -466,7 +517,11 @@ class Attempt {
     });
   }
 
-  private async startCapsule(template: string, networkAllow: string[], fileIds: string[]): Promise<TaskCapsule> {
+  private async startCapsule(
+    template: string,
+    networkAllow: string[],
+    fileIds: string[],
+  ): Promise<TaskCapsule> {
     const { ports, ctx, db } = this.p;
     const t = this.task;
     const [capsule, files] = await Promise.all([
@@ -516,7 +571,10 @@ class Attempt {
     const capsule = this.capsule ? await this.capsule : undefined;
     const { options, ports, db, ctx } = this.p;
     const outputs = capsule
-      ? await collectOutputs(capsule.tools, { maxFiles: options.maxOutputFiles, maxBytes: options.maxOutputBytes })
+      ? await collectOutputs(capsule.tools, {
+          maxFiles: options.maxOutputFiles,
+          maxBytes: options.maxOutputBytes,
+        })
       : [];
     const problem = checkOutputs(
       policy,
@@ -549,8 +607,13 @@ class Attempt {
     if (!capsule) return;
     await ports.capsules
       .destroy(this.task.teamId, this.actor(), capsule.id)
-      .catch((err: unknown) => ctx.log.warn({ err, capsule_id: capsule.id }, 'a task capsule could not be removed'));
-    this.sandboxMs = Math.max(0, Math.round(performance.now() - (this.capsuleStartedMs ?? performance.now())));
+      .catch((err: unknown) =>
+        ctx.log.warn({ err, capsule_id: capsule.id }, 'a task capsule could not be removed'),
+      );
+    this.sandboxMs = Math.max(
+      0,
+      Math.round(performance.now() - (this.capsuleStartedMs ?? performance.now())),
+    );
     if (this.runId)
       await ports.runs
         .chargeSandbox({
@@ -562,7 +625,9 @@ class Attempt {
           vcpus: capsule.vcpus,
           memoryMb: capsule.memoryMb,
         })
-        .catch((err: unknown) => ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed'));
+        .catch((err: unknown) =>
+          ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed'),
+        );
   }
 }
 

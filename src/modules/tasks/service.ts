@@ -60,9 +60,13 @@ export class TasksService {
       throw new NotFoundError('agent', input.agent_id);
     }
     if (agent.status === 'disabled')
-      throw new ConflictError('agent_disabled', `agent ${agent.name} is disabled; enable it to give it tasks`, {
-        agent_id: agent.id,
-      });
+      throw new ConflictError(
+        'agent_disabled',
+        `agent ${agent.name} is disabled; enable it to give it tasks`,
+        {
+          agent_id: agent.id,
+        },
+      );
     const def = agent.definition;
     const model = input.model ?? def.model;
     if (!model)
@@ -99,7 +103,10 @@ export class TasksService {
     if (input.output_schema !== undefined) {
       const problem = checkOutputSchema(input.output_schema);
       if (problem)
-        throw new BadRequestError('invalid_output_schema', `output_schema is not a valid JSON Schema: ${problem}`);
+        throw new BadRequestError(
+          'invalid_output_schema',
+          `output_schema is not a valid JSON Schema: ${problem}`,
+        );
     }
     const fileIds = input.input_file_ids ?? [];
     const unknown = await this.ports.unknownFiles(teamId, fileIds);
@@ -142,9 +149,11 @@ export class TasksService {
       return row;
     });
     // A lost send is not a lost task: the runner's sweep sends queued tasks again.
-    await this.workers?.enqueue(teamId, task.id).catch((err: unknown) =>
-      this.ctx.log.warn({ err, task_id: task.id }, 'sending a task’s job failed; the sweep sends it again'),
-    );
+    await this.workers
+      ?.enqueue(teamId, task.id)
+      .catch((err: unknown) =>
+        this.ctx.log.warn({ err, task_id: task.id }, 'sending a task’s job failed; the sweep sends it again'),
+      );
     return taskView(task);
   }
 
@@ -178,7 +187,10 @@ export class TasksService {
     const cancelled = await this.db.transaction(async (tx) => {
       const row = await repo.updateUnfinished(tx, teamId, before.id, {
         status: 'cancelled',
-        error: { code: 'cancelled', message: `cancelled by ${actor.actorKind} ${actor.actorId ?? ''}`.trim() },
+        error: {
+          code: 'cancelled',
+          message: `cancelled by ${actor.actorKind} ${actor.actorId ?? ''}`.trim(),
+        },
         finishedAt: now,
         updatedAt: now,
       });
@@ -197,9 +209,13 @@ export class TasksService {
     });
     if (!cancelled) {
       const now = await this.found(teamId, id);
-      throw new ConflictError('task_finished', `task ${now.id} is ${now.status}; only a queued or running task can be cancelled`, {
-        status: now.status,
-      });
+      throw new ConflictError(
+        'task_finished',
+        `task ${now.id} is ${now.status}; only a queued or running task can be cancelled`,
+        {
+          status: now.status,
+        },
+      );
     }
     this.log.wake(cancelled.id);
     this.workers?.cancelled(cancelled.id);

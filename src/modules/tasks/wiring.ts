@@ -110,7 +110,10 @@ export function taskPorts(m: TaskModules): TaskPorts {
           metadata: input.metadata,
         });
         const id = capsuleId(c.id);
-        const ready = await m.capsules.get(principal, id, { statuses: ['running'], timeoutMs: input.timeoutMs });
+        const ready = await m.capsules.get(principal, id, {
+          statuses: ['running'],
+          timeoutMs: input.timeoutMs,
+        });
         if (ready.status !== 'running') {
           await m.capsules.remove(principal, id).catch(() => undefined);
           throw new Error(`capsule ${id} is ${ready.status}, not running`);
