@@ -70,8 +70,8 @@ export class TaskEventLog {
       woken = true;
       wake?.();
     };
-    let set = this.listeners.get(taskId);
-    if (!set) this.listeners.set(taskId, (set = new Set()));
+    const set = this.listeners.get(taskId) ?? new Set<() => void>();
+    this.listeners.set(taskId, set);
     set.add(listener);
     const onAbort = () => wake?.();
     signal.addEventListener('abort', onAbort);

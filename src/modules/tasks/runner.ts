@@ -431,7 +431,7 @@ class Attempt {
       const env = t.environmentVersionId
         ? await ports.environment(t.teamId, t.environmentVersionId)
         : undefined;
-      if (!env || env.status !== 'ready' || !env.template)
+      if (env?.status !== 'ready' || !env.template)
         throw new TaskEnd(
           'environment_not_ready',
           `environment version ${t.environmentVersionId} is not ready`,
@@ -522,7 +522,7 @@ class Attempt {
     networkAllow: string[],
     fileIds: string[],
   ): Promise<TaskCapsule> {
-    const { ports, ctx, db } = this.p;
+    const { ports, db } = this.p;
     const t = this.task;
     const [capsule, files] = await Promise.all([
       ports.capsules.start(t.teamId, this.actor(), {
