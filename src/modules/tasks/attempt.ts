@@ -1,0 +1,322 @@
+import type { Context } from '../../core/context.ts';
+import type { AgentId, RunId } from '../../core/ids.ts';
+import type { Db } from '../../db/client.ts';
+import { JobsStopping } from '../../jobs/jobs.ts';
+import { SecretRedactor } from '../secrets/redact.ts';
+import { AgentLoop, TaskEnd } from './agent-loop.ts';
+import type { TaskEventLog, TaskEventType } from './event-log.ts';
+import { checkOutputs } from './output-policy.ts';
+import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
+import * as repo from './repo.ts';
+import { CapsuleGone, type ToolCapsule } from './tools.ts';
+import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
+
+/** What an attempt works with: the runner's database, context, ports, the event log and its limits. */
+export interface AttemptParts {
+  db: Db;
+  ctx: Context;
+  ports: TaskPorts;
+  log: TaskEventLog;
+  options: { capsuleStartTimeoutMs: number; maxOutputFiles: number; maxOutputBytes: number };
+}
+
+/** The task's end as an attempt decides it. */
+export interface Ending {
+  status: 'completed' | 'failed' | 'cancelled';
+  result?: unknown;
+  error?: { code: string; message: string };
+}
+
+/** One attempt of one task: the run, the capsule, the loop. */
+export class Attempt {
+  runId: RunId | undefined;
+  turns = 0;
+  sandboxMs = 0;
+  private capsule: Promise<TaskCapsule> | undefined;
+  /** The capsule once it started (cleanUp stops it even when the loop never asked for it). */
+  private started: TaskCapsule | undefined;
+  private capsuleStartedMs: number | undefined;
+  private cleaned = false;
+
+  constructor(
+    private readonly p: AttemptParts,
+    private readonly task: repo.TaskRow,
+    private readonly agent: AgentForTask | undefined,
+    private readonly signal: AbortSignal,
+    private readonly startedMs: number,
+  ) {}
+
+  private actor(): string {
+    return `task:${this.task.id}`;
+  }
+
+  private async event(type: TaskEventType, payload: Record<string, unknown>): Promise<void> {
+    // After a cancel or the timeout the loop may still be finishing a call: nothing it says is logged.
+    if (this.signal.aborted) throw this.signal.reason;
+    await this.p.log.append(this.p.db, this.task.teamId, this.task.id, [{ type, payload }]);
+  }
+
+  private async setStatus(
+    status: 'running' | 'awaiting_approval',
+    payload: Record<string, unknown>,
+  ): Promise<void> {
+    const { db, ctx, log } = this.p;
+    await db.transaction(async (tx) => {
+      const row = await repo.updateUnfinished(
+        tx,
+        this.task.teamId,
+        this.task.id,
+        { status, updatedAt: ctx.clock.now() },
+        { statuses: repo.HELD_STATUSES, attempt: this.task.attempt },
+      );
+      if (!row) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
+      await log.append(tx, this.task.teamId, this.task.id, [
+        { type: 'status', payload: { status, ...payload } },
+      ]);
+    });
+  }
+
+  async run(): Promise<Ending> {
+    const { ports } = this.p;
+    const t = this.task;
+    try {
+      const agent = this.agent;
+      if (!agent)
+        throw new TaskEnd('agent_missing', `agent ${t.agentId} version ${t.agentVersion} no longer exists`);
+      const policy = await ports.policy(t.teamId, agent.policyId);
+      if (!policy) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
+      this.runId = await ports.runs.start({
+        teamId: t.teamId,
+        agent: { id: agent.id, name: agent.name },
+        policy,
+        name: `task ${t.id}`,
+        metadata: { task_id: t.id, attempt: t.attempt },
+        maxBudgetMicros: t.maxBudgetMicros,
+      });
+      await this.recordStart();
+      const secrets = await ports.secrets(t.teamId, agent.id);
+      const env = t.environmentVersionId
+        ? await ports.environment(t.teamId, t.environmentVersionId)
+        : undefined;
+      if (env?.status !== 'ready' || !env.template)
+        throw new TaskEnd(
+          'environment_not_ready',
+          `environment version ${t.environmentVersionId} is not ready`,
+        );
+      const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
+      // The capsule starts now, beside the first model call; the first tool call waits for it.
+      this.capsule = this.startCapsule(
+        env.template,
+        [...new Set([...env.networkAllow, ...agent.definition.egress])],
+        inputs,
+      );
+      this.capsule.catch(() => undefined);
+      const tools: () => Promise<ToolCapsule> = async () => (await this.capsule!).tools;
+      const loop = new AgentLoop(
+        this.p.ctx,
+        ports,
+        {
+          teamId: t.teamId,
+          taskId: t.id,
+          agentId: agent.id,
+          runId: this.runId,
+          model: ports.resolveModel(t.model),
+          prompt: t.prompt,
+          definition: agent.definition,
+          maxTurns: t.maxTurns,
+          outputSchema: t.outputSchema ?? null,
+          inputFiles: inputs,
+          capsule: tools,
+          envs: { ...env.envVars, ...Object.fromEntries(secrets.map((s) => [s.name, s.value])) },
+          redactor: new SecretRedactor(secrets),
+          secondsLeft: () => t.timeoutSec - (performance.now() - this.startedMs) / 1000,
+          signal: this.signal,
+        },
+        {
+          event: (type, payload) => this.event(type, payload),
+          storeOutput: (name, text) => this.storeToolOutput(name, text),
+          turn: (n) => {
+            this.turns = n;
+          },
+          awaitingApproval: (ids, toolNames) =>
+            this.setStatus('awaiting_approval', { approval_ids: ids, tools: toolNames }),
+          resumed: () => this.setStatus('running', {}),
+        },
+      );
+      const { result, turns } = await raceAbort(loop.run(), this.signal);
+      this.turns = turns;
+      await this.keepOutputs(agent.definition.output_policy);
+      return { status: 'completed', result };
+    } catch (err) {
+      const reason = this.signal.aborted ? this.signal.reason : err;
+      if (reason instanceof JobsStopping) throw reason;
+      if (reason instanceof TaskEnd)
+        return {
+          status: reason.status,
+          error: { code: reason.code, message: reason.message },
+        };
+      if (reason instanceof CapsuleGone)
+        return {
+          status: 'failed',
+          error: { code: 'capsule_lost', message: `the task’s capsule stopped running: ${reason.message}` },
+        };
+      if (reason instanceof WorkspaceError)
+        return { status: 'failed', error: { code: reason.code, message: reason.message } };
+      throw reason;
+    }
+  }
+
+  private async recordStart(): Promise<void> {
+    const { db, ctx, log } = this.p;
+    const now = ctx.clock.now();
+    await db.transaction(async (tx) => {
+      const row = await repo.updateUnfinished(
+        tx,
+        this.task.teamId,
+        this.task.id,
+        { runId: this.runId, updatedAt: now },
+        { statuses: repo.HELD_STATUSES, attempt: this.task.attempt },
+      );
+      if (!row) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
+      await log.append(tx, this.task.teamId, this.task.id, [
+        { type: 'status', payload: { status: 'running', attempt: this.task.attempt, run_id: this.runId } },
+      ]);
+    });
+  }
+
+  private async startCapsule(
+    template: string,
+    networkAllow: string[],
+    fileIds: string[],
+  ): Promise<TaskCapsule> {
+    const { ports, db } = this.p;
+    const t = this.task;
+    const [capsule, files] = await Promise.all([
+      ports.capsules.start(t.teamId, this.actor(), {
+        template,
+        networkAllow,
+        metadata: { task_id: t.id },
+        timeoutMs: this.p.options.capsuleStartTimeoutMs,
+      }),
+      Promise.all(fileIds.map((id) => ports.readFile(t.teamId, id))),
+    ]).catch((err: unknown) => {
+      if (err instanceof TaskEnd) throw err;
+      throw new TaskEnd('capsule_failed', `the task’s capsule did not start: ${messageOf(err)}`);
+    });
+    this.capsuleStartedMs = performance.now();
+    this.started = capsule;
+    await repo.updateUnfinished(
+      db,
+      t.teamId,
+      t.id,
+      { capsuleId: capsule.id },
+      { statuses: repo.HELD_STATUSES, attempt: t.attempt },
+    );
+    await prepareWorkspace(capsule.tools, files);
+    await this.event('capsule', { capsule_id: capsule.id, template, input_files: files.map((f) => f.name) });
+    return capsule;
+  }
+
+  private async storeToolOutput(name: string, text: string): Promise<string> {
+    const { ports, db, ctx } = this.p;
+    const data = Buffer.from(text, 'utf8');
+    const fileId = await ports.writeFile(this.task.teamId, this.actor(), { name, data });
+    await repo.insertTaskFile(db, {
+      taskId: this.task.id,
+      fileId: fileId as repo.TaskFileRow['fileId'],
+      teamId: this.task.teamId,
+      kind: 'tool_output',
+      path: name,
+      sizeBytes: data.length,
+      createdAt: ctx.clock.now(),
+    });
+    return fileId;
+  }
+
+  /** Keeps /workspace/outputs as the task's files, checked against the agent's output policy. */
+  private async keepOutputs(policy: Parameters<typeof checkOutputs>[0]): Promise<void> {
+    const capsule = this.capsule ? await this.capsule : undefined;
+    const { options, ports, db, ctx } = this.p;
+    const outputs = capsule
+      ? await collectOutputs(capsule.tools, {
+          maxFiles: options.maxOutputFiles,
+          maxBytes: options.maxOutputBytes,
+        })
+      : [];
+    const problem = checkOutputs(
+      policy,
+      outputs.map((o) => o.path),
+    );
+    if (problem) throw new TaskEnd('output_policy', problem);
+    const kept: Array<{ file_id: string; path: string; size_bytes: number }> = [];
+    for (const o of outputs) {
+      const fileId = await ports.writeFile(this.task.teamId, this.actor(), { name: o.name, data: o.data });
+      await repo.insertTaskFile(db, {
+        taskId: this.task.id,
+        fileId: fileId as repo.TaskFileRow['fileId'],
+        teamId: this.task.teamId,
+        kind: 'output',
+        path: o.path,
+        sizeBytes: o.data.length,
+        createdAt: ctx.clock.now(),
+      });
+      kept.push({ file_id: fileId, path: o.path, size_bytes: o.data.length });
+    }
+    if (kept.length > 0) await this.event('output_files', { files: kept });
+  }
+
+  /** Stops the capsule and charges its time to the run (once). */
+  async cleanUp(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    const { ports, ctx } = this.p;
+    const capsule = this.started ?? (await this.capsule?.catch(() => undefined));
+    if (!capsule) return;
+    await ports.capsules
+      .destroy(this.task.teamId, this.actor(), capsule.id)
+      .catch((err: unknown) =>
+        ctx.log.warn({ err, capsule_id: capsule.id }, 'a task capsule could not be removed'),
+      );
+    this.sandboxMs = Math.max(
+      0,
+      Math.round(performance.now() - (this.capsuleStartedMs ?? performance.now())),
+    );
+    if (this.runId)
+      await ports.runs
+        .chargeSandbox({
+          teamId: this.task.teamId,
+          runId: this.runId,
+          agentId: this.task.agentId as AgentId,
+          capsuleId: capsule.id,
+          seconds: this.sandboxMs / 1000,
+          vcpus: capsule.vcpus,
+          memoryMb: capsule.memoryMb,
+        })
+        .catch((err: unknown) =>
+          ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed'),
+        );
+  }
+}
+
+/** Settles with the promise, or rejects with the signal's reason as soon as it aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
