@@ -79,7 +79,7 @@ import { registerSecretRoutes } from './modules/secrets/routes.ts';
 import { SecretsService } from './modules/secrets/service.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
-import { type RunnerOptions, TaskRunner } from './modules/tasks/runner.ts';
+import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
 import { taskPorts } from './modules/tasks/wiring.ts';
 import { VERSION } from './version.ts';
@@ -299,7 +299,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const taskModules = { agents, policies, environments, files, secrets, gateway, runs, capsules, approvals };
   const tasks = new TasksService(db, ctx, events, taskPorts(taskModules));
   const taskRunner = new TaskRunner(db, ctx, events, tasks, taskPorts(taskModules), jobs, {
-    concurrency: config.taskConcurrency,
+    ...runnerTimings(config.taskConcurrency, config.taskLostAfterSec),
     ...options.taskRunner,
   });
   const services: Services = {

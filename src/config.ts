@@ -43,6 +43,8 @@ export interface Config {
   fileStore: 'auto' | 'data_dir' | 'database';
   /** Tasks this server runs at once (each holds a capsule while it runs). */
   taskConcurrency: number;
+  /** A running task whose worker has not been heard from for this long is started again (or failed worker_lost). */
+  taskLostAfterSec: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
   sandboxDriver: 'auto' | 'bwrap' | 'process';
   /** Capsules' allow-listed names may resolve to private and loopback addresses (off: refused). */
@@ -265,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'auto',
     ),
     taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 8, 1, 256),
+    taskLostAfterSec: int('PADDOCK_TASK_LOST_AFTER_SEC', env.PADDOCK_TASK_LOST_AFTER_SEC, 30, 2, 3600),
     sandboxDriver: oneOf(
       'PADDOCK_SANDBOX_DRIVER',
       env.PADDOCK_SANDBOX_DRIVER,

@@ -45,6 +45,21 @@ export const DEFAULT_RUNNER_OPTIONS: RunnerOptions = {
   maxOutputBytes: 256 * 1024 * 1024,
 };
 
+/**
+ * The runner's timings from the two settings an operator gives: a worker
+ * beats six times within the time after which it counts as lost, and the
+ * sweep looks three times within it.
+ */
+export function runnerTimings(concurrency: number, lostAfterSec: number): Partial<RunnerOptions> {
+  const lostAfterMs = lostAfterSec * 1000;
+  return {
+    concurrency,
+    lostAfterMs,
+    heartbeatMs: Math.max(300, Math.round(lostAfterMs / 6)),
+    sweepEveryMs: Math.max(500, Math.round(lostAfterMs / 3)),
+  };
+}
+
 /** How long a job whose agent is at its concurrency limit waits before it looks again. */
 const BUSY_RETRY_SEC = 2;
 
