@@ -36,6 +36,10 @@ export class Attempt {
   /** The capsule once it started (cleanUp stops it even when the loop never asked for it). */
   private started: TaskCapsule | undefined;
   private capsuleStartedMs: number | undefined;
+  /** Capsule time up to here (performance.now()) is charged. */
+  private chargedUntilMs: number | undefined;
+  private charging: Promise<void> = Promise.resolve();
+  private stopped = false;
   private cleaned = false;
 
   constructor(
@@ -277,24 +281,39 @@ export class Attempt {
       .catch((err: unknown) =>
         ctx.log.warn({ err, capsule_id: capsule.id }, 'a task capsule could not be removed'),
       );
-    this.sandboxMs = Math.max(
-      0,
-      Math.round(performance.now() - (this.capsuleStartedMs ?? performance.now())),
-    );
-    if (this.runId)
-      await ports.runs
+    await this.chargeSandbox(capsule, true);
+  }
+
+  /**
+   * Charges the capsule's running time since the last charge to the run: on
+   * each heartbeat while it runs (so budgets count it as it is spent) and once
+   * more when it stops. One charge at a time.
+   */
+  chargeSandbox(capsule = this.started, final = false): Promise<void> {
+    this.charging = this.charging.then(async () => {
+      if (this.stopped || !capsule || !this.runId || this.capsuleStartedMs === undefined) return;
+      // The capsule is gone after the last charge: a heartbeat queued behind it charges nothing.
+      if (final) this.stopped = true;
+      const now = performance.now();
+      const ms = Math.round(now - (this.chargedUntilMs ?? this.capsuleStartedMs));
+      if (ms <= 0) return;
+      this.chargedUntilMs = now;
+      this.sandboxMs += ms;
+      await this.p.ports.runs
         .chargeSandbox({
           teamId: this.task.teamId,
           runId: this.runId,
           agentId: this.task.agentId as AgentId,
           capsuleId: capsule.id,
-          seconds: this.sandboxMs / 1000,
+          seconds: ms / 1000,
           vcpus: capsule.vcpus,
           memoryMb: capsule.memoryMb,
         })
         .catch((err: unknown) =>
-          ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed'),
+          this.p.ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed'),
         );
+    });
+    return this.charging;
   }
 }
 

@@ -161,14 +161,6 @@ export class TaskRunner {
     const timeout = this.ctx.timers.after(Math.min(task.timeoutSec, LONGEST_TIMEOUT_SEC) * 1000, () =>
       abort.abort(new TaskEnd('timeout', `the task ran past its timeout_sec (${task.timeoutSec})`)),
     );
-    const heartbeat = this.ctx.timers.every(this.options.heartbeatMs, () => {
-      void repo
-        .beat(this.db, task.teamId, task.id, task.attempt, this.ctx.clock.now())
-        .then((mine) => {
-          if (!mine) abort.abort(new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled'));
-        })
-        .catch((err: unknown) => this.ctx.log.warn({ err, task_id: task.id }, 'a task heartbeat failed'));
-    });
     // Durations (the timeout's seconds left, the capsule's running time) on the monotonic clock.
     const startedMs = performance.now();
     const attempt = new Attempt(
@@ -178,6 +170,15 @@ export class TaskRunner {
       abort.signal,
       startedMs,
     );
+    const heartbeat = this.ctx.timers.every(this.options.heartbeatMs, () => {
+      void repo
+        .beat(this.db, task.teamId, task.id, task.attempt, this.ctx.clock.now())
+        .then((mine) => {
+          if (!mine) abort.abort(new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled'));
+          else void attempt.chargeSandbox();
+        })
+        .catch((err: unknown) => this.ctx.log.warn({ err, task_id: task.id }, 'a task heartbeat failed'));
+    });
     try {
       const ending = await attempt.run();
       await this.finish(task, attempt, ending);
