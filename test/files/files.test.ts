@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { events, fileChunks, files as filesTable } from '../../src/db/schema/index.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { createAgent, type Json } from '../support/factories.ts';
+import { multipart } from '../support/multipart.ts';
 
 const MAX = 64 * 1024;
 let t: TestApp;
@@ -20,32 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t.close();
 });
-
-/** A multipart/form-data body with fields and one file part, as a browser or curl -F sends it. */
-function multipart(
-  file: { filename: string; data: Buffer; contentType?: string } | undefined,
-  fields: Record<string, string> = {},
-) {
-  const boundary = `----paddock${randomBytes(8).toString('hex')}`;
-  const parts: Buffer[] = [];
-  for (const [name, value] of Object.entries(fields)) {
-    parts.push(
-      Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`),
-    );
-  }
-  if (file) {
-    parts.push(
-      Buffer.from(
-        `--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="${file.filename}"\r\n` +
-          `content-type: ${file.contentType ?? 'application/octet-stream'}\r\n\r\n`,
-      ),
-      file.data,
-      Buffer.from('\r\n'),
-    );
-  }
-  parts.push(Buffer.from(`--${boundary}--\r\n`));
-  return { payload: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
-}
 
 async function inject(
   method: string,

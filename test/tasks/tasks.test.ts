@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Json } from '../support/factories.ts';
+import { multipart } from '../support/multipart.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
 let f: TaskFixture;
@@ -107,5 +108,43 @@ describe('a task end to end', () => {
     const submitted = await f.submit({ agent_id: agent.id, prompt: 'say done' });
     const { task } = await f.finished(submitted.id);
     expect(task).toMatchObject({ status: 'completed', result: 'All done: nothing to run.', turns: 1 });
+  });
+
+  it('puts input and reference files in /workspace and runs the agent’s setup commands first', async () => {
+    const upload = async (filename: string, text: string) => {
+      const body = multipart({ filename, data: Buffer.from(text) });
+      const res = await f.t.app.inject({
+        method: 'POST',
+        url: '/v1/files',
+        headers: { authorization: `Bearer ${f.user.token}`, 'content-type': body.contentType },
+        payload: body.payload,
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().id as string;
+    };
+    const input = await upload('input.txt', 'from the input\n');
+    const reference = await upload('guide.md', 'from the reference\n');
+    const agent = await f.agent({
+      agent: { setup_commands: ['echo "set up" > prepared.txt'], reference_file_ids: [reference] },
+    });
+    f.mock.reset();
+    f.script([
+      { tool: 'bash', args: { command: 'cat prepared.txt input.txt guide.md' } },
+      { tool: 'submit_result', args: { result: 'read' } },
+    ]);
+    const submitted = await f.submit({
+      agent_id: agent.id,
+      prompt: 'read the files',
+      input_file_ids: [input],
+    });
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'completed', input_file_ids: [input] });
+    const events = await f.events(task.id);
+    const bash = events.find((e) => e.type === 'tool_result' && e.payload.name === 'bash');
+    expect(bash?.payload.output).toContain('set up\nfrom the input\nfrom the reference');
+    // The model was told the files' names, not their ids.
+    const system = (f.mock.requests[0]!.body as Json).messages[0].content as string;
+    expect(system).toContain('input.txt');
+    expect(system).toContain('guide.md');
   });
 });

@@ -100,7 +100,13 @@ function alive(pid: number): boolean {
   }
 }
 
-async function api(server: RunningServer, token: string | null, method: string, path: string, body?: unknown) {
+async function api(
+  server: RunningServer,
+  token: string | null,
+  method: string,
+  path: string,
+  body?: unknown,
+) {
   const res = await fetch(`${server.url}${path}`, {
     method,
     headers: {
@@ -158,7 +164,10 @@ describe('a worker that dies mid-task', { timeout: 4 * STARTUP_MS }, () => {
     // Attempt 1 runs a long command; its server dies under it.
     const sleep = { toolCalls: [{ name: 'bash', arguments: { command: 'sleep 60' } }] };
     mock.reply([sleep]);
-    const task = await api(server, token, 'POST', '/v1/tasks', { agent_id: agent.body.id, prompt: 'work long' });
+    const task = await api(server, token, 'POST', '/v1/tasks', {
+      agent_id: agent.body.id,
+      prompt: 'work long',
+    });
     expect(task.status, JSON.stringify(task.body)).toBe(202);
     const id: string = task.body.id;
     await until(() => bashRunning(id, 1), 'attempt 1 to run its command');
@@ -186,7 +195,10 @@ describe('a worker that dies mid-task', { timeout: 4 * STARTUP_MS }, () => {
 
     // A task whose worker dies on both attempts fails worker_lost.
     mock.reply([sleep, sleep]);
-    const second = await api(server, token, 'POST', '/v1/tasks', { agent_id: agent.body.id, prompt: 'die twice' });
+    const second = await api(server, token, 'POST', '/v1/tasks', {
+      agent_id: agent.body.id,
+      prompt: 'die twice',
+    });
     const id2: string = second.body.id;
     await until(() => bashRunning(id2, 1), 'attempt 1 of the second task');
     await kill(server);

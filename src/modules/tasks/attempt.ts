@@ -8,8 +8,11 @@ import type { TaskEventLog, TaskEventType } from './event-log.ts';
 import { checkOutputs } from './output-policy.ts';
 import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
-import { CapsuleGone, type ToolCapsule } from './tools.ts';
+import { CapsuleGone, type ToolCapsule, WORKSPACE } from './tools.ts';
 import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
+
+/** How long one of the agent's setup commands may run in the task's capsule. */
+const SETUP_TIMEOUT_SEC = 600;
 
 /** What an attempt works with: the runner's database, context, ports, the event log and its limits. */
 export interface AttemptParts {
@@ -35,6 +38,7 @@ export class Attempt {
   private capsule: Promise<TaskCapsule> | undefined;
   /** The capsule once it started (cleanUp stops it even when the loop never asked for it). */
   private started: TaskCapsule | undefined;
+  private starting: Promise<TaskCapsule> | undefined;
   private capsuleStartedMs: number | undefined;
   /** Capsule time up to here (performance.now()) is charged. */
   private chargedUntilMs: number | undefined;
@@ -97,22 +101,26 @@ export class Attempt {
         metadata: { task_id: t.id, attempt: t.attempt },
         maxBudgetMicros: t.maxBudgetMicros,
       });
-      await this.recordStart();
-      const secrets = await ports.secrets(t.teamId, agent.id);
-      const env = t.environmentVersionId
-        ? await ports.environment(t.teamId, t.environmentVersionId)
-        : undefined;
+      const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
+      const [, secrets, env, inputNames] = await Promise.all([
+        this.recordStart(),
+        ports.secrets(t.teamId, agent.id),
+        t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
+        Promise.all(inputs.map((id) => this.fileName(id))),
+      ]);
       if (env?.status !== 'ready' || !env.template)
         throw new TaskEnd(
           'environment_not_ready',
           `environment version ${t.environmentVersionId} is not ready`,
         );
-      const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
+      const envs = { ...env.envVars, ...Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
+      const redactor = new SecretRedactor(secrets);
       // The capsule starts now, beside the first model call; the first tool call waits for it.
       this.capsule = this.startCapsule(
         env.template,
         [...new Set([...env.networkAllow, ...agent.definition.egress])],
         inputs,
+        { envs, redactor, setup: agent.definition.setup_commands },
       );
       this.capsule.catch(() => undefined);
       const tools: () => Promise<ToolCapsule> = async () => (await this.capsule!).tools;
@@ -129,10 +137,10 @@ export class Attempt {
           definition: agent.definition,
           maxTurns: t.maxTurns,
           outputSchema: t.outputSchema ?? null,
-          inputFiles: inputs,
+          inputFiles: inputNames,
           capsule: tools,
-          envs: { ...env.envVars, ...Object.fromEntries(secrets.map((s) => [s.name, s.value])) },
-          redactor: new SecretRedactor(secrets),
+          envs,
+          redactor,
           secondsLeft: () => t.timeoutSec - (performance.now() - this.startedMs) / 1000,
           signal: this.signal,
         },
@@ -188,27 +196,46 @@ export class Attempt {
     });
   }
 
+  /** A task's input or reference file's name (it is placed in /workspace under it). */
+  private async fileName(id: string): Promise<string> {
+    const name = await this.p.ports.fileName(this.task.teamId, id);
+    if (name === undefined)
+      throw new TaskEnd('invalid_file', `file ${id} of the task was deleted before the task ran`);
+    return name;
+  }
+
+  /**
+   * The capsule, running with the task's files in /workspace and the agent's
+   * setup commands run. Once it exists it is the attempt's to stop (cleanUp),
+   * whatever fails after.
+   */
   private async startCapsule(
     template: string,
     networkAllow: string[],
     fileIds: string[],
+    run: { envs: Record<string, string>; redactor: SecretRedactor; setup: string[] },
   ): Promise<TaskCapsule> {
     const { ports, db } = this.p;
     const t = this.task;
-    const [capsule, files] = await Promise.all([
-      ports.capsules.start(t.teamId, this.actor(), {
+    this.starting = ports.capsules
+      .start(t.teamId, this.actor(), {
         template,
         networkAllow,
         metadata: { task_id: t.id },
         timeoutMs: this.p.options.capsuleStartTimeoutMs,
-      }),
-      Promise.all(fileIds.map((id) => ports.readFile(t.teamId, id))),
-    ]).catch((err: unknown) => {
-      if (err instanceof TaskEnd) throw err;
+      })
+      .then((c) => {
+        this.capsuleStartedMs = performance.now();
+        this.started = c;
+        return c;
+      });
+    this.starting.catch(() => undefined);
+    const capsule = await this.starting.catch((err: unknown) => {
       throw new TaskEnd('capsule_failed', `the task’s capsule did not start: ${messageOf(err)}`);
     });
-    this.capsuleStartedMs = performance.now();
-    this.started = capsule;
+    const files = await Promise.all(fileIds.map((id) => ports.readFile(t.teamId, id))).catch(() => {
+      throw new TaskEnd('invalid_file', 'an input file of the task could not be read (was it deleted?)');
+    });
     await repo.updateUnfinished(
       db,
       t.teamId,
@@ -218,6 +245,20 @@ export class Attempt {
     );
     await prepareWorkspace(capsule.tools, files);
     await this.event('capsule', { capsule_id: capsule.id, template, input_files: files.map((f) => f.name) });
+    for (const [i, command] of run.setup.entries()) {
+      const r = await capsule.tools.exec({
+        cmd: 'bash',
+        args: ['-c', command],
+        envs: run.envs,
+        cwd: WORKSPACE,
+        timeoutSec: SETUP_TIMEOUT_SEC,
+      });
+      if (r.exit_code !== 0)
+        throw new TaskEnd(
+          'setup_failed',
+          `the agent's setup command ${i + 1} exited with ${r.exit_code}: ${run.redactor.redact(r.stderr.slice(-500))}`,
+        );
+    }
     return capsule;
   }
 
@@ -274,7 +315,7 @@ export class Attempt {
     if (this.cleaned) return;
     this.cleaned = true;
     const { ports, ctx } = this.p;
-    const capsule = this.started ?? (await this.capsule?.catch(() => undefined));
+    const capsule = this.started ?? (await this.starting?.catch(() => undefined));
     if (!capsule) return;
     await ports.capsules
       .destroy(this.task.teamId, this.actor(), capsule.id)

@@ -47,6 +47,8 @@ export interface TaskPorts {
   environment(teamId: TeamId, versionId: string): Promise<EnvironmentForTask | undefined>;
   /** The ids among `ids` that are no ready file of the team. */
   unknownFiles(teamId: TeamId, ids: readonly string[]): Promise<string[]>;
+  /** A ready file's name; undefined when it is not a ready file of the team. */
+  fileName(teamId: TeamId, fileId: string): Promise<string | undefined>;
   /** A ready file's name and bytes. */
   readFile(teamId: TeamId, fileId: string): Promise<{ name: string; data: Buffer }>;
   /** A file of the team as the files module serves it. */

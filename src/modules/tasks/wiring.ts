@@ -60,6 +60,14 @@ export function taskPorts(m: TaskModules): TaskPorts {
     usableKeyCount: async (teamId, agentId) => (await m.agents.usableProviderKeys(teamId, agentId)).length,
     environment: (teamId, versionId) => m.environments.forTask(teamId, versionId),
     unknownFiles: (teamId, ids) => m.files.unknownFileIds(teamId, ids),
+    async fileName(teamId, fileId) {
+      try {
+        return (await m.files.get(systemPrincipal(teamId, 'tasks'), fileId)).filename;
+      } catch (err) {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      }
+    },
     async readFile(teamId, fileId) {
       const { file, body } = await m.files.download(systemPrincipal(teamId, 'tasks'), fileId);
       return { name: file.filename, data: await bytesOf(body) };
