@@ -88,6 +88,7 @@ export interface EventMap {
   'task.completed': { agent_id: string; run_id: string | null; cost_usd: number; turns: number };
   'task.failed': { agent_id: string; run_id: string | null; code: string; cost_usd: number; turns: number };
   'task.cancelled': { agent_id: string; from: string };
+  'task.awaiting_approval': { agent_id: string; approval_ids: string[]; tools: string[] };
   'task.retried': { agent_id: string; attempt: number; reason: string };
   // Approvals (subject: the approval).
   'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };

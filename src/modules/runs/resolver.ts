@@ -354,9 +354,13 @@ export class RunResolver {
    * ended by the agent's other runs' rules; its hard limit is the lower of the
    * policy's and the task's.
    */
-  async startTaskRun(input: ResolveRunInput & { maxBudgetMicros: number | null }): Promise<RunId> {
+  async startTaskRun(input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null }): Promise<RunId> {
+    // A later attempt of the task goes on in the run the first one started (its budget holds across both).
+    if (await repo.findRun(this.db, input.teamId, input.id)) return input.id;
     const now = input.now ?? this.ctx.clock.now();
-    const run = await this.db.transaction((tx) => this.create(tx, input, 'task', now, input.maxBudgetMicros));
+    const run = await this.db.transaction((tx) =>
+      this.create(tx, input, 'task', now, input.maxBudgetMicros, input.id),
+    );
     this.remember(run, now.getTime(), false);
     return run.id;
   }
@@ -368,11 +372,12 @@ export class RunResolver {
     creationMethod: repo.RunRow['creationMethod'],
     now: Date,
     capMicros: number | null = null,
+    id: RunId = newId('run'),
   ): Promise<repo.RunRow> {
     const budget = input.policy.spec.budget ?? {};
     const policyLimit = microsOf(budget.hard_limit_usd);
     const run = await repo.insertRun(tx, {
-      id: newId('run'),
+      id,
       teamId: input.teamId,
       agentId: input.agent.id,
       policyId: input.policy.id,

@@ -148,7 +148,7 @@ export class RunsService {
   // -- tasks' runs ----------------------------------------------------------
 
   /** A task's own run (see RunResolver.startTaskRun). */
-  startTaskRun(input: ResolveRunInput & { maxBudgetMicros: number | null }): Promise<RunId> {
+  startTaskRun(input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null }): Promise<RunId> {
     return this.resolver.startTaskRun(input);
   }
 

@@ -129,10 +129,11 @@ export class AgentLoop {
       const answer = await this.call(tools, turn);
       if (answer.text !== '')
         await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
-      if (answer.toolCalls.length === 0) return { result: answer.text, turns: turn };
+      if (answer.toolCalls.length === 0)
+        return { result: this.input.redactor.redact(answer.text), turns: turn };
       this.messages.push({ role: 'assistant', content: answer.text || null, tool_calls: answer.toolCalls });
       const submitted = await this.runToolCalls(answer.toolCalls, turn);
-      if (submitted) return { result: submitted.result, turns: turn };
+      if (submitted) return { result: redactedValue(this.input.redactor, submitted.result), turns: turn };
     }
     throw new TaskEnd(
       'max_turns',
@@ -326,6 +327,17 @@ export class AgentLoop {
 
 /** How often a task waiting for an approval looks again. */
 export const APPROVAL_POLL_MS = 500;
+
+/** A JSON value with the secrets taken out of every string in it (keys too). */
+function redactedValue(redactor: SecretRedactor, value: unknown): unknown {
+  if (typeof value === 'string') return redactor.redact(value);
+  if (Array.isArray(value)) return value.map((v) => redactedValue(redactor, v));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [redactor.redact(k), redactedValue(redactor, v)]),
+    );
+  return value;
+}
 
 function parsedOrRaw(text: string): unknown {
   try {

@@ -1,22 +1,27 @@
 import type { Context } from '../../core/context.ts';
-import type { AgentId, RunId } from '../../core/ids.ts';
+import { type AgentId, newId, type RunId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
+import type { EventsService } from '../events/service.ts';
 import { SecretRedactor } from '../secrets/redact.ts';
 import { AgentLoop, TaskEnd } from './agent-loop.ts';
 import type { TaskEventLog, TaskEventType } from './event-log.ts';
 import { checkOutputs } from './output-policy.ts';
 import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
+import { redactingCapsule } from './redacting-capsule.ts';
 import * as repo from './repo.ts';
 import { CapsuleGone, type ToolCapsule, WORKSPACE } from './tools.ts';
 import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
 
+/** How often the time of a running capsule is charged to its run (and when it stops). */
+const SANDBOX_CHARGE_EVERY_MS = 60_000;
 /** How long one of the agent's setup commands may run in the task's capsule. */
 const SETUP_TIMEOUT_SEC = 600;
 
 /** What an attempt works with: the runner's database, context, ports, the event log and its limits. */
 export interface AttemptParts {
   db: Db;
+  outbox: EventsService;
   ctx: Context;
   ports: TaskPorts;
   log: TaskEventLog;
@@ -39,6 +44,8 @@ export class Attempt {
   /** The capsule once it started (cleanUp stops it even when the loop never asked for it). */
   private started: TaskCapsule | undefined;
   private starting: Promise<TaskCapsule> | undefined;
+  /** The capsule's id as soon as it was made (it may never run). */
+  private createdId: string | undefined;
   private capsuleStartedMs: number | undefined;
   /** Capsule time up to here (performance.now()) is charged. */
   private chargedUntilMs: number | undefined;
@@ -59,9 +66,13 @@ export class Attempt {
   }
 
   private async event(type: TaskEventType, payload: Record<string, unknown>): Promise<void> {
-    // After a cancel or the timeout the loop may still be finishing a call: nothing it says is logged.
+    // After a cancel or the timeout the loop may still be finishing a call: nothing it says is logged,
+    // here or (a cancel on another server, a sweep) in the database, which takes only this attempt's.
     if (this.signal.aborted) throw this.signal.reason;
-    await this.p.log.append(this.p.db, this.task.teamId, this.task.id, [{ type, payload }]);
+    const rows = await this.p.log.append(this.p.db, this.task.teamId, this.task.id, [{ type, payload }], {
+      attempt: this.task.attempt,
+    });
+    if (rows.length === 0) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
   }
 
   private async setStatus(
@@ -81,6 +92,19 @@ export class Attempt {
       await log.append(tx, this.task.teamId, this.task.id, [
         { type: 'status', payload: { status, ...payload } },
       ]);
+      if (status === 'awaiting_approval')
+        await this.p.outbox.record(tx, {
+          teamId: this.task.teamId,
+          actorKind: 'system',
+          actorId: 'task_runner',
+          subjectId: this.task.id,
+          type: 'task.awaiting_approval',
+          data: {
+            agent_id: this.task.agentId,
+            approval_ids: payload.approval_ids as string[],
+            tools: payload.tools as string[],
+          },
+        });
     });
   }
 
@@ -93,17 +117,21 @@ export class Attempt {
         throw new TaskEnd('agent_missing', `agent ${t.agentId} version ${t.agentVersion} no longer exists`);
       const policy = await ports.policy(t.teamId, agent.policyId);
       if (!policy) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
-      this.runId = await ports.runs.start({
-        teamId: t.teamId,
-        agent: { id: agent.id, name: agent.name },
-        policy,
-        name: `task ${t.id}`,
-        metadata: { task_id: t.id, attempt: t.attempt },
-        maxBudgetMicros: t.maxBudgetMicros,
-      });
+      // One run for every attempt of the task: named on the row first, so a worker that dies
+      // before the run exists leaves no run nobody would end.
+      this.runId = t.runId ?? newId('run');
+      await this.recordStart();
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       const [, secrets, env, inputNames] = await Promise.all([
-        this.recordStart(),
+        ports.runs.start({
+          id: this.runId,
+          teamId: t.teamId,
+          agent: { id: agent.id, name: agent.name },
+          policy,
+          name: `task ${t.id}`,
+          metadata: { task_id: t.id },
+          maxBudgetMicros: t.maxBudgetMicros,
+        }),
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
@@ -193,6 +221,14 @@ export class Attempt {
       await log.append(tx, this.task.teamId, this.task.id, [
         { type: 'status', payload: { status: 'running', attempt: this.task.attempt, run_id: this.runId } },
       ]);
+      await this.p.outbox.record(tx, {
+        teamId: this.task.teamId,
+        actorKind: 'system',
+        actorId: 'task_runner',
+        subjectId: this.task.id,
+        type: 'task.started',
+        data: { agent_id: this.task.agentId, attempt: this.task.attempt, run_id: this.runId! },
+      });
     });
   }
 
@@ -218,31 +254,40 @@ export class Attempt {
     const { ports, db } = this.p;
     const t = this.task;
     this.starting = ports.capsules
-      .start(t.teamId, this.actor(), {
-        template,
-        networkAllow,
-        metadata: { task_id: t.id },
-        timeoutMs: this.p.options.capsuleStartTimeoutMs,
-      })
+      .start(
+        t.teamId,
+        this.actor(),
+        {
+          template,
+          networkAllow,
+          metadata: { task_id: t.id },
+          timeoutMs: this.p.options.capsuleStartTimeoutMs,
+        },
+        // Named on the row before it runs: whoever ends the task (a cancel, the sweep) stops it.
+        async (id) => {
+          this.createdId = id;
+          await repo.updateUnfinished(
+            db,
+            t.teamId,
+            t.id,
+            { capsuleId: id },
+            { statuses: repo.HELD_STATUSES, attempt: t.attempt },
+          );
+        },
+      )
       .then((c) => {
         this.capsuleStartedMs = performance.now();
         this.started = c;
         return c;
       });
     this.starting.catch(() => undefined);
-    const capsule = await this.starting.catch((err: unknown) => {
+    const started = await this.starting.catch((err: unknown) => {
       throw new TaskEnd('capsule_failed', `the task’s capsule did not start: ${messageOf(err)}`);
     });
+    const capsule = { ...started, tools: redactingCapsule(started.tools, run.redactor) };
     const files = await Promise.all(fileIds.map((id) => ports.readFile(t.teamId, id))).catch(() => {
       throw new TaskEnd('invalid_file', 'an input file of the task could not be read (was it deleted?)');
     });
-    await repo.updateUnfinished(
-      db,
-      t.teamId,
-      t.id,
-      { capsuleId: capsule.id },
-      { statuses: repo.HELD_STATUSES, attempt: t.attempt },
-    );
     await prepareWorkspace(capsule.tools, files);
     await this.event('capsule', { capsule_id: capsule.id, template, input_files: files.map((f) => f.name) });
     for (const [i, command] of run.setup.entries()) {
@@ -256,7 +301,7 @@ export class Attempt {
       if (r.exit_code !== 0)
         throw new TaskEnd(
           'setup_failed',
-          `the agent's setup command ${i + 1} exited with ${r.exit_code}: ${run.redactor.redact(r.stderr.slice(-500))}`,
+          `the agent's setup command ${i + 1} exited with ${r.exit_code}: ${r.stderr.slice(-500)}`,
         );
     }
     return capsule;
@@ -316,13 +361,12 @@ export class Attempt {
     this.cleaned = true;
     const { ports, ctx } = this.p;
     const capsule = this.started ?? (await this.starting?.catch(() => undefined));
-    if (!capsule) return;
+    const id = capsule?.id ?? this.createdId;
+    if (id === undefined) return;
     await ports.capsules
-      .destroy(this.task.teamId, this.actor(), capsule.id)
-      .catch((err: unknown) =>
-        ctx.log.warn({ err, capsule_id: capsule.id }, 'a task capsule could not be removed'),
-      );
-    await this.chargeSandbox(capsule, true);
+      .destroy(this.task.teamId, this.actor(), id)
+      .catch((err: unknown) => ctx.log.warn({ err, capsule_id: id }, 'a task capsule could not be removed'));
+    if (capsule) await this.chargeSandbox(capsule, true);
   }
 
   /**
@@ -337,11 +381,10 @@ export class Attempt {
       if (final) this.stopped = true;
       const now = performance.now();
       const ms = Math.round(now - (this.chargedUntilMs ?? this.capsuleStartedMs));
-      if (ms <= 0) return;
-      this.chargedUntilMs = now;
-      this.sandboxMs += ms;
-      await this.p.ports.runs
-        .chargeSandbox({
+      // While it runs, time is charged a minute at a time (a step and a ledger entry each).
+      if (ms <= 0 || (!final && ms < SANDBOX_CHARGE_EVERY_MS)) return;
+      try {
+        await this.p.ports.runs.chargeSandbox({
           teamId: this.task.teamId,
           runId: this.runId,
           agentId: this.task.agentId as AgentId,
@@ -349,10 +392,13 @@ export class Attempt {
           seconds: ms / 1000,
           vcpus: capsule.vcpus,
           memoryMb: capsule.memoryMb,
-        })
-        .catch((err: unknown) =>
-          this.p.ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed'),
-        );
+        });
+        // Only a charge that was written moves the mark: a failed one is in the next.
+        this.chargedUntilMs = now;
+        this.sandboxMs += ms;
+      } catch (err) {
+        this.p.ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed');
+      }
     });
     return this.charging;
   }

@@ -1,5 +1,6 @@
 import type { Context } from '../../core/context.ts';
 import type { TeamId } from '../../core/ids.ts';
+import { storableText } from '../../core/input-guard.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import * as repo from './repo.ts';
 
@@ -35,8 +36,12 @@ export class TaskEventLog {
     teamId: TeamId,
     taskId: repo.TaskId,
     events: ReadonlyArray<{ type: TaskEventType; payload: Record<string, unknown> }>,
+    /** Only while the task is held by this attempt (a worker's own events); none are written otherwise. */
+    onlyFor?: { attempt: number },
   ): Promise<repo.TaskEventRow[]> {
-    const rows = await repo.appendEvents(db, teamId, taskId, events, this.ctx.clock.now());
+    // Tool output may hold NUL or half a surrogate pair (a cut emoji), which jsonb refuses.
+    const storable = events.map((e) => ({ type: e.type, payload: storableText(e.payload) }));
+    const rows = await repo.appendEvents(db, teamId, taskId, storable, this.ctx.clock.now(), onlyFor);
     // Inside a transaction the rows are not visible yet; a follower that wakes early reads nothing and waits again.
     queueMicrotask(() => this.wake(taskId));
     return rows;

@@ -59,11 +59,15 @@ export interface TaskPorts {
   secrets(teamId: TeamId, agentId: AgentId): Promise<Array<{ name: string; value: string }>>;
   /** A family alias (sonnet, gpt-…) as the full model id it stands for now; a full id as it is. */
   resolveModel(model: string): string;
+  /** Why the agent's policy refuses `model` (a resolved id), or undefined when it allows it. */
+  modelRefusal(teamId: TeamId, policyId: string, model: string): Promise<string | undefined>;
   policy(teamId: TeamId, policyId: string): Promise<{ id: string; name: string; spec: object } | undefined>;
   /** The gateway's governed path: the same one an agent's own HTTP call takes after its key is checked. */
   callModel(req: ProxyRequest): Promise<ProxyResult>;
   runs: {
+    /** Starts the task's run under `id` (the task row names it first); a run of that id already there is kept. */
     start(input: {
+      id: RunId;
       teamId: TeamId;
       agent: { id: string; name: string };
       policy: { id: string; name: string; spec: object };
@@ -90,7 +94,7 @@ export interface TaskPorts {
     }): Promise<void>;
   };
   capsules: {
-    /** Starts a capsule from a template and waits until it runs. */
+    /** Starts a capsule from a template and waits until it runs; `created` hears its id before the wait. */
     start(
       teamId: TeamId,
       actor: string,
@@ -100,6 +104,7 @@ export interface TaskPorts {
         metadata: Record<string, string>;
         timeoutMs: number;
       },
+      created: (id: string) => Promise<void>,
     ): Promise<TaskCapsule>;
     /** Stops it (its processes with it); a capsule already gone is fine. */
     destroy(teamId: TeamId, actor: string, id: string): Promise<void>;

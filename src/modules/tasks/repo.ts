@@ -104,7 +104,7 @@ export function updateUnfinished(
   teamId: TeamId,
   id: TaskId,
   patch: TaskPatch,
-  onlyIf?: { statuses?: readonly TaskStatus[]; attempt?: number },
+  onlyIf?: { statuses?: readonly TaskStatus[]; attempt?: number; silentSince?: Date },
 ): Promise<TaskRow | undefined> {
   return updateOne(
     db,
@@ -114,6 +114,7 @@ export function updateUnfinished(
       eq(tasks.id, id),
       inArray(tasks.status, onlyIf?.statuses ?? ['queued', ...HELD_STATUSES]),
       onlyIf?.attempt !== undefined ? eq(tasks.attempt, onlyIf.attempt) : undefined,
+      onlyIf?.silentSince !== undefined ? lt(tasks.heartbeatAt, onlyIf.silentSince) : undefined,
     ),
     patch,
   );
@@ -191,6 +192,8 @@ export async function appendEvents(
   taskId: TaskId,
   events: readonly NewEvent[],
   at: Date,
+  /** Only while this attempt holds the task (running or awaiting approval). */
+  onlyFor?: { attempt: number },
 ): Promise<TaskEventRow[]> {
   if (events.length === 0) return [];
   const rows = JSON.stringify(events.map((e, i) => ({ i: i + 1, type: e.type, payload: e.payload })));
@@ -198,6 +201,8 @@ export async function appendEvents(
     with numbered as (
       update tasks set event_seq = event_seq + ${events.length}
       where team_id = ${teamId} and id = ${taskId}
+        and (${onlyFor === undefined}::boolean
+          or (attempt = ${onlyFor?.attempt ?? 0} and status in ('running', 'awaiting_approval')))
       returning event_seq
     )
     insert into task_events (task_id, seq, team_id, type, payload, created_at)

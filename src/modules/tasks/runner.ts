@@ -1,5 +1,6 @@
 import type { Context, Timer } from '../../core/context.ts';
 import type { TeamId } from '../../core/ids.ts';
+import { storableText } from '../../core/input-guard.ts';
 import type { Db } from '../../db/client.ts';
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
@@ -132,6 +133,14 @@ export class TaskRunner {
     const agent = await this.ports.agent(teamId, task.agentId, task.agentVersion);
     const claimed = await this.claim(task, agent?.definition.concurrency_limit ?? 1);
     if (claimed === 'busy') {
+      // Touched, so the sweep does not take the waiting task's job for a lost one and send another.
+      await repo.updateUnfinished(
+        this.db,
+        teamId,
+        id,
+        { updatedAt: this.ctx.clock.now() },
+        { statuses: ['queued'] },
+      );
       await this.enqueue(teamId, id, BUSY_RETRY_SEC);
       return;
     }
@@ -164,7 +173,14 @@ export class TaskRunner {
     // Durations (the timeout's seconds left, the capsule's running time) on the monotonic clock.
     const startedMs = performance.now();
     const attempt = new Attempt(
-      { db: this.db, ctx: this.ctx, ports: this.ports, log: this.tasks.log, options: this.options },
+      {
+        db: this.db,
+        outbox: this.events,
+        ctx: this.ctx,
+        ports: this.ports,
+        log: this.tasks.log,
+        options: this.options,
+      },
       task,
       agent,
       abort.signal,
@@ -228,7 +244,7 @@ export class TaskRunner {
         {
           ...patch,
           status: ending.status,
-          result: ending.result ?? null,
+          result: storableText(ending.result ?? null),
           error: ending.error ?? null,
           finishedAt: now,
         },
@@ -279,6 +295,85 @@ export class TaskRunner {
   }
 
   /**
+   * A lost worker's task: taken back first (only while its worker is still
+   * silent, so a worker that was only slow keeps it), then its capsule is
+   * stopped; queued again for its next attempt in the same run, or, after the
+   * last, failed worker_lost with its run ended and its totals written.
+   */
+  private async recover(t: repo.TaskRow, silentSince: Date, now: Date): Promise<void> {
+    const retry = t.attempt < this.options.maxAttempts;
+    const error = {
+      code: 'worker_lost',
+      message: `the worker running the task stopped responding (attempt ${t.attempt} of ${this.options.maxAttempts})`,
+    };
+    const taken = await this.db.transaction(async (tx) => {
+      const row = await repo.updateUnfinished(
+        tx,
+        t.teamId,
+        t.id,
+        retry
+          ? { status: 'queued', heartbeatAt: null, capsuleId: null, updatedAt: now }
+          : { status: 'failed', error, finishedAt: now, updatedAt: now },
+        { statuses: repo.HELD_STATUSES, attempt: t.attempt, silentSince },
+      );
+      if (!row) return undefined;
+      await this.tasks.log.append(tx, t.teamId, t.id, [
+        {
+          type: 'status',
+          payload: retry
+            ? { status: 'queued', retry_of_attempt: t.attempt, reason: 'worker_lost' }
+            : { status: 'failed', error },
+        },
+      ]);
+      if (retry)
+        await this.events.record(tx, {
+          teamId: t.teamId,
+          actorKind: 'system',
+          actorId: 'task_runner',
+          subjectId: t.id,
+          type: 'task.retried',
+          data: { agent_id: t.agentId, attempt: t.attempt + 1, reason: 'worker_lost' },
+        });
+      return row;
+    });
+    if (!taken) return;
+    this.tasks.log.wake(t.id);
+    if (t.capsuleId)
+      await this.ports.capsules.destroy(t.teamId, `task:${t.id}`, t.capsuleId).catch(() => undefined);
+    if (retry) {
+      await this.enqueue(t.teamId, t.id);
+      return;
+    }
+    const totals = t.runId
+      ? await this.ports.runs.end(t.teamId, t.runId, 'failed', 'worker_lost')
+      : undefined;
+    await this.db.transaction(async (tx) => {
+      await repo.updateTotals(tx, t.teamId, t.id, t.attempt, {
+        turns: t.turns,
+        inputTokens: totals?.inputTokens ?? t.inputTokens,
+        outputTokens: totals?.outputTokens ?? t.outputTokens,
+        costMicros: totals?.costMicros ?? t.costMicros,
+        sandboxMs: t.sandboxMs,
+        updatedAt: now,
+      });
+      await this.events.record(tx, {
+        teamId: t.teamId,
+        actorKind: 'system',
+        actorId: 'task_runner',
+        subjectId: t.id,
+        type: 'task.failed',
+        data: {
+          agent_id: t.agentId,
+          run_id: t.runId,
+          code: 'worker_lost',
+          cost_usd: (totals?.costMicros ?? t.costMicros) / 1e6,
+          turns: t.turns,
+        },
+      });
+    });
+  }
+
+  /**
    * Tasks whose worker stopped beating: started once more (queued again, a
    * new job), or failed `worker_lost` after the last attempt. Queued tasks
    * whose job was lost (a send after commit that never happened) are sent again.
@@ -291,64 +386,10 @@ export class TaskRunner {
     );
     for (const t of stale) {
       if (this.inHand.has(t.id)) continue;
-      const retry = t.attempt < this.options.maxAttempts;
-      if (t.runId)
-        await this.ports.runs.end(t.teamId, t.runId, 'failed', 'worker_lost').catch(() => undefined);
-      if (t.capsuleId)
-        await this.ports.capsules.destroy(t.teamId, `task:${t.id}`, t.capsuleId).catch(() => undefined);
-      const error = {
-        code: 'worker_lost',
-        message: `the worker running the task stopped responding (attempt ${t.attempt} of ${this.options.maxAttempts})`,
-      };
-      const changed = await this.db.transaction(async (tx) => {
-        const row = await repo.updateUnfinished(
-          tx,
-          t.teamId,
-          t.id,
-          retry
-            ? { status: 'queued', heartbeatAt: null, runId: null, capsuleId: null, updatedAt: now }
-            : { status: 'failed', error, finishedAt: now, updatedAt: now },
-          { statuses: repo.HELD_STATUSES, attempt: t.attempt },
-        );
-        if (!row) return undefined;
-        await this.tasks.log.append(tx, t.teamId, t.id, [
-          {
-            type: 'status',
-            payload: retry
-              ? { status: 'queued', retry_of_attempt: t.attempt, reason: 'worker_lost' }
-              : { status: 'failed', error },
-          },
-        ]);
-        await this.events.record(
-          tx,
-          retry
-            ? {
-                teamId: t.teamId,
-                actorKind: 'system',
-                actorId: 'task_runner',
-                subjectId: t.id,
-                type: 'task.retried',
-                data: { agent_id: t.agentId, attempt: t.attempt + 1, reason: 'worker_lost' },
-              }
-            : {
-                teamId: t.teamId,
-                actorKind: 'system',
-                actorId: 'task_runner',
-                subjectId: t.id,
-                type: 'task.failed',
-                data: {
-                  agent_id: t.agentId,
-                  run_id: t.runId,
-                  code: 'worker_lost',
-                  cost_usd: t.costMicros / 1e6,
-                  turns: t.turns,
-                },
-              },
-        );
-        return row;
-      });
-      if (changed && retry) await this.enqueue(t.teamId, t.id);
-      this.tasks.log.wake(t.id);
+      const silentSince = new Date(now.getTime() - this.options.lostAfterMs);
+      await this.recover(t, silentSince, now).catch((err: unknown) =>
+        this.ctx.log.warn({ err, task_id: t.id }, 'recovering a lost worker’s task failed'),
+      );
     }
     const queued = await repo.systemQueuedBefore(
       this.db,

@@ -101,7 +101,7 @@ export const TaskEvents = Type.Object({
 
 export const TaskEventsQuery = Type.Object(
   {
-    after_seq: Type.Optional(Type.Integer({ minimum: 0 })),
+    after_seq: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647 })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
   },
   { additionalProperties: false },

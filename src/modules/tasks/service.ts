@@ -108,12 +108,21 @@ export class TasksService {
           `output_schema is not a valid JSON Schema: ${problem}`,
         );
     }
+    const refusal = await this.ports.modelRefusal(teamId, agent.policyId, this.ports.resolveModel(model));
+    if (refusal) throw new BadRequestError('model_not_allowed', refusal, { model });
     const fileIds = input.input_file_ids ?? [];
-    const unknown = await this.ports.unknownFiles(teamId, fileIds);
-    if (unknown.length > 0)
-      throw new BadRequestError('invalid_file', `${unknown.join(', ')} is not a file of this team`, {
-        input_file_ids: unknown,
+    const unknown = await this.ports.unknownFiles(teamId, [...fileIds, ...def.reference_file_ids]);
+    const badInputs = unknown.filter((id) => fileIds.includes(id));
+    if (badInputs.length > 0)
+      throw new BadRequestError('invalid_file', `${badInputs.join(', ')} is not a file of this team`, {
+        input_file_ids: badInputs,
       });
+    if (unknown.length > 0)
+      throw new ConflictError(
+        'reference_file_missing',
+        `version ${agent.version} of agent ${agent.name} names reference files that were deleted: ${unknown.join(', ')}`,
+        { reference_file_ids: unknown },
+      );
 
     const now = this.ctx.clock.now();
     const actor = actorOf(principal);

@@ -5,6 +5,7 @@ import type { AgentsService } from '../agents/service.ts';
 import type { ApprovalsService } from '../approvals/service.ts';
 import type { EnvironmentsService } from '../environments/service.ts';
 import type { FilesService } from '../files/service.ts';
+import { checkModel } from '../gateway/governance.ts';
 import { resolveModelAlias } from '../gateway/model-aliases.ts';
 import type { GatewayService } from '../gateway/service.ts';
 import { systemPrincipal } from '../identity/principal.ts';
@@ -84,10 +85,17 @@ export function taskPorts(m: TaskModules): TaskPorts {
     secrets: (teamId, agentId) => m.secrets.forAgent(teamId, agentId),
     resolveModel: (model) => resolveModelAlias(model).model,
     policy: (teamId, policyId) => m.policies.findForTeam(teamId, policyId),
+    async modelRefusal(teamId, policyId, model) {
+      const policy = await m.policies.findForTeam(teamId, policyId);
+      if (!policy || policy.spec.model_override) return undefined;
+      const ruling = checkModel(policy.spec, model);
+      return ruling.ok ? undefined : ruling.message;
+    },
     callModel: (req) => m.gateway.handle(req),
     runs: {
       start: (input) =>
         m.runs.startTaskRun({
+          id: input.id,
           teamId: input.teamId,
           agent: input.agent,
           policy: input.policy as never,
@@ -110,7 +118,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
       },
     },
     capsules: {
-      async start(teamId, actor, input) {
+      async start(teamId, actor, input, created) {
         const principal = systemPrincipal(teamId, actor);
         const c = await m.capsules.create(principal, {
           template: input.template,
@@ -118,6 +126,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
           metadata: input.metadata,
         });
         const id = capsuleId(c.id);
+        await created(id);
         const ready = await m.capsules.get(principal, id, {
           statuses: ['running'],
           timeoutMs: input.timeoutMs,
