@@ -87,8 +87,54 @@ describe('cancel', () => {
     });
     expect(totals).toMatchObject({ status: 'cancelled', turns: 1 });
     const runRes = await f.t.call('GET', `/v1/runs/${totals.run_id}`, { token: f.user.token });
-    expect(runRes.body.status).not.toBe('running');
+    expect(runRes.body).toMatchObject({ status: 'completed', ended_reason: 'task_cancelled' });
   }, 30_000);
+});
+
+describe('cancel right after submitting', () => {
+  it('leaves no capsule running, whenever the worker saw the task', async () => {
+    const agent = await f.agent({ agent: { concurrency_limit: 5 } });
+    f.mock.reset();
+    f.mock.reply({ hang: true, times: Number.POSITIVE_INFINITY });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const submitted = await f.submit({ agent_id: agent.id, prompt: `task ${i}` });
+      // Each a little later than the last: queued, being claimed, starting its run or capsule.
+      await new Promise((r) => setTimeout(r, i * 40));
+      expect((await post(`/v1/tasks/${submitted.id}/cancel`)).status).toBe(200);
+      ids.push(submitted.id);
+    }
+    for (const id of ids) expect((await f.finished(id)).task.status).toBe('cancelled');
+    await until(async () => {
+      await f.t.services.capsules.settled();
+      const res = await f.t.call('GET', '/v1/capsules', { token: f.user.token, query: { limit: '200' } });
+      const live = res.body.data.filter(
+        (c: Json) => ids.includes(c.metadata?.task_id) && !['stopped', 'error'].includes(c.status),
+      );
+      return live.length === 0 ? true : undefined;
+    }, 15_000);
+    f.mock.reset();
+  }, 30_000);
+});
+
+describe('cancel during a model call', () => {
+  it('drops the call in flight and ends the task at once', async () => {
+    const agent = await f.agent();
+    f.mock.reset();
+    f.mock.reply({ hang: true });
+    const submitted = await f.submit({ agent_id: agent.id, prompt: 'think forever' });
+    await until(async () => (f.mock.requests.length > 0 ? true : undefined));
+    const res = await post(`/v1/tasks/${submitted.id}/cancel`);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' }, result: null });
+    // The runner lets the task go: its run ends.
+    const run = await until(async () => {
+      const r = await f.t.call('GET', `/v1/runs/${task.run_id}`, { token: f.user.token });
+      return r.body.status === 'running' ? undefined : r.body;
+    });
+    expect(run).toMatchObject({ status: 'completed', outcome: 'failed', ended_reason: 'task_cancelled' });
+  });
 });
 
 describe('limits', () => {
@@ -130,6 +176,20 @@ describe('limits', () => {
     const refused = (await f.finished(tiny.id)).task;
     expect(refused).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' }, input_tokens: 0 });
     expect(f.mock.requests).toHaveLength(0);
+  });
+
+  it('fails budget_exceeded at the policy’s hard limit too', async () => {
+    const agent = await f.agent({ policy: { budget: { hard_limit_usd: 0.01 } } });
+    f.mock.reset();
+    f.mock.reply({ ...forever('echo spend'), usage: { input: 100_000, output: 20 } });
+    const { task } = await f.finished((await f.submit({ agent_id: agent.id, prompt: 'spend' })).id);
+    expect(task).toMatchObject({
+      status: 'failed',
+      error: { code: 'budget_exceeded' },
+      max_budget_usd: null,
+    });
+    expect(task.cost_usd).toBeGreaterThan(0.01);
+    expect(f.mock.requests).toHaveLength(1);
   });
 
   it('fails timeout at timeout_sec while a command still runs', async () => {

@@ -270,7 +270,10 @@ export class Attempt {
     if (this.cleaned) return;
     this.cleaned = true;
     const { ports, ctx } = this.p;
-    const capsule = this.started ?? (await this.capsule?.catch(() => undefined));
+    // A capsule still starting is waited for; it counts as started even when what followed its
+    // start failed (the workspace, or a cancel that made its `capsule` event throw).
+    await this.capsule?.catch(() => undefined);
+    const capsule = this.started;
     if (!capsule) return;
     await ports.capsules
       .destroy(this.task.teamId, this.actor(), capsule.id)
@@ -300,7 +303,11 @@ export class Attempt {
 
 /** Settles with the promise, or rejects with the signal's reason as soon as it aborts. */
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // The promise's own rejection (it sees the same signal) has no one else to hear it.
+    promise.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
