@@ -26,6 +26,8 @@ export interface TaskFixture {
   /** Waits (real time) until the task has one of `statuses`. */
   until(taskId: string, statuses: string[], timeoutMs?: number): Promise<Json>;
   events(taskId: string): Promise<Json[]>;
+  /** Waits (real time) until the task has an event that `match` accepts; answers it. */
+  untilEvent(taskId: string, match: (e: Json) => boolean, timeoutMs?: number): Promise<Json>;
   /** Queues the mock's answers: each a tool call (name + arguments) or a final text. */
   script(steps: Array<{ tool: string; args: Record<string, unknown> } | { text: string } | MockStep>): void;
   close(): Promise<void>;
@@ -104,6 +106,15 @@ export async function startTasks(
       const res = await call('GET', `/v1/tasks/${taskId}/events?limit=1000`);
       if (res.status !== 200) throw new Error(`events failed: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body.data;
+    },
+    async untilEvent(taskId, match, timeoutMs = 30_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = (await fixture.events(taskId)).find(match);
+        if (hit) return hit;
+        if (Date.now() > until) throw new Error(`task ${taskId} has no such event yet`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
     },
     script(steps) {
       mock.reply(

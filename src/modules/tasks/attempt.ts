@@ -360,6 +360,8 @@ export class Attempt {
     if (this.cleaned) return;
     this.cleaned = true;
     const { ports, ctx } = this.p;
+    // A capsule still starting is waited for; once made it is stopped whatever failed after
+    // (the workspace, the setup, a cancel that made its `capsule` event throw).
     const capsule = this.started ?? (await this.starting?.catch(() => undefined));
     const id = capsule?.id ?? this.createdId;
     if (id === undefined) return;
@@ -406,7 +408,11 @@ export class Attempt {
 
 /** Settles with the promise, or rejects with the signal's reason as soon as it aborts. */
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // The promise's own rejection (it sees the same signal) has no one else to hear it.
+    promise.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
