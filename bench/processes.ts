@@ -15,18 +15,34 @@ export interface Child {
   /** The first line it prints on stdout. */
   firstLine(timeoutMs: number): Promise<string>;
   stderrTail(): string[];
+  /** The last lines on stdout that match `keep` (given to spawnChild), e.g. a server's error logs. */
+  keptStdout(): string[];
   readonly process: ChildProcess;
 }
 
-export function spawnChild(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): Child {
+export function spawnChild(
+  name: string,
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  keep?: (line: string) => boolean,
+): Child {
   // stdin stays a pipe: a child that watches it notices when the benchmark dies.
   const proc = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`could not start ${name}`);
   const pid = proc.pid;
   const tail: string[] = [];
   let stdout = '';
+  const kept: string[] = [];
+  let partialOut = '';
   let firstLineWaiter: ((line: string) => void) | undefined;
   proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    if (keep) {
+      const lines = (partialOut + chunk).split('\n');
+      partialOut = lines.pop() ?? '';
+      kept.push(...lines.filter(keep));
+      if (kept.length > STDERR_LINES) kept.splice(0, kept.length - STDERR_LINES);
+    }
     stdout += chunk;
     const nl = stdout.indexOf('\n');
     if (nl !== -1 && firstLineWaiter) firstLineWaiter(stdout.slice(0, nl));
@@ -70,6 +86,7 @@ export function spawnChild(name: string, command: string, args: string[], env: N
       });
     },
     stderrTail: () => (partial ? [...tail, partial] : [...tail]),
+    keptStdout: () => [...kept],
   };
 }
 

@@ -11,6 +11,8 @@
 //   (2) trivial tasks a minute: BENCH_IN_FLIGHT tasks kept submitted at all
 //       times for BENCH_DURATION_SEC s (each client submits its next task when
 //       its last one ended); the tasks completed within the window, a minute.
+//   (3) a burst: BENCH_BURST (6 × PADDOCK_TASK_CONCURRENCY) tasks sent at once,
+//       nothing after; how long the workers take to drain that backlog.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -31,6 +33,8 @@ const DURATION_SEC = positive('BENCH_DURATION_SEC', 30);
 const CONCURRENCY = positive('PADDOCK_TASK_CONCURRENCY', 8);
 /** Twice the server's workers: each always has a task queued for it. */
 const IN_FLIGHT = positive('BENCH_IN_FLIGHT', 2 * CONCURRENCY);
+/** Tasks sent all at once after the throughput run: a backlog, and how fast the workers drain it. */
+const BURST = positive('BENCH_BURST', 6 * CONCURRENCY);
 const POSTGRES_URL = process.env.BENCH_DATABASE_URL || undefined;
 const TARGET = { firstCallP50Ms: 50, tasksPerMinute: 300 };
 /** How long a task may take before the benchmark gives up on it. */
@@ -191,11 +195,19 @@ interface Throughput {
   benchCpuMsPerTask: number;
 }
 
+interface Burst {
+  /** Sending the first → the last one's finished_at. */
+  drainedMs: number;
+  completed: number;
+  failed: number;
+}
+
 interface Figures {
   database: string;
   latency: Latency[];
   latencyFailed: number;
   throughput: Throughput;
+  burst: Burst;
   stderr: string[];
 }
 
@@ -311,6 +323,23 @@ async function measureThroughput(
   };
 }
 
+/** BURST tasks submitted at once (nothing else sent meanwhile); how long until the last one ended. */
+async function measureBurst(g: Governed, calls: Calls, tag: string): Promise<Burst> {
+  const sentAt = performance.now();
+  const ended = await Promise.all(
+    Array.from({ length: BURST }, async (_, i) => {
+      const prompt = `bench ${tag} burst task ${i}: say hi with bash, then submit the result`;
+      const task = await api(g.base, 'POST', '/v1/tasks', g.token, { agent_id: g.agentId, prompt });
+      const end = await untilEnded(g, calls, prompt, str(task.id, 'task id'));
+      calls.forget(prompt);
+      return end;
+    }),
+  );
+  const last = Math.max(...ended.map((t) => Date.parse(str(t.finished_at, 'finished_at'))));
+  const completed = ended.filter((t) => t.status === 'completed').length;
+  return { drainedMs: last - wall(sentAt), completed, failed: ended.length - completed };
+}
+
 /**
  * The steps of a trivial task, from its event log (the server's clock, ms):
  * each step ends at the first event that matches, and begins where the one
@@ -384,6 +413,8 @@ async function measure(database: string, databaseUrl: string | undefined): Promi
       process.execPath,
       [BIN, 'serve', '--host', '127.0.0.1', '--port', port, '--data-dir', dataDir],
       env,
+      // Its log lines at error level (pino's 50 and above): what an internal_error task left.
+      (line) => /^\{"level":(5|6)\d,/.test(line),
     );
     const base = `http://127.0.0.1:${port}`;
     await waitForReady(base, paddock, 60_000);
@@ -406,12 +437,14 @@ async function measure(database: string, databaseUrl: string | undefined): Promi
       `  ${database}: ${throughput.completedInWindow} trivial tasks completed in ${DURATION_SEC} s ` +
         `(${f1(throughput.perMinute)} a minute), ${throughput.failed} failed`,
     );
+    const burst = await measureBurst(g, calls, tag);
     return {
       database,
+      burst,
       latency: latency.samples,
       latencyFailed: latency.failed,
       throughput,
-      stderr: paddock.stderrTail(),
+      stderr: [...paddock.stderrTail(), ...paddock.keptStdout()],
     };
   } catch (err) {
     if (paddock) console.error(`paddock stderr:\n${paddock.stderrTail().join('\n')}`);
@@ -443,6 +476,7 @@ function report(f: Figures): string[] {
     `| trivial tasks completed a minute | ${f1(t.perMinute)} (${t.completedInWindow} in ${DURATION_SEC} s) | ≥ ${TARGET.tasksPerMinute} | ${verdict(t.perMinute >= TARGET.tasksPerMinute)} |`,
     `| failed tasks (latency runs + throughput runs) | ${f.latencyFailed} + ${t.failed}` +
       `${t.failures.size > 0 ? ` (${[...t.failures].map(([k, v]) => `${v.count} ${k}`).join(', ')})` : ''} | 0 | ${verdict(f.latencyFailed + t.failed === 0)} |`,
+    `| a burst of ${BURST} tasks sent at once: first sent → last finished (tasks a minute) | ${f1(f.burst.drainedMs)} ms (${f1((f.burst.completed / f.burst.drainedMs) * 60_000)}), ${f.burst.failed} failed | | |`,
     `| end-to-end task latency p50 / p95 (sent → finished_at, ${IN_FLIGHT} in flight) | ${f1(pct(t.endToEndMs, 50))} / ${f1(pct(t.endToEndMs, 95))} ms | | |`,
     `| machine CPU busy during the throughput run (other processes included) | ${f1(t.cpuBusyPct)} % of ${os.cpus().length} cores | | |`,
     `| CPU per completed task: Paddock (server + database child + capsules' exited processes) | ${f1(cpu.serverMs + cpu.childrenMs + cpu.exitedMs)} ms (${f1(cpu.serverMs)} + ${f1(cpu.childrenMs)} + ${f1(cpu.exitedMs)}) | | |`,
@@ -517,7 +551,7 @@ async function main(): Promise<number> {
   for (const f of results)
     if (f.stderr.length > 0)
       console.log(
-        `\nPaddock stderr on ${f.database} (last ${f.stderr.length} lines):\n${f.stderr.join('\n')}`,
+        `\nPaddock’s stderr and error logs on ${f.database} (last ${f.stderr.length} lines):\n${f.stderr.join('\n')}`,
       );
   return 0;
 }
