@@ -5,13 +5,22 @@
 // a third target, the floor, is a bare proxy in a process of its own (Fastify
 // and undici like Paddock, no governance: bench/floor-proxy.mjs), so the output
 // shows what governance costs above the least any such proxy adds.
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { unusedPortUrl } from '../test/support/mock-llm.ts';
 import { type LoadFigures, type OpenLoopFigures, runAutocannon, runOpenLoop, type Target } from './load.ts';
-import { type Child, paddockEnv, spawnChild, stopChild } from './processes.ts';
+import {
+  api,
+  type Governed,
+  type Json,
+  PROVIDER_SECRET,
+  positive,
+  setUpAgent,
+  sleep,
+  waitForReady,
+} from './paddock.ts';
+import { type Child, cpuMs, paddockEnv, rssMb, spawnChild, stopChild } from './processes.ts';
 
 const BIN = path.resolve('bin/paddock.js');
 const MOCK_UPSTREAM = path.resolve('bench/mock-upstream.ts');
@@ -37,7 +46,6 @@ const OPEN_LOOP_RATES = rateList('BENCH_OPEN_LOOP_RATES', [100, 500, 1000]);
 const TARGET = { ratePerSec: 1000, addedP50Ms: 0.5, addedP99Ms: 3 };
 /** Which load generators to run: BENCH_METHODS=autocannon,open (default both). */
 const METHODS = new Set((process.env.BENCH_METHODS || 'autocannon,open').split(',').map((m) => m.trim()));
-const PROVIDER_SECRET = 'sk-bench-upstream';
 const BODY = JSON.stringify({
   model: 'gpt-4o-mini',
   messages: [{ role: 'user', content: 'Say hello to the benchmark in one short sentence.' }],
@@ -53,87 +61,6 @@ function rateList(name: string, fallback: number[]): number[] {
       throw new Error(`${name}=${JSON.stringify(raw)} must list positive rates`);
     return n;
   });
-}
-
-function positive(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new Error(`${name}=${JSON.stringify(raw)} must be a positive number`);
-  return n;
-}
-
-type Json = Record<string, unknown>;
-
-async function api(base: string, method: string, route: string, token?: string, body?: Json): Promise<Json> {
-  const res = await fetch(`${base}${route}`, {
-    method,
-    headers: {
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${route} answered ${res.status}: ${text}`);
-  return JSON.parse(text) as Json;
-}
-
-function str(value: unknown, what: string): string {
-  if (typeof value !== 'string') throw new Error(`${what} is missing from the response`);
-  return value;
-}
-
-async function waitForReady(base: string, child: Child, timeoutMs: number): Promise<void> {
-  const started = performance.now();
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`paddock exited with ${child.exitCode} before it was ready`);
-    const res = await fetch(`${base}/ready`).catch(() => undefined);
-    if (res?.status === 200) return;
-    if (performance.now() - started > timeoutMs) throw new Error(`paddock not ready after ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** VmRSS of a process and all its descendants (the embedded database runs in a child), in MB (Linux). */
-function rssMb(pid: number): number {
-  let kb = 0;
-  const visit = (p: number) => {
-    try {
-      const status = readFileSync(`/proc/${p}/status`, 'utf8');
-      kb += Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
-      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
-      for (const c of children ? children.split(/\s+/) : []) visit(Number(c));
-    } catch {
-      // gone meanwhile
-    }
-  };
-  visit(pid);
-  return kb === 0 ? Number.NaN : kb / 1024;
-}
-
-/** CPU time (user + system) of a process and all its descendants so far, in ms (Linux; USER_HZ is 100). */
-function cpuMs(pid: number): number {
-  let ticks = 0;
-  const visit = (p: number) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      // Fields after the command name, which is in parentheses and may hold spaces.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
-      for (const c of children ? children.split(/\s+/) : []) visit(Number(c));
-    } catch {
-      // gone meanwhile
-    }
-  };
-  visit(pid);
-  return ticks * 10;
 }
 
 interface ProbeLine {
@@ -178,45 +105,6 @@ function probeSummary(file: string, from: number, to: number): string {
     `${f1(delayP99[Math.floor(secs / 2)]!)} ms, worst ${f1(delayP99[secs - 1]!)} ms, max ` +
     `${f1(Math.max(...lines.map((l) => l.delayMaxMs)))} ms (${secs} s)`
   );
-}
-
-interface Governed {
-  base: string;
-  token: string;
-  agentId: string;
-  agentKey: string;
-}
-
-/** Signs up, and creates the provider key, the governing policy and the agent, through the HTTP API. */
-async function setUpAgent(base: string, mockUrl: string): Promise<Governed> {
-  const tag = randomBytes(4).toString('hex');
-  const signup = await api(base, 'POST', '/v1/auth/signup', undefined, {
-    email: `bench-${tag}@example.com`,
-    password: 'a long benchmark password',
-    name: 'Bench',
-  });
-  const token = str(signup.session_token, 'session_token');
-  const key = await api(base, 'POST', '/v1/provider-keys', token, {
-    name: `bench-openai-${tag}`,
-    provider: 'openai',
-    api_key: PROVIDER_SECRET,
-    base_url: mockUrl,
-  });
-  // Every check on and none that could trigger: a refusal would measure the refusal, not the proxy.
-  const policy = await api(base, 'POST', '/v1/policies', token, {
-    name: `bench-${tag}`,
-    budget: { hard_limit_usd: 1e6, max_cost_per_hour_usd: 1e6 },
-    rate_limits: { max_requests_per_minute: 100_000_000, max_tokens_per_minute: 1_000_000_000 },
-    allowed_models: ['gpt-4o*'],
-    blocked_models: ['gpt-3.5*'],
-    runaway_prevention: { enabled: false },
-  });
-  const agent = await api(base, 'POST', '/v1/agents', token, {
-    name: `bench-agent-${tag}`,
-    policy_id: str(policy.id, 'policy id'),
-    provider_keys: { openai: str(key.id, 'provider key id') },
-  });
-  return { base, token, agentId: str(agent.id, 'agent id'), agentKey: str(agent.api_key, 'agent api_key') };
 }
 
 /** One allowed and one blocked call, so the output shows that governance answers. */

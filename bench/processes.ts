@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 
 const STDERR_LINES = 40;
 
@@ -14,18 +15,34 @@ export interface Child {
   /** The first line it prints on stdout. */
   firstLine(timeoutMs: number): Promise<string>;
   stderrTail(): string[];
+  /** The last lines on stdout that match `keep` (given to spawnChild), e.g. a server's error logs. */
+  keptStdout(): string[];
   readonly process: ChildProcess;
 }
 
-export function spawnChild(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): Child {
+export function spawnChild(
+  name: string,
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  keep?: (line: string) => boolean,
+): Child {
   // stdin stays a pipe: a child that watches it notices when the benchmark dies.
   const proc = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`could not start ${name}`);
   const pid = proc.pid;
   const tail: string[] = [];
   let stdout = '';
+  const kept: string[] = [];
+  let partialOut = '';
   let firstLineWaiter: ((line: string) => void) | undefined;
   proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    if (keep) {
+      const lines = (partialOut + chunk).split('\n');
+      partialOut = lines.pop() ?? '';
+      kept.push(...lines.filter(keep));
+      if (kept.length > STDERR_LINES) kept.splice(0, kept.length - STDERR_LINES);
+    }
     stdout += chunk;
     const nl = stdout.indexOf('\n');
     if (nl !== -1 && firstLineWaiter) firstLineWaiter(stdout.slice(0, nl));
@@ -69,6 +86,7 @@ export function spawnChild(name: string, command: string, args: string[], env: N
       });
     },
     stderrTail: () => (partial ? [...tail, partial] : [...tail]),
+    keptStdout: () => [...kept],
   };
 }
 
@@ -96,4 +114,40 @@ export function paddockEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   delete env.DATABASE_URL;
   delete env.PADDOCK_PUBLIC_URL;
   return { ...env, ...extra };
+}
+
+/** VmRSS of a process and all its descendants (the embedded database runs in a child), in MB (Linux). */
+export function rssMb(pid: number): number {
+  let kb = 0;
+  const visit = (p: number) => {
+    try {
+      const status = readFileSync(`/proc/${p}/status`, 'utf8');
+      kb += Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      for (const c of children ? children.split(/\s+/) : []) visit(Number(c));
+    } catch {
+      // gone meanwhile
+    }
+  };
+  visit(pid);
+  return kb === 0 ? Number.NaN : kb / 1024;
+}
+
+/** CPU time (user + system) of a process and all its descendants so far, in ms (Linux; USER_HZ is 100). */
+export function cpuMs(pid: number): number {
+  let ticks = 0;
+  const visit = (p: number) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // Fields after the command name, which is in parentheses and may hold spaces.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      for (const c of children ? children.split(/\s+/) : []) visit(Number(c));
+    } catch {
+      // gone meanwhile
+    }
+  };
+  visit(pid);
+  return ticks * 10;
 }

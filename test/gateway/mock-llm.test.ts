@@ -489,6 +489,32 @@ describe('failures the SDKs observe', () => {
     expect(await caught).toBeInstanceOf(OpenAI.APIConnectionError);
   });
 
+  it('respond answers from the conversation itself; a queued step still comes first', async () => {
+    const other = await startMockLlm({
+      respond: ({ body }) => {
+        const last = (body.messages as Array<{ role: string }>).at(-1);
+        return last?.role === 'tool' ? { text: 'done' } : weather;
+      },
+    });
+    const client = openAiClient(other.url);
+    const first = await client.chat.completions.create(chat);
+    const call = first.choices[0]!.message.tool_calls![0]!;
+    expect(call.type === 'function' && call.function.name).toBe('get_weather');
+    const second = await client.chat.completions.create({
+      ...chat,
+      messages: [
+        ...chat.messages,
+        first.choices[0]!.message,
+        { role: 'tool', tool_call_id: call.id, content: 'sunny' },
+      ],
+    });
+    expect(second.choices[0]!.message.content).toBe('done');
+    other.reply({ text: 'queued' });
+    expect((await client.chat.completions.create(chat)).choices[0]!.message.content).toBe('queued');
+    expect(other.requests.map((r) => r.step)).toEqual([weather, { text: 'done' }, { text: 'queued' }]);
+    await other.close();
+  });
+
   it('rejects contradictory steps when they are queued', () => {
     expect(() => mock.reply({ text: 'ab', chunks: ['a'] })).toThrow(TypeError);
     expect(() => mock.reply({ stallAfterEvents: 1 })).toThrow(TypeError);

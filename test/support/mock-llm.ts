@@ -109,8 +109,15 @@ export interface MockRequest {
   stream: boolean;
   /** Date.now() when the body had arrived. */
   at: number;
-  /** The queued step that answered; undefined for the default answer or a refused request. */
+  /** The queued or computed step that answered; undefined for the default answer or a refused request. */
   step: MockStep | undefined;
+}
+
+/** What `respond` sees of a model call: its format and parsed body (an object with a non-empty `messages`). */
+export interface MockCall {
+  format: MockFormat;
+  body: Record<string, unknown>;
+  apiKey: string | undefined;
 }
 
 export interface MockLlmOptions {
@@ -119,6 +126,13 @@ export interface MockLlmOptions {
   requireKey?: string | readonly string[];
   /** Keep every request in `requests` (default true; benchmarks turn it off). */
   record?: boolean;
+  /**
+   * Computes the answer to a model call no queued step matches, from the call
+   * itself (undefined: the default answer). A conversation keyed on its last
+   * message plays an agent without a queue, however many run at once: see
+   * bench/tasks.ts. Called once per call, when its body has arrived.
+   */
+  respond?: (call: MockCall) => MockStep | undefined;
   /** The answer when no queued step matches (default: a normal text answer). */
   defaultStep?: MockStep;
   /** The ids `GET /v1/models` lists, in both formats (default: a few of each provider's; see setModels). */
@@ -274,7 +288,11 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
     }
     const refusal = checkAuth(format, req.headers, apiKey, keys) ?? checkBody(format, obj);
     if (refusal) return sendError(res, format, refusal);
-    const step = take(path, format, apiKey, model);
+    const computed = (): MockStep | undefined => {
+      const s = options.respond?.({ format, body: obj!, apiKey });
+      return s === undefined ? undefined : checkStep(s);
+    };
+    const step = take(path, format, apiKey, model) ?? computed();
     if (entry) entry.step = step;
     await answer(req, res, format, obj!, step ?? defaultStep);
   };
