@@ -466,6 +466,16 @@ beforeAll(async () => {
     'completed upload',
   ).id;
 
+  // A task (the mock answers its first call with text, so it completes while the fuzzer works).
+  ids.task = must(
+    await t.call('POST', '/v1/tasks', {
+      ...token(),
+      body: { agent_id: ids.agent, model: 'gpt-4o-mini', prompt: 'fuzz' },
+    }),
+    202,
+    'task',
+  ).id;
+
   // An environment (its build runs in the background while the fuzzer works).
   ids.environment = must(
     await t.call('POST', '/v1/environments', { ...token(), body: { name: 'fuzz-env' } }),
@@ -518,6 +528,7 @@ function pathValue(path: string, name: string): string {
   if (name === 'user_id') return ids.member!;
   if (name === 'n') return '1';
   if (name === 'selector') return ids.selector!;
+  if (name === 'file_id') return ids.file!;
   if (name === 'tag') return ids.hostTag!;
   if (name === 'name') {
     if (resource === 'policies') return ids.policyName!;
@@ -540,6 +551,7 @@ function pathValue(path: string, name: string): string {
     secrets: ids.secret,
     files: ids.file,
     environments: ids.environment,
+    tasks: ids.task,
   };
   const value = byResource[resource ?? ''];
   if (value === undefined) throw new Error(`no value for {${name}} of ${path}: add one`);
@@ -598,6 +610,7 @@ function baseBody(method: string, path: string, schema: Schema | undefined): Rec
     'POST /v1/teams/{id}/transfer-ownership': { user_id: ids.member },
     'POST /v1/invitations/accept': { token: ids.acceptToken, name: 'Invitee', password: PASSWORD },
     'POST /v1/agents': { policy_id: ids.policy },
+    'POST /v1/tasks': { agent_id: ids.agent, model: 'gpt-4o-mini' },
     'POST /v1/provider-keys': { provider: 'openai', base_url: mock.url },
     'POST /v1/snapshots': { sandbox_id: ids.capsule },
     'POST /v1/capsules/{id}/exec': { cmd: 'true' },
@@ -864,7 +877,7 @@ describe('the OpenAPI document, fuzzed', () => {
     for (const path of WEBSOCKET_ROUTES) {
       const o: Op = { method: 'GET', path, op: { security: [{ bearer: [] }] } };
       await send(o, { url: fillPath(o) }, '(plain GET)', '');
-      for (const name of ['id', 'selector'].filter((n) => path.includes(`{${n}}`))) {
+      for (const name of ['id', 'selector', 'file_id'].filter((n) => path.includes(`{${n}}`))) {
         for (const value of HOSTILE_PATH_VALUES) {
           await send(o, { url: fillPath(o, { name, value }) }, name, value);
         }

@@ -234,7 +234,12 @@ export class TasksService {
   async events(principal: Principal, id: string, afterSeq: number, limit: number) {
     const teamId = this.team(principal, 'read');
     const task = await this.found(teamId, id);
-    const rows = await this.log.read(teamId, task.id, afterSeq, limit);
+    const rows = await this.log.read(
+      teamId,
+      task.id,
+      seqOf(afterSeq),
+      Math.min(Math.max(1, limit), 1000) || 200,
+    );
     return {
       data: rows.map(taskEventView),
       next_after_seq: rows.at(-1)?.seq ?? afterSeq,
@@ -247,6 +252,7 @@ export class TasksService {
     const teamId = this.team(principal, 'read');
     const task = await this.found(teamId, id);
     const ended = async () => isFinal((await this.found(teamId, task.id)).status);
+    afterSeq = seqOf(afterSeq);
     const log = this.log;
     return (async function* () {
       for await (const row of log.follow(teamId, task.id, afterSeq, ended, signal)) yield taskEventView(row);
@@ -270,6 +276,13 @@ export class TasksService {
     return this.ports.openFile(teamId, row.fileId);
   }
 }
+
+/** A seq to read after, as given: a whole number that fits the log's numbering (a 400 otherwise). */
+function seqOf(value: number): number {
+  if (Number.isSafeInteger(value) && value >= 0 && value <= MAX_SEQ) return value;
+  throw new BadRequestError('invalid_after_seq', `after_seq must be a whole number from 0 to ${MAX_SEQ}`);
+}
+const MAX_SEQ = 2_147_483_647;
 
 export function isFinal(status: string): boolean {
   return (repo.FINAL_STATUSES as readonly string[]).includes(status);
