@@ -22,6 +22,16 @@ export interface JobsOptions {
   maintenanceIntervalSec: number;
 }
 
+interface WorkerSlot {
+  id: string;
+  busy: boolean;
+  /** performance.now() when it was last woken for a job it has not fetched yet. */
+  wokenAt: number;
+}
+
+/** A woken worker fetches within this; after it, one that found nothing may be woken again. */
+const WOKEN_MS = 1000;
+
 /** The reason a handler's signal aborts when its server stops: the job goes back to be retried. */
 export class JobsStopping extends Error {
   constructor() {
@@ -50,7 +60,8 @@ export type JobHandler<T> = (job: {
  */
 export class Jobs {
   private readonly boss: PgBoss;
-  private readonly workers = new Map<string, string[]>();
+  /** Each queue's workers on this server: whether one is in a handler, and when it was last woken. */
+  private readonly workers = new Map<string, WorkerSlot[]>();
   private readonly declared = new Set<string>();
   private started: Promise<void> | undefined;
   /** The signals of the handlers running now, aborted when the server stops. */
@@ -97,11 +108,14 @@ export class Jobs {
   /** Declares the queue and works it on this server, one job at a time per call of `work`. */
   async work<T extends object>(name: string, policy: QueuePolicy, handler: JobHandler<T>): Promise<void> {
     await this.declare(name, policy);
+    const slot: WorkerSlot = { id: '', busy: false, wokenAt: Number.NEGATIVE_INFINITY };
     const id = await this.boss.work<T>(
       name,
       { pollingIntervalSeconds: this.options.pollingIntervalSec, batchSize: 1, includeMetadata: true },
       async ([job]) => {
+        slot.wokenAt = Number.NEGATIVE_INFINITY;
         if (job === undefined) return;
+        slot.busy = true;
         const timeUp = new AbortController();
         const timer = setTimeout(
           () => timeUp.abort(new Error(`job ${job.id} of ${name} ran past its ${policy.expireInSec} s`)),
@@ -114,10 +128,14 @@ export class Jobs {
         } finally {
           clearTimeout(timer);
           this.inHand.delete(timeUp);
+          slot.busy = false;
+          // More may be waiting: look at once rather than after the polling interval.
+          this.boss.notifyWorker(slot.id);
         }
       },
     );
-    this.workers.set(name, [...(this.workers.get(name) ?? []), id]);
+    slot.id = id;
+    this.workers.set(name, [...(this.workers.get(name) ?? []), slot]);
   }
 
   /**
@@ -133,9 +151,21 @@ export class Jobs {
       : await this.boss.send(name, data);
     if (id === null) throw new Error(`pg-boss did not store the job for ${name}`);
     // A job for later wakes nobody now; the workers' polling finds it when it is due.
-    if (!options?.startAfterSec)
-      for (const worker of this.workers.get(name) ?? []) this.boss.notifyWorker(worker);
+    if (!options?.startAfterSec) this.wakeOne(name);
     return id;
+  }
+
+  /**
+   * Wakes one idle worker of the queue that was not just woken (each of them
+   * would otherwise query for the one job, ahead of the one that gets it).
+   * None idle: a worker looks again as soon as its job ends.
+   */
+  private wakeOne(name: string): void {
+    const now = performance.now();
+    const slot = (this.workers.get(name) ?? []).find((w) => !w.busy && now - w.wokenAt > WOKEN_MS);
+    if (!slot) return;
+    slot.wokenAt = now;
+    this.boss.notifyWorker(slot.id);
   }
 
   /** A job's state, for tests and the operators' view. */

@@ -121,6 +121,8 @@ export function remapBindings(
 }
 
 export class AgentsService {
+  /** Agent versions a task ran, by `agentId:version` (immutable, so never stale). */
+  private readonly pastVersions = new Map<string, Definition>();
   private readonly agentCache = new ReadThroughCache<AgentRow | undefined>(CACHE);
   private readonly keyCache = new ReadThroughCache<AgentRow>(CACHE);
   private readonly versions: AgentVersions;
@@ -607,14 +609,24 @@ export class AgentsService {
     version?: number,
   ): Promise<{ row: AgentRow; version: number; definition: Definition } | undefined> {
     if (!isId(id, 'agt')) return undefined;
-    const row = await repo.findAgent(this.db, teamId, id);
-    if (!row) return undefined;
+    // The proxy's cache (a change on this server clears it; another server's shows within its TTL).
+    const row = await this.getForCall(id);
+    if (row?.teamId !== teamId) return undefined;
     const n = version ?? row.currentVersion;
     if (n === row.currentVersion || (row.definition === null && n === 1))
       return { row, version: n, definition: definitionOf(row) };
     if (n > row.currentVersion) return undefined;
-    const v = await versionsRepo.findVersion(this.db, teamId, row.id as AgentId, n);
-    return v ? { row, version: n, definition: v.definition as unknown as Definition } : undefined;
+    // Versions never change: each is read once.
+    const key = `${row.id}:${n}`;
+    let definition = this.pastVersions.get(key);
+    if (!definition) {
+      const v = await versionsRepo.findVersion(this.db, teamId, row.id as AgentId, n);
+      if (!v) return undefined;
+      definition = v.definition as unknown as Definition;
+      if (this.pastVersions.size >= 10_000) this.pastVersions.clear();
+      this.pastVersions.set(key, definition);
+    }
+    return { row, version: n, definition };
   }
 
   async versionList(principal: Principal, id: AgentId, query: PageQuery) {

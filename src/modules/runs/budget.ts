@@ -371,6 +371,19 @@ export class BudgetSystem {
     await this.returnIdleLeases(0);
   }
 
+  /**
+   * Before a run is ended by its owner (a task): every step written, the
+   * run's lease closed and given back; other runs' leases stay where they are.
+   */
+  async flushRun(runId: RunId): Promise<void> {
+    await this.book.settled();
+    await this.writer.flush();
+    this.book.close(runId);
+    // Closed accounts only (an idle time no lease reaches): this run's, and any other already ended.
+    this.unreturned.push(...this.book.takeIdle(Number.POSITIVE_INFINITY));
+    await this.returnIdleLeases(Number.POSITIVE_INFINITY);
+  }
+
   /** Resolves once no lease statement is running (a top-up taken ahead of a call has landed). */
   leasesSettled(): Promise<void> {
     return this.book.settled();

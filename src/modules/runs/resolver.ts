@@ -354,13 +354,17 @@ export class RunResolver {
    * ended by the agent's other runs' rules; its hard limit is the lower of the
    * policy's and the task's.
    */
-  async startTaskRun(input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null }): Promise<RunId> {
+  async startTaskRun(
+    input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null },
+    /** The caller's transaction (the task's claim): the run is cached once a call attaches to it. */
+    tx?: DbOrTx,
+  ): Promise<RunId> {
     // A later attempt of the task goes on in the run the first one started (its budget holds across both).
-    if (await repo.findRun(this.db, input.teamId, input.id)) return input.id;
+    if (await repo.findRun(tx ?? this.db, input.teamId, input.id)) return input.id;
     const now = input.now ?? this.ctx.clock.now();
-    const run = await this.db.transaction((tx) =>
-      this.create(tx, input, 'task', now, input.maxBudgetMicros, input.id),
-    );
+    const create = (t: DbOrTx) => this.create(t, input, 'task', now, input.maxBudgetMicros, input.id);
+    if (tx) return (await create(tx)).id;
+    const run = await this.db.transaction(create);
     this.remember(run, now.getTime(), false);
     return run.id;
   }

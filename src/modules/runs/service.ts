@@ -7,7 +7,7 @@ import type { Context, Log } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { isId, type RunId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { activeTeam, actorOf, type Principal } from '../identity/principal.ts';
 import {
@@ -148,8 +148,11 @@ export class RunsService {
   // -- tasks' runs ----------------------------------------------------------
 
   /** A task's own run (see RunResolver.startTaskRun). */
-  startTaskRun(input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null }): Promise<RunId> {
-    return this.resolver.startTaskRun(input);
+  startTaskRun(
+    input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null },
+    tx?: DbOrTx,
+  ): Promise<RunId> {
+    return this.resolver.startTaskRun(input, tx);
   }
 
   /**
@@ -163,7 +166,7 @@ export class RunsService {
     outcome: 'success' | 'failed',
     endedReason: string,
   ): Promise<repo.RunRow | undefined> {
-    await this.flush();
+    await this.budget.flushRun(runId);
     const ending: repo.RunEnding = {
       status: 'completed',
       endedReason,

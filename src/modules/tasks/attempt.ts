@@ -1,5 +1,5 @@
 import type { Context } from '../../core/context.ts';
-import { type AgentId, newId, type RunId } from '../../core/ids.ts';
+import type { AgentId, RunId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
@@ -50,7 +50,8 @@ export class Attempt {
   /** Capsule time up to here (performance.now()) is charged. */
   private chargedUntilMs: number | undefined;
   private charging: Promise<void> = Promise.resolve();
-  private stopped = false;
+  private chargedLast = false;
+  private stopping: Promise<void> | undefined;
   private cleaned = false;
 
   constructor(
@@ -106,6 +107,7 @@ export class Attempt {
           },
         });
     });
+    log.wake(this.task.id);
   }
 
   async run(): Promise<Ending> {
@@ -115,23 +117,11 @@ export class Attempt {
       const agent = this.agent;
       if (!agent)
         throw new TaskEnd('agent_missing', `agent ${t.agentId} version ${t.agentVersion} no longer exists`);
-      const policy = await ports.policy(t.teamId, agent.policyId);
-      if (!policy) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
-      // One run for every attempt of the task: named on the row first, so a worker that dies
-      // before the run exists leaves no run nobody would end.
-      this.runId = t.runId ?? newId('run');
-      await this.recordStart();
+      // The claim started the task's run (one for every attempt) in its transaction.
+      if (!t.runId) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
+      this.runId = t.runId;
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
-      const [, secrets, env, inputNames] = await Promise.all([
-        ports.runs.start({
-          id: this.runId,
-          teamId: t.teamId,
-          agent: { id: agent.id, name: agent.name },
-          policy,
-          name: `task ${t.id}`,
-          metadata: { task_id: t.id },
-          maxBudgetMicros: t.maxBudgetMicros,
-        }),
+      const [secrets, env, inputNames] = await Promise.all([
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
@@ -204,32 +194,6 @@ export class Attempt {
         return { status: 'failed', error: { code: reason.code, message: reason.message } };
       throw reason;
     }
-  }
-
-  private async recordStart(): Promise<void> {
-    const { db, ctx, log } = this.p;
-    const now = ctx.clock.now();
-    await db.transaction(async (tx) => {
-      const row = await repo.updateUnfinished(
-        tx,
-        this.task.teamId,
-        this.task.id,
-        { runId: this.runId, updatedAt: now },
-        { statuses: repo.HELD_STATUSES, attempt: this.task.attempt },
-      );
-      if (!row) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
-      await log.append(tx, this.task.teamId, this.task.id, [
-        { type: 'status', payload: { status: 'running', attempt: this.task.attempt, run_id: this.runId } },
-      ]);
-      await this.p.outbox.record(tx, {
-        teamId: this.task.teamId,
-        actorKind: 'system',
-        actorId: 'task_runner',
-        subjectId: this.task.id,
-        type: 'task.started',
-        data: { agent_id: this.task.agentId, attempt: this.task.attempt, run_id: this.runId! },
-      });
-    });
   }
 
   /** A task's input or reference file's name (it is placed in /workspace under it). */
@@ -365,10 +329,16 @@ export class Attempt {
     const capsule = this.started ?? (await this.starting?.catch(() => undefined));
     const id = capsule?.id ?? this.createdId;
     if (id === undefined) return;
-    await ports.capsules
+    // Its time is charged up to the stop; the task's end need not wait for the teardown (stopped()).
+    this.stopping = ports.capsules
       .destroy(this.task.teamId, this.actor(), id)
       .catch((err: unknown) => ctx.log.warn({ err, capsule_id: id }, 'a task capsule could not be removed'));
     if (capsule) await this.chargeSandbox(capsule, true);
+  }
+
+  /** Resolves once the capsule is gone (after cleanUp). */
+  async stopped(): Promise<void> {
+    await this.stopping;
   }
 
   /**
@@ -378,9 +348,9 @@ export class Attempt {
    */
   chargeSandbox(capsule = this.started, final = false): Promise<void> {
     this.charging = this.charging.then(async () => {
-      if (this.stopped || !capsule || !this.runId || this.capsuleStartedMs === undefined) return;
+      if (this.chargedLast || !capsule || !this.runId || this.capsuleStartedMs === undefined) return;
       // The capsule is gone after the last charge: a heartbeat queued behind it charges nothing.
-      if (final) this.stopped = true;
+      if (final) this.chargedLast = true;
       const now = performance.now();
       const ms = Math.round(now - (this.chargedUntilMs ?? this.capsuleStartedMs));
       // While it runs, time is charged a minute at a time (a step and a ledger entry each).

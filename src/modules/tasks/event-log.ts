@@ -42,8 +42,8 @@ export class TaskEventLog {
     // Tool output may hold NUL or half a surrogate pair (a cut emoji), which jsonb refuses.
     const storable = events.map((e) => ({ type: e.type, payload: storableText(e.payload) }));
     const rows = await repo.appendEvents(db, teamId, taskId, storable, this.ctx.clock.now(), onlyFor);
-    // Inside a transaction the rows are not visible yet; a follower that wakes early reads nothing and waits again.
-    queueMicrotask(() => this.wake(taskId));
+    // Inside a transaction the rows are not visible yet: its caller wakes the followers after the commit.
+    if (db === this.db) this.wake(taskId);
     return rows;
   }
 

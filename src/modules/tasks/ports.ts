@@ -1,4 +1,5 @@
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
 import type { Definition } from '../agents/definition.ts';
 import type { FileDownload } from '../files/service.ts';
 import type { ProxyRequest, ProxyResult } from '../gateway/service.ts';
@@ -66,15 +67,18 @@ export interface TaskPorts {
   callModel(req: ProxyRequest): Promise<ProxyResult>;
   runs: {
     /** Starts the task's run under `id` (the task row names it first); a run of that id already there is kept. */
-    start(input: {
-      id: RunId;
-      teamId: TeamId;
-      agent: { id: string; name: string };
-      policy: { id: string; name: string; spec: object };
-      name: string;
-      metadata: Record<string, unknown>;
-      maxBudgetMicros: number | null;
-    }): Promise<RunId>;
+    start(
+      input: {
+        id: RunId;
+        teamId: TeamId;
+        agent: { id: string; name: string };
+        policy: { id: string; name: string; spec: object };
+        name: string;
+        metadata: Record<string, unknown>;
+        maxBudgetMicros: number | null;
+      },
+      tx: DbOrTx,
+    ): Promise<RunId>;
     /** Ends the run with its task; answers its totals with every step written. */
     end(
       teamId: TeamId,

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, gte, inArray, lt, lte, sql } from 'drizzle-orm';
-import type { Id, TeamId } from '../../core/ids.ts';
+import type { Id, RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
 import { type TaskStatus, taskEvents, taskFiles, tasks } from '../../db/schema/index.ts';
@@ -124,9 +124,16 @@ export function updateUnfinished(
  * A worker takes the task: queued → running, its attempt counted. Undefined
  * when it is not queued (cancelled, or taken by another worker).
  */
-export function claimTask(db: DbOrTx, teamId: TeamId, id: TaskId, now: Date): Promise<TaskRow | undefined> {
+export function claimTask(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: TaskId,
+  now: Date,
+  runId: RunId | null,
+): Promise<TaskRow | undefined> {
   return updateOne(db, tasks, and(eq(tasks.teamId, teamId), eq(tasks.id, id), eq(tasks.status, 'queued')), {
     status: 'running',
+    runId: sql`coalesce(${tasks.runId}, ${runId})`,
     attempt: sql`${tasks.attempt} + 1`,
     heartbeatAt: now,
     startedAt: sql`coalesce(${tasks.startedAt}, ${now.toISOString()}::timestamptz)`,

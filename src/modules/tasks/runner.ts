@@ -1,5 +1,5 @@
 import type { Context, Timer } from '../../core/context.ts';
-import type { TeamId } from '../../core/ids.ts';
+import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import type { Db } from '../../db/client.ts';
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
@@ -131,7 +131,8 @@ export class TaskRunner {
     const task = await repo.findTask(this.db, teamId, id);
     if (task?.status !== 'queued') return;
     const agent = await this.ports.agent(teamId, task.agentId, task.agentVersion);
-    const claimed = await this.claim(task, agent?.definition.concurrency_limit ?? 1);
+    const policy = agent ? await this.ports.policy(teamId, agent.policyId) : undefined;
+    const claimed = await this.claim(task, agent, policy);
     if (claimed === 'busy') {
       // Touched, so the sweep does not take the waiting task's job for a lost one and send another.
       await repo.updateUnfinished(
@@ -148,13 +149,53 @@ export class TaskRunner {
     await this.run(claimed, agent, signal);
   }
 
-  /** queued → running, unless the agent already runs as many tasks as its concurrency_limit allows. */
-  private claim(task: repo.TaskRow, limit: number): Promise<repo.TaskRow | 'busy' | undefined> {
-    return this.db.transaction(async (tx) => {
+  /**
+   * queued → running, unless the agent already runs as many tasks as its
+   * concurrency_limit allows; in the same transaction the task's run starts
+   * (one run for every attempt: named on the row at its first claim) and the
+   * start is logged. An agent or policy gone since submission leaves no run:
+   * the attempt fails the task.
+   */
+  private async claim(
+    task: repo.TaskRow,
+    agent: AgentForTask | undefined,
+    policy: { id: string; name: string; spec: object } | undefined,
+  ): Promise<repo.TaskRow | 'busy' | undefined> {
+    const limit = agent?.definition.concurrency_limit ?? 1;
+    const runId = agent && policy ? (task.runId ?? newId('run')) : null;
+    const claimed = await this.db.transaction(async (tx) => {
       await repo.lockAgentTasks(tx, task.teamId, task.agentId);
       if ((await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit) return 'busy' as const;
-      return repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now());
+      const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId);
+      if (!row) return undefined;
+      if (agent && policy && row.runId)
+        await this.ports.runs.start(
+          {
+            id: row.runId,
+            teamId: row.teamId,
+            agent: { id: agent.id, name: agent.name },
+            policy,
+            name: `task ${row.id}`,
+            metadata: { task_id: row.id },
+            maxBudgetMicros: row.maxBudgetMicros,
+          },
+          tx,
+        );
+      await this.tasks.log.append(tx, row.teamId, row.id, [
+        { type: 'status', payload: { status: 'running', attempt: row.attempt, run_id: row.runId } },
+      ]);
+      await this.events.record(tx, {
+        teamId: row.teamId,
+        actorKind: 'system',
+        actorId: 'task_runner',
+        subjectId: row.id,
+        type: 'task.started',
+        data: { agent_id: row.agentId, attempt: row.attempt, run_id: row.runId ?? '' },
+      });
+      return row;
     });
+    if (claimed && claimed !== 'busy') this.tasks.log.wake(claimed.id);
+    return claimed;
   }
 
   /** One attempt of the task, from its start; whatever happens, it ends in a final status or is left for the sweep. */
@@ -212,6 +253,7 @@ export class TaskRunner {
       jobSignal.removeEventListener('abort', onJob);
       this.inHand.delete(task.id);
       await attempt.cleanUp();
+      await attempt.stopped();
     }
   }
 

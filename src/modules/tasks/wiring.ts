@@ -93,16 +93,19 @@ export function taskPorts(m: TaskModules): TaskPorts {
     },
     callModel: (req) => m.gateway.handle(req),
     runs: {
-      start: (input) =>
-        m.runs.startTaskRun({
-          id: input.id,
-          teamId: input.teamId,
-          agent: input.agent,
-          policy: input.policy as never,
-          runName: input.name,
-          runMetadata: input.metadata,
-          maxBudgetMicros: input.maxBudgetMicros,
-        }),
+      start: (input, tx) =>
+        m.runs.startTaskRun(
+          {
+            id: input.id,
+            teamId: input.teamId,
+            agent: input.agent,
+            policy: input.policy as never,
+            runName: input.name,
+            runMetadata: input.metadata,
+            maxBudgetMicros: input.maxBudgetMicros,
+          },
+          tx,
+        ),
       async end(teamId, runId, outcome, reason) {
         const run = await m.runs.endTaskRun(teamId, runId, outcome, reason);
         if (!run) return undefined;
