@@ -296,9 +296,21 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     queueBuild,
   );
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
-  const taskModules = { agents, policies, environments, files, secrets, gateway, runs, capsules, approvals };
-  const tasks = new TasksService(db, ctx, events, taskPorts(taskModules));
-  const taskRunner = new TaskRunner(db, ctx, events, tasks, taskPorts(taskModules), jobs, {
+  const taskModules = {
+    agents,
+    policies,
+    providers,
+    environments,
+    files,
+    secrets,
+    gateway,
+    runs,
+    capsules,
+    approvals,
+  };
+  const ports = taskPorts(taskModules);
+  const tasks = new TasksService(db, ctx, events, ports);
+  const taskRunner = new TaskRunner(db, ctx, events, tasks, ports, jobs, {
     ...runnerTimings(config.taskConcurrency, config.taskLostAfterSec),
     ...options.taskRunner,
   });

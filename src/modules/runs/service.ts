@@ -175,14 +175,14 @@ export class RunsService {
       fallbackOutcome: null,
       at: this.clock.now(),
     };
-    await this.db.transaction((tx) =>
+    const [ended] = await this.db.transaction((tx) =>
       endRuns(tx, this.events, { run: runId, teamId }, ending, {
         actorKind: 'system',
         actorId: 'task_runner',
       }),
     );
     this.forgetRun(runId);
-    return repo.findRun(this.db, teamId, runId);
+    return ended ?? repo.findRun(this.db, teamId, runId);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../../core/errors.ts';
 import { isId } from '../../core/ids.ts';
+import { boundKeyIds } from '../agents/repo.ts';
 import type { AgentsService } from '../agents/service.ts';
 import type { ApprovalsService } from '../approvals/service.ts';
 import type { EnvironmentsService } from '../environments/service.ts';
@@ -10,6 +11,7 @@ import { resolveModelAlias } from '../gateway/model-aliases.ts';
 import type { GatewayService } from '../gateway/service.ts';
 import { systemPrincipal } from '../identity/principal.ts';
 import type { PoliciesService } from '../policies/service.ts';
+import type { ProvidersService } from '../providers/service.ts';
 import type { RunsService } from '../runs/service.ts';
 import type { CapsulesService } from '../sandboxes/service.ts';
 import type { SecretsService } from '../secrets/service.ts';
@@ -19,6 +21,7 @@ import { toolCapsule } from './tool-capsule.ts';
 export interface TaskModules {
   agents: AgentsService;
   policies: PoliciesService;
+  providers: ProvidersService;
   environments: EnvironmentsService;
   files: FilesService;
   secrets: SecretsService;
@@ -58,7 +61,12 @@ export function taskPorts(m: TaskModules): TaskPorts {
         definition: found.definition,
       };
     },
-    usableKeyCount: async (teamId, agentId) => (await m.agents.usableProviderKeys(teamId, agentId)).length,
+    // The proxy's caches (the agent's row, the opened keys): the keys its next call could use.
+    async usableKeyCount(teamId, agentId) {
+      const row = await m.agents.getForCall(agentId);
+      if (row?.teamId !== teamId) return 0;
+      return (await m.providers.keysForCall(teamId, boundKeyIds(row.providerKeys))).size;
+    },
     environment: (teamId, versionId) => m.environments.forTask(teamId, versionId),
     unknownFiles: (teamId, ids) => m.files.unknownFileIds(teamId, ids),
     async fileName(teamId, fileId) {
