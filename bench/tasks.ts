@@ -30,7 +30,7 @@ const WARMUP_TASKS = 3;
 /** Between the latency runs' tasks: the last task's capsule is gone and its spare replaced. */
 const SETTLE_MS = positive('BENCH_SETTLE_MS', 300);
 const DURATION_SEC = positive('BENCH_DURATION_SEC', 30);
-const CONCURRENCY = positive('PADDOCK_TASK_CONCURRENCY', 8);
+const CONCURRENCY = positive('PADDOCK_TASK_CONCURRENCY', 16);
 /** Twice the server's workers: each always has a task queued for it. */
 const IN_FLIGHT = positive('BENCH_IN_FLIGHT', 2 * CONCURRENCY);
 /** Tasks sent all at once after the throughput run: a backlog, and how fast the workers drain it. */

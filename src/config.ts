@@ -266,7 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ['auto', 'data_dir', 'database'] as const,
       'auto',
     ),
-    taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 8, 1, 256),
+    taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 16, 1, 256),
     taskLostAfterSec: int('PADDOCK_TASK_LOST_AFTER_SEC', env.PADDOCK_TASK_LOST_AFTER_SEC, 30, 2, 3600),
     sandboxDriver: oneOf(
       'PADDOCK_SANDBOX_DRIVER',

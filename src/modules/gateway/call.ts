@@ -13,6 +13,8 @@ export interface ProxyRequest {
   body: Record<string, unknown>;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
+  /** Told once the call is admitted, as it goes to a provider (the task runner starts the capsule then). */
+  onAdmitted?: () => void;
 }
 
 export type ProxyResult =

@@ -42,6 +42,7 @@ export class GatewayService {
       const early = await this.admissions.check(call);
       if (early) return early;
       if (call.policy.spec.dry_run) return dryRunAnswer(call, this.limiter, this.ctx.clock.now());
+      req.onAdmitted?.();
       return await this.attempts.execute(call, plan, keys);
     } finally {
       // The one place the money goes back: a path that settled the call, or handed it to a

@@ -55,6 +55,8 @@ export interface LoopInput {
   inputFiles: string[];
   /** The capsule, once it runs (the first model call does not wait for it). */
   capsule: () => Promise<ToolCapsule>;
+  /** A model call was admitted by the gateway and goes to the provider. */
+  callAdmitted: () => void;
   envs: Record<string, string>;
   redactor: SecretRedactor;
   /** Seconds left before the task's timeout (a tool's timeout is capped by it). */
@@ -253,6 +255,7 @@ export class AgentLoop {
           headers,
           body: this.body(tools),
           signal: this.input.signal,
+          onAdmitted: this.input.callAdmitted,
         });
       } catch (err) {
         if (this.input.signal.aborted) throw this.input.signal.reason;

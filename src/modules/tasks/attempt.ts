@@ -131,17 +131,26 @@ export class Attempt {
           'environment_not_ready',
           `environment version ${t.environmentVersionId} is not ready`,
         );
+      const template = env.template;
       const envs = { ...env.envVars, ...Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
       const redactor = new SecretRedactor(secrets);
-      // The capsule starts now, beside the first model call; the first tool call waits for it.
-      this.capsule = this.startCapsule(
-        env.template,
-        [...new Set([...env.networkAllow, ...agent.definition.egress])],
-        inputs,
-        { envs, redactor, setup: agent.definition.setup_commands },
-      );
-      this.capsule.catch(() => undefined);
-      const tools: () => Promise<ToolCapsule> = async () => (await this.capsule!).tools;
+      // The capsule starts once the first model call is admitted, beside it (not ahead of the
+      // gateway's own statements); the first tool call waits for it.
+      const capsule = () => {
+        // A call admitted after the task ended (a cancel, the timeout) starts nothing to stop later.
+        if (this.signal.aborted || this.cleaned) return Promise.reject(this.signal.reason);
+        if (!this.capsule) {
+          this.capsule = this.startCapsule(
+            template,
+            [...new Set([...env.networkAllow, ...agent.definition.egress])],
+            inputs,
+            { envs, redactor, setup: agent.definition.setup_commands },
+          );
+          this.capsule.catch(() => undefined);
+        }
+        return this.capsule;
+      };
+      const tools: () => Promise<ToolCapsule> = async () => (await capsule()).tools;
       const loop = new AgentLoop(
         this.p.ctx,
         ports,
@@ -157,6 +166,7 @@ export class Attempt {
           outputSchema: t.outputSchema ?? null,
           inputFiles: inputNames,
           capsule: tools,
+          callAdmitted: () => void capsule().catch(() => undefined),
           envs,
           redactor,
           secondsLeft: () => t.timeoutSec - (performance.now() - this.startedMs) / 1000,
