@@ -5,6 +5,7 @@ import { ControlError, type RunControls, takeControls } from './controls.ts';
 import { GovernanceBlock } from './errors.ts';
 import { checkModel, checkTools, requestHash, toolNames } from './governance.ts';
 import type { AgentForCall, Attempt, AttemptPlan, GatewayPorts, KeyForCall, PolicyForCall } from './ports.ts';
+import { type Provider, providerFormatFor, type WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { Reservation } from './reservation.ts';
 import { PromptTokens, type TokenBacklog } from './tokens.ts';
@@ -95,8 +96,12 @@ export class Admissions {
 
     // Budget: reserve the most this call can cost, on every attempt the plan may make.
     const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
-    const plan = this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) });
     const providerOf = (a: Attempt) => keys.get(a.keyId)?.provider ?? a.provider;
+    const plan = servable(
+      this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) }),
+      req.format,
+      providerOf,
+    );
     const loading = prompt.load(plan.attempts.map((a) => ({ provider: providerOf(a), model: a.model })));
     if (loading) await loading;
     const maxCost = Math.max(
@@ -297,6 +302,22 @@ export class Admissions {
       },
     };
   }
+}
+
+/**
+ * The plan without the attempts whose provider cannot serve this endpoint
+ * (embeddings on an Anthropic key); a plan left with none of its attempts is
+ * the caller's mistake, not a provider failure: 400 naming the endpoint.
+ */
+function servable(plan: AttemptPlan, format: WireFormat, providerOf: (a: Attempt) => Provider): AttemptPlan {
+  const attempts = plan.attempts.filter((a) => providerFormatFor(providerOf(a), format) !== null);
+  if (attempts.length === plan.attempts.length) return plan;
+  if (attempts.length === 0)
+    throw new BadRequestError(
+      'endpoint_not_supported',
+      `no provider this agent may use serves this endpoint (${[...new Set(plan.attempts.map(providerOf))].join(', ')} cannot)`,
+    );
+  return { ...plan, attempts };
 }
 
 function boundKeyIds(bindings: AgentForCall['providerKeys']): ProviderKeyId[] {

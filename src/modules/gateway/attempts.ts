@@ -1,9 +1,9 @@
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
-import { type Admitted, type ProxyResult, resultHeaders, settleCall, ZERO } from './call.ts';
+import { type Admitted, type ProxyResult, resultHeaders, settleCall, spokenFormat, ZERO } from './call.ts';
 import { ProviderFailure } from './errors.ts';
 import type { Attempt, AttemptPlan, AttemptRecord, GatewayPorts, KeyForCall } from './ports.ts';
-import { endpointOf, formatOf, headersFor, type WireFormat } from './provider-call.ts';
+import { endpointOf, headersFor, type WireFormat } from './provider-call.ts';
 import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Relay } from './relay.ts';
@@ -59,11 +59,12 @@ export class Attempts {
         continue;
       }
       // Throws before anything reached a provider: the caller releases the reservation.
-      const body = this.upstreamBody(a, formatOf(key.provider), at.model);
+      const format = spokenFormat(a, key.provider);
+      const body = this.upstreamBody(a, format, at.model);
       const callStarted = performance.now();
       try {
         const res = await this.upstream.call({
-          url: endpointOf(key.provider, key.baseUrl),
+          url: endpointOf(key.baseUrl, format),
           headers: headersFor(key.provider, key.apiKey, a.stream),
           body: JSON.stringify(body),
           connectTimeoutMs: at.connectTimeoutMs,

@@ -1,6 +1,6 @@
 import type { AgentId, ProviderKeyId, RunId, StepId } from '../../core/ids.ts';
 import type { AgentForCall, AttemptRecord, PolicyForCall, StepOutcome } from './ports.ts';
-import type { WireFormat } from './provider-call.ts';
+import { type Provider, providerFormatFor, type WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Reservation } from './reservation.ts';
 import type { FailureKind } from './upstream.ts';
@@ -39,6 +39,14 @@ export interface Admitted {
   logContent: boolean;
   headers: Record<string, string>;
   started: number;
+}
+
+/** The format a provider is spoken to in for this call (admission dropped the attempts it cannot serve). */
+export function spokenFormat(a: Admitted, provider: Provider): WireFormat {
+  const format = providerFormatFor(provider, a.req.format);
+  if (format === null)
+    throw new Error(`${provider} cannot serve ${a.req.format}: admission should have dropped it`);
+  return format;
 }
 
 export const ZERO: Usage = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 };

@@ -1,21 +1,55 @@
 /** The providers Paddock can call (the one list: policies, provider keys and routing import it). */
 export const PROVIDERS = ['anthropic', 'openai', 'openai_compatible'] as const;
 export type Provider = (typeof PROVIDERS)[number];
-/** The wire format each provider speaks. */
-export type WireFormat = 'openai' | 'anthropic';
+/**
+ * A wire format: what a client speaks at one of the gateway's endpoints, and
+ * what a provider is spoken to in. `openai` is Chat Completions, `anthropic`
+ * Messages, `responses` OpenAI's Responses API; `embeddings` and
+ * `completions` are OpenAI's endpoints of those names.
+ */
+export type WireFormat = 'openai' | 'anthropic' | 'responses' | 'embeddings' | 'completions';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 
-export function formatOf(provider: Provider): WireFormat {
+/** The chat format a provider speaks natively (Messages for Anthropic, Chat Completions for the rest). */
+export function formatOf(provider: Provider): 'openai' | 'anthropic' {
   return provider === 'anthropic' ? 'anthropic' : 'openai';
 }
 
 /**
- * The endpoint for a provider. A base URL may or may not end in /v1 (Ollama
- * and vLLM are usually configured as ".../v1"): both work.
+ * The format `provider` is spoken to in to serve a client speaking `client`,
+ * or null when that provider cannot serve it (the attempt is skipped):
+ * chat formats translate both ways; the Responses API passes through to
+ * OpenAI and goes as the provider's chat format elsewhere; embeddings and
+ * legacy completions exist only on OpenAI-format providers.
  */
-export function endpointOf(provider: Provider, baseUrl: string): string {
-  return underV1(baseUrl, formatOf(provider) === 'anthropic' ? 'messages' : 'chat/completions');
+export function providerFormatFor(provider: Provider, client: WireFormat): WireFormat | null {
+  switch (client) {
+    case 'openai':
+    case 'anthropic':
+      return formatOf(provider);
+    case 'responses':
+      return provider === 'openai' ? 'responses' : formatOf(provider);
+    case 'embeddings':
+    case 'completions':
+      return provider === 'anthropic' ? null : client;
+  }
+}
+
+const PATH_OF: Record<WireFormat, string> = {
+  openai: 'chat/completions',
+  anthropic: 'messages',
+  responses: 'responses',
+  embeddings: 'embeddings',
+  completions: 'completions',
+};
+
+/**
+ * A provider's endpoint for a format. A base URL may or may not end in /v1
+ * (Ollama and vLLM are usually configured as ".../v1"): both work.
+ */
+export function endpointOf(baseUrl: string, format: WireFormat): string {
+  return underV1(baseUrl, PATH_OF[format]);
 }
 
 /** The provider's model list (`GET`): `/v1/models` in both wire formats. */

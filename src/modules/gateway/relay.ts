@@ -1,7 +1,6 @@
 import { TextDecoder } from 'node:util';
-import { type Admitted, type ProxyResult, resultHeaders, settleCall } from './call.ts';
+import { type Admitted, type ProxyResult, resultHeaders, settleCall, spokenFormat } from './call.ts';
 import type { Attempt, AttemptRecord, GatewayPorts, KeyForCall } from './ports.ts';
-import { formatOf } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { formatSse, type SseEvent, SseParser } from './sse.ts';
 import { isUsageOnlyChunk, MALFORMED_EVENT_MESSAGE, StreamTracker, streamErrorEvent } from './stream.ts';
@@ -88,7 +87,7 @@ export class Relay {
       throw new UpstreamError('stream_processing_error', 'the provider answered with invalid JSON');
     }
     this.ports.health.success(at.keyId, performance.now() - callStarted);
-    const providerFormat = formatOf(key.provider);
+    const providerFormat = spokenFormat(a, key.provider);
     const usage = (providerFormat === 'anthropic'
       ? usageFromAnthropic(json.usage)
       : usageFromOpenAi(json.usage)) ?? {
@@ -128,7 +127,7 @@ export class Relay {
     const iterator = raw[Symbol.asyncIterator]();
     const parser = new SseParser();
     const decoder = new TextDecoder();
-    const tracker = new StreamTracker(formatOf(key.provider), a.logContent);
+    const tracker = new StreamTracker(spokenFormat(a, key.provider), a.logContent);
     const first: SseEvent[] = [];
     try {
       while (first.length === 0) {
@@ -171,7 +170,7 @@ export class Relay {
     attempted: AttemptRecord[],
     firstEventMs: number,
   ): ProxyResult {
-    const providerFormat = formatOf(key.provider);
+    const providerFormat = spokenFormat(a, key.provider);
     let translate: ReturnType<Translator['stream']> | undefined;
     try {
       translate =
