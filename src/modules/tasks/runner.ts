@@ -1,9 +1,9 @@
 import type { Context, Timer } from '../../core/context.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
-import type { EventsService } from '../events/service.ts';
+import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import { TaskEnd } from './agent-loop.ts';
 import { Attempt, type Ending } from './attempt.ts';
 import type { AgentForTask, TaskPorts } from './ports.ts';
@@ -184,13 +184,10 @@ export class TaskRunner {
       await this.tasks.log.append(tx, row.teamId, row.id, [
         { type: 'status', payload: { status: 'running', attempt: row.attempt, run_id: row.runId } },
       ]);
-      await this.events.record(tx, {
-        teamId: row.teamId,
-        actorKind: 'system',
-        actorId: 'task_runner',
-        subjectId: row.id,
-        type: 'task.started',
-        data: { agent_id: row.agentId, attempt: row.attempt, run_id: row.runId ?? '' },
+      await this.recordEvent(tx, row, 'task.started', {
+        agent_id: row.agentId,
+        attempt: row.attempt,
+        run_id: row.runId ?? '',
       });
       return row;
     });
@@ -304,36 +301,39 @@ export class TaskRunner {
       ]);
       const cost = (totals?.costMicros ?? 0) / 1_000_000;
       if (ending.status === 'completed')
-        await this.events.record(tx, {
-          teamId: task.teamId,
-          actorKind: 'system',
-          actorId: 'task_runner',
-          subjectId: task.id,
-          type: 'task.completed',
-          data: {
-            agent_id: task.agentId,
-            run_id: attempt.runId ?? null,
-            cost_usd: cost,
-            turns: attempt.turns,
-          },
+        await this.recordEvent(tx, task, 'task.completed', {
+          agent_id: task.agentId,
+          run_id: attempt.runId ?? null,
+          cost_usd: cost,
+          turns: attempt.turns,
         });
       else if (ending.status === 'failed')
-        await this.events.record(tx, {
-          teamId: task.teamId,
-          actorKind: 'system',
-          actorId: 'task_runner',
-          subjectId: task.id,
-          type: 'task.failed',
-          data: {
-            agent_id: task.agentId,
-            run_id: attempt.runId ?? null,
-            code: ending.error?.code ?? 'failed',
-            cost_usd: cost,
-            turns: attempt.turns,
-          },
+        await this.recordEvent(tx, task, 'task.failed', {
+          agent_id: task.agentId,
+          run_id: attempt.runId ?? null,
+          code: ending.error?.code ?? 'failed',
+          cost_usd: cost,
+          turns: attempt.turns,
         });
     });
     this.tasks.log.wake(task.id);
+  }
+
+  /** A task.* event in the outbox, in the transaction of the change it reports. */
+  private recordEvent<T extends EventType & `task.${string}`>(
+    tx: DbOrTx,
+    task: { teamId: TeamId; id: string },
+    type: T,
+    data: EventMap[T],
+  ): Promise<void> {
+    return this.events.record(tx, {
+      teamId: task.teamId,
+      actorKind: 'system',
+      actorId: 'task_runner',
+      subjectId: task.id,
+      type,
+      data,
+    });
   }
 
   /**
@@ -368,13 +368,10 @@ export class TaskRunner {
         },
       ]);
       if (retry)
-        await this.events.record(tx, {
-          teamId: t.teamId,
-          actorKind: 'system',
-          actorId: 'task_runner',
-          subjectId: t.id,
-          type: 'task.retried',
-          data: { agent_id: t.agentId, attempt: t.attempt + 1, reason: 'worker_lost' },
+        await this.recordEvent(tx, t, 'task.retried', {
+          agent_id: t.agentId,
+          attempt: t.attempt + 1,
+          reason: 'worker_lost',
         });
       return row;
     });
@@ -398,19 +395,12 @@ export class TaskRunner {
         sandboxMs: t.sandboxMs,
         updatedAt: now,
       });
-      await this.events.record(tx, {
-        teamId: t.teamId,
-        actorKind: 'system',
-        actorId: 'task_runner',
-        subjectId: t.id,
-        type: 'task.failed',
-        data: {
-          agent_id: t.agentId,
-          run_id: t.runId,
-          code: 'worker_lost',
-          cost_usd: (totals?.costMicros ?? t.costMicros) / 1e6,
-          turns: t.turns,
-        },
+      await this.recordEvent(tx, t, 'task.failed', {
+        agent_id: t.agentId,
+        run_id: t.runId,
+        code: 'worker_lost',
+        cost_usd: (totals?.costMicros ?? t.costMicros) / 1e6,
+        turns: t.turns,
       });
     });
   }
