@@ -8,7 +8,7 @@ import {
   VALIDATE_TIMEOUT_MS,
   validateResult,
 } from '../../src/modules/tasks/output-schema.ts';
-import { toolDefinitions } from '../../src/modules/tasks/tools.ts';
+import { toolDefinitions } from '../../src/modules/tasks/tool-definitions.ts';
 
 // A task's output_schema (JSON Schema draft 2020-12): refused when it cannot
 // be used, results checked against it with messages a model can act on, and

@@ -3,10 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CapsuleId } from '../../src/core/ids.ts';
 import { type Principal, systemPrincipal } from '../../src/modules/identity/principal.ts';
 import { toolCapsule } from '../../src/modules/tasks/tool-capsule.ts';
+import { OUTPUT_LIMIT_CHARS, READ_LIMIT_BYTES } from '../../src/modules/tasks/tool-definitions.ts';
 import {
   CapsuleGone,
-  OUTPUT_LIMIT_CHARS,
-  READ_LIMIT_BYTES,
   runTool,
   type ToolCapsule,
   type ToolContext,

@@ -6,7 +6,8 @@ import type { SecretRedactor } from '../secrets/redact.ts';
 import type { TaskEventType } from './event-log.ts';
 import { validateResult } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
-import { runTool, type ToolCapsule, toolDefinitions } from './tools.ts';
+import { toolDefinitions } from './tool-definitions.ts';
+import { runTool, type ToolCapsule } from './tools.ts';
 
 /** Why a task ended other than by its answer: the code becomes the task's error code. */
 export class TaskEnd extends Error {

@@ -10,7 +10,8 @@ import { checkOutputs } from './output-policy.ts';
 import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
 import { redactingCapsule } from './redacting-capsule.ts';
 import * as repo from './repo.ts';
-import { CapsuleGone, type ToolCapsule, WORKSPACE } from './tools.ts';
+import { WORKSPACE } from './tool-definitions.ts';
+import { CapsuleGone, type ToolCapsule } from './tools.ts';
 import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
 
 /** How often the time of a running capsule is charged to its run (and when it stops). */

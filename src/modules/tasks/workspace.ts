@@ -1,5 +1,5 @@
 import { CapsuleRefused, type ToolCapsule } from './tool-capsule.ts';
-import { WORKSPACE } from './tools.ts';
+import { WORKSPACE } from './tool-definitions.ts';
 
 // A task's files in its capsule: the inputs it starts with in /workspace, and
 // what it leaves in /workspace/outputs. Every capsule's layer has /workspace,
