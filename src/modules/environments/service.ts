@@ -1,3 +1,6 @@
+// One file (about 440 lines): every operation on an environment (create,
+// update, fork, archive, pin, versions) goes through the same rule that a
+// change to the spec makes the next immutable version.
 import type { Static } from 'typebox';
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';

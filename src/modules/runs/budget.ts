@@ -1,3 +1,6 @@
+// One file (about 450 lines): reserve, settle, release and the process's
+// leases all read and change the same in-memory holdings of BudgetSystem;
+// apart, each part would reach into the others' state.
 import { HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context, Log, Timer } from '../../core/context.ts';
 import { type AgentId, isId, type RunId, type StepId, type TeamId, ulid } from '../../core/ids.ts';

@@ -1,3 +1,6 @@
+// One file (about 420 lines): which run a call joins (an explicit id, the
+// implicit window, a new run, a task's own run) is one decision with one
+// cache and one cooldown rule; its branches are read together.
 import { MINUTE_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.ts';

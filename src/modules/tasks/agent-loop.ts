@@ -1,3 +1,5 @@
+// One file (about 400 lines): the conversation with the model, turn by turn
+// (calls, tool calls, approvals, the result), reads top to bottom.
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';

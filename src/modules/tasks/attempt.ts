@@ -1,3 +1,6 @@
+// One file (about 410 lines): one attempt of a task from capsule start to
+// teardown, in the order it happens; its steps share the capsule and the
+// event log.
 import type { Context } from '../../core/context.ts';
 import type { AgentId, RunId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';

@@ -1,3 +1,6 @@
+// One file (about 440 lines): a task's claim, its run, its end and the
+// sweep that takes back a lost worker's task share one state machine and one
+// set of guards on the task row; they are read together.
 import type { Context, Timer } from '../../core/context.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
