@@ -124,7 +124,7 @@ export interface MockRequest {
   step: MockStep | undefined;
 }
 
-/** What `respond` sees of a model call: its format and parsed body (an object with a non-empty `messages`). */
+/** What `respond` sees of a model call: its format and parsed body (with a non-empty `messages`; Responses: `input`). */
 export interface MockCall {
   format: MockFormat;
   body: Record<string, unknown>;
