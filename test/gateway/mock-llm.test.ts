@@ -257,6 +257,150 @@ describe('Anthropic messages', () => {
   });
 });
 
+describe('OpenAI responses', () => {
+  const ask = { model: 'gpt-4o', instructions: 'Be brief.', input: 'What is the weather?' };
+  const types = (events: Array<{ type: string }>) => events.map((e) => e.type);
+
+  it('answers a response object with cached tokens inside input_tokens', async () => {
+    mock.reply({ text: 'hello', usage: { input: 12, output: 5, cacheRead: 3 } });
+    const res = await openai.responses.create(ask);
+    expect(res.id).toMatch(/^resp_[0-9a-f]{48}$/);
+    expect(res).toMatchObject({ object: 'response', status: 'completed', model: 'gpt-4o', error: null });
+    expect(res.instructions).toBe('Be brief.');
+    expect(res.output_text).toBe('hello');
+    expect(res.output[0]).toMatchObject({ type: 'message', role: 'assistant', status: 'completed' });
+    expect(res.usage).toEqual({
+      input_tokens: 15,
+      input_tokens_details: { cached_tokens: 3 },
+      output_tokens: 5,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: 20,
+    });
+    expect(mock.requests[0]).toMatchObject({ path: '/v1/responses', format: 'responses', stream: false });
+    expect(mock.requests[0]!.body).toMatchObject(ask);
+  });
+
+  it('counts default input tokens from the instructions and the input items', async () => {
+    const res = await openai.responses.create(ask);
+    expect(res.usage!.input_tokens).toBe(mockPromptTokens(ask));
+    expect(mockPromptTokens(ask)).toBe(Math.ceil('Be brief.What is the weather?'.length / 4));
+    const items = {
+      model: 'gpt-4o',
+      input: [
+        { role: 'user' as const, content: [{ type: 'input_text' as const, text: 'abcd' }] },
+        { type: 'function_call' as const, call_id: 'call_1', name: 'f', arguments: '{"a":1}' },
+        { type: 'function_call_output' as const, call_id: 'call_1', output: 'sunny' },
+      ],
+    };
+    const again = await openai.responses.create(items);
+    expect(again.usage!.input_tokens).toBe(Math.ceil('abcd{"a":1}sunny'.length / 4));
+  });
+
+  it('streams the typed events in order, numbered, ending with the usage', async () => {
+    mock.reply({ chunks: ['Hel', 'lo'], usage: { input: 20, output: 2, cacheRead: 8 } });
+    const { items, error } = await drain(await openai.responses.create({ ...ask, stream: true }));
+    expect(error).toBeUndefined();
+    expect(types(items)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(items.map((e) => e.sequence_number)).toEqual(items.map((_, i) => i));
+    const last = items.at(-1)!;
+    if (last.type !== 'response.completed') throw new Error('expected response.completed');
+    expect(last.response.usage).toMatchObject({
+      input_tokens: 28,
+      input_tokens_details: { cached_tokens: 8 },
+    });
+    const first = items[0]!;
+    if (first.type !== 'response.created') throw new Error('expected response.created');
+    expect(first.response).toMatchObject({ id: last.response.id, status: 'in_progress', output: [] });
+
+    mock.reply({ chunks: ['Hel', 'lo'] });
+    // The helper assembles the deltas (its final response has no output_text: the SDK adds that only to parsed ones).
+    const final = await openai.responses.stream(ask).finalResponse();
+    expect(final.status).toBe('completed');
+    expect(final.output).toMatchObject([
+      { type: 'message', content: [{ type: 'output_text', text: 'Hello' }] },
+    ]);
+  });
+
+  it('calls functions, whole and streamed with argument deltas', async () => {
+    const tools = [{ type: 'function' as const, name: 'get_weather', parameters: {}, strict: false }];
+    mock.reply(weather);
+    const res = await openai.responses.create({ ...ask, tools });
+    expect(res.tools).toEqual(tools);
+    const [call] = res.output;
+    if (call?.type !== 'function_call') throw new Error('expected a function call');
+    expect(call.call_id).toMatch(/^call_/);
+    expect(call.id).toMatch(/^fc_[0-9a-f]{48}$/);
+    expect(call.name).toBe('get_weather');
+    expect(JSON.parse(call.arguments)).toEqual({ city: 'Paris', days: [1, 2] });
+
+    mock.reply({ ...weather, text: 'Checking.' });
+    const stream = openai.responses.stream({ ...ask, tools });
+    const deltas: string[] = [];
+    stream.on('response.function_call_arguments.delta', (e) => deltas.push(e.delta));
+    const final = await stream.finalResponse();
+    expect(final.output[0]).toMatchObject({ type: 'message', content: [{ text: 'Checking.' }] });
+    const streamed = final.output[1];
+    if (streamed?.type !== 'function_call') throw new Error('expected a function call');
+    expect(JSON.parse(streamed.arguments)).toEqual({ city: 'Paris', days: [1, 2] });
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(deltas.join('')).toBe(streamed.arguments);
+  });
+
+  it('fails as OpenAI does: error statuses, error and response.failed events, cut and malformed streams', async () => {
+    mock.reply({ status: 429, retryAfterSec: 2 });
+    await expect(openai.responses.create(ask)).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    mock.reply({ status: 400, message: 'bad input' });
+    await expect(openai.responses.create(ask)).rejects.toMatchObject({ status: 400, message: /bad input/ });
+
+    mock.reply([
+      { errorEventAfter: 0, message: 'no capacity' },
+      { errorEventAfter: 4, message: 'broke' },
+    ]);
+    const early = await drain(await openai.responses.create({ ...ask, stream: true }));
+    expect(early.items).toMatchObject([{ type: 'error', code: 'server_error', message: 'no capacity' }]);
+    const late = await drain(await openai.responses.create({ ...ask, stream: true }));
+    expect(types(late.items).slice(-1)).toEqual(['response.failed']);
+    expect(late.items.at(-1)).toMatchObject({
+      sequence_number: 4,
+      response: { status: 'failed', error: { code: 'server_error', message: 'broke' } },
+    });
+
+    mock.reply({ cutAfterEvents: 3 });
+    const cut = await drain(await openai.responses.create({ ...ask, stream: true }));
+    expect(cut.items).toHaveLength(3);
+    expect(cut.error).toBeInstanceOf(Error);
+
+    mock.reply({ malformedEventAfter: 2 });
+    const bad = await drain(await openai.responses.create({ ...ask, stream: true }));
+    expect(bad.items).toHaveLength(2);
+    expect(bad.error).toBeInstanceOf(SyntaxError);
+  });
+
+  it('refuses a request without model or input, at /v1/responses and /responses', async () => {
+    const res = await fetch(`${mock.url}/responses`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o' }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { type: 'invalid_request_error', message: /input/ } });
+    await expect(openai.responses.create({ model: '', input: 'x' })).rejects.toBeInstanceOf(
+      OpenAI.BadRequestError,
+    );
+  });
+});
+
 describe('model lists', () => {
   it('lists models in each provider’s shape, which both SDKs page through', async () => {
     const ids = Array.from({ length: 45 }, (_, i) => `model-${String(i).padStart(2, '0')}`);

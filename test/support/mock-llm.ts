@@ -3,16 +3,27 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
+import {
+  hexId,
+  responsesBodyProblem,
+  responsesErrorEvent,
+  responsesEvents,
+  responsesJson,
+  responsesPromptChars,
+} from './mock-responses.ts';
 
 /**
  * The one stand-in for model providers in Paddock's tests and benchmarks: a
- * real HTTP server speaking the OpenAI Chat Completions and Anthropic
- * Messages wire formats (JSON and SSE) as the official SDKs parse them, and
+ * real HTTP server speaking the OpenAI Chat Completions, OpenAI Responses
+ * (mock-responses.ts) and Anthropic Messages wire formats (JSON and SSE) as
+ * the official SDKs parse them, and
  * both providers' model lists (`GET /v1/models`), with scripted failures.
  * Payloads are checked against the SDKs' own types.
  */
 
-export type MockFormat = 'openai' | 'anthropic';
+export type MockFormat = 'openai' | 'anthropic' | 'responses';
+/** The formats whose model lists the mock serves (`GET /v1/models` is the same path for both). */
+type ListFormat = 'openai' | 'anthropic';
 
 /**
  * Tokens in Paddock's buckets (`input` excludes cached input). Rendered in each
@@ -113,7 +124,7 @@ export interface MockRequest {
   step: MockStep | undefined;
 }
 
-/** What `respond` sees of a model call: its format and parsed body (an object with a non-empty `messages`). */
+/** What `respond` sees of a model call: its format and parsed body (with a non-empty `messages`; Responses: `input`). */
 export interface MockCall {
   format: MockFormat;
   body: Record<string, unknown>;
@@ -153,7 +164,7 @@ export interface MockLlm {
   /** Queue steps only for requests that match, e.g. `{ apiKey: 'sk-a' }`. */
   replyFor(match: MockMatch, steps: MockStep | readonly MockStep[]): void;
   /** The ids the model list answers with from now on: in one format, or both when none is named. */
-  setModels(ids: readonly string[], format?: MockFormat): void;
+  setModels(ids: readonly string[], format?: ListFormat): void;
   /** Forget queued steps and recorded requests. */
   reset(): void;
   /** Stop listening and drop every connection, hanging ones included. */
@@ -163,9 +174,11 @@ export interface MockLlm {
 const FORMAT_BY_PATH = new Map<string, MockFormat>([
   ['/v1/chat/completions', 'openai'],
   ['/v1/messages', 'anthropic'],
+  ['/v1/responses', 'responses'],
+  ['/responses', 'responses'],
 ]);
 const MODEL_LIST_PATHS = new Set(['/v1/models', '/models']);
-const DEFAULT_MODELS: Record<MockFormat, readonly string[]> = {
+const DEFAULT_MODELS: Record<ListFormat, readonly string[]> = {
   openai: ['gpt-4o', 'gpt-4o-2024-08-06', 'gpt-4o-mini'],
   anthropic: ['claude-sonnet-4-6', 'claude-haiku-4-5-20251001'],
 };
@@ -180,10 +193,13 @@ export function mockTextTokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
 
-/** The default input tokens for a request body: the text of its system prompt and messages. */
+/**
+ * The default input tokens for a request body: the text of its system prompt
+ * and messages (Responses: its instructions and input items).
+ */
 export function mockPromptTokens(body: unknown): number {
   if (!isRecord(body)) return 1;
-  let chars = textLength(body.system);
+  let chars = textLength(body.system) + responsesPromptChars(body, textLength);
   if (Array.isArray(body.messages))
     for (const m of body.messages) if (isRecord(m)) chars += textLength(m.content);
   return Math.max(1, Math.ceil(chars / 4));
@@ -210,7 +226,7 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
   const record = options.record ?? true;
   const keys = options.requireKey === undefined ? undefined : new Set([options.requireKey].flat());
   const defaultStep = checkStep(options.defaultStep ?? {});
-  const models: Record<MockFormat, readonly string[]> = options.models
+  const models: Record<ListFormat, readonly string[]> = options.models
     ? { openai: [...options.models], anthropic: [...options.models] }
     : { ...DEFAULT_MODELS };
   let requestCount = 0;
@@ -284,7 +300,12 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
       const step = take(path, format, apiKey, undefined, true);
       if (entry) entry.step = step;
       if (step && (await failAsScripted(req, res, format, step))) return;
-      return listModels(res, format, models[format], new URLSearchParams(q === -1 ? '' : url.slice(q + 1)));
+      return listModels(
+        res,
+        format as ListFormat,
+        models[format as ListFormat],
+        new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+      );
     }
     const refusal = checkAuth(format, req.headers, apiKey, keys) ?? checkBody(format, obj);
     if (refusal) return sendError(res, format, refusal);
@@ -361,7 +382,7 @@ function checkAuth(
   keys: Set<string> | undefined,
 ): Refusal | undefined {
   if (apiKey === undefined || apiKey === '') {
-    return format === 'openai'
+    return format !== 'anthropic'
       ? { status: 401, message: 'Missing API key: send Authorization: Bearer <key>.' }
       : { status: 401, message: 'x-api-key or Authorization header is required' };
   }
@@ -382,6 +403,10 @@ function checkAuth(
 function checkBody(format: MockFormat, body: Record<string, unknown> | undefined): Refusal | undefined {
   const bad = (message: string): Refusal => ({ status: 400, message });
   if (body === undefined) return bad('The request body is not a JSON object.');
+  if (format === 'responses') {
+    const problem = responsesBodyProblem(body);
+    return problem === undefined ? undefined : bad(problem);
+  }
   if (typeof body.model !== 'string' || body.model === '') return bad('model: Field required');
   if (!Array.isArray(body.messages) || body.messages.length === 0)
     return bad('messages: at least one message is required');
@@ -397,7 +422,7 @@ function checkBody(format: MockFormat, body: Record<string, unknown> | undefined
   return undefined;
 }
 
-function guessFormat(headers: IncomingHttpHeaders): MockFormat {
+function guessFormat(headers: IncomingHttpHeaders): ListFormat {
   return headers['x-api-key'] !== undefined || headers['anthropic-version'] !== undefined
     ? 'anthropic'
     : 'openai';
@@ -406,14 +431,15 @@ function guessFormat(headers: IncomingHttpHeaders): MockFormat {
 function keyOf(format: MockFormat | undefined, headers: IncomingHttpHeaders): string | undefined {
   const xKey = headers['x-api-key'];
   const bearer = /^Bearer (.*)$/i.exec(headers.authorization ?? '')?.[1];
-  if (format === 'openai') return bearer;
+  if (format === 'openai' || format === 'responses') return bearer;
   // Anthropic takes x-api-key; its SDK (1.x) sends the key as a Bearer token instead.
   return typeof xKey === 'string' ? xKey : bearer;
 }
 
 // --- answers -------------------------------------------------------------------------------------
 
-interface Answer {
+/** One answer, whatever its wire format (mock-responses.ts renders the Responses API's). */
+export interface Answer {
   id: string;
   created: number;
   model: string;
@@ -444,7 +470,12 @@ async function answer(
     !step.emptyStream;
 
   if (!stream) {
-    const json = format === 'openai' ? openAiCompletion(a) : JSON.stringify(anthropicMessage(a, false));
+    const json =
+      format === 'openai'
+        ? openAiCompletion(a)
+        : format === 'responses'
+          ? responsesJson(a, body)
+          : JSON.stringify(anthropicMessage(a, false));
     const bytes = Buffer.from(json);
     res.writeHead(200, {
       'content-type': 'application/json',
@@ -470,7 +501,12 @@ async function answer(
   });
   if (step.emptyStream) return void res.end();
   const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true;
-  const events = format === 'openai' ? openAiChunks(a, includeUsage) : anthropicEvents(a);
+  const events =
+    format === 'openai'
+      ? openAiChunks(a, includeUsage)
+      : format === 'responses'
+        ? responsesEvents(a, body, slices)
+        : anthropicEvents(a);
   if (simple) return void res.end(events.join(''));
 
   res.flushHeaders();
@@ -480,12 +516,19 @@ async function answer(
       await new Promise<void>((resolve) => req.socket.write('', () => resolve()));
       return void req.socket.destroy();
     }
-    if (i === step.errorEventAfter) return void res.end(errorEvent(format, step.message));
+    if (i === step.errorEventAfter)
+      return void res.end(
+        format === 'responses'
+          ? responsesErrorEvent(a, body, i, step.message)
+          : errorEvent(format, step.message),
+      );
     if (i === step.malformedEventAfter) {
       const data = step.malformedData ?? '{not json';
       await write(
         res,
-        format === 'openai' ? `data: ${data}\n\n` : `event: content_block_delta\ndata: ${data}\n\n`,
+        format === 'openai'
+          ? `data: ${data}\n\n`
+          : `event: ${format === 'responses' ? 'response.output_text.delta' : 'content_block_delta'}\ndata: ${data}\n\n`,
       );
     }
     if (i > 0 && step.stallBetweenEventsMs && !(await pause(step.stallBetweenEventsMs, res))) return;
@@ -521,12 +564,17 @@ function buildAnswer(format: MockFormat, body: Record<string, unknown>, step: Mo
   const text = step.chunks?.join('') ?? step.text ?? (step.toolCalls?.length ? '' : DEFAULT_TEXT);
   const tools = (step.toolCalls ?? []).map((t) => {
     const input = t.arguments ?? {};
-    const id = t.id ?? (format === 'openai' ? randomId('call_', 24) : randomId('toolu_01', 22));
+    const id = t.id ?? (format === 'anthropic' ? randomId('toolu_01', 22) : randomId('call_', 24));
     return { id, name: t.name, input, json: JSON.stringify(input) };
   });
   const u = step.usage ?? {};
   return {
-    id: format === 'openai' ? randomId('chatcmpl-', 29) : randomId('msg_01', 22),
+    id:
+      format === 'openai'
+        ? randomId('chatcmpl-', 29)
+        : format === 'responses'
+          ? hexId('resp_')
+          : randomId('msg_01', 22),
     created: Math.floor(Date.now() / 1000),
     model: step.model ?? (body.model as string),
     text,
@@ -747,7 +795,7 @@ function anthropicEvents(a: Answer): string[] {
  */
 function listModels(
   res: ServerResponse,
-  format: MockFormat,
+  format: ListFormat,
   ids: readonly string[],
   query: URLSearchParams,
 ): void {
@@ -806,7 +854,7 @@ function listModels(
 // --- errors --------------------------------------------------------------------------------------
 
 function errorType(format: MockFormat, status: number): string {
-  if (format === 'openai')
+  if (format !== 'anthropic')
     return status === 429 ? 'requests' : status >= 500 ? 'server_error' : 'invalid_request_error';
   const types: Record<number, string> = {
     400: 'invalid_request_error',
@@ -840,9 +888,9 @@ function sendError(
   } else {
     const message = refusal.message ?? `The mock answered ${status}.`;
     const type = errorType(format, status);
-    const code = refusal.code ?? (format === 'openai' && status === 429 ? 'rate_limit_exceeded' : null);
+    const code = refusal.code ?? (format !== 'anthropic' && status === 429 ? 'rate_limit_exceeded' : null);
     const shaped =
-      format === 'openai'
+      format !== 'anthropic'
         ? { error: { message, type, param: null, code } }
         : { type: 'error', error: { type, message }, request_id: headers['request-id'] };
     text = JSON.stringify(step?.body ?? shaped);
@@ -854,7 +902,7 @@ function sendError(
 }
 
 /** OpenAI puts a mid-stream failure in a data-only event; Anthropic names it `event: error`. */
-function errorEvent(format: MockFormat, message?: string): string {
+function errorEvent(format: ListFormat, message?: string): string {
   if (format === 'openai') {
     const error = {
       message: message ?? 'The server had an error while streaming.',
@@ -938,7 +986,7 @@ function parseJson(text: string): unknown {
 }
 
 function requestIdHeader(format: MockFormat): Record<string, string> {
-  return format === 'openai'
+  return format !== 'anthropic'
     ? { 'x-request-id': randomId('req_', 32) }
     : { 'request-id': randomId('req_01', 22) };
 }

@@ -8,6 +8,7 @@ import type { AgentForCall, Attempt, AttemptPlan, GatewayPorts, KeyForCall, Poli
 import { type Provider, providerFormatFor, type WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { Reservation } from './reservation.ts';
+import { hostedToolTypes } from './responses-passthrough.ts';
 import { PromptTokens, type TokenBacklog } from './tokens.ts';
 
 export interface AdmissionOptions {
@@ -101,6 +102,7 @@ export class Admissions {
       this.ports.plan({ agent, policy, model, isKeyUsable: (id) => keys.has(id) }),
       req.format,
       providerOf,
+      req.format === 'responses' ? hostedToolTypes(req.body) : [],
     );
     const loading = prompt.load(plan.attempts.map((a) => ({ provider: providerOf(a), model: a.model })));
     if (loading) await loading;
@@ -306,16 +308,35 @@ export class Admissions {
 
 /**
  * The plan without the attempts whose provider cannot serve this endpoint
- * (embeddings on an Anthropic key); a plan left with none of its attempts is
- * the caller's mistake, not a provider failure: 400 naming the endpoint.
+ * (embeddings on an Anthropic key) or the request's hosted tools (only
+ * OpenAI runs web_search and the like); a plan left with none of its attempts
+ * is the caller's mistake, not a provider failure: 400 naming the endpoint or
+ * the tools.
  */
-function servable(plan: AttemptPlan, format: WireFormat, providerOf: (a: Attempt) => Provider): AttemptPlan {
-  const attempts = plan.attempts.filter((a) => providerFormatFor(providerOf(a), format) !== null);
+export function servable(
+  plan: AttemptPlan,
+  format: WireFormat,
+  providerOf: (a: Attempt) => Provider,
+  hostedTools: readonly string[] = [],
+): AttemptPlan {
+  const attempts = plan.attempts.filter(
+    (a) =>
+      providerFormatFor(providerOf(a), format) !== null &&
+      (hostedTools.length === 0 || providerOf(a) === 'openai'),
+  );
   if (attempts.length === plan.attempts.length) return plan;
+  const providers = [...new Set(plan.attempts.map(providerOf))];
+  // Only a Responses request names hosted tools, and every provider serves those otherwise.
+  if (attempts.length === 0 && hostedTools.length > 0)
+    throw new BadRequestError(
+      'hosted_tool_not_supported',
+      `only OpenAI runs the tool type(s) ${hostedTools.join(', ')}; the providers this agent may use for this model (${providers.join(', ')}) cannot`,
+      { tool_types: hostedTools, providers },
+    );
   if (attempts.length === 0)
     throw new BadRequestError(
       'endpoint_not_supported',
-      `no provider this agent may use serves this endpoint (${[...new Set(plan.attempts.map(providerOf))].join(', ')} cannot)`,
+      `no provider this agent may use serves this endpoint (${providers.join(', ')} cannot)`,
     );
   return { ...plan, attempts };
 }

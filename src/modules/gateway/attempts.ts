@@ -7,6 +7,7 @@ import { endpointOf, headersFor, type WireFormat } from './provider-call.ts';
 import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Relay } from './relay.ts';
+import { responsesUpstreamBody } from './responses-passthrough.ts';
 import type { Translator } from './translation.ts';
 import { classify, type FailureKind, readBody, type UpstreamClient } from './upstream.ts';
 import type { Usage } from './usage.ts';
@@ -180,6 +181,8 @@ export class Attempts {
   }
 
   private upstreamBody(a: Admitted, providerFormat: WireFormat, model: string): Record<string, unknown> {
+    // Only a Responses client is spoken to OpenAI in the Responses API: a passthrough.
+    if (providerFormat === 'responses') return responsesUpstreamBody(a.req.body, model, a.stream);
     const body =
       providerFormat === a.req.format
         ? { ...a.req.body }

@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import type { PolicySpec } from '../policies/spec.ts';
 import { matchesAny } from './glob.ts';
 import type { WireFormat } from './provider-call.ts';
+import { responsesToolNames } from './responses-passthrough.ts';
 
-/** Tool names a request offers the model, in either wire format. */
+/** Tool names a request offers the model, in its wire format (Responses: hosted tools by type). */
 export function toolNames(format: WireFormat, body: Record<string, unknown>): string[] {
+  if (format === 'responses') return responsesToolNames(body);
   const tools = body.tools;
   if (!Array.isArray(tools)) return [];
   const names: string[] = [];

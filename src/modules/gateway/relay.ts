@@ -6,7 +6,7 @@ import { formatSse, type SseEvent, SseParser } from './sse.ts';
 import { isUsageOnlyChunk, MALFORMED_EVENT_MESSAGE, StreamTracker, streamErrorEvent } from './stream.ts';
 import type { Translator } from './translation.ts';
 import { classify, type FailureKind, readBody, UpstreamError } from './upstream.ts';
-import { estimateTokens, usageFromAnthropic, usageFromOpenAi } from './usage.ts';
+import { estimateTokens, usageIn } from './usage.ts';
 
 type UpstreamBody = Parameters<typeof readBody>[0];
 
@@ -88,9 +88,7 @@ export class Relay {
     }
     this.ports.health.success(at.keyId, performance.now() - callStarted);
     const providerFormat = spokenFormat(a, key.provider);
-    const usage = (providerFormat === 'anthropic'
-      ? usageFromAnthropic(json.usage)
-      : usageFromOpenAi(json.usage)) ?? {
+    const usage = usageIn(providerFormat, json.usage) ?? {
       input: a.inputEstimate,
       output: estimateTokens(JSON.stringify(json)),
       cacheRead: 0,

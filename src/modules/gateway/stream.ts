@@ -1,6 +1,20 @@
 import type { WireFormat } from './provider-call.ts';
 import type { SseEvent } from './sse.ts';
-import { estimateTokens, type Usage, usageFromAnthropic, usageFromOpenAi } from './usage.ts';
+import {
+  estimateTokens,
+  type Usage,
+  usageFromAnthropic,
+  usageFromOpenAi,
+  usageFromResponses,
+} from './usage.ts';
+
+/** Responses API events that carry a text or argument delta: what a cut stream produced. */
+const RESPONSES_DELTAS = new Set([
+  'response.output_text.delta',
+  'response.refusal.delta',
+  'response.function_call_arguments.delta',
+  'response.custom_tool_call_input.delta',
+]);
 
 /**
  * Follows a provider's stream (in the provider's own format) to learn what it
@@ -19,6 +33,8 @@ export class StreamTracker {
    * official SDKs would throw a SyntaxError on it, so it is never passed on.
    */
   malformed = false;
+  /** Responses API: the sequence_number the next event of this stream would carry. */
+  nextSequenceNumber = 0;
 
   constructor(
     private readonly format: WireFormat,
@@ -54,6 +70,10 @@ export class StreamTracker {
       this.malformed = true;
       return;
     }
+    if (this.format === 'responses') {
+      this.observeResponses(data);
+      return;
+    }
     switch (event.event ?? data.type) {
       case 'message_start': {
         const u = usageFromAnthropic((data.message as Record<string, unknown> | undefined)?.usage);
@@ -83,6 +103,37 @@ export class StreamTracker {
         break;
       case 'error':
         this.errorMessage = messageOf(data.error);
+        break;
+    }
+  }
+
+  /**
+   * A Responses API event. The response ends in response.completed or
+   * response.incomplete (stopped at max_output_tokens or by the content
+   * filter: a finished answer, as a chat completion ending for `length` is) or
+   * response.failed; each carries the usage. `error` events (their message at
+   * the top level) and response.failed are provider errors.
+   */
+  private observeResponses(data: Record<string, unknown>): void {
+    if (typeof data.sequence_number === 'number') this.nextSequenceNumber = data.sequence_number + 1;
+    const type = data.type;
+    if (typeof type === 'string' && RESPONSES_DELTAS.has(type)) {
+      if (typeof data.delta === 'string') this.addText(data.delta);
+      return;
+    }
+    const response = data.response as Record<string, unknown> | undefined;
+    switch (type) {
+      case 'response.completed':
+      case 'response.incomplete':
+      case 'response.failed': {
+        const u = usageFromResponses(response?.usage);
+        if (u) this.reported = u;
+        if (type === 'response.failed') this.errorMessage = messageOf(response?.error);
+        else this.completed = true;
+        break;
+      }
+      case 'error':
+        this.errorMessage = messageOf(data.error ?? data);
         break;
     }
   }
@@ -143,9 +194,25 @@ function messageOf(error: unknown): string {
 /** What the client is told when the provider sent an event it could not have parsed. */
 export const MALFORMED_EVENT_MESSAGE = 'the provider sent a stream event that is not valid JSON';
 
-/** An error event in the client's format, which the official SDKs raise as an error. */
-export function streamErrorEvent(format: WireFormat, code: string, message: string, runId: string): SseEvent {
+/**
+ * An error event in the client's format, which the official SDKs raise as an
+ * error. Responses API clients get OpenAI's `error` event (code and message at
+ * the top level, numbered after the events already sent) with Paddock's
+ * `error` object beside them: the openai SDK raises any event whose data has
+ * an `error` as an APIError.
+ */
+export function streamErrorEvent(
+  format: WireFormat,
+  code: string,
+  message: string,
+  runId: string,
+  sequenceNumber = 0,
+): SseEvent {
   const error = { type: 'provider_error', code, message, run_id: runId };
+  if (format === 'responses') {
+    const event = { type: 'error', code, message, param: null, sequence_number: sequenceNumber, error };
+    return { event: 'error', data: JSON.stringify(event) };
+  }
   return format === 'anthropic'
     ? { event: 'error', data: JSON.stringify({ type: 'error', error }) }
     : { event: undefined, data: JSON.stringify({ error }) };

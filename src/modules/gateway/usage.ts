@@ -1,3 +1,5 @@
+import type { WireFormat } from './provider-call.ts';
+
 /** Tokens in Rungate's four buckets. `input` excludes cached input on both providers. */
 export interface Usage {
   input: number;
@@ -21,13 +23,29 @@ const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) &
 export function usageFromOpenAi(usage: unknown): Usage | undefined {
   if (usage === null || typeof usage !== 'object') return undefined;
   const u = usage as Record<string, unknown>;
-  const cached = n((u.prompt_tokens_details as Record<string, unknown> | undefined)?.cached_tokens);
-  return {
-    input: Math.max(0, n(u.prompt_tokens) - cached),
-    output: n(u.completion_tokens),
-    cacheRead: cached,
-    cacheCreation: 0,
-  };
+  return openAiBuckets(u.prompt_tokens, u.prompt_tokens_details, u.completion_tokens);
+}
+
+/**
+ * OpenAI Responses `usage`: the same accounting under other names
+ * (input_tokens counts input_tokens_details.cached_tokens too; output_tokens
+ * already counts reasoning tokens).
+ */
+export function usageFromResponses(usage: unknown): Usage | undefined {
+  if (usage === null || typeof usage !== 'object') return undefined;
+  const u = usage as Record<string, unknown>;
+  return openAiBuckets(u.input_tokens, u.input_tokens_details, u.output_tokens);
+}
+
+function openAiBuckets(input: unknown, inputDetails: unknown, output: unknown): Usage {
+  const cached = n((inputDetails as Record<string, unknown> | null | undefined)?.cached_tokens);
+  return { input: Math.max(0, n(input) - cached), output: n(output), cacheRead: cached, cacheCreation: 0 };
+}
+
+/** A provider's `usage` in its wire format (Chat Completions' shape for embeddings and completions too). */
+export function usageIn(format: WireFormat, usage: unknown): Usage | undefined {
+  if (format === 'anthropic') return usageFromAnthropic(usage);
+  return format === 'responses' ? usageFromResponses(usage) : usageFromOpenAi(usage);
 }
 
 /** Anthropic `usage`: input_tokens already excludes the cache buckets. */
