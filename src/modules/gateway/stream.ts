@@ -146,9 +146,11 @@ export const MALFORMED_EVENT_MESSAGE = 'the provider sent a stream event that is
 /** An error event in the client's format, which the official SDKs raise as an error. */
 export function streamErrorEvent(format: WireFormat, code: string, message: string, runId: string): SseEvent {
   const error = { type: 'provider_error', code, message, run_id: runId };
-  return format === 'anthropic'
-    ? { event: 'error', data: JSON.stringify({ type: 'error', error }) }
-    : { event: undefined, data: JSON.stringify({ error }) };
+  if (format === 'anthropic') return { event: 'error', data: JSON.stringify({ type: 'error', error }) };
+  // The Responses API's own `error` event, with the nested `error` the OpenAI SDK raises as an APIError.
+  if (format === 'responses')
+    return { event: 'error', data: JSON.stringify({ type: 'error', code, message, param: null, error }) };
+  return { event: undefined, data: JSON.stringify({ error }) };
 }
 
 /** Is this OpenAI chunk the usage-only chunk (no choices) that the client did not ask for? */
