@@ -124,6 +124,35 @@ describe('governance and bad input', () => {
     expect(g.mock.requestCount).toBe(before);
   });
 
+  it('reserves for the whole conversation that previous_response_id restores', async () => {
+    const limited = await g.newAgent(
+      { budget: { hard_limit_tokens: 400 } },
+      { provider_keys: compat.provider_keys },
+    );
+    const client = g.openai({ apiKey: limited.api_key, headers: { 'x-paddock-new-run': 'true' } });
+    const long = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
+    g.mock.reply([
+      { text: long, usage: { input: 5, output: 10 } },
+      { text: 'short', usage: { input: 5, output: 5 } },
+    ]);
+    const first = await client.responses.create({ model: 'gpt-4o', input: 'hi', max_output_tokens: 16 });
+    const before = g.mock.requestCount;
+    const err = (await rejection(
+      client.responses.create({
+        model: 'gpt-4o',
+        previous_response_id: first.id,
+        input: 'and?',
+        max_output_tokens: 16,
+      }),
+    )) as InstanceType<typeof OpenAI.APIError>;
+    expect(err.status).toBe(402);
+    expect(err.code).toBe('budget_exceeded');
+    expect(g.mock.requestCount).toBe(before);
+    // The same request without the history fits.
+    const alone = await client.responses.create({ model: 'gpt-4o', input: 'and?', max_output_tokens: 16 });
+    expect(alone.output_text).toBe('short');
+  });
+
   it('answers a dry run in the Responses shape, plain and streamed', async () => {
     const before = g.mock.requestCount;
     const dry = await g.newAgent({ dry_run: true }, { provider_keys: compat.provider_keys });
