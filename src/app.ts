@@ -14,7 +14,7 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
-import { type HostId, isId, ulid } from './core/ids.ts';
+import { type HostId, isId, type TeamId, ulid } from './core/ids.ts';
 import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import { type Database, sqlClient } from './db/client.ts';
@@ -46,6 +46,8 @@ import { ProviderHealthRegistry } from './modules/gateway/circuit-breaker.ts';
 import { ModelLists } from './modules/gateway/models.ts';
 import { PriceTable } from './modules/gateway/pricing.ts';
 import { RateLimiter } from './modules/gateway/rate-limit.ts';
+import { registerResponsesRoutes } from './modules/gateway/responses-routes.ts';
+import { ResponsesService } from './modules/gateway/responses-service.ts';
 import { registerGatewayRoutes } from './modules/gateway/routes.ts';
 import { GatewayService } from './modules/gateway/service.ts';
 import { WireTranslator } from './modules/gateway/translation.ts';
@@ -270,6 +272,10 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     { defaultMaxTokens: config.defaultMaxTokens, logContentByDefault: config.contentLogging },
     upstream,
   );
+  const responses = new ResponsesService(db, ctx, gateway, async (agentId) => {
+    const agent = await agents.getForCall(agentId);
+    return agent ? (agent.teamId as TeamId) : undefined;
+  });
   const localHost = await createLocalHost({
     sandboxDir: config.sandboxDir,
     driver: config.sandboxDriver,
@@ -493,6 +499,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);
   registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
+  registerResponsesRoutes(app, responses, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules, ctx.timers);
   registerSnapshotRoutes(app, snapshots);

@@ -34,6 +34,8 @@ export const ID_PREFIXES = [
   'file',
   'whk',
   'dlv',
+  // Stored Responses API answers (OpenAI's ids are resp_ too, so clients see a familiar shape).
+  'resp',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 
@@ -52,6 +54,7 @@ export type HostId = Id<'hst'>;
 export type StepId = Id<'stp'>;
 export type PolicyId = Id<'pol'>;
 export type ProviderKeyId = Id<'pkey'>;
+export type ResponseId = Id<'resp'>;
 
 // Crockford base32, as in ULID: sorts lexically in time order.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';

@@ -410,6 +410,12 @@ beforeAll(async () => {
   });
   must(call, 200, 'proxy call');
   ids.run = String(call.headers['x-paddock-run-id']);
+  // A stored Responses API answer (from the Anthropic key, by translation).
+  const stored = await t.call('POST', '/v1/responses', {
+    token: agentKey,
+    body: { model: 'claude-haiku-4-5', input: 'hello', max_output_tokens: 16 },
+  });
+  ids.response = must(stored, 200, 'stored response').id;
   const awaiting = await t.call('POST', '/v1/chat/completions', {
     token: agentKey,
     body: {
@@ -552,6 +558,7 @@ function pathValue(path: string, name: string): string {
     files: ids.file,
     environments: ids.environment,
     tasks: ids.task,
+    responses: ids.response,
   };
   const value = byResource[resource ?? ''];
   if (value === undefined) throw new Error(`no value for {${name}} of ${path}: add one`);

@@ -112,3 +112,17 @@ export async function startGateway(
     },
   };
 }
+
+/**
+ * An agent of the fixture's team whose only provider key is an
+ * openai_compatible one at the mock: a Chat Completions upstream (what the
+ * Responses API is translated to for such keys).
+ */
+export async function chatUpstreamAgent(g: GatewayFixture): Promise<Json & { api_key: string }> {
+  const key = await createProviderKey(g.t, g.user.token, {
+    provider: 'openai_compatible',
+    api_key: 'sk-compat-test',
+    base_url: g.mock.url,
+  });
+  return g.newAgent({}, { provider_keys: { openai_compatible: key.id } });
+}

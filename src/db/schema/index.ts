@@ -4,6 +4,7 @@ export * from './files.ts';
 export * from './gateway.ts';
 export * from './identity.ts';
 export * from './rate-limits.ts';
+export * from './responses.ts';
 export * from './sandboxes.ts';
 export * from './secrets.ts';
 export * from './tasks.ts';

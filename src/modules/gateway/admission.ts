@@ -93,7 +93,8 @@ export class Admissions {
 
     const prompt = new PromptTokens(req.body, this.backlog);
     const maxOut =
-      firstNumber(req.body.max_tokens, req.body.max_completion_tokens) ?? this.options.defaultMaxTokens;
+      firstNumber(req.body.max_tokens, req.body.max_completion_tokens, req.body.max_output_tokens) ??
+      this.options.defaultMaxTokens;
 
     // Budget: reserve the most this call can cost, on every attempt the plan may make.
     const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));

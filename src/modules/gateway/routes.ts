@@ -1,10 +1,12 @@
 import { once } from 'node:events';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { UnauthorizedError } from '../../core/errors.ts';
-import { isId } from '../../core/ids.ts';
+import { type AgentId, isId } from '../../core/ids.ts';
 import { principalOf } from '../../http/auth.ts';
 import { Nullable } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
+import type { ProxyResult } from './call.ts';
 import { proxyErrorRenderer } from './errors.ts';
 import type { WireFormat } from './provider-call.ts';
 import type { GatewayService } from './service.ts';
@@ -29,6 +31,14 @@ const ProxyBody = Type.Object(
     description: 'a provider-format request; x-paddock-* run controls may ride as top-level fields',
   },
 );
+
+/** The answer when a tool needs a human's approval first. */
+export const AwaitingApproval = Type.Object({
+  status: Type.Literal('awaiting_approval'),
+  approval_requests: Type.Array(Type.Object({ id: Type.String(), tool: Type.String() })),
+  run_id: Type.String(),
+  message: Type.String(),
+});
 
 const ROUTES: Array<{ path: string; format: WireFormat; summary: string }> = [
   {
@@ -58,59 +68,74 @@ export function registerGatewayRoutes(app: App, gateway: GatewayService, bodyLim
             200: Type.Unknown({
               description: 'the provider-format response, or an SSE stream when stream is true',
             }),
-            202: Type.Object({
-              status: Type.Literal('awaiting_approval'),
-              approval_requests: Type.Array(Type.Object({ id: Type.String(), tool: Type.String() })),
-              run_id: Type.String(),
-              message: Type.String(),
-            }),
+            202: AwaitingApproval,
           },
         },
       },
       async (request, reply) => {
-        const controller = new AbortController();
-        // The response closing before it finished means the client went away.
-        reply.raw.on('close', () => {
-          if (!reply.raw.writableFinished) controller.abort();
-        });
-        const agentId = principalOf(request).agentId;
-        if (!agentId || !isId(agentId, 'agt'))
-          throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
+        const signal = clientGone(reply);
         const result = await gateway.handle({
           format,
-          agentId,
+          agentId: agentOf(request),
           headers: request.headers,
           body: request.body as Record<string, unknown>,
-          signal: controller.signal,
+          signal,
         });
-        if (result.kind === 'json')
-          return reply
-            .status(result.status as 200)
-            .headers(headerSafe(result.headers))
-            .send(result.body);
-
-        reply.hijack();
-        const raw = reply.raw;
-        try {
-          raw.writeHead(200, {
-            ...headerSafe(result.headers),
-            'content-type': 'text/event-stream; charset=utf-8',
-            'cache-control': 'no-cache',
-            connection: 'keep-alive',
-            'x-request-id': request.id,
-          });
-          for await (const chunk of result.chunks) {
-            if (raw.destroyed) break;
-            if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
-          }
-        } finally {
-          // Ends the generator (and settles the step) if the loop stopped early or never started.
-          await result.chunks.return(undefined);
-          if (!raw.destroyed) raw.end();
-        }
+        return sendProxyResult(request, reply, result);
       },
     );
   }
+}
+
+/** Aborts when the response closes before it finished: the client went away. */
+export function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** The agent behind a proxy route's key (the auth rule admits agent keys only). */
+export function agentOf(request: FastifyRequest): AgentId {
+  const agentId = principalOf(request).agentId;
+  if (!agentId || !isId(agentId, 'agt'))
+    throw new UnauthorizedError('invalid_agent_key', 'this agent key is not valid');
+  return agentId;
+}
+
+/** A proxied answer to the client: JSON as it is, or the SSE stream written as it comes. */
+export async function sendProxyResult(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  result: ProxyResult,
+): Promise<unknown> {
+  if (result.kind === 'json')
+    return reply
+      .status(result.status as 200)
+      .headers(headerSafe(result.headers))
+      .send(result.body);
+
+  reply.hijack();
+  const raw = reply.raw;
+  try {
+    raw.writeHead(200, {
+      ...headerSafe(result.headers),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-request-id': request.id,
+    });
+    for await (const chunk of result.chunks) {
+      if (raw.destroyed) break;
+      if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
+    }
+  } finally {
+    // Ends the generator (and settles the step) if the loop stopped early or never started.
+    await result.chunks.return(undefined);
+    if (!raw.destroyed) raw.end();
+  }
+  return undefined;
 }
 
 /**

@@ -3,6 +3,8 @@ import { type Admitted, type ProxyResult, settleCall, usd, ZERO } from './call.t
 import type { WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { formatSse, type SseEvent } from './sse.ts';
+import { responsesFromChat } from './translation-responses-response.ts';
+import { ResponsesStreamFromChat } from './translation-responses-stream.ts';
 
 // Answers Paddock writes itself, in the client's wire format, so an SDK reads
 // them like a provider's: the dry run's today.
@@ -39,6 +41,10 @@ export function dryRunAnswer(a: Admitted, limiter: RateLimiter, now: Date): Prox
 }
 
 export function syntheticResponse(format: WireFormat, model: string, text: string, now: Date): unknown {
+  if (format === 'responses') {
+    const chat = syntheticResponse('openai', model, text, now) as Record<string, unknown>;
+    return responsesFromChat(chat, Math.floor(now.getTime() / 1000));
+  }
   if (format === 'anthropic') {
     return {
       id: `msg_${newId('stp').slice(4)}`,
@@ -69,6 +75,14 @@ export function syntheticResponse(format: WireFormat, model: string, text: strin
 }
 
 export function syntheticStream(format: WireFormat, model: string, text: string, now: Date): SseEvent[] {
+  if (format === 'responses') {
+    // The chat stream, with its usage chunk, as the Responses API's events.
+    const chat = syntheticStream('openai', model, text, now);
+    const usage = { choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } };
+    chat.splice(-1, 0, { event: undefined, data: JSON.stringify(usage) });
+    const translate = new ResponsesStreamFromChat(model, Math.floor(now.getTime() / 1000));
+    return [...chat.flatMap((e) => translate.push(e)), ...translate.end()];
+  }
   if (format === 'anthropic') {
     const message = {
       id: `msg_${newId('stp').slice(4)}`,

@@ -9,7 +9,8 @@ import type { Provider } from './provider-call.ts';
  * - OpenAI models are counted with OpenAI's own BPE tokenizers (gpt-tokenizer,
  *   pure JS): o200k_base for the GPT-4o/4.1/4.5/5 and o-series families,
  *   cl100k_base for GPT-4 and GPT-3.5. Every string of the system prompt,
- *   messages, tools, legacy functions and response format is counted, plus a token for each key,
+ *   messages, tools, legacy functions and response format (for the Responses API:
+ *   instructions, input items, tools and text format) is counted, plus a token for each key,
  *   value and element of their JSON structure — more than the few tokens a
  *   message costs the provider, so the count errs high.
  * - Every other model (Anthropic's tokenizers for Claude 3 and later are not
@@ -264,6 +265,10 @@ export class PromptTokens {
       countValue(encoding, b.tools ?? null, undefined, t);
       if (b.functions !== undefined) countValue(encoding, b.functions, undefined, t);
       if (b.response_format !== undefined) countValue(encoding, b.response_format, undefined, t);
+      // The Responses API's prompt: instructions, the input items, the output format (text.format).
+      if (b.instructions !== undefined) countValue(encoding, b.instructions, undefined, t);
+      if (b.input !== undefined) countValue(encoding, b.input, undefined, t);
+      if (b.text !== undefined) countValue(encoding, b.text, undefined, t);
       this.counted[encoding] = t;
     }
     return t;
