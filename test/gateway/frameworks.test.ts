@@ -29,18 +29,30 @@ afterAll(() => g.close());
 beforeEach(() => g.mock.reset());
 
 interface Upstream {
-  provider: 'openai_compatible' | 'anthropic';
+  provider: 'openai' | 'openai_compatible' | 'anthropic';
   model: string;
+  /** Where a Responses API call lands upstream, and where a chat-completions call does. */
   path: string;
+  chatPath: string;
   secret: string;
   keyId(): string;
 }
 
 const UPSTREAMS: Upstream[] = [
   {
+    // OpenAI itself: the Responses API passes through (the chat provider still goes to chat).
+    provider: 'openai',
+    model: 'gpt-4o',
+    path: '/v1/responses',
+    chatPath: '/v1/chat/completions',
+    secret: 'sk-openai-test',
+    keyId: () => g.keys.openai.id,
+  },
+  {
     provider: 'openai_compatible',
     model: 'gpt-4o',
     path: '/v1/chat/completions',
+    chatPath: '/v1/chat/completions',
     secret: 'sk-compatible-test',
     keyId: () => compatibleKey.id,
   },
@@ -48,6 +60,7 @@ const UPSTREAMS: Upstream[] = [
     provider: 'anthropic',
     model: 'claude-sonnet-4-5',
     path: '/v1/messages',
+    chatPath: '/v1/messages',
     secret: 'sk-ant-test',
     keyId: () => g.keys.anthropic.id,
   },
@@ -95,8 +108,9 @@ async function expectConversation(
   up: Upstream,
   agent: Json & { api_key: string },
   tool: ReturnType<typeof weatherTool>,
-  expected: { text: string; final: string },
+  expected: { text: string; final: string; chat?: boolean },
 ): Promise<void> {
+  const path = expected.chat ? up.chatPath : up.path;
   expect(expected.text).toBe(expected.final);
   expect(expected.text).toContain(tool.reportId);
   expect(tool.calls).toEqual([{ city: 'Paris' }]);
@@ -104,8 +118,8 @@ async function expectConversation(
   // Both model calls reached the upstream in its own format, with the sealed key;
   // the second carries the tool's result.
   expect(g.mock.requests.map((r) => [r.path, r.apiKey, r.model])).toEqual([
-    [up.path, up.secret, up.model],
-    [up.path, up.secret, up.model],
+    [path, up.secret, up.model],
+    [path, up.secret, up.model],
   ]);
   expect(JSON.stringify(g.mock.requests[0]!.body)).not.toContain(tool.reportId);
   expect(JSON.stringify(g.mock.requests[1]!.body)).toContain(tool.reportId);
@@ -186,7 +200,7 @@ describe.each(UPSTREAMS)('agent frameworks to an $provider upstream', (up) => {
       const tool = weatherTool();
       const final = script(tool.reportId);
       const text = await aiSdkConversation(aiSdk(agent).chat(up.model), tool, streamed);
-      await expectConversation(up, agent, tool, { text, final });
+      await expectConversation(up, agent, tool, { text, final, chat: true });
     });
 
     it(`OpenAI Agents SDK, default provider (Responses API), ${mode}: completes the tool loop`, async () => {

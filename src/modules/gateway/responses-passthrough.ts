@@ -1,8 +1,6 @@
-import type { SseEvent } from './sse.ts';
-
 /**
  * OpenAI's Responses API passed through to OpenAI: the request as the client
- * sent it, and the answer with Paddock's own response id. Paddock keeps the
+ * sent it (ResponsesService puts Paddock's id in the answer). Paddock keeps the
  * responses it stores itself, so OpenAI is asked to store nothing and is
  * never sent a previous_response_id (one minted on another key or provider
  * would mean nothing there; the conversation is resolved into `input` first).
@@ -17,54 +15,6 @@ export function responsesUpstreamBody(
   // A Responses stream always ends with its usage (response.completed): no stream_options to add.
   if (stream) out.stream = true;
   return out;
-}
-
-/** What the client sees of its response whatever the upstream said: Paddock's id and the client's settings. */
-export interface ResponseFacts {
-  id: string;
-  /** The client's previous_response_id (the upstream never saw it). */
-  previousResponseId?: string | null;
-  /** The client's `store` (the upstream was told false). */
-  store?: boolean;
-}
-
-/** A response object with the client's facts in place of the upstream's. */
-export function withResponseFacts(
-  response: Record<string, unknown>,
-  facts: ResponseFacts,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...response, id: facts.id };
-  if (facts.previousResponseId !== undefined) out.previous_response_id = facts.previousResponseId;
-  if (facts.store !== undefined) out.store = facts.store;
-  return out;
-}
-
-/** The stream events that carry the whole response object (`response`). */
-const LIFECYCLE_EVENTS = new Set([
-  'response.created',
-  'response.queued',
-  'response.in_progress',
-  'response.completed',
-  'response.incomplete',
-  'response.failed',
-]);
-
-/**
- * A stream event with the client's facts in its response object; every other
- * event (deltas, items) goes as it came, unparsed.
- */
-export function withResponseFactsInEvent(event: SseEvent, facts: ResponseFacts): SseEvent {
-  if (event.event !== undefined && !LIFECYCLE_EVENTS.has(event.event)) return event;
-  if (!event.data.includes('"response"')) return event;
-  let data: unknown;
-  try {
-    data = JSON.parse(event.data);
-  } catch {
-    return event;
-  }
-  if (!isRecord(data) || typeof data.type !== 'string' || !LIFECYCLE_EVENTS.has(data.type)) return event;
-  if (!isRecord(data.response)) return event;
-  return { ...event, data: JSON.stringify({ ...data, response: withResponseFacts(data.response, facts) }) };
 }
 
 /**

@@ -20,6 +20,7 @@ import { isObject, type JsonObject, parseJson } from './translation-common.ts';
 /** Events whose `response` object gets Paddock's id and the request's echo. */
 const FRAMED_EVENTS = new Set([
   'response.created',
+  'response.queued',
   'response.in_progress',
   'response.completed',
   'response.incomplete',

@@ -1,0 +1,160 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { PriceTable } from '../../src/modules/gateway/pricing.ts';
+import type { Json } from '../support/factories.ts';
+import { type GatewayFixture, startGateway } from '../support/gateway.ts';
+import { drain } from '../support/sdk.ts';
+
+// The Responses API to OpenAI itself (an `openai` key): the request passes
+// through to OpenAI's /v1/responses, which is told to store nothing and never
+// sees a previous_response_id; the client sees Paddock's id, and Paddock keeps
+// the conversation. Hosted tools (web search…) go to OpenAI only.
+
+let g: GatewayFixture;
+beforeAll(async () => {
+  g = await startGateway();
+});
+afterAll(() => g.close());
+beforeEach(() => g.mock.reset());
+
+const USAGE = { input: 1000, output: 200, cacheRead: 500 };
+// gpt-4o at OpenAI's prices: cached input is billed at its own rate.
+const COST = new PriceTable().costMicros('openai', 'gpt-4o', { ...USAGE, cacheCreation: 0 }, null) / 1e6;
+const sent = () => g.mock.requests.at(-1)!;
+
+describe('the Responses API passed through to OpenAI', () => {
+  it('answers with Paddock’s id, asks OpenAI to store nothing, and records tokens and cost', async () => {
+    g.mock.reply({ text: 'Paris.', usage: USAGE });
+    const { data, response } = await g
+      .openai()
+      .responses.create({ model: 'gpt-4o', instructions: 'Be brief.', input: 'Capital of France?' })
+      .withResponse();
+    expect(sent().path).toBe('/v1/responses');
+    expect(sent().apiKey).toBe('sk-openai-test');
+    expect(sent().body).toMatchObject({ model: 'gpt-4o', instructions: 'Be brief.', store: false });
+    expect(sent().body).not.toHaveProperty('previous_response_id');
+
+    expect(data.id).toMatch(/^resp_[0-9A-Z]{26}$/);
+    expect(data).toMatchObject({ status: 'completed', store: true, instructions: 'Be brief.' });
+    expect(data.output_text).toBe('Paris.');
+    expect(data.usage).toMatchObject({ input_tokens: 1500, input_tokens_details: { cached_tokens: 500 } });
+
+    const step = (await g.steps(response.headers.get('x-paddock-run-id')!)).at(-1)!;
+    expect(step).toMatchObject({
+      id: response.headers.get('x-paddock-step-id'),
+      status: 'success',
+      provider: 'openai',
+      tokens: { input: 1000, output: 200, cache_read: 500, cache_creation: 0 },
+    });
+    expect(COST).toBeGreaterThan(0);
+    expect(step.cost_usd).toBeCloseTo(COST, 6);
+    expect((await g.openai().responses.retrieve(data.id)).output_text).toBe('Paris.');
+  });
+
+  it('streams OpenAI’s events in order with Paddock’s id, and stores the answer', async () => {
+    g.mock.reply({ chunks: ['Par', 'is.'], usage: USAGE });
+    const { data: stream, response } = await g
+      .openai()
+      .responses.create({ model: 'gpt-4o', input: 'Capital of France?', stream: true })
+      .withResponse();
+    const { items, error } = await drain(stream);
+    expect(error).toBeUndefined();
+    expect(sent().body).toMatchObject({ stream: true, store: false });
+    expect(sent().body).not.toHaveProperty('stream_options');
+    expect(items.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    const created = items[0] as OpenAI.Responses.ResponseCreatedEvent;
+    const completed = items.at(-1) as OpenAI.Responses.ResponseCompletedEvent;
+    expect(created.response.id).toMatch(/^resp_[0-9A-Z]{26}$/);
+    expect(completed.response.id).toBe(created.response.id);
+    expect(completed.response).toMatchObject({ store: true });
+
+    const step = (await g.steps(response.headers.get('x-paddock-run-id')!)).at(-1)!;
+    expect(step).toMatchObject({
+      status: 'success',
+      streaming: true,
+      tokens: { input: 1000, output: 200, cache_read: 500 },
+    });
+    expect(step.cost_usd).toBeCloseTo(COST, 6);
+    const stored = await g.openai().responses.retrieve(created.response.id);
+    expect(stored.output_text).toBe('Paris.');
+  });
+
+  it('sends the whole conversation for previous_response_id, never the id', async () => {
+    g.mock.reply([
+      { toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris' }, id: 'call_1' }] },
+      { text: 'It is 21°C.' },
+    ]);
+    const tools: OpenAI.Responses.Tool[] = [
+      {
+        type: 'function',
+        name: 'get_weather',
+        parameters: { type: 'object', properties: { city: { type: 'string' } } },
+        strict: false,
+      },
+    ];
+    const first = await g.openai().responses.create({ model: 'gpt-4o', input: 'Weather in Paris?', tools });
+    const call = first.output.find((o) => o.type === 'function_call');
+    expect(call).toMatchObject({ name: 'get_weather', call_id: 'call_1' });
+
+    const second = await g.openai().responses.create({
+      model: 'gpt-4o',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: 'call_1', output: '{"temp_c":21}' }],
+      tools,
+    });
+    expect(second.output_text).toBe('It is 21°C.');
+    expect(second.previous_response_id).toBe(first.id);
+    const body = sent().body as Json;
+    expect(body).not.toHaveProperty('previous_response_id');
+    expect(body.store).toBe(false);
+    expect(body.input).toMatchObject([
+      { role: 'user' },
+      { type: 'function_call', call_id: 'call_1', name: 'get_weather' },
+      { type: 'function_call_output', call_id: 'call_1', output: '{"temp_c":21}' },
+    ]);
+    expect(JSON.stringify(body.input)).toContain('Weather in Paris?');
+  });
+
+  it('passes hosted tools to OpenAI and refuses them, with nothing sent, for other providers', async () => {
+    g.mock.reply({ text: 'Found it.' });
+    const web: OpenAI.Responses.Tool[] = [{ type: 'web_search' }];
+    const ok = await g.openai().responses.create({ model: 'gpt-4o', input: 'News?', tools: web });
+    expect(ok.output_text).toBe('Found it.');
+    expect(sent().body).toMatchObject({ tools: [{ type: 'web_search' }] });
+
+    const before = g.mock.requests.length;
+    const refused = await g
+      .openai()
+      .responses.create({ model: 'claude-sonnet-4-5', input: 'News?', tools: web })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).code).toBe('hosted_tool_not_supported');
+    expect(g.mock.requests.length).toBe(before);
+  });
+
+  it('ends a stream OpenAI breaks off with an error the SDK raises, and records the step as failed', async () => {
+    g.mock.reply({ chunks: ['a', 'b', 'c', 'd'], cutAfterEvents: 4 });
+    const { data: stream, response } = await g
+      .openai()
+      .responses.create({ model: 'gpt-4o', input: 'hi', stream: true })
+      .withResponse();
+    const { items, error } = await drain(stream);
+    expect(items[0]?.type).toBe('response.created');
+    expect(items.map((e) => e.type)).not.toContain('response.completed');
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe('mid_stream_error');
+    const step = (await g.steps(response.headers.get('x-paddock-run-id')!)).at(-1)!;
+    expect(step).toMatchObject({ status: 'error', error_kind: 'mid_stream_error', provider: 'openai' });
+  });
+});
