@@ -22,10 +22,16 @@ describe('the reservation covers what the provider counts', () => {
     { format: 'openai', model: 'gpt-4o', path: '/v1/chat/completions', inUsd: 2.5, outUsd: 10 },
     // Claude: $3 / $15; no published tokenizer, so the conservative factor.
     { format: 'anthropic', model: 'claude-sonnet-4-5', path: '/v1/messages', inUsd: 3, outUsd: 15 },
+    // The Responses API: passed through to OpenAI, and translated to Anthropic.
+    { format: 'responses', model: 'gpt-4o', path: '/v1/responses', inUsd: 2.5, outUsd: 10 },
+    { format: 'responses', model: 'claude-sonnet-4-5', path: '/v1/responses', inUsd: 3, outUsd: 15 },
   ])(
-    '$format: 50 concurrent streams pass the hard limit by at most one call',
-    async ({ model, path, inUsd, outUsd }) => {
-      const body = { model, max_tokens: 16, stream: true, messages: [{ role: 'user', content: prompt }] };
+    '$format to $model: 50 concurrent streams pass the hard limit by at most one call',
+    async ({ format, model, path, inUsd, outUsd }) => {
+      const body =
+        format === 'responses'
+          ? { model, max_output_tokens: 16, stream: true, input: prompt }
+          : { model, max_tokens: 16, stream: true, messages: [{ role: 'user', content: prompt }] };
       const inputTokens = 3 * mockPromptTokens(body);
       const output = 4;
       // Answers after a second, so the calls are all in flight at once (a faster answer
