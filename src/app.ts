@@ -492,7 +492,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);
-  registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
+  registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes, models);
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules, ctx.timers);
   registerSnapshotRoutes(app, snapshots);

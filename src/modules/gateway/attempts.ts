@@ -1,6 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import { type Admitted, type ProxyResult, resultHeaders, settleCall, spokenFormat, ZERO } from './call.ts';
+import { COMPLETIONS_DEFAULT_MAX_TOKENS } from './endpoints.ts';
 import { ProviderFailure } from './errors.ts';
 import type { Attempt, AttemptPlan, AttemptRecord, GatewayPorts, KeyForCall } from './ports.ts';
 import { endpointOf, headersFor, type WireFormat } from './provider-call.ts';
@@ -187,10 +188,13 @@ export class Attempts {
     body.model = model;
     if (providerFormat === 'anthropic' && body.max_tokens === undefined)
       body.max_tokens = this.defaultMaxTokens;
+    // OpenAI's default, said outright: a self-hosted server's own default could pass the reservation.
+    if (providerFormat === 'completions' && body.max_tokens == null)
+      body.max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS;
     if (a.stream) {
       body.stream = true;
       // Ask for the usage event even when the client did not: budgets settle from it.
-      if (providerFormat === 'openai')
+      if (providerFormat === 'openai' || providerFormat === 'completions')
         body.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
     }
     return body;

@@ -15,6 +15,11 @@ export interface ProxyRequest {
   signal: AbortSignal;
   /** Told once the call is admitted, as it goes to a provider (the task runner starts the capsule then). */
   onAdmitted?: () => void;
+  /**
+   * A call that costs nothing (count_tokens): no money or tokens reserved, a
+   * request (without tokens) for the rate limits, no tool rules.
+   */
+  free?: boolean;
 }
 
 export type ProxyResult =

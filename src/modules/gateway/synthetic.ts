@@ -39,6 +39,9 @@ export function dryRunAnswer(a: Admitted, limiter: RateLimiter, now: Date): Prox
 }
 
 export function syntheticResponse(format: WireFormat, model: string, text: string, now: Date): unknown {
+  if (format === 'embeddings')
+    return { object: 'list', data: [], model, usage: { prompt_tokens: 0, total_tokens: 0 } };
+  if (format === 'completions') return textCompletion(model, now, text, 'stop');
   if (format === 'anthropic') {
     return {
       id: `msg_${newId('stp').slice(4)}`,
@@ -69,6 +72,12 @@ export function syntheticResponse(format: WireFormat, model: string, text: strin
 }
 
 export function syntheticStream(format: WireFormat, model: string, text: string, now: Date): SseEvent[] {
+  if (format === 'completions')
+    return [
+      { event: undefined, data: JSON.stringify(textCompletion(model, now, text, null)) },
+      { event: undefined, data: JSON.stringify(textCompletion(model, now, '', 'stop')) },
+      { event: undefined, data: '[DONE]' },
+    ];
   if (format === 'anthropic') {
     const message = {
       id: `msg_${newId('stp').slice(4)}`,
@@ -113,4 +122,16 @@ export function syntheticStream(format: WireFormat, model: string, text: string,
     chunk({}, 'stop'),
     { event: undefined, data: '[DONE]' },
   ];
+}
+
+/** A legacy completion (or one chunk of its stream, which has the same shape). */
+function textCompletion(model: string, now: Date, text: string, finish: string | null): unknown {
+  return {
+    id: `cmpl-${newId('stp').slice(4)}`,
+    object: 'text_completion',
+    created: Math.floor(now.getTime() / 1000),
+    model,
+    choices: [{ index: 0, text, finish_reason: finish, logprobs: null }],
+    usage: finish === null ? null : { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+  };
 }

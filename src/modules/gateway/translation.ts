@@ -23,10 +23,12 @@ export {
 export interface Translator {
   request(from: WireFormat, to: WireFormat, body: Record<string, unknown>): Record<string, unknown>;
   response(from: WireFormat, to: WireFormat, body: unknown): unknown;
+  /** `inputTokens`: the gateway's estimate of the prompt, for streams that announce it before the provider does. */
   stream(
     from: WireFormat,
     to: WireFormat,
     model: string,
+    inputTokens?: number,
   ): { push(event: SseEvent): SseEvent[]; end(): SseEvent[] };
 }
 
@@ -51,11 +53,11 @@ export class WireTranslator implements Translator {
       : anthropicResponseFromOpenAi(body);
   }
 
-  stream(from: WireFormat, to: WireFormat, model: string): StreamTranslation {
+  stream(from: WireFormat, to: WireFormat, model: string, inputTokens?: number): StreamTranslation {
     if (from === to) return passthroughStream();
     return from === 'anthropic'
       ? new OpenAiStreamFromAnthropic(model, this.createdSec())
-      : new AnthropicStreamFromOpenAi(model);
+      : new AnthropicStreamFromOpenAi(model, inputTokens);
   }
 
   private createdSec(): number {
