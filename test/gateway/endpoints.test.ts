@@ -270,3 +270,23 @@ describe('POST /v1/completions', () => {
     expect(g.mock.requests).toHaveLength(0);
   });
 });
+
+describe('a dry-run policy', () => {
+  it('answers embeddings and completions in their own shapes without calling a provider', async () => {
+    const agent = await g.newAgent({ dry_run: true });
+    const client = g.openai({ apiKey: agent.api_key });
+    const { data: embedded, response } = await client.embeddings
+      .create({ model: 'text-embedding-3-small', input: 'x', encoding_format: 'float' })
+      .withResponse();
+    expect(embedded).toMatchObject({ object: 'list', data: [], usage: { prompt_tokens: 0 } });
+    const completed = await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'x' });
+    expect(completed.choices[0]!.text).toContain('dry run');
+    const { items } = await drain(
+      await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'x', stream: true }),
+    );
+    expect(items.map((c) => c.choices[0]?.text ?? '').join('')).toContain('dry run');
+    expect(g.mock.requests).toHaveLength(0);
+    const step = last(await g.steps(response.headers.get('x-paddock-run-id')!));
+    expect(step).toMatchObject({ type: 'dry_run', cost_usd: 0 });
+  });
+});

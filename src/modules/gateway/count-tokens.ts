@@ -4,13 +4,13 @@ import {
   type Admitted,
   type ProxyRequest,
   type ProxyResult,
+  providerRefusal,
   resultHeaders,
   settleCall,
   ZERO,
 } from './call.ts';
 import type { Attempt, KeyForCall } from './ports.ts';
 import { countTokensEndpointOf, headersFor } from './provider-call.ts';
-import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { readBody, type UpstreamClient } from './upstream.ts';
 
@@ -76,24 +76,7 @@ export class TokenCounter {
     }
     // Overloaded, rate-limited or failing: the estimate answers. A refusal of the request is the client's.
     if (status === 408 || status === 429 || status >= 500) return undefined;
-    settleCall(a, this.limiter, {
-      status: 'error',
-      provider: key.provider,
-      model: at.model,
-      keyId: key.id,
-      usage: ZERO,
-      costMicros: 0,
-      type: 'count_tokens',
-      errorKind: 'http_error',
-      errorMessage: `HTTP ${status}`,
-    });
-    throw upstreamHttpError(
-      key.provider,
-      status,
-      text,
-      a.runId,
-      resultHeaders(a, key.provider, at.model, undefined, undefined),
-    );
+    throw providerRefusal(a, this.limiter, key, at.model, status, text, { type: 'count_tokens' });
   }
 
   private answer(
