@@ -104,6 +104,20 @@ describe('POST /v1/embeddings', () => {
     expect(tokens.usage.prompt_tokens).toBe(5);
   });
 
+  it('keeps each item’s length, not its vector, where the policy logs content', async () => {
+    const agent = await g.newAgent({ content_logging: 'enabled' });
+    const { response } = await g
+      .openai({ apiKey: agent.api_key })
+      .embeddings.create({ model: 'text-embedding-3-small', input: ['a', 'b'], dimensions: 3 })
+      .withResponse();
+    const step = last(await g.steps(response.headers.get('x-paddock-run-id')!));
+    expect(step.response.data).toEqual([
+      { object: 'embedding', index: 0, dimensions: 3, encoding: 'base64' },
+      { object: 'embedding', index: 1, dimensions: 3, encoding: 'base64' },
+    ]);
+    expect(step.request).toMatchObject({ input: ['a', 'b'] });
+  });
+
   it('refuses with 402 what the token budget cannot hold, before any provider sees it', async () => {
     const agent = await g.newAgent({ budget: { hard_limit_tokens: 5 } });
     const err = await rejection(

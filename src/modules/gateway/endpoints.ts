@@ -46,11 +46,13 @@ export function recordedResponse(format: WireFormat, body: unknown): unknown {
     data: data.map((item) => {
       if (item === null || typeof item !== 'object') return item;
       const { embedding, ...fields } = item as Record<string, unknown>;
-      return {
-        ...fields,
-        dimensions: Array.isArray(embedding) ? embedding.length : null,
-        encoding: typeof embedding === 'string' ? 'base64' : 'float',
-      };
+      // base64 is the vector's float32 bytes: four a dimension.
+      const dimensions = Array.isArray(embedding)
+        ? embedding.length
+        : typeof embedding === 'string'
+          ? Math.floor(Buffer.byteLength(embedding, 'base64') / 4)
+          : null;
+      return { ...fields, dimensions, encoding: typeof embedding === 'string' ? 'base64' : 'float' };
     }),
   };
 }
