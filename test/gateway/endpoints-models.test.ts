@@ -137,6 +137,28 @@ describe('POST /v1/messages/count_tokens', () => {
     expect(err).toBeInstanceOf(Anthropic.RateLimitError);
   });
 
+  it('does not count towards max_steps_per_run', async () => {
+    const agent = await g.newAgent({ runaway_prevention: { enabled: true, max_steps_per_run: 1 } });
+    const client = g.anthropic({ apiKey: agent.api_key });
+    const { response } = await client.messages
+      .countTokens({ model: 'claude-sonnet-4-5', messages })
+      .withResponse();
+    const run = { headers: { 'x-paddock-run-id': response.headers.get('x-paddock-run-id')! } };
+    await client.messages.countTokens({ model: 'claude-sonnet-4-5', messages }, run);
+    await g.t.services.runs.flush();
+    const answer = await client.messages.create(
+      { model: 'claude-sonnet-4-5', max_tokens: 20, messages },
+      run,
+    );
+    expect(answer.type).toBe('message');
+    // The model call was the run's one step of work: the next is refused once it is written.
+    await g.t.services.runs.flush();
+    const err = await rejection(
+      client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 20, messages }, run),
+    );
+    expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(403);
+  });
+
   it('passes Anthropic’s refusal on, and answers 400 to a request without messages', async () => {
     g.mock.reply({ status: 400, message: 'messages.0.content: Field required' });
     const err = await rejection(g.anthropic().messages.countTokens({ model: 'claude-sonnet-4-5', messages }));
