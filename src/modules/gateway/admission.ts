@@ -323,7 +323,8 @@ function servable(plan: AttemptPlan, format: WireFormat, providerOf: (a: Attempt
   return { ...plan, attempts };
 }
 
-function boundKeyIds(bindings: AgentForCall['providerKeys']): ProviderKeyId[] {
+/** The provider keys an agent's bindings name, in their order. */
+export function boundKeyIds(bindings: AgentForCall['providerKeys']): ProviderKeyId[] {
   const ids: ProviderKeyId[] = [];
   for (const b of Object.values(bindings)) {
     if (typeof b === 'string') ids.push(b);

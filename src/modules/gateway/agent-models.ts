@@ -1,5 +1,6 @@
 import { AppError, UnauthorizedError } from '../../core/errors.ts';
-import type { AgentId, ProviderKeyId, TeamId } from '../../core/ids.ts';
+import type { AgentId, TeamId } from '../../core/ids.ts';
+import { boundKeyIds } from './admission.ts';
 import { GovernanceBlock } from './errors.ts';
 import { checkModel } from './governance.ts';
 import type { KeyToList, ListedModel } from './models.ts';
@@ -33,12 +34,7 @@ export async function usableModels(
   if (agent.status === 'disabled')
     throw new GovernanceBlock(403, 'agent_disabled', `agent ${agent.name} is disabled`, null);
   const policy = await ports.policy(agent.teamId, agent.policyId);
-  const keyIds: ProviderKeyId[] = [];
-  for (const b of Object.values(agent.providerKeys)) {
-    if (typeof b === 'string') keyIds.push(b);
-    else for (const k of b) keyIds.push(k.key_id);
-  }
-  const keys = await ports.keys(agent.teamId, keyIds);
+  const keys = await ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
   const listed =
     keys.size === 0
       ? []
