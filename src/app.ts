@@ -498,7 +498,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);
   registerApprovalRoutes(app, approvals);
-  registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes);
+  registerGatewayRoutes(app, gateway, config.proxyBodyLimitBytes, models);
   registerResponsesRoutes(app, responses, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules, ctx.timers);

@@ -559,6 +559,7 @@ function pathValue(path: string, name: string): string {
     environments: ids.environment,
     tasks: ids.task,
     responses: ids.response,
+    models: 'gpt-4o-mini',
   };
   const value = byResource[resource ?? ''];
   if (value === undefined) throw new Error(`no value for {${name}} of ${path}: add one`);
@@ -630,6 +631,12 @@ function baseBody(method: string, path: string, schema: Schema | undefined): Rec
       model: 'claude-3-5-haiku-latest',
       messages: [{ role: 'user', content: 'hello' }],
       max_tokens: 16,
+    },
+    'POST /v1/embeddings': { model: 'text-embedding-3-small', input: 'hello' },
+    'POST /v1/completions': { model: 'gpt-3.5-turbo-instruct', prompt: 'hello', max_tokens: 16 },
+    'POST /v1/messages/count_tokens': {
+      model: 'claude-3-5-haiku-latest',
+      messages: [{ role: 'user', content: 'hello' }],
     },
     'POST /v1/hosts/register': { token: ids.registrationToken, address: '127.0.0.1:1' },
     'POST /v1/hosts/auth/refresh': { refresh_token: ids.refreshToken },

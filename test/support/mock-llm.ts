@@ -3,6 +3,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
+import { MOCK_ENDPOINTS } from './mock-endpoints.ts';
 import {
   hexId,
   responsesBodyProblem,
@@ -261,11 +262,13 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
     const path = q === -1 ? url : url.slice(0, q);
     const method = req.method ?? 'GET';
     const listing = method === 'GET' && MODEL_LIST_PATHS.has(path);
+    // Embeddings, legacy completions, count_tokens: mock-endpoints.ts answers them.
+    const endpoint = method === 'POST' ? MOCK_ENDPOINTS.get(path) : undefined;
     // Both providers list models at the same path: Anthropic's clients send its version header.
     const format = listing
       ? guessFormat(req.headers)
       : method === 'POST'
-        ? FORMAT_BY_PATH.get(path)
+        ? (FORMAT_BY_PATH.get(path) ?? endpoint?.format)
         : undefined;
     const body = parseJson(raw);
     const obj = isRecord(body) ? body : undefined;
@@ -307,8 +310,17 @@ export async function startMockLlm(options: MockLlmOptions = {}): Promise<MockLl
         new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
       );
     }
-    const refusal = checkAuth(format, req.headers, apiKey, keys) ?? checkBody(format, obj);
+    const refusal =
+      checkAuth(format, req.headers, apiKey, keys) ??
+      (endpoint ? endpoint.check(obj) : checkBody(format, obj));
     if (refusal) return sendError(res, format, refusal);
+    if (endpoint) {
+      const queued = take(path, format, apiKey, model);
+      if (entry) entry.step = queued;
+      const step = queued ?? defaultStep;
+      if (await failAsScripted(req, res, format, step)) return;
+      return endpoint.answer(res, obj!, step, { ...requestIdHeader(format), ...step.headers });
+    }
     const computed = (): MockStep | undefined => {
       const s = options.respond?.({ format, body: obj!, apiKey });
       return s === undefined ? undefined : checkStep(s);

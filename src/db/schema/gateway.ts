@@ -173,7 +173,10 @@ export const runs = pgTable(
   ],
 );
 
-/** What a step is: a model call, a tool call …, or an interval of a task's sandbox time (sandbox). */
+/**
+ * What a step is: a model call, a tool call …, an interval of a task's sandbox
+ * time (sandbox), or a token count asked of the gateway (count_tokens, free).
+ */
 export const STEP_TYPES = [
   'llm_call',
   'tool_call',
@@ -182,6 +185,7 @@ export const STEP_TYPES = [
   'post_completion_sweep',
   'failover_transition',
   'sandbox',
+  'count_tokens',
 ] as const;
 
 export const steps = pgTable(

@@ -2,6 +2,7 @@ import { BadRequestError, UnauthorizedError } from '../../core/errors.ts';
 import { newId, type ProviderKeyId } from '../../core/ids.ts';
 import type { Admitted, ProxyRequest, ProxyResult } from './call.ts';
 import { ControlError, type RunControls, takeControls } from './controls.ts';
+import { outputAllowance } from './endpoints.ts';
 import { GovernanceBlock } from './errors.ts';
 import { checkModel, checkTools, requestHash, toolNames } from './governance.ts';
 import type { AgentForCall, Attempt, AttemptPlan, GatewayPorts, KeyForCall, PolicyForCall } from './ports.ts';
@@ -92,9 +93,7 @@ export class Admissions {
     if (routedFrom) headers['x-paddock-model-override'] = routedFrom;
 
     const prompt = new PromptTokens(req.body, this.backlog);
-    const maxOut =
-      firstNumber(req.body.max_tokens, req.body.max_completion_tokens, req.body.max_output_tokens) ??
-      this.options.defaultMaxTokens;
+    const maxOut = req.free ? 0 : outputAllowance(req.format, req.body, this.options.defaultMaxTokens);
 
     // Budget: reserve the most this call can cost, on every attempt the plan may make.
     const keys = await this.ports.keys(agent.teamId, boundKeyIds(agent.providerKeys));
@@ -107,18 +106,17 @@ export class Admissions {
     );
     const loading = prompt.load(plan.attempts.map((a) => ({ provider: providerOf(a), model: a.model })));
     if (loading) await loading;
-    const maxCost = Math.max(
-      0,
-      ...plan.attempts.map((a) =>
-        this.ports.price.maxCostMicros(
-          providerOf(a),
-          a.model,
-          prompt.for(providerOf(a), a.model),
-          maxOut,
-          keys.get(a.keyId)?.priceOverrides ?? null,
-        ),
+    const costs = plan.attempts.map((a) =>
+      this.ports.price.maxCostMicros(
+        providerOf(a),
+        a.model,
+        prompt.for(providerOf(a), a.model),
+        maxOut,
+        keys.get(a.keyId)?.priceOverrides ?? null,
       ),
     );
+    // A free call (count_tokens) reserves nothing, but still needs a reservation to write its step.
+    const maxCost = req.free ? 0 : Math.max(0, ...costs);
     const inputEstimate = prompt.max();
     const hourCap = spec.budget?.max_cost_per_hour_usd;
     const reserved = await this.ports.runs.reserve({
@@ -127,7 +125,7 @@ export class Admissions {
       agentId: agent.id,
       policyId: policy.id,
       amountMicros: maxCost,
-      tokens: inputEstimate + maxOut,
+      tokens: req.free ? 0 : inputEstimate + maxOut,
       model,
       maxCostPerHourMicros: hourCap != null ? Math.round(hourCap * 1_000_000) : null,
     });
@@ -175,7 +173,8 @@ export class Admissions {
       maxRequestsPerMinute: spec.rate_limits?.max_requests_per_minute ?? null,
       maxTokensPerMinute: spec.rate_limits?.max_tokens_per_minute ?? null,
     };
-    const pending = this.limiter.admit(a.rateKey, limits, a.inputEstimate);
+    // A free call counts as a request, with no tokens.
+    const pending = this.limiter.admit(a.rateKey, limits, a.req.free ? 0 : a.inputEstimate);
     // The memory store answers synchronously: awaiting only a promise keeps the hot path free of a microtask.
     const rl = pending instanceof Promise ? await pending : pending;
     if (!rl.ok) {
@@ -189,12 +188,15 @@ export class Admissions {
         { limit: rl.limit, retry_after_sec: rl.retryAfterSec },
       );
     }
-    a.rateCounted = limits.maxRequestsPerMinute !== null || limits.maxTokensPerMinute !== null;
+    a.rateCounted =
+      !a.req.free && (limits.maxRequestsPerMinute !== null || limits.maxTokensPerMinute !== null);
     if (!spec.model_override) {
       const ruling = checkModel(spec, a.model);
       if (!ruling.ok)
         throw this.block(a, 403, 'model_not_allowed', ruling.message, a.model, undefined, { model: a.model });
     }
+    // Counting tokens runs no tool: tool rules and approvals are for the call itself.
+    if (a.req.free) return undefined;
     const tools = checkTools(spec, toolNames(a.req.format, a.req.body));
     if (tools.blocked.length > 0) {
       const names = tools.blocked.map((b) => b.tool).join(', ');
@@ -342,16 +344,12 @@ export function servable(
   return { ...plan, attempts };
 }
 
-function boundKeyIds(bindings: AgentForCall['providerKeys']): ProviderKeyId[] {
+/** The provider keys an agent's bindings name, in their order. */
+export function boundKeyIds(bindings: AgentForCall['providerKeys']): ProviderKeyId[] {
   const ids: ProviderKeyId[] = [];
   for (const b of Object.values(bindings)) {
     if (typeof b === 'string') ids.push(b);
     else for (const k of b) ids.push(k.key_id);
   }
   return ids;
-}
-
-function firstNumber(...values: unknown[]): number | undefined {
-  for (const v of values) if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v);
-  return undefined;
 }

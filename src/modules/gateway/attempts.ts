@@ -1,10 +1,10 @@
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
-import { type Admitted, type ProxyResult, resultHeaders, settleCall, spokenFormat, ZERO } from './call.ts';
+import { type Admitted, type ProxyResult, providerRefusal, settleCall, spokenFormat, ZERO } from './call.ts';
+import { COMPLETIONS_DEFAULT_MAX_TOKENS } from './endpoints.ts';
 import { ProviderFailure } from './errors.ts';
 import type { Attempt, AttemptPlan, AttemptRecord, GatewayPorts, KeyForCall } from './ports.ts';
 import { endpointOf, headersFor, type WireFormat } from './provider-call.ts';
-import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Relay } from './relay.ts';
 import { responsesUpstreamBody } from './responses-passthrough.ts';
@@ -96,24 +96,10 @@ export class Attempts {
           // Not retryable (the request itself is wrong): the client hears the provider.
           this.ports.health.success(at.keyId, performance.now() - callStarted);
           this.relay.noteFailover(a, attempted, key.provider, at.model);
-          settleCall(a, this.limiter, {
-            status: 'error',
-            provider: key.provider,
-            model: at.model,
-            keyId: key.id,
-            usage: ZERO,
-            costMicros: 0,
-            errorKind: 'http_error',
+          throw providerRefusal(a, this.limiter, key, at.model, res.status, text, {
             errorMessage: message,
             attempted,
           });
-          throw upstreamHttpError(
-            key.provider,
-            res.status,
-            text,
-            a.runId,
-            resultHeaders(a, key.provider, at.model, undefined, undefined),
-          );
         }
         if (!a.stream) return await this.relay.json(a, at, key, res.body, attempted, callStarted);
         const opened = await this.relay.openStream(a, key, res.body);
@@ -190,10 +176,13 @@ export class Attempts {
     body.model = model;
     if (providerFormat === 'anthropic' && body.max_tokens === undefined)
       body.max_tokens = this.defaultMaxTokens;
+    // OpenAI's default, said outright: a self-hosted server's own default could pass the reservation.
+    if (providerFormat === 'completions' && body.max_tokens == null)
+      body.max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS;
     if (a.stream) {
       body.stream = true;
       // Ask for the usage event even when the client did not: budgets settle from it.
-      if (providerFormat === 'openai')
+      if (providerFormat === 'openai' || providerFormat === 'completions')
         body.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
     }
     return body;

@@ -1,6 +1,8 @@
+import type { AppError } from '../../core/errors.ts';
 import type { AgentId, ProviderKeyId, RunId, StepId } from '../../core/ids.ts';
-import type { AgentForCall, AttemptRecord, PolicyForCall, StepOutcome } from './ports.ts';
+import type { AgentForCall, AttemptRecord, KeyForCall, PolicyForCall, StepOutcome } from './ports.ts';
 import { type Provider, providerFormatFor, type WireFormat } from './provider-call.ts';
+import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Reservation } from './reservation.ts';
 import type { FailureKind } from './upstream.ts';
@@ -15,6 +17,11 @@ export interface ProxyRequest {
   signal: AbortSignal;
   /** Told once the call is admitted, as it goes to a provider (the task runner starts the capsule then). */
   onAdmitted?: () => void;
+  /**
+   * A call that costs nothing (count_tokens): no money or tokens reserved, a
+   * request (without tokens) for the rate limits, no tool rules.
+   */
+  free?: boolean;
 }
 
 export type ProxyResult =
@@ -88,6 +95,39 @@ export function settleCall(a: Admitted, limiter: RateLimiter, r: CallEnd): void 
     errorKind: r.errorKind ?? null,
     errorMessage: r.errorMessage ?? null,
   });
+}
+
+/**
+ * A provider's refusal of the request itself (a status not retried): the step
+ * settles as an error without charge, and the client hears the provider.
+ */
+export function providerRefusal(
+  a: Admitted,
+  limiter: RateLimiter,
+  key: Pick<KeyForCall, 'id' | 'provider'>,
+  model: string,
+  status: number,
+  text: string,
+  end: Partial<CallEnd>,
+): AppError {
+  settleCall(a, limiter, {
+    status: 'error',
+    provider: key.provider,
+    model,
+    keyId: key.id,
+    usage: ZERO,
+    costMicros: 0,
+    errorKind: 'http_error',
+    errorMessage: `HTTP ${status}`,
+    ...end,
+  });
+  return upstreamHttpError(
+    key.provider,
+    status,
+    text,
+    a.runId,
+    resultHeaders(a, key.provider, model, undefined, undefined),
+  );
 }
 
 /** The x-paddock-* headers of an answer that a provider (or the dry run) produced. */

@@ -38,7 +38,7 @@ export interface RunForCall {
 
 export interface StepOutcome {
   stepId: StepId;
-  type: 'llm_call' | 'dry_run';
+  type: 'llm_call' | 'dry_run' | 'count_tokens';
   status: 'success' | 'error' | 'timeout';
   provider: string | null;
   model: string | null;

@@ -57,6 +57,11 @@ export function modelsEndpointOf(baseUrl: string): string {
   return underV1(baseUrl, 'models');
 }
 
+/** Anthropic's token count for a Messages request (`POST`). */
+export function countTokensEndpointOf(baseUrl: string): string {
+  return underV1(baseUrl, 'messages/count_tokens');
+}
+
 function underV1(baseUrl: string, path: string): string {
   const base = baseUrl.replace(/\/+$/, '');
   return base.endsWith('/v1') ? `${base}/${path}` : `${base}/v1/${path}`;

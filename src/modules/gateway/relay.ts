@@ -1,5 +1,6 @@
 import { TextDecoder } from 'node:util';
 import { type Admitted, type ProxyResult, resultHeaders, settleCall, spokenFormat } from './call.ts';
+import { recordedResponse } from './endpoints.ts';
 import type { Attempt, AttemptRecord, GatewayPorts, KeyForCall } from './ports.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { formatSse, type SseEvent, SseParser } from './sse.ts';
@@ -90,7 +91,8 @@ export class Relay {
     const providerFormat = spokenFormat(a, key.provider);
     const usage = usageIn(providerFormat, json.usage) ?? {
       input: a.inputEstimate,
-      output: estimateTokens(JSON.stringify(json)),
+      // An embedding has no output tokens, however long its vectors' JSON.
+      output: a.req.format === 'embeddings' ? 0 : estimateTokens(JSON.stringify(json)),
       cacheRead: 0,
       cacheCreation: 0,
     };
@@ -105,7 +107,7 @@ export class Relay {
       keyId: key.id,
       usage,
       costMicros,
-      response: body,
+      response: recordedResponse(a.req.format, body),
       attempted,
     });
     return {
@@ -174,7 +176,7 @@ export class Relay {
       translate =
         providerFormat === a.req.format
           ? undefined
-          : this.translator.stream(providerFormat, a.req.format, at.model);
+          : this.translator.stream(providerFormat, a.req.format, at.model, a.inputEstimate);
     } catch (err) {
       s.raw.destroy();
       throw err;

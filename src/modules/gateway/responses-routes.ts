@@ -1,9 +1,9 @@
 import { Type } from 'typebox';
 import type { App } from '../../http/types.ts';
 import { proxyErrorRenderer } from './errors.ts';
+import { AwaitingApproval, agentOf, clientGone, sendProxyResult } from './proxy-http.ts';
 import { InputItemsQuery, ResponseIdParams, ResponsesBody } from './responses-schemas.ts';
 import type { ResponsesService } from './responses-service.ts';
-import { AwaitingApproval, agentOf, clientGone, sendProxyResult } from './routes.ts';
 
 const Json = (description: string) => Type.Unknown({ description });
 

@@ -1,7 +1,10 @@
 import type { Context } from '../../core/context.ts';
+import type { AgentId } from '../../core/ids.ts';
 import { type AdmissionOptions, Admissions } from './admission.ts';
+import { type ModelLister, type UsableModel, usableModels } from './agent-models.ts';
 import { Attempts } from './attempts.ts';
 import type { ProxyRequest, ProxyResult } from './call.ts';
+import { TokenCounter } from './count-tokens.ts';
 import type { GatewayPorts } from './ports.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { Relay } from './relay.ts';
@@ -22,10 +25,11 @@ export type GatewayOptions = AdmissionOptions;
 export class GatewayService {
   private readonly admissions: Admissions;
   private readonly attempts: Attempts;
+  private readonly counter: TokenCounter;
 
   constructor(
     private readonly ctx: Context,
-    ports: GatewayPorts,
+    private readonly ports: GatewayPorts,
     translator: Translator,
     private readonly limiter: RateLimiter,
     options: GatewayOptions,
@@ -34,6 +38,17 @@ export class GatewayService {
     this.admissions = new Admissions(ports, limiter, options, new TokenBacklog(ctx.timers));
     const relay = new Relay(ports, translator, limiter);
     this.attempts = new Attempts(ctx, ports, translator, limiter, upstream, relay, options.defaultMaxTokens);
+    this.counter = new TokenCounter(this.admissions, limiter, upstream);
+  }
+
+  /** POST /v1/messages/count_tokens (see TokenCounter). */
+  countTokens(req: ProxyRequest): Promise<ProxyResult> {
+    return this.counter.count(req);
+  }
+
+  /** GET /v1/models for an agent key: what it may call (see usableModels). */
+  models(agentId: AgentId, lister: ModelLister): Promise<UsableModel[]> {
+    return usableModels(this.ports, lister, agentId);
   }
 
   async handle(req: ProxyRequest): Promise<ProxyResult> {

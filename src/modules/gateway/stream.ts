@@ -42,7 +42,8 @@ export class StreamTracker {
   ) {}
 
   observe(event: SseEvent): void {
-    if (this.format === 'openai') {
+    // Legacy completions stream chat's chunks with `text` in place of `delta`.
+    if (this.format === 'openai' || this.format === 'completions') {
       if (event.data === '[DONE]') {
         this.completed = true;
         return;
@@ -56,6 +57,7 @@ export class StreamTracker {
       const usage = usageFromOpenAi(chunk.usage);
       if (usage) this.reported = usage;
       for (const choice of (chunk.choices as Array<Record<string, unknown>> | undefined) ?? []) {
+        if (typeof choice.text === 'string') this.addText(choice.text);
         const delta = choice.delta as Record<string, unknown> | undefined;
         if (typeof delta?.content === 'string') this.addText(delta.content);
         for (const call of (delta?.tool_calls as Array<Record<string, unknown>> | undefined) ?? []) {

@@ -45,6 +45,9 @@ export function syntheticResponse(format: WireFormat, model: string, text: strin
     const chat = syntheticResponse('openai', model, text, now) as Record<string, unknown>;
     return responsesFromChat(chat, Math.floor(now.getTime() / 1000));
   }
+  if (format === 'embeddings')
+    return { object: 'list', data: [], model, usage: { prompt_tokens: 0, total_tokens: 0 } };
+  if (format === 'completions') return textCompletion(model, now, text, 'stop');
   if (format === 'anthropic') {
     return {
       id: `msg_${newId('stp').slice(4)}`,
@@ -83,6 +86,12 @@ export function syntheticStream(format: WireFormat, model: string, text: string,
     const translate = new ResponsesStreamFromChat(model, Math.floor(now.getTime() / 1000));
     return [...chat.flatMap((e) => translate.push(e)), ...translate.end()];
   }
+  if (format === 'completions')
+    return [
+      { event: undefined, data: JSON.stringify(textCompletion(model, now, text, null)) },
+      { event: undefined, data: JSON.stringify(textCompletion(model, now, '', 'stop')) },
+      { event: undefined, data: '[DONE]' },
+    ];
   if (format === 'anthropic') {
     const message = {
       id: `msg_${newId('stp').slice(4)}`,
@@ -127,4 +136,16 @@ export function syntheticStream(format: WireFormat, model: string, text: string,
     chunk({}, 'stop'),
     { event: undefined, data: '[DONE]' },
   ];
+}
+
+/** A legacy completion (or one chunk of its stream, which has the same shape). */
+function textCompletion(model: string, now: Date, text: string, finish: string | null): unknown {
+  return {
+    id: `cmpl-${newId('stp').slice(4)}`,
+    object: 'text_completion',
+    created: Math.floor(now.getTime() / 1000),
+    model,
+    choices: [{ index: 0, text, finish_reason: finish, logprobs: null }],
+    usage: finish === null ? null : { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+  };
 }

@@ -8,9 +8,10 @@ import type { Provider } from './provider-call.ts';
  *
  * - OpenAI models are counted with OpenAI's own BPE tokenizers (gpt-tokenizer,
  *   pure JS): o200k_base for the GPT-4o/4.1/4.5/5 and o-series families,
- *   cl100k_base for GPT-4 and GPT-3.5. Every string of the system prompt,
+ *   cl100k_base for GPT-4, GPT-3.5 and the embedding models. Every string of the system prompt,
  *   messages, tools, legacy functions and response format (for the Responses API:
- *   instructions, input items, tools and text format) is counted, plus a token for each key,
+ *   instructions, input items, tools and text format; the input of embeddings and
+ *   legacy completions) is counted, plus a token for each key,
  *   value and element of their JSON structure — more than the few tokens a
  *   message costs the provider, so the count errs high.
  * - Every other model (Anthropic's tokenizers for Claude 3 and later are not
@@ -57,7 +58,8 @@ export function encodingOf(provider: Provider, model: string): Encoding | undefi
   if (provider === 'anthropic') return undefined;
   const name = (model.includes('/') ? model.slice(model.lastIndexOf('/') + 1) : model).toLowerCase();
   if (/^(gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o[1-9](-|$))/.test(name)) return 'o200k_base';
-  if (/^(gpt-4|gpt-3\.5)/.test(name)) return 'cl100k_base';
+  // The embedding models and the legacy completion models use GPT-4's encoding too.
+  if (/^(gpt-4|gpt-3\.5|text-embedding-(3|ada)|davinci-002|babbage-002)/.test(name)) return 'cl100k_base';
   return undefined;
 }
 
@@ -209,6 +211,9 @@ function countValue(encoding: Encoding, value: unknown, key: string | undefined,
   }
 }
 
+/** Request fields of the non-chat endpoints that are input to the model. */
+const TEXT_FIELDS = ['input', 'prompt', 'suffix'] as const;
+
 /** The input tokens of one request, per tokenizer, counted once each. */
 export class PromptTokens {
   private readonly counted: Partial<Record<Encoding, Tally>> = {};
@@ -265,10 +270,12 @@ export class PromptTokens {
       countValue(encoding, b.tools ?? null, undefined, t);
       if (b.functions !== undefined) countValue(encoding, b.functions, undefined, t);
       if (b.response_format !== undefined) countValue(encoding, b.response_format, undefined, t);
-      // The Responses API's prompt: instructions, the input items, the output format (text.format).
+      // The Responses API's instructions and output format (text.format); its `input` items,
+      // embeddings' `input`, legacy completions' `prompt` and `suffix` (token-id arrays count a token an id).
       if (b.instructions !== undefined) countValue(encoding, b.instructions, undefined, t);
-      if (b.input !== undefined) countValue(encoding, b.input, undefined, t);
       if (b.text !== undefined) countValue(encoding, b.text, undefined, t);
+      for (const field of TEXT_FIELDS)
+        if (b[field] !== undefined) countValue(encoding, b[field], undefined, t);
       this.counted[encoding] = t;
     }
     return t;

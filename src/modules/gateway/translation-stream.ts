@@ -179,7 +179,15 @@ export class AnthropicStreamFromOpenAi implements StreamTranslation {
   private stopReason: string | undefined;
   private usage: Usage | undefined;
 
-  constructor(private readonly model: string) {}
+  /**
+   * `inputTokens`: the gateway's own count of the prompt, which message_start
+   * carries as Anthropic's does (some clients read input tokens there alone);
+   * the provider's figure, when it sends one, replaces it in message_delta.
+   */
+  constructor(
+    private readonly model: string,
+    private readonly inputTokens = 0,
+  ) {}
 
   push(event: SseEvent): SseEvent[] {
     if (this.closed) return [];
@@ -223,7 +231,7 @@ export class AnthropicStreamFromOpenAi implements StreamTranslation {
   private start(chunk: JsonObject): SseEvent[] {
     if (this.started) return [];
     this.started = true;
-    // OpenAI reports input tokens only at the end; message_delta restates them.
+    // OpenAI reports input tokens only at the end: message_start has the estimate, message_delta the count.
     return [
       anthropicEvent('message_start', {
         message: {
@@ -234,7 +242,7 @@ export class AnthropicStreamFromOpenAi implements StreamTranslation {
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: anthropicUsage(ZERO_USAGE),
+          usage: anthropicUsage({ ...ZERO_USAGE, input: this.inputTokens }),
         },
       }),
     ];

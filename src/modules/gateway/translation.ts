@@ -26,10 +26,12 @@ export {
 export interface Translator {
   request(from: WireFormat, to: WireFormat, body: Record<string, unknown>): Record<string, unknown>;
   response(from: WireFormat, to: WireFormat, body: unknown): unknown;
+  /** `inputTokens`: the gateway's estimate of the prompt, for streams that announce it before the provider does. */
   stream(
     from: WireFormat,
     to: WireFormat,
     model: string,
+    inputTokens?: number,
   ): { push(event: SseEvent): SseEvent[]; end(): SseEvent[] };
 }
 
@@ -67,7 +69,7 @@ export class WireTranslator implements Translator {
     throw unsupported(from, to);
   }
 
-  stream(from: WireFormat, to: WireFormat, model: string): StreamTranslation {
+  stream(from: WireFormat, to: WireFormat, model: string, inputTokens?: number): StreamTranslation {
     if (from === to) return passthroughStream();
     if (to === 'responses') {
       const responses = new ResponsesStreamFromChat(model, this.createdSec());
@@ -77,7 +79,7 @@ export class WireTranslator implements Translator {
     }
     if (from === 'anthropic' && to === 'openai')
       return new OpenAiStreamFromAnthropic(model, this.createdSec());
-    if (from === 'openai' && to === 'anthropic') return new AnthropicStreamFromOpenAi(model);
+    if (from === 'openai' && to === 'anthropic') return new AnthropicStreamFromOpenAi(model, inputTokens);
     throw unsupported(from, to);
   }
 

@@ -290,10 +290,12 @@ export class BudgetSystem {
     };
     this.book.finish(r.run, r.amountMicros, r.tokens, cost, totalOf(u));
     if (r.hour) this.book.finish(r.hour, r.amountMicros, 0, cost, 0);
-    // step_count counts work done: blocked requests, failover bookkeeping and sandbox time are not steps of work.
+    // step_count counts work done: blocked requests, failover bookkeeping, sandbox time and token
+    // counts are not steps of work.
     const work =
       record.type !== 'failover_transition' &&
       record.type !== 'sandbox' &&
+      record.type !== 'count_tokens' &&
       record.status !== 'budget_blocked' &&
       record.status !== 'policy_blocked';
     this.writer.push({
