@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PriceTable } from '../../src/modules/gateway/pricing.ts';
 import type { Json } from '../support/factories.ts';
 import { type GatewayFixture, startGateway } from '../support/gateway.ts';
-import { drain } from '../support/sdk.ts';
+import { drain, textResponseEvents } from '../support/sdk.ts';
 
 // The Responses API to OpenAI itself (an `openai` key): the request passes
 // through to OpenAI's /v1/responses, which is told to store nothing and never
@@ -61,18 +61,7 @@ describe('the Responses API passed through to OpenAI', () => {
     expect(error).toBeUndefined();
     expect(sent().body).toMatchObject({ stream: true, store: false });
     expect(sent().body).not.toHaveProperty('stream_options');
-    expect(items.map((e) => e.type)).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(items.map((e) => e.type)).toEqual(textResponseEvents(2));
     const created = items[0] as OpenAI.Responses.ResponseCreatedEvent;
     const completed = items.at(-1) as OpenAI.Responses.ResponseCompletedEvent;
     expect(created.response.id).toMatch(/^resp_[0-9A-Z]{26}$/);
@@ -124,6 +113,43 @@ describe('the Responses API passed through to OpenAI', () => {
       { type: 'function_call_output', call_id: 'call_1', output: '{"temp_c":21}' },
     ]);
     expect(JSON.stringify(body.input)).toContain('Weather in Paris?');
+  });
+
+  it('resolves an item_reference to an item of a stored response, and refuses an unknown one', async () => {
+    g.mock.reply([
+      { toolCalls: [{ name: 'get_weather', arguments: { city: 'Oslo' }, id: 'call_9' }] },
+      { text: 'Cold.' },
+    ]);
+    const first = await g.openai().responses.create({ model: 'gpt-4o', input: 'Weather in Oslo?' });
+    const call = first.output.find((o) => o.type === 'function_call')!;
+    expect(call.id).toBeTruthy();
+
+    const second = await g.openai().responses.create({
+      model: 'gpt-4o',
+      input: [
+        { role: 'user', content: 'Weather in Oslo?' },
+        { type: 'item_reference', id: call.id! },
+        { type: 'function_call_output', call_id: 'call_9', output: '{"temp_c":-4}' },
+      ],
+    });
+    expect(second.output_text).toBe('Cold.');
+    const input = (sent().body as Json).input as Json[];
+    expect(input.map((i) => i.type ?? 'message')).toEqual([
+      'message',
+      'function_call',
+      'function_call_output',
+    ]);
+    expect(input[1]).toMatchObject({ name: 'get_weather', call_id: 'call_9' });
+    expect(JSON.stringify(input)).not.toContain('item_reference');
+
+    const before = g.mock.requests.length;
+    const unknown = await g
+      .openai()
+      .responses.create({ model: 'gpt-4o', input: [{ type: 'item_reference', id: 'rs_nowhere' }] })
+      .catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((unknown as InstanceType<typeof OpenAI.APIError>).code).toBe('item_not_found');
+    expect(g.mock.requests.length).toBe(before);
   });
 
   it('passes hosted tools to OpenAI and refuses them, with nothing sent, for other providers', async () => {

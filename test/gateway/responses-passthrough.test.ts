@@ -36,6 +36,20 @@ describe('the passthrough request body', () => {
       store: false,
     });
   });
+
+  it('sends back only the reasoning items that carry their encrypted content', () => {
+    const input = [
+      { role: 'user', content: 'hi' },
+      { type: 'reasoning', id: 'rs_1', summary: [] },
+      { type: 'reasoning', id: 'rs_2', summary: [], encrypted_content: 'gAAA…' },
+      { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' },
+    ];
+    expect(responsesUpstreamBody({ model: 'm', input }, 'gpt-5', false).input).toEqual([
+      input[0],
+      input[2],
+      input[3],
+    ]);
+  });
 });
 
 describe('hosted tools', () => {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PriceTable } from '../../src/modules/gateway/pricing.ts';
 import type { Json } from '../support/factories.ts';
 import { chatUpstreamAgent, type GatewayFixture, startGateway } from '../support/gateway.ts';
-import { drain } from '../support/sdk.ts';
+import { drain, textResponseEvents } from '../support/sdk.ts';
 
 // OpenAI's Responses API as agents use it (the official SDK's responses.*),
 // served from a Chat Completions upstream (an openai_compatible key) and from
@@ -110,19 +110,7 @@ describe('a chat upstream (openai_compatible)', () => {
       .withResponse();
     const events: OpenAI.Responses.ResponseStreamEvent[] = [];
     for await (const e of stream) events.push(e);
-    expect(events.map((e) => e.type)).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(events.map((e) => e.type)).toEqual(textResponseEvents(3));
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
     const created = events[0] as OpenAI.Responses.ResponseCreatedEvent;
     const completed = last(events) as OpenAI.Responses.ResponseCompletedEvent;

@@ -4,6 +4,7 @@ import { WireTranslator } from '../../src/modules/gateway/translation.ts';
 import { chatRequestFromResponses } from '../../src/modules/gateway/translation-responses-request.ts';
 import { responsesFromChat } from '../../src/modules/gateway/translation-responses-response.ts';
 import { ResponsesStreamFromChat } from '../../src/modules/gateway/translation-responses-stream.ts';
+import { textItemEvents } from '../support/sdk.ts';
 
 // The Responses API served from chat upstreams: request, answer and stream
 // translations on their own (the SDK-driven tests are in responses.test.ts).
@@ -220,13 +221,7 @@ describe('a chat stream → Responses events', () => {
     expect(events.map((e) => e.type)).toEqual([
       'response.created',
       'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
+      ...textItemEvents(2),
       'response.output_item.added',
       'response.function_call_arguments.delta',
       'response.function_call_arguments.delta',

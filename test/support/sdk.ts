@@ -20,3 +20,20 @@ export async function drain<T>(stream: AsyncIterable<T>): Promise<{ items: T[]; 
     return { items, error };
   }
 }
+
+/** The event types of a Responses API stream's text message, sent in `deltas` pieces. */
+export function textItemEvents(deltas: number): string[] {
+  return [
+    'response.output_item.added',
+    'response.content_part.added',
+    ...Array.from({ length: deltas }, () => 'response.output_text.delta'),
+    'response.output_text.done',
+    'response.content_part.done',
+    'response.output_item.done',
+  ];
+}
+
+/** The event types of a whole Responses API stream that answers one text message. */
+export function textResponseEvents(deltas: number): string[] {
+  return ['response.created', 'response.in_progress', ...textItemEvents(deltas), 'response.completed'];
+}

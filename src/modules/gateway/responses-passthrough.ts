@@ -1,3 +1,4 @@
+import { isObject } from './translation-common.ts';
 /**
  * OpenAI's Responses API passed through to OpenAI: the request as the client
  * sent it (ResponsesService puts Paddock's id in the answer). Paddock keeps the
@@ -11,6 +12,12 @@ export function responsesUpstreamBody(
   stream: boolean,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = { ...body, model, store: false };
+  // With store: false OpenAI keeps no reasoning between calls: a reasoning item it must look
+  // up by id is refused, so only those carrying their encrypted content are sent back.
+  if (Array.isArray(body.input))
+    out.input = body.input.filter(
+      (item) => !(isObject(item) && item.type === 'reasoning' && typeof item.encrypted_content !== 'string'),
+    );
   delete out.previous_response_id;
   // A Responses stream always ends with its usage (response.completed): no stream_options to add.
   if (stream) out.stream = true;

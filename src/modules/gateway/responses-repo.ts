@@ -1,7 +1,7 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, or, sql } from 'drizzle-orm';
 import type { AgentId, ResponseId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { responses } from '../../db/schema/index.ts';
+import { type ResponseItem, responses } from '../../db/schema/index.ts';
 
 export type StoredResponseRow = typeof responses.$inferSelect;
 
@@ -34,4 +34,34 @@ export async function deleteResponse(
     .where(and(eq(responses.teamId, teamId), eq(responses.agentId, agentId), eq(responses.id, id)))
     .returning({ id: responses.id });
   return deleted.length > 0;
+}
+
+/**
+ * Output items of this agent's stored responses by their ids (what an
+ * `item_reference` names), newest response first; ids not found are absent.
+ */
+export async function findOutputItems(
+  db: DbOrTx,
+  teamId: TeamId,
+  agentId: AgentId,
+  ids: readonly string[],
+): Promise<Map<string, ResponseItem>> {
+  const found = new Map<string, ResponseItem>();
+  if (ids.length === 0) return found;
+  const rows = await db
+    .select({ output: responses.output })
+    .from(responses)
+    .where(
+      and(
+        eq(responses.teamId, teamId),
+        eq(responses.agentId, agentId),
+        or(...ids.map((id) => sql`${responses.output} @> ${JSON.stringify([{ id }])}::jsonb`)),
+      ),
+    )
+    .orderBy(sql`${responses.id} desc`);
+  const wanted = new Set(ids);
+  for (const row of rows)
+    for (const item of row.output)
+      if (typeof item.id === 'string' && wanted.has(item.id) && !found.has(item.id)) found.set(item.id, item);
+  return found;
 }

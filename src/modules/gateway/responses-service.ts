@@ -13,7 +13,13 @@ import {
   storedResponseObject,
   withoutId,
 } from './responses-items.ts';
-import { deleteResponse, findResponse, insertResponse, type StoredResponseRow } from './responses-repo.ts';
+import {
+  deleteResponse,
+  findOutputItems,
+  findResponse,
+  insertResponse,
+  type StoredResponseRow,
+} from './responses-repo.ts';
 import { formatSse } from './sse.ts';
 import { isObject, type JsonObject, parseJson } from './translation-common.ts';
 
@@ -51,7 +57,8 @@ export class ResponsesService {
     const teamId = await this.team(agentId);
     const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : null;
     const previous = previousId === null ? undefined : await this.find(teamId, agentId, previousId);
-    const input = [...(previous ? [...previous.input, ...previous.output] : []), ...storedItems(body.input)];
+    const history = previous ? [...previous.input, ...previous.output] : [];
+    const input = [...history, ...(await this.resolveReferences(teamId, agentId, history, body.input))];
     const { previous_response_id: _previous, store: _store, ...rest } = body;
     const frame: ResponseFrame = {
       id: newId('resp'),
@@ -95,6 +102,33 @@ export class ResponsesService {
   ): Promise<JsonObject> {
     const row = await this.find(await this.team(agentId), agentId, id);
     return inputItemsPage(row.input, q);
+  }
+
+  /**
+   * The request's items, each `item_reference` replaced by the item it names:
+   * one of the restored conversation's, or an output item of a response this
+   * agent stored (the Vercel AI SDK refers to earlier reasoning items so). The
+   * provider never sees a reference: it stores nothing, so it would not know it.
+   */
+  private async resolveReferences(
+    teamId: TeamId,
+    agentId: AgentId,
+    history: ResponseItem[],
+    input: unknown,
+  ): Promise<ResponseItem[]> {
+    const items = storedItems(input);
+    const refs = items.filter((i) => i.type === 'item_reference').map((i) => String(i.id));
+    if (refs.length === 0) return items;
+    const known = new Map(history.filter((i) => typeof i.id === 'string').map((i) => [i.id as string, i]));
+    const missing = refs.filter((id) => !known.has(id));
+    for (const [id, item] of await findOutputItems(this.db, teamId, agentId, missing)) known.set(id, item);
+    return items.map((item) => {
+      if (item.type !== 'item_reference') return item;
+      const found = known.get(String(item.id));
+      if (!found)
+        throw new AppError(404, 'item_not_found', `no stored item with id ${JSON.stringify(item.id)}`);
+      return found;
+    });
   }
 
   private async team(agentId: AgentId): Promise<TeamId> {
