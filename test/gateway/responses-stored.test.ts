@@ -83,6 +83,9 @@ describe('governance and bad input', () => {
       { model: 'gpt-4o', input: 'hi', max_output_tokens: 0 },
       { model: 'gpt-4o', input: 'hi', text: { format: { type: 'json_schema', schema: {} } } },
       { model: 'gpt-4o', input: 'hi', tools: [{ type: 'function' }] },
+      // Paddock keeps responses itself and the provider stores nothing: no background mode, no conversations.
+      { model: 'gpt-4o', input: 'hi', background: true },
+      { model: 'gpt-4o', input: 'hi', conversation: 'conv_123' },
     ];
     for (const body of bad) {
       const res = await g.t.call('POST', '/v1/responses', { token: compat.api_key, body });

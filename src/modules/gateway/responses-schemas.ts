@@ -138,6 +138,15 @@ export const ResponsesBody = Type.Object(
     previous_response_id: Type.Optional(Nullable(Type.String({ maxLength: 100 }))),
     stream: Type.Optional(Nullable(Type.Boolean())),
     user: Type.Optional(Type.String({ maxLength: 256 })),
+    // Both would need the provider to keep the response, which it is never asked to (store: false).
+    background: Type.Optional(
+      Nullable(
+        Type.Literal(false, { description: 'background responses are not supported: stream instead' }),
+      ),
+    ),
+    conversation: Type.Optional(
+      Type.Null({ description: 'OpenAI conversations are not supported: use previous_response_id' }),
+    ),
   },
   {
     additionalProperties: true,
