@@ -17,8 +17,8 @@ afterAll(async () => {
 });
 
 /** A Jobs on the test database; the supervisor looks for lost jobs every second. */
-function jobsOnDatabase(): Jobs {
-  const jobs = new Jobs(sqlClient(database.db), silentLog, {
+function jobsOnDatabase(client = sqlClient(database.db)): Jobs {
+  const jobs = new Jobs(client, silentLog, {
     pollingIntervalSec: 0.5,
     maintenanceIntervalSec: 1,
   });
@@ -118,6 +118,46 @@ describe('background jobs (pg-boss in the application database)', () => {
     await until(() => seen.length === 1);
     expect(seen).toEqual([{ kept: true }]);
     expect(id).toEqual(expect.any(String));
+  });
+
+  it('looks for jobs once per interval however many workers are idle, and wakes more for a burst', async () => {
+    // Counts pg-boss's fetches (the only statements that take jobs with SKIP LOCKED).
+    const client = sqlClient(database.db);
+    let fetches = 0;
+    const counting = {
+      ...client,
+      query(text: string, params?: unknown[]) {
+        if (/skip locked/i.test(text)) fetches += 1;
+        return client.query(text, params);
+      },
+    };
+    const jobs = jobsOnDatabase(counting);
+    let inHand = 0;
+    let most = 0;
+    const done: number[] = [];
+    const policy = { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 };
+    for (let i = 0; i < 8; i++)
+      await jobs.work<{ n: number }>('test-idle', policy, async (job) => {
+        inHand += 1;
+        most = Math.max(most, inHand);
+        await new Promise((r) => setTimeout(r, 400));
+        inHand -= 1;
+        done.push(job.data.n);
+      });
+    // Each worker fetches once as it starts; after that, idle, only the queue's tick does (every 0.5 s).
+    await new Promise((r) => setTimeout(r, 600));
+    const before = fetches;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(fetches - before).toBeLessThanOrEqual(8); // about 5; eight workers polling on their own made 40
+
+    // A burst sent by another server (whose send wakes nobody here): the tick's worker finds one
+    // and wakes the next, so they run side by side instead of one per tick.
+    const other = jobsOnDatabase();
+    await other.declare('test-idle', policy);
+    for (let n = 0; n < 6; n++) await other.send('test-idle', { n });
+    await until(() => done.length === 6);
+    expect(done.sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(most).toBeGreaterThan(1);
   });
 
   it('refuses to send to a queue this server has not declared, rather than drop the job', async () => {
