@@ -209,6 +209,8 @@ export class Jobs {
     await this.started.catch(() => undefined);
     for (const tick of this.ticks.values()) clearInterval(tick);
     this.ticks.clear();
+    // Their pg-boss workers stop with it: a later work() starts new ones.
+    this.workers.clear();
     if (graceful) for (const held of this.inHand) held.abort(new JobsStopping());
     await this.boss.stop({ graceful, wait: true, close: false, timeout: 10_000 });
     this.started = undefined;

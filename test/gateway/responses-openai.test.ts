@@ -31,7 +31,13 @@ describe('the Responses API passed through to OpenAI', () => {
       .withResponse();
     expect(sent().path).toBe('/v1/responses');
     expect(sent().apiKey).toBe('sk-openai-test');
-    expect(sent().body).toMatchObject({ model: 'gpt-4o', instructions: 'Be brief.', store: false });
+    // No limit asked for: the one the reservation assumed (PADDOCK_DEFAULT_MAX_TOKENS) is sent.
+    expect(sent().body).toMatchObject({
+      model: 'gpt-4o',
+      instructions: 'Be brief.',
+      store: false,
+      max_output_tokens: 4096,
+    });
     expect(sent().body).not.toHaveProperty('previous_response_id');
 
     expect(data.id).toMatch(/^resp_[0-9A-Z]{26}$/);
@@ -77,6 +83,18 @@ describe('the Responses API passed through to OpenAI', () => {
     expect(step.cost_usd).toBeCloseTo(COST, 6);
     const stored = await g.openai().responses.retrieve(created.response.id);
     expect(stored.output_text).toBe('Paris.');
+
+    // A client that stops reading at response.completed can name the response at once.
+    g.mock.reply({ chunks: ['Ber', 'lin.'] });
+    let id = '';
+    for await (const e of await g
+      .openai()
+      .responses.create({ model: 'gpt-4o', input: 'And Germany?', stream: true }))
+      if (e.type === 'response.completed') {
+        id = e.response.id;
+        break;
+      }
+    expect((await g.openai().responses.retrieve(id)).output_text).toBe('Berlin.');
   });
 
   it('sends the whole conversation for previous_response_id, never the id', async () => {
@@ -149,6 +167,15 @@ describe('the Responses API passed through to OpenAI', () => {
       .catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
     expect((unknown as InstanceType<typeof OpenAI.APIError>).code).toBe('item_not_found');
+    const many = await g
+      .openai()
+      .responses.create({
+        model: 'gpt-4o',
+        input: Array.from({ length: 101 }, (_, i) => ({ type: 'item_reference' as const, id: `rs_${i}` })),
+      })
+      .catch((e: unknown) => e);
+    expect(many).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((many as InstanceType<typeof OpenAI.APIError>).code).toBe('too_many_item_references');
     expect(g.mock.requests.length).toBe(before);
   });
 

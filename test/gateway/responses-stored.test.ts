@@ -156,6 +156,26 @@ describe('governance and bad input', () => {
     expect(alone.output_text).toBe('short');
   });
 
+  it('reserves for max_output_tokens, whatever max_tokens beside it says', async () => {
+    const limited = await g.newAgent(
+      { budget: { hard_limit_tokens: 2000 } },
+      { provider_keys: compat.provider_keys },
+    );
+    const client = g.openai({ apiKey: limited.api_key, headers: { 'x-paddock-new-run': 'true' } });
+    const before = g.mock.requestCount;
+    // max_tokens is no Responses field: the provider would be sent max_output_tokens (64 000).
+    const err = (await rejection(
+      client.responses.create({
+        model: 'gpt-4o',
+        input: 'hi',
+        max_output_tokens: 64_000,
+        max_tokens: 1,
+      } as never),
+    )) as InstanceType<typeof OpenAI.APIError>;
+    expect(err.status).toBe(402);
+    expect(g.mock.requestCount).toBe(before);
+  });
+
   it('answers a dry run in the Responses shape, plain and streamed', async () => {
     const before = g.mock.requestCount;
     const dry = await g.newAgent({ dry_run: true }, { provider_keys: compat.provider_keys });

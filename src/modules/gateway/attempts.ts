@@ -168,7 +168,13 @@ export class Attempts {
 
   private upstreamBody(a: Admitted, providerFormat: WireFormat, model: string): Record<string, unknown> {
     // Only a Responses client is spoken to OpenAI in the Responses API: a passthrough.
-    if (providerFormat === 'responses') return responsesUpstreamBody(a.req.body, model, a.stream);
+    // A Responses call that sets no limit is sent the one its reservation assumed, as Anthropic
+    // calls are: reasoning models could otherwise produce more than the budget held for them.
+    if (providerFormat === 'responses') {
+      const body = responsesUpstreamBody(a.req.body, model, a.stream);
+      body.max_output_tokens ??= this.defaultMaxTokens;
+      return body;
+    }
     const body =
       providerFormat === a.req.format
         ? { ...a.req.body }
@@ -176,6 +182,8 @@ export class Attempts {
     body.model = model;
     if (providerFormat === 'anthropic' && body.max_tokens === undefined)
       body.max_tokens = this.defaultMaxTokens;
+    if (a.req.format === 'responses' && providerFormat === 'openai' && body.max_completion_tokens == null)
+      body.max_completion_tokens = this.defaultMaxTokens;
     // OpenAI's default, said outright: a self-hosted server's own default could pass the reservation.
     if (providerFormat === 'completions' && body.max_tokens == null)
       body.max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS;

@@ -11,7 +11,9 @@ export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
  * The most output tokens a call may be billed for: none for embeddings; for
  * legacy completions `max_tokens` (16 when unset) for each of the
  * max(`n`, `best_of`) candidates of each prompt of a batch; for chat,
- * `max_tokens` / `max_completion_tokens`, else the server's default.
+ * `max_tokens` / `max_completion_tokens`, for the Responses API
+ * `max_output_tokens`, else the server's default (which a Responses call is
+ * then sent as its limit: attempts.ts).
  */
 export function outputAllowance(format: WireFormat, body: Record<string, unknown>, fallback: number): number {
   if (format === 'embeddings') return 0;
@@ -20,12 +22,10 @@ export function outputAllowance(format: WireFormat, body: Record<string, unknown
     const candidates = Math.max(wholeOrUndefined(body.n, 1) ?? 1, wholeOrUndefined(body.best_of, 1) ?? 1);
     return each * candidates * promptCount(body.prompt);
   }
-  return (
-    wholeOrUndefined(body.max_tokens, 1) ??
-    wholeOrUndefined(body.max_completion_tokens, 1) ??
-    wholeOrUndefined(body.max_output_tokens, 1) ??
-    fallback
-  );
+  // The Responses API's limit is max_output_tokens alone: a max_tokens beside it is not what the
+  // provider is sent, so it must not be what the budget reserves for.
+  if (format === 'responses') return wholeOrUndefined(body.max_output_tokens, 1) ?? fallback;
+  return wholeOrUndefined(body.max_tokens, 1) ?? wholeOrUndefined(body.max_completion_tokens, 1) ?? fallback;
 }
 
 /**

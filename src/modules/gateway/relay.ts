@@ -219,14 +219,18 @@ export class Relay {
           errorMessage = s.tracker.malformed
             ? MALFORMED_EVENT_MESSAGE
             : (s.tracker.errorMessage ?? 'the provider ended the stream before it finished');
-          yield formatSse(streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId));
+          yield formatSse(
+            streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId, s.tracker.nextSequenceNumber),
+          );
         }
       } catch (err) {
         const e = classify(err, { signal: a.req.signal });
         errorKind = e.kind === 'client_disconnect' ? 'client_disconnect' : 'mid_stream_error';
         errorMessage = errorKind === 'client_disconnect' ? e.message : `the stream broke off: ${e.message}`;
         if (errorKind !== 'client_disconnect')
-          yield formatSse(streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId));
+          yield formatSse(
+            streamErrorEvent(a.req.format, errorKind, errorMessage, a.runId, s.tracker.nextSequenceNumber),
+          );
       } finally {
         // Runs on completion, on error, and when the client disconnects (return()).
         finish(errorKind, errorMessage);

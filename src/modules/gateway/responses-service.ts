@@ -1,6 +1,7 @@
 import type { Context } from '../../core/context.ts';
-import { AppError, UnauthorizedError } from '../../core/errors.ts';
+import { AppError, BadRequestError, UnauthorizedError } from '../../core/errors.ts';
 import { type AgentId, isId, newId, type ResponseId, type TeamId } from '../../core/ids.ts';
+import { storableText } from '../../core/input-guard.ts';
 import type { Db } from '../../db/client.ts';
 import type { ResponseItem } from '../../db/schema/index.ts';
 import type { ProxyRequest, ProxyResult } from './call.ts';
@@ -32,7 +33,11 @@ const FRAMED_EVENTS = new Set([
   'response.incomplete',
   'response.failed',
 ]);
-const FINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+/** The most distinct stored items one request may refer to (`item_reference`), each one lookup. */
+const MAX_REFERENCES = 100;
+
+/** The events that end a stream with an answer: the response is stored before they reach the client. */
+const FINAL_EVENTS = new Set(['response.completed', 'response.incomplete']);
 
 export type CreateResponseRequest = Omit<ProxyRequest, 'format'>;
 
@@ -117,8 +122,13 @@ export class ResponsesService {
     input: unknown,
   ): Promise<ResponseItem[]> {
     const items = storedItems(input);
-    const refs = items.filter((i) => i.type === 'item_reference').map((i) => String(i.id));
+    const refs = [...new Set(items.filter((i) => i.type === 'item_reference').map((i) => String(i.id)))];
     if (refs.length === 0) return items;
+    if (refs.length > MAX_REFERENCES)
+      throw new BadRequestError(
+        'too_many_item_references',
+        `a request may refer to at most ${MAX_REFERENCES} stored items (it names ${refs.length})`,
+      );
     const known = new Map(history.filter((i) => typeof i.id === 'string').map((i) => [i.id as string, i]));
     const missing = refs.filter((id) => !known.has(id));
     for (const [id, item] of await findOutputItems(this.db, teamId, agentId, missing)) known.set(id, item);
@@ -153,7 +163,8 @@ export class ResponsesService {
   ): Promise<void> {
     const runId = headers['x-paddock-run-id'];
     const stepId = headers['x-paddock-step-id'];
-    await insertResponse(this.db, {
+    // A model's output may hold what Postgres cannot store (NUL, lone surrogates): replaced, as in steps.
+    const row = storableText({
       id: frame.id as ResponseId,
       teamId,
       agentId,
@@ -171,6 +182,11 @@ export class ResponsesService {
       previousResponseId: frame.previousResponseId as ResponseId | null,
       createdAt: this.ctx.clock.now(),
     });
+    // The call is answered and charged by now: a failed save must not turn it into an error the
+    // client would retry (and pay for again). The response just cannot be named later.
+    await insertResponse(this.db, row).catch((err: unknown) =>
+      this.ctx.log.error({ err, response_id: frame.id }, 'responses: could not store a response'),
+    );
   }
 }
 
@@ -190,7 +206,6 @@ function framedStream(
   save: (response: JsonObject) => Promise<void>,
 ): AsyncGenerator<string, void, undefined> {
   async function* framing(): AsyncGenerator<string, void, undefined> {
-    let final: JsonObject | undefined;
     for await (const chunk of chunks) {
       const type = chunk.startsWith('event: response.') ? chunk.slice(7, chunk.indexOf('\n')) : undefined;
       const data =
@@ -201,10 +216,11 @@ function framedStream(
       }
       const response = framed(data.response, frame);
       data.response = response;
-      if (FINAL_EVENTS.has(type!)) final = response;
+      // Stored before the client hears the end: a client that stops reading there (the SDKs'
+      // iterators may) names the id in its next request at once.
+      if (FINAL_EVENTS.has(type!)) await save(response);
       yield formatSse({ event: type, data: JSON.stringify(data) });
     }
-    if (final) await save(final);
   }
   const framing$ = framing();
   // Returning the wrapper before it started must still end (and settle) the gateway's stream.
