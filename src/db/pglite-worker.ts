@@ -12,20 +12,30 @@ import type { WorkerReply, WorkerRequest } from './pglite-remote.ts';
 const send = process.send?.bind(process);
 if (!send) throw new Error('pglite-worker must run as a child process with an IPC channel');
 
-let ready: Promise<PGlite> | undefined;
-// The server went away (exit or crash): close the database and go too.
-process.on('disconnect', () => {
-  void (ready ?? Promise.resolve(undefined))
-    .then((db) => (db && !db.closed ? db.close() : undefined))
-    .finally(() => process.exit(0));
-});
-
 interface OpenTransaction {
   tx: Transaction;
   finish: (commit: boolean) => void;
   done: Promise<void>;
 }
 const transactions = new Map<number, OpenTransaction>();
+
+let ready: Promise<PGlite> | undefined;
+/** How long a database left by its server may take to close before its process goes anyway. */
+const CLOSE_DEADLINE_MS = 5000;
+// The server went away (exit or crash): close the database and go too. Transactions it left open
+// are rolled back first (one waiting for a commit holds PGlite's lock, and close() would wait for
+// it); and the process goes after the deadline whatever close() does — a database process that
+// outlived its server would hold the data dir beside the next server that opens it (seen after a
+// server was killed mid-task: its database process stayed, its channel closed).
+process.on('disconnect', () => {
+  for (const t of transactions.values()) t.finish(false);
+  transactions.clear();
+  setTimeout(() => process.exit(1), CLOSE_DEADLINE_MS);
+  void (ready ?? Promise.resolve(undefined))
+    .then((db) => (db && !db.closed ? db.close() : undefined))
+    .finally(() => process.exit(0));
+});
+
 const ROLLBACK = new Error('rollback');
 
 /** Identity parsers for the types the caller wants as text (drizzle keeps timestamps as strings). */

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RemotePglite } from '../../src/db/pglite-remote.ts';
@@ -27,5 +28,37 @@ describe('the embedded database process', () => {
     } finally {
       await db.close();
     }
+  });
+
+  // The server's end of the channel closing is what its death looks like to the database process.
+  it('goes away with its server, even while a transaction the server began is open', {
+    timeout: 180_000,
+  }, async () => {
+    const db = await RemotePglite.create();
+    const pid = db.pid!;
+    let begun!: () => void;
+    const inTx = new Promise<void>((resolve) => {
+      begun = resolve;
+    });
+    const held = db
+      .transaction(async (tx) => {
+        await tx.query('create table held (n int)');
+        begun();
+        await new Promise(() => {}); // never commits: the server died inside it
+      })
+      .catch(() => undefined);
+    await inTx;
+    (db as unknown as { worker: ChildProcess }).worker.disconnect();
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(alive()).toBe(false);
+    void held;
   });
 });
