@@ -20,13 +20,6 @@ type Agent = Json & { api_key: string };
 
 const last = <T>(xs: readonly T[]): T => xs[xs.length - 1]!;
 
-async function ledger(runId: string): Promise<Json[]> {
-  await g.t.services.runs.flush();
-  const res = await g.t.call('GET', `/v1/runs/${runId}/ledger`, { token: g.user.token });
-  expect(res.status).toBe(200);
-  return res.body.data;
-}
-
 /** A raw call as an agent: status and body exactly as sent. */
 async function post(agent: Agent, path: string, body: unknown) {
   const res = await fetch(`${g.url}${path}`, {
@@ -72,7 +65,7 @@ describe('POST /v1/embeddings', () => {
       tokens: { input: 1000, output: 0, cache_read: 0, cache_creation: 0 },
     });
     expect(step.cost_usd).toBeCloseTo(cost, 6);
-    const entry = last(await ledger(runId));
+    const entry = last(await g.ledger(runId));
     expect(entry).toMatchObject({ step_id: step.id, provider: 'openai', tokens: step.tokens });
   });
 

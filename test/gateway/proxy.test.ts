@@ -20,13 +20,6 @@ const GPT_4O_COST = (1040 * 2.5 + 200 * 10 + 500 * 1.25) / 1e6;
 // claude-sonnet-4-5: $3 in, $15 out, $0.30 cache read, $3.75 cache write.
 const SONNET_COST = (1000 * 3 + 200 * 15 + 500 * 0.3 + 40 * 3.75) / 1e6;
 
-async function ledger(runId: string): Promise<Json[]> {
-  await g.t.services.runs.flush();
-  const res = await g.t.call('GET', `/v1/runs/${runId}/ledger`, { token: g.user.token });
-  expect(res.status).toBe(200);
-  return res.body.data;
-}
-
 function last<T>(xs: readonly T[]): T {
   return xs[xs.length - 1]!;
 }
@@ -64,7 +57,7 @@ describe('OpenAI format to an OpenAI key', () => {
       tokens: { input: 1040, output: 200, cache_read: 500, cache_creation: 0 },
     });
     expect(step.cost_usd).toBeCloseTo(GPT_4O_COST, 6);
-    const entry = last(await ledger(runId));
+    const entry = last(await g.ledger(runId));
     expect(entry).toMatchObject({ step_id: step.id, provider: 'openai', tokens: step.tokens });
     expect(entry.cost_usd).toBeCloseTo(GPT_4O_COST, 6);
 

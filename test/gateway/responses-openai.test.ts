@@ -160,6 +160,15 @@ describe('the Responses API passed through to OpenAI', () => {
     expect(input[1]).toMatchObject({ name: 'get_weather', call_id: 'call_9' });
     expect(JSON.stringify(input)).not.toContain('item_reference');
 
+    // Another agent of the same team cannot name this agent's items.
+    const other = await g.newAgent();
+    const foreign = await g
+      .openai({ apiKey: other.api_key })
+      .responses.create({ model: 'gpt-4o', input: [{ type: 'item_reference', id: call.id! }] })
+      .catch((e: unknown) => e);
+    expect(foreign).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((foreign as InstanceType<typeof OpenAI.APIError>).code).toBe('item_not_found');
+
     const before = g.mock.requests.length;
     const unknown = await g
       .openai()

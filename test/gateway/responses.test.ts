@@ -42,12 +42,6 @@ function last<T>(xs: readonly T[]): T {
 }
 const sentBody = () => last(g.mock.requests).body as Json;
 
-async function ledger(runId: string): Promise<Json[]> {
-  await g.t.services.runs.flush();
-  const res = await g.t.call('GET', `/v1/runs/${runId}/ledger`, { token: g.user.token });
-  return res.body.data;
-}
-
 describe('a chat upstream (openai_compatible)', () => {
   it('answers a plain request and records its tokens and cost', async () => {
     g.mock.reply({ text: 'Paris.', usage: USAGE });
@@ -100,7 +94,7 @@ describe('a chat upstream (openai_compatible)', () => {
     });
     expect(compatCost(USAGE)).toBeGreaterThan(0);
     expect(step.cost_usd).toBeCloseTo(compatCost(USAGE), 6);
-    expect(last(await ledger(runId))).toMatchObject({ step_id: step.id, tokens: step.tokens });
+    expect(last(await g.ledger(runId))).toMatchObject({ step_id: step.id, tokens: step.tokens });
   });
 
   it('streams the typed events in order, with one id and the final text, and stores the answer', async () => {

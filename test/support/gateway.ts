@@ -23,6 +23,8 @@ export interface GatewayFixture {
   anthropic(options?: { apiKey?: string; headers?: Record<string, string>; timeoutMs?: number }): Anthropic;
   /** The steps of a run, oldest first, once the write-behind queue has drained. */
   steps(runId: string): Promise<Json[]>;
+  /** A run's ledger entries, as the API lists them, once the write-behind queue has drained. */
+  ledger(runId: string): Promise<Json[]>;
   run(runId: string): Promise<Json>;
   /** Another agent of the same team, on a policy made from `policy` (and the same keys unless given). */
   newAgent(
@@ -98,6 +100,12 @@ export async function startGateway(
       });
       if (res.status !== 200) throw new Error(`steps failed: ${res.status} ${JSON.stringify(res.body)}`);
       return [...res.body.data].sort((a: Json, b: Json) => (a.id < b.id ? -1 : 1));
+    },
+    async ledger(runId) {
+      await t.services.runs.flush();
+      const res = await t.call('GET', `/v1/runs/${runId}/ledger`, { token: user.token });
+      if (res.status !== 200) throw new Error(`ledger failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.data;
     },
     async run(runId) {
       await t.services.runs.flush();

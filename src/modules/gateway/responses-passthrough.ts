@@ -33,7 +33,7 @@ export function hostedToolTypes(body: Record<string, unknown>): string[] {
   if (!Array.isArray(body.tools)) return [];
   const types = new Set<string>();
   for (const tool of body.tools)
-    if (isRecord(tool) && typeof tool.type === 'string' && tool.type !== 'function') types.add(tool.type);
+    if (isObject(tool) && typeof tool.type === 'string' && tool.type !== 'function') types.add(tool.type);
   return [...types];
 }
 
@@ -45,14 +45,10 @@ export function responsesToolNames(body: Record<string, unknown>): string[] {
   if (!Array.isArray(body.tools)) return [];
   const names: string[] = [];
   for (const tool of body.tools) {
-    if (!isRecord(tool)) continue;
+    if (!isObject(tool)) continue;
     const named = tool.type === 'function' || tool.type === 'custom';
     const name = named ? tool.name : tool.type;
     if (typeof name === 'string') names.push(name);
   }
   return names;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
