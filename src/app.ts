@@ -80,6 +80,7 @@ import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
 import { registerSecretRoutes } from './modules/secrets/routes.ts';
 import { SecretsService } from './modules/secrets/service.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
+import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
@@ -316,10 +317,18 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   };
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
-  const taskRunner = new TaskRunner(db, ctx, events, tasks, ports, jobs, {
-    ...runnerTimings(config.taskConcurrency, config.taskLostAfterSec),
-    ...options.taskRunner,
-  });
+  // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
+  const toolSources: ToolSource[] = [];
+  const taskRunner = new TaskRunner(
+    db,
+    ctx,
+    events,
+    tasks,
+    ports,
+    jobs,
+    { ...runnerTimings(config.taskConcurrency, config.taskLostAfterSec), ...options.taskRunner },
+    toolSources,
+  );
   const services: Services = {
     auth,
     teams,

@@ -17,6 +17,43 @@ export const BUILT_IN_TOOLS = [
   'submit_result',
 ] as const;
 
+/** Every tool an agent's `tools` may name: the capsule's built-ins, and web_fetch (run by the runner). */
+export const AGENT_TOOLS = [...BUILT_IN_TOOLS, 'web_fetch'] as const;
+export type AgentToolName = (typeof AGENT_TOOLS)[number];
+
+/** A server's name as its tools are named (`mcp__<name>__<tool>`). */
+const McpServerName = Type.String({ minLength: 1, maxLength: 40, pattern: '^[A-Za-z0-9_-]+$' });
+
+/**
+ * An MCP server whose tools join the agent's: a stdio server started inside
+ * the task's capsule, or an HTTP (streamable HTTP) server reached through the
+ * capsule's egress allow-list.
+ */
+export const McpServer = Type.Union([
+  Type.Object(
+    {
+      name: McpServerName,
+      transport: Type.Literal('stdio'),
+      command: Type.String({
+        minLength: 1,
+        maxLength: 1000,
+        description: 'run in the capsule, from /workspace',
+      }),
+      args: Type.Optional(Type.Array(Type.String({ maxLength: 10_000 }), { maxItems: 100 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      name: McpServerName,
+      transport: Type.Literal('http'),
+      url: Type.String({ minLength: 1, maxLength: 2000, format: 'uri' }),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type McpServerSpec = Static<typeof McpServer>;
+
 const OutputPolicy = Type.Union(
   [
     Type.Object({ mode: Type.Literal('any') }, { additionalProperties: false }),
@@ -61,7 +98,7 @@ export const DefinitionFields = {
   system_prompt: Type.Optional(Nullable(Type.String({ maxLength: 200_000 }))),
   effort: Type.Optional(Nullable(Type.Enum(['low', 'medium', 'high', 'max']))),
   tools: Type.Optional(
-    Type.Array(Type.Enum([...BUILT_IN_TOOLS]), {
+    Type.Array(Type.Enum([...AGENT_TOOLS]), {
       uniqueItems: true,
       description: 'the built-in tools the agent may use (default: all)',
     }),
@@ -88,6 +125,38 @@ export const DefinitionFields = {
   reference_file_ids: Type.Optional(
     Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 100, uniqueItems: true }),
   ),
+  memory_enabled: Type.Optional(
+    Type.Boolean({ description: 'the agent remembers across tasks (memory_search and memory_save tools)' }),
+  ),
+  skill_ids: Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+      maxItems: 50,
+      uniqueItems: true,
+      description: 'skills of the team the agent may load (load_skill)',
+    }),
+  ),
+  mcp_servers: Type.Optional(Type.Array(McpServer, { maxItems: 20 })),
+  sub_agent_ids: Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+      maxItems: 20,
+      uniqueItems: true,
+      description: 'agents of the team this agent may delegate to (the delegate tool)',
+    }),
+  ),
+  idle_timeout_sec: Type.Optional(
+    Type.Integer({
+      minimum: 30,
+      maximum: 86_400,
+      description: "a workspace's capsule pauses after this long without a message",
+    }),
+  ),
+  session_ttl_sec: Type.Optional(
+    Type.Integer({
+      minimum: 60,
+      maximum: 30 * 86_400,
+      description: 'a paused workspace expires (its capsule removed, its history kept) after this long',
+    }),
+  ),
 };
 
 type DefinitionInput = { [K in keyof typeof DefinitionFields]?: Static<(typeof DefinitionFields)[K]> };
@@ -97,7 +166,7 @@ export interface Definition {
   model: string | null;
   system_prompt: string | null;
   effort: 'low' | 'medium' | 'high' | 'max' | null;
-  tools: Array<(typeof BUILT_IN_TOOLS)[number]>;
+  tools: AgentToolName[];
   max_turns: number;
   max_budget_usd: number | null;
   timeout_sec: number;
@@ -109,6 +178,12 @@ export interface Definition {
   environment_version: number;
   output_policy: Static<typeof OutputPolicy>;
   reference_file_ids: string[];
+  memory_enabled: boolean;
+  skill_ids: string[];
+  mcp_servers: McpServerSpec[];
+  sub_agent_ids: string[];
+  idle_timeout_sec: number;
+  session_ttl_sec: number;
 }
 
 /** The JSON schema of a stored definition, for responses. */
@@ -128,13 +203,19 @@ export const DefinitionSchema = Type.Object({
   environment_version: Type.Integer(),
   output_policy: OutputPolicy,
   reference_file_ids: Type.Array(Type.String()),
+  memory_enabled: Type.Boolean(),
+  skill_ids: Type.Array(Type.String()),
+  mcp_servers: Type.Array(McpServer),
+  sub_agent_ids: Type.Array(Type.String()),
+  idle_timeout_sec: Type.Integer(),
+  session_ttl_sec: Type.Integer(),
 });
 
 export const DEFINITION_DEFAULTS = {
   model: null,
   system_prompt: null,
   effort: null,
-  tools: [...BUILT_IN_TOOLS],
+  tools: [...AGENT_TOOLS] as AgentToolName[],
   max_turns: 50,
   max_budget_usd: null,
   timeout_sec: 1800,
@@ -143,7 +224,21 @@ export const DEFINITION_DEFAULTS = {
   egress: [],
   output_policy: { mode: 'any' as const },
   reference_file_ids: [],
+  memory_enabled: false,
+  skill_ids: [],
+  mcp_servers: [],
+  sub_agent_ids: [],
+  idle_timeout_sec: 600,
+  session_ttl_sec: 7 * 86_400,
 };
+
+/**
+ * A definition as stored: versions written before a field existed lack it,
+ * and read as its default.
+ */
+export function storedDefinition(stored: Record<string, unknown>): Definition {
+  return { ...DEFINITION_DEFAULTS, ...stored } as unknown as Definition;
+}
 
 /** Whether the request sends any definition field (a create always makes version 1 anyway). */
 export function sendsDefinition(input: object): boolean {
@@ -172,6 +267,12 @@ export function mergeDefinition(
     egress: input.egress ?? base.egress,
     output_policy: input.output_policy ?? base.output_policy,
     reference_file_ids: input.reference_file_ids ?? base.reference_file_ids,
+    memory_enabled: input.memory_enabled ?? base.memory_enabled,
+    skill_ids: input.skill_ids ?? base.skill_ids,
+    mcp_servers: input.mcp_servers ?? base.mcp_servers,
+    sub_agent_ids: input.sub_agent_ids ?? base.sub_agent_ids,
+    idle_timeout_sec: input.idle_timeout_sec ?? base.idle_timeout_sec,
+    session_ttl_sec: input.session_ttl_sec ?? base.session_ttl_sec,
   };
 }
 

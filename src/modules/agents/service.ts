@@ -21,7 +21,7 @@ import type { PoliciesService } from '../policies/service.ts';
 import { actorLabel } from '../policies/service.ts';
 import { type ProviderName, sameJson } from '../policies/spec.ts';
 import type { UsableKey } from '../providers/service.ts';
-import { changedFields, type Definition, sendsDefinition } from './definition.ts';
+import { changedFields, type Definition, sendsDefinition, storedDefinition } from './definition.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
 import {
@@ -622,7 +622,7 @@ export class AgentsService {
     if (!definition) {
       const v = await versionsRepo.findVersion(this.db, teamId, row.id as AgentId, n);
       if (!v) return undefined;
-      definition = v.definition as unknown as Definition;
+      definition = storedDefinition(v.definition);
       if (this.pastVersions.size >= 10_000) this.pastVersions.clear();
       this.pastVersions.set(key, definition);
     }

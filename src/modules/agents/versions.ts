@@ -4,7 +4,13 @@ import { type PageQuery, pageOf, versionCursor } from '../../core/pagination.ts'
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { Principal } from '../identity/principal.ts';
 import { actorLabel } from '../policies/service.ts';
-import { changedFields, DEFINITION_DEFAULTS, type Definition, mergeDefinition } from './definition.ts';
+import {
+  changedFields,
+  DEFINITION_DEFAULTS,
+  type Definition,
+  mergeDefinition,
+  storedDefinition,
+} from './definition.ts';
 import type { AgentRow } from './repo.ts';
 import * as repo from './versions-repo.ts';
 
@@ -38,9 +44,9 @@ export const DEFAULT_ENVIRONMENT: PinnedEnvironment = {
 
 /** An agent made before definitions existed has none: its version 1 is the defaults. */
 export function definitionOf(row: AgentRow): Definition {
-  return (
-    (row.definition as unknown as Definition | null) ?? { ...DEFINITION_DEFAULTS, ...DEFAULT_ENVIRONMENT }
-  );
+  return row.definition
+    ? storedDefinition(row.definition)
+    : { ...DEFINITION_DEFAULTS, ...DEFAULT_ENVIRONMENT };
 }
 
 type DefinitionInput = Parameters<typeof mergeDefinition>[0];
@@ -149,8 +155,7 @@ export class AgentVersions {
     return pageOf(
       query,
       (cursor, rows) => repo.listVersions(this.db, agent.teamId, agent.id, versionCursor(cursor), rows),
-      (v) =>
-        versionView(v.agentId, v.version, v.definition as unknown as Definition, v.createdAt, v.createdBy),
+      (v) => versionView(v.agentId, v.version, storedDefinition(v.definition), v.createdAt, v.createdBy),
       (v) => String(v.version),
     );
   }
@@ -160,7 +165,7 @@ export class AgentVersions {
       return versionView(agent.id, 1, definitionOf(agent), agent.createdAt, agent.createdBy);
     const v = await repo.findVersion(this.db, agent.teamId, agent.id as AgentId, n);
     if (!v) throw new NotFoundError('agent version', `${agent.id} v${n}`);
-    return versionView(v.agentId, v.version, v.definition as unknown as Definition, v.createdAt, v.createdBy);
+    return versionView(v.agentId, v.version, storedDefinition(v.definition), v.createdAt, v.createdBy);
   }
 
   /** What changed from version `from` to version `to`: each field with its value in both. */

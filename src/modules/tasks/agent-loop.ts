@@ -6,9 +6,10 @@ import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
 import type { Definition } from '../agents/definition.ts';
 import type { SecretRedactor } from '../secrets/redact.ts';
 import type { TaskEventType } from './event-log.ts';
+import type { LoopTool } from './loop-tools.ts';
 import { validateResult } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
-import { toolDefinitions } from './tool-definitions.ts';
+import { isBuiltIn, toolDefinitions } from './tool-definitions.ts';
 import { runTool, type ToolCapsule } from './tools.ts';
 
 /** Why a task ended other than by its answer: the code becomes the task's error code. */
@@ -56,6 +57,10 @@ export interface LoopInput {
   maxTurns: number;
   outputSchema: Record<string, unknown> | null;
   inputFiles: string[];
+  /** Tools beyond the built-ins (loop-tools.ts), offered beside those the definition allows. */
+  extraTools: LoopTool[];
+  /** Lines the tool sources add to the system prompt. */
+  promptLines: string[];
   /** The capsule, once it runs (the first model call does not wait for it). */
   capsule: () => Promise<ToolCapsule>;
   /** A model call was admitted by the gateway and goes to the provider. */
@@ -85,7 +90,12 @@ export interface LoopResult {
 /** Characters of a tool output an event carries; the whole output goes to a file. */
 export const EVENT_OUTPUT_CHARS = 4000;
 
-function systemPrompt(def: Definition, inputFiles: string[], hasSchema: boolean): string {
+function systemPrompt(
+  def: Definition,
+  inputFiles: string[],
+  hasSchema: boolean,
+  extra: readonly string[],
+): string {
   const lines = [
     'You are working inside a sandbox (a Linux capsule) through the tools you are given.',
     'Your working directory is /workspace.',
@@ -97,6 +107,7 @@ function systemPrompt(def: Definition, inputFiles: string[], hasSchema: boolean)
       ? 'When you are done, call submit_result with a result that matches the required schema.'
       : 'When you are done, call submit_result with your result, or answer without a tool call.',
   );
+  lines.push(...extra);
   return def.system_prompt ? `${def.system_prompt}\n\n${lines.join('\n')}` : lines.join('\n');
 }
 
@@ -111,6 +122,8 @@ export class AgentLoop {
   private readonly messages: ChatMessage[];
   private badCalls = 0;
   private resultRetries = 0;
+  /** Every tool the model is offered, by name: the allowed built-ins and the sources' tools. */
+  private readonly offered: Map<string, LoopTool | 'built_in'>;
 
   constructor(
     private readonly ctx: Context,
@@ -121,14 +134,29 @@ export class AgentLoop {
     this.messages = [
       {
         role: 'system',
-        content: systemPrompt(input.definition, input.inputFiles, input.outputSchema !== null),
+        content: systemPrompt(
+          input.definition,
+          input.inputFiles,
+          input.outputSchema !== null,
+          input.promptLines,
+        ),
       },
       { role: 'user', content: input.prompt },
     ];
+    this.offered = new Map<string, LoopTool | 'built_in'>(
+      input.definition.tools.filter(isBuiltIn).map((name) => [name, 'built_in']),
+    );
+    for (const t of input.extraTools) this.offered.set(t.name, t);
   }
 
   async run(): Promise<LoopResult> {
-    const tools = toolDefinitions(this.input.definition.tools, this.input.outputSchema ?? undefined);
+    const tools = [
+      ...toolDefinitions(this.input.definition.tools.filter(isBuiltIn), this.input.outputSchema ?? undefined),
+      ...this.input.extraTools.map((t) => ({
+        type: 'function' as const,
+        function: { name: t.name, description: t.description, parameters: structuredClone(t.parameters) },
+      })),
+    ];
     for (let turn = 1; turn <= this.input.maxTurns; turn++) {
       this.hooks.turn(turn);
       const answer = await this.call(tools, turn);
@@ -160,30 +188,43 @@ export class AgentLoop {
       let output: string;
       let full: string | undefined;
       let exitCode: number | undefined;
+      /** A failure that counts towards malformed_tool_calls. */
+      let bad = false;
       if (submitted) {
         ok = false;
         output = 'the result was already submitted; this call was not run';
-      } else if (!this.input.definition.tools.includes(name as never)) {
+      } else if (!this.offered.has(name)) {
         ok = false;
-        output = `there is no tool named ${JSON.stringify(name)}; use one of: ${this.input.definition.tools.join(', ')}`;
+        bad = true;
+        output = `there is no tool named ${JSON.stringify(name)}; use one of: ${[...this.offered.keys()].join(', ')}`;
       } else if (name === 'submit_result') {
         const verdict = this.submit(call.function.arguments);
         ok = verdict.ok;
         output = verdict.ok ? 'result accepted' : verdict.message;
         if (verdict.ok) submitted = { result: verdict.result };
       } else {
-        const capsule = await this.input.capsule();
-        const outcome = await runTool(
-          capsule,
-          { name, arguments: call.function.arguments },
-          { envs: this.input.envs, maxTimeoutSec: Math.max(1, Math.floor(this.input.secondsLeft())) },
-        );
+        const tool = this.offered.get(name);
+        const outcome =
+          tool === 'built_in'
+            ? await runTool(
+                await this.input.capsule(),
+                { name, arguments: call.function.arguments },
+                { envs: this.input.envs, maxTimeoutSec: Math.max(1, Math.floor(this.input.secondsLeft())) },
+              )
+            : await tool!.run(call.function.arguments, {
+                turn,
+                callId: call.id,
+                signal: this.input.signal,
+                secondsLeft: this.input.secondsLeft,
+              });
         ok = outcome.ok;
+        // A built-in's failure counts (bash's exit codes aside); a source's tool says when it does.
+        bad = tool === 'built_in' ? !ok && name !== 'bash' : outcome.malformed === true;
         output = this.input.redactor.redact(outcome.output);
         full = outcome.full === undefined ? undefined : this.input.redactor.redact(outcome.full);
         exitCode = outcome.exitCode;
       }
-      this.badCalls = ok || name === 'bash' || name === 'submit_result' ? 0 : this.badCalls + 1;
+      this.badCalls = bad ? this.badCalls + 1 : 0;
       await this.recordResult(turn, call.id, name, ok, output, full, exitCode);
       this.messages.push({ role: 'tool', tool_call_id: call.id, content: output });
       if (this.badCalls >= MAX_BAD_CALLS_IN_A_ROW)

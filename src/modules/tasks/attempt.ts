@@ -9,6 +9,7 @@ import type { EventsService } from '../events/service.ts';
 import { SecretRedactor } from '../secrets/redact.ts';
 import { AgentLoop, TaskEnd } from './agent-loop.ts';
 import type { TaskEventLog, TaskEventType } from './event-log.ts';
+import { closeToolSets, openToolSources, type ToolSet, type ToolSource } from './loop-tools.ts';
 import { checkOutputs } from './output-policy.ts';
 import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
 import { redactingCapsule } from './redacting-capsule.ts';
@@ -29,6 +30,8 @@ export interface AttemptParts {
   ctx: Context;
   ports: TaskPorts;
   log: TaskEventLog;
+  /** Tools beyond the built-ins: each source is opened for the attempt before its first model call. */
+  toolSources: readonly ToolSource[];
   options: { capsuleStartTimeoutMs: number; maxOutputFiles: number; maxOutputBytes: number };
 }
 
@@ -57,6 +60,7 @@ export class Attempt {
   private chargedLast = false;
   private stopping: Promise<void> | undefined;
   private cleaned = false;
+  private toolSets: ToolSet[] = [];
 
   constructor(
     private readonly p: AttemptParts,
@@ -138,23 +142,44 @@ export class Attempt {
       const template = env.template;
       const envs = { ...env.envVars, ...Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
       const redactor = new SecretRedactor(secrets);
+      const networkAllow = [...new Set([...env.networkAllow, ...agent.definition.egress])];
       // The capsule starts once the first model call is admitted, beside it (not ahead of the
       // gateway's own statements); the first tool call waits for it.
       const capsule = () => {
         // A call admitted after the task ended (a cancel, the timeout) starts nothing to stop later.
         if (this.signal.aborted || this.cleaned) return Promise.reject(this.signal.reason);
         if (!this.capsule) {
-          this.capsule = this.startCapsule(
-            template,
-            [...new Set([...env.networkAllow, ...agent.definition.egress])],
-            inputs,
-            { envs, redactor, setup: agent.definition.setup_commands },
-          );
+          this.capsule = this.startCapsule(template, networkAllow, inputs, {
+            envs,
+            redactor,
+            setup: agent.definition.setup_commands,
+          });
           this.capsule.catch(() => undefined);
         }
         return this.capsule;
       };
       const tools: () => Promise<ToolCapsule> = async () => (await capsule()).tools;
+      const model = ports.resolveModel(t.model);
+      const secondsLeft = () => t.timeoutSec - (performance.now() - this.startedMs) / 1000;
+      this.toolSets = await raceAbort(
+        openToolSources(this.p.toolSources, {
+          teamId: t.teamId,
+          taskId: t.id,
+          agent,
+          agentId: agent.id,
+          runId: this.runId,
+          model,
+          capsule: tools,
+          networkAllow,
+          envs,
+          redactor,
+          signal: this.signal,
+          secondsLeft,
+          event: (type, payload) => this.event(type, payload),
+          depth: 0,
+        }),
+        this.signal,
+      );
       const loop = new AgentLoop(
         this.p.ctx,
         ports,
@@ -163,17 +188,19 @@ export class Attempt {
           taskId: t.id,
           agentId: agent.id,
           runId: this.runId,
-          model: ports.resolveModel(t.model),
+          model,
           prompt: t.prompt,
           definition: agent.definition,
           maxTurns: t.maxTurns,
           outputSchema: t.outputSchema ?? null,
           inputFiles: inputNames,
+          extraTools: this.toolSets.flatMap((set) => set.tools),
+          promptLines: this.toolSets.flatMap((set) => set.promptLines ?? []),
           capsule: tools,
           callAdmitted: () => void capsule().catch(() => undefined),
           envs,
           redactor,
-          secondsLeft: () => t.timeoutSec - (performance.now() - this.startedMs) / 1000,
+          secondsLeft,
           signal: this.signal,
         },
         {
@@ -338,6 +365,8 @@ export class Attempt {
     if (this.cleaned) return;
     this.cleaned = true;
     const { ports, ctx } = this.p;
+    // Before the capsule goes: an MCP server in it ends with its connection.
+    await closeToolSets(this.toolSets);
     // A capsule still starting is waited for; once made it is stopped whatever failed after
     // (the workspace, the setup, a cancel that made its `capsule` event throw).
     const capsule = this.started ?? (await this.starting?.catch(() => undefined));

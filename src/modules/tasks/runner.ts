@@ -9,6 +9,7 @@ import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import { TaskEnd } from './agent-loop.ts';
 import { Attempt, type Ending } from './attempt.ts';
+import type { ToolSource } from './loop-tools.ts';
 import type { AgentForTask, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
 import type { TasksService } from './service.ts';
@@ -91,6 +92,8 @@ export class TaskRunner {
     private readonly ports: TaskPorts,
     private readonly jobs: Jobs,
     options: Partial<RunnerOptions> = {},
+    /** Tools beyond the built-ins (memory, skills, web_fetch, MCP servers, sub-agents). */
+    private readonly toolSources: readonly ToolSource[] = [],
   ) {
     this.options = { ...DEFAULT_RUNNER_OPTIONS, ...options };
     tasks.attach({
@@ -220,6 +223,7 @@ export class TaskRunner {
         ctx: this.ctx,
         ports: this.ports,
         log: this.tasks.log,
+        toolSources: this.toolSources,
         options: this.options,
       },
       task,

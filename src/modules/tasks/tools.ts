@@ -53,6 +53,8 @@ export interface ToolOutcome {
   full?: string;
   /** bash and grep: the command's exit code. */
   exitCode?: number;
+  /** The call could not run as sent (arguments not JSON, wrong fields): it counts towards malformed_tool_calls. */
+  malformed?: boolean;
 }
 
 // -- running ---------------------------------------------------------------------------
