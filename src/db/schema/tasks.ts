@@ -3,6 +3,10 @@ import type { Id, RunId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 import { teamIdColumn } from './identity.ts';
 
+/** batch: polled; stream: text and tool progress reach subscribers as they happen; session: a turn of a workspace. */
+export const TASK_MODES = ['batch', 'stream', 'session'] as const;
+export type TaskMode = (typeof TASK_MODES)[number];
+
 export type TaskStatus = 'queued' | 'running' | 'awaiting_approval' | 'completed' | 'failed' | 'cancelled';
 export const TASK_STATUSES = [
   'queued',
@@ -29,6 +33,9 @@ export const tasks = pgTable(
     /** As asked (the task's, else the agent version's): a full id or a family alias. */
     model: text('model').notNull(),
     prompt: text('prompt').notNull(),
+    mode: text('mode', { enum: TASK_MODES }).notNull().default('batch'),
+    /** A session task: the workspace whose conversation and capsule it continues. */
+    workspaceId: text('workspace_id'),
     status: text('status', { enum: TASK_STATUSES }).notNull(),
     maxTurns: integer('max_turns').notNull(),
     maxBudgetMicros: bigint('max_budget_micros', { mode: 'number' }),

@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox';
-import { TASK_STATUSES } from '../../db/schema/tasks.ts';
+import { TASK_MODES, TASK_STATUSES } from '../../db/schema/tasks.ts';
 import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 
 /** The longest prompt a task takes, in characters. */
@@ -16,6 +16,12 @@ export const CreateTaskBody = Body({
   }),
   agent_version: Type.Optional(
     Type.Integer({ minimum: 1, description: 'a version of the agent (default: its current one)' }),
+  ),
+  mode: Type.Optional(
+    Type.Enum([...TASK_MODES], {
+      description:
+        'batch (default): poll or follow its events; stream: text deltas and tool progress as they happen; session: the task opens a workspace',
+    }),
   ),
   model: Type.Optional(
     Type.String({
@@ -48,6 +54,8 @@ export const Task = Type.Object({
   environment_version_id: Nullable(Type.String()),
   model: Type.String({ description: 'as asked: a full id or a family alias' }),
   prompt: Type.String(),
+  mode: Type.Enum([...TASK_MODES]),
+  workspace_id: Nullable(Type.String({ description: 'session tasks: the workspace it opened or continues' })),
   status: Type.Enum([...TASK_STATUSES]),
   max_turns: Type.Integer(),
   max_budget_usd: Nullable(Type.Number()),

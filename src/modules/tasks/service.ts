@@ -136,6 +136,7 @@ export class TasksService {
         environmentVersionId: def.environment_version_id,
         model,
         prompt: input.prompt,
+        mode: input.mode ?? 'batch',
         status: 'queued',
         maxTurns: input.max_turns ?? def.max_turns,
         maxBudgetMicros: maxBudget === null ? null : Math.round(maxBudget * 1_000_000),

@@ -12,6 +12,8 @@ export function taskView(t: TaskRow) {
     environment_version_id: t.environmentVersionId,
     model: t.model,
     prompt: t.prompt,
+    mode: t.mode,
+    workspace_id: t.workspaceId,
     status: t.status,
     max_turns: t.maxTurns,
     max_budget_usd: t.maxBudgetMicros === null ? null : usd(t.maxBudgetMicros),
