@@ -26,7 +26,13 @@ export interface ProxyRequest {
 
 export type ProxyResult =
   | { kind: 'json'; status: number; headers: Record<string, string>; body: unknown }
-  | { kind: 'stream'; headers: Record<string, string>; chunks: AsyncGenerator<string, void, undefined> };
+  | {
+      kind: 'stream';
+      headers: Record<string, string>;
+      chunks: AsyncGenerator<string, void, undefined>;
+      /** What the call cost once its stream ended (its headers went out before it was known); undefined before. */
+      costMicros?: () => number | undefined;
+    };
 
 /** Everything decided about a call before it goes to a provider. */
 export interface Admitted {

@@ -237,6 +237,7 @@ export class Relay {
       }
     }
     let ended = false;
+    let settledCostMicros: number | undefined;
     function finish(kind: FailureKind | null, message: string | null): void {
       if (ended) return;
       ended = true;
@@ -249,6 +250,7 @@ export class Relay {
       else ports.health.success(key.id, firstEventMs);
       const usage = s.tracker.usage(a.inputEstimate);
       const costMicros = ports.price.costMicros(key.provider, at.model, usage, key.priceOverrides);
+      settledCostMicros = costMicros;
       settleCall(a, limiter, {
         status: errorKind === null ? 'success' : 'error',
         provider: key.provider,
@@ -267,6 +269,7 @@ export class Relay {
       kind: 'stream',
       headers: resultHeaders(a, key.provider, at.model, undefined, undefined),
       chunks: settlesUnread(chunks(), () => finish('client_disconnect', ABANDONED)),
+      costMicros: () => settledCostMicros,
     };
   }
 

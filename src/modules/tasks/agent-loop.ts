@@ -4,11 +4,13 @@ import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
 import type { Definition } from '../agents/definition.ts';
+import type { ProxyResult } from '../gateway/call.ts';
 import type { SecretRedactor } from '../secrets/redact.ts';
 import type { TaskEventType } from './event-log.ts';
 import type { LoopTool } from './loop-tools.ts';
 import { validateResult } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
+import { DeltaWriter, readCompletionStream } from './stream-call.ts';
 import { isBuiltIn, toolDefinitions } from './tool-definitions.ts';
 import { runTool, type ToolCapsule } from './tools.ts';
 
@@ -67,6 +69,8 @@ export interface LoopInput {
   callAdmitted: () => void;
   envs: Record<string, string>;
   redactor: SecretRedactor;
+  /** Stream mode: the model's answers are streamed, their text written as text_delta events as it comes. */
+  stream?: boolean;
   /** Seconds left before the task's timeout (a tool's timeout is capped by it). */
   secondsLeft: () => number;
   signal: AbortSignal;
@@ -310,15 +314,25 @@ export class AgentLoop {
         }
         throw modelCallEnd(err);
       }
-      if (result.kind !== 'json')
-        throw new TaskEnd('model_error', 'the gateway answered a stream to a call that asked for none');
-      if (result.status === 202) {
-        const ids = await this.waitForApproval(result.body);
-        approvalId = ids[0];
-        continue;
+      let completion: Completion;
+      let costUsd: number | null = Number(result.headers['x-paddock-cost-usd'] ?? 0);
+      if (result.kind === 'stream') {
+        if (!this.input.stream)
+          throw new TaskEnd('model_error', 'the gateway answered a stream to a call that asked for none');
+        completion = parseCompletion(await this.streamed(result, turn), result.headers);
+        const micros = result.costMicros?.();
+        // A stream's headers went out before its cost was known: the gateway says it once the stream ended.
+        const header = result.headers['x-paddock-cost-usd'];
+        costUsd = micros !== undefined ? micros / 1e6 : header !== undefined ? Number(header) : null;
+      } else {
+        if (result.status === 202) {
+          const ids = await this.waitForApproval(result.body);
+          approvalId = ids[0];
+          continue;
+        }
+        if (result.status >= 400) throw modelAnswerEnd(result.status, result.body);
+        completion = parseCompletion(result.body, result.headers);
       }
-      if (result.status >= 400) throw modelAnswerEnd(result.status, result.body);
-      const completion = parseCompletion(result.body, result.headers);
       await this.hooks.event('model_call', {
         turn,
         step_id: completion.headers['x-paddock-step-id'] ?? null,
@@ -326,7 +340,7 @@ export class AgentLoop {
         model: completion.headers['x-paddock-model'] ?? null,
         input_tokens: completion.inputTokens,
         output_tokens: completion.outputTokens,
-        cost_usd: Number(completion.headers['x-paddock-cost-usd'] ?? 0),
+        cost_usd: costUsd,
         finish_reason: completion.finishReason,
         tool_calls: completion.toolCalls.length,
       });
@@ -341,7 +355,28 @@ export class AgentLoop {
       model: this.input.model,
       messages: this.messages,
       ...(tools.length > 0 ? { tools, tool_choice: 'auto' } : {}),
+      ...(this.input.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
     });
+  }
+
+  /** Reads a streamed answer whole, writing its text as text_delta events (redacted) as it comes. */
+  private async streamed(result: Extract<ProxyResult, { kind: 'stream' }>, turn: number): Promise<unknown> {
+    const writer = new DeltaWriter(this.ctx.timers, this.input.redactor, (text) =>
+      this.hooks.event('text_delta', { turn, text }),
+    );
+    try {
+      const body = await readCompletionStream(result.chunks, (piece) => writer.push(piece));
+      await writer.end();
+      return body;
+    } catch (err) {
+      if (this.input.signal.aborted) {
+        writer.close();
+        throw this.input.signal.reason;
+      }
+      // A stream that broke off: the text that came is written (the task ends on the error after it).
+      await writer.end().catch(() => undefined);
+      throw modelCallEnd(err);
+    }
   }
 
   /** awaiting_approval until every approval asked for is decided; answers them when approved. */

@@ -200,6 +200,7 @@ export class Attempt {
           callAdmitted: () => void capsule().catch(() => undefined),
           envs,
           redactor,
+          stream: t.mode === 'stream',
           secondsLeft,
           signal: this.signal,
         },

@@ -13,6 +13,8 @@ export type TaskEventType =
   | 'capsule'
   | 'model_call'
   | 'text'
+  /** Stream mode: a piece of the model's text as it arrives (the whole text is a `text` event after). */
+  | 'text_delta'
   | 'tool_call'
   | 'tool_result'
   | 'approval'
