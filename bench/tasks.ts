@@ -13,12 +13,24 @@
 //       its last one ended); the tasks completed within the window, a minute.
 //   (3) a burst: BENCH_BURST (6 × PADDOCK_TASK_CONCURRENCY) tasks sent at once,
 //       nothing after; how long the workers take to drain that backlog.
+//   (4) submit → first streamed delta: BENCH_STREAM_SAMPLES stream-mode tasks one
+//       after another, from sending POST /v1/tasks to an SSE subscriber (joined
+//       right after the 202) receiving the first text_delta, less the mock's own
+//       time to its first chunk (bench/first-delta.ts, which a workspace message
+//       can be measured with too).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { type MockCall, type MockStep, startMockLlm, unusedPortUrl } from '../test/support/mock-llm.ts';
+import {
+  type FirstDeltaSample,
+  firstDeltaReport,
+  measureFirstDelta,
+  StreamedAnswers,
+  streamTask,
+} from './first-delta.ts';
 import { percentile } from './load.ts';
 import { api, type Governed, type Json, positive, setUpAgent, sleep, str, waitForReady } from './paddock.ts';
 import { type Child, cpuMs, paddockEnv, spawnChild, stopChild } from './processes.ts';
@@ -208,6 +220,7 @@ interface Figures {
   latencyFailed: number;
   throughput: Throughput;
   burst: Burst;
+  firstDelta: FirstDeltaSample[];
   stderr: string[];
 }
 
@@ -398,7 +411,8 @@ async function freshPostgres(url: string): Promise<{ url: string; drop: () => Pr
 async function measure(database: string, databaseUrl: string | undefined): Promise<Figures> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-tasks-'));
   const calls = new Calls();
-  const mock = await startMockLlm({ record: false, respond: calls.respond });
+  const streamed = new StreamedAnswers();
+  const mock = await startMockLlm({ record: false, respond: (c) => streamed.respond(c) ?? calls.respond(c) });
   let paddock: Child | undefined;
   try {
     const port = new URL(await unusedPortUrl()).port;
@@ -438,9 +452,11 @@ async function measure(database: string, databaseUrl: string | undefined): Promi
         `(${f1(throughput.perMinute)} a minute), ${throughput.failed} failed`,
     );
     const burst = await measureBurst(g, calls, tag);
+    const firstDelta = await measureFirstDelta(g, streamed, tag, streamTask(g));
     return {
       database,
       burst,
+      firstDelta,
       latency: latency.samples,
       latencyFailed: latency.failed,
       throughput,
@@ -481,6 +497,7 @@ function report(f: Figures): string[] {
     `| machine CPU busy during the throughput run (other processes included) | ${f1(t.cpuBusyPct)} % of ${os.cpus().length} cores | | |`,
     `| CPU per completed task: Paddock (server + database child + capsules' exited processes) | ${f1(cpu.serverMs + cpu.childrenMs + cpu.exitedMs)} ms (${f1(cpu.serverMs)} + ${f1(cpu.childrenMs)} + ${f1(cpu.exitedMs)}) | | |`,
     `| CPU per completed task: the benchmark's process (mock provider, clients) | ${f1(t.benchCpuMsPerTask)} ms | | |`,
+    ...firstDeltaReport('stream-mode task', f.firstDelta, 'stream path'),
     ...[...t.failures].map(([k, v]) => `  ${k}, the first: ${v.message}`),
     '',
     'where submit → first model call goes (p50 / p95 ms; server steps from its created_at and started_at, ms resolution):',
