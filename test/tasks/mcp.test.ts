@@ -219,6 +219,29 @@ describe('a stdio MCP server', () => {
     // The provider never saw the request.
     expect(f.mock.requests).toHaveLength(0);
   });
+
+  it('is governed by the policy’s approvals: require_approval on a server’s tools makes the task wait for a person', async () => {
+    const agent = await f.agent({
+      policy: { require_approval: ['mcp__probe__where'] },
+      agent: { setup_commands: SETUP, mcp_servers: [PROBE] },
+    });
+    f.mock.reset();
+    f.script([{ tool: 'mcp__probe__where', args: { file: 'only-here.txt' } }]);
+    const submitted = await f.submit({ agent_id: agent.id, prompt: 'needs a human' });
+    const asking = await f.untilEvent(
+      submitted.id,
+      (e) => e.type === 'status' && e.payload.status === 'awaiting_approval',
+    );
+    expect(asking.payload.tools).toEqual(['mcp__probe__where']);
+    const no = await f.t.call('POST', `/v1/approvals/${asking.payload.approval_ids[0]}/reject`, {
+      token: f.user.token,
+      body: { reason: 'not today' },
+    });
+    expect(no.status, JSON.stringify(no.body)).toBe(200);
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'failed', error: { code: 'approval_rejected' } });
+    expect(f.mock.requests).toHaveLength(0);
+  });
 });
 
 describe('an HTTP MCP server', () => {
