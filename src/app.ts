@@ -81,6 +81,7 @@ import { registerSecretRoutes } from './modules/secrets/routes.ts';
 import { SecretsService } from './modules/secrets/service.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
+import { McpToolSource } from './modules/tasks/mcp/source.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
@@ -318,7 +319,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
-  const toolSources: ToolSource[] = [];
+  const toolSources: ToolSource[] = [new McpToolSource(ctx, outbound)];
   const taskRunner = new TaskRunner(
     db,
     ctx,

@@ -421,7 +421,7 @@ export class Attempt {
 }
 
 /** Settles with the promise, or rejects with the signal's reason as soon as it aborts. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
     // The promise's own rejection (it sees the same signal) has no one else to hear it.
     promise.catch(() => undefined);

@@ -26,6 +26,8 @@ export function redactingCapsule(capsule: ToolCapsule, redactor: SecretRedactor)
     writeFile: (path, data) => capsule.writeFile(path, data),
     list: (path, depth) => capsule.list(path, depth),
     mkdir: (path) => capsule.mkdir(path),
+    // What an MCP server says reaches the model as a tool's output, which the loop redacts.
+    spawn: (req) => capsule.spawn(req),
   };
 }
 

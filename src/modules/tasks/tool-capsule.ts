@@ -29,6 +29,28 @@ export interface ToolCapsule {
   list(path: string, depth: number): Promise<ToolFileEntry[]>;
   /** mkdir -p; refused with `exists` when a directory is already there. */
   mkdir(path: string): Promise<void>;
+  /**
+   * Starts a long-running process in the capsule (an MCP server) whose stdin
+   * the caller writes and whose output it follows; `envs` are set on that
+   * process only. It ends with the capsule, or at `kill()`.
+   */
+  spawn(req: {
+    cmd: string;
+    args: string[];
+    envs?: Record<string, string>;
+    cwd?: string;
+  }): Promise<ToolProcess>;
+}
+
+/** A process started by `ToolCapsule.spawn`. */
+export interface ToolProcess {
+  /** Writes to its stdin. */
+  write(data: string | Buffer): void;
+  /** Its output so far (the host keeps the last 256 KiB), then live; answers a function that stops listening. */
+  follow(onOutput: (stream: 'stdout' | 'stderr', data: Buffer) => void): () => void;
+  /** Its exit code (128 + n when killed by signal n). */
+  readonly exited: Promise<number>;
+  kill(): void;
 }
 
 export interface ToolExecResult {
@@ -168,6 +190,22 @@ export function toolCapsule(capsules: CapsulesService, principal: Principal, id:
     },
     async mkdir(path) {
       await io.mkdir(principal, id, path).catch((err) => sorted(err, path));
+    },
+    async spawn(req) {
+      const p = await io
+        .startFollowed(principal, id, {
+          cmd: req.cmd,
+          args: req.args,
+          ...(req.envs ? { envs: req.envs } : {}),
+          ...(req.cwd ? { cwd: req.cwd } : {}),
+        })
+        .catch((err) => sorted(err));
+      return {
+        write: (data) => p.write(data),
+        follow: (onOutput) => p.follow(onOutput),
+        exited: p.exited,
+        kill: () => p.kill('SIGKILL'),
+      };
     },
   };
 }

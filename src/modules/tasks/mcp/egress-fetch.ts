@@ -1,0 +1,52 @@
+import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { type OutboundGuard, outboundRefusal } from '../../../core/outbound-guard.ts';
+import { hostAllowed } from '../../sandboxes/host-side/egress.ts';
+
+/** How long connecting to an HTTP MCP server may take. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** A request the task's egress allow-list does not let out. */
+export class EgressRefusedError extends Error {
+  constructor(host: string) {
+    super(
+      `${host} is not on the task's egress allow-list (the environment's network_allow and the agent's egress)`,
+    );
+    this.name = 'EgressRefusedError';
+  }
+}
+
+/**
+ * The fetch an HTTP MCP server is reached with: every request (the SDK's
+ * POSTs, its GET stream, each redirect it follows) goes only to a host on the
+ * task's egress allow-list, the one its capsule has, and connects through the
+ * outbound-address guard (no private address unless the platform admin
+ * allows it, the checked address is the one connected to). Redirects are
+ * never followed by the fetch itself: each hop comes back through here.
+ */
+export function egressFetch(
+  guard: OutboundGuard,
+  allow: readonly string[],
+): { fetch: FetchLike; close(): Promise<void> } {
+  const dispatcher = new Agent({ connect: guard.undiciConnector({ timeoutMs: CONNECT_TIMEOUT_MS }) });
+  const fetch: FetchLike = async (input, init) => {
+    const url = new URL(input);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new Error(`${url.protocol} is not http or https`);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (!hostAllowed(allow, host)) throw new EgressRefusedError(host);
+    try {
+      const res = await undiciFetch(url, {
+        ...(init as Parameters<typeof undiciFetch>[1]),
+        redirect: 'manual',
+        dispatcher,
+      });
+      return res as unknown as Response;
+    } catch (err) {
+      // undici says only "fetch failed"; the guard's refusal or the socket's error says why.
+      const cause = (err as { cause?: unknown }).cause;
+      throw outboundRefusal(err) ?? (cause instanceof Error ? cause : err);
+    }
+  };
+  return { fetch, close: () => dispatcher.close() };
+}
