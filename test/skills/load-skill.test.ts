@@ -104,6 +104,46 @@ describe('load_skill', () => {
     expect(results[3]!.output).toContain('"name" must be a string');
   });
 
+  it('loads the skill as the task listed it, even when it is edited while the task runs', async () => {
+    const s = await skill('style', 'Style guide v1', 'MARKER-STYLE-V1');
+    // An approval on load_skill holds the task between its model calls, so the edit lands mid-task.
+    const agent = await f.agent({
+      policy: { require_approval: ['load_skill'] },
+      agent: { skill_ids: [s.id] },
+    });
+    f.mock.reset();
+    f.script([
+      { tool: 'load_skill', args: { name: s.name } },
+      { tool: 'submit_result', args: { result: 'styled' } },
+    ]);
+    const submitted = await f.submit({ agent_id: agent.id, prompt: 'style it' });
+    let seq = 0;
+    for (let i = 0; i < 2; i++) {
+      const asking = await f.untilEvent(
+        submitted.id,
+        (e) => e.seq > seq && e.type === 'status' && e.payload.status === 'awaiting_approval',
+      );
+      seq = asking.seq;
+      expect(asking.payload.tools).toEqual(['load_skill']);
+      if (i === 0) {
+        const edit = await f.t.call('PATCH', `/v1/skills/${s.id}`, {
+          token: f.user.token,
+          body: { description: 'Style guide v2', content: 'MARKER-STYLE-V2' },
+        });
+        expect(edit.status).toBe(200);
+      }
+      for (const id of asking.payload.approval_ids) {
+        const ok = await f.t.call('POST', `/v1/approvals/${id}/approve`, { token: f.user.token });
+        expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+      }
+    }
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'completed', result: 'styled' });
+    expect(messagesOf(0)[0]!.content as string).toContain(`- ${s.name}: Style guide v1`);
+    expect(messagesOf(1).find((m) => m.role === 'tool')!.content).toBe('MARKER-STYLE-V1');
+    expect(JSON.stringify(f.mock.requests.map((r) => r.body))).not.toContain('V2');
+  }, 60_000);
+
   it('skips a skill deleted since the agent version was written, and offers no load_skill without skills', async () => {
     const kept = await skill('kept', 'Still here', 'MARKER-KEPT');
     const gone = await skill('gone', 'Deleted later', 'MARKER-GONE');
