@@ -79,6 +79,9 @@ import { SnapshotsService } from './modules/sandboxes/snapshots.ts';
 import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
 import { registerSecretRoutes } from './modules/secrets/routes.ts';
 import { SecretsService } from './modules/secrets/service.ts';
+import { registerSkillRoutes } from './modules/skills/routes.ts';
+import { SkillsService } from './modules/skills/service.ts';
+import { skillToolSource } from './modules/skills/tools.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { McpToolSource } from './modules/tasks/mcp/source.ts';
@@ -119,6 +122,7 @@ export interface Services {
   ctx: Context;
   providers: ProvidersService;
   secrets: SecretsService;
+  skills: SkillsService;
   files: FilesService;
   runs: RunsService;
   approvals: ApprovalsService;
@@ -211,10 +215,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     usable: (teamId, keyIds) => providers.usableKeys(teamId, keyIds),
     models: (teamId, keys) => models.list(teamId, keys),
   };
-  // Agents' definitions pin environment versions and name files (both made below).
+  // Agents' definitions pin environment versions and name files and skills (made below).
   const agents: AgentsService = new AgentsService(db, ctx, hasher, events, policies, agentProviderKeys, {
     pinEnvironment: (teamId, asked) => environments.pin(teamId, asked),
     unknownFiles: (teamId, ids) => files.unknownFileIds(teamId, ids),
+    unknownSkills: (teamId, ids) => skills.unknownSkillIds(teamId, ids),
   });
   // -- module services (add new modules here) --
   const runs = new RunsService(
@@ -238,6 +243,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   );
   const secrets = new SecretsService(db, ctx, sealer, events, (tx, teamId, ids) =>
     agents.unknownAgentIds(tx, teamId, ids),
+  );
+  const skills = new SkillsService(db, ctx, events, (tx, teamId, skillId) =>
+    agents.idsUsingSkill(tx, teamId, skillId),
   );
   const files = new FilesService(
     db,
@@ -319,7 +327,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
-  const toolSources: ToolSource[] = [new McpToolSource(ctx, outbound)];
+  const toolSources: ToolSource[] = [new McpToolSource(ctx, outbound), skillToolSource(skills)];
   const taskRunner = new TaskRunner(
     db,
     ctx,
@@ -344,6 +352,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     ctx,
     providers,
     secrets,
+    skills,
     files,
     runs,
     approvals,
@@ -504,6 +513,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerAgentRoutes(app, agents);
   registerProviderRoutes(app, providers);
   registerSecretRoutes(app, secrets);
+  registerSkillRoutes(app, skills);
   registerFileRoutes(app, files, config.publicUrl);
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);

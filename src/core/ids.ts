@@ -34,6 +34,8 @@ export const ID_PREFIXES = [
   'file',
   'whk',
   'dlv',
+  // Skills: named instruction documents agents load on demand.
+  'skl',
   // Stored Responses API answers (OpenAI's ids are resp_ too, so clients see a familiar shape).
   'resp',
 ] as const;

@@ -205,6 +205,7 @@ describe('creating an agent', () => {
       {
         pinEnvironment: (teamId, asked) => t.services.environments.pin(teamId, asked),
         unknownFiles: (teamId, ids) => t.services.files.unknownFileIds(teamId, ids),
+        unknownSkills: (teamId, ids) => t.services.skills.unknownSkillIds(teamId, ids),
       },
     );
     const principal = await t.services.auth.authenticateSession(u.token);

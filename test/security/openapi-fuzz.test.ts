@@ -455,6 +455,14 @@ beforeAll(async () => {
     201,
     'secret',
   ).id;
+  ids.skill = must(
+    await t.call('POST', '/v1/skills', {
+      ...token(),
+      body: { name: 'fuzz-skill', description: 'fuzz', content: 'fuzz content' },
+    }),
+    201,
+    'skill',
+  ).id;
   const prepared = must(
     await t.call('POST', '/v1/files/uploads', { ...token(), body: { filename: 'fuzz.txt' } }),
     201,
@@ -555,6 +563,7 @@ function pathValue(path: string, name: string): string {
     capsules: ids.capsule,
     hosts: ids.host,
     secrets: ids.secret,
+    skills: ids.skill,
     files: ids.file,
     environments: ids.environment,
     tasks: ids.task,

@@ -7,4 +7,5 @@ export * from './rate-limits.ts';
 export * from './responses.ts';
 export * from './sandboxes.ts';
 export * from './secrets.ts';
+export * from './skills.ts';
 export * from './tasks.ts';

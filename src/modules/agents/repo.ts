@@ -124,6 +124,22 @@ export async function idsUsingPolicy(db: DbOrTx, teamId: TeamId, policyId: strin
   return rows.map((r) => r.id);
 }
 
+/** Live agents of the team whose current definition lists the skill. */
+export async function idsListingSkill(db: DbOrTx, teamId: TeamId, skillId: string): Promise<string[]> {
+  const rows = await db
+    .select({ id: agents.id })
+    .from(agents)
+    .where(
+      liveInTeam(
+        agents,
+        teamId,
+        sql`${agents.definition} -> 'skill_ids' @> ${JSON.stringify([skillId])}::jsonb`,
+      ),
+    )
+    .orderBy(agents.id);
+  return rows.map((r) => r.id);
+}
+
 /** Which of `ids` are live agents of the team. */
 export async function liveAgentIdsAmong(db: DbOrTx, teamId: TeamId, ids: string[]): Promise<Set<string>> {
   const agentIds = ids.filter((id): id is AgentId => isId(id, 'agt'));

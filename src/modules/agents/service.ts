@@ -284,6 +284,11 @@ export class AgentsService {
     return repo.idsUsingPolicy(tx, teamId, policyId);
   }
 
+  /** For the skills module: the live agents whose current version lists the skill. */
+  idsUsingSkill(tx: DbOrTx, teamId: TeamId, skillId: string): Promise<string[]> {
+    return repo.idsListingSkill(tx, teamId, skillId);
+  }
+
   /** For modules that name agents (secrets): the ids among `ids` that are no live agent of the team. */
   async unknownAgentIds(tx: DbOrTx, teamId: TeamId, ids: readonly string[]): Promise<string[]> {
     const live = await repo.liveAgentIdsAmong(tx, teamId, [...ids]);

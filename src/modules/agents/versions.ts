@@ -33,6 +33,8 @@ export interface DefinitionPorts {
   ): Promise<PinnedEnvironment>;
   /** The ids among `ids` that are no ready file of the team. */
   unknownFiles(teamId: TeamId, ids: readonly string[]): Promise<string[]>;
+  /** The ids among `ids` that are no skill of the team. */
+  unknownSkills(teamId: TeamId, ids: readonly string[]): Promise<string[]>;
 }
 
 /** The platform environment every agent starts on unless it names another. */
@@ -99,8 +101,8 @@ export class AgentVersions {
 
   /**
    * Checks what a request's definition refers to, before its transaction:
-   * the environment to pin (undefined when the request names none) and the
-   * reference files. Throws a 400 naming what is wrong.
+   * the environment to pin (undefined when the request names none), the
+   * reference files and the skills. Throws a 400 naming what is wrong.
    */
   async references(teamId: TeamId, input: DefinitionInput): Promise<PinnedEnvironment | undefined> {
     if (input.reference_file_ids !== undefined) {
@@ -108,6 +110,13 @@ export class AgentVersions {
       if (unknown.length > 0)
         throw new BadRequestError('invalid_file', `${unknown.join(', ')} is not a file of this team`, {
           reference_file_ids: unknown,
+        });
+    }
+    if (input.skill_ids !== undefined && input.skill_ids.length > 0) {
+      const unknown = await this.ports.unknownSkills(teamId, input.skill_ids);
+      if (unknown.length > 0)
+        throw new BadRequestError('invalid_skill', `${unknown.join(', ')} is not a skill of this team`, {
+          skill_ids: unknown,
         });
     }
     if (input.environment_id === undefined && input.environment_version_id === undefined) return undefined;

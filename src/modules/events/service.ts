@@ -44,6 +44,10 @@ export interface EventMap {
   'secret.created': { name: string; scope: 'all' | 'agents'; agent_ids: string[] };
   'secret.updated': { name: string; changed_fields: string[] };
   'secret.deleted': { name: string };
+  // Skills: names and sizes, never the content.
+  'skill.created': { name: string; content_chars: number };
+  'skill.updated': { name: string; changed_fields: string[] };
+  'skill.deleted': { name: string };
   // Files: names and sizes, never the bytes.
   'file.created': { filename: string; size_bytes: number };
   'file.deleted': { filename: string };
