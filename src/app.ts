@@ -80,6 +80,7 @@ import { registerCapsuleStreamRoutes } from './modules/sandboxes/ws-routes.ts';
 import { registerSecretRoutes } from './modules/secrets/routes.ts';
 import { SecretsService } from './modules/secrets/service.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
+import { DelegateSource } from './modules/tasks/delegate.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
@@ -319,6 +320,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const tasks = new TasksService(db, ctx, events, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
   const toolSources: ToolSource[] = [];
+  // Sub-agents' own tools come from the same list (the delegate source sees what is pushed after it too).
+  toolSources.push(new DelegateSource(ctx, ports, toolSources));
   const taskRunner = new TaskRunner(
     db,
     ctx,
