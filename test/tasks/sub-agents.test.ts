@@ -298,6 +298,31 @@ describe('delegate', () => {
     ]);
   });
 
+  it('starts 20 delegations a task at most', async () => {
+    const helper = await f.agent({ agent: { tools: ['submit_result'] } });
+    const parent = await f.agent({ agent: { sub_agent_ids: [helper.id] } });
+    f.mock.reset();
+    f.script([
+      {
+        toolCalls: Array.from({ length: 21 }, (_, i) => ({
+          name: 'delegate',
+          arguments: { agent: helper.name, prompt: `part ${i}` },
+        })),
+      },
+      ...Array.from({ length: 20 }, (_, i) => ({ text: `did part ${i}` })),
+      { tool: 'submit_result', args: { result: 'enough' } },
+    ]);
+    const { task } = await f.finished((await f.submit({ agent_id: parent.id, prompt: 'split it' })).id);
+    expect(task).toMatchObject({ status: 'completed', result: 'enough' });
+    const results = byType(await f.events(task.id), 'tool_result').filter(
+      (e) => e.payload.name === 'delegate',
+    );
+    expect(results.map((e) => e.payload.ok)).toEqual([...Array(20).fill(true), false]);
+    expect(results[19]!.payload.output).toBe('did part 19');
+    expect(results[20]!.payload.output).toContain('already made 20 delegations');
+    expect(f.mock.requests).toHaveLength(22);
+  });
+
   it('a disabled sub-agent answers ok:false; an unknown name is the model’s to fix', async () => {
     const helper = await f.agent();
     const parent = await f.agent({ agent: { sub_agent_ids: [helper.id] } });
