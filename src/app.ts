@@ -83,6 +83,7 @@ import { registerSkillRoutes } from './modules/skills/routes.ts';
 import { SkillsService } from './modules/skills/service.ts';
 import { skillToolSource } from './modules/skills/tools.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
+import { DelegateSource } from './modules/tasks/delegate.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { McpToolSource } from './modules/tasks/mcp/source.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
@@ -328,6 +329,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const tasks = new TasksService(db, ctx, events, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
   const toolSources: ToolSource[] = [new McpToolSource(ctx, outbound), skillToolSource(skills)];
+  // Sub-agents' own tools come from the same list (the delegate source is in it too).
+  toolSources.push(new DelegateSource(ctx, ports, toolSources));
   const taskRunner = new TaskRunner(
     db,
     ctx,

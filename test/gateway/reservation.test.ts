@@ -62,7 +62,7 @@ function ports(policy: Partial<PolicyForCall['spec']>, keys: KeyForCall[]): Gate
     policy: async () => ({ id: 'pol_1', name: 'p', spec: { ...POLICY_DEFAULTS, ...policy } }),
     keys: async () => new Map(keys.map((k) => [k.id, k])),
     runs: {
-      resolve: async () => ({ id: 'run_1', stepCount: 0 }),
+      resolve: async () => ({ id: 'run_1', stepCount: 0, agentId: 'agt_1', policyId: 'pol_1' }),
       reserve: async () => {
         const id = `res_${++seq}`;
         ledger.held.add(id);

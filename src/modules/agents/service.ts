@@ -474,7 +474,7 @@ export class AgentsService {
     sent: UpdateAgentInput,
   ): Promise<AgentRow> {
     const input = await this.withCheckedBindings(teamId, sent);
-    const pinned = await this.versions.references(teamId, sent);
+    const pinned = await this.versions.references(teamId, sent, which);
     let agentId: string | undefined;
     try {
       return await this.db.transaction(async (tx) => {

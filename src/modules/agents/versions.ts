@@ -11,7 +11,7 @@ import {
   mergeDefinition,
   storedDefinition,
 } from './definition.ts';
-import type { AgentRow } from './repo.ts';
+import { type AgentRow, findAgentByName, liveAgentIdsAmong } from './repo.ts';
 import * as repo from './versions-repo.ts';
 
 /** An environment version an agent version pins. */
@@ -102,9 +102,17 @@ export class AgentVersions {
   /**
    * Checks what a request's definition refers to, before its transaction:
    * the environment to pin (undefined when the request names none), the
-   * reference files and the skills. Throws a 400 naming what is wrong.
+   * reference files, the skills and the sub-agents (`self`: the agent being
+   * changed, by id or name, which may not be its own sub-agent). Throws a 400
+   * naming what is wrong.
    */
-  async references(teamId: TeamId, input: DefinitionInput): Promise<PinnedEnvironment | undefined> {
+  async references(
+    teamId: TeamId,
+    input: DefinitionInput,
+    self?: { id: string } | { name: string },
+  ): Promise<PinnedEnvironment | undefined> {
+    if (input.sub_agent_ids !== undefined && input.sub_agent_ids.length > 0)
+      await this.checkSubAgents(teamId, input.sub_agent_ids, self);
     if (input.reference_file_ids !== undefined) {
       const unknown = await this.ports.unknownFiles(teamId, input.reference_file_ids);
       if (unknown.length > 0)
@@ -126,6 +134,36 @@ export class AgentVersions {
         ? { environment_version_id: input.environment_version_id }
         : {}),
     });
+  }
+
+  /**
+   * Every sub-agent is a live agent of the team (disabled ones included: a
+   * delegation to one answers that it is disabled) and not the agent itself;
+   * another team's agent is as unknown as one that never existed.
+   */
+  private async checkSubAgents(
+    teamId: TeamId,
+    ids: readonly string[],
+    self: { id: string } | { name: string } | undefined,
+  ): Promise<void> {
+    const selfId =
+      self === undefined
+        ? undefined
+        : 'id' in self
+          ? self.id
+          : (await findAgentByName(this.db, teamId, self.name))?.id;
+    if (selfId !== undefined && ids.includes(selfId))
+      throw new BadRequestError('invalid_sub_agent', `an agent cannot be its own sub-agent (${selfId})`, {
+        sub_agent_ids: [selfId],
+      });
+    const live = await liveAgentIdsAmong(this.db, teamId, [...ids]);
+    const unknown = ids.filter((id) => !live.has(id));
+    if (unknown.length > 0)
+      throw new BadRequestError(
+        'invalid_sub_agent',
+        `${unknown.join(', ')} is not an agent of this team; sub_agent_ids names agents of the same team`,
+        { sub_agent_ids: unknown },
+      );
   }
 
   /** Writes version `version` of the agent. */

@@ -67,6 +67,7 @@ export class Admissions {
       newRun: controls.newRun,
       runName: controls.runName || undefined,
       runMetadata: controls.runMetadata || undefined,
+      delegateOf: req.delegation?.runOwnerId,
     });
     headers['x-paddock-run-id'] = run.id;
 
@@ -124,6 +125,7 @@ export class Admissions {
       runId: run.id,
       agentId: agent.id,
       policyId: policy.id,
+      runOwner: run.agentId === agent.id ? undefined : { agentId: run.agentId, policyId: run.policyId },
       amountMicros: maxCost,
       tokens: req.free ? 0 : inputEstimate + maxOut,
       model,

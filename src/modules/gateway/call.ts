@@ -22,6 +22,22 @@ export interface ProxyRequest {
    * request (without tokens) for the rate limits, no tool rules.
    */
   free?: boolean;
+  /**
+   * Internal only, set by the task runner and never from an HTTP request (no
+   * route copies it from a header or body): the caller is a sub-agent running
+   * inside a task of `runOwnerId`, so its call may join that agent's task run
+   * (the run named by x-paddock-run-id). Its own policy governs the call; the
+   * step records the caller as its agent; the run's budget is the task's.
+   */
+  delegation?: Delegation;
+}
+
+/** A sub-agent's call inside its parent's task run (see ProxyRequest.delegation). */
+export interface Delegation {
+  /** The agent whose task run the call joins (the task's own agent). */
+  runOwnerId: AgentId;
+  /** 1 for a sub-agent of the task's agent, 2 for one of that sub-agent's, … */
+  depth: number;
 }
 
 export type ProxyResult =

@@ -34,6 +34,9 @@ export type { KeyForCall } from '../providers/service.ts';
 export interface RunForCall {
   id: RunId;
   stepCount: number;
+  /** The run's own agent and policy: another agent's when a sub-agent's call joined its task run. */
+  agentId: AgentId;
+  policyId: PolicyId;
 }
 
 export interface StepOutcome {
@@ -84,12 +87,17 @@ export interface GatewayPorts {
       newRun: boolean;
       runName?: string;
       runMetadata?: Record<string, unknown>;
+      /** A sub-agent's call: the agent whose task run it may join (see ProxyRequest.delegation). */
+      delegateOf?: AgentId;
     }): Promise<RunForCall>;
     reserve(args: {
       teamId: TeamId;
       runId: RunId;
+      /** The calling agent and its policy (the step's, the hour's cap). */
       agentId: AgentId;
       policyId: PolicyId;
+      /** The run's own agent and policy when they are not the caller's (a sub-agent's call). */
+      runOwner?: { agentId: AgentId; policyId: PolicyId };
       amountMicros: number;
       tokens: number;
       model: string;

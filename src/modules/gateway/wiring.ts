@@ -77,7 +77,12 @@ export function gatewayPorts(m: GatewayModules, now: () => Date): GatewayPorts {
       resolve: async (args) => {
         // The proxy's arguments are the resolver's (an unset option is undefined, as the resolver reads it).
         const run = await m.runs.resolveRun(args);
-        return { id: storedId('run', run.id), stepCount: run.stepCount };
+        return {
+          id: storedId('run', run.id),
+          stepCount: run.stepCount,
+          agentId: storedId('agt', run.agentId),
+          policyId: storedId('pol', run.policyId),
+        };
       },
       reserve: (args) => m.runs.reserve(args),
       release: async (reservationId) => {

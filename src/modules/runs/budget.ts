@@ -20,8 +20,14 @@ export interface ReserveInput {
   teamId: TeamId;
   /** As the proxy has it; anything but a run id is refused as not found. */
   runId: RunId | string;
+  /** The calling agent and its policy: the step's agent, the hour's cap. */
   agentId: AgentId | string;
   policyId: string;
+  /**
+   * The run's own agent and policy when they are not the caller's: a
+   * sub-agent's call in its parent's task run, charged to that run's budget.
+   */
+  runOwner?: { agentId: AgentId | string; policyId: string };
   /** The most the call can cost, in micro-USD. */
   amountMicros: number;
   /** The most tokens it can use (input estimate + max output). */
@@ -79,6 +85,8 @@ interface Reservation {
   teamId: TeamId;
   runId: RunId;
   agentId: string;
+  /** The caller's policy (its hourly spend), when the run's is another agent's. */
+  policyId?: string;
 }
 
 export function hourStartOf(at: Date): Date {
@@ -156,8 +164,10 @@ export class BudgetSystem {
       return { ok: false, reason: 'run_not_running', message: `run ${input.runId} was not found` };
     }
     const ref = { teamId: input.teamId, agentId: input.agentId, policyId: input.policyId };
-    const run = this.book.runAccount(ref, input.runId);
-    if (run.runId !== input.runId || run.agentId !== input.agentId || run.teamId !== input.teamId) {
+    // The run's account is its own agent's: a sub-agent's calls draw on their task run's budget.
+    const runRef = input.runOwner ? { ...ref, ...input.runOwner } : ref;
+    const run = this.book.runAccount(runRef, input.runId);
+    if (run.runId !== input.runId || run.agentId !== runRef.agentId || run.teamId !== input.teamId) {
       return { ok: false, reason: 'run_not_running', message: `run ${input.runId} was not found` };
     }
     const hourStart = hourStartOf(now);
@@ -185,6 +195,7 @@ export class BudgetSystem {
         teamId: input.teamId,
         runId: input.runId,
         agentId: input.agentId,
+        ...(input.runOwner ? { policyId: input.policyId } : {}),
       });
       const remaining = this.book.remaining(run);
       return {
@@ -211,7 +222,7 @@ export class BudgetSystem {
         message: `the policy's hourly cap of ${usd(whole(input.maxCostPerHourMicros ?? 0))} for this agent would be exceeded by this call (up to ${usd(amountMicros)})`,
       };
     }
-    const state = await budgetRepo.runBudgetState(this.db, input.teamId, run.runId!, input.agentId);
+    const state = await budgetRepo.runBudgetState(this.db, input.teamId, run.runId!, run.agentId);
     if (!state) return { ok: false, reason: 'run_not_running', message: `run ${input.runId} was not found` };
     if (state.status === 'budget_exceeded') {
       run.closed = true;
@@ -304,6 +315,7 @@ export class BudgetSystem {
       hour: r.hour,
       hourStart: r.hourStart,
       step: stepRowOf(r, record, u, cost, record.at ?? this.ctx.clock.now()),
+      ...(r.policyId ? { policyId: r.policyId } : {}),
       ledger: record.ledger ?? (cost > 0 || totalOf(u) > 0),
       work,
       ...(record.sandbox ? { sandbox: record.sandbox } : {}),

@@ -41,11 +41,18 @@ export interface ResolveRunInput {
   runName?: string;
   /** Merged into the run's metadata. */
   runMetadata?: Record<string, unknown>;
+  /**
+   * A sub-agent's call (the task runner's, never a client's): it may attach
+   * to a task run of this agent, its delegator, as well as to its own runs.
+   */
+  delegateOf?: string;
   now?: Date;
 }
 
 export interface ResolvedRun {
   id: RunId;
+  /** The run's agent: the caller's, or its delegator's (delegateOf). */
+  agentId: string;
   /** Steps of work so far (possibly a few behind: steps are written after the response). */
   stepCount: number;
   policyId: string;
@@ -169,6 +176,7 @@ export class RunResolver {
   private resolved(c: CachedRun, created: boolean): ResolvedRun {
     return {
       id: c.runId,
+      agentId: c.agentId,
       stepCount: c.stepCount,
       policyId: c.policyId,
       creationMethod: c.creationMethod,
@@ -186,12 +194,12 @@ export class RunResolver {
     if (!isId(runId, 'run')) throw new NotFoundError('run', runId);
     const nowMs = now.getTime();
     const hit = this.byId.get(runId);
-    if (hit && hit.teamId === input.teamId && hit.agentId === input.agent.id && this.fresh(hit, nowMs)) {
+    if (hit && hit.teamId === input.teamId && this.mayAttach(input, hit) && this.fresh(hit, nowMs)) {
       await this.mergeMetadata(input, runId, now);
       return this.resolved(hit, false);
     }
     const run = await repo.findRun(this.db, input.teamId, runId);
-    if (!run || run.agentId !== input.agent.id) throw new NotFoundError('run', runId);
+    if (!run || !this.mayAttach(input, run)) throw new NotFoundError('run', runId);
     if (run.status === 'force_stopped') {
       throw new ForbiddenError('run_force_stopped', `run ${run.id} was force-stopped; start a new run`, {
         run_id: run.id,
@@ -217,6 +225,14 @@ export class RunResolver {
     }
     await this.mergeMetadata(input, runId, now);
     return this.resolved(this.remember(run, nowMs, false), false);
+  }
+
+  /** A run of the caller, or (a sub-agent's call) a task run of the agent it works for; any other is not found. */
+  private mayAttach(input: ResolveRunInput, run: Pick<CachedRun, 'agentId' | 'creationMethod'>): boolean {
+    if (run.agentId === input.agent.id) return true;
+    return (
+      input.delegateOf !== undefined && run.agentId === input.delegateOf && run.creationMethod === 'task'
+    );
   }
 
   private async joinOrStart(input: ResolveRunInput, now: Date): Promise<ResolvedRun> {

@@ -36,6 +36,8 @@ export interface Charge {
   hour: Account | null;
   hourStart: Date;
   step: StepInsert;
+  /** The caller's policy when it is not the run's (a sub-agent's call): its hourly spend is counted under it. */
+  policyId?: string;
   /** Write a ledger entry (a step that cost money or used tokens, or sandbox time). */
   ledger: boolean;
   /** A charge for sandbox time: its ledger entry is of kind sandbox, with these facts. */
@@ -348,13 +350,14 @@ export class StepWriter {
       g.usage.cacheCreation += s.cacheCreationTokens ?? 0;
       if (item.work) g.work++;
       if (item.work && s.model) g.models.add(s.model);
-      const hourKey = `${s.agentId}:${item.run.policyId}:${item.hourStart.getTime()}`;
+      const policyId = item.policyId ?? item.run.policyId;
+      const hourKey = `${s.agentId}:${policyId}:${item.hourStart.getTime()}`;
       let h = hours.get(hourKey);
       if (!h) {
         h = {
           teamId: s.teamId,
           agentId: s.agentId,
-          policyId: item.run.policyId,
+          policyId,
           hourStart: item.hourStart,
           account: item.hour,
           costMicros: 0,

@@ -7,7 +7,7 @@ import type { Db } from '../../db/client.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
 import { SecretRedactor } from '../secrets/redact.ts';
-import { AgentLoop, TaskEnd } from './agent-loop.ts';
+import { AgentLoop, type LoopHooks, TaskEnd } from './agent-loop.ts';
 import type { TaskEventLog, TaskEventType } from './event-log.ts';
 import { closeToolSets, openToolSources, type ToolSet, type ToolSource } from './loop-tools.ts';
 import { checkOutputs } from './output-policy.ts';
@@ -161,6 +161,16 @@ export class Attempt {
       const tools: () => Promise<ToolCapsule> = async () => (await capsule()).tools;
       const model = ports.resolveModel(t.model);
       const secondsLeft = () => t.timeoutSec - (performance.now() - this.startedMs) / 1000;
+      const hooks: LoopHooks = {
+        event: (type, payload) => this.event(type, payload),
+        storeOutput: (name, text) => this.storeToolOutput(name, text),
+        turn: (n) => {
+          this.turns = n;
+        },
+        awaitingApproval: (ids, toolNames) =>
+          this.setStatus('awaiting_approval', { approval_ids: ids, tools: toolNames }),
+        resumed: () => this.setStatus('running', {}),
+      };
       this.toolSets = await raceAbort(
         openToolSources(this.p.toolSources, {
           teamId: t.teamId,
@@ -177,6 +187,7 @@ export class Attempt {
           secondsLeft,
           event: (type, payload) => this.event(type, payload),
           depth: 0,
+          loopHooks: hooks,
         }),
         this.signal,
       );
@@ -204,16 +215,7 @@ export class Attempt {
           secondsLeft,
           signal: this.signal,
         },
-        {
-          event: (type, payload) => this.event(type, payload),
-          storeOutput: (name, text) => this.storeToolOutput(name, text),
-          turn: (n) => {
-            this.turns = n;
-          },
-          awaitingApproval: (ids, toolNames) =>
-            this.setStatus('awaiting_approval', { approval_ids: ids, tools: toolNames }),
-          resumed: () => this.setStatus('running', {}),
-        },
+        hooks,
       );
       const { result, turns } = await raceAbort(loop.run(), this.signal);
       this.turns = turns;

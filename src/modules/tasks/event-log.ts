@@ -18,7 +18,8 @@ export type TaskEventType =
   | 'tool_call'
   | 'tool_result'
   | 'approval'
-  | 'output_files';
+  | 'output_files'
+  | 'delegation';
 
 /**
  * A task's event log: appends (numbered by the task row), reads after a seq,

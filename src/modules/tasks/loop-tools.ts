@@ -1,5 +1,6 @@
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
 import type { SecretRedactor } from '../secrets/redact.ts';
+import type { LoopHooks } from './agent-loop.ts';
 import type { TaskEventType } from './event-log.ts';
 import type { AgentForTask } from './ports.ts';
 import type { ToolCapsule, ToolOutcome } from './tools.ts';
@@ -59,6 +60,8 @@ export interface ToolSourceContext {
   event(type: TaskEventType, payload: Record<string, unknown>): Promise<void>;
   /** 0 for the task's own agent; 1 and more inside delegation (sub-agents). */
   depth: number;
+  /** The attempt's loop hooks, for a source that runs an agent loop of its own (delegation). */
+  loopHooks?: Pick<LoopHooks, 'storeOutput' | 'awaitingApproval' | 'resumed'>;
 }
 
 /** What an open source gives the loop. */

@@ -9,6 +9,7 @@ import type { ToolCapsule } from './tools.ts';
 export interface AgentForTask {
   id: AgentId;
   name: string;
+  description: string | null;
   status: 'active' | 'disabled';
   policyId: string;
   version: number;

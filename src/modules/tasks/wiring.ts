@@ -55,6 +55,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
       return {
         id: row.id as never,
         name: row.name,
+        description: row.description,
         status: row.status,
         policyId: row.policyId,
         version: found.version,
