@@ -177,6 +177,11 @@ describe('skills', () => {
     const list = await call('GET', '/v1/skills', { token: other.token });
     expect(list.body.data.map((x: Json) => x.id)).not.toContain(s.id);
     expect((await call('GET', `/v1/skills/${s.id}`)).body.content).toBe(s.content);
+    // What a task reads is scoped the same way: another team's id gives that team nothing.
+    expect(await t.services.skills.forAgent(other.team.id as never, [s.id])).toEqual([]);
+    expect(await t.services.skills.forAgent(u.team.id as never, [s.id])).toEqual([
+      { name: s.name, description: s.description, content: s.content },
+    ]);
     for (const id of ['not-an-id', 'skl_00000000000000000000000000', 'agt_00000000000000000000000000'])
       expect((await call('GET', `/v1/skills/${id}`)).status, id).toBe(404);
   });
