@@ -36,10 +36,12 @@ async function remember(agentId: string, content: string, metadata?: Record<stri
 }
 
 async function outbox(subjectId: string) {
-  return t.database.db
+  const rows = await t.database.db
     .select()
     .from(events)
-    .where(and(eq(events.subjectId, subjectId)));
+    .where(eq(events.subjectId, subjectId))
+    .orderBy(events.id);
+  return rows.filter((e) => e.type.startsWith('memory.'));
 }
 
 describe('memories', () => {
