@@ -151,14 +151,15 @@ describe('memories', () => {
     const noAgent = await call('DELETE', '/v1/memories');
     expect(noAgent.status).toBe(400);
     expect(JSON.stringify(noAgent.body.error)).toContain('agent_id');
-    for (const query of [
+    const badSearches: Array<Record<string, string>> = [
       { agent_id: agent.id },
       { agent_id: agent.id, q: '' },
       { q: 'x' },
       { agent_id: agent.id, q: 'x', limit: '0' },
       { agent_id: agent.id, q: 'x', limit: '51' },
       { agent_id: agent.id, q: 'x'.repeat(1001) },
-    ]) {
+    ];
+    for (const query of badSearches) {
       const res = await call('GET', '/v1/memories/search', { query });
       expect(res.status, JSON.stringify(query).slice(0, 80)).toBe(400);
     }
