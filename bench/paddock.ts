@@ -2,6 +2,7 @@
 // waiting for /ready, the JSON API, and the user, provider key, policy and agent
 // a benchmark runs as (all through the HTTP API, as a user's would be).
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import type { Child } from './processes.ts';
 
 /** The provider key's secret the benchmarks' mock upstream is called with. */
@@ -106,4 +107,22 @@ export async function setUpAgent(base: string, mockUrl: string, agent: Json = {}
     agentId: str(created.id, 'agent id'),
     agentKey: str(created.api_key, 'agent api_key'),
   };
+}
+
+/** A new, empty database on the Postgres server at `url` (BENCH_DATABASE_URL), and how to drop it. */
+export async function freshPostgres(url: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `paddock_bench_${randomBytes(4).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const fresh = new URL(url);
+  fresh.pathname = `/${name}`;
+  return { url: fresh.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }

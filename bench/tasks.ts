@@ -22,7 +22,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { type MockCall, type MockStep, startMockLlm, unusedPortUrl } from '../test/support/mock-llm.ts';
 import {
   type FirstDeltaSample,
@@ -32,7 +31,17 @@ import {
   streamTask,
 } from './first-delta.ts';
 import { percentile } from './load.ts';
-import { api, type Governed, type Json, positive, setUpAgent, sleep, str, waitForReady } from './paddock.ts';
+import {
+  api,
+  freshPostgres,
+  type Governed,
+  type Json,
+  positive,
+  setUpAgent,
+  sleep,
+  str,
+  waitForReady,
+} from './paddock.ts';
 import { type Child, cpuMs, paddockEnv, spawnChild, stopChild } from './processes.ts';
 
 const BIN = path.resolve('bin/paddock.js');
@@ -391,23 +400,6 @@ async function taskSteps(g: Governed, id: string): Promise<Record<string, number
 }
 
 /** A database of its own on the Postgres at `url`, dropped when done. */
-async function freshPostgres(url: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `paddock_bench_${randomBytes(4).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  const fresh = new URL(url);
-  fresh.pathname = `/${name}`;
-  return { url: fresh.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}
-
 async function measure(database: string, databaseUrl: string | undefined): Promise<Figures> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-tasks-'));
   const calls = new Calls();

@@ -62,6 +62,9 @@ import { AuthService } from './modules/identity/service.ts';
 import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
 import { Throttles } from './modules/identity/throttles.ts';
+import { registerMemoryRoutes } from './modules/memories/routes.ts';
+import { MemoriesService } from './modules/memories/service.ts';
+import { memoryToolSource } from './modules/memories/tools.ts';
 import { registerPolicyRoutes } from './modules/policies/routes.ts';
 import { PoliciesService, type PolicyRunsPort } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
@@ -138,6 +141,7 @@ export interface Services {
   hosts: HostsService;
   tasks: TasksService;
   taskRunner: TaskRunner;
+  memories: MemoriesService;
 }
 
 export interface BuiltApp {
@@ -328,7 +332,17 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
-  const toolSources: ToolSource[] = [new McpToolSource(ctx, outbound), skillToolSource(skills)];
+  const memories = new MemoriesService(
+    db,
+    ctx,
+    events,
+    async (tx, teamId, agentId) => (await agents.unknownAgentIds(tx, teamId, [agentId])).length === 0,
+  );
+  const toolSources: ToolSource[] = [
+    new McpToolSource(ctx, outbound),
+    skillToolSource(skills),
+    memoryToolSource(memories),
+  ];
   // Sub-agents' own tools come from the same list (the delegate source is in it too).
   toolSources.push(new DelegateSource(ctx, ports, toolSources));
   const taskRunner = new TaskRunner(
@@ -369,6 +383,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     hosts,
     tasks,
     taskRunner,
+    memories,
   };
 
   const app = Fastify({
@@ -529,6 +544,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerEnvironmentRoutes(app, environments);
   registerHostRoutes(app, hosts);
   registerTaskRoutes(app, tasks, ctx.timers);
+  registerMemoryRoutes(app, memories);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().

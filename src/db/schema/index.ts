@@ -3,6 +3,7 @@ export * from './events.ts';
 export * from './files.ts';
 export * from './gateway.ts';
 export * from './identity.ts';
+export * from './memories.ts';
 export * from './rate-limits.ts';
 export * from './responses.ts';
 export * from './sandboxes.ts';

@@ -51,6 +51,11 @@ export interface EventMap {
   // Files: names and sizes, never the bytes.
   'file.created': { filename: string; size_bytes: number };
   'file.deleted': { filename: string };
+  // Memories (subject: the memory; clearing: the agent). Never the content.
+  'memory.created': { agent_id: string; task_id: string | null; chars: number };
+  'memory.updated': { agent_id: string; changed_fields: string[] };
+  'memory.deleted': { agent_id: string };
+  'memory.cleared': { agent_id: string; deleted: number };
   // Environments (subject: the environment) and their builds (subject: the version).
   'environment.created': { name: string; version: number; forked_from: string | null };
   'environment.updated': { name: string; changed_fields: string[]; version: number };

@@ -19,7 +19,9 @@ export type TaskEventType =
   | 'tool_result'
   | 'approval'
   | 'output_files'
-  | 'delegation';
+  | 'delegation'
+  /** A memory the model saved (memory_save): its id, never its content. */
+  | 'memory';
 
 /**
  * A task's event log: appends (numbered by the task row), reads after a seq,
