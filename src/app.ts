@@ -84,6 +84,8 @@ import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
+import { WEB_FETCH_LIMITS, type WebFetchLimits } from './modules/tasks/web-fetch.ts';
+import { WebFetchSource } from './modules/tasks/web-fetch-tool.ts';
 import { taskPorts } from './modules/tasks/wiring.ts';
 import { VERSION } from './version.ts';
 
@@ -102,6 +104,11 @@ export interface AppOptions {
   resolveHost?: HostResolver;
   /** The task runner's timings and limits (tests shorten the heartbeat). */
   taskRunner?: Partial<RunnerOptions>;
+  /**
+   * Tests only (no setting reaches it): host names web_fetch may reach whatever they resolve to
+   * (a page server on loopback), and lower limits. Production's web_fetch has no exceptions.
+   */
+  webFetch?: { allowForTests?: string[]; limits?: Partial<WebFetchLimits> };
 }
 
 export interface Services {
@@ -318,7 +325,17 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
-  const toolSources: ToolSource[] = [];
+  const toolSources: ToolSource[] = [
+    // web_fetch's own guard: PADDOCK_ALLOW_PRIVATE_UPSTREAMS is for provider and host connections, not for pages.
+    new WebFetchSource(
+      new OutboundGuard({
+        allow: AllowList.parse(options.webFetch?.allowForTests ?? []).list,
+        ...(options.resolveHost ? { resolve: options.resolveHost } : {}),
+      }),
+      ctx.timers,
+      { ...WEB_FETCH_LIMITS, ...options.webFetch?.limits },
+    ),
+  ];
   const taskRunner = new TaskRunner(
     db,
     ctx,
