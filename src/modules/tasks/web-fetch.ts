@@ -65,7 +65,7 @@ export class WebFetcher {
   private readonly agent: Agent;
 
   constructor(
-    private readonly guard: OutboundGuard,
+    guard: OutboundGuard,
     private readonly timers: Timers,
     private readonly limits: WebFetchLimits = WEB_FETCH_LIMITS,
   ) {
