@@ -50,6 +50,8 @@ function route(req: http.IncomingMessage, res: http.ServerResponse): unknown {
   switch (url.pathname) {
     case '/article':
       return text('text/html; charset=utf-8', ARTICLE);
+    case '/deep':
+      return text('text/html', `<p>surface</p>${'<div>'.repeat(20_000)}abyss${'</div>'.repeat(20_000)}`);
     case '/plain':
       return text('text/plain', 'line one\nline two\n');
     case '/json':
@@ -314,6 +316,14 @@ describe('what web_fetch reads', () => {
     expect(hits.at(-1)).toBe(`/article ${WEB_FETCH_USER_AGENT}`);
   });
 
+  it('reads a page nested too deep for a reader without failing (what is deeper is left out, marked …)', async () => {
+    const r = await fetchPage({ url: `${pages()}/deep` });
+    expect(r).toEqual({
+      ok: true,
+      output: `URL: ${pages()}/deep\nContent-Type: text/html\n\nsurface\n\n...`,
+    });
+  });
+
   it('reads plain text and JSON as they are, compressed or not, and follows a redirect to the final URL', async () => {
     expect(await fetchPage({ url: `${pages()}/plain` })).toEqual({
       ok: true,
@@ -369,10 +379,13 @@ describe('web_fetch in a task', () => {
   afterAll(() => f?.close());
 
   it('the model reads a page and is refused a private one; the results are in the event log', async () => {
-    const agent = await f.agent({ agent: { egress: ['pages.test', '10.0.0.1'] } });
+    const agent = await f.agent({ agent: { egress: ['pages.test', '10.0.0.1', '127.0.0.1'] } });
+    const pageHits = hits.length;
     f.script([
       { tool: 'web_fetch', args: { url: `${pages()}/article` } },
       { tool: 'web_fetch', args: { url: 'http://10.0.0.1/' } },
+      // The platform admin let provider connections reach 127.0.0.1 (the mock model): not pages.
+      { tool: 'web_fetch', args: { url: `http://127.0.0.1:${port}/plain` } },
       { tool: 'web_fetch', args: { url: 'https://example.com/' } },
       { text: 'The sea rises because the moon pulls it.' },
     ]);
@@ -389,13 +402,16 @@ describe('web_fetch in a task', () => {
     expect(toolMessages.map((m: Json) => m.content.split('\n')[0])).toEqual([
       'Title: Tides & moons',
       'web_fetch failed: 10.0.0.1 is a private address: web_fetch reaches only public addresses',
-      "web_fetch failed: example.com is not on this task's network allow-list (pages.test, 10.0.0.1); web_fetch reaches only those hosts",
+      'web_fetch failed: 127.0.0.1 is a loopback address: web_fetch reaches only public addresses',
+      "web_fetch failed: example.com is not on this task's network allow-list (pages.test, 10.0.0.1, 127.0.0.1); web_fetch reaches only those hosts",
     ]);
+    expect(hits.slice(pageHits).map((h) => h.split(' ')[0])).toEqual(['/article']);
     expect(toolMessages[0].content).toContain('The moon pulls the water');
 
     const results = (await f.events(task.id)).filter((e: Json) => e.type === 'tool_result');
     expect(results.map((e: Json) => [e.payload.name, e.payload.ok])).toEqual([
       ['web_fetch', true],
+      ['web_fetch', false],
       ['web_fetch', false],
       ['web_fetch', false],
     ]);

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
-import { convert } from 'html-to-text';
+import { convert, type HtmlToTextOptions } from 'html-to-text';
 import { Agent, request } from 'undici';
 import type { Timers } from '../../core/context.ts';
 import { type OutboundGuard, outboundRefusal, refusalText } from '../../core/outbound-guard.ts';
@@ -160,11 +161,15 @@ export class WebFetcher {
         }
         continue;
       }
-      return await this.page(url, res);
+      return await this.page(url, res, signal);
     }
   }
 
-  private async page(url: URL, res: Awaited<ReturnType<typeof request>>): Promise<WebPage> {
+  private async page(
+    url: URL,
+    res: Awaited<ReturnType<typeof request>>,
+    signal: AbortSignal,
+  ): Promise<WebPage> {
     const header = (name: string) => {
       const v = res.headers[name];
       return Array.isArray(v) ? v.join(', ') : v;
@@ -193,7 +198,7 @@ export class WebFetcher {
     if (type === '' && body.includes('\0'))
       throw new Refused(failedStatus ?? `${url.href} sent no Content-Type and is not text`);
     const html = HTML_TYPES.has(type);
-    const text = html ? readableText(body, url, this.limits.maxBytes) : body;
+    const text = html ? await readableText(body, url, signal) : body;
     if (failedStatus) throw new Refused(`${failedStatus}:\n${text.trim().slice(0, 1000)}`);
     return {
       ok: true,
@@ -278,15 +283,12 @@ const SKIPPED = [
   'template',
 ];
 
-/**
- * The readable text of an HTML page: its <main> (or <article>, or <body>)
- * without navigation, footers, forms and images; headings, lists and tables
- * kept as text; links as `text [url]` resolved against the page's URL.
- */
-export function readableText(html: string, url: URL, maxInput: number): string {
-  return convert(html, {
+/** html-to-text's settings for a page at `url`. */
+function textOptions(url: URL): HtmlToTextOptions {
+  return {
     wordwrap: false,
-    limits: { maxInputLength: maxInput },
+    // Deeper than this is no page a person reads; it would only cost stack.
+    limits: { maxDepth: 200, maxInputLength: WEB_FETCH_LIMITS.maxBytes * 2 },
     baseElements: { selectors: ['main', 'article', 'body'], returnDomByDefault: true },
     selectors: [
       ...SKIPPED.map((selector) => ({ selector, format: 'skip' })),
@@ -297,7 +299,41 @@ export function readableText(html: string, url: URL, maxInput: number): string {
       { selector: 'table', format: 'dataTable', options: { uppercaseHeaderCells: false } },
       { selector: 'a', options: { baseUrl: url.origin, hideLinkHrefIfSameAsText: true, ignoreHref: false } },
     ],
-  })
-    .replace(/\n{3,}/g, '\n\n')
-    .trim();
+  };
+}
+
+/** Memory the HTML worker may use: a 5 MiB page's DOM fits several times over. */
+const WORKER_HEAP_MB = 256;
+
+/**
+ * The readable text of an HTML page: its <main> (or <article>, or <body>)
+ * without navigation, footers, forms and images; headings, lists and tables
+ * kept as text; links as `text [url]`. Converted in a worker thread (a 5 MiB
+ * page takes a second or more of CPU), stopped when `signal` aborts.
+ */
+export function readableText(html: string, url: URL, signal: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./html-text-worker.mjs', import.meta.url), {
+      workerData: { html, options: textOptions(url) },
+      resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
+      stdout: true,
+      stderr: true,
+    });
+    const stop = () => void worker.terminate();
+    signal.addEventListener('abort', stop, { once: true });
+    let answered = false;
+    worker.once('message', (text: string) => {
+      answered = true;
+      resolve(text.replace(/\n{3,}/g, '\n\n').trim());
+    });
+    worker.once('error', (err) => {
+      answered = true;
+      reject(new Refused(`${url.href} could not be read as HTML (${err.message})`));
+    });
+    worker.once('exit', () => {
+      signal.removeEventListener('abort', stop);
+      // Terminated by the signal: the fetch's catch reports the signal's reason.
+      if (!answered) reject(new Refused(`${url.href} could not be read as HTML`));
+    });
+  });
 }
