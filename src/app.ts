@@ -92,6 +92,8 @@ import { McpToolSource } from './modules/tasks/mcp/source.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
+import { WEB_FETCH_LIMITS, type WebFetchLimits } from './modules/tasks/web-fetch.ts';
+import { WebFetchSource } from './modules/tasks/web-fetch-tool.ts';
 import { taskPorts } from './modules/tasks/wiring.ts';
 import { VERSION } from './version.ts';
 
@@ -110,6 +112,11 @@ export interface AppOptions {
   resolveHost?: HostResolver;
   /** The task runner's timings and limits (tests shorten the heartbeat). */
   taskRunner?: Partial<RunnerOptions>;
+  /**
+   * Tests only (no setting reaches it): host names web_fetch may reach whatever they resolve to
+   * (a page server on loopback), and lower limits. Production's web_fetch has no exceptions.
+   */
+  webFetch?: { allowForTests?: string[]; limits?: Partial<WebFetchLimits> };
 }
 
 export interface Services {
@@ -342,6 +349,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     new McpToolSource(ctx, outbound),
     skillToolSource(skills),
     memoryToolSource(memories),
+    // web_fetch's own guard: PADDOCK_ALLOW_PRIVATE_UPSTREAMS is for provider and host connections, not for pages.
+    new WebFetchSource(
+      new OutboundGuard({
+        allow: AllowList.parse(options.webFetch?.allowForTests ?? []).list,
+        ...(options.resolveHost ? { resolve: options.resolveHost } : {}),
+      }),
+      ctx.timers,
+      { ...WEB_FETCH_LIMITS, ...options.webFetch?.limits },
+    ),
   ];
   // Sub-agents' own tools come from the same list (the delegate source is in it too).
   toolSources.push(new DelegateSource(ctx, ports, toolSources));

@@ -38,6 +38,11 @@ const REASON_TEXT: Record<Exclude<RefusalReason, 'paddock_itself'>, string> = {
   this_machine: "an address of Paddock's own machine",
 };
 
+/** What a refusal reason means, in words ("a loopback address"). */
+export function refusalText(reason: RefusalReason): string {
+  return reason === 'paddock_itself' ? 'Paddock itself' : REASON_TEXT[reason];
+}
+
 /** A connection the guard did not allow. Its message names the host and why, never a secret. */
 export class OutboundRefusedError extends Error {
   readonly code = 'EOUTBOUNDREFUSED';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type BuiltApp, buildApp, type Services } from '../../src/app.ts';
+import { type AppOptions, type BuiltApp, buildApp, type Services } from '../../src/app.ts';
 import { type Config, loadConfig, THROTTLE_VARIABLES } from '../../src/config.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import { ManualTimers } from '../../src/core/context.ts';
@@ -90,6 +90,8 @@ export async function createTestApp(
     manualTimers?: boolean;
     /** The task runner's timings and limits. */
     taskRunner?: Partial<RunnerOptions>;
+    /** web_fetch's test-only exceptions and limits (AppOptions.webFetch). */
+    webFetch?: AppOptions['webFetch'];
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -124,6 +126,7 @@ export async function createTestApp(
     ...(timers ? { timers } : {}),
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
     ...(options.taskRunner ? { taskRunner: options.taskRunner } : {}),
+    ...(options.webFetch ? { webFetch: options.webFetch } : {}),
   });
   await built.app.ready();
 

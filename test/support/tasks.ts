@@ -1,3 +1,5 @@
+import type { AppOptions } from '../../src/app.ts';
+import type { HostResolver } from '../../src/core/outbound-guard.ts';
 import type { RunnerOptions } from '../../src/modules/tasks/runner.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from './app.ts';
 import { createAgent, createPolicy, createProviderKey, type Json } from './factories.ts';
@@ -34,12 +36,19 @@ export interface TaskFixture {
 }
 
 export async function startTasks(
-  options: { env?: NodeJS.ProcessEnv; runner?: Partial<RunnerOptions> } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    runner?: Partial<RunnerOptions>;
+    resolveHost?: HostResolver;
+    webFetch?: AppOptions['webFetch'];
+  } = {},
 ): Promise<TaskFixture> {
   const t = await createTestApp({
     env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1', ...options.env },
     start: new Date(),
     ...(options.runner ? { taskRunner: options.runner } : {}),
+    ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
+    ...(options.webFetch ? { webFetch: options.webFetch } : {}),
   });
   const user = await t.signup();
   const mock = await startMockLlm();

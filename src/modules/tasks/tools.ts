@@ -68,22 +68,23 @@ function failed(output: string): ToolOutcome {
   return { ok: false, output };
 }
 
-/** Cuts `text` to the model's limit: its head only (a file), or its head and tail (a command's output). */
+/** Cuts `text` to the model's limit (or a lower one): its head only (a file), or its head and tail (a command's output). */
 export function cutOutput(
   text: string,
   keep: 'head' | 'head_and_tail',
   hint = '',
+  limit = OUTPUT_LIMIT_CHARS,
 ): { output: string; full?: string } {
-  if (text.length <= OUTPUT_LIMIT_CHARS) return { output: text };
+  if (text.length <= limit) return { output: text };
   if (keep === 'head') {
-    const head = text.slice(0, OUTPUT_LIMIT_CHARS);
+    const head = text.slice(0, limit);
     return {
-      output: `${head}\n[cut here: showing the first ${OUTPUT_LIMIT_CHARS} of ${text.length} characters${hint}]`,
+      output: `${head}\n[cut here: showing the first ${limit} of ${text.length} characters${hint}]`,
       full: text,
     };
   }
-  const headChars = Math.floor(OUTPUT_LIMIT_CHARS * 0.6);
-  const tailChars = OUTPUT_LIMIT_CHARS - headChars;
+  const headChars = Math.floor(limit * 0.6);
+  const tailChars = limit - headChars;
   const cut = text.length - headChars - tailChars;
   return {
     output: `${text.slice(0, headChars)}\n[… ${cut} characters cut here: showing the first ${headChars} and the last ${tailChars} of ${text.length}${hint} …]\n${text.slice(-tailChars)}`,
