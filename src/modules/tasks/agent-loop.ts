@@ -1,5 +1,6 @@
-// One file (about 400 lines): the conversation with the model, turn by turn
-// (calls, tool calls, approvals, the result), reads top to bottom.
+// One file (about 480 lines): the conversation with the model, turn by turn
+// (calls, tool calls, approvals, the result), reads top to bottom; a streamed
+// answer's parsing and its text deltas are in stream-call.ts.
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
