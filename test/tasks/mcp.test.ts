@@ -313,6 +313,43 @@ describe('an HTTP MCP server', () => {
     expect(f.mock.requests).toHaveLength(0);
   });
 
+  it('cannot fill the worker’s memory: a response over 16 MiB ends the connection', async () => {
+    const flood = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1024 * 1024, 0x20);
+      let sent = 0;
+      const more = () => {
+        while (sent < 20 && res.write(chunk)) sent++;
+        if (sent >= 20) res.end('{}');
+        else res.once('drain', more);
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => flood.listen(0, '127.0.0.1', resolve));
+    try {
+      const agent = await f.agent({
+        agent: {
+          egress: ['127.0.0.1'],
+          mcp_servers: [
+            {
+              name: 'flood',
+              transport: 'http',
+              url: `http://127.0.0.1:${(flood.address() as AddressInfo).port}/mcp`,
+            },
+          ],
+        },
+      });
+      f.mock.reset();
+      const { task } = await f.finished((await f.submit({ agent_id: agent.id, prompt: 'start' })).id);
+      expect(task).toMatchObject({ status: 'failed', error: { code: 'mcp_server_failed' } });
+      expect(task.error.message).toMatch(/^MCP server flood did not start: /);
+      expect(task.error.message).toContain('127.0.0.1 sent a response over 16777216 bytes');
+    } finally {
+      flood.closeAllConnections();
+      await new Promise((resolve) => flood.close(resolve));
+    }
+  });
+
   it('is not reached at a private address the outbound guard refuses, even on the allow-list', async () => {
     // 127.0.0.2 is loopback like 127.0.0.1, but not in this server's PADDOCK_ALLOW_PRIVATE_UPSTREAMS.
     const agent = await f.agent({

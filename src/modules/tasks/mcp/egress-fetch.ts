@@ -5,6 +5,10 @@ import { hostAllowed } from '../../sandboxes/host-side/egress.ts';
 
 /** How long connecting to an HTTP MCP server may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** One response's body (a JSON answer, or an SSE stream all its life), at most: a server cannot fill the worker's memory. */
+export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** Statuses whose Response has no body. */
+const NULL_BODY = new Set([101, 204, 205, 304]);
 
 /** A request the task's egress allow-list does not let out. */
 export class EgressRefusedError extends Error {
@@ -41,12 +45,31 @@ export function egressFetch(
         redirect: 'manual',
         dispatcher,
       });
-      return res as unknown as Response;
+      const body = NULL_BODY.has(res.status) ? null : (res.body as ReadableStream<Uint8Array> | null);
+      return new Response(body?.pipeThrough(byteLimit(host)) ?? null, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: new Headers([...res.headers]),
+      });
     } catch (err) {
       // undici says only "fetch failed"; the guard's refusal or the socket's error says why.
       const cause = (err as { cause?: unknown }).cause;
       throw outboundRefusal(err) ?? (cause instanceof Error ? cause : err);
     }
   };
-  return { fetch, close: () => dispatcher.close() };
+  // destroy, not close: close would wait for an SSE stream a server keeps open.
+  return { fetch, close: () => dispatcher.destroy() };
+}
+
+/** Passes at most MAX_RESPONSE_BYTES through, then errors the stream. */
+function byteLimit(host: string): TransformStream<Uint8Array, Uint8Array> {
+  let seen = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (seen > MAX_RESPONSE_BYTES)
+        controller.error(new Error(`${host} sent a response over ${MAX_RESPONSE_BYTES} bytes`));
+      else controller.enqueue(chunk);
+    },
+  });
 }
