@@ -51,7 +51,7 @@ function route(req: http.IncomingMessage, res: http.ServerResponse): unknown {
     case '/article':
       return text('text/html; charset=utf-8', ARTICLE);
     case '/deep':
-      return text('text/html', `<p>surface</p>${'<div>'.repeat(20_000)}abyss${'</div>'.repeat(20_000)}`);
+      return text('text/html', `<p>surface</p>${'<div>'.repeat(2_000)}abyss${'</div>'.repeat(2_000)}`);
     case '/plain':
       return text('text/plain', 'line one\nline two\n');
     case '/json':
