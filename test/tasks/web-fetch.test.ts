@@ -13,6 +13,9 @@ import { scriptedDns } from '../support/dns.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One file over ~400 lines: one page server, one scripted DNS and one task
+// fixture serve every case; split, each part would start its own.
+//
 // web_fetch: the runner fetches a page for the model, from Paddock's own
 // process. A page server listens on loopback; the guard lets the name
 // pages.test reach it only through the app's test-only exception (nothing a
