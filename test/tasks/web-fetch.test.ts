@@ -13,6 +13,9 @@ import { scriptedDns } from '../support/dns.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One file over ~400 lines: one page server, one scripted DNS and one task
+// fixture serve every case; split, each part would start its own.
+//
 // web_fetch: the runner fetches a page for the model, from Paddock's own
 // process. A page server listens on loopback; the guard lets the name
 // pages.test reach it only through the app's test-only exception (nothing a
@@ -51,7 +54,7 @@ function route(req: http.IncomingMessage, res: http.ServerResponse): unknown {
     case '/article':
       return text('text/html; charset=utf-8', ARTICLE);
     case '/deep':
-      return text('text/html', `<p>surface</p>${'<div>'.repeat(20_000)}abyss${'</div>'.repeat(20_000)}`);
+      return text('text/html', `<p>surface</p>${'<div>'.repeat(2_000)}abyss${'</div>'.repeat(2_000)}`);
     case '/plain':
       return text('text/plain', 'line one\nline two\n');
     case '/json':

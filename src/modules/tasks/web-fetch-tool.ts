@@ -3,7 +3,7 @@ import type { OutboundGuard } from '../../core/outbound-guard.ts';
 import type { LoopTool, ToolSource, ToolSourceContext } from './loop-tools.ts';
 import { OUTPUT_LIMIT_CHARS } from './tool-definitions.ts';
 import { cutOutput, type ToolOutcome } from './tools.ts';
-import { WEB_FETCH_LIMITS, WebFetcher, type WebFetchLimits } from './web-fetch.ts';
+import { hostList, WEB_FETCH_LIMITS, WebFetcher, type WebFetchLimits } from './web-fetch.ts';
 
 // The web_fetch tool: offered to an agent whose definition names it, when its
 // task may reach at least one host (the environment's network allow plus the
@@ -76,7 +76,7 @@ export class WebFetchSource implements ToolSource {
       description:
         `Fetch a web page (GET, http or https) and read it as text: HTML reduced to its readable text, ` +
         `plain text and JSON as they are; other content types are refused. Only hosts this task may reach: ` +
-        `${allow.join(', ')}; public addresses only; at most ${this.limits.maxRedirects} redirects, ` +
+        `${hostList(allow, 50)}; public addresses only; at most ${this.limits.maxRedirects} redirects, ` +
         `${mib} MiB and ${this.limits.timeoutMs / 1000} s. The answer starts with the page's title and final URL.`,
       parameters: PARAMETERS,
       async run(rawArguments, call): Promise<ToolOutcome> {
@@ -96,7 +96,7 @@ export class WebFetchSource implements ToolSource {
     };
     return {
       tools: [tool],
-      promptLines: [`web_fetch reads web pages on these hosts: ${allow.join(', ')}.`],
+      promptLines: [`web_fetch reads web pages on these hosts: ${hostList(allow, 50)}.`],
       close: () => fetcher.close(),
     };
   }

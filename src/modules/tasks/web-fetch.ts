@@ -49,6 +49,13 @@ const TEXT_TYPES =
   /^(text\/[a-z0-9.+-]+|application\/([a-z0-9.-]+\+)?(json|xml)|application\/(javascript|x-ndjson))$/;
 const HTML_TYPES = new Set(['text/html', 'application/xhtml+xml']);
 
+/** The allow-list as the model is shown it: its first `max` entries. */
+export function hostList(allow: readonly string[], max = 20): string {
+  if (allow.length === 0) return 'empty';
+  const shown = allow.slice(0, max).join(', ');
+  return allow.length > max ? `${shown} and ${allow.length - max} more` : shown;
+}
+
 /** Why the model may not fetch `url` for a task that may reach `allow`, or undefined when it may try. */
 export function urlRefusal(url: URL, allow: readonly string[]): string | undefined {
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
@@ -57,7 +64,7 @@ export function urlRefusal(url: URL, allow: readonly string[]): string | undefin
     return 'web_fetch does not send credentials: remove the user:password@ part of the URL';
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (!hostAllowed(allow, host))
-    return `${host} is not on this task's network allow-list (${allow.length > 0 ? allow.join(', ') : 'empty'}); web_fetch reaches only those hosts`;
+    return `${host} is not on this task's network allow-list (${hostList(allow)}); web_fetch reaches only those hosts`;
   return undefined;
 }
 
@@ -76,8 +83,9 @@ export class WebFetcher {
     });
   }
 
+  /** Drops every connection at once: a server still sending must not hold up the end of the attempt. */
   close(): Promise<void> {
-    return this.agent.close();
+    return this.agent.destroy();
   }
 
   /** GET `raw` and what it says as text; `timeoutMs` lowers the limit's (the task's time left). */
@@ -146,7 +154,7 @@ export class WebFetcher {
         },
       });
       if (REDIRECTS.has(res.statusCode)) {
-        res.body.resume();
+        discard(res.body);
         const location = res.headers.location;
         if (typeof location !== 'string' || location === '')
           throw new Refused(`${url.href} answered HTTP ${res.statusCode} with no Location to follow`);
@@ -179,14 +187,14 @@ export class WebFetcher {
     const textual = type === '' || HTML_TYPES.has(type) || TEXT_TYPES.test(type);
     const failedStatus = res.statusCode >= 400 ? `${url.href} answered HTTP ${res.statusCode}` : undefined;
     if (!textual) {
-      res.body.resume();
+      discard(res.body);
       throw new Refused(
         failedStatus ?? `${url.href} is ${type}, not text: web_fetch reads HTML, text and JSON only`,
       );
     }
     const length = Number(header('content-length'));
     if (Number.isFinite(length) && length > this.limits.maxBytes) {
-      res.body.resume();
+      discard(res.body);
       throw new Refused(failedStatus ?? this.tooLarge(url, length));
     }
     const data = await this.read(url, res.body, header('content-encoding'));
@@ -226,7 +234,7 @@ export class WebFetcher {
             ? zlib.createBrotliDecompress()
             : undefined;
     if (!decoder && coding !== 'identity') {
-      body.resume();
+      discard(body);
       throw new Refused(`${url.href} came in an encoding web_fetch does not read (${coding})`);
     }
     const stream: Readable = decoder ? body.pipe(decoder) : body;
@@ -240,7 +248,8 @@ export class WebFetcher {
         chunks.push(chunk as Buffer);
       }
     } catch (err) {
-      body.destroy();
+      decoder?.on('error', () => undefined);
+      discard(body);
       decoder?.destroy();
       if (err instanceof Refused) throw err;
       if (decoder && (err as NodeJS.ErrnoException).code?.startsWith('Z_'))
@@ -249,6 +258,12 @@ export class WebFetcher {
     }
     return Buffer.concat(chunks);
   }
+}
+
+/** Stops reading a body (its connection closes); the abort it reports is expected. */
+function discard(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function decode(data: Buffer, charset: string | undefined): string {
