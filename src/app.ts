@@ -85,6 +85,9 @@ import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
 import { taskPorts } from './modules/tasks/wiring.ts';
+import { WorkspaceFiles } from './modules/workspaces/files.ts';
+import { registerWorkspaceRoutes } from './modules/workspaces/routes.ts';
+import { WorkspacesService } from './modules/workspaces/service.ts';
 import { VERSION } from './version.ts';
 
 export interface AppOptions {
@@ -132,6 +135,7 @@ export interface Services {
   hosts: HostsService;
   tasks: TasksService;
   taskRunner: TaskRunner;
+  workspaces: WorkspacesService;
 }
 
 export interface BuiltApp {
@@ -317,6 +321,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   };
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
+  const workspaces = new WorkspacesService(db, ctx, events, tasks, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
   const toolSources: ToolSource[] = [];
   const taskRunner = new TaskRunner(
@@ -356,6 +361,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     hosts,
     tasks,
     taskRunner,
+    workspaces,
   };
 
   const app = Fastify({
@@ -511,6 +517,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerResponsesRoutes(app, responses, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules, ctx.timers);
+  registerWorkspaceRoutes(app, workspaces, new WorkspaceFiles(workspaces, capsules), ctx.timers);
   registerSnapshotRoutes(app, snapshots);
   registerEnvironmentRoutes(app, environments);
   registerHostRoutes(app, hosts);
@@ -536,12 +543,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     environmentBuilder.start();
     await taskRunner.declare();
     await taskRunner.start();
+    workspaces.startSweeps();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
     // Jobs first: a build in hand is told to stop (and its capsule removed) before waits end early.
     environmentBuilder.close();
     taskRunner.stopSweeps();
+    workspaces.stopSweeps();
     await jobs.stop();
     capsules.stopWaiting();
   });

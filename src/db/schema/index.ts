@@ -8,3 +8,4 @@ export * from './responses.ts';
 export * from './sandboxes.ts';
 export * from './secrets.ts';
 export * from './tasks.ts';
+export * from './workspaces.ts';
