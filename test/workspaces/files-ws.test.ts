@@ -83,7 +83,7 @@ describe('a workspace’s files', () => {
   });
 
   it('refuses paths that lead outside /workspace: "..", absolute paths and symlinks', async () => {
-    for (const path of ['%2E%2E/etc/passwd', 'src/%2E%2E/%2E%2E/etc/passwd', '%2Fetc%2Fpasswd']) {
+    for (const path of ['..%2Fetc%2Fpasswd', 'src/..%2F..%2Fetc%2Fpasswd', '%2Fetc%2Fpasswd']) {
       const res = await call('GET', `/v1/workspaces/${wsId}/files/${path}`);
       expect(res.status, path).toBe(400);
       expect(res.body.error.code).toBe('invalid_path');
