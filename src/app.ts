@@ -95,6 +95,9 @@ import { TasksService } from './modules/tasks/service.ts';
 import { WEB_FETCH_LIMITS, type WebFetchLimits } from './modules/tasks/web-fetch.ts';
 import { WebFetchSource } from './modules/tasks/web-fetch-tool.ts';
 import { taskPorts } from './modules/tasks/wiring.ts';
+import { WorkspaceFiles } from './modules/workspaces/files.ts';
+import { registerWorkspaceRoutes } from './modules/workspaces/routes.ts';
+import { WorkspacesService } from './modules/workspaces/service.ts';
 import { VERSION } from './version.ts';
 
 export interface AppOptions {
@@ -149,6 +152,7 @@ export interface Services {
   tasks: TasksService;
   taskRunner: TaskRunner;
   memories: MemoriesService;
+  workspaces: WorkspacesService;
 }
 
 export interface BuiltApp {
@@ -338,6 +342,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   };
   const ports = taskPorts(taskModules);
   const tasks = new TasksService(db, ctx, events, ports);
+  const workspaces = new WorkspacesService(db, ctx, events, tasks, ports);
   // Tools beyond the capsule's built-ins, each from the module that owns it (tasks/loop-tools.ts).
   const memories = new MemoriesService(
     db,
@@ -400,6 +405,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     tasks,
     taskRunner,
     memories,
+    workspaces,
   };
 
   const app = Fastify({
@@ -556,6 +562,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerResponsesRoutes(app, responses, config.proxyBodyLimitBytes);
   registerCapsuleRoutes(app, capsules);
   registerCapsuleStreamRoutes(app, capsules, ctx.timers);
+  registerWorkspaceRoutes(app, workspaces, new WorkspaceFiles(workspaces, capsules), ctx.timers);
   registerSnapshotRoutes(app, snapshots);
   registerEnvironmentRoutes(app, environments);
   registerHostRoutes(app, hosts);
@@ -582,12 +589,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     environmentBuilder.start();
     await taskRunner.declare();
     await taskRunner.start();
+    workspaces.startSweeps();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
     // Jobs first: a build in hand is told to stop (and its capsule removed) before waits end early.
     environmentBuilder.close();
     taskRunner.stopSweeps();
+    workspaces.stopSweeps();
     await jobs.stop();
     capsules.stopWaiting();
   });

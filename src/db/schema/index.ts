@@ -10,3 +10,4 @@ export * from './sandboxes.ts';
 export * from './secrets.ts';
 export * from './skills.ts';
 export * from './tasks.ts';
+export * from './workspaces.ts';

@@ -99,6 +99,9 @@ export interface EventMap {
   'task.cancelled': { agent_id: string; from: string };
   'task.awaiting_approval': { agent_id: string; approval_ids: string[]; tools: string[] };
   'task.retried': { agent_id: string; attempt: number; reason: string };
+  // Workspaces (subject: the workspace). Never a message or the conversation.
+  'workspace.created': { agent_id: string; agent_version: number; task_id: string };
+  'workspace.status_changed': { agent_id: string; from: string; to: string; reason: string };
   // Approvals (subject: the approval).
   'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };
   'approval.approved': { run_id: string; agent_id: string; tool_name: string };

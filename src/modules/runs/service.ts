@@ -160,6 +160,12 @@ export class RunsService {
    * that already ended (budget, force-stop) stays as it is. Answers the run
    * as it is after, its steps written.
    */
+  /** A task run's row as it stands, its budget's pending charges written first (a workspace's turn reads its cost). */
+  async taskRunTotals(teamId: TeamId, runId: RunId): Promise<repo.RunRow | undefined> {
+    await this.budget.flushRun(runId);
+    return repo.findRun(this.db, teamId, runId);
+  }
+
   async endTaskRun(
     teamId: TeamId,
     runId: RunId,

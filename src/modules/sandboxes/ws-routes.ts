@@ -40,7 +40,7 @@ const FIRST_MESSAGE_MS = 10_000;
 const PING_EVERY_MS = 25_000;
 const MAX_FRAME_BYTES = 1024 * 1024;
 
-function send(ws: WebSocket, frame: Record<string, unknown>): void {
+export function send(ws: WebSocket, frame: Record<string, unknown>): void {
   if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
 }
 
@@ -49,7 +49,7 @@ function send(ws: WebSocket, frame: Record<string, unknown>): void {
  * bounded nesting, no NUL or lone surrogate in any string. `refused` names
  * what is wrong; neither set: not a JSON object.
  */
-function parse(raw: unknown): { msg?: Record<string, unknown>; refused?: Record<string, string> } {
+export function parse(raw: unknown): { msg?: Record<string, unknown>; refused?: Record<string, string> } {
   const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : String(raw);
   if (text.length > MAX_FRAME_BYTES) return {};
   if (jsonNestingExceeds(text)) return { refused: { frame: `nests deeper than ${MAX_JSON_DEPTH} levels` } };
@@ -68,7 +68,7 @@ function parse(raw: unknown): { msg?: Record<string, unknown>; refused?: Record<
 }
 
 /** The error frame for a refused frame, shaped like the HTTP API's validation_failed. */
-function refusal(fields: Record<string, string>): Record<string, unknown> {
+export function refusal(fields: Record<string, string>): Record<string, unknown> {
   const summary = Object.entries(fields)
     .map(([field, problem]) => `${field} ${problem}`)
     .join('; ');
@@ -78,7 +78,9 @@ function refusal(fields: Record<string, string>): Record<string, unknown> {
 type Checked<T> = { frame: T; refused?: undefined } | { frame?: undefined; refused: Record<string, string> };
 
 /** A frame checked by the validator the HTTP bodies go through (strict JSON: no coercion, no unknown field). */
-function frameCheck<T extends TSchema>(schema: T): (msg: Record<string, unknown>) => Checked<Static<T>> {
+export function frameCheck<T extends TSchema>(
+  schema: T,
+): (msg: Record<string, unknown>) => Checked<Static<T>> {
   const check = validatorCompiler({ schema, method: 'GET', url: '/', httpPart: 'body' }) as ((
     data: unknown,
   ) => boolean) & { errors?: ErrorObject[] | null };

@@ -4,6 +4,7 @@
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
+import type { ConversationMessage } from '../../db/schema/workspaces.ts';
 import type { Definition } from '../agents/definition.ts';
 import type { ProxyResult } from '../gateway/call.ts';
 import type { SecretRedactor } from '../secrets/redact.ts';
@@ -33,12 +34,7 @@ const MAX_RESULT_RETRIES = 2;
 /** How long a rate-limited call waits before it is tried again, at most. */
 const MAX_RATE_LIMIT_WAIT_MS = 60_000;
 
-interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | 'tool';
-  content: string | null;
-  tool_calls?: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }>;
-  tool_call_id?: string;
-}
+type ChatMessage = ConversationMessage;
 
 interface Completion {
   text: string;
@@ -56,6 +52,8 @@ export interface LoopInput {
   runId: RunId;
   model: string;
   prompt: string;
+  /** A workspace's conversation so far (the system prompt aside): the prompt follows it. */
+  history?: readonly ConversationMessage[];
   definition: Definition;
   maxTurns: number;
   outputSchema: Record<string, unknown> | null;
@@ -146,12 +144,21 @@ export class AgentLoop {
           input.promptLines,
         ),
       },
+      ...(input.history ?? []),
       { role: 'user', content: input.prompt },
     ];
     this.offered = new Map<string, LoopTool | 'built_in'>(
       input.definition.tools.filter(isBuiltIn).map((name) => [name, 'built_in']),
     );
     for (const t of input.extraTools) this.offered.set(t.name, t);
+  }
+
+  /**
+   * The conversation as it stands (the system prompt aside), every secret
+   * taken out: a workspace keeps it for its next turn.
+   */
+  conversation(): ConversationMessage[] {
+    return redactedValue(this.input.redactor, this.messages.slice(1)) as ConversationMessage[];
   }
 
   async run(): Promise<LoopResult> {
@@ -167,8 +174,10 @@ export class AgentLoop {
       const answer = await this.call(tools, turn);
       if (answer.text !== '')
         await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
-      if (answer.toolCalls.length === 0)
+      if (answer.toolCalls.length === 0) {
+        this.messages.push({ role: 'assistant', content: this.input.redactor.redact(answer.text) });
         return { result: this.input.redactor.redact(answer.text), turns: turn };
+      }
       this.messages.push({ role: 'assistant', content: answer.text || null, tool_calls: answer.toolCalls });
       const submitted = await this.runToolCalls(answer.toolCalls, turn);
       if (submitted) return { result: redactedValue(this.input.redactor, submitted.result), turns: turn };

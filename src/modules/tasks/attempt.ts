@@ -1,9 +1,10 @@
-// One file (about 410 lines): one attempt of a task from capsule start to
+// One file (about 530 lines): one attempt of a task from capsule start to
 // teardown, in the order it happens; its steps share the capsule and the
 // event log.
 import type { Context } from '../../core/context.ts';
 import type { AgentId, RunId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
+import type { ConversationMessage } from '../../db/schema/workspaces.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
 import { SecretRedactor } from '../secrets/redact.ts';
@@ -14,6 +15,7 @@ import { checkOutputs } from './output-policy.ts';
 import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
 import { redactingCapsule } from './redacting-capsule.ts';
 import * as repo from './repo.ts';
+import type { SessionHooks } from './sessions.ts';
 import { WORKSPACE } from './tool-definitions.ts';
 import { CapsuleGone, type ToolCapsule } from './tools.ts';
 import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
@@ -33,6 +35,8 @@ export interface AttemptParts {
   /** Tools beyond the built-ins: each source is opened for the attempt before its first model call. */
   toolSources: readonly ToolSource[];
   options: { capsuleStartTimeoutMs: number; maxOutputFiles: number; maxOutputBytes: number };
+  /** The workspaces module's side of a session task (a turn of a workspace). */
+  sessions?: SessionHooks | undefined;
 }
 
 /** The task's end as an attempt decides it. */
@@ -61,6 +65,12 @@ export class Attempt {
   private stopping: Promise<void> | undefined;
   private cleaned = false;
   private toolSets: ToolSet[] = [];
+  /** A session task: the workspace's conversation and capsule before the turn. */
+  private session: { messages: ConversationMessage[]; capsuleId: string | null } | undefined;
+  /** A session task that completed: the conversation its workspace keeps. */
+  conversation: ConversationMessage[] | undefined;
+  /** A session task: its workspace's run's totals before the turn (the turn's own are the difference). */
+  totalsBefore: { costMicros: number; inputTokens: number; outputTokens: number } | undefined;
 
   constructor(
     private readonly p: AttemptParts,
@@ -78,7 +88,7 @@ export class Attempt {
     // After a cancel or the timeout the loop may still be finishing a call: nothing it says is logged,
     // here or (a cancel on another server, a sweep) in the database, which takes only this attempt's.
     if (this.signal.aborted) throw this.signal.reason;
-    const rows = await this.p.log.append(this.p.db, this.task.teamId, this.task.id, [{ type, payload }], {
+    const rows = await this.p.log.append(this.p.db, this.task.teamId, this.task, [{ type, payload }], {
       attempt: this.task.attempt,
     });
     if (rows.length === 0) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
@@ -98,7 +108,7 @@ export class Attempt {
         { statuses: repo.HELD_STATUSES, attempt: this.task.attempt },
       );
       if (!row) throw new TaskEnd('gone', 'the task is no longer this worker’s', 'cancelled');
-      await log.append(tx, this.task.teamId, this.task.id, [
+      await log.append(tx, this.task.teamId, this.task, [
         { type: 'status', payload: { status, ...payload } },
       ]);
       if (status === 'awaiting_approval')
@@ -115,7 +125,7 @@ export class Attempt {
           },
         });
     });
-    log.wake(this.task.id);
+    log.wake(this.task);
   }
 
   async run(): Promise<Ending> {
@@ -128,6 +138,12 @@ export class Attempt {
       // The claim started the task's run (one for every attempt) in its transaction.
       if (!t.runId) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
       this.runId = t.runId;
+      if (t.workspaceId) {
+        if (!this.p.sessions)
+          throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
+        this.session = await this.p.sessions.turnStarts(t.teamId, t.workspaceId);
+        this.totalsBefore = await ports.runs.totals(t.teamId, t.runId);
+      }
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       const [secrets, env, inputNames] = await Promise.all([
         ports.secrets(t.teamId, agent.id),
@@ -201,6 +217,7 @@ export class Attempt {
           runId: this.runId,
           model,
           prompt: t.prompt,
+          ...(this.session ? { history: this.session.messages } : {}),
           definition: agent.definition,
           maxTurns: t.maxTurns,
           outputSchema: t.outputSchema ?? null,
@@ -219,7 +236,9 @@ export class Attempt {
       );
       const { result, turns } = await raceAbort(loop.run(), this.signal);
       this.turns = turns;
-      await this.keepOutputs(agent.definition.output_policy);
+      // A workspace's files stay in its capsule (its files routes), for the next turn.
+      if (this.session) this.conversation = loop.conversation();
+      else await this.keepOutputs(agent.definition.output_policy);
       return { status: 'completed', result };
     } catch (err) {
       const reason = this.signal.aborted ? this.signal.reason : err;
@@ -261,6 +280,11 @@ export class Attempt {
   ): Promise<TaskCapsule> {
     const { ports, db } = this.p;
     const t = this.task;
+    const previous = this.session?.capsuleId ?? null;
+    if (previous) {
+      const reused = await this.reuseCapsule(previous, fileIds, run.redactor);
+      if (reused) return reused;
+    }
     this.starting = ports.capsules
       .start(
         t.teamId,
@@ -274,6 +298,7 @@ export class Attempt {
         // Named on the row before it runs: whoever ends the task (a cancel, the sweep) stops it.
         async (id) => {
           this.createdId = id;
+          if (t.workspaceId) await this.p.sessions?.capsuleStarted(t.teamId, t.workspaceId, id);
           await repo.updateUnfinished(
             db,
             t.teamId,
@@ -297,7 +322,17 @@ export class Attempt {
       throw new TaskEnd('invalid_file', 'an input file of the task could not be read (was it deleted?)');
     });
     await prepareWorkspace(capsule.tools, files);
-    await this.event('capsule', { capsule_id: capsule.id, template, input_files: files.map((f) => f.name) });
+    await this.event('capsule', {
+      capsule_id: capsule.id,
+      template,
+      input_files: files.map((f) => f.name),
+      ...(previous
+        ? {
+            replaced_capsule_id: previous,
+            note: 'the workspace’s capsule was removed: a new one started, without the files of earlier turns',
+          }
+        : {}),
+    });
     for (const [i, command] of run.setup.entries()) {
       const r = await capsule.tools.exec({
         cmd: 'bash',
@@ -312,6 +347,52 @@ export class Attempt {
           `the agent's setup command ${i + 1} exited with ${r.exit_code}: ${r.stderr.slice(-500)}`,
         );
     }
+    return capsule;
+  }
+
+  /**
+   * A workspace's capsule for the next turn: resumed when it was paused, with
+   * the message's files written into /workspace; undefined when it is gone.
+   */
+  private async reuseCapsule(
+    id: string,
+    fileIds: string[],
+    redactor: SecretRedactor,
+  ): Promise<TaskCapsule | undefined> {
+    const { ports } = this.p;
+    const t = this.task;
+    this.starting = ports.capsules
+      .reuse(t.teamId, this.actor(), id, this.p.options.capsuleStartTimeoutMs)
+      .then((c) => {
+        if (!c) throw new CapsuleGone('capsule_not_found', `capsule ${id} is gone`);
+        this.capsuleStartedMs = performance.now();
+        this.started = c;
+        return c;
+      });
+    const found = await this.starting.catch(() => undefined);
+    if (!found) {
+      this.starting = undefined;
+      return undefined;
+    }
+    this.createdId = found.id;
+    await repo.updateUnfinished(
+      this.p.db,
+      t.teamId,
+      t.id,
+      { capsuleId: id },
+      { statuses: repo.HELD_STATUSES, attempt: t.attempt },
+    );
+    const capsule = { ...found, tools: redactingCapsule(found.tools, redactor) };
+    const files = await Promise.all(fileIds.map((f) => ports.readFile(t.teamId, f))).catch(() => {
+      throw new TaskEnd('invalid_file', 'an input file of the task could not be read (was it deleted?)');
+    });
+    await prepareWorkspace(capsule.tools, files);
+    await this.event('capsule', {
+      capsule_id: id,
+      reused: true,
+      resumed: (found as { resumed?: boolean }).resumed === true,
+      input_files: files.map((f) => f.name),
+    });
     return capsule;
   }
 
@@ -375,6 +456,11 @@ export class Attempt {
     const capsule = this.started ?? (await this.starting?.catch(() => undefined));
     const id = capsule?.id ?? this.createdId;
     if (id === undefined) return;
+    // A workspace keeps its capsule for the next turn: its time so far is charged, it runs on.
+    if (this.task.workspaceId) {
+      if (capsule) await this.chargeSandbox(capsule, true);
+      return;
+    }
     // Its time is charged up to the stop; the task's end need not wait for the teardown (stopped()).
     this.stopping = ports.capsules
       .destroy(this.task.teamId, this.actor(), id)

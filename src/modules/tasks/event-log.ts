@@ -21,12 +21,26 @@ export type TaskEventType =
   | 'output_files'
   | 'delegation'
   /** A memory the model saved (memory_save): its id, never its content. */
-  | 'memory';
+  | 'memory'
+  | 'conversation';
 
 /**
- * A task's event log: appends (numbered by the task row), reads after a seq,
- * and followers that wake at once on an append in this process and poll
- * otherwise, so a stream follows a task whichever server runs it.
+ * Which log a task writes to: its own, or (a session task, a turn of a
+ * workspace) the workspace's one log, each event tagged with the task.
+ */
+export interface LogOwner {
+  id: repo.TaskId;
+  workspaceId: string | null;
+}
+
+type NewEvents = ReadonlyArray<{ type: string; payload: Record<string, unknown> }>;
+
+/**
+ * The event logs of tasks and workspaces: appends (numbered by the task's or
+ * the workspace's row), reads after a seq, and followers that wake at once on
+ * an append in this process and poll otherwise, so a stream follows a log
+ * whichever server writes it. A session task's events live in its
+ * workspace's log; reading the task's events reads that log filtered to it.
  */
 export class TaskEventLog {
   private readonly listeners = new Map<string, Set<() => void>>();
@@ -39,40 +53,98 @@ export class TaskEventLog {
   async append(
     db: DbOrTx,
     teamId: TeamId,
-    taskId: repo.TaskId,
+    task: LogOwner,
     events: ReadonlyArray<{ type: TaskEventType; payload: Record<string, unknown> }>,
     /** Only while the task is held by this attempt (a worker's own events); none are written otherwise. */
     onlyFor?: { attempt: number },
-  ): Promise<repo.TaskEventRow[]> {
-    // Tool output may hold NUL or half a surrogate pair (a cut emoji), which jsonb refuses.
-    const storable = events.map((e) => ({ type: e.type, payload: storableText(e.payload) }));
-    const rows = await repo.appendEvents(db, teamId, taskId, storable, this.ctx.clock.now(), onlyFor);
+  ): Promise<repo.LogEventRow[]> {
+    const now = this.ctx.clock.now();
+    const rows = task.workspaceId
+      ? await repo.appendWorkspaceEvents(
+          db,
+          teamId,
+          task.workspaceId,
+          task.id,
+          storable(events),
+          now,
+          onlyFor,
+        )
+      : await repo.appendEvents(db, teamId, task.id, storable(events), now, onlyFor);
     // Inside a transaction the rows are not visible yet: its caller wakes the followers after the commit.
-    if (db === this.db) this.wake(taskId);
+    if (db === this.db) this.wake(task);
     return rows;
   }
 
-  /** Wakes the followers of a task (after a commit that appended to it). */
-  wake(taskId: string): void {
-    for (const l of this.listeners.get(taskId) ?? []) l();
+  /** The workspace's own events (its status changes), tagged with no task. */
+  async appendToWorkspace(db: DbOrTx, teamId: TeamId, workspaceId: string, events: NewEvents) {
+    const rows = await repo.appendWorkspaceEvents(
+      db,
+      teamId,
+      workspaceId,
+      null,
+      storable(events),
+      this.ctx.clock.now(),
+    );
+    if (db === this.db) this.wake(workspaceId);
+    return rows;
   }
 
-  read(teamId: TeamId, taskId: repo.TaskId, afterSeq: number, limit: number) {
-    return repo.eventsAfter(this.db, teamId, taskId, afterSeq, limit);
+  /** Wakes the followers of a log (after a commit that appended to it): a task's, and its workspace's. */
+  wake(owner: LogOwner | string): void {
+    const keys = typeof owner === 'string' ? [owner] : [owner.id, owner.workspaceId];
+    for (const key of keys) for (const l of key ? (this.listeners.get(key) ?? []) : []) l();
   }
 
-  /**
-   * Every event after `afterSeq`, as they come, until the task has ended and
-   * its last event was given, or `signal` aborts. `ended` reads whether the
-   * task has ended (then the log is complete).
-   */
-  async *follow(
+  read(teamId: TeamId, task: LogOwner, afterSeq: number, limit: number) {
+    return task.workspaceId
+      ? repo.workspaceEventsAfter(this.db, teamId, task.workspaceId, task.id, afterSeq, limit)
+      : repo.eventsAfter(this.db, teamId, task.id, afterSeq, limit);
+  }
+
+  readWorkspace(teamId: TeamId, workspaceId: string, afterSeq: number, limit: number) {
+    return repo.workspaceEventsAfter(this.db, teamId, workspaceId, undefined, afterSeq, limit);
+  }
+
+  /** A task's events as they come (follow), until it has ended. */
+  followTask(
     teamId: TeamId,
-    taskId: repo.TaskId,
+    task: LogOwner,
     afterSeq: number,
     ended: () => Promise<boolean>,
     signal: AbortSignal,
-  ): AsyncGenerator<repo.TaskEventRow> {
+  ) {
+    return this.follow(task.id, (seq, n) => this.read(teamId, task, seq, n), afterSeq, ended, signal);
+  }
+
+  /** A workspace's events as they come (follow), until `ended` (it expired or was terminated). */
+  followWorkspace(
+    teamId: TeamId,
+    workspaceId: string,
+    afterSeq: number,
+    ended: () => Promise<boolean>,
+    signal: AbortSignal,
+  ) {
+    return this.follow(
+      workspaceId,
+      (seq, n) => this.readWorkspace(teamId, workspaceId, seq, n),
+      afterSeq,
+      ended,
+      signal,
+    );
+  }
+
+  /**
+   * Every event after `afterSeq`, as they come, until the log is complete and
+   * its last event was given, or `signal` aborts. `ended` reads whether the
+   * log's owner has ended (then the log is complete).
+   */
+  private async *follow(
+    key: string,
+    read: (afterSeq: number, limit: number) => Promise<repo.LogEventRow[]>,
+    afterSeq: number,
+    ended: () => Promise<boolean>,
+    signal: AbortSignal,
+  ): AsyncGenerator<repo.LogEventRow> {
     let seq = afterSeq;
     let wake: (() => void) | undefined;
     let woken = false;
@@ -80,8 +152,8 @@ export class TaskEventLog {
       woken = true;
       wake?.();
     };
-    const set = this.listeners.get(taskId) ?? new Set<() => void>();
-    this.listeners.set(taskId, set);
+    const set = this.listeners.get(key) ?? new Set<() => void>();
+    this.listeners.set(key, set);
     set.add(listener);
     const onAbort = () => wake?.();
     signal.addEventListener('abort', onAbort);
@@ -90,7 +162,7 @@ export class TaskEventLog {
         woken = false;
         // Whether it had ended is read before the events: an end seen here has its last event in the read.
         const done = await ended();
-        const rows = await this.read(teamId, taskId, seq, FOLLOW_PAGE);
+        const rows = await read(seq, FOLLOW_PAGE);
         for (const r of rows) {
           seq = r.seq;
           yield r;
@@ -110,7 +182,12 @@ export class TaskEventLog {
     } finally {
       signal.removeEventListener('abort', onAbort);
       set.delete(listener);
-      if (set.size === 0) this.listeners.delete(taskId);
+      if (set.size === 0) this.listeners.delete(key);
     }
   }
+}
+
+// Tool output may hold NUL or half a surrogate pair (a cut emoji), which jsonb refuses.
+function storable(events: NewEvents): repo.NewEvent[] {
+  return events.map((e) => ({ type: e.type, payload: storableText(e.payload) }));
 }

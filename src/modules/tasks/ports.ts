@@ -87,6 +87,11 @@ export interface TaskPorts {
       outcome: 'success' | 'failed',
       reason: string,
     ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number; status: string } | undefined>;
+    /** The run's totals so far, its pending charges written (a workspace's turn: the run goes on). */
+    totals(
+      teamId: TeamId,
+      runId: RunId,
+    ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number } | undefined>;
     /** Charges capsule time to the run's ledger (a sandbox entry). */
     chargeSandbox(input: {
       teamId: TeamId;
@@ -111,6 +116,24 @@ export interface TaskPorts {
       },
       created: (id: string) => Promise<void>,
     ): Promise<TaskCapsule>;
+    /**
+     * A workspace's capsule again: resumed when paused, waited for until it
+     * runs; undefined when it is gone (removed, stopped, failed).
+     */
+    reuse(
+      teamId: TeamId,
+      actor: string,
+      id: string,
+      timeoutMs: number,
+    ): Promise<(TaskCapsule & { resumed: boolean }) | undefined>;
+    /** Its size (for pricing its time); undefined when it is gone. */
+    describe(
+      teamId: TeamId,
+      actor: string,
+      id: string,
+    ): Promise<{ vcpus: number; memoryMb: number } | undefined>;
+    /** Pauses it (a workspace gone idle); a capsule not running is left as it is. */
+    pause(teamId: TeamId, actor: string, id: string): Promise<void>;
     /** Stops it (its processes with it); a capsule already gone is fine. */
     destroy(teamId: TeamId, actor: string, id: string): Promise<void>;
   };

@@ -2,12 +2,22 @@ import { and, asc, desc, eq, gt, gte, inArray, lt, lte, sql } from 'drizzle-orm'
 import type { Id, RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
-import { type TaskStatus, taskEvents, taskFiles, tasks } from '../../db/schema/index.ts';
+import { type TaskStatus, taskEvents, taskFiles, tasks, workspaceEvents } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type TaskId = Id<'task'>;
 export type TaskRow = typeof tasks.$inferSelect;
 export type TaskEventRow = typeof taskEvents.$inferSelect;
+/** An event of either log (a task's own, or a workspace's, whose events name their turn's task). */
+export interface LogEventRow {
+  seq: number;
+  teamId: TeamId;
+  /** The task that wrote it (a workspace's own events: null). */
+  taskId: string | null;
+  type: string;
+  payload: Record<string, unknown>;
+  createdAt: Date;
+}
 export type TaskFileRow = typeof taskFiles.$inferSelect;
 export type TaskPatch = Partial<Omit<TaskRow, 'id' | 'teamId' | 'createdAt' | 'eventSeq'>>;
 
@@ -185,13 +195,29 @@ export function systemQueuedBefore(db: DbOrTx, before: Date, limit: number): Pro
  * them in order. Answers the rows as stored.
  */
 interface StoredEvent {
-  task_id: TaskId;
   seq: number;
   team_id: TeamId;
+  task_id: string | null;
   type: string;
   payload: Record<string, unknown>;
   created_at: string | Date;
 }
+
+function storedRows(result: unknown): LogEventRow[] {
+  return (result as { rows: StoredEvent[] }).rows
+    .map((r) => ({
+      seq: Number(r.seq),
+      teamId: r.team_id,
+      taskId: r.task_id,
+      type: r.type,
+      payload: r.payload,
+      createdAt: new Date(r.created_at),
+    }))
+    .sort((a, b) => a.seq - b.seq);
+}
+
+const recordset = (events: readonly NewEvent[]) =>
+  JSON.stringify(events.map((e, i) => ({ i: i + 1, type: e.type, payload: e.payload })));
 
 export async function appendEvents(
   db: DbOrTx,
@@ -201,9 +227,8 @@ export async function appendEvents(
   at: Date,
   /** Only while this attempt holds the task (running or awaiting approval). */
   onlyFor?: { attempt: number },
-): Promise<TaskEventRow[]> {
+): Promise<LogEventRow[]> {
   if (events.length === 0) return [];
-  const rows = JSON.stringify(events.map((e, i) => ({ i: i + 1, type: e.type, payload: e.payload })));
   const result = await db.execute(sql`
     with numbered as (
       update tasks set event_seq = event_seq + ${events.length}
@@ -214,34 +239,92 @@ export async function appendEvents(
     )
     insert into task_events (task_id, seq, team_id, type, payload, created_at)
     select ${taskId}, numbered.event_seq - ${events.length} + e.i, ${teamId}, e.type, e.payload, ${at.toISOString()}::timestamptz
-    from numbered, jsonb_to_recordset(${rows}::jsonb) as e(i int, type text, payload jsonb)
+    from numbered, jsonb_to_recordset(${recordset(events)}::jsonb) as e(i int, type text, payload jsonb)
     order by e.i
     returning task_id, seq, team_id, type, payload, created_at`);
-  const stored = (result as unknown as { rows: StoredEvent[] }).rows;
-  return stored
-    .map((r) => ({
-      taskId: r.task_id,
-      seq: Number(r.seq),
-      teamId: r.team_id,
-      type: r.type,
-      payload: r.payload,
-      createdAt: new Date(r.created_at),
-    }))
-    .sort((a, b) => a.seq - b.seq);
+  return storedRows(result);
 }
 
-export function eventsAfter(
+/**
+ * Appends events to a workspace's log, the workspace row handing out the
+ * numbers. A turn's events name its task and are written only while that
+ * task exists (and, with `onlyFor`, while this attempt holds it: the task
+ * row is locked for the statement, as the task log's own append does).
+ */
+export async function appendWorkspaceEvents(
+  db: DbOrTx,
+  teamId: TeamId,
+  workspaceId: string,
+  taskId: TaskId | null,
+  events: readonly NewEvent[],
+  at: Date,
+  onlyFor?: { attempt: number },
+): Promise<LogEventRow[]> {
+  if (events.length === 0) return [];
+  const result = await db.execute(sql`
+    with held as (
+      select 1 from tasks
+      where team_id = ${teamId} and id = ${taskId} and workspace_id = ${workspaceId}
+        and (${onlyFor === undefined}::boolean
+          or (attempt = ${onlyFor?.attempt ?? 0} and status in ('running', 'awaiting_approval')))
+      for update
+    ), numbered as (
+      update workspaces set event_seq = event_seq + ${events.length}
+      where team_id = ${teamId} and id = ${workspaceId}
+        and (${taskId === null}::boolean or exists (select 1 from held))
+      returning event_seq
+    )
+    insert into workspace_events (workspace_id, seq, team_id, task_id, type, payload, created_at)
+    select ${workspaceId}, numbered.event_seq - ${events.length} + e.i, ${teamId}, ${taskId}, e.type, e.payload, ${at.toISOString()}::timestamptz
+    from numbered, jsonb_to_recordset(${recordset(events)}::jsonb) as e(i int, type text, payload jsonb)
+    order by e.i
+    returning task_id, seq, team_id, type, payload, created_at`);
+  return storedRows(result);
+}
+
+export async function eventsAfter(
   db: DbOrTx,
   teamId: TeamId,
   taskId: TaskId,
   afterSeq: number,
   limit: number,
-): Promise<TaskEventRow[]> {
+): Promise<LogEventRow[]> {
   return db
     .select()
     .from(taskEvents)
     .where(and(eq(taskEvents.teamId, teamId), eq(taskEvents.taskId, taskId), gt(taskEvents.seq, afterSeq)))
     .orderBy(asc(taskEvents.seq))
+    .limit(limit);
+}
+
+/** A workspace's events after `afterSeq`; with `taskId`, only that turn's. */
+export async function workspaceEventsAfter(
+  db: DbOrTx,
+  teamId: TeamId,
+  workspaceId: string,
+  taskId: string | undefined,
+  afterSeq: number,
+  limit: number,
+): Promise<LogEventRow[]> {
+  return db
+    .select({
+      seq: workspaceEvents.seq,
+      teamId: workspaceEvents.teamId,
+      taskId: workspaceEvents.taskId,
+      type: workspaceEvents.type,
+      payload: workspaceEvents.payload,
+      createdAt: workspaceEvents.createdAt,
+    })
+    .from(workspaceEvents)
+    .where(
+      and(
+        eq(workspaceEvents.teamId, teamId),
+        eq(workspaceEvents.workspaceId, workspaceId as Id<'ws'>),
+        taskId !== undefined ? eq(workspaceEvents.taskId, taskId as TaskId) : undefined,
+        gt(workspaceEvents.seq, afterSeq),
+      ),
+    )
+    .orderBy(asc(workspaceEvents.seq))
     .limit(limit);
 }
 

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Timers } from '../../core/context.ts';
 import { BadRequestError } from '../../core/errors.ts';
@@ -16,7 +17,7 @@ const write = { auth: { scope: 'write' } as const };
 const KEEPALIVE_MS = 15_000;
 
 /** Last-Event-ID (a seq this server sent) wins over after_seq: a reconnecting EventSource sends it. */
-function resumeFrom(header: string | string[] | undefined, afterSeq: number | undefined): number {
+export function resumeFrom(header: string | string[] | undefined, afterSeq: number | undefined): number {
   const raw = Array.isArray(header) ? header[0] : header;
   if (raw === undefined || raw === '') return afterSeq ?? 0;
   if (!/^\d{1,9}$/.test(raw))
@@ -25,6 +26,48 @@ function resumeFrom(header: string | string[] | undefined, afterSeq: number | un
       'Last-Event-ID must be the seq of an event of this task',
     );
   return Number(raw);
+}
+
+/**
+ * An event log as Server-Sent Events: each event as `id: <seq>`, `event:
+ * <type>`, `data: <JSON>`, then `event: end` once the log is complete; a
+ * comment line every 15 s keeps proxies from closing a quiet stream.
+ * `closed` aborts when the client goes.
+ */
+export async function sendEventStream(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  events: AsyncIterable<{ seq: number; type: string }>,
+  closed: AbortController,
+  timers: Timers,
+): Promise<void> {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.on('close', () => closed.abort());
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': request.id,
+  });
+  const write = async (chunk: string) => {
+    if (raw.destroyed) return;
+    if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
+  };
+  const keepalive = timers.every(KEEPALIVE_MS, () => void write(': keepalive\n\n'));
+  try {
+    await write('retry: 2000\n\n');
+    for await (const e of events) {
+      await write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+    }
+    if (!closed.signal.aborted) await write('event: end\ndata: {}\n\n');
+  } catch (err) {
+    request.log.warn({ err }, 'an event stream ended with an error');
+  } finally {
+    keepalive.cancel();
+    if (!raw.destroyed) raw.end();
+  }
 }
 
 export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers): void {
@@ -112,33 +155,7 @@ export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers
       const closed = new AbortController();
       // Access is checked (and a 404 answered) before the stream starts.
       const events = await tasks.follow(principal, request.params.id, after, closed.signal);
-      reply.hijack();
-      const raw = reply.raw;
-      raw.on('close', () => closed.abort());
-      raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-        'x-request-id': request.id,
-      });
-      const write = async (chunk: string) => {
-        if (raw.destroyed) return;
-        if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
-      };
-      const keepalive = timers.every(KEEPALIVE_MS, () => void write(': keepalive\n\n'));
-      try {
-        await write('retry: 2000\n\n');
-        for await (const e of events) {
-          await write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-        }
-        if (!closed.signal.aborted) await write('event: end\ndata: {}\n\n');
-      } catch (err) {
-        request.log.warn({ err }, 'a task event stream ended with an error');
-      } finally {
-        keepalive.cancel();
-        if (!raw.destroyed) raw.end();
-      }
+      await sendEventStream(request, reply, events, closed, timers);
     },
   );
 

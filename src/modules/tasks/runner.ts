@@ -1,4 +1,4 @@
-// One file (about 440 lines): a task's claim, its run, its end and the
+// One file (about 480 lines): a task's claim, its run, its end and the
 // sweep that takes back a lost worker's task share one state machine and one
 // set of guards on the task row; they are read together.
 import type { Context, Timer } from '../../core/context.ts';
@@ -187,7 +187,7 @@ export class TaskRunner {
           },
           tx,
         );
-      await this.tasks.log.append(tx, row.teamId, row.id, [
+      await this.tasks.log.append(tx, row.teamId, row, [
         { type: 'status', payload: { status: 'running', attempt: row.attempt, run_id: row.runId } },
       ]);
       await this.recordEvent(tx, row, 'task.started', {
@@ -197,7 +197,7 @@ export class TaskRunner {
       });
       return row;
     });
-    if (claimed && claimed !== 'busy') this.tasks.log.wake(claimed.id);
+    if (claimed && claimed !== 'busy') this.tasks.log.wake(claimed);
     return claimed;
   }
 
@@ -225,6 +225,7 @@ export class TaskRunner {
         log: this.tasks.log,
         toolSources: this.toolSources,
         options: this.options,
+        sessions: this.tasks.sessions,
       },
       task,
       agent,
@@ -264,14 +265,17 @@ export class TaskRunner {
   /** Writes the task's end (once: an ended task keeps its end), with its totals from the run. */
   private async finish(task: repo.TaskRow, attempt: Attempt, ending: Ending): Promise<void> {
     await attempt.cleanUp();
-    const totals = attempt.runId
-      ? await this.ports.runs.end(
-          task.teamId,
-          attempt.runId,
-          ending.status === 'completed' ? 'success' : 'failed',
-          ending.status === 'completed' ? 'task_completed' : `task_${ending.status}`,
-        )
-      : undefined;
+    // A workspace's run goes on after its turn: the turn's totals are what it added.
+    const totals = !attempt.runId
+      ? undefined
+      : task.workspaceId
+        ? await this.turnTotals(task, attempt)
+        : await this.ports.runs.end(
+            task.teamId,
+            attempt.runId,
+            ending.status === 'completed' ? 'success' : 'failed',
+            ending.status === 'completed' ? 'task_completed' : `task_${ending.status}`,
+          );
     const now = this.ctx.clock.now();
     await this.db.transaction(async (tx) => {
       const patch: repo.TaskPatch = {
@@ -300,7 +304,7 @@ export class TaskRunner {
         await repo.updateTotals(tx, task.teamId, task.id, task.attempt, patch);
         return;
       }
-      await this.tasks.log.append(tx, task.teamId, task.id, [
+      await this.tasks.log.append(tx, task.teamId, task, [
         {
           type: 'status',
           payload: { status: ending.status, ...(ending.error ? { error: ending.error } : {}) },
@@ -323,7 +327,28 @@ export class TaskRunner {
           turns: attempt.turns,
         });
     });
-    this.tasks.log.wake(task.id);
+    this.tasks.log.wake(task);
+    if (task.workspaceId)
+      await this.tasks.sessions?.turnEnded(task.teamId, task.workspaceId, {
+        taskId: task.id,
+        prompt: task.prompt,
+        status: ending.status,
+        ...(ending.error ? { error: ending.error } : {}),
+        ...(ending.status === 'completed' && attempt.conversation ? { messages: attempt.conversation } : {}),
+        model: this.ports.resolveModel(task.model),
+      });
+  }
+
+  /** What a workspace's turn added to the workspace's run. */
+  private async turnTotals(task: repo.TaskRow, attempt: Attempt) {
+    const after = await this.ports.runs.totals(task.teamId, task.runId!);
+    const before = attempt.totalsBefore;
+    if (!after) return undefined;
+    return {
+      costMicros: after.costMicros - (before?.costMicros ?? 0),
+      inputTokens: after.inputTokens - (before?.inputTokens ?? 0),
+      outputTokens: after.outputTokens - (before?.outputTokens ?? 0),
+    };
   }
 
   /** A task.* event in the outbox, in the transaction of the change it reports. */
@@ -366,7 +391,7 @@ export class TaskRunner {
         { statuses: repo.HELD_STATUSES, attempt: t.attempt, silentSince },
       );
       if (!row) return undefined;
-      await this.tasks.log.append(tx, t.teamId, t.id, [
+      await this.tasks.log.append(tx, t.teamId, t, [
         {
           type: 'status',
           payload: retry
@@ -383,16 +408,26 @@ export class TaskRunner {
       return row;
     });
     if (!taken) return;
-    this.tasks.log.wake(t.id);
-    if (t.capsuleId)
+    this.tasks.log.wake(t);
+    // A workspace's capsule is the workspace's: its next attempt (or turn) goes on in it.
+    if (t.capsuleId && !t.workspaceId)
       await this.ports.capsules.destroy(t.teamId, `task:${t.id}`, t.capsuleId).catch(() => undefined);
     if (retry) {
       await this.enqueue(t.teamId, t.id);
       return;
     }
-    const totals = t.runId
-      ? await this.ports.runs.end(t.teamId, t.runId, 'failed', 'worker_lost')
-      : undefined;
+    if (t.workspaceId)
+      await this.tasks.sessions?.turnEnded(t.teamId, t.workspaceId, {
+        taskId: t.id,
+        prompt: t.prompt,
+        status: 'failed',
+        error,
+        model: this.ports.resolveModel(t.model),
+      });
+    const totals =
+      t.runId && !t.workspaceId
+        ? await this.ports.runs.end(t.teamId, t.runId, 'failed', 'worker_lost')
+        : undefined;
     await this.db.transaction(async (tx) => {
       await repo.updateTotals(tx, t.teamId, t.id, t.attempt, {
         turns: t.turns,

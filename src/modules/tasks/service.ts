@@ -2,7 +2,7 @@ import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import type { FileDownload } from '../files/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
@@ -11,6 +11,7 @@ import { checkOutputSchema } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
 import type { CreateTaskInput, TaskListQueryType } from './schemas.ts';
+import type { SessionHooks, SessionTurn } from './sessions.ts';
 import { taskEventView, taskFileView, taskView } from './views.ts';
 
 /** What the runner gives the service: a way to tell it about a cancel, and to start work. */
@@ -32,6 +33,8 @@ const taskId = (raw: string) => idOrNotFound(raw, 'task', 'task');
 export class TasksService {
   readonly log: TaskEventLog;
   private workers: TaskWorkers | undefined;
+  /** The workspaces module's side of session tasks (attached once it is built). */
+  sessions: SessionHooks | undefined;
 
   constructor(
     private readonly db: Db,
@@ -47,11 +50,24 @@ export class TasksService {
     this.workers = workers;
   }
 
+  attachSessions(sessions: SessionHooks): void {
+    this.sessions = sessions;
+  }
+
   private team(principal: Principal, need: 'read' | 'write'): TeamId {
     return managedTeam(principal, need, 'tasks');
   }
 
-  async submit(principal: Principal, input: CreateTaskInput) {
+  /**
+   * Checks and queues a task. A session task opens a workspace, or, with
+   * `turn` (a workspace's message), continues one: `turn` runs in the task's
+   * transaction (it may refuse: the workspace is busy) and names the workspace.
+   */
+  async submit(
+    principal: Principal,
+    input: CreateTaskInput,
+    turn?: (tx: DbOrTx, teamId: TeamId, taskId: string) => Promise<SessionTurn>,
+  ) {
     const teamId = this.team(principal, 'write');
     const agent = await this.ports.agent(teamId, input.agent_id, input.agent_version);
     if (!agent) {
@@ -127,9 +143,21 @@ export class TasksService {
     const now = this.ctx.clock.now();
     const actor = actorOf(principal);
     const maxBudget = input.max_budget_usd ?? def.max_budget_usd;
+    const sessions = this.sessions;
+    if (input.mode === 'session' && !sessions)
+      throw new BadRequestError('sessions_unavailable', 'this server does not run workspaces');
     const task = await this.db.transaction(async (tx) => {
+      const id = newId('task');
+      const session =
+        input.mode !== 'session'
+          ? undefined
+          : turn
+            ? await turn(tx, teamId, id)
+            : await sessions!.open(tx, { teamId, taskId: id, agent, createdBy: actor.actorId });
       const row = await repo.insertTask(tx, {
-        id: newId('task'),
+        id,
+        workspaceId: session?.workspaceId ?? null,
+        runId: session?.runId ?? null,
         teamId,
         agentId: agent.id,
         agentVersion: agent.version,
@@ -148,7 +176,7 @@ export class TasksService {
         createdAt: now,
         updatedAt: now,
       });
-      await this.log.append(tx, teamId, row.id, [{ type: 'status', payload: { status: 'queued' } }]);
+      await this.log.append(tx, teamId, row, [{ type: 'status', payload: { status: 'queued' } }]);
       await this.outbox.record(tx, {
         teamId,
         ...actor,
@@ -205,7 +233,7 @@ export class TasksService {
         updatedAt: now,
       });
       if (!row) return undefined;
-      await this.log.append(tx, teamId, row.id, [
+      await this.log.append(tx, teamId, row, [
         { type: 'status', payload: { status: 'cancelled', error: row.error } },
       ]);
       await this.outbox.record(tx, {
@@ -227,8 +255,17 @@ export class TasksService {
         },
       );
     }
-    this.log.wake(cancelled.id);
+    this.log.wake(cancelled);
     this.workers?.cancelled(cancelled.id);
+    // A turn no worker took: its workspace waits for the next message (a running one's worker says so).
+    if (before.status === 'queued' && cancelled.workspaceId)
+      await this.sessions?.turnEnded(teamId, cancelled.workspaceId, {
+        taskId: cancelled.id,
+        prompt: cancelled.prompt,
+        status: 'cancelled',
+        error: cancelled.error ?? { code: 'cancelled', message: 'cancelled' },
+        model: cancelled.model,
+      });
     return taskView(cancelled);
   }
 
@@ -237,7 +274,7 @@ export class TasksService {
     const task = await this.found(teamId, id);
     const rows = await this.log.read(
       teamId,
-      task.id,
+      task,
       seqOf(afterSeq),
       Math.min(Math.max(1, limit), 1000) || 200,
     );
@@ -256,7 +293,7 @@ export class TasksService {
     afterSeq = seqOf(afterSeq);
     const log = this.log;
     return (async function* () {
-      for await (const row of log.follow(teamId, task.id, afterSeq, ended, signal)) yield taskEventView(row);
+      for await (const row of log.followTask(teamId, task, afterSeq, ended, signal)) yield taskEventView(row);
     })();
   }
 

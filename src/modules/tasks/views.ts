@@ -1,4 +1,4 @@
-import type { TaskEventRow, TaskFileRow, TaskRow } from './repo.ts';
+import type { LogEventRow, TaskFileRow, TaskRow } from './repo.ts';
 
 const iso = (d: Date | null) => (d === null ? null : d.toISOString());
 const usd = (micros: number) => micros / 1_000_000;
@@ -39,7 +39,7 @@ export function taskView(t: TaskRow) {
 }
 export type TaskView = ReturnType<typeof taskView>;
 
-export function taskEventView(e: TaskEventRow) {
+export function taskEventView(e: Pick<LogEventRow, 'seq' | 'type' | 'payload' | 'createdAt'>) {
   return { seq: e.seq, type: e.type, payload: e.payload, created_at: e.createdAt.toISOString() };
 }
 export type TaskEventView = ReturnType<typeof taskEventView>;

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { NotFoundError } from '../../core/errors.ts';
+import { AppError, NotFoundError } from '../../core/errors.ts';
 import { isId } from '../../core/ids.ts';
 import { boundKeyIds } from '../agents/repo.ts';
 import type { AgentsService } from '../agents/service.ts';
@@ -125,6 +125,15 @@ export function taskPorts(m: TaskModules): TaskPorts {
           status: run.status,
         };
       },
+      async totals(teamId, runId) {
+        const run = await m.runs.taskRunTotals(teamId, runId);
+        if (!run) return undefined;
+        return {
+          costMicros: run.costMicros,
+          inputTokens: run.inputTokens + run.cacheReadTokens + run.cacheCreationTokens,
+          outputTokens: run.outputTokens,
+        };
+      },
       async chargeSandbox(input) {
         await m.runs.recordSandboxUsage(input);
       },
@@ -148,6 +157,49 @@ export function taskPorts(m: TaskModules): TaskPorts {
           throw new Error(`capsule ${id} is ${ready.status}, not running`);
         }
         return { id, tools: toolCapsule(m.capsules, principal, id), vcpus: c.vcpus, memoryMb: c.memory_mb };
+      },
+      async reuse(teamId, actor, id, timeoutMs) {
+        const principal = systemPrincipal(teamId, actor);
+        let c: Awaited<ReturnType<CapsulesService['get']>>;
+        try {
+          c = await m.capsules.get(principal, capsuleId(id), {
+            statuses: ['running', 'paused'],
+            timeoutMs,
+          });
+          const resumed = c.status === 'paused';
+          if (resumed) await m.capsules.resume(principal, capsuleId(id));
+          if (c.status !== 'running')
+            c = await m.capsules.get(principal, capsuleId(id), { statuses: ['running'], timeoutMs });
+          if (c.status !== 'running') return undefined;
+          return {
+            id: c.id,
+            tools: toolCapsule(m.capsules, principal, capsuleId(id)),
+            vcpus: c.vcpus,
+            memoryMb: c.memory_mb,
+            resumed,
+          };
+        } catch (err) {
+          if (err instanceof NotFoundError || (err instanceof AppError && err.statusCode === 409))
+            return undefined;
+          throw err;
+        }
+      },
+      async describe(teamId, actor, id) {
+        try {
+          const c = await m.capsules.get(systemPrincipal(teamId, actor), capsuleId(id));
+          return { vcpus: c.vcpus, memoryMb: c.memory_mb };
+        } catch (err) {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        }
+      },
+      async pause(teamId, actor, id) {
+        await m.capsules
+          .pause(systemPrincipal(teamId, actor), capsuleId(id), 'workspace_idle')
+          .catch((err: unknown) => {
+            if (!(err instanceof NotFoundError || (err instanceof AppError && err.statusCode === 409)))
+              throw err;
+          });
       },
       async destroy(teamId, actor, id) {
         await m.capsules.remove(systemPrincipal(teamId, actor), capsuleId(id)).catch((err: unknown) => {

@@ -1,0 +1,123 @@
+import { and, asc, desc, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
+import type { Id, TeamId } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor } from '../../db/query-parts.ts';
+import { type WorkspaceStatus, workspaces } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
+
+export type WorkspaceId = Id<'ws'>;
+export type WorkspaceRow = typeof workspaces.$inferSelect;
+export type WorkspacePatch = Partial<Omit<WorkspaceRow, 'id' | 'teamId' | 'createdAt' | 'eventSeq'>>;
+
+/** A workspace in one of these takes no more messages; its row and history stay. */
+export const ENDED_STATUSES = ['expired', 'terminated'] as const satisfies readonly WorkspaceStatus[];
+
+export async function insertWorkspace(
+  db: DbOrTx,
+  row: typeof workspaces.$inferInsert,
+): Promise<WorkspaceRow> {
+  const [inserted] = await db.insert(workspaces).values(row).returning();
+  return inserted!;
+}
+
+export async function findWorkspace(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: WorkspaceId,
+): Promise<WorkspaceRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(workspaces)
+    .where(and(eq(workspaces.teamId, teamId), eq(workspaces.id, id)));
+  return row;
+}
+
+export interface WorkspaceFilter {
+  status?: WorkspaceStatus;
+  agentId?: string;
+  archived?: boolean;
+}
+
+export function listWorkspaces(
+  db: DbOrTx,
+  teamId: TeamId,
+  f: WorkspaceFilter,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  return db
+    .select()
+    .from(workspaces)
+    .where(
+      and(
+        eq(workspaces.teamId, teamId),
+        f.status !== undefined ? eq(workspaces.status, f.status) : undefined,
+        f.agentId !== undefined ? eq(workspaces.agentId, f.agentId) : undefined,
+        f.archived !== undefined ? eq(workspaces.archived, f.archived) : undefined,
+        beforeCursor(workspaces.id, beforeId),
+      ),
+    )
+    .orderBy(desc(workspaces.id))
+    .limit(limit);
+}
+
+/** Changes the workspace when it is in one of `statuses` (default: any); the row after, or undefined. */
+export function updateWorkspace(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: WorkspaceId,
+  patch: WorkspacePatch,
+  onlyIf?: { statuses?: readonly WorkspaceStatus[]; currentTaskId?: string | null },
+): Promise<WorkspaceRow | undefined> {
+  return updateOne(
+    db,
+    workspaces,
+    and(
+      eq(workspaces.teamId, teamId),
+      eq(workspaces.id, id),
+      onlyIf?.statuses ? inArray(workspaces.status, onlyIf.statuses) : undefined,
+      onlyIf?.currentTaskId === null
+        ? isNull(workspaces.currentTaskId)
+        : onlyIf?.currentTaskId !== undefined
+          ? eq(workspaces.currentTaskId, onlyIf.currentTaskId)
+          : undefined,
+    ),
+    patch,
+  );
+}
+
+/** System-only: idle workspaces whose last turn ended longer ago than their idle timeout (the sweep pauses them). */
+export function systemIdlePast(db: DbOrTx, now: Date, limit: number): Promise<WorkspaceRow[]> {
+  return db
+    .select()
+    .from(workspaces)
+    .where(
+      and(
+        eq(workspaces.status, 'idle'),
+        lt(
+          workspaces.lastActiveAt,
+          sql`${now.toISOString()}::timestamptz - make_interval(secs => ${workspaces.idleTimeoutSec})`,
+        ),
+      ),
+    )
+    .orderBy(asc(workspaces.lastActiveAt))
+    .limit(limit);
+}
+
+/** System-only: paused workspaces paused longer than their session TTL (the sweep expires them). */
+export function systemPausedPast(db: DbOrTx, now: Date, limit: number): Promise<WorkspaceRow[]> {
+  return db
+    .select()
+    .from(workspaces)
+    .where(
+      and(
+        eq(workspaces.status, 'paused'),
+        lt(
+          workspaces.pausedAt,
+          sql`${now.toISOString()}::timestamptz - make_interval(secs => ${workspaces.sessionTtlSec})`,
+        ),
+      ),
+    )
+    .orderBy(asc(workspaces.pausedAt))
+    .limit(limit);
+}

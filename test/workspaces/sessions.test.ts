@@ -1,0 +1,251 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Json } from '../support/factories.ts';
+import { startTasks, type TaskFixture } from '../support/tasks.ts';
+
+let f: TaskFixture;
+
+beforeAll(async () => {
+  f = await startTasks();
+});
+afterAll(async () => {
+  await f?.close();
+});
+
+const call = (method: string, url: string, body?: unknown, token = f.user.token) =>
+  f.t.call(method, url, { token, ...(body !== undefined ? { body } : {}) });
+
+/** Waits (real time) until the workspace has one of `statuses`. */
+async function workspaceUntil(id: string, statuses: string[], timeoutMs = 30_000): Promise<Json> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await call('GET', `/v1/workspaces/${id}`);
+    if (statuses.includes(res.body.status) && res.body.current_task_id === null) return res.body;
+    if (Date.now() > until) throw new Error(`workspace ${id} is still ${res.body.status}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function sessionAgent() {
+  return f.agent({ agent: { idle_timeout_sec: 60, session_ttl_sec: 600 } });
+}
+
+/** The conversation a model request carried, as "role: content" lines (tool turns aside). */
+const said = (body: unknown) =>
+  ((body as { messages: Json[] }).messages ?? [])
+    .filter((m) => m.role === 'user' || (m.role === 'assistant' && m.content))
+    .map((m) => `${m.role}: ${m.content}`);
+
+describe('a workspace (a session)', () => {
+  it('a session of three messages keeps files and conversation across an idle pause and resume', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([
+      { tool: 'write_file', args: { path: 'notes.txt', content: 'remember the lighthouse\n' } },
+      { text: 'I wrote notes.txt.' },
+      { text: '"Lighthouse notes."' },
+    ]);
+    const first = await f.submit({
+      agent_id: agent.id,
+      prompt: 'write down the lighthouse',
+      mode: 'session',
+    });
+    expect(first).toMatchObject({ mode: 'session', status: 'queued' });
+    expect(first.workspace_id).toMatch(/^ws_/);
+    const wsId = first.workspace_id;
+    expect((await f.finished(first.id)).task).toMatchObject({
+      status: 'completed',
+      result: 'I wrote notes.txt.',
+    });
+    let ws = await workspaceUntil(wsId, ['idle']);
+    // The title: one cheap call in the workspace's run, after the first answer.
+    expect(ws).toMatchObject({ name: 'Lighthouse notes', turns: 1, agent_version: 1 });
+    expect(ws.capsule_id).toMatch(/^cap_/);
+    const capsuleId = ws.capsule_id;
+
+    // The idle sweep pauses the capsule once the agent's idle timeout has passed.
+    f.t.clock.advance(61_000);
+    await f.t.services.workspaces.sweep();
+    ws = await workspaceUntil(wsId, ['paused']);
+    expect(ws.paused_at).not.toBeNull();
+    await f.t.services.capsules.settled();
+    expect((await call('GET', `/v1/capsules/${capsuleId}`)).body.status).toBe('paused');
+
+    // Turn 2 resumes the same capsule: the file is still there, the model sees the earlier messages.
+    f.script([
+      { tool: 'read_file', args: { path: 'notes.txt' } },
+      { text: 'It says: remember the lighthouse.' },
+    ]);
+    const second = await call('POST', `/v1/workspaces/${wsId}/messages`, { content: 'what did you write?' });
+    expect(second.status).toBe(202);
+    expect(second.body).toMatchObject({
+      mode: 'session',
+      workspace_id: wsId,
+      run_id: first.run_id ?? ws.run_id,
+    });
+    const turn2 = await f.finished(second.body.id);
+    expect(turn2.task.status).toBe('completed');
+    const events2 = await f.events(second.body.id);
+    expect(events2.find((e) => e.type === 'capsule')?.payload).toMatchObject({
+      capsule_id: capsuleId,
+      reused: true,
+      resumed: true,
+    });
+    expect(events2.find((e) => e.type === 'tool_result')?.payload.output).toContain(
+      'remember the lighthouse',
+    );
+    const turn2First = f.mock.requests.filter((r) => said(r.body).includes('user: what did you write?'))[0]!;
+    expect(said(turn2First.body)).toEqual([
+      'user: write down the lighthouse',
+      'assistant: I wrote notes.txt.',
+      'user: what did you write?',
+    ]);
+
+    // Paused again, and a third message.
+    await workspaceUntil(wsId, ['idle']);
+    f.t.clock.advance(61_000);
+    await f.t.services.workspaces.sweep();
+    await workspaceUntil(wsId, ['paused']);
+    f.script([{ text: 'Third answer.' }]);
+    const third = await call('POST', `/v1/workspaces/${wsId}/messages`, { content: 'and now?' });
+    expect(third.status).toBe(202);
+    expect((await f.finished(third.body.id)).task.status).toBe('completed');
+    const last = f.mock.requests.at(-1)!;
+    expect(said(last.body)).toEqual([
+      'user: write down the lighthouse',
+      'assistant: I wrote notes.txt.',
+      'user: what did you write?',
+      'assistant: It says: remember the lighthouse.',
+      'user: and now?',
+    ]);
+    ws = await workspaceUntil(wsId, ['idle']);
+    expect(ws).toMatchObject({ turns: 3, capsule_id: capsuleId, status: 'idle' });
+
+    // One log: every turn's events, each tagged with its task; a task's own events are its part of it.
+    const log = await call('GET', `/v1/workspaces/${wsId}/events?limit=1000`);
+    expect(log.status).toBe(200);
+    const seqs = log.body.data.map((e: Json) => e.seq);
+    expect(seqs).toEqual(seqs.map((_: number, i: number) => i + 1));
+    const byTask = new Set(log.body.data.map((e: Json) => e.task_id).filter(Boolean));
+    expect([...byTask].sort()).toEqual([first.id, second.body.id, third.body.id].sort());
+    expect(events2.map((e) => e.seq)).toEqual(
+      log.body.data.filter((e: Json) => e.task_id === second.body.id).map((e: Json) => e.seq),
+    );
+    const paused = log.body.data.filter((e: Json) => e.type === 'workspace' && e.payload.status === 'paused');
+    expect(paused).toHaveLength(2);
+
+    // One run: every turn's model calls (and the title's) are in its ledger.
+    await f.t.services.runs.flush();
+    expect(turn2.task.run_id).toBe(ws.run_id);
+    const ledger = await call('GET', `/v1/runs/${ws.run_id}/ledger?limit=200`);
+    expect(ledger.status).toBe(200);
+    const models = ledger.body.data.filter((e: Json) => e.kind !== 'sandbox');
+    expect(models.length).toBe(6);
+    expect(ledger.body.data.some((e: Json) => e.kind === 'sandbox')).toBe(true);
+  });
+
+  it('refuses a message while a turn runs (workspace_busy) and after it expired (workspace_expired)', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'hello', delayMs: 300 }, { text: 'Greeting' }]);
+    const first = await f.submit({ agent_id: agent.id, prompt: 'hello', mode: 'session' });
+    const busy = await call('POST', `/v1/workspaces/${first.workspace_id}/messages`, { content: 'again' });
+    expect(busy.status).toBe(409);
+    expect(busy.body.error.code).toBe('workspace_busy');
+    await f.finished(first.id);
+    const ws = await workspaceUntil(first.workspace_id, ['idle']);
+
+    f.t.clock.advance(61_000);
+    await f.t.services.workspaces.sweep();
+    await workspaceUntil(first.workspace_id, ['paused']);
+    f.t.clock.advance(601_000);
+    await f.t.services.workspaces.sweep();
+    const expired = await workspaceUntil(first.workspace_id, ['expired']);
+    expect(expired.ended_at).not.toBeNull();
+    await f.t.services.capsules.settled();
+    expect(['stopping', 'stopped']).toContain(
+      (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
+    );
+    const refused = await call('POST', `/v1/workspaces/${first.workspace_id}/messages`, { content: 'again' });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('workspace_expired');
+    // The history stays.
+    const log = await call('GET', `/v1/workspaces/${first.workspace_id}/events`);
+    expect(log.body.data.some((e: Json) => e.type === 'text' && e.payload.text === 'hello')).toBe(true);
+    expect(log.body.done).toBe(true);
+    const run = await call('GET', `/v1/runs/${ws.run_id}`);
+    expect(run.body.status).toBe('completed');
+  });
+
+  it('PATCH renames, stars, archives and sets or clears the model; DELETE removes the capsule and keeps the row', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'done' }]);
+    const first = await f.submit({ agent_id: agent.id, prompt: 'a task', mode: 'session' });
+    await f.finished(first.id);
+    const ws = await workspaceUntil(first.workspace_id, ['idle']);
+    const patched = await call('PATCH', `/v1/workspaces/${ws.id}`, {
+      name: 'Mine',
+      starred: true,
+      archived: true,
+      model_override: 'gpt-4o',
+    });
+    expect(patched.status).toBe(200);
+    expect(patched.body).toMatchObject({
+      name: 'Mine',
+      starred: true,
+      archived: true,
+      model_override: 'gpt-4o',
+    });
+    const listed = await call('GET', `/v1/workspaces?archived=true&agent_id=${agent.id}`);
+    expect(listed.body.data.map((w: Json) => w.id)).toEqual([ws.id]);
+    expect((await call('GET', `/v1/workspaces?archived=false&agent_id=${agent.id}`)).body.data).toEqual([]);
+    // The override is the next turn's model.
+    f.script([{ text: 'with gpt-4o' }]);
+    const turn = await call('POST', `/v1/workspaces/${ws.id}/messages`, { content: 'next' });
+    expect(turn.body.model).toBe('gpt-4o');
+    await f.finished(turn.body.id);
+    expect(f.mock.requests.at(-1)!.model).toMatch(/^gpt-4o/);
+    const cleared = await call('PATCH', `/v1/workspaces/${ws.id}`, { model_override: null });
+    expect(cleared.body.model_override).toBeNull();
+    const bad = await call('PATCH', `/v1/workspaces/${ws.id}`, { starred: 'yes' });
+    expect(bad.status).toBe(400);
+
+    await workspaceUntil(ws.id, ['idle']);
+    const deleted = await call('DELETE', `/v1/workspaces/${ws.id}`);
+    expect(deleted.status).toBe(200);
+    expect(deleted.body).toMatchObject({ status: 'terminated' });
+    await f.t.services.capsules.settled();
+    expect(['stopping', 'stopped']).toContain(
+      (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
+    );
+    expect((await call('GET', `/v1/workspaces/${ws.id}`)).body.status).toBe('terminated');
+    const after = await call('POST', `/v1/workspaces/${ws.id}/messages`, { content: 'more' });
+    expect(after.body.error.code).toBe('workspace_expired');
+  });
+
+  it('another team’s workspace is a 404 everywhere', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'done' }, { text: 'Title' }]);
+    const first = await f.submit({ agent_id: agent.id, prompt: 'mine', mode: 'session' });
+    await f.finished(first.id);
+    await workspaceUntil(first.workspace_id, ['idle']);
+    const other = await f.t.signup();
+    const id = first.workspace_id;
+    for (const [method, url, body] of [
+      ['GET', `/v1/workspaces/${id}`],
+      ['PATCH', `/v1/workspaces/${id}`, { name: 'x' }],
+      ['DELETE', `/v1/workspaces/${id}`],
+      ['POST', `/v1/workspaces/${id}/messages`, { content: 'hi' }],
+      ['GET', `/v1/workspaces/${id}/events`],
+      ['GET', `/v1/workspaces/${id}/files`],
+      ['GET', `/v1/workspaces/${id}/files/notes.txt`],
+      ['GET', `/v1/workspaces/${id}/archive`],
+    ] as Array<[string, string, unknown?]>) {
+      const res = await call(method, url, body, other.token);
+      expect(res.status, `${method} ${url}`).toBe(404);
+    }
+    expect((await call('GET', '/v1/workspaces', undefined, other.token)).body.data).toEqual([]);
+    expect((await call('GET', `/v1/workspaces/${id}`)).body.status).toBe('idle');
+  });
+});
