@@ -130,6 +130,17 @@ describe('a workspace (a session)', () => {
     expect(events2.map((e) => e.seq)).toEqual(
       log.body.data.filter((e: Json) => e.task_id === second.body.id).map((e: Json) => e.seq),
     );
+    // Every turn streams: its answers' text came as deltas before each whole text.
+    for (const id of [first.id, second.body.id, third.body.id]) {
+      const mine = log.body.data.filter((e: Json) => e.task_id === id);
+      const joined = (type: string) =>
+        mine
+          .filter((e: Json) => e.type === type)
+          .map((e: Json) => e.payload.text)
+          .join('');
+      expect(joined('text_delta')).not.toBe('');
+      expect(joined('text_delta')).toBe(joined('text'));
+    }
     const paused = log.body.data.filter((e: Json) => e.type === 'workspace' && e.payload.status === 'paused');
     expect(paused).toHaveLength(2);
 

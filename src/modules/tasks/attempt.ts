@@ -228,7 +228,8 @@ export class Attempt {
           callAdmitted: () => void capsule().catch(() => undefined),
           envs,
           redactor,
-          stream: t.mode === 'stream',
+          // A workspace's turns stream too: a conversation is watched as it happens.
+          stream: t.mode === 'stream' || t.mode === 'session',
           secondsLeft,
           signal: this.signal,
         },
