@@ -130,6 +130,19 @@ describe('a workspace (a session)', () => {
     expect(events2.map((e) => e.seq)).toEqual(
       log.body.data.filter((e: Json) => e.task_id === second.body.id).map((e: Json) => e.seq),
     );
+    // A turn's own events page like a task's: a full page of an ended turn is not its last.
+    const mine = log.body.data.filter((e: Json) => e.task_id === second.body.id);
+    let after = 0;
+    const paged: number[] = [];
+    for (let done = false; !done; ) {
+      const page = await call('GET', `/v1/tasks/${second.body.id}/events?limit=2&after_seq=${after}`);
+      expect(page.status).toBe(200);
+      paged.push(...page.body.data.map((e: Json) => e.seq));
+      done = page.body.done;
+      after = page.body.next_after_seq;
+      if (!done) expect(page.body.data).toHaveLength(2);
+    }
+    expect(paged).toEqual(mine.map((e: Json) => e.seq));
     // Every turn streams: its answers' text came as deltas before each whole text.
     for (const id of [first.id, second.body.id, third.body.id]) {
       const mine = log.body.data.filter((e: Json) => e.task_id === id);

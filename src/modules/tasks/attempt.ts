@@ -187,26 +187,31 @@ export class Attempt {
           this.setStatus('awaiting_approval', { approval_ids: ids, tools: toolNames }),
         resumed: () => this.setStatus('running', {}),
       };
-      this.toolSets = await raceAbort(
-        openToolSources(this.p.toolSources, {
-          teamId: t.teamId,
-          taskId: t.id,
-          agent,
-          agentId: agent.id,
-          runId: this.runId,
-          model,
-          capsule: tools,
-          networkAllow,
-          envs,
-          redactor,
-          signal: this.signal,
-          secondsLeft,
-          event: (type, payload) => this.event(type, payload),
-          depth: 0,
-          loopHooks: hooks,
-        }),
-        this.signal,
+      const opening = openToolSources(this.p.toolSources, {
+        teamId: t.teamId,
+        taskId: t.id,
+        agent,
+        agentId: agent.id,
+        runId: this.runId,
+        model,
+        capsule: tools,
+        networkAllow,
+        envs,
+        redactor,
+        signal: this.signal,
+        secondsLeft,
+        event: (type, payload) => this.event(type, payload),
+        depth: 0,
+        loopHooks: hooks,
+      });
+      // Sources that finish opening after a cancel are closed here (cleanUp has run by then).
+      opening.then(
+        (sets) => {
+          if (this.signal.aborted) void closeToolSets(sets);
+        },
+        () => undefined,
       );
+      this.toolSets = await raceAbort(opening, this.signal);
       const loop = new AgentLoop(
         this.p.ctx,
         ports,

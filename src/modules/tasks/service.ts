@@ -257,8 +257,9 @@ export class TasksService {
     }
     this.log.wake(cancelled);
     this.workers?.cancelled(cancelled.id);
-    // A turn no worker took: its workspace waits for the next message (a running one's worker says so).
-    if (before.status === 'queued' && cancelled.workspaceId)
+    // The turn's workspace takes the next message now: its worker, if it is alive, says the same after
+    // (a no-op then); one that died with it never will (the lost-worker sweep skips an ended task).
+    if (cancelled.workspaceId)
       await this.sessions?.turnEnded(teamId, cancelled.workspaceId, {
         taskId: cancelled.id,
         prompt: cancelled.prompt,
@@ -272,16 +273,15 @@ export class TasksService {
   async events(principal: Principal, id: string, afterSeq: number, limit: number) {
     const teamId = this.team(principal, 'read');
     const task = await this.found(teamId, id);
-    const rows = await this.log.read(
-      teamId,
-      task,
-      seqOf(afterSeq),
-      Math.min(Math.max(1, limit), 1000) || 200,
-    );
+    const pageSize = Math.min(Math.max(1, limit), 1000) || 200;
+    const rows = await this.log.read(teamId, task, seqOf(afterSeq), pageSize);
     return {
       data: rows.map(taskEventView),
       next_after_seq: rows.at(-1)?.seq ?? afterSeq,
-      done: isFinal(task.status) && (rows.at(-1)?.seq ?? afterSeq) >= task.eventSeq,
+      // A session task's events are numbered on its workspace's log: its own count stays 0.
+      done:
+        isFinal(task.status) &&
+        (task.workspaceId ? rows.length < pageSize : (rows.at(-1)?.seq ?? afterSeq) >= task.eventSeq),
     };
   }
 

@@ -105,10 +105,22 @@ export class WorkspacesService implements SessionHooks {
   }
 
   async capsuleStarted(teamId: TeamId, id: string, capsuleId: string): Promise<void> {
-    await repo.updateWorkspace(this.db, teamId, workspaceId(id), {
-      capsuleId,
-      updatedAt: this.ctx.clock.now(),
-    });
+    const row = await repo.updateWorkspace(
+      this.db,
+      teamId,
+      workspaceId(id),
+      { capsuleId, updatedAt: this.ctx.clock.now() },
+      { statuses: ['active', 'idle', 'paused'] },
+    );
+    // Ended while its capsule was starting (a DELETE): nobody else will remove this capsule.
+    if (!row) {
+      await this.ports.capsules
+        .destroy(teamId, this.actor(id), capsuleId)
+        .catch((err: unknown) =>
+          this.ctx.log.warn({ err, workspace_id: id }, 'a workspace capsule could not be removed'),
+        );
+      throw new Error(`workspace ${id} ended while its capsule was starting`);
+    }
   }
 
   async turnEnded(teamId: TeamId, id: string, turn: Parameters<SessionHooks['turnEnded']>[2]): Promise<void> {
@@ -283,6 +295,8 @@ export class WorkspacesService implements SessionHooks {
       },
     );
     this.tasks.log.wake(ws.id);
+    // The capsule ran idle since the last turn: that time is the workspace's too.
+    if (ws.status === 'idle') await this.chargeIdle(ws, now);
     return task;
   }
 
