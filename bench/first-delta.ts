@@ -117,6 +117,40 @@ export function streamTask(g: Governed): (prompt: string) => Promise<string> {
   };
 }
 
+/**
+ * A message to a workspace as the thing sent: the workspace is opened once
+ * (its first turn starts the capsule), then each message waits for the
+ * workspace to be idle, posts, and follows its turn's events.
+ */
+export function workspaceMessage(g: Governed): (prompt: string) => Promise<string> {
+  let workspaceId: string | undefined;
+  const idle = async (id: string) => {
+    const deadline = performance.now() + TIMEOUT_MS;
+    for (;;) {
+      const ws = await api(g.base, 'GET', `/v1/workspaces/${id}`, g.token);
+      if (ws.status === 'idle') return;
+      if (ws.status !== 'active' || performance.now() > deadline)
+        throw new Error(`workspace ${id} is ${String(ws.status)}`);
+      await sleep(20);
+    }
+  };
+  return async (prompt) => {
+    if (!workspaceId) {
+      const opening = await api(g.base, 'POST', '/v1/tasks', g.token, {
+        agent_id: g.agentId,
+        prompt: 'open a workspace for the benchmark',
+        mode: 'session',
+      });
+      workspaceId = str(opening.workspace_id, 'workspace id');
+    }
+    await idle(workspaceId);
+    const turn = await api(g.base, 'POST', `/v1/workspaces/${workspaceId}/messages`, g.token, {
+      content: prompt,
+    });
+    return `/v1/tasks/${str(turn.id, 'task id')}/events`;
+  };
+}
+
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
 const pct = (xs: number[], p: number) => percentile(Float64Array.from(xs).sort(), p);
 

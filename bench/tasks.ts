@@ -29,6 +29,7 @@ import {
   measureFirstDelta,
   StreamedAnswers,
   streamTask,
+  workspaceMessage,
 } from './first-delta.ts';
 import { percentile } from './load.ts';
 import {
@@ -230,6 +231,7 @@ interface Figures {
   throughput: Throughput;
   burst: Burst;
   firstDelta: FirstDeltaSample[];
+  workspaceDelta: FirstDeltaSample[];
   stderr: string[];
 }
 
@@ -445,10 +447,12 @@ async function measure(database: string, databaseUrl: string | undefined): Promi
     );
     const burst = await measureBurst(g, calls, tag);
     const firstDelta = await measureFirstDelta(g, streamed, tag, streamTask(g));
+    const workspaceDelta = await measureFirstDelta(g, streamed, `${tag} ws`, workspaceMessage(g));
     return {
       database,
       burst,
       firstDelta,
+      workspaceDelta,
       latency: latency.samples,
       latencyFailed: latency.failed,
       throughput,
@@ -490,6 +494,7 @@ function report(f: Figures): string[] {
     `| CPU per completed task: Paddock (server + database child + capsules' exited processes) | ${f1(cpu.serverMs + cpu.childrenMs + cpu.exitedMs)} ms (${f1(cpu.serverMs)} + ${f1(cpu.childrenMs)} + ${f1(cpu.exitedMs)}) | | |`,
     `| CPU per completed task: the benchmark's process (mock provider, clients) | ${f1(t.benchCpuMsPerTask)} ms | | |`,
     ...firstDeltaReport('stream-mode task', f.firstDelta, 'stream path'),
+    ...firstDeltaReport('workspace message', f.workspaceDelta, 'total'),
     ...[...t.failures].map(([k, v]) => `  ${k}, the first: ${v.message}`),
     '',
     'where submit → first model call goes (p50 / p95 ms; server steps from its created_at and started_at, ms resolution):',
