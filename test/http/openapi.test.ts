@@ -33,6 +33,7 @@ const UNDOCUMENTED = new Set([
   'GET /v1/capsules/{id}/exec/stream',
   'GET /v1/capsules/{id}/processes/{selector}/stream',
   'GET /v1/capsules/{id}/pty',
+  'GET /v1/workspaces/{id}/ws',
 ]);
 
 beforeAll(async () => {

@@ -212,6 +212,7 @@ const WEBSOCKET_ROUTES = [
   '/v1/capsules/{id}/exec/stream',
   '/v1/capsules/{id}/processes/{selector}/stream',
   '/v1/capsules/{id}/pty',
+  '/v1/workspaces/{id}/ws',
 ];
 
 // Operations that end credentials or take resources away, in the order they run after the rest.
@@ -490,6 +491,24 @@ beforeAll(async () => {
     'task',
   ).id;
 
+  // A workspace (a session task opens it) and a memory of the agent.
+  ids.workspace = must(
+    await t.call('POST', '/v1/tasks', {
+      ...token(),
+      body: { agent_id: ids.agent, model: 'gpt-4o-mini', prompt: 'fuzz', mode: 'session' },
+    }),
+    202,
+    'session task',
+  ).workspace_id;
+  ids.memory = must(
+    await t.call('POST', '/v1/memories', {
+      ...token(),
+      body: { agent_id: ids.agent, content: 'fuzz memory' },
+    }),
+    201,
+    'memory',
+  ).id;
+
   // An environment (its build runs in the background while the fuzzer works).
   ids.environment = must(
     await t.call('POST', '/v1/environments', { ...token(), body: { name: 'fuzz-env' } }),
@@ -544,6 +563,7 @@ function pathValue(path: string, name: string): string {
   if (name === 'selector') return ids.selector!;
   if (name === 'file_id') return ids.file!;
   if (name === 'tag') return ids.hostTag!;
+  if (name === '*') return 'fuzz.txt';
   if (name === 'name') {
     if (resource === 'policies') return ids.policyName!;
     if (resource === 'agents') return ids.agentName!;
@@ -564,6 +584,8 @@ function pathValue(path: string, name: string): string {
     hosts: ids.host,
     secrets: ids.secret,
     skills: ids.skill,
+    workspaces: ids.workspace,
+    memories: ids.memory,
     files: ids.file,
     environments: ids.environment,
     tasks: ids.task,

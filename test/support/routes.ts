@@ -27,5 +27,6 @@ export function servedRoutes(app: App): Array<{ method: string; path: string }> 
   return out;
 }
 
-/** `/v1/teams/:id/members/:user_id` → `/v1/teams/{id}/members/{user_id}` */
-export const openApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+/** `/v1/teams/:id/members/:user_id` → `/v1/teams/{id}/members/{user_id}`; a wildcard (printed `files*`) → `files/{*}` */
+export const openApiPath = (path: string) =>
+  path.replace(/:([A-Za-z0-9_]+)/g, '{$1}').replace(/\/?\*$/, '/{*}');

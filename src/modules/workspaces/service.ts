@@ -10,7 +10,7 @@ import type { ConversationMessage, WorkspaceStatus } from '../../db/schema/works
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
 import type { AgentForTask, TaskPorts } from '../tasks/ports.ts';
-import type { TasksService } from '../tasks/service.ts';
+import { seqOf, type TasksService } from '../tasks/service.ts';
 import type { SessionHooks, SessionTurn } from '../tasks/sessions.ts';
 import * as repo from './repo.ts';
 import type { MessageInput, PatchWorkspaceInput, WorkspaceListQueryType } from './schemas.ts';
@@ -429,7 +429,7 @@ export class WorkspacesService implements SessionHooks {
     const rows = await this.tasks.log.readWorkspace(
       teamId,
       ws.id,
-      afterSeq,
+      seqOf(afterSeq),
       Math.min(Math.max(1, limit), 1000),
     );
     const last = rows.at(-1)?.seq ?? afterSeq;
@@ -443,11 +443,12 @@ export class WorkspacesService implements SessionHooks {
   /** The workspace's events after `afterSeq` as they come, until it has ended (SSE, WebSocket). Checks access first. */
   async follow(principal: Principal, id: string, afterSeq: number, signal: AbortSignal) {
     const teamId = this.team(principal, 'read');
+    const from = seqOf(afterSeq);
     const ws = await this.found(teamId, id);
     const ended = async () => isEnded((await this.found(teamId, ws.id)).status);
     const log = this.tasks.log;
     return (async function* () {
-      for await (const row of log.followWorkspace(teamId, ws.id, afterSeq, ended, signal))
+      for await (const row of log.followWorkspace(teamId, ws.id, from, ended, signal))
         yield workspaceEventView(row);
     })();
   }
