@@ -1,6 +1,8 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { events } from '../../src/db/schema/index.ts';
+import { type AgentId, newId } from '../../src/core/ids.ts';
+import { events, memories } from '../../src/db/schema/index.ts';
+import { RANKED_AT_MOST } from '../../src/modules/memories/repo.ts';
 import { type CallOptions, createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { createAgent, type Json } from '../support/factories.ts';
 
@@ -284,6 +286,46 @@ describe('search', () => {
       expect(none.status, q).toBe(200);
       expect(none.body.data, q).toEqual([]);
     }
+  });
+  it('puts memories holding every word before those holding some, however these rank', async () => {
+    const a = await createAgent(t, u.token);
+    // Holds one of the words, often and in few words: it outranks the other on those words alone.
+    const some = await remember(a.id, 'Invoices, invoices, invoices.');
+    const every = await remember(
+      a.id,
+      `The invoices go out ${'after the books are closed and checked twice, '.repeat(8)}by courier.`,
+    );
+    const res = await call('GET', '/v1/memories/search', {
+      query: { agent_id: a.id, q: 'invoices courier' },
+    });
+    expect(res.body.data.map((m: Json) => m.id)).toEqual([every.id, some.id]);
+    const oneEach = await call('GET', '/v1/memories/search', {
+      query: { agent_id: a.id, q: 'invoices courier', limit: '1' },
+    });
+    expect(oneEach.body.data.map((m: Json) => m.id)).toEqual([every.id]);
+  });
+
+  it('ranks the newest memories when too many hold the words, so the latest is never lost', async () => {
+    const a = await createAgent(t, u.token);
+    const at = new Date();
+    // More memories than a search ranks, all holding the word at length; stored first, so the index meets them first.
+    const rows = Array.from({ length: RANKED_AT_MOST + 100 }, (_, i) => ({
+      id: newId('mem'),
+      teamId: u.team.id,
+      agentId: a.id as AgentId,
+      content: `Release ${i} notes: ${'the pipeline ran, the checks passed and the artifacts were uploaded. '.repeat(4)}`,
+      metadata: {},
+      createdAt: at,
+      updatedAt: at,
+    }));
+    await t.database.db.insert(memories).values(rows);
+    const latest = await remember(a.id, 'Release pipeline moved to the new runners.');
+    const res = await call('GET', '/v1/memories/search', {
+      query: { agent_id: a.id, q: 'pipeline', limit: '3' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.data).toHaveLength(3);
+    expect(res.body.data[0].id).toBe(latest.id);
   });
 });
 

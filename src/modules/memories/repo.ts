@@ -1,4 +1,4 @@
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, notInArray, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
@@ -111,14 +111,26 @@ export interface MemoryHit extends MemoryRow {
   rank: number;
 }
 
+/** At most this many memories holding a query's words are ranked, all of them exactly… */
+export const RANKED_AT_MOST = 500;
+/** …beyond that the words are common, and the matches among this many of the agent's newest memories are ranked. */
+export const NEWEST_SEARCHED = 2_000;
+
 /**
- * The agent's memories that hold any word of `query`, best first. The words
- * are parsed as plainto_tsquery does (English: stemmed, stop words dropped),
- * then joined by OR rather than AND, so a memory that holds only some of them
- * is still found; ts_rank scores the matches (more of the words, and more
- * often, rank higher; normalisation 1 divides by the log of the memory's
- * length, so a short memory on the point beats a long one that mentions it).
- * Ties go to the newer memory.
+ * The agent's memories that hold the words of `query`, best first. The words
+ * are parsed as plainto_tsquery does (English: stemmed, stop words dropped).
+ * Memories that hold every word come first; when they are fewer than
+ * `limit`, memories that hold only some of the words follow. Within each,
+ * ts_rank scores the matches (more of the words, and more often, rank
+ * higher; normalisation 1 divides by the log of the memory's length, so a
+ * short memory on the point beats a long one that mentions it), ties going
+ * to the newer memory.
+ *
+ * The cost of ranking grows with the number of matches, so it is bounded: a
+ * search ranks at most RANKED_AT_MOST matches. When more memories than that
+ * hold the words (words too common to tell memories apart), it ranks those
+ * among the agent's NEWEST_SEARCHED newest memories instead, then fills up
+ * from older matches if these are too few.
  */
 export async function searchMemories(
   db: DbOrTx,
@@ -127,19 +139,80 @@ export async function searchMemories(
   query: string,
   limit: number,
 ): Promise<MemoryHit[]> {
+  const allWords = sql`plainto_tsquery('english', ${query})`;
+  const hits = await rankMatches(db, teamId, agentId, allWords, limit, []);
+  // One word (or none): the memories holding any of the words are those already ranked.
+  if (hits.length >= limit || (query.match(/[\p{L}\p{N}]+/gu)?.length ?? 0) < 2) return hits;
   // Lexemes are quoted in a tsquery's text, so ' & ' occurs only between them.
-  const anyWord = sql`replace(plainto_tsquery('english', ${query})::text, ' & ', ' | ')::tsquery`;
-  const rank = sql<number>`ts_rank(${memories.searchVector}, ${anyWord}, 1)`.mapWith(Number);
-  return db
-    .select({ ...columns, rank })
+  const anyWord = sql`replace(${allWords}::text, ' & ', ' | ')::tsquery`;
+  const more = await rankMatches(
+    db,
+    teamId,
+    agentId,
+    anyWord,
+    limit - hits.length,
+    hits.map((h) => h.id),
+  );
+  return [...hits, ...more];
+}
+
+async function rankMatches(
+  db: DbOrTx,
+  teamId: TeamId,
+  agentId: AgentId,
+  tsquery: SQL,
+  limit: number,
+  excluded: MemoryId[],
+): Promise<MemoryHit[]> {
+  const rank = sql<number>`ts_rank(${memories.searchVector}, ${tsquery}, 1)`.mapWith(Number);
+  const ofAgent = and(eq(memories.teamId, teamId), eq(memories.agentId, agentId));
+  const matches = and(
+    sql`${memories.searchVector} @@ ${tsquery}`,
+    excluded.length > 0 ? notInArray(memories.id, excluded) : undefined,
+  );
+  // The matches as the index finds them, one more than are ranked (so a search knows whether it saw
+  // them all), ranked in the database: only the best `limit` of them leave it.
+  const found = db.$with('found').as(
+    db
+      .select({ ...columns, rank: rank.as('rank') })
+      .from(memories)
+      .where(and(ofAgent, matches))
+      .limit(RANKED_AT_MOST + 1),
+  );
+  const ranked = await db
+    .with(found)
+    .select({
+      ...found._.selectedFields,
+      matched: sql<number>`(select count(*) from ${found})`.mapWith(Number),
+    })
+    .from(found)
+    .orderBy(desc(found.rank), desc(found.id))
+    .limit(limit);
+  if ((ranked[0]?.matched ?? 0) <= RANKED_AT_MOST) return ranked.map(({ matched: _, ...hit }) => hit);
+  // The newest memories first, then the matches among them: the index on (team, agent, id) reads
+  // them in order, and the subquery's LIMIT keeps the planner from ranking every match instead.
+  const newest = db
+    .select({ ...columns, searchVector: memories.searchVector })
     .from(memories)
+    .where(ofAgent)
+    .orderBy(desc(memories.id))
+    .limit(NEWEST_SEARCHED)
+    .as('newest');
+  const recentRank = sql<number>`ts_rank(${newest.searchVector}, ${tsquery}, 1)`.mapWith(Number);
+  const { searchVector: _, ...newestColumns } = newest._.selectedFields;
+  const recent = await db
+    .select({ ...newestColumns, rank: recentRank })
+    .from(newest)
     .where(
       and(
-        eq(memories.teamId, teamId),
-        eq(memories.agentId, agentId),
-        sql`${memories.searchVector} @@ ${anyWord}`,
+        sql`${newest.searchVector} @@ ${tsquery}`,
+        excluded.length > 0 ? notInArray(newest.id, excluded) : undefined,
       ),
     )
-    .orderBy(desc(rank), desc(memories.id))
+    .orderBy(desc(recentRank), desc(newest.id))
     .limit(limit);
+  if (recent.length >= limit) return recent;
+  const taken = new Set(recent.map((h) => h.id));
+  const older = ranked.filter((h) => !taken.has(h.id)).map(({ matched: _, ...hit }) => hit);
+  return [...recent, ...older].slice(0, limit);
 }

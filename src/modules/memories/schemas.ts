@@ -64,7 +64,8 @@ export const MemorySearchQuery = Type.Object(
     q: Type.String({
       minLength: 1,
       maxLength: MAX_QUERY_CHARS,
-      description: 'words to look for (any of them; English stemming, stop words ignored)',
+      description:
+        'words to look for (memories holding all of them first, then those holding some; English stemming, stop words ignored)',
     }),
     limit: Type.Optional(
       Type.Integer({ minimum: 1, maximum: MAX_SEARCH_LIMIT, default: DEFAULT_SEARCH_LIMIT }),

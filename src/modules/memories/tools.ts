@@ -46,7 +46,7 @@ function searchTool(memories: MemoriesService, ctx: ToolSourceContext): LoopTool
   const expected = '{"query": string, "limit"?: integer}';
   return {
     name: 'memory_search',
-    description: `Search this agent's long-term memory (what earlier tasks saved with memory_save). Matches any of the query's words (English stemming), best matches first. Answers a JSON list of {id, content, created_at}.`,
+    description: `Search this agent's long-term memory (what earlier tasks saved with memory_save). Memories holding all of the query's words come first, then those holding some (English stemming); best matches first, newer memories first among words too common to tell apart. Answers a JSON list of {id, content, created_at}.`,
     parameters: {
       type: 'object',
       properties: {
