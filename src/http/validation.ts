@@ -42,12 +42,38 @@ export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, http
     const fn = compile();
     const ok = fn(data, context);
     validate.errors = fn.errors;
-    return ok;
+    if (!ok || httpPart === 'body') return ok;
+    validate.errors = nonFinite(data);
+    return validate.errors === null;
   };
   validate.errors = null as ValidateFunction['errors'];
   Object.defineProperty(validate, 'schemaEnv', { get: () => compile().schemaEnv });
   return validate;
 };
+
+/**
+ * Text coerced to a number must be a finite one: Ajv turns "1e999" into
+ * Infinity and lets it pass (strictNumbers does not look after coercion), so
+ * a query, path or header value of that kind is refused here, as a JSON
+ * body's Infinity is by Ajv itself.
+ */
+function nonFinite(data: unknown): ErrorObject[] | null {
+  if (data === null || typeof data !== 'object') return null;
+  const errors: ErrorObject[] = [];
+  for (const [key, value] of Object.entries(data)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (typeof v === 'number' && !Number.isFinite(v))
+        errors.push({
+          instancePath: `/${key}`,
+          schemaPath: '',
+          keyword: 'type',
+          params: { type: 'a finite number' },
+          message: 'must be a finite number',
+        });
+    }
+  }
+  return errors.length > 0 ? errors : null;
+}
 
 /** `{"name": "must be a string", "email": "is required"}` from Ajv's errors. */
 export function fieldErrors(errors: ErrorObject[], context: string | undefined): Record<string, string> {

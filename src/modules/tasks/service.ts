@@ -315,8 +315,7 @@ export class TasksService {
   }
 }
 
-/** A seq to read after, as given: a whole number that fits the log's numbering (a 400 otherwise). */
-/** An after_seq from a query, refused unless a whole number in range (the query validator lets `1e999` through as Infinity). */
+/** A seq to read after, as given: a whole number that fits the log's numbering (a 400 otherwise; callers other than the HTTP routes pass numbers the routes' schemas never checked). */
 export function seqOf(value: number): number {
   if (Number.isSafeInteger(value) && value >= 0 && value <= MAX_SEQ) return value;
   throw new BadRequestError('invalid_after_seq', `after_seq must be a whole number from 0 to ${MAX_SEQ}`);
