@@ -2,8 +2,9 @@
 // stream-mode task now; a workspace message once workspaces exist) to an SSE
 // subscriber of its events receiving the first `text_delta`, less the mock
 // upstream's own time to its first chunk. The sender is a parameter: a
-// workspace message is measured the same way by passing a `send` that posts
-// the message and answers its workspace's events path.
+// workspace message is measured the same way by passing a Sender that waits
+// (unmeasured) for its workspace to be idle, then posts the message and
+// answers its turn's events path.
 import type { MockCall, MockStep } from '../test/support/mock-llm.ts';
 import { percentile } from './load.ts';
 import { api, type Governed, positive, sleep, str } from './paddock.ts';
@@ -74,23 +75,31 @@ async function firstDeltaOf(url: string, token: string): Promise<number> {
   return first;
 }
 
+/** What starts a streamed answer: `ready` is waited for before the clock starts, `send` is measured. */
+export interface Sender {
+  ready?: () => Promise<void>;
+  /** Starts an answer; answers the events path to follow. */
+  send: (prompt: string) => Promise<string>;
+}
+
 /**
- * `samples` answers one after another: `send(prompt)` starts one (and answers
- * the events path to follow), a subscriber joins at once and waits for its
- * first text_delta.
+ * `samples` answers one after another: once the sender is ready, `send(prompt)`
+ * starts one (and answers the events path to follow), a subscriber joins at
+ * once and waits for its first text_delta.
  */
 export async function measureFirstDelta(
   g: Governed,
   answers: StreamedAnswers,
   tag: string,
-  send: (prompt: string) => Promise<string>,
+  sender: Sender,
   samples = FIRST_DELTA_SAMPLES,
 ): Promise<FirstDeltaSample[]> {
   const out: FirstDeltaSample[] = [];
   for (let i = 0; i < WARMUP + samples; i++) {
     const prompt = `${PROMPT_PREFIX} ${tag} ${i}: answer in twenty words`;
+    await sender.ready?.();
     const sentAt = performance.now();
-    const path = await send(prompt);
+    const path = await sender.send(prompt);
     const deltaAt = await firstDeltaOf(`${g.base}${path}`, g.token);
     const callAt = answers.take(prompt);
     if (callAt === undefined) throw new Error(`the mock never received the call of "${prompt}"`);
@@ -106,23 +115,27 @@ export async function measureFirstDelta(
 }
 
 /** A stream-mode task as the thing sent: POST /v1/tasks, then its events. */
-export function streamTask(g: Governed): (prompt: string) => Promise<string> {
-  return async (prompt) => {
-    const task = await api(g.base, 'POST', '/v1/tasks', g.token, {
-      agent_id: g.agentId,
-      prompt,
-      mode: 'stream',
-    });
-    return `/v1/tasks/${str(task.id, 'task id')}/events`;
+export function streamTask(g: Governed): Sender {
+  return {
+    send: async (prompt) => {
+      const task = await api(g.base, 'POST', '/v1/tasks', g.token, {
+        agent_id: g.agentId,
+        prompt,
+        mode: 'stream',
+      });
+      return `/v1/tasks/${str(task.id, 'task id')}/events`;
+    },
   };
 }
 
 /**
  * A message to a workspace as the thing sent: the workspace is opened once
- * (its first turn starts the capsule), then each message waits for the
- * workspace to be idle, posts, and follows its turn's events.
+ * (its first turn starts the capsule), then before each message the workspace
+ * is waited for until idle (outside the measured time: a client that sends
+ * after an answer ended does not ask first), and the message is posted and its
+ * turn's events followed.
  */
-export function workspaceMessage(g: Governed): (prompt: string) => Promise<string> {
+export function workspaceMessage(g: Governed): Sender {
   let workspaceId: string | undefined;
   const idle = async (id: string) => {
     const deadline = performance.now() + TIMEOUT_MS;
@@ -134,20 +147,24 @@ export function workspaceMessage(g: Governed): (prompt: string) => Promise<strin
       await sleep(20);
     }
   };
-  return async (prompt) => {
-    if (!workspaceId) {
-      const opening = await api(g.base, 'POST', '/v1/tasks', g.token, {
-        agent_id: g.agentId,
-        prompt: 'open a workspace for the benchmark',
-        mode: 'session',
+  return {
+    ready: async () => {
+      if (!workspaceId) {
+        const opening = await api(g.base, 'POST', '/v1/tasks', g.token, {
+          agent_id: g.agentId,
+          prompt: 'open a workspace for the benchmark',
+          mode: 'session',
+        });
+        workspaceId = str(opening.workspace_id, 'workspace id');
+      }
+      await idle(workspaceId);
+    },
+    send: async (prompt) => {
+      const turn = await api(g.base, 'POST', `/v1/workspaces/${workspaceId}/messages`, g.token, {
+        content: prompt,
       });
-      workspaceId = str(opening.workspace_id, 'workspace id');
-    }
-    await idle(workspaceId);
-    const turn = await api(g.base, 'POST', `/v1/workspaces/${workspaceId}/messages`, g.token, {
-      content: prompt,
-    });
-    return `/v1/tasks/${str(turn.id, 'task id')}/events`;
+      return `/v1/tasks/${str(turn.id, 'task id')}/events`;
+    },
   };
 }
 

@@ -505,7 +505,7 @@ function report(f: Figures): string[] {
   const steps: Array<[string, (s: Latency) => number]> = [
     ['POST /v1/tasks sent → 202 received (client)', (s) => s.answeredMs],
     ['sent → created_at (auth, the checks before the insert)', (s) => s.createdMs],
-    ['created_at → started_at (insert transaction, job sent, worker fetch, claim)', (s) => s.queuedMs],
+    ['created_at → started_at (insert transaction, the start here or the job, claim)', (s) => s.queuedMs],
     [
       'started_at → first call at the mock (run start, secrets, environment, gateway)',
       (s) => s.startedToCallMs,

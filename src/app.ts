@@ -595,7 +595,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   app.addHook('preClose', async () => {
     // Jobs first: a build in hand is told to stop (and its capsule removed) before waits end early.
     environmentBuilder.close();
-    taskRunner.stopSweeps();
+    taskRunner.stop();
     workspaces.stopSweeps();
     await jobs.stop();
     capsules.stopWaiting();

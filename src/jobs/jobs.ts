@@ -80,6 +80,8 @@ export class Jobs {
   private readonly inHand = new Set<AbortController>();
   /** Each worked queue's tick, which wakes one idle worker to look for jobs. */
   private readonly ticks = new Map<string, NodeJS.Timeout>();
+  /** Work this server took on without a job (runHere), waited for when it stops. */
+  private readonly here = new Set<Promise<void>>();
 
   constructor(
     client: SqlClient,
@@ -193,6 +195,24 @@ export class Jobs {
     this.boss.notifyWorker(slot.id);
   }
 
+  /**
+   * Runs work on this server now, without a job: for work whose own row is
+   * its durable record (a sweep finds it again after a crash). Its signal
+   * aborts (JobsStopping) when the server stops, as a job's handler's does;
+   * a failure is logged.
+   */
+  runHere(what: string, work: (signal: AbortSignal) => Promise<void>): void {
+    const stopping = new AbortController();
+    this.inHand.add(stopping);
+    const done: Promise<void> = work(stopping.signal)
+      .catch((err: unknown) => this.log.warn({ err }, `background work failed: ${what}`))
+      .finally(() => {
+        this.inHand.delete(stopping);
+        this.here.delete(done);
+      });
+    this.here.add(done);
+  }
+
   /** A job's state, for tests and the operators' view. */
   async state(name: string, id: string): Promise<string | undefined> {
     await this.start();
@@ -212,7 +232,9 @@ export class Jobs {
     // Their pg-boss workers stop with it: a later work() starts new ones.
     this.workers.clear();
     if (graceful) for (const held of this.inHand) held.abort(new JobsStopping());
+    const here = graceful ? Promise.all(this.here) : Promise.resolve();
     await this.boss.stop({ graceful, wait: true, close: false, timeout: 10_000 });
+    await Promise.race([here, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
     this.started = undefined;
   }
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLog } from '../../src/core/context.ts';
 import type { Database } from '../../src/db/client.ts';
 import { sqlClient } from '../../src/db/client.ts';
-import { Jobs } from '../../src/jobs/jobs.ts';
+import { Jobs, JobsStopping } from '../../src/jobs/jobs.ts';
 import { freshDatabase } from '../support/db.ts';
 
 let database: Database;
@@ -163,5 +163,23 @@ describe('background jobs (pg-boss in the application database)', () => {
   it('refuses to send to a queue this server has not declared, rather than drop the job', async () => {
     const jobs = jobsOnDatabase();
     await expect(jobs.send('test-undeclared', {})).rejects.toThrow(/not declared/);
+  });
+
+  it('tells work run here without a job that the server stops, and waits for it to give up', async () => {
+    const jobs = jobsOnDatabase();
+    await jobs.declare('test-here', { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 });
+    let reason: unknown;
+    let gaveUp = false;
+    jobs.runHere('a test', async (signal) => {
+      reason = await new Promise((resolve) =>
+        signal.addEventListener('abort', () => resolve(signal.reason), { once: true }),
+      );
+      // Giving up takes a turn of the event loop or more (a capsule to stop, a row to write).
+      await new Promise((r) => setImmediate(r));
+      gaveUp = true;
+    });
+    await jobs.stop();
+    expect(reason).toBeInstanceOf(JobsStopping);
+    expect(gaveUp).toBe(true);
   });
 });

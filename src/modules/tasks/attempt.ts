@@ -138,18 +138,20 @@ export class Attempt {
       // The claim started the task's run (one for every attempt) in its transaction.
       if (!t.runId) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
       this.runId = t.runId;
-      if (t.workspaceId) {
-        if (!this.p.sessions)
-          throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
-        this.session = await this.p.sessions.turnStarts(t.teamId, t.workspaceId);
-        this.totalsBefore = await ports.runs.totals(t.teamId, t.runId);
-      }
+      const sessions = this.p.sessions;
+      if (t.workspaceId && !sessions)
+        throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
-      const [secrets, env, inputNames] = await Promise.all([
+      // One wait for every lookup the first model call needs (on Postgres they run side by side).
+      const [secrets, env, inputNames, session, totalsBefore] = await Promise.all([
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
+        t.workspaceId ? sessions!.turnStarts(t.teamId, t.workspaceId) : undefined,
+        t.workspaceId ? ports.runs.totals(t.teamId, t.runId) : undefined,
       ]);
+      this.session = session;
+      this.totalsBefore = totalsBefore;
       if (env?.status !== 'ready' || !env.template)
         throw new TaskEnd(
           'environment_not_ready',

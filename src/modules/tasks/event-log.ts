@@ -158,10 +158,12 @@ export class TaskEventLog {
     const onAbort = () => wake?.();
     signal.addEventListener('abort', onAbort);
     try {
+      // The events are read first (a woken follower's new event goes out without waiting for a
+      // second query); whether the log has ended is asked only when it was read to its end, and
+      // an end seen then is followed by one more read, which holds the last events.
+      let done = false;
       while (!signal.aborted) {
         woken = false;
-        // Whether it had ended is read before the events: an end seen here has its last event in the read.
-        const done = await ended();
         const rows = await read(seq, FOLLOW_PAGE);
         for (const r of rows) {
           seq = r.seq;
@@ -170,6 +172,8 @@ export class TaskEventLog {
         if (rows.length === FOLLOW_PAGE) continue;
         if (done) return;
         if (woken) continue;
+        done = await ended();
+        if (done || woken) continue;
         await new Promise<void>((resolve) => {
           const timer = this.ctx.timers.after(FOLLOW_POLL_MS, resolve);
           wake = () => {

@@ -1,4 +1,4 @@
-// One file (about 480 lines): a task's claim, its run, its end and the
+// One file (about 550 lines): a task's claim, its run, its end and the
 // sweep that takes back a lost worker's task share one state machine and one
 // set of guards on the task row; they are read together.
 import type { Context, Timer } from '../../core/context.ts';
@@ -74,15 +74,24 @@ interface TaskJob {
 }
 
 /**
- * Runs tasks as pg-boss jobs: a worker claims the task and starts the agent
- * loop at once, while the capsule starts beside it (the first model call does
- * not wait for the capsule). A heartbeat marks the task as held; a task whose
- * heartbeat stops is started once more, then failed `worker_lost`.
+ * Runs tasks: a task submitted to a server with a free slot is run there at
+ * once (its committed row is its durable record), any other as a pg-boss
+ * job. Either way a worker claims the task (the claim takes only a queued
+ * task, so it runs once) and starts the agent loop at once, while the capsule
+ * starts beside it (the first model call does not wait for the capsule). A
+ * heartbeat marks the task as held; a task whose heartbeat stops is started
+ * once more, then failed `worker_lost`; a queued task nobody took is sent again.
  */
 export class TaskRunner {
   private readonly inHand = new Map<string, AbortController>();
   private sweepTimer: Timer | undefined;
   private readonly options: RunnerOptions;
+  /** Whether this server runs tasks (start() was called, stop() not yet). */
+  private working = false;
+  /** Tasks in hand on this server, however they came (at most `concurrency`). */
+  private slotsTaken = 0;
+  /** Jobs fetched while every slot was taken (by tasks run at once), each waiting for one. */
+  private readonly slotWaiters: Array<() => void> = [];
 
   constructor(
     private readonly db: Db,
@@ -97,7 +106,7 @@ export class TaskRunner {
   ) {
     this.options = { ...DEFAULT_RUNNER_OPTIONS, ...options };
     tasks.attach({
-      enqueue: (teamId, taskId) => this.enqueue(teamId, taskId),
+      dispatch: (task) => this.dispatch(task),
       cancelled: (taskId) =>
         this.inHand.get(taskId)?.abort(new TaskEnd('cancelled', 'cancelled', 'cancelled')),
     });
@@ -107,18 +116,76 @@ export class TaskRunner {
     await this.jobs.declare(TASK_QUEUE, TASK_POLICY);
   }
 
-  /** Works the queue on this server and starts the lost-worker sweep. */
+  /** Works the queue on this server, takes tasks submitted here, and starts the lost-worker sweep. */
   async start(): Promise<void> {
     for (let i = 0; i < this.options.concurrency; i++)
-      await this.jobs.work<TaskJob>(TASK_QUEUE, TASK_POLICY, (job) => this.handle(job.data, job.signal));
+      await this.jobs.work<TaskJob>(TASK_QUEUE, TASK_POLICY, async (job) => {
+        if (!(await this.takeSlot(job.signal))) return;
+        try {
+          await this.handle(job.data, job.signal);
+        } finally {
+          this.releaseSlot();
+        }
+      });
+    this.working = true;
     this.sweepTimer = this.ctx.timers.every(this.options.sweepEveryMs, () => {
       void this.sweep().catch((err: unknown) => this.ctx.log.warn({ err }, 'the task sweep failed'));
     });
   }
 
-  stopSweeps(): void {
+  /** Takes no more tasks submitted here and stops the sweep (the jobs stop with the server's Jobs). */
+  stop(): void {
+    this.working = false;
     this.sweepTimer?.cancel();
     this.sweepTimer = undefined;
+  }
+
+  /**
+   * A task whose row just committed: run on this server at once when it has
+   * a free slot (no job: the send, the worker's fetch and its read of the row
+   * are skipped), else sent as a job. A crash before the claim leaves the
+   * task queued, and the sweep sends it again.
+   */
+  async dispatch(task: repo.TaskRow): Promise<void> {
+    if (this.working && this.slotsTaken < this.options.concurrency) {
+      this.slotsTaken++;
+      this.jobs.runHere(`task ${task.id}`, async (signal) => {
+        try {
+          await this.handleRow(task, signal);
+        } finally {
+          this.releaseSlot();
+        }
+      });
+      return;
+    }
+    await this.enqueue(task.teamId, task.id);
+  }
+
+  /** A slot for a job's task: at once, or once a task in hand ends; false when the server stops first. */
+  private takeSlot(signal: AbortSignal): Promise<boolean> {
+    if (this.slotsTaken < this.options.concurrency) {
+      this.slotsTaken++;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const handOver = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(true);
+      };
+      const onAbort = () => {
+        this.slotWaiters.splice(this.slotWaiters.indexOf(handOver), 1);
+        resolve(false);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.slotWaiters.push(handOver);
+    });
+  }
+
+  /** A task ended: its slot goes to a job waiting for one, or is free. */
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next) next();
+    else this.slotsTaken--;
   }
 
   async enqueue(teamId: TeamId, taskId: string, startAfterSec?: number): Promise<void> {
@@ -132,10 +199,15 @@ export class TaskRunner {
 
   /** The job's handler: claims the task (within its agent's concurrency limit) and runs it. */
   async handle(data: TaskJob, signal: AbortSignal): Promise<void> {
-    const teamId = data.team_id as TeamId;
     const id = data.task_id as repo.TaskId;
-    const task = await repo.findTask(this.db, teamId, id);
-    if (task?.status !== 'queued') return;
+    const task = await repo.findTask(this.db, data.team_id as TeamId, id);
+    if (task) await this.handleRow(task, signal);
+  }
+
+  /** Claims the task (within its agent's concurrency limit) and runs it; a task no longer queued is left alone. */
+  private async handleRow(task: repo.TaskRow, signal: AbortSignal): Promise<void> {
+    const { teamId, id } = task;
+    if (task.status !== 'queued') return;
     const agent = await this.ports.agent(teamId, task.agentId, task.agentVersion);
     const policy = agent ? await this.ports.policy(teamId, agent.policyId) : undefined;
     const claimed = await this.claim(task, agent, policy);

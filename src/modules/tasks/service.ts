@@ -16,8 +16,8 @@ import { taskEventView, taskFileView, taskView } from './views.ts';
 
 /** What the runner gives the service: a way to tell it about a cancel, and to start work. */
 export interface TaskWorkers {
-  /** Sends the task's job (after its row committed). */
-  enqueue(teamId: TeamId, taskId: repo.TaskId): Promise<void>;
+  /** Starts the queued task whose row just committed: here at once, or as a job. */
+  dispatch(task: repo.TaskRow): Promise<void>;
   /** A task this server may be running was cancelled: stop it now. */
   cancelled(taskId: string): void;
 }
@@ -90,7 +90,8 @@ export class TasksService {
         'model_required',
         `version ${agent.version} of agent ${agent.name} names no model; set the agent's model or give one with the task`,
       );
-    if ((await this.ports.usableKeyCount(teamId, agent.id)) === 0)
+    const keyCount = await this.ports.usableKeyCount(teamId, agent.id);
+    if (keyCount === 0)
       throw new ConflictError(
         'no_provider_key',
         `agent ${agent.name} has no usable provider key; bind an active one to it`,
@@ -188,7 +189,7 @@ export class TasksService {
     });
     // A lost send is not a lost task: the runner's sweep sends queued tasks again.
     await this.workers
-      ?.enqueue(teamId, task.id)
+      ?.dispatch(task)
       .catch((err: unknown) =>
         this.ctx.log.warn({ err, task_id: task.id }, 'sending a task’s job failed; the sweep sends it again'),
       );
