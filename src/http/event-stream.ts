@@ -37,6 +37,8 @@ export async function sendSse(
   reply.hijack();
   const raw = reply.raw;
   raw.on('close', () => closed.abort());
+  // The client may have gone while the stream was being set up ('close' came before the listener).
+  if (raw.destroyed || raw.socket?.destroyed === true) closed.abort();
   raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',

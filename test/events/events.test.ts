@@ -142,6 +142,10 @@ describe('GET /v1/events as a page', () => {
       query: { type: 'agent.*,team.deleted', subject_id: agent.id },
     });
     expect(filtered.body.data.map((e: Json) => e.type)).toEqual(['agent.created']);
+
+    // Members read it too (their session), the same rows.
+    const asMember = await t.call('GET', '/v1/events', { token: u.token, query: { limit: '2' } });
+    expect(asMember.body.data).toEqual(page.body.data);
   });
 
   it('answers a bad filter, cursor or resume point with a 400', async () => {
