@@ -143,9 +143,15 @@ describe('GET /v1/events as a page', () => {
     });
     expect(filtered.body.data.map((e: Json) => e.type)).toEqual(['agent.created']);
 
+    // A prefix matches literally: api_key's underscore is no LIKE wildcard.
+    await record(u.team.id, 'apixkey.created' as EventType, 'key_lookalike');
+    const keys = await t.call('GET', '/v1/events', { token: readKey, query: { type: 'api_key.*' } });
+    expect(keys.body.data.map((e: Json) => e.type)).toEqual(['api_key.created']);
+
     // Members read it too (their session), the same rows.
-    const asMember = await t.call('GET', '/v1/events', { token: u.token, query: { limit: '2' } });
-    expect(asMember.body.data).toEqual(page.body.data);
+    const asMember = await t.call('GET', '/v1/events', { token: u.token, query: { limit: '5' } });
+    const asKey = await t.call('GET', '/v1/events', { token: readKey, query: { limit: '5' } });
+    expect(asMember.body.data).toEqual(asKey.body.data);
   });
 
   it('answers a bad filter, cursor or resume point with a 400', async () => {

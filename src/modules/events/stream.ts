@@ -185,7 +185,7 @@ export class EventStreamService {
   private readonly seen: RecentIds;
   private poller: Timer | undefined;
   private starting: Promise<void> | undefined;
-  private polling = false;
+  private inFlight: Promise<void> | undefined;
   /** Streams between the cap check and their first poll: the poller keeps running for them. */
   private joining = 0;
   /** Bumped when the poller stops: a scan from before forgets what it read. */
@@ -343,22 +343,22 @@ export class EventStreamService {
     this.seen.clear();
   }
 
-  /** One poll now, finished when the streams have what it found (tests; the timer polls otherwise). */
+  /** One poll that starts now, finished when the streams have what it found (the timer polls otherwise). */
   async pollNow(): Promise<void> {
-    while (this.polling) await new Promise((resolve) => setImmediate(resolve));
+    if (this.inFlight) await this.inFlight;
     if (this.poller) await this.tick();
   }
 
-  private async tick(): Promise<void> {
-    if (this.polling) return;
-    this.polling = true;
-    try {
-      await this.scan(this.generation);
-    } catch (err) {
-      this.ctx.log.warn({ err }, 'reading the event outbox failed; the next poll tries again');
-    } finally {
-      this.polling = false;
-    }
+  /** The poll under way, or a new one: never two at once. */
+  private tick(): Promise<void> {
+    this.inFlight ??= this.scan(this.generation)
+      .catch((err: unknown) =>
+        this.ctx.log.warn({ err }, 'reading the event outbox failed; the next poll tries again'),
+      )
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+    return this.inFlight;
   }
 
   /** Reads the ids of the look-back window, and hands the events among them not seen before to the streams. */
