@@ -3,7 +3,6 @@ import { BadRequestError, RateLimitedError } from '../../core/errors.ts';
 import { idFloorAt, idTimeMs, isId, type TeamId } from '../../core/ids.ts';
 import { type Page, pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
-import type { SseFrame } from '../../http/event-stream.ts';
 import { activeTeam, type Principal } from '../identity/principal.ts';
 import * as repo from './repo.ts';
 
@@ -32,6 +31,13 @@ export const EVENT_STREAM_DEFAULTS: EventStreamOptions = {
 
 const POLL_PAGE = 1000;
 const CATCH_UP_PAGE = 500;
+
+/** What a stream sends: the SSE id (its resume point), the event type and the event. */
+export interface StreamFrame {
+  id: string;
+  type: string;
+  data: EventView;
+}
 
 export interface EventView {
   id: string;
@@ -232,7 +238,7 @@ export class EventStreamService {
     query: EventQuery,
     after: string | undefined,
     signal: AbortSignal,
-  ): Promise<AsyncIterable<SseFrame>> {
+  ): Promise<AsyncIterable<StreamFrame>> {
     const teamId = activeTeam(principal);
     const filter = parseFilter(query);
     const open = this.perTeam.get(teamId) ?? 0;
@@ -269,9 +275,9 @@ export class EventStreamService {
     after: string | undefined,
     signal: AbortSignal,
     end: () => void,
-  ): AsyncIterable<SseFrame> {
+  ): AsyncIterable<StreamFrame> {
     let cursor = after ?? '';
-    const frame = (row: repo.EventRow): SseFrame => {
+    const frame = (row: repo.EventRow): StreamFrame => {
       sub.sent.add(row.id);
       if (row.id > cursor) cursor = row.id;
       return { id: cursor, type: row.type, data: view(row) };
