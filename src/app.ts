@@ -37,7 +37,10 @@ import type { EnvironmentVersionId } from './modules/environments/repo.ts';
 import { registerEnvironmentRoutes } from './modules/environments/routes.ts';
 import { EnvironmentsService } from './modules/environments/service.ts';
 import { buildCapsules, templateExists } from './modules/environments/wiring.ts';
+import { EventRetention } from './modules/events/retention.ts';
+import { registerEventRoutes } from './modules/events/routes.ts';
 import { EventsService } from './modules/events/service.ts';
+import { EVENT_STREAM_DEFAULTS, EventStreamService } from './modules/events/stream.ts';
 import { DatabaseStore } from './modules/files/database-store.ts';
 import { registerFileRoutes } from './modules/files/routes.ts';
 import { FilesService } from './modules/files/service.ts';
@@ -130,6 +133,8 @@ export interface Services {
   policies: PoliciesService;
   agents: AgentsService;
   events: EventsService;
+  eventStream: EventStreamService;
+  eventRetention: EventRetention;
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
@@ -183,6 +188,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const upstream = new UpstreamClient(outbound);
 
   const events = new EventsService(clock);
+  const eventStream = new EventStreamService(db, ctx, {
+    ...EVENT_STREAM_DEFAULTS,
+    streamsPerTeam: config.eventStreamsPerTeam,
+  });
+  const eventRetention = new EventRetention(db, ctx, config.eventRetentionDays);
   const nowMs = () => clock.now().getTime();
   const memoryRateLimits = new MemoryRateLimitStore(nowMs);
   const sharedRateLimits = new PostgresRateLimitStore(db, nowMs);
@@ -384,6 +394,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     policies,
     agents,
     events,
+    eventStream,
+    eventRetention,
     sealer,
     hasher,
     clock,
@@ -568,6 +580,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerHostRoutes(app, hosts);
   registerTaskRoutes(app, tasks, ctx.timers);
   registerMemoryRoutes(app, memories);
+  registerEventRoutes(app, eventStream, ctx.timers);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
@@ -590,6 +603,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await taskRunner.declare();
     await taskRunner.start();
     workspaces.startSweeps();
+    eventRetention.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
@@ -597,6 +611,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     environmentBuilder.close();
     taskRunner.stop();
     workspaces.stopSweeps();
+    eventRetention.stop();
+    eventStream.close();
     await jobs.stop();
     capsules.stopWaiting();
   });

@@ -45,6 +45,10 @@ export interface Config {
   taskConcurrency: number;
   /** A running task whose worker has not been heard from for this long is started again (or failed worker_lost). */
   taskLostAfterSec: number;
+  /** Outbox events older than this many days are deleted (0: kept forever). */
+  eventRetentionDays: number;
+  /** Event streams (GET /v1/events as SSE) one team may hold open on one server. */
+  eventStreamsPerTeam: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
   sandboxDriver: 'auto' | 'bwrap' | 'process';
   /** Capsules' allow-listed names may resolve to private and loopback addresses (off: refused). */
@@ -268,6 +272,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     ),
     taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 16, 1, 256),
     taskLostAfterSec: int('PADDOCK_TASK_LOST_AFTER_SEC', env.PADDOCK_TASK_LOST_AFTER_SEC, 30, 2, 3600),
+    eventRetentionDays: int('PADDOCK_EVENT_RETENTION_DAYS', env.PADDOCK_EVENT_RETENTION_DAYS, 30, 0, 36_500),
+    eventStreamsPerTeam: int(
+      'PADDOCK_EVENT_STREAMS_PER_TEAM',
+      env.PADDOCK_EVENT_STREAMS_PER_TEAM,
+      20,
+      1,
+      10_000,
+    ),
     sandboxDriver: oneOf(
       'PADDOCK_SANDBOX_DRIVER',
       env.PADDOCK_SANDBOX_DRIVER,

@@ -131,6 +131,25 @@ export function newId<P extends IdPrefix>(prefix: P): Id<P> {
   return `${prefix}_${ulid()}`;
 }
 
+/** The milliseconds a typed id was made at (its ULID's time part). */
+export function idTimeMs(id: string): number {
+  const time = id.slice(id.indexOf('_') + 1, id.indexOf('_') + 11);
+  let ms = 0;
+  for (const c of time) ms = ms * 32 + ALPHABET.indexOf(c);
+  return ms;
+}
+
+/** The lowest id of `prefix` made at or after `ms`: `id > floor` reads from that time on. */
+export function idFloorAt(prefix: IdPrefix, ms: number): string {
+  let rest = Math.max(0, Math.floor(ms));
+  let time = '';
+  for (let i = 0; i < 10; i++) {
+    time = ALPHABET[rest % 32] + time;
+    rest = Math.floor(rest / 32);
+  }
+  return `${prefix}_${time}`;
+}
+
 const ID_PATTERN = /^[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$/;
 
 export function isId<P extends IdPrefix>(value: string, prefix: P): value is Id<P>;

@@ -17,5 +17,6 @@ export const events = pgTable(
     data: jsonb('data').$type<Record<string, unknown>>().notNull(),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
   },
-  (t) => [index('events_team_idx').on(t.teamId, t.id)],
+  // created_at: the retention sweep deletes the oldest.
+  (t) => [index('events_team_idx').on(t.teamId, t.id), index('events_created_idx').on(t.createdAt)],
 );

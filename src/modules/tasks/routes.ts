@@ -1,9 +1,9 @@
-import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Timers } from '../../core/context.ts';
 import { BadRequestError } from '../../core/errors.ts';
 import { principalOf } from '../../http/auth.ts';
+import { type SseFrame, sendSse } from '../../http/event-stream.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { sendDownload } from '../files/routes.ts';
@@ -41,33 +41,14 @@ export async function sendEventStream(
   closed: AbortController,
   timers: Timers,
 ): Promise<void> {
-  reply.hijack();
-  const raw = reply.raw;
-  raw.on('close', () => closed.abort());
-  raw.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-    'x-request-id': request.id,
+  await sendSse(request, reply, asFrames(events), closed, timers, {
+    keepaliveMs: KEEPALIVE_MS,
+    endEvent: true,
   });
-  const write = async (chunk: string) => {
-    if (raw.destroyed) return;
-    if (!raw.write(chunk)) await Promise.race([once(raw, 'drain'), once(raw, 'close')]);
-  };
-  const keepalive = timers.every(KEEPALIVE_MS, () => void write(': keepalive\n\n'));
-  try {
-    await write('retry: 2000\n\n');
-    for await (const e of events) {
-      await write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-    }
-    if (!closed.signal.aborted) await write('event: end\ndata: {}\n\n');
-  } catch (err) {
-    request.log.warn({ err }, 'an event stream ended with an error');
-  } finally {
-    keepalive.cancel();
-    if (!raw.destroyed) raw.end();
-  }
+}
+
+async function* asFrames(events: AsyncIterable<{ seq: number; type: string }>): AsyncIterable<SseFrame> {
+  for await (const e of events) yield { id: String(e.seq), type: e.type, data: e };
 }
 
 export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers): void {
