@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DAY_MS } from '../../src/core/clock.ts';
 import { newId } from '../../src/core/ids.ts';
 import { events } from '../../src/db/schema/index.ts';
-import { EVENTS_KEEPALIVE_MS } from '../../src/modules/events/routes.ts';
+import { EVENTS_KEEPALIVE_MS, EVENTS_STREAM_LIFE_MS } from '../../src/modules/events/routes.ts';
 import type { EventInput, EventType } from '../../src/modules/events/service.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { createAgent, createPolicy, type Json } from '../support/factories.ts';
@@ -362,6 +362,23 @@ describe('GET /v1/events as a stream', () => {
     await t.timers?.advance(EVENTS_KEEPALIVE_MS);
     expect(await stream.nextFrame()).toEqual({ comment: 'keepalive' });
     stream.close();
+  });
+
+  it('ends a stream after its life, so a revoked key reads no more once it must reconnect', async () => {
+    const key = await t.apiKey(u.token, ['read']);
+    const stream = await openStream(base, key.key);
+    expect((await stream.nextFrame()).event).toBeUndefined(); // retry: 2000
+    const revoked = await t.call('POST', `/v1/api-keys/${key.id}/revoke`, { token: u.token });
+    expect(revoked.status).toBe(200);
+    await t.timers?.advance(EVENTS_STREAM_LIFE_MS);
+    await expect(async () => {
+      for (;;) await stream.nextFrame();
+    }).rejects.toThrow('the stream ended');
+    // Coming back, as an EventSource would, it is refused.
+    const again = await fetch(`${base}/v1/events`, {
+      headers: { authorization: `Bearer ${key.key}`, accept: 'text/event-stream' },
+    });
+    expect(again.status).toBe(401);
   });
 
   it('holds a team to its open streams (429), and frees a slot when a client goes', async () => {

@@ -8,6 +8,13 @@ import { type EventStreamService, resumeAfter } from './stream.ts';
 
 /** A comment line this often keeps proxies from closing a quiet stream. */
 export const EVENTS_KEEPALIVE_MS = 30_000;
+/**
+ * A stream ends after this long, and its client comes back with
+ * Last-Event-ID (an EventSource does so by itself, 2 s later), authenticated
+ * again: a revoked key, a removed member or an ended session stops reading
+ * the team's events within this time, not whenever the client hangs up.
+ */
+export const EVENTS_STREAM_LIFE_MS = 5 * 60_000;
 
 // Team API keys and members with read scope; agent keys are refused (the auth rule takes none):
 // a team's events name every agent, key and member.
@@ -33,10 +40,15 @@ export function registerEventRoutes(app: App, stream: EventStreamService, timers
       const closed = new AbortController();
       // Filters, access and the cap are checked (a 400, 403 or 429 answered) before the stream starts.
       const frames = await stream.follow(principal, request.query, after, closed.signal);
-      await sendSse(request, reply, frames, closed, timers, {
-        keepaliveMs: EVENTS_KEEPALIVE_MS,
-        endEvent: false,
-      });
+      const life = timers.after(EVENTS_STREAM_LIFE_MS, () => closed.abort());
+      try {
+        await sendSse(request, reply, frames, closed, timers, {
+          keepaliveMs: EVENTS_KEEPALIVE_MS,
+          endEvent: false,
+        });
+      } finally {
+        life.cancel();
+      }
     },
   );
 }

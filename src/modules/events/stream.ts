@@ -293,7 +293,7 @@ export class EventStreamService {
         );
         for (const row of rows) if (!sub.sent.has(row.id)) yield frame(row);
         from = rows.length === CATCH_UP_PAGE ? rows.at(-1)?.id : undefined;
-        if (signal.aborted) return;
+        if (signal.aborted || sub.ended) return;
       }
       while (!signal.aborted && !sub.overflowed && !sub.ended) {
         const row = sub.queue.shift();

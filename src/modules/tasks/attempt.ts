@@ -143,15 +143,20 @@ export class Attempt {
         throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       // One wait for every lookup the first model call needs (on Postgres they run side by side).
-      const [secrets, env, inputNames, session, totalsBefore] = await Promise.all([
+      // The run's totals so far are kept as soon as they arrive: a turn that fails on another lookup is
+      // still charged only its own cost, not the workspace's whole run.
+      const [secrets, env, inputNames, session] = await Promise.all([
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
         t.workspaceId ? sessions!.turnStarts(t.teamId, t.workspaceId) : undefined,
-        t.workspaceId ? ports.runs.totals(t.teamId, t.runId) : undefined,
+        t.workspaceId
+          ? ports.runs.totals(t.teamId, t.runId).then((totals) => {
+              this.totalsBefore = totals;
+            })
+          : undefined,
       ]);
       this.session = session;
-      this.totalsBefore = totalsBefore;
       if (env?.status !== 'ready' || !env.template)
         throw new TaskEnd(
           'environment_not_ready',

@@ -152,6 +152,11 @@ export class TaskRunner {
       this.jobs.runHere(`task ${task.id}`, async (signal) => {
         try {
           await this.handleRow(task, signal);
+        } catch (err) {
+          // Before the claim (a lookup, the claim's transaction): the task is still queued, so a job
+          // takes it now rather than the sweep a minute later. After the claim, run() ends it itself.
+          this.ctx.log.warn({ err, task_id: task.id }, 'starting a task here failed; sent as a job');
+          if (!signal.aborted) await this.enqueue(task.teamId, task.id);
         } finally {
           this.releaseSlot();
         }
@@ -207,7 +212,8 @@ export class TaskRunner {
   /** Claims the task (within its agent's concurrency limit) and runs it; a task no longer queued is left alone. */
   private async handleRow(task: repo.TaskRow, signal: AbortSignal): Promise<void> {
     const { teamId, id } = task;
-    if (task.status !== 'queued') return;
+    // A stopping server claims nothing: the claim would spend one of the task's attempts.
+    if (task.status !== 'queued' || signal.aborted) return;
     const agent = await this.ports.agent(teamId, task.agentId, task.agentVersion);
     const policy = agent ? await this.ports.policy(teamId, agent.policyId) : undefined;
     const claimed = await this.claim(task, agent, policy);
@@ -282,6 +288,7 @@ export class TaskRunner {
     const abort = new AbortController();
     const onJob = () => abort.abort(jobSignal.reason);
     jobSignal.addEventListener('abort', onJob, { once: true });
+    if (jobSignal.aborted) onJob();
     this.inHand.set(task.id, abort);
     const timeout = this.ctx.timers.after(Math.min(task.timeoutSec, LONGEST_TIMEOUT_SEC) * 1000, () =>
       abort.abort(new TaskEnd('timeout', `the task ran past its timeout_sec (${task.timeoutSec})`)),
@@ -416,10 +423,12 @@ export class TaskRunner {
     const after = await this.ports.runs.totals(task.teamId, task.runId!);
     const before = attempt.totalsBefore;
     if (!after) return undefined;
+    // Read before the turn's first model call: a turn that ended before they were read made none.
+    if (!before) return { costMicros: 0, inputTokens: 0, outputTokens: 0 };
     return {
-      costMicros: after.costMicros - (before?.costMicros ?? 0),
-      inputTokens: after.inputTokens - (before?.inputTokens ?? 0),
-      outputTokens: after.outputTokens - (before?.outputTokens ?? 0),
+      costMicros: after.costMicros - before.costMicros,
+      inputTokens: after.inputTokens - before.inputTokens,
+      outputTokens: after.outputTokens - before.outputTokens,
     };
   }
 
