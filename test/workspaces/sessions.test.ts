@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
@@ -185,9 +185,16 @@ describe('a workspace (a session)', () => {
     await f.t.services.workspaces.sweep();
     const expired = await workspaceUntil(first.workspace_id, ['expired']);
     expect(expired.ended_at).not.toBeNull();
-    await f.t.services.capsules.settled();
-    expect(['stopping', 'stopped']).toContain(
-      (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
+    // The server's own sweep (on real timers here) may be the one that expired it, and still be on its
+    // way to the capsule when the test's sweep returns: wait for the capsule to go.
+    await vi.waitFor(
+      async () => {
+        await f.t.services.capsules.settled();
+        expect(['stopping', 'stopped']).toContain(
+          (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
+        );
+      },
+      { timeout: 10_000, interval: 50 },
     );
     const refused = await call('POST', `/v1/workspaces/${first.workspace_id}/messages`, { content: 'again' });
     expect(refused.status).toBe(409);
@@ -238,9 +245,16 @@ describe('a workspace (a session)', () => {
     const deleted = await call('DELETE', `/v1/workspaces/${ws.id}`);
     expect(deleted.status).toBe(200);
     expect(deleted.body).toMatchObject({ status: 'terminated' });
-    await f.t.services.capsules.settled();
-    expect(['stopping', 'stopped']).toContain(
-      (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
+    // The server's own sweep (on real timers here) may be the one that expired it, and still be on its
+    // way to the capsule when the test's sweep returns: wait for the capsule to go.
+    await vi.waitFor(
+      async () => {
+        await f.t.services.capsules.settled();
+        expect(['stopping', 'stopped']).toContain(
+          (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
+        );
+      },
+      { timeout: 10_000, interval: 50 },
     );
     expect((await call('GET', `/v1/workspaces/${ws.id}`)).body.status).toBe('terminated');
     const after = await call('POST', `/v1/workspaces/${ws.id}/messages`, { content: 'more' });
