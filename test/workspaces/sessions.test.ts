@@ -25,6 +25,22 @@ async function workspaceUntil(id: string, statuses: string[], timeoutMs = 30_000
   }
 }
 
+/**
+ * Waits for an ended workspace's capsule to be stopping or stopped. The
+ * capsule goes after the workspace's row moves, and the server's own sweep
+ * (on real timers here) may be the one that ended it, still on its way to
+ * the capsule when the test's call or sweep returns.
+ */
+async function capsuleGone(capsuleId: string): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      await f.t.services.capsules.settled();
+      expect(['stopping', 'stopped']).toContain((await call('GET', `/v1/capsules/${capsuleId}`)).body.status);
+    },
+    { timeout: 10_000, interval: 50 },
+  );
+}
+
 async function sessionAgent() {
   return f.agent({ agent: { idle_timeout_sec: 60, session_ttl_sec: 600 } });
 }
@@ -185,17 +201,7 @@ describe('a workspace (a session)', () => {
     await f.t.services.workspaces.sweep();
     const expired = await workspaceUntil(first.workspace_id, ['expired']);
     expect(expired.ended_at).not.toBeNull();
-    // The server's own sweep (on real timers here) may be the one that expired it, and still be on its
-    // way to the capsule when the test's sweep returns: wait for the capsule to go.
-    await vi.waitFor(
-      async () => {
-        await f.t.services.capsules.settled();
-        expect(['stopping', 'stopped']).toContain(
-          (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
-        );
-      },
-      { timeout: 10_000, interval: 50 },
-    );
+    await capsuleGone(ws.capsule_id);
     const refused = await call('POST', `/v1/workspaces/${first.workspace_id}/messages`, { content: 'again' });
     expect(refused.status).toBe(409);
     expect(refused.body.error.code).toBe('workspace_expired');
@@ -245,17 +251,7 @@ describe('a workspace (a session)', () => {
     const deleted = await call('DELETE', `/v1/workspaces/${ws.id}`);
     expect(deleted.status).toBe(200);
     expect(deleted.body).toMatchObject({ status: 'terminated' });
-    // The server's own sweep (on real timers here) may be the one that expired it, and still be on its
-    // way to the capsule when the test's sweep returns: wait for the capsule to go.
-    await vi.waitFor(
-      async () => {
-        await f.t.services.capsules.settled();
-        expect(['stopping', 'stopped']).toContain(
-          (await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status,
-        );
-      },
-      { timeout: 10_000, interval: 50 },
-    );
+    await capsuleGone(ws.capsule_id);
     expect((await call('GET', `/v1/workspaces/${ws.id}`)).body.status).toBe('terminated');
     const after = await call('POST', `/v1/workspaces/${ws.id}/messages`, { content: 'more' });
     expect(after.body.error.code).toBe('workspace_expired');

@@ -1,4 +1,4 @@
-import { and, desc, eq, notInArray, type SQL, sql } from 'drizzle-orm';
+import { and, type Column, desc, eq, notInArray, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
@@ -164,22 +164,21 @@ async function rankMatches(
   limit: number,
   excluded: MemoryId[],
 ): Promise<MemoryHit[]> {
-  const rank = sql<number>`ts_rank(${memories.searchVector}, ${tsquery}, 1)`.mapWith(Number);
+  // The same match and rank, on the table's columns or the newest memories' subquery.
+  const rankOf = (vector: SQLWrapper) => sql<number>`ts_rank(${vector}, ${tsquery}, 1)`.mapWith(Number);
+  const matchOf = (vector: SQLWrapper, id: Column) =>
+    and(sql`${vector} @@ ${tsquery}`, excluded.length > 0 ? notInArray(id, excluded) : undefined);
   const ofAgent = and(eq(memories.teamId, teamId), eq(memories.agentId, agentId));
-  const matches = and(
-    sql`${memories.searchVector} @@ ${tsquery}`,
-    excluded.length > 0 ? notInArray(memories.id, excluded) : undefined,
-  );
   // The matches as the index finds them, one more than are ranked (so a search knows whether it saw
   // them all), ranked in the database: only the best `limit` of them leave it.
   const found = db.$with('found').as(
     db
-      .select({ ...columns, rank: rank.as('rank') })
+      .select({ ...columns, rank: rankOf(memories.searchVector).as('rank') })
       .from(memories)
-      .where(and(ofAgent, matches))
+      .where(and(ofAgent, matchOf(memories.searchVector, memories.id)))
       .limit(RANKED_AT_MOST + 1),
   );
-  const ranked = await db
+  const counted = await db
     .with(found)
     .select({
       ...found._.selectedFields,
@@ -188,7 +187,8 @@ async function rankMatches(
     .from(found)
     .orderBy(desc(found.rank), desc(found.id))
     .limit(limit);
-  if ((ranked[0]?.matched ?? 0) <= RANKED_AT_MOST) return ranked.map(({ matched: _, ...hit }) => hit);
+  const ranked = counted.map(({ matched: _, ...hit }) => hit);
+  if ((counted[0]?.matched ?? 0) <= RANKED_AT_MOST) return ranked;
   // The newest memories first, then the matches among them: the index on (team, agent, id) reads
   // them in order, and the subquery's LIMIT keeps the planner from ranking every match instead.
   const newest = db
@@ -198,21 +198,16 @@ async function rankMatches(
     .orderBy(desc(memories.id))
     .limit(NEWEST_SEARCHED)
     .as('newest');
-  const recentRank = sql<number>`ts_rank(${newest.searchVector}, ${tsquery}, 1)`.mapWith(Number);
   const { searchVector: _, ...newestColumns } = newest._.selectedFields;
+  const recentRank = rankOf(newest.searchVector);
   const recent = await db
     .select({ ...newestColumns, rank: recentRank })
     .from(newest)
-    .where(
-      and(
-        sql`${newest.searchVector} @@ ${tsquery}`,
-        excluded.length > 0 ? notInArray(newest.id, excluded) : undefined,
-      ),
-    )
+    .where(matchOf(newest.searchVector, newest.id))
     .orderBy(desc(recentRank), desc(newest.id))
     .limit(limit);
   if (recent.length >= limit) return recent;
   const taken = new Set(recent.map((h) => h.id));
-  const older = ranked.filter((h) => !taken.has(h.id)).map(({ matched: _, ...hit }) => hit);
+  const older = ranked.filter((h) => !taken.has(h.id));
   return [...recent, ...older].slice(0, limit);
 }

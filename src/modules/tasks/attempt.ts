@@ -138,7 +138,7 @@ export class Attempt {
       // The claim started the task's run (one for every attempt) in its transaction.
       if (!t.runId) throw new TaskEnd('policy_missing', `agent ${agent.name} has no usable policy`);
       this.runId = t.runId;
-      const sessions = this.p.sessions;
+      const sessions = t.workspaceId ? this.p.sessions : undefined;
       if (t.workspaceId && !sessions)
         throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
@@ -149,7 +149,7 @@ export class Attempt {
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
-        t.workspaceId ? sessions!.turnStarts(t.teamId, t.workspaceId) : undefined,
+        sessions && t.workspaceId ? sessions.turnStarts(t.teamId, t.workspaceId) : undefined,
         t.workspaceId
           ? ports.runs.totals(t.teamId, t.runId).then((totals) => {
               this.totalsBefore = totals;

@@ -90,8 +90,7 @@ export class TasksService {
         'model_required',
         `version ${agent.version} of agent ${agent.name} names no model; set the agent's model or give one with the task`,
       );
-    const keyCount = await this.ports.usableKeyCount(teamId, agent.id);
-    if (keyCount === 0)
+    if ((await this.ports.usableKeyCount(teamId, agent.id)) === 0)
       throw new ConflictError(
         'no_provider_key',
         `agent ${agent.name} has no usable provider key; bind an active one to it`,
