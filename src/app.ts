@@ -15,10 +15,16 @@ import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { type HostId, isId, type TeamId, ulid } from './core/ids.ts';
-import { AllowList, type HostResolver, OutboundGuard } from './core/outbound-guard.ts';
+import {
+  AllowList,
+  type HostResolver,
+  OutboundGuard,
+  type OutboundRefusedError,
+} from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import { type Database, sqlClient } from './db/client.ts';
 import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
+import { registerAuditHooks } from './http/audit.ts';
 import { registerAuth } from './http/auth.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
@@ -30,13 +36,25 @@ import { Jobs } from './jobs/jobs.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
 import { AgentMe } from './modules/agents/schemas.ts';
 import { AgentsService, type ProviderKeyPorts } from './modules/agents/service.ts';
+import { AlertEvaluator, type EvaluatorOptions, evaluatorOptions } from './modules/alerts/evaluator.ts';
+import { registerAlertRoutes } from './modules/alerts/routes.ts';
+import { type AlertPorts, AlertRulesService } from './modules/alerts/service.ts';
+import { registerAnalyticsRoutes } from './modules/analytics/routes.ts';
+import { AnalyticsService } from './modules/analytics/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
+import { ChannelDeliveries } from './modules/channels/deliveries.ts';
+import { NotificationsService } from './modules/channels/notifications.ts';
+import { registerChannelRoutes } from './modules/channels/routes.ts';
+import { ChannelsService } from './modules/channels/service.ts';
 import { BUILD_POLICY, BUILD_QUEUE, EnvironmentBuilder } from './modules/environments/builder.ts';
 import type { EnvironmentVersionId } from './modules/environments/repo.ts';
 import { registerEnvironmentRoutes } from './modules/environments/routes.ts';
 import { EnvironmentsService } from './modules/environments/service.ts';
 import { buildCapsules, templateExists } from './modules/environments/wiring.ts';
+import { deleteAuditBefore } from './modules/events/audit-repo.ts';
+import { registerAuditRoutes } from './modules/events/audit-routes.ts';
+import { AuditService } from './modules/events/audit-service.ts';
 import { EventRetention } from './modules/events/retention.ts';
 import { registerEventRoutes } from './modules/events/routes.ts';
 import { EventsService } from './modules/events/service.ts';
@@ -59,15 +77,28 @@ import { gatewayPorts } from './modules/gateway/wiring.ts';
 import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
 import { ApiKeysService } from './modules/identity/api-keys-service.ts';
 import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
+import { EmailLinksService } from './modules/identity/email-links.ts';
 import { registerInvitationRoutes } from './modules/identity/invitations-routes.ts';
 import { InvitationsService } from './modules/identity/invitations-service.ts';
 import { AuthService } from './modules/identity/service.ts';
 import { registerTeamRoutes } from './modules/identity/teams-routes.ts';
 import { TeamsService } from './modules/identity/teams-service.ts';
 import { Throttles } from './modules/identity/throttles.ts';
+import { MailService } from './modules/mail/service.ts';
+import { SmtpTransport } from './modules/mail/transport.ts';
 import { registerMemoryRoutes } from './modules/memories/routes.ts';
 import { MemoriesService } from './modules/memories/service.ts';
 import { memoryToolSource } from './modules/memories/tools.ts';
+import { HOOK_LIMITS, type HookLimits, PlaybookHooks } from './modules/playbooks/hooks.ts';
+import { registerPlaybookRoutes } from './modules/playbooks/routes.ts';
+import { PlaybookRuns } from './modules/playbooks/runs.ts';
+import {
+  PlaybookScheduler,
+  SCHEDULER_DEFAULTS,
+  type SchedulerOptions,
+  schedulerTimings,
+} from './modules/playbooks/scheduler.ts';
+import { PlaybooksService } from './modules/playbooks/service.ts';
 import { registerPolicyRoutes } from './modules/policies/routes.ts';
 import { PoliciesService, type PolicyRunsPort } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
@@ -98,6 +129,11 @@ import { TasksService } from './modules/tasks/service.ts';
 import { WEB_FETCH_LIMITS, type WebFetchLimits } from './modules/tasks/web-fetch.ts';
 import { WebFetchSource } from './modules/tasks/web-fetch-tool.ts';
 import { taskPorts } from './modules/tasks/wiring.ts';
+import { WEBHOOK_DEFAULTS, WebhookDeliveries, type WebhookOptions } from './modules/webhooks/deliveries.ts';
+import { WebhookDispatcher } from './modules/webhooks/dispatcher.ts';
+import { registerWebhookRoutes } from './modules/webhooks/routes.ts';
+import { WebhookSender } from './modules/webhooks/sender.ts';
+import { WebhooksService } from './modules/webhooks/service.ts';
 import { WorkspaceFiles } from './modules/workspaces/files.ts';
 import { registerWorkspaceRoutes } from './modules/workspaces/routes.ts';
 import { WorkspacesService } from './modules/workspaces/service.ts';
@@ -123,18 +159,28 @@ export interface AppOptions {
    * (a page server on loopback), and lower limits. Production's web_fetch has no exceptions.
    */
   webFetch?: { allowForTests?: string[]; limits?: Partial<WebFetchLimits> };
+  /** Webhook delivery timings (tests shorten the retry schedule and the polls). */
+  webhooks?: Partial<WebhookOptions>;
+  /** The alert evaluator's tick and lease (tests call its tick themselves). */
+  alerts?: Partial<EvaluatorOptions>;
+  /** The playbook scheduler's tick and lease, and the webhook throttle (tests shorten and lower them). */
+  playbooks?: { scheduler?: Partial<SchedulerOptions>; hooks?: Partial<HookLimits> };
 }
 
 export interface Services {
   auth: AuthService;
   teams: TeamsService;
   invitations: InvitationsService;
+  emailLinks: EmailLinksService;
+  mail: MailService;
   apiKeys: ApiKeysService;
   policies: PoliciesService;
   agents: AgentsService;
   events: EventsService;
   eventStream: EventStreamService;
   eventRetention: EventRetention;
+  audit: AuditService;
+  auditRetention: EventRetention;
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
@@ -158,6 +204,16 @@ export interface Services {
   taskRunner: TaskRunner;
   memories: MemoriesService;
   workspaces: WorkspacesService;
+  webhooks: WebhooksService;
+  webhookDeliveries: WebhookDeliveries;
+  webhookDispatcher: WebhookDispatcher;
+  channels: ChannelsService;
+  channelDeliveries: ChannelDeliveries;
+  notifications: NotificationsService;
+  playbooks: PlaybooksService;
+  playbookScheduler: PlaybookScheduler;
+  alertRules: AlertRulesService;
+  alertEvaluator: AlertEvaluator;
 }
 
 export interface BuiltApp {
@@ -181,8 +237,12 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const db = database.db;
 
   // Every connection to a user-given address (provider base URLs, BYOC hosts) passes this guard.
+  // A refusal's message leaves out the address a name resolved to (tenants see it); the log keeps it.
+  const logRefusal = (r: OutboundRefusedError) =>
+    log.warn({ host: r.host, address: r.address, reason: r.reason }, 'an outbound connection was refused');
   const outbound = new OutboundGuard({
     allow: AllowList.parse(config.allowPrivateUpstreams).list,
+    onRefused: logRefusal,
     ...(options.resolveHost ? { resolve: options.resolveHost } : {}),
   });
   const upstream = new UpstreamClient(outbound);
@@ -193,6 +253,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     streamsPerTeam: config.eventStreamsPerTeam,
   });
   const eventRetention = new EventRetention(db, ctx, config.eventRetentionDays);
+  const audit = new AuditService(db, ctx);
+  const auditRetention = new EventRetention(
+    db,
+    ctx,
+    config.auditRetentionDays,
+    deleteAuditBefore,
+    'audit log',
+  );
   const nowMs = () => clock.now().getTime();
   const memoryRateLimits = new MemoryRateLimitStore(nowMs);
   const sharedRateLimits = new PostgresRateLimitStore(db, nowMs);
@@ -207,18 +275,22 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const gatewayStore: RateLimitStore =
     config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
   const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
-  const teams = new TeamsService(db, clock, events);
-  const invitations = new InvitationsService(db, clock, hasher, events);
-  const auth = new AuthService(
+  const jobs = new Jobs(sqlClient(db), log, { pollingIntervalSec: 2, maintenanceIntervalSec: 30 });
+  // E-mail: SMTP when configured (through the outbound guard), else each message is logged.
+  const mail = new MailService(
     db,
-    clock,
-    hasher,
-    events,
-    teams,
-    invitations,
-    config.signup,
-    new Throttles(throttleStore, hasher, config.throttles),
+    ctx,
+    sealer,
+    jobs,
+    config.smtpUrl ? new SmtpTransport({ url: config.smtpUrl, from: config.mailFrom }, outbound) : undefined,
   );
+  // Links in e-mails point at the address users reach the server at.
+  const publicBase = config.publicUrl ?? `http://${config.host}:${config.port}`;
+  const teams = new TeamsService(db, clock, events);
+  const throttles = new Throttles(throttleStore, hasher, config.throttles);
+  const invitations = new InvitationsService(db, clock, hasher, events, mail, publicBase, throttles);
+  const auth = new AuthService(db, clock, hasher, events, teams, invitations, config.signup, throttles);
+  const emailLinks = new EmailLinksService(db, clock, hasher, events, throttles, mail, auth, publicBase);
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
   // Policies read their runs' stats from the runs module (made below).
@@ -253,7 +325,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     ctx,
     events,
     async (agentId) => isId(agentId, 'agt') && (await agents.getForCall(agentId))?.status === 'active',
-    { exclusiveDatabase: database.kind === 'pglite', sandboxPrices: config.sandboxPrices },
+    {
+      exclusiveDatabase: database.kind === 'pglite',
+      sandboxPrices: config.sandboxPrices,
+      onBlocked: (b) => audit.recordBlock(b),
+    },
   );
   const approvals = new ApprovalsService(db, ctx, events);
   const providerHealth = new ProviderHealthRegistry(clock);
@@ -270,6 +346,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const secrets = new SecretsService(db, ctx, sealer, events, (tx, teamId, ids) =>
     agents.unknownAgentIds(tx, teamId, ids),
   );
+  const analytics = new AnalyticsService(db, ctx, events);
   const skills = new SkillsService(db, ctx, events, (tx, teamId, skillId) =>
     agents.idsUsingSkill(tx, teamId, skillId),
   );
@@ -321,7 +398,6 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const sandboxHosts = new Map<HostId, SandboxHost>([[localHost.id, localHost]]);
   const capsules = new CapsulesService(db, ctx, events, sandboxHosts);
   const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
-  const jobs = new Jobs(sqlClient(db), log, { pollingIntervalSec: 2, maintenanceIntervalSec: 30 });
   const queueBuild = async (versionId: string) => {
     await jobs.declare(BUILD_QUEUE, BUILD_POLICY);
     await jobs.send(BUILD_QUEUE, { version_id: versionId });
@@ -368,6 +444,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     new WebFetchSource(
       new OutboundGuard({
         allow: AllowList.parse(options.webFetch?.allowForTests ?? []).list,
+        onRefused: logRefusal,
         ...(options.resolveHost ? { resolve: options.resolveHost } : {}),
       }),
       ctx.timers,
@@ -386,16 +463,102 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     { ...runnerTimings(config.taskConcurrency, config.taskLostAfterSec), ...options.taskRunner },
     toolSources,
   );
+  const webhookOptions: WebhookOptions = { ...WEBHOOK_DEFAULTS, ...options.webhooks };
+  const webhookDeliveries = new WebhookDeliveries(
+    db,
+    ctx,
+    sealer,
+    events,
+    jobs,
+    new WebhookSender(outbound, ctx.timers, webhookOptions.timeoutMs),
+    webhookOptions,
+  );
+  // Channels ride on the webhooks' outbox reader, schedule and guarded sender.
+  const channelSender = new WebhookSender(outbound, ctx.timers, webhookOptions.timeoutMs, 'Paddock-Channels');
+  const channelDeliveries = new ChannelDeliveries(
+    db,
+    ctx,
+    sealer,
+    jobs,
+    channelSender,
+    (tx, teamId) => teams.memberUserIds(tx, teamId),
+    { telegramApiUrl: config.telegramApiUrl },
+    webhookOptions,
+  );
+  const webhookDispatcher = new WebhookDispatcher(db, ctx, events, webhookDeliveries, [channelDeliveries]);
+  const channels = new ChannelsService(db, ctx, sealer, events, outbound, channelDeliveries, (tx, teamId) =>
+    teams.memberUserIds(tx, teamId),
+  );
+  const notifications = new NotificationsService(db, ctx);
+  const webhooks = new WebhooksService(
+    db,
+    ctx,
+    sealer,
+    events,
+    outbound,
+    webhookDeliveries,
+    (tx, teamId, ids) => agents.unknownAgentIds(tx, teamId, ids),
+  );
+  // Playbooks run agents through tasks (a session task opens the run's workspace) and workspaces (each later chain).
+  const playbookRuns = new PlaybookRuns(db, ctx, events, {
+    submit: async (principal, input) => tasks.submit(principal, { ...input, mode: 'session' }),
+    message: async (principal, workspaceId, content, limits) =>
+      workspaces.message(principal, workspaceId, { content }, limits),
+    task: async (principal, taskId) => tasks.get(principal, taskId),
+    cancelTask: async (principal, taskId) => {
+      await tasks.cancel(principal, taskId);
+    },
+    endWorkspace: async (principal, workspaceId) => {
+      await workspaces.terminate(principal, workspaceId);
+    },
+  });
+  const playbooks = new PlaybooksService(
+    db,
+    ctx,
+    hasher,
+    events,
+    async (tx, teamId, agentId) => (await agents.unknownAgentIds(tx, teamId, [agentId])).length === 0,
+    playbookRuns,
+    (tx, teamId, ids) => channels.unknownIds(tx, teamId, ids),
+  );
+  const playbookScheduler = new PlaybookScheduler(db, ctx, events, playbooks, playbookRuns, {
+    ...SCHEDULER_DEFAULTS,
+    ...schedulerTimings(config.schedulerLeaseSec),
+    ...options.playbooks?.scheduler,
+  });
+  const playbookHooks = new PlaybookHooks(
+    playbooks,
+    playbookRuns,
+    throttleStore,
+    (ip) => throttles.take('playbook_hook_ip', ip),
+    {
+      ...HOOK_LIMITS,
+      ...options.playbooks?.hooks,
+    },
+  );
+  const alertPorts: AlertPorts = {
+    unknownAgents: (tx, teamId, ids) => agents.unknownAgentIds(tx, teamId, ids),
+    memberEmailsAmong: (tx, teamId, emails) => teams.memberEmailsAmong(tx, teamId, emails),
+  };
+  const alertRules = new AlertRulesService(db, ctx, events, alertPorts);
+  const alertEvaluator = new AlertEvaluator(db, ctx, events, mail, alertPorts, publicBase, {
+    ...evaluatorOptions(config.alertEvaluationIntervalSec),
+    ...options.alerts,
+  });
   const services: Services = {
     auth,
     teams,
     invitations,
+    emailLinks,
+    mail,
     apiKeys,
     policies,
     agents,
     events,
     eventStream,
     eventRetention,
+    audit,
+    auditRetention,
     sealer,
     hasher,
     clock,
@@ -418,6 +581,16 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     taskRunner,
     memories,
     workspaces,
+    webhooks,
+    webhookDeliveries,
+    webhookDispatcher,
+    channels,
+    channelDeliveries,
+    notifications,
+    playbooks,
+    playbookScheduler,
+    alertRules,
+    alertEvaluator,
   };
 
   const app = Fastify({
@@ -444,6 +617,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerErrorHandling(app, config.bodyLimitBytes);
 
   registerInputGuards(app);
+  registerAuditHooks(
+    app,
+    (call) => audit.recordCall(call),
+    (err, request) => request.log.warn({ err }, 'could not write a call’s audit entry'),
+  );
 
   // The hooks every request runs (each proxied call among them) that never wait are callback
   // hooks, not async ones: an async hook costs a promise and a microtask hop per request.
@@ -557,7 +735,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
 
   const cookies = { secure: config.publicUrl?.startsWith('https://') ?? false };
   registerSystemRoutes(app, readiness);
-  registerAuthRoutes(app, auth, cookies, { schema: AgentMe, handler: (p) => agents.me(p) });
+  registerAuthRoutes(app, auth, cookies, emailLinks, { schema: AgentMe, handler: (p) => agents.me(p) });
   registerTeamRoutes(app, teams, auth, cookies);
   registerInvitationRoutes(app, invitations, auth, cookies);
   registerApiKeyRoutes(app, apiKeys);
@@ -566,6 +744,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerProviderRoutes(app, providers);
   registerSecretRoutes(app, secrets);
   registerSkillRoutes(app, skills);
+  registerAnalyticsRoutes(app, analytics);
   registerFileRoutes(app, files, config.publicUrl);
   // -- module routes (add new modules here) --
   registerRunRoutes(app, runs);
@@ -581,6 +760,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerTaskRoutes(app, tasks, ctx.timers);
   registerMemoryRoutes(app, memories);
   registerEventRoutes(app, eventStream, ctx.timers);
+  registerAuditRoutes(app, audit);
+  registerWebhookRoutes(app, webhooks);
+  registerChannelRoutes(app, channels, notifications);
+  registerPlaybookRoutes(app, playbooks, playbookScheduler, playbookHooks);
+  registerAlertRoutes(app, alertRules);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
@@ -604,6 +788,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await taskRunner.start();
     workspaces.startSweeps();
     eventRetention.start();
+    auditRetention.start();
+    await mail.start();
+    await webhookDeliveries.start();
+    await channelDeliveries.start();
+    webhookDispatcher.start();
+    playbookScheduler.start();
+    alertEvaluator.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
@@ -612,6 +803,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     taskRunner.stop();
     workspaces.stopSweeps();
     eventRetention.stop();
+    auditRetention.stop();
+    mail.stop();
+    webhookDispatcher.stop();
+    await playbookScheduler.stop();
+    await alertEvaluator.stop();
     eventStream.close();
     await jobs.stop();
     capsules.stopWaiting();
@@ -625,6 +821,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     files.close();
     await models.close();
     await upstream.close();
+    await webhookDeliveries.close();
+    await channelSender.close();
   });
 
   app.get('/v1/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () =>

@@ -47,6 +47,10 @@ export interface Config {
   taskLostAfterSec: number;
   /** Outbox events older than this many days are deleted (0: kept forever). */
   eventRetentionDays: number;
+  /** How often each active alert rule is evaluated, in seconds. */
+  alertEvaluationIntervalSec: number;
+  /** Audit log entries older than this many days are deleted (0: kept forever). */
+  auditRetentionDays: number;
   /** Event streams (GET /v1/events as SSE) one team may hold open on one server. */
   eventStreamsPerTeam: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
@@ -57,6 +61,11 @@ export interface Config {
   sandboxWarm: number;
   /** `paddock host`: how often it heartbeats to its control plane. */
   hostHeartbeatMs: number;
+  /**
+   * How long the playbook scheduler's lease lasts without renewal: a leader
+   * that dies is replaced after this. Every server ticks six times a lease.
+   */
+  schedulerLeaseSec: number;
   /**
    * Hosts, IP addresses and CIDRs that Paddock may connect to on users' behalf
    * (provider base URLs, BYOC hosts) although they are loopback, private or
@@ -69,6 +78,12 @@ export interface Config {
   gatewayRateLimitStore: 'memory' | 'postgres';
   /** Sign-in, signup and invitation throttles (modules/identity/throttles.ts). */
   throttles: ThrottleLimits;
+  /** smtp:// or smtps:// URL of the server that sends e-mail; undefined: e-mails are logged, not sent (docs/mail.md). */
+  smtpUrl: string | undefined;
+  /** Telegram's Bot API base URL (channels); tests point it at a local receiver. */
+  telegramApiUrl: string;
+  /** The From of every e-mail. */
+  mailFrom: string;
   /** What a task's capsule running time costs, charged to its run's ledger (modules/runs/sandbox-usage.ts). */
   sandboxPrices: SandboxPrices;
 }
@@ -105,6 +120,16 @@ export interface ThrottleLimits {
   invitationIp: ThrottleLimit;
   /** Lookups and accepts per invitation token. */
   invitationToken: ThrottleLimit;
+  /** Password-reset and magic-link e-mails asked for per client address. */
+  emailLinkIp: ThrottleLimit;
+  /** Password-reset and magic-link e-mails asked for per e-mail address. */
+  emailLinkAccount: ThrottleLimit;
+  /** Failed playbook webhook token lookups per client address. */
+  hookIp: ThrottleLimit;
+  /** Invitation e-mails (create and resend) one team sends. */
+  invitationMailTeam: ThrottleLimit;
+  /** Invitation e-mails (create and resend) to one address, from every team. */
+  invitationMailRecipient: ThrottleLimit;
 }
 
 /** The throttle variables, their settings and defaults (docs/operations.md lists the same). */
@@ -114,6 +139,11 @@ export const THROTTLE_VARIABLES: Record<keyof ThrottleLimits, [string, string]> 
   signupIp: ['PADDOCK_THROTTLE_SIGNUP_IP', '10/1h'],
   invitationIp: ['PADDOCK_THROTTLE_INVITATION_IP', '20/15m'],
   invitationToken: ['PADDOCK_THROTTLE_INVITATION_TOKEN', '10/15m'],
+  emailLinkIp: ['PADDOCK_THROTTLE_MAIL_IP', '20/15m'],
+  emailLinkAccount: ['PADDOCK_THROTTLE_MAIL_ACCOUNT', '5/15m'],
+  hookIp: ['PADDOCK_THROTTLE_HOOK_IP', '30/15m'],
+  invitationMailTeam: ['PADDOCK_THROTTLE_INVITATION_MAIL_TEAM', '50/1h'],
+  invitationMailRecipient: ['PADDOCK_THROTTLE_INVITATION_MAIL_EMAIL', '5/1h'],
 };
 
 export interface ConfigFlags {
@@ -228,6 +258,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     );
   }
 
+  const smtpUrl = env.PADDOCK_SMTP_URL || undefined;
+  if (smtpUrl !== undefined && !validSmtpUrl(smtpUrl)) {
+    // Never the value: it may hold the SMTP password.
+    problems.push(
+      'PADDOCK_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://… (percent-encode special characters in the user and password)',
+    );
+  }
+  const telegramApiUrl = env.PADDOCK_TELEGRAM_API_URL || 'https://api.telegram.org';
+  if (!/^https?:\/\/[^\s/?#@]+(\/[^\s?#]*)?$/.test(telegramApiUrl)) {
+    problems.push(
+      `PADDOCK_TELEGRAM_API_URL=${JSON.stringify(telegramApiUrl)} must be an http(s) URL without a query (e.g. https://api.telegram.org)`,
+    );
+  }
+  const mailFrom = env.PADDOCK_MAIL_FROM || 'paddock@localhost';
+  if (!/^([^<>\r\n]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/.test(mailFrom.trim())) {
+    problems.push(
+      `PADDOCK_MAIL_FROM=${JSON.stringify(mailFrom)} must be an e-mail address, alone or as Name <address>`,
+    );
+  }
+
   const config: Config = {
     host,
     port,
@@ -273,6 +323,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 16, 1, 256),
     taskLostAfterSec: int('PADDOCK_TASK_LOST_AFTER_SEC', env.PADDOCK_TASK_LOST_AFTER_SEC, 30, 2, 3600),
     eventRetentionDays: int('PADDOCK_EVENT_RETENTION_DAYS', env.PADDOCK_EVENT_RETENTION_DAYS, 30, 0, 36_500),
+    alertEvaluationIntervalSec: int(
+      'PADDOCK_ALERT_EVALUATION_INTERVAL_SEC',
+      env.PADDOCK_ALERT_EVALUATION_INTERVAL_SEC,
+      60,
+      10,
+      3600,
+    ),
+    auditRetentionDays: int('PADDOCK_AUDIT_RETENTION_DAYS', env.PADDOCK_AUDIT_RETENTION_DAYS, 365, 0, 36_500),
     eventStreamsPerTeam: int(
       'PADDOCK_EVENT_STREAMS_PER_TEAM',
       env.PADDOCK_EVENT_STREAMS_PER_TEAM,
@@ -287,6 +345,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'auto',
     ),
     hostHeartbeatMs: int('PADDOCK_HOST_HEARTBEAT_MS', env.PADDOCK_HOST_HEARTBEAT_MS, 5000, 100, 60_000),
+    schedulerLeaseSec: int('PADDOCK_SCHEDULER_LEASE_SEC', env.PADDOCK_SCHEDULER_LEASE_SEC, 30, 2, 3600),
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),
     allowPrivateUpstreams,
@@ -303,6 +362,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'memory',
     ),
     throttles: throttleLimits(env, problems),
+    smtpUrl,
+    telegramApiUrl,
+    mailFrom: mailFrom.trim(),
     sandboxPrices: {
       usdPerVcpuSec: usdPerSec(
         'PADDOCK_SANDBOX_USD_PER_VCPU_SEC',
@@ -375,6 +437,19 @@ function throttleLimits(env: NodeJS.ProcessEnv, problems: string[]): ThrottleLim
     limits[field as keyof ThrottleLimits] = { limit, windowSec };
   }
   return limits;
+}
+
+function validSmtpUrl(raw: string): boolean {
+  try {
+    const url = new URL(raw);
+    return (
+      (url.protocol === 'smtp:' || url.protocol === 'smtps:') &&
+      url.hostname !== '' &&
+      (url.pathname === '' || url.pathname === '/')
+    );
+  } catch {
+    return false;
+  }
 }
 
 function parseMasterKey(raw: string): Buffer | undefined {

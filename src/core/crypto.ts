@@ -107,7 +107,7 @@ function base62Of(bytes: Buffer, length: number): string {
 
 /** A bearer token: prefix + 43 base62 characters (~256 bits). */
 export function generateToken(
-  prefix: 'pdk' | 'pda' | 'pdh' | 'pdhg' | 'pdc' | 'pds' | 'pdi' | 'pdr',
+  prefix: 'pdk' | 'pda' | 'pdh' | 'pdhg' | 'pdc' | 'pds' | 'pdi' | 'pdr' | 'pdpw' | 'pdml',
 ): string {
   return `${prefix}_${randomBase62(TOKEN_SECRET_LENGTH)}`;
 }

@@ -34,10 +34,24 @@ export const ID_PREFIXES = [
   'file',
   'whk',
   'dlv',
+  // One attempt of a webhook delivery.
+  'wha',
   // Skills: named instruction documents agents load on demand.
   'skl',
   // Stored Responses API answers (OpenAI's ids are resp_ too, so clients see a familiar shape).
   'resp',
+  // Audit log entries.
+  'aud',
+  // E-mails in the outbox, and the single-use tokens (password reset, magic link) some of them carry.
+  'mail',
+  'etok',
+  // Notification channels, their deliveries, and in-app notifications.
+  'chn',
+  'cdl',
+  'ntf',
+  // Alert rules and their firings.
+  'alr',
+  'alf',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

@@ -38,14 +38,16 @@ const REASON_TEXT: Record<Exclude<RefusalReason, 'paddock_itself'>, string> = {
   this_machine: "an address of Paddock's own machine",
 };
 
-/** What a refusal reason means, in words ("a loopback address"). */
-export function refusalText(reason: RefusalReason): string {
-  return reason === 'paddock_itself' ? 'Paddock itself' : REASON_TEXT[reason];
-}
-
-/** A connection the guard did not allow. Its message names the host and why, never a secret. */
+/**
+ * A connection the guard did not allow. Its message names the host and why,
+ * never a secret, and never the address a name resolved to: that would show
+ * a tenant the inside of the network (internal DNS). The address is kept on
+ * the error for the server's log (OutboundGuardOptions.onRefused).
+ */
 export class OutboundRefusedError extends Error {
   readonly code = 'EOUTBOUNDREFUSED';
+  /** The host and why, for a caller to put in its own words ("intranet.test resolves to a private address"). */
+  readonly summary: string;
   constructor(
     readonly host: string,
     readonly reason: RefusalReason,
@@ -53,12 +55,16 @@ export class OutboundRefusedError extends Error {
   ) {
     const literal = bareAddress(host) === address;
     const subject = literal ? address : host;
+    const summary =
+      reason === 'paddock_itself'
+        ? `${subject} at this port is Paddock itself`
+        : `${subject} ${literal ? 'is' : 'resolves to'} ${REASON_TEXT[reason]}`;
     super(
       reason === 'paddock_itself'
-        ? `${subject} at this port is Paddock itself: Paddock does not call itself`
-        : `${subject} ${literal ? 'is' : 'resolves to'} ${REASON_TEXT[reason]}, which Paddock does not ` +
-            'connect to unless the platform admin allows it (PADDOCK_ALLOW_PRIVATE_UPSTREAMS)',
+        ? `${summary}: Paddock does not call itself`
+        : `${summary}, which Paddock does not connect to unless the platform admin allows it (PADDOCK_ALLOW_PRIVATE_UPSTREAMS)`,
     );
+    this.summary = summary;
     this.name = 'OutboundRefusedError';
   }
 }
@@ -156,6 +162,8 @@ export interface OutboundGuardOptions {
   localAddresses?: () => readonly string[];
   /** How long a check made ahead of time (checkHost) waits for DNS before leaving it to connect time. */
   aheadTimeoutMs?: number;
+  /** Told of every refusal (the server logs it with the resolved address, which callers' messages leave out). */
+  onRefused?: (refusal: OutboundRefusedError) => void;
 }
 
 async function systemResolve(name: string): Promise<ResolvedAddress[]> {
@@ -189,6 +197,7 @@ export class OutboundGuard {
   private readonly resolver: HostResolver;
   private readonly localAddresses: () => readonly string[];
   private readonly aheadTimeoutMs: number;
+  private readonly onRefused: ((refusal: OutboundRefusedError) => void) | undefined;
   private readonly ownPorts = new Set<number>();
 
   constructor(options: OutboundGuardOptions = {}) {
@@ -196,6 +205,7 @@ export class OutboundGuard {
     this.resolver = options.resolve ?? systemResolve;
     this.localAddresses = options.localAddresses ?? interfaceAddresses;
     this.aheadTimeoutMs = options.aheadTimeoutMs ?? 2000;
+    this.onRefused = options.onRefused;
   }
 
   /**
@@ -205,6 +215,12 @@ export class OutboundGuard {
    */
   protectOwnPort(port: number): void {
     this.ownPorts.add(port);
+  }
+
+  /** Whether the platform admin's allow-list names `host` (a name, or an address it covers). */
+  allowListed(host: string): boolean {
+    const bare = bareAddress(host);
+    return this.allow.allowsName(bare) || (net.isIP(bare) !== 0 && this.allow.allowsAddress(bare));
   }
 
   private isInterfaceAddress(address: string): boolean {
@@ -253,7 +269,11 @@ export class OutboundGuard {
       else first ??= new OutboundRefusedError(host, why, bareAddress(a.address));
     }
     if (usable.length === 0) {
-      throw first ?? Object.assign(new Error(`${name} has no address`), { code: 'ENOTFOUND' });
+      if (first) {
+        this.onRefused?.(first);
+        throw first;
+      }
+      throw Object.assign(new Error(`${name} has no address`), { code: 'ENOTFOUND' });
     }
     return usable;
   }

@@ -1,4 +1,4 @@
-import { and, eq, isNull, lt, type SQL } from 'drizzle-orm';
+import { and, eq, isNull, lt, type SQL, sql } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../core/ids.ts';
 
@@ -42,4 +42,20 @@ interface LockableSelect<T> extends PromiseLike<T[]> {
 /** The rows a select finds; with `lock`, they stay locked for the rest of the transaction. */
 export async function rowsLocked<T>(query: LockableSelect<T>, lock?: 'update' | 'share'): Promise<T[]> {
   return lock ? await query.for(lock) : await query;
+}
+
+/**
+ * A statement written with `$1`… placeholders (as rawQuery takes it) as
+ * drizzle SQL with its parameters bound, so it can run on a transaction
+ * (rawQuery runs on the pool, outside any transaction).
+ */
+export function positionalSql(text: string, params: readonly unknown[]): SQL {
+  const chunks: SQL[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/\$(\d+)/g)) {
+    chunks.push(sql.raw(text.slice(last, m.index)), sql`${params[Number(m[1]) - 1]}`);
+    last = m.index + m[0].length;
+  }
+  chunks.push(sql.raw(text.slice(last)));
+  return sql.join(chunks);
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { safeEqual } from '../core/crypto.ts';
 import { AppError, ForbiddenError, UnauthorizedError } from '../core/errors.ts';
 import { activeTeam, type Principal, requireScope, type Scope } from '../modules/identity/principal.ts';
+import { audited, requestContextOf } from './audit.ts';
 
 export const SESSION_COOKIE = 'paddock_session';
 export const CSRF_COOKIE = 'paddock_csrf';
@@ -193,7 +194,9 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
         throw refusal;
       }
     }
-    request.principal = principal;
+    // Per request (an authenticator may hand out one cached principal to many): the changes it
+    // makes carry this request to their audit entries.
+    request.principal = audited(request) ? { ...principal, request: requestContextOf(request) } : principal;
     if (rule === 'public') return;
     if (principal.kind === 'agent' && rule.agent === undefined) {
       throw new ForbiddenError(

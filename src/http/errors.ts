@@ -63,6 +63,10 @@ declare module 'fastify' {
     /** Routes that speak another wire format (the LLM proxy) render their own error bodies. */
     renderError?: ProxyErrorRenderer;
   }
+  interface FastifyRequest {
+    /** The error code the request was answered with, for its audit entry. */
+    errorCode: string | undefined;
+  }
 }
 
 export type ProxyErrorRenderer = (
@@ -79,9 +83,11 @@ export type ProxyErrorRenderer = (
  * the request id and answered as a bare 500, never with its message or stack.
  */
 export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
+  app.decorateRequest('errorCode', undefined);
   app.setErrorHandler(
     (error: FastifyError | AppError | Error, request: FastifyRequest, reply: FastifyReply) => {
       const render = (status: number, code: string, message: string, details?: Record<string, unknown>) => {
+        request.errorCode = code;
         const renderer = request.routeOptions.config?.renderError;
         return reply
           .status(status)

@@ -21,7 +21,7 @@ export function loggerOptions(config: Pick<Config, 'logLevel'>, destination?: Lo
       // Paths only: query strings can carry tokens (invitation lookups).
       req: (req: { method: string; url: string; id: string }) => ({
         method: req.method,
-        path: req.url.split('?')[0],
+        path: loggablePath(req.url),
         request_id: req.id,
       }),
       err: (err: unknown) => serializeError(err),
@@ -50,4 +50,15 @@ export function createLogger(setting: FastifyServerOptions['logger']): Logger {
   if (setting === true) return pino();
   const { stream, ...options } = setting as { stream?: LogDestination } & Record<string, unknown>;
   return stream ? pino(options, stream as never) : pino(options);
+}
+
+/**
+ * Routes whose path itself is the credential (a playbook's webhook trigger,
+ * `/v1/hooks/playbooks/<token>`): the token's segment is masked.
+ */
+const SECRET_PATH = /^(\/v1\/hooks\/[^/]+\/)[^/]+/;
+
+/** A request's path for the log: no query string, no token in a path. */
+export function loggablePath(url: string): string {
+  return url.split('?')[0]!.replace(SECRET_PATH, '$1…');
 }

@@ -39,6 +39,16 @@ async function refusedInsert(hash: string, secretName: string): Promise<unknown>
 }
 
 describe('the server log', () => {
+  it('masks the token of a path that is a credential (a playbook’s webhook trigger)', async () => {
+    lines.length = 0;
+    const token = `pbh_${'k'.repeat(43)}`;
+    const res = await t.call('POST', `/v1/hooks/playbooks/${token}?x=1`, { body: {} });
+    expect(res.status).toBe(404);
+    const text = log();
+    expect(text).toContain('/v1/hooks/playbooks/…');
+    expect(text).not.toContain(token);
+  });
+
   it('keeps a failed statement’s text, code and constraint, and none of its values or pg’s detail', async () => {
     const hash = await hashPassword('a password nobody should read');
     const secretName = 'sk-secret-in-a-param-7781';

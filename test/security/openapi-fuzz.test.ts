@@ -5,6 +5,7 @@ import { waitForCapsule } from '../support/capsules.ts';
 import { createAgent, createPolicy, createProviderKey, type Json } from '../support/factories.ts';
 import { type MockLlm, startMockLlm } from '../support/mock-llm.ts';
 import { openApiPath, servedRoutes } from '../support/routes.ts';
+import { type Receiver, startReceiver } from '../webhooks/receiver.ts';
 
 /**
  * Every operation of /v1/openapi.json, sent hostile values in each path
@@ -242,6 +243,8 @@ let mock: MockLlm;
 const logLines: string[] = [];
 const secrets = new Set<string>();
 const ids: Record<string, string> = {};
+let chat: Receiver;
+const chatUrl = () => `http://127.0.0.1:${chat.port}/chat`;
 let sessionToken = '';
 let agentKey = '';
 let hostToken = '';
@@ -263,7 +266,9 @@ const CREDENTIAL_FIELDS = new Set([
 /** Every credential an answer hands out, so the log check can look for it. */
 function collectSecrets(value: unknown, key = ''): void {
   if (typeof value === 'string') {
-    if (CREDENTIAL_FIELDS.has(key) || /^(pd[a-z]|csrf)_[A-Za-z0-9]{16}/.test(value)) secrets.add(value);
+    // A masked value (`…`, bullets) in a credential's field is no credential: the log may hold it.
+    const credential = value.length >= 12 && CREDENTIAL_FIELDS.has(key);
+    if (credential || /^(pd[a-z]|csrf)_[A-Za-z0-9]{16}/.test(value)) secrets.add(value);
     return;
   }
   if (Array.isArray(value)) for (const v of value) collectSecrets(v, key);
@@ -299,6 +304,8 @@ beforeAll(async () => {
     logDestination: { write: (line) => void logLines.push(line) },
   });
   mock = await startMockLlm({ record: false });
+  // Where channels post (their test sends one at once): any request answered 200.
+  chat = await startReceiver(() => ({ status: 200 }));
   secrets.add(PASSWORD);
 
   // The first user is the platform admin, owner of a personal team.
@@ -500,6 +507,49 @@ beforeAll(async () => {
     202,
     'session task',
   ).workspace_id;
+  ids.webhook = must(
+    await t.call('POST', '/v1/webhooks', {
+      ...token(),
+      body: { url: mock.url, event_types: ['agent.*'] },
+    }),
+    201,
+    'webhook',
+  ).id;
+  ids.playbook = must(
+    await t.call('POST', '/v1/playbooks', {
+      ...token(),
+      body: { agent_id: ids.agent, name: 'fuzz-playbook', prompt: 'fuzz', trigger: 'manual' },
+    }),
+    201,
+    'playbook',
+  ).id;
+  ids.channel = must(
+    await t.call('POST', '/v1/channels', {
+      ...token(),
+      body: {
+        name: 'fuzz-channel',
+        provider: 'slack',
+        config: { webhook_url: chatUrl() },
+        events: ['agent.*'],
+      },
+    }),
+    201,
+    'channel',
+  ).id;
+  ids.alertRule = must(
+    await t.call('POST', '/v1/alert-rules', {
+      ...token(),
+      body: { name: 'fuzz-alert', condition_type: 'cost_threshold', condition_config: { threshold_usd: 1 } },
+    }),
+    201,
+    'alert rule',
+  ).id;
+  // A delivery to redeliver: the test event's (the mock answers whatever it answers; it ended either way).
+  ids.delivery = must(
+    await t.call('POST', `/v1/webhooks/${ids.webhook}/test`, token()),
+    200,
+    'webhook test',
+  ).delivery_id;
   ids.memory = must(
     await t.call('POST', '/v1/memories', {
       ...token(),
@@ -553,6 +603,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
   await mock?.close();
+  await chat?.close();
 });
 
 /** A real value for a path parameter of this path, so that the other parts of a request can be valid. */
@@ -562,6 +613,7 @@ function pathValue(path: string, name: string): string {
   if (name === 'n') return '1';
   if (name === 'selector') return ids.selector!;
   if (name === 'file_id') return ids.file!;
+  if (name === 'delivery_id') return ids.delivery!;
   if (name === 'tag') return ids.hostTag!;
   if (name === '*') return 'fuzz.txt';
   if (name === 'name') {
@@ -586,6 +638,15 @@ function pathValue(path: string, name: string): string {
     skills: ids.skill,
     workspaces: ids.workspace,
     memories: ids.memory,
+    webhooks: ids.webhook,
+    playbooks: ids.playbook,
+    channels: ids.channel,
+    // Made only when an in_app channel takes an event; a well-formed unknown id is answered 404.
+    notifications: `ntf_${'0'.repeat(26)}`,
+    'alert-rules': ids.alertRule,
+    // No run is made (it would start a task); a well-formed unknown id is answered 404.
+    'playbook-runs': `pbr_${'0'.repeat(26)}`,
+    hooks: `pbh_${'x'.repeat(43)}`,
     files: ids.file,
     environments: ids.environment,
     tasks: ids.task,
@@ -651,6 +712,13 @@ function baseBody(method: string, path: string, schema: Schema | undefined): Rec
     'POST /v1/agents': { policy_id: ids.policy },
     'POST /v1/tasks': { agent_id: ids.agent, model: 'gpt-4o-mini' },
     'POST /v1/provider-keys': { provider: 'openai', base_url: mock.url },
+    'POST /v1/webhooks': { url: mock.url, event_types: ['agent.*'] },
+    'PATCH /v1/webhooks/{id}': { url: mock.url, event_types: ['agent.*'] },
+    'POST /v1/channels': { provider: 'slack', config: { webhook_url: chatUrl() }, events: ['agent.*'] },
+    'POST /v1/channels/test': { provider: 'slack', config: { webhook_url: chatUrl() } },
+    'PUT /v1/channels/{id}/config': { config: { webhook_url: chatUrl() } },
+    'PATCH /v1/channels/{id}': { events: ['agent.*'] },
+    'POST /v1/alert-rules': { condition_type: 'cost_threshold', condition_config: { threshold_usd: 1 } },
     'POST /v1/snapshots': { sandbox_id: ids.capsule },
     'POST /v1/capsules/{id}/exec': { cmd: 'true' },
     'POST /v1/chat/completions': {
@@ -961,7 +1029,9 @@ describe('the OpenAPI document, fuzzed', () => {
           union all select previous_key_hash from api_keys where previous_key_hash is not null
           union all select key_hash from agents
           union all select sealed_key from provider_keys where sealed_key is not null
-          union all select hash from host_tokens`,
+          union all select hash from host_tokens
+          union all select secret_sealed from webhooks
+          union all select config_sealed from channels`,
     )) as unknown as { rows: Array<{ v: string }> };
     for (const row of stored.rows) secrets.add(row.v);
     expect(stored.rows.length).toBeGreaterThan(10);

@@ -267,6 +267,44 @@ describe('invitations', () => {
     expectRateLimited(await lookup(token, '10.11.99.1'), 'invitation_token');
     expectRateLimited(await accept(token, '10.11.99.2'), 'invitation_token');
   });
+
+  // An admin key could make the server mail any address without end: invitation
+  // e-mails (create and resend) are limited per recipient (5 an hour, from
+  // every team) and per team (50 an hour).
+  const invite = (token: string, email: string) =>
+    t.call('POST', '/v1/invitations', { token, body: { email } });
+  const resend = (token: string, id: string) => t.call('POST', `/v1/invitations/${id}/resend`, { token });
+
+  it('limits the invitation e-mails to one address, across teams; refused and failed ones do not count', async () => {
+    const owner = (await signup(t, uniqueEmail('owner'), '10.12.0.1')).body.session_token;
+    const other = (await signup(t, uniqueEmail('owner'), '10.12.0.2')).body.session_token;
+    const third = (await signup(t, uniqueEmail('owner'), '10.12.0.3')).body.session_token;
+    const email = uniqueEmail('flooded');
+    const first = await invite(owner, email);
+    expect(first.status).toBe(201);
+    // A second invitation while one is pending is a 409, and sends nothing: not counted.
+    expect((await invite(owner, email)).status).toBe(409);
+    for (let i = 0; i < 3; i++) expect((await resend(owner, first.body.id)).status).toBe(200);
+    expect((await invite(other, email)).status).toBe(201);
+    expectRateLimited(await resend(owner, first.body.id), 'invitation_mail_recipient');
+    const retry = expectRateLimited(await invite(third, email), 'invitation_mail_recipient');
+    expect(retry).toBeGreaterThan(59 * 60);
+    // Other addresses are not affected; after the window the address can be mailed again.
+    expect((await invite(owner, uniqueEmail('other'))).status).toBe(201);
+    t.clock.advance(HOUR_MS);
+    expect((await resend(owner, first.body.id)).status).toBe(200);
+  });
+
+  it('limits the invitation e-mails one team sends', async () => {
+    const owner = (await signup(t, uniqueEmail('owner'), '10.13.0.1')).body.session_token;
+    for (let i = 0; i < 50; i++) expect((await invite(owner, uniqueEmail('many'))).status).toBe(201);
+    expectRateLimited(await invite(owner, uniqueEmail('many')), 'invitation_mail_team');
+    const list = await t.call('GET', '/v1/invitations?limit=200', { token: owner });
+    expect(list.body.data).toHaveLength(50);
+    // Another team is not affected.
+    const other = (await signup(t, uniqueEmail('owner'), '10.13.0.2')).body.session_token;
+    expect((await invite(other, uniqueEmail('many'))).status).toBe(201);
+  });
 });
 
 // Two more servers on the first one's database, both counting in it.

@@ -80,6 +80,20 @@ describe('load_skill', () => {
     expect(result?.payload).toMatchObject({ ok: true, output: notes.content });
   });
 
+  it("lists no skills when the task's allowed_tools leave load_skill out", async () => {
+    const s = await skill('hidden', 'A skill the task may not load', 'MARKER-HIDDEN-77c1');
+    const agent = await f.agent({ agent: { skill_ids: [s.id] } });
+    f.mock.reset();
+    f.script([{ tool: 'submit_result', args: { result: 'done' } }]);
+    const submitted = await f.submit({ agent_id: agent.id, prompt: 'work', allowed_tools: ['list_files'] });
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({ status: 'completed', result: 'done' });
+    const system = messagesOf(0)[0]!.content as string;
+    expect(system).not.toContain(s.name);
+    expect(system).not.toContain('load_skill');
+    expect(toolNamesOf(0)).not.toContain('load_skill');
+  });
+
   it('answers an unknown name or bad arguments with ok:false naming the skills, and the task goes on', async () => {
     const s = await skill('deploys', 'Deploying the service', 'MARKER-DEPLOY-5a6e');
     const agent = await f.agent({ agent: { skill_ids: [s.id] } });

@@ -92,6 +92,10 @@ export async function createTestApp(
     taskRunner?: Partial<RunnerOptions>;
     /** web_fetch's test-only exceptions and limits (AppOptions.webFetch). */
     webFetch?: AppOptions['webFetch'];
+    /** Webhook delivery timings (AppOptions.webhooks). */
+    webhooks?: AppOptions['webhooks'];
+    /** The playbook scheduler's timings and the webhook throttle (AppOptions.playbooks). */
+    playbooks?: AppOptions['playbooks'];
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -127,6 +131,8 @@ export async function createTestApp(
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
     ...(options.taskRunner ? { taskRunner: options.taskRunner } : {}),
     ...(options.webFetch ? { webFetch: options.webFetch } : {}),
+    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
+    ...(options.playbooks ? { playbooks: options.playbooks } : {}),
   });
   await built.app.ready();
 

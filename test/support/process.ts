@@ -1,7 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 
 export const PADDOCK_BIN = path.resolve('bin/paddock.js');
 
@@ -110,4 +111,97 @@ export function runPaddock(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** SIGKILL, as a crash: nothing of the server's own shutdown runs. Waits until its database process is gone too. */
+export async function killHard(server: RunningServer): Promise<void> {
+  const pid = server.child.pid!;
+  const children = childPids(pid).filter((c) => commandOf(c).includes('pglite'));
+  const exited = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.kill('SIGKILL');
+  await exited;
+  const deadline = Date.now() + 30_000;
+  while (children.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A JSON call to a running server; the body parsed (any field, as tests read them). */
+export async function serverCall(
+  server: RunningServer,
+  token: string | null,
+  method: string,
+  path: string,
+  body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: response bodies are read field by field in tests
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${server.url}${path}`, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : {} };
+}
+
+/** A database of its own on the test's Postgres server, for processes to share; `drop()` removes it. */
+export async function scratchDatabase(
+  baseUrl: string,
+  label: string,
+): Promise<{ url: string; drop: () => Promise<void> }> {
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  const name = `paddock_${label}_${process.pid}`;
+  await admin.query(`drop database if exists ${name} with (force)`);
+  await admin.query(`create database ${name}`);
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.query(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}
+
+/** Signs a new user up on a running server (signup open) and answers the session token. */
+export async function signupOn(server: RunningServer, email: string): Promise<string> {
+  const signup = await serverCall(server, null, 'POST', '/v1/auth/signup', {
+    email,
+    password: 'a long password',
+    name: 'Test User',
+  });
+  if (signup.status !== 201)
+    throw new Error(`signup failed: ${signup.status} ${JSON.stringify(signup.body)}`);
+  return signup.body.session_token;
 }

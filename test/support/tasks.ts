@@ -41,6 +41,8 @@ export async function startTasks(
     runner?: Partial<RunnerOptions>;
     resolveHost?: HostResolver;
     webFetch?: AppOptions['webFetch'];
+    playbooks?: AppOptions['playbooks'];
+    manualTimers?: boolean;
   } = {},
 ): Promise<TaskFixture> {
   const t = await createTestApp({
@@ -49,6 +51,8 @@ export async function startTasks(
     ...(options.runner ? { taskRunner: options.runner } : {}),
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
     ...(options.webFetch ? { webFetch: options.webFetch } : {}),
+    ...(options.playbooks ? { playbooks: options.playbooks } : {}),
+    ...(options.manualTimers ? { manualTimers: true } : {}),
   });
   const user = await t.signup();
   const mock = await startMockLlm();

@@ -110,6 +110,43 @@ describe('a task end to end', () => {
     expect(task).toMatchObject({ status: 'completed', result: 'All done: nothing to run.', turns: 1 });
   });
 
+  it('allowed_tools narrows the tools offered: a tool left out is not run (submit_result always stays)', async () => {
+    const agent = await f.agent();
+    f.mock.reset();
+    f.script([
+      { tool: 'bash', args: { command: 'touch /workspace/ran-bash' } },
+      { tool: 'list_files', args: { path: '.' } },
+      { tool: 'submit_result', args: { result: 'listed' } },
+    ]);
+    const submitted = await f.submit({
+      agent_id: agent.id,
+      prompt: 'look',
+      allowed_tools: ['list_*', 'list_files'],
+    });
+    expect(submitted.allowed_tools).toEqual(['list_*', 'list_files']);
+    const { task } = await f.finished(submitted.id);
+    expect(task).toMatchObject({
+      status: 'completed',
+      result: 'listed',
+      allowed_tools: ['list_*', 'list_files'],
+    });
+    const offered = (f.mock.requests[0]!.body as Json).tools.map((t: Json) => t.function.name);
+    expect(offered.sort()).toEqual(['list_files', 'submit_result']);
+    const results = (await f.events(task.id)).filter((e) => e.type === 'tool_result');
+    expect(results.map((e) => [e.payload.name, e.payload.ok])).toEqual([
+      ['bash', false],
+      ['list_files', true],
+      ['submit_result', true],
+    ]);
+    // bash never ran: the file it would have made is not there.
+    expect(results[1]!.payload.output).not.toContain('ran-bash');
+    const bad = await f.t.call('POST', '/v1/tasks', {
+      token: f.user.token,
+      body: { agent_id: agent.id, prompt: 'x', allowed_tools: ['rm -rf'] },
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it('puts input and reference files in /workspace and runs the agent’s setup commands first', async () => {
     const upload = async (filename: string, text: string) => {
       const body = multipart({ filename, data: Buffer.from(text) });

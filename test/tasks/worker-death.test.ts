@@ -1,10 +1,15 @@
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Json } from '../support/factories.ts';
 import { type MockLlm, startMockLlm } from '../support/mock-llm.ts';
-import { childEnv, type RunningServer, startServer, tempDir } from '../support/process.ts';
+import {
+  serverCall as api,
+  childEnv,
+  killHard as kill,
+  type RunningServer,
+  startServer,
+  tempDir,
+} from '../support/process.ts';
 
 // A worker that dies mid-task, for real: `paddock serve` in a process of its
 // own, killed with SIGKILL while a task's command runs, then a new server on
@@ -59,64 +64,6 @@ async function serve(): Promise<RunningServer> {
   );
   servers.push(server);
   return server;
-}
-
-/** SIGKILL, as a crash: nothing of the server's own shutdown runs. Waits until its database process is gone too. */
-async function kill(server: RunningServer): Promise<void> {
-  const pid = server.child.pid!;
-  const children = childPids(pid).filter((c) => commandOf(c).includes('pglite'));
-  const exited = new Promise((resolve) => server.child.once('exit', resolve));
-  server.child.kill('SIGKILL');
-  await exited;
-  const deadline = Date.now() + 30_000;
-  while (children.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function commandOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function api(
-  server: RunningServer,
-  token: string | null,
-  method: string,
-  path: string,
-  body?: unknown,
-) {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Json) : {} };
 }
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {

@@ -257,6 +257,32 @@ describe('a workspace (a session)', () => {
     expect(after.body.error.code).toBe('workspace_expired');
   });
 
+  it('DELETE ends a workspace whose turn ended after DELETE read it (it does not stay idle)', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'done' }]);
+    const task = await f.submit({ agent_id: agent.id, prompt: 'a task', mode: 'session' });
+    await f.finished(task.id);
+    await workspaceUntil(task.workspace_id, ['idle']);
+    // DELETE reads the workspace while its turn still runs; the turn ends (active → idle) before
+    // the DELETE moves the row: the read it acts on is one status behind.
+    const service = f.t.services.workspaces;
+    const found = service.found.bind(service);
+    const spy = vi
+      .spyOn(service, 'found')
+      .mockImplementationOnce(async (teamId, id) => ({ ...(await found(teamId, id)), status: 'active' }));
+    try {
+      const deleted = await call('DELETE', `/v1/workspaces/${task.workspace_id}`);
+      expect(deleted.status).toBe(200);
+      expect(deleted.body.status).toBe('terminated');
+    } finally {
+      spy.mockRestore();
+    }
+    const ws = (await call('GET', `/v1/workspaces/${task.workspace_id}`)).body;
+    expect(ws.status).toBe('terminated');
+    await capsuleGone(ws.capsule_id);
+  });
+
   it('another team’s workspace is a 404 everywhere', async () => {
     const agent = await sessionAgent();
     f.mock.reset();

@@ -170,6 +170,8 @@ export const runs = pgTable(
     index('runs_team_idx').on(t.teamId, t.id),
     index('runs_agent_status_idx').on(t.agentId, t.status, t.id),
     index('runs_running_idx').on(t.status, t.lastStepAt).where(sql`status = 'running'`),
+    // Analytics: runs started in a range.
+    index('runs_team_started_idx').on(t.teamId, t.startedAt),
   ],
 );
 

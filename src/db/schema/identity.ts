@@ -151,3 +151,26 @@ export const apiKeyUsage = pgTable(
   },
   (t) => [index('api_key_usage_key_idx').on(t.apiKeyId, t.id)],
 );
+
+/**
+ * Single-use tokens sent by e-mail (password reset, magic-link sign-in):
+ * only their hash is stored; used_at is set by the one statement that spends one.
+ */
+export const emailTokens = pgTable(
+  'email_tokens',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    purpose: text('purpose', { enum: ['password_reset', 'magic_link'] }).notNull(),
+    tokenHash: text('token_hash').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    usedAt: ts('used_at'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('email_tokens_token_hash_key').on(t.tokenHash),
+    index('email_tokens_user_idx').on(t.userId),
+  ],
+);

@@ -41,6 +41,8 @@ export const tasks = pgTable(
     maxBudgetMicros: bigint('max_budget_micros', { mode: 'number' }),
     timeoutSec: integer('timeout_sec').notNull(),
     outputSchema: jsonb('output_schema').$type<Record<string, unknown> | null>(),
+    /** Names or globs of the tools the task may be offered (null: every tool its agent version has). */
+    allowedTools: jsonb('allowed_tools').$type<string[] | null>(),
     inputFileIds: jsonb('input_file_ids').$type<string[]>().notNull(),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull(),
     result: jsonb('result').$type<unknown>(),
@@ -63,7 +65,14 @@ export const tasks = pgTable(
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
   },
-  (t) => [index('tasks_team_idx').on(t.teamId, t.id), index('tasks_status_idx').on(t.status, t.heartbeatAt)],
+  (t) => [
+    index('tasks_team_idx').on(t.teamId, t.id),
+    index('tasks_status_idx').on(t.status, t.heartbeatAt),
+    // Analytics: tasks created in a range.
+    index('tasks_team_created_idx').on(t.teamId, t.createdAt),
+    // The analytics rollups find a run's task (its agent version) by it.
+    index('tasks_run_idx').on(t.runId),
+  ],
 );
 
 /** The task's event log: status changes, model calls, text, tool calls and results, in `seq` order. */

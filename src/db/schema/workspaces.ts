@@ -48,6 +48,8 @@ export const workspaces = pgTable(
     /** …and the workspace expires after this long paused. */
     sessionTtlSec: integer('session_ttl_sec').notNull(),
     modelOverride: text('model_override'),
+    /** The opening task's allowed_tools: every turn is offered only these (null: all the agent's). */
+    allowedTools: jsonb('allowed_tools').$type<string[] | null>(),
     lastRunModel: text('last_run_model'),
     starred: boolean('starred').notNull().default(false),
     archived: boolean('archived').notNull().default(false),

@@ -1,13 +1,16 @@
 import { DAY_MS, HOUR_MS } from '../../core/clock.ts';
 import type { Context, Timer } from '../../core/context.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import { deleteEventsBefore } from './repo.ts';
 
 const SWEEP_EVERY_MS = HOUR_MS;
 /** Rows per delete: short statements, so the sweep never holds many locks at once. */
 const DELETE_BATCH = 1000;
 
-/** Deletes outbox events older than the retention (PADDOCK_EVENT_RETENTION_DAYS; 0 keeps them forever). */
+/**
+ * Deletes rows older than the retention: outbox events (PADDOCK_EVENT_RETENTION_DAYS)
+ * by default, or what `deleteBefore` deletes (the audit log's own retention). 0 keeps them forever.
+ */
 export class EventRetention {
   private timer: Timer | undefined;
 
@@ -15,12 +18,20 @@ export class EventRetention {
     private readonly db: Db,
     private readonly ctx: Context,
     private readonly retentionDays: number,
+    private readonly deleteBefore: (
+      db: DbOrTx,
+      cutoff: Date,
+      batch: number,
+    ) => Promise<number> = deleteEventsBefore,
+    private readonly what = 'event',
   ) {}
 
   start(): void {
     if (this.retentionDays === 0 || this.timer) return;
     this.timer = this.ctx.timers.every(SWEEP_EVERY_MS, () => {
-      this.sweep().catch((err: unknown) => this.ctx.log.warn({ err }, 'the event retention sweep failed'));
+      this.sweep().catch((err: unknown) =>
+        this.ctx.log.warn({ err }, `the ${this.what} retention sweep failed`),
+      );
     });
   }
 
@@ -35,7 +46,7 @@ export class EventRetention {
     const cutoff = new Date(this.ctx.clock.now().getTime() - this.retentionDays * DAY_MS);
     let total = 0;
     for (;;) {
-      const deleted = await deleteEventsBefore(this.db, cutoff, DELETE_BATCH);
+      const deleted = await this.deleteBefore(this.db, cutoff, DELETE_BATCH);
       total += deleted;
       if (deleted < DELETE_BATCH) return total;
     }

@@ -1,12 +1,30 @@
 import type { WithSubquery } from 'drizzle-orm';
 import type { Clock } from '../../core/clock.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
+import type { RequestContext } from '../../core/request-context.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { type EventInsert, eventsAlongside, insertEvent } from './repo.ts';
+import { auditEntryOf } from './audit-entries.ts';
+import { auditAlongside } from './audit-repo.ts';
+import {
+  type EventInsert,
+  eventIdsAfter,
+  eventsAlongside,
+  eventsByIds,
+  insertEvent,
+  latestEventId,
+} from './repo.ts';
+import { type EventView, eventView } from './stream.ts';
 
 /** Event names (`noun.verb`) and their payloads: producers and consumers share this map. */
 export interface EventMap {
   'user.signed_up': { email: string };
+  /** Subject: the user; team: the session's active team. */
+  'user.signed_in': { method: 'password' | 'signup' | 'magic_link' };
+  // E-mailed links (subject: the user). Never the token.
+  'user.password_reset_requested': Record<string, never>;
+  'user.password_reset': { sessions_ended: boolean };
+  'session.magic_link_requested': Record<string, never>;
+  'session.magic_link_used': Record<string, never>;
   'team.created': { name: string };
   'team.updated': { name: string };
   'team.deleted': Record<string, never>;
@@ -48,6 +66,8 @@ export interface EventMap {
   'skill.created': { name: string; content_chars: number };
   'skill.updated': { name: string; changed_fields: string[] };
   'skill.deleted': { name: string };
+  // Analytics (no subject): a retention cleanup of raw steps and ledger entries.
+  'analytics.cleaned_up': { before: string; runs: number; steps: number; ledger_entries: number };
   // Files: names and sizes, never the bytes.
   'file.created': { filename: string; size_bytes: number };
   'file.deleted': { filename: string };
@@ -102,6 +122,37 @@ export interface EventMap {
   // Workspaces (subject: the workspace). Never a message or the conversation.
   'workspace.created': { agent_id: string; agent_version: number; task_id: string };
   'workspace.status_changed': { agent_id: string; from: string; to: string; reason: string };
+  // Playbooks (subject: the playbook; runs: the run). Never the prompt or a webhook's body.
+  'playbook.created': { name: string; agent_id: string; trigger: string; enabled: boolean };
+  'playbook.updated': {
+    name: string;
+    changed_fields: string[];
+    enabled: boolean;
+    next_run_at: string | null;
+  };
+  'playbook.deleted': { name: string };
+  'playbook.fired': { run_id: string; fired_by: string; slot_at: string | null; skipped: boolean };
+  'playbook.scheduler_paused': Record<string, never>;
+  'playbook.scheduler_resumed': Record<string, never>;
+  'playbook_run.started': { playbook_id: string; task_id: string; workspace_id: string | null };
+  'playbook_run.completed': {
+    playbook_id: string;
+    decision: string;
+    chains_used: number;
+    turns: number;
+    cost_usd: number;
+    /** The playbook's notification_channels, when its notify_on takes this end (the channels deliver to them). */
+    notify_channel_ids?: string[];
+  };
+  'playbook_run.failed': {
+    playbook_id: string;
+    code: string;
+    chains_used: number;
+    cost_usd: number;
+    notify_channel_ids?: string[];
+  };
+  'playbook_run.cancelled': { playbook_id: string; from: string; chains_used: number; cost_usd: number };
+  'playbook_run.skipped': { playbook_id: string; active_run_id: string };
   // Approvals (subject: the approval).
   'approval.requested': { run_id: string; agent_id: string; tool_name: string; expires_at: string };
   'approval.approved': { run_id: string; agent_id: string; tool_name: string };
@@ -118,8 +169,158 @@ export interface EventMap {
   'host.up': { address?: string; from?: string };
   'host.down': { reason?: string; from?: string };
   'host.deleted': { destroyed: number };
+  // Webhooks (subject: the webhook). The URL's host only, never the secret.
+  'webhook.created': { host: string; event_types: string[]; agent_id: string | null };
+  'webhook.updated': { host: string; changed_fields: string[] };
+  'webhook.deleted': { host: string };
+  'webhook.enabled': { from: string };
+  'webhook.disabled': { from: string };
+  'webhook.failing': { failure_count: number };
+  'webhook.secret_rotated': { previous_secret_expires_at: string };
+  // Channels (subject: the channel). Never the config: it holds tokens.
+  'channel.created': { name: string; provider: string; events: string[] };
+  'channel.updated': { name: string; changed_fields: string[] };
+  'channel.deleted': { name: string; provider: string };
+  // Alert rules (subject: the rule). agent_id: the rule's agent, so an agent's webhooks get them.
+  'alert_rule.created': { name: string; condition_type: string; agent_id: string | null };
+  'alert_rule.updated': { name: string; changed_fields: string[]; agent_id: string | null; status?: string };
+  'alert_rule.deleted': { name: string; agent_id: string | null };
+  /** A rule fired (subject: the rule): what it measured (docs/alerts.md). */
+  'alert.triggered': {
+    rule_id: string;
+    rule_name: string;
+    condition_type: string;
+    agent_id: string | null;
+    firing_id: string;
+    evidence: Record<string, unknown>;
+  };
+  /** Never in the outbox: what POST /v1/webhooks/{id}/test sends. */
+  'webhook.test': { webhook_id: string };
 }
 export type EventType = keyof EventMap;
+
+/**
+ * Every event type, at run time (webhook subscriptions are checked against
+ * it). A Record, so an EventMap entry missing here does not compile.
+ */
+const EVENT_TYPE_SET: Record<EventType, true> = {
+  'user.signed_up': true,
+  'user.signed_in': true,
+  'user.password_reset_requested': true,
+  'user.password_reset': true,
+  'session.magic_link_requested': true,
+  'session.magic_link_used': true,
+  'team.created': true,
+  'team.updated': true,
+  'team.deleted': true,
+  'member.added': true,
+  'member.role_changed': true,
+  'member.removed': true,
+  'member.ownership_transferred': true,
+  'invitation.created': true,
+  'invitation.resent': true,
+  'invitation.revoked': true,
+  'invitation.accepted': true,
+  'api_key.created': true,
+  'api_key.updated': true,
+  'api_key.revoked': true,
+  'api_key.rotated': true,
+  'api_key.rolled': true,
+  'api_key.deleted': true,
+  'policy.created': true,
+  'policy.updated': true,
+  'policy.deleted': true,
+  'policy.version_created': true,
+  'agent.created': true,
+  'agent.updated': true,
+  'agent.disabled': true,
+  'agent.key_rotated': true,
+  'agent.deleted': true,
+  'provider_key.created': true,
+  'provider_key.updated': true,
+  'provider_key.rotated': true,
+  'provider_key.disabled': true,
+  'provider_key.enabled': true,
+  'provider_key.deleted': true,
+  'secret.created': true,
+  'secret.updated': true,
+  'secret.deleted': true,
+  'skill.created': true,
+  'skill.updated': true,
+  'skill.deleted': true,
+  'file.created': true,
+  'file.deleted': true,
+  'memory.created': true,
+  'memory.updated': true,
+  'memory.deleted': true,
+  'memory.cleared': true,
+  'environment.created': true,
+  'environment.updated': true,
+  'environment.archived': true,
+  'environment.build_succeeded': true,
+  'environment.build_failed': true,
+  'run.started': true,
+  'run.completed': true,
+  'run.budget_exceeded': true,
+  'run.force_stopped': true,
+  'run.alert_threshold': true,
+  'run.unblocked': true,
+  'task.created': true,
+  'task.started': true,
+  'task.completed': true,
+  'task.failed': true,
+  'task.cancelled': true,
+  'task.awaiting_approval': true,
+  'task.retried': true,
+  'workspace.created': true,
+  'workspace.status_changed': true,
+  'approval.requested': true,
+  'approval.approved': true,
+  'approval.rejected': true,
+  'approval.consumed': true,
+  'capsule.created': true,
+  'capsule.state_changed': true,
+  'capsule.deleted': true,
+  'snapshot.created': true,
+  'snapshot.deleted': true,
+  'host.up': true,
+  'host.down': true,
+  'host.deleted': true,
+  'webhook.created': true,
+  'webhook.updated': true,
+  'webhook.deleted': true,
+  'webhook.enabled': true,
+  'webhook.disabled': true,
+  'webhook.failing': true,
+  'webhook.secret_rotated': true,
+  'webhook.test': true,
+  'channel.created': true,
+  'channel.updated': true,
+  'channel.deleted': true,
+  'analytics.cleaned_up': true,
+  'alert_rule.created': true,
+  'alert_rule.updated': true,
+  'alert_rule.deleted': true,
+  'alert.triggered': true,
+  'playbook.created': true,
+  'playbook.updated': true,
+  'playbook.deleted': true,
+  'playbook.fired': true,
+  'playbook.scheduler_paused': true,
+  'playbook.scheduler_resumed': true,
+  'playbook_run.started': true,
+  'playbook_run.completed': true,
+  'playbook_run.failed': true,
+  'playbook_run.cancelled': true,
+  'playbook_run.skipped': true,
+};
+export const EVENT_TYPES: readonly EventType[] = Object.keys(EVENT_TYPE_SET) as EventType[];
+
+/** An outbox event of a team, as GET /v1/events shows it. */
+export interface TeamEvent {
+  teamId: TeamId;
+  view: EventView;
+}
 
 export interface EventInput<T extends EventType> {
   teamId: TeamId | null;
@@ -128,26 +329,55 @@ export interface EventInput<T extends EventType> {
   actorId: string | null;
   subjectId?: string | null;
   data: EventMap[T];
+  /** The request the change came with (from actorOf), for its audit entry. */
+  via?: RequestContext;
 }
 
 export class EventsService {
   constructor(private readonly clock: Clock) {}
 
-  /** Writes one outbox row; call it with the transaction that made the change. */
+  /**
+   * Writes one outbox row, and its audit entry when it makes one (one
+   * statement); call it with the transaction that made the change.
+   */
   async record<T extends EventType>(tx: DbOrTx, event: EventInput<T>): Promise<void> {
-    await insertEvent(tx, this.row(event));
+    const row = this.row(event);
+    const audit = auditEntryOf(row, event.via);
+    await insertEvent(tx, row, audit ? [auditAlongside(tx, [audit])] : []);
   }
 
   /**
-   * Outbox rows for the statement that makes the change, as a common table
-   * expression of it (its repository's `db.with(…)`): one statement, so the
-   * change and its events commit together without a transaction. In order.
+   * Outbox rows (and their audit entries) for the statement that makes the
+   * change, as common table expressions of it (its repository's
+   * `db.with(…)`): one statement, so the change and its events commit
+   * together without a transaction. In order.
    */
-  alongside(db: DbOrTx, events: Array<EventInput<EventType>>): WithSubquery {
-    return eventsAlongside(
-      db,
-      events.map((e) => this.row(e)),
+  alongside(db: DbOrTx, events: Array<EventInput<EventType>>): WithSubquery[] {
+    const rows = events.map((e) => this.row(e));
+    const audit = rows.flatMap((row, i) => auditEntryOf(row, events[i]!.via) ?? []);
+    return [eventsAlongside(db, rows), ...(audit.length > 0 ? [auditAlongside(db, audit)] : [])];
+  }
+
+  /**
+   * Teams' events with ids after `floorId`, oldest first, at most `limit`
+   * (events of no team are left out): what the webhook dispatcher reads.
+   */
+  async teamEventsAfter(
+    db: DbOrTx,
+    floorId: string,
+    limit: number,
+  ): Promise<{ events: TeamEvent[]; lastId: string | undefined; read: number }> {
+    const ids = await eventIdsAfter(db, floorId, limit);
+    const rows = ids.length > 0 ? await eventsByIds(db, ids) : [];
+    const events = rows.flatMap((row) =>
+      row.teamId === null ? [] : [{ teamId: row.teamId, view: eventView(row) }],
     );
+    return { events, lastId: ids.at(-1), read: ids.length };
+  }
+
+  /** The newest event's id (any team), if any. */
+  newestId(db: DbOrTx): Promise<string | undefined> {
+    return latestEventId(db);
   }
 
   private row<T extends EventType>(event: EventInput<T>): EventInsert {

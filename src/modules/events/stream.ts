@@ -55,7 +55,8 @@ export interface EventQuery {
   after?: string;
 }
 
-function view(row: repo.EventRow): EventView {
+/** An outbox row as GET /v1/events (and a webhook's body) shows it. */
+export function eventView(row: repo.EventRow): EventView {
   return {
     id: row.id,
     type: row.type,
@@ -223,7 +224,7 @@ export class EventStreamService {
           after !== undefined ? { afterId: cursor ?? after } : { beforeId: cursor },
           rows,
         ),
-      view,
+      eventView,
     );
   }
 
@@ -280,7 +281,7 @@ export class EventStreamService {
     const frame = (row: repo.EventRow): StreamFrame => {
       sub.sent.add(row.id);
       if (row.id > cursor) cursor = row.id;
-      return { id: cursor, type: row.type, data: view(row) };
+      return { id: cursor, type: row.type, data: eventView(row) };
     };
     try {
       for (let from = after; from !== undefined; ) {

@@ -154,7 +154,12 @@ export function registerEndpointRoutes(
     serve: (g, req) => g.countTokens(req),
   });
 
-  const config = { auth: { scope: 'read' as const, agent: 'only' as const }, renderError: renderByClient };
+  // The data plane: its governance blocks are audited, its calls are not.
+  const config = {
+    auth: { scope: 'read' as const, agent: 'only' as const },
+    renderError: renderByClient,
+    audit: false as const,
+  };
   app.get(
     '/v1/models',
     {

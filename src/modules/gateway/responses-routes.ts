@@ -12,6 +12,8 @@ export function registerResponsesRoutes(app: App, responses: ResponsesService, b
   const config = (scope: 'read' | 'write') => ({
     auth: { scope, agent: 'only' as const },
     renderError: proxyErrorRenderer('responses'),
+    // The data plane: its governance blocks are audited, its calls are not.
+    audit: false as const,
   });
 
   app.post(

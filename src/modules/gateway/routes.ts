@@ -75,6 +75,8 @@ export function registerProxyRoute(
       config: {
         auth: { scope: 'write', agent: 'only' },
         renderError: proxyErrorRenderer(format),
+        // The data plane: its governance blocks are audited, its calls are not.
+        audit: false,
         repairText: true,
       },
       schema: {

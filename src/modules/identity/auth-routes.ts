@@ -8,6 +8,7 @@ import {
 import { setDeviceCookie } from '../../http/device-cookie.ts';
 import { errorResponses, IdParams, PageQuery } from '../../http/schemas.ts';
 import { type App, requestMeta } from '../../http/types.ts';
+import type { EmailLinksService } from './email-links.ts';
 import { type Principal, teamIdOf } from './principal.ts';
 import * as s from './schemas.ts';
 import type { AuthService, SignedIn } from './service.ts';
@@ -29,6 +30,7 @@ export function registerAuthRoutes(
   app: App,
   auth: AuthService,
   cookies: SessionCookieOptions,
+  emailLinks: EmailLinksService,
   agentMe?: AgentMeRoute,
 ): void {
   const signIn = (reply: Parameters<typeof setSessionCookies>[0], result: SignedIn) => {
@@ -70,6 +72,68 @@ export function registerAuthRoutes(
       },
     },
     async (request, reply) => signIn(reply, await auth.login(request.body, requestMeta(request))),
+  );
+
+  app.post(
+    '/v1/auth/password-reset/start',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: 'E-mail a password reset link (the same answer whether or not the account exists)',
+        body: s.EmailLinkStartBody,
+        response: { 202: s.EmailLinkSent, ...errorResponses(429) },
+      },
+    },
+    async (request, reply) =>
+      reply.status(202).send(await emailLinks.startPasswordReset(request.body, requestMeta(request))),
+  );
+
+  app.post(
+    '/v1/auth/password-reset/complete',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: "Set a new password with the e-mailed token (ends all the account's sessions)",
+        body: s.PasswordResetCompleteBody,
+        response: { 204: Type.Null(), ...errorResponses() },
+      },
+    },
+    async (request, reply) => {
+      await emailLinks.completePasswordReset(request.body, requestMeta(request));
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/auth/magic-link/start',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: 'E-mail a sign-in link (the same answer whether or not the account exists)',
+        body: s.EmailLinkStartBody,
+        response: { 202: s.EmailLinkSent, ...errorResponses(429) },
+      },
+    },
+    async (request, reply) =>
+      reply.status(202).send(await emailLinks.startMagicLink(request.body, requestMeta(request))),
+  );
+
+  app.post(
+    '/v1/auth/magic-link/verify',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: 'Sign in with the e-mailed token, as /v1/auth/login does',
+        body: s.MagicLinkVerifyBody,
+        response: { 200: s.SignedIn, ...errorResponses() },
+      },
+    },
+    async (request, reply) =>
+      signIn(reply, await emailLinks.verifyMagicLink(request.body, requestMeta(request))),
   );
 
   app.post(

@@ -26,7 +26,7 @@ export function registerInvitationRoutes(
         tags,
         summary: 'Invite someone to the active team (7-day token, shown once)',
         body: s.CreateInvitationBody,
-        response: { 201: s.InvitationWithToken, ...errorResponses(409) },
+        response: { 201: s.InvitationWithToken, ...errorResponses(409, 429) },
       },
     },
     async (request, reply) =>
@@ -128,7 +128,7 @@ export function registerInvitationRoutes(
         tags,
         summary: 'A new token and 7 more days for a pending invitation (the old token stops working)',
         params: IdParams,
-        response: { 200: s.InvitationWithToken, ...errorResponses(404, 409) },
+        response: { 200: s.InvitationWithToken, ...errorResponses(404, 409, 429) },
       },
     },
     async (request) => invitations.resendInvitation(principalOf(request), request.params.id),

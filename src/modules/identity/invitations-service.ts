@@ -6,9 +6,12 @@ import { newId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
+import type { MailPort } from '../mail/service.ts';
+import { invitationMail } from './emails.ts';
 import { activeTeam, actorOf, type Principal, type Scope } from './principal.ts';
 import * as repo from './repo.ts';
 import { teamAccess } from './team-access.ts';
+import type { Attempt, Throttles } from './throttles.ts';
 import { invitationView, teamView } from './views.ts';
 
 /** Rungate: invitations last 7 days; a resend starts the 7 days again. */
@@ -28,7 +31,52 @@ export class InvitationsService {
     private readonly clock: Clock,
     private readonly hasher: TokenHasher,
     private readonly events: EventsService,
+    private readonly mail: MailPort,
+    /** Where the accept link points (PADDOCK_PUBLIC_URL, or the server's own address). */
+    private readonly publicBase: string,
+    private readonly throttles: Throttles,
   ) {}
+
+  /**
+   * Counts one invitation e-mail against the team's and the recipient's
+   * limits (429 when either is used up), runs `send` (the transaction that
+   * queues it) and gives the counts back when it fails: only e-mails queued
+   * count. The recipient's limit is across teams, so no number of teams can
+   * flood one address.
+   */
+  private async throttledMail<T>(teamId: string, email: string, send: () => Promise<T>): Promise<T> {
+    const team = await this.throttles.take('invitation_mail_team', teamId);
+    let recipient: Attempt;
+    try {
+      recipient = await this.throttles.take('invitation_mail_recipient', email);
+    } catch (err) {
+      await team.refund();
+      throw err;
+    }
+    try {
+      return await send();
+    } catch (err) {
+      await Promise.all([team.refund(), recipient.refund()]);
+      throw err;
+    }
+  }
+
+  /** Queues the invitation's e-mail, with its accept link, in the transaction that made the token. */
+  private async queueInvitationMail(tx: DbOrTx, row: repo.InvitationRow, token: string): Promise<string> {
+    const team = await repo.findLiveTeam(tx, row.teamId);
+    const inviter = row.invitedBy.startsWith('usr_') ? await repo.findUserById(tx, row.invitedBy) : undefined;
+    const message = invitationMail(
+      this.publicBase,
+      {
+        email: row.email,
+        teamName: team?.name ?? 'a team',
+        role: row.role,
+        inviterName: inviter?.name ?? null,
+      },
+      token,
+    );
+    return this.mail.queue(tx, message);
+  }
 
   async createInvitation(principal: Principal, input: { email: string; role?: InvitableRole }) {
     const teamId = activeTeam(principal);
@@ -37,44 +85,47 @@ export class InvitationsService {
     const role = input.role ?? 'member';
     const now = this.clock.now();
     const token = generateToken('pdi');
-    const invitation = await this.db.transaction(async (tx) => {
-      await repo.lockInvitationEmail(tx, teamId, email);
-      const existing = await repo.findUserByEmail(tx, email);
-      if (existing && (await repo.findMembership(tx, teamId, existing.id))) {
-        throw new ConflictError('already_member', `${email} is already a member of this team`);
-      }
-      const pending = await repo.findPendingInvitationForEmail(tx, teamId, email, now);
-      if (pending) {
-        throw new ConflictError(
-          'invitation_pending',
-          `${email} already has a pending invitation; resend it instead`,
-          {
-            invitation_id: pending.id,
-          },
-        );
-      }
-      const row = await repo.insertInvitation(tx, {
-        id: newId('inv'),
-        teamId,
-        email,
-        role,
-        tokenHash: this.hasher.hash(token),
-        invitedBy: principal.kind === 'session' ? principal.userId! : `api_key:${principal.apiKeyId}`,
-        status: 'pending',
-        expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
-        createdAt: now,
-        updatedAt: now,
-      });
-      await this.events.record(tx, {
-        teamId,
-        type: 'invitation.created',
-        ...actorOf(principal),
-        subjectId: row.id,
-        data: { email, role },
-      });
-      return row;
-    });
-    return { ...invitationView(invitation, now), token };
+    const invitation = await this.throttledMail(teamId, email, () =>
+      this.db.transaction(async (tx) => {
+        await repo.lockInvitationEmail(tx, teamId, email);
+        const existing = await repo.findUserByEmail(tx, email);
+        if (existing && (await repo.findMembership(tx, teamId, existing.id))) {
+          throw new ConflictError('already_member', `${email} is already a member of this team`);
+        }
+        const pending = await repo.findPendingInvitationForEmail(tx, teamId, email, now);
+        if (pending) {
+          throw new ConflictError(
+            'invitation_pending',
+            `${email} already has a pending invitation; resend it instead`,
+            {
+              invitation_id: pending.id,
+            },
+          );
+        }
+        const row = await repo.insertInvitation(tx, {
+          id: newId('inv'),
+          teamId,
+          email,
+          role,
+          tokenHash: this.hasher.hash(token),
+          invitedBy: principal.kind === 'session' ? principal.userId! : `api_key:${principal.apiKeyId}`,
+          status: 'pending',
+          expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
+          createdAt: now,
+          updatedAt: now,
+        });
+        await this.events.record(tx, {
+          teamId,
+          type: 'invitation.created',
+          ...actorOf(principal),
+          subjectId: row.id,
+          data: { email, role },
+        });
+        return { row, mailId: await this.queueInvitationMail(tx, row, token) };
+      }),
+    );
+    this.mail.dispatch(invitation.mailId);
+    return { ...invitationView(invitation.row, now), token };
   }
 
   async listInvitations(principal: Principal, query: PageQuery & { status?: repo.InvitationStatusFilter }) {
@@ -147,24 +198,28 @@ export class InvitationsService {
     }
     const now = this.clock.now();
     const token = generateToken('pdi');
-    const updated = await this.db.transaction(async (tx) => {
-      // Reviving an expired invitation must not leave two live ones for one email.
-      await repo.lockInvitationEmail(tx, row.teamId, row.email);
-      const live = await repo.findPendingInvitationForEmail(tx, row.teamId, row.email, now);
-      if (live && live.id !== id) {
-        throw new ConflictError(
-          'invitation_pending',
-          `${row.email} already has a newer pending invitation; resend that one instead`,
-          { invitation_id: live.id },
-        );
-      }
-      return this.changeInvitation(tx, principal, row, 'invitation.resent', {
-        tokenHash: this.hasher.hash(token),
-        expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
-        updatedAt: now,
-      });
-    });
-    return { ...invitationView(updated, now), token };
+    const updated = await this.throttledMail(row.teamId, row.email, () =>
+      this.db.transaction(async (tx) => {
+        // Reviving an expired invitation must not leave two live ones for one email.
+        await repo.lockInvitationEmail(tx, row.teamId, row.email);
+        const live = await repo.findPendingInvitationForEmail(tx, row.teamId, row.email, now);
+        if (live && live.id !== id) {
+          throw new ConflictError(
+            'invitation_pending',
+            `${row.email} already has a newer pending invitation; resend that one instead`,
+            { invitation_id: live.id },
+          );
+        }
+        const changed = await this.changeInvitation(tx, principal, row, 'invitation.resent', {
+          tokenHash: this.hasher.hash(token),
+          expiresAt: new Date(now.getTime() + INVITATION_TTL_MS),
+          updatedAt: now,
+        });
+        return { row: changed, mailId: await this.queueInvitationMail(tx, changed, token) };
+      }),
+    );
+    this.mail.dispatch(updated.mailId);
+    return { ...invitationView(updated.row, now), token };
   }
 
   /** The invitation a token names, if it can still be accepted; otherwise the reason. */

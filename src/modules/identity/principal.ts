@@ -1,5 +1,6 @@
 import { ForbiddenError } from '../../core/errors.ts';
 import { idOrNotFound, type TeamId } from '../../core/ids.ts';
+import type { RequestContext } from '../../core/request-context.ts';
 
 export const ROLES = ['owner', 'admin', 'member', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
@@ -45,6 +46,8 @@ export interface Principal {
   agentId?: string;
   /** For `system`: what is acting, e.g. `environment_build:envv_…`. */
   systemActor?: string;
+  /** The request this principal is serving (set per request by the HTTP layer; absent for Paddock's own work). */
+  request?: RequestContext;
 }
 
 /** Paddock acting inside a team on its own account, with write scope; recorded as actor kind `system`. */
@@ -84,11 +87,21 @@ export function activeTeam(principal: Principal): TeamId {
   return principal.teamId;
 }
 
-export function actorOf(principal: Principal): { actorKind: string; actorId: string | null } {
-  if (principal.kind === 'api_key') return { actorKind: 'api_key', actorId: principal.apiKeyId ?? null };
-  if (principal.kind === 'agent') return { actorKind: 'agent', actorId: principal.agentId ?? null };
+export interface Actor {
+  actorKind: string;
+  actorId: string | null;
+  /** The request the actor made, for the audit log. */
+  via?: RequestContext;
+}
+
+/** Who a change is recorded as made by, and the request it came with. */
+export function actorOf(principal: Principal): Actor {
+  const via = principal.request ? { via: principal.request } : {};
+  if (principal.kind === 'api_key')
+    return { actorKind: 'api_key', actorId: principal.apiKeyId ?? null, ...via };
+  if (principal.kind === 'agent') return { actorKind: 'agent', actorId: principal.agentId ?? null, ...via };
   if (principal.kind === 'system') return { actorKind: 'system', actorId: principal.systemActor ?? null };
-  return { actorKind: 'user', actorId: principal.userId };
+  return { actorKind: 'user', actorId: principal.userId, ...via };
 }
 
 /**

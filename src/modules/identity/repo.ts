@@ -1,4 +1,5 @@
-import { and, asc, count, desc, eq, gt, isNull, ne, type SQL, sql } from 'drizzle-orm';
+import type { WithSubquery } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, ne, type SQL, sql } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
@@ -121,6 +122,18 @@ export async function firstTeamOf(
   return row?.id;
 }
 
+/** Which of `emails` (lower case) are the addresses of the live team's members. */
+export async function memberEmailsAmong(db: DbOrTx, teamId: TeamId, emails: string[]): Promise<string[]> {
+  if (emails.length === 0) return [];
+  const rows = await db
+    .select({ email: users.email })
+    .from(teamMembers)
+    .innerJoin(teams, eq(teams.id, teamMembers.teamId))
+    .innerJoin(users, eq(users.id, teamMembers.userId))
+    .where(and(eq(teamMembers.teamId, teamId), isNull(teams.deletedAt), inArray(users.email, emails)));
+  return rows.map((r) => r.email);
+}
+
 export async function insertMember(db: DbOrTx, row: typeof teamMembers.$inferInsert): Promise<void> {
   await db.insert(teamMembers).values(row);
 }
@@ -175,8 +188,16 @@ export async function listMembers(
 
 // Sessions
 
-export async function insertSession(db: DbOrTx, row: typeof sessions.$inferInsert): Promise<SessionRow> {
-  const [inserted] = await db.insert(sessions).values(row).returning();
+/** A new session, with the rows that go with it (its sign-in's event) in the same statement. */
+export async function insertSession(
+  db: DbOrTx,
+  row: typeof sessions.$inferInsert,
+  alongside: WithSubquery[] = [],
+): Promise<SessionRow> {
+  const [inserted] = await (alongside.length > 0 ? db.with(...alongside) : db)
+    .insert(sessions)
+    .values(row)
+    .returning();
   return inserted!;
 }
 
@@ -363,4 +384,13 @@ export async function listInvitations(
     .where(and(eq(invitations.teamId, teamId), statusCond, beforeCursor(invitations.id, beforeId)))
     .orderBy(desc(invitations.id))
     .limit(limit);
+}
+
+/** Every member's user id of a team (for in-app notifications' recipients). */
+export async function memberUserIds(db: DbOrTx, teamId: TeamId): Promise<string[]> {
+  const rows = await db
+    .select({ userId: teamMembers.userId })
+    .from(teamMembers)
+    .where(eq(teamMembers.teamId, teamId));
+  return rows.map((r) => r.userId);
 }

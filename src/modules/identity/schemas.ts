@@ -76,6 +76,18 @@ export const SignupBody = Body({
   invitation_token: Type.Optional(Type.String({ maxLength: 200 })),
 });
 export const LoginBody = Body({ email: Email, password: Type.String({ minLength: 1, maxLength: 200 }) });
+export const EmailLinkStartBody = Body({ email: Email });
+export const EmailLinkSent = Type.Object({
+  status: Type.Literal('accepted'),
+  message: Type.String({ description: 'the same whether or not an account has this address' }),
+});
+export const PasswordResetCompleteBody = Body({
+  token: Type.String({ minLength: 1, maxLength: 200, description: 'pdpw_…, from the e-mail' }),
+  password: Password,
+});
+export const MagicLinkVerifyBody = Body({
+  token: Type.String({ minLength: 1, maxLength: 200, description: 'pdml_…, from the e-mail' }),
+});
 export const SwitchTeamBody = Body({ team_id: Type.String({ minLength: 1, maxLength: 100 }) });
 export const UpdateMeBody = Body({
   name: Type.Optional(PersonName),

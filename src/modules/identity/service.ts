@@ -9,6 +9,7 @@ import {
 } from '../../core/errors.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import { type Page, type PageQuery, pageOf } from '../../core/pagination.ts';
+import type { RequestContext } from '../../core/request-context.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import type { InvitationsService } from './invitations-service.ts';
@@ -24,9 +25,14 @@ export const SESSION_ABSOLUTE_MS = 24 * HOUR_MS;
 /** last_seen_at is written at most this often per session, not on every request. */
 const LAST_SEEN_WRITE_EVERY_MS = MINUTE_MS;
 
+/** How a session was begun (the `user.signed_in` event's `method`). */
+export type SignInMethod = 'password' | 'signup' | 'magic_link';
+
 export interface RequestMeta {
   userAgent: string | null;
   ipAddress: string | null;
+  /** The request, for the sign-in's audit entry. */
+  request?: RequestContext;
   /** The browser's `paddock_device` cookie, if any (throttles.ts, deviceToken). */
   deviceToken?: string | null;
 }
@@ -122,7 +128,7 @@ export class AuthService {
         await this.invitations.acceptInvitationFor(tx, invitation, user);
         activeTeamId = invitation.teamId;
       }
-      return this.startSession(tx, user, activeTeamId, meta);
+      return this.startSession(tx, user, activeTeamId, meta, 'signup');
     });
   }
 
@@ -190,8 +196,13 @@ export class AuthService {
     const ok = await verifyPassword(input.password, user?.passwordHash ?? (await DUMMY_HASH));
     if (!user || !ok) throw new UnauthorizedError('invalid_credentials', 'the email or password is wrong');
     await Promise.all([fromAddress.refund(), forAccount.refund()]);
-    const teamId = await repo.firstTeamOf(this.db, user.id);
-    return this.startSession(this.db, user, teamId ?? null, meta);
+    return this.signInAs(this.db, user, meta, 'password');
+  }
+
+  /** A new session for a user who proved who they are (a password, an e-mailed link), in their first team. */
+  async signInAs(db: DbOrTx, user: repo.UserRow, meta: RequestMeta, method: SignInMethod): Promise<SignedIn> {
+    const teamId = await repo.firstTeamOf(db, user.id);
+    return this.startSession(db, user, teamId ?? null, meta, method);
   }
 
   private async startSession(
@@ -199,22 +210,38 @@ export class AuthService {
     user: repo.UserRow,
     teamId: TeamId | null,
     meta: RequestMeta,
+    method: SignInMethod,
   ): Promise<SignedIn> {
     const now = this.clock.now();
     const token = generateToken('pds');
     const expiresAt = new Date(now.getTime() + SESSION_ABSOLUTE_MS);
     const sessionId = newId('ses');
-    await repo.insertSession(db, {
-      id: sessionId,
-      userId: user.id,
-      teamId,
-      tokenHash: this.hasher.hash(token),
-      userAgent: meta.userAgent?.slice(0, 500) ?? null,
-      ipAddress: meta.ipAddress,
-      createdAt: now,
-      lastSeenAt: now,
-      expiresAt,
-    });
+    const signedIn = this.events.alongside(db, [
+      {
+        teamId,
+        actorKind: 'user',
+        actorId: user.id,
+        subjectId: user.id,
+        type: 'user.signed_in',
+        data: { method },
+        ...(meta.request ? { via: meta.request } : {}),
+      },
+    ]);
+    await repo.insertSession(
+      db,
+      {
+        id: sessionId,
+        userId: user.id,
+        teamId,
+        tokenHash: this.hasher.hash(token),
+        userAgent: meta.userAgent?.slice(0, 500) ?? null,
+        ipAddress: meta.ipAddress,
+        createdAt: now,
+        lastSeenAt: now,
+        expiresAt,
+      },
+      signedIn,
+    );
     return this.signedIn(db, user, teamId, { id: sessionId, token, expiresAt });
   }
 

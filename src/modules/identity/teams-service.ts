@@ -126,6 +126,11 @@ export class TeamsService {
     );
   }
 
+  /** Every member's user id (in-app notifications' recipients); Paddock's own reads, no caller. */
+  memberUserIds(db: DbOrTx, teamId: TeamId): Promise<string[]> {
+    return repo.memberUserIds(db, teamId);
+  }
+
   private async memberOrNotFound(db: DbOrTx, teamId: TeamId, userId: string) {
     const membership = await repo.findMembership(db, teamId, userId);
     if (!membership) throw new NotFoundError('member', userId);
@@ -240,5 +245,10 @@ export class TeamsService {
       });
     });
     return this.memberResult(teamId, toUserId);
+  }
+
+  /** Which of `emails` (normalised) belong to the team's members now: who alert rules may e-mail. */
+  memberEmailsAmong(tx: DbOrTx, teamId: TeamId, emails: string[]): Promise<string[]> {
+    return repo.memberEmailsAmong(tx, teamId, emails);
   }
 }

@@ -5,7 +5,8 @@ import { RateLimitedError } from '../../core/errors.ts';
 import { type RateLimitStore, type RateWindow, slidingWindow } from '../../core/rate-limit.ts';
 
 /**
- * The throttles on unauthenticated identity routes. A route that needs one
+ * The throttles on unauthenticated identity routes (and on the e-mails an
+ * admin can make the server send: invitations). A route that needs one
  * adds a line to its service — `await this.throttles.take('<name>', subject)` —
  * and, for a new name, a row in THROTTLES and a limit in config.ts.
  */
@@ -15,7 +16,14 @@ export type ThrottleName =
   | 'login_device'
   | 'signup_ip'
   | 'invitation_ip'
-  | 'invitation_token';
+  | 'invitation_token'
+  | 'password_reset_ip'
+  | 'password_reset_account'
+  | 'magic_link_ip'
+  | 'magic_link_account'
+  | 'playbook_hook_ip'
+  | 'invitation_mail_team'
+  | 'invitation_mail_recipient';
 
 const THROTTLES: Record<ThrottleName, { limit: keyof ThrottleLimits; what: string; byAddress: boolean }> = {
   login_ip: { limit: 'loginIp', what: 'too many failed sign-ins from this address', byAddress: true },
@@ -31,6 +39,41 @@ const THROTTLES: Record<ThrottleName, { limit: keyof ThrottleLimits; what: strin
   invitation_token: {
     limit: 'invitationToken',
     what: 'too many attempts with this invitation token',
+    byAddress: false,
+  },
+  password_reset_ip: {
+    limit: 'emailLinkIp',
+    what: 'too many password resets asked for from this address',
+    byAddress: true,
+  },
+  password_reset_account: {
+    limit: 'emailLinkAccount',
+    what: 'too many password resets asked for this email',
+    byAddress: false,
+  },
+  magic_link_ip: {
+    limit: 'emailLinkIp',
+    what: 'too many sign-in links asked for from this address',
+    byAddress: true,
+  },
+  magic_link_account: {
+    limit: 'emailLinkAccount',
+    what: 'too many sign-in links asked for this email',
+    byAddress: false,
+  },
+  playbook_hook_ip: {
+    limit: 'hookIp',
+    what: 'too many unknown webhook tokens from this address',
+    byAddress: true,
+  },
+  invitation_mail_team: {
+    limit: 'invitationMailTeam',
+    what: 'this team has sent too many invitation e-mails',
+    byAddress: false,
+  },
+  invitation_mail_recipient: {
+    limit: 'invitationMailRecipient',
+    what: 'too many invitation e-mails to this address',
     byAddress: false,
   },
 };

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { rollupUpsertSql } from '../../db/rollups.ts';
 import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -279,6 +280,21 @@ export async function stepExists(db: DbOrTx, teamId: TeamId, id: StepId): Promis
     .from(steps)
     .where(and(eq(steps.teamId, teamId), eq(steps.id, id)));
   return row !== undefined;
+}
+
+/** Adds steps written outside the step batch (the sweep's charges) to the analytics rollups. */
+export async function rollUpSteps(db: DbOrTx, teamId: TeamId, ids: readonly StepId[]): Promise<void> {
+  if (ids.length === 0) return;
+  for (const grain of ['hour', 'day'] as const) {
+    // The source appears more than once in the upsert; drizzle renders an array as a parenthesised list.
+    const text = rollupUpsertSql(grain, '(select * from steps where team_id = %TEAM% and id in %IDS%)');
+    const parts = text.split(/(%TEAM%|%IDS%)/).map((part) => {
+      if (part === '%TEAM%') return sql`${teamId}`;
+      if (part === '%IDS%') return sql`${[...ids]}`;
+      return sql.raw(part);
+    });
+    await db.execute(sql.join(parts));
+  }
 }
 
 export async function insertLedgerEntry(db: DbOrTx, row: typeof ledgerEntries.$inferInsert): Promise<void> {

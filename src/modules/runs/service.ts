@@ -47,6 +47,8 @@ export interface RunsOptions extends SweepOptions {
   budget?: Partial<BudgetOptions>;
   /** What sandbox time costs (config: PADDOCK_SANDBOX_USD_PER_VCPU_SEC / _PER_GB_SEC). */
   sandboxPrices: SandboxPrices;
+  /** Told of every governance block as it is recorded (the audit log). */
+  onBlocked?: (b: BlockedRequest) => void;
 }
 
 /** The run's policy's max_cost_per_hour_usd in micro-USD (null: no cap), as the run was started under it. */
@@ -68,6 +70,7 @@ export class RunsService {
   readonly reports: RunReports;
   private readonly sweeps: RunSweeps;
   private readonly sandboxPrices: SandboxPrices;
+  private readonly onBlocked: (b: BlockedRequest) => void;
   private readonly log: Log;
 
   constructor(
@@ -78,8 +81,9 @@ export class RunsService {
     private readonly isAgentActive: (agentId: string) => Promise<boolean> = async () => true,
     options: Partial<RunsOptions> = {},
   ) {
-    const { budget, sandboxPrices, ...sweeps } = options;
+    const { budget, sandboxPrices, onBlocked, ...sweeps } = options;
     this.log = ctx.log;
+    this.onBlocked = onBlocked ?? (() => {});
     this.sandboxPrices = sandboxPrices ?? DEFAULT_SANDBOX_PRICES;
     this.reports = new RunReports(db);
     this.resolver = new RunResolver(db, ctx, events, () => this.budget.returnIdleLeases());
@@ -126,7 +130,9 @@ export class RunsService {
   /** Records a request refused by governance as a step, and flags the run (write-behind). */
   recordBlocked(b: BlockedRequest): void {
     const owner = this.stepOwner(b);
-    if (owner) this.budget.note(owner, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
+    if (!owner) return;
+    this.budget.note(owner, blockedStep(b, b.at ?? this.clock.now()), 'governance_block');
+    this.onBlocked(b);
   }
 
   /** A failover_transition step with Rungate's failover_context, and had_failover on the run (write-behind). */

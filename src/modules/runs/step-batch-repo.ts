@@ -1,6 +1,7 @@
 import { and, eq, or, sql } from 'drizzle-orm';
 import type { RunId, TeamId } from '../../core/ids.ts';
 import { type Db, type DbOrTx, rawQuery } from '../../db/client.ts';
+import { rollupUpsertSql } from '../../db/rollups.ts';
 import { type ledgerEntries, runs, type steps } from '../../db/schema/index.ts';
 import type { RunProgress, RunStatus } from './repo.ts';
 
@@ -150,9 +151,15 @@ const LEDGER_COLUMNS: ReadonlyArray<Column<LedgerInsert>> = [
   ['created_at', 'timestamptz', (x) => iso(x.createdAt)],
 ];
 
+/** What the analytics rollups read of a written step. */
+const ROLLUP_SOURCE_COLUMNS =
+  'team_id, run_id, agent_id, type, status, provider, model, input_tokens, output_tokens, ' +
+  'cache_read_tokens, cache_creation_tokens, cost_micros, latency_ms, failover_attempts, created_at';
+
 /**
  * The whole batch in ONE statement: per-column arrays unnested into the run
- * totals, the leases, the hours, the steps and the ledger (data-modifying
+ * totals, the leases, the hours, the steps (and the analytics rollups they
+ * add to) and the ledger (data-modifying
  * CTEs run once each and atomically). A statement is the unit of work the
  * database charges for — here, not per row — which is what lets one process
  * record hundreds of calls a second on embedded PGlite. Its text is built
@@ -215,6 +222,12 @@ const WRITE_BATCH = (() => {
       ), s as (
         insert into steps (${names(STEP_COLUMNS)})
         select ${stepSelect} from ${steps}
+        returning ${ROLLUP_SOURCE_COLUMNS}
+      ), ah as (
+        ${rollupUpsertSql('hour', 's')}
+        returning 1
+      ), ad as (
+        ${rollupUpsertSql('day', 's')}
         returning 1
       ), e as (
         insert into ledger_entries (${names(LEDGER_COLUMNS)})

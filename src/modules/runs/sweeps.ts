@@ -134,6 +134,7 @@ export class RunSweeps {
             costMicros: micros,
             createdAt: now,
           });
+          await repo.rollUpSteps(tx, lease.teamId, [stepId]);
           changed.push(await enforceLimits(tx, this.events, run, now, changed));
         }
       });

@@ -23,9 +23,13 @@ export const LIVE_STATUSES: CapsuleStatus[] = CAPSULE_STATUSES.filter((s) => !EN
 export async function insertCapsule(
   db: DbOrTx,
   row: typeof capsules.$inferInsert,
-  recorded: WithSubquery,
+  recorded: WithSubquery[],
 ): Promise<CapsuleRow> {
-  const [inserted] = await db.with(recorded).insert(capsules).values(row).returning();
+  const [inserted] = await db
+    .with(...recorded)
+    .insert(capsules)
+    .values(row)
+    .returning();
   return inserted!;
 }
 

@@ -7,6 +7,7 @@ import type { Db } from '../../db/client.ts';
 import type { ConversationMessage } from '../../db/schema/workspaces.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
 import type { EventsService } from '../events/service.ts';
+import { matchesAny } from '../gateway/glob.ts';
 import { SecretRedactor } from '../secrets/redact.ts';
 import { AgentLoop, type LoopHooks, TaskEnd } from './agent-loop.ts';
 import type { TaskEventLog, TaskEventType } from './event-log.ts';
@@ -219,6 +220,9 @@ export class Attempt {
         () => undefined,
       );
       this.toolSets = await raceAbort(opening, this.signal);
+      // The task's allowed_tools narrow what the agent version offers; submit_result always stays.
+      const offered = (name: string) =>
+        t.allowedTools === null || name === 'submit_result' || matchesAny(t.allowedTools, name);
       const loop = new AgentLoop(
         this.p.ctx,
         ports,
@@ -230,12 +234,15 @@ export class Attempt {
           model,
           prompt: t.prompt,
           ...(this.session ? { history: this.session.messages } : {}),
-          definition: agent.definition,
+          definition: { ...agent.definition, tools: agent.definition.tools.filter(offered) },
           maxTurns: t.maxTurns,
           outputSchema: t.outputSchema ?? null,
           inputFiles: inputNames,
-          extraTools: this.toolSets.flatMap((set) => set.tools),
-          promptLines: this.toolSets.flatMap((set) => set.promptLines ?? []),
+          extraTools: this.toolSets.flatMap((set) => set.tools).filter((tool) => offered(tool.name)),
+          // A source whose tools are all left out says nothing in the prompt either (no skills listed without load_skill).
+          promptLines: this.toolSets
+            .filter((set) => set.tools.some((tool) => offered(tool.name)))
+            .flatMap((set) => set.promptLines ?? []),
           capsule: tools,
           callAdmitted: () => void capsule().catch(() => undefined),
           envs,

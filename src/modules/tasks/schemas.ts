@@ -7,6 +7,15 @@ export const PROMPT_MAX_CHARS = 100_000;
 
 const FileId = Type.String({ minLength: 1, maxLength: 100 });
 
+/** A task's tool restriction: names or globs (`*`, `?`); null or absent, every tool its agent version has. */
+export const AllowedTools = Nullable(
+  Type.Array(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9_*?-]+$' }), {
+    maxItems: 100,
+    description:
+      'the tools the task may be offered, by name or glob (mcp__github__*); submit_result is always offered; null: all the agent version has',
+  }),
+);
+
 export const CreateTaskBody = Body({
   agent_id: Type.String({ minLength: 1, maxLength: 100 }),
   prompt: Type.String({
@@ -40,6 +49,7 @@ export const CreateTaskBody = Body({
     }),
   ),
   input_file_ids: Type.Optional(Type.Array(FileId, { maxItems: 100, uniqueItems: true })),
+  allowed_tools: Type.Optional(AllowedTools),
   metadata: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 export type CreateTaskInput = Static<typeof CreateTaskBody>;
@@ -61,6 +71,7 @@ export const Task = Type.Object({
   max_budget_usd: Nullable(Type.Number()),
   timeout_sec: Type.Integer(),
   output_schema: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  allowed_tools: Nullable(Type.Array(Type.String())),
   input_file_ids: Type.Array(Type.String()),
   metadata: Type.Record(Type.String(), Type.Unknown()),
   result: Type.Unknown({ description: 'what submit_result gave, or the final answer text; null until done' }),

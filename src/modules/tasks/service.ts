@@ -153,7 +153,13 @@ export class TasksService {
           ? undefined
           : turn
             ? await turn(tx, teamId, id)
-            : await sessions!.open(tx, { teamId, taskId: id, agent, createdBy: actor.actorId });
+            : await sessions!.open(tx, {
+                teamId,
+                taskId: id,
+                agent,
+                createdBy: actor.actorId,
+                allowedTools: input.allowed_tools ?? null,
+              });
       const row = await repo.insertTask(tx, {
         id,
         workspaceId: session?.workspaceId ?? null,
@@ -170,6 +176,7 @@ export class TasksService {
         maxBudgetMicros: maxBudget === null ? null : Math.round(maxBudget * 1_000_000),
         timeoutSec: input.timeout_sec ?? def.timeout_sec,
         outputSchema: input.output_schema ?? null,
+        allowedTools: input.allowed_tools ? [...new Set(input.allowed_tools)] : null,
         inputFileIds: fileIds,
         metadata: input.metadata ?? {},
         createdBy: actor.actorId,

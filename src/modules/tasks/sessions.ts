@@ -12,7 +12,14 @@ export interface SessionHooks {
   /** POST /v1/tasks {mode: session}: opens a workspace for the task, in the task's transaction. */
   open(
     tx: DbOrTx,
-    input: { teamId: TeamId; taskId: string; agent: AgentForTask; createdBy: string | null },
+    input: {
+      teamId: TeamId;
+      taskId: string;
+      agent: AgentForTask;
+      createdBy: string | null;
+      /** The opening task's: every later turn keeps it. */
+      allowedTools: string[] | null;
+    },
   ): Promise<SessionTurn>;
   /** Before a turn's loop: the conversation so far and the capsule to reuse (null: none yet). */
   turnStarts(

@@ -19,6 +19,7 @@ export function taskView(t: TaskRow) {
     max_budget_usd: t.maxBudgetMicros === null ? null : usd(t.maxBudgetMicros),
     timeout_sec: t.timeoutSec,
     output_schema: t.outputSchema ?? null,
+    allowed_tools: t.allowedTools ?? null,
     input_file_ids: t.inputFileIds,
     metadata: t.metadata,
     result: t.result ?? null,

@@ -4,7 +4,7 @@ import zlib from 'node:zlib';
 import { convert, type HtmlToTextOptions } from 'html-to-text';
 import { Agent, request } from 'undici';
 import type { Timers } from '../../core/context.ts';
-import { type OutboundGuard, outboundRefusal, refusalText } from '../../core/outbound-guard.ts';
+import { type OutboundGuard, outboundRefusal } from '../../core/outbound-guard.ts';
 import { VERSION } from '../../version.ts';
 import { hostAllowed } from '../sandboxes/host-side/egress.ts';
 
@@ -116,10 +116,8 @@ export class WebFetcher {
   private failure(err: unknown): string {
     if (err instanceof Refused) return err.message;
     const refusal = outboundRefusal(err);
-    if (refusal) {
-      const literal = refusal.host.replace(/^\[|\]$/g, '') === refusal.address;
-      return `${refusal.host} ${literal ? 'is' : `resolves to ${refusal.address},`} ${refusalText(refusal.reason)}: web_fetch reaches only public addresses`;
-    }
+    // Not the address the name resolved to (internal DNS): the server's log has it.
+    if (refusal) return `${refusal.summary}: web_fetch reaches only public addresses`;
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e.code ?? e.cause?.code;
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'the host name does not resolve';

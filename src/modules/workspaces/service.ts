@@ -9,7 +9,7 @@ import type { Db, DbOrTx } from '../../db/client.ts';
 import type { ConversationMessage, WorkspaceStatus } from '../../db/schema/workspaces.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
-import type { AgentForTask, TaskPorts } from '../tasks/ports.ts';
+import type { TaskPorts } from '../tasks/ports.ts';
 import { seqOf, type TasksService } from '../tasks/service.ts';
 import type { SessionHooks, SessionTurn } from '../tasks/sessions.ts';
 import * as repo from './repo.ts';
@@ -63,10 +63,7 @@ export class WorkspacesService implements SessionHooks {
 
   // -- the tasks module's side (SessionHooks) ---------------------------------------------
 
-  async open(
-    tx: DbOrTx,
-    input: { teamId: TeamId; taskId: string; agent: AgentForTask; createdBy: string | null },
-  ): Promise<SessionTurn> {
+  async open(tx: DbOrTx, input: Parameters<SessionHooks['open']>[1]): Promise<SessionTurn> {
     const now = this.ctx.clock.now();
     const { agent } = input;
     const row = await repo.insertWorkspace(tx, {
@@ -80,6 +77,7 @@ export class WorkspacesService implements SessionHooks {
       currentTaskId: input.taskId,
       idleTimeoutSec: agent.definition.idle_timeout_sec,
       sessionTtlSec: agent.definition.session_ttl_sec,
+      allowedTools: input.allowedTools,
       lastActiveAt: now,
       createdBy: input.createdBy,
       createdAt: now,
@@ -265,8 +263,15 @@ export class WorkspacesService implements SessionHooks {
    * A message: the workspace's next turn, a session task on the same agent
    * version, conversation, capsule and run. One turn at a time: a message
    * while one runs is a 409 (workspace_busy); an ended workspace takes none.
+   * `limits` (a playbook's chain) set the turn's max_turns and timeout; a
+   * message from the API takes the agent's.
    */
-  async message(principal: Principal, id: string, input: MessageInput) {
+  async message(
+    principal: Principal,
+    id: string,
+    input: MessageInput,
+    limits: { max_turns?: number; timeout_sec?: number } = {},
+  ) {
     const teamId = this.team(principal, 'write');
     const ws = await this.found(teamId, id);
     this.refuseTurn(ws);
@@ -278,6 +283,8 @@ export class WorkspacesService implements SessionHooks {
         agent_version: ws.agentVersion,
         prompt: input.content,
         mode: 'session',
+        ...limits,
+        allowed_tools: ws.allowedTools,
         ...(ws.modelOverride ? { model: ws.modelOverride } : {}),
         ...(input.file_ids ? { input_file_ids: input.file_ids } : {}),
       },
@@ -343,27 +350,43 @@ export class WorkspacesService implements SessionHooks {
     by: string,
   ): Promise<repo.WorkspaceRow | undefined> {
     const now = this.ctx.clock.now();
-    const ended = await this.db.transaction(async (tx) => {
-      const row = await repo.updateWorkspace(
-        tx,
-        ws.teamId,
-        ws.id,
-        { status: to, endedAt: now, updatedAt: now },
-        { statuses: [ws.status] },
-      );
-      if (row) await this.moved(tx, ws, to, reason, { by });
-      return row;
-    });
-    if (!ended) return undefined;
-    this.tasks.log.wake(ws.id);
-    if (ws.status === 'idle') await this.chargeIdle(ws, now);
-    if (ws.capsuleId)
-      await this.ports.capsules
-        .destroy(ws.teamId, this.actor(ws.id), ws.capsuleId)
-        .catch((err: unknown) =>
-          this.ctx.log.warn({ err, workspace_id: ws.id }, 'a workspace capsule could not be removed'),
+    let ended: repo.WorkspaceRow | undefined;
+    let seen = ws;
+    // The move is conditional on the status read. A DELETE holds whatever happened since (a turn
+    // ending active → idle, a pause): the row is read again and the move retried from where it is.
+    // Expiry does not: a paused workspace a message has just resumed is no longer due.
+    const tries = to === 'terminated' ? 5 : 1;
+    for (let n = 0; !ended && n < tries; n++) {
+      if (n > 0) {
+        const fresh = await repo.findWorkspace(this.db, seen.teamId, seen.id);
+        if (!fresh || fresh.status === 'expired' || fresh.status === 'terminated') return undefined;
+        seen = fresh;
+      }
+      const from = seen;
+      ended = await this.db.transaction(async (tx) => {
+        const row = await repo.updateWorkspace(
+          tx,
+          from.teamId,
+          from.id,
+          { status: to, endedAt: now, updatedAt: now },
+          { statuses: [from.status] },
         );
-    await this.ports.runs.end(ws.teamId, ws.runId, 'success', `workspace_${to}`);
+        if (row) await this.moved(tx, from, to, reason, { by });
+        return row;
+      });
+    }
+    if (!ended) return undefined;
+    this.tasks.log.wake(seen.id);
+    if (seen.status === 'idle') await this.chargeIdle(seen, now);
+    // The row as it ended: a turn may have attached its capsule since `ws` was read.
+    const capsuleId = ended.capsuleId ?? seen.capsuleId;
+    if (capsuleId)
+      await this.ports.capsules
+        .destroy(seen.teamId, this.actor(seen.id), capsuleId)
+        .catch((err: unknown) =>
+          this.ctx.log.warn({ err, workspace_id: seen.id }, 'a workspace capsule could not be removed'),
+        );
+    await this.ports.runs.end(seen.teamId, seen.runId, 'success', `workspace_${to}`);
     return ended;
   }
 

@@ -10,7 +10,7 @@ import { CapsuleCgroups } from './cgroups.ts';
 import { fillLayer, mountLayer, systemMounts } from './layer.ts';
 import { openProxyForwarder, type ProxyForwarder } from './network.ts';
 import { joinThenExec, LAUNCHER_PATH } from './nsproc.ts';
-import { childrenOf, pidNamespaceOf, startTimeOf, waitFor } from './proc.ts';
+import { childrenOf, pidNamespaceOf, quietPipes, startTimeOf, waitFor } from './proc.ts';
 import { Spawner } from './spawner.ts';
 import type { CapsuleHandle, CapsuleSpec, Driver } from './types.ts';
 import { DriverError } from './types.ts';
@@ -232,12 +232,16 @@ export class BwrapDriver implements Driver {
     ]);
     // A fixed environment and "/" as the working directory: bwrap's reaper is
     // pid 1 inside, and its environment (/proc/1/environ) is readable there.
-    const bwrap = spawn(host.tools.sh, argv, {
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
-      env: { PATH: LAUNCHER_PATH },
-      cwd: '/',
-      ...(host.asRoot ? { uid: 0, gid: 0 } : {}),
-    });
+    // Ended before it has read its options or filter (the capsule destroyed
+    // as it starts), it leaves those pipes a reset: its exit is the news.
+    const bwrap = quietPipes(
+      spawn(host.tools.sh, argv, {
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+        env: { PATH: LAUNCHER_PATH },
+        cwd: '/',
+        ...(host.asRoot ? { uid: 0, gid: 0 } : {}),
+      }),
+    );
     (bwrap.stdio[3] as Writable).end(`${bwrapArgs.join('\0')}\0`);
     (bwrap.stdio[4] as Writable).end(host.seccomp ?? Buffer.alloc(0));
     let stderr = '';

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import { quietPipes } from './proc.ts';
 
 // A capsule never shares the host's network: it has its own namespace with
 // only a loopback. When it is given a network, the one way out is the HTTP
@@ -37,10 +38,12 @@ export async function openProxyForwarder(
 ): Promise<ProxyForwarder> {
   const upstream = new URL(proxyUrl);
   const port = portOf(upstream);
-  const helper = spawn(nsenter, ['-t', String(initHostPid), '-n', '--', process.execPath, '-e', HELPER], {
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    env: { PADDOCK_PORT: String(port), PATH: '/usr/bin:/bin' },
-  });
+  const helper = quietPipes(
+    spawn(nsenter, ['-t', String(initHostPid), '-n', '--', process.execPath, '-e', HELPER], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      env: { PADDOCK_PORT: String(port), PATH: '/usr/bin:/bin' },
+    }),
+  );
   let stderr = '';
   helper.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
@@ -54,6 +57,10 @@ export async function openProxyForwarder(
       clearTimeout(timer);
       if (message === 'listening' && handle instanceof net.Server) resolve(handle);
       else reject(new Error(`cannot open the capsule's proxy port: ${JSON.stringify(message)}`));
+    });
+    helper.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`the proxy helper could not start: ${err.message}`));
     });
     helper.on('exit', (code) => {
       // A clean exit may be seen before its message is: the message settles it then.

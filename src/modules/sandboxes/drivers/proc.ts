@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { constants } from 'node:os';
@@ -142,10 +142,22 @@ export interface CommandResult {
   stderr: string;
 }
 
+/**
+ * Gives every pipe of a child the host spawned an error listener. A pipe's
+ * error only says the process went away: ECONNRESET when it was killed with
+ * bytes the host wrote to it still unread (a capsule ended while it starts),
+ * EPIPE on a write after it is gone. Its 'exit' and 'close' already tell
+ * that; an error with no listener would be uncaught and end the server.
+ */
+export function quietPipes<T extends ChildProcess>(child: T): T {
+  for (const pipe of child.stdio) pipe?.on('error', () => {});
+  return child;
+}
+
 /** Runs a host command to its end (mount, cp, du …), capturing its output. */
 export function runCommand(file: string, args: string[], timeoutMs = 120_000): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    const child = quietPipes(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs }));
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {

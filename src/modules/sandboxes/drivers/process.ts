@@ -9,7 +9,16 @@ import { CapsuleFs } from './capsule-fs.ts';
 import { lexicalHostPath } from './capsule-path.ts';
 import { pipedProcess, ptyProcess } from './capsule-process.ts';
 import { layerUsage } from './layer.ts';
-import { allPids, allPidsSync, cmdlineOf, cpuNsOf, rssBytes, runCommand, statusOf } from './proc.ts';
+import {
+  allPids,
+  allPidsSync,
+  cmdlineOf,
+  cpuNsOf,
+  quietPipes,
+  rssBytes,
+  runCommand,
+  statusOf,
+} from './proc.ts';
 import type {
   CapsuleHandle,
   CapsuleLimits,
@@ -173,7 +182,7 @@ class ProcessCapsule implements CapsuleHandle {
       proc = ptyProcess(term, hooks);
     } else {
       // detached: a process group of its own, what pause stops and destroy kills.
-      const child = spawn('/bin/sh', argv, { env, stdio: 'pipe', detached: true });
+      const child = quietPipes(spawn('/bin/sh', argv, { env, stdio: 'pipe', detached: true }));
       pid = child.pid;
       proc = pipedProcess(child, hooks);
     }

@@ -4,6 +4,7 @@ import { constants, openSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { PassThrough } from 'node:stream';
+import { quietPipes } from './proc.ts';
 
 // Starts the launchers of capsule processes from a small helper process
 // instead of from the server. Node forks its whole process to spawn one
@@ -182,8 +183,8 @@ export class Spawner {
   private dead: string | null = null;
 
   private constructor(private readonly helper: ChildProcess) {
+    quietPipes(helper);
     helper.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.read(chunk));
-    helper.stdin!.on('error', () => {});
     helper.on('exit', (code, signal) => this.lost(`the spawner exited (${signal ?? code})`));
     helper.on('error', (err) => this.lost(`the spawner could not start: ${err.message}`));
     // Not what keeps the server alive.

@@ -1,0 +1,2 @@
+ALTER TABLE "tasks" ADD COLUMN "allowed_tools" jsonb;--> statement-breakpoint
+ALTER TABLE "workspaces" ADD COLUMN "allowed_tools" jsonb;

@@ -1,0 +1,193 @@
+import { and, desc, eq, inArray, isNull, lt, lte, or } from 'drizzle-orm';
+import type { Id, TeamId } from '../../core/ids.ts';
+import type { DbOrTx } from '../../db/client.ts';
+import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { channelDeliveries, channels } from '../../db/schema/index.ts';
+import { updateOne } from '../../db/update-one.ts';
+
+// Channels and their deliveries: SQL only.
+
+export { isUniqueViolation } from '../../db/errors.ts';
+
+export type ChannelId = Id<'chn'>;
+export type ChannelDeliveryId = Id<'cdl'>;
+export type ChannelRow = typeof channels.$inferSelect;
+export type ChannelDeliveryRow = typeof channelDeliveries.$inferSelect;
+export type ChannelDeliveryInsert = typeof channelDeliveries.$inferInsert;
+export type ChannelPatch = Partial<Pick<ChannelRow, 'name' | 'events' | 'configSealed' | 'updatedAt'>>;
+
+export async function insertChannel(db: DbOrTx, row: typeof channels.$inferInsert): Promise<ChannelRow> {
+  const [inserted] = await db.insert(channels).values(row).returning();
+  return inserted!;
+}
+
+export async function findChannel(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: ChannelId,
+  lock?: 'update',
+): Promise<ChannelRow | undefined> {
+  const [row] = await rowsLocked(
+    db
+      .select()
+      .from(channels)
+      .where(and(eq(channels.teamId, teamId), eq(channels.id, id))),
+    lock,
+  );
+  return row;
+}
+
+/** A channel by id alone: for the delivery worker, which acts for the row's own team. */
+export async function channelById(db: DbOrTx, id: ChannelId): Promise<ChannelRow | undefined> {
+  const [row] = await db.select().from(channels).where(eq(channels.id, id));
+  return row;
+}
+
+export function listChannels(
+  db: DbOrTx,
+  teamId: TeamId,
+  beforeId: string | undefined,
+  limit: number,
+): Promise<ChannelRow[]> {
+  return db
+    .select()
+    .from(channels)
+    .where(and(eq(channels.teamId, teamId), beforeCursor(channels.id, beforeId)))
+    .orderBy(desc(channels.id))
+    .limit(limit);
+}
+
+export function updateChannel(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: ChannelId,
+  patch: ChannelPatch,
+): Promise<ChannelRow | undefined> {
+  return updateOne(db, channels, and(eq(channels.teamId, teamId), eq(channels.id, id)), patch);
+}
+
+export async function deleteChannel(db: DbOrTx, teamId: TeamId, id: ChannelId): Promise<void> {
+  await db.delete(channels).where(and(eq(channels.teamId, teamId), eq(channels.id, id)));
+}
+
+/** Which of `ids` are not channels of the team (a playbook's notification_channels are checked with it). */
+export async function unknownChannelIds(db: DbOrTx, teamId: TeamId, ids: string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const found = await db
+    .select({ id: channels.id })
+    .from(channels)
+    .where(and(eq(channels.teamId, teamId), inArray(channels.id, ids as ChannelId[])));
+  const known = new Set<string>(found.map((r) => r.id));
+  return ids.filter((id) => !known.has(id));
+}
+
+/** The channels of these teams: whom the dispatcher hands events to. */
+export function channelsOf(db: DbOrTx, teamIds: TeamId[]): Promise<ChannelRow[]> {
+  if (teamIds.length === 0) return Promise.resolve([]);
+  return db.select().from(channels).where(inArray(channels.teamId, teamIds));
+}
+
+export async function anyChannel(db: DbOrTx): Promise<boolean> {
+  const [row] = await db.select({ id: channels.id }).from(channels).limit(1);
+  return row !== undefined;
+}
+
+// -- deliveries --
+
+/** New deliveries; a (channel, event) pair that has one already is skipped. Answers the ids made. */
+export async function insertDeliveries(
+  db: DbOrTx,
+  rows: ChannelDeliveryInsert[],
+): Promise<ChannelDeliveryId[]> {
+  if (rows.length === 0) return [];
+  const made = await db
+    .insert(channelDeliveries)
+    .values(rows)
+    .onConflictDoNothing({ target: [channelDeliveries.channelId, channelDeliveries.eventId] })
+    .returning({ id: channelDeliveries.id });
+  return made.map((r) => r.id);
+}
+
+/**
+ * Takes attempt number `attempt` of a pending delivery until `lockedUntil`:
+ * only when no worker holds it and the attempts before it are done, so a job
+ * sent twice makes one attempt.
+ */
+export async function claimAttempt(
+  db: DbOrTx,
+  id: ChannelDeliveryId,
+  attempt: number,
+  now: Date,
+  lockedUntil: Date,
+): Promise<ChannelDeliveryRow | undefined> {
+  const [row] = await db
+    .update(channelDeliveries)
+    .set({ attempts: attempt, lockedUntil, updatedAt: now })
+    .where(
+      and(
+        eq(channelDeliveries.id, id),
+        eq(channelDeliveries.status, 'pending'),
+        eq(channelDeliveries.attempts, attempt - 1),
+        or(isNull(channelDeliveries.lockedUntil), lt(channelDeliveries.lockedUntil, now)),
+      ),
+    )
+    .returning();
+  return row;
+}
+
+export async function finishAttempt(
+  db: DbOrTx,
+  id: ChannelDeliveryId,
+  patch: Partial<
+    Pick<ChannelDeliveryRow, 'status' | 'nextAttemptAt' | 'lastStatusCode' | 'lastError' | 'completedAt'>
+  >,
+  now: Date,
+): Promise<void> {
+  await db
+    .update(channelDeliveries)
+    .set({ ...patch, lockedUntil: null, updatedAt: now })
+    .where(eq(channelDeliveries.id, id));
+}
+
+/** Pending deliveries overdue before `dueBefore` that no worker holds: their job was lost. */
+export function overdueDeliveries(
+  db: DbOrTx,
+  dueBefore: Date,
+  now: Date,
+  limit: number,
+): Promise<ChannelDeliveryRow[]> {
+  return db
+    .select()
+    .from(channelDeliveries)
+    .where(
+      and(
+        eq(channelDeliveries.status, 'pending'),
+        lte(channelDeliveries.nextAttemptAt, dueBefore),
+        or(isNull(channelDeliveries.lockedUntil), lt(channelDeliveries.lockedUntil, now)),
+      ),
+    )
+    .orderBy(channelDeliveries.nextAttemptAt)
+    .limit(limit);
+}
+
+/** A channel's deliveries, newest first. */
+export function listDeliveries(
+  db: DbOrTx,
+  teamId: TeamId,
+  channelId: ChannelId,
+  beforeId: string | undefined,
+  limit: number,
+): Promise<ChannelDeliveryRow[]> {
+  return db
+    .select()
+    .from(channelDeliveries)
+    .where(
+      and(
+        eq(channelDeliveries.teamId, teamId),
+        eq(channelDeliveries.channelId, channelId),
+        beforeCursor(channelDeliveries.id, beforeId),
+      ),
+    )
+    .orderBy(desc(channelDeliveries.id))
+    .limit(limit);
+}
