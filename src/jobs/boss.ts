@@ -16,9 +16,16 @@ export interface SqlClient {
  * PGlite's `query` takes one statement; pg-boss sends its schema as one text
  * of many, without parameters, which go to `exec`.
  */
-export function bossDatabase(client: SqlClient): PgBoss.Db {
+const NO_RESULT = undefined as unknown as { rows: unknown[] };
+
+export function bossDatabase(client: SqlClient, stopped: () => boolean = () => false): PgBoss.Db {
   return {
     async executeSql(text: string, values?: unknown[]) {
+      // A handler that outlived its server's stop ends with a complete or fail that pg-boss neither
+      // awaits nor catches; its job was already failed back at the stop (failWip). Such a statement
+      // is not sent to a pool that may be closed: it gets no result, which pg-boss reads as nothing
+      // done (a command that affected no job, a fetch that found none).
+      if (stopped()) return NO_RESULT;
       if ((values === undefined || values.length === 0) && client.exec) {
         const results = await client.exec(text);
         return results[results.length - 1] ?? { rows: [] };

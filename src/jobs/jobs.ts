@@ -76,6 +76,8 @@ export class Jobs {
   private readonly workers = new Map<string, WorkerSlot[]>();
   private readonly declared = new Set<string>();
   private started: Promise<void> | undefined;
+  /** Set once pg-boss has stopped: what its orphaned workers still send is not run (see bossDatabase). */
+  private stopped = false;
   /** The signals of the handlers running now, aborted when the server stops. */
   private readonly inHand = new Set<AbortController>();
   /** Each worked queue's tick, which wakes one idle worker to look for jobs. */
@@ -89,7 +91,7 @@ export class Jobs {
     private readonly options: JobsOptions,
   ) {
     this.boss = new PgBoss({
-      db: bossDatabase(client),
+      db: bossDatabase(client, () => this.stopped),
       schema: JOBS_SCHEMA,
       // The schema comes with Paddock's migrations.
       migrate: false,
@@ -101,6 +103,7 @@ export class Jobs {
   }
 
   private start(): Promise<void> {
+    if (this.started === undefined) this.stopped = false;
     this.started ??= this.boss.start().then(() => undefined);
     return this.started;
   }
@@ -234,6 +237,7 @@ export class Jobs {
     if (graceful) for (const held of this.inHand) held.abort(new JobsStopping());
     const here = graceful ? Promise.all(this.here) : Promise.resolve();
     await this.boss.stop({ graceful, wait: true, close: false, timeout: 10_000 });
+    this.stopped = true;
     await Promise.race([here, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
     this.started = undefined;
   }

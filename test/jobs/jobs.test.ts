@@ -182,4 +182,36 @@ describe('background jobs (pg-boss in the application database)', () => {
     expect(reason).toBeInstanceOf(JobsStopping);
     expect(gaveUp).toBe(true);
   });
+
+  it('sends nothing to the database for a handler that ends after its server stopped', async () => {
+    // The database may be closed by then (a process shutting down): pg-boss's own completion of
+    // the job would reach a closed pool, unawaited. The job was failed back at the stop instead.
+    const client = sqlClient(database.db);
+    let sentAfterStop = 0;
+    let stopped = false;
+    const counting = {
+      query: (text: string, params?: unknown[]) => {
+        if (stopped) sentAfterStop += 1;
+        return client.query(text, params);
+      },
+    };
+    const jobs = jobsOnDatabase(counting);
+    let release: (() => void) | undefined;
+    await jobs.work('test-late', { retryLimit: 1, retryDelaySec: 0, expireInSec: 60 }, async () => {
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      throw new Error('the handler ended late, and failed');
+    });
+    const id = await jobs.send('test-late', {});
+    await until(() => release !== undefined);
+    await jobs.stop(false);
+    stopped = true;
+    release!();
+    // Its completion and fail would go out within a few turns of the event loop.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sentAfterStop).toBe(0);
+    // Failed back when the server stopped, so it is retried.
+    expect(await jobsOnDatabase().state('test-late', id!)).toBe('retry');
+  });
 });

@@ -598,7 +598,7 @@ beforeAll(async () => {
       Object.entries(item).map(([method, op]) => ({ method: method.toUpperCase(), path, op })),
     )
     .sort((a, b) => order(a) - order(b));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await t?.close();
@@ -1010,7 +1010,7 @@ describe('the OpenAPI document, fuzzed', () => {
     expect(failures.map((f) => `${f.status} ${f.method} ${f.path} ${f.field}=${f.value}: ${f.body}`)).toEqual(
       [],
     );
-  }, 180_000);
+  }, 420_000);
 
   it('is still ready afterwards', async () => {
     const ready = await t.call('GET', '/ready');
