@@ -1,4 +1,4 @@
-import { and, count, desc, eq, gte, like, lt, type SQL, type WithSubquery } from 'drizzle-orm';
+import { and, count, desc, eq, gte, like, lte, type SQL, type WithSubquery } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike } from '../../db/query-parts.ts';
@@ -42,7 +42,7 @@ function matching(teamId: TeamId, f: ActivityFilter): SQL | undefined {
     f.resourceId !== undefined ? eq(activityEntries.resourceId, f.resourceId) : undefined,
     f.source !== undefined ? eq(activityEntries.source, f.source) : undefined,
     f.from !== undefined ? gte(activityEntries.createdAt, f.from) : undefined,
-    f.to !== undefined ? lt(activityEntries.createdAt, f.to) : undefined,
+    f.to !== undefined ? lte(activityEntries.createdAt, f.to) : undefined,
   );
 }
 

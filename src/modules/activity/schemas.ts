@@ -44,7 +44,7 @@ export const ActivityListQuery = Type.Object(
       }),
     ),
     from: Type.Optional(Type.String({ format: 'date-time', description: 'made at or after' })),
-    to: Type.Optional(Type.String({ format: 'date-time', description: 'made before' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'made at or before' })),
   },
   { additionalProperties: false },
 );

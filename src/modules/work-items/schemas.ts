@@ -40,8 +40,8 @@ const Labels = Type.Array(Type.String({ minLength: 1, maxLength: 50, pattern: '^
 });
 const DueDate = Type.String({ format: 'date-time', description: 'when it is due (ISO 8601)' });
 
-export const CreateWorkItemBody = Body({
-  title: Title,
+/** Every field but the title, optional on create and on PATCH alike. */
+const OptionalFields = {
   description: Type.Optional(Nullable(Description)),
   type: Type.Optional(ItemType),
   priority: Type.Optional(Priority),
@@ -50,20 +50,12 @@ export const CreateWorkItemBody = Body({
   assignee: Type.Optional(Nullable(Assignee)),
   labels: Type.Optional(Labels),
   due_date: Type.Optional(Nullable(DueDate)),
-});
+};
+
+export const CreateWorkItemBody = Body({ title: Title, ...OptionalFields });
 
 /** PATCH: the fields sent change; a status moves by the transitions table, as POST …/transition. */
-export const UpdateWorkItemBody = Body({
-  title: Type.Optional(Title),
-  description: Type.Optional(Nullable(Description)),
-  type: Type.Optional(ItemType),
-  priority: Type.Optional(Priority),
-  status: Type.Optional(Status),
-  resolution: Type.Optional(Nullable(Resolution)),
-  assignee: Type.Optional(Nullable(Assignee)),
-  labels: Type.Optional(Labels),
-  due_date: Type.Optional(Nullable(DueDate)),
-});
+export const UpdateWorkItemBody = Body({ title: Type.Optional(Title), ...OptionalFields });
 
 export const TransitionBody = Body({
   status: Status,
