@@ -33,6 +33,8 @@ import { buildLazySerializer } from './http/serialization.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { Jobs } from './jobs/jobs.ts';
+import { registerActivityRoutes } from './modules/activity/routes.ts';
+import { ActivityService } from './modules/activity/service.ts';
 import { registerAgentRoutes } from './modules/agents/routes.ts';
 import { AgentMe } from './modules/agents/schemas.ts';
 import { AgentsService, type ProviderKeyPorts } from './modules/agents/service.ts';
@@ -134,6 +136,9 @@ import { WebhookDispatcher } from './modules/webhooks/dispatcher.ts';
 import { registerWebhookRoutes } from './modules/webhooks/routes.ts';
 import { WebhookSender } from './modules/webhooks/sender.ts';
 import { WebhooksService } from './modules/webhooks/service.ts';
+import { WorkItemThreads } from './modules/work-items/comments-links.ts';
+import { registerWorkItemRoutes } from './modules/work-items/routes.ts';
+import { type WorkItemPorts, WorkItemsService } from './modules/work-items/service.ts';
 import { WorkspaceFiles } from './modules/workspaces/files.ts';
 import { registerWorkspaceRoutes } from './modules/workspaces/routes.ts';
 import { WorkspacesService } from './modules/workspaces/service.ts';
@@ -214,6 +219,9 @@ export interface Services {
   playbookScheduler: PlaybookScheduler;
   alertRules: AlertRulesService;
   alertEvaluator: AlertEvaluator;
+  workItems: WorkItemsService;
+  workItemThreads: WorkItemThreads;
+  activity: ActivityService;
 }
 
 export interface BuiltApp {
@@ -545,6 +553,16 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     ...evaluatorOptions(config.alertEvaluationIntervalSec),
     ...options.alerts,
   });
+  const workItemPorts: WorkItemPorts = {
+    isMember: (tx, teamId, userId) => teams.isMember(tx, teamId, userId),
+    isTeamAgent: async (tx, teamId, agentId) =>
+      (await agents.unknownAgentIds(tx, teamId, [agentId])).length === 0,
+    isTeamTask: (tx, teamId, id) => tasks.isTeamTask(tx, teamId, id),
+    isTeamPlaybookRun: (tx, teamId, id) => playbookRuns.isTeamRun(tx, teamId, id),
+  };
+  const workItems = new WorkItemsService(db, ctx, events, workItemPorts);
+  const workItemThreads = new WorkItemThreads(db, ctx, events, workItems, workItemPorts);
+  const activity = new ActivityService(db, ctx, events);
   const services: Services = {
     auth,
     teams,
@@ -591,6 +609,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     playbookScheduler,
     alertRules,
     alertEvaluator,
+    workItems,
+    workItemThreads,
+    activity,
   };
 
   const app = Fastify({
@@ -765,6 +786,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerChannelRoutes(app, channels, notifications);
   registerPlaybookRoutes(app, playbooks, playbookScheduler, playbookHooks);
   registerAlertRoutes(app, alertRules);
+  registerWorkItemRoutes(app, workItems, workItemThreads);
+  registerActivityRoutes(app, activity);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().

@@ -52,6 +52,11 @@ export const ID_PREFIXES = [
   // Alert rules and their firings.
   'alr',
   'alf',
+  // Work board items, their comments and links; activity feed entries.
+  'wki',
+  'wkc',
+  'wkl',
+  'act',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

@@ -558,6 +558,25 @@ beforeAll(async () => {
     201,
     'memory',
   ).id;
+  // A work item with a comment and a link to the task.
+  ids.workItem = must(
+    await t.call('POST', '/v1/work-items', { ...token(), body: { title: 'fuzz item' } }),
+    201,
+    'work item',
+  ).id;
+  ids.workItemComment = must(
+    await t.call('POST', `/v1/work-items/${ids.workItem}/comments`, { ...token(), body: { body: 'fuzz' } }),
+    201,
+    'work item comment',
+  ).id;
+  ids.workItemLink = must(
+    await t.call('POST', `/v1/work-items/${ids.workItem}/links`, {
+      ...token(),
+      body: { type: 'task', id: ids.task },
+    }),
+    201,
+    'work item link',
+  ).id;
 
   // An environment (its build runs in the background while the fuzzer works).
   ids.environment = must(
@@ -614,6 +633,8 @@ function pathValue(path: string, name: string): string {
   if (name === 'selector') return ids.selector!;
   if (name === 'file_id') return ids.file!;
   if (name === 'delivery_id') return ids.delivery!;
+  if (name === 'comment_id') return ids.workItemComment!;
+  if (name === 'link_id') return ids.workItemLink!;
   if (name === 'tag') return ids.hostTag!;
   if (name === '*') return 'fuzz.txt';
   if (name === 'name') {
@@ -644,6 +665,7 @@ function pathValue(path: string, name: string): string {
     // Made only when an in_app channel takes an event; a well-formed unknown id is answered 404.
     notifications: `ntf_${'0'.repeat(26)}`,
     'alert-rules': ids.alertRule,
+    'work-items': ids.workItem,
     // No run is made (it would start a task); a well-formed unknown id is answered 404.
     'playbook-runs': `pbr_${'0'.repeat(26)}`,
     hooks: `pbh_${'x'.repeat(43)}`,
@@ -718,6 +740,7 @@ function baseBody(method: string, path: string, schema: Schema | undefined): Rec
     'POST /v1/channels/test': { provider: 'slack', config: { webhook_url: chatUrl() } },
     'PUT /v1/channels/{id}/config': { config: { webhook_url: chatUrl() } },
     'PATCH /v1/channels/{id}': { events: ['agent.*'] },
+    'POST /v1/work-items/{id}/links': { type: 'task', id: ids.task },
     'POST /v1/alert-rules': { condition_type: 'cost_threshold', condition_config: { threshold_usd: 1 } },
     'POST /v1/snapshots': { sandbox_id: ids.capsule },
     'POST /v1/capsules/{id}/exec': { cmd: 'true' },

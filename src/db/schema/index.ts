@@ -1,3 +1,4 @@
+export * from './activity.ts';
 export * from './alerts.ts';
 export * from './analytics.ts';
 export * from './audit.ts';
@@ -17,4 +18,5 @@ export * from './secrets.ts';
 export * from './skills.ts';
 export * from './tasks.ts';
 export * from './webhooks.ts';
+export * from './work-items.ts';
 export * from './workspaces.ts';

@@ -3,6 +3,9 @@ import type { Clock } from '../../core/clock.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import type { RequestContext } from '../../core/request-context.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import type { ActivityLink } from '../../db/schema/activity.ts';
+import { activityEntryOf } from '../activity/entries.ts';
+import { activityAlongside } from '../activity/repo.ts';
 import { auditEntryOf } from './audit-entries.ts';
 import { auditAlongside } from './audit-repo.ts';
 import {
@@ -194,6 +197,39 @@ export interface EventMap {
     firing_id: string;
     evidence: Record<string, unknown>;
   };
+  // The work board (subject: the item). Titles, never descriptions or comments' text.
+  'work_item.created': {
+    title: string;
+    type: string;
+    priority: string;
+    status: string;
+    assignee_type: string | null;
+    assignee_id: string | null;
+  };
+  'work_item.updated': { title: string; changed_fields: string[] };
+  'work_item.status_changed': { title: string; from: string; to: string };
+  'work_item.assigned': {
+    title: string;
+    assignee_type: string | null;
+    assignee_id: string | null;
+    previous_type: string | null;
+    previous_id: string | null;
+  };
+  'work_item.commented': { title: string; comment_id: string; chars: number };
+  'work_item.comment_deleted': { title: string; comment_id: string };
+  'work_item.linked': { title: string; link_id: string; target_type: string; target_id: string };
+  'work_item.unlinked': { title: string; link_id: string; target_type: string; target_id: string };
+  'work_item.archived': { title: string };
+  'work_item.unarchived': { title: string };
+  /** What an agent reported doing (subject: the resource it names, if any); its activity entry is this event's. */
+  'activity.reported': {
+    action: string;
+    summary: string;
+    resource_type: string | null;
+    resource_id: string | null;
+    links: ActivityLink[];
+    details: Record<string, unknown>;
+  };
   /** Never in the outbox: what POST /v1/webhooks/{id}/test sends. */
   'webhook.test': { webhook_id: string };
 }
@@ -313,6 +349,17 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'playbook_run.failed': true,
   'playbook_run.cancelled': true,
   'playbook_run.skipped': true,
+  'work_item.created': true,
+  'work_item.updated': true,
+  'work_item.status_changed': true,
+  'work_item.assigned': true,
+  'work_item.commented': true,
+  'work_item.comment_deleted': true,
+  'work_item.linked': true,
+  'work_item.unlinked': true,
+  'work_item.archived': true,
+  'work_item.unarchived': true,
+  'activity.reported': true,
 };
 export const EVENT_TYPES: readonly EventType[] = Object.keys(EVENT_TYPE_SET) as EventType[];
 
@@ -337,13 +384,24 @@ export class EventsService {
   constructor(private readonly clock: Clock) {}
 
   /**
-   * Writes one outbox row, and its audit entry when it makes one (one
-   * statement); call it with the transaction that made the change.
+   * Writes one outbox row, its audit entry when it makes one and its activity
+   * entry when it is a team's (one statement); call it with the transaction
+   * that made the change.
    */
   async record<T extends EventType>(tx: DbOrTx, event: EventInput<T>): Promise<void> {
+    await this.recordWithId(tx, event);
+  }
+
+  /** record(), answering the event's id (for a reader of what the event made, e.g. its activity entry). */
+  async recordWithId<T extends EventType>(tx: DbOrTx, event: EventInput<T>): Promise<string> {
     const row = this.row(event);
     const audit = auditEntryOf(row, event.via);
-    await insertEvent(tx, row, audit ? [auditAlongside(tx, [audit])] : []);
+    const activity = activityEntryOf(row);
+    await insertEvent(tx, row, [
+      ...(audit ? [auditAlongside(tx, [audit])] : []),
+      ...(activity ? [activityAlongside(tx, [activity])] : []),
+    ]);
+    return row.id;
   }
 
   /**
@@ -355,7 +413,12 @@ export class EventsService {
   alongside(db: DbOrTx, events: Array<EventInput<EventType>>): WithSubquery[] {
     const rows = events.map((e) => this.row(e));
     const audit = rows.flatMap((row, i) => auditEntryOf(row, events[i]!.via) ?? []);
-    return [eventsAlongside(db, rows), ...(audit.length > 0 ? [auditAlongside(db, audit)] : [])];
+    const activity = rows.flatMap((row) => activityEntryOf(row) ?? []);
+    return [
+      eventsAlongside(db, rows),
+      ...(audit.length > 0 ? [auditAlongside(db, audit)] : []),
+      ...(activity.length > 0 ? [activityAlongside(db, activity)] : []),
+    ];
   }
 
   /**

@@ -247,6 +247,11 @@ export class TeamsService {
     return this.memberResult(teamId, toUserId);
   }
 
+  /** Whether the user is a member of the (live) team now: whom the work board may assign. */
+  async isMember(tx: DbOrTx, teamId: TeamId, userId: string): Promise<boolean> {
+    return (await repo.findMembership(tx, teamId, userId)) !== undefined;
+  }
+
   /** Which of `emails` (normalised) belong to the team's members now: who alert rules may e-mail. */
   memberEmailsAmong(tx: DbOrTx, teamId: TeamId, emails: string[]): Promise<string[]> {
     return repo.memberEmailsAmong(tx, teamId, emails);

@@ -1,8 +1,8 @@
 import type { Context } from '../../core/context.ts';
 import { AppError, ConflictError, NotFoundError } from '../../core/errors.ts';
-import { idOrNotFound, newId, type TeamId } from '../../core/ids.ts';
+import { idOrNotFound, isId, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import type { FiredBy, NotifyOn } from '../../db/schema/playbooks.ts';
 import type { EventsService } from '../events/service.ts';
 import { type Actor, actorOf, managedTeam, type Principal, systemPrincipal } from '../identity/principal.ts';
@@ -357,6 +357,11 @@ export class PlaybookRuns {
       ...(q.status !== undefined ? { status: q.status } : {}),
     };
     return pageOf(q, (cursor, rows) => repo.listRuns(this.db, teamId, filter, cursor, rows), runView);
+  }
+
+  /** For modules that point at playbook runs (the work board's links): whether `raw` is a run of the team. */
+  async isTeamRun(tx: DbOrTx, teamId: TeamId, raw: string): Promise<boolean> {
+    return isId(raw, 'pbr') && (await repo.findRun(tx, teamId, raw)) !== undefined;
   }
 
   private async found(teamId: TeamId, raw: string): Promise<repo.RunRow> {

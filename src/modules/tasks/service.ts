@@ -1,6 +1,6 @@
 import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
-import { idOrNotFound, newId, type TeamId } from '../../core/ids.ts';
+import { idOrNotFound, isId, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
@@ -211,6 +211,11 @@ export class TasksService {
       ...(q.created_before !== undefined ? { createdBefore: new Date(q.created_before) } : {}),
     };
     return pageOf(q, (cursor, rows) => repo.listTasks(this.db, teamId, filter, cursor, rows), taskView);
+  }
+
+  /** For modules that point at tasks (the work board's links): whether `raw` is a task of the team. */
+  async isTeamTask(tx: DbOrTx, teamId: TeamId, raw: string): Promise<boolean> {
+    return isId(raw, 'task') && (await repo.findTask(tx, teamId, raw)) !== undefined;
   }
 
   private async found(teamId: TeamId, raw: string): Promise<repo.TaskRow> {
