@@ -52,6 +52,8 @@ export const ID_PREFIXES = [
   // Alert rules and their firings.
   'alr',
   'alf',
+  // Jobs of the work queues that outside workers pull.
+  'qjob',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

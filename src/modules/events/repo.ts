@@ -8,9 +8,15 @@ import { events } from '../../db/schema/index.ts';
 
 export type EventInsert = typeof events.$inferInsert;
 
-/** One outbox row, in the caller's transaction (the one that made the change), with rows that go with it. */
-export async function insertEvent(tx: DbOrTx, row: EventInsert, alongside: WithSubquery[]): Promise<void> {
-  await (alongside.length > 0 ? tx.with(...alongside) : tx).insert(events).values(row);
+/** Outbox rows, in the caller's transaction (the one that made the change), with rows that go with them. */
+export async function insertEvent(
+  tx: DbOrTx,
+  row: EventInsert | EventInsert[],
+  alongside: WithSubquery[],
+): Promise<void> {
+  await (alongside.length > 0 ? tx.with(...alongside) : tx)
+    .insert(events)
+    .values(Array.isArray(row) ? row : [row]);
 }
 
 /**

@@ -194,6 +194,24 @@ export interface EventMap {
     firing_id: string;
     evidence: Record<string, unknown>;
   };
+  // Work-queue jobs (subject: the job). Never the payload or the result.
+  'queue_job.submitted': { queue: string; type: string; priority: number };
+  'queue_job.completed': { queue: string; type: string; attempts: number; worker_id: string | null };
+  'queue_job.failed': {
+    queue: string;
+    type: string;
+    attempts: number;
+    worker_id: string | null;
+    reason: string;
+  };
+  'queue_job.retried': {
+    queue: string;
+    type: string;
+    attempts: number;
+    worker_id: string | null;
+    reason: string;
+  };
+  'queue_job.cancelled': { queue: string; type: string; from: string };
   /** Never in the outbox: what POST /v1/webhooks/{id}/test sends. */
   'webhook.test': { webhook_id: string };
 }
@@ -313,6 +331,11 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'playbook_run.failed': true,
   'playbook_run.cancelled': true,
   'playbook_run.skipped': true,
+  'queue_job.submitted': true,
+  'queue_job.completed': true,
+  'queue_job.failed': true,
+  'queue_job.retried': true,
+  'queue_job.cancelled': true,
 };
 export const EVENT_TYPES: readonly EventType[] = Object.keys(EVENT_TYPE_SET) as EventType[];
 
@@ -344,6 +367,14 @@ export class EventsService {
     const row = this.row(event);
     const audit = auditEntryOf(row, event.via);
     await insertEvent(tx, row, audit ? [auditAlongside(tx, [audit])] : []);
+  }
+
+  /** Many outbox rows (and their audit entries) in one statement, in the caller's transaction. */
+  async recordAll(tx: DbOrTx, events: Array<EventInput<EventType>>): Promise<void> {
+    if (events.length === 0) return;
+    const rows = events.map((e) => this.row(e));
+    const audit = rows.flatMap((row, i) => auditEntryOf(row, events[i]!.via) ?? []);
+    await insertEvent(tx, rows, audit.length > 0 ? [auditAlongside(tx, audit)] : []);
   }
 
   /**
