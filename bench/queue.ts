@@ -5,7 +5,7 @@
 // Postgres database when BENCH_DATABASE_URL is set. The server is built in
 // this process (buildApp, as `paddock serve` builds it); the jobs are seeded
 // by SQL so that only claims and completions are timed. A worker sends its
-// next claim as soon as its completion is answered.
+// next claim as soon as its completion is answered. BENCH_PGLITE=0 skips PGlite.
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -70,10 +70,22 @@ async function measure(label: string, database: Database): Promise<Figures> {
     });
     const token = str(signup.session_token, 'session_token');
     const teamId = str((signup.team as Json).id, 'team id');
-    const key = str(
-      (await api(base, 'POST', '/v1/api-keys', token, { name: 'workers', scopes: ['queue'] })).key,
-      'key',
-    );
+    // Workers authenticate as an agent (pda_, its key cached by the server) or, with
+    // BENCH_KEY=team, with a team key of the queue scope (looked up and its use logged per call).
+    let key: string;
+    if (process.env.BENCH_KEY === 'team') {
+      key = str(
+        (await api(base, 'POST', '/v1/api-keys', token, { name: 'workers', scopes: ['queue'] })).key,
+        'key',
+      );
+    } else {
+      const policy = await api(base, 'POST', '/v1/policies', token, { name: 'bench-queue' });
+      const agent = await api(base, 'POST', '/v1/agents', token, {
+        name: 'bench-queue-worker',
+        policy_id: str(policy.id, 'policy id'),
+      });
+      key = str(agent.api_key, 'agent api_key');
+    }
     // Ids as newId makes them (time-ordered), seeded in one statement.
     await rawQuery(
       database.db,
@@ -149,13 +161,15 @@ async function main(): Promise<number> {
   );
   const results: Figures[] = [];
   try {
-    const pgliteDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-queue-db-'));
-    const embedded = await openPglite({ dataDir: pgliteDir });
-    try {
-      results.push(await measure('PGlite', embedded));
-    } finally {
-      await embedded.close();
-      rmSync(pgliteDir, { recursive: true, force: true });
+    if (process.env.BENCH_PGLITE !== '0') {
+      const pgliteDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-queue-db-'));
+      const embedded = await openPglite({ dataDir: pgliteDir });
+      try {
+        results.push(await measure('PGlite', embedded));
+      } finally {
+        await embedded.close();
+        rmSync(pgliteDir, { recursive: true, force: true });
+      }
     }
     if (POSTGRES_URL) {
       const fresh = await freshPostgres(POSTGRES_URL);

@@ -11,6 +11,7 @@ import {
   eventsAlongside,
   eventsByIds,
   insertEvent,
+  insertEventBatch,
   latestEventId,
 } from './repo.ts';
 import { type EventView, eventView } from './stream.ts';
@@ -373,8 +374,11 @@ export class EventsService {
   async recordAll(tx: DbOrTx, events: Array<EventInput<EventType>>): Promise<void> {
     if (events.length === 0) return;
     const rows = events.map((e) => this.row(e));
-    const audit = rows.flatMap((row, i) => auditEntryOf(row, events[i]!.via) ?? []);
-    await insertEvent(tx, rows, audit.length > 0 ? [auditAlongside(tx, audit)] : []);
+    await insertEventBatch(
+      tx,
+      rows,
+      rows.flatMap((row, i) => auditEntryOf(row, events[i]!.via) ?? []),
+    );
   }
 
   /**

@@ -172,7 +172,10 @@ export class QueuesService {
     const teamId = this.worker(principal);
     const limit = input.batch_size ?? 1;
     const take = () =>
-      repo.claimJobs(this.db, teamId, queue, input.worker_id, input.types, limit, this.ctx.clock.now());
+      this.db.transaction(async (tx) => {
+        await repo.relaxCommit(tx);
+        return repo.claimJobs(tx, teamId, queue, input.worker_id, input.types, limit, this.ctx.clock.now());
+      });
     let rows = await take();
     const waitSec = input.wait_sec ?? 0;
     if (rows.length === 0 && waitSec > 0) {
@@ -262,6 +265,7 @@ export class QueuesService {
   ): Promise<repo.JobRow[]> {
     if (jobs.length === 0) return [];
     return this.db.transaction(async (tx) => {
+      await repo.relaxCommit(tx);
       const rows = await repo.completeJobs(tx, teamId, queue, workerId, jobs, this.ctx.clock.now());
       await this.record(tx, actorOf(principal), teamId, rows, (row) => ({
         type: 'queue_job.completed',
