@@ -1,6 +1,6 @@
 import { and, eq, like } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { events } from '../../src/db/schema/index.ts';
+import { auditLogs, events } from '../../src/db/schema/index.ts';
 import { type CallOptions, createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { expectError } from '../support/errors.ts';
 import { createAgent, type Json } from '../support/factories.ts';
@@ -199,6 +199,13 @@ describe('leases', () => {
       'not_lease_holder',
     );
     expect(await outbox(job.id)).toEqual(['queue_job.submitted', 'queue_job.completed']);
+    // The worker's polling is not audited; its completion is, with its event.
+    const audit = await t.database.db.select().from(auditLogs).where(eq(auditLogs.teamId, u.team.id));
+    expect(audit.filter((a) => a.route?.includes('/claim') || a.route?.includes('/heartbeat'))).toEqual([]);
+    expect(audit.filter((a) => a.resourceId === job.id).map((a) => a.action)).toEqual([
+      'queue_job.submitted',
+      'queue_job.completed',
+    ]);
   });
 
   it('a reported failure is retried after a backoff while attempts remain; retry: false fails it at once', async () => {

@@ -11,6 +11,11 @@ export function registerQueueRoutes(app: App, queues: QueuesService): void {
   const tags = ['queues'];
   // Workers: agent keys, and team keys with the queue scope (write and admin include it).
   const worker = { auth: { scope: 'queue', agent: 'also' } as const };
+  // Claims and heartbeats are a worker's polling (a claim that finds nothing changes nothing):
+  // like a sandbox host's heartbeats they make no audit entry; what they did shows on the job
+  // (worker_id, claimed_at, attempts, lease_expires_at). Completions and failures are audited
+  // with their events.
+  const polling = { ...worker, audit: false as const };
   const submit = { auth: { scope: 'write', agent: 'also' } as const };
   const read = { auth: { scope: 'read' } as const };
   const readJob = { auth: { scope: 'read', agent: 'also' } as const };
@@ -66,7 +71,7 @@ export function registerQueueRoutes(app: App, queues: QueuesService): void {
   app.post(
     '/v1/queues/:name/claim',
     {
-      config: worker,
+      config: polling,
       schema: {
         tags,
         summary:
@@ -108,7 +113,7 @@ export function registerQueueRoutes(app: App, queues: QueuesService): void {
     app.post(
       `/v1/queues/:name/jobs/:id/${path}`,
       {
-        config: worker,
+        config: path === 'heartbeat' ? polling : worker,
         schema: {
           tags,
           summary,
