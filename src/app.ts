@@ -105,6 +105,8 @@ import { registerPolicyRoutes } from './modules/policies/routes.ts';
 import { PoliciesService, type PolicyRunsPort } from './modules/policies/service.ts';
 import { registerProviderRoutes } from './modules/providers/routes.ts';
 import { ProvidersService } from './modules/providers/service.ts';
+import { registerQueueRoutes } from './modules/queues/routes.ts';
+import { QueuesService } from './modules/queues/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
 import { RunsService } from './modules/runs/service.ts';
 import type { SandboxHost } from './modules/sandboxes/host.ts';
@@ -208,6 +210,7 @@ export interface Services {
   tasks: TasksService;
   taskRunner: TaskRunner;
   memories: MemoriesService;
+  queues: QueuesService;
   workspaces: WorkspacesService;
   webhooks: WebhooksService;
   webhookDeliveries: WebhookDeliveries;
@@ -444,6 +447,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     events,
     async (tx, teamId, agentId) => (await agents.unknownAgentIds(tx, teamId, [agentId])).length === 0,
   );
+  const queues = new QueuesService(db, ctx, events, {
+    sweepIntervalSec: config.queueSweepIntervalSec,
+    pollIntervalMs: config.queuePollIntervalMs,
+    retentionDays: config.queueRetentionDays,
+  });
   const toolSources: ToolSource[] = [
     new McpToolSource(ctx, outbound),
     skillToolSource(skills),
@@ -598,6 +606,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     tasks,
     taskRunner,
     memories,
+    queues,
     workspaces,
     webhooks,
     webhookDeliveries,
@@ -780,6 +789,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerHostRoutes(app, hosts);
   registerTaskRoutes(app, tasks, ctx.timers);
   registerMemoryRoutes(app, memories);
+  registerQueueRoutes(app, queues);
   registerEventRoutes(app, eventStream, ctx.timers);
   registerAuditRoutes(app, audit);
   registerWebhookRoutes(app, webhooks);
@@ -818,12 +828,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     webhookDispatcher.start();
     playbookScheduler.start();
     alertEvaluator.start();
+    queues.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
     // Jobs first: a build in hand is told to stop (and its capsule removed) before waits end early.
     environmentBuilder.close();
     taskRunner.stop();
+    queues.stop();
     workspaces.stopSweeps();
     eventRetention.stop();
     auditRetention.stop();

@@ -47,6 +47,12 @@ export interface Config {
   taskLostAfterSec: number;
   /** Outbox events older than this many days are deleted (0: kept forever). */
   eventRetentionDays: number;
+  /** How often expired work-queue leases are returned to their queue (or failed), in seconds. */
+  queueSweepIntervalSec: number;
+  /** How often a waiting claim (wait_sec) looks for jobs again, in milliseconds. */
+  queuePollIntervalMs: number;
+  /** Ended work-queue jobs are deleted this many days after they ended (0: kept forever). */
+  queueRetentionDays: number;
   /** How often each active alert rule is evaluated, in seconds. */
   alertEvaluationIntervalSec: number;
   /** Audit log entries older than this many days are deleted (0: kept forever). */
@@ -323,6 +329,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     taskConcurrency: int('PADDOCK_TASK_CONCURRENCY', env.PADDOCK_TASK_CONCURRENCY, 16, 1, 256),
     taskLostAfterSec: int('PADDOCK_TASK_LOST_AFTER_SEC', env.PADDOCK_TASK_LOST_AFTER_SEC, 30, 2, 3600),
     eventRetentionDays: int('PADDOCK_EVENT_RETENTION_DAYS', env.PADDOCK_EVENT_RETENTION_DAYS, 30, 0, 36_500),
+    queueSweepIntervalSec: int(
+      'PADDOCK_QUEUE_SWEEP_INTERVAL_SEC',
+      env.PADDOCK_QUEUE_SWEEP_INTERVAL_SEC,
+      10,
+      1,
+      3600,
+    ),
+    queuePollIntervalMs: int(
+      'PADDOCK_QUEUE_POLL_INTERVAL_MS',
+      env.PADDOCK_QUEUE_POLL_INTERVAL_MS,
+      1000,
+      50,
+      30_000,
+    ),
+    queueRetentionDays: int('PADDOCK_QUEUE_RETENTION_DAYS', env.PADDOCK_QUEUE_RETENTION_DAYS, 7, 0, 36_500),
     alertEvaluationIntervalSec: int(
       'PADDOCK_ALERT_EVALUATION_INTERVAL_SEC',
       env.PADDOCK_ALERT_EVALUATION_INTERVAL_SEC,

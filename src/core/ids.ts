@@ -57,6 +57,8 @@ export const ID_PREFIXES = [
   'wkc',
   'wkl',
   'act',
+  // Jobs of the work queues that outside workers pull.
+  'qjob',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

@@ -515,6 +515,11 @@ beforeAll(async () => {
     201,
     'webhook',
   ).id;
+  ids.queueJob = must(
+    await t.call('POST', '/v1/queues/fuzz-queue/jobs', { ...token(), body: { type: 'fuzz' } }),
+    201,
+    'queue job',
+  ).id;
   ids.playbook = must(
     await t.call('POST', '/v1/playbooks', {
       ...token(),
@@ -642,6 +647,7 @@ function pathValue(path: string, name: string): string {
     if (resource === 'agents') return ids.agentName!;
     if (resource === 'provider-keys') return ids.providerKeyName!;
     if (resource === 'snapshots') return ids.snapshot!;
+    if (resource === 'queues') return 'fuzz-queue';
   }
   const byResource: Record<string, string | undefined> = {
     me: ids.session,
@@ -660,6 +666,7 @@ function pathValue(path: string, name: string): string {
     workspaces: ids.workspace,
     memories: ids.memory,
     webhooks: ids.webhook,
+    queues: ids.queueJob,
     playbooks: ids.playbook,
     channels: ids.channel,
     // Made only when an in_app channel takes an event; a well-formed unknown id is answered 404.

@@ -116,7 +116,7 @@ export const apiKeys = pgTable(
     /** After a rotate: the old key's hash, valid until previous_key_expires_at. */
     previousKeyHash: text('previous_key_hash'),
     previousKeyExpiresAt: ts('previous_key_expires_at'),
-    scopes: jsonb('scopes').$type<Array<'read' | 'write' | 'admin'>>().notNull(),
+    scopes: jsonb('scopes').$type<Array<'read' | 'write' | 'admin' | 'queue'>>().notNull(),
     active: boolean('active').notNull().default(true),
     expiresAt: ts('expires_at'),
     revokedAt: ts('revoked_at'),

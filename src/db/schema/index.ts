@@ -11,6 +11,7 @@ export * from './identity.ts';
 export * from './mail.ts';
 export * from './memories.ts';
 export * from './playbooks.ts';
+export * from './queues.ts';
 export * from './rate-limits.ts';
 export * from './responses.ts';
 export * from './sandboxes.ts';

@@ -16,6 +16,11 @@ export function activityAlongside(db: DbOrTx, rows: ActivityInsert[]): WithSubqu
     .as(db.insert(activityEntries).values(rows).returning({ id: activityEntries.id }));
 }
 
+/** Activity entries as a statement of their own (a batch of events recorded in one transaction). */
+export async function insertActivity(db: DbOrTx, rows: ActivityInsert[]): Promise<void> {
+  if (rows.length > 0) await db.insert(activityEntries).values(rows);
+}
+
 export interface ActivityFilter {
   actorType?: ActivityActorType | undefined;
   actorId?: string | undefined;

@@ -5,7 +5,7 @@ import type { RequestContext } from '../../core/request-context.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import type { ActivityLink } from '../../db/schema/activity.ts';
 import { activityEntryOf } from '../activity/entries.ts';
-import { activityAlongside } from '../activity/repo.ts';
+import { activityAlongside, insertActivity } from '../activity/repo.ts';
 import { auditEntryOf } from './audit-entries.ts';
 import { auditAlongside } from './audit-repo.ts';
 import {
@@ -14,6 +14,7 @@ import {
   eventsAlongside,
   eventsByIds,
   insertEvent,
+  insertEventBatch,
   latestEventId,
 } from './repo.ts';
 import { type EventView, eventView } from './stream.ts';
@@ -230,6 +231,24 @@ export interface EventMap {
     links: ActivityLink[];
     details: Record<string, unknown>;
   };
+  // Work-queue jobs (subject: the job). Never the payload or the result.
+  'queue_job.submitted': { queue: string; type: string; priority: number };
+  'queue_job.completed': { queue: string; type: string; attempts: number; worker_id: string | null };
+  'queue_job.failed': {
+    queue: string;
+    type: string;
+    attempts: number;
+    worker_id: string | null;
+    reason: string;
+  };
+  'queue_job.retried': {
+    queue: string;
+    type: string;
+    attempts: number;
+    worker_id: string | null;
+    reason: string;
+  };
+  'queue_job.cancelled': { queue: string; type: string; from: string };
   /** Never in the outbox: what POST /v1/webhooks/{id}/test sends. */
   'webhook.test': { webhook_id: string };
 }
@@ -360,6 +379,11 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'work_item.archived': true,
   'work_item.unarchived': true,
   'activity.reported': true,
+  'queue_job.submitted': true,
+  'queue_job.completed': true,
+  'queue_job.failed': true,
+  'queue_job.retried': true,
+  'queue_job.cancelled': true,
 };
 export const EVENT_TYPES: readonly EventType[] = Object.keys(EVENT_TYPE_SET) as EventType[];
 
@@ -402,6 +426,21 @@ export class EventsService {
       ...(activity ? [activityAlongside(tx, [activity])] : []),
     ]);
     return row.id;
+  }
+
+  /** Many outbox rows and their audit entries in one statement, their activity entries in a second: in the caller's transaction. */
+  async recordAll(tx: DbOrTx, events: Array<EventInput<EventType>>): Promise<void> {
+    if (events.length === 0) return;
+    const rows = events.map((e) => this.row(e));
+    await insertEventBatch(
+      tx,
+      rows,
+      rows.flatMap((row, i) => auditEntryOf(row, events[i]!.via) ?? []),
+    );
+    await insertActivity(
+      tx,
+      rows.flatMap((row) => activityEntryOf(row) ?? []),
+    );
   }
 
   /**

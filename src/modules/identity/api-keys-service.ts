@@ -78,6 +78,7 @@ export class ApiKeysService {
       teamId: key.teamId,
       role: null,
       scope: highestScope(key.scopes),
+      ...(key.scopes.includes('queue') ? { alsoQueue: true } : {}),
       isPlatformAdmin: false,
       apiKeyId: key.id,
       apiKeyVersion: version,

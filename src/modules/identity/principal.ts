@@ -5,22 +5,33 @@ import type { RequestContext } from '../../core/request-context.ts';
 export const ROLES = ['owner', 'admin', 'member', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 
-export const SCOPES = ['read', 'write', 'admin'] as const;
+/**
+ * read < write < admin, and `queue` beside them: a worker's key, which
+ * claims and completes work-queue jobs and reaches nothing else; write and
+ * admin include it.
+ */
+export const SCOPES = ['read', 'write', 'admin', 'queue'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-const SCOPE_RANK: Record<Scope, number> = { read: 1, write: 2, admin: 3 };
+const SCOPE_RANK: Record<Exclude<Scope, 'queue'>, number> = { read: 1, write: 2, admin: 3 };
 
 /** A member's role grants a scope: viewers read, members write, admins and owners administer. */
 export function scopeOfRole(role: Role): Scope {
   return role === 'viewer' ? 'read' : role === 'member' ? 'write' : 'admin';
 }
 
-/** Scopes are hierarchical (read < write < admin): a key's scope is its highest. */
+/** Scopes are hierarchical (read < write < admin): a key's scope is its highest; `queue` alone is `queue`. */
 export function highestScope(scopes: readonly Scope[]): Scope {
-  return scopes.reduce<Scope>((best, s) => (SCOPE_RANK[s] > SCOPE_RANK[best] ? s : best), 'read');
+  if (scopes.length > 0 && scopes.every((s) => s === 'queue')) return 'queue';
+  return scopes.reduce<Exclude<Scope, 'queue'>>(
+    (best, s) => (s !== 'queue' && SCOPE_RANK[s] > SCOPE_RANK[best] ? s : best),
+    'read',
+  );
 }
 
 export function scopeAllows(have: Scope, need: Scope): boolean {
+  if (need === 'queue') return have === 'queue' || have === 'write' || have === 'admin';
+  if (have === 'queue') return false;
   return SCOPE_RANK[have] >= SCOPE_RANK[need];
 }
 
@@ -39,6 +50,8 @@ export interface Principal {
   role: Role | null;
   /** What this principal may do in `teamId`. */
   scope: Scope;
+  /** A team key holding `queue` beside read (read + queue): it may also do a worker's calls. */
+  alsoQueue?: boolean;
   isPlatformAdmin: boolean;
   sessionId?: string;
   apiKeyId?: string;
@@ -64,7 +77,7 @@ export function systemPrincipal(teamId: TeamId, actor: string): Principal {
 }
 
 export function requireScope(principal: Principal, need: Scope): void {
-  if (!scopeAllows(principal.scope, need)) {
+  if (!scopeAllows(principal.scope, need) && !(need === 'queue' && principal.alsoQueue === true)) {
     const who =
       principal.kind === 'session'
         ? `your role (${principal.role})`

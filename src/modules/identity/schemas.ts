@@ -13,7 +13,12 @@ export const InvitableRole = Type.Union(
     description: 'owner cannot be granted: ownership is transferred',
   },
 );
-export const ScopeSchema = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('admin')]);
+export const ScopeSchema = Type.Union([
+  Type.Literal('read'),
+  Type.Literal('write'),
+  Type.Literal('admin'),
+  Type.Literal('queue'),
+]);
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
 const Password = Type.String({ minLength: 8, maxLength: 200, description: 'at least 8 characters' });
@@ -185,8 +190,9 @@ export const ApiKeyWithSecret = Type.Object({
 const KeyName = Type.String({ minLength: 1, maxLength: 100, pattern: '\\S' });
 const Scopes = Type.Array(ScopeSchema, {
   minItems: 1,
-  maxItems: 3,
-  description: 'read < write < admin; default ["write"]',
+  maxItems: 4,
+  description:
+    'read < write < admin; default ["write"]. queue: a worker key that only claims and completes work-queue jobs (write and admin include it)',
 });
 export const CreateApiKeyBody = Body({
   name: KeyName,
