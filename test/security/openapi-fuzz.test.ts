@@ -463,6 +463,8 @@ beforeAll(async () => {
     201,
     'secret',
   ).id;
+  // Its value comes back from POST /v1/secrets/{id}/reveal: the log must not hold it.
+  secrets.add('fuzz-value-1234');
   ids.skill = must(
     await t.call('POST', '/v1/skills', {
       ...token(),
@@ -621,6 +623,7 @@ function pathValue(path: string, name: string): string {
     if (resource === 'agents') return ids.agentName!;
     if (resource === 'provider-keys') return ids.providerKeyName!;
     if (resource === 'snapshots') return ids.snapshot!;
+    if (resource === 'secrets') return 'FUZZ_SECRET';
   }
   const byResource: Record<string, string | undefined> = {
     me: ids.session,

@@ -200,10 +200,7 @@ export class SecretsService {
       updatedAt: this.ctx.clock.now(),
     };
     if (input.scope !== undefined || input.agent_ids !== undefined) {
-      const scope = input.scope ?? (input.agent_ids?.length ? 'agents' : existing.scope);
-      const agentIds = (
-        scope === 'all' ? (input.agent_ids ?? []) : (input.agent_ids ?? existing.agentIds)
-      ) as AgentId[];
+      const { scope, agentIds } = nextScope(existing, input);
       await this.checkScope(tx, existing.teamId, scope, agentIds);
       patch.scope = scope;
       patch.agentIds = agentIds;
@@ -298,10 +295,7 @@ export class SecretsService {
           patch.valueVersion = existing.valueVersion + 1;
           changed.push('value');
         }
-        const scope = input.scope ?? (input.agent_ids?.length ? 'agents' : existing.scope);
-        const agentIds = (
-          scope === 'all' ? (input.agent_ids ?? []) : (input.agent_ids ?? existing.agentIds)
-        ) as AgentId[];
+        const { scope, agentIds } = nextScope(existing, input);
         if (input.scope !== undefined || input.agent_ids !== undefined) {
           await this.checkScope(tx, teamId, scope, agentIds);
           if (scope !== existing.scope) changed.push('scope');
@@ -358,6 +352,18 @@ export class SecretsService {
       value: this.sealer.open(r.sealedValue, secretSealContext(r.id)),
     }));
   }
+}
+
+/** The scope a change makes: agent_ids alone means scope agents; scope all clears agent_ids. */
+function nextScope(
+  existing: repo.SecretRow,
+  input: { scope?: 'all' | 'agents' | undefined; agent_ids?: string[] | undefined },
+): { scope: 'all' | 'agents'; agentIds: AgentId[] } {
+  const scope = input.scope ?? (input.agent_ids?.length ? 'agents' : existing.scope);
+  const agentIds = (
+    scope === 'all' ? (input.agent_ids ?? []) : (input.agent_ids ?? existing.agentIds)
+  ) as AgentId[];
+  return { scope, agentIds };
 }
 
 /** History cursors are `v<version>`. */
