@@ -162,6 +162,7 @@ export async function agentsKpi(
   db: Db,
   q: TasksRange & { sort: AgentKpiSort; descending: boolean; limit: number },
 ): Promise<AgentKpiRow[]> {
+  // tasksWithRuns binds the team first: it is $1 below too.
   const params: unknown[] = [];
   const wait = `extract(epoch from t.started_at - t.created_at) * 1000`;
   const direction = q.descending ? 'desc' : 'asc';
