@@ -284,6 +284,15 @@ describe('PUT /v1/secrets/{name}', () => {
     expect(kept.body).toMatchObject({ scope: 'agents', agent_ids: [agent.id], value_version: 2 });
     const widened = await put(g.owner.token, name, { value: value('s3'), scope: 'all' });
     expect(widened.body).toMatchObject({ scope: 'all', agent_ids: [], value_version: 3 });
+    // By id it only rotates: an unknown id, or another team's, is a 404 and makes nothing.
+    const byId = await put(g.owner.token, made.body.id, { value: value('s4') });
+    expect(byId.status).toBe(200);
+    expect(byId.body).toMatchObject({ name, value_version: 4 });
+    const unknown = await put(g.owner.token, `sec_${'0'.repeat(26)}`, { value: value('s5') });
+    expect(unknown.status).toBe(404);
+    const stranger = await t.signup();
+    expect((await put(stranger.token, made.body.id, { value: value('s6') })).status).toBe(404);
+    expect((await call('GET', '/v1/secrets', { token: stranger.token })).body.data).toEqual([]);
   });
 
   it('two PUTs of a new name at once make one secret at version 2', async () => {

@@ -623,7 +623,6 @@ function pathValue(path: string, name: string): string {
     if (resource === 'agents') return ids.agentName!;
     if (resource === 'provider-keys') return ids.providerKeyName!;
     if (resource === 'snapshots') return ids.snapshot!;
-    if (resource === 'secrets') return 'FUZZ_SECRET';
   }
   const byResource: Record<string, string | undefined> = {
     me: ids.session,

@@ -70,20 +70,20 @@ export function registerSecretRoutes(app: App, secrets: SecretsService): void {
   );
 
   app.put(
-    '/v1/secrets/:name',
+    '/v1/secrets/:id',
     {
       config: admin,
       schema: {
         tags,
         summary:
-          'Create the secret with this name (201), or give it a new value (200: its next version); scope and agent_ids change only when sent',
-        params: s.SecretNameParams,
+          'By name: create the secret (201) or give it a new value (200: its next version); by id: a new value. scope and agent_ids change only when sent',
+        params: s.SecretRefParams,
         body: s.PutSecretBody,
-        response: { 200: s.Secret, 201: s.Secret, ...errorResponses() },
+        response: { 200: s.Secret, 201: s.Secret, ...errorResponses(404) },
       },
     },
     async (request, reply) => {
-      const { created, secret } = await secrets.put(principalOf(request), request.params.name, request.body);
+      const { created, secret } = await secrets.put(principalOf(request), request.params.id, request.body);
       return reply.status(created ? 201 : 200).send(secret);
     },
   );

@@ -62,8 +62,6 @@ export const SecretRefParams = Type.Object(
   { additionalProperties: false },
 );
 
-export const SecretNameParams = Type.Object({ name: SecretName }, { additionalProperties: false });
-
 export const SecretHistoryQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),

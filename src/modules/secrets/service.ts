@@ -7,7 +7,7 @@ import { pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
-import { ENV_NAME_PATTERN, MAX_NAME_LENGTH } from '../sandboxes/envs.ts';
+import { ENV_NAME_PATTERN, MAX_NAME_LENGTH, NAME_RULE } from '../sandboxes/envs.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
 import { secretVersionView, secretView } from './views.ts';
@@ -55,9 +55,12 @@ async function findByRef(
   lock?: 'update',
 ): Promise<repo.SecretRow | undefined> {
   if (isId(ref, 'sec')) return repo.findSecret(db, teamId, ref, lock);
-  if (ref.length <= MAX_NAME_LENGTH && SECRET_NAME.test(ref))
-    return repo.findSecretByName(db, teamId, ref, lock);
+  if (isSecretName(ref)) return repo.findSecretByName(db, teamId, ref, lock);
   return undefined;
+}
+
+function isSecretName(ref: string): boolean {
+  return ref.length <= MAX_NAME_LENGTH && SECRET_NAME.test(ref);
 }
 
 /**
@@ -165,17 +168,20 @@ export class SecretsService {
 
   /**
    * PUT by name: creates the secret (201) or gives it a new value (200, the
-   * next version; scope and agent_ids change only when sent). Two PUTs of a
-   * new name at once: the one that loses the insert rotates the other's.
+   * next version; scope and agent_ids change only when sent). By id: only
+   * rotates (an unknown id is a 404). Two PUTs of a new name at once: the
+   * one that loses the insert rotates the other's.
    */
-  async put(principal: Principal, name: string, input: PutSecretInput) {
+  async put(principal: Principal, ref: string, input: PutSecretInput) {
     const teamId = this.team(principal, 'admin');
+    if (!isId(ref) && !isSecretName(ref))
+      throw new ValidationError(`the secret's name is invalid: ${NAME_RULE}`, { id: NAME_RULE });
     const attempt = () =>
       this.db.transaction(async (tx) => {
-        const existing = await repo.findSecretByName(tx, teamId, name, 'update');
-        if (!existing)
-          return { created: true, row: await this.insert(tx, principal, teamId, { ...input, name }) };
-        return { created: false, row: await this.rotate(tx, principal, existing, input) };
+        const existing = await findByRef(tx, teamId, ref, 'update');
+        if (existing) return { created: false, row: await this.rotate(tx, principal, existing, input) };
+        if (isId(ref)) throw new NotFoundError('secret', ref);
+        return { created: true, row: await this.insert(tx, principal, teamId, { ...input, name: ref }) };
       });
     try {
       const { created, row } = await attempt();
