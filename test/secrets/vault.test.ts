@@ -188,6 +188,7 @@ describe('value history', () => {
     expect(patched.status).toBe(200);
     expect(patched.body.value_version).toBe(3);
     // A rename alone is no new version.
+    t.clock.advance(1000);
     const renamed = await call('PATCH', `/v1/secrets/${created.body.id}`, {
       token: g.admin.token,
       body: { name: `${name}_X` },
@@ -225,10 +226,11 @@ describe('value history', () => {
     const opened = await t.services.secrets.forAgent(g.teamId as never, 'agt_none' as never);
     expect(opened.find((s) => s.name === `${name}_X`)?.value).toBe(values.at(-1));
 
+    t.clock.advance(1000);
     const reveal = await call('POST', `/v1/secrets/${name}_X/reveal`, { token: g.owner.token });
     expect(reveal.body).toMatchObject({ value: values.at(-1), value_version: 3 });
 
-    const kinds = (await t.database.db.select().from(events))
+    const kinds = (await t.database.db.select().from(events).orderBy(events.id))
       .filter((e) => e.subjectId === created.body.id)
       .map((e) => [e.type, (e.data as Json).value_version]);
     expect(kinds).toEqual([
