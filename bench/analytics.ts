@@ -7,7 +7,9 @@
 // steps over 2 providers and 4 models with log-normal-ish latencies, 2 %
 // errors and 1 % failover transitions, their ledger entries, and the
 // rollups rebuilt from the steps by the analytics backfill (the same upsert
-// the step writer runs for each batch).
+// the step writer runs for each batch). BENCH_TASKS (200 000) tasks over the
+// same year, each on its agent's run of the day, 5 % failed and 1 %
+// cancelled, for the task figures and the agents' KPIs.
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -22,6 +24,7 @@ import { api, freshPostgres, type Json, positive, str } from './paddock.ts';
 
 const STEPS = positive('BENCH_STEPS', 1_000_000);
 const REQUESTS = positive('BENCH_REQUESTS', 40);
+const TASKS = positive('BENCH_TASKS', 200_000);
 const WARMUP = 5;
 const POSTGRES_URL = process.env.BENCH_DATABASE_URL || undefined;
 const TARGET_P95_MS = 100;
@@ -41,6 +44,9 @@ const ENDPOINTS: Array<[string, Record<string, string>]> = [
   ['/v1/analytics/top', { by: 'cost', dimension: 'model', limit: '3' }],
   ['/v1/analytics/runs', { granularity: 'week' }],
   ['/v1/analytics/tasks', {}],
+  ['/v1/overview/agents', { last_days: '30' }],
+  ['/v1/overview/agents', { sort: 'queue_wait_p95', last_days: '30' }],
+  ['/v1/overview/agents', { sort: 'cost_per_task' }],
   ['/v1/overview/stats', {}],
 ];
 
@@ -90,6 +96,19 @@ async function seed(database: Database, teamId: TeamId, agents: string[], policy
        cache_read_tokens, cost_micros, created_at
      from steps where team_id = $1 and cost_micros > 0 and type = 'llm_call'`,
     [teamId],
+  );
+  await rawQuery(
+    db,
+    `insert into tasks (id, team_id, agent_id, agent_version, model, prompt, status, max_turns, timeout_sec,
+       input_file_ids, metadata, run_id, created_at, updated_at, started_at, finished_at)
+     select 'task_bench_' || i, $1, ($2::text[])[i % ${AGENTS} + 1], 1, 'gpt-4o-mini', 'bench',
+       case when i % 20 = 3 then 'failed' when i % 100 = 7 then 'cancelled' else 'completed' end, 10, 600,
+       '[]'::jsonb, '{}'::jsonb, 'run_bench_' || (i % ${AGENTS}) || '_' || floor(f * ${DAYS})::int,
+       $3::timestamptz + f * interval '${DAYS} days', $3::timestamptz + f * interval '${DAYS} days',
+       $3::timestamptz + f * interval '${DAYS} days' + (i % 5000) * interval '1 millisecond',
+       $3::timestamptz + f * interval '${DAYS} days' + interval '2 minutes'
+     from (select i, i::float8 / ${TASKS} as f from generate_series(0, ${TASKS - 1}) i) g`,
+    [teamId, agents, start.toISOString()],
   );
   return start;
 }
@@ -209,7 +228,7 @@ async function main(): Promise<number> {
   }
   console.log('');
   console.log(
-    `${STEPS} steps over ${DAYS} days, ${AGENTS} agents; ${REQUESTS} requests per endpoint one at a time:`,
+    `${STEPS} steps and ${TASKS} tasks over ${DAYS} days, ${AGENTS} agents; ${REQUESTS} requests per endpoint one at a time:`,
   );
   for (const f of results) {
     console.log('');

@@ -354,8 +354,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     agents,
     runs.reports,
   );
-  const secrets = new SecretsService(db, ctx, sealer, events, (tx, teamId, ids) =>
-    agents.unknownAgentIds(tx, teamId, ids),
+  const secrets = new SecretsService(
+    db,
+    ctx,
+    sealer,
+    events,
+    (tx, teamId, ids) => agents.unknownAgentIds(tx, teamId, ids),
+    (teamId) => throttles.take('secret_reveal', teamId),
   );
   const analytics = new AnalyticsService(db, ctx, events);
   const skills = new SkillsService(db, ctx, events, (tx, teamId, skillId) =>

@@ -136,6 +136,8 @@ export interface ThrottleLimits {
   invitationMailTeam: ThrottleLimit;
   /** Invitation e-mails (create and resend) to one address, from every team. */
   invitationMailRecipient: ThrottleLimit;
+  /** Secret values one team reveals (POST /v1/secrets/{id}/reveal). */
+  secretReveal: ThrottleLimit;
 }
 
 /** The throttle variables, their settings and defaults (docs/operations.md lists the same). */
@@ -150,6 +152,7 @@ export const THROTTLE_VARIABLES: Record<keyof ThrottleLimits, [string, string]> 
   hookIp: ['PADDOCK_THROTTLE_HOOK_IP', '30/15m'],
   invitationMailTeam: ['PADDOCK_THROTTLE_INVITATION_MAIL_TEAM', '50/1h'],
   invitationMailRecipient: ['PADDOCK_THROTTLE_INVITATION_MAIL_EMAIL', '5/1h'],
+  secretReveal: ['PADDOCK_THROTTLE_SECRET_REVEAL', '20/1h'],
 };
 
 export interface ConfigFlags {

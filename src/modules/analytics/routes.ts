@@ -108,6 +108,21 @@ export function registerAnalyticsRoutes(app: App, analytics: AnalyticsService): 
   );
 
   app.get(
+    '/v1/overview/agents',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary:
+          'Per agent, over its tasks created in the range: done, success rate, cost and tokens per task, queue wait p50/p95, last active',
+        querystring: s.AgentsKpiQuery,
+        response: { 200: s.AgentsKpi, ...errorResponses() },
+      },
+    },
+    async (request) => analytics.agents(principalOf(request), request.query),
+  );
+
+  app.get(
     '/v1/overview/stats',
     {
       config: read,

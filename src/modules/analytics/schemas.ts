@@ -59,6 +59,35 @@ export const TopQuery = Query({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })),
   agent_id: filters.agent_id,
 });
+export const AgentsKpiQuery = Query({
+  ...range,
+  window: Type.Optional(
+    Type.Union([Type.Literal('24h'), Type.Literal('7d'), Type.Literal('30d'), Type.Literal('90d')], {
+      description: 'instead of from: the range is this long, ending at to',
+    }),
+  ),
+  agent_id: filters.agent_id,
+  sort: Type.Optional(
+    Type.Union(
+      [
+        Type.Literal('tasks_done'),
+        Type.Literal('success_rate'),
+        Type.Literal('cost_per_task'),
+        Type.Literal('tokens_per_task'),
+        Type.Literal('queue_wait_p50'),
+        Type.Literal('queue_wait_p95'),
+        Type.Literal('last_active'),
+        Type.Literal('total_cost'),
+        Type.Literal('name'),
+      ],
+      { description: 'default tasks_done; agents without a figure come last either way' },
+    ),
+  ),
+  order: Type.Optional(
+    Type.Union([Type.Literal('desc'), Type.Literal('asc')], { description: 'default desc (name: asc)' }),
+  ),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+});
 export const CleanupPreviewQuery = Query({
   before: Type.String({
     format: 'date-time',
@@ -185,6 +214,32 @@ export const OverviewStats = Type.Object({
     completed_runs_today: int,
     completion_rate_pct: Nullable(num),
   }),
+});
+export const AgentsKpi = Type.Object({
+  data: Type.Array(
+    Type.Object({
+      agent_id: Type.String(),
+      name: Nullable(Type.String({ description: 'null once the agent is gone' })),
+      tasks_total: int,
+      tasks_done: Type.Integer({ description: 'ended: completed, failed or cancelled' }),
+      completed_count: int,
+      failed_count: int,
+      cancelled_count: int,
+      success_rate_pct: Nullable(Type.Number({ description: 'completed of done' })),
+      total_cost_usd: Type.Number({ description: 'of the done tasks, model and sandbox' }),
+      cost_per_task_usd: Nullable(num),
+      model_cost_per_task_usd: Nullable(num),
+      sandbox_cost_per_task_usd: Nullable(num),
+      tokens_per_task: Nullable(num),
+      queue_wait_p50_ms: Nullable(
+        Type.Number({ description: 'created → started, of the tasks that started' }),
+      ),
+      queue_wait_p95_ms: Nullable(num),
+      last_active_at: Nullable(Timestamp),
+    }),
+  ),
+  from: Timestamp,
+  to: Timestamp,
 });
 export const CleanupCounts = Type.Object({
   data: Type.Object({ runs: int, steps: int, ledger_entries: int }),

@@ -16,6 +16,14 @@ export type ReportInput = Static<typeof s.ReportQuery>;
 export type TopInput = Static<typeof s.TopQuery>;
 export type RunsInput = Static<typeof s.RunsQuery>;
 export type TasksInput = Static<typeof s.TasksQuery>;
+export type AgentsKpiInput = Static<typeof s.AgentsKpiQuery>;
+
+const WINDOW_MS: Record<NonNullable<AgentsKpiInput['window']>, number> = {
+  '24h': 24 * 3_600_000,
+  '7d': 7 * 86_400_000,
+  '30d': 30 * 86_400_000,
+  '90d': 90 * 86_400_000,
+};
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -54,11 +62,16 @@ export class AnalyticsService {
     private readonly events: EventsService,
   ) {}
 
-  private range(q: { from?: string; to?: string }, granularity?: string | null): Range {
+  private range(
+    q: { from?: string; to?: string; window?: AgentsKpiInput['window'] },
+    granularity?: string | null,
+  ): Range {
     const now = this.ctx.clock.now().getTime();
     const to = q.to === undefined ? now : parseInstant(q.to, 'to').getTime();
-    const from =
-      q.from === undefined ? to - DEFAULT_RANGE_DAYS * DAY_MS : parseInstant(q.from, 'from').getTime();
+    if (q.from !== undefined && q.window !== undefined)
+      throw new ValidationError('give from or window, not both', { window: 'not with from' });
+    const span = q.window === undefined ? DEFAULT_RANGE_DAYS * DAY_MS : WINDOW_MS[q.window];
+    const from = q.from === undefined ? to - span : parseInstant(q.from, 'from').getTime();
     // Rollups are hourly: the range is widened to whole hours.
     const r = {
       from: new Date(Math.floor(from / HOUR_MS) * HOUR_MS),
@@ -173,6 +186,26 @@ export class AnalyticsService {
       ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
     });
     return { data: v.tasksSummary(rows), ...v.rangeView(r) };
+  }
+
+  /**
+   * Per agent, over its tasks created in the range (the ones
+   * /v1/analytics/tasks counts): done, success rate, cost and tokens per
+   * done task, queue wait, last activity.
+   */
+  async agents(principal: Principal, q: AgentsKpiInput) {
+    const teamId = managedTeam(principal, 'read', 'analytics');
+    const r = this.range(q);
+    const sort = q.sort ?? 'tasks_done';
+    const rows = await records.agentsKpi(this.db, {
+      teamId,
+      ...r,
+      ...(q.agent_id !== undefined ? { agentId: q.agent_id } : {}),
+      sort,
+      descending: (q.order ?? (sort === 'name' ? 'asc' : 'desc')) === 'desc',
+      limit: q.limit ?? 50,
+    });
+    return { data: rows.map(v.agentKpiRow), ...v.rangeView(r) };
   }
 
   /**

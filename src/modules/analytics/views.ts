@@ -1,5 +1,5 @@
 import { LATENCY_BUCKET_BOUNDS_MS } from '../../db/rollups.ts';
-import type { RunsRow, TasksRow } from './records-repo.ts';
+import type { AgentKpiRow, RunsRow, TasksRow } from './records-repo.ts';
 import type { RollupSums } from './repo.ts';
 
 // The analytics rows as the API shows them: snake_case, USD, percentages.
@@ -154,6 +154,31 @@ export function tasksSummary(rows: readonly TasksRow[]) {
     avg_model_cost_per_task_usd: per(cost - sandbox),
     avg_sandbox_cost_per_task_usd: per(sandbox),
     sandbox_seconds: rows.reduce((a, r) => a + r.sandboxMs, 0) / 1000,
+  };
+}
+
+export function agentKpiRow(r: AgentKpiRow) {
+  const per = (x: number) => (r.tasksDone === 0 ? null : x / r.tasksDone);
+  const usdPer = (micros: number) => (r.tasksDone === 0 ? null : usdOf(Math.round(micros / r.tasksDone)));
+  const ms = (x: number | null) => (x === null ? null : Math.round(x));
+  const tokensPer = per(r.tokens);
+  return {
+    agent_id: r.agentId,
+    name: r.name,
+    tasks_total: r.tasks,
+    tasks_done: r.tasksDone,
+    completed_count: r.completed,
+    failed_count: r.failed,
+    cancelled_count: r.cancelled,
+    success_rate_pct: r.tasksDone === 0 ? null : pct(r.completed, r.tasksDone),
+    total_cost_usd: usdOf(r.costMicros),
+    cost_per_task_usd: usdPer(r.costMicros),
+    model_cost_per_task_usd: usdPer(r.costMicros - r.sandboxCostMicros),
+    sandbox_cost_per_task_usd: usdPer(r.sandboxCostMicros),
+    tokens_per_task: tokensPer === null ? null : round2(tokensPer),
+    queue_wait_p50_ms: ms(r.waitP50Ms),
+    queue_wait_p95_ms: ms(r.waitP95Ms),
+    last_active_at: iso(r.lastActiveAt),
   };
 }
 

@@ -64,7 +64,9 @@ export interface EventMap {
   'provider_key.deleted': { name: string; remapped_to: string | null; remapped_agents: number };
   // Secrets: never the value, sealed or not.
   'secret.created': { name: string; scope: 'all' | 'agents'; agent_ids: string[] };
-  'secret.updated': { name: string; changed_fields: string[] };
+  'secret.updated': { name: string; changed_fields: string[]; value_version: number };
+  'secret.rotated': { name: string; value_version: number };
+  'secret.revealed': { name: string; value_version: number };
   'secret.deleted': { name: string };
   // Skills: names and sizes, never the content.
   'skill.created': { name: string; content_chars: number };
@@ -299,6 +301,8 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'provider_key.deleted': true,
   'secret.created': true,
   'secret.updated': true,
+  'secret.rotated': true,
+  'secret.revealed': true,
   'secret.deleted': true,
   'skill.created': true,
   'skill.updated': true,

@@ -23,7 +23,8 @@ export type ThrottleName =
   | 'magic_link_account'
   | 'playbook_hook_ip'
   | 'invitation_mail_team'
-  | 'invitation_mail_recipient';
+  | 'invitation_mail_recipient'
+  | 'secret_reveal';
 
 const THROTTLES: Record<ThrottleName, { limit: keyof ThrottleLimits; what: string; byAddress: boolean }> = {
   login_ip: { limit: 'loginIp', what: 'too many failed sign-ins from this address', byAddress: true },
@@ -74,6 +75,11 @@ const THROTTLES: Record<ThrottleName, { limit: keyof ThrottleLimits; what: strin
   invitation_mail_recipient: {
     limit: 'invitationMailRecipient',
     what: 'too many invitation e-mails to this address',
+    byAddress: false,
+  },
+  secret_reveal: {
+    limit: 'secretReveal',
+    what: 'this team has revealed too many secret values',
     byAddress: false,
   },
 };

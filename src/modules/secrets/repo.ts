@@ -1,14 +1,15 @@
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, lt, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
-import { secrets } from '../../db/schema/index.ts';
+import { secrets, secretVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type SecretId = Id<'sec'>;
 export type SecretRow = typeof secrets.$inferSelect;
+export type SecretVersionRow = typeof secretVersions.$inferSelect;
 export type SecretPatch = Partial<
-  Pick<SecretRow, 'name' | 'sealedValue' | 'scope' | 'agentIds' | 'updatedAt'>
+  Pick<SecretRow, 'name' | 'sealedValue' | 'valueVersion' | 'scope' | 'agentIds' | 'updatedAt'>
 >;
 
 export { isUniqueViolation } from '../../db/errors.ts';
@@ -38,12 +39,42 @@ export async function findSecretByName(
   db: DbOrTx,
   teamId: TeamId,
   name: string,
+  lock?: 'update',
 ): Promise<SecretRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(secrets)
-    .where(and(eq(secrets.teamId, teamId), eq(secrets.name, name)));
+  const [row] = await rowsLocked(
+    db
+      .select()
+      .from(secrets)
+      .where(and(eq(secrets.teamId, teamId), eq(secrets.name, name))),
+    lock,
+  );
   return row;
+}
+
+export async function insertSecretVersion(db: DbOrTx, row: SecretVersionRow): Promise<void> {
+  await db.insert(secretVersions).values(row);
+}
+
+/** A secret's value versions, newest first, below `beforeVersion` when given. */
+export async function listSecretVersions(
+  db: DbOrTx,
+  teamId: TeamId,
+  secretId: SecretId,
+  beforeVersion: number | undefined,
+  limit: number,
+): Promise<SecretVersionRow[]> {
+  return db
+    .select()
+    .from(secretVersions)
+    .where(
+      and(
+        eq(secretVersions.teamId, teamId),
+        eq(secretVersions.secretId, secretId),
+        beforeVersion === undefined ? undefined : lt(secretVersions.version, beforeVersion),
+      ),
+    )
+    .orderBy(desc(secretVersions.version))
+    .limit(limit);
 }
 
 export async function listSecrets(

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Body, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
 import { ENV_NAME_PATTERN, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, NAME_RULE } from '../sandboxes/envs.ts';
 
 /** The capsule's rule for environment variables, as the tool processes receive them. */
@@ -47,6 +47,29 @@ export const UpdateSecretBody = Body({
   agent_ids: Type.Optional(AgentIds),
 });
 
+/** PUT /v1/secrets/{name}: the value, and (when sent) which agents get it. */
+export const PutSecretBody = Body({
+  value: SecretValue,
+  scope: Type.Optional(SecretScope),
+  agent_ids: Type.Optional(AgentIds),
+});
+
+/** `{id}`: a secret's id (sec_…) or its name. */
+export const SecretRefParams = Type.Object(
+  {
+    id: Type.String({ minLength: 1, maxLength: MAX_NAME_LENGTH, description: 'the secret’s id or its name' }),
+  },
+  { additionalProperties: false },
+);
+
+export const SecretHistoryQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 400 })),
+  },
+  { additionalProperties: false },
+);
+
 export const SecretListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
@@ -63,6 +86,9 @@ export const Secret = Type.Object({
   team_id: Type.String(),
   name: Type.String(),
   value: Type.Literal('••••••••', { description: 'always redacted' }),
+  value_version: Type.Integer({
+    description: 'the value’s version: 1 when created, one more at each new value',
+  }),
   scope: SecretScope,
   agent_ids: Type.Array(Type.String()),
   created_at: Timestamp,
@@ -70,3 +96,21 @@ export const Secret = Type.Object({
 });
 
 export const Secrets = Paginated(Secret);
+
+export const RevealedSecret = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  value: Type.String({ description: 'the value itself (answered with Cache-Control: no-store)' }),
+  value_version: Type.Integer(),
+});
+
+export const SecretVersion = Type.Object({
+  secret_id: Type.String(),
+  name: Type.String({ description: 'the secret’s name now' }),
+  version: Type.Integer(),
+  changed_by_kind: Type.String({ description: 'user, api_key, agent or system' }),
+  changed_by: Nullable(Type.String({ description: 'the user’s, key’s or agent’s id' })),
+  changed_at: Timestamp,
+});
+
+export const SecretHistory = Paginated(SecretVersion);
