@@ -7,7 +7,7 @@
 // steps over 2 providers and 4 models with log-normal-ish latencies, 2 %
 // errors and 1 % failover transitions, their ledger entries, and the
 // rollups rebuilt from the steps by the analytics backfill (the same upsert
-// the step writer runs for each batch). BENCH_TASKS (200 000) tasks over the
+// the step writer runs for each batch). BENCH_TASKS (50 000) tasks over the
 // same year, each on its agent's run of the day, 5 % failed and 1 %
 // cancelled, for the task figures and the agents' KPIs.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +24,7 @@ import { api, freshPostgres, type Json, positive, str } from './paddock.ts';
 
 const STEPS = positive('BENCH_STEPS', 1_000_000);
 const REQUESTS = positive('BENCH_REQUESTS', 40);
-const TASKS = positive('BENCH_TASKS', 200_000);
+const TASKS = positive('BENCH_TASKS', 50_000);
 const WARMUP = 5;
 const POSTGRES_URL = process.env.BENCH_DATABASE_URL || undefined;
 const TARGET_P95_MS = 100;
