@@ -210,6 +210,26 @@ describe('a task routed to a queue', () => {
     expect(run.body.status).not.toBe('running');
   });
 
+  it('fails the task when its workers die holding the job until max_attempts', async () => {
+    const agent = await f.agent();
+    const submitted = await f.submit({
+      agent_id: agent.id,
+      prompt: 'crashy',
+      runner: { queue: 'crash-q' },
+      timeout_sec: 10,
+    });
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      expect(await claim('crash-q', agent.api_key, `dies-${attempt}`)).toMatchObject({ attempts: attempt });
+      // The worker dies: no heartbeat, its lease (the task's timeout_sec) runs out and the sweep takes the job back.
+      f.t.clock.advance(11_000);
+      await f.t.services.queues.sweep();
+      expect((await task(submitted.id)).status).toBe(attempt < 3 ? 'running' : 'failed');
+    }
+    const ended = await task(submitted.id);
+    expect(ended.error).toMatchObject({ code: 'queue_job_failed' });
+    expect(ended.error.message).toContain('lease expired');
+  });
+
   it('cancels the job when the task is cancelled, and the task when its job is', async () => {
     const agent = await f.agent();
     const first = await f.submit({ agent_id: agent.id, prompt: 'one', runner: { queue: 'cancel-q' } });
