@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent, type Json } from '../support/factories.ts';
+import { multipart } from '../support/multipart.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
 // A task sent to a work queue (runner: {queue}) is run by the team's own
@@ -165,6 +166,31 @@ describe('a task routed to a queue', () => {
     expect(outbox.status).toBe(200);
     const types = outbox.body.data.map((e: Json) => e.type);
     expect(types).toEqual(expect.arrayContaining(['task.created', 'task.started', 'task.completed']));
+  });
+
+  it('names the input files in the payload, by id and name', async () => {
+    const agent = await f.agent();
+    const body = multipart({ filename: 'brief.txt', data: Buffer.from('file-bytes-7c1e') });
+    const up = await f.t.app.inject({
+      method: 'POST',
+      url: '/v1/files',
+      headers: { authorization: `Bearer ${f.user.token}`, 'content-type': body.contentType },
+      payload: body.payload,
+    });
+    expect(up.statusCode, up.body).toBe(201);
+    const fileId = up.json().id as string;
+    const submitted = await f.submit({
+      agent_id: agent.id,
+      prompt: 'read the brief',
+      runner: { queue: 'files-q' },
+      input_file_ids: [fileId],
+    });
+    const claimed = await claim('files-q', agent.api_key);
+    expect(claimed!.payload).toMatchObject({
+      task_id: submitted.id,
+      input_files: [{ id: fileId, name: 'brief.txt' }],
+    });
+    expect(JSON.stringify(claimed!.payload)).not.toContain('file-bytes-7c1e');
   });
 
   it('fails the task when the worker’s result does not match output_schema', async () => {
