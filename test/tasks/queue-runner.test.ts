@@ -326,6 +326,13 @@ describe('a task routed to a queue', () => {
       expect(res.body.error.code).toBeTypeOf('string');
       if (code) expect(res.body.error.code).toBe(code);
     }
+    // paddock.task jobs are Paddock's own: a team cannot submit one that would move a task.
+    const forged = await f.t.call('POST', '/v1/queues/q/jobs', {
+      token: f.user.token,
+      body: { type: 'paddock.task', payload: {}, idempotency_key: 'task_01M90V1BXYBMT2B5XY1R0B2NCA' },
+    });
+    expect(forged.status).toBe(400);
+    expect(forged.body.error.code).toBe('reserved_type');
     const none = await f.t.call('GET', '/v1/queues/q/jobs', { token: f.user.token });
     expect(none.body.data).toHaveLength(0);
   });

@@ -229,6 +229,10 @@ export class QueuesService {
 
   async submit(principal: Principal, queue: string, input: SubmitJobInput) {
     const teamId = this.submitter(principal);
+    if (this.listeners.has(input.type))
+      throw new BadRequestError('reserved_type', `jobs of type ${input.type} are Paddock's own`, {
+        type: input.type,
+      });
     checkJsonSize(input.payload, 'payload');
     const now = this.ctx.clock.now();
     let runAt = now;

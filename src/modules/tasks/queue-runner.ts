@@ -104,9 +104,11 @@ export class QueueTaskRunner implements QueueJobListener {
     const now = this.ctx.clock.now();
     for (const job of rows) {
       const id = job.idempotencyKey as repo.TaskId | null;
-      if (!id) continue;
+      const task = id ? await repo.findTask(tx, job.teamId, id) : undefined;
+      // Only the task's own job (its queue, its id) moves it.
+      if (!task || task.runnerQueue !== job.queue) continue;
       if (job.status === 'active') {
-        const row = await repo.claimTask(tx, job.teamId, id, now, null);
+        const row = await repo.claimTask(tx, task.teamId, task.id, now, null);
         if (!row) continue;
         await this.tasks.log.append(tx, row.teamId, row, [
           {
@@ -121,9 +123,8 @@ export class QueueTaskRunner implements QueueJobListener {
         });
         continue;
       }
-      const task = await repo.findTask(tx, job.teamId, id);
-      const ending = task && endingOf(job, task);
-      if (task && ending) await this.end(tx, task, ending, now);
+      const ending = endingOf(job, task);
+      if (ending) await this.end(tx, task, ending, now);
     }
   }
 
@@ -155,7 +156,7 @@ export class QueueTaskRunner implements QueueJobListener {
     for (const job of rows) {
       if (!job.idempotencyKey || job.status === 'queued') continue;
       const task = await repo.findTask(this.db, job.teamId, job.idempotencyKey as repo.TaskId);
-      if (!task) continue;
+      if (!task || task.runnerQueue !== job.queue) continue;
       this.tasks.log.wake(task);
       if (repo.FINAL_STATUSES.includes(task.status as never)) await this.ended(task);
     }
