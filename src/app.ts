@@ -127,6 +127,7 @@ import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts
 import { DelegateSource } from './modules/tasks/delegate.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { McpToolSource } from './modules/tasks/mcp/source.ts';
+import { QueueTaskRunner } from './modules/tasks/queue-runner.ts';
 import { registerTaskRoutes } from './modules/tasks/routes.ts';
 import { type RunnerOptions, runnerTimings, TaskRunner } from './modules/tasks/runner.ts';
 import { TasksService } from './modules/tasks/service.ts';
@@ -457,6 +458,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     pollIntervalMs: config.queuePollIntervalMs,
     retentionDays: config.queueRetentionDays,
   });
+  // Tasks sent to a work queue (runner: {queue}) follow their paddock.task job.
+  new QueueTaskRunner(db, ctx, events, tasks, ports, queues);
   const toolSources: ToolSource[] = [
     new McpToolSource(ctx, outbound),
     skillToolSource(skills),

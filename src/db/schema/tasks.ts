@@ -49,6 +49,8 @@ export const tasks = pgTable(
     error: jsonb('error').$type<{ code: string; message: string } | null>(),
     runId: text('run_id').$type<RunId>(),
     capsuleId: text('capsule_id'),
+    /** A task sent to a work queue (its job, `paddock.task`, is run by the team's own worker), not to a capsule. */
+    runnerQueue: text('runner_queue'),
     turns: integer('turns').notNull().default(0),
     inputTokens: bigint('input_tokens', { mode: 'number' }).notNull().default(0),
     outputTokens: bigint('output_tokens', { mode: 'number' }).notNull().default(0),

@@ -64,6 +64,30 @@ function notHolder(row: repo.JobRow, workerId: string): ConflictError {
 type Waiter = () => void;
 
 /**
+ * Another module's side of one job type (the tasks module's `paddock.task`):
+ * told of its jobs that were claimed or that ended, in the transaction that
+ * changed them, then once more after it committed. So queues import nothing
+ * of the module that listens.
+ */
+export interface QueueJobListener {
+  readonly type: string;
+  /** The jobs as they are now (active: claimed; completed, failed, cancelled: ended; queued: put back). */
+  changed(tx: DbOrTx, rows: readonly repo.JobRow[]): Promise<void>;
+  /** After the commit: work that cannot join the transaction. */
+  committed(rows: readonly repo.JobRow[]): Promise<void>;
+}
+
+/** A job another module submits in its own transaction (no idempotency key of its own: the caller's id is it). */
+export interface OwnJobInput {
+  type: string;
+  payload: Record<string, unknown>;
+  maxAttempts: number;
+  timeoutSec: number;
+  /** The caller's id for the job (a task's id): it finds the job by it again. */
+  key: string;
+}
+
+/**
  * Work queues (Orkosi's task queue, completed): a team's named queues of
  * jobs that workers running elsewhere claim over HTTP. A claim is a lease
  * (the job's timeout_sec, renewed by heartbeats); a lease that runs out
@@ -76,6 +100,7 @@ export class QueuesService {
   private sweepTimer: Timer | undefined;
   private sweeping = false;
   private sweepAgain = false;
+  private readonly listeners = new Map<string, QueueJobListener>();
 
   constructor(
     private readonly db: Db,
@@ -98,6 +123,97 @@ export class QueuesService {
     return teamId;
   }
 
+  /** Another module follows its job type's claims and ends (one listener per type). */
+  listen(listener: QueueJobListener): void {
+    this.listeners.set(listener.type, listener);
+  }
+
+  /** Runs `work` in a transaction and tells the listeners of the jobs it answers, in it and after the commit. */
+  private async changing<T extends repo.JobRow | repo.JobRow[]>(
+    work: (tx: DbOrTx) => Promise<T>,
+  ): Promise<T> {
+    const heard: Array<[QueueJobListener, repo.JobRow[]]> = [];
+    const out = await this.db.transaction(async (tx) => {
+      const result = await work(tx);
+      const rows = Array.isArray(result) ? result : [result];
+      for (const [type, listener] of this.listeners) {
+        const mine = rows.filter((r) => r.type === type);
+        if (mine.length === 0) continue;
+        await listener.changed(tx, mine);
+        heard.push([listener, mine]);
+      }
+      return result;
+    });
+    for (const [listener, rows] of heard)
+      await listener
+        .committed(rows)
+        .catch((err: unknown) => this.ctx.log.warn({ err, type: listener.type }, 'a queue listener failed'));
+    return out;
+  }
+
+  /**
+   * A job another module submits in its own transaction (system actor), its
+   * `key` as the idempotency key; call `submitted` after the commit to wake
+   * long polls. Answers the job.
+   */
+  async submitIn(tx: DbOrTx, teamId: TeamId, queue: string, input: OwnJobInput): Promise<repo.JobRow> {
+    const now = this.ctx.clock.now();
+    const row = await repo.insertJob(tx, {
+      id: newId('qjob'),
+      teamId,
+      queue,
+      type: input.type,
+      payload: input.payload,
+      priority: 0,
+      status: 'queued',
+      attempts: 0,
+      maxAttempts: input.maxAttempts,
+      timeoutSec: input.timeoutSec,
+      runAt: now,
+      idempotencyKey: input.key,
+      createdAt: now,
+      updatedAt: now,
+    });
+    if (!row)
+      throw new ConflictError('idempotency_conflict', `a job for ${input.key} is already in ${queue}`);
+    await this.events.record(tx, {
+      teamId,
+      type: 'queue_job.submitted',
+      actorKind: 'system',
+      actorId: input.type,
+      subjectId: row.id,
+      data: { queue, type: row.type, priority: row.priority },
+    });
+    return row;
+  }
+
+  /** After a `submitIn` committed: long polls on this server look at once. */
+  submitted(teamId: TeamId, queue: string): void {
+    this.wake(teamId, queue);
+  }
+
+  /** Cancels the unended job submitted with `key` (submitIn), in the caller's transaction; listeners are not told. */
+  async cancelIn(tx: DbOrTx, teamId: TeamId, queue: string, key: string): Promise<repo.JobRow | undefined> {
+    const job = await repo.findByIdempotencyKey(tx, teamId, queue, key);
+    if (!job) return undefined;
+    const cancelled = await repo.cancelJob(tx, teamId, queue, job.id, this.ctx.clock.now());
+    if (cancelled)
+      await this.events.record(tx, {
+        teamId,
+        type: 'queue_job.cancelled',
+        actorKind: 'system',
+        actorId: job.type,
+        subjectId: cancelled.id,
+        data: { queue, type: cancelled.type, from: job.status },
+      });
+    return cancelled;
+  }
+
+  /** The job submitted with `key`, if it is still there. */
+  findOwn(teamId: TeamId, queue: string, key: string): Promise<repo.JobRow | undefined> {
+    return repo.findByIdempotencyKey(this.db, teamId, queue, key);
+  }
+
   private record(
     tx: DbOrTx,
     actor: Actor,
@@ -113,6 +229,10 @@ export class QueuesService {
 
   async submit(principal: Principal, queue: string, input: SubmitJobInput) {
     const teamId = this.submitter(principal);
+    if (this.listeners.has(input.type))
+      throw new BadRequestError('reserved_type', `jobs of type ${input.type} are Paddock's own`, {
+        type: input.type,
+      });
     checkJsonSize(input.payload, 'payload');
     const now = this.ctx.clock.now();
     let runAt = now;
@@ -172,7 +292,7 @@ export class QueuesService {
     const teamId = this.worker(principal);
     const limit = input.batch_size ?? 1;
     const take = () =>
-      this.db.transaction(async (tx) => {
+      this.changing(async (tx) => {
         await repo.relaxCommit(tx);
         return repo.claimJobs(tx, teamId, queue, input.worker_id, input.types, limit, this.ctx.clock.now());
       });
@@ -264,7 +384,7 @@ export class QueuesService {
     jobs: Array<{ id: repo.JobId; result: unknown }>,
   ): Promise<repo.JobRow[]> {
     if (jobs.length === 0) return [];
-    return this.db.transaction(async (tx) => {
+    return this.changing(async (tx) => {
       await repo.relaxCommit(tx);
       const rows = await repo.completeJobs(tx, teamId, queue, workerId, jobs, this.ctx.clock.now());
       await this.record(tx, actorOf(principal), teamId, rows, (row) => ({
@@ -280,7 +400,7 @@ export class QueuesService {
     const teamId = this.worker(principal);
     const jid = jobId(id);
     const now = this.ctx.clock.now();
-    const row = await this.db.transaction(async (tx) => {
+    const row = await this.changing(async (tx) => {
       const current = await repo.findJob(tx, teamId, queue, jid);
       if (!current) throw new NotFoundError('job', id);
       const backoffSec = Math.min(2 ** Math.max(0, current.attempts - 1), MAX_BACKOFF_SEC);
@@ -310,7 +430,7 @@ export class QueuesService {
   async cancel(principal: Principal, queue: string, id: string) {
     const teamId = managedTeam(principal, 'write', 'queue jobs');
     const jid = jobId(id);
-    const row = await this.db.transaction(async (tx) => {
+    const row = await this.changing(async (tx) => {
       const current = await repo.findJob(tx, teamId, queue, jid);
       if (!current) throw new NotFoundError('job', id);
       const cancelled = await repo.cancelJob(tx, teamId, queue, jid, this.ctx.clock.now());
@@ -422,7 +542,7 @@ export class QueuesService {
       let failed = 0;
       for (;;) {
         const now = this.ctx.clock.now();
-        const rows = await this.db.transaction(async (tx) => {
+        const rows = await this.changing(async (tx) => {
           const expired = await repo.systemExpireLeases(tx, now, SWEEP_BATCH);
           await this.events.recordAll(
             tx,

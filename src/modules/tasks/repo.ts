@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, inArray, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, inArray, isNull, lt, lte, sql } from 'drizzle-orm';
 import type { Id, RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
@@ -169,12 +169,14 @@ export async function beat(
   return row !== undefined;
 }
 
-/** System-only: tasks whose worker stopped beating before `before` (the sweep's). */
+/** System-only: tasks whose worker stopped beating before `before` (the sweep's); a queue's tasks follow their job instead. */
 export function systemStaleTasks(db: DbOrTx, before: Date, limit: number): Promise<TaskRow[]> {
   return db
     .select()
     .from(tasks)
-    .where(and(inArray(tasks.status, HELD_STATUSES), lt(tasks.heartbeatAt, before)))
+    .where(
+      and(inArray(tasks.status, HELD_STATUSES), lt(tasks.heartbeatAt, before), isNull(tasks.runnerQueue)),
+    )
     .orderBy(asc(tasks.heartbeatAt))
     .limit(limit);
 }
@@ -184,7 +186,7 @@ export function systemQueuedBefore(db: DbOrTx, before: Date, limit: number): Pro
   return db
     .select()
     .from(tasks)
-    .where(and(eq(tasks.status, 'queued'), lt(tasks.updatedAt, before)))
+    .where(and(eq(tasks.status, 'queued'), lt(tasks.updatedAt, before), isNull(tasks.runnerQueue)))
     .orderBy(asc(tasks.updatedAt))
     .limit(limit);
 }

@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { TASK_MODES, TASK_STATUSES } from '../../db/schema/tasks.ts';
 import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
+import { QueueName } from '../queues/schemas.ts';
 
 /** The longest prompt a task takes, in characters. */
 export const PROMPT_MAX_CHARS = 100_000;
@@ -51,6 +52,16 @@ export const CreateTaskBody = Body({
   input_file_ids: Type.Optional(Type.Array(FileId, { maxItems: 100, uniqueItems: true })),
   allowed_tools: Type.Optional(AllowedTools),
   metadata: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  runner: Type.Optional(
+    Type.Object(
+      { queue: QueueName },
+      {
+        additionalProperties: false,
+        description:
+          "run by the team's own worker: a paddock.task job in this work queue instead of a capsule (batch mode only)",
+      },
+    ),
+  ),
 });
 export type CreateTaskInput = Static<typeof CreateTaskBody>;
 
@@ -77,6 +88,12 @@ export const Task = Type.Object({
   result: Type.Unknown({ description: 'what submit_result gave, or the final answer text; null until done' }),
   error: Nullable(TaskError),
   run_id: Nullable(Type.String({ description: 'the gateway run holding every model call of the task' })),
+  runner: Nullable(
+    Type.Object(
+      { queue: Type.String() },
+      { description: 'a task sent to a work queue; null: a capsule runs it' },
+    ),
+  ),
   turns: Type.Integer(),
   input_tokens: Type.Integer(),
   output_tokens: Type.Integer(),

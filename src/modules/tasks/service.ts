@@ -22,6 +22,18 @@ export interface TaskWorkers {
   cancelled(taskId: string): void;
 }
 
+/** The queue runner's side (queue-runner.ts): a task sent to a work queue instead of a capsule. */
+export interface TaskQueueRunner {
+  /** Writes the task's job in the task's transaction. */
+  send(tx: DbOrTx, task: repo.TaskRow, inputFiles: Array<{ id: string; name: string }>): Promise<void>;
+  /** After the task's commit. */
+  sent(task: repo.TaskRow): void;
+  /** The task was cancelled in `tx`: so is its job. */
+  cancel(tx: DbOrTx, task: repo.TaskRow): Promise<void>;
+  /** After an end committed: the task's run ends, its totals on the task. */
+  ended(task: repo.TaskRow): Promise<void>;
+}
+
 const taskId = (raw: string) => idOrNotFound(raw, 'task', 'task');
 
 /**
@@ -33,6 +45,7 @@ const taskId = (raw: string) => idOrNotFound(raw, 'task', 'task');
 export class TasksService {
   readonly log: TaskEventLog;
   private workers: TaskWorkers | undefined;
+  private queueRunner: TaskQueueRunner | undefined;
   /** The workspaces module's side of session tasks (attached once it is built). */
   sessions: SessionHooks | undefined;
 
@@ -48,6 +61,10 @@ export class TasksService {
   /** The runner, once built (it needs this service too). */
   attach(workers: TaskWorkers): void {
     this.workers = workers;
+  }
+
+  attachQueue(runner: TaskQueueRunner): void {
+    this.queueRunner = runner;
   }
 
   attachSessions(sessions: SessionHooks): void {
@@ -96,8 +113,17 @@ export class TasksService {
         `agent ${agent.name} has no usable provider key; bind an active one to it`,
         { agent_id: agent.id },
       );
-    const env = await this.ports.environment(teamId, def.environment_version_id);
-    if (env?.status !== 'ready') {
+    const queue = input.runner?.queue;
+    if (queue !== undefined && (input.mode ?? 'batch') !== 'batch')
+      throw new BadRequestError('runner_mode', 'a task sent to a queue runs in batch mode only', {
+        mode: input.mode,
+      });
+    if (queue !== undefined && !this.queueRunner)
+      throw new BadRequestError('queues_unavailable', 'this server does not send tasks to queues');
+    // A queue's worker runs the task on its own machine: no capsule, so no environment to wait for.
+    const env =
+      queue === undefined ? await this.ports.environment(teamId, def.environment_version_id) : undefined;
+    if (queue === undefined && env?.status !== 'ready') {
       const which = `version ${def.environment_version} of environment ${def.environment_id}`;
       const details = {
         environment_id: def.environment_id,
@@ -140,6 +166,16 @@ export class TasksService {
         { reference_file_ids: unknown },
       );
 
+    // A queue's task: its run starts with it (its worker names it on every model call) and its files go by name.
+    const policy = queue === undefined ? undefined : await this.ports.policy(teamId, agent.policyId);
+    if (queue !== undefined && !policy) throw new NotFoundError('policy', agent.policyId);
+    const inputFiles =
+      queue === undefined
+        ? []
+        : await Promise.all(
+            fileIds.map(async (id) => ({ id, name: (await this.ports.fileName(teamId, id)) ?? id })),
+          );
+
     const now = this.ctx.clock.now();
     const actor = actorOf(principal);
     const maxBudget = input.max_budget_usd ?? def.max_budget_usd;
@@ -160,10 +196,25 @@ export class TasksService {
                 createdBy: actor.actorId,
                 allowedTools: input.allowed_tools ?? null,
               });
+      const runId = policy
+        ? await this.ports.runs.start(
+            {
+              id: newId('run'),
+              teamId,
+              agent: { id: agent.id, name: agent.name },
+              policy,
+              name: `task ${id}`,
+              metadata: { task_id: id },
+              maxBudgetMicros: maxBudget === null ? null : Math.round(maxBudget * 1_000_000),
+            },
+            tx,
+          )
+        : null;
       const row = await repo.insertTask(tx, {
         id,
         workspaceId: session?.workspaceId ?? null,
-        runId: session?.runId ?? null,
+        runId: session?.runId ?? runId,
+        runnerQueue: queue ?? null,
         teamId,
         agentId: agent.id,
         agentVersion: agent.version,
@@ -191,8 +242,13 @@ export class TasksService {
         type: 'task.created',
         data: { agent_id: agent.id, agent_version: agent.version, model },
       });
+      if (queue !== undefined) await this.queueRunner!.send(tx, row, inputFiles);
       return row;
     });
+    if (queue !== undefined) {
+      this.queueRunner!.sent(task);
+      return taskView(task);
+    }
     // A lost send is not a lost task: the runner's sweep sends queued tasks again.
     await this.workers
       ?.dispatch(task)
@@ -245,6 +301,7 @@ export class TasksService {
         updatedAt: now,
       });
       if (!row) return undefined;
+      if (row.runnerQueue) await this.queueRunner?.cancel(tx, row);
       await this.log.append(tx, teamId, row, [
         { type: 'status', payload: { status: 'cancelled', error: row.error } },
       ]);
@@ -269,6 +326,7 @@ export class TasksService {
     }
     this.log.wake(cancelled);
     this.workers?.cancelled(cancelled.id);
+    if (cancelled.runnerQueue) await this.queueRunner?.ended(cancelled);
     // The turn's workspace takes the next message now: its worker, if it is alive, says the same after
     // (a no-op then); one that died with it never will (the lost-worker sweep skips an ended task).
     if (cancelled.workspaceId)

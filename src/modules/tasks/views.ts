@@ -25,6 +25,7 @@ export function taskView(t: TaskRow) {
     result: t.result ?? null,
     error: t.error ?? null,
     run_id: t.runId,
+    runner: t.runnerQueue === null ? null : { queue: t.runnerQueue },
     turns: t.turns,
     input_tokens: t.inputTokens,
     output_tokens: t.outputTokens,
