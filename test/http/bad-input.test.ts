@@ -175,7 +175,9 @@ describe('schema validation', () => {
       body: { name: 'super', scopes: ['superuser'] },
     });
     expectError(scopes, 400, 'validation_failed');
-    expect(scopes.body.error.details.fields).toEqual({ 'scopes.0': 'must be one of read, write, admin, queue' });
+    expect(scopes.body.error.details.fields).toEqual({
+      'scopes.0': 'must be one of read, write, admin, queue',
+    });
 
     const other = await t.signup();
     const role = await t.call('POST', `/v1/teams/${owner.team.id}/members`, {
