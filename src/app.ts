@@ -49,6 +49,8 @@ import { ChannelDeliveries } from './modules/channels/deliveries.ts';
 import { NotificationsService } from './modules/channels/notifications.ts';
 import { registerChannelRoutes } from './modules/channels/routes.ts';
 import { ChannelsService } from './modules/channels/service.ts';
+import { registerCreditRoutes } from './modules/credits/routes.ts';
+import { CreditsService } from './modules/credits/service.ts';
 import { BUILD_POLICY, BUILD_QUEUE, EnvironmentBuilder } from './modules/environments/builder.ts';
 import type { EnvironmentVersionId } from './modules/environments/repo.ts';
 import { registerEnvironmentRoutes } from './modules/environments/routes.ts';
@@ -260,6 +262,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const upstream = new UpstreamClient(outbound);
 
   const events = new EventsService(clock);
+  const credits = new CreditsService(db, ctx, events, config.credits);
   const eventStream = new EventStreamService(db, ctx, {
     ...EVENT_STREAM_DEFAULTS,
     streamsPerTeam: config.eventStreamsPerTeam,
@@ -339,6 +342,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     async (agentId) => isId(agentId, 'agt') && (await agents.getForCall(agentId))?.status === 'active',
     {
       exclusiveDatabase: database.kind === 'pglite',
+      ...(config.credits.mode === 'off' ? {} : { budget: { credits: credits.port() } }),
       sandboxPrices: config.sandboxPrices,
       onBlocked: (b) => audit.recordBlock(b),
     },
@@ -413,7 +417,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     warm: config.sandboxWarm,
   });
   const sandboxHosts = new Map<HostId, SandboxHost>([[localHost.id, localHost]]);
-  const capsules = new CapsulesService(db, ctx, events, sandboxHosts);
+  const capsules = new CapsulesService(db, ctx, events, sandboxHosts, {
+    admit: (teamId) => credits.requireAvailable(teamId, 'a capsule'),
+  });
   const snapshots = new SnapshotsService(db, ctx, events, capsules.states);
   const queueBuild = async (versionId: string) => {
     await jobs.declare(BUILD_QUEUE, BUILD_POLICY);
@@ -798,6 +804,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerTaskRoutes(app, tasks, ctx.timers);
   registerMemoryRoutes(app, memories);
   registerQueueRoutes(app, queues);
+  registerCreditRoutes(app, credits);
   registerEventRoutes(app, eventStream, ctx.timers);
   registerAuditRoutes(app, audit);
   registerWebhookRoutes(app, webhooks);

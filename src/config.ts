@@ -92,7 +92,27 @@ export interface Config {
   mailFrom: string;
   /** What a task's capsule running time costs, charged to its run's ledger (modules/runs/sandbox-usage.ts). */
   sandboxPrices: SandboxPrices;
+  /** Credits: what ledger usage costs teams, and whether a balance is required (docs/credits.md). */
+  credits: CreditsConfig;
 }
+
+/**
+ * off: no credits are consumed and none are required; track: every ledger
+ * entry consumes credits, and a balance may go below zero; enforce: as track,
+ * and a team without credits gets 402 insufficient_credits before a model
+ * call or a capsule starts.
+ */
+export interface CreditsConfig {
+  mode: 'off' | 'track' | 'enforce';
+  /** What one credit costs a team, in USD. */
+  priceUsd: number;
+  /** The platform's markup on ledger cost: 1.2 charges $1.20 of credits for $1 of usage. */
+  markup: number;
+  /** The default balance, in credits, below which a team is low (credits.low). */
+  lowThreshold: number;
+}
+
+export const DEFAULT_CREDITS: CreditsConfig = { mode: 'off', priceUsd: 0.01, markup: 1, lowThreshold: 100 };
 
 /** USD per vCPU-second and per GiB-second of a capsule's memory; 0 is free. */
 export interface SandboxPrices {
@@ -195,17 +215,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     return fallback;
   };
 
-  const usdPerSec = (name: string, raw: string | undefined, fallback: number): number => {
+  /** A decimal number within bounds; `what` says what it is in the problem ("a price in USD"). */
+  const decimal = (
+    name: string,
+    raw: string | undefined,
+    fallback: number,
+    [min, max]: readonly [number, number],
+    what: string,
+  ): number => {
     if (raw === undefined || raw === '') return fallback;
     const n = Number(raw);
-    if (!/^\s*[0-9.eE+-]+\s*$/.test(raw) || !Number.isFinite(n) || n < 0 || n > MAX_USD_PER_SEC) {
-      problems.push(
-        `${name}=${JSON.stringify(raw)} must be a price in USD from 0 (free) to ${MAX_USD_PER_SEC}, e.g. ${fallback}`,
-      );
+    if (!/^\s*[0-9.eE+-]+\s*$/.test(raw) || !Number.isFinite(n) || n < min || n > max) {
+      problems.push(`${name}=${JSON.stringify(raw)} must be ${what} from ${min} to ${max}, e.g. ${fallback}`);
       return fallback;
     }
     return n;
   };
+  const usdPerSec = (name: string, raw: string | undefined, fallback: number): number =>
+    decimal(name, raw, fallback, [0, MAX_USD_PER_SEC], 'a price in USD (0: free)');
 
   const bool = (name: string, raw: string | undefined, fallback: boolean): boolean => {
     if (raw === undefined || raw === '') return fallback;
@@ -399,6 +426,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
         'PADDOCK_SANDBOX_USD_PER_GB_SEC',
         env.PADDOCK_SANDBOX_USD_PER_GB_SEC,
         DEFAULT_SANDBOX_PRICES.usdPerGbSec,
+      ),
+    },
+    credits: {
+      mode: oneOf('PADDOCK_CREDITS', env.PADDOCK_CREDITS, ['off', 'track', 'enforce'] as const, 'off'),
+      priceUsd: decimal(
+        'PADDOCK_CREDIT_PRICE_USD',
+        env.PADDOCK_CREDIT_PRICE_USD,
+        DEFAULT_CREDITS.priceUsd,
+        [0.000001, 1000],
+        'a price in USD per credit',
+      ),
+      markup: decimal(
+        'PADDOCK_CREDIT_MARKUP',
+        env.PADDOCK_CREDIT_MARKUP,
+        DEFAULT_CREDITS.markup,
+        [0, 100],
+        'a factor',
+      ),
+      lowThreshold: decimal(
+        'PADDOCK_CREDITS_LOW_THRESHOLD',
+        env.PADDOCK_CREDITS_LOW_THRESHOLD,
+        DEFAULT_CREDITS.lowThreshold,
+        [0, 1e9],
+        'a number of credits',
       ),
     },
   };

@@ -59,6 +59,8 @@ export const ID_PREFIXES = [
   'act',
   // Jobs of the work queues that outside workers pull.
   'qjob',
+  // Credit transactions (a team's balance).
+  'ctx',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

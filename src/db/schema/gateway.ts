@@ -275,7 +275,7 @@ export const budgetLeases = pgTable(
   {
     id: text('id').primaryKey(),
     holder: text('holder').notNull(),
-    scope: text('scope', { enum: ['run', 'hour'] }).notNull(),
+    scope: text('scope', { enum: ['run', 'hour', 'credits'] }).notNull(),
     teamId: text('team_id').$type<TeamId>().notNull(),
     runId: text('run_id').$type<RunId>(),
     agentId: text('agent_id').notNull(),

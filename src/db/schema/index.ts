@@ -3,6 +3,7 @@ export * from './alerts.ts';
 export * from './analytics.ts';
 export * from './audit.ts';
 export * from './channels.ts';
+export * from './credits.ts';
 export * from './environments.ts';
 export * from './events.ts';
 export * from './files.ts';

@@ -251,6 +251,10 @@ export interface EventMap {
     reason: string;
   };
   'queue_job.cancelled': { queue: string; type: string; from: string };
+  // Credits (subject: the team, or the transaction for credits.added). Amounts in credits.
+  'credits.added': { type: string; amount: number; balance: number; reason: string };
+  'credits.low': { balance: number; threshold: number };
+  'credits.exhausted': { balance: number; enforced: boolean };
   /** Never in the outbox: what POST /v1/webhooks/{id}/test sends. */
   'webhook.test': { webhook_id: string };
 }
@@ -388,6 +392,9 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'queue_job.failed': true,
   'queue_job.retried': true,
   'queue_job.cancelled': true,
+  'credits.added': true,
+  'credits.low': true,
+  'credits.exhausted': true,
 };
 export const EVENT_TYPES: readonly EventType[] = Object.keys(EVENT_TYPE_SET) as EventType[];
 

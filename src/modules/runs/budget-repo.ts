@@ -1,7 +1,7 @@
-import { and, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { budgetLeases, hourlySpend, runs } from '../../db/schema/index.ts';
+import { budgetLeases, creditAccounts, hourlySpend, runs } from '../../db/schema/index.ts';
 import type { RunRow } from './repo.ts';
 
 // Budget leases: the statements that make budgets hold under concurrency
@@ -52,6 +52,30 @@ const numOrNull = (v: unknown): number | null => (v === null || v === undefined 
 const first = (result: unknown) => (result as Rows).rows[0];
 
 /**
+ * The lease row a grant (CTE `u`, answering granted_micros) goes to: made on
+ * the first grant, grown by the next ones (same id), and marked alive.
+ */
+function leaseRow(
+  r: LeaseRequest,
+  scope: LeaseRow['scope'],
+  runId: RunId | null,
+  hourStart: string | null,
+  grantedTokens: SQL,
+): SQL {
+  const at = r.at.toISOString();
+  return sql`
+      insert into budget_leases (id, holder, scope, team_id, run_id, agent_id, policy_id, hour_start,
+        amount_micros, tokens, created_at, renewed_at)
+      select ${r.leaseId}, ${r.holder}, ${scope}, ${r.teamId}, ${runId}, ${r.agentId}, ${r.policyId},
+        ${hourStart}::timestamptz, granted_micros, ${grantedTokens}, ${at}::timestamptz, ${at}::timestamptz
+      from u
+      on conflict (id) do update set amount_micros = budget_leases.amount_micros + excluded.amount_micros,
+        tokens = budget_leases.tokens + excluded.tokens, renewed_at = excluded.renewed_at
+      returning 1
+    `;
+}
+
+/**
  * Takes between `need` and `want` of the run's remaining budget in ONE
  * statement, or nothing: the run row is locked (FOR UPDATE re-reads the
  * latest committed version after waiting), the grant is computed from it,
@@ -60,7 +84,6 @@ const first = (result: unknown) => (result as Rows).rows[0];
  * of spent and held never passes a hard limit.
  */
 export async function leaseOnRun(db: DbOrTx, runId: RunId, r: LeaseRequest): Promise<RunGrant | undefined> {
-  const at = r.at.toISOString();
   const result = await db.execute(sql`
     with cur as (
       select id, hard_limit_micros, hard_limit_tokens, cost_micros, reserved_micros, reserved_tokens,
@@ -87,16 +110,7 @@ export async function leaseOnRun(db: DbOrTx, runId: RunId, r: LeaseRequest): Pro
         runs.reserved_tokens,
         runs.input_tokens + runs.output_tokens + runs.cache_read_tokens + runs.cache_creation_tokens as used_tokens,
         g.micros as granted_micros, g.tokens as granted_tokens
-    ), l as (
-      insert into budget_leases (id, holder, scope, team_id, run_id, agent_id, policy_id, hour_start,
-        amount_micros, tokens, created_at, renewed_at)
-      select ${r.leaseId}, ${r.holder}, 'run', ${r.teamId}, ${runId}, ${r.agentId}, ${r.policyId}, null,
-        granted_micros, granted_tokens, ${at}::timestamptz, ${at}::timestamptz
-      from u
-      on conflict (id) do update set amount_micros = budget_leases.amount_micros + excluded.amount_micros,
-        tokens = budget_leases.tokens + excluded.tokens, renewed_at = excluded.renewed_at
-      returning 1
-    )
+    ), l as (${leaseRow(r, 'run', runId, null, sql`granted_tokens`)})
     select u.*, (select count(*) from l) as leased from u`);
   const row = first(result);
   if (!row) return undefined;
@@ -124,7 +138,6 @@ export async function leaseOnHour(
   r: LeaseRequest,
 ): Promise<number | undefined> {
   const hour = hourStart.toISOString();
-  const at = r.at.toISOString();
   await db.execute(sql`
     insert into hourly_spend (team_id, agent_id, policy_id, hour_start, cost_micros, reserved_micros)
     values (${r.teamId}, ${r.agentId}, ${r.policyId}, ${hour}::timestamptz, 0, 0)
@@ -143,19 +156,40 @@ export async function leaseOnHour(
       update hourly_spend h set reserved_micros = h.reserved_micros + g.micros from g
       where h.agent_id = g.agent_id and h.policy_id = g.policy_id and h.hour_start = g.hour_start
       returning g.micros as granted_micros
-    ), l as (
-      insert into budget_leases (id, holder, scope, team_id, run_id, agent_id, policy_id, hour_start,
-        amount_micros, tokens, created_at, renewed_at)
-      select ${r.leaseId}, ${r.holder}, 'hour', ${r.teamId}, null, ${r.agentId}, ${r.policyId},
-        ${hour}::timestamptz, granted_micros, 0, ${at}::timestamptz, ${at}::timestamptz
-      from u
-      on conflict (id) do update set amount_micros = budget_leases.amount_micros + excluded.amount_micros,
-        renewed_at = excluded.renewed_at
-      returning 1
-    )
+    ), l as (${leaseRow(r, 'hour', null, hour, sql`0`)})
     select u.granted_micros, (select count(*) from l) as leased from u`);
   const row = first(result);
   return row ? num(row.granted_micros) : undefined;
+}
+
+/**
+ * The same for a team's credits (enforcement): granted from balance − held
+ * of its account, in micro-credits. A team without an account has nothing.
+ */
+export async function leaseOnCredits(db: DbOrTx, r: LeaseRequest): Promise<number | undefined> {
+  const result = await db.execute(sql`
+    with cur as (
+      select team_id, balance, held from credit_accounts where team_id = ${r.teamId} for update
+    ), g as (
+      select team_id,
+        least(${r.wantMicros}::bigint, greatest(${r.needMicros}::bigint, (balance - held) / ${SHARE_DIVISOR})) as micros
+      from cur where held + ${r.needMicros}::bigint <= balance
+    ), u as (
+      update credit_accounts c set held = c.held + g.micros from g where c.team_id = g.team_id
+      returning g.micros as granted_micros
+    ), l as (${leaseRow(r, 'credits', null, null, sql`0`)})
+    select u.granted_micros, (select count(*) from l) as leased from u`);
+  const row = first(result);
+  return row ? num(row.granted_micros) : undefined;
+}
+
+/** What a team's credits look like now, to say why a lease was refused (micro-credits). */
+export async function creditsState(db: DbOrTx, teamId: TeamId) {
+  const [row] = await db
+    .select({ balance: creditAccounts.balance, held: creditAccounts.held })
+    .from(creditAccounts)
+    .where(eq(creditAccounts.teamId, teamId));
+  return row ?? { balance: 0, held: 0 };
 }
 
 /** What the run looks like now, to say why a lease was refused. */
@@ -176,7 +210,7 @@ export async function runBudgetState(db: DbOrTx, teamId: TeamId, runId: RunId, a
 }
 
 export interface LeaseTarget {
-  scope: 'run' | 'hour';
+  scope: 'run' | 'hour' | 'credits';
   teamId: TeamId;
   runId: RunId | null;
   agentId: string;
@@ -196,7 +230,12 @@ export async function releaseHeld(
   tokens: number,
 ): Promise<void> {
   if (micros <= 0 && tokens <= 0) return;
-  if (target.scope === 'run' && target.runId !== null) {
+  if (target.scope === 'credits') {
+    await db
+      .update(creditAccounts)
+      .set({ held: sql`greatest(${creditAccounts.held} - ${micros}::bigint, 0)` })
+      .where(eq(creditAccounts.teamId, target.teamId));
+  } else if (target.scope === 'run' && target.runId !== null) {
     await db
       .update(runs)
       .set({
@@ -219,7 +258,7 @@ export async function releaseHeld(
   }
 }
 
-/** Gives a whole lease back: what it held leaves its run's or hour's reserved totals, the row goes. */
+/** Gives a whole lease back: what it held leaves its run's, hour's or team credits' reserved totals, the row goes. */
 export async function dropLease(db: DbOrTx, leaseId: string): Promise<LeaseRow | undefined> {
   const [row] = await db.delete(budgetLeases).where(eq(budgetLeases.id, leaseId)).returning();
   if (row) await releaseHeld(db, row, row.amountMicros, row.tokens);

@@ -4,7 +4,7 @@
 import { HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context, Log, Timer } from '../../core/context.ts';
 import { type AgentId, isId, type RunId, type StepId, type TeamId, ulid } from '../../core/ids.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import * as budgetRepo from './budget-repo.ts';
 import { type Account, available, LeaseBook } from './leases.ts';
@@ -38,7 +38,11 @@ export interface ReserveInput {
   now?: Date;
 }
 
-export type ReserveRefusal = 'budget_exceeded' | 'hourly_budget_exceeded' | 'run_not_running';
+export type ReserveRefusal =
+  | 'budget_exceeded'
+  | 'hourly_budget_exceeded'
+  | 'insufficient_credits'
+  | 'run_not_running';
 
 export type ReserveResult =
   | { ok: true; reservationId: string; remainingMicros: number | null; remainingTokens: number | null }
@@ -62,6 +66,30 @@ export interface BudgetOptions {
   /** How often this process marks its leases alive. */
   renewEveryMs: number;
   writer?: WriterOptions;
+  /** Credits (the credits module): absent when PADDOCK_CREDITS is off. */
+  credits?: CreditsPort;
+}
+
+/** A team's balance after a step batch consumed from it (micro-credits). */
+export interface CreditBalance {
+  teamId: TeamId;
+  balance: number;
+  lowThreshold: number | null;
+  state: 'ok' | 'low' | 'exhausted';
+}
+
+/** What budgets need of credits: the rate, whether admission needs a balance, and who hears of balances. */
+export interface CreditsPort {
+  /** Admission must fit the team's credits (PADDOCK_CREDITS=enforce). */
+  enforce: boolean;
+  rate: { consumed(costMicros: number): number; reserve(maxCostMicros: number): number };
+  /** After a batch commits: the balances it changed (low and exhausted events). */
+  balancesChanged(accounts: CreditBalance[]): Promise<void>;
+  /** Consumes micro-credits for a ledger entry written outside the step writer (an abandoned lease's charge). */
+  consumeIn(
+    tx: DbOrTx,
+    use: { teamId: TeamId; runId: RunId; amount: number; reason: string; at: Date },
+  ): Promise<void>;
 }
 
 /**
@@ -79,6 +107,9 @@ export const DEFAULT_BUDGET_OPTIONS: BudgetOptions = {
 interface Reservation {
   run: Account;
   hour: Account | null;
+  /** The team's credits (enforcement), with what was taken from them in micro-credits. */
+  credits: Account | null;
+  creditsReserved: number;
   hourStart: Date;
   amountMicros: number;
   tokens: number;
@@ -138,7 +169,14 @@ export class BudgetSystem {
     this.options = { ...DEFAULT_BUDGET_OPTIONS, ...options };
     this.log = ctx.log;
     this.book = new LeaseBook(db, ctx, `hld_${ulid()}`);
-    this.writer = new StepWriter(db, ctx, events, (run) => this.runChanged(run), this.options.writer);
+    this.writer = new StepWriter(
+      db,
+      ctx,
+      events,
+      (run) => this.runChanged(run),
+      this.options.writer,
+      this.options.credits,
+    );
   }
 
   /** A run changed (a batch was written, a limit ended it, a sweep charged it): an ended run admits nothing more. */
@@ -149,6 +187,11 @@ export class BudgetSystem {
 
   get holder(): string {
     return this.book.holder;
+  }
+
+  /** Credits, when the server counts them. */
+  get credits(): CreditsPort | undefined {
+    return this.options.credits;
   }
 
   /**
@@ -173,6 +216,8 @@ export class BudgetSystem {
     const hourStart = hourStartOf(now);
     const cap = input.maxCostPerHourMicros;
     const hour = cap === null || cap === undefined ? null : this.book.hourAccount(ref, hourStart, whole(cap));
+    const credits = this.options.credits?.enforce ? this.book.creditsAccount(ref) : null;
+    const creditsNeeded = credits ? this.options.credits!.rate.reserve(amount) : 0;
     for (let round = 0; round < MAX_RESERVE_ROUNDS; round++) {
       // ensure answers synchronously when the lease holds enough: only a lease statement is awaited.
       const runOk = this.book.ensure(run, amount, tokens);
@@ -180,15 +225,27 @@ export class BudgetSystem {
       const hourOk = hour ? this.book.ensure(hour, amount, 0) : true;
       if (!(hourOk instanceof Promise ? await hourOk : hourOk))
         return this.refusal(input, run, 'hour', amount);
+      const creditsOk = credits ? this.book.ensure(credits, creditsNeeded, 0) : true;
+      if (!(creditsOk instanceof Promise ? await creditsOk : creditsOk))
+        return this.creditRefusal(input, run, credits!, creditsNeeded);
       // Checked and taken in one synchronous step: no other call runs in between.
       const free = available(run);
-      if (free.micros < amount || free.tokens < tokens || (hour && available(hour).micros < amount)) continue;
+      if (
+        free.micros < amount ||
+        free.tokens < tokens ||
+        (hour && available(hour).micros < amount) ||
+        (credits && available(credits).micros < creditsNeeded)
+      )
+        continue;
       this.book.take(run, amount, tokens);
       if (hour) this.book.take(hour, amount, 0);
+      if (credits) this.book.take(credits, creditsNeeded, 0);
       const reservationId = `res_${ulid()}`;
       this.reservations.set(reservationId, {
         run,
         hour,
+        credits,
+        creditsReserved: creditsNeeded,
         hourStart,
         amountMicros: amount,
         tokens,
@@ -206,6 +263,23 @@ export class BudgetSystem {
       };
     }
     return this.refusal(input, run, 'run', amount);
+  }
+
+  private async creditRefusal(
+    input: ReserveInput,
+    run: Account,
+    credits: Account,
+    needed: number,
+  ): Promise<ReserveResult> {
+    this.book.dropIfEmpty(run);
+    this.book.dropIfEmpty(credits);
+    const state = await budgetRepo.creditsState(this.db, input.teamId);
+    const credit = (micro: number) => (micro / 1_000_000).toFixed(6);
+    return {
+      ok: false,
+      reason: 'insufficient_credits',
+      message: `the team's credits do not cover this call: ${credit(Math.max(0, state.balance - state.held))} available (balance ${credit(state.balance)}, held for calls in flight ${credit(state.held)}); it may cost up to ${credit(needed)}`,
+    };
   }
 
   private async refusal(
@@ -256,6 +330,7 @@ export class BudgetSystem {
     this.reservations.delete(reservationId);
     this.book.finish(r.run, r.amountMicros, r.tokens, 0, 0);
     if (r.hour) this.book.finish(r.hour, r.amountMicros, 0, 0, 0);
+    if (r.credits) this.book.finish(r.credits, r.creditsReserved, 0, 0, 0);
     return true;
   }
 
@@ -301,6 +376,10 @@ export class BudgetSystem {
     };
     this.book.finish(r.run, r.amountMicros, r.tokens, cost, totalOf(u));
     if (r.hour) this.book.finish(r.hour, r.amountMicros, 0, cost, 0);
+    const ledger = record.ledger ?? (cost > 0 || totalOf(u) > 0);
+    // What the ledger entry consumes: a call's own reservation pays it first, then the lease.
+    const creditCost = ledger && this.options.credits ? this.options.credits.rate.consumed(cost) : 0;
+    if (r.credits) this.book.finish(r.credits, r.creditsReserved, 0, creditCost, 0);
     // step_count counts work done: blocked requests, failover bookkeeping, sandbox time and token
     // counts are not steps of work.
     const work =
@@ -314,9 +393,11 @@ export class BudgetSystem {
       run: r.run,
       hour: r.hour,
       hourStart: r.hourStart,
+      credits: r.credits,
+      creditCost,
       step: stepRowOf(r, record, u, cost, record.at ?? this.ctx.clock.now()),
       ...(r.policyId ? { policyId: r.policyId } : {}),
-      ledger: record.ledger ?? (cost > 0 || totalOf(u) > 0),
+      ledger,
       work,
       ...(record.sandbox ? { sandbox: record.sandbox } : {}),
       ...(done ? { done } : {}),
@@ -346,13 +427,17 @@ export class BudgetSystem {
       maxCostPerHourMicros === null
         ? null
         : this.book.hourAccount(ref, hourStart, whole(maxCostPerHourMicros));
+    const credits = this.options.credits?.enforce ? this.book.creditsAccount(ref) : null;
     // A reservation of nothing: take() and charge()'s finish() keep the account's in-flight count and unwritten spend true.
     this.book.take(run, 0, 0);
     if (hour) this.book.take(hour, 0, 0);
+    if (credits) this.book.take(credits, 0, 0);
     const reservationId = `res_${ulid()}`;
     this.reservations.set(reservationId, {
       run,
       hour,
+      credits,
+      creditsReserved: 0,
       hourStart,
       amountMicros: 0,
       tokens: 0,

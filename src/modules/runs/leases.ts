@@ -12,7 +12,8 @@ import * as budgetRepo from './budget-repo.ts';
 
 export interface Account {
   readonly key: string;
-  readonly scope: 'run' | 'hour';
+  /** credits: the team's credit balance, in micro-credits (enforcement only). */
+  readonly scope: 'run' | 'hour' | 'credits';
   readonly teamId: TeamId;
   readonly agentId: string;
   readonly policyId: string;
@@ -95,9 +96,14 @@ export class LeaseBook {
     return a;
   }
 
+  /** The team's credits (amounts in micro-credits); its agent and policy are the first caller's, for the lease row. */
+  creditsAccount(ref: AccountRef): Account {
+    return this.account(`credits:${ref.teamId}`, 'credits', ref, null, null, null);
+  }
+
   private account(
     key: string,
-    scope: 'run' | 'hour',
+    scope: Account['scope'],
     ref: AccountRef,
     runId: RunId | null,
     hourStart: Date | null,
@@ -240,11 +246,14 @@ export class LeaseBook {
       a.othersTokens = grant.usedTokens + grant.reservedTokens - a.heldTokens;
       return true;
     }
-    const granted = await budgetRepo.leaseOnHour(this.db, a.hourStart!, a.capMicros ?? 0, request);
+    const granted =
+      a.scope === 'credits'
+        ? await budgetRepo.leaseOnCredits(this.db, request)
+        : await budgetRepo.leaseOnHour(this.db, a.hourStart!, a.capMicros ?? 0, request);
     a.capped = granted === undefined || granted < request.wantMicros;
     if (granted === undefined) return false;
     a.heldMicros += granted;
-    // Hours cap money only: their token side never runs short.
+    // Hours and credits cap money only: their token side never runs short.
     a.heldTokens = Number.MAX_SAFE_INTEGER;
     return true;
   }
@@ -328,7 +337,7 @@ export class LeaseBook {
       if (a.heldMicros === 0 && a.heldTokens === 0) continue;
       if (leaseIds.has(a.leaseId)) continue;
       a.heldMicros = 0;
-      a.heldTokens = a.scope === 'hour' ? Number.MAX_SAFE_INTEGER : 0;
+      a.heldTokens = a.scope === 'run' ? 0 : Number.MAX_SAFE_INTEGER;
       a.closed = true;
       this.accounts.delete(a.key);
       lost.push(a);

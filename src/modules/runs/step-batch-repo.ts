@@ -47,10 +47,37 @@ export interface HourTotals {
 /** A lease shrinking by what was spent from it. */
 export type LeaseRelease = readonly [leaseId: string, micros: number, tokens: number];
 
+/** What a batch consumes of one team's credits (micro-credits): one transaction per run that used them. */
+export interface CreditTotals {
+  teamId: TeamId;
+  consumed: number;
+  /** Leaving the account's held (what its lease paid). */
+  released: number;
+}
+
+/** One run's consumption in a batch: a credit transaction (reference: the run). */
+export interface CreditUse {
+  id: string;
+  teamId: TeamId;
+  runId: RunId;
+  amount: number;
+  at: Date;
+}
+
+/** A balance a batch changed (micro-credits). */
+export interface CreditBalanceRow {
+  teamId: TeamId;
+  balance: number;
+  lowThreshold: number | null;
+  state: 'ok' | 'low' | 'exhausted';
+}
+
 export interface StepBatch {
   runs: readonly RunTotals[];
   leases: readonly LeaseRelease[];
   hours: readonly HourTotals[];
+  credits: readonly CreditTotals[];
+  creditUses: readonly CreditUse[];
   steps: readonly StepInsert[];
   ledger: readonly LedgerInsert[];
   at: Date;
@@ -101,6 +128,18 @@ const HOUR_COLUMNS: ReadonlyArray<Column<HourTotals>> = [
   ['hour_start', 'timestamptz', (h) => iso(h.hourStart)],
   ['cost_micros', 'bigint', (h) => h.costMicros],
   ['reserved_micros', 'bigint', (h) => -h.releasedMicros],
+];
+const CREDIT_COLUMNS: ReadonlyArray<Column<CreditTotals>> = [
+  ['team_id', 'text', (c) => c.teamId],
+  ['balance', 'bigint', (c) => -c.consumed],
+  ['held', 'bigint', (c) => -c.released],
+];
+const CREDIT_USE_COLUMNS: ReadonlyArray<Column<CreditUse>> = [
+  ['id', 'text', (u) => u.id],
+  ['team_id', 'text', (u) => u.teamId],
+  ['run_id', 'text', (u) => u.runId],
+  ['amount', 'bigint', (u) => u.amount],
+  ['at', 'timestamptz', (u) => iso(u.at)],
 ];
 const STEP_COLUMNS: ReadonlyArray<Column<StepInsert>> = [
   ['id', 'text', (x) => x.id],
@@ -175,6 +214,11 @@ const WRITE_BATCH = (() => {
   const runs = unnest(RUN_COLUMNS, 'g');
   const leases = unnest(LEASE_COLUMNS, 'x');
   const hours = unnest(HOUR_COLUMNS, 'x');
+  const credits = unnest(CREDIT_COLUMNS, 'x');
+  // In the batch's order, so each transaction's balance_after is the balance after it.
+  const creditUses = unnest(CREDIT_USE_COLUMNS, 'u')
+    .replace(/\) as u\(/, ') with ordinality as u(')
+    .replace(/\)$/, ', ord)');
   const steps = unnest(STEP_COLUMNS, 'x');
   const ledger = unnest(LEDGER_COLUMNS, 'x');
   const now = `$${++n}::timestamptz`;
@@ -219,6 +263,23 @@ const WRITE_BATCH = (() => {
           cost_micros = hourly_spend.cost_micros + excluded.cost_micros,
           reserved_micros = greatest(hourly_spend.reserved_micros + excluded.reserved_micros, 0)
         returning 1
+      ), c as (
+        -- A team's account exists once it leased, so a fresh row never has anything to release.
+        insert into credit_accounts (team_id, balance, held, state, updated_at)
+        select x.team_id, x.balance, x.held, 'ok', ${now} from ${credits}
+        on conflict (team_id) do update set balance = credit_accounts.balance + excluded.balance,
+          held = greatest(credit_accounts.held + excluded.held, 0),
+          updated_at = excluded.updated_at
+        returning team_id, balance, low_threshold, state
+      ), ct as (
+        insert into credit_transactions (id, team_id, type, amount, balance_after, reason, action,
+          reference_type, reference_id, actor_kind, created_at)
+        select u.id, u.team_id, 'consume', -u.amount,
+          c.balance + coalesce(sum(u.amount) over (partition by u.team_id order by u.ord
+            rows between 1 following and unbounded following), 0),
+          'usage recorded in the ledger', 'usage', 'run', u.run_id, 'system', u.at
+        from ${creditUses} join c on c.team_id = u.team_id
+        returning 1
       ), s as (
         insert into steps (${names(STEP_COLUMNS)})
         select ${stepSelect} from ${steps}
@@ -234,7 +295,8 @@ const WRITE_BATCH = (() => {
         select * from ${ledger}
         returning 1
       )
-      select r.*, (select count(*) from s) as steps_written from r`;
+      select r.*, (select count(*) from s) as steps_written, cb.credit_balances
+      from (select coalesce(json_agg(c.*), '[]'::json) as credit_balances from c) cb left join r on true`;
   const arraysOf = <T>(columns: ReadonlyArray<Column<T>>, rows: readonly T[]) =>
     columns.map(([, , read]) => rows.map(read));
   return {
@@ -244,6 +306,8 @@ const WRITE_BATCH = (() => {
       ...arraysOf(RUN_COLUMNS, b.runs),
       ...arraysOf(LEASE_COLUMNS, b.leases),
       ...arraysOf(HOUR_COLUMNS, b.hours),
+      ...arraysOf(CREDIT_COLUMNS, b.credits),
+      ...arraysOf(CREDIT_USE_COLUMNS, b.creditUses),
       ...arraysOf(STEP_COLUMNS, b.steps),
       ...arraysOf(LEDGER_COLUMNS, b.ledger),
       b.at.toISOString(),
@@ -258,25 +322,40 @@ const numOrNull = (v: unknown) => (v === null ? null : Number(v));
  * shrinkage atomically (one statement, through the driver: see WRITE_BATCH),
  * and answers each charged run's state after it.
  */
-export async function writeStepBatch(db: Db, batch: StepBatch): Promise<RunProgressRow[]> {
+export async function writeStepBatch(
+  db: Db,
+  batch: StepBatch,
+): Promise<{ runs: RunProgressRow[]; credits: CreditBalanceRow[] }> {
   const rows = await rawQuery(db, WRITE_BATCH.text, WRITE_BATCH.params(batch));
-  return rows.map((row) => ({
-    id: String(row.id) as RunId,
-    status: row.status as RunStatus,
-    agentId: String(row.agent_id),
-    policyId: String(row.policy_id),
-    stepCount: Number(row.step_count),
-    lastStepAt: row.last_step_at === null ? null : new Date(row.last_step_at as string),
-    startedAt: new Date(row.started_at as string),
-    primaryModel: (row.primary_model as string | null) ?? null,
-    costMicros: Number(row.cost_micros),
-    usedTokens: Number(row.used_tokens),
-    hardLimitMicros: numOrNull(row.hard_limit_micros),
-    hardLimitTokens: numOrNull(row.hard_limit_tokens),
-    alertThresholdMicros: numOrNull(row.alert_threshold_micros),
-    alertThresholdTokens: numOrNull(row.alert_threshold_tokens),
-    alertThresholdExceeded: row.alert_threshold_exceeded === true,
-  }));
+  const balances = (rows[0]?.credit_balances ?? []) as Array<Record<string, unknown>>;
+  const credits = (typeof balances === 'string' ? JSON.parse(balances) : balances).map(
+    (c: Record<string, unknown>): CreditBalanceRow => ({
+      teamId: String(c.team_id) as TeamId,
+      balance: Number(c.balance),
+      lowThreshold: c.low_threshold === null ? null : Number(c.low_threshold),
+      state: c.state as CreditBalanceRow['state'],
+    }),
+  );
+  const runs = rows
+    .filter((row) => row.id !== null && row.id !== undefined)
+    .map((row) => ({
+      id: String(row.id) as RunId,
+      status: row.status as RunStatus,
+      agentId: String(row.agent_id),
+      policyId: String(row.policy_id),
+      stepCount: Number(row.step_count),
+      lastStepAt: row.last_step_at === null ? null : new Date(row.last_step_at as string),
+      startedAt: new Date(row.started_at as string),
+      primaryModel: (row.primary_model as string | null) ?? null,
+      costMicros: Number(row.cost_micros),
+      usedTokens: Number(row.used_tokens),
+      hardLimitMicros: numOrNull(row.hard_limit_micros),
+      hardLimitTokens: numOrNull(row.hard_limit_tokens),
+      alertThresholdMicros: numOrNull(row.alert_threshold_micros),
+      alertThresholdTokens: numOrNull(row.alert_threshold_tokens),
+      alertThresholdExceeded: row.alert_threshold_exceeded === true,
+    }));
+  return { runs, credits };
 }
 
 /**

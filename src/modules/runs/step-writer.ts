@@ -1,14 +1,17 @@
 // One file (about 400 lines): batching, the retry, the check for a batch
 // whose commit was lost and what runs after a commit are one write path.
 import type { Context, Log, Timer } from '../../core/context.ts';
-import { newId, type StepId, type TeamId } from '../../core/ids.ts';
+import { newId, type RunId, type StepId, type TeamId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
+import type { CreditsPort } from './budget.ts';
 import type { Account } from './leases.ts';
 import { enforceLimits } from './limits.ts';
 import type { SandboxFacts } from './recording.ts';
 import * as repo from './repo.ts';
 import {
+  type CreditTotals,
+  type CreditUse,
   type HourTotals,
   type LeaseRelease,
   type LedgerInsert,
@@ -35,6 +38,10 @@ export interface Charge {
   run: Account;
   hour: Account | null;
   hourStart: Date;
+  /** The team's credits when admission leased them (enforcement), else null. */
+  credits: Account | null;
+  /** What the ledger entry consumes of the team's credits, in micro-credits (0: credits off, or no entry). */
+  creditCost: number;
   step: StepInsert;
   /** The caller's policy when it is not the run's (a sub-agent's call): its hourly spend is counted under it. */
   policyId?: string;
@@ -84,6 +91,10 @@ interface HourGroup extends HourTotals {
   account: Account | null;
 }
 
+interface CreditGroup extends CreditTotals {
+  account: Account | null;
+}
+
 export class StepWriter {
   private queue: Pending[] = [];
   private timer: Timer | undefined;
@@ -99,6 +110,8 @@ export class StepWriter {
     /** Told after commit about every run a batch changed. */
     private readonly onRunChanged: (run: repo.RunProgress) => void,
     private readonly options: WriterOptions = DEFAULT_WRITER_OPTIONS,
+    /** Credits: the balances a batch changed go to the credits module after commit. */
+    private readonly credits?: CreditsPort,
   ) {
     this.log = ctx.log;
   }
@@ -189,11 +202,11 @@ export class StepWriter {
 
   /** Writes a batch in one statement (writeStepBatch), then tells the accounts and runs what changed. */
   private async write(batch: Pending[]): Promise<void> {
-    const { groups, hours, ledger } = this.group(batch);
+    const { groups, hours, ledger, credits, creditUses } = this.group(batch);
     const stepRows = batch.map((item) => item.step);
     if (await this.alreadyWritten(stepRows)) {
       const progress = await readRunProgress(this.db, [...groups.values()]);
-      this.committed(batch, groups, hours, progress);
+      this.committed(batch, groups, hours, credits, progress);
       return this.afterCommitLogged(groups, progress);
     }
     const runList = [...groups.values()];
@@ -207,17 +220,33 @@ export class StepWriter {
       ...hourList.flatMap((h): LeaseRelease[] =>
         h.account && h.releasedMicros > 0 ? [[h.account.leaseId, h.releasedMicros, 0]] : [],
       ),
+      ...[...credits.values()].flatMap((c): LeaseRelease[] =>
+        c.account && c.released > 0 ? [[c.account.leaseId, c.released, 0]] : [],
+      ),
     ];
-    const progress = await writeStepBatch(this.db, {
+    const written = await writeStepBatch(this.db, {
       runs: runList,
       leases,
       hours: hourList,
+      credits: [...credits.values()],
+      creditUses,
       steps: stepRows,
       ledger,
       at: this.ctx.clock.now(),
     });
-    this.committed(batch, groups, hours, progress);
+    const progress = written.runs;
+    this.committed(batch, groups, hours, credits, progress);
     await this.afterCommitLogged(groups, progress);
+    if (written.credits.length > 0 && this.credits) {
+      await this.credits
+        .balancesChanged(written.credits)
+        .catch((err: unknown) =>
+          this.log.error(
+            { err, team_ids: written.credits.map((c) => c.teamId) },
+            'following credit balances failed',
+          ),
+        );
+    }
   }
 
   /**
@@ -248,6 +277,7 @@ export class StepWriter {
     batch: Pending[],
     groups: Map<string, RunGroup>,
     hours: Map<string, HourGroup>,
+    credits: Map<string, CreditGroup>,
     progress: RunProgressRow[],
   ): void {
     for (const g of groups.values()) {
@@ -265,6 +295,11 @@ export class StepWriter {
       if (!h.account) continue;
       h.account.heldMicros -= h.releasedMicros;
       h.account.usedMicros -= h.costMicros;
+    }
+    for (const c of credits.values()) {
+      if (!c.account) continue;
+      c.account.heldMicros -= c.released;
+      c.account.usedMicros -= c.consumed;
     }
     for (const run of progress) this.onRunChanged(run);
     for (const item of batch) if (item.kind === 'charge') item.done?.(item.step.id);
@@ -312,6 +347,9 @@ export class StepWriter {
     const groups = new Map<string, RunGroup>();
     const hours = new Map<string, HourGroup>();
     const ledger: LedgerInsert[] = [];
+    const credits = new Map<string, CreditGroup>();
+    /** Micro-credits each run's entries consume in this batch. */
+    const runCredits = new Map<RunId, { teamId: TeamId; amount: number; at: Date }>();
     for (const item of batch) {
       const s = item.step;
       const at = s.createdAt;
@@ -367,6 +405,22 @@ export class StepWriter {
       }
       h.costMicros += cost;
       if (item.hour) h.account = item.hour;
+      if (item.creditCost > 0 || item.credits) {
+        let c = credits.get(s.teamId);
+        if (!c) {
+          c = { teamId: s.teamId, account: null, consumed: 0, released: 0 };
+          credits.set(s.teamId, c);
+        }
+        if (item.credits) c.account = item.credits;
+        c.consumed += item.creditCost;
+        if (item.creditCost > 0) {
+          const use = runCredits.get(s.runId);
+          if (use) {
+            use.amount += item.creditCost;
+            if (at > use.at) use.at = at;
+          } else runCredits.set(s.runId, { teamId: s.teamId, amount: item.creditCost, at });
+        }
+      }
       if (item.ledger) {
         ledger.push({
           id: newId('led'),
@@ -401,6 +455,16 @@ export class StepWriter {
     for (const h of hours.values()) {
       if (h.account) h.releasedMicros = Math.max(0, Math.min(h.costMicros, h.account.heldMicros));
     }
-    return { groups, hours, ledger };
+    for (const c of credits.values()) {
+      if (c.account) c.released = Math.max(0, Math.min(c.consumed, c.account.heldMicros));
+    }
+    const creditUses: CreditUse[] = [...runCredits].map(([runId, u]) => ({
+      id: newId('ctx'),
+      teamId: u.teamId,
+      runId,
+      amount: u.amount,
+      at: u.at,
+    }));
+    return { groups, hours, ledger, credits, creditUses };
   }
 }

@@ -100,6 +100,12 @@ export class RunSweeps {
         )) {
           charged++;
           const micros = lease.amountMicros;
+          if (lease.scope === 'credits') {
+            // What a run lease covered is charged to its run below (a ledger entry, which consumes
+            // credits): the credits held for the same calls are only given back.
+            await budgetRepo.releaseHeld(tx, lease, micros, 0);
+            continue;
+          }
           if (lease.scope === 'hour' || lease.runId === null) {
             if (lease.hourStart)
               await budgetRepo.settleHour(tx, { ...lease, hourStart: lease.hourStart }, micros, micros);
@@ -135,6 +141,15 @@ export class RunSweeps {
             createdAt: now,
           });
           await repo.rollUpSteps(tx, lease.teamId, [stepId]);
+          const credits = this.budget.credits;
+          if (credits)
+            await credits.consumeIn(tx, {
+              teamId: lease.teamId,
+              runId: lease.runId,
+              amount: credits.rate.consumed(micros),
+              reason: 'a budget lease left by a server that stopped, charged in full',
+              at: now,
+            });
           changed.push(await enforceLimits(tx, this.events, run, now, changed));
         }
       });

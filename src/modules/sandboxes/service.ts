@@ -4,7 +4,7 @@
 import { SECOND_MS } from '../../core/clock.ts';
 import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
-import { type CapsuleId, type HostId, newId } from '../../core/ids.ts';
+import { type CapsuleId, type HostId, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
 import type { Db } from '../../db/client.ts';
 import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
@@ -30,6 +30,8 @@ export interface SandboxOptions {
   fileLimitBytes: number;
   /** How often running capsules are checked against their timeout_sec. */
   sweepIntervalMs: number;
+  /** Asked before a capsule starts: throws to refuse it (credits: 402 insufficient_credits). */
+  admit?: (teamId: TeamId) => Promise<void>;
 }
 
 export const DEFAULT_SANDBOX_OPTIONS: SandboxOptions = {
@@ -123,6 +125,7 @@ export class CapsulesService {
     if (!template) {
       throw new NotFoundError('template', templateName);
     }
+    await this.options.admit?.(teamId);
     const host = await placeCapsule(
       this.states,
       teamId,
