@@ -214,6 +214,7 @@ export interface Services {
   taskRunner: TaskRunner;
   memories: MemoriesService;
   queues: QueuesService;
+  credits: CreditsService;
   workspaces: WorkspacesService;
   webhooks: WebhooksService;
   webhookDeliveries: WebhookDeliveries;
@@ -621,6 +622,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     taskRunner,
     memories,
     queues,
+    credits,
     workspaces,
     webhooks,
     webhookDeliveries,
