@@ -230,6 +230,14 @@ describe('offline and online', () => {
       status: 'idle',
       offline_since: expect.any(String),
     });
+    // The activity feed says it in words, as Paddock's doing.
+    const feed = await call('GET', '/v1/activity', { query: { resource_id: agent.id } });
+    expect(feed.body.data.map((a: Json) => [a.actor_type, a.summary])).toEqual(
+      expect.arrayContaining([
+        ['system', `Agent “${agent.name}” went offline (no heartbeat since ${beatAt})`],
+        ['system', `Agent “${agent.name}” came online (idle)`],
+      ]),
+    );
     expect(
       (await call('GET', '/v1/agents?presence=idle&limit=200')).body.data.map((a: Json) => a.id),
     ).toContain(agent.id);
