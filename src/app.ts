@@ -35,7 +35,8 @@ import { validatorCompiler } from './http/validation.ts';
 import { Jobs } from './jobs/jobs.ts';
 import { registerActivityRoutes } from './modules/activity/routes.ts';
 import { ActivityService } from './modules/activity/service.ts';
-import { registerAgentRoutes } from './modules/agents/routes.ts';
+import { AgentPresence } from './modules/agents/presence.ts';
+import { registerAgentPresenceRoutes, registerAgentRoutes } from './modules/agents/routes.ts';
 import { AgentMe } from './modules/agents/schemas.ts';
 import { AgentsService, type ProviderKeyPorts } from './modules/agents/service.ts';
 import { AlertEvaluator, type EvaluatorOptions, evaluatorOptions } from './modules/alerts/evaluator.ts';
@@ -215,6 +216,7 @@ export interface Services {
   memories: MemoriesService;
   queues: QueuesService;
   credits: CreditsService;
+  agentPresence: AgentPresence;
   workspaces: WorkspacesService;
   webhooks: WebhooksService;
   webhookDeliveries: WebhookDeliveries;
@@ -334,6 +336,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     pinEnvironment: (teamId, asked) => environments.pin(teamId, asked),
     unknownFiles: (teamId, ids) => files.unknownFileIds(teamId, ids),
     unknownSkills: (teamId, ids) => skills.unknownSkillIds(teamId, ids),
+  });
+  const agentPresence = new AgentPresence(db, ctx, events, agents, {
+    sweepIntervalSec: config.presenceSweepIntervalSec,
   });
   // -- module services (add new modules here) --
   const runs = new RunsService(
@@ -460,13 +465,19 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     events,
     async (tx, teamId, agentId) => (await agents.unknownAgentIds(tx, teamId, [agentId])).length === 0,
   );
-  const queues = new QueuesService(db, ctx, events, {
-    sweepIntervalSec: config.queueSweepIntervalSec,
-    pollIntervalMs: config.queuePollIntervalMs,
-    retentionDays: config.queueRetentionDays,
-  });
-  // Tasks sent to a work queue (runner: {queue}) follow their paddock.task job.
-  new QueueTaskRunner(db, ctx, events, tasks, ports, queues);
+  const queues = new QueuesService(
+    db,
+    ctx,
+    events,
+    {
+      sweepIntervalSec: config.queueSweepIntervalSec,
+      pollIntervalMs: config.queuePollIntervalMs,
+      retentionDays: config.queueRetentionDays,
+    },
+    { paused: (agentId) => agentPresence.isPaused(agentId) },
+  );
+  // Tasks sent to a work queue (runner: {queue}) follow their paddock.task job; a paused agent's wait.
+  new QueueTaskRunner(db, ctx, events, tasks, ports, queues, (teamId) => agentPresence.pausedIn(teamId));
   const toolSources: ToolSource[] = [
     new McpToolSource(ctx, outbound),
     skillToolSource(skills),
@@ -623,6 +634,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     memories,
     queues,
     credits,
+    agentPresence,
     workspaces,
     webhooks,
     webhookDeliveries,
@@ -787,6 +799,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerApiKeyRoutes(app, apiKeys);
   registerPolicyRoutes(app, policies);
   registerAgentRoutes(app, agents);
+  registerAgentPresenceRoutes(app, agentPresence);
   registerProviderRoutes(app, providers);
   registerSecretRoutes(app, secrets);
   registerSkillRoutes(app, skills);
@@ -846,6 +859,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     playbookScheduler.start();
     alertEvaluator.start();
     queues.start();
+    agentPresence.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {
@@ -853,6 +867,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     environmentBuilder.close();
     taskRunner.stop();
     queues.stop();
+    agentPresence.stop();
     workspaces.stopSweeps();
     eventRetention.stop();
     auditRetention.stop();

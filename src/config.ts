@@ -49,6 +49,8 @@ export interface Config {
   eventRetentionDays: number;
   /** How often expired work-queue leases are returned to their queue (or failed), in seconds. */
   queueSweepIntervalSec: number;
+  /** How often agents silent for three heartbeat intervals are marked offline (agent.offline), in seconds. */
+  presenceSweepIntervalSec: number;
   /** How often a waiting claim (wait_sec) looks for jobs again, in milliseconds. */
   queuePollIntervalMs: number;
   /** Ended work-queue jobs are deleted this many days after they ended (0: kept forever). */
@@ -362,6 +364,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     queueSweepIntervalSec: int(
       'PADDOCK_QUEUE_SWEEP_INTERVAL_SEC',
       env.PADDOCK_QUEUE_SWEEP_INTERVAL_SEC,
+      10,
+      1,
+      3600,
+    ),
+    presenceSweepIntervalSec: int(
+      'PADDOCK_PRESENCE_SWEEP_INTERVAL_SEC',
+      env.PADDOCK_PRESENCE_SWEEP_INTERVAL_SEC,
       10,
       1,
       3600,

@@ -286,6 +286,30 @@ describe('a task routed to a queue', () => {
     expect(await task(second.id)).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' } });
   });
 
+  it('waits while its agent is paused, whoever claims, and runs once the agent is resumed', async () => {
+    const agent = await f.agent();
+    const other = await f.agent();
+    const mine = await f.submit({ agent_id: agent.id, prompt: 'wait for me', runner: { queue: 'paused-q' } });
+    const theirs = await f.submit({ agent_id: other.id, prompt: 'go ahead', runner: { queue: 'paused-q' } });
+    const paused = await f.t.call('POST', `/v1/agents/${agent.id}/pause`, { token: f.user.token });
+    expect(paused.status).toBe(200);
+
+    // Its own key gets nothing; a team key claiming the queue skips its job and takes the other agent's.
+    expect(await claim('paused-q', agent.api_key)).toBeUndefined();
+    const teamClaim = await http('POST', '/v1/queues/paused-q/claim', f.user.token, {
+      worker_id: 'ci-runner',
+      batch_size: 10,
+    });
+    expect(teamClaim.body.data.map((j: Json) => j.payload.task_id)).toEqual([theirs.id]);
+    expect(await task(mine.id)).toMatchObject({ status: 'queued' });
+
+    const resumed = await f.t.call('POST', `/v1/agents/${agent.id}/resume`, { token: f.user.token });
+    expect(resumed.status).toBe(200);
+    const claimed = await claim('paused-q', agent.api_key);
+    expect(claimed?.payload.task_id).toBe(mine.id);
+    expect(await task(mine.id)).toMatchObject({ status: 'running' });
+  });
+
   it('keeps the job and the run to the team', async () => {
     const agent = await f.agent();
     const submitted = await f.submit({ agent_id: agent.id, prompt: 'ours', runner: { queue: 'team-q' } });

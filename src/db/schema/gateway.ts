@@ -102,6 +102,18 @@ export const agents = pgTable(
     definition: jsonb('definition').$type<Record<string, unknown> | null>(),
     environmentId: text('environment_id'),
     currentVersion: integer('current_version').notNull().default(1),
+    /** false: the agent runs elsewhere (a laptop, a server, a CI runner) and reports its presence by heartbeats. */
+    hosted: boolean('hosted').notNull().default(true),
+    /** Silent for three of these, the agent is offline. */
+    heartbeatIntervalSec: integer('heartbeat_interval_sec').notNull().default(30),
+    /** What its last heartbeat reported: idle | working | blocked (null: it never beat). */
+    presenceStatus: text('presence_status', { enum: ['idle', 'working', 'blocked'] }),
+    currentJob: text('current_job'),
+    lastHeartbeatAt: ts('last_heartbeat_at'),
+    /** Set by the presence sweep when it found the agent silent (agent.offline); its next heartbeat clears it (agent.online). */
+    offlineAt: ts('offline_at'),
+    /** While set, the agent's claims from work queues get nothing and its queued tasks wait. */
+    pausedAt: ts('paused_at'),
     createdBy: text('created_by'),
     ...timestamps(),
     deletedAt: ts('deleted_at'),
@@ -111,6 +123,10 @@ export const agents = pgTable(
     uniqueIndex('agents_key_hash_key').on(t.keyHash),
     index('agents_team_idx').on(t.teamId, t.id),
     index('agents_policy_idx').on(t.policyId),
+    // The presence sweep's scan: agents that beat and are not yet marked offline, oldest beat first.
+    index('agents_presence_idx')
+      .on(t.lastHeartbeatAt)
+      .where(sql`offline_at is null and last_heartbeat_at is not null and deleted_at is null`),
   ],
 );
 

@@ -42,6 +42,8 @@ const SUMMARIES: Record<string, (d: Data) => string> = {
   'task.completed': (d) => `Completed a task of agent ${d.agent_id} in ${d.turns} turns`,
   'task.failed': (d) => `A task of agent ${d.agent_id} failed (${d.code})`,
   'task.cancelled': (d) => `Cancelled a task of agent ${d.agent_id}`,
+  'agent.online': (d) => `Agent${nameOf(d)} came online (${words(String(d.status))})`,
+  'agent.offline': (d) => `Agent${nameOf(d)} went offline (no heartbeat since ${d.last_heartbeat_at})`,
   'member.added': (d) => `Added member ${d.user_id} as ${d.role}`,
   'member.removed': (d) => `Removed member ${d.user_id}`,
   'member.role_changed': (d) => `Changed member ${d.user_id}'s role from ${d.from} to ${d.to}`,

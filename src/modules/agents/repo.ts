@@ -1,8 +1,9 @@
-import { and, desc, eq, inArray, isNull, like, or, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, isNull, like, or, type SQL, sql } from 'drizzle-orm';
 import { type AgentId, isId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { updateOne } from '../../db/update-one.ts';
+import { SILENT_INTERVALS } from './schemas.ts';
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
@@ -57,10 +58,35 @@ export async function namesLike(db: DbOrTx, teamId: TeamId, base: string): Promi
   return new Set(rows.map((r) => r.name));
 }
 
+/** A presence filter of the agent list. */
+export type PresenceFilter = 'idle' | 'working' | 'blocked' | 'offline' | 'paused' | 'online';
+
+/** The agents whose presence at `now` is `presence` (as views.ts's presenceView says it). */
+function presenceIs(presence: PresenceFilter, now: Date): SQL {
+  const silentSince = sql`${now.toISOString()}::timestamptz - make_interval(secs => ${agents.heartbeatIntervalSec} * ${SILENT_INTERVALS})`;
+  if (presence === 'paused') return isNotNull(agents.pausedAt);
+  const notPaused = isNull(agents.pausedAt);
+  if (presence === 'offline')
+    return and(
+      notPaused,
+      or(
+        and(isNull(agents.lastHeartbeatAt), eq(agents.hosted, false)),
+        sql`${agents.lastHeartbeatAt} <= ${silentSince}`,
+      ),
+    )!;
+  const online = and(notPaused, sql`${agents.lastHeartbeatAt} > ${silentSince}`)!;
+  return presence === 'online' ? online : and(online, eq(agents.presenceStatus, presence))!;
+}
+
 export async function listAgents(
   db: DbOrTx,
   teamId: TeamId,
-  filter: { status?: 'active' | 'disabled'; policyId?: string },
+  filter: {
+    status?: 'active' | 'disabled';
+    policyId?: string;
+    presence?: PresenceFilter;
+    now?: Date;
+  },
   beforeId: string | undefined,
   limit: number,
 ) {
@@ -73,6 +99,7 @@ export async function listAgents(
         teamId,
         filter.status ? eq(agents.status, filter.status) : undefined,
         filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
+        filter.presence && filter.now ? presenceIs(filter.presence, filter.now) : undefined,
         beforeCursor(agents.id, beforeId),
       ),
     )

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
+import type { AgentPresence } from './presence.ts';
 import * as s from './schemas.ts';
 import { type AgentsService, agentIdOf } from './service.ts';
 
@@ -203,4 +204,44 @@ export function registerAgentRoutes(app: App, agents: AgentsService): void {
         .status(201)
         .send(await agents.fork(principalOf(request), agentIdOf(request.params.id), request.body ?? {})),
   );
+}
+
+export function registerAgentPresenceRoutes(app: App, presence: AgentPresence): void {
+  const tags = ['agents'];
+  // Heartbeats are an agent's polling: like a worker's claims they make no audit entry, and no
+  // event unless the agent's presence changed (agent.online).
+  const beat = { auth: { scope: 'queue', agent: 'also' } as const, audit: false as const };
+  const write = { auth: { scope: 'write' } as const };
+
+  app.post(
+    '/v1/agents/:id/heartbeat',
+    {
+      config: beat,
+      schema: {
+        tags,
+        summary: 'The agent is there: idle, working or blocked (its own key, or a key that works queues)',
+        description:
+          'Answers its presence and whether it is paused (then: stop claiming). Silent for ' +
+          '3 × heartbeat_interval_sec, the agent is offline. Another agent’s key gets 404, as an unknown agent.',
+        params: IdParams,
+        body: s.HeartbeatBody,
+        response: { 200: s.HeartbeatAnswer, ...errorResponses(404) },
+      },
+    },
+    async (request) => presence.heartbeat(principalOf(request), request.params.id, request.body),
+  );
+
+  for (const [action, summary] of [
+    ['pause', 'Pause the agent: its work-queue claims get nothing and its queued tasks wait'],
+    ['resume', 'Resume a paused agent: its claims work again'],
+  ] as const) {
+    app.post(
+      `/v1/agents/:id/${action}`,
+      {
+        config: write,
+        schema: { tags, summary, params: IdParams, response: { 200: s.Agent, ...errorResponses(404) } },
+      },
+      async (request) => presence[action](principalOf(request), request.params.id),
+    );
+  }
 }

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 import {
   Chain,
   FORBIDDEN_KEYS,
@@ -67,8 +67,25 @@ const AllowedPolicies = Nullable(
   }),
 );
 
+/** Orkosi's agents report idle, working or blocked; offline and paused are Paddock's to say. */
+export const REPORTED_STATUSES = ['idle', 'working', 'blocked'] as const;
+export const PRESENCE_STATUSES = [...REPORTED_STATUSES, 'offline', 'paused'] as const;
+export const HEARTBEAT_INTERVAL = { min: 5, max: 3600, default: 30 } as const;
+/** Silent for this many heartbeat intervals, an agent is offline (Orkosi does not say when one counts as gone). */
+export const SILENT_INTERVALS = 3;
+const HeartbeatIntervalSec = Type.Integer({
+  minimum: HEARTBEAT_INTERVAL.min,
+  maximum: HEARTBEAT_INTERVAL.max,
+  description: 'how often the agent says it is there (default 30); silent for three intervals, it is offline',
+});
+const Hosted = Type.Boolean({
+  description: 'false: the agent runs elsewhere (a laptop, a server, a CI runner) and sends heartbeats',
+});
+
 const fields = {
   ...DefinitionFields,
+  hosted: Type.Optional(Hosted),
+  heartbeat_interval_sec: Type.Optional(HeartbeatIntervalSec),
   description: Type.Optional(Description),
   allowed_policies: Type.Optional(AllowedPolicies),
   provider_keys: Type.Optional(ProviderKeys),
@@ -98,6 +115,19 @@ export const UpsertAgentBody = Body(
   'creates the agent (policy_id required; status ignored, always active) or updates the fields sent',
 );
 
+export const Presence = Type.Object(
+  {
+    status: Nullable(Type.Enum([...PRESENCE_STATUSES])),
+    last_heartbeat_at: NullableTimestamp,
+    current_job: Nullable(Type.String()),
+  },
+  {
+    description:
+      'paused while paused; else offline when silent for 3 × heartbeat_interval_sec (or an external agent that never beat); ' +
+      'else what its last heartbeat reported. null: a hosted agent that never beat',
+  },
+);
+
 export const Agent = Type.Object({
   id: Type.String(),
   team_id: Type.String(),
@@ -111,6 +141,12 @@ export const Agent = Type.Object({
   metadata: Type.Record(Type.String(), Type.Unknown()),
   api_key_prefix: Type.String({ description: 'the first characters of the agent key, for recognising it' }),
   version: Type.Integer({ description: 'the current version of its definition' }),
+  hosted: Hosted,
+  heartbeat_interval_sec: HeartbeatIntervalSec,
+  paused_at: Type.Union([Timestamp, Type.Null()], {
+    description: 'set while paused: its queue claims get nothing and its queued tasks wait',
+  }),
+  presence: Presence,
   ...DefinitionSchema.properties,
   created_by: Nullable(Type.String()),
   created_at: Timestamp,
@@ -130,6 +166,11 @@ export const RotatedKey = Type.Object({
 export const AgentListQuery = Type.Object(
   {
     status: Type.Optional(AgentStatus),
+    presence: Type.Optional(
+      Type.Enum([...PRESENCE_STATUSES, 'online'], {
+        description: 'online: not paused, beating within 3 intervals (idle, working or blocked)',
+      }),
+    ),
     policy_id: Type.Optional(Id),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
     cursor: Type.Optional(Type.String({ maxLength: 400 })),
@@ -205,3 +246,23 @@ export const AgentModel = Type.Object({
   }),
 });
 export const AgentModels = Paginated(AgentModel);
+
+export const HeartbeatBody = Body({
+  status: Type.Enum([...REPORTED_STATUSES]),
+  current_job: Type.Optional(
+    Nullable(
+      Type.String({ maxLength: 200, description: 'a queue job id, or what it is doing in words (≤ 200)' }),
+    ),
+  ),
+});
+export const HeartbeatAnswer = Type.Object(
+  {
+    agent_id: Type.String(),
+    paused: Type.Boolean({
+      description: 'true: stop claiming (claims get nothing until the agent is resumed)',
+    }),
+    heartbeat_interval_sec: HeartbeatIntervalSec,
+    presence: Presence,
+  },
+  { description: 'the agent’s presence after this heartbeat' },
+);

@@ -24,6 +24,7 @@ import type { UsableKey } from '../providers/service.ts';
 import { changedFields, type Definition, sendsDefinition, storedDefinition } from './definition.ts';
 import * as repo from './repo.ts';
 import type * as s from './schemas.ts';
+import { HEARTBEAT_INTERVAL } from './schemas.ts';
 import {
   AgentVersions,
   composeDefinition,
@@ -137,6 +138,11 @@ export class AgentsService {
     definitionPorts: DefinitionPorts,
   ) {
     this.versions = new AgentVersions(db, definitionPorts);
+  }
+
+  /** The agent as answered, its presence as of now. */
+  view(row: AgentRow): AgentView {
+    return agentView(row, this.ctx.clock.now());
   }
 
   /** Agents are managed by people and team keys; an agent key cannot manage agents. */
@@ -393,7 +399,7 @@ export class AgentsService {
           row.name === wanted
             ? undefined
             : `the name "${wanted}" is already used by an agent of this team, so this agent is named "${row.name}"`;
-        return { ...agentView(row), api_key: apiKey, ...(note ? { note } : {}) };
+        return { ...this.view(row), api_key: apiKey, ...(note ? { note } : {}) };
       } catch (err) {
         // Another create took the same name between our look and our insert: look again.
         if (!repo.isUniqueViolation(err) || attempt >= 4) throw err;
@@ -422,6 +428,8 @@ export class AgentsService {
       providerKeys: input.provider_keys ?? {},
       routingOverride: input.routing_override ?? null,
       metadata: input.metadata ?? {},
+      hosted: input.hosted ?? true,
+      heartbeatIntervalSec: input.heartbeat_interval_sec ?? HEARTBEAT_INTERVAL.default,
       // The key is stored only as its HMAC; the prefix lets people recognise it.
       keyPrefix: tokenDisplayPrefix(apiKey),
       keyHash: this.hasher.hash(apiKey),
@@ -443,28 +451,31 @@ export class AgentsService {
     return { row, apiKey };
   }
 
-  async list(
-    principal: Principal,
-    query: PageQuery & { status?: 'active' | 'disabled'; policy_id?: string },
-  ) {
+  async list(principal: Principal, query: PageQuery & Static<typeof s.AgentListQuery>) {
     const teamId = this.team(principal, 'read');
+    const now = this.ctx.clock.now();
     const filter = {
       ...(query.status ? { status: query.status } : {}),
       ...(query.policy_id ? { policyId: query.policy_id } : {}),
+      ...(query.presence ? { presence: query.presence, now } : {}),
     };
-    return pageOf(query, (cursor, rows) => repo.listAgents(this.db, teamId, filter, cursor, rows), agentView);
+    return pageOf(
+      query,
+      (cursor, rows) => repo.listAgents(this.db, teamId, filter, cursor, rows),
+      (row) => agentView(row, now),
+    );
   }
 
   async get(principal: Principal, id: AgentId) {
     const row = await repo.findAgent(this.db, this.team(principal, 'read'), id);
     if (!row) throw new NotFoundError('agent', id);
-    return agentView(row);
+    return this.view(row);
   }
 
   /** PATCH: the fields sent replace the agent's (objects included); the others are kept. */
   async update(principal: Principal, id: AgentId, input: UpdateAgentInput) {
     const teamId = this.team(principal, 'write');
-    return agentView(await this.applyUpdate(principal, teamId, { id }, input));
+    return this.view(await this.applyUpdate(principal, teamId, { id }, input));
   }
 
   private async applyUpdate(
@@ -566,7 +577,7 @@ export class AgentsService {
         if (existing) {
           return {
             created: false,
-            agent: agentView(await this.applyUpdate(principal, teamId, { name }, input)),
+            agent: this.view(await this.applyUpdate(principal, teamId, { name }, input)),
           };
         }
         if (input.policy_id === undefined) {
@@ -584,7 +595,7 @@ export class AgentsService {
           if (await repo.findAgentByName(tx, teamId, name)) throw nameTaken(name);
           return this.insert(tx, principal, teamId, { ...fields, name, policy_id: policyId }, pinned);
         });
-        return { created: true, agent: { ...agentView(row), api_key: apiKey } };
+        return { created: true, agent: { ...this.view(row), api_key: apiKey } };
       } catch (err) {
         // A concurrent upsert of the same name won (or deleted it): look again.
         const raced =
@@ -666,6 +677,8 @@ export class AgentsService {
       provider_keys: source.providerKeys as ProviderKeys,
       routing_override: source.routingOverride as Static<typeof s.RoutingOverride>,
       metadata: source.metadata,
+      hosted: source.hosted,
+      heartbeat_interval_sec: source.heartbeatIntervalSec,
       ...copied,
       // The fork pins what the source pins.
       environment_version_id,

@@ -55,6 +55,13 @@ export interface EventMap {
   'agent.disabled': { name: string };
   'agent.key_rotated': { name: string; key_prefix: string };
   'agent.deleted': { name: string };
+  // An agent's presence (docs/queues.md, "Agents' presence"): pause and resume by people and keys;
+  // online and offline are Paddock's (system), once per change, never per heartbeat.
+  'agent.paused': { name: string };
+  'agent.resumed': { name: string; paused_sec: number };
+  /** offline_since: when the sweep found it silent; null for its first heartbeat ever. */
+  'agent.online': { name: string; status: string; offline_since: string | null };
+  'agent.offline': { name: string; last_heartbeat_at: string; heartbeat_interval_sec: number };
   // Provider keys: never the secret, sealed or not.
   'provider_key.created': { name: string; provider: string };
   'provider_key.updated': { name: string; changed_fields: string[] };
@@ -297,6 +304,10 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'agent.disabled': true,
   'agent.key_rotated': true,
   'agent.deleted': true,
+  'agent.paused': true,
+  'agent.resumed': true,
+  'agent.online': true,
+  'agent.offline': true,
   'provider_key.created': true,
   'provider_key.updated': true,
   'provider_key.rotated': true,

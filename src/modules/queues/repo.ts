@@ -109,6 +109,13 @@ function jobRows(result: unknown): JobRow[] {
   }));
 }
 
+/** Jobs of `type` whose payload's `field` (text) is one of `values`: no claim takes them while so. */
+export interface HeldBack {
+  type: string;
+  field: string;
+  values: readonly string[];
+}
+
 /**
  * Takes up to `limit` due jobs of the queue for `workerId` in one statement:
  * higher priority first, then oldest. SKIP LOCKED passes over rows another
@@ -124,6 +131,7 @@ export async function claimJobs(
   types: readonly string[] | undefined,
   limit: number,
   now: Date,
+  held: readonly HeldBack[] = [],
 ): Promise<JobRow[]> {
   const result = await db.execute(sql`
     with picked as (
@@ -138,6 +146,16 @@ export async function claimJobs(
               )})`
             : sql``
         }
+        ${sql.join(
+          held.map(
+            (h) =>
+              sql`and not (type = ${h.type} and payload ->> ${h.field} in (${sql.join(
+                h.values.map((v) => sql`${v}`),
+                sql`, `,
+              )}))`,
+          ),
+          sql` `,
+        )}
       order by priority desc nulls last, id
       limit ${limit}
       for update skip locked

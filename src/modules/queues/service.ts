@@ -75,6 +75,14 @@ export interface QueueJobListener {
   changed(tx: DbOrTx, rows: readonly repo.JobRow[]): Promise<void>;
   /** After the commit: work that cannot join the transaction. */
   committed(rows: readonly repo.JobRow[]): Promise<void>;
+  /** Its jobs no claim may take now (they wait): those whose payload's `field` is one of `values`. */
+  heldBack?(teamId: TeamId): Promise<repo.HeldBack | undefined>;
+}
+
+/** The agents module's word on claims made with an agent key. */
+export interface ClaimGate {
+  /** A paused agent's claims answer nothing at once (no long poll). */
+  paused(agentId: string): Promise<boolean>;
 }
 
 /** A job another module submits in its own transaction (no idempotency key of its own: the caller's id is it). */
@@ -107,6 +115,7 @@ export class QueuesService {
     private readonly ctx: Context,
     private readonly events: EventsService,
     private readonly options: QueueOptions = QUEUE_DEFAULTS,
+    private readonly gate?: ClaimGate,
   ) {}
 
   /** Workers' calls: team API keys with the queue scope (write and admin include it) and agent keys. */
@@ -290,12 +299,25 @@ export class QueuesService {
    */
   async claim(principal: Principal, queue: string, input: ClaimInput, signal?: AbortSignal) {
     const teamId = this.worker(principal);
+    if (principal.kind === 'agent' && principal.agentId && (await this.gate?.paused(principal.agentId)))
+      return { data: [] };
     const limit = input.batch_size ?? 1;
-    const take = () =>
-      this.changing(async (tx) => {
+    const take = async () => {
+      const held = await this.heldBack(teamId);
+      return this.changing(async (tx) => {
         await repo.relaxCommit(tx);
-        return repo.claimJobs(tx, teamId, queue, input.worker_id, input.types, limit, this.ctx.clock.now());
+        return repo.claimJobs(
+          tx,
+          teamId,
+          queue,
+          input.worker_id,
+          input.types,
+          limit,
+          this.ctx.clock.now(),
+          held,
+        );
       });
+    };
     let rows = await take();
     const waitSec = input.wait_sec ?? 0;
     if (rows.length === 0 && waitSec > 0) {
@@ -313,6 +335,16 @@ export class QueuesService {
       }
     }
     return { data: rows.map(jobView) };
+  }
+
+  /** What the listeners hold back from claims in this team now. */
+  private async heldBack(teamId: TeamId): Promise<repo.HeldBack[]> {
+    const held: repo.HeldBack[] = [];
+    for (const listener of this.listeners.values()) {
+      const h = await listener.heldBack?.(teamId);
+      if (h && h.values.length > 0) held.push(h);
+    }
+    return held;
   }
 
   async heartbeat(principal: Principal, queue: string, id: string, input: HeartbeatInput) {

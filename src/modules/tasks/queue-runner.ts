@@ -1,8 +1,9 @@
 import type { Context } from '../../core/context.ts';
+import type { TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
-import type { JobRow } from '../queues/repo.ts';
+import type { HeldBack, JobRow } from '../queues/repo.ts';
 import type { QueueJobListener, QueuesService } from '../queues/service.ts';
 import { validateResult } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
@@ -62,9 +63,17 @@ export class QueueTaskRunner implements QueueJobListener {
     private readonly tasks: TasksService,
     private readonly ports: TaskPorts,
     private readonly queues: QueuesService,
+    /** The team's paused agents (the agents module's presence): their tasks' jobs wait. */
+    private readonly pausedAgents: (teamId: TeamId) => Promise<readonly string[]> = async () => [],
   ) {
     queues.listen(this);
     tasks.attachQueue(this);
+  }
+
+  /** A paused agent's tasks wait in their queue, whoever claims (docs/queues.md, "Agents' presence"). */
+  async heldBack(teamId: TeamId): Promise<HeldBack | undefined> {
+    const values = await this.pausedAgents(teamId);
+    return values.length > 0 ? { type: TASK_JOB_TYPE, field: 'agent_id', values } : undefined;
   }
 
   /** Writes the task's job in the task's transaction: what the worker needs, never a secret. */
