@@ -118,6 +118,11 @@ describe('credits enforced', () => {
     expect(unknownTeam.status).toBe(404);
     const added = await events(g, 'credits.added');
     expect(added.filter((e) => e.data.reason === 'test grant')).toHaveLength(1);
+    const feed = await g.t.call('GET', '/v1/activity', {
+      token: g.user.token,
+      query: { action: 'credits.added' },
+    });
+    expect(feed.body.data.map((a: Json) => a.summary)).toContain('Added 20 credits (grant): balance 20');
   });
 
   it('consumes the ledger at the markup: the run’s consume transactions equal its entries × markup ÷ price', async () => {
