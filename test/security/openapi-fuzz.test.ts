@@ -644,6 +644,9 @@ function pathValue(path: string, name: string): string {
   if (name === 'link_id') return ids.workItemLink!;
   if (name === 'tag') return ids.hostTag!;
   if (name === '*') return 'fuzz.txt';
+  // Platform admins' routes name the team or user they act on.
+  if (path.startsWith('/v1/admin/teams/')) return ids.team!;
+  if (path.startsWith('/v1/admin/users/')) return ids.member!;
   if (name === 'name') {
     if (resource === 'policies') return ids.policyName!;
     if (resource === 'agents') return ids.agentName!;
