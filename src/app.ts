@@ -33,6 +33,7 @@ import { buildLazySerializer } from './http/serialization.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { Jobs } from './jobs/jobs.ts';
+import { deleteActivityBefore } from './modules/activity/repo.ts';
 import { registerActivityRoutes } from './modules/activity/routes.ts';
 import { ActivityService } from './modules/activity/service.ts';
 import { AgentPresence } from './modules/agents/presence.ts';
@@ -192,6 +193,7 @@ export interface Services {
   eventRetention: EventRetention;
   audit: AuditService;
   auditRetention: EventRetention;
+  activityRetention: EventRetention;
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
@@ -278,6 +280,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     config.auditRetentionDays,
     deleteAuditBefore,
     'audit log',
+  );
+  const activityRetention = new EventRetention(
+    db,
+    ctx,
+    config.activityRetentionDays,
+    deleteActivityBefore,
+    'activity',
   );
   const nowMs = () => clock.now().getTime();
   const memoryRateLimits = new MemoryRateLimitStore(nowMs);
@@ -611,6 +620,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     eventRetention,
     audit,
     auditRetention,
+    activityRetention,
     sealer,
     hasher,
     clock,
@@ -852,6 +862,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     workspaces.startSweeps();
     eventRetention.start();
     auditRetention.start();
+    activityRetention.start();
     await mail.start();
     await webhookDeliveries.start();
     await channelDeliveries.start();
@@ -871,6 +882,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     workspaces.stopSweeps();
     eventRetention.stop();
     auditRetention.stop();
+    activityRetention.stop();
     mail.stop();
     webhookDispatcher.stop();
     await playbookScheduler.stop();

@@ -59,6 +59,8 @@ export interface Config {
   alertEvaluationIntervalSec: number;
   /** Audit log entries older than this many days are deleted (0: kept forever). */
   auditRetentionDays: number;
+  /** Activity feed entries older than this many days are deleted (0: kept forever). */
+  activityRetentionDays: number;
   /** Event streams (GET /v1/events as SSE) one team may hold open on one server. */
   eventStreamsPerTeam: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
@@ -391,6 +393,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       3600,
     ),
     auditRetentionDays: int('PADDOCK_AUDIT_RETENTION_DAYS', env.PADDOCK_AUDIT_RETENTION_DAYS, 365, 0, 36_500),
+    activityRetentionDays: int(
+      'PADDOCK_ACTIVITY_RETENTION_DAYS',
+      env.PADDOCK_ACTIVITY_RETENTION_DAYS,
+      90,
+      0,
+      36_500,
+    ),
     eventStreamsPerTeam: int(
       'PADDOCK_EVENT_STREAMS_PER_TEAM',
       env.PADDOCK_EVENT_STREAMS_PER_TEAM,

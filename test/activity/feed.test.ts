@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SignedUpUser } from '../support/app.ts';
+import { DAY_MS } from '../../src/core/clock.ts';
+import { createTestApp, type SignedUpUser } from '../support/app.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
@@ -191,5 +192,26 @@ describe('GET /v1/activity/stats', () => {
     expect((await call('GET', '/v1/activity/stats', undefined, stranger.token)).body.by_action).not.toEqual(
       expect.arrayContaining([{ action: 'opened_pr', count: 1 }]),
     );
+  });
+});
+
+describe('retention', () => {
+  it('deletes entries older than PADDOCK_ACTIVITY_RETENTION_DAYS and keeps the rest', async () => {
+    const r = await createTestApp({ config: { activityRetentionDays: 10 } });
+    try {
+      const u = await r.signup();
+      // A key, not the session: the session expires over the days the clock moves.
+      const key = (await r.apiKey(u.token, ['admin'])).key;
+      await r.call('POST', '/v1/work-items', { token: key, body: { title: 'old' } });
+      r.clock.advance(11 * DAY_MS);
+      expect((await r.call('POST', '/v1/work-items', { token: key, body: { title: 'new' } })).status).toBe(
+        201,
+      );
+      expect(await r.services.activityRetention.sweep()).toBeGreaterThan(0);
+      const left = await r.call('GET', '/v1/activity', { token: key });
+      expect(left.body.data.map((e: Json) => e.summary)).toEqual(['Created work item “new” (medium, todo)']);
+    } finally {
+      await r.close();
+    }
   });
 });

@@ -41,5 +41,7 @@ export const activityEntries = pgTable(
   (t) => [
     index('activity_entries_team_idx').on(t.teamId, t.id),
     index('activity_entries_team_created_idx').on(t.teamId, t.createdAt),
+    // The retention's deletes, oldest first across teams.
+    index('activity_entries_created_idx').on(t.createdAt),
   ],
 );

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, gte, like, lte, type SQL, type WithSubquery } from 'drizzle-orm';
+import { and, count, desc, eq, gte, inArray, like, lt, lte, type SQL, type WithSubquery } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike } from '../../db/query-parts.ts';
@@ -106,4 +106,19 @@ export async function countEntries(
       .limit(limit),
   ]);
   return { total: total[0]?.n ?? 0, byActor, byAction };
+}
+
+/** Deletes up to `batch` entries made before `cutoff` (retention), oldest first. */
+export async function deleteActivityBefore(db: DbOrTx, cutoff: Date, batch: number): Promise<number> {
+  const doomed = db
+    .select({ id: activityEntries.id })
+    .from(activityEntries)
+    .where(lt(activityEntries.createdAt, cutoff))
+    .orderBy(activityEntries.createdAt)
+    .limit(batch);
+  const gone = await db
+    .delete(activityEntries)
+    .where(inArray(activityEntries.id, doomed))
+    .returning({ id: activityEntries.id });
+  return gone.length;
 }

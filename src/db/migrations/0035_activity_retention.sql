@@ -1,0 +1,1 @@
+CREATE INDEX "activity_entries_created_idx" ON "activity_entries" USING btree ("created_at");
