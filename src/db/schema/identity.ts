@@ -12,6 +12,13 @@ export const users = pgTable(
     name: text('name').notNull(),
     passwordHash: text('password_hash').notNull(),
     isAdmin: boolean('is_admin').notNull().default(false),
+    /** Set by a platform admin: the user's sessions and the API keys they created stop until reactivated. */
+    deactivatedAt: ts('deactivated_at'),
+    /**
+     * Erased (GDPR): the row stays so records that name the id keep it, with
+     * the email, name and password hash replaced (docs/admin.md).
+     */
+    deletedAt: ts('deleted_at'),
     ...timestamps(),
   },
   (t) => [uniqueIndex('users_email_key').on(t.email)],

@@ -149,7 +149,8 @@ export class TeamsService {
     const email = input.email.trim().toLowerCase();
     const role = input.role ?? 'member';
     const user = await repo.findUserByEmail(this.db, email);
-    if (!user) {
+    // An erased account keeps a placeholder address; it is no one to add.
+    if (!user || user.deletedAt !== null) {
       throw new NotFoundError('user', email);
     }
     await this.db.transaction(async (tx) => {
