@@ -48,6 +48,11 @@ async function switchTo(user: SignedUpUser, teamId: string): Promise<string> {
   return res.body.session_token;
 }
 
+/** PUT /v1/admin/users/{id}/active or …/admin, as `token` (the admin by default). */
+function put(userId: string, what: 'active' | 'admin', value: boolean, token = admin.token) {
+  return t.call('PUT', `/v1/admin/users/${userId}/${what}`, { token, body: { [what]: value } });
+}
+
 async function adminAudit(query: Record<string, string>) {
   const res = await asAdmin('GET', '/v1/admin/audit-logs', { query: { limit: '200', ...query } });
   expect(res.status).toBe(200);
@@ -60,10 +65,12 @@ describe('who may call the admin routes', () => {
       (r) =>
         r.path.startsWith('/v1/admin/') && !r.path.startsWith('/v1/admin/audit-logs') && r.method !== 'HEAD',
     );
-    expect(routes.length).toBeGreaterThanOrEqual(9);
+    expect(routes.length).toBeGreaterThanOrEqual(7);
     for (const route of routes) {
       const url = route.path.replace(':id', route.path.includes('/teams') ? admin.team.id : admin.user.id);
-      const res = await t.call(route.method, url, { token: plain.token });
+      const body =
+        route.method === 'PUT' ? { [url.endsWith('/admin') ? 'admin' : 'active']: true } : undefined;
+      const res = await t.call(route.method, url, { token: plain.token, ...(body ? { body } : {}) });
       expectError(res, 403, 'platform_admin_required');
     }
     // Nothing changed: the admin is still an active admin.
@@ -91,7 +98,17 @@ describe('who may call the admin routes', () => {
     expectError(await asAdmin('GET', '/v1/admin/users', { query: { cursor: '!!' } }), 400, 'invalid_cursor');
     expectError(await asAdmin('GET', '/v1/admin/teams', { query: { q: '' } }), 400, 'validation_failed');
     expectError(await asAdmin('GET', '/v1/admin/users/usr_nobody'), 404, 'not_found');
-    expectError(await asAdmin('POST', '/v1/admin/users/usr_nobody/deactivate'), 404, 'not_found');
+    expectError(await put('usr_nobody', 'active', false), 404, 'not_found');
+    expectError(
+      await asAdmin('PUT', `/v1/admin/users/${plain.user.id}/active`, { body: {} }),
+      400,
+      'validation_failed',
+    );
+    expectError(
+      await asAdmin('PUT', `/v1/admin/users/${plain.user.id}/admin`, { body: { admin: 'yes' } }),
+      400,
+      'validation_failed',
+    );
     expectError(await asAdmin('GET', '/v1/admin/teams/not-a-team'), 404, 'not_found');
   });
 });
@@ -102,7 +119,7 @@ describe('listing and searching', () => {
     const a = await t.signup({ email: uniqueEmail(`${tag}-a`), name: 'Alpha' });
     const b = await t.signup({ email: uniqueEmail('other'), name: `Beta ${tag.toUpperCase()}` });
     const c = await t.signup({ email: uniqueEmail(`${tag}-c`), name: 'Gamma' });
-    await asAdmin('POST', `/v1/admin/users/${c.user.id}/deactivate`);
+    await put(c.user.id, 'active', false);
 
     const all = await asAdmin('GET', '/v1/admin/users', { query: { q: tag } });
     expect(all.body.data.map((u: { id: string }) => u.id)).toEqual([c.user.id, b.user.id, a.user.id]);
@@ -180,7 +197,7 @@ describe('deactivation', () => {
     try {
       expect((await other.call('GET', '/v1/api-keys', { token: key.key })).status).toBe(200);
 
-      const res = await asAdmin('POST', `/v1/admin/users/${user.user.id}/deactivate`);
+      const res = await put(user.user.id, 'active', false);
       expect(res.status).toBe(200);
       expect(res.body).toMatchObject({ status: 'deactivated', deactivated_at: expect.any(String) });
 
@@ -208,7 +225,7 @@ describe('deactivation', () => {
         'invalid_credentials',
       );
 
-      const back = await asAdmin('POST', `/v1/admin/users/${user.user.id}/reactivate`);
+      const back = await put(user.user.id, 'active', true);
       expect(back.body).toMatchObject({ status: 'active', deactivated_at: null });
       // The team's key works again; the ended session stays ended; signing in works.
       expect((await other.call('GET', '/v1/api-keys', { token: key.key })).status).toBe(200);
@@ -223,15 +240,11 @@ describe('deactivation', () => {
   });
 
   it('is refused for yourself, and audited with the acting admin as actor', async () => {
-    expectError(
-      await asAdmin('POST', `/v1/admin/users/${admin.user.id}/deactivate`),
-      409,
-      'cannot_deactivate_self',
-    );
+    expectError(await put(admin.user.id, 'active', false), 409, 'cannot_deactivate_self');
     const user = await t.signup();
-    await asAdmin('POST', `/v1/admin/users/${user.user.id}/deactivate`);
+    await put(user.user.id, 'active', false);
     // Again: nothing more to do, and nothing more recorded.
-    expect((await asAdmin('POST', `/v1/admin/users/${user.user.id}/deactivate`)).status).toBe(200);
+    expect((await put(user.user.id, 'active', false)).status).toBe(200);
     const entries = await adminAudit({ resource_id: user.user.id, action: 'user.*' });
     expect(entries.map((e) => [e.action, e.actor_id])).toEqual([
       ['user.deactivated', admin.user.id],
@@ -243,32 +256,22 @@ describe('deactivation', () => {
 
 describe('platform admin', () => {
   it('is granted and revoked, never leaving the server without an active one', async () => {
-    expectError(
-      await asAdmin('DELETE', `/v1/admin/users/${admin.user.id}/platform-admin`),
-      409,
-      'last_platform_admin',
-    );
+    expectError(await put(admin.user.id, 'admin', false), 409, 'last_platform_admin');
     const second = await t.signup({ name: 'Second Admin' });
-    const granted = await asAdmin('POST', `/v1/admin/users/${second.user.id}/platform-admin`);
+    const granted = await put(second.user.id, 'admin', true);
     expect(granted.body).toMatchObject({ is_admin: true });
     // Read per request: the new admin's session is one at once.
     expect((await t.call('GET', '/v1/admin/users', { token: second.token })).status).toBe(200);
 
     // Deactivated, they no longer count as an active admin.
-    await asAdmin('POST', `/v1/admin/users/${second.user.id}/deactivate`);
-    expectError(
-      await asAdmin('DELETE', `/v1/admin/users/${admin.user.id}/platform-admin`),
-      409,
-      'last_platform_admin',
-    );
-    await asAdmin('POST', `/v1/admin/users/${second.user.id}/reactivate`);
+    await put(second.user.id, 'active', false);
+    expectError(await put(admin.user.id, 'admin', false), 409, 'last_platform_admin');
+    await put(second.user.id, 'active', true);
     const secondToken = (
       await t.call('POST', '/v1/auth/login', { body: { email: second.user.email, password: PASSWORD } })
     ).body.session_token;
 
-    const revoked = await t.call('DELETE', `/v1/admin/users/${admin.user.id}/platform-admin`, {
-      token: secondToken,
-    });
+    const revoked = await put(admin.user.id, 'admin', false, secondToken);
     expect(revoked.body).toMatchObject({ is_admin: false });
     expectError(await asAdmin('GET', '/v1/admin/users'), 403, 'platform_admin_required');
     expectError(
@@ -281,14 +284,14 @@ describe('platform admin', () => {
       409,
       'last_platform_admin',
     );
-    await t.call('POST', `/v1/admin/users/${admin.user.id}/platform-admin`, { token: secondToken });
+    await put(admin.user.id, 'admin', true, secondToken);
     expect((await asAdmin('GET', '/v1/admin/users')).status).toBe(200);
     const entries = await adminAudit({ resource_id: admin.user.id, action: 'user.admin_*' });
     expect(entries.map((e) => [e.action, e.actor_id])).toEqual([
       ['user.admin_granted', second.user.id],
       ['user.admin_revoked', second.user.id],
     ]);
-    await asAdmin('DELETE', `/v1/admin/users/${second.user.id}/platform-admin`);
+    await put(second.user.id, 'admin', false);
   });
 });
 
@@ -345,7 +348,7 @@ describe('deleting an account', () => {
     expect(again.user.id).not.toBe(gone.user.id);
     // A second deletion changes nothing.
     expect((await asAdmin('DELETE', `/v1/admin/users/${gone.user.id}`)).status).toBe(204);
-    expectError(await asAdmin('POST', `/v1/admin/users/${gone.user.id}/reactivate`), 409, 'user_deleted');
+    expectError(await put(gone.user.id, 'active', true), 409, 'user_deleted');
   });
 });
 

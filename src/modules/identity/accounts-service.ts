@@ -95,6 +95,16 @@ export class AccountsService {
     };
   }
 
+  /** PUT /v1/admin/users/{id}/active. */
+  setActive(principal: Principal, id: string, active: boolean) {
+    return active ? this.reactivate(principal, id) : this.deactivate(principal, id);
+  }
+
+  /** PUT /v1/admin/users/{id}/admin. */
+  setAdmin(principal: Principal, id: string, admin: boolean) {
+    return admin ? this.grantAdmin(principal, id) : this.revokeAdmin(principal, id);
+  }
+
   /** Ends the user's sessions and suspends the API keys they created, on every server at once (both are read per request). */
   async deactivate(principal: Principal, id: string) {
     requirePlatformAdmin(principal, 'deactivate accounts');

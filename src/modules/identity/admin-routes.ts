@@ -4,6 +4,7 @@ import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import type { AccountsService } from './accounts-service.ts';
 import * as s from './admin-schemas.ts';
+import type { Principal } from './principal.ts';
 
 const tags = ['admin'];
 
@@ -38,44 +39,42 @@ export function registerAdminRoutes(app: App, accounts: AccountsService): void {
     async (request) => accounts.getUser(principalOf(request), request.params.id),
   );
 
-  const change = (
-    method: 'post' | 'delete',
-    path: string,
-    summary: string,
-    act: AccountsService['deactivate'],
-  ) =>
-    app[method](
-      `/v1/admin/users/:id/${path}`,
+  // Wrenn's shapes: PUT …/active {active} and PUT …/admin {admin} (Wrenn answers 204; Paddock the account).
+  const flags = [
+    {
+      flag: 'active',
+      body: s.SetActiveBody,
+      summary:
+        'Deactivate (false: its sessions end, the API keys it created stop at once; not yourself, never the last admin) or reactivate (true) an account',
+      set: (p: Principal, id: string, on: boolean) => accounts.setActive(p, id, on),
+    },
+    {
+      flag: 'admin',
+      body: s.SetAdminBody,
+      summary:
+        'Make the user a platform admin (true) or take it away (false; never from the last active one)',
+      set: (p: Principal, id: string, on: boolean) => accounts.setAdmin(p, id, on),
+    },
+  ] as const;
+  for (const { flag, body, summary, set } of flags) {
+    app.put(
+      `/v1/admin/users/:id/${flag}`,
       {
         config: platformAdminRoute,
         schema: {
           tags,
           summary,
           params: IdParams,
+          body,
           response: { 200: s.AdminUser, ...errorResponses(404, 409) },
         },
       },
-      async (request) => act(principalOf(request), request.params.id),
+      async (request) => {
+        const given = request.body as Record<string, boolean>;
+        return set(principalOf(request), request.params.id, given[flag] === true);
+      },
     );
-  change(
-    'post',
-    'deactivate',
-    'Deactivate an account: its sessions end and the API keys it created stop at once (not your own; never the last platform admin)',
-    (p, id) => accounts.deactivate(p, id),
-  );
-  change(
-    'post',
-    'reactivate',
-    'Reactivate an account: it can sign in again and the API keys it created work again',
-    (p, id) => accounts.reactivate(p, id),
-  );
-  change('post', 'platform-admin', 'Make the user a platform admin', (p, id) => accounts.grantAdmin(p, id));
-  change(
-    'delete',
-    'platform-admin',
-    'Take platform admin from the user (never from the last active one)',
-    (p, id) => accounts.revokeAdmin(p, id),
-  );
+  }
 
   app.delete(
     '/v1/admin/users/:id',
@@ -95,6 +94,8 @@ export function registerAdminRoutes(app: App, accounts: AccountsService): void {
     },
   );
 
+  // PATCH /v1/admin/teams/:id belongs here once a team has something a platform admin sets:
+  // a credit grant (the credits module's service, through a port) or limits (docs/admin.md).
   app.get(
     '/v1/admin/teams',
     {

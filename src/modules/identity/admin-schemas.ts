@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 import { RoleSchema } from './schemas.ts';
 
 const AccountStatus = Type.Union(
@@ -69,3 +69,10 @@ export const AdminTeamQuery = Type.Object(
 
 export const AdminUsers = Paginated(AdminUser);
 export const AdminTeams = Paginated(AdminTeam);
+
+export const SetActiveBody = Body({
+  active: Type.Boolean({ description: 'false deactivates the account, true reactivates it' }),
+});
+export const SetAdminBody = Body({
+  admin: Type.Boolean({ description: 'true makes the user a platform admin, false takes it away' }),
+});
