@@ -452,6 +452,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
   const taskModules = {
     agents,
+    teams,
     policies,
     providers,
     environments,

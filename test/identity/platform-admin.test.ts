@@ -65,11 +65,15 @@ describe('who may call the admin routes', () => {
       (r) =>
         r.path.startsWith('/v1/admin/') && !r.path.startsWith('/v1/admin/audit-logs') && r.method !== 'HEAD',
     );
-    expect(routes.length).toBeGreaterThanOrEqual(7);
+    expect(routes.length).toBeGreaterThanOrEqual(8);
     for (const route of routes) {
       const url = route.path.replace(':id', route.path.includes('/teams') ? admin.team.id : admin.user.id);
       const body =
-        route.method === 'PUT' ? { [url.endsWith('/admin') ? 'admin' : 'active']: true } : undefined;
+        route.method === 'PUT'
+          ? { [url.endsWith('/admin') ? 'admin' : 'active']: true }
+          : route.method === 'PATCH'
+            ? { limits: { max_concurrent_tasks: 1 } }
+            : undefined;
       const res = await t.call(route.method, url, { token: plain.token, ...(body ? { body } : {}) });
       expectError(res, 403, 'platform_admin_required');
     }
@@ -181,6 +185,18 @@ describe('listing and searching', () => {
     ]);
     const one = await asAdmin('GET', `/v1/admin/teams/${owner.team.id}`);
     expect(one.body).toMatchObject({ id: owner.team.id, member_count: 2 });
+    expect(one.body.limits).toEqual({ max_concurrent_tasks: null });
+    const set = await asAdmin('PATCH', `/v1/admin/teams/${owner.team.id}`, {
+      body: { limits: { max_concurrent_tasks: 3 } },
+    });
+    expect(set.body).toMatchObject({ id: owner.team.id, limits: { max_concurrent_tasks: 3 } });
+    // Another PATCH without limits changes nothing.
+    const kept = await asAdmin('PATCH', `/v1/admin/teams/${owner.team.id}`, { body: {} });
+    expect(kept.body.limits).toEqual({ max_concurrent_tasks: 3 });
+    const entries = await adminAudit({ resource_id: owner.team.id, action: 'team.limits_updated' });
+    expect(entries).toEqual([
+      expect.objectContaining({ actor_id: admin.user.id, details: { limits: { max_concurrent_tasks: 3 } } }),
+    ]);
     const bySlug = await asAdmin('GET', '/v1/admin/teams', { query: { q: owner.team.slug } });
     expect(bySlug.body.data.map((x: { id: string }) => x.id)).toEqual([owner.team.id]);
   });

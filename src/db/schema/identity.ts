@@ -3,6 +3,12 @@ import { boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex 
 import type { TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 
+/** A team's limits (docs/admin.md). */
+export interface TeamLimits {
+  /** Tasks of the team running (or awaiting approval) at once, over all its agents. */
+  max_concurrent_tasks?: number;
+}
+
 export const users = pgTable(
   'users',
   {
@@ -31,6 +37,8 @@ export const teams = pgTable(
     name: text('name').notNull(),
     /** Immutable; reserved forever, even after the team is deleted (Wrenn). */
     slug: text('slug').notNull(),
+    /** Set by platform admins (PATCH /v1/admin/teams/{id}); a limit left out is no limit. */
+    limits: jsonb('limits').$type<TeamLimits>().notNull().default({}),
     ...timestamps(),
     deletedAt: ts('deleted_at'),
   },

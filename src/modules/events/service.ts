@@ -42,6 +42,8 @@ export interface EventMap {
   'team.created': { name: string };
   'team.updated': { name: string };
   'team.deleted': Record<string, never>;
+  /** A platform admin set the team's limits (docs/admin.md): the limits after the change. */
+  'team.limits_updated': { limits: { max_concurrent_tasks?: number } };
   'member.added': { user_id: string; role: string };
   'member.role_changed': { user_id: string; from: string; to: string };
   'member.removed': { user_id: string };
@@ -285,6 +287,7 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'team.created': true,
   'team.updated': true,
   'team.deleted': true,
+  'team.limits_updated': true,
   'member.added': true,
   'member.role_changed': true,
   'member.removed': true,

@@ -3,6 +3,7 @@ import { alias } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike } from '../../db/query-parts.ts';
+import type { TeamLimits } from '../../db/schema/identity.ts';
 import { emailTokens, invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
 import type { TeamRow, UserRow } from './repo.ts';
 
@@ -183,6 +184,10 @@ export function listTeams(
     )
     .orderBy(desc(teams.id))
     .limit(limit);
+}
+
+export async function setTeamLimits(tx: DbOrTx, id: TeamId, limits: TeamLimits, at: Date): Promise<void> {
+  await tx.update(teams).set({ limits, updatedAt: at }).where(eq(teams.id, id));
 }
 
 export async function findTeam(db: DbOrTx, id: TeamId): Promise<AdminTeamRow | undefined> {

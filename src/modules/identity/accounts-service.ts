@@ -3,6 +3,7 @@ import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import type { TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
+import type { TeamLimits } from '../../db/schema/identity.ts';
 import type { EventsService } from '../events/service.ts';
 import * as accounts from './accounts-repo.ts';
 import * as keysRepo from './api-keys-repo.ts';
@@ -55,6 +56,7 @@ function adminTeamView(r: accounts.AdminTeamRow) {
     slug: r.team.slug,
     member_count: r.members,
     owner: r.owner,
+    limits: { max_concurrent_tasks: r.team.limits.max_concurrent_tasks ?? null },
     created_at: iso(r.team.createdAt),
     updated_at: iso(r.team.updatedAt),
   };
@@ -299,6 +301,38 @@ export class AccountsService {
     const row = await accounts.findTeam(this.db, teamId);
     if (!row) throw new NotFoundError('team', id);
     return adminTeamView(row);
+  }
+
+  /**
+   * PATCH /v1/admin/teams/{id}: the limits sent are set (null removes one),
+   * the others kept. A team's credit grant belongs here too, once the credits
+   * module exists: a port to its service, called in this transaction.
+   */
+  async updateTeam(
+    principal: Principal,
+    id: string,
+    input: { limits?: { max_concurrent_tasks?: number | null } },
+  ) {
+    requirePlatformAdmin(principal, 'set a team’s limits');
+    const teamId = teamIdOf(id);
+    await this.db.transaction(async (tx) => {
+      const found = await accounts.findTeam(tx, teamId);
+      if (!found) throw new NotFoundError('team', id);
+      if (input.limits === undefined) return;
+      const limits: TeamLimits = { ...found.team.limits };
+      const max = input.limits.max_concurrent_tasks;
+      if (max === null) delete limits.max_concurrent_tasks;
+      else if (max !== undefined) limits.max_concurrent_tasks = max;
+      await accounts.setTeamLimits(tx, teamId, limits, this.clock.now());
+      await this.events.record(tx, {
+        teamId,
+        type: 'team.limits_updated',
+        ...actorOf(principal),
+        subjectId: teamId,
+        data: { limits },
+      });
+    });
+    return this.getTeam(principal, id);
   }
 
   private async userOrNotFound(db: DbOrTx, id: string): Promise<repo.UserRow> {

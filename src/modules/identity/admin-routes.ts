@@ -94,8 +94,6 @@ export function registerAdminRoutes(app: App, accounts: AccountsService): void {
     },
   );
 
-  // PATCH /v1/admin/teams/:id belongs here once a team has something a platform admin sets:
-  // a credit grant (the credits module's service, through a port) or limits (docs/admin.md).
   app.get(
     '/v1/admin/teams',
     {
@@ -122,5 +120,22 @@ export function registerAdminRoutes(app: App, accounts: AccountsService): void {
       },
     },
     async (request) => accounts.getTeam(principalOf(request), request.params.id),
+  );
+
+  // A team's credit grant would join limits in this body: the credits module's service, through a
+  // port handed to AccountsService (docs/admin.md).
+  app.patch(
+    '/v1/admin/teams/:id',
+    {
+      config: platformAdminRoute,
+      schema: {
+        tags,
+        summary: 'Set a team’s limits (max_concurrent_tasks: over all its agents; null removes it)',
+        params: IdParams,
+        body: s.UpdateTeamBody,
+        response: { 200: s.AdminTeam, ...errorResponses(404) },
+      },
+    },
+    async (request) => accounts.updateTeam(principalOf(request), request.params.id, request.body),
   );
 }

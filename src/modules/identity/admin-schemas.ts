@@ -42,6 +42,11 @@ export const AdminTeam = Type.Object({
   slug: Type.String(),
   member_count: Type.Integer(),
   owner: Nullable(Type.Object({ id: Type.String(), email: Type.String(), name: Type.String() })),
+  limits: Type.Object({
+    max_concurrent_tasks: Nullable(
+      Type.Integer({ description: 'tasks running at once over all the team’s agents; null: no team limit' }),
+    ),
+  }),
   created_at: Timestamp,
   updated_at: Timestamp,
 });
@@ -75,4 +80,23 @@ export const SetActiveBody = Body({
 });
 export const SetAdminBody = Body({
   admin: Type.Boolean({ description: 'true makes the user a platform admin, false takes it away' }),
+});
+
+export const UpdateTeamBody = Body({
+  limits: Type.Optional(
+    Body(
+      {
+        max_concurrent_tasks: Type.Optional(
+          Nullable(
+            Type.Integer({
+              minimum: 1,
+              maximum: 100_000,
+              description: 'tasks the team runs at once, over all its agents; null removes the limit',
+            }),
+          ),
+        ),
+      },
+      'limits sent are set, those left out kept',
+    ),
+  ),
 });
