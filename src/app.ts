@@ -80,6 +80,8 @@ import { GatewayService } from './modules/gateway/service.ts';
 import { WireTranslator } from './modules/gateway/translation.ts';
 import { UpstreamClient } from './modules/gateway/upstream.ts';
 import { gatewayPorts } from './modules/gateway/wiring.ts';
+import { AccountsService } from './modules/identity/accounts-service.ts';
+import { registerAdminRoutes } from './modules/identity/admin-routes.ts';
 import { registerApiKeyRoutes } from './modules/identity/api-keys-routes.ts';
 import { ApiKeysService } from './modules/identity/api-keys-service.ts';
 import { registerAuthRoutes } from './modules/identity/auth-routes.ts';
@@ -186,6 +188,8 @@ export interface Services {
   emailLinks: EmailLinksService;
   mail: MailService;
   apiKeys: ApiKeysService;
+  /** Platform admins' /v1/admin/users and /v1/admin/teams, and the erasure of an account. */
+  accounts: AccountsService;
   policies: PoliciesService;
   agents: AgentsService;
   events: EventsService;
@@ -316,7 +320,22 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const teams = new TeamsService(db, clock, events);
   const throttles = new Throttles(throttleStore, hasher, config.throttles);
   const invitations = new InvitationsService(db, clock, hasher, events, mail, publicBase, throttles);
-  const auth = new AuthService(db, clock, hasher, events, teams, invitations, config.signup, throttles);
+  // An erasure also deletes the account's mail and notifications (made below; used only when one runs).
+  const accounts = new AccountsService(db, clock, events, {
+    forgetAddress: (tx, address) => mail.forgetAddress(tx, address),
+    forgetUser: (tx, userId) => notifications.forgetUser(tx, userId),
+  });
+  const auth = new AuthService(
+    db,
+    clock,
+    hasher,
+    events,
+    teams,
+    invitations,
+    config.signup,
+    throttles,
+    accounts,
+  );
   const emailLinks = new EmailLinksService(db, clock, hasher, events, throttles, mail, auth, publicBase);
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
@@ -454,6 +473,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
   const taskModules = {
     agents,
+    teams,
     policies,
     providers,
     environments,
@@ -615,6 +635,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     apiKeys,
     policies,
     agents,
+    accounts,
     events,
     eventStream,
     eventRetention,
@@ -807,6 +828,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerTeamRoutes(app, teams, auth, cookies);
   registerInvitationRoutes(app, invitations, auth, cookies);
   registerApiKeyRoutes(app, apiKeys);
+  registerAdminRoutes(app, accounts);
   registerPolicyRoutes(app, policies);
   registerAgentRoutes(app, agents);
   registerAgentPresenceRoutes(app, agentPresence);

@@ -22,6 +22,12 @@ export type AuthRule =
   | 'public'
   | { scope: Scope; session?: boolean; team?: boolean; agent?: 'also' | 'only' };
 
+/**
+ * Platform-wide routes: a signed-in session, active team or not; the service
+ * then requires a platform admin (requirePlatformAdmin: 403 platform_admin_required).
+ */
+export const platformAdminRoute = { auth: { scope: 'read', session: true, team: false } } as const;
+
 export type Authenticator = (token: string) => Promise<Principal>;
 
 declare module 'fastify' {

@@ -453,7 +453,7 @@ describe('unknown routes', () => {
     for (const [method, url] of [
       ['GET', '/v1/nope'],
       ['POST', '/v1/teams/x/nonsense'],
-      ['DELETE', '/v1/me'],
+      ['PUT', '/v1/me'],
       ['GET', '/nope'],
     ] as const) {
       const anon = await t.call(method, url);

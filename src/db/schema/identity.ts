@@ -3,6 +3,12 @@ import { boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex 
 import type { TeamId } from '../../core/ids.ts';
 import { timestamps, ts } from './columns.ts';
 
+/** A team's limits (docs/admin.md). */
+export interface TeamLimits {
+  /** Tasks of the team running (or awaiting approval) at once, over all its agents. */
+  max_concurrent_tasks?: number;
+}
+
 export const users = pgTable(
   'users',
   {
@@ -12,6 +18,13 @@ export const users = pgTable(
     name: text('name').notNull(),
     passwordHash: text('password_hash').notNull(),
     isAdmin: boolean('is_admin').notNull().default(false),
+    /** Set by a platform admin: the user's sessions and the API keys they created stop until reactivated. */
+    deactivatedAt: ts('deactivated_at'),
+    /**
+     * Erased (GDPR): the row stays so records that name the id keep it, with
+     * the email, name and password hash replaced (docs/admin.md).
+     */
+    deletedAt: ts('deleted_at'),
     ...timestamps(),
   },
   (t) => [uniqueIndex('users_email_key').on(t.email)],
@@ -24,6 +37,8 @@ export const teams = pgTable(
     name: text('name').notNull(),
     /** Immutable; reserved forever, even after the team is deleted (Wrenn). */
     slug: text('slug').notNull(),
+    /** Set by platform admins (PATCH /v1/admin/teams/{id}); a limit left out is no limit. */
+    limits: jsonb('limits').$type<TeamLimits>().notNull().default({}),
     ...timestamps(),
     deletedAt: ts('deleted_at'),
   },

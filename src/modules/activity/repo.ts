@@ -1,4 +1,17 @@
-import { and, count, desc, eq, gte, inArray, like, lt, lte, type SQL, type WithSubquery } from 'drizzle-orm';
+import {
+  and,
+  count,
+  desc,
+  eq,
+  gte,
+  inArray,
+  like,
+  lt,
+  lte,
+  type SQL,
+  sql,
+  type WithSubquery,
+} from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, escapeLike } from '../../db/query-parts.ts';
@@ -121,4 +134,12 @@ export async function deleteActivityBefore(db: DbOrTx, cutoff: Date, batch: numb
     .where(inArray(activityEntries.id, doomed))
     .returning({ id: activityEntries.id });
   return gone.length;
+}
+
+/** An erasure: the e-mail address in the feed's readable lines replaced (their details are rewritten with the events'). */
+export async function eraseFromSummaries(db: DbOrTx, email: string, replacement: string): Promise<void> {
+  await db
+    .update(activityEntries)
+    .set({ summary: sql`replace(${activityEntries.summary}, ${email}, ${replacement})` })
+    .where(like(activityEntries.summary, `%${escapeLike(email)}%`));
 }

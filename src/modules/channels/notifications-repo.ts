@@ -84,3 +84,8 @@ export async function markAllRead(db: DbOrTx, teamId: TeamId, userId: string, no
     .returning({ id: notifications.id });
   return rows.length;
 }
+
+/** An erasure: every notification of the user, in every team. */
+export async function deleteUserNotifications(db: DbOrTx, userId: string): Promise<void> {
+  await db.delete(notifications).where(eq(notifications.userId, userId));
+}

@@ -2,7 +2,7 @@ import type { Context } from '../../core/context.ts';
 import { ForbiddenError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, newId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventView } from '../events/stream.ts';
 import { activeTeam, type Principal } from '../identity/principal.ts';
 import { messageOf } from './messages.ts';
@@ -66,6 +66,11 @@ export class NotificationsService {
         'notifications belong to a signed-in user; an API key has none (use a session)',
       );
     return { teamId: activeTeam(principal), userId: principal.userId };
+  }
+
+  /** An erasure (docs/admin.md): the user's inbox goes, in the caller's transaction. */
+  async forgetUser(tx: DbOrTx, userId: string): Promise<void> {
+    await repo.deleteUserNotifications(tx, userId);
   }
 
   async list(principal: Principal, query: PageQuery & { unread?: boolean }) {

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { principalOf } from '../../http/auth.ts';
+import { platformAdminRoute, principalOf } from '../../http/auth.ts';
 import { errorResponses } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import * as s from './audit-schemas.ts';
@@ -7,7 +7,6 @@ import type { AuditService, AuditView } from './audit-service.ts';
 
 // The service checks who may read: team admins and admin keys their team's, platform admins every team's.
 const teamAdmin = { auth: { scope: 'admin' } as const };
-const platformAdmin = { auth: { scope: 'read', session: true, team: false } as const };
 
 /**
  * JSON lines: one entry a line, written as they are read. Typed as the
@@ -55,7 +54,7 @@ export function registerAuditRoutes(app: App, audit: AuditService): void {
   app.get(
     '/v1/admin/audit-logs',
     {
-      config: platformAdmin,
+      config: platformAdminRoute,
       schema: {
         tags: ['audit'],
         summary: 'Every team’s audit log (platform admins), newest first; team_id narrows to one team',
@@ -68,7 +67,7 @@ export function registerAuditRoutes(app: App, audit: AuditService): void {
   app.get(
     '/v1/admin/audit-logs/export',
     {
-      config: platformAdmin,
+      config: platformAdminRoute,
       schema: {
         tags: ['audit'],
         summary: 'Every team’s audit log as JSON lines (platform admins), oldest first',

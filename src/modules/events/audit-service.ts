@@ -1,11 +1,11 @@
 import type { Context } from '../../core/context.ts';
-import { BadRequestError, ForbiddenError } from '../../core/errors.ts';
+import { BadRequestError } from '../../core/errors.ts';
 import { isId, newId, type TeamId } from '../../core/ids.ts';
 import { parseInstant } from '../../core/instant.ts';
 import { type Page, pageOf } from '../../core/pagination.ts';
 import type { RequestContext } from '../../core/request-context.ts';
 import type { Db } from '../../db/client.ts';
-import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
+import { actorOf, managedTeam, type Principal, requirePlatformAdmin } from '../identity/principal.ts';
 import * as repo from './audit-repo.ts';
 
 export const AUDIT_OUTCOMES = ['success', 'denied', 'failed', 'blocked'] as const;
@@ -131,11 +131,7 @@ export class AuditService {
   private filterFor(principal: Principal, query: AuditQuery, everyTeam: boolean): repo.AuditFilter {
     let teamId: TeamId | undefined;
     if (everyTeam) {
-      if (!principal.isPlatformAdmin)
-        throw new ForbiddenError(
-          'platform_admin_required',
-          'only platform admins read every team’s audit log',
-        );
+      requirePlatformAdmin(principal, 'read every team’s audit log');
       if (query.team_id !== undefined && !isId(query.team_id, 'team'))
         throw new BadRequestError('invalid_team_id', 'team_id is the id of a team (team_…)');
       teamId = query.team_id;

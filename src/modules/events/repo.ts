@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, like, lt, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
+import type { AnyPgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { escapeLike } from '../../db/query-parts.ts';
@@ -143,4 +144,37 @@ export async function deleteEventsBefore(db: DbOrTx, cutoff: Date, batch: number
   const doomed = db.select({ id: events.id }).from(events).where(lt(events.createdAt, cutoff)).limit(batch);
   const gone = await db.delete(events).where(inArray(events.id, doomed)).returning({ id: events.id });
   return gone.length;
+}
+
+/** What an erasure rewrites in the record tables' payloads (docs/admin.md). */
+export interface PayloadErasure {
+  /** The erased user's address, wherever a payload's `email` holds it, becomes `replacement`. */
+  email: string;
+  replacement: string;
+  /** Rows about these (the user's deleted teams) lose the `name` they carry: it is often the user's. */
+  subjectIds: string[];
+  erasedName: string;
+}
+
+/**
+ * Rewrites one record table's jsonb payload (events' data, audit entries'
+ * details, activity entries' details) for an erasure. A scan: erasures are rare.
+ */
+export async function erasePayloads(
+  db: DbOrTx,
+  table: PgTable,
+  payload: AnyPgColumn,
+  subject: AnyPgColumn,
+  erasure: PayloadErasure,
+): Promise<void> {
+  const col = sql.identifier(payload.name);
+  await db.execute(sql`update ${table} set ${col} = jsonb_set(${col}, '{email}', to_jsonb(${erasure.replacement}::text))
+    where ${col}->>'email' = ${erasure.email}`);
+  if (erasure.subjectIds.length === 0) return;
+  const ids = sql.join(
+    erasure.subjectIds.map((id) => sql`${id}`),
+    sql`, `,
+  );
+  await db.execute(sql`update ${table} set ${col} = jsonb_set(${col}, '{name}', to_jsonb(${erasure.erasedName}::text))
+    where ${sql.identifier(subject.name)} in (${ids}) and ${col} ? 'name'`);
 }

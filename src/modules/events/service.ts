@@ -4,18 +4,21 @@ import { newId, type TeamId } from '../../core/ids.ts';
 import type { RequestContext } from '../../core/request-context.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import type { ActivityLink } from '../../db/schema/activity.ts';
+import { activityEntries, auditLogs, events } from '../../db/schema/index.ts';
 import { activityEntryOf } from '../activity/entries.ts';
-import { activityAlongside, insertActivity } from '../activity/repo.ts';
+import { activityAlongside, eraseFromSummaries, insertActivity } from '../activity/repo.ts';
 import { auditEntryOf } from './audit-entries.ts';
 import { auditAlongside } from './audit-repo.ts';
 import {
   type EventInsert,
+  erasePayloads,
   eventIdsAfter,
   eventsAlongside,
   eventsByIds,
   insertEvent,
   insertEventBatch,
   latestEventId,
+  type PayloadErasure,
 } from './repo.ts';
 import { type EventView, eventView } from './stream.ts';
 
@@ -24,6 +27,13 @@ export interface EventMap {
   'user.signed_up': { email: string };
   /** Subject: the user; team: the session's active team. */
   'user.signed_in': { method: 'password' | 'signup' | 'magic_link' };
+  // Platform admins' changes to an account (subject: the user; no team). Never its e-mail or name.
+  'user.deactivated': Record<string, never>;
+  'user.reactivated': Record<string, never>;
+  'user.admin_granted': Record<string, never>;
+  'user.admin_revoked': Record<string, never>;
+  /** An erasure, by the user (DELETE /v1/me) or a platform admin: what went with it. */
+  'user.deleted': { by: 'self' | 'platform_admin'; teams_deleted: string[]; api_keys_revoked: number };
   // E-mailed links (subject: the user). Never the token.
   'user.password_reset_requested': Record<string, never>;
   'user.password_reset': { sessions_ended: boolean };
@@ -32,6 +42,8 @@ export interface EventMap {
   'team.created': { name: string };
   'team.updated': { name: string };
   'team.deleted': Record<string, never>;
+  /** A platform admin set the team's limits (docs/admin.md): the limits after the change. */
+  'team.limits_updated': { limits: { max_concurrent_tasks?: number } };
   'member.added': { user_id: string; role: string };
   'member.role_changed': { user_id: string; from: string; to: string };
   'member.removed': { user_id: string };
@@ -274,6 +286,11 @@ export type EventType = keyof EventMap;
 const EVENT_TYPE_SET: Record<EventType, true> = {
   'user.signed_up': true,
   'user.signed_in': true,
+  'user.deactivated': true,
+  'user.reactivated': true,
+  'user.admin_granted': true,
+  'user.admin_revoked': true,
+  'user.deleted': true,
   'user.password_reset_requested': true,
   'user.password_reset': true,
   'session.magic_link_requested': true,
@@ -281,6 +298,7 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'team.created': true,
   'team.updated': true,
   'team.deleted': true,
+  'team.limits_updated': true,
   'member.added': true,
   'member.role_changed': true,
   'member.removed': true,
@@ -497,6 +515,19 @@ export class EventsService {
       row.teamId === null ? [] : [{ teamId: row.teamId, view: eventView(row) }],
     );
     return { events, lastId: ids.at(-1), read: ids.length };
+  }
+
+  /**
+   * An erasure (GDPR, docs/admin.md), in the caller's transaction: the
+   * records keep the user's id, but the events, the audit log and the
+   * activity feed no longer hold their e-mail address, nor the names of the
+   * teams deleted with them.
+   */
+  async erasePersonalData(tx: DbOrTx, erasure: PayloadErasure): Promise<void> {
+    await erasePayloads(tx, events, events.data, events.subjectId, erasure);
+    await erasePayloads(tx, auditLogs, auditLogs.details, auditLogs.resourceId, erasure);
+    await erasePayloads(tx, activityEntries, activityEntries.details, activityEntries.resourceId, erasure);
+    await eraseFromSummaries(tx, erasure.email, erasure.replacement);
   }
 
   /** The newest event's id (any team), if any. */

@@ -3,7 +3,7 @@ import type { TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
 import { beforeCursor, liveInTeam } from '../../db/query-parts.ts';
-import { apiKeys, apiKeyUsage, teams } from '../../db/schema/index.ts';
+import { apiKeys, apiKeyUsage, teams, users } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
@@ -15,9 +15,11 @@ export async function insertApiKey(db: DbOrTx, row: typeof apiKeys.$inferInsert)
 
 const apiKeyByHash = preparedPerDb((db) =>
   db
-    .select({ key: apiKeys })
+    .select({ key: apiKeys, creatorDeactivatedAt: users.deactivatedAt })
     .from(apiKeys)
     .innerJoin(teams, eq(teams.id, apiKeys.teamId))
+    // created_by is a user id, `api_key:<id>` or null: only a user's row joins.
+    .leftJoin(users, eq(users.id, apiKeys.createdBy))
     .where(
       and(
         or(
@@ -32,10 +34,17 @@ const apiKeyByHash = preparedPerDb((db) =>
     .prepare('identity_api_key_by_hash'),
 );
 
-/** A key, not deleted, of a live team, whose current or previous secret hashes to `hash` (each request with a key reads it). */
-export async function findApiKeyByHash(db: Db, hash: string): Promise<ApiKeyRow | undefined> {
+/**
+ * A key, not deleted, of a live team, whose current or previous secret hashes
+ * to `hash`, and when the user who created it was deactivated (each request
+ * with a key reads it).
+ */
+export async function findApiKeyByHash(
+  db: Db,
+  hash: string,
+): Promise<{ key: ApiKeyRow; creatorDeactivatedAt: Date | null } | undefined> {
   const [row] = await apiKeyByHash(db).execute({ hash });
-  return row?.key;
+  return row;
 }
 
 export async function findApiKey(db: DbOrTx, teamId: TeamId, id: string): Promise<ApiKeyRow | undefined> {
@@ -95,4 +104,13 @@ export async function listUsage(
     )
     .orderBy(desc(apiKeyUsage.id))
     .limit(limit);
+}
+
+/** Revokes, in every team, the live keys the user created (an erasure); answers which. */
+export function revokeKeysCreatedBy(db: DbOrTx, userId: string, at: Date) {
+  return db
+    .update(apiKeys)
+    .set({ revokedAt: at, previousKeyHash: null, previousKeyExpiresAt: null, updatedAt: at })
+    .where(and(eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt), isNull(apiKeys.deletedAt)))
+    .returning({ id: apiKeys.id, teamId: apiKeys.teamId, name: apiKeys.name });
 }

@@ -58,8 +58,9 @@ export class ApiKeysService {
   /** Resolves a `pdk_` key to its principal, or says exactly why it no longer works. */
   async authenticate(token: string): Promise<Principal> {
     const hash = this.hasher.hash(token);
-    const key = await repo.findApiKeyByHash(this.db, hash);
-    if (!key) throw new UnauthorizedError('invalid_api_key', 'this API key is not valid');
+    const found = await repo.findApiKeyByHash(this.db, hash);
+    if (!found) throw new UnauthorizedError('invalid_api_key', 'this API key is not valid');
+    const key = found.key;
     const now = this.clock.now();
     const version = key.keyHash === hash ? 'current' : 'previous';
     if (version === 'previous' && (key.previousKeyExpiresAt === null || key.previousKeyExpiresAt <= now)) {
@@ -71,6 +72,13 @@ export class ApiKeysService {
     const status = apiKeyStatus(key, now);
     if (status !== 'active') {
       throw new UnauthorizedError(`api_key_${status}`, `this API key is ${status}`);
+    }
+    // Read with the key on every request (no cache): the deactivation stops it on every server at once.
+    if (found.creatorDeactivatedAt !== null) {
+      throw new UnauthorizedError(
+        'api_key_creator_deactivated',
+        'the user who created this API key is deactivated; it works again if they are reactivated',
+      );
     }
     return {
       kind: 'api_key',

@@ -211,6 +211,25 @@ export function registerAuthRoutes(
     async (request) => auth.updateMe(principalOf(request), request.body),
   );
 
+  app.delete(
+    '/v1/me',
+    {
+      config: { auth: { scope: 'read', session: true, team: false } },
+      schema: {
+        tags: ['me'],
+        summary:
+          'Delete your account for good (with your password): 409 owns_teams while you own a team with other members; teams only you belong to go with it',
+        body: s.DeleteMeBody,
+        response: { 204: Type.Null(), ...errorResponses(409, 429) },
+      },
+    },
+    async (request, reply) => {
+      await auth.deleteMe(principalOf(request), request.body);
+      clearSessionCookies(reply, cookies);
+      return reply.status(204).send(null);
+    },
+  );
+
   app.get(
     '/v1/me/sessions',
     {

@@ -89,6 +89,16 @@ export function requireScope(principal: Principal, need: Scope): void {
   }
 }
 
+/**
+ * Platform-wide routes (every team's audit log, /v1/admin/…) are for
+ * platform admins' sessions: anyone else gets 403 platform_admin_required.
+ */
+export function requirePlatformAdmin(principal: Principal, what: string): void {
+  if (!principal.isPlatformAdmin) {
+    throw new ForbiddenError('platform_admin_required', `only platform admins ${what}`);
+  }
+}
+
 /** The active team, or a 403 telling the caller how to get one. */
 export function activeTeam(principal: Principal): TeamId {
   if (principal.teamId === null) {

@@ -211,7 +211,7 @@ const sessionByTokenHash = preparedPerDb((db) =>
         expiresAt: sessions.expiresAt,
         revokedAt: sessions.revokedAt,
       },
-      user: { id: users.id, isAdmin: users.isAdmin },
+      user: { id: users.id, isAdmin: users.isAdmin, deactivatedAt: users.deactivatedAt },
       // A subquery rather than two more joins: the same answer, 0.1–0.3 ms less of the embedded database's time.
       role: sql<Role | null>`(select ${teamMembers.role} from ${teamMembers}
         where ${teamMembers.teamId} = ${sessions.teamId} and ${teamMembers.userId} = ${sessions.userId}

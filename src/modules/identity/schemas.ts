@@ -228,3 +228,8 @@ export const Sessions = Paginated(Session);
 export const Invitations = Paginated(Invitation);
 export const ApiKeys = Paginated(ApiKey);
 export const ApiKeyUsages = Paginated(ApiKeyUsage);
+
+export const DeleteMeBody = Body(
+  { current_password: Type.String({ minLength: 1, maxLength: 200 }) },
+  'your password, again: deleting an account cannot be undone',
+);

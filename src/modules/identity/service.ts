@@ -12,8 +12,9 @@ import { type Page, type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { RequestContext } from '../../core/request-context.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
+import type { AccountsService } from './accounts-service.ts';
 import type { InvitationsService } from './invitations-service.ts';
-import { type Principal, type Role, scopeOfRole } from './principal.ts';
+import { actorOf, type Principal, type Role, scopeOfRole } from './principal.ts';
 import * as repo from './repo.ts';
 import type { TeamsService } from './teams-service.ts';
 import type { Throttles } from './throttles.ts';
@@ -54,6 +55,14 @@ export interface SignedIn {
 // unknown address takes as long as one with a wrong password.
 const DUMMY_HASH = hashPassword('paddock-timing-equaliser');
 
+/** A deactivated account (docs/admin.md): told only to someone who proved who they are, or holds its session. */
+function deactivated(): UnauthorizedError {
+  return new UnauthorizedError(
+    'user_deactivated',
+    'this account has been deactivated by a platform admin; ask them to reactivate it',
+  );
+}
+
 export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
@@ -68,6 +77,7 @@ export class AuthService {
     private readonly invitations: InvitationsService,
     private readonly signupMode: 'open' | 'invite',
     private readonly throttles: Throttles,
+    private readonly accounts: Pick<AccountsService, 'erase'>,
   ) {}
 
   /** Whether anyone has signed up yet: the CLI prints first-user instructions when not. */
@@ -201,6 +211,7 @@ export class AuthService {
 
   /** A new session for a user who proved who they are (a password, an e-mailed link), in their first team. */
   async signInAs(db: DbOrTx, user: repo.UserRow, meta: RequestMeta, method: SignInMethod): Promise<SignedIn> {
+    if (user.deactivatedAt !== null) throw deactivated();
     const teamId = await repo.firstTeamOf(db, user.id);
     return this.startSession(db, user, teamId ?? null, meta, method);
   }
@@ -276,6 +287,8 @@ export class AuthService {
   /** Resolves a `pds_` token to its principal, or says why it no longer works. */
   async authenticateSession(token: string): Promise<Principal> {
     const found = await repo.findSessionByTokenHash(this.db, this.hasher.hash(token));
+    // Read with the session on every request (no cache), so a deactivation stops it on every server at once.
+    if (found?.user.deactivatedAt != null) throw deactivated();
     if (!found || found.session.revokedAt !== null) {
       throw new UnauthorizedError('session_invalid', 'this session has ended; log in again');
     }
@@ -347,15 +360,7 @@ export class AuthService {
     const patch: Parameters<typeof repo.updateUser>[2] = { updatedAt: now };
     if (input.name !== undefined) patch.name = input.name.trim();
     if (input.password !== undefined) {
-      if (input.current_password === undefined) {
-        throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
-      }
-      // Another way to test guesses of the password (with a stolen session): the same count as sign-in's.
-      const guess = await this.throttles.take('login_account', user.email);
-      if (!(await verifyPassword(input.current_password, user.passwordHash))) {
-        throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
-      }
-      await guess.refund();
+      await this.confirmPassword(user, input.current_password);
       patch.passwordHash = await hashPassword(input.password);
     }
     await this.db.transaction(async (tx) => {
@@ -364,6 +369,30 @@ export class AuthService {
       if (input.password !== undefined) await repo.revokeUserSessions(tx, user.id, now, principal.sessionId);
     });
     return this.me(principal);
+  }
+
+  /**
+   * A dangerous change to one's own account (a new password, deleting it)
+   * needs the current password as well as the session.
+   */
+  private async confirmPassword(user: repo.UserRow, currentPassword: string | undefined): Promise<void> {
+    if (currentPassword === undefined) {
+      throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
+    }
+    // Another way to test guesses of the password (with a stolen session): the same count as sign-in's.
+    const guess = await this.throttles.take('login_account', user.email);
+    if (!(await verifyPassword(currentPassword, user.passwordHash))) {
+      throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
+    }
+    await guess.refund();
+  }
+
+  /** DELETE /v1/me: the user erases their own account (AccountsService.erase has the rules). */
+  async deleteMe(principal: Principal, input: { current_password: string }): Promise<void> {
+    const user = await repo.findUserById(this.db, principal.userId!);
+    if (!user) throw new NotFoundError('user', principal.userId!);
+    await this.confirmPassword(user, input.current_password);
+    await this.accounts.erase(actorOf(principal), user.id, 'self');
   }
 
   async listSessions(principal: Principal, page: PageQuery): Promise<Page<ReturnType<typeof sessionView>>> {

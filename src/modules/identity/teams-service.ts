@@ -4,6 +4,7 @@ import { ConflictError, ForbiddenError, NotFoundError } from '../../core/errors.
 import { newId, type TeamId } from '../../core/ids.ts';
 import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
+import type { TeamLimits } from '../../db/schema/identity.ts';
 import type { EventsService } from '../events/service.ts';
 import type { InvitableRole } from './invitations-service.ts';
 import { activeTeam, actorOf, type Principal, type Scope } from './principal.ts';
@@ -149,7 +150,8 @@ export class TeamsService {
     const email = input.email.trim().toLowerCase();
     const role = input.role ?? 'member';
     const user = await repo.findUserByEmail(this.db, email);
-    if (!user) {
+    // An erased account keeps a placeholder address; it is no one to add.
+    if (!user || user.deletedAt !== null) {
       throw new NotFoundError('user', email);
     }
     await this.db.transaction(async (tx) => {
@@ -245,6 +247,11 @@ export class TeamsService {
       });
     });
     return this.memberResult(teamId, toUserId);
+  }
+
+  /** The team's limits (docs/admin.md); Paddock's own reads, no caller. A team gone has none. */
+  async limitsOf(teamId: TeamId): Promise<TeamLimits> {
+    return (await repo.findLiveTeam(this.db, teamId))?.limits ?? {};
   }
 
   /** Whether the user is a member of the (live) team now: whom the work board may assign. */

@@ -68,3 +68,7 @@ export async function dueMailIds(db: DbOrTx, now: Date, limit: number): Promise<
     .limit(limit);
   return rows.map((r) => r.id);
 }
+
+export async function deleteMailTo(db: DbOrTx, address: string): Promise<void> {
+  await db.delete(mailOutbox).where(eq(mailOutbox.toAddress, address));
+}

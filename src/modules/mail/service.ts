@@ -90,6 +90,11 @@ export class MailService implements MailPort {
     return id;
   }
 
+  /** An erasure (docs/admin.md): messages to the address, sent or not, are deleted, in the caller's transaction. */
+  async forgetAddress(tx: DbOrTx, address: string): Promise<void> {
+    await repo.deleteMailTo(tx, address);
+  }
+
   dispatch(id: string): void {
     this.sendJob(id).catch((err: unknown) =>
       // The row stays queued: the sweep sends it.

@@ -44,6 +44,8 @@ export interface TaskCapsule {
 export interface TaskPorts {
   /** The agent and the version asked (default: its current one); undefined when either is not the team's. */
   agent(teamId: TeamId, agentId: string, version?: number): Promise<AgentForTask | undefined>;
+  /** The team's max_concurrent_tasks, set by a platform admin; undefined: no limit but its agents'. */
+  teamTaskLimit(teamId: TeamId): Promise<number | undefined>;
   /** The provider keys the agent can call through now (none: a task could make no model call). */
   usableKeyCount(teamId: TeamId, agentId: AgentId): Promise<number>;
   environment(teamId: TeamId, versionId: string): Promise<EnvironmentForTask | undefined>;

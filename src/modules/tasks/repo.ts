@@ -94,6 +94,20 @@ export async function updateTotals(
     .where(and(eq(tasks.teamId, teamId), eq(tasks.id, id), eq(tasks.attempt, attempt)));
 }
 
+/** Serialises claims of the team's tasks (its max_concurrent_tasks), taken after the agent's lock. */
+export async function lockTeamTasks(tx: DbOrTx, teamId: TeamId): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`tasks:${teamId}`}))`);
+}
+
+/** How many of the team's tasks are held now, over all its agents (its max_concurrent_tasks counts them). */
+export async function countHeldOfTeam(db: DbOrTx, teamId: TeamId): Promise<number> {
+  const [row] = await db
+    .select({ n: sql<number>`count(*)::int` })
+    .from(tasks)
+    .where(and(eq(tasks.teamId, teamId), inArray(tasks.status, HELD_STATUSES)));
+  return row?.n ?? 0;
+}
+
 /** How many of the agent's tasks a worker holds now (its concurrency limit counts them). */
 export async function countHeldOfAgent(db: DbOrTx, teamId: TeamId, agentId: string): Promise<number> {
   const [row] = await db

@@ -246,10 +246,16 @@ export class TaskRunner {
     policy: { id: string; name: string; spec: object } | undefined,
   ): Promise<repo.TaskRow | 'busy' | undefined> {
     const limit = agent?.definition.concurrency_limit ?? 1;
+    const teamLimit = await this.ports.teamTaskLimit(task.teamId);
     const runId = agent && policy ? (task.runId ?? newId('run')) : null;
     const claimed = await this.db.transaction(async (tx) => {
       await repo.lockAgentTasks(tx, task.teamId, task.agentId);
       if ((await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit) return 'busy' as const;
+      // The team's limit (set by a platform admin), over all its agents: the agent's lock first, then the team's.
+      if (teamLimit !== undefined) {
+        await repo.lockTeamTasks(tx, task.teamId);
+        if ((await repo.countHeldOfTeam(tx, task.teamId)) >= teamLimit) return 'busy' as const;
+      }
       const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId);
       if (!row) return undefined;
       if (agent && policy && row.runId)

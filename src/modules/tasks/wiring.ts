@@ -10,6 +10,7 @@ import { checkModel } from '../gateway/governance.ts';
 import { resolveModelAlias } from '../gateway/model-aliases.ts';
 import type { GatewayService } from '../gateway/service.ts';
 import { systemPrincipal } from '../identity/principal.ts';
+import type { TeamsService } from '../identity/teams-service.ts';
 import type { PoliciesService } from '../policies/service.ts';
 import type { ProvidersService } from '../providers/service.ts';
 import type { RunsService } from '../runs/service.ts';
@@ -20,6 +21,7 @@ import { toolCapsule } from './tool-capsule.ts';
 
 export interface TaskModules {
   agents: AgentsService;
+  teams: TeamsService;
   policies: PoliciesService;
   providers: ProvidersService;
   environments: EnvironmentsService;
@@ -62,6 +64,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
         definition: found.definition,
       };
     },
+    teamTaskLimit: async (teamId) => (await m.teams.limitsOf(teamId)).max_concurrent_tasks,
     // The proxy's caches (the agent's row, the opened keys): the keys its next call could use.
     async usableKeyCount(teamId, agentId) {
       const row = await m.agents.getForCall(agentId);
