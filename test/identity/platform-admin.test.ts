@@ -73,13 +73,16 @@ describe('who may call the admin routes', () => {
           ? { [url.endsWith('/admin') ? 'admin' : 'active']: true }
           : route.method === 'PATCH'
             ? { limits: { max_concurrent_tasks: 1 } }
-            : undefined;
+            : url.endsWith('/credits')
+              ? { type: 'grant', amount: 1000, reason: 'free credits' }
+              : undefined;
       const res = await t.call(route.method, url, { token: plain.token, ...(body ? { body } : {}) });
       expectError(res, 403, 'platform_admin_required');
     }
-    // Nothing changed: the admin is still an active admin.
+    // Nothing changed: the admin is still an active admin, and the team got no credits.
     const me = await asAdmin('GET', `/v1/admin/users/${admin.user.id}`);
     expect(me.body).toMatchObject({ is_admin: true, status: 'active' });
+    expect((await t.call('GET', '/v1/credits', { token: admin.token })).body.balance).toBe(0);
   });
 
   it('refuses API keys, even an admin key of the admin’s team', async () => {

@@ -305,8 +305,8 @@ export class AccountsService {
 
   /**
    * PATCH /v1/admin/teams/{id}: the limits sent are set (null removes one),
-   * the others kept. A team's credit grant belongs here too, once the credits
-   * module exists: a port to its service, called in this transaction.
+   * the others kept. Credit grants are transactions of the credits module
+   * (POST /v1/admin/teams/{id}/credits), not settings.
    */
   async updateTeam(
     principal: Principal,

@@ -122,8 +122,7 @@ export function registerAdminRoutes(app: App, accounts: AccountsService): void {
     async (request) => accounts.getTeam(principalOf(request), request.params.id),
   );
 
-  // A team's credit grant would join limits in this body: the credits module's service, through a
-  // port handed to AccountsService (docs/admin.md).
+  // Credit grants are the credits module's own route (POST /v1/admin/teams/{id}/credits).
   app.patch(
     '/v1/admin/teams/:id',
     {
