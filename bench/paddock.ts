@@ -95,6 +95,15 @@ export async function setUpAgent(base: string, mockUrl: string, agent: Json = {}
     blocked_models: ['gpt-3.5*'],
     runaway_prevention: { enabled: false },
   });
+  // Under PADDOCK_CREDITS=enforce calls need credits: the first account is the platform admin, who grants them.
+  if (process.env.PADDOCK_CREDITS === 'enforce') {
+    const team = (signup.team as Json | undefined)?.id;
+    await api(base, 'POST', `/v1/admin/teams/${str(team, 'team id')}/credits`, token, {
+      type: 'grant',
+      amount: 1e9,
+      reason: 'benchmark',
+    });
+  }
   const created = await api(base, 'POST', '/v1/agents', token, {
     name: `bench-agent-${tag}`,
     policy_id: str(policy.id, 'policy id'),
