@@ -83,16 +83,14 @@ export class StripeWebhooks {
     return { received: true, duplicate: outcome.duplicate };
   }
 
-  /** The team an object is about: by its customer (ours, made with metadata team_id), else by its metadata. */
+  /**
+   * The team an object is about: by its customer, which Paddock made for
+   * that team. Metadata alone names no team: an event about a customer
+   * Paddock did not make changes nothing.
+   */
   private async teamOf(tx: DbOrTx, data: Loose): Promise<TeamId | undefined> {
     const customer = idOf(data.customer);
-    if (customer) {
-      const account = await repo.findByCustomer(tx, customer);
-      if (account) return account.teamId;
-    }
-    const named = metadataOf(data).team_id;
-    if (named && isId(named, 'team') && (await repo.findAccount(tx, named))) return named;
-    return undefined;
+    return customer ? (await repo.findByCustomer(tx, customer))?.teamId : undefined;
   }
 
   /** Applies one event; the team's balance after it when credits were added. */
