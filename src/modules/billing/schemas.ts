@@ -112,3 +112,13 @@ export const WebhookReceived = Type.Object({
   received: Type.Boolean(),
   duplicate: Type.Boolean({ description: 'this event id was processed before: nothing changed' }),
 });
+
+/** What Stripe posts (documentation only: the route verifies the raw bytes, then reads them). */
+export const StripeEventBody = Type.Object(
+  {
+    id: Type.String({ description: 'evt_…' }),
+    type: Type.String({ description: 'e.g. checkout.session.completed' }),
+    data: Type.Object({ object: Type.Object({}) }),
+  },
+  { description: "a Stripe event, signed in the Stripe-Signature header with the endpoint's secret" },
+);
