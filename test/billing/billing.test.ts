@@ -32,9 +32,13 @@ describe('billing with Stripe', () => {
   const stripe = new StripeServer();
   let t: TestApp;
   let owner: SignedUpUser;
+  const logLines: string[] = [];
 
   beforeAll(async () => {
-    t = await createTestApp({ env: billingEnv(await stripe.start()) });
+    t = await createTestApp({
+      env: billingEnv(await stripe.start(), { PADDOCK_LOG_LEVEL: 'debug' }),
+      logDestination: { write: (line) => void logLines.push(line) },
+    });
     owner = await t.signup();
   });
   afterAll(async () => {
@@ -411,6 +415,21 @@ describe('billing with Stripe', () => {
     const adminKey = await t.apiKey(owner.token, ['admin']);
     expect((await t.call('GET', '/v1/billing', { token: adminKey.key })).status).toBe(200);
     expect((await t.call('GET', '/v1/billing/plans', { token: writer.key })).status).toBe(200);
+  });
+  it('never logs, answers or records the Stripe key or the webhook secret', async () => {
+    // One more Stripe round trip, its request logged at debug.
+    const checkout = await t.call('POST', '/v1/billing/checkout', {
+      token: owner.token,
+      body: { plan_id: 'pro', success_url: 'https://x.example/ok', cancel_url: 'https://x.example/no' },
+    });
+    expect(checkout.status).toBe(201);
+    const all = await t.call('GET', '/v1/events', { token: owner.token, query: { limit: '200' } });
+    const seen = [logLines.join('\n'), JSON.stringify(all.body), JSON.stringify(await billing(owner))].join(
+      '\n',
+    );
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(seen).not.toContain(SECRET_KEY);
+    expect(seen).not.toContain(WEBHOOK_SECRET);
   });
 });
 

@@ -225,7 +225,9 @@ export class BillingService {
     // Enabled while already below the threshold: the top-up starts now, not at the next change.
     if (this.autoTopUp) {
       const balance = microCreditsOf((await this.credits.viewOf(teamId)).balance);
-      await this.autoTopUp.check([{ teamId, balance }]);
+      await this.autoTopUp
+        .listener([{ teamId, balance }])
+        .catch((err: unknown) => this.ctx.log.error({ err, team_id: teamId }, 'auto top-up failed to start'));
     }
     return this.viewOf(teamId);
   }

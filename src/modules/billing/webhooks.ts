@@ -79,7 +79,10 @@ export class StripeWebhooks {
       return { duplicate: false, balance: balance === undefined ? undefined : { teamId, balance } };
     });
     // Credits bought may lift the balance back over an auto top-up's threshold (re-armed).
-    if (outcome.balance) void this.autoTopUp.listener([outcome.balance]);
+    if (outcome.balance)
+      this.autoTopUp
+        .listener([outcome.balance])
+        .catch((err: unknown) => this.ctx.log.error({ err }, 'auto top-up after a Stripe event failed'));
     return { received: true, duplicate: outcome.duplicate };
   }
 
