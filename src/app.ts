@@ -47,6 +47,11 @@ import { registerAnalyticsRoutes } from './modules/analytics/routes.ts';
 import { AnalyticsService } from './modules/analytics/service.ts';
 import { registerApprovalRoutes } from './modules/approvals/routes.ts';
 import { ApprovalsService } from './modules/approvals/service.ts';
+import { AutoTopUp } from './modules/billing/auto-top-up.ts';
+import { registerBillingRoutes } from './modules/billing/routes.ts';
+import { BillingService } from './modules/billing/service.ts';
+import { stripeClient } from './modules/billing/stripe-client.ts';
+import { StripeWebhooks } from './modules/billing/webhooks.ts';
 import { ChannelDeliveries } from './modules/channels/deliveries.ts';
 import { NotificationsService } from './modules/channels/notifications.ts';
 import { registerChannelRoutes } from './modules/channels/routes.ts';
@@ -237,6 +242,9 @@ export interface Services {
   workItems: WorkItemsService;
   workItemThreads: WorkItemThreads;
   activity: ActivityService;
+  billing: BillingService;
+  /** Off (undefined) unless billing is configured. */
+  autoTopUp: AutoTopUp | undefined;
 }
 
 export interface BuiltApp {
@@ -626,6 +634,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const workItems = new WorkItemsService(db, ctx, events, workItemPorts);
   const workItemThreads = new WorkItemThreads(db, ctx, events, workItems, workItemPorts);
   const activity = new ActivityService(db, ctx, events);
+  // Billing: only with a Stripe key (docs/billing.md); the SDK connects through the outbound guard.
+  const stripe = config.billing.stripe ? stripeClient(config.billing.stripe, outbound) : undefined;
+  const autoTopUp = stripe ? new AutoTopUp(db, ctx, events, config.billing, stripe) : undefined;
+  if (autoTopUp) credits.onBalance(autoTopUp.listener);
+  const billing = new BillingService(db, ctx, credits, config.billing, stripe, autoTopUp, config.publicUrl);
+  const stripeWebhooks =
+    stripe && autoTopUp
+      ? new StripeWebhooks(db, ctx, events, credits, config.billing, stripe, autoTopUp)
+      : undefined;
   const services: Services = {
     auth,
     teams,
@@ -680,6 +697,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     workItems,
     workItemThreads,
     activity,
+    billing,
+    autoTopUp,
   };
 
   const app = Fastify({
@@ -860,6 +879,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerAlertRoutes(app, alertRules);
   registerWorkItemRoutes(app, workItems, workItemThreads);
   registerActivityRoutes(app, activity);
+  registerBillingRoutes(app, billing, stripeWebhooks);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().

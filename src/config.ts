@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { type BillingConfig, billingConfig } from './billing-config.ts';
 import { AllowList } from './core/outbound-guard.ts';
 
 /** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
@@ -98,6 +99,8 @@ export interface Config {
   sandboxPrices: SandboxPrices;
   /** Credits: what ledger usage costs teams, and whether a balance is required (docs/credits.md). */
   credits: CreditsConfig;
+  /** Stripe billing: plans, credit packs, auto top-up; off unless PADDOCK_STRIPE_SECRET_KEY is set (docs/billing.md). */
+  billing: BillingConfig;
 }
 
 /**
@@ -470,6 +473,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
         'a number of credits',
       ),
     },
+    billing: billingConfig(env, env.PADDOCK_CREDITS || 'off', problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

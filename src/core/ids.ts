@@ -61,6 +61,8 @@ export const ID_PREFIXES = [
   'qjob',
   // Credit transactions (a team's balance).
   'ctx',
+  // Auto top-ups of a team's credits (billing).
+  'btu',
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

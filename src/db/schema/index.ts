@@ -2,6 +2,7 @@ export * from './activity.ts';
 export * from './alerts.ts';
 export * from './analytics.ts';
 export * from './audit.ts';
+export * from './billing.ts';
 export * from './channels.ts';
 export * from './credits.ts';
 export * from './environments.ts';

@@ -41,6 +41,16 @@ export interface CreditChange {
   actor: Actor;
 }
 
+/** Writes one transaction to a locked account: what changeBalance runs unless the key is known. */
+type ApplyChange = (
+  tx: DbOrTx,
+  account: repo.AccountRow,
+  now: Date,
+) => Promise<{ transaction: repo.TransactionRow; account: repo.AccountRow }>;
+
+/** Told of balances (micro-credits) after they changed; see CreditsService.onBalance. */
+export type BalanceListener = (balances: ReadonlyArray<{ teamId: TeamId; balance: number }>) => Promise<void>;
+
 /** After a balance moved: its state, worst first. */
 export function stateOf(balance: number, threshold: number): CreditState {
   if (balance <= 0) return 'exhausted';
@@ -58,6 +68,7 @@ const RANK: Record<CreditState, number> = { ok: 0, low: 1, exhausted: 2 };
 export class CreditsService {
   readonly rate: CreditRate;
   private readonly defaultThreshold: number;
+  private readonly listeners: BalanceListener[] = [];
 
   constructor(
     private readonly db: Db,
@@ -189,7 +200,20 @@ export class CreditsService {
 
   /** Purchases (billing), grants, refunds, adjustments: idempotent by key; a credits.added event tells. */
   async add(change: CreditChange): Promise<{ transaction: TransactionView; created: boolean }> {
-    return this.changeBalance(change.teamId, change.idempotencyKey ?? null, (tx, _account, now) =>
+    const result = await this.db.transaction((tx) => this.addIn(tx, change));
+    this.tellBalance(change.teamId, result.balance);
+    return { transaction: result.transaction, created: result.created };
+  }
+
+  /**
+   * `add` inside the caller's transaction (billing applies a Stripe event and
+   * records it as processed in one): the balance after it comes back too.
+   */
+  async addIn(
+    tx: DbOrTx,
+    change: CreditChange,
+  ): Promise<{ transaction: TransactionView; created: boolean; balance: number }> {
+    return this.changeBalanceIn(tx, change.teamId, change.idempotencyKey ?? null, (tx, _account, now) =>
       repo.applyTransaction(tx, {
         id: newId('ctx'),
         teamId: change.teamId,
@@ -215,35 +239,61 @@ export class CreditsService {
   private async changeBalance(
     teamId: TeamId,
     key: string | null,
-    apply: (
-      tx: DbOrTx,
-      account: repo.AccountRow,
-      now: Date,
-    ) => Promise<{ transaction: repo.TransactionRow; account: repo.AccountRow }>,
+    apply: ApplyChange,
   ): Promise<{ transaction: TransactionView; created: boolean }> {
+    const result = await this.db.transaction((tx) => this.changeBalanceIn(tx, teamId, key, apply));
+    this.tellBalance(teamId, result.balance);
+    return { transaction: result.transaction, created: result.created };
+  }
+
+  private async changeBalanceIn(
+    tx: DbOrTx,
+    teamId: TeamId,
+    key: string | null,
+    apply: ApplyChange,
+  ): Promise<{ transaction: TransactionView; created: boolean; balance: number }> {
     const now = this.ctx.clock.now();
-    return this.db.transaction(async (tx) => {
-      const locked = await repo.lockAccount(tx, teamId, now);
-      const known = key === null ? undefined : await repo.findByIdempotencyKey(tx, teamId, key);
-      if (known) return { transaction: transactionView(known), created: false };
-      const { transaction, account } = await apply(tx, locked, now);
-      await this.follow(tx, account);
-      if (transaction.type !== 'consume')
-        await this.events.record(tx, {
-          teamId,
-          actorKind: transaction.actorKind,
-          actorId: transaction.actorId,
-          subjectId: transaction.id,
-          type: 'credits.added',
-          data: {
-            type: transaction.type,
-            amount: creditsOf(transaction.amount),
-            balance: creditsOf(account.balance),
-            reason: transaction.reason,
-          },
-        });
-      return { transaction: transactionView(transaction), created: true };
-    });
+    const locked = await repo.lockAccount(tx, teamId, now);
+    const known = key === null ? undefined : await repo.findByIdempotencyKey(tx, teamId, key);
+    if (known) return { transaction: transactionView(known), created: false, balance: locked.balance };
+    const { transaction, account } = await apply(tx, locked, now);
+    await this.follow(tx, account);
+    if (transaction.type !== 'consume')
+      await this.events.record(tx, {
+        teamId,
+        actorKind: transaction.actorKind,
+        actorId: transaction.actorId,
+        subjectId: transaction.id,
+        type: 'credits.added',
+        data: {
+          type: transaction.type,
+          amount: creditsOf(transaction.amount),
+          balance: creditsOf(account.balance),
+          reason: transaction.reason,
+        },
+      });
+    return { transaction: transactionView(transaction), created: true, balance: account.balance };
+  }
+
+  /**
+   * Who hears of balances after they change (billing's auto top-up). Told
+   * after the change committed, never awaited: a listener's work is its own
+   * and cannot slow or fail the change.
+   */
+  onBalance(listener: BalanceListener): void {
+    this.listeners.push(listener);
+  }
+
+  private tellBalance(teamId: TeamId, balanceMicros: number): void {
+    this.tellBalances([{ teamId, balance: balanceMicros }]);
+  }
+
+  private tellBalances(balances: ReadonlyArray<{ teamId: TeamId; balance: number }>): void {
+    for (const listener of this.listeners) {
+      listener(balances).catch((err: unknown) =>
+        this.ctx.log.error({ err }, 'a listener of credit balances failed'),
+      );
+    }
   }
 
   /**
@@ -281,6 +331,7 @@ export class CreditsService {
       (a) => stateOf(a.balance, a.lowThreshold ?? this.defaultThreshold) !== a.state,
     );
     for (const account of moved) await this.db.transaction((tx) => this.follow(tx, account));
+    if (accounts.length > 0) this.tellBalances(accounts);
   }
 
   /** The runs module's side of credits (the budget system's port). */

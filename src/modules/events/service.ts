@@ -274,6 +274,26 @@ export interface EventMap {
   'credits.added': { type: string; amount: number; balance: number; reason: string };
   'credits.low': { balance: number; threshold: number };
   'credits.exhausted': { balance: number; enforced: boolean };
+  // Billing (docs/billing.md; subject: the team, or the top-up). Amounts in USD, credits in credits.
+  'billing.subscription_changed': {
+    plan_id: string | null;
+    status: string;
+    previous_plan_id: string | null;
+    previous_status: string | null;
+  };
+  'billing.top_up_started': { top_up_id: string; pack_id: string; credits: number; amount_usd: number };
+  'billing.top_up_failed': {
+    top_up_id: string | null;
+    pack_id: string | null;
+    code: string;
+    message: string;
+  };
+  'billing.charge_refunded': {
+    charge_id: string;
+    payment_intent_id: string | null;
+    amount_refunded: number;
+    currency: string;
+  };
   /** Never in the outbox: what POST /v1/webhooks/{id}/test sends. */
   'webhook.test': { webhook_id: string };
 }
@@ -424,6 +444,10 @@ const EVENT_TYPE_SET: Record<EventType, true> = {
   'credits.added': true,
   'credits.low': true,
   'credits.exhausted': true,
+  'billing.subscription_changed': true,
+  'billing.top_up_started': true,
+  'billing.top_up_failed': true,
+  'billing.charge_refunded': true,
 };
 export const EVENT_TYPES: readonly EventType[] = Object.keys(EVENT_TYPE_SET) as EventType[];
 
