@@ -686,6 +686,8 @@ function pathValue(path: string, name: string): string {
     tasks: ids.task,
     responses: ids.response,
     models: 'gpt-4o-mini',
+    // Billing is off in this app: its routes answer 404 billing_disabled whatever the pack.
+    billing: 'fuzz-pack',
   };
   const value = byResource[resource ?? ''];
   if (value === undefined) throw new Error(`no value for {${name}} of ${path}: add one`);
