@@ -310,6 +310,46 @@ describe('a task routed to a queue', () => {
     expect(await task(mine.id)).toMatchObject({ status: 'running' });
   });
 
+  it('holds its agent’s concurrency_limit across claims: the rest wait in the queue, unclaimed', async () => {
+    const agent = await f.agent({ agent: { concurrency_limit: 2 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        (await f.submit({ agent_id: agent.id, prompt: `job ${i}`, runner: { queue: 'limited-q' } })).id,
+      );
+    const claimAll = (worker: string) =>
+      http('POST', '/v1/queues/limited-q/claim', f.user.token, { worker_id: worker, batch_size: 10 });
+
+    // One claim of ten takes two: the agent's limit. A second worker gets nothing while they run.
+    const first = await claimAll('w1');
+    expect(first.body.data.map((j: Json) => j.payload.task_id)).toEqual(ids.slice(0, 2));
+    expect(first.body.data[0].payload.concurrency_limit).toBe(2);
+    expect((await claimAll('w2')).body.data).toEqual([]);
+    const waiting = (
+      await f.t.call('GET', '/v1/queues/limited-q/jobs', { token: f.user.token, query: { status: 'queued' } })
+    ).body.data;
+    expect(waiting.map((j: Json) => [j.payload.task_id, j.attempts, j.worker_id])).toEqual([
+      [ids[2], 0, null],
+    ]);
+    expect(await task(ids[2]!)).toMatchObject({ status: 'queued' });
+
+    // One ends: the third is claimed next (a refused job is due again a second later).
+    const done = await http(
+      'POST',
+      `/v1/queues/limited-q/jobs/${first.body.data[0].id}/complete`,
+      f.user.token,
+      {
+        worker_id: 'w1',
+        result: { ok: true },
+      },
+    );
+    expect(done.status).toBe(200);
+    f.t.clock.advance(1000);
+    const next = await claimAll('w2');
+    expect(next.body.data.map((j: Json) => j.payload.task_id)).toEqual([ids[2]]);
+    expect(await task(ids[2]!)).toMatchObject({ status: 'running' });
+  });
+
   it('keeps the job and the run to the team', async () => {
     const agent = await f.agent();
     const submitted = await f.submit({ agent_id: agent.id, prompt: 'ours', runner: { queue: 'team-q' } });

@@ -172,6 +172,28 @@ export async function claimJobs(
   return jobRows(result).sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
 }
 
+/** Claimed jobs put back as if never claimed (their attempt not counted), claimable from `runAt`. */
+export async function unclaimJobs(
+  db: DbOrTx,
+  teamId: TeamId,
+  ids: JobId[],
+  runAt: Date,
+  now: Date,
+): Promise<void> {
+  await db
+    .update(queueJobs)
+    .set({
+      status: 'queued',
+      attempts: sql`${queueJobs.attempts} - 1`,
+      workerId: null,
+      leaseExpiresAt: null,
+      claimedAt: null,
+      runAt,
+      updatedAt: now,
+    })
+    .where(and(eq(queueJobs.teamId, teamId), inArray(queueJobs.id, ids), eq(queueJobs.status, 'active')));
+}
+
 /** The lease from now on, while `workerId` holds the active job. */
 export async function extendLease(
   db: DbOrTx,

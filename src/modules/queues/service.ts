@@ -41,6 +41,8 @@ export const QUEUE_DEFAULTS: QueueOptions = { sweepIntervalSec: 10, pollInterval
 /** A worker's own failure is retried after 2^(attempt-1) s, at most this long. */
 const MAX_BACKOFF_SEC = 300;
 const SWEEP_BATCH = 1000;
+/** A job a listener refused to let run (a limit reached) is claimable again this much later. */
+const REFUSED_RETRY_MS = 1000;
 
 const jobId = (raw: string) => idOrNotFound(raw, 'qjob', 'job');
 
@@ -77,6 +79,12 @@ export interface QueueJobListener {
   committed(rows: readonly repo.JobRow[]): Promise<void>;
   /** Its jobs no claim may take now (they wait): those whose payload's `field` is one of `values`. */
   heldBack?(teamId: TeamId): Promise<repo.HeldBack | undefined>;
+  /**
+   * Of the jobs of its type a claim just took (in the claim's transaction),
+   * the ids it cannot let run now (a limit is reached): they go back to the
+   * queue, due again shortly, and the claim does not answer them.
+   */
+  refuse?(tx: DbOrTx, rows: readonly repo.JobRow[]): Promise<ReadonlySet<string>>;
 }
 
 /** The agents module's word on claims made with an agent key. */
@@ -306,16 +314,9 @@ export class QueuesService {
       const held = await this.heldBack(teamId);
       return this.changing(async (tx) => {
         await repo.relaxCommit(tx);
-        return repo.claimJobs(
-          tx,
-          teamId,
-          queue,
-          input.worker_id,
-          input.types,
-          limit,
-          this.ctx.clock.now(),
-          held,
-        );
+        const now = this.ctx.clock.now();
+        const rows = await repo.claimJobs(tx, teamId, queue, input.worker_id, input.types, limit, now, held);
+        return this.withoutRefused(tx, teamId, rows, now);
       });
     };
     let rows = await take();
@@ -335,6 +336,30 @@ export class QueuesService {
       }
     }
     return { data: rows.map(jobView) };
+  }
+
+  /** A claim's jobs less those a listener refuses now, which go back to the queue in the claim's transaction. */
+  private async withoutRefused(
+    tx: DbOrTx,
+    teamId: TeamId,
+    rows: repo.JobRow[],
+    now: Date,
+  ): Promise<repo.JobRow[]> {
+    const refused = new Set<string>();
+    for (const [type, listener] of this.listeners) {
+      const mine = rows.filter((r) => r.type === type);
+      if (mine.length === 0 || !listener.refuse) continue;
+      for (const id of await listener.refuse(tx, mine)) refused.add(id);
+    }
+    if (refused.size === 0) return rows;
+    await repo.unclaimJobs(
+      tx,
+      teamId,
+      [...refused] as repo.JobId[],
+      new Date(now.getTime() + REFUSED_RETRY_MS),
+      now,
+    );
+    return rows.filter((r) => !refused.has(r.id));
   }
 
   /** What the listeners hold back from claims in this team now. */

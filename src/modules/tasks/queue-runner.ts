@@ -76,8 +76,39 @@ export class QueueTaskRunner implements QueueJobListener {
     return values.length > 0 ? { type: TASK_JOB_TYPE, field: 'agent_id', values } : undefined;
   }
 
+  /**
+   * Of the task jobs a claim took, those whose agent already runs as many
+   * tasks as its concurrency_limit (carried in the job, from the version the
+   * task pins): they wait in the queue, like a Paddock-run task that finds its
+   * agent busy. The agents' task locks are taken in id order, so two claims
+   * cannot wait on each other.
+   */
+  async refuse(tx: DbOrTx, rows: readonly JobRow[]): Promise<ReadonlySet<string>> {
+    const limited = rows.filter(
+      (j) => typeof j.payload.agent_id === 'string' && typeof j.payload.concurrency_limit === 'number',
+    );
+    const held = new Map<string, number>();
+    for (const agentId of [...new Set(limited.map((j) => j.payload.agent_id as string))].sort()) {
+      await repo.lockAgentTasks(tx, limited[0]!.teamId, agentId);
+      held.set(agentId, await repo.countHeldOfAgent(tx, limited[0]!.teamId, agentId));
+    }
+    const refused = new Set<string>();
+    for (const job of limited) {
+      const agentId = job.payload.agent_id as string;
+      const running = held.get(agentId) ?? 0;
+      if (running >= (job.payload.concurrency_limit as number)) refused.add(job.id);
+      else held.set(agentId, running + 1);
+    }
+    return refused;
+  }
+
   /** Writes the task's job in the task's transaction: what the worker needs, never a secret. */
-  async send(tx: DbOrTx, task: repo.TaskRow, inputFiles: Array<{ id: string; name: string }>): Promise<void> {
+  async send(
+    tx: DbOrTx,
+    task: repo.TaskRow,
+    inputFiles: Array<{ id: string; name: string }>,
+    concurrencyLimit: number,
+  ): Promise<void> {
     await this.queues.submitIn(tx, task.teamId, task.runnerQueue!, {
       type: TASK_JOB_TYPE,
       key: task.id,
@@ -87,6 +118,8 @@ export class QueueTaskRunner implements QueueJobListener {
         task_id: task.id,
         agent_id: task.agentId,
         agent_version: task.agentVersion,
+        // The agent's tasks running at once, held at claims (refuse).
+        concurrency_limit: concurrencyLimit,
         run_id: task.runId,
         prompt: task.prompt,
         model: task.model,

@@ -25,7 +25,13 @@ export interface TaskWorkers {
 /** The queue runner's side (queue-runner.ts): a task sent to a work queue instead of a capsule. */
 export interface TaskQueueRunner {
   /** Writes the task's job in the task's transaction. */
-  send(tx: DbOrTx, task: repo.TaskRow, inputFiles: Array<{ id: string; name: string }>): Promise<void>;
+  /** `concurrencyLimit`: the pinned agent version's, held when workers claim. */
+  send(
+    tx: DbOrTx,
+    task: repo.TaskRow,
+    inputFiles: Array<{ id: string; name: string }>,
+    concurrencyLimit: number,
+  ): Promise<void>;
   /** After the task's commit. */
   sent(task: repo.TaskRow): void;
   /** The task was cancelled in `tx`: so is its job. */
@@ -242,7 +248,7 @@ export class TasksService {
         type: 'task.created',
         data: { agent_id: agent.id, agent_version: agent.version, model },
       });
-      if (queue !== undefined) await this.queueRunner!.send(tx, row, inputFiles);
+      if (queue !== undefined) await this.queueRunner!.send(tx, row, inputFiles, def.concurrency_limit);
       return row;
     });
     if (queue !== undefined) {
