@@ -26,7 +26,15 @@ beforeAll(async () => {
     env: { PADDOCK_ALLOW_PRIVATE_UPSTREAMS: 'hooks.test' },
     resolveHost: dns.resolve,
     logDestination: { write: (line) => void logLines.push(line) },
-    webhooks: { retryScheduleMs: [0, 200, 200, 200], pollMs: 100, failingAfter: 2 },
+    // A lost attempt job is sent again by the sweep (deliveries.ts); here within about a second, not
+    // the default 30 s, so a job the queue loses under load cannot outlast a test's wait.
+    webhooks: {
+      retryScheduleMs: [0, 200, 200, 200],
+      pollMs: 100,
+      failingAfter: 2,
+      sweepMs: 250,
+      sweepGraceMs: 1000,
+    },
   });
 }, 90_000);
 afterAll(async () => {
