@@ -6,7 +6,8 @@ import { EXIT } from './exit-codes.ts';
 // takes --json; every failure is one line on stderr (and with --json also
 // `{"error": …}` on stdout) and an exit code from exit-codes.ts.
 
-type Action = (...args: never[]) => Promise<number | undefined | void>;
+/** A command's work; a number it answers is the exit code. */
+type Action = (...args: never[]) => Promise<unknown>;
 
 /** Runs an action, prints its failure, and exits with its code (open sockets would keep the process alive). */
 function act<M>(load: () => Promise<M>, pick: (m: M) => Action) {

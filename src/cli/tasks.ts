@@ -73,7 +73,7 @@ export async function runTask(prompt: string, flags: RunFlags): Promise<number> 
   process.on('SIGINT', onSigint);
   if (!flags.json) process.stderr.write(`task ${task.id} queued\n`);
   spinner.update('queued');
-  const view = new EventView(spinner, interactive, flags.json === true);
+  const view = new EventView(spinner, flags.json === true);
   try {
     for await (const event of followTaskEvents(
       { baseUrl: target.url, token: target.token, signal: stop.signal },
@@ -142,7 +142,6 @@ class EventView {
 
   constructor(
     private readonly spinner: Spinner,
-    private readonly interactive: boolean,
     private readonly quiet: boolean,
   ) {}
 
