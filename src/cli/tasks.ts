@@ -137,7 +137,10 @@ export function summary(task: Task): string {
 
 /** Renders a task's events: one line each for people; with --json, nothing (the task is printed at the end). */
 class EventView {
+  /** The last turn's text as shown. */
   lastText = '';
+  /** The text deltas of the turn being streamed, before its whole `text` event. */
+  private streamed = '';
   private midLine = false;
 
   constructor(
@@ -150,24 +153,22 @@ class EventView {
     const p = event.payload;
     if (event.type === 'text_delta') {
       // The spinner would erase a line being written: it rests until the line ends.
-      if (!this.midLine) {
-        this.spinner.stop();
-        this.lastText = '';
-      }
+      if (!this.midLine) this.spinner.stop();
       this.midLine = true;
       const text = String(p.text ?? '');
-      this.lastText += text;
+      this.streamed += text;
       process.stderr.write(text);
       return;
     }
     if (event.type === 'text') {
       const text = String(p.text ?? '');
-      // In stream mode the deltas already showed it.
-      if (this.lastText.trim() !== text.trim() || !this.midLine) {
+      // In stream mode the deltas showed it already (the turn's model_call comes between).
+      if (this.streamed.trim() !== text.trim()) {
         this.endLine();
-        this.lastText = text;
         this.line(text);
       }
+      this.streamed = '';
+      this.lastText = text;
       this.endLine();
       return;
     }

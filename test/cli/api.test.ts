@@ -107,6 +107,8 @@ describe('paddock tasks run', () => {
     expect(res.code, res.stderr).toBe(0);
     expect(res.stdout).toBe('The answer is 42.\n');
     expect(res.stderr).toContain('→ bash');
+    // Streamed once as it came (the turn's whole text event repeats it, and is not shown again).
+    expect(res.stderr.split('The answer is 42.').length - 1).toBe(1);
     expect(res.stderr).toMatch(/completed · cost \$\d/);
   }, 60_000);
 
