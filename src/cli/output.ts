@@ -88,7 +88,8 @@ export class Spinner {
   }
 
   private draw(): void {
-    const columns = process.stderr.columns ?? 80;
+    // 0 where the terminal has not said its size.
+    const columns = process.stderr.columns || 80;
     const frame = Spinner.FRAMES[this.frame++ % Spinner.FRAMES.length];
     process.stderr.write(`\r\x1b[2K${clip(`${frame} ${this.text}`, columns - 1)}`);
     this.shown = true;

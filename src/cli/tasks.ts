@@ -127,8 +127,9 @@ export function summary(task: Task): string {
     `${task.turns} turn${task.turns === 1 ? '' : 's'}`,
     `${task.input_tokens} in / ${task.output_tokens} out tokens`,
   ];
-  if (typeof task.started_at === 'string' && typeof task.finished_at === 'string') {
-    const ms = Date.parse(task.finished_at) - Date.parse(task.started_at);
+  // From submission to the end: what the person waited, queueing included.
+  if (typeof task.created_at === 'string' && typeof task.finished_at === 'string') {
+    const ms = Date.parse(task.finished_at) - Date.parse(task.created_at);
     parts.push(`${(ms / 1000).toFixed(1)} s`);
   }
   const error = task.error as { code?: string; message?: string } | null;

@@ -188,7 +188,7 @@ describe('exit codes and errors', () => {
 });
 
 describe('paddock capsules', () => {
-  it("creates a capsule, runs a command in it and exits with the command's exit code", async () => {
+  it("creates a capsule, runs a command and a shell in it, and exits with the command's exit code", async () => {
     const created = await paddock(['capsules', 'create', '--json']);
     expect(created.code, created.stderr).toBe(0);
     const capsule = JSON.parse(created.stdout);
@@ -202,6 +202,19 @@ describe('paddock capsules', () => {
     const args = await paddock(['capsules', 'exec', capsule.id, '--', 'ls', '-d', '/tmp']);
     expect(args.code).toBe(0);
     expect(args.stdout).toBe('/tmp\n');
+
+    // The terminal, fed from a pipe (no raw mode off a terminal): its output, then the shell's exit code.
+    const shell = spawn(process.execPath, [PADDOCK_BIN, 'capsules', 'shell', capsule.id, '--cmd', '/bin/sh'], {
+      env: cliEnv(),
+      stdio: 'pipe',
+    });
+    let screen = '';
+    shell.stdout.on('data', (d) => {
+      screen += d;
+    });
+    shell.stdin.write('echo shell-$((2*3))\nexit 4\n');
+    expect(await new Promise((resolve) => shell.on('exit', resolve))).toBe(4);
+    expect(screen).toContain('shell-6');
 
     const listed = await paddock(['capsules', 'list']);
     expect(listed.stdout).toContain(capsule.id);

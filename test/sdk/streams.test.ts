@@ -1,7 +1,14 @@
 import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { followTaskEvents, type LogEvent, openPty, PaddockError, readSse } from '../../sdk/src/index.ts';
+import {
+  followTaskEvents,
+  followWorkspaceEvents,
+  type LogEvent,
+  openPty,
+  PaddockError,
+  readSse,
+} from '../../sdk/src/index.ts';
 import { waitForCapsule } from '../support/capsules.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
@@ -126,6 +133,27 @@ describe('followTaskEvents', () => {
     expect(err).toBeInstanceOf(PaddockError);
     expect(err).toMatchObject({ status: 404, code: 'not_found' });
   });
+});
+
+describe('followWorkspaceEvents', () => {
+  it("follows a workspace's log until the workspace ends", async () => {
+    const agent = await f.agent();
+    f.mock.reset();
+    f.script([{ text: 'First answer.' }]);
+    const task = await f.submit({ agent_id: agent.id, prompt: 'hello', mode: 'session' });
+    const seen: LogEvent[] = [];
+    for await (const event of followWorkspaceEvents({ baseUrl, token: f.user.token }, task.workspace_id)) {
+      seen.push(event);
+      // The turn's end: end the workspace, which ends its log and so the iteration.
+      if (event.type === 'status' && event.payload.status === 'completed')
+        await f.t.call('DELETE', `/v1/workspaces/${task.workspace_id}`, { token: f.user.token });
+    }
+    const log = await f.t.call('GET', `/v1/workspaces/${task.workspace_id}/events?limit=1000`, {
+      token: f.user.token,
+    });
+    expect(seen.map((e) => e.seq)).toEqual(log.body.data.map((e: LogEvent) => e.seq));
+    expect(seen.some((e) => e.type === 'text' && e.payload.text === 'First answer.')).toBe(true);
+  }, 30_000);
 });
 
 describe('readSse', () => {
