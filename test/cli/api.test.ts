@@ -204,10 +204,14 @@ describe('paddock capsules', () => {
     expect(args.stdout).toBe('/tmp\n');
 
     // The terminal, fed from a pipe (no raw mode off a terminal): its output, then the shell's exit code.
-    const shell = spawn(process.execPath, [PADDOCK_BIN, 'capsules', 'shell', capsule.id, '--cmd', '/bin/sh'], {
-      env: cliEnv(),
-      stdio: 'pipe',
-    });
+    const shell = spawn(
+      process.execPath,
+      [PADDOCK_BIN, 'capsules', 'shell', capsule.id, '--cmd', '/bin/sh'],
+      {
+        env: cliEnv(),
+        stdio: 'pipe',
+      },
+    );
     let screen = '';
     shell.stdout.on('data', (d) => {
       screen += d;
