@@ -111,8 +111,12 @@ export function describeFailure(err: unknown): { message: string; exitCode: numb
             : EXIT.error;
     return { message: `${err.message} (${err.status} ${err.code})`, exitCode };
   }
+  // fetch's own failure (refused, unresolved, reset): the reason is its cause.
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  if (err instanceof TypeError && cause?.code)
-    return { message: `cannot reach the server: ${cause.message ?? cause.code}`, exitCode: EXIT.error };
+  if (err instanceof TypeError && err.message === 'fetch failed')
+    return {
+      message: `cannot reach the server: ${cause?.message || cause?.code || 'the connection failed'}`,
+      exitCode: EXIT.error,
+    };
   return { message: (err as Error)?.message ?? String(err), exitCode: EXIT.error };
 }

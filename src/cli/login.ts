@@ -142,21 +142,41 @@ export async function logout(flags: { json?: boolean }): Promise<void> {
 
 /** A line from the terminal; `hidden` echoes nothing (tokens, passwords). */
 async function ask(question: string, hidden = false): Promise<string> {
+  if (hidden) return askHidden(question);
   const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  if (hidden) {
-    // readline echoes through _writeToOutput: only the question is let through.
-    const writer = rl as unknown as { _writeToOutput: (s: string) => void };
-    writer._writeToOutput = (s: string) => {
-      if (s.startsWith(question)) process.stderr.write(question);
-    };
-  }
   try {
-    const answer = await rl.question(question);
-    if (hidden) process.stderr.write('\n');
-    return answer.trim();
+    return (await rl.question(question)).trim();
   } finally {
     rl.close();
   }
+}
+
+/** Reads keys in raw mode and echoes none: Enter ends, Backspace erases, Ctrl-C and Ctrl-D give up. */
+function askHidden(question: string): Promise<string> {
+  const stdin = process.stdin;
+  process.stderr.write(question);
+  stdin.setRawMode(true);
+  stdin.resume();
+  return new Promise((resolve, reject) => {
+    let typed = '';
+    const done = (finish: () => void) => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      finish();
+    };
+    const onData = (chunk: Buffer) => {
+      for (const char of chunk.toString('utf8')) {
+        if (char === '\r' || char === '\n') return done(() => resolve(typed.trim()));
+        if (char === '\u0003' || char === '\u0004')
+          return done(() => reject(new CliError('login cancelled', EXIT.interrupted)));
+        if (char === '\u007f' || char === '\b') typed = typed.slice(0, -1);
+        else if (char >= ' ') typed += char;
+      }
+    };
+    stdin.on('data', onData);
+  });
 }
 
 async function readStdinLines(): Promise<string[]> {
