@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { createClient, type PaddockClient, PaddockError } from '../../sdk/src/index.ts';
@@ -52,9 +52,12 @@ export function saveLogin(login: SavedLogin, file = configPath()): void {
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  writeFileSync(file, `${JSON.stringify(login, null, 2)}\n`, { mode: 0o600 });
-  // writeFileSync keeps an existing file's mode.
-  chmodSync(file, 0o600);
+  // A new file made 0600 and moved over the old one: the token is never in a file others could read,
+  // even for a moment (writing over an existing file would keep its mode until a chmod after).
+  const fresh = `${file}.${process.pid}.tmp`;
+  rmSync(fresh, { force: true });
+  writeFileSync(fresh, `${JSON.stringify(login, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  renameSync(fresh, file);
 }
 
 export function forgetLogin(file = configPath()): boolean {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,11 @@ describe('paddock login', () => {
     const agents = await paddock(['agents', 'list', '--json'], env);
     expect(agents.code).toBe(0);
     expect(JSON.parse(agents.stdout).data.map((a: { name: string }) => a.name)).toContain('cli-writer');
+
+    // A login over a file someone made readable: the new one is the owner's alone again.
+    chmodSync(file, 0o644);
+    expect((await paddock(['login', '--url', url, '--token', key], env)).code).toBe(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
 
     const out = await paddock(['logout'], env);
     expect(out.code).toBe(0);
