@@ -66,9 +66,8 @@ async function check(name: string): Promise<void> {
   // Evaluated by the driver, not loaded by the page: the page's CSP allows no inline script.
   await page.evaluate(AXE);
   const violations = await page.evaluate(async () => {
-    const axe = (
-      window as unknown as { axe: { run(): Promise<{ violations: Array<Record<string, unknown>> }> } }
-    ).axe;
+    type Axe = { run(): Promise<{ violations: Array<Record<string, unknown>> }> };
+    const axe = (globalThis as unknown as { axe: Axe }).axe;
     const result = await axe.run();
     return result.violations
       .filter((v) => v.impact === 'serious' || v.impact === 'critical')
