@@ -180,14 +180,16 @@ export async function buildWeb() {
     throw new Error('the dashboard needs its build tools (vite): run `npm ci` (it installs them)');
   }
   const inputs = stampOf(webInputs());
-  await vite.build({
-    root: WEB,
-    configFile: path.join(WEB, 'vite.config.ts'),
-    mode: 'production',
-    // React's production build whatever NODE_ENV the caller has (vitest sets "test").
-    define: { 'process.env.NODE_ENV': JSON.stringify('production') },
-    logLevel: 'warn',
-  });
+  // A production build whatever NODE_ENV the caller has (vitest sets "test"): Vite and
+  // the React plugin read it to choose React's build and its JSX runtime.
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await vite.build({ root: WEB, configFile: path.join(WEB, 'vite.config.ts'), logLevel: 'warn' });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
   writeAtomically(WEB_STAMP, JSON.stringify({ vite: vite.version, inputs }, null, 1));
   return { ms: Math.round(performance.now() - started), initialJsGzipBytes: initialJsGzipBytes() };
 }

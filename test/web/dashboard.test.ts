@@ -93,6 +93,8 @@ it('takes a new user from sign-up to a task completed live, and one approved in 
   } catch (err) {
     // Where it stopped, for the CI artifacts.
     await page.screenshot({ path: path.join(SHOTS, 'failure.png'), fullPage: true });
+    if (pageErrors.length > 0)
+      throw new Error(`${String(err)}\nthe page's errors:\n${pageErrors.join('\n')}`);
     throw err;
   }
   expect(pageErrors).toEqual([]);

@@ -50,7 +50,9 @@ export function createQueryClient(onSignedOut: () => void): QueryClient {
 /** Money as the API reports it (USD), with cents below a dollar kept readable. */
 export function usd(value: number | null | undefined): string {
   if (value === null || value === undefined) return '—';
-  return `$${value < 1 && value > 0 ? value.toFixed(4) : value.toFixed(2)}`;
+  if (value === 0 || value >= 1) return `$${value.toFixed(2)}`;
+  // A model call costs fractions of a cent: keep its digits, drop the trailing zeros.
+  return `$${value.toFixed(value < 0.01 ? 6 : 4).replace(/0+$/, '')}`;
 }
 
 export function when(iso: string | null | undefined): string {

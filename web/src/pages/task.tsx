@@ -71,6 +71,12 @@ export function TaskPage() {
     queryFn: () => unwrap(api.GET('/v1/tasks/{id}', { params: { path: { id: id! } } })),
   });
   const { events, connection } = useTaskEvents(id!);
+  const agentId = task.data?.agent_id;
+  const agent = useQuery({
+    queryKey: ['agents', agentId],
+    queryFn: () => unwrap(api.GET('/v1/agents/{id}', { params: { path: { id: agentId! } } })),
+    enabled: agentId !== undefined,
+  });
   const cancel = useMutation({
     mutationFn: () => unwrap(api.POST('/v1/tasks/{id}/cancel', { params: { path: { id: id! } } })),
     onSuccess: () => client.invalidateQueries({ queryKey: ['tasks', id] }),
@@ -100,7 +106,7 @@ export function TaskPage() {
       <div className="status-line" role="status" aria-live="polite">
         <Badge status={t.status} />
         {ended ? null : <span className="spinner" aria-hidden="true" />}
-        <span className="muted">{describeProgress(t.status, t.turns, connection)}</span>
+        <span className="muted">{describeProgress(t, connection)}</span>
         {t.status === 'awaiting_approval' ? <Link to="/approvals">Decide in Approvals</Link> : null}
       </div>
       <ErrorNote error={cancel.error} />
@@ -130,7 +136,8 @@ export function TaskPage() {
         </dd>
         <dt>Agent</dt>
         <dd>
-          <Link to={`/agents/${t.agent_id}`}>{t.agent_id}</Link> (version {t.agent_version})
+          <Link to={`/agents/${t.agent_id}`}>{agent.data?.name ?? t.agent_id}</Link> (version{' '}
+          {t.agent_version})
         </dd>
         <dt>Created</dt>
         <dd>{when(t.created_at)}</dd>
@@ -141,8 +148,16 @@ export function TaskPage() {
   );
 }
 
-function describeProgress(status: string, turns: number, connection: Connection): string {
-  if (ENDED.has(status)) return 'ended';
+function describeProgress(
+  task: { status: string; turns: number; started_at: string | null; finished_at: string | null },
+  connection: Connection,
+): string {
+  const { status, turns } = task;
+  if (ENDED.has(status)) {
+    if (!task.started_at || !task.finished_at) return '';
+    const seconds = (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000;
+    return seconds > 0 ? `in ${seconds.toFixed(1)} s` : '';
+  }
   const live = connection === 'live' ? 'following live' : connection;
   if (status === 'queued') return `waiting for a worker · ${live}`;
   if (status === 'awaiting_approval') return `waiting for a person to approve a tool · ${live}`;
