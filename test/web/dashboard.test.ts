@@ -153,7 +153,7 @@ async function walkThrough(): Promise<void> {
     await page.getByLabel('System prompt').fill('You are a careful assistant.');
     if (name === 'helper') await check('agent-form');
     await page.getByRole('button', { name: 'Create agent' }).click();
-    await expect.poll(() => page.locator('code.secret').innerText(), soon).toMatch(/^pda_/);
+    await expect.poll(() => page.locator('code.secret').textContent(), soon).toMatch(/^pda_/);
     if (name === 'helper') await check('agent-created');
   }
   await nav('Agents');
@@ -171,12 +171,12 @@ async function walkThrough(): Promise<void> {
   await page.getByRole('button', { name: 'Submit task' }).click();
   await page.waitForURL(/\/tasks\/task_/);
   const status = page.getByRole('status').filter({ has: page.locator('.badge') });
-  await expect.poll(() => status.innerText(), { timeout: 20_000 }).toMatch(/running|queued/);
+  await expect.poll(() => status.textContent(), { timeout: 20_000 }).toMatch(/running|queued/);
   // Completed without a reload: the page follows the task's event stream.
-  await expect.poll(() => status.innerText(), { timeout: 60_000 }).toMatch(/completed/);
+  await expect.poll(() => status.textContent(), { timeout: 60_000 }).toMatch(/completed/);
   await page.getByText('The sandbox said hello-from-the-sandbox.').first().waitFor();
   await expect
-    .poll(() => page.locator('pre.output').first().innerText(), soon)
+    .poll(() => page.locator('pre.output').first().textContent(), soon)
     .toContain('hello-from-the-sandbox');
   await page
     .getByText(/^\$0\.0\d+/)
@@ -195,7 +195,7 @@ async function walkThrough(): Promise<void> {
   await page.getByRole('button', { name: 'Submit task' }).click();
   await page.waitForURL(/\/tasks\/task_/);
   const waiting = page.url();
-  await expect.poll(() => status.innerText(), { timeout: 60_000 }).toMatch(/awaiting approval/);
+  await expect.poll(() => status.textContent(), { timeout: 60_000 }).toMatch(/awaiting approval/);
   await page.getByRole('link', { name: 'Decide in Approvals' }).click();
   const card = page.getByRole('article', { name: /Approval for bash by cautious/ });
   await card.waitFor();
@@ -204,7 +204,7 @@ async function walkThrough(): Promise<void> {
   await page.getByText('Nothing is waiting for you.').waitFor();
 
   await page.goto(waiting);
-  await expect.poll(() => status.innerText(), { timeout: 60_000 }).toMatch(/completed/);
+  await expect.poll(() => status.textContent(), { timeout: 60_000 }).toMatch(/completed/);
   await page.getByText('Approved, and done.').first().waitFor();
   await check('task-approved');
 
@@ -212,11 +212,11 @@ async function walkThrough(): Promise<void> {
   await nav('API keys');
   await page.getByLabel('Name').fill('ci');
   await page.getByRole('button', { name: 'Create key' }).click();
-  await expect.poll(() => page.locator('code.secret').innerText(), soon).toMatch(/^pdk_/);
+  await expect.poll(() => page.locator('code.secret').textContent(), soon).toMatch(/^pdk_/);
   await check('api-keys');
   page.once('dialog', (d) => void d.accept());
   await page.getByRole('button', { name: 'Revoke ci' }).click();
-  await expect.poll(() => page.getByRole('row', { name: /ci/ }).innerText(), soon).toMatch(/revoked/);
+  await expect.poll(() => page.getByRole('row', { name: /ci/ }).textContent(), soon).toMatch(/revoked/);
 
   await nav('Overview');
   await page.getByText('Tasks this month by status').waitFor();
@@ -225,6 +225,6 @@ async function walkThrough(): Promise<void> {
   await check('overview-dark');
   await nav('Tasks');
   await page.getByRole('row').nth(1).getByRole('link').click();
-  await expect.poll(() => status.innerText(), soon).toMatch(/completed/);
+  await expect.poll(() => status.textContent(), soon).toMatch(/completed/);
   await check('task-dark');
 }

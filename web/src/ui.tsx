@@ -246,6 +246,81 @@ export function ShownOnce(props: { label: string; value: string; onDone: () => v
   );
 }
 
+export interface Column<T> {
+  header: string;
+  cell: (row: T) => ReactNode;
+  /** The header is read by screen readers only (an actions column). */
+  quietHeader?: boolean;
+  wrap?: boolean;
+}
+
+/**
+ * A list from the API as every page shows one: loading, the API's error, the
+ * empty state (what to do next), or the table.
+ */
+export function DataTable<T>(props: {
+  list: { isPending: boolean; error: unknown; data?: { data: T[] } | undefined };
+  what: string;
+  empty: ReactNode;
+  columns: Array<Column<T>>;
+  rowKey: (row: T) => string;
+}) {
+  const rows = props.list.data?.data;
+  return (
+    <>
+      {props.list.isPending ? <Loading what={props.what} /> : null}
+      <ErrorNote error={props.list.error} />
+      {rows?.length === 0 ? props.empty : null}
+      {rows && rows.length > 0 ? (
+        <table className="table">
+          <thead>
+            <tr>
+              {props.columns.map((c) => (
+                <th scope="col" key={c.header}>
+                  {c.quietHeader ? <span className="visually-hidden">{c.header}</span> : c.header}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => (
+              <tr key={props.rowKey(row)}>
+                {props.columns.map((c) => (
+                  <td key={c.header} className={c.wrap ? 'wrap' : undefined}>
+                    {c.cell(row)}
+                  </td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </>
+  );
+}
+
+/** A destructive action, asked once more before it runs. */
+export function ConfirmButton(props: {
+  label: string;
+  name: string;
+  question: string;
+  busy: boolean;
+  onConfirm: () => void;
+}) {
+  return (
+    <Button
+      variant="danger"
+      aria-label={`${props.label} ${props.name}`}
+      busy={props.busy}
+      onClick={() => {
+        if (window.confirm(props.question)) props.onConfirm();
+      }}
+    >
+      {props.label}
+    </Button>
+  );
+}
+
 export function Json(props: { value: unknown }) {
   return <pre className="json">{JSON.stringify(props.value, null, 2)}</pre>;
 }

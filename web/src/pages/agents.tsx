@@ -7,6 +7,7 @@ import {
   Button,
   ButtonLink,
   Checkboxes,
+  DataTable,
   Empty,
   ErrorNote,
   Loading,
@@ -63,45 +64,25 @@ export function AgentsPage() {
         task from the Tasks page.
       </p>
       <Section title="Agents">
-        {agents.isPending ? <Loading what="agents" /> : null}
-        <ErrorNote error={agents.error} />
-        {agents.data?.data.length === 0 ? (
-          <Empty title="No agents yet." action={<ButtonLink to="/agents/new">Create an agent</ButtonLink>}>
-            You need a provider key and a policy first; then pick a model and the tools it may use.
-          </Empty>
-        ) : null}
-        {agents.data && agents.data.data.length > 0 ? (
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Model</th>
-                <th scope="col">Policy</th>
-                <th scope="col">Tools</th>
-                <th scope="col">Status</th>
-                <th scope="col">Version</th>
-                <th scope="col">Updated</th>
-              </tr>
-            </thead>
-            <tbody>
-              {agents.data.data.map((agent) => (
-                <tr key={agent.id}>
-                  <td>
-                    <Link to={`/agents/${agent.id}`}>{agent.name}</Link>
-                  </td>
-                  <td>{agent.model}</td>
-                  <td>{policyName(agent.policy_id)}</td>
-                  <td className="wrap">{agent.tools.join(', ')}</td>
-                  <td>
-                    <Badge status={agent.status} />
-                  </td>
-                  <td>{agent.version}</td>
-                  <td>{when(agent.updated_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        ) : null}
+        <DataTable
+          list={agents}
+          what="agents"
+          rowKey={(agent) => agent.id}
+          empty={
+            <Empty title="No agents yet." action={<ButtonLink to="/agents/new">Create an agent</ButtonLink>}>
+              You need a provider key and a policy first; then pick a model and the tools it may use.
+            </Empty>
+          }
+          columns={[
+            { header: 'Name', cell: (agent) => <Link to={`/agents/${agent.id}`}>{agent.name}</Link> },
+            { header: 'Model', cell: (agent) => agent.model },
+            { header: 'Policy', cell: (agent) => policyName(agent.policy_id) },
+            { header: 'Tools', cell: (agent) => agent.tools.join(', '), wrap: true },
+            { header: 'Status', cell: (agent) => <Badge status={agent.status} /> },
+            { header: 'Version', cell: (agent) => agent.version },
+            { header: 'Updated', cell: (agent) => when(agent.updated_at) },
+          ]}
+        />
       </Section>
     </Page>
   );

@@ -5,9 +5,10 @@ import {
   Badge,
   Button,
   Checkboxes,
+  ConfirmButton,
+  DataTable,
   Empty,
   ErrorNote,
-  Loading,
   Page,
   Section,
   ShownOnce,
@@ -35,59 +36,38 @@ export function ApiKeysPage() {
       </p>
       <NewApiKey />
       <Section title="Keys">
-        {keys.isPending ? <Loading what="keys" /> : null}
-        <ErrorNote error={keys.error ?? revoke.error} />
-        {keys.data?.data.length === 0 ? (
-          <Empty title="No API keys yet.">
-            Create one above for a script or the CLI; the browser does not need one.
-          </Empty>
-        ) : null}
-        {keys.data && keys.data.data.length > 0 ? (
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Key</th>
-                <th scope="col">Scopes</th>
-                <th scope="col">Status</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {keys.data.data.map((key) => (
-                <tr key={key.id}>
-                  <td>{key.name}</td>
-                  <td>
-                    <code>{key.key_prefix}…</code>
-                  </td>
-                  <td>{key.scopes.join(', ')}</td>
-                  <td>
-                    <Badge status={key.status} />
-                  </td>
-                  <td>{when(key.created_at)}</td>
-                  <td>
-                    {key.status === 'revoked' ? null : (
-                      <Button
-                        variant="danger"
-                        aria-label={`Revoke ${key.name}`}
-                        busy={revoke.isPending && revoke.variables === key.id}
-                        onClick={() => {
-                          if (window.confirm(`Revoke ${key.name}? Whatever uses it stops working.`))
-                            revoke.mutate(key.id);
-                        }}
-                      >
-                        Revoke
-                      </Button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        ) : null}
+        <ErrorNote error={revoke.error} />
+        <DataTable
+          list={keys}
+          what="keys"
+          rowKey={(key) => key.id}
+          empty={
+            <Empty title="No API keys yet.">
+              Create one above for a script or the CLI; the browser does not need one.
+            </Empty>
+          }
+          columns={[
+            { header: 'Name', cell: (key) => key.name },
+            { header: 'Key', cell: (key) => <code>{key.key_prefix}…</code> },
+            { header: 'Scopes', cell: (key) => key.scopes.join(', ') },
+            { header: 'Status', cell: (key) => <Badge status={key.status} /> },
+            { header: 'Created', cell: (key) => when(key.created_at) },
+            {
+              header: 'Actions',
+              quietHeader: true,
+              cell: (key) =>
+                key.status === 'revoked' ? null : (
+                  <ConfirmButton
+                    label="Revoke"
+                    name={key.name}
+                    question={`Revoke ${key.name}? Whatever uses it stops working.`}
+                    busy={revoke.isPending && revoke.variables === key.id}
+                    onConfirm={() => revoke.mutate(key.id)}
+                  />
+                ),
+            },
+          ]}
+        />
       </Section>
     </Page>
   );

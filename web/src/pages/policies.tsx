@@ -2,7 +2,17 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { api, splitList, unwrap, usd, when } from '../api.ts';
-import { Button, ButtonLink, Empty, ErrorNote, Loading, Page, Section, TextField } from '../ui.tsx';
+import {
+  Button,
+  ButtonLink,
+  DataTable,
+  Empty,
+  ErrorNote,
+  Loading,
+  Page,
+  Section,
+  TextField,
+} from '../ui.tsx';
 
 type PolicyOf = Awaited<ReturnType<typeof getPolicy>>;
 
@@ -41,44 +51,27 @@ export function PoliciesPage() {
         which tools need a person's approval first.
       </p>
       <Section title="Policies">
-        {policies.isPending ? <Loading what="policies" /> : null}
-        <ErrorNote error={policies.error} />
-        {policies.data?.data.length === 0 ? (
-          <Empty
-            title="No policies yet."
-            action={<ButtonLink to="/policies/new">Create a policy</ButtonLink>}
-          >
-            Every agent runs under one. Start with a budget per run; you can tighten it later.
-          </Empty>
-        ) : null}
-        {policies.data && policies.data.data.length > 0 ? (
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Budget</th>
-                <th scope="col">Models</th>
-                <th scope="col">Needs approval</th>
-                <th scope="col">Version</th>
-                <th scope="col">Updated</th>
-              </tr>
-            </thead>
-            <tbody>
-              {policies.data.data.map((policy) => (
-                <tr key={policy.id}>
-                  <td>
-                    <Link to={`/policies/${policy.id}`}>{policy.name}</Link>
-                  </td>
-                  <td>{limits(policy)}</td>
-                  <td>{policy.allowed_models.join(', ') || 'any'}</td>
-                  <td>{policy.require_approval.join(', ') || 'nothing'}</td>
-                  <td>{policy.version}</td>
-                  <td>{when(policy.updated_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        ) : null}
+        <DataTable
+          list={policies}
+          what="policies"
+          rowKey={(policy) => policy.id}
+          empty={
+            <Empty
+              title="No policies yet."
+              action={<ButtonLink to="/policies/new">Create a policy</ButtonLink>}
+            >
+              Every agent runs under one. Start with a budget per run; you can tighten it later.
+            </Empty>
+          }
+          columns={[
+            { header: 'Name', cell: (policy) => <Link to={`/policies/${policy.id}`}>{policy.name}</Link> },
+            { header: 'Budget', cell: limits },
+            { header: 'Models', cell: (policy) => policy.allowed_models.join(', ') || 'any' },
+            { header: 'Needs approval', cell: (policy) => policy.require_approval.join(', ') || 'nothing' },
+            { header: 'Version', cell: (policy) => policy.version },
+            { header: 'Updated', cell: (policy) => when(policy.updated_at) },
+          ]}
+        />
       </Section>
     </Page>
   );

@@ -1,7 +1,18 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { api, unwrap, when } from '../api.ts';
-import { Badge, Button, Empty, ErrorNote, Loading, Page, Section, SelectField, TextField } from '../ui.tsx';
+import {
+  Badge,
+  Button,
+  ConfirmButton,
+  DataTable,
+  Empty,
+  ErrorNote,
+  Page,
+  Section,
+  SelectField,
+  TextField,
+} from '../ui.tsx';
 
 const PROVIDERS = [
   { value: 'openai', label: 'OpenAI (or an OpenAI-compatible endpoint)' },
@@ -33,59 +44,39 @@ export function ProviderKeysPage() {
       </p>
       <NewProviderKey />
       <Section title="Keys">
-        {keys.isPending ? <Loading what="keys" /> : null}
-        <ErrorNote error={keys.error ?? remove.error} />
-        {keys.data?.data.length === 0 ? (
-          <Empty title="No provider keys yet.">
-            Add one above: the provider, its API key and, for a compatible endpoint or a proxy, its base URL.
-            Then create a policy and an agent that uses it.
-          </Empty>
-        ) : null}
-        {keys.data && keys.data.data.length > 0 ? (
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Provider</th>
-                <th scope="col">Key</th>
-                <th scope="col">Base URL</th>
-                <th scope="col">Status</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {keys.data.data.map((key) => (
-                <tr key={key.id}>
-                  <td>{key.name}</td>
-                  <td>{key.provider}</td>
-                  <td>
-                    <code>{key.api_key}</code>
-                  </td>
-                  <td className="wrap">{key.base_url ?? 'provider default'}</td>
-                  <td>
-                    <Badge status={key.status} />
-                  </td>
-                  <td>{when(key.created_at)}</td>
-                  <td>
-                    <Button
-                      variant="danger"
-                      aria-label={`Delete ${key.name}`}
-                      busy={remove.isPending && remove.variables === key.id}
-                      onClick={() => {
-                        if (window.confirm(`Delete the provider key ${key.name}?`)) remove.mutate(key.id);
-                      }}
-                    >
-                      Delete
-                    </Button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        ) : null}
+        <ErrorNote error={remove.error} />
+        <DataTable
+          list={keys}
+          what="keys"
+          rowKey={(key) => key.id}
+          empty={
+            <Empty title="No provider keys yet.">
+              Add one above: the provider, its API key and, for a compatible endpoint or a proxy, its base
+              URL. Then create a policy and an agent that uses it.
+            </Empty>
+          }
+          columns={[
+            { header: 'Name', cell: (key) => key.name },
+            { header: 'Provider', cell: (key) => key.provider },
+            { header: 'Key', cell: (key) => <code>{key.api_key}</code> },
+            { header: 'Base URL', cell: (key) => key.base_url ?? 'provider default', wrap: true },
+            { header: 'Status', cell: (key) => <Badge status={key.status} /> },
+            { header: 'Created', cell: (key) => when(key.created_at) },
+            {
+              header: 'Actions',
+              quietHeader: true,
+              cell: (key) => (
+                <ConfirmButton
+                  label="Delete"
+                  name={key.name}
+                  question={`Delete the provider key ${key.name}?`}
+                  busy={remove.isPending && remove.variables === key.id}
+                  onConfirm={() => remove.mutate(key.id)}
+                />
+              ),
+            },
+          ]}
+        />
       </Section>
     </Page>
   );

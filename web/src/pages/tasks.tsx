@@ -6,9 +6,9 @@ import {
   Badge,
   Button,
   ButtonLink,
+  DataTable,
   Empty,
   ErrorNote,
-  Loading,
   Page,
   Section,
   SelectField,
@@ -52,43 +52,29 @@ export function TasksPage() {
           </div>
         }
       >
-        {tasks.isPending ? <Loading what="tasks" /> : null}
-        <ErrorNote error={tasks.error} />
-        {tasks.data?.data.length === 0 ? (
-          <Empty title={status ? `No ${status.replace('_', ' ')} tasks.` : 'No tasks yet.'}>
-            {status
-              ? 'Choose another status, or submit a task above.'
-              : 'Pick an agent above, say what to do and submit.'}
-          </Empty>
-        ) : null}
-        {tasks.data && tasks.data.data.length > 0 ? (
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Task</th>
-                <th scope="col">Agent</th>
-                <th scope="col">Status</th>
-                <th scope="col">Cost</th>
-                <th scope="col">Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {tasks.data.data.map((task) => (
-                <tr key={task.id}>
-                  <td className="wrap">
-                    <Link to={`/tasks/${task.id}`}>{task.prompt.slice(0, 80) || task.id}</Link>
-                  </td>
-                  <td>{agentName(task.agent_id)}</td>
-                  <td>
-                    <Badge status={task.status} />
-                  </td>
-                  <td>{usd(task.cost_usd)}</td>
-                  <td>{when(task.created_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        ) : null}
+        <DataTable
+          list={tasks}
+          what="tasks"
+          rowKey={(task) => task.id}
+          empty={
+            <Empty title={status ? `No ${status.replace('_', ' ')} tasks.` : 'No tasks yet.'}>
+              {status
+                ? 'Choose another status, or submit a task above.'
+                : 'Pick an agent above, say what to do and submit.'}
+            </Empty>
+          }
+          columns={[
+            {
+              header: 'Task',
+              cell: (task) => <Link to={`/tasks/${task.id}`}>{task.prompt.slice(0, 80) || task.id}</Link>,
+              wrap: true,
+            },
+            { header: 'Agent', cell: (task) => agentName(task.agent_id) },
+            { header: 'Status', cell: (task) => <Badge status={task.status} /> },
+            { header: 'Cost', cell: (task) => usd(task.cost_usd) },
+            { header: 'Created', cell: (task) => when(task.created_at) },
+          ]}
+        />
       </Section>
     </Page>
   );
