@@ -139,6 +139,11 @@ async function walkThrough(): Promise<void> {
   await page.getByRole('button', { name: 'Create policy' }).click();
   await page.getByRole('link', { name: 'careful' }).waitFor();
   await check('policies');
+  // Edited: the list shows the new limit.
+  await page.getByRole('link', { name: 'everyday' }).click();
+  await page.getByLabel('Limit per run (USD)').fill('3');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('cell', { name: '$3.00 a run' }).waitFor();
 
   // Two agents on the key: one per policy.
   for (const [name, policy] of [
@@ -218,7 +223,15 @@ async function walkThrough(): Promise<void> {
   await page.getByRole('button', { name: 'Revoke ci' }).click();
   await expect.poll(() => page.getByRole('row', { name: /ci/ }).textContent(), soon).toMatch(/revoked/);
 
+  // Keyboard: the first Tab reaches the skip link, which moves focus to the page's content.
   await nav('Overview');
+  await page.reload();
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  await page.keyboard.press('Tab');
+  await expect.poll(() => page.evaluate('document.activeElement?.textContent'), soon).toBe('Skip to content');
+  await page.keyboard.press('Enter');
+  await expect.poll(() => page.evaluate('document.activeElement?.id'), soon).toBe('main');
+
   await page.getByText('Tasks this month by status').waitFor();
   await check('overview');
   await page.getByRole('button', { name: 'Switch to the dark theme' }).click();

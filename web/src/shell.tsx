@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
-import { Navigate, NavLink, Outlet, useNavigate } from 'react-router';
+import { useEffect, useRef, useState } from 'react';
+import { Navigate, NavLink, Outlet, useLocation, useNavigate } from 'react-router';
 import { api, isUnauthenticated, unwrap } from './api.ts';
 import { applyTheme, currentTheme, type Theme } from './theme.ts';
 import { Button, ErrorNote, Loading } from './ui.tsx';
@@ -22,6 +22,17 @@ export function useMe() {
 /** The signed-in frame: navigation, team switcher, theme and sign-out around each page. */
 export function Shell() {
   const me = useMe();
+  const main = useRef<HTMLElement>(null);
+  const { pathname } = useLocation();
+  const first = useRef(true);
+  // After a navigation, keyboard and screen-reader users start at the new page's content.
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    main.current?.focus();
+  }, [pathname]);
   if (me.isPending) return <Loading />;
   if (me.isError) {
     if (isUnauthenticated(me.error)) return <Navigate to="/login" replace />;
@@ -58,7 +69,7 @@ export function Shell() {
           ))}
         </ul>
       </nav>
-      <main id="main" className="content" tabIndex={-1}>
+      <main id="main" className="content" tabIndex={-1} ref={main}>
         <Outlet />
       </main>
     </div>
