@@ -24,13 +24,11 @@ export function Shell() {
   const me = useMe();
   const main = useRef<HTMLElement>(null);
   const { pathname } = useLocation();
-  const first = useRef(true);
+  const shown = useRef(pathname);
   // After a navigation, keyboard and screen-reader users start at the new page's content.
   useEffect(() => {
-    if (first.current) {
-      first.current = false;
-      return;
-    }
+    if (shown.current === pathname) return;
+    shown.current = pathname;
     main.current?.focus();
   }, [pathname]);
   if (me.isPending) return <Loading />;
