@@ -26,6 +26,13 @@ let page: Page;
 let base: string;
 /** How long a page may take to show what a step waits for (the machine may be busy). */
 const soon = { timeout: 20_000 };
+/** The calls the walk-through makes fail on purpose (the browser logs each failed request). */
+const EXPECTED_FAILURES = [
+  // Signed out, the shell's GET /v1/me answers 401 and the page goes to the sign-in page.
+  /status of 401 .*\(http:[^ ]+\/v1\/me\)$/,
+  // A second provider key of the same name, refused with the API's message.
+  /status of 409 .*\(http:[^ ]+\/v1\/provider-keys\)$/,
+];
 /** Console errors and uncaught exceptions of the page (a CSP refusal shows up here). */
 const pageErrors: string[] = [];
 
@@ -45,9 +52,8 @@ beforeAll(async () => {
   page = await context.newPage();
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
-    // Signed out, the shell's GET /v1/me answers 401 and the page goes to the sign-in page.
-    const signedOut = m.text().includes('status of 401') && m.location().url.endsWith('/v1/me');
-    if (!signedOut) pageErrors.push(`${m.text()} (${m.location().url})`);
+    const line = `${m.text()} (${m.location().url})`;
+    if (!EXPECTED_FAILURES.some((expected) => expected.test(line))) pageErrors.push(line);
   });
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   mkdirSync(SHOTS, { recursive: true });
@@ -124,6 +130,13 @@ async function walkThrough(): Promise<void> {
   await page.getByRole('button', { name: 'Add key' }).click();
   await page.getByRole('cell', { name: 'mock-openai', exact: true }).waitFor();
   await check('provider-keys');
+  // A refused call shows the API's own message.
+  await page.getByLabel('Name').fill('mock-openai');
+  await page.getByLabel('API key').fill('sk-test-again');
+  await page.getByRole('button', { name: 'Add key' }).click();
+  await expect
+    .poll(() => page.getByRole('alert').textContent(), soon)
+    .toBe('a provider key named "mock-openai" already exists in this team');
 
   // A policy with a budget, and one that asks before bash runs.
   await nav('Policies');
@@ -225,6 +238,8 @@ async function walkThrough(): Promise<void> {
 
   // Keyboard: the first Tab reaches the skip link, which moves focus to the page's content.
   await nav('Overview');
+  // The router commits the URL once the page's chunk is in: reload only after it did.
+  await page.waitForURL(`${base}/`);
   await page.reload();
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
   await page.keyboard.press('Tab');
