@@ -155,6 +155,7 @@ async function walkThrough(): Promise<void> {
   // Edited: the list shows the new limit.
   await page.getByRole('link', { name: 'everyday' }).click();
   await page.getByLabel('Limit per run (USD)').fill('3');
+  await check('policy-edit');
   await page.getByRole('button', { name: 'Save changes' }).click();
   await page.getByRole('cell', { name: '$3.00 a run' }).waitFor();
 
@@ -177,6 +178,9 @@ async function walkThrough(): Promise<void> {
   await nav('Agents');
   await page.getByRole('link', { name: 'cautious' }).waitFor();
   await check('agents');
+  await page.getByRole('link', { name: 'helper' }).click();
+  await page.getByRole('heading', { name: 'Agent helper' }).waitFor();
+  await check('agent-edit');
 
   // A task: a slow first model call, so the page shows it running before it completes.
   mock.reply([
@@ -255,4 +259,7 @@ async function walkThrough(): Promise<void> {
   await page.getByRole('row').nth(1).getByRole('link').click();
   await expect.poll(() => status.textContent(), soon).toMatch(/completed/);
   await check('task-dark');
+  await page.goto(`${base}/no-such-page`);
+  await page.getByRole('heading', { name: 'Not found' }).waitFor();
+  await check('not-found');
 }
