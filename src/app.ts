@@ -26,6 +26,7 @@ import { type Database, sqlClient } from './db/client.ts';
 import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuditHooks } from './http/audit.ts';
 import { registerAuth } from './http/auth.ts';
+import { DASHBOARD_DIR, registerDashboard } from './http/dashboard.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
 import { createLogger, loggerOptions } from './http/logger.ts';
@@ -184,6 +185,8 @@ export interface AppOptions {
   alerts?: Partial<EvaluatorOptions>;
   /** The playbook scheduler's tick and lease, and the webhook throttle (tests shorten and lower them). */
   playbooks?: { scheduler?: Partial<SchedulerOptions>; hooks?: Partial<HookLimits> };
+  /** The built dashboard's directory (default web/dist); one without index.html serves no dashboard. */
+  dashboardDir?: string;
 }
 
 export interface Services {
@@ -253,6 +256,8 @@ export interface BuiltApp {
   readiness: Readiness;
   /** Starts the sweeps and the local sandbox host; call once migrations ran (buildApp does it when told they had). */
   start(): Promise<void>;
+  /** Whether the dashboard is served at `/` (false when web/dist has not been built). */
+  dashboard: boolean;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
@@ -722,7 +727,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
-  registerErrorHandling(app, config.bodyLimitBytes);
+  const dashboard = await registerDashboard(app, options.dashboardDir ?? DASHBOARD_DIR);
+  registerErrorHandling(app, config.bodyLimitBytes, dashboard.fallback);
 
   registerInputGuards(app);
   registerAuditHooks(
@@ -953,5 +959,5 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     app.swagger(),
   );
 
-  return { app, services, readiness, start };
+  return { app, services, readiness, start, dashboard: dashboard.served };
 }

@@ -85,7 +85,7 @@ async function serve(config: Config): Promise<void> {
   const masterKey = resolveMasterKey(config.masterKey, config.dataDir, (m) =>
     process.stderr.write(`paddock: warning: ${m}\n`),
   );
-  const { app, services, readiness, start } = await buildApp({ config, database, masterKey });
+  const { app, services, readiness, start, dashboard } = await buildApp({ config, database, masterKey });
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -113,9 +113,14 @@ async function serve(config: Config): Promise<void> {
     `Paddock ${VERSION} listening on ${url} (${describe(config)}), ready in ${Date.now() - started} ms\n`,
   );
   process.stdout.write(`  API reference: ${url}/docs   OpenAPI: ${url}/v1/openapi.json\n`);
+  process.stdout.write(
+    dashboard
+      ? `  Dashboard: ${url}/\n`
+      : '  Dashboard: not built (web/dist is missing); run `npm run build` and restart to serve it at /\n',
+  );
   if (noUsers) {
     process.stdout.write(
-      '  No users yet. Create the first one (it becomes the platform admin):\n' +
+      `  No users yet. Sign up in the dashboard (${url}/signup) or create the first one (it becomes the platform admin):\n` +
         `    curl -s ${url}/v1/auth/signup -H 'content-type: application/json' \\\n` +
         `      -d '{"email":"you@example.com","password":"a long password","name":"You"}'\n`,
     );

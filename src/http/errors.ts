@@ -82,7 +82,12 @@ export type ProxyErrorRenderer = (
  * code; validation errors list the bad fields; anything unknown is logged with
  * the request id and answered as a bare 500, never with its message or stack.
  */
-export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
+export function registerErrorHandling(
+  app: FastifyInstance,
+  bodyLimitBytes: number,
+  /** Answers a request no route took before the JSON 404 does (the dashboard's pages); undefined: it declined. */
+  pageFallback?: (request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined,
+): void {
   app.decorateRequest('errorCode', undefined);
   app.setErrorHandler(
     (error: FastifyError | AppError | Error, request: FastifyRequest, reply: FastifyReply) => {
@@ -137,6 +142,7 @@ export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: numb
   );
 
   app.setNotFoundHandler((request, reply) => {
+    if (pageFallback?.(request, reply)) return;
     reply
       .status(404)
       .send(errorBody('route_not_found', `there is no route ${request.method} ${request.url.split('?')[0]}`));

@@ -96,6 +96,8 @@ export async function createTestApp(
     webhooks?: AppOptions['webhooks'];
     /** The playbook scheduler's timings and the webhook throttle (AppOptions.playbooks). */
     playbooks?: AppOptions['playbooks'];
+    /** The dashboard's files (AppOptions.dashboardDir; default web/dist). */
+    dashboardDir?: string;
   } = {},
 ): Promise<TestApp> {
   const shared = options.shareWith;
@@ -133,6 +135,7 @@ export async function createTestApp(
     ...(options.webFetch ? { webFetch: options.webFetch } : {}),
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
     ...(options.playbooks ? { playbooks: options.playbooks } : {}),
+    ...(options.dashboardDir ? { dashboardDir: options.dashboardDir } : {}),
   });
   await built.app.ready();
 

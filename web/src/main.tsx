@@ -1,0 +1,55 @@
+import { QueryClientProvider } from '@tanstack/react-query';
+import { StrictMode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { createBrowserRouter, type RouteObject, RouterProvider } from 'react-router';
+import { createQueryClient } from './api.ts';
+import { Shell } from './shell.tsx';
+import { applyTheme, chosenTheme } from './theme.ts';
+import { Loading } from './ui.tsx';
+import './styles.css';
+
+applyTheme(chosenTheme());
+
+/** Each page is its own chunk, loaded when first visited (the first load carries only the shell). */
+const page =
+  <K extends string>(load: () => Promise<Record<K, () => React.ReactNode>>, name: K): RouteObject['lazy'] =>
+  async () => ({ Component: (await load())[name] });
+
+const routes: RouteObject[] = [
+  { path: '/login', lazy: page(() => import('./pages/auth.tsx'), 'LoginPage') },
+  { path: '/signup', lazy: page(() => import('./pages/auth.tsx'), 'SignupPage') },
+  {
+    path: '/',
+    Component: Shell,
+    HydrateFallback: () => <Loading />,
+    children: [
+      { index: true, lazy: page(() => import('./pages/overview.tsx'), 'OverviewPage') },
+      { path: 'tasks', lazy: page(() => import('./pages/tasks.tsx'), 'TasksPage') },
+      { path: 'tasks/:id', lazy: page(() => import('./pages/task.tsx'), 'TaskPage') },
+      { path: 'approvals', lazy: page(() => import('./pages/approvals.tsx'), 'ApprovalsPage') },
+      { path: 'agents', lazy: page(() => import('./pages/agents.tsx'), 'AgentsPage') },
+      { path: 'agents/new', lazy: page(() => import('./pages/agents.tsx'), 'AgentFormPage') },
+      { path: 'agents/:id', lazy: page(() => import('./pages/agents.tsx'), 'AgentFormPage') },
+      { path: 'policies', lazy: page(() => import('./pages/policies.tsx'), 'PoliciesPage') },
+      { path: 'policies/new', lazy: page(() => import('./pages/policies.tsx'), 'PolicyFormPage') },
+      { path: 'policies/:id', lazy: page(() => import('./pages/policies.tsx'), 'PolicyFormPage') },
+      { path: 'provider-keys', lazy: page(() => import('./pages/provider-keys.tsx'), 'ProviderKeysPage') },
+      { path: 'api-keys', lazy: page(() => import('./pages/api-keys.tsx'), 'ApiKeysPage') },
+      { path: '*', lazy: page(() => import('./pages/not-found.tsx'), 'NotFoundPage') },
+    ],
+  },
+];
+
+const router = createBrowserRouter(routes);
+const queryClient = createQueryClient(() => {
+  const here = window.location.pathname;
+  if (here !== '/login' && here !== '/signup') void router.navigate('/login');
+});
+
+createRoot(document.getElementById('root')!).render(
+  <StrictMode>
+    <QueryClientProvider client={queryClient}>
+      <RouterProvider router={router} />
+    </QueryClientProvider>
+  </StrictMode>,
+);

@@ -1,0 +1,156 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useEffect, useRef, useState } from 'react';
+import { Navigate, NavLink, Outlet, useLocation, useNavigate } from 'react-router';
+import { api, isUnauthenticated, unwrap } from './api.ts';
+import { applyTheme, currentTheme, type Theme } from './theme.ts';
+import { Button, ErrorNote, Loading } from './ui.tsx';
+
+const NAV = [
+  { to: '/', label: 'Overview', end: true },
+  { to: '/tasks', label: 'Tasks' },
+  { to: '/approvals', label: 'Approvals' },
+  { to: '/agents', label: 'Agents' },
+  { to: '/policies', label: 'Policies' },
+  { to: '/provider-keys', label: 'Provider keys' },
+  { to: '/api-keys', label: 'API keys' },
+];
+
+export function useMe() {
+  return useQuery({ queryKey: ['me'], queryFn: () => unwrap(api.GET('/v1/me')), staleTime: 60_000 });
+}
+
+/** The signed-in frame: navigation, team switcher, theme and sign-out around each page. */
+export function Shell() {
+  const me = useMe();
+  const main = useRef<HTMLElement>(null);
+  const { pathname } = useLocation();
+  const shown = useRef(pathname);
+  // After a navigation, keyboard and screen-reader users start at the new page's content.
+  useEffect(() => {
+    if (shown.current === pathname) return;
+    shown.current = pathname;
+    main.current?.focus();
+  }, [pathname]);
+  if (me.isPending) return <Loading />;
+  if (me.isError) {
+    if (isUnauthenticated(me.error)) return <Navigate to="/login" replace />;
+    return (
+      <main className="narrow">
+        <ErrorNote error={me.error} />
+      </main>
+    );
+  }
+  const signedIn = 'user' in me.data ? me.data : undefined;
+  return (
+    <div className="shell">
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <span className="brand">Paddock</span>
+        <TeamSwitcher activeTeamId={signedIn?.team?.id ?? null} />
+        <div className="topbar-end">
+          <ThemeToggle />
+          <span className="muted user">{signedIn?.user.email}</span>
+          <SignOut />
+        </div>
+      </header>
+      <nav className="sidebar" aria-label="Main">
+        <ul>
+          {NAV.map((item) => (
+            <li key={item.to}>
+              <NavLink to={item.to} end={item.end ?? false}>
+                {item.label}
+                {item.to === '/approvals' ? <PendingCount /> : null}
+              </NavLink>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      <main id="main" className="content" tabIndex={-1} ref={main}>
+        <Outlet />
+      </main>
+    </div>
+  );
+}
+
+function PendingCount() {
+  const pending = useQuery({
+    queryKey: ['approvals', 'pending'],
+    queryFn: () => unwrap(api.GET('/v1/approvals', { params: { query: { status: 'pending', limit: 200 } } })),
+    refetchInterval: 5_000,
+  });
+  const count = pending.data?.data.length ?? 0;
+  if (count === 0) return null;
+  return (
+    <span className="count" title={`${count} pending`}>
+      {count}
+      <span className="visually-hidden"> pending</span>
+    </span>
+  );
+}
+
+function TeamSwitcher(props: { activeTeamId: string | null }) {
+  const client = useQueryClient();
+  const teams = useQuery({ queryKey: ['teams'], queryFn: () => unwrap(api.GET('/v1/teams')) });
+  const switchTeam = useMutation({
+    mutationFn: (teamId: string) => unwrap(api.POST('/v1/auth/switch-team', { body: { team_id: teamId } })),
+    // Everything on screen belonged to the other team.
+    onSuccess: () => client.resetQueries(),
+  });
+  if (!teams.data) return null;
+  return (
+    <div className="team-switcher">
+      <label htmlFor="team-switcher" className="visually-hidden">
+        Team
+      </label>
+      <select
+        id="team-switcher"
+        value={props.activeTeamId ?? ''}
+        disabled={switchTeam.isPending}
+        onChange={(e) => switchTeam.mutate(e.target.value)}
+      >
+        {props.activeTeamId === null ? <option value="">Choose a team</option> : null}
+        {teams.data.data.map((team) => (
+          <option key={team.id} value={team.id}>
+            {team.name}
+          </option>
+        ))}
+      </select>
+      <ErrorNote error={switchTeam.error} />
+    </div>
+  );
+}
+
+function ThemeToggle() {
+  const [theme, setTheme] = useState<Theme>(currentTheme());
+  const next: Theme = theme === 'dark' ? 'light' : 'dark';
+  return (
+    <Button
+      aria-label={`Switch to the ${next} theme`}
+      onClick={() => {
+        applyTheme(next);
+        setTheme(next);
+      }}
+    >
+      {theme === 'dark' ? 'Light' : 'Dark'} theme
+    </Button>
+  );
+}
+
+function SignOut() {
+  const client = useQueryClient();
+  const navigate = useNavigate();
+  const signOut = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/auth/logout')),
+    onSuccess: () => {
+      client.clear();
+      void navigate('/login');
+    },
+  });
+  return (
+    <Button onClick={() => signOut.mutate()} busy={signOut.isPending}>
+      Sign out
+    </Button>
+  );
+}

@@ -1,0 +1,326 @@
+// The dashboard's one component set: every page is built from these, so
+// spacing, colours, focus rings and states look and behave the same everywhere.
+import {
+  type ButtonHTMLAttributes,
+  type InputHTMLAttributes,
+  type ReactNode,
+  type SelectHTMLAttributes,
+  type TextareaHTMLAttributes,
+  useId,
+  useState,
+} from 'react';
+import { Link } from 'react-router';
+import { errorMessage } from './api.ts';
+
+export function Page(props: { title: string; actions?: ReactNode; children: ReactNode }) {
+  return (
+    <>
+      <div className="page-head">
+        <h1>{props.title}</h1>
+        {props.actions ? <div className="actions">{props.actions}</div> : null}
+      </div>
+      {props.children}
+    </>
+  );
+}
+
+export function Section(props: { title: string; children: ReactNode; actions?: ReactNode }) {
+  const id = useId();
+  return (
+    <section className="card" aria-labelledby={id}>
+      <div className="card-head">
+        <h2 id={id}>{props.title}</h2>
+        {props.actions}
+      </div>
+      {props.children}
+    </section>
+  );
+}
+
+type Variant = 'primary' | 'default' | 'danger';
+
+export function Button({
+  variant = 'default',
+  busy,
+  children,
+  ...rest
+}: ButtonHTMLAttributes<HTMLButtonElement> & { variant?: Variant; busy?: boolean }) {
+  return (
+    <button
+      type="button"
+      {...rest}
+      className={`btn btn-${variant}`}
+      disabled={rest.disabled || busy}
+      aria-busy={busy || undefined}
+    >
+      {busy ? <span className="spinner" aria-hidden="true" /> : null}
+      {children}
+    </button>
+  );
+}
+
+export function ButtonLink(props: { to: string; children: ReactNode; variant?: Variant }) {
+  return (
+    <Link to={props.to} className={`btn btn-${props.variant ?? 'default'}`}>
+      {props.children}
+    </Link>
+  );
+}
+
+interface FieldProps {
+  label: string;
+  hint?: ReactNode;
+}
+
+function Field(props: FieldProps & { id: string; children: ReactNode }) {
+  return (
+    <div className="field">
+      <label htmlFor={props.id}>{props.label}</label>
+      {props.children}
+      {props.hint ? (
+        <p className="hint" id={`${props.id}-hint`}>
+          {props.hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+export function TextField({ label, hint, ...input }: FieldProps & InputHTMLAttributes<HTMLInputElement>) {
+  const id = useId();
+  return (
+    <Field id={id} label={label} hint={hint}>
+      <input id={id} aria-describedby={hint ? `${id}-hint` : undefined} {...input} />
+    </Field>
+  );
+}
+
+export function TextArea({
+  label,
+  hint,
+  ...input
+}: FieldProps & TextareaHTMLAttributes<HTMLTextAreaElement>) {
+  const id = useId();
+  return (
+    <Field id={id} label={label} hint={hint}>
+      <textarea id={id} aria-describedby={hint ? `${id}-hint` : undefined} rows={4} {...input} />
+    </Field>
+  );
+}
+
+export function SelectField({
+  label,
+  hint,
+  options,
+  ...select
+}: FieldProps &
+  SelectHTMLAttributes<HTMLSelectElement> & { options: Array<{ value: string; label: string }> }) {
+  const id = useId();
+  return (
+    <Field id={id} label={label} hint={hint}>
+      <select id={id} aria-describedby={hint ? `${id}-hint` : undefined} {...select}>
+        {options.map((o) => (
+          <option key={o.value} value={o.value}>
+            {o.label}
+          </option>
+        ))}
+      </select>
+    </Field>
+  );
+}
+
+/** A set of checkboxes, one per choice, under one legend. */
+export function Checkboxes(props: {
+  legend: string;
+  hint?: string;
+  choices: readonly string[];
+  value: string[];
+  onChange: (value: string[]) => void;
+}) {
+  return (
+    <fieldset className="field">
+      <legend>{props.legend}</legend>
+      <div className="checks">
+        {props.choices.map((choice) => (
+          <label key={choice} className="check">
+            <input
+              type="checkbox"
+              checked={props.value.includes(choice)}
+              onChange={(e) =>
+                props.onChange(
+                  e.target.checked ? [...props.value, choice] : props.value.filter((v) => v !== choice),
+                )
+              }
+            />
+            {choice}
+          </label>
+        ))}
+      </div>
+      {props.hint ? <p className="hint">{props.hint}</p> : null}
+    </fieldset>
+  );
+}
+
+/** A failed call, in the API's words. */
+export function ErrorNote(props: { error: unknown }) {
+  if (!props.error) return null;
+  return (
+    <div className="note note-error" role="alert">
+      {errorMessage(props.error)}
+    </div>
+  );
+}
+
+export function Loading(props: { what?: string }) {
+  return (
+    <p className="muted" role="status">
+      <span className="spinner" aria-hidden="true" /> Loading{props.what ? ` ${props.what}` : ''}…
+    </p>
+  );
+}
+
+/** What an empty list means, and the next step. */
+export function Empty(props: { title: string; children: ReactNode; action?: ReactNode }) {
+  return (
+    <div className="empty">
+      <p className="empty-title">{props.title}</p>
+      <p className="muted">{props.children}</p>
+      {props.action}
+    </div>
+  );
+}
+
+const TONES: Record<string, string> = {
+  completed: 'ok',
+  active: 'ok',
+  approved: 'ok',
+  consumed: 'ok',
+  running: 'info',
+  queued: 'info',
+  awaiting_approval: 'warn',
+  pending: 'warn',
+  disabled: 'muted',
+  cancelled: 'muted',
+  expired: 'muted',
+  revoked: 'muted',
+  failed: 'bad',
+  rejected: 'bad',
+};
+
+export function Badge(props: { status: string }) {
+  return (
+    <span className={`badge badge-${TONES[props.status] ?? 'muted'}`}>{props.status.replace('_', ' ')}</span>
+  );
+}
+
+export function Stat(props: { label: string; value: ReactNode; hint?: ReactNode }) {
+  return (
+    <div className="stat">
+      <p className="stat-label">{props.label}</p>
+      <p className="stat-value">{props.value}</p>
+      {props.hint ? <p className="hint">{props.hint}</p> : null}
+    </div>
+  );
+}
+
+/** A secret the API shows once: its value, a copy button and the warning. */
+export function ShownOnce(props: { label: string; value: string; onDone: () => void }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div className="note note-ok" role="status">
+      <p>
+        <strong>{props.label}</strong> — copy it now: it is not shown again.
+      </p>
+      <code className="secret">{props.value}</code>
+      <div className="actions">
+        <Button
+          onClick={() => {
+            void navigator.clipboard?.writeText(props.value).then(() => setCopied(true));
+          }}
+        >
+          {copied ? 'Copied' : 'Copy'}
+        </Button>
+        <Button onClick={props.onDone}>Done</Button>
+      </div>
+    </div>
+  );
+}
+
+export interface Column<T> {
+  header: string;
+  cell: (row: T) => ReactNode;
+  /** The header is read by screen readers only (an actions column). */
+  quietHeader?: boolean;
+  wrap?: boolean;
+}
+
+/**
+ * A list from the API as every page shows one: loading, the API's error, the
+ * empty state (what to do next), or the table.
+ */
+export function DataTable<T>(props: {
+  list: { isPending: boolean; error: unknown; data?: { data: T[] } | undefined };
+  what: string;
+  empty: ReactNode;
+  columns: Array<Column<T>>;
+  rowKey: (row: T) => string;
+}) {
+  const rows = props.list.data?.data;
+  return (
+    <>
+      {props.list.isPending ? <Loading what={props.what} /> : null}
+      <ErrorNote error={props.list.error} />
+      {rows?.length === 0 ? props.empty : null}
+      {rows && rows.length > 0 ? (
+        <table className="table">
+          <thead>
+            <tr>
+              {props.columns.map((c) => (
+                <th scope="col" key={c.header}>
+                  {c.quietHeader ? <span className="visually-hidden">{c.header}</span> : c.header}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => (
+              <tr key={props.rowKey(row)}>
+                {props.columns.map((c) => (
+                  <td key={c.header} className={c.wrap ? 'wrap' : undefined}>
+                    {c.cell(row)}
+                  </td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </>
+  );
+}
+
+/** A destructive action, asked once more before it runs. */
+export function ConfirmButton(props: {
+  label: string;
+  name: string;
+  question: string;
+  busy: boolean;
+  onConfirm: () => void;
+}) {
+  return (
+    <Button
+      variant="danger"
+      aria-label={`${props.label} ${props.name}`}
+      busy={props.busy}
+      onClick={() => {
+        if (window.confirm(props.question)) props.onConfirm();
+      }}
+    >
+      {props.label}
+    </Button>
+  );
+}
+
+export function Json(props: { value: unknown }) {
+  return <pre className="json">{JSON.stringify(props.value, null, 2)}</pre>;
+}
