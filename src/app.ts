@@ -818,7 +818,10 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
         : auth === undefined || auth === 'public'
           ? []
           : [{ bearer: [] }, { apiKey: [] }, { session: [] }];
-      return { schema: { ...schema, security } as typeof schema, url };
+      // @fastify/websocket hides its routes; Paddock describes them (GET with a 101, the frame
+      // protocol in `description`) and marks them for clients and tests as `x-websocket`.
+      const socket = route.websocket === true ? { hide: false, 'x-websocket': true } : {};
+      return { schema: { ...schema, security, ...socket } as typeof schema, url };
     },
   });
   await app.register(fastifySwaggerUi, {

@@ -1,5 +1,7 @@
-import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
+import { Command } from 'commander';
+import { EXIT } from './cli/exit-codes.ts';
+import { addApiCommands } from './cli/program.ts';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
 import { describeError, serializeError } from './core/error-log.ts';
 import { resolveMasterKey } from './core/master-key.ts';
@@ -13,17 +15,7 @@ import { VERSION } from './version.ts';
 // the app's modules, so the two overlap (the compiled server in dist/ keeps
 // these as chunks loaded on demand).
 
-const HELP = `paddock ${VERSION}: a self-hosted control plane for AI agents
-
-Usage:
-  paddock serve [--port N] [--host ADDR] [--data-dir DIR]   run the server (applies migrations first)
-  paddock migrate [--data-dir DIR]                          apply database migrations and exit
-  paddock host --control-plane URL [--token T] [--port N] [--host ADDR] [--advertise HOST:PORT]
-               [--data-dir DIR]   run a sandbox host for a control plane (--token: the one-time
-                                  registration token of POST /v1/hosts; not needed once registered)
-  paddock --help | --version
-
-Configuration comes from flags and environment variables:
+const SERVE_HELP = `Configuration comes from flags and environment variables:
   PADDOCK_PORT (8080)  PADDOCK_HOST (127.0.0.1)  PADDOCK_DATA_DIR (./.paddock)
   DATABASE_URL         use this Postgres instead of the embedded database
   PADDOCK_MASTER_KEY   32 bytes (64 hex chars) sealing secrets; else <data-dir>/master.key
@@ -193,56 +185,32 @@ async function migrate(config: Config): Promise<void> {
   }
 }
 
-export async function main(argv: string[]): Promise<void> {
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        port: { type: 'string', short: 'p' },
-        host: { type: 'string' },
-        'data-dir': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'v' },
-        'control-plane': { type: 'string' },
-        token: { type: 'string' },
-        advertise: { type: 'string' },
-      },
-    });
-  } catch (err) {
-    fail(`${(err as Error).message}\n\n${HELP}`);
-  }
-  const { values, positionals } = parsed;
-  process.on('uncaughtException', crash);
-  if (values.version) {
-    process.stdout.write(`${VERSION}\n`);
-    return;
-  }
-  const command = positionals[0];
-  if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
-    return;
-  }
-  const flags: ConfigFlags = {};
-  if (typeof values.port === 'string') flags.port = values.port;
-  if (typeof values.host === 'string') flags.host = values.host;
-  if (typeof values['data-dir'] === 'string') flags.dataDir = values['data-dir'];
+/** The server side's flags; each command takes the ones it uses. */
+interface ServerFlags {
+  port?: string;
+  host?: string;
+  dataDir?: string;
+  controlPlane?: string;
+  token?: string;
+  advertise?: string;
+}
 
+async function runServerCommand(command: 'serve' | 'migrate' | 'host', flags: ServerFlags): Promise<void> {
+  const configFlags: ConfigFlags = {};
+  if (flags.port !== undefined) configFlags.port = flags.port;
+  if (flags.host !== undefined) configFlags.host = flags.host;
+  if (flags.dataDir !== undefined) configFlags.dataDir = flags.dataDir;
   try {
-    const config = loadConfig(process.env, flags);
+    const config = loadConfig(process.env, configFlags);
     if (command === 'serve') return await serve(config);
     if (command === 'migrate') return await migrate(config);
-    if (command === 'host') {
-      return await host(config, {
-        ...(typeof values['control-plane'] === 'string' ? { controlPlane: values['control-plane'] } : {}),
-        ...(typeof values.token === 'string' ? { token: values.token } : {}),
-        ...(typeof values.advertise === 'string' ? { advertise: values.advertise } : {}),
-        ...(typeof values.port === 'string' ? { port: values.port } : {}),
-        ...(typeof values.host === 'string' ? { listen: values.host } : {}),
-      });
-    }
-    fail(`unknown command "${command}"\n\n${HELP}`);
+    return await host(config, {
+      ...(flags.controlPlane !== undefined ? { controlPlane: flags.controlPlane } : {}),
+      ...(flags.token !== undefined ? { token: flags.token } : {}),
+      ...(flags.advertise !== undefined ? { advertise: flags.advertise } : {}),
+      ...(flags.port !== undefined ? { port: flags.port } : {}),
+      ...(flags.host !== undefined ? { listen: flags.host } : {}),
+    });
   } catch (err) {
     if (err instanceof ConfigError || err instanceof DataDirLockedError) fail(err.message);
     // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError, pg's AggregateError): find the cause.
@@ -253,6 +221,70 @@ export async function main(argv: string[]): Promise<void> {
       fail(`cannot reach the database: ${cause.message}`);
     crash(err);
   }
+}
+
+const ROOT_HELP_AFTER = `
+Run a server:
+  paddock serve                 the API, workers and a sandbox host in one process (PGlite in ./.paddock)
+  paddock migrate               apply database migrations and exit
+  paddock host --control-plane URL --token pdhg_…   a sandbox host for another server
+Use one:
+  paddock login                 save the server's address and your token
+  paddock tasks run "Summarise the README" --agent writer
+
+Server configuration: paddock serve --help. Commands, exit codes, config: docs/cli.md.`;
+
+function buildProgram(): Command {
+  const program = new Command('paddock')
+    .description(`paddock ${VERSION}: a self-hosted control plane for AI agents`)
+    .version(VERSION, '-v, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError('(paddock --help lists the commands)')
+    .addHelpText('after', ROOT_HELP_AFTER)
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'paddock: ')) })
+    // Usage errors (an unknown command or option, a missing argument) exit 2; help and --version 0.
+    // Set before the commands are added: they inherit it.
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage));
+
+  const dataDir = ['--data-dir <dir>', 'the data directory (PADDOCK_DATA_DIR, default ./.paddock)'] as const;
+  program
+    .command('serve')
+    .description('run the server (applies migrations first)')
+    .option('-p, --port <n>', 'the port (PADDOCK_PORT, default 8080; 0: any free port)')
+    .option('--host <addr>', 'the address to listen on (PADDOCK_HOST, default 127.0.0.1)')
+    .option(...dataDir)
+    .addHelpText('after', `\n${SERVE_HELP}`)
+    .action((flags: ServerFlags) => runServerCommand('serve', flags));
+  program
+    .command('migrate')
+    .description('apply database migrations and exit')
+    .option(...dataDir)
+    .action((flags: ServerFlags) => runServerCommand('migrate', flags));
+  program
+    .command('host')
+    .description('run a sandbox host for a control plane')
+    .option('--control-plane <url>', 'the Paddock server to serve')
+    .option(
+      '--token <token>',
+      'the one-time registration token of POST /v1/hosts (not needed once registered)',
+    )
+    .option('-p, --port <n>', 'the port of the host API (default 0: any free port)')
+    .option('--host <addr>', 'the address to listen on')
+    .option('--advertise <host:port>', 'the address the control plane reaches this host at')
+    .option(...dataDir)
+    .action((flags: ServerFlags) => runServerCommand('host', flags));
+  addApiCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  process.on('uncaughtException', crash);
+  const program = buildProgram();
+  if (argv.length === 0) {
+    program.outputHelp();
+    return;
+  }
+  await program.parseAsync(argv, { from: 'user' });
 }
 
 function rootCause(err: unknown): { code?: string; message: string } {

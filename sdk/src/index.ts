@@ -77,3 +77,19 @@ export async function unwrap<T>(
   if (!response.ok) throw new PaddockError(response.status, error);
   return data as T;
 }
+
+export {
+  type FollowOptions,
+  followTaskEvents,
+  followWorkspaceEvents,
+  type LogEvent,
+  readSse,
+} from './events.ts';
+export {
+  openPty,
+  PtyError,
+  type PtyOptions,
+  type PtySession,
+  type WebSocketClass,
+  type WebSocketLike,
+} from './pty.ts';

@@ -43,8 +43,9 @@ describe('paddock CLI', { timeout: 4 * STARTUP_MS }, () => {
     expect(help.stdout).toContain('paddock serve');
     expect(help.stdout).toContain('paddock migrate');
     const unknown = await run(['frobnicate'], childEnv());
-    expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    // A usage error (docs/cli.md "Exit codes").
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown command 'frobnicate'");
   });
 
   it('names every bad configuration value and exits 1', async () => {

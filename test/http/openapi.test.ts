@@ -9,6 +9,8 @@ interface Operation {
   parameters?: Array<{ in: string; name: string; required?: boolean }>;
   requestBody?: { content?: Record<string, { schema?: { type?: string } }> };
   responses?: Record<string, { content?: Record<string, { schema?: unknown }> }>;
+  description?: string;
+  'x-websocket'?: boolean;
 }
 interface OpenApiDoc {
   openapi: string;
@@ -26,15 +28,15 @@ const fillParams = (path: string) => path.replace(/\{[^}]+\}/g, FAKE_ID);
 const WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
 
 /** Hidden on purpose: the document does not describe itself. */
-// The document itself, and the WebSocket routes (@fastify/websocket hides them: OpenAPI cannot
-// describe a frame protocol; docs/sandboxes.md does).
-const UNDOCUMENTED = new Set([
-  'GET /v1/openapi.json',
+const UNDOCUMENTED = new Set(['GET /v1/openapi.json']);
+
+/** The WebSocket routes: GET operations answering 101, marked `x-websocket`, their frames in the description. */
+const WEBSOCKETS = [
   'GET /v1/capsules/{id}/exec/stream',
   'GET /v1/capsules/{id}/processes/{selector}/stream',
   'GET /v1/capsules/{id}/pty',
   'GET /v1/workspaces/{id}/ws',
-]);
+];
 
 beforeAll(async () => {
   t = await createTestApp();
@@ -98,10 +100,13 @@ describe('GET /v1/openapi.json', () => {
       const name = `${method} ${path}`;
       if (!op.summary) problems.push(`${name}: no summary`);
       if (!op.tags?.length) problems.push(`${name}: no tags`);
-      const ok = Object.entries(op.responses ?? {}).filter(([status]) => /^2\d\d$/.test(status));
+      // A WebSocket's success is its upgrade, a 101 without a body.
+      const success = op['x-websocket'] ? /^101$/ : /^2\d\d$/;
+      const ok = Object.entries(op.responses ?? {}).filter(([status]) => success.test(status));
       const described = ok.some(
         ([status, response]) =>
           status === '204' ||
+          status === '101' ||
           Object.values(response.content ?? {}).some((media) => media.schema !== undefined),
       );
       if (!described) problems.push(`${name}: no 2xx response with a schema`);
@@ -110,6 +115,16 @@ describe('GET /v1/openapi.json', () => {
       }
     }
     expect(problems).toEqual([]);
+  });
+
+  it('describes the WebSocket routes: a 101, the x-websocket mark and the frames each way', () => {
+    const marked = operations.filter((o) => o.op['x-websocket']).map((o) => `${o.method} ${o.path}`);
+    expect(marked.sort()).toEqual([...WEBSOCKETS].sort());
+    for (const { op } of operations.filter((o) => o.op['x-websocket'])) {
+      expect(Object.keys(op.responses ?? {})).toContain('101');
+      expect(op.description).toContain('Server → client');
+      expect(op.security?.length).toBeGreaterThan(0);
+    }
   });
 
   it('names every path parameter', () => {

@@ -48,6 +48,7 @@ interface Parameter {
   schema?: Schema;
 }
 interface Operation {
+  'x-websocket'?: boolean;
   security?: Array<Record<string, string[]>>;
   parameters?: Parameter[];
   requestBody?: { content?: Record<string, { schema?: Schema }> };
@@ -56,7 +57,7 @@ interface Op {
   method: string;
   path: string;
   op: Operation;
-  /** A WebSocket route (not in the document): only its path parameters are fuzzed. */
+  /** A WebSocket route (`x-websocket` in the document): only its path parameters are fuzzed. */
   webSocket?: boolean;
 }
 
@@ -219,13 +220,6 @@ const HOSTILE_CONTENT_TYPES = [
 ];
 
 // Not in the document (a frame protocol OpenAPI cannot describe): a plain GET must still not 5xx.
-const WEBSOCKET_ROUTES = [
-  '/v1/capsules/{id}/exec/stream',
-  '/v1/capsules/{id}/processes/{selector}/stream',
-  '/v1/capsules/{id}/pty',
-  '/v1/workspaces/{id}/ws',
-];
-
 // Operations that end credentials or take resources away, in the order they run after the rest.
 const LAST = [
   'DELETE /v1/me/sessions/{id}',
@@ -778,17 +772,17 @@ export function fuzzOpenApi(testFile: string): void {
     const doc = (await t.call('GET', '/v1/openapi.json')).body as {
       paths: Record<string, Record<string, Operation>>;
     };
-    all = [
-      ...Object.entries(doc.paths).flatMap(([path, item]) =>
-        Object.entries(item).map(([method, op]) => ({ method: method.toUpperCase(), path, op })),
-      ),
-      ...WEBSOCKET_ROUTES.map((path) => ({
-        method: 'GET',
-        path,
-        op: { security: [{ bearer: [] }] },
-        webSocket: true,
-      })),
-    ].sort((a, b) => order(a) - order(b));
+    // The WebSocket routes are in the document too, marked x-websocket.
+    all = Object.entries(doc.paths)
+      .flatMap(([path, item]) =>
+        Object.entries(item).map(([method, op]) => ({
+          method: method.toUpperCase(),
+          path,
+          op,
+          ...(op['x-websocket'] ? { webSocket: true } : {}),
+        })),
+      )
+      .sort((a, b) => order(a) - order(b));
     const owners = shareOf(all, (o) => cost(requestsOf(o)));
     share = all.filter((o) => owners.get(nameOf(o)) === file);
   }, 120_000);
@@ -1166,7 +1160,7 @@ export function fuzzOpenApi(testFile: string): void {
       expect(files).toEqual(Array.from({ length: FUZZ_FILES }, (_, i) => `openapi-fuzz-${i + 1}.test.ts`));
       const owners = shareOf(all, (o) => cost(requestsOf(o)));
       expect(new Set(owners.values())).toEqual(new Set(Array.from({ length: FUZZ_FILES }, (_, i) => i + 1)));
-      // No route left out: each one served is in the document or in the WebSocket list, so in a share.
+      // No route left out: each one served (WebSockets too) is in the document, so in a share.
       const missed = servedRoutes(t.app)
         .filter((r) => r.path.startsWith('/v1/') && r.method !== 'HEAD' && r.path !== '/v1/openapi.json')
         .map((r) => `${r.method} ${openApiPath(r.path)}`)

@@ -156,6 +156,27 @@ export async function searchMemories(
   return [...hits, ...more];
 }
 
+interface StoredHit {
+  id: MemoryId;
+  team_id: TeamId;
+  agent_id: AgentId;
+  content: string;
+  metadata: Record<string, unknown>;
+  task_id: MemoryRow['taskId'];
+  created_by: MemoryRow['createdBy'];
+  created_at: string | Date;
+  updated_at: string | Date;
+  rank: number | string;
+}
+
+/**
+ * One statement ranks one group of words. The matches are first found by the
+ * index as ids alone, one more than are ranked; their count then picks which
+ * of the two branches below reads anything (each is gated by a condition the
+ * planner evaluates once, before it scans): at most RANKED_AT_MOST matches are
+ * ranked exactly; beyond that, the matches among the agent's NEWEST_SEARCHED
+ * newest memories, then older matches if these are too few.
+ */
 async function rankMatches(
   db: DbOrTx,
   teamId: TeamId,
@@ -164,50 +185,55 @@ async function rankMatches(
   limit: number,
   excluded: MemoryId[],
 ): Promise<MemoryHit[]> {
-  // The same match and rank, on the table's columns or the newest memories' subquery.
-  const rankOf = (vector: SQLWrapper) => sql<number>`ts_rank(${vector}, ${tsquery}, 1)`.mapWith(Number);
-  const matchOf = (vector: SQLWrapper, id: Column) =>
-    and(sql`${vector} @@ ${tsquery}`, excluded.length > 0 ? notInArray(id, excluded) : undefined);
-  const ofAgent = and(eq(memories.teamId, teamId), eq(memories.agentId, agentId));
-  // The matches as the index finds them, one more than are ranked (so a search knows whether it saw
-  // them all), ranked in the database: only the best `limit` of them leave it.
-  const found = db.$with('found').as(
-    db
-      .select({ ...columns, rank: rankOf(memories.searchVector).as('rank') })
-      .from(memories)
-      .where(and(ofAgent, matchOf(memories.searchVector, memories.id)))
-      .limit(RANKED_AT_MOST + 1),
-  );
-  const counted = await db
-    .with(found)
-    .select({
-      ...found._.selectedFields,
-      matched: sql<number>`(select count(*) from ${found})`.mapWith(Number),
-    })
-    .from(found)
-    .orderBy(desc(found.rank), desc(found.id))
-    .limit(limit);
-  const ranked = counted.map(({ matched: _, ...hit }) => hit);
-  if ((counted[0]?.matched ?? 0) <= RANKED_AT_MOST) return ranked;
-  // The newest memories first, then the matches among them: the index on (team, agent, id) reads
-  // them in order, and the subquery's LIMIT keeps the planner from ranking every match instead.
-  const newest = db
-    .select({ ...columns, searchVector: memories.searchVector })
-    .from(memories)
-    .where(ofAgent)
-    .orderBy(desc(memories.id))
-    .limit(NEWEST_SEARCHED)
-    .as('newest');
-  const { searchVector: _, ...newestColumns } = newest._.selectedFields;
-  const recentRank = rankOf(newest.searchVector);
-  const recent = await db
-    .select({ ...newestColumns, rank: recentRank })
-    .from(newest)
-    .where(matchOf(newest.searchVector, newest.id))
-    .orderBy(desc(recentRank), desc(newest.id))
-    .limit(limit);
-  if (recent.length >= limit) return recent;
-  const taken = new Set(recent.map((h) => h.id));
-  const older = ranked.filter((h) => !taken.has(h.id));
-  return [...recent, ...older].slice(0, limit);
+  const notExcluded =
+    excluded.length > 0 ? sql`and not (m.id = any(${`{${excluded.join(',')}}`}::text[]))` : sql``;
+  const fields = sql`m.id, m.team_id, m.agent_id, m.content, m.metadata, m.task_id, m.created_by, m.created_at, m.updated_at`;
+  // The query's text is folded to a constant when the statement is planned, so the index can use it.
+  const rank = sql`ts_rank(m.search_vector, ${tsquery}, 1)`;
+  const matches = sql`m.search_vector @@ ${tsquery}`;
+  const result = await db.execute(sql`
+    with found as (
+      select m.id from memories m
+      where m.team_id = ${teamId} and m.agent_id = ${agentId} and ${matches} ${notExcluded}
+      limit ${RANKED_AT_MOST + 1}
+    ),
+    common as materialized (select count(*) > ${RANKED_AT_MOST} as yes from found),
+    ranked as (
+      select ${fields}, ${rank} as rank, 0 as part from memories m
+      where m.team_id = ${teamId} and m.id in (select id from found) and not (select yes from common)
+      order by rank desc, m.id desc limit ${limit}
+    ),
+    recent as (
+      select ${fields}, ${rank} as rank, 1 as part
+      from (
+        select * from memories where team_id = ${teamId} and agent_id = ${agentId} and (select yes from common)
+        order by id desc limit ${NEWEST_SEARCHED}
+      ) m
+      where ${matches} ${notExcluded}
+      order by rank desc, m.id desc limit ${limit}
+    ),
+    older as (
+      select ${fields}, ${rank} as rank, 2 as part from memories m
+      where m.team_id = ${teamId} and m.id in (select id from found)
+        and (select count(*) from recent) < ${limit} and (select yes from common)
+        and m.id not in (select id from recent)
+      order by rank desc, m.id desc limit ${limit}
+    )
+    select * from ranked
+    union all select * from recent
+    union all select * from older
+    order by part, rank desc, id desc
+    limit ${limit}`);
+  return (result as unknown as { rows: StoredHit[] }).rows.map((r) => ({
+    id: r.id,
+    teamId: r.team_id,
+    agentId: r.agent_id,
+    content: r.content,
+    metadata: r.metadata,
+    taskId: r.task_id,
+    createdBy: r.created_by,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
+    rank: Number(r.rank),
+  }));
 }

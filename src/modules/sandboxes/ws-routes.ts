@@ -113,13 +113,37 @@ function relayExec(ws: WebSocket, proc: FollowedProcess): void {
   ws.on('close', stop);
 }
 
+// The frame protocols as the API reference shows them (the route's `description`; the
+// operation is marked `x-websocket`). docs/sandboxes.md "WebSockets" says the same at length.
+const UPGRADE =
+  'A WebSocket: connect with `Upgrade: websocket` (ws:// or wss://). The capsule is checked first: a missing one is a 404, one not running a 409, over HTTP. ' +
+  'Frames are JSON text. A refused frame is answered `{"type":"error","code":"validation_failed","data","fields"}`';
+const EXEC_STREAM_PROTOCOL = `${UPGRADE}, and the socket closes when it was the start frame.
+
+Client → server: \`{"type":"start","cmd","args"?,"envs"?,"cwd"?}\` (once, first; \`cmd\` without \`args\` runs through \`/bin/sh -c\`), \`{"type":"stop"}\` (kills the process; so does closing the socket).
+
+Server → client: \`{"type":"start","pid"}\`, \`{"type":"stdout"|"stderr","data"}\` (text), \`{"type":"exit","exit_code"}\`, then the socket closes.`;
+const PROCESS_STREAM_PROTOCOL = `${UPGRADE}.
+
+Nothing to send. Server → client: the process's recent output (up to 256 KiB) then live output as \`{"type":"stdout"|"stderr","data"}\`, then \`{"type":"exit","exit_code"}\`; \`{"type":"error","data"}\` when no process of that pid or tag was started through the API.`;
+const PTY_PROTOCOL = `${UPGRADE} (with \`fatal\`: false for input, resize and kill frames, which leave the terminal running).
+
+Client → server: first \`{"type":"start","cmd"?,"args"?,"cols"?,"rows"?,"envs"?,"cwd"?}\` (defaults \`/bin/bash\`, 80×24; \`cols\`/\`rows\` 1–1000) or \`{"type":"connect","tag"}\` (reattach); then \`{"type":"input","data":<base64>}\`, \`{"type":"resize","cols","rows"}\`, \`{"type":"kill"}\`.
+
+Server → client: \`{"type":"started","tag","pid","reconnected"?}\`, \`{"type":"output","data":<base64>}\`, \`{"type":"exit","exit_code"}\`, \`{"type":"error","data","fatal"}\`, \`{"type":"ping"}\` every 25 s. The terminal outlives its socket: reconnect with its tag.`;
+
 /** `timers` drive the terminal's first-message deadline and its keep-alive pings (the context's, like every timer). */
 export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService, timers: Timers): void {
   /**
    * The options of a WebSocket route on a running capsule that takes the scope
    * `need`: its 404 / 409 are answered over HTTP, before any WebSocket exists.
    */
-  const onRunningCapsule = (need: 'read' | 'write', summary: string, params: TSchema) => ({
+  const onRunningCapsule = (
+    need: 'read' | 'write',
+    summary: string,
+    description: string,
+    params: TSchema,
+  ) => ({
     websocket: true as const,
     config: { auth: { scope: need } },
     preHandler: async (request: FastifyRequest) => {
@@ -129,6 +153,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService,
     schema: {
       tags,
       summary,
+      description,
       params,
       response: {
         101: Type.Null({ description: 'Switching Protocols: the WebSocket' }),
@@ -142,6 +167,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService,
     onRunningCapsule(
       'write',
       'WebSocket: {type:"start", cmd, args?, envs?, cwd?} then stdout/stderr/exit frames; {type:"stop"} kills',
+      EXEC_STREAM_PROTOCOL,
       IdParams,
     ),
     (ws, request) => {
@@ -195,6 +221,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService,
     onRunningCapsule(
       'read',
       'WebSocket: attach to a process started through the API (its recent output, then live)',
+      PROCESS_STREAM_PROTOCOL,
       ProcessParams,
     ),
     (ws, request) => {
@@ -222,6 +249,7 @@ export function registerCapsuleStreamRoutes(app: App, capsules: CapsulesService,
     onRunningCapsule(
       'write',
       'WebSocket terminal: {type:"start"|"connect"} then input/resize/kill; started/output/exit/error/ping (base64 data)',
+      PTY_PROTOCOL,
       IdParams,
     ),
     (ws, request) => {

@@ -255,6 +255,10 @@ export function registerWorkspaceRoutes(
         tags,
         summary:
           'WebSocket: send {type:"message", content, file_ids?} or {type:"cancel"}; receive every event of the log from ?after_seq on, then live',
+        description:
+          'A WebSocket: connect with `Upgrade: websocket` (ws:// or wss://); an unknown workspace is a 404 over HTTP. Frames are JSON text.\n\n' +
+          'Server → client: every event of the log after `after_seq` (the same JSON as the SSE stream of `GET /v1/workspaces/{id}/events`: `{seq, type, payload, created_at, task_id}`), then each new one as it is written; `{"type":"message_accepted","task"}` and `{"type":"cancel_accepted","task"}` answer the client\'s frames, `{"type":"error","code","data"}` refuses one (`validation_failed` with `fields`, or the HTTP route\'s code such as `workspace_busy`).\n\n' +
+          'Client → server: `{"type":"message","content","file_ids"?}` (the next turn, as `POST /v1/workspaces/{id}/messages`) or `{"type":"cancel"}` (cancels the running turn).',
         params: IdParams,
         querystring: s.WsQuery,
         response: {
