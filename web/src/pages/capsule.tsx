@@ -30,7 +30,12 @@ export function CapsulePage() {
     // Until it settles (starting → running, pausing → paused…), ask again.
     refetchInterval: (query) => (MOVING.has(query.state.data?.status ?? '') ? 1_000 : false),
   });
-  const refresh = () => client.invalidateQueries({ queryKey: ['capsules'] });
+  // The capsule and the list, not its files: a pausing or stopping capsule answers files calls 409.
+  const refresh = () =>
+    Promise.all([
+      client.invalidateQueries({ queryKey: ['capsules', id], exact: true }),
+      client.invalidateQueries({ queryKey: ['capsules'], exact: true }),
+    ]);
   const params = { params: { path: { id: id! } } };
   const pause = useMutation({
     mutationFn: () => unwrap(api.POST('/v1/capsules/{id}/pause', params)),
@@ -43,7 +48,8 @@ export function CapsulePage() {
   const remove = useMutation({
     mutationFn: () => unwrap(api.DELETE('/v1/capsules/{id}', params)),
     onSuccess: () => {
-      void refresh();
+      client.removeQueries({ queryKey: ['capsules', id] });
+      void client.invalidateQueries({ queryKey: ['capsules'], exact: true });
       void navigate('/capsules');
     },
   });

@@ -98,7 +98,7 @@ function TerminalSession(props: { capsuleId: string; onReconnect: () => void }) 
         {state.kind === 'closed' ? state.why : null}{' '}
         {state.kind === 'closed' ? <Button onClick={props.onReconnect}>Reconnect</Button> : null}
       </p>
-      <div className="terminal" ref={host} />
+      <div className="capsule-terminal" ref={host} />
     </>
   );
 }
