@@ -11,7 +11,8 @@ import { startTasks, type TaskFixture } from '../support/tasks.ts';
 // provider: a conversation continued in the chat view with its reply streamed
 // in, a turn cancelled; a sandbox's terminal running a command, a file
 // uploaded and downloaded, the sandbox paused, resumed and deleted; a
-// playbook's schedule previewed, the playbook created, fired and its run seen.
+// playbook's schedule previewed, the playbook created, fired and its run seen;
+// the runs with a run's steps and ledger; the activity feed.
 // Every page passes axe-core and breaks no CSP rule; screenshots go to
 // .test-artifacts/screenshots/.
 
@@ -177,6 +178,27 @@ it('previews a schedule, creates a playbook, fires it and sees its run complete'
     await b.check('playbooks');
   });
 }, 120_000);
+
+it("lists the runs, shows a run's steps and ledger, and the activity feed", async () => {
+  await step('runs', async () => {
+    await nav('Runs');
+    const rows = page.getByRole('row');
+    await expect.poll(() => rows.count(), soon).toBeGreaterThan(1);
+    await b.check('runs');
+    // The newest: the playbook's run (its chain's model call and the title call).
+    await rows.nth(1).getByRole('link').click();
+    await page.getByRole('cell', { name: 'llm call' }).first().waitFor(soon);
+    await page.getByRole('cell', { name: 'model', exact: true }).first().waitFor(soon);
+    await b.check('run');
+
+    await nav('Activity');
+    await page
+      .getByRole('cell', { name: /morning report/ })
+      .first()
+      .waitFor(soon);
+    await b.check('activity');
+  });
+}, 60_000);
 
 it('the dark theme on the chat view', async () => {
   await step('dark', async () => {

@@ -11,6 +11,8 @@ const NAV = [
   { to: '/workspaces', label: 'Workspaces' },
   { to: '/capsules', label: 'Sandboxes' },
   { to: '/playbooks', label: 'Playbooks' },
+  { to: '/runs', label: 'Runs' },
+  { to: '/activity', label: 'Activity' },
   { to: '/approvals', label: 'Approvals' },
   { to: '/agents', label: 'Agents' },
   { to: '/policies', label: 'Policies' },
