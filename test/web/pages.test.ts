@@ -12,7 +12,7 @@ import { startTasks, type TaskFixture } from '../support/tasks.ts';
 // in, a turn cancelled; a sandbox's terminal running a command, a file
 // uploaded and downloaded, the sandbox paused, resumed and deleted; a
 // playbook's schedule previewed, the playbook created, fired and its run seen;
-// the runs with a run's steps and ledger; the activity feed.
+// the runs with a run's steps and ledger; the activity feed; the audit log.
 // Every page passes axe-core and breaks no CSP rule; screenshots go to
 // .test-artifacts/screenshots/.
 
@@ -179,7 +179,7 @@ it('previews a schedule, creates a playbook, fires it and sees its run complete'
   });
 }, 120_000);
 
-it("lists the runs, shows a run's steps and ledger, and the activity feed", async () => {
+it("lists the runs, shows a run's steps and ledger, the activity feed and the audit log", async () => {
   await step('runs', async () => {
     await nav('Runs');
     const rows = page.getByRole('row');
@@ -197,6 +197,15 @@ it("lists the runs, shows a run's steps and ledger, and the activity feed", asyn
       .first()
       .waitFor(soon);
     await b.check('activity');
+
+    // The audit log, narrowed to the playbooks' entries by an action prefix.
+    await nav('Audit log');
+    await page.getByLabel('Action').fill('playbook.*');
+    await page.getByLabel('Action').press('Enter');
+    await page.waitForURL(/action=playbook/);
+    await page.getByRole('cell', { name: 'playbook.created' }).first().waitFor(soon);
+    await expect.poll(() => page.getByRole('cell', { name: /^agent\./ }).count()).toBe(0);
+    await b.check('audit');
   });
 }, 60_000);
 

@@ -45,6 +45,7 @@ const routes: RouteObject[] = [
       { path: 'runs', lazy: page(() => import('./pages/runs.tsx'), 'RunsPage') },
       { path: 'runs/:id', lazy: page(() => import('./pages/runs.tsx'), 'RunPage') },
       { path: 'activity', lazy: page(() => import('./pages/activity.tsx'), 'ActivityPage') },
+      { path: 'audit', lazy: page(() => import('./pages/audit.tsx'), 'AuditPage') },
       { path: '*', lazy: page(() => import('./pages/not-found.tsx'), 'NotFoundPage') },
     ],
   },

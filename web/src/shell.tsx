@@ -13,6 +13,7 @@ const NAV = [
   { to: '/playbooks', label: 'Playbooks' },
   { to: '/runs', label: 'Runs' },
   { to: '/activity', label: 'Activity' },
+  { to: '/audit', label: 'Audit log' },
   { to: '/approvals', label: 'Approvals' },
   { to: '/agents', label: 'Agents' },
   { to: '/policies', label: 'Policies' },
