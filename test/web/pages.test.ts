@@ -209,12 +209,20 @@ it("lists the runs, shows a run's steps and ledger, the activity feed and the au
   });
 }, 60_000);
 
-it('the dark theme on the chat view', async () => {
+it('the chat view in the dark theme, and a conversation ended from it', async () => {
   await step('dark', async () => {
     await nav('Workspaces');
     await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
     await page.getByRole('link', { name: 'A listening agent' }).click();
     await page.getByText('The sandbox said hello-from-turn-two.').waitFor(soon);
     await b.check('workspace-dark');
+
+    // Ended from the page: the history stays, the message box goes.
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'End A listening agent' }).click();
+    await page.getByText('This conversation has ended').waitFor(soon);
+    await expect.poll(() => statusLine().textContent(), soon).toMatch(/terminated/);
+    expect(await page.getByLabel('Message').count()).toBe(0);
+    await page.getByText('The sandbox said hello-from-turn-two.').waitFor();
   });
 }, 60_000);

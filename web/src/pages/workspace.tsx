@@ -3,7 +3,7 @@ import { type FormEvent, type KeyboardEvent, type ReactNode, useEffect, useState
 import { Link, useParams } from 'react-router';
 import { followWorkspaceEvents, type LogEvent } from '../../../sdk/src/index.ts';
 import { api, unwrap, when } from '../api.ts';
-import { Badge, Button, ErrorNote, Json, Loading, Page, Stat, TextArea } from '../ui.tsx';
+import { Badge, Button, ConfirmButton, ErrorNote, Json, Loading, Page, Stat, TextArea } from '../ui.tsx';
 import './pages-extra.css';
 
 const ENDED = new Set(['expired', 'terminated']);
@@ -63,7 +63,15 @@ export function WorkspacePage() {
     );
   const w = workspace.data;
   return (
-    <Page title={w.name ?? 'Untitled conversation'} actions={<CancelTurn taskId={w.current_task_id} />}>
+    <Page
+      title={w.name ?? 'Untitled conversation'}
+      actions={
+        <>
+          <CancelTurn taskId={w.current_task_id} />
+          {ENDED.has(w.status) ? null : <EndConversation workspaceId={w.id} name={w.name ?? w.id} />}
+        </>
+      }
+    >
       <div className="status-line" role="status" aria-live="polite">
         <Badge status={w.status} />
         {w.status === 'active' ? <span className="spinner" aria-hidden="true" /> : null}
@@ -127,6 +135,27 @@ function CancelTurn(props: { taskId: string | null }) {
       <Button variant="danger" busy={cancel.isPending} onClick={() => cancel.mutate(taskId)}>
         Cancel turn
       </Button>
+    </>
+  );
+}
+
+function EndConversation(props: { workspaceId: string; name: string }) {
+  const client = useQueryClient();
+  const end = useMutation({
+    mutationFn: () =>
+      unwrap(api.DELETE('/v1/workspaces/{id}', { params: { path: { id: props.workspaceId } } })),
+    onSuccess: () => client.invalidateQueries({ queryKey: ['workspaces'] }),
+  });
+  return (
+    <>
+      <ErrorNote error={end.error} />
+      <ConfirmButton
+        label="End"
+        name={props.name}
+        question="End this conversation? A running turn is cancelled and its sandbox removed; the history stays."
+        busy={end.isPending}
+        onConfirm={() => end.mutate()}
+      />
     </>
   );
 }
