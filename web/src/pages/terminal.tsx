@@ -3,17 +3,8 @@ import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
 import { useEffect, useRef, useState } from 'react';
 import { openPty, type PtySession } from '../../../sdk/src/index.ts';
-import { errorMessage } from '../api.ts';
+import { cookie, errorMessage } from '../api.ts';
 import { Button } from '../ui.tsx';
-
-function csrfCookie(): string | undefined {
-  return document.cookie
-    .split(';')
-    .map((part) => part.trim().split('='))
-    .find(([key]) => key === 'paddock_csrf')
-    ?.slice(1)
-    .join('=');
-}
 
 type State = { kind: 'connecting' } | { kind: 'open' } | { kind: 'closed'; why: string };
 
@@ -53,7 +44,7 @@ function TerminalSession(props: { capsuleId: string; onReconnect: () => void }) 
     openPty(
       {
         baseUrl: window.location.origin,
-        csrf: csrfCookie,
+        csrf: () => cookie('paddock_csrf'),
         WebSocket: WebSocket as never,
         start: { cols: term.cols, rows: term.rows, cwd: '/home/user' },
       },
