@@ -4,7 +4,7 @@ import { createClient, PaddockError, unwrap } from '../../sdk/src/index.ts';
 export type { components } from '../../sdk/src/index.ts';
 export { PaddockError, unwrap };
 
-function cookie(name: string): string | undefined {
+export function cookie(name: string): string | undefined {
   for (const part of document.cookie.split(';')) {
     const [key, ...value] = part.trim().split('=');
     if (key === name) return decodeURIComponent(value.join('='));

@@ -8,6 +8,12 @@ import { Button, ErrorNote, Loading } from './ui.tsx';
 const NAV = [
   { to: '/', label: 'Overview', end: true },
   { to: '/tasks', label: 'Tasks' },
+  { to: '/workspaces', label: 'Workspaces' },
+  { to: '/capsules', label: 'Sandboxes' },
+  { to: '/playbooks', label: 'Playbooks' },
+  { to: '/runs', label: 'Runs' },
+  { to: '/activity', label: 'Activity' },
+  { to: '/audit', label: 'Audit log' },
   { to: '/approvals', label: 'Approvals' },
   { to: '/agents', label: 'Agents' },
   { to: '/policies', label: 'Policies' },
