@@ -420,20 +420,6 @@ export class BudgetSystem {
     record: StepRecord,
     maxCostPerHourMicros: number | null,
   ): Promise<SettleResult> {
-    return this.settle(this.incurred(owner, maxCostPerHourMicros), record);
-  }
-
-  /** chargeIncurred without the wait: the charge goes out with the writer's next batch. */
-  chargeIncurredLater(
-    owner: StepOwner & { policyId: string },
-    record: StepRecord,
-    maxCostPerHourMicros: number | null,
-  ): void {
-    this.settleLater(this.incurred(owner, maxCostPerHourMicros), record);
-  }
-
-  /** A reservation of nothing for a cost already incurred, to be charged at once. */
-  private incurred(owner: StepOwner & { policyId: string }, maxCostPerHourMicros: number | null): string {
     const ref = { teamId: owner.teamId, agentId: owner.agentId, policyId: owner.policyId };
     const run = this.book.runAccount(ref, owner.runId);
     const hourStart = hourStartOf(this.ctx.clock.now());
@@ -459,7 +445,7 @@ export class BudgetSystem {
       runId: owner.runId,
       agentId: owner.agentId,
     });
-    return reservationId;
+    return this.settle(reservationId, record);
   }
 
   /** A step that moves no money (blocked request, failover bookkeeping), written with the next batch. */

@@ -162,23 +162,15 @@ export class RunsService {
   }
 
   /**
-   * A task run's row as it stands (a workspace's turn reads its cost), its budget's pending charges
-   * written first with `pending: 'write'`.
-   */
-  async taskRunTotals(
-    teamId: TeamId,
-    runId: RunId,
-    pending: 'write' | 'as_stored',
-  ): Promise<repo.RunRow | undefined> {
-    if (pending === 'write') await this.budget.flushRun(runId);
-    return repo.findRun(this.db, teamId, runId);
-  }
-
-  /**
    * Ends a task's run with its task (completed, the task's outcome); a run
    * that already ended (budget, force-stop) stays as it is. Answers the run
    * as it is after, its steps written.
    */
+  /** A task run's row as it stands, its budget's pending charges written first (a workspace's turn reads its cost). */
+  async taskRunTotals(teamId: TeamId, runId: RunId): Promise<repo.RunRow | undefined> {
+    await this.budget.flushRun(runId);
+    return repo.findRun(this.db, teamId, runId);
+  }
 
   async endTaskRun(
     teamId: TeamId,
@@ -215,10 +207,13 @@ export class RunsService {
    * hard limit ends the run as budget_exceeded, and the next call is refused.
    */
   async recordSandboxUsage(input: SandboxUsageInput): Promise<SandboxCharge> {
-    const { run, costMicros, step } = await this.sandboxCharge(input);
+    checkSandboxUsage(input);
+    const run = isId(input.runId, 'run') ? await repo.findRun(this.db, input.teamId, input.runId) : undefined;
+    if (!run || run.agentId !== input.agentId) throw new NotFoundError('run', input.runId);
+    const costMicros = sandboxCostMicros(this.sandboxPrices, input);
     const settled = await this.budget.chargeIncurred(
       { teamId: run.teamId, runId: run.id, agentId: run.agentId, policyId: run.policyId },
-      step,
+      sandboxStep(input, costMicros, input.at ?? this.clock.now()),
       hourlyCapMicros(run),
     );
     const entry = settled.step
@@ -226,28 +221,6 @@ export class RunsService {
       : undefined;
     if (!settled.step || !entry) throw new Error(`sandbox charge for run ${run.id} was not written`);
     return { costMicros, ledgerEntryId: entry.id, stepId: settled.step.id };
-  }
-
-  /**
-   * recordSandboxUsage for the task runner, which needs no ids back: the charge goes out with the
-   * step writer's next batch (a workspace's idle time is charged beside its next turn's first model
-   * call, which should not wait for a write of its own). A run's end writes what is pending.
-   */
-  async recordSandboxUsageLater(input: SandboxUsageInput): Promise<void> {
-    const { run, step } = await this.sandboxCharge(input);
-    this.budget.chargeIncurredLater(
-      { teamId: run.teamId, runId: run.id, agentId: run.agentId, policyId: run.policyId },
-      step,
-      hourlyCapMicros(run),
-    );
-  }
-
-  private async sandboxCharge(input: SandboxUsageInput) {
-    checkSandboxUsage(input);
-    const run = isId(input.runId, 'run') ? await repo.findRun(this.db, input.teamId, input.runId) : undefined;
-    if (!run || run.agentId !== input.agentId) throw new NotFoundError('run', input.runId);
-    const costMicros = sandboxCostMicros(this.sandboxPrices, input);
-    return { run, costMicros, step: sandboxStep(input, costMicros, input.at ?? this.clock.now()) };
   }
 
   /** Waits until every queued step is written and unused leases are back (tests, shutdown). */

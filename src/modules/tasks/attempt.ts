@@ -145,16 +145,14 @@ export class Attempt {
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       // One wait for every lookup the first model call needs (on Postgres they run side by side).
       // The run's totals so far are kept as soon as they arrive: a turn that fails on another lookup is
-      // still charged only its own cost, not the workspace's whole run. They are read as stored: the
-      // turn before wrote its charges when it ended (turnTotals), and writing whatever else is
-      // pending (a step batch of the whole server) would keep the first model call waiting.
+      // still charged only its own cost, not the workspace's whole run.
       const [secrets, env, inputNames, session] = await Promise.all([
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
         sessions && t.workspaceId ? sessions.turnStarts(t.teamId, t.workspaceId) : undefined,
         t.workspaceId
-          ? ports.runs.totals(t.teamId, t.runId, 'as_stored').then((totals) => {
+          ? ports.runs.totals(t.teamId, t.runId).then((totals) => {
               this.totalsBefore = totals;
             })
           : undefined,

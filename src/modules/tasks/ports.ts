@@ -89,17 +89,12 @@ export interface TaskPorts {
       outcome: 'success' | 'failed',
       reason: string,
     ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number; status: string } | undefined>;
-    /**
-     * The run's totals so far (a workspace's turn: the run goes on). `pending: 'write'` writes the
-     * run's pending charges first; `'as_stored'` reads the row as it is, for a turn's start, when the
-     * turn before wrote its own at its end.
-     */
+    /** The run's totals so far, its pending charges written (a workspace's turn: the run goes on). */
     totals(
       teamId: TeamId,
       runId: RunId,
-      pending: 'write' | 'as_stored',
     ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number } | undefined>;
-    /** Charges capsule time to the run's ledger (a sandbox entry), written with the next step batch: the run's end and totals('write') wait for it. */
+    /** Charges capsule time to the run's ledger (a sandbox entry). */
     chargeSandbox(input: {
       teamId: TeamId;
       runId: RunId;

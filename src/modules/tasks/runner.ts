@@ -426,7 +426,7 @@ export class TaskRunner {
 
   /** What a workspace's turn added to the workspace's run. */
   private async turnTotals(task: repo.TaskRow, attempt: Attempt) {
-    const after = await this.ports.runs.totals(task.teamId, task.runId!, 'write');
+    const after = await this.ports.runs.totals(task.teamId, task.runId!);
     const before = attempt.totalsBefore;
     if (!after) return undefined;
     // Read before the turn's first model call: a turn that ended before they were read made none.

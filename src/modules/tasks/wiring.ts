@@ -128,8 +128,8 @@ export function taskPorts(m: TaskModules): TaskPorts {
           status: run.status,
         };
       },
-      async totals(teamId, runId, pending) {
-        const run = await m.runs.taskRunTotals(teamId, runId, pending);
+      async totals(teamId, runId) {
+        const run = await m.runs.taskRunTotals(teamId, runId);
         if (!run) return undefined;
         return {
           costMicros: run.costMicros,
@@ -138,7 +138,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
         };
       },
       async chargeSandbox(input) {
-        await m.runs.recordSandboxUsageLater(input);
+        await m.runs.recordSandboxUsage(input);
       },
     },
     capsules: {

@@ -302,12 +302,8 @@ export class WorkspacesService implements SessionHooks {
       },
     );
     this.tasks.log.wake(ws.id);
-    // The capsule ran idle since the last turn: that time is the workspace's too. Charged after the
-    // answer, which (and the turn's first model call) need not wait for it.
-    if (ws.status === 'idle')
-      void this.chargeIdle(ws, now).catch((err: unknown) =>
-        this.ctx.log.warn({ err, workspace_id: ws.id }, 'charging a workspace’s idle time failed'),
-      );
+    // The capsule ran idle since the last turn: that time is the workspace's too.
+    if (ws.status === 'idle') await this.chargeIdle(ws, now);
     return task;
   }
 
