@@ -1,6 +1,9 @@
 import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Timers } from '../core/context.ts';
+import { BadRequestError } from '../core/errors.ts';
+import type { Principal } from '../modules/identity/principal.ts';
+import { principalOf } from './auth.ts';
 
 /** One Server-Sent Event: `id:`, `event:` and `data:` (JSON). */
 export interface SseFrame {
@@ -63,4 +66,61 @@ export async function sendSse(
     keepalive.cancel();
     if (!raw.destroyed) raw.end();
   }
+}
+
+/** A comment line this often keeps proxies from closing a quiet event log's stream. */
+const LOG_KEEPALIVE_MS = 15_000;
+
+/** Last-Event-ID (a seq this server sent) wins over after_seq: a reconnecting EventSource sends it. */
+export function resumeFrom(header: string | string[] | undefined, afterSeq: number | undefined): number {
+  const raw = Array.isArray(header) ? header[0] : header;
+  if (raw === undefined || raw === '') return afterSeq ?? 0;
+  if (!/^\d{1,9}$/.test(raw))
+    throw new BadRequestError(
+      'invalid_last_event_id',
+      'Last-Event-ID must be the seq of an event of this log',
+    );
+  return Number(raw);
+}
+
+/** An object's event log (a task's, a workspace's): a page of it, or a follower that ends with the log. */
+export interface EventLog<P, E extends { seq: number; type: string }> {
+  events(principal: Principal, id: string, afterSeq: number, limit: number): Promise<P>;
+  follow(principal: Principal, id: string, afterSeq: number, signal: AbortSignal): Promise<AsyncIterable<E>>;
+}
+
+type EventLogRequest = FastifyRequest<{
+  Params: { id: string };
+  Querystring: { after_seq?: number; limit?: number };
+}>;
+
+/**
+ * The handler of `GET …/:id/events`: a JSON page, or with `Accept:
+ * text/event-stream` the log as Server-Sent Events (`id: <seq>`, `event:
+ * <type>`, `data: <JSON>`, then `event: end` once the log is complete),
+ * resumed from Last-Event-ID. Access is checked (and a 404 answered) before
+ * the stream starts.
+ */
+export function eventLogHandler<P, E extends { seq: number; type: string }>(
+  log: EventLog<P, E>,
+  timers: Timers,
+) {
+  return async (request: EventLogRequest, reply: FastifyReply): Promise<P | undefined> => {
+    const principal = principalOf(request);
+    const { id } = request.params;
+    if (!wantsEventStream(request))
+      return log.events(principal, id, request.query.after_seq ?? 0, request.query.limit ?? 200);
+    const after = resumeFrom(request.headers['last-event-id'], request.query.after_seq);
+    const closed = new AbortController();
+    const events = await log.follow(principal, id, after, closed.signal);
+    await sendSse(request, reply, asFrames(events), closed, timers, {
+      keepaliveMs: LOG_KEEPALIVE_MS,
+      endEvent: true,
+    });
+    return undefined;
+  };
+}
+
+async function* asFrames(events: AsyncIterable<{ seq: number; type: string }>): AsyncIterable<SseFrame> {
+  for await (const e of events) yield { id: String(e.seq), type: e.type, data: e };
 }

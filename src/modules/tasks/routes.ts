@@ -1,9 +1,7 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Timers } from '../../core/context.ts';
-import { BadRequestError } from '../../core/errors.ts';
 import { principalOf } from '../../http/auth.ts';
-import { type SseFrame, sendSse } from '../../http/event-stream.ts';
+import { eventLogHandler } from '../../http/event-stream.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { sendDownload } from '../files/routes.ts';
@@ -13,44 +11,6 @@ import type { TasksService } from './service.ts';
 const tags = ['tasks'];
 const read = { auth: { scope: 'read' } as const };
 const write = { auth: { scope: 'write' } as const };
-/** A comment line this often keeps proxies from closing a quiet event stream. */
-const KEEPALIVE_MS = 15_000;
-
-/** Last-Event-ID (a seq this server sent) wins over after_seq: a reconnecting EventSource sends it. */
-export function resumeFrom(header: string | string[] | undefined, afterSeq: number | undefined): number {
-  const raw = Array.isArray(header) ? header[0] : header;
-  if (raw === undefined || raw === '') return afterSeq ?? 0;
-  if (!/^\d{1,9}$/.test(raw))
-    throw new BadRequestError(
-      'invalid_last_event_id',
-      'Last-Event-ID must be the seq of an event of this task',
-    );
-  return Number(raw);
-}
-
-/**
- * An event log as Server-Sent Events: each event as `id: <seq>`, `event:
- * <type>`, `data: <JSON>`, then `event: end` once the log is complete; a
- * comment line every 15 s keeps proxies from closing a quiet stream.
- * `closed` aborts when the client goes.
- */
-export async function sendEventStream(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  events: AsyncIterable<{ seq: number; type: string }>,
-  closed: AbortController,
-  timers: Timers,
-): Promise<void> {
-  await sendSse(request, reply, asFrames(events), closed, timers, {
-    keepaliveMs: KEEPALIVE_MS,
-    endEvent: true,
-  });
-}
-
-async function* asFrames(events: AsyncIterable<{ seq: number; type: string }>): AsyncIterable<SseFrame> {
-  for await (const e of events) yield { id: String(e.seq), type: e.type, data: e };
-}
-
 export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers): void {
   app.post(
     '/v1/tasks',
@@ -121,23 +81,7 @@ export function registerTaskRoutes(app: App, tasks: TasksService, timers: Timers
         response: { 200: s.TaskEvents, ...errorResponses(404) },
       },
     },
-    async (request, reply) => {
-      const principal = principalOf(request);
-      const accept = request.headers.accept ?? '';
-      if (!accept.includes('text/event-stream'))
-        return tasks.events(
-          principal,
-          request.params.id,
-          request.query.after_seq ?? 0,
-          request.query.limit ?? 200,
-        );
-
-      const after = resumeFrom(request.headers['last-event-id'], request.query.after_seq);
-      const closed = new AbortController();
-      // Access is checked (and a 404 answered) before the stream starts.
-      const events = await tasks.follow(principal, request.params.id, after, closed.signal);
-      await sendEventStream(request, reply, events, closed, timers);
-    },
+    eventLogHandler(tasks, timers),
   );
 
   app.get(

@@ -3,12 +3,12 @@ import { Type } from 'typebox';
 import type { Timers } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import { principalOf } from '../../http/auth.ts';
+import { eventLogHandler } from '../../http/event-stream.ts';
 import { firstFilePart, malformedUpload, requireMultipart } from '../../http/multipart.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import { filenameProblem } from '../files/schemas.ts';
 import { frameCheck, parse, refusal, send } from '../sandboxes/ws-routes.ts';
-import { resumeFrom, sendEventStream } from '../tasks/routes.ts';
 import { Task } from '../tasks/schemas.ts';
 import type { WorkspaceFiles } from './files.ts';
 import * as s from './schemas.ts';
@@ -116,20 +116,7 @@ export function registerWorkspaceRoutes(
         response: { 200: s.WorkspaceEvents, ...errorResponses(404) },
       },
     },
-    async (request, reply) => {
-      const principal = principalOf(request);
-      if (!(request.headers.accept ?? '').includes('text/event-stream'))
-        return workspaces.events(
-          principal,
-          request.params.id,
-          request.query.after_seq ?? 0,
-          request.query.limit ?? 200,
-        );
-      const after = resumeFrom(request.headers['last-event-id'], request.query.after_seq);
-      const closed = new AbortController();
-      const events = await workspaces.follow(principal, request.params.id, after, closed.signal);
-      await sendEventStream(request, reply, events, closed, timers);
-    },
+    eventLogHandler(workspaces, timers),
   );
 
   app.get(
