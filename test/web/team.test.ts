@@ -184,6 +184,13 @@ it('accepts invitations: a new account from the page, and an existing one after 
         .toBe(ada.team.name);
       // Not a platform admin: no admin pages in the navigation.
       expect(await page.getByRole('link', { name: 'Users', exact: true }).count()).toBe(0);
+      // A viewer reads the members, changes nothing; the admin pages answer with the API's refusal.
+      await nav('Members');
+      await page.getByText("Only the team's owner and admins can change roles").waitFor(soon);
+      await page.getByRole('cell', { name: 'Iris Invitee (you)' }).waitFor(soon);
+      expect(await page.getByRole('combobox', { name: /^Role of/ }).count()).toBe(0);
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('alert').getByText('only platform admins').waitFor(soon);
 
       // Bob has an account: sign in first, come back, join.
       const bobInvite = await t.call(
@@ -204,7 +211,7 @@ it('accepts invitations: a new account from the page, and an existing one after 
       await expect
         .poll(() => page.locator('#team-switcher option:checked').textContent(), soon)
         .toBe(ada.team.name);
-    });
+    }, [/status of 403 .*\/v1\/admin\/users\?/]);
     expect((await membersOfAda()).map((m) => [m.email, m.role]).sort()).toEqual(
       [
         [ada.user.email, 'owner'],

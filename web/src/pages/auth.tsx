@@ -92,6 +92,11 @@ function PasswordLogin(props: { onLink: () => void }) {
   );
 }
 
+/** The API's lower-case message as a sentence of the page. */
+function sentence(message: string): string {
+  return `${message.charAt(0).toUpperCase()}${message.slice(1)}.`;
+}
+
 /** Asks for a sign-in link by e-mail (POST /v1/auth/magic-link/start). */
 function MagicLinkRequest(props: { onPassword: () => void }) {
   const [email, setEmail] = useState('');
@@ -107,9 +112,9 @@ function MagicLinkRequest(props: { onPassword: () => void }) {
       {start.isSuccess ? (
         <div className="note note-ok" role="status">
           <p>
-            <strong>Check your inbox.</strong> The server answered: {start.data.message}.
+            <strong>Check your inbox.</strong> {sentence(start.data.message)}
           </p>
-          <p>The link works once and for 15 minutes; open it in this browser.</p>
+          <p>The link works once, for 15 minutes.</p>
         </div>
       ) : (
         <p className="muted">We e-mail you a link that signs you in, no password needed.</p>
