@@ -21,6 +21,13 @@ export interface DashboardBrowser {
   pageErrors: string[];
   /** axe-core on the page as it is now (no serious or critical violation), then its screenshot. */
   check(name: string): Promise<void>;
+  /**
+   * One step of a walk-through: if it fails, a screenshot of where it stopped
+   * (failure-<name>.png) and the page's errors with the failure; after it, no
+   * new page error but those `expected` (calls the step fails on purpose: the
+   * browser logs each failed request as an error).
+   */
+  step(name: string, run: () => Promise<void>, expected?: RegExp[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,5 +62,17 @@ export async function openDashboardBrowser(): Promise<DashboardBrowser> {
     expect(violations, `axe on ${name}`).toEqual([]);
     await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   }
-  return { browser, context, page, pageErrors, check, close: () => browser.close() };
+  async function step(name: string, run: () => Promise<void>, expected: RegExp[] = []): Promise<void> {
+    const before = pageErrors.length;
+    try {
+      await run();
+    } catch (err) {
+      await page.screenshot({ path: path.join(SHOTS, `failure-${name}.png`), fullPage: true });
+      if (pageErrors.length > 0)
+        throw new Error(`${String(err)}\nthe page's errors:\n${pageErrors.join('\n')}`);
+      throw err;
+    }
+    expect(pageErrors.slice(before).filter((e) => !expected.some((x) => x.test(e)))).toEqual([]);
+  }
+  return { browser, context, page, pageErrors, check, step, close: () => browser.close() };
 }

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildWeb, webStaleReason } from '../../bin/build.js';
-import { type DashboardBrowser, openDashboardBrowser, SHOTS, soon } from '../support/browser.ts';
+import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/browser.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
 // The dashboard's workspaces, sandboxes and playbooks pages in a real browser
@@ -45,19 +44,7 @@ async function nav(label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label }).click();
 }
 
-/** A step's failure leaves a screenshot of where it stopped and names the page's errors. */
-async function step(name: string, run: () => Promise<void>): Promise<void> {
-  const before = b.pageErrors.length;
-  try {
-    await run();
-  } catch (err) {
-    await page.screenshot({ path: path.join(SHOTS, `failure-${name}.png`), fullPage: true });
-    if (b.pageErrors.length > 0)
-      throw new Error(`${String(err)}\nthe page's errors:\n${b.pageErrors.join('\n')}`);
-    throw err;
-  }
-  expect(b.pageErrors.slice(before)).toEqual([]);
-}
+const step: DashboardBrowser['step'] = (name, run, expected) => b.step(name, run, expected);
 
 const statusLine = () => page.getByRole('status').filter({ has: page.locator('.badge') });
 

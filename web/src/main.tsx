@@ -18,6 +18,11 @@ const page =
 const routes: RouteObject[] = [
   { path: '/login', lazy: page(() => import('./pages/auth.tsx'), 'LoginPage') },
   { path: '/signup', lazy: page(() => import('./pages/auth.tsx'), 'SignupPage') },
+  { path: '/magic-link', lazy: page(() => import('./pages/auth.tsx'), 'MagicLinkPage') },
+  {
+    path: '/accept-invitation',
+    lazy: page(() => import('./pages/accept-invitation.tsx'), 'AcceptInvitationPage'),
+  },
   {
     path: '/',
     Component: Shell,
@@ -35,6 +40,11 @@ const routes: RouteObject[] = [
       { path: 'policies/:id', lazy: page(() => import('./pages/policies.tsx'), 'PolicyFormPage') },
       { path: 'provider-keys', lazy: page(() => import('./pages/provider-keys.tsx'), 'ProviderKeysPage') },
       { path: 'api-keys', lazy: page(() => import('./pages/api-keys.tsx'), 'ApiKeysPage') },
+      { path: 'api-keys/:id', lazy: page(() => import('./pages/api-keys.tsx'), 'ApiKeyPage') },
+      { path: 'members', lazy: page(() => import('./pages/team.tsx'), 'MembersPage') },
+      { path: 'invitations', lazy: page(() => import('./pages/team.tsx'), 'InvitationsPage') },
+      { path: 'admin/users', lazy: page(() => import('./pages/admin.tsx'), 'AdminUsersPage') },
+      { path: 'admin/teams', lazy: page(() => import('./pages/admin.tsx'), 'AdminTeamsPage') },
       { path: 'workspaces', lazy: page(() => import('./pages/workspaces.tsx'), 'WorkspacesPage') },
       { path: 'workspaces/:id', lazy: page(() => import('./pages/workspace.tsx'), 'WorkspacePage') },
       { path: 'capsules', lazy: page(() => import('./pages/capsules.tsx'), 'CapsulesPage') },
@@ -52,9 +62,10 @@ const routes: RouteObject[] = [
 ];
 
 const router = createBrowserRouter(routes);
+/** Pages that work signed out: a 401 there is no reason to leave them. */
+const SIGNED_OUT_PAGES = ['/login', '/signup', '/magic-link', '/accept-invitation'];
 const queryClient = createQueryClient(() => {
-  const here = window.location.pathname;
-  if (here !== '/login' && here !== '/signup') void router.navigate('/login');
+  if (!SIGNED_OUT_PAGES.includes(window.location.pathname)) void router.navigate('/login');
 });
 
 createRoot(document.getElementById('root')!).render(

@@ -19,6 +19,13 @@ const NAV = [
   { to: '/policies', label: 'Policies' },
   { to: '/provider-keys', label: 'Provider keys' },
   { to: '/api-keys', label: 'API keys' },
+  { to: '/members', label: 'Members' },
+  { to: '/invitations', label: 'Invitations' },
+];
+/** Shown to platform admins only (the API refuses anyone else: 403 platform_admin_required). */
+const ADMIN_NAV = [
+  { to: '/admin/users', label: 'Users' },
+  { to: '/admin/teams', label: 'Teams' },
 ];
 
 export function useMe() {
@@ -72,6 +79,20 @@ export function Shell() {
             </li>
           ))}
         </ul>
+        {signedIn?.user.is_admin ? (
+          <>
+            <p className="nav-group" id="nav-admin">
+              Platform admin
+            </p>
+            <ul aria-labelledby="nav-admin">
+              {ADMIN_NAV.map((item) => (
+                <li key={item.to}>
+                  <NavLink to={item.to}>{item.label}</NavLink>
+                </li>
+              ))}
+            </ul>
+          </>
+        ) : null}
       </nav>
       <main id="main" className="content" tabIndex={-1} ref={main}>
         <Outlet />

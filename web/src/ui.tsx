@@ -70,12 +70,16 @@ export function ButtonLink(props: { to: string; children: ReactNode; variant?: V
 interface FieldProps {
   label: string;
   hint?: ReactNode;
+  /** The label is read by screen readers only (a field inside a table row, named by its row). */
+  quietLabel?: boolean;
 }
 
 function Field(props: FieldProps & { id: string; children: ReactNode }) {
   return (
     <div className="field">
-      <label htmlFor={props.id}>{props.label}</label>
+      <label htmlFor={props.id} className={props.quietLabel ? 'visually-hidden' : undefined}>
+        {props.label}
+      </label>
       {props.children}
       {props.hint ? (
         <p className="hint" id={`${props.id}-hint`}>
@@ -86,23 +90,47 @@ function Field(props: FieldProps & { id: string; children: ReactNode }) {
   );
 }
 
-export function TextField({ label, hint, ...input }: FieldProps & InputHTMLAttributes<HTMLInputElement>) {
+export function TextField({
+  label,
+  hint,
+  quietLabel,
+  ...input
+}: FieldProps & InputHTMLAttributes<HTMLInputElement>) {
   const id = useId();
   return (
-    <Field id={id} label={label} hint={hint}>
+    <Field id={id} label={label} hint={hint} quietLabel={quietLabel}>
       <input id={id} aria-describedby={hint ? `${id}-hint` : undefined} {...input} />
     </Field>
+  );
+}
+
+/** An e-mail address, as sign-in, sign-up and invitations ask for it. */
+export function EmailField(props: {
+  value: string;
+  onChange: (value: string) => void;
+  autoComplete?: string;
+}) {
+  return (
+    <TextField
+      label="Email"
+      type="email"
+      autoComplete={props.autoComplete ?? 'email'}
+      required
+      value={props.value}
+      onChange={(e) => props.onChange(e.target.value)}
+    />
   );
 }
 
 export function TextArea({
   label,
   hint,
+  quietLabel,
   ...input
 }: FieldProps & TextareaHTMLAttributes<HTMLTextAreaElement>) {
   const id = useId();
   return (
-    <Field id={id} label={label} hint={hint}>
+    <Field id={id} label={label} hint={hint} quietLabel={quietLabel}>
       <textarea id={id} aria-describedby={hint ? `${id}-hint` : undefined} rows={4} {...input} />
     </Field>
   );
@@ -111,13 +139,14 @@ export function TextArea({
 export function SelectField({
   label,
   hint,
+  quietLabel,
   options,
   ...select
 }: FieldProps &
   SelectHTMLAttributes<HTMLSelectElement> & { options: Array<{ value: string; label: string }> }) {
   const id = useId();
   return (
-    <Field id={id} label={label} hint={hint}>
+    <Field id={id} label={label} hint={hint} quietLabel={quietLabel}>
       <select id={id} aria-describedby={hint ? `${id}-hint` : undefined} {...select}>
         {options.map((o) => (
           <option key={o.value} value={o.value}>
@@ -203,6 +232,9 @@ const TONES: Record<string, string> = {
   cancelled: 'muted',
   expired: 'muted',
   revoked: 'muted',
+  accepted: 'ok',
+  deactivated: 'bad',
+  deleted: 'muted',
   failed: 'bad',
   rejected: 'bad',
 };

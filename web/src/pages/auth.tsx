@@ -1,10 +1,11 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link, useNavigate } from 'react-router';
+import { Link, useNavigate, useSearchParams } from 'react-router';
 import { api, unwrap } from '../api.ts';
-import { Button, ErrorNote, TextField } from '../ui.tsx';
+import { Button, EmailField, ErrorNote, TextField } from '../ui.tsx';
+import './pages-extra.css';
 
-function AuthFrame(props: { title: string; children: React.ReactNode }) {
+export function AuthFrame(props: { title: string; children: React.ReactNode }) {
   return (
     <main className="auth">
       <p className="brand">Paddock</p>
@@ -16,17 +17,40 @@ function AuthFrame(props: { title: string; children: React.ReactNode }) {
   );
 }
 
-/** After signing in: the cookies are set; whatever was cached belonged to no one or someone else. */
-function useSignedIn() {
+/**
+ * After signing in: the cookies are set; whatever was cached belonged to no one or someone else.
+ * `next` (a path of this site, e.g. an invitation waiting to be accepted) is where to go then.
+ */
+export function useSignedIn() {
   const client = useQueryClient();
   const navigate = useNavigate();
+  const [params] = useSearchParams();
+  const next = params.get('next') ?? '';
+  // Only a path here: `//host` or `https://…` would send a fresh session's user elsewhere.
+  const to = next.startsWith('/') && !next.startsWith('//') ? next : '/';
   return () => {
     client.clear();
-    void navigate('/');
+    void navigate(to);
   };
 }
 
 export function LoginPage() {
+  const [params, setParams] = useSearchParams();
+  const byLink = params.get('with') === 'link';
+  const chooseLink = (on: boolean) => {
+    const next = new URLSearchParams(params);
+    if (on) next.set('with', 'link');
+    else next.delete('with');
+    setParams(next);
+  };
+  return byLink ? (
+    <MagicLinkRequest onPassword={() => chooseLink(false)} />
+  ) : (
+    <PasswordLogin onLink={() => chooseLink(true)} />
+  );
+}
+
+function PasswordLogin(props: { onLink: () => void }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const signedIn = useSignedIn();
@@ -41,14 +65,7 @@ export function LoginPage() {
   return (
     <AuthFrame title="Sign in">
       <form onSubmit={submit}>
-        <TextField
-          label="Email"
-          type="email"
-          autoComplete="email"
-          required
-          value={email}
-          onChange={(e) => setEmail(e.target.value)}
-        />
+        <EmailField value={email} onChange={setEmail} />
         <TextField
           label="Password"
           type="password"
@@ -63,7 +80,93 @@ export function LoginPage() {
         </Button>
       </form>
       <p className="muted">
+        Forgot your password, or rather not type it?{' '}
+        <button type="button" className="link-button" onClick={props.onLink}>
+          E-mail me a sign-in link
+        </button>
+      </p>
+      <p className="muted">
         No account yet? <Link to="/signup">Create one</Link>.
+      </p>
+    </AuthFrame>
+  );
+}
+
+/** The API's lower-case message as a sentence of the page. */
+function sentence(message: string): string {
+  return `${message.charAt(0).toUpperCase()}${message.slice(1)}.`;
+}
+
+/** Asks for a sign-in link by e-mail (POST /v1/auth/magic-link/start). */
+function MagicLinkRequest(props: { onPassword: () => void }) {
+  const [email, setEmail] = useState('');
+  const start = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/auth/magic-link/start', { body: { email } })),
+  });
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    start.mutate();
+  };
+  return (
+    <AuthFrame title="Sign in by e-mail">
+      {start.isSuccess ? (
+        <div className="note note-ok" role="status">
+          <p>
+            <strong>Check your inbox.</strong> {sentence(start.data.message)}
+          </p>
+          <p>The link works once, for 15 minutes.</p>
+        </div>
+      ) : (
+        <p className="muted">We e-mail you a link that signs you in, no password needed.</p>
+      )}
+      <form onSubmit={submit}>
+        <EmailField value={email} onChange={setEmail} />
+        <ErrorNote error={start.error} />
+        <Button type="submit" variant="primary" busy={start.isPending}>
+          {start.isSuccess ? 'Send another link' : 'E-mail me a link'}
+        </Button>
+      </form>
+      <p className="muted">
+        <button type="button" className="link-button" onClick={props.onPassword}>
+          Sign in with a password instead
+        </button>
+      </p>
+    </AuthFrame>
+  );
+}
+
+/**
+ * Where the e-mailed link lands (/magic-link?token=pdml_…). Signing in takes a
+ * click rather than happening on load: mail scanners that open links (and run
+ * their pages) would otherwise spend the single-use token before its owner does.
+ */
+export function MagicLinkPage() {
+  const [params] = useSearchParams();
+  const token = params.get('token') ?? '';
+  const signedIn = useSignedIn();
+  const verify = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/auth/magic-link/verify', { body: { token } })),
+    onSuccess: signedIn,
+  });
+  return (
+    <AuthFrame title="Sign in by e-mail">
+      {token === '' ? (
+        <div className="note note-error" role="alert">
+          This page needs the link from your e-mail, with its token. Open the link again, or ask for a new
+          one.
+        </div>
+      ) : (
+        <>
+          <p className="muted">You opened your sign-in link. It works once.</p>
+          <ErrorNote error={verify.error} />
+          <Button variant="primary" busy={verify.isPending} onClick={() => verify.mutate()}>
+            Sign in to Paddock
+          </Button>
+        </>
+      )}
+      <p className="muted">
+        <Link to="/login?with=link">Ask for a new link</Link> or{' '}
+        <Link to="/login">sign in with a password</Link>.
       </p>
     </AuthFrame>
   );
@@ -88,30 +191,10 @@ export function SignupPage() {
         The first account on a server becomes its administrator. You get a team of your own.
       </p>
       <form onSubmit={submit}>
-        <TextField
-          label="Name"
-          autoComplete="name"
-          required
-          value={name}
-          onChange={(e) => setName(e.target.value)}
-        />
-        <TextField
-          label="Email"
-          type="email"
-          autoComplete="email"
-          required
-          value={email}
-          onChange={(e) => setEmail(e.target.value)}
-        />
-        <TextField
-          label="Password"
-          type="password"
-          autoComplete="new-password"
-          hint="At least 8 characters."
-          required
-          minLength={8}
-          value={password}
-          onChange={(e) => setPassword(e.target.value)}
+        <NewAccountFields
+          name={[name, setName]}
+          email={[email, setEmail]}
+          password={[password, setPassword]}
         />
         <ErrorNote error={signup.error} />
         <Button type="submit" variant="primary" busy={signup.isPending}>
@@ -122,5 +205,33 @@ export function SignupPage() {
         Already have an account? <Link to="/login">Sign in</Link>.
       </p>
     </AuthFrame>
+  );
+}
+
+type Field = [string, (value: string) => void];
+
+/** A new account's name, e-mail (unless it is already known: an invitation's) and password. */
+export function NewAccountFields(props: { name: Field; email?: Field; password: Field }) {
+  return (
+    <>
+      <TextField
+        label="Name"
+        autoComplete="name"
+        required
+        value={props.name[0]}
+        onChange={(e) => props.name[1](e.target.value)}
+      />
+      {props.email ? <EmailField value={props.email[0]} onChange={props.email[1]} /> : null}
+      <TextField
+        label="Password"
+        type="password"
+        autoComplete="new-password"
+        hint="At least 8 characters."
+        required
+        minLength={8}
+        value={props.password[0]}
+        onChange={(e) => props.password[1](e.target.value)}
+      />
+    </>
   );
 }
