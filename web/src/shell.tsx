@@ -14,11 +14,18 @@ const NAV = [
   { to: '/runs', label: 'Runs' },
   { to: '/activity', label: 'Activity' },
   { to: '/audit', label: 'Audit log' },
+  { to: '/work-board', label: 'Work board' },
+  { to: '/queues', label: 'Queues' },
+  { to: '/notifications', label: 'Inbox' },
   { to: '/approvals', label: 'Approvals' },
   { to: '/agents', label: 'Agents' },
   { to: '/policies', label: 'Policies' },
   { to: '/provider-keys', label: 'Provider keys' },
   { to: '/api-keys', label: 'API keys' },
+  { to: '/webhooks', label: 'Webhooks' },
+  { to: '/channels', label: 'Channels' },
+  { to: '/alert-rules', label: 'Alert rules' },
+  { to: '/hosts', label: 'Hosts' },
 ];
 
 export function useMe() {

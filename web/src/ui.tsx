@@ -205,6 +205,20 @@ const TONES: Record<string, string> = {
   revoked: 'muted',
   failed: 'bad',
   rejected: 'bad',
+  succeeded: 'ok',
+  online: 'ok',
+  done: 'ok',
+  in_progress: 'info',
+  todo: 'info',
+  review: 'warn',
+  draining: 'warn',
+  failing: 'bad',
+  blocked: 'bad',
+  unreachable: 'bad',
+  offline: 'muted',
+  paused: 'muted',
+  unread: 'info',
+  read: 'muted',
 };
 
 export function Badge(props: { status: string }) {
@@ -296,6 +310,40 @@ export function DataTable<T>(props: {
         </table>
       ) : null}
     </>
+  );
+}
+
+/**
+ * Items in columns by status (a queue's jobs, the work board), each column
+ * headed by its name and count; a card is whatever `card` draws.
+ */
+export function Board<T>(props: {
+  columns: Array<{ key: string; title: string; items: T[] }>;
+  card: (item: T) => ReactNode;
+  itemKey: (item: T) => string;
+}) {
+  const id = useId();
+  return (
+    <div className="board">
+      {props.columns.map((column) => (
+        <section key={column.key} className="board-column" aria-labelledby={`${id}-${column.key}`}>
+          <h2 id={`${id}-${column.key}`} className="board-title">
+            {column.title} <span className="muted">{column.items.length}</span>
+          </h2>
+          {column.items.length === 0 ? (
+            <p className="hint">None.</p>
+          ) : (
+            <ul className="board-cards">
+              {column.items.map((item) => (
+                <li key={props.itemKey(item)} className="board-card">
+                  {props.card(item)}
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+      ))}
+    </div>
   );
 }
 
