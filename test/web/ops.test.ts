@@ -197,15 +197,21 @@ it('adds an item to the work board and moves it along', async () => {
     expect(items.map((i: Json) => [i.title, i.status, i.assignee, i.labels])).toEqual([
       ['Write the release notes', 'in_progress', { type: 'user', id: user.user.id }, ['docs', 'release']],
     ]);
-    // From in progress the board offers review; done and cancelled items only reopen.
-    await expect
-      .poll(() => page.getByLabel('Move “Write the release notes” to').locator('option').allTextContents())
-      .toEqual(['To do', 'Review', 'Done', 'Blocked', 'Cancelled']);
+    // A move the server's table refuses (done items only reopen): its message on the card.
+    await page.getByLabel('Move “Write the release notes” to').selectOption('done');
+    await column('In progress').getByRole('button', { name: 'Move' }).click();
+    await column('Done').getByText('Write the release notes', { exact: true }).waitFor(soon);
+    await page.getByLabel('Move “Write the release notes” to').selectOption('review');
+    await column('Done').getByRole('button', { name: 'Move' }).click();
+    await column('Done')
+      .getByRole('alert')
+      .getByText(/cannot move from done to review/)
+      .waitFor(soon);
     await b.check('work-board');
     await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
     await b.check('work-board-dark');
     await page.getByRole('button', { name: 'Switch to the light theme' }).click();
-  });
+  }, [/status of 409 .*\/v1\/work-items\/wki_\w+\/transition\)$/]);
 }, 60_000);
 
 it('the item reached the webhook, and the inbox, where it is read', async () => {
@@ -317,18 +323,18 @@ it('submits jobs to a queue, shows them on its board by status, and cancels one'
     await page.getByRole('button', { name: 'Submit job' }).click();
     const column = (name: string) =>
       page.locator('.board-column').filter({ has: page.getByRole('heading', { name }) });
-    await column('queued').getByText('email.digest').waitFor(soon);
+    await column('Queued').getByText('email.digest').waitFor(soon);
     const worker = await t.apiKey(user.token, ['write']);
     const claimed = await t.call('POST', '/v1/queues/emails/claim', {
       token: worker.key,
       body: { worker_id: 'mailer-1', types: ['email.send'] },
     });
     expect(claimed.body.data.map((j: Json) => j.type)).toEqual(['email.send']);
-    await column('active').getByText('mailer-1', { exact: false }).waitFor(soon);
+    await column('Active').getByText('mailer-1', { exact: false }).waitFor(soon);
 
     const digest = (await call('GET', '/v1/queues/emails/jobs?status=queued')).body.data[0];
     await page.getByRole('button', { name: `Cancel job ${digest.id}` }).click();
-    await column('cancelled').getByText('email.digest').waitFor(soon);
+    await column('Cancelled').getByText('email.digest').waitFor(soon);
     expect((await call('GET', `/v1/queues/emails/jobs/${digest.id}`)).body.status).toBe('cancelled');
     await b.check('work-queue');
 

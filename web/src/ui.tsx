@@ -179,6 +179,26 @@ export function Loading(props: { what?: string }) {
   );
 }
 
+/**
+ * One thing's page before it has the thing: the wait, or the API's error with
+ * a way back to the list. Answers null once the query has its data.
+ */
+export function NotLoaded(props: {
+  query: { isPending: boolean; isError: boolean; error: unknown };
+  what: string;
+  title: string;
+  back: { to: string; label: string };
+}) {
+  if (props.query.isPending) return <Loading what={props.what} />;
+  if (!props.query.isError) return null;
+  return (
+    <Page title={props.title}>
+      <ErrorNote error={props.query.error} />
+      <Link to={props.back.to}>{props.back.label}</Link>
+    </Page>
+  );
+}
+
 /** What an empty list means, and the next step. */
 export function Empty(props: { title: string; children: ReactNode; action?: ReactNode }) {
   return (

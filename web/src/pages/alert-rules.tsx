@@ -10,7 +10,7 @@ import {
   DataTable,
   Empty,
   ErrorNote,
-  Loading,
+  NotLoaded,
   Page,
   Section,
   SelectField,
@@ -168,13 +168,14 @@ export function AlertRuleFormPage() {
     enabled: id !== undefined,
   });
   if (id === undefined) return <AlertRuleForm />;
-  if (rule.isPending) return <Loading what="the alert rule" />;
-  if (rule.isError)
+  if (!rule.data)
     return (
-      <Page title="Alert rule">
-        <ErrorNote error={rule.error} />
-        <Link to="/alert-rules">Back to the alert rules</Link>
-      </Page>
+      <NotLoaded
+        query={rule}
+        what="the alert rule"
+        title="Alert rule"
+        back={{ to: '/alert-rules', label: 'Back to the alert rules' }}
+      />
     );
   return <AlertRuleForm rule={rule.data} key={rule.data.updated_at} />;
 }

@@ -281,7 +281,7 @@ export function NotificationsPage() {
               cell: (n) => (
                 <>
                   <strong>{n.title}</strong>
-                  <pre className="message">{n.message}</pre>
+                  <p className="message">{n.message}</p>
                 </>
               ),
               wrap: true,

@@ -8,7 +8,7 @@ import {
   DataTable,
   Empty,
   ErrorNote,
-  Loading,
+  NotLoaded,
   Page,
   Section,
   SelectField,
@@ -138,13 +138,14 @@ function NewHost() {
 export function HostPage() {
   const { id } = useParams();
   const host = useQuery({ queryKey: ['hosts', id], queryFn: () => getHost(id!), refetchInterval: 10_000 });
-  if (host.isPending) return <Loading what="the host" />;
-  if (host.isError)
+  if (!host.data)
     return (
-      <Page title="Host">
-        <ErrorNote error={host.error} />
-        <Link to="/hosts">Back to the hosts</Link>
-      </Page>
+      <NotLoaded
+        query={host}
+        what="the host"
+        title="Host"
+        back={{ to: '/hosts', label: 'Back to the hosts' }}
+      />
     );
   return <HostView host={host.data} />;
 }

@@ -193,19 +193,19 @@ export function QueuePage() {
         itemKey={(j: Job) => j.id}
         columns={STATUSES.map((status, i) => ({
           key: status,
-          title: status,
+          title: status[0]!.toUpperCase() + status.slice(1),
           items: columns[i]?.data?.data ?? [],
         }))}
         card={(j) => (
           <>
             <p>
-              <strong>{j.type}</strong> <span className="muted">priority {j.priority}</span>
+              <strong>{j.type}</strong>
             </p>
             <p className="hint">
               <code>{j.id}</code>
             </p>
             <p className="hint">
-              attempt {j.attempts} of {j.max_attempts}
+              priority {j.priority} · attempt {j.attempts} of {j.max_attempts}
               {j.worker_id ? ` · ${j.worker_id}` : ''} · {when(j.created_at)}
             </p>
             {j.error ? <p className="hint bad">{j.error}</p> : null}

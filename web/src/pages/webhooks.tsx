@@ -9,7 +9,7 @@ import {
   DataTable,
   Empty,
   ErrorNote,
-  Loading,
+  NotLoaded,
   Page,
   Section,
   ShownOnce,
@@ -142,13 +142,14 @@ function NewWebhook() {
 export function WebhookPage() {
   const { id } = useParams();
   const hook = useQuery({ queryKey: ['webhooks', id], queryFn: () => getWebhook(id!) });
-  if (hook.isPending) return <Loading what="the webhook" />;
-  if (hook.isError)
+  if (!hook.data)
     return (
-      <Page title="Webhook">
-        <ErrorNote error={hook.error} />
-        <Link to="/webhooks">Back to the webhooks</Link>
-      </Page>
+      <NotLoaded
+        query={hook}
+        what="the webhook"
+        title="Webhook"
+        back={{ to: '/webhooks', label: 'Back to the webhooks' }}
+      />
     );
   return <WebhookView hook={hook.data} key={hook.data.updated_at} />;
 }

@@ -26,15 +26,6 @@ const LABELS: Record<Status, string> = {
   done: 'Done',
   cancelled: 'Cancelled',
 };
-/** Where an item may move from each status: the server's table (docs/work-board.md, "Statuses"). */
-const MOVES: Record<Status, Status[]> = {
-  todo: ['in_progress', 'done', 'blocked', 'cancelled'],
-  in_progress: ['todo', 'review', 'done', 'blocked', 'cancelled'],
-  review: ['in_progress', 'done', 'blocked', 'cancelled'],
-  blocked: ['todo', 'in_progress', 'cancelled'],
-  done: ['todo'],
-  cancelled: ['todo'],
-};
 const TYPES = ['other', 'feature', 'bug', 'research', 'ops', 'infra', 'content'] as const;
 const PRIORITIES = ['low', 'medium', 'high', 'critical'] as const;
 
@@ -82,7 +73,8 @@ export function WorkBoardPage() {
 function ItemCard(props: { item: Item; assignee: string }) {
   const i = props.item;
   const client = useQueryClient();
-  const moves = MOVES[i.status as Status] ?? [];
+  // Every other status: the server knows which moves its table allows, and says so when one is not.
+  const moves = STATUSES.filter((s) => s !== i.status);
   const [to, setTo] = useState<Status | ''>('');
   const move = useMutation({
     mutationFn: (status: Status) =>
@@ -102,25 +94,23 @@ function ItemCard(props: { item: Item; assignee: string }) {
         {i.due_date ? ` · due ${when(i.due_date)}` : ''}
       </p>
       {i.labels.length > 0 ? <p className="hint">{i.labels.join(', ')}</p> : null}
-      {moves.length > 0 ? (
-        <form
-          className="card-move"
-          onSubmit={(e) => {
-            e.preventDefault();
-            if (target) move.mutate(target);
-          }}
-        >
-          <SelectField
-            label={`Move “${i.title}” to`}
-            options={moves.map((m) => ({ value: m, label: LABELS[m] }))}
-            value={target}
-            onChange={(e) => setTo(e.target.value as Status)}
-          />
-          <Button type="submit" busy={move.isPending}>
-            Move
-          </Button>
-        </form>
-      ) : null}
+      <form
+        className="card-move"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (target) move.mutate(target);
+        }}
+      >
+        <SelectField
+          label={`Move “${i.title}” to`}
+          options={moves.map((m) => ({ value: m, label: LABELS[m] }))}
+          value={target}
+          onChange={(e) => setTo(e.target.value as Status)}
+        />
+        <Button type="submit" busy={move.isPending}>
+          Move
+        </Button>
+      </form>
       <ErrorNote error={move.error} />
     </>
   );
