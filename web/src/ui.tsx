@@ -208,6 +208,26 @@ export function Loading(props: { what?: string }) {
   );
 }
 
+/**
+ * One thing's page before it has the thing: the wait, or the API's error with
+ * a way back to the list. Answers null once the query has its data.
+ */
+export function NotLoaded(props: {
+  query: { isPending: boolean; isError: boolean; error: unknown };
+  what: string;
+  title: string;
+  back: { to: string; label: string };
+}) {
+  if (props.query.isPending) return <Loading what={props.what} />;
+  if (!props.query.isError) return null;
+  return (
+    <Page title={props.title}>
+      <ErrorNote error={props.query.error} />
+      <Link to={props.back.to}>{props.back.label}</Link>
+    </Page>
+  );
+}
+
 /** What an empty list means, and the next step. */
 export function Empty(props: { title: string; children: ReactNode; action?: ReactNode }) {
   return (
@@ -237,6 +257,20 @@ const TONES: Record<string, string> = {
   deleted: 'muted',
   failed: 'bad',
   rejected: 'bad',
+  succeeded: 'ok',
+  online: 'ok',
+  done: 'ok',
+  in_progress: 'info',
+  todo: 'info',
+  review: 'warn',
+  draining: 'warn',
+  failing: 'bad',
+  blocked: 'bad',
+  unreachable: 'bad',
+  offline: 'muted',
+  paused: 'muted',
+  unread: 'info',
+  read: 'muted',
 };
 
 export function Badge(props: { status: string }) {
@@ -328,6 +362,40 @@ export function DataTable<T>(props: {
         </table>
       ) : null}
     </>
+  );
+}
+
+/**
+ * Items in columns by status (a queue's jobs, the work board), each column
+ * headed by its name and count; a card is whatever `card` draws.
+ */
+export function Board<T>(props: {
+  columns: Array<{ key: string; title: string; items: T[] }>;
+  card: (item: T) => ReactNode;
+  itemKey: (item: T) => string;
+}) {
+  const id = useId();
+  return (
+    <div className="board">
+      {props.columns.map((column) => (
+        <section key={column.key} className="board-column" aria-labelledby={`${id}-${column.key}`}>
+          <h2 id={`${id}-${column.key}`} className="board-title">
+            {column.title} <span className="muted">{column.items.length}</span>
+          </h2>
+          {column.items.length === 0 ? (
+            <p className="hint">None.</p>
+          ) : (
+            <ul className="board-cards">
+              {column.items.map((item) => (
+                <li key={props.itemKey(item)} className="board-card">
+                  {props.card(item)}
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+      ))}
+    </div>
   );
 }
 

@@ -1,4 +1,4 @@
-import { and, type Column, desc, eq, notInArray, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
+import { and, desc, eq, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
