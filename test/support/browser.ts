@@ -21,6 +21,14 @@ export interface DashboardBrowser {
   pageErrors: string[];
   /** axe-core on the page as it is now (no serious or critical violation), then its screenshot. */
   check(name: string): Promise<void>;
+  /** Signs the browser in as a user of the server at `base`: its session token as the session cookie. */
+  signIn(base: string, user: { token: string; csrf: string }): Promise<void>;
+  /**
+   * Runs a test's step: a failure leaves a screenshot of where it stopped and names the page's
+   * errors, and the step fails on any page error but the `expected` ones (failed calls made on
+   * purpose, which the browser logs).
+   */
+  step(name: string, run: () => Promise<void>, expected?: RegExp[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,5 +63,24 @@ export async function openDashboardBrowser(): Promise<DashboardBrowser> {
     expect(violations, `axe on ${name}`).toEqual([]);
     await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   }
-  return { browser, context, page, pageErrors, check, close: () => browser.close() };
+  async function signIn(base: string, user: { token: string; csrf: string }): Promise<void> {
+    const { hostname } = new URL(base);
+    await context.addCookies([
+      { name: 'paddock_session', value: user.token, domain: hostname, path: '/', httpOnly: true },
+      { name: 'paddock_csrf', value: user.csrf, domain: hostname, path: '/' },
+    ]);
+  }
+  async function step(name: string, run: () => Promise<void>, expected: RegExp[] = []): Promise<void> {
+    const before = pageErrors.length;
+    try {
+      await run();
+    } catch (err) {
+      await page.screenshot({ path: path.join(SHOTS, `failure-${name}.png`), fullPage: true });
+      if (pageErrors.length > 0)
+        throw new Error(`${String(err)}\nthe page's errors:\n${pageErrors.join('\n')}`);
+      throw err;
+    }
+    expect(pageErrors.slice(before).filter((line) => !expected.some((e) => e.test(line)))).toEqual([]);
+  }
+  return { browser, context, page, pageErrors, check, signIn, step, close: () => browser.close() };
 }

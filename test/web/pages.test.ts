@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildWeb, webStaleReason } from '../../bin/build.js';
-import { type DashboardBrowser, openDashboardBrowser, SHOTS, soon } from '../support/browser.ts';
+import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/browser.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
 // The dashboard's workspaces, sandboxes and playbooks pages in a real browser
@@ -29,11 +28,7 @@ beforeAll(async () => {
   b = await openDashboardBrowser();
   page = b.page;
   // Signed in as the fixture's user: its session token is the session cookie.
-  const url = new URL(base);
-  await b.context.addCookies([
-    { name: 'paddock_session', value: f.user.token, domain: url.hostname, path: '/', httpOnly: true },
-    { name: 'paddock_csrf', value: f.user.csrf, domain: url.hostname, path: '/' },
-  ]);
+  await b.signIn(base, f.user);
 }, 120_000);
 
 afterAll(async () => {
@@ -45,19 +40,7 @@ async function nav(label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label }).click();
 }
 
-/** A step's failure leaves a screenshot of where it stopped and names the page's errors. */
-async function step(name: string, run: () => Promise<void>): Promise<void> {
-  const before = b.pageErrors.length;
-  try {
-    await run();
-  } catch (err) {
-    await page.screenshot({ path: path.join(SHOTS, `failure-${name}.png`), fullPage: true });
-    if (b.pageErrors.length > 0)
-      throw new Error(`${String(err)}\nthe page's errors:\n${b.pageErrors.join('\n')}`);
-    throw err;
-  }
-  expect(b.pageErrors.slice(before)).toEqual([]);
-}
+const step = (name: string, run: () => Promise<void>) => b.step(name, run);
 
 const statusLine = () => page.getByRole('status').filter({ has: page.locator('.badge') });
 

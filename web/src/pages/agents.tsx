@@ -18,6 +18,8 @@ import {
   TextArea,
   TextField,
 } from '../ui.tsx';
+import { KeyAndFork, TryIt } from './agent-actions.tsx';
+import { environmentOptions, useEnvironments } from './environments.tsx';
 import { usePolicies } from './policies.tsx';
 import { useProviderKeys } from './provider-keys.tsx';
 
@@ -37,6 +39,10 @@ type Agent = Awaited<ReturnType<typeof getAgent>>;
 
 function getAgent(id: string) {
   return unwrap(api.GET('/v1/agents/{id}', { params: { path: { id } } }));
+}
+
+export function useAgent(id: string | undefined) {
+  return useQuery({ queryKey: ['agents', id], queryFn: () => getAgent(id!), enabled: id !== undefined });
 }
 
 export function useAgents() {
@@ -90,11 +96,7 @@ export function AgentsPage() {
 
 export function AgentFormPage() {
   const { id } = useParams();
-  const agent = useQuery({
-    queryKey: ['agents', id],
-    queryFn: () => getAgent(id!),
-    enabled: id !== undefined,
-  });
+  const agent = useAgent(id);
   if (id === undefined) return <AgentForm />;
   if (agent.isPending) return <Loading what="the agent" />;
   if (agent.isError) return <ErrorNote error={agent.error} />;
@@ -119,6 +121,8 @@ function AgentForm(props: { agent?: Agent }) {
   const [tools, setTools] = useState<string[]>(existing?.tools ?? [...TOOLS]);
   const [keyId, setKeyId] = useState(boundKey(existing));
   const [policyId, setPolicyId] = useState(existing?.policy_id ?? '');
+  const environments = useEnvironments();
+  const [environmentId, setEnvironmentId] = useState(existing?.environment_id ?? 'env_minimal');
   const [agentKey, setAgentKey] = useState<string>();
 
   const keyList = keys.data?.data ?? [];
@@ -135,6 +139,8 @@ function AgentForm(props: { agent?: Agent }) {
         tools: tools as Array<(typeof TOOLS)[number]>,
         policy_id: chosenPolicy,
         provider_keys: chosenKey ? { [chosenKey.provider]: chosenKey.id } : {},
+        // Sent only when changed: naming it again would pin its newest version.
+        ...(environmentId !== existing?.environment_id ? { environment_id: environmentId } : {}),
       };
       if (existing) {
         await unwrap(api.PATCH('/v1/agents/{id}', { params: { path: { id: existing.id } }, body }));
@@ -167,7 +173,14 @@ function AgentForm(props: { agent?: Agent }) {
   }
   const missing = keys.data && policies.data && (keyList.length === 0 || policyList.length === 0);
   return (
-    <Page title={existing ? `Agent ${existing.name}` : 'New agent'}>
+    <Page
+      title={existing ? `Agent ${existing.name}` : 'New agent'}
+      actions={
+        existing ? (
+          <ButtonLink to={`/agents/${existing.id}/versions`}>Versions (now v{existing.version})</ButtonLink>
+        ) : null
+      }
+    >
       {missing ? (
         <Empty title="An agent needs a provider key and a policy.">
           {keyList.length === 0 ? <Link to="/provider-keys">Add a provider key</Link> : null}
@@ -199,6 +212,13 @@ function AgentForm(props: { agent?: Agent }) {
               value={chosenPolicy}
               onChange={(e) => setPolicyId(e.target.value)}
             />
+            <SelectField
+              label="Environment"
+              hint="What its sandbox starts from; a change pins the environment's current version."
+              options={environmentOptions(environments.data?.data, environmentId)}
+              value={environmentId}
+              onChange={(e) => setEnvironmentId(e.target.value)}
+            />
           </div>
           <TextArea
             label="System prompt"
@@ -222,6 +242,8 @@ function AgentForm(props: { agent?: Agent }) {
           <ButtonLink to="/agents">Cancel</ButtonLink>
         </div>
       </form>
+      {existing ? <TryIt agent={existing} /> : null}
+      {existing ? <KeyAndFork agent={existing} /> : null}
     </Page>
   );
 }
