@@ -249,12 +249,36 @@ it('writes a skill, edits it and deletes it', async () => {
       { name: 'release-notes', description: 'How to write the release notes of a version' },
     ]);
 
-    await page.getByRole('link', { name: 'release-notes' }).click();
-    page.once('dialog', (d) => void d.accept());
-    await page.getByRole('button', { name: 'Delete release-notes' }).click();
+    // Given to the agent on its page (with its memory on), it cannot be deleted until dropped.
+    const setSkill = async (given: boolean) => {
+      await page.goto(`${base}/agents/${helper.id}`);
+      await page.getByRole('checkbox', { name: 'release-notes' }).setChecked(given);
+      await page.getByRole('checkbox', { name: /^Memory/ }).check();
+      await page.getByRole('button', { name: 'Save changes' }).click();
+      await page.waitForURL(`${base}/agents`);
+    };
+    await setSkill(true);
+    expect((await get(`/v1/agents/${helper.id}`)).body).toMatchObject({
+      skill_ids: [skills[0].id],
+      memory_enabled: true,
+    });
+    const remove = async () => {
+      await nav('Skills');
+      await page.getByRole('link', { name: 'release-notes' }).click();
+      page.once('dialog', (d) => void d.accept());
+      await page.getByRole('button', { name: 'Delete release-notes' }).click();
+    };
+    await remove();
+    await page.getByRole('alert').filter({ hasText: 'listed by 1 agent' }).waitFor(soon);
+    await setSkill(false);
+    expect((await get(`/v1/agents/${helper.id}`)).body).toMatchObject({
+      skill_ids: [],
+      memory_enabled: true,
+    });
+    await remove();
     await page.getByText('No skills yet.').waitFor(soon);
     expect((await get('/v1/skills')).body.data).toEqual([]);
-  });
+  }, [/status of 409 \(Conflict\) \(http:\/\/[^)]*\/v1\/skills\/skl_/]);
 }, 60_000);
 
 it("adds memories, searches an agent's memories and deletes one", async () => {

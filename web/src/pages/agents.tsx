@@ -22,6 +22,7 @@ import { KeyAndFork, TryIt } from './agent-actions.tsx';
 import { environmentOptions, useEnvironments } from './environments.tsx';
 import { usePolicies } from './policies.tsx';
 import { useProviderKeys } from './provider-keys.tsx';
+import { useSkills } from './skills.tsx';
 
 /** The tools an agent may be given (the capsule's built-ins and web_fetch). */
 const TOOLS = [
@@ -119,6 +120,10 @@ function AgentForm(props: { agent?: Agent }) {
   const [model, setModel] = useState(existing?.model ?? '');
   const [systemPrompt, setSystemPrompt] = useState(existing?.system_prompt ?? '');
   const [tools, setTools] = useState<string[]>(existing?.tools ?? [...TOOLS]);
+  const skills = useSkills();
+  const skillList = skills.data?.data ?? [];
+  const [skillIds, setSkillIds] = useState<string[]>(existing?.skill_ids ?? []);
+  const [memory, setMemory] = useState(existing?.memory_enabled ?? false);
   const [keyId, setKeyId] = useState(boundKey(existing));
   const [policyId, setPolicyId] = useState(existing?.policy_id ?? '');
   const environments = useEnvironments();
@@ -137,6 +142,8 @@ function AgentForm(props: { agent?: Agent }) {
         ...(model.trim() ? { model: model.trim() } : {}),
         system_prompt: systemPrompt.trim() ? systemPrompt : null,
         tools: tools as Array<(typeof TOOLS)[number]>,
+        skill_ids: skillIds,
+        memory_enabled: memory,
         policy_id: chosenPolicy,
         provider_keys: chosenKey ? { [chosenKey.provider]: chosenKey.id } : {},
         // Sent only when changed: naming it again would pin its newest version.
@@ -233,6 +240,21 @@ function AgentForm(props: { agent?: Agent }) {
             value={tools}
             onChange={setTools}
           />
+          {skillList.length > 0 ? (
+            <Checkboxes
+              legend="Skills"
+              hint="It sees each one's description and loads the instructions when it needs them."
+              choices={skillList.map((k) => k.name)}
+              value={skillList.filter((k) => skillIds.includes(k.id)).map((k) => k.name)}
+              onChange={(names) =>
+                setSkillIds(skillList.filter((k) => names.includes(k.name)).map((k) => k.id))
+              }
+            />
+          ) : null}
+          <label className="check">
+            <input type="checkbox" checked={memory} onChange={(e) => setMemory(e.target.checked)} /> Memory:
+            it saves and searches what it learns, across tasks (see Memories)
+          </label>
         </Section>
         <ErrorNote error={save.error} />
         <div className="actions">

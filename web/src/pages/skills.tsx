@@ -22,11 +22,15 @@ function getSkill(id: string) {
   return unwrap(api.GET('/v1/skills/{id}', { params: { path: { id } } }));
 }
 
-export function SkillsPage() {
-  const skills = useQuery({
+export function useSkills() {
+  return useQuery({
     queryKey: ['skills'],
     queryFn: () => unwrap(api.GET('/v1/skills', { params: { query: { limit: 200 } } })),
   });
+}
+
+export function SkillsPage() {
+  const skills = useSkills();
   return (
     <Page
       title="Skills"
@@ -47,7 +51,8 @@ export function SkillsPage() {
           rowKey={(skill) => skill.id}
           empty={
             <Empty title="No skills yet." action={<ButtonLink to="/skills/new">Write a skill</ButtonLink>}>
-              Write down how your team does something (a release, a report), then give it to agents.
+              Write down how your team does something (a release, a report), then give it to agents on their
+              page.
             </Empty>
           }
           columns={[
@@ -112,7 +117,7 @@ function SkillForm(props: { skill?: Skill }) {
           <ConfirmButton
             label="Delete"
             name={existing.name}
-            question={`Delete the skill ${existing.name}? Agents that were given it lose it.`}
+            question={`Delete the skill ${existing.name}? (An agent that lists it must drop it first.)`}
             busy={remove.isPending}
             onConfirm={() => remove.mutate()}
           />
