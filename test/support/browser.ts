@@ -21,11 +21,12 @@ export interface DashboardBrowser {
   pageErrors: string[];
   /** axe-core on the page as it is now (no serious or critical violation), then its screenshot. */
   check(name: string): Promise<void>;
+  /** Signs the browser in as a user of the server at `base`: its session token as the session cookie. */
+  signIn(base: string, user: { token: string; csrf: string }): Promise<void>;
   /**
-   * One step of a walk-through: if it fails, a screenshot of where it stopped
-   * (failure-<name>.png) and the page's errors with the failure; after it, no
-   * new page error but those `expected` (calls the step fails on purpose: the
-   * browser logs each failed request as an error).
+   * Runs a test's step: a failure leaves a screenshot of where it stopped and names the page's
+   * errors, and the step fails on any page error but the `expected` ones (failed calls made on
+   * purpose, which the browser logs).
    */
   step(name: string, run: () => Promise<void>, expected?: RegExp[]): Promise<void>;
   close(): Promise<void>;
@@ -62,6 +63,13 @@ export async function openDashboardBrowser(): Promise<DashboardBrowser> {
     expect(violations, `axe on ${name}`).toEqual([]);
     await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   }
+  async function signIn(base: string, user: { token: string; csrf: string }): Promise<void> {
+    const { hostname } = new URL(base);
+    await context.addCookies([
+      { name: 'paddock_session', value: user.token, domain: hostname, path: '/', httpOnly: true },
+      { name: 'paddock_csrf', value: user.csrf, domain: hostname, path: '/' },
+    ]);
+  }
   async function step(name: string, run: () => Promise<void>, expected: RegExp[] = []): Promise<void> {
     const before = pageErrors.length;
     try {
@@ -72,7 +80,7 @@ export async function openDashboardBrowser(): Promise<DashboardBrowser> {
         throw new Error(`${String(err)}\nthe page's errors:\n${pageErrors.join('\n')}`);
       throw err;
     }
-    expect(pageErrors.slice(before).filter((e) => !expected.some((x) => x.test(e)))).toEqual([]);
+    expect(pageErrors.slice(before).filter((line) => !expected.some((e) => e.test(line)))).toEqual([]);
   }
-  return { browser, context, page, pageErrors, check, step, close: () => browser.close() };
+  return { browser, context, page, pageErrors, check, signIn, step, close: () => browser.close() };
 }

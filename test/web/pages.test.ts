@@ -28,11 +28,7 @@ beforeAll(async () => {
   b = await openDashboardBrowser();
   page = b.page;
   // Signed in as the fixture's user: its session token is the session cookie.
-  const url = new URL(base);
-  await b.context.addCookies([
-    { name: 'paddock_session', value: f.user.token, domain: url.hostname, path: '/', httpOnly: true },
-    { name: 'paddock_csrf', value: f.user.csrf, domain: url.hostname, path: '/' },
-  ]);
+  await b.signIn(base, f.user);
 }, 120_000);
 
 afterAll(async () => {
@@ -44,7 +40,7 @@ async function nav(label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label }).click();
 }
 
-const step: DashboardBrowser['step'] = (name, run, expected) => b.step(name, run, expected);
+const step = (name: string, run: () => Promise<void>) => b.step(name, run);
 
 const statusLine = () => page.getByRole('status').filter({ has: page.locator('.badge') });
 

@@ -5,32 +5,67 @@ import { api, isUnauthenticated, unwrap } from './api.ts';
 import { applyTheme, currentTheme, type Theme } from './theme.ts';
 import { Button, ErrorNote, Loading } from './ui.tsx';
 
-const NAV = [
-  { to: '/', label: 'Overview', end: true },
-  { to: '/tasks', label: 'Tasks' },
-  { to: '/workspaces', label: 'Workspaces' },
-  { to: '/capsules', label: 'Sandboxes' },
-  { to: '/playbooks', label: 'Playbooks' },
-  { to: '/runs', label: 'Runs' },
-  { to: '/activity', label: 'Activity' },
-  { to: '/audit', label: 'Audit log' },
-  { to: '/work-board', label: 'Work board' },
-  { to: '/queues', label: 'Queues' },
-  { to: '/notifications', label: 'Inbox' },
-  { to: '/approvals', label: 'Approvals' },
-  { to: '/agents', label: 'Agents' },
-  { to: '/policies', label: 'Policies' },
-  { to: '/provider-keys', label: 'Provider keys' },
-  { to: '/api-keys', label: 'API keys' },
-  { to: '/webhooks', label: 'Webhooks' },
-  { to: '/channels', label: 'Channels' },
-  { to: '/alert-rules', label: 'Alert rules' },
-  { to: '/hosts', label: 'Hosts' },
-  { to: '/members', label: 'Members' },
-  { to: '/invitations', label: 'Invitations' },
+interface NavItem {
+  to: string;
+  label: string;
+  end?: boolean;
+}
+
+/** The sidebar in groups: the work, what it is made of, what it left behind, and the team's settings. */
+const NAV: Array<{ id: string; title: string | null; items: NavItem[] }> = [
+  {
+    id: 'work',
+    title: null,
+    items: [
+      { to: '/', label: 'Overview', end: true },
+      { to: '/tasks', label: 'Tasks' },
+      { to: '/workspaces', label: 'Workspaces' },
+      { to: '/approvals', label: 'Approvals' },
+      { to: '/capsules', label: 'Sandboxes' },
+      { to: '/playbooks', label: 'Playbooks' },
+      { to: '/work-board', label: 'Work board' },
+      { to: '/queues', label: 'Queues' },
+    ],
+  },
+  {
+    id: 'build',
+    title: 'Agents',
+    items: [
+      { to: '/agents', label: 'Agents' },
+      { to: '/environments', label: 'Environments' },
+      { to: '/skills', label: 'Skills' },
+      { to: '/memories', label: 'Memories' },
+      { to: '/secrets', label: 'Secrets' },
+      { to: '/policies', label: 'Policies' },
+      { to: '/provider-keys', label: 'Provider keys' },
+    ],
+  },
+  {
+    id: 'record',
+    title: 'Records',
+    items: [
+      { to: '/runs', label: 'Runs' },
+      { to: '/activity', label: 'Activity' },
+      { to: '/audit', label: 'Audit log' },
+      { to: '/notifications', label: 'Inbox' },
+    ],
+  },
+  {
+    id: 'settings',
+    title: 'Team',
+    items: [
+      { to: '/members', label: 'Members' },
+      { to: '/invitations', label: 'Invitations' },
+      { to: '/api-keys', label: 'API keys' },
+      { to: '/webhooks', label: 'Webhooks' },
+      { to: '/channels', label: 'Channels' },
+      { to: '/alert-rules', label: 'Alert rules' },
+      { to: '/hosts', label: 'Hosts' },
+    ],
+  },
 ];
 /** Shown to platform admins only (the API refuses anyone else: 403 platform_admin_required). */
-const ADMIN_NAV = [
+const ADMIN_NAV: NavItem[] = [
   { to: '/admin/users', label: 'Users' },
   { to: '/admin/teams', label: 'Teams' },
 ];
@@ -76,35 +111,38 @@ export function Shell() {
         </div>
       </header>
       <nav className="sidebar" aria-label="Main">
-        <ul>
-          {NAV.map((item) => (
-            <li key={item.to}>
-              <NavLink to={item.to} end={item.end ?? false}>
-                {item.label}
-                {item.to === '/approvals' ? <PendingCount /> : null}
-              </NavLink>
-            </li>
-          ))}
-        </ul>
-        {signedIn?.user.is_admin ? (
-          <>
-            <p className="nav-group" id="nav-admin">
-              Platform admin
-            </p>
-            <ul aria-labelledby="nav-admin">
-              {ADMIN_NAV.map((item) => (
-                <li key={item.to}>
-                  <NavLink to={item.to}>{item.label}</NavLink>
-                </li>
-              ))}
-            </ul>
-          </>
-        ) : null}
+        {NAV.map((group) => (
+          <NavGroup key={group.id} id={group.id} title={group.title} items={group.items} />
+        ))}
+        {signedIn?.user.is_admin ? <NavGroup id="admin" title="Platform admin" items={ADMIN_NAV} /> : null}
       </nav>
       <main id="main" className="content" tabIndex={-1} ref={main}>
         <Outlet />
       </main>
     </div>
+  );
+}
+
+function NavGroup(props: { id: string; title: string | null; items: NavItem[] }) {
+  const heading = `nav-${props.id}`;
+  return (
+    <>
+      {props.title ? (
+        <p className="nav-group" id={heading}>
+          {props.title}
+        </p>
+      ) : null}
+      <ul aria-labelledby={props.title ? heading : undefined}>
+        {props.items.map((item) => (
+          <li key={item.to}>
+            <NavLink to={item.to} end={item.end ?? false}>
+              {item.label}
+              {item.to === '/approvals' ? <PendingCount /> : null}
+            </NavLink>
+          </li>
+        ))}
+      </ul>
+    </>
   );
 }
 

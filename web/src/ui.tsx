@@ -241,6 +241,9 @@ export function Empty(props: { title: string; children: ReactNode; action?: Reac
 
 const TONES: Record<string, string> = {
   completed: 'ok',
+  ready: 'ok',
+  current: 'info',
+  building: 'info',
   active: 'ok',
   approved: 'ok',
   consumed: 'ok',

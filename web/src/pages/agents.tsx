@@ -18,8 +18,11 @@ import {
   TextArea,
   TextField,
 } from '../ui.tsx';
+import { KeyAndFork, TryIt } from './agent-actions.tsx';
+import { environmentOptions, useEnvironments } from './environments.tsx';
 import { usePolicies } from './policies.tsx';
 import { useProviderKeys } from './provider-keys.tsx';
+import { useSkills } from './skills.tsx';
 
 /** The tools an agent may be given (the capsule's built-ins and web_fetch). */
 const TOOLS = [
@@ -37,6 +40,10 @@ type Agent = Awaited<ReturnType<typeof getAgent>>;
 
 function getAgent(id: string) {
   return unwrap(api.GET('/v1/agents/{id}', { params: { path: { id } } }));
+}
+
+export function useAgent(id: string | undefined) {
+  return useQuery({ queryKey: ['agents', id], queryFn: () => getAgent(id!), enabled: id !== undefined });
 }
 
 export function useAgents() {
@@ -90,11 +97,7 @@ export function AgentsPage() {
 
 export function AgentFormPage() {
   const { id } = useParams();
-  const agent = useQuery({
-    queryKey: ['agents', id],
-    queryFn: () => getAgent(id!),
-    enabled: id !== undefined,
-  });
+  const agent = useAgent(id);
   if (id === undefined) return <AgentForm />;
   if (agent.isPending) return <Loading what="the agent" />;
   if (agent.isError) return <ErrorNote error={agent.error} />;
@@ -117,8 +120,14 @@ function AgentForm(props: { agent?: Agent }) {
   const [model, setModel] = useState(existing?.model ?? '');
   const [systemPrompt, setSystemPrompt] = useState(existing?.system_prompt ?? '');
   const [tools, setTools] = useState<string[]>(existing?.tools ?? [...TOOLS]);
+  const skills = useSkills();
+  const skillList = skills.data?.data ?? [];
+  const [skillIds, setSkillIds] = useState<string[]>(existing?.skill_ids ?? []);
+  const [memory, setMemory] = useState(existing?.memory_enabled ?? false);
   const [keyId, setKeyId] = useState(boundKey(existing));
   const [policyId, setPolicyId] = useState(existing?.policy_id ?? '');
+  const environments = useEnvironments();
+  const [environmentId, setEnvironmentId] = useState(existing?.environment_id ?? 'env_minimal');
   const [agentKey, setAgentKey] = useState<string>();
 
   const keyList = keys.data?.data ?? [];
@@ -133,8 +142,12 @@ function AgentForm(props: { agent?: Agent }) {
         ...(model.trim() ? { model: model.trim() } : {}),
         system_prompt: systemPrompt.trim() ? systemPrompt : null,
         tools: tools as Array<(typeof TOOLS)[number]>,
+        skill_ids: skillIds,
+        memory_enabled: memory,
         policy_id: chosenPolicy,
         provider_keys: chosenKey ? { [chosenKey.provider]: chosenKey.id } : {},
+        // Sent only when changed: naming it again would pin its newest version.
+        ...(environmentId !== existing?.environment_id ? { environment_id: environmentId } : {}),
       };
       if (existing) {
         await unwrap(api.PATCH('/v1/agents/{id}', { params: { path: { id: existing.id } }, body }));
@@ -167,7 +180,14 @@ function AgentForm(props: { agent?: Agent }) {
   }
   const missing = keys.data && policies.data && (keyList.length === 0 || policyList.length === 0);
   return (
-    <Page title={existing ? `Agent ${existing.name}` : 'New agent'}>
+    <Page
+      title={existing ? `Agent ${existing.name}` : 'New agent'}
+      actions={
+        existing ? (
+          <ButtonLink to={`/agents/${existing.id}/versions`}>Versions (now v{existing.version})</ButtonLink>
+        ) : null
+      }
+    >
       {missing ? (
         <Empty title="An agent needs a provider key and a policy.">
           {keyList.length === 0 ? <Link to="/provider-keys">Add a provider key</Link> : null}
@@ -199,6 +219,13 @@ function AgentForm(props: { agent?: Agent }) {
               value={chosenPolicy}
               onChange={(e) => setPolicyId(e.target.value)}
             />
+            <SelectField
+              label="Environment"
+              hint="What its sandbox starts from; a change pins the environment's current version."
+              options={environmentOptions(environments.data?.data, environmentId)}
+              value={environmentId}
+              onChange={(e) => setEnvironmentId(e.target.value)}
+            />
           </div>
           <TextArea
             label="System prompt"
@@ -213,6 +240,21 @@ function AgentForm(props: { agent?: Agent }) {
             value={tools}
             onChange={setTools}
           />
+          {skillList.length > 0 ? (
+            <Checkboxes
+              legend="Skills"
+              hint="It sees each one's description and loads the instructions when it needs them."
+              choices={skillList.map((k) => k.name)}
+              value={skillList.filter((k) => skillIds.includes(k.id)).map((k) => k.name)}
+              onChange={(names) =>
+                setSkillIds(skillList.filter((k) => names.includes(k.name)).map((k) => k.id))
+              }
+            />
+          ) : null}
+          <label className="check">
+            <input type="checkbox" checked={memory} onChange={(e) => setMemory(e.target.checked)} /> Memory:
+            it saves and searches what it learns, across tasks (see Memories)
+          </label>
         </Section>
         <ErrorNote error={save.error} />
         <div className="actions">
@@ -222,6 +264,8 @@ function AgentForm(props: { agent?: Agent }) {
           <ButtonLink to="/agents">Cancel</ButtonLink>
         </div>
       </form>
+      {existing ? <TryIt agent={existing} /> : null}
+      {existing ? <KeyAndFork agent={existing} /> : null}
     </Page>
   );
 }
