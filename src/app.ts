@@ -12,7 +12,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fast
 import type { Config } from './config.ts';
 import { type Clock, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
-import { Sealer, TokenHasher } from './core/crypto.ts';
+import { type PasswordCost, Passwords, Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { type HostId, isId, type TeamId, ulid } from './core/ids.ts';
 import {
@@ -187,6 +187,11 @@ export interface AppOptions {
   playbooks?: { scheduler?: Partial<SchedulerOptions>; hooks?: Partial<HookLimits> };
   /** The built dashboard's directory (default web/dist); one without index.html serves no dashboard. */
   dashboardDir?: string;
+  /**
+   * Tests only (no setting reaches it): a cheaper scrypt cost for the passwords they sign up
+   * with, so a file that signs in hundreds of times spends its time on what it tests.
+   */
+  passwordCost?: PasswordCost;
 }
 
 export interface Services {
@@ -270,6 +275,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const ctx: Context = { clock, timers: options.timers ?? systemTimers, log };
   const sealer = new Sealer(options.masterKey);
   const hasher = new TokenHasher(options.masterKey);
+  const passwords = new Passwords(options.passwordCost);
   const db = database.db;
 
   // Every connection to a user-given address (provider base URLs, BYOC hosts) passes this guard.
@@ -348,8 +354,19 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     config.signup,
     throttles,
     accounts,
+    passwords,
   );
-  const emailLinks = new EmailLinksService(db, clock, hasher, events, throttles, mail, auth, publicBase);
+  const emailLinks = new EmailLinksService(
+    db,
+    clock,
+    hasher,
+    events,
+    throttles,
+    mail,
+    auth,
+    publicBase,
+    passwords,
+  );
   const apiKeys = new ApiKeysService(db, clock, hasher, events);
   // Policies ask agents which of them use a policy; agents ask policies whether one exists.
   // Policies read their runs' stats from the runs module (made below).

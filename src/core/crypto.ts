@@ -118,10 +118,15 @@ export function tokenDisplayPrefix(token: string): string {
   return token.slice(0, cut);
 }
 
-// scrypt parameters: N=2^15, r=8, p=1 (~32 MiB, ~50 ms on one core).
-const SCRYPT_N = 1 << 15;
-const SCRYPT_R = 8;
-const SCRYPT_P = 1;
+/** scrypt's work factor: N (a power of two), r and p. */
+export interface PasswordCost {
+  n: number;
+  r: number;
+  p: number;
+}
+
+/** N=2^15, r=8, p=1: about 32 MiB and 50–80 ms on one core. */
+export const PASSWORD_COST: PasswordCost = { n: 1 << 15, r: 8, p: 1 };
 const SCRYPT_KEYLEN = 32;
 const SCRYPT_MAXMEM = 64 * 1024 * 1024;
 
@@ -134,12 +139,10 @@ function scryptAsync(password: string, salt: Buffer, n: number, r: number, p: nu
 }
 
 /** `scrypt$N$r$p$salt$hash`, so parameters can be raised without breaking old hashes. */
-export async function hashPassword(password: string): Promise<string> {
+export async function hashPassword(password: string, cost: PasswordCost = PASSWORD_COST): Promise<string> {
   const salt = randomBytes(16);
-  const key = await scryptAsync(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P);
-  return ['scrypt', SCRYPT_N, SCRYPT_R, SCRYPT_P, salt.toString('base64url'), key.toString('base64url')].join(
-    '$',
-  );
+  const key = await scryptAsync(password, salt, cost.n, cost.r, cost.p);
+  return ['scrypt', cost.n, cost.r, cost.p, salt.toString('base64url'), key.toString('base64url')].join('$');
 }
 
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
@@ -148,6 +151,25 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const expected = Buffer.from(hash, 'base64url');
   const actual = await scryptAsync(password, Buffer.from(salt, 'base64url'), Number(n), Number(r), Number(p));
   return actual.length === expected.length && timingSafeEqual(actual, expected);
+}
+
+/** Passwords hashed at one cost (tests choose a cheap one through AppOptions; nothing else sets it). */
+export class Passwords {
+  private dummy: Promise<string> | undefined;
+
+  constructor(private readonly cost: PasswordCost = PASSWORD_COST) {}
+
+  hash(password: string): Promise<string> {
+    return hashPassword(password, this.cost);
+  }
+
+  /** Against the account's hash, or with none (an unknown address) against a real one, so both take as long. */
+  async verify(password: string, stored: string | undefined): Promise<boolean> {
+    if (stored !== undefined) return verifyPassword(password, stored);
+    this.dummy ??= this.hash('paddock-timing-equaliser');
+    await verifyPassword(password, await this.dummy);
+    return false;
+  }
 }
 
 export function safeEqual(a: string, b: string): boolean {

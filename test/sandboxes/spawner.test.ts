@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type SpawnedLauncher, Spawner } from '../../src/modules/sandboxes/drivers/spawner.ts';
 
 // The spawner starts capsule launchers (root, on the host) in place of the
@@ -36,6 +36,10 @@ async function run(
 describe('the spawner', () => {
   it('starts a command with exactly the environment given, in /, with its stdio piped', async () => {
     process.env.PADDOCK_SPAWNER_TEST_LEAK = 'server';
+    // The worker runs other files after this one (vitest.config.ts: isolate false).
+    onTestFinished(() => {
+      delete process.env.PADDOCK_SPAWNER_TEST_LEAK;
+    });
     const result = await run(
       spawner.spawn(['/bin/sh', '-c', 'env; pwd; cat; echo oops >&2; exit 3'], {
         PATH: '/usr/bin:/bin',

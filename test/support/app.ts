@@ -63,6 +63,7 @@ const RAISED_THROTTLES = Object.fromEntries(
 );
 
 let counter = 0;
+const TEST_PASSWORD_COST = { n: 1 << 10, r: 8, p: 1 };
 export function uniqueEmail(label = 'user'): string {
   counter += 1;
   return `${label}-${counter}-${randomBytes(3).toString('hex')}@example.com`;
@@ -136,6 +137,8 @@ export async function createTestApp(
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
     ...(options.playbooks ? { playbooks: options.playbooks } : {}),
     ...(options.dashboardDir ? { dashboardDir: options.dashboardDir } : {}),
+    // scrypt at N=2^10 rather than 2^15 (test/core/passwords.test.ts checks the server's own).
+    passwordCost: TEST_PASSWORD_COST,
   });
   await built.app.ready();
 

@@ -1,6 +1,6 @@
 import type { Clock } from '../../core/clock.ts';
 import { MINUTE_MS } from '../../core/clock.ts';
-import { generateToken, hashPassword, type TokenHasher } from '../../core/crypto.ts';
+import { generateToken, type Passwords, type TokenHasher } from '../../core/crypto.ts';
 import { AppError } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import type { RequestContext } from '../../core/request-context.ts';
@@ -38,6 +38,7 @@ export class EmailLinksService {
     private readonly auth: Pick<AuthService, 'signInAs'>,
     /** Where the links point (PADDOCK_PUBLIC_URL, or the server's own address). */
     private readonly publicBase: string,
+    private readonly passwords: Passwords,
   ) {}
 
   async startPasswordReset(input: { email: string }, meta: RequestMeta): Promise<typeof LINK_SENT> {
@@ -97,7 +98,7 @@ export class EmailLinksService {
   async completePasswordReset(input: { token: string; password: string }, meta: RequestMeta): Promise<void> {
     await this.throttles.take('password_reset_ip', meta.ipAddress);
     await this.refuseUnspendable(input.token, 'password_reset');
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = await this.passwords.hash(input.password);
     await this.db.transaction(async (tx) => {
       const now = this.clock.now();
       const spent = await this.spend(tx, input.token, 'password_reset');

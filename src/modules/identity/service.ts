@@ -1,5 +1,5 @@
 import { type Clock, HOUR_MS, MINUTE_MS } from '../../core/clock.ts';
-import { generateToken, hashPassword, type TokenHasher, verifyPassword } from '../../core/crypto.ts';
+import { generateToken, type Passwords, type TokenHasher } from '../../core/crypto.ts';
 import {
   ConflictError,
   ForbiddenError,
@@ -51,10 +51,6 @@ export interface SignedIn {
   deviceToken: string;
 }
 
-// A real hash to compare against when the email is unknown, so a login for an
-// unknown address takes as long as one with a wrong password.
-const DUMMY_HASH = hashPassword('paddock-timing-equaliser');
-
 /** A deactivated account (docs/admin.md): told only to someone who proved who they are, or holds its session. */
 function deactivated(): UnauthorizedError {
   return new UnauthorizedError(
@@ -78,6 +74,7 @@ export class AuthService {
     private readonly signupMode: 'open' | 'invite',
     private readonly throttles: Throttles,
     private readonly accounts: Pick<AccountsService, 'erase'>,
+    private readonly passwords: Passwords,
   ) {}
 
   /** Whether anyone has signed up yet: the CLI prints first-user instructions when not. */
@@ -93,7 +90,7 @@ export class AuthService {
     // so the 409 email_taken below answers a bounded number of questions (docs/api.md).
     await this.throttles.take('signup_ip', meta.ipAddress);
     const email = normaliseEmail(input.email);
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = await this.passwords.hash(input.password);
     return this.db.transaction(async (tx) => {
       await repo.lockSignups(tx);
       const first = (await repo.countUsers(tx)) === 0;
@@ -203,7 +200,7 @@ export class AuthService {
       ? await this.throttles.take('login_device', device)
       : await this.throttles.take('login_account', email);
     const user = await repo.findUserByEmail(this.db, email);
-    const ok = await verifyPassword(input.password, user?.passwordHash ?? (await DUMMY_HASH));
+    const ok = await this.passwords.verify(input.password, user?.passwordHash);
     if (!user || !ok) throw new UnauthorizedError('invalid_credentials', 'the email or password is wrong');
     await Promise.all([fromAddress.refund(), forAccount.refund()]);
     return this.signInAs(this.db, user, meta, 'password');
@@ -361,7 +358,7 @@ export class AuthService {
     if (input.name !== undefined) patch.name = input.name.trim();
     if (input.password !== undefined) {
       await this.confirmPassword(user, input.current_password);
-      patch.passwordHash = await hashPassword(input.password);
+      patch.passwordHash = await this.passwords.hash(input.password);
     }
     await this.db.transaction(async (tx) => {
       await repo.updateUser(tx, user.id, patch);
@@ -381,7 +378,7 @@ export class AuthService {
     }
     // Another way to test guesses of the password (with a stolen session): the same count as sign-in's.
     const guess = await this.throttles.take('login_account', user.email);
-    if (!(await verifyPassword(currentPassword, user.passwordHash))) {
+    if (!(await this.passwords.verify(currentPassword, user.passwordHash))) {
       throw new UnauthorizedError('invalid_credentials', 'current_password is missing or wrong');
     }
     await guess.refund();
