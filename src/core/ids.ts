@@ -93,8 +93,6 @@ const POOL_BYTES = 4096;
 const pool = Buffer.alloc(POOL_BYTES);
 let poolOffset = POOL_BYTES;
 const RANDOM_BYTES = 10;
-const lastRandom = new Uint8Array(RANDOM_BYTES);
-let lastMs = -1;
 const chars = new Array<number>(26).fill(0);
 
 function drawRandom(into: Uint8Array): void {
@@ -139,17 +137,31 @@ function encode(ms: number, random: Uint8Array): string {
 }
 
 /**
- * A ULID: 48 bits of milliseconds then 80 random bits. Within one millisecond
- * the random part increments, so ids made by one process are strictly ordered.
+ * ULIDs: 48 bits of milliseconds then 80 random bits. Within one millisecond
+ * (or when the clock goes back) the random part increments, so the ids one
+ * factory makes are strictly ordered. The server has one (`ulid()`); a test of
+ * the encoding makes its own, so no time it asks for carries over.
  */
-export function ulid(nowMs = Date.now()): string {
-  if (nowMs <= lastMs) {
-    incrementRandom(lastRandom);
-    return encode(lastMs, lastRandom);
+export class UlidFactory {
+  private readonly lastRandom = new Uint8Array(RANDOM_BYTES);
+  private lastMs = -1;
+
+  next(nowMs = Date.now()): string {
+    if (nowMs <= this.lastMs) {
+      incrementRandom(this.lastRandom);
+      return encode(this.lastMs, this.lastRandom);
+    }
+    this.lastMs = nowMs;
+    drawRandom(this.lastRandom);
+    return encode(nowMs, this.lastRandom);
   }
-  lastMs = nowMs;
-  drawRandom(lastRandom);
-  return encode(nowMs, lastRandom);
+}
+
+const processUlids = new UlidFactory();
+
+/** A ULID from the process's factory: the ids one process makes are strictly ordered. */
+export function ulid(nowMs = Date.now()): string {
+  return processUlids.next(nowMs);
 }
 
 export function newId<P extends IdPrefix>(prefix: P): Id<P> {

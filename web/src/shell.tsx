@@ -29,7 +29,7 @@ const NAV: Array<{ id: string; title: string | null; items: NavItem[] }> = [
   },
   {
     id: 'build',
-    title: 'Agents',
+    title: 'Build',
     items: [
       { to: '/agents', label: 'Agents' },
       { to: '/environments', label: 'Environments' },
