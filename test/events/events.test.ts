@@ -186,6 +186,19 @@ describe('GET /v1/events as a page', () => {
   });
 });
 
+describe('GET /v1/events/types', () => {
+  it('names every event type once, sorted, for the subscription forms; it needs a token', async () => {
+    const res = await t.call('GET', '/v1/events/types', { token: readKey });
+    expect(res.status).toBe(200);
+    const types: string[] = res.body.data;
+    expect(types).toEqual([...new Set(types)].sort());
+    expect(types).toEqual(expect.arrayContaining(['task.completed', 'api_key.created', 'agent.created']));
+    for (const type of types) expect(type).toMatch(/^[a-z_]+\.[a-z_.]+$/);
+    expect((await t.call('GET', '/v1/events/types', { token: u.token })).body).toEqual(res.body);
+    expect((await t.call('GET', '/v1/events/types')).status).toBe(401);
+  });
+});
+
 describe('GET /v1/events as a stream', () => {
   it('sends a live event caused by an API call, filtered by type, with the event as data', async () => {
     const stream = await openStream(base, readKey, '?type=agent.*,team.updated');

@@ -4,6 +4,7 @@ import { sendSse, wantsEventStream } from '../../http/event-stream.ts';
 import { errorResponses } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
 import * as s from './schemas.ts';
+import { EVENT_TYPES } from './service.ts';
 import { type EventStreamService, resumeAfter } from './stream.ts';
 
 /** A comment line this often keeps proxies from closing a quiet stream. */
@@ -20,7 +21,22 @@ export const EVENTS_STREAM_LIFE_MS = 5 * 60_000;
 // a team's events name every agent, key and member.
 const read = { auth: { scope: 'read' } as const };
 
+const SORTED_TYPES = [...EVENT_TYPES].sort();
+
 export function registerEventRoutes(app: App, stream: EventStreamService, timers: Timers): void {
+  app.get(
+    '/v1/events/types',
+    {
+      config: read,
+      schema: {
+        tags: ['events'],
+        summary: 'Every event type there is: what a webhook or a channel can subscribe to',
+        response: { 200: s.EventTypes },
+      },
+    },
+    async () => ({ data: SORTED_TYPES }),
+  );
+
   app.get(
     '/v1/events',
     {

@@ -16,6 +16,15 @@ export const Event = Type.Object(
 
 export const Events = Paginated(Event);
 
+export const EventTypes = Type.Object(
+  {
+    data: Type.Array(Type.String(), {
+      description: 'every type (noun.verb), sorted; a subscription may also name a noun.* prefix',
+    }),
+  },
+  { $id: 'EventTypes' },
+);
+
 export const EventListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
