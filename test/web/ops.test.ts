@@ -155,8 +155,13 @@ it('adds an in-app channel, refusing a bad config in the API’s words', async (
     await nav('Channels');
     await page.getByText('No channels yet.').waitFor(soon);
     await page.getByLabel('Name').fill('team inbox');
-    await page.getByLabel('Provider').selectOption('slack');
-    await page.getByLabel('Events').fill('work_item.created');
+    await page.getByLabel('Provider', { exact: true }).selectOption('slack');
+    // Picked from the server's types: the box and the text are one value.
+    await page.getByText(/^Pick from the \d+ event types$/).click();
+    await page.getByRole('checkbox', { name: 'work_item.created', exact: true }).check();
+    await expect
+      .poll(() => page.getByLabel('Events', { exact: true }).inputValue())
+      .toBe('work_item.created');
     await page.getByLabel('Incoming webhook URL').fill('ftp://hooks.example.com/x');
     await page.getByRole('button', { name: 'Add channel' }).click();
     await page
@@ -164,7 +169,7 @@ it('adds an in-app channel, refusing a bad config in the API’s words', async (
       .getByText(/webhook_url/)
       .waitFor(soon);
 
-    await page.getByLabel('Provider').selectOption('in_app');
+    await page.getByLabel('Provider', { exact: true }).selectOption('in_app');
     await expect.poll(() => page.getByLabel('Incoming webhook URL').count()).toBe(0);
     await page.getByRole('button', { name: 'Add channel' }).click();
     await page.getByRole('cell', { name: 'team inbox', exact: true }).waitFor(soon);

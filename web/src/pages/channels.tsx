@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { useSearchParams } from 'react-router';
 import { api, splitList, unwrap, when } from '../api.ts';
+import { EventTypesField } from '../event-types.tsx';
 import {
   Badge,
   Button,
@@ -166,14 +167,7 @@ function NewChannel() {
             }}
           />
         </div>
-        <TextField
-          label="Events"
-          required
-          placeholder="approval.*, task.failed"
-          hint="Comma-separated event types, or noun.* for every event of a kind."
-          value={events}
-          onChange={(e) => setEvents(e.target.value)}
-        />
+        <EventTypesField placeholder="approval.*, task.failed" value={events} onChange={setEvents} />
         {fields.map((f) => (
           <TextField
             key={`${provider}-${f.key}`}

@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { api, splitList, unwrap, when } from '../api.ts';
+import { EventTypesField } from '../event-types.tsx';
 import {
   Badge,
   Button,
@@ -74,13 +75,10 @@ function WebhookFields(props: {
         value={props.url}
         onChange={(e) => props.setUrl(e.target.value)}
       />
-      <TextField
-        label="Events"
-        required
+      <EventTypesField
         placeholder="task.completed, task.failed, approval.*"
-        hint="Comma-separated event types, or noun.* for every event of a kind (docs/events.md)."
         value={props.events}
-        onChange={(e) => props.setEvents(e.target.value)}
+        onChange={props.setEvents}
       />
       <TextField
         label="Description"
