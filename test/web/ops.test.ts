@@ -219,6 +219,8 @@ it('adds an item to the work board and moves it along', async () => {
   }, [/status of 409 .*\/v1\/work-items\/wki_\w+\/transition\)$/]);
 }, 60_000);
 
+const inboxLink = () => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: /^Inbox/ });
+
 it('the item reached the webhook, and the inbox, where it is read', async () => {
   await step('notifications', async () => {
     // The work item's creation, delivered to the webhook and signed with its secret.
@@ -231,14 +233,17 @@ it('the item reached the webhook, and the inbox, where it is read', async () => 
     await expect
       .poll(async () => (await call('GET', '/v1/notifications/unread-count')).body.unread, soon)
       .toBe(1);
-    await nav('Inbox');
+    await inboxLink().click();
     const row = page.getByRole('row').filter({ hasText: 'work_item.created' });
     await row.waitFor(soon);
     await expect.poll(() => row.textContent()).toContain('Write the release notes');
     await page.getByText('1 unread.').waitFor();
+    await expect.poll(() => inboxLink().textContent(), soon).toBe('Inbox1 unread');
     await b.check('notifications');
     await row.getByRole('button', { name: /^Mark read/ }).click();
     await page.getByText('Nothing unread.').waitFor(soon);
+    // The sidebar's count went with it.
+    await expect.poll(() => inboxLink().textContent(), soon).toBe('Inbox');
     expect((await call('GET', '/v1/notifications/unread-count')).body.unread).toBe(0);
     await page.getByLabel('Show').selectOption('all');
     await row.waitFor(soon);

@@ -138,11 +138,23 @@ function NavGroup(props: { id: string; title: string | null; items: NavItem[] })
             <NavLink to={item.to} end={item.end ?? false}>
               {item.label}
               {item.to === '/approvals' ? <PendingCount /> : null}
+              {item.to === '/notifications' ? <UnreadCount /> : null}
             </NavLink>
           </li>
         ))}
       </ul>
     </>
+  );
+}
+
+/** Beside a link: how many wait there (nothing when none). */
+function Count(props: { count: number; what: string }) {
+  if (props.count === 0) return null;
+  return (
+    <span className="count" title={`${props.count} ${props.what}`}>
+      {props.count}
+      <span className="visually-hidden"> {props.what}</span>
+    </span>
   );
 }
 
@@ -152,14 +164,17 @@ function PendingCount() {
     queryFn: () => unwrap(api.GET('/v1/approvals', { params: { query: { status: 'pending', limit: 200 } } })),
     refetchInterval: 5_000,
   });
-  const count = pending.data?.data.length ?? 0;
-  if (count === 0) return null;
-  return (
-    <span className="count" title={`${count} pending`}>
-      {count}
-      <span className="visually-hidden"> pending</span>
-    </span>
-  );
+  return <Count count={pending.data?.data.length ?? 0} what="pending" />;
+}
+
+/** The same query as the inbox's own count, so marking one read there updates it here. */
+function UnreadCount() {
+  const unread = useQuery({
+    queryKey: ['notifications', 'unread-count'],
+    queryFn: () => unwrap(api.GET('/v1/notifications/unread-count')),
+    refetchInterval: 10_000,
+  });
+  return <Count count={unread.data?.unread ?? 0} what="unread" />;
 }
 
 function TeamSwitcher(props: { activeTeamId: string | null }) {
