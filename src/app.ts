@@ -736,6 +736,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${ulid()}`;
     },
     forceCloseConnections: 'idle',
+    // Starting takes the job queue's and the sandbox host's start: on a loaded machine or a slow
+    // database that passes Fastify's default 10 s, and a slow start is no reason to give up.
+    pluginTimeout: 60_000,
     // The router answers a broken URL or an over-long path segment before any
     // hook runs; answer those in the error shape too.
     frameworkErrors: answerFrameworkError,
