@@ -76,6 +76,26 @@ describe('environment builds', () => {
     expect(capsules.body.data.filter((c: Json) => c.metadata?.environment_version_id === v.id)).toEqual([]);
   }, 90_000);
 
+  it('shows each step’s output in the log while the build goes on', async () => {
+    const env = await createEnv({
+      setup_commands: ['echo first-step-output', 'while [ ! -f "$HOME/go" ]; do sleep 0.05; done'],
+    });
+    const logOf = async () =>
+      (await t.call('GET', `/v1/environments/${env.id}/versions/1/build-log`, { token: u.token })).body;
+    await expect.poll(logOf, { timeout: 60_000, interval: 50 }).toContain('first-step-output');
+    const version = await t.call('GET', `/v1/environments/${env.id}/versions/1`, { token: u.token });
+    expect(version.body.status).toBe('building');
+    expect(await logOf()).not.toContain('ready:');
+    // The second step waits for a file: the test lets it end.
+    const capsules = await t.call('GET', '/v1/capsules', { token: u.token, query: { status: 'running' } });
+    const buildCapsule = capsules.body.data.find(
+      (c: Json) => c.metadata?.environment_version_id === version.body.id,
+    );
+    await execIn(buildCapsule.id, 'touch "$HOME/go"');
+    expect((await built(env.id, 1)).status).toBe('ready');
+    expect(await logOf()).toMatch(/first-step-output[\s\S]*\[exit 0\][\s\S]*ready: template/);
+  }, 90_000);
+
   it('fails a build at the first failing setup command, says which, and keeps the log', async () => {
     const env = await createEnv({
       setup_commands: ['echo step one', 'echo broken >&2; exit 3', 'echo never'],

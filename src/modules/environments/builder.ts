@@ -162,7 +162,11 @@ export class EnvironmentBuilder {
         if (r.stdout) log.add(r.stdout);
         if (r.stderr) log.add(r.stderr);
         log.add(`[exit ${r.exit_code}]`);
-        if (r.exit_code === 0) continue;
+        if (r.exit_code === 0) {
+          // Readers of a long build see each step's output as it ends, not all of it at the end.
+          await repo.systemBuildProgress(this.db, v.id, jobId, log.toString());
+          continue;
+        }
         if (signal.aborted) throw signal.reason;
         if ((await this.capsules.waitRunning(principal, capsuleId, 1)) !== 'running') {
           // The capsule went away under the step (its host restarted): not the step's fault. The

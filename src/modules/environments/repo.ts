@@ -194,6 +194,28 @@ export async function systemClaimBuild(
   );
 }
 
+/**
+ * System-only: the build log so far, while the version is still the building of `jobId` (its
+ * `updated_at` stays: the sweep times a build from it).
+ */
+export async function systemBuildProgress(
+  db: DbOrTx,
+  id: EnvironmentVersionId,
+  jobId: string,
+  buildLog: string,
+): Promise<void> {
+  await db
+    .update(environmentVersions)
+    .set({ buildLog })
+    .where(
+      and(
+        eq(environmentVersions.id, id),
+        eq(environmentVersions.status, 'building'),
+        eq(environmentVersions.buildJobId, jobId),
+      ),
+    );
+}
+
 /** System-only: writes a build's outcome, if the version is still the building of `jobId`. */
 export async function systemFinishBuild(
   db: DbOrTx,

@@ -241,6 +241,8 @@ function BuildLog(props: { env: Environment; version: number }) {
           parseAs: 'text',
         }),
       ),
+    // While it builds, each step's output is added as the step ends.
+    refetchInterval: building ? 1_000 : false,
   });
   return (
     <Section title={`Build log of version ${props.version}`}>
@@ -250,7 +252,7 @@ function BuildLog(props: { env: Environment; version: number }) {
       {log.data === '' ? (
         <Empty title="No log.">
           {building
-            ? 'The log is written when the build ends.'
+            ? 'Each step’s output shows here as the step ends.'
             : 'A platform environment is not built here; a version with nothing to install logs little.'}
         </Empty>
       ) : null}
