@@ -1,7 +1,7 @@
 import { openPty, type PtySession, unwrap } from '../../sdk/src/index.ts';
-import { CliError, clientFor, resolveTarget } from './context.ts';
+import { CliError, clientFor, pageQuery, resolveTarget } from './context.ts';
 import { EXIT } from './exit-codes.ts';
-import { printDetails, printJson, printTable } from './output.ts';
+import { printDetails, printJson, printPage } from './output.ts';
 
 // `paddock capsules …`: sandboxes by hand. `exec` runs one command and exits
 // with its exit code; `shell` is a terminal in the capsule (raw mode, the
@@ -55,16 +55,22 @@ export async function createCapsule(flags: {
   );
 }
 
-export async function listCapsules(flags: { status?: string; json?: boolean }): Promise<void> {
+export async function listCapsules(flags: {
+  status?: string;
+  limit?: string;
+  cursor?: string;
+  json?: boolean;
+}): Promise<void> {
   const client = clientFor(resolveTarget());
   const page = await unwrap(
     client.GET('/v1/capsules', {
-      params: { query: flags.status ? { status: flags.status as 'running' } : {} },
+      params: {
+        query: { ...pageQuery(flags), ...(flags.status ? { status: flags.status as 'running' } : {}) },
+      },
     }),
   );
-  if (flags.json) return printJson(page);
-  printTable(
-    page.data,
+  printPage(
+    page,
     [
       ['id', (c) => c.id],
       ['status', (c) => c.status],
@@ -73,6 +79,7 @@ export async function listCapsules(flags: { status?: string; json?: boolean }): 
       ['memory_mb', (c) => c.memory_mb],
       ['created', (c) => c.created_at],
     ],
+    flags,
     'no capsules',
   );
 }

@@ -96,6 +96,19 @@ export function normalizeUrl(raw: string): string {
   return url.origin + url.pathname.replace(/\/+$/, '');
 }
 
+/** A list command's --limit (1 to 200, as the API takes) and --cursor (a page's next_cursor). */
+export function pageQuery(flags: { limit?: string; cursor?: string }): { limit?: number; cursor?: string } {
+  const query: { limit?: number; cursor?: string } = {};
+  if (flags.limit !== undefined) {
+    const n = Number(flags.limit);
+    if (!Number.isInteger(n) || n < 1 || n > 200)
+      throw new CliError(`--limit is 1 to 200, got "${flags.limit}"`, EXIT.usage);
+    query.limit = n;
+  }
+  if (flags.cursor !== undefined) query.cursor = flags.cursor;
+  return query;
+}
+
 export function clientFor(target: Target): PaddockClient {
   return createClient({ baseUrl: target.url, token: target.token });
 }

@@ -13,4 +13,6 @@ export const EXIT = {
   taskFailed: 5,
   /** Ctrl-C: `tasks run` cancelled its task (128 + SIGINT, as shells report it). */
   interrupted: 130,
+  /** Whatever read stdout went away (`paddock tasks logs -f … | head`): 128 + SIGPIPE, as shells report it. */
+  brokenPipe: 141,
 } as const;

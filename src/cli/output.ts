@@ -37,6 +37,24 @@ export function printTable(rows: readonly unknown[], columns: Column[], empty = 
   for (const c of cells) process.stdout.write(`${line(c)}\n`);
 }
 
+/**
+ * A list page as the API answered it: JSON alone with --json, else its rows as a
+ * table, and on stderr how to ask for the next page when there is one.
+ */
+export function printPage(
+  page: { data: readonly unknown[]; next_cursor?: string | null },
+  columns: Column[],
+  flags: { json?: boolean },
+  empty: string,
+): void {
+  if (flags.json) {
+    printJson(page);
+    return;
+  }
+  printTable(page.data, columns, empty);
+  if (page.next_cursor) process.stderr.write(`(more: the same command with --cursor ${page.next_cursor})\n`);
+}
+
 /** One object as `key: value` lines, in the order of `fields` (or all of its fields). */
 export function printDetails(object: unknown, fields?: string[]): void {
   const row = object as Row;

@@ -12,6 +12,11 @@ type Action = (...args: never[]) => Promise<unknown>;
 /** Runs an action, prints its failure, and exits with its code (open sockets would keep the process alive). */
 function act<M>(load: () => Promise<M>, pick: (m: M) => Action) {
   return async (...args: unknown[]) => {
+    // The reader of stdout went away (`| head`): stop quietly, as a program SIGPIPE ends would.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(EXIT.brokenPipe);
+    });
     const command = args.at(-1) as Command;
     const json = command.opts().json === true;
     let code: number;
@@ -45,6 +50,13 @@ function withJson(command: Command): Command {
   return command.option('--json', 'print JSON only (for scripts)');
 }
 
+/** A list command's paging: --limit, and --cursor with a page's next_cursor (the hint on stderr names it). */
+function paged(command: Command): Command {
+  return command
+    .option('--limit <n>', "at most this many (1 to 200; the API's default: 50)")
+    .option('--cursor <cursor>', "the next page: the last page's next_cursor");
+}
+
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
@@ -72,9 +84,9 @@ export function addApiCommands(program: Command): void {
   ).action(act(login, (m) => m.logout));
 
   const agents = program.command('agents').description("the team's agents");
-  withJson(
-    agents.command('list').description('list the agents').option('--limit <n>', 'at most this many'),
-  ).action(act(resources, (m) => m.listAgents));
+  withJson(paged(agents.command('list').description('list the agents'))).action(
+    act(resources, (m) => m.listAgents),
+  );
   withJson(agents.command('get').description('one agent').argument('<agent>', 'name or id')).action(
     act(resources, (m) => m.getAgent),
   );
@@ -98,12 +110,13 @@ export function addApiCommands(program: Command): void {
       ),
   ).action(act(tasks, (m) => m.runTask));
   withJson(
-    t
-      .command('list')
-      .description('the newest tasks first')
-      .option('--status <status>', 'queued, running, awaiting_approval, completed, failed or cancelled')
-      .option('-a, --agent <agent>', 'one agent’s (name or id)')
-      .option('--limit <n>', 'at most this many'),
+    paged(
+      t
+        .command('list')
+        .description('the newest tasks first')
+        .option('--status <status>', 'queued, running, awaiting_approval, completed, failed or cancelled')
+        .option('-a, --agent <agent>', 'one agent’s (name or id)'),
+    ),
   ).action(act(tasks, (m) => m.listTasks));
   withJson(t.command('get').description('one task').argument('<id>')).action(act(tasks, (m) => m.getTask));
   withJson(t.command('cancel').description('cancel a queued or running task').argument('<id>')).action(
@@ -130,10 +143,12 @@ export function addApiCommands(program: Command): void {
       .option('--no-wait', 'return while it is still starting'),
   ).action(act(capsules, (m) => m.createCapsule));
   withJson(
-    c
-      .command('list')
-      .description("the team's capsules")
-      .option('--status <status>', 'only those in this status'),
+    paged(
+      c
+        .command('list')
+        .description("the team's capsules")
+        .option('--status <status>', 'only those in this status'),
+    ),
   ).action(act(capsules, (m) => m.listCapsules));
   withJson(c.command('get').description('one capsule').argument('<id>')).action(
     act(capsules, (m) => m.getCapsule),
@@ -164,35 +179,30 @@ export function addApiCommands(program: Command): void {
     .action(act(capsules, (m) => m.shellInCapsule));
 
   const p = program.command('playbooks').description('scheduled and triggered work');
-  withJson(p.command('list').description('the playbooks').option('--limit <n>', 'at most this many')).action(
+  withJson(paged(p.command('list').description('the playbooks'))).action(
     act(resources, (m) => m.listPlaybooks),
   );
   withJson(p.command('fire').description('fire a playbook now').argument('<id>')).action(
     act(resources, (m) => m.firePlaybook),
   );
-  withJson(
-    p
-      .command('runs')
-      .description("a playbook's runs")
-      .argument('<id>')
-      .option('--limit <n>', 'at most this many'),
-  ).action(act(resources, (m) => m.listPlaybookRuns));
+  withJson(paged(p.command('runs').description("a playbook's runs").argument('<id>'))).action(
+    act(resources, (m) => m.listPlaybookRuns),
+  );
 
   const r = program.command('runs').description('gateway runs: every model call of an agent session or task');
   withJson(
-    r
-      .command('list')
-      .description('the newest runs first')
-      .option('-a, --agent <agent>', 'one agent’s (name or id)')
-      .option('--status <status>', 'running, completed, failed, budget_exceeded or force_stopped')
-      .option('--limit <n>', 'at most this many'),
+    paged(
+      r
+        .command('list')
+        .description('the newest runs first')
+        .option('-a, --agent <agent>', 'one agent’s (name or id)')
+        .option('--status <status>', 'running, completed, failed, budget_exceeded or force_stopped'),
+    ),
   ).action(act(resources, (m) => m.listRuns));
   withJson(r.command('get').description('one run').argument('<id>')).action(act(resources, (m) => m.getRun));
 
   const k = program.command('keys').description('team API keys (pdk_…)');
-  withJson(k.command('list').description('the keys').option('--limit <n>', 'at most this many')).action(
-    act(resources, (m) => m.listKeys),
-  );
+  withJson(paged(k.command('list').description('the keys'))).action(act(resources, (m) => m.listKeys));
   withJson(
     k
       .command('create')
@@ -205,10 +215,7 @@ export function addApiCommands(program: Command): void {
   );
 
   const q = program.command('queues').description('work queues for outside workers');
-  withJson(
-    q
-      .command('list')
-      .description('the queues with their jobs counted')
-      .option('--limit <n>', 'at most this many'),
-  ).action(act(resources, (m) => m.listQueues));
+  withJson(paged(q.command('list').description('the queues with their jobs counted'))).action(
+    act(resources, (m) => m.listQueues),
+  );
 }

@@ -1,7 +1,6 @@
 import { unwrap } from '../../sdk/src/index.ts';
-import { CliError, clientFor, resolveTarget } from './context.ts';
-import { EXIT } from './exit-codes.ts';
-import { type Column, clip, formatUsd, printDetails, printJson, printTable } from './output.ts';
+import { clientFor, pageQuery, resolveTarget } from './context.ts';
+import { clip, formatUsd, printDetails, printJson, printPage } from './output.ts';
 import { resolveAgentId } from './tasks.ts';
 
 // The read-mostly commands: agents, playbooks, runs, API keys and queues.
@@ -9,19 +8,7 @@ import { resolveAgentId } from './tasks.ts';
 interface Flags {
   json?: boolean;
   limit?: string;
-}
-
-function limitOf(flags: Flags): { limit?: number } {
-  if (flags.limit === undefined) return {};
-  const n = Number(flags.limit);
-  if (!Number.isInteger(n) || n < 1 || n > 200)
-    throw new CliError(`--limit is 1 to 200, got "${flags.limit}"`, EXIT.usage);
-  return { limit: n };
-}
-
-function show(page: { data: readonly unknown[] }, columns: Column[], flags: Flags, empty: string): void {
-  if (flags.json) printJson(page);
-  else printTable(page.data, columns, empty);
+  cursor?: string;
 }
 
 function one(object: unknown, flags: Flags, fields?: string[]): void {
@@ -32,8 +19,8 @@ function one(object: unknown, flags: Flags, fields?: string[]): void {
 const client = () => clientFor(resolveTarget());
 
 export async function listAgents(flags: Flags): Promise<void> {
-  const page = await unwrap(client().GET('/v1/agents', { params: { query: limitOf(flags) } }));
-  show(
+  const page = await unwrap(client().GET('/v1/agents', { params: { query: pageQuery(flags) } }));
+  printPage(
     page,
     [
       ['id', (a) => a.id],
@@ -55,8 +42,8 @@ export async function getAgent(nameOrId: string, flags: Flags): Promise<void> {
 }
 
 export async function listPlaybooks(flags: Flags): Promise<void> {
-  const page = await unwrap(client().GET('/v1/playbooks', { params: { query: limitOf(flags) } }));
-  show(
+  const page = await unwrap(client().GET('/v1/playbooks', { params: { query: pageQuery(flags) } }));
+  printPage(
     page,
     [
       ['id', (p) => p.id],
@@ -79,9 +66,9 @@ export async function firePlaybook(id: string, flags: Flags): Promise<void> {
 
 export async function listPlaybookRuns(id: string, flags: Flags): Promise<void> {
   const page = await unwrap(
-    client().GET('/v1/playbooks/{id}/runs', { params: { path: { id }, query: limitOf(flags) } }),
+    client().GET('/v1/playbooks/{id}/runs', { params: { path: { id }, query: pageQuery(flags) } }),
   );
-  show(
+  printPage(
     page,
     [
       ['id', (r) => r.id],
@@ -103,14 +90,14 @@ export async function listRuns(flags: Flags & { agent?: string; status?: string 
     api.GET('/v1/runs', {
       params: {
         query: {
-          ...limitOf(flags),
+          ...pageQuery(flags),
           ...(agentId ? { agent_id: agentId } : {}),
           ...(flags.status ? { status: flags.status as 'running' } : {}),
         },
       },
     }),
   );
-  show(
+  printPage(
     page,
     [
       ['id', (r) => r.id],
@@ -131,8 +118,8 @@ export async function getRun(id: string, flags: Flags): Promise<void> {
 }
 
 export async function listKeys(flags: Flags): Promise<void> {
-  const page = await unwrap(client().GET('/v1/api-keys', { params: { query: limitOf(flags) } }));
-  show(
+  const page = await unwrap(client().GET('/v1/api-keys', { params: { query: pageQuery(flags) } }));
+  printPage(
     page,
     [
       ['id', (k) => k.id],
@@ -162,8 +149,8 @@ export async function revokeKey(id: string, flags: Flags): Promise<void> {
 }
 
 export async function listQueues(flags: Flags): Promise<void> {
-  const page = await unwrap(client().GET('/v1/queues', { params: { query: limitOf(flags) } }));
-  show(
+  const page = await unwrap(client().GET('/v1/queues', { params: { query: pageQuery(flags) } }));
+  printPage(
     page,
     [
       ['name', (q) => q.name],

@@ -1,7 +1,7 @@
 import { followTaskEvents, type LogEvent, type PaddockClient, unwrap } from '../../sdk/src/index.ts';
-import { CliError, clientFor, describeFailure, resolveTarget } from './context.ts';
+import { CliError, clientFor, describeFailure, pageQuery, resolveTarget } from './context.ts';
 import { EXIT } from './exit-codes.ts';
-import { clip, formatUsd, printDetails, printJson, printTable, Spinner } from './output.ts';
+import { clip, formatUsd, printDetails, printJson, printPage, Spinner } from './output.ts';
 
 // `paddock tasks …`: hand an agent a prompt and watch it work, and look at
 // tasks. `run` follows the task's event stream (the SDK resumes it after a
@@ -234,6 +234,7 @@ export async function listTasks(flags: {
   status?: string;
   agent?: string;
   limit?: string;
+  cursor?: string;
   json?: boolean;
 }): Promise<void> {
   const client = clientFor(resolveTarget());
@@ -242,16 +243,15 @@ export async function listTasks(flags: {
     client.GET('/v1/tasks', {
       params: {
         query: {
+          ...pageQuery(flags),
           ...(flags.status ? { status: flags.status as 'queued' } : {}),
           ...(agentId ? { agent_id: agentId } : {}),
-          ...(flags.limit ? { limit: positiveNumber('--limit', flags.limit) } : {}),
         },
       },
     }),
   );
-  if (flags.json) return printJson(page);
-  printTable(
-    page.data,
+  printPage(
+    page,
     [
       ['id', (t) => t.id],
       ['status', (t) => t.status],
@@ -260,6 +260,7 @@ export async function listTasks(flags: {
       ['created', (t) => t.created_at],
       ['prompt', (t) => clip(String(t.prompt), 50)],
     ],
+    flags,
     'no tasks',
   );
 }

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, readFileSync, statSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childEnv, PADDOCK_BIN, runPaddock, tempDir } from '../support/process.ts';
-import { startTasks, type TaskFixture } from '../support/tasks.ts';
+import { type CliServer, startCliServer } from '../support/cli.ts';
+import { PADDOCK_BIN, tempDir } from '../support/process.ts';
+import type { TaskFixture } from '../support/tasks.ts';
 
 // The compiled `paddock` CLI as a child process against a real listening
 // server whose agents' provider key points at the mock LLM upstream: login,
@@ -14,29 +14,13 @@ let f: TaskFixture;
 let url: string;
 let key: string;
 let agent: Awaited<ReturnType<TaskFixture['agent']>>;
+let cliEnv: CliServer['env'];
+let paddock: CliServer['paddock'];
 beforeAll(async () => {
-  f = await startTasks();
-  await f.t.app.listen({ port: 0, host: '127.0.0.1' });
-  url = `http://127.0.0.1:${(f.t.app.server.address() as AddressInfo).port}`;
-  key = (await f.t.apiKey(f.user.token, ['admin'])).key;
+  ({ f, url, key, env: cliEnv, paddock } = await startCliServer());
   agent = await f.agent({ agent: { name: 'cli-writer' } });
 }, 60_000);
 afterAll(() => f.close());
-
-/** The CLI with a config dir of its own; PADDOCK_URL/PADDOCK_TOKEN set unless `loggedOut`. */
-function cliEnv(options: { config?: string; loggedOut?: boolean } = {}): NodeJS.ProcessEnv {
-  const env = childEnv({ XDG_CONFIG_HOME: options.config ?? tempDir('cli-config') });
-  if (options.loggedOut) {
-    delete env.PADDOCK_URL;
-    delete env.PADDOCK_TOKEN;
-  } else {
-    env.PADDOCK_URL = url;
-    env.PADDOCK_TOKEN = key;
-  }
-  return env;
-}
-
-const paddock = (args: string[], env = cliEnv()) => runPaddock(args, env, 60_000);
 
 describe('paddock login', () => {
   it('saves the server and token in a file only its owner can read, used by later commands; logout forgets it', async () => {

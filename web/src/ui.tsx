@@ -11,6 +11,7 @@ import {
 } from 'react';
 import { Link } from 'react-router';
 import { errorMessage } from './api.ts';
+import type { Pager } from './paged.ts';
 
 export function Page(props: { title: string; actions?: ReactNode; children: ReactNode }) {
   return (
@@ -328,7 +329,8 @@ export interface Column<T> {
  * empty state (what to do next), or the table.
  */
 export function DataTable<T>(props: {
-  list: { isPending: boolean; error: unknown; data?: { data: T[] } | undefined };
+  /** With a `pager` (usePaged), the table ends with "Load more" while the API has more. */
+  list: { isPending: boolean; error: unknown; data?: { data: T[] } | undefined; pager?: Pager };
   what: string;
   empty: ReactNode;
   columns: Array<Column<T>>;
@@ -364,7 +366,27 @@ export function DataTable<T>(props: {
           </tbody>
         </table>
       ) : null}
+      {props.list.pager && rows && rows.length > 0 ? (
+        <LoadMore pager={props.list.pager} shown={rows.length} />
+      ) : null}
     </>
+  );
+}
+
+/** The end of a paged list: how many rows are shown, and the next page while there is one. */
+function LoadMore(props: { pager: Pager; shown: number }) {
+  const { pager, shown } = props;
+  if (!pager.hasMore && pager.pages < 2) return null;
+  return (
+    <div className="load-more">
+      <p className="muted" aria-live="polite">
+        {pager.hasMore ? `Showing the first ${shown}.` : `All ${shown} shown.`}
+      </p>
+      {pager.hasMore ? (
+        // Not disabled while it loads: the button keeps the keyboard's focus for the next page.
+        <Button onClick={pager.loadMore}>{pager.loading ? 'Loading…' : 'Load more'}</Button>
+      ) : null}
+    </div>
   );
 }
 

@@ -1,6 +1,6 @@
-import { useQuery } from '@tanstack/react-query';
 import { Link } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
+import { usePaged } from '../paged.ts';
 import { DataTable, Empty, Page, Section } from '../ui.tsx';
 
 /** The dashboard page of a Paddock resource an activity line links to, when it has one. */
@@ -15,9 +15,10 @@ const PAGES: Record<string, string> = {
 };
 
 export function ActivityPage() {
-  const activity = useQuery({
-    queryKey: ['activity'],
-    queryFn: () => unwrap(api.GET('/v1/activity', { params: { query: { limit: 100 } } })),
+  const activity = usePaged({
+    queryKey: ['activity', 'list'],
+    page: (cursor) =>
+      unwrap(api.GET('/v1/activity', { params: { query: { limit: 100, ...(cursor ? { cursor } : {}) } } })),
     refetchInterval: 10_000,
   });
   return (

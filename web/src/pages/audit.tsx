@@ -1,7 +1,7 @@
-import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { useSearchParams } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
+import { usePaged } from '../paged.ts';
 import { DataTable, Empty, Page, Section, SelectField, TextField } from '../ui.tsx';
 import './pages-extra.css';
 
@@ -17,12 +17,19 @@ export function AuditPage() {
     : undefined;
   const action = params.get('action') ?? '';
   const [actionText, setActionText] = useState(action);
-  const entries = useQuery({
+  const entries = usePaged({
     queryKey: ['audit-logs', outcome ?? 'any', action],
-    queryFn: () =>
+    page: (cursor) =>
       unwrap(
         api.GET('/v1/audit-logs', {
-          params: { query: { limit: 200, ...(outcome ? { outcome } : {}), ...(action ? { action } : {}) } },
+          params: {
+            query: {
+              limit: 200,
+              ...(cursor ? { cursor } : {}),
+              ...(outcome ? { outcome } : {}),
+              ...(action ? { action } : {}),
+            },
+          },
         }),
       ),
   });

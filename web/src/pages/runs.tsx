@@ -1,6 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { Link, useParams, useSearchParams } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
+import { usePaged } from '../paged.ts';
 import { Badge, DataTable, Empty, ErrorNote, Loading, Page, Section, SelectField, Stat } from '../ui.tsx';
 import { useAgents } from './agents.tsx';
 
@@ -13,10 +14,14 @@ export function RunsPage() {
     ? (params.get('status') as Status)
     : undefined;
   const agents = useAgents();
-  const runs = useQuery({
-    queryKey: ['runs', status ?? 'all'],
-    queryFn: () =>
-      unwrap(api.GET('/v1/runs', { params: { query: { limit: 100, ...(status ? { status } : {}) } } })),
+  const runs = usePaged({
+    queryKey: ['runs', 'list', status ?? 'all'],
+    page: (cursor) =>
+      unwrap(
+        api.GET('/v1/runs', {
+          params: { query: { limit: 100, ...(cursor ? { cursor } : {}), ...(status ? { status } : {}) } },
+        }),
+      ),
     refetchInterval: 5_000,
   });
   const agentName = (id: string) => agents.data?.data.find((a) => a.id === id)?.name ?? id;

@@ -1,7 +1,8 @@
-import { useMutation, useQuery } from '@tanstack/react-query';
+import { useMutation } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { Link, useNavigate, useSearchParams } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
+import { usePaged } from '../paged.ts';
 import {
   Badge,
   Button,
@@ -25,10 +26,14 @@ export function TasksPage() {
     ? (params.get('status') as Status)
     : undefined;
   const agents = useAgents();
-  const tasks = useQuery({
-    queryKey: ['tasks', status ?? 'all'],
-    queryFn: () =>
-      unwrap(api.GET('/v1/tasks', { params: { query: { limit: 100, ...(status ? { status } : {}) } } })),
+  const tasks = usePaged({
+    queryKey: ['tasks', 'list', status ?? 'all'],
+    page: (cursor) =>
+      unwrap(
+        api.GET('/v1/tasks', {
+          params: { query: { limit: 100, ...(cursor ? { cursor } : {}), ...(status ? { status } : {}) } },
+        }),
+      ),
     // Tasks move on their own: keep the list current while it is on screen.
     refetchInterval: 3_000,
   });
