@@ -168,8 +168,34 @@ it("lists the runs, shows a run's steps and ledger, the activity feed and the au
     const rows = page.getByRole('row');
     await expect.poll(() => rows.count(), soon).toBeGreaterThan(1);
     await b.check('runs');
-    // The newest: the playbook's run (its chain's model call and the title call).
+    // The newest run is the playbook's (its chain's model call and the title call): a failover
+    // recorded on it, as the gateway records one when a provider fails and another answers.
+    const newest = (await f.t.call('GET', '/v1/runs', { token: f.user.token })).body.data[0];
+    f.t.services.runs.recordFailoverTransition({
+      teamId: f.user.team.id,
+      runId: newest.id,
+      agentId: newest.agent_id,
+      attempted: [
+        {
+          provider: 'anthropic',
+          provider_key_id: 'pkey_x',
+          status: 503,
+          error: 'overloaded',
+          kind: 'http_error',
+        },
+      ],
+      resolvedProvider: 'openai',
+      resolvedModel: 'gpt-4o-mini',
+      originalModel: 'claude-sonnet-4',
+    });
+    await f.t.services.runs.flush();
+    await page.getByLabel('Failover').selectOption('yes');
+    await page.waitForURL(/failover=yes/);
+    await expect.poll(() => rows.count(), soon).toBe(2);
+    await expect.poll(() => rows.nth(1).getByRole('cell', { name: 'failover' }).count()).toBe(1);
     await rows.nth(1).getByRole('link').click();
+    await page.getByText('after 1 failed attempt').click();
+    await page.getByText('anthropic: 503 overloaded').waitFor(soon);
     await page.getByRole('cell', { name: 'llm call' }).first().waitFor(soon);
     await page.getByRole('cell', { name: 'model', exact: true }).first().waitFor(soon);
     await b.check('run');

@@ -13,13 +13,26 @@ export function RunsPage() {
   const status = (STATUSES as readonly string[]).includes(params.get('status') ?? '')
     ? (params.get('status') as Status)
     : undefined;
+  const failover = params.get('failover') === 'yes';
+  const filter = (next: { status?: string; failover?: boolean }) => {
+    const s = next.status ?? status ?? '';
+    const f = next.failover ?? failover;
+    setParams({ ...(s ? { status: s } : {}), ...(f ? { failover: 'yes' } : {}) });
+  };
   const agents = useAgents();
   const runs = usePaged({
-    queryKey: ['runs', 'list', status ?? 'all'],
+    queryKey: ['runs', 'list', status ?? 'all', failover],
     page: (cursor) =>
       unwrap(
         api.GET('/v1/runs', {
-          params: { query: { limit: 100, ...(cursor ? { cursor } : {}), ...(status ? { status } : {}) } },
+          params: {
+            query: {
+              limit: 100,
+              ...(cursor ? { cursor } : {}),
+              ...(status ? { status } : {}),
+              ...(failover ? { had_failover: true } : {}),
+            },
+          },
         }),
       ),
     refetchInterval: 5_000,
@@ -42,7 +55,16 @@ export function RunsPage() {
                 ...STATUSES.map((s) => ({ value: s, label: s.replace('_', ' ') })),
               ]}
               value={status ?? ''}
-              onChange={(e) => setParams(e.target.value ? { status: e.target.value } : {})}
+              onChange={(e) => filter({ status: e.target.value })}
+            />
+            <SelectField
+              label="Failover"
+              options={[
+                { value: '', label: 'Any' },
+                { value: 'yes', label: 'Failed over' },
+              ]}
+              value={failover ? 'yes' : ''}
+              onChange={(e) => filter({ failover: e.target.value === 'yes' })}
             />
           </div>
         }
@@ -52,9 +74,15 @@ export function RunsPage() {
           what="runs"
           rowKey={(r) => r.id}
           empty={
-            <Empty title={status ? `No ${status.replace('_', ' ')} runs.` : 'No runs yet.'}>
-              {status
-                ? 'Choose another status.'
+            <Empty
+              title={
+                status || failover
+                  ? `No ${status ? `${status.replace('_', ' ')} ` : ''}runs${failover ? ' that failed over' : ''}.`
+                  : 'No runs yet.'
+              }
+            >
+              {status || failover
+                ? 'Choose another filter.'
                 : 'A task, a conversation or a playbook starts one: submit a task.'}
             </Empty>
           }
@@ -64,6 +92,7 @@ export function RunsPage() {
             { header: 'Status', cell: (r) => <Badge status={r.status} /> },
             { header: 'Model', cell: (r) => r.primary_model ?? '—' },
             { header: 'Cost', cell: (r) => usd(r.cost_usd) },
+            { header: 'Notes', cell: (r) => <RunNotes run={r} /> },
             { header: 'Started', cell: (r) => when(r.started_at) },
           ]}
         />
@@ -128,7 +157,17 @@ export function RunPage() {
               header: 'Status',
               cell: (s) => <Badge status={s.status === 'success' ? 'completed' : s.status} />,
             },
-            { header: 'Model', cell: (s) => s.model ?? s.name ?? '—' },
+            {
+              header: 'Model',
+              cell: (s) => (
+                <>
+                  {s.model ?? s.name ?? '—'}
+                  {s.provider ? <span className="muted"> · {s.provider}</span> : null}
+                  {s.routed_from ? <span className="muted"> (asked for {s.routed_from})</span> : null}
+                </>
+              ),
+              wrap: true,
+            },
             {
               header: 'Tokens',
               cell: (s) => (s.type === 'llm_call' ? `${s.tokens.input} in / ${s.tokens.output} out` : '—'),
@@ -136,6 +175,7 @@ export function RunPage() {
             { header: 'Latency', cell: (s) => (s.latency_ms === null ? '—' : `${s.latency_ms} ms`) },
             { header: 'Cost', cell: (s) => usd(s.cost_usd) },
             { header: 'Error', cell: (s) => s.error_message ?? '', wrap: true },
+            { header: 'Failover', cell: (s) => <Failover step={s} />, wrap: true },
           ]}
         />
       </Section>
@@ -169,5 +209,45 @@ export function RunPage() {
         <dd>{r.creation_method}</dd>
       </dl>
     </Page>
+  );
+}
+
+type RunRow = { has_governance_block: boolean; had_failover: boolean };
+type StepRow = { failover_attempts: number; failover_context?: unknown };
+
+/** What sets a run apart in the list: a governance block, a failover. */
+function RunNotes(props: { run: RunRow }) {
+  const notes = [
+    ...(props.run.has_governance_block ? ['blocked'] : []),
+    ...(props.run.had_failover ? ['failover'] : []),
+  ];
+  return notes.length === 0 ? null : <span className="muted">{notes.join(', ')}</span>;
+}
+
+interface Attempted {
+  provider: string;
+  status: number | null;
+  error: string;
+}
+
+/** A step that needed other providers first: how many failed, and for a transition, which and why. */
+function Failover(props: { step: StepRow }) {
+  const s = props.step;
+  if (s.failover_attempts === 0) return null;
+  const context = s.failover_context as { attempted?: Attempted[] } | null;
+  const tried = context?.attempted ?? [];
+  const summary = `after ${s.failover_attempts} failed attempt${s.failover_attempts === 1 ? '' : 's'}`;
+  if (tried.length === 0) return <span className="muted">{summary}</span>;
+  return (
+    <details>
+      <summary>{summary}</summary>
+      <ul className="plain">
+        {tried.map((a, i) => (
+          <li key={`${a.provider}-${i}`}>
+            {a.provider}: {a.status ?? 'no answer'} {a.error}
+          </li>
+        ))}
+      </ul>
+    </details>
   );
 }
