@@ -241,13 +241,9 @@ function Failover(props: { step: StepRow }) {
   return (
     <details>
       <summary>{summary}</summary>
-      <ul className="plain">
-        {tried.map((a, i) => (
-          <li key={`${a.provider}-${i}`}>
-            {a.provider}: {a.status ?? 'no answer'} {a.error}
-          </li>
-        ))}
-      </ul>
+      <p className="failed-attempts">
+        {tried.map((a) => `${a.provider}: ${a.status ?? 'no answer'} ${a.error}`).join('; ')}
+      </p>
     </details>
   );
 }
