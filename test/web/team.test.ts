@@ -363,3 +363,26 @@ it("the platform admin lists teams and sets a team's concurrent-task limit", asy
     await expect.poll(adaTeamLimit, soon).toBeNull();
   });
 }, 60_000);
+
+it('after signing in goes where next= says on this site, and nowhere else', async () => {
+  const cleo = await t.signup({ name: 'Cleo', password: PASSWORD });
+  await step('next', async () => {
+    // Protocol-relative, backslashed and absolute: all another origin to a browser.
+    for (const [next, lands] of [
+      ['/audit?action=team.*', '/audit?action=team.*'],
+      ['//example.com/x', '/'],
+      ['/\\example.com/x', '/'],
+      ['https://example.com/x', '/'],
+    ] as const) {
+      await signOutHere();
+      await page.goto(`${base}/login?next=${encodeURIComponent(next)}`);
+      await page.getByLabel('Email').fill(cleo.user.email);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+      await expect.poll(() => page.locator('.topbar .user').textContent(), soon).toBe(cleo.user.email);
+      const at = new URL(page.url());
+      expect([at.origin, decodeURIComponent(`${at.pathname}${at.search}`)], next).toEqual([base, lands]);
+    }
+    await signOutHere();
+  });
+}, 60_000);

@@ -18,6 +18,16 @@ export function AuthFrame(props: { title: string; children: React.ReactNode }) {
 }
 
 /**
+ * `next` as a place on this site, or `/`. Read as the browser would (so `//host`, `/\host` and
+ * `https://…` all name another origin): a fresh session's user is never sent elsewhere.
+ */
+export function samePlace(next: string | null): string {
+  if (!next?.startsWith('/')) return '/';
+  const url = new URL(next, window.location.origin);
+  return url.origin === window.location.origin ? `${url.pathname}${url.search}${url.hash}` : '/';
+}
+
+/**
  * After signing in: the cookies are set; whatever was cached belonged to no one or someone else.
  * `next` (a path of this site, e.g. an invitation waiting to be accepted) is where to go then.
  */
@@ -25,9 +35,7 @@ export function useSignedIn() {
   const client = useQueryClient();
   const navigate = useNavigate();
   const [params] = useSearchParams();
-  const next = params.get('next') ?? '';
-  // Only a path here: `//host` or `https://…` would send a fresh session's user elsewhere.
-  const to = next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  const to = samePlace(params.get('next'));
   return () => {
     client.clear();
     void navigate(to);
