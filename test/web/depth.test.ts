@@ -203,9 +203,11 @@ it('moves files in and out of a workspace, renames, stars it and sets its model'
     f.script([{ text: 'Ready.' }, { text: 'A ready agent' }]);
     const first = await f.submit({ agent_id: helper.id, prompt: 'Be ready.', mode: 'session' });
     const id = first.workspace_id as string;
-    await f.until(first.id as string, ['completed']);
+    // Opened at once: before its first turn has a sandbox the page lists nothing (and asks nothing).
     await page.goto(`${base}/workspaces/${id}`);
-    await page.getByText('/workspace is empty.').or(page.getByRole('table')).first().waitFor(soon);
+    await page.getByText('Ready.', { exact: true }).waitFor(soon);
+    await f.until(first.id as string, ['completed']);
+    await page.getByRole('cell', { name: 'outputs/', exact: true }).waitFor(soon);
 
     await page.getByLabel('Upload into folder').fill('notes');
     await page.getByLabel('Upload a file').setInputFiles({
@@ -251,6 +253,14 @@ it('moves files in and out of a workspace, renames, stars it and sets its model'
     await expect.poll(() => page.getByRole('link', { name: 'Planning' }).count(), soon).toBe(0);
     await page.getByLabel('Show archived conversations').check();
     await page.getByRole('link', { name: 'Planning' }).waitFor(soon);
+
+    // Ended while its files are listed: the files go, and nothing asks for them (no 409 in the page).
+    await page.getByRole('link', { name: 'Planning' }).click();
+    await page.getByRole('cell', { name: 'outputs/', exact: true }).waitFor(soon);
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'End Planning' }).click();
+    await page.getByText('This conversation has ended').waitFor(soon);
+    await expect.poll(() => page.getByRole('heading', { name: 'Files' }).count()).toBe(0);
   }, [/status of 400 .*\/v1\/workspaces\//]);
 }, 120_000);
 

@@ -19,15 +19,25 @@ const filePath = (path: string) => path.split('/').map(encodeURIComponent).join(
 /**
  * What is in the workspace's /workspace: list, upload (into a folder), download
  * (one file, or all of it as a tar.gz), delete. Listing a paused workspace
- * resumes its sandbox, so there it waits for a click.
+ * resumes its sandbox, so there it waits for a click; until the first turn
+ * has ended its sandbox may still be starting (a listing would be a 409).
  */
-export function WorkspaceFiles(props: { workspaceId: string; paused: boolean }) {
+export function WorkspaceFiles(props: {
+  workspaceId: string;
+  turns: number;
+  started: boolean;
+  paused: boolean;
+}) {
   const [asked, setAsked] = useState(false);
   const open = !props.paused || asked;
   return (
     <Section title="Files">
-      {open ? (
-        <FileList workspaceId={props.workspaceId} />
+      {!props.started ? (
+        <Empty title="No files yet.">
+          The first turn starts the sandbox; its files show here once it ends.
+        </Empty>
+      ) : open ? (
+        <FileList workspaceId={props.workspaceId} turns={props.turns} />
       ) : (
         <Empty
           title="The sandbox is paused."
@@ -40,16 +50,19 @@ export function WorkspaceFiles(props: { workspaceId: string; paused: boolean }) 
   );
 }
 
-function FileList(props: { workspaceId: string }) {
+function FileList(props: { workspaceId: string; turns: number }) {
   const client = useQueryClient();
-  const key = ['workspaces', props.workspaceId, 'files'];
+  // Not under ['workspaces', id]: what refetches the workspace (its events, ending it) must not
+  // list the files of a sandbox that may be gone; they are listed again when a turn ends.
+  const key = ['workspace-files', props.workspaceId];
   const path = { params: { path: { id: props.workspaceId } } };
   const base = `/v1/workspaces/${encodeURIComponent(props.workspaceId)}`;
   const [folder, setFolder] = useState('');
   const fileInput = useRef<HTMLInputElement>(null);
   const files = useQuery({
-    queryKey: key,
+    queryKey: [...key, props.turns],
     queryFn: () => unwrap(api.GET('/v1/workspaces/{id}/files', path)),
+    refetchOnWindowFocus: false,
   });
   const refresh = () => client.invalidateQueries({ queryKey: key });
   const upload = useMutation({

@@ -95,7 +95,14 @@ export function WorkspacePage() {
         <Stat label="Model" value={w.model_override ?? w.last_run_model ?? '—'} />
         <Stat label="Last active" value={when(w.last_active_at)} />
       </div>
-      {ENDED.has(w.status) ? null : <WorkspaceFiles workspaceId={w.id} paused={w.status === 'paused'} />}
+      {ENDED.has(w.status) ? null : (
+        <WorkspaceFiles
+          workspaceId={w.id}
+          turns={w.turns}
+          started={w.capsule_id !== null && (w.turns > 0 || w.status === 'idle')}
+          paused={w.status === 'paused'}
+        />
+      )}
       <WorkspaceSettings workspace={w} />
       <dl className="facts">
         <dt>Workspace</dt>
