@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useRef, useState } from 'react';
-import { api, unwrap } from '../api.ts';
+import { api, multipart, unwrap } from '../api.ts';
 import {
   Button,
   ConfirmButton,
@@ -66,19 +66,16 @@ function FileList(props: { workspaceId: string; turns: number }) {
   });
   const refresh = () => client.invalidateQueries({ queryKey: key });
   const upload = useMutation({
-    mutationFn: async (file: File) => {
-      const form = new FormData();
-      if (folder.trim() !== '') form.append('path', folder.trim());
-      form.append('file', file);
-      return unwrap(
+    mutationFn: (file: File) =>
+      unwrap(
         api.POST('/v1/workspaces/{id}/files', {
           ...path,
-          body: form as never,
-          // The browser writes the multipart body and its boundary.
-          bodySerializer: (body) => body as unknown as FormData,
+          ...multipart([
+            ...(folder.trim() === '' ? [] : [['path', folder.trim()] as [string, string]]),
+            ['file', file],
+          ]),
         }),
-      );
-    },
+      ),
     onSuccess: () => {
       if (fileInput.current) fileInput.current.value = '';
       void refresh();
