@@ -67,3 +67,13 @@ export function splitList(text: string): string[] {
     .map((s) => s.trim())
     .filter((s) => s !== '');
 }
+
+/**
+ * A multipart upload as the SDK sends it: the fields in order (a file part
+ * last), the body handed to fetch as it is so the browser writes its boundary.
+ */
+export function multipart(fields: Array<[string, string | Blob]>) {
+  const form = new FormData();
+  for (const [name, value] of fields) form.append(name, value);
+  return { body: form as never, bodySerializer: (body: unknown) => body as FormData };
+}

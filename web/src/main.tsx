@@ -19,6 +19,7 @@ const routes: RouteObject[] = [
   { path: '/login', lazy: page(() => import('./pages/auth.tsx'), 'LoginPage') },
   { path: '/signup', lazy: page(() => import('./pages/auth.tsx'), 'SignupPage') },
   { path: '/magic-link', lazy: page(() => import('./pages/auth.tsx'), 'MagicLinkPage') },
+  { path: '/reset-password', lazy: page(() => import('./pages/password-reset.tsx'), 'ResetPasswordPage') },
   {
     path: '/accept-invitation',
     lazy: page(() => import('./pages/accept-invitation.tsx'), 'AcceptInvitationPage'),
@@ -50,6 +51,10 @@ const routes: RouteObject[] = [
       { path: 'policies', lazy: page(() => import('./pages/policies.tsx'), 'PoliciesPage') },
       { path: 'policies/new', lazy: page(() => import('./pages/policies.tsx'), 'PolicyFormPage') },
       { path: 'policies/:id', lazy: page(() => import('./pages/policies.tsx'), 'PolicyFormPage') },
+      {
+        path: 'policies/:id/history',
+        lazy: page(() => import('./pages/policy-history.tsx'), 'PolicyHistoryPage'),
+      },
       { path: 'provider-keys', lazy: page(() => import('./pages/provider-keys.tsx'), 'ProviderKeysPage') },
       { path: 'api-keys', lazy: page(() => import('./pages/api-keys.tsx'), 'ApiKeysPage') },
       { path: 'api-keys/:id', lazy: page(() => import('./pages/api-keys.tsx'), 'ApiKeyPage') },
@@ -87,7 +92,7 @@ const routes: RouteObject[] = [
 
 const router = createBrowserRouter(routes);
 /** Pages that work signed out: a 401 there is no reason to leave them. */
-const SIGNED_OUT_PAGES = ['/login', '/signup', '/magic-link', '/accept-invitation'];
+const SIGNED_OUT_PAGES = ['/login', '/signup', '/magic-link', '/accept-invitation', '/reset-password'];
 const queryClient = createQueryClient(() => {
   if (!SIGNED_OUT_PAGES.includes(window.location.pathname)) void router.navigate('/login');
 });

@@ -10,7 +10,7 @@ import {
   useState,
 } from 'react';
 import { Link } from 'react-router';
-import { errorMessage } from './api.ts';
+import { errorMessage, splitList } from './api.ts';
 import type { Pager } from './paged.ts';
 
 export function Page(props: { title: string; actions?: ReactNode; children: ReactNode }) {
@@ -448,4 +448,107 @@ export function ConfirmButton(props: {
 
 export function Json(props: { value: unknown }) {
   return <pre className="json">{JSON.stringify(props.value, null, 2)}</pre>;
+}
+
+/**
+ * A number or nothing: an empty field hands on null (the API's "no limit", or
+ * the default its owner puts in its place). The text is kept as typed.
+ */
+export function NumberField({
+  value,
+  onValue,
+  ...props
+}: FieldProps &
+  Omit<InputHTMLAttributes<HTMLInputElement>, 'value' | 'onChange' | 'type'> & {
+    value: number | null;
+    onValue: (value: number | null) => void;
+  }) {
+  const [text, setText] = useState(value === null ? '' : String(value));
+  return (
+    <TextField
+      {...props}
+      type="number"
+      value={text}
+      onChange={(e) => {
+        setText(e.target.value);
+        onValue(e.target.value.trim() === '' ? null : Number(e.target.value));
+      }}
+    />
+  );
+}
+
+/**
+ * A list typed as comma-separated text: the text is kept as typed (a trailing
+ * ", " included) and the list handed on is its trimmed, non-empty parts.
+ */
+export function ListField({
+  value,
+  onValue,
+  ...props
+}: FieldProps &
+  Omit<InputHTMLAttributes<HTMLInputElement>, 'value' | 'onChange'> & {
+    value: readonly string[];
+    onValue: (value: string[]) => void;
+  }) {
+  const [text, setText] = useState(value.join(', '));
+  return (
+    <TextField
+      {...props}
+      value={text}
+      onChange={(e) => {
+        setText(e.target.value);
+        onValue(splitList(e.target.value));
+      }}
+    />
+  );
+}
+
+/** One on/off choice. */
+export function CheckField(props: {
+  label: string;
+  hint?: ReactNode;
+  checked: boolean;
+  onChange: (checked: boolean) => void;
+}) {
+  const id = useId();
+  return (
+    <div className="field">
+      <label className="check" htmlFor={id}>
+        <input
+          id={id}
+          type="checkbox"
+          checked={props.checked}
+          aria-describedby={props.hint ? `${id}-hint` : undefined}
+          onChange={(e) => props.onChange(e.target.checked)}
+        />
+        {props.label}
+      </label>
+      {props.hint ? (
+        <p className="hint" id={`${id}-hint`}>
+          {props.hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+/** A file the API answers on a GET, saved by the browser (the session cookie goes with it). */
+export function DownloadLink(props: { href: string; name: string }) {
+  return (
+    <a
+      className="btn btn-default"
+      href={props.href}
+      download={props.name}
+      aria-label={`Download ${props.name}`}
+    >
+      Download
+    </a>
+  );
+}
+
+/** A value as a change shows it: text as it is, anything else as JSON, nothing as "none". */
+export function ShownValue(props: { value: unknown }) {
+  if (props.value === null || props.value === undefined) return <span className="muted">none</span>;
+  const text = typeof props.value === 'string' ? props.value : JSON.stringify(props.value, null, 2);
+  return <pre className="output">{text}</pre>;
 }

@@ -14,6 +14,7 @@ import {
   Page,
   Section,
   SelectField,
+  ShownValue,
 } from '../ui.tsx';
 import './agents-extra.css';
 import { useAgent } from './agents.tsx';
@@ -137,13 +138,6 @@ function CompareForm(props: {
   );
 }
 
-/** A field's value as the diff shows it: text as it is, anything else as JSON. */
-function shown(value: unknown) {
-  if (value === null || value === undefined) return <span className="muted">none</span>;
-  const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
-  return <pre className="output">{text}</pre>;
-}
-
 function Diff(props: { agentId: string; from: number; to: number }) {
   const diff = useQuery({
     queryKey: ['agents', props.agentId, 'diff', props.from, props.to],
@@ -169,8 +163,8 @@ function Diff(props: { agentId: string; from: number; to: number }) {
         }
         columns={[
           { header: 'Field', cell: (c) => <code>{c.field}</code> },
-          { header: `Version ${props.from}`, cell: (c) => shown(c.from), wrap: true },
-          { header: `Version ${props.to}`, cell: (c) => shown(c.to), wrap: true },
+          { header: `Version ${props.from}`, cell: (c) => <ShownValue value={c.from} />, wrap: true },
+          { header: `Version ${props.to}`, cell: (c) => <ShownValue value={c.to} />, wrap: true },
         ]}
       />
     </Section>

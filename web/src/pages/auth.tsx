@@ -4,6 +4,7 @@ import { Link, useNavigate, useSearchParams } from 'react-router';
 import { api, unwrap } from '../api.ts';
 import { Button, EmailField, ErrorNote, TextField } from '../ui.tsx';
 import './pages-extra.css';
+import { PasswordResetRequest } from './password-reset.tsx';
 
 export function AuthFrame(props: { title: string; children: React.ReactNode }) {
   return (
@@ -44,21 +45,19 @@ export function useSignedIn() {
 
 export function LoginPage() {
   const [params, setParams] = useSearchParams();
-  const byLink = params.get('with') === 'link';
-  const chooseLink = (on: boolean) => {
+  const mode = params.get('with');
+  const choose = (how: 'link' | 'reset' | null) => {
     const next = new URLSearchParams(params);
-    if (on) next.set('with', 'link');
+    if (how) next.set('with', how);
     else next.delete('with');
     setParams(next);
   };
-  return byLink ? (
-    <MagicLinkRequest onPassword={() => chooseLink(false)} />
-  ) : (
-    <PasswordLogin onLink={() => chooseLink(true)} />
-  );
+  if (mode === 'link') return <MagicLinkRequest onPassword={() => choose(null)} />;
+  if (mode === 'reset') return <PasswordResetRequest onBack={() => choose(null)} />;
+  return <PasswordLogin onLink={() => choose('link')} onForgot={() => choose('reset')} />;
 }
 
-function PasswordLogin(props: { onLink: () => void }) {
+function PasswordLogin(props: { onLink: () => void; onForgot: () => void }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const signedIn = useSignedIn();
@@ -88,7 +87,12 @@ function PasswordLogin(props: { onLink: () => void }) {
         </Button>
       </form>
       <p className="muted">
-        Forgot your password, or rather not type it?{' '}
+        <button type="button" className="link-button" onClick={props.onForgot}>
+          Forgot password?
+        </button>
+      </p>
+      <p className="muted">
+        Rather not type it?{' '}
         <button type="button" className="link-button" onClick={props.onLink}>
           E-mail me a sign-in link
         </button>
@@ -107,36 +111,58 @@ function sentence(message: string): string {
 
 /** Asks for a sign-in link by e-mail (POST /v1/auth/magic-link/start). */
 function MagicLinkRequest(props: { onPassword: () => void }) {
+  return (
+    <EmailLinkRequest
+      title="Sign in by e-mail"
+      intro="We e-mail you a link that signs you in, no password needed."
+      lifetime="15 minutes"
+      askLabel="E-mail me a link"
+      send={(email) => unwrap(api.POST('/v1/auth/magic-link/start', { body: { email } }))}
+      back={{ label: 'Sign in with a password instead', onClick: props.onPassword }}
+    />
+  );
+}
+
+/**
+ * A link asked for by e-mail (sign-in, password reset): the address, then the
+ * API's answer, the same whether or not an account has it.
+ */
+export function EmailLinkRequest(props: {
+  title: string;
+  intro: string;
+  lifetime: string;
+  askLabel: string;
+  send: (email: string) => Promise<{ message: string }>;
+  back: { label: string; onClick: () => void };
+}) {
   const [email, setEmail] = useState('');
-  const start = useMutation({
-    mutationFn: () => unwrap(api.POST('/v1/auth/magic-link/start', { body: { email } })),
-  });
+  const start = useMutation({ mutationFn: () => props.send(email) });
   const submit = (e: FormEvent) => {
     e.preventDefault();
     start.mutate();
   };
   return (
-    <AuthFrame title="Sign in by e-mail">
+    <AuthFrame title={props.title}>
       {start.isSuccess ? (
         <div className="note note-ok" role="status">
           <p>
             <strong>Check your inbox.</strong> {sentence(start.data.message)}
           </p>
-          <p>The link works once, for 15 minutes.</p>
+          <p>The link works once, for {props.lifetime}.</p>
         </div>
       ) : (
-        <p className="muted">We e-mail you a link that signs you in, no password needed.</p>
+        <p className="muted">{props.intro}</p>
       )}
       <form onSubmit={submit}>
         <EmailField value={email} onChange={setEmail} />
         <ErrorNote error={start.error} />
         <Button type="submit" variant="primary" busy={start.isPending}>
-          {start.isSuccess ? 'Send another link' : 'E-mail me a link'}
+          {start.isSuccess ? 'Send another link' : props.askLabel}
         </Button>
       </form>
       <p className="muted">
-        <button type="button" className="link-button" onClick={props.onPassword}>
-          Sign in with a password instead
+        <button type="button" className="link-button" onClick={props.back.onClick}>
+          {props.back.label}
         </button>
       </p>
     </AuthFrame>

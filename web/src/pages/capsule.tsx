@@ -14,6 +14,7 @@ import {
   Section,
   TextField,
 } from '../ui.tsx';
+import { CapsuleSnapshots } from './capsule-snapshots.tsx';
 import { CapsuleTerminal } from './terminal.tsx';
 import './pages-extra.css';
 
@@ -113,6 +114,7 @@ export function CapsulePage() {
         )}
       </Section>
       {running ? <Files capsuleId={c.id} /> : null}
+      <CapsuleSnapshots capsuleId={c.id} running={running} />
       <dl className="facts">
         <dt>Created</dt>
         <dd>{when(c.created_at)}</dd>

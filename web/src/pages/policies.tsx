@@ -1,10 +1,11 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
-import { api, splitList, unwrap, usd, when } from '../api.ts';
+import { api, unwrap, usd, when } from '../api.ts';
 import {
   Button,
   ButtonLink,
+  ConfirmButton,
   DataTable,
   Empty,
   ErrorNote,
@@ -13,12 +14,18 @@ import {
   Section,
   TextField,
 } from '../ui.tsx';
-
-type PolicyOf = Awaited<ReturnType<typeof getPolicy>>;
-
-function getPolicy(id: string) {
-  return unwrap(api.GET('/v1/policies/{id}', { params: { path: { id } } }));
-}
+import {
+  BudgetSection,
+  defaultDoc,
+  getPolicy,
+  ModelsSection,
+  type PolicyDoc,
+  type PolicyOf,
+  RateLimitsSection,
+  RoutingSection,
+  RunsSection,
+  ToolsSection,
+} from './policy-sections.tsx';
 
 export function usePolicies() {
   return useQuery({
@@ -47,8 +54,8 @@ export function PoliciesPage() {
       }
     >
       <p className="muted lead">
-        A policy governs every model call an agent makes: budgets, which models and tools it may use, and
-        which tools need a person's approval first.
+        A policy governs every model call an agent makes: budgets and rate limits, which models and tools it
+        may use, which tools need a person's approval first, and how calls are routed when a provider fails.
       </p>
       <Section title="Policies">
         <DataTable
@@ -77,11 +84,6 @@ export function PoliciesPage() {
   );
 }
 
-/** A number field's text as the API wants it: a number, or null for "no limit". */
-function numberOrNull(text: string): number | null {
-  return text.trim() === '' ? null : Number(text);
-}
-
 export function PolicyFormPage() {
   const { id } = useParams();
   const policy = useQuery({
@@ -95,31 +97,54 @@ export function PolicyFormPage() {
   return <PolicyForm policy={policy.data} key={`${policy.data.id}-${policy.data.version}`} />;
 }
 
+/** The document without its name and record-keeping. */
+function docOf(policy: PolicyOf): PolicyDoc {
+  const { id, team_id, name, version, created_by, updated_by, created_at, updated_at, ...doc } = policy;
+  return structuredClone(doc);
+}
+
+/**
+ * model_mapping as PUT wants it: the update is merged into the stored
+ * document, so a mapping (or one provider's target) that is gone is sent as null.
+ */
+function mappingUpdate(before: PolicyDoc['model_mapping'], after: PolicyDoc['model_mapping']) {
+  const out: Record<string, Record<string, string | null> | null> = { ...after };
+  for (const [source, targets] of Object.entries(before)) {
+    const kept = after[source];
+    if (!kept) {
+      out[source] = null;
+      continue;
+    }
+    for (const provider of Object.keys(targets ?? {}))
+      if (!(provider in kept)) out[source] = { ...out[source], [provider]: null };
+  }
+  return out;
+}
+
 function PolicyForm(props: { policy?: PolicyOf }) {
   const existing = props.policy;
   const client = useQueryClient();
   const navigate = useNavigate();
   const [name, setName] = useState(existing?.name ?? '');
-  const [runLimit, setRunLimit] = useState(String(existing?.budget.hard_limit_usd ?? ''));
-  const [hourLimit, setHourLimit] = useState(String(existing?.budget.max_cost_per_hour_usd ?? ''));
-  const [allowedModels, setAllowedModels] = useState(existing?.allowed_models.join(', ') ?? '');
-  const [blockedModels, setBlockedModels] = useState(existing?.blocked_models.join(', ') ?? '');
-  const [blockedTools, setBlockedTools] = useState(existing?.blocked_tools.join(', ') ?? '');
-  const [approval, setApproval] = useState(existing?.require_approval.join(', ') ?? '');
+  const [doc, setDoc] = useState<PolicyDoc>(() => (existing ? docOf(existing) : defaultDoc()));
+  const change = (patch: Partial<PolicyDoc>) => setDoc((previous) => ({ ...previous, ...patch }));
   const save = useMutation({
-    mutationFn: async (): Promise<unknown> => {
-      const body = {
-        name,
-        budget: { hard_limit_usd: numberOrNull(runLimit), max_cost_per_hour_usd: numberOrNull(hourLimit) },
-        allowed_models: splitList(allowedModels),
-        blocked_models: splitList(blockedModels),
-        blocked_tools: splitList(blockedTools),
-        require_approval: splitList(approval),
-      };
-      return existing
-        ? unwrap(api.PUT('/v1/policies/{id}', { params: { path: { id: existing.id } }, body }))
-        : unwrap(api.POST('/v1/policies', { body }));
+    mutationFn: async (): Promise<unknown> =>
+      existing
+        ? unwrap(
+            api.PUT('/v1/policies/{id}', {
+              params: { path: { id: existing.id } },
+              body: { name, ...doc, model_mapping: mappingUpdate(existing.model_mapping, doc.model_mapping) },
+            }),
+          )
+        : unwrap(api.POST('/v1/policies', { body: { name, ...doc } })),
+    onSuccess: async () => {
+      await client.invalidateQueries({ queryKey: ['policies'] });
+      void navigate('/policies');
     },
+  });
+  const remove = useMutation({
+    mutationFn: (id: string) => unwrap(api.DELETE('/v1/policies/{id}', { params: { path: { id } } })),
     onSuccess: async () => {
       await client.invalidateQueries({ queryKey: ['policies'] });
       void navigate('/policies');
@@ -130,66 +155,36 @@ function PolicyForm(props: { policy?: PolicyOf }) {
     save.mutate();
   };
   return (
-    <Page title={existing ? `Policy ${existing.name}` : 'New policy'}>
+    <Page
+      title={existing ? `Policy ${existing.name}` : 'New policy'}
+      actions={
+        existing ? (
+          <>
+            <ButtonLink to={`/policies/${existing.id}/history`}>
+              History (version {existing.version})
+            </ButtonLink>
+            <ConfirmButton
+              label="Delete"
+              name={existing.name}
+              question="Delete this policy? Its history stays readable; an agent that uses it must move first."
+              busy={remove.isPending}
+              onConfirm={() => remove.mutate(existing.id)}
+            />
+          </>
+        ) : null
+      }
+    >
+      <ErrorNote error={remove.error} />
       <form onSubmit={submit}>
         <Section title="Policy">
           <TextField label="Name" required value={name} onChange={(e) => setName(e.target.value)} />
         </Section>
-        <Section title="Budget">
-          <div className="grid-form">
-            <TextField
-              label="Limit per run (USD)"
-              type="number"
-              min={0}
-              step="any"
-              hint="A run (a task) stops when it would spend more. Empty: no limit."
-              value={runLimit}
-              onChange={(e) => setRunLimit(e.target.value)}
-            />
-            <TextField
-              label="Limit per hour (USD)"
-              type="number"
-              min={0}
-              step="any"
-              hint="A rolling cap per agent under this policy. Empty: no limit."
-              value={hourLimit}
-              onChange={(e) => setHourLimit(e.target.value)}
-            />
-          </div>
-        </Section>
-        <Section title="Model and tool rules">
-          <div className="grid-form">
-            <TextField
-              label="Allowed models"
-              placeholder="gpt-4o*, claude-*"
-              hint="Comma-separated globs. Empty: every model."
-              value={allowedModels}
-              onChange={(e) => setAllowedModels(e.target.value)}
-            />
-            <TextField
-              label="Blocked models"
-              hint="Comma-separated globs; they win over the allowed ones."
-              value={blockedModels}
-              onChange={(e) => setBlockedModels(e.target.value)}
-            />
-            <TextField
-              label="Blocked tools"
-              placeholder="bash"
-              hint="Comma-separated tool globs an agent may not use."
-              value={blockedTools}
-              onChange={(e) => setBlockedTools(e.target.value)}
-            />
-          </div>
-        </Section>
-        <Section title="Approvals">
-          <TextField
-            label="Tools that need approval"
-            placeholder="bash, write_file"
-            hint="Comma-separated tool globs. A call offering one waits in Approvals until a person decides."
-            value={approval}
-            onChange={(e) => setApproval(e.target.value)}
-          />
-        </Section>
+        <BudgetSection doc={doc} change={change} />
+        <RateLimitsSection doc={doc} change={change} />
+        <ModelsSection doc={doc} change={change} />
+        <ToolsSection doc={doc} change={change} />
+        <RoutingSection doc={doc} change={change} />
+        <RunsSection doc={doc} change={change} />
         <ErrorNote error={save.error} />
         <div className="actions">
           <Button type="submit" variant="primary" busy={save.isPending}>

@@ -3,6 +3,7 @@ import { useEffect, useState } from 'react';
 import { Link, useParams } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
 import { Badge, Button, ErrorNote, Json, Loading, Page, Section, Stat } from '../ui.tsx';
+import { TaskFiles } from './task-files.tsx';
 
 interface TaskEvent {
   seq: number;
@@ -126,6 +127,7 @@ export function TaskPage() {
           {typeof t.result === 'string' ? <p className="result">{t.result}</p> : <Json value={t.result} />}
         </Section>
       ) : null}
+      <TaskFiles taskId={t.id} ended={ended} />
       <Section title="Activity">
         {events.length === 0 ? <Loading what="events" /> : <Timeline events={events} />}
       </Section>

@@ -5,6 +5,8 @@ import { followWorkspaceEvents, type LogEvent } from '../../../sdk/src/index.ts'
 import { api, unwrap, when } from '../api.ts';
 import { Badge, Button, ConfirmButton, ErrorNote, Json, Loading, Page, Stat, TextArea } from '../ui.tsx';
 import './pages-extra.css';
+import { WorkspaceFiles } from './workspace-files.tsx';
+import { StarButton, WorkspaceSettings } from './workspace-settings.tsx';
 
 const ENDED = new Set(['expired', 'terminated']);
 type Connection = 'connecting' | 'live' | 'ended' | 'failed';
@@ -67,6 +69,7 @@ export function WorkspacePage() {
       title={w.name ?? 'Untitled conversation'}
       actions={
         <>
+          <StarButton id={w.id} name={w.name ?? 'this conversation'} starred={w.starred} />
           <CancelTurn taskId={w.current_task_id} />
           {ENDED.has(w.status) ? null : <EndConversation workspaceId={w.id} name={w.name ?? w.id} />}
         </>
@@ -92,6 +95,15 @@ export function WorkspacePage() {
         <Stat label="Model" value={w.model_override ?? w.last_run_model ?? '—'} />
         <Stat label="Last active" value={when(w.last_active_at)} />
       </div>
+      {ENDED.has(w.status) ? null : (
+        <WorkspaceFiles
+          workspaceId={w.id}
+          turns={w.turns}
+          started={w.capsule_id !== null && (w.turns > 0 || w.status === 'idle')}
+          paused={w.status === 'paused'}
+        />
+      )}
+      <WorkspaceSettings workspace={w} />
       <dl className="facts">
         <dt>Workspace</dt>
         <dd>

@@ -6,6 +6,7 @@ import {
   Badge,
   Button,
   ButtonLink,
+  CheckField,
   DataTable,
   Empty,
   ErrorNote,
@@ -15,12 +16,19 @@ import {
   TextArea,
 } from '../ui.tsx';
 import { useAgents } from './agents.tsx';
+import { StarButton } from './workspace-settings.tsx';
 
 export function WorkspacesPage() {
   const agents = useAgents();
+  const [archived, setArchived] = useState(false);
   const workspaces = useQuery({
-    queryKey: ['workspaces'],
-    queryFn: () => unwrap(api.GET('/v1/workspaces', { params: { query: { limit: 100 } } })),
+    queryKey: ['workspaces', 'list', archived],
+    queryFn: () =>
+      unwrap(
+        api.GET('/v1/workspaces', {
+          params: { query: { limit: 100, ...(archived ? {} : { archived: false }) } },
+        }),
+      ),
     // A workspace goes idle, paused and expired on its own.
     refetchInterval: 5_000,
   });
@@ -29,6 +37,7 @@ export function WorkspacesPage() {
     <Page title="Workspaces">
       <StartConversation />
       <Section title="Conversations">
+        <CheckField label="Show archived conversations" checked={archived} onChange={setArchived} />
         <DataTable
           list={workspaces}
           what="workspaces"
@@ -42,8 +51,20 @@ export function WorkspacesPage() {
           columns={[
             {
               header: 'Conversation',
-              cell: (w) => <Link to={`/workspaces/${w.id}`}>{w.name ?? 'Untitled conversation'}</Link>,
+              cell: (w) => (
+                <>
+                  <Link to={`/workspaces/${w.id}`}>{w.name ?? 'Untitled conversation'}</Link>
+                  {w.archived ? <span className="muted"> (archived)</span> : null}
+                </>
+              ),
               wrap: true,
+            },
+            {
+              header: 'Star',
+              quietHeader: true,
+              cell: (w) => (
+                <StarButton id={w.id} name={w.name ?? 'Untitled conversation'} starred={w.starred} />
+              ),
             },
             { header: 'Agent', cell: (w) => agentName(w.agent_id) },
             { header: 'Status', cell: (w) => <Badge status={w.status} /> },
