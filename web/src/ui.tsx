@@ -274,6 +274,13 @@ const TONES: Record<string, string> = {
   paused: 'muted',
   unread: 'info',
   read: 'muted',
+  // credit balances and provider circuits (chart pages)
+  ok: 'ok',
+  low: 'warn',
+  exhausted: 'bad',
+  closed: 'ok',
+  half_open: 'warn',
+  open: 'bad',
 };
 
 export function Badge(props: { status: string }) {
