@@ -138,6 +138,7 @@ it('shows spend over time, sandboxes and the credit balance on the overview', as
     await credits.getByText('exhausted').waitFor();
     const sandboxes = page.getByRole('region', { name: 'Sandboxes' });
     await sandboxes.getByText('Running now').waitFor();
+    await page.getByText(`Show the figures: ${title}`).click();
     await b.check('overview-charts');
   });
 }, 60_000);
@@ -182,7 +183,19 @@ it('charts tokens by model over a chosen range, kept in the address, with the to
     const top = page.getByRole('region', { name: 'Top models by spend' });
     await expect.poll(() => rowsOf(top.locator('table')).first().textContent(), soon).toContain(model);
     await page.getByText(/1 of \d+ calls failed/).waitFor(soon);
+    // Per agent: the writer's two tasks succeeded, the flaky one's failed.
+    const agents = page.getByRole('region', { name: 'Agents' });
+    const writerRow = agents.getByRole('row').filter({ hasText: 'writer' });
+    await expect.poll(() => writerRow.locator('td').nth(1).textContent(), soon).toBe('2 of 2');
+    expect(await writerRow.locator('td').nth(2).textContent()).toBe('100%');
+    await expect
+      .poll(() => agents.getByRole('row').filter({ hasText: 'flaky' }).locator('td').nth(2).textContent())
+      .toBe('0%');
     await b.check('analytics');
+    // The charts read in the dark theme too (their colours are the theme's).
+    await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
+    await b.check('analytics-dark');
+    await page.getByRole('button', { name: 'Switch to the light theme' }).click();
 
     // The address keeps the choice: a reload shows the same.
     await page.reload();
@@ -307,9 +320,12 @@ it("charts a running sandbox's CPU, memory and disk", async () => {
     expect(api.length).toBeGreaterThan(1);
     const rows = await figures('Memory in use');
     expect(rows.every((r) => /^[\d,.]+ MB$/.test(r[1]!))).toBe(true);
+    // The oldest sample is the same one either way: the page's figure is the API's, in MB to 3 digits.
+    const mb = Number((api[0]!.mem_bytes / 1024 / 1024).toPrecision(3));
+    expect(rows[0]![1]).toBe(`${mb.toLocaleString('en-US', { maximumFractionDigits: 6 })} MB`);
+    await b.check('capsule-metrics');
     await metrics.getByLabel('Metrics range').selectOption('1h');
     await metrics.getByRole('img', { name: /^CPU use/ }).waitFor(soon);
-    await b.check('capsule-metrics');
     await f.t.call('DELETE', `/v1/capsules/${id}`, { token: f.user.token });
   });
 }, 60_000);

@@ -19,6 +19,11 @@ const PAD = { top: 12, right: 12, bottom: 28, left: 64 };
 /** Series past this many colours share the last one (a page groups the rest as "other"). */
 const COLOURS = 6;
 
+/** A figure to three significant digits, so that neighbouring ticks (0.05, 0.1, 0.15) stay apart. */
+export function short(value: number): string {
+  return Number(value.toPrecision(3)).toLocaleString(undefined, { maximumFractionDigits: 6 });
+}
+
 /** A round step for about `count` ticks up to `max`: 1, 2 or 5 × 10ⁿ. */
 export function niceStep(max: number, count = 4): number {
   if (!(max > 0)) return 1;
@@ -28,9 +33,10 @@ export function niceStep(max: number, count = 4): number {
   return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * power;
 }
 
-/** Which of n labels to print under the axis: about six, evenly spaced, ending on the last. */
-function shownLabels(n: number): Set<number> {
-  const every = Math.max(1, Math.ceil(n / 6));
+/** Which of n labels to print under the axis: as many as fit (one per ~90 px), evenly spaced, ending on the last. */
+function shownLabels(n: number, plotWidth: number): Set<number> {
+  const most = Math.max(2, Math.floor(plotWidth / 90));
+  const every = Math.max(1, Math.ceil(n / most));
   const shown = new Set<number>();
   for (let i = n - 1; i >= 0; i -= every) shown.add(i);
   return shown;
@@ -56,7 +62,7 @@ export function Chart(props: {
   const id = useId();
   const size = useWidth();
   const kind = props.kind ?? 'line';
-  const format = props.format ?? ((v: number) => String(Math.round(v * 100) / 100));
+  const format = props.format ?? short;
   const formatLabel = props.formatLabel ?? ((l: string) => l);
   const n = props.labels.length;
   const hasData = n > 0 && props.series.some((s) => s.values.some((v) => v !== null && v !== 0));
@@ -80,7 +86,7 @@ export function Chart(props: {
   const x = (i: number) =>
     kind === 'bar' ? PAD.left + slot * (i + 0.5) : PAD.left + (n <= 1 ? plotW / 2 : (plotW * i) / (n - 1));
   const y = (v: number) => PAD.top + plotH - (plotH * v) / top;
-  const shown = shownLabels(n);
+  const shown = shownLabels(n, plotW);
   const summary = `${props.title}: ${props.series
     .map((s) => {
       const values = s.values.filter((v): v is number => v !== null);

@@ -122,6 +122,21 @@ export function EmailField(props: {
   );
 }
 
+/** A non-negative amount (USD, credits) that takes decimals; empty is the caller's "none". */
+export function AmountField(props: FieldProps & { value: string; onChange: (value: string) => void }) {
+  const { value, onChange, ...field } = props;
+  return (
+    <TextField
+      {...field}
+      type="number"
+      min={0}
+      step="any"
+      value={value}
+      onChange={(e) => onChange(e.target.value)}
+    />
+  );
+}
+
 export function TextArea({
   label,
   hint,

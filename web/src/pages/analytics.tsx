@@ -1,7 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { useMemo } from 'react';
 import { Link, useSearchParams } from 'react-router';
-import { api, unwrap, usd } from '../api.ts';
+import { api, unwrap, usd, when } from '../api.ts';
 import { Chart, type Granularity, periodLabel, periods, type Series, seriesOf } from '../chart.tsx';
 import { DataTable, Empty, ErrorNote, Loading, Page, Section, SelectField, Stat } from '../ui.tsx';
 import { useAgents } from './agents.tsx';
@@ -294,6 +294,7 @@ export function AnalyticsPage() {
           )}
         </Section>
       </div>
+      <AgentFigures range={range} />
       <Section title={`Top ${topDimension}s by spend`}>
         <DataTable
           list={top}
@@ -316,6 +317,48 @@ export function AnalyticsPage() {
         />
       </Section>
     </Page>
+  );
+}
+
+/** Per agent, over its tasks created in the range: done, success rate, cost and tokens per task, queue wait. */
+function AgentFigures(props: { range: Range }) {
+  const { from, to } = props.range;
+  const kpi = useQuery({
+    queryKey: ['overview', 'agents', from, to],
+    queryFn: () => unwrap(api.GET('/v1/overview/agents', { params: { query: { from, to } } })),
+  });
+  const pct = (v: number | null) => (v === null ? '—' : `${v.toFixed(0)}%`);
+  const seconds = (ms: number | null) => (ms === null ? '—' : `${(ms / 1000).toFixed(1)} s`);
+  return (
+    <Section title="Agents">
+      <DataTable
+        list={kpi}
+        what="the agents' figures"
+        rowKey={(a) => a.agent_id}
+        empty={
+          <Empty title="No tasks in this range.">An agent's figures appear once it has run a task.</Empty>
+        }
+        columns={[
+          {
+            header: 'Agent',
+            cell: (a) =>
+              a.name ? <Link to={`/agents/${a.agent_id}`}>{a.name}</Link> : `${a.agent_id} (gone)`,
+          },
+          { header: 'Tasks done', cell: (a) => `${a.tasks_done} of ${a.tasks_total}` },
+          { header: 'Succeeded', cell: (a) => pct(a.success_rate_pct) },
+          { header: 'Cost a task', cell: (a) => usd(a.cost_per_task_usd) },
+          {
+            header: 'Tokens a task',
+            cell: (a) => (a.tokens_per_task === null ? '—' : count(a.tokens_per_task)),
+          },
+          {
+            header: 'Queue wait p50 / p95',
+            cell: (a) => `${seconds(a.queue_wait_p50_ms)} / ${seconds(a.queue_wait_p95_ms)}`,
+          },
+          { header: 'Last active', cell: (a) => when(a.last_active_at) },
+        ]}
+      />
+    </Section>
   );
 }
 

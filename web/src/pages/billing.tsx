@@ -1,9 +1,10 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link } from 'react-router';
+import { Link, useSearchParams } from 'react-router';
 import { api, PaddockError, unwrap, usd, when } from '../api.ts';
 import { Chart, periodLabel } from '../chart.tsx';
 import {
+  AmountField,
   Badge,
   Button,
   DataTable,
@@ -14,7 +15,6 @@ import {
   Section,
   SelectField,
   Stat,
-  TextField,
 } from '../ui.tsx';
 import { SpendChart, useRange } from './analytics.tsx';
 
@@ -110,14 +110,11 @@ function LowThreshold(props: { current: number }) {
   };
   return (
     <form onSubmit={submit} className="file-actions">
-      <TextField
+      <AmountField
         label="Low balance threshold (credits)"
-        type="number"
-        min={0}
-        step="any"
         hint="Below it the team is low and a credits.low event fires. Empty: the server's default."
         value={value}
-        onChange={(e) => setValue(e.target.value)}
+        onChange={setValue}
       />
       <Button type="submit" busy={save.isPending}>
         Save threshold
@@ -145,7 +142,6 @@ function SandboxUsage() {
       series={[{ name: 'vCPU-minutes', values: points.map((p) => p.cpu_minutes) }]}
       yLabel="vCPU-minutes"
       xLabel="Day (UTC)"
-      format={(v) => (Math.round(v * 10) / 10).toLocaleString()}
       formatLabel={periodLabel('day')}
       empty={
         <Empty title="No sandbox time in the last 30 days.">
@@ -241,6 +237,8 @@ function Billing() {
     queryFn: () => unwrap(api.GET('/v1/billing')),
     enabled: catalog.isSuccess,
   });
+  const [params] = useSearchParams();
+  const returned = params.get('checkout');
   // Back from Stripe, the browser lands here: Stripe's own pages did the paying.
   const back = (result: string) => `${window.location.origin}/billing?checkout=${result}`;
   const checkout = useMutation({
@@ -276,7 +274,7 @@ function Billing() {
     );
   if (catalog.isError) return <ErrorNote error={catalog.error} />;
   const b = billing.data;
-  const returned = new URLSearchParams(window.location.search).get('checkout');
+
   return (
     <>
       <Section
@@ -418,29 +416,14 @@ function AutoTopUp(props: { billing: BillingView; packs: Array<{ id: string; nam
             automatically
           </label>
         </div>
-        <TextField
-          label="Below (credits)"
-          type="number"
-          min={0}
-          step="any"
-          value={threshold}
-          onChange={(e) => setThreshold(e.target.value)}
-        />
+        <AmountField label="Below (credits)" value={threshold} onChange={setThreshold} />
         <SelectField
           label="Pack"
           value={pack}
           onChange={(e) => setPack(e.target.value)}
           options={props.packs.map((p) => ({ value: p.id, label: p.name }))}
         />
-        <TextField
-          label="Monthly cap (USD)"
-          type="number"
-          min={0}
-          step="any"
-          hint="Empty: no cap."
-          value={cap}
-          onChange={(e) => setCap(e.target.value)}
-        />
+        <AmountField label="Monthly cap (USD)" hint="Empty: no cap." value={cap} onChange={setCap} />
         <div className="form-end">
           <ErrorNote error={save.error} />
           <Button type="submit" variant="primary" busy={save.isPending}>

@@ -2,7 +2,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useRef, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
-import { Chart, clockLabel } from '../chart.tsx';
+import { Chart, clockLabel, short } from '../chart.tsx';
 import {
   Badge,
   Button,
@@ -165,7 +165,7 @@ function Metrics(props: { capsuleId: string; live: boolean }) {
       empty={empty}
     />
   );
-  const mb = (v: number) => `${(Math.round(v * 10) / 10).toLocaleString()} MB`;
+  const mb = (v: number) => `${short(v)} MB`;
   return (
     <Section
       title="Metrics"
@@ -189,7 +189,7 @@ function Metrics(props: { capsuleId: string; live: boolean }) {
               'CPU use, % of the sandbox’s vCPUs',
               '%',
               points.map((p) => p.cpu_pct),
-              (v) => `${Math.round(v * 10) / 10}%`,
+              (v) => `${short(v)}%`,
             )}
           </div>
           <div>

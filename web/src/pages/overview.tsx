@@ -135,7 +135,7 @@ function ActiveSandboxes() {
             format={(v) => String(Math.round(v))}
             formatLabel={clockLabel}
             empty={
-              <Empty title="No sandbox ran in the last 24 hours.">
+              <Empty title="No sandbox was running when sampled (each minute) in the last 24 hours.">
                 Tasks start them, or <Link to="/capsules">start one</Link> yourself.
               </Empty>
             }
