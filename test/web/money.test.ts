@@ -326,6 +326,10 @@ it("charts a running sandbox's CPU, memory and disk", async () => {
     await b.check('capsule-metrics');
     await metrics.getByLabel('Metrics range').selectOption('1h');
     await metrics.getByRole('img', { name: /^CPU use/ }).waitFor(soon);
+    // Paused, it keeps its history (and the page asks no more).
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByText('Resume it to open a shell.').waitFor(soon);
+    await metrics.getByRole('img', { name: /^Memory in use/ }).waitFor(soon);
     await f.t.call('DELETE', `/v1/capsules/${id}`, { token: f.user.token });
   });
 }, 60_000);

@@ -114,7 +114,10 @@ export function CapsulePage() {
           </Empty>
         )}
       </Section>
-      {running || c.status === 'paused' ? <Metrics capsuleId={c.id} live={running} /> : null}
+      {running || c.status === 'paused' ? (
+        // Once it is being deleted, its metrics are not asked for again (they would be a 404).
+        <Metrics capsuleId={c.id} live={running && !remove.isPending} />
+      ) : null}
       {running ? <Files capsuleId={c.id} /> : null}
       <dl className="facts">
         <dt>Created</dt>
