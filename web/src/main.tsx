@@ -84,6 +84,8 @@ const routes: RouteObject[] = [
       { path: 'hosts/:id', lazy: page(() => import('./pages/hosts.tsx'), 'HostPage') },
       { path: 'queues', lazy: page(() => import('./pages/queues.tsx'), 'QueuesPage') },
       { path: 'queues/:name', lazy: page(() => import('./pages/queues.tsx'), 'QueuePage') },
+      { path: 'analytics', lazy: page(() => import('./pages/analytics.tsx'), 'AnalyticsPage') },
+      { path: 'billing', lazy: page(() => import('./pages/billing.tsx'), 'BillingPage') },
       { path: 'work-board', lazy: page(() => import('./pages/work-board.tsx'), 'WorkBoardPage') },
       { path: '*', lazy: page(() => import('./pages/not-found.tsx'), 'NotFoundPage') },
     ],

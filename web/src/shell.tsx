@@ -45,6 +45,7 @@ const NAV: Array<{ id: string; title: string | null; items: NavItem[] }> = [
     title: 'Records',
     items: [
       { to: '/runs', label: 'Runs' },
+      { to: '/analytics', label: 'Analytics' },
       { to: '/activity', label: 'Activity' },
       { to: '/audit', label: 'Audit log' },
       { to: '/notifications', label: 'Inbox' },
@@ -57,6 +58,7 @@ const NAV: Array<{ id: string; title: string | null; items: NavItem[] }> = [
       { to: '/members', label: 'Members' },
       { to: '/invitations', label: 'Invitations' },
       { to: '/api-keys', label: 'API keys' },
+      { to: '/billing', label: 'Credits and billing' },
       { to: '/webhooks', label: 'Webhooks' },
       { to: '/channels', label: 'Channels' },
       { to: '/alert-rules', label: 'Alert rules' },

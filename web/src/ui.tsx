@@ -123,6 +123,21 @@ export function EmailField(props: {
   );
 }
 
+/** A non-negative amount (USD, credits) that takes decimals; empty is the caller's "none". */
+export function AmountField(props: FieldProps & { value: string; onChange: (value: string) => void }) {
+  const { value, onChange, ...field } = props;
+  return (
+    <TextField
+      {...field}
+      type="number"
+      min={0}
+      step="any"
+      value={value}
+      onChange={(e) => onChange(e.target.value)}
+    />
+  );
+}
+
 export function TextArea({
   label,
   hint,
@@ -275,6 +290,13 @@ const TONES: Record<string, string> = {
   paused: 'muted',
   unread: 'info',
   read: 'muted',
+  // credit balances and provider circuits (chart pages)
+  ok: 'ok',
+  low: 'warn',
+  exhausted: 'bad',
+  closed: 'ok',
+  half_open: 'warn',
+  open: 'bad',
 };
 
 export function Badge(props: { status: string }) {

@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useRef, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
+import { Chart, clockLabel, short } from '../chart.tsx';
 import {
   Badge,
   Button,
@@ -12,6 +13,7 @@ import {
   Loading,
   Page,
   Section,
+  SelectField,
   TextField,
 } from '../ui.tsx';
 import { CapsuleSnapshots } from './capsule-snapshots.tsx';
@@ -113,6 +115,10 @@ export function CapsulePage() {
           </Empty>
         )}
       </Section>
+      {running || c.status === 'paused' ? (
+        // Once it is being deleted, its metrics are not asked for again (they would be a 404).
+        <Metrics capsuleId={c.id} live={running && !remove.isPending} />
+      ) : null}
       {running ? <Files capsuleId={c.id} /> : null}
       <CapsuleSnapshots capsuleId={c.id} running={running} />
       <dl className="facts">
@@ -124,6 +130,94 @@ export function CapsulePage() {
         <dd>{c.timeout_sec === 0 ? 'never' : `${c.timeout_sec} s idle`}</dd>
       </dl>
     </Page>
+  );
+}
+
+const METRIC_RANGES = ['5m', '10m', '1h', '2h', '6h', '12h', '24h'] as const;
+type MetricRange = (typeof METRIC_RANGES)[number];
+const MB = 1024 * 1024;
+
+/** CPU, memory and disk over a range, from the host's samples (every 2 s, averaged for longer ranges). */
+function Metrics(props: { capsuleId: string; live: boolean }) {
+  const [range, setRange] = useState<MetricRange>('10m');
+  const metrics = useQuery({
+    queryKey: ['capsules', props.capsuleId, 'metrics', range],
+    queryFn: () =>
+      unwrap(
+        api.GET('/v1/capsules/{id}/metrics', {
+          params: { path: { id: props.capsuleId }, query: { range } },
+        }),
+      ),
+    refetchInterval: props.live ? 5_000 : false,
+  });
+  const points = metrics.data?.points ?? [];
+  const labels = points.map((p) => new Date(p.timestamp_unix).toISOString());
+  const empty = (
+    <Empty title="No samples yet.">
+      The host samples a running sandbox every 2 seconds; they appear shortly.
+    </Empty>
+  );
+  const chart = (title: string, unit: string, values: number[], format: (v: number) => string) => (
+    <Chart
+      title={title}
+      kind="area"
+      labels={labels}
+      series={[{ name: unit, values }]}
+      yLabel={unit}
+      xLabel="Time"
+      format={format}
+      formatLabel={clockLabel}
+      empty={empty}
+    />
+  );
+  const mb = (v: number) => `${short(v)} MB`;
+  return (
+    <Section
+      title="Metrics"
+      actions={
+        <SelectField
+          label="Metrics range"
+          quietLabel
+          value={range}
+          onChange={(e) => setRange(e.target.value as MetricRange)}
+          options={METRIC_RANGES.map((r) => ({ value: r, label: `Last ${r}` }))}
+        />
+      }
+    >
+      <ErrorNote error={metrics.error} />
+      {metrics.isPending ? <Loading what="metrics" /> : null}
+      {metrics.data ? (
+        <div className="charts">
+          <div>
+            <h3>CPU</h3>
+            {chart(
+              'CPU use, % of the sandbox’s vCPUs',
+              '%',
+              points.map((p) => p.cpu_pct),
+              (v) => `${short(v)}%`,
+            )}
+          </div>
+          <div>
+            <h3>Memory</h3>
+            {chart(
+              'Memory in use',
+              'MB',
+              points.map((p) => p.mem_bytes / MB),
+              mb,
+            )}
+          </div>
+          <div>
+            <h3>Disk</h3>
+            {chart(
+              'Disk used in the writable layer',
+              'MB',
+              points.map((p) => p.disk_bytes / MB),
+              mb,
+            )}
+          </div>
+        </div>
+      ) : null}
+    </Section>
   );
 }
 

@@ -1,8 +1,11 @@
 import { useQuery } from '@tanstack/react-query';
 import { Link } from 'react-router';
 import { api, unwrap, usd } from '../api.ts';
-import { Badge, ErrorNote, Loading, Page, Section, Stat } from '../ui.tsx';
+import { Chart, clockLabel } from '../chart.tsx';
+import { Badge, Empty, ErrorNote, Loading, Page, Section, Stat } from '../ui.tsx';
 import { useAgents } from './agents.tsx';
+import { SpendChart, useRange } from './analytics.tsx';
+import { CreditFigures, useCredits } from './billing.tsx';
 import { usePolicies } from './policies.tsx';
 import { useProviderKeys } from './provider-keys.tsx';
 
@@ -14,6 +17,7 @@ function monthStart(): string {
 
 export function OverviewPage() {
   const from = monthStart();
+  const range = useRange('30d');
   const today = useQuery({
     queryKey: ['overview', 'stats'],
     queryFn: () => unwrap(api.GET('/v1/overview/stats')),
@@ -42,6 +46,11 @@ export function OverviewPage() {
         <Stat label="Model calls today" value={today.data?.data.total_runs_today ?? '…'} />
         <Stat label="Tasks this month" value={tasks.data?.data.total_tasks ?? '…'} />
       </div>
+      <Section title="Spend, last 30 days" actions={<Link to="/analytics">Analytics</Link>}>
+        <SpendChart range={range} title="Spend per day, last 30 days: model calls and sandboxes" />
+      </Section>
+      <Credits />
+      <ActiveSandboxes />
       <div className="two-col">
         <Section title="Tasks this month by status">
           {tasks.isPending ? <Loading /> : null}
@@ -80,6 +89,60 @@ export function OverviewPage() {
         </Section>
       </div>
     </Page>
+  );
+}
+
+/** The balance, when this server counts credits (PADDOCK_CREDITS track or enforce). */
+function Credits() {
+  const account = useCredits();
+  if (!account.data || account.data.mode === 'off') return <ErrorNote error={account.error} />;
+  return (
+    <Section title="Credits" actions={<Link to="/billing">Credits and billing</Link>}>
+      <CreditFigures account={account.data} />
+    </Section>
+  );
+}
+
+/** The team's live sandboxes now, and how many ran over the last day (sampled each minute). */
+function ActiveSandboxes() {
+  const stats = useQuery({
+    queryKey: ['capsules', 'stats', '24h'],
+    queryFn: () => unwrap(api.GET('/v1/capsules/stats', { params: { query: { range: '24h' } } })),
+    refetchInterval: 60_000,
+  });
+  return (
+    <Section title="Sandboxes" actions={<Link to="/capsules">All sandboxes</Link>}>
+      <ErrorNote error={stats.error} />
+      {stats.isPending ? <Loading what="sandboxes" /> : null}
+      {stats.data ? (
+        <>
+          <div className="stats">
+            <Stat label="Running now" value={stats.data.current.running_count} />
+            <Stat
+              label="Reserved now"
+              value={`${stats.data.current.vcpus_reserved} vCPU`}
+              hint={`${stats.data.current.memory_mb_reserved} MB`}
+            />
+            <Stat label="30-day peak" value={stats.data.peaks.running_count} hint="sandboxes at once" />
+          </div>
+          <Chart
+            title="Sandboxes running, last 24 hours"
+            kind="area"
+            labels={stats.data.series.labels}
+            series={[{ name: 'running', values: stats.data.series.running }]}
+            yLabel="sandboxes"
+            xLabel="Time"
+            format={(v) => String(Math.round(v))}
+            formatLabel={clockLabel}
+            empty={
+              <Empty title="No sandbox was running when sampled (each minute) in the last 24 hours.">
+                Tasks start them, or <Link to="/capsules">start one</Link> yourself.
+              </Empty>
+            }
+          />
+        </>
+      ) : null}
+    </Section>
   );
 }
 

@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { api, unwrap, when } from '../api.ts';
+import { api, unwrap, usd, when } from '../api.ts';
 import {
   Badge,
   Button,
@@ -78,7 +78,76 @@ export function ProviderKeysPage() {
           ]}
         />
       </Section>
+      <KeyHealth />
+      <ProviderReliability />
     </Page>
+  );
+}
+
+const ms = (v: number | null) => (v === null ? '—' : `${Math.round(v)} ms`);
+
+/** Each key's circuit breaker and latency, as this server's gateway sees them (GET /v1/providers/health). */
+function KeyHealth() {
+  const health = useQuery({
+    queryKey: ['providers', 'health'],
+    queryFn: () => unwrap(api.GET('/v1/providers/health')),
+    refetchInterval: 10_000,
+  });
+  return (
+    <Section title="Health">
+      <p className="muted">
+        A key's circuit opens after consecutive failures (its policy's circuit breaker): calls then go to the
+        next key in the chain until a probe succeeds. As this server has seen since it started.
+      </p>
+      <DataTable
+        list={health}
+        what="key health"
+        rowKey={(h) => h.provider_key_id}
+        empty={<Empty title="No keys to watch.">Add a provider key above; its health shows here.</Empty>}
+        columns={[
+          { header: 'Key', cell: (h) => h.name },
+          { header: 'Provider', cell: (h) => h.provider },
+          { header: 'Circuit', cell: (h) => <Badge status={h.state} /> },
+          { header: 'Failures in a row', cell: (h) => h.failure_count },
+          { header: 'Last failure', cell: (h) => when(h.last_failure_at) },
+          { header: 'Last success', cell: (h) => when(h.last_success_at) },
+          {
+            header: 'Next probe',
+            cell: (h) => (h.state === 'closed' ? '—' : when(h.recovery_at)),
+          },
+          { header: 'Latency p50', cell: (h) => ms(h.p50_latency_ms) },
+        ]}
+      />
+    </Section>
+  );
+}
+
+/** Success, errors and failovers per provider over 30 days, from the recorded calls. */
+function ProviderReliability() {
+  const report = useQuery({
+    queryKey: ['analytics', 'provider-reliability'],
+    queryFn: () => unwrap(api.GET('/v1/analytics/provider-reliability')),
+  });
+  return (
+    <Section title="Reliability, last 30 days">
+      <DataTable
+        list={report}
+        what="reliability"
+        rowKey={(r) => r.provider}
+        empty={
+          <Empty title="No calls in the last 30 days.">Figures appear once agents make model calls.</Empty>
+        }
+        columns={[
+          { header: 'Provider', cell: (r) => r.provider },
+          { header: 'Calls', cell: (r) => r.total_requests },
+          { header: 'Success', cell: (r) => `${r.success_rate_pct.toFixed(1)}%` },
+          { header: 'Errors', cell: (r) => r.error_count },
+          { header: 'Failovers', cell: (r) => r.failover_count },
+          { header: 'Latency p50 / p95', cell: (r) => `${ms(r.p50_latency_ms)} / ${ms(r.p95_latency_ms)}` },
+          { header: 'Spend', cell: (r) => usd(r.total_cost_usd) },
+        ]}
+      />
+    </Section>
   );
 }
 
