@@ -1,7 +1,8 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link, useNavigate, useParams } from 'react-router';
+import { Link, useNavigate } from 'react-router';
 import { api, splitList, unwrap, when } from '../api.ts';
+import { useRoutedItem } from '../routed.ts';
 import {
   Badge,
   Button,
@@ -161,12 +162,7 @@ export function AlertRulesPage() {
 }
 
 export function AlertRuleFormPage() {
-  const { id } = useParams();
-  const rule = useQuery({
-    queryKey: ['alert-rules', id],
-    queryFn: () => getRule(id!),
-    enabled: id !== undefined,
-  });
+  const { id, query: rule } = useRoutedItem('alert-rules', getRule);
   if (id === undefined) return <AlertRuleForm />;
   if (!rule.data)
     return (

@@ -1,7 +1,8 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link, useNavigate, useParams, useSearchParams } from 'react-router';
+import { Link, useNavigate, useSearchParams } from 'react-router';
 import { api, splitList, unwrap, when } from '../api.ts';
+import { useRoutedItem } from '../routed.ts';
 import {
   Badge,
   Button,
@@ -84,11 +85,7 @@ export function EnvironmentsPage() {
 }
 
 export function EnvironmentPage() {
-  const { id } = useParams();
-  const env = useQuery({
-    queryKey: ['environments', id],
-    queryFn: () => getEnvironment(id!),
-    enabled: id !== undefined,
+  const { id, query: env } = useRoutedItem('environments', getEnvironment, {
     // A build moves on its own.
     refetchInterval: (query) =>
       BUILDING.has(query.state.data?.current_version.status ?? '') ? 1_500 : false,

@@ -1,8 +1,9 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Cron } from 'croner';
 import { type FormEvent, useState } from 'react';
-import { Link, useNavigate, useParams } from 'react-router';
+import { Link, useNavigate } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
+import { useRoutedItem } from '../routed.ts';
 import {
   Badge,
   Button,
@@ -106,12 +107,7 @@ type Playbook = Awaited<ReturnType<typeof getPlaybook>>;
 const getPlaybook = (id: string) => unwrap(api.GET('/v1/playbooks/{id}', { params: { path: { id } } }));
 
 export function PlaybookFormPage() {
-  const { id } = useParams();
-  const playbook = useQuery({
-    queryKey: ['playbooks', id],
-    queryFn: () => getPlaybook(id!),
-    enabled: id !== undefined,
-  });
+  const { id, query: playbook } = useRoutedItem('playbooks', getPlaybook);
   if (id === undefined) return <PlaybookForm />;
   if (playbook.isPending) return <Loading what="the playbook" />;
   if (playbook.isError)

@@ -1,7 +1,8 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link, useNavigate, useParams } from 'react-router';
+import { Link, useNavigate } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
+import { useRoutedItem } from '../routed.ts';
 import {
   Button,
   ButtonLink,
@@ -85,12 +86,7 @@ export function PoliciesPage() {
 }
 
 export function PolicyFormPage() {
-  const { id } = useParams();
-  const policy = useQuery({
-    queryKey: ['policies', id],
-    queryFn: () => getPolicy(id!),
-    enabled: id !== undefined,
-  });
+  const { id, query: policy } = useRoutedItem('policies', getPolicy);
   if (id === undefined) return <PolicyForm />;
   if (policy.isPending) return <Loading what="the policy" />;
   if (policy.isError) return <ErrorNote error={policy.error} />;

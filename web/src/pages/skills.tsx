@@ -1,7 +1,8 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link, useNavigate, useParams } from 'react-router';
+import { Link, useNavigate } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
+import { useRoutedItem } from '../routed.ts';
 import {
   Button,
   ButtonLink,
@@ -68,12 +69,7 @@ export function SkillsPage() {
 }
 
 export function SkillFormPage() {
-  const { id } = useParams();
-  const skill = useQuery({
-    queryKey: ['skills', id],
-    queryFn: () => getSkill(id!),
-    enabled: id !== undefined,
-  });
+  const { id, query: skill } = useRoutedItem('skills', getSkill);
   if (id === undefined) return <SkillForm />;
   if (skill.isPending) return <Loading what="the skill" />;
   if (skill.isError) return <ErrorNote error={skill.error} />;
