@@ -105,7 +105,12 @@ export async function countDeliveryOutcome(
   failingAfter: number,
   now: Date,
 ): Promise<WebhookRow | undefined> {
-  const [row] = await tx.select().from(webhooks).where(eq(webhooks.id, id)).for('update');
+  // NO KEY UPDATE, not UPDATE: the attempt this transaction logged first holds a KEY SHARE lock
+  // on the webhook (its foreign key). Two deliveries of one webhook ending at once would each
+  // hold that and wait for the other's to go under FOR UPDATE: a deadlock, one attempt's record
+  // lost, and the sweep sending that delivery a fifth attempt. NO KEY UPDATE does not wait on
+  // KEY SHARE, and two of it still take turns.
+  const [row] = await tx.select().from(webhooks).where(eq(webhooks.id, id)).for('no key update');
   if (!row) return undefined;
   if (succeeded) {
     if (row.failureCount !== 0) await tx.update(webhooks).set({ failureCount: 0 }).where(eq(webhooks.id, id));
