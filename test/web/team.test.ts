@@ -263,7 +263,7 @@ it("rotates a key (the old secret works through its grace), rolls it, and shows 
   await step('api-keys', async () => {
     await nav('API keys');
     await page.getByRole('link', { name: 'key read' }).click();
-    await page.getByRole('heading', { name: 'API key key read' }).waitFor(soon);
+    await page.getByRole('heading', { name: 'API key “key read”' }).waitFor(soon);
     await page.getByRole('cell', { name: 'GET /v1/agents' }).waitFor(soon);
 
     await page.getByLabel('Grace period (hours)').fill('2');

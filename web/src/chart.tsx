@@ -80,12 +80,17 @@ export function Chart(props: {
   const ticks: number[] = [];
   for (let v = 0; v <= top + step / 2; v += step) ticks.push(v);
 
-  const plotW = width - PAD.left - PAD.right;
-  const plotH = H - PAD.top - PAD.bottom;
+  // Room on the left for the longest tick value beside the rotated unit (about 6.5 px a character).
+  const pad = {
+    ...PAD,
+    left: Math.max(PAD.left, 30 + 6.5 * Math.max(...ticks.map((t) => format(t).length))),
+  };
+  const plotW = width - pad.left - pad.right;
+  const plotH = H - pad.top - pad.bottom;
   const slot = plotW / Math.max(1, n);
   const x = (i: number) =>
-    kind === 'bar' ? PAD.left + slot * (i + 0.5) : PAD.left + (n <= 1 ? plotW / 2 : (plotW * i) / (n - 1));
-  const y = (v: number) => PAD.top + plotH - (plotH * v) / top;
+    kind === 'bar' ? pad.left + slot * (i + 0.5) : pad.left + (n <= 1 ? plotW / 2 : (plotW * i) / (n - 1));
+  const y = (v: number) => pad.top + plotH - (plotH * v) / top;
   const shown = shownLabels(n, plotW);
   const summary = `${props.title}: ${props.series
     .map((s) => {
@@ -105,8 +110,8 @@ export function Chart(props: {
         <g className="chart-grid">
           {ticks.map((t) => (
             <g key={t}>
-              <line x1={PAD.left} x2={width - PAD.right} y1={y(t)} y2={y(t)} />
-              <text x={PAD.left - 6} y={y(t)} dy="0.32em" textAnchor="end" className="chart-tick">
+              <line x1={pad.left} x2={width - pad.right} y1={y(t)} y2={y(t)} />
+              <text x={pad.left - 6} y={y(t)} dy="0.32em" textAnchor="end" className="chart-tick">
                 {format(t)}
               </text>
             </g>
@@ -116,7 +121,7 @@ export function Chart(props: {
               <text
                 key={label}
                 x={x(i)}
-                y={H - PAD.bottom + 16}
+                y={H - pad.bottom + 16}
                 textAnchor={
                   kind !== 'bar' && i === n - 1 && n > 1
                     ? 'end'
@@ -132,7 +137,7 @@ export function Chart(props: {
           )}
           <text
             className="chart-axis-label"
-            transform={`translate(12 ${PAD.top + plotH / 2}) rotate(-90)`}
+            transform={`translate(12 ${pad.top + plotH / 2}) rotate(-90)`}
             textAnchor="middle"
           >
             {props.yLabel}
@@ -352,7 +357,12 @@ export function periodLabel(granularity: Granularity): (iso: string) => string {
   };
 }
 
-/** A moment's label: the local time of day (metrics and live series). */
+/** A moment's label: the local time of day to the second (metrics and live series). */
 export function clockLabel(iso: string): string {
-  return new Date(iso).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  // Seconds too: a sandbox's samples come every few seconds.
+  return new Date(iso).toLocaleTimeString(undefined, {
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  });
 }

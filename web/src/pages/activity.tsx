@@ -1,5 +1,6 @@
 import { Link } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
+import { useActorName } from '../names.ts';
 import { usePaged } from '../paged.ts';
 import { DataTable, Empty, Page, Section } from '../ui.tsx';
 
@@ -15,6 +16,7 @@ const PAGES: Record<string, string> = {
 };
 
 export function ActivityPage() {
+  const actorName = useActorName();
   const activity = usePaged({
     queryKey: ['activity', 'list'],
     page: (cursor) =>
@@ -39,7 +41,7 @@ export function ActivityPage() {
             { header: 'What', cell: (a) => a.summary, wrap: true },
             {
               header: 'Who',
-              cell: (a) => `${a.actor_type}${a.actor_id ? ` ${a.actor_id}` : ''}`,
+              cell: (a) => actorName(a.actor_type, a.actor_id),
               wrap: true,
             },
             {

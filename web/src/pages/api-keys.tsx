@@ -140,7 +140,7 @@ export function ApiKeyPage() {
   const k = key.data;
   return (
     <Page
-      title={`API key ${k.name}`}
+      title={`API key “${k.name}”`}
       actions={
         k.status === 'revoked' ? null : (
           <ConfirmButton

@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { useSearchParams } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
+import { useActorName } from '../names.ts';
 import { usePaged } from '../paged.ts';
 import { DataTable, Empty, Page, Section, SelectField, TextField } from '../ui.tsx';
 import './pages-extra.css';
@@ -11,6 +12,7 @@ type Outcome = (typeof OUTCOMES)[number];
 const OUTCOME_TONE: Record<string, string> = { success: 'ok', denied: 'bad', failed: 'bad', blocked: 'warn' };
 
 export function AuditPage() {
+  const actorName = useActorName();
   const [params, setParams] = useSearchParams();
   const outcome = (OUTCOMES as readonly string[]).includes(params.get('outcome') ?? '')
     ? (params.get('outcome') as Outcome)
@@ -89,7 +91,7 @@ export function AuditPage() {
             },
             {
               header: 'Who',
-              cell: (e) => `${e.actor_kind}${e.actor_id ? ` ${e.actor_id}` : ''}`,
+              cell: (e) => actorName(e.actor_kind, e.actor_id),
               wrap: true,
             },
             { header: 'Resource', cell: (e) => e.resource_id ?? '—', wrap: true },

@@ -103,7 +103,11 @@ function KeyHealth() {
         list={health}
         what="key health"
         rowKey={(h) => h.provider_key_id}
-        empty={<Empty title="No keys to watch.">Add a provider key above; its health shows here.</Empty>}
+        empty={
+          <Empty title="No health figures yet.">
+            A key shows here once a model call has used it: its circuit, failures and latency.
+          </Empty>
+        }
         columns={[
           { header: 'Key', cell: (h) => h.name },
           { header: 'Provider', cell: (h) => h.provider },

@@ -28,7 +28,7 @@ export function WebhooksPage() {
   return (
     <Page title="Webhooks">
       <p className="muted lead">
-        A webhook POSTs each event it subscribes to to your endpoint, signed with its secret (Standard
+        A webhook POSTs each event it subscribes to, to your endpoint, signed with its secret (Standard
         Webhooks), and retries until the endpoint answers 2xx.
       </p>
       <NewWebhook />

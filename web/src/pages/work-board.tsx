@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { api, splitList, unwrap, when } from '../api.ts';
+import { useActorName } from '../names.ts';
 import { useMe } from '../shell.tsx';
 import {
   Board,
@@ -33,13 +34,14 @@ type Item = Awaited<ReturnType<typeof listItems>>['data'][number];
 const listItems = () => unwrap(api.GET('/v1/work-items', { params: { query: { limit: 200 } } }));
 
 export function WorkBoardPage() {
+  const actorName = useActorName();
   const items = useQuery({ queryKey: ['work-items'], queryFn: listItems, refetchInterval: 5_000 });
   const agents = useAgents();
   const me = useMe();
   const myId = me.data && 'user' in me.data ? me.data.user.id : undefined;
   const assigneeName = (a: Item['assignee']) => {
     if (!a) return 'unassigned';
-    if (a.type === 'user') return a.id === myId ? 'you' : a.id;
+    if (a.type === 'user') return a.id === myId ? 'you' : actorName('user', a.id);
     return agents.data?.data.find((x) => x.id === a.id)?.name ?? a.id;
   };
   const rows = items.data?.data ?? [];
