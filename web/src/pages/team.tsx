@@ -37,7 +37,7 @@ function useActiveTeam() {
   };
 }
 
-function useMembers(teamId: string | undefined) {
+export function useMembers(teamId: string | undefined) {
   return useQuery({
     queryKey: ['members', teamId],
     queryFn: () =>
