@@ -188,7 +188,7 @@ async function walkThrough(): Promise<void> {
     { text: 'The sandbox said hello-from-the-sandbox.' },
   ]);
   await nav('Tasks');
-  await page.getByLabel('Agent').selectOption({ label: 'helper (gpt-4o-mini)' });
+  await page.getByLabel('Agent', { exact: true }).selectOption({ label: 'helper (gpt-4o-mini)' });
   await page.getByLabel('Prompt').fill('Say hello from the sandbox.');
   await page.getByRole('button', { name: 'Submit task' }).click();
   await page.waitForURL(/\/tasks\/task_/);
@@ -212,7 +212,7 @@ async function walkThrough(): Promise<void> {
 
   // A task whose model call offers bash under the careful policy waits for a person.
   mock.reply([{ text: 'Approved, and done.' }]);
-  await page.getByLabel('Agent').selectOption({ label: 'cautious (gpt-4o-mini)' });
+  await page.getByLabel('Agent', { exact: true }).selectOption({ label: 'cautious (gpt-4o-mini)' });
   await page.getByLabel('Prompt').fill('List the workspace.');
   await page.getByRole('button', { name: 'Submit task' }).click();
   await page.waitForURL(/\/tasks\/task_/);
