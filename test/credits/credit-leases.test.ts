@@ -103,4 +103,30 @@ describe('credit leases', () => {
     expect(consumed[0]).toMatchObject({ type: 'consume', amount: -runLease.amountMicros * 100 });
     await t.services.runs.budget.renew();
   });
+
+  it('end exhausted when the step batches that spent them are followed out of order', async () => {
+    // Two batches both answered the account as `ok`: the first with a low
+    // balance, the second with none left. Followed in that order, the second
+    // must still move the account to exhausted.
+    const other = await t.signup();
+    await t.services.credits.add({
+      teamId: other.team.id,
+      type: 'grant',
+      amount: 100,
+      reason: 'test',
+      actor: { actorKind: 'system', actorId: null },
+    });
+    await t.database.db
+      .update(creditAccounts)
+      .set({ balance: -1_000_000 })
+      .where(eq(creditAccounts.teamId, other.team.id));
+    const port = t.services.credits.port();
+    const answered = { teamId: other.team.id, lowThreshold: null, state: 'ok' as const };
+    await port.balancesChanged([{ ...answered, balance: 1_000_000 }]);
+    await port.balancesChanged([{ ...answered, balance: -1_000_000 }]);
+    const credits = await t.call('GET', '/v1/credits', { token: other.token });
+    expect(credits.body).toMatchObject({ state: 'exhausted', balance: -1 });
+    const events = await t.call('GET', '/v1/events?type=credits.exhausted', { token: other.token });
+    expect(events.body.data).toHaveLength(1);
+  });
 });

@@ -323,14 +323,24 @@ export class CreditsService {
       });
   }
 
-  /** Balances a step batch changed: each follows in its own small transaction (rarely anything to do). */
+  /**
+   * Balances a step batch changed: each that looks moved follows in its own
+   * small transaction (rarely anything to do). The account is read again
+   * under its lock there, not taken from the batch's answer: two batches
+   * that both answered `ok` before either followed would otherwise race,
+   * the first moving it to `low` and the second's move from `ok` to
+   * `exhausted` then finding it no longer `ok`.
+   */
   async followAll(
     accounts: ReadonlyArray<Pick<repo.AccountRow, 'teamId' | 'balance' | 'lowThreshold' | 'state'>>,
   ) {
     const moved = accounts.filter(
       (a) => stateOf(a.balance, a.lowThreshold ?? this.defaultThreshold) !== a.state,
     );
-    for (const account of moved) await this.db.transaction((tx) => this.follow(tx, account));
+    for (const { teamId } of moved)
+      await this.db.transaction(async (tx) =>
+        this.follow(tx, await repo.lockAccount(tx, teamId, this.ctx.clock.now())),
+      );
     if (accounts.length > 0) this.tellBalances(accounts);
   }
 
