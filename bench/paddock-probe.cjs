@@ -1,8 +1,9 @@
-// Loaded into the gateway benchmark's Paddock process (node --require): once a
-// second it appends one JSON line to BENCH_PROBE_FILE with the process's CPU
-// time, how late its event loop ran (p50, p99, max) and every garbage collection pause of that
-// second, so the benchmark can say where a scenario's tail went. Plain
-// CommonJS: --require runs it before the server's own modules load.
+// Loaded into the gateway and soak benchmarks' Paddock process (node
+// --require): once a second it appends one JSON line to BENCH_PROBE_FILE with
+// the process's CPU time, its V8 heap in use, how late its event loop ran
+// (p50, p99, max) and every garbage collection pause of that second, so the
+// benchmark can say where a scenario's tail went. Plain CommonJS: --require
+// runs it before the server's own modules load.
 const { appendFileSync } = require('node:fs');
 const { PerformanceObserver, monitorEventLoopDelay, constants } = require('node:perf_hooks');
 
@@ -35,6 +36,7 @@ if (file) {
       delayP50Ms: ms(delay.percentile(50)),
       delayP99Ms: ms(delay.percentile(99)),
       delayMaxMs: ms(delay.max),
+      heapUsedMb: Number((process.memoryUsage().heapUsed / 2 ** 20).toFixed(1)),
       gc,
     };
     gc = [];
