@@ -10,7 +10,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
-import { type Clock, systemClock } from './core/clock.ts';
+import { type Clock, SECOND_MS, systemClock } from './core/clock.ts';
 import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { type PasswordCost, Passwords, Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
@@ -500,7 +500,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     buildCapsules(capsules, snapshots),
     queueBuild,
   );
-  const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound);
+  const hosts = new HostsService(db, ctx, hasher, sealer, events, capsules, outbound, {
+    unreachableAfterMs: config.hostUnreachableAfterSec * SECOND_MS,
+  });
   const taskModules = {
     agents,
     teams,

@@ -72,6 +72,8 @@ export interface Config {
   sandboxWarm: number;
   /** `paddock host`: how often it heartbeats to its control plane. */
   hostHeartbeatMs: number;
+  /** A host silent this long is unreachable and its capsules missing (a few heartbeats at least). */
+  hostUnreachableAfterSec: number;
   /**
    * How long the playbook scheduler's lease lasts without renewal: a leader
    * that dies is replaced after this. Every server ticks six times a lease.
@@ -417,6 +419,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'auto',
     ),
     hostHeartbeatMs: int('PADDOCK_HOST_HEARTBEAT_MS', env.PADDOCK_HOST_HEARTBEAT_MS, 5000, 100, 60_000),
+    hostUnreachableAfterSec: int(
+      'PADDOCK_HOST_UNREACHABLE_AFTER_SEC',
+      env.PADDOCK_HOST_UNREACHABLE_AFTER_SEC,
+      30,
+      1,
+      3600,
+    ),
     schedulerLeaseSec: int('PADDOCK_SCHEDULER_LEASE_SEC', env.PADDOCK_SCHEDULER_LEASE_SEC, 30, 2, 3600),
     sandboxWarm: int('PADDOCK_SANDBOX_WARM', env.PADDOCK_SANDBOX_WARM, 2, 0, 100),
     sandboxEgressPrivate: bool('PADDOCK_SANDBOX_EGRESS_PRIVATE', env.PADDOCK_SANDBOX_EGRESS_PRIVATE, false),

@@ -33,7 +33,7 @@ const SERVE_HELP = `Configuration comes from flags and environment variables:
   PADDOCK_SANDBOX_USD_PER_VCPU_SEC (0.000014)  PADDOCK_SANDBOX_USD_PER_GB_SEC (0.0000045)
                        what a task's capsule time costs its run (0: free)
   PADDOCK_TASK_CONCURRENCY (16)  PADDOCK_TASK_LOST_AFTER_SEC (30: a silent worker's task starts again)
-  PADDOCK_HOST_HEARTBEAT_MS (5000, paddock host)
+  PADDOCK_HOST_HEARTBEAT_MS (5000, paddock host)  PADDOCK_HOST_UNREACHABLE_AFTER_SEC (30)
   PADDOCK_THROTTLE_STORE auto | memory | postgres (auto: postgres with DATABASE_URL, else memory)
   PADDOCK_GATEWAY_RATE_LIMIT_STORE memory | postgres (memory: each server counts its own calls)
   PADDOCK_THROTTLE_LOGIN_IP (30/15m)  PADDOCK_THROTTLE_LOGIN_ACCOUNT (10/15m)
