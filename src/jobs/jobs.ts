@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import PgBoss from 'pg-boss';
 import type { Log } from '../core/context.ts';
+import { isDeadlock } from '../db/errors.ts';
 import { bossDatabase, JOBS_SCHEMA, type SqlClient } from './boss.ts';
 
 /** How a queue's jobs are retried and when a job a worker holds is given up on. */
@@ -35,6 +37,8 @@ interface WorkerSlot {
 
 /** A woken worker fetches within this; after it, one that found nothing may be woken again. */
 const WOKEN_MS = 1000;
+/** How often a queue's declaration is tried when it deadlocks with another server's. */
+const DECLARE_ATTEMPTS = 5;
 /**
  * Each worker's own polling, a safety net only: the queue's tick wakes one idle
  * worker every pollingIntervalSec, and a worker that found a job wakes the
@@ -115,12 +119,26 @@ export class Jobs {
   async declare(name: string, policy: QueuePolicy): Promise<void> {
     await this.start();
     if (this.declared.has(name)) return;
-    await this.boss.createQueue(name, {
+    const options = {
       name,
       retryLimit: policy.retryLimit,
       retryDelay: policy.retryDelaySec,
       expireInSeconds: policy.expireInSec,
-    });
+    };
+    // Servers started side by side on one Postgres declare the same queues at
+    // once, and pg-boss's create_queue (a row, then a partition attached to the
+    // job table) can deadlock with another server's: Postgres rolls one back
+    // whole, and that one tries again a moment later (it then finds the queue).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.boss.createQueue(name, options);
+        break;
+      } catch (err) {
+        if (!isDeadlock(err) || attempt === DECLARE_ATTEMPTS) throw err;
+        this.log.debug({ queue: name, attempt }, 'declaring a queue deadlocked with another server; trying again');
+        await sleep(attempt * 25 + Math.random() * 50);
+      }
+    }
     this.declared.add(name);
   }
 

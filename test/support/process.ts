@@ -154,7 +154,7 @@ function alive(pid: number): boolean {
 
 /** A JSON call to a running server; the body parsed (any field, as tests read them). */
 export async function serverCall(
-  server: RunningServer,
+  server: Pick<RunningServer, 'url'>,
   token: string | null,
   method: string,
   path: string,
