@@ -1,5 +1,6 @@
 import v8 from 'node:v8';
 import { Command } from 'commander';
+import { addBackupCommands } from './backup/cli.ts';
 import { EXIT } from './cli/exit-codes.ts';
 import { addApiCommands } from './cli/program.ts';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.ts';
@@ -86,6 +87,16 @@ async function serve(config: Config): Promise<void> {
     process.stderr.write(`paddock: warning: ${m}\n`),
   );
   const { app, services, readiness, start, dashboard } = await buildApp({ config, database, masterKey });
+  if (database.kind === 'pglite') {
+    const { serveBackups } = await import('./backup/socket.ts');
+    const source = config.masterKey ? 'environment' : 'file';
+    await serveBackups(app, {
+      dataDir: config.dataDir,
+      database,
+      sandboxDir: config.sandboxDir,
+      masterKey: source,
+    });
+  }
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -227,6 +238,7 @@ const ROOT_HELP_AFTER = `
 Run a server:
   paddock serve                 the API, workers and a sandbox host in one process (PGlite in ./.paddock)
   paddock migrate               apply database migrations and exit
+  paddock backup FILE           back up the data dir, while the server runs or not (paddock restore FILE)
   paddock host --control-plane URL --token pdhg_…   a sandbox host for another server
 Use one:
   paddock login                 save the server's address and your token
@@ -273,6 +285,7 @@ function buildProgram(): Command {
     .option('--advertise <host:port>', 'the address the control plane reaches this host at')
     .option(...dataDir)
     .action((flags: ServerFlags) => runServerCommand('host', flags));
+  addBackupCommands(program, dataDir);
   addApiCommands(program);
   return program;
 }

@@ -11,6 +11,8 @@ export const EXIT = {
   auth: 4,
   /** `tasks run`: the task ended failed, or was cancelled by someone else. */
   taskFailed: 5,
+  /** `backup`, `restore`: refused to act (the data dir is in use or not empty, the archive is newer than this Paddock). */
+  refused: 6,
   /** Ctrl-C: `tasks run` cancelled its task (128 + SIGINT, as shells report it). */
   interrupted: 130,
   /** Whatever read stdout went away (`paddock tasks logs -f … | head`): 128 + SIGPIPE, as shells report it. */

@@ -29,7 +29,10 @@ export interface Database {
   kind: 'pglite' | 'postgres';
   migrate(): Promise<void>;
   ping(): Promise<boolean>;
-  /** The embedded database's data dir as a tarball (PGlite only; test templates). */
+  /**
+   * The embedded database's data dir as a tarball, taken while it runs at a
+   * point between transactions (PGlite only: backups, test templates).
+   */
   dump?(): Promise<Blob>;
   close(): Promise<void>;
 }

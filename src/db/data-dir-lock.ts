@@ -50,3 +50,14 @@ export function lockDataDir(dataDir: string): () => void {
   }
   throw new Error(`could not take the lock on ${dataDir}`);
 }
+
+/** The pid of the live process that holds `dataDir`'s lock, if one does (a lock left by a dead one is no holder). */
+export function lockHolder(dataDir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(dataDir, 'paddock.lock'), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid) ? pid : undefined;
+}

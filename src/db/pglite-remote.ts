@@ -197,7 +197,7 @@ export class RemotePglite implements Querier {
     return result;
   }
 
-  /** The whole data dir as a tarball (test templates). */
+  /** The whole data dir as a tarball, between transactions (backups, test templates). */
   async dumpDataDir(): Promise<Blob> {
     return new Blob([(await this.call('dump', {})) as Uint8Array]);
   }

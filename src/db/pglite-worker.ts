@@ -104,8 +104,17 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return null;
     }
     case 'dump': {
-      const blob = (await db.dumpDataDir('none')) as Blob;
-      return new Uint8Array(await blob.arrayBuffer());
+      // Taken in a transaction of its own, which writes nothing: under
+      // PGlite's transaction lock no other is open and every statement waits
+      // (one outside a transaction takes that lock too). After a checkpoint,
+      // the data files hold every commit; the copy is read from them under
+      // PGlite's query lock, so nothing writes while it is made.
+      let blob: Blob | undefined;
+      await db.transaction(async (tx) => {
+        await tx.exec('CHECKPOINT');
+        blob = (await db.dumpDataDir('none')) as Blob;
+      });
+      return new Uint8Array(await blob!.arrayBuffer());
     }
     case 'close':
       if (!db.closed) await db.close();

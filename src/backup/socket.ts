@@ -1,0 +1,123 @@
+import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { type Database, MIGRATIONS_DIR } from '../db/client.ts';
+import { readJournal, type SchemaLevel, schemaLevel } from '../db/migration-level.ts';
+import { VERSION } from '../version.ts';
+
+// A running server holds its data dir's lock, and only it may read its
+// database: a copy of the database's files taken from outside while it
+// writes would not be consistent. So the server answers `paddock backup`
+// with a dump of the database it makes itself, over a unix socket in the data
+// dir. The socket's folder is the server user's alone (0700): whoever can
+// connect could read the data dir's files, master.key included, anyway.
+
+/** Where the socket is, inside the data dir. */
+export const SOCKET_PATH = path.join('run', 'backup.sock');
+/** Linux's limit for a socket's path (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/** What the server tells `paddock backup` before it asks for the database. */
+export interface ServerInfo {
+  paddock_version: string;
+  pid: number;
+  sandbox_dir: string;
+  /** Where the server's master key comes from: master.key in the data dir, or PADDOCK_MASTER_KEY. */
+  master_key: 'file' | 'environment';
+  schema: SchemaLevel;
+}
+
+export function socketPathOf(dataDir: string): string {
+  return path.join(dataDir, SOCKET_PATH);
+}
+
+/**
+ * Answers backups on `<dataDir>/run/backup.sock` until the app closes:
+ * `GET /info` (ServerInfo) and `GET /database` (the database's data dir as a
+ * tar, taken between transactions). A data dir whose path is too long for a
+ * socket gets none, and the log says so.
+ */
+export async function serveBackups(
+  app: FastifyInstance,
+  options: { dataDir: string; database: Database; sandboxDir: string; masterKey: ServerInfo['master_key'] },
+): Promise<void> {
+  const log: FastifyBaseLogger = app.log;
+  const socketPath = socketPathOf(options.dataDir);
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
+    log.warn(
+      { socket: socketPath },
+      'the data dir path is too long for the backup socket: paddock backup works only while this server is stopped',
+    );
+    return;
+  }
+  const dir = path.dirname(socketPath);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir keeps an existing folder's mode; the folder is what keeps others out.
+  chmodSync(dir, 0o700);
+  const uid = process.getuid?.();
+  if (uid !== undefined && lstatSync(dir).uid !== uid) throw new Error(`${dir} belongs to another user`);
+  // Whatever is there was left by a server that held the lock before this one.
+  rmSync(socketPath, { force: true });
+
+  const journal = readJournal(MIGRATIONS_DIR);
+  const info = async (): Promise<ServerInfo> => ({
+    paddock_version: VERSION,
+    pid: process.pid,
+    sandbox_dir: options.sandboxDir,
+    master_key: options.masterKey,
+    schema: await schemaLevel(options.database.db, journal),
+  });
+
+  const server = http.createServer((req, res) => {
+    const answer = async () => {
+      if (req.method === 'GET' && req.url === '/info') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(await info()));
+        return;
+      }
+      if (req.method === 'GET' && req.url === '/database') {
+        const dump = Buffer.from(await (await options.database.dump!()).arrayBuffer());
+        log.info({ bytes: dump.length }, 'backup: the database was dumped for paddock backup');
+        res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': dump.length }).end(dump);
+        return;
+      }
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: 'not_found', message: 'GET /info or GET /database' } }));
+    };
+    answer().catch((err: unknown) => {
+      log.error({ err }, 'backup: the database could not be dumped');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'internal', message: 'the database could not be dumped' } }));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(socketPath, 0o600);
+  app.addHook('onClose', async () => {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(socketPath, { force: true });
+  });
+}
+
+/** One GET over the socket; the body whole. */
+export function askServer(
+  socketPath: string,
+  url: '/info' | '/database',
+): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path: url, method: 'GET' }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
