@@ -215,6 +215,46 @@ describe('a task’s trace', () => {
   });
 });
 
+describe('a proxied call', () => {
+  it('is a child of its request, and a stream’s span ends with its settlement', async () => {
+    const agent = await f.agent();
+    f.mock.reset();
+    f.script([{ chunks: ['streamed ', 'answer'], usage: { input: 55, output: 6 } }]);
+    const res = await f.t.call('POST', '/v1/chat/completions', {
+      token: agent.api_key,
+      body: {
+        model: 'gpt-4o-mini',
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: 'user', content: 'a question 4e8a' }],
+      },
+    });
+    expect(res.status).toBe(200);
+    expect(String(res.body)).toContain('streamed ');
+    await f.t.services.ctx.tracer.flush();
+
+    const request = one(
+      otlp.spans,
+      (s) => s.name === 'POST /v1/chat/completions' && s.attributes['http.response.status_code'] === 200,
+      'the proxy request',
+    );
+    const call = one(childrenOf(otlp.spans, request), () => true, 'the gateway call');
+    expect(call).toMatchObject({
+      name: 'chat gpt-4o-mini',
+      kind: CLIENT,
+      attributes: {
+        'gen_ai.request.model': 'gpt-4o-mini',
+        'gen_ai.request.stream': true,
+        'gen_ai.provider.name': 'openai',
+        'gen_ai.usage.input_tokens': 55,
+        'gen_ai.usage.output_tokens': 6,
+        'paddock.agent.id': agent.id,
+      },
+    });
+    expect(JSON.stringify(otlp.spans.map((s) => s.attributes))).not.toContain('4e8a');
+  });
+});
+
 describe('a command on a remote sandbox host', () => {
   it('continues the control plane’s trace on the host, which starts none of its own', async () => {
     const token = f.user.token;
