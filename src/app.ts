@@ -22,6 +22,7 @@ import {
   type OutboundRefusedError,
 } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
+import { openTracer } from './core/tracing.ts';
 import { type Database, sqlClient } from './db/client.ts';
 import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuditHooks } from './http/audit.ts';
@@ -31,6 +32,7 @@ import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
 import { createLogger, loggerOptions } from './http/logger.ts';
 import { buildLazySerializer } from './http/serialization.ts';
+import { registerRequestSpans } from './http/tracing.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { Jobs } from './jobs/jobs.ts';
@@ -272,7 +274,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const { config, database } = options;
   const clock = options.clock ?? systemClock;
   const log = createLogger(options.logger ?? loggerOptions(config));
-  const ctx: Context = { clock, timers: options.timers ?? systemTimers, log };
+  // Off (no OTEL_EXPORTER_OTLP_ENDPOINT): a no-op tracer, and the OpenTelemetry SDK is never loaded.
+  const tracer = await openTracer(config.tracing, { version: VERSION, role: 'server' }, log);
+  const ctx: Context = { clock, timers: options.timers ?? systemTimers, log, tracer };
   const sealer = new Sealer(options.masterKey);
   const hasher = new TokenHasher(options.masterKey);
   const passwords = new Passwords(options.passwordCost);
@@ -748,6 +752,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     schemaController: { compilersFactory: { buildSerializer: buildLazySerializer } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  registerRequestSpans(app, tracer);
   app.setValidatorCompiler(validatorCompiler);
   const dashboard = await registerDashboard(app, options.dashboardDir ?? DASHBOARD_DIR);
   registerErrorHandling(app, config.bodyLimitBytes, dashboard.fallback);
@@ -975,6 +980,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await upstream.close();
     await webhookDeliveries.close();
     await channelSender.close();
+    // Last: the spans of everything closed above are exported before the process goes.
+    await tracer.shutdown();
   });
 
   app.get('/v1/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () =>

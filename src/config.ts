@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { type BillingConfig, billingConfig } from './billing-config.ts';
 import { AllowList } from './core/outbound-guard.ts';
+import { type TracingConfig, tracingConfig } from './tracing-config.ts';
 
 /** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
 export interface Config {
@@ -103,6 +104,8 @@ export interface Config {
   credits: CreditsConfig;
   /** Stripe billing: plans, credit packs, auto top-up; off unless PADDOCK_STRIPE_SECRET_KEY is set (docs/billing.md). */
   billing: BillingConfig;
+  /** OpenTelemetry traces over OTLP/HTTP; off (undefined) unless OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/operations.md). */
+  tracing: TracingConfig | undefined;
 }
 
 /**
@@ -483,6 +486,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ),
     },
     billing: billingConfig(env, env.PADDOCK_CREDITS || 'off', problems),
+    tracing: tracingConfig(env, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -40,6 +40,7 @@ const SERVE_HELP = `Configuration comes from flags and environment variables:
   PADDOCK_THROTTLE_LOGIN_IP (30/15m)  PADDOCK_THROTTLE_LOGIN_ACCOUNT (10/15m)
   PADDOCK_THROTTLE_SIGNUP_IP (10/1h)  PADDOCK_THROTTLE_INVITATION_IP (20/15m)
   PADDOCK_THROTTLE_INVITATION_TOKEN (10/15m)   <count>/<window in s, m or h>
+  OTEL_EXPORTER_OTLP_ENDPOINT  export traces over OTLP/HTTP (also OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_HEADERS)
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -166,6 +167,7 @@ async function host(
       egressPrivate: config.sandboxEgressPrivate,
       warm: config.sandboxWarm,
       heartbeatMs: config.hostHeartbeatMs,
+      tracing: config.tracing,
       log: (line) => process.stderr.write(`paddock host: ${line}\n`),
     });
   } catch (err) {

@@ -1,4 +1,5 @@
 import { type Clock, ManualClock, systemClock } from './clock.ts';
+import { NOOP_TRACER, type Tracer } from './tracing.ts';
 
 /**
  * What every long-lived object is built with: the time, the timers and the
@@ -11,6 +12,8 @@ export interface Context {
   clock: Clock;
   timers: Timers;
   log: Log;
+  /** The app's own tracer (core/tracing.ts): NOOP_TRACER unless traces are exported. */
+  tracer: Tracer;
 }
 
 /** A scheduled callback; cancel() is safe to call twice or after it ran. */
@@ -80,7 +83,7 @@ export const systemTimers: Timers = {
 };
 
 export function systemContext(log: Log): Context {
-  return { clock: systemClock, timers: systemTimers, log };
+  return { clock: systemClock, timers: systemTimers, log, tracer: NOOP_TRACER };
 }
 
 interface Scheduled {

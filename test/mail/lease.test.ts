@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SECOND_MS } from '../../src/core/clock.ts';
 import { type Context, silentLog } from '../../src/core/context.ts';
 import { Sealer } from '../../src/core/crypto.ts';
+import { NOOP_TRACER } from '../../src/core/tracing.ts';
 import type { Jobs } from '../../src/jobs/jobs.ts';
 import { ATTEMPT_LEASE_MS, MailService } from '../../src/modules/mail/service.ts';
 import type { MailEnvelope } from '../../src/modules/mail/transport.ts';
@@ -47,7 +48,7 @@ function worker(sender: HeldSender, warnings: string[]): MailService {
     warn: (_obj: object, msg?: string) => void warnings.push(msg ?? ''),
     child: () => log,
   };
-  const ctx: Context = { clock: t.clock, timers: t.timers!, log };
+  const ctx: Context = { clock: t.clock, timers: t.timers!, log, tracer: NOOP_TRACER };
   return new MailService(t.database.db, ctx, new Sealer(t.masterKey), noJobs, sender);
 }
 

@@ -2,6 +2,7 @@ import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOUR_MS } from '../../src/core/clock.ts';
 import { ManualTimers, silentLog } from '../../src/core/context.ts';
+import { NOOP_TRACER } from '../../src/core/tracing.ts';
 import { events } from '../../src/db/schema/index.ts';
 import { BudgetSystem } from '../../src/modules/runs/budget.ts';
 import { type ReserveResult, RunsService, type StepRecord } from '../../src/modules/runs/service.ts';
@@ -379,7 +380,7 @@ describe('unused leases', () => {
     const timers = new ManualTimers(t.clock);
     const budget = new BudgetSystem(
       t.database.db,
-      { clock: t.clock, timers, log: silentLog },
+      { clock: t.clock, timers, log: silentLog, tracer: NOOP_TRACER },
       t.services.events,
       () => {},
     );
@@ -423,7 +424,7 @@ describe('unused leases', () => {
     });
     const budget = new BudgetSystem(
       db,
-      { clock: t.clock, timers, log: silentLog },
+      { clock: t.clock, timers, log: silentLog, tracer: NOOP_TRACER },
       t.services.events,
       () => {},
     );

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MINUTE_MS, SECOND_MS } from '../../src/core/clock.ts';
 import { type Log, ManualTimers, silentLog } from '../../src/core/context.ts';
 import type { AppError } from '../../src/core/errors.ts';
+import { NOOP_TRACER } from '../../src/core/tracing.ts';
 import type { Db } from '../../src/db/client.ts';
 import { events } from '../../src/db/schema/index.ts';
 import { RunsService } from '../../src/modules/runs/service.ts';
@@ -341,9 +342,15 @@ describe('the sweeps on their timer', () => {
       child: () => log,
     };
     const timers = new ManualTimers(t.clock);
-    const swept = new RunsService(db, { clock: t.clock, timers, log }, t.services.events, async () => true, {
-      sweepIntervalMs: 60 * SECOND_MS,
-    });
+    const swept = new RunsService(
+      db,
+      { clock: t.clock, timers, log, tracer: NOOP_TRACER },
+      t.services.events,
+      async () => true,
+      {
+        sweepIntervalMs: 60 * SECOND_MS,
+      },
+    );
     failing.left = 1;
     await swept.startSweeps();
     expect(failing.left).toBe(0);

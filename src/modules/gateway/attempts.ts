@@ -8,6 +8,7 @@ import { endpointOf, headersFor, type WireFormat } from './provider-call.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Relay } from './relay.ts';
 import { responsesUpstreamBody } from './responses-passthrough.ts';
+import { recordFailedAttempt } from './tracing.ts';
 import type { Translator } from './translation.ts';
 import { classify, type FailureKind, readBody, type UpstreamClient } from './upstream.ts';
 import type { Usage } from './usage.ts';
@@ -49,6 +50,7 @@ export class Attempts {
       });
       if (kind === 'address_refused') refusedKeys.add(at.keyId);
       this.ports.health.failure(at.keyId, kind);
+      recordFailedAttempt(a, at, kind, status);
     };
     for (let i = 0; i < attempts.length; i++) {
       const at = attempts[i]!;

@@ -1,10 +1,12 @@
 import type { AppError } from '../../core/errors.ts';
 import type { AgentId, ProviderKeyId, RunId, StepId } from '../../core/ids.ts';
+import type { Span } from '../../core/tracing.ts';
 import type { AgentForCall, AttemptRecord, KeyForCall, PolicyForCall, StepOutcome } from './ports.ts';
 import { type Provider, providerFormatFor, type WireFormat } from './provider-call.ts';
 import { upstreamHttpError } from './provider-errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { Reservation } from './reservation.ts';
+import { recordCallEnd } from './tracing.ts';
 import type { FailureKind } from './upstream.ts';
 import { totalTokens, type Usage } from './usage.ts';
 
@@ -68,6 +70,8 @@ export interface Admitted {
   logContent: boolean;
   headers: Record<string, string>;
   started: number;
+  /** The call's trace span (gateway/tracing.ts), set once admitted. */
+  span?: Span;
 }
 
 /** The format a provider is spoken to in for this call (admission dropped the attempts it cannot serve). */
@@ -98,6 +102,7 @@ export interface CallEnd {
 
 /** Settles the call's reservation with its step, and corrects the rate limit's token count. */
 export function settleCall(a: Admitted, limiter: RateLimiter, r: CallEnd): void {
+  recordCallEnd(a, r);
   if (a.rateCounted) limiter.adjustTokens(a.rateKey, totalTokens(r.usage) - a.inputEstimate);
   a.reservation.settle({
     stepId: a.stepId,

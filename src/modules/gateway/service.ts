@@ -1,5 +1,6 @@
 import type { Context } from '../../core/context.ts';
 import type { AgentId } from '../../core/ids.ts';
+import { errorType, type Span } from '../../core/tracing.ts';
 import { type AdmissionOptions, Admissions } from './admission.ts';
 import { type ModelLister, type UsableModel, usableModels } from './agent-models.ts';
 import { Attempts } from './attempts.ts';
@@ -10,6 +11,7 @@ import type { RateLimiter } from './rate-limit.ts';
 import { Relay } from './relay.ts';
 import { dryRunAnswer } from './synthetic.ts';
 import { TokenBacklog } from './tokens.ts';
+import { gatewaySpan } from './tracing.ts';
 import type { Translator } from './translation.ts';
 import type { UpstreamClient } from './upstream.ts';
 
@@ -51,8 +53,33 @@ export class GatewayService {
     return usableModels(this.ports, lister, agentId);
   }
 
-  async handle(req: ProxyRequest): Promise<ProxyResult> {
+  handle(req: ProxyRequest): Promise<ProxyResult> {
+    // Tracing off: straight to the call, without the span's frame (the proxy's hot path).
+    return this.ctx.tracer.enabled ? this.traced(req) : this.governed(req);
+  }
+
+  /**
+   * The call in its span: settleCall writes what the call came to on it, and
+   * ends it when a stream settles after this returns; every other way out ends it here.
+   */
+  private async traced(req: ProxyRequest): Promise<ProxyResult> {
+    const span = gatewaySpan(this.ctx.tracer, req);
+    let streaming = false;
+    try {
+      const result = await this.governed(req, span);
+      streaming = result.kind === 'stream';
+      return result;
+    } catch (err) {
+      span.fail(errorType(err));
+      throw err;
+    } finally {
+      if (!streaming) span.end();
+    }
+  }
+
+  private async governed(req: ProxyRequest, span?: Span): Promise<ProxyResult> {
     const { call, plan, keys } = await this.admissions.admit(req);
+    if (span) call.span = span;
     try {
       const early = await this.admissions.check(call);
       if (early) return early;

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import type { CapsuleId } from '../../core/ids.ts';
+import { ATTR, inSpan, type Span, type Tracer } from '../../core/tracing.ts';
 import type { Principal, Scope } from '../identity/principal.ts';
 import type { CapsuleStates } from './capsule-states.ts';
 import { checkEnvs, fromDriver } from './capsule-view.ts';
@@ -18,11 +19,27 @@ export class CapsuleIo {
   constructor(
     private readonly states: CapsuleStates,
     private readonly options: Pick<SandboxOptions, 'execOutputLimitBytes' | 'fileLimitBytes'>,
+    private readonly tracer: Tracer,
   ) {}
 
-  async exec(principal: Principal, id: CapsuleId, input: ExecInput) {
+  /**
+   * A span per command (`capsule.exec`): the capsule, the host, the exit
+   * code; never the command, its arguments, environment or output. A remote
+   * host continues it (the RPC carries its traceparent).
+   */
+  exec(principal: Principal, id: CapsuleId, input: ExecInput) {
+    return inSpan(
+      this.tracer,
+      'capsule.exec',
+      { attributes: { 'paddock.capsule.id': id, 'paddock.exec.background': input.background === true } },
+      (span) => this.execIn(principal, id, input, span),
+    );
+  }
+
+  private async execIn(principal: Principal, id: CapsuleId, input: ExecInput, span: Span) {
     checkEnvs(input.envs);
     const { c, host } = await this.states.running(principal, id, 'write');
+    span.set({ 'paddock.host.id': host.id });
     try {
       if (input.background) {
         const started = await host.launch(c.id, {
@@ -45,6 +62,7 @@ export class CapsuleIo {
         timeoutSec: input.timeout_sec ?? 30,
         maxOutputBytes: this.options.execOutputLimitBytes,
       });
+      span.set({ [ATTR.processExitCode]: result.exit_code, 'paddock.exec.timed_out': result.timed_out });
       return { background: false as const, body: { sandbox_id: c.id, cmd: input.cmd, ...result } };
     } catch (err) {
       if (err instanceof DriverError && err.code === 'exists') {

@@ -398,6 +398,7 @@ export class HostsService {
     this.capsules.addHost(
       new RemoteHost(row.id, row.address, token, row.isolation ?? 'none', known, {
         clock: this.ctx.clock,
+        tracer: this.ctx.tracer,
         ...(guard ? { guard } : {}),
       }),
     );

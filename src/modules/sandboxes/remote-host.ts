@@ -4,6 +4,7 @@ import { Agent, type Dispatcher, errors as undiciErrors } from 'undici';
 import { type Clock, systemClock } from '../../core/clock.ts';
 import type { HostId } from '../../core/ids.ts';
 import type { OutboundGuard } from '../../core/outbound-guard.ts';
+import { NOOP_TRACER, type Tracer } from '../../core/tracing.ts';
 import { type CapsuleUsage, DriverError, type FileEntry, type Isolation } from './drivers/types.ts';
 import type {
   ExecRequest,
@@ -50,6 +51,8 @@ export interface RemoteHostOptions {
   timeoutMs?: number;
   /** For when capsules were handed to it (a heartbeat may predate a new one). */
   clock?: Clock;
+  /** The control plane's tracer: a call made within a span carries it as `traceparent`, and the host continues it. */
+  tracer?: Tracer;
 }
 
 /**
@@ -69,6 +72,7 @@ export class RemoteHost implements SandboxHost {
   private readonly followAgent: http.Agent | undefined;
   private readonly timeoutMs: number;
   private readonly clock: Clock;
+  private readonly tracer: Tracer;
 
   constructor(
     readonly id: HostId,
@@ -81,6 +85,7 @@ export class RemoteHost implements SandboxHost {
     for (const c of capsuleIds) this.known.set(c, 0);
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.clock = options.clock ?? systemClock;
+    this.tracer = options.tracer ?? NOOP_TRACER;
     const connectTimeoutMs = Math.min(this.timeoutMs, 10_000);
     this.dispatcher = new Agent({
       connections: 64,
@@ -121,6 +126,7 @@ export class RemoteHost implements SandboxHost {
   ): Promise<Dispatcher.ResponseData> {
     const [hostname, port] = splitAddress(this.address);
     const origin = `http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${port}`;
+    const traceparent = this.tracer.traceparent();
     try {
       return await this.dispatcher.request({
         origin,
@@ -128,6 +134,7 @@ export class RemoteHost implements SandboxHost {
         method,
         headers: {
           authorization: `Bearer ${this.controlToken}`,
+          ...(traceparent ? { traceparent } : {}),
           ...(body
             ? { 'content-type': 'json' in body ? 'application/json' : 'application/octet-stream' }
             : {}),

@@ -68,7 +68,7 @@ export class CapsulesService {
     this.options = { ...DEFAULT_SANDBOX_OPTIONS, ...options };
     this.db = db;
     this.states = new CapsuleStates(db, ctx, events, hosts);
-    this.io = new CapsuleIo(this.states, this.options);
+    this.io = new CapsuleIo(this.states, this.options, ctx.tracer);
     this.sweeps = new CapsuleSweeps(this.states, this.options, (c, reason) => this.finishPause(c, reason));
   }
 

@@ -1,9 +1,10 @@
-// One file (about 480 lines): the conversation with the model, turn by turn
+// One file (about 530 lines): the conversation with the model, turn by turn
 // (calls, tool calls, approvals, the result), reads top to bottom; a streamed
 // answer's parsing and its text deltas are in stream-call.ts.
 import type { Context } from '../../core/context.ts';
 import { AppError } from '../../core/errors.ts';
 import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
+import { ATTR, inSpan, type Span } from '../../core/tracing.ts';
 import type { ConversationMessage } from '../../db/schema/workspaces.ts';
 import type { Definition } from '../agents/definition.ts';
 import type { ProxyResult } from '../gateway/call.ts';
@@ -171,21 +172,34 @@ export class AgentLoop {
     ];
     for (let turn = 1; turn <= this.input.maxTurns; turn++) {
       this.hooks.turn(turn);
-      const answer = await this.call(tools, turn);
-      if (answer.text !== '')
-        await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
-      if (answer.toolCalls.length === 0) {
-        this.messages.push({ role: 'assistant', content: this.input.redactor.redact(answer.text) });
-        return { result: this.input.redactor.redact(answer.text), turns: turn };
-      }
-      this.messages.push({ role: 'assistant', content: answer.text || null, tool_calls: answer.toolCalls });
-      const submitted = await this.runToolCalls(answer.toolCalls, turn);
-      if (submitted) return { result: redactedValue(this.input.redactor, submitted.result), turns: turn };
+      // A span per turn: its model call (the gateway's span) and its tool calls are its children.
+      const ended = await inSpan(
+        this.ctx.tracer,
+        'task.turn',
+        { attributes: { 'paddock.task.id': this.input.taskId, 'paddock.task.turn': turn } },
+        () => this.turn(tools, turn),
+      );
+      if (ended) return ended;
     }
     throw new TaskEnd(
       'max_turns',
       `the task reached its max_turns (${this.input.maxTurns}) without a result`,
     );
+  }
+
+  /** One turn: the model call, then the tool calls it asked for; answers the task's result when it ends here. */
+  private async turn(tools: unknown[], turn: number): Promise<LoopResult | undefined> {
+    const answer = await this.call(tools, turn);
+    if (answer.text !== '')
+      await this.hooks.event('text', { turn, text: this.input.redactor.redact(answer.text) });
+    if (answer.toolCalls.length === 0) {
+      this.messages.push({ role: 'assistant', content: this.input.redactor.redact(answer.text) });
+      return { result: this.input.redactor.redact(answer.text), turns: turn };
+    }
+    this.messages.push({ role: 'assistant', content: answer.text || null, tool_calls: answer.toolCalls });
+    const submitted = await this.runToolCalls(answer.toolCalls, turn);
+    if (submitted) return { result: redactedValue(this.input.redactor, submitted.result), turns: turn };
+    return undefined;
   }
 
   /** Runs the turn's tool calls in order; answers the result when one was submit_result and it was accepted. */
@@ -195,58 +209,87 @@ export class AgentLoop {
   ): Promise<{ result: unknown } | undefined> {
     let submitted: { result: unknown } | undefined;
     for (const call of calls) {
-      const { name } = call.function;
-      const args = this.input.redactor.redact(call.function.arguments);
-      await this.hooks.event('tool_call', { turn, id: call.id, name, arguments: parsedOrRaw(args) });
-      let ok: boolean;
-      let output: string;
-      let full: string | undefined;
-      let exitCode: number | undefined;
-      /** A failure that counts towards malformed_tool_calls. */
-      let bad = false;
-      if (submitted) {
-        ok = false;
-        output = 'the result was already submitted; this call was not run';
-      } else if (!this.offered.has(name)) {
-        ok = false;
-        bad = true;
-        output = `there is no tool named ${JSON.stringify(name)}; use one of: ${[...this.offered.keys()].join(', ')}`;
-      } else if (name === 'submit_result') {
-        const verdict = this.submit(call.function.arguments);
-        ok = verdict.ok;
-        output = verdict.ok ? 'result accepted' : verdict.message;
-        if (verdict.ok) submitted = { result: verdict.result };
-      } else {
-        const tool = this.offered.get(name);
-        const outcome =
-          tool === 'built_in'
-            ? await runTool(
-                await this.input.capsule(),
-                { name, arguments: call.function.arguments },
-                { envs: this.input.envs, maxTimeoutSec: Math.max(1, Math.floor(this.input.secondsLeft())) },
-              )
-            : await tool!.run(call.function.arguments, {
-                turn,
-                callId: call.id,
-                signal: this.input.signal,
-                secondsLeft: this.input.secondsLeft,
-              });
-        ok = outcome.ok;
-        // A built-in's failure counts (bash's exit codes aside); a source's tool says when it does.
-        bad = tool === 'built_in' ? !ok && name !== 'bash' : outcome.malformed === true;
-        output = this.input.redactor.redact(outcome.output);
-        full = outcome.full === undefined ? undefined : this.input.redactor.redact(outcome.full);
-        exitCode = outcome.exitCode;
-      }
-      this.badCalls = bad ? this.badCalls + 1 : 0;
-      await this.recordResult(turn, call.id, name, ok, output, full, exitCode);
-      this.messages.push({ role: 'tool', tool_call_id: call.id, content: output });
-      if (this.badCalls >= MAX_BAD_CALLS_IN_A_ROW)
-        throw new TaskEnd(
-          'malformed_tool_calls',
-          `the model made ${MAX_BAD_CALLS_IN_A_ROW} tool calls in a row that could not run; the last: ${output}`,
-        );
+      // A span per tool call (GenAI's execute_tool): the capsule commands it runs are its children.
+      // The name only when it is one the model was offered (anything else is the model's text).
+      const offered = this.offered.has(call.function.name);
+      submitted = await inSpan(
+        this.ctx.tracer,
+        offered ? `execute_tool ${call.function.name}` : 'execute_tool',
+        {
+          attributes: {
+            [ATTR.genAiOperationName]: 'execute_tool',
+            [ATTR.genAiToolName]: offered ? call.function.name : undefined,
+            [ATTR.genAiToolCallId]: call.id.slice(0, 200),
+            [ATTR.genAiToolType]: 'function',
+            'paddock.task.turn': turn,
+          },
+        },
+        (span) => this.runToolCall(call, turn, submitted, span),
+      );
     }
+    return submitted;
+  }
+
+  /** One tool call; answers the task's submitted result (this call's, or an earlier one's). */
+  private async runToolCall(
+    call: NonNullable<ChatMessage['tool_calls']>[number],
+    turn: number,
+    earlier: { result: unknown } | undefined,
+    span: Span,
+  ): Promise<{ result: unknown } | undefined> {
+    let submitted = earlier;
+    const { name } = call.function;
+    const args = this.input.redactor.redact(call.function.arguments);
+    await this.hooks.event('tool_call', { turn, id: call.id, name, arguments: parsedOrRaw(args) });
+    let ok: boolean;
+    let output: string;
+    let full: string | undefined;
+    let exitCode: number | undefined;
+    /** A failure that counts towards malformed_tool_calls. */
+    let bad = false;
+    if (submitted) {
+      ok = false;
+      output = 'the result was already submitted; this call was not run';
+    } else if (!this.offered.has(name)) {
+      ok = false;
+      bad = true;
+      output = `there is no tool named ${JSON.stringify(name)}; use one of: ${[...this.offered.keys()].join(', ')}`;
+    } else if (name === 'submit_result') {
+      const verdict = this.submit(call.function.arguments);
+      ok = verdict.ok;
+      output = verdict.ok ? 'result accepted' : verdict.message;
+      if (verdict.ok) submitted = { result: verdict.result };
+    } else {
+      const tool = this.offered.get(name);
+      const outcome =
+        tool === 'built_in'
+          ? await runTool(
+              await this.input.capsule(),
+              { name, arguments: call.function.arguments },
+              { envs: this.input.envs, maxTimeoutSec: Math.max(1, Math.floor(this.input.secondsLeft())) },
+            )
+          : await tool!.run(call.function.arguments, {
+              turn,
+              callId: call.id,
+              signal: this.input.signal,
+              secondsLeft: this.input.secondsLeft,
+            });
+      ok = outcome.ok;
+      // A built-in's failure counts (bash's exit codes aside); a source's tool says when it does.
+      bad = tool === 'built_in' ? !ok && name !== 'bash' : outcome.malformed === true;
+      output = this.input.redactor.redact(outcome.output);
+      full = outcome.full === undefined ? undefined : this.input.redactor.redact(outcome.full);
+      exitCode = outcome.exitCode;
+    }
+    this.badCalls = bad ? this.badCalls + 1 : 0;
+    span.set({ 'paddock.tool.ok': ok, [ATTR.processExitCode]: exitCode });
+    await this.recordResult(turn, call.id, name, ok, output, full, exitCode);
+    this.messages.push({ role: 'tool', tool_call_id: call.id, content: output });
+    if (this.badCalls >= MAX_BAD_CALLS_IN_A_ROW)
+      throw new TaskEnd(
+        'malformed_tool_calls',
+        `the model made ${MAX_BAD_CALLS_IN_A_ROW} tool calls in a row that could not run; the last: ${output}`,
+      );
     return submitted;
   }
 

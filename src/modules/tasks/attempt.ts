@@ -1,8 +1,9 @@
-// One file (about 530 lines): one attempt of a task from capsule start to
+// One file (about 560 lines): one attempt of a task from capsule start to
 // teardown, in the order it happens; its steps share the capsule and the
 // event log.
 import type { Context } from '../../core/context.ts';
 import type { AgentId, RunId } from '../../core/ids.ts';
+import { inSpan } from '../../core/tracing.ts';
 import type { Db } from '../../db/client.ts';
 import type { ConversationMessage } from '../../db/schema/workspaces.ts';
 import { JobsStopping } from '../../jobs/jobs.ts';
@@ -168,16 +169,23 @@ export class Attempt {
       const redactor = new SecretRedactor(secrets);
       const networkAllow = [...new Set([...env.networkAllow, ...agent.definition.egress])];
       // The capsule starts once the first model call is admitted, beside it (not ahead of the
-      // gateway's own statements); the first tool call waits for it.
+      // gateway's own statements); the first tool call waits for it. Its span is the task's
+      // child, whichever call (the gateway's admission, a tool) asks for it first.
+      const tracer = this.p.ctx.tracer;
+      const startCapsule = tracer.bind(() =>
+        inSpan(tracer, 'capsule.start', { attributes: { 'paddock.task.id': t.id } }, () =>
+          this.startCapsule(template, networkAllow, inputs, {
+            envs,
+            redactor,
+            setup: agent.definition.setup_commands,
+          }),
+        ),
+      );
       const capsule = () => {
         // A call admitted after the task ended (a cancel, the timeout) starts nothing to stop later.
         if (this.signal.aborted || this.cleaned) return Promise.reject(this.signal.reason);
         if (!this.capsule) {
-          this.capsule = this.startCapsule(template, networkAllow, inputs, {
-            envs,
-            redactor,
-            setup: agent.definition.setup_commands,
-          });
+          this.capsule = startCapsule();
           this.capsule.catch(() => undefined);
         }
         return this.capsule;

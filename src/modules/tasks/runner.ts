@@ -1,9 +1,10 @@
-// One file (about 550 lines): a task's claim, its run, its end and the
+// One file (about 600 lines): a task's claim, its run, its end and the
 // sweep that takes back a lost worker's task share one state machine and one
 // set of guards on the task row; they are read together.
 import type { Context, Timer } from '../../core/context.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
+import { ATTR, errorType, type Span } from '../../core/tracing.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
@@ -71,6 +72,8 @@ const BUSY_RETRY_SEC = 2;
 interface TaskJob {
   task_id: string;
   team_id: string;
+  /** The submit request's span (W3C traceparent): the task's spans continue its trace. */
+  traceparent?: string;
 }
 
 /**
@@ -147,23 +150,25 @@ export class TaskRunner {
    * task queued, and the sweep sends it again.
    */
   async dispatch(task: repo.TaskRow): Promise<void> {
+    // Called in the submitting request's context: its span is the task's parent, wherever it runs.
+    const traceparent = this.ctx.tracer.traceparent();
     if (this.working && this.slotsTaken < this.options.concurrency) {
       this.slotsTaken++;
       this.jobs.runHere(`task ${task.id}`, async (signal) => {
         try {
-          await this.handleRow(task, signal);
+          await this.handleRow(task, signal, traceparent);
         } catch (err) {
           // Before the claim (a lookup, the claim's transaction): the task is still queued, so a job
           // takes it now rather than the sweep a minute later. After the claim, run() ends it itself.
           this.ctx.log.warn({ err, task_id: task.id }, 'starting a task here failed; sent as a job');
-          if (!signal.aborted) await this.enqueue(task.teamId, task.id);
+          if (!signal.aborted) await this.enqueue(task.teamId, task.id, undefined, traceparent);
         } finally {
           this.releaseSlot();
         }
       });
       return;
     }
-    await this.enqueue(task.teamId, task.id);
+    await this.enqueue(task.teamId, task.id, undefined, traceparent);
   }
 
   /** A slot for a job's task: at once, or once a task in hand ends; false when the server stops first. */
@@ -193,11 +198,11 @@ export class TaskRunner {
     else this.slotsTaken--;
   }
 
-  async enqueue(teamId: TeamId, taskId: string, startAfterSec?: number): Promise<void> {
+  async enqueue(teamId: TeamId, taskId: string, startAfterSec?: number, traceparent?: string): Promise<void> {
     await this.jobs.declare(TASK_QUEUE, TASK_POLICY);
     await this.jobs.send<TaskJob>(
       TASK_QUEUE,
-      { task_id: taskId, team_id: teamId },
+      { task_id: taskId, team_id: teamId, ...(traceparent ? { traceparent } : {}) },
       startAfterSec ? { startAfterSec } : undefined,
     );
   }
@@ -206,11 +211,11 @@ export class TaskRunner {
   async handle(data: TaskJob, signal: AbortSignal): Promise<void> {
     const id = data.task_id as repo.TaskId;
     const task = await repo.findTask(this.db, data.team_id as TeamId, id);
-    if (task) await this.handleRow(task, signal);
+    if (task) await this.handleRow(task, signal, data.traceparent);
   }
 
   /** Claims the task (within its agent's concurrency limit) and runs it; a task no longer queued is left alone. */
-  private async handleRow(task: repo.TaskRow, signal: AbortSignal): Promise<void> {
+  private async handleRow(task: repo.TaskRow, signal: AbortSignal, traceparent?: string): Promise<void> {
     const { teamId, id } = task;
     // A stopping server claims nothing: the claim would spend one of the task's attempts.
     if (task.status !== 'queued' || signal.aborted) return;
@@ -226,11 +231,11 @@ export class TaskRunner {
         { updatedAt: this.ctx.clock.now() },
         { statuses: ['queued'] },
       );
-      await this.enqueue(teamId, id, BUSY_RETRY_SEC);
+      await this.enqueue(teamId, id, BUSY_RETRY_SEC, traceparent);
       return;
     }
     if (!claimed) return;
-    await this.run(claimed, agent, signal);
+    await this.run(claimed, agent, signal, traceparent);
   }
 
   /**
@@ -290,6 +295,37 @@ export class TaskRunner {
     task: repo.TaskRow,
     agent: AgentForTask | undefined,
     jobSignal: AbortSignal,
+    traceparent: string | undefined,
+  ): Promise<void> {
+    // The attempt's span (invoke_agent, GenAI's name for an agent's run): a child of the submit
+    // request's span, or a trace of its own (a retry after a lost worker, a playbook's fire).
+    const tracer = this.ctx.tracer;
+    const span = tracer.start(agent ? `invoke_agent ${agent.name}` : 'invoke_agent', {
+      parent: traceparent ?? null,
+      attributes: {
+        [ATTR.genAiOperationName]: 'invoke_agent',
+        [ATTR.genAiAgentId]: task.agentId,
+        [ATTR.genAiAgentName]: agent?.name,
+        'paddock.task.id': task.id,
+        'paddock.task.attempt': task.attempt,
+        'paddock.run.id': task.runId ?? undefined,
+      },
+    });
+    try {
+      await tracer.within(span, () => this.runAttempt(task, agent, jobSignal, span));
+    } catch (err) {
+      span.fail(errorType(err));
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async runAttempt(
+    task: repo.TaskRow,
+    agent: AgentForTask | undefined,
+    jobSignal: AbortSignal,
+    span: Span,
   ): Promise<void> {
     const abort = new AbortController();
     const onJob = () => abort.abort(jobSignal.reason);
@@ -328,11 +364,14 @@ export class TaskRunner {
     });
     try {
       const ending = await attempt.run();
+      span.set({ 'paddock.task.status': ending.status, 'paddock.task.turns': attempt.turns });
+      if (ending.status === 'failed') span.fail(ending.error?.code ?? 'failed');
       await this.finish(task, attempt, ending);
     } catch (err) {
       // The server is stopping: the task stays held and the sweep starts it again elsewhere.
       if (jobSignal.reason instanceof JobsStopping) return;
       this.ctx.log.error({ err, task_id: task.id }, 'a task attempt failed unexpectedly');
+      span.fail('internal_error');
       await this.finish(task, attempt, {
         status: 'failed',
         error: { code: 'internal_error', message: 'the task failed inside Paddock; see the server log' },

@@ -5,8 +5,10 @@ import Fastify, { type FastifyError } from 'fastify';
 import type { WebSocket } from 'ws';
 import { safeEqual } from '../../../core/crypto.ts';
 import { AppError } from '../../../core/errors.ts';
+import { NOOP_TRACER, type Tracer } from '../../../core/tracing.ts';
 import { errorBody } from '../../../http/errors.ts';
 import { registerInputGuards } from '../../../http/input-guards.ts';
+import { registerRequestSpans } from '../../../http/tracing.ts';
 import { fieldErrors, validatorCompiler } from '../../../http/validation.ts';
 import { DriverError } from '../drivers/types.ts';
 import type { SandboxHost } from '../host.ts';
@@ -119,12 +121,14 @@ async function follow(ws: WebSocket, host: SandboxHost, capsuleId: string, selec
 
 /**
  * Serves `host` on listen:port. `controlToken()` is read per request: it is
- * known only once the host has registered.
+ * known only once the host has registered. A request that carries the control
+ * plane's traceparent gets a span of `tracer`'s, continuing that trace.
  */
 export async function serveAgentApi(
   host: () => SandboxHost | undefined,
   controlToken: () => string | undefined,
   listen: { host: string; port: number },
+  tracer: Tracer = NOOP_TRACER,
 ): Promise<AgentServer> {
   const app = Fastify({
     bodyLimit: JSON_LIMIT_BYTES,
@@ -132,6 +136,7 @@ export async function serveAgentApi(
     // close() ends the control plane's pooled connections and followers at once.
     forceCloseConnections: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  registerRequestSpans(app, tracer, { continuedOnly: true });
   app.setValidatorCompiler(validatorCompiler);
   registerInputGuards(app);
   app.setErrorHandler((error: FastifyError | Error, _request, reply) => {

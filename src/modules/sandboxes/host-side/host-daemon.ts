@@ -5,6 +5,9 @@ import { type Static, Type } from 'typebox';
 import type { Log } from '../../../core/context.ts';
 import { describeError } from '../../../core/error-log.ts';
 import { type HostId, isId } from '../../../core/ids.ts';
+import { openTracer } from '../../../core/tracing.ts';
+import type { TracingConfig } from '../../../tracing-config.ts';
+import { VERSION } from '../../../version.ts';
 import { detectDriver } from '../drivers/index.ts';
 import { checker } from '../host-rpc-schemas.ts';
 import { EgressProxy } from './egress.ts';
@@ -32,6 +35,8 @@ export interface HostAgentOptions {
   warm: number;
   heartbeatMs: number;
   log: (line: string) => void;
+  /** Export the spans of traced control-plane calls (OTEL_EXPORTER_OTLP_ENDPOINT); undefined: off. */
+  tracing?: TracingConfig | undefined;
 }
 
 const Token = Type.String({ minLength: 1 });
@@ -124,10 +129,12 @@ export async function runHostAgent(o: HostAgentOptions) {
   const driver = await detectDriver({ prefer: o.driver, baseDir: o.sandboxDir });
   let host: LocalHost | undefined;
   let creds: Credentials | undefined;
+  const tracer = await openTracer(o.tracing, { version: VERSION, role: 'host' }, lineLog(o.log));
   const server = await serveAgentApi(
     () => host,
     () => creds?.control_token,
     { host: o.listen, port: o.port },
+    tracer,
   );
   const address = o.advertise ?? `${o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen}:${server.port}`;
   const save = () => writeFileSync(credsFile, `${JSON.stringify(creds)}\n`, { mode: 0o600 });
@@ -169,6 +176,7 @@ export async function runHostAgent(o: HostAgentOptions) {
     }
   } catch (err) {
     await server.close();
+    await tracer.shutdown();
     if (err instanceof HostAgentError) throw err;
     throw new HostAgentError(`cannot reach the control plane at ${base}: ${(err as Error).message}`);
   }
@@ -226,6 +234,7 @@ export async function runHostAgent(o: HostAgentOptions) {
       await local.close();
       await beat(true).catch(() => undefined);
       await server.close();
+      await tracer.shutdown();
     },
   };
 }
