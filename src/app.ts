@@ -23,6 +23,7 @@ import {
 } from './core/outbound-guard.ts';
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import { type Database, sqlClient } from './db/client.ts';
+import { PostgresJobWake } from './db/job-wake.ts';
 import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuditHooks } from './http/audit.ts';
 import { registerAuth } from './http/auth.ts';
@@ -332,7 +333,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const gatewayStore: RateLimitStore =
     config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
   const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
-  const jobs = new Jobs(sqlClient(db), log, { pollingIntervalSec: 2, maintenanceIntervalSec: 30 });
+  const jobs = new Jobs(
+    sqlClient(db),
+    log,
+    { pollingIntervalSec: 2, maintenanceIntervalSec: 30 },
+    // Several servers share a Postgres: a job sent on one (an api server's task) starts on another at once.
+    config.databaseUrl ? new PostgresJobWake(config.databaseUrl, sqlClient(db), ctx) : undefined,
+  );
   // E-mail: SMTP when configured (through the outbound guard), else each message is logged.
   const mail = new MailService(
     db,
@@ -937,7 +944,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     if (localHost) await registerLocalHost(db, clock, localHost);
     else await ensurePlatformTemplate(db, clock);
     if (work.sweeps) await runs.startSweeps();
-    if (work.modelCalls) runs.startLeaseRenewal();
+    // Any role may make a model call (a gateway request, a task's, a workspace's title): its leases are renewed.
+    runs.startLeaseRenewal();
     if (work.sweeps && sweepRateLimits)
       sharedRateLimits.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
     await capsules.recover();

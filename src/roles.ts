@@ -10,8 +10,6 @@ export interface RoleWork {
   http: boolean;
   /** Job workers: task runs, builds, mail, webhook and channel deliveries. */
   jobs: boolean;
-  /** Model calls made in this process (gateway requests, tasks' own calls): budget leases to renew. */
-  modelCalls: boolean;
   /** The leaders (playbook scheduler, alert evaluator) and the periodic sweeps. */
   sweeps: boolean;
   /**
@@ -23,10 +21,10 @@ export interface RoleWork {
 }
 
 const WORK: Record<Role, RoleWork> = {
-  all: { http: true, jobs: true, modelCalls: true, sweeps: true, localHost: true },
-  api: { http: true, jobs: false, modelCalls: true, sweeps: false, localHost: false },
-  worker: { http: false, jobs: true, modelCalls: true, sweeps: false, localHost: false },
-  scheduler: { http: false, jobs: false, modelCalls: false, sweeps: true, localHost: false },
+  all: { http: true, jobs: true, sweeps: true, localHost: true },
+  api: { http: true, jobs: false, sweeps: false, localHost: false },
+  worker: { http: false, jobs: true, sweeps: false, localHost: false },
+  scheduler: { http: false, jobs: false, sweeps: true, localHost: false },
 };
 
 export function roleWork(role: Role): RoleWork {
