@@ -950,7 +950,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
       sharedRateLimits.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
     await capsules.recover();
     await hosts.load();
-    hosts.follow();
+    // Several servers: a host may register with, move on or leave through another one.
+    if (database.kind === 'postgres') hosts.follow();
     if (work.sweeps) capsules.start();
     if (work.sweeps) hosts.start();
     if (work.sweeps) files.start();
