@@ -24,13 +24,16 @@ import {
 import { MemoryRateLimitStore, type RateLimitStore } from './core/rate-limit.ts';
 import { openTracer } from './core/tracing.ts';
 import { type Database, sqlClient } from './db/client.ts';
+import { PostgresJobWake } from './db/job-wake.ts';
 import { PostgresRateLimitStore } from './db/rate-limit-store.ts';
 import { registerAuditHooks } from './http/audit.ts';
 import { registerAuth } from './http/auth.ts';
 import { DASHBOARD_DIR, registerDashboard } from './http/dashboard.ts';
+import { registerDraining } from './http/draining.ts';
 import { answerFrameworkError, registerErrorHandling } from './http/errors.ts';
 import { registerInputGuards } from './http/input-guards.ts';
 import { createLogger, loggerOptions } from './http/logger.ts';
+import { registerRoleGate } from './http/role-gate.ts';
 import { buildLazySerializer } from './http/serialization.ts';
 import { registerRequestSpans } from './http/tracing.ts';
 import type { App } from './http/types.ts';
@@ -126,7 +129,11 @@ import { RunsService } from './modules/runs/service.ts';
 import type { SandboxHost } from './modules/sandboxes/host.ts';
 import { registerHostRoutes } from './modules/sandboxes/host-routes.ts';
 import { HostsService } from './modules/sandboxes/hosts.ts';
-import { createLocalHost, registerLocalHost } from './modules/sandboxes/local-setup.ts';
+import {
+  createLocalHost,
+  ensurePlatformTemplate,
+  registerLocalHost,
+} from './modules/sandboxes/local-setup.ts';
 import { registerCapsuleRoutes } from './modules/sandboxes/routes.ts';
 import { CapsulesService } from './modules/sandboxes/service.ts';
 import { registerSnapshotRoutes } from './modules/sandboxes/snapshot-routes.ts';
@@ -159,6 +166,7 @@ import { type WorkItemPorts, WorkItemsService } from './modules/work-items/servi
 import { WorkspaceFiles } from './modules/workspaces/files.ts';
 import { registerWorkspaceRoutes } from './modules/workspaces/routes.ts';
 import { WorkspacesService } from './modules/workspaces/service.ts';
+import { roleWork } from './roles.ts';
 import { VERSION } from './version.ts';
 
 export interface AppOptions {
@@ -329,7 +337,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const gatewayStore: RateLimitStore =
     config.gatewayRateLimitStore === 'postgres' ? sharedRateLimits : memoryRateLimits;
   const sweepRateLimits = throttleStore === sharedRateLimits || gatewayStore === sharedRateLimits;
-  const jobs = new Jobs(sqlClient(db), log, { pollingIntervalSec: 2, maintenanceIntervalSec: 30 });
+  const jobs = new Jobs(
+    sqlClient(db),
+    log,
+    { pollingIntervalSec: 2, maintenanceIntervalSec: 30 },
+    // Several servers share a Postgres: a job sent on one (an api server's task) starts on another at once.
+    config.databaseUrl ? new PostgresJobWake(config.databaseUrl, sqlClient(db), ctx) : undefined,
+  );
   // E-mail: SMTP when configured (through the outbound guard), else each message is logged.
   const mail = new MailService(
     db,
@@ -478,13 +492,17 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     const agent = await agents.getForCall(agentId);
     return agent ? (agent.teamId as TeamId) : undefined;
   });
-  const localHost = await createLocalHost({
-    sandboxDir: config.sandboxDir,
-    driver: config.sandboxDriver,
-    egressPrivate: config.sandboxEgressPrivate,
-    warm: config.sandboxWarm,
-  });
-  const sandboxHosts = new Map<HostId, SandboxHost>([[localHost.id, localHost]]);
+  // What this process runs (src/roles.ts; docs/operations.md, "Roles"): `all` runs everything.
+  const work = roleWork(config.role);
+  const localHost = work.localHost
+    ? await createLocalHost({
+        sandboxDir: config.sandboxDir,
+        driver: config.sandboxDriver,
+        egressPrivate: config.sandboxEgressPrivate,
+        warm: config.sandboxWarm,
+      })
+    : undefined;
+  const sandboxHosts = new Map<HostId, SandboxHost>(localHost ? [[localHost.id, localHost]] : []);
   const capsules = new CapsulesService(db, ctx, events, sandboxHosts, {
     admit: (teamId) => credits.requireAvailable(teamId, 'a capsule'),
   });
@@ -742,6 +760,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${ulid()}`;
     },
     forceCloseConnections: 'idle',
+    // A stopping server answers in the error shape itself (http/draining.ts).
+    return503OnClosing: false,
     // Starting takes the job queue's and the sandbox host's start: on a loaded machine or a slow
     // database that passes Fastify's default 10 s, and a slow start is no reason to give up.
     pluginTimeout: 60_000,
@@ -756,6 +776,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   app.setValidatorCompiler(validatorCompiler);
   const dashboard = await registerDashboard(app, options.dashboardDir ?? DASHBOARD_DIR);
   registerErrorHandling(app, config.bodyLimitBytes, dashboard.fallback);
+  registerDraining(app, config.shutdownGraceSec * 1000, ctx.timers);
+  registerRoleGate(app, config.role);
 
   registerInputGuards(app);
   registerAuditHooks(
@@ -781,6 +803,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     ping: () => database.ping(),
     dbKind: database.kind,
     startedAt: Date.now(),
+    role: config.role,
+    ...(work.sweeps ? { leads: () => playbookScheduler.leads } : {}),
   };
   app.addHook('onRequest', (request, _reply, done) => {
     if (!readiness.migrated && request.url.startsWith('/v1/')) {
@@ -917,38 +941,46 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerActivityRoutes(app, activity);
   registerBillingRoutes(app, billing, stripeWebhooks);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
-  for (const warning of localHost.warnings) app.log.warn({ isolation: localHost.isolation }, warning);
+  for (const warning of localHost?.warnings ?? []) app.log.warn({ isolation: localHost?.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
   let started = false;
   const start = async () => {
     if (started) return;
     started = true;
-    await registerLocalHost(db, clock, localHost);
-    await runs.startSweeps();
-    if (sweepRateLimits) sharedRateLimits.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
+    // Each line runs on the roles whose `work` it names (docs/operations.md has the table).
+    if (localHost) await registerLocalHost(db, clock, localHost);
+    else await ensurePlatformTemplate(db, clock);
+    if (work.sweeps) await runs.startSweeps();
+    // Any role may make a model call (a gateway request, a task's, a workspace's title): its leases are renewed.
+    runs.startLeaseRenewal();
+    if (work.sweeps && sweepRateLimits)
+      sharedRateLimits.start((err) => app.log.warn({ err }, 'rate-limit sweep failed'));
     await capsules.recover();
     await hosts.load();
-    capsules.start();
-    hosts.start();
-    files.start();
-    await jobs.work<{ version_id: EnvironmentVersionId }>(BUILD_QUEUE, BUILD_POLICY, (job) =>
-      environmentBuilder.build(job.data.version_id, job.id, job.signal),
-    );
-    environmentBuilder.start();
+    // Several servers: a host may register with, move on or leave through another one.
+    if (database.kind === 'postgres') hosts.follow();
+    if (work.sweeps) capsules.start();
+    if (work.sweeps) hosts.start();
+    if (work.sweeps) files.start();
+    if (work.jobs)
+      await jobs.work<{ version_id: EnvironmentVersionId }>(BUILD_QUEUE, BUILD_POLICY, (job) =>
+        environmentBuilder.build(job.data.version_id, job.id, job.signal),
+      );
+    if (work.sweeps) environmentBuilder.start();
     await taskRunner.declare();
-    await taskRunner.start();
-    workspaces.startSweeps();
-    eventRetention.start();
-    auditRetention.start();
-    activityRetention.start();
-    await mail.start();
-    await webhookDeliveries.start();
-    await channelDeliveries.start();
-    webhookDispatcher.start();
-    playbookScheduler.start();
-    alertEvaluator.start();
-    queues.start();
-    agentPresence.start();
+    if (work.jobs) await taskRunner.start();
+    if (work.sweeps) workspaces.startSweeps();
+    if (work.sweeps) eventRetention.start();
+    if (work.sweeps) auditRetention.start();
+    if (work.sweeps) activityRetention.start();
+    if (work.jobs) await mail.start();
+    if (work.jobs) await webhookDeliveries.start();
+    if (work.jobs) await channelDeliveries.start();
+    if (work.sweeps) webhookDispatcher.start();
+    if (work.sweeps) playbookScheduler.start();
+    if (work.sweeps) alertEvaluator.start();
+    if (work.sweeps) queues.start();
+    if (work.sweeps) agentPresence.start();
   };
   if (options.migrated) app.addHook('onReady', start);
   app.addHook('preClose', async () => {

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { type BillingConfig, billingConfig } from './billing-config.ts';
 import { AllowList } from './core/outbound-guard.ts';
+import { type Role, roleProblems } from './roles.ts';
 import { type TracingConfig, tracingConfig } from './tracing-config.ts';
 
 /** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
@@ -106,6 +107,10 @@ export interface Config {
   billing: BillingConfig;
   /** OpenTelemetry traces over OTLP/HTTP; off (undefined) unless OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/operations.md). */
   tracing: TracingConfig | undefined;
+  /** What this process runs (src/roles.ts): everything, or the API, the job workers or the scheduler. */
+  role: Role;
+  /** How long a stopping server lets requests in flight (gateway streams) run before it cuts them. */
+  shutdownGraceSec: number;
 }
 
 /**
@@ -191,6 +196,7 @@ export interface ConfigFlags {
   port?: string;
   host?: string;
   dataDir?: string;
+  role?: string;
 }
 
 export class ConfigError extends Error {
@@ -252,6 +258,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     if (['0', 'false', 'no'].includes(raw.toLowerCase())) return false;
     problems.push(`${name}=${JSON.stringify(raw)} must be true or false`);
     return fallback;
+  };
+
+  const role = (name: string, raw: string | undefined): Role => {
+    if (raw === undefined || raw === '') return 'all';
+    const found = roleProblems(name, raw, databaseUrl);
+    problems.push(...found);
+    return found.length > 0 ? 'all' : (raw as Role);
   };
 
   const port = int(
@@ -487,6 +500,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     },
     billing: billingConfig(env, env.PADDOCK_CREDITS || 'off', problems),
     tracing: tracingConfig(env, problems),
+    role: role(flags.role !== undefined ? '--role' : 'PADDOCK_ROLE', flags.role ?? env.PADDOCK_ROLE),
+    shutdownGraceSec: int('PADDOCK_SHUTDOWN_GRACE_SEC', env.PADDOCK_SHUTDOWN_GRACE_SEC, 30, 0, 3600),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -9,6 +9,7 @@ import { resolveMasterKey } from './core/master-key.ts';
 import type { Database } from './db/client.ts';
 import { DataDirLockedError } from './db/data-dir-lock.ts';
 import type { runHostAgent } from './modules/sandboxes/host-side/host-daemon.ts';
+import { ROLES, roleWork } from './roles.ts';
 import { VERSION } from './version.ts';
 
 // What a command needs is imported when it runs (`await import`): `--help`
@@ -41,6 +42,13 @@ const SERVE_HELP = `Configuration comes from flags and environment variables:
   PADDOCK_THROTTLE_SIGNUP_IP (10/1h)  PADDOCK_THROTTLE_INVITATION_IP (20/15m)
   PADDOCK_THROTTLE_INVITATION_TOKEN (10/15m)   <count>/<window in s, m or h>
   OTEL_EXPORTER_OTLP_ENDPOINT  export traces over OTLP/HTTP (also OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_HEADERS)
+  PADDOCK_ROLE / --role all | api | worker | scheduler (all). With DATABASE_URL, split one
+                       deployment over processes: api serves HTTP (API, gateway, SSE, WebSockets),
+                       worker runs jobs and tasks, scheduler leads the schedules and runs the sweeps;
+                       worker and scheduler answer only /health, /ready and /metrics; capsules then
+                       live on \`paddock host\`s (only all has a sandbox host of its own)
+  PADDOCK_SHUTDOWN_GRACE_SEC (30)  on SIGTERM, how long requests in flight (gateway streams) may
+                       run on before they are cut; a worker gives its tasks back at once
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -103,7 +111,10 @@ async function serve(config: Config): Promise<void> {
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
-    app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    app.log.info(
+      { signal, role: config.role, grace_sec: config.shutdownGraceSec },
+      'shutting down: finishing in-flight requests',
+    );
     try {
       await app.close();
     } finally {
@@ -121,9 +132,12 @@ async function serve(config: Config): Promise<void> {
   const noUsers = await services.auth.isEmpty();
   readiness.migrated = true;
   const url = config.publicUrl ?? address;
+  const role = config.role === 'all' ? '' : `, role ${config.role}`;
   process.stdout.write(
-    `Paddock ${VERSION} listening on ${url} (${describe(config)}), ready in ${Date.now() - started} ms\n`,
+    `Paddock ${VERSION} listening on ${url} (${describe(config)}${role}), ready in ${Date.now() - started} ms\n`,
   );
+  // A worker or a scheduler serves only its probes: no API, dashboard or first-user hint to print.
+  if (!roleWork(config.role).http) return;
   process.stdout.write(`  API reference: ${url}/docs   OpenAPI: ${url}/v1/openapi.json\n`);
   process.stdout.write(
     dashboard
@@ -206,6 +220,7 @@ interface ServerFlags {
   controlPlane?: string;
   token?: string;
   advertise?: string;
+  role?: string;
 }
 
 async function runServerCommand(command: 'serve' | 'migrate' | 'host', flags: ServerFlags): Promise<void> {
@@ -213,6 +228,7 @@ async function runServerCommand(command: 'serve' | 'migrate' | 'host', flags: Se
   if (flags.port !== undefined) configFlags.port = flags.port;
   if (flags.host !== undefined) configFlags.host = flags.host;
   if (flags.dataDir !== undefined) configFlags.dataDir = flags.dataDir;
+  if (flags.role !== undefined) configFlags.role = flags.role;
   try {
     const config = loadConfig(process.env, configFlags);
     if (command === 'serve') return await serve(config);
@@ -239,6 +255,7 @@ async function runServerCommand(command: 'serve' | 'migrate' | 'host', flags: Se
 const ROOT_HELP_AFTER = `
 Run a server:
   paddock serve                 the API, workers and a sandbox host in one process (PGlite in ./.paddock)
+  paddock serve --role worker   one part of a deployment on one Postgres: api, worker or scheduler
   paddock migrate               apply database migrations and exit
   paddock backup FILE           back up the data dir, while the server runs or not (paddock restore FILE)
   paddock host --control-plane URL --token pdhg_…   a sandbox host for another server
@@ -267,6 +284,7 @@ function buildProgram(): Command {
     .option('-p, --port <n>', 'the port (PADDOCK_PORT, default 8080; 0: any free port)')
     .option('--host <addr>', 'the address to listen on (PADDOCK_HOST, default 127.0.0.1)')
     .option(...dataDir)
+    .option('--role <role>', `what this process runs: ${ROLES.join(' | ')} (PADDOCK_ROLE, default all)`)
     .addHelpText('after', `\n${SERVE_HELP}`)
     .action((flags: ServerFlags) => runServerCommand('serve', flags));
   program

@@ -95,6 +95,9 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
   };
 }
 
+/** The advisory lock key migrations take on Postgres (any constant: "paddock" in ASCII). */
+const MIGRATION_LOCK = 0x7061646464;
+
 export async function openPostgres(url: string, poolMax = 10): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: poolMax });
   // An idle client that errors (server restart) must not crash the process.
@@ -104,8 +107,19 @@ export async function openPostgres(url: string, poolMax = 10): Promise<Database>
     db,
     kind: 'postgres',
     migrate: async () => {
-      await migratePg(drizzlePg(pool, { schema }), { migrationsFolder: MIGRATIONS_DIR });
-      await installJobs(pool);
+      // Servers started together (an api, a worker, a scheduler) migrate one after the other: the
+      // first applies, the others find it done. A session lock, on a connection of its own (the
+      // pool may hold one connection only).
+      const lock = new pg.Client({ connectionString: url });
+      await lock.connect();
+      try {
+        await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+        await migratePg(drizzlePg(pool, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+        await installJobs(pool);
+      } finally {
+        // Ending the session releases the lock.
+        await lock.end();
+      }
     },
     ping: () => ping(db),
     close: () => pool.end(),

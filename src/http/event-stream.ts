@@ -19,6 +19,14 @@ export interface SseOptions {
   endEvent: boolean;
 }
 
+/** The streams open on each HTTP server, ended at once when it stops (draining.ts). */
+const openStreams = new WeakMap<object, Set<AbortController>>();
+
+/** Ends every event stream of the server: its clients resume elsewhere with Last-Event-ID. */
+export function endEventStreams(server: object): void {
+  for (const closed of openStreams.get(server) ?? []) closed.abort();
+}
+
 /** Whether the client asked for a stream rather than a JSON page. */
 export function wantsEventStream(request: FastifyRequest): boolean {
   return (request.headers.accept ?? '').includes('text/event-stream');
@@ -40,6 +48,10 @@ export async function sendSse(
   reply.hijack();
   const raw = reply.raw;
   raw.on('close', () => closed.abort());
+  const server = request.server.server;
+  const open = openStreams.get(server) ?? new Set();
+  openStreams.set(server, open);
+  open.add(closed);
   // The client may have gone while the stream was being set up ('close' came before the listener).
   if (raw.destroyed || raw.socket?.destroyed === true) closed.abort();
   raw.writeHead(200, {
@@ -63,6 +75,7 @@ export async function sendSse(
   } catch (err) {
     request.log.warn({ err }, 'an event stream ended with an error');
   } finally {
+    open.delete(closed);
     keepalive.cancel();
     if (!raw.destroyed) raw.end();
   }

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import PgBoss from 'pg-boss';
 import type { Log } from '../core/context.ts';
 import { isDeadlock } from '../db/errors.ts';
+import type { JobWake } from '../db/job-wake.ts';
 import { bossDatabase, JOBS_SCHEMA, type SqlClient } from './boss.ts';
 
 /** How a queue's jobs are retried and when a job a worker holds is given up on. */
@@ -88,11 +89,15 @@ export class Jobs {
   private readonly ticks = new Map<string, NodeJS.Timeout>();
   /** Work this server took on without a job (runHere), waited for when it stops. */
   private readonly here = new Set<Promise<void>>();
+  /** Whether this server listens for the jobs other servers send (wake). */
+  private listening = false;
 
   constructor(
     client: SqlClient,
     private readonly log: Log,
     private readonly options: JobsOptions,
+    /** Other servers' sends, announced (Postgres): their jobs start here at once, not at the next poll. */
+    private readonly wake?: JobWake,
   ) {
     this.boss = new PgBoss({
       db: bossDatabase(client, () => this.stopped),
@@ -135,7 +140,10 @@ export class Jobs {
         break;
       } catch (err) {
         if (!isDeadlock(err) || attempt === DECLARE_ATTEMPTS) throw err;
-        this.log.debug({ queue: name, attempt }, 'declaring a queue deadlocked with another server; trying again');
+        this.log.debug(
+          { queue: name, attempt },
+          'declaring a queue deadlocked with another server; trying again',
+        );
         await sleep(attempt * 25 + Math.random() * 50);
       }
     }
@@ -179,6 +187,10 @@ export class Jobs {
     );
     slot.id = id;
     this.workers.set(name, [...(this.workers.get(name) ?? []), slot]);
+    if (this.wake && !this.listening) {
+      this.listening = true;
+      await this.wake.listen((queue) => this.wakeOne(queue));
+    }
     if (!this.ticks.has(name)) {
       const tick = setInterval(() => this.wakeOne(name), this.options.pollingIntervalSec * 1000);
       tick.unref();
@@ -199,7 +211,10 @@ export class Jobs {
       : await this.boss.send(name, data);
     if (id === null) throw new Error(`pg-boss did not store the job for ${name}`);
     // A job for later wakes nobody now; the workers' polling finds it when it is due.
-    if (!options?.startAfterSec) this.wakeOne(name);
+    if (!options?.startAfterSec) {
+      this.wakeOne(name);
+      this.wake?.notify(name);
+    }
     return id;
   }
 
@@ -252,6 +267,8 @@ export class Jobs {
     this.ticks.clear();
     // Their pg-boss workers stop with it: a later work() starts new ones.
     this.workers.clear();
+    if (this.listening) await this.wake?.close();
+    this.listening = false;
     if (graceful) for (const held of this.inHand) held.abort(new JobsStopping());
     const here = graceful ? Promise.all(this.here) : Promise.resolve();
     await this.boss.stop({ graceful, wait: true, close: false, timeout: 10_000 });

@@ -26,6 +26,8 @@ export class LeaderTicker {
   private timer: Timer | undefined;
   private ticking: Promise<void> | undefined;
   private leading = false;
+  /** Whether a tick has asked for the lease yet (before it, this server neither leads nor follows). */
+  private ticked = false;
 
   constructor(
     private readonly db: Db,
@@ -50,6 +52,11 @@ export class LeaderTicker {
     await this.ticking?.catch(() => undefined);
     if (this.leading) await releaseLease(this.db, this.name, this.me).catch(() => undefined);
     this.leading = false;
+  }
+
+  /** Whether this server led at its last tick; null before its first (GET /health). */
+  get leads(): boolean | null {
+    return this.ticked ? this.leading : null;
   }
 
   /** Resolves once the tick in flight (if any) has ended. */
@@ -91,6 +98,7 @@ export class LeaderTicker {
       now,
       new Date(now.getTime() + this.options.leaseMs),
     );
+    this.ticked = true;
     if (!this.leading) return;
     await noteTick(this.db, this.name, this.me, now);
     await this.work(now);

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLog } from '../../src/core/context.ts';
+import { silentLog, systemTimers } from '../../src/core/context.ts';
 import type { Database } from '../../src/db/client.ts';
 import { sqlClient } from '../../src/db/client.ts';
+import { PostgresJobWake } from '../../src/db/job-wake.ts';
 import { Jobs, JobsStopping } from '../../src/jobs/jobs.ts';
 import { freshDatabase } from '../support/db.ts';
 
@@ -213,5 +214,34 @@ describe('background jobs (pg-boss in the application database)', () => {
     expect(sentAfterStop).toBe(0);
     // Failed back when the server stopped, so it is retried.
     expect(await jobsOnDatabase().state('test-late', id!)).toBe('retry');
+  });
+});
+
+describe.runIf(process.env.PADDOCK_TEST_DATABASE_URL)('job announcements between servers (Postgres)', () => {
+  it('starts a job another server sent at once, though its own poll is an hour away', async () => {
+    const client = sqlClient(database.db);
+    const url = (client as unknown as { options: { connectionString: string } }).options.connectionString;
+    const server = (pollingIntervalSec: number) => {
+      const jobs = new Jobs(
+        client,
+        silentLog,
+        { pollingIntervalSec, maintenanceIntervalSec: 3600 },
+        new PostgresJobWake(url, client, { log: silentLog, timers: systemTimers }),
+      );
+      running.push(jobs);
+      return jobs;
+    };
+    const policy = { retryLimit: 0, retryDelaySec: 0, expireInSec: 60 };
+    const worker = server(3600);
+    const seen: unknown[] = [];
+    await worker.work<{ n: number }>('test-wake', policy, async (job) => {
+      seen.push(job.data);
+    });
+    // Its start looked once and found nothing; only the announcement can wake it now.
+    const sender = server(3600);
+    await sender.declare('test-wake', policy);
+    await sender.send('test-wake', { n: 7 });
+    await until(() => seen.length === 1, 60_000);
+    expect(seen).toEqual([{ n: 7 }]);
   });
 });

@@ -81,6 +81,8 @@ export interface MockStep {
   /** With stallMs: pause once after this many events (JSON answers: between headers and body). */
   stallAfterEvents?: number;
   stallMs?: number;
+  /** Streams, with stallAfterEvents instead of stallMs: pause there until this settles (the test's gate). */
+  holdUntil?: Promise<unknown>;
   /** Send this many events, then the provider's in-stream error event, then end. Streams only. */
   errorEventAfter?: number;
   /**
@@ -545,6 +547,7 @@ async function answer(
     }
     if (i > 0 && step.stallBetweenEventsMs && !(await pause(step.stallBetweenEventsMs, res))) return;
     if (i === step.stallAfterEvents && !(await pause(step.stallMs ?? 0, res))) return;
+    if (i === step.stallAfterEvents && step.holdUntil && !(await holdOpen(step.holdUntil, res))) return;
     const event = events[i];
     if (event === undefined) break;
     // Waiting for the write to reach the socket keeps the events before a cut from being dropped with it.
@@ -937,8 +940,11 @@ function checkStep(step: MockStep): MockStep {
   if (step.chunks !== undefined && step.text !== undefined && step.chunks.join('') !== step.text) {
     fail('text differs from chunks joined');
   }
-  if ((step.stallAfterEvents === undefined) !== (step.stallMs === undefined)) {
-    fail('stallAfterEvents and stallMs go together');
+  if (
+    (step.stallAfterEvents === undefined) !==
+    (step.stallMs === undefined && step.holdUntil === undefined)
+  ) {
+    fail('stallAfterEvents and stallMs (or holdUntil) go together');
   }
   if (step.status !== undefined && (step.status < 400 || step.status > 599))
     fail('status is for errors (400–599)');
@@ -970,6 +976,20 @@ function pause(ms: number, res: ServerResponse): Promise<boolean> {
       resolve(!res.destroyed);
     }, ms);
     res.once('close', onClose);
+  });
+}
+
+/** Waits for the gate, unless the connection closes first; says whether it is still open. */
+function holdOpen(gate: Promise<unknown>, res: ServerResponse): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (res.destroyed) return resolve(false);
+    const onClose = () => resolve(false);
+    res.once('close', onClose);
+    const open = () => {
+      res.off('close', onClose);
+      resolve(!res.destroyed);
+    };
+    gate.then(open, open);
   });
 }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import type { Json } from './factories.ts';
 
 export const PADDOCK_BIN = path.resolve('bin/paddock.js');
 
@@ -204,4 +205,29 @@ export async function signupOn(server: RunningServer, email: string): Promise<st
   if (signup.status !== 201)
     throw new Error(`signup failed: ${signup.status} ${JSON.stringify(signup.body)}`);
   return signup.body.session_token;
+}
+
+/** An agent on a running server whose provider key points at a mock LLM (`gpt-4o-mini`); its body (with api_key). */
+export async function mockAgentOn(
+  server: RunningServer,
+  token: string,
+  mockUrl: string,
+  name: string,
+): Promise<Json> {
+  const key = await serverCall(server, token, 'POST', '/v1/provider-keys', {
+    name: 'mock',
+    provider: 'openai',
+    api_key: `sk-${name}`,
+    base_url: mockUrl,
+  });
+  if (key.status !== 201) throw new Error(`provider key failed: ${key.status} ${JSON.stringify(key.body)}`);
+  const policy = await serverCall(server, token, 'POST', '/v1/policies', { name });
+  const agent = await serverCall(server, token, 'POST', '/v1/agents', {
+    name,
+    policy_id: policy.body.id,
+    provider_keys: { openai: key.body.id },
+    model: 'gpt-4o-mini',
+  });
+  if (agent.status !== 201) throw new Error(`agent failed: ${agent.status} ${JSON.stringify(agent.body)}`);
+  return agent.body;
 }

@@ -6,6 +6,7 @@ import {
   serverCall as api,
   childEnv,
   killHard as kill,
+  mockAgentOn,
   type RunningServer,
   startServer,
   tempDir,
@@ -84,21 +85,7 @@ describe('a worker that dies mid-task', { timeout: 4 * STARTUP_MS }, () => {
     });
     expect(signup.status, JSON.stringify(signup.body)).toBe(201);
     const token: string = signup.body.session_token;
-    const key = await api(server, token, 'POST', '/v1/provider-keys', {
-      name: 'mock',
-      provider: 'openai',
-      api_key: 'sk-worker-death',
-      base_url: mock.url,
-    });
-    expect(key.status).toBe(201);
-    const policy = await api(server, token, 'POST', '/v1/policies', { name: 'worker-death' });
-    const agent = await api(server, token, 'POST', '/v1/agents', {
-      name: 'worker-death',
-      policy_id: policy.body.id,
-      provider_keys: { openai: key.body.id },
-      model: 'gpt-4o-mini',
-    });
-    expect(agent.status, JSON.stringify(agent.body)).toBe(201);
+    const agent = await mockAgentOn(server, token, mock.url, 'worker-death');
 
     const bashRunning = async (taskId: string, attempt: number) => {
       const events = await api(server, token, 'GET', `/v1/tasks/${taskId}/events?limit=1000`);
@@ -112,7 +99,7 @@ describe('a worker that dies mid-task', { timeout: 4 * STARTUP_MS }, () => {
     const sleep = { toolCalls: [{ name: 'bash', arguments: { command: 'sleep 60' } }] };
     mock.reply([sleep]);
     const task = await api(server, token, 'POST', '/v1/tasks', {
-      agent_id: agent.body.id,
+      agent_id: agent.id,
       prompt: 'work long',
     });
     expect(task.status, JSON.stringify(task.body)).toBe(202);
@@ -143,7 +130,7 @@ describe('a worker that dies mid-task', { timeout: 4 * STARTUP_MS }, () => {
     // A task whose worker dies on both attempts fails worker_lost.
     mock.reply([sleep, sleep]);
     const second = await api(server, token, 'POST', '/v1/tasks', {
-      agent_id: agent.body.id,
+      agent_id: agent.id,
       prompt: 'die twice',
     });
     const id2: string = second.body.id;
@@ -160,7 +147,7 @@ describe('a worker that dies mid-task', { timeout: 4 * STARTUP_MS }, () => {
     const failed = (await api(server, token, 'GET', `/v1/tasks/${id2}`)).body;
     expect(failed).toMatchObject({ status: 'failed', attempt: 2, error: { code: 'worker_lost' } });
     // Its runs ended with it: none is left running.
-    const runs = await api(server, token, 'GET', `/v1/runs?agent_id=${agent.body.id}&status=running`);
+    const runs = await api(server, token, 'GET', `/v1/runs?agent_id=${agent.id}&status=running`);
     expect(runs.body.data).toEqual([]);
   });
 });

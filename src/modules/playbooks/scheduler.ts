@@ -50,6 +50,11 @@ export class PlaybookScheduler {
     return this.ticker.me;
   }
 
+  /** Whether this server led at its last tick; null before its first or when it does not tick. */
+  get leads(): boolean | null {
+    return this.ticker.leads;
+  }
+
   start(): void {
     this.ticker.start();
   }

@@ -240,9 +240,13 @@ export class RunsService {
     return this.sweeps.chargeAbandonedLeases(now, before);
   }
 
-  /** Charges what dead processes left, then runs the sweeps and lease renewals on timers until `shutdown`. */
+  /** Charges what dead processes left, then runs the sweeps on a timer until `shutdown` (the scheduler role). */
   async startSweeps(): Promise<void> {
     await this.sweeps.start();
+  }
+
+  /** Renews this process's budget leases and returns idle ones until `shutdown` (where model calls are made). */
+  startLeaseRenewal(): void {
     this.budget.start();
   }
 

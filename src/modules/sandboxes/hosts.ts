@@ -391,7 +391,10 @@ export class HostsService {
   // -- the control plane's view -------------------------------------------------
 
   private async attach(row: HostRow, capsuleIds: string[]): Promise<void> {
-    if (!row.address || !row.controlToken || this.capsules.host(row.id)) return;
+    const attached = this.capsules.host(row.id);
+    // Another server took its heartbeat: the address it reported is the row's.
+    if (attached instanceof RemoteHost && row.address) attached.moveTo(row.address);
+    if (!row.address || !row.controlToken || attached) return;
     const token = this.sealer.open(row.controlToken, CONTROL_CONTEXT);
     const known = capsuleIds.length > 0 ? capsuleIds : await this.liveCapsuleIds(row.id);
     const guard = this.guardFor(row);
@@ -404,13 +407,33 @@ export class HostsService {
     );
   }
 
-  /** At start: every registered remote host, so its capsules are reachable again. */
+  /**
+   * Every registered remote host, so its capsules are reachable: at start,
+   * then (follow) as hosts register with, move or are deleted on other
+   * servers of the same database, whose heartbeats this one may never see.
+   */
   async load(): Promise<void> {
-    for (const row of await hostsRepo.registeredRemoteHosts(this.db)) await this.attach(row, []);
+    const rows = await hostsRepo.registeredRemoteHosts(this.db);
+    for (const row of rows) await this.attach(row, []);
+    // A host deleted through another server (a pending one has its row: it may be registering here).
+    const known = new Set((await hostsRepo.listHosts(this.db, null)).map((r) => r.id));
+    for (const host of this.capsules.remoteHosts())
+      if (!known.has(host.id)) await this.capsules.removeHost(host.id);
   }
 
   private timer: Timer | undefined;
   private sweeping: Promise<unknown> | undefined;
+  private follower: Timer | undefined;
+  private following: Promise<unknown> | undefined;
+
+  /** Loads the registered hosts again every sweepEveryMs (every role: each drives capsules). */
+  follow(): void {
+    this.follower ??= this.ctx.timers.every(this.options.sweepEveryMs, () => {
+      this.following ??= this.load()
+        .catch((err: unknown) => this.ctx.log.warn({ err }, 'could not load the registered hosts'))
+        .finally(() => (this.following = undefined));
+    });
+  }
 
   /** Looks for silent hosts every sweepEveryMs (on ctx.timers: a test's ManualTimers run it only when time moves). */
   start(): void {
@@ -425,7 +448,9 @@ export class HostsService {
   async stop(): Promise<void> {
     this.timer?.cancel();
     this.timer = undefined;
-    await this.sweeping;
+    this.follower?.cancel();
+    this.follower = undefined;
+    await Promise.all([this.sweeping, this.following]);
   }
 
   /** Hosts whose heartbeats stopped: unreachable (with their events, in one transaction), their capsules missing. */

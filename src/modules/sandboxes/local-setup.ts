@@ -57,7 +57,12 @@ export async function registerLocalHost(db: Db, clock: Clock, host: LocalHost): 
     createdAt: now,
     updatedAt: now,
   });
-  // The built-in empty template every capsule starts from unless told otherwise.
+  await ensurePlatformTemplate(db, clock);
+}
+
+/** The built-in empty template every capsule starts from unless told otherwise (on any host). Needs the schema. */
+export async function ensurePlatformTemplate(db: Db, clock: Clock): Promise<void> {
+  const now = clock.now();
   await repo.ensurePlatformTemplate(db, {
     id: newId('tpl'),
     teamId: null,

@@ -55,17 +55,25 @@ export interface RemoteHostOptions {
   tracer?: Tracer;
 }
 
+/** Ended capsules remembered per host (has()); beyond it the oldest are forgotten. */
+const ENDED_KEPT = 10_000;
+
 /**
  * A `paddock host` on another machine (or port), seen from the control
  * plane: every operation is a call to its agent API (host-side/host-api.ts)
  * over undici, its answer checked against host-rpc-schemas.ts. Which
  * capsules it runs is learnt from its own answers and from its heartbeats,
- * so `has()` answers without a round trip.
+ * so `has()` answers without a round trip. Other servers of the same
+ * database start capsules on it too and may take its heartbeats: a capsule
+ * this server never heard of may well run there, and only one it saw end
+ * is known not to.
  */
 export class RemoteHost implements SandboxHost {
   readonly warnings: string[] = [];
   /** Capsule id → when it was handed to this host (unix ms; 0: learnt from a report). */
   private readonly known = new Map<string, number>();
+  /** Capsules this server saw end here (destroyed through it, or left out of a heartbeat it took). */
+  private readonly ended = new Set<string>();
   private readonly endedListeners: Array<(capsuleId: string, reason: string) => void> = [];
   private readonly dispatcher: Agent;
   /** For the WebSocket follow connections; undefined: ws's own connections. */
@@ -106,7 +114,7 @@ export class RemoteHost implements SandboxHost {
     const now = this.clock.now().getTime();
     for (const [id, since] of this.known) {
       if (live.has(id) || (!stopping && now - since < REPORT_GRACE_MS)) continue;
-      this.known.delete(id);
+      this.forget(id);
       for (const l of this.endedListeners) l(id, stopping ? 'host_stopped' : 'capsule_exited');
     }
     for (const id of live) if (!this.known.has(id)) this.known.set(id, 0);
@@ -115,8 +123,19 @@ export class RemoteHost implements SandboxHost {
   /** The host stopped answering: every capsule it ran is gone from the control plane's view. */
   lost(): string[] {
     const ids = [...this.known.keys()];
-    this.known.clear();
+    for (const id of ids) this.forget(id);
     return ids;
+  }
+
+  /** Another server took a heartbeat that moved the host (the database's row says where). */
+  moveTo(address: string): void {
+    this.address = address;
+  }
+
+  private forget(capsuleId: string): void {
+    this.known.delete(capsuleId);
+    this.ended.add(capsuleId);
+    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.values().next().value!);
   }
 
   private async request(
@@ -200,7 +219,7 @@ export class RemoteHost implements SandboxHost {
     try {
       await this.rpc('create', { spec });
     } catch (err) {
-      this.known.delete(spec.id);
+      this.forget(spec.id);
       throw err;
     }
   }
@@ -209,12 +228,13 @@ export class RemoteHost implements SandboxHost {
     try {
       await this.rpc('destroy', { capsuleId });
     } finally {
-      this.known.delete(capsuleId);
+      this.forget(capsuleId);
     }
   }
 
+  /** Not seen to end: started or reported here, or started through another server (see the class). */
   has(capsuleId: string): boolean {
-    return this.known.has(capsuleId);
+    return this.known.has(capsuleId) || !this.ended.has(capsuleId);
   }
 
   async pause(capsuleId: string): Promise<void> {

@@ -81,6 +81,11 @@ export class CapsulesService {
     return this.states.host(id);
   }
 
+  /** The remote hosts this server drives (not its own). */
+  remoteHosts(): SandboxHost[] {
+    return this.states.allHosts().filter((h) => !this.states.localHostIds.has(h.id));
+  }
+
   async removeHost(id: HostId): Promise<void> {
     await this.states.removeHost(id);
   }

@@ -8,6 +8,10 @@ export interface Readiness {
   ping(): Promise<boolean>;
   dbKind: 'pglite' | 'postgres';
   startedAt: number;
+  /** What this process runs (src/roles.ts). */
+  role?: string;
+  /** Whether this process leads the playbook scheduler; null when it does not tick (yet). */
+  leads?: () => boolean | null;
 }
 
 const Health = Type.Object({
@@ -15,6 +19,12 @@ const Health = Type.Object({
   version: Type.String(),
   uptime_sec: Type.Number(),
   db: Type.Object({ kind: Type.String(), ok: Type.Boolean() }),
+  role: Type.Optional(Type.String({ description: 'all, api, worker or scheduler' })),
+  scheduler_leader: Type.Optional(
+    Type.Union([Type.Boolean(), Type.Null()], {
+      description: 'whether this process leads the playbook scheduler; null: it does not tick (yet)',
+    }),
+  ),
 });
 const Ready = Type.Object({ ready: Type.Boolean(), migrated: Type.Boolean(), db: Type.Boolean() });
 const Version = Type.Object({ version: Type.String(), node: Type.String() });
@@ -37,6 +47,8 @@ export function registerSystemRoutes(app: App, readiness: Readiness): void {
         version: VERSION,
         uptime_sec: Math.round((Date.now() - readiness.startedAt) / 100) / 10,
         db: { kind: readiness.dbKind, ok },
+        ...(readiness.role ? { role: readiness.role } : {}),
+        ...(readiness.leads ? { scheduler_leader: readiness.leads() } : {}),
       });
     },
   );

@@ -313,6 +313,43 @@ export async function eventsAfter(
     .limit(limit);
 }
 
+/** The reason on the status event of a task a stopping worker gave back. */
+export const RELEASED_REASON = 'worker_stopped';
+type LogOwnerRef = { id: TaskId; workspaceId: string | null };
+
+/**
+ * Attempts of the task that a stopping worker gave back (its `status` events
+ * with reason `worker_stopped`): they are not lost ones, so they do not count
+ * toward the runner's limit.
+ */
+export async function countReleases(db: DbOrTx, teamId: TeamId, task: LogOwnerRef): Promise<number> {
+  const [row] = task.workspaceId
+    ? await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(workspaceEvents)
+        .where(
+          and(
+            eq(workspaceEvents.teamId, teamId),
+            eq(workspaceEvents.workspaceId, task.workspaceId as Id<'ws'>),
+            eq(workspaceEvents.taskId, task.id),
+            eq(workspaceEvents.type, 'status'),
+            sql`${workspaceEvents.payload}->>'reason' = ${RELEASED_REASON}`,
+          ),
+        )
+    : await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(taskEvents)
+        .where(
+          and(
+            eq(taskEvents.teamId, teamId),
+            eq(taskEvents.taskId, task.id),
+            eq(taskEvents.type, 'status'),
+            sql`${taskEvents.payload}->>'reason' = ${RELEASED_REASON}`,
+          ),
+        );
+  return row?.n ?? 0;
+}
+
 /** A workspace's events after `afterSeq`; with `taskId`, only that turn's. */
 export async function workspaceEventsAfter(
   db: DbOrTx,

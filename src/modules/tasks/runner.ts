@@ -362,14 +362,16 @@ export class TaskRunner {
         })
         .catch((err: unknown) => this.ctx.log.warn({ err, task_id: task.id }, 'a task heartbeat failed'));
     });
+    let stopping = false;
     try {
       const ending = await attempt.run();
       span.set({ 'paddock.task.status': ending.status, 'paddock.task.turns': attempt.turns });
       if (ending.status === 'failed') span.fail(ending.error?.code ?? 'failed');
       await this.finish(task, attempt, ending);
     } catch (err) {
-      // The server is stopping: the task stays held and the sweep starts it again elsewhere.
-      if (jobSignal.reason instanceof JobsStopping) return;
+      // The server is stopping: the task is given back below, once its capsule is gone.
+      stopping = jobSignal.reason instanceof JobsStopping;
+      if (stopping) return;
       this.ctx.log.error({ err, task_id: task.id }, 'a task attempt failed unexpectedly');
       span.fail('internal_error');
       await this.finish(task, attempt, {
@@ -383,7 +385,55 @@ export class TaskRunner {
       this.inHand.delete(task.id);
       await attempt.cleanUp();
       await attempt.stopped();
+      if (stopping)
+        await this.release(task, attempt).catch((err: unknown) =>
+          // Still held: the sweep takes it back after PADDOCK_TASK_LOST_AFTER_SEC.
+          this.ctx.log.warn({ err, task_id: task.id }, 'a stopping worker could not give its task back'),
+        );
     }
+  }
+
+  /**
+   * A stopping worker gives its task back: queued again for its next attempt
+   * in the same run, its job sent, so another worker starts it at once
+   * rather than the sweep after PADDOCK_TASK_LOST_AFTER_SEC. Only while this
+   * attempt still holds it; the attempt is not counted as lost (sweep).
+   */
+  private async release(task: repo.TaskRow, attempt: Attempt): Promise<void> {
+    const now = this.ctx.clock.now();
+    const released = await this.db.transaction(async (tx) => {
+      const row = await repo.updateUnfinished(
+        tx,
+        task.teamId,
+        task.id,
+        {
+          status: 'queued',
+          heartbeatAt: null,
+          // A workspace's capsule is the workspace's: its next attempt goes on in it.
+          ...(task.workspaceId ? {} : { capsuleId: null }),
+          turns: attempt.turns,
+          sandboxMs: attempt.sandboxMs,
+          updatedAt: now,
+        },
+        { statuses: repo.HELD_STATUSES, attempt: task.attempt },
+      );
+      if (!row) return undefined;
+      await this.tasks.log.append(tx, task.teamId, task, [
+        {
+          type: 'status',
+          payload: { status: 'queued', retry_of_attempt: task.attempt, reason: repo.RELEASED_REASON },
+        },
+      ]);
+      await this.recordEvent(tx, task, 'task.retried', {
+        agent_id: task.agentId,
+        attempt: task.attempt + 1,
+        reason: repo.RELEASED_REASON,
+      });
+      return row;
+    });
+    if (!released) return;
+    this.tasks.log.wake(task);
+    await this.enqueue(task.teamId, task.id);
   }
 
   /** Writes the task's end (once: an ended task keeps its end), with its totals from the run. */
@@ -501,10 +551,12 @@ export class TaskRunner {
    * last, failed worker_lost with its run ended and its totals written.
    */
   private async recover(t: repo.TaskRow, silentSince: Date, now: Date): Promise<void> {
-    const retry = t.attempt < this.options.maxAttempts;
+    // Attempts a stopping worker gave back were not lost: only lost ones count toward the limit.
+    const lost = t.attempt - (await repo.countReleases(this.db, t.teamId, t));
+    const retry = lost < this.options.maxAttempts;
     const error = {
       code: 'worker_lost',
-      message: `the worker running the task stopped responding (attempt ${t.attempt} of ${this.options.maxAttempts})`,
+      message: `the worker running the task stopped responding (attempt ${lost} of ${this.options.maxAttempts})`,
     };
     const taken = await this.db.transaction(async (tx) => {
       const row = await repo.updateUnfinished(
