@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { type BillingConfig, billingConfig } from './billing-config.ts';
 import { AllowList } from './core/outbound-guard.ts';
+import { type MetricsConfig, metricsConfig } from './metrics-config.ts';
 
 /** The one typed configuration. Parsed once at start; nothing else reads `process.env`. */
 export interface Config {
@@ -101,6 +102,8 @@ export interface Config {
   credits: CreditsConfig;
   /** Stripe billing: plans, credit packs, auto top-up; off unless PADDOCK_STRIPE_SECRET_KEY is set (docs/billing.md). */
   billing: BillingConfig;
+  /** GET /metrics: its bearer token and its own address, when set (docs/operations.md, "Metrics"). */
+  metrics: MetricsConfig;
 }
 
 /**
@@ -474,6 +477,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       ),
     },
     billing: billingConfig(env, env.PADDOCK_CREDITS || 'off', problems),
+    metrics: metricsConfig(env, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -39,6 +39,8 @@ const SERVE_HELP = `Configuration comes from flags and environment variables:
   PADDOCK_THROTTLE_LOGIN_IP (30/15m)  PADDOCK_THROTTLE_LOGIN_ACCOUNT (10/15m)
   PADDOCK_THROTTLE_SIGNUP_IP (10/1h)  PADDOCK_THROTTLE_INVITATION_IP (20/15m)
   PADDOCK_THROTTLE_INVITATION_TOKEN (10/15m)   <count>/<window in s, m or h>
+  PADDOCK_METRICS_TOKEN  the bearer token GET /metrics asks for (default none: open to whoever reaches it)
+  PADDOCK_METRICS_LISTEN host:port serving /metrics instead of the main port (e.g. 127.0.0.1:9464)
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -113,6 +115,8 @@ async function serve(config: Config): Promise<void> {
     `Paddock ${VERSION} listening on ${url} (${describe(config)}), ready in ${Date.now() - started} ms\n`,
   );
   process.stdout.write(`  API reference: ${url}/docs   OpenAPI: ${url}/v1/openapi.json\n`);
+  const metricsAt = services.metrics.ownAddress;
+  process.stdout.write(`  Metrics: ${metricsAt ? `http://${metricsAt}` : url}/metrics\n`);
   process.stdout.write(
     dashboard
       ? `  Dashboard: ${url}/\n`

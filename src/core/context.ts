@@ -1,4 +1,5 @@
 import { type Clock, ManualClock, systemClock } from './clock.ts';
+import type { Metrics } from './metrics.ts';
 
 /**
  * What every long-lived object is built with: the time, the timers and the
@@ -11,6 +12,8 @@ export interface Context {
   clock: Clock;
   timers: Timers;
   log: Log;
+  /** The server's Prometheus metrics (absent outside a server: `paddock host`, some tests). */
+  metrics?: Metrics;
 }
 
 /** A scheduled callback; cancel() is safe to call twice or after it ran. */

@@ -1,4 +1,5 @@
 import type { Context } from '../../core/context.ts';
+import type { GatewayMetrics } from '../../core/gateway-metrics.ts';
 import type { AgentId } from '../../core/ids.ts';
 import { type AdmissionOptions, Admissions } from './admission.ts';
 import { type ModelLister, type UsableModel, usableModels } from './agent-models.ts';
@@ -35,6 +36,7 @@ export class GatewayService {
     options: GatewayOptions,
     upstream: UpstreamClient,
   ) {
+    ports = metered(ports, ctx.metrics?.gateway);
     this.admissions = new Admissions(ports, limiter, options, new TokenBacklog(ctx.timers));
     const relay = new Relay(ports, translator, limiter);
     this.attempts = new Attempts(ctx, ports, translator, limiter, upstream, relay, options.defaultMaxTokens);
@@ -52,12 +54,14 @@ export class GatewayService {
   }
 
   async handle(req: ProxyRequest): Promise<ProxyResult> {
+    const arrived = performance.now();
     const { call, plan, keys } = await this.admissions.admit(req);
     try {
       const early = await this.admissions.check(call);
       if (early) return early;
       if (call.policy.spec.dry_run) return dryRunAnswer(call, this.limiter, this.ctx.clock.now());
       req.onAdmitted?.();
+      this.ctx.metrics?.gateway.overhead(performance.now() - arrived);
       return await this.attempts.execute(call, plan, keys);
     } finally {
       // The one place the money goes back: a path that settled the call, or handed it to a
@@ -67,4 +71,32 @@ export class GatewayService {
       if (call.reservation.held) await call.reservation.release();
     }
   }
+}
+
+/**
+ * The runs port, with every call's end counted on the way: each call the
+ * gateway answers after admission settles or is recorded blocked through it,
+ * and a failover is recorded there once per call.
+ */
+function metered(ports: GatewayPorts, metrics: GatewayMetrics | undefined): GatewayPorts {
+  if (!metrics) return ports;
+  const runs = ports.runs;
+  return {
+    ...ports,
+    runs: {
+      ...runs,
+      settleLater: (reservationId, outcome) => {
+        metrics.call(outcome);
+        runs.settleLater(reservationId, outcome);
+      },
+      recordBlocked: (b) => {
+        metrics.blocked(b.model, b.status);
+        runs.recordBlocked(b);
+      },
+      recordFailover: (f) => {
+        metrics.failover(f.attempted, f.resolvedProvider);
+        runs.recordFailover(f);
+      },
+    },
+  };
 }

@@ -281,7 +281,12 @@ export class TaskRunner {
       });
       return row;
     });
-    if (claimed && claimed !== 'busy') this.tasks.log.wake(claimed);
+    if (claimed && claimed !== 'busy') {
+      this.tasks.log.wake(claimed);
+      // Its wait in the queue: from submission to its first start (a second start follows a lost worker).
+      if (claimed.attempt === 1 && claimed.startedAt)
+        this.ctx.metrics?.taskStarted(claimed.startedAt.getTime() - claimed.createdAt.getTime());
+    }
     return claimed;
   }
 
@@ -328,15 +333,20 @@ export class TaskRunner {
     });
     try {
       const ending = await attempt.run();
-      await this.finish(task, attempt, ending);
+      await this.finish(task, attempt, ending, startedMs);
     } catch (err) {
       // The server is stopping: the task stays held and the sweep starts it again elsewhere.
       if (jobSignal.reason instanceof JobsStopping) return;
       this.ctx.log.error({ err, task_id: task.id }, 'a task attempt failed unexpectedly');
-      await this.finish(task, attempt, {
-        status: 'failed',
-        error: { code: 'internal_error', message: 'the task failed inside Paddock; see the server log' },
-      });
+      await this.finish(
+        task,
+        attempt,
+        {
+          status: 'failed',
+          error: { code: 'internal_error', message: 'the task failed inside Paddock; see the server log' },
+        },
+        startedMs,
+      );
     } finally {
       timeout.cancel();
       heartbeat.cancel();
@@ -348,7 +358,12 @@ export class TaskRunner {
   }
 
   /** Writes the task's end (once: an ended task keeps its end), with its totals from the run. */
-  private async finish(task: repo.TaskRow, attempt: Attempt, ending: Ending): Promise<void> {
+  private async finish(
+    task: repo.TaskRow,
+    attempt: Attempt,
+    ending: Ending,
+    startedMs: number,
+  ): Promise<void> {
     await attempt.cleanUp();
     // A workspace's run goes on after its turn: the turn's totals are what it added.
     const totals = !attempt.runId
@@ -362,7 +377,7 @@ export class TaskRunner {
             ending.status === 'completed' ? 'task_completed' : `task_${ending.status}`,
           );
     const now = this.ctx.clock.now();
-    await this.db.transaction(async (tx) => {
+    const endedHere = await this.db.transaction(async (tx) => {
       const patch: repo.TaskPatch = {
         turns: attempt.turns,
         inputTokens: totals?.inputTokens ?? 0,
@@ -387,7 +402,7 @@ export class TaskRunner {
       );
       if (!ended) {
         await repo.updateTotals(tx, task.teamId, task.id, task.attempt, patch);
-        return;
+        return false;
       }
       await this.tasks.log.append(tx, task.teamId, task, [
         {
@@ -411,8 +426,10 @@ export class TaskRunner {
           cost_usd: cost,
           turns: attempt.turns,
         });
+      return true;
     });
     this.tasks.log.wake(task);
+    if (endedHere) this.ctx.metrics?.taskEnded(ending.status, performance.now() - startedMs);
     if (task.workspaceId)
       await this.tasks.sessions?.turnEnded(task.teamId, task.workspaceId, {
         taskId: task.id,
