@@ -15,6 +15,7 @@ import { type Context, systemTimers, type Timers } from './core/context.ts';
 import { type PasswordCost, Passwords, Sealer, TokenHasher } from './core/crypto.ts';
 import { AppError, ServiceUnavailableError } from './core/errors.ts';
 import { type HostId, isId, type TeamId, ulid } from './core/ids.ts';
+import { Metrics } from './core/metrics.ts';
 import {
   AllowList,
   type HostResolver,
@@ -144,6 +145,9 @@ import { SecretsService } from './modules/secrets/service.ts';
 import { registerSkillRoutes } from './modules/skills/routes.ts';
 import { SkillsService } from './modules/skills/service.ts';
 import { skillToolSource } from './modules/skills/tools.ts';
+import { stateCounts } from './modules/system/metrics-repo.ts';
+import { MetricsEndpoint, registerMetricsRoute } from './modules/system/metrics-routes.ts';
+import { MetricsServer } from './modules/system/metrics-server.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import { DelegateSource } from './modules/tasks/delegate.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
@@ -263,6 +267,8 @@ export interface Services {
   billing: BillingService;
   /** Off (undefined) unless billing is configured. */
   autoTopUp: AutoTopUp | undefined;
+  /** GET /metrics: this app's Prometheus metrics, and their own address when PADDOCK_METRICS_LISTEN gives one. */
+  metrics: MetricsEndpoint;
 }
 
 export interface BuiltApp {
@@ -284,7 +290,9 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   const log = createLogger(options.logger ?? loggerOptions(config));
   // Off (no OTEL_EXPORTER_OTLP_ENDPOINT): a no-op tracer, and the OpenTelemetry SDK is never loaded.
   const tracer = await openTracer(config.tracing, { version: VERSION, role: 'server' }, log);
-  const ctx: Context = { clock, timers: options.timers ?? systemTimers, log, tracer };
+  // One registry per app (tests run several in one process), reached through the context.
+  const metrics = new Metrics(log);
+  const ctx: Context = { clock, timers: options.timers ?? systemTimers, log, tracer, metrics };
   const sealer = new Sealer(options.masterKey);
   const hasher = new TokenHasher(options.masterKey);
   const passwords = new Passwords(options.passwordCost);
@@ -689,6 +697,14 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     stripe && autoTopUp
       ? new StripeWebhooks(db, ctx, events, credits, config.billing, stripe, autoTopUp)
       : undefined;
+  metrics.attach({
+    breakers: () => providerHealth.snapshot(),
+    reservations: () => runs.budget.outstanding(),
+    pool: () => database.poolStats(),
+    states: () => stateCounts(db),
+  });
+  const stopTimingStatements = database.observeStatements((ms, ok) => metrics.statement(ms, ok));
+  const metricsEndpoint = new MetricsEndpoint(metrics, config.metrics.token, clock);
   const services: Services = {
     auth,
     teams,
@@ -745,6 +761,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     activity,
     billing,
     autoTopUp,
+    metrics: metricsEndpoint,
   };
 
   const app = Fastify({
@@ -940,6 +957,15 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
   registerWorkItemRoutes(app, workItems, workItemThreads);
   registerActivityRoutes(app, activity);
   registerBillingRoutes(app, billing, stripeWebhooks);
+  // /metrics on its own address instead, when given one (listening with the app, so a taken port stops the start).
+  const metricsAt = config.metrics.listen;
+  let metricsServer: MetricsServer | undefined;
+  if (metricsAt)
+    app.addHook('onReady', async () => {
+      metricsServer = await MetricsServer.listen(metricsEndpoint, metricsAt, log);
+      metricsEndpoint.ownAddress = metricsServer.address;
+    });
+  else registerMetricsRoute(app, metricsEndpoint);
   // Sweeps (idle runs, stale reservations) run while the app is up; on close the write-behind queue drains.
   for (const warning of localHost?.warnings ?? []) app.log.warn({ isolation: localHost?.isolation }, warning);
   // Background work that needs the schema: at once when the caller migrated first, else after start().
@@ -1012,6 +1038,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     await upstream.close();
     await webhookDeliveries.close();
     await channelSender.close();
+    await metricsServer?.close();
+    stopTimingStatements();
     // Last: the spans of everything closed above are exported before the process goes.
     await tracer.shutdown();
   });

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { type BillingConfig, billingConfig } from './billing-config.ts';
 import { AllowList } from './core/outbound-guard.ts';
+import { type MetricsConfig, metricsConfig } from './metrics-config.ts';
 import { type Role, roleProblems } from './roles.ts';
 import { type TracingConfig, tracingConfig } from './tracing-config.ts';
 
@@ -111,6 +112,8 @@ export interface Config {
   role: Role;
   /** How long a stopping server lets requests in flight (gateway streams) run before it cuts them. */
   shutdownGraceSec: number;
+  /** GET /metrics: its bearer token and its own address, when set (docs/operations.md, "Metrics"). */
+  metrics: MetricsConfig;
 }
 
 /**
@@ -502,6 +505,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     tracing: tracingConfig(env, problems),
     role: role(flags.role !== undefined ? '--role' : 'PADDOCK_ROLE', flags.role ?? env.PADDOCK_ROLE),
     shutdownGraceSec: int('PADDOCK_SHUTDOWN_GRACE_SEC', env.PADDOCK_SHUTDOWN_GRACE_SEC, 30, 0, 3600),
+    metrics: metricsConfig(env, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

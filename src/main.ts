@@ -49,6 +49,8 @@ const SERVE_HELP = `Configuration comes from flags and environment variables:
                        live on \`paddock host\`s (only all has a sandbox host of its own)
   PADDOCK_SHUTDOWN_GRACE_SEC (30)  on SIGTERM, how long requests in flight (gateway streams) may
                        run on before they are cut; a worker gives its tasks back at once
+  PADDOCK_METRICS_TOKEN  the bearer token GET /metrics asks for (default none: open to whoever reaches it)
+  PADDOCK_METRICS_LISTEN host:port serving /metrics instead of the main port (e.g. 127.0.0.1:9464)
 See docs/operations.md.`;
 
 function fail(message: string): never {
@@ -139,6 +141,8 @@ async function serve(config: Config): Promise<void> {
   // A worker or a scheduler serves only its probes: no API, dashboard or first-user hint to print.
   if (!roleWork(config.role).http) return;
   process.stdout.write(`  API reference: ${url}/docs   OpenAPI: ${url}/v1/openapi.json\n`);
+  const metricsAt = services.metrics.ownAddress;
+  process.stdout.write(`  Metrics: ${metricsAt ? `http://${metricsAt}` : url}/metrics\n`);
   process.stdout.write(
     dashboard
       ? `  Dashboard: ${url}/\n`

@@ -1,4 +1,5 @@
 import { type Clock, ManualClock, systemClock } from './clock.ts';
+import type { Metrics } from './metrics.ts';
 import { NOOP_TRACER, type Tracer } from './tracing.ts';
 
 /**
@@ -14,6 +15,8 @@ export interface Context {
   log: Log;
   /** The app's own tracer (core/tracing.ts): NOOP_TRACER unless traces are exported. */
   tracer: Tracer;
+  /** The server's Prometheus metrics (absent outside a server: `paddock host`, some tests). */
+  metrics?: Metrics;
 }
 
 /** A scheduled callback; cancel() is safe to call twice or after it ran. */

@@ -29,6 +29,10 @@ export interface Database {
   kind: 'pglite' | 'postgres';
   migrate(): Promise<void>;
   ping(): Promise<boolean>;
+  /** Tells `listener` how long each statement took (each app on this database: its metrics); undo with the answer. */
+  observeStatements(listener: StatementListener): () => void;
+  /** Connections in use and idle, and statements waiting for one (the embedded database: its one connection). */
+  poolStats(): { inUse: number; idle: number; waiting: number };
   /**
    * The embedded database's data dir as a tarball, taken while it runs at a
    * point between transactions (PGlite only: backups, test templates).
@@ -42,6 +46,22 @@ export interface PgliteOptions {
   dataDir?: string;
   /** A dump made by `dumpDataDir()` to start from (test templates). */
   loadDataDir?: Blob;
+}
+
+export type StatementListener = (ms: number, ok: boolean) => void;
+
+/** Who is told of each statement's time; several apps may share one database (tests, a restart). */
+class StatementListeners {
+  private readonly listeners = new Set<StatementListener>();
+
+  readonly notify: StatementListener = (ms, ok) => {
+    for (const listener of this.listeners) listener(ms, ok);
+  };
+
+  add(listener: StatementListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 }
 
 function isEmptyDir(dir: string): boolean {
@@ -73,6 +93,8 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
     release?.();
     throw err;
   }
+  const listeners = new StatementListeners();
+  client.onStatement = listeners.notify;
   // drizzle speaks to the remote as it would to PGlite itself (query, exec, transaction).
   const asPglite = client as unknown as PGlite;
   const db = drizzlePglite(asPglite, { schema }) as unknown as Db;
@@ -84,6 +106,12 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
       await installJobs(client);
     },
     ping: () => ping(db),
+    observeStatements: (listener) => listeners.add(listener),
+    // One connection: in use while any statement is out; the rest wait in the database's process.
+    poolStats: () => {
+      const out = client.statementsInFlight;
+      return { inUse: out > 0 ? 1 : 0, idle: out > 0 ? 0 : 1, waiting: Math.max(0, out - 1) };
+    },
     dump: () => client.dumpDataDir(),
     close: async () => {
       try {
@@ -102,6 +130,8 @@ export async function openPostgres(url: string, poolMax = 10): Promise<Database>
   const pool = new pg.Pool({ connectionString: url, max: poolMax });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => {});
+  const listeners = new StatementListeners();
+  pool.on('connect', (client) => timeStatements(client, listeners.notify));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
     db,
@@ -122,8 +152,41 @@ export async function openPostgres(url: string, poolMax = 10): Promise<Database>
       }
     },
     ping: () => ping(db),
+    observeStatements: (listener) => listeners.add(listener),
+    poolStats: () => ({
+      inUse: pool.totalCount - pool.idleCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+    }),
     close: () => pool.end(),
   };
+}
+
+/**
+ * Times every statement of one pooled connection. node-postgres has no hook
+ * for it; each connection's query() is wrapped once, when the pool opens it.
+ * The pool calls it with a callback, a transaction (drizzle) for a promise.
+ */
+function timeStatements(client: pg.PoolClient, observe: StatementListener): void {
+  const query = client.query as (...args: unknown[]) => unknown;
+  client.query = function timedQuery(this: pg.PoolClient, ...args: unknown[]) {
+    const started = performance.now();
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      args[args.length - 1] = (err: unknown, result: unknown) => {
+        observe(performance.now() - started, !err);
+        callback(err, result);
+      };
+      return query.apply(this, args);
+    }
+    const result = query.apply(this, args);
+    if (result instanceof Promise)
+      result.then(
+        () => observe(performance.now() - started, true),
+        () => observe(performance.now() - started, false),
+      );
+    return result;
+  } as typeof client.query;
 }
 
 /** pg-boss's schema is part of the migrations; loaded only when migrating. */

@@ -85,7 +85,12 @@ function launcher(batch: boolean): { execPath?: string; execArgv: string[] } {
 
 export class RemotePglite implements Querier {
   private readonly worker: ChildProcess;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; started: number; statement: boolean }
+  >();
+  /** Told each statement's time (the database's metrics). */
+  onStatement: ((ms: number, ok: boolean) => void) | undefined;
   private nextId = 1;
   private nextTx = 1;
   private failure: Error | undefined;
@@ -102,6 +107,7 @@ export class RemotePglite implements Querier {
       const waiter = this.pending.get(reply.id);
       if (!waiter) return;
       this.pending.delete(reply.id);
+      if (waiter.statement) this.onStatement?.(performance.now() - waiter.started, reply.ok);
       if (reply.ok) waiter.resolve(reply.result);
       else waiter.reject(new PgliteRemoteError(reply.error));
     });
@@ -114,6 +120,11 @@ export class RemotePglite implements Querier {
     this.worker.on('exit', (code, signal) => {
       if (!this.closed) fail(new Error(`the embedded database process exited (${signal ?? `code ${code}`})`));
     });
+  }
+
+  /** Requests sent to the database's process and not yet answered. */
+  get statementsInFlight(): number {
+    return this.pending.size;
   }
 
   /** The database process's pid (for diagnostics and tests). */
@@ -155,7 +166,8 @@ export class RemotePglite implements Querier {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const statement = op === 'query' || op === 'exec' || op === 'begin' || op === 'end';
+      this.pending.set(id, { resolve, reject, started: performance.now(), statement });
       this.worker.send({ id, op, ...payload });
     });
   }

@@ -22,7 +22,7 @@ const PAGE_HEADERS: Record<string, string> = {
 };
 
 /** Paths the API owns: an unknown one there answers the API's JSON 404, never the dashboard. */
-const API_PATH = /^\/(?:v1|docs|host|health|ready|version)(?:\/|$)/;
+const API_PATH = /^\/(?:v1|docs|host|health|ready|version|metrics)(?:\/|$)/;
 
 export type PageFallback = (request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
 

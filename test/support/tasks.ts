@@ -42,6 +42,7 @@ export async function startTasks(
     resolveHost?: HostResolver;
     webFetch?: AppOptions['webFetch'];
     playbooks?: AppOptions['playbooks'];
+    webhooks?: AppOptions['webhooks'];
     manualTimers?: boolean;
   } = {},
 ): Promise<TaskFixture> {
@@ -52,6 +53,7 @@ export async function startTasks(
     ...(options.resolveHost ? { resolveHost: options.resolveHost } : {}),
     ...(options.webFetch ? { webFetch: options.webFetch } : {}),
     ...(options.playbooks ? { playbooks: options.playbooks } : {}),
+    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
     ...(options.manualTimers ? { manualTimers: true } : {}),
   });
   const user = await t.signup();

@@ -1,4 +1,5 @@
 import type { Context } from '../../core/context.ts';
+import type { GatewayMetrics } from '../../core/gateway-metrics.ts';
 import type { AgentId } from '../../core/ids.ts';
 import { errorType, type Span } from '../../core/tracing.ts';
 import { type AdmissionOptions, Admissions } from './admission.ts';
@@ -37,6 +38,7 @@ export class GatewayService {
     options: GatewayOptions,
     upstream: UpstreamClient,
   ) {
+    ports = metered(ports, ctx.metrics?.gateway);
     this.admissions = new Admissions(ports, limiter, options, new TokenBacklog(ctx.timers));
     const relay = new Relay(ports, translator, limiter);
     this.attempts = new Attempts(ctx, ports, translator, limiter, upstream, relay, options.defaultMaxTokens);
@@ -78,6 +80,7 @@ export class GatewayService {
   }
 
   private async governed(req: ProxyRequest, span?: Span): Promise<ProxyResult> {
+    const arrived = performance.now();
     const { call, plan, keys } = await this.admissions.admit(req);
     if (span) call.span = span;
     try {
@@ -85,6 +88,7 @@ export class GatewayService {
       if (early) return early;
       if (call.policy.spec.dry_run) return dryRunAnswer(call, this.limiter, this.ctx.clock.now());
       req.onAdmitted?.();
+      this.ctx.metrics?.gateway.overhead(performance.now() - arrived);
       return await this.attempts.execute(call, plan, keys);
     } finally {
       // The one place the money goes back: a path that settled the call, or handed it to a
@@ -94,4 +98,32 @@ export class GatewayService {
       if (call.reservation.held) await call.reservation.release();
     }
   }
+}
+
+/**
+ * The runs port, with every call's end counted on the way: each call the
+ * gateway answers after admission settles or is recorded blocked through it,
+ * and a failover is recorded there once per call.
+ */
+function metered(ports: GatewayPorts, metrics: GatewayMetrics | undefined): GatewayPorts {
+  if (!metrics) return ports;
+  const runs = ports.runs;
+  return {
+    ...ports,
+    runs: {
+      ...runs,
+      settleLater: (reservationId, outcome) => {
+        metrics.call(outcome);
+        runs.settleLater(reservationId, outcome);
+      },
+      recordBlocked: (b) => {
+        metrics.blocked(b.model, b.status);
+        runs.recordBlocked(b);
+      },
+      recordFailover: (f) => {
+        metrics.failover(f.attempted, f.resolvedProvider);
+        runs.recordFailover(f);
+      },
+    },
+  };
 }

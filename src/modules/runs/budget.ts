@@ -118,6 +118,8 @@ interface Reservation {
   agentId: string;
   /** The caller's policy (its hourly spend), when the run's is another agent's. */
   policyId?: string;
+  /** When it was taken (performance.now()), for the age of the oldest in flight (metrics). */
+  heldSinceMs: number;
 }
 
 export function hourStartOf(at: Date): Date {
@@ -253,6 +255,7 @@ export class BudgetSystem {
         runId: input.runId,
         agentId: input.agentId,
         ...(input.runOwner ? { policyId: input.policyId } : {}),
+        heldSinceMs: performance.now(),
       });
       const remaining = this.book.remaining(run);
       return {
@@ -320,6 +323,22 @@ export class BudgetSystem {
       ok: false,
       reason: 'budget_exceeded',
       message: `the run's token limit of ${state.hardLimitTokens} would be exceeded (used ${state.usedTokens}, in flight ${state.reservedTokens}; this call may use up to ${whole(input.tokens)})`,
+    };
+  }
+
+  /**
+   * The reservations of calls in flight in this process: how many, the money
+   * they hold, and how long the oldest has been held (a map keeps the order
+   * they were taken in, so the oldest is the first).
+   */
+  outstanding(): { count: number; reservedMicros: number; oldestAgeMs: number } {
+    let reservedMicros = 0;
+    for (const r of this.reservations.values()) reservedMicros += r.amountMicros;
+    const oldest = this.reservations.values().next().value;
+    return {
+      count: this.reservations.size,
+      reservedMicros,
+      oldestAgeMs: oldest ? performance.now() - oldest.heldSinceMs : 0,
     };
   }
 
@@ -444,6 +463,7 @@ export class BudgetSystem {
       teamId: owner.teamId,
       runId: owner.runId,
       agentId: owner.agentId,
+      heldSinceMs: performance.now(),
     });
     return this.settle(reservationId, record);
   }

@@ -383,6 +383,7 @@ export class HostsService {
       }
       return after;
     });
+    this.ctx.metrics?.hostHeartbeat();
     const remote = this.capsules.host(hostId);
     if (remote instanceof RemoteHost) remote.report(row.address ?? '', body.capsule_ids ?? [], body.stopping);
     else await this.attach(row, body.capsule_ids ?? []);

@@ -122,6 +122,7 @@ export class CapsulesService {
   // -- lifecycle -----------------------------------------------------------
 
   async create(principal: Principal, input: CreateCapsuleInput) {
+    const asked = performance.now();
     const teamId = this.states.team(principal, 'write');
     const templateName = input.template ?? 'minimal';
     const template =
@@ -204,9 +205,10 @@ export class CapsulesService {
       throw err;
     });
     if (!fromSpare) {
-      this.states.later(this.boot(c, spec, host), { capsule_id: id });
+      this.states.later(this.boot(c, spec, host, asked), { capsule_id: id });
       return view(c, now);
     }
+    this.ctx.metrics?.capsuleStarted('spare', true, performance.now() - asked);
     this.states.moved(c);
     // A spare whose init died before this row committed was told to a move that found no row.
     if (!host.has(id)) this.states.later(this.states.ended(id, 'capsule_exited'), { capsule_id: id });
@@ -214,10 +216,17 @@ export class CapsulesService {
     return view({ ...c, status: 'starting', startedAt: null, runningSince: null, lastActiveAt: null }, now);
   }
 
-  private async boot(c: repo.CapsuleRow, spec: HostCapsuleSpec, host: SandboxHost): Promise<void> {
+  /** Starts a capsule on its host (no spare was ready); `asked` is when its create began (performance.now()). */
+  private async boot(
+    c: repo.CapsuleRow,
+    spec: HostCapsuleSpec,
+    host: SandboxHost,
+    asked: number,
+  ): Promise<void> {
     try {
       await host.create(spec);
     } catch (err) {
+      this.ctx.metrics?.capsuleStarted('cold', false, performance.now() - asked);
       this.ctx.log.error({ err, capsule_id: c.id }, 'capsule could not start');
       await this.states.move(
         c.id,
@@ -228,6 +237,7 @@ export class CapsulesService {
       return;
     }
     const moved = await this.states.move(c.id, ['starting'], 'running', null);
+    if (moved) this.ctx.metrics?.capsuleStarted('cold', true, performance.now() - asked);
     // Deleted while starting: the delete is waiting for us to finish.
     if (!moved) {
       await host

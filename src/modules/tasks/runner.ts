@@ -286,7 +286,12 @@ export class TaskRunner {
       });
       return row;
     });
-    if (claimed && claimed !== 'busy') this.tasks.log.wake(claimed);
+    if (claimed && claimed !== 'busy') {
+      this.tasks.log.wake(claimed);
+      // Its wait in the queue: from submission to its first start (a second start follows a lost worker).
+      if (claimed.attempt === 1 && claimed.startedAt)
+        this.ctx.metrics?.taskStarted(claimed.startedAt.getTime() - claimed.createdAt.getTime());
+    }
     return claimed;
   }
 
@@ -367,17 +372,22 @@ export class TaskRunner {
       const ending = await attempt.run();
       span.set({ 'paddock.task.status': ending.status, 'paddock.task.turns': attempt.turns });
       if (ending.status === 'failed') span.fail(ending.error?.code ?? 'failed');
-      await this.finish(task, attempt, ending);
+      await this.finish(task, attempt, ending, startedMs);
     } catch (err) {
       // The server is stopping: the task is given back below, once its capsule is gone.
       stopping = jobSignal.reason instanceof JobsStopping;
       if (stopping) return;
       this.ctx.log.error({ err, task_id: task.id }, 'a task attempt failed unexpectedly');
       span.fail('internal_error');
-      await this.finish(task, attempt, {
-        status: 'failed',
-        error: { code: 'internal_error', message: 'the task failed inside Paddock; see the server log' },
-      });
+      await this.finish(
+        task,
+        attempt,
+        {
+          status: 'failed',
+          error: { code: 'internal_error', message: 'the task failed inside Paddock; see the server log' },
+        },
+        startedMs,
+      );
     } finally {
       timeout.cancel();
       heartbeat.cancel();
@@ -437,7 +447,12 @@ export class TaskRunner {
   }
 
   /** Writes the task's end (once: an ended task keeps its end), with its totals from the run. */
-  private async finish(task: repo.TaskRow, attempt: Attempt, ending: Ending): Promise<void> {
+  private async finish(
+    task: repo.TaskRow,
+    attempt: Attempt,
+    ending: Ending,
+    startedMs: number,
+  ): Promise<void> {
     await attempt.cleanUp();
     // A workspace's run goes on after its turn: the turn's totals are what it added.
     const totals = !attempt.runId
@@ -451,7 +466,7 @@ export class TaskRunner {
             ending.status === 'completed' ? 'task_completed' : `task_${ending.status}`,
           );
     const now = this.ctx.clock.now();
-    await this.db.transaction(async (tx) => {
+    const endedHere = await this.db.transaction(async (tx) => {
       const patch: repo.TaskPatch = {
         turns: attempt.turns,
         inputTokens: totals?.inputTokens ?? 0,
@@ -476,7 +491,7 @@ export class TaskRunner {
       );
       if (!ended) {
         await repo.updateTotals(tx, task.teamId, task.id, task.attempt, patch);
-        return;
+        return false;
       }
       await this.tasks.log.append(tx, task.teamId, task, [
         {
@@ -500,8 +515,10 @@ export class TaskRunner {
           cost_usd: cost,
           turns: attempt.turns,
         });
+      return true;
     });
     this.tasks.log.wake(task);
+    if (endedHere) this.ctx.metrics?.taskEnded(ending.status, performance.now() - startedMs);
     if (task.workspaceId)
       await this.tasks.sessions?.turnEnded(task.teamId, task.workspaceId, {
         taskId: task.id,

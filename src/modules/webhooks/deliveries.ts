@@ -194,6 +194,10 @@ export class WebhookDeliveries {
       }
       return logged;
     });
+    this.ctx.metrics?.webhookAttempt(
+      ok ? 'success' : outcome.statusCode !== null ? 'http_error' : retryable ? 'network_error' : 'not_sent',
+      waitMs === undefined ? { ok, lagMs: done.getTime() - delivery.createdAt.getTime() } : undefined,
+    );
     // Lost (a crash right here), the sweep sends it once it is overdue.
     if (waitMs !== undefined) await this.sendAttempt(delivery.id, n + 1, waitMs);
     return row;
