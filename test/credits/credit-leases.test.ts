@@ -104,6 +104,39 @@ describe('credit leases', () => {
     await t.services.runs.budget.renew();
   });
 
+  it("are consumed, for a dead server's run leases, no further than its credits lease held", async () => {
+    const g = await agentWithPolicy(t, u);
+    const run = await t.services.runs.resolveRun({
+      teamId: g.teamId,
+      agent: g.agent,
+      policy: g.policy,
+      newRun: true,
+    });
+    const before = await account();
+    const r = await reserve(g, run.id, 40_000);
+    if (!r.ok) throw new Error(r.message);
+    await t.services.runs.budget.leasesSettled();
+    // The run's lease is larger than what the server holds of the team's credits for it (a run
+    // lease is sized to its traffic, a credits lease to the balance): 1 credit held.
+    await t.database.db.execute(
+      sql`update budget_leases set amount_micros = 1000000 where team_id = ${u.team.id} and scope = 'credits'`,
+    );
+    await t.database.db.execute(sql`update credit_accounts set held = 1000000 where team_id = ${u.team.id}`);
+    await t.database.db.execute(
+      sql`update budget_leases set renewed_at = renewed_at - interval '2 minutes' where team_id = ${u.team.id}`,
+    );
+    const other = new RunsService(t.database.db, t.services.ctx, t.services.events, async () => true, {
+      budget: { credits: t.services.credits.port() },
+    });
+    expect(await other.chargeAbandonedLeases(t.clock.now())).toBe(2);
+    const after = await account();
+    expect(after.held).toBe(0);
+    // The run is charged its lease in full; the credits only what the server held.
+    expect((await runRow(t, run.id)).costMicros).toBeGreaterThanOrEqual(40_000);
+    expect(after.balance).toBe(before.balance - 1_000_000);
+    await t.services.runs.budget.renew();
+  });
+
   it('end exhausted when the step batches that spent them are followed out of order', async () => {
     // Two batches both answered the account as `ok`: the first with a low
     // balance, the second with none left. Followed in that order, the second

@@ -94,10 +94,12 @@ export class RunSweeps {
       if (stale.length === 0) return charged;
       const changed: repo.RunRow[] = [];
       await this.db.transaction(async (tx) => {
-        for (const lease of await budgetRepo.takeLeases(
+        const taken = await budgetRepo.takeLeases(
           tx,
           stale.map((l) => l.id),
-        )) {
+        );
+        const creditsLeft = heldCredits(taken, this.budget.credits?.enforce === true);
+        for (const lease of taken) {
           charged++;
           const micros = lease.amountMicros;
           if (lease.scope === 'credits') {
@@ -146,7 +148,7 @@ export class RunSweeps {
             await credits.consumeIn(tx, {
               teamId: lease.teamId,
               runId: lease.runId,
-              amount: credits.rate.consumed(micros),
+              amount: creditsLeft.take(lease, credits.rate.consumed(micros)),
               reason: 'a budget lease left by a server that stopped, charged in full',
               at: now,
             });
@@ -217,4 +219,35 @@ export class RunSweeps {
       );
     }
   }
+}
+
+/**
+ * Under enforcement every call a server admitted held the team's credits in
+ * that server's credits lease, so what its unsettled calls can have cost the
+ * team is at most what that lease still held. Its run leases are charged to
+ * their runs in full (a run's budget errs high), but the credits they consume
+ * stop there: charging each run lease's full amount again in credits would
+ * take more than the server ever held, and overspend the balance by up to a
+ * second of a busy run's traffic. Without enforcement (or without the
+ * holder's credits lease among these) a charge consumes in full.
+ */
+function heldCredits(
+  leases: ReadonlyArray<{ holder: string; teamId: string; scope: string; amountMicros: number }>,
+  enforced: boolean,
+) {
+  const left = new Map<string, number>();
+  const key = (l: { holder: string; teamId: string }) => `${l.holder}\u0000${l.teamId}`;
+  if (enforced)
+    for (const l of leases)
+      if (l.scope === 'credits') left.set(key(l), (left.get(key(l)) ?? 0) + l.amountMicros);
+  return {
+    /** The credits (micro-credits) this run lease's charge consumes, out of what its holder held. */
+    take(lease: { holder: string; teamId: string }, full: number): number {
+      const held = left.get(key(lease));
+      if (held === undefined) return full;
+      const amount = Math.min(full, held);
+      left.set(key(lease), held - amount);
+      return amount;
+    },
+  };
 }
