@@ -117,6 +117,8 @@ export interface SandboxHost {
   readonly isolation: Isolation;
   readonly warnings: string[];
   create(spec: HostCapsuleSpec): Promise<void>;
+  /** Whether this server's last request to the host got no answer within `withinMs` (remote hosts). */
+  failing?(withinMs: number): boolean;
   /** Starts the capsule from a spare started ahead, when one of its shape is ready: at once (local hosts). */
   claimSpare?(spec: HostCapsuleSpec): boolean;
   destroy(capsuleId: string): Promise<void>;

@@ -31,12 +31,20 @@ export async function placeCapsule(
       tags.length > 0 ? `no online host has the tags ${tags.join(', ')}` : 'no sandbox host is online',
     );
   }
-  if (candidates.length > 1) {
+  // A host this server could not reach a moment ago is passed over while another will do: a host
+  // that died has the fewest live capsules (they went to error), and would otherwise get every
+  // create until its silence makes it unreachable.
+  const answering = candidates.filter((h) => !states.host(h.id)!.failing?.(FAILING_FOR_MS));
+  const choice = answering.length > 0 ? answering : candidates;
+  if (choice.length > 1) {
     const load = await repo.countLiveByHost(states.db);
-    candidates.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || a.id.localeCompare(b.id));
+    choice.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0) || a.id.localeCompare(b.id));
   }
-  return states.host(candidates[0]!.id)!;
+  return states.host(choice[0]!.id)!;
 }
+
+/** How long a failed request keeps a host out of placement (unless no other host will do). */
+const FAILING_FOR_MS = 30_000;
 
 /** What the host is asked to start (every capsule process gets at most these). */
 export function hostSpec(

@@ -81,6 +81,8 @@ export class RemoteHost implements SandboxHost {
   private readonly timeoutMs: number;
   private readonly clock: Clock;
   private readonly tracer: Tracer;
+  /** When a connection to the host last failed (ms since the epoch), until a request gets through again. */
+  private failedAt: number | undefined;
 
   constructor(
     readonly id: HostId,
@@ -147,7 +149,7 @@ export class RemoteHost implements SandboxHost {
     const origin = `http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${port}`;
     const traceparent = this.tracer.traceparent();
     try {
-      return await this.dispatcher.request({
+      const res = await this.dispatcher.request({
         origin,
         path,
         method,
@@ -162,11 +164,23 @@ export class RemoteHost implements SandboxHost {
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       });
+      this.failedAt = undefined;
+      return res;
     } catch (err) {
+      this.failedAt = this.clock.now().getTime();
       if (err instanceof undiciErrors.HeadersTimeoutError)
         throw new DriverError('failed', `host ${this.id} did not answer in ${this.timeoutMs} ms`);
       throw new DriverError('failed', `host ${this.id} unreachable: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * Whether this server's last request to the host failed to get an answer
+   * (refused, reset, timed out) within `withinMs`: a host that died is
+   * placed on by no one until its silence makes it unreachable for all.
+   */
+  failing(withinMs: number): boolean {
+    return this.failedAt !== undefined && this.clock.now().getTime() - this.failedAt < withinMs;
   }
 
   /** The answer's JSON, or a DriverError saying what the host answered instead. */

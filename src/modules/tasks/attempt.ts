@@ -19,7 +19,7 @@ import { redactingCapsule } from './redacting-capsule.ts';
 import * as repo from './repo.ts';
 import type { SessionHooks } from './sessions.ts';
 import { WORKSPACE } from './tool-definitions.ts';
-import { CapsuleGone, type ToolCapsule } from './tools.ts';
+import { CapsuleGone, CapsuleRefused, type ToolCapsule } from './tools.ts';
 import { collectOutputs, prepareWorkspace, WorkspaceError } from './workspace.ts';
 
 /** How often the time of a running capsule is charged to its run (and when it stops). */
@@ -349,7 +349,12 @@ export class Attempt {
     const files = await Promise.all(fileIds.map((id) => ports.readFile(t.teamId, id))).catch(() => {
       throw new TaskEnd('invalid_file', 'an input file of the task could not be read (was it deleted?)');
     });
-    await prepareWorkspace(capsule.tools, files);
+    await prepareWorkspace(capsule.tools, files).catch((err: unknown) => {
+      // The capsule's host failed under it (it died, or cannot write): the capsule is lost, not Paddock.
+      if (err instanceof CapsuleGone || (err instanceof CapsuleRefused && err.reason === 'failed'))
+        throw new TaskEnd('capsule_lost', `the task’s capsule stopped answering: ${err.message}`);
+      throw err;
+    });
     await this.event('capsule', {
       capsule_id: capsule.id,
       template,

@@ -144,22 +144,35 @@ export function taskPorts(m: TaskModules): TaskPorts {
     capsules: {
       async start(teamId, actor, input, created) {
         const principal = systemPrincipal(teamId, actor);
-        const c = await m.capsules.create(principal, {
-          template: input.template,
-          ...(input.networkAllow.length > 0 ? { network: { allow: input.networkAllow } } : {}),
-          metadata: input.metadata,
-        });
-        const id = capsuleId(c.id);
-        await created(id);
-        const ready = await m.capsules.get(principal, id, {
-          statuses: ['running'],
-          timeoutMs: input.timeoutMs,
-        });
-        if (ready.status !== 'running') {
+        // A capsule placed on a host that died a moment ago (not yet unreachable to all) fails
+        // to start having run nothing; the second is placed elsewhere (placement passes over a
+        // host this server just failed to reach).
+        for (let attempt = 1; ; attempt++) {
+          const c = await m.capsules.create(principal, {
+            template: input.template,
+            ...(input.networkAllow.length > 0 ? { network: { allow: input.networkAllow } } : {}),
+            metadata: input.metadata,
+          });
+          const id = capsuleId(c.id);
+          await created(id);
+          const ready = await m.capsules.get(principal, id, {
+            statuses: ['running'],
+            timeoutMs: input.timeoutMs,
+          });
+          if (ready.status === 'running')
+            return {
+              id,
+              tools: toolCapsule(m.capsules, principal, id),
+              vcpus: c.vcpus,
+              memoryMb: c.memory_mb,
+            };
           await m.capsules.remove(principal, id).catch(() => undefined);
-          throw new Error(`capsule ${id} is ${ready.status}, not running`);
+          const hostDown = ready.status === 'error' && /unreachable/.test(ready.status_reason ?? '');
+          if (attempt === 2 || !hostDown)
+            throw new Error(
+              `capsule ${id} is ${ready.status}, not running${ready.status_reason ? ` (${ready.status_reason})` : ''}`,
+            );
         }
-        return { id, tools: toolCapsule(m.capsules, principal, id), vcpus: c.vcpus, memoryMb: c.memory_mb };
       },
       async reuse(teamId, actor, id, timeoutMs) {
         const principal = systemPrincipal(teamId, actor);
