@@ -477,6 +477,9 @@ describe('system routes', () => {
       version: expect.stringMatching(/^\d+\.\d+\.\d+/),
       uptime_sec: expect.any(Number),
       db: { kind: expect.stringMatching(/^(pglite|postgres)$/), ok: true },
+      role: 'all',
+      // Null until the scheduler's first tick, then whether this server leads.
+      scheduler_leader: expect.toSatisfy((v: unknown) => v === null || typeof v === 'boolean'),
     });
     expect(res.body.uptime_sec).toBeGreaterThanOrEqual(0);
     const expectedKind = process.env.PADDOCK_TEST_DATABASE_URL ? 'postgres' : 'pglite';
