@@ -273,6 +273,7 @@ async function soak(label: string, databaseUrl: string | undefined): Promise<Min
       }),
       (line) => /^\{"level":(5|6)\d,/.test(line),
     );
+    running = paddock;
     const base = `http://127.0.0.1:${port}`;
     await waitForReady(base, paddock, 60_000);
     const g = await setUpAgent(base, mock.url, { model: 'gpt-4o-mini', concurrency_limit: 1000 });
@@ -381,7 +382,15 @@ function verdict(minutes: Minute[]): boolean {
   return flat;
 }
 
+/** The server child of the soak in progress: stopped when the soak is interrupted, not left running. */
+let running: Child | undefined;
+
 async function main(): Promise<number> {
+  const onSignal = () => {
+    void (running ? stopChild(running) : Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const cores = os.cpus();
   console.log(
     `soak: ${cores.length} × ${cores[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ` +
