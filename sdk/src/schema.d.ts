@@ -29,6 +29,10 @@ export interface paths {
                                 kind: string;
                                 ok: boolean;
                             };
+                            /** @description all, api, worker or scheduler */
+                            role?: string;
+                            /** @description whether this process leads the playbook scheduler; null: it does not tick (yet) */
+                            scheduler_leader?: boolean | null;
                             status: "ok" | "degraded";
                             uptime_sec: number;
                             version: string;
@@ -46,6 +50,10 @@ export interface paths {
                                 kind: string;
                                 ok: boolean;
                             };
+                            /** @description all, api, worker or scheduler */
+                            role?: string;
+                            /** @description whether this process leads the playbook scheduler; null: it does not tick (yet) */
+                            scheduler_leader?: boolean | null;
                             status: "ok" | "degraded";
                             uptime_sec: number;
                             version: string;
