@@ -28,6 +28,10 @@ async function account() {
   return row!;
 }
 
+function newRun(g: GatewayAgent) {
+  return t.services.runs.resolveRun({ teamId: g.teamId, agent: g.agent, policy: g.policy, newRun: true });
+}
+
 function reserve(g: GatewayAgent, runId: string, amountMicros: number) {
   return t.services.runs.reserve({
     teamId: g.teamId,
@@ -42,12 +46,7 @@ function reserve(g: GatewayAgent, runId: string, amountMicros: number) {
 describe('credit leases', () => {
   it('hold credits for calls in flight and give them back when the call settles', async () => {
     const g = await agentWithPolicy(t, u);
-    const run = await t.services.runs.resolveRun({
-      teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
-    });
+    const run = await newRun(g);
     const r = await reserve(g, run.id, 50_000);
     if (!r.ok) throw new Error(r.message);
     await t.services.runs.budget.leasesSettled();
@@ -69,12 +68,7 @@ describe('credit leases', () => {
 
   it('are given back when their server died, while its run lease is charged in full and consumes its credits', async () => {
     const g = await agentWithPolicy(t, u);
-    const run = await t.services.runs.resolveRun({
-      teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
-    });
+    const run = await newRun(g);
     const before = await account();
     const r = await reserve(g, run.id, 30_000);
     if (!r.ok) throw new Error(r.message);
@@ -106,12 +100,7 @@ describe('credit leases', () => {
 
   it("are consumed, for a dead server's run leases, no further than its credits lease held", async () => {
     const g = await agentWithPolicy(t, u);
-    const run = await t.services.runs.resolveRun({
-      teamId: g.teamId,
-      agent: g.agent,
-      policy: g.policy,
-      newRun: true,
-    });
+    const run = await newRun(g);
     const before = await account();
     const r = await reserve(g, run.id, 40_000);
     if (!r.ok) throw new Error(r.message);
