@@ -38,12 +38,15 @@ describe('tasks and credits', () => {
 
   it('ends a running task at its next model call once the credits are spent, and stops its capsule', async () => {
     const agent = await f.agent();
-    // Enough for the first call's reservation; its answer costs far more (100 000 input tokens).
+    // Enough for the first call's reservation; its answer costs three times the balance
+    // (1 000 000 input tokens, 15 credits), so the balance is spent whenever the step
+    // writer's batch lands. A smaller answer would leave it to timing whether the last
+    // call is refused with a little left (low) or admitted and overspends (exhausted).
     await give(5);
     f.mock.reset();
     f.mock.reply({
       toolCalls: [{ name: 'bash', arguments: { command: 'echo spend' } }],
-      usage: { input: 100_000, output: 20 },
+      usage: { input: 1_000_000, output: 20 },
       times: Number.POSITIVE_INFINITY,
     });
     const submitted = await f.submit({ agent_id: agent.id, prompt: 'spend' });
