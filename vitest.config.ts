@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
-import { databaseFreeTestFiles } from './test/support/database-free.ts';
+import { databaseFreeTestFiles, oneDatabaseTestFiles } from './test/support/database-free.ts';
 
 // Files that take a minute or more but are small, so that vitest (which runs the
 // larger files first when it has no timings of an earlier run, as in a fresh
@@ -26,16 +26,20 @@ class SlowFirst extends BaseSequencer {
 
 // CI's Postgres pass (PADDOCK_TEST_DATABASE_ONLY) runs only the files whose outcome can depend
 // on the test database: the rest ran in the PGlite pass already (test/support/database-free.ts).
+const root = fileURLToPath(new URL('.', import.meta.url));
 const databaseFree = process.env.PADDOCK_TEST_DATABASE_ONLY
-  ? databaseFreeTestFiles(fileURLToPath(new URL('.', import.meta.url)), ['test', 'src'])
+  ? databaseFreeTestFiles(root, ['test', 'src'])
   : [];
-if (databaseFree.length > 0)
-  console.info(`leaving out ${databaseFree.length} files that cannot reach the test database`);
+const oneDatabase = process.env.PADDOCK_TEST_DATABASE_ONLY ? oneDatabaseTestFiles(root, ['test', 'src']) : [];
+if (databaseFree.length + oneDatabase.length > 0)
+  console.info(
+    `leaving out ${databaseFree.length} files that cannot reach the test database and ${oneDatabase.length} for which one database is enough`,
+  );
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-    exclude: [...configDefaults.exclude, ...databaseFree],
+    exclude: [...configDefaults.exclude, ...databaseFree, ...oneDatabase],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

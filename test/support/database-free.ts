@@ -6,9 +6,18 @@ import path from 'node:path';
 // the test database's settings (nothing it imports, however deeply, names
 // DATABASE_URL or the templates global-setup.ts provides) would only run the
 // same code a second time, so the Postgres pass leaves it out.
+//
+// A file may also say, in a line of its own starting `// One database is
+// enough:` and a reason, that running it on Postgres as well would test
+// nothing the rest of the suite does not: the dashboard's browser tests (a
+// client of the API whose queries the API's own tests run on both) and the
+// OpenAPI fuzz (one request at a time, so only validation and error mapping,
+// which do not depend on the database). The Postgres pass leaves those out too.
 
 /** What a module that may reach the test database (or a server's) mentions. */
 const DATABASE = /DATABASE_URL|postgresTemplate|pgliteTemplate/;
+/** A file's own word that the PGlite pass is enough for it. */
+const ONE_DATABASE = /^\/\/ One database is enough: \S/m;
 /** Relative imports: static, re-exports and dynamic. */
 const IMPORT = /(?:\bfrom|\bimport\s*\(|^import)\s*['"](\.{1,2}\/[^'"]+)['"]/gm;
 
@@ -49,15 +58,23 @@ function mayReachDatabase(file: string, modules: Map<string, Module>): boolean {
   return false;
 }
 
-/** The test files under `dirs` (relative to `root`) that cannot reach the test database, relative to `root`. */
-export function databaseFreeTestFiles(root: string, dirs: string[]): string[] {
-  const modules = new Map<string, Module>();
+function testFiles(root: string, dirs: string[]): string[] {
   return dirs
     .flatMap((dir) =>
       (readdirSync(path.join(root, dir), { recursive: true }) as string[])
         .filter((f) => f.endsWith('.test.ts'))
         .map((f) => path.join(dir, f).split(path.sep).join('/')),
     )
-    .filter((f) => !mayReachDatabase(path.join(root, f), modules))
     .sort();
+}
+
+/** The test files under `dirs` (relative to `root`) that cannot reach the test database, relative to `root`. */
+export function databaseFreeTestFiles(root: string, dirs: string[]): string[] {
+  const modules = new Map<string, Module>();
+  return testFiles(root, dirs).filter((f) => !mayReachDatabase(path.join(root, f), modules));
+}
+
+/** The test files under `dirs` that say one database is enough for them (see above). */
+export function oneDatabaseTestFiles(root: string, dirs: string[]): string[] {
+  return testFiles(root, dirs).filter((f) => ONE_DATABASE.test(readFileSync(path.join(root, f), 'utf8')));
 }

@@ -5,6 +5,8 @@ import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/br
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The dashboard's agent area in a real browser against a listening server
 // whose tasks run in sandboxes and call the mock provider: an environment
 // created, built and changed (its versions and build logs); an agent moved

@@ -7,6 +7,8 @@ import { buildWeb, INITIAL_JS_LIMIT_BYTES, initialJsGzipBytes, webStaleReason } 
 import { createTestApp, type TestApp, uniqueEmail } from '../support/app.ts';
 import { type MockLlm, startMockLlm } from '../support/mock-llm.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The dashboard in a real browser (Debian's Chromium driven by playwright-core)
 // against a real listening server whose tasks run in sandboxes and call the
 // mock provider: a new user signs up, adds a provider key, two policies and two

@@ -7,6 +7,8 @@ import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/br
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The fuller parts of the dashboard's pages, in a real browser against a
 // listening server whose tasks run in sandboxes and call the mock provider,
 // and which sends its e-mail to a real SMTP catcher: a policy made with every

@@ -7,6 +7,8 @@ import type { Json } from '../support/factories.ts';
 import { StripeServer, signedEvent } from '../support/stripe.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The dashboard's money pages in a real browser against a listening server
 // whose tasks run in sandboxes and call the mock provider, with credits
 // tracked and Stripe billing pointed at a local stand-in: the overview's spend

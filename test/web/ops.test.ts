@@ -9,6 +9,8 @@ import { waitForCapsule } from '../support/capsules.ts';
 import type { Json } from '../support/factories.ts';
 import { type Receiver, startReceiver } from '../webhooks/receiver.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The dashboard's operations pages in a real browser against a listening
 // server: a webhook pointed at an endpoint on 127.0.0.1 (the one address this
 // server's allow-list lets through), its secret shown once, a test event sent

@@ -5,6 +5,8 @@ import { buildWeb, webStaleReason } from '../../bin/build.js';
 import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/browser.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The dashboard's workspaces, sandboxes and playbooks pages in a real browser
 // against a listening server whose tasks run in sandboxes and call the mock
 // provider: a conversation continued in the chat view with its reply streamed

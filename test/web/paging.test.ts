@@ -5,6 +5,8 @@ import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/br
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // Paged lists in a real browser: more tasks than one page (submitted through
 // the API to a server that runs none of them, so they stay queued and cost
 // nothing), paged through with DataTable's "Load more" on the tasks list, the

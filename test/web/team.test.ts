@@ -5,6 +5,8 @@ import { SmtpCatcher, tokenIn, waitUntil } from '../mail/smtp.ts';
 import { createTestApp, type SignedUpUser, type TestApp, uniqueEmail } from '../support/app.ts';
 import { type DashboardBrowser, openDashboardBrowser, soon } from '../support/browser.ts';
 
+// One database is enough: a browser test drives the API, whose queries its own tests run on both.
+//
 // The dashboard's sign-in by e-mailed link, members and invitations, an API
 // key's rotation, and the platform admin's users and teams, in a real browser
 // against a listening server that sends its e-mail to a real SMTP catcher:
