@@ -1,3 +1,4 @@
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type SpawnedLauncher, Spawner } from '../../src/modules/sandboxes/drivers/spawner.ts';
 
@@ -102,5 +103,35 @@ describe('the spawner', () => {
     expect(sleeperExited).toBe(false);
     sleeper.kill('SIGKILL');
     expect(await run(sleeper)).toMatchObject({ signal: 'SIGKILL' });
+  });
+
+  it('leaves no descriptor open in the server once a process ended, its input ended or not', async () => {
+    const pipes = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith('pipe:');
+        } catch {
+          return false;
+        }
+      }).length;
+    const ended = (launcher: SpawnedLauncher) =>
+      new Promise((resolve) => {
+        launcher.once('close', resolve);
+        launcher.stdout.resume();
+        launcher.stderr.resume();
+      });
+    const before = pipes();
+    // Ended by itself with its input never ended (as a capsule's exec nobody writes to).
+    for (let i = 0; i < 10; i++)
+      await ended(spawner.spawn(['/bin/echo', String(i)], { PATH: '/usr/bin:/bin' }));
+    // Killed (as a capsule's `sleep infinity` when the capsule stops).
+    for (let i = 0; i < 10; i++) {
+      const sleeper = spawner.spawn(['/bin/sleep', '30'], { PATH: '/usr/bin:/bin' });
+      await sleeper.pidKnown;
+      const closed = ended(sleeper);
+      sleeper.kill('SIGKILL');
+      await closed;
+    }
+    expect(pipes()).toBe(before);
   });
 });

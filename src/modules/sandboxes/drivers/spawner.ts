@@ -157,6 +157,10 @@ export class SpawnedLauncher extends EventEmitter {
   private maybeClose(): void {
     if (this.exited && this.openStreams === 0) {
       this.stdin.destroy();
+      // The pipe to its stdin too: a process nobody wrote an end to (a capsule's
+      // `sleep infinity`, one killed) would otherwise leave its descriptor open
+      // in the server for good (the soak counted one a process).
+      for (const pipe of this.pipes) pipe.destroy();
       this.emit('close', this.exitCode, null);
     }
   }
