@@ -1,6 +1,7 @@
 // Loaded into the gateway and soak benchmarks' Paddock process (node
 // --require): once a second it appends one JSON line to BENCH_PROBE_FILE with
-// the process's CPU time, its V8 heap in use, how late its event loop ran
+// the process's CPU time, its V8 heap in use (now, and after the last full
+// collection), how late its event loop ran
 // (p50, p99, max) and every garbage collection pause of that second, so the
 // benchmark can say where a scenario's tail went. Plain CommonJS: --require
 // runs it before the server's own modules load.
@@ -16,9 +17,15 @@ if (file) {
     [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak-callbacks',
   };
   let gc = [];
+  // The heap in use just after the last full collection: what a leak raises, where the heap
+  // in use at any one moment is mostly how much garbage waits for the next one.
+  let heapAfterFullGcMb = null;
   new PerformanceObserver((list) => {
-    for (const e of list.getEntries())
+    for (const e of list.getEntries()) {
       gc.push([KINDS[e.detail?.kind] ?? 'other', Number(e.duration.toFixed(3))]);
+      if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)
+        heapAfterFullGcMb = Number((process.memoryUsage().heapUsed / 2 ** 20).toFixed(1));
+    }
   }).observe({ entryTypes: ['gc'] });
   // A coarse timer (50 wake-ups a second) that still sees every stall longer than a few ms. The
   // histogram holds the whole interval between its ticks: lateness is that less the resolution.
@@ -37,6 +44,7 @@ if (file) {
       delayP99Ms: ms(delay.percentile(99)),
       delayMaxMs: ms(delay.max),
       heapUsedMb: Number((process.memoryUsage().heapUsed / 2 ** 20).toFixed(1)),
+      heapAfterFullGcMb,
       gc,
     };
     gc = [];
