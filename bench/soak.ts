@@ -3,9 +3,10 @@
 // its process tree's: the embedded database runs in a child), each the floor of
 // the minute's samples, its V8 heap after the last full collection, its
 // open file descriptors, the database's size, and the latency of each kind of
-// work in that minute. At the end it compares the last minute with the second
-// (the first holds the start-up and the warm-up) and says whether memory and
-// descriptors stayed flat, within BENCH_SOAK_TOLERANCE (10%).
+// work in that minute. At the end it compares the last three minutes with
+// minutes 2–4 (the first holds the start-up and the warm-up), median against
+// median, and says whether memory and descriptors stayed flat, within
+// BENCH_SOAK_TOLERANCE (10%).
 //   gateway: BENCH_SOAK_GATEWAY_RPS governed chat completions a second
 //            through Paddock to the mock provider, every other one streamed;
 //   tasks:   BENCH_SOAK_TASKS_PER_MIN trivial tasks a minute (a `bash` tool
@@ -369,22 +370,32 @@ async function soak(label: string, databaseUrl: string | undefined): Promise<Min
   }
 }
 
-/** Memory and descriptors of the last minute against the second's. */
+/**
+ * Memory and descriptors at the end against the start: the median of the last
+ * three minutes against that of minutes 2–4 (the first holds start-up and
+ * warm-up), so that one minute's high or low, which resident memory has as
+ * the allocator keeps or returns pages, decides nothing; a leak moves the median.
+ */
 function verdict(minutes: Minute[]): boolean {
-  const second = minutes[1];
-  const last = minutes.at(-1);
-  if (!second || !last || last === second) {
-    console.log('\n(flatness needs at least 3 minutes)');
+  if (minutes.length < 5) {
+    console.log('\n(flatness needs at least 5 minutes)');
     return true;
   }
+  const early = minutes.slice(1, 4);
+  const late = minutes.slice(-3);
+  const median = (rows: Minute[], of: (m: Minute) => number) => rows.map(of).sort((a, b) => a - b)[1]!;
   let flat = true;
-  console.log(`\nminute ${last.minute} against minute 2 (tolerance ${Math.round(TOLERANCE * 100)}%):`);
-  for (const [what, a, b] of [
-    ['server RSS floor', second.serverRssMb, last.serverRssMb],
-    ['tree RSS floor', second.treeRssMb, last.treeRssMb],
-    ['heap after full GC', second.heapMb, last.heapMb],
-    ['open fds', second.fds, last.fds],
+  console.log(
+    `\nminutes ${late.map((m) => m.minute).join('–')} against minutes 2–4, medians (tolerance ${Math.round(TOLERANCE * 100)}%):`,
+  );
+  for (const [what, of] of [
+    ['server RSS floor', (m: Minute) => m.serverRssMb],
+    ['tree RSS floor', (m: Minute) => m.treeRssMb],
+    ['heap after full GC', (m: Minute) => m.heapMb],
+    ['open fds', (m: Minute) => m.fds],
   ] as const) {
+    const a = median(early, of);
+    const b = median(late, of);
     const d = drift(a, b);
     const ok = !Number.isFinite(d) || d <= TOLERANCE;
     flat &&= ok;
