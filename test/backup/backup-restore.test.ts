@@ -8,6 +8,8 @@ import { apiAt, expectEveryKind, type Seeded, seedEveryKind } from '../support/e
 import { type MockLlm, startMockLlm } from '../support/mock-llm.ts';
 import { childEnv, type RunningServer, runPaddock, startServer, tempDir } from '../support/process.ts';
 
+// One database is enough: its servers and data dirs are embedded ones whichever database the pass tests.
+//
 // paddock backup and restore as an operator runs them: real servers on real
 // data dirs, the CLI as a child process. Times are only limits that a hang
 // uses up (a loaded machine is slow, not wrong).

@@ -6,6 +6,8 @@ import { type CliServer, startCliServer } from '../support/cli.ts';
 import { PADDOCK_BIN, tempDir } from '../support/process.ts';
 import type { TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: the CLI drives the API, whose queries its own tests run on both.
+//
 // The compiled `paddock` CLI as a child process against a real listening
 // server whose agents' provider key points at the mock LLM upstream: login,
 // tasks run (result, cost, --json, Ctrl-C), exit codes, capsules exec.

@@ -6,6 +6,8 @@ import { type CliServer, startCliServer } from '../support/cli.ts';
 import { PADDOCK_BIN } from '../support/process.ts';
 import type { TaskFixture } from '../support/tasks.ts';
 
+// One database is enough: the CLI drives the API, whose queries its own tests run on both.
+//
 // The compiled `paddock` CLI as a child process against a real listening
 // server: `tasks logs -f` following a running task to its end (and resuming
 // after the stream drops, through a proxy that cuts it), `playbooks`, `runs`,

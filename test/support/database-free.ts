@@ -9,10 +9,12 @@ import path from 'node:path';
 //
 // A file may also say, in a line of its own starting `// One database is
 // enough:` and a reason, that running it on Postgres as well would test
-// nothing the rest of the suite does not: the dashboard's browser tests (a
-// client of the API whose queries the API's own tests run on both) and the
-// OpenAPI fuzz (one request at a time, so only validation and error mapping,
-// which do not depend on the database). The Postgres pass leaves those out too.
+// nothing the rest of the suite does not: the dashboard's browser tests and
+// the CLI's (clients of the API, whose queries the API's own tests run on
+// both), the OpenAPI fuzz (one request at a time, so only validation and error
+// mapping, which do not depend on the database), and backup and upgrade (their
+// servers and data dirs are embedded ones in either pass). The Postgres pass
+// leaves those out too.
 
 /** What a module that may reach the test database (or a server's) mentions. */
 const DATABASE = /DATABASE_URL|postgresTemplate|pgliteTemplate/;

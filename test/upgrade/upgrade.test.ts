@@ -14,6 +14,8 @@ import { startMockLlm } from '../support/mock-llm.ts';
 import { childEnv, type RunningServer, startServer, tempDir } from '../support/process.ts';
 import { dumpRows, loadRows, missingRows, type Rows } from './rows.ts';
 
+// One database is enough: its servers and data dirs are embedded ones whichever database the pass tests.
+//
 // An upgrade loses nothing: a data dir made at the last release's schema,
 // holding a row of every kind, is migrated forward by this build's server,
 // which finds every row and serves every object. The release's schema is
