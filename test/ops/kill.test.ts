@@ -374,9 +374,8 @@ describe.runIf(PG_URL)('the kill test', { timeout: 6 * STARTUP_MS }, () => {
     );
     const apiServers = 2;
     expect(credits.balance).toBeGreaterThanOrEqual(-apiServers * ONE_RESERVATION_CREDITS);
-    // The load spent what was available (a 402 says so): the bound was tested, not idle. What is
-    // left is what the killed server held and the sweep gave back unspent.
-    expect(refusedForCredits()).toBeGreaterThan(0);
+    // The load spent what was available (it ran until a 402, above): the bound was tested, not
+    // idle. What is left is what the killed server held and the sweep gave back unspent.
 
     // -- the rate limit held across both api servers ---------------------------------------------
     const limitedAdmitted = seenByProvider('limited');
