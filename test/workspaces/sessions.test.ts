@@ -183,6 +183,61 @@ describe('a workspace (a session)', () => {
     expect(ledger.body.data.some((e: Json) => e.kind === 'sandbox')).toBe(true);
   });
 
+  it('a turn costs what its own steps cost: the title’s call and the capsule’s idle time before it are the run’s alone', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([
+      { tool: 'write_file', args: { path: 'a.txt', content: 'a\n' } },
+      { text: 'Wrote a.txt.' },
+      { text: 'Cost notes' },
+    ]);
+    const first = await f.submit({ agent_id: agent.id, prompt: 'write a.txt', mode: 'session' });
+    const turn1 = (await f.finished(first.id)).task;
+    await workspaceUntil(first.workspace_id, ['idle']);
+    // Idle (not paused: the timeout is 60 s) for 45 s of the injected clock: the next message charges it.
+    f.t.clock.advance(45_000);
+    f.script([{ tool: 'read_file', args: { path: 'a.txt' } }, { text: 'It says a.' }]);
+    const second = await call('POST', `/v1/workspaces/${first.workspace_id}/messages`, {
+      content: 'read it',
+    });
+    expect(second.status).toBe(202);
+    const turn2 = (await f.finished(second.body.id)).task;
+    const ws = await workspaceUntil(first.workspace_id, ['idle']);
+    expect(ws.name).toBe('Cost notes');
+    await f.t.services.runs.flush();
+
+    const entries: Json[] = (await call('GET', `/v1/runs/${ws.run_id}/ledger?limit=200`)).body.data;
+    const micros = (e: Json) => Math.round(Number(e.cost_usd) * 1e6);
+    let rest = [...entries];
+    for (const turn of [turn1, turn2]) {
+      // The turn's model calls, by the steps its events name, and its capsule's time while it ran.
+      const steps = new Set(
+        (await f.events(turn.id)).filter((e) => e.type === 'model_call').map((e) => e.payload.step_id),
+      );
+      expect(steps.size).toBe(2);
+      const calls = rest.filter((e) => steps.has(e.step_id));
+      expect(calls).toHaveLength(2);
+      rest = rest.filter((e) => !steps.has(e.step_id));
+      const capsuleTime = rest.find(
+        (e) => e.kind === 'sandbox' && e.sandbox.seconds === turn.sandbox_seconds,
+      );
+      expect(capsuleTime, `turn ${turn.id}'s capsule time`).toBeDefined();
+      rest = rest.filter((e) => e !== capsuleTime);
+      expect(Math.round(turn.cost_usd * 1e6)).toBe(
+        calls.reduce((sum, e) => sum + micros(e), 0) + micros(capsuleTime!),
+      );
+      expect(turn.input_tokens).toBe(calls.reduce((sum, e) => sum + e.tokens.input, 0));
+      expect(turn.output_tokens).toBe(calls.reduce((sum, e) => sum + e.tokens.output, 0));
+    }
+    // What is left is the run's alone: the title's one call and the 45 s the capsule sat idle.
+    expect(rest.map((e) => e.kind).sort()).toEqual(['model', 'sandbox']);
+    const idle = rest.find((e) => e.kind === 'sandbox')!;
+    expect(idle.sandbox.seconds).toBeGreaterThanOrEqual(45);
+    expect(micros(idle)).toBeGreaterThan(0);
+    const run = (await call('GET', `/v1/runs/${ws.run_id}`)).body;
+    expect(Math.round(run.cost_usd * 1e6)).toBe(entries.reduce((sum, e) => sum + micros(e), 0));
+  });
+
   it('refuses a message while a turn runs (workspace_busy) and after it expired (workspace_expired)', async () => {
     const agent = await sessionAgent();
     f.mock.reset();

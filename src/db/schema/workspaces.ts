@@ -57,6 +57,11 @@ export const workspaces = pgTable(
     eventSeq: integer('event_seq').notNull().default(0),
     /** The end of the last turn (or its start while it runs): the idle timeout counts from here. */
     lastActiveAt: ts('last_active_at').notNull(),
+    /**
+     * While a turn runs: where the capsule's idle time before it began (a message to an idle
+     * workspace), to be charged up to lastActiveAt when the turn ends; null when there is none.
+     */
+    idleFrom: ts('idle_from'),
     pausedAt: ts('paused_at'),
     endedAt: ts('ended_at'),
     createdBy: text('created_by'),

@@ -32,6 +32,12 @@ export interface ProxyRequest {
    * step records the caller as its agent; the run's budget is the task's.
    */
   delegation?: Delegation;
+  /**
+   * Internal only, like `delegation`: told the call's usage and cost as its
+   * step is settled (every attempt of a failover included), so the task
+   * runner can count what a workspace's turn spent without reading the run.
+   */
+  onSettled?: (spent: { usage: Usage; costMicros: number }) => void;
 }
 
 /** A sub-agent's call inside its parent's task run (see ProxyRequest.delegation). */
@@ -103,6 +109,7 @@ export interface CallEnd {
 /** Settles the call's reservation with its step, and corrects the rate limit's token count. */
 export function settleCall(a: Admitted, limiter: RateLimiter, r: CallEnd): void {
   recordCallEnd(a, r);
+  a.req.onSettled?.({ usage: r.usage, costMicros: r.costMicros });
   if (a.rateCounted) limiter.adjustTokens(a.rateKey, totalTokens(r.usage) - a.inputEstimate);
   a.reservation.settle({
     stepId: a.stepId,

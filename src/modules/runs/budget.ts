@@ -493,6 +493,12 @@ export class BudgetSystem {
     await this.returnIdleLeases(0);
   }
 
+  /** Every step queued so far written (lease statements running first: a top-up's release is in its batch). */
+  async flushSteps(): Promise<void> {
+    await this.book.settled();
+    await this.writer.flush();
+  }
+
   /**
    * Before a run is ended by its owner (a task): every step written, the
    * run's lease closed and given back; other runs' leases stay where they are.

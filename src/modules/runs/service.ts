@@ -167,9 +167,13 @@ export class RunsService {
    * as it is after, its steps written.
    */
   /** A task run's row as it stands, its budget's pending charges written first (a workspace's turn reads its cost). */
-  async taskRunTotals(teamId: TeamId, runId: RunId): Promise<repo.RunRow | undefined> {
-    await this.budget.flushRun(runId);
-    return repo.findRun(this.db, teamId, runId);
+  /**
+   * A workspace's turn ended and its run goes on: every queued step written
+   * (the turn's among them). The run's lease stays for the next turn, or goes
+   * back once idle like any other.
+   */
+  flushSteps(): Promise<void> {
+    return this.budget.flushSteps();
   }
 
   async endTaskRun(

@@ -71,8 +71,22 @@ export class Attempt {
   private session: { messages: ConversationMessage[]; capsuleId: string | null } | undefined;
   /** A session task that completed: the conversation its workspace keeps. */
   conversation: ConversationMessage[] | undefined;
-  /** A session task: its workspace's run's totals before the turn (the turn's own are the difference). */
-  totalsBefore: { costMicros: number; inputTokens: number; outputTokens: number } | undefined;
+  /**
+   * What this attempt's own steps cost: its model calls (a sub-agent's too)
+   * and its capsule time, counted as each is settled. A workspace's turn
+   * reports these (its run holds the other turns, the title and idle time).
+   */
+  readonly spent = { costMicros: 0, inputTokens: 0, outputTokens: 0 };
+  /** The gateway, counting each call's cost into `spent` as its step settles. */
+  private readonly callModel: TaskPorts['callModel'] = (req) =>
+    this.p.ports.callModel({
+      ...req,
+      onSettled: ({ usage, costMicros }) => {
+        this.spent.costMicros += costMicros;
+        this.spent.inputTokens += usage.input + usage.cacheRead + usage.cacheCreation;
+        this.spent.outputTokens += usage.output;
+      },
+    });
 
   constructor(
     private readonly p: AttemptParts,
@@ -145,18 +159,11 @@ export class Attempt {
         throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       // One wait for every lookup the first model call needs (on Postgres they run side by side).
-      // The run's totals so far are kept as soon as they arrive: a turn that fails on another lookup is
-      // still charged only its own cost, not the workspace's whole run.
       const [secrets, env, inputNames, session] = await Promise.all([
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
         sessions && t.workspaceId ? sessions.turnStarts(t.teamId, t.workspaceId) : undefined,
-        t.workspaceId
-          ? ports.runs.totals(t.teamId, t.runId).then((totals) => {
-              this.totalsBefore = totals;
-            })
-          : undefined,
       ]);
       this.session = session;
       if (env?.status !== 'ready' || !env.template)
@@ -219,6 +226,7 @@ export class Attempt {
         event: (type, payload) => this.event(type, payload),
         depth: 0,
         loopHooks: hooks,
+        callModel: this.callModel,
       });
       // Sources that finish opening after a cancel are closed here (cleanUp has run by then).
       opening.then(
@@ -233,7 +241,7 @@ export class Attempt {
         t.allowedTools === null || name === 'submit_result' || matchesAny(t.allowedTools, name);
       const loop = new AgentLoop(
         this.p.ctx,
-        ports,
+        { callModel: this.callModel, approvals: ports.approvals },
         {
           teamId: t.teamId,
           taskId: t.id,
@@ -521,7 +529,7 @@ export class Attempt {
       // While it runs, time is charged a minute at a time (a step and a ledger entry each).
       if (ms <= 0 || (!final && ms < SANDBOX_CHARGE_EVERY_MS)) return;
       try {
-        await this.p.ports.runs.chargeSandbox({
+        const { costMicros } = await this.p.ports.runs.chargeSandbox({
           teamId: this.task.teamId,
           runId: this.runId,
           agentId: this.task.agentId as AgentId,
@@ -533,6 +541,7 @@ export class Attempt {
         // Only a charge that was written moves the mark: a failed one is in the next.
         this.chargedUntilMs = now;
         this.sandboxMs += ms;
+        this.spent.costMicros += costMicros;
       } catch (err) {
         this.p.ctx.log.warn({ err, task_id: this.task.id }, 'charging a task’s sandbox time failed');
       }

@@ -178,7 +178,10 @@ export class DelegateSource implements ToolSource {
         {
           // Its calls join the task's run: the gateway lets them, governed by the sub-agent's own policy.
           callModel: (req) =>
-            this.ports.callModel({ ...req, delegation: { runOwnerId: task.ownerId, depth } }),
+            (ctx.callModel ?? this.ports.callModel)({
+              ...req,
+              delegation: { runOwnerId: task.ownerId, depth },
+            }),
           approvals: this.ports.approvals,
         },
         {

@@ -2,7 +2,7 @@ import type { AgentId, RunId, TeamId } from '../../core/ids.ts';
 import type { SecretRedactor } from '../secrets/redact.ts';
 import type { LoopHooks } from './agent-loop.ts';
 import type { TaskEventType } from './event-log.ts';
-import type { AgentForTask } from './ports.ts';
+import type { AgentForTask, TaskPorts } from './ports.ts';
 import type { ToolCapsule, ToolOutcome } from './tools.ts';
 
 // Tools beyond the capsule's built-ins (tools.ts): memory, skills, web_fetch,
@@ -62,6 +62,8 @@ export interface ToolSourceContext {
   depth: number;
   /** The attempt's loop hooks, for a source that runs an agent loop of its own (delegation). */
   loopHooks?: Pick<LoopHooks, 'storeOutput' | 'awaitingApproval' | 'resumed'>;
+  /** The attempt's way to the gateway (it counts what each call cost), for such a loop's calls. */
+  callModel?: TaskPorts['callModel'];
 }
 
 /** What an open source gives the loop. */

@@ -89,12 +89,9 @@ export interface TaskPorts {
       outcome: 'success' | 'failed',
       reason: string,
     ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number; status: string } | undefined>;
-    /** The run's totals so far, its pending charges written (a workspace's turn: the run goes on). */
-    totals(
-      teamId: TeamId,
-      runId: RunId,
-    ): Promise<{ costMicros: number; inputTokens: number; outputTokens: number } | undefined>;
-    /** Charges capsule time to the run's ledger (a sandbox entry). */
+    /** A workspace's turn ended, its run goes on: the steps queued so far written. */
+    flushSteps(): Promise<void>;
+    /** Charges capsule time to the run's ledger (a sandbox entry); answers what it cost. */
     chargeSandbox(input: {
       teamId: TeamId;
       runId: RunId;
@@ -103,7 +100,7 @@ export interface TaskPorts {
       seconds: number;
       vcpus: number;
       memoryMb: number;
-    }): Promise<void>;
+    }): Promise<{ costMicros: number }>;
   };
   capsules: {
     /** Starts a capsule from a template and waits until it runs; `created` hears its id before the wait. */

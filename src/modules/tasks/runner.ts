@@ -454,11 +454,11 @@ export class TaskRunner {
     startedMs: number,
   ): Promise<void> {
     await attempt.cleanUp();
-    // A workspace's run goes on after its turn: the turn's totals are what it added.
+    // A workspace's run goes on after its turn: the turn's totals are what its own steps cost.
     const totals = !attempt.runId
       ? undefined
       : task.workspaceId
-        ? await this.turnTotals(task, attempt)
+        ? await this.ports.runs.flushSteps().then(() => attempt.spent)
         : await this.ports.runs.end(
             task.teamId,
             attempt.runId,
@@ -528,20 +528,6 @@ export class TaskRunner {
         ...(ending.status === 'completed' && attempt.conversation ? { messages: attempt.conversation } : {}),
         model: this.ports.resolveModel(task.model),
       });
-  }
-
-  /** What a workspace's turn added to the workspace's run. */
-  private async turnTotals(task: repo.TaskRow, attempt: Attempt) {
-    const after = await this.ports.runs.totals(task.teamId, task.runId!);
-    const before = attempt.totalsBefore;
-    if (!after) return undefined;
-    // Read before the turn's first model call: a turn that ended before they were read made none.
-    if (!before) return { costMicros: 0, inputTokens: 0, outputTokens: 0 };
-    return {
-      costMicros: after.costMicros - before.costMicros,
-      inputTokens: after.inputTokens - before.inputTokens,
-      outputTokens: after.outputTokens - before.outputTokens,
-    };
   }
 
   /** A task.* event in the outbox, in the transaction of the change it reports. */

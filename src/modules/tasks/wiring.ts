@@ -128,17 +128,10 @@ export function taskPorts(m: TaskModules): TaskPorts {
           status: run.status,
         };
       },
-      async totals(teamId, runId) {
-        const run = await m.runs.taskRunTotals(teamId, runId);
-        if (!run) return undefined;
-        return {
-          costMicros: run.costMicros,
-          inputTokens: run.inputTokens + run.cacheReadTokens + run.cacheCreationTokens,
-          outputTokens: run.outputTokens,
-        };
-      },
+      flushSteps: () => m.runs.flushSteps(),
       async chargeSandbox(input) {
-        await m.runs.recordSandboxUsage(input);
+        const { costMicros } = await m.runs.recordSandboxUsage(input);
+        return { costMicros };
       },
     },
     capsules: {

@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
+import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
@@ -66,7 +67,7 @@ export function updateWorkspace(
   db: DbOrTx,
   teamId: TeamId,
   id: WorkspaceId,
-  patch: WorkspacePatch,
+  patch: WorkspacePatch | PgUpdateSetSource<typeof workspaces>,
   onlyIf?: { statuses?: readonly WorkspaceStatus[]; currentTaskId?: string | null },
 ): Promise<WorkspaceRow | undefined> {
   return updateOne(
@@ -83,6 +84,36 @@ export function updateWorkspace(
           : undefined,
     ),
     patch,
+  );
+}
+
+/**
+ * A message's turn begins, if the workspace is idle or paused with no turn
+ * running: active, the turn's task current. An idle one keeps where its idle
+ * time since the last turn began (idle_from, up to this last_active_at): the
+ * turn's end charges it. A paused one has none (its pause charged it).
+ */
+export function beginTurn(
+  db: DbOrTx,
+  teamId: TeamId,
+  id: WorkspaceId,
+  taskId: string,
+  now: Date,
+): Promise<WorkspaceRow | undefined> {
+  return updateWorkspace(
+    db,
+    teamId,
+    id,
+    {
+      status: 'active',
+      currentTaskId: taskId,
+      pausedAt: null,
+      lastActiveAt: now,
+      updatedAt: now,
+      // The row as it was: the right side of SET reads the old values.
+      idleFrom: sql`case when ${workspaces.status} = 'idle' and ${workspaces.capsuleId} is not null then ${workspaces.lastActiveAt} end`,
+    },
+    { statuses: ['idle', 'paused'], currentTaskId: null },
   );
 }
 

@@ -127,6 +127,10 @@ export class WorkspacesService implements SessionHooks {
     // The first answer names an unnamed workspace (before it takes the next message).
     if (row.turns === 0 && row.name === null && turn.status === 'completed')
       await this.title(row, turn.prompt, turn.model);
+    // The capsule's idle time before the turn (from its last turn to this message): the workspace's,
+    // not the turn's (its cost is its own steps'). Charged here, out of the way of the turn's start,
+    // and before the workspace takes its next message.
+    if (row.idleFrom) await this.chargeIdle(row, row.idleFrom, row.lastActiveAt);
     const messages: ConversationMessage[] = turn.messages ?? [
       ...row.messages,
       { role: 'user', content: turn.prompt },
@@ -139,6 +143,7 @@ export class WorkspacesService implements SessionHooks {
     await this.db.transaction(async (tx) => {
       const patch = {
         currentTaskId: null,
+        idleFrom: null,
         messages,
         turns: row.turns + 1,
         lastRunModel: turn.model,
@@ -289,21 +294,13 @@ export class WorkspacesService implements SessionHooks {
         ...(input.file_ids ? { input_file_ids: input.file_ids } : {}),
       },
       async (tx, _team, taskId) => {
-        const row = await repo.updateWorkspace(
-          tx,
-          teamId,
-          ws.id,
-          { status: 'active', currentTaskId: taskId, pausedAt: null, lastActiveAt: now, updatedAt: now },
-          { statuses: ['idle', 'paused'], currentTaskId: null },
-        );
+        const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now);
         if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
         await this.moved(tx, ws, 'active', 'message', { task_id: taskId });
         return { workspaceId: ws.id, runId: ws.runId };
       },
     );
     this.tasks.log.wake(ws.id);
-    // The capsule ran idle since the last turn: that time is the workspace's too.
-    if (ws.status === 'idle') await this.chargeIdle(ws, now);
     return task;
   }
 
@@ -377,7 +374,7 @@ export class WorkspacesService implements SessionHooks {
     }
     if (!ended) return undefined;
     this.tasks.log.wake(seen.id);
-    if (seen.status === 'idle') await this.chargeIdle(seen, now);
+    if (seen.status === 'idle') await this.chargeIdle(seen, seen.lastActiveAt, now);
     // The row as it ended: a turn may have attached its capsule since `ws` was read.
     const capsuleId = ended.capsuleId ?? seen.capsuleId;
     if (capsuleId)
@@ -390,25 +387,26 @@ export class WorkspacesService implements SessionHooks {
     return ended;
   }
 
-  /** The capsule's running time between the last turn and now (a pause, the end) goes to the workspace's run. */
-  private async chargeIdle(ws: repo.WorkspaceRow, now: Date): Promise<void> {
-    const seconds = (now.getTime() - ws.lastActiveAt.getTime()) / 1000;
-    if (!ws.capsuleId || seconds <= 0) return;
-    const capsule = await this.ports.capsules.describe(ws.teamId, this.actor(ws.id), ws.capsuleId);
-    if (!capsule) return;
-    await this.ports.runs
-      .chargeSandbox({
+  /** The capsule's running time between turns (to a message, a pause, the end) goes to the workspace's run. */
+  private async chargeIdle(ws: repo.WorkspaceRow, from: Date, to: Date): Promise<void> {
+    const seconds = (to.getTime() - from.getTime()) / 1000;
+    const capsuleId = ws.capsuleId;
+    if (!capsuleId || seconds <= 0) return;
+    try {
+      const capsule = await this.ports.capsules.describe(ws.teamId, this.actor(ws.id), capsuleId);
+      if (!capsule) return;
+      await this.ports.runs.chargeSandbox({
         teamId: ws.teamId,
         runId: ws.runId,
         agentId: ws.agentId,
-        capsuleId: ws.capsuleId,
+        capsuleId,
         seconds,
         vcpus: capsule.vcpus,
         memoryMb: capsule.memoryMb,
-      })
-      .catch((err: unknown) =>
-        this.ctx.log.warn({ err, workspace_id: ws.id }, 'charging a workspace’s idle time failed'),
-      );
+      });
+    } catch (err) {
+      this.ctx.log.warn({ err, workspace_id: ws.id }, 'charging a workspace’s idle time failed');
+    }
   }
 
   /**
@@ -509,7 +507,7 @@ export class WorkspacesService implements SessionHooks {
       });
       if (!paused) continue;
       this.tasks.log.wake(ws.id);
-      await this.chargeIdle(ws, now);
+      await this.chargeIdle(ws, ws.lastActiveAt, now);
       if (ws.capsuleId)
         await this.ports.capsules
           .pause(ws.teamId, this.actor(ws.id), ws.capsuleId)

@@ -1,0 +1,1 @@
+ALTER TABLE "workspaces" ADD COLUMN "idle_from" timestamp with time zone;
