@@ -17,7 +17,8 @@
 //       after another, from sending POST /v1/tasks to an SSE subscriber (joined
 //       right after the 202) receiving the first text_delta, less the mock's own
 //       time to its first chunk (bench/first-delta.ts, which a workspace message
-//       can be measured with too).
+//       can be measured with too). Both run after (1), before (2) and (3): one
+//       answer at a time on a server that is not draining a load.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -440,14 +441,15 @@ async function measure(database: string, databaseUrl: string | undefined): Promi
           ),
         )} ms`,
     );
+    // One answer at a time, on a server not yet draining the throughput run's capsules.
+    const firstDelta = await measureFirstDelta(g, streamed, tag, streamTask(g));
+    const workspaceDelta = await measureFirstDelta(g, streamed, `${tag} ws`, workspaceMessage(g));
     const throughput = await measureThroughput(g, calls, tag, paddock.pid);
     console.log(
       `  ${database}: ${throughput.completedInWindow} trivial tasks completed in ${DURATION_SEC} s ` +
         `(${f1(throughput.perMinute)} a minute), ${throughput.failed} failed`,
     );
     const burst = await measureBurst(g, calls, tag);
-    const firstDelta = await measureFirstDelta(g, streamed, tag, streamTask(g));
-    const workspaceDelta = await measureFirstDelta(g, streamed, `${tag} ws`, workspaceMessage(g));
     return {
       database,
       burst,
