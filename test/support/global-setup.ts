@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
+import { build, staleReason } from '../../bin/build.js';
 import { MIGRATIONS_DIR, openPglite, openPostgres, rawQuery } from '../../src/db/client.ts';
 import { templateDir } from '../../src/db/pglite-template.ts';
 
@@ -26,6 +27,17 @@ function withDatabase(url: string, name: string): string {
  * copy of it (PGlite: a restored dump; Postgres: CREATE DATABASE … TEMPLATE).
  */
 export default async function setup(project: TestProject) {
+  // Each file opens a database process or more: one compiled from these sources starts without
+  // tsx (src/db/pglite-remote.ts). Built here when a source changed since the last build.
+  if (!staleReason()) process.env.PADDOCK_TEST_COMPILED_WORKER = '1';
+  else {
+    try {
+      await build();
+      process.env.PADDOCK_TEST_COMPILED_WORKER = '1';
+    } catch {
+      // The sources do not build (the typecheck says why): the workers run them through tsx.
+    }
+  }
   const pgUrl = process.env.PADDOCK_TEST_DATABASE_URL;
   if (pgUrl) {
     const template = `paddock_tpl_${process.pid}`;
@@ -56,6 +68,14 @@ export default async function setup(project: TestProject) {
   try {
     const database = await openPglite(dataDir ? { dataDir } : {});
     await database.migrate();
+    // The template databases go: nothing creates a database on a test's PGlite, and each file's
+    // copy then has some 15 MB less to unpack (about a seventh of a copy's start).
+    for (const statement of [
+      `update pg_database set datistemplate = false where datname in ('template0', 'template1')`,
+      'drop database template0',
+      'drop database template1',
+    ])
+      await rawQuery(database.db, statement, []);
     // Each file's copy then starts from this checkpoint, with no statement of the migrations to replay.
     await rawQuery(database.db, 'checkpoint', []);
     dump = await database.dump!();
