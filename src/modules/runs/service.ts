@@ -162,12 +162,6 @@ export class RunsService {
   }
 
   /**
-   * Ends a task's run with its task (completed, the task's outcome); a run
-   * that already ended (budget, force-stop) stays as it is. Answers the run
-   * as it is after, its steps written.
-   */
-  /** A task run's row as it stands, its budget's pending charges written first (a workspace's turn reads its cost). */
-  /**
    * A workspace's turn ended and its run goes on: every queued step written
    * (the turn's among them). The run's lease stays for the next turn, or goes
    * back once idle like any other.
@@ -176,6 +170,11 @@ export class RunsService {
     return this.budget.flushSteps();
   }
 
+  /**
+   * Ends a task's run with its task (completed, the task's outcome); a run
+   * that already ended (budget, force-stop) stays as it is. Answers the run
+   * as it is after, its steps written.
+   */
   async endTaskRun(
     teamId: TeamId,
     runId: RunId,
