@@ -61,15 +61,11 @@ interface Querier {
 declare const PADDOCK_COMPILED: boolean | undefined;
 
 // Compiled, the worker is its own bundle in dist/ (this module's import.meta.url
-// is its source file's there too: see bin/build.js). From the sources (tests),
-// a plain module registers tsx, then imports pglite-worker.ts.
+// is its source file's there too: see bin/build.js). From the sources, a plain
+// module registers tsx, then imports pglite-worker.ts (about half a second of
+// the child's start, each time), except where the test run's set-up built dist/
+// from these same sources just before and says so (PADDOCK_TEST_COMPILED_WORKER).
 const COMPILED_WORKER = new URL('../../dist/pglite-worker.js', import.meta.url);
-
-/**
- * The sources run the worker through tsx (about half a second of the child's
- * start, each time), except where the test run's set-up built dist/ from
- * these same sources just before and says so (PADDOCK_TEST_COMPILED_WORKER).
- */
 const WORKER =
   typeof PADDOCK_COMPILED === 'boolean' ||
   (process.env.PADDOCK_TEST_COMPILED_WORKER === '1' && existsSync(COMPILED_WORKER))

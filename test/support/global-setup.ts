@@ -29,14 +29,11 @@ function withDatabase(url: string, name: string): string {
 export default async function setup(project: TestProject) {
   // Each file opens a database process or more: one compiled from these sources starts without
   // tsx (src/db/pglite-remote.ts). Built here when a source changed since the last build.
-  if (!staleReason()) process.env.PADDOCK_TEST_COMPILED_WORKER = '1';
-  else {
-    try {
-      await build();
-      process.env.PADDOCK_TEST_COMPILED_WORKER = '1';
-    } catch {
-      // The sources do not build (the typecheck says why): the workers run them through tsx.
-    }
+  try {
+    if (staleReason()) await build();
+    process.env.PADDOCK_TEST_COMPILED_WORKER = '1';
+  } catch {
+    // The sources do not build (the typecheck says why): the workers run them through tsx.
   }
   const pgUrl = process.env.PADDOCK_TEST_DATABASE_URL;
   if (pgUrl) {
