@@ -281,12 +281,15 @@ describe.runIf(PG_URL)('the kill test', { timeout: 6 * STARTUP_MS }, () => {
       host_tags: ['kill-a'],
     });
     expect(pinned.status, JSON.stringify(pinned.body)).toBe(202);
-    await eventually('capsules running on host A', async () => {
+    // The pinned one itself running too: one still starting when its host dies fails to start
+    // (error), it does not go missing.
+    await eventually('capsules running on host A, the pinned one among them', async () => {
       const { rows } = await db.query(
-        `select count(*)::int as n from capsules where host_id = $1 and status = 'running'`,
-        [hostA.hostId],
+        `select count(*)::int as n, count(*) filter (where id = $2)::int as pinned
+           from capsules where host_id = $1 and status = 'running'`,
+        [hostA.hostId, pinned.body.id],
       );
-      return rows[0].n > 1 ? true : undefined;
+      return rows[0].n > 1 && rows[0].pinned === 1 ? true : undefined;
     });
     for (const victim of [apiA, workerA, hostA]) victim.child.kill('SIGKILL');
     const killedAt = Date.now();
