@@ -87,12 +87,44 @@ function launcher(batch: boolean): { execPath?: string; execArgv: string[] } {
   return { execPath: CHRT, execArgv: ['--batch', '0', process.execPath] };
 }
 
+/** Statements that change nothing a watch sees: reads, and writes that say so (`UNWATCHED_WRITE`). */
+const NOT_A_WATCHED_WRITE = /^\s*(?:select\b|\/\* unwatched write \*\/)/i;
+
+/**
+ * Begins a write that the change counters of `RemotePglite.changes` must not
+ * count: one that changes nothing a cached read depends on (an API key's
+ * last use, say). Only where that is so, and said beside the statement.
+ */
+export const UNWATCHED_WRITE = '/* unwatched write */ ';
+
+interface Watch {
+  readonly tables: RegExp;
+  count: number;
+}
+
+/** Moves each of `watches` on by one, each time it is called. */
+function counter(watches: Iterable<Watch>): () => void {
+  return () => {
+    for (const watch of watches) watch.count++;
+  };
+}
+
 export class RemotePglite implements Querier {
   private readonly worker: ChildProcess;
   private readonly pending = new Map<
     number,
-    { resolve: (v: unknown) => void; reject: (e: Error) => void; started: number; statement: boolean }
+    {
+      resolve: (v: unknown) => void;
+      reject: (e: Error) => void;
+      started: number;
+      statement: boolean;
+      /** Called as the answer arrives, before anything awaiting it runs on. */
+      answered: (() => void) | undefined;
+    }
   >();
+  private readonly watches: Watch[] = [];
+  /** The watches each open transaction has written to, counted again as it ends. */
+  private readonly txWrites = new Map<number, Set<Watch>>();
   /** Told each statement's time (the database's metrics). */
   onStatement: ((ms: number, ok: boolean) => void) | undefined;
   private nextId = 1;
@@ -112,6 +144,7 @@ export class RemotePglite implements Querier {
       if (!waiter) return;
       this.pending.delete(reply.id);
       if (waiter.statement) this.onStatement?.(performance.now() - waiter.started, reply.ok);
+      waiter.answered?.();
       if (reply.ok) waiter.resolve(reply.result);
       else waiter.reject(new PgliteRemoteError(reply.error));
     });
@@ -166,28 +199,72 @@ export class RemotePglite implements Querier {
     return remote;
   }
 
-  private call<O extends Op>(op: O, payload: Payload<O>): Promise<unknown> {
+  private call<O extends Op>(op: O, payload: Payload<O>, answered?: () => void): Promise<unknown> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const statement = op === 'query' || op === 'exec' || op === 'begin' || op === 'end';
-      this.pending.set(id, { resolve, reject, started: performance.now(), statement });
+      this.pending.set(id, { resolve, reject, started: performance.now(), statement, answered });
       this.worker.send({ id, op, ...payload });
     });
+  }
+
+  /**
+   * A counter that moves whenever a statement that may change one of
+   * `tables` is sent and again when it is answered, and, in a transaction,
+   * as the transaction ends: a read of those tables made while it stood
+   * still is what the database holds for as long as it stands still. The
+   * one server that holds the embedded database makes every change through
+   * here, so a cache kept by it is exact, not merely fresh (read-cache.ts).
+   * Any statement naming a table counts (a `with` that only reads as well),
+   * except a `select` or one begun with `UNWATCHED_WRITE`.
+   */
+  changes(tables: readonly string[]): () => number {
+    const watch: Watch = { tables: new RegExp(`\\b(?:${tables.join('|')})\\b`, 'i'), count: 0 };
+    this.watches.push(watch);
+    return () => watch.count;
+  }
+
+  /** Counts a statement about to be sent against the watches it may change; answers what to count on its answer. */
+  private written(sql: string, tx: number | undefined): (() => void) | undefined {
+    if (this.watches.length === 0 || NOT_A_WATCHED_WRITE.test(sql)) return undefined;
+    const hit = this.watches.filter((watch) => watch.tables.test(sql));
+    if (hit.length === 0) return undefined;
+    const count = counter(hit);
+    count();
+    if (tx !== undefined) {
+      const inTx = this.txWrites.get(tx) ?? new Set<Watch>();
+      for (const watch of hit) inTx.add(watch);
+      this.txWrites.set(tx, inTx);
+    }
+    return count;
   }
 
   private querier(tx: number | undefined): Querier {
     return {
       query: async (sql, params, options) =>
-        (await this.call('query', {
-          sql,
-          params,
-          rowMode: options?.rowMode,
-          rawTypes: options?.parsers ? Object.keys(options.parsers).map(Number) : undefined,
-          tx,
-        })) as Results,
-      exec: async (sql) => (await this.call('exec', { sql, tx })) as Results[],
+        (await this.call(
+          'query',
+          {
+            sql,
+            params,
+            rowMode: options?.rowMode,
+            rawTypes: options?.parsers ? Object.keys(options.parsers).map(Number) : undefined,
+            tx,
+          },
+          this.written(sql, tx),
+        )) as Results,
+      exec: async (sql) => (await this.call('exec', { sql, tx }, this.written(sql, tx))) as Results[],
     };
+  }
+
+  /** Ends transaction `tx`; the watches it wrote to count as it is sent and as it is answered. */
+  private end(tx: number, commit: boolean): Promise<unknown> {
+    const wrote = this.txWrites.get(tx);
+    this.txWrites.delete(tx);
+    const count = wrote && counter(wrote);
+    count?.();
+    return this.call('end', { tx, commit }, count);
   }
 
   query(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results> {
@@ -206,10 +283,10 @@ export class RemotePglite implements Querier {
     try {
       result = await fn(this.querier(tx));
     } catch (err) {
-      await this.call('end', { tx, commit: false }).catch(() => undefined);
+      await this.end(tx, false).catch(() => undefined);
       throw err;
     }
-    await this.call('end', { tx, commit: true });
+    await this.end(tx, true);
     return result;
   }
 

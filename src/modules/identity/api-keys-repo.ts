@@ -1,8 +1,10 @@
 import { and, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
-import type { Db, DbOrTx } from '../../db/client.ts';
+import { type Db, type DbOrTx, rawQuery } from '../../db/client.ts';
+import { UNWATCHED_WRITE } from '../../db/pglite-remote.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
 import { beforeCursor, liveInTeam } from '../../db/query-parts.ts';
+import { cachedReads } from '../../db/read-cache.ts';
 import { apiKeys, apiKeyUsage, teams, users } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -43,9 +45,15 @@ export async function findApiKeyByHash(
   db: Db,
   hash: string,
 ): Promise<{ key: ApiKeyRow; creatorDeactivatedAt: Date | null } | undefined> {
-  const [row] = await apiKeyByHash(db).execute({ hash });
-  return row;
+  return keyLookups(db, hash, async () => (await apiKeyByHash(db).execute({ hash }))[0]);
 }
+
+/** The tables a key's lookup reads: on the embedded database, read again only once one of them has changed (read-cache.ts). */
+const keyLookups = cachedReads<string, { key: ApiKeyRow; creatorDeactivatedAt: Date | null }>([
+  'api_keys',
+  'teams',
+  'users',
+]);
 
 export async function findApiKey(db: DbOrTx, teamId: TeamId, id: string): Promise<ApiKeyRow | undefined> {
   const [row] = await db
@@ -77,12 +85,17 @@ export async function insertUsage(db: DbOrTx, row: typeof apiKeyUsage.$inferInse
   await db.insert(apiKeyUsage).values(row);
 }
 
-/** Moves last_used_at forward only (concurrent requests may finish out of order). */
-export async function touchLastUsed(db: DbOrTx, id: string, at: Date): Promise<void> {
-  await db
-    .update(apiKeys)
-    .set({ lastUsedAt: at })
-    .where(and(eq(apiKeys.id, id), sql`(${apiKeys.lastUsedAt} is null or ${apiKeys.lastUsedAt} < ${at})`));
+/**
+ * Moves last_used_at forward only (concurrent requests may finish out of
+ * order). Authentication reads nothing it changes, so it leaves the cached
+ * key lookups standing: each request with a key makes it.
+ */
+export async function touchLastUsed(db: Db, id: string, at: Date): Promise<void> {
+  await rawQuery(
+    db,
+    `${UNWATCHED_WRITE}update api_keys set last_used_at = $2 where id = $1 and (last_used_at is null or last_used_at < $2)`,
+    [id, at.toISOString()],
+  );
 }
 
 export async function listUsage(

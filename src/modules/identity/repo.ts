@@ -4,6 +4,7 @@ import type { TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
+import { cachedReads } from '../../db/read-cache.ts';
 import { invitations, sessions, teamMembers, teams, users } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 import type { Role } from './principal.ts';
@@ -223,14 +224,20 @@ const sessionByTokenHash = preparedPerDb((db) =>
     .prepare('identity_session_by_token_hash'),
 );
 
+type SessionFound = Awaited<ReturnType<ReturnType<typeof sessionByTokenHash>['execute']>>[number];
+
+/** The tables a session's lookup reads: a change to any of them is counted before the next lookup (read-cache.ts). */
+export const SESSION_LOOKUP_TABLES = ['sessions', 'users', 'team_members', 'teams'] as const;
+const sessionLookups = cachedReads<string, SessionFound>(SESSION_LOOKUP_TABLES);
+
 /**
  * A session (what authentication reads of it) with its user and the user's
  * role in the session's team (null: not a member of a live team). Every
- * request authenticates through it: one round trip, a statement built once.
+ * request authenticates through it: one round trip, a statement built once;
+ * on the embedded database none while nothing in those tables has changed.
  */
-export async function findSessionByTokenHash(db: Db, tokenHash: string) {
-  const [row] = await sessionByTokenHash(db).execute({ tokenHash });
-  return row;
+export async function findSessionByTokenHash(db: Db, tokenHash: string): Promise<SessionFound | undefined> {
+  return sessionLookups(db, tokenHash, async () => (await sessionByTokenHash(db).execute({ tokenHash }))[0]);
 }
 
 export async function updateSession(

@@ -2,6 +2,7 @@ import { and, desc, eq, inArray, isNull, or, type SQL, sql, type WithSubquery } 
 import type { CapsuleId, HostId, TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
+import { cachedReads } from '../../db/read-cache.ts';
 import {
   CAPSULE_STATUSES,
   type CapsuleStatus,
@@ -172,9 +173,15 @@ const onlineHostsOf = preparedPerDb((db) =>
     .prepare('sandboxes_online_hosts'),
 );
 
-/** The online hosts a team may place capsules on (each create reads them: a statement built once). */
-export async function onlineHosts(db: Db, teamId: TeamId): Promise<HostRow[]> {
-  return onlineHostsOf(db).execute({ teamId });
+const hostReads = cachedReads<TeamId, HostRow[]>(['hosts']);
+
+/**
+ * The online hosts a team may place capsules on. Each create reads them: a
+ * statement built once, and on the embedded database not sent again until
+ * the hosts table changes (a heartbeat, a drain).
+ */
+export async function onlineHosts(db: Db, teamId: TeamId): Promise<readonly HostRow[]> {
+  return (await hostReads(db, teamId, () => onlineHostsOf(db).execute({ teamId }))) ?? [];
 }
 
 // -- templates --------------------------------------------------------------
