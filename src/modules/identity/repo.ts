@@ -62,6 +62,23 @@ export async function findLiveTeam(db: DbOrTx, id: TeamId): Promise<TeamRow | un
   return row;
 }
 
+const teamLimitReads = cachedReads<TeamId, Pick<TeamRow, 'limits'>>(['teams']);
+
+/**
+ * A live team's limits: read by each task's claim and each capsule's
+ * create, so on the embedded database kept until the teams table changes.
+ */
+export async function findLiveTeamLimits(db: Db, id: TeamId): Promise<TeamRow['limits'] | undefined> {
+  const row = await teamLimitReads(db, id, async () => {
+    const [found] = await db
+      .select({ limits: teams.limits })
+      .from(teams)
+      .where(and(eq(teams.id, id), isNull(teams.deletedAt)));
+    return found;
+  });
+  return row?.limits;
+}
+
 export async function updateTeam(
   db: DbOrTx,
   id: TeamId,

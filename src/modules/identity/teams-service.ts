@@ -251,7 +251,7 @@ export class TeamsService {
 
   /** The team's limits (docs/admin.md); Paddock's own reads, no caller. A team gone has none. */
   async limitsOf(teamId: TeamId): Promise<TeamLimits> {
-    return (await repo.findLiveTeam(this.db, teamId))?.limits ?? {};
+    return (await repo.findLiveTeamLimits(this.db, teamId)) ?? {};
   }
 
   /** Whether the user is a member of the (live) team now: whom the work board may assign. */

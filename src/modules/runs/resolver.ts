@@ -374,12 +374,13 @@ export class RunResolver {
    * policy's and the task's.
    */
   async startTaskRun(
-    input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null },
+    input: ResolveRunInput & { id: RunId; maxBudgetMicros: number | null; isNew?: boolean },
     /** The caller's transaction (the task's claim): the run is cached once a call attaches to it. */
     tx?: DbOrTx,
   ): Promise<RunId> {
-    // A later attempt of the task goes on in the run the first one started (its budget holds across both).
-    if (await repo.findRun(tx ?? this.db, input.teamId, input.id)) return input.id;
+    // A later attempt of the task goes on in the run the first one started (its budget holds across
+    // both); an id the caller has just made names no run yet.
+    if (!input.isNew && (await repo.findRun(tx ?? this.db, input.teamId, input.id))) return input.id;
     const now = input.now ?? this.ctx.clock.now();
     const create = (t: DbOrTx) => this.create(t, input, 'task', now, input.maxBudgetMicros, input.id);
     if (tx) return (await create(tx)).id;

@@ -79,6 +79,8 @@ export interface TaskPorts {
         name: string;
         metadata: Record<string, unknown>;
         maxBudgetMicros: number | null;
+        /** `id` was made for this start: no run of it can exist, so none is looked for. */
+        isNew?: boolean;
       },
       tx: DbOrTx,
     ): Promise<RunId>;

@@ -273,6 +273,8 @@ export class TaskRunner {
             name: `task ${row.id}`,
             metadata: { task_id: row.id },
             maxBudgetMicros: row.maxBudgetMicros,
+            // The id made for this claim is the one the row took: no run of it can exist yet.
+            isNew: task.runId === null && row.runId === runId,
           },
           tx,
         );

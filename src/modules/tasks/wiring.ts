@@ -115,6 +115,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
             runName: input.name,
             runMetadata: input.metadata,
             maxBudgetMicros: input.maxBudgetMicros,
+            ...(input.isNew ? { isNew: true } : {}),
           },
           tx,
         ),
