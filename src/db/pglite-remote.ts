@@ -275,13 +275,20 @@ export class RemotePglite implements Querier {
     return this.querier(undefined).exec(sql);
   }
 
-  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  /**
+   * Runs `fn` in one transaction: committed when it resolves, rolled back
+   * when it throws. Its first statement goes right behind the `begin`, not
+   * after its answer (one round trip less); the database's process holds it
+   * until the transaction has begun, or fails it if it could not.
+   */
   async transaction<T>(fn: (tx: Querier) => Promise<T>): Promise<T> {
     const tx = this.nextTx++;
-    await this.call('begin', { tx });
+    const begun = this.call('begin', { tx });
+    begun.catch(() => undefined);
     let result: T;
     try {
       result = await fn(this.querier(tx));
+      await begun;
     } catch (err) {
       await this.end(tx, false).catch(() => undefined);
       throw err;

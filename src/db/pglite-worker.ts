@@ -13,7 +13,8 @@ const send = process.send?.bind(process);
 if (!send) throw new Error('pglite-worker must run as a child process with an IPC channel');
 
 interface OpenTransaction {
-  tx: Transaction;
+  /** Settles once PGlite has begun it: its statements, sent right behind the begin, wait for it. */
+  tx: Promise<Transaction>;
   finish: (commit: boolean) => void;
   done: Promise<void>;
 }
@@ -64,21 +65,26 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   const db = await ready;
   switch (req.op) {
     case 'query': {
-      const target = req.tx === undefined ? db : transactions.get(req.tx)?.tx;
+      const target = req.tx === undefined ? db : await transactions.get(req.tx)?.tx;
       if (!target) throw new Error(`transaction ${req.tx} is not open`);
       const result = await target.query(req.sql, req.params, queryOptions(req.rawTypes, req.rowMode));
       return { rows: result.rows, fields: result.fields, affectedRows: result.affectedRows };
     }
     case 'exec': {
-      const target = req.tx === undefined ? db : transactions.get(req.tx)?.tx;
+      const target = req.tx === undefined ? db : await transactions.get(req.tx)?.tx;
       if (!target) throw new Error(`transaction ${req.tx} is not open`);
       return (await target.exec(req.sql)).map((r) => ({ rows: r.rows, fields: r.fields }));
     }
     case 'begin': {
+      // Registered before anything is awaited here: the server sends the transaction's first
+      // statements without waiting for this answer, and they find it (messages are handled in order).
       let opened!: (tx: Transaction) => void;
-      const open = new Promise<Transaction>((resolve) => {
+      let failed!: (err: unknown) => void;
+      const open = new Promise<Transaction>((resolve, reject) => {
         opened = resolve;
+        failed = reject;
       });
+      open.catch(() => undefined);
       let finish!: (commit: boolean) => void;
       const decided = new Promise<boolean>((resolve) => {
         finish = resolve;
@@ -90,9 +96,12 @@ async function handle(req: WorkerRequest): Promise<unknown> {
           if (!(await decided)) throw ROLLBACK;
         })
         .catch((err: unknown) => {
+          // A transaction that could not begin fails its statements rather than leaving them waiting.
+          failed(err);
           if (err !== ROLLBACK) throw err;
         });
-      transactions.set(req.tx, { tx: await open, finish, done });
+      transactions.set(req.tx, { tx: open, finish, done });
+      await open;
       return null;
     }
     case 'end': {
