@@ -1,7 +1,8 @@
 import { and, desc, eq, lt, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
-import type { DbOrTx } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { cachedReads } from '../../db/read-cache.ts';
 import { secrets, secretVersions } from '../../db/schema/index.ts';
 import { updateOne } from '../../db/update-one.ts';
 
@@ -99,12 +100,25 @@ export async function listSecrets(
 }
 
 /** The team's secrets an agent gets: every `all` one, and the `agents` ones that list it. */
-export async function secretsForAgent(db: DbOrTx, teamId: TeamId, agentId: AgentId): Promise<SecretRow[]> {
-  return db
-    .select()
-    .from(secrets)
-    .where(and(eq(secrets.teamId, teamId), givenTo(agentId)))
-    .orderBy(secrets.name);
+const agentSecretReads = cachedReads<string, readonly SecretRow[]>(['secrets']);
+
+/**
+ * The (sealed) secrets an agent's tasks get: read as each task starts, so on
+ * the embedded database kept until the secrets table changes.
+ */
+export async function secretsForAgent(
+  db: Db,
+  teamId: TeamId,
+  agentId: AgentId,
+): Promise<readonly SecretRow[]> {
+  const rows = await agentSecretReads(db, `${teamId}/${agentId}`, () =>
+    db
+      .select()
+      .from(secrets)
+      .where(and(eq(secrets.teamId, teamId), givenTo(agentId)))
+      .orderBy(secrets.name),
+  );
+  return rows ?? [];
 }
 
 function givenTo(agentId: AgentId) {
