@@ -14,7 +14,8 @@ interface Cache<K, V> {
  * changed those tables: exact on the embedded database, where every change
  * goes through this process and is counted (`RemotePglite.changes`); no
  * cache at all on Postgres, where other servers write too and nothing here
- * would see it. For reads on every request's path (authentication). An
+ * would see it. For reads on a hot path whose tables seldom change
+(authentication, placement's hosts, a team's limits, an agent's secrets). An
  * answer that found nothing is not kept; at most `limit` are, the oldest
  * leaving first. Callers must not modify what they are given.
  */

@@ -36,24 +36,19 @@ const apiKeyByHash = preparedPerDb((db) =>
     .prepare('identity_api_key_by_hash'),
 );
 
+type KeyFound = { key: ApiKeyRow; creatorDeactivatedAt: Date | null };
+
+/** On the embedded database, read again only once a table the lookup reads has changed (read-cache.ts). */
+const keyLookups = cachedReads<string, KeyFound>(['api_keys', 'teams', 'users']);
+
 /**
  * A key, not deleted, of a live team, whose current or previous secret hashes
  * to `hash`, and when the user who created it was deactivated (each request
  * with a key reads it).
  */
-export async function findApiKeyByHash(
-  db: Db,
-  hash: string,
-): Promise<{ key: ApiKeyRow; creatorDeactivatedAt: Date | null } | undefined> {
+export async function findApiKeyByHash(db: Db, hash: string): Promise<KeyFound | undefined> {
   return keyLookups(db, hash, async () => (await apiKeyByHash(db).execute({ hash }))[0]);
 }
-
-/** The tables a key's lookup reads: on the embedded database, read again only once one of them has changed (read-cache.ts). */
-const keyLookups = cachedReads<string, { key: ApiKeyRow; creatorDeactivatedAt: Date | null }>([
-  'api_keys',
-  'teams',
-  'users',
-]);
 
 export async function findApiKey(db: DbOrTx, teamId: TeamId, id: string): Promise<ApiKeyRow | undefined> {
   const [row] = await db

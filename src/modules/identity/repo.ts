@@ -243,9 +243,8 @@ const sessionByTokenHash = preparedPerDb((db) =>
 
 type SessionFound = Awaited<ReturnType<ReturnType<typeof sessionByTokenHash>['execute']>>[number];
 
-/** The tables a session's lookup reads: a change to any of them is counted before the next lookup (read-cache.ts). */
-export const SESSION_LOOKUP_TABLES = ['sessions', 'users', 'team_members', 'teams'] as const;
-const sessionLookups = cachedReads<string, SessionFound>(SESSION_LOOKUP_TABLES);
+/** On the embedded database, read again only once a table the lookup reads has changed (read-cache.ts). */
+const sessionLookups = cachedReads<string, SessionFound>(['sessions', 'users', 'team_members', 'teams']);
 
 /**
  * A session (what authentication reads of it) with its user and the user's

@@ -99,12 +99,12 @@ export async function listSecrets(
     .limit(limit);
 }
 
-/** The team's secrets an agent gets: every `all` one, and the `agents` ones that list it. */
 const agentSecretReads = cachedReads<string, readonly SecretRow[]>(['secrets']);
 
 /**
- * The (sealed) secrets an agent's tasks get: read as each task starts, so on
- * the embedded database kept until the secrets table changes.
+ * The team's secrets an agent gets, sealed: every `all` one, and the
+ * `agents` ones that list it. Read as each task starts, so on the embedded
+ * database kept until the secrets table changes.
  */
 export async function secretsForAgent(
   db: Db,
