@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/client.ts';
-import { freshDatabase } from '../support/db.ts';
+import { freshDatabase, openTransaction } from '../support/db.ts';
 
 let database: Database;
 beforeAll(async () => {
@@ -21,20 +21,9 @@ describe('a transaction', () => {
   // On the embedded database a transaction's first statement is sent right behind its begin,
   // without waiting for the begin's answer; here the begin waits for another transaction's lock.
   it('runs its first statements inside itself even while its begin waits, and rolls them back', async () => {
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let holding!: () => void;
-    const isHolding = new Promise<void>((resolve) => {
-      holding = resolve;
-    });
-    const first = database.db.transaction(async (tx) => {
-      await tx.execute(sql`insert into tx_probe values ('a')`);
-      holding();
-      await held;
-    });
-    await isHolding;
+    const first = await openTransaction(database.db, (tx) =>
+      tx.execute(sql`insert into tx_probe values ('a')`),
+    );
     const failed = database.db.transaction(async (tx) => {
       await tx.execute(sql`insert into tx_probe values ('b')`);
       throw new Error('changed my mind');
@@ -48,8 +37,7 @@ describe('a transaction', () => {
       };
       return seen.rows[0]!.n;
     });
-    release();
-    await first;
+    await first.commit();
     await expect(failed).rejects.toThrow('changed my mind');
     expect(await second).toBe(1);
     expect(await ids()).toEqual(['a', 'c']);

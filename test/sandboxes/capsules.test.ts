@@ -1,10 +1,12 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SECOND_MS } from '../../src/core/clock.ts';
 import { createTestApp, type SignedUpUser, type TestApp } from '../support/app.ts';
 import { waitForCapsule } from '../support/capsules.ts';
+import { openTransaction } from '../support/db.ts';
 import type { Json } from '../support/factories.ts';
 
 // Capsules through the HTTP API, on the machine's real driver (bubblewrap
@@ -74,6 +76,30 @@ describe('lifecycle', () => {
     expect(late.status).toBe(409);
     expect(late.body.error.code).toBe('capsule_not_running');
     expect((await api('POST', `/v1/capsules/${c.id}/ping`)).status).toBe(409);
+  });
+
+  // A delete that reads the capsule while another move (a start's move to running, a pause) is
+  // about to commit must stop it from where that move left it, not find it moved and do nothing.
+  it('stops a capsule whose status another transaction moves while the delete reads it', async () => {
+    const c = await runningCapsule();
+    const other = await openTransaction(t.database.db, (tx) =>
+      tx.execute(sql`update capsules set status = 'paused' where id = ${c.id}`),
+    );
+    const del = api('DELETE', `/v1/capsules/${c.id}`);
+    // On Postgres the delete waits on the row's lock; the embedded database runs one transaction at a time.
+    if (t.database.kind === 'postgres')
+      await vi.waitFor(
+        async () => {
+          const waiting = (await t.database.db.execute(
+            sql`select count(*)::int as n from pg_locks where not granted`,
+          )) as unknown as { rows: Array<{ n: number }> };
+          expect(waiting.rows[0]!.n).toBeGreaterThan(0);
+        },
+        { timeout: 10_000, interval: 10 },
+      );
+    await other.commit();
+    expect((await del).body.status).toBe('stopping');
+    expect((await waitFor(c.id, 'stopped')).status_reason).toBe('deleted');
   });
 
   it('answers GET ?wait_for= once the capsule gets there, or at the timeout with its status then', async () => {

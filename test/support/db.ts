@@ -35,3 +35,34 @@ export async function freshDatabase(): Promise<Database> {
   pgliteTemplate ??= new Blob([readFileSync(inject('pgliteTemplate'))]);
   return openPglite({ loadDataDir: pgliteTemplate });
 }
+
+/**
+ * Runs `work` in a transaction and keeps that transaction open (its locks
+ * held) until `commit` is called; resolves once `work` has run.
+ */
+export async function openTransaction(
+  db: Database['db'],
+  work: (tx: Parameters<Parameters<Database['db']['transaction']>[0]>[0]) => Promise<unknown>,
+): Promise<{ commit: () => Promise<void> }> {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let ran!: () => void;
+  const hasRun = new Promise<void>((resolve) => {
+    ran = resolve;
+  });
+  const done = db.transaction(async (tx) => {
+    await work(tx);
+    ran();
+    await held;
+  });
+  // A failing `work` rejects here rather than leaving the caller waiting.
+  await Promise.race([hasRun, done]);
+  return {
+    commit: async () => {
+      release();
+      await done;
+    },
+  };
+}

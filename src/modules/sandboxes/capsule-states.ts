@@ -209,7 +209,7 @@ export class CapsuleStates {
     const now = this.ctx.clock.now();
     // Into running from one known status (a start or a resume) there is nothing to account: no read first.
     const intoRunning = from.length === 1 && from[0] !== 'running' && to === 'running';
-    const before = intoRunning ? undefined : await repo.findCapsuleAnyTeam(tx, id);
+    const before = intoRunning ? undefined : await repo.lockCapsule(tx, id);
     if (!intoRunning && (!before || !from.includes(before.status))) return undefined;
     const patch: Parameters<typeof repo.transition>[4] = { statusReason: reason, updatedAt: now };
     if (to === 'running') {

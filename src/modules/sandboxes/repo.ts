@@ -49,12 +49,15 @@ export async function findCapsule(db: Db, teamId: TeamId, id: CapsuleId): Promis
 }
 
 /**
- * System-only: a capsule whatever its team. For the state machine, whose ids
+ * System-only: a capsule whatever its team, for the state machine, whose ids
  * come from rows already read within a team or from a host's own report;
- * never with an id a caller typed.
+ * never with an id a caller typed. The row stays locked until the transaction
+ * ends, so the status read cannot change before the same transaction moves it
+ * on (a delete racing a start's move to running would otherwise find the row
+ * moved under it and do nothing, leaving the capsule running).
  */
-export async function findCapsuleAnyTeam(db: DbOrTx, id: CapsuleId): Promise<CapsuleRow | undefined> {
-  const [row] = await db.select().from(capsules).where(eq(capsules.id, id));
+export async function lockCapsule(tx: DbOrTx, id: CapsuleId): Promise<CapsuleRow | undefined> {
+  const [row] = await tx.select().from(capsules).where(eq(capsules.id, id)).for('update');
   return row;
 }
 
