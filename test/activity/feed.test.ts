@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAY_MS } from '../../src/core/clock.ts';
 import { createTestApp, type SignedUpUser } from '../support/app.ts';
+import { waitForCapsule } from '../support/capsules.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
@@ -22,7 +23,9 @@ beforeAll(async () => {
   await call('POST', `/v1/work-items/${workItem.id}/transition`, { status: 'in_progress' }, agent.api_key);
   f.script([{ text: 'done' }]);
   task = await f.submit({ agent_id: agent.id, prompt: 'Say done.' });
-  await f.until(task.id, ['completed', 'failed']);
+  const ended = await f.until(task.id, ['completed', 'failed']);
+  // The task's capsule stops after the task ends; its entries are in before the feed is read.
+  if (ended.capsule_id) await waitForCapsule(f.t, f.user.token, ended.capsule_id, 'stopped');
 });
 afterAll(async () => {
   await f?.close();
