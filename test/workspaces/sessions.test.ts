@@ -338,6 +338,28 @@ describe('a workspace (a session)', () => {
     await capsuleGone(ws.capsule_id);
   });
 
+  it('a turn started where its message was not taken (a later attempt, another server) reads the conversation from the row', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'The tide is out.' }, { text: 'Tides' }]);
+    const first = await f.submit({ agent_id: agent.id, prompt: 'how is the tide?', mode: 'session' });
+    await f.finished(first.id);
+    const ws = await workspaceUntil(first.workspace_id, ['idle']);
+    // The server that took a message keeps its turn's start for the turn's first attempt only;
+    // asked again for the same turn, it reads the workspace's row.
+    const again = await f.t.services.workspaces.turnStarts(f.user.team.id, ws.id, first.id);
+    expect(again.capsuleId).toBe(ws.capsule_id);
+    expect(said(again)).toEqual(['user: how is the tide?', 'assistant: The tide is out.']);
+    f.script([{ text: 'Still out.' }]);
+    const second = await call('POST', `/v1/workspaces/${ws.id}/messages`, { content: 'and now?' });
+    expect((await f.finished(second.body.id)).task.status).toBe('completed');
+    expect(said(f.mock.requests.at(-1)?.body)).toEqual([
+      'user: how is the tide?',
+      'assistant: The tide is out.',
+      'user: and now?',
+    ]);
+  });
+
   it('another team’s workspace is a 404 everywhere', async () => {
     const agent = await sessionAgent();
     f.mock.reset();

@@ -378,9 +378,14 @@ export class RunResolver {
     /** The caller's transaction (the task's claim): the run is cached once a call attaches to it. */
     tx?: DbOrTx,
   ): Promise<RunId> {
-    // A later attempt of the task goes on in the run the first one started (its budget holds across
-    // both); an id the caller has just made names no run yet.
-    if (!input.isNew && (await repo.findRun(tx ?? this.db, input.teamId, input.id))) return input.id;
+    // A later attempt of the task (or a workspace's next turn) goes on in the run the first one
+    // started (its budget holds across both); an id the caller has just made names no run yet. Runs
+    // are never deleted, so one this process has cached exists without asking the database.
+    const exists =
+      !input.isNew &&
+      (this.byId.get(input.id)?.teamId === input.teamId ||
+        (await repo.findRun(tx ?? this.db, input.teamId, input.id)) !== undefined);
+    if (exists) return input.id;
     const now = input.now ?? this.ctx.clock.now();
     const create = (t: DbOrTx) => this.create(t, input, 'task', now, input.maxBudgetMicros, input.id);
     if (tx) return (await create(tx)).id;

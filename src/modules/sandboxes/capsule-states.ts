@@ -137,18 +137,25 @@ export class CapsuleStates {
     return host;
   }
 
+  /**
+   * A capsule running on this server's own host, without a read (touched as
+   * in use); undefined when this server does not know it running. Such a
+   * capsule changes status only through this process (no other node can
+   * reach its host), so its row here is its row in the database.
+   */
+  knownRunning(principal: Principal, id: CapsuleId, need: Scope) {
+    const known = this.runningHere.get(id);
+    if (!known || known.teamId !== this.team(principal, need)) return undefined;
+    const host = this.hosts.get(known.hostId!);
+    if (!host?.has(id)) return undefined;
+    this.touch(id);
+    return { c: known, host };
+  }
+
   /** In-capsule operations need a running capsule (Wrenn: 409 "Capsule not running"). */
   async running(principal: Principal, id: CapsuleId, need: Scope) {
-    // A capsule running on this server's own host changes status only through this process
-    // (no other node can reach its host), so its row is known without a read.
-    const known = this.runningHere.get(id);
-    if (known && known.teamId === this.team(principal, need)) {
-      const host = this.hosts.get(known.hostId!);
-      if (host?.has(id)) {
-        this.touch(id);
-        return { c: known, host };
-      }
-    }
+    const known = this.knownRunning(principal, id, need);
+    if (known) return known;
     const c = await this.find(principal, id, need);
     if (c.status !== 'running') {
       throw new ConflictError('capsule_not_running', `capsule ${c.id} is ${c.status}`, { status: c.status });

@@ -267,6 +267,16 @@ export class CapsulesService {
   }
 
   /**
+   * A capsule running on this server's own host, its sizes known without a
+   * read (a workspace's next turn); undefined when this server does not know
+   * it running (get() tells where it is).
+   */
+  knownRunning(principal: Principal, id: CapsuleId): { vcpus: number; memoryMb: number } | undefined {
+    const c = this.states.knownRunning(principal, id, 'write')?.c;
+    return c && { vcpus: c.vcpus, memoryMb: c.memoryMb };
+  }
+
+  /**
    * A capsule; with `waitFor`, answers once it is in one of those statuses
    * (or has ended) or when `timeoutMs` passed, whichever is first — so a
    * client need not poll for `running`. Transitions on this server wake the

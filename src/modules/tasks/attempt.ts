@@ -163,7 +163,7 @@ export class Attempt {
         ports.secrets(t.teamId, agent.id),
         t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
-        sessions && t.workspaceId ? sessions.turnStarts(t.teamId, t.workspaceId) : undefined,
+        sessions && t.workspaceId ? sessions.turnStarts(t.teamId, t.workspaceId, t.id) : undefined,
       ]);
       this.session = session;
       if (env?.status !== 'ready' || !env.template)

@@ -25,6 +25,7 @@ export interface SessionHooks {
   turnStarts(
     teamId: TeamId,
     workspaceId: string,
+    taskId: string,
   ): Promise<{ messages: ConversationMessage[]; capsuleId: string | null }>;
   /** The turn started a capsule (the workspace's first, or a new one for a removed one). */
   capsuleStarted(teamId: TeamId, workspaceId: string, capsuleId: string): Promise<void>;

@@ -170,6 +170,9 @@ export function taskPorts(m: TaskModules): TaskPorts {
       },
       async reuse(teamId, actor, id, timeoutMs) {
         const principal = systemPrincipal(teamId, actor);
+        const tools = toolCapsule(m.capsules, principal, capsuleId(id));
+        const known = m.capsules.knownRunning(principal, capsuleId(id));
+        if (known) return { id, tools, ...known, resumed: false };
         let c: Awaited<ReturnType<CapsulesService['get']>>;
         try {
           c = await m.capsules.get(principal, capsuleId(id), {
@@ -183,7 +186,7 @@ export function taskPorts(m: TaskModules): TaskPorts {
           if (c.status !== 'running') return undefined;
           return {
             id: c.id,
-            tools: toolCapsule(m.capsules, principal, capsuleId(id)),
+            tools,
             vcpus: c.vcpus,
             memoryMb: c.memory_mb,
             resumed,

@@ -35,6 +35,15 @@ export interface WorkspaceOptions {
  */
 export class WorkspacesService implements SessionHooks {
   private sweepTimer: Timer | undefined;
+  /**
+   * Turns whose message this server took, by task id: the conversation and
+   * capsule as the turn began, for its first attempt's start when it runs here
+   * (a later attempt, or one on another server, reads the row).
+   */
+  private readonly turnsBegun = new Map<
+    string,
+    { messages: ConversationMessage[]; capsuleId: string | null }
+  >();
 
   constructor(
     private readonly db: Db,
@@ -94,10 +103,30 @@ export class WorkspacesService implements SessionHooks {
       type: 'workspace.created',
       data: { agent_id: agent.id, agent_version: agent.version, task_id: input.taskId },
     });
+    this.beginning(input.taskId, { messages: row.messages, capsuleId: row.capsuleId });
     return { workspaceId: row.id, runId: row.runId };
   }
 
-  async turnStarts(teamId: TeamId, id: string) {
+  /**
+   * Kept before the commit: the turn may start as soon as it is in. A bounded
+   * map (a transaction that rolls back leaves its entry, and a turn run on
+   * another server never takes one).
+   */
+  private beginning(
+    taskId: string,
+    turn: { messages: ConversationMessage[]; capsuleId: string | null },
+  ): void {
+    if (this.turnsBegun.size >= 1_000) this.turnsBegun.clear();
+    this.turnsBegun.set(taskId, turn);
+  }
+
+  async turnStarts(teamId: TeamId, id: string, taskId: string) {
+    // The turn's message was taken on this server: its row as the turn began, without a read.
+    const begun = this.turnsBegun.get(taskId);
+    if (begun) {
+      this.turnsBegun.delete(taskId);
+      return begun;
+    }
     const row = await this.found(teamId, id);
     return { messages: row.messages, capsuleId: row.capsuleId };
   }
@@ -297,6 +326,7 @@ export class WorkspacesService implements SessionHooks {
         const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now);
         if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
         await this.moved(tx, ws, 'active', 'message', { task_id: taskId });
+        if (row) this.beginning(taskId, { messages: row.messages, capsuleId: row.capsuleId });
         return { workspaceId: ws.id, runId: ws.runId };
       },
     );
