@@ -86,12 +86,15 @@ describe('lifecycle', () => {
       tx.execute(sql`update capsules set status = 'paused' where id = ${c.id}`),
     );
     const del = api('DELETE', `/v1/capsules/${c.id}`);
-    // On Postgres the delete waits on the row's lock; the embedded database runs one transaction at a time.
+    // On Postgres the delete waits on the row's lock (a backend of this test's own database waiting
+    // on a lock; other files' databases share the server); the embedded database runs one
+    // transaction at a time.
     if (t.database.kind === 'postgres')
       await vi.waitFor(
         async () => {
           const waiting = (await t.database.db.execute(
-            sql`select count(*)::int as n from pg_locks where not granted`,
+            sql`select count(*)::int as n from pg_stat_activity
+                where datname = current_database() and wait_event_type = 'Lock'`,
           )) as unknown as { rows: Array<{ n: number }> };
           expect(waiting.rows[0]!.n).toBeGreaterThan(0);
         },

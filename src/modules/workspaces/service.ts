@@ -103,7 +103,7 @@ export class WorkspacesService implements SessionHooks {
       type: 'workspace.created',
       data: { agent_id: agent.id, agent_version: agent.version, task_id: input.taskId },
     });
-    this.beginning(input.taskId, { messages: row.messages, capsuleId: row.capsuleId });
+    this.beginning(input.taskId, row);
     return { workspaceId: row.id, runId: row.runId };
   }
 
@@ -112,12 +112,9 @@ export class WorkspacesService implements SessionHooks {
    * map (a transaction that rolls back leaves its entry, and a turn run on
    * another server never takes one).
    */
-  private beginning(
-    taskId: string,
-    turn: { messages: ConversationMessage[]; capsuleId: string | null },
-  ): void {
+  private beginning(taskId: string, row: repo.WorkspaceRow): void {
     if (this.turnsBegun.size >= 1_000) this.turnsBegun.clear();
-    this.turnsBegun.set(taskId, turn);
+    this.turnsBegun.set(taskId, { messages: row.messages, capsuleId: row.capsuleId });
   }
 
   async turnStarts(teamId: TeamId, id: string, taskId: string) {
@@ -326,7 +323,7 @@ export class WorkspacesService implements SessionHooks {
         const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now);
         if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
         await this.moved(tx, ws, 'active', 'message', { task_id: taskId });
-        if (row) this.beginning(taskId, { messages: row.messages, capsuleId: row.capsuleId });
+        if (row) this.beginning(taskId, row);
         return { workspaceId: ws.id, runId: ws.runId };
       },
     );
