@@ -645,6 +645,8 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
       await workspaces.terminate(principal, workspaceId);
     },
   });
+  // A chain's end moves its run on here and now; the scheduler's tick catches what a dead server missed.
+  workspaces.onTurnEnded((teamId, taskId) => playbookRuns.chainEnded(teamId, taskId));
   const playbooks = new PlaybooksService(
     db,
     ctx,

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
@@ -129,6 +129,23 @@ describe('the playbook scheduler', () => {
     await cancelAll(pb.id);
   });
 
+  it('moves a run on when its chain ends, without waiting for a tick', async () => {
+    const pb = await playbook({ trigger: 'manual' });
+    f.mock.reset();
+    f.script([{ text: 'Checked: all good.' }]);
+    const fired = await call('POST', `/v1/playbooks/${pb.id}/run`);
+    expect(fired.status).toBe(202);
+    // No timer moves here: only the chain's end can end the run.
+    await vi.waitFor(
+      async () => {
+        const run = (await call('GET', `/v1/playbook-runs/${fired.body.id}`)).body;
+        expect(run).toMatchObject({ status: 'completed', decision: 'pass', chains_used: 1 });
+        expect(run.result_summary).toBe('Checked: all good.');
+      },
+      { timeout: 15_000, interval: 50 },
+    );
+  });
+
   it('cancels a running run (its task too); cancelling it again, or a skipped run, is a 409', async () => {
     const pb = await playbook({ trigger: 'manual' });
     const fired = await call('POST', `/v1/playbooks/${pb.id}/run`);
@@ -137,8 +154,15 @@ describe('the playbook scheduler', () => {
     await advance(TICK_MS);
     const second = await call('POST', `/v1/playbooks/${pb.id}/run`);
     expect(second.body).toMatchObject({ status: 'skipped', decision: 'skipped' });
-    const run = (await call('GET', `/v1/playbook-runs/${fired.body.id}`)).body;
-    expect(run.status).toBe('running');
+    // The fire starts its run beside its answer: the tick's own start finds it claimed and leaves it.
+    let run: Json = {};
+    await vi.waitFor(
+      async () => {
+        run = (await call('GET', `/v1/playbook-runs/${fired.body.id}`)).body;
+        expect(run.status).toBe('running');
+      },
+      { timeout: 10_000, interval: 25 },
+    );
     const cancelled = await call('POST', `/v1/playbook-runs/${run.id}/cancel`);
     expect(cancelled.status).toBe(200);
     expect(cancelled.body).toMatchObject({ status: 'cancelled', decision: null });

@@ -157,6 +157,26 @@ export async function activeRunOf(db: DbOrTx, playbookId: PlaybookId): Promise<R
   return row;
 }
 
+/** The running run whose latest chain is `taskId` (few runs are active: the status index finds them). */
+export async function runningRunOfTask(
+  db: DbOrTx,
+  teamId: TeamId,
+  taskId: string,
+): Promise<RunRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(playbookRuns)
+    .where(
+      and(
+        eq(playbookRuns.status, 'running'),
+        eq(playbookRuns.teamId, teamId),
+        eq(playbookRuns.taskId, taskId),
+      ),
+    )
+    .limit(1);
+  return row;
+}
+
 export async function findRun(db: DbOrTx, teamId: TeamId, id: RunId): Promise<RunRow | undefined> {
   const [row] = await db
     .select()

@@ -71,7 +71,8 @@ const principalFor = (run: { teamId: TeamId; playbookId: string }) =>
  * run is still active), its first chain is a session task, and each later
  * chain a message to the same workspace (the chain rule: docs/playbooks.md).
  * Every step is taken under a claim on the run's row, so two servers never
- * take the same step; the leader's tick moves runs on (advance).
+ * take the same step. A chain's end moves its run on at once on the server
+ * that ran it (chainEnded); the leader's tick moves on what that missed (advance).
  */
 export class PlaybookRuns {
   constructor(
@@ -198,6 +199,18 @@ export class PlaybookRuns {
       this.ctx.log.warn({ err, run_id: run.id, task_id: taskId }, 'abandoning a playbook run’s task failed');
     await this.tasks.cancelTask(principalFor(run), taskId).catch(warn);
     if (workspaceId) await this.tasks.endWorkspace(principalFor(run), workspaceId).catch(warn);
+  }
+
+  /**
+   * A workspace turn ended on this server: if it was a running run's latest
+   * chain, the run takes its next step now rather than at the leader's next
+   * tick. A claim held elsewhere (that tick, at the same moment) leaves it to them.
+   */
+  async chainEnded(teamId: TeamId, taskId: string): Promise<void> {
+    const run = await repo.runningRunOfTask(this.db, teamId, taskId);
+    if (!run) return;
+    const pb = await repo.findPlaybook(this.db, teamId, run.playbookId as repo.PlaybookId);
+    if (pb) await this.advance(run.id, pb);
   }
 
   /**

@@ -35,6 +35,7 @@ export interface WorkspaceOptions {
  */
 export class WorkspacesService implements SessionHooks {
   private sweepTimer: Timer | undefined;
+  private readonly turnListeners: Array<(teamId: TeamId, taskId: string) => Promise<void>> = [];
   /**
    * Turns whose message this server took, by task id: the conversation and
    * capsule as the turn began, for its first attempt's start when it runs here
@@ -191,6 +192,20 @@ export class WorkspacesService implements SessionHooks {
       await this.moved(tx, row, 'idle', `turn_${turn.status}`, { task_id: turn.taskId });
     });
     this.tasks.log.wake(row.id);
+    for (const listener of this.turnListeners)
+      void Promise.resolve()
+        .then(() => listener(teamId, turn.taskId))
+        .catch((err: unknown) =>
+          this.ctx.log.warn(
+            { err, workspace_id: row.id, task_id: turn.taskId },
+            'a turn’s end listener failed',
+          ),
+        );
+  }
+
+  /** Called (not awaited) after each turn this server ran has let its workspace go: a playbook run's next step. */
+  onTurnEnded(listener: (teamId: TeamId, taskId: string) => Promise<void>): void {
+    this.turnListeners.push(listener);
   }
 
   /** A status change: in the workspace's log and the outbox, in the transaction that made it. */
