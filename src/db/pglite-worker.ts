@@ -1,5 +1,6 @@
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { WorkerReply, WorkerRequest } from './pglite-remote.ts';
+import { PgliteStatements } from './pglite-statements.ts';
 
 // The embedded database's own process. PGlite runs Postgres compiled to
 // WebAssembly synchronously, so in the server's process every statement would
@@ -21,6 +22,8 @@ interface OpenTransaction {
 const transactions = new Map<number, OpenTransaction>();
 
 let ready: Promise<PGlite> | undefined;
+/** The database's named statements (pglite-statements.ts), once it is open. */
+let statements: PgliteStatements | undefined;
 /** How long a database left by its server may take to close before its process goes anyway. */
 const CLOSE_DEADLINE_MS = 5000;
 // The server went away (exit or crash): close the database and go too. Transactions it left open
@@ -65,9 +68,13 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   const db = await ready;
   switch (req.op) {
     case 'query': {
-      const target = req.tx === undefined ? db : await transactions.get(req.tx)?.tx;
-      if (!target) throw new Error(`transaction ${req.tx} is not open`);
-      const result = await target.query(req.sql, req.params, queryOptions(req.rawTypes, req.rowMode));
+      // A statement of a transaction runs on it once it has begun (PGlite has one session: the
+      // transaction's lock holds the others back); any other takes that lock itself.
+      const tx = req.tx === undefined ? undefined : await transactions.get(req.tx)?.tx;
+      if (req.tx !== undefined && !tx) throw new Error(`transaction ${req.tx} is not open`);
+      statements ??= new PgliteStatements(db);
+      const options = queryOptions(req.rawTypes, req.rowMode);
+      const result = await statements.query(req.sql, req.params, options, tx);
       return { rows: result.rows, fields: result.fields, affectedRows: result.affectedRows };
     }
     case 'exec': {
