@@ -204,6 +204,15 @@ async function ping(db: Db): Promise<boolean> {
   }
 }
 
+/**
+ * Whether `db` runs one transaction at a time (the embedded database: PGlite
+ * has one session, and a transaction holds it to its end). There a lock
+ * taken only to order concurrent transactions orders nothing, and is left out.
+ */
+export function oneTransactionAtATime(db: Db): boolean {
+  return sqlClient(db) instanceof RemotePglite;
+}
+
 /** The driver's own client under drizzle (PGlite's remote, or the node-postgres pool), for pg-boss and raw statements. */
 export function sqlClient(db: Db): SqlClient {
   return (db as unknown as { $client: SqlClient }).$client;

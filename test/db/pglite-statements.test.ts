@@ -79,7 +79,7 @@ describe('named statements on the embedded database', () => {
       .transaction(async (tx) => {
         await statements.query('insert into items (id) values ($1)', [3], OBJECTS, tx);
         await statements.query('insert into items (id) values ($1)', [4], OBJECTS, tx);
-        seenInside = (await statements.query(count, [], OBJECTS, tx)).rows[0].n;
+        seenInside = ((await statements.query(count, [], OBJECTS, tx)).rows as Array<{ n: number }>)[0]!.n;
         // A statement of no transaction, sent while this one is open: it must not run inside it.
         outside = statements.query(count, [], OBJECTS, undefined);
         await new Promise((r) => setTimeout(r, 50));

@@ -5,7 +5,7 @@ import type { Context, Timer } from '../../core/context.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import { ATTR, errorType, type Span } from '../../core/tracing.ts';
-import type { Db, DbOrTx } from '../../db/client.ts';
+import { type Db, type DbOrTx, oneTransactionAtATime } from '../../db/client.ts';
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import { TaskEnd } from './agent-loop.ts';
@@ -91,6 +91,8 @@ export class TaskRunner {
   private readonly options: RunnerOptions;
   /** Whether this server runs tasks (start() was called, stop() not yet). */
   private working = false;
+  /** Whether the database runs one transaction at a time (the embedded one): claims need no lock there. */
+  private readonly serialized: boolean;
   /** Tasks in hand on this server, however they came (at most `concurrency`). */
   private slotsTaken = 0;
   /** Jobs fetched while every slot was taken (by tasks run at once), each waiting for one. */
@@ -108,6 +110,7 @@ export class TaskRunner {
     private readonly toolSources: readonly ToolSource[] = [],
   ) {
     this.options = { ...DEFAULT_RUNNER_OPTIONS, ...options };
+    this.serialized = oneTransactionAtATime(db);
     tasks.attach({
       dispatch: (task) => this.dispatch(task),
       cancelled: (taskId) =>
@@ -254,11 +257,12 @@ export class TaskRunner {
     const teamLimit = await this.ports.teamTaskLimit(task.teamId);
     const runId = agent && policy ? (task.runId ?? newId('run')) : null;
     const claimed = await this.db.transaction(async (tx) => {
-      await repo.lockAgentTasks(tx, task.teamId, task.agentId);
+      // The count and the claim under the agent's lock (none needed where transactions run one at a time).
+      if (!this.serialized) await repo.lockAgentTasks(tx, task.teamId, task.agentId);
       if ((await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit) return 'busy' as const;
       // The team's limit (set by a platform admin), over all its agents: the agent's lock first, then the team's.
       if (teamLimit !== undefined) {
-        await repo.lockTeamTasks(tx, task.teamId);
+        if (!this.serialized) await repo.lockTeamTasks(tx, task.teamId);
         if ((await repo.countHeldOfTeam(tx, task.teamId)) >= teamLimit) return 'busy' as const;
       }
       const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId);
