@@ -24,8 +24,13 @@ export interface QueryOptions {
 
 /** A text seen this many times gets a name. */
 const NAMED_AFTER = 2;
-/** Texts kept (named or counted); past it the oldest name is closed. */
-const MAX_STATEMENTS = 2000;
+/**
+ * Names kept, the least recently used closed past it: each holds its plan in
+ * the database's memory (about 0.1 MB for a two-table join, measured), so
+ * the hot statements are named and a long tail of rare texts is not. Texts
+ * counted but not named yet are bounded the same way.
+ */
+export const MAX_STATEMENTS = 256;
 /** Postgres's "cached plan must not change result type": a table's columns changed under a named statement. */
 const FEATURE_NOT_SUPPORTED = '0A000';
 
@@ -63,6 +68,11 @@ export class PgliteStatements {
       serializers: Record<number, (value: unknown) => string>;
     };
     const named = this.named.get(sql);
+    if (named) {
+      // The most recently used last: the first is the one closed when a name is needed.
+      this.named.delete(sql);
+      this.named.set(sql, named);
+    }
     const seen = named ? NAMED_AFTER : (this.seen.get(sql) ?? 0) + 1;
     // Without the lock this needs (a PGlite that no longer has it), the unnamed way.
     if (seen < NAMED_AFTER || (!inTransaction && typeof db._runExclusiveTransaction !== 'function')) {
@@ -71,7 +81,8 @@ export class PgliteStatements {
     }
     const run = () =>
       db.runExclusive(async () => {
-        const statement = named ?? (await this.prepare(sql));
+        // Looked up under the lock: a name closed meanwhile (to make room) is made again.
+        const statement = this.named.get(sql) ?? (await this.prepare(sql));
         const values = (params ?? []).map((value, i) => {
           if (value === null || value === undefined) return null;
           const serialize = db.serializers[statement.paramTypes[i]!];

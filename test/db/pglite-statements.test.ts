@@ -1,6 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgliteStatements, type QueryOptions } from '../../src/db/pglite-statements.ts';
+import { MAX_STATEMENTS, PgliteStatements, type QueryOptions } from '../../src/db/pglite-statements.ts';
 
 /**
  * The embedded database's named statements (what its process runs every
@@ -88,6 +88,34 @@ describe('named statements on the embedded database', () => {
       .catch(() => undefined);
     expect(seenInside).toBe(4);
     expect(((await outside) as { rows: Array<{ n: number }> }).rows).toEqual([{ n: 2 }]);
+  });
+
+  it('keeps at most MAX_STATEMENTS names, closing the least recently used', async () => {
+    const hot = 'select name from items where id = $1';
+    const nameOf = async (text: string) =>
+      (
+        await db.query<{ name: string }>('select name from pg_prepared_statements where statement = $1', [
+          text,
+        ])
+      ).rows[0]?.name;
+    await statements.query(hot, [1], OBJECTS, undefined);
+    await statements.query(hot, [1], OBJECTS, undefined);
+    const hotName = await nameOf(hot);
+    expect(hotName).toBeDefined();
+    for (let i = 0; i < MAX_STATEMENTS + 40; i++) {
+      const rare = `select id from items where id = $1 and ${i} = ${i}`;
+      await statements.query(rare, [1], OBJECTS, undefined);
+      await statements.query(rare, [1], OBJECTS, undefined);
+      expect((await statements.query(hot, [1], OBJECTS, undefined)).rows).toEqual([{ name: 'one' }]);
+    }
+    const names = await named();
+    expect(names.length).toBeLessThanOrEqual(MAX_STATEMENTS);
+    // Used all along, it kept its first name: never closed and made again.
+    expect(await nameOf(hot)).toBe(hotName);
+    expect(names).not.toContain('select id from items where id = $1 and 0 = 0');
+    expect(names).toContain(
+      `select id from items where id = $1 and ${MAX_STATEMENTS + 39} = ${MAX_STATEMENTS + 39}`,
+    );
   });
 
   it('answers with the new columns after a table under a named statement changes', async () => {
