@@ -36,14 +36,30 @@ export interface LogOwner {
 type NewEvents = ReadonlyArray<{ type: string; payload: Record<string, unknown> }>;
 
 /**
+ * What a follower is told when a log it follows grew: the rows an append in
+ * this process committed, or nothing (a transaction's appends, committed
+ * since), which sends it to the database.
+ */
+type Listener = (rows?: readonly repo.LogEventRow[]) => void;
+
+/** A page of a log as a follower reads it, and how far the log was read whole. */
+interface FollowedPage {
+  rows: repo.LogEventRow[];
+  /** No event up to here is missing for this follower: those not in `rows` are not its own. */
+  head: number;
+}
+
+/**
  * The event logs of tasks and workspaces: appends (numbered by the task's or
- * the workspace's row), reads after a seq, and followers that wake at once on
- * an append in this process and poll otherwise, so a stream follows a log
- * whichever server writes it. A session task's events live in its
- * workspace's log; reading the task's events reads that log filtered to it.
+ * the workspace's row), reads after a seq, and followers that are handed
+ * what an append in this process committed, and read the database otherwise
+ * (a transaction's appends, a gap, and a poll for other servers' appends), so
+ * a stream follows a log whichever server writes it. A session task's events
+ * live in its workspace's log; reading the task's events reads that log
+ * filtered to it.
  */
 export class TaskEventLog {
-  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly listeners = new Map<string, Set<Listener>>();
 
   constructor(
     private readonly db: Db,
@@ -71,7 +87,7 @@ export class TaskEventLog {
         )
       : await repo.appendEvents(db, teamId, task.id, storable(events), now, onlyFor);
     // Inside a transaction the rows are not visible yet: its caller wakes the followers after the commit.
-    if (db === this.db) this.wake(task);
+    if (db === this.db && rows.length > 0) this.handOver(task.workspaceId ?? task.id, rows);
     return rows;
   }
 
@@ -85,14 +101,23 @@ export class TaskEventLog {
       storable(events),
       this.ctx.clock.now(),
     );
-    if (db === this.db) this.wake(workspaceId);
+    if (db === this.db && rows.length > 0) this.handOver(workspaceId, rows);
     return rows;
   }
 
-  /** Wakes the followers of a log (after a commit that appended to it): a task's, and its workspace's. */
+  /**
+   * Wakes the followers of a log after a commit that appended to it (a
+   * task's, or its workspace's, which holds its events): they read what it
+   * added from the database.
+   */
   wake(owner: LogOwner | string): void {
-    const keys = typeof owner === 'string' ? [owner] : [owner.id, owner.workspaceId];
-    for (const key of keys) for (const l of key ? (this.listeners.get(key) ?? []) : []) l();
+    const key = typeof owner === 'string' ? owner : (owner.workspaceId ?? owner.id);
+    for (const l of this.listeners.get(key) ?? []) l();
+  }
+
+  /** Gives the rows an append just committed to the log's followers in this process. */
+  private handOver(key: string, rows: readonly repo.LogEventRow[]): void {
+    for (const l of this.listeners.get(key) ?? []) l(rows);
   }
 
   read(teamId: TeamId, task: LogOwner, afterSeq: number, limit: number) {
@@ -113,7 +138,25 @@ export class TaskEventLog {
     ended: () => Promise<boolean>,
     signal: AbortSignal,
   ) {
-    return this.follow(task.id, (seq, n) => this.read(teamId, task, seq, n), afterSeq, ended, signal);
+    const workspaceId = task.workspaceId;
+    if (workspaceId === null)
+      return this.follow(
+        task.id,
+        async (seq, n) => wholePage(await repo.eventsAfter(this.db, teamId, task.id, seq, n), seq),
+        () => true,
+        afterSeq,
+        ended,
+        signal,
+      );
+    // A turn's events are among its workspace's: the follower is handed the whole log's appends and keeps its own.
+    return this.follow(
+      workspaceId,
+      (seq, n) => repo.turnEventsAfter(this.db, teamId, workspaceId, task.id, seq, n),
+      (row) => row.taskId === task.id,
+      afterSeq,
+      ended,
+      signal,
+    );
   }
 
   /** A workspace's events as they come (follow), until `ended` (it expired or was terminated). */
@@ -126,7 +169,8 @@ export class TaskEventLog {
   ) {
     return this.follow(
       workspaceId,
-      (seq, n) => this.readWorkspace(teamId, workspaceId, seq, n),
+      async (seq, n) => wholePage(await this.readWorkspace(teamId, workspaceId, seq, n), seq),
+      () => true,
       afterSeq,
       ended,
       signal,
@@ -134,48 +178,84 @@ export class TaskEventLog {
   }
 
   /**
-   * Every event after `afterSeq`, as they come, until the log is complete and
-   * its last event was given, or `signal` aborts. `ended` reads whether the
-   * log's owner has ended (then the log is complete).
+   * Every event after `afterSeq` that is `own`, as they come, until the log
+   * is complete and its last event was given, or `signal` aborts. `ended`
+   * reads whether the log's owner has ended (then the log is complete).
+   *
+   * Rows handed over by an append are given without a read when they carry
+   * on exactly where the log was known whole (`head`): appends to one log
+   * take their numbers under its row's lock, so nothing can commit in
+   * between. Anything else (a gap, a wake with no rows, a poll) is read from
+   * the database, and handed rows the read covered are dropped, so each
+   * event is given once.
    */
   private async *follow(
     key: string,
-    read: (afterSeq: number, limit: number) => Promise<repo.LogEventRow[]>,
+    read: (afterSeq: number, limit: number) => Promise<FollowedPage>,
+    own: (row: repo.LogEventRow) => boolean,
     afterSeq: number,
     ended: () => Promise<boolean>,
     signal: AbortSignal,
   ): AsyncGenerator<repo.LogEventRow> {
     let seq = afterSeq;
+    let head = afterSeq;
+    const handed: repo.LogEventRow[] = [];
+    let mustRead = true;
     let wake: (() => void) | undefined;
-    let woken = false;
-    const listener = () => {
-      woken = true;
+    const listener: Listener = (rows) => {
+      if (rows === undefined) mustRead = true;
+      else handed.push(...rows);
       wake?.();
     };
-    const set = this.listeners.get(key) ?? new Set<() => void>();
+    const set = this.listeners.get(key) ?? new Set<Listener>();
     this.listeners.set(key, set);
     set.add(listener);
     const onAbort = () => wake?.();
     signal.addEventListener('abort', onAbort);
     try {
-      // The events are read first (a woken follower's new event goes out without waiting for a
-      // second query); whether the log has ended is asked only when it was read to its end, and
-      // an end seen then is followed by one more read, which holds the last events.
+      // Whether the log has ended is asked only when it was read to its end, and an end seen
+      // then is followed by one more read, which holds the last events. An end is committed in
+      // a transaction, whose wake sends the follower here, so handed rows need no such check.
       let done = false;
       while (!signal.aborted) {
-        woken = false;
-        const rows = await read(seq, FOLLOW_PAGE);
-        for (const r of rows) {
-          seq = r.seq;
-          yield r;
+        if (mustRead) {
+          mustRead = false;
+          const page = await read(seq, FOLLOW_PAGE);
+          for (const r of page.rows) {
+            seq = r.seq;
+            yield r;
+          }
+          head = Math.max(head, page.head);
+          if (page.rows.length === FOLLOW_PAGE) {
+            mustRead = true;
+            continue;
+          }
+          if (done) return;
+          if (mustRead || handed.length > 0) continue;
+          done = await ended();
+          if (done) mustRead = true;
+          continue;
         }
-        if (rows.length === FOLLOW_PAGE) continue;
-        if (done) return;
-        if (woken) continue;
-        done = await ended();
-        if (done || woken) continue;
+        const next = handed.shift();
+        if (next !== undefined) {
+          if (next.seq <= head) continue;
+          if (next.seq !== head + 1) {
+            mustRead = true;
+            handed.length = 0;
+            continue;
+          }
+          head = next.seq;
+          if (own(next)) {
+            seq = next.seq;
+            yield next;
+          }
+          continue;
+        }
         await new Promise<void>((resolve) => {
-          const timer = this.ctx.timers.after(FOLLOW_POLL_MS, resolve);
+          const timer = this.ctx.timers.after(FOLLOW_POLL_MS, () => {
+            mustRead = true;
+            resolve();
+          });
           wake = () => {
             timer.cancel();
             resolve();
@@ -189,6 +269,11 @@ export class TaskEventLog {
       if (set.size === 0) this.listeners.delete(key);
     }
   }
+}
+
+/** A page of a log read whole (no filter): it was read up to its last row, or nothing was there after `afterSeq`. */
+function wholePage(rows: repo.LogEventRow[], afterSeq: number): FollowedPage {
+  return { rows, head: rows.at(-1)?.seq ?? afterSeq };
 }
 
 // Tool output may hold NUL or half a surrogate pair (a cut emoji), which jsonb refuses.

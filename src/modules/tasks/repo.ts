@@ -381,6 +381,38 @@ export async function workspaceEventsAfter(
     .limit(limit);
 }
 
+/**
+ * A turn's events in its workspace's log after `afterSeq`, with the log's
+ * head (the workspace's last seq) read in the same statement: when fewer
+ * than `limit` rows come, every event up to the head that is not among them
+ * belongs to another turn or to the workspace, so a follower knows where the
+ * log stood without reading the other turns' events.
+ */
+export async function turnEventsAfter(
+  db: DbOrTx,
+  teamId: TeamId,
+  workspaceId: string,
+  taskId: TaskId,
+  afterSeq: number,
+  limit: number,
+): Promise<{ rows: LogEventRow[]; head: number }> {
+  const result = await db.execute(sql`
+    select w.event_seq as head, e.seq, e.team_id, e.task_id, e.type, e.payload, e.created_at
+    from workspaces w
+    left join (
+      select seq, team_id, task_id, type, payload, created_at from workspace_events
+      where team_id = ${teamId} and workspace_id = ${workspaceId} and task_id = ${taskId} and seq > ${afterSeq}
+      order by seq
+      limit ${limit}
+    ) e on true
+    where w.team_id = ${teamId} and w.id = ${workspaceId}`);
+  const found = (result as unknown as { rows: Array<StoredEvent & { head: number | string }> }).rows;
+  return {
+    rows: storedRows({ rows: found.filter((r) => r.seq !== null) }),
+    head: found.length > 0 ? Number(found[0]?.head) : afterSeq,
+  };
+}
+
 export async function insertTaskFile(db: DbOrTx, row: typeof taskFiles.$inferInsert): Promise<void> {
   await db.insert(taskFiles).values(row);
 }
