@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, inArray, isNull, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, inArray, isNull, lt, lte, sql, type WithSubquery } from 'drizzle-orm';
 import type { Id, RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
@@ -31,8 +31,17 @@ export interface NewEvent {
   payload: Record<string, unknown>;
 }
 
-export async function insertTask(db: DbOrTx, row: typeof tasks.$inferInsert): Promise<TaskRow> {
-  const [inserted] = await db.insert(tasks).values(row).returning();
+/** A new task, with its outbox rows written by the same statement (EventsService.alongside). */
+export async function insertTask(
+  db: DbOrTx,
+  row: typeof tasks.$inferInsert,
+  recorded: WithSubquery[],
+): Promise<TaskRow> {
+  const [inserted] = await db
+    .with(...recorded)
+    .insert(tasks)
+    .values(row)
+    .returning();
   return inserted!;
 }
 

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lt, sql, type WithSubquery } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
@@ -69,6 +69,7 @@ export function updateWorkspace(
   id: WorkspaceId,
   patch: WorkspacePatch | PgUpdateSetSource<typeof workspaces>,
   onlyIf?: { statuses?: readonly WorkspaceStatus[]; currentTaskId?: string | null },
+  alongside: WithSubquery[] = [],
 ): Promise<WorkspaceRow | undefined> {
   return updateOne(
     db,
@@ -84,6 +85,7 @@ export function updateWorkspace(
           : undefined,
     ),
     patch,
+    alongside,
   );
 }
 
@@ -92,6 +94,8 @@ export function updateWorkspace(
  * running: active, the turn's task current. An idle one keeps where its idle
  * time since the last turn began (idle_from, up to this last_active_at): the
  * turn's end charges it. A paused one has none (its pause charged it).
+ * `recorded`: the change's outbox rows, written by the same statement even
+ * when the turn cannot begin (the caller then throws, rolling them back).
  */
 export function beginTurn(
   db: DbOrTx,
@@ -99,6 +103,7 @@ export function beginTurn(
   id: WorkspaceId,
   taskId: string,
   now: Date,
+  recorded: WithSubquery[],
 ): Promise<WorkspaceRow | undefined> {
   return updateWorkspace(
     db,
@@ -114,6 +119,7 @@ export function beginTurn(
       idleFrom: sql`case when ${workspaces.status} = 'idle' and ${workspaces.capsuleId} is not null then ${workspaces.lastActiveAt} end`,
     },
     { statuses: ['idle', 'paused'], currentTaskId: null },
+    recorded,
   );
 }
 

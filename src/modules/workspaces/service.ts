@@ -216,17 +216,21 @@ export class WorkspacesService implements SessionHooks {
     reason: string,
     extra: Record<string, unknown> = {},
   ): Promise<void> {
+    await this.logMove(tx, row, to, reason, extra);
+    await this.outbox.record(tx, statusChanged(row, to, reason));
+  }
+
+  /** A status change's event in the workspace's log (its outbox row is written by the caller). */
+  private async logMove(
+    tx: DbOrTx,
+    row: repo.WorkspaceRow,
+    to: WorkspaceStatus,
+    reason: string,
+    extra: Record<string, unknown>,
+  ): Promise<void> {
     await this.tasks.log.appendToWorkspace(tx, row.teamId, row.id, [
       { type: 'workspace', payload: { status: to, reason, ...extra } },
     ]);
-    await this.outbox.record(tx, {
-      teamId: row.teamId,
-      actorKind: 'system',
-      actorId: 'workspaces',
-      subjectId: row.id,
-      type: 'workspace.status_changed',
-      data: { agent_id: row.agentId, from: row.status, to, reason },
-    });
   }
 
   /**
@@ -335,9 +339,11 @@ export class WorkspacesService implements SessionHooks {
         ...(input.file_ids ? { input_file_ids: input.file_ids } : {}),
       },
       async (tx, _team, taskId) => {
-        const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now);
+        // The status change's outbox row goes with the update that makes it (one statement fewer).
+        const recorded = this.outbox.alongside(tx, [statusChanged(ws, 'active', 'message')]);
+        const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded);
         if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
-        await this.moved(tx, ws, 'active', 'message', { task_id: taskId });
+        await this.logMove(tx, ws, 'active', 'message', { task_id: taskId });
         if (row) this.beginning(taskId, row);
         return { workspaceId: ws.id, runId: ws.runId };
       },
@@ -575,4 +581,16 @@ function cleanTitle(text: string): string {
     .replace(/^["'“”#*\s]+|["'“”*.\s]+$/g, '')
     .slice(0, TITLE_MAX_CHARS)
     .trim();
+}
+
+/** The outbox event of a workspace's status change. */
+function statusChanged(row: repo.WorkspaceRow, to: WorkspaceStatus, reason: string) {
+  return {
+    teamId: row.teamId,
+    actorKind: 'system',
+    actorId: 'workspaces',
+    subjectId: row.id,
+    type: 'workspace.status_changed' as const,
+    data: { agent_id: row.agentId, from: row.status, to, reason },
+  };
 }
