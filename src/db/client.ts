@@ -213,6 +213,25 @@ export function oneTransactionAtATime(db: Db): boolean {
   return sqlClient(db) instanceof RemotePglite;
 }
 
+/**
+ * Statements of one transaction that need nothing of each other's answers,
+ * answered in order. Where transactions run one at a time (`serialized`:
+ * see oneTransactionAtATime) they are sent together: the embedded database's
+ * process queues them in the transaction, so each waits for no round trip of
+ * the one before. On a Postgres connection they go one after another
+ * (node-postgres deprecates a second query on a busy client). If one fails,
+ * the transaction fails; the others' writes go with its rollback.
+ */
+export async function sideBySide<T extends unknown[]>(
+  serialized: boolean,
+  ...statements: { [K in keyof T]: () => Promise<T[K]> }
+): Promise<T> {
+  if (serialized) return (await Promise.all(statements.map((s) => s()))) as T;
+  const answers: unknown[] = [];
+  for (const s of statements) answers.push(await s());
+  return answers as T;
+}
+
 /** The driver's own client under drizzle (PGlite's remote, or the node-postgres pool), for pg-boss and raw statements. */
 export function sqlClient(db: Db): SqlClient {
   return (db as unknown as { $client: SqlClient }).$client;

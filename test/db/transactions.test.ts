@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/client.ts';
+import { type Database, oneTransactionAtATime, sideBySide } from '../../src/db/client.ts';
 import { freshDatabase, openTransaction } from '../support/db.ts';
 
 let database: Database;
@@ -55,5 +55,36 @@ describe('a transaction', () => {
     });
     expect(n).toBe(1);
     expect(await ids()).toEqual(['a', 'c', 'd']);
+  });
+
+  // Statements that need nothing of each other's answers go together on the embedded database.
+  it('runs statements side by side, answering each its own rows, and rolls them all back together', async () => {
+    const serialized = oneTransactionAtATime(database.db);
+    const answers = await database.db.transaction((tx) =>
+      sideBySide(
+        serialized,
+        () => tx.execute(sql`insert into tx_probe values ('e') returning id`),
+        () => tx.execute(sql`select count(*)::int as n from tx_probe`),
+        () => tx.execute(sql`insert into tx_probe values ('f') returning id`),
+      ),
+    );
+    const rows = answers.map((a) => (a as unknown as { rows: Array<Record<string, unknown>> }).rows[0]);
+    expect(rows[0]).toEqual({ id: 'e' });
+    expect(rows[1]).toEqual({ n: 4 });
+    expect(rows[2]).toEqual({ id: 'f' });
+    await expect(
+      database.db.transaction((tx) =>
+        sideBySide(
+          serialized,
+          () => tx.execute(sql`insert into tx_probe values ('g')`),
+          () => tx.execute(sql`insert into tx_probe values ('a')`),
+          () => tx.execute(sql`insert into tx_probe values ('h')`),
+        ),
+      ),
+    ).rejects.toThrow();
+    expect(await ids()).toEqual(['a', 'c', 'd', 'e', 'f']);
+    // The next transaction finds the database as the rollback left it.
+    await database.db.transaction((tx) => tx.execute(sql`insert into tx_probe values ('g')`));
+    expect(await ids()).toEqual(['a', 'c', 'd', 'e', 'f', 'g']);
   });
 });

@@ -5,7 +5,7 @@ import type { Context, Timer } from '../../core/context.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import { ATTR, errorType, type Span } from '../../core/tracing.ts';
-import { type Db, type DbOrTx, oneTransactionAtATime } from '../../db/client.ts';
+import { type Db, type DbOrTx, oneTransactionAtATime, sideBySide } from '../../db/client.ts';
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import { TaskEnd } from './agent-loop.ts';
@@ -282,14 +282,19 @@ export class TaskRunner {
           },
           tx,
         );
-      await this.tasks.log.append(tx, row.teamId, row, [
-        { type: 'status', payload: { status: 'running', attempt: row.attempt, run_id: row.runId } },
-      ]);
-      await this.recordEvent(tx, row, 'task.started', {
-        agent_id: row.agentId,
-        attempt: row.attempt,
-        run_id: row.runId ?? '',
-      });
+      await sideBySide(
+        this.serialized,
+        () =>
+          this.tasks.log.append(tx, row.teamId, row, [
+            { type: 'status', payload: { status: 'running', attempt: row.attempt, run_id: row.runId } },
+          ]),
+        () =>
+          this.recordEvent(tx, row, 'task.started', {
+            agent_id: row.agentId,
+            attempt: row.attempt,
+            run_id: row.runId ?? '',
+          }),
+      );
       return row;
     });
     if (claimed && claimed !== 'busy') {

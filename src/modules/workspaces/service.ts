@@ -5,7 +5,7 @@ import type { Context, Timer } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, newId, type RunId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
-import type { Db, DbOrTx } from '../../db/client.ts';
+import { type Db, type DbOrTx, oneTransactionAtATime, sideBySide } from '../../db/client.ts';
 import type { ConversationMessage, WorkspaceStatus } from '../../db/schema/workspaces.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
@@ -339,11 +339,15 @@ export class WorkspacesService implements SessionHooks {
         ...(input.file_ids ? { input_file_ids: input.file_ids } : {}),
       },
       async (tx, _team, taskId) => {
-        // The status change's outbox row goes with the update that makes it (one statement fewer).
+        // The status change's outbox row goes with the update that makes it, and its log event beside
+        // it (the workspace is locked by the update either way; a turn that cannot begin rolls both back).
         const recorded = this.outbox.alongside(tx, [statusChanged(ws, 'active', 'message')]);
-        const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded);
+        const [row] = await sideBySide(
+          oneTransactionAtATime(this.db),
+          () => repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded),
+          () => this.logMove(tx, ws, 'active', 'message', { task_id: taskId }),
+        );
         if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
-        await this.logMove(tx, ws, 'active', 'message', { task_id: taskId });
         if (row) this.beginning(taskId, row);
         return { workspaceId: ws.id, runId: ws.runId };
       },
