@@ -1,7 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import type { TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
-import type { Db, DbOrTx } from '../../db/client.ts';
+import { type Db, type DbOrTx, oneTransactionAtATime } from '../../db/client.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import type { HeldBack, JobRow } from '../queues/repo.ts';
 import type { QueueJobListener, QueuesService } from '../queues/service.ts';
@@ -55,6 +55,8 @@ function endingOf(job: JobRow, task: repo.TaskRow): Ending | undefined {
  */
 export class QueueTaskRunner implements QueueJobListener {
   readonly type = TASK_JOB_TYPE;
+  /** Transactions run one at a time (the embedded database): the agents' locks order nothing there. */
+  private readonly serialized: boolean;
 
   constructor(
     private readonly db: Db,
@@ -66,6 +68,7 @@ export class QueueTaskRunner implements QueueJobListener {
     /** The team's paused agents (the agents module's presence): their tasks' jobs wait. */
     private readonly pausedAgents: (teamId: TeamId) => Promise<readonly string[]> = async () => [],
   ) {
+    this.serialized = oneTransactionAtATime(db);
     queues.listen(this);
     tasks.attachQueue(this);
   }
@@ -81,7 +84,7 @@ export class QueueTaskRunner implements QueueJobListener {
    * tasks as its concurrency_limit (carried in the job, from the version the
    * task pins): they wait in the queue, like a Paddock-run task that finds its
    * agent busy. The agents' task locks are taken in id order, so two claims
-   * cannot wait on each other.
+   * cannot wait on each other (on Postgres; see `serialized`).
    */
   async refuse(tx: DbOrTx, rows: readonly JobRow[]): Promise<ReadonlySet<string>> {
     const limited = rows.filter(
@@ -89,7 +92,7 @@ export class QueueTaskRunner implements QueueJobListener {
     );
     const held = new Map<string, number>();
     for (const agentId of [...new Set(limited.map((j) => j.payload.agent_id as string))].sort()) {
-      await repo.lockAgentTasks(tx, limited[0]!.teamId, agentId);
+      if (!this.serialized) await repo.lockAgentTasks(tx, limited[0]!.teamId, agentId);
       held.set(agentId, await repo.countHeldOfAgent(tx, limited[0]!.teamId, agentId));
     }
     const refused = new Set<string>();
