@@ -155,7 +155,9 @@ export function updateUnfinished(
 
 /**
  * A worker takes the task: queued → running, its attempt counted. Undefined
- * when it is not queued (cancelled, or taken by another worker).
+ * when it is not queued (cancelled, or taken by another worker), or, with
+ * `agentLimit`, when its agent already holds that many tasks (counted in the
+ * same statement: countHeldOfAgent tells the two apart).
  */
 export function claimTask(
   db: DbOrTx,
@@ -163,8 +165,18 @@ export function claimTask(
   id: TaskId,
   now: Date,
   runId: RunId | null,
+  agentLimit?: { agentId: string; limit: number },
 ): Promise<TaskRow | undefined> {
-  return updateOne(db, tasks, and(eq(tasks.teamId, teamId), eq(tasks.id, id), eq(tasks.status, 'queued')), {
+  const where = and(
+    eq(tasks.teamId, teamId),
+    eq(tasks.id, id),
+    eq(tasks.status, 'queued'),
+    agentLimit
+      ? sql`(select count(*) from tasks held where held.team_id = ${teamId} and held.agent_id = ${agentLimit.agentId}
+          and held.status in ${HELD_STATUSES}) < ${agentLimit.limit}`
+      : undefined,
+  );
+  return updateOne(db, tasks, where, {
     status: 'running',
     runId: sql`coalesce(${tasks.runId}, ${runId})`,
     attempt: sql`${tasks.attempt} + 1`,

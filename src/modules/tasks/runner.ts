@@ -259,14 +259,20 @@ export class TaskRunner {
     const claimed = await this.db.transaction(async (tx) => {
       // The count and the claim under the agent's lock (none needed where transactions run one at a time).
       if (!this.serialized) await repo.lockAgentTasks(tx, task.teamId, task.agentId);
-      if ((await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit) return 'busy' as const;
       // The team's limit (set by a platform admin), over all its agents: the agent's lock first, then the team's.
       if (teamLimit !== undefined) {
         if (!this.serialized) await repo.lockTeamTasks(tx, task.teamId);
         if ((await repo.countHeldOfTeam(tx, task.teamId)) >= teamLimit) return 'busy' as const;
       }
-      const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId);
-      if (!row) return undefined;
+      // The agent's count is in the claim's statement; only a claim that took nothing asks which stopped it.
+      const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId, {
+        agentId: task.agentId,
+        limit,
+      });
+      if (!row)
+        return (await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit
+          ? ('busy' as const)
+          : undefined;
       if (agent && policy && row.runId)
         await this.ports.runs.start(
           {
