@@ -214,8 +214,9 @@ export function oneTransactionAtATime(db: Db): boolean {
 }
 
 /**
- * Statements of one transaction that need nothing of each other's answers,
- * answered in order. Where transactions run one at a time (`serialized`:
+ * Statements of one transaction that need nothing of each other's answers
+ * and come to the same whichever runs first (none reads what another
+ * writes), answered in order. Where transactions run one at a time (`serialized`:
  * see oneTransactionAtATime) they are sent together: the embedded database's
  * process queues them in the transaction, so each waits for no round trip of
  * the one before. On a Postgres connection they go one after another
