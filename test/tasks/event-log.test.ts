@@ -159,6 +159,25 @@ describe('a follower of a turn’s events', () => {
     expect(got).toHaveLength(10);
   });
 
+  it('holds at most a page of handed rows for a client that is behind, and reads the rest', async () => {
+    const db = f.t.database.db;
+    const log = new TaskEventLog(db, systemContext(silentLog));
+    const abort = new AbortController();
+    const [turn] = turns;
+    const start = (await log.append(db, teamId, turn, mark(0))).at(-1)!.seq;
+    const rows = log.followTask(teamId, turn, start, async () => false, abort.signal)[Symbol.asyncIterator]();
+    // The client takes one event, then stops reading while 250 more are appended one by one.
+    const first = rows.next();
+    await log.append(db, teamId, turn, mark(1));
+    expect((await first).value?.payload.n).toBe(1);
+    for (let n = 2; n <= 251; n++) await log.append(db, teamId, turn, mark(n));
+    const got: unknown[] = [];
+    while (got.length < 250) got.push((await rows.next()).value?.payload.n);
+    expect(got).toEqual(Array.from({ length: 250 }, (_, i) => i + 2));
+    abort.abort();
+    await rows.return(undefined);
+  });
+
   it('gives a workspace follower every event of the log once, in order', async () => {
     const db = f.t.database.db;
     const log = new TaskEventLog(db, systemContext(silentLog));

@@ -203,8 +203,11 @@ export class TaskEventLog {
     let mustRead = true;
     let wake: (() => void) | undefined;
     const listener: Listener = (rows) => {
-      if (rows === undefined) mustRead = true;
-      else handed.push(...rows);
+      // A follower whose client is behind holds no more than a page: the database has the rest.
+      if (rows === undefined || handed.length + rows.length > FOLLOW_PAGE) {
+        mustRead = true;
+        handed.length = 0;
+      } else handed.push(...rows);
       wake?.();
     };
     const set = this.listeners.get(key) ?? new Set<Listener>();
