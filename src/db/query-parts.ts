@@ -1,4 +1,4 @@
-import { and, eq, isNull, lt, type SQL, sql } from 'drizzle-orm';
+import { and, type Column, eq, type GetColumnData, isNull, lt, type SQL, sql } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../core/ids.ts';
 
@@ -18,6 +18,14 @@ interface SoftDeletedTeamTable {
  */
 export function liveInTeam(table: SoftDeletedTeamTable, teamId: TeamId, ...also: (SQL | undefined)[]): SQL {
   return and(eq(table.teamId, teamId), isNull(table.deletedAt), ...also) as SQL;
+}
+
+/** `column = value` when a list's filter is given, else no condition (undefined, which `and` skips). */
+export function eqIfGiven<C extends Column>(
+  column: C,
+  value: GetColumnData<C, 'raw'> | undefined,
+): SQL | undefined {
+  return value !== undefined ? eq(column, value) : undefined;
 }
 
 /** `text` with LIKE's wildcards and its escape character escaped, to match literally. */

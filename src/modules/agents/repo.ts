@@ -1,7 +1,9 @@
-import { and, desc, eq, inArray, isNotNull, isNull, like, or, type SQL, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, isNull, like, or, type SQL, sql } from 'drizzle-orm';
 import { type AgentId, isId, type ProviderKeyId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
+import { pageInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 import { SILENT_INTERVALS } from './schemas.ts';
 
@@ -16,9 +18,8 @@ export type Binding = Bindings[string];
 export type WithBindings<T> = Omit<T, 'provider_keys'> & { provider_keys?: Bindings };
 export type AgentPatch = Partial<Omit<AgentRow, 'id' | 'teamId' | 'createdAt'>>;
 
-export async function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): Promise<AgentRow> {
-  const [inserted] = await db.insert(agents).values(row).returning();
-  return inserted!;
+export function insertAgent(db: DbOrTx, row: typeof agents.$inferInsert): Promise<AgentRow> {
+  return insertOne(db, agents, row);
 }
 
 export async function findAgent(
@@ -90,29 +91,20 @@ export async function listAgents(
   beforeId: string | undefined,
   limit: number,
 ) {
-  return db
-    .select()
-    .from(agents)
-    .where(
-      liveInTeam(
-        agents,
-        teamId,
-        filter.status ? eq(agents.status, filter.status) : undefined,
-        filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
-        filter.presence && filter.now ? presenceIs(filter.presence, filter.now) : undefined,
-        beforeCursor(agents.id, beforeId),
-      ),
-    )
-    .orderBy(desc(agents.id))
-    .limit(limit);
+  return pageInTeam(
+    db,
+    agents,
+    teamId,
+    beforeId,
+    limit,
+    isNull(agents.deletedAt),
+    filter.status ? eq(agents.status, filter.status) : undefined,
+    filter.policyId ? eq(agents.policyId, filter.policyId) : undefined,
+    filter.presence && filter.now ? presenceIs(filter.presence, filter.now) : undefined,
+  );
 }
 
-export async function updateAgent(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: AgentId,
-  patch: AgentPatch,
-): Promise<AgentRow | undefined> {
+export function updateAgent(db: DbOrTx, teamId: TeamId, id: AgentId, patch: AgentPatch) {
   return updateOne(db, agents, liveInTeam(agents, teamId, eq(agents.id, id)), patch);
 }
 

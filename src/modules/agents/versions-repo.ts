@@ -1,35 +1,22 @@
-import { and, desc, eq, lt } from 'drizzle-orm';
+import { and, desc, eq, lt, type SQL } from 'drizzle-orm';
 import type { AgentId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { findOne, insertOne } from '../../db/one-row.ts';
 import { agentVersions } from '../../db/schema/index.ts';
 
 export type AgentVersionRow = typeof agentVersions.$inferSelect;
 
-export async function insertVersion(
-  db: DbOrTx,
-  row: typeof agentVersions.$inferInsert,
-): Promise<AgentVersionRow> {
-  const [inserted] = await db.insert(agentVersions).values(row).returning();
-  return inserted!;
+export function insertVersion(db: DbOrTx, row: typeof agentVersions.$inferInsert): Promise<AgentVersionRow> {
+  return insertOne(db, agentVersions, row);
 }
 
-export async function findVersion(
-  db: DbOrTx,
-  teamId: TeamId,
-  agentId: AgentId,
-  version: number,
-): Promise<AgentVersionRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(agentVersions)
-    .where(
-      and(
-        eq(agentVersions.teamId, teamId),
-        eq(agentVersions.agentId, agentId),
-        eq(agentVersions.version, version),
-      ),
-    );
-  return row;
+/** The agent's versions, where `also` holds too. */
+function versionsOf(teamId: TeamId, agentId: AgentId, also: SQL | undefined) {
+  return and(eq(agentVersions.teamId, teamId), eq(agentVersions.agentId, agentId), also);
+}
+
+export function findVersion(db: DbOrTx, teamId: TeamId, agentId: AgentId, version: number) {
+  return findOne(db, agentVersions, versionsOf(teamId, agentId, eq(agentVersions.version, version)));
 }
 
 /** An agent's versions, newest first; `before` is a version number. */
@@ -43,13 +30,7 @@ export async function listVersions(
   return db
     .select()
     .from(agentVersions)
-    .where(
-      and(
-        eq(agentVersions.teamId, teamId),
-        eq(agentVersions.agentId, agentId),
-        before !== undefined ? lt(agentVersions.version, before) : undefined,
-      ),
-    )
+    .where(versionsOf(teamId, agentId, before !== undefined ? lt(agentVersions.version, before) : undefined))
     .orderBy(desc(agentVersions.version))
     .limit(limit);
 }

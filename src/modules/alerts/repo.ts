@@ -1,9 +1,10 @@
-import { and, desc, eq, isNull, lte, or, sql } from 'drizzle-orm';
+import { and, eq, isNull, lte, or, sql } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { eqIfGiven } from '../../db/query-parts.ts';
 import { type AlertConditionType, alertFirings, alertRules, teams } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { deleteInTeam, findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 // Alert rules and their firings: SQL only (what rules measure: measures-repo.ts).
 
@@ -12,25 +13,12 @@ export type AlertRuleRow = typeof alertRules.$inferSelect;
 export type AlertRulePatch = Partial<Omit<AlertRuleRow, 'id' | 'teamId' | 'createdAt' | 'createdBy'>>;
 export type AlertFiringRow = typeof alertFirings.$inferSelect;
 
-export async function insertRule(db: DbOrTx, row: typeof alertRules.$inferInsert): Promise<AlertRuleRow> {
-  const [inserted] = await db.insert(alertRules).values(row).returning();
-  return inserted!;
+export function insertRule(db: DbOrTx, row: typeof alertRules.$inferInsert): Promise<AlertRuleRow> {
+  return insertOne(db, alertRules, row);
 }
 
-export async function findRule(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: AlertRuleId,
-  lock?: 'update',
-): Promise<AlertRuleRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(alertRules)
-      .where(and(eq(alertRules.teamId, teamId), eq(alertRules.id, id))),
-    lock,
-  );
-  return row;
+export function findRule(db: DbOrTx, teamId: TeamId, id: AlertRuleId, lock?: 'update') {
+  return findInTeam(db, alertRules, teamId, id, lock);
 }
 
 export interface RuleFilters {
@@ -46,33 +34,20 @@ export function listRules(
   beforeId: string | undefined,
   limit: number,
 ): Promise<AlertRuleRow[]> {
-  return db
-    .select()
-    .from(alertRules)
-    .where(
-      and(
-        eq(alertRules.teamId, teamId),
-        filters.agentId !== undefined ? eq(alertRules.agentId, filters.agentId) : undefined,
-        filters.conditionType !== undefined ? eq(alertRules.conditionType, filters.conditionType) : undefined,
-        filters.status !== undefined ? eq(alertRules.status, filters.status) : undefined,
-        beforeCursor(alertRules.id, beforeId),
-      ),
-    )
-    .orderBy(desc(alertRules.id))
-    .limit(limit);
+  const matching = and(
+    eqIfGiven(alertRules.agentId, filters.agentId),
+    eqIfGiven(alertRules.conditionType, filters.conditionType),
+    eqIfGiven(alertRules.status, filters.status),
+  );
+  return pageInTeam(db, alertRules, teamId, beforeId, limit, matching);
 }
 
-export function updateRule(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: AlertRuleId,
-  patch: AlertRulePatch,
-): Promise<AlertRuleRow | undefined> {
-  return updateOne(db, alertRules, and(eq(alertRules.teamId, teamId), eq(alertRules.id, id)), patch);
+export function updateRule(db: DbOrTx, teamId: TeamId, id: AlertRuleId, patch: AlertRulePatch) {
+  return updateInTeam(db, alertRules, teamId, id, patch);
 }
 
 export async function deleteRule(db: DbOrTx, teamId: TeamId, id: AlertRuleId): Promise<void> {
-  await db.delete(alertRules).where(and(eq(alertRules.teamId, teamId), eq(alertRules.id, id)));
+  await deleteInTeam(db, alertRules, teamId, id);
 }
 
 // -- evaluation ---------------------------------------------------------------------------
@@ -144,12 +119,8 @@ export async function markTriggered(
   return rows.length > 0;
 }
 
-export async function insertFiring(
-  db: DbOrTx,
-  row: typeof alertFirings.$inferInsert,
-): Promise<AlertFiringRow> {
-  const [inserted] = await db.insert(alertFirings).values(row).returning();
-  return inserted!;
+export function insertFiring(db: DbOrTx, row: typeof alertFirings.$inferInsert): Promise<AlertFiringRow> {
+  return insertOne(db, alertFirings, row);
 }
 
 export function listFirings(
@@ -159,16 +130,5 @@ export function listFirings(
   beforeId: string | undefined,
   limit: number,
 ): Promise<AlertFiringRow[]> {
-  return db
-    .select()
-    .from(alertFirings)
-    .where(
-      and(
-        eq(alertFirings.teamId, teamId),
-        ruleId !== undefined ? eq(alertFirings.ruleId, ruleId) : undefined,
-        beforeCursor(alertFirings.id, beforeId),
-      ),
-    )
-    .orderBy(desc(alertFirings.id))
-    .limit(limit);
+  return pageInTeam(db, alertFirings, teamId, beforeId, limit, eqIfGiven(alertFirings.ruleId, ruleId));
 }

@@ -1,9 +1,9 @@
-import { and, desc, eq, inArray, isNull, lt, lte, or } from 'drizzle-orm';
+import { and, eq, inArray, isNull, lt, lte, or } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { findOne, insertOne } from '../../db/one-row.ts';
 import { channelDeliveries, channels } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { deleteInTeam, findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 // Channels and their deliveries: SQL only.
 
@@ -16,58 +16,29 @@ export type ChannelDeliveryRow = typeof channelDeliveries.$inferSelect;
 export type ChannelDeliveryInsert = typeof channelDeliveries.$inferInsert;
 export type ChannelPatch = Partial<Pick<ChannelRow, 'name' | 'events' | 'configSealed' | 'updatedAt'>>;
 
-export async function insertChannel(db: DbOrTx, row: typeof channels.$inferInsert): Promise<ChannelRow> {
-  const [inserted] = await db.insert(channels).values(row).returning();
-  return inserted!;
+export function insertChannel(db: DbOrTx, row: typeof channels.$inferInsert): Promise<ChannelRow> {
+  return insertOne(db, channels, row);
 }
 
-export async function findChannel(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: ChannelId,
-  lock?: 'update',
-): Promise<ChannelRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(channels)
-      .where(and(eq(channels.teamId, teamId), eq(channels.id, id))),
-    lock,
-  );
-  return row;
+export function findChannel(db: DbOrTx, teamId: TeamId, id: ChannelId, lock?: 'update') {
+  return findInTeam(db, channels, teamId, id, lock);
 }
 
 /** A channel by id alone: for the delivery worker, which acts for the row's own team. */
-export async function channelById(db: DbOrTx, id: ChannelId): Promise<ChannelRow | undefined> {
-  const [row] = await db.select().from(channels).where(eq(channels.id, id));
-  return row;
+export function channelById(db: DbOrTx, id: ChannelId): Promise<ChannelRow | undefined> {
+  return findOne(db, channels, eq(channels.id, id));
 }
 
-export function listChannels(
-  db: DbOrTx,
-  teamId: TeamId,
-  beforeId: string | undefined,
-  limit: number,
-): Promise<ChannelRow[]> {
-  return db
-    .select()
-    .from(channels)
-    .where(and(eq(channels.teamId, teamId), beforeCursor(channels.id, beforeId)))
-    .orderBy(desc(channels.id))
-    .limit(limit);
+export function listChannels(db: DbOrTx, teamId: TeamId, beforeId: string | undefined, limit: number) {
+  return pageInTeam(db, channels, teamId, beforeId, limit);
 }
 
-export function updateChannel(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: ChannelId,
-  patch: ChannelPatch,
-): Promise<ChannelRow | undefined> {
-  return updateOne(db, channels, and(eq(channels.teamId, teamId), eq(channels.id, id)), patch);
+export function updateChannel(db: DbOrTx, teamId: TeamId, id: ChannelId, patch: ChannelPatch) {
+  return updateInTeam(db, channels, teamId, id, patch);
 }
 
 export async function deleteChannel(db: DbOrTx, teamId: TeamId, id: ChannelId): Promise<void> {
-  await db.delete(channels).where(and(eq(channels.teamId, teamId), eq(channels.id, id)));
+  await deleteInTeam(db, channels, teamId, id);
 }
 
 /** Which of `ids` are not channels of the team (a playbook's notification_channels are checked with it). */
@@ -178,16 +149,12 @@ export function listDeliveries(
   beforeId: string | undefined,
   limit: number,
 ): Promise<ChannelDeliveryRow[]> {
-  return db
-    .select()
-    .from(channelDeliveries)
-    .where(
-      and(
-        eq(channelDeliveries.teamId, teamId),
-        eq(channelDeliveries.channelId, channelId),
-        beforeCursor(channelDeliveries.id, beforeId),
-      ),
-    )
-    .orderBy(desc(channelDeliveries.id))
-    .limit(limit);
+  return pageInTeam(
+    db,
+    channelDeliveries,
+    teamId,
+    beforeId,
+    limit,
+    eq(channelDeliveries.channelId, channelId),
+  );
 }

@@ -1,14 +1,18 @@
-import { and, desc, eq, inArray, isNull, lt, max, or } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, lt, max, or, type SQL } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { findOne, insertOne } from '../../db/one-row.ts';
 import { environments, environmentVersions } from '../../db/schema/index.ts';
+import { findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type EnvironmentId = Id<'env'>;
 export type EnvironmentVersionId = Id<'envv'>;
 export type EnvironmentRow = typeof environments.$inferSelect;
 export type VersionRow = typeof environmentVersions.$inferSelect;
+export type EnvironmentPatch = Partial<
+  Pick<EnvironmentRow, 'name' | 'description' | 'currentVersion' | 'archivedAt' | 'updatedAt'>
+>;
 export type VersionPatch = Partial<
   Pick<
     VersionRow,
@@ -18,36 +22,19 @@ export type VersionPatch = Partial<
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
-export async function insertEnvironment(
+export function insertEnvironment(
   db: DbOrTx,
   row: typeof environments.$inferInsert,
 ): Promise<EnvironmentRow> {
-  const [inserted] = await db.insert(environments).values(row).returning();
-  return inserted!;
+  return insertOne(db, environments, row);
 }
 
-export async function insertVersion(
-  db: DbOrTx,
-  row: typeof environmentVersions.$inferInsert,
-): Promise<VersionRow> {
-  const [inserted] = await db.insert(environmentVersions).values(row).returning();
-  return inserted!;
+export function insertVersion(db: DbOrTx, row: typeof environmentVersions.$inferInsert): Promise<VersionRow> {
+  return insertOne(db, environmentVersions, row);
 }
 
-export async function findEnvironment(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: EnvironmentId,
-  lock?: 'update',
-): Promise<EnvironmentRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(environments)
-      .where(and(eq(environments.teamId, teamId), eq(environments.id, id))),
-    lock,
-  );
-  return row;
+export function findEnvironment(db: DbOrTx, teamId: TeamId, id: EnvironmentId, lock?: 'update') {
+  return findInTeam(db, environments, teamId, id, lock);
 }
 
 export async function findLiveEnvironmentByName(
@@ -64,66 +51,34 @@ export async function findLiveEnvironmentByName(
   return row;
 }
 
-export async function listEnvironments(
-  db: DbOrTx,
-  teamId: TeamId,
-  beforeId: string | undefined,
-  limit: number,
-) {
-  return db
-    .select()
-    .from(environments)
-    .where(
-      and(
-        eq(environments.teamId, teamId),
-        isNull(environments.archivedAt),
-        beforeCursor(environments.id, beforeId),
-      ),
-    )
-    .orderBy(desc(environments.id))
-    .limit(limit);
+/** The team's environments that are not archived, newest first. */
+export function listEnvironments(db: DbOrTx, teamId: TeamId, beforeId: string | undefined, limit: number) {
+  return pageInTeam(db, environments, teamId, beforeId, limit, isNull(environments.archivedAt));
 }
 
-export async function updateEnvironment(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: EnvironmentId,
-  patch: Partial<
-    Pick<EnvironmentRow, 'name' | 'description' | 'currentVersion' | 'archivedAt' | 'updatedAt'>
-  >,
-): Promise<EnvironmentRow | undefined> {
-  return updateOne(db, environments, and(eq(environments.teamId, teamId), eq(environments.id, id)), patch);
+export function updateEnvironment(db: DbOrTx, teamId: TeamId, id: EnvironmentId, patch: EnvironmentPatch) {
+  return updateInTeam(db, environments, teamId, id, patch);
 }
 
-export async function findVersion(
-  db: DbOrTx,
-  teamId: TeamId,
-  environmentId: EnvironmentId,
-  version: number,
-): Promise<VersionRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(environmentVersions)
-    .where(
-      and(
-        eq(environmentVersions.teamId, teamId),
-        eq(environmentVersions.environmentId, environmentId),
-        eq(environmentVersions.version, version),
-      ),
-    );
-  return row;
+/** The environment's versions, where `also` holds too. */
+function versionsOf(teamId: TeamId, environmentId: EnvironmentId, also: SQL | undefined) {
+  return and(
+    eq(environmentVersions.teamId, teamId),
+    eq(environmentVersions.environmentId, environmentId),
+    also,
+  );
 }
 
-export async function findVersionById(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: EnvironmentVersionId,
-): Promise<VersionRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(environmentVersions)
-    .where(and(eq(environmentVersions.teamId, teamId), eq(environmentVersions.id, id)));
-  return row;
+export function findVersion(db: DbOrTx, teamId: TeamId, environmentId: EnvironmentId, version: number) {
+  return findOne(
+    db,
+    environmentVersions,
+    versionsOf(teamId, environmentId, eq(environmentVersions.version, version)),
+  );
+}
+
+export function findVersionById(db: DbOrTx, teamId: TeamId, id: EnvironmentVersionId) {
+  return findInTeam(db, environmentVersions, teamId, id);
 }
 
 /** The versions of an environment, newest first; `before` is a version number. */
@@ -138,9 +93,9 @@ export async function listVersions(
     .select()
     .from(environmentVersions)
     .where(
-      and(
-        eq(environmentVersions.teamId, teamId),
-        eq(environmentVersions.environmentId, environmentId),
+      versionsOf(
+        teamId,
+        environmentId,
         before !== undefined ? lt(environmentVersions.version, before) : undefined,
       ),
     )
@@ -157,12 +112,8 @@ export async function latestVersionNumber(db: DbOrTx, environmentId: Environment
 }
 
 /** System-only (by id alone): the build job carries the id of a version it was sent for. */
-export async function systemFindVersion(db: DbOrTx, id: EnvironmentVersionId, lock?: 'update') {
-  const [row] = await rowsLocked(
-    db.select().from(environmentVersions).where(eq(environmentVersions.id, id)),
-    lock,
-  );
-  return row;
+export function systemFindVersion(db: DbOrTx, id: EnvironmentVersionId, lock?: 'update') {
+  return findOne(db, environmentVersions, eq(environmentVersions.id, id), lock);
 }
 
 export async function systemUpdateVersion(db: DbOrTx, id: EnvironmentVersionId, patch: VersionPatch) {

@@ -1,33 +1,22 @@
-import { and, desc, eq, inArray, lt } from 'drizzle-orm';
+import { and, eq, inArray, lt } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { rowsLocked } from '../../db/query-parts.ts';
 import { files } from '../../db/schema/index.ts';
+import { findInTeam, pageInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 import type { FileId } from './store.ts';
 
 export type FileRow = typeof files.$inferSelect;
 export type FilePatch = Partial<Omit<FileRow, 'id' | 'teamId' | 'createdAt' | 'store'>>;
 
-export async function insertFile(db: DbOrTx, row: typeof files.$inferInsert): Promise<FileRow> {
-  const [inserted] = await db.insert(files).values(row).returning();
-  return inserted!;
+export function insertFile(db: DbOrTx, row: typeof files.$inferInsert): Promise<FileRow> {
+  return insertOne(db, files, row);
 }
 
-export async function findFile(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: FileId,
-  lock?: 'update',
-): Promise<FileRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(files)
-      .where(and(eq(files.teamId, teamId), eq(files.id, id))),
-    lock,
-  );
-  return row;
+export function findFile(db: DbOrTx, teamId: TeamId, id: FileId, lock?: 'update') {
+  return findInTeam(db, files, teamId, id, lock);
 }
 
 /**
@@ -52,18 +41,8 @@ export async function readyFilesAmong(db: DbOrTx, teamId: TeamId, ids: FileId[])
     .where(and(eq(files.teamId, teamId), inArray(files.id, ids), eq(files.status, 'ready')));
 }
 
-export async function listReadyFiles(
-  db: DbOrTx,
-  teamId: TeamId,
-  beforeId: string | undefined,
-  limit: number,
-) {
-  return db
-    .select()
-    .from(files)
-    .where(and(eq(files.teamId, teamId), eq(files.status, 'ready'), beforeCursor(files.id, beforeId)))
-    .orderBy(desc(files.id))
-    .limit(limit);
+export function listReadyFiles(db: DbOrTx, teamId: TeamId, beforeId: string | undefined, limit: number) {
+  return pageInTeam(db, files, teamId, beforeId, limit, eq(files.status, 'ready'));
 }
 
 /** System-only (by id alone): callers hold a row they read with its team, or made themselves. */

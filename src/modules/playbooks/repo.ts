@@ -1,7 +1,8 @@
-import { and, count, desc, eq, exists, inArray, isNull, lte, notExists, or, sql } from 'drizzle-orm';
+import { and, count, eq, exists, inArray, isNull, lte, notExists, or, sql } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { eqIfGiven } from '../../db/query-parts.ts';
 import {
   ACTIVE_RUN_STATUSES,
   type PlaybookRunStatus,
@@ -10,6 +11,7 @@ import {
   playbooks,
   teams,
 } from '../../db/schema/index.ts';
+import { deleteInTeam, findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type PlaybookId = Id<'pb'>;
@@ -21,21 +23,12 @@ export type RunPatch = Partial<typeof playbookRuns.$inferInsert>;
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
-export async function insertPlaybook(db: DbOrTx, row: typeof playbooks.$inferInsert): Promise<PlaybookRow> {
-  const [inserted] = await db.insert(playbooks).values(row).returning();
-  return inserted!;
+export function insertPlaybook(db: DbOrTx, row: typeof playbooks.$inferInsert): Promise<PlaybookRow> {
+  return insertOne(db, playbooks, row);
 }
 
-export async function findPlaybook(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: PlaybookId,
-): Promise<PlaybookRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(playbooks)
-    .where(and(eq(playbooks.teamId, teamId), eq(playbooks.id, id)));
-  return row;
+export function findPlaybook(db: DbOrTx, teamId: TeamId, id: PlaybookId) {
+  return findInTeam(db, playbooks, teamId, id);
 }
 
 const notPaused = notExists(
@@ -62,40 +55,19 @@ export async function listPlaybooks(
   beforeId: string | undefined,
   limit: number,
 ): Promise<PlaybookRow[]> {
-  return db
-    .select()
-    .from(playbooks)
-    .where(
-      and(
-        eq(playbooks.teamId, teamId),
-        filter.agentId !== undefined ? eq(playbooks.agentId, filter.agentId) : undefined,
-        filter.enabled !== undefined ? eq(playbooks.enabled, filter.enabled) : undefined,
-        beforeCursor(playbooks.id, beforeId),
-      ),
-    )
-    .orderBy(desc(playbooks.id))
-    .limit(limit);
+  const matching = and(
+    eqIfGiven(playbooks.agentId, filter.agentId),
+    eqIfGiven(playbooks.enabled, filter.enabled),
+  );
+  return pageInTeam(db, playbooks, teamId, beforeId, limit, matching);
 }
 
-export async function updatePlaybook(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: PlaybookId,
-  patch: PlaybookPatch,
-): Promise<PlaybookRow | undefined> {
-  return updateOne(db, playbooks, and(eq(playbooks.teamId, teamId), eq(playbooks.id, id)), patch);
+export function updatePlaybook(db: DbOrTx, teamId: TeamId, id: PlaybookId, patch: PlaybookPatch) {
+  return updateInTeam(db, playbooks, teamId, id, patch);
 }
 
-export async function deletePlaybook(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: PlaybookId,
-): Promise<PlaybookRow | undefined> {
-  const [row] = await db
-    .delete(playbooks)
-    .where(and(eq(playbooks.teamId, teamId), eq(playbooks.id, id)))
-    .returning();
-  return row;
+export function deletePlaybook(db: DbOrTx, teamId: TeamId, id: PlaybookId): Promise<PlaybookRow | undefined> {
+  return deleteInTeam(db, playbooks, teamId, id);
 }
 
 /** Enabled scheduled playbooks whose time has come, of teams not paused (every team: the leader's query). */
@@ -177,12 +149,8 @@ export async function runningRunOfTask(
   return row;
 }
 
-export async function findRun(db: DbOrTx, teamId: TeamId, id: RunId): Promise<RunRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(playbookRuns)
-    .where(and(eq(playbookRuns.teamId, teamId), eq(playbookRuns.id, id)));
-  return row;
+export function findRun(db: DbOrTx, teamId: TeamId, id: RunId): Promise<RunRow | undefined> {
+  return findInTeam(db, playbookRuns, teamId, id);
 }
 
 export async function listRuns(
@@ -192,21 +160,11 @@ export async function listRuns(
   beforeId: string | undefined,
   limit: number,
 ): Promise<RunRow[]> {
-  return db
-    .select()
-    .from(playbookRuns)
-    .where(
-      and(
-        eq(playbookRuns.teamId, teamId),
-        filter.playbookId !== undefined
-          ? eq(playbookRuns.playbookId, filter.playbookId as PlaybookId)
-          : undefined,
-        filter.status !== undefined ? eq(playbookRuns.status, filter.status) : undefined,
-        beforeCursor(playbookRuns.id, beforeId),
-      ),
-    )
-    .orderBy(desc(playbookRuns.id))
-    .limit(limit);
+  const matching = and(
+    eqIfGiven(playbookRuns.playbookId, filter.playbookId as PlaybookId | undefined),
+    eqIfGiven(playbookRuns.status, filter.status),
+  );
+  return pageInTeam(db, playbookRuns, teamId, beforeId, limit, matching);
 }
 
 /** Changes an active run only (queued or running): an ended run never changes again. */

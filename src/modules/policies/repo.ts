@@ -1,18 +1,20 @@
-import { and, asc, desc, eq, gt, ilike, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, ilike, isNull, type SQL } from 'drizzle-orm';
 import type { PolicyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { escapeLike, liveInTeam, rowsLocked } from '../../db/query-parts.ts';
 import { policies, policyVersions } from '../../db/schema/index.ts';
+import { findInTeam, pageInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type PolicyRow = typeof policies.$inferSelect;
 export type PolicyVersionRow = typeof policyVersions.$inferSelect;
+export type PolicyPatch = Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>;
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
-export async function insertPolicy(db: DbOrTx, row: typeof policies.$inferInsert): Promise<PolicyRow> {
-  const [inserted] = await db.insert(policies).values(row).returning();
-  return inserted!;
+export function insertPolicy(db: DbOrTx, row: typeof policies.$inferInsert): Promise<PolicyRow> {
+  return insertOne(db, policies, row);
 }
 
 export async function insertVersion(db: DbOrTx, row: typeof policyVersions.$inferInsert): Promise<void> {
@@ -44,12 +46,8 @@ export function findPolicyByName(db: DbOrTx, teamId: TeamId, name: string, lock?
 }
 
 /** A policy of the team even when deleted (version history outlives it). */
-export async function findPolicyWithDeleted(db: DbOrTx, teamId: TeamId, id: PolicyId) {
-  const [row] = await db
-    .select()
-    .from(policies)
-    .where(and(eq(policies.teamId, teamId), eq(policies.id, id)));
-  return row;
+export function findPolicyWithDeleted(db: DbOrTx, teamId: TeamId, id: PolicyId) {
+  return findInTeam(db, policies, teamId, id);
 }
 
 export async function listPolicies(
@@ -59,27 +57,18 @@ export async function listPolicies(
   beforeId: string | undefined,
   limit: number,
 ) {
-  return db
-    .select()
-    .from(policies)
-    .where(
-      liveInTeam(
-        policies,
-        teamId,
-        filter.name ? ilike(policies.name, `%${escapeLike(filter.name)}%`) : undefined,
-        beforeCursor(policies.id, beforeId),
-      ),
-    )
-    .orderBy(desc(policies.id))
-    .limit(limit);
+  return pageInTeam(
+    db,
+    policies,
+    teamId,
+    beforeId,
+    limit,
+    isNull(policies.deletedAt),
+    filter.name ? ilike(policies.name, `%${escapeLike(filter.name)}%`) : undefined,
+  );
 }
 
-export async function updatePolicy(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: PolicyId,
-  patch: Partial<Omit<PolicyRow, 'id' | 'teamId' | 'createdAt'>>,
-): Promise<PolicyRow | undefined> {
+export function updatePolicy(db: DbOrTx, teamId: TeamId, id: PolicyId, patch: PolicyPatch) {
   return updateOne(db, policies, liveInTeam(policies, teamId, eq(policies.id, id)), patch);
 }
 

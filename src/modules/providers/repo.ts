@@ -1,9 +1,10 @@
-import { and, desc, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { ProviderKeyId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { rowsLocked } from '../../db/query-parts.ts';
 import { providerKeys } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 export type ProviderKeyRow = typeof providerKeys.$inferSelect;
 export type ProviderKeyPatch = Partial<Omit<ProviderKeyRow, 'id' | 'teamId' | 'createdAt'>>;
@@ -12,24 +13,13 @@ export type KeyStatus = ProviderKeyRow['status'];
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
-export async function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInsert): Promise<ProviderKeyRow> {
-  const [inserted] = await db.insert(providerKeys).values(row).returning();
-  return inserted!;
+export function insertKey(db: DbOrTx, row: typeof providerKeys.$inferInsert): Promise<ProviderKeyRow> {
+  return insertOne(db, providerKeys, row);
 }
 
 /** A key of the team in any status (deleted ones are tombstones, still readable). */
-export async function findKey(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: ProviderKeyId,
-  lock?: 'update' | 'share',
-): Promise<ProviderKeyRow | undefined> {
-  const q = db
-    .select()
-    .from(providerKeys)
-    .where(and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)));
-  const [row] = await rowsLocked(q, lock);
-  return row;
+export function findKey(db: DbOrTx, teamId: TeamId, id: ProviderKeyId, lock?: 'update' | 'share') {
+  return findInTeam(db, providerKeys, teamId, id, lock);
 }
 
 /** The team's key of this name that is not deleted (deleted ones free their name). */
@@ -56,19 +46,15 @@ export async function listKeys(
   beforeId: string | undefined,
   limit: number,
 ) {
-  return db
-    .select()
-    .from(providerKeys)
-    .where(
-      and(
-        eq(providerKeys.teamId, teamId),
-        filter.status ? eq(providerKeys.status, filter.status) : ne(providerKeys.status, 'deleted'),
-        filter.provider ? eq(providerKeys.provider, filter.provider) : undefined,
-        beforeCursor(providerKeys.id, beforeId),
-      ),
-    )
-    .orderBy(desc(providerKeys.id))
-    .limit(limit);
+  return pageInTeam(
+    db,
+    providerKeys,
+    teamId,
+    beforeId,
+    limit,
+    filter.status ? eq(providerKeys.status, filter.status) : ne(providerKeys.status, 'deleted'),
+    filter.provider ? eq(providerKeys.provider, filter.provider) : undefined,
+  );
 }
 
 /** The team's keys that are not deleted (for the health view). */
@@ -80,13 +66,8 @@ export async function liveKeys(db: DbOrTx, teamId: TeamId) {
     .orderBy(providerKeys.id);
 }
 
-export async function updateKey(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: ProviderKeyId,
-  patch: ProviderKeyPatch,
-): Promise<ProviderKeyRow | undefined> {
-  return updateOne(db, providerKeys, and(eq(providerKeys.teamId, teamId), eq(providerKeys.id, id)), patch);
+export function updateKey(db: DbOrTx, teamId: TeamId, id: ProviderKeyId, patch: ProviderKeyPatch) {
+  return updateInTeam(db, providerKeys, teamId, id, patch);
 }
 
 /** What the proxy needs of the team's active keys among `ids`: one indexed read. */

@@ -1,8 +1,11 @@
 import { and, asc, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, ne, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, RunId, StepId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { eqIfGiven } from '../../db/query-parts.ts';
 import { rollupUpsertSql } from '../../db/rollups.ts';
 import { ledgerEntries, runs, steps } from '../../db/schema/index.ts';
+import { findInTeam, pageInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 // Runs, steps and the ledger: SQL only, scoped by team. Budget leases are in
@@ -19,9 +22,8 @@ export type RunProgress = Pick<
   'id' | 'status' | 'agentId' | 'policyId' | 'stepCount' | 'lastStepAt' | 'startedAt'
 >;
 
-export async function insertRun(db: DbOrTx, row: typeof runs.$inferInsert): Promise<RunRow> {
-  const [inserted] = await db.insert(runs).values(row).returning();
-  return inserted!;
+export function insertRun(db: DbOrTx, row: typeof runs.$inferInsert): Promise<RunRow> {
+  return insertOne(db, runs, row);
 }
 
 /**
@@ -34,12 +36,8 @@ export async function lockRunForSystem(db: DbOrTx, id: RunId): Promise<RunRow | 
   return row;
 }
 
-export async function findRun(db: DbOrTx, teamId: TeamId, id: RunId): Promise<RunRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.teamId, teamId), eq(runs.id, id)));
-  return row;
+export function findRun(db: DbOrTx, teamId: TeamId, id: RunId): Promise<RunRow | undefined> {
+  return findInTeam(db, runs, teamId, id);
 }
 
 /** The agent's newest run (by `newestBy`) of those where every one of `conditions` holds. */
@@ -239,25 +237,16 @@ export async function listRuns(
   beforeId: string | undefined,
   limit: number,
 ): Promise<RunRow[]> {
-  return db
-    .select()
-    .from(runs)
-    .where(
-      and(
-        eq(runs.teamId, teamId),
-        f.agentId !== undefined ? eq(runs.agentId, f.agentId) : undefined,
-        f.status !== undefined ? eq(runs.status, f.status) : undefined,
-        f.policyId !== undefined ? eq(runs.policyId, f.policyId) : undefined,
-        f.since !== undefined ? gte(runs.startedAt, f.since) : undefined,
-        f.until !== undefined ? lt(runs.startedAt, f.until) : undefined,
-        f.hadGovernanceBlock !== undefined ? eq(runs.hasGovernanceBlock, f.hadGovernanceBlock) : undefined,
-        f.hadFailover !== undefined ? eq(runs.hadFailover, f.hadFailover) : undefined,
-        // A cursor is any string: ids order as text.
-        beforeId !== undefined ? lt(runs.id, beforeId as RunId) : undefined,
-      ),
-    )
-    .orderBy(desc(runs.id))
-    .limit(limit);
+  const matching = and(
+    eqIfGiven(runs.agentId, f.agentId),
+    eqIfGiven(runs.status, f.status),
+    eqIfGiven(runs.policyId, f.policyId),
+    f.since !== undefined ? gte(runs.startedAt, f.since) : undefined,
+    f.until !== undefined ? lt(runs.startedAt, f.until) : undefined,
+    eqIfGiven(runs.hasGovernanceBlock, f.hadGovernanceBlock),
+    eqIfGiven(runs.hadFailover, f.hadFailover),
+  );
+  return pageInTeam(db, runs, teamId, beforeId, limit, matching);
 }
 
 export async function insertStep(db: DbOrTx, row: typeof steps.$inferInsert): Promise<StepRow | undefined> {
@@ -266,12 +255,8 @@ export async function insertStep(db: DbOrTx, row: typeof steps.$inferInsert): Pr
   return inserted;
 }
 
-export async function findStep(db: DbOrTx, teamId: TeamId, id: StepId): Promise<StepRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(steps)
-    .where(and(eq(steps.teamId, teamId), eq(steps.id, id)));
-  return row;
+export function findStep(db: DbOrTx, teamId: TeamId, id: StepId): Promise<StepRow | undefined> {
+  return findInTeam(db, steps, teamId, id);
 }
 
 export async function stepExists(db: DbOrTx, teamId: TeamId, id: StepId): Promise<boolean> {

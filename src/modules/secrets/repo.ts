@@ -1,10 +1,11 @@
 import { and, desc, eq, lt, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { rowsLocked } from '../../db/query-parts.ts';
 import { cachedReads } from '../../db/read-cache.ts';
 import { secrets, secretVersions } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { deleteInTeam, findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 export type SecretId = Id<'sec'>;
 export type SecretRow = typeof secrets.$inferSelect;
@@ -15,25 +16,12 @@ export type SecretPatch = Partial<
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
-export async function insertSecret(db: DbOrTx, row: typeof secrets.$inferInsert): Promise<SecretRow> {
-  const [inserted] = await db.insert(secrets).values(row).returning();
-  return inserted!;
+export function insertSecret(db: DbOrTx, row: typeof secrets.$inferInsert): Promise<SecretRow> {
+  return insertOne(db, secrets, row);
 }
 
-export async function findSecret(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: SecretId,
-  lock?: 'update',
-): Promise<SecretRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(secrets)
-      .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id))),
-    lock,
-  );
-  return row;
+export function findSecret(db: DbOrTx, teamId: TeamId, id: SecretId, lock?: 'update') {
+  return findInTeam(db, secrets, teamId, id, lock);
 }
 
 export async function findSecretByName(
@@ -85,18 +73,14 @@ export async function listSecrets(
   beforeId: string | undefined,
   limit: number,
 ): Promise<SecretRow[]> {
-  return db
-    .select()
-    .from(secrets)
-    .where(
-      and(
-        eq(secrets.teamId, teamId),
-        filter.agentId ? givenTo(filter.agentId) : undefined,
-        beforeCursor(secrets.id, beforeId),
-      ),
-    )
-    .orderBy(desc(secrets.id))
-    .limit(limit);
+  return pageInTeam(
+    db,
+    secrets,
+    teamId,
+    beforeId,
+    limit,
+    filter.agentId ? givenTo(filter.agentId) : undefined,
+  );
 }
 
 const agentSecretReads = cachedReads<string, readonly SecretRow[]>(['secrets']);
@@ -125,19 +109,10 @@ function givenTo(agentId: AgentId) {
   return sql`(${secrets.scope} = 'all' or ${secrets.agentIds} @> ${JSON.stringify([agentId])}::jsonb)`;
 }
 
-export async function updateSecret(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: SecretId,
-  patch: SecretPatch,
-): Promise<SecretRow | undefined> {
-  return updateOne(db, secrets, and(eq(secrets.teamId, teamId), eq(secrets.id, id)), patch);
+export function updateSecret(db: DbOrTx, teamId: TeamId, id: SecretId, patch: SecretPatch) {
+  return updateInTeam(db, secrets, teamId, id, patch);
 }
 
-export async function deleteSecret(db: DbOrTx, teamId: TeamId, id: SecretId): Promise<SecretRow | undefined> {
-  const [row] = await db
-    .delete(secrets)
-    .where(and(eq(secrets.teamId, teamId), eq(secrets.id, id)))
-    .returning();
-  return row;
+export function deleteSecret(db: DbOrTx, teamId: TeamId, id: SecretId): Promise<SecretRow | undefined> {
+  return deleteInTeam(db, secrets, teamId, id);
 }

@@ -1,9 +1,10 @@
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import { type Id, isId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { beforeCursor } from '../../db/query-parts.ts';
 import { skills } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { deleteInTeam, findInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 export type SkillId = Id<'skl'>;
 export type SkillRow = typeof skills.$inferSelect;
@@ -13,25 +14,12 @@ export type SkillPatch = Partial<Pick<SkillRow, 'name' | 'description' | 'conten
 
 export { isUniqueViolation } from '../../db/errors.ts';
 
-export async function insertSkill(db: DbOrTx, row: typeof skills.$inferInsert): Promise<SkillRow> {
-  const [inserted] = await db.insert(skills).values(row).returning();
-  return inserted!;
+export function insertSkill(db: DbOrTx, row: typeof skills.$inferInsert): Promise<SkillRow> {
+  return insertOne(db, skills, row);
 }
 
-export async function findSkill(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: SkillId,
-  lock?: 'update',
-): Promise<SkillRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(skills)
-      .where(and(eq(skills.teamId, teamId), eq(skills.id, id))),
-    lock,
-  );
-  return row;
+export function findSkill(db: DbOrTx, teamId: TeamId, id: SkillId, lock?: 'update') {
+  return findInTeam(db, skills, teamId, id, lock);
 }
 
 export async function skillNameTaken(db: DbOrTx, teamId: TeamId, name: string): Promise<boolean> {
@@ -91,19 +79,10 @@ export async function skillIdsAmong(
   return new Set(rows.map((r) => r.id));
 }
 
-export async function updateSkill(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: SkillId,
-  patch: SkillPatch,
-): Promise<SkillRow | undefined> {
-  return updateOne(db, skills, and(eq(skills.teamId, teamId), eq(skills.id, id)), patch);
+export function updateSkill(db: DbOrTx, teamId: TeamId, id: SkillId, patch: SkillPatch) {
+  return updateInTeam(db, skills, teamId, id, patch);
 }
 
-export async function deleteSkill(db: DbOrTx, teamId: TeamId, id: SkillId): Promise<SkillRow | undefined> {
-  const [row] = await db
-    .delete(skills)
-    .where(and(eq(skills.teamId, teamId), eq(skills.id, id)))
-    .returning();
-  return row;
+export function deleteSkill(db: DbOrTx, teamId: TeamId, id: SkillId): Promise<SkillRow | undefined> {
+  return deleteInTeam(db, skills, teamId, id);
 }

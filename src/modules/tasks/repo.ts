@@ -1,8 +1,10 @@
-import { and, asc, desc, eq, gt, gte, inArray, isNull, lt, lte, sql, type WithSubquery } from 'drizzle-orm';
+import { and, asc, eq, gt, gte, inArray, isNull, lt, lte, sql, type WithSubquery } from 'drizzle-orm';
 import type { Id, RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor } from '../../db/query-parts.ts';
+import { insertOne } from '../../db/one-row.ts';
+import { eqIfGiven } from '../../db/query-parts.ts';
 import { type TaskStatus, taskEvents, taskFiles, tasks, workspaceEvents } from '../../db/schema/index.ts';
+import { findInTeam, pageInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 
 export type TaskId = Id<'task'>;
@@ -32,25 +34,16 @@ export interface NewEvent {
 }
 
 /** A new task, with its outbox rows written by the same statement (EventsService.alongside). */
-export async function insertTask(
+export function insertTask(
   db: DbOrTx,
   row: typeof tasks.$inferInsert,
   recorded: WithSubquery[],
 ): Promise<TaskRow> {
-  const [inserted] = await db
-    .with(...recorded)
-    .insert(tasks)
-    .values(row)
-    .returning();
-  return inserted!;
+  return insertOne(db, tasks, row, recorded);
 }
 
-export async function findTask(db: DbOrTx, teamId: TeamId, id: TaskId): Promise<TaskRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(tasks)
-    .where(and(eq(tasks.teamId, teamId), eq(tasks.id, id)));
-  return row;
+export function findTask(db: DbOrTx, teamId: TeamId, id: TaskId): Promise<TaskRow | undefined> {
+  return findInTeam(db, tasks, teamId, id);
 }
 
 export interface TaskFilter {
@@ -67,21 +60,13 @@ export function listTasks(
   beforeId: string | undefined,
   limit: number,
 ) {
-  return db
-    .select()
-    .from(tasks)
-    .where(
-      and(
-        eq(tasks.teamId, teamId),
-        f.agentId !== undefined ? eq(tasks.agentId, f.agentId) : undefined,
-        f.status !== undefined ? eq(tasks.status, f.status) : undefined,
-        f.createdAfter !== undefined ? gte(tasks.createdAt, f.createdAfter) : undefined,
-        f.createdBefore !== undefined ? lte(tasks.createdAt, f.createdBefore) : undefined,
-        beforeCursor(tasks.id, beforeId),
-      ),
-    )
-    .orderBy(desc(tasks.id))
-    .limit(limit);
+  const matching = and(
+    eqIfGiven(tasks.agentId, f.agentId),
+    eqIfGiven(tasks.status, f.status),
+    f.createdAfter !== undefined ? gte(tasks.createdAt, f.createdAfter) : undefined,
+    f.createdBefore !== undefined ? lte(tasks.createdAt, f.createdBefore) : undefined,
+  );
+  return pageInTeam(db, tasks, teamId, beforeId, limit, matching);
 }
 
 /** Serialises claims of the agent's tasks (its concurrency limit), until the transaction ends. */
@@ -256,6 +241,16 @@ function storedRows(result: unknown): LogEventRow[] {
 const recordset = (events: readonly NewEvent[]) =>
   JSON.stringify(events.map((e, i) => ({ i: i + 1, type: e.type, payload: e.payload })));
 
+/**
+ * The end both appends share: the events, numbered on from the counter the
+ * statement's `numbered` step moved forward, inserted in order and answered
+ * as stored.
+ */
+const numberedEvents = (events: readonly NewEvent[]) => sql`
+    from numbered, jsonb_to_recordset(${recordset(events)}::jsonb) as e(i int, type text, payload jsonb)
+    order by e.i
+    returning task_id, seq, team_id, type, payload, created_at`;
+
 export async function appendEvents(
   db: DbOrTx,
   teamId: TeamId,
@@ -276,9 +271,7 @@ export async function appendEvents(
     )
     insert into task_events (task_id, seq, team_id, type, payload, created_at)
     select ${taskId}, numbered.event_seq - ${events.length} + e.i, ${teamId}, e.type, e.payload, ${at.toISOString()}::timestamptz
-    from numbered, jsonb_to_recordset(${recordset(events)}::jsonb) as e(i int, type text, payload jsonb)
-    order by e.i
-    returning task_id, seq, team_id, type, payload, created_at`);
+    ${numberedEvents(events)}`);
   return storedRows(result);
 }
 
@@ -313,9 +306,7 @@ export async function appendWorkspaceEvents(
     )
     insert into workspace_events (workspace_id, seq, team_id, task_id, type, payload, created_at)
     select ${workspaceId}, numbered.event_seq - ${events.length} + e.i, ${teamId}, ${taskId}, e.type, e.payload, ${at.toISOString()}::timestamptz
-    from numbered, jsonb_to_recordset(${recordset(events)}::jsonb) as e(i int, type text, payload jsonb)
-    order by e.i
-    returning task_id, seq, team_id, type, payload, created_at`);
+    ${numberedEvents(events)}`);
   return storedRows(result);
 }
 

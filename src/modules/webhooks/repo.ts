@@ -1,14 +1,15 @@
 import { and, desc, eq, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { findOne, insertOne } from '../../db/one-row.ts';
+import { beforeCursor } from '../../db/query-parts.ts';
 import {
   webhookAttempts,
   webhookDeliveries,
   webhookDispatchCursor,
   webhooks,
 } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { deleteInTeam, findInTeam, idInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 // Webhooks, their deliveries and attempts, and the dispatcher's cursor: SQL only.
 
@@ -20,58 +21,29 @@ export type DeliveryInsert = typeof webhookDeliveries.$inferInsert;
 export type AttemptRow = typeof webhookAttempts.$inferSelect;
 export type WebhookPatch = Partial<Omit<WebhookRow, 'id' | 'teamId' | 'createdAt' | 'createdBy'>>;
 
-export async function insertWebhook(db: DbOrTx, row: typeof webhooks.$inferInsert): Promise<WebhookRow> {
-  const [inserted] = await db.insert(webhooks).values(row).returning();
-  return inserted!;
+export function insertWebhook(db: DbOrTx, row: typeof webhooks.$inferInsert): Promise<WebhookRow> {
+  return insertOne(db, webhooks, row);
 }
 
-export async function findWebhook(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: WebhookId,
-  lock?: 'update',
-): Promise<WebhookRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(webhooks)
-      .where(and(eq(webhooks.teamId, teamId), eq(webhooks.id, id))),
-    lock,
-  );
-  return row;
+export function findWebhook(db: DbOrTx, teamId: TeamId, id: WebhookId, lock?: 'update') {
+  return findInTeam(db, webhooks, teamId, id, lock);
 }
 
 /** A webhook by id alone: for the delivery worker, which acts for the row's own team. */
-export async function webhookById(db: DbOrTx, id: WebhookId): Promise<WebhookRow | undefined> {
-  const [row] = await db.select().from(webhooks).where(eq(webhooks.id, id));
-  return row;
+export function webhookById(db: DbOrTx, id: WebhookId): Promise<WebhookRow | undefined> {
+  return findOne(db, webhooks, eq(webhooks.id, id));
 }
 
-export function listWebhooks(
-  db: DbOrTx,
-  teamId: TeamId,
-  beforeId: string | undefined,
-  limit: number,
-): Promise<WebhookRow[]> {
-  return db
-    .select()
-    .from(webhooks)
-    .where(and(eq(webhooks.teamId, teamId), beforeCursor(webhooks.id, beforeId)))
-    .orderBy(desc(webhooks.id))
-    .limit(limit);
+export function listWebhooks(db: DbOrTx, teamId: TeamId, beforeId: string | undefined, limit: number) {
+  return pageInTeam(db, webhooks, teamId, beforeId, limit);
 }
 
-export function updateWebhook(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: WebhookId,
-  patch: WebhookPatch,
-): Promise<WebhookRow | undefined> {
-  return updateOne(db, webhooks, and(eq(webhooks.teamId, teamId), eq(webhooks.id, id)), patch);
+export function updateWebhook(db: DbOrTx, teamId: TeamId, id: WebhookId, patch: WebhookPatch) {
+  return updateInTeam(db, webhooks, teamId, id, patch);
 }
 
 export async function deleteWebhook(db: DbOrTx, teamId: TeamId, id: WebhookId): Promise<void> {
-  await db.delete(webhooks).where(and(eq(webhooks.teamId, teamId), eq(webhooks.id, id)));
+  await deleteInTeam(db, webhooks, teamId, id);
 }
 
 /** The active webhooks of these teams: who the dispatcher hands events to. */
@@ -139,27 +111,15 @@ export async function insertDeliveries(db: DbOrTx, rows: DeliveryInsert[]): Prom
   return made.map((r) => r.id);
 }
 
-export async function findDelivery(
+export function findDelivery(
   db: DbOrTx,
   teamId: TeamId,
   webhookId: WebhookId,
   id: DeliveryId,
   lock?: 'update',
 ): Promise<DeliveryRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(webhookDeliveries)
-      .where(
-        and(
-          eq(webhookDeliveries.teamId, teamId),
-          eq(webhookDeliveries.webhookId, webhookId),
-          eq(webhookDeliveries.id, id),
-        ),
-      ),
-    lock,
-  );
-  return row;
+  const ofWebhook = eq(webhookDeliveries.webhookId, webhookId);
+  return findOne(db, webhookDeliveries, idInTeam(webhookDeliveries, teamId, id, ofWebhook), lock);
 }
 
 /**
@@ -252,12 +212,8 @@ export function overdueDeliveries(
 
 // -- attempts --
 
-export async function insertAttempt(
-  db: DbOrTx,
-  row: typeof webhookAttempts.$inferInsert,
-): Promise<AttemptRow> {
-  const [inserted] = await db.insert(webhookAttempts).values(row).returning();
-  return inserted!;
+export function insertAttempt(db: DbOrTx, row: typeof webhookAttempts.$inferInsert): Promise<AttemptRow> {
+  return insertOne(db, webhookAttempts, row);
 }
 
 /** A webhook's attempts, newest first, with their delivery's state. */

@@ -1,7 +1,7 @@
-import { and, arrayContains, asc, count, desc, eq, gt, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
+import { and, arrayContains, asc, count, eq, gt, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
+import { findOne, insertOne } from '../../db/one-row.ts';
 import {
   type AssigneeType,
   type WorkItemPriority,
@@ -11,7 +11,7 @@ import {
   workItemLinks,
   workItems,
 } from '../../db/schema/index.ts';
-import { updateOne } from '../../db/update-one.ts';
+import { deleteInTeam, findInTeam, idInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
 
 // The work board: items, comments, links. SQL only.
 
@@ -21,34 +21,16 @@ export type WorkItemPatch = Partial<Omit<WorkItemRow, 'id' | 'teamId' | 'created
 export type CommentRow = typeof workItemComments.$inferSelect;
 export type LinkRow = typeof workItemLinks.$inferSelect;
 
-export async function insertItem(db: DbOrTx, row: typeof workItems.$inferInsert): Promise<WorkItemRow> {
-  const [inserted] = await db.insert(workItems).values(row).returning();
-  return inserted!;
+export function insertItem(db: DbOrTx, row: typeof workItems.$inferInsert): Promise<WorkItemRow> {
+  return insertOne(db, workItems, row);
 }
 
-export async function findItem(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: WorkItemId,
-  lock?: 'update',
-): Promise<WorkItemRow | undefined> {
-  const [row] = await rowsLocked(
-    db
-      .select()
-      .from(workItems)
-      .where(and(eq(workItems.teamId, teamId), eq(workItems.id, id))),
-    lock,
-  );
-  return row;
+export function findItem(db: DbOrTx, teamId: TeamId, id: WorkItemId, lock?: 'update') {
+  return findInTeam(db, workItems, teamId, id, lock);
 }
 
-export function updateItem(
-  db: DbOrTx,
-  teamId: TeamId,
-  id: WorkItemId,
-  patch: WorkItemPatch,
-): Promise<WorkItemRow | undefined> {
-  return updateOne(db, workItems, and(eq(workItems.teamId, teamId), eq(workItems.id, id)), patch);
+export function updateItem(db: DbOrTx, teamId: TeamId, id: WorkItemId, patch: WorkItemPatch) {
+  return updateInTeam(db, workItems, teamId, id, patch);
 }
 
 export interface ItemFilter {
@@ -61,9 +43,9 @@ export interface ItemFilter {
   archived: 'exclude' | 'include' | 'only';
 }
 
-function matching(teamId: TeamId, f: ItemFilter) {
+/** The items `f` picks out (of any team: callers scope it). */
+function matching(f: ItemFilter) {
   return and(
-    eq(workItems.teamId, teamId),
     f.statuses !== undefined ? inArray(workItems.status, f.statuses) : undefined,
     f.priority !== undefined ? eq(workItems.priority, f.priority) : undefined,
     f.type !== undefined ? eq(workItems.type, f.type) : undefined,
@@ -89,12 +71,7 @@ export function listItems(
   beforeId: string | undefined,
   limit: number,
 ): Promise<WorkItemRow[]> {
-  return db
-    .select()
-    .from(workItems)
-    .where(and(matching(teamId, filter), beforeCursor(workItems.id, beforeId)))
-    .orderBy(desc(workItems.id))
-    .limit(limit);
+  return pageInTeam(db, workItems, teamId, beforeId, limit, matching(filter));
 }
 
 const PRIORITY_RANK = sql`case ${workItems.priority} when 'critical' then 0 when 'high' then 1 when 'medium' then 2 else 3 end`;
@@ -108,7 +85,9 @@ export async function nextTodo(
   const [row] = await db
     .select()
     .from(workItems)
-    .where(matching(teamId, { ...filter, statuses: ['todo'], archived: 'exclude' }))
+    .where(
+      and(eq(workItems.teamId, teamId), matching({ ...filter, statuses: ['todo'], archived: 'exclude' })),
+    )
     .orderBy(PRIORITY_RANK, sql`${workItems.dueAt} asc nulls last`, asc(workItems.id))
     .limit(1);
   return row;
@@ -116,12 +95,8 @@ export async function nextTodo(
 
 // -- comments ----------------------------------------------------------------------------
 
-export async function insertComment(
-  db: DbOrTx,
-  row: typeof workItemComments.$inferInsert,
-): Promise<CommentRow> {
-  const [inserted] = await db.insert(workItemComments).values(row).returning();
-  return inserted!;
+export function insertComment(db: DbOrTx, row: typeof workItemComments.$inferInsert): Promise<CommentRow> {
+  return insertOne(db, workItemComments, row);
 }
 
 /** Oldest first, after `afterId`: a conversation reads from the top. */
@@ -146,36 +121,22 @@ export function listComments(
     .limit(limit);
 }
 
-export async function findComment(
-  db: DbOrTx,
-  teamId: TeamId,
-  itemId: WorkItemId,
-  id: Id<'wkc'>,
-): Promise<CommentRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(workItemComments)
-    .where(
-      and(
-        eq(workItemComments.teamId, teamId),
-        eq(workItemComments.workItemId, itemId),
-        eq(workItemComments.id, id),
-      ),
-    );
-  return row;
+export function findComment(db: DbOrTx, teamId: TeamId, itemId: WorkItemId, id: Id<'wkc'>) {
+  return findOne(
+    db,
+    workItemComments,
+    idInTeam(workItemComments, teamId, id, eq(workItemComments.workItemId, itemId)),
+  );
 }
 
 export async function deleteComment(db: DbOrTx, teamId: TeamId, id: Id<'wkc'>): Promise<void> {
-  await db
-    .delete(workItemComments)
-    .where(and(eq(workItemComments.teamId, teamId), eq(workItemComments.id, id)));
+  await deleteInTeam(db, workItemComments, teamId, id);
 }
 
 // -- links -------------------------------------------------------------------------------
 
-export async function insertLink(db: DbOrTx, row: typeof workItemLinks.$inferInsert): Promise<LinkRow> {
-  const [inserted] = await db.insert(workItemLinks).values(row).returning();
-  return inserted!;
+export function insertLink(db: DbOrTx, row: typeof workItemLinks.$inferInsert): Promise<LinkRow> {
+  return insertOne(db, workItemLinks, row);
 }
 
 export function listLinks(db: DbOrTx, teamId: TeamId, itemId: WorkItemId): Promise<LinkRow[]> {
@@ -194,21 +155,14 @@ export async function countLinks(db: DbOrTx, teamId: TeamId, itemId: WorkItemId)
   return row?.n ?? 0;
 }
 
-export async function findLink(
-  db: DbOrTx,
-  teamId: TeamId,
-  itemId: WorkItemId,
-  id: Id<'wkl'>,
-): Promise<LinkRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(workItemLinks)
-    .where(
-      and(eq(workItemLinks.teamId, teamId), eq(workItemLinks.workItemId, itemId), eq(workItemLinks.id, id)),
-    );
-  return row;
+export function findLink(db: DbOrTx, teamId: TeamId, itemId: WorkItemId, id: Id<'wkl'>) {
+  return findOne(
+    db,
+    workItemLinks,
+    idInTeam(workItemLinks, teamId, id, eq(workItemLinks.workItemId, itemId)),
+  );
 }
 
 export async function deleteLink(db: DbOrTx, teamId: TeamId, id: Id<'wkl'>): Promise<void> {
-  await db.delete(workItemLinks).where(and(eq(workItemLinks.teamId, teamId), eq(workItemLinks.id, id)));
+  await deleteInTeam(db, workItemLinks, teamId, id);
 }
