@@ -23,13 +23,19 @@ export function Paginated<T extends TSchema>(item: T) {
   return Type.Object({ data: Type.Array(item), next_cursor: Type.Union([Type.String(), Type.Null()]) });
 }
 
-export const PageQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-  },
-  { additionalProperties: false },
-);
+/** A list's query string: the page (`limit`, `cursor`), then the list's own filters; unknown ones are refused. */
+export function ListQuery<T extends Record<string, TSchema>>(filters: T) {
+  return Type.Object(
+    {
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+      cursor: Type.Optional(Type.String({ maxLength: 400 })),
+      ...filters,
+    },
+    { additionalProperties: false },
+  );
+}
+
+export const PageQuery = ListQuery({});
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 

@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox';
-import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 
 export const ApprovalStatus = Type.Enum(['pending', 'approved', 'rejected', 'expired', 'consumed'], {
   description: 'expired: still pending past expires_at; consumed: approved and used by the replayed request',
@@ -25,16 +25,11 @@ export const Approval = Type.Object({
 });
 export const Approvals = Paginated(Approval);
 
-export const ApprovalListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    status: Type.Optional(ApprovalStatus),
-    run_id: Type.Optional(Type.String({ maxLength: 100 })),
-    agent_id: Type.Optional(Type.String({ maxLength: 100 })),
-  },
-  { additionalProperties: false },
-);
+export const ApprovalListQuery = ListQuery({
+  status: Type.Optional(ApprovalStatus),
+  run_id: Type.Optional(Type.String({ maxLength: 100 })),
+  agent_id: Type.Optional(Type.String({ maxLength: 100 })),
+});
 export type ApprovalListQueryType = Static<typeof ApprovalListQuery>;
 
 export const RejectBody = Body({ reason: Type.Optional(Nullable(Type.String({ maxLength: 1024 }))) });

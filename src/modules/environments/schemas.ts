@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
 import { EnvsSchema } from '../sandboxes/envs.ts';
 import { Hostname, TemplateName } from '../sandboxes/schemas.ts';
 
@@ -71,13 +71,7 @@ export const UpdateEnvironmentBody = Body({
 
 export const ForkEnvironmentBody = Body({ name: Type.Optional(EnvironmentName) });
 
-export const EnvironmentListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-  },
-  { additionalProperties: false },
-);
+export const EnvironmentListQuery = ListQuery({});
 
 export const VersionParams = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 100 }),

@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox';
-import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
 
 /** What a memory may hold: Issue 13's bound, for the API and memory_save alike. */
 export const MAX_CONTENT_CHARS = 10_000;
@@ -37,14 +37,9 @@ export const UpdateMemoryBody = Body({
 });
 export type UpdateMemoryInput = Static<typeof UpdateMemoryBody>;
 
-export const MemoryListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    agent_id: Type.Optional(AgentIdField),
-  },
-  { additionalProperties: false },
-);
+export const MemoryListQuery = ListQuery({
+  agent_id: Type.Optional(AgentIdField),
+});
 export type MemoryListInput = Static<typeof MemoryListQuery>;
 
 export const DeleteMemoriesQuery = Type.Object(

@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { DECISIONS, FIRED_BY, NOTIFY_ON, RUN_STATUSES, TRIGGER_TYPES } from '../../db/schema/playbooks.ts';
-import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 
 export const PROMPT_MAX_CHARS = 100_000;
 /** Longest webhook body handed to the agent (bytes of JSON). */
@@ -123,15 +123,10 @@ export const Playbook = Type.Object({
 });
 export const Playbooks = Paginated(Playbook);
 
-export const PlaybookListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    agent_id: Type.Optional(Type.String({ maxLength: 100 })),
-    enabled: Type.Optional(Type.Boolean()),
-  },
-  { additionalProperties: false },
-);
+export const PlaybookListQuery = ListQuery({
+  agent_id: Type.Optional(Type.String({ maxLength: 100 })),
+  enabled: Type.Optional(Type.Boolean()),
+});
 export type PlaybookListQueryType = Static<typeof PlaybookListQuery>;
 
 export const PlaybookRun = Type.Object({
@@ -157,15 +152,10 @@ export const PlaybookRun = Type.Object({
 });
 export const PlaybookRuns = Paginated(PlaybookRun);
 
-export const RunListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    playbook_id: Type.Optional(Type.String({ maxLength: 100 })),
-    status: Type.Optional(Type.Enum([...RUN_STATUSES])),
-  },
-  { additionalProperties: false },
-);
+export const RunListQuery = ListQuery({
+  playbook_id: Type.Optional(Type.String({ maxLength: 100 })),
+  status: Type.Optional(Type.Enum([...RUN_STATUSES])),
+});
 export type RunListQueryType = Static<typeof RunListQuery>;
 
 export const SchedulerStatus = Type.Object({

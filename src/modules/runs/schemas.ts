@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { STEP_TYPES } from '../../db/schema/index.ts';
-import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 
 export const RunStatus = Type.Enum(['running', 'completed', 'failed', 'budget_exceeded', 'force_stopped']);
 export const Outcome = Type.Enum(['success', 'partial', 'failed']);
@@ -163,20 +163,15 @@ export const CompleteAllResult = Type.Object({
 });
 
 const Bool = Type.Boolean();
-export const RunListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    agent_id: Type.Optional(Type.String({ maxLength: 100 })),
-    policy_id: Type.Optional(Type.String({ maxLength: 100 })),
-    status: Type.Optional(RunStatus),
-    since: Type.Optional(Type.String({ format: 'date-time', description: 'started at or after' })),
-    until: Type.Optional(Type.String({ format: 'date-time', description: 'started before' })),
-    had_governance_block: Type.Optional(Bool),
-    had_failover: Type.Optional(Bool),
-  },
-  { additionalProperties: false },
-);
+export const RunListQuery = ListQuery({
+  agent_id: Type.Optional(Type.String({ maxLength: 100 })),
+  policy_id: Type.Optional(Type.String({ maxLength: 100 })),
+  status: Type.Optional(RunStatus),
+  since: Type.Optional(Type.String({ format: 'date-time', description: 'started at or after' })),
+  until: Type.Optional(Type.String({ format: 'date-time', description: 'started before' })),
+  had_governance_block: Type.Optional(Bool),
+  had_failover: Type.Optional(Bool),
+});
 export type RunListQueryType = Static<typeof RunListQuery>;
 
 const RunName = Nullable(Type.String({ maxLength: 255 }));

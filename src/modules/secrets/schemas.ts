@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Body, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, Paginated, Timestamp } from '../../http/schemas.ts';
 import { ENV_NAME_PATTERN, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, NAME_RULE } from '../sandboxes/envs.ts';
 
 /** The capsule's rule for environment variables, as the tool processes receive them. */
@@ -62,24 +62,13 @@ export const SecretRefParams = Type.Object(
   { additionalProperties: false },
 );
 
-export const SecretHistoryQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-  },
-  { additionalProperties: false },
-);
+export const SecretHistoryQuery = ListQuery({});
 
-export const SecretListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    agent_id: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 100, description: 'only the secrets this agent gets' }),
-    ),
-  },
-  { additionalProperties: false },
-);
+export const SecretListQuery = ListQuery({
+  agent_id: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 100, description: 'only the secrets this agent gets' }),
+  ),
+});
 
 export const Secret = Type.Object({
   id: Type.String(),

@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { TASK_MODES, TASK_STATUSES } from '../../db/schema/tasks.ts';
-import { Body, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
+import { Body, ListQuery, Nullable, NullableTimestamp, Paginated, Timestamp } from '../../http/schemas.ts';
 import { QueueName } from '../queues/schemas.ts';
 
 /** The longest prompt a task takes, in characters. */
@@ -109,17 +109,12 @@ export const Task = Type.Object({
 
 export const Tasks = Paginated(Task);
 
-export const TaskListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    agent_id: Type.Optional(Type.String({ maxLength: 100 })),
-    status: Type.Optional(Type.Enum([...TASK_STATUSES])),
-    created_after: Type.Optional(Type.String({ format: 'date-time' })),
-    created_before: Type.Optional(Type.String({ format: 'date-time' })),
-  },
-  { additionalProperties: false },
-);
+export const TaskListQuery = ListQuery({
+  agent_id: Type.Optional(Type.String({ maxLength: 100 })),
+  status: Type.Optional(Type.Enum([...TASK_STATUSES])),
+  created_after: Type.Optional(Type.String({ format: 'date-time' })),
+  created_before: Type.Optional(Type.String({ format: 'date-time' })),
+});
 export type TaskListQueryType = Static<typeof TaskListQuery>;
 
 export const TaskEvent = Type.Object({
