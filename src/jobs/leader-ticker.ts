@@ -104,3 +104,36 @@ export class LeaderTicker {
     await this.work(now);
   }
 }
+
+/**
+ * Work a leader does each tick (the playbook scheduler, the alert evaluator):
+ * `lead` is the work, and the ticker's start, stop, settled and tick are its own.
+ */
+export abstract class LeaderWork {
+  protected readonly ticker: LeaderTicker;
+
+  constructor(db: Db, ctx: Context, name: string, options: LeaderTickerOptions, what: string) {
+    this.ticker = new LeaderTicker(db, ctx, name, options, (now) => this.lead(now), what);
+  }
+
+  /** The leader's work at `now` (safe to run twice: see LeaderTicker). */
+  protected abstract lead(now: Date): Promise<void>;
+
+  start(): void {
+    this.ticker.start();
+  }
+
+  stop(): Promise<void> {
+    return this.ticker.stop();
+  }
+
+  /** Resolves once the tick in flight (if any) has ended. */
+  settled(): Promise<void> {
+    return this.ticker.settled();
+  }
+
+  /** One tick (one at a time in this process); answers whether this server leads. */
+  tick(): Promise<boolean> {
+    return this.ticker.tick();
+  }
+}

@@ -1,7 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import { newId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
-import { LeaderTicker } from '../../jobs/leader-ticker.ts';
+import { LeaderWork } from '../../jobs/leader-ticker.ts';
 import type { EventsService } from '../events/service.ts';
 import type { MailPort } from '../mail/service.ts';
 import { alertMail } from './emails.ts';
@@ -35,9 +35,7 @@ export function evaluatorOptions(evaluateEverySec: number): EvaluatorOptions {
  * threshold and the rule is out of its cooldown: the firing, the event
  * alert.triggered and one e-mail per recipient, in one transaction.
  */
-export class AlertEvaluator {
-  private readonly ticker: LeaderTicker;
-
+export class AlertEvaluator extends LeaderWork {
   constructor(
     private readonly db: Db,
     private readonly ctx: Context,
@@ -48,27 +46,10 @@ export class AlertEvaluator {
     private readonly publicBase: string,
     private readonly options: EvaluatorOptions,
   ) {
-    this.ticker = new LeaderTicker(db, ctx, 'alerts', options, (now) => this.lead(now), 'alert evaluator');
+    super(db, ctx, 'alerts', options, 'alert evaluator');
   }
 
-  start(): void {
-    this.ticker.start();
-  }
-
-  stop(): Promise<void> {
-    return this.ticker.stop();
-  }
-
-  settled(): Promise<void> {
-    return this.ticker.settled();
-  }
-
-  /** One tick (one at a time in this process); answers whether this server leads. */
-  tick(): Promise<boolean> {
-    return this.ticker.tick();
-  }
-
-  private async lead(now: Date): Promise<void> {
+  protected async lead(now: Date): Promise<void> {
     const dueBefore = new Date(now.getTime() - this.options.evaluateEveryMs);
     for (const rule of await repo.dueRules(this.db, dueBefore, this.options.batch)) {
       try {

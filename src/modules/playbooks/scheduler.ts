@@ -1,7 +1,7 @@
 import type { Context } from '../../core/context.ts';
 import type { TeamId } from '../../core/ids.ts';
 import type { Db } from '../../db/client.ts';
-import { LeaderTicker } from '../../jobs/leader-ticker.ts';
+import { LeaderWork } from '../../jobs/leader-ticker.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, type Principal } from '../identity/principal.ts';
 import * as repo from './repo.ts';
@@ -32,9 +32,7 @@ export function schedulerTimings(leaseSec: number): Pick<SchedulerOptions, 'tick
  * whose lease expired) still cannot fire one slot twice: the slot's move is
  * conditional and runs are unique per slot.
  */
-export class PlaybookScheduler {
-  private readonly ticker: LeaderTicker;
-
+export class PlaybookScheduler extends LeaderWork {
   constructor(
     private readonly db: Db,
     private readonly ctx: Context,
@@ -43,7 +41,7 @@ export class PlaybookScheduler {
     private readonly runs: PlaybookRuns,
     private readonly options: SchedulerOptions = SCHEDULER_DEFAULTS,
   ) {
-    this.ticker = new LeaderTicker(db, ctx, 'leader', options, (now) => this.lead(now), 'playbook scheduler');
+    super(db, ctx, 'leader', options, 'playbook scheduler');
   }
 
   get me(): string {
@@ -55,25 +53,7 @@ export class PlaybookScheduler {
     return this.ticker.leads;
   }
 
-  start(): void {
-    this.ticker.start();
-  }
-
-  stop(): Promise<void> {
-    return this.ticker.stop();
-  }
-
-  /** Resolves once the tick in flight (if any) has ended. */
-  settled(): Promise<void> {
-    return this.ticker.settled();
-  }
-
-  /** One tick (one at a time in this process); answers whether this server leads. */
-  tick(): Promise<boolean> {
-    return this.ticker.tick();
-  }
-
-  private async lead(now: Date): Promise<void> {
+  protected async lead(now: Date): Promise<void> {
     for (const pb of await repo.systemDue(this.db, now, this.options.batch)) {
       try {
         await this.fireSlot(pb, now);
