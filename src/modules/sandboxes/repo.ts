@@ -1,6 +1,7 @@
 import { and, desc, eq, inArray, isNull, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
 import type { CapsuleId, HostId, TeamId } from '../../core/ids.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
+import { insertOne } from '../../db/one-row.ts';
 import { preparedPerDb } from '../../db/prepared.ts';
 import { cachedReads } from '../../db/read-cache.ts';
 import {
@@ -21,17 +22,12 @@ export type TemplateRow = typeof templates.$inferSelect;
 export const LIVE_STATUSES: CapsuleStatus[] = CAPSULE_STATUSES.filter((s) => !ENDED_STATUSES.includes(s));
 
 /** A new capsule, with the events of its start written by the same statement (EventsService.alongside). */
-export async function insertCapsule(
+export function insertCapsule(
   db: DbOrTx,
   row: typeof capsules.$inferInsert,
   recorded: WithSubquery[],
 ): Promise<CapsuleRow> {
-  const [inserted] = await db
-    .with(...recorded)
-    .insert(capsules)
-    .values(row)
-    .returning();
-  return inserted!;
+  return insertOne(db, capsules, row, recorded);
 }
 
 const capsuleOfTeam = preparedPerDb((db) =>
