@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLog, systemContext } from '../../src/core/context.ts';
 import type { TeamId } from '../../src/core/ids.ts';
@@ -39,7 +40,13 @@ beforeAll(async () => {
     { id: opening.id as TaskId, workspaceId },
     { id: second.body.id as TaskId, workspaceId },
   ];
+  // Followed as if still running: a turn's follower reads whether it has ended with its events.
+  await setStatus('running');
 });
+
+async function setStatus(status: string, db = f.t.database.db, ids: string[] = turns.map((t) => t.id)) {
+  await db.execute(sql`update tasks set status = ${status}, heartbeat_at = now() where id in ${ids}`);
+}
 afterAll(async () => {
   await f?.close();
 });
@@ -111,8 +118,8 @@ describe('a follower of a turn’s events', () => {
     const abort = new AbortController();
     const [mine, other] = turns;
     const start = (await log.append(db, teamId, mine, mark(0))).at(-1)!.seq;
-    let ended = false;
-    const { got, done } = follower(log.followTask(teamId, mine, start, async () => ended, abort.signal));
+    // Never asked: the turn's read tells.
+    const { got, done } = follower(log.followTask(teamId, mine, start, async () => false, abort.signal));
 
     // Handed over, between the workspace's own events and another turn's, which it skips.
     await log.append(db, teamId, mine, mark(1));
@@ -150,9 +157,11 @@ describe('a follower of a turn’s events', () => {
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(got.every((r) => r.taskId === mine.id)).toBe(true);
 
-    // The end, seen after a woken read, ends the follow once the last events were given.
-    ended = true;
-    await db.transaction((tx) => log.append(tx, teamId, mine, mark(10)));
+    // The end (committed with its last event, as a task's end is), seen by a woken read, ends the follow.
+    await db.transaction(async (tx) => {
+      await log.append(tx, teamId, mine, mark(10));
+      await setStatus('completed', tx, [mine.id]);
+    });
     log.wake(mine);
     await done;
     expect(marks(got).at(-1)).toBe(10);
@@ -160,6 +169,7 @@ describe('a follower of a turn’s events', () => {
   });
 
   it('holds at most a page of handed rows for a client that is behind, and reads the rest', async () => {
+    await setStatus('running');
     const db = f.t.database.db;
     const log = new TaskEventLog(db, systemContext(silentLog));
     const abort = new AbortController();

@@ -47,6 +47,8 @@ interface FollowedPage {
   rows: repo.LogEventRow[];
   /** No event up to here is missing for this follower: those not in `rows` are not its own. */
   head: number;
+  /** Whether the log's owner had ended, as of the same read (when the read tells; else `ended` is asked). */
+  ended?: boolean;
 }
 
 /**
@@ -148,10 +150,17 @@ export class TaskEventLog {
         ended,
         signal,
       );
-    // A turn's events are among its workspace's: the follower is handed the whole log's appends and keeps its own.
+    // A turn's events are among its workspace's: the follower is handed the whole log's appends and
+    // keeps its own. Its read tells whether the turn has ended, so `ended` is not asked after it.
     return this.follow(
       workspaceId,
-      (seq, n) => repo.turnEventsAfter(this.db, teamId, workspaceId, task.id, seq, n),
+      async (seq, n) => {
+        const page = await repo.turnEventsAfter(this.db, teamId, workspaceId, task.id, seq, n);
+        return {
+          ...page,
+          ended: page.status === undefined || repo.FINAL_STATUSES.includes(page.status as never),
+        };
+      },
       (row) => row.taskId === task.id,
       afterSeq,
       ended,
@@ -235,7 +244,7 @@ export class TaskEventLog {
           }
           if (done) return;
           if (mustRead || handed.length > 0) continue;
-          done = await ended();
+          done = page.ended ?? (await ended());
           if (done) mustRead = true;
           continue;
         }

@@ -398,7 +398,8 @@ export async function workspaceEventsAfter(
  * head (the workspace's last seq) read in the same statement: when fewer
  * than `limit` rows come, every event up to the head that is not among them
  * belongs to another turn or to the workspace, so a follower knows where the
- * log stood without reading the other turns' events.
+ * log stood without reading the other turns' events. And the turn's status,
+ * as of the same read.
  */
 export async function turnEventsAfter(
   db: DbOrTx,
@@ -407,9 +408,11 @@ export async function turnEventsAfter(
   taskId: TaskId,
   afterSeq: number,
   limit: number,
-): Promise<{ rows: LogEventRow[]; head: number }> {
+): Promise<{ rows: LogEventRow[]; head: number; status: TaskStatus | undefined }> {
   const result = await db.execute(sql`
-    select w.event_seq as head, e.seq, e.team_id, e.task_id, e.type, e.payload, e.created_at
+    select w.event_seq as head,
+      (select status from tasks t where t.team_id = ${teamId} and t.id = ${taskId}) as task_status,
+      e.seq, e.team_id, e.task_id, e.type, e.payload, e.created_at
     from workspaces w
     left join (
       select seq, team_id, task_id, type, payload, created_at from workspace_events
@@ -418,10 +421,15 @@ export async function turnEventsAfter(
       limit ${limit}
     ) e on true
     where w.team_id = ${teamId} and w.id = ${workspaceId}`);
-  const found = (result as unknown as { rows: Array<StoredEvent & { head: number | string }> }).rows;
+  const found = (
+    result as unknown as {
+      rows: Array<StoredEvent & { head: number | string; task_status: TaskStatus | null }>;
+    }
+  ).rows;
   return {
     rows: storedRows({ rows: found.filter((r) => r.seq !== null) }),
     head: found.length > 0 ? Number(found[0]?.head) : afterSeq,
+    status: found[0]?.task_status ?? undefined,
   };
 }
 
