@@ -1,6 +1,7 @@
 import { and, desc, eq, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { PLANNED_EACH_TIME } from '../../db/planned-each-time.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { memories } from '../../db/schema/index.ts';
 
@@ -191,7 +192,8 @@ async function rankMatches(
   // The query's text is folded to a constant when the statement is planned, so the index can use it.
   const rank = sql`ts_rank(m.search_vector, ${tsquery}, 1)`;
   const matches = sql`m.search_vector @@ ${tsquery}`;
-  const result = await db.execute(sql`
+  // Planned on every run: a generic plan cannot fold the text query in.
+  const result = await db.execute(sql`${sql.raw(PLANNED_EACH_TIME)}
     with found as (
       select m.id from memories m
       where m.team_id = ${teamId} and m.agent_id = ${agentId} and ${matches} ${notExcluded}
