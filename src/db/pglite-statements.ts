@@ -1,13 +1,11 @@
 import { type PGlite, parse, protocol, type Results, type Transaction } from '@electric-sql/pglite';
-import { PLANNED_EACH_TIME } from './planned-each-time.ts';
 
 // Named statements for the embedded database. PGlite's query() parses,
 // analyses and plans its text on every call (an unnamed statement): for the
 // statements Paddock runs all the time (an event's append, a task's claim)
 // that is most of their cost, several times their execution. Here a text seen
 // twice is parsed once under a name, and each later call only binds and
-// executes it (one call into the database, not five). A text that begins
-// with PLANNED_EACH_TIME is never named.
+// executes it (one call into the database, not five).
 
 type Message = Awaited<ReturnType<PGlite['execProtocolStream']>>[number];
 
@@ -69,7 +67,6 @@ export class PgliteStatements {
       _runExclusiveTransaction?: <T>(fn: () => Promise<T>) => Promise<T>;
       serializers: Record<number, (value: unknown) => string>;
     };
-    if (sql.startsWith(PLANNED_EACH_TIME)) return (tx ?? db).query(sql, params, options);
     const named = this.named.get(sql);
     if (named) {
       // The most recently used last: the first is the one closed when a name is needed.

@@ -1,7 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_STATEMENTS, PgliteStatements, type QueryOptions } from '../../src/db/pglite-statements.ts';
-import { PLANNED_EACH_TIME } from '../../src/db/planned-each-time.ts';
 
 /**
  * The embedded database's named statements (what its process runs every
@@ -54,17 +53,6 @@ describe('named statements on the embedded database', () => {
     const raw = await statements.query(sql, params, options, undefined);
     expect(raw.rows[0]).toEqual([1, 'one', { a: 1 }, '2026-01-05 09:00:00+00']);
     expect(raw.rows).toEqual((await db.query(sql, params, options)).rows);
-  });
-
-  // Its plan would go generic after a few runs, and a generic plan cannot fold a value into the query.
-  it('never names a text that begins with PLANNED_EACH_TIME, and answers it as PGlite does', async () => {
-    const sql = `${PLANNED_EACH_TIME}select id from items where name = $1`;
-    for (let i = 0; i < 8; i++)
-      expect((await statements.query(sql, ['one'], OBJECTS, undefined)).rows).toEqual([{ id: 1 }]);
-    expect(await named()).not.toContain(sql);
-    const inTx = await db.transaction((tx) => statements.query(sql, ['one'], OBJECTS, tx));
-    expect(inTx.rows).toEqual([{ id: 1 }]);
-    expect(await named()).not.toContain(sql);
   });
 
   it('counts the rows a write changed, and a failed call leaves the next one working', async () => {

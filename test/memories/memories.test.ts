@@ -148,6 +148,9 @@ describe('memories', () => {
       const res = await call('POST', '/v1/memories', { body: { agent_id: agentId, content: 'x' } });
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('not_found');
+      const search = await call('GET', '/v1/memories/search', { query: { agent_id: agentId, q: 'patch' } });
+      expect(search.status).toBe(404);
+      expect(search.body.error.code).toBe('not_found');
     }
     // Deleting every memory needs the agent named; searching needs words and a sane limit.
     const noAgent = await call('DELETE', '/v1/memories');
@@ -359,7 +362,12 @@ describe('deleting an agent’s memories', () => {
     expect(
       (await call('GET', '/v1/memories', { query: { agent_id: a.id } })).body.data.map((x: Json) => x.id),
     ).toEqual([m.id]);
+    // Searched too: a match, and no match (still its memories, so not a 404).
+    const search = (q: string) => call('GET', '/v1/memories/search', { query: { agent_id: a.id, q } });
+    expect((await search('behind')).body.data.map((x: Json) => x.id)).toEqual([m.id]);
+    expect(await search('nowhere')).toMatchObject({ status: 200, body: { data: [] } });
     expect((await call('DELETE', '/v1/memories', { query: { agent_id: a.id } })).body.deleted).toBe(1);
     expect((await call('GET', '/v1/memories', { query: { agent_id: a.id } })).status).toBe(404);
+    expect((await search('behind')).status).toBe(404);
   });
 });

@@ -1,7 +1,6 @@
 import { and, desc, eq, type SQL, sql } from 'drizzle-orm';
 import type { AgentId, Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import { PLANNED_EACH_TIME } from '../../db/planned-each-time.ts';
 import { beforeCursor, rowsLocked } from '../../db/query-parts.ts';
 import { memories } from '../../db/schema/index.ts';
 
@@ -189,12 +188,14 @@ async function rankMatches(
   const notExcluded =
     excluded.length > 0 ? sql`and not (m.id = any(${`{${excluded.join(',')}}`}::text[]))` : sql``;
   const fields = sql`m.id, m.team_id, m.agent_id, m.content, m.metadata, m.task_id, m.created_by, m.created_at, m.updated_at`;
-  // The query's text is folded to a constant when the statement is planned, so the index can use it.
-  const rank = sql`ts_rank(m.search_vector, ${tsquery}, 1)`;
-  const matches = sql`m.search_vector @@ ${tsquery}`;
-  // Planned on every run: a generic plan cannot fold the text query in.
-  const result = await db.execute(sql`${sql.raw(PLANNED_EACH_TIME)}
-    with found as (
+  // The text query is made once per run (an init plan), not once per row: the statement's
+  // plan does not depend on it, so a plan kept for the statement serves every query.
+  const q = sql`(select q from query)`;
+  const rank = sql`ts_rank(m.search_vector, ${q}, 1)`;
+  const matches = sql`m.search_vector @@ ${q}`;
+  const result = await db.execute(sql`
+    with query as materialized (select ${tsquery} as q),
+    found as (
       select m.id from memories m
       where m.team_id = ${teamId} and m.agent_id = ${agentId} and ${matches} ${notExcluded}
       limit ${RANKED_AT_MOST + 1}

@@ -67,21 +67,30 @@ export class MemoriesService {
 
   /** An agent the caller may name: a live agent of the team (the key's own, for an agent key). */
   private async liveAgentOf(reach: Reach, raw: string): Promise<AgentId> {
-    if (!isId(raw, 'agt') || (reach.agentId !== undefined && raw !== reach.agentId))
-      throw new NotFoundError('agent', raw);
-    if (!(await this.liveAgent(this.db, reach.teamId, raw))) throw new NotFoundError('agent', raw);
-    return raw;
+    const agentId = this.nameable(reach, raw);
+    if (!(await this.liveAgent(this.db, reach.teamId, agentId))) throw new NotFoundError('agent', raw);
+    return agentId;
   }
 
   /** An agent to filter or clear by: a live one, or a deleted one whose memories the team still holds. */
   private async knownAgentOf(reach: Reach, raw: string): Promise<AgentId> {
+    const agentId = this.nameable(reach, raw);
+    await this.requireKnown(reach, agentId);
+    return agentId;
+  }
+
+  /** An agent id the caller may name at all (any agent of the team, or the key's own), not looked up. */
+  private nameable(reach: Reach, raw: string): AgentId {
     if (!isId(raw, 'agt') || (reach.agentId !== undefined && raw !== reach.agentId))
       throw new NotFoundError('agent', raw);
-    const known =
-      (await this.liveAgent(this.db, reach.teamId, raw)) ||
-      (await repo.agentHasMemories(this.db, reach.teamId, raw));
-    if (!known) throw new NotFoundError('agent', raw);
     return raw;
+  }
+
+  private async requireKnown(reach: Reach, agentId: AgentId): Promise<void> {
+    const known =
+      (await this.liveAgent(this.db, reach.teamId, agentId)) ||
+      (await repo.agentHasMemories(this.db, reach.teamId, agentId));
+    if (!known) throw new NotFoundError('agent', agentId);
   }
 
   private async visible(db: DbOrTx, reach: Reach, raw: string, lock?: 'update'): Promise<repo.MemoryRow> {
@@ -185,7 +194,7 @@ export class MemoriesService {
 
   async search(principal: Principal, query: MemorySearchInput) {
     const reach = this.reach(principal, 'read');
-    const agentId = await this.knownAgentOf(reach, query.agent_id);
+    const agentId = this.nameable(reach, query.agent_id);
     const hits = await repo.searchMemories(
       this.db,
       reach.teamId,
@@ -193,6 +202,9 @@ export class MemoriesService {
       query.q,
       query.limit ?? DEFAULT_SEARCH_LIMIT,
     );
+    // A memory found is the team's, so its agent is known: only an empty answer is looked up
+    // (a statement fewer for most searches), to tell an unknown agent from no match.
+    if (hits.length === 0) await this.requireKnown(reach, agentId);
     return { data: hits.map(memoryHitView) };
   }
 
