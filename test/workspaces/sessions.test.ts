@@ -247,7 +247,28 @@ describe('a workspace (a session)', () => {
     expect(busy.status).toBe(409);
     expect(busy.body.error.code).toBe('workspace_busy');
     await f.finished(first.id);
-    const ws = await workspaceUntil(first.workspace_id, ['idle']);
+    let ws = await workspaceUntil(first.workspace_id, ['idle']);
+
+    // Messages sent at once: one turn begins, the others are refused whole (no task row is left of them).
+    const tasksOf = async () =>
+      (await call('GET', `/v1/tasks?agent_id=${agent.id}&limit=100`)).body.data.map((t: Json) => t.id);
+    const before = await tasksOf();
+    f.script([{ text: 'one of three', delayMs: 200 }]);
+    const sent = await Promise.all(
+      ['a', 'b', 'c'].map((content) =>
+        call('POST', `/v1/workspaces/${first.workspace_id}/messages`, { content }),
+      ),
+    );
+    const taken = sent.filter((r) => r.status === 202);
+    expect(taken).toHaveLength(1);
+    for (const r of sent.filter((r) => r.status !== 202)) {
+      expect(r.status).toBe(409);
+      expect(r.body.error.code).toBe('workspace_busy');
+    }
+    expect((await tasksOf()).sort()).toEqual([...before, taken[0]!.body.id].sort());
+    await f.finished(taken[0]!.body.id);
+    ws = await workspaceUntil(first.workspace_id, ['idle']);
+    expect(ws.turns).toBe(2);
 
     f.t.clock.advance(61_000);
     await f.t.services.workspaces.sweep();

@@ -2,7 +2,7 @@ import type { Context } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, isId, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
-import type { Db, DbOrTx } from '../../db/client.ts';
+import { type Db, type DbOrTx, oneTransactionAtATime, sideBySide } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import type { FileDownload } from '../files/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
@@ -11,7 +11,7 @@ import { checkOutputSchema } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
 import type { CreateTaskInput, TaskListQueryType } from './schemas.ts';
-import type { SessionHooks, SessionTurn } from './sessions.ts';
+import type { NextTurn, SessionHooks } from './sessions.ts';
 import { taskEventView, taskFileView, taskView } from './views.ts';
 
 /** What the runner gives the service: a way to tell it about a cancel, and to start work. */
@@ -89,7 +89,7 @@ export class TasksService {
   async submit(
     principal: Principal,
     input: CreateTaskInput,
-    turn?: (tx: DbOrTx, teamId: TeamId, taskId: string) => Promise<SessionTurn>,
+    turn?: (tx: DbOrTx, teamId: TeamId, taskId: string) => NextTurn,
   ) {
     const teamId = this.team(principal, 'write');
     const agent = await this.ports.agent(teamId, input.agent_id, input.agent_version);
@@ -190,18 +190,18 @@ export class TasksService {
       throw new BadRequestError('sessions_unavailable', 'this server does not run workspaces');
     const task = await this.db.transaction(async (tx) => {
       const id = newId('task');
+      const next = turn?.(tx, teamId, id);
       const session =
         input.mode !== 'session'
           ? undefined
-          : turn
-            ? await turn(tx, teamId, id)
-            : await sessions!.open(tx, {
-                teamId,
-                taskId: id,
-                agent,
-                createdBy: actor.actorId,
-                allowedTools: input.allowed_tools ?? null,
-              });
+          : (next ??
+            (await sessions!.open(tx, {
+              teamId,
+              taskId: id,
+              agent,
+              createdBy: actor.actorId,
+              allowedTools: input.allowed_tools ?? null,
+            })));
       const runId = policy
         ? await this.ports.runs.start(
             {
@@ -226,34 +226,39 @@ export class TasksService {
           data: { agent_id: agent.id, agent_version: agent.version, model },
         },
       ]);
-      const row = await repo.insertTask(
-        tx,
-        {
-          id,
-          workspaceId: session?.workspaceId ?? null,
-          runId: session?.runId ?? runId,
-          runnerQueue: queue ?? null,
-          teamId,
-          agentId: agent.id,
-          agentVersion: agent.version,
-          environmentVersionId: def.environment_version_id,
-          model,
-          prompt: input.prompt,
-          mode: input.mode ?? 'batch',
-          status: 'queued',
-          maxTurns: input.max_turns ?? def.max_turns,
-          maxBudgetMicros: maxBudget === null ? null : Math.round(maxBudget * 1_000_000),
-          timeoutSec: input.timeout_sec ?? def.timeout_sec,
-          outputSchema: input.output_schema ?? null,
-          allowedTools: input.allowed_tools ? [...new Set(input.allowed_tools)] : null,
-          inputFileIds: fileIds,
-          metadata: input.metadata ?? {},
-          createdBy: actor.actorId,
-          createdAt: now,
-          updatedAt: now,
-        },
-        created,
-      );
+      // A message's turn begins beside the insert (neither reads what the other writes).
+      const insert = () =>
+        repo.insertTask(
+          tx,
+          {
+            id,
+            workspaceId: session?.workspaceId ?? null,
+            runId: session?.runId ?? runId,
+            runnerQueue: queue ?? null,
+            teamId,
+            agentId: agent.id,
+            agentVersion: agent.version,
+            environmentVersionId: def.environment_version_id,
+            model,
+            prompt: input.prompt,
+            mode: input.mode ?? 'batch',
+            status: 'queued',
+            maxTurns: input.max_turns ?? def.max_turns,
+            maxBudgetMicros: maxBudget === null ? null : Math.round(maxBudget * 1_000_000),
+            timeoutSec: input.timeout_sec ?? def.timeout_sec,
+            outputSchema: input.output_schema ?? null,
+            allowedTools: input.allowed_tools ? [...new Set(input.allowed_tools)] : null,
+            inputFileIds: fileIds,
+            metadata: input.metadata ?? {},
+            createdBy: actor.actorId,
+            createdAt: now,
+            updatedAt: now,
+          },
+          created,
+        );
+      const [row] = next
+        ? await sideBySide(oneTransactionAtATime(this.db), insert, next.begin)
+        : [await insert()];
       await this.log.append(tx, teamId, row, [{ type: 'status', payload: { status: 'queued' } }]);
       if (queue !== undefined) await this.queueRunner!.send(tx, row, inputFiles, def.concurrency_limit);
       return row;

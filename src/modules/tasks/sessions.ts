@@ -49,3 +49,13 @@ export interface SessionTurn {
   workspaceId: string;
   runId: RunId;
 }
+
+/**
+ * A message's turn, known before its statements run: they (the workspace's
+ * move to its next turn) are sent beside the task's insert, which needs none
+ * of their answers. `begin` fails, and with it the transaction, when the
+ * workspace takes no turn now.
+ */
+export interface NextTurn extends SessionTurn {
+  begin: () => Promise<void>;
+}

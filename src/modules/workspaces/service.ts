@@ -338,19 +338,22 @@ export class WorkspacesService implements SessionHooks {
         ...(ws.modelOverride ? { model: ws.modelOverride } : {}),
         ...(input.file_ids ? { input_file_ids: input.file_ids } : {}),
       },
-      async (tx, _team, taskId) => {
+      (tx, _team, taskId) => ({
+        workspaceId: ws.id,
+        runId: ws.runId,
         // The status change's outbox row goes with the update that makes it, and its log event beside
         // it (the workspace is locked by the update either way; a turn that cannot begin rolls both back).
-        const recorded = this.outbox.alongside(tx, [statusChanged(ws, 'active', 'message')]);
-        const [row] = await sideBySide(
-          oneTransactionAtATime(this.db),
-          () => repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded),
-          () => this.logMove(tx, ws, 'active', 'message', { task_id: taskId }),
-        );
-        if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
-        if (row) this.beginning(taskId, row);
-        return { workspaceId: ws.id, runId: ws.runId };
-      },
+        begin: async () => {
+          const recorded = this.outbox.alongside(tx, [statusChanged(ws, 'active', 'message')]);
+          const [row] = await sideBySide(
+            oneTransactionAtATime(this.db),
+            () => repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded),
+            () => this.logMove(tx, ws, 'active', 'message', { task_id: taskId }),
+          );
+          if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
+          else this.beginning(taskId, row);
+        },
+      }),
     );
     this.tasks.log.wake(ws.id);
     return task;
