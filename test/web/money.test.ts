@@ -204,6 +204,25 @@ it('charts tokens by model over a chosen range, kept in the address, with the to
     await page.getByRole('img', { name: new RegExp(`^${title}`) }).waitFor(soon);
     expect(await page.getByLabel('Show').inputValue()).toBe('tokens');
     expect(await page.getByLabel('Range').inputValue()).toBe('24h');
+
+    // Two pickers changed in one go, before the page re-renders with the first: both are kept.
+    // (A string: the page's DOM types are not the tests'.)
+    await page.evaluate(`{
+      const pick = (label, value) => {
+        const control = [...document.querySelectorAll('label')].find((l) => l.textContent.trim() === label).control;
+        Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, 'value').set.call(control, value);
+        control.dispatchEvent(new Event('change', { bubbles: true }));
+      };
+      pick('Show', 'cost');
+      pick('Range', '7d');
+    }`);
+    await page.waitForURL(/range=7d/);
+    const address = new URL(page.url()).searchParams;
+    expect([address.get('metric'), address.get('range'), address.get('group')]).toEqual([
+      'cost',
+      '7d',
+      'model',
+    ]);
   });
 }, 60_000);
 

@@ -1,8 +1,9 @@
 import { useQuery } from '@tanstack/react-query';
 import { useMemo } from 'react';
-import { Link, useSearchParams } from 'react-router';
+import { Link } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
 import { Chart, type Granularity, periodLabel, periods, type Series, seriesOf } from '../chart.tsx';
+import { useAddressParams } from '../routed.ts';
 import { DataTable, Empty, ErrorNote, Loading, Page, Section, SelectField, Stat } from '../ui.tsx';
 import { useAgents } from './agents.tsx';
 
@@ -134,18 +135,11 @@ export function SpendChart(props: { range: Range; title: string }) {
 }
 
 export function AnalyticsPage() {
-  const [params, setParams] = useSearchParams();
+  const [params, change] = useAddressParams({ replace: true });
   const rangeKey = pick<RangeKey>(params.get('range'), RANGES, '7d');
   const metricKey = pick<MetricKey>(params.get('metric'), METRICS, 'cost');
   const groupKey = pick<GroupKey>(params.get('group'), GROUPS, 'model');
-  const set = (key: string, value: string) =>
-    setParams(
-      (p) => {
-        p.set(key, value);
-        return p;
-      },
-      { replace: true },
-    );
+  const set = (key: string, value: string) => change((p) => p.set(key, value));
   const range = useRange(rangeKey);
   const agents = useAgents();
   const q = { from: range.from, to: range.to, granularity: range.granularity };

@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { Link, useSearchParams } from 'react-router';
+import { Link } from 'react-router';
 import { api, unwrap, when } from '../api.ts';
 import {
   Button,
@@ -16,6 +16,7 @@ import {
   TextField,
 } from '../ui.tsx';
 import './agents-extra.css';
+import { setOrDelete, useAddressParams } from '../routed.ts';
 import { useAgents } from './agents.tsx';
 
 type Memory = Awaited<ReturnType<typeof listMemories>>['data'][number];
@@ -34,7 +35,7 @@ function listMemories(agentId: string) {
 export function MemoriesPage() {
   const client = useQueryClient();
   const agents = useAgents();
-  const [params, setParams] = useSearchParams();
+  const [params, change] = useAddressParams();
   const agentId = params.get('agent') ?? '';
   const q = params.get('q') ?? '';
   const [words, setWords] = useState(q);
@@ -52,11 +53,13 @@ export function MemoriesPage() {
   });
   const list = agents.data?.data ?? [];
   const agentName = (id: string) => list.find((a) => a.id === id)?.name ?? id;
-  const show = (next: { agent?: string; q?: string }) => {
-    const a = next.agent ?? agentId;
-    const words = next.q ?? q;
-    setParams({ ...(a ? { agent: a } : {}), ...(a && words ? { q: words } : {}) });
-  };
+  // Words are searched in one agent's memories: no agent, no words.
+  const show = (next: { agent?: string; q?: string }) =>
+    change((p) => {
+      if (next.agent !== undefined) setOrDelete(p, 'agent', next.agent);
+      if (next.q !== undefined) setOrDelete(p, 'q', next.q);
+      if (!p.get('agent')) p.delete('q');
+    });
   const search = (e: FormEvent) => {
     e.preventDefault();
     show({ q: words.trim() });

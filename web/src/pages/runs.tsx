@@ -1,7 +1,8 @@
 import { useQuery } from '@tanstack/react-query';
-import { Link, useParams, useSearchParams } from 'react-router';
+import { Link, useParams } from 'react-router';
 import { api, unwrap, usd, when } from '../api.ts';
 import { usePaged } from '../paged.ts';
+import { setOrDelete, useAddressParams } from '../routed.ts';
 import { Badge, DataTable, Empty, ErrorNote, Loading, Page, Section, SelectField, Stat } from '../ui.tsx';
 import { useAgents } from './agents.tsx';
 
@@ -9,16 +10,16 @@ const STATUSES = ['running', 'completed', 'failed', 'budget_exceeded', 'force_st
 type Status = (typeof STATUSES)[number];
 
 export function RunsPage() {
-  const [params, setParams] = useSearchParams();
+  const [params, change] = useAddressParams();
   const status = (STATUSES as readonly string[]).includes(params.get('status') ?? '')
     ? (params.get('status') as Status)
     : undefined;
   const failover = params.get('failover') === 'yes';
-  const filter = (next: { status?: string; failover?: boolean }) => {
-    const s = next.status ?? status ?? '';
-    const f = next.failover ?? failover;
-    setParams({ ...(s ? { status: s } : {}), ...(f ? { failover: 'yes' } : {}) });
-  };
+  const filter = (next: { status?: string; failover?: boolean }) =>
+    change((p) => {
+      if (next.status !== undefined) setOrDelete(p, 'status', next.status);
+      if (next.failover !== undefined) setOrDelete(p, 'failover', next.failover ? 'yes' : undefined);
+    });
   const agents = useAgents();
   const runs = usePaged({
     queryKey: ['runs', 'list', status ?? 'all', failover],
