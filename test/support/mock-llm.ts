@@ -93,6 +93,12 @@ export interface MockStep {
   malformedData?: string;
   /** How many requests this step answers (default 1; Infinity until reset()). */
   times?: number;
+  /**
+   * Called as the answer starts, after delayMs and just before its first
+   * bytes are written: when the upstream really answered (a benchmark takes
+   * the upstream's own time off what it measures).
+   */
+  answering?: () => void;
 }
 
 /**
@@ -491,6 +497,7 @@ async function answer(
           ? responsesJson(a, body)
           : JSON.stringify(anthropicMessage(a, false));
     const bytes = Buffer.from(json);
+    step.answering?.();
     res.writeHead(200, {
       'content-type': 'application/json',
       'content-length': step.emptyStream ? 0 : bytes.length,
@@ -508,6 +515,7 @@ async function answer(
     return void res.end(bytes);
   }
 
+  step.answering?.();
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',

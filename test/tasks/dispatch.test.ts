@@ -44,6 +44,9 @@ describe('dispatch', () => {
     await f.untilEvent(String(first.id), (e) => e.type === 'tool_call');
     f.script([{ text: 'second done' }]);
     const second = await f.submit({ agent_id: agent.id, prompt: 'wait for a slot' });
+    // No free slot: the 202 answers it queued, and it is not started in the submit's transaction.
+    expect(first).toMatchObject({ status: 'running' });
+    expect(second).toMatchObject({ status: 'queued', started_at: null });
     const waiting = await f.t.call('GET', `/v1/tasks/${String(second.id)}`, { token: f.user.token });
     expect(waiting.body.status).toBe('queued');
     const ends = await Promise.all([f.finished(String(first.id)), f.finished(String(second.id))]);
@@ -51,5 +54,26 @@ describe('dispatch', () => {
     expect(Date.parse(String(ends[1].task.started_at))).toBeGreaterThanOrEqual(
       Date.parse(String(ends[0].task.finished_at)),
     );
+  });
+
+  it('gives back a slot reserved for a submit whose transaction did not commit', async () => {
+    const agent = await f.agent({ agent: { concurrency_limit: 5 } });
+    const runner = f.t.services.taskRunner;
+    // As a submit does before its transaction: the server's one slot, reserved.
+    const held = await runner.reserve(f.user.team.id as never, agent.id, 1);
+    expect(held).toBeDefined();
+    // While it is held, no other submit gets one.
+    expect(await runner.reserve(f.user.team.id as never, agent.id, 1)).toBeUndefined();
+    // Its transaction failed: the slot is free again, and a slot is settled once.
+    held!.rolledBack();
+    expect(() => held!.rolledBack()).toThrow();
+    f.mock.reset();
+    f.script([{ text: 'in a free slot' }]);
+    const next = await f.submit({ agent_id: agent.id, prompt: 'in a free slot' });
+    expect(next).toMatchObject({ status: 'running' });
+    expect((await f.finished(String(next.id))).task).toMatchObject({
+      status: 'completed',
+      result: 'in a free slot',
+    });
   });
 });

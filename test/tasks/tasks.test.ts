@@ -42,7 +42,9 @@ describe('a task end to end', () => {
       { tool: 'submit_result', args: { result: { answer: 42 } } },
     ]);
     const submitted = await f.submit({ agent_id: agent.id, prompt: 'do the thing' });
-    expect(submitted).toMatchObject({ status: 'queued', agent_id: agent.id, agent_version: 1 });
+    // A server with a free slot starts the task in the submit's own transaction: the 202 says so.
+    expect(submitted).toMatchObject({ status: 'running', agent_id: agent.id, agent_version: 1 });
+    expect(submitted.started_at).toEqual(submitted.created_at);
 
     const { task, streamed } = await f.finished(submitted.id);
     expect(task).toMatchObject({ status: 'completed', result: { answer: 42 }, error: null, turns: 3 });

@@ -34,12 +34,16 @@ describe('a team’s max_concurrent_tasks', () => {
       const first = await f.submit({ agent_id: a.id, prompt: 'hold the team’s slot' });
       await f.until(first.id, ['running']);
       const second = await f.submit({ agent_id: b.id, prompt: 'wait for the team' });
+      // The claim in the submit's own transaction found the team at its limit: the 202 says queued.
+      expect(second).toMatchObject({ status: 'queued', started_at: null, attempt: 0 });
       // Past the runner's busy retry (2 s), it is still waiting.
       await new Promise((r) => setTimeout(r, 3000));
       expect((await call('GET', `/v1/tasks/${second.id}`)).body).toMatchObject({
         status: 'queued',
         started_at: null,
       });
+      // Its log holds its queued status alone: nothing of the refused claim was written.
+      expect((await f.events(second.id)).map((e) => [e.type, e.payload.status])).toEqual([['status', 'queued']]);
 
       expect((await call('POST', `/v1/tasks/${first.id}/cancel`)).status).toBe(200);
       await f.until(second.id, ['running'], 15_000);

@@ -65,7 +65,7 @@ describe('a workspace (a session)', () => {
       prompt: 'write down the lighthouse',
       mode: 'session',
     });
-    expect(first).toMatchObject({ mode: 'session', status: 'queued' });
+    expect(first).toMatchObject({ mode: 'session', status: 'running' });
     expect(first.workspace_id).toMatch(/^ws_/);
     const wsId = first.workspace_id;
     expect((await f.finished(first.id)).task).toMatchObject({

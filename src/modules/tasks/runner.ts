@@ -13,7 +13,7 @@ import { Attempt, type Ending } from './attempt.ts';
 import type { ToolSource } from './loop-tools.ts';
 import type { AgentForTask, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
-import type { TasksService } from './service.ts';
+import type { LocalStart, TasksService } from './service.ts';
 
 export const TASK_QUEUE = 'task-run';
 /**
@@ -69,6 +69,13 @@ export function runnerTimings(concurrency: number, lostAfterSec: number): Partia
 /** How long a job whose agent is at its concurrency limit waits before it looks again. */
 const BUSY_RETRY_SEC = 2;
 
+/** What a claim needs besides the task row, looked up before its transaction. */
+interface ClaimInputs {
+  agent: AgentForTask | undefined;
+  policy: { id: string; name: string; spec: object } | undefined;
+  teamLimit: number | undefined;
+}
+
 interface TaskJob {
   task_id: string;
   team_id: string;
@@ -112,6 +119,7 @@ export class TaskRunner {
     this.options = { ...DEFAULT_RUNNER_OPTIONS, ...options };
     this.serialized = oneTransactionAtATime(db);
     tasks.attach({
+      reserve: (teamId, agentId, version) => this.reserve(teamId, agentId, version),
       dispatch: (task) => this.dispatch(task),
       cancelled: (taskId) =>
         this.inHand.get(taskId)?.abort(new TaskEnd('cancelled', 'cancelled', 'cancelled')),
@@ -147,10 +155,81 @@ export class TaskRunner {
   }
 
   /**
-   * A task whose row just committed: run on this server at once when it has
-   * a free slot (no job: the send, the worker's fetch and its read of the row
-   * are skipped), else sent as a job. A crash before the claim leaves the
-   * task queued, and the sweep sends it again.
+   * A slot on this server for a task about to be submitted here, and what its
+   * claim needs: the claim then goes in the task's own transaction, right
+   * after its insert, so it starts with no transaction of its own (and no job).
+   * Undefined when this server takes no tasks now or every slot is taken: the
+   * task is dispatched after its commit.
+   */
+  async reserve(teamId: TeamId, agentId: string, agentVersion: number): Promise<LocalStart | undefined> {
+    if (!this.working || this.slotsTaken >= this.options.concurrency) return undefined;
+    // Taken before the lookups, so two submits at once cannot both take the last slot.
+    this.slotsTaken++;
+    // Called in the submitting request's context: its span is the task's parent.
+    const traceparent = this.ctx.tracer.traceparent();
+    let inputs: ClaimInputs;
+    try {
+      inputs = await this.claimInputs(teamId, agentId, agentVersion);
+    } catch (err) {
+      // The task is submitted all the same; dispatch looks again after its commit.
+      this.releaseSlot();
+      this.ctx.log.warn(
+        { err },
+        'looking up what a task’s claim needs failed; it is dispatched after its commit',
+      );
+      return undefined;
+    }
+    let claimed: repo.TaskRow | 'busy' | undefined;
+    let settled = false;
+    const settle = () => {
+      if (settled) throw new Error('a reserved slot was settled twice');
+      settled = true;
+    };
+    return {
+      claim: async (tx, task) => {
+        claimed = await this.claimIn(tx, task, inputs, true);
+        return claimed !== undefined && claimed !== 'busy' ? claimed : undefined;
+      },
+      committed: (task) => {
+        settle();
+        if (claimed !== undefined && claimed !== 'busy') {
+          const row = claimed;
+          this.claimed(row);
+          this.jobs.runHere(`task ${row.id}`, async (signal) => {
+            try {
+              await this.run(row, inputs.agent, signal, traceparent);
+            } finally {
+              this.releaseSlot();
+            }
+          });
+          return;
+        }
+        // At its agent's (or team's) limit: it waits as a job, like one a worker found busy.
+        this.releaseSlot();
+        void this.enqueue(
+          task.teamId,
+          task.id,
+          claimed === 'busy' ? BUSY_RETRY_SEC : undefined,
+          traceparent,
+        ).catch((err: unknown) =>
+          this.ctx.log.warn(
+            { err, task_id: task.id },
+            'sending a task’s job failed; the sweep sends it again',
+          ),
+        );
+      },
+      rolledBack: () => {
+        settle();
+        this.releaseSlot();
+      },
+    };
+  }
+
+  /**
+   * A task whose row just committed, queued (no slot was reserved for it):
+   * run on this server at once when it has a free slot (no job: the send, the
+   * worker's fetch and its read of the row are skipped), else sent as a job.
+   * A crash before the claim leaves the task queued, and the sweep sends it again.
    */
   async dispatch(task: repo.TaskRow): Promise<void> {
     // Called in the submitting request's context: its span is the task's parent, wherever it runs.
@@ -222,9 +301,8 @@ export class TaskRunner {
     const { teamId, id } = task;
     // A stopping server claims nothing: the claim would spend one of the task's attempts.
     if (task.status !== 'queued' || signal.aborted) return;
-    const agent = await this.ports.agent(teamId, task.agentId, task.agentVersion);
-    const policy = agent ? await this.ports.policy(teamId, agent.policyId) : undefined;
-    const claimed = await this.claim(task, agent, policy);
+    const inputs = await this.claimInputs(teamId, task.agentId, task.agentVersion);
+    const claimed = await this.db.transaction((tx) => this.claimIn(tx, task, inputs, false));
     if (claimed === 'busy') {
       // Touched, so the sweep does not take the waiting task's job for a lost one and send another.
       await repo.updateUnfinished(
@@ -238,78 +316,93 @@ export class TaskRunner {
       return;
     }
     if (!claimed) return;
-    await this.run(claimed, agent, signal, traceparent);
+    this.claimed(claimed);
+    await this.run(claimed, inputs.agent, signal, traceparent);
+  }
+
+  /** What a claim needs, looked up before its transaction: the agent version, its policy and the team's limit. */
+  private async claimInputs(teamId: TeamId, agentId: string, agentVersion: number): Promise<ClaimInputs> {
+    const agent = await this.ports.agent(teamId, agentId, agentVersion);
+    const policy = agent ? await this.ports.policy(teamId, agent.policyId) : undefined;
+    return { agent, policy, teamLimit: await this.ports.teamTaskLimit(teamId) };
   }
 
   /**
-   * queued → running, unless the agent already runs as many tasks as its
-   * concurrency_limit allows; in the same transaction the task's run starts
-   * (one run for every attempt: named on the row at its first claim) and the
-   * start is logged. An agent or policy gone since submission leaves no run:
-   * the attempt fails the task.
+   * queued → running in `tx`, unless the agent already runs as many tasks as
+   * its concurrency_limit allows (or the team its limit); in the same
+   * transaction the task's run starts (one run for every attempt: named on
+   * the row at its first claim) and the start is logged (`fresh`: the task was
+   * inserted in `tx`, so its queued status is logged here too, in the same
+   * append). An agent or policy gone since submission leaves no run: the
+   * attempt fails the task. The caller wakes the followers after the commit
+   * (claimed).
    */
-  private async claim(
+  private async claimIn(
+    tx: DbOrTx,
     task: repo.TaskRow,
-    agent: AgentForTask | undefined,
-    policy: { id: string; name: string; spec: object } | undefined,
+    { agent, policy, teamLimit }: ClaimInputs,
+    fresh: boolean,
   ): Promise<repo.TaskRow | 'busy' | undefined> {
     const limit = agent?.definition.concurrency_limit ?? 1;
-    const teamLimit = await this.ports.teamTaskLimit(task.teamId);
     const runId = agent && policy ? (task.runId ?? newId('run')) : null;
-    const claimed = await this.db.transaction(async (tx) => {
-      // The count and the claim under the agent's lock (none needed where transactions run one at a time).
-      if (!this.serialized) await repo.lockAgentTasks(tx, task.teamId, task.agentId);
-      // The team's limit (set by a platform admin), over all its agents: the agent's lock first, then the team's.
-      if (teamLimit !== undefined) {
-        if (!this.serialized) await repo.lockTeamTasks(tx, task.teamId);
-        if ((await repo.countHeldOfTeam(tx, task.teamId)) >= teamLimit) return 'busy' as const;
-      }
-      // The agent's count is in the claim's statement; only a claim that took nothing asks which stopped it.
-      const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId, {
-        agentId: task.agentId,
-        limit,
-      });
-      if (!row)
-        return (await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit
-          ? ('busy' as const)
-          : undefined;
-      if (agent && policy && row.runId)
-        await this.ports.runs.start(
-          {
-            id: row.runId,
-            teamId: row.teamId,
-            agent: { id: agent.id, name: agent.name },
-            policy,
-            name: `task ${row.id}`,
-            metadata: { task_id: row.id },
-            maxBudgetMicros: row.maxBudgetMicros,
-            // The id made for this claim is the one the row took: no run of it can exist yet.
-            isNew: task.runId === null && row.runId === runId,
-          },
-          tx,
-        );
-      await sideBySide(
-        this.serialized,
-        () =>
-          this.tasks.log.append(tx, row.teamId, row, [
-            { type: 'status', payload: { status: 'running', attempt: row.attempt, run_id: row.runId } },
-          ]),
-        () =>
-          this.recordEvent(tx, row, 'task.started', {
-            agent_id: row.agentId,
-            attempt: row.attempt,
-            run_id: row.runId ?? '',
-          }),
-      );
-      return row;
-    });
-    if (claimed && claimed !== 'busy') {
-      this.tasks.log.wake(claimed);
-      // Its wait in the queue: from submission to its first start (a second start follows a lost worker).
-      if (claimed.attempt === 1 && claimed.startedAt)
-        this.ctx.metrics?.taskStarted(claimed.startedAt.getTime() - claimed.createdAt.getTime());
+    // The count and the claim under the agent's lock (none needed where transactions run one at a time).
+    if (!this.serialized) await repo.lockAgentTasks(tx, task.teamId, task.agentId);
+    // The team's limit (set by a platform admin), over all its agents: the agent's lock first, then the team's.
+    if (teamLimit !== undefined) {
+      if (!this.serialized) await repo.lockTeamTasks(tx, task.teamId);
+      if ((await repo.countHeldOfTeam(tx, task.teamId)) >= teamLimit) return 'busy';
     }
-    return claimed;
+    // The agent's count is in the claim's statement; only a claim that took nothing asks which stopped it.
+    const row = await repo.claimTask(tx, task.teamId, task.id, this.ctx.clock.now(), runId, {
+      agentId: task.agentId,
+      limit,
+    });
+    if (!row)
+      return (await repo.countHeldOfAgent(tx, task.teamId, task.agentId)) >= limit ? 'busy' : undefined;
+    if (agent && policy && row.runId)
+      await this.ports.runs.start(
+        {
+          id: row.runId,
+          teamId: row.teamId,
+          agent: { id: agent.id, name: agent.name },
+          policy,
+          name: `task ${row.id}`,
+          metadata: { task_id: row.id },
+          maxBudgetMicros: row.maxBudgetMicros,
+          // The id made for this claim is the one the row took: no run of it can exist yet.
+          isNew: task.runId === null && row.runId === runId,
+        },
+        tx,
+      );
+    const running = {
+      type: 'status',
+      payload: { status: 'running', attempt: row.attempt, run_id: row.runId },
+    } as const;
+    await sideBySide(
+      this.serialized,
+      () =>
+        this.tasks.log.append(
+          tx,
+          row.teamId,
+          row,
+          fresh ? [{ type: 'status', payload: { status: 'queued' } }, running] : [running],
+        ),
+      () =>
+        this.recordEvent(tx, row, 'task.started', {
+          agent_id: row.agentId,
+          attempt: row.attempt,
+          run_id: row.runId ?? '',
+        }),
+    );
+    return row;
+  }
+
+  /** After a claim's commit: its followers read the start, and its wait in the queue is measured. */
+  private claimed(row: repo.TaskRow): void {
+    this.tasks.log.wake(row);
+    // Its wait in the queue: from submission to its first start (a second start follows a lost worker).
+    if (row.attempt === 1 && row.startedAt)
+      this.ctx.metrics?.taskStarted(row.startedAt.getTime() - row.createdAt.getTime());
   }
 
   /** One attempt of the task, from its start; whatever happens, it ends in a final status or is left for the sweep. */

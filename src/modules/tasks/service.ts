@@ -16,10 +16,29 @@ import { taskEventView, taskFileView, taskView } from './views.ts';
 
 /** What the runner gives the service: a way to tell it about a cancel, and to start work. */
 export interface TaskWorkers {
+  /**
+   * A slot on this server for a task about to be inserted (its claim goes in
+   * the task's transaction); undefined when there is none (then: dispatch).
+   */
+  reserve(teamId: TeamId, agentId: string, agentVersion: number): Promise<LocalStart | undefined>;
   /** Starts the queued task whose row just committed: here at once, or as a job. */
   dispatch(task: repo.TaskRow): Promise<void>;
   /** A task this server may be running was cancelled: stop it now. */
   cancelled(taskId: string): void;
+}
+
+/** A slot reserved on this server for one task being submitted: exactly one of committed and rolledBack follows. */
+export interface LocalStart {
+  /**
+   * In the task's transaction, right after its insert: queued → running and
+   * logged from its queued status on (the claimed row), or undefined when its
+   * agent or team is at its limit (the task stays queued, nothing logged).
+   */
+  claim(tx: DbOrTx, task: repo.TaskRow): Promise<repo.TaskRow | undefined>;
+  /** After the commit: the claimed task runs here, an unclaimed one is sent as a job. */
+  committed(task: repo.TaskRow): void;
+  /** The transaction did not commit: the slot is free again. */
+  rolledBack(): void;
 }
 
 /** The queue runner's side (queue-runner.ts): a task sent to a work queue instead of a capsule. */
@@ -188,9 +207,12 @@ export class TasksService {
     const sessions = this.sessions;
     if (input.mode === 'session' && !sessions)
       throw new BadRequestError('sessions_unavailable', 'this server does not run workspaces');
-    const task = await this.db.transaction(async (tx) => {
+    // A task this server can start at once is claimed in its own transaction (no second one, no job).
+    const here =
+      queue === undefined ? await this.workers?.reserve(teamId, agent.id, agent.version) : undefined;
+    const submitted = this.db.transaction(async (tx) => {
       const id = newId('task');
-      const next = turn?.(tx, teamId, id);
+      const next = input.mode === 'session' ? turn?.(tx, teamId, id) : undefined;
       const session =
         input.mode !== 'session'
           ? undefined
@@ -259,10 +281,20 @@ export class TasksService {
       const [row] = next
         ? await sideBySide(oneTransactionAtATime(this.db), insert, next.begin)
         : [await insert()];
+      const claimed = await here?.claim(tx, row);
+      if (claimed) return claimed;
       await this.log.append(tx, teamId, row, [{ type: 'status', payload: { status: 'queued' } }]);
       if (queue !== undefined) await this.queueRunner!.send(tx, row, inputFiles, def.concurrency_limit);
       return row;
     });
+    const task = await submitted.catch((err: unknown) => {
+      here?.rolledBack();
+      throw err;
+    });
+    if (here) {
+      here.committed(task);
+      return taskView(task);
+    }
     if (queue !== undefined) {
       this.queueRunner!.sent(task);
       return taskView(task);
