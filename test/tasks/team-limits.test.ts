@@ -43,7 +43,9 @@ describe('a team’s max_concurrent_tasks', () => {
         started_at: null,
       });
       // Its log holds its queued status alone: nothing of the refused claim was written.
-      expect((await f.events(second.id)).map((e) => [e.type, e.payload.status])).toEqual([['status', 'queued']]);
+      expect((await f.events(second.id)).map((e) => [e.type, e.payload.status])).toEqual([
+        ['status', 'queued'],
+      ]);
 
       expect((await call('POST', `/v1/tasks/${first.id}/cancel`)).status).toBe(200);
       await f.until(second.id, ['running'], 15_000);
