@@ -10,23 +10,18 @@
 // the step writer runs for each batch). BENCH_TASKS (50 000) tasks over the
 // same year, each on its agent's run of the day, 5 % failed and 1 %
 // cancelled, for the task figures and the agents' KPIs.
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
 import type { TeamId } from '../src/core/ids.ts';
-import { type Database, openPglite, openPostgres, rawQuery } from '../src/db/client.ts';
+import { type Database, rawQuery } from '../src/db/client.ts';
 import { rebuildRollups } from '../src/modules/analytics/repo.ts';
+import { onEachDatabase, withPaddock } from './in-process.ts';
 import { percentile } from './load.ts';
-import { api, freshPostgres, type Json, positive, str } from './paddock.ts';
+import { api, positive, str } from './paddock.ts';
 
 const STEPS = positive('BENCH_STEPS', 1_000_000);
 const REQUESTS = positive('BENCH_REQUESTS', 40);
 const TASKS = positive('BENCH_TASKS', 50_000);
 const WARMUP = 5;
-const POSTGRES_URL = process.env.BENCH_DATABASE_URL || undefined;
 const TARGET_P95_MS = 100;
 const AGENTS = 4;
 const DAYS = 365;
@@ -114,32 +109,7 @@ async function seed(database: Database, teamId: TeamId, agents: string[], policy
 }
 
 async function measure(label: string, database: Database): Promise<Figures> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-analytics-'));
-  await database.migrate();
-  const config = loadConfig({
-    PADDOCK_SIGNUP: 'open',
-    PADDOCK_DATA_DIR: dataDir,
-    PADDOCK_SANDBOX_DIR: path.join(dataDir, 'sandboxes'),
-    PADDOCK_SANDBOX_WARM: '0',
-    PADDOCK_TASK_CONCURRENCY: '1',
-  });
-  const built = await buildApp({
-    config,
-    database,
-    masterKey: Buffer.alloc(32, 7),
-    logger: false,
-    migrated: true,
-  });
-  try {
-    await built.app.listen({ host: '127.0.0.1', port: 0 });
-    const base = `http://127.0.0.1:${(built.app.server.address() as AddressInfo).port}`;
-    const signup = await api(base, 'POST', '/v1/auth/signup', undefined, {
-      email: `bench-analytics-${Date.now()}@example.com`,
-      password: 'a long benchmark password',
-      name: 'Bench',
-    });
-    const token = str(signup.session_token, 'session_token');
-    const teamId = str((signup.team as Json).id, 'team id') as TeamId;
+  return withPaddock('analytics', database, async ({ base, token, teamId }) => {
     const policy = await api(base, 'POST', '/v1/policies', token, { name: 'bench-analytics' });
     const policyId = str(policy.id, 'policy id');
     const agents: string[] = [];
@@ -186,46 +156,14 @@ async function measure(label: string, database: Database): Promise<Figures> {
       rows.push({ label: `${pathname}?${shown.join('&')} (${span})`, latencies: latencies.sort() });
     }
     return { database: label, seedMs, rollupMs, rows };
-  } finally {
-    await built.app.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 const f1 = (n: number) => n.toFixed(1);
 
 async function main(): Promise<number> {
-  const cores = os.cpus();
-  console.log(
-    `analytics benchmark: ${cores.length} × ${cores[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ` +
-      `load average ${os.loadavg().map(f1).join(' ')} at start`,
-  );
-  const results: Figures[] = [];
-  try {
-    const pgliteDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-analytics-db-'));
-    const embedded = await openPglite({ dataDir: pgliteDir });
-    try {
-      results.push(await measure('PGlite', embedded));
-    } finally {
-      await embedded.close();
-      rmSync(pgliteDir, { recursive: true, force: true });
-    }
-    if (POSTGRES_URL) {
-      const fresh = await freshPostgres(POSTGRES_URL);
-      const server = await openPostgres(fresh.url);
-      try {
-        results.push(await measure('Postgres', server));
-      } finally {
-        await server.close();
-        await fresh.drop();
-      }
-    }
-  } catch (err) {
-    console.error(
-      `analytics benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
-    );
-    return 1;
-  }
+  const results = await onEachDatabase('analytics', measure);
+  if (!results) return 1;
   console.log('');
   console.log(
     `${STEPS} steps and ${TASKS} tasks over ${DAYS} days, ${AGENTS} agents; ${REQUESTS} requests per endpoint one at a time:`,

@@ -10,25 +10,20 @@
 // words are in thousands of memories and most in a few dozen. Each query is
 // 1 to 3 words drawn the same way. The same searches are then timed as the
 // memory_search tool makes them (the service's query alone: no HTTP, no auth).
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { sql } from 'drizzle-orm';
-import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
-import { type AgentId, newId, type TeamId } from '../src/core/ids.ts';
-import { type Database, openPglite, openPostgres } from '../src/db/client.ts';
+import { type AgentId, newId } from '../src/core/ids.ts';
+import type { Database } from '../src/db/client.ts';
 import { memories } from '../src/db/schema/index.ts';
+import { onEachDatabase, withPaddock } from './in-process.ts';
 import { percentile } from './load.ts';
-import { api, freshPostgres, type Json, positive, str } from './paddock.ts';
+import { api, positive, str } from './paddock.ts';
 
 const MEMORIES = positive('BENCH_MEMORIES', 100_000);
 const SEARCHES = positive('BENCH_SEARCHES', 500);
 const WARMUP = 50;
 const SEED_BATCH = positive('BENCH_SEED_BATCH', 2_000);
 const LIMIT = positive('BENCH_SEARCH_LIMIT', 10);
-const POSTGRES_URL = process.env.BENCH_DATABASE_URL || undefined;
 const TARGET_P95_MS = 20;
 const VOCABULARY = 5_000;
 
@@ -111,32 +106,7 @@ interface Figures {
 }
 
 async function measure(label: string, database: Database): Promise<Figures> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-memories-'));
-  await database.migrate();
-  const config = loadConfig({
-    PADDOCK_SIGNUP: 'open',
-    PADDOCK_DATA_DIR: dataDir,
-    PADDOCK_SANDBOX_DIR: path.join(dataDir, 'sandboxes'),
-    PADDOCK_SANDBOX_WARM: '0',
-    PADDOCK_TASK_CONCURRENCY: '1',
-  });
-  const built = await buildApp({
-    config,
-    database,
-    masterKey: Buffer.alloc(32, 7),
-    logger: false,
-    migrated: true,
-  });
-  try {
-    await built.app.listen({ host: '127.0.0.1', port: 0 });
-    const base = `http://127.0.0.1:${(built.app.server.address() as AddressInfo).port}`;
-    const signup = await api(base, 'POST', '/v1/auth/signup', undefined, {
-      email: `bench-memories-${Date.now()}@example.com`,
-      password: 'a long benchmark password',
-      name: 'Bench',
-    });
-    const token = str(signup.session_token, 'session_token');
-    const teamId = str((signup.team as Json).id, 'team id') as TeamId;
+  return withPaddock('memories', database, async ({ built, base, token, teamId }) => {
     const policy = await api(base, 'POST', '/v1/policies', token, { name: 'bench-memories' });
     const agent = await api(base, 'POST', '/v1/agents', token, {
       name: 'bench-memories',
@@ -206,46 +176,17 @@ async function measure(label: string, database: Database): Promise<Figures> {
       hits,
       p95NoHits: percentile(none.sort(), 95),
     };
-  } finally {
-    await built.app.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 const f1 = (n: number) => n.toFixed(1);
 
 async function main(): Promise<number> {
-  const cores = os.cpus();
-  console.log(
-    `memories benchmark: ${cores.length} × ${cores[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ` +
-      `load average ${os.loadavg().map(f1).join(' ')} at start`,
-  );
-  const results: Figures[] = [];
-  try {
-    const pgliteDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-memories-db-'));
-    const embedded = await openPglite({ dataDir: pgliteDir });
-    try {
-      results.push(await measure('PGlite (embedded)', embedded));
-    } finally {
-      await embedded.close();
-      rmSync(pgliteDir, { recursive: true, force: true });
-    }
-    if (POSTGRES_URL) {
-      const fresh = await freshPostgres(POSTGRES_URL);
-      const server = await openPostgres(fresh.url);
-      try {
-        results.push(await measure('Postgres (a fresh database on BENCH_DATABASE_URL)', server));
-      } finally {
-        await server.close();
-        await fresh.drop();
-      }
-    }
-  } catch (err) {
-    console.error(
-      `memories benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
-    );
-    return 1;
-  }
+  const results = await onEachDatabase('memories', measure, {
+    pglite: 'PGlite (embedded)',
+    postgres: 'Postgres (a fresh database on BENCH_DATABASE_URL)',
+  });
+  if (!results) return 1;
   console.log('');
   console.log(
     `GET /v1/memories/search?limit=${LIMIT} on one agent's ${MEMORIES} memories, ${SEARCHES} searches one at a time (after ${WARMUP} not counted):`,

@@ -6,20 +6,14 @@
 // this process (buildApp, as `paddock serve` builds it); the jobs are seeded
 // by SQL so that only claims and completions are timed. A worker sends its
 // next claim as soon as its completion is answered. BENCH_PGLITE=0 skips PGlite.
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
-import { type Database, openPglite, openPostgres, rawQuery } from '../src/db/client.ts';
+import { type Database, rawQuery } from '../src/db/client.ts';
+import { onEachDatabase, withPaddock } from './in-process.ts';
 import { percentile } from './load.ts';
-import { api, freshPostgres, type Json, positive, str } from './paddock.ts';
+import { api, type Json, positive, str } from './paddock.ts';
 
 const JOBS = positive('BENCH_JOBS', 20_000);
 const WORKERS = positive('BENCH_WORKERS', 8);
 const BATCH = positive('BENCH_BATCH', 50);
-const POSTGRES_URL = process.env.BENCH_DATABASE_URL || undefined;
 const TARGET_JOBS_PER_SEC = 2000;
 
 interface Figures {
@@ -44,32 +38,7 @@ async function post(base: string, token: string, pathname: string, body: unknown
 }
 
 async function measure(label: string, database: Database): Promise<Figures> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-queue-'));
-  await database.migrate();
-  const config = loadConfig({
-    PADDOCK_SIGNUP: 'open',
-    PADDOCK_DATA_DIR: dataDir,
-    PADDOCK_SANDBOX_DIR: path.join(dataDir, 'sandboxes'),
-    PADDOCK_SANDBOX_WARM: '0',
-    PADDOCK_TASK_CONCURRENCY: '1',
-  });
-  const built = await buildApp({
-    config,
-    database,
-    masterKey: Buffer.alloc(32, 7),
-    logger: false,
-    migrated: true,
-  });
-  try {
-    await built.app.listen({ host: '127.0.0.1', port: 0 });
-    const base = `http://127.0.0.1:${(built.app.server.address() as AddressInfo).port}`;
-    const signup = await api(base, 'POST', '/v1/auth/signup', undefined, {
-      email: `bench-queue-${Date.now()}@example.com`,
-      password: 'a long benchmark password',
-      name: 'Bench',
-    });
-    const token = str(signup.session_token, 'session_token');
-    const teamId = str((signup.team as Json).id, 'team id');
+  return withPaddock('queue', database, async ({ base, token, teamId }) => {
     // Workers authenticate as an agent (pda_, its key cached by the server) or, with
     // BENCH_KEY=team, with a team key of the queue scope (looked up and its use logged per call).
     let key: string;
@@ -145,48 +114,14 @@ async function measure(label: string, database: Database): Promise<Figures> {
       doubles,
       completed,
     };
-  } finally {
-    await built.app.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 const f1 = (n: number) => n.toFixed(1);
 
 async function main(): Promise<number> {
-  const cores = os.cpus();
-  console.log(
-    `queue benchmark: ${cores.length} × ${cores[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ` +
-      `load average ${os.loadavg().map(f1).join(' ')} at start`,
-  );
-  const results: Figures[] = [];
-  try {
-    if (process.env.BENCH_PGLITE !== '0') {
-      const pgliteDir = mkdtempSync(path.join(os.tmpdir(), 'paddock-bench-queue-db-'));
-      const embedded = await openPglite({ dataDir: pgliteDir });
-      try {
-        results.push(await measure('PGlite', embedded));
-      } finally {
-        await embedded.close();
-        rmSync(pgliteDir, { recursive: true, force: true });
-      }
-    }
-    if (POSTGRES_URL) {
-      const fresh = await freshPostgres(POSTGRES_URL);
-      const server = await openPostgres(fresh.url);
-      try {
-        results.push(await measure('Postgres', server));
-      } finally {
-        await server.close();
-        await fresh.drop();
-      }
-    }
-  } catch (err) {
-    console.error(
-      `queue benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
-    );
-    return 1;
-  }
+  const results = await onEachDatabase('queue', measure);
+  if (!results) return 1;
   console.log('');
   console.log(
     `${JOBS} jobs, ${WORKERS} workers over HTTP, claims of ${BATCH}, each batch completed in one call:`,
