@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { silentLog, systemContext } from '../../src/core/context.ts';
+import { ManualTimers, silentLog, systemContext } from '../../src/core/context.ts';
 import type { TeamId } from '../../src/core/ids.ts';
 import type { Db } from '../../src/db/client.ts';
 import { type LogOwner, TaskEventLog } from '../../src/modules/tasks/event-log.ts';
@@ -93,7 +93,8 @@ const marks = (rows: LogEventRow[]) => rows.map((r) => r.payload.n);
 describe('a follower of a turn’s events', () => {
   it('is handed an append in its process without reading the log', async () => {
     const { db, statements } = counted(f.t.database.db);
-    const log = new TaskEventLog(db, systemContext(silentLog));
+    // Timers that never fire by themselves: a slow run must not meet the follower's 1 s poll (a read).
+    const log = new TaskEventLog(db, { ...systemContext(silentLog), timers: new ManualTimers() });
     const abort = new AbortController();
     const [turn] = turns;
     const head = (await log.append(db, teamId, turn, mark(0))).at(-1)!.seq;
@@ -107,9 +108,10 @@ describe('a follower of a turn’s events', () => {
     await vi.waitFor(() => expect(marks(got)).toEqual([1, 2]));
     await new Promise((r) => setTimeout(r, 50));
     // The two appends, and no read of what they appended.
-    expect(statements()).toBe(4);
+    const run = statements();
     abort.abort();
     await done;
+    expect(run).toBe(4);
   });
 
   it('gives its own events once, in order, however they were appended', async () => {
