@@ -146,6 +146,41 @@ describe('the playbook scheduler', () => {
     );
   });
 
+  it('moves a run on when its first chain ends before the run has recorded it, without waiting for a tick', async () => {
+    const pb = await playbook({ trigger: 'manual' });
+    const tasks = f.t.services.tasks;
+    const submit = tasks.submit.bind(tasks);
+    // The chain's task runs here from its submit on: its turn ends (and the turn's end finds no
+    // running run of it) before the run's row records the task.
+    tasks.submit = (async (...args: Parameters<typeof submit>) => {
+      const task = await submit(...args);
+      await vi.waitFor(
+        async () =>
+          expect((await call('GET', `/v1/workspaces/${task.workspace_id}`)).body.status).toBe('idle'),
+        { timeout: 15_000, interval: 20 },
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      return task;
+    }) as typeof tasks.submit;
+    try {
+      f.mock.reset();
+      f.script([{ text: 'Done before it was recorded.' }]);
+      const fired = await call('POST', `/v1/playbooks/${pb.id}/run`);
+      expect(fired.status).toBe(202);
+      await vi.waitFor(
+        async () =>
+          expect((await call('GET', `/v1/playbook-runs/${fired.body.id}`)).body).toMatchObject({
+            status: 'completed',
+            decision: 'pass',
+            result_summary: 'Done before it was recorded.',
+          }),
+        { timeout: 15_000, interval: 50 },
+      );
+    } finally {
+      tasks.submit = submit;
+    }
+  });
+
   it('cancels a running run (its task too); cancelling it again, or a skipped run, is a 409', async () => {
     const pb = await playbook({ trigger: 'manual' });
     const fired = await call('POST', `/v1/playbooks/${pb.id}/run`);

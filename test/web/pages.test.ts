@@ -78,9 +78,13 @@ it('continues a workspace conversation in the chat view and sees the reply strea
     await b.check('workspace');
 
     // A turn that hangs is cancelled from the page, and the workspace takes messages again.
+    // Cancelled once the model call hangs: cancelled before it, the turn would leave its 60 s step
+    // queued in the mock for the next test's first call.
     f.script([{ text: 'too late', delayMs: 60_000 }]);
+    const asked = f.mock.requests.length;
     await box.fill('Take your time.');
     await page.getByRole('button', { name: 'Send' }).click();
+    await expect.poll(() => f.mock.requests.length, soon).toBeGreaterThan(asked);
     await page.getByRole('button', { name: 'Cancel turn' }).click();
     await page.locator('.chat-note').getByText('cancelled').waitFor(soon);
     await expect.poll(() => statusLine().textContent(), soon).toMatch(/idle/);

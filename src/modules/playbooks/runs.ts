@@ -61,6 +61,7 @@ function notifies(on: NotifyOn, failure: boolean): boolean {
 /** A claim older than this is a process that died mid-step: another may take the run. */
 const CLAIM_STALE_MS = 60_000;
 const SUMMARY_CHARS = 2000;
+const ENDED_TASK: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
 
 const runId = (raw: string) => idOrNotFound(raw, 'pbr', 'playbook run');
 const principalFor = (run: { teamId: TeamId; playbookId: string }) =>
@@ -190,7 +191,11 @@ export class PlaybookRuns {
       return row;
     });
     // Cancelled (or its playbook deleted) while the task was being submitted: the task is not left to run.
-    if (!started) await this.abandon(run, task.id, task.workspace_id);
+    if (!started) return this.abandon(run, task.id, task.workspace_id);
+    // The task runs from its submit on, so its turn may have ended (and found no running run of it)
+    // before this row named it: the run moves on now rather than at the leader's next tick.
+    const chain = await this.tasks.task(principalFor(run), task.id);
+    if (ENDED_TASK.has(chain.status)) await this.advance(run.id, pb);
   }
 
   /** A chain's task that no active run holds any more (the run ended meanwhile): cancelled, its workspace ended. */
@@ -224,7 +229,7 @@ export class PlaybookRuns {
     const release = () => repo.updateActiveRun(this.db, run.id, { claimedAt: null });
     if (run.status !== 'running' || !run.taskId) return void (await release());
     const task = await this.tasks.task(principalFor(run), run.taskId);
-    if (!['completed', 'failed', 'cancelled'].includes(task.status)) return void (await release());
+    if (!ENDED_TASK.has(task.status)) return void (await release());
     const totals = { turns: run.turns + task.turns, costUsd: run.costUsd + task.cost_usd };
     const answer = answerOf(task.result);
     const cc = pb.chainConfig;
