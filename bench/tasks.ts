@@ -1,7 +1,7 @@
 // Prints how soon Paddock's task runner makes a task's first model call, and how
 // many trivial tasks it runs a minute. `paddock serve` runs as a child process on
-// a fresh data dir (PGlite), and again on a fresh Postgres database when
-// BENCH_DATABASE_URL is set; the mock provider runs in this process, so the
+// a fresh data dir (PGlite; BENCH_PGLITE=0 skips it), and again on a fresh
+// Postgres database when BENCH_DATABASE_URL is set; the mock provider runs in this process, so the
 // moment it receives a call and the moment the task was sent are on one clock.
 // Each task is trivial: the mock answers its first call with a `bash` tool call
 // (`echo hi`, run in the task's capsule) and its second with `submit_result`.
@@ -541,7 +541,7 @@ async function main(): Promise<number> {
   );
   const results: Figures[] = [];
   try {
-    results.push(await measure('PGlite (embedded)', undefined));
+    if (process.env.BENCH_PGLITE !== '0') results.push(await measure('PGlite (embedded)', undefined));
     if (POSTGRES_URL) {
       const db = await freshPostgres(POSTGRES_URL);
       try {

@@ -14,7 +14,7 @@ import { AgentLoop, type LoopHooks, TaskEnd } from './agent-loop.ts';
 import type { TaskEventLog, TaskEventType } from './event-log.ts';
 import { closeToolSets, openToolSources, type ToolSet, type ToolSource } from './loop-tools.ts';
 import { checkOutputs } from './output-policy.ts';
-import type { AgentForTask, TaskCapsule, TaskPorts } from './ports.ts';
+import type { AgentForTask, EnvironmentForTask, TaskCapsule, TaskPorts } from './ports.ts';
 import { redactingCapsule } from './redacting-capsule.ts';
 import * as repo from './repo.ts';
 import type { SessionHooks } from './sessions.ts';
@@ -39,6 +39,19 @@ export interface AttemptParts {
   options: { capsuleStartTimeoutMs: number; maxOutputFiles: number; maxOutputBytes: number };
   /** The workspaces module's side of a session task (a turn of a workspace). */
   sessions?: SessionHooks | undefined;
+}
+
+/**
+ * What an attempt's start reads before its first model call, started early
+ * (while the submit's transaction runs, on another of the pool's connections)
+ * for the agent and environment version they name. Its promises are handled:
+ * a failed read fails the attempt's start as its own read would.
+ */
+export interface EarlyReads {
+  agentId: AgentId;
+  secrets: Promise<Array<{ name: string; value: string }>>;
+  environmentVersionId: string;
+  environment: Promise<EnvironmentForTask | undefined>;
 }
 
 /** The task's end as an attempt decides it. */
@@ -94,6 +107,7 @@ export class Attempt {
     private readonly agent: AgentForTask | undefined,
     private readonly signal: AbortSignal,
     private readonly startedMs: number,
+    private readonly early?: EarlyReads,
   ) {}
 
   private actor(): string {
@@ -159,9 +173,14 @@ export class Attempt {
         throw new TaskEnd('sessions_unavailable', 'this server does not run workspaces');
       const inputs = [...new Set([...t.inputFileIds, ...agent.definition.reference_file_ids])];
       // One wait for every lookup the first model call needs (on Postgres they run side by side).
+      const early = this.early?.agentId === agent.id ? this.early : undefined;
       const [secrets, env, inputNames, session] = await Promise.all([
-        ports.secrets(t.teamId, agent.id),
-        t.environmentVersionId ? ports.environment(t.teamId, t.environmentVersionId) : undefined,
+        early?.secrets ?? ports.secrets(t.teamId, agent.id),
+        t.environmentVersionId
+          ? early?.environmentVersionId === t.environmentVersionId
+            ? early.environment
+            : ports.environment(t.teamId, t.environmentVersionId)
+          : undefined,
         Promise.all(inputs.map((id) => this.fileName(id))),
         sessions && t.workspaceId ? sessions.turnStarts(t.teamId, t.workspaceId, t.id) : undefined,
       ]);

@@ -9,7 +9,7 @@ import { type Db, type DbOrTx, oneTransactionAtATime, sideBySide } from '../../d
 import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import { TaskEnd } from './agent-loop.ts';
-import { Attempt, type Ending } from './attempt.ts';
+import { Attempt, type EarlyReads, type Ending } from './attempt.ts';
 import type { ToolSource } from './loop-tools.ts';
 import type { AgentForTask, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
@@ -73,7 +73,8 @@ const BUSY_RETRY_SEC = 2;
 interface ClaimInputs {
   agent: AgentForTask | undefined;
   policy: { id: string; name: string; spec: object } | undefined;
-  teamLimit: number | undefined;
+  /** Read before the claim's transaction, or (a reservation on Postgres) beside it, on another connection. */
+  teamLimit: Promise<number | undefined>;
 }
 
 interface TaskJob {
@@ -158,6 +159,9 @@ export class TaskRunner {
    * A slot on this server for a task about to be submitted here, and what its
    * claim needs: the claim then goes in the task's own transaction, right
    * after its insert, so it starts with no transaction of its own (and no job).
+   * On Postgres the reads that the claim and the attempt's start need (the
+   * team's limit, the agent's secrets, its environment) go out now, on other
+   * connections, and are answered while the transaction's statements run.
    * Undefined when this server takes no tasks now or every slot is taken: the
    * task is dispatched after its commit.
    */
@@ -169,7 +173,7 @@ export class TaskRunner {
     const traceparent = this.ctx.tracer.traceparent();
     let inputs: ClaimInputs;
     try {
-      inputs = await this.claimInputs(teamId, agentId, agentVersion);
+      inputs = await this.claimInputs(teamId, agentId, agentVersion, !this.serialized);
     } catch (err) {
       // The task is submitted all the same; dispatch looks again after its commit.
       this.releaseSlot();
@@ -179,6 +183,9 @@ export class TaskRunner {
       );
       return undefined;
     }
+    // On Postgres what the attempt's start reads is read now, beside the transaction (the embedded
+    // database answers one statement at a time, and from memory).
+    const early = this.serialized ? undefined : this.earlyReads(teamId, inputs.agent);
     let claimed: repo.TaskRow | 'busy' | undefined;
     let settled = false;
     const settle = () => {
@@ -197,7 +204,7 @@ export class TaskRunner {
           this.claimed(row);
           this.jobs.runHere(`task ${row.id}`, async (signal) => {
             try {
-              await this.run(row, inputs.agent, signal, traceparent);
+              await this.run(row, inputs.agent, signal, traceparent, early);
             } finally {
               this.releaseSlot();
             }
@@ -321,10 +328,19 @@ export class TaskRunner {
   }
 
   /** What a claim needs, looked up before its transaction: the agent version, its policy and the team's limit. */
-  private async claimInputs(teamId: TeamId, agentId: string, agentVersion: number): Promise<ClaimInputs> {
+  private async claimInputs(
+    teamId: TeamId,
+    agentId: string,
+    agentVersion: number,
+    beside = false,
+  ): Promise<ClaimInputs> {
+    const teamLimit = this.ports.teamTaskLimit(teamId);
+    // Awaited by the claim only: no unhandled rejection while the agent is looked up.
+    teamLimit.catch(() => undefined);
     const agent = await this.ports.agent(teamId, agentId, agentVersion);
     const policy = agent ? await this.ports.policy(teamId, agent.policyId) : undefined;
-    return { agent, policy, teamLimit: await this.ports.teamTaskLimit(teamId) };
+    if (!beside) await teamLimit;
+    return { agent, policy, teamLimit };
   }
 
   /**
@@ -340,9 +356,10 @@ export class TaskRunner {
   private async claimIn(
     tx: DbOrTx,
     task: repo.TaskRow,
-    { agent, policy, teamLimit }: ClaimInputs,
+    { agent, policy, teamLimit: limitRead }: ClaimInputs,
     fresh: boolean,
   ): Promise<repo.TaskRow | 'busy' | undefined> {
+    const teamLimit = await limitRead;
     const limit = agent?.definition.concurrency_limit ?? 1;
     const runId = agent && policy ? (task.runId ?? newId('run')) : null;
     // The count and the claim under the agent's lock (none needed where transactions run one at a time).
@@ -397,6 +414,22 @@ export class TaskRunner {
     return row;
   }
 
+  /** The secrets and environment of an agent version, read ahead of its attempt (EarlyReads). */
+  private earlyReads(teamId: TeamId, agent: AgentForTask | undefined): EarlyReads | undefined {
+    const versionId = agent?.definition.environment_version_id;
+    if (!agent || !versionId) return undefined;
+    const reads: EarlyReads = {
+      agentId: agent.id,
+      secrets: this.ports.secrets(teamId, agent.id),
+      environmentVersionId: versionId,
+      environment: this.ports.environment(teamId, versionId),
+    };
+    // Unread when the claim is refused (or the transaction fails): no unhandled rejection.
+    reads.secrets.catch(() => undefined);
+    reads.environment.catch(() => undefined);
+    return reads;
+  }
+
   /** After a claim's commit: its followers read the start, and its wait in the queue is measured. */
   private claimed(row: repo.TaskRow): void {
     this.tasks.log.wake(row);
@@ -411,6 +444,7 @@ export class TaskRunner {
     agent: AgentForTask | undefined,
     jobSignal: AbortSignal,
     traceparent: string | undefined,
+    early?: EarlyReads,
   ): Promise<void> {
     // The attempt's span (invoke_agent, GenAI's name for an agent's run): a child of the submit
     // request's span, or a trace of its own (a retry after a lost worker, a playbook's fire).
@@ -427,7 +461,7 @@ export class TaskRunner {
       },
     });
     try {
-      await tracer.within(span, () => this.runAttempt(task, agent, jobSignal, span));
+      await tracer.within(span, () => this.runAttempt(task, agent, jobSignal, span, early));
     } catch (err) {
       span.fail(errorType(err));
       throw err;
@@ -441,6 +475,7 @@ export class TaskRunner {
     agent: AgentForTask | undefined,
     jobSignal: AbortSignal,
     span: Span,
+    early: EarlyReads | undefined,
   ): Promise<void> {
     const abort = new AbortController();
     const onJob = () => abort.abort(jobSignal.reason);
@@ -467,6 +502,7 @@ export class TaskRunner {
       agent,
       abort.signal,
       startedMs,
+      early,
     );
     const heartbeat = this.ctx.timers.every(this.options.heartbeatMs, () => {
       void repo
