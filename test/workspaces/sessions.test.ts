@@ -172,6 +172,19 @@ describe('a workspace (a session)', () => {
     }
     const paused = log.body.data.filter((e: Json) => e.type === 'workspace' && e.payload.status === 'paused');
     expect(paused).toHaveLength(2);
+    // Each message's turn opens with the workspace's move to active (its own event, naming the
+    // turn's task in its payload only), then the turn's own queued status.
+    for (const id of [second.body.id, third.body.id]) {
+      const at = log.body.data.findIndex(
+        (e: Json) => e.type === 'workspace' && e.payload.status === 'active' && e.payload.task_id === id,
+      );
+      expect(log.body.data[at]).toMatchObject({ task_id: null, payload: { reason: 'message' } });
+      expect(log.body.data[at + 1]).toMatchObject({
+        task_id: id,
+        type: 'status',
+        payload: { status: 'queued' },
+      });
+    }
 
     // One run: every turn's model calls (and the title's) are in its ledger.
     await f.t.services.runs.flush();

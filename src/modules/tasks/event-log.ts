@@ -3,6 +3,7 @@ import type { TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import * as repo from './repo.ts';
+import type { WorkspaceEvents } from './sessions.ts';
 
 /** How often a follower asks the database when nothing was appended in this process (another server may be). */
 const FOLLOW_POLL_MS = 1000;
@@ -75,17 +76,21 @@ export class TaskEventLog {
     events: ReadonlyArray<{ type: TaskEventType; payload: Record<string, unknown> }>,
     /** Only while the task is held by this attempt (a worker's own events); none are written otherwise. */
     onlyFor?: { attempt: number },
+    /** The workspace's own events, written first in the same statement (a turn's begin: NextTurn). */
+    ahead: WorkspaceEvents = [],
   ): Promise<repo.LogEventRow[]> {
     const now = this.ctx.clock.now();
+    if (ahead.length > 0 && !task.workspaceId) throw new Error(`task ${task.id} has no workspace to log for`);
     const rows = task.workspaceId
       ? await repo.appendWorkspaceEvents(
           db,
           teamId,
           task.workspaceId,
           task.id,
-          storable(events),
+          storable([...ahead, ...events]),
           now,
           onlyFor,
+          ahead.length,
         )
       : await repo.appendEvents(db, teamId, task.id, storable(events), now, onlyFor);
     // Inside a transaction the rows are not visible yet: its caller wakes the followers after the commit.

@@ -289,6 +289,8 @@ export async function appendWorkspaceEvents(
   events: readonly NewEvent[],
   at: Date,
   onlyFor?: { attempt: number },
+  /** The first `ownAhead` events are the workspace's own: tagged with no task. */
+  ownAhead = 0,
 ): Promise<LogEventRow[]> {
   if (events.length === 0) return [];
   const result = await db.execute(sql`
@@ -305,7 +307,8 @@ export async function appendWorkspaceEvents(
       returning event_seq
     )
     insert into workspace_events (workspace_id, seq, team_id, task_id, type, payload, created_at)
-    select ${workspaceId}, numbered.event_seq - ${events.length} + e.i, ${teamId}, ${taskId}, e.type, e.payload, ${at.toISOString()}::timestamptz
+    select ${workspaceId}, numbered.event_seq - ${events.length} + e.i, ${teamId},
+      case when e.i > ${ownAhead}::int then ${taskId}::text end, e.type, e.payload, ${at.toISOString()}::timestamptz
     ${numberedEvents(events)}`);
   return storedRows(result);
 }

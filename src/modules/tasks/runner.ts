@@ -14,6 +14,7 @@ import type { ToolSource } from './loop-tools.ts';
 import type { AgentForTask, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
 import type { LocalStart, TasksService } from './service.ts';
+import type { WorkspaceEvents } from './sessions.ts';
 
 export const TASK_QUEUE = 'task-run';
 /**
@@ -193,8 +194,8 @@ export class TaskRunner {
       settled = true;
     };
     return {
-      claim: async (tx, task) => {
-        claimed = await this.claimIn(tx, task, inputs, true);
+      claim: async (tx, task, ahead) => {
+        claimed = await this.claimIn(tx, task, inputs, true, ahead);
         return claimed !== undefined && claimed !== 'busy' ? claimed : undefined;
       },
       committed: (task) => {
@@ -349,7 +350,7 @@ export class TaskRunner {
    * transaction the task's run starts (one run for every attempt: named on
    * the row at its first claim) and the start is logged (`fresh`: the task was
    * inserted in `tx`, so its queued status is logged here too, in the same
-   * append). An agent or policy gone since submission leaves no run: the
+   * append, after its turn's `ahead`). An agent or policy gone since submission leaves no run: the
    * attempt fails the task. The caller wakes the followers after the commit
    * (claimed).
    */
@@ -358,6 +359,7 @@ export class TaskRunner {
     task: repo.TaskRow,
     { agent, policy, teamLimit: limitRead }: ClaimInputs,
     fresh: boolean,
+    ahead: WorkspaceEvents = [],
   ): Promise<repo.TaskRow | 'busy' | undefined> {
     const teamLimit = await limitRead;
     const limit = agent?.definition.concurrency_limit ?? 1;
@@ -403,6 +405,8 @@ export class TaskRunner {
           row.teamId,
           row,
           fresh ? [{ type: 'status', payload: { status: 'queued' } }, running] : [running],
+          undefined,
+          ahead,
         ),
       () =>
         this.recordEvent(tx, row, 'task.started', {

@@ -11,7 +11,7 @@ import { checkOutputSchema } from './output-schema.ts';
 import type { TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
 import type { CreateTaskInput, TaskListQueryType } from './schemas.ts';
-import type { NextTurn, SessionHooks } from './sessions.ts';
+import type { NextTurn, SessionHooks, WorkspaceEvents } from './sessions.ts';
 import { taskEventView, taskFileView, taskView } from './views.ts';
 
 /** What the runner gives the service: a way to tell it about a cancel, and to start work. */
@@ -31,10 +31,11 @@ export interface TaskWorkers {
 export interface LocalStart {
   /**
    * In the task's transaction, right after its insert: queued → running and
-   * logged from its queued status on (the claimed row), or undefined when its
-   * agent or team is at its limit (the task stays queued, nothing logged).
+   * logged from its queued status on, after the workspace's own events of
+   * its turn's begin (`ahead`): the claimed row; or undefined when its agent
+   * or team is at its limit (the task stays queued, nothing logged).
    */
-  claim(tx: DbOrTx, task: repo.TaskRow): Promise<repo.TaskRow | undefined>;
+  claim(tx: DbOrTx, task: repo.TaskRow, ahead: WorkspaceEvents): Promise<repo.TaskRow | undefined>;
   /** After the commit: the claimed task runs here, an unclaimed one is sent as a job. */
   committed(task: repo.TaskRow): void;
   /** The transaction did not commit: the slot is free again. */
@@ -278,12 +279,19 @@ export class TasksService {
           },
           created,
         );
-      const [row] = next
+      const [row, ahead] = next
         ? await sideBySide(oneTransactionAtATime(this.db), insert, next.begin)
-        : [await insert()];
-      const claimed = await here?.claim(tx, row);
+        : [await insert(), []];
+      const claimed = await here?.claim(tx, row, ahead);
       if (claimed) return claimed;
-      await this.log.append(tx, teamId, row, [{ type: 'status', payload: { status: 'queued' } }]);
+      await this.log.append(
+        tx,
+        teamId,
+        row,
+        [{ type: 'status', payload: { status: 'queued' } }],
+        undefined,
+        ahead,
+      );
       if (queue !== undefined) await this.queueRunner!.send(tx, row, inputFiles, def.concurrency_limit);
       return row;
     });

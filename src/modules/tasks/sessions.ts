@@ -54,8 +54,13 @@ export interface SessionTurn {
  * A message's turn, known before its statements run: they (the workspace's
  * move to its next turn) are sent beside the task's insert, which needs none
  * of their answers. `begin` fails, and with it the transaction, when the
- * workspace takes no turn now.
+ * workspace takes no turn now; else it answers the move's events for the
+ * workspace's log, which the task's first append writes ahead of its own
+ * (one statement, in the same transaction).
  */
 export interface NextTurn extends SessionTurn {
-  begin: () => Promise<void>;
+  begin: () => Promise<WorkspaceEvents>;
 }
+
+/** A workspace's own events (its status changes): in its log, tagged with no task. */
+export type WorkspaceEvents = ReadonlyArray<{ type: 'workspace'; payload: Record<string, unknown> }>;

@@ -5,7 +5,7 @@ import type { Context, Timer } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, newId, type RunId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
-import { type Db, type DbOrTx, oneTransactionAtATime, sideBySide } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import type { ConversationMessage, WorkspaceStatus } from '../../db/schema/workspaces.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
@@ -228,9 +228,7 @@ export class WorkspacesService implements SessionHooks {
     reason: string,
     extra: Record<string, unknown>,
   ): Promise<void> {
-    await this.tasks.log.appendToWorkspace(tx, row.teamId, row.id, [
-      { type: 'workspace', payload: { status: to, reason, ...extra } },
-    ]);
+    await this.tasks.log.appendToWorkspace(tx, row.teamId, row.id, [moveEvent(to, reason, extra)]);
   }
 
   /**
@@ -341,17 +339,15 @@ export class WorkspacesService implements SessionHooks {
       (tx, _team, taskId) => ({
         workspaceId: ws.id,
         runId: ws.runId,
-        // The status change's outbox row goes with the update that makes it, and its log event beside
-        // it (the workspace is locked by the update either way; a turn that cannot begin rolls both back).
+        // The status change's outbox row goes with the update that makes it; its log event is
+        // written by the task's first append, ahead of the task's own (a turn that cannot begin
+        // rolls the whole transaction back).
         begin: async () => {
           const recorded = this.outbox.alongside(tx, [statusChanged(ws, 'active', 'message')]);
-          const [row] = await sideBySide(
-            oneTransactionAtATime(this.db),
-            () => repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded),
-            () => this.logMove(tx, ws, 'active', 'message', { task_id: taskId }),
-          );
+          const row = await repo.beginTurn(tx, teamId, ws.id, taskId, now, recorded);
           if (!row) this.refuseTurn((await repo.findWorkspace(tx, teamId, ws.id)) ?? ws, true);
           else this.beginning(taskId, row);
+          return [moveEvent('active', 'message', { task_id: taskId })];
         },
       }),
     );
@@ -588,6 +584,11 @@ function cleanTitle(text: string): string {
     .replace(/^["'“”#*\s]+|["'“”*.\s]+$/g, '')
     .slice(0, TITLE_MAX_CHARS)
     .trim();
+}
+
+/** The event of a workspace's status change in its own log. */
+function moveEvent(to: WorkspaceStatus, reason: string, extra: Record<string, unknown>) {
+  return { type: 'workspace' as const, payload: { status: to, reason, ...extra } };
 }
 
 /** The outbox event of a workspace's status change. */
