@@ -328,7 +328,11 @@ export class TaskRunner {
     await this.run(claimed, inputs.agent, signal, traceparent);
   }
 
-  /** What a claim needs, looked up before its transaction: the agent version, its policy and the team's limit. */
+  /**
+   * What a claim needs: the agent version and its policy, looked up before its
+   * transaction, and the team's limit, read before it too or (`beside`) left
+   * in flight for the claim to await inside it.
+   */
   private async claimInputs(
     teamId: TeamId,
     agentId: string,
