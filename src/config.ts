@@ -1,3 +1,6 @@
+// One file over 400 lines: every environment variable the server reads is
+// parsed, bounded and defaulted here, in the order of docs/operations.md's
+// tables, so an operator's setting has exactly one place that decides it.
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { type BillingConfig, billingConfig } from './billing-config.ts';

@@ -4,7 +4,8 @@ import { ManualTimers, silentLog, systemContext } from '../../src/core/context.t
 import type { TeamId } from '../../src/core/ids.ts';
 import type { Db } from '../../src/db/client.ts';
 import { type LogOwner, TaskEventLog } from '../../src/modules/tasks/event-log.ts';
-import type { LogEventRow, TaskId } from '../../src/modules/tasks/repo.ts';
+import type { LogEventRow } from '../../src/modules/tasks/event-log-repo.ts';
+import type { TaskId } from '../../src/modules/tasks/repo.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 

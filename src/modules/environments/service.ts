@@ -1,4 +1,4 @@
-// One file (about 440 lines): every operation on an environment (create,
+// One file over 400 lines: every operation on an environment (create,
 // update, fork, archive, pin, versions) goes through the same rule that a
 // change to the spec makes the next immutable version.
 import type { Static } from 'typebox';

@@ -1,4 +1,7 @@
 import { and, asc, desc, eq, gt, inArray, like, lt, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
+
+export type { WithSubquery };
+
 import type { AnyPgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';

@@ -1,3 +1,6 @@
+// One file over 400 lines: a playbook run's steps (fire, start, advance from
+// chain to chain, cancel) each take the same claim on the run's row and end
+// in the same notifications; they are one state machine, read together.
 import type { Context } from '../../core/context.ts';
 import { AppError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, isId, newId, type TeamId } from '../../core/ids.ts';

@@ -1,3 +1,7 @@
+// One file over 400 lines: a job's lease protocol (submit, claim,
+// heartbeat, complete, fail, cancel) and the sweep that ends expired leases
+// change the same rows through one `changing`, which tells the other modules'
+// listeners in the same transaction; split, each part would need it.
 import { DAY_MS, HOUR_MS, SECOND_MS } from '../../core/clock.ts';
 import type { Context, Timer } from '../../core/context.ts';
 import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../../core/errors.ts';
@@ -26,6 +30,7 @@ import {
   type SubmitJobInput,
 } from './schemas.ts';
 import { jobView } from './views.ts';
+import { QueueWakeups } from './wakeups.ts';
 
 export interface QueueOptions {
   /** How often the sweep puts jobs with an expired lease back (or fails them). */
@@ -62,8 +67,6 @@ function notHolder(row: repo.JobRow, workerId: string): ConflictError {
     status: row.status,
   });
 }
-
-type Waiter = () => void;
 
 /**
  * Another module's side of one job type (the tasks module's `paddock.task`):
@@ -111,12 +114,12 @@ export interface OwnJobInput {
  * once, so a worker's job must be safe to run twice.
  */
 export class QueuesService {
-  private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly stopping = new AbortController();
   private sweepTimer: Timer | undefined;
   private sweeping = false;
   private sweepAgain = false;
   private readonly listeners = new Map<string, QueueJobListener>();
+  private readonly wakeups: QueueWakeups;
 
   constructor(
     private readonly db: Db,
@@ -124,7 +127,9 @@ export class QueuesService {
     private readonly events: EventsService,
     private readonly options: QueueOptions = QUEUE_DEFAULTS,
     private readonly gate?: ClaimGate,
-  ) {}
+  ) {
+    this.wakeups = new QueueWakeups(ctx, options.pollIntervalMs);
+  }
 
   /** Workers' calls: team API keys with the queue scope (write and admin include it) and agent keys. */
   private worker(principal: Principal): TeamId {
@@ -206,7 +211,7 @@ export class QueuesService {
 
   /** After a `submitIn` committed: long polls on this server look at once. */
   submitted(teamId: TeamId, queue: string): void {
-    this.wake(teamId, queue);
+    this.wakeups.wake(teamId, queue);
   }
 
   /** Cancels the unended job submitted with `key` (submitIn), in the caller's transaction; listeners are not told. */
@@ -296,7 +301,7 @@ export class QueuesService {
       });
       return { row: inserted, created: true };
     });
-    if (outcome.created && outcome.row.runAt <= now) this.wake(teamId, queue);
+    if (outcome.created && outcome.row.runAt <= now) this.wakeups.wake(teamId, queue);
     return { job: jobView(outcome.row), created: outcome.created };
   }
 
@@ -327,7 +332,7 @@ export class QueuesService {
       const ends = [deadline.signal, this.stopping.signal, ...(signal ? [signal] : [])];
       try {
         while (rows.length === 0 && !ends.some((s) => s.aborted)) {
-          await this.wakeOrPoll(teamId, queue, ends);
+          await this.wakeups.wakeOrPoll(teamId, queue, ends);
           if (ends.some((s) => s.aborted)) break;
           rows = await take();
         }
@@ -623,7 +628,7 @@ export class QueuesService {
         for (const row of rows) {
           if (row.status === 'queued') {
             retried++;
-            this.wake(row.teamId, row.queue);
+            this.wakeups.wake(row.teamId, row.queue);
           } else failed++;
         }
         if (rows.length < SWEEP_BATCH) break;
@@ -637,39 +642,5 @@ export class QueuesService {
     } finally {
       this.sweeping = false;
     }
-  }
-
-  // -- long-poll wake-ups (this server's submits; other servers' are found by the poll) --
-
-  private key(teamId: TeamId, queue: string): string {
-    return `${teamId}\u0000${queue}`;
-  }
-
-  private wake(teamId: TeamId, queue: string): void {
-    const set = this.waiters.get(this.key(teamId, queue));
-    if (!set) return;
-    for (const w of [...set]) w();
-  }
-
-  private wakeOrPoll(teamId: TeamId, queue: string, ends: AbortSignal[]): Promise<void> {
-    const key = this.key(teamId, queue);
-    return new Promise((resolve) => {
-      let set = this.waiters.get(key);
-      if (!set) {
-        set = new Set();
-        this.waiters.set(key, set);
-      }
-      const waiters = set;
-      const done: Waiter = () => {
-        timer.cancel();
-        waiters.delete(done);
-        if (waiters.size === 0 && this.waiters.get(key) === waiters) this.waiters.delete(key);
-        for (const s of ends) s.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = this.ctx.timers.after(this.options.pollIntervalMs, done);
-      waiters.add(done);
-      for (const s of ends) s.addEventListener('abort', done, { once: true });
-    });
   }
 }

@@ -1,4 +1,4 @@
-// One file (about 450 lines): reserve, settle, release and the process's
+// One file over 400 lines: reserve, settle, release and the process's
 // leases all read and change the same in-memory holdings of BudgetSystem;
 // apart, each part would reach into the others' state.
 import { HOUR_MS, SECOND_MS } from '../../core/clock.ts';

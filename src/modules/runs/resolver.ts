@@ -1,4 +1,4 @@
-// One file (about 420 lines): which run a call joins (an explicit id, the
+// One file over 400 lines: which run a call joins (an explicit id, the
 // implicit window, a new run, a task's own run) is one decision with one
 // cache and one cooldown rule; its branches are read together.
 import { MINUTE_MS, SECOND_MS } from '../../core/clock.ts';

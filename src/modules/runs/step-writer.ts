@@ -1,4 +1,4 @@
-// One file (about 400 lines): batching, the retry, the check for a batch
+// One file over 400 lines: batching, the retry, the check for a batch
 // whose commit was lost and what runs after a commit are one write path.
 import type { Context, Log, Timer } from '../../core/context.ts';
 import { newId, type RunId, type StepId, type TeamId } from '../../core/ids.ts';

@@ -1,4 +1,4 @@
-// One file (about 530 lines): the conversation with the model, turn by turn
+// One file over 400 lines: the conversation with the model, turn by turn
 // (calls, tool calls, approvals, the result), reads top to bottom; a streamed
 // answer's parsing and its text deltas are in stream-call.ts.
 import type { Context } from '../../core/context.ts';

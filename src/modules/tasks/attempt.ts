@@ -1,4 +1,4 @@
-// One file (about 560 lines): one attempt of a task from capsule start to
+// One file over 400 lines: one attempt of a task from capsule start to
 // teardown, in the order it happens; its steps share the capsule and the
 // event log.
 import type { Context } from '../../core/context.ts';

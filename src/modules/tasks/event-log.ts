@@ -2,6 +2,7 @@ import type { Context } from '../../core/context.ts';
 import type { TeamId } from '../../core/ids.ts';
 import { storableText } from '../../core/input-guard.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
+import * as logRepo from './event-log-repo.ts';
 import * as repo from './repo.ts';
 import type { WorkspaceEvents } from './sessions.ts';
 
@@ -41,11 +42,11 @@ type NewEvents = ReadonlyArray<{ type: string; payload: Record<string, unknown> 
  * this process committed, or nothing (a transaction's appends, committed
  * since), which sends it to the database.
  */
-type Listener = (rows?: readonly repo.LogEventRow[]) => void;
+type Listener = (rows?: readonly logRepo.LogEventRow[]) => void;
 
 /** A page of a log as a follower reads it, and how far the log was read whole. */
 interface FollowedPage {
-  rows: repo.LogEventRow[];
+  rows: logRepo.LogEventRow[];
   /** No event up to here is missing for this follower: those not in `rows` are not its own. */
   head: number;
   /** Whether the log's owner had ended, as of the same read (when the read tells; else `ended` is asked). */
@@ -78,11 +79,11 @@ export class TaskEventLog {
     onlyFor?: { attempt: number },
     /** The workspace's own events, written first in the same statement (a turn's begin: NextTurn). */
     ahead: WorkspaceEvents = [],
-  ): Promise<repo.LogEventRow[]> {
+  ): Promise<logRepo.LogEventRow[]> {
     const now = this.ctx.clock.now();
     if (ahead.length > 0 && !task.workspaceId) throw new Error(`task ${task.id} has no workspace to log for`);
     const rows = task.workspaceId
-      ? await repo.appendWorkspaceEvents(
+      ? await logRepo.appendWorkspaceEvents(
           db,
           teamId,
           task.workspaceId,
@@ -92,7 +93,7 @@ export class TaskEventLog {
           onlyFor,
           ahead.length,
         )
-      : await repo.appendEvents(db, teamId, task.id, storable(events), now, onlyFor);
+      : await logRepo.appendEvents(db, teamId, task.id, storable(events), now, onlyFor);
     // Inside a transaction the rows are not visible yet: its caller wakes the followers after the commit.
     if (db === this.db && rows.length > 0) this.handOver(task.workspaceId ?? task.id, rows);
     return rows;
@@ -100,7 +101,7 @@ export class TaskEventLog {
 
   /** The workspace's own events (its status changes), tagged with no task. */
   async appendToWorkspace(db: DbOrTx, teamId: TeamId, workspaceId: string, events: NewEvents) {
-    const rows = await repo.appendWorkspaceEvents(
+    const rows = await logRepo.appendWorkspaceEvents(
       db,
       teamId,
       workspaceId,
@@ -123,18 +124,18 @@ export class TaskEventLog {
   }
 
   /** Gives the rows an append just committed to the log's followers in this process. */
-  private handOver(key: string, rows: readonly repo.LogEventRow[]): void {
+  private handOver(key: string, rows: readonly logRepo.LogEventRow[]): void {
     for (const l of this.listeners.get(key) ?? []) l(rows);
   }
 
   read(teamId: TeamId, task: LogOwner, afterSeq: number, limit: number) {
     return task.workspaceId
-      ? repo.workspaceEventsAfter(this.db, teamId, task.workspaceId, task.id, afterSeq, limit)
-      : repo.eventsAfter(this.db, teamId, task.id, afterSeq, limit);
+      ? logRepo.workspaceEventsAfter(this.db, teamId, task.workspaceId, task.id, afterSeq, limit)
+      : logRepo.eventsAfter(this.db, teamId, task.id, afterSeq, limit);
   }
 
   readWorkspace(teamId: TeamId, workspaceId: string, afterSeq: number, limit: number) {
-    return repo.workspaceEventsAfter(this.db, teamId, workspaceId, undefined, afterSeq, limit);
+    return logRepo.workspaceEventsAfter(this.db, teamId, workspaceId, undefined, afterSeq, limit);
   }
 
   /** A task's events as they come (follow), until it has ended. */
@@ -149,7 +150,7 @@ export class TaskEventLog {
     if (workspaceId === null)
       return this.follow(
         task.id,
-        async (seq, n) => wholePage(await repo.eventsAfter(this.db, teamId, task.id, seq, n), seq),
+        async (seq, n) => wholePage(await logRepo.eventsAfter(this.db, teamId, task.id, seq, n), seq),
         () => true,
         afterSeq,
         ended,
@@ -160,7 +161,7 @@ export class TaskEventLog {
     return this.follow(
       workspaceId,
       async (seq, n) => {
-        const page = await repo.turnEventsAfter(this.db, teamId, workspaceId, task.id, seq, n);
+        const page = await logRepo.turnEventsAfter(this.db, teamId, workspaceId, task.id, seq, n);
         return {
           ...page,
           ended: page.status === undefined || repo.FINAL_STATUSES.includes(page.status as never),
@@ -206,14 +207,14 @@ export class TaskEventLog {
   private async *follow(
     key: string,
     read: (afterSeq: number, limit: number) => Promise<FollowedPage>,
-    own: (row: repo.LogEventRow) => boolean,
+    own: (row: logRepo.LogEventRow) => boolean,
     afterSeq: number,
     ended: () => Promise<boolean>,
     signal: AbortSignal,
-  ): AsyncGenerator<repo.LogEventRow> {
+  ): AsyncGenerator<logRepo.LogEventRow> {
     let seq = afterSeq;
     let head = afterSeq;
-    const handed: repo.LogEventRow[] = [];
+    const handed: logRepo.LogEventRow[] = [];
     let mustRead = true;
     let wake: (() => void) | undefined;
     const listener: Listener = (rows) => {
@@ -289,11 +290,11 @@ export class TaskEventLog {
 }
 
 /** A page of a log read whole (no filter): it was read up to its last row, or nothing was there after `afterSeq`. */
-function wholePage(rows: repo.LogEventRow[], afterSeq: number): FollowedPage {
+function wholePage(rows: logRepo.LogEventRow[], afterSeq: number): FollowedPage {
   return { rows, head: rows.at(-1)?.seq ?? afterSeq };
 }
 
 // Tool output may hold NUL or half a surrogate pair (a cut emoji), which jsonb refuses.
-function storable(events: NewEvents): repo.NewEvent[] {
+function storable(events: NewEvents): logRepo.NewEvent[] {
   return events.map((e) => ({ type: e.type, payload: storableText(e.payload) }));
 }

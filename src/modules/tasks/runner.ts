@@ -1,4 +1,4 @@
-// One file (about 600 lines): a task's claim, its run, its end and the
+// One file over 400 lines: a task's claim, its run, its end and the
 // sweep that takes back a lost worker's task share one state machine and one
 // set of guards on the task row; they are read together.
 import type { Context, Timer } from '../../core/context.ts';
@@ -10,10 +10,11 @@ import { type Jobs, JobsStopping, type QueuePolicy } from '../../jobs/jobs.ts';
 import type { EventMap, EventsService, EventType } from '../events/service.ts';
 import { TaskEnd } from './agent-loop.ts';
 import { Attempt, type EarlyReads, type Ending } from './attempt.ts';
+import * as logRepo from './event-log-repo.ts';
 import type { ToolSource } from './loop-tools.ts';
-import type { AgentForTask, TaskPorts } from './ports.ts';
+import type { AgentForTask, LocalStart, TaskPorts } from './ports.ts';
 import * as repo from './repo.ts';
-import type { LocalStart, TasksService } from './service.ts';
+import type { TasksService } from './service.ts';
 import type { WorkspaceEvents } from './sessions.ts';
 
 export const TASK_QUEUE = 'task-run';
@@ -585,13 +586,13 @@ export class TaskRunner {
       await this.tasks.log.append(tx, task.teamId, task, [
         {
           type: 'status',
-          payload: { status: 'queued', retry_of_attempt: task.attempt, reason: repo.RELEASED_REASON },
+          payload: { status: 'queued', retry_of_attempt: task.attempt, reason: logRepo.RELEASED_REASON },
         },
       ]);
       await this.recordEvent(tx, task, 'task.retried', {
         agent_id: task.agentId,
         attempt: task.attempt + 1,
-        reason: repo.RELEASED_REASON,
+        reason: logRepo.RELEASED_REASON,
       });
       return row;
     });
@@ -709,7 +710,7 @@ export class TaskRunner {
    */
   private async recover(t: repo.TaskRow, silentSince: Date, now: Date): Promise<void> {
     // Attempts a stopping worker gave back were not lost: only lost ones count toward the limit.
-    const lost = t.attempt - (await repo.countReleases(this.db, t.teamId, t));
+    const lost = t.attempt - (await logRepo.countReleases(this.db, t.teamId, t));
     const retry = lost < this.options.maxAttempts;
     const error = {
       code: 'worker_lost',

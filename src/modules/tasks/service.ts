@@ -8,57 +8,11 @@ import type { FileDownload } from '../files/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
 import { TaskEventLog } from './event-log.ts';
 import { checkOutputSchema } from './output-schema.ts';
-import type { TaskPorts } from './ports.ts';
+import type { LocalStart, TaskPorts, TaskQueueRunner, TaskWorkers } from './ports.ts';
 import * as repo from './repo.ts';
 import type { CreateTaskInput, TaskListQueryType } from './schemas.ts';
 import type { NextTurn, SessionHooks, WorkspaceEvents } from './sessions.ts';
 import { taskEventView, taskFileView, taskView } from './views.ts';
-
-/** What the runner gives the service: a way to tell it about a cancel, and to start work. */
-export interface TaskWorkers {
-  /**
-   * A slot on this server for a task about to be inserted (its claim goes in
-   * the task's transaction); undefined when there is none (then: dispatch).
-   */
-  reserve(teamId: TeamId, agentId: string, agentVersion: number): Promise<LocalStart | undefined>;
-  /** Starts the queued task whose row just committed: here at once, or as a job. */
-  dispatch(task: repo.TaskRow): Promise<void>;
-  /** A task this server may be running was cancelled: stop it now. */
-  cancelled(taskId: string): void;
-}
-
-/** A slot reserved on this server for one task being submitted: exactly one of committed and rolledBack follows. */
-export interface LocalStart {
-  /**
-   * In the task's transaction, right after its insert: queued → running and
-   * logged from its queued status on, after the workspace's own events of
-   * its turn's begin (`ahead`): the claimed row; or undefined when its agent
-   * or team is at its limit (the task stays queued, nothing logged).
-   */
-  claim(tx: DbOrTx, task: repo.TaskRow, ahead: WorkspaceEvents): Promise<repo.TaskRow | undefined>;
-  /** After the commit: the claimed task runs here, an unclaimed one is sent as a job. */
-  committed(task: repo.TaskRow): void;
-  /** The transaction did not commit: the slot is free again. */
-  rolledBack(): void;
-}
-
-/** The queue runner's side (queue-runner.ts): a task sent to a work queue instead of a capsule. */
-export interface TaskQueueRunner {
-  /** Writes the task's job in the task's transaction. */
-  /** `concurrencyLimit`: the pinned agent version's, held when workers claim. */
-  send(
-    tx: DbOrTx,
-    task: repo.TaskRow,
-    inputFiles: Array<{ id: string; name: string }>,
-    concurrencyLimit: number,
-  ): Promise<void>;
-  /** After the task's commit. */
-  sent(task: repo.TaskRow): void;
-  /** The task was cancelled in `tx`: so is its job. */
-  cancel(tx: DbOrTx, task: repo.TaskRow): Promise<void>;
-  /** After an end committed: the task's run ends, its totals on the task. */
-  ended(task: repo.TaskRow): Promise<void>;
-}
 
 const taskId = (raw: string) => idOrNotFound(raw, 'task', 'task');
 

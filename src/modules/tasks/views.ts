@@ -1,4 +1,5 @@
-import type { LogEventRow, TaskFileRow, TaskRow } from './repo.ts';
+import type { LogEventRow } from './event-log-repo.ts';
+import type { TaskFileRow, TaskRow } from './repo.ts';
 
 const iso = (d: Date | null) => (d === null ? null : d.toISOString());
 const usd = (micros: number) => micros / 1_000_000;

@@ -1,4 +1,4 @@
-// One file (about 400 lines): a workspace's life (opened by its first turn,
+// One file over 400 lines: a workspace's life (opened by its first turn,
 // its turns' start and end, idle → paused → expired, terminated) is one state
 // machine on one row, with the same guards; it reads best together.
 import type { Context, Timer } from '../../core/context.ts';

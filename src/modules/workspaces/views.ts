@@ -1,4 +1,4 @@
-import type { LogEventRow } from '../tasks/repo.ts';
+import type { LogEventRow } from '../tasks/event-log-repo.ts';
 import type { WorkspaceRow } from './repo.ts';
 
 const iso = (d: Date | null) => (d === null ? null : d.toISOString());
