@@ -89,6 +89,44 @@ function describe(config: Config): string {
  */
 const OLD_GENERATION_GROWTH = '--heap-growing-percent=200';
 
+/**
+ * What closing may take past the grace for requests in flight: giving back
+ * the tasks this server runs, the last steps written, the database closed.
+ */
+const SHUTDOWN_MARGIN_MS = 15_000;
+
+/**
+ * Stops on SIGTERM or SIGINT with `stop`, then exits 0. A stop still under
+ * way after `deadlineMs` is cut short with exit 1 (a database that no longer
+ * answers would hold it forever; the embedded database's process closes
+ * itself when its server goes).
+ */
+function onStopSignals(
+  stop: (signal: string) => Promise<void>,
+  deadlineMs: number,
+  say: (message: string, signal: string) => void,
+): void {
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    // Once only: `npm start` passes a terminal's Ctrl-C on, so the same stop can come twice.
+    if (stopping) return;
+    stopping = true;
+    setTimeout(() => {
+      say(`still stopping after ${Math.round(deadlineMs / 1000)} s: exiting now`, signal);
+      process.exit(1);
+    }, deadlineMs).unref();
+    stop(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        say(`stopping failed: ${describeError(err)}`, signal);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
+
 async function serve(config: Config): Promise<void> {
   const started = Date.now();
   v8.setFlagsFromString(OLD_GENERATION_GROWTH);
@@ -109,23 +147,21 @@ async function serve(config: Config): Promise<void> {
     });
   }
 
-  let closing = false;
-  const shutdown = async (signal: string) => {
-    if (closing) return;
-    closing = true;
-    app.log.info(
-      { signal, role: config.role, grace_sec: config.shutdownGraceSec },
-      'shutting down: finishing in-flight requests',
-    );
-    try {
-      await app.close();
-    } finally {
-      await database.close();
-      process.exit(0);
-    }
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  onStopSignals(
+    async (signal) => {
+      app.log.info(
+        { signal, role: config.role, grace_sec: config.shutdownGraceSec },
+        'shutting down: finishing in-flight requests',
+      );
+      try {
+        await app.close();
+      } finally {
+        await database.close();
+      }
+    },
+    config.shutdownGraceSec * 1000 + SHUTDOWN_MARGIN_MS,
+    (message, signal) => app.log.error({ signal }, message),
+  );
 
   const address = await app.listen({ port: config.port, host: config.host });
   await database.migrate();
@@ -192,15 +228,11 @@ async function host(
     if (err instanceof HostAgentError) fail(err.message);
     throw err;
   }
-  let closing = false;
-  const shutdown = async () => {
-    if (closing) return;
-    closing = true;
-    await agent.stop();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown());
-  process.on('SIGINT', () => void shutdown());
+  onStopSignals(
+    () => agent.stop(),
+    SHUTDOWN_MARGIN_MS,
+    (message) => process.stderr.write(`paddock host: ${message}\n`),
+  );
   process.stdout.write(
     `Paddock host ${agent.hostId} serving ${url.origin} at ${agent.address} (isolation: ${agent.isolation})\n`,
   );

@@ -3,7 +3,15 @@ import http from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { childEnv, type RunningServer, runPaddock, startServer, tempDir } from '../support/process.ts';
+import {
+  alive,
+  childEnv,
+  databaseProcessesOf,
+  type RunningServer,
+  runPaddock,
+  startServer,
+  tempDir,
+} from '../support/process.ts';
 
 // These tests check behaviour, not speed (bench/startup.ts measures that):
 // a command gets up to STARTUP_MS to start or finish, which only a hang uses
@@ -145,6 +153,37 @@ describe('paddock CLI', { timeout: 4 * STARTUP_MS }, () => {
     expect(JSON.parse(res.body).user.email).toBe('inflight@example.com');
     expect(await server.stop()).toBe(0);
     await expect(fetch(`${server.url}/health`)).rejects.toThrow();
+  });
+
+  describe('a database that stops answering while the server stops', () => {
+    // SIGSTOP on the embedded database's process: every statement and its
+    // close wait for ever, as with a database server that no longer answers.
+    const wedged = async () => {
+      const server = await serve(
+        ['--data-dir', tempDir('wedged')],
+        childEnv({ PADDOCK_SHUTDOWN_GRACE_SEC: '0' }),
+      );
+      await waitReady(server.url);
+      const [database] = databaseProcessesOf(server);
+      expect(database).toBeDefined();
+      process.kill(database!, 'SIGSTOP');
+      return { server, database: database! };
+    };
+    const release = (pid: number) => {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    };
+
+    it('does not hold the stop for ever: past the grace and its margin the process exits 1, saying why', async () => {
+      const { server, database } = await wedged();
+      try {
+        const signalled = Date.now();
+        expect(await server.stop()).toBe(1);
+        expect(Date.now() - signalled).toBeGreaterThanOrEqual(14_000);
+        expect(server.output()).toContain('still stopping after 15 s: exiting now');
+      } finally {
+        release(database);
+      }
+    });
   });
 
   it('migrate applies migrations alone', async () => {

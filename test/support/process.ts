@@ -114,10 +114,14 @@ export function runPaddock(
   });
 }
 
+/** The pids of a server's embedded database process (none on Postgres). */
+export function databaseProcessesOf(server: RunningServer): number[] {
+  return childPids(server.child.pid!).filter((c) => commandOf(c).includes('pglite'));
+}
+
 /** SIGKILL, as a crash: nothing of the server's own shutdown runs. Waits until its database process is gone too. */
 export async function killHard(server: RunningServer): Promise<void> {
-  const pid = server.child.pid!;
-  const children = childPids(pid).filter((c) => commandOf(c).includes('pglite'));
+  const children = databaseProcessesOf(server);
   const exited = new Promise((resolve) => server.child.once('exit', resolve));
   server.child.kill('SIGKILL');
   await exited;
@@ -144,7 +148,7 @@ function commandOf(pid: number): string {
   }
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
