@@ -127,6 +127,7 @@ import { registerQueueRoutes } from './modules/queues/routes.ts';
 import { QueuesService } from './modules/queues/service.ts';
 import { registerRunRoutes } from './modules/runs/routes.ts';
 import { RunsService } from './modules/runs/service.ts';
+import { stepContentClearer } from './modules/runs/step-content-retention.ts';
 import type { SandboxHost } from './modules/sandboxes/host.ts';
 import { registerHostRoutes } from './modules/sandboxes/host-routes.ts';
 import { HostsService } from './modules/sandboxes/hosts.ts';
@@ -225,6 +226,7 @@ export interface Services {
   audit: AuditService;
   auditRetention: EventRetention;
   activityRetention: EventRetention;
+  stepContentRetention: EventRetention;
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
@@ -330,6 +332,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     config.activityRetentionDays,
     deleteActivityBefore,
     'activity',
+  );
+  const stepContentRetention = new EventRetention(
+    db,
+    ctx,
+    config.stepContentRetentionDays,
+    stepContentClearer(),
+    'step content',
   );
   const nowMs = () => clock.now().getTime();
   const memoryRateLimits = new MemoryRateLimitStore(nowMs);
@@ -723,6 +732,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     audit,
     auditRetention,
     activityRetention,
+    stepContentRetention,
     sealer,
     hasher,
     clock,
@@ -1001,6 +1011,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     if (work.sweeps) eventRetention.start();
     if (work.sweeps) auditRetention.start();
     if (work.sweeps) activityRetention.start();
+    if (work.sweeps) stepContentRetention.start();
     if (work.jobs) await mail.start();
     if (work.jobs) await webhookDeliveries.start();
     if (work.jobs) await channelDeliveries.start();
@@ -1021,6 +1032,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     eventRetention.stop();
     auditRetention.stop();
     activityRetention.stop();
+    stepContentRetention.stop();
     mail.stop();
     webhookDispatcher.stop();
     await playbookScheduler.stop();

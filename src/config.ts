@@ -68,6 +68,8 @@ export interface Config {
   auditRetentionDays: number;
   /** Activity feed entries older than this many days are deleted (0: kept forever). */
   activityRetentionDays: number;
+  /** Steps' request and response are cleared this many days after the call (0: kept forever). */
+  stepContentRetentionDays: number;
   /** Event streams (GET /v1/events as SSE) one team may hold open on one server. */
   eventStreamsPerTeam: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
@@ -424,6 +426,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'PADDOCK_ACTIVITY_RETENTION_DAYS',
       env.PADDOCK_ACTIVITY_RETENTION_DAYS,
       90,
+      0,
+      36_500,
+    ),
+    stepContentRetentionDays: int(
+      'PADDOCK_STEP_CONTENT_RETENTION_DAYS',
+      env.PADDOCK_STEP_CONTENT_RETENTION_DAYS,
+      0,
       0,
       36_500,
     ),

@@ -9,7 +9,9 @@ const DELETE_BATCH = 1000;
 
 /**
  * Deletes rows older than the retention: outbox events (PADDOCK_EVENT_RETENTION_DAYS)
- * by default, or what `deleteBefore` deletes (the audit log's own retention). 0 keeps them forever.
+ * by default, or what `deleteBefore` deletes or clears (the audit log's, the
+ * activity feed's, steps' content). It answers how many rows its batch took
+ * in; fewer than the batch means none is left. 0 keeps them forever.
  */
 export class EventRetention {
   private timer: Timer | undefined;
