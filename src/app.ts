@@ -85,6 +85,7 @@ import { ProviderHealthRegistry } from './modules/gateway/circuit-breaker.ts';
 import { ModelLists } from './modules/gateway/models.ts';
 import { PriceTable } from './modules/gateway/pricing.ts';
 import { RateLimiter } from './modules/gateway/rate-limit.ts';
+import { systemDeleteResponsesBefore } from './modules/gateway/responses-repo.ts';
 import { registerResponsesRoutes } from './modules/gateway/responses-routes.ts';
 import { ResponsesService } from './modules/gateway/responses-service.ts';
 import { registerGatewayRoutes } from './modules/gateway/routes.ts';
@@ -227,6 +228,7 @@ export interface Services {
   auditRetention: EventRetention;
   activityRetention: EventRetention;
   stepContentRetention: EventRetention;
+  responseRetention: EventRetention;
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
@@ -339,6 +341,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     config.stepContentRetentionDays,
     stepContentClearer(),
     'step content',
+  );
+  const responseRetention = new EventRetention(
+    db,
+    ctx,
+    config.responseRetentionDays,
+    systemDeleteResponsesBefore,
+    'stored response',
   );
   const nowMs = () => clock.now().getTime();
   const memoryRateLimits = new MemoryRateLimitStore(nowMs);
@@ -733,6 +742,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     auditRetention,
     activityRetention,
     stepContentRetention,
+    responseRetention,
     sealer,
     hasher,
     clock,
@@ -1012,6 +1022,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     if (work.sweeps) auditRetention.start();
     if (work.sweeps) activityRetention.start();
     if (work.sweeps) stepContentRetention.start();
+    if (work.sweeps) responseRetention.start();
     if (work.jobs) await mail.start();
     if (work.jobs) await webhookDeliveries.start();
     if (work.jobs) await channelDeliveries.start();
@@ -1033,6 +1044,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     auditRetention.stop();
     activityRetention.stop();
     stepContentRetention.stop();
+    responseRetention.stop();
     mail.stop();
     webhookDispatcher.stop();
     await playbookScheduler.stop();

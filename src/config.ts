@@ -70,6 +70,8 @@ export interface Config {
   activityRetentionDays: number;
   /** Steps' request and response are cleared this many days after the call (0: kept forever). */
   stepContentRetentionDays: number;
+  /** Stored Responses API answers are deleted this many days after they were made (0: kept forever). */
+  responseRetentionDays: number;
   /** Event streams (GET /v1/events as SSE) one team may hold open on one server. */
   eventStreamsPerTeam: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
@@ -433,6 +435,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'PADDOCK_STEP_CONTENT_RETENTION_DAYS',
       env.PADDOCK_STEP_CONTENT_RETENTION_DAYS,
       0,
+      0,
+      36_500,
+    ),
+    responseRetentionDays: int(
+      'PADDOCK_RESPONSE_RETENTION_DAYS',
+      env.PADDOCK_RESPONSE_RETENTION_DAYS,
+      30,
       0,
       36_500,
     ),

@@ -1,5 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DAY_MS } from '../../src/core/clock.ts';
+import { idTimeMs } from '../../src/core/ids.ts';
 import { createAgent, type Json } from '../support/factories.ts';
 import { chatUpstreamAgent, type GatewayFixture, startGateway } from '../support/gateway.ts';
 import { rejection } from '../support/sdk.ts';
@@ -70,6 +72,38 @@ describe('stored responses', () => {
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     expect(g.mock.requestCount).toBe(before);
     expect((await chat().responses.retrieve(mine.id)).id).toBe(mine.id);
+  });
+});
+
+describe('retention', () => {
+  it('deletes stored responses older than PADDOCK_RESPONSE_RETENTION_DAYS (30 by default) and keeps the newer ones', async () => {
+    g.mock.reply([{ text: 'old' }, { text: 'recent' }]);
+    const old = await chat().responses.create({ model: 'gpt-4o', input: 'one' });
+    // The next id must be of a later millisecond: a response's id carries the time it was made.
+    while (Date.now() <= idTimeMs(old.id)) await new Promise((r) => setTimeout(r, 1));
+    const recent = await chat().responses.create({
+      model: 'gpt-4o',
+      input: 'two',
+      previous_response_id: old.id,
+    });
+    const start = g.t.clock.now();
+    try {
+      // Thirty days after the recent one was made: the old one is past the retention, the recent one is not yet.
+      g.t.clock.set(new Date(idTimeMs(recent.id) + 30 * DAY_MS));
+      expect(await g.t.services.responseRetention.sweep()).toBeGreaterThanOrEqual(1);
+      expect(await rejection(chat().responses.retrieve(old.id))).toBeInstanceOf(OpenAI.NotFoundError);
+      const kept = await chat().responses.retrieve(recent.id);
+      expect(kept.output_text).toBe('recent');
+      // Its conversation was stored with it: the old turn is still there.
+      const items = await g.t.call('GET', `/v1/responses/${recent.id}/input_items`, {
+        token: compat.api_key,
+        query: { order: 'asc' },
+      });
+      expect(JSON.stringify(items.body.data)).toContain('one');
+      expect(await g.t.services.responseRetention.sweep()).toBe(0);
+    } finally {
+      g.t.clock.set(start);
+    }
   });
 });
 

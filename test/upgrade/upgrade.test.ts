@@ -65,6 +65,7 @@ async function serve(dataDir: string, extra: Record<string, string> = {}): Promi
       PADDOCK_EVENT_RETENTION_DAYS: '0',
       PADDOCK_AUDIT_RETENTION_DAYS: '0',
       PADDOCK_ACTIVITY_RETENTION_DAYS: '0',
+      PADDOCK_RESPONSE_RETENTION_DAYS: '0',
       PADDOCK_QUEUE_RETENTION_DAYS: '0',
       ...extra,
     }),

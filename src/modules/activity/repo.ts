@@ -1,19 +1,7 @@
-import {
-  and,
-  count,
-  desc,
-  eq,
-  gte,
-  inArray,
-  like,
-  lt,
-  lte,
-  type SQL,
-  sql,
-  type WithSubquery,
-} from 'drizzle-orm';
+import { and, count, desc, eq, gte, like, lt, lte, type SQL, sql, type WithSubquery } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { deleteBatch } from '../../db/delete-batch.ts';
 import { beforeCursor, escapeLike } from '../../db/query-parts.ts';
 import { type ActivityActorType, activityEntries } from '../../db/schema/index.ts';
 
@@ -123,17 +111,8 @@ export async function countEntries(
 
 /** Deletes up to `batch` entries made before `cutoff` (retention), oldest first. */
 export async function deleteActivityBefore(db: DbOrTx, cutoff: Date, batch: number): Promise<number> {
-  const doomed = db
-    .select({ id: activityEntries.id })
-    .from(activityEntries)
-    .where(lt(activityEntries.createdAt, cutoff))
-    .orderBy(activityEntries.createdAt)
-    .limit(batch);
-  const gone = await db
-    .delete(activityEntries)
-    .where(inArray(activityEntries.id, doomed))
-    .returning({ id: activityEntries.id });
-  return gone.length;
+  const old = lt(activityEntries.createdAt, cutoff);
+  return deleteBatch(db, activityEntries, activityEntries.id, old, batch, activityEntries.createdAt);
 }
 
 /** An erasure: the e-mail address in the feed's readable lines replaced (their details are rewritten with the events'). */

@@ -1,6 +1,7 @@
-import { and, asc, desc, eq, gt, gte, inArray, like, lt, type SQL, type WithSubquery } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, like, lt, type SQL, type WithSubquery } from 'drizzle-orm';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { deleteBatch } from '../../db/delete-batch.ts';
 import { escapeLike } from '../../db/query-parts.ts';
 import { auditLogs } from '../../db/schema/index.ts';
 
@@ -75,14 +76,5 @@ export function listAudit(
 
 /** Deletes up to `batch` entries made before `cutoff`; how many went. */
 export async function deleteAuditBefore(db: DbOrTx, cutoff: Date, batch: number): Promise<number> {
-  const doomed = db
-    .select({ id: auditLogs.id })
-    .from(auditLogs)
-    .where(lt(auditLogs.createdAt, cutoff))
-    .limit(batch);
-  const gone = await db
-    .delete(auditLogs)
-    .where(inArray(auditLogs.id, doomed))
-    .returning({ id: auditLogs.id });
-  return gone.length;
+  return deleteBatch(db, auditLogs, auditLogs.id, lt(auditLogs.createdAt, cutoff), batch);
 }

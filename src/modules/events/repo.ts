@@ -5,6 +5,7 @@ export type { WithSubquery };
 import type { AnyPgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { deleteBatch } from '../../db/delete-batch.ts';
 import { escapeLike } from '../../db/query-parts.ts';
 import { events } from '../../db/schema/index.ts';
 import type { AuditInsert } from './audit-repo.ts';
@@ -144,9 +145,7 @@ export async function latestEventId(db: DbOrTx): Promise<string | undefined> {
 
 /** Deletes up to `batch` events made before `cutoff`; how many went. */
 export async function deleteEventsBefore(db: DbOrTx, cutoff: Date, batch: number): Promise<number> {
-  const doomed = db.select({ id: events.id }).from(events).where(lt(events.createdAt, cutoff)).limit(batch);
-  const gone = await db.delete(events).where(inArray(events.id, doomed)).returning({ id: events.id });
-  return gone.length;
+  return deleteBatch(db, events, events.id, lt(events.createdAt, cutoff), batch);
 }
 
 /** What an erasure rewrites in the record tables' payloads (docs/admin.md). */

@@ -2,7 +2,6 @@ import type { Clock } from '../../core/clock.ts';
 import { newId, type TeamId } from '../../core/ids.ts';
 import type { RequestContext } from '../../core/request-context.ts';
 import type { DbOrTx } from '../../db/client.ts';
-import type { ActivityLink } from '../../db/schema/activity.ts';
 import { activityEntries, auditLogs, events } from '../../db/schema/index.ts';
 import { activityEntryOf } from '../activity/entries.ts';
 import { activityAlongside, eraseFromSummaries, insertActivity } from '../activity/repo.ts';

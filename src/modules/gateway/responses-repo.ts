@@ -1,6 +1,7 @@
-import { and, eq, or, sql } from 'drizzle-orm';
-import type { AgentId, ResponseId, TeamId } from '../../core/ids.ts';
+import { and, eq, lt, or, sql } from 'drizzle-orm';
+import { type AgentId, idFloorAt, type ResponseId, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { deleteBatch } from '../../db/delete-batch.ts';
 import { type ResponseItem, responses } from '../../db/schema/index.ts';
 
 export type StoredResponseRow = typeof responses.$inferSelect;
@@ -64,4 +65,13 @@ export async function findOutputItems(
     for (const item of row.output)
       if (typeof item.id === 'string' && wanted.has(item.id) && !found.has(item.id)) found.set(item.id, item);
   return found;
+}
+
+/**
+ * The retention's batch: stored responses made before `cutoff` (by the time
+ * in their ids, as they sort), oldest first. Answers how many went.
+ */
+export async function systemDeleteResponsesBefore(db: DbOrTx, cutoff: Date, batch: number): Promise<number> {
+  const old = lt(responses.id, idFloorAt('resp', cutoff.getTime()) as ResponseId);
+  return deleteBatch(db, responses, responses.id, old, batch, responses.id);
 }

@@ -1,6 +1,7 @@
 import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
+import { deleteBatch } from '../../db/delete-batch.ts';
 import { beforeCursor } from '../../db/query-parts.ts';
 import { queueJobs } from '../../db/schema/index.ts';
 import type { JobStatus } from './schemas.ts';
@@ -322,18 +323,11 @@ export async function systemExpireLeases(db: DbOrTx, now: Date, limit: number): 
 
 /** System-only: deletes up to `limit` jobs that ended before `cutoff`; how many went. */
 export async function systemDeleteEndedBefore(db: DbOrTx, cutoff: Date, limit: number): Promise<number> {
-  const doomed = db
-    .select({ id: queueJobs.id })
-    .from(queueJobs)
-    .where(
-      and(inArray(queueJobs.status, ['completed', 'failed', 'cancelled']), lt(queueJobs.endedAt, cutoff)),
-    )
-    .limit(limit);
-  const gone = await db
-    .delete(queueJobs)
-    .where(inArray(queueJobs.id, doomed))
-    .returning({ id: queueJobs.id });
-  return gone.length;
+  const ended = and(
+    inArray(queueJobs.status, ['completed', 'failed', 'cancelled']),
+    lt(queueJobs.endedAt, cutoff),
+  );
+  return deleteBatch(db, queueJobs, queueJobs.id, ended, limit);
 }
 
 export interface StatusCounts {

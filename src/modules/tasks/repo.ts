@@ -1,15 +1,9 @@
-import { and, asc, eq, gt, gte, inArray, isNull, lt, lte, sql, type WithSubquery } from 'drizzle-orm';
+import { and, asc, eq, gte, inArray, isNull, lt, lte, sql, type WithSubquery } from 'drizzle-orm';
 import type { Id, RunId, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { insertOne } from '../../db/one-row.ts';
 import { eqIfGiven } from '../../db/query-parts.ts';
-import {
-  type TaskStatus,
-  type taskEvents,
-  taskFiles,
-  tasks,
-  workspaceEvents,
-} from '../../db/schema/index.ts';
+import { type TaskStatus, type taskEvents, taskFiles, tasks } from '../../db/schema/index.ts';
 import { findInTeam, pageInTeam } from '../../db/team-rows.ts';
 import { updateOne } from '../../db/update-one.ts';
 

@@ -8,10 +8,10 @@ import type { FileDownload } from '../files/service.ts';
 import { actorOf, managedTeam, type Principal } from '../identity/principal.ts';
 import { TaskEventLog } from './event-log.ts';
 import { checkOutputSchema } from './output-schema.ts';
-import type { LocalStart, TaskPorts, TaskQueueRunner, TaskWorkers } from './ports.ts';
+import type { TaskPorts, TaskQueueRunner, TaskWorkers } from './ports.ts';
 import * as repo from './repo.ts';
 import type { CreateTaskInput, TaskListQueryType } from './schemas.ts';
-import type { NextTurn, SessionHooks, WorkspaceEvents } from './sessions.ts';
+import type { NextTurn, SessionHooks } from './sessions.ts';
 import { taskEventView, taskFileView, taskView } from './views.ts';
 
 const taskId = (raw: string) => idOrNotFound(raw, 'task', 'task');
