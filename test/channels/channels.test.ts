@@ -164,6 +164,58 @@ describe('messages', () => {
     expect(list.data[0]).toMatchObject({ status: 'succeeded', attempts: 3, last_status_code: 200 });
   });
 
+  it('redelivers an ended delivery once, with the same message; 409 while pending, 404 for another channel, 403 for a member', async () => {
+    const u = await t.signup();
+    let calls = 0;
+    // The redelivery's attempt is slow, so the delivery is still pending when it is asked for again.
+    answers.set('/discord/again', () => ({ status: 200, body: 'ok', delayMs: calls++ === 0 ? 0 : 1000 }));
+    const made = await channel(u, {
+      name: 'again',
+      provider: 'discord',
+      config: { webhook_url: `${base()}/discord/again/api/webhooks/1/x` },
+    });
+    const other = await channel(u, {
+      name: 'other',
+      provider: 'discord',
+      config: { webhook_url: `${base()}/discord/other/api/webhooks/1/x` },
+      events: ['task.completed'],
+    });
+    await createAgent(t, u.token);
+    let delivery: Json = {};
+    for (let i = 0; i < 100 && delivery.status !== 'succeeded'; i++) {
+      delivery =
+        (await t.call('GET', `/v1/channels/${made.id}/deliveries`, { token: u.token })).body.data[0] ?? {};
+      if (delivery.status !== 'succeeded') await new Promise((ok) => setTimeout(ok, 50));
+    }
+    expect(delivery).toMatchObject({ status: 'succeeded', attempts: 1 });
+    const path = `/v1/channels/${made.id}/deliveries/${delivery.id}/redeliver`;
+
+    const elsewhere = await t.call('POST', `/v1/channels/${other.id}/deliveries/${delivery.id}/redeliver`, {
+      token: u.token,
+    });
+    expect(elsewhere.status).toBe(404);
+    const member = await joined(u, 'member');
+    expect((await t.call('POST', path, { token: member.token })).status).toBe(403);
+
+    const again = await t.call('POST', path, { token: u.token });
+    expect(again.status, JSON.stringify(again.body)).toBe(202);
+    expect(again.body).toMatchObject({ id: delivery.id, status: 'pending' });
+    // Pending until its one attempt ends: a second redelivery waits.
+    const twice = await t.call('POST', path, { token: u.token });
+    expect(twice.status).toBe(409);
+    expect(twice.body.error.code).toBe('delivery_pending');
+    await r.until(() => on('/discord/again').length >= 2);
+    const sent = on('/discord/again');
+    expect(sent[1]!.body).toBe(sent[0]!.body);
+    delivery = again.body;
+    for (let i = 0; i < 100 && delivery.status !== 'succeeded'; i++) {
+      delivery = (await t.call('GET', `/v1/channels/${made.id}/deliveries`, { token: u.token })).body.data[0];
+      if (delivery.status !== 'succeeded') await new Promise((ok) => setTimeout(ok, 50));
+    }
+    expect(delivery).toMatchObject({ status: 'succeeded', attempts: 2 });
+    expect(on('/discord/again')).toHaveLength(2);
+  });
+
   it('never connects to a private address: refused when saved, and when a name resolves to one later', async () => {
     const u = await t.signup();
     for (const url of ['https://private.test/hook', 'https://10.0.0.7/hook', 'https://169.254.169.254/x']) {

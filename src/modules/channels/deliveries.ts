@@ -123,6 +123,11 @@ export class ChannelDeliveries implements OutboxSink {
     await insertNotifications(this.db, notificationRows(channel, e.view, recipients, now));
   }
 
+  /** Sends attempt `n` of a delivery now (a redelivery). */
+  sendNow(id: repo.ChannelDeliveryId, n: number): Promise<void> {
+    return this.queue.send(id, n, 0);
+  }
+
   sweep(): Promise<number> {
     return this.queue.sweep();
   }

@@ -3,7 +3,9 @@ import type { Id, TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { findOne, insertOne } from '../../db/one-row.ts';
 import { channelDeliveries, channels } from '../../db/schema/index.ts';
-import { deleteInTeam, findInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
+import { deleteInTeam, findInTeam, idInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
+import { updateOne } from '../../db/update-one.ts';
+import { reopened } from '../webhooks/attempt-queue.ts';
 
 // Channels and their deliveries: SQL only.
 
@@ -104,6 +106,32 @@ export async function claimAttempt(
     )
     .returning();
   return row;
+}
+
+/** One of the channel's deliveries (another channel's or team's is not found). */
+export function findDelivery(
+  db: DbOrTx,
+  teamId: TeamId,
+  channelId: ChannelId,
+  id: ChannelDeliveryId,
+  lock?: 'update',
+): Promise<ChannelDeliveryRow | undefined> {
+  const ofChannel = eq(channelDeliveries.channelId, channelId);
+  return findOne(db, channelDeliveries, idInTeam(channelDeliveries, teamId, id, ofChannel), lock);
+}
+
+/** An ended delivery, pending again for one attempt more (a redelivery). */
+export async function reopenDelivery(
+  db: DbOrTx,
+  row: ChannelDeliveryRow,
+  now: Date,
+): Promise<ChannelDeliveryRow> {
+  return (await updateOne(
+    db,
+    channelDeliveries,
+    eq(channelDeliveries.id, row.id),
+    reopened(row.attempts, now),
+  ))!;
 }
 
 export async function finishAttempt(

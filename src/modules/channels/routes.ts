@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { principalOf } from '../../http/auth.ts';
 import { errorResponses, IdParams } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
+import { DeliveryParams } from '../webhooks/schemas.ts';
 import type { NotificationsService } from './notifications.ts';
 import * as s from './schemas.ts';
 import type { ChannelsService } from './service.ts';
@@ -133,6 +134,23 @@ export function registerChannelRoutes(
       },
     },
     async (request) => channels.deliveriesOf(principalOf(request), request.params.id, request.query),
+  );
+
+  app.post(
+    '/v1/channels/:id/deliveries/:delivery_id/redeliver',
+    {
+      config: admin,
+      schema: {
+        tags,
+        summary: 'Send an ended delivery once more (the same message and id); 409 while it is pending',
+        params: DeliveryParams,
+        response: { 202: s.ChannelDelivery, ...errorResponses(404, 409) },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .status(202)
+        .send(await channels.redeliver(principalOf(request), request.params.id, request.params.delivery_id)),
   );
 
   const inbox = ['notifications'];

@@ -8,6 +8,7 @@ import { type PageQuery, pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
+import { endedDelivery } from '../webhooks/attempt-queue.ts';
 import { checkEventTypes, checkedDeliveryUrl } from '../webhooks/service.ts';
 import { newWebhookSecret } from '../webhooks/signing.ts';
 import { type ChannelDeliveries, configContext, type MembersPort } from './deliveries.ts';
@@ -284,5 +285,24 @@ export class ChannelsService {
       (cursor, rows) => repo.listDeliveries(this.db, teamId, channel.id, cursor, rows),
       deliveryView,
     );
+  }
+
+  /**
+   * Sends an ended delivery (succeeded or failed) once more, with the same
+   * message and id: one attempt, no retries. 409 while it is pending.
+   */
+  async redeliver(principal: Principal, id: string, deliveryId: string) {
+    const teamId = this.team(principal, 'admin');
+    const dlv = idOrNotFound(deliveryId, 'cdl', 'delivery');
+    const row = await this.db.transaction(async (tx) => {
+      const channel = await this.found(tx, teamId, id);
+      const existing = endedDelivery(
+        await repo.findDelivery(tx, teamId, channel.id, dlv, 'update'),
+        deliveryId,
+      );
+      return repo.reopenDelivery(tx, existing, this.ctx.clock.now());
+    });
+    await this.deliveries.sendNow(row.id, row.attempts + 1);
+    return deliveryView(row);
   }
 }

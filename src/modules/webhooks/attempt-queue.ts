@@ -1,4 +1,5 @@
 import type { Clock } from '../../core/clock.ts';
+import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import type { Jobs, QueuePolicy } from '../../jobs/jobs.ts';
 import type { WebhookOptions } from './deliveries.ts';
 
@@ -12,6 +13,26 @@ interface AttemptJob<Id> {
 }
 
 /** A pending delivery whose attempt is overdue: what the sweep sends a job for again. */
+/** A redelivery's delivery (a webhook's or a channel's): found (else 404) and ended (else 409 delivery_pending). */
+export function endedDelivery<D extends { status: string }>(found: D | undefined, deliveryId: string): D {
+  if (!found) throw new NotFoundError('delivery', deliveryId);
+  if (found.status === 'pending')
+    throw new ConflictError('delivery_pending', 'this delivery is still being attempted; wait for it to end');
+  return found;
+}
+
+/** What a redelivery writes on an ended delivery (a webhook's or a channel's): pending again, one attempt more, due now. */
+export function reopened(attempts: number, now: Date) {
+  return {
+    status: 'pending' as const,
+    maxAttempts: attempts + 1,
+    nextAttemptAt: now,
+    completedAt: null,
+    lockedUntil: null,
+    updatedAt: now,
+  };
+}
+
 export interface OverdueDelivery<Id> {
   id: Id;
   attempts: number;

@@ -10,6 +10,8 @@ import {
   webhooks,
 } from '../../db/schema/index.ts';
 import { deleteInTeam, findInTeam, idInTeam, pageInTeam, updateInTeam } from '../../db/team-rows.ts';
+import { updateOne } from '../../db/update-one.ts';
+import { reopened } from './attempt-queue.ts';
 
 // Webhooks, their deliveries and attempts, and the dispatcher's cursor: SQL only.
 
@@ -164,25 +166,14 @@ export async function finishAttempt(
     .where(eq(webhookDeliveries.id, id));
 }
 
-export async function reopenDelivery(
-  db: DbOrTx,
-  id: DeliveryId,
-  maxAttempts: number,
-  now: Date,
-): Promise<DeliveryRow> {
-  const [row] = await db
-    .update(webhookDeliveries)
-    .set({
-      status: 'pending',
-      maxAttempts,
-      nextAttemptAt: now,
-      completedAt: null,
-      lockedUntil: null,
-      updatedAt: now,
-    })
-    .where(eq(webhookDeliveries.id, id))
-    .returning();
-  return row!;
+/** An ended delivery, pending again for one attempt more (a redelivery). */
+export async function reopenDelivery(db: DbOrTx, row: DeliveryRow, now: Date): Promise<DeliveryRow> {
+  return (await updateOne(
+    db,
+    webhookDeliveries,
+    eq(webhookDeliveries.id, row.id),
+    reopened(row.attempts, now),
+  ))!;
 }
 
 /**

@@ -9,6 +9,7 @@ import { pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
 import { EVENT_TYPES, type EventsService } from '../events/service.ts';
 import { actorOf, managedTeam, type Principal, type Scope } from '../identity/principal.ts';
+import { endedDelivery } from './attempt-queue.ts';
 import type { WebhookDeliveries } from './deliveries.ts';
 import { webhookBody } from './dispatcher.ts';
 import * as repo from './repo.ts';
@@ -353,14 +354,8 @@ export class WebhooksService {
     const whk = webhookId(id);
     const dlv = idOrNotFound(deliveryId, 'dlv', 'delivery');
     const row = await this.db.transaction(async (tx) => {
-      const existing = await repo.findDelivery(tx, teamId, whk, dlv, 'update');
-      if (!existing) throw new NotFoundError('delivery', deliveryId);
-      if (existing.status === 'pending')
-        throw new ConflictError(
-          'delivery_pending',
-          'this delivery is still being attempted; wait for it to end',
-        );
-      return repo.reopenDelivery(tx, existing.id, existing.attempts + 1, this.ctx.clock.now());
+      const existing = endedDelivery(await repo.findDelivery(tx, teamId, whk, dlv, 'update'), deliveryId);
+      return repo.reopenDelivery(tx, existing, this.ctx.clock.now());
     });
     await this.deliveries.sendAttempt(row.id, row.attempts + 1);
     return deliveryView(row);
