@@ -614,7 +614,11 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     { ...runnerTimings(config.taskConcurrency, config.taskLostAfterSec), ...options.taskRunner },
     toolSources,
   );
-  const webhookOptions: WebhookOptions = { ...WEBHOOK_DEFAULTS, ...options.webhooks };
+  const webhookOptions: WebhookOptions = {
+    ...WEBHOOK_DEFAULTS,
+    ...(config.webhookRetryScheduleMs ? { retryScheduleMs: config.webhookRetryScheduleMs } : {}),
+    ...options.webhooks,
+  };
   const webhookDeliveries = new WebhookDeliveries(
     db,
     ctx,

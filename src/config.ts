@@ -101,6 +101,8 @@ export interface Config {
   gatewayRateLimitStore: 'memory' | 'postgres';
   /** Sign-in, signup and invitation throttles (modules/identity/throttles.ts). */
   throttles: ThrottleLimits;
+  /** The wait before each attempt of a webhook's or channel's delivery (undefined: the built-in schedule). */
+  webhookRetryScheduleMs: number[] | undefined;
   /** smtp:// or smtps:// URL of the server that sends e-mail; undefined: e-mails are logged, not sent (docs/mail.md). */
   smtpUrl: string | undefined;
   /** Telegram's Bot API base URL (channels); tests point it at a local receiver. */
@@ -483,6 +485,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
       'memory',
     ),
     throttles: throttleLimits(env, problems),
+    webhookRetryScheduleMs: retrySchedule(env.PADDOCK_WEBHOOK_RETRY_SCHEDULE, problems),
     smtpUrl,
     telegramApiUrl,
     mailFrom: mailFrom.trim(),
@@ -587,6 +590,30 @@ function throttleLimits(env: NodeJS.ProcessEnv, problems: string[]): ThrottleLim
     limits[field as keyof ThrottleLimits] = { limit, windowSec };
   }
   return limits;
+}
+
+const MAX_RETRY_ATTEMPTS = 20;
+
+/** Comma-separated waits, each 0 or a whole number of s, m or h up to 24h: `0,5s,5m,30m,2h`. */
+function retrySchedule(raw: string | undefined, problems: string[]): number[] | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const waits = raw.split(',').map((part) => {
+    const match = /^(?:0|(\d{1,5})([smh]))$/.exec(part.trim());
+    if (!match) return Number.NaN;
+    return match[1] === undefined
+      ? 0
+      : Number(match[1]) * WINDOW_UNIT_SEC[match[2] as 's' | 'm' | 'h'] * 1000;
+  });
+  if (
+    waits.length > MAX_RETRY_ATTEMPTS ||
+    waits.some((ms) => !Number.isFinite(ms) || ms > MAX_THROTTLE_WINDOW_SEC * 1000)
+  ) {
+    problems.push(
+      `PADDOCK_WEBHOOK_RETRY_SCHEDULE=${JSON.stringify(raw)} must list 1 to ${MAX_RETRY_ATTEMPTS} waits, each 0 or a whole number of s, m or h up to 24h, e.g. 0,5s,5m,30m,2h`,
+    );
+    return undefined;
+  }
+  return waits;
 }
 
 function validSmtpUrl(raw: string): boolean {
