@@ -593,6 +593,7 @@ function throttleLimits(env: NodeJS.ProcessEnv, problems: string[]): ThrottleLim
 }
 
 const MAX_RETRY_ATTEMPTS = 20;
+const MAX_RETRY_WAIT_MS = 24 * 3600 * 1000;
 
 /** Comma-separated waits, each 0 or a whole number of s, m or h up to 24h: `0,5s,5m,30m,2h`. */
 function retrySchedule(raw: string | undefined, problems: string[]): number[] | undefined {
@@ -606,7 +607,7 @@ function retrySchedule(raw: string | undefined, problems: string[]): number[] | 
   });
   if (
     waits.length > MAX_RETRY_ATTEMPTS ||
-    waits.some((ms) => !Number.isFinite(ms) || ms > MAX_THROTTLE_WINDOW_SEC * 1000)
+    waits.some((ms) => !Number.isFinite(ms) || ms > MAX_RETRY_WAIT_MS)
   ) {
     problems.push(
       `PADDOCK_WEBHOOK_RETRY_SCHEDULE=${JSON.stringify(raw)} must list 1 to ${MAX_RETRY_ATTEMPTS} waits, each 0 or a whole number of s, m or h up to 24h, e.g. 0,5s,5m,30m,2h`,

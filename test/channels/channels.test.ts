@@ -196,6 +196,22 @@ describe('messages', () => {
     expect(elsewhere.status).toBe(404);
     const member = await joined(u, 'member');
     expect((await t.call('POST', path, { token: member.token })).status).toBe(403);
+    // Another team's admin, and ids that are no delivery's, find nothing; nothing is sent.
+    const stranger = await t.signup();
+    expect((await t.call('POST', path, { token: stranger.token })).status).toBe(404);
+    // A webhook's delivery id is no channel's (404); NUL is refused as input (400), an over-long id as such (414).
+    const badIds: Array<[string, number]> = [
+      ['dlv_01ZZZZZZZZZZZZZZZZZZZZZZZZ', 404],
+      ['cdl_%00', 400],
+      ['x'.repeat(101), 414],
+    ];
+    for (const [bad, status] of badIds) {
+      const res = await t.call('POST', `/v1/channels/${made.id}/deliveries/${bad}/redeliver`, {
+        token: u.token,
+      });
+      expect(res.status, bad).toBe(status);
+    }
+    expect(on('/discord/again')).toHaveLength(1);
 
     const again = await t.call('POST', path, { token: u.token });
     expect(again.status, JSON.stringify(again.body)).toBe(202);

@@ -17,7 +17,16 @@ describe('PADDOCK_WEBHOOK_RETRY_SCHEDULE', () => {
       2 * HOUR_MS,
     ]);
     expect(loadConfig({}).webhookRetryScheduleMs).toBeUndefined();
-    for (const bad of ['0,5x', '5', '-1s', '0,,5s', '25h', Array(21).fill('1s').join(',')]) {
+    for (const bad of [
+      '0,5x',
+      '5',
+      '-1s',
+      '0,,5s',
+      '25h',
+      '5s\u0000',
+      '1e3s',
+      Array(21).fill('1s').join(','),
+    ]) {
       expect(() => loadConfig({ PADDOCK_WEBHOOK_RETRY_SCHEDULE: bad }), bad).toThrow(ConfigError);
       expect(() => loadConfig({ PADDOCK_WEBHOOK_RETRY_SCHEDULE: bad }), bad).toThrow(
         /PADDOCK_WEBHOOK_RETRY_SCHEDULE/,

@@ -1,7 +1,4 @@
 import { and, asc, desc, eq, gt, inArray, like, lt, or, type SQL, sql, type WithSubquery } from 'drizzle-orm';
-
-export type { WithSubquery };
-
 import type { AnyPgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
@@ -9,6 +6,9 @@ import { deleteBatch } from '../../db/delete-batch.ts';
 import { escapeLike } from '../../db/query-parts.ts';
 import { events } from '../../db/schema/index.ts';
 import type { AuditInsert } from './audit-repo.ts';
+
+/** What the events service hands its callers' statements (EventsService.alongside). */
+export type { WithSubquery };
 
 // The outbox: SQL only.
 

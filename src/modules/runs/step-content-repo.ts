@@ -19,13 +19,12 @@ export async function systemClearStepContent(
     with passed as (
       select id from steps where id > ${afterId} and id < ${floorId} order by id limit ${batch}
     ), cleared as (
+      -- Runs whether or not the select below reads it (a data-modifying CTE always does).
       update steps s set request = null, response = null
       from passed p
       where s.id = p.id and (s.request is not null or s.response is not null)
-      returning s.id
     )
-    select (select count(*)::int from passed) as passed, (select max(id) from passed) as last_id,
-      (select count(*)::int from cleared) as cleared`);
+    select (select count(*)::int from passed) as passed, (select max(id) from passed) as last_id`);
   const row = (result as unknown as { rows: Array<{ passed: number | string; last_id: string | null }> })
     .rows[0];
   return { passed: Number(row?.passed ?? 0), lastId: row?.last_id ?? undefined };

@@ -176,8 +176,7 @@ export interface LocalStart {
 
 /** The queue runner's side (queue-runner.ts): a task sent to a work queue instead of a capsule. */
 export interface TaskQueueRunner {
-  /** Writes the task's job in the task's transaction. */
-  /** `concurrencyLimit`: the pinned agent version's, held when workers claim. */
+  /** Writes the task's job in the task's transaction; `concurrencyLimit`: the pinned agent version's, held when workers claim. */
   send(
     tx: DbOrTx,
     task: TaskRow,
