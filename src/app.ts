@@ -152,6 +152,7 @@ import { MetricsEndpoint, registerMetricsRoute } from './modules/system/metrics-
 import { MetricsServer } from './modules/system/metrics-server.ts';
 import { type Readiness, registerSystemRoutes } from './modules/system/routes.ts';
 import { DelegateSource } from './modules/tasks/delegate.ts';
+import { systemDeleteEventLogsBefore } from './modules/tasks/event-log-repo.ts';
 import type { ToolSource } from './modules/tasks/loop-tools.ts';
 import { McpToolSource } from './modules/tasks/mcp/source.ts';
 import { QueueTaskRunner } from './modules/tasks/queue-runner.ts';
@@ -229,6 +230,8 @@ export interface Services {
   activityRetention: EventRetention;
   stepContentRetention: EventRetention;
   responseRetention: EventRetention;
+  /** Task and workspace event logs (PADDOCK_TASK_EVENT_RETENTION_DAYS). */
+  taskEventRetention: EventRetention;
   sealer: Sealer;
   hasher: TokenHasher;
   clock: Clock;
@@ -348,6 +351,13 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     config.responseRetentionDays,
     systemDeleteResponsesBefore,
     'stored response',
+  );
+  const taskEventRetention = new EventRetention(
+    db,
+    ctx,
+    config.taskEventRetentionDays,
+    systemDeleteEventLogsBefore,
+    'task event log',
   );
   const nowMs = () => clock.now().getTime();
   const memoryRateLimits = new MemoryRateLimitStore(nowMs);
@@ -747,6 +757,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     activityRetention,
     stepContentRetention,
     responseRetention,
+    taskEventRetention,
     sealer,
     hasher,
     clock,
@@ -1027,6 +1038,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     if (work.sweeps) activityRetention.start();
     if (work.sweeps) stepContentRetention.start();
     if (work.sweeps) responseRetention.start();
+    if (work.sweeps) taskEventRetention.start();
     if (work.jobs) await mail.start();
     if (work.jobs) await webhookDeliveries.start();
     if (work.jobs) await channelDeliveries.start();
@@ -1049,6 +1061,7 @@ export async function buildApp(options: AppOptions): Promise<BuiltApp> {
     activityRetention.stop();
     stepContentRetention.stop();
     responseRetention.stop();
+    taskEventRetention.stop();
     mail.stop();
     webhookDispatcher.stop();
     await playbookScheduler.stop();

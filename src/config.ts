@@ -72,6 +72,8 @@ export interface Config {
   stepContentRetentionDays: number;
   /** Stored Responses API answers are deleted this many days after they were made (0: kept forever). */
   responseRetentionDays: number;
+  /** Task and workspace event logs are deleted this many days after their task finished (0: kept forever). */
+  taskEventRetentionDays: number;
   /** Event streams (GET /v1/events as SSE) one team may hold open on one server. */
   eventStreamsPerTeam: number;
   /** auto: bubblewrap when it works here, else plain processes (not isolated). */
@@ -436,6 +438,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigFl
     stepContentRetentionDays: int(
       'PADDOCK_STEP_CONTENT_RETENTION_DAYS',
       env.PADDOCK_STEP_CONTENT_RETENTION_DAYS,
+      0,
+      0,
+      36_500,
+    ),
+    taskEventRetentionDays: int(
+      'PADDOCK_TASK_EVENT_RETENTION_DAYS',
+      env.PADDOCK_TASK_EVENT_RETENTION_DAYS,
       0,
       0,
       36_500,

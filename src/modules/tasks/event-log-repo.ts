@@ -1,11 +1,12 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
-import type { Id, TeamId } from '../../core/ids.ts';
+import { type Id, idFloorAt, type TeamId } from '../../core/ids.ts';
 import type { DbOrTx } from '../../db/client.ts';
 import { type TaskStatus, taskEvents, workspaceEvents } from '../../db/schema/index.ts';
 import type { TaskId } from './repo.ts';
 
 // The two event logs' statements (a task's own, and a workspace's, whose
-// events name their turn's task): appends numbered in one statement, and
+// events name their turn's task): appends numbered in one statement, the
+// retention's delete, and
 // the reads that followers page through (event-log.ts).
 
 export interface NewEvent {
@@ -247,4 +248,47 @@ export async function turnEventsAfter(
     head: found.length > 0 ? Number(found[0]?.head) : afterSeq,
     status: found[0]?.task_status ?? undefined,
   };
+}
+
+const deletedCount = (result: unknown) =>
+  Number((result as { rows: Array<{ n: number | string }> }).rows[0]?.n ?? 0);
+
+/**
+ * The retention's statement (PADDOCK_TASK_EVENT_RETENTION_DAYS), for every
+ * team: deletes up to `batch` events of tasks that finished before `cutoff`,
+ * then of workspace turns that did (and a workspace's own events made before
+ * it). A task still running keeps its log whatever its age. Ids sort by the
+ * time they were made, so each statement walks only the primary key's range
+ * of logs begun before the cutoff. Answers how many events went.
+ */
+export async function systemDeleteEventLogsBefore(db: DbOrTx, cutoff: Date, batch: number): Promise<number> {
+  const at = cutoff.toISOString();
+  const tasks = deletedCount(
+    await db.execute(sql`
+      with doomed as (
+        select e.task_id, e.seq from task_events e join tasks t on t.id = e.task_id
+        where e.task_id < ${idFloorAt('task', cutoff.getTime())} and t.finished_at < ${at}::timestamptz
+        order by e.task_id, e.seq
+        limit ${batch}
+      ), gone as (
+        delete from task_events e using doomed d where e.task_id = d.task_id and e.seq = d.seq returning 1
+      )
+      select count(*)::int as n from gone`),
+  );
+  if (tasks >= batch) return tasks;
+  const workspaces = deletedCount(
+    await db.execute(sql`
+      with doomed as (
+        select e.workspace_id, e.seq from workspace_events e left join tasks t on t.id = e.task_id
+        where e.workspace_id < ${idFloorAt('ws', cutoff.getTime())} and e.created_at < ${at}::timestamptz
+          and (e.task_id is null or t.finished_at < ${at}::timestamptz)
+        order by e.workspace_id, e.seq
+        limit ${batch - tasks}
+      ), gone as (
+        delete from workspace_events e using doomed d
+        where e.workspace_id = d.workspace_id and e.seq = d.seq returning 1
+      )
+      select count(*)::int as n from gone`),
+  );
+  return tasks + workspaces;
 }
