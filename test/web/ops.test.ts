@@ -15,7 +15,8 @@ import { type Receiver, startReceiver } from '../webhooks/receiver.ts';
 // server: a webhook pointed at an endpoint on 127.0.0.1 (the one address this
 // server's allow-list lets through), its secret shown once, a test event sent
 // and redelivered, each checked by the endpoint with the standardwebhooks
-// package; an in-app channel and the inbox it fills, read from the page; an
+// package; an in-app channel and the inbox it fills, read from the page; a
+// signed-webhook channel's deliveries listed and one redelivered; an
 // alert rule created, edited and deleted; the hosts with the local one and a
 // capsule on it; a queue's jobs on a board, one cancelled; the work board with
 // an item added and moved. Every page passes axe-core and breaks no CSP rule;
@@ -24,6 +25,8 @@ import { type Receiver, startReceiver } from '../webhooks/receiver.ts';
 let t: TestApp;
 let user: SignedUpUser;
 let receiver: Receiver;
+/** A signed-webhook channel's endpoint: its deliveries are listed on the channels page. */
+let channelReceiver: Receiver;
 let b: DashboardBrowser;
 let page: Page;
 let base: string;
@@ -32,6 +35,7 @@ let ticking: ReturnType<typeof setInterval> | undefined;
 beforeAll(async () => {
   if (webStaleReason()) await buildWeb();
   receiver = await startReceiver(() => ({ status: 200, body: 'thanks' }));
+  channelReceiver = await startReceiver(() => ({ status: 200, body: 'ok' }));
   t = await createTestApp({
     // Standard Webhooks receivers refuse a timestamp 5 minutes off the real time.
     start: new Date(),
@@ -61,6 +65,7 @@ afterAll(async () => {
   await b?.close();
   await t?.close();
   await receiver?.close();
+  await channelReceiver?.close();
 });
 
 const call = (method: string, url: string, body?: unknown) =>
@@ -175,10 +180,24 @@ it('adds an in-app channel, refusing a bad config in the API’s words', async (
     await expect.poll(() => page.getByLabel('Incoming webhook URL').count()).toBe(0);
     await page.getByRole('button', { name: 'Add channel' }).click();
     await page.getByRole('cell', { name: 'team inbox', exact: true }).waitFor(soon);
+
+    // A signed-webhook channel: its secret shown once; its deliveries are listed (a later test).
+    await page.getByLabel('Name').fill('ops hook');
+    await page.getByLabel('Provider', { exact: true }).selectOption('webhook');
+    await page.getByLabel('Events', { exact: true }).fill('work_item.created');
+    await page.getByLabel('Endpoint URL').fill(`http://127.0.0.1:${channelReceiver.port}/channel`);
+    await page.getByRole('button', { name: 'Add channel' }).click();
+    await page.locator('code.secret').waitFor(soon);
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByRole('cell', { name: 'ops hook', exact: true }).waitFor(soon);
     const channels = (await call('GET', '/v1/channels')).body.data;
-    expect(channels.map((c: Json) => [c.name, c.provider, c.events])).toEqual([
+    expect(channels.map((c: Json) => [c.name, c.provider, c.events]).sort()).toEqual([
+      ['ops hook', 'webhook', ['work_item.created']],
       ['team inbox', 'in_app', ['work_item.created']],
     ]);
+    // An in-app channel's events become notifications at once: it has no deliveries to list.
+    await page.getByRole('button', { name: 'Deliveries of ops hook' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Deliveries of team inbox' }).count()).toBe(0);
     await b.check('channels');
   }, [/status of 400 .*\/v1\/channels\)$/]);
 }, 60_000);
@@ -250,6 +269,33 @@ it('the item reached the webhook, and the inbox, where it is read', async () => 
     await page.getByLabel('Show').selectOption('all');
     await row.waitFor(soon);
     await expect.poll(() => row.locator('.badge').textContent()).toBe('read');
+  });
+}, 60_000);
+
+it('lists a channel’s deliveries and redelivers one', async () => {
+  await step('channel-deliveries', async () => {
+    await channelReceiver.until((all) => all.some((r) => r.body.includes('"work_item.created"')));
+    await nav('Channels');
+    await page.getByRole('button', { name: 'Deliveries of ops hook' }).click();
+    await page.waitForURL(/\/channels\?deliveries=chn_/);
+    const section = page.getByRole('region', { name: 'Deliveries of ops hook' });
+    await section.waitFor(soon);
+    const row = section.getByRole('row').filter({ hasText: 'work_item.created' });
+    await expect.poll(() => row.count(), soon).toBe(1);
+    await expect.poll(() => row.textContent(), soon).toContain('HTTP 200');
+    expect(await row.locator('.badge').textContent()).toBe('succeeded');
+    expect(await row.textContent()).toContain('1 of ');
+    await b.check('channel-deliveries');
+
+    // Sent once more: the same webhook-id and body, counted as the delivery's second attempt.
+    await row.getByRole('button', { name: /^Redeliver work_item\.created/ }).click();
+    await channelReceiver.until((all) => all.length === 2);
+    const [first, again] = channelReceiver.received;
+    expect(again!.headers['webhook-id']).toBe(first!.headers['webhook-id']);
+    expect(again!.body).toBe(first!.body);
+    await expect.poll(() => row.textContent(), soon).toContain('2 of ');
+    await section.getByRole('button', { name: 'Close' }).click();
+    await expect.poll(() => section.count(), soon).toBe(0);
   });
 }, 60_000);
 

@@ -60,16 +60,22 @@ const PROVIDERS: Record<Provider, { label: string; fields: ConfigField[] }> = {
   },
 };
 
+const listChannels = () => unwrap(api.GET('/v1/channels', { params: { query: { limit: 200 } } }));
+type Channel = Awaited<ReturnType<typeof listChannels>>['data'][number];
+
 export function ChannelsPage() {
   const client = useQueryClient();
+  const [params, setParams] = useSearchParams();
   const channels = useQuery({
     queryKey: ['channels'],
-    queryFn: () => unwrap(api.GET('/v1/channels', { params: { query: { limit: 200 } } })),
+    queryFn: listChannels,
   });
   const remove = useMutation({
     mutationFn: (id: string) => unwrap(api.DELETE('/v1/channels/{id}', { params: { path: { id } } })),
     onSuccess: () => client.invalidateQueries({ queryKey: ['channels'] }),
   });
+  const shownId = params.get('deliveries');
+  const shown = channels.data?.data.find((c) => c.id === shownId);
   return (
     <Page title="Channels">
       <p className="muted lead">
@@ -98,19 +104,98 @@ export function ChannelsPage() {
               header: 'Actions',
               quietHeader: true,
               cell: (c) => (
-                <ConfirmButton
-                  label="Delete"
-                  name={c.name}
-                  question={`Delete the channel ${c.name}? Its deliveries go with it.`}
-                  busy={remove.isPending && remove.variables === c.id}
-                  onConfirm={() => remove.mutate(c.id)}
-                />
+                <div className="actions">
+                  {c.provider === 'in_app' ? null : (
+                    <Button
+                      aria-label={`Deliveries of ${c.name}`}
+                      onClick={() => setParams({ deliveries: c.id })}
+                    >
+                      Deliveries
+                    </Button>
+                  )}
+                  <ConfirmButton
+                    label="Delete"
+                    name={c.name}
+                    question={`Delete the channel ${c.name}? Its deliveries go with it.`}
+                    busy={remove.isPending && remove.variables === c.id}
+                    onConfirm={() => remove.mutate(c.id)}
+                  />
+                </div>
               ),
             },
           ]}
         />
       </Section>
+      {shown ? <Deliveries channel={shown} onClose={() => setParams({})} /> : null}
     </Page>
+  );
+}
+
+const listDeliveries = (id: string) =>
+  unwrap(api.GET('/v1/channels/{id}/deliveries', { params: { path: { id }, query: { limit: 100 } } }));
+
+/** A channel's deliveries, newest first: one row an event, with its attempts so far and its last answer. */
+function Deliveries(props: { channel: Channel; onClose: () => void }) {
+  const { channel } = props;
+  const client = useQueryClient();
+  const deliveries = useQuery({
+    queryKey: ['channel-deliveries', channel.id],
+    queryFn: () => listDeliveries(channel.id),
+    // A delivery still pending is retried on its own.
+    refetchInterval: (query) => (query.state.data?.data.some((d) => d.status === 'pending') ? 2_000 : 10_000),
+  });
+  const redeliver = useMutation({
+    mutationFn: (deliveryId: string) =>
+      unwrap(
+        api.POST('/v1/channels/{id}/deliveries/{delivery_id}/redeliver', {
+          params: { path: { id: channel.id, delivery_id: deliveryId } },
+        }),
+      ),
+    onSuccess: () => client.invalidateQueries({ queryKey: ['channel-deliveries', channel.id] }),
+  });
+  return (
+    <Section title={`Deliveries of ${channel.name}`} actions={<Button onClick={props.onClose}>Close</Button>}>
+      <ErrorNote error={redeliver.error} />
+      <DataTable
+        list={deliveries}
+        what="deliveries"
+        rowKey={(d) => d.id}
+        empty={
+          <Empty title="Nothing delivered yet.">
+            Each event the channel subscribes to is one delivery here, attempted until the receiver takes it.
+          </Empty>
+        }
+        columns={[
+          { header: 'When', cell: (d) => when(d.created_at) },
+          { header: 'Event', cell: (d) => d.event_type },
+          { header: 'Delivery', cell: (d) => <Badge status={d.status} /> },
+          { header: 'Attempts', cell: (d) => `${d.attempts} of ${d.max_attempts}` },
+          {
+            header: 'Last answer',
+            cell: (d) => (d.last_status_code === null ? '—' : `HTTP ${d.last_status_code}`),
+          },
+          {
+            header: 'Next attempt',
+            cell: (d) => (d.status === 'pending' && d.next_attempt_at ? when(d.next_attempt_at) : '—'),
+          },
+          { header: 'Error', cell: (d) => d.last_error ?? '', wrap: true },
+          {
+            header: 'Actions',
+            quietHeader: true,
+            cell: (d) =>
+              d.status === 'pending' ? null : (
+                <Button
+                  aria-label={`Redeliver ${d.event_type} (${d.id})`}
+                  busy={redeliver.isPending && redeliver.variables === d.id}
+                  onClick={() => redeliver.mutate(d.id)}
+                >
+                  Redeliver
+                </Button>
+              ),
+          },
+        ]}
+      />
+    </Section>
   );
 }
 
