@@ -255,6 +255,53 @@ describe('a proxied call', () => {
   });
 });
 
+describe('a task sent to a work queue', () => {
+  it('hands the submit’s trace to the worker in the job, and the worker’s model calls join it', async () => {
+    const agent = await f.agent();
+    const submitted = await f.submit({
+      agent_id: agent.id,
+      prompt: 'a queued prompt 5d1f',
+      runner: { queue: 'traced' },
+    });
+    const claimed = await f.t.call('POST', '/v1/queues/traced/claim', {
+      token: agent.api_key,
+      body: { worker_id: 'w1', types: ['paddock.task'] },
+    });
+    expect(claimed.status).toBe(200);
+    const job = claimed.body.data[0] as Json;
+    expect(job.payload.task_id).toBe(submitted.id);
+    const traceparent = job.payload.traceparent as string;
+    expect(traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+
+    // The worker's model call, with the job's traceparent as its header.
+    f.mock.reset();
+    f.script([{ text: 'done by the worker', usage: { input: 12, output: 4 } }]);
+    const call = await f.t.call('POST', `${job.payload.gateway.base_path}/chat/completions`, {
+      token: agent.api_key,
+      headers: { [job.payload.gateway.run_header]: job.payload.run_id, traceparent },
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: job.payload.prompt }] },
+    });
+    expect(call.status).toBe(200);
+    await f.t.services.ctx.tracer.flush();
+
+    const submit = one(
+      otlp.spans,
+      (s) => s.name === 'POST /v1/tasks' && s.traceId === traceparent.split('-')[1],
+      'the submit request’s span',
+    );
+    expect(traceparent.split('-')[2]).toBe(submit.spanId);
+    const request = one(
+      otlp.spans,
+      (s) => s.name === 'POST /v1/chat/completions' && s.parentSpanId === submit.spanId,
+      'the worker’s request',
+    );
+    expect(request.traceId).toBe(submit.traceId);
+    const gateway = one(childrenOf(otlp.spans, request), () => true, 'the gateway call');
+    expect(gateway).toMatchObject({ kind: CLIENT, attributes: { 'paddock.run.id': job.payload.run_id } });
+    expect(JSON.stringify(otlp.spans.map((s) => s.attributes))).not.toContain('5d1f');
+  });
+});
+
 describe('a command on a remote sandbox host', () => {
   it('continues the control plane’s trace on the host, which starts none of its own', async () => {
     const token = f.user.token;

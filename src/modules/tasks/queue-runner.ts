@@ -112,6 +112,8 @@ export class QueueTaskRunner implements QueueJobListener {
     inputFiles: Array<{ id: string; name: string }>,
     concurrencyLimit: number,
   ): Promise<void> {
+    // Called in the submitting request's context; a worker that sends it on its model calls joins that trace.
+    const traceparent = this.ctx.tracer.traceparent();
     await this.queues.submitIn(tx, task.teamId, task.runnerQueue!, {
       type: TASK_JOB_TYPE,
       key: task.id,
@@ -131,6 +133,7 @@ export class QueueTaskRunner implements QueueJobListener {
         output_schema: task.outputSchema ?? null,
         input_files: inputFiles,
         gateway: { base_path: GATEWAY_BASE_PATH, run_header: RUN_HEADER },
+        ...(traceparent ? { traceparent } : {}),
       },
     });
   }
