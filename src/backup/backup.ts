@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { chmod, lstat, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, readdir, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -24,7 +24,8 @@ export interface DatabaseSource {
   schema: Manifest['schema'];
   sandboxDir: string;
   masterKey: 'file' | 'environment';
-  dump(): Promise<Buffer>;
+  /** Writes the database's dump to `file` (made new, mode 0600), streamed: never whole in this process. */
+  dumpTo(file: string): Promise<void>;
 }
 
 export interface BackupResult {
@@ -57,6 +58,8 @@ export async function writeBackup(options: {
 }): Promise<BackupResult> {
   const { dataDir, source } = options;
   const partial = `${options.file}.${process.pid}.partial`;
+  // The database's dump, beside the archive until it is copied in.
+  const dumpFile = `${partial}.database`;
   const gzip = createGzip();
   // flush: synced to disk before it is closed, and so before the rename.
   const done = pipeline(gzip, createWriteStream(partial, { flags: 'wx', mode: 0o600, flush: true }));
@@ -138,13 +141,9 @@ export async function writeBackup(options: {
     }
     if (manifest.contents.files) await walk(filesDir, 'files');
     await takeSandbox();
-    const dump = await source.dump();
-    await tar.file(DATABASE, dump, 0o600);
-    checksums.files[DATABASE] = {
-      size: dump.length,
-      sha256: createHash('sha256').update(dump).digest('hex'),
-    };
-    bytes += dump.length;
+    await source.dumpTo(dumpFile);
+    await addFile(DATABASE, dumpFile, (await stat(dumpFile)).size, 0o600);
+    await rm(dumpFile);
     // What arrived while the database was dumped (its rows may be in the dump).
     if (existsSync(filesDir)) await walk(filesDir, 'files');
     await takeSandbox();
@@ -158,6 +157,7 @@ export async function writeBackup(options: {
     gzip.destroy();
     await done.catch(() => undefined);
     await rm(partial, { force: true });
+    await rm(dumpFile, { force: true });
     throw err;
   }
   return { manifest, files: Object.keys(checksums.files).length, bytes, skipped };

@@ -10,7 +10,7 @@ import { type DatabaseSource, writeBackup } from './backup.ts';
 import { CorruptArchiveError, RefusedError } from './errors.ts';
 import { schemaOf } from './manifest.ts';
 import { restoreBackup } from './restore.ts';
-import { askServer, type ServerInfo, socketPathOf } from './socket.ts';
+import { askServer, downloadDatabase, type ServerInfo, socketPathOf } from './socket.ts';
 
 function note(line: string): void {
   process.stderr.write(`paddock: ${line}\n`);
@@ -93,7 +93,9 @@ async function withSource<T>(config: Config, use: (source: DatabaseSource) => Pr
         schema: schemaOf(await schemaLevel(db.db, journal)),
         sandboxDir: config.sandboxDir,
         masterKey: config.masterKey ? 'environment' : 'file',
-        dump: async () => Buffer.from(await (await db.dump!()).arrayBuffer()),
+        dumpTo: async (file) => {
+          await db.dumpTo!(file);
+        },
       });
     } finally {
       await db.close();
@@ -117,12 +119,7 @@ async function withSource<T>(config: Config, use: (source: DatabaseSource) => Pr
     schema: schemaOf(server.schema),
     sandboxDir: server.sandbox_dir,
     masterKey: server.master_key,
-    dump: async () => {
-      const res = await askServer(socket, '/database');
-      if (res.status !== 200)
-        throw new Error(`the server could not dump its database (${res.status}); its log says why`);
-      return res.body;
-    },
+    dumpTo: (file) => downloadDatabase(socket, file),
   });
 }
 

@@ -1,6 +1,16 @@
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  createReadStream,
+  createWriteStream,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { type Database, MIGRATIONS_DIR } from '../db/client.ts';
 import { readJournal, type SchemaLevel, schemaLevel } from '../db/migration-level.ts';
@@ -15,6 +25,8 @@ import { VERSION } from '../version.ts';
 
 /** Where the socket is, inside the data dir. */
 export const SOCKET_PATH = path.join('run', 'backup.sock');
+/** The database's dumps for backups in flight, in the socket's folder until they are sent. */
+const DUMP_PREFIX = 'database-';
 /** Linux's limit for a socket's path (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
@@ -59,6 +71,9 @@ export async function serveBackups(
   if (uid !== undefined && lstatSync(dir).uid !== uid) throw new Error(`${dir} belongs to another user`);
   // Whatever is there was left by a server that held the lock before this one.
   rmSync(socketPath, { force: true });
+  for (const entry of readdirSync(dir))
+    if (entry.startsWith(DUMP_PREFIX)) rmSync(path.join(dir, entry), { force: true });
+  let dumps = 0;
 
   const journal = readJournal(MIGRATIONS_DIR);
   const info = async (): Promise<ServerInfo> => ({
@@ -76,9 +91,16 @@ export async function serveBackups(
         return;
       }
       if (req.method === 'GET' && req.url === '/database') {
-        const dump = Buffer.from(await (await options.database.dump!()).arrayBuffer());
-        log.info({ bytes: dump.length }, 'backup: the database was dumped for paddock backup');
-        res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': dump.length }).end(dump);
+        // Written by the database's process into the socket's folder and streamed from there.
+        const file = path.join(dir, `${DUMP_PREFIX}${process.pid}-${++dumps}.tar`);
+        try {
+          const bytes = await options.database.dumpTo!(file);
+          log.info({ bytes }, 'backup: the database was dumped for paddock backup');
+          res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': bytes });
+          await pipeline(createReadStream(file), res);
+        } finally {
+          await rm(file, { force: true });
+        }
         return;
       }
       res
@@ -106,16 +128,40 @@ export async function serveBackups(
 }
 
 /** One GET over the socket; the body whole. */
-export function askServer(
-  socketPath: string,
-  url: '/info' | '/database',
-): Promise<{ status: number; body: Buffer }> {
+export function askServer(socketPath: string, url: '/info'): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath, path: url, method: 'GET' }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
       res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * GET /database into `file` (made new, mode 0600), streamed. A refusal, or
+ * an answer cut short of its length (the server stopped), is an error.
+ */
+export function downloadDatabase(socketPath: string, file: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path: '/database', method: 'GET' }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`the server could not dump its database (${res.statusCode}); its log says why`));
+        return;
+      }
+      const expected = Number(res.headers['content-length']);
+      let received = 0;
+      res.on('data', (c: Buffer) => {
+        received += c.length;
+      });
+      pipeline(res, createWriteStream(file, { flags: 'wx', mode: 0o600 })).then(() => {
+        if (received === expected) resolve();
+        else reject(new Error(`the server's database dump ended at ${received} of ${expected} bytes`));
+      }, reject);
     });
     req.on('error', reject);
     req.end();

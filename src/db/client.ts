@@ -38,6 +38,8 @@ export interface Database {
    * point between transactions (PGlite only: backups, test templates).
    */
   dump?(): Promise<Blob>;
+  /** The same tarball written to `file` (made new, mode 0600) without passing through this process; its size (backups). */
+  dumpTo?(file: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,7 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
       return { inUse: out > 0 ? 1 : 0, idle: out > 0 ? 0 : 1, waiting: Math.max(0, out - 1) };
     },
     dump: () => client.dumpDataDir(),
+    dumpTo: (file) => client.dumpDataDirTo(file),
     close: async () => {
       try {
         await client.close();

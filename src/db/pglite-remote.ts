@@ -21,7 +21,7 @@ export type WorkerRequest =
   | { id: number; op: 'exec'; sql: string; tx: number | undefined }
   | { id: number; op: 'begin'; tx: number }
   | { id: number; op: 'end'; tx: number; commit: boolean }
-  | { id: number; op: 'dump' }
+  | { id: number; op: 'dump'; file: string | undefined }
   | { id: number; op: 'close' }
   | { id: number; op: 'init'; dataDir: string | undefined; loadDataDir: Uint8Array | undefined };
 
@@ -297,9 +297,18 @@ export class RemotePglite implements Querier {
     return result;
   }
 
-  /** The whole data dir as a tarball, between transactions (backups, test templates). */
+  /** The whole data dir as a tarball, between transactions (test templates). */
   async dumpDataDir(): Promise<Blob> {
-    return new Blob([(await this.call('dump', {})) as Uint8Array]);
+    return new Blob([(await this.call('dump', { file: undefined })) as Uint8Array]);
+  }
+
+  /**
+   * The same tarball written by the database's process to `file` (made new,
+   * mode 0600), so a backup's copy never passes through this process;
+   * answers its size in bytes.
+   */
+  async dumpDataDirTo(file: string): Promise<number> {
+    return (await this.call('dump', { file })) as number;
   }
 
   async close(): Promise<void> {

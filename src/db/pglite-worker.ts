@@ -1,3 +1,7 @@
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { WorkerReply, WorkerRequest } from './pglite-remote.ts';
 import { PgliteStatements } from './pglite-statements.ts';
@@ -130,7 +134,13 @@ async function handle(req: WorkerRequest): Promise<unknown> {
         await tx.exec('CHECKPOINT');
         blob = (await db.dumpDataDir('none')) as Blob;
       });
-      return new Uint8Array(await blob!.arrayBuffer());
+      if (req.file === undefined) return new Uint8Array(await blob!.arrayBuffer());
+      // A backup's: streamed to the file, so the only copy in memory is PGlite's own.
+      await pipeline(
+        Readable.fromWeb(blob!.stream() as WebReadableStream),
+        createWriteStream(req.file, { flags: 'wx', mode: 0o600 }),
+      );
+      return blob!.size;
     }
     case 'close':
       if (!db.closed) await db.close();

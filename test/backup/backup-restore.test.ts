@@ -1,8 +1,10 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downloadDatabase } from '../../src/backup/socket.ts';
 import { readTar, TarWriter } from '../../src/backup/tar.ts';
 import { apiAt, expectEveryKind, type Seeded, seedEveryKind } from '../support/every-object.ts';
 import { type MockLlm, startMockLlm } from '../support/mock-llm.ts';
@@ -102,6 +104,10 @@ describe('paddock backup and restore', { timeout: 6 * STARTUP_MS }, () => {
     expect(backup.stderr).toContain('holds master.key');
     expect(statSync(archive).mode & 0o777).toBe(0o600);
     expect(acknowledged).toBeGreaterThan(before);
+    // The dump went through files, streamed, and neither is left: the archive alone beside it, and
+    // only the socket in the server's run folder.
+    expect(readdirSync(path.dirname(archive))).toEqual(['paddock.tar.gz']);
+    expect(readdirSync(path.join(sourceDir, 'run'))).toEqual(['backup.sock']);
 
     restoredDir = path.join(tempDir('backup-target'), 'data');
     const restore = await paddock(['restore', archive, '--data-dir', restoredDir]);
@@ -215,5 +221,38 @@ describe('paddock backup and restore', { timeout: 6 * STARTUP_MS }, () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect(existsSync(path.join(full, 'notes.txt'))).toBe(false);
     expect(existsSync(path.join(full, 'master.key'))).toBe(true);
+  });
+});
+
+describe('the database download over the backup socket', () => {
+  /** A server on a socket that answers GET /database with `answer`. */
+  async function socketServer(
+    answer: (res: http.ServerResponse) => void,
+  ): Promise<{ socket: string; close(): Promise<void> }> {
+    const socket = path.join(tempDir('backup-socket'), 'backup.sock');
+    const server = http.createServer((_req, res) => answer(res));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    return { socket, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+
+  it('refuses an answer cut short of its length, and a refusal, so no backup holds a partial database', async () => {
+    const cut = await socketServer((res) => {
+      res.writeHead(200, { 'content-length': 1000 });
+      res.write(Buffer.alloc(10));
+      setTimeout(() => res.destroy(), 20);
+    });
+    const file = path.join(tempDir('backup-download'), 'database');
+    await expect(downloadDatabase(cut.socket, file)).rejects.toThrow(/ended at 10 of 1000 bytes|aborted/);
+    await cut.close();
+
+    const refused = await socketServer((res) => {
+      res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":{"code":"internal"}}');
+    });
+    const other = path.join(tempDir('backup-download'), 'database');
+    await expect(downloadDatabase(refused.socket, other)).rejects.toThrow(
+      'the server could not dump its database (500); its log says why',
+    );
+    expect(existsSync(other)).toBe(false);
+    await refused.close();
   });
 });
