@@ -6,8 +6,8 @@ import type { TaskId } from './repo.ts';
 
 // The two event logs' statements (a task's own, and a workspace's, whose
 // events name their turn's task): appends numbered in one statement, the
-// retention's delete, and
-// the reads that followers page through (event-log.ts).
+// reads that followers page through (event-log.ts), and the retention's
+// delete.
 
 export interface NewEvent {
   type: string;
