@@ -148,15 +148,20 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   }
 }
 
+/**
+ * Answers the server. One gone by now (its channel closed, or closing: the
+ * write fails with EPIPE) takes no answer: the disconnect handler above
+ * closes the database, and an unhandled send error would kill this process
+ * before it has.
+ */
+function answer(reply: WorkerReply): void {
+  if (!process.connected) return;
+  send!(reply, () => undefined);
+}
+
 process.on('message', (req: WorkerRequest) => {
   handle(req).then(
-    (result) => {
-      const reply: WorkerReply = { id: req.id, ok: true, result };
-      send(reply);
-    },
-    (err: unknown) => {
-      const reply: WorkerReply = { id: req.id, ok: false, error: errorFields(err) };
-      send(reply);
-    },
+    (result) => answer({ id: req.id, ok: true, result }),
+    (err: unknown) => answer({ id: req.id, ok: false, error: errorFields(err) }),
   );
 });

@@ -61,4 +61,19 @@ describe('the embedded database process', () => {
     expect(alive()).toBe(false);
     void held;
   });
+
+  // Seen in CI: a server that went away mid-statement made the answer's send fail (EPIPE), and the
+  // database process died of the unhandled error instead of closing the database.
+  it('drops an answer its server is no longer there to take, and closes the database as it goes', {
+    timeout: 180_000,
+  }, async () => {
+    const db = await RemotePglite.create();
+    const worker = (db as unknown as { worker: ChildProcess }).worker;
+    const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
+    const slow = db.query('select pg_sleep(1)').catch((err: Error) => err);
+    await new Promise((r) => setTimeout(r, 300));
+    worker.disconnect();
+    expect(await exited).toBe(0);
+    expect(await slow).toBeInstanceOf(Error);
+  });
 });
