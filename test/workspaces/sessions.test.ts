@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { TaskPorts } from '../../src/modules/tasks/ports.ts';
 import type { Json } from '../support/factories.ts';
 import { startTasks, type TaskFixture } from '../support/tasks.ts';
 
@@ -249,6 +250,56 @@ describe('a workspace (a session)', () => {
     expect(micros(idle)).toBeGreaterThan(0);
     const run = (await call('GET', `/v1/runs/${ws.run_id}`)).body;
     expect(Math.round(run.cost_usd * 1e6)).toBe(entries.reduce((sum, e) => sum + micros(e), 0));
+  });
+
+  it('a message that lands while the sweep pauses the workspace runs its turn in the capsule it found running', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'first' }]);
+    const first = await f.submit({ agent_id: agent.id, prompt: 'open', mode: 'session' });
+    await f.finished(first.id);
+    const ws = await workspaceUntil(first.workspace_id, ['idle']);
+    // The turn's tool call comes a moment after the sweep asked for the pause.
+    f.script([
+      {
+        toolCalls: [{ name: 'write_file', arguments: { path: 'race.txt', content: 'still here\n' } }],
+        delayMs: 500,
+      },
+      { text: 'wrote it' },
+    ]);
+    const ports = (f.t.services.workspaces as unknown as { ports: TaskPorts }).ports;
+    const pause = ports.capsules.pause.bind(ports.capsules);
+    let turnId = '';
+    const spy = vi.spyOn(ports.capsules, 'pause').mockImplementationOnce(async (...args) => {
+      // After the sweep committed the workspace paused, before its capsule's pause: a message
+      // begins a turn, which finds the capsule running and takes it as it is.
+      const sent = await call('POST', `/v1/workspaces/${ws.id}/messages`, { content: 'write it down' });
+      expect(sent.status).toBe(202);
+      turnId = sent.body.id;
+      await f.untilEvent(turnId, (e) => e.type === 'capsule');
+      return pause(...args);
+    });
+    try {
+      f.t.clock.advance(61_000);
+      await f.t.services.workspaces.sweep();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(turnId, 'the sweep paused the workspace').not.toBe('');
+    const turn = await f.finished(turnId);
+    expect(turn.task.status, JSON.stringify(turn.task.error)).toBe('completed');
+    const events = await f.events(turnId);
+    expect(events.find((e) => e.type === 'capsule')?.payload).toMatchObject({
+      capsule_id: ws.capsule_id,
+      reused: true,
+      resumed: false,
+    });
+    expect(events.find((e) => e.type === 'tool_result')?.payload).toMatchObject({
+      name: 'write_file',
+      ok: true,
+    });
+    await f.t.services.capsules.settled();
+    expect((await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status).toBe('running');
   });
 
   it('refuses a message while a turn runs (workspace_busy) and after it expired (workspace_expired)', async () => {

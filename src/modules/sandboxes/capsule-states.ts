@@ -208,6 +208,18 @@ export class CapsuleStates {
     return moved;
   }
 
+  /** move(), if `onlyIf`, asked first in the move's own transaction, still wants it. */
+  async moveIf(
+    onlyIf: (tx: DbOrTx) => Promise<boolean>,
+    ...move: Move
+  ): Promise<repo.CapsuleRow | undefined> {
+    const moved = await this.db.transaction(async (tx) =>
+      (await onlyIf(tx)) ? this.moveIn(tx, ...move) : undefined,
+    );
+    if (moved) this.moved(moved);
+    return moved;
+  }
+
   /** move() inside the caller's transaction; the caller calls moved() once it commits. */
   async moveIn(
     tx: DbOrTx,

@@ -6,7 +6,7 @@ import type { Context } from '../../core/context.ts';
 import { ConflictError, NotFoundError } from '../../core/errors.ts';
 import { type CapsuleId, type HostId, newId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
-import type { Db } from '../../db/client.ts';
+import type { Db, DbOrTx } from '../../db/client.ts';
 import { type CapsuleStatus, ENDED_STATUSES } from '../../db/schema/index.ts';
 import type { EventsService } from '../events/service.ts';
 import { actorOf, type Principal } from '../identity/principal.ts';
@@ -351,6 +351,34 @@ export class CapsulesService {
     if (!pausing) throw new ConflictError('capsule_not_running', `capsule ${c.id} changed meanwhile`);
     this.states.later(this.finishPause(pausing, reason), { capsule_id: c.id });
     return view(pausing, this.ctx.clock.now());
+  }
+
+  /**
+   * Pauses a running capsule if `onlyIf`, asked in the same transaction as
+   * the capsule's move, still wants it: whatever that reads (a workspace's
+   * row, locked) is held until the capsule is pausing, so a change racing the
+   * pause comes either before it (no pause) or after (sees it pausing).
+   * Answers whether it paused; a capsule not running is left as it is.
+   */
+  async pauseIf(
+    principal: Principal,
+    id: CapsuleId,
+    reason: string,
+    onlyIf: (tx: DbOrTx) => Promise<boolean>,
+  ): Promise<boolean> {
+    const c = await this.states.find(principal, id, 'write');
+    if (c.status !== 'running') return false;
+    const pausing = await this.states.moveIf(
+      onlyIf,
+      c.id,
+      ['running'],
+      'pausing',
+      reason,
+      actorOf(principal),
+    );
+    if (!pausing) return false;
+    this.states.later(this.finishPause(pausing, reason), { capsule_id: c.id });
+    return true;
   }
 
   private async finishPause(c: repo.CapsuleRow, reason: string | null): Promise<void> {

@@ -135,8 +135,11 @@ export interface TaskPorts {
       actor: string,
       id: string,
     ): Promise<{ vcpus: number; memoryMb: number } | undefined>;
-    /** Pauses it (a workspace gone idle); a capsule not running is left as it is. */
-    pause(teamId: TeamId, actor: string, id: string): Promise<void>;
+    /**
+     * Pauses it (a workspace gone idle) if `onlyIf`, asked in the pause's own
+     * transaction, still wants it; a capsule not running is left as it is.
+     */
+    pause(teamId: TeamId, actor: string, id: string, onlyIf: (tx: DbOrTx) => Promise<boolean>): Promise<void>;
     /** Stops it (its processes with it); a capsule already gone is fine. */
     destroy(teamId: TeamId, actor: string, id: string): Promise<void>;
   };

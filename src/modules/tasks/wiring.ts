@@ -206,9 +206,9 @@ export function taskPorts(m: TaskModules): TaskPorts {
           throw err;
         }
       },
-      async pause(teamId, actor, id) {
+      async pause(teamId, actor, id, onlyIf) {
         await m.capsules
-          .pause(systemPrincipal(teamId, actor), capsuleId(id), 'workspace_idle')
+          .pauseIf(systemPrincipal(teamId, actor), capsuleId(id), 'workspace_idle', onlyIf)
           .catch((err: unknown) => {
             if (!(err instanceof NotFoundError || (err instanceof AppError && err.statusCode === 409)))
               throw err;

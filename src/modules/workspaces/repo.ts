@@ -123,6 +123,27 @@ export function beginTurn(
   );
 }
 
+/**
+ * Whether the workspace is still paused with no turn begun, its row locked
+ * until the caller's transaction ends: a turn beginning meanwhile
+ * (beginTurn) waits for it.
+ */
+export async function lockStillPaused(db: DbOrTx, teamId: TeamId, id: WorkspaceId): Promise<boolean> {
+  const [row] = await db
+    .select({ id: workspaces.id })
+    .from(workspaces)
+    .where(
+      and(
+        eq(workspaces.teamId, teamId),
+        eq(workspaces.id, id),
+        eq(workspaces.status, 'paused'),
+        isNull(workspaces.currentTaskId),
+      ),
+    )
+    .for('update');
+  return row !== undefined;
+}
+
 /** System-only: idle workspaces whose last turn ended longer ago than their idle timeout (the sweep pauses them). */
 export function systemIdlePast(db: DbOrTx, now: Date, limit: number): Promise<WorkspaceRow[]> {
   return db

@@ -559,9 +559,14 @@ export class WorkspacesService implements SessionHooks {
       if (!paused) continue;
       this.tasks.log.wake(ws.id);
       await this.chargeIdle(ws, ws.lastActiveAt, now);
+      // Only while it is still paused: a message may have begun a turn since, which uses the capsule
+      // running (the check holds the workspace's row until the capsule is pausing; a turn that begins
+      // after that finds it so, and resumes it).
       if (ws.capsuleId)
         await this.ports.capsules
-          .pause(ws.teamId, this.actor(ws.id), ws.capsuleId)
+          .pause(ws.teamId, this.actor(ws.id), ws.capsuleId, (tx) =>
+            repo.lockStillPaused(tx, ws.teamId, ws.id),
+          )
           .catch((err: unknown) =>
             this.ctx.log.warn({ err, workspace_id: ws.id }, 'pausing a workspace capsule failed'),
           );
