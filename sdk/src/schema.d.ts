@@ -1899,6 +1899,10 @@ export interface paths {
                                     /** @enum {string} */
                                     transport: "stdio";
                                 } | {
+                                    /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                    headers?: {
+                                        [key: string]: string;
+                                    };
                                     name: string;
                                     /** @enum {string} */
                                     transport: "http";
@@ -2086,6 +2090,10 @@ export interface paths {
                             /** @enum {string} */
                             transport: "stdio";
                         } | {
+                            /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                            headers?: {
+                                [key: string]: string;
+                            };
                             name: string;
                             /** @enum {string} */
                             transport: "http";
@@ -2206,6 +2214,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -2414,6 +2426,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -2712,6 +2728,10 @@ export interface paths {
                             /** @enum {string} */
                             transport: "stdio";
                         } | {
+                            /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                            headers?: {
+                                [key: string]: string;
+                            };
                             name: string;
                             /** @enum {string} */
                             transport: "http";
@@ -2832,6 +2852,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -3081,6 +3105,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -3572,6 +3600,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -3798,6 +3830,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -4132,6 +4168,10 @@ export interface paths {
                                     /** @enum {string} */
                                     transport: "stdio";
                                 } | {
+                                    /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                    headers?: {
+                                        [key: string]: string;
+                                    };
                                     name: string;
                                     /** @enum {string} */
                                     transport: "http";
@@ -4302,6 +4342,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -4594,6 +4638,10 @@ export interface paths {
                             /** @enum {string} */
                             transport: "stdio";
                         } | {
+                            /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                            headers?: {
+                                [key: string]: string;
+                            };
                             name: string;
                             /** @enum {string} */
                             transport: "http";
@@ -4713,6 +4761,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";
@@ -4840,6 +4892,10 @@ export interface paths {
                                 /** @enum {string} */
                                 transport: "stdio";
                             } | {
+                                /** @description sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it */
+                                headers?: {
+                                    [key: string]: string;
+                                };
                                 name: string;
                                 /** @enum {string} */
                                 transport: "http";

@@ -299,6 +299,90 @@ describe('an HTTP MCP server', () => {
     expect(toolMessages(1)[0]).toBe('sunny in Lyon');
   });
 
+  it('sends the headers the agent sets, ${NAME} filled in from its secrets when the task runs and never stored', async () => {
+    const weather = (headers: Record<string, string>) => ({
+      name: 'weather',
+      transport: 'http',
+      url: `http://127.0.0.1:${port}/mcp`,
+      headers,
+    });
+    const agent = await f.agent({
+      agent: {
+        egress: ['127.0.0.1'],
+        mcp_servers: [
+          weather({ Authorization: 'Bearer ${WEATHER_TOKEN}', 'X-Station': 'lyon-${WEATHER_TOKEN}-2' }),
+        ],
+      },
+    });
+    const made = await f.t.call('POST', '/v1/secrets', {
+      token: f.user.token,
+      body: { name: 'WEATHER_TOKEN', value: 'wt-8e1f-secret', agent_ids: [agent.id] },
+    });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    const stored = await f.t.call('GET', `/v1/agents/${agent.id}`, { token: f.user.token });
+    expect(JSON.stringify(stored.body)).not.toContain('wt-8e1f-secret');
+    expect(stored.body.mcp_servers[0].headers).toEqual({
+      Authorization: 'Bearer ${WEATHER_TOKEN}',
+      'X-Station': 'lyon-${WEATHER_TOKEN}-2',
+    });
+
+    const before = seenHeaders.length;
+    f.mock.reset();
+    f.script([
+      { tool: 'mcp__weather__forecast', args: { city: 'Lyon' } },
+      { tool: 'submit_result', args: { result: 'ok' } },
+    ]);
+    const { task } = await f.finished((await f.submit({ agent_id: agent.id, prompt: 'weather?' })).id);
+    expect(task).toMatchObject({ status: 'completed', result: 'ok' });
+    const sent = seenHeaders.slice(before);
+    expect(sent.length).toBeGreaterThan(1);
+    for (const h of sent) {
+      expect(h.authorization).toBe('Bearer wt-8e1f-secret');
+      expect(h['x-station']).toBe('lyon-wt-8e1f-secret-2');
+    }
+    // Never to the model, nor into the task's log.
+    expect(JSON.stringify(f.mock.requests.map((r) => r.body))).not.toContain('wt-8e1f-secret');
+    expect(JSON.stringify(await f.events(task.id))).not.toContain('wt-8e1f-secret');
+
+    // A variable the task has no value for fails the server's start, naming it; nothing is sent.
+    const unset = await f.agent({
+      agent: { egress: ['127.0.0.1'], mcp_servers: [weather({ Authorization: 'Bearer ${NO_SUCH_TOKEN}' })] },
+    });
+    const quiet = seenHeaders.length;
+    f.mock.reset();
+    const failed = (await f.finished((await f.submit({ agent_id: unset.id, prompt: 'weather?' })).id)).task;
+    expect(failed).toMatchObject({ status: 'failed', error: { code: 'mcp_server_failed' } });
+    expect(failed.error.message).toBe(
+      'MCP server weather did not start: header Authorization names ${NO_SUCH_TOKEN}, which is no secret of the agent nor variable of its environment',
+    );
+    expect(seenHeaders.length).toBe(quiet);
+  });
+
+  it('refuses headers the MCP client sets itself, and names or values no header can carry', async () => {
+    const refused = async (headers: Record<string, string>) => {
+      const policy = await f.t.call('GET', '/v1/policies', { token: f.user.token });
+      const res = await f.t.call('POST', '/v1/agents', {
+        token: f.user.token,
+        body: {
+          name: `hdr-${Math.random().toString(36).slice(2, 8)}`,
+          model: 'gpt-4o-mini',
+          policy_id: policy.body.data[0].id,
+          mcp_servers: [{ name: 'weather', transport: 'http', url: `http://127.0.0.1:${port}/mcp`, headers }],
+        },
+      });
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      return res.body.error;
+    };
+    expect(await refused({ host: 'evil.example' })).toMatchObject({
+      code: 'invalid_mcp_server',
+      message: 'mcp_servers[0].headers.host: the MCP client sets this header itself',
+    });
+    expect((await refused({ 'Mcp-Session-Id': 'x' })).code).toBe('invalid_mcp_server');
+    expect((await refused({ 'Transfer-Encoding': 'chunked' })).code).toBe('invalid_mcp_server');
+    expect((await refused({ 'X-Ok': 'a\r\nX-Injected: 1' })).code).toBe('validation_failed');
+    expect((await refused({ 'Bad Name': 'x' })).code).toBe('validation_failed');
+  });
+
   it('is not reached when its host is not on the egress allow-list', async () => {
     const before = seenHeaders.length;
     const agent = await f.agent({

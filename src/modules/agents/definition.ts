@@ -48,11 +48,52 @@ export const McpServer = Type.Union([
       name: McpServerName,
       transport: Type.Literal('http'),
       url: Type.String({ minLength: 1, maxLength: 2000, format: 'uri' }),
+      headers: Type.Optional(
+        Type.Record(
+          Type.String({ pattern: '^[A-Za-z0-9-]{1,64}$' }),
+          Type.String({ maxLength: 2000, pattern: '^[^\\r\\n\\u0000]*$' }),
+          {
+            maxProperties: 20,
+            additionalProperties: false,
+            description:
+              'sent with every request to the server; ${NAME} in a value is the task’s variable NAME (a secret of the agent, or the environment’s), filled in when the task runs, so the definition never holds it',
+          },
+        ),
+      ),
     },
     { additionalProperties: false },
   ),
 ]);
 export type McpServerSpec = Static<typeof McpServer>;
+
+/** Headers the MCP client or the HTTP connection set themselves: an agent's `headers` may not. */
+const RESERVED_MCP_HEADERS = new Set([
+  'accept',
+  'connection',
+  'content-length',
+  'content-type',
+  'host',
+  'keep-alive',
+  'last-event-id',
+  'mcp-protocol-version',
+  'mcp-session-id',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** The first header of an HTTP server that Paddock sets itself, as `mcp_servers[i].headers.Name`; undefined: none. */
+export function reservedMcpHeader(servers: readonly McpServerSpec[]): string | undefined {
+  for (const [i, server] of servers.entries()) {
+    if (server.transport !== 'http') continue;
+    const name = Object.keys(server.headers ?? {}).find((h) => RESERVED_MCP_HEADERS.has(h.toLowerCase()));
+    if (name !== undefined) return `mcp_servers[${i}].headers.${name}`;
+  }
+  return undefined;
+}
 
 const OutputPolicy = Type.Union(
   [

@@ -9,6 +9,7 @@ import {
   DEFINITION_DEFAULTS,
   type Definition,
   mergeDefinition,
+  reservedMcpHeader,
   storedDefinition,
 } from './definition.ts';
 import { type AgentRow, findAgentByName, liveAgentIdsAmong } from './repo.ts';
@@ -111,6 +112,11 @@ export class AgentVersions {
     input: DefinitionInput,
     self?: { id: string } | { name: string },
   ): Promise<PinnedEnvironment | undefined> {
+    const reserved = reservedMcpHeader(input.mcp_servers ?? []);
+    if (reserved !== undefined)
+      throw new BadRequestError('invalid_mcp_server', `${reserved}: the MCP client sets this header itself`, {
+        field: reserved,
+      });
     if (input.sub_agent_ids !== undefined && input.sub_agent_ids.length > 0)
       await this.checkSubAgents(teamId, input.sub_agent_ids, self);
     if (input.reference_file_ids !== undefined) {

@@ -115,7 +115,11 @@ export class McpToolSource implements ToolSource {
         stdio = new CapsuleStdioTransport(process);
         transport = stdio;
       } else {
-        transport = new StreamableHTTPClientTransport(new URL(spec.url), { fetch });
+        const headers = spec.headers ? filledHeaders(spec.headers, ctx.envs) : undefined;
+        transport = new StreamableHTTPClientTransport(new URL(spec.url), {
+          fetch,
+          ...(headers ? { requestInit: { headers } } : {}),
+        });
       }
       const client = new Client({ name: 'paddock', version: '1' }, { capabilities: {} });
       const connection: Connection = { spec, client, stdio, gone: false };
@@ -240,6 +244,37 @@ export class McpToolSource implements ToolSource {
  * What went wrong with a server, naming it: how its process ended and the
  * last of its stderr (stdio), or the error; secrets taken out.
  */
+/** `${NAME}` in a header's value: a variable of the task. */
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * An HTTP server's headers with each `${NAME}` filled in from the task's
+ * variables (its agent's secrets, the environment's variables). A name the
+ * task has no value for, or a value that cannot be a header's, fails the
+ * server's start naming the header and the variable, never the value.
+ */
+function filledHeaders(
+  headers: Record<string, string>,
+  envs: Record<string, string>,
+): Record<string, string> {
+  const filled: Record<string, string> = {};
+  for (const [name, template] of Object.entries(headers)) {
+    filled[name] = template.replace(VARIABLE, (_, variable: string) => {
+      const value = envs[variable];
+      if (value === undefined)
+        throw new Error(
+          `header ${name} names \${${variable}}, which is no secret of the agent nor variable of its environment`,
+        );
+      if (/[\r\n\0]/.test(value))
+        throw new Error(
+          `header ${name}: the value of ${variable} holds a line break or NUL, which no header can carry`,
+        );
+      return value;
+    });
+  }
+  return filled;
+}
+
 function serverProblem(
   spec: McpServerSpec,
   what: string,
