@@ -277,6 +277,18 @@ describe('an HTTP MCP server', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
+  /** A task whose model asks the server for Lyon's forecast, then submits; it must complete. */
+  async function forecast(agentId: string): Promise<Json> {
+    f.mock.reset();
+    f.script([
+      { tool: 'mcp__weather__forecast', args: { city: 'Lyon' } },
+      { tool: 'submit_result', args: { result: 'ok' } },
+    ]);
+    const { task } = await f.finished((await f.submit({ agent_id: agentId, prompt: 'weather?' })).id);
+    expect(task).toMatchObject({ status: 'completed', result: 'ok' });
+    return task;
+  }
+
   it('is reached through the egress allow-list and its tools are called like any tool', async () => {
     const agent = await f.agent({
       agent: {
@@ -284,13 +296,7 @@ describe('an HTTP MCP server', () => {
         mcp_servers: [{ name: 'weather', transport: 'http', url: `http://127.0.0.1:${port}/mcp` }],
       },
     });
-    f.mock.reset();
-    f.script([
-      { tool: 'mcp__weather__forecast', args: { city: 'Lyon' } },
-      { tool: 'submit_result', args: { result: 'ok' } },
-    ]);
-    const { task } = await f.finished((await f.submit({ agent_id: agent.id, prompt: 'weather?' })).id);
-    expect(task).toMatchObject({ status: 'completed', result: 'ok' });
+    const task = await forecast(agent.id);
     const offered = (f.mock.requests[0]!.body as Json).tools.map((t: Json) => t.function);
     expect(offered.find((t: Json) => t.name === 'mcp__weather__forecast')).toMatchObject({
       description: 'The forecast for a city',
@@ -327,13 +333,7 @@ describe('an HTTP MCP server', () => {
     });
 
     const before = seenHeaders.length;
-    f.mock.reset();
-    f.script([
-      { tool: 'mcp__weather__forecast', args: { city: 'Lyon' } },
-      { tool: 'submit_result', args: { result: 'ok' } },
-    ]);
-    const { task } = await f.finished((await f.submit({ agent_id: agent.id, prompt: 'weather?' })).id);
-    expect(task).toMatchObject({ status: 'completed', result: 'ok' });
+    const task = await forecast(agent.id);
     const sent = seenHeaders.slice(before);
     expect(sent.length).toBeGreaterThan(1);
     for (const h of sent) {
