@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { TaskPorts } from '../../src/modules/tasks/ports.ts';
 import type { Json } from '../support/factories.ts';
@@ -300,6 +301,55 @@ describe('a workspace (a session)', () => {
     });
     await f.t.services.capsules.settled();
     expect((await call('GET', `/v1/capsules/${ws.capsule_id}`)).body.status).toBe('running');
+  });
+
+  it('POST generate-title names the workspace again from its first message, in its run', async () => {
+    const agent = await sessionAgent();
+    f.mock.reset();
+    f.script([{ text: 'answered' }, { text: '"First title."' }]);
+    const task = await f.submit({ agent_id: agent.id, prompt: 'plan the lighthouse tour', mode: 'session' });
+    await f.finished(task.id);
+    const ws = await workspaceUntil(task.workspace_id, ['idle']);
+    expect(ws.name).toBe('First title');
+    const steps = async () => (await call('GET', `/v1/runs/${ws.run_id}/steps?limit=100`)).body.data.length;
+    await f.t.services.runs.flush();
+    const before = await steps();
+
+    f.script([{ text: 'Lighthouse tour plan.' }]);
+    const named = await call('POST', `/v1/workspaces/${ws.id}/generate-title`);
+    expect(named.status, JSON.stringify(named.body)).toBe(200);
+    expect(named.body).toMatchObject({ id: ws.id, name: 'Lighthouse tour plan' });
+    expect((await call('GET', `/v1/workspaces/${ws.id}`)).body.name).toBe('Lighthouse tour plan');
+    const asked = f.mock.requests.at(-1)!.body as Json;
+    expect(asked.messages.at(-1)).toEqual({ role: 'user', content: 'plan the lighthouse tour' });
+    await f.t.services.runs.flush();
+    expect(await steps()).toBe(before + 1);
+
+    // A call the provider refuses leaves the name as it was: 422 with what the gateway answered.
+    f.script([{ status: 400, message: 'no titles today' }]);
+    const refused = await call('POST', `/v1/workspaces/${ws.id}/generate-title`);
+    expect(refused.status, JSON.stringify(refused.body)).toBe(422);
+    expect(refused.body.error).toMatchObject({
+      code: 'title_failed',
+      details: { status: 400, upstream_code: 'upstream_error' },
+    });
+    expect((await call('GET', `/v1/workspaces/${ws.id}`)).body.name).toBe('Lighthouse tour plan');
+
+    // A workspace that keeps no message (its first turn failed) has nothing to title.
+    await f.t.database.db.execute(sql`update workspaces set messages = '[]'::jsonb where id = ${ws.id}`);
+    const empty = await call('POST', `/v1/workspaces/${ws.id}/generate-title`);
+    expect(empty.status, JSON.stringify(empty.body)).toBe(409);
+    expect(empty.body.error.code).toBe('workspace_empty');
+
+    // Another team's workspace is not found; an ended one has no run to call in.
+    const other = await f.t.signup();
+    expect(
+      (await call('POST', `/v1/workspaces/${ws.id}/generate-title`, undefined, other.token)).status,
+    ).toBe(404);
+    expect((await call('DELETE', `/v1/workspaces/${ws.id}`)).status).toBe(200);
+    const ended = await call('POST', `/v1/workspaces/${ws.id}/generate-title`);
+    expect(ended.status).toBe(409);
+    expect(ended.body.error.code).toBe('workspace_expired');
   });
 
   it('refuses a message while a turn runs (workspace_busy) and after it expired (workspace_expired)', async () => {

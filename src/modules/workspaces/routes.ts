@@ -103,6 +103,21 @@ export function registerWorkspaceRoutes(
       reply.status(202).send(await workspaces.message(principalOf(request), request.params.id, request.body)),
   );
 
+  app.post(
+    '/v1/workspaces/:id/generate-title',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary:
+          'Name the workspace again from its first message: one model call in its run; 409 with no message yet or once ended, 422 when the call gives no title',
+        params: IdParams,
+        response: { 200: s.Workspace, ...errorResponses(404, 409, 422) },
+      },
+    },
+    async (request) => workspaces.generateTitle(principalOf(request), request.params.id),
+  );
+
   app.get(
     '/v1/workspaces/:id/events',
     {

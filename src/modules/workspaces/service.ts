@@ -2,7 +2,7 @@
 // its turns' start and end, idle → paused → expired, terminated) is one state
 // machine on one row, with the same guards; it reads best together.
 import type { Context, Timer } from '../../core/context.ts';
-import { BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
+import { AppError, BadRequestError, ConflictError, NotFoundError } from '../../core/errors.ts';
 import { idOrNotFound, newId, type RunId, type TeamId } from '../../core/ids.ts';
 import { pageOf } from '../../core/pagination.ts';
 import type { Db, DbOrTx } from '../../db/client.ts';
@@ -231,40 +231,101 @@ export class WorkspacesService implements SessionHooks {
     await this.tasks.log.appendToWorkspace(tx, row.teamId, row.id, [moveEvent(to, reason, extra)]);
   }
 
-  /**
-   * Names the workspace from its first message: one short model call in the
-   * workspace's run (governed and recorded like the turns'). A refused or
-   * failed call leaves it unnamed.
-   */
+  /** The first answer names an unnamed workspace; a refused or failed call leaves it unnamed. */
   private async title(row: repo.WorkspaceRow, prompt: string, model: string): Promise<void> {
     try {
-      const result = await this.ports.callModel({
-        format: 'openai',
-        agentId: row.agentId as never,
-        headers: { 'x-paddock-run-id': row.runId },
-        body: {
-          model,
-          max_tokens: 24,
-          messages: [
-            {
-              role: 'system',
-              content:
-                'Write a title of at most six words for a conversation that starts with the next message. Answer with the title only.',
-            },
-            { role: 'user', content: prompt.slice(0, TITLE_INPUT_CHARS) },
-          ],
-        },
-        signal: AbortSignal.timeout(30_000),
-      });
-      if (result.kind !== 'json' || result.status !== 200) return;
-      const text = (result.body as { choices?: Array<{ message?: { content?: unknown } }> }).choices?.[0]
-        ?.message?.content;
-      const name = typeof text === 'string' ? cleanTitle(text) : '';
-      if (name === '') return;
-      await repo.updateWorkspace(this.db, row.teamId, row.id, { name, updatedAt: this.ctx.clock.now() });
+      const made = await this.titleFor(row, prompt, model);
+      if ('name' in made)
+        await repo.updateWorkspace(this.db, row.teamId, row.id, {
+          name: made.name,
+          updatedAt: this.ctx.clock.now(),
+        });
     } catch (err) {
       this.ctx.log.warn({ err, workspace_id: row.id }, 'naming a workspace failed');
     }
+  }
+
+  /**
+   * A title for a conversation that starts with `prompt`: one short model
+   * call in the workspace's run, governed and recorded like the turns'. Or
+   * why there is none: the gateway's status and code, or an empty answer.
+   */
+  private async titleFor(
+    row: repo.WorkspaceRow,
+    prompt: string,
+    model: string,
+  ): Promise<{ name: string } | { status: number; code: string | undefined }> {
+    const result = await this.ports.callModel({
+      format: 'openai',
+      agentId: row.agentId as never,
+      headers: { 'x-paddock-run-id': row.runId },
+      body: {
+        model,
+        max_tokens: 24,
+        messages: [
+          {
+            role: 'system',
+            content:
+              'Write a title of at most six words for a conversation that starts with the next message. Answer with the title only.',
+          },
+          { role: 'user', content: prompt.slice(0, TITLE_INPUT_CHARS) },
+        ],
+      },
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (result.kind !== 'json') return { status: 502, code: undefined };
+    if (result.status !== 200) {
+      const code = (result.body as { error?: { code?: unknown } }).error?.code;
+      return { status: result.status, code: typeof code === 'string' ? code : undefined };
+    }
+    const text = (result.body as { choices?: Array<{ message?: { content?: unknown } }> }).choices?.[0]
+      ?.message?.content;
+    const name = typeof text === 'string' ? cleanTitle(text) : '';
+    return name === '' ? { status: 200, code: 'empty_title' } : { name };
+  }
+
+  /**
+   * POST …/generate-title (Vonzio): names the workspace again from its first
+   * message, with the model its next turn would use, in its run (a turn may
+   * be running). A workspace with no message yet, or ended (its run ended
+   * with it), is a 409; a call the gateway refuses or that answers no title
+   * is a 422 with its code.
+   */
+  async generateTitle(principal: Principal, id: string) {
+    const teamId = this.team(principal, 'write');
+    const ws = await this.found(teamId, id);
+    if (isEnded(ws.status))
+      throw new ConflictError('workspace_expired', `workspace ${ws.id} is ${ws.status}: its run has ended`, {
+        status: ws.status,
+      });
+    const prompt = ws.messages.find((m) => m.role === 'user' && typeof m.content === 'string')?.content;
+    if (!prompt)
+      throw new ConflictError('workspace_empty', `workspace ${ws.id} has no message to make a title of yet`);
+    const agent = await this.ports.agent(teamId, ws.agentId, ws.agentVersion);
+    if (!agent) throw new NotFoundError('agent', ws.agentId);
+    const model = ws.modelOverride ?? agent.definition.model;
+    if (!model)
+      throw new ConflictError('no_model', `agent ${ws.agentId} names no model for the title's call`);
+    // The gateway's refusals (a budget, a rule, the provider's error) come as its errors: a 422 here.
+    const made = await this.titleFor(ws, prompt, model).catch((err: unknown) => {
+      if (err instanceof AppError) return { status: err.statusCode, code: err.code };
+      throw err;
+    });
+    if (!('name' in made))
+      throw new AppError(
+        422,
+        'title_failed',
+        `the title call was answered ${made.status}${made.code ? ` ${made.code}` : ''}`,
+        {
+          status: made.status,
+          ...(made.code ? { upstream_code: made.code } : {}),
+        },
+      );
+    const updated = await repo.updateWorkspace(this.db, teamId, ws.id, {
+      name: made.name,
+      updatedAt: this.ctx.clock.now(),
+    });
+    return workspaceView(updated ?? { ...ws, name: made.name });
   }
 
   // -- the API ----------------------------------------------------------------------------
